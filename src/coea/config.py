@@ -1,0 +1,182 @@
+"""One dataclass config per stage. YAML in, JSON beside every output.
+
+Each field is documented where it is declared; ``__post_init__`` raises ``ValueError`` naming a bad value.
+``load_run_config(path)`` reads a YAML file whose top-level sections are the stage names below; unknown keys
+are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from coea.utils import write_json_atomic
+
+
+class CategoryLevel(enum.StrEnum):
+    """How a MovieLens genre string becomes a category."""
+
+    FULL = "full"  # the whole genre string, e.g. "Comedy|Romance" (301 categories on ml-1m)
+    FIRST = "first"  # the first genre only, e.g. "Comedy" (18 categories)
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+@dataclass
+class SyntheticConfig:
+    """Planted-structure generator for the default data set (see ``coea.data.synthetic``)."""
+
+    seed: int = 7
+    n_users: int = 600  # users to simulate
+    n_categories: int = 40  # category vocabulary size
+    n_groups: int = 6  # planted long-term taste groups
+    items_per_category: int = 25  # catalogue items in each category
+    mean_interactions: int = 60  # mean events per user (Poisson, floored at min_interactions)
+    min_interactions: int = 30  # every user gets at least this many events
+    core_categories: int = 6  # categories each group concentrates its taste on
+    popularity_exponent: float = 1.1  # Zipf exponent of global category popularity (long tail)
+    explore_rate: float = 0.12  # chance an event adopts a category new to the user
+    focus_strength: float = 3.0  # boost of the user's current short-term focus category
+    focus_length: int = 12  # mean number of events before the short-term focus shifts
+    span_days: int = 180  # time span of the whole log
+
+    def __post_init__(self) -> None:
+        for name in ("n_users", "n_categories", "n_groups", "items_per_category", "mean_interactions",
+                     "min_interactions", "core_categories", "focus_length", "span_days"):
+            _positive(name, getattr(self, name))
+        if self.core_categories > self.n_categories:
+            raise ValueError(f"core_categories ({self.core_categories}) > n_categories ({self.n_categories})")
+        if not 0.0 <= self.explore_rate < 1.0:
+            raise ValueError(f"explore_rate must be in [0, 1), got {self.explore_rate!r}")
+        _positive("popularity_exponent", self.popularity_exponent, allow_zero=True)
+        _positive("focus_strength", self.focus_strength, allow_zero=True)
+
+
+@dataclass
+class DataConfig:
+    """Where the interaction log comes from and how its columns map to the canonical ones."""
+
+    spec: str = "synthetic"  # synthetic | movielens:DIR | csv:PATH | parquet:PATH
+    category_level: CategoryLevel = CategoryLevel.FULL  # MovieLens only
+    user_col: str = "user_id"  # csv/parquet: name of the user column in the file
+    item_col: str = "item_id"
+    category_col: str = "category"
+    timestamp_col: str = "timestamp"
+    rating_col: str | None = "rating"  # optional; absent columns are fine
+    on_category_conflict: str = "majority"  # item with several categories: "majority" (warn) or "fail"
+
+    def __post_init__(self) -> None:
+        self.category_level = CategoryLevel(self.category_level)
+        if not self.spec:
+            raise ValueError("data spec is empty; use synthetic, movielens:DIR, csv:PATH or parquet:PATH")
+        if self.on_category_conflict not in ("majority", "fail"):
+            raise ValueError(f"on_category_conflict must be 'majority' or 'fail', got {self.on_category_conflict!r}")
+
+
+@dataclass
+class SplitConfig:
+    """Leakage-free per-user chronological protocol (see ``coea.data.split``)."""
+
+    n_future: int = 10  # last interactions of each user held out for scoring
+    n_short: int = 10  # last history interactions whose categories form the short-term set
+    min_history: int = 5  # users with fewer history interactions are cold-start
+    min_gap: int = 0  # seconds; history keeps only events at least this long before the first future one
+    short_window: int | None = None  # seconds; if set, short-term = categories within this window instead
+
+    def __post_init__(self) -> None:
+        _positive("n_future", self.n_future)
+        _positive("n_short", self.n_short)
+        _positive("min_history", self.min_history)
+        _positive("min_gap", self.min_gap, allow_zero=True)
+        if self.short_window is not None:
+            _positive("short_window", self.short_window)
+
+
+@dataclass
+class EvalConfig:
+    """Which methods to score, at which cut-offs."""
+
+    methods: list[str] = field(
+        default_factory=lambda: ["random", "pop", "pop_novel", "markov", "markov+x", "cooc_novel"]
+    )
+    ks: list[int] = field(default_factory=lambda: [5, 10])
+    seed: int = 0  # seeds the random baseline and any sampling
+    long_tail_share: float = 0.8  # head = most popular categories holding this share of history events
+
+    def __post_init__(self) -> None:
+        self.methods = list(dict.fromkeys(self.methods))
+        if not self.methods:
+            raise ValueError("methods is empty; name at least one, e.g. pop,markov")
+        if not self.ks or any(k <= 0 for k in self.ks):
+            raise ValueError(f"ks must be positive integers, got {self.ks!r}")
+        self.ks = sorted(set(self.ks))
+        if not 0.0 < self.long_tail_share < 1.0:
+            raise ValueError(f"long_tail_share must be in (0, 1), got {self.long_tail_share!r}")
+
+
+@dataclass
+class RunConfig:
+    """Everything ``coea run`` needs; each section is one stage's config."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass; enums become their values."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, list | tuple):
+            return [convert(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return convert(cfg)
+
+
+def save_config(cfg: Any, path: Path) -> None:
+    """Write a config as JSON (atomically) so the output beside it describes itself."""
+    write_json_atomic(path, config_to_dict(cfg))
+
+
+def from_dict(cls: type, values: dict[str, Any], *, where: str) -> Any:
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys with a message naming them."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    return cls(**values)
+
+
+def load_run_config(path: Path | None) -> RunConfig:
+    """Read a YAML run config; missing sections and keys keep their defaults."""
+    if path is None:
+        return RunConfig()
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the top level must be a mapping of sections")
+    sections = {f.name: f for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {unknown}; known sections are {sorted(sections)}")
+    kwargs = {}
+    for name, fld in sections.items():
+        section_cls = fld.default_factory().__class__  # type: ignore[misc]
+        kwargs[name] = from_dict(section_cls, raw.get(name) or {}, where=f"{path} [{name}]")
+    return RunConfig(**kwargs)

@@ -1,0 +1,89 @@
+"""MovieLens ``::`` files (ml-1m layout): ``ratings*.dat`` + ``movies.dat``, latin-1.
+
+Category = the movie's full genre string (``Comedy|Romance``) with ``CategoryLevel.FULL``, or its first
+genre with ``CategoryLevel.FIRST``. Every rating is one interaction (implicit feedback); the rating value is
+kept in the optional ``rating`` column.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from coea.config import CategoryLevel
+from coea.data.schema import CATEGORY, ITEM, RATING, TIMESTAMP, USER
+from coea.errors import CoeaInputError
+
+log = logging.getLogger(__name__)
+
+
+def find_ratings_file(directory: Path) -> Path:
+    """``ratings.dat`` if present, else the single ``ratings*.dat`` in ``directory``."""
+    if not directory.is_dir():
+        raise CoeaInputError("directory not found", source=directory,
+                             fix="pass movielens:DIR where DIR holds ratings.dat and movies.dat")
+    exact = directory / "ratings.dat"
+    if exact.is_file():
+        return exact
+    found = sorted(directory.glob("ratings*.dat"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CoeaInputError("no ratings.dat or ratings*.dat file", source=directory,
+                             fix="put the MovieLens ratings file in this directory")
+    names = [p.name for p in found]
+    raise CoeaInputError(f"several ratings files {names} and no ratings.dat", source=directory,
+                         fix="keep one ratings*.dat in the directory, or name one ratings.dat")
+
+
+def read_movies(path: Path, level: CategoryLevel) -> pd.Series:
+    """item_id -> category from ``movies.dat`` (``MovieID::Title::Genre|Genre``; titles may contain ':')."""
+    if not path.is_file():
+        raise CoeaInputError("file not found", source=path, fix="movies.dat must sit beside the ratings file")
+    ids, cats = [], []
+    with path.open(encoding="latin-1") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            parts = line.split("::")
+            if len(parts) != 3 or not parts[2]:
+                raise CoeaInputError("expected MovieID::Title::Genres", source=path, column="Genres",
+                                     row=line_no, fix="repair or remove this line")
+            genres = parts[2]
+            ids.append(parts[0].strip())
+            cats.append(genres.split("|")[0] if level is CategoryLevel.FIRST else genres)
+    return pd.Series(cats, index=pd.Index(ids, name=ITEM), name=CATEGORY)
+
+
+def read_ratings(path: Path) -> pd.DataFrame:
+    """The four ``::`` fields as strings/ints; uses the C parser by splitting on ':' (ids hold no colons)."""
+    try:
+        raw = pd.read_csv(path, sep=":", header=None, usecols=[0, 2, 4, 6], dtype=str, engine="c",
+                          encoding="latin-1")
+    except pd.errors.EmptyDataError as err:
+        raise CoeaInputError("the file is empty", source=path, fix="provide UserID::MovieID::Rating::Timestamp lines"
+                             ) from err
+    except (pd.errors.ParserError, ValueError) as err:
+        raise CoeaInputError(f"cannot parse as UserID::MovieID::Rating::Timestamp ({err})", source=path,
+                             fix="check the separator is '::'") from err
+    raw.columns = [USER, ITEM, RATING, TIMESTAMP]
+    return raw
+
+
+def load_movielens(directory: Path, level: CategoryLevel = CategoryLevel.FULL) -> tuple[pd.DataFrame, str]:
+    """Canonical (not yet validated) interactions and the ratings file name used as the error source."""
+    ratings_path = find_ratings_file(directory)
+    movies = read_movies(directory / "movies.dat", level)
+    df = read_ratings(ratings_path)
+    df[CATEGORY] = df[ITEM].str.strip().map(movies)
+    unknown = df[CATEGORY].isna() & df[ITEM].notna()
+    if unknown.any():
+        row = int(unknown.to_numpy().nonzero()[0][0]) + 1
+        raise CoeaInputError(f"movie {df[ITEM].iloc[row - 1]!r} is not in movies.dat", source=ratings_path,
+                             column="MovieID", row=row, fix="use the movies.dat of the same MovieLens release")
+    log.info("read %d ratings from %s (%d movies, category level %s)", len(df), ratings_path, len(movies),
+             level.value)
+    return df, str(ratings_path)

@@ -1,0 +1,132 @@
+"""The canonical interaction table and its validation.
+
+Canonical columns: ``user_id`` (str), ``item_id`` (str), ``category`` (str), ``timestamp`` (int64 seconds),
+optional ``rating`` (float). Ids are strings everywhere so that CSV, Parquet and MovieLens agree.
+
+Validation rules (each failure raises :class:`~coea.errors.CoeaInputError` naming file, column, row, fix):
+- the table is not empty and has every required column;
+- ids and categories are not null or blank;
+- timestamps are present and numeric (integer seconds since the epoch);
+- exact duplicate events (same user, item, timestamp) are dropped, with the count logged;
+- an item mapped to several categories is resolved by majority vote (ties: the lexicographically smallest
+  category), with a warning naming how many items were affected, or rejected when ``on_category_conflict``
+  is ``"fail"``.
+Rows are reported 1-based in data order (row 1 = the first data row, i.e. line 2 of a CSV with a header).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from coea.errors import CoeaInputError
+
+log = logging.getLogger(__name__)
+
+USER, ITEM, CATEGORY, TIMESTAMP, RATING = "user_id", "item_id", "category", "timestamp", "rating"
+REQUIRED = (USER, ITEM, CATEGORY, TIMESTAMP)
+
+
+def _first_bad_row(mask: pd.Series) -> int:
+    """1-based data row of the first True in ``mask`` (positional)."""
+    return int(np.flatnonzero(mask.to_numpy())[0]) + 1
+
+
+def _check_ids(df: pd.DataFrame, source: str) -> None:
+    for col in (USER, ITEM, CATEGORY):
+        values = df[col]
+        bad = values.isna() | (values.astype(str).str.strip() == "")
+        if bad.any():
+            raise CoeaInputError(
+                f"{int(bad.sum())} null or blank value(s)",
+                source=source, column=col, row=_first_bad_row(bad),
+                fix=f"fill or drop the rows without a {col}",
+            )
+
+
+def _check_timestamps(df: pd.DataFrame, source: str) -> pd.Series:
+    raw = df[TIMESTAMP]
+    missing = raw.isna() | (raw.astype(str).str.strip() == "")
+    if missing.any():
+        raise CoeaInputError(
+            f"{int(missing.sum())} missing timestamp(s)", source=source, column=TIMESTAMP,
+            row=_first_bad_row(missing), fix="every event needs integer seconds since the epoch",
+        )
+    numeric = pd.to_numeric(raw, errors="coerce")
+    bad = numeric.isna()
+    if bad.any():
+        row = _first_bad_row(bad)
+        raise CoeaInputError(
+            f"non-numeric timestamp {str(raw.iloc[row - 1])!r}", source=source, column=TIMESTAMP, row=row,
+            fix="convert timestamps to integer Unix seconds (e.g. pandas: ts.astype('int64') // 10**9)",
+        )
+    return numeric.astype("float64").round().astype("int64")
+
+
+def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str) -> pd.DataFrame:
+    per_item = df.groupby(ITEM, sort=False)[CATEGORY].nunique()
+    conflicted = per_item[per_item > 1]
+    if conflicted.empty:
+        return df
+    if policy == "fail":
+        item = conflicted.index[0]
+        row = _first_bad_row(df[ITEM] == item)
+        cats = sorted(df.loc[df[ITEM] == item, CATEGORY].unique())[:3]
+        raise CoeaInputError(
+            f"item {item!r} has {len(cats)}+ categories {cats}", source=source, column=CATEGORY, row=row,
+            fix="give each item one category, or use on_category_conflict=majority",
+        )
+    counts = df[df[ITEM].isin(conflicted.index)].groupby([ITEM, CATEGORY]).size().reset_index(name="n")
+    counts = counts.sort_values([ITEM, "n", CATEGORY], ascending=[True, False, True])
+    winner = counts.drop_duplicates(ITEM).set_index(ITEM)[CATEGORY]
+    log.warning(
+        "%s: %d item(s) had several categories; kept each item's most frequent one (ties: alphabetical)",
+        source, len(conflicted),
+    )
+    df = df.copy()
+    mask = df[ITEM].isin(winner.index)
+    df.loc[mask, CATEGORY] = df.loc[mask, ITEM].map(winner)
+    return df
+
+
+def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict: str = "majority") -> pd.DataFrame:
+    """Check ``df`` against the canonical schema and return a clean, chronologically sorted copy."""
+    if df is None or len(df) == 0:
+        raise CoeaInputError("the table is empty", source=source, fix="provide at least one interaction")
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise CoeaInputError(
+            f"missing required column(s) {missing}; found {list(df.columns)}", source=source, column=missing[0],
+            fix="rename the columns or map them with --user-col/--item-col/--category-col/--timestamp-col",
+        )
+    df = df.reset_index(drop=True)
+    _check_ids(df, source)
+    out = pd.DataFrame({
+        USER: df[USER].astype(str).str.strip(),
+        ITEM: df[ITEM].astype(str).str.strip(),
+        CATEGORY: df[CATEGORY].astype(str).str.strip(),
+        TIMESTAMP: _check_timestamps(df, source),
+    })
+    if RATING in df.columns:
+        rating = pd.to_numeric(df[RATING], errors="coerce")
+        if rating.isna().any() and not df[RATING].isna().all():
+            bad = rating.isna() & df[RATING].notna()
+            if bad.any():
+                raise CoeaInputError(
+                    f"non-numeric rating {str(df[RATING].iloc[_first_bad_row(bad) - 1])!r}", source=source,
+                    column=RATING, row=_first_bad_row(bad), fix="ratings must be numbers or left empty",
+                )
+        out[RATING] = rating.astype("float64")
+    n_before = len(out)
+    out = out.drop_duplicates(subset=[USER, ITEM, TIMESTAMP], keep="first")
+    if len(out) < n_before:
+        log.info("%s: dropped %d exact duplicate event(s)", source, n_before - len(out))
+    out = _resolve_category_conflicts(out, source, on_category_conflict)
+    return sort_events(out)
+
+
+def sort_events(df: pd.DataFrame) -> pd.DataFrame:
+    """Chronological order per user; ties broken by item id so the order is deterministic."""
+    return df.sort_values([USER, TIMESTAMP, ITEM], kind="mergesort").reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines, the method registry and the evaluate job."""

@@ -1,0 +1,48 @@
+"""Metrics tables (Markdown) and plots (PNG) for evaluation outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from coea.utils import atomic_path
+
+METRIC_ORDER = ("C-H", "C-N", "NCP", "CLTP", "S-H", "S-P", "Cov")
+PLOT_METRICS = ("C-H", "C-N", "NCP", "CLTP", "S-H")
+
+
+def metrics_table(methods: Mapping[str, Mapping[str, float]], ks: Sequence[int]) -> str:
+    """A Markdown table: one row per method, one column per metric@K."""
+    cols = [f"{m}@{k}" for k in ks for m in METRIC_ORDER]
+    lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name, values in methods.items():
+        cells = [f"{values[c]:.4f}" if c in values else "" for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(methods: Mapping[str, Mapping[str, float]], k: int, path: Path, title: str = "") -> Path:
+    """Grouped bars of the main metrics at cut-off ``k``, one group per metric, one bar per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(methods)
+    x = np.arange(len(PLOT_METRICS))
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(PLOT_METRICS) + 0.4 * len(names)), 4.0))
+    for i, name in enumerate(names):
+        values = [methods[name].get(f"{m}@{k}", 0.0) for m in PLOT_METRICS]
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+    ax.set_xticks(x, [f"{m}@{k}" for m in PLOT_METRICS])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("value (mean over users)")
+    ax.set_title(title or f"Category metrics at K={k}")
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,253 @@
+"""Versioned embedded key-value store of recommendations on SQLite (WAL mode).
+
+Layout: ``recs(version, kind, key) -> value`` (a JSON list of ``{category, score}`` in rank order, one row per
+user or group), ``versions`` (one row per published version) and ``meta.active_version`` (the pointer readers
+follow). ``publish`` writes the new version's rows, its ``versions`` row and the pointer switch in ONE write
+transaction, so a concurrent reader sees either the old version or the complete new one, never a mix. A
+read is one statement (or one read transaction for a batch) and so sees one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from coea.store.errors import StoreError
+from coea.store.records import Recommendation, decode_value, encode_values, new_version_id, utc_now_iso
+from coea.store.records import validate_recs as _validate
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, version TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
+    n_users INTEGER NOT NULL, n_groups INTEGER NOT NULL, n_rows INTEGER NOT NULL, metadata TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recs (
+    version TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (version, kind, key)) WITHOUT ROWID;
+"""
+_ACTIVE = "(SELECT value FROM meta WHERE name = 'active_version')"
+_SELECT_ACTIVE = f"SELECT key, value FROM recs WHERE version = {_ACTIVE} AND kind = ?"
+_GET = f"{_SELECT_ACTIVE} AND key = ?"
+_BATCH_LIMIT = 500  # keys per IN (...) statement, well under SQLite's variable limit
+
+
+class KeyKind(StrEnum):
+    """What a key names: a user or a group of users (CSID prefix)."""
+
+    USER = "user"
+    GROUP = "group"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One stored version, as listed by ``KVStore.versions()`` (oldest first)."""
+
+    version: str
+    created_at: str
+    n_users: int
+    n_groups: int
+    n_rows: int
+    metadata: dict[str, Any]
+    active: bool
+
+
+class KVStore:
+    """Versioned recommendation store in one SQLite file.
+
+    Args:
+        path: the database file (created with its parent directory when missing).
+        keep_versions: how many newest versions survive garbage collection after a publish (the active
+            version is always kept as well, e.g. after a rollback).
+        timeout_s: how long a connection waits for a lock held by another writer.
+
+    Connections are per thread, so one ``KVStore`` may be shared by threads; ``close()`` closes them all.
+    """
+
+    def __init__(self, path: Path, *, keep_versions: int = 3, timeout_s: float = 30.0) -> None:
+        if isinstance(keep_versions, bool) or not isinstance(keep_versions, int) or keep_versions < 1:
+            raise ValueError(f"keep_versions must be an int >= 1, got {keep_versions!r}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        self.path = Path(path)
+        self.keep_versions = keep_versions
+        self.timeout_s = float(timeout_s)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"cannot open as a SQLite store: {exc}", source=self.path,
+                             fix="point the store at a new file or an existing coea store") from exc
+
+    # -- connections -------------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _transaction(self, mode: str) -> Iterator[sqlite3.Connection]:
+        """``BEGIN <mode>`` ... ``COMMIT``; ``ROLLBACK`` on any error so nothing half-written remains."""
+        conn = self._conn()
+        conn.execute(f"BEGIN {mode}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> KVStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ------------------------------------------------------------------------------------------
+    def publish(self, user_recs: pd.DataFrame, group_recs: pd.DataFrame | None = None, *,
+                metadata: dict[str, Any] | None = None) -> str:
+        """Write a new version, make it active atomically, then drop versions beyond ``keep_versions``.
+
+        Returns the new version id. Raises ``StoreError`` for a bad frame or metadata (nothing is written).
+        """
+        users = encode_values(_validate(user_recs, "user_id", name="user_recs"), "user_id")
+        groups: list[tuple[str, str]] = []
+        if group_recs is not None:
+            groups = encode_values(_validate(group_recs, "group_id", name="group_recs"), "group_id")
+        meta_json = _metadata_json(metadata)
+        n_rows = len(user_recs) + (0 if group_recs is None else len(group_recs))
+        version = new_version_id()
+        with self._transaction("IMMEDIATE") as conn:
+            conn.execute("INSERT INTO versions (version, created_at, n_users, n_groups, n_rows, metadata) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (version, utc_now_iso(), len(users), len(groups), n_rows, meta_json))
+            self._insert_values(conn, version, KeyKind.USER, users)
+            self._insert_values(conn, version, KeyKind.GROUP, groups)
+            _set_active(conn, version)
+        removed = self.collect_garbage()
+        log.info("published version %s (%d users, %d groups); removed %d old version(s)",
+                 version, len(users), len(groups), len(removed))
+        return version
+
+    @staticmethod
+    def _insert_values(conn: sqlite3.Connection, version: str, kind: KeyKind,
+                       pairs: Iterable[tuple[str, str]]) -> None:
+        conn.executemany("INSERT INTO recs (version, kind, key, value) VALUES (?, ?, ?, ?)",
+                         ((version, kind.value, key, value) for key, value in pairs))
+
+    def rollback(self, version: str) -> None:
+        """Make an older (still kept) ``version`` active again. Raises ``StoreError`` if it is unknown."""
+        with self._transaction("IMMEDIATE") as conn:
+            if conn.execute("SELECT 1 FROM versions WHERE version = ?", (version,)).fetchone() is None:
+                known = [row[0] for row in conn.execute("SELECT version FROM versions ORDER BY seq")]
+                raise StoreError(f"unknown version {version!r} (kept: {', '.join(known) or 'none'})",
+                                 source=self.path, fix="roll back to one of the kept versions")
+            _set_active(conn, version)
+        log.info("rolled back %s to version %s", self.path, version)
+
+    def collect_garbage(self) -> list[str]:
+        """Delete all but the newest ``keep_versions`` versions (never the active one); return the deleted."""
+        with self._transaction("IMMEDIATE") as conn:
+            active = _active(conn)
+            newest_first = [row[0] for row in conn.execute("SELECT version FROM versions ORDER BY seq DESC")]
+            keep = set(newest_first[: self.keep_versions]) | {active}
+            drop = [version for version in newest_first if version not in keep]
+            for version in drop:
+                conn.execute("DELETE FROM recs WHERE version = ?", (version,))
+                conn.execute("DELETE FROM versions WHERE version = ?", (version,))
+        return drop
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def active_version(self) -> str | None:
+        """The version readers see, or ``None`` before the first publish."""
+        return _active(self._conn())
+
+    def get_user(self, user_id: str) -> list[Recommendation]:
+        """The active version's recommendations for ``user_id`` in rank order (``[]`` if unknown)."""
+        return self._get(KeyKind.USER, user_id)
+
+    def get_group(self, group_id: str) -> list[Recommendation]:
+        """The active version's recommendations for ``group_id`` in rank order (``[]`` if unknown)."""
+        return self._get(KeyKind.GROUP, group_id)
+
+    def _get(self, kind: KeyKind, key: str) -> list[Recommendation]:
+        row = self._conn().execute(_GET, (kind.value, str(key))).fetchone()
+        return [] if row is None else decode_value(row[1])
+
+    def get_users(self, user_ids: Iterable[str]) -> dict[str, list[Recommendation]]:
+        """Batch lookup from one snapshot (one read transaction): every value comes from the same version.
+
+        Unknown users are left out of the result.
+        """
+        keys = list(dict.fromkeys(str(key) for key in user_ids))
+        found: dict[str, list[Recommendation]] = {}
+        with self._transaction("DEFERRED") as conn:
+            for start in range(0, len(keys), _BATCH_LIMIT):
+                chunk = keys[start: start + _BATCH_LIMIT]
+                marks = ",".join("?" * len(chunk))
+                sql = f"{_SELECT_ACTIVE} AND key IN ({marks})"
+                for key, value in conn.execute(sql, (KeyKind.USER.value, *chunk)):
+                    found[key] = decode_value(value)
+        return found
+
+    def versions(self) -> list[VersionInfo]:
+        """All kept versions, oldest first, with created time, counts, metadata and which is active."""
+        with self._transaction("DEFERRED") as conn:
+            active = _active(conn)
+            rows = conn.execute("SELECT version, created_at, n_users, n_groups, n_rows, metadata "
+                                "FROM versions ORDER BY seq").fetchall()
+        return [VersionInfo(version=v, created_at=c, n_users=u, n_groups=g, n_rows=n,
+                            metadata=json.loads(m), active=v == active) for v, c, u, g, n, m in rows]
+
+
+def _active(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE name = 'active_version'").fetchone()
+    return None if row is None else row[0]
+
+
+def _set_active(conn: sqlite3.Connection, version: str) -> None:
+    conn.execute("INSERT INTO meta (name, value) VALUES ('active_version', ?) "
+                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (version,))
+
+
+def _metadata_json(metadata: dict[str, Any] | None) -> str:
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, dict):
+        raise StoreError(f"metadata must be a dict, got {type(metadata).__name__}", source="metadata",
+                         fix="pass a JSON-serialisable dict")
+    try:
+        return json.dumps(metadata, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"metadata is not JSON-serialisable: {exc}", source="metadata",
+                         fix="use str/int/float/bool/list/dict values") from exc

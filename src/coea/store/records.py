@@ -1,0 +1,126 @@
+"""The recommendation frame contract shared by the KV store and the GCS export.
+
+A recommendation frame has one row per (key, rank): ``<key_column>`` (str; ``user_id`` or ``group_id``),
+``rank`` (int, 1-based and contiguous per key), ``category`` (str) and ``score`` (finite float).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from coea.store.errors import StoreError
+
+REC_COLUMNS: tuple[str, ...] = ("rank", "category", "score")
+KEY_COLUMNS: tuple[str, ...] = ("user_id", "group_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One recommended category for a user or group; ``rank`` is 1-based (1 = best)."""
+
+    category: str
+    score: float
+    rank: int
+
+
+def new_version_id() -> str:
+    """A sortable, unique version id: UTC timestamp (microseconds) + 8 hex chars of a uuid4."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def validate_recs(frame: pd.DataFrame | None, key_column: str, *, name: str) -> pd.DataFrame:
+    """Check a recommendation frame and return a clean copy sorted by (key, rank).
+
+    Keys and categories become ``str``, ranks ``int64``, scores ``float64``. Raises ``StoreError``.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise StoreError(f"expected a pandas DataFrame, got {type(frame).__name__}", source=name,
+                         fix=f"pass a DataFrame with columns {key_column}, rank, category, score")
+    for column in (key_column, *REC_COLUMNS):
+        if column not in frame.columns:
+            have = ", ".join(map(str, frame.columns))
+            raise StoreError(f"missing column (have: {have})", source=name, column=column,
+                             fix=f"add '{column}': expected {key_column}, rank, category, score")
+    if frame.empty:
+        raise StoreError("empty frame (0 rows)", source=name, fix=f"pass at least one row per {key_column}")
+    out = frame[[key_column, *REC_COLUMNS]].reset_index(drop=True)
+    for column in out.columns:
+        nulls = np.flatnonzero(out[column].isna().to_numpy())
+        if nulls.size:
+            raise StoreError("null value", source=name, column=column, row=int(nulls[0]),
+                             fix="drop or fill rows with missing values")
+    out = out.assign(**{key_column: out[key_column].astype(str), "category": out["category"].astype(str),
+                        "rank": _as_int(out["rank"], name), "score": _as_float(out["score"], name)})
+    out = out.sort_values([key_column, "rank"], kind="stable").reset_index(drop=True)
+    _check_ranks(out, key_column, name)
+    return out
+
+
+def _as_int(ranks: pd.Series, name: str) -> pd.Series:
+    values = pd.to_numeric(ranks, errors="coerce")
+    bad = np.flatnonzero((values.isna() | (values != np.round(values)) | (values < 1)).to_numpy())
+    if bad.size:
+        raise StoreError(f"rank {ranks.iloc[bad[0]]!r} is not an integer >= 1", source=name, column="rank",
+                         row=int(bad[0]), fix="use 1-based integer ranks")
+    return values.astype("int64")
+
+
+def _as_float(scores: pd.Series, name: str) -> pd.Series:
+    values = pd.to_numeric(scores, errors="coerce").astype("float64")
+    bad = np.flatnonzero(~np.isfinite(values.to_numpy()))
+    if bad.size:
+        raise StoreError(f"score {scores.iloc[bad[0]]!r} is not a finite number", source=name,
+                         column="score", row=int(bad[0]), fix="use finite float scores")
+    return values
+
+
+def _check_ranks(out: pd.DataFrame, key_column: str, name: str) -> None:
+    expected = out.groupby(key_column, sort=False).cumcount().to_numpy() + 1
+    bad = np.flatnonzero(out["rank"].to_numpy() != expected)
+    if bad.size:
+        key = out[key_column].iloc[bad[0]]
+        raise StoreError(f"ranks of {key_column}={key!r} are not 1..K without gaps or repeats", source=name,
+                         column="rank", fix="re-rank with groupby(key).cumcount() + 1")
+    dup = np.flatnonzero(out.duplicated([key_column, "category"]).to_numpy())
+    if dup.size:
+        key = out[key_column].iloc[dup[0]]
+        raise StoreError(f"category {out['category'].iloc[dup[0]]!r} repeats for {key_column}={key!r}",
+                         source=name, column="category", fix="keep one row per (key, category)")
+
+
+def iter_key_blocks(out: pd.DataFrame, key_column: str) -> Iterator[tuple[str, int, int]]:
+    """Yield ``(key, start, stop)`` row ranges of a frame sorted by key (from ``validate_recs``)."""
+    keys = out[key_column].to_numpy()
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts = [0, *cuts.tolist()]
+    stops = [*cuts.tolist(), len(keys)]
+    for start, stop in zip(starts, stops, strict=True):
+        yield str(keys[start]), start, stop
+
+
+def encode_values(out: pd.DataFrame, key_column: str) -> list[tuple[str, str]]:
+    """One ``(key, JSON)`` pair per key; the JSON is the list of ``{category, score}`` in rank order."""
+    categories = out["category"].tolist()
+    scores = out["score"].tolist()
+    pairs = []
+    for key, start, stop in iter_key_blocks(out, key_column):
+        items = [{"category": categories[i], "score": scores[i]} for i in range(start, stop)]
+        pairs.append((key, json.dumps(items, separators=(",", ":"))))
+    return pairs
+
+
+def decode_value(text: str) -> list[Recommendation]:
+    """Inverse of ``encode_values`` for one key: ranks come from list positions (1-based)."""
+    return [Recommendation(category=item["category"], score=float(item["score"]), rank=index)
+            for index, item in enumerate(json.loads(text), start=1)]
