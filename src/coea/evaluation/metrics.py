@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 
-import numpy as np
-
 
 def hit(rec: Sequence[str], target: Collection[str], k: int) -> float:
     """C-H@K = 1 if R[:K] ∩ T ≠ ∅ else 0."""
@@ -104,6 +102,6 @@ def evaluate_lists(
             for name, fn in PER_USER.items():
                 sums[name] += fn(r, h, t, n, tail, k)
         for name in PER_USER:
-            out[f"{name}@{k}"] = float(np.round(sums[name] / len(users), 6))
-        out[f"Cov@{k}"] = round(coverage({u: recs.get(u, []) for u in users}, n_categories, k), 6)
+            out[f"{name}@{k}"] = sums[name] / len(users)
+        out[f"Cov@{k}"] = coverage({u: recs.get(u, []) for u in users}, n_categories, k)
     return out

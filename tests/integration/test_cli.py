@@ -1,0 +1,89 @@
+"""The CLI end to end on small data: outputs, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+
+def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coea.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("user_id,item_id,timestamp\n1,2,3\n", "column 'category': missing required column"),
+        ("user_id,item_id,category,timestamp\n1,2,a,3\n1,3,b,yesterday\n",
+         "column 'timestamp', row 2: non-numeric timestamp 'yesterday'"),
+        ("", "the file is empty"),
+        ("user_id,item_id,category,timestamp\n", "the table is empty"),
+    ],
+    ids=["missing-column", "non-numeric-timestamp", "empty-file", "header-only"],
+)
+def test_bad_csv_gives_one_line_and_exit_2(tmp_path, content, expected):
+    path = tmp_path / "log.csv"
+    path.write_text(content)
+    out = tmp_path / "out"
+    res = coea("evaluate", "--data", f"csv:{path}", "--out", str(out))
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0] and str(path) in errors[0]
+    assert "Traceback" not in res.stderr
+    assert not out.exists()  # nothing half-written
+
+
+def test_missing_file_and_bad_spec(tmp_path):
+    res = coea("data", "stats", "--data", f"parquet:{tmp_path / 'nope.parquet'}")
+    assert res.returncode == 2 and "file not found" in res.stderr
+    res = coea("data", "stats", "--data", "mysql:foo")
+    assert res.returncode == 2 and "unknown data spec" in res.stderr
+
+
+def test_column_mapping_and_stats(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("uid,iid,genre,ts\n1,a,x,10\n1,b,y,20\n2,a,x,15\n")
+    res = coea("data", "stats", "--data", f"csv:{path}", "--user-col", "uid", "--item-col", "iid",
+               "--category-col", "genre", "--timestamp-col", "ts")
+    assert res.returncode == 0, res.stderr
+    stats = json.loads(res.stdout)
+    assert (stats["users"], stats["items"], stats["interactions"], stats["categories"]) == (2, 2, 3, 2)
+
+
+def test_evaluate_writes_outputs_on_synthetic(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("synthetic:\n  n_users: 80\n  n_categories: 60\n  n_groups: 3\n")
+    out = tmp_path / "ev"
+    res = coea("evaluate", "--config", str(cfg), "--methods", "pop,pop_novel,markov+x", "--k", "5,10",
+               "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"pop", "pop_novel", "markov+x"}
+    assert metrics["methods"]["pop_novel"]["NCP@10"] == 1.0
+    assert metrics["protocol"]["n_future"] == 10 and metrics["dataset"]["users"] == 80
+    assert "| pop_novel |" in (out / "metrics.md").read_text()
+    assert (out / "metrics_at_10.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "config.json").read_text())["synthetic"]["n_users"] == 80
+    assert (out / "ground_truth" / "truth_affinity.parquet").is_file()
+    assert "| markov+x |" in res.stdout
+
+
+def test_run_writes_a_timestamped_run_dir(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("synthetic:\n  n_users: 60\n  n_categories: 12\n  n_groups: 3\neval:\n  methods: [pop, markov]\n")
+    res = coea("run", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "metrics.md").is_file()
+
+
+def test_bad_config_key_is_exit_2(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("split:\n  n_futur: 3\n")
+    res = coea("evaluate", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "n_futur" in res.stderr
