@@ -259,6 +259,8 @@ def _select(docs: list[Doc], target: Doc, kfile: Path) -> list[Doc]:
 
 def _strategic_merge(doc: Doc, patch: Doc, kfile: Path) -> None:
     for key, value in patch.items():
+        if str(key).startswith("$"):
+            raise RenderError(f"{kfile}: strategic merge directive {key} not supported")
         if value is None:
             doc.pop(key, None)
         elif isinstance(value, dict) and isinstance(doc.get(key), dict):

@@ -1,0 +1,42 @@
+"""Benchmark helpers: repeated timing with peak traced memory, JSON output under .bench/."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+ML_DIR = REPO.parent / "shared" / "data" / "ml-1m"
+OUT_DIR = REPO / ".bench"
+
+
+def measure(fn: Callable[[], Any], repeats: int = 3) -> dict[str, float]:
+    """Median wall seconds over ``repeats`` runs, and the peak traced Python/NumPy memory (MiB) of one run."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"seconds": statistics.median(times), "min_seconds": min(times), "peak_mib": peak / 2**20}
+
+
+def report(name: str, rows: dict[str, dict[str, float]], extra: dict[str, Any] | None = None) -> Path:
+    """Print a table and write ``.bench/<name>.json``."""
+    print(f"\n## {name}")
+    print(f"{'step':<28}{'median s':>10}{'min s':>10}{'peak MiB':>10}{'ratio':>8}")
+    for step, r in rows.items():
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
+        print(f"{step:<28}{r['seconds']:>10.3f}{r['min_seconds']:>10.3f}{r['peak_mib']:>10.1f}{ratio:>8}")
+    OUT_DIR.mkdir(exist_ok=True)
+    path = OUT_DIR / f"{name}.json"
+    path.write_text(json.dumps({"rows": rows, **(extra or {})}, indent=2) + "\n")
+    return path

@@ -1,0 +1,251 @@
+"""k8s/: render base and overlays offline, validate every object against the Kubernetes schemas, check
+the overlays' patches, least-privilege RBAC and the namespace; and check the subset renderer against
+`kubectl kustomize` whenever kubectl is on PATH."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+TARGETS = ["base", "overlays/gpu-pool", "overlays/cpu-dev"]
+# The oldest Kubernetes minor we claim (GKE/EKS/AKS all still offer 1.30) and the newest schemas shipped.
+K8S_VERSIONS = ["1.30.0", "1.37.0"]
+NAMESPACE = "coea"
+CONFIG_KEYS = {
+    "state_uri",
+    "image",
+    "gpu_node_selector_key",
+    "gpu_node_selector_value",
+    "gpu_toleration_key",
+    "accelerator_type",
+    "cron",
+}
+
+
+def _load_render() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("coea_k8s_render", K8S / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _load_render()
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    return {target: render.render(K8S / target) for target in TARGETS}
+
+
+def _one(docs: list[dict], kind: str) -> dict:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def _pipeline_config(docs: list[dict]) -> dict:
+    cm = _one(docs, "ConfigMap")
+    assert cm["metadata"]["name"] == "coea-pipeline-config"
+    return yaml.safe_load(cm["data"]["pipeline.yaml"])
+
+
+# ------------------------------------------------------------------------------------------ schemas
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_object_validates_strictly(rendered, target, version):
+    docs = rendered[target]
+    assert {d["kind"] for d in docs} == {
+        "Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "PersistentVolumeClaim",
+    }
+    for doc in docs:
+        # raises ValidationError (bad field) or SchemaNotFoundError (unknown kind): both fail the test
+        assert kubernetes_validate.validate(doc, version, strict=True) == version.rsplit(".", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda pvc: pvc["spec"].__setitem__("accessModes", "ReadWriteOnce"),  # not a list
+        lambda pvc: pvc["spec"].__setitem__("storageClass", "premium-rwo"),  # misspelt field (strict)
+        lambda pvc: pvc["spec"]["resources"].__setitem__("requests", {"storage": ["50Gi"]}),
+    ],
+    ids=["wrong-type", "unknown-field", "bad-quantity"],
+)
+def test_validator_rejects_a_broken_manifest(rendered, breakage):
+    pvc = _one(render.render(K8S / "base"), "PersistentVolumeClaim")
+    breakage(pvc)
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(pvc, K8S_VERSIONS[0], strict=True)
+
+
+# ------------------------------------------------------------------------------- namespace and RBAC
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_everything_is_in_the_coea_namespace(rendered, target):
+    for doc in rendered[target]:
+        if doc["kind"] == "Namespace":
+            assert doc["metadata"]["name"] == NAMESPACE
+        else:
+            assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "coea"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_role_is_least_privilege_and_bound_to_our_service_account(rendered, target):
+    docs = rendered[target]
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    role = _one(docs, "Role")
+    allowed_verbs = {"get", "list", "watch", "create", "patch"}
+    granted = set()
+    for rule in role["rules"]:
+        for field in ("verbs", "resources", "apiGroups"):
+            assert "*" not in rule[field], f"wildcard in {field}: {rule}"
+        assert set(rule["verbs"]) <= allowed_verbs, rule
+        granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert not {r for _, r, _ in granted} & {"secrets", "pods/exec", "roles", "rolebindings", "workflows"}
+    assert ("", "pods", "get") in granted and ("", "pods/log", "get") in granted
+    assert not {(g, r, v) for g, r, v in granted if r in ("pods", "pods/log") and v in ("create", "patch")}
+    (cm_rule,) = [r for r in role["rules"] if "configmaps" in r["resources"]]
+    assert cm_rule["verbs"] == ["get"] and "coea-pipeline-config" in cm_rule["resourceNames"]
+
+    binding = _one(docs, "RoleBinding")
+    sa = _one(docs, "ServiceAccount")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE},
+    ]
+    assert sa["metadata"]["name"] == "coea-pipeline-runner"
+    assert sa["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": "REPLACE_ME@PROJECT.iam.gserviceaccount.com",
+    }
+
+
+# ---------------------------------------------------------------------------------- config and PVC
+
+
+def test_base_config_and_cache(rendered):
+    docs = rendered["base"]
+    pvc = _one(docs, "PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == "coea-model-cache"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert "storageClassName" not in pvc["spec"]  # the cluster default in the base
+
+    cfg = _pipeline_config(docs)
+    assert set(cfg) == CONFIG_KEYS
+    assert cfg["gpu_node_selector_key"] == "nvidia.com/gpu.present"
+    assert cfg["gpu_node_selector_value"] == "true"  # a string, as node labels are
+    assert cfg["accelerator_type"] == "nvidia.com/gpu"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_cron_has_six_fields_and_config_values_are_strings(rendered, target):
+    cfg = _pipeline_config(rendered[target])
+    assert set(cfg) == CONFIG_KEYS
+    assert all(isinstance(v, str) for v in cfg.values()), cfg
+    assert len(cfg["cron"].split()) == 6  # KFP cron: seconds first
+
+
+def test_gpu_pool_overlay_patches_are_applied(rendered):
+    docs = rendered["overlays/gpu-pool"]
+    pvc = _one(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["storageClassName"] == "premium-rwo"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"  # untouched by the patch
+    cfg = _pipeline_config(docs)
+    assert (cfg["gpu_node_selector_key"], cfg["gpu_node_selector_value"]) == ("coea.io/pool", "gpu")
+    assert cfg["gpu_toleration_key"] == "nvidia.com/gpu"
+    assert cfg["accelerator_type"] == "nvidia.com/gpu"
+    assert cfg != _pipeline_config(rendered["base"])
+
+
+def test_cpu_dev_overlay_has_no_gpu_scheduling_and_a_small_cache(rendered):
+    docs = rendered["overlays/cpu-dev"]
+    pvc = _one(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert "storageClassName" not in pvc["spec"]
+    cfg = _pipeline_config(docs)
+    assert cfg["accelerator_type"] == cfg["gpu_node_selector_key"] == cfg["gpu_toleration_key"] == ""
+    assert cfg["image"].endswith("-cpu")
+
+
+# ------------------------------------------------------------------------------------ the renderer
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with built-in kustomize) not on PATH")
+@pytest.mark.parametrize("target", TARGETS)
+def test_subset_renderer_matches_kubectl_kustomize(rendered, target):
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert rendered[target] == [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_render_cli_prints_yaml_that_round_trips(capsys):
+    assert render.main([str(K8S / "overlays" / "gpu-pool")]) == 0
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert docs == render.render(K8S / "overlays" / "gpu-pool")
+
+
+def _write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return directory
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: '1'\n  b: '2'\n"
+
+
+def test_renderer_json6902_and_strategic_merge(tmp_path):
+    kust = """
+resources: [cm.yaml]
+patches:
+  - target: {kind: ConfigMap, name: c}
+    patch: |-
+      - {op: add, path: /data/x~1y, value: '3'}
+      - {op: remove, path: /data/a}
+      - {op: replace, path: /data/b, value: '4'}
+  - patch: |-
+      apiVersion: v1
+      kind: ConfigMap
+      metadata: {name: c, labels: {k: v}}
+      data: {b: null, z: '5'}
+"""
+    d = _write(tmp_path / "k", {"kustomization.yaml": kust, "cm.yaml": CM})
+    (cm,) = render.render(d)
+    assert cm["data"] == {"x/y": "3", "z": "5"}
+    assert cm["metadata"]["labels"] == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("kust", "message"),
+    [
+        ("resources: [cm.yaml]\ncommonAnnotations: {a: b}\n", "not supported"),
+        ("resources: [cm.yaml]\npatches:\n  - patch: '[{op: remove, path: /data/a}]'\n", "needs a target"),
+        ("resources: [cm.yaml]\npatches:\n  - {target: {kind: Secret}, patch: '[{op: remove, path: /x}]'}\n",
+         "matches no resource"),
+        ("configMapGenerator:\n  - {name: g, literals: [a=1]}\n", "disableNameSuffixHash"),
+        ("resources: [cm.yaml, cm.yaml]\n", "duplicate resource"),
+        ("resources: [https://example.com/x.yaml]\n", "remote resource"),
+    ],
+    ids=["unknown-field", "json6902-without-target", "no-match", "hash-suffix", "duplicate", "remote"],
+)
+def test_renderer_refuses_what_it_does_not_implement(tmp_path, kust, message):
+    d = _write(tmp_path / "k", {"kustomization.yaml": kust, "cm.yaml": CM})
+    with pytest.raises(render.RenderError, match=message):
+        render.render(d)

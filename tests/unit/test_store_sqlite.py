@@ -1,0 +1,254 @@
+"""Unit tests of the versioned SQLite recommendation store (coea.store.kv / publish)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from coea.store import KVStore, PublishConfig, Recommendation, StoreError, run_publish
+
+
+def user_frame(n_users: int, k: int, marker: int) -> pd.DataFrame:
+    """Every user gets categories ``v{marker}-c{j}`` with score ``marker + j / 100`` (j = 0..k-1)."""
+    rows = [{"user_id": f"u{u:04d}", "rank": j + 1, "category": f"v{marker}-c{j}", "score": marker + j / 100}
+            for u in range(n_users) for j in range(k)]
+    return pd.DataFrame(rows)
+
+
+def group_frame() -> pd.DataFrame:
+    return pd.DataFrame({"group_id": ["3-12", "3-12", "7-1"], "rank": [2, 1, 1],
+                         "category": ["Drama", "Comedy|Romance", "Horror"], "score": [0.25, 0.75, 0.5]})
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with KVStore(tmp_path / "serve" / "recs.sqlite", keep_versions=3) as kv:
+        yield kv
+
+
+def test_publish_then_get_user_returns_published_values(store: KVStore) -> None:
+    frame = pd.DataFrame({"user_id": ["a", "a", "b"], "rank": [2, 1, 1],
+                          "category": ["Drama", "Comedy", "Horror"], "score": [0.4, 0.9, 0.3]})
+    version = store.publish(frame, group_frame(), metadata={"period": 7})
+    assert store.active_version() == version
+    assert store.get_user("a") == [Recommendation("Comedy", 0.9, 1), Recommendation("Drama", 0.4, 2)]
+    assert store.get_user("b") == [Recommendation("Horror", 0.3, 1)]
+    assert store.get_user("nobody") == []
+    assert store.get_group("3-12") == [Recommendation("Comedy|Romance", 0.75, 1), Recommendation("Drama", 0.25, 2)]
+    assert store.get_users(["b", "a", "zz"]) == {"a": store.get_user("a"), "b": store.get_user("b")}
+    [info] = store.versions()
+    assert (info.version, info.n_users, info.n_groups, info.n_rows, info.active) == (version, 2, 2, 6, True)
+    assert info.metadata == {"period": 7}
+
+
+def test_store_holds_one_json_row_per_user_in_wal_mode(store: KVStore) -> None:
+    version = store.publish(user_frame(4, 3, marker=1))
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        rows = conn.execute("SELECT key, value FROM recs WHERE version = ? ORDER BY key", (version,)).fetchall()
+    assert [key for key, _ in rows] == ["u0000", "u0001", "u0002", "u0003"]
+    assert rows[0][1] == '[{"category":"v1-c0","score":1.0},{"category":"v1-c1","score":1.01},' \
+                         '{"category":"v1-c2","score":1.02}]'
+
+
+def test_int_user_ids_are_stored_and_read_as_strings(store: KVStore) -> None:
+    store.publish(pd.DataFrame({"user_id": [17], "rank": [1], "category": ["Drama"], "score": [1]}))
+    assert store.get_user("17") == [Recommendation("Drama", 1.0, 1)]
+    assert store.get_user(17) == store.get_user("17")  # type: ignore[arg-type]
+
+
+def test_new_version_switches_reads_and_rollback_switches_back(store: KVStore) -> None:
+    first = store.publish(user_frame(3, 2, marker=1))
+    second = store.publish(user_frame(3, 2, marker=2))
+    assert first != second
+    assert store.active_version() == second
+    assert [r.category for r in store.get_user("u0001")] == ["v2-c0", "v2-c1"]
+    store.rollback(first)
+    assert store.active_version() == first
+    assert [r.score for r in store.get_user("u0001")] == [1.0, 1.01]
+    assert [v.active for v in store.versions()] == [True, False]
+
+
+def test_rollback_to_unknown_version_raises_and_keeps_active(store: KVStore) -> None:
+    version = store.publish(user_frame(2, 1, marker=1))
+    with pytest.raises(StoreError, match="unknown version 'nope'"):
+        store.rollback("nope")
+    assert store.active_version() == version
+
+
+def test_garbage_collection_keeps_newest_n_and_the_active_version(tmp_path: Path) -> None:
+    with KVStore(tmp_path / "kv.sqlite", keep_versions=2) as store:
+        published = [store.publish(user_frame(2, 2, marker=m)) for m in range(5)]
+        assert [v.version for v in store.versions()] == published[-2:]
+        store.rollback(published[3])
+        newest = store.publish(user_frame(2, 2, marker=9))
+        # newest two are (published[4], newest); the active one was newest, so published[3] goes
+        assert [v.version for v in store.versions()] == [published[4], newest]
+        store.rollback(published[4])
+        assert store.collect_garbage() == []
+        with sqlite3.connect(store.path) as conn:
+            stored = {row[0] for row in conn.execute("SELECT DISTINCT version FROM recs")}
+        assert stored == {published[4], newest}
+
+
+def test_empty_store_reads_nothing(store: KVStore) -> None:
+    assert store.active_version() is None
+    assert store.get_user("u0000") == []
+    assert store.versions() == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"user_id": ["a"], "rank": [1], "score": [0.5]}), "column 'category': missing column"),
+        (pd.DataFrame({"user_id": [], "rank": [], "category": [], "score": []}), "empty frame"),
+        (pd.DataFrame({"user_id": ["a"], "rank": [1], "category": ["x"], "score": [float("nan")]}),
+         "column 'score', row 0: null value"),
+        (pd.DataFrame({"user_id": ["a", "a"], "rank": [1, 3], "category": ["x", "y"], "score": [1, 2]}),
+         "ranks of user_id='a' are not 1..K"),
+        (pd.DataFrame({"user_id": ["a"], "rank": [0], "category": ["x"], "score": [1.0]}), "not an integer >= 1"),
+        (pd.DataFrame({"user_id": ["a", "a"], "rank": [1, 2], "category": ["x", "x"], "score": [1, 2]}),
+         "category 'x' repeats"),
+        (pd.DataFrame({"user_id": ["a"], "rank": [1], "category": ["x"], "score": ["high"]}),
+         "score 'high' is not a finite number"),
+    ],
+)
+def test_bad_input_raises_one_line_store_error_and_writes_nothing(store: KVStore, frame: pd.DataFrame,
+                                                                  message: str) -> None:
+    with pytest.raises(StoreError, match=message) as err:
+        store.publish(frame)
+    assert isinstance(err.value, ValueError)
+    assert "\n" not in str(err.value) and "fix:" in str(err.value)
+    assert store.versions() == []
+
+
+def test_bad_group_frame_and_metadata_raise(store: KVStore) -> None:
+    with pytest.raises(StoreError, match="group_recs, column 'group_id': missing column"):
+        store.publish(user_frame(1, 1, 1), user_frame(1, 1, 1))
+    with pytest.raises(StoreError, match="not JSON-serialisable"):
+        store.publish(user_frame(1, 1, 1), metadata={"when": object()})
+    assert store.versions() == []
+
+
+def test_failed_publish_rolls_back_completely(store: KVStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = store.publish(user_frame(3, 2, marker=1))
+
+    def boom(*args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error (injected)")
+
+    monkeypatch.setattr(KVStore, "_insert_values", staticmethod(boom))
+    with pytest.raises(sqlite3.OperationalError, match="injected"):
+        store.publish(user_frame(3, 2, marker=2))
+    assert store.active_version() == good
+    assert [v.version for v in store.versions()] == [good]
+    assert store.get_user("u0002")[0].category == "v1-c0"
+
+
+def test_not_a_database_file_raises_store_error(tmp_path: Path) -> None:
+    bad = tmp_path / "not.sqlite"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open as a SQLite store"):
+        KVStore(bad)
+
+
+def test_keep_versions_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keep_versions"):
+        KVStore(tmp_path / "kv.sqlite", keep_versions=0)
+
+
+def _check_consistent(recs: list[Recommendation], k: int) -> int:
+    """Every item of one read comes from one version: return that version's marker."""
+    assert [r.rank for r in recs] == list(range(1, k + 1))
+    markers = {r.category.split("-")[0] for r in recs} | {f"v{int(r.score)}" for r in recs}
+    assert len(markers) == 1, markers
+    return int(markers.pop()[1:])
+
+
+def test_concurrent_reader_always_sees_one_complete_version(tmp_path: Path) -> None:
+    path, n_users, k, n_versions = tmp_path / "kv.sqlite", 400, 5, 6
+    users = [f"u{u:04d}" for u in range(n_users)]
+    writer = KVStore(path, keep_versions=2)
+    writer.publish(user_frame(n_users, k, marker=0))
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    stop, publishing = threading.Event(), threading.Event()
+    overlapped: list[int] = []  # reads made while a publish was in progress
+
+    def read_loop() -> None:
+        reader = KVStore(path)  # its own connection, like another serving process
+        try:
+            while not stop.is_set():
+                single = _check_consistent(reader.get_user(users[len(seen) % n_users]), k)
+                batch = reader.get_users(users)
+                assert sorted(batch) == users  # never a partial version
+                markers = {_check_consistent(recs, k) for recs in batch.values()}
+                assert len(markers) == 1, markers
+                batch_marker = markers.pop()
+                assert (seen[-1] if seen else 0) <= single <= batch_marker  # versions only move forward
+                seen.append(batch_marker)
+                if publishing.is_set():
+                    overlapped.append(batch_marker)
+        except BaseException as exc:  # re-raised in the main thread
+            errors.append(exc)
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=read_loop)
+    thread.start()
+    try:
+        for marker in range(1, n_versions + 1):
+            publishing.set()
+            writer.publish(user_frame(n_users, k, marker=marker))
+            publishing.clear()
+            deadline = time.monotonic() + 3
+            while not errors and (not seen or seen[-1] < marker) and time.monotonic() < deadline:
+                time.sleep(0.001)  # let the reader observe this version before the next publish
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        writer.close()
+    assert not errors, errors[0]
+    assert set(range(1, n_versions + 1)) <= set(seen) <= set(range(n_versions + 1))
+    assert overlapped, "the reader never ran during a publish"
+
+
+def test_publish_config_validates() -> None:
+    assert PublishConfig().keep_versions == 3
+    with pytest.raises(ValueError, match="keep_versions must be >= 1, got 0"):
+        PublishConfig(keep_versions=0)
+    with pytest.raises(ValueError, match="keep_versions must be an int"):
+        PublishConfig(keep_versions=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout_s"):
+        PublishConfig(timeout_s=0)
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        PublishConfig(metadata={"x": {1, 2}})
+
+
+def test_run_publish_reads_parquet_and_records_config(tmp_path: Path) -> None:
+    recs_path, groups_path = tmp_path / "recs.parquet", tmp_path / "groups.parquet"
+    user_frame(5, 3, marker=4).to_parquet(recs_path)
+    group_frame().to_parquet(groups_path)
+    cfg = PublishConfig(keep_versions=1, metadata={"run": "r1"})
+    store_path = tmp_path / "store" / "kv.sqlite"
+    first = run_publish(cfg, recs_path, store_path)
+    result = run_publish(cfg, recs_path, store_path, group_recs_path=groups_path)
+    assert (result.n_users, result.n_groups, result.n_rows) == (5, 2, 18)
+    assert result.kept_versions == (result.version,) and first.version != result.version
+    with KVStore(store_path) as store:
+        assert store.get_user("u0004")[2] == Recommendation("v4-c2", 4.02, 3)
+        assert store.get_group("7-1") == [Recommendation("Horror", 0.5, 1)]
+        [info] = store.versions()
+    assert info.metadata["run"] == "r1"
+    assert info.metadata["config"] == {"keep_versions": 1, "timeout_s": 30.0, "metadata": {"run": "r1"}}
+    assert info.metadata["recs_path"] == str(recs_path)
+
+
+def test_run_publish_missing_file_raises(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="missing.parquet: file not found"):
+        run_publish(PublishConfig(), tmp_path / "missing.parquet", tmp_path / "kv.sqlite")
+    assert not (tmp_path / "kv.sqlite").exists()
