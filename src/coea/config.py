@@ -47,7 +47,7 @@ class SyntheticConfig:
     explore_rate: float = 0.12  # chance an event adopts a category new to the user
     focus_strength: float = 3.0  # boost of the user's current short-term focus category
     focus_length: int = 12  # mean number of events before the short-term focus shifts
-    span_days: int = 180  # time span of the whole log
+    span_days: int = 180  # scale of the time axis: users start within 0.3x of it, sessions spread over ~0.6x
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_categories", "n_groups", "items_per_category", "mean_interactions",
