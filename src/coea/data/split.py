@@ -22,6 +22,7 @@ import pandas as pd
 
 from coea.config import SplitConfig
 from coea.data.schema import CATEGORY, TIMESTAMP, USER, sort_events
+from coea.dsie.short_term import short_term_sets
 
 
 @dataclass(frozen=True)
@@ -50,18 +51,6 @@ class Split:
     future_categories: dict[str, set[str]] = field(default_factory=dict)  # T_u
 
 
-def _short_term(history: pd.DataFrame, cfg: SplitConfig) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for user, g in history.groupby(USER, sort=False):
-        if cfg.short_window is not None:
-            g = g[g[TIMESTAMP] >= g[TIMESTAMP].iloc[-1] - cfg.short_window]
-        else:
-            g = g.iloc[-cfg.n_short:]
-        # distinct, ordered by last occurrence (most recent last)
-        out[str(user)] = list(dict.fromkeys(reversed(g[CATEGORY].tolist())))[::-1]
-    return out
-
-
 def chronological_split(interactions: pd.DataFrame, cfg: SplitConfig) -> Split:
     """Split a canonical table per user; see the module docstring for the rules."""
     df = sort_events(interactions)
@@ -82,7 +71,8 @@ def chronological_split(interactions: pd.DataFrame, cfg: SplitConfig) -> Split:
     warm = [u for u in users if n_hist.get(u, 0) >= cfg.min_history]
     warm_set = set(warm)
     cold = [u for u in users if u not in warm_set]
-    histories = Histories(history, _short_term(history, cfg), sorted(df[CATEGORY].unique()))
+    short = short_term_sets(history, cfg.n_short, cfg.short_window)
+    histories = Histories(history, short, sorted(df[CATEGORY].unique()))
     future_cats = {str(u): set(g) for u, g in future.groupby(USER, sort=False)[CATEGORY]}
     return Split(histories, future, warm, cold, cfg, dropped, future_cats)
 

@@ -1,0 +1,241 @@
+"""Long-term encoder: a SASRec-style causal self-attention model trained to predict the next category.
+
+Tokens are categories (see :mod:`coea.dsie.vocab`); learned positions; pre-norm causal transformer blocks;
+output logits tied to the token embeddings. The *user embedding* is the final position's hidden state,
+L2-normalised. Sequences are right-padded, so with the causal mask a real position never attends to padding.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from coea.config import save_config
+from coea.data.schema import CATEGORY
+from coea.data.split import Histories
+from coea.dsie.sequences import last_windows, training_windows, user_sequences
+from coea.dsie.vocab import PAD, UNK, CategoryVocab
+from coea.utils import atomic_path, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderConfig:
+    """Architecture, filtering and training of the long-term encoder."""
+
+    dim: int = 64  # hidden size D
+    n_layers: int = 2  # causal transformer blocks
+    n_heads: int = 2  # attention heads (dim must be divisible)
+    dropout: float = 0.2
+    max_len: int = 50  # positions; the most recent events are kept
+    min_user_events: int = 3  # users with fewer tokens are not trained on
+    min_category_support: int = 1  # rarer categories become UNK
+    collapse_repeats: bool = False  # a, a, b -> a, b before training and embedding
+    all_windows: bool = True  # train on every max_len window of a history, not only the last
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1  # users held out (their last window) for early stopping
+    patience: int = 3  # epochs without validation improvement before stopping
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "n_layers", "n_heads", "max_len", "epochs", "batch_size", "patience",
+                     "min_category_support"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
+
+
+class SasRec(nn.Module):
+    """Causal self-attention over category tokens; ``forward`` returns hidden states (B, L, D)."""
+
+    def __init__(self, vocab_size: int, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, cfg.dim, padding_idx=PAD)
+        self.positions = nn.Embedding(cfg.max_len, cfg.dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.n_heads, 4 * cfg.dim, cfg.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def reset_parameters(self) -> None:
+        """Small embeddings (std 0.02, GPT-2 style) so the tied output logits start near uniform."""
+        nn.init.normal_(self.tokens.weight, std=0.02)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        with torch.no_grad():
+            self.tokens.weight[PAD].zero_()
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        length = seq.shape[1]
+        pos = torch.arange(length, device=seq.device)
+        h = self.tokens(seq) + self.positions(pos)[None]  # (B, L, D)
+        causal = nn.Transformer.generate_square_subsequent_mask(length, device=seq.device)  # (L, L)
+        h = self.blocks(self.dropout(h), mask=causal, is_causal=True)
+        return self.norm(h)  # (B, L, D)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores of every token, tied to the input embeddings: (..., D) -> (..., V)."""
+        return hidden @ self.tokens.weight.T
+
+
+@dataclass
+class EncoderResult:
+    """A trained encoder and what it produced."""
+
+    model: SasRec
+    vocab: CategoryVocab
+    config: EncoderConfig
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train/val loss, ms/step
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def _batches(n: int, size: int, rng: np.random.Generator | None):
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, size):
+        yield order[start:start + size]
+
+
+def _loss(model: SasRec, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = model.logits(model(inputs))  # (B, L, V)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
+
+
+@torch.no_grad()
+def _eval_loss(model: SasRec, inputs: np.ndarray, targets: np.ndarray, cfg: EncoderConfig) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for idx in _batches(len(inputs), cfg.batch_size, None):
+        x, y = torch.as_tensor(inputs[idx], device=cfg.device), torch.as_tensor(targets[idx], device=cfg.device)
+        n = int((y != PAD).sum())
+        total += float(_loss(model, x, y)) * n
+        count += n
+    return total / max(count, 1)
+
+
+def _split_users(seqs: dict[str, list[int]], cfg: EncoderConfig) -> tuple[list[list[int]], list[list[int]]]:
+    users = sorted(seqs)
+    rng = np.random.default_rng(cfg.seed)
+    n_val = int(round(cfg.val_fraction * len(users)))
+    val = set(rng.choice(len(users), size=n_val, replace=False).tolist()) if n_val else set()
+    train = [seqs[u] for i, u in enumerate(users) if i not in val]
+    held = [seqs[u] for i, u in enumerate(users) if i in val]
+    return train, held
+
+
+def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None = None) -> EncoderResult:
+    """Train on history sequences with early stopping on held-out users; optionally save model + config."""
+    seed_everything(cfg.seed)
+    counts = histories.interactions[CATEGORY].value_counts().to_dict()
+    vocab = CategoryVocab.from_counts(counts, cfg.min_category_support)
+    seqs = user_sequences(histories.interactions, vocab, cfg.collapse_repeats)
+    train_seqs, val_seqs = _split_users(seqs, cfg)
+    train = training_windows(train_seqs, cfg.max_len, cfg.all_windows, cfg.min_user_events)
+    val = training_windows(val_seqs, cfg.max_len, False, cfg.min_user_events)
+    if len(train.inputs) == 0:
+        raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
+    model = SasRec(vocab.size, cfg).to(cfg.device)
+    model.reset_parameters()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result = EncoderResult(model, vocab, cfg)
+    _fit(model, opt, train, val, cfg, result)
+    if out_dir is not None:
+        result.paths = save_encoder(result, out_dir)
+    return result
+
+
+def _fit(model: SasRec, opt: torch.optim.Optimizer, train, val, cfg: EncoderConfig, result: EncoderResult) -> None:
+    rng = np.random.default_rng(cfg.seed + 1)
+    best, best_state, stale = math.inf, None, 0
+    bar = tqdm(range(cfg.epochs), desc="encoder", unit="epoch", disable=None)
+    for epoch in bar:
+        model.train()
+        start, losses = time.perf_counter(), []
+        for idx in _batches(len(train.inputs), cfg.batch_size, rng):
+            x = torch.as_tensor(train.inputs[idx], device=cfg.device)
+            y = torch.as_tensor(train.targets[idx], device=cfg.device)
+            loss = _loss(model, x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        ms = 1000 * (time.perf_counter() - start) / max(len(losses), 1)
+        val_loss = _eval_loss(model, val.inputs, val.targets, cfg) if len(val.inputs) else float(np.mean(losses))
+        result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+                               "ms_per_step": ms})
+        log.info("encoder epoch %d: train %.4f val %.4f (%.1f ms/step)", epoch, np.mean(losses), val_loss, ms)
+        bar.set_postfix(train=f"{np.mean(losses):.3f}", val=f"{val_loss:.3f}")
+        if val_loss < best - 1e-4:
+            best, stale = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("encoder: early stop after epoch %d (best val %.4f)", epoch, best)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+
+
+@torch.no_grad()
+def encode(model: SasRec, seqs: list[list[int]], cfg: EncoderConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Final-position hidden states, L2-normalised (N, D), and next-token logits (N, V) for each sequence.
+
+    An empty sequence gets a zero embedding and uniform logits (callers treat such users as cold-start).
+    """
+    model.eval()
+    inputs, last = last_windows(seqs, cfg.max_len)
+    embs, logits = [], []
+    for idx in _batches(len(seqs), 512, None):
+        h = model(torch.as_tensor(inputs[idx], device=cfg.device))  # (B, L, D)
+        final = h[torch.arange(len(idx)), torch.as_tensor(last[idx], device=cfg.device)]  # (B, D)
+        embs.append(F.normalize(final, dim=-1).cpu().numpy())
+        logits.append(model.logits(final).cpu().numpy())
+    emb = np.concatenate(embs) if embs else np.zeros((0, cfg.dim), np.float32)
+    logit = np.concatenate(logits) if logits else np.zeros((0, model.tokens.num_embeddings), np.float32)
+    empty = np.array([len(s) == 0 for s in seqs], dtype=bool)
+    emb[empty] = 0.0
+    logit[empty] = 0.0
+    logit[:, [PAD, UNK]] = -np.inf
+    return emb, logit
+
+
+def save_encoder(result: EncoderResult, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"encoder": out_dir / "encoder.pt", "encoder_config": out_dir / "encoder_config.json",
+             "encoder_vocab": out_dir / "encoder_vocab.json"}
+    with atomic_path(paths["encoder"]) as tmp:
+        torch.save(result.model.state_dict(), tmp)
+    save_config(result.config, paths["encoder_config"])
+    result.vocab.save(paths["encoder_vocab"])
+    return paths
+
+
+def load_encoder(out_dir: Path) -> tuple[SasRec, CategoryVocab, EncoderConfig]:
+    import json
+
+    cfg = EncoderConfig(**json.loads((out_dir / "encoder_config.json").read_text()))
+    vocab = CategoryVocab.load(out_dir / "encoder_vocab.json")
+    model = SasRec(vocab.size, cfg)
+    model.load_state_dict(torch.load(out_dir / "encoder.pt", map_location=cfg.device, weights_only=True))
+    model.eval()
+    return model, vocab, cfg

@@ -1,0 +1,188 @@
+"""Drift features (hand-checked) and the Evidently-backed regrouping decision (calibrated on synthetic logs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coea.config import SyntheticConfig
+from coea.data.synthetic import generate_synthetic
+from coea.drift import (
+    GROUP,
+    OTHER_SHARE,
+    SHARE_PREFIX,
+    DriftConfig,
+    chi2_two_sample,
+    detect_drift,
+    popular_categories,
+    user_behaviour_features,
+)
+from tests.helpers import events
+
+N_SEEDS = 20
+
+
+def _tiny() -> pd.DataFrame:
+    rows = [  # deliberately out of time order; user c has a timestamp tie broken by item id
+        ("a", "i1", "A", 1), ("a", "i2", "B", 2), ("a", "i3", "A", 3), ("a", "i4", "B", 4),
+        ("b", "i5", "D", 40), ("b", "i1", "A", 10), ("b", "i6", "A", 20), ("b", "i7", "C", 30),
+        ("c", "i1", "A", 1), ("c", "i2", "B", 2), ("c", "i8", "C", 3), ("c", "i3", "A", 4), ("c", "i9", "D", 4),
+        ("d", "i1", "A", 7),
+    ]
+    return events(rows)
+
+
+def test_features_hand_checked():
+    feats = user_behaviour_features(_tiny(), reference_categories=["A", "A", "B", "C"], n_top=2,
+                                    user_groups={"a": "g1", "b": "g2"})
+    assert list(feats.index) == ["a", "b", "c", "d"]
+    assert feats["activity"].tolist() == [4, 4, 5, 1]
+    assert feats["breadth"].tolist() == [2, 3, 4, 1]
+    assert feats["entropy"].tolist() == pytest.approx(
+        [math.log(2), 1.5 * math.log(2), -(0.4 * math.log(0.4) + 3 * 0.2 * math.log(0.2)), 0.0])
+    assert feats["top_share"].tolist() == pytest.approx([0.5, 0.5, 0.4, 1.0])
+    # earlier part = first ceil(n/2) events; a: AB|AB, b: AA|CD, c: ABC|AD (A@4 before D@4 by item id), d: A|
+    assert feats["novelty"].tolist() == pytest.approx([0.0, 1.0, 0.5, 0.0])
+    # reference popularity pi: A 0.5, B 0.25, C 0.25, D 0; top-2 = A, then B (tie with C broken by name)
+    assert feats["ref_popularity"].tolist() == pytest.approx([0.375, 0.3125, 0.4 * 0.5 + 0.2 * 0.25 + 0.2 * 0.25, 0.5])
+    assert feats[f"{SHARE_PREFIX}A"].tolist() == pytest.approx([0.5, 0.5, 0.4, 1.0])
+    assert feats[f"{SHARE_PREFIX}B"].tolist() == pytest.approx([0.5, 0.0, 0.2, 0.0])
+    assert feats[OTHER_SHARE].tolist() == pytest.approx([0.0, 0.5, 0.4, 0.0])
+    assert feats[GROUP].tolist() == ["g1", "g2", "unknown", "unknown"]
+
+
+def test_novelty_against_prior_history():
+    prior = events([("a", "i1", "A", 0), ("b", "i1", "A", 0), ("b", "i7", "C", 0)])
+    feats = user_behaviour_features(_tiny(), prior=prior, top_categories=[])
+    # a: B twice of 4 events new; b: only D new; c, d: no prior history, every event is new
+    assert feats["novelty"].tolist() == pytest.approx([0.5, 0.25, 1.0, 1.0])
+    assert [c for c in feats.columns if c.startswith(SHARE_PREFIX) or c == OTHER_SHARE] == []
+
+
+def test_popular_categories_breaks_ties_by_name():
+    assert popular_categories(["z", "b", "a", "b", "z", "c"], 3) == ["b", "z", "a"]
+
+
+def test_chi2_two_sample_hand_value():
+    ref = pd.Series(["x"] * 30 + ["y"] * 10)
+    cur = pd.Series(["x"] * 10 + ["y"] * 30)
+    # expected 20 in every cell: X^2 = 4 * 10^2 / 20 = 20 on 1 degree of freedom
+    from scipy.stats import chi2
+
+    assert chi2_two_sample(ref, cur) == pytest.approx(chi2.sf(20.0, 1))
+    assert chi2_two_sample(ref, ref) == pytest.approx(1.0)
+    assert chi2_two_sample(pd.Series(["x", "x"]), pd.Series(["x"])) == 1.0
+
+
+@pytest.mark.parametrize("kwargs, bad", [
+    ({"threshold": 0.0}, "threshold"), ({"threshold": 1.5}, "1.5"), ({"min_users": 1}, "min_users"),
+    ({"top_categories": -1}, "-1"), ({"stattest_threshold": 0.0}, "stattest_threshold"), ({"stattest": ""}, "''"),
+])
+def test_config_rejects_bad_values(kwargs, bad):
+    with pytest.raises(ValueError, match=bad):
+        DriftConfig(**kwargs)
+
+
+def test_min_users_error_names_the_count():
+    tiny = _tiny()
+    with pytest.raises(ValueError, match="current window has 4 users, fewer than min_users=5"):
+        detect_drift(DriftConfig(min_users=5), pd.concat([tiny, tiny.assign(user_id="x" + tiny.user_id)]), tiny)
+
+
+# ---- Evidently runs on synthetic logs -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def logs():
+    """Four small logs with different planted tastes; each null trial splits one log's users in two halves."""
+    out = []
+    for seed in range(4):
+        d = generate_synthetic(SyntheticConfig(seed=seed, n_users=200, n_categories=20, n_groups=4,
+                                               items_per_category=8, mean_interactions=40, min_interactions=25))
+        out.append((d.interactions, dict(zip(d.groups.user_id, d.groups.group.astype(str), strict=True))))
+    return out
+
+
+def _halves(interactions: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    users = np.array(sorted(interactions.user_id.unique()))
+    first = set(np.random.default_rng(seed).permutation(users)[: len(users) // 2])
+    mask = interactions.user_id.isin(first)
+    return interactions[mask].reset_index(drop=True), interactions[~mask].reset_index(drop=True)
+
+
+def test_same_distribution_does_not_trigger(logs):
+    cfg = DriftConfig()
+    alarms, column_flags = 0, []
+    for seed in range(N_SEEDS):
+        interactions, groups = logs[seed % len(logs)]
+        ref, cur = _halves(interactions, seed)
+        result = detect_drift(cfg, ref, cur, user_groups=groups)
+        assert result.n_reference_users == result.n_current_users == 100
+        assert len(result.features) == 13  # 6 behaviour + 5 top shares + other_share + group
+        alarms += result.drifted
+        column_flags += [f.drifted for f in result.features]
+    assert alarms <= 1, f"{alarms} false alarms in {N_SEEDS} same-distribution splits"
+    # each column is tested at 5%: the flag rate over 20 x 13 null tests stays near it
+    assert np.mean(column_flags) <= 0.10
+
+
+def _remap_current(logs, mapping_of) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    interactions, groups = logs[0]
+    ref, cur = _halves(interactions, 0)
+    ranked = popular_categories(ref.category, ref.category.nunique())
+    return ref, cur.assign(category=cur.category.map(mapping_of(ranked))), groups
+
+
+def test_pure_taste_shift_triggers(logs):
+    """Users move their mass from popular to tail categories (reversed popularity), diversity unchanged."""
+    ref, cur, groups = _remap_current(logs, lambda ranked: dict(zip(ranked, ranked[::-1], strict=True)))
+    result = detect_drift(DriftConfig(), ref, cur, user_groups=groups)
+    taste = {"ref_popularity", OTHER_SHARE} | {f.column for f in result.features if f.column.startswith(SHARE_PREFIX)}
+    assert taste <= set(result.drifted_columns)
+    assert result.drift_share >= 7 / 13
+    assert result.drifted
+
+
+def test_concentration_shift_triggers(logs):
+    """Every category collapses onto three tail ones: diversity, novelty and taste all move."""
+    ref, cur, groups = _remap_current(logs, lambda ranked: {c: ranked[-1 - i % 3] for i, c in enumerate(ranked)})
+    result = detect_drift(DriftConfig(), ref, cur, user_groups=groups)
+    assert {"entropy", "breadth", "top_share", "ref_popularity"} <= set(result.drifted_columns)
+    assert result.drift_share >= 0.75
+    assert result.drifted
+
+
+def test_outputs_written_and_evidently_kept_quiet(logs, tmp_path, caplog):
+    ref, cur = _halves(logs[1][0], 1)
+    cfg = DriftConfig(threshold=0.3)
+    with caplog.at_level(logging.DEBUG):
+        result = detect_drift(cfg, ref, cur, tmp_path / "drift", user_groups=logs[1][1])
+    assert not [r for r in caplog.records if r.name.startswith("evidently") or r.levelno >= logging.WARNING]
+    assert [r.name for r in caplog.records if r.name.startswith("coea")] == ["coea.drift"]  # one summary line
+    assert result.html_path == tmp_path / "drift" / "drift_report.html"
+    html = result.html_path.read_text(encoding="utf-8")
+    assert html.lstrip().lower().startswith("<!doctype html") and html.rstrip().endswith("</html>")
+    assert len(html) > 100_000 and "<script src=" not in html  # self-contained: scripts inlined
+    assert "other_share" in html and "chi-square two-sample" in html
+    summary = json.loads(result.json_path.read_text(encoding="utf-8"))
+    assert summary["drift_share"] == pytest.approx(result.drift_share)
+    assert summary["drifted"] is result.drifted
+    assert summary["config"]["threshold"] == 0.3
+    assert [f["column"] for f in summary["features"]][:6] == ["activity", "entropy", "top_share", "breadth",
+                                                              "novelty", "ref_popularity"]
+    assert summary["features"][-1]["stattest"].startswith("chi-square two-sample")  # the group column
+    assert sorted(p.name for p in (tmp_path / "drift").iterdir()) == ["drift.json", "drift_report.html"]
+
+
+def test_stattest_override_and_unknown_name(logs):
+    ref, cur = _halves(logs[2][0], 2)
+    result = detect_drift(DriftConfig(stattest="psi", stattest_threshold=0.2), ref, cur)
+    assert {f.stattest for f in result.features} == {"PSI"}
+    assert {f.threshold for f in result.features} == {0.2}
+    with pytest.raises(ValueError, match="'nope'"):
+        detect_drift(DriftConfig(stattest="nope"), ref, cur)
