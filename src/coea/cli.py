@@ -126,22 +126,41 @@ def evaluate_cmd(
     typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
 
 
+@app.command("group")
+def group_cmd(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
+    min_history: MinHistOpt = None, n_short: NShortOpt = None,
+) -> None:
+    """DSIE: encoder -> RQ-VAE CSIDs -> groups, profiles and group_report.json, fitted on histories."""
+    from coea.job import group_summary, run_group
+
+    cfg = _load_config(config)
+    cfg = replace(cfg, data=_overrides(cfg.data, spec=data, category_level=category_level),
+                  split=_overrides(cfg.split, min_history=min_history, n_short=n_short))
+    result = run_group(cfg, out)
+    typer.echo(json.dumps(group_summary(result.dsie), indent=2))
+    for name, path in result.paths.items():
+        typer.echo(f"  {name:<16} {path}")
+
+
 @app.command("run")
 def run_cmd(
     data: DataOpt = None, config: ConfigOpt = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="parent of runs/<timestamp>/")] = Path("runs"),
 ) -> None:
-    """The main job: data -> split -> methods -> evaluation, written under runs/<timestamp>/."""
-    from coea.evaluation.evaluate import run_evaluate
+    """The main job: data -> split -> DSIE groups -> methods -> evaluation, under runs/<timestamp>/."""
+    from coea.job import run_job
 
     cfg = _load_config(config)
     cfg = replace(cfg, data=_overrides(cfg.data, spec=data))
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
-    result = run_evaluate(cfg, out)
-    typer.echo(result.table)
+    result = run_job(cfg, out)
+    typer.echo(result.evaluation.table)
+    typer.echo("groups: " + json.dumps(result.summary))
     typer.echo(f"run directory: {out}")
-    for name, path in result.paths.items():
-        typer.echo(f"  {name:<14} {path}")
+    for name, path in {**result.evaluation.paths, **result.groups.paths}.items():
+        typer.echo(f"  {name:<16} {path}")
 
 
 def _csv(value: str | None) -> list[str] | None:

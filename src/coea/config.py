@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from coea.dsie.config import DsieConfig
 from coea.utils import write_json_atomic
 
 
@@ -106,7 +107,8 @@ class EvalConfig:
     """Which methods to score, at which cut-offs."""
 
     methods: list[str] = field(
-        default_factory=lambda: ["random", "pop", "pop_novel", "markov", "markov+x", "cooc_novel"]
+        default_factory=lambda: ["random", "pop", "pop_novel", "markov", "markov+x", "cooc_novel", "sasrec",
+                                 "sasrec+x", "group_pop_novel"]
     )
     ks: list[int] = field(default_factory=lambda: [5, 10])
     seed: int = 0  # seeds the random baseline and any sampling
@@ -131,6 +133,7 @@ class RunConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dsie: DsieConfig = field(default_factory=DsieConfig)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -161,7 +164,14 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    return cls(**values)
+    nested = {}
+    for f in dataclasses.fields(cls):
+        value = values.get(f.name)
+        if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default):
+                nested[f.name] = from_dict(type(default), value, where=f"{where}.{f.name}")
+    return cls(**{**values, **nested})
 
 
 def load_run_config(path: Path | None) -> RunConfig:

@@ -87,3 +87,26 @@ def test_bad_config_key_is_exit_2(tmp_path):
     cfg.write_text("split:\n  n_futur: 3\n")
     res = coea("evaluate", "--config", str(cfg), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "n_futur" in res.stderr
+
+
+def test_group_writes_dsie_outputs_and_cold_start_slice(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("synthetic:\n  n_users: 90\n  n_categories: 20\n  n_groups: 3\n"
+                   "split:\n  min_history: 40\n"
+                   "dsie:\n  encoder: {dim: 16, epochs: 4}\n  rqvae: {codebook_sizes: [4, 4, 4], epochs: 30}\n"
+                   "  group: {min_group_size: 3}\n")
+    out = tmp_path / "g"
+    res = coea("group", "--config", str(cfg), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout[: res.stdout.index("}") + 1])
+    assert summary["M_N"] >= 1 and "ari_vs_planted" in summary and summary["cold_start_users"] > 0
+    for name in ("groups.parquet", "profiles.json", "group_report.json", "encoder/encoder.pt", "rqvae/rqvae.pt"):
+        assert (out / name).is_file(), name
+    ev = tmp_path / "ev"
+    res = coea("evaluate", "--config", str(cfg), "--methods", "pop,group_pop_novel,sasrec", "--out", str(ev))
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["protocol"]["cold_start_users"] == summary["cold_start_users"]
+    assert set(metrics["cold_start"]) == {"pop", "group_pop_novel", "sasrec"}
+    assert metrics["methods"]["group_pop_novel"]["NCP@10"] > 0.9
+    assert "## Cold-start users" in (ev / "metrics.md").read_text()

@@ -22,46 +22,12 @@ from tqdm.auto import tqdm
 from coea.config import save_config
 from coea.data.schema import CATEGORY
 from coea.data.split import Histories
+from coea.dsie.config import EncoderConfig
 from coea.dsie.sequences import last_windows, training_windows, user_sequences
 from coea.dsie.vocab import PAD, UNK, CategoryVocab
 from coea.utils import atomic_path, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EncoderConfig:
-    """Architecture, filtering and training of the long-term encoder."""
-
-    dim: int = 64  # hidden size D
-    n_layers: int = 2  # causal transformer blocks
-    n_heads: int = 2  # attention heads (dim must be divisible)
-    dropout: float = 0.2
-    max_len: int = 50  # positions; the most recent events are kept
-    min_user_events: int = 3  # users with fewer tokens are not trained on
-    min_category_support: int = 1  # rarer categories become UNK
-    collapse_repeats: bool = False  # a, a, b -> a, b before training and embedding
-    all_windows: bool = True  # train on every max_len window of a history, not only the last
-    epochs: int = 30  # upper bound; early stopping usually ends sooner
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    val_fraction: float = 0.1  # users held out (their last window) for early stopping
-    patience: int = 3  # epochs without validation improvement before stopping
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        for name in ("dim", "n_layers", "n_heads", "max_len", "epochs", "batch_size", "patience",
-                     "min_category_support"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.dim % self.n_heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not 0.0 <= self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
 
 
 class SasRec(nn.Module):

@@ -19,26 +19,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from coea.data.schema import CATEGORY, USER
-
-
-@dataclass
-class GroupConfig:
-    """How CSIDs become groups."""
-
-    depth: int = 2  # CSID prefix length defining a group
-    min_group_size: int = 10  # smaller groups merge into their nearest sibling
-
-    def __post_init__(self) -> None:
-        if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth!r}")
-        if self.min_group_size < 1:
-            raise ValueError(f"min_group_size must be >= 1, got {self.min_group_size!r}")
 
 
 def group_key(csid: Sequence[int], depth: int) -> str:

@@ -7,9 +7,7 @@ from-scratch model only exercises the code path).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +15,7 @@ import numpy as np
 import pandas as pd
 
 from coea.data.schema import CATEGORY, USER
-
-
-class ProfilerKind(enum.StrEnum):
-    TEMPLATE = "template"
-    LLM = "llm"
-
-
-@dataclass
-class ProfileConfig:
-    """How group profiles are written."""
-
-    kind: ProfilerKind = ProfilerKind.TEMPLATE
-    top_categories: int = 5  # favourites named in the profile
-    model_path: str | None = None  # llm: local path of a Hugging Face causal LM
-    max_new_tokens: int = 48  # llm: generation length
-
-    def __post_init__(self) -> None:
-        self.kind = ProfilerKind(self.kind)
-        if self.top_categories < 1:
-            raise ValueError(f"top_categories must be >= 1, got {self.top_categories!r}")
-        if self.kind is ProfilerKind.LLM and not self.model_path:
-            raise ValueError("profile kind 'llm' needs model_path (a local Hugging Face model directory)")
+from coea.dsie.config import ProfileConfig, ProfilerKind
 
 
 def _adoption_rate(g: pd.DataFrame) -> float:

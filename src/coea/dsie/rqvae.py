@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from coea.config import from_dict, save_config
+from coea.dsie.config import RqVaeConfig
 from coea.utils import atomic_path, seed_everything
 
 log = logging.getLogger(__name__)
@@ -30,38 +31,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "rqvae.pt"
 CONFIG_FILE = "rqvae_config.json"
 _JITTER = 1e-3  # relative noise added to duplicated points when there are fewer distinct points than codes
-
-
-@dataclass
-class RqVaeConfig:
-    """RQ-VAE architecture and training settings."""
-
-    input_dim: int = 64  # dimension of the user embeddings fed in
-    hidden_dims: list[int] = field(default_factory=lambda: [128])  # encoder hidden widths; decoder mirrors them
-    latent_dim: int = 32  # dimension of the latent z and of every code vector
-    codebook_sizes: list[int] = field(default_factory=lambda: [8, 8, 8])  # codes per level; len = CSID length
-    beta: float = 0.25  # weight of the commitment loss ||r - sg[e]||^2
-    lr: float = 1e-3  # Adam learning rate
-    epochs: int = 150  # passes over the users
-    batch_size: int = 256  # users per Adam step (>= number of users means full batch)
-    weight_decay: float = 0.0  # Adam weight decay
-    dead_code_threshold: int = 1  # a code used fewer than this many times in the last epoch is dead (0 = never)
-    reset_dead_every: int = 5  # re-seed dead codes every this many epochs (0 = never)
-    kmeans_iters: int = 25  # Lloyd iterations of the k-means codebook init
-    seed: int = 0  # seeds weights, k-means, batch order and dead-code re-seeding
-    device: str = "cpu"  # torch device string, e.g. "cpu" or "cuda:0"
-
-    def __post_init__(self) -> None:
-        for name in ("input_dim", "latent_dim", "epochs", "batch_size", "kmeans_iters"):
-            _require(getattr(self, name) > 0, name, getattr(self, name), "> 0")
-        for name in ("beta", "weight_decay", "dead_code_threshold", "reset_dead_every"):
-            _require(getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
-        _require(self.lr > 0, "lr", self.lr, "> 0")
-        _require(all(h > 0 for h in self.hidden_dims), "hidden_dims", self.hidden_dims, "a list of ints > 0")
-        _require(len(self.codebook_sizes) > 0 and all(k >= 2 for k in self.codebook_sizes), "codebook_sizes",
-                 self.codebook_sizes, "a non-empty list of ints >= 2")
-        _require(self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device", self.device,
-                 "a torch device string such as 'cpu' or 'cuda:0'")
 
 
 def _require(ok: bool, name: str, value: object, bound: str) -> None:

@@ -21,38 +21,21 @@ import pandas as pd
 from coea.config import config_to_dict, save_config
 from coea.data.schema import USER
 from coea.data.split import Histories
-from coea.dsie.encoder import EncoderConfig, EncoderResult, encode, train_encoder
+from coea.dsie.config import DsieConfig
+from coea.dsie.encoder import EncoderResult, encode, train_encoder
 from coea.dsie.groups import (
-    GroupConfig,
     assign_cold_start,
     category_distributions,
     group_key,
     merge_tiny_groups,
 )
-from coea.dsie.profiles import ProfileConfig, build_profiles
+from coea.dsie.profiles import build_profiles
 from coea.dsie.report import group_report
-from coea.dsie.rqvae import RqVaeConfig, RqVaeResult, train_rqvae
+from coea.dsie.rqvae import RqVaeResult, train_rqvae
 from coea.dsie.sequences import user_sequences
 from coea.utils import atomic_path, seed_everything, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DsieConfig:
-    """The DSIE stage: encoder, RQ-VAE, grouping and profiles (each its own config)."""
-
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    rqvae: RqVaeConfig = field(default_factory=RqVaeConfig)
-    group: GroupConfig = field(default_factory=GroupConfig)
-    profile: ProfileConfig = field(default_factory=ProfileConfig)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.rqvae.input_dim != self.encoder.dim:
-            self.rqvae.input_dim = self.encoder.dim  # the RQ-VAE reads the encoder's embeddings
-        if self.group.depth > len(self.rqvae.codebook_sizes):
-            raise ValueError(f"group depth {self.group.depth} > RQ-VAE levels {len(self.rqvae.codebook_sizes)}")
 
 
 @dataclass

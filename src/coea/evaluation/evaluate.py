@@ -35,7 +35,7 @@ def recommend_all(
     split: Split, cfg: EvalConfig, ctx: MethodContext | None = None
 ) -> dict[str, dict[str, Recommendations]]:
     """``{method name: {"warm": recs, "cold": recs}}`` at K = max(cfg.ks); each base method fitted once."""
-    ctx = ctx or MethodContext(seed=cfg.seed)
+    ctx = ctx or MethodContext(seed=cfg.seed, min_history=split.config.min_history)
     k = max(cfg.ks)
     history = split.histories.user_categories()
     fitted: dict[str, ScoringMethod] = {}
@@ -86,16 +86,21 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
     }
 
 
-def run_evaluate(cfg: RunConfig, out_dir: Path, loaded: LoadedData | None = None) -> EvalResult:
-    """Load, split, fit every method on histories, score on futures; write metrics.json/.md and a PNG."""
+def run_evaluate(cfg: RunConfig, out_dir: Path, loaded: LoadedData | None = None, *, split: Split | None = None,
+                 ctx: MethodContext | None = None) -> EvalResult:
+    """Load, split, fit every method on histories, score on futures; write metrics.json/.md and a PNG.
+
+    ``split`` and ``ctx`` let a caller that already split the data (and fitted DSIE into ``ctx.cache``) reuse it.
+    """
     seed_everything(cfg.eval.seed)
     for name in cfg.eval.methods:
         parse_method(name)  # fail fast on a typo before any work
     loaded = loaded or load_data(cfg.data, cfg.synthetic)
-    split = chronological_split(loaded.interactions, cfg.split)
+    split = split or chronological_split(loaded.interactions, cfg.split)
     log.info("split: %d evaluated users, %d cold-start, %d history / %d future events",
              len(split.warm_users), len(split.cold_users), len(split.histories.interactions), len(split.future))
-    recs = recommend_all(split, cfg.eval)
+    ctx = ctx or MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie)
+    recs = recommend_all(split, cfg.eval, ctx)
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,10 @@ before the top-K is taken. ``*_novel`` methods always exclude history (so ``pop+
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from coea.dsie.config import DsieConfig
 from coea.errors import CoeaInputError
 from coea.evaluation.baselines import Cooccurrence, Markov, Popularity, RandomMethod, ScoringMethod
 
@@ -20,6 +22,9 @@ class MethodContext:
     """What a method factory may use besides histories (later stages add groups and models here)."""
 
     seed: int = 0
+    min_history: int = 5  # warm/cold threshold used by methods that group users (the split's)
+    dsie: DsieConfig = field(default_factory=DsieConfig)
+    cache: dict[str, Any] = field(default_factory=dict, compare=False)  # shared fits (e.g. one DSIE per run)
 
 
 Factory = Callable[[MethodContext], ScoringMethod]
@@ -30,7 +35,16 @@ FACTORIES: dict[str, Factory] = {
     "pop_novel": lambda ctx: Popularity(exclude_history=True),
     "markov": lambda ctx: Markov(),
     "cooc_novel": lambda ctx: Cooccurrence(exclude_history=True),
+    "sasrec": lambda ctx: _dsie_methods().SasRecMethod(ctx),
+    "group_pop_novel": lambda ctx: _dsie_methods().GroupPopularity(ctx, exclude_history=True),
 }
+
+
+def _dsie_methods():
+    """Imported lazily: these methods need torch, the baselines above do not."""
+    from coea.evaluation import dsie_methods
+
+    return dsie_methods
 
 
 @dataclass(frozen=True)

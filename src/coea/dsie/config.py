@@ -1,0 +1,133 @@
+"""Configs of the DSIE stage (kept free of torch so that reading a config is cheap)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+def _require(ok: bool, name: str, value: object, bound: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+@dataclass
+class EncoderConfig:
+    """Architecture, filtering and training of the long-term encoder."""
+
+    dim: int = 32  # hidden size D
+    n_layers: int = 2  # causal transformer blocks
+    n_heads: int = 2  # attention heads (dim must be divisible)
+    dropout: float = 0.2
+    max_len: int = 50  # positions; the most recent events are kept
+    min_user_events: int = 3  # users with fewer tokens are not trained on
+    min_category_support: int = 1  # rarer categories become UNK
+    collapse_repeats: bool = False  # a, a, b -> a, b before training and embedding
+    all_windows: bool = False  # train on every max_len window of a history, not only the last
+    epochs: int = 25  # upper bound; early stopping may end sooner
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1  # users held out (their last window) for early stopping
+    patience: int = 3  # epochs without validation improvement before stopping
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "n_layers", "n_heads", "max_len", "epochs", "batch_size", "patience",
+                     "min_category_support"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
+
+
+@dataclass
+class RqVaeConfig:
+    """RQ-VAE architecture and training settings."""
+
+    input_dim: int = 32  # dimension of the user embeddings fed in (DsieConfig sets it to the encoder's dim)
+    hidden_dims: list[int] = field(default_factory=lambda: [128])  # encoder hidden widths; decoder mirrors them
+    latent_dim: int = 32  # dimension of the latent z and of every code vector
+    codebook_sizes: list[int] = field(default_factory=lambda: [8, 8, 8])  # codes per level; len = CSID length
+    beta: float = 0.25  # weight of the commitment loss ||r - sg[e]||^2
+    lr: float = 1e-3  # Adam learning rate
+    epochs: int = 150  # passes over the users
+    batch_size: int = 256  # users per Adam step (>= number of users means full batch)
+    weight_decay: float = 0.0  # Adam weight decay
+    dead_code_threshold: int = 1  # a code used fewer than this many times in the last epoch is dead (0 = never)
+    reset_dead_every: int = 5  # re-seed dead codes every this many epochs (0 = never)
+    kmeans_iters: int = 25  # Lloyd iterations of the k-means codebook init
+    seed: int = 0  # seeds weights, k-means, batch order and dead-code re-seeding
+    device: str = "cpu"  # torch device string, e.g. "cpu" or "cuda:0"
+
+    def __post_init__(self) -> None:
+        for name in ("input_dim", "latent_dim", "epochs", "batch_size", "kmeans_iters"):
+            _require(getattr(self, name) > 0, name, getattr(self, name), "> 0")
+        for name in ("beta", "weight_decay", "dead_code_threshold", "reset_dead_every"):
+            _require(getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
+        _require(self.lr > 0, "lr", self.lr, "> 0")
+        _require(all(h > 0 for h in self.hidden_dims), "hidden_dims", self.hidden_dims, "a list of ints > 0")
+        _require(len(self.codebook_sizes) > 0 and all(k >= 2 for k in self.codebook_sizes), "codebook_sizes",
+                 self.codebook_sizes, "a non-empty list of ints >= 2")
+        _require(self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device", self.device,
+                 "a torch device string such as 'cpu' or 'cuda:0'")
+
+
+@dataclass
+class GroupConfig:
+    """How CSIDs become groups."""
+
+    depth: int = 2  # CSID prefix length defining a group
+    min_group_size: int = 10  # smaller groups merge into their nearest sibling
+
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth!r}")
+        if self.min_group_size < 1:
+            raise ValueError(f"min_group_size must be >= 1, got {self.min_group_size!r}")
+
+
+class ProfilerKind(enum.StrEnum):
+    TEMPLATE = "template"
+    LLM = "llm"
+
+
+@dataclass
+class ProfileConfig:
+    """How group profiles are written."""
+
+    kind: ProfilerKind = ProfilerKind.TEMPLATE
+    top_categories: int = 5  # favourites named in the profile
+    model_path: str | None = None  # llm: local path of a Hugging Face causal LM
+    max_new_tokens: int = 48  # llm: generation length
+
+    def __post_init__(self) -> None:
+        self.kind = ProfilerKind(self.kind)
+        if self.top_categories < 1:
+            raise ValueError(f"top_categories must be >= 1, got {self.top_categories!r}")
+        if self.kind is ProfilerKind.LLM and not self.model_path:
+            raise ValueError("profile kind 'llm' needs model_path (a local Hugging Face model directory)")
+
+
+@dataclass
+class DsieConfig:
+    """The DSIE stage: encoder, RQ-VAE, grouping and profiles (each its own config)."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    rqvae: RqVaeConfig = field(default_factory=RqVaeConfig)
+    group: GroupConfig = field(default_factory=GroupConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rqvae.input_dim != self.encoder.dim:
+            self.rqvae.input_dim = self.encoder.dim  # the RQ-VAE reads the encoder's embeddings
+        if self.group.depth > len(self.rqvae.codebook_sizes):
+            raise ValueError(f"group depth {self.group.depth} > RQ-VAE levels {len(self.rqvae.codebook_sizes)}")
+
+

@@ -1,0 +1,83 @@
+"""Methods that need DSIE: ``sasrec`` (the long-term encoder as a next-category ranker) and
+``group_pop_novel`` (the most popular categories within the user's group that the user has not seen).
+
+Both are fitted on histories only. When both are evaluated in one run they share one DSIE fit through the
+:class:`~coea.evaluation.registry.MethodContext` cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from coea.data.schema import CATEGORY, USER
+from coea.data.split import Histories
+from coea.dsie.encoder import EncoderResult, encode
+from coea.dsie.sequences import user_sequences
+from coea.evaluation.baselines import ScoringMethod
+
+
+def fitted_dsie(ctx, histories: Histories):
+    """DSIE fitted on ``histories`` once per context (warm = users with >= ctx.min_history events)."""
+    from coea.dsie.run import run_dsie
+
+    key = ("dsie", id(histories))
+    if key not in ctx.cache:
+        n_events = histories.interactions.groupby(USER).size()
+        warm = sorted(n_events[n_events >= ctx.min_history].index)
+        cold = sorted(set(histories.short_term) - set(warm))
+        ctx.cache[key] = run_dsie(ctx.dsie, histories, warm, cold)
+    return ctx.cache[key]
+
+
+class SasRecMethod(ScoringMethod):
+    """Next-category ranking by the SASRec-style encoder: logits at the user's last history position."""
+
+    name = "sasrec"
+
+    def __init__(self, ctx, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ctx = ctx
+
+    def _fit(self, histories: Histories) -> None:
+        enc: EncoderResult = fitted_dsie(self.ctx, histories).encoder  # one encoder fit per run, shared with DSIE
+        self.encoder = enc
+        self.seqs = user_sequences(histories.interactions, enc.vocab, enc.config.collapse_repeats)
+        self.token_of = np.array([enc.vocab.token(c) for c in self.categories])  # (C,)
+
+    def score(self, users: Sequence[str]) -> np.ndarray:
+        _, logits = encode(self.encoder.model, [self.seqs.get(u, []) for u in users], self.encoder.config)
+        scores = logits[:, self.token_of]  # (U, C); UNK categories get -inf
+        scores = np.where(np.isfinite(scores), scores, -1e9)
+        return scores + 1e-9 * self.popularity[None, :]
+
+
+class GroupPopularity(ScoringMethod):
+    """score_u(c) = events in c by members of u's DSIE group (+1e-9 · global popularity as back-off)."""
+
+    name = "group_pop"
+
+    def __init__(self, ctx, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ctx = ctx
+
+    def _fit(self, histories: Histories) -> None:
+        user_group = fitted_dsie(self.ctx, histories).user_group()
+        self.user_group = user_group
+        df = histories.interactions
+        df = df.assign(group=df[USER].map(user_group)).dropna(subset=["group"])
+        counts = df.groupby(["group", CATEGORY]).size().unstack(fill_value=0)
+        counts = counts.reindex(columns=self.categories, fill_value=0)
+        self.group_rows = {g: i for i, g in enumerate(counts.index)}
+        self.group_counts = counts.to_numpy(dtype=np.float64)  # (G, C)
+
+    def score(self, users: Sequence[str]) -> np.ndarray:
+        out = np.tile(1e-9 * self.popularity, (len(users), 1))
+        for row, user in enumerate(users):
+            g = self.user_group.get(user)
+            if g in self.group_rows:
+                out[row] += self.group_counts[self.group_rows[g]]
+            else:
+                out[row] += self.popularity
+        return out

@@ -1,0 +1,72 @@
+"""The SASRec-style encoder: causality, normalised embeddings, training lowers loss, save/load, filtering."""
+
+import numpy as np
+import torch
+
+from coea.config import SplitConfig
+from coea.data.split import chronological_split
+from coea.data.synthetic import generate_synthetic
+from coea.dsie.config import EncoderConfig
+from coea.dsie.encoder import SasRec, encode, load_encoder, train_encoder
+from coea.dsie.sequences import training_windows, user_sequences
+from coea.dsie.vocab import PAD, UNK, CategoryVocab
+from tests.helpers import events
+
+TINY = EncoderConfig(dim=16, n_layers=1, n_heads=2, max_len=12, epochs=4, batch_size=32, patience=10, seed=1)
+
+
+def test_causal_mask_hides_the_future():
+    torch.manual_seed(0)
+    model = SasRec(10, TINY)
+    model.reset_parameters()
+    model.eval()
+    a = torch.tensor([[2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0]])
+    b = a.clone()
+    b[0, 4] = 9  # change position 4 only
+    with torch.no_grad():
+        ha, hb = model(a), model(b)
+    assert torch.allclose(ha[0, :4], hb[0, :4], atol=1e-6)  # earlier positions unaffected
+    assert not torch.allclose(ha[0, 4], hb[0, 4])
+
+
+def test_vocab_support_and_collapse():
+    vocab = CategoryVocab.from_counts({"a": 5, "b": 1, "c": 3}, min_support=2)
+    assert vocab.categories == ("a", "c") and vocab.ids(["a", "b", "c"]) == [2, UNK, 3]
+    df = events([("u", "1", "a", 1), ("u", "2", "a", 2), ("u", "3", "c", 3), ("u", "4", "a", 4)])
+    assert user_sequences(df, vocab, collapse_repeats=True)["u"] == [2, 3, 2]
+    assert user_sequences(df, vocab, collapse_repeats=False)["u"] == [2, 2, 3, 2]
+
+
+def test_training_windows_cut_from_the_end():
+    w = training_windows([list(range(2, 12))], max_len=4, all_windows=True, min_events=2)
+    # sequence 2..11 (10 tokens): windows of 5 tokens from the end: 7..11, 3..7, then 2..3
+    assert w.inputs[0].tolist() == [7, 8, 9, 10] and w.targets[0].tolist() == [8, 9, 10, 11]
+    assert w.inputs[-1].tolist() == [2, PAD, PAD, PAD] and w.targets[-1].tolist() == [3, PAD, PAD, PAD]
+    assert len(training_windows([[2, 3]], 4, True, min_events=3).inputs) == 0
+
+
+def _histories(tiny_synth):
+    df = generate_synthetic(tiny_synth).interactions
+    return chronological_split(df, SplitConfig()).histories
+
+
+def test_training_lowers_loss_and_embeddings_are_unit(tiny_synth, tmp_path):
+    h = _histories(tiny_synth)
+    res = train_encoder(TINY, h, tmp_path)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    seqs = user_sequences(h.interactions, res.vocab, TINY.collapse_repeats)
+    users = sorted(seqs)[:10]
+    emb, logits = encode(res.model, [seqs[u] for u in users] + [[]], TINY)
+    assert np.allclose(np.linalg.norm(emb[:-1], axis=1), 1.0, atol=1e-5)
+    assert np.all(emb[-1] == 0)  # an empty history has no embedding
+    assert np.isneginf(logits[:, PAD]).all() and np.isneginf(logits[:, UNK]).all()
+    model, vocab, cfg = load_encoder(tmp_path)
+    emb2, _ = encode(model, [seqs[u] for u in users], cfg)
+    assert vocab == res.vocab and np.allclose(emb[:-1], emb2, atol=1e-6)
+
+
+def test_same_seed_same_model(tiny_synth):
+    h = _histories(tiny_synth)
+    a, b = train_encoder(TINY, h), train_encoder(TINY, h)
+    for (ka, va), (_, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), ka
