@@ -53,7 +53,7 @@ class RqVaeConfig:
     input_dim: int = 32  # dimension of the user embeddings fed in (DsieConfig sets it to the encoder's dim)
     hidden_dims: list[int] = field(default_factory=lambda: [128])  # encoder hidden widths; decoder mirrors them
     latent_dim: int = 32  # dimension of the latent z and of every code vector
-    codebook_sizes: list[int] = field(default_factory=lambda: [8, 8, 8])  # codes per level; len = CSID length
+    codebook_sizes: list[int] = field(default_factory=lambda: [4, 4, 4])  # codes per level; len = CSID length
     beta: float = 0.25  # weight of the commitment loss ||r - sg[e]||^2
     lr: float = 1e-3  # Adam learning rate
     epochs: int = 150  # passes over the users

@@ -115,5 +115,5 @@ def save_dsie(result: DsieResult, cfg: DsieConfig, out_dir: Path) -> dict[str, P
     write_json_atomic(paths["group_report"], {**result.report, "config": config_to_dict(cfg)})
     save_config(cfg, paths["dsie_config"])
     paths.update(save_encoder(result.encoder, out_dir / "encoder"))
-    paths.update(save_rqvae(result.rqvae.model, out_dir / "rqvae"))
+    paths.update({f"rqvae_{k}": v for k, v in save_rqvae(result.rqvae.model, out_dir / "rqvae").items()})
     return paths
