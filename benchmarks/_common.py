@@ -16,7 +16,10 @@ OUT_DIR = REPO / ".bench"
 
 
 def measure(fn: Callable[[], Any], repeats: int = 3) -> dict[str, float]:
-    """Median wall seconds over ``repeats`` runs, and the peak traced Python/NumPy memory (MiB) of one run."""
+    """Median wall seconds over ``repeats`` runs, and the peak traced Python/NumPy memory (MiB) of one run.
+
+    tracemalloc sees Python and NumPy allocations, not torch tensors: torch-heavy steps also report max RSS.
+    """
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

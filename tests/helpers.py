@@ -19,3 +19,24 @@ requires_movielens = pytest.mark.skipif(
 def events(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
     """A canonical frame from (user, item, category, timestamp) tuples."""
     return pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])
+
+
+def tiny_causal_lm(path: Path, words: list[str], *, seed: int = 0) -> Path:
+    """Save a randomly initialised 1-layer Llama and a word-level tokenizer over ``words`` to ``path``."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<s>", "</s>"]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(specials + words))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>")
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                      pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path

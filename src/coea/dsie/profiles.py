@@ -52,22 +52,18 @@ def template_profile(gid: str, stats: Mapping[str, Any]) -> str:
             f"{stats['adoption_rate']:.0%} of their categories were first tried in the later half of their history.")
 
 
-def llm_profile(stats: Mapping[str, Any], model_path: str, max_new_tokens: int) -> str:  # pragma: no cover - thin
-    from coea.dsie.llm_profiler import generate_profile
-
-    return generate_profile(stats, Path(model_path), max_new_tokens)
-
-
 def build_profiles(history: pd.DataFrame, user_group: Mapping[str, str], csid_of_group: Mapping[str, str],
                    cfg: ProfileConfig) -> dict[str, dict[str, Any]]:
     """``profiles.json`` content: group id -> {csid, profile, stats}."""
     stats = group_stats(history, user_group, cfg.top_categories)
+    profiler = None
+    if cfg.kind is ProfilerKind.LLM:
+        from coea.dsie.llm_profiler import LlmProfiler
+
+        assert cfg.model_path is not None
+        profiler = LlmProfiler(Path(cfg.model_path), cfg.max_new_tokens)
     out = {}
     for gid, s in stats.items():
-        if cfg.kind is ProfilerKind.LLM:
-            assert cfg.model_path is not None
-            text = llm_profile(s, cfg.model_path, cfg.max_new_tokens)
-        else:
-            text = template_profile(gid, s)
-        out[gid] = {"csid": csid_of_group[gid], "profile": text, "stats": s}
+        text = profiler.profile(s) if profiler is not None else template_profile(gid, s)
+        out[gid] = {"csid": csid_of_group[gid], "profile": text, "stats": s, "profiler": cfg.kind.value}
     return out

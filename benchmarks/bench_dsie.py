@@ -1,0 +1,62 @@
+"""DSIE on MovieLens-1M (../shared): encoder seconds per epoch, RQ-VAE training, whole `run_dsie`.
+
+Ratios are against baselines measured in the same run: the encoder epoch against fitting the `markov`
+baseline (the cheapest sequence model), the RQ-VAE against scikit-learn k-means with the same number of
+groups on the same embeddings. Run: ``make bench`` or ``python benchmarks/bench_dsie.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ML_DIR, measure, report  # noqa: E402
+
+from coea.config import DataConfig, SplitConfig  # noqa: E402
+from coea.data import chronological_split, load_data  # noqa: E402
+from coea.dsie.config import DsieConfig  # noqa: E402
+from coea.dsie.encoder import encode, train_encoder  # noqa: E402
+from coea.dsie.rqvae import train_rqvae  # noqa: E402
+from coea.dsie.run import run_dsie  # noqa: E402
+from coea.dsie.sequences import user_sequences  # noqa: E402
+from coea.evaluation.baselines import Markov  # noqa: E402
+
+
+def main() -> int:
+    if not (ML_DIR / "movies.dat").is_file():
+        print(f"skip: MovieLens-1M not found at {ML_DIR}")
+        return 0
+    from sklearn.cluster import KMeans
+
+    split = chronological_split(load_data(DataConfig(spec=f"movielens:{ML_DIR}")).interactions, SplitConfig())
+    h = split.histories
+    cfg = DsieConfig()
+    rows = {"markov fit (baseline)": measure(lambda: Markov().fit(h))}
+    one_epoch = replace(cfg.encoder, epochs=3, patience=99)
+    enc_row = measure(lambda: train_encoder(one_epoch, h), repeats=1)
+    enc_row.update({k: v / 3 for k, v in enc_row.items() if k.endswith("seconds")})
+    rows["encoder, per epoch"] = enc_row
+    enc = train_encoder(one_epoch, h)
+    seqs = user_sequences(h.interactions, enc.vocab, one_epoch.collapse_repeats)
+    emb, _ = encode(enc.model, [seqs[u] for u in split.warm_users], one_epoch)
+    rows["rqvae train (150 epochs)"] = measure(lambda: train_rqvae(cfg.rqvae, emb), repeats=1)
+    n_groups = 16
+    rows["kmeans same M_N (baseline)"] = measure(
+        lambda: KMeans(n_clusters=n_groups, n_init=4, random_state=0).fit(emb), repeats=1)
+    start = time.perf_counter()
+    res = run_dsie(cfg, h, split.warm_users, split.cold_users)
+    total = time.perf_counter() - start
+    base_m, base_k = rows["markov fit (baseline)"]["seconds"], rows["kmeans same M_N (baseline)"]["seconds"]
+    rows["encoder, per epoch"]["ratio"] = rows["encoder, per epoch"]["seconds"] / base_m
+    rows["rqvae train (150 epochs)"]["ratio"] = rows["rqvae train (150 epochs)"]["seconds"] / base_k
+    print(f"run_dsie end to end: {total:.1f}s, {len(res.encoder.history)} encoder epochs, "
+          f"M_N={res.report['csid_groups']['sizes']['M_N']}")
+    report("dsie", rows, {"run_dsie_seconds": total, "encoder_epochs": len(res.encoder.history)})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
