@@ -115,9 +115,9 @@ def evaluate_cmd(
     from coea.evaluation.evaluate import run_evaluate
 
     cfg = _load_config(config)
-    cfg = RunConfig(
+    cfg = replace(
+        cfg,
         data=_data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col),
-        synthetic=cfg.synthetic,
         split=_split_config(cfg.split, n_future, n_short, min_history, min_gap),
         eval=_overrides(cfg.eval, methods=_csv(methods), ks=_ints(k, "--k"), seed=seed),
     )

@@ -110,3 +110,4 @@ def test_group_writes_dsie_outputs_and_cold_start_slice(tmp_path):
     assert set(metrics["cold_start"]) == {"pop", "group_pop_novel", "sasrec"}
     assert metrics["methods"]["group_pop_novel"]["NCP@10"] > 0.9
     assert "## Cold-start users" in (ev / "metrics.md").read_text()
+    assert json.loads((ev / "config.json").read_text())["dsie"]["encoder"]["dim"] == 16  # the YAML's dsie is used
