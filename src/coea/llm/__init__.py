@@ -1,0 +1,1 @@
+"""The dual LLMs: tokenizer and model factory, prompts, SFT, decoding and scoring."""

@@ -1,0 +1,78 @@
+"""Prompt templates of the Novelty LLM (N-LLM) and the Relevance LLM (R-LLM), written down in one place.
+
+Both share one *context*: the user's group CSID tokens, the group's text profile and the user's short-term
+categories (most recent last). Category names appear verbatim; with the scratch tokenizer each category name
+is one token, with a pretrained tokenizer it is several.
+
+N-LLM prompt and completion (the completion is what SFT trains on; decoding fills it)::
+
+    group: <a_2> <b_0> profile: Group 2-0: 105 users. ... recent: Drama Comedy|Romance ; novel:
+     Thriller Horror </s>
+
+R-LLM prompt and completion (P(yes) at the answer position is the relevance score)::
+
+    group: <a_2> <b_0> profile: ... recent: Drama Comedy|Romance ; candidate: Thriller ; relevant:
+     yes </s>
+
+``with_group=False`` drops the group tokens and the profile (the ``w/o CSID`` ablation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+LEVEL_LETTERS = "abcdefgh"
+YES, NO = "yes", "no"
+NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK = "novel:", "candidate:", "relevant:"
+TEMPLATE_WORDS = ("group:", "profile:", "recent:", ";", NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK, YES, NO)
+
+
+@dataclass(frozen=True)
+class PromptContext:
+    """What a prompt says about one user (users sharing it share the prompt)."""
+
+    csid: tuple[int, ...]  # the group's CSID prefix, e.g. (2, 0)
+    profile: str  # the group's text profile
+    short_term: tuple[str, ...]  # distinct recent categories, most recent last
+
+
+def csid_token(level: int, code: int) -> str:
+    """The token of one CSID level code, e.g. level 1 code 12 -> ``<b_12>``."""
+    return f"<{LEVEL_LETTERS[level]}_{int(code)}>"
+
+
+def csid_tokens(csid: Sequence[int]) -> list[str]:
+    return [csid_token(level, code) for level, code in enumerate(csid)]
+
+
+def parse_csid(text: str) -> tuple[int, ...]:
+    """``"2-0"`` (as stored in groups.parquet) -> ``(2, 0)``."""
+    return tuple(int(c) for c in text.split("-")) if text else ()
+
+
+def context_text(ctx: PromptContext, *, with_group: bool = True) -> str:
+    parts = []
+    if with_group:
+        parts += ["group:", *csid_tokens(ctx.csid), "profile:", " ".join(ctx.profile.split())]
+    parts += ["recent:", *ctx.short_term, ";"]
+    return " ".join(parts)
+
+
+def novelty_prompt(ctx: PromptContext, *, with_group: bool = True) -> str:
+    """The N-LLM prompt; the model continues with novel category names."""
+    return f"{context_text(ctx, with_group=with_group)} {NOVEL_MARK}"
+
+
+def novelty_completion(categories: Sequence[str], eos: str) -> str:
+    """The N-LLM target: the categories, space-separated, then the end-of-sequence token."""
+    return " " + " ".join([*categories, eos])
+
+
+def relevance_prompt(ctx: PromptContext, candidate: str, *, with_group: bool = True) -> str:
+    """The R-LLM prompt; the next token is ``yes`` or ``no``."""
+    return f"{context_text(ctx, with_group=with_group)} {CANDIDATE_MARK} {candidate} ; {RELEVANT_MARK}"
+
+
+def relevance_completion(relevant: bool, eos: str) -> str:
+    return f" {YES if relevant else NO} {eos}"
