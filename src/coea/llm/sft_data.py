@@ -1,0 +1,136 @@
+"""Leakage-free SFT examples for the Novelty and Relevance LLMs, built from histories only.
+
+For each user, cut points are chosen inside the history (seeded; at least ``min_prefix`` events before a cut,
+at most ``cuts_per_user`` cuts, evenly spread). At a cut ``t``:
+
+- context = the user's group (CSID + profile) and the short-term set at the cut: the distinct categories of the
+  ``n_short`` events before ``t`` (most recent last);
+- *taken up* = categories that appear in the ``horizon`` events after the cut and never before it (novel with
+  respect to the user), in order of first appearance;
+- N-LLM example: prompt -> the taken-up categories (at most ``max_targets``); cuts with none are skipped;
+- R-LLM examples: each taken-up category is a positive (``yes``); as many negatives (``no``) are drawn,
+  popularity-weighted and without replacement, from categories the user neither had before the cut nor took up
+  in the horizon, so the data are balanced.
+
+Nothing here reads the evaluation future: the caller passes the split's histories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from coea.data.schema import CATEGORY, USER
+from coea.llm.prompts import (
+    PromptContext,
+    novelty_completion,
+    novelty_prompt,
+    relevance_completion,
+    relevance_prompt,
+)
+
+
+@dataclass
+class SftDataConfig:
+    """How SFT examples are cut out of histories."""
+
+    cuts_per_user: int = 4  # cut points per user (fewer for short histories)
+    min_prefix: int = 10  # events before the first possible cut
+    horizon: int = 20  # events after a cut that count as "taken up"
+    n_short: int = 10  # events forming the short-term set at a cut (match the split's n_short)
+    max_targets: int = 10  # categories in an N-LLM target
+    negatives_per_positive: int = 1  # R-LLM balance
+    with_group: bool = True  # False = prompts without CSID tokens and profile (ablation)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("cuts_per_user", "min_prefix", "horizon", "n_short", "max_targets", "negatives_per_positive"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class SftExamples:
+    """Prompt/completion pairs (the trl prompt-completion dataset format)."""
+
+    novelty: list[dict[str, str]]
+    relevance: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A user's group as prompts need it."""
+
+    csid: tuple[int, ...]
+    profile: str
+
+
+def _cuts(n: int, cfg: SftDataConfig, rng: np.random.Generator) -> list[int]:
+    lo, hi = cfg.min_prefix, n - 1
+    if hi < lo:
+        return []
+    points = np.unique(np.linspace(lo, hi, num=cfg.cuts_per_user).round().astype(int))
+    jitter = rng.integers(-2, 3, size=points.size)
+    return sorted(set(np.clip(points + jitter, lo, hi).tolist()))
+
+
+def _taken_up(cats: list[str], t: int, horizon: int) -> list[str]:
+    before = set(cats[:t])
+    return [c for c in dict.fromkeys(cats[t:t + horizon]) if c not in before]
+
+
+def _short_term(cats: list[str], t: int, n_short: int) -> tuple[str, ...]:
+    recent = cats[max(0, t - n_short):t]
+    return tuple(list(dict.fromkeys(reversed(recent)))[::-1])
+
+
+def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, rng) -> list[str]:
+    ok = np.array([c not in banned for c in pool])
+    if not ok.any() or n <= 0:
+        return []
+    p = weights * ok
+    p = p / p.sum()
+    size = min(n, int(ok.sum()))
+    return rng.choice(pool, size=size, replace=False, p=p).tolist()
+
+
+def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
+                       eos: str) -> SftExamples:
+    """Examples for every user in ``groups`` from their (chronologically sorted) history events."""
+    rng = np.random.default_rng(cfg.seed)
+    counts = history[CATEGORY].value_counts()
+    pool, weights = counts.index.to_numpy(), counts.to_numpy(dtype=float)
+    novelty, relevance = [], []
+    for user, g in history.groupby(USER, sort=True):
+        info = groups.get(str(user))
+        if info is None:
+            continue
+        cats = g[CATEGORY].tolist()
+        for t in _cuts(len(cats), cfg, rng):
+            targets = _taken_up(cats, t, cfg.horizon)
+            if not targets:
+                continue
+            ctx = PromptContext(info.csid, info.profile, _short_term(cats, t, cfg.n_short))
+            novelty.append({"prompt": novelty_prompt(ctx, with_group=cfg.with_group),
+                            "completion": novelty_completion(targets[:cfg.max_targets], eos)})
+            banned = set(cats[:t]) | set(targets)
+            negs = _negatives(pool, weights, banned, cfg.negatives_per_positive * len(targets), rng)
+            for cand, label in [(c, True) for c in targets] + [(c, False) for c in negs]:
+                relevance.append({"prompt": relevance_prompt(ctx, cand, with_group=cfg.with_group),
+                                  "completion": relevance_completion(label, eos)})
+    order = rng.permutation(len(relevance))
+    return SftExamples(novelty, [relevance[i] for i in order])
+
+
+def group_infos(groups: pd.DataFrame, profiles: Mapping[str, Mapping]) -> dict[str, GroupInfo]:
+    """user -> GroupInfo from DSIE's ``groups.parquet`` frame and ``profiles.json`` content."""
+    from coea.llm.prompts import parse_csid
+
+    out = {}
+    for user, gid in zip(groups[USER], groups["group_id"], strict=True):
+        prof = profiles.get(gid, {})
+        out[str(user)] = GroupInfo(parse_csid(str(gid)), str(prof.get("profile", "")))
+    return out

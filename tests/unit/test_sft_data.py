@@ -1,0 +1,54 @@
+"""SFT examples: cut points, novel targets, balanced relevance labels, history only."""
+
+from coea.llm.prompts import NOVEL_MARK, RELEVANT_MARK
+from coea.llm.sft_data import GroupInfo, SftDataConfig, build_sft_examples
+from tests.helpers import events
+
+CFG = SftDataConfig(cuts_per_user=1, min_prefix=3, horizon=3, n_short=2, seed=0)
+
+
+def _history():
+    cats = ["a", "b", "a", "c", "b", "d", "e", "a"]  # one cut, at t = 5 (linspace(3, 7, 1) -> 3, jitter +-2)
+    rows = [("u", str(i), c, i) for i, c in enumerate(cats)]
+    rows += [("v", str(i), c, i) for i, c in enumerate(["x", "y"])]  # too short for any cut
+    return events(rows)
+
+
+def test_novelty_targets_are_new_after_the_cut():
+    ex = build_sft_examples(_history(), {"u": GroupInfo((1, 2), "likes a"), "v": GroupInfo((0, 0), "p")}, CFG,
+                            eos="</s>")
+    assert len(ex.novelty) == 1  # v's history is too short
+    prompt, completion = ex.novelty[0]["prompt"], ex.novelty[0]["completion"]
+    assert prompt.startswith("group: <a_1> <b_2> profile: likes a recent:") and prompt.endswith(NOVEL_MARK)
+    recent = prompt.split("recent:")[1].split(";")[0].split()
+    targets = completion.split()[:-1]
+    assert completion.endswith(" </s>")
+    # whichever cut was drawn: targets are absent before the cut, the recent set is the 2 events before it
+    cats = ["a", "b", "a", "c", "b", "d", "e", "a"]
+    t = next(t for t in range(3, 8) if cats[max(0, t - 2):t] and list(dict.fromkeys(cats[max(0, t - 2):t])) == recent
+             and [c for c in dict.fromkeys(cats[t:t + 3]) if c not in cats[:t]] == targets)
+    assert all(c not in cats[:t] for c in targets) and targets
+
+
+def test_relevance_is_balanced_and_negatives_are_unseen():
+    hist = _history()
+    ex = build_sft_examples(hist, {"u": GroupInfo((1, 2), "p")}, CFG, eos="</s>")
+    labels = [e["completion"].split()[0] for e in ex.relevance]
+    assert labels.count("yes") >= 1 and labels.count("yes") >= labels.count("no")
+    for e in ex.relevance:
+        assert e["prompt"].endswith(RELEVANT_MARK)
+    negatives = [e["prompt"].split("candidate:")[1].split(";")[0].strip() for e in ex.relevance
+                 if e["completion"].startswith(" no")]
+    positives = {e["prompt"].split("candidate:")[1].split(";")[0].strip() for e in ex.relevance
+                 if e["completion"].startswith(" yes")}
+    assert not set(negatives) & positives
+
+
+def test_without_group_and_determinism():
+    hist = _history()
+    groups = {"u": GroupInfo((1, 2), "p")}
+    a = build_sft_examples(hist, groups, CFG, eos="</s>")
+    b = build_sft_examples(hist, groups, CFG, eos="</s>")
+    assert a == b
+    no_group = build_sft_examples(hist, groups, SftDataConfig(**{**CFG.__dict__, "with_group": False}), eos="</s>")
+    assert all(not e["prompt"].startswith("group:") for e in no_group.novelty + no_group.relevance)
