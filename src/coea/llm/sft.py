@@ -1,0 +1,78 @@
+"""SFT of the Novelty and Relevance LLMs with trl's ``SFTTrainer`` (prompt-completion data: the loss is on
+the completion only). Works for the scratch model and for a LoRA-wrapped pretrained model alike."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+from coea.llm.sft_config import SftTrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SftResult:
+    """Losses logged during training (trl's ``log_history`` entries with a loss) and wall time."""
+
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    n_examples: int = 0
+
+
+class _LogLines(TrainerCallback):
+    """One log line per ``logging_steps`` in pod logs: step, loss, ms/step."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.last = (0, time.perf_counter())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401 - trainer hook
+        if logs and "loss" in logs:
+            step0, t0 = self.last
+            ms = 1000 * (time.perf_counter() - t0) / max(state.global_step - step0, 1)
+            log.info("%s sft step %d/%d loss %.4f (%.1f ms/step)", self.name, state.global_step, state.max_steps,
+                     logs["loss"], ms)
+            self.last = (state.global_step, time.perf_counter())
+
+
+def _subsample(examples: list[dict[str, str]], cfg: SftTrainConfig) -> list[dict[str, str]]:
+    if cfg.max_examples is None or len(examples) <= cfg.max_examples:
+        return examples
+    keep = np.sort(np.random.default_rng(cfg.seed).choice(len(examples), size=cfg.max_examples, replace=False))
+    return [examples[i] for i in keep]
+
+
+def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+              examples: list[dict[str, str]], *, name: str = "llm") -> SftResult:
+    """Fine-tune ``model`` in place on prompt/completion ``examples``; returns the logged losses."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if not examples:
+        raise ValueError(f"{name}: no SFT examples; histories are too short for the cut settings")
+    data = Dataset.from_list(_subsample(examples, cfg))
+    with tempfile.TemporaryDirectory(prefix=f"coea-sft-{name}-") as tmp:
+        args = SFTConfig(
+            output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+            learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
+            lr_scheduler_type=cfg.lr_scheduler, max_length=cfg.max_length, completion_only_loss=True,
+            logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
+            data_seed=cfg.seed, use_cpu=cfg.device == "cpu", bf16=False, fp16=False,
+            gradient_checkpointing=False, disable_tqdm=None, dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                             callbacks=[_LogLines(name)])
+        start = time.perf_counter()
+        out = trainer.train()
+        seconds = time.perf_counter() - start
+    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    log.info("%s sft: %d examples, %d steps, final train loss %.4f, %.1fs", name, len(data), out.global_step,
+             out.training_loss, seconds)
+    return SftResult(losses, out.global_step, seconds, len(data))
