@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from coea.dsie.config import DsieConfig
+from coea.llm.sft_config import LlmConfig
 from coea.utils import write_json_atomic
 
 
@@ -134,6 +135,7 @@ class RunConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     dsie: DsieConfig = field(default_factory=DsieConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

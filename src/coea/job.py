@@ -59,7 +59,8 @@ def run_job(cfg: RunConfig, run_dir: Path) -> JobResult:
     """The main job; DSIE outputs go to ``run_dir/dsie``, evaluation outputs to ``run_dir``."""
     loaded = load_data(cfg.data, cfg.synthetic)
     grouped = run_group(cfg, run_dir / "dsie", loaded)
-    ctx = MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie)
+    ctx = MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie,
+                              llm=cfg.llm)
     ctx.cache[("dsie", id(grouped.split.histories))] = grouped.dsie
     evaluation = run_evaluate(cfg, run_dir, loaded, split=grouped.split, ctx=ctx)
     return JobResult(evaluation, grouped, group_summary(grouped.dsie))

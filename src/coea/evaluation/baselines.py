@@ -48,6 +48,8 @@ class ScoringMethod(ABC):
     def recommend(
         self, users: Sequence[str], k: int, exclude: Mapping[str, Collection[str]] | None = None
     ) -> Recommendations:
+        if not users:
+            return {}
         scores = np.array(self.score(users), dtype=np.float64, copy=True)  # (U, C)
         for row, user in enumerate(users):
             banned = set(exclude.get(user, ())) if exclude else set()

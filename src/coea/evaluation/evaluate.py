@@ -99,7 +99,8 @@ def run_evaluate(cfg: RunConfig, out_dir: Path, loaded: LoadedData | None = None
     split = split or chronological_split(loaded.interactions, cfg.split)
     log.info("split: %d evaluated users, %d cold-start, %d history / %d future events",
              len(split.warm_users), len(split.cold_users), len(split.histories.interactions), len(split.future))
-    ctx = ctx or MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie)
+    ctx = ctx or MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie,
+                              llm=cfg.llm)
     recs = recommend_all(split, cfg.eval, ctx)
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}

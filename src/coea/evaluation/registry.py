@@ -13,6 +13,7 @@ from typing import Any
 from coea.dsie.config import DsieConfig
 from coea.errors import CoeaInputError
 from coea.evaluation.baselines import Cooccurrence, Markov, Popularity, RandomMethod, ScoringMethod
+from coea.llm.sft_config import LlmConfig
 
 EXCLUDE_SUFFIX = "+x"
 
@@ -24,6 +25,7 @@ class MethodContext:
     seed: int = 0
     min_history: int = 5  # warm/cold threshold used by methods that group users (the split's)
     dsie: DsieConfig = field(default_factory=DsieConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
     cache: dict[str, Any] = field(default_factory=dict, compare=False)  # shared fits (e.g. one DSIE per run)
 
 
@@ -37,7 +39,17 @@ FACTORIES: dict[str, Factory] = {
     "cooc_novel": lambda ctx: Cooccurrence(exclude_history=True),
     "sasrec": lambda ctx: _dsie_methods().SasRecMethod(ctx),
     "group_pop_novel": lambda ctx: _dsie_methods().GroupPopularity(ctx, exclude_history=True),
+    "nllm_sft": lambda ctx: _llm_methods().NoveltySft(ctx, seed=ctx.seed),
+    "dual_best_of_n": lambda ctx: _llm_methods().DualBestOfN(ctx, seed=ctx.seed),
+    "rllm_rank": lambda ctx: _llm_methods().RelevanceRank(ctx, seed=ctx.seed),
 }
+
+
+def _llm_methods():
+    """Imported lazily: needs torch and transformers."""
+    from coea.evaluation import llm_methods
+
+    return llm_methods
 
 
 def _dsie_methods():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from coea.llm.config import ModelConfig
 
 
 @dataclass
@@ -33,3 +35,42 @@ class SftTrainConfig:
             raise ValueError(f"max_examples must be > 0 or None, got {self.max_examples!r}")
         if self.device.split(":")[0] not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+@dataclass
+class SftDataConfig:
+    """How SFT examples are cut out of histories."""
+
+    cuts_per_user: int = 4  # cut points per user (fewer for short histories)
+    min_prefix: int = 10  # events before the first possible cut
+    horizon: int = 20  # events after a cut that count as "taken up"
+    n_short: int = 10  # events forming the short-term set at a cut (match the split's n_short)
+    max_targets: int = 10  # categories in an N-LLM target
+    negatives_per_positive: int = 1  # R-LLM balance
+    with_group: bool = True  # False = prompts without CSID tokens and profile (ablation)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("cuts_per_user", "min_prefix", "horizon", "n_short", "max_targets", "negatives_per_positive"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+
+
+@dataclass
+class LlmConfig:
+    """The dual-LLM stage: model recipe, SFT data, the two trainings, inference settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: SftDataConfig = field(default_factory=SftDataConfig)
+    novelty: SftTrainConfig = field(default_factory=SftTrainConfig)
+    relevance: SftTrainConfig = field(default_factory=lambda: SftTrainConfig(epochs=1.0))
+    best_of_n: int = 20  # dual_best_of_n: candidates the N-LLM samples per prompt
+    temperature: float = 1.0  # sampling temperature of the N-LLM
+    batch_size: int = 64  # inference batch (prompts per forward pass)
+
+    def __post_init__(self) -> None:
+        if self.best_of_n <= 0:
+            raise ValueError(f"best_of_n must be > 0, got {self.best_of_n!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")

@@ -31,25 +31,7 @@ from coea.llm.prompts import (
     relevance_completion,
     relevance_prompt,
 )
-
-
-@dataclass
-class SftDataConfig:
-    """How SFT examples are cut out of histories."""
-
-    cuts_per_user: int = 4  # cut points per user (fewer for short histories)
-    min_prefix: int = 10  # events before the first possible cut
-    horizon: int = 20  # events after a cut that count as "taken up"
-    n_short: int = 10  # events forming the short-term set at a cut (match the split's n_short)
-    max_targets: int = 10  # categories in an N-LLM target
-    negatives_per_positive: int = 1  # R-LLM balance
-    with_group: bool = True  # False = prompts without CSID tokens and profile (ablation)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("cuts_per_user", "min_prefix", "horizon", "n_short", "max_targets", "negatives_per_positive"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+from coea.llm.sft_config import SftDataConfig
 
 
 @dataclass(frozen=True)

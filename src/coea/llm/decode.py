@@ -1,0 +1,360 @@
+"""Constrained decoding and scoring: the N-LLM ranks or samples category names, the R-LLM answers yes/no.
+
+Every output is a valid category name, never a duplicate. Prompts are deduplicated (users sharing a prompt share
+one forward pass), batched with LEFT padding (so the next-token position is the last column for every row) and
+explicit ``position_ids`` (``cumsum(mask) - 1``), so a padded row scores exactly like the prompt alone.
+
+Score of a category = log P(its token ids | prompt) under the model (no end-of-name term):
+
+* single-token names (the scratch tokenizer): the log-prob of the name's token at the next position. Ranking is
+  set-level: the top-K of this one first-step distribution. A greedy list that masks each chosen name and asks
+  again would give the same list, because masking a token does not change the order of the others.
+* multi-token names (a pretrained BPE tokenizer): exact sequence log-probs via the category *trie*. The prompt is
+  run once with a KV cache; then level by level one token is fed per internal trie node (prefix shared by several
+  names), reordering the cache rows to the nodes (``Cache.reorder_cache``). The cost is one token per internal
+  trie node instead of one full forward per name; :func:`score_categories_exhaustive` is the brute-force
+  reference it is tested against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from coea.errors import CoeaInputError
+from coea.llm.prompts import NO, RELEVANT_MARK, YES
+from coea.llm.tokenizer import category_token_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrieLevel:
+    """The edges leaving the internal trie nodes at one depth; those nodes are numbered 0..n_nodes-1."""
+
+    n_nodes: int
+    parent: torch.Tensor  # (E,) node (of this level) the edge leaves
+    token: torch.Tensor  # (E,) token id on the edge
+    category: torch.Tensor  # (E,) index of the category the edge completes, -1 if none
+    child: torch.Tensor  # (E,) number of the child among the next level's nodes, -1 if the child is a leaf
+
+
+class _Node:
+    __slots__ = ("category", "children")
+
+    def __init__(self) -> None:
+        self.children: dict[int, _Node] = {}
+        self.category: int | None = None
+
+
+class CategoryIndex:
+    """Category names, their in-prompt token ids and a prefix trie over those ids."""
+
+    def __init__(self, tokenizer, categories: Sequence[str]) -> None:
+        self.categories = list(categories)
+        self.position = {name: i for i, name in enumerate(self.categories)}
+        if len(self.position) != len(self.categories):
+            dup = sorted({c for c in self.categories if self.categories.count(c) > 1})
+            raise CoeaInputError(f"duplicate category names {dup[:5]}", fix="pass each category once")
+        self.token_ids = category_token_ids(tokenizer, self.categories)
+        self._check_ids(tokenizer.unk_token_id)
+        self.single_token = all(len(ids) == 1 for ids in self.token_ids)
+        self.first_ids = torch.tensor([ids[0] for ids in self.token_ids])  # (C,)
+        self.max_len = max(len(ids) for ids in self.token_ids)
+        self.root = _Node()
+        for c, ids in enumerate(self.token_ids):
+            node = self.root
+            for t in ids:
+                node = node.children.setdefault(t, _Node())
+            node.category = c
+        self.levels = self._levels()
+
+    def _check_ids(self, unk_id: int | None) -> None:
+        seen: dict[tuple[int, ...], str] = {}
+        for name, ids in zip(self.categories, self.token_ids, strict=True):
+            if not ids or (unk_id is not None and unk_id in ids):
+                raise CoeaInputError(f"category {name!r} maps to no token or to the unknown token",
+                                     fix="build the tokenizer with every category (build_scratch_tokenizer)")
+            if tuple(ids) in seen:
+                raise CoeaInputError(f"categories {seen[tuple(ids)]!r} and {name!r} have the same token ids",
+                                     fix="rename one of them or rebuild the tokenizer")
+            seen[tuple(ids)] = name
+
+    def _levels(self) -> list[TrieLevel]:
+        levels, nodes = [], [self.root]
+        while nodes:
+            parent, token, category, child, nxt = [], [], [], [], []
+            for i, node in enumerate(nodes):
+                for t, ch in node.children.items():
+                    parent.append(i)
+                    token.append(t)
+                    category.append(-1 if ch.category is None else ch.category)
+                    child.append(len(nxt) if ch.children else -1)
+                    if ch.children:
+                        nxt.append(ch)
+            levels.append(TrieLevel(len(nodes), *(torch.tensor(v, dtype=torch.long)
+                                                  for v in (parent, token, category, child))))
+            nodes = nxt
+        return levels
+
+    def allowed_next(self, prefix: Sequence[int]) -> list[int]:
+        """Token ids that extend ``prefix`` towards some category name (for ``prefix_allowed_tokens_fn``)."""
+        node = self.root
+        for t in prefix:
+            if t not in node.children:
+                return []
+            node = node.children[t]
+        return list(node.children)
+
+    def excluded_mask(self, exclude: Sequence[set[str]] | None, n_rows: int) -> np.ndarray:
+        """(P, C) True where a category is excluded for that prompt; names not in the index are ignored."""
+        mask = np.zeros((n_rows, len(self.categories)), dtype=bool)
+        if exclude is None:
+            return mask
+        if len(exclude) != n_rows:
+            raise ValueError(f"exclude has {len(exclude)} sets for {n_rows} prompts; give one set per prompt")
+        for row, names in enumerate(exclude):
+            cols = [self.position[n] for n in names if n in self.position]
+            mask[row, cols] = True
+        return mask
+
+
+def dedupe(prompts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Unique prompts in first-seen order and ``inverse`` with ``prompts[i] == unique[inverse[i]]``."""
+    unique = list(dict.fromkeys(prompts))
+    where = {p: i for i, p in enumerate(unique)}
+    return unique, np.array([where[p] for p in prompts], dtype=np.int64)
+
+
+@contextlib.contextmanager
+def _inference(model) -> Iterator[None]:
+    """Eval mode (no dropout) and no autograd for the block; the model's training flag is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _cache_io(model, out) -> tuple[str, object]:
+    """(keyword that passes a KV cache to ``model``, the cache inside ``out``): ``cache`` in transformers >= 5.x
+    (``past_key_values`` is deprecated there), ``past_key_values`` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # unwrap peft
+    keyword = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    cache = getattr(out, "cache", None)
+    return keyword, cache if cache is not None else out.past_key_values
+
+
+def _encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    ids = tokenizer(list(texts))["input_ids"]
+    if any(len(s) == 0 for s in ids):
+        raise ValueError("a prompt tokenizes to no tokens; prompts must be non-empty")
+    return ids
+
+
+def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device,
+              min_len: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded ids (B, T), attention mask (B, T) and position ids (B, T) counting real tokens only."""
+    width = max(min_len, max(len(s) for s in seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        if s:
+            ids[row, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[row, width - len(s):] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+def _pad_id(tokenizer) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+    return int(pad)
+
+
+def _batches(n: int, size: int) -> list[slice]:
+    if size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {size!r}")
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _next_logprobs(model, seqs: Sequence[Sequence[int]], pad_id: int, columns: torch.Tensor,
+                   batch_size: int) -> torch.Tensor:
+    """Next-token log-probs after each sequence, restricted to ``columns``: (N, len(columns)) on the CPU."""
+    out = []
+    with _inference(model):
+        for sl in _batches(len(seqs), batch_size):
+            ids, mask, pos = _left_pad(seqs[sl], pad_id, _device(model))
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits
+            lp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (B, V)
+            out.append(lp[:, columns.to(lp.device)].cpu())  # (B, K)
+    return torch.cat(out)
+
+
+def _trie_chunk(model, seqs: Sequence[Sequence[int]], pad_id: int, index: CategoryIndex) -> torch.Tensor:
+    """Exact log P(name | prompt) for every category, walking the trie with a KV cache: (B, C)."""
+    ids, mask, pos = _left_pad(seqs, pad_id, _device(model))
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    lengths = mask.sum(-1)  # (B,) real prompt tokens = position of the first name token
+    n_prompts, dev = len(seqs), ids.device
+    scores = torch.full((n_prompts, len(index.categories)), float("-inf"), device=dev)  # (B, C)
+    acc = torch.zeros((n_prompts, 1), device=dev)  # (B, n_nodes) log-prob of reaching each node of the level
+    for depth, lvl in enumerate(index.levels):
+        parent, token, category, child = (t.to(dev) for t in (lvl.parent, lvl.token, lvl.category, lvl.child))
+        lp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).view(n_prompts, lvl.n_nodes, -1)  # (B, N, V)
+        edge = acc[:, parent] + lp[:, parent, token]  # (B, E)
+        ends = category >= 0
+        scores[:, category[ends]] = edge[:, ends]
+        inner = child >= 0  # edges into internal nodes, in the order of the next level's node numbers
+        if not bool(inner.any()):
+            break
+        acc = edge[:, inner]  # (B, N')
+        n_next = acc.shape[1]
+        rows = (torch.arange(n_prompts, device=dev)[:, None] * lvl.n_nodes + parent[inner][None, :]).reshape(-1)
+        keyword, cache = _cache_io(model, out)
+        cache.reorder_cache(rows)  # (B*N, ...) -> (B*N', ...)
+        mask = torch.cat([mask[rows], torch.ones((rows.numel(), 1), dtype=mask.dtype, device=dev)], dim=-1)
+        step_ids = token[inner].repeat(n_prompts)[:, None]  # (B*N', 1)
+        step_pos = (lengths.repeat_interleave(n_next) + depth)[:, None]  # (B*N', 1)
+        out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True,
+                    **{keyword: cache})
+    return scores.cpu()
+
+
+def category_logprobs(model, tokenizer, prompts: Sequence[str], index: CategoryIndex,
+                      batch_size: int = 64) -> np.ndarray:
+    """(P, C) log P(category name | prompt): the fast single-token path or the exact trie path."""
+    unique, inverse = dedupe(prompts)
+    seqs, pad = _encode(tokenizer, unique), _pad_id(tokenizer)
+    if index.single_token:
+        scores = _next_logprobs(model, seqs, pad, index.first_ids, batch_size)  # (U, C)
+    else:  # rows per trie level = prompts x widest level: keep that near batch_size
+        width = max(lvl.n_nodes for lvl in index.levels)
+        with _inference(model):
+            scores = torch.cat([_trie_chunk(model, seqs[sl], pad, index)
+                                for sl in _batches(len(seqs), max(1, batch_size // width))])
+    return scores.double().numpy()[inverse]
+
+
+def score_categories_exhaustive(model, tokenizer, prompts: Sequence[str], index: CategoryIndex,
+                                batch_size: int = 64) -> np.ndarray:
+    """(P, C) the same log-probs by brute force: one full forward of ``prompt + name`` per (prompt, category)."""
+    unique, inverse = dedupe(prompts)
+    seqs, pad, m = _encode(tokenizer, unique), _pad_id(tokenizer), index.max_len
+    pairs = [(p, c) for p in range(len(unique)) for c in range(len(index.categories))]
+    flat = []
+    with _inference(model):
+        for sl in _batches(len(pairs), batch_size):
+            chunk = pairs[sl]
+            ids, mask, pos = _left_pad([seqs[p] + index.token_ids[c] for p, c in chunk], pad, _device(model),
+                                       min_len=m + 1)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=m + 1).logits
+            lp = torch.log_softmax(logits[:, :m].float(), dim=-1).cpu()  # (B, M, V) predicts the last M tokens
+            target = torch.zeros((len(chunk), m), dtype=torch.long)  # (B, M) names right-aligned
+            valid = torch.zeros((len(chunk), m), dtype=torch.bool)
+            for row, (_, c) in enumerate(chunk):
+                name = index.token_ids[c]
+                target[row, m - len(name):] = torch.tensor(name)
+                valid[row, m - len(name):] = True
+            token_lp = lp.gather(-1, target[..., None])[..., 0]  # (B, M)
+            flat.append((token_lp * valid).sum(-1))
+    scores = torch.cat(flat).view(len(unique), len(index.categories))
+    return scores.double().numpy()[inverse]
+
+
+def rank_categories(model, tokenizer, prompts: Sequence[str], index: CategoryIndex, k: int,
+                    exclude: Sequence[set[str]] | None = None,
+                    batch_size: int = 64) -> list[list[tuple[str, float]]]:
+    """Top-``k`` (name, log-prob) per prompt, best first, excluded names masked (fewer if too few remain)."""
+    if k <= 0:
+        raise ValueError(f"k must be > 0, got {k!r}")
+    scores = category_logprobs(model, tokenizer, prompts, index, batch_size)  # (P, C)
+    scores[index.excluded_mask(exclude, len(prompts))] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # ties keep category order
+    return [[(index.categories[c], float(scores[row, c])) for c in cols if np.isfinite(scores[row, c])]
+            for row, cols in enumerate(order)]
+
+
+def sample_categories(model, tokenizer, prompts: Sequence[str], index: CategoryIndex, n: int,
+                      temperature: float = 1.0, seed: int = 0, exclude: Sequence[set[str]] | None = None,
+                      batch_size: int = 64) -> list[list[str]]:
+    """``n`` distinct names per prompt drawn without replacement from softmax(log-prob / temperature).
+
+    Gumbel top-k: adding independent Gumbel(0, 1) noise to the scaled log-probs and keeping the top n is an exact
+    draw without replacement. The noise comes from a ``torch.Generator`` seeded with ``seed`` (per prompt row, so
+    users sharing a prompt still get independent draws).
+    """
+    if n <= 0 or temperature <= 0:
+        raise ValueError(f"n and temperature must be > 0, got n={n!r}, temperature={temperature!r}")
+    scores = torch.from_numpy(category_logprobs(model, tokenizer, prompts, index, batch_size)) / temperature
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.rand(scores.shape, generator=gen, dtype=torch.float64).clamp(min=1e-300)  # (P, C)
+    keys = scores - torch.log(-torch.log(u))  # (P, C)
+    keys[torch.from_numpy(index.excluded_mask(exclude, len(prompts)))] = float("-inf")
+    top = torch.topk(keys, k=min(n, keys.shape[1]), dim=1)
+    return [[index.categories[c] for c, v in zip(cols, vals, strict=True) if v > float("-inf")]
+            for cols, vals in zip(top.indices.tolist(), top.values.tolist(), strict=True)]
+
+
+def answer_token_ids(tokenizer, yes: str = YES, no: str = NO) -> tuple[int, int]:
+    """The first in-prompt token id of `` yes`` and of `` no`` after the R-LLM prompt's last word."""
+    y, n = category_token_ids(tokenizer, [yes, no], context=RELEVANT_MARK)
+    if not y or not n or y[0] == n[0] or tokenizer.unk_token_id in (y[0], n[0]):
+        raise ValueError(f"{yes!r} and {no!r} must start with distinct known tokens, got ids {y} and {n}")
+    return y[0], n[0]
+
+
+def relevance_scores(model, tokenizer, prompts: Sequence[str], yes: str = YES, no: str = NO,
+                     batch_size: int = 64) -> np.ndarray:
+    """(P,) P(yes) normalised over {yes, no} at the next-token position: ``softmax([l_yes, l_no])[0]``."""
+    unique, inverse = dedupe(prompts)
+    cols = torch.tensor(answer_token_ids(tokenizer, yes, no))
+    lp = _next_logprobs(model, _encode(tokenizer, unique), _pad_id(tokenizer), cols, batch_size)  # (U, 2)
+    return torch.softmax(lp.double(), dim=-1)[:, 0].numpy()[inverse]
+
+
+def parse_categories(text: str, index: CategoryIndex, k: int) -> list[str]:
+    """Valid distinct category names read left to right from generated text (longest name match first)."""
+    by_words = {" ".join(c.split()): c for c in index.categories}
+    longest = max(len(c.split()) for c in index.categories)
+    words, found, i = text.split(), [], 0
+    while i < len(words) and len(found) < k:
+        for span in range(min(longest, len(words) - i), 0, -1):
+            name = by_words.get(" ".join(words[i:i + span]))
+            if name is not None:
+                break
+        else:
+            span, name = 1, None
+        if name is not None and name not in found:
+            found.append(name)
+        i += span
+    return found
+
+
+def generate_baseline(model, tokenizer, prompts: Sequence[str], index: CategoryIndex, k: int,
+                      batch_size: int = 64) -> list[list[str]]:
+    """Plain greedy ``model.generate`` then text parsing (the slow, unconstrained baseline for benchmarks)."""
+    unique, inverse = dedupe(prompts)
+    seqs, pad = _encode(tokenizer, unique), _pad_id(tokenizer)
+    found: list[list[str]] = []
+    with _inference(model):
+        for sl in _batches(len(seqs), batch_size):
+            ids, mask, _ = _left_pad(seqs[sl], pad, _device(model))
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=k * index.max_len + 2,
+                                 do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+            texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+            found += [parse_categories(t, index, k) for t in texts]
+    return [list(found[i]) for i in inverse]

@@ -1,0 +1,181 @@
+"""Model factory for the N-LLM and the R-LLM: a small model built from scratch, or a local pretrained one + LoRA.
+
+Nothing here touches a model hub: pretrained models load with ``local_files_only=True`` from a directory.
+
+A saved bundle directory holds ``model_config.json`` (the :class:`ModelConfig`), ``bundle.json`` (what kind of
+bundle it is), the tokenizer files, and either the full model (scratch, or pretrained without LoRA) or only the
+LoRA adapter. A LoRA bundle reloads as: base model from ``model_config.json``'s ``base_model`` (which must still
+exist locally) -> embeddings resized to the saved tokenizer -> ``PeftModel.from_pretrained(base, bundle_dir)``.
+Because the CSID tokens enlarge the vocabulary, peft saves the resized embedding (and output) matrices inside the
+adapter, so the reloaded model is identical to the saved one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from coea.config import from_dict, save_config
+from coea.errors import CoeaInputError
+from coea.llm.config import ModelConfig
+from coea.llm.tokenizer import atomic_dir, build_scratch_tokenizer, csid_vocab, is_single_token
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "model_config.json"
+META_FILE = "bundle.json"
+
+
+@dataclass
+class ModelBundle:
+    """A causal LM with its tokenizer and the config that made it."""
+
+    model: Any  # PreTrainedModel, or a peft PeftModel wrapping one
+    tokenizer: PreTrainedTokenizerBase
+    config: ModelConfig
+    is_scratch: bool  # built from the config (True) or loaded from a local pretrained directory (False)
+    single_token_categories: bool  # every category name is one token (the fast decoding path applies)
+
+
+def build_scratch_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """A randomly initialised Llama or Qwen2 causal LM sized by ``cfg`` over ``tokenizer``'s vocabulary."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM),
+                             "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[cfg.architecture]
+    config = config_cls(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        model = model_cls(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model.to(cfg.device)
+
+
+def local_model_dir(path: str | Path, *, what: str = "base model") -> Path:
+    """``path`` as an existing local Hugging Face model directory, or a CoeaInputError saying what to do."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise CoeaInputError(f"{what} directory not found (models are never downloaded)", source=p,
+                             fix="pass a local directory saved with save_pretrained, or base_model: scratch")
+    if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+        raise CoeaInputError(f"{what} directory has no config.json", source=p,
+                             fix="point base_model at a directory written by save_pretrained")
+    return p
+
+
+def _add_csid_tokens(tokenizer: PreTrainedTokenizerBase, csid_levels: Sequence[int]) -> list[int]:
+    """Add the CSID code tokens as special (never split) tokens; return the ids of those that were new."""
+    tokens = csid_vocab(csid_levels)
+    before = len(tokenizer)
+    tokenizer.add_tokens(tokens, special_tokens=True)  # same API in transformers 4.x and 5.x
+    return [i for i in tokenizer.convert_tokens_to_ids(tokens) if i >= before]
+
+
+def _wrap_lora(model: PreTrainedModel, cfg: ModelConfig, new_ids: list[int]) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                      lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_target_modules),
+                      trainable_token_indices=new_ids if (cfg.train_new_tokens and new_ids) else None)
+    return get_peft_model(model, lora)
+
+
+def load_pretrained(cfg: ModelConfig, csid_levels: Sequence[int]) -> tuple[Any, PreTrainedTokenizerBase]:
+    """A LOCAL pretrained model + tokenizer with CSID tokens added; LoRA-wrapped when ``cfg.lora``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if cfg.is_scratch:
+        raise ValueError("load_pretrained needs base_model to be a local directory, got 'scratch'")
+    path = local_model_dir(cfg.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    new_ids = _add_csid_tokens(tokenizer, csid_levels)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        with torch.random.fork_rng(devices=[]):  # new rows are sampled: seed them, leave the caller's RNG alone
+            torch.manual_seed(cfg.seed)
+            model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    log.info("loaded %s: vocab %d (%d CSID tokens added)", path, len(tokenizer), len(new_ids))
+    if cfg.lora:
+        model = _wrap_lora(model, cfg, new_ids)
+    return model.to(cfg.device), tokenizer
+
+
+def build_model_and_tokenizer(cfg: ModelConfig, categories: Sequence[str], extra_texts: Iterable[str],
+                              csid_levels: Sequence[int]) -> ModelBundle:
+    """Scratch: build the word-level tokenizer and a fresh model. Otherwise: :func:`load_pretrained`."""
+    if cfg.is_scratch:
+        tokenizer = build_scratch_tokenizer(categories, extra_texts, csid_levels)
+        model = build_scratch_model(cfg, tokenizer)
+    else:
+        model, tokenizer = load_pretrained(cfg, csid_levels)
+    single = is_single_token(tokenizer, list(categories))
+    return ModelBundle(model, tokenizer, cfg, cfg.is_scratch, single)
+
+
+def _is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def save_bundle(bundle: ModelBundle, out_dir: Path) -> Path:
+    """Write model (or LoRA adapter), tokenizer, ``model_config.json`` and ``bundle.json`` to ``out_dir``."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        if _is_peft(bundle.model):  # the CSID tokens resized the embeddings: keep those matrices with the adapter
+            bundle.model.save_pretrained(tmp, save_embedding_layers=True)
+        else:
+            bundle.model.save_pretrained(tmp)
+        bundle.tokenizer.save_pretrained(tmp)
+        save_config(bundle.config, tmp / CONFIG_FILE)
+        meta = {"is_scratch": bundle.is_scratch, "single_token_categories": bundle.single_token_categories,
+                "adapter": _is_peft(bundle.model)}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    log.info("saved model bundle to %s", out_dir)
+    return out_dir
+
+
+def load_bundle(out_dir: Path, *, trainable: bool = False, device: str | None = None) -> ModelBundle:
+    """Reload what :func:`save_bundle` wrote. A LoRA bundle needs its base model directory (see module doc)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    if not (out_dir / CONFIG_FILE).is_file() or not (out_dir / META_FILE).is_file():
+        raise CoeaInputError(f"not a model bundle (no {CONFIG_FILE} / {META_FILE})", source=out_dir,
+                             fix="pass a directory written by save_bundle")
+    cfg = from_dict(ModelConfig, json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8")),
+                    where=str(out_dir / CONFIG_FILE))
+    meta = json.loads((out_dir / META_FILE).read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(out_dir, local_files_only=True)
+    if meta["adapter"]:
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(local_model_dir(cfg.base_model), local_files_only=True)
+        with torch.random.fork_rng(devices=[]):
+            base.resize_token_embeddings(len(tokenizer))  # rows are overwritten by the adapter's saved matrices
+        model = PeftModel.from_pretrained(base, out_dir, is_trainable=trainable)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(out_dir, local_files_only=True)
+        model.requires_grad_(trainable)
+    if not trainable:
+        model.eval()
+    return ModelBundle(model.to(device or cfg.device), tokenizer, cfg, meta["is_scratch"],
+                       meta["single_token_categories"])

@@ -1,0 +1,76 @@
+"""``coea train-llms``: build and SFT-train the Novelty and Relevance LLMs from histories and DSIE groups.
+
+Outputs under ``out_dir``: ``novelty/`` and ``relevance/`` (model or LoRA adapter, tokenizer, configs),
+``sft_metrics.json`` (example counts, losses, wall time) and ``llm_config.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from coea.config import config_to_dict, save_config
+from coea.data.split import Histories
+from coea.llm.models import ModelBundle, build_model_and_tokenizer, save_bundle
+from coea.llm.sft import SftResult, train_sft
+from coea.llm.sft_config import LlmConfig
+from coea.llm.sft_data import GroupInfo, build_sft_examples, group_infos
+from coea.utils import seed_everything, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LlmTrainResult:
+    """Both trained models, how their SFT went, and where they were written."""
+
+    novelty: ModelBundle
+    relevance: ModelBundle
+    sft: dict[str, SftResult]
+    groups: dict[str, GroupInfo]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        return {name: {"examples": r.n_examples, "steps": r.steps, "seconds": round(r.seconds, 2),
+                       "first_loss": r.losses[0] if r.losses else None,
+                       "last_loss": r.losses[-1] if r.losses else None, "losses": r.losses}
+                for name, r in self.sft.items()}
+
+
+def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Mapping], csid_levels: Sequence[int],
+            seed_offset: int) -> ModelBundle:
+    from dataclasses import replace
+
+    texts = [str(p.get("profile", "")) for p in profiles.values()]
+    return build_model_and_tokenizer(replace(cfg.model, seed=cfg.model.seed + seed_offset), categories, texts,
+                                     csid_levels)
+
+
+def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
+                   csid_levels: Sequence[int], out_dir: Path | None = None) -> LlmTrainResult:
+    """SFT both LLMs on examples cut from ``histories`` (never the evaluation future)."""
+    seed_everything(cfg.model.seed)
+    infos = group_infos(groups, profiles)
+    novelty = _bundle(cfg, histories.categories, profiles, csid_levels, 0)
+    relevance = _bundle(cfg, histories.categories, profiles, csid_levels, 1)
+    examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=novelty.tokenizer.eos_token)
+    log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))
+    sft = {
+        "novelty": train_sft(cfg.novelty, novelty.model, novelty.tokenizer, examples.novelty, name="novelty"),
+        "relevance": train_sft(cfg.relevance, relevance.model, relevance.tokenizer, examples.relevance,
+                               name="relevance"),
+    }
+    result = LlmTrainResult(novelty, relevance, sft, infos)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result.paths = {"novelty": save_bundle(novelty, out_dir / "novelty"),
+                        "relevance": save_bundle(relevance, out_dir / "relevance"),
+                        "sft_metrics": out_dir / "sft_metrics.json", "llm_config": out_dir / "llm_config.json"}
+        write_json_atomic(result.paths["sft_metrics"], {**result.metrics(), "config": config_to_dict(cfg)})
+        save_config(cfg, result.paths["llm_config"])
+    return result

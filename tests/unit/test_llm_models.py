@@ -1,0 +1,126 @@
+"""Model factory: config validation, scratch models, local pretrained + LoRA, save/reload of bundles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from coea.errors import CoeaInputError
+from coea.llm.config import ModelConfig
+from coea.llm.decode import CategoryIndex, rank_categories, relevance_scores
+from coea.llm.models import build_model_and_tokenizer, build_scratch_model, load_bundle, load_pretrained, save_bundle
+from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
+from coea.llm.tokenizer import build_scratch_tokenizer
+from tests.helpers import tiny_causal_lm
+
+CATS = ["Comedy", "Comedy|Romance", "Children's", "Sci Fi", "Drama", "Thriller"]
+CTX = PromptContext(csid=(1, 0), profile="Group 1-0: fans of Drama (30%)", short_term=("Drama", "Sci Fi"))
+WORDS = ["group:", "profile:", "recent:", ";", "novel:", "candidate:", "relevant:", "yes", "no", *CATS]
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("architecture", "gpt2", "architecture must be one of"),
+    ("hidden_size", 0, "hidden_size must be > 0, got 0"),
+    ("num_heads", 3, r"hidden_size \(64\) must be divisible by num_heads \(3\)"),
+    ("num_kv_heads", 3, r"num_heads \(4\) must be divisible by num_kv_heads \(3\)"),
+    ("lora_dropout", 1.0, r"lora_dropout must be in \[0, 1\), got 1.0"),
+    ("lora_target_modules", [], "lora_target_modules is empty"),
+    ("base_model", "", "base_model is empty"),
+])
+def test_config_rejects_bad_values(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**{field: value})
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_scratch_model_matches_config_and_tokenizer(arch):
+    tok = build_scratch_tokenizer(CATS, [CTX.profile], [2, 2])
+    cfg = ModelConfig(architecture=arch, hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2,
+                      intermediate_size=48)
+    model = build_scratch_model(cfg, tok)
+    assert model.config.model_type == arch
+    assert model.get_input_embeddings().weight.shape == (len(tok), 32)
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()  # tied
+    assert (model.config.pad_token_id, model.config.eos_token_id) == (tok.pad_token_id, tok.eos_token_id)
+    again = build_scratch_model(cfg, tok)  # seeded: same weights, and the global RNG is left alone
+    state = torch.random.get_rng_state()
+    build_scratch_model(cfg, tok)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True))
+
+
+def test_scratch_bundle_reloads_with_identical_scores(tmp_path):
+    cfg = ModelConfig(hidden_size=32, intermediate_size=48)
+    bundle = build_model_and_tokenizer(cfg, CATS, [CTX.profile], [2, 2])
+    assert bundle.is_scratch and bundle.single_token_categories
+    prompts = [novelty_prompt(CTX), novelty_prompt(CTX, with_group=False)]
+    rel = [relevance_prompt(CTX, "Comedy"), relevance_prompt(CTX, "Thriller")]
+    before = (rank_categories(bundle.model, bundle.tokenizer, prompts, CategoryIndex(bundle.tokenizer, CATS), 4),
+              relevance_scores(bundle.model, bundle.tokenizer, rel))
+    save_bundle(bundle, tmp_path / "nllm")
+    assert json.loads((tmp_path / "nllm" / "model_config.json").read_text())["hidden_size"] == 32
+    loaded = load_bundle(tmp_path / "nllm")
+    assert loaded.config == cfg and loaded.is_scratch and loaded.single_token_categories
+    after = (rank_categories(loaded.model, loaded.tokenizer, prompts, CategoryIndex(loaded.tokenizer, CATS), 4),
+             relevance_scores(loaded.model, loaded.tokenizer, rel))
+    assert [[n for n, _ in row] for row in after[0]] == [[n for n, _ in row] for row in before[0]]
+    np.testing.assert_allclose([[v for _, v in row] for row in after[0]], [[v for _, v in row] for row in before[0]],
+                               rtol=0, atol=1e-6)  # same weights; memory-mapped tensors may round the last bit
+    np.testing.assert_allclose(after[1], before[1], rtol=0, atol=1e-6)
+
+
+@pytest.fixture
+def local_lm(tmp_path):
+    return tiny_causal_lm(tmp_path / "base", WORDS)
+
+
+def test_local_pretrained_gets_csid_tokens_and_lora_only_trainable(local_lm):
+    model, tok = load_pretrained(ModelConfig(base_model=str(local_lm), lora_r=4), csid_levels=[2, 3])
+    assert len(tok) == 4 + len(WORDS) + 5  # specials + words + CSID codes
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert tok.convert_ids_to_tokens(tok("group: <a_1> <b_2> profile:")["input_ids"]) == [
+        "group:", "<a_1>", "<b_2>", "profile:"]
+    plain, _ = load_pretrained(ModelConfig(base_model=str(local_lm), train_new_tokens=False), csid_levels=[2])
+    assert {n.split(".")[-3] for n, p in plain.named_parameters() if p.requires_grad} == {"lora_A", "lora_B"}
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in trainable) and any("lora_B" in n for n in trainable)
+    assert all("lora_" in n or "trainable_tokens" in n for n in trainable)  # base weights frozen
+    assert any("trainable_tokens" in n for n in trainable)  # the new CSID embedding rows learn
+    frozen = [p for n, p in model.named_parameters() if not p.requires_grad]
+    assert sum(p.numel() for p in frozen) > sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_lora_bundle_reloads_from_base_plus_adapter(local_lm, tmp_path):
+    cfg = ModelConfig(base_model=str(local_lm), lora_r=4)
+    assert not build_model_and_tokenizer(cfg, CATS, [], [2, 3]).single_token_categories  # "Sci Fi" is 2 words
+    cats = [c for c in CATS if " " not in c]
+    bundle = build_model_and_tokenizer(cfg, cats, [], [2, 3])
+    assert not bundle.is_scratch and bundle.single_token_categories
+    prompts = [relevance_prompt(CTX, c) for c in cats]
+    untrained = relevance_scores(bundle.model, bundle.tokenizer, prompts)
+    with torch.no_grad():  # make the adapter non-trivial (lora_B starts at zero)
+        for p in bundle.model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.ones_like(p))
+    before = relevance_scores(bundle.model, bundle.tokenizer, prompts)
+    assert np.abs(before - untrained).max() > 1e-4
+    save_bundle(bundle, tmp_path / "rllm")
+    assert (tmp_path / "rllm" / "adapter_config.json").is_file()
+    assert not (tmp_path / "rllm" / "config.json").exists()  # only the adapter, not the base weights
+    loaded = load_bundle(tmp_path / "rllm")
+    np.testing.assert_allclose(relevance_scores(loaded.model, loaded.tokenizer, prompts), before, atol=1e-6)
+
+
+def test_missing_local_path_is_an_actionable_error(tmp_path):
+    cfg = ModelConfig(base_model=str(tmp_path / "no-such-model"))
+    with pytest.raises(CoeaInputError, match="base model directory not found.*fix:") as err:
+        build_model_and_tokenizer(cfg, CATS, [], [2])
+    assert "no-such-model" in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CoeaInputError, match="no config.json"):
+        load_pretrained(ModelConfig(base_model=str(tmp_path / "empty")), [2])
+    with pytest.raises(CoeaInputError, match="not a model bundle"):
+        load_bundle(tmp_path / "empty")
