@@ -144,6 +144,42 @@ def group_cmd(
         typer.echo(f"  {name:<16} {path}")
 
 
+@app.command("train-llms")
+def train_llms_cmd(
+    groups: Annotated[Path, typer.Option("--groups", help="output directory of `coea group`")],
+    out: Annotated[Path, typer.Option("--out", help="output directory for both models")],
+    data: DataOpt = None, config: ConfigOpt = None,
+) -> None:
+    """SFT of the Novelty and Relevance LLMs on history-only examples; saves both with their configs."""
+    from coea.llm_job import run_train_llms_job
+
+    cfg = _load_config(config)
+    cfg = replace(cfg, data=_overrides(cfg.data, spec=data))
+    result = run_train_llms_job(cfg, groups, out)
+    typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"}
+                           for k, v in result.metrics().items()}, indent=2))
+    for name, path in result.paths.items():
+        typer.echo(f"  {name:<12} {path}")
+
+
+@app.command("recommend-llm")
+def recommend_llm_cmd(
+    groups: Annotated[Path, typer.Option("--groups", help="output directory of `coea group`")],
+    models: Annotated[Path, typer.Option("--models", help="output directory of `coea train-llms`")],
+    out: Annotated[Path, typer.Option("--out", help="Parquet file: user_id, rank, category, score")],
+    data: DataOpt = None, config: ConfigOpt = None,
+    method: Annotated[str, typer.Option(help="nllm_sft | dual_best_of_n | rllm_rank, optionally +x")] = "nllm_sft+x",
+    k: Annotated[int, typer.Option("--k", help="categories per user")] = 10,
+) -> None:
+    """Top-K categories for every user from the trained LLMs."""
+    from coea.llm_job import run_recommend_llm
+
+    cfg = _load_config(config)
+    cfg = replace(cfg, data=_overrides(cfg.data, spec=data))
+    frame = run_recommend_llm(cfg, groups, models, method, k, out)
+    typer.echo(f"wrote {len(frame)} rows for {frame['user_id'].nunique()} users to {out}")
+
+
 @app.command("run")
 def run_cmd(
     data: DataOpt = None, config: ConfigOpt = None,
@@ -161,6 +197,71 @@ def run_cmd(
     typer.echo(f"run directory: {out}")
     for name, path in {**result.evaluation.paths, **result.groups.paths}.items():
         typer.echo(f"  {name:<16} {path}")
+
+
+SettingsOpt = Annotated[Path | None, typer.Option("--settings", help="deployment settings: a flat pipeline.yaml "
+                                                                     "such as k8s/base/pipeline.yaml")]
+
+
+def _deployment_settings(path: Path | None):
+    from coea.kfp.settings import DeploymentSettings
+
+    return DeploymentSettings() if path is None else DeploymentSettings.from_yaml(path)
+
+
+@app.command("compile")
+def compile_cmd(
+    out: Annotated[Path, typer.Option("--out", help="directory for the compiled pipeline YAML")] = Path("build"),
+    settings: SettingsOpt = None,
+) -> None:
+    """Compile the KFP v2 pipelines coea_training and coea_recurring to OUT/<name>.yaml."""
+    from coea.kfp.pipelines import compile_pipelines
+
+    for name, path in compile_pipelines(out, _deployment_settings(settings)).items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command("schedule")
+def schedule_cmd(
+    host: Annotated[str | None, typer.Option(help="KFP API endpoint, e.g. https://kfp.example.com")] = None,
+    cron: Annotated[str | None, typer.Option(help='6 fields, seconds first (default: the settings\' cron, '
+                                                  '"0 0 3 * * *" = 03:00 daily)')] = None,
+    state_uri: Annotated[str | None, typer.Option("--state-uri", help="gs://BUCKET/PREFIX or a directory on "
+                                                                     "the cache volume")] = None,
+    settings: SettingsOpt = None, config: ConfigOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="where the pipeline is compiled")] = Path("build"),
+    experiment: Annotated[str | None, typer.Option(help="KFP experiment (default: the settings')")] = None,
+    job_name: Annotated[str, typer.Option("--job-name")] = "coea-recurring",
+    service_account: Annotated[str | None, typer.Option("--service-account")] = None,
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user Kubeflow)")] = None,
+    drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
+    = 0.5,
+    gcs_export_uri: Annotated[str, typer.Option("--gcs-export-uri", help="also export recommendations here")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the request as JSON; contact no host")] = False,
+) -> None:
+    """Compile coea_recurring and create a KFP recurring run of it (kfp.Client.create_recurring_run)."""
+    from coea.kfp.pipelines import RECURRING, compile_pipelines
+    from coea.kfp.schedule import RecurringRunRequest, create_recurring_run, validate_cron, validate_state_uri
+    from coea.stages import pipeline_arguments
+
+    dep = _deployment_settings(settings)
+    cron_expression = validate_cron(cron or dep.cron)
+    state = validate_state_uri(state_uri or dep.state_uri)
+    if not 0.0 < drift_threshold <= 1.0:
+        raise CoeaInputError(f"drift threshold must be in (0, 1], got {drift_threshold}", option="--drift-threshold",
+                             fix="e.g. 0.5: regroup when half of the behaviour features drift")
+    if not dry_run and not host:
+        raise CoeaInputError("--host is required", option="--host", fix="pass the KFP API URL, or use --dry-run")
+    params = {**pipeline_arguments(_load_config(config)), "state_uri": state, "drift_threshold": drift_threshold,
+              "gcs_export_uri": gcs_export_uri}
+    package = compile_pipelines(out, dep)[RECURRING]
+    request = RecurringRunRequest(host, experiment or dep.experiment, namespace or dep.namespace or None, job_name,
+                                  cron_expression, str(package), params, service_account or dep.service_account)
+    if dry_run:
+        typer.echo(json.dumps({"dry_run": True, **request.to_dict()}, indent=2))
+        return
+    run_id = create_recurring_run(request)
+    typer.echo(f"recurring run {run_id} created on {host}: {job_name}, cron {cron_expression!r}")
 
 
 def _csv(value: str | None) -> list[str] | None:

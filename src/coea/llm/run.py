@@ -74,3 +74,11 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
         write_json_atomic(result.paths["sft_metrics"], {**result.metrics(), "config": config_to_dict(cfg)})
         save_config(cfg, result.paths["llm_config"])
     return result
+
+
+def load_trained_llms(models_dir: Path, groups: pd.DataFrame, profiles: Mapping[str, Mapping]) -> LlmTrainResult:
+    """Reload what :func:`run_train_llms` saved (no SFT history)."""
+    from coea.llm.models import load_bundle
+
+    return LlmTrainResult(load_bundle(models_dir / "novelty"), load_bundle(models_dir / "relevance"), {},
+                          group_infos(groups, profiles))
