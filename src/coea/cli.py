@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import replace
 from datetime import datetime
@@ -278,9 +279,21 @@ def _ints(value: str | None, option: str) -> list[int] | None:
                              fix="e.g. --k 5,10") from err
 
 
+def _torch_threads(value: str | None) -> None:
+    """``COEA_TORCH_THREADS=N`` pins torch's intra-op threads (oversubscribed CPUs are many times slower)."""
+    if not value:
+        return
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"error: COEA_TORCH_THREADS must be a positive integer, got {value!r}")
+    import torch
+
+    torch.set_num_threads(int(value))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn input errors into one line on stderr and exit code 2."""
     setup_logging()
+    _torch_threads(os.environ.get("COEA_TORCH_THREADS"))
     try:
         app(args=argv, prog_name="coea")
     except CoeaInputError as err:
