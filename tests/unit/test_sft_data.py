@@ -4,7 +4,7 @@ from coea.llm.prompts import NOVEL_MARK, RELEVANT_MARK
 from coea.llm.sft_data import GroupInfo, SftDataConfig, build_sft_examples
 from tests.helpers import events
 
-CFG = SftDataConfig(cuts_per_user=1, min_prefix=3, horizon=3, n_short=2, seed=0)
+CFG = SftDataConfig(cuts_per_user=1, min_prefix=3, horizon=3, n_short=2, seed=0, split_targets=False)
 
 
 def _history():
@@ -52,3 +52,13 @@ def test_without_group_and_determinism():
     assert a == b
     no_group = build_sft_examples(hist, groups, SftDataConfig(**{**CFG.__dict__, "with_group": False}), eos="</s>")
     assert all(not e["prompt"].startswith("group:") for e in no_group.novelty + no_group.relevance)
+
+
+def test_split_targets_gives_one_example_per_taken_up_category():
+    groups = {"u": GroupInfo((1, 2), "p")}
+    listed = build_sft_examples(_history(), groups, CFG, eos="</s>").novelty
+    split = build_sft_examples(_history(), groups, SftDataConfig(**{**CFG.__dict__, "split_targets": True}),
+                               eos="</s>").novelty
+    targets = listed[0]["completion"].split()[:-1]
+    assert [e["completion"] for e in split] == [f" {c} </s>" for c in targets]
+    assert {e["prompt"] for e in split} == {listed[0]["prompt"]}

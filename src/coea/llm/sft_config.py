@@ -47,6 +47,7 @@ class SftDataConfig:
     n_short: int = 10  # events forming the short-term set at a cut (match the split's n_short)
     max_targets: int = 10  # categories in an N-LLM target
     negatives_per_positive: int = 1  # R-LLM balance
+    split_targets: bool = True  # one N-LLM example per taken-up category (trains the first-step distribution)
     with_group: bool = True  # False = prompts without CSID tokens and profile (ablation)
     seed: int = 0
 

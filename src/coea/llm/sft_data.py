@@ -7,10 +7,15 @@ at most ``cuts_per_user`` cuts, evenly spread). At a cut ``t``:
   ``n_short`` events before ``t`` (most recent last);
 - *taken up* = categories that appear in the ``horizon`` events after the cut and never before it (novel with
   respect to the user), in order of first appearance;
-- N-LLM example: prompt -> the taken-up categories (at most ``max_targets``); cuts with none are skipped;
-- R-LLM examples: each taken-up category is a positive (``yes``); as many negatives (``no``) are drawn,
-  popularity-weighted and without replacement, from categories the user neither had before the cut nor took up
-  in the horizon, so the data are balanced.
+- N-LLM examples: prompt -> the taken-up categories (at most ``max_targets``); cuts with none are skipped.
+  With ``split_targets`` (default) each taken-up category is its own completion: decoding ranks categories
+  by the first-step distribution, and this trains exactly that distribution towards the set of categories
+  taken up (a list completion trains only its first name at the first step);
+- R-LLM examples: each taken-up category is a positive (``yes``); as many negatives (``no``) are drawn without
+  replacement from categories the user neither had before the cut nor took up in the horizon, weighted by how
+  often each category is *taken up* across all cuts (its adoption popularity). Weighting by plain event
+  popularity would make positives (often tail categories) and negatives (popular ones) separable by the
+  category alone, and the R-LLM would learn "rare means yes" instead of reading the context.
 
 Nothing here reads the evaluation future: the caller passes the split's histories.
 """
@@ -79,13 +84,10 @@ def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, 
     return rng.choice(pool, size=size, replace=False, p=p).tolist()
 
 
-def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
-                       eos: str) -> SftExamples:
-    """Examples for every user in ``groups`` from their (chronologically sorted) history events."""
-    rng = np.random.default_rng(cfg.seed)
-    counts = history[CATEGORY].value_counts()
-    pool, weights = counts.index.to_numpy(), counts.to_numpy(dtype=float)
-    novelty, relevance = [], []
+def _cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
+                rng: np.random.Generator) -> list[tuple[PromptContext, list[str], set[str]]]:
+    """(context, taken-up categories, categories seen before the cut) for every cut of every grouped user."""
+    out = []
     for user, g in history.groupby(USER, sort=True):
         info = groups.get(str(user))
         if info is None:
@@ -93,16 +95,28 @@ def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], c
         cats = g[CATEGORY].tolist()
         for t in _cuts(len(cats), cfg, rng):
             targets = _taken_up(cats, t, cfg.horizon)
-            if not targets:
-                continue
-            ctx = PromptContext(info.csid, info.profile, _short_term(cats, t, cfg.n_short))
-            novelty.append({"prompt": novelty_prompt(ctx, with_group=cfg.with_group),
-                            "completion": novelty_completion(targets[:cfg.max_targets], eos)})
-            banned = set(cats[:t]) | set(targets)
-            negs = _negatives(pool, weights, banned, cfg.negatives_per_positive * len(targets), rng)
-            for cand, label in [(c, True) for c in targets] + [(c, False) for c in negs]:
-                relevance.append({"prompt": relevance_prompt(ctx, cand, with_group=cfg.with_group),
-                                  "completion": relevance_completion(label, eos)})
+            if targets:
+                ctx = PromptContext(info.csid, info.profile, _short_term(cats, t, cfg.n_short))
+                out.append((ctx, targets[:cfg.max_targets], set(cats[:t])))
+    return out
+
+
+def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
+                       eos: str) -> SftExamples:
+    """Examples for every user in ``groups`` from their (chronologically sorted) history events."""
+    rng = np.random.default_rng(cfg.seed)
+    cuts = _cut_points(history, groups, cfg, rng)
+    adoption = pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
+    pool, weights = adoption.index.to_numpy(), adoption.to_numpy(dtype=float)
+    novelty, relevance = [], []
+    for ctx, targets, seen in cuts:
+        prompt = novelty_prompt(ctx, with_group=cfg.with_group)
+        lists = [[c] for c in targets] if cfg.split_targets else [targets]
+        novelty += [{"prompt": prompt, "completion": novelty_completion(t, eos)} for t in lists]
+        negs = _negatives(pool, weights, seen | set(targets), cfg.negatives_per_positive * len(targets), rng)
+        for cand, label in [(c, True) for c in targets] + [(c, False) for c in negs]:
+            relevance.append({"prompt": relevance_prompt(ctx, cand, with_group=cfg.with_group),
+                              "completion": relevance_completion(label, eos)})
     order = rng.permutation(len(relevance))
     return SftExamples(novelty, [relevance[i] for i in order])
 
