@@ -1,0 +1,174 @@
+"""One KFP v2 component per stage: a thin wrapper that calls one ``run_*`` function of ``coea.stages`` or
+``coea.state`` and records its outputs as typed artifacts.
+
+The functions below are plain Python; :func:`build_components` turns them into lightweight components with the
+deployment's image (``dsl.component(base_image=..., install_kfp_package=False)``: the image already holds coea
+and kfp, nothing is pip-installed at start-up). KFP ships each function's source to its pod, so every body
+imports what it uses; the artifact types come from the ``from kfp.dsl import *`` KFP puts in front of it.
+This module deliberately has no ``from __future__ import annotations``: KFP reads the annotations as types.
+
+Stages still to come (the LLM issue): ``sft_novelty`` and ``sft_relevance`` (Input[Dataset] prepared data +
+Input[Model] dsie -> Output[Model] checkpoints) and ``pco_loop`` (Output[Model] N-LLM/R-LLM per round); they
+will call ``coea.llm``/``coea.pco`` run functions the same way, and their tasks get ``apply_gpu``.
+"""
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl.python_component import PythonComponent
+
+from coea.kfp.settings import DeploymentSettings
+
+
+def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics]):
+    """Load and validate the log named by ``data_config`` ({"data": ..., "synthetic": ...}); write it as a
+    prepared data dir (interactions.parquet, stats, synthetic ground truth)."""
+    from pathlib import Path
+
+    from coea.stages import config_from_json, run_prepare_data
+
+    result = run_prepare_data(config_from_json(data_config), Path(data.path))
+    for name, value in result.metrics().items():
+        stats.log_metric(name, float(value))
+    data.metadata.update({"source": result.source, "users": result.stats["users"],
+                          "interactions": result.stats["interactions"]})
+
+
+def dsie_group(data: Input[Dataset], split_config: str, dsie_config: str, dsie: Output[Model],
+               metrics: Output[Metrics]):
+    """DSIE on the prepared log's histories: encoder -> RQ-VAE CSIDs -> groups, profiles, report, weights."""
+    from pathlib import Path
+
+    from coea.stages import config_from_json, run_dsie_group
+
+    result = run_dsie_group(config_from_json(split_config, dsie_config), Path(data.path), Path(dsie.path))
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, float(value))
+    dsie.metadata.update({"M_N": result.summary["M_N"], "framework": "pytorch"})
+
+
+def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: str, dsie_config: str,
+                   dsie: Output[Model], metrics: Output[Metrics]):
+    """Keep the groups of ``dsie_in``; rebuild their profiles from the prepared log's histories."""
+    from pathlib import Path
+
+    from coea.stages import config_from_json, run_build_profiles
+
+    cfg = config_from_json(split_config, dsie_config)
+    result = run_build_profiles(cfg, Path(data.path), Path(dsie_in.path), Path(dsie.path))
+    metrics.log_metric("profiles_refreshed", float(len(result.refreshed)))
+    metrics.log_metric("profiles_kept", float(len(result.kept)))
+    dsie.metadata.update({"refreshed": result.refreshed, "kept": result.kept})
+
+
+def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
+             metrics: Output[Metrics], table: Output[Markdown], chart: Output[HTML], report: Output[Dataset]):
+    """Fit every method on histories, score on futures; the DSIE methods use the given groups."""
+    import shutil
+    from pathlib import Path
+
+    from coea.stages import config_from_json, run_evaluate_stage
+
+    cfg = config_from_json(split_config, dsie_config, eval_config)
+    result = run_evaluate_stage(cfg, Path(data.path), Path(dsie.path), Path(report.path))
+    for name, value in result.main.items():
+        metrics.log_metric(name, value)
+    shutil.copyfile(result.paths["metrics_md"], table.path)
+    shutil.copyfile(result.paths["plot_html"], chart.path)
+
+
+def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
+              method: str, k: int, recommendations: Output[Dataset]):
+    """Top-k categories per user by ``method`` (group_pop_novel until the CoEA LLMs land), fitted on all events."""
+    from pathlib import Path
+
+    from coea.stages import config_from_json, run_recommend
+
+    cfg = config_from_json(split_config, dsie_config, eval_config)
+    result = run_recommend(cfg, Path(data.path), Path(dsie.path), method, int(k), Path(recommendations.path))
+    recommendations.metadata.update({"method": result.method, "k": result.k, "users": result.n_users,
+                                     "rows": result.n_rows})
+
+
+def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Input[Model], drift_config: str,
+                  threshold: float, report: Output[HTML],
+                  metrics: Output[Metrics]) -> NamedTuple("DriftOutputs", [("drift_share", float), ("drifted", bool)]):
+    """Evidently drift of per-user behaviour between the reference window and the current one."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from coea.stages import drift_config_from_json, run_monitor_drift
+
+    cfg = drift_config_from_json(drift_config, threshold=threshold)
+    with tempfile.TemporaryDirectory() as work:
+        result = run_monitor_drift(cfg, Path(reference.path), Path(current.path), Path(dsie.path), Path(work))
+        shutil.copyfile(result.html_path, report.path)
+    metrics.log_metric("drift_share", result.drift_share)
+    metrics.log_metric("drifted_columns", float(len(result.drifted_columns)))
+    report.metadata.update({"drifted_columns": result.drifted_columns, "threshold": cfg.threshold})
+    return (result.drift_share, result.drifted)
+
+
+def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model]):
+    """The active snapshot under ``state_uri``: the reference window and the groups fitted on it."""
+    from pathlib import Path
+
+    from coea.state import run_load_state
+
+    snap = run_load_state(state_uri, Path(reference.path), Path(dsie.path))
+    reference.metadata.update({"snapshot": snap.snapshot, "created_at": snap.created_at})
+    dsie.metadata.update({"snapshot": snap.snapshot})
+
+
+def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model]) -> str:
+    """Make ``data`` and ``dsie`` the new active snapshot under ``state_uri``; returns the snapshot id."""
+    from pathlib import Path
+
+    from coea.state import run_save_state
+
+    return run_save_state(state_uri, Path(data.path), Path(dsie.path)).snapshot
+
+
+def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_uri: str, kv_store: Output[Artifact],
+                           metrics: Output[Metrics]) -> str:
+    """Publish to the state's SQLite KV store (a copy becomes ``kv_store``); export to ``gcs_uri`` if given."""
+    from pathlib import Path
+
+    from coea.state import run_export
+    from coea.store import PublishConfig
+
+    result = run_export(PublishConfig(metadata={"recommendations": recommendations.uri}), Path(recommendations.path),
+                        state_uri, Path(kv_store.path), gcs_uri=gcs_uri or None)
+    metrics.log_metric("users", float(result.publish.n_users))
+    metrics.log_metric("rows", float(result.publish.n_rows))
+    kv_store.metadata.update({"version": result.publish.version, "gcs_manifest": result.gcs.manifest_uri
+                              if result.gcs else ""})
+    return result.publish.version
+
+
+STAGES = (prepare_data, dsie_group, build_profiles, evaluate, recommend, monitor_drift, load_state, save_state,
+          export_recommendations)
+
+
+@dataclass(frozen=True)
+class Components:
+    """The stage functions as KFP components built for one deployment (image)."""
+
+    prepare_data: PythonComponent
+    dsie_group: PythonComponent
+    build_profiles: PythonComponent
+    evaluate: PythonComponent
+    recommend: PythonComponent
+    monitor_drift: PythonComponent
+    load_state: PythonComponent
+    save_state: PythonComponent
+    export_recommendations: PythonComponent
+
+
+def build_components(settings: DeploymentSettings) -> Components:
+    """Every stage as ``dsl.component(base_image=settings.base_image, install_kfp_package=False)``."""
+    return Components(**{fn.__name__: dsl.component(fn, base_image=settings.base_image, install_kfp_package=False)
+                         for fn in STAGES})

@@ -1,0 +1,86 @@
+"""Run the pipelines on this machine with ``kfp.local`` (each step a subprocess of this Python environment).
+
+``kfp.local`` runs the same components and pipeline graph as a cluster, minus the kfp-kubernetes settings
+(GPU, node selector, toleration, volume), which it ignores. Artifacts land under ``<run_dir>/kfp``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from coea.config import RunConfig
+from coea.kfp.settings import DeploymentSettings
+from coea.stages import pipeline_arguments
+
+log = logging.getLogger(__name__)
+
+
+def local_settings() -> DeploymentSettings:
+    """Default settings without retries: locally a failure is a bug or bad input, and retrying it only waits."""
+    return DeploymentSettings(io_retries=0)
+
+
+def init_local(run_dir: Path) -> None:
+    """``kfp.local.init`` with a subprocess runner in the current environment (no venv, nothing installed)."""
+    from kfp import local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(run_dir).resolve() / "kfp"),
+               raise_on_error=True)
+
+
+def _copy(src: str | Path, dst: Path) -> Path:
+    src = Path(src)
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None = None,
+                         rec_method: str = "group_pop_novel", rec_k: int = 10,
+                         settings: DeploymentSettings | None = None) -> dict[str, Path]:
+    """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
+
+    Copied: the evaluation files (``metrics.json``, ``metrics.md``, ``metrics_at_K.png/.html``, ``config.json``,
+    ``ground_truth/``), ``dsie/``, ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the
+    publish). The state goes to ``state_uri`` (default ``run_dir/state``).
+    """
+    from coea.kfp.pipelines import build_pipelines
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    init_local(run_dir)
+    training = build_pipelines(settings or local_settings()).training
+    start = time.perf_counter()
+    run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
+                   rec_method=rec_method, rec_k=rec_k)
+    outputs: dict[str, Any] = run.outputs
+    paths = {p.name: run_dir / p.name for p in Path(outputs["report"].path).iterdir()}
+    _copy(outputs["report"].path, run_dir)
+    paths["dsie"] = _copy(outputs["dsie"].path, run_dir / "dsie")
+    paths["recommendations"] = _copy(outputs["recommendations"].path, run_dir / "recommendations.parquet")
+    paths["kv_store"] = _copy(outputs["kv_store"].path, run_dir / "recs.sqlite")
+    log.info("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)
+    return paths
+
+
+def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drift_config: str = "{}",
+                          drift_threshold: float = 0.5, rec_method: str = "group_pop_novel", rec_k: int = 10,
+                          settings: DeploymentSettings | None = None) -> Path:
+    """Run ``coea_recurring`` with kfp.local on the period named by ``cfg.data``; returns the kfp root."""
+    from coea.kfp.pipelines import build_pipelines
+
+    run_dir = Path(run_dir)
+    init_local(run_dir)
+    start = time.perf_counter()
+    build_pipelines(settings or local_settings()).recurring(**pipeline_arguments(cfg), drift_config=drift_config,
+                                        drift_threshold=drift_threshold, state_uri=state_uri,
+                                        rec_method=rec_method, rec_k=rec_k)
+    log.info("coea_recurring ran locally in %.1fs", time.perf_counter() - start)
+    return run_dir / "kfp"

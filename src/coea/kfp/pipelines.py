@@ -1,0 +1,131 @@
+"""The CoEA Kubeflow pipelines (KFP v2): ``coea_training`` and ``coea_recurring``.
+
+``coea_training``: prepare_data -> dsie_group (GPU step) -> save_state; evaluate; recommend -> export.
+``coea_recurring``: prepare_data (the new period) and load_state -> monitor_drift against the reference window
+-> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup) and save_state; ``dsl.Else``: keep the
+groups and rebuild their profiles (build_profiles) -> evaluate -> recommend -> export in either branch.
+
+kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
+evaluate/recommend/export tasks (one helper adds them). The LLM stages will slot in between DSIE and serving:
+``sft_novelty``/``sft_relevance`` after ``dsie_group`` in the training pipeline, ``pco_loop`` before
+``recommend`` in both (with ``apply_gpu``), and ``recommend`` will take ``method="coea"``.
+
+Pipeline parameters: the run config as JSON objects of its sections (``coea.stages.pipeline_arguments``),
+``state_uri`` (local directory or ``gs://``), ``rec_method``/``rec_k`` for the served list and
+``gcs_export_uri`` ("" = no GCS export). Build them for a deployment with :func:`build_pipelines`.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from kfp import compiler, dsl
+from kfp.dsl import Artifact, Dataset, Model
+from kfp.dsl.pipeline_channel import PipelineChannel
+
+from coea.kfp.components import Components, build_components
+from coea.kfp.resources import apply_gpu, apply_io, apply_resources
+from coea.kfp.settings import DeploymentSettings, StageClass
+
+TRAINING = "coea-training"
+RECURRING = "coea-recurring"
+DEFAULT_METHOD = "group_pop_novel"  # served until the CoEA LLMs land
+
+
+class TrainingOutputs(NamedTuple):
+    report: Dataset  # the evaluation dir: metrics.json, metrics.md, plot PNG and HTML
+    dsie: Model  # the DSIE dir
+    recommendations: Dataset  # user_id, rank, category, score
+    kv_store: Artifact  # a copy of the SQLite KV store after the publish
+
+
+@dataclass(frozen=True)
+class Pipelines:
+    """Both pipelines built for one deployment."""
+
+    training: Any  # kfp GraphComponent
+    recurring: Any
+    settings: DeploymentSettings
+
+
+def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
+           p: dict[str, Any]) -> dict[str, dsl.PipelineTask]:
+    """evaluate, recommend and export on one prepared log and one DSIE dir."""
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config")}
+    evaluate = c.evaluate(data=data, dsie=dsie, **configs).set_display_name("evaluate")
+    apply_resources(evaluate, settings, StageClass.COMPUTE)
+    recommend = c.recommend(data=data, dsie=dsie, method=p["rec_method"], k=p["rec_k"], **configs)
+    apply_resources(recommend.set_display_name("recommend"), settings, StageClass.COMPUTE)
+    export = c.export_recommendations(recommendations=recommend.outputs["recommendations"],
+                                      state_uri=p["state_uri"], gcs_uri=p["gcs_export_uri"])
+    apply_io(export.set_display_name("export recommendations"), settings)
+    return {"evaluate": evaluate, "recommend": recommend, "export": export}
+
+
+def _dsie(c: Components, settings: DeploymentSettings, data: PipelineChannel, p: dict[str, Any]) -> dsl.PipelineTask:
+    task = c.dsie_group(data=data, split_config=p["split_config"], dsie_config=p["dsie_config"])
+    return apply_gpu(task.set_display_name("DSIE groups"), settings)
+
+
+def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
+    """``coea_training`` and ``coea_recurring`` with this deployment's image, GPU and volume settings."""
+    settings = settings or DeploymentSettings()
+    c = build_components(settings)
+
+    @dsl.pipeline(name=TRAINING, description="CoEA: data -> DSIE groups -> evaluation -> top-K categories to the "
+                                             "KV store; writes the state the recurring pipeline starts from.")
+    def coea_training(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
+                      eval_config: str = "{}", state_uri: str = settings.state_uri,
+                      rec_method: str = DEFAULT_METHOD, rec_k: int = 10,
+                      gcs_export_uri: str = "") -> TrainingOutputs:
+        p = locals()  # the pipeline parameters by name
+        prep = apply_io(c.prepare_data(data_config=data_config).set_display_name("prepare data"), settings)
+        data = prep.outputs["data"]
+        dsie = _dsie(c, settings, data, p)
+        save = c.save_state(state_uri=state_uri, data=data, dsie=dsie.outputs["dsie"])
+        apply_io(save.set_display_name("save state"), settings)
+        served = _serve(c, settings, data, dsie.outputs["dsie"], p)
+        served["export"].after(save)  # the state's snapshot first, then the store version that came from it
+        return TrainingOutputs(report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"],
+                               recommendations=served["recommend"].outputs["recommendations"],
+                               kv_store=served["export"].outputs["kv_store"])
+
+    @dsl.pipeline(name=RECURRING, description="CoEA each period: drift check against the reference window; "
+                                              "regroup (DSIE) only when drift passes the threshold; serve.")
+    def coea_recurring(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
+                       eval_config: str = "{}", drift_config: str = "{}", drift_threshold: float = 0.5,
+                       state_uri: str = settings.state_uri, rec_method: str = DEFAULT_METHOD, rec_k: int = 10,
+                       gcs_export_uri: str = ""):
+        p = locals()  # the pipeline parameters by name
+        prep = apply_io(c.prepare_data(data_config=data_config).set_display_name("prepare data (new period)"),
+                        settings)
+        data = prep.outputs["data"]
+        state = apply_io(c.load_state(state_uri=state_uri).set_display_name("load state"), settings)
+        drift = c.monitor_drift(reference=state.outputs["reference"], current=data, dsie=state.outputs["dsie"],
+                                drift_config=drift_config, threshold=drift_threshold)
+        apply_resources(drift.set_display_name("monitor drift"), settings, StageClass.COMPUTE)
+        drift.set_caching_options(False)
+        with dsl.If(drift.outputs["drift_share"] >= drift_threshold, name="drift: regroup"):
+            regroup = _dsie(c, settings, data, p)
+            save = c.save_state(state_uri=state_uri, data=data, dsie=regroup.outputs["dsie"])
+            apply_io(save.set_display_name("save state"), settings)
+            _serve(c, settings, data, regroup.outputs["dsie"], p)["export"].after(save)
+        with dsl.Else(name="no drift: keep groups"):
+            keep = c.build_profiles(data=data, dsie_in=state.outputs["dsie"], split_config=split_config,
+                                    dsie_config=dsie_config)
+            apply_resources(keep.set_display_name("refresh profiles"), settings, StageClass.COMPUTE)
+            _serve(c, settings, data, keep.outputs["dsie"], p)
+
+    return Pipelines(coea_training, coea_recurring, settings)
+
+
+def compile_pipelines(out_dir: Path, settings: DeploymentSettings | None = None) -> dict[str, Path]:
+    """Compile both pipelines to ``out_dir/<name>.yaml`` (KFP IR YAML); returns name -> path."""
+    built = build_pipelines(settings)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, pipeline in ((TRAINING, built.training), (RECURRING, built.recurring)):
+        paths[name] = out_dir / f"{name.replace('-', '_')}.yaml"
+        compiler.Compiler().compile(pipeline, str(paths[name]))
+    return paths

@@ -1,0 +1,250 @@
+"""Pipeline state under ``state_uri``: a local directory (e.g. on the cache PVC) or ``gs://bucket/prefix``.
+
+The training pipeline writes the state, the recurring pipeline reads it (drift reference, current groups) and
+replaces it when it regroups. Layout under ``state_uri``::
+
+    current.json               pointer to the active snapshot and its file list; written LAST
+    snapshots/<id>/data/...    the reference window: the prepared log the groups were fitted on
+    snapshots/<id>/dsie/...    the DSIE dir fitted on it
+    kv/recs.sqlite             the served key-value store (its versions inside, see coea.store.kv)
+
+A snapshot's files are written before the pointer, so a reader that follows ``current.json`` sees either the
+previous complete snapshot or the new one. Snapshots beyond the newest ``keep`` are deleted afterwards. On a
+local state the store is published in place (readers see the switch atomically, see ``coea.store.kv``); on
+``gs://`` it is downloaded, published and uploaded again, so one writer at a time (the recurring run's
+``max_concurrency=1``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coea.errors import CoeaInputError
+from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs, parse_gcs_uri
+from coea.store.publish import PublishConfig, PublishResult, read_recs_file, run_publish
+from coea.store.records import new_version_id, utc_now_iso
+from coea.store.retry import RetryPolicy, call_with_retry
+from coea.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+POINTER = "current.json"
+SNAPSHOTS = "snapshots"
+KV_STORE = "kv/recs.sqlite"
+PARTS = ("data", "dsie")
+
+
+class LocalState:
+    """State in a local directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        path = self.root / rel
+        return path.read_bytes() if path.is_file() else None
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        with atomic_path(self.root / rel) as tmp:
+            tmp.write_bytes(data)
+
+    def upload_file(self, rel: str, src: Path) -> None:
+        with atomic_path(self.root / rel) as tmp:
+            tmp.write_bytes(Path(src).read_bytes())
+
+    def download_file(self, rel: str, dst: Path) -> bool:
+        data = self.read_bytes(rel)
+        if data is None:
+            return False
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(data)
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def delete(self, names: list[str]) -> None:
+        for rel in names:
+            path = self.root / rel
+            path.unlink(missing_ok=True)
+            parent = path.parent
+            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()  # drop directories the deletion left empty
+                parent = parent.parent
+
+
+class GcsState:
+    """State under ``gs://bucket/prefix``; every call retried on transient errors."""
+
+    def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None) -> None:
+        from google.cloud import storage
+
+        self.target = parse_gcs_uri(uri)
+        self.bucket = (client if client is not None else storage.Client()).bucket(self.target.bucket)
+        self.retry = retry or RetryPolicy()
+
+    def _blob(self, rel: str) -> Any:
+        return self.bucket.blob(self.target.object_name(rel))
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        from google.api_core import exceptions as gexc
+
+        try:
+            return call_with_retry(self._blob(rel).download_as_bytes, self.retry, f"read {rel}")
+        except gexc.NotFound:
+            return None
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        call_with_retry(lambda: self._blob(rel).upload_from_string(data), self.retry, f"write {rel}")
+
+    def upload_file(self, rel: str, src: Path) -> None:
+        call_with_retry(lambda: self._blob(rel).upload_from_filename(str(src)), self.retry, f"upload {rel}")
+
+    def download_file(self, rel: str, dst: Path) -> bool:
+        data = self.read_bytes(rel)
+        if data is None:
+            return False
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(data)
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        full = self.target.object_name(prefix)
+        blobs = call_with_retry(lambda: list(self.bucket.list_blobs(prefix=full)), self.retry, f"list {prefix}")
+        return sorted(b.name[len(self.target.prefix):] for b in blobs)
+
+    def delete(self, names: list[str]) -> None:
+        for rel in names:
+            call_with_retry(self._blob(rel).delete, self.retry, f"delete {rel}")
+
+
+def open_state(state_uri: str, client: Any = None) -> LocalState | GcsState:
+    """The state at ``state_uri``: ``gs://...`` or a local directory path."""
+    if not state_uri or not state_uri.strip():
+        raise CoeaInputError("state_uri is empty", option="state_uri", fix="use a directory or gs://bucket/prefix")
+    if state_uri.startswith("gs://"):
+        return GcsState(state_uri, client)
+    if "://" in state_uri:
+        raise CoeaInputError(f"unsupported state_uri scheme: {state_uri!r}", option="state_uri",
+                             fix="use a local directory (e.g. on the cache PVC) or gs://bucket/prefix")
+    return LocalState(Path(state_uri).expanduser())
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """One snapshot of the state: where, which, how many files, when."""
+
+    state_uri: str
+    snapshot: str
+    n_files: int
+    created_at: str
+
+
+def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, *, keep: int = 3,
+                   client: Any = None) -> StateSnapshot:
+    """Write ``data_dir`` and ``dsie_dir`` as a new snapshot, then point ``current.json`` at it."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    state = open_state(state_uri, client)
+    sid = new_version_id()
+    files = []
+    for part, src in zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True):
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            rel = f"{SNAPSHOTS}/{sid}/{part}/{path.relative_to(src).as_posix()}"
+            state.upload_file(rel, path)
+            files.append(rel)
+    snap = StateSnapshot(state_uri, sid, len(files), utc_now_iso())
+    pointer = {"snapshot": sid, "created_at": snap.created_at, "files": files}
+    state.write_bytes(POINTER, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"))
+    _collect_garbage(state, sid, keep)
+    log.info("state %s: snapshot %s saved (%d files)", state_uri, sid, len(files))
+    return snap
+
+
+def _collect_garbage(state: LocalState | GcsState, current: str, keep: int) -> None:
+    names = state.list(f"{SNAPSHOTS}/")
+    ids = sorted({n.split("/")[1] for n in names}, reverse=True)
+    doomed = set(ids[keep:]) - {current}
+    if doomed:
+        state.delete([n for n in names if n.split("/")[1] in doomed])
+
+
+def read_pointer(state_uri: str, client: Any = None) -> dict[str, Any] | None:
+    """The content of ``current.json``, or None when there is no state yet."""
+    data = open_state(state_uri, client).read_bytes(POINTER)
+    return None if data is None else json.loads(data)
+
+
+def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:
+    """Download the active snapshot: the reference data dir to ``data_out``, the DSIE dir to ``dsie_out``."""
+    state = open_state(state_uri, client)
+    raw = state.read_bytes(POINTER)
+    if raw is None:
+        raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing)", option="state_uri",
+                             fix="run the coea_training pipeline with this state_uri first")
+    pointer = json.loads(raw)
+    outs = dict(zip(PARTS, (Path(data_out), Path(dsie_out)), strict=True))
+    for rel in pointer["files"]:
+        _, _, part, rest = rel.split("/", 3)
+        if not state.download_file(rel, outs[part] / rest):
+            raise CoeaInputError(f"state file {rel} listed in {POINTER} is missing", source=state_uri,
+                                 fix="re-run coea_training to write a complete snapshot")
+    log.info("state %s: snapshot %s loaded (%d files)", state_uri, pointer["snapshot"], len(pointer["files"]))
+    return StateSnapshot(state_uri, pointer["snapshot"], len(pointer["files"]), pointer["created_at"])
+
+
+# -- serving -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``run_export`` did: the published store version, its copy, and the GCS export if any."""
+
+    publish: PublishResult
+    store_copy: Path
+    gcs: GcsExportResult | None = None
+
+
+def _sqlite_copy(src: Path, dst: Path) -> None:
+    """A consistent copy of a live SQLite database (the backup API), written atomically."""
+    with atomic_path(dst) as tmp, closing(sqlite3.connect(src)) as s, closing(sqlite3.connect(tmp)) as d:
+        s.backup(d)
+
+
+def _checkpoint(path: Path) -> None:
+    """Fold the WAL into the database file so the single file is complete."""
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def run_export(cfg: PublishConfig, recs_path: Path, state_uri: str, store_out: Path, *,
+               gcs_uri: str | None = None, client: Any = None) -> ExportResult:
+    """Publish a recommendations parquet as the new version of the state's KV store; copy the store to
+    ``store_out``; with ``gcs_uri``, also export the recommendations there as shards (``export_to_gcs``)."""
+    state = open_state(state_uri, client)
+    store_out = Path(store_out)
+    store_out.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(state, LocalState):
+        live = state.root / KV_STORE
+        published = run_publish(cfg, Path(recs_path), live)
+        _sqlite_copy(live, store_out)
+    else:
+        if store_out.exists():
+            os.remove(store_out)
+        state.download_file(KV_STORE, store_out)
+        published = run_publish(cfg, Path(recs_path), store_out)
+        _checkpoint(store_out)
+        state.upload_file(KV_STORE, store_out)
+    gcs = None
+    if gcs_uri:
+        gcs = export_to_gcs(GcsExportConfig(version=published.version), read_recs_file(Path(recs_path)), gcs_uri,
+                            client)
+    log.info("export: version %s (%d users) -> %s%s", published.version, published.n_users, state_uri,
+             f" and {gcs.manifest_uri}" if gcs else "")
+    return ExportResult(published, store_out, gcs)

@@ -1,0 +1,130 @@
+"""Compile both pipelines and read the IR YAML: GPU stage resources and scheduling, caching, retries, image,
+the drift condition; settings from the k8s overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from coea.kfp.pipelines import RECURRING, TRAINING, compile_pipelines
+from coea.kfp.settings import DeploymentSettings
+from tests.helpers import REPO
+
+K8S = REPO / "k8s"
+IO_TASKS = {"prepare-data", "load-state", "save-state", "export-recommendations"}
+
+
+def _compile(tmp: Path, settings: DeploymentSettings | None = None) -> dict[str, dict[str, Any]]:
+    """name -> the pipeline spec, with the platform spec (kfp-kubernetes, a second YAML document) merged in."""
+    out = {}
+    for name, path in compile_pipelines(tmp, settings).items():
+        docs = list(yaml.safe_load_all(path.read_text()))
+        out[name] = {k: v for doc in docs for k, v in doc.items()}
+    return out
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    return _compile(tmp_path_factory.mktemp("compiled"))
+
+
+def _tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every task of every DAG (root and condition branches), by task name; executor tasks only."""
+    out = {}
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
+    for dag in dags:
+        for name, task in dag["tasks"].items():
+            if not task["componentRef"]["name"].startswith("comp-condition"):
+                out[name] = task
+    return out
+
+
+def _executors(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return spec["deploymentSpec"]["executors"]
+
+
+def _k8s(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return spec.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+
+
+def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
+    assert specs[TRAINING]["pipelineInfo"]["name"] == TRAINING
+    assert set(_tasks(specs[TRAINING])) == {"prepare-data", "dsie-group", "save-state", "evaluate", "recommend",
+                                            "export-recommendations"}
+    assert {"load-state", "monitor-drift", "dsie-group", "build-profiles", "evaluate", "evaluate-2"} <= set(
+        _tasks(specs[RECURRING]))
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_gpu_stage_resources_selector_toleration(specs: dict[str, dict[str, Any]], name: str) -> None:
+    spec = specs[name]
+    resources = _executors(spec)["exec-dsie-group"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["accelerator"]["resourceCount"] == "1"
+    assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("4", "16Gi")
+    k8s = _k8s(spec)["exec-dsie-group"]
+    assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert [(m["constant"], m["mountPath"]) for m in k8s["pvcMount"]] == [("coea-model-cache", "/cache")]
+    # no other step asks for a GPU or lands on the GPU pool
+    for executor, body in _executors(spec).items():
+        if executor != "exec-dsie-group":
+            assert "accelerator" not in body["container"].get("resources", {}), executor
+    for executor, body in _k8s(spec).items():
+        if executor != "exec-dsie-group":
+            assert "nodeSelector" not in body and "tolerations" not in body, executor
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_caching_and_retries(specs: dict[str, dict[str, Any]], name: str) -> None:
+    tasks = _tasks(specs[name])
+    for task_name, task in tasks.items():
+        cached = task.get("cachingOptions", {}).get("enableCache", False)
+        pure = task_name.startswith(("evaluate", "recommend", "build-profiles"))
+        assert cached is pure, task_name  # training, drift and every step with side effects: no cache
+        retries = task.get("retryPolicy", {}).get("maxRetryCount", 0)
+        assert retries == (3 if task_name.split("-2")[0] in IO_TASKS else 0), task_name
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_image_and_no_runtime_installs(specs: dict[str, dict[str, Any]], name: str) -> None:
+    for executor, body in _executors(specs[name]).items():
+        container = body["container"]
+        assert container["image"] == "coea:latest", executor
+        assert "pip install" not in " ".join(container["command"] + container.get("args", [])), executor
+
+
+def test_recurring_branches_on_drift_share(specs: dict[str, dict[str, Any]]) -> None:
+    spec = specs[RECURRING]
+    conditions = [t["triggerPolicy"]["condition"] for c in spec["components"].values() if "dag" in c
+                  for t in c["dag"]["tasks"].values() if "triggerPolicy" in t]
+    regroup = "inputs.parameter_values['pipelinechannel--monitor-drift-drift_share'] >= " \
+              "inputs.parameter_values['pipelinechannel--drift_threshold']"
+    assert sorted(conditions) == sorted([f"!({regroup})", regroup])
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["drift_threshold"]["defaultValue"] == 0.5
+    assert params["state_uri"]["defaultValue"] == "/cache/coea-state"
+
+
+def test_gpu_pool_overlay_settings(tmp_path: Path) -> None:
+    settings = DeploymentSettings.from_yaml(K8S / "overlays" / "gpu-pool" / "pipeline.yaml")
+    spec = _compile(tmp_path, settings)[TRAINING]
+    k8s = _k8s(spec)
+    assert k8s["exec-dsie-group"]["nodeSelector"]["labels"] == {"coea.io/pool": "gpu"}
+    assert spec["deploymentSpec"]["executors"]["exec-prepare-data"]["container"]["image"] == "REGISTRY/coea:TAG"
+    assert spec["root"]["inputDefinitions"]["parameters"]["state_uri"]["defaultValue"].startswith("gs://")
+    assert set(k8s) == {"exec-dsie-group"}  # state on GCS: only the GPU step mounts the cache
+
+
+def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:
+    settings = DeploymentSettings.from_yaml(K8S / "overlays" / "cpu-dev" / "pipeline.yaml")
+    spec = _compile(tmp_path, settings)[RECURRING]
+    assert "accelerator" not in _executors(spec)["exec-dsie-group"]["container"]["resources"]
+    k8s = _k8s(spec)
+    assert "nodeSelector" not in k8s["exec-dsie-group"] and "tolerations" not in k8s["exec-dsie-group"]
+    # the state lives on the cache volume (/cache/coea-state): every I/O step and the training step mount it
+    assert set(k8s) == {"exec-prepare-data", "exec-load-state", "exec-save-state", "exec-export-recommendations",
+                        "exec-export-recommendations-2", "exec-dsie-group"}

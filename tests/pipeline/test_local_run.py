@@ -1,0 +1,104 @@
+"""kfp.local end to end: coea_training on a tiny synthetic log, then coea_recurring on its state taking each
+branch (same data -> keep groups; a taste shift -> regroup). Each step runs as a subprocess of this Python."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from coea.kfp.local import run_recurring_locally, run_training_locally
+from coea.state import KV_STORE, read_pointer
+from coea.store import KVStore
+from tests.pipeline.pipeline_helpers import parquet_config, shifted_log, tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    run_dir = tmp_path_factory.mktemp("training")
+    return run_dir, run_training_locally(tiny_config(), run_dir, rec_k=5)
+
+
+def _task_dirs(kfp_root: Path) -> set[str]:
+    """Names of the tasks that ran (each writes its outputs under <pipeline_root>/<run>/<task>/), without the
+    suffix KFP gives a second task of the same component (``evaluate-2`` in the else branch)."""
+    (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
+    return {re.sub(r"-\d+$", "", p.name) for p in run.iterdir() if p.is_dir()}
+
+
+def _state_copy(trained: tuple[Path, dict[str, Path]], dst: Path) -> str:
+    shutil.copytree(trained[0] / "state", dst)
+    return str(dst)
+
+
+def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted) -> None:
+    run_dir, paths = trained
+    assert {"metrics.json", "metrics.md", "metrics_at_10.png", "metrics_at_10.html", "config.json", "ground_truth",
+            "dsie", "recommendations", "kv_store"} <= set(paths)
+    metrics = json.loads(paths["metrics.json"].read_text())
+    assert metrics["protocol"]["evaluated_users"] == 120 and metrics["dataset"]["users"] == 120
+    gpn = metrics["methods"]["group_pop_novel"]
+    assert gpn["NCP@10"] > 0.99 and 0.0 < gpn["S-H@10"] <= gpn["C-H@10"] <= 1.0  # (lists < K divide by K)
+    assert "| group_pop_novel |" in paths["metrics.md"].read_text()
+    # the DSIE step in its own process found the same groups as the in-process fit of the same config
+    groups = pd.read_parquet(paths["dsie"] / "groups.parquet")
+    assert groups.equals(pd.read_parquet(fitted.dsie / "groups.parquet"))
+    assert (paths["dsie"] / "profiles.json").is_file() and (paths["dsie"] / "rqvae" / "rqvae.pt").is_file()
+
+
+def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[str, Path]]) -> None:
+    run_dir, paths = trained
+    recs = pd.read_parquet(paths["recommendations"])
+    assert recs["user_id"].nunique() == 120 and recs.groupby("user_id").size().max() == 5
+    expected = recs[recs["user_id"] == "u0007"].sort_values("rank")
+    with KVStore(paths["kv_store"]) as store:
+        got = store.get_user("u0007")
+        assert [r.category for r in got] == expected["category"].tolist()
+        assert [r.score for r in got] == pytest.approx(expected["score"].tolist())
+        assert store.get_user("nobody") == []
+        (version,) = store.versions()
+        assert version.n_users == 120 and version.metadata["recommendations"].endswith("recommendations")
+    with KVStore(run_dir / "state" / KV_STORE) as live:
+        assert live.active_version() == version.version
+    pointer = read_pointer(str(run_dir / "state"))
+    assert pointer is not None and any(f.endswith("dsie/groups.parquet") for f in pointer["files"])
+
+
+def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+    state = _state_copy(trained, tmp_path / "state")
+    before = read_pointer(state)
+    kfp_root = run_recurring_locally(tiny_config(), tmp_path / "run", state, rec_k=5)
+    ran = _task_dirs(kfp_root)
+    assert {"load-state", "monitor-drift", "build-profiles", "evaluate", "export-recommendations"} <= ran
+    assert "dsie-group" not in ran and "save-state" not in ran
+    assert read_pointer(state) == before  # the reference and its groups stay
+    with KVStore(Path(state) / KV_STORE) as store:
+        assert len(store.versions()) == 2  # served again
+
+
+def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+    state = _state_copy(trained, tmp_path / "state")
+    before = read_pointer(state)
+    assert before is not None
+    shifted = shifted_log(Path(state) / "snapshots" / before["snapshot"] / "data", tmp_path / "period.parquet")
+    kfp_root = run_recurring_locally(parquet_config(shifted), tmp_path / "run", state, rec_k=5)
+    ran = _task_dirs(kfp_root)
+    assert {"load-state", "monitor-drift", "dsie-group", "save-state", "export-recommendations"} <= ran
+    assert "build-profiles" not in ran
+    after = read_pointer(state)
+    assert after is not None and after["snapshot"] != before["snapshot"]  # the new window is the reference now
+    reference = pd.read_parquet(Path(state) / "snapshots" / after["snapshot"] / "data" / "interactions.parquet")
+    assert reference.equals(pd.read_parquet(shifted))
+    with KVStore(Path(state) / KV_STORE) as store:
+        assert len(store.versions()) == 2
+
+
+def test_recurring_without_state_fails_in_load_state(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="load-state"):
+        run_recurring_locally(tiny_config(), tmp_path / "run", str(tmp_path / "no-state"))

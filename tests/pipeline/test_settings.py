@@ -1,0 +1,61 @@
+"""DeploymentSettings: defaults, the k8s pipeline.yaml files, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coea.errors import CoeaInputError
+from coea.kfp.settings import DeploymentSettings, StageClass
+from tests.helpers import REPO
+
+PIPELINE_YAMLS = [REPO / "k8s" / p / "pipeline.yaml" for p in ("base", "overlays/gpu-pool", "overlays/cpu-dev")]
+
+
+@pytest.mark.parametrize("path", PIPELINE_YAMLS, ids=lambda p: p.parent.name)
+def test_reads_every_k8s_pipeline_yaml(path: Path) -> None:
+    raw = yaml.safe_load(path.read_text())
+    settings = DeploymentSettings.from_yaml(path)
+    assert settings.base_image == raw["image"] and settings.state_uri == raw["state_uri"]
+    assert settings.gpu_node_selector_key == raw["gpu_node_selector_key"]
+    assert settings.accelerator_type == raw["accelerator_type"] and settings.cron == raw["cron"]
+    assert settings.cache_pvc_name == "coea-model-cache" and settings.cache_mount_path == "/cache"
+
+
+def test_defaults_and_state_on_volume() -> None:
+    s = DeploymentSettings()
+    assert s.accelerator_type == "nvidia.com/gpu" and s.accelerator_limit == 1
+    assert s.requests(StageClass.TRAIN) == ("4", "16Gi")
+    assert s.state_on_cache_volume
+    assert not DeploymentSettings(state_uri="gs://b/coea").state_on_cache_volume
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("image: x\nnot_a_key: 1\n", "unknown key"),
+    ("gpu_toleration_effect: Sometimes\n", "gpu_toleration_effect"),
+    ("image: ''\n", "must not be empty"),
+    ("- a\n- b\n", "mapping"),
+])
+def test_bad_settings_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    with pytest.raises(CoeaInputError, match=message):
+        DeploymentSettings.from_yaml(path)
+
+
+def test_missing_settings_file(tmp_path: Path) -> None:
+    with pytest.raises(CoeaInputError, match="not found"):
+        DeploymentSettings.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_library_and_cli_do_not_import_kfp() -> None:
+    """Only coea.kfp.{components,resources,pipelines,local} import kfp; the library and the CLI module do not."""
+    import subprocess
+    import sys
+
+    code = ("import sys, coea.cli, coea.stages, coea.state, coea.job, coea.kfp, coea.kfp.settings, "
+            "coea.kfp.schedule; print(sorted(m for m in sys.modules if m == 'kfp' or m.startswith('kfp.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"

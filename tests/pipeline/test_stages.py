@@ -1,0 +1,156 @@
+"""The stage functions behind the components (coea.stages), called directly, without kfp."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from coea.config import EvalConfig, SplitConfig
+from coea.errors import CoeaInputError
+from coea.stages import (
+    config_from_json,
+    drift_config_from_json,
+    pipeline_arguments,
+    read_prepared,
+    run_build_profiles,
+    run_evaluate_stage,
+    run_monitor_drift,
+    run_prepare_data,
+    run_recommend,
+)
+from tests.pipeline.pipeline_helpers import parquet_config, shifted_log, tiny_config
+
+
+def test_pipeline_arguments_round_trip() -> None:
+    cfg = tiny_config(split=SplitConfig(n_future=7), eval=EvalConfig(methods=["pop", "markov+x"], ks=[3]))
+    args = pipeline_arguments(cfg)
+    assert set(args) == {"data_config", "split_config", "dsie_config", "eval_config"}
+    assert set(json.loads(args["data_config"])) == {"data", "synthetic"}
+    assert config_from_json(*args.values()) == cfg
+    assert config_from_json('{"split": {"n_future": 3}}').split.n_future == 3  # other sections: defaults
+
+
+def test_every_config_section_is_a_pipeline_parameter_or_pending() -> None:
+    """A new RunConfig section must get a pipeline parameter (CONFIG_PARAMS) or be listed as pending."""
+    import dataclasses
+
+    from coea.config import RunConfig
+    from coea.stages import CONFIG_PARAMS, PENDING_SECTIONS
+
+    carried = [s for sections in CONFIG_PARAMS.values() for s in sections]
+    assert sorted(carried + list(PENDING_SECTIONS)) == sorted(f.name for f in dataclasses.fields(RunConfig))
+
+
+@pytest.mark.parametrize(("texts", "message"), [
+    (["not json"], "not JSON"),
+    (["[1, 2]"], "must be a JSON object"),
+    (['{"split": {}}', '{"split": {}}'], "given in two"),
+    (['{"spilt": {}}'], "unknown config section"),
+    (['{"split": {"n_futur": 3}}'], "unknown key"),
+    (['{"split": {"n_future": 0}}'], "n_future must be > 0"),
+])
+def test_config_from_json_errors(texts: list[str], message: str) -> None:
+    with pytest.raises(CoeaInputError, match=message):
+        config_from_json(*texts)
+
+
+def test_drift_config_threshold_overrides_json() -> None:
+    assert drift_config_from_json('{"threshold": 0.9, "min_users": 10}', threshold=0.25).threshold == 0.25
+    with pytest.raises(CoeaInputError, match="threshold"):
+        drift_config_from_json("{}", threshold=1.5)
+
+
+def test_prepared_dir_round_trips_log_and_truth(fitted) -> None:
+    loaded = read_prepared(fitted.data)
+    assert loaded.source == "synthetic"
+    assert loaded.truth is not None and len(loaded.truth.groups) == 120
+    assert loaded.truth.affinity.shape == (120, 20)
+    stats = json.loads((fitted.data / "stats.json").read_text())
+    assert stats["users"] == 120 and stats["interactions"] == len(loaded.interactions)
+    assert json.loads((fitted.data / "data_config.json").read_text())["synthetic"]["n_users"] == 120
+
+
+def test_prepare_csv_log_has_no_truth(tmp_path: Path, fitted) -> None:
+    shifted = shifted_log(fitted.data, tmp_path / "log.parquet")
+    result = run_prepare_data(parquet_config(shifted), tmp_path / "data")
+    assert result.metrics()["users"] == 120
+    assert not (tmp_path / "data" / "ground_truth").exists() and read_prepared(tmp_path / "data").truth is None
+
+
+def test_read_prepared_names_the_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CoeaInputError, match="interactions.parquet not found"):
+        read_prepared(tmp_path)
+
+
+def test_evaluate_stage_equals_coea_run(tmp_path: Path, fitted) -> None:
+    """The pipeline's evaluation (DSIE fitted in one step, loaded in another) gives run_job's numbers."""
+    from coea.job import run_job
+
+    stage = run_evaluate_stage(fitted.cfg, fitted.data, fitted.dsie, tmp_path / "eval")
+    job = run_job(fitted.cfg, tmp_path / "job")
+    assert stage.metrics["methods"] == job.evaluation.metrics["methods"]
+    assert stage.main["group_pop_novel.C-H@10"] == job.evaluation.metrics["methods"]["group_pop_novel"]["C-H@10"]
+    html = stage.paths["plot_html"].read_text()
+    assert html.count('src="data:image/png;base64,') == 1
+    assert stage.paths["metrics_md"].read_text().startswith("# Evaluation on synthetic")
+
+
+def test_recommend_group_pop_novel(tmp_path: Path, fitted) -> None:
+    result = run_recommend(fitted.cfg, fitted.data, fitted.dsie, "group_pop_novel", 5, tmp_path / "recs.parquet")
+    recs = pd.read_parquet(result.path)
+    assert list(recs.columns) == ["user_id", "rank", "category", "score"]
+    assert result.n_users == 120 and result.n_rows == len(recs)
+    ranks = recs.groupby("user_id")["rank"].apply(list)
+    assert all(r == list(range(1, len(r) + 1)) for r in ranks) and ranks.map(len).max() == 5
+    assert (recs.groupby("user_id")["score"].diff().dropna() <= 0).all()  # best first
+    log = read_prepared(fitted.data).interactions
+    seen = set(zip(log["user_id"], log["category"], strict=True))
+    assert not any((u, c) in seen for u, c in zip(recs["user_id"], recs["category"], strict=True))  # novel only
+    # the score is the user's group's count of the category (plus a tiny popularity back-off)
+    groups = pd.read_parquet(fitted.dsie / "groups.parquet").set_index("user_id")["group_id"]
+    first = recs.iloc[0]
+    members = groups[groups == groups[first["user_id"]]].index
+    count = int(((log["user_id"].isin(members)) & (log["category"] == first["category"])).sum())
+    assert first["score"] == pytest.approx(count, abs=1e-3)
+
+
+def test_recommend_rejects_unknown_method(tmp_path: Path, fitted) -> None:
+    with pytest.raises(CoeaInputError, match="unknown method"):
+        run_recommend(fitted.cfg, fitted.data, fitted.dsie, "coea_llm", 5, tmp_path / "r.parquet")
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_build_profiles_keeps_groups_and_rewrites_profiles(tmp_path: Path, fitted) -> None:
+    shifted = shifted_log(fitted.data, tmp_path / "log.parquet")
+    run_prepare_data(parquet_config(shifted), tmp_path / "data")
+    result = run_build_profiles(fitted.cfg, tmp_path / "data", fitted.dsie, tmp_path / "dsie")
+    before = pd.read_parquet(fitted.dsie / "groups.parquet")
+    assert pd.read_parquet(tmp_path / "dsie" / "groups.parquet").equals(before)
+    old = json.loads((fitted.dsie / "profiles.json").read_text())
+    new = json.loads((tmp_path / "dsie" / "profiles.json").read_text())
+    assert set(new) == set(old) and result.refreshed == sorted(old) and result.kept == []
+    gid = result.refreshed[0]
+    assert new[gid]["csid"] == old[gid]["csid"]
+    assert new[gid]["stats"]["top_categories"] != old[gid]["stats"]["top_categories"]  # categories rotated
+    assert (tmp_path / "dsie" / "encoder" / "encoder.pt").is_file()  # the weights travel along
+
+
+def test_monitor_drift_same_vs_shifted(tmp_path: Path, fitted) -> None:
+    cfg = drift_config_from_json("{}", threshold=0.5)
+    same = run_monitor_drift(cfg, fitted.data, fitted.data, fitted.dsie, tmp_path / "same")
+    assert same.drift_share == 0.0 and not same.drifted
+    run_prepare_data(parquet_config(shifted_log(fitted.data, tmp_path / "log.parquet")), tmp_path / "shifted")
+    moved = run_monitor_drift(cfg, fitted.data, tmp_path / "shifted", fitted.dsie, tmp_path / "moved")
+    assert moved.drifted and moved.drift_share >= 0.5
+    assert "ref_popularity" in moved.drifted_columns and "group" not in moved.drifted_columns
+    assert moved.html_path is not None and moved.html_path.stat().st_size > 10_000
+
+
+def test_evaluate_stage_without_dsie_methods_needs_no_dsie(tmp_path: Path, fitted) -> None:
+    cfg = replace(fitted.cfg, eval=EvalConfig(methods=["pop", "markov"], ks=[5]))
+    result = run_evaluate_stage(cfg, fitted.data, None, tmp_path)
+    assert set(result.metrics["methods"]) == {"pop", "markov"} and "pop.C-H@5" in result.main

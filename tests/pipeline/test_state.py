@@ -1,0 +1,118 @@
+"""Pipeline state under state_uri (coea.state): snapshots, pointer, garbage collection, the served store; local
+directories and gs:// (an in-process GCS emulator)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from coea.errors import CoeaInputError
+from coea.state import KV_STORE, POINTER, open_state, read_pointer, run_export, run_load_state, run_save_state
+from coea.store import KVStore, PublishConfig, read_export
+
+
+def _recs(path: Path, shift: int = 0) -> Path:
+    rows = [(f"u{u}", r, f"cat{(u + r + shift) % 9}", 1.0 / r) for u in range(4) for r in (1, 2, 3)]
+    pd.DataFrame(rows, columns=["user_id", "rank", "category", "score"]).to_parquet(path, index=False)
+    return path
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_save_load_round_trip_and_garbage_collection(tmp_path: Path, fitted) -> None:
+    state = str(tmp_path / "state")
+    snaps = [run_save_state(state, fitted.data, fitted.dsie, keep=2) for _ in range(3)]
+    pointer = read_pointer(state)
+    assert pointer is not None and pointer["snapshot"] == snaps[-1].snapshot
+    assert sorted(p.name for p in (tmp_path / "state" / "snapshots").iterdir()) == [s.snapshot for s in snaps[1:]]
+    loaded = run_load_state(state, tmp_path / "ref", tmp_path / "dsie")
+    assert loaded.snapshot == snaps[-1].snapshot and loaded.n_files == snaps[-1].n_files
+    assert _tree(tmp_path / "ref") == _tree(fitted.data)
+    assert _tree(tmp_path / "dsie") == _tree(fitted.dsie)
+
+
+def test_load_without_state_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(CoeaInputError, match="run the coea_training pipeline"):
+        run_load_state(str(tmp_path / "none"), tmp_path / "a", tmp_path / "b")
+    with pytest.raises(CoeaInputError, match="unsupported state_uri scheme"):
+        open_state("s3://bucket/x")
+
+
+def test_export_publishes_new_versions_in_the_state_store(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    first = run_export(PublishConfig(), _recs(tmp_path / "a.parquet"), state, tmp_path / "out1.sqlite")
+    second = run_export(PublishConfig(keep_versions=5), _recs(tmp_path / "b.parquet", shift=1), state,
+                        tmp_path / "out2.sqlite")
+    assert second.publish.kept_versions == (first.publish.version, second.publish.version)
+    with KVStore(tmp_path / "state" / KV_STORE) as live, KVStore(second.store_copy) as copy:
+        assert live.active_version() == copy.active_version() == second.publish.version
+        assert [r.category for r in copy.get_user("u1")] == ["cat3", "cat4", "cat5"]
+    with KVStore(first.store_copy) as old:  # the first copy is a snapshot of its own time
+        assert [r.category for r in old.get_user("u1")] == ["cat2", "cat3", "cat4"]
+
+
+# -- gs:// ------------------------------------------------------------------------------------------------------
+BUCKET = "coea-state-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    from gcp_storage_emulator.server import create_server
+
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gcs(emulator: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    client.create_bucket(BUCKET)
+    yield client
+    bucket = client.bucket(BUCKET)
+    for blob in client.list_blobs(BUCKET):
+        blob.delete()
+    bucket.delete()
+
+
+def test_gcs_state_round_trip_store_and_export(tmp_path: Path, fitted, gcs: Any) -> None:
+    state = f"gs://{BUCKET}/coea/state"
+    snap = run_save_state(state, fitted.data, fitted.dsie, client=gcs)
+    names = {b.name for b in gcs.list_blobs(BUCKET)}
+    assert f"coea/state/{POINTER}" in names and len(names) == snap.n_files + 1
+    run_load_state(state, tmp_path / "ref", tmp_path / "dsie", client=gcs)
+    assert _tree(tmp_path / "ref") == _tree(fitted.data) and _tree(tmp_path / "dsie") == _tree(fitted.dsie)
+
+    first = run_export(PublishConfig(), _recs(tmp_path / "a.parquet"), state, tmp_path / "s1.sqlite", client=gcs)
+    second = run_export(PublishConfig(), _recs(tmp_path / "b.parquet", 1), state, tmp_path / "s2.sqlite",
+                        gcs_uri=f"gs://{BUCKET}/coea/recs/", client=gcs)
+    gcs.bucket(BUCKET).blob(f"coea/state/{KV_STORE}").download_to_filename(tmp_path / "remote.sqlite")
+    with KVStore(tmp_path / "remote.sqlite") as remote:  # the store in the bucket holds both versions
+        assert [v.version for v in remote.versions()] == [first.publish.version, second.publish.version]
+        assert [r.category for r in remote.get_user("u1")] == ["cat3", "cat4", "cat5"]
+    assert second.gcs is not None and second.gcs.version == second.publish.version
+    exported = read_export(f"gs://{BUCKET}/coea/recs/", gcs)
+    assert len(exported) == 12 and json.loads(gcs.bucket(BUCKET).blob("coea/recs/manifest.json")
+                                              .download_as_bytes())["n_rows"] == 12
