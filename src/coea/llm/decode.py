@@ -346,7 +346,11 @@ def parse_categories(text: str, index: CategoryIndex, k: int) -> list[str]:
 
 def generate_baseline(model, tokenizer, prompts: Sequence[str], index: CategoryIndex, k: int,
                       batch_size: int = 64) -> list[list[str]]:
-    """Plain greedy ``model.generate`` then text parsing (the slow, unconstrained baseline for benchmarks)."""
+    """Plain greedy ``model.generate`` then text parsing (the slow, unconstrained baseline for benchmarks).
+
+    Generation is forced to the length of a K-name list (``min_new_tokens``), which is what producing K names
+    by generation costs; an untrained or single-name model would otherwise stop at the first end token.
+    """
     unique, inverse = dedupe(prompts)
     seqs, pad = _encode(tokenizer, unique), _pad_id(tokenizer)
     found: list[list[str]] = []
@@ -354,7 +358,8 @@ def generate_baseline(model, tokenizer, prompts: Sequence[str], index: CategoryI
         for sl in _batches(len(seqs), batch_size):
             ids, mask, _ = _left_pad(seqs[sl], pad, _device(model))
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=k * index.max_len + 2,
-                                 do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+                                 min_new_tokens=k * index.max_len, do_sample=False, pad_token_id=pad,
+                                 eos_token_id=tokenizer.eos_token_id)
             texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
             found += [parse_categories(t, index, k) for t in texts]
     return [list(found[i]) for i in inverse]
