@@ -181,23 +181,47 @@ def recommend_llm_cmd(
     typer.echo(f"wrote {len(frame)} rows for {frame['user_id'].nunique()} users to {out}")
 
 
+@app.command("recommend")
+def recommend_cmd(
+    store: Annotated[Path, typer.Option("--store", help="SQLite KV store (e.g. runs/<ts>/recs.sqlite)")],
+    user: Annotated[str | None, typer.Option("--user", help="user id to look up")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="group id to look up instead")] = None,
+) -> None:
+    """Print a user's (or a group's) served top-K categories from the active version of a KV store."""
+    from coea.store import KVStore
+
+    if not store.is_file():
+        raise CoeaInputError("store not found", source=store, fix="pass the recs.sqlite written by `coea run`")
+    if (user is None) == (group is None):
+        raise CoeaInputError("give exactly one of --user and --group", option="--user/--group")
+    with KVStore(store) as kv:
+        recs = kv.get_user(user) if user is not None else kv.get_group(group)
+        version = kv.active_version()
+    if not recs:
+        key = f"user {user!r}" if user is not None else f"group {group!r}"
+        raise CoeaInputError(f"{key} has no recommendations in version {version}", source=store,
+                             fix="check the id (ids are strings, e.g. '42' for MovieLens)")
+    typer.echo(json.dumps({"version": version, "recommendations": [
+        {"rank": r.rank, "category": r.category, "score": r.score} for r in recs]}, indent=2))
+
+
 @app.command("run")
 def run_cmd(
     data: DataOpt = None, config: ConfigOpt = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="parent of runs/<timestamp>/")] = Path("runs"),
 ) -> None:
-    """The main job: data -> split -> DSIE groups -> methods -> evaluation, under runs/<timestamp>/."""
-    from coea.job import run_job
+    """The main job, as the coea_training pipeline run by kfp.local: data -> DSIE groups -> SFT of both LLMs
+    -> evaluation -> top-K categories to the KV store, under runs/<timestamp>/."""
+    from coea.kfp.local import run_training_locally
 
     cfg = _load_config(config)
     cfg = replace(cfg, data=_overrides(cfg.data, spec=data))
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
-    result = run_job(cfg, out)
-    typer.echo(result.evaluation.table)
-    typer.echo("groups: " + json.dumps(result.summary))
-    typer.echo(f"run directory: {out}")
-    for name, path in {**result.evaluation.paths, **result.groups.paths}.items():
-        typer.echo(f"  {name:<16} {path}")
+    paths = run_training_locally(cfg, out)
+    typer.echo(paths["metrics.md"].read_text())
+    typer.echo(f"run directory: {out}  (pipeline artifacts under {out / 'kfp'}, state under {out / 'state'})")
+    for name, path in paths.items():
+        typer.echo(f"  {name:<24} {path}")
 
 
 SettingsOpt = Annotated[Path | None, typer.Option("--settings", help="deployment settings: a flat pipeline.yaml "
@@ -287,6 +311,7 @@ def _torch_threads(value: str | None) -> None:
         raise SystemExit(f"error: COEA_TORCH_THREADS must be a positive integer, got {value!r}")
     import torch
 
+    os.environ["OMP_NUM_THREADS"] = value  # pipeline steps run by kfp.local are subprocesses: they inherit it
     torch.set_num_threads(int(value))
 
 

@@ -109,7 +109,7 @@ class EvalConfig:
 
     methods: list[str] = field(
         default_factory=lambda: ["random", "pop", "pop_novel", "markov", "markov+x", "cooc_novel", "sasrec",
-                                 "sasrec+x", "group_pop_novel"]
+                                 "sasrec+x", "group_pop_novel", "nllm_sft", "nllm_sft+x", "dual_best_of_n"]
     )
     ks: list[int] = field(default_factory=lambda: [5, 10])
     seed: int = 0  # seeds the random baseline and any sampling

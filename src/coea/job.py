@@ -1,6 +1,7 @@
-"""The main job behind ``coea run``: data -> split -> DSIE -> methods -> evaluation, under one run directory.
-
-Later stages (LLMs, PCO, serving) extend this job; the Kubeflow pipeline wraps the same ``run_*`` functions.
+"""The in-process job: data -> split -> DSIE -> methods (LLM methods train their LLMs in-process) ->
+evaluation, under one run directory. The library path and the benchmark baseline; ``coea run`` runs the
+``coea_training`` pipeline with kfp.local instead (``coea.kfp.local.run_training_locally``), whose steps call
+the ``run_*`` functions of :mod:`coea.stages`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ Stages hand each other directories:
   ``data_config.json`` and, for synthetic data, ``ground_truth/`` (planted groups and affinities);
 - *DSIE* (:func:`run_dsie_group`): what :func:`coea.dsie.run.save_dsie` writes (``groups.parquet``,
   ``profiles.json``, ``group_report.json``, embeddings, encoder and RQ-VAE weights with their configs);
+- *LLMs* (:func:`run_sft_stage`): what :func:`coea.llm.run.run_train_llms` writes (``novelty/``,
+  ``relevance/`` or one of them, ``sft_metrics.json``, ``llm_config.json``);
 - *evaluation* (:func:`run_evaluate_stage`): ``metrics.json``, ``metrics.md``, ``metrics_at_K.png`` and the
   same chart as a self-contained ``metrics_at_K.html``, ``config.json``.
 
@@ -25,6 +27,7 @@ import html
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +52,12 @@ CONFIG_PARAMS: dict[str, tuple[str, ...]] = {
     "split_config": ("split",),
     "dsie_config": ("dsie",),
     "eval_config": ("eval",),
+    "llm_config": ("llm",),
 }
-# RunConfig sections no pipeline step reads yet: the LLM stages land later, with an ``llm_config`` parameter.
-PENDING_SECTIONS: tuple[str, ...] = ("llm",)
+# RunConfig sections no pipeline step reads (every section has its parameter now).
+PENDING_SECTIONS: tuple[str, ...] = ()
 DSIE_METHODS = ("sasrec", "group_pop_novel")  # methods that read a fitted DSIE
+LLM_METHODS = ("nllm_sft", "dual_best_of_n", "rllm_rank")  # methods that read the trained LLMs
 INTERACTIONS = "interactions.parquet"
 REC_COLUMNS = ["user_id", "rank", "category", "score"]
 MAIN_METRICS = ("C-H", "C-N", "NCP", "CLTP", "S-H")
@@ -253,6 +258,55 @@ def run_build_profiles(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: 
     return ProfilesResult(out_dir, sorted(fresh), kept)
 
 
+# -- LLMs ----------------------------------------------------------------------------------------------------------
+LlmDirs = Path | Sequence[Path] | None  # one dir with novelty/ and relevance/, or one dir per model
+
+
+@dataclass
+class SftStageResult:
+    """The LLM dir, how each SFT went (``coea.llm.run.LlmTrainResult.metrics``), the files written."""
+
+    out_dir: Path
+    sft: dict[str, dict[str, Any]]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        """``<model>.<figure>`` (examples, steps, seconds, first/last loss), flat (for a KFP Metrics artifact)."""
+        return {f"{name}.{key}": float(m[key]) for name, m in self.sft.items()
+                for key in ("examples", "steps", "seconds", "first_loss", "last_loss") if m.get(key) is not None}
+
+
+def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
+                  which: Sequence[str] = ("novelty", "relevance")) -> SftStageResult:
+    """SFT the LLMs named in ``which`` on the prepared log's histories and the DSIE dir's groups and profiles
+    (``coea train-llms`` on pipeline dirs); written under ``out_dir`` (``novelty/``, ``relevance/``, ...)."""
+    from coea.llm.run import run_train_llms
+    from coea.llm_job import read_groups_dir
+
+    split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
+    g = read_groups_dir(Path(dsie_dir))
+    result = run_train_llms(cfg.llm, split.histories, g.groups, g.profiles, g.csid_levels, Path(out_dir),
+                            which=tuple(which))
+    return SftStageResult(Path(out_dir), result.metrics(), result.paths)
+
+
+def load_llms(llm_dir: Path | Sequence[Path], dsie_dir: Path):
+    """The trained LLMs (:class:`~coea.llm.run.LlmTrainResult`) from one dir holding ``novelty/`` and
+    ``relevance/`` or from several dirs (the first holding each model wins), with the DSIE dir's groups."""
+    from coea.llm.run import load_trained_llms
+    from coea.llm_job import read_groups_dir
+
+    dirs = [Path(llm_dir)] if isinstance(llm_dir, (str, Path)) else [Path(d) for d in llm_dir]
+    found = {}
+    for name in ("novelty", "relevance"):
+        found[name] = next((d for d in dirs if (d / name).is_dir()), None)
+        if found[name] is None:
+            raise CoeaInputError(f"no {name}/ model in {[str(d) for d in dirs]}", source=dirs[0],
+                                 fix="pass the dir(s) written by run_sft_stage (the sft_* steps)")
+    g = read_groups_dir(Path(dsie_dir))
+    return load_trained_llms(found["novelty"], g.groups, g.profiles, relevance_dir=found["relevance"])
+
+
 # -- evaluation ----------------------------------------------------------------------------------------------------
 @dataclass
 class EvalStageResult:
@@ -264,11 +318,16 @@ class EvalStageResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def _context(cfg: RunConfig, methods: list[str], histories: Histories, dsie_dir: Path | None) -> MethodContext:
-    """A method context whose DSIE is the fitted one in ``dsie_dir`` (when a method needs DSIE)."""
-    ctx = MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie)
-    if dsie_dir is not None and any(parse_method(m).base in DSIE_METHODS for m in methods):
+def _context(cfg: RunConfig, methods: list[str], histories: Histories, dsie_dir: Path | None,
+             llm_dir: LlmDirs = None) -> MethodContext:
+    """A method context whose DSIE is the fitted one in ``dsie_dir`` (when a method needs DSIE) and whose LLMs
+    are the trained ones in ``llm_dir`` (when a method needs them; without it they are trained in-process)."""
+    ctx = MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie, llm=cfg.llm)
+    bases = {parse_method(m).base for m in methods}
+    if dsie_dir is not None and bases & set(DSIE_METHODS):
         ctx.cache[("dsie", id(histories))] = load_dsie(dsie_dir)
+    if dsie_dir is not None and llm_dir is not None and bases & set(LLM_METHODS):
+        ctx.cache[("llms", id(histories))] = load_llms(llm_dir, dsie_dir)
     return ctx
 
 
@@ -280,13 +339,15 @@ def png_as_html(png: Path, title: str) -> str:
             f'<body><h3>{t}</h3><img alt="{t}" src="data:image/png;base64,{data}"></body></html>\n')
 
 
-def run_evaluate_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path | None, out_dir: Path) -> EvalStageResult:
-    """``coea evaluate`` on a prepared log, with the DSIE methods using the fitted DSIE in ``dsie_dir``."""
+def run_evaluate_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path | None, out_dir: Path,
+                       llm_dir: LlmDirs = None) -> EvalStageResult:
+    """``coea evaluate`` on a prepared log, with the DSIE methods using the fitted DSIE in ``dsie_dir`` and the
+    LLM methods the trained LLMs in ``llm_dir`` (see :func:`load_llms`)."""
     from coea.evaluation.evaluate import run_evaluate
 
     loaded = read_prepared(data_dir)
     split = chronological_split(loaded.interactions, cfg.split)
-    ctx = _context(cfg, cfg.eval.methods, split.histories, dsie_dir)
+    ctx = _context(cfg, cfg.eval.methods, split.histories, dsie_dir, llm_dir)
     result = run_evaluate(cfg, Path(out_dir), loaded, split=split, ctx=ctx)
     k = max(cfg.eval.ks)
     paths = dict(result.paths)
@@ -319,18 +380,19 @@ def serving_histories(interactions: pd.DataFrame, cfg: RunConfig) -> Histories:
 
 
 def run_recommend(cfg: RunConfig, data_path: Path, dsie_dir: Path | None, method: str, k: int,
-                  out_path: Path) -> RecommendResult:
+                  out_path: Path, llm_dir: LlmDirs = None) -> RecommendResult:
     """Top-``k`` categories per user by ``method`` fitted on every event of the log; written as parquet.
 
-    ``method`` is an evaluation method name (``group_pop_novel`` by default in the pipelines; the CoEA LLMs
-    will take its place). ``score`` is the method's own score of the category (higher is better).
+    ``method`` is an evaluation method name (``nllm_sft+x`` by default in the training pipeline: the N-LLM
+    with the user's seen categories excluded). DSIE and LLM methods use the fitted ``dsie_dir``/``llm_dir``.
+    ``score`` is the method's own score of the category (higher is better).
     """
     seed_everything(cfg.eval.seed)
     if k < 1:
         raise CoeaInputError(f"k must be >= 1, got {k}", option="k", fix="e.g. k=10")
     spec = parse_method(method)
     hist = serving_histories(read_prepared(data_path).interactions, cfg)
-    model = build_method(spec, _context(cfg, [method], hist, dsie_dir)).fit(hist)
+    model = build_method(spec, _context(cfg, [method], hist, dsie_dir, llm_dir)).fit(hist)
     users = sorted(hist.interactions[USER].astype(str).unique())
     exclude = hist.user_categories() if spec.exclude_history else None
     recs = model.recommend(users, k, exclude=exclude)

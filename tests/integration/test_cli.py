@@ -74,12 +74,20 @@ def test_evaluate_writes_outputs_on_synthetic(tmp_path):
 
 
 def test_run_writes_a_timestamped_run_dir(tmp_path):
+    """``coea run`` is the coea_training pipeline under kfp.local (tiny DSIE and LLMs)."""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("synthetic:\n  n_users: 60\n  n_categories: 12\n  n_groups: 3\neval:\n  methods: [pop, markov]\n")
+    cfg.write_text("synthetic:\n  n_users: 60\n  n_categories: 12\n  n_groups: 3\n"
+                   "eval:\n  methods: [pop, markov, nllm_sft+x]\n"
+                   "dsie:\n  encoder: {dim: 16, epochs: 2}\n  rqvae: {epochs: 10}\n"
+                   "llm:\n  model: {hidden_size: 32, intermediate_size: 64}\n"
+                   "  novelty: {epochs: 1}\n  relevance: {epochs: 1}\n")
     res = coea("run", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs"))
     assert res.returncode == 0, res.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "metrics.json").is_file() and (run_dir / "metrics.md").is_file()
+    assert set(json.loads((run_dir / "metrics.json").read_text())["methods"]) == {"pop", "markov", "nllm_sft+x"}
+    assert (run_dir / "recs.sqlite").is_file() and (run_dir / "llm" / "novelty").is_dir()
+    assert "| nllm_sft+x |" in res.stdout and f"run directory: {run_dir}" in res.stdout
 
 
 def test_bad_config_key_is_exit_2(tmp_path):
@@ -111,3 +119,21 @@ def test_group_writes_dsie_outputs_and_cold_start_slice(tmp_path):
     assert metrics["methods"]["group_pop_novel"]["NCP@10"] > 0.9
     assert "## Cold-start users" in (ev / "metrics.md").read_text()
     assert json.loads((ev / "config.json").read_text())["dsie"]["encoder"]["dim"] == 16  # the YAML's dsie is used
+
+
+def test_recommend_reads_the_store(tmp_path):
+    import pandas as pd
+
+    from coea.store import KVStore
+
+    recs = pd.DataFrame({"user_id": ["u1", "u1"], "rank": [1, 2], "category": ["a", "b"], "score": [0.9, 0.5]})
+    with KVStore(tmp_path / "recs.sqlite") as kv:
+        kv.publish(recs)
+    res = coea("recommend", "--store", str(tmp_path / "recs.sqlite"), "--user", "u1")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [r["category"] for r in out["recommendations"]] == ["a", "b"]
+    res = coea("recommend", "--store", str(tmp_path / "recs.sqlite"), "--user", "nobody")
+    assert res.returncode == 2 and "no recommendations" in res.stderr
+    res = coea("recommend", "--store", str(tmp_path / "missing.sqlite"), "--user", "u1")
+    assert res.returncode == 2 and "store not found" in res.stderr

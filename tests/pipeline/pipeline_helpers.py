@@ -6,16 +6,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from coea.config import DataConfig, RunConfig, SyntheticConfig
+from coea.config import DataConfig, EvalConfig, RunConfig, SyntheticConfig
 from coea.dsie.config import DsieConfig, EncoderConfig, RqVaeConfig
+from coea.llm.config import ModelConfig
+from coea.llm.sft_config import LlmConfig, SftTrainConfig
+
+# what the recurring pipeline evaluates in the tests (its state does not carry the LLMs)
+BASELINES = ["pop", "markov+x", "group_pop_novel"]
+
+
+def tiny_llm() -> LlmConfig:
+    """Scratch LLMs of width 32 (MLP 64), one SFT epoch each, 5 candidates for dual_best_of_n."""
+    model = ModelConfig(hidden_size=32, intermediate_size=64)
+    return LlmConfig(model=model, novelty=SftTrainConfig(epochs=1.0), relevance=SftTrainConfig(epochs=1.0),
+                     best_of_n=5)
 
 
 def tiny_config(**changes) -> RunConfig:
-    """120 users, 20 categories; DSIE with encoder dim 16, 3 epochs, RQ-VAE 20 epochs."""
+    """120 users, 20 categories; DSIE with encoder dim 16, 3 epochs, RQ-VAE 20 epochs; tiny LLMs; a few
+    baselines and the LLM methods."""
     cfg = RunConfig(
         synthetic=SyntheticConfig(seed=3, n_users=120, n_categories=20, n_groups=4, items_per_category=8,
                                   mean_interactions=40, min_interactions=25),
         dsie=DsieConfig(encoder=EncoderConfig(dim=16, epochs=3), rqvae=RqVaeConfig(epochs=20)),
+        eval=EvalConfig(methods=[*BASELINES, "nllm_sft", "nllm_sft+x", "dual_best_of_n"]),
+        llm=tiny_llm(),
     )
     for name, value in changes.items():
         setattr(cfg, name, value)
@@ -32,5 +47,5 @@ def shifted_log(data_dir: Path, out: Path, offset: int = 7) -> Path:
     return out
 
 
-def parquet_config(path: Path) -> RunConfig:
-    return tiny_config(data=DataConfig(spec=f"parquet:{path}"))
+def parquet_config(path: Path, **changes) -> RunConfig:
+    return tiny_config(data=DataConfig(spec=f"parquet:{path}"), **changes)

@@ -15,6 +15,8 @@ from tests.helpers import REPO
 
 K8S = REPO / "k8s"
 IO_TASKS = {"prepare-data", "load-state", "save-state", "export-recommendations"}
+GPU_EXECUTORS = {TRAINING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance"},
+                 RECURRING: {"exec-dsie-group"}}
 
 
 def _compile(tmp: Path, settings: DeploymentSettings | None = None) -> dict[str, dict[str, Any]]:
@@ -52,8 +54,8 @@ def _k8s(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
     assert specs[TRAINING]["pipelineInfo"]["name"] == TRAINING
-    assert set(_tasks(specs[TRAINING])) == {"prepare-data", "dsie-group", "save-state", "evaluate", "recommend",
-                                            "export-recommendations"}
+    assert set(_tasks(specs[TRAINING])) == {"prepare-data", "dsie-group", "sft-novelty", "sft-relevance",
+                                            "save-state", "evaluate", "recommend", "export-recommendations"}
     assert {"load-state", "monitor-drift", "dsie-group", "build-profiles", "evaluate", "evaluate-2"} <= set(
         _tasks(specs[RECURRING]))
 
@@ -61,21 +63,36 @@ def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
 def test_gpu_stage_resources_selector_toleration(specs: dict[str, dict[str, Any]], name: str) -> None:
     spec = specs[name]
-    resources = _executors(spec)["exec-dsie-group"]["container"]["resources"]
-    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
-    assert resources["accelerator"]["resourceCount"] == "1"
-    assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("4", "16Gi")
-    k8s = _k8s(spec)["exec-dsie-group"]
-    assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
-    assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    assert [(m["constant"], m["mountPath"]) for m in k8s["pvcMount"]] == [("coea-model-cache", "/cache")]
+    for executor in GPU_EXECUTORS[name]:  # DSIE and, in training, both SFT steps
+        resources = _executors(spec)[executor]["container"]["resources"]
+        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu", executor
+        assert resources["accelerator"]["resourceCount"] == "1"
+        assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("4", "16Gi")
+        k8s = _k8s(spec)[executor]
+        assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        assert [(m["constant"], m["mountPath"]) for m in k8s["pvcMount"]] == [("coea-model-cache", "/cache")]
     # no other step asks for a GPU or lands on the GPU pool
     for executor, body in _executors(spec).items():
-        if executor != "exec-dsie-group":
+        if executor not in GPU_EXECUTORS[name]:
             assert "accelerator" not in body["container"].get("resources", {}), executor
     for executor, body in _k8s(spec).items():
-        if executor != "exec-dsie-group":
+        if executor not in GPU_EXECUTORS[name]:
             assert "nodeSelector" not in body and "tolerations" not in body, executor
+
+
+def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dict[str, Any]]) -> None:
+    tasks = _tasks(specs[TRAINING])
+    for name in ("evaluate", "recommend"):
+        artifacts = tasks[name]["inputs"]["artifacts"]
+        assert artifacts["novelty"]["taskOutputArtifact"] == {"producerTask": "sft-novelty", "outputArtifactKey":
+                                                              "model"}
+        assert artifacts["relevance"]["taskOutputArtifact"]["producerTask"] == "sft-relevance"
+    for name in ("sft-novelty", "sft-relevance"):
+        assert tasks[name]["inputs"]["artifacts"]["dsie"]["taskOutputArtifact"]["producerTask"] == "dsie-group"
+    params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
+    assert params["rec_method"]["defaultValue"] == "nllm_sft+x" and "llm_config" in params
+    assert "novelty" not in _tasks(specs[RECURRING])["evaluate"]["inputs"].get("artifacts", {})
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
@@ -116,7 +133,7 @@ def test_gpu_pool_overlay_settings(tmp_path: Path) -> None:
     assert k8s["exec-dsie-group"]["nodeSelector"]["labels"] == {"coea.io/pool": "gpu"}
     assert spec["deploymentSpec"]["executors"]["exec-prepare-data"]["container"]["image"] == "REGISTRY/coea:TAG"
     assert spec["root"]["inputDefinitions"]["parameters"]["state_uri"]["defaultValue"].startswith("gs://")
-    assert set(k8s) == {"exec-dsie-group"}  # state on GCS: only the GPU step mounts the cache
+    assert set(k8s) == GPU_EXECUTORS[TRAINING]  # state on GCS: only the GPU steps mount the cache
 
 
 def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""kfp.local end to end: coea_training on a tiny synthetic log, then coea_recurring on its state taking each
-branch (same data -> keep groups; a taste shift -> regroup). Each step runs as a subprocess of this Python."""
+"""kfp.local end to end: coea_training (with the SFT of both tiny LLMs) on a tiny synthetic log, then
+coea_recurring on its state taking each branch (same data -> keep groups; a taste shift -> regroup). Each step
+runs as a subprocess of this Python."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from coea.config import EvalConfig
 from coea.kfp.local import run_recurring_locally, run_training_locally
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
-from tests.pipeline.pipeline_helpers import parquet_config, shifted_log, tiny_config
+from tests.pipeline.pipeline_helpers import BASELINES, parquet_config, shifted_log, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +34,11 @@ def _task_dirs(kfp_root: Path) -> set[str]:
     return {re.sub(r"-\d+$", "", p.name) for p in run.iterdir() if p.is_dir()}
 
 
+def _recurring_config(**changes):
+    """The recurring pipeline serves and evaluates without the LLMs (its state does not carry them)."""
+    return tiny_config(eval=EvalConfig(methods=BASELINES), **changes)
+
+
 def _state_copy(trained: tuple[Path, dict[str, Path]], dst: Path) -> str:
     shutil.copytree(trained[0] / "state", dst)
     return str(dst)
@@ -40,12 +47,18 @@ def _state_copy(trained: tuple[Path, dict[str, Path]], dst: Path) -> str:
 def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted) -> None:
     run_dir, paths = trained
     assert {"metrics.json", "metrics.md", "metrics_at_10.png", "metrics_at_10.html", "config.json", "ground_truth",
-            "dsie", "recommendations", "kv_store"} <= set(paths)
+            "dsie", "llm", "recommendations", "kv_store"} <= set(paths)
     metrics = json.loads(paths["metrics.json"].read_text())
     assert metrics["protocol"]["evaluated_users"] == 120 and metrics["dataset"]["users"] == 120
     gpn = metrics["methods"]["group_pop_novel"]
     assert gpn["NCP@10"] > 0.99 and 0.0 < gpn["S-H@10"] <= gpn["C-H@10"] <= 1.0  # (lists < K divide by K)
     assert "| group_pop_novel |" in paths["metrics.md"].read_text()
+    # the LLM methods ran on the models of the two SFT steps
+    assert metrics["methods"]["nllm_sft+x"]["NCP@10"] > 0.99 and metrics["methods"]["nllm_sft"]["C-H@10"] > 0
+    assert "dual_best_of_n" in metrics["methods"] and "| nllm_sft+x |" in paths["metrics.md"].read_text()
+    for name in ("novelty", "relevance"):
+        assert (paths["llm"] / name / "config.json").is_file()
+        assert json.loads((paths["llm"] / f"sft_metrics_{name}.json").read_text())[name]["steps"] > 0
     # the DSIE step in its own process found the same groups as the in-process fit of the same config
     groups = pd.read_parquet(paths["dsie"] / "groups.parquet")
     assert groups.equals(pd.read_parquet(fitted.dsie / "groups.parquet"))
@@ -54,8 +67,12 @@ def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted
 
 def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[str, Path]]) -> None:
     run_dir, paths = trained
-    recs = pd.read_parquet(paths["recommendations"])
+    recs = pd.read_parquet(paths["recommendations"])  # nllm_sft+x: the N-LLM, seen categories excluded
     assert recs["user_id"].nunique() == 120 and recs.groupby("user_id").size().max() == 5
+    log = pd.read_parquet(run_dir / "state" / "snapshots" / read_pointer(str(run_dir / "state"))["snapshot"]
+                          / "data" / "interactions.parquet")
+    seen = set(zip(log["user_id"], log["category"], strict=True))
+    assert not any((u, c) in seen for u, c in zip(recs["user_id"], recs["category"], strict=True))
     expected = recs[recs["user_id"] == "u0007"].sort_values("rank")
     with KVStore(paths["kv_store"]) as store:
         got = store.get_user("u0007")
@@ -63,7 +80,8 @@ def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[st
         assert [r.score for r in got] == pytest.approx(expected["score"].tolist())
         assert store.get_user("nobody") == []
         (version,) = store.versions()
-        assert version.n_users == 120 and version.metadata["recommendations"].endswith("recommendations")
+        assert version.n_users == 120 and len(store.get_user("u0100")) == 5
+        assert version.metadata["recommendations"].endswith("recommendations")
     with KVStore(run_dir / "state" / KV_STORE) as live:
         assert live.active_version() == version.version
     pointer = read_pointer(str(run_dir / "state"))
@@ -73,7 +91,7 @@ def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[st
 def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
     state = _state_copy(trained, tmp_path / "state")
     before = read_pointer(state)
-    kfp_root = run_recurring_locally(tiny_config(), tmp_path / "run", state, rec_k=5)
+    kfp_root = run_recurring_locally(_recurring_config(), tmp_path / "run", state, rec_k=5)
     ran = _task_dirs(kfp_root)
     assert {"load-state", "monitor-drift", "build-profiles", "evaluate", "export-recommendations"} <= ran
     assert "dsie-group" not in ran and "save-state" not in ran
@@ -87,7 +105,8 @@ def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], t
     before = read_pointer(state)
     assert before is not None
     shifted = shifted_log(Path(state) / "snapshots" / before["snapshot"] / "data", tmp_path / "period.parquet")
-    kfp_root = run_recurring_locally(parquet_config(shifted), tmp_path / "run", state, rec_k=5)
+    kfp_root = run_recurring_locally(parquet_config(shifted, eval=EvalConfig(methods=BASELINES)), tmp_path / "run",
+                                     state, rec_k=5)
     ran = _task_dirs(kfp_root)
     assert {"load-state", "monitor-drift", "dsie-group", "save-state", "export-recommendations"} <= ran
     assert "build-profiles" not in ran

@@ -21,6 +21,7 @@ from coea.stages import (
     run_monitor_drift,
     run_prepare_data,
     run_recommend,
+    run_sft_stage,
 )
 from tests.pipeline.pipeline_helpers import parquet_config, shifted_log, tiny_config
 
@@ -28,7 +29,7 @@ from tests.pipeline.pipeline_helpers import parquet_config, shifted_log, tiny_co
 def test_pipeline_arguments_round_trip() -> None:
     cfg = tiny_config(split=SplitConfig(n_future=7), eval=EvalConfig(methods=["pop", "markov+x"], ks=[3]))
     args = pipeline_arguments(cfg)
-    assert set(args) == {"data_config", "split_config", "dsie_config", "eval_config"}
+    assert set(args) == {"data_config", "split_config", "dsie_config", "eval_config", "llm_config"}
     assert set(json.loads(args["data_config"])) == {"data", "synthetic"}
     assert config_from_json(*args.values()) == cfg
     assert config_from_json('{"split": {"n_future": 3}}').split.n_future == 3  # other sections: defaults
@@ -154,3 +155,43 @@ def test_evaluate_stage_without_dsie_methods_needs_no_dsie(tmp_path: Path, fitte
     cfg = replace(fitted.cfg, eval=EvalConfig(methods=["pop", "markov"], ks=[5]))
     result = run_evaluate_stage(cfg, fitted.data, None, tmp_path)
     assert set(result.metrics["methods"]) == {"pop", "markov"} and "pop.C-H@5" in result.main
+
+
+def test_sft_stage_trains_one_model_per_call(llm_dirs: dict[str, Path]) -> None:
+    for name, other in (("novelty", "relevance"), ("relevance", "novelty")):
+        d = llm_dirs[name]
+        assert (d / name / "config.json").is_file() and not (d / other).exists()
+        sft = json.loads((d / "sft_metrics.json").read_text())
+        assert set(sft) == {name, "config"} and sft[name]["examples"] > 0 and sft[name]["steps"] > 0
+
+
+def test_sft_stage_rejects_unknown_model(tmp_path: Path, fitted) -> None:
+    with pytest.raises(ValueError, match="which must name"):
+        run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, tmp_path, which=("critic",))
+
+
+def test_evaluate_stage_with_trained_llms_equals_in_process_sft(tmp_path: Path, fitted, llm_dirs) -> None:
+    """Two SFT steps (one model each) + evaluate loading them == evaluate training both in-process."""
+    cfg = replace(fitted.cfg, eval=EvalConfig(methods=["nllm_sft", "nllm_sft+x", "dual_best_of_n"], ks=[5]))
+    loaded = run_evaluate_stage(cfg, fitted.data, fitted.dsie, tmp_path / "a",
+                                llm_dir=[llm_dirs["novelty"], llm_dirs["relevance"]])
+    trained = run_evaluate_stage(cfg, fitted.data, fitted.dsie, tmp_path / "b")
+    assert loaded.metrics["methods"] == trained.metrics["methods"]
+    assert loaded.main["nllm_sft+x.NCP@5"] == 1.0  # the exploration slot never repeats a seen category
+
+
+def test_recommend_nllm_sft_x_is_novel(tmp_path: Path, fitted, llm_dirs) -> None:
+    result = run_recommend(fitted.cfg, fitted.data, fitted.dsie, "nllm_sft+x", 5, tmp_path / "recs.parquet",
+                           llm_dir=list(llm_dirs.values()))
+    recs = pd.read_parquet(result.path)
+    assert result.n_users == 120 and recs.groupby("user_id").size().max() == 5
+    log = read_prepared(fitted.data).interactions
+    seen = set(zip(log["user_id"], log["category"], strict=True))
+    assert not any((u, c) in seen for u, c in zip(recs["user_id"], recs["category"], strict=True))
+
+
+def test_load_llms_names_the_missing_model(tmp_path: Path, fitted, llm_dirs) -> None:
+    from coea.stages import load_llms
+
+    with pytest.raises(CoeaInputError, match="no relevance/ model"):
+        load_llms(llm_dirs["novelty"], fitted.dsie)

@@ -7,9 +7,9 @@ and kfp, nothing is pip-installed at start-up). KFP ships each function's source
 imports what it uses; the artifact types come from the ``from kfp.dsl import *`` KFP puts in front of it.
 This module deliberately has no ``from __future__ import annotations``: KFP reads the annotations as types.
 
-Stages still to come (the LLM issue): ``sft_novelty`` and ``sft_relevance`` (Input[Dataset] prepared data +
-Input[Model] dsie -> Output[Model] checkpoints) and ``pco_loop`` (Output[Model] N-LLM/R-LLM per round); they
-will call ``coea.llm``/``coea.pco`` run functions the same way, and their tasks get ``apply_gpu``.
+``sft_novelty`` and ``sft_relevance`` train one LLM each (``run_sft_stage(which=...)``); ``evaluate`` and
+``recommend`` take both as optional inputs (without them the LLM methods train in-process). Still to come:
+``pco_loop`` (Output[Model] N-LLM/R-LLM per round), calling a ``coea.pco`` run function the same way.
 """
 
 from dataclasses import dataclass
@@ -63,16 +63,46 @@ def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: st
     dsie.metadata.update({"refreshed": result.refreshed, "kept": result.kept})
 
 
+def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
+                model: Output[Model], metrics: Output[Metrics]):
+    """SFT of the Novelty LLM on the prepared log's histories and the DSIE groups (``model/novelty/``)."""
+    from pathlib import Path
+
+    from coea.stages import config_from_json, run_sft_stage
+
+    cfg = config_from_json(split_config, dsie_config, llm_config)
+    result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("novelty",))
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, value)
+    model.metadata.update({"llm": "novelty", "framework": "transformers", "base_model": cfg.llm.model.base_model})
+
+
+def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
+                  model: Output[Model], metrics: Output[Metrics]):
+    """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``)."""
+    from pathlib import Path
+
+    from coea.stages import config_from_json, run_sft_stage
+
+    cfg = config_from_json(split_config, dsie_config, llm_config)
+    result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",))
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, value)
+    model.metadata.update({"llm": "relevance", "framework": "transformers", "base_model": cfg.llm.model.base_model})
+
+
 def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
-             metrics: Output[Metrics], table: Output[Markdown], chart: Output[HTML], report: Output[Dataset]):
-    """Fit every method on histories, score on futures; the DSIE methods use the given groups."""
+             llm_config: str, metrics: Output[Metrics], table: Output[Markdown], chart: Output[HTML],
+             report: Output[Dataset], novelty: Input[Model] = None, relevance: Input[Model] = None):
+    """Fit every method on histories, score on futures; DSIE and LLM methods use the given groups and LLMs."""
     import shutil
     from pathlib import Path
 
     from coea.stages import config_from_json, run_evaluate_stage
 
-    cfg = config_from_json(split_config, dsie_config, eval_config)
-    result = run_evaluate_stage(cfg, Path(data.path), Path(dsie.path), Path(report.path))
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config)
+    llms = [Path(novelty.path), Path(relevance.path)] if novelty is not None and relevance is not None else None
+    result = run_evaluate_stage(cfg, Path(data.path), Path(dsie.path), Path(report.path), llm_dir=llms)
     for name, value in result.main.items():
         metrics.log_metric(name, value)
     shutil.copyfile(result.paths["metrics_md"], table.path)
@@ -80,14 +110,17 @@ def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_c
 
 
 def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
-              method: str, k: int, recommendations: Output[Dataset]):
-    """Top-k categories per user by ``method`` (group_pop_novel until the CoEA LLMs land), fitted on all events."""
+              llm_config: str, method: str, k: int, recommendations: Output[Dataset], novelty: Input[Model] = None,
+              relevance: Input[Model] = None):
+    """Top-k categories per user by ``method`` (e.g. nllm_sft+x with the trained LLMs), fitted on all events."""
     from pathlib import Path
 
     from coea.stages import config_from_json, run_recommend
 
-    cfg = config_from_json(split_config, dsie_config, eval_config)
-    result = run_recommend(cfg, Path(data.path), Path(dsie.path), method, int(k), Path(recommendations.path))
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config)
+    llms = [Path(novelty.path), Path(relevance.path)] if novelty is not None and relevance is not None else None
+    result = run_recommend(cfg, Path(data.path), Path(dsie.path), method, int(k), Path(recommendations.path),
+                           llm_dir=llms)
     recommendations.metadata.update({"method": result.method, "k": result.k, "users": result.n_users,
                                      "rows": result.n_rows})
 
@@ -149,8 +182,8 @@ def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_
     return result.publish.version
 
 
-STAGES = (prepare_data, dsie_group, build_profiles, evaluate, recommend, monitor_drift, load_state, save_state,
-          export_recommendations)
+STAGES = (prepare_data, dsie_group, sft_novelty, sft_relevance, build_profiles, evaluate, recommend, monitor_drift,
+          load_state, save_state, export_recommendations)
 
 
 @dataclass(frozen=True)
@@ -159,6 +192,8 @@ class Components:
 
     prepare_data: PythonComponent
     dsie_group: PythonComponent
+    sft_novelty: PythonComponent
+    sft_relevance: PythonComponent
     build_profiles: PythonComponent
     evaluate: PythonComponent
     recommend: PythonComponent

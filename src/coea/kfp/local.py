@@ -43,12 +43,13 @@ def _copy(src: str | Path, dst: Path) -> Path:
 
 
 def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None = None,
-                         rec_method: str = "group_pop_novel", rec_k: int = 10,
+                         rec_method: str = "nllm_sft+x", rec_k: int = 10,
                          settings: DeploymentSettings | None = None) -> dict[str, Path]:
     """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
 
     Copied: the evaluation files (``metrics.json``, ``metrics.md``, ``metrics_at_K.png/.html``, ``config.json``,
-    ``ground_truth/``), ``dsie/``, ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the
+    ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``, ``relevance/`` and each model's
+    ``sft_metrics_<model>.json``), ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the
     publish). The state goes to ``state_uri`` (default ``run_dir/state``).
     """
     from coea.kfp.pipelines import build_pipelines
@@ -64,6 +65,12 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     paths = {p.name: run_dir / p.name for p in Path(outputs["report"].path).iterdir()}
     _copy(outputs["report"].path, run_dir)
     paths["dsie"] = _copy(outputs["dsie"].path, run_dir / "dsie")
+    paths["llm"] = run_dir / "llm"
+    for name in ("novelty", "relevance"):
+        src = Path(outputs[name].path)
+        _copy(src / name, paths["llm"] / name)
+        _copy(src / "sft_metrics.json", paths["llm"] / f"sft_metrics_{name}.json")
+    _copy(Path(outputs["novelty"].path) / "llm_config.json", paths["llm"] / "llm_config.json")
     paths["recommendations"] = _copy(outputs["recommendations"].path, run_dir / "recommendations.parquet")
     paths["kv_store"] = _copy(outputs["kv_store"].path, run_dir / "recs.sqlite")
     log.info("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)

@@ -1,14 +1,15 @@
 """The CoEA Kubeflow pipelines (KFP v2): ``coea_training`` and ``coea_recurring``.
 
-``coea_training``: prepare_data -> dsie_group (GPU step) -> save_state; evaluate; recommend -> export.
+``coea_training``: prepare_data -> dsie_group (GPU step) -> save_state; sft_novelty and sft_relevance (GPU
+steps, in parallel) -> evaluate (LLM methods use the trained LLMs); recommend (``nllm_sft+x``) -> export.
 ``coea_recurring``: prepare_data (the new period) and load_state -> monitor_drift against the reference window
 -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup) and save_state; ``dsl.Else``: keep the
 groups and rebuild their profiles (build_profiles) -> evaluate -> recommend -> export in either branch.
 
 kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
-evaluate/recommend/export tasks (one helper adds them). The LLM stages will slot in between DSIE and serving:
-``sft_novelty``/``sft_relevance`` after ``dsie_group`` in the training pipeline, ``pco_loop`` before
-``recommend`` in both (with ``apply_gpu``), and ``recommend`` will take ``method="coea"``.
+evaluate/recommend/export tasks (one helper adds them). The recurring pipeline does not carry the LLMs yet (the
+state holds data and DSIE only): it serves ``group_pop_novel``, and LLM methods named in its ``eval_config``
+are trained in-process by its evaluate step. ``pco_loop`` will slot in before ``recommend`` (``apply_gpu``).
 
 Pipeline parameters: the run config as JSON objects of its sections (``coea.stages.pipeline_arguments``),
 ``state_uri`` (local directory or ``gs://``), ``rec_method``/``rec_k`` for the served list and
@@ -29,12 +30,15 @@ from coea.kfp.settings import DeploymentSettings, StageClass
 
 TRAINING = "coea-training"
 RECURRING = "coea-recurring"
-DEFAULT_METHOD = "group_pop_novel"  # served until the CoEA LLMs land
+TRAINING_METHOD = "nllm_sft+x"  # served by coea_training: the N-LLM, seen categories excluded
+DEFAULT_METHOD = "group_pop_novel"  # served by coea_recurring (its state does not carry the LLMs yet)
 
 
 class TrainingOutputs(NamedTuple):
     report: Dataset  # the evaluation dir: metrics.json, metrics.md, plot PNG and HTML
     dsie: Model  # the DSIE dir
+    novelty: Model  # the N-LLM dir (novelty/, sft_metrics.json, llm_config.json)
+    relevance: Model  # the R-LLM dir (relevance/, ...)
     recommendations: Dataset  # user_id, rank, category, score
     kv_store: Artifact  # a copy of the SQLite KV store after the publish
 
@@ -49,12 +53,13 @@ class Pipelines:
 
 
 def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
-           p: dict[str, Any]) -> dict[str, dsl.PipelineTask]:
-    """evaluate, recommend and export on one prepared log and one DSIE dir."""
-    configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config")}
-    evaluate = c.evaluate(data=data, dsie=dsie, **configs).set_display_name("evaluate")
+           p: dict[str, Any], llms: dict[str, PipelineChannel] | None = None) -> dict[str, dsl.PipelineTask]:
+    """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the two LLM dirs."""
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config")}
+    llms = llms or {}
+    evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs).set_display_name("evaluate")
     apply_resources(evaluate, settings, StageClass.COMPUTE)
-    recommend = c.recommend(data=data, dsie=dsie, method=p["rec_method"], k=p["rec_k"], **configs)
+    recommend = c.recommend(data=data, dsie=dsie, method=p["rec_method"], k=p["rec_k"], **llms, **configs)
     apply_resources(recommend.set_display_name("recommend"), settings, StageClass.COMPUTE)
     export = c.export_recommendations(recommendations=recommend.outputs["recommendations"],
                                       state_uri=p["state_uri"], gcs_uri=p["gcs_export_uri"])
@@ -67,16 +72,27 @@ def _dsie(c: Components, settings: DeploymentSettings, data: PipelineChannel, p:
     return apply_gpu(task.set_display_name("DSIE groups"), settings)
 
 
+def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
+         p: dict[str, Any]) -> dict[str, PipelineChannel]:
+    """SFT of the N-LLM and the R-LLM, two GPU steps side by side; returns their model dirs by input name."""
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config")}
+    novelty = apply_gpu(c.sft_novelty(data=data, dsie=dsie, **configs).set_display_name("SFT novelty LLM"), settings)
+    relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, **configs).set_display_name("SFT relevance LLM"),
+                          settings)
+    return {"novelty": novelty.outputs["model"], "relevance": relevance.outputs["model"]}
+
+
 def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
     """``coea_training`` and ``coea_recurring`` with this deployment's image, GPU and volume settings."""
     settings = settings or DeploymentSettings()
     c = build_components(settings)
 
-    @dsl.pipeline(name=TRAINING, description="CoEA: data -> DSIE groups -> evaluation -> top-K categories to the "
-                                             "KV store; writes the state the recurring pipeline starts from.")
+    @dsl.pipeline(name=TRAINING, description="CoEA: data -> DSIE groups -> SFT of both LLMs -> evaluation -> "
+                                             "top-K categories to the KV store; writes the state the recurring "
+                                             "pipeline starts from.")
     def coea_training(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
-                      eval_config: str = "{}", state_uri: str = settings.state_uri,
-                      rec_method: str = DEFAULT_METHOD, rec_k: int = 10,
+                      eval_config: str = "{}", llm_config: str = "{}", state_uri: str = settings.state_uri,
+                      rec_method: str = TRAINING_METHOD, rec_k: int = 10,
                       gcs_export_uri: str = "") -> TrainingOutputs:
         p = locals()  # the pipeline parameters by name
         prep = apply_io(c.prepare_data(data_config=data_config).set_display_name("prepare data"), settings)
@@ -84,16 +100,18 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
         dsie = _dsie(c, settings, data, p)
         save = c.save_state(state_uri=state_uri, data=data, dsie=dsie.outputs["dsie"])
         apply_io(save.set_display_name("save state"), settings)
-        served = _serve(c, settings, data, dsie.outputs["dsie"], p)
+        llms = _sft(c, settings, data, dsie.outputs["dsie"], p)
+        served = _serve(c, settings, data, dsie.outputs["dsie"], p, llms)
         served["export"].after(save)  # the state's snapshot first, then the store version that came from it
-        return TrainingOutputs(report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"],
+        return TrainingOutputs(report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"], **llms,
                                recommendations=served["recommend"].outputs["recommendations"],
                                kv_store=served["export"].outputs["kv_store"])
 
     @dsl.pipeline(name=RECURRING, description="CoEA each period: drift check against the reference window; "
                                               "regroup (DSIE) only when drift passes the threshold; serve.")
     def coea_recurring(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
-                       eval_config: str = "{}", drift_config: str = "{}", drift_threshold: float = 0.5,
+                       eval_config: str = "{}", llm_config: str = "{}", drift_config: str = "{}",
+                       drift_threshold: float = 0.5,
                        state_uri: str = settings.state_uri, rec_method: str = DEFAULT_METHOD, rec_k: int = 10,
                        gcs_export_uri: str = ""):
         p = locals()  # the pipeline parameters by name

@@ -25,12 +25,15 @@ from coea.utils import seed_everything, write_json_atomic
 log = logging.getLogger(__name__)
 
 
+MODELS = ("novelty", "relevance")  # the two LLMs; each can be trained on its own (``which``)
+
+
 @dataclass
 class LlmTrainResult:
-    """Both trained models, how their SFT went, and where they were written."""
+    """The trained models (None = not trained in this call), how their SFT went, and where they were written."""
 
-    novelty: ModelBundle
-    relevance: ModelBundle
+    novelty: ModelBundle | None
+    relevance: ModelBundle | None
     sft: dict[str, SftResult]
     groups: dict[str, GroupInfo]
     paths: dict[str, Path] = field(default_factory=dict)
@@ -52,33 +55,41 @@ def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Ma
 
 
 def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
-                   csid_levels: Sequence[int], out_dir: Path | None = None) -> LlmTrainResult:
-    """SFT both LLMs on examples cut from ``histories`` (never the evaluation future)."""
+                   csid_levels: Sequence[int], out_dir: Path | None = None,
+                   which: Sequence[str] = MODELS) -> LlmTrainResult:
+    """SFT the LLMs named in ``which`` (default both) on examples cut from ``histories`` (never the future).
+
+    Each model is built from its own seed and the same tokenizer recipe, and trained with its own seed, so
+    training one at a time (two pipeline steps) gives the same models as training both in one call.
+    """
+    unknown = sorted(set(which) - set(MODELS))
+    if unknown or not which:
+        raise ValueError(f"which must name models of {MODELS}, got {list(which)!r}")
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
-    novelty = _bundle(cfg, histories.categories, profiles, csid_levels, 0)
-    relevance = _bundle(cfg, histories.categories, profiles, csid_levels, 1)
-    examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=novelty.tokenizer.eos_token)
+    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name))
+               for name in MODELS if name in which}
+    eos = next(iter(bundles.values())).tokenizer.eos_token
+    examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos)
     log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))
-    sft = {
-        "novelty": train_sft(cfg.novelty, novelty.model, novelty.tokenizer, examples.novelty, name="novelty"),
-        "relevance": train_sft(cfg.relevance, relevance.model, relevance.tokenizer, examples.relevance,
-                               name="relevance"),
-    }
-    result = LlmTrainResult(novelty, relevance, sft, infos)
+    sft = {name: train_sft(getattr(cfg, name), b.model, b.tokenizer, getattr(examples, name), name=name)
+           for name, b in bundles.items()}
+    result = LlmTrainResult(bundles.get("novelty"), bundles.get("relevance"), sft, infos)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        result.paths = {"novelty": save_bundle(novelty, out_dir / "novelty"),
-                        "relevance": save_bundle(relevance, out_dir / "relevance"),
-                        "sft_metrics": out_dir / "sft_metrics.json", "llm_config": out_dir / "llm_config.json"}
+        result.paths = {name: save_bundle(b, out_dir / name) for name, b in bundles.items()}
+        result.paths.update(sft_metrics=out_dir / "sft_metrics.json", llm_config=out_dir / "llm_config.json")
         write_json_atomic(result.paths["sft_metrics"], {**result.metrics(), "config": config_to_dict(cfg)})
         save_config(cfg, result.paths["llm_config"])
     return result
 
 
-def load_trained_llms(models_dir: Path, groups: pd.DataFrame, profiles: Mapping[str, Mapping]) -> LlmTrainResult:
-    """Reload what :func:`run_train_llms` saved (no SFT history)."""
+def load_trained_llms(models_dir: Path, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
+                      relevance_dir: Path | None = None) -> LlmTrainResult:
+    """Reload what :func:`run_train_llms` saved (no SFT history): ``models_dir/novelty`` and
+    ``(relevance_dir or models_dir)/relevance`` (two dirs when the models were trained one at a time)."""
     from coea.llm.models import load_bundle
 
-    return LlmTrainResult(load_bundle(models_dir / "novelty"), load_bundle(models_dir / "relevance"), {},
+    return LlmTrainResult(load_bundle(Path(models_dir) / "novelty"),
+                          load_bundle(Path(relevance_dir or models_dir) / "relevance"), {},
                           group_infos(groups, profiles))
