@@ -222,6 +222,20 @@ def run_cmd(
     typer.echo(f"run directory: {out}  (pipeline artifacts under {out / 'kfp'}, state under {out / 'state'})")
     for name, path in paths.items():
         typer.echo(f"  {name:<24} {path}")
+    typer.echo(f"report: {paths['report']}")
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="a run directory, runs/<timestamp>/")],
+    out: Annotated[Path | None, typer.Option("--out", help="output file (default RUN_DIR/report.html)")] = None,
+) -> None:
+    """(Re)render a run's self-contained HTML report: metrics, plots, DSIE groups, drift, PCO rounds."""
+    from coea.report_html import render_report
+
+    if not run_dir.is_dir():
+        raise CoeaInputError("run directory not found", source=run_dir, fix="pass a runs/<timestamp>/ directory")
+    typer.echo(f"report: {render_report(run_dir, out)}")
 
 
 SettingsOpt = Annotated[Path | None, typer.Option("--settings", help="deployment settings: a flat pipeline.yaml "

@@ -53,6 +53,7 @@ def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted
     gpn = metrics["methods"]["group_pop_novel"]
     assert gpn["NCP@10"] > 0.99 and 0.0 < gpn["S-H@10"] <= gpn["C-H@10"] <= 1.0  # (lists < K divide by K)
     assert "| group_pop_novel |" in paths["metrics.md"].read_text()
+    assert paths["report"] == run_dir / "report.html" and 'id="metrics-table"' in paths["report"].read_text()
     # the LLM methods ran on the models of the two SFT steps
     assert metrics["methods"]["nllm_sft+x"]["NCP@10"] > 0.99 and metrics["methods"]["nllm_sft"]["C-H@10"] > 0
     assert "dual_best_of_n" in metrics["methods"] and "| nllm_sft+x |" in paths["metrics.md"].read_text()

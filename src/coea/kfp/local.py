@@ -14,6 +14,7 @@ from typing import Any
 
 from coea.config import RunConfig
 from coea.kfp.settings import DeploymentSettings
+from coea.report_html import render_report
 from coea.stages import pipeline_arguments
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     Copied: the evaluation files (``metrics.json``, ``metrics.md``, ``metrics_at_K.png/.html``, ``config.json``,
     ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``, ``relevance/`` and each model's
     ``sft_metrics_<model>.json``), ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the
-    publish). The state goes to ``state_uri`` (default ``run_dir/state``).
+    publish); then ``report.html`` is rendered from them (``coea.report_html``). The state goes to ``state_uri``
+    (default ``run_dir/state``).
     """
     from coea.kfp.pipelines import build_pipelines
 
@@ -73,6 +75,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     _copy(Path(outputs["novelty"].path) / "llm_config.json", paths["llm"] / "llm_config.json")
     paths["recommendations"] = _copy(outputs["recommendations"].path, run_dir / "recommendations.parquet")
     paths["kv_store"] = _copy(outputs["kv_store"].path, run_dir / "recs.sqlite")
+    paths["report"] = render_report(run_dir)
     log.info("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)
     return paths
 

@@ -1,0 +1,234 @@
+"""One self-contained HTML page per run: metrics, plots, DSIE groups, drift and PCO rounds.
+
+Everything is read from the run directory (``runs/<timestamp>/``); missing parts are left out. The page has no
+external references: CSS and a small check script are inline and every PNG is embedded as a ``data:`` URI.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from coea.utils import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+REPORT_HTML = "report.html"
+MAIN_METRICS = ("C-H", "C-N", "NCP", "CLTP", "S-H", "S-P", "Cov")
+REPORT_KS = (10, 5)
+SKIPPED_DIRS = {"kfp", "state"}  # the pipeline's own copies of the artifacts and the live state
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222;max-width:1400px}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+h3{font-size:1.05rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+th:first-child,td:first-child{text-align:left}thead th{background:#f3f3f3}
+tr:nth-child(even) td{background:#fafafa}
+.k10{background:#eef5ff}.muted{color:#777}
+figure{margin:1rem 0}img{max-width:100%;border:1px solid #eee}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;font-size:.9rem}dt{font-weight:600}
+"""
+
+# Harmless self-check, run after load: records in the DOM whether the metrics table exists and how many
+# images decoded, so a headless browser's DOM dump can verify the page (tests/integration/test_report.py).
+CHECK_SCRIPT = """
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var table = document.getElementById("metrics-table");
+  document.body.dataset.imagesOk = ok + "/" + imgs.length;
+  document.body.dataset.metricsRows = table ? String(table.tBodies[0].rows.length) : "none";
+});
+"""
+
+
+def render_report(run_dir: Path, out_path: Path | None = None) -> Path:
+    """Write the run's report page (default ``run_dir/report.html``); returns its path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    out_path = Path(out_path) if out_path is not None else run_dir / REPORT_HTML
+    write_text_atomic(out_path, build_html(run_dir))
+    log.info("wrote %s", out_path)
+    return out_path
+
+
+def build_html(run_dir: Path) -> str:
+    """The page as a string."""
+    sections = [
+        _metrics_section(_read_json(run_dir / "metrics.json")),
+        _plots_section(_find_files(run_dir, "*.png")),
+        _dsie_section(_read_json(run_dir / "dsie" / "group_report.json")),
+        _drift_section(run_dir, _find_files(run_dir, "drift.json")),
+        _pco_section(_read_json(run_dir / "pco_metrics.json")),
+    ]
+    title = f"CoEA run {run_dir.resolve().name}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>\n<h1>{escape(title)}</h1>\n"
+            + "\n".join(s for s in sections if s)
+            + f"\n<script>{CHECK_SCRIPT}</script>\n</body></html>\n")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        log.warning("report: cannot read %s: %s", path, err)
+        return None
+
+
+def _find_files(run_dir: Path, pattern: str) -> list[Path]:
+    """Files matching ``pattern`` anywhere under ``run_dir`` except the kfp/state copies, sorted."""
+    return sorted(p for p in run_dir.rglob(pattern)
+                  if p.is_file() and not SKIPPED_DIRS.intersection(p.relative_to(run_dir).parts[:1]))
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return escape(str(value))
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    if isinstance(value, list | tuple):
+        return escape(", ".join(str(v) for v in value))
+    if isinstance(value, dict):
+        return escape(json.dumps(value, sort_keys=True))
+    return escape(str(value))
+
+
+def _table(header: list[str], rows: list[list[Any]], table_id: str | None = None,
+           classes: list[str] | None = None) -> str:
+    attr = f' id="{escape(table_id)}"' if table_id else ""
+    cls = classes or [""] * len(header)
+    head = "".join(f'<th class="{c}">{escape(h)}</th>' if c else f"<th>{escape(h)}</th>"
+                   for h, c in zip(header, cls, strict=True))
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _dl(items: dict[str, Any]) -> str:
+    return "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{_fmt(v)}</dd>" for k, v in items.items()) + "</dl>"
+
+
+def _section(title: str, body: str, section_id: str) -> str:
+    return f'<section id="{escape(section_id)}"><h2>{escape(title)}</h2>\n{body}\n</section>'
+
+
+# ---------------------------------------------------------------- sections
+
+
+def metric_columns(methods: dict[str, dict[str, Any]]) -> list[str]:
+    """The main metrics at K=10 then K=5 that the methods report; every column when none of them match."""
+    present = {key for scores in methods.values() for key in scores}
+    cols = [f"{m}@{k}" for k in REPORT_KS for m in MAIN_METRICS if f"{m}@{k}" in present]
+    return cols or sorted(present)
+
+
+def _methods_table(methods: dict[str, dict[str, Any]], table_id: str) -> str:
+    cols = metric_columns(methods)
+    rows = [[name, *(scores.get(c, "") for c in cols)] for name, scores in methods.items()]
+    classes = [""] + ["k10" if c.endswith("@10") else "" for c in cols]
+    return _table(["method", *cols], rows, table_id, classes)
+
+
+def _metrics_section(metrics: Any) -> str:
+    if not isinstance(metrics, dict):
+        return _section("Metrics", '<p class="muted">no metrics.json in this run directory</p>', "metrics")
+    parts = []
+    if isinstance(metrics.get("dataset"), dict):
+        parts.append("<h3>Dataset</h3>" + _dl(metrics["dataset"]))
+    if isinstance(metrics.get("protocol"), dict):
+        parts.append("<h3>Protocol</h3>" + _dl(metrics["protocol"]))
+    parts.append("<h3>Methods</h3>" + _methods_table(metrics.get("methods") or {}, "metrics-table"))
+    cold = metrics.get("cold_start") or {}
+    if cold:
+        parts.append("<h3>Cold-start users</h3>" + _methods_table(cold, "cold-start-table"))
+    return _section("Metrics", "\n".join(parts), "metrics")
+
+
+def _png_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _plots_section(pngs: list[Path]) -> str:
+    if not pngs:
+        return ""
+    figs = [f'<figure><img alt="{escape(p.name)}" src="{_png_uri(p)}"><figcaption>{escape(p.name)}'
+            "</figcaption></figure>" for p in pngs]
+    return _section("Plots", "\n".join(figs), "plots")
+
+
+def _grouping_row(name: str, grouping: dict[str, Any]) -> list[Any]:
+    sizes = grouping.get("sizes", {})
+    emb = grouping.get("embedding_cosine", {})
+    cat = grouping.get("category_cosine", {})
+    return [name, sizes.get("M_N", ""), sizes.get("min", ""), sizes.get("median", ""), sizes.get("max", ""),
+            emb.get("intra", ""), emb.get("inter", ""), emb.get("ratio", ""), cat.get("ratio", ""),
+            grouping.get("ari_vs_planted", "")]
+
+
+def _dsie_section(report: Any) -> str:
+    if not isinstance(report, dict):
+        return ""
+    summary = {k: report[k] for k in ("users", "cold_start_users", "csid_collision_rate", "rqvae_final_loss")
+               if k in report}
+    groupings = [("CSID groups", report.get("csid_groups")), ("k-means, same M_N", report.get("kmeans_same_M_N"))]
+    rows = [_grouping_row(name, g) for name, g in groupings if isinstance(g, dict)]
+    header = ["grouping", "M_N", "min size", "median size", "max size", "emb. intra", "emb. inter",
+              "emb. intra/inter", "category intra/inter", "ARI vs planted"]
+    parts = [_dl(summary), _table(header, rows, "dsie-groups-table")]
+    sizes = (report.get("csid_groups") or {}).get("sizes", {}).get("sizes")
+    if sizes:
+        parts.append(f"<p>CSID group sizes: {_fmt(sizes)}</p>")
+    books = [[b.get("level"), b.get("codebook_size"), b.get("utilisation"), b.get("perplexity")]
+             for b in report.get("codebooks") or [] if isinstance(b, dict)]
+    if books:
+        parts.append("<h3>Codebook utilisation</h3>"
+                     + _table(["level", "size", "utilisation", "perplexity"], books, "codebook-table"))
+    return _section("DSIE groups", "\n".join(parts), "dsie")
+
+
+def _drift_block(run_dir: Path, path: Path) -> str:
+    drift = _read_json(path)
+    if not isinstance(drift, dict):
+        return ""
+    summary = {k: drift[k] for k in ("drift_share", "drifted", "drifted_columns", "n_reference_users",
+                                      "n_current_users") if k in drift}
+    features = [[f.get("column"), f.get("stattest"), f.get("score"), f.get("threshold"), f.get("drifted")]
+                for f in drift.get("features") or [] if isinstance(f, dict)]
+    table = _table(["column", "test", "score", "threshold", "drifted"], features) if features else ""
+    return f"<h3>{escape(str(path.relative_to(run_dir)))}</h3>" + _dl(summary) + table
+
+
+def _drift_section(run_dir: Path, paths: list[Path]) -> str:
+    blocks = [b for b in (_drift_block(run_dir, p) for p in paths) if b]
+    return _section("Drift", "\n".join(blocks), "drift") if blocks else ""
+
+
+def _pco_rounds(pco: Any) -> list[dict[str, Any]]:
+    rounds = pco.get("rounds") if isinstance(pco, dict) else pco
+    return [r for r in rounds if isinstance(r, dict)] if isinstance(rounds, list) else []
+
+
+def _pco_section(pco: Any) -> str:
+    """Per-round PCO metrics: a table when ``pco_metrics.json`` is a list of rounds (or ``{"rounds": [...]}``)."""
+    if pco is None:
+        return ""
+    rounds = _pco_rounds(pco)
+    if not rounds:
+        return _section("PCO rounds", f"<pre>{escape(json.dumps(pco, indent=2))}</pre>", "pco")
+    cols = list(dict.fromkeys(k for r in rounds for k in r))
+    return _section("PCO rounds", _table(cols, [[r.get(c, "") for c in cols] for r in rounds], "pco-table"), "pco")
