@@ -51,6 +51,12 @@ def _load_config(path: Path | None) -> RunConfig:
         raise CoeaInputError(str(err), source=path, fix="fix the YAML; see README 'Configuration'") from err
 
 
+def _config_with_data(config: Path | None, data: str | None) -> RunConfig:
+    """The run config from ``--config``, with ``--data`` overriding its data spec when given."""
+    cfg = _load_config(config)
+    return replace(cfg, data=_overrides(cfg.data, spec=data))
+
+
 def _data_config(base: DataConfig, data, level, user_col, item_col, category_col, timestamp_col) -> DataConfig:
     return _overrides(base, spec=data, category_level=level, user_col=user_col, item_col=item_col,
                       category_col=category_col, timestamp_col=timestamp_col)
@@ -154,8 +160,7 @@ def train_llms_cmd(
     """SFT of the Novelty and Relevance LLMs on history-only examples; saves both with their configs."""
     from coea.llm_job import run_train_llms_job
 
-    cfg = _load_config(config)
-    cfg = replace(cfg, data=_overrides(cfg.data, spec=data))
+    cfg = _config_with_data(config, data)
     result = run_train_llms_job(cfg, groups, out)
     typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"}
                            for k, v in result.metrics().items()}, indent=2))
@@ -175,8 +180,7 @@ def recommend_llm_cmd(
     """Top-K categories for every user from the trained LLMs."""
     from coea.llm_job import run_recommend_llm
 
-    cfg = _load_config(config)
-    cfg = replace(cfg, data=_overrides(cfg.data, spec=data))
+    cfg = _config_with_data(config, data)
     frame = run_recommend_llm(cfg, groups, models, method, k, out)
     typer.echo(f"wrote {len(frame)} rows for {frame['user_id'].nunique()} users to {out}")
 
@@ -214,8 +218,7 @@ def run_cmd(
     -> evaluation -> top-K categories to the KV store, under runs/<timestamp>/."""
     from coea.kfp.local import run_training_locally
 
-    cfg = _load_config(config)
-    cfg = replace(cfg, data=_overrides(cfg.data, spec=data))
+    cfg = _config_with_data(config, data)
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
     paths = run_training_locally(cfg, out)
     typer.echo(paths["metrics.md"].read_text())

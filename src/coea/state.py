@@ -41,7 +41,22 @@ KV_STORE = "kv/recs.sqlite"
 PARTS = ("data", "dsie")
 
 
-class LocalState:
+class _StateStore:
+    """What both state backends share; subclasses provide ``read_bytes``."""
+
+    def read_bytes(self, rel: str) -> bytes | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def download_file(self, rel: str, dst: Path) -> bool:
+        data = self.read_bytes(rel)
+        if data is None:
+            return False
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(data)
+        return True
+
+
+class LocalState(_StateStore):
     """State in a local directory."""
 
     def __init__(self, root: Path) -> None:
@@ -59,14 +74,6 @@ class LocalState:
         with atomic_path(self.root / rel) as tmp:
             tmp.write_bytes(Path(src).read_bytes())
 
-    def download_file(self, rel: str, dst: Path) -> bool:
-        data = self.read_bytes(rel)
-        if data is None:
-            return False
-        with atomic_path(dst) as tmp:
-            tmp.write_bytes(data)
-        return True
-
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
@@ -81,7 +88,7 @@ class LocalState:
                 parent = parent.parent
 
 
-class GcsState:
+class GcsState(_StateStore):
     """State under ``gs://bucket/prefix``; every call retried on transient errors."""
 
     def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None) -> None:
@@ -107,14 +114,6 @@ class GcsState:
 
     def upload_file(self, rel: str, src: Path) -> None:
         call_with_retry(lambda: self._blob(rel).upload_from_filename(str(src)), self.retry, f"upload {rel}")
-
-    def download_file(self, rel: str, dst: Path) -> bool:
-        data = self.read_bytes(rel)
-        if data is None:
-            return False
-        with atomic_path(dst) as tmp:
-            tmp.write_bytes(data)
-        return True
 
     def list(self, prefix: str) -> list[str]:
         full = self.target.object_name(prefix)
