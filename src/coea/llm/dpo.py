@@ -1,0 +1,141 @@
+"""DPO + KL training of the Novelty LLM through trl's ``DPOTrainer``.
+
+:class:`DpoKlTrainer` overrides one method, ``compute_loss``: the policy's completion log-probs come from the
+same fused-LM-head forward trl uses, the reference log-probs from trl itself (precomputed once per round by
+default, or ``compute_ref_log_probs``, which disables LoRA adapters when the policy is a PEFT model and no
+explicit reference is given), and the loss from the pure :func:`coea.llm.losses.dpo_kl_loss`. Everything else
+(dataset preparation, the preference collator, reference handling, optimisation) is trl's.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import torch
+from trl import DPOTrainer
+
+from coea.llm.losses import dpo_kl_loss
+from coea.llm.sft import _LogLines
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DpoTrainConfig:
+    """One round's DPO+KL update of the N-LLM."""
+
+    beta: float = 0.1  # DPO temperature: the implicit reward is beta * log(pi / ref)
+    alpha: float = 0.4  # weight of the KL(ref || pi) penalty (0 = plain sigmoid DPO)
+    epochs: float = 1.0  # passes over the round's pairs
+    batch_size: int = 32  # pairs per optimizer step
+    lr: float = 5e-4  # scratch models; ~5e-6..5e-5 for LoRA on a pretrained base
+    max_length: int = 192  # prompt + completion tokens (truncation keeps the start)
+    precompute_ref: bool = True  # reference log-probs computed once before the round's steps (no ref in memory)
+    logging_steps: int = 10
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta!r}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
+        for name in ("epochs", "batch_size", "lr", "max_length", "logging_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+class DpoKlTrainer(DPOTrainer):
+    """trl's DPOTrainer with the loss replaced by :func:`dpo_kl_loss` (sigmoid DPO + ``kl_alpha`` * KL)."""
+
+    def __init__(self, *args, kl_alpha: float = 0.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.loss_types != ["sigmoid"] or self.ld_alpha is not None or self.f_divergence_type != "reverse_kl":
+            raise ValueError("DpoKlTrainer supports loss_type=['sigmoid'], ld_alpha=None, reverse_kl only")
+        if kl_alpha < 0:
+            raise ValueError(f"kl_alpha must be >= 0, got {kl_alpha!r}")
+        self.kl_alpha = kl_alpha
+
+    def _policy_logps(self, model, inputs) -> torch.Tensor:
+        """(2B,) completion log-probs, chosen first; the forward trl's own loss uses."""
+        model_kwargs = {k: v for k, v in inputs.items()
+                        if k not in {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}}
+        model_kwargs["use_cache"] = False
+        completion_mask = inputs["completion_mask"]  # (2B, T)
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)  # (2B, T)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        return outputs.log_probs[:, -(completion_mask.size(1) - 1):].sum(dim=1)  # (2B,)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        chosen, rejected = self._policy_logps(model, inputs).chunk(2, dim=0)  # (B,), (B,)
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or model, inputs)
+        out = dpo_kl_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.beta, alpha=self.kl_alpha)
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        for key, value in (("dpo", out.dpo.mean()), ("kl", out.kl.mean()), ("rewards/margins", out.margins.mean()),
+                           ("rewards/chosen", out.chosen_rewards.mean()),
+                           ("rewards/accuracies", (out.margins > 0).float().mean())):
+            metrics[key].append(self.accelerator.gather_for_metrics(value.detach()).mean().item())
+        return (out.loss, None) if return_outputs else out.loss
+
+
+@dataclass
+class DpoResult:
+    """What one DPO round logged: mean DPO loss, KL estimate and reward margin per logging step."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    n_pairs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def last(self, key: str) -> float | None:
+        vals = [h[key] for h in self.history if key in h]
+        return vals[-1] if vals else None
+
+
+def dpo_args(cfg: DpoTrainConfig, output_dir: str):
+    """trl ``DPOConfig`` for one round (CPU-safe settings; no checkpoints: PCO writes its own)."""
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=output_dir, beta=cfg.beta, loss_type=["sigmoid"], num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="constant",
+        max_length=cfg.max_length, precompute_ref_log_probs=cfg.precompute_ref, logging_steps=cfg.logging_steps,
+        save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, use_cpu=cfg.device == "cpu",
+        bf16=False, fp16=False, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=None,
+    )
+
+
+def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]], *, ref_model=None,
+              name: str = "novelty") -> DpoResult:
+    """Update ``model`` in place on ``pairs`` ({prompt, chosen, rejected}) with DPO + ``cfg.alpha`` * KL.
+
+    ``ref_model``: the frozen reference (required for a full model, e.g. the scratch N-LLM; ``None`` with a
+    LoRA policy means "the policy with its adapters disabled").
+    """
+    from datasets import Dataset
+
+    if not pairs:
+        raise ValueError(f"{name}: no preference pairs for DPO (lower the margin or sample more candidates)")
+    if ref_model is None and not hasattr(model, "peft_config"):
+        raise ValueError(f"{name}: a full (non-LoRA) policy needs an explicit ref_model")
+    with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp:
+        trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp),
+                               train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
+                               callbacks=[_LogLines(f"{name} dpo")], kl_alpha=cfg.alpha)
+        start = time.perf_counter()
+        out = trainer.train()
+        seconds = time.perf_counter() - start
+    history = [{k: float(v) for k, v in e.items() if isinstance(v, int | float)}
+               for e in trainer.state.log_history if "loss" in e]
+    result = DpoResult(out.global_step, seconds, len(pairs), history)
+    log.info("%s dpo: %d pairs, %d steps, loss %.4f, kl %s, margin %s, %.1fs", name, len(pairs), out.global_step,
+             out.training_loss, result.last("kl"), result.last("rewards/margins"), seconds)
+    return result

@@ -1,0 +1,119 @@
+"""dpo_kl_loss: hand values, alpha = 0 equals trl's DPOTrainer loss exactly, KL grows as the policy moves."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOTrainer
+
+from coea.llm.dpo import DpoKlTrainer, DpoTrainConfig, dpo_args, train_dpo
+from coea.llm.losses import dpo_kl_loss, k3_kl
+from tests.helpers import tiny_causal_lm
+
+WORDS = ["group:", "<a_1>", "recent:", "a", "b", "c", ";", "novel:", "d", "e", "f"]
+PAIRS = [{"prompt": "group: <a_1> recent: a b ; novel:", "chosen": " d </s>", "rejected": " e </s>"},
+         {"prompt": "group: <a_1> recent: c ; novel:", "chosen": " f </s>", "rejected": " d </s>"}] * 8
+
+
+def test_hand_values():
+    pc, pr = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0])
+    rc, rr = torch.tensor([-1.5, -2.0]), torch.tensor([-2.5, -1.0])
+    out = dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.0)
+    # delta = (0.5 - (-0.5), 0 - 0) = (1, 0) -> -log sigmoid(0.5), -log sigmoid(0)
+    expected = torch.tensor([-torch.log(torch.sigmoid(torch.tensor(0.5))), torch.log(torch.tensor(2.0))])
+    assert torch.allclose(out.dpo, expected)
+    assert torch.allclose(out.margins, torch.tensor([0.5, 0.0]))
+    # k3(x) = e^x - 1 - x: pair 0 has log ratios +0.5 and -0.5, pair 1 has 0 and 0
+    k = lambda x: torch.exp(torch.tensor(x)) - 1 - x  # noqa: E731
+    assert torch.allclose(out.kl, torch.stack([(k(0.5) + k(-0.5)) / 2, torch.tensor(0.0)]))
+    with_kl = dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.4)
+    assert torch.allclose(with_kl.loss, out.loss + 0.4 * out.kl.mean())
+
+
+def test_alpha_zero_is_sigmoid_dpo_and_kl_grows_with_distance():
+    g = torch.Generator().manual_seed(0)
+    ref_c, ref_r = -torch.rand(16, generator=g) * 5, -torch.rand(16, generator=g) * 5
+    pol_c, pol_r = ref_c + torch.randn(16, generator=g), ref_r + torch.randn(16, generator=g)
+    out = dpo_kl_loss(pol_c, pol_r, ref_c, ref_r, beta=0.1, alpha=0.0)
+    assert torch.equal(out.loss, (-F.logsigmoid(0.1 * ((pol_c - ref_c) - (pol_r - ref_r)))).mean())
+    losses = [float(dpo_kl_loss(pol_c, pol_r, ref_c, ref_r, beta=0.1, alpha=a).loss) for a in (0.0, 0.1, 0.4, 0.6)]
+    assert losses == sorted(losses) and losses[-1] > losses[0]
+    kls = [float(dpo_kl_loss(ref_c + s, ref_r - s, ref_c, ref_r, beta=0.1, alpha=1.0).kl.mean())
+           for s in (0.0, 0.5, 1.0, 2.0)]
+    assert kls[0] == 0.0 and kls == sorted(kls) and kls[-1] > kls[1]
+    assert bool((k3_kl(torch.linspace(-50, 50, 101)) >= 0).all())
+    with pytest.raises(ValueError, match="alpha"):
+        dpo_kl_loss(pol_c, pol_r, ref_c, ref_r, beta=0.1, alpha=-1.0)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    torch.set_num_threads(1)
+    path = tiny_causal_lm(tmp_path / "m", WORDS)
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def _batch_losses(model, ref, tok, tmp_path, alpha):
+    """The loss of trl's DPOTrainer and of ours on the same first batch, with the same reference."""
+    from datasets import Dataset
+
+    cfg = DpoTrainConfig(batch_size=4, precompute_ref=False)
+    data = Dataset.from_list(PAIRS)
+    theirs = DPOTrainer(model=model, ref_model=ref, args=dpo_args(cfg, str(tmp_path / "a")), train_dataset=data,
+                        processing_class=tok)
+    ours = DpoKlTrainer(model=model, ref_model=ref, args=dpo_args(cfg, str(tmp_path / "b")), train_dataset=data,
+                        processing_class=tok, kl_alpha=alpha)
+    batch = next(iter(theirs.get_train_dataloader()))
+    with torch.no_grad():
+        return theirs.compute_loss(model, batch), ours.compute_loss(model, batch)
+
+
+def test_alpha_zero_equals_trl_dpo_trainer_exactly(tiny, tmp_path):
+    model, tok = tiny
+    ref = copy.deepcopy(model)
+    with torch.no_grad():  # move the policy away from the reference so the loss is not log 2
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    trl_loss, our_loss = _batch_losses(model, ref, tok, tmp_path, alpha=0.0)
+    assert float(trl_loss) != pytest.approx(float(torch.log(torch.tensor(2.0))), abs=1e-4)
+    assert torch.equal(trl_loss, our_loss)
+    _, with_kl = _batch_losses(model, ref, tok, tmp_path, alpha=0.6)
+    assert float(with_kl) > float(our_loss)
+
+
+def _logp(model, tok, prompt, completion):
+    ids = tok(prompt + completion, return_tensors="pt")["input_ids"]
+    n = len(tok(prompt)["input_ids"])
+    with torch.no_grad():
+        lp = model(ids).logits.log_softmax(-1)[0, :-1]
+    return float(lp[torch.arange(ids.shape[1] - 1), ids[0, 1:]][n - 1:].sum())
+
+
+def test_train_dpo_prefers_chosen_and_kl_holds_it_back(tiny):
+    model, tok = tiny
+    p = PAIRS[0]
+    gaps = {}
+    for alpha in (0.0, 5.0):
+        policy, ref = copy.deepcopy(model), copy.deepcopy(model)
+        before = _logp(policy, tok, p["prompt"], p["chosen"]) - _logp(policy, tok, p["prompt"], p["rejected"])
+        res = train_dpo(DpoTrainConfig(epochs=4, batch_size=4, lr=5e-3, beta=1.0, alpha=alpha, logging_steps=4), policy, tok,
+                        PAIRS, ref_model=ref)
+        after = _logp(policy, tok, p["prompt"], p["chosen"]) - _logp(policy, tok, p["prompt"], p["rejected"])
+        assert res.steps == 16 and res.last("rewards/margins") > 0
+        gaps[alpha] = (after - before, res.last("kl"))
+    assert gaps[0.0][0] > 1.0  # plain DPO: chosen became much more likely relative to rejected
+    assert gaps[5.0][0] < gaps[0.0][0] / 2 and gaps[5.0][1] < gaps[0.0][1] / 2  # KL restrains the move
+
+
+def test_lora_policy_uses_disabled_adapters_as_reference(tiny):
+    model, tok = tiny
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                            task_type="CAUSAL_LM"))
+    res = train_dpo(DpoTrainConfig(epochs=2, batch_size=4, lr=5e-3, beta=1.0, alpha=0.4, logging_steps=2), lora, tok,
+                    PAIRS)
+    assert res.steps == 8 and res.last("rewards/margins") > 0
+    with pytest.raises(ValueError, match="explicit ref_model"):
+        train_dpo(DpoTrainConfig(), copy.deepcopy(model), tok, PAIRS)
