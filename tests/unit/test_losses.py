@@ -110,10 +110,10 @@ def test_train_dpo_prefers_chosen_and_kl_holds_it_back(tiny):
 
 def test_lora_policy_uses_disabled_adapters_as_reference(tiny):
     model, tok = tiny
+    with pytest.raises(ValueError, match="explicit ref_model"):
+        train_dpo(DpoTrainConfig(), model, tok, PAIRS)
     lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                             task_type="CAUSAL_LM"))
     res = train_dpo(DpoTrainConfig(epochs=2, batch_size=4, lr=5e-3, beta=1.0, alpha=0.4, logging_steps=2), lora, tok,
                     PAIRS)
     assert res.steps == 8 and res.last("rewards/margins") > 0
-    with pytest.raises(ValueError, match="explicit ref_model"):
-        train_dpo(DpoTrainConfig(), copy.deepcopy(model), tok, PAIRS)
