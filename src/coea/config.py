@@ -17,6 +17,7 @@ import yaml
 
 from coea.dsie.config import DsieConfig
 from coea.llm.sft_config import LlmConfig
+from coea.pco.config import PcoConfig
 from coea.utils import write_json_atomic
 
 
@@ -136,6 +137,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     dsie: DsieConfig = field(default_factory=DsieConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
+    pco: PcoConfig = field(default_factory=PcoConfig)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

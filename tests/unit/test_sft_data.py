@@ -1,6 +1,6 @@
 """SFT examples: cut points, novel targets, balanced relevance labels, history only."""
 
-from coea.llm.prompts import NOVEL_MARK, RELEVANT_MARK
+from coea.llm.prompts import CANDIDATE_MARK, NOVEL_MARK
 from coea.llm.sft_data import GroupInfo, SftDataConfig, build_sft_examples
 from tests.helpers import events
 
@@ -36,10 +36,10 @@ def test_relevance_is_balanced_and_negatives_are_unseen():
     labels = [e["completion"].split()[0] for e in ex.relevance]
     assert labels.count("yes") >= 1 and labels.count("yes") >= labels.count("no")
     for e in ex.relevance:
-        assert e["prompt"].endswith(RELEVANT_MARK)
-    negatives = [e["prompt"].split("candidate:")[1].split(";")[0].strip() for e in ex.relevance
+        assert e["prompt"].split()[-2] == CANDIDATE_MARK  # the candidate is the prompt's last word
+    negatives = [e["prompt"].split("candidate:")[1].strip() for e in ex.relevance
                  if e["completion"].startswith(" no")]
-    positives = {e["prompt"].split("candidate:")[1].split(";")[0].strip() for e in ex.relevance
+    positives = {e["prompt"].split("candidate:")[1].strip() for e in ex.relevance
                  if e["completion"].startswith(" yes")}
     assert not set(negatives) & positives
 

@@ -131,6 +131,20 @@ def build_model_and_tokenizer(cfg: ModelConfig, categories: Sequence[str], extra
     return ModelBundle(model, tokenizer, cfg, cfg.is_scratch, single)
 
 
+def unpatch_forward(model: Any) -> Any:
+    """Drop the instance-level ``forward`` that trl's trainers install (``add_fused_lm_head``), restoring the
+    class's own forward; returns ``model``.
+
+    trl's patched forward closes over the *original object's* bound forward, so a ``copy.deepcopy`` of a
+    patched model silently runs the ORIGINAL model's weights (a copy trained by DPO would score like the
+    model it was copied from). Call this after every training run; trl re-patches on the next trainer.
+    """
+    for m in (model, model.get_base_model() if _is_peft(model) else None):
+        if m is not None:
+            m.__dict__.pop("forward", None)
+    return model
+
+
 def _is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config")
 

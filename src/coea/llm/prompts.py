@@ -11,8 +11,13 @@ N-LLM prompt and completion (the completion is what SFT trains on; decoding fill
 
 R-LLM prompt and completion (P(yes) at the answer position is the relevance score)::
 
-    group: <a_2> <b_0> profile: ... recent: Drama Comedy|Romance ; candidate: Thriller ; relevant:
+    group: <a_2> <b_0> profile: ... recent: Drama Comedy|Romance ; candidate: Thriller
      yes </s>
+
+The candidate is the R-LLM prompt's LAST word on purpose: the answer is read at the candidate's own position,
+whose hidden state starts from the candidate's embedding. With a trailing ``; relevant:`` the answer position
+had to learn to attend two tokens back first, and a small model sat at the label prior (P(yes) the same for
+every candidate) for hundreds of steps before it did (measured: ~350 vs ~50 steps on a candidate-only rule).
 
 ``with_group=False`` drops the group tokens and the profile (the ``w/o CSID`` ablation).
 """
@@ -71,7 +76,7 @@ def novelty_completion(categories: Sequence[str], eos: str) -> str:
 
 def relevance_prompt(ctx: PromptContext, candidate: str, *, with_group: bool = True) -> str:
     """The R-LLM prompt; the next token is ``yes`` or ``no``."""
-    return f"{context_text(ctx, with_group=with_group)} {CANDIDATE_MARK} {candidate} ; {RELEVANT_MARK}"
+    return f"{context_text(ctx, with_group=with_group)} {CANDIDATE_MARK} {candidate}"
 
 
 def relevance_completion(relevant: bool, eos: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class _LogLines(TrainerCallback):
         if logs and "loss" in logs:
             step0, t0 = self.last
             ms = 1000 * (time.perf_counter() - t0) / max(state.global_step - step0, 1)
-            log.info("%s sft step %d/%d loss %.4f (%.1f ms/step)", self.name, state.global_step, state.max_steps,
+            log.info("%s step %d/%d loss %.4f (%.1f ms/step)", self.name, state.global_step, state.max_steps,
                      logs["loss"], ms)
             self.last = (state.global_step, time.perf_counter())
 
@@ -68,10 +69,11 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
             gradient_checkpointing=False, disable_tqdm=None, dataloader_num_workers=0,
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                             callbacks=[_LogLines(name)])
+                             callbacks=[_LogLines(f"{name} sft")])
         start = time.perf_counter()
         out = trainer.train()
         seconds = time.perf_counter() - start
+    unpatch_forward(model)  # copies of the model must run their own weights (see unpatch_forward)
     losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
     log.info("%s sft: %d examples, %d steps, final train loss %.4f, %.1fs", name, len(data), out.global_step,
              out.training_loss, seconds)

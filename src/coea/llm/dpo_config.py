@@ -1,0 +1,32 @@
+"""Config of a DPO+KL update of the Novelty LLM (torch-free, so reading a config is cheap)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class DpoTrainConfig:
+    """One round's DPO+KL update of the N-LLM."""
+
+    beta: float = 0.2  # DPO temperature: the implicit reward is beta * log(pi / ref)
+    alpha: float = 0.4  # weight of the KL(ref || pi) penalty (0 = plain sigmoid DPO)
+    epochs: float = 2.0  # passes over the round's pairs
+    batch_size: int = 32  # pairs per optimizer step
+    lr: float = 1e-3  # scratch models; ~5e-6..5e-5 for LoRA on a pretrained base
+    max_length: int = 192  # prompt + completion tokens (truncation keeps the start)
+    precompute_ref: bool = True  # reference log-probs computed once before the round's steps (no ref in memory)
+    logging_steps: int = 10
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta!r}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
+        for name in ("epochs", "batch_size", "lr", "max_length", "logging_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")

@@ -1,0 +1,1 @@
+"""Periodic Collaborative Optimization: the closed loop between the Novelty and the Relevance LLM."""

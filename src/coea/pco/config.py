@@ -1,0 +1,48 @@
+"""Config of the PCO loop (torch-free, so reading a config is cheap)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from coea.llm.dpo_config import DpoTrainConfig
+from coea.llm.sft_config import SftTrainConfig
+
+REFERENCES = ("round", "sft")
+
+
+@dataclass
+class PcoConfig:
+    """The closed loop: R rounds of sample -> score -> pairs -> DPO+KL -> re-evaluate -> R-LLM refresh."""
+
+    rounds: int = 3  # PCO rounds after SFT
+    follow_periods: bool = True  # round r uses the r-th time period of the history; False = repeated full passes
+    users_per_round: int | None = 1024  # prompts per round (seeded subsample of the period's active users)
+    candidates: int = 8  # M: categories the N-LLM samples per prompt (novel w.r.t. the user, distinct)
+    temperature: float = 1.0  # sampling temperature of the N-LLM
+    margin: float = 0.1  # pairs need chosen score > rejected score + margin (R-LLM P(yes))
+    pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
+    accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
+    reference: str = "round"  # DPO reference: "round" = N-LLM at the start of the round, "sft" = the SFT model
+    refresh_relevance: bool = True  # SFT the R-LLM on each period's new interactions (period mode only)
+    relevance_refresh: SftTrainConfig = field(
+        default_factory=lambda: SftTrainConfig(epochs=1.0, lr=1e-3, max_examples=8000, warmup_ratio=0.0))
+    dpo: DpoTrainConfig = field(default_factory=DpoTrainConfig)  # alpha = 0: the "w/o KL" ablation
+    k: int = 10  # top-K for the round's re-evaluation and per-round metrics
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "candidates", "pairs_per_prompt", "k"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.candidates < 2:
+            raise ValueError(f"candidates must be >= 2 to form a pair, got {self.candidates!r}")
+        if self.users_per_round is not None and self.users_per_round <= 0:
+            raise ValueError(f"users_per_round must be > 0 or None, got {self.users_per_round!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0.0 <= self.margin < 1.0:
+            raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
+        if not 0.0 < self.accept_threshold < 1.0:
+            raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")

@@ -1,0 +1,99 @@
+"""What one PCO round sees: its time window of the history, the prompts of its active users, and the
+R-LLM refresh examples cut from the window's new interactions.
+
+Rounds follow time: with ``follow_periods`` the history (never the evaluation future: callers pass the
+split's histories) is cut into ``rounds`` consecutive windows holding about the same number of events; round
+r prompts the users active in window r with their state at the window's end (group, short-term set of their
+last ``n_short`` events before it, everything seen before it excluded from sampling), and refreshes the R-LLM
+on the categories taken up inside window r. Without it every round is a pass over the full history (the
+prompts of the last window) and the R-LLM is not refreshed (there is no new feedback to learn from).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from coea.data.schema import CATEGORY, TIMESTAMP, USER
+from coea.data.split import split_periods
+from coea.llm.prompts import PromptContext, relevance_completion, relevance_prompt
+from coea.llm.sft_config import SftDataConfig
+from coea.llm.sft_data import GroupInfo, _negatives, _short_term, _taken_up
+
+
+@dataclass(frozen=True)
+class Window:
+    """Events with ``start <= timestamp < end`` form round ``index``'s period."""
+
+    index: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class RoundUsers:
+    """The users a round prompts, with their context and the categories they had seen by the window's end."""
+
+    users: list[str]
+    contexts: list[PromptContext]
+    seen: list[set[str]]
+
+
+def round_windows(history: pd.DataFrame, rounds: int, follow_periods: bool) -> list[Window]:
+    """One window per round (see module doc); all rounds share the full span without ``follow_periods``."""
+    ts = history[TIMESTAMP]
+    if not follow_periods:
+        return [Window(r, int(ts.min()), int(ts.max()) + 1) for r in range(rounds)]
+    return [Window(p.index, p.start, p.end) for p in split_periods(history, rounds, equal="count")]
+
+
+def round_users(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window, n_short: int,
+                limit: int | None, rng: np.random.Generator) -> RoundUsers:
+    """Grouped users with an event in ``window``, at most ``limit`` of them (seeded subsample, sorted)."""
+    ts = history[TIMESTAMP].to_numpy()
+    active = history.loc[(ts >= window.start) & (ts < window.end), USER].astype(str).unique()
+    users = sorted(u for u in active if u in groups)
+    if limit is not None and len(users) > limit:
+        users = sorted(rng.choice(users, size=limit, replace=False).tolist())
+    before = history[ts < window.end]
+    cats = {str(u): g[CATEGORY].tolist() for u, g in before.groupby(USER, sort=False)}
+    ctxs = [PromptContext(groups[u].csid, groups[u].profile, _short_term(cats[u], len(cats[u]), n_short))
+            for u in users]
+    return RoundUsers(users, ctxs, [set(cats[u]) for u in users])
+
+
+def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window,
+                     cfg: SftDataConfig, eos: str, rng: np.random.Generator, *,
+                     with_group: bool = True) -> list[dict[str, str]]:
+    """R-LLM SFT examples whose cut points AND taken-up categories lie inside ``window`` (the period's new
+    feedback): cut at up to ``cfg.cuts_per_user`` evenly spread events of the window, positives = categories
+    first taken up in the following ``cfg.horizon`` events before the window's end, negatives drawn as in
+    :mod:`coea.llm.sft_data` (weighted by adoption popularity within the window), balanced, shuffled."""
+    ts = history[TIMESTAMP].to_numpy()
+    before = history[ts < window.end]
+    cuts = []
+    for user, g in before.groupby(USER, sort=True):
+        info = groups.get(str(user))
+        if info is None:
+            continue
+        cats, first = g[CATEGORY].tolist(), int(np.searchsorted(g[TIMESTAMP].to_numpy(), window.start))
+        lo, hi = max(first, cfg.min_prefix), len(cats) - 1
+        if hi < lo:
+            continue
+        for t in np.unique(np.linspace(lo, hi, num=cfg.cuts_per_user).round().astype(int)).tolist():
+            targets = _taken_up(cats, t, cfg.horizon)[:cfg.max_targets]
+            if targets:
+                cuts.append((PromptContext(info.csid, info.profile, _short_term(cats, t, cfg.n_short)), targets,
+                             set(cats[:t])))
+    adoption = pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
+    pool, weights = adoption.index.to_numpy(), adoption.to_numpy(dtype=float)
+    out = []
+    for ctx, targets, seen in cuts:
+        negs = _negatives(pool, weights, seen | set(targets), cfg.negatives_per_positive * len(targets), rng)
+        for cand, label in [(c, True) for c in targets] + [(c, False) for c in negs]:
+            out.append({"prompt": relevance_prompt(ctx, cand, with_group=with_group),
+                        "completion": relevance_completion(label, eos)})
+    return [out[i] for i in rng.permutation(len(out))]

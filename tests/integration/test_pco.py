@@ -1,0 +1,110 @@
+"""PCO loop on tiny synthetic data: pairs are valid, a round moves the N-LLM, checkpoints resume exactly."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from coea.data.loaders import load_data
+from coea.data.split import chronological_split
+from coea.evaluation.dsie_methods import fitted_dsie
+from coea.evaluation.llm_methods import fitted_llms
+from coea.evaluation.registry import MethodContext
+from coea.pco import loop as pco_loop
+from coea.pco.config import PcoConfig
+from coea.pco.run import run_pco
+from tests.pipeline.pipeline_helpers import tiny_config
+
+TIMING = {"sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s", "round_s"}
+
+
+@pytest.fixture(scope="module")
+def sft():
+    torch.set_num_threads(1)
+    cfg = tiny_config()
+    split = chronological_split(load_data(cfg.data, cfg.synthetic).interactions, cfg.split)
+    ctx = MethodContext(seed=0, dsie=cfg.dsie, llm=cfg.llm)
+    fitted_dsie(ctx, split.histories)
+    llms = fitted_llms(ctx, split.histories)
+    _teach_rule(llms, split)
+    return cfg, split, llms
+
+
+def _teach_rule(llms, split):
+    """Make the tiny R-LLM a clear judge: ``yes`` exactly for the first half of the categories (the tiny
+    R-LLM trained on real take-ups barely separates them), so the direction PCO must move is known."""
+    from coea.llm.prompts import relevance_completion, relevance_prompt
+    from coea.llm.sft import train_sft
+    from coea.llm.sft_config import SftTrainConfig
+
+    cats = list(split.histories.categories)
+    good = set(cats[: len(cats) // 2])
+    ctxs = list(llms.groups.values())[:40]
+    from coea.llm.prompts import PromptContext
+
+    ex = [{"prompt": relevance_prompt(PromptContext(g.csid, g.profile, tuple(cats[i % 5: i % 5 + 3])), c),
+           "completion": relevance_completion(c in good, "</s>")} for i, g in enumerate(ctxs) for c in cats]
+    train_sft(SftTrainConfig(epochs=3, lr=5e-3, batch_size=16), llms.relevance.model, llms.relevance.tokenizer, ex)
+    return good
+
+
+def _pco_cfg(**kw) -> PcoConfig:
+    cfg = PcoConfig(rounds=2, users_per_round=60, candidates=6, margin=0.02, k=5, **kw)
+    cfg.dpo = replace(cfg.dpo, lr=1e-2, beta=0.5, epochs=4.0, batch_size=16, logging_steps=2)
+    cfg.relevance_refresh = replace(cfg.relevance_refresh, max_examples=300)
+    return cfg
+
+
+def _run(sft, out_dir, pco=None, **kw):
+    cfg, split, llms = sft
+    return run_pco(pco or _pco_cfg(), cfg.llm, split, llms.groups, llms.novelty, llms.relevance, out_dir, **kw)
+
+
+def _no_timing(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def test_round_moves_the_novelty_llm_and_writes_metrics(sft, tmp_path):
+    _, _, llms = sft
+    before = {k: v.clone() for k, v in llms.novelty.model.state_dict().items()}
+    res = _run(sft, tmp_path / "pco", _pco_cfg(refresh_relevance=False))
+    assert [r["round"] for r in res.rounds] == [0, 1, 2]
+    r1 = res.rounds[1]
+    assert r1["pairs"] > 0 and r1["dpo_steps"] > 0 and r1["refresh_examples"] == 0
+    assert r1["mean_score_after"] > r1["mean_score_before"] + 0.1  # moved towards what the R-LLM accepts
+    assert r1["acceptance_after"] > r1["acceptance_before"]
+    assert res.rounds[2]["rscore"] > res.rounds[0]["rscore"]
+    moved = sum(float((before[k] - v).abs().sum()) for k, v in res.novelty.model.state_dict().items())
+    assert moved > 0
+    unchanged = sum(float((before[k] - v).abs().sum()) for k, v in llms.novelty.model.state_dict().items())
+    assert unchanged == 0  # the SFT models given to run_pco are copied, not modified
+    assert res.rounds[0]["kl_sft"] == 0.0 and res.rounds[2]["kl_sft"] > 0
+    for key in ("C-H", "NCP", "S-H", "x_S-H", "rscore", "pairs", "dpo_margin"):
+        assert key in res.rounds[2]
+    saved = json.loads((tmp_path / "pco" / "pco_metrics.json").read_text())
+    assert _no_timing(saved["rounds"]) == _no_timing(res.rounds)
+    assert (tmp_path / "pco" / "pco_metrics.png").stat().st_size > 1000
+    assert (tmp_path / "pco" / "rounds" / "round_002" / "novelty" / "bundle.json").is_file()
+
+
+def test_killed_mid_round_then_resumed_equals_uninterrupted(sft, tmp_path, monkeypatch):
+    full = _run(sft, tmp_path / "full")
+    real = pco_loop.PcoLoop._round
+
+    def crash_in_round_2(self, r, window):
+        if r == 2:
+            raise KeyboardInterrupt("killed")
+        return real(self, r, window)
+
+    monkeypatch.setattr(pco_loop.PcoLoop, "_round", crash_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(sft, tmp_path / "resumed")
+    state = json.loads((tmp_path / "resumed" / "pco_state.json").read_text())
+    assert state["completed_rounds"] == 1
+    assert not (tmp_path / "resumed" / "rounds" / "round_002").exists()
+    monkeypatch.setattr(pco_loop.PcoLoop, "_round", real)
+    resumed = _run(sft, tmp_path / "resumed", resume=True)
+    assert _no_timing(resumed.rounds) == _no_timing(full.rounds)
+    for k, v in full.novelty.model.state_dict().items():
+        assert torch.equal(v, resumed.novelty.model.state_dict()[k])
