@@ -117,6 +117,9 @@ def evaluate_cmd(
     n_future: NFutureOpt = None, n_short: NShortOpt = None, min_history: MinHistOpt = None,
     min_gap: MinGapOpt = None, category_level: LevelOpt = None, seed: Annotated[int | None, typer.Option()] = None,
     user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
+    from_run: Annotated[Path | None, typer.Option("--from-run", help="reuse the fitted DSIE (dsie/), SFT models "
+                                                                     "(llm/) and PCO rounds (pco/) of an earlier "
+                                                                     "run instead of training again")] = None,
 ) -> None:
     """Fit methods on histories, score them on each user's held-out future; write metrics.json/.md and a plot."""
     from coea.evaluation.evaluate import run_evaluate
@@ -128,7 +131,16 @@ def evaluate_cmd(
         split=_split_config(cfg.split, n_future, n_short, min_history, min_gap),
         eval=_overrides(cfg.eval, methods=_csv(methods), ks=_ints(k, "--k"), seed=seed),
     )
-    result = run_evaluate(cfg, out)
+    if from_run is not None:
+        from coea.data.loaders import load_data
+        from coea.data.split import chronological_split
+        from coea.stages import context_from_run
+
+        loaded = load_data(cfg.data, cfg.synthetic)
+        split = chronological_split(loaded.interactions, cfg.split)
+        result = run_evaluate(cfg, out, loaded, split=split, ctx=context_from_run(cfg, from_run, split.histories))
+    else:
+        result = run_evaluate(cfg, out)
     typer.echo(result.table)
     typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
 
@@ -166,6 +178,50 @@ def train_llms_cmd(
                            for k, v in result.metrics().items()}, indent=2))
     for name, path in result.paths.items():
         typer.echo(f"  {name:<12} {path}")
+
+
+@app.command("pco")
+def pco_cmd(
+    groups: Annotated[Path, typer.Option("--groups", help="output directory of `coea group`")],
+    models: Annotated[Path, typer.Option("--models", help="output directory of `coea train-llms`")],
+    out: Annotated[Path, typer.Option("--out", help="output directory: checkpoints, pco_metrics.json/.png")],
+    data: DataOpt = None, config: ConfigOpt = None,
+    rounds: Annotated[int | None, typer.Option(help="PCO rounds (default: the config's pco.rounds)")] = None,
+    alpha: Annotated[float | None, typer.Option(help="KL weight (default: the config's pco.dpo.alpha)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue OUT after its last complete round")] = False,
+) -> None:
+    """PCO: rounds of N-LLM sampling, R-LLM scoring, DPO+KL and R-LLM refresh; per-round metrics on the split."""
+    from coea.pco.run import run_pco_job
+
+    cfg = _config_with_data(config, data)
+    cfg = replace(cfg, pco=_overrides(cfg.pco, rounds=rounds))
+    if alpha is not None:
+        cfg.pco.dpo = replace(cfg.pco.dpo, alpha=alpha)
+    if resume and not (out / "pco_state.json").is_file():
+        raise CoeaInputError("nothing to resume (no pco_state.json)", source=out, option="--resume",
+                             fix="drop --resume to start a new run in this directory")
+    result = run_pco_job(cfg, groups, models, out, resume=resume)
+    keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "round_s")
+    for row in result.rounds:
+        typer.echo("  ".join(f"{key} {row[key]:.4g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"
+                             for key in keys if key in row))
+    typer.echo(f"wrote {out / 'pco_metrics.json'}, {out / 'pco_metrics.png'}")
+
+
+@app.command("ablate")
+def ablate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    data: DataOpt = None, config: ConfigOpt = None,
+    rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
+) -> None:
+    """coea, w/o R-LLM, w/o KL, w/o CSID and alpha in {0.1, 0.4, 0.6} over the same rounds: table and plot."""
+    from coea.pco.ablate import run_ablate
+
+    cfg = _config_with_data(config, data)
+    cfg = replace(cfg, pco=_overrides(cfg.pco, rounds=rounds))
+    result = run_ablate(cfg, out)
+    typer.echo(result.paths["md"].read_text(encoding="utf-8"))
+    typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
 
 
 @app.command("recommend-llm")

@@ -16,7 +16,7 @@ from coea.data.loaders import LoadedData, load_data
 from coea.data.split import Split, chronological_split
 from coea.dsie.run import DsieResult, run_dsie
 from coea.evaluation.evaluate import EvalResult, run_evaluate
-from coea.evaluation.registry import MethodContext
+from coea.evaluation.registry import method_context
 from coea.utils import seed_everything
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,7 @@ def run_job(cfg: RunConfig, run_dir: Path) -> JobResult:
     """The main job; DSIE outputs go to ``run_dir/dsie``, evaluation outputs to ``run_dir``."""
     loaded = load_data(cfg.data, cfg.synthetic)
     grouped = run_group(cfg, run_dir / "dsie", loaded)
-    ctx = MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie,
-                              llm=cfg.llm)
+    ctx = method_context(cfg)
     ctx.cache[("dsie", id(grouped.split.histories))] = grouped.dsie
     evaluation = run_evaluate(cfg, run_dir, loaded, split=grouped.split, ctx=ctx)
     return JobResult(evaluation, grouped, group_summary(grouped.dsie))

@@ -15,7 +15,7 @@ from coea.data.loaders import load_data
 from coea.data.split import chronological_split
 from coea.errors import CoeaInputError
 from coea.evaluation.baselines import top_k
-from coea.evaluation.registry import MethodContext, build_method, parse_method
+from coea.evaluation.registry import build_method, method_context, parse_method
 from coea.llm.run import LlmTrainResult, load_trained_llms, run_train_llms
 from coea.utils import atomic_path
 
@@ -60,7 +60,7 @@ def run_recommend_llm(cfg: RunConfig, groups_dir: Path, models_dir: Path, method
     loaded = load_data(cfg.data, cfg.synthetic)
     split = chronological_split(loaded.interactions, cfg.split)
     g = read_groups_dir(groups_dir)
-    ctx = MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie, llm=cfg.llm)
+    ctx = method_context(cfg)
     ctx.cache[("llms", id(split.histories))] = load_trained_llms(models_dir, g.groups, g.profiles)
     m = build_method(spec, ctx).fit(split.histories)
     users = sorted(set(split.warm_users) | set(split.cold_users))

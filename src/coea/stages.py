@@ -41,7 +41,7 @@ from coea.data.split import Histories, chronological_split
 from coea.data.stats import data_stats
 from coea.drift import DriftConfig, DriftResult, detect_drift
 from coea.errors import CoeaInputError
-from coea.evaluation.registry import MethodContext, build_method, parse_method
+from coea.evaluation.registry import MethodContext, build_method, method_context, parse_method
 from coea.utils import atomic_path, seed_everything, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,12 @@ CONFIG_PARAMS: dict[str, tuple[str, ...]] = {
     "dsie_config": ("dsie",),
     "eval_config": ("eval",),
     "llm_config": ("llm",),
+    "pco_config": ("pco",),
 }
 # RunConfig sections no pipeline step reads (every section has its parameter now).
 PENDING_SECTIONS: tuple[str, ...] = ()
 DSIE_METHODS = ("sasrec", "group_pop_novel")  # methods that read a fitted DSIE
-LLM_METHODS = ("nllm_sft", "dual_best_of_n", "rllm_rank")  # methods that read the trained LLMs
+LLM_METHODS = ("nllm_sft", "dual_best_of_n", "rllm_rank", "coea")  # methods that read the trained LLMs
 INTERACTIONS = "interactions.parquet"
 REC_COLUMNS = ["user_id", "rank", "category", "score"]
 MAIN_METRICS = ("C-H", "C-N", "NCP", "CLTP", "S-H")
@@ -290,6 +291,30 @@ def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
     return SftStageResult(Path(out_dir), result.metrics(), result.paths)
 
 
+@dataclass
+class PcoStageResult:
+    """The PCO dir (checkpoints, pco_metrics.json/.png) and the last round's figures."""
+
+    out_dir: Path
+    last: dict[str, Any]
+
+    def metrics(self) -> dict[str, float]:
+        """The last round's numeric figures, flat (for a KFP Metrics artifact)."""
+        return {k: float(v) for k, v in self.last.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dir: LlmDirs, out_dir: Path) -> PcoStageResult:
+    """PCO rounds (:mod:`coea.pco`) from the SFT models in ``llm_dir`` on the prepared log's split, with
+    per-round metrics; checkpoints, ``pco_metrics.json`` and ``pco_metrics.png`` under ``out_dir``."""
+    from coea.pco.run import run_pco
+
+    split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
+    llms = load_llms(llm_dir, dsie_dir)
+    result = run_pco(cfg.pco, cfg.llm, split, llms.groups, llms.novelty, llms.relevance, Path(out_dir),
+                     copy_models=False)
+    return PcoStageResult(Path(out_dir), result.rounds[-1])
+
+
 def load_llms(llm_dir: Path | Sequence[Path], dsie_dir: Path):
     """The trained LLMs (:class:`~coea.llm.run.LlmTrainResult`) from one dir holding ``novelty/`` and
     ``relevance/`` or from several dirs (the first holding each model wins), with the DSIE dir's groups."""
@@ -318,17 +343,44 @@ class EvalStageResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
+def load_pco(pco_dir: Path, dsie_dir: Path):
+    """The models after the last complete PCO round in ``pco_dir`` (as :class:`~coea.llm.run.LlmTrainResult`)."""
+    from coea.pco.loop import STATE_FILE, _round_dir
+
+    state = Path(pco_dir) / STATE_FILE
+    if not state.is_file():
+        raise CoeaInputError("no PCO state", source=state, fix="pass a directory written by `coea pco` / pco_loop")
+    done = int(json.loads(state.read_text(encoding="utf-8"))["completed_rounds"])
+    if done < 1:
+        raise CoeaInputError("no complete PCO round yet", source=state, fix="resume the PCO run first")
+    return load_llms(_round_dir(Path(pco_dir), done), dsie_dir)
+
+
 def _context(cfg: RunConfig, methods: list[str], histories: Histories, dsie_dir: Path | None,
-             llm_dir: LlmDirs = None) -> MethodContext:
-    """A method context whose DSIE is the fitted one in ``dsie_dir`` (when a method needs DSIE) and whose LLMs
-    are the trained ones in ``llm_dir`` (when a method needs them; without it they are trained in-process)."""
-    ctx = MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie, llm=cfg.llm)
+             llm_dir: LlmDirs = None, pco_dir: Path | None = None) -> MethodContext:
+    """A method context whose DSIE is the fitted one in ``dsie_dir`` (when a method needs DSIE), whose LLMs
+    are the trained ones in ``llm_dir`` and whose ``coea`` models are the last PCO round in ``pco_dir`` (when a
+    method needs them; without these dirs they are trained in-process)."""
+    ctx = method_context(cfg)
     bases = {parse_method(m).base for m in methods}
     if dsie_dir is not None and bases & set(DSIE_METHODS):
         ctx.cache[("dsie", id(histories))] = load_dsie(dsie_dir)
     if dsie_dir is not None and llm_dir is not None and bases & set(LLM_METHODS):
         ctx.cache[("llms", id(histories))] = load_llms(llm_dir, dsie_dir)
+    if dsie_dir is not None and pco_dir is not None and "coea" in bases:
+        ctx.cache[("pco", id(histories))] = load_pco(pco_dir, dsie_dir)
     return ctx
+
+
+def context_from_run(cfg: RunConfig, run_dir: Path, histories: Histories) -> MethodContext:
+    """``coea evaluate --from-run``: reuse ``run_dir``'s ``dsie/``, ``llm/`` and ``pco/`` where present."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "dsie").is_dir():
+        raise CoeaInputError("no dsie/ directory", source=run_dir, option="--from-run",
+                             fix="pass a directory written by `coea run`, `coea ablate` or a pipeline run")
+    llm = run_dir / "llm" if (run_dir / "llm").is_dir() else None
+    pco = run_dir / "pco" if (run_dir / "pco").is_dir() else None
+    return _context(cfg, cfg.eval.methods, histories, run_dir / "dsie", llm, pco)
 
 
 def png_as_html(png: Path, title: str) -> str:
@@ -340,14 +392,14 @@ def png_as_html(png: Path, title: str) -> str:
 
 
 def run_evaluate_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path | None, out_dir: Path,
-                       llm_dir: LlmDirs = None) -> EvalStageResult:
+                       llm_dir: LlmDirs = None, pco_dir: Path | None = None) -> EvalStageResult:
     """``coea evaluate`` on a prepared log, with the DSIE methods using the fitted DSIE in ``dsie_dir`` and the
     LLM methods the trained LLMs in ``llm_dir`` (see :func:`load_llms`)."""
     from coea.evaluation.evaluate import run_evaluate
 
     loaded = read_prepared(data_dir)
     split = chronological_split(loaded.interactions, cfg.split)
-    ctx = _context(cfg, cfg.eval.methods, split.histories, dsie_dir, llm_dir)
+    ctx = _context(cfg, cfg.eval.methods, split.histories, dsie_dir, llm_dir, pco_dir)
     result = run_evaluate(cfg, Path(out_dir), loaded, split=split, ctx=ctx)
     k = max(cfg.eval.ks)
     paths = dict(result.paths)
@@ -380,10 +432,10 @@ def serving_histories(interactions: pd.DataFrame, cfg: RunConfig) -> Histories:
 
 
 def run_recommend(cfg: RunConfig, data_path: Path, dsie_dir: Path | None, method: str, k: int,
-                  out_path: Path, llm_dir: LlmDirs = None) -> RecommendResult:
+                  out_path: Path, llm_dir: LlmDirs = None, pco_dir: Path | None = None) -> RecommendResult:
     """Top-``k`` categories per user by ``method`` fitted on every event of the log; written as parquet.
 
-    ``method`` is an evaluation method name (``nllm_sft+x`` by default in the training pipeline: the N-LLM
+    ``method`` is an evaluation method name (``coea+x`` by default in the training pipeline: the N-LLM after PCO
     with the user's seen categories excluded). DSIE and LLM methods use the fitted ``dsie_dir``/``llm_dir``.
     ``score`` is the method's own score of the category (higher is better).
     """
@@ -392,7 +444,7 @@ def run_recommend(cfg: RunConfig, data_path: Path, dsie_dir: Path | None, method
         raise CoeaInputError(f"k must be >= 1, got {k}", option="k", fix="e.g. k=10")
     spec = parse_method(method)
     hist = serving_histories(read_prepared(data_path).interactions, cfg)
-    model = build_method(spec, _context(cfg, [method], hist, dsie_dir, llm_dir)).fit(hist)
+    model = build_method(spec, _context(cfg, [method], hist, dsie_dir, llm_dir, pco_dir)).fit(hist)
     users = sorted(hist.interactions[USER].astype(str).unique())
     exclude = hist.user_categories() if spec.exclude_history else None
     recs = model.recommend(users, k, exclude=exclude)

@@ -10,6 +10,7 @@ from coea.config import DataConfig, EvalConfig, RunConfig, SyntheticConfig
 from coea.dsie.config import DsieConfig, EncoderConfig, RqVaeConfig
 from coea.llm.config import ModelConfig
 from coea.llm.sft_config import LlmConfig, SftTrainConfig
+from coea.pco.config import PcoConfig
 
 # what the recurring pipeline evaluates in the tests (its state does not carry the LLMs)
 BASELINES = ["pop", "markov+x", "group_pop_novel"]
@@ -23,14 +24,15 @@ def tiny_llm() -> LlmConfig:
 
 
 def tiny_config(**changes) -> RunConfig:
-    """120 users, 20 categories; DSIE with encoder dim 16, 3 epochs, RQ-VAE 20 epochs; tiny LLMs; a few
-    baselines and the LLM methods."""
+    """120 users, 20 categories; DSIE with encoder dim 16, 3 epochs, RQ-VAE 20 epochs; tiny LLMs; 2 small PCO
+    rounds; a few baselines and the LLM methods."""
     cfg = RunConfig(
         synthetic=SyntheticConfig(seed=3, n_users=120, n_categories=20, n_groups=4, items_per_category=8,
                                   mean_interactions=40, min_interactions=25),
         dsie=DsieConfig(encoder=EncoderConfig(dim=16, epochs=3), rqvae=RqVaeConfig(epochs=20)),
-        eval=EvalConfig(methods=[*BASELINES, "nllm_sft", "nllm_sft+x", "dual_best_of_n"]),
+        eval=EvalConfig(methods=[*BASELINES, "nllm_sft", "nllm_sft+x", "dual_best_of_n", "coea", "coea+x"]),
         llm=tiny_llm(),
+        pco=PcoConfig(rounds=2, users_per_round=40, candidates=4),
     )
     for name, value in changes.items():
         setattr(cfg, name, value)

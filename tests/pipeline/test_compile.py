@@ -15,7 +15,7 @@ from tests.helpers import REPO
 
 K8S = REPO / "k8s"
 IO_TASKS = {"prepare-data", "load-state", "save-state", "export-recommendations"}
-GPU_EXECUTORS = {TRAINING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance"},
+GPU_EXECUTORS = {TRAINING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance", "exec-pco-loop"},
                  RECURRING: {"exec-dsie-group"}}
 
 
@@ -54,7 +54,7 @@ def _k8s(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
     assert specs[TRAINING]["pipelineInfo"]["name"] == TRAINING
-    assert set(_tasks(specs[TRAINING])) == {"prepare-data", "dsie-group", "sft-novelty", "sft-relevance",
+    assert set(_tasks(specs[TRAINING])) == {"prepare-data", "dsie-group", "sft-novelty", "sft-relevance", "pco-loop",
                                             "save-state", "evaluate", "recommend", "export-recommendations"}
     assert {"load-state", "monitor-drift", "dsie-group", "build-profiles", "evaluate", "evaluate-2"} <= set(
         _tasks(specs[RECURRING]))
@@ -63,7 +63,7 @@ def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
 def test_gpu_stage_resources_selector_toleration(specs: dict[str, dict[str, Any]], name: str) -> None:
     spec = specs[name]
-    for executor in GPU_EXECUTORS[name]:  # DSIE and, in training, both SFT steps
+    for executor in GPU_EXECUTORS[name]:  # DSIE and, in training, both SFT steps and PCO
         resources = _executors(spec)[executor]["container"]["resources"]
         assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu", executor
         assert resources["accelerator"]["resourceCount"] == "1"
@@ -83,15 +83,17 @@ def test_gpu_stage_resources_selector_toleration(specs: dict[str, dict[str, Any]
 
 def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dict[str, Any]]) -> None:
     tasks = _tasks(specs[TRAINING])
-    for name in ("evaluate", "recommend"):
+    for name in ("evaluate", "recommend", "pco-loop"):
         artifacts = tasks[name]["inputs"]["artifacts"]
         assert artifacts["novelty"]["taskOutputArtifact"] == {"producerTask": "sft-novelty", "outputArtifactKey":
                                                               "model"}
         assert artifacts["relevance"]["taskOutputArtifact"]["producerTask"] == "sft-relevance"
+    for name in ("evaluate", "recommend"):  # the coea method reads the last PCO round
+        assert tasks[name]["inputs"]["artifacts"]["pco"]["taskOutputArtifact"]["producerTask"] == "pco-loop"
     for name in ("sft-novelty", "sft-relevance"):
         assert tasks[name]["inputs"]["artifacts"]["dsie"]["taskOutputArtifact"]["producerTask"] == "dsie-group"
     params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
-    assert params["rec_method"]["defaultValue"] == "nllm_sft+x" and "llm_config" in params
+    assert params["rec_method"]["defaultValue"] == "coea+x" and "llm_config" in params and "pco_config" in params
     assert "novelty" not in _tasks(specs[RECURRING])["evaluate"]["inputs"].get("artifacts", {})
 
 

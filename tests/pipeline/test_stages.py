@@ -29,7 +29,7 @@ from tests.pipeline.pipeline_helpers import parquet_config, shifted_log, tiny_co
 def test_pipeline_arguments_round_trip() -> None:
     cfg = tiny_config(split=SplitConfig(n_future=7), eval=EvalConfig(methods=["pop", "markov+x"], ks=[3]))
     args = pipeline_arguments(cfg)
-    assert set(args) == {"data_config", "split_config", "dsie_config", "eval_config", "llm_config"}
+    assert set(args) == {"data_config", "split_config", "dsie_config", "eval_config", "llm_config", "pco_config"}
     assert set(json.loads(args["data_config"])) == {"data", "synthetic"}
     assert config_from_json(*args.values()) == cfg
     assert config_from_json('{"split": {"n_future": 3}}').split.n_future == 3  # other sections: defaults

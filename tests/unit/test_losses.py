@@ -99,8 +99,8 @@ def test_train_dpo_prefers_chosen_and_kl_holds_it_back(tiny):
     for alpha in (0.0, 5.0):
         policy, ref = copy.deepcopy(model), copy.deepcopy(model)
         before = _logp(policy, tok, p["prompt"], p["chosen"]) - _logp(policy, tok, p["prompt"], p["rejected"])
-        res = train_dpo(DpoTrainConfig(epochs=4, batch_size=4, lr=5e-3, beta=1.0, alpha=alpha, logging_steps=4), policy, tok,
-                        PAIRS, ref_model=ref)
+        dpo_cfg = DpoTrainConfig(epochs=4, batch_size=4, lr=5e-3, beta=1.0, alpha=alpha, logging_steps=4)
+        res = train_dpo(dpo_cfg, policy, tok, PAIRS, ref_model=ref)
         after = _logp(policy, tok, p["prompt"], p["chosen"]) - _logp(policy, tok, p["prompt"], p["rejected"])
         assert res.steps == 16 and res.last("rewards/margins") > 0
         gaps[alpha] = (after - before, res.last("kl"))

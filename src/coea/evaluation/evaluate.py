@@ -15,7 +15,7 @@ from coea.data.split import Split, chronological_split
 from coea.data.stats import data_stats
 from coea.evaluation.baselines import Recommendations, ScoringMethod
 from coea.evaluation.metrics import evaluate_lists, long_tail
-from coea.evaluation.registry import MethodContext, build_method, parse_method
+from coea.evaluation.registry import MethodContext, build_method, method_context, parse_method
 from coea.evaluation.report import bar_chart, metrics_table
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
@@ -99,8 +99,7 @@ def run_evaluate(cfg: RunConfig, out_dir: Path, loaded: LoadedData | None = None
     split = split or chronological_split(loaded.interactions, cfg.split)
     log.info("split: %d evaluated users, %d cold-start, %d history / %d future events",
              len(split.warm_users), len(split.cold_users), len(split.histories.interactions), len(split.future))
-    ctx = ctx or MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie,
-                              llm=cfg.llm)
+    ctx = ctx or method_context(cfg)
     recs = recommend_all(split, cfg.eval, ctx)
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}

@@ -3,7 +3,10 @@
 - ``nllm_sft``: the Novelty LLM after SFT alone; ranks categories by log P(name | N-LLM prompt);
 - ``dual_best_of_n``: the N-LLM samples ``best_of_n`` distinct candidates per prompt, the R-LLM scores each
   (P(yes)), the top-K by that score are kept (inference-time only, no further training);
-- ``rllm_rank``: the R-LLM alone scores every category (an upper reference for relevance; U x C prompts).
+- ``rllm_rank``: the R-LLM alone scores every category (an upper reference for relevance; U x C prompts);
+- ``coea``: the full method, SFT then ``pco.rounds`` PCO rounds on the histories (:mod:`coea.pco`), ranked like
+  ``nllm_sft`` with the final N-LLM. The PCO models are fitted once per context, on copies of the SFT models
+  (so ``nllm_sft`` in the same run stays the SFT-only model).
 
 The prompt carries the group and the short-term set, never the full history, so the plain view's novelty is
 the model's own; ``+x`` passes the history categories as exclusions into decoding.
@@ -30,6 +33,24 @@ def fitted_llms(ctx, histories: Histories):
         dsie = fitted_dsie(ctx, histories)
         levels = ctx.dsie.rqvae.codebook_sizes[: ctx.dsie.group.depth]
         ctx.cache[key] = run_train_llms(ctx.llm, histories, dsie.groups, dsie.profiles, levels)
+    return ctx.cache[key]
+
+
+def fitted_pco(ctx, histories: Histories):
+    """PCO rounds on top of :func:`fitted_llms`, once per context (no evaluation callback: a method sees
+    histories only)."""
+    import copy
+
+    from coea.llm.run import LlmTrainResult
+    from coea.pco.loop import PcoLoop
+
+    key = ("pco", id(histories))
+    if key not in ctx.cache:
+        llms = fitted_llms(ctx, histories)
+        loop = PcoLoop(ctx.pco, ctx.llm, histories.interactions, list(histories.categories), llms.groups,
+                       copy.deepcopy(llms.novelty), copy.deepcopy(llms.relevance), n_short=ctx.n_short)
+        res = loop.run()
+        ctx.cache[key] = LlmTrainResult(res.novelty, res.relevance, {}, llms.groups)
     return ctx.cache[key]
 
 
@@ -69,6 +90,14 @@ class NoveltySft(_LlmMethod):
         b = self.llms.novelty
         prompts = [novelty_prompt(c, with_group=self.ctx.llm.data.with_group) for c in self.contexts(users)]
         return category_logprobs(b.model, b.tokenizer, prompts, self.n_index, batch_size=self.ctx.llm.batch_size)
+
+
+class Coea(NoveltySft):
+    name = "coea"
+
+    def _fit(self, histories: Histories) -> None:
+        super()._fit(histories)
+        self.llms = fitted_pco(self.ctx, histories)
 
 
 class DualBestOfN(_LlmMethod):

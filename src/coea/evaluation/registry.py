@@ -14,6 +14,7 @@ from coea.dsie.config import DsieConfig
 from coea.errors import CoeaInputError
 from coea.evaluation.baselines import Cooccurrence, Markov, Popularity, RandomMethod, ScoringMethod
 from coea.llm.sft_config import LlmConfig
+from coea.pco.config import PcoConfig
 
 EXCLUDE_SUFFIX = "+x"
 
@@ -26,7 +27,15 @@ class MethodContext:
     min_history: int = 5  # warm/cold threshold used by methods that group users (the split's)
     dsie: DsieConfig = field(default_factory=DsieConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
+    pco: PcoConfig = field(default_factory=PcoConfig)
+    n_short: int = 10  # the split's short-term length (PCO prompts the users' state at each period's end)
     cache: dict[str, Any] = field(default_factory=dict, compare=False)  # shared fits (e.g. one DSIE per run)
+
+
+def method_context(cfg) -> MethodContext:
+    """The context a :class:`~coea.config.RunConfig` describes (an empty cache)."""
+    return MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie, llm=cfg.llm,
+                         pco=cfg.pco, n_short=cfg.split.n_short)
 
 
 Factory = Callable[[MethodContext], ScoringMethod]
@@ -42,6 +51,7 @@ FACTORIES: dict[str, Factory] = {
     "nllm_sft": lambda ctx: _llm_methods().NoveltySft(ctx, seed=ctx.seed),
     "dual_best_of_n": lambda ctx: _llm_methods().DualBestOfN(ctx, seed=ctx.seed),
     "rllm_rank": lambda ctx: _llm_methods().RelevanceRank(ctx, seed=ctx.seed),
+    "coea": lambda ctx: _llm_methods().Coea(ctx, seed=ctx.seed),
 }
 
 

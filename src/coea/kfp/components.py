@@ -8,8 +8,8 @@ imports what it uses; the artifact types come from the ``from kfp.dsl import *``
 This module deliberately has no ``from __future__ import annotations``: KFP reads the annotations as types.
 
 ``sft_novelty`` and ``sft_relevance`` train one LLM each (``run_sft_stage(which=...)``); ``evaluate`` and
-``recommend`` take both as optional inputs (without them the LLM methods train in-process). Still to come:
-``pco_loop`` (Output[Model] N-LLM/R-LLM per round), calling a ``coea.pco`` run function the same way.
+``recommend`` take both as optional inputs (without them the LLM methods train in-process); ``pco_loop`` runs the
+PCO rounds from them (``run_pco_stage``) and its dir feeds the ``coea`` method of ``evaluate``/``recommend``.
 """
 
 from dataclasses import dataclass
@@ -91,18 +91,38 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, d
     model.metadata.update({"llm": "relevance", "framework": "transformers", "base_model": cfg.llm.model.base_model})
 
 
+def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], relevance: Input[Model],
+             split_config: str, dsie_config: str, llm_config: str, pco_config: str, model: Output[Model],
+             metrics: Output[Metrics], curves: Output[HTML]):
+    """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the SFT models; per-round
+    checkpoints and metrics in ``model/``, the last round's figures as metrics, the curves as HTML."""
+    from pathlib import Path
+
+    from coea.stages import config_from_json, png_as_html, run_pco_stage
+
+    cfg = config_from_json(split_config, dsie_config, llm_config, pco_config)
+    result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
+                           Path(model.path))
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, value)
+    Path(curves.path).write_text(png_as_html(result.out_dir / "pco_metrics.png", "PCO rounds"), encoding="utf-8")
+    model.metadata.update({"rounds": cfg.pco.rounds, "alpha": cfg.pco.dpo.alpha})
+
+
 def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
-             llm_config: str, metrics: Output[Metrics], table: Output[Markdown], chart: Output[HTML],
-             report: Output[Dataset], novelty: Input[Model] = None, relevance: Input[Model] = None):
+             llm_config: str, pco_config: str, metrics: Output[Metrics], table: Output[Markdown],
+             chart: Output[HTML], report: Output[Dataset], novelty: Input[Model] = None,
+             relevance: Input[Model] = None, pco: Input[Model] = None):
     """Fit every method on histories, score on futures; DSIE and LLM methods use the given groups and LLMs."""
     import shutil
     from pathlib import Path
 
     from coea.stages import config_from_json, run_evaluate_stage
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config)
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config)
     llms = [Path(novelty.path), Path(relevance.path)] if novelty is not None and relevance is not None else None
-    result = run_evaluate_stage(cfg, Path(data.path), Path(dsie.path), Path(report.path), llm_dir=llms)
+    result = run_evaluate_stage(cfg, Path(data.path), Path(dsie.path), Path(report.path), llm_dir=llms,
+                                pco_dir=Path(pco.path) if pco is not None else None)
     for name, value in result.main.items():
         metrics.log_metric(name, value)
     shutil.copyfile(result.paths["metrics_md"], table.path)
@@ -110,17 +130,17 @@ def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_c
 
 
 def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
-              llm_config: str, method: str, k: int, recommendations: Output[Dataset], novelty: Input[Model] = None,
-              relevance: Input[Model] = None):
+              llm_config: str, pco_config: str, method: str, k: int, recommendations: Output[Dataset],
+              novelty: Input[Model] = None, relevance: Input[Model] = None, pco: Input[Model] = None):
     """Top-k categories per user by ``method`` (e.g. nllm_sft+x with the trained LLMs), fitted on all events."""
     from pathlib import Path
 
     from coea.stages import config_from_json, run_recommend
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config)
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config)
     llms = [Path(novelty.path), Path(relevance.path)] if novelty is not None and relevance is not None else None
     result = run_recommend(cfg, Path(data.path), Path(dsie.path), method, int(k), Path(recommendations.path),
-                           llm_dir=llms)
+                           llm_dir=llms, pco_dir=Path(pco.path) if pco is not None else None)
     recommendations.metadata.update({"method": result.method, "k": result.k, "users": result.n_users,
                                      "rows": result.n_rows})
 
@@ -182,7 +202,8 @@ def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_
     return result.publish.version
 
 
-STAGES = (prepare_data, dsie_group, sft_novelty, sft_relevance, build_profiles, evaluate, recommend, monitor_drift,
+STAGES = (prepare_data, dsie_group, sft_novelty, sft_relevance, pco_loop, build_profiles, evaluate, recommend,
+          monitor_drift,
           load_state, save_state, export_recommendations)
 
 
@@ -194,6 +215,7 @@ class Components:
     dsie_group: PythonComponent
     sft_novelty: PythonComponent
     sft_relevance: PythonComponent
+    pco_loop: PythonComponent
     build_profiles: PythonComponent
     evaluate: PythonComponent
     recommend: PythonComponent

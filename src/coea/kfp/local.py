@@ -44,13 +44,14 @@ def _copy(src: str | Path, dst: Path) -> Path:
 
 
 def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None = None,
-                         rec_method: str = "nllm_sft+x", rec_k: int = 10,
+                         rec_method: str = "coea+x", rec_k: int = 10,
                          settings: DeploymentSettings | None = None) -> dict[str, Path]:
     """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
 
     Copied: the evaluation files (``metrics.json``, ``metrics.md``, ``metrics_at_K.png/.html``, ``config.json``,
     ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``, ``relevance/`` and each model's
-    ``sft_metrics_<model>.json``), ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the
+    ``sft_metrics_<model>.json``), ``pco/`` (PCO checkpoints, ``pco_metrics.json/.png``),
+    ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the
     publish); then ``report.html`` is rendered from them (``coea.report_html``). The state goes to ``state_uri``
     (default ``run_dir/state``).
     """
@@ -73,6 +74,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
         _copy(src / name, paths["llm"] / name)
         _copy(src / "sft_metrics.json", paths["llm"] / f"sft_metrics_{name}.json")
     _copy(Path(outputs["novelty"].path) / "llm_config.json", paths["llm"] / "llm_config.json")
+    paths["pco"] = _copy(outputs["pco"].path, run_dir / "pco")
     paths["recommendations"] = _copy(outputs["recommendations"].path, run_dir / "recommendations.parquet")
     paths["kv_store"] = _copy(outputs["kv_store"].path, run_dir / "recs.sqlite")
     paths["report"] = render_report(run_dir)

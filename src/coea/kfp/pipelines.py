@@ -1,7 +1,8 @@
 """The CoEA Kubeflow pipelines (KFP v2): ``coea_training`` and ``coea_recurring``.
 
 ``coea_training``: prepare_data -> dsie_group (GPU step) -> save_state; sft_novelty and sft_relevance (GPU
-steps, in parallel) -> evaluate (LLM methods use the trained LLMs); recommend (``nllm_sft+x``) -> export.
+steps, in parallel) -> pco_loop (GPU step: PCO rounds) -> evaluate (LLM methods use the trained LLMs, ``coea``
+the last PCO round); recommend (``coea+x``) -> export.
 ``coea_recurring``: prepare_data (the new period) and load_state -> monitor_drift against the reference window
 -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup) and save_state; ``dsl.Else``: keep the
 groups and rebuild their profiles (build_profiles) -> evaluate -> recommend -> export in either branch.
@@ -9,7 +10,8 @@ groups and rebuild their profiles (build_profiles) -> evaluate -> recommend -> e
 kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
 evaluate/recommend/export tasks (one helper adds them). The recurring pipeline does not carry the LLMs yet (the
 state holds data and DSIE only): it serves ``group_pop_novel``, and LLM methods named in its ``eval_config``
-are trained in-process by its evaluate step. ``pco_loop`` will slot in before ``recommend`` (``apply_gpu``).
+are trained in-process by its evaluate step; carrying the N-LLM/R-LLM in the state and running ``pco_loop`` per
+period there is the next step.
 
 Pipeline parameters: the run config as JSON objects of its sections (``coea.stages.pipeline_arguments``),
 ``state_uri`` (local directory or ``gs://``), ``rec_method``/``rec_k`` for the served list and
@@ -30,7 +32,7 @@ from coea.kfp.settings import DeploymentSettings, StageClass
 
 TRAINING = "coea-training"
 RECURRING = "coea-recurring"
-TRAINING_METHOD = "nllm_sft+x"  # served by coea_training: the N-LLM, seen categories excluded
+TRAINING_METHOD = "coea+x"  # served by coea_training: the N-LLM after PCO, seen categories excluded
 DEFAULT_METHOD = "group_pop_novel"  # served by coea_recurring (its state does not carry the LLMs yet)
 
 
@@ -39,6 +41,7 @@ class TrainingOutputs(NamedTuple):
     dsie: Model  # the DSIE dir
     novelty: Model  # the N-LLM dir (novelty/, sft_metrics.json, llm_config.json)
     relevance: Model  # the R-LLM dir (relevance/, ...)
+    pco: Model  # the PCO dir (rounds/round_NNN/, pco_state.json, pco_metrics.json/.png)
     recommendations: Dataset  # user_id, rank, category, score
     kv_store: Artifact  # a copy of the SQLite KV store after the publish
 
@@ -54,8 +57,8 @@ class Pipelines:
 
 def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
            p: dict[str, Any], llms: dict[str, PipelineChannel] | None = None) -> dict[str, dsl.PipelineTask]:
-    """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the two LLM dirs."""
-    configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config")}
+    """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the LLM and PCO dirs."""
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config", "pco_config")}
     llms = llms or {}
     evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs).set_display_name("evaluate")
     apply_resources(evaluate, settings, StageClass.COMPUTE)
@@ -82,6 +85,15 @@ def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsi
     return {"novelty": novelty.outputs["model"], "relevance": relevance.outputs["model"]}
 
 
+def _pco(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
+         llms: dict[str, PipelineChannel], p: dict[str, Any]) -> PipelineChannel:
+    """The PCO rounds from the SFT models, a GPU step; returns its dir (the ``coea`` models)."""
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config")}
+    task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs).set_display_name("PCO rounds"), settings)
+    task.set_caching_options(False)
+    return task.outputs["model"]
+
+
 def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
     """``coea_training`` and ``coea_recurring`` with this deployment's image, GPU and volume settings."""
     settings = settings or DeploymentSettings()
@@ -91,7 +103,8 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
                                              "top-K categories to the KV store; writes the state the recurring "
                                              "pipeline starts from.")
     def coea_training(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
-                      eval_config: str = "{}", llm_config: str = "{}", state_uri: str = settings.state_uri,
+                      eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
+                      state_uri: str = settings.state_uri,
                       rec_method: str = TRAINING_METHOD, rec_k: int = 10,
                       gcs_export_uri: str = "") -> TrainingOutputs:
         p = locals()  # the pipeline parameters by name
@@ -101,16 +114,18 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
         save = c.save_state(state_uri=state_uri, data=data, dsie=dsie.outputs["dsie"])
         apply_io(save.set_display_name("save state"), settings)
         llms = _sft(c, settings, data, dsie.outputs["dsie"], p)
-        served = _serve(c, settings, data, dsie.outputs["dsie"], p, llms)
+        pco = _pco(c, settings, data, dsie.outputs["dsie"], llms, p)
+        served = _serve(c, settings, data, dsie.outputs["dsie"], p, {**llms, "pco": pco})
         served["export"].after(save)  # the state's snapshot first, then the store version that came from it
-        return TrainingOutputs(report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"], **llms,
+        return TrainingOutputs(report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"], **llms, pco=pco,
                                recommendations=served["recommend"].outputs["recommendations"],
                                kv_store=served["export"].outputs["kv_store"])
 
     @dsl.pipeline(name=RECURRING, description="CoEA each period: drift check against the reference window; "
                                               "regroup (DSIE) only when drift passes the threshold; serve.")
     def coea_recurring(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
-                       eval_config: str = "{}", llm_config: str = "{}", drift_config: str = "{}",
+                       eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
+                       drift_config: str = "{}",
                        drift_threshold: float = 0.5,
                        state_uri: str = settings.state_uri, rec_method: str = DEFAULT_METHOD, rec_k: int = 10,
                        gcs_export_uri: str = ""):

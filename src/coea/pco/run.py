@@ -23,6 +23,7 @@ import numpy as np
 from coea.config import EvalConfig
 from coea.data.schema import CATEGORY
 from coea.data.split import Split
+from coea.errors import CoeaInputError
 from coea.evaluation.metrics import evaluate_lists, long_tail
 from coea.llm.models import ModelBundle
 from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
@@ -125,9 +126,9 @@ def run_pco(cfg: PcoConfig, llm: LlmConfig, split: Split, groups: dict[str, Grou
     """PCO rounds on the split's histories starting from the given SFT models (copied unless told not to)."""
     if copy_models:
         novelty, relevance = copy.deepcopy(novelty), copy.deepcopy(relevance)
-    for b in (novelty, relevance):
-        if b.is_scratch:  # a reloaded scratch model comes frozen; LoRA bundles keep only adapters trainable
-            b.model.requires_grad_(True)
+    for b in (novelty, relevance):  # a reloaded bundle comes frozen: train all weights, or only the adapters
+        for name, param in b.model.named_parameters():
+            param.requires_grad_(b.is_scratch or "lora_" in name)
     hist = split.histories
     evaluator = SplitEvaluator(split, groups, llm, cfg.k) if evaluate else None
     loop = PcoLoop(cfg, llm, hist.interactions, list(hist.categories), groups, novelty, relevance, out_dir,
@@ -139,3 +140,27 @@ def run_pco(cfg: PcoConfig, llm: LlmConfig, split: Split, groups: dict[str, Grou
         write_json_atomic(out_dir / "pco_metrics.json", {"rounds": result.rounds})
         plot_rounds(result.rounds, out_dir / "pco_metrics.png", "PCO rounds")
     return result
+
+
+def run_pco_job(cfg, groups_dir: Path, models_dir: Path, out_dir: Path, *, resume: bool = False) -> PcoResult:
+    """``coea pco``: PCO rounds from the SFT models of ``coea train-llms`` (``models_dir``) and the groups of
+    ``coea group`` (``groups_dir``) on the configured data's split; ``resume`` continues ``out_dir``."""
+    from coea.data.loaders import load_data
+    from coea.data.split import chronological_split
+    from coea.llm.models import load_bundle
+    from coea.llm.sft_data import group_infos
+    from coea.llm_job import read_groups_dir
+    from coea.utils import seed_everything
+
+    seed_everything(cfg.pco.seed)
+    g = read_groups_dir(Path(groups_dir))
+    split = chronological_split(load_data(cfg.data, cfg.synthetic).interactions, cfg.split)
+    for name in ("novelty", "relevance"):
+        if not (Path(models_dir) / name).is_dir():
+            raise CoeaInputError(f"no {name}/ model", source=models_dir, fix="pass the --out directory of "
+                                 "`coea train-llms` (or the llm/ directory of a run)")
+    device = cfg.llm.novelty.device
+    novelty = load_bundle(Path(models_dir) / "novelty", trainable=True, device=device)
+    relevance = load_bundle(Path(models_dir) / "relevance", trainable=True, device=device)
+    return run_pco(cfg.pco, cfg.llm, split, group_infos(g.groups, g.profiles), novelty, relevance, Path(out_dir),
+                   resume=resume, copy_models=False)
