@@ -66,7 +66,7 @@ def build_html(run_dir: Path) -> str:
         _plots_section(_find_files(run_dir, "*.png")),
         _dsie_section(_read_json(run_dir / "dsie" / "group_report.json")),
         _drift_section(run_dir, _find_files(run_dir, "drift.json")),
-        _pco_section(_read_json(run_dir / "pco_metrics.json")),
+        _pco_section(_read_json(run_dir / "pco" / "pco_metrics.json") or _read_json(run_dir / "pco_metrics.json")),
     ]
     title = f"CoEA run {run_dir.resolve().name}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -218,6 +218,10 @@ def _drift_section(run_dir: Path, paths: list[Path]) -> str:
     return _section("Drift", "\n".join(blocks), "drift") if blocks else ""
 
 
+PCO_COLUMNS = ("round", "C-H", "C-N", "NCP", "CLTP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin",
+               "acceptance_before", "acceptance_after", "round_s")
+
+
 def _pco_rounds(pco: Any) -> list[dict[str, Any]]:
     rounds = pco.get("rounds") if isinstance(pco, dict) else pco
     return [r for r in rounds if isinstance(r, dict)] if isinstance(rounds, list) else []
@@ -231,4 +235,6 @@ def _pco_section(pco: Any) -> str:
     if not rounds:
         return _section("PCO rounds", f"<pre>{escape(json.dumps(pco, indent=2))}</pre>", "pco")
     cols = list(dict.fromkeys(k for r in rounds for k in r))
+    if sum(k in cols for k in PCO_COLUMNS) > 1:  # the loop's rows: the figures a reader compares, in this order
+        cols = [k for k in PCO_COLUMNS if k in cols]
     return _section("PCO rounds", _table(cols, [[r.get(c, "") for c in cols] for r in rounds], "pco-table"), "pco")

@@ -70,10 +70,16 @@ def test_report_is_self_contained(run_dir):
 def test_report_optional_sections(run_dir, tmp_path):
     (run_dir / "drift.json").write_text(json.dumps({"drift_share": 0.5, "drifted": True, "features": [
         {"column": "<entropy>", "stattest": "K-S p_value", "score": 0.01, "threshold": 0.05, "drifted": True}]}))
-    (run_dir / "pco_metrics.json").write_text(json.dumps([{"round": 0, "dpo_loss": 0.69}, {"round": 1}]))
+    (run_dir / "pco").mkdir()
+    rows = [{"round": 0, "NCP": 0.31}, {"round": 1, "NCP": 0.42, "window": [1, 2], "pairs": 17}]
+    (run_dir / "pco" / "pco_metrics.json").write_text(json.dumps({"rounds": rows}))  # what coea run writes
     html = render_report(run_dir, tmp_path / "other.html").read_text()
     assert "&lt;entropy&gt;" in html and "<entropy>" not in html  # escaped
-    assert 'id="pco-table"' in html and "dpo_loss" in html
+    assert 'id="pco-table"' in html and "0.42" in html and "pairs" in html
+    assert ">window<" not in html and ">pairs<" in html  # the loop's bookkeeping columns stay out of the table
+    (run_dir / "pco" / "pco_metrics.json").unlink()
+    (run_dir / "pco_metrics.json").write_text(json.dumps([{"round": 0, "dpo_loss": 0.69}, {"round": 1}]))
+    assert "dpo_loss" in render_report(run_dir, tmp_path / "other.html").read_text()  # any other rows: as they are
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
