@@ -13,10 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ML_DIR, measure, report  # noqa: E402
+from _common import measure, movielens_split, report  # noqa: E402
 
-from coea.config import DataConfig, SplitConfig  # noqa: E402
-from coea.data import chronological_split, load_data  # noqa: E402
 from coea.dsie.config import DsieConfig  # noqa: E402
 from coea.dsie.encoder import encode, train_encoder  # noqa: E402
 from coea.dsie.rqvae import train_rqvae  # noqa: E402
@@ -26,12 +24,11 @@ from coea.evaluation.baselines import Markov  # noqa: E402
 
 
 def main() -> int:
-    if not (ML_DIR / "movies.dat").is_file():
-        print(f"skip: MovieLens-1M not found at {ML_DIR}")
-        return 0
     from sklearn.cluster import KMeans
 
-    split = chronological_split(load_data(DataConfig(spec=f"movielens:{ML_DIR}")).interactions, SplitConfig())
+    split = movielens_split()
+    if split is None:
+        return 0
     h = split.histories
     cfg = DsieConfig()
     rows = {"markov fit (baseline)": measure(lambda: Markov().fit(h))}

@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ML_DIR, report  # noqa: E402
+from _common import movielens_split, report  # noqa: E402
 
-from coea.config import DataConfig, SplitConfig  # noqa: E402
-from coea.data import chronological_split, load_data  # noqa: E402
 from coea.llm.config import ModelConfig  # noqa: E402
 from coea.llm.decode import CategoryIndex, generate_baseline, rank_categories, relevance_scores  # noqa: E402
 from coea.llm.models import build_model_and_tokenizer  # noqa: E402
@@ -36,10 +34,9 @@ def _timed(fn) -> tuple[float, object]:
 
 
 def main() -> int:
-    if not (ML_DIR / "movies.dat").is_file():
-        print(f"skip: MovieLens-1M not found at {ML_DIR}")
+    split = movielens_split()
+    if split is None:
         return 0
-    split = chronological_split(load_data(DataConfig(spec=f"movielens:{ML_DIR}")).interactions, SplitConfig())
     h = split.histories
     bundle = build_model_and_tokenizer(ModelConfig(), h.categories, [PROFILE], [4, 4])
     model, tok = bundle.model, bundle.tokenizer

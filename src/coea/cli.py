@@ -297,6 +297,45 @@ def report_cmd(
     typer.echo(f"report: {render_report(run_dir, out)}")
 
 
+@app.command("simulate")
+def simulate_cmd(
+    data: DataOpt = None, config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output directory, without a state yet (default "
+                                                           "runs/simulate-<timestamp>/)")] = None,
+    periods: Annotated[int, typer.Option("--periods", help="time periods (equal event counts); period 0 seeds "
+                                                           "the state, each later one is a recurring run")] = 4,
+    shift_period: Annotated[int | None, typer.Option("--shift-period", help="synthetic only: inject a lasting "
+                                                                          "interest shift from this period on")] = None,
+    drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
+    = 0.5,
+    methods: Annotated[str | None, typer.Option(help="evaluated methods, comma-separated (default: the config's "
+                                                     "when it names them, else pop,markov+x,group_pop_novel)")] = None,
+    k: Annotated[int, typer.Option("--k", help="categories served per user")] = 10,
+) -> None:
+    """Run the coea_recurring pipeline (kfp.local) period after period over the data's time periods; print per
+    period the drift share, whether regrouping fired, and the served method's metrics."""
+    from coea.config import EvalConfig
+    from coea.data.loaders import parse_spec
+    from coea.simulate import DEFAULT_METHODS, check_periods, run_simulate
+
+    check_periods(periods)
+    cfg = _config_with_data(config, data)
+    if shift_period is not None:
+        if parse_spec(cfg.data.spec)[0] != "synthetic":
+            raise CoeaInputError("--shift-period works on synthetic data only", option="--shift-period",
+                                 fix="drop it, or use --data synthetic")
+        cfg = replace(cfg, synthetic=_overrides(cfg.synthetic, shift_period=shift_period, shift_periods=periods))
+    default_methods = cfg.eval.methods == EvalConfig().methods  # the LLM methods would train every period
+    cfg = replace(cfg, eval=_overrides(cfg.eval, methods=_csv(methods) or
+                                       (list(DEFAULT_METHODS) if default_methods else None)))
+    out = out or Path("runs") / datetime.now().strftime("simulate-%Y%m%d-%H%M%S")
+    result = run_simulate(cfg, out, periods, drift_threshold=drift_threshold, rec_k=k)
+    typer.echo(result.table())
+    typer.echo(f"regrouping fired in period(s): {', '.join(map(str, result.regrouped_periods)) or 'none'}")
+    for name, path in result.paths.items():
+        typer.echo(f"  {name:<6} {path}")
+
+
 SettingsOpt = Annotated[Path | None, typer.Option("--settings", help="deployment settings: a flat pipeline.yaml "
                                                                      "such as k8s/base/pipeline.yaml")]
 

@@ -51,11 +51,25 @@ class SyntheticConfig:
     focus_strength: float = 3.0  # boost of the user's current short-term focus category
     focus_length: int = 12  # mean number of events before the short-term focus shifts
     span_days: int = 180  # scale of the time axis: users start within 0.3x of it, sessions spread over ~0.6x
+    # An injected interest shift (off by default: None leaves the log exactly as without these fields). The log
+    # is cut into ``shift_periods`` equal-count time periods (``coea.data.split.split_periods``, as ``coea
+    # simulate --periods`` cuts it); from the start of period ``shift_period`` on, the events of a
+    # ``shift_strength`` share of the users move to the category half the popularity ranking away (the
+    # popular half and the tail half swap), and they stay moved: a lasting change of taste, with activity
+    # and diversity unchanged.
+    shift_period: int | None = None  # first shifted period, 1 .. shift_periods - 1; None = no shift
+    shift_periods: int = 4  # number of equal-count time periods the shift is placed in
+    shift_strength: float = 1.0  # share of users whose interests shift, in (0, 1]
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_categories", "n_groups", "items_per_category", "mean_interactions",
-                     "min_interactions", "core_categories", "focus_length", "span_days"):
+                     "min_interactions", "core_categories", "focus_length", "span_days", "shift_periods"):
             _positive(name, getattr(self, name))
+        if self.shift_period is not None and not 1 <= self.shift_period < self.shift_periods:
+            raise ValueError(f"shift_period must be in 1 .. shift_periods - 1 = {self.shift_periods - 1} (or None "
+                             f"for no shift), got {self.shift_period!r}")
+        if not 0.0 < self.shift_strength <= 1.0:
+            raise ValueError(f"shift_strength must be in (0, 1], got {self.shift_strength!r}")
         if self.core_categories > self.n_categories:
             raise ValueError(f"core_categories ({self.core_categories}) > n_categories ({self.n_categories})")
         if not 0.0 <= self.explore_rate < 1.0:

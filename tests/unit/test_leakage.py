@@ -12,7 +12,9 @@ from coea.config import EvalConfig, SplitConfig
 from coea.data.split import chronological_split
 from coea.data.synthetic import generate_synthetic
 from coea.evaluation.evaluate import recommend_all
-from coea.evaluation.registry import FACTORIES
+from coea.evaluation.registry import FACTORIES, MethodContext
+from coea.pco.config import PcoConfig
+from tests.pipeline.pipeline_helpers import tiny_llm
 
 METHODS = sorted(FACTORIES) + [f"{m}+x" for m in sorted(FACTORIES)]
 SPLIT = SplitConfig(n_future=5, n_short=5, min_history=3)
@@ -30,8 +32,12 @@ def _mutate_future(df: pd.DataFrame, n_future: int, rng: np.random.Generator) ->
 
 
 def _recs(df):
+    """Every method fitted on ``df``'s histories; small LLMs and 2 small PCO rounds keep it quick (the rule does
+    not depend on model size: PCO prompts, pairs and R-LLM refreshes are all cut from histories)."""
     split = chronological_split(df, SPLIT)
-    return split, recommend_all(split, EvalConfig(methods=METHODS, ks=[10]))
+    ctx = MethodContext(seed=0, min_history=SPLIT.min_history, llm=tiny_llm(), n_short=SPLIT.n_short,
+                        pco=PcoConfig(rounds=2, users_per_round=40, candidates=4, margin=0.0))
+    return split, recommend_all(split, EvalConfig(methods=METHODS, ks=[10]), ctx)
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,26 @@ What is planted (all driven by one ``np.random.default_rng(seed)``):
 - **short-term shifts**: at any time a user has a *focus* category (boosted by ``focus_strength``) that
   changes after a geometric number of events (mean ``focus_length``); events in one focus form a session;
 - **adoption of new categories**: with probability ``explore_rate`` an event takes a category the user has
-  never consumed, drawn by affinity among the unexplored ones, so serendipitous take-up follows affinity.
+  never consumed, drawn by affinity among the unexplored ones, so serendipitous take-up follows affinity;
+- **an interest shift** (only with ``shift_period`` set): the log is cut into ``shift_periods`` equal-count
+  time periods (:func:`coea.data.split.split_periods`); from the start of period ``shift_period`` on, every
+  event of a ``shift_strength`` share of the users moves from category ``c`` to ``pi(c)``, the category half
+  the ranking away in the log's category popularity, counted over the whole log before the shift (rank ``r``
+  of ``C`` -> rank ``(r + C // 2) mod C``, ties by index: the popular half and the tail half swap), and its
+  item to the same-rank item of ``pi(c)``. Timestamps, activity and each user's
+  diversity stay; what the users consume changes (mainstream tastes turn niche), and stays changed in the
+  later periods. A separate generator (seeded by ``seed`` and a constant) picks the shifted users, so every
+  event before the shift, and every event of a user not shifted, is exactly the one the same config without
+  the shift (``shift_period=None``) gives.
 
 The ground truth (planted group per user, affinity matrix users x categories) lets later stages measure group
-recovery (ARI) and simulate whether a user would accept a recommended novel category.
+recovery (ARI) and simulate whether a user would accept a recommended novel category. With a shift, the
+affinities are the tastes before it.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +40,10 @@ from coea.data.schema import CATEGORY, ITEM, TIMESTAMP, USER, sort_events
 
 EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
 _DAY = 86_400
+_CAT, _ITEM = "_category_index", "_item_index"  # columns of the coded log, before the names are built
+_SHIFT_STREAM = 0x5F1F7  # second seed word of the interest-shift generator (independent of the main one)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,29 @@ def _timestamps(cfg: SyntheticConfig, sessions: np.ndarray, rng: np.random.Gener
     return (start + np.cumsum(gaps)).astype(np.int64)
 
 
+def _inject_shift(cfg: SyntheticConfig, coded: pd.DataFrame, users: list[str]) -> pd.DataFrame:
+    """Move the shifted users' events from period ``cfg.shift_period`` on to the categories half the popularity
+    ranking away (module doc). ``coded`` holds category and item *indices* (columns ``_CAT``, ``_ITEM``), so
+    an item follows its category."""
+    from coea.data.split import split_periods
+
+    assert cfg.shift_period is not None
+    rng = np.random.default_rng([cfg.seed, _SHIFT_STREAM])
+    counts = np.bincount(coded[_CAT].to_numpy(), minlength=cfg.n_categories)  # (C,) events per category
+    order = np.argsort(-counts, kind="stable")  # (C,) category indices, most popular first
+    swap = np.empty(cfg.n_categories, dtype=np.int64)
+    swap[order] = np.roll(order, -(cfg.n_categories // 2))  # rank r -> rank (r + C // 2) mod C
+    n_shifted = int(round(cfg.shift_strength * cfg.n_users))
+    shifted = set(rng.choice(users, size=n_shifted, replace=False).tolist())
+    start = split_periods(coded, cfg.shift_periods)[cfg.shift_period].start
+    moved = (coded[TIMESTAMP] >= start).to_numpy() & coded[USER].isin(shifted).to_numpy()
+    out = coded.copy()
+    out.loc[moved, _CAT] = swap[out.loc[moved, _CAT].to_numpy()]
+    log.info("interest shift: %d users, %d events from %d (period %d of %d) relabelled", n_shifted,
+             int(moved.sum()), start, cfg.shift_period, cfg.shift_periods)
+    return out
+
+
 def generate_synthetic(cfg: SyntheticConfig) -> SyntheticData:
     """Build the log and its ground truth; the same config always gives the same data."""
     rng = np.random.default_rng(cfg.seed)
@@ -134,10 +173,14 @@ def generate_synthetic(cfg: SyntheticConfig) -> SyntheticData:
         cat_idx = np.array([c for c, _ in seq])
         ts = _timestamps(cfg, np.array([s for _, s in seq]), rng)
         items = rng.choice(cfg.items_per_category, size=n_events, p=item_pop)
-        for c, t, i in zip(cat_idx, ts, items, strict=True):
-            rows.append((user, f"i{c:02d}_{i:03d}", cats[c], int(t)))
-    df = pd.DataFrame(rows, columns=[USER, ITEM, CATEGORY, TIMESTAMP])
-    df = df.drop_duplicates(subset=[USER, ITEM, TIMESTAMP])
+        rows.extend((user, int(c), int(i), int(t)) for c, t, i in zip(cat_idx, ts, items, strict=True))
+    coded = pd.DataFrame(rows, columns=[USER, _CAT, _ITEM, TIMESTAMP])
+    coded = coded.drop_duplicates(subset=[USER, _CAT, _ITEM, TIMESTAMP])  # (category, item) <-> item id
+    if cfg.shift_period is not None:
+        coded = _inject_shift(cfg, coded, users)
+    df = pd.DataFrame({USER: coded[USER],
+                       ITEM: [f"i{c:02d}_{i:03d}" for c, i in zip(coded[_CAT], coded[_ITEM], strict=True)],
+                       CATEGORY: [cats[c] for c in coded[_CAT]], TIMESTAMP: coded[TIMESTAMP].astype(np.int64)})
     groups = pd.DataFrame({USER: users, "group": user_group.astype(int)})
     aff = pd.DataFrame(affinity, columns=cats, index=pd.Index(users, name=USER))
     return SyntheticData(interactions=sort_events(df), groups=groups, affinity=aff)

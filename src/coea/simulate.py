@@ -1,0 +1,281 @@
+"""``coea simulate``: the recurring pipeline, period after period, over a log's time periods.
+
+The log is cut into ``periods`` consecutive global time windows (:func:`coea.data.split.split_periods`, equal
+event counts by default). Period 0 seeds the pipeline state: it is prepared, grouped with DSIE and saved as the
+state's first snapshot (:func:`coea.stages.run_prepare_data`, :func:`~coea.stages.run_dsie_group`,
+:func:`coea.state.run_save_state`, the functions behind ``coea_training``'s steps of the same names, called
+directly: the training pipeline's SFT steps are of no use to the recurring one, whose state holds data and
+DSIE only), and evaluated (:func:`~coea.stages.run_evaluate_stage`). Each later period is written as
+``periods/p<i>/interactions.parquet`` and fed to ``coea_recurring``, run by ``kfp.local``
+(:func:`coea.kfp.local.run_recurring_locally`, the same pipeline function that compiles for the cluster)
+against that state: it checks drift against the reference window, regroups (and makes the period the new
+reference) only when the drift share reaches the threshold, evaluates and serves.
+
+Per period the result records what the pipeline did, read from its steps' outputs (kfp.local's
+``executor_output.json``) and the state: the drift share and verdict of ``monitor_drift``, whether the state's
+snapshot changed (= regrouping fired), and the metrics the ``evaluate`` step that ran logged.
+
+Outputs under ``out_dir``: ``simulate.json`` (every row, the config), ``simulate.md`` (the per-period table),
+``state/`` (the pipeline state, with the served KV store), ``periods/p<i>/`` (the period's log, its kfp
+artifacts under ``kfp/``, ``drift_report.html``; period 0: ``data/``, ``dsie/``, ``evaluation/``).
+
+Synthetic data with ``synthetic.shift_period`` set (and ``synthetic.shift_periods`` equal to ``periods``)
+carries a lasting interest shift from that period on: regrouping should fire there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from coea.config import DataConfig, RunConfig, config_to_dict
+from coea.data.loaders import load_data, parse_spec
+from coea.data.schema import USER
+from coea.data.split import Period, split_periods
+from coea.drift import DriftConfig
+from coea.errors import CoeaInputError
+from coea.kfp.settings import DeploymentSettings
+from coea.utils import seed_everything, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("pop", "markov+x", "group_pop_novel")  # the recurring pipeline's state carries no LLMs
+TABLE_METRICS = ("S-H", "C-N", "CLTP")  # shown per period for the served method (its NCP is 1 when it is *_novel)
+SUMMARY_JSON = "simulate.json"
+TABLE_MD = "simulate.md"
+
+
+@dataclass(frozen=True)
+class PeriodResult:
+    """What one period did."""
+
+    index: int
+    start: int  # first second of the window (inclusive, Unix time)
+    end: int  # end of the window (exclusive)
+    events: int
+    users: int
+    drift_share: float | None  # None for period 0, which seeds the state
+    drifted: bool | None  # drift_share >= threshold (None for period 0)
+    regrouped: bool  # the state's snapshot changed (period 0: the initial grouping, True)
+    snapshot: str  # the state's active snapshot after the period
+    metrics: dict[str, float]  # "<method>.<metric>@K" of the period's evaluate step
+    seconds: float
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class SimulateResult:
+    """One row per period, where the outputs are, and the method the table shows."""
+
+    periods: list[PeriodResult]
+    method: str  # the served (``rec_method``) method, whose metrics the table shows
+    k: int  # the cut-off of the table's metrics (the largest evaluated K)
+    drift_threshold: float
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def regrouped_periods(self) -> list[int]:
+        """Periods after the seed in which regrouping fired."""
+        return [p.index for p in self.periods[1:] if p.regrouped]
+
+    def table(self) -> str:
+        """The per-period markdown table: window, size, drift share, decision, the served method's metrics."""
+        metrics = [f"{m}@{self.k}" for m in TABLE_METRICS]
+        head = ["period", "from", "to", "events", "users", "drift share", "regrouped",
+                *[f"{self.method} {m}" for m in metrics]]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for p in self.periods:
+            drift = "seed" if p.drift_share is None else f"{p.drift_share:.3f}"
+            regrouped = "initial grouping" if p.index == 0 else ("**yes**" if p.regrouped else "no")
+            values = [_fmt(p.metrics.get(f"{self.method}.{m}")) for m in metrics]
+            lines.append("| " + " | ".join([str(p.index), _day(p.start), _day(p.end), str(p.events), str(p.users),
+                                            drift, regrouped, *values]) + " |")
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = [{**asdict(p), "run_dir": str(p.run_dir)} for p in self.periods]
+        return {"method": self.method, "k": self.k, "drift_threshold": self.drift_threshold,
+                "regrouped_periods": self.regrouped_periods, "periods": rows}
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _day(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def check_periods(periods: int) -> None:
+    """Reject a period count the simulation cannot use, with the fix."""
+    if periods < 2:
+        raise CoeaInputError(f"periods must be >= 2 (period 0 seeds the state, the rest run the recurring "
+                             f"pipeline), got {periods}", option="--periods", fix="e.g. --periods 4")
+
+
+def _check_options(cfg: RunConfig, periods: int, drift_config: DriftConfig | None, drift_threshold: float,
+                   rec_method: str, rec_k: int) -> DriftConfig:
+    """Everything the pipeline steps would reject late, checked before the first step; the drift config."""
+    from coea.evaluation.registry import parse_method
+
+    check_periods(periods)
+    shift = cfg.synthetic.shift_period
+    if parse_spec(cfg.data.spec)[0] == "synthetic" and shift is not None and cfg.synthetic.shift_periods != periods:
+        raise CoeaInputError(f"synthetic.shift_periods is {cfg.synthetic.shift_periods} but the simulation cuts "
+                             f"{periods} periods, so the shift would not start at a period boundary",
+                             option="--periods", fix=f"set synthetic.shift_periods to {periods} (or --periods "
+                                                     f"{cfg.synthetic.shift_periods})")
+    parse_method(rec_method)
+    if rec_k < 1:
+        raise CoeaInputError(f"k must be >= 1, got {rec_k}", option="--k", fix="e.g. --k 10")
+    try:
+        return replace(drift_config or DriftConfig(), threshold=drift_threshold)
+    except ValueError as err:
+        raise CoeaInputError(str(err), option="--drift-threshold", fix="e.g. 0.5: regroup when half of the "
+                                                                       "behaviour features drift") from err
+
+
+def _windows(cfg: RunConfig, periods: int, min_users: int) -> list[Period]:
+    """The log cut into ``periods`` windows; each must hold enough users for the drift check."""
+    windows = split_periods(load_data(cfg.data, cfg.synthetic).interactions, periods)
+    for w in windows:
+        n_users = w.interactions[USER].nunique()
+        if n_users < min_users:
+            raise CoeaInputError(f"period {w.index} of {periods} has {n_users} users, fewer than the drift "
+                                 f"check's min_users={min_users}", option="--periods",
+                                 fix="use fewer periods or more data")
+    return windows
+
+
+def _period_config(cfg: RunConfig, path: Path) -> RunConfig:
+    """``cfg`` reading one period's canonical parquet (column mapping back to the canonical names)."""
+    return replace(cfg, data=DataConfig(spec=f"parquet:{path.resolve()}",
+                                        on_category_conflict=cfg.data.on_category_conflict))
+
+
+def _write_period(window: Period, out_dir: Path) -> Path:
+    from coea.utils import atomic_path
+
+    path = out_dir / "interactions.parquet"
+    with atomic_path(path) as tmp:
+        window.interactions.to_parquet(tmp, index=False)
+    return path
+
+
+def _row(window: Period, run_dir: Path, *, drift: tuple[float, bool] | None, regrouped: bool, snapshot: str,
+         metrics: dict[str, float], seconds: float) -> PeriodResult:
+    return PeriodResult(window.index, window.start, window.end, len(window.interactions),
+                        int(window.interactions[USER].nunique()), None if drift is None else drift[0],
+                        None if drift is None else drift[1], regrouped, snapshot, metrics, round(seconds, 1), run_dir)
+
+
+def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str) -> PeriodResult:
+    """Period 0: prepare, group, save as the state's first snapshot, evaluate."""
+    from coea.stages import run_dsie_group, run_evaluate_stage, run_prepare_data
+    from coea.state import run_save_state
+
+    start = time.perf_counter()
+    pcfg = _period_config(cfg, _write_period(window, run_dir))
+    run_prepare_data(pcfg, run_dir / "data")
+    run_dsie_group(pcfg, run_dir / "data", run_dir / "dsie")
+    snap = run_save_state(state_uri, run_dir / "data", run_dir / "dsie")
+    evaluation = run_evaluate_stage(pcfg, run_dir / "data", run_dir / "dsie", run_dir / "evaluation")
+    return _row(window, run_dir, drift=None, regrouped=True, snapshot=snap.snapshot, metrics=evaluation.main,
+                seconds=time.perf_counter() - start)
+
+
+def _task_dir(kfp_root: Path, task: str) -> Path | None:
+    """The output dir of ``task`` (or of its second instance, ``task-2``, in the else branch) in the one run."""
+    (run,) = [p for p in kfp_root.iterdir() if p.is_dir()]
+    for name in (task, f"{task}-2"):
+        if (run / name).is_dir():
+            return run / name
+    return None
+
+
+def _executor_output(task_dir: Path) -> dict[str, Any]:
+    """What a step returned: kfp.local's ``executor_output.json`` (output parameters, artifacts with their
+    metadata; a ``Metrics`` artifact's logged metrics are its metadata)."""
+    return json.loads((task_dir / "executor_output.json").read_text())
+
+
+def _logged_metrics(task_dir: Path, name: str = "metrics") -> dict[str, float]:
+    (artifact,) = _executor_output(task_dir)["artifacts"][name]["artifacts"]
+    return {k: float(v) for k, v in artifact["metadata"].items()}
+
+
+def _recurring_period(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str, drift_threshold: float,
+                      options: dict[str, Any]) -> PeriodResult:
+    """One later period: ``coea_recurring`` under kfp.local; what it decided, read from its artifacts."""
+    from coea.kfp.local import run_recurring_locally
+    from coea.state import read_pointer
+
+    start = time.perf_counter()
+    pcfg = _period_config(cfg, _write_period(window, run_dir))
+    before = read_pointer(state_uri)
+    kfp_root = run_recurring_locally(pcfg, run_dir, state_uri, drift_threshold=drift_threshold, **options)
+    after = read_pointer(state_uri)
+    assert before is not None and after is not None  # the seed wrote the state; a failed step raised
+    drift_dir = _task_dir(kfp_root, "monitor-drift")
+    evaluate_dir = _task_dir(kfp_root, "evaluate")
+    assert drift_dir is not None and evaluate_dir is not None
+    drift = _executor_output(drift_dir)["parameterValues"]  # the step's outputs, the dsl.If condition's input
+    shutil.copyfile(drift_dir / "report", run_dir / "drift_report.html")
+    return _row(window, run_dir, drift=(float(drift["drift_share"]), bool(drift["drifted"])),
+                regrouped=after["snapshot"] != before["snapshot"], snapshot=after["snapshot"],
+                metrics=_logged_metrics(evaluate_dir), seconds=time.perf_counter() - start)
+
+
+def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_config: DriftConfig | None = None,
+                 drift_threshold: float = 0.5, rec_method: str = "group_pop_novel", rec_k: int = 10,
+                 settings: DeploymentSettings | None = None) -> SimulateResult:
+    """Seed the state from period 0, then run ``coea_recurring`` locally on each later period (module doc).
+
+    ``drift_config`` gives the drift check's other settings (its ``threshold`` is ``drift_threshold``'s);
+    ``rec_method``/``rec_k`` what is served. Writes ``simulate.json`` and ``simulate.md`` under ``out_dir``.
+    """
+    seed_everything(cfg.eval.seed)
+    drift_cfg = _check_options(cfg, periods, drift_config, drift_threshold, rec_method, rec_k)
+    out_dir = Path(out_dir)
+    if (out_dir / "state").exists():
+        raise CoeaInputError("a pipeline state already exists there", source=out_dir / "state",
+                             fix="use a new --out directory (the simulation starts from an empty state)")
+    windows = _windows(cfg, periods, drift_cfg.min_users)
+    state_uri = str((out_dir / "state").resolve())
+    drift_json = json.dumps({k: v for k, v in config_to_dict(drift_cfg).items() if k != "threshold"})
+    options = {"drift_config": drift_json, "rec_method": rec_method, "rec_k": rec_k, "settings": settings}
+    rows: list[PeriodResult] = []
+    for window in tqdm(windows, desc="simulate", unit="period", disable=None):
+        run_dir = out_dir / "periods" / f"p{window.index}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if window.index == 0:
+            row = _seed_state(cfg, window, run_dir, state_uri)
+        else:
+            row = _recurring_period(cfg, window, run_dir, state_uri, drift_threshold, options)
+        rows.append(row)
+        log.info("period %d of 0..%d (%s .. %s, %d events): drift share %s -> %s; %s in %.1fs", window.index,
+                 periods - 1, _day(row.start), _day(row.end), row.events,
+                 "-" if row.drift_share is None else f"{row.drift_share:.3f}",
+                 "seeded the state" if window.index == 0 else ("REGROUPED" if row.regrouped else "kept groups"),
+                 ", ".join(f"{k}={v:.3f}" for k, v in row.metrics.items() if k.startswith(f"{rec_method}.")),
+                 row.seconds)
+    result = SimulateResult(rows, rec_method, max(cfg.eval.ks), drift_threshold)
+    return _write_outputs(cfg, result, out_dir, state_uri, periods)
+
+
+def _write_outputs(cfg: RunConfig, result: SimulateResult, out_dir: Path, state_uri: str,
+                   periods: int) -> SimulateResult:
+    paths = {"json": out_dir / SUMMARY_JSON, "table": out_dir / TABLE_MD, "state": Path(state_uri)}
+    write_json_atomic(paths["json"], {**result.to_dict(), "n_periods": periods, "state_uri": state_uri,
+                                      "config": config_to_dict(cfg)})
+    write_text_atomic(paths["table"], result.table())
+    log.info("simulate: regrouping fired in period(s) %s; %s", result.regrouped_periods or "none", paths["table"])
+    return replace(result, paths=paths)

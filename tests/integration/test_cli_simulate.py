@@ -1,0 +1,43 @@
+"""``coea simulate`` rejects what it cannot run before any step starts: one line, exit code 2, nothing written."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import coea
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--periods", "1"], "option --periods: periods must be >= 2 (period 0 seeds the state"),
+        (["--periods", "0"], "periods must be >= 2"),
+        (["--periods", "4", "--shift-period", "4"], "shift_period must be in 1 .. shift_periods - 1 = 3"),
+        (["--data", "csv:log.csv", "--shift-period", "2"], "--shift-period works on synthetic data only"),
+        (["--drift-threshold", "1.5"], "option --drift-threshold: threshold must be in (0, 1]"),
+        (["--k", "0"], "option --k: k must be >= 1"),
+    ],
+    ids=["one-period", "zero-periods", "shift-out-of-range", "shift-on-csv", "threshold", "k"],
+)
+def test_bad_options_give_one_line_and_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    out = tmp_path / "sim"
+    res = coea("simulate", "--out", str(out), *args, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()
+
+
+def test_too_many_periods_for_the_users(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("synthetic:\n  n_users: 45\n  n_categories: 12\n  n_groups: 3\n")  # < 50 in any window
+    res = coea("simulate", "--config", str(cfg), "--periods", "2", "--out", str(tmp_path / "sim"))
+    assert res.returncode == 2
+    assert "option --periods: period 0 of 2 has" in res.stderr and "min_users=50" in res.stderr
+    assert "use fewer periods or more data" in res.stderr
+
+
+def test_existing_state_is_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "sim" / "state").mkdir(parents=True)
+    res = coea("simulate", "--out", str(tmp_path / "sim"))
+    assert res.returncode == 2 and "a pipeline state already exists there" in res.stderr
