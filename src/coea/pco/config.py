@@ -8,6 +8,7 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.sft_config import SftTrainConfig
 
 REFERENCES = ("round", "sft")
+REWARDS = ("serendipity", "relevance")
 
 
 @dataclass
@@ -17,8 +18,12 @@ class PcoConfig:
     rounds: int = 3  # PCO rounds after SFT
     follow_periods: bool = True  # round r uses the r-th time period of the history; False = repeated full passes
     users_per_round: int | None = 1024  # prompts per round (seeded subsample of the period's active users)
-    candidates: int = 8  # M: categories the N-LLM samples per prompt (novel w.r.t. the user, distinct)
+    candidates: int = 8  # M: distinct categories the N-LLM samples per prompt
     temperature: float = 1.0  # sampling temperature of the N-LLM
+    # "serendipity": candidates drawn from the N-LLM's full distribution, reward = R-LLM P(yes) for a category
+    # new to the user and 0 for one already seen (pairs then also teach "new over seen": NCP rises);
+    # "relevance": candidates drawn among new categories only, reward = P(yes) (pairs only re-rank new ones)
+    reward: str = "serendipity"
     margin: float = 0.1  # pairs need chosen score > rejected score + margin (R-LLM P(yes))
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
@@ -44,5 +49,7 @@ class PcoConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
         if not 0.0 < self.accept_threshold < 1.0:
             raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")

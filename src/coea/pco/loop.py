@@ -76,6 +76,15 @@ def _scores(relevance: ModelBundle, ctxs, cands: list[list[str]], cfg: LlmConfig
     return out
 
 
+def _rewards(relevance: ModelBundle, ctxs, cands: list[list[str]], seen: list[set[str]],
+             cfg: LlmConfig) -> list[list[float]]:
+    """Serendipity reward: the R-LLM's P(yes) for a category new to the user, 0 for one already seen (no
+    serendipity in recommending it again); only new candidates are scored."""
+    novel = [[c for c in cs if c not in s] for cs, s in zip(cands, seen, strict=True)]
+    p = iter(x for row in _scores(relevance, ctxs, novel, cfg) for x in row)
+    return [[0.0 if c in s else next(p) for c in cs] for cs, s in zip(cands, seen, strict=True)]
+
+
 def _top_k(novelty: ModelBundle, index, prompts: list[str], seen: list[set[str]], k: int,
            cfg: LlmConfig) -> list[list[str]]:
     from coea.llm.decode import rank_categories
@@ -118,11 +127,13 @@ class PcoLoop:
         t0 = time.perf_counter()
         ru = round_users(self.history, self.groups, window, self.n_short, cfg.users_per_round, rng)
         prompts = [novelty_prompt(c, with_group=llm.data.with_group) for c in ru.contexts]
+        serendipity = cfg.reward == "serendipity"
         cands = sample_categories(n.model, n.tokenizer, prompts, self.index, cfg.candidates, cfg.temperature,
-                                  seed=cfg.seed * 1000 + r, exclude=ru.seen, batch_size=llm.batch_size)
+                                  seed=cfg.seed * 1000 + r, exclude=None if serendipity else ru.seen,
+                                  batch_size=llm.batch_size)
         times["sample_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores = _scores(self.relevance, ru.contexts, cands, llm)
+        scores = _rewards(self.relevance, ru.contexts, cands, ru.seen, llm)
         before_top = _top_k(n, self.index, prompts, ru.seen, cfg.k, llm)
         before_mean, before_acc = _acceptance(_scores(self.relevance, ru.contexts, before_top, llm),
                                               cfg.accept_threshold)
