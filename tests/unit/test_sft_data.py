@@ -1,10 +1,12 @@
 """SFT examples: cut points, novel targets, balanced relevance labels, history only."""
 
 from coea.llm.prompts import CANDIDATE_MARK, NOVEL_MARK
+from coea.llm.sft_config import NoveltyTarget
 from coea.llm.sft_data import GroupInfo, SftDataConfig, build_sft_examples
 from tests.helpers import events
 
-CFG = SftDataConfig(cuts_per_user=1, min_prefix=3, horizon=3, n_short=2, seed=0, split_targets=False)
+CFG = SftDataConfig(cuts_per_user=1, min_prefix=3, horizon=3, novelty_cuts_per_user=1, novelty_horizon=3,
+                    novelty_target=NoveltyTarget.USER, n_short=2, seed=0, split_targets=False)
 
 
 def _history():
@@ -62,3 +64,35 @@ def test_split_targets_gives_one_example_per_taken_up_category():
     targets = listed[0]["completion"].split()[:-1]
     assert [e["completion"] for e in split] == [f" {c} </s>" for c in targets]
     assert {e["prompt"] for e in split} == {listed[0]["prompt"]}
+
+
+def test_recent_targets_are_outside_the_short_term_set_and_may_repeat_history():
+    cfg = SftDataConfig(**{**CFG.__dict__, "novelty_target": "recent", "novelty_cuts_per_user": 5})
+    cats = ["a", "b", "a", "c", "b", "d", "e", "a"]
+    ex = build_sft_examples(_history(), {"u": GroupInfo((1, 2), "p")}, cfg, eos="</s>").novelty
+    assert ex
+    pairs = []
+    for e in ex:
+        recent = e["prompt"].split("recent:")[1].split(";")[0].split()
+        targets = e["completion"].split()[:-1]
+        t = next(t for t in range(3, 8) if list(dict.fromkeys(cats[t - 2:t])) == recent
+                 and [c for c in dict.fromkeys(cats[t:t + 3]) if c not in recent] == targets)
+        pairs.append((t, targets))
+    assert any(c in cats[:t] for t, targets in pairs for c in targets)  # e.g. "a" again after "b d"
+
+
+def test_novelty_settings_leave_relevance_examples_unchanged():
+    groups = {"u": GroupInfo((1, 2), "p")}
+    a = build_sft_examples(_history(), groups, CFG, eos="</s>")
+    b = build_sft_examples(_history(), groups, SftDataConfig(**{**CFG.__dict__, "novelty_cuts_per_user": 4,
+                                                               "novelty_horizon": 2}), eos="</s>")
+    assert a.relevance == b.relevance and a.novelty != b.novelty
+
+
+def test_novelty_target_is_validated():
+    import pytest
+
+    with pytest.raises(ValueError):
+        SftDataConfig(novelty_target="bogus")
+    with pytest.raises(ValueError):
+        SftDataConfig(novelty_horizon=0)

@@ -21,7 +21,7 @@ class ModelConfig:
     base_model: str = SCRATCH  # "scratch" or a LOCAL directory with a Hugging Face model + tokenizer
     architecture: str = "llama"  # scratch only: "llama" or "qwen2"
     hidden_size: int = 64  # scratch only: model width
-    num_layers: int = 2  # scratch only: decoder blocks
+    num_layers: int = 1  # scratch only: decoder blocks (1 is cheap enough for 2 N-LLM epochs; see sft_data)
     num_heads: int = 4  # scratch only: attention heads (hidden_size must be divisible)
     num_kv_heads: int = 2  # scratch only: key/value heads (grouped-query attention; divides num_heads)
     intermediate_size: int = 128  # scratch only: MLP width

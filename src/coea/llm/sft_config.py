@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from coea.llm.config import ModelConfig
@@ -37,13 +38,23 @@ class SftTrainConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 
 
+class NoveltyTarget(enum.StrEnum):
+    """Which categories after an N-LLM cut are its targets (see :mod:`coea.llm.sft_data`)."""
+
+    RECENT = "recent"  # taken up and not in the short-term set at the cut (what the prompt shows)
+    USER = "user"  # taken up and never seen before the cut (novel for the user)
+
+
 @dataclass
 class SftDataConfig:
-    """How SFT examples are cut out of histories."""
+    """How SFT examples are cut out of histories (N-LLM and R-LLM cut points are drawn separately)."""
 
-    cuts_per_user: int = 4  # cut points per user (fewer for short histories)
+    cuts_per_user: int = 4  # R-LLM cut points per user (fewer for short histories); also PCO's R-LLM refresh
     min_prefix: int = 10  # events before the first possible cut
-    horizon: int = 20  # events after a cut that count as "taken up"
+    horizon: int = 20  # R-LLM: events after a cut that count as "taken up"
+    novelty_cuts_per_user: int = 12  # N-LLM cut points per user (fewer for short histories)
+    novelty_horizon: int = 10  # N-LLM: events after a cut whose categories are targets (= the split's n_future)
+    novelty_target: NoveltyTarget = NoveltyTarget.RECENT  # N-LLM targets: not in the short-term set / never seen
     n_short: int = 10  # events forming the short-term set at a cut (match the split's n_short)
     max_targets: int = 10  # categories in an N-LLM target
     negatives_per_positive: int = 1  # R-LLM balance
@@ -52,7 +63,9 @@ class SftDataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("cuts_per_user", "min_prefix", "horizon", "n_short", "max_targets", "negatives_per_positive"):
+        self.novelty_target = NoveltyTarget(self.novelty_target)
+        for name in ("cuts_per_user", "min_prefix", "horizon", "novelty_cuts_per_user", "novelty_horizon", "n_short",
+                     "max_targets", "negatives_per_positive"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -64,8 +77,9 @@ class LlmConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: SftDataConfig = field(default_factory=SftDataConfig)
-    novelty: SftTrainConfig = field(default_factory=SftTrainConfig)
-    relevance: SftTrainConfig = field(default_factory=lambda: SftTrainConfig(epochs=1.0))
+    novelty: SftTrainConfig = field(default_factory=SftTrainConfig)  # 2 epochs over ~145k MovieLens examples
+    # the R-LLM's examples are capped (seeded subsample) so that SFT of both models stays under 10 minutes on 2 cores
+    relevance: SftTrainConfig = field(default_factory=lambda: SftTrainConfig(epochs=1.0, max_examples=40_000))
     best_of_n: int = 20  # dual_best_of_n: candidates the N-LLM samples per prompt
     temperature: float = 1.0  # sampling temperature of the N-LLM
     batch_size: int = 64  # inference batch (prompts per forward pass)
