@@ -2,22 +2,28 @@
 
 The log is cut into ``periods`` consecutive global time windows (:func:`coea.data.split.split_periods`, equal
 event counts by default). Period 0 seeds the pipeline state: it is prepared, grouped with DSIE and saved as the
-state's first snapshot (:func:`coea.stages.run_prepare_data`, :func:`~coea.stages.run_dsie_group`,
-:func:`coea.state.run_save_state`, the functions behind ``coea_training``'s steps of the same names, called
-directly: the training pipeline's SFT steps are of no use to the recurring one, whose state holds data and
-DSIE only), and evaluated (:func:`~coea.stages.run_evaluate_stage`). Each later period is written as
-``periods/p<i>/interactions.parquet`` and fed to ``coea_recurring``, run by ``kfp.local``
-(:func:`coea.kfp.local.run_recurring_locally`, the same pipeline function that compiles for the cluster)
-against that state: it checks drift against the reference window, regroups (and makes the period the new
-reference) only when the drift share reaches the threshold, evaluates and serves.
+state's first snapshot, and both LLMs get their SFT and PCO rounds on it, the last round's models saved as the
+state's first models (:func:`coea.stages.run_prepare_data`, :func:`~coea.stages.run_dsie_group`,
+:func:`coea.state.run_save_state`, :func:`~coea.stages.run_sft_stage`, :func:`~coea.stages.run_pco_stage`,
+:func:`coea.state.run_save_models`: the functions behind ``coea_training``'s steps of the same names, called
+directly; the SFT's category vocabulary is the whole log's catalogue, so that the models can name categories
+that first appear in a later period), and evaluated (:func:`~coea.stages.run_evaluate_stage` with the SFT models
+and the PCO dir).
+Each later period is written as ``periods/p<i>/interactions.parquet`` and fed to ``coea_recurring``, run by
+``kfp.local`` (:func:`coea.kfp.local.run_recurring_locally`, the same pipeline function that compiles for the
+cluster) against that state: it checks drift against the reference window, regroups (and makes the period the
+new reference) only when the drift share reaches the threshold, runs the PCO update of the state's models on the
+period (saving the updated models), evaluates and serves (``coea+x`` by default).
 
 Per period the result records what the pipeline did, read from its steps' outputs (kfp.local's
 ``executor_output.json``) and the state: the drift share and verdict of ``monitor_drift``, whether the state's
-snapshot changed (= regrouping fired), and the metrics the ``evaluate`` step that ran logged.
+snapshot changed (= regrouping fired), the state's models version, and the metrics the ``evaluate`` step that
+ran logged. The served method is always evaluated (added to ``eval.methods`` when missing).
 
 Outputs under ``out_dir``: ``simulate.json`` (every row, the config), ``simulate.md`` (the per-period table),
 ``state/`` (the pipeline state, with the served KV store), ``periods/p<i>/`` (the period's log, its kfp
-artifacts under ``kfp/``, ``drift_report.html``; period 0: ``data/``, ``dsie/``, ``evaluation/``).
+artifacts under ``kfp/``, ``drift_report.html``; period 0: ``data/``, ``dsie/``, ``llm/``, ``pco/``,
+``models/``, ``evaluation/``).
 
 Synthetic data with ``synthetic.shift_period`` set (and ``synthetic.shift_periods`` equal to ``periods``)
 carries a lasting interest shift from that period on: regrouping should fire there and nowhere else.
@@ -38,7 +44,7 @@ from tqdm.auto import tqdm
 
 from coea.config import DataConfig, RunConfig, config_to_dict
 from coea.data.loaders import load_data, parse_spec
-from coea.data.schema import USER
+from coea.data.schema import CATEGORY, USER
 from coea.data.split import Period, split_periods
 from coea.drift import DriftConfig
 from coea.errors import CoeaInputError
@@ -47,7 +53,8 @@ from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("pop", "markov+x", "group_pop_novel")  # the recurring pipeline's state carries no LLMs
+SERVED_METHOD = "coea+x"  # coea_recurring's default: the N-LLM after the period's PCO update
+DEFAULT_METHODS = ("pop", "markov+x", "group_pop_novel", SERVED_METHOD)  # LLM methods use the state's models
 TABLE_METRICS = ("S-H", "C-N", "CLTP")  # shown per period for the served method (its NCP is 1 when it is *_novel)
 SUMMARY_JSON = "simulate.json"
 TABLE_MD = "simulate.md"
@@ -66,6 +73,7 @@ class PeriodResult:
     drifted: bool | None  # drift_share >= threshold (None for period 0)
     regrouped: bool  # the state's snapshot changed (period 0: the initial grouping, True)
     snapshot: str  # the state's active snapshot after the period
+    models: str  # the state's active models version after the period (a new one every period)
     metrics: dict[str, float]  # "<method>.<metric>@K" of the period's evaluate step
     seconds: float
     run_dir: Path
@@ -171,25 +179,40 @@ def _write_period(window: Period, out_dir: Path) -> Path:
 
 
 def _row(window: Period, run_dir: Path, *, drift: tuple[float, bool] | None, regrouped: bool, snapshot: str,
-         metrics: dict[str, float], seconds: float) -> PeriodResult:
+         models: str, metrics: dict[str, float], seconds: float) -> PeriodResult:
     return PeriodResult(window.index, window.start, window.end, len(window.interactions),
                         int(window.interactions[USER].nunique()), None if drift is None else drift[0],
-                        None if drift is None else drift[1], regrouped, snapshot, metrics, round(seconds, 1), run_dir)
+                        None if drift is None else drift[1], regrouped, snapshot, models, metrics, round(seconds, 1),
+                        run_dir)
 
 
-def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str) -> PeriodResult:
-    """Period 0: prepare, group, save as the state's first snapshot, evaluate."""
-    from coea.stages import run_dsie_group, run_evaluate_stage, run_prepare_data
-    from coea.state import run_save_state
+def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str,
+                catalogue: list[str]) -> PeriodResult:
+    """Period 0: prepare, group, save as the state's first snapshot; SFT both LLMs, PCO rounds, save the last
+    round's models as the state's first models; evaluate (``coea`` from the PCO dir, as in ``coea_training``)."""
+    from coea.stages import (
+        export_pco_models,
+        run_dsie_group,
+        run_evaluate_stage,
+        run_pco_stage,
+        run_prepare_data,
+        run_sft_stage,
+    )
+    from coea.state import run_save_models, run_save_state
 
     start = time.perf_counter()
     pcfg = _period_config(cfg, _write_period(window, run_dir))
-    run_prepare_data(pcfg, run_dir / "data")
-    run_dsie_group(pcfg, run_dir / "data", run_dir / "dsie")
-    snap = run_save_state(state_uri, run_dir / "data", run_dir / "dsie")
-    evaluation = run_evaluate_stage(pcfg, run_dir / "data", run_dir / "dsie", run_dir / "evaluation")
-    return _row(window, run_dir, drift=None, regrouped=True, snapshot=snap.snapshot, metrics=evaluation.main,
-                seconds=time.perf_counter() - start)
+    data, dsie, llm, pco = run_dir / "data", run_dir / "dsie", run_dir / "llm", run_dir / "pco"
+    run_prepare_data(pcfg, data)
+    run_dsie_group(pcfg, data, dsie)
+    snap = run_save_state(state_uri, data, dsie)
+    run_sft_stage(pcfg, data, dsie, llm, catalogue=catalogue)  # the LLMs can name every period's categories
+    run_pco_stage(pcfg, data, dsie, llm, pco)
+    export_pco_models(pco, run_dir / "models", run_dir / "models")
+    models = run_save_models(state_uri, run_dir / "models", run_dir / "models")
+    evaluation = run_evaluate_stage(pcfg, data, dsie, run_dir / "evaluation", llm_dir=llm, pco_dir=pco)
+    return _row(window, run_dir, drift=None, regrouped=True, snapshot=snap.snapshot, models=models.snapshot,
+                metrics=evaluation.main, seconds=time.perf_counter() - start)
 
 
 def _task_dir(kfp_root: Path, task: str) -> Path | None:
@@ -216,14 +239,15 @@ def _recurring_period(cfg: RunConfig, window: Period, run_dir: Path, state_uri: 
                       options: dict[str, Any]) -> PeriodResult:
     """One later period: ``coea_recurring`` under kfp.local; what it decided, read from its artifacts."""
     from coea.kfp.local import run_recurring_locally
-    from coea.state import read_pointer
+    from coea.state import MODELS_POINTER, read_pointer
 
     start = time.perf_counter()
     pcfg = _period_config(cfg, _write_period(window, run_dir))
     before = read_pointer(state_uri)
     kfp_root = run_recurring_locally(pcfg, run_dir, state_uri, drift_threshold=drift_threshold, **options)
     after = read_pointer(state_uri)
-    assert before is not None and after is not None  # the seed wrote the state; a failed step raised
+    models = read_pointer(state_uri, pointer=MODELS_POINTER)
+    assert before is not None and after is not None and models is not None  # the seed wrote the state
     drift_dir = _task_dir(kfp_root, "monitor-drift")
     evaluate_dir = _task_dir(kfp_root, "evaluate")
     assert drift_dir is not None and evaluate_dir is not None
@@ -231,19 +255,22 @@ def _recurring_period(cfg: RunConfig, window: Period, run_dir: Path, state_uri: 
     shutil.copyfile(drift_dir / "report", run_dir / "drift_report.html")
     return _row(window, run_dir, drift=(float(drift["drift_share"]), bool(drift["drifted"])),
                 regrouped=after["snapshot"] != before["snapshot"], snapshot=after["snapshot"],
-                metrics=_logged_metrics(evaluate_dir), seconds=time.perf_counter() - start)
+                models=models["snapshot"], metrics=_logged_metrics(evaluate_dir), seconds=time.perf_counter() - start)
 
 
 def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_config: DriftConfig | None = None,
-                 drift_threshold: float = 0.5, rec_method: str = "group_pop_novel", rec_k: int = 10,
+                 drift_threshold: float = 0.5, rec_method: str = SERVED_METHOD, rec_k: int = 10,
                  settings: DeploymentSettings | None = None) -> SimulateResult:
     """Seed the state from period 0, then run ``coea_recurring`` locally on each later period (module doc).
 
     ``drift_config`` gives the drift check's other settings (its ``threshold`` is ``drift_threshold``'s);
-    ``rec_method``/``rec_k`` what is served. Writes ``simulate.json`` and ``simulate.md`` under ``out_dir``.
+    ``rec_method``/``rec_k`` what is served (and always evaluated). Writes ``simulate.json`` and ``simulate.md``
+    under ``out_dir``.
     """
     seed_everything(cfg.eval.seed)
     drift_cfg = _check_options(cfg, periods, drift_config, drift_threshold, rec_method, rec_k)
+    if rec_method not in cfg.eval.methods:  # the table shows the served method's metrics
+        cfg = replace(cfg, eval=replace(cfg.eval, methods=[*cfg.eval.methods, rec_method]))
     out_dir = Path(out_dir)
     if (out_dir / "state").exists():
         raise CoeaInputError("a pipeline state already exists there", source=out_dir / "state",
@@ -252,12 +279,13 @@ def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_confi
     state_uri = str((out_dir / "state").resolve())
     drift_json = json.dumps({k: v for k, v in config_to_dict(drift_cfg).items() if k != "threshold"})
     options = {"drift_config": drift_json, "rec_method": rec_method, "rec_k": rec_k, "settings": settings}
+    catalogue = sorted({c for w in windows for c in w.interactions[CATEGORY].unique()})
     rows: list[PeriodResult] = []
     for window in tqdm(windows, desc="simulate", unit="period", disable=None):
         run_dir = out_dir / "periods" / f"p{window.index}"
         run_dir.mkdir(parents=True, exist_ok=True)
         if window.index == 0:
-            row = _seed_state(cfg, window, run_dir, state_uri)
+            row = _seed_state(cfg, window, run_dir, state_uri, catalogue)
         else:
             row = _recurring_period(cfg, window, run_dir, state_uri, drift_threshold, options)
         rows.append(row)

@@ -278,15 +278,22 @@ class SftStageResult:
 
 
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
-                  which: Sequence[str] = ("novelty", "relevance")) -> SftStageResult:
+                  which: Sequence[str] = ("novelty", "relevance"),
+                  catalogue: Sequence[str] = ()) -> SftStageResult:
     """SFT the LLMs named in ``which`` on the prepared log's histories and the DSIE dir's groups and profiles
-    (``coea train-llms`` on pipeline dirs); written under ``out_dir`` (``novelty/``, ``relevance/``, ...)."""
+    (``coea train-llms`` on pipeline dirs); written under ``out_dir`` (``novelty/``, ``relevance/``, ...).
+
+    ``catalogue``: categories the models must be able to name beyond the log's own (a scratch tokenizer knows
+    only the categories it was built with), e.g. those of later periods that the recurring PCO updates will see.
+    """
     from coea.llm.run import run_train_llms
     from coea.llm_job import read_groups_dir
 
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
+    histories = dataclasses.replace(split.histories,
+                                    categories=sorted(set(split.histories.categories) | set(catalogue)))
     g = read_groups_dir(Path(dsie_dir))
-    result = run_train_llms(cfg.llm, split.histories, g.groups, g.profiles, g.csid_levels, Path(out_dir),
+    result = run_train_llms(cfg.llm, histories, g.groups, g.profiles, g.csid_levels, Path(out_dir),
                             which=tuple(which))
     return SftStageResult(Path(out_dir), result.metrics(), result.paths)
 
@@ -343,8 +350,9 @@ class EvalStageResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def load_pco(pco_dir: Path, dsie_dir: Path):
-    """The models after the last complete PCO round in ``pco_dir`` (as :class:`~coea.llm.run.LlmTrainResult`)."""
+def last_pco_round(pco_dir: Path) -> Path:
+    """The dir of the last complete PCO round in ``pco_dir`` (``rounds/round_NNN/`` with ``novelty/`` and
+    ``relevance/``)."""
     from coea.pco.loop import STATE_FILE, _round_dir
 
     state = Path(pco_dir) / STATE_FILE
@@ -353,7 +361,23 @@ def load_pco(pco_dir: Path, dsie_dir: Path):
     done = int(json.loads(state.read_text(encoding="utf-8"))["completed_rounds"])
     if done < 1:
         raise CoeaInputError("no complete PCO round yet", source=state, fix="resume the PCO run first")
-    return load_llms(_round_dir(Path(pco_dir), done), dsie_dir)
+    return _round_dir(Path(pco_dir), done)
+
+
+def load_pco(pco_dir: Path, dsie_dir: Path):
+    """The models after the last complete PCO round in ``pco_dir`` (as :class:`~coea.llm.run.LlmTrainResult`)."""
+    return load_llms(last_pco_round(pco_dir), dsie_dir)
+
+
+def export_pco_models(pco_dir: Path, novelty_out: Path, relevance_out: Path) -> Path:
+    """Copy the last PCO round's models to ``novelty_out/novelty/`` and ``relevance_out/relevance/`` (the layout
+    of the ``sft_*`` steps' outputs, what :func:`load_llms` and :func:`coea.state.run_save_models` read);
+    returns the round dir copied from."""
+    src = last_pco_round(pco_dir)
+    for name, out in (("novelty", novelty_out), ("relevance", relevance_out)):
+        shutil.copytree(src / name, Path(out) / name, dirs_exist_ok=True)
+    log.info("PCO models of %s exported to %s, %s", src.name, novelty_out, relevance_out)
+    return src
 
 
 def _context(cfg: RunConfig, methods: list[str], histories: Histories, dsie_dir: Path | None,

@@ -1,15 +1,21 @@
 """Pipeline state under ``state_uri``: a local directory (e.g. on the cache PVC) or ``gs://bucket/prefix``.
 
-The training pipeline writes the state, the recurring pipeline reads it (drift reference, current groups) and
-replaces it when it regroups. Layout under ``state_uri``::
+The training pipeline writes the state, the recurring pipeline reads it (drift reference, current groups,
+the two LLMs), replaces the snapshot when it regroups and the models after every PCO update. Layout under
+``state_uri``::
 
-    current.json               pointer to the active snapshot and its file list; written LAST
-    snapshots/<id>/data/...    the reference window: the prepared log the groups were fitted on
-    snapshots/<id>/dsie/...    the DSIE dir fitted on it
-    kv/recs.sqlite             the served key-value store (its versions inside, see coea.store.kv)
+    current.json                   pointer to the active snapshot and its file list; written LAST
+    snapshots/<id>/data/...        the reference window: the prepared log the groups were fitted on
+    snapshots/<id>/dsie/...        the DSIE dir fitted on it
+    models.json                    pointer to the active models version and its file list; written LAST
+    models/<id>/novelty/...        the Novelty LLM (a ``save_bundle`` dir: weights, tokenizer, config)
+    models/<id>/relevance/...      the Relevance LLM
+    kv/recs.sqlite                 the served key-value store (its versions inside, see coea.store.kv)
 
-A snapshot's files are written before the pointer, so a reader that follows ``current.json`` sees either the
-previous complete snapshot or the new one. Snapshots beyond the newest ``keep`` are deleted afterwards. On a
+A version's files are written before its pointer, so a reader that follows ``current.json`` (``models.json``)
+sees either the previous complete version or the new one. Versions beyond the newest ``keep`` are deleted
+afterwards. The snapshot and the models are versioned apart: the models change every period, the groups only
+when drift regroups them. On a
 local state the store is published in place (readers see the switch atomically, see ``coea.store.kv``); on
 ``gs://`` it is downloaded, published and uploaded again, so one writer at a time (the recurring run's
 ``max_concurrency=1``).
@@ -39,6 +45,9 @@ POINTER = "current.json"
 SNAPSHOTS = "snapshots"
 KV_STORE = "kv/recs.sqlite"
 PARTS = ("data", "dsie")
+MODELS_POINTER = "models.json"
+MODELS = "models"
+MODEL_PARTS = ("novelty", "relevance")  # each stored from (loaded into) ``<dir>/<part>/``, the sft_* layout
 
 
 class _StateStore:
@@ -139,7 +148,7 @@ def open_state(state_uri: str, client: Any = None) -> LocalState | GcsState:
 
 @dataclass(frozen=True)
 class StateSnapshot:
-    """One snapshot of the state: where, which, how many files, when."""
+    """One version of a state part (the data + DSIE snapshot, or the models): where, which, how many files, when."""
 
     state_uri: str
     snapshot: str
@@ -147,57 +156,93 @@ class StateSnapshot:
     created_at: str
 
 
-def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, *, keep: int = 3,
-                   client: Any = None) -> StateSnapshot:
-    """Write ``data_dir`` and ``dsie_dir`` as a new snapshot, then point ``current.json`` at it."""
+def _save_version(state: LocalState | GcsState, state_uri: str, prefix: str, pointer_name: str,
+                  parts: dict[str, Path], keep: int) -> StateSnapshot:
+    """Upload ``parts`` (name -> dir) as ``<prefix>/<new id>/<name>/...``, then write the pointer, then drop
+    versions beyond the newest ``keep``."""
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
-    state = open_state(state_uri, client)
-    sid = new_version_id()
+    vid = new_version_id()
     files = []
-    for part, src in zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True):
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            rel = f"{SNAPSHOTS}/{sid}/{part}/{path.relative_to(src).as_posix()}"
+    for part, src in parts.items():
+        for path in sorted(p for p in Path(src).rglob("*") if p.is_file()):
+            rel = f"{prefix}/{vid}/{part}/{path.relative_to(src).as_posix()}"
             state.upload_file(rel, path)
             files.append(rel)
-    snap = StateSnapshot(state_uri, sid, len(files), utc_now_iso())
-    pointer = {"snapshot": sid, "created_at": snap.created_at, "files": files}
-    state.write_bytes(POINTER, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"))
-    _collect_garbage(state, sid, keep)
-    log.info("state %s: snapshot %s saved (%d files)", state_uri, sid, len(files))
+    snap = StateSnapshot(state_uri, vid, len(files), utc_now_iso())
+    pointer = {"snapshot": vid, "created_at": snap.created_at, "files": files}
+    state.write_bytes(pointer_name, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"))
+    _collect_garbage(state, prefix, vid, keep)
+    log.info("state %s: %s %s saved (%d files)", state_uri, prefix, vid, len(files))
     return snap
 
 
-def _collect_garbage(state: LocalState | GcsState, current: str, keep: int) -> None:
-    names = state.list(f"{SNAPSHOTS}/")
+def _collect_garbage(state: LocalState | GcsState, prefix: str, current: str, keep: int) -> None:
+    names = state.list(f"{prefix}/")
     ids = sorted({n.split("/")[1] for n in names}, reverse=True)
     doomed = set(ids[keep:]) - {current}
     if doomed:
         state.delete([n for n in names if n.split("/")[1] in doomed])
 
 
-def read_pointer(state_uri: str, client: Any = None) -> dict[str, Any] | None:
-    """The content of ``current.json``, or None when there is no state yet."""
-    data = open_state(state_uri, client).read_bytes(POINTER)
+def _load_version(state: LocalState | GcsState, state_uri: str, pointer_name: str, outs: dict[str, Path],
+                  missing: str) -> StateSnapshot:
+    """Download every file the pointer lists, part ``<name>`` under ``outs[name]``; ``missing`` is the fix when
+    there is no pointer."""
+    raw = state.read_bytes(pointer_name)
+    if raw is None:
+        raise CoeaInputError(f"no pipeline state at {state_uri} ({pointer_name} missing)", option="state_uri",
+                             fix=missing)
+    pointer = json.loads(raw)
+    for rel in pointer["files"]:
+        _, _, part, rest = rel.split("/", 3)
+        if not state.download_file(rel, outs[part] / rest):
+            raise CoeaInputError(f"state file {rel} listed in {pointer_name} is missing", source=state_uri,
+                                 fix="re-run coea_training to write a complete state")
+    log.info("state %s: %s %s loaded (%d files)", state_uri, pointer_name, pointer["snapshot"],
+             len(pointer["files"]))
+    return StateSnapshot(state_uri, pointer["snapshot"], len(pointer["files"]), pointer["created_at"])
+
+
+def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, *, keep: int = 3,
+                   client: Any = None) -> StateSnapshot:
+    """Write ``data_dir`` and ``dsie_dir`` as a new snapshot, then point ``current.json`` at it."""
+    parts = dict(zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True))
+    return _save_version(open_state(state_uri, client), state_uri, SNAPSHOTS, POINTER, parts, keep)
+
+
+def read_pointer(state_uri: str, client: Any = None, pointer: str = POINTER) -> dict[str, Any] | None:
+    """The content of ``current.json`` (or of another pointer, e.g. ``MODELS_POINTER``), or None when there is
+    no state yet."""
+    data = open_state(state_uri, client).read_bytes(pointer)
     return None if data is None else json.loads(data)
 
 
 def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:
     """Download the active snapshot: the reference data dir to ``data_out``, the DSIE dir to ``dsie_out``."""
-    state = open_state(state_uri, client)
-    raw = state.read_bytes(POINTER)
-    if raw is None:
-        raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing)", option="state_uri",
-                             fix="run the coea_training pipeline with this state_uri first")
-    pointer = json.loads(raw)
     outs = dict(zip(PARTS, (Path(data_out), Path(dsie_out)), strict=True))
-    for rel in pointer["files"]:
-        _, _, part, rest = rel.split("/", 3)
-        if not state.download_file(rel, outs[part] / rest):
-            raise CoeaInputError(f"state file {rel} listed in {POINTER} is missing", source=state_uri,
-                                 fix="re-run coea_training to write a complete snapshot")
-    log.info("state %s: snapshot %s loaded (%d files)", state_uri, pointer["snapshot"], len(pointer["files"]))
-    return StateSnapshot(state_uri, pointer["snapshot"], len(pointer["files"]), pointer["created_at"])
+    return _load_version(open_state(state_uri, client), state_uri, POINTER, outs,
+                         "run the coea_training pipeline with this state_uri first")
+
+
+def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, keep: int = 3,
+                    client: Any = None) -> StateSnapshot:
+    """Write ``novelty_dir/novelty/`` and ``relevance_dir/relevance/`` (the layout of the ``sft_*`` steps'
+    outputs; both may be one dir) as a new models version, then point ``models.json`` at it."""
+    parts = {name: Path(d) / name for name, d in zip(MODEL_PARTS, (novelty_dir, relevance_dir), strict=True)}
+    for name, src in parts.items():
+        if not src.is_dir():
+            raise CoeaInputError(f"no {name}/ model dir", source=src.parent,
+                                 fix="pass the dir(s) written by run_sft_stage or export_pco_models")
+    return _save_version(open_state(state_uri, client), state_uri, MODELS, MODELS_POINTER, parts, keep)
+
+
+def run_load_models(state_uri: str, novelty_out: Path, relevance_out: Path, *, client: Any = None) -> StateSnapshot:
+    """Download the active models: the N-LLM to ``novelty_out/novelty/``, the R-LLM to
+    ``relevance_out/relevance/`` (what :func:`coea.stages.load_llms` reads)."""
+    outs = {name: Path(d) / name for name, d in zip(MODEL_PARTS, (novelty_out, relevance_out), strict=True)}
+    return _load_version(open_state(state_uri, client), state_uri, MODELS_POINTER, outs,
+                         "run the coea_training pipeline (it saves the models after PCO) with this state_uri first")
 
 
 # -- serving -------------------------------------------------------------------------------------------------------

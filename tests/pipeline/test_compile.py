@@ -14,9 +14,9 @@ from coea.kfp.settings import DeploymentSettings
 from tests.helpers import REPO
 
 K8S = REPO / "k8s"
-IO_TASKS = {"prepare-data", "load-state", "save-state", "export-recommendations"}
+IO_TASKS = {"prepare-data", "load-state", "save-state", "load-models", "save-models", "export-recommendations"}
 GPU_EXECUTORS = {TRAINING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance", "exec-pco-loop"},
-                 RECURRING: {"exec-dsie-group"}}
+                 RECURRING: {"exec-dsie-group", "exec-pco-loop", "exec-pco-loop-2"}}  # PCO in both branches
 
 
 def _compile(tmp: Path, settings: DeploymentSettings | None = None) -> dict[str, dict[str, Any]]:
@@ -55,9 +55,10 @@ def _k8s(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
     assert specs[TRAINING]["pipelineInfo"]["name"] == TRAINING
     assert set(_tasks(specs[TRAINING])) == {"prepare-data", "dsie-group", "sft-novelty", "sft-relevance", "pco-loop",
-                                            "save-state", "evaluate", "recommend", "export-recommendations"}
-    assert {"load-state", "monitor-drift", "dsie-group", "build-profiles", "evaluate", "evaluate-2"} <= set(
-        _tasks(specs[RECURRING]))
+                                            "save-state", "save-models", "evaluate", "recommend",
+                                            "export-recommendations"}
+    assert {"load-state", "load-models", "monitor-drift", "dsie-group", "build-profiles", "pco-loop", "pco-loop-2",
+            "save-models", "save-models-2", "evaluate", "evaluate-2"} <= set(_tasks(specs[RECURRING]))
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
@@ -94,7 +95,47 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
         assert tasks[name]["inputs"]["artifacts"]["dsie"]["taskOutputArtifact"]["producerTask"] == "dsie-group"
     params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == "coea+x" and "llm_config" in params and "pco_config" in params
-    assert "novelty" not in _tasks(specs[RECURRING])["evaluate"]["inputs"].get("artifacts", {})
+    save = tasks["save-models"]["inputs"]["artifacts"]  # the state's models are the last PCO round's
+    assert save["novelty"]["taskOutputArtifact"] == {"producerTask": "pco-loop", "outputArtifactKey": "final_novelty"}
+    assert save["relevance"]["taskOutputArtifact"]["outputArtifactKey"] == "final_relevance"
+
+
+def _branch_tasks(spec: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
+    """The tasks of each condition branch's DAG (not the DAG that holds the two branches)."""
+    return [c["dag"]["tasks"] for name, c in sorted(spec["components"].items())
+            if name.startswith("comp-condition") and "dag" in c
+            and not all(t["componentRef"]["name"].startswith("comp-condition") for t in c["dag"]["tasks"].values())]
+
+
+def _producer(task: dict[str, Any], artifact: str) -> str:
+    """The task an input artifact comes from (inside a branch, a root task's output arrives as a component
+    input named ``pipelinechannel--<task>-<key>``)."""
+    ref = task["inputs"]["artifacts"][artifact]
+    if "taskOutputArtifact" in ref:
+        return ref["taskOutputArtifact"]["producerTask"]
+    return ref["componentInputArtifact"]
+
+
+def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: dict[str, dict[str, Any]]) -> None:
+    spec = specs[RECURRING]
+    branches = _branch_tasks(spec)
+    assert len(branches) == 2
+    for tasks in branches:
+        (pco_name,) = [n for n in tasks if n.startswith("pco-loop")]
+        pco = tasks[pco_name]
+        for llm in ("novelty", "relevance"):  # PCO starts from the state's models
+            assert _producer(pco, llm) == f"pipelinechannel--load-models-{llm}"
+        (dsie,) = [n for n in tasks if n.startswith(("dsie-group", "build-profiles"))]
+        assert _producer(pco, "dsie") == dsie  # with the branch's groups
+        (save,) = [t for n, t in tasks.items() if n.startswith("save-models")]
+        assert _producer(save, "novelty") == _producer(save, "relevance") == pco_name
+        (evaluate,) = [t for n, t in tasks.items() if n.startswith("evaluate")]
+        (recommend,) = [t for n, t in tasks.items() if n.startswith("recommend")]
+        for task in (evaluate, recommend):
+            assert _producer(task, "pco") == pco_name
+            assert _producer(task, "novelty") == "pipelinechannel--load-models-novelty"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["rec_method"]["defaultValue"] == "coea+x"
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
@@ -146,4 +187,5 @@ def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:
     assert "nodeSelector" not in k8s["exec-dsie-group"] and "tolerations" not in k8s["exec-dsie-group"]
     # the state lives on the cache volume (/cache/coea-state): every I/O step and the training step mount it
     assert set(k8s) == {"exec-prepare-data", "exec-load-state", "exec-save-state", "exec-export-recommendations",
-                        "exec-export-recommendations-2", "exec-dsie-group"}
+                        "exec-export-recommendations-2", "exec-dsie-group", "exec-load-models", "exec-save-models",
+                        "exec-save-models-2", "exec-pco-loop", "exec-pco-loop-2"}

@@ -1,6 +1,6 @@
-"""kfp.local end to end: coea_training (with the SFT of both tiny LLMs) on a tiny synthetic log, then
-coea_recurring on its state taking each branch (same data -> keep groups; a taste shift -> regroup). Each step
-runs as a subprocess of this Python."""
+"""kfp.local end to end: coea_training (with the SFT of both tiny LLMs and PCO) on a tiny synthetic log, then
+coea_recurring on its state taking each branch (same data -> keep groups; a taste shift -> regroup), each
+branch running the PCO update of the state's models. Each step runs as a subprocess of this Python."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from coea.config import EvalConfig
 from coea.kfp.local import run_recurring_locally, run_training_locally
-from coea.state import KV_STORE, read_pointer
+from coea.state import KV_STORE, MODELS_POINTER, read_pointer
 from coea.store import KVStore
 from tests.pipeline.pipeline_helpers import BASELINES, parquet_config, shifted_log, tiny_config
 
@@ -34,9 +34,49 @@ def _task_dirs(kfp_root: Path) -> set[str]:
     return {re.sub(r"-\d+$", "", p.name) for p in run.iterdir() if p.is_dir()}
 
 
+RECURRING_METHODS = [*BASELINES, "coea+x"]  # coea+x: the served method, from the period's PCO dir
+
+
 def _recurring_config(**changes):
-    """The recurring pipeline serves and evaluates without the LLMs (its state does not carry them)."""
-    return tiny_config(eval=EvalConfig(methods=BASELINES), **changes)
+    """The baselines and the served coea+x (the LLMs come from the state, nothing trains in-process)."""
+    return tiny_config(eval=EvalConfig(methods=RECURRING_METHODS), **changes)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _state_models(state: str) -> tuple[str, Path]:
+    """(active models version, its dir) of a local state."""
+    pointer = read_pointer(state, pointer=MODELS_POINTER)
+    assert pointer is not None
+    return pointer["snapshot"], Path(state) / "models" / pointer["snapshot"]
+
+
+def _assert_pco_update(kfp_root: Path, state: str, before: str) -> None:
+    """The recurring run loaded the state's models, ran PCO from them, and saved its last round as a new version;
+    the served recommendations came from coea+x and evaluate scored it."""
+    (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
+    loaded = run / "load-models"
+    assert _tree(loaded / "novelty" / "novelty") == _tree(Path(state) / "models" / before / "novelty")
+    (pco,) = [p for p in run.iterdir() if p.name.startswith("pco-loop")]
+    pco_state = json.loads((pco / "model" / "pco_state.json").read_text())
+    assert pco_state["completed_rounds"] == 2
+    version, models = _state_models(state)
+    assert version != before
+    last = pco / "model" / "rounds" / "round_002"
+    for name in ("novelty", "relevance"):
+        assert _tree(models / name) == _tree(last / name)
+    # the update changed the models: at least the R-LLM, refreshed on the period's feedback every round (the tiny
+    # N-LLM's DPO may find no pair with enough margin on this data)
+    assert all(r["refresh_examples"] > 0 for r in pco_state["rounds"][1:])
+    assert _tree(models / "relevance") != _tree(Path(state) / "models" / before / "relevance")
+    (evaluate,) = [p for p in run.iterdir() if p.name.startswith("evaluate")]
+    metrics = json.loads((evaluate / "report" / "metrics.json").read_text())["methods"]
+    assert metrics["coea+x"]["NCP@10"] > 0.99
+    (recommend,) = [p for p in run.iterdir() if p.name.startswith("recommend")]
+    recs = pd.read_parquet(recommend / "recommendations")
+    assert recs["user_id"].nunique() == 120 and recs.groupby("user_id").size().max() == 5
 
 
 def _state_copy(trained: tuple[Path, dict[str, Path]], dst: Path) -> str:
@@ -87,16 +127,22 @@ def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[st
         assert live.active_version() == version.version
     pointer = read_pointer(str(run_dir / "state"))
     assert pointer is not None and any(f.endswith("dsie/groups.parquet") for f in pointer["files"])
+    _, models = _state_models(str(run_dir / "state"))  # the state's models are the last PCO round's
+    for name in ("novelty", "relevance"):
+        assert _tree(models / name) == _tree(paths["pco"] / "rounds" / "round_002" / name)
 
 
 def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
     state = _state_copy(trained, tmp_path / "state")
     before = read_pointer(state)
+    models_before, _ = _state_models(state)
     kfp_root = run_recurring_locally(_recurring_config(), tmp_path / "run", state, rec_k=5)
     ran = _task_dirs(kfp_root)
-    assert {"load-state", "monitor-drift", "build-profiles", "evaluate", "export-recommendations"} <= ran
+    assert {"load-state", "load-models", "monitor-drift", "build-profiles", "pco-loop", "save-models", "evaluate",
+            "export-recommendations"} <= ran
     assert "dsie-group" not in ran and "save-state" not in ran
     assert read_pointer(state) == before  # the reference and its groups stay
+    _assert_pco_update(kfp_root, state, models_before)
     with KVStore(Path(state) / KV_STORE) as store:
         assert len(store.versions()) == 2  # served again
 
@@ -105,12 +151,15 @@ def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], t
     state = _state_copy(trained, tmp_path / "state")
     before = read_pointer(state)
     assert before is not None
+    models_before, _ = _state_models(state)
     shifted = shifted_log(Path(state) / "snapshots" / before["snapshot"] / "data", tmp_path / "period.parquet")
-    kfp_root = run_recurring_locally(parquet_config(shifted, eval=EvalConfig(methods=BASELINES)), tmp_path / "run",
-                                     state, rec_k=5)
+    kfp_root = run_recurring_locally(parquet_config(shifted, eval=EvalConfig(methods=RECURRING_METHODS)),
+                                     tmp_path / "run", state, rec_k=5)
     ran = _task_dirs(kfp_root)
-    assert {"load-state", "monitor-drift", "dsie-group", "save-state", "export-recommendations"} <= ran
+    assert {"load-state", "load-models", "monitor-drift", "dsie-group", "save-state", "pco-loop", "save-models",
+            "export-recommendations"} <= ran
     assert "build-profiles" not in ran
+    _assert_pco_update(kfp_root, state, models_before)
     after = read_pointer(state)
     assert after is not None and after["snapshot"] != before["snapshot"]  # the new window is the reference now
     reference = pd.read_parquet(Path(state) / "snapshots" / after["snapshot"] / "data" / "interactions.parquet")
@@ -122,3 +171,11 @@ def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], t
 def test_recurring_without_state_fails_in_load_state(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="load-state"):
         run_recurring_locally(tiny_config(), tmp_path / "run", str(tmp_path / "no-state"))
+
+
+def test_recurring_without_models_fails_in_load_models(trained: tuple[Path, dict[str, Path]],
+                                                       tmp_path: Path) -> None:
+    state = _state_copy(trained, tmp_path / "state")
+    (Path(state) / MODELS_POINTER).unlink()  # a state written before the models were part of it
+    with pytest.raises(RuntimeError, match="load-models"):
+        run_recurring_locally(_recurring_config(), tmp_path / "run", state, rec_k=5)

@@ -1,5 +1,6 @@
-"""``coea simulate`` end to end: period 0 seeds the state, periods 1-3 each run coea_recurring with kfp.local;
-the synthetic log carries a lasting interest shift from period 2 on, and only that period regroups."""
+"""``coea simulate`` end to end: period 0 seeds the state (groups and SFT models), periods 1-3 each run
+coea_recurring with kfp.local (PCO update of the state's models, coea+x served); the synthetic log carries a
+lasting interest shift from period 2 on, and only that period regroups."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pandas as pd
 import pytest
 
 from coea.config import EvalConfig, SplitConfig, SyntheticConfig
+from coea.pco.config import PcoConfig
 from coea.simulate import run_simulate
-from coea.state import read_pointer
+from coea.state import MODELS_POINTER, read_pointer
 from tests.pipeline.pipeline_helpers import BASELINES, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -26,8 +28,10 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
                                 mean_interactions=40, min_interactions=25, explore_rate=0.05,
                                 shift_period=SHIFT, shift_periods=4)
     cfg = tiny_config(synthetic=synthetic, split=SplitConfig(n_future=3, min_history=3),
-                      eval=EvalConfig(methods=BASELINES, ks=[5]))
+                      eval=EvalConfig(methods=BASELINES, ks=[5]),  # coea+x, the served method, is added
+                      pco=PcoConfig(rounds=1, users_per_round=40, candidates=4))
     result = run_simulate(cfg, tmp_path / "sim", periods=4, rec_k=5)
+    assert result.method == "coea+x"
 
     rows = result.periods
     assert [p.index for p in rows] == [0, 1, 2, 3]
@@ -37,14 +41,25 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
     shares = [p.drift_share for p in rows[1:]]
     assert shares[SHIFT - 1] >= 0.5 > max(s for i, s in enumerate(shares) if i != SHIFT - 1)
     assert all(rows[i].end == rows[i + 1].start for i in range(3)) and sum(p.events for p in rows) > 9000
-    for p in rows:  # every period was evaluated; group_pop_novel never recommends a seen category
+    for p in rows:  # every period was evaluated; the *_novel and +x methods never recommend a seen category
         assert p.metrics["group_pop_novel.NCP@5"] > 0.99 and 0.0 < p.metrics["group_pop_novel.C-H@5"] <= 1.0
-        assert set(p.metrics) >= {f"{m}.S-H@5" for m in BASELINES}
+        assert p.metrics["coea+x.NCP@5"] > 0.99 and 0.0 <= p.metrics["coea+x.C-H@5"] <= 1.0
+        assert set(p.metrics) >= {f"{m}.S-H@5" for m in [*BASELINES, "coea+x"]}
+    # the seed saved the SFT models; every later period ran PCO from the state's models and saved a new version
+    assert len({p.models for p in rows}) == 4
+    assert (rows[0].run_dir / "llm" / "novelty").is_dir()
+    for p in rows[1:]:
+        (run,) = [d for d in (p.run_dir / "kfp").iterdir() if d.is_dir()]
+        (pco,) = [d for d in run.iterdir() if d.name.startswith("pco-loop")]
+        assert (pco / "model" / "rounds" / "round_001" / "novelty").is_dir()
+        assert (run / "load-models").is_dir() and any(d.name.startswith("save-models") for d in run.iterdir())
 
     # the state's reference window is the shifted period, grouped there; nothing after replaced it
     state = result.paths["state"]
     pointer = read_pointer(str(state))
     assert pointer is not None and pointer["snapshot"] == rows[SHIFT].snapshot == rows[3].snapshot
+    models = read_pointer(str(state), pointer=MODELS_POINTER)
+    assert models is not None and models["snapshot"] == rows[3].models
     assert rows[1].snapshot == rows[0].snapshot != rows[SHIFT].snapshot
     reference = pd.read_parquet(state / "snapshots" / pointer["snapshot"] / "data" / "interactions.parquet")
     assert reference.equals(pd.read_parquet(rows[SHIFT].run_dir / "interactions.parquet"))
@@ -55,5 +70,6 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
     assert saved["config"]["synthetic"]["shift_period"] == SHIFT
     table = result.paths["table"].read_text()
     (regrouped_row,) = [line for line in table.splitlines() if "**yes**" in line]
-    assert table == result.table() and regrouped_row.startswith(f"| {SHIFT} |")
+    assert table == result.table() and regrouped_row.startswith(f"| {SHIFT} |") and "coea+x S-H@5" in table
+    assert "-" not in regrouped_row.split("|")[-2]  # the served method's metrics are there
     assert all((p.run_dir / "drift_report.html").stat().st_size > 10_000 for p in rows[1:])

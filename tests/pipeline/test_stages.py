@@ -195,3 +195,19 @@ def test_load_llms_names_the_missing_model(tmp_path: Path, fitted, llm_dirs) -> 
 
     with pytest.raises(CoeaInputError, match="no relevance/ model"):
         load_llms(llm_dirs["novelty"], fitted.dsie)
+
+
+def test_export_pco_models_copies_the_last_complete_round(tmp_path: Path) -> None:
+    from coea.stages import export_pco_models
+
+    pco = tmp_path / "pco"
+    for r in (1, 2, 3):  # round 3 was started but not completed
+        for name in ("novelty", "relevance"):
+            (pco / "rounds" / f"round_{r:03d}" / name).mkdir(parents=True)
+            (pco / "rounds" / f"round_{r:03d}" / name / "w.bin").write_text(f"{name}{r}")
+    (pco / "pco_state.json").write_text(json.dumps({"completed_rounds": 2}))
+    src = export_pco_models(pco, tmp_path / "n", tmp_path / "r")
+    assert src == pco / "rounds" / "round_002"
+    assert (tmp_path / "n" / "novelty" / "w.bin").read_text() == "novelty2"
+    assert (tmp_path / "r" / "relevance" / "w.bin").read_text() == "relevance2"
+    assert not (tmp_path / "n" / "relevance").exists()

@@ -1,5 +1,5 @@
-"""Pipeline state under state_uri (coea.state): snapshots, pointer, garbage collection, the served store; local
-directories and gs:// (an in-process GCS emulator)."""
+"""Pipeline state under state_uri (coea.state): snapshots, models, pointers, garbage collection, the served store;
+local directories and gs:// (an in-process GCS emulator)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,18 @@ import pandas as pd
 import pytest
 
 from coea.errors import CoeaInputError
-from coea.state import KV_STORE, POINTER, open_state, read_pointer, run_export, run_load_state, run_save_state
+from coea.state import (
+    KV_STORE,
+    MODELS_POINTER,
+    POINTER,
+    open_state,
+    read_pointer,
+    run_export,
+    run_load_models,
+    run_load_state,
+    run_save_models,
+    run_save_state,
+)
 from coea.store import KVStore, PublishConfig, read_export
 
 
@@ -37,6 +48,53 @@ def test_save_load_round_trip_and_garbage_collection(tmp_path: Path, fitted) -> 
     assert loaded.snapshot == snaps[-1].snapshot and loaded.n_files == snaps[-1].n_files
     assert _tree(tmp_path / "ref") == _tree(fitted.data)
     assert _tree(tmp_path / "dsie") == _tree(fitted.dsie)
+
+
+def _fake_models(root: Path, tag: str) -> Path:
+    """A dir in the sft_* layout holding both models (a few small files each)."""
+    for name in ("novelty", "relevance"):
+        (root / name / "sub").mkdir(parents=True, exist_ok=True)
+        (root / name / "config.json").write_text(json.dumps({"model": name, "tag": tag}))
+        (root / name / "sub" / "weights.bin").write_bytes(f"{name}-{tag}".encode() * 10)
+    (root / "sft_metrics.json").write_text("{}")  # beside the models: not part of them
+    return root
+
+
+def test_models_round_trip_and_garbage_collection(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    versions = [run_save_models(state, _fake_models(tmp_path / f"m{i}", str(i)),
+                                _fake_models(tmp_path / f"m{i}", str(i)), keep=2) for i in range(3)]
+    pointer = read_pointer(state, pointer=MODELS_POINTER)
+    assert pointer is not None and pointer["snapshot"] == versions[-1].snapshot and versions[-1].n_files == 4
+    assert sorted(p.name for p in (tmp_path / "state" / "models").iterdir()) == [v.snapshot for v in versions[1:]]
+    assert read_pointer(state) is None  # the data + DSIE snapshot is versioned apart
+    loaded = run_load_models(state, tmp_path / "n", tmp_path / "r")
+    assert loaded.snapshot == versions[-1].snapshot
+    assert set(_tree(tmp_path / "n")) == {"novelty/config.json", "novelty/sub/weights.bin"}  # the model only
+    assert _tree(tmp_path / "n" / "novelty") == _tree(tmp_path / "m2" / "novelty")
+    assert _tree(tmp_path / "r" / "relevance") == _tree(tmp_path / "m2" / "relevance")
+
+
+def test_saved_models_load_as_llms(tmp_path: Path, fitted, llm_dirs: dict[str, Path]) -> None:
+    from coea.stages import load_llms
+
+    state = str(tmp_path / "state")
+    run_save_models(state, llm_dirs["novelty"], llm_dirs["relevance"])
+    run_load_models(state, tmp_path / "n", tmp_path / "r")
+    llms = load_llms([tmp_path / "n", tmp_path / "r"], fitted.dsie)  # what pco_loop and evaluate read
+    original = load_llms([llm_dirs["novelty"], llm_dirs["relevance"]], fitted.dsie)
+    for mine, theirs in ((llms.novelty, original.novelty), (llms.relevance, original.relevance)):
+        a, b = mine.model.state_dict(), theirs.model.state_dict()
+        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_models_errors_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(CoeaInputError, match="saves the models after PCO"):
+        run_load_models(str(tmp_path / "none"), tmp_path / "a", tmp_path / "b")
+    (tmp_path / "only" / "novelty").mkdir(parents=True)
+    with pytest.raises(CoeaInputError, match="no relevance/ model dir"):
+        run_save_models(str(tmp_path / "state"), tmp_path / "only", tmp_path / "only")
+    assert not (tmp_path / "state" / MODELS_POINTER).exists()  # nothing half-written
 
 
 def test_load_without_state_says_what_to_run(tmp_path: Path) -> None:
@@ -116,3 +174,17 @@ def test_gcs_state_round_trip_store_and_export(tmp_path: Path, fitted, gcs: Any)
     exported = read_export(f"gs://{BUCKET}/coea/recs/", gcs)
     assert len(exported) == 12 and json.loads(gcs.bucket(BUCKET).blob("coea/recs/manifest.json")
                                               .download_as_bytes())["n_rows"] == 12
+
+
+def test_gcs_models_round_trip(tmp_path: Path, gcs: Any) -> None:
+    state = f"gs://{BUCKET}/coea/state"
+    first = run_save_models(state, _fake_models(tmp_path / "m0", "0"), _fake_models(tmp_path / "m0", "0"),
+                            keep=1, client=gcs)
+    second = run_save_models(state, _fake_models(tmp_path / "m1", "1"), _fake_models(tmp_path / "m1", "1"),
+                             keep=1, client=gcs)
+    names = {b.name for b in gcs.list_blobs(BUCKET)}
+    assert f"coea/state/{MODELS_POINTER}" in names and len(names) == second.n_files + 1  # the first was collected
+    assert not any(first.snapshot in n for n in names)
+    run_load_models(state, tmp_path / "n", tmp_path / "r", client=gcs)
+    assert _tree(tmp_path / "n" / "novelty") == _tree(tmp_path / "m1" / "novelty")
+    assert _tree(tmp_path / "r" / "relevance") == _tree(tmp_path / "m1" / "relevance")

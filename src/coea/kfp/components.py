@@ -9,7 +9,9 @@ This module deliberately has no ``from __future__ import annotations``: KFP read
 
 ``sft_novelty`` and ``sft_relevance`` train one LLM each (``run_sft_stage(which=...)``); ``evaluate`` and
 ``recommend`` take both as optional inputs (without them the LLM methods train in-process); ``pco_loop`` runs the
-PCO rounds from them (``run_pco_stage``) and its dir feeds the ``coea`` method of ``evaluate``/``recommend``.
+PCO rounds from them (``run_pco_stage``) and its dir feeds the ``coea`` method of ``evaluate``/``recommend``; it
+also hands the last round's models on in the ``sft_*`` layout, which ``save_models`` stores under ``state_uri`` and
+``load_models`` brings back for the next period's PCO update.
 """
 
 from dataclasses import dataclass
@@ -93,16 +95,19 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, d
 
 def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], relevance: Input[Model],
              split_config: str, dsie_config: str, llm_config: str, pco_config: str, model: Output[Model],
-             metrics: Output[Metrics], curves: Output[HTML]):
-    """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the SFT models; per-round
-    checkpoints and metrics in ``model/``, the last round's figures as metrics, the curves as HTML."""
+             metrics: Output[Metrics], curves: Output[HTML], final_novelty: Output[Model],
+             final_relevance: Output[Model]):
+    """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the given models; per-round
+    checkpoints and metrics in ``model/``, the last round's models as ``final_novelty``/``final_relevance`` (the
+    ``sft_*`` layout), the last round's figures as metrics, the curves as HTML."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, png_as_html, run_pco_stage
+    from coea.stages import config_from_json, export_pco_models, png_as_html, run_pco_stage
 
     cfg = config_from_json(split_config, dsie_config, llm_config, pco_config)
     result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
                            Path(model.path))
+    export_pco_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
     Path(curves.path).write_text(png_as_html(result.out_dir / "pco_metrics.png", "PCO rounds"), encoding="utf-8")
@@ -185,6 +190,29 @@ def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model]) -> str:
     return run_save_state(state_uri, Path(data.path), Path(dsie.path)).snapshot
 
 
+def load_models(state_uri: str, novelty: Output[Model], relevance: Output[Model]):
+    """The active models under ``state_uri``: the N-LLM (``novelty/novelty/``) and the R-LLM
+    (``relevance/relevance/``), the layout of the ``sft_*`` steps' outputs."""
+    from pathlib import Path
+
+    from coea.state import run_load_models
+
+    version = run_load_models(state_uri, Path(novelty.path), Path(relevance.path))
+    novelty.metadata.update({"llm": "novelty", "models_version": version.snapshot, "created_at": version.created_at})
+    relevance.metadata.update({"llm": "relevance", "models_version": version.snapshot,
+                               "created_at": version.created_at})
+
+
+def save_models(state_uri: str, novelty: Input[Model], relevance: Input[Model]) -> str:
+    """Make the N-LLM in ``novelty`` and the R-LLM in ``relevance`` (``sft_*`` layout) the active models under
+    ``state_uri``; returns the models version id."""
+    from pathlib import Path
+
+    from coea.state import run_save_models
+
+    return run_save_models(state_uri, Path(novelty.path), Path(relevance.path)).snapshot
+
+
 def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_uri: str, kv_store: Output[Artifact],
                            metrics: Output[Metrics]) -> str:
     """Publish to the state's SQLite KV store (a copy becomes ``kv_store``); export to ``gcs_uri`` if given."""
@@ -203,8 +231,7 @@ def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_
 
 
 STAGES = (prepare_data, dsie_group, sft_novelty, sft_relevance, pco_loop, build_profiles, evaluate, recommend,
-          monitor_drift,
-          load_state, save_state, export_recommendations)
+          monitor_drift, load_state, save_state, load_models, save_models, export_recommendations)
 
 
 @dataclass(frozen=True)
@@ -222,6 +249,8 @@ class Components:
     monitor_drift: PythonComponent
     load_state: PythonComponent
     save_state: PythonComponent
+    load_models: PythonComponent
+    save_models: PythonComponent
     export_recommendations: PythonComponent
 
 

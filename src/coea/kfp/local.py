@@ -83,9 +83,10 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
 
 
 def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drift_config: str = "{}",
-                          drift_threshold: float = 0.5, rec_method: str = "group_pop_novel", rec_k: int = 10,
+                          drift_threshold: float = 0.5, rec_method: str = "coea+x", rec_k: int = 10,
                           settings: DeploymentSettings | None = None) -> Path:
-    """Run ``coea_recurring`` with kfp.local on the period named by ``cfg.data``; returns the kfp root."""
+    """Run ``coea_recurring`` with kfp.local on the period named by ``cfg.data`` against the state (groups and
+    models) at ``state_uri``; returns the kfp root."""
     from coea.kfp.pipelines import build_pipelines
 
     run_dir = Path(run_dir)

@@ -1,17 +1,18 @@
 """The CoEA Kubeflow pipelines (KFP v2): ``coea_training`` and ``coea_recurring``.
 
 ``coea_training``: prepare_data -> dsie_group (GPU step) -> save_state; sft_novelty and sft_relevance (GPU
-steps, in parallel) -> pco_loop (GPU step: PCO rounds) -> evaluate (LLM methods use the trained LLMs, ``coea``
-the last PCO round); recommend (``coea+x``) -> export.
-``coea_recurring``: prepare_data (the new period) and load_state -> monitor_drift against the reference window
--> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup) and save_state; ``dsl.Else``: keep the
-groups and rebuild their profiles (build_profiles) -> evaluate -> recommend -> export in either branch.
+steps, in parallel) -> pco_loop (GPU step: PCO rounds) -> save_models (the last round's N-LLM and R-LLM become
+the state's models) and evaluate (LLM methods use the trained LLMs, ``coea`` the last PCO round); recommend
+(``coea+x``) -> export.
+``coea_recurring``: prepare_data (the new period), load_state and load_models -> monitor_drift against the
+reference window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup) and save_state;
+``dsl.Else``: keep the groups and rebuild their profiles (build_profiles) -> in either branch the PCO update
+(pco_loop, GPU step, from the loaded models on the period's data with the branch's groups) -> save_models, and
+evaluate (``nllm_sft`` & co. use the loaded models, ``coea`` this period's last PCO round) -> recommend
+(``coea+x``) -> export.
 
 kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
-evaluate/recommend/export tasks (one helper adds them). The recurring pipeline does not carry the LLMs yet (the
-state holds data and DSIE only): it serves ``group_pop_novel``, and LLM methods named in its ``eval_config``
-are trained in-process by its evaluate step; carrying the N-LLM/R-LLM in the state and running ``pco_loop`` per
-period there is the next step.
+pco_loop/save_models/evaluate/recommend/export tasks (one helper adds them).
 
 Pipeline parameters: the run config as JSON objects of its sections (``coea.stages.pipeline_arguments``),
 ``state_uri`` (local directory or ``gs://``), ``rec_method``/``rec_k`` for the served list and
@@ -33,7 +34,7 @@ from coea.kfp.settings import DeploymentSettings, StageClass
 TRAINING = "coea-training"
 RECURRING = "coea-recurring"
 TRAINING_METHOD = "coea+x"  # served by coea_training: the N-LLM after PCO, seen categories excluded
-DEFAULT_METHOD = "group_pop_novel"  # served by coea_recurring (its state does not carry the LLMs yet)
+DEFAULT_METHOD = TRAINING_METHOD  # served by coea_recurring: the N-LLM after this period's PCO update
 
 
 class TrainingOutputs(NamedTuple):
@@ -86,12 +87,23 @@ def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsi
 
 
 def _pco(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
-         llms: dict[str, PipelineChannel], p: dict[str, Any]) -> PipelineChannel:
-    """The PCO rounds from the SFT models, a GPU step; returns its dir (the ``coea`` models)."""
+         llms: dict[str, PipelineChannel], p: dict[str, Any]) -> dsl.PipelineTask:
+    """The PCO rounds from the given models, a GPU step, then its last round's models saved as the state's
+    models; returns the PCO task (``model``: its dir, the ``coea`` models)."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config")}
     task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs).set_display_name("PCO rounds"), settings)
-    task.set_caching_options(False)
-    return task.outputs["model"]
+    save = c.save_models(state_uri=p["state_uri"], novelty=task.outputs["final_novelty"],
+                         relevance=task.outputs["final_relevance"])
+    apply_io(save.set_display_name("save models"), settings)
+    return task
+
+
+def _update_and_serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
+                      llms: dict[str, PipelineChannel], p: dict[str, Any]) -> dict[str, dsl.PipelineTask]:
+    """One recurring branch's tail: the PCO update of the loaded models on the period (saved to the state), then
+    evaluate/recommend/export with the loaded models and this period's PCO dir."""
+    pco = _pco(c, settings, data, dsie, llms, p)
+    return _serve(c, settings, data, dsie, p, {**llms, "pco": pco.outputs["model"]})
 
 
 def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
@@ -114,7 +126,7 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
         save = c.save_state(state_uri=state_uri, data=data, dsie=dsie.outputs["dsie"])
         apply_io(save.set_display_name("save state"), settings)
         llms = _sft(c, settings, data, dsie.outputs["dsie"], p)
-        pco = _pco(c, settings, data, dsie.outputs["dsie"], llms, p)
+        pco = _pco(c, settings, data, dsie.outputs["dsie"], llms, p).outputs["model"]
         served = _serve(c, settings, data, dsie.outputs["dsie"], p, {**llms, "pco": pco})
         served["export"].after(save)  # the state's snapshot first, then the store version that came from it
         return TrainingOutputs(report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"], **llms, pco=pco,
@@ -122,7 +134,8 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
                                kv_store=served["export"].outputs["kv_store"])
 
     @dsl.pipeline(name=RECURRING, description="CoEA each period: drift check against the reference window; "
-                                              "regroup (DSIE) only when drift passes the threshold; serve.")
+                                              "regroup (DSIE) only when drift passes the threshold; PCO update "
+                                              "of the state's LLMs; serve.")
     def coea_recurring(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
                        eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
                        drift_config: str = "{}",
@@ -134,6 +147,8 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
                         settings)
         data = prep.outputs["data"]
         state = apply_io(c.load_state(state_uri=state_uri).set_display_name("load state"), settings)
+        models = apply_io(c.load_models(state_uri=state_uri).set_display_name("load models"), settings)
+        llms = {"novelty": models.outputs["novelty"], "relevance": models.outputs["relevance"]}
         drift = c.monitor_drift(reference=state.outputs["reference"], current=data, dsie=state.outputs["dsie"],
                                 drift_config=drift_config, threshold=drift_threshold)
         apply_resources(drift.set_display_name("monitor drift"), settings, StageClass.COMPUTE)
@@ -142,12 +157,12 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
             regroup = _dsie(c, settings, data, p)
             save = c.save_state(state_uri=state_uri, data=data, dsie=regroup.outputs["dsie"])
             apply_io(save.set_display_name("save state"), settings)
-            _serve(c, settings, data, regroup.outputs["dsie"], p)["export"].after(save)
+            _update_and_serve(c, settings, data, regroup.outputs["dsie"], llms, p)["export"].after(save)
         with dsl.Else(name="no drift: keep groups"):
             keep = c.build_profiles(data=data, dsie_in=state.outputs["dsie"], split_config=split_config,
                                     dsie_config=dsie_config)
             apply_resources(keep.set_display_name("refresh profiles"), settings, StageClass.COMPUTE)
-            _serve(c, settings, data, keep.outputs["dsie"], p)
+            _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p)
 
     return Pipelines(coea_training, coea_recurring, settings)
 

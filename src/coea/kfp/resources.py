@@ -24,7 +24,7 @@ def apply_gpu(task: PipelineTask, settings: DeploymentSettings) -> PipelineTask:
     """A training step: accelerator type and limit, GPU node selector and toleration, the cache volume,
     training-class requests, caching off. Empty settings values switch the matching part off (cpu-dev).
 
-    ``dsie_group``, ``sft_novelty`` and ``sft_relevance`` use it; ``pco_loop`` will too.
+    ``dsie_group``, ``sft_novelty``, ``sft_relevance`` and ``pco_loop`` use it.
     """
     if settings.accelerator_type:
         task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(settings.accelerator_limit)

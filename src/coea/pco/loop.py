@@ -110,6 +110,9 @@ class PcoLoop:
         self.cfg, self.llm, self.history, self.groups = cfg, llm, history, groups
         self.index = CategoryIndex(novelty.tokenizer, categories)
         self.sft_novelty = copy.deepcopy(novelty.model).eval().requires_grad_(False)  # "sft" reference
+        for b in (novelty, relevance):  # a reloaded bundle comes frozen: train all weights, or only the adapters
+            for name, param in b.model.named_parameters():
+                param.requires_grad_(b.is_scratch or "lora_" in name)
         self.novelty, self.relevance = novelty, relevance
         self.out_dir, self.evaluate, self.n_short = out_dir, evaluate, n_short
         self.windows = round_windows(history, cfg.rounds, cfg.follow_periods)

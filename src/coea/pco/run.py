@@ -126,9 +126,6 @@ def run_pco(cfg: PcoConfig, llm: LlmConfig, split: Split, groups: dict[str, Grou
     """PCO rounds on the split's histories starting from the given SFT models (copied unless told not to)."""
     if copy_models:
         novelty, relevance = copy.deepcopy(novelty), copy.deepcopy(relevance)
-    for b in (novelty, relevance):  # a reloaded bundle comes frozen: train all weights, or only the adapters
-        for name, param in b.model.named_parameters():
-            param.requires_grad_(b.is_scratch or "lora_" in name)
     hist = split.histories
     evaluator = SplitEvaluator(split, groups, llm, cfg.k) if evaluate else None
     loop = PcoLoop(cfg, llm, hist.interactions, list(hist.categories), groups, novelty, relevance, out_dir,
