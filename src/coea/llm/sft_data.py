@@ -135,26 +135,34 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
     return out
 
 
+def relevance_examples(cuts: list[tuple[PromptContext, list[str], set[str]]], negatives_per_positive: int,
+                       eos: str, rng: np.random.Generator, *, with_group: bool = True) -> list[dict[str, str]]:
+    """Balanced R-LLM examples from (context, taken-up categories, seen before the cut) cuts, shuffled: each
+    taken-up category a ``yes``, ``negatives_per_positive`` times as many ``no`` drawn by adoption popularity
+    (over these cuts) among categories the user neither had nor took up."""
+    adoption = pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
+    pool, weights = adoption.index.to_numpy(), adoption.to_numpy(dtype=float)
+    out = []
+    for ctx, targets, seen in cuts:
+        negs = _negatives(pool, weights, seen | set(targets), negatives_per_positive * len(targets), rng)
+        for cand, label in [(c, True) for c in targets] + [(c, False) for c in negs]:
+            out.append({"prompt": relevance_prompt(ctx, cand, with_group=with_group),
+                        "completion": relevance_completion(label, eos)})
+    return [out[i] for i in rng.permutation(len(out))]
+
+
 def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
                        eos: str) -> SftExamples:
     """Examples for every user in ``groups`` from their (chronologically sorted) history events."""
     rng = np.random.default_rng(cfg.seed)
-    cuts = _cut_points(history, groups, cfg, rng)
-    adoption = pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
-    pool, weights = adoption.index.to_numpy(), adoption.to_numpy(dtype=float)
-    relevance = []
-    for ctx, targets, seen in cuts:
-        negs = _negatives(pool, weights, seen | set(targets), cfg.negatives_per_positive * len(targets), rng)
-        for cand, label in [(c, True) for c in targets] + [(c, False) for c in negs]:
-            relevance.append({"prompt": relevance_prompt(ctx, cand, with_group=cfg.with_group),
-                              "completion": relevance_completion(label, eos)})
-    order = rng.permutation(len(relevance))
+    relevance = relevance_examples(_cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
+                                   with_group=cfg.with_group)
     novelty = []
     for ctx, targets in _novelty_cuts(history, groups, cfg, np.random.default_rng([cfg.seed, 1])):
         prompt = novelty_prompt(ctx, with_group=cfg.with_group)
         lists = [[c] for c in targets] if cfg.split_targets else [targets]
         novelty += [{"prompt": prompt, "completion": novelty_completion(t, eos)} for t in lists]
-    return SftExamples(novelty, [relevance[i] for i in order])
+    return SftExamples(novelty, relevance)
 
 
 def group_infos(groups: pd.DataFrame, profiles: Mapping[str, Mapping]) -> dict[str, GroupInfo]:

@@ -109,7 +109,8 @@ class PcoLoop:
 
         self.cfg, self.llm, self.history, self.groups = cfg, llm, history, groups
         self.index = CategoryIndex(novelty.tokenizer, categories)
-        self.sft_novelty = copy.deepcopy(novelty.model).eval().requires_grad_(False)  # "sft" reference
+        self.sft_novelty = (copy.deepcopy(novelty.model).eval().requires_grad_(False)  # the "sft" reference
+                            if cfg.reference == "sft" else None)
         for b in (novelty, relevance):  # a reloaded bundle comes frozen: train all weights, or only the adapters
             for name, param in b.model.named_parameters():
                 param.requires_grad_(b.is_scratch or "lora_" in name)

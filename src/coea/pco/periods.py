@@ -19,9 +19,9 @@ import pandas as pd
 
 from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.data.split import split_periods
-from coea.llm.prompts import PromptContext, relevance_completion, relevance_prompt
+from coea.llm.prompts import PromptContext
 from coea.llm.sft_config import SftDataConfig
-from coea.llm.sft_data import GroupInfo, _negatives, _short_term, _taken_up
+from coea.llm.sft_data import GroupInfo, _short_term, _taken_up, relevance_examples
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,4 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
             if targets:
                 cuts.append((PromptContext(info.csid, info.profile, _short_term(cats, t, cfg.n_short)), targets,
                              set(cats[:t])))
-    adoption = pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
-    pool, weights = adoption.index.to_numpy(), adoption.to_numpy(dtype=float)
-    out = []
-    for ctx, targets, seen in cuts:
-        negs = _negatives(pool, weights, seen | set(targets), cfg.negatives_per_positive * len(targets), rng)
-        for cand, label in [(c, True) for c in targets] + [(c, False) for c in negs]:
-            out.append({"prompt": relevance_prompt(ctx, cand, with_group=with_group),
-                        "completion": relevance_completion(label, eos)})
-    return [out[i] for i in rng.permutation(len(out))]
+    return relevance_examples(cuts, cfg.negatives_per_positive, eos, rng, with_group=with_group)
