@@ -6,9 +6,9 @@ state's first snapshot, and both LLMs get their SFT and PCO rounds on it, the la
 state's first models (:func:`coea.stages.run_prepare_data`, :func:`~coea.stages.run_dsie_group`,
 :func:`coea.state.run_save_state`, :func:`~coea.stages.run_sft_stage`, :func:`~coea.stages.run_pco_stage`,
 :func:`coea.state.run_save_models`: the functions behind ``coea_training``'s steps of the same names, called
-directly; the SFT's category vocabulary is the whole log's catalogue, so that the models can name categories
-that first appear in a later period), and evaluated (:func:`~coea.stages.run_evaluate_stage` with the SFT models
-and the PCO dir).
+directly; the models know only period 0's categories: one that first appears later is admitted by
+:func:`coea.llm.models.admit_categories` when the recurring PCO update meets it), and evaluated
+(:func:`~coea.stages.run_evaluate_stage` with the SFT models and the PCO dir).
 Each later period is written as ``periods/p<i>/interactions.parquet`` and fed to ``coea_recurring``, run by
 ``kfp.local`` (:func:`coea.kfp.local.run_recurring_locally`, the same pipeline function that compiles for the
 cluster) against that state: it checks drift against the reference window, regroups (and makes the period the
@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from coea.config import DataConfig, RunConfig, config_to_dict
 from coea.data.loaders import load_data, parse_spec
-from coea.data.schema import CATEGORY, USER
+from coea.data.schema import USER
 from coea.data.split import Period, split_periods
 from coea.drift import DriftConfig
 from coea.errors import CoeaInputError
@@ -186,8 +186,7 @@ def _row(window: Period, run_dir: Path, *, drift: tuple[float, bool] | None, reg
                         run_dir)
 
 
-def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str,
-                catalogue: list[str]) -> PeriodResult:
+def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str) -> PeriodResult:
     """Period 0: prepare, group, save as the state's first snapshot; SFT both LLMs, PCO rounds, save the last
     round's models as the state's first models; evaluate (``coea`` from the PCO dir, as in ``coea_training``)."""
     from coea.stages import (
@@ -206,7 +205,7 @@ def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str,
     run_prepare_data(pcfg, data)
     run_dsie_group(pcfg, data, dsie)
     snap = run_save_state(state_uri, data, dsie)
-    run_sft_stage(pcfg, data, dsie, llm, catalogue=catalogue)  # the LLMs can name every period's categories
+    run_sft_stage(pcfg, data, dsie, llm)
     run_pco_stage(pcfg, data, dsie, llm, pco)
     export_pco_models(pco, run_dir / "models", run_dir / "models")
     models = run_save_models(state_uri, run_dir / "models", run_dir / "models")
@@ -279,13 +278,12 @@ def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_confi
     state_uri = str((out_dir / "state").resolve())
     drift_json = json.dumps({k: v for k, v in config_to_dict(drift_cfg).items() if k != "threshold"})
     options = {"drift_config": drift_json, "rec_method": rec_method, "rec_k": rec_k, "settings": settings}
-    catalogue = sorted({c for w in windows for c in w.interactions[CATEGORY].unique()})
     rows: list[PeriodResult] = []
     for window in tqdm(windows, desc="simulate", unit="period", disable=None):
         run_dir = out_dir / "periods" / f"p{window.index}"
         run_dir.mkdir(parents=True, exist_ok=True)
         if window.index == 0:
-            row = _seed_state(cfg, window, run_dir, state_uri, catalogue)
+            row = _seed_state(cfg, window, run_dir, state_uri)
         else:
             row = _recurring_period(cfg, window, run_dir, state_uri, drift_threshold, options)
         rows.append(row)

@@ -278,20 +278,18 @@ class SftStageResult:
 
 
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
-                  which: Sequence[str] = ("novelty", "relevance"),
-                  catalogue: Sequence[str] = ()) -> SftStageResult:
+                  which: Sequence[str] = ("novelty", "relevance")) -> SftStageResult:
     """SFT the LLMs named in ``which`` on the prepared log's histories and the DSIE dir's groups and profiles
     (``coea train-llms`` on pipeline dirs); written under ``out_dir`` (``novelty/``, ``relevance/``, ...).
 
-    ``catalogue``: categories the models must be able to name beyond the log's own (a scratch tokenizer knows
-    only the categories it was built with), e.g. those of later periods that the recurring PCO updates will see.
+    A category that appears only in a later period is admitted when the models meet it (PCO update, methods):
+    :func:`coea.llm.models.admit_categories`.
     """
     from coea.llm.run import run_train_llms
     from coea.llm_job import read_groups_dir
 
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
-    histories = dataclasses.replace(split.histories,
-                                    categories=sorted(set(split.histories.categories) | set(catalogue)))
+    histories = split.histories
     g = read_groups_dir(Path(dsie_dir))
     result = run_train_llms(cfg.llm, histories, g.groups, g.profiles, g.csid_levels, Path(out_dir),
                             which=tuple(which))

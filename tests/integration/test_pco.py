@@ -108,3 +108,27 @@ def test_killed_mid_round_then_resumed_equals_uninterrupted(sft, tmp_path, monke
     assert _no_timing(resumed.rounds) == _no_timing(full.rounds)
     for k, v in full.novelty.model.state_dict().items():
         assert torch.equal(v, resumed.novelty.model.state_dict()[k])
+
+
+def test_a_category_new_since_sft_is_admitted_and_learned_by_the_refresh(sft, tmp_path):
+    """The recurring pipeline meets categories the SFT models never saw: PCO admits them (a new token) and the
+    R-LLM refresh trains on their real take-ups instead of the loop failing with 'maps to no token'."""
+    import dataclasses
+
+    from coea.data.schema import CATEGORY, TIMESTAMP
+
+    cfg, split, llms = sft
+    events = split.histories.interactions.copy()
+    late = events[TIMESTAMP] >= events[TIMESTAMP].quantile(0.6)
+    renamed = late & (events[CATEGORY] == split.histories.categories[0])
+    events.loc[renamed, CATEGORY] = "Brand New"
+    cats = sorted([*split.histories.categories, "Brand New"])
+    new_split = dataclasses.replace(split, histories=dataclasses.replace(split.histories, interactions=events,
+                                                                         categories=cats))
+    assert renamed.sum() >= 10
+    res = run_pco(replace(_pco_cfg(), rounds=1), cfg.llm, new_split, llms.groups, llms.novelty, llms.relevance,
+                  tmp_path / "pco")
+    assert res.rounds[1]["refresh_examples"] > 0
+    for bundle in (res.novelty, res.relevance):
+        assert bundle.tokenizer.convert_tokens_to_ids("Brand New") != bundle.tokenizer.unk_token_id
+    assert "Brand New" not in llms.novelty.tokenizer.get_vocab()  # the caller's SFT models are left alone

@@ -10,7 +10,7 @@ import torch
 
 from coea.errors import CoeaInputError
 from coea.llm.config import ModelConfig
-from coea.llm.decode import CategoryIndex, rank_categories, relevance_scores
+from coea.llm.decode import CategoryIndex, category_logprobs, rank_categories, relevance_scores
 from coea.llm.models import build_model_and_tokenizer, build_scratch_model, load_bundle, load_pretrained, save_bundle
 from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
 from coea.llm.tokenizer import build_scratch_tokenizer
@@ -124,3 +124,37 @@ def test_missing_local_path_is_an_actionable_error(tmp_path):
         load_pretrained(ModelConfig(base_model=str(tmp_path / "empty")), [2])
     with pytest.raises(CoeaInputError, match="not a model bundle"):
         load_bundle(tmp_path / "empty")
+
+
+def test_admit_categories_adds_tokens_for_new_names_and_survives_save(tmp_path):
+    """A category that first appears after SFT (a later period) becomes nameable instead of crashing the index;
+    old token ids and old scores are unchanged, the new row starts at the mean of the known categories' rows."""
+    from coea.llm.models import admit_categories
+
+    cfg = ModelConfig(hidden_size=32, intermediate_size=48)
+    bundle = build_model_and_tokenizer(cfg, CATS, [CTX.profile], [2, 2])
+    with pytest.raises(CoeaInputError, match="'Film Noir' maps to no token"):
+        CategoryIndex(bundle.tokenizer, [*CATS, "Film Noir"])
+    prompt = novelty_prompt(CTX)
+    before = category_logprobs(bundle.model, bundle.tokenizer, [prompt], CategoryIndex(bundle.tokenizer, CATS))[0]
+    old_ids = {c: bundle.tokenizer.convert_tokens_to_ids(c) for c in CATS}
+
+    assert admit_categories(bundle, [*CATS, "Film Noir", "Western"]) == ["Film Noir", "Western"]
+    assert admit_categories(bundle, [*CATS, "Film Noir", "Western"]) == []  # idempotent
+    assert {c: bundle.tokenizer.convert_tokens_to_ids(c) for c in CATS} == old_ids
+    emb = bundle.model.get_input_embeddings().weight
+    assert emb.shape[0] == len(bundle.tokenizer)
+    known = emb[list(old_ids.values())].mean(dim=0)
+    new_id = bundle.tokenizer.convert_tokens_to_ids("Film Noir")
+    assert torch.allclose(emb[new_id], known)
+    text = "recent: Film Noir Sci Fi ; candidate: Film Noir"  # multi-word old and new names stay one token
+    assert bundle.tokenizer.decode(bundle.tokenizer(text)["input_ids"]) == text
+    index = CategoryIndex(bundle.tokenizer, [*CATS, "Film Noir", "Western"])
+    after = category_logprobs(bundle.model, bundle.tokenizer, [prompt], index)[0]
+    assert np.all(np.isfinite(after))
+    shift = after[:len(CATS)] - before  # old names: only the softmax's normaliser changed (one more term each)
+    assert np.allclose(shift, shift[0], atol=1e-4) and shift[0] < 0
+    reloaded = load_bundle(save_bundle(bundle, tmp_path / "b"))
+    again = category_logprobs(reloaded.model, reloaded.tokenizer, [prompt],
+                              CategoryIndex(reloaded.tokenizer, index.categories))[0]
+    assert np.allclose(again, after, atol=1e-5)

@@ -61,8 +61,11 @@ class _LlmMethod(ScoringMethod):
 
     def _fit(self, histories: Histories) -> None:
         from coea.llm.decode import CategoryIndex
+        from coea.llm.models import admit_categories
 
         self.llms = fitted_llms(self.ctx, histories)
+        for bundle in (self.llms.novelty, self.llms.relevance):  # categories new since the models were trained
+            admit_categories(bundle, self.categories)
         self.short_term = histories.short_term
         self.n_index = CategoryIndex(self.llms.novelty.tokenizer, self.categories)
 

@@ -80,7 +80,7 @@ class CategoryIndex:
         for name, ids in zip(self.categories, self.token_ids, strict=True):
             if not ids or (unk_id is not None and unk_id in ids):
                 raise CoeaInputError(f"category {name!r} maps to no token or to the unknown token",
-                                     fix="build the tokenizer with every category (build_scratch_tokenizer)")
+                                     fix="admit new categories first (coea.llm.models.admit_categories)")
             if tuple(ids) in seen:
                 raise CoeaInputError(f"categories {seen[tuple(ids)]!r} and {name!r} have the same token ids",
                                      fix="rename one of them or rebuild the tokenizer")

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 from coea.config import from_dict, save_config
 from coea.errors import CoeaInputError
 from coea.llm.config import ModelConfig
-from coea.llm.tokenizer import atomic_dir, build_scratch_tokenizer, csid_vocab, is_single_token
+from coea.llm.tokenizer import (
+    atomic_dir,
+    build_scratch_tokenizer,
+    category_token_ids,
+    csid_vocab,
+    extend_scratch_tokenizer,
+    is_single_token,
+    unknown_names,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -129,6 +137,37 @@ def build_model_and_tokenizer(cfg: ModelConfig, categories: Sequence[str], extra
         model, tokenizer = load_pretrained(cfg, csid_levels)
     single = is_single_token(tokenizer, list(categories))
     return ModelBundle(model, tokenizer, cfg, cfg.is_scratch, single)
+
+
+def admit_categories(bundle: ModelBundle, categories: Sequence[str]) -> list[str]:
+    """Make every name in ``categories`` nameable by ``bundle`` (in place); returns the names that were added.
+
+    A pretrained sub-word tokenizer spells any new name, so nothing changes. A scratch tokenizer knows only the
+    categories it was built with: a category that first appears in a later period (the recurring pipeline)
+    gets a new token, and the tied embedding matrix a new row initialised to the mean of the rows of the known
+    names of ``categories`` (of the whole vocabulary when none is known): a neutral "average category" that
+    the N-LLM proposes at an average rate and the R-LLM refresh then learns about, instead of a crash.
+    """
+    import torch
+
+    new = unknown_names(bundle.tokenizer, categories)
+    if not new:
+        return []
+    if not bundle.is_scratch:
+        raise CoeaInputError(f"categories {new[:5]} map to the unknown token of the pretrained tokenizer",
+                             fix="use a tokenizer that can spell every category name")
+    old_vocab = len(bundle.tokenizer)
+    ref_ids = [ids[0] for ids in category_token_ids(bundle.tokenizer, [c for c in categories if c not in new])]
+    bundle.tokenizer = extend_scratch_tokenizer(bundle.tokenizer, new)
+    with torch.random.fork_rng(devices=[]):
+        bundle.model.resize_token_embeddings(len(bundle.tokenizer), mean_resizing=False)
+    emb = bundle.model.get_input_embeddings().weight
+    with torch.no_grad():
+        emb[old_vocab:] = (emb[ref_ids] if ref_ids else emb[:old_vocab]).mean(dim=0)
+    bundle.single_token_categories = is_single_token(bundle.tokenizer, list(categories))
+    log.warning("%d categories unknown to the scratch tokenizer were added with mean-initialised embeddings: %s",
+                len(new), new[:10])
+    return new
 
 
 def unpatch_forward(model: Any) -> Any:

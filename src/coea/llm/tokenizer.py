@@ -139,3 +139,35 @@ def is_single_token(tokenizer: PreTrainedTokenizerBase, categories: Sequence[str
     if any(len(t) != 1 or t[0] == tokenizer.unk_token_id for t in ids):
         return False
     return len({t[0] for t in ids}) == len(ids)
+
+
+def unknown_names(tokenizer: PreTrainedTokenizerBase, categories: Sequence[str]) -> list[str]:
+    """The names that map to no token or to the unknown token (a scratch tokenizer built before they existed)."""
+    names = check_category_names(categories)
+    unk = tokenizer.unk_token_id
+    return [n for n, ids in zip(names, category_token_ids(tokenizer, names), strict=True)
+            if not ids or (unk is not None and unk in ids)]
+
+
+def extend_scratch_tokenizer(tokenizer: PreTrainedTokenizerFast, names: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A copy of a scratch (WordLevel) tokenizer with ``names`` appended as new single tokens.
+
+    Every existing token keeps its id, so a model over the old vocabulary only needs its embedding matrix
+    enlarged. The pre-tokenizer regex is rebuilt over every multi-word name (the vocabulary's tokens that contain
+    whitespace are exactly those: words of texts never do).
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = dict(tokenizer.get_vocab())
+    if type(tokenizer.backend_tokenizer.model).__name__ != "WordLevel":
+        raise ValueError("extend_scratch_tokenizer needs the scratch WordLevel tokenizer; a pretrained "
+                         "tokenizer spells new names with its existing sub-word pieces")
+    for name in check_category_names(names):
+        vocab.setdefault(name, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    pattern = name_split_pattern([t for t in vocab if any(ch.isspace() for ch in t)])
+    backend.pre_tokenizer = (pre_tokenizers.WhitespaceSplit() if pattern is None
+                             else pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNK, bos_token=BOS,
+                                   eos_token=EOS, clean_up_tokenization_spaces=False)

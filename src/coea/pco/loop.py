@@ -106,8 +106,11 @@ class PcoLoop:
                  groups: dict[str, GroupInfo], novelty: ModelBundle, relevance: ModelBundle,
                  out_dir: Path | None = None, evaluate: Evaluate | None = None, n_short: int = 10) -> None:
         from coea.llm.decode import CategoryIndex
+        from coea.llm.models import admit_categories
 
         self.cfg, self.llm, self.history, self.groups = cfg, llm, history, groups
+        for bundle in (novelty, relevance):  # a category new since SFT gets a token instead of a crash
+            admit_categories(bundle, categories)
         self.index = CategoryIndex(novelty.tokenizer, categories)
         self.sft_novelty = (copy.deepcopy(novelty.model).eval().requires_grad_(False)  # the "sft" reference
                             if cfg.reference == "sft" else None)
