@@ -1,13 +1,13 @@
 """``coea simulate``: the recurring pipeline, period after period, over a log's time periods.
 
 The log is cut into ``periods`` consecutive global time windows (:func:`coea.data.split.split_periods`, equal
-event counts by default). Period 0 seeds the pipeline state: it is prepared, grouped with DSIE and saved as the
-state's first snapshot, and both LLMs get their SFT and PCO rounds on it, the last round's models saved as the
-state's first models (:func:`coea.stages.run_prepare_data`, :func:`~coea.stages.run_dsie_group`,
-:func:`coea.state.run_save_state`, :func:`~coea.stages.run_sft_stage`, :func:`~coea.stages.run_pco_stage`,
-:func:`coea.state.run_save_models`: the functions behind ``coea_training``'s steps of the same names, called
-directly; the models know only period 0's categories: one that first appears later is admitted by
-:func:`coea.llm.models.admit_categories` when the recurring PCO update meets it), and evaluated
+event counts by default). Period 0 seeds the pipeline state: it is prepared and grouped with DSIE, both LLMs get
+their SFT and PCO rounds on it, and the data + groups and the last round's models are saved together as the
+state's first version (:func:`coea.stages.run_prepare_data`, :func:`~coea.stages.run_dsie_group`,
+:func:`~coea.stages.run_sft_stage`, :func:`~coea.stages.run_pco_stage`, :func:`coea.state.run_save_state`: the
+functions behind ``coea_training``'s steps of the same names, called directly; the models know only period 0's
+categories: one that first appears later is admitted by :func:`coea.llm.models.admit_categories` when the
+recurring PCO update meets it), and evaluated
 (:func:`~coea.stages.run_evaluate_stage` with the SFT models and the PCO dir).
 Each later period is written as ``periods/p<i>/interactions.parquet`` and fed to ``coea_recurring``, run by
 ``kfp.local`` (:func:`coea.kfp.local.run_recurring_locally`, the same pipeline function that compiles for the
@@ -197,20 +197,20 @@ def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str) -
         run_prepare_data,
         run_sft_stage,
     )
-    from coea.state import run_save_models, run_save_state
+    from coea.state import read_pointer, run_save_state
 
     start = time.perf_counter()
     pcfg = _period_config(cfg, _write_period(window, run_dir))
     data, dsie, llm, pco = run_dir / "data", run_dir / "dsie", run_dir / "llm", run_dir / "pco"
     run_prepare_data(pcfg, data)
     run_dsie_group(pcfg, data, dsie)
-    snap = run_save_state(state_uri, data, dsie)
     run_sft_stage(pcfg, data, dsie, llm)
     run_pco_stage(pcfg, data, dsie, llm, pco)
     export_pco_models(pco, run_dir / "models", run_dir / "models")
-    models = run_save_models(state_uri, run_dir / "models", run_dir / "models")
+    snap = run_save_state(state_uri, data, dsie, run_dir / "models", run_dir / "models")
+    models = (read_pointer(state_uri) or {})["models"]
     evaluation = run_evaluate_stage(pcfg, data, dsie, run_dir / "evaluation", llm_dir=llm, pco_dir=pco)
-    return _row(window, run_dir, drift=None, regrouped=True, snapshot=snap.snapshot, models=models.snapshot,
+    return _row(window, run_dir, drift=None, regrouped=True, snapshot=snap.snapshot, models=models["snapshot"],
                 metrics=evaluation.main, seconds=time.perf_counter() - start)
 
 
@@ -238,15 +238,14 @@ def _recurring_period(cfg: RunConfig, window: Period, run_dir: Path, state_uri: 
                       options: dict[str, Any]) -> PeriodResult:
     """One later period: ``coea_recurring`` under kfp.local; what it decided, read from its artifacts."""
     from coea.kfp.local import run_recurring_locally
-    from coea.state import MODELS_POINTER, read_pointer
+    from coea.state import read_pointer
 
     start = time.perf_counter()
     pcfg = _period_config(cfg, _write_period(window, run_dir))
     before = read_pointer(state_uri)
     kfp_root = run_recurring_locally(pcfg, run_dir, state_uri, drift_threshold=drift_threshold, **options)
     after = read_pointer(state_uri)
-    models = read_pointer(state_uri, pointer=MODELS_POINTER)
-    assert before is not None and after is not None and models is not None  # the seed wrote the state
+    assert before is not None and after is not None and "models" in after  # the seed wrote the state
     drift_dir = _task_dir(kfp_root, "monitor-drift")
     evaluate_dir = _task_dir(kfp_root, "evaluate")
     assert drift_dir is not None and evaluate_dir is not None
@@ -254,7 +253,8 @@ def _recurring_period(cfg: RunConfig, window: Period, run_dir: Path, state_uri: 
     shutil.copyfile(drift_dir / "report", run_dir / "drift_report.html")
     return _row(window, run_dir, drift=(float(drift["drift_share"]), bool(drift["drifted"])),
                 regrouped=after["snapshot"] != before["snapshot"], snapshot=after["snapshot"],
-                models=models["snapshot"], metrics=_logged_metrics(evaluate_dir), seconds=time.perf_counter() - start)
+                models=after["models"]["snapshot"], metrics=_logged_metrics(evaluate_dir),
+                seconds=time.perf_counter() - start)
 
 
 def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_config: DriftConfig | None = None,

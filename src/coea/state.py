@@ -4,18 +4,20 @@ The training pipeline writes the state, the recurring pipeline reads it (drift r
 the two LLMs), replaces the snapshot when it regroups and the models after every PCO update. Layout under
 ``state_uri``::
 
-    current.json                   pointer to the active snapshot and its file list; written LAST
+    current.json                   THE pointer: the active snapshot and the active models, with their file lists
     snapshots/<id>/data/...        the reference window: the prepared log the groups were fitted on
     snapshots/<id>/dsie/...        the DSIE dir fitted on it
-    models.json                    pointer to the active models version and its file list; written LAST
     models/<id>/novelty/...        the Novelty LLM (a ``save_bundle`` dir: weights, tokenizer, config)
     models/<id>/relevance/...      the Relevance LLM
     kv/recs.sqlite                 the served key-value store (its versions inside, see coea.store.kv)
 
-A version's files are written before its pointer, so a reader that follows ``current.json`` (``models.json``)
-sees either the previous complete version or the new one. Versions beyond the newest ``keep`` are deleted
-afterwards. The snapshot and the models are versioned apart: the models change every period, the groups only
-when drift regroups them. On a
+A version's files are written first and the pointer LAST, in one write (a rename locally, one object upload on
+GCS), so a reader that follows ``current.json`` sees either the previous complete state or the new one. The
+groups and the models trained on them switch TOGETHER: when drift regroups, ``save_state`` runs after the PCO
+update with the new data + DSIE snapshot and the new models, and one pointer write makes both active (a run that
+dies in between leaves the old groups with the old models, never new groups with models tuned on the old ones).
+Without regrouping, ``save_models`` writes a pointer with the same snapshot and the new models. Versions beyond
+the newest ``keep`` of each kind are deleted afterwards. On a
 local state the store is published in place (readers see the switch atomically, see ``coea.store.kv``); on
 ``gs://`` it is downloaded, published and uploaded again, so one writer at a time (the recurring run's
 ``max_concurrency=1``).
@@ -45,7 +47,6 @@ POINTER = "current.json"
 SNAPSHOTS = "snapshots"
 KV_STORE = "kv/recs.sqlite"
 PARTS = ("data", "dsie")
-MODELS_POINTER = "models.json"
 MODELS = "models"
 MODEL_PARTS = ("novelty", "relevance")  # each stored from (loaded into) ``<dir>/<part>/``, the sft_* layout
 
@@ -156,12 +157,8 @@ class StateSnapshot:
     created_at: str
 
 
-def _save_version(state: LocalState | GcsState, state_uri: str, prefix: str, pointer_name: str,
-                  parts: dict[str, Path], keep: int) -> StateSnapshot:
-    """Upload ``parts`` (name -> dir) as ``<prefix>/<new id>/<name>/...``, then write the pointer, then drop
-    versions beyond the newest ``keep``."""
-    if keep < 1:
-        raise ValueError(f"keep must be >= 1, got {keep}")
+def _upload_version(state: LocalState | GcsState, prefix: str, parts: dict[str, Path]) -> dict[str, Any]:
+    """Upload ``parts`` (name -> dir) as ``<prefix>/<new id>/<name>/...``; returns the version's pointer entry."""
     vid = new_version_id()
     files = []
     for part, src in parts.items():
@@ -169,12 +166,23 @@ def _save_version(state: LocalState | GcsState, state_uri: str, prefix: str, poi
             rel = f"{prefix}/{vid}/{part}/{path.relative_to(src).as_posix()}"
             state.upload_file(rel, path)
             files.append(rel)
-    snap = StateSnapshot(state_uri, vid, len(files), utc_now_iso())
-    pointer = {"snapshot": vid, "created_at": snap.created_at, "files": files}
-    state.write_bytes(pointer_name, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"))
-    _collect_garbage(state, prefix, vid, keep)
-    log.info("state %s: %s %s saved (%d files)", state_uri, prefix, vid, len(files))
-    return snap
+    return {"snapshot": vid, "created_at": utc_now_iso(), "files": files}
+
+
+def _commit(state: LocalState | GcsState, state_uri: str, snapshot: dict[str, Any], models: dict[str, Any] | None,
+            keep: int) -> None:
+    """Write THE pointer (one write switches snapshot and models together), then drop old versions."""
+    pointer = {**snapshot, **({"models": models} if models is not None else {})}
+    state.write_bytes(POINTER, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"))
+    _collect_garbage(state, SNAPSHOTS, snapshot["snapshot"], keep)
+    if models is not None:
+        _collect_garbage(state, MODELS, models["snapshot"], keep)
+    log.info("state %s: snapshot %s, models %s", state_uri, snapshot["snapshot"],
+             None if models is None else models["snapshot"])
+
+
+def _version(state_uri: str, entry: dict[str, Any]) -> StateSnapshot:
+    return StateSnapshot(state_uri, entry["snapshot"], len(entry["files"]), entry["created_at"])
 
 
 def _collect_garbage(state: LocalState | GcsState, prefix: str, current: str, keep: int) -> None:
@@ -185,64 +193,94 @@ def _collect_garbage(state: LocalState | GcsState, prefix: str, current: str, ke
         state.delete([n for n in names if n.split("/")[1] in doomed])
 
 
-def _load_version(state: LocalState | GcsState, state_uri: str, pointer_name: str, outs: dict[str, Path],
-                  missing: str) -> StateSnapshot:
-    """Download every file the pointer lists, part ``<name>`` under ``outs[name]``; ``missing`` is the fix when
-    there is no pointer."""
-    raw = state.read_bytes(pointer_name)
-    if raw is None:
-        raise CoeaInputError(f"no pipeline state at {state_uri} ({pointer_name} missing)", option="state_uri",
-                             fix=missing)
-    pointer = json.loads(raw)
-    for rel in pointer["files"]:
+def _download(state: LocalState | GcsState, state_uri: str, entry: dict[str, Any], outs: dict[str, Path]) -> None:
+    """Download every file the pointer entry lists, part ``<name>`` under ``outs[name]``."""
+    for rel in entry["files"]:
         _, _, part, rest = rel.split("/", 3)
         if not state.download_file(rel, outs[part] / rest):
-            raise CoeaInputError(f"state file {rel} listed in {pointer_name} is missing", source=state_uri,
+            raise CoeaInputError(f"state file {rel} listed in {POINTER} is missing", source=state_uri,
                                  fix="re-run coea_training to write a complete state")
-    log.info("state %s: %s %s loaded (%d files)", state_uri, pointer_name, pointer["snapshot"],
-             len(pointer["files"]))
-    return StateSnapshot(state_uri, pointer["snapshot"], len(pointer["files"]), pointer["created_at"])
 
 
-def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, *, keep: int = 3,
-                   client: Any = None) -> StateSnapshot:
-    """Write ``data_dir`` and ``dsie_dir`` as a new snapshot, then point ``current.json`` at it."""
-    parts = dict(zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True))
-    return _save_version(open_state(state_uri, client), state_uri, SNAPSHOTS, POINTER, parts, keep)
-
-
-def read_pointer(state_uri: str, client: Any = None, pointer: str = POINTER) -> dict[str, Any] | None:
-    """The content of ``current.json`` (or of another pointer, e.g. ``MODELS_POINTER``), or None when there is
-    no state yet."""
-    data = open_state(state_uri, client).read_bytes(pointer)
-    return None if data is None else json.loads(data)
-
-
-def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:
-    """Download the active snapshot: the reference data dir to ``data_out``, the DSIE dir to ``dsie_out``."""
-    outs = dict(zip(PARTS, (Path(data_out), Path(dsie_out)), strict=True))
-    return _load_version(open_state(state_uri, client), state_uri, POINTER, outs,
-                         "run the coea_training pipeline with this state_uri first")
-
-
-def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, keep: int = 3,
-                    client: Any = None) -> StateSnapshot:
-    """Write ``novelty_dir/novelty/`` and ``relevance_dir/relevance/`` (the layout of the ``sft_*`` steps'
-    outputs; both may be one dir) as a new models version, then point ``models.json`` at it."""
+def _model_parts(novelty_dir: Path, relevance_dir: Path) -> dict[str, Path]:
     parts = {name: Path(d) / name for name, d in zip(MODEL_PARTS, (novelty_dir, relevance_dir), strict=True)}
     for name, src in parts.items():
         if not src.is_dir():
             raise CoeaInputError(f"no {name}/ model dir", source=src.parent,
                                  fix="pass the dir(s) written by run_sft_stage or export_pco_models")
-    return _save_version(open_state(state_uri, client), state_uri, MODELS, MODELS_POINTER, parts, keep)
+    return parts
+
+
+def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, novelty_dir: Path | None = None,
+                   relevance_dir: Path | None = None, *, keep: int = 3, client: Any = None) -> StateSnapshot:
+    """Write ``data_dir`` + ``dsie_dir`` as a new snapshot and, when given, ``novelty_dir/novelty/`` +
+    ``relevance_dir/relevance/`` (the ``sft_*`` layout; both may be one dir) as a new models version, then make
+    both active with ONE pointer write (without models, the active models stay). Returns the snapshot."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    if (novelty_dir is None) != (relevance_dir is None):
+        raise ValueError("pass both novelty_dir and relevance_dir, or neither")
+    model_parts = None if novelty_dir is None else _model_parts(novelty_dir, relevance_dir)  # checked up front
+    state = open_state(state_uri, client)
+    snapshot = _upload_version(state, SNAPSHOTS, dict(zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True)))
+    if model_parts is not None:
+        models = _upload_version(state, MODELS, model_parts)
+    else:
+        models = (read_pointer(state_uri, client) or {}).get("models")
+    _commit(state, state_uri, snapshot, models, keep)
+    return _version(state_uri, snapshot)
+
+
+def read_pointer(state_uri: str, client: Any = None) -> dict[str, Any] | None:
+    """The content of ``current.json`` (the snapshot's ``snapshot``/``created_at``/``files``, and ``models`` with
+    the same keys once models were saved), or None when there is no state yet."""
+    data = open_state(state_uri, client).read_bytes(POINTER)
+    return None if data is None else json.loads(data)
+
+
+def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:
+    """Download the active snapshot: the reference data dir to ``data_out``, the DSIE dir to ``dsie_out``."""
+    pointer = read_pointer(state_uri, client)
+    if pointer is None:
+        raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing)", option="state_uri",
+                             fix="run the coea_training pipeline with this state_uri first")
+    _download(open_state(state_uri, client), state_uri, pointer,
+              dict(zip(PARTS, (Path(data_out), Path(dsie_out)), strict=True)))
+    log.info("state %s: snapshot %s loaded", state_uri, pointer["snapshot"])
+    return _version(state_uri, pointer)
+
+
+def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, keep: int = 3,
+                    client: Any = None) -> StateSnapshot:
+    """Write ``novelty_dir/novelty/`` and ``relevance_dir/relevance/`` (the layout of the ``sft_*`` steps'
+    outputs; both may be one dir) as a new models version and make it active beside the active snapshot (the
+    groups are kept: the no-drift branch). Returns the models version."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    parts = _model_parts(novelty_dir, relevance_dir)
+    pointer = read_pointer(state_uri, client)
+    if pointer is None:
+        raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing): models belong to groups",
+                             option="state_uri", fix="save the snapshot with its models first (run_save_state, "
+                                                     "the coea_training pipeline)")
+    state = open_state(state_uri, client)
+    models = _upload_version(state, MODELS, parts)
+    _commit(state, state_uri, {k: v for k, v in pointer.items() if k != "models"}, models, keep)
+    return _version(state_uri, models)
 
 
 def run_load_models(state_uri: str, novelty_out: Path, relevance_out: Path, *, client: Any = None) -> StateSnapshot:
     """Download the active models: the N-LLM to ``novelty_out/novelty/``, the R-LLM to
     ``relevance_out/relevance/`` (what :func:`coea.stages.load_llms` reads)."""
+    models = (read_pointer(state_uri, client) or {}).get("models")
+    if models is None:
+        raise CoeaInputError(f"no models in the pipeline state at {state_uri}", option="state_uri",
+                             fix="run the coea_training pipeline (it saves the models after PCO) with this "
+                                 "state_uri first")
     outs = {name: Path(d) / name for name, d in zip(MODEL_PARTS, (novelty_out, relevance_out), strict=True)}
-    return _load_version(open_state(state_uri, client), state_uri, MODELS_POINTER, outs,
-                         "run the coea_training pipeline (it saves the models after PCO) with this state_uri first")
+    _download(open_state(state_uri, client), state_uri, models, outs)
+    log.info("state %s: models %s loaded", state_uri, models["snapshot"])
+    return _version(state_uri, models)
 
 
 # -- serving -------------------------------------------------------------------------------------------------------

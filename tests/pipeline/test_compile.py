@@ -55,10 +55,9 @@ def _k8s(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
     assert specs[TRAINING]["pipelineInfo"]["name"] == TRAINING
     assert set(_tasks(specs[TRAINING])) == {"prepare-data", "dsie-group", "sft-novelty", "sft-relevance", "pco-loop",
-                                            "save-state", "save-models", "evaluate", "recommend",
-                                            "export-recommendations"}
+                                            "save-state", "evaluate", "recommend", "export-recommendations"}
     assert {"load-state", "load-models", "monitor-drift", "dsie-group", "build-profiles", "pco-loop", "pco-loop-2",
-            "save-models", "save-models-2", "evaluate", "evaluate-2"} <= set(_tasks(specs[RECURRING]))
+            "save-state", "save-models", "evaluate", "evaluate-2"} <= set(_tasks(specs[RECURRING]))
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
@@ -95,9 +94,11 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
         assert tasks[name]["inputs"]["artifacts"]["dsie"]["taskOutputArtifact"]["producerTask"] == "dsie-group"
     params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == "coea+x" and "llm_config" in params and "pco_config" in params
-    save = tasks["save-models"]["inputs"]["artifacts"]  # the state's models are the last PCO round's
+    save = tasks["save-state"]["inputs"]["artifacts"]  # groups + the last PCO round's models, saved together
     assert save["novelty"]["taskOutputArtifact"] == {"producerTask": "pco-loop", "outputArtifactKey": "final_novelty"}
     assert save["relevance"]["taskOutputArtifact"]["outputArtifactKey"] == "final_relevance"
+    assert save["dsie"]["taskOutputArtifact"]["producerTask"] == "dsie-group"
+    assert "save-state" in tasks["export-recommendations"]["dependentTasks"]  # the store after the state
 
 
 def _branch_tasks(spec: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
@@ -127,8 +128,11 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
             assert _producer(pco, llm) == f"pipelinechannel--load-models-{llm}"
         (dsie,) = [n for n in tasks if n.startswith(("dsie-group", "build-profiles"))]
         assert _producer(pco, "dsie") == dsie  # with the branch's groups
-        (save,) = [t for n, t in tasks.items() if n.startswith("save-models")]
+        (save_name,) = [n for n in tasks if n.startswith(("save-models", "save-state"))]
+        save = tasks[save_name]
         assert _producer(save, "novelty") == _producer(save, "relevance") == pco_name
+        if save_name.startswith("save-state"):  # regrouped: the new groups switch with the models tuned on them
+            assert dsie.startswith("dsie-group") and _producer(save, "dsie") == dsie
         (evaluate,) = [t for n, t in tasks.items() if n.startswith("evaluate")]
         (recommend,) = [t for n, t in tasks.items() if n.startswith("recommend")]
         for task in (evaluate, recommend):
@@ -188,4 +192,4 @@ def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:
     # the state lives on the cache volume (/cache/coea-state): every I/O step and the training step mount it
     assert set(k8s) == {"exec-prepare-data", "exec-load-state", "exec-save-state", "exec-export-recommendations",
                         "exec-export-recommendations-2", "exec-dsie-group", "exec-load-models", "exec-save-models",
-                        "exec-save-models-2", "exec-pco-loop", "exec-pco-loop-2"}
+                        "exec-pco-loop", "exec-pco-loop-2"}

@@ -15,7 +15,6 @@ import pytest
 from coea.errors import CoeaInputError
 from coea.state import (
     KV_STORE,
-    MODELS_POINTER,
     POINTER,
     open_state,
     read_pointer,
@@ -60,14 +59,15 @@ def _fake_models(root: Path, tag: str) -> Path:
     return root
 
 
-def test_models_round_trip_and_garbage_collection(tmp_path: Path) -> None:
+def test_models_round_trip_and_garbage_collection(tmp_path: Path, fitted) -> None:
     state = str(tmp_path / "state")
+    snap = run_save_state(state, fitted.data, fitted.dsie)
     versions = [run_save_models(state, _fake_models(tmp_path / f"m{i}", str(i)),
                                 _fake_models(tmp_path / f"m{i}", str(i)), keep=2) for i in range(3)]
-    pointer = read_pointer(state, pointer=MODELS_POINTER)
-    assert pointer is not None and pointer["snapshot"] == versions[-1].snapshot and versions[-1].n_files == 4
+    pointer = read_pointer(state)
+    assert pointer is not None and pointer["snapshot"] == snap.snapshot  # the groups stay (no-drift branch)
+    assert pointer["models"]["snapshot"] == versions[-1].snapshot and versions[-1].n_files == 4
     assert sorted(p.name for p in (tmp_path / "state" / "models").iterdir()) == [v.snapshot for v in versions[1:]]
-    assert read_pointer(state) is None  # the data + DSIE snapshot is versioned apart
     loaded = run_load_models(state, tmp_path / "n", tmp_path / "r")
     assert loaded.snapshot == versions[-1].snapshot
     assert set(_tree(tmp_path / "n")) == {"novelty/config.json", "novelty/sub/weights.bin"}  # the model only
@@ -75,11 +75,46 @@ def test_models_round_trip_and_garbage_collection(tmp_path: Path) -> None:
     assert _tree(tmp_path / "r" / "relevance") == _tree(tmp_path / "m2" / "relevance")
 
 
+def test_groups_and_their_models_switch_together(tmp_path: Path, fitted, monkeypatch) -> None:
+    """Regrouping saves the new snapshot WITH the models tuned on it in one pointer write: a save that dies
+    before the pointer leaves the old groups with the old models, a snapshot-only save keeps the models."""
+    from coea import state as state_mod
+
+    state = str(tmp_path / "state")
+    first = run_save_state(state, fitted.data, fitted.dsie, *(2 * [_fake_models(tmp_path / "m0", "0")]))
+    before = read_pointer(state)
+    assert before is not None and before["snapshot"] == first.snapshot
+    real = state_mod._upload_version
+    calls = []
+
+    def dies_on_models(store, prefix, parts):
+        calls.append(prefix)
+        if prefix == state_mod.MODELS:
+            raise OSError("node preempted")
+        return real(store, prefix, parts)
+
+    monkeypatch.setattr(state_mod, "_upload_version", dies_on_models)
+    with pytest.raises(OSError, match="preempted"):
+        run_save_state(state, fitted.data, fitted.dsie, *(2 * [_fake_models(tmp_path / "m1", "1")]))
+    assert calls == [state_mod.SNAPSHOTS, state_mod.MODELS] and read_pointer(state) == before
+    monkeypatch.setattr(state_mod, "_upload_version", real)
+    second = run_save_state(state, fitted.data, fitted.dsie, *(2 * [_fake_models(tmp_path / "m1", "1")]))
+    after = read_pointer(state)
+    assert after is not None and after["snapshot"] == second.snapshot != first.snapshot
+    assert after["models"]["snapshot"] != before["models"]["snapshot"]
+    run_load_models(state, tmp_path / "n", tmp_path / "r")
+    assert _tree(tmp_path / "n" / "novelty") == _tree(tmp_path / "m1" / "novelty")
+    third = run_save_state(state, fitted.data, fitted.dsie)  # no models given: the active ones stay
+    assert read_pointer(state)["models"] == after["models"] and third.snapshot != second.snapshot
+    with pytest.raises(ValueError, match="both novelty_dir and relevance_dir"):
+        run_save_state(state, fitted.data, fitted.dsie, tmp_path / "m1")
+
+
 def test_saved_models_load_as_llms(tmp_path: Path, fitted, llm_dirs: dict[str, Path]) -> None:
     from coea.stages import load_llms
 
     state = str(tmp_path / "state")
-    run_save_models(state, llm_dirs["novelty"], llm_dirs["relevance"])
+    run_save_state(state, fitted.data, fitted.dsie, llm_dirs["novelty"], llm_dirs["relevance"])
     run_load_models(state, tmp_path / "n", tmp_path / "r")
     llms = load_llms([tmp_path / "n", tmp_path / "r"], fitted.dsie)  # what pco_loop and evaluate read
     original = load_llms([llm_dirs["novelty"], llm_dirs["relevance"]], fitted.dsie)
@@ -88,13 +123,15 @@ def test_saved_models_load_as_llms(tmp_path: Path, fitted, llm_dirs: dict[str, P
         assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
-def test_models_errors_name_the_fix(tmp_path: Path) -> None:
+def test_models_errors_name_the_fix(tmp_path: Path, fitted) -> None:
     with pytest.raises(CoeaInputError, match="saves the models after PCO"):
         run_load_models(str(tmp_path / "none"), tmp_path / "a", tmp_path / "b")
+    with pytest.raises(CoeaInputError, match="models belong to groups"):
+        run_save_models(str(tmp_path / "none"), _fake_models(tmp_path / "m", "0"), tmp_path / "m")
     (tmp_path / "only" / "novelty").mkdir(parents=True)
     with pytest.raises(CoeaInputError, match="no relevance/ model dir"):
-        run_save_models(str(tmp_path / "state"), tmp_path / "only", tmp_path / "only")
-    assert not (tmp_path / "state" / MODELS_POINTER).exists()  # nothing half-written
+        run_save_state(str(tmp_path / "state"), fitted.data, fitted.dsie, tmp_path / "only", tmp_path / "only")
+    assert not (tmp_path / "state").exists()  # checked before anything is written
 
 
 def test_load_without_state_says_what_to_run(tmp_path: Path) -> None:
@@ -176,15 +213,17 @@ def test_gcs_state_round_trip_store_and_export(tmp_path: Path, fitted, gcs: Any)
                                               .download_as_bytes())["n_rows"] == 12
 
 
-def test_gcs_models_round_trip(tmp_path: Path, gcs: Any) -> None:
+def test_gcs_models_round_trip(tmp_path: Path, fitted, gcs: Any) -> None:
     state = f"gs://{BUCKET}/coea/state"
-    first = run_save_models(state, _fake_models(tmp_path / "m0", "0"), _fake_models(tmp_path / "m0", "0"),
-                            keep=1, client=gcs)
+    snap = run_save_state(state, fitted.data, fitted.dsie, *(2 * [_fake_models(tmp_path / "m0", "0")]), keep=1,
+                          client=gcs)
+    first = read_pointer(state, gcs)["models"]
     second = run_save_models(state, _fake_models(tmp_path / "m1", "1"), _fake_models(tmp_path / "m1", "1"),
                              keep=1, client=gcs)
     names = {b.name for b in gcs.list_blobs(BUCKET)}
-    assert f"coea/state/{MODELS_POINTER}" in names and len(names) == second.n_files + 1  # the first was collected
-    assert not any(first.snapshot in n for n in names)
+    assert f"coea/state/{POINTER}" in names
+    assert len(names) == snap.n_files + second.n_files + 1  # the first models version was collected
+    assert not any(first["snapshot"] in n for n in names)
     run_load_models(state, tmp_path / "n", tmp_path / "r", client=gcs)
     assert _tree(tmp_path / "n" / "novelty") == _tree(tmp_path / "m1" / "novelty")
     assert _tree(tmp_path / "r" / "relevance") == _tree(tmp_path / "m1" / "relevance")

@@ -181,13 +181,16 @@ def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model]):
     dsie.metadata.update({"snapshot": snap.snapshot})
 
 
-def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model]) -> str:
-    """Make ``data`` and ``dsie`` the new active snapshot under ``state_uri``; returns the snapshot id."""
+def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model], novelty: Input[Model],
+               relevance: Input[Model]) -> str:
+    """Make ``data`` + ``dsie`` (the groups) and the models tuned on them (``sft_*`` layout) the active state
+    under ``state_uri``, switched together by one pointer write; returns the snapshot id."""
     from pathlib import Path
 
     from coea.state import run_save_state
 
-    return run_save_state(state_uri, Path(data.path), Path(dsie.path)).snapshot
+    return run_save_state(state_uri, Path(data.path), Path(dsie.path), Path(novelty.path),
+                          Path(relevance.path)).snapshot
 
 
 def load_models(state_uri: str, novelty: Output[Model], relevance: Output[Model]):
@@ -205,7 +208,7 @@ def load_models(state_uri: str, novelty: Output[Model], relevance: Output[Model]
 
 def save_models(state_uri: str, novelty: Input[Model], relevance: Input[Model]) -> str:
     """Make the N-LLM in ``novelty`` and the R-LLM in ``relevance`` (``sft_*`` layout) the active models under
-    ``state_uri``; returns the models version id."""
+    ``state_uri``, beside the active groups (the no-drift branch); returns the models version id."""
     from pathlib import Path
 
     from coea.state import run_save_models

@@ -1,18 +1,19 @@
 """The CoEA Kubeflow pipelines (KFP v2): ``coea_training`` and ``coea_recurring``.
 
-``coea_training``: prepare_data -> dsie_group (GPU step) -> save_state; sft_novelty and sft_relevance (GPU
-steps, in parallel) -> pco_loop (GPU step: PCO rounds) -> save_models (the last round's N-LLM and R-LLM become
-the state's models) and evaluate (LLM methods use the trained LLMs, ``coea`` the last PCO round); recommend
-(``coea+x``) -> export.
+``coea_training``: prepare_data -> dsie_group (GPU step); sft_novelty and sft_relevance (GPU steps, in
+parallel) -> pco_loop (GPU step: PCO rounds) -> save_state (the data + groups and the last round's N-LLM and
+R-LLM become the state, one pointer write) and evaluate (LLM methods use the trained LLMs, ``coea`` the last
+PCO round); recommend (``coea+x``) -> export (after the state is saved).
 ``coea_recurring``: prepare_data (the new period), load_state and load_models -> monitor_drift against the
-reference window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup) and save_state;
-``dsl.Else``: keep the groups and rebuild their profiles (build_profiles) -> in either branch the PCO update
-(pco_loop, GPU step, from the loaded models on the period's data with the branch's groups) -> save_models, and
+reference window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup); ``dsl.Else``: keep the
+groups and rebuild their profiles (build_profiles) -> in either branch the PCO update (pco_loop, GPU step, from
+the loaded models on the period's data with the branch's groups) -> save_state (If: new groups and new models
+switch together) or save_models (Else: new models beside the kept groups), and
 evaluate (``nllm_sft`` & co. use the loaded models, ``coea`` this period's last PCO round) -> recommend
 (``coea+x``) -> export.
 
 kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
-pco_loop/save_models/evaluate/recommend/export tasks (one helper adds them).
+pco_loop/save/evaluate/recommend/export tasks (one helper adds them).
 
 Pipeline parameters: the run config as JSON objects of its sections (``coea.stages.pipeline_arguments``),
 ``state_uri`` (local directory or ``gs://``), ``rec_method``/``rec_k`` for the served list and
@@ -86,24 +87,33 @@ def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsi
     return {"novelty": novelty.outputs["model"], "relevance": relevance.outputs["model"]}
 
 
-def _pco(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
-         llms: dict[str, PipelineChannel], p: dict[str, Any]) -> dsl.PipelineTask:
-    """The PCO rounds from the given models, a GPU step, then its last round's models saved as the state's
-    models; returns the PCO task (``model``: its dir, the ``coea`` models)."""
+def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
+                  llms: dict[str, PipelineChannel], p: dict[str, Any], *,
+                  new_groups: bool) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+    """The PCO rounds from the given models (a GPU step), then the state commit: with ``new_groups`` the data +
+    DSIE snapshot AND the last round's models in one pointer write (``save_state``: groups and the models tuned
+    on them switch together), otherwise the models beside the kept groups (``save_models``). Returns the PCO
+    task (``model``: its dir, the ``coea`` models) and the save task."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config")}
     task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs).set_display_name("PCO rounds"), settings)
-    save = c.save_models(state_uri=p["state_uri"], novelty=task.outputs["final_novelty"],
-                         relevance=task.outputs["final_relevance"])
-    apply_io(save.set_display_name("save models"), settings)
-    return task
+    final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
+    if new_groups:
+        save = c.save_state(state_uri=p["state_uri"], data=data, dsie=dsie, **final).set_display_name("save state")
+    else:
+        save = c.save_models(state_uri=p["state_uri"], **final).set_display_name("save models")
+    apply_io(save, settings)
+    return task, save
 
 
 def _update_and_serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
-                      llms: dict[str, PipelineChannel], p: dict[str, Any]) -> dict[str, dsl.PipelineTask]:
-    """One recurring branch's tail: the PCO update of the loaded models on the period (saved to the state), then
-    evaluate/recommend/export with the loaded models and this period's PCO dir."""
-    pco = _pco(c, settings, data, dsie, llms, p)
-    return _serve(c, settings, data, dsie, p, {**llms, "pco": pco.outputs["model"]})
+                      llms: dict[str, PipelineChannel], p: dict[str, Any], *,
+                      new_groups: bool) -> dict[str, dsl.PipelineTask]:
+    """A PCO run and its state commit (see :func:`_pco_and_save`), then evaluate/recommend/export with the given
+    models and the PCO dir; the store is published after the state commit. Returns the tasks by role."""
+    pco, save = _pco_and_save(c, settings, data, dsie, llms, p, new_groups=new_groups)
+    served = _serve(c, settings, data, dsie, p, {**llms, "pco": pco.outputs["model"]})
+    served["export"].after(save)  # the state first, then the store version that came from it
+    return {**served, "pco": pco, "save": save}
 
 
 def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
@@ -123,12 +133,9 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
         prep = apply_io(c.prepare_data(data_config=data_config).set_display_name("prepare data"), settings)
         data = prep.outputs["data"]
         dsie = _dsie(c, settings, data, p)
-        save = c.save_state(state_uri=state_uri, data=data, dsie=dsie.outputs["dsie"])
-        apply_io(save.set_display_name("save state"), settings)
         llms = _sft(c, settings, data, dsie.outputs["dsie"], p)
-        pco = _pco(c, settings, data, dsie.outputs["dsie"], llms, p).outputs["model"]
-        served = _serve(c, settings, data, dsie.outputs["dsie"], p, {**llms, "pco": pco})
-        served["export"].after(save)  # the state's snapshot first, then the store version that came from it
+        served = _update_and_serve(c, settings, data, dsie.outputs["dsie"], llms, p, new_groups=True)
+        pco = served["pco"].outputs["model"]
         return TrainingOutputs(report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"], **llms, pco=pco,
                                recommendations=served["recommend"].outputs["recommendations"],
                                kv_store=served["export"].outputs["kv_store"])
@@ -155,14 +162,12 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
         drift.set_caching_options(False)
         with dsl.If(drift.outputs["drift_share"] >= drift_threshold, name="drift: regroup"):
             regroup = _dsie(c, settings, data, p)
-            save = c.save_state(state_uri=state_uri, data=data, dsie=regroup.outputs["dsie"])
-            apply_io(save.set_display_name("save state"), settings)
-            _update_and_serve(c, settings, data, regroup.outputs["dsie"], llms, p)["export"].after(save)
+            _update_and_serve(c, settings, data, regroup.outputs["dsie"], llms, p, new_groups=True)
         with dsl.Else(name="no drift: keep groups"):
             keep = c.build_profiles(data=data, dsie_in=state.outputs["dsie"], split_config=split_config,
                                     dsie_config=dsie_config)
             apply_resources(keep.set_display_name("refresh profiles"), settings, StageClass.COMPUTE)
-            _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p)
+            _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False)
 
     return Pipelines(coea_training, coea_recurring, settings)
 
