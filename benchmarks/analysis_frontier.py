@@ -1,0 +1,120 @@
+"""What limits PCO on MovieLens-1M: the NCP/C-H frontier of the N-LLM and the quality of the R-LLM as a judge.
+
+A quality analysis, not a speed benchmark (``make bench`` does not run it). It reads the models of an earlier
+run (``coea ablate --out DIR`` or ``coea run``'s run dir: ``dsie/``, ``llm/`` and optionally ``pco/``) and the
+default MovieLens split, and prints two tables:
+
+1. **Frontier**: the N-LLM's plain top-10 re-ranked with a uniform novelty bonus ``score = log p(c) + lam *
+   [c unseen]`` for a sweep of ``lam``: C-H@10 and NCP@10 of each list. Any PCO reward that only moves mass
+   between seen and unseen categories (and keeps the N-LLM's order within each) lands on this curve, so it
+   says what NCP is reachable at the C-H the paper-view target allows (>= 99% of ``nllm_sft``'s).
+2. **Judge**: on 800 seeded evaluated users, S-H@10 of ranking each user's unseen categories by the R-LLM's
+   P(yes), by its log-odds + log q(c) (q = the adoption popularity its negatives were drawn from: a balanced
+   yes/no model learns p(c|ctx)/q(c), the lift, and this turns it back into p(c|ctx)), and by the N-LLM's own
+   log-probability. PCO distils the judge into the N-LLM; a judge that ranks worse than the N-LLM itself
+   cannot make it better.
+
+The evaluation future is used here only to score lists, as in ``coea evaluate``.
+
+    python benchmarks/analysis_frontier.py --run /tmp/ml_ablate   # after coea ablate --out /tmp/ml_ablate
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import movielens_split  # noqa: E402
+
+LAMBDAS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.75, 1.0, 2.0)
+
+
+def _frontier(ev, logp: np.ndarray) -> list[dict[str, float]]:
+    col = {c: j for j, c in enumerate(ev.categories)}
+    unseen = np.ones_like(logp, dtype=bool)
+    for i, u in enumerate(ev.users):
+        unseen[i, [col[c] for c in ev.history.get(u, ()) if c in col]] = False
+    rows = []
+    for lam in LAMBDAS:
+        order = np.argsort(-(logp + lam * unseen), axis=1, kind="stable")[:, :10]
+        m = ev._metrics([[ev.categories[j] for j in r] for r in order])
+        rows.append({"lam": lam, "C-H": m["C-H@10"], "NCP": m["NCP@10"], "S-H": m["S-H@10"]})
+    return rows
+
+
+def _judge(split, ev, novelty, relevance, llm, n_users: int = 800) -> dict[str, float]:
+    from coea.evaluation.metrics import evaluate_lists
+    from coea.llm.decode import CategoryIndex, relevance_scores
+    from coea.llm.prompts import YES, relevance_prompt
+    from coea.llm.sft_data import build_sft_examples
+    from coea.pco.run import _category_logp
+
+    rows = sorted(np.random.default_rng(0).choice(len(ev.users), min(n_users, len(ev.users)), replace=False))
+    users = [ev.users[i] for i in rows]
+    contexts = dict(zip(ev.users, ev.contexts, strict=True))
+    examples = build_sft_examples(split.histories.interactions, ev.groups, llm.data, eos="</s>").relevance
+    adopted = Counter(e["prompt"].rsplit("candidate: ", 1)[1] for e in examples
+                      if e["completion"].split()[0] == YES)
+    logq = {c: np.log(adopted.get(c, 0) + 1.0) for c in ev.categories}
+    logp = _category_logp(novelty, CategoryIndex(novelty.tokenizer, ev.categories), [ev.prompts[i] for i in rows],
+                          llm.batch_size)
+    col = {c: j for j, c in enumerate(ev.categories)}
+    lists: dict[str, dict[str, list[str]]] = {"rllm P(yes)": {}, "rllm log-odds + log q": {}, "nllm log p": {}}
+    for r, u in enumerate(users):
+        cand = [c for c in ev.categories if c not in ev.history.get(u, set())]
+        p = relevance_scores(relevance.model, relevance.tokenizer, [relevance_prompt(contexts[u], c) for c in cand],
+                             batch_size=512)
+        odds = np.log(np.clip(p, 1e-9, 1)) - np.log(np.clip(1 - p, 1e-9, 1))
+        for name, s in (("rllm P(yes)", p), ("rllm log-odds + log q", odds + np.array([logq[c] for c in cand])),
+                        ("nllm log p", np.array([logp[r, col[c]] for c in cand]))):
+            lists[name][u] = [cand[j] for j in np.argsort(-s, kind="stable")[:10]]
+    return {name: evaluate_lists(recs, users, ev.history, split.future_categories, ev.tail, len(ev.categories),
+                                 [10])["S-H@10"] for name, recs in lists.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="dir with dsie/ and llm/ (and optionally pco/)")
+    args = parser.parse_args(argv)
+    split = movielens_split()
+    if split is None:
+        return 0
+    import torch
+
+    from coea.llm.decode import CategoryIndex
+    from coea.llm.models import load_bundle
+    from coea.llm.sft_config import LlmConfig
+    from coea.llm.sft_data import group_infos
+    from coea.llm_job import read_groups_dir
+    from coea.pco.run import SplitEvaluator, _category_logp
+    from coea.stages import last_pco_round
+
+    torch.set_num_threads(1)
+    g = read_groups_dir(args.run / "dsie")
+    groups = group_infos(g.groups, g.profiles)
+    llm = LlmConfig()
+    ev = SplitEvaluator(split, groups, llm, 10)
+    ev.groups = groups
+    models = {"nllm_sft": args.run / "llm" / "novelty"}
+    if (args.run / "pco").is_dir():
+        models["coea (last PCO round)"] = last_pco_round(args.run / "pco") / "novelty"
+    print("| model | lam | C-H@10 | NCP@10 | S-H@10 |\n|---|---:|---:|---:|---:|")
+    for name, path in models.items():
+        b = load_bundle(path)
+        logp = _category_logp(b, CategoryIndex(b.tokenizer, ev.categories), ev.prompts, llm.batch_size)
+        for row in _frontier(ev, logp):
+            print(f"| {name} | {row['lam']:.2f} | {row['C-H']:.4f} | {row['NCP']:.4f} | {row['S-H']:.4f} |")
+    judge = _judge(split, ev, load_bundle(models["nllm_sft"]), load_bundle(args.run / "llm" / "relevance"), llm)
+    print("\n| ranking of unseen categories (800 users) | S-H@10 |\n|---|---:|")
+    for name, value in judge.items():
+        print(f"| {name} | {value:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
