@@ -16,7 +16,8 @@ from tests.helpers import REPO
 K8S = REPO / "k8s"
 IO_TASKS = {"prepare-data", "load-state", "save-state", "load-models", "save-models", "export-recommendations"}
 GPU_EXECUTORS = {TRAINING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance", "exec-pco-loop"},
-                 RECURRING: {"exec-dsie-group", "exec-pco-loop", "exec-pco-loop-2"}}  # PCO in both branches
+                 RECURRING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance",  # re-SFT on regroup
+                             "exec-pco-loop", "exec-pco-loop-2", "exec-sft-novelty", "exec-sft-relevance"}}  # PCO in both branches
 
 
 def _compile(tmp: Path, settings: DeploymentSettings | None = None) -> dict[str, dict[str, Any]]:
@@ -124,9 +125,14 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
     for tasks in branches:
         (pco_name,) = [n for n in tasks if n.startswith("pco-loop")]
         pco = tasks[pco_name]
-        for llm in ("novelty", "relevance"):  # PCO starts from the state's models
-            assert _producer(pco, llm) == f"pipelinechannel--load-models-{llm}"
         (dsie,) = [n for n in tasks if n.startswith(("dsie-group", "build-profiles"))]
+        for llm in ("novelty", "relevance"):  # PCO starts from the state's models, or from a re-SFT on new groups
+            if dsie.startswith("build-profiles"):
+                assert _producer(pco, llm) == f"pipelinechannel--load-models-{llm}"
+                assert not any(n.startswith("sft-") for n in tasks)
+            else:
+                sft = _producer(pco, llm)
+                assert sft.startswith(f"sft-{llm}") and _producer(tasks[sft], "dsie") == dsie
         assert _producer(pco, "dsie") == dsie  # with the branch's groups
         (save_name,) = [n for n in tasks if n.startswith(("save-models", "save-state"))]
         save = tasks[save_name]
@@ -137,7 +143,7 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
         (recommend,) = [t for n, t in tasks.items() if n.startswith("recommend")]
         for task in (evaluate, recommend):
             assert _producer(task, "pco") == pco_name
-            assert _producer(task, "novelty") == "pipelinechannel--load-models-novelty"
+            assert _producer(task, "novelty") == _producer(pco, "novelty")  # nllm_sft & co. = PCO's start
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == "coea+x"
 
@@ -192,4 +198,4 @@ def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:
     # the state lives on the cache volume (/cache/coea-state): every I/O step and the training step mount it
     assert set(k8s) == {"exec-prepare-data", "exec-load-state", "exec-save-state", "exec-export-recommendations",
                         "exec-export-recommendations-2", "exec-dsie-group", "exec-load-models", "exec-save-models",
-                        "exec-pco-loop", "exec-pco-loop-2"}
+                        "exec-pco-loop", "exec-pco-loop-2", "exec-sft-novelty", "exec-sft-relevance"}

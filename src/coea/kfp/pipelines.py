@@ -5,10 +5,12 @@ parallel) -> pco_loop (GPU step: PCO rounds) -> save_state (the data + groups an
 R-LLM become the state, one pointer write) and evaluate (LLM methods use the trained LLMs, ``coea`` the last
 PCO round); recommend (``coea+x``) -> export (after the state is saved).
 ``coea_recurring``: prepare_data (the new period), load_state and load_models -> monitor_drift against the
-reference window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup); ``dsl.Else``: keep the
-groups and rebuild their profiles (build_profiles) -> in either branch the PCO update (pco_loop, GPU step, from
-the loaded models on the period's data with the branch's groups) -> save_state (If: new groups and new models
-switch together) or save_models (Else: new models beside the kept groups), and
+reference window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup), then sft_novelty and
+sft_relevance on the period with the new groups (new groups are new CSID codes: the loaded models' code tokens
+would name other groups); ``dsl.Else``: keep the groups and rebuild their profiles (build_profiles), keep the
+loaded models -> in either branch the PCO update (pco_loop, GPU step, from the branch's models on the period's
+data with the branch's groups) -> save_state (If: new groups and new models switch together) or save_models
+(Else: new models beside the kept groups), and
 evaluate (``nllm_sft`` & co. use the loaded models, ``coea`` this period's last PCO round) -> recommend
 (``coea+x``) -> export.
 
@@ -141,8 +143,8 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
                                kv_store=served["export"].outputs["kv_store"])
 
     @dsl.pipeline(name=RECURRING, description="CoEA each period: drift check against the reference window; "
-                                              "regroup (DSIE) only when drift passes the threshold; PCO update "
-                                              "of the state's LLMs; serve.")
+                                              "regroup (DSIE) and re-SFT the LLMs only when drift passes the "
+                                              "threshold; PCO update of the LLMs; serve.")
     def coea_recurring(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
                        eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
                        drift_config: str = "{}",
@@ -162,7 +164,10 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
         drift.set_caching_options(False)
         with dsl.If(drift.outputs["drift_share"] >= drift_threshold, name="drift: regroup"):
             regroup = _dsie(c, settings, data, p)
-            _update_and_serve(c, settings, data, regroup.outputs["dsie"], llms, p, new_groups=True)
+            # new groups = new CSID codes: the loaded models' code tokens would name other groups, so both LLMs
+            # get their SFT again on the period with the new groups, then the PCO rounds
+            refit = _sft(c, settings, data, regroup.outputs["dsie"], p)
+            _update_and_serve(c, settings, data, regroup.outputs["dsie"], refit, p, new_groups=True)
         with dsl.Else(name="no drift: keep groups"):
             keep = c.build_profiles(data=data, dsie_in=state.outputs["dsie"], split_config=split_config,
                                     dsie_config=dsie_config)

@@ -24,6 +24,10 @@ class PcoConfig:
     # new to the user and 0 for one already seen (pairs then also teach "new over seen": NCP rises);
     # "relevance": candidates drawn among new categories only, reward = P(yes) (pairs only re-rank new ones)
     reward: str = "serendipity"
+    # the R-LLM is trained on balanced yes/no examples whose "no" candidates are drawn by adoption popularity q(c),
+    # so its odds estimate the lift p(c|context) / q(c), not p(c|context): True scores a candidate by
+    # sigmoid(logit P(yes) + log q(c) - mean log q) (q from the history's R-LLM cuts), which ranks by p(c|context)
+    prior_correction: bool = False
     margin: float = 0.1  # pairs need chosen score > rejected score + margin (R-LLM P(yes))
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)

@@ -76,12 +76,35 @@ def _scores(relevance: ModelBundle, ctxs, cands: list[list[str]], cfg: LlmConfig
     return out
 
 
+def adoption_log_prior(history: pd.DataFrame, groups: dict[str, GroupInfo], cfg: LlmConfig,
+                       categories: list[str]) -> dict[str, float]:
+    """log q(c) - mean log q: q = how often each category is taken up at the R-LLM's SFT cut points of
+    ``history`` (+1 smoothing), the distribution its "no" examples are drawn from."""
+    from coea.llm.sft_data import _cut_points
+
+    counts = pd.Series([c for _, targets, _ in _cut_points(history, groups, cfg.data, np.random.default_rng(
+        cfg.data.seed)) for c in targets], dtype=object).value_counts()
+    logq = np.log(np.array([float(counts.get(c, 0)) + 1.0 for c in categories]))
+    return dict(zip(categories, (logq - logq.mean()).tolist(), strict=True))
+
+
+def _corrected(p: float, log_prior: float) -> float:
+    """sigmoid(logit p + log_prior), clipped away from 0 and 1."""
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return float(1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + log_prior))))
+
+
 def _rewards(relevance: ModelBundle, ctxs, cands: list[list[str]], seen: list[set[str]],
-             cfg: LlmConfig) -> list[list[float]]:
-    """Serendipity reward: the R-LLM's P(yes) for a category new to the user, 0 for one already seen (no
-    serendipity in recommending it again); only new candidates are scored."""
+             cfg: LlmConfig, log_prior: dict[str, float] | None = None) -> list[list[float]]:
+    """Serendipity reward: the R-LLM's P(yes) (prior-corrected when ``log_prior`` is given) for a category new
+    to the user, 0 for one already seen (no serendipity in recommending it again); only new candidates are
+    scored."""
     novel = [[c for c in cs if c not in s] for cs, s in zip(cands, seen, strict=True)]
-    p = iter(x for row in _scores(relevance, ctxs, novel, cfg) for x in row)
+    scores = _scores(relevance, ctxs, novel, cfg)
+    if log_prior is not None:
+        scores = [[_corrected(x, log_prior.get(c, 0.0)) for x, c in zip(row, cs, strict=True)]
+                  for row, cs in zip(scores, novel, strict=True)]
+    p = iter(x for row in scores for x in row)
     return [[0.0 if c in s else next(p) for c in cs] for cs, s in zip(cands, seen, strict=True)]
 
 
@@ -120,6 +143,7 @@ class PcoLoop:
         self.novelty, self.relevance = novelty, relevance
         self.out_dir, self.evaluate, self.n_short = out_dir, evaluate, n_short
         self.windows = round_windows(history, cfg.rounds, cfg.follow_periods)
+        self.log_prior = adoption_log_prior(history, groups, llm, categories) if cfg.prior_correction else None
 
     # -- one round -------------------------------------------------------------------------------------------
     def _round(self, r: int, window: Window) -> dict[str, Any]:
@@ -140,7 +164,7 @@ class PcoLoop:
                                   batch_size=llm.batch_size)
         times["sample_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores = _rewards(self.relevance, ru.contexts, cands, ru.seen, llm)
+        scores = _rewards(self.relevance, ru.contexts, cands, ru.seen, llm, self.log_prior)
         before_top = _top_k(n, self.index, prompts, ru.seen, cfg.k, llm)
         before_mean, before_acc = _acceptance(_scores(self.relevance, ru.contexts, before_top, llm),
                                               cfg.accept_threshold)
