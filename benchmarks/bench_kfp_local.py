@@ -1,8 +1,9 @@
 """Overhead of running ``coea_training`` with kfp.local vs calling the same ``run_*`` stage functions directly
 in one process, on a small synthetic config (the ratio is what matters; both are measured in the same run).
 
-Direct path, in pipeline order: run_prepare_data -> run_dsie_group -> run_save_state -> run_sft_stage
-(novelty, relevance) -> run_evaluate_stage -> run_recommend -> run_export.
+Direct path, in pipeline order: run_prepare_data -> run_dsie_group -> run_sft_stage (novelty, relevance) ->
+run_pco_stage -> export_pco_models + run_save_state (groups and models) -> run_evaluate_stage -> run_recommend
+(coea+x) -> run_export.
 Run: ``make bench`` or ``python benchmarks/bench_kfp_local.py``.
 """
 
@@ -19,8 +20,10 @@ from _common import report  # noqa: E402
 from coea.config import RunConfig, from_dict  # noqa: E402
 from coea.kfp.local import run_training_locally  # noqa: E402
 from coea.stages import (  # noqa: E402
+    export_pco_models,
     run_dsie_group,
     run_evaluate_stage,
+    run_pco_stage,
     run_prepare_data,
     run_recommend,
     run_sft_stage,
@@ -33,7 +36,8 @@ SMALL = {
     "dsie": {"encoder": {"dim": 16, "epochs": 5}, "rqvae": {"epochs": 50}, "group": {"min_group_size": 5}},
     "llm": {"model": {"hidden_size": 32, "intermediate_size": 64}, "novelty": {"epochs": 1},
             "relevance": {"epochs": 1}, "best_of_n": 5},
-    "eval": {"methods": ["pop", "markov", "group_pop_novel", "nllm_sft", "nllm_sft+x"]},
+    "pco": {"rounds": 2, "users_per_round": 64, "relevance_refresh": {"max_examples": 500}},
+    "eval": {"methods": ["pop", "markov", "group_pop_novel", "nllm_sft", "nllm_sft+x", "coea+x"]},
 }
 
 
@@ -41,12 +45,14 @@ def direct(cfg: RunConfig, root: Path) -> None:
     data, dsie, llm = root / "data", root / "dsie", root / "llm"
     run_prepare_data(cfg, data)
     run_dsie_group(cfg, data, dsie)
-    run_save_state(str(root / "state"), data, dsie)
     for which in ("novelty", "relevance"):
         run_sft_stage(cfg, data, dsie, llm / which, which=(which,))
     llm_dirs = [llm / "novelty", llm / "relevance"]
-    run_evaluate_stage(cfg, data, dsie, root / "eval", llm_dir=llm_dirs)
-    run_recommend(cfg, data, dsie, "nllm_sft+x", 10, root / "recs.parquet", llm_dir=llm_dirs)
+    run_pco_stage(cfg, data, dsie, llm_dirs, root / "pco")
+    export_pco_models(root / "pco", root / "models", root / "models")
+    run_save_state(str(root / "state"), data, dsie, root / "models", root / "models")
+    run_evaluate_stage(cfg, data, dsie, root / "eval", llm_dir=llm_dirs, pco_dir=root / "pco")
+    run_recommend(cfg, data, dsie, "coea+x", 10, root / "recs.parquet", llm_dir=llm_dirs, pco_dir=root / "pco")
     run_export(PublishConfig(), root / "recs.parquet", str(root / "state"), root / "recs.sqlite")
 
 
