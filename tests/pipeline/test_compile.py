@@ -17,7 +17,7 @@ K8S = REPO / "k8s"
 IO_TASKS = {"prepare-data", "load-state", "save-state", "load-models", "save-models", "export-recommendations"}
 GPU_EXECUTORS = {TRAINING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance", "exec-pco-loop"},
                  RECURRING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance",  # re-SFT on regroup
-                             "exec-pco-loop", "exec-pco-loop-2", "exec-sft-novelty", "exec-sft-relevance"}}  # PCO in both branches
+                             "exec-pco-loop", "exec-pco-loop-2"}}  # PCO in both branches
 
 
 def _compile(tmp: Path, settings: DeploymentSettings | None = None) -> dict[str, dict[str, Any]]:
