@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -47,20 +46,17 @@ def _frontier(ev, logp: np.ndarray) -> list[dict[str, float]]:
     return rows
 
 
-def _judge(split, ev, novelty, relevance, llm, n_users: int = 800) -> dict[str, float]:
+def _judge(split, ev, groups, novelty, relevance, llm, n_users: int = 800) -> dict[str, float]:
     from coea.evaluation.metrics import evaluate_lists
     from coea.llm.decode import CategoryIndex, relevance_scores
-    from coea.llm.prompts import YES, relevance_prompt
-    from coea.llm.sft_data import build_sft_examples
+    from coea.llm.prompts import relevance_prompt
+    from coea.pco.loop import adoption_log_prior
     from coea.pco.run import _category_logp
 
     rows = sorted(np.random.default_rng(0).choice(len(ev.users), min(n_users, len(ev.users)), replace=False))
     users = [ev.users[i] for i in rows]
     contexts = dict(zip(ev.users, ev.contexts, strict=True))
-    examples = build_sft_examples(split.histories.interactions, ev.groups, llm.data, eos="</s>").relevance
-    adopted = Counter(e["prompt"].rsplit("candidate: ", 1)[1] for e in examples
-                      if e["completion"].split()[0] == YES)
-    logq = {c: np.log(adopted.get(c, 0) + 1.0) for c in ev.categories}
+    logq = adoption_log_prior(split.histories.interactions, groups, llm, ev.categories)
     logp = _category_logp(novelty, CategoryIndex(novelty.tokenizer, ev.categories), [ev.prompts[i] for i in rows],
                           llm.batch_size)
     col = {c: j for j, c in enumerate(ev.categories)}
@@ -99,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     groups = group_infos(g.groups, g.profiles)
     llm = LlmConfig()
     ev = SplitEvaluator(split, groups, llm, 10)
-    ev.groups = groups
     models = {"nllm_sft": args.run / "llm" / "novelty"}
     if (args.run / "pco").is_dir():
         models["coea (last PCO round)"] = last_pco_round(args.run / "pco") / "novelty"
@@ -109,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         logp = _category_logp(b, CategoryIndex(b.tokenizer, ev.categories), ev.prompts, llm.batch_size)
         for row in _frontier(ev, logp):
             print(f"| {name} | {row['lam']:.2f} | {row['C-H']:.4f} | {row['NCP']:.4f} | {row['S-H']:.4f} |")
-    judge = _judge(split, ev, load_bundle(models["nllm_sft"]), load_bundle(args.run / "llm" / "relevance"), llm)
+    judge = _judge(split, ev, groups, load_bundle(models["nllm_sft"]), load_bundle(args.run / "llm" / "relevance"), llm)
     print("\n| ranking of unseen categories (800 users) | S-H@10 |\n|---|---:|")
     for name, value in judge.items():
         print(f"| {name} | {value:.4f} |")

@@ -226,7 +226,7 @@ def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, novelty_dir: 
     if model_parts is not None:
         models = _upload_version(state, MODELS, model_parts)
     else:
-        models = (read_pointer(state_uri, client) or {}).get("models")
+        models = (_pointer(state) or {}).get("models")
     _commit(state, state_uri, snapshot, models, keep)
     return _version(state_uri, snapshot)
 
@@ -234,17 +234,22 @@ def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, novelty_dir: 
 def read_pointer(state_uri: str, client: Any = None) -> dict[str, Any] | None:
     """The content of ``current.json`` (the snapshot's ``snapshot``/``created_at``/``files``, and ``models`` with
     the same keys once models were saved), or None when there is no state yet."""
-    data = open_state(state_uri, client).read_bytes(POINTER)
+    return _pointer(open_state(state_uri, client))
+
+
+def _pointer(state: LocalState | GcsState) -> dict[str, Any] | None:
+    data = state.read_bytes(POINTER)
     return None if data is None else json.loads(data)
 
 
 def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:
     """Download the active snapshot: the reference data dir to ``data_out``, the DSIE dir to ``dsie_out``."""
-    pointer = read_pointer(state_uri, client)
+    state = open_state(state_uri, client)
+    pointer = _pointer(state)
     if pointer is None:
         raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing)", option="state_uri",
                              fix="run the coea_training pipeline with this state_uri first")
-    _download(open_state(state_uri, client), state_uri, pointer,
+    _download(state, state_uri, pointer,
               dict(zip(PARTS, (Path(data_out), Path(dsie_out)), strict=True)))
     log.info("state %s: snapshot %s loaded", state_uri, pointer["snapshot"])
     return _version(state_uri, pointer)
@@ -258,12 +263,12 @@ def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, k
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
     parts = _model_parts(novelty_dir, relevance_dir)
-    pointer = read_pointer(state_uri, client)
+    state = open_state(state_uri, client)
+    pointer = _pointer(state)
     if pointer is None:
         raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing): models belong to groups",
                              option="state_uri", fix="save the snapshot with its models first (run_save_state, "
                                                      "the coea_training pipeline)")
-    state = open_state(state_uri, client)
     models = _upload_version(state, MODELS, parts)
     _commit(state, state_uri, {k: v for k, v in pointer.items() if k != "models"}, models, keep)
     return _version(state_uri, models)
@@ -272,13 +277,14 @@ def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, k
 def run_load_models(state_uri: str, novelty_out: Path, relevance_out: Path, *, client: Any = None) -> StateSnapshot:
     """Download the active models: the N-LLM to ``novelty_out/novelty/``, the R-LLM to
     ``relevance_out/relevance/`` (what :func:`coea.stages.load_llms` reads)."""
-    models = (read_pointer(state_uri, client) or {}).get("models")
+    state = open_state(state_uri, client)
+    models = (_pointer(state) or {}).get("models")
     if models is None:
         raise CoeaInputError(f"no models in the pipeline state at {state_uri}", option="state_uri",
                              fix="run the coea_training pipeline (it saves the models after PCO) with this "
                                  "state_uri first")
     outs = {name: Path(d) / name for name, d in zip(MODEL_PARTS, (novelty_out, relevance_out), strict=True)}
-    _download(open_state(state_uri, client), state_uri, models, outs)
+    _download(state, state_uri, models, outs)
     log.info("state %s: models %s loaded", state_uri, models["snapshot"])
     return _version(state_uri, models)
 

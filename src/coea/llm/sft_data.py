@@ -38,7 +38,7 @@ Nothing here reads the evaluation future: the caller passes the split's historie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,15 +100,25 @@ def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, 
     return rng.choice(pool, size=size, replace=False, p=p).tolist()
 
 
+def _grouped_histories(history: pd.DataFrame,
+                       groups: Mapping[str, GroupInfo]) -> Iterator[tuple[GroupInfo, list[str]]]:
+    """(group, category sequence) of every user with a group, users in sorted order."""
+    for user, g in history.groupby(USER, sort=True):
+        info = groups.get(str(user))
+        if info is not None:
+            yield info, g[CATEGORY].tolist()
+
+
+def adoption_counts(cuts: list[tuple[PromptContext, list[str], set[str]]]) -> pd.Series:
+    """How often each category is taken up over R-LLM cuts (the weights of the R-LLM's "no" draws)."""
+    return pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
+
+
 def _cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
                 rng: np.random.Generator) -> list[tuple[PromptContext, list[str], set[str]]]:
     """R-LLM cuts: (context, taken-up categories, categories seen before the cut) for every grouped user."""
     out = []
-    for user, g in history.groupby(USER, sort=True):
-        info = groups.get(str(user))
-        if info is None:
-            continue
-        cats = g[CATEGORY].tolist()
+    for info, cats in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng):
             targets = _taken_up(cats, t, cfg.horizon)
             if targets:
@@ -121,11 +131,7 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
                   rng: np.random.Generator) -> list[tuple[PromptContext, list[str]]]:
     """N-LLM cuts: (context, target categories) with the N-LLM's own cut count, horizon and target rule."""
     out = []
-    for user, g in history.groupby(USER, sort=True):
-        info = groups.get(str(user))
-        if info is None:
-            continue
-        cats = g[CATEGORY].tolist()
+    for info, cats in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
             recent = _short_term(cats, t, cfg.n_short)
             seen = set(recent) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
@@ -140,7 +146,7 @@ def relevance_examples(cuts: list[tuple[PromptContext, list[str], set[str]]], ne
     """Balanced R-LLM examples from (context, taken-up categories, seen before the cut) cuts, shuffled: each
     taken-up category a ``yes``, ``negatives_per_positive`` times as many ``no`` drawn by adoption popularity
     (over these cuts) among categories the user neither had nor took up."""
-    adoption = pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
+    adoption = adoption_counts(cuts)
     pool, weights = adoption.index.to_numpy(), adoption.to_numpy(dtype=float)
     out = []
     for ctx, targets, seen in cuts:

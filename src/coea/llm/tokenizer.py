@@ -90,6 +90,19 @@ def name_split_pattern(categories: Sequence[str]) -> str | None:
     return rf"(?<!\S)(?:{alternatives})(?!\S)|\S+"
 
 
+def _wordlevel(vocab: dict[str, int], names: Sequence[str]) -> PreTrainedTokenizerFast:
+    """The scratch tokenizer over ``vocab`` (token -> id), pre-tokenised so that each of ``names`` is one piece."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    pattern = name_split_pattern(names)
+    backend.pre_tokenizer = (pre_tokenizers.WhitespaceSplit() if pattern is None
+                             else pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNK, bos_token=BOS,
+                                   eos_token=EOS, clean_up_tokenization_spaces=False)
+
+
 def build_scratch_tokenizer(categories: Sequence[str], extra_texts: Iterable[str], csid_levels: Sequence[int],
                             out_dir: Path | None = None) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over specials, CSID tokens, template words, words of ``extra_texts``, categories.
@@ -97,18 +110,10 @@ def build_scratch_tokenizer(categories: Sequence[str], extra_texts: Iterable[str
     ``csid_levels`` is the number of codes per CSID level (e.g. ``[4, 4]``). When ``out_dir`` is given the
     tokenizer is also saved there (atomically).
     """
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     names = check_category_names(categories)
     words = [w for text in extra_texts for w in str(text).split()]
     tokens = dict.fromkeys([*SPECIAL_TOKENS, *csid_vocab(csid_levels), *TEMPLATE_WORDS, *words, *names])
-    backend = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(tokens)}, unk_token=UNK))
-    pattern = name_split_pattern(names)
-    backend.pre_tokenizer = (pre_tokenizers.WhitespaceSplit() if pattern is None
-                             else pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNK, bos_token=BOS,
-                                        eos_token=EOS, clean_up_tokenization_spaces=False)
+    tokenizer = _wordlevel({t: i for i, t in enumerate(tokens)}, names)
     if out_dir is not None:
         with atomic_dir(Path(out_dir)) as tmp:
             tokenizer.save_pretrained(tmp)
@@ -156,18 +161,10 @@ def extend_scratch_tokenizer(tokenizer: PreTrainedTokenizerFast, names: Sequence
     enlarged. The pre-tokenizer regex is rebuilt over every multi-word name (the vocabulary's tokens that contain
     whitespace are exactly those: words of texts never do).
     """
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     vocab = dict(tokenizer.get_vocab())
     if type(tokenizer.backend_tokenizer.model).__name__ != "WordLevel":
         raise ValueError("extend_scratch_tokenizer needs the scratch WordLevel tokenizer; a pretrained "
                          "tokenizer spells new names with its existing sub-word pieces")
     for name in check_category_names(names):
         vocab.setdefault(name, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    pattern = name_split_pattern([t for t in vocab if any(ch.isspace() for ch in t)])
-    backend.pre_tokenizer = (pre_tokenizers.WhitespaceSplit() if pattern is None
-                             else pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True))
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNK, bos_token=BOS,
-                                   eos_token=EOS, clean_up_tokenization_spaces=False)
+    return _wordlevel(vocab, [t for t in vocab if any(ch.isspace() for ch in t)])

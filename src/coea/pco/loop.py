@@ -80,10 +80,9 @@ def adoption_log_prior(history: pd.DataFrame, groups: dict[str, GroupInfo], cfg:
                        categories: list[str]) -> dict[str, float]:
     """log q(c) - mean log q: q = how often each category is taken up at the R-LLM's SFT cut points of
     ``history`` (+1 smoothing), the distribution its "no" examples are drawn from."""
-    from coea.llm.sft_data import _cut_points
+    from coea.llm.sft_data import _cut_points, adoption_counts
 
-    counts = pd.Series([c for _, targets, _ in _cut_points(history, groups, cfg.data, np.random.default_rng(
-        cfg.data.seed)) for c in targets], dtype=object).value_counts()
+    counts = adoption_counts(_cut_points(history, groups, cfg.data, np.random.default_rng(cfg.data.seed)))
     logq = np.log(np.array([float(counts.get(c, 0)) + 1.0 for c in categories]))
     return dict(zip(categories, (logq - logq.mean()).tolist(), strict=True))
 
