@@ -28,6 +28,9 @@ log = logging.getLogger("coea.cli")
 DataOpt = Annotated[str | None, typer.Option("--data", help="synthetic | movielens:DIR | csv:PATH | parquet:PATH")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config (sections: data, synthetic, "
                                                                  "split, eval)")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda[:N] for every model of the "
+                                                                 "command (default: the config's device, auto = "
+                                                                 "cuda when available)")]
 LevelOpt = Annotated[CategoryLevel | None, typer.Option("--category-level", help="MovieLens: full genre string or "
                                                                                   "first genre")]
 ColOpt = Annotated[str | None, typer.Option(help="csv/parquet: the file's column holding this field")]
@@ -108,6 +111,29 @@ MinHistOpt = Annotated[int | None, typer.Option(help="fewer history events = col
 MinGapOpt = Annotated[int | None, typer.Option(help="seconds between history and future (default 0)")]
 
 
+RunOpt = Annotated[Path, typer.Option("--run", help="a run folder (data/, dsie/, llm/, pco/): the --out of "
+                                                   "`coea group` or `coea evaluate`, or a `coea run` directory")]
+
+
+def _layout(run: Path, *parts: str):
+    from coea.layout import RunLayout
+
+    layout = RunLayout(run)
+    for part in parts:
+        if not getattr(layout, part).is_dir():
+            raise CoeaInputError(f"no {part}/ directory", source=run, option="--run",
+                                 fix="pass a run folder written by `coea group`/`coea evaluate`/`coea run`, or run "
+                                     "the stage that writes it first")
+    return layout
+
+
+def _from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
+    """``--config``; without it, the config a ``--from-run`` folder was made with (its config.json)."""
+    if config is None and from_run is not None and (from_run / "config.json").is_file():
+        return _load_config(from_run / "config.json")
+    return _load_config(config)
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
@@ -117,95 +143,96 @@ def evaluate_cmd(
     n_future: NFutureOpt = None, n_short: NShortOpt = None, min_history: MinHistOpt = None,
     min_gap: MinGapOpt = None, category_level: LevelOpt = None, seed: Annotated[int | None, typer.Option()] = None,
     user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
-    from_run: Annotated[Path | None, typer.Option("--from-run", help="reuse the fitted DSIE (dsie/), SFT models "
-                                                                     "(llm/) and PCO rounds (pco/) of an earlier "
-                                                                     "run instead of training again")] = None,
+    from_run: Annotated[Path | None, typer.Option("--from-run", help="reuse the prepared data (data/), DSIE "
+                                                                     "(dsie/), SFT models (llm/) and PCO rounds "
+                                                                     "(pco/) of an earlier run, and its config.json "
+                                                                     "unless --config is given")] = None,
+    device: DeviceOpt = None,
 ) -> None:
-    """Fit methods on histories, score them on each user's held-out future; write metrics.json/.md and a plot."""
-    from coea.evaluation.evaluate import run_evaluate
+    """Score methods on each user's held-out future. Without --from-run, first trains what the methods need
+    (DSIE, SFT, PCO: the training flow) into OUT; writes metrics.json/.md and a plot."""
+    from coea.flow import Step, run_flow
+    from coea.layout import RunLayout
+    from coea.stages import run_evaluate_stage, run_prepare_data
 
-    cfg = _load_config(config)
+    cfg = _from_run_config(config, from_run)
     cfg = replace(
         cfg,
         data=_data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col),
         split=_split_config(cfg.split, n_future, n_short, min_history, min_gap),
         eval=_overrides(cfg.eval, methods=_csv(methods), ks=_ints(k, "--k"), seed=seed),
     )
-    if from_run is not None:
-        from coea.data.loaders import load_data
-        from coea.data.split import chronological_split
-        from coea.stages import context_from_run
-
-        loaded = load_data(cfg.data, cfg.synthetic)
-        split = chronological_split(loaded.interactions, cfg.split)
-        result = run_evaluate(cfg, out, loaded, split=split, ctx=context_from_run(cfg, from_run, split.histories))
+    cfg = _overrides(cfg, device=device)
+    if from_run is None:
+        evaluation = run_flow(cfg, RunLayout(out)).results[Step.EVALUATE]
     else:
-        result = run_evaluate(cfg, out)
-    typer.echo(result.table)
-    typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
+        run = _layout(from_run)
+        data_dir = run.data
+        if data is not None or not data_dir.is_dir():
+            data_dir = run_prepare_data(cfg, RunLayout(out).data).data_dir
+        evaluation = run_evaluate_stage(cfg, data_dir, out, run.artifacts())
+    typer.echo(evaluation.table)
+    typer.echo(f"wrote {', '.join(str(p) for p in evaluation.paths.values())}")
 
 
 @app.command("group")
 def group_cmd(
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    out: Annotated[Path, typer.Option("--out", help="run folder: writes data/ and dsie/ in it")],
     data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
-    min_history: MinHistOpt = None, n_short: NShortOpt = None,
+    min_history: MinHistOpt = None, n_short: NShortOpt = None, device: DeviceOpt = None,
 ) -> None:
     """DSIE: encoder -> RQ-VAE CSIDs -> groups, profiles and group_report.json, fitted on histories."""
-    from coea.job import group_summary, run_group
+    from coea.evaluation.registry import Need
+    from coea.flow import Step, run_flow
+    from coea.layout import RunLayout
 
     cfg = _load_config(config)
     cfg = replace(cfg, data=_overrides(cfg.data, spec=data, category_level=category_level),
                   split=_overrides(cfg.split, min_history=min_history, n_short=n_short))
-    result = run_group(cfg, out)
-    typer.echo(json.dumps(group_summary(result.dsie), indent=2))
+    cfg = _overrides(cfg, device=device)
+    result = run_flow(cfg, RunLayout(out), needs=frozenset({Need.DSIE}), evaluate=False).results[Step.DSIE]
+    typer.echo(json.dumps(result.summary.as_dict(), indent=2))
     for name, path in result.paths.items():
         typer.echo(f"  {name:<16} {path}")
 
 
 @app.command("train-llms")
-def train_llms_cmd(
-    groups: Annotated[Path, typer.Option("--groups", help="output directory of `coea group`")],
-    out: Annotated[Path, typer.Option("--out", help="output directory for both models")],
-    data: DataOpt = None, config: ConfigOpt = None,
-) -> None:
-    """SFT of the Novelty and Relevance LLMs on history-only examples; saves both with their configs."""
-    from coea.llm_job import run_train_llms_job
+def train_llms_cmd(run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None) -> None:
+    """SFT of the Novelty and Relevance LLMs on history-only examples of RUN's data with RUN's groups; writes
+    RUN/llm/ (both models with their configs, sft_metrics.json)."""
+    from coea.stages import run_sft_stage
 
-    cfg = _config_with_data(config, data)
-    result = run_train_llms_job(cfg, groups, out)
-    typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"}
-                           for k, v in result.metrics().items()}, indent=2))
+    layout = _layout(run, "data", "dsie")
+    cfg = _overrides(_load_config(config), device=device)
+    result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm)
+    typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in result.sft.items()},
+                          indent=2))
     for name, path in result.paths.items():
         typer.echo(f"  {name:<12} {path}")
 
 
 @app.command("pco")
 def pco_cmd(
-    groups: Annotated[Path, typer.Option("--groups", help="output directory of `coea group`")],
-    models: Annotated[Path, typer.Option("--models", help="output directory of `coea train-llms`")],
-    out: Annotated[Path, typer.Option("--out", help="output directory: checkpoints, pco_metrics.json/.png")],
-    data: DataOpt = None, config: ConfigOpt = None,
+    run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None,
     rounds: Annotated[int | None, typer.Option(help="PCO rounds (default: the config's pco.rounds)")] = None,
     alpha: Annotated[float | None, typer.Option(help="KL weight (default: the config's pco.dpo.alpha)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue OUT after its last complete round")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue RUN/pco/ after its last complete round")] = False,
 ) -> None:
-    """PCO: rounds of N-LLM sampling, R-LLM scoring, DPO+KL and R-LLM refresh; per-round metrics on the split."""
-    from coea.pco.run import run_pco_job
+    """PCO: rounds of N-LLM sampling, R-LLM scoring, DPO+KL and R-LLM refresh from RUN's SFT models; per-round
+    metrics on the split; checkpoints and pco_metrics.json/.png in RUN/pco/."""
+    from coea.stages import run_pco_stage
 
-    cfg = _config_with_data(config, data)
+    layout = _layout(run, "data", "dsie", "llm")
+    cfg = _overrides(_load_config(config), device=device)
     cfg = replace(cfg, pco=_overrides(cfg.pco, rounds=rounds))
     if alpha is not None:
-        cfg.pco.dpo = replace(cfg.pco.dpo, alpha=alpha)
-    if resume and not (out / "pco_state.json").is_file():
-        raise CoeaInputError("nothing to resume (no pco_state.json)", source=out, option="--resume",
-                             fix="drop --resume to start a new run in this directory")
-    result = run_pco_job(cfg, groups, models, out, resume=resume)
+        cfg.pco.dpo = _overrides(cfg.pco.dpo, alpha=alpha)
+    result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume)
     keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "round_s")
     for row in result.rounds:
         typer.echo("  ".join(f"{key} {row[key]:.4g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"
                              for key in keys if key in row))
-    typer.echo(f"wrote {out / 'pco_metrics.json'}, {out / 'pco_metrics.png'}")
+    typer.echo(f"wrote {layout.pco / 'pco_metrics.json'}, {layout.pco / 'pco_metrics.png'}")
 
 
 @app.command("ablate")
@@ -224,21 +251,22 @@ def ablate_cmd(
     typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
 
 
-@app.command("recommend-llm")
-def recommend_llm_cmd(
-    groups: Annotated[Path, typer.Option("--groups", help="output directory of `coea group`")],
-    models: Annotated[Path, typer.Option("--models", help="output directory of `coea train-llms`")],
+@app.command("serve")
+def serve_cmd(
+    run: RunOpt,
     out: Annotated[Path, typer.Option("--out", help="Parquet file: user_id, rank, category, score")],
-    data: DataOpt = None, config: ConfigOpt = None,
-    method: Annotated[str, typer.Option(help="nllm_sft | dual_best_of_n | rllm_rank, optionally +x")] = "nllm_sft+x",
+    config: ConfigOpt = None, device: DeviceOpt = None,
+    method: Annotated[str, typer.Option(help="any evaluation method, optionally +x (default: the pipelines' "
+                                             "served coea+x)")] = "coea+x",
     k: Annotated[int, typer.Option("--k", help="categories per user")] = 10,
 ) -> None:
-    """Top-K categories for every user from the trained LLMs."""
-    from coea.llm_job import run_recommend_llm
+    """Top-K categories for every user of RUN's data (every event is history) by METHOD, with RUN's models."""
+    from coea.stages import run_recommend
 
-    cfg = _config_with_data(config, data)
-    frame = run_recommend_llm(cfg, groups, models, method, k, out)
-    typer.echo(f"wrote {len(frame)} rows for {frame['user_id'].nunique()} users to {out}")
+    layout = _layout(run, "data")
+    cfg = _overrides(_load_config(config), device=device)
+    result = run_recommend(cfg, layout.data, layout.artifacts(), method, k, out)
+    typer.echo(f"wrote {result.n_rows} rows for {result.n_users} users to {out}")
 
 
 @app.command("recommend")

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 from coea.config import EvalConfig, SplitConfig
+from coea.data.prepared import read_prepared
 from coea.errors import CoeaInputError
+from coea.layout import ArtifactDirs
 from coea.stages import (
     config_from_json,
     drift_config_from_json,
     pipeline_arguments,
-    read_prepared,
     run_build_profiles,
     run_evaluate_stage,
     run_monitor_drift,
@@ -29,9 +30,11 @@ from tests.pipeline.pipeline_helpers import parquet_config, shifted_log, tiny_co
 def test_pipeline_arguments_round_trip() -> None:
     cfg = tiny_config(split=SplitConfig(n_future=7), eval=EvalConfig(methods=["pop", "markov+x"], ks=[3]))
     args = pipeline_arguments(cfg)
-    assert set(args) == {"data_config", "split_config", "dsie_config", "eval_config", "llm_config", "pco_config"}
+    assert set(args) == {"data_config", "split_config", "dsie_config", "eval_config", "llm_config", "pco_config",
+                         "device"}
     assert set(json.loads(args["data_config"])) == {"data", "synthetic"}
-    assert config_from_json(*args.values()) == cfg
+    device = args.pop("device")
+    assert config_from_json(*args.values(), device=device) == cfg
     assert config_from_json('{"split": {"n_future": 3}}').split.n_future == 3  # other sections: defaults
 
 
@@ -42,7 +45,7 @@ def test_every_config_section_is_a_pipeline_parameter_or_pending() -> None:
     from coea.config import RunConfig
     from coea.stages import CONFIG_PARAMS, PENDING_SECTIONS
 
-    carried = [s for sections in CONFIG_PARAMS.values() for s in sections]
+    carried = [s for sections in CONFIG_PARAMS.values() for s in sections] + ["device"]
     assert sorted(carried + list(PENDING_SECTIONS)) == sorted(f.name for f in dataclasses.fields(RunConfig))
 
 
@@ -87,21 +90,24 @@ def test_read_prepared_names_the_missing_file(tmp_path: Path) -> None:
         read_prepared(tmp_path)
 
 
-def test_evaluate_stage_equals_coea_run(tmp_path: Path, fitted) -> None:
-    """The pipeline's evaluation (DSIE fitted in one step, loaded in another) gives run_job's numbers."""
-    from coea.job import run_job
+def test_evaluate_stage_equals_the_in_process_flow(tmp_path: Path, fitted) -> None:
+    """The pipeline's evaluation (DSIE fitted in one step, loaded in another) gives the flow's numbers."""
+    from coea.flow import Step, run_flow
+    from coea.layout import RunLayout
 
-    stage = run_evaluate_stage(fitted.cfg, fitted.data, fitted.dsie, tmp_path / "eval")
-    job = run_job(fitted.cfg, tmp_path / "job")
-    assert stage.metrics["methods"] == job.evaluation.metrics["methods"]
-    assert stage.main["group_pop_novel.C-H@10"] == job.evaluation.metrics["methods"]["group_pop_novel"]["C-H@10"]
+    cfg = replace(fitted.cfg, eval=EvalConfig(methods=["pop", "markov+x", "sasrec", "group_pop_novel"]))
+    stage = run_evaluate_stage(cfg, fitted.data, tmp_path / "eval", ArtifactDirs(dsie=fitted.dsie))
+    flow = run_flow(cfg, RunLayout(tmp_path / "flow"))
+    assert flow.steps == [Step.PREPARE, Step.DSIE, Step.EVALUATE]  # only what the methods need
+    assert stage.metrics["methods"] == flow.results[Step.EVALUATE].metrics["methods"]
     html = stage.paths["plot_html"].read_text()
     assert html.count('src="data:image/png;base64,') == 1
     assert stage.paths["metrics_md"].read_text().startswith("# Evaluation on synthetic")
 
 
 def test_recommend_group_pop_novel(tmp_path: Path, fitted) -> None:
-    result = run_recommend(fitted.cfg, fitted.data, fitted.dsie, "group_pop_novel", 5, tmp_path / "recs.parquet")
+    result = run_recommend(fitted.cfg, fitted.data, ArtifactDirs(dsie=fitted.dsie), "group_pop_novel", 5,
+                           tmp_path / "recs.parquet")
     recs = pd.read_parquet(result.path)
     assert list(recs.columns) == ["user_id", "rank", "category", "score"]
     assert result.n_users == 120 and result.n_rows == len(recs)
@@ -121,7 +127,7 @@ def test_recommend_group_pop_novel(tmp_path: Path, fitted) -> None:
 
 def test_recommend_rejects_unknown_method(tmp_path: Path, fitted) -> None:
     with pytest.raises(CoeaInputError, match="unknown method"):
-        run_recommend(fitted.cfg, fitted.data, fitted.dsie, "coea_llm", 5, tmp_path / "r.parquet")
+        run_recommend(fitted.cfg, fitted.data, ArtifactDirs(dsie=fitted.dsie), "coea_llm", 5, tmp_path / "r.parquet")
     assert not (tmp_path / "r.parquet").exists()
 
 
@@ -153,7 +159,7 @@ def test_monitor_drift_same_vs_shifted(tmp_path: Path, fitted) -> None:
 
 def test_evaluate_stage_without_dsie_methods_needs_no_dsie(tmp_path: Path, fitted) -> None:
     cfg = replace(fitted.cfg, eval=EvalConfig(methods=["pop", "markov"], ks=[5]))
-    result = run_evaluate_stage(cfg, fitted.data, None, tmp_path)
+    result = run_evaluate_stage(cfg, fitted.data, tmp_path)
     assert set(result.metrics["methods"]) == {"pop", "markov"} and "pop.C-H@5" in result.main
 
 
@@ -170,19 +176,25 @@ def test_sft_stage_rejects_unknown_model(tmp_path: Path, fitted) -> None:
         run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, tmp_path, which=("critic",))
 
 
-def test_evaluate_stage_with_trained_llms_equals_in_process_sft(tmp_path: Path, fitted, llm_dirs) -> None:
-    """Two SFT steps (one model each) + evaluate loading them == evaluate training both in-process."""
+def test_an_unmet_need_is_a_clear_error_never_a_silent_training(tmp_path: Path, fitted) -> None:
+    cfg = replace(fitted.cfg, eval=EvalConfig(methods=["pop", "nllm_sft+x"], ks=[5]))
+    with pytest.raises(CoeaInputError, match=r"\['nllm_sft\+x'\] need the llms artifact"):
+        run_evaluate_stage(cfg, fitted.data, tmp_path, ArtifactDirs(dsie=fitted.dsie))
+    assert not (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("**/*.safetensors"))
+
+
+def test_evaluate_stage_with_trained_llms(tmp_path: Path, fitted, llm_dirs) -> None:
+    """Two SFT steps (one model each), loaded by evaluate from their two dirs."""
     cfg = replace(fitted.cfg, eval=EvalConfig(methods=["nllm_sft", "nllm_sft+x", "dual_best_of_n"], ks=[5]))
-    loaded = run_evaluate_stage(cfg, fitted.data, fitted.dsie, tmp_path / "a",
-                                llm_dir=[llm_dirs["novelty"], llm_dirs["relevance"]])
-    trained = run_evaluate_stage(cfg, fitted.data, fitted.dsie, tmp_path / "b")
-    assert loaded.metrics["methods"] == trained.metrics["methods"]
+    dirs = ArtifactDirs(dsie=fitted.dsie, llm=(llm_dirs["novelty"], llm_dirs["relevance"]))
+    loaded = run_evaluate_stage(cfg, fitted.data, tmp_path / "a", dirs)
+    assert set(loaded.metrics["methods"]) == set(cfg.eval.methods)
     assert loaded.main["nllm_sft+x.NCP@5"] == 1.0  # the exploration slot never repeats a seen category
 
 
 def test_recommend_nllm_sft_x_is_novel(tmp_path: Path, fitted, llm_dirs) -> None:
-    result = run_recommend(fitted.cfg, fitted.data, fitted.dsie, "nllm_sft+x", 5, tmp_path / "recs.parquet",
-                           llm_dir=list(llm_dirs.values()))
+    result = run_recommend(fitted.cfg, fitted.data, ArtifactDirs(dsie=fitted.dsie, llm=tuple(llm_dirs.values())),
+                           "nllm_sft+x", 5, tmp_path / "recs.parquet")
     recs = pd.read_parquet(result.path)
     assert result.n_users == 120 and recs.groupby("user_id").size().max() == 5
     log = read_prepared(fitted.data).interactions
@@ -194,20 +206,4 @@ def test_load_llms_names_the_missing_model(tmp_path: Path, fitted, llm_dirs) -> 
     from coea.stages import load_llms
 
     with pytest.raises(CoeaInputError, match="no relevance/ model"):
-        load_llms(llm_dirs["novelty"], fitted.dsie)
-
-
-def test_export_pco_models_copies_the_last_complete_round(tmp_path: Path) -> None:
-    from coea.stages import export_pco_models
-
-    pco = tmp_path / "pco"
-    for r in (1, 2, 3):  # round 3 was started but not completed
-        for name in ("novelty", "relevance"):
-            (pco / "rounds" / f"round_{r:03d}" / name).mkdir(parents=True)
-            (pco / "rounds" / f"round_{r:03d}" / name / "w.bin").write_text(f"{name}{r}")
-    (pco / "pco_state.json").write_text(json.dumps({"completed_rounds": 2}))
-    src = export_pco_models(pco, tmp_path / "n", tmp_path / "r")
-    assert src == pco / "rounds" / "round_002"
-    assert (tmp_path / "n" / "novelty" / "w.bin").read_text() == "novelty2"
-    assert (tmp_path / "r" / "relevance" / "w.bin").read_text() == "relevance2"
-    assert not (tmp_path / "n" / "relevance").exists()
+        load_llms([llm_dirs["novelty"]], fitted.dsie)

@@ -86,3 +86,23 @@ def assign_cold_start(
         v[idx] = 1.0
         out[user] = str(group_means.index[int(np.argmax(means @ v))])
     return out
+
+
+def complete_assignment(groups: pd.DataFrame, interactions: pd.DataFrame, short_term: Mapping[str, Sequence[str]],
+                        categories: Sequence[str]) -> dict[str, str]:
+    """user -> group id for every user of ``short_term``: the DSIE assignment where it has one, the cold-start
+    rule (:func:`assign_cold_start`) for users it does not know (new since the groups were fitted).
+
+    ``groups`` is DSIE's frame (user_id, group_id, cold_start); group means come from the known warm users'
+    categories in ``interactions``; a user without usable short-term categories joins the largest group.
+    """
+    known = dict(zip(groups[USER].astype(str), groups["group_id"].astype(str), strict=True))
+    missing = sorted(set(short_term) - set(known))
+    if not missing:
+        return known
+    warm = groups[~groups["cold_start"].astype(bool)]
+    users, keys = warm[USER].astype(str).tolist(), warm["group_id"].astype(str).tolist()
+    dist = category_distributions(interactions, users, categories)  # (W, C)
+    means = pd.DataFrame(dist, index=keys, columns=list(categories)).groupby(level=0).mean()
+    largest = str(pd.Series(keys).value_counts().index[0])
+    return {**known, **assign_cold_start(missing, short_term, means, largest)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,3 +80,64 @@ def group_report(
         "csid_groups": _partition_report(labels, emb, dist, truth_list),
         "kmeans_same_M_N": _partition_report([str(k) for k in km], emb, dist, truth_list),
     }
+
+
+@dataclass(frozen=True)
+class DsieSummary:
+    """The handful of DSIE figures a person looks at first, read once from a :func:`group_report` dict."""
+
+    m_n: int  # number of non-empty groups
+    group_size_min: int
+    group_size_median: float
+    group_size_max: int
+    category_cosine_ratio: float  # intra / inter mean cosine of users' category distributions, CSID groups
+    kmeans_category_cosine_ratio: float  # the same for k-means with the same number of groups
+    codebook_utilisation: tuple[float, ...]  # per RQ-VAE level
+    codebook_perplexity: tuple[float, ...]
+    csid_collision_rate: float
+    cold_start_users: int
+    ari_vs_planted: float | None = None  # synthetic data only
+    kmeans_ari_vs_planted: float | None = None
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> DsieSummary:
+        csid, km = report["csid_groups"], report["kmeans_same_M_N"]
+        sizes = csid["sizes"]
+        return cls(int(sizes["M_N"]), int(sizes["min"]), float(sizes["median"]), int(sizes["max"]),
+                   float(csid["category_cosine"]["ratio"]), float(km["category_cosine"]["ratio"]),
+                   tuple(float(c["utilisation"]) for c in report["codebooks"]),
+                   tuple(float(c["perplexity"]) for c in report["codebooks"]),
+                   float(report.get("csid_collision_rate", 0.0)), int(report.get("cold_start_users", 0)),
+                   csid.get("ari_vs_planted"), km.get("ari_vs_planted"))
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``coea group`` prints (rounded)."""
+        out: dict[str, Any] = {
+            "M_N": self.m_n,
+            "group_size_min_median_max": [self.group_size_min, self.group_size_median, self.group_size_max],
+            "category_cosine_ratio": round(self.category_cosine_ratio, 4),
+            "kmeans_category_cosine_ratio": round(self.kmeans_category_cosine_ratio, 4),
+            "codebook_utilisation": [round(u, 3) for u in self.codebook_utilisation],
+            "cold_start_users": self.cold_start_users,
+        }
+        if self.ari_vs_planted is not None:
+            out["ari_vs_planted"] = round(self.ari_vs_planted, 4)
+            out["kmeans_ari_vs_planted"] = round(float(self.kmeans_ari_vs_planted or 0.0), 4)
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numbers (for a KFP Metrics artifact)."""
+        out = {"M_N": float(self.m_n), "category_cosine_ratio": self.category_cosine_ratio,
+               "kmeans_category_cosine_ratio": self.kmeans_category_cosine_ratio,
+               "group_size_min": float(self.group_size_min), "group_size_max": float(self.group_size_max),
+               "codebook_utilisation_mean": sum(self.codebook_utilisation) / max(len(self.codebook_utilisation), 1),
+               "cold_start_users": float(self.cold_start_users)}
+        if self.ari_vs_planted is not None:
+            out["ari_vs_planted"] = float(self.ari_vs_planted)
+            out["kmeans_ari_vs_planted"] = float(self.kmeans_ari_vs_planted or 0.0)
+        return out
+
+
+def dsie_summary(report: dict[str, Any]) -> DsieSummary:
+    """:meth:`DsieSummary.from_report`."""
+    return DsieSummary.from_report(report)

@@ -45,19 +45,38 @@ class ScoringMethod(ABC):
     def score(self, users: Sequence[str]) -> np.ndarray:
         """(U, C) scores for ``users`` over ``self.categories``."""
 
+    def banned(self, users: Sequence[str], exclude: Mapping[str, Collection[str]] | None) -> list[set[str]]:
+        """Per user the categories that must not be returned: ``exclude``'s, plus H_u for ``*_novel`` methods."""
+        out = []
+        for user in users:
+            banned = set(exclude.get(user, ())) if exclude else set()
+            if self.exclude_history:
+                banned |= self.user_history.get(user, set())
+            out.append(banned)
+        return out
+
+    def masked_scores(self, users: Sequence[str], exclude: Mapping[str, Collection[str]] | None = None) -> np.ndarray:
+        """(U, C) scores with every banned (user, category) set to ``-inf``."""
+        scores = np.array(self.score(users), dtype=np.float64, copy=True)  # (U, C)
+        for row, banned in enumerate(self.banned(users, exclude)):
+            scores[row, [self.index[c] for c in banned if c in self.index]] = -np.inf
+        return scores
+
     def recommend(
         self, users: Sequence[str], k: int, exclude: Mapping[str, Collection[str]] | None = None
     ) -> Recommendations:
         if not users:
             return {}
-        scores = np.array(self.score(users), dtype=np.float64, copy=True)  # (U, C)
-        for row, user in enumerate(users):
-            banned = set(exclude.get(user, ())) if exclude else set()
-            if self.exclude_history:
-                banned |= self.user_history.get(user, set())
-            idx = [self.index[c] for c in banned if c in self.index]
-            scores[row, idx] = -np.inf
-        return top_k(scores, users, self.categories, k)
+        return top_k(self.masked_scores(users, exclude), users, self.categories, k)
+
+    def ranked(self, users: Sequence[str], k: int,
+               exclude: Mapping[str, Collection[str]] | None = None) -> dict[str, list[tuple[str, float]]]:
+        """Like :meth:`recommend`, with each category's score (from the same computation as the ranking)."""
+        if not users:
+            return {}
+        scores = self.masked_scores(users, exclude)  # (U, C)
+        recs = top_k(scores, users, self.categories, k)
+        return {u: [(c, float(scores[row, self.index[c]])) for c in recs[u]] for row, u in enumerate(users)}
 
 
 def top_k(scores: np.ndarray, users: Sequence[str], categories: Sequence[str], k: int) -> Recommendations:

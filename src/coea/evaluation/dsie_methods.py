@@ -1,8 +1,8 @@
 """Methods that need DSIE: ``sasrec`` (the long-term encoder as a next-category ranker) and
 ``group_pop_novel`` (the most popular categories within the user's group that the user has not seen).
 
-Both are fitted on histories only. When both are evaluated in one run they share one DSIE fit through the
-:class:`~coea.evaluation.registry.MethodContext` cache.
+Both read the DSIE fitted on histories (the ``dsie`` artifact of the method context: see
+:mod:`coea.evaluation.registry`); neither trains anything.
 """
 
 from __future__ import annotations
@@ -16,19 +16,7 @@ from coea.data.split import Histories
 from coea.dsie.encoder import EncoderResult, encode
 from coea.dsie.sequences import user_sequences
 from coea.evaluation.baselines import ScoringMethod
-
-
-def fitted_dsie(ctx, histories: Histories):
-    """DSIE fitted on ``histories`` once per context (warm = users with >= ctx.min_history events)."""
-    from coea.dsie.run import run_dsie
-
-    key = ("dsie", id(histories))
-    if key not in ctx.cache:
-        n_events = histories.interactions.groupby(USER).size()
-        warm = sorted(n_events[n_events >= ctx.min_history].index)
-        cold = sorted(set(histories.short_term) - set(warm))
-        ctx.cache[key] = run_dsie(ctx.dsie, histories, warm, cold)
-    return ctx.cache[key]
+from coea.evaluation.registry import Need
 
 
 class SasRecMethod(ScoringMethod):
@@ -41,7 +29,7 @@ class SasRecMethod(ScoringMethod):
         self.ctx = ctx
 
     def _fit(self, histories: Histories) -> None:
-        enc: EncoderResult = fitted_dsie(self.ctx, histories).encoder  # one encoder fit per run, shared with DSIE
+        enc: EncoderResult = self.ctx.artifacts.get(Need.DSIE, self.name).encoder
         self.encoder = enc
         self.seqs = user_sequences(histories.interactions, enc.vocab, enc.config.collapse_repeats)
         self.token_of = np.array([enc.vocab.token(c) for c in self.categories])  # (C,)
@@ -63,7 +51,7 @@ class GroupPopularity(ScoringMethod):
         self.ctx = ctx
 
     def _fit(self, histories: Histories) -> None:
-        user_group = fitted_dsie(self.ctx, histories).user_group()
+        user_group = self.ctx.artifacts.get(Need.DSIE, self.name).user_group()
         self.user_group = user_group
         df = histories.interactions
         df = df.assign(group=df[USER].map(user_group)).dropna(subset=["group"])

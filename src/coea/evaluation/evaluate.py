@@ -1,4 +1,5 @@
-"""``coea evaluate``: fit methods on histories, score them on the held-out future, write the outputs."""
+"""Evaluation on a split: fit methods on histories, score them on the held-out future, write the outputs
+(the library half of the ``evaluate`` stage, :mod:`coea.stages.evaluate`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from coea.config import EvalConfig, RunConfig, config_to_dict, save_config
-from coea.data.loaders import LoadedData, load_data
+from coea.data.loaders import LoadedData
 from coea.data.schema import CATEGORY
-from coea.data.split import Split, chronological_split
+from coea.data.split import Split
 from coea.data.stats import data_stats
 from coea.evaluation.baselines import Recommendations, ScoringMethod
 from coea.evaluation.metrics import evaluate_lists, long_tail
-from coea.evaluation.registry import MethodContext, build_method, method_context, parse_method
+from coea.evaluation.registry import MethodContext, build_method, parse_method
 from coea.evaluation.report import bar_chart, metrics_table
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
@@ -31,11 +32,8 @@ class EvalResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def recommend_all(
-    split: Split, cfg: EvalConfig, ctx: MethodContext | None = None
-) -> dict[str, dict[str, Recommendations]]:
+def recommend_all(split: Split, cfg: EvalConfig, ctx: MethodContext) -> dict[str, dict[str, Recommendations]]:
     """``{method name: {"warm": recs, "cold": recs}}`` at K = max(cfg.ks); each base method fitted once."""
-    ctx = ctx or MethodContext(seed=cfg.seed, min_history=split.config.min_history)
     k = max(cfg.ks)
     history = split.histories.user_categories()
     fitted: dict[str, ScoringMethod] = {}
@@ -86,37 +84,26 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
     }
 
 
-def run_evaluate(cfg: RunConfig, out_dir: Path, loaded: LoadedData | None = None, *, split: Split | None = None,
-                 ctx: MethodContext | None = None) -> EvalResult:
-    """Load, split, fit every method on histories, score on futures; write metrics.json/.md and a PNG.
-
-    ``split`` and ``ctx`` let a caller that already split the data (and fitted DSIE into ``ctx.cache``) reuse it.
-    """
+def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Split, ctx: MethodContext) -> EvalResult:
+    """Fit every method of ``cfg.eval`` on ``split``'s histories (with the fitted artifacts of ``ctx``), score
+    them on the futures; write metrics.json/.md, a PNG and config.json under ``out_dir``."""
     seed_everything(cfg.eval.seed)
-    for name in cfg.eval.methods:
-        parse_method(name)  # fail fast on a typo before any work
-    loaded = loaded or load_data(cfg.data, cfg.synthetic)
-    split = split or chronological_split(loaded.interactions, cfg.split)
     log.info("split: %d evaluated users, %d cold-start, %d history / %d future events",
              len(split.warm_users), len(split.cold_users), len(split.histories.interactions), len(split.future))
-    ctx = ctx or method_context(cfg)
     recs = recommend_all(split, cfg.eval, ctx)
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}
     out_dir.mkdir(parents=True, exist_ok=True)
+    k = max(cfg.eval.ks)
     table = metrics_table(metrics["methods"], cfg.eval.ks)
-    paths = {
-        "metrics_json": out_dir / "metrics.json",
-        "metrics_md": out_dir / "metrics.md",
-        "plot": out_dir / f"metrics_at_{max(cfg.eval.ks)}.png",
-        "config": out_dir / "config.json",
-    }
+    paths = {"metrics_json": out_dir / "metrics.json", "metrics_md": out_dir / "metrics.md",
+             "plot": out_dir / f"metrics_at_{k}.png", "config": out_dir / "config.json"}
     md = f"# Evaluation on {loaded.source}\n\n{table}"
     if metrics["cold_start"]:
         md += f"\n## Cold-start users ({len(split.cold_users)})\n\n" + metrics_table(metrics["cold_start"], cfg.eval.ks)
     write_json_atomic(paths["metrics_json"], metrics)
     write_text_atomic(paths["metrics_md"], md)
-    bar_chart(metrics["methods"], max(cfg.eval.ks), paths["plot"], title=f"{loaded.source}: K={max(cfg.eval.ks)}")
+    bar_chart(metrics["methods"], k, paths["plot"], title=f"{loaded.source}: K={k}")
     save_config(cfg, paths["config"])
     if loaded.truth is not None:
         for p in loaded.truth.write_ground_truth(out_dir / "ground_truth"):

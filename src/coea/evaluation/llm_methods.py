@@ -1,15 +1,16 @@
-"""Methods built on the dual LLMs (all fitted on histories only, sharing one SFT per run via the context cache):
+"""Methods built on the dual LLMs. They read fitted models (never train): the SFT LLMs (``llm`` artifact) or
+the models after the last PCO round (``pco`` artifact), with the DSIE groups and profiles (``dsie``):
 
 - ``nllm_sft``: the Novelty LLM after SFT alone; ranks categories by log P(name | N-LLM prompt);
-- ``dual_best_of_n``: the N-LLM samples ``best_of_n`` distinct candidates per prompt, the R-LLM scores each
-  (P(yes)), the top-K by that score are kept (inference-time only, no further training);
+- ``dual_best_of_n``: the N-LLM samples ``best_of_n`` distinct allowed candidates per prompt, the R-LLM scores
+  each (P(yes)); candidates rank by that score, the other allowed categories after them by the N-LLM's
+  log-probability (so K categories come out whenever K are allowed);
 - ``rllm_rank``: the R-LLM alone scores every category (an upper reference for relevance; U x C prompts);
-- ``coea``: the full method, SFT then ``pco.rounds`` PCO rounds on the histories (:mod:`coea.pco`), ranked like
-  ``nllm_sft`` with the final N-LLM. The PCO models are fitted once per context, on copies of the SFT models
-  (so ``nllm_sft`` in the same run stays the SFT-only model).
+- ``coea``: the full method, ranked like ``nllm_sft`` with the N-LLM after the PCO rounds.
 
 The prompt carries the group and the short-term set, never the full history, so the plain view's novelty is
-the model's own; ``+x`` passes the history categories as exclusions into decoding.
+the model's own; ``+x`` passes the history categories as exclusions. A user the DSIE groups do not know (new
+since they were fitted) gets the cold-start assignment (:func:`coea.dsie.groups.complete_assignment`).
 """
 
 from __future__ import annotations
@@ -19,100 +20,75 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 
 from coea.data.split import Histories
-from coea.evaluation.baselines import Recommendations, ScoringMethod, top_k
-from coea.evaluation.dsie_methods import fitted_dsie
+from coea.evaluation.baselines import ScoringMethod
+from coea.evaluation.registry import Need
 from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
 
 
-def fitted_llms(ctx, histories: Histories):
-    """SFT of both LLMs on ``histories`` once per context (after DSIE, whose groups and profiles they use)."""
-    from coea.llm.run import run_train_llms
+class LlmMethod(ScoringMethod):
+    """Base of the LLM methods: the models of ``models_from`` plus every user's prompt context."""
 
-    key = ("llms", id(histories))
-    if key not in ctx.cache:
-        dsie = fitted_dsie(ctx, histories)
-        levels = ctx.dsie.rqvae.codebook_sizes[: ctx.dsie.group.depth]
-        ctx.cache[key] = run_train_llms(ctx.llm, histories, dsie.groups, dsie.profiles, levels)
-    return ctx.cache[key]
+    models_from = Need.LLMS
 
-
-def fitted_pco(ctx, histories: Histories):
-    """PCO rounds on top of :func:`fitted_llms`, once per context (no evaluation callback: a method sees
-    histories only)."""
-    import copy
-
-    from coea.llm.run import LlmTrainResult
-    from coea.pco.loop import PcoLoop
-
-    key = ("pco", id(histories))
-    if key not in ctx.cache:
-        llms = fitted_llms(ctx, histories)
-        loop = PcoLoop(ctx.pco, ctx.llm, histories.interactions, list(histories.categories), llms.groups,
-                       copy.deepcopy(llms.novelty), copy.deepcopy(llms.relevance), n_short=ctx.n_short)
-        res = loop.run()
-        ctx.cache[key] = LlmTrainResult(res.novelty, res.relevance, {}, llms.groups)
-    return ctx.cache[key]
-
-
-class _LlmMethod(ScoringMethod):
     def __init__(self, ctx, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ctx = ctx
 
     def _fit(self, histories: Histories) -> None:
+        from coea.dsie.groups import complete_assignment
         from coea.llm.decode import CategoryIndex
         from coea.llm.models import admit_categories
+        from coea.llm.prompts import parse_csid
 
-        self.llms = fitted_llms(self.ctx, histories)
+        dsie = self.ctx.artifacts.get(Need.DSIE, self.name)
+        self.llms = self.ctx.artifacts.get(self.models_from, self.name)
         for bundle in (self.llms.novelty, self.llms.relevance):  # categories new since the models were trained
             admit_categories(bundle, self.categories)
         self.short_term = histories.short_term
+        self.user_group = complete_assignment(dsie.groups, histories.interactions, histories.short_term,
+                                              self.categories)
+        self.group_info = {g: (parse_csid(g), str(dsie.profiles.get(g, {}).get("profile", "")))
+                           for g in set(self.user_group.values())}
         self.n_index = CategoryIndex(self.llms.novelty.tokenizer, self.categories)
 
     def contexts(self, users: Sequence[str]) -> list[PromptContext]:
-        fallback = next(iter(self.llms.groups.values()))
-        return [PromptContext(self.llms.groups.get(u, fallback).csid, self.llms.groups.get(u, fallback).profile,
-                              tuple(self.short_term.get(u, ()))) for u in users]
+        return [PromptContext(*self.group_info[self.user_group[u]], tuple(self.short_term.get(u, ())))
+                for u in users]
 
-    def _banned(self, users: Sequence[str], exclude: Mapping[str, Collection[str]] | None) -> list[set[str]]:
-        out = []
-        for u in users:
-            banned = set(exclude.get(u, ())) if exclude else set()
-            if self.exclude_history:
-                banned |= self.user_history.get(u, set())
-            out.append(banned)
-        return out
+    def novelty_logprobs(self, users: Sequence[str]) -> np.ndarray:
+        """(U, C) log P(category | N-LLM prompt)."""
+        from coea.llm.decode import category_logprobs
+
+        b, cfg = self.llms.novelty, self.ctx.llm
+        prompts = [novelty_prompt(c, with_group=cfg.data.with_group) for c in self.contexts(users)]
+        return category_logprobs(b.model, b.tokenizer, prompts, self.n_index, batch_size=cfg.batch_size)
 
 
-class NoveltySft(_LlmMethod):
+class NoveltySft(LlmMethod):
     name = "nllm_sft"
 
     def score(self, users: Sequence[str]) -> np.ndarray:
-        from coea.llm.decode import category_logprobs
-
-        b = self.llms.novelty
-        prompts = [novelty_prompt(c, with_group=self.ctx.llm.data.with_group) for c in self.contexts(users)]
-        return category_logprobs(b.model, b.tokenizer, prompts, self.n_index, batch_size=self.ctx.llm.batch_size)
+        return self.novelty_logprobs(users)
 
 
 class Coea(NoveltySft):
     name = "coea"
-
-    def _fit(self, histories: Histories) -> None:
-        super()._fit(histories)
-        self.llms = fitted_pco(self.ctx, histories)
+    models_from = Need.PCO
 
 
-class DualBestOfN(_LlmMethod):
+class DualBestOfN(LlmMethod):
     name = "dual_best_of_n"
 
     def score(self, users: Sequence[str]) -> np.ndarray:
-        return self._scores(users, [set() for _ in users])
+        return self.masked_scores(users)
 
-    def _scores(self, users: Sequence[str], banned: list[set[str]]) -> np.ndarray:
+    def masked_scores(self, users: Sequence[str], exclude: Mapping[str, Collection[str]] | None = None) -> np.ndarray:
+        """Candidates (sampled among the allowed categories) score P(yes) in [0, 1]; the other allowed categories
+        score log P_N-LLM - 1 < 0 (after every candidate); banned ones ``-inf``."""
         from coea.llm.decode import relevance_scores, sample_categories
 
         n, r, cfg = self.llms.novelty, self.llms.relevance, self.ctx.llm
+        banned = self.banned(users, exclude)
         ctxs = self.contexts(users)
         prompts = [novelty_prompt(c, with_group=cfg.data.with_group) for c in ctxs]
         cands = sample_categories(n.model, n.tokenizer, prompts, self.n_index, cfg.best_of_n, cfg.temperature,
@@ -120,19 +96,15 @@ class DualBestOfN(_LlmMethod):
         pairs = [(row, c) for row, cs in enumerate(cands) for c in cs]
         rel = [relevance_prompt(ctxs[row], c, with_group=cfg.data.with_group) for row, c in pairs]
         p_yes = relevance_scores(r.model, r.tokenizer, rel, batch_size=cfg.batch_size) if rel else np.zeros(0)
-        out = np.full((len(users), len(self.categories)), -np.inf)
+        out = self.novelty_logprobs(users) - 1.0  # (U, C) the back-off order
         for (row, c), p in zip(pairs, p_yes, strict=True):
             out[row, self.index[c]] = p
+        for row, b in enumerate(banned):
+            out[row, [self.index[c] for c in b if c in self.index]] = -np.inf
         return out
 
-    def recommend(self, users: Sequence[str], k: int,
-                  exclude: Mapping[str, Collection[str]] | None = None) -> Recommendations:
-        if not users:
-            return {}
-        return top_k(self._scores(users, self._banned(users, exclude)), users, self.categories, k)
 
-
-class RelevanceRank(_LlmMethod):
+class RelevanceRank(LlmMethod):
     name = "rllm_rank"
 
     def score(self, users: Sequence[str]) -> np.ndarray:

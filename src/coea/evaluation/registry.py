@@ -1,58 +1,84 @@
-"""Method names -> method objects, and the ``+x`` view.
+"""The method registry: the single source of truth for method names, factories and what each method needs.
 
 ``pop`` is the method as it is; ``pop+x`` is the same method with each user's history categories excluded
 before the top-K is taken. ``*_novel`` methods always exclude history (so ``pop+x`` equals ``pop_novel``).
+
+Every method declares the fitted artifacts it needs (:class:`Need`): the DSIE groups (``dsie/``), the SFT
+LLMs (``llm/``) or the models after the PCO rounds (``pco/``). Stages load exactly those
+(:func:`coea.stages.artifacts.load_artifacts`); nothing trains inside a method, and a need that is not met
+is a :class:`~coea.errors.CoeaInputError` naming the method and the missing artifact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from coea.dsie.config import DsieConfig
 from coea.errors import CoeaInputError
 from coea.evaluation.baselines import Cooccurrence, Markov, Popularity, RandomMethod, ScoringMethod
 from coea.llm.sft_config import LlmConfig
-from coea.pco.config import PcoConfig
 
 EXCLUDE_SUFFIX = "+x"
 
 
+class Need(enum.StrEnum):
+    """A fitted artifact a method reads."""
+
+    DSIE = "dsie"  # groups, profiles, the long-term encoder (dsie/)
+    LLMS = "llms"  # the SFT Novelty and Relevance LLMs (llm/)
+    PCO = "pco"  # the models after the last complete PCO round (pco/)
+
+
+@dataclass
+class MethodArtifacts:
+    """The fitted artifacts handed to methods (None = not loaded)."""
+
+    dsie: Any = None  # coea.dsie.run.DsieResult
+    llms: Any = None  # coea.llm.run.LlmTrainResult (SFT models)
+    pco: Any = None  # coea.llm.run.LlmTrainResult (models after the last PCO round)
+
+    def get(self, need: Need, method: str) -> Any:
+        """The artifact ``need`` for ``method``; a clear error when it was not loaded."""
+        value = getattr(self, need.value)
+        if value is None:
+            raise CoeaInputError(f"method {method!r} needs the {need.value} artifact, which was not given",
+                                 option="--methods", fix=f"pass a run that holds {need.value}/ (e.g. --from-run) "
+                                                          "or let `coea evaluate` train it; or drop the method")
+        return value
+
+
 @dataclass(frozen=True)
 class MethodContext:
-    """What a method factory may use besides histories (later stages add groups and models here)."""
+    """What a method factory may use besides histories."""
 
     seed: int = 0
-    min_history: int = 5  # warm/cold threshold used by methods that group users (the split's)
-    dsie: DsieConfig = field(default_factory=DsieConfig)
-    llm: LlmConfig = field(default_factory=LlmConfig)
-    pco: PcoConfig = field(default_factory=PcoConfig)
-    n_short: int = 10  # the split's short-term length (PCO prompts the users' state at each period's end)
-    cache: dict[str, Any] = field(default_factory=dict, compare=False)  # shared fits (e.g. one DSIE per run)
+    llm: LlmConfig = field(default_factory=LlmConfig)  # inference settings and prompt options of the LLM methods
+    artifacts: MethodArtifacts = field(default_factory=MethodArtifacts, compare=False)
 
 
-def method_context(cfg) -> MethodContext:
-    """The context a :class:`~coea.config.RunConfig` describes (an empty cache)."""
-    return MethodContext(seed=cfg.eval.seed, min_history=cfg.split.min_history, dsie=cfg.dsie, llm=cfg.llm,
-                         pco=cfg.pco, n_short=cfg.split.n_short)
+def method_context(cfg, artifacts: MethodArtifacts | None = None) -> MethodContext:
+    """The context a :class:`~coea.config.RunConfig` describes, with the given fitted artifacts."""
+    return MethodContext(seed=cfg.eval.seed, llm=cfg.llm, artifacts=artifacts or MethodArtifacts())
 
 
 Factory = Callable[[MethodContext], ScoringMethod]
 
-FACTORIES: dict[str, Factory] = {
-    "random": lambda ctx: RandomMethod(seed=ctx.seed),
-    "pop": lambda ctx: Popularity(),
-    "pop_novel": lambda ctx: Popularity(exclude_history=True),
-    "markov": lambda ctx: Markov(),
-    "cooc_novel": lambda ctx: Cooccurrence(exclude_history=True),
-    "sasrec": lambda ctx: _dsie_methods().SasRecMethod(ctx),
-    "group_pop_novel": lambda ctx: _dsie_methods().GroupPopularity(ctx, exclude_history=True),
-    "nllm_sft": lambda ctx: _llm_methods().NoveltySft(ctx, seed=ctx.seed),
-    "dual_best_of_n": lambda ctx: _llm_methods().DualBestOfN(ctx, seed=ctx.seed),
-    "rllm_rank": lambda ctx: _llm_methods().RelevanceRank(ctx, seed=ctx.seed),
-    "coea": lambda ctx: _llm_methods().Coea(ctx, seed=ctx.seed),
-}
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method: how to build it and which fitted artifacts it reads."""
+
+    factory: Factory
+    needs: frozenset[Need] = frozenset()
+
+
+def _dsie_methods():
+    """Imported lazily: these methods need torch, the baselines do not."""
+    from coea.evaluation import dsie_methods
+
+    return dsie_methods
 
 
 def _llm_methods():
@@ -62,11 +88,21 @@ def _llm_methods():
     return llm_methods
 
 
-def _dsie_methods():
-    """Imported lazily: these methods need torch, the baselines above do not."""
-    from coea.evaluation import dsie_methods
-
-    return dsie_methods
+_LLM = frozenset({Need.DSIE, Need.LLMS})
+METHODS: dict[str, MethodInfo] = {
+    "random": MethodInfo(lambda ctx: RandomMethod(seed=ctx.seed)),
+    "pop": MethodInfo(lambda ctx: Popularity()),
+    "pop_novel": MethodInfo(lambda ctx: Popularity(exclude_history=True)),
+    "markov": MethodInfo(lambda ctx: Markov()),
+    "cooc_novel": MethodInfo(lambda ctx: Cooccurrence(exclude_history=True)),
+    "sasrec": MethodInfo(lambda ctx: _dsie_methods().SasRecMethod(ctx), frozenset({Need.DSIE})),
+    "group_pop_novel": MethodInfo(lambda ctx: _dsie_methods().GroupPopularity(ctx, exclude_history=True),
+                                  frozenset({Need.DSIE})),
+    "nllm_sft": MethodInfo(lambda ctx: _llm_methods().NoveltySft(ctx, seed=ctx.seed), _LLM),
+    "dual_best_of_n": MethodInfo(lambda ctx: _llm_methods().DualBestOfN(ctx, seed=ctx.seed), _LLM),
+    "rllm_rank": MethodInfo(lambda ctx: _llm_methods().RelevanceRank(ctx, seed=ctx.seed), _LLM),
+    "coea": MethodInfo(lambda ctx: _llm_methods().Coea(ctx, seed=ctx.seed), frozenset({Need.DSIE, Need.PCO})),
+}
 
 
 @dataclass(frozen=True)
@@ -77,15 +113,27 @@ class MethodSpec:
     base: str
     exclude_history: bool
 
+    @property
+    def needs(self) -> frozenset[Need]:
+        return METHODS[self.base].needs
+
 
 def parse_method(name: str) -> MethodSpec:
     name = name.strip()
     base = name[: -len(EXCLUDE_SUFFIX)] if name.endswith(EXCLUDE_SUFFIX) else name
-    if base not in FACTORIES:
+    if base not in METHODS:
         raise CoeaInputError(f"unknown method {name!r}", option="--methods",
-                             fix=f"choose from {sorted(FACTORIES)}, each optionally with the suffix '+x'")
+                             fix=f"choose from {sorted(METHODS)}, each optionally with the suffix '+x'")
     return MethodSpec(name, base, name.endswith(EXCLUDE_SUFFIX))
 
 
+def needs_of(methods: Iterable[str]) -> frozenset[Need]:
+    """Every artifact the named methods need together."""
+    out: frozenset[Need] = frozenset()
+    for name in methods:
+        out |= parse_method(name).needs
+    return out
+
+
 def build_method(spec: MethodSpec, ctx: MethodContext) -> ScoringMethod:
-    return FACTORIES[spec.base](ctx)
+    return METHODS[spec.base].factory(ctx)

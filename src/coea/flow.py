@@ -1,0 +1,124 @@
+"""The in-process training flow: the steps of the compiled ``coea_training`` pipeline, in the same order, as
+plain calls of the stage functions (:mod:`coea.stages`) on one run folder (:class:`~coea.layout.RunLayout`).
+
+``coea evaluate`` (without ``--from-run``), ``coea group``, ``coea ablate``, ``coea simulate``'s first period and
+the benchmarks run it; ``coea run`` runs the compiled pipeline under kfp.local, whose tasks are the same steps
+(:data:`TRAINING_STEPS`; a test compares the compiled task order with it). Steps run only when needed:
+DSIE when a method needs groups, SFT when one needs the LLMs, PCO when one needs the PCO models; the state
+commit when a ``state_uri`` is given; recommend/export when a served method is given.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from coea.config import RunConfig
+from coea.evaluation.registry import Need, needs_of
+from coea.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+
+class Step(enum.StrEnum):
+    """A step of the training flow, named like its ``coea_training`` pipeline task."""
+
+    PREPARE = "prepare-data"
+    DSIE = "dsie-group"
+    SFT_NOVELTY = "sft-novelty"
+    SFT_RELEVANCE = "sft-relevance"
+    PCO = "pco-loop"
+    SAVE_STATE = "save-state"
+    EVALUATE = "evaluate"
+    RECOMMEND = "recommend"
+    EXPORT = "export-recommendations"
+
+
+TRAINING_STEPS: tuple[Step, ...] = tuple(Step)  # dependency order of coea_training
+
+
+@dataclass(frozen=True)
+class Serve:
+    """What the flow serves after evaluating: ``method``'s top-``k`` into the state's KV store."""
+
+    method: str = "coea+x"
+    k: int = 10
+    gcs_export_uri: str = ""
+
+
+@dataclass
+class FlowResult:
+    """The run folder and the steps that ran (with their stage results)."""
+
+    layout: RunLayout
+    results: dict[Step, object]
+
+    @property
+    def steps(self) -> list[Step]:
+        return list(self.results)
+
+
+def plan(needs: frozenset[Need], *, state_uri: str | None, serve: Serve | None, evaluate: bool) -> list[Step]:
+    """The steps a flow with these needs and options runs, in :data:`TRAINING_STEPS` order."""
+    if serve is not None:
+        needs |= needs_of([serve.method])
+    if state_uri:
+        needs |= {Need.DSIE, Need.PCO}
+    wanted = {Step.PREPARE}
+    if needs & {Need.DSIE, Need.LLMS, Need.PCO}:
+        wanted.add(Step.DSIE)
+    if needs & {Need.LLMS, Need.PCO}:
+        wanted |= {Step.SFT_NOVELTY, Step.SFT_RELEVANCE}
+    if Need.PCO in needs:
+        wanted.add(Step.PCO)
+    if state_uri:
+        wanted.add(Step.SAVE_STATE)
+    if evaluate:
+        wanted.add(Step.EVALUATE)
+    if serve is not None:
+        wanted.add(Step.RECOMMEND)
+        if state_uri:
+            wanted.add(Step.EXPORT)
+    return [s for s in TRAINING_STEPS if s in wanted]
+
+
+def run_flow(cfg: RunConfig, layout: RunLayout, *, needs: frozenset[Need] | None = None, evaluate: bool = True,
+             state_uri: str | None = None, serve: Serve | None = None) -> FlowResult:
+    """Run the steps of :func:`plan` on ``layout`` (``needs`` default: what ``cfg.eval.methods`` need)."""
+    steps = plan(needs_of(cfg.eval.methods) if needs is None else needs, state_uri=state_uri, serve=serve,
+                 evaluate=evaluate)
+    log.info("flow: %s -> %s", " -> ".join(steps), layout.root)
+    results: dict[Step, object] = {}
+    for step in steps:
+        results[step] = _run_step(step, cfg, layout, state_uri, serve)
+    return FlowResult(layout, results)
+
+
+def _run_step(step: Step, cfg: RunConfig, layout: RunLayout, state_uri: str | None, serve: Serve | None) -> object:
+    from coea import stages
+
+    if step is Step.PREPARE:
+        return stages.run_prepare_data(cfg, layout.data)
+    if step is Step.DSIE:
+        return stages.run_dsie_group(cfg, layout.data, layout.dsie)
+    if step in (Step.SFT_NOVELTY, Step.SFT_RELEVANCE):
+        which = "novelty" if step is Step.SFT_NOVELTY else "relevance"
+        return stages.run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=(which,))
+    if step is Step.PCO:
+        return stages.run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco)
+    if step is Step.SAVE_STATE:
+        final = stages.last_complete_round(layout.pco)
+        return stages.run_save_state(str(state_uri), layout.data, layout.dsie, final, final)
+    if step is Step.EVALUATE:
+        return stages.run_evaluate_stage(cfg, layout.data, layout.eval, layout.artifacts())
+    if step is Step.RECOMMEND:
+        assert serve is not None
+        return stages.run_recommend(cfg, layout.data, layout.artifacts(), serve.method, serve.k,
+                                    layout.recommendations)
+    assert serve is not None and state_uri
+    return stages.run_export(stages.PublishConfig(metadata={"recommendations": str(layout.recommendations)}),
+                             layout.recommendations, state_uri, layout.kv_store,
+                             gcs_uri=serve.gcs_export_uri or None)
+
+

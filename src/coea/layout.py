@@ -1,0 +1,88 @@
+"""RunLayout: the one description of a run folder.
+
+Every command, the in-process flow, the kfp.local runner and the report read and write a run through it::
+
+    <root>/
+      data/                 prepared data (coea.data.prepared)
+      dsie/                 groups, profiles, report, encoder and RQ-VAE weights (coea.dsie.artifact)
+      llm/novelty/, llm/relevance/, llm/sft_metrics*.json, llm/llm_config.json   the SFT models (coea.llm.run)
+      pco/                  PCO rounds, pco_state.json, pco_metrics.json/.png (coea.pco)
+      metrics.json, metrics.md, metrics_at_K.png/.html, config.json   the evaluation (coea.stages.evaluate)
+      recommendations.parquet, recs.sqlite, report.html, state/, kfp/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ArtifactDirs:
+    """Where a stage finds the fitted artifacts its methods need (None = not available)."""
+
+    dsie: Path | None = None
+    llm: tuple[Path, ...] = ()  # dirs holding novelty/ and relevance/ (one dir, or one per model)
+    pco: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths inside one run folder (nothing is created by building it)."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def dsie(self) -> Path:
+        return self.root / "dsie"
+
+    @property
+    def llm(self) -> Path:
+        return self.root / "llm"
+
+    @property
+    def pco(self) -> Path:
+        return self.root / "pco"
+
+    @property
+    def eval(self) -> Path:
+        """The evaluation writes metrics.json & co. at the top of the run."""
+        return self.root
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def recommendations(self) -> Path:
+        return self.root / "recommendations.parquet"
+
+    @property
+    def kv_store(self) -> Path:
+        return self.root / "recs.sqlite"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def kfp(self) -> Path:
+        return self.root / "kfp"
+
+    def artifacts(self) -> ArtifactDirs:
+        """The run's fitted artifacts, each only when its folder exists."""
+        return ArtifactDirs(dsie=self.dsie if self.dsie.is_dir() else None,
+                            llm=(self.llm,) if self.llm.is_dir() else (),
+                            pco=self.pco if self.pco.is_dir() else None)

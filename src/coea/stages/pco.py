@@ -1,0 +1,55 @@
+"""Stage ``pco``: PCO rounds (:mod:`coea.pco`) from SFT models on the prepared log's histories, with per-round
+metrics on the split's evaluated users (:class:`coea.evaluation.pco_metrics.SplitEvaluator`).
+
+Writes under ``out_dir``: ``rounds/round_NNN/`` (both models after each round), ``pco_state.json``,
+``pco_metrics.json`` and ``pco_metrics.png``. ``resume`` continues after the last complete round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coea.config import RunConfig
+from coea.data.prepared import read_prepared
+from coea.data.split import chronological_split
+from coea.device import resolve_device
+from coea.errors import CoeaInputError
+from coea.evaluation.pco_metrics import SplitEvaluator
+from coea.pco.checkpoint import STATE_FILE
+from coea.pco.run import run_pco
+from coea.stages.artifacts import load_llms
+
+
+@dataclass
+class PcoStageResult:
+    """The PCO dir (checkpoints, pco_metrics.json/.png), every round's figures and the last round's."""
+
+    out_dir: Path
+    rounds: list[dict[str, Any]]
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.rounds[-1]
+
+    def metrics(self) -> dict[str, float]:
+        """The last round's numeric figures, flat (for a KFP Metrics artifact)."""
+        return {k: float(v) for k, v in self.last.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequence[Path], out_dir: Path, *,
+                  resume: bool = False) -> PcoStageResult:
+    """PCO rounds from the SFT models found in ``llm_dirs`` (see :func:`coea.stages.artifacts.load_llms`)."""
+    out_dir = Path(out_dir)
+    if resume and not (out_dir / STATE_FILE).is_file():
+        raise CoeaInputError(f"nothing to resume (no {STATE_FILE})", source=out_dir, option="--resume",
+                             fix="drop --resume to start a new run in this directory")
+    device = resolve_device(cfg.device)
+    split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
+    llms = load_llms(list(llm_dirs), dsie_dir, device=device, trainable=True)
+    evaluator = SplitEvaluator(split, llms.groups, cfg.llm, cfg.pco.k)
+    result = run_pco(cfg.pco, cfg.llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
+                     n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator)
+    return PcoStageResult(out_dir, result.rounds)

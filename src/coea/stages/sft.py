@@ -1,0 +1,45 @@
+"""Stage ``sft``: SFT of the Novelty and/or Relevance LLM on the prepared log's histories and a DSIE dir's groups.
+
+Writes under ``out_dir``: ``novelty/`` and/or ``relevance/`` (model or LoRA adapter, tokenizer, configs),
+``sft_metrics.json`` and ``llm_config.json`` (:func:`coea.llm.run.run_train_llms`). A category that appears only
+in a later period is admitted when the models meet it (:func:`coea.llm.models.admit_categories`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coea.config import RunConfig
+from coea.data.prepared import read_prepared
+from coea.data.split import chronological_split
+from coea.device import resolve_device
+from coea.llm.run import MODELS, run_train_llms
+from coea.stages.artifacts import read_groups_dir
+
+
+@dataclass
+class SftStageResult:
+    """The LLM dir, how each SFT went (``coea.llm.run.LlmTrainResult.metrics``), the files written."""
+
+    out_dir: Path
+    sft: dict[str, dict[str, Any]]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        """``<model>.<figure>`` (examples, steps, seconds, first/last loss), flat (for a KFP Metrics artifact)."""
+        return {f"{name}.{key}": float(m[key]) for name, m in self.sft.items()
+                for key in ("examples", "steps", "seconds", "first_loss", "last_loss") if m.get(key) is not None}
+
+
+def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
+                  which: Sequence[str] = MODELS) -> SftStageResult:
+    """SFT the LLMs named in ``which`` on the histories of the prepared log in ``data_dir`` with the groups and
+    profiles of ``dsie_dir``; written under ``out_dir``."""
+    split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
+    g = read_groups_dir(dsie_dir)
+    result = run_train_llms(cfg.llm, split.histories, g.groups, g.profiles, g.csid_levels, Path(out_dir),
+                            which=tuple(which), device=resolve_device(cfg.device))
+    return SftStageResult(Path(out_dir), result.metrics(), result.paths)

@@ -1,0 +1,73 @@
+"""The serving stage (run_recommend) on full histories for every method, and users the groups do not know."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coea.data.prepared import read_prepared
+from coea.dsie.groups import complete_assignment
+from coea.evaluation.registry import METHODS
+from coea.layout import ArtifactDirs
+from coea.stages import run_pco_stage, run_recommend
+
+K = 5
+
+
+@pytest.fixture(scope="module")
+def dirs(fitted, llm_dirs, tmp_path_factory) -> ArtifactDirs:
+    """DSIE, both SFT models and a 1-round PCO dir on the tiny log."""
+    cfg = replace(fitted.cfg, pco=replace(fitted.cfg.pco, rounds=1))
+    llm = (llm_dirs["novelty"], llm_dirs["relevance"])
+    pco = run_pco_stage(cfg, fitted.data, fitted.dsie, llm, tmp_path_factory.mktemp("pco") / "pco").out_dir
+    return ArtifactDirs(dsie=fitted.dsie, llm=llm, pco=pco)
+
+
+@pytest.mark.parametrize("method", [m for base in sorted(METHODS) if base != "rllm_rank" for m in (base, f"{base}+x")])
+def test_every_method_serves_k_finite_categories_to_every_user(method: str, tmp_path: Path, fitted, dirs) -> None:
+    """K rows per user of the whole log (nothing held out), finite scores, best first; +x never repeats a
+    category of the user's full log. (rllm_rank is U x C R-LLM prompts: covered by the LLM method tests.)"""
+    result = run_recommend(fitted.cfg, fitted.data, dirs, method, K, tmp_path / "recs.parquet")
+    recs = pd.read_parquet(result.path)
+    log = read_prepared(fitted.data).interactions
+    assert result.n_users == log["user_id"].nunique() == 120 and result.short_users == 0
+    assert (recs.groupby("user_id").size() == K).all()
+    assert np.isfinite(recs["score"]).all()
+    assert (recs.groupby("user_id")["score"].diff().dropna() <= 1e-12).all()  # best first
+    if method.endswith("+x") or method.endswith("_novel"):
+        seen = set(zip(log["user_id"], log["category"], strict=True))  # the FULL log, last events included
+        assert not any((u, c) in seen for u, c in zip(recs["user_id"], recs["category"], strict=True))
+
+
+def test_users_unknown_to_the_groups_get_the_cold_start_group_not_the_first() -> None:
+    groups = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "csid": ["0-0-0", "0-0-1", "1-1-0", "1-1-1"],
+                           "group_id": ["0-0", "0-0", "1-1", "1-1"], "cold_start": [False] * 4})
+    events = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "category": ["x", "x", "y", "y"]})
+    short = {"a": ["x"], "b": ["x"], "c": ["y"], "d": ["y"], "new": ["y"], "blank": []}
+    out = complete_assignment(groups, events, short, ["x", "y"])
+    assert out["new"] == "1-1"  # nearest group by its short-term categories (the first group is 0-0)
+    assert out["blank"] == "0-0"  # nothing to go on: the largest group (tie: first by count order)
+    assert {u: out[u] for u in "abcd"} == {"a": "0-0", "b": "0-0", "c": "1-1", "d": "1-1"}
+
+
+def test_llm_method_prompts_a_new_user_with_the_cold_start_group(fitted, dirs) -> None:
+    from coea.data.split import chronological_split
+    from coea.evaluation.registry import build_method, method_context, parse_method
+    from coea.stages import load_artifacts
+
+    log = read_prepared(fitted.data).interactions
+    hist = chronological_split(log, fitted.cfg.split).histories
+    arts = load_artifacts(["nllm_sft"], dirs)
+    groups = arts.dsie.groups
+    dropped = str(groups["user_id"].iloc[-1])  # a user the groups no longer know
+    arts.dsie.groups = groups[groups["user_id"] != dropped]
+    method = build_method(parse_method("nllm_sft"), method_context(fitted.cfg, arts)).fit(hist)
+    expected = complete_assignment(arts.dsie.groups, hist.interactions, hist.short_term, hist.categories)[dropped]
+    from coea.llm.prompts import parse_csid
+
+    assert method.contexts([dropped])[0].csid == parse_csid(expected)
+    assert np.isfinite(method.score([dropped])).all()
