@@ -240,12 +240,13 @@ def ablate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     data: DataOpt = None, config: ConfigOpt = None,
     rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """coea, w/o R-LLM, w/o KL, w/o CSID and alpha in {0.1, 0.4, 0.6} over the same rounds: table and plot."""
-    from coea.pco.ablate import run_ablate
+    from coea.ablate import run_ablate
 
     cfg = _config_with_data(config, data)
-    cfg = replace(cfg, pco=_overrides(cfg.pco, rounds=rounds))
+    cfg = replace(_overrides(cfg, device=device), pco=_overrides(cfg.pco, rounds=rounds))
     result = run_ablate(cfg, out)
     typer.echo(result.paths["md"].read_text(encoding="utf-8"))
     typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")

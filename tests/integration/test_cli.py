@@ -110,9 +110,11 @@ def test_group_writes_dsie_outputs_and_cold_start_slice(tmp_path):
     summary = json.loads(res.stdout[: res.stdout.index("}") + 1])
     assert summary["M_N"] >= 1 and "ari_vs_planted" in summary and summary["cold_start_users"] > 0
     for name in ("groups.parquet", "profiles.json", "group_report.json", "encoder/encoder.pt", "rqvae/rqvae.pt"):
-        assert (out / name).is_file(), name
+        assert (out / "dsie" / name).is_file(), name
+    assert (out / "data" / "interactions.parquet").is_file()
     ev = tmp_path / "ev"
-    res = coea("evaluate", "--config", str(cfg), "--methods", "pop,group_pop_novel,sasrec", "--out", str(ev))
+    res = coea("evaluate", "--config", str(cfg), "--methods", "pop,group_pop_novel,sasrec", "--out", str(ev),
+               "--from-run", str(out))
     assert res.returncode == 0, res.stderr
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["protocol"]["cold_start_users"] == summary["cold_start_users"]

@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 
 from coea.config import RunConfig, save_config
-from coea.data.loaders import LoadedData, load_data
+from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
-from coea.evaluation.dsie_methods import fitted_dsie
 from coea.evaluation.evaluate import recommend_all, score_split
-from coea.evaluation.llm_methods import fitted_llms
-from coea.evaluation.registry import method_context
-from coea.pco.run import run_pco
+from coea.evaluation.registry import MethodArtifacts, Need, build_method, method_context, parse_method
+from coea.flow import run_flow
+from coea.layout import RunLayout
+from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.utils import atomic_path, seed_everything, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -90,14 +90,12 @@ def simulated_acceptance(recs: dict[str, list[str]], history: dict[str, set[str]
     return hits / total if total else float("nan")
 
 
-def _final_topk(novelty, groups, split, llm, k: int) -> dict[str, list[str]]:
-    """The N-LLM's plain top-``k`` for the split's evaluated users."""
-    from coea.llm.decode import CategoryIndex
-    from coea.pco.run import SplitEvaluator, _category_logp, _top
-
-    ev = SplitEvaluator(split, groups, llm, k)
-    logp = _category_logp(novelty, CategoryIndex(novelty.tokenizer, ev.categories), ev.prompts, llm.batch_size)
-    return dict(zip(ev.users, _top(logp, ev.categories, k), strict=True))
+def _final_topk(cfg: RunConfig, layout: RunLayout, pco_dir: Path, split, k: int) -> dict[str, list[str]]:
+    """The plain top-``k`` of the N-LLM after the last round in ``pco_dir`` (the ``coea`` method) for the split's
+    evaluated users."""
+    arts = MethodArtifacts(dsie=load_dsie(layout.dsie), pco=load_pco(pco_dir, layout.dsie))
+    method = build_method(parse_method("coea"), method_context(cfg, arts)).fit(split.histories)
+    return method.recommend(split.warm_users, k)
 
 
 def _table(variants: dict[str, list[dict]], baselines: dict[str, dict[str, float]], k: int,
@@ -152,53 +150,54 @@ def plot_ablation(variants: dict[str, list[dict]], out_path: Path, k: int) -> Pa
     return out_path
 
 
-def run_ablate(cfg: RunConfig, out_dir: Path, loaded: LoadedData | None = None, alphas=ALPHAS) -> AblateResult:
-    """Every variant over the same split and rounds (see module doc); written under ``out_dir``."""
+def _variant_llm_dir(vcfg: RunConfig, layout: RunLayout, out_dir: Path) -> Path:
+    """The SFT models a variant starts from: the run's, or (w/o CSID prompts) its own SFT pair."""
+    if vcfg.llm.data.with_group:
+        return layout.llm
+    llm_dir = out_dir / "variants" / "no_csid_llm"
+    if not (llm_dir / "relevance").is_dir():
+        run_sft_stage(vcfg, layout.data, layout.dsie, llm_dir)
+    return llm_dir
+
+
+def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS) -> AblateResult:
+    """Every variant over the same split and rounds (see module doc); written under ``out_dir``, which also
+    becomes a run folder (``data/``, ``dsie/``, ``llm/``, ``pco/`` = the ``coea`` variant) that
+    ``coea evaluate --from-run`` reads."""
     seed_everything(cfg.eval.seed)
-    loaded = loaded or load_data(cfg.data, cfg.synthetic)
-    split = chronological_split(loaded.interactions, cfg.split)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    layout = RunLayout(out_dir)
+    run_flow(cfg, layout, needs=frozenset({Need.DSIE, Need.LLMS}), evaluate=False)
+    loaded = read_prepared(layout.data)
+    split = chronological_split(loaded.interactions, cfg.split)
     k = cfg.pco.k
-    contexts: dict[bool, Any] = {}
     variants: dict[str, list[dict[str, Any]]] = {}
     acceptance: dict[str, float] = {}
     history = split.histories.user_categories()
     for name, vcfg in variant_configs(cfg, alphas).items():
-        with_group = vcfg.llm.data.with_group
-        if with_group not in contexts:
-            ctx = method_context(vcfg)
-            fitted_dsie(ctx, split.histories)
-            contexts[with_group] = ctx
-        ctx = contexts[with_group]
-        llms = fitted_llms(ctx, split.histories)
-        if name == "coea":  # the layout `coea evaluate --from-run OUT` reads: dsie/, llm/, pco/
-            from coea.dsie.run import save_dsie
-            from coea.llm.models import save_bundle
-
-            save_dsie(fitted_dsie(ctx, split.histories), vcfg.dsie, out_dir / "dsie")
-            for model in ("novelty", "relevance"):
-                save_bundle(getattr(llms, model), out_dir / "llm" / model)
         log.info("ablate: variant %r", name)
-        res = run_pco(vcfg.pco, vcfg.llm, split, llms.groups, llms.novelty, llms.relevance,
-                      out_dir / ("pco" if name == "coea" else f"variants/{_slug(name)}"))
-        variants[name] = res.rounds
+        pco_dir = layout.pco if name == "coea" else out_dir / "variants" / _slug(name)
+        llm_dir = _variant_llm_dir(vcfg, layout, out_dir)
+        variants[name] = run_pco_stage(vcfg, layout.data, layout.dsie, [llm_dir], pco_dir).rounds
         if loaded.truth is not None:
-            acceptance[name] = simulated_acceptance(_final_topk(res.novelty, llms.groups, split, vcfg.llm, k), history,
+            acceptance[name] = simulated_acceptance(_final_topk(vcfg, layout, pco_dir, split, k), history,
                                                     loaded.truth.affinity)
     eval_cfg = replace(cfg.eval, methods=BASELINES, ks=[k])
-    recs = recommend_all(split, eval_cfg, contexts[True])
+    recs = recommend_all(split, eval_cfg, method_context(cfg, load_artifacts(BASELINES, layout.artifacts())))
     baselines = score_split(split, recs, eval_cfg)["methods"]
     if loaded.truth is not None:
         for name in ("nllm_sft", "nllm_sft+x", "dual_best_of_n", "markov+x", "cooc_novel"):
             acceptance[name] = simulated_acceptance(recs[name]["warm"], history, loaded.truth.affinity)
-    result = AblateResult(variants, baselines, acceptance)
+    return _write(cfg, AblateResult(variants, baselines, acceptance), out_dir, loaded.source, k)
+
+
+def _write(cfg: RunConfig, result: AblateResult, out_dir: Path, source: str, k: int) -> AblateResult:
     result.paths = {"json": out_dir / "ablate.json", "md": out_dir / "ablate.md", "plot": out_dir / "ablate.png",
                     "config": out_dir / "config.json"}
-    write_json_atomic(result.paths["json"], {"k": k, "variants": variants, "baselines": baselines,
-                                             "simulated_acceptance": acceptance})
-    write_text_atomic(result.paths["md"], f"# Ablation on {loaded.source} (K={k})\n\n"
-                      + _table(variants, baselines, k, acceptance))
-    plot_ablation(variants, result.paths["plot"], k)
+    write_json_atomic(result.paths["json"], {"k": k, "variants": result.variants, "baselines": result.baselines,
+                                             "simulated_acceptance": result.acceptance})
+    write_text_atomic(result.paths["md"], f"# Ablation on {source} (K={k})\n\n"
+                      + _table(result.variants, result.baselines, k, result.acceptance))
+    plot_ablation(result.variants, result.paths["plot"], k)
     save_config(cfg, result.paths["config"])
     return result
