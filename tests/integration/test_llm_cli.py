@@ -19,7 +19,7 @@ llm:
 """
 
 
-def testdef test_group_train_and_serve(tmp_path):
+def test_group_train_and_serve(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
     run = tmp_path / "run"
