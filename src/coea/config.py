@@ -220,17 +220,23 @@ def load_run_config(path: Path | None) -> RunConfig:
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping of sections")
+    return run_config_from_dict(raw, where=str(path))
+
+
+def run_config_from_dict(raw: dict[str, Any], *, where: str) -> RunConfig:
+    """A RunConfig from a mapping shaped like the YAML file: section name -> mapping, plus the plain top-level
+    keys (``device``); missing ones keep their defaults, unknown ones raise ValueError prefixed by ``where``."""
     sections = {f.name: f for f in dataclasses.fields(RunConfig) if f.default_factory is not dataclasses.MISSING}
     plain = {f.name for f in dataclasses.fields(RunConfig)} - set(sections)  # top-level keys: device
     unknown = sorted(set(raw) - set(sections) - plain)
     if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown}; known sections are {sorted(sections)} "
+        raise ValueError(f"{where}: unknown section(s) {unknown}; known sections are {sorted(sections)} "
                          f"and the key(s) {sorted(plain)}")
     kwargs: dict[str, Any] = {name: raw[name] for name in plain if raw.get(name) is not None}
     for name, fld in sections.items():
         section_cls = fld.default_factory().__class__  # type: ignore[misc]
-        kwargs[name] = from_dict(section_cls, raw.get(name) or {}, where=f"{path} [{name}]")
+        kwargs[name] = from_dict(section_cls, raw.get(name) or {}, where=f"{where} [{name}]")
     try:
         return RunConfig(**kwargs)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise ValueError(f"{where}: {err}") from None

@@ -10,7 +10,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from coea.config import RunConfig, SplitConfig, SyntheticConfig, config_to_dict, load_run_config
+from coea.config import (
+    RunConfig,
+    SplitConfig,
+    SyntheticConfig,
+    config_to_dict,
+    load_run_config,
+    run_config_from_dict,
+)
 from coea.data.split import chronological_split
 from coea.data.synthetic import generate_synthetic
 from coea.device import check_trainer_device, model_device, resolve_device
@@ -85,6 +92,7 @@ def test_yaml_top_level_device(tmp_path):
     assert cfg.device == "cuda:1" and cfg.split.n_future == 3  # validated, not resolved: no GPU needed here
     assert config_to_dict(cfg)["device"] == "cuda:1"
     assert RunConfig().device == "auto" and load_run_config(None).device == "auto"
+    assert run_config_from_dict(config_to_dict(cfg), where="json") == cfg  # the JSON round trip keeps it
     path.write_text("device: tpu\n")
     with pytest.raises(ValueError, match=r"c.yaml: device must be one of .*got 'tpu'"):
         load_run_config(path)
