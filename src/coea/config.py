@@ -1,8 +1,9 @@
 """One dataclass config per stage. YAML in, JSON beside every output.
 
 Each field is documented where it is declared; ``__post_init__`` raises ``ValueError`` naming a bad value.
-``load_run_config(path)`` reads a YAML file whose top-level sections are the stage names below; unknown keys
-are errors, never silently ignored.
+``load_run_config(path)`` reads a YAML file whose top-level sections are the stage names below, plus the one
+plain key ``device`` (auto | cpu | cuda | cuda:N, see :mod:`coea.device`); unknown keys are errors, never
+silently ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from coea.device import check_device_spec
 from coea.dsie.config import DsieConfig
 from coea.llm.sft_config import LlmConfig
 from coea.pco.config import PcoConfig
@@ -144,8 +146,9 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    """Everything ``coea run`` needs; each section is one stage's config."""
+    """Everything ``coea run`` needs: the device switch and one config section per stage."""
 
+    device: str = "auto"  # auto | cpu | cuda | cuda:N for every model and tensor of every stage (auto = cuda if any)
     data: DataConfig = field(default_factory=DataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -153,6 +156,9 @@ class RunConfig:
     dsie: DsieConfig = field(default_factory=DsieConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     pco: PcoConfig = field(default_factory=PcoConfig)
+
+    def __post_init__(self) -> None:
+        self.device = check_device_spec(self.device)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -182,7 +188,8 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        hint = "; use the top-level `device:` (or --device)" if "device" in unknown else ""
+        raise ValueError(f"{where}: unknown key(s) {unknown}{hint}; known keys are {sorted(known)}")
     nested = {}
     for f in dataclasses.fields(cls):
         value = values.get(f.name)
@@ -193,6 +200,19 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str) -> Any:
     return cls(**{**values, **nested})
 
 
+def read_saved_config(cls: type, path: Path) -> Any:
+    """Rebuild config ``cls`` from the JSON written beside an output by :func:`save_config`.
+
+    Outputs written before the one device switch saved a per-section ``device``; it is dropped, because the
+    device is now chosen when a model is loaded (``device=``), never by the file.
+    """
+    import json
+
+    values = json.loads(Path(path).read_text(encoding="utf-8"))
+    values.pop("device", None)
+    return from_dict(cls, values, where=str(path))
+
+
 def load_run_config(path: Path | None) -> RunConfig:
     """Read a YAML run config; missing sections and keys keep their defaults."""
     if path is None:
@@ -200,12 +220,23 @@ def load_run_config(path: Path | None) -> RunConfig:
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping of sections")
-    sections = {f.name: f for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(raw) - set(sections))
+    return run_config_from_dict(raw, where=str(path))
+
+
+def run_config_from_dict(raw: dict[str, Any], *, where: str) -> RunConfig:
+    """A RunConfig from a mapping shaped like the YAML file: section name -> mapping, plus the plain top-level
+    keys (``device``); missing ones keep their defaults, unknown ones raise ValueError prefixed by ``where``."""
+    sections = {f.name: f for f in dataclasses.fields(RunConfig) if f.default_factory is not dataclasses.MISSING}
+    plain = {f.name for f in dataclasses.fields(RunConfig)} - set(sections)  # top-level keys: device
+    unknown = sorted(set(raw) - set(sections) - plain)
     if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown}; known sections are {sorted(sections)}")
-    kwargs = {}
+        raise ValueError(f"{where}: unknown section(s) {unknown}; known sections are {sorted(sections)} "
+                         f"and the key(s) {sorted(plain)}")
+    kwargs: dict[str, Any] = {name: raw[name] for name in plain if raw.get(name) is not None}
     for name, fld in sections.items():
         section_cls = fld.default_factory().__class__  # type: ignore[misc]
-        kwargs[name] = from_dict(section_cls, raw.get(name) or {}, where=f"{path} [{name}]")
-    return RunConfig(**kwargs)
+        kwargs[name] = from_dict(section_cls, raw.get(name) or {}, where=f"{where} [{name}]")
+    try:
+        return RunConfig(**kwargs)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None

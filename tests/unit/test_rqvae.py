@@ -178,7 +178,6 @@ def test_usage_metrics_hand_values():
     ("lr", 0.0, "lr must be > 0"),
     ("epochs", 0, "epochs must be > 0"),
     ("reset_dead_every", -1, "reset_dead_every"),
-    ("device", "tpu", "device"),
 ])
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ValueError, match=message):

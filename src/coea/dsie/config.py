@@ -31,7 +31,6 @@ class EncoderConfig:
     val_fraction: float = 0.1  # users held out (their last window) for early stopping
     patience: int = 3  # epochs without validation improvement before stopping
     seed: int = 0
-    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for name in ("dim", "n_layers", "n_heads", "max_len", "epochs", "batch_size", "patience",
@@ -63,7 +62,6 @@ class RqVaeConfig:
     reset_dead_every: int = 5  # re-seed dead codes every this many epochs (0 = never)
     kmeans_iters: int = 25  # Lloyd iterations of the k-means codebook init
     seed: int = 0  # seeds weights, k-means, batch order and dead-code re-seeding
-    device: str = "cpu"  # torch device string, e.g. "cpu" or "cuda:0"
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "latent_dim", "epochs", "batch_size", "kmeans_iters"):
@@ -74,8 +72,6 @@ class RqVaeConfig:
         _require(all(h > 0 for h in self.hidden_dims), "hidden_dims", self.hidden_dims, "a list of ints > 0")
         _require(len(self.codebook_sizes) > 0 and all(k >= 2 for k in self.codebook_sizes), "codebook_sizes",
                  self.codebook_sizes, "a non-empty list of ints >= 2")
-        _require(self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device", self.device,
-                 "a torch device string such as 'cpu' or 'cuda:0'")
 
 
 @dataclass

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from coea.config import save_config
+from coea.config import read_saved_config, save_config
 from coea.data.schema import CATEGORY
 from coea.data.split import Histories
+from coea.device import model_device
 from coea.dsie.config import EncoderConfig
 from coea.dsie.sequences import last_windows, training_windows, user_sequences
 from coea.dsie.vocab import PAD, UNK, CategoryVocab
@@ -88,9 +89,9 @@ def _loss(model: SasRec, inputs: torch.Tensor, targets: torch.Tensor) -> torch.T
 @torch.no_grad()
 def _eval_loss(model: SasRec, inputs: np.ndarray, targets: np.ndarray, cfg: EncoderConfig) -> float:
     model.eval()
-    total, count = 0.0, 0
+    total, count, device = 0.0, 0, model_device(model)
     for idx in _batches(len(inputs), cfg.batch_size, None):
-        x, y = torch.as_tensor(inputs[idx], device=cfg.device), torch.as_tensor(targets[idx], device=cfg.device)
+        x, y = torch.as_tensor(inputs[idx], device=device), torch.as_tensor(targets[idx], device=device)
         n = int((y != PAD).sum())
         total += float(_loss(model, x, y)) * n
         count += n
@@ -107,8 +108,10 @@ def _split_users(seqs: dict[str, list[int]], cfg: EncoderConfig) -> tuple[list[l
     return train, held
 
 
-def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None = None) -> EncoderResult:
-    """Train on history sequences with early stopping on held-out users; optionally save model + config."""
+def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None = None, *,
+                  device: str = "cpu") -> EncoderResult:
+    """Train on ``device`` (a resolved torch device string) with early stopping on held-out users; optionally
+    save model + config."""
     seed_everything(cfg.seed)
     counts = histories.interactions[CATEGORY].value_counts().to_dict()
     vocab = CategoryVocab.from_counts(counts, cfg.min_category_support)
@@ -118,7 +121,7 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     val = training_windows(val_seqs, cfg.max_len, False, cfg.min_user_events)
     if len(train.inputs) == 0:
         raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
-    model = SasRec(vocab.size, cfg).to(cfg.device)
+    model = SasRec(vocab.size, cfg).to(device)
     model.reset_parameters()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = EncoderResult(model, vocab, cfg)
@@ -129,15 +132,15 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
 
 
 def _fit(model: SasRec, opt: torch.optim.Optimizer, train, val, cfg: EncoderConfig, result: EncoderResult) -> None:
-    rng = np.random.default_rng(cfg.seed + 1)
+    rng, device = np.random.default_rng(cfg.seed + 1), model_device(model)
     best, best_state, stale = math.inf, None, 0
     bar = tqdm(range(cfg.epochs), desc="encoder", unit="epoch", disable=None)
     for epoch in bar:
         model.train()
         start, losses = time.perf_counter(), []
         for idx in _batches(len(train.inputs), cfg.batch_size, rng):
-            x = torch.as_tensor(train.inputs[idx], device=cfg.device)
-            y = torch.as_tensor(train.targets[idx], device=cfg.device)
+            x = torch.as_tensor(train.inputs[idx], device=device)
+            y = torch.as_tensor(train.targets[idx], device=device)
             loss = _loss(model, x, y)
             opt.zero_grad()
             loss.backward()
@@ -166,14 +169,16 @@ def _fit(model: SasRec, opt: torch.optim.Optimizer, train, val, cfg: EncoderConf
 def encode(model: SasRec, seqs: list[list[int]], cfg: EncoderConfig) -> tuple[np.ndarray, np.ndarray]:
     """Final-position hidden states, L2-normalised (N, D), and next-token logits (N, V) for each sequence.
 
-    An empty sequence gets a zero embedding and uniform logits (callers treat such users as cold-start).
+    An empty sequence gets a zero embedding and uniform logits (callers treat such users as cold-start). Inputs
+    go to the model's own device.
     """
     model.eval()
+    device = model_device(model)
     inputs, last = last_windows(seqs, cfg.max_len)
     embs, logits = [], []
     for idx in _batches(len(seqs), 512, None):
-        h = model(torch.as_tensor(inputs[idx], device=cfg.device))  # (B, L, D)
-        final = h[torch.arange(len(idx)), torch.as_tensor(last[idx], device=cfg.device)]  # (B, D)
+        h = model(torch.as_tensor(inputs[idx], device=device))  # (B, L, D)
+        final = h[torch.arange(len(idx), device=device), torch.as_tensor(last[idx], device=device)]  # (B, D)
         embs.append(F.normalize(final, dim=-1).cpu().numpy())
         logits.append(model.logits(final).cpu().numpy())
     emb = np.concatenate(embs) if embs else np.zeros((0, cfg.dim), np.float32)
@@ -196,12 +201,11 @@ def save_encoder(result: EncoderResult, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def load_encoder(out_dir: Path) -> tuple[SasRec, CategoryVocab, EncoderConfig]:
-    import json
-
-    cfg = EncoderConfig(**json.loads((out_dir / "encoder_config.json").read_text()))
+def load_encoder(out_dir: Path, device: str = "cpu") -> tuple[SasRec, CategoryVocab, EncoderConfig]:
+    """Rebuild what :func:`save_encoder` wrote, on ``device`` (a resolved torch device string), in eval mode."""
+    cfg = read_saved_config(EncoderConfig, out_dir / "encoder_config.json")
     vocab = CategoryVocab.load(out_dir / "encoder_vocab.json")
-    model = SasRec(vocab.size, cfg)
-    model.load_state_dict(torch.load(out_dir / "encoder.pt", map_location=cfg.device, weights_only=True))
+    model = SasRec(vocab.size, cfg).to(device)
+    model.load_state_dict(torch.load(out_dir / "encoder.pt", map_location=device, weights_only=True))
     model.eval()
     return model, vocab, cfg

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from coea.device import model_device
 from coea.errors import CoeaInputError
 
 log = logging.getLogger(__name__)
@@ -29,23 +30,23 @@ def profile_prompt(stats: Mapping[str, Any]) -> str:
 
 
 class LlmProfiler:
-    """Loads the model once; ``profile(stats)`` generates greedily (deterministic)."""
+    """Loads the model once onto ``device``; ``profile(stats)`` generates greedily (deterministic)."""
 
-    def __init__(self, model_path: Path, max_new_tokens: int = 48) -> None:
+    def __init__(self, model_path: Path, max_new_tokens: int = 48, *, device: str = "cpu") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if not Path(model_path).is_dir():
             raise CoeaInputError("model directory not found", source=model_path,
                                  fix="set dsie.profile.model_path to a local Hugging Face model directory")
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True).to(device)
         self.model.eval()
         self.max_new_tokens = max_new_tokens
 
     def profile(self, stats: Mapping[str, Any]) -> str:
         import torch
 
-        enc = self.tokenizer(profile_prompt(stats), return_tensors="pt")
+        enc = self.tokenizer(profile_prompt(stats), return_tensors="pt").to(model_device(self.model))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         with torch.no_grad():
             out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad)

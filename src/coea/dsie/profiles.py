@@ -53,15 +53,15 @@ def template_profile(gid: str, stats: Mapping[str, Any]) -> str:
 
 
 def build_profiles(history: pd.DataFrame, user_group: Mapping[str, str], csid_of_group: Mapping[str, str],
-                   cfg: ProfileConfig) -> dict[str, dict[str, Any]]:
-    """``profiles.json`` content: group id -> {csid, profile, stats}."""
+                   cfg: ProfileConfig, *, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """``profiles.json`` content: group id -> {csid, profile, stats}; an ``llm`` profiler runs on ``device``."""
     stats = group_stats(history, user_group, cfg.top_categories)
     profiler = None
     if cfg.kind is ProfilerKind.LLM:
         from coea.dsie.llm_profiler import LlmProfiler
 
         assert cfg.model_path is not None
-        profiler = LlmProfiler(Path(cfg.model_path), cfg.max_new_tokens)
+        profiler = LlmProfiler(Path(cfg.model_path), cfg.max_new_tokens, device=device)
     out = {}
     for gid, s in stats.items():
         text = profiler.profile(s) if profiler is not None else template_profile(gid, s)

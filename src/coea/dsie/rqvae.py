@@ -9,7 +9,6 @@ explicit steps of ``train_rqvae``, never lazy branches in ``forward``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -22,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from coea.config import from_dict, save_config
+from coea.config import read_saved_config, save_config
+from coea.device import model_device
 from coea.dsie.config import RqVaeConfig
 from coea.utils import atomic_path, seed_everything
 
@@ -223,8 +223,8 @@ class RQVAE(nn.Module):
 
     @torch.no_grad()
     def encode_ids(self, x: Tensor) -> Tensor:
-        """CSIDs of x (B, input_dim) -> (B, L) long."""
-        return self.quantizer.trace(self.encoder(x)).ids
+        """CSIDs of x (B, input_dim) -> (B, L) long, on the model's device (x is moved there)."""
+        return self.quantizer.trace(self.encoder(x.to(model_device(self)))).ids
 
     @torch.no_grad()
     def init_codebooks(self, x: Tensor, generator: torch.Generator | None = None) -> None:
@@ -275,13 +275,13 @@ def collision_rate(ids: np.ndarray) -> float:
     return float((counts[inverse.reshape(-1)] > 1).mean())
 
 
-def _check_embeddings(cfg: RqVaeConfig, embeddings: np.ndarray) -> Tensor:
+def _check_embeddings(cfg: RqVaeConfig, embeddings: np.ndarray, device: str) -> Tensor:
     arr = np.asarray(embeddings)
     if arr.ndim != 2 or arr.shape[1] != cfg.input_dim or arr.shape[0] == 0:
         raise ValueError(f"embeddings must have shape (N > 0, input_dim={cfg.input_dim}), got {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError("embeddings contain NaN or inf values; fix the encoder output before the RQ-VAE")
-    return torch.as_tensor(arr, dtype=torch.float32, device=cfg.device)  # (N, input_dim)
+    return torch.as_tensor(arr, dtype=torch.float32, device=device)  # (N, input_dim)
 
 
 def _run_epoch(model: RQVAE, opt: torch.optim.Optimizer, x: Tensor, cfg: RqVaeConfig,
@@ -304,17 +304,19 @@ def _run_epoch(model: RQVAE, opt: torch.optim.Optimizer, x: Tensor, cfg: RqVaeCo
     return sums
 
 
-def train_rqvae(cfg: RqVaeConfig, embeddings: np.ndarray, out_dir: Path | None = None) -> RqVaeResult:
-    """Train an RQ-VAE on user embeddings (N, input_dim) and assign every user its CSID.
+def train_rqvae(cfg: RqVaeConfig, embeddings: np.ndarray, out_dir: Path | None = None, *,
+                device: str = "cpu") -> RqVaeResult:
+    """Train an RQ-VAE on ``device`` (a resolved torch device string) on user embeddings (N, input_dim) and
+    assign every user its CSID.
 
     Seeds first, k-means initialises the codebooks, trains with Adam; after each epoch counts code usage over all
     users and, every ``reset_dead_every`` epochs (not after the last), re-seeds dead codes. With out_dir, saves
     ``rqvae.pt`` + ``rqvae_config.json`` there.
     """
     seed_everything(cfg.seed)
-    x = _check_embeddings(cfg, embeddings)  # (N, input_dim)
+    x = _check_embeddings(cfg, embeddings, device)  # (N, input_dim)
     generator = torch.Generator().manual_seed(cfg.seed)
-    model = RQVAE(cfg).to(cfg.device)
+    model = RQVAE(cfg).to(device)
     model.init_codebooks(x, generator)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
@@ -352,17 +354,14 @@ def save_rqvae(model: RQVAE, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def load_rqvae(model_dir: Path, device: str | None = None) -> RQVAE:
-    """Rebuild a model saved by ``save_rqvae`` (config JSON + state dict), in eval mode."""
+def load_rqvae(model_dir: Path, device: str = "cpu") -> RQVAE:
+    """Rebuild a model saved by ``save_rqvae`` (config JSON + state dict) on ``device``, in eval mode."""
     model_dir = Path(model_dir)
     config_path, model_path = model_dir / CONFIG_FILE, model_dir / MODEL_FILE
     for path in (config_path, model_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; train_rqvae(..., out_dir={model_dir}) writes it")
-    values = json.loads(config_path.read_text(encoding="utf-8"))
-    if device is not None:
-        values["device"] = device
-    cfg = from_dict(RqVaeConfig, values, where=str(config_path))
-    model = RQVAE(cfg).to(cfg.device)
-    model.load_state_dict(torch.load(model_path, map_location=cfg.device, weights_only=True))
+    cfg = read_saved_config(RqVaeConfig, config_path)
+    model = RQVAE(cfg).to(device)
+    model.load_state_dict(torch.load(model_path, map_location=device, weights_only=True))
     return model.eval()

@@ -66,17 +66,18 @@ def _groups_frame(warm: list[str], csids: np.ndarray, keys: list[str], cold: Map
 
 
 def run_dsie(cfg: DsieConfig, histories: Histories, warm_users: Sequence[str], cold_users: Sequence[str],
-             out_dir: Path | None = None, *, truth: Mapping[str, int] | None = None) -> DsieResult:
-    """Fit DSIE on ``histories``; ``warm_users`` get CSIDs, ``cold_users`` the nearest group."""
+             out_dir: Path | None = None, *, device: str = "cpu", truth: Mapping[str, int] | None = None) -> DsieResult:
+    """Fit DSIE on ``histories`` with both models on ``device`` (a resolved torch device string, see
+    :func:`coea.device.resolve_device`); ``warm_users`` get CSIDs, ``cold_users`` the nearest group."""
     seed_everything(cfg.seed)
     start = time.perf_counter()
-    enc = train_encoder(cfg.encoder, histories)
+    enc = train_encoder(cfg.encoder, histories, device=device)
     seqs = user_sequences(histories.interactions, enc.vocab, cfg.encoder.collapse_repeats)
     warm = [u for u in warm_users if seqs.get(u)]
     cold_all = list(cold_users) + [u for u in warm_users if not seqs.get(u)]
     emb, _ = encode(enc.model, [seqs[u] for u in warm], cfg.encoder)  # (W, D)
     log.info("dsie: encoder trained and %d users embedded in %.1fs", len(warm), time.perf_counter() - start)
-    rq = train_rqvae(cfg.rqvae, emb)
+    rq = train_rqvae(cfg.rqvae, emb, device=device)
     codebooks = [cb.weight.detach().cpu().numpy() for cb in rq.model.quantizer.codebooks]
     keys = merge_tiny_groups([group_key(c, cfg.group.depth) for c in rq.ids], cfg.group.min_group_size, codebooks)
     csid_of_group = {k: k for k in set(keys)}
@@ -86,7 +87,7 @@ def run_dsie(cfg: DsieConfig, histories: Histories, warm_users: Sequence[str], c
     cold = assign_cold_start(cold_all, histories.short_term, means, largest)
     groups = _groups_frame(warm, rq.ids, keys, cold, csid_of_group)
     user_group = dict(zip(warm, keys, strict=True))
-    profiles = build_profiles(histories.interactions, user_group, csid_of_group, cfg.profile)
+    profiles = build_profiles(histories.interactions, user_group, csid_of_group, cfg.profile, device=device)
     report = group_report(rq.ids, keys, emb, dist, cfg.rqvae.codebook_sizes, truth=truth, users=warm, seed=cfg.seed)
     report["cold_start_users"] = len(cold)
     report["rqvae_final_loss"] = rq.history[-1]["loss"] if rq.history else None

@@ -33,7 +33,6 @@ class ModelConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     train_new_tokens: bool = True  # LoRA only: also train the embedding rows of the added CSID tokens
     seed: int = 0  # seeds the random initialisation (scratch weights, new embedding rows)
-    device: str = "cpu"  # torch device the model is moved to, e.g. "cpu" or "cuda"
 
     @property
     def is_scratch(self) -> bool:
@@ -59,5 +58,3 @@ class ModelConfig:
             raise ValueError("lora_target_modules is empty; name at least one module, e.g. q_proj")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
-        if not self.device:
-            raise ValueError("device is empty; use e.g. 'cpu' or 'cuda'")

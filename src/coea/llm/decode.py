@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coea.device import model_device
 from coea.errors import CoeaInputError
 from coea.llm.prompts import NO, RELEVANT_MARK, YES
 from coea.llm.tokenizer import category_token_ids
@@ -144,10 +145,6 @@ def _inference(model) -> Iterator[None]:
         model.train(was_training)
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _cache_io(model, out) -> tuple[str, object]:
     """(keyword that passes a KV cache to ``model``, the cache inside ``out``): ``cache`` in transformers >= 5.x
     (``past_key_values`` is deprecated there), ``past_key_values`` before."""
@@ -197,7 +194,7 @@ def _next_logprobs(model, seqs: Sequence[Sequence[int]], pad_id: int, columns: t
     out = []
     with _inference(model):
         for sl in _batches(len(seqs), batch_size):
-            ids, mask, pos = _left_pad(seqs[sl], pad_id, _device(model))
+            ids, mask, pos = _left_pad(seqs[sl], pad_id, model_device(model))
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits
             lp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (B, V)
             out.append(lp[:, columns.to(lp.device)].cpu())  # (B, K)
@@ -206,7 +203,7 @@ def _next_logprobs(model, seqs: Sequence[Sequence[int]], pad_id: int, columns: t
 
 def _trie_chunk(model, seqs: Sequence[Sequence[int]], pad_id: int, index: CategoryIndex) -> torch.Tensor:
     """Exact log P(name | prompt) for every category, walking the trie with a KV cache: (B, C)."""
-    ids, mask, pos = _left_pad(seqs, pad_id, _device(model))
+    ids, mask, pos = _left_pad(seqs, pad_id, model_device(model))
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     lengths = mask.sum(-1)  # (B,) real prompt tokens = position of the first name token
     n_prompts, dev = len(seqs), ids.device
@@ -259,7 +256,7 @@ def score_categories_exhaustive(model, tokenizer, prompts: Sequence[str], index:
     with _inference(model):
         for sl in _batches(len(pairs), batch_size):
             chunk = pairs[sl]
-            ids, mask, pos = _left_pad([seqs[p] + index.token_ids[c] for p, c in chunk], pad, _device(model),
+            ids, mask, pos = _left_pad([seqs[p] + index.token_ids[c] for p, c in chunk], pad, model_device(model),
                                        min_len=m + 1)
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=m + 1).logits
             lp = torch.log_softmax(logits[:, :m].float(), dim=-1).cpu()  # (B, M, V) predicts the last M tokens
@@ -356,7 +353,7 @@ def generate_baseline(model, tokenizer, prompts: Sequence[str], index: CategoryI
     found: list[list[str]] = []
     with _inference(model):
         for sl in _batches(len(seqs), batch_size):
-            ids, mask, _ = _left_pad(seqs[sl], pad, _device(model))
+            ids, mask, _ = _left_pad(seqs[sl], pad, model_device(model))
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=k * index.max_len + 2,
                                  min_new_tokens=k * index.max_len, do_sample=False, pad_token_id=pad,
                                  eos_token_id=tokenizer.eos_token_id)

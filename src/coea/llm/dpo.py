@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import DPOTrainer
 
+from coea.device import check_trainer_device
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
 from coea.llm.models import unpatch_forward
@@ -75,22 +76,23 @@ class DpoResult:
         return vals[-1] if vals else None
 
 
-def dpo_args(cfg: DpoTrainConfig, output_dir: str):
-    """trl ``DPOConfig`` for one round (CPU-safe settings; no checkpoints: PCO writes its own)."""
+def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu"):
+    """trl ``DPOConfig`` for one round on ``device`` (CPU-safe settings; no checkpoints: PCO writes its own)."""
     from trl import DPOConfig
 
     return DPOConfig(
         output_dir=output_dir, beta=cfg.beta, loss_type=["sigmoid"], num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="constant",
         max_length=cfg.max_length, precompute_ref_log_probs=cfg.precompute_ref, logging_steps=cfg.logging_steps,
-        save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, use_cpu=cfg.device == "cpu",
+        save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, use_cpu=device == "cpu",
         bf16=False, fp16=False, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=None,
     )
 
 
 def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]], *, ref_model=None,
-              name: str = "novelty") -> DpoResult:
-    """Update ``model`` in place on ``pairs`` ({prompt, chosen, rejected}) with DPO + ``cfg.alpha`` * KL.
+              name: str = "novelty", device: str = "cpu") -> DpoResult:
+    """Update ``model`` in place on ``device`` (a resolved torch device string; the model and ``ref_model`` are
+    moved there first) on ``pairs`` ({prompt, chosen, rejected}) with DPO + ``cfg.alpha`` * KL.
 
     ``ref_model``: the frozen reference (required for a full model, e.g. the scratch N-LLM; ``None`` with a
     LoRA policy means "the policy with its adapters disabled").
@@ -101,8 +103,12 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
         raise ValueError(f"{name}: no preference pairs for DPO (lower the margin or sample more candidates)")
     if ref_model is None and not hasattr(model, "peft_config"):
         raise ValueError(f"{name}: a full (non-LoRA) policy needs an explicit ref_model")
+    check_trainer_device(device)
+    model.to(device)
+    if ref_model is not None:
+        ref_model.to(device)
     with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp:
-        trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp),
+        trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device),
                                train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
                                callbacks=[_LogLines(f"{name} dpo")], kl_alpha=cfg.alpha)
         start = time.perf_counter()

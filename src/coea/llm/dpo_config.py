@@ -18,7 +18,6 @@ class DpoTrainConfig:
     precompute_ref: bool = True  # reference log-probs computed once before the round's steps (no ref in memory)
     logging_steps: int = 10
     seed: int = 0
-    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.beta <= 0:
@@ -28,5 +27,3 @@ class DpoTrainConfig:
         for name in ("epochs", "batch_size", "lr", "max_length", "logging_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.device.split(":")[0] not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")

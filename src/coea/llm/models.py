@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coea.config import from_dict, save_config
+from coea.config import read_saved_config, save_config
 from coea.errors import CoeaInputError
 from coea.llm.config import ModelConfig
 from coea.llm.tokenizer import (
@@ -52,8 +52,10 @@ class ModelBundle:
     single_token_categories: bool  # every category name is one token (the fast decoding path applies)
 
 
-def build_scratch_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """A randomly initialised Llama or Qwen2 causal LM sized by ``cfg`` over ``tokenizer``'s vocabulary."""
+def build_scratch_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, *,
+                        device: str = "cpu") -> PreTrainedModel:
+    """A randomly initialised Llama or Qwen2 causal LM sized by ``cfg`` over ``tokenizer``'s vocabulary, on
+    ``device`` (a resolved torch device string)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -70,7 +72,7 @@ def build_scratch_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) ->
         model = model_cls(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return model.to(cfg.device)
+    return model.to(device)
 
 
 def local_model_dir(path: str | Path, *, what: str = "base model") -> Path:
@@ -102,8 +104,9 @@ def _wrap_lora(model: PreTrainedModel, cfg: ModelConfig, new_ids: list[int]) -> 
     return get_peft_model(model, lora)
 
 
-def load_pretrained(cfg: ModelConfig, csid_levels: Sequence[int]) -> tuple[Any, PreTrainedTokenizerBase]:
-    """A LOCAL pretrained model + tokenizer with CSID tokens added; LoRA-wrapped when ``cfg.lora``."""
+def load_pretrained(cfg: ModelConfig, csid_levels: Sequence[int], *,
+                    device: str = "cpu") -> tuple[Any, PreTrainedTokenizerBase]:
+    """A LOCAL pretrained model + tokenizer with CSID tokens added, on ``device``; LoRA-wrapped when ``cfg.lora``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -124,17 +127,18 @@ def load_pretrained(cfg: ModelConfig, csid_levels: Sequence[int]) -> tuple[Any, 
     log.info("loaded %s: vocab %d (%d CSID tokens added)", path, len(tokenizer), len(new_ids))
     if cfg.lora:
         model = _wrap_lora(model, cfg, new_ids)
-    return model.to(cfg.device), tokenizer
+    return model.to(device), tokenizer
 
 
 def build_model_and_tokenizer(cfg: ModelConfig, categories: Sequence[str], extra_texts: Iterable[str],
-                              csid_levels: Sequence[int]) -> ModelBundle:
-    """Scratch: build the word-level tokenizer and a fresh model. Otherwise: :func:`load_pretrained`."""
+                              csid_levels: Sequence[int], *, device: str = "cpu") -> ModelBundle:
+    """Scratch: build the word-level tokenizer and a fresh model. Otherwise: :func:`load_pretrained`. The model
+    is on ``device`` (a resolved torch device string, see :func:`coea.device.resolve_device`)."""
     if cfg.is_scratch:
         tokenizer = build_scratch_tokenizer(categories, extra_texts, csid_levels)
-        model = build_scratch_model(cfg, tokenizer)
+        model = build_scratch_model(cfg, tokenizer, device=device)
     else:
-        model, tokenizer = load_pretrained(cfg, csid_levels)
+        model, tokenizer = load_pretrained(cfg, csid_levels, device=device)
     single = is_single_token(tokenizer, list(categories))
     return ModelBundle(model, tokenizer, cfg, cfg.is_scratch, single)
 
@@ -205,8 +209,9 @@ def save_bundle(bundle: ModelBundle, out_dir: Path) -> Path:
     return out_dir
 
 
-def load_bundle(out_dir: Path, *, trainable: bool = False, device: str | None = None) -> ModelBundle:
-    """Reload what :func:`save_bundle` wrote. A LoRA bundle needs its base model directory (see module doc)."""
+def load_bundle(out_dir: Path, *, trainable: bool = False, device: str = "cpu") -> ModelBundle:
+    """Reload what :func:`save_bundle` wrote onto ``device``. A LoRA bundle needs its base model directory (see
+    module doc)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -214,8 +219,7 @@ def load_bundle(out_dir: Path, *, trainable: bool = False, device: str | None = 
     if not (out_dir / CONFIG_FILE).is_file() or not (out_dir / META_FILE).is_file():
         raise CoeaInputError(f"not a model bundle (no {CONFIG_FILE} / {META_FILE})", source=out_dir,
                              fix="pass a directory written by save_bundle")
-    cfg = from_dict(ModelConfig, json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8")),
-                    where=str(out_dir / CONFIG_FILE))
+    cfg = read_saved_config(ModelConfig, out_dir / CONFIG_FILE)
     meta = json.loads((out_dir / META_FILE).read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(out_dir, local_files_only=True)
     if meta["adapter"]:
@@ -230,5 +234,5 @@ def load_bundle(out_dir: Path, *, trainable: bool = False, device: str | None = 
         model.requires_grad_(trainable)
     if not trainable:
         model.eval()
-    return ModelBundle(model.to(device or cfg.device), tokenizer, cfg, meta["is_scratch"],
+    return ModelBundle(model.to(device), tokenizer, cfg, meta["is_scratch"],
                        meta["single_token_categories"])

@@ -46,18 +46,19 @@ class LlmTrainResult:
 
 
 def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Mapping], csid_levels: Sequence[int],
-            seed_offset: int) -> ModelBundle:
+            seed_offset: int, device: str) -> ModelBundle:
     from dataclasses import replace
 
     texts = [str(p.get("profile", "")) for p in profiles.values()]
     return build_model_and_tokenizer(replace(cfg.model, seed=cfg.model.seed + seed_offset), categories, texts,
-                                     csid_levels)
+                                     csid_levels, device=device)
 
 
 def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
                    csid_levels: Sequence[int], out_dir: Path | None = None,
-                   which: Sequence[str] = MODELS) -> LlmTrainResult:
-    """SFT the LLMs named in ``which`` (default both) on examples cut from ``histories`` (never the future).
+                   which: Sequence[str] = MODELS, device: str = "cpu") -> LlmTrainResult:
+    """SFT the LLMs named in ``which`` (default both) on examples cut from ``histories`` (never the future), on
+    ``device`` (a resolved torch device string, see :func:`coea.device.resolve_device`).
 
     Each model is built from its own seed and the same tokenizer recipe, and trained with its own seed, so
     training one at a time (two pipeline steps) gives the same models as training both in one call.
@@ -67,12 +68,13 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
         raise ValueError(f"which must name models of {MODELS}, got {list(which)!r}")
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
-    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name))
+    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device)
                for name in MODELS if name in which}
     eos = next(iter(bundles.values())).tokenizer.eos_token
     examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos)
     log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))
-    sft = {name: train_sft(getattr(cfg, name), b.model, b.tokenizer, getattr(examples, name), name=name)
+    sft = {name: train_sft(getattr(cfg, name), b.model, b.tokenizer, getattr(examples, name), name=name,
+                          device=device)
            for name, b in bundles.items()}
     result = LlmTrainResult(bundles.get("novelty"), bundles.get("relevance"), sft, infos)
     if out_dir is not None:
@@ -85,11 +87,11 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
 
 
 def load_trained_llms(models_dir: Path, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
-                      relevance_dir: Path | None = None) -> LlmTrainResult:
-    """Reload what :func:`run_train_llms` saved (no SFT history): ``models_dir/novelty`` and
+                      relevance_dir: Path | None = None, device: str = "cpu") -> LlmTrainResult:
+    """Reload what :func:`run_train_llms` saved (no SFT history) onto ``device``: ``models_dir/novelty`` and
     ``(relevance_dir or models_dir)/relevance`` (two dirs when the models were trained one at a time)."""
     from coea.llm.models import load_bundle
 
-    return LlmTrainResult(load_bundle(Path(models_dir) / "novelty"),
-                          load_bundle(Path(relevance_dir or models_dir) / "relevance"), {},
+    return LlmTrainResult(load_bundle(Path(models_dir) / "novelty", device=device),
+                          load_bundle(Path(relevance_dir or models_dir) / "relevance", device=device), {},
                           group_infos(groups, profiles))

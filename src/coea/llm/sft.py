@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from coea.device import check_trainer_device
 from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig
 
@@ -51,13 +52,16 @@ def _subsample(examples: list[dict[str, str]], cfg: SftTrainConfig) -> list[dict
 
 
 def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-              examples: list[dict[str, str]], *, name: str = "llm") -> SftResult:
-    """Fine-tune ``model`` in place on prompt/completion ``examples``; returns the logged losses."""
+              examples: list[dict[str, str]], *, name: str = "llm", device: str = "cpu") -> SftResult:
+    """Fine-tune ``model`` in place on ``device`` (a resolved torch device string) on prompt/completion
+    ``examples``; returns the logged losses. The model is moved to ``device`` first and stays there."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     if not examples:
         raise ValueError(f"{name}: no SFT examples; histories are too short for the cut settings")
+    check_trainer_device(device)
+    model.to(device)
     data = Dataset.from_list(_subsample(examples, cfg))
     with tempfile.TemporaryDirectory(prefix=f"coea-sft-{name}-") as tmp:
         args = SFTConfig(
@@ -65,7 +69,7 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
             learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type=cfg.lr_scheduler, max_length=cfg.max_length, completion_only_loss=True,
             logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
-            data_seed=cfg.seed, use_cpu=cfg.device == "cpu", bf16=False, fp16=False,
+            data_seed=cfg.seed, use_cpu=device == "cpu", bf16=False, fp16=False,
             gradient_checkpointing=False, disable_tqdm=None, dataloader_num_workers=0,
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,

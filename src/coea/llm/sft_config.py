@@ -22,7 +22,6 @@ class SftTrainConfig:
     max_examples: int | None = None  # cap (seeded subsample) to bound training time
     logging_steps: int = 20  # one log line (step, loss, ms/step) every this many steps
     seed: int = 0
-    device: str = "cpu"  # "cpu" or "cuda"
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
@@ -34,8 +33,6 @@ class SftTrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.max_examples is not None and self.max_examples <= 0:
             raise ValueError(f"max_examples must be > 0 or None, got {self.max_examples!r}")
-        if self.device.split(":")[0] not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 
 
 class NoveltyTarget(enum.StrEnum):

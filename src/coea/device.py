@@ -1,0 +1,60 @@
+"""The one device switch: ``device: auto | cpu | cuda | cuda:N`` (config) and ``--device`` (CLI).
+
+:func:`check_device_spec` validates the spelling without torch (configs stay cheap to read);
+:func:`resolve_device` turns a spec into the device string every model and tensor of a stage uses: ``auto``
+is ``cuda`` when CUDA is available and ``cpu`` otherwise; asking for CUDA where there is none is an error, never
+a silent fallback. The resolved string is what library functions take as ``device=`` and what the Hugging Face
+trainers get as ``use_cpu = device == "cpu"``.
+"""
+
+from __future__ import annotations
+
+import re
+
+AUTO = "auto"
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+_SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device_spec(spec: str) -> str:
+    """``spec`` stripped and lower-cased if it is auto, cpu, cuda or cuda:N; else a ValueError naming it."""
+    norm = spec.strip().lower() if isinstance(spec, str) else spec
+    if not isinstance(norm, str) or not _SPEC.match(norm):
+        raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {spec!r}")
+    return norm
+
+
+def resolve_device(spec: str) -> str:
+    """The torch device string for ``spec``: "cpu", "cuda" or "cuda:N" (auto -> cuda when available).
+
+    Raises ValueError for a bad spelling, for cuda when CUDA is not available, and for cuda:N past the last GPU.
+    """
+    import torch
+
+    norm = check_device_spec(spec)
+    if norm == AUTO:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if norm == "cpu":
+        return norm
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
+    index = torch.device(norm).index
+    if index is not None and index >= torch.cuda.device_count():
+        raise ValueError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) are "
+                         f"visible; use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    return norm
+
+
+def model_device(model):
+    """The torch device of ``model``'s parameters: where its inputs must go (never a config's guess)."""
+    return next(model.parameters()).device
+
+
+def check_trainer_device(device: str) -> None:
+    """Reject a device the Hugging Face trainers cannot honour: in one process they train on the FIRST visible GPU
+    (``cuda:0``, and over every visible GPU with DataParallel), so ``cuda:N`` with N > 0 is selected with
+    ``CUDA_VISIBLE_DEVICES=N`` and ``device: cuda`` instead of being silently replaced by ``cuda:0``."""
+    index = device.partition(":")[2]
+    if device.startswith("cuda") and index not in ("", "0"):
+        raise ValueError(f"device {device!r}: the Hugging Face trainers train on the first visible GPU; select GPU "
+                         f"{index} with CUDA_VISIBLE_DEVICES={index} and --device cuda")
