@@ -53,7 +53,7 @@ def test_every_config_section_is_a_pipeline_parameter_or_pending() -> None:
     (["not json"], "not JSON"),
     (["[1, 2]"], "must be a JSON object"),
     (['{"split": {}}', '{"split": {}}'], "given in two"),
-    (['{"spilt": {}}'], "unknown config section"),
+    (['{"spilt": {}}'], "unknown section"),
     (['{"split": {"n_futur": 3}}'], "unknown key"),
     (['{"split": {"n_future": 0}}'], "n_future must be > 0"),
 ])

@@ -8,12 +8,10 @@ travels as its own plain ``device`` parameter.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import replace
 from typing import Any
 
-from coea.config import RunConfig, config_to_dict, from_dict
+from coea.config import RunConfig, config_to_dict, from_dict, run_config_from_dict
 from coea.drift import DriftConfig
 from coea.errors import CoeaInputError
 
@@ -62,15 +60,13 @@ def config_from_json(*texts: str, device: str | None = None) -> RunConfig:
     """A RunConfig from JSON objects of RunConfig sections (and the ``device`` parameter); sections not given
     keep their defaults."""
     merged = _sections(texts)
-    known = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != DEVICE_PARAM}
-    unknown = sorted(set(merged) - set(known))
-    if unknown:
-        raise CoeaInputError(f"unknown config section(s) {unknown}; known: {sorted(known)}",
-                             source="pipeline parameter", fix="use the section names of the YAML run config")
+    if DEVICE_PARAM in merged:
+        raise CoeaInputError("device is its own pipeline parameter, not a config section", source="pipeline parameter",
+                             fix="pass device=auto|cpu|cuda[:N] as the `device` parameter")
+    if device is not None:
+        merged[DEVICE_PARAM] = device
     try:
-        cfg = RunConfig(**{name: from_dict(fld.default_factory().__class__, merged.get(name) or {},  # type: ignore[misc]
-                                           where=f"[{name}]") for name, fld in known.items()})
-        return replace(cfg, device=device) if device is not None else cfg
+        return run_config_from_dict(merged, where="pipeline parameter")
     except (ValueError, TypeError) as err:
         raise CoeaInputError(str(err), source="pipeline parameter", fix="see README 'Configuration'") from err
 
