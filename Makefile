@@ -5,12 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test lint bench clean help
+.PHONY: demo test lint bench compile compile-check clean help
 
 help:
 	@echo "make demo   - create .venv, install, run the main job (coea run) on the synthetic data"
 	@echo "make test   - create .venv, install, ruff check + pytest"
 	@echo "make bench  - benchmarks (wall time, peak memory) on MovieLens-1M from ../shared"
+	@echo "make compile - regenerate the checked-in compiled YAML (components/*.yaml, pipelines/*.yaml)"
+	@echo "make compile-check - fail when a checked-in compiled YAML differs from the code"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +36,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The compiled component and pipeline YAML is checked in; regenerate it after changing a component or pipeline.
+compile: $(STAMP)
+	$(BIN)/python -m pipelines.compile --write
+
+compile-check: $(STAMP)
+	$(BIN)/python -m pipelines.compile --check
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache .ruff_cache

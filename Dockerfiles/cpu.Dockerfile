@@ -18,10 +18,13 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 # 2. the pinned dependencies: a layer that only changes with constraints.txt.
 COPY Dockerfiles/constraints.txt /tmp/constraints.txt
 RUN pip install -r /tmp/constraints.txt
-# 3. the package itself (pyproject needs README.md); anything new in pyproject is still installed.
+# 3. the package itself: coea (src/) and the KFP layer beside it (components/, pipelines/); pyproject needs
+#    README.md; anything new in pyproject is still installed.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY components ./components
+COPY pipelines ./pipelines
 RUN pip install -c /tmp/constraints.txt . && pip check
 
 # ---- runtime: the same base, the venv, a non-root user ----

@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
 
 from coea.config import RunConfig, from_dict  # noqa: E402
-from coea.kfp.local import run_training_locally  # noqa: E402
 from coea.stages import (  # noqa: E402
     export_pco_models,
     run_dsie_group,
@@ -30,6 +29,7 @@ from coea.stages import (  # noqa: E402
 )
 from coea.state import run_export, run_save_state  # noqa: E402
 from coea.store.publish import PublishConfig  # noqa: E402
+from pipelines.local import run_training_locally  # noqa: E402
 
 SMALL = {
     "synthetic": {"n_users": 200, "n_categories": 20, "n_groups": 4},

@@ -301,7 +301,7 @@ def run_cmd(
 ) -> None:
     """The main job, as the coea_training pipeline run by kfp.local: data -> DSIE groups -> SFT of both LLMs
     -> evaluation -> top-K categories to the KV store, under runs/<timestamp>/."""
-    from coea.kfp.local import run_training_locally
+    from pipelines.local import run_training_locally
 
     cfg = _config_with_data(config, data)
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -345,7 +345,7 @@ def simulate_cmd(
     period the drift share, whether regrouping fired, and the served method's metrics."""
     from coea.config import EvalConfig
     from coea.data.loaders import parse_spec
-    from coea.simulate import DEFAULT_METHODS, check_periods, run_simulate
+    from pipelines.simulate import DEFAULT_METHODS, check_periods, run_simulate
 
     check_periods(periods)
     cfg = _config_with_data(config, data)
@@ -370,7 +370,7 @@ SettingsOpt = Annotated[Path | None, typer.Option("--settings", help="deployment
 
 
 def _deployment_settings(path: Path | None):
-    from coea.kfp.settings import DeploymentSettings
+    from components.settings import DeploymentSettings
 
     return DeploymentSettings() if path is None else DeploymentSettings.from_yaml(path)
 
@@ -381,7 +381,7 @@ def compile_cmd(
     settings: SettingsOpt = None,
 ) -> None:
     """Compile the KFP v2 pipelines coea_training and coea_recurring to OUT/<name>.yaml."""
-    from coea.kfp.pipelines import compile_pipelines
+    from pipelines.compile import compile_pipelines
 
     for name, path in compile_pipelines(out, _deployment_settings(settings)).items():
         typer.echo(f"{name}: {path}")
@@ -406,9 +406,10 @@ def schedule_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the request as JSON; contact no host")] = False,
 ) -> None:
     """Compile coea_recurring and create a KFP recurring run of it (kfp.Client.create_recurring_run)."""
-    from coea.kfp.pipelines import RECURRING, compile_pipelines
-    from coea.kfp.schedule import RecurringRunRequest, create_recurring_run, validate_cron, validate_state_uri
     from coea.stages import pipeline_arguments
+    from pipelines.compile import compile_pipelines
+    from pipelines.definitions import RECURRING
+    from pipelines.schedule import RecurringRunRequest, create_recurring_run, validate_cron, validate_state_uri
 
     dep = _deployment_settings(settings)
     cron_expression = validate_cron(cron or dep.cron)

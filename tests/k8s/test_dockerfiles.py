@@ -1,5 +1,6 @@
 """Dockerfiles/: a light static check of the two images (no Docker engine here, so nothing is built):
-non-root user, torch before the package, no remote ADD, no secret-looking ENV/ARG, cache paths under
+non-root user, torch before the package, every package folder of pyproject.toml copied before the install,
+no remote ADD, no secret-looking ENV/ARG, cache paths under
 /cache, no ENTRYPOINT; and constraints.txt pins every dependency of pyproject.toml."""
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ def test_torch_is_installed_before_the_package_with_constraints(flavour):
     assert torch_at < package_at
     assert "--index-url" in runs[torch_at]
     assert "constraints.txt" in runs[package_at]
+
+
+def test_every_package_folder_is_copied_before_the_install(flavour):
+    """pyproject.toml installs coea from src/ and components/, pipelines/ from the root: each must be in the image."""
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    tops = {name for name in find["include"] if "." not in name and "*" not in name}
+    folders = {f"{where}/{name}".removeprefix("./") for name in tops for where in find["where"]
+               if (REPO / where / name / "__init__.py").is_file()}
+    assert folders == {"src/coea", "components", "pipelines"}
+    instrs = instructions(DOCKERFILES[flavour])
+    install = next(i for i, (w, a) in enumerate(instrs) if w == "RUN" and re.search(r"pip install .*-c \S+ \.", a))
+    copied = {a.split()[0].rstrip("/") for w, a in instrs[:install] if w == "COPY"}
+    for folder in folders:
+        assert folder in copied or folder.split("/")[0] in copied, f"{folder} is not copied before `pip install .`"
 
 
 def test_no_remote_add_and_no_secrets(flavour):

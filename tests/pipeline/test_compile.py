@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from coea.kfp.pipelines import RECURRING, TRAINING, compile_pipelines
-from coea.kfp.settings import DeploymentSettings
+from components.settings import DeploymentSettings
+from pipelines.compile import compile_pipelines
+from pipelines.definitions import RECURRING, TRAINING
 from tests.helpers import REPO
 
 K8S = REPO / "k8s"

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from coea.config import EvalConfig
-from coea.kfp.local import run_recurring_locally, run_training_locally
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
+from pipelines.local import run_recurring_locally, run_training_locally
 from tests.pipeline.pipeline_helpers import BASELINES, parquet_config, shifted_log, tiny_config
 
 pytestmark = pytest.mark.slow

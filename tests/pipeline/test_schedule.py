@@ -11,7 +11,7 @@ import pytest
 
 from coea.cli import main
 from coea.errors import CoeaInputError
-from coea.kfp.schedule import validate_cron
+from pipelines.schedule import validate_cron
 
 
 @pytest.mark.parametrize("cron", ["0 0 3 * * *", "0 0 * * * *", "*/30 * * * * ?", "0 15 10 ? * MON-FRI",

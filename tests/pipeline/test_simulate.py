@@ -12,8 +12,8 @@ import pytest
 
 from coea.config import EvalConfig, SplitConfig, SyntheticConfig
 from coea.pco.config import PcoConfig
-from coea.simulate import run_simulate
 from coea.state import read_pointer
+from pipelines.simulate import run_simulate
 from tests.pipeline.pipeline_helpers import BASELINES, tiny_config
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ kfp-kubernetes settings compile into the pipeline YAML (``platforms.kubernetes``
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from coea.kfp.settings import DeploymentSettings, StageClass
+from components.settings import DeploymentSettings, StageClass
 
 
 def apply_resources(task: PipelineTask, settings: DeploymentSettings, stage: StageClass) -> PipelineTask:

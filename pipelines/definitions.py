@@ -19,20 +19,20 @@ pco_loop/save/evaluate/recommend/export tasks (one helper adds them).
 
 Pipeline parameters: the run config as JSON objects of its sections (``coea.stages.pipeline_arguments``),
 ``state_uri`` (local directory or ``gs://``), ``rec_method``/``rec_k`` for the served list and
-``gcs_export_uri`` ("" = no GCS export). Build them for a deployment with :func:`build_pipelines`.
+``gcs_export_uri`` ("" = no GCS export). Build them for a deployment with :func:`build_pipelines`; compile them
+with :func:`pipelines.compile.compile_pipelines`.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
-from kfp import compiler, dsl
+from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
 from kfp.dsl.pipeline_channel import PipelineChannel
 
-from coea.kfp.components import Components, build_components
-from coea.kfp.resources import apply_gpu, apply_io, apply_resources
-from coea.kfp.settings import DeploymentSettings, StageClass
+from components.build import Components, build_components
+from components.resources import apply_gpu, apply_io, apply_resources
+from components.settings import DeploymentSettings, StageClass
 
 TRAINING = "coea-training"
 RECURRING = "coea-recurring"
@@ -176,14 +176,3 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
 
     return Pipelines(coea_training, coea_recurring, settings)
 
-
-def compile_pipelines(out_dir: Path, settings: DeploymentSettings | None = None) -> dict[str, Path]:
-    """Compile both pipelines to ``out_dir/<name>.yaml`` (KFP IR YAML); returns name -> path."""
-    built = build_pipelines(settings)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, pipeline in ((TRAINING, built.training), (RECURRING, built.recurring)):
-        paths[name] = out_dir / f"{name.replace('-', '_')}.yaml"
-        compiler.Compiler().compile(pipeline, str(paths[name]))
-    return paths

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from coea.config import RunConfig
-from coea.kfp.settings import DeploymentSettings
 from coea.report_html import render_report
 from coea.stages import pipeline_arguments
+from components.settings import DeploymentSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     publish); then ``report.html`` is rendered from them (``coea.report_html``). The state goes to ``state_uri``
     (default ``run_dir/state``).
     """
-    from coea.kfp.pipelines import build_pipelines
+    from pipelines.definitions import build_pipelines
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drif
                           settings: DeploymentSettings | None = None) -> Path:
     """Run ``coea_recurring`` with kfp.local on the period named by ``cfg.data`` against the state (groups and
     models) at ``state_uri``; returns the kfp root."""
-    from coea.kfp.pipelines import build_pipelines
+    from pipelines.definitions import build_pipelines
 
     run_dir = Path(run_dir)
     init_local(run_dir)

@@ -1,10 +1,10 @@
 """One KFP v2 component per stage: a thin wrapper that calls one ``run_*`` function of ``coea.stages`` or
 ``coea.state`` and records its outputs as typed artifacts.
 
-The functions below are plain Python; :func:`build_components` turns them into lightweight components with the
-deployment's image (``dsl.component(base_image=..., install_kfp_package=False)``: the image already holds coea
-and kfp, nothing is pip-installed at start-up). KFP ships each function's source to its pod, so every body
-imports what it uses; the artifact types come from the ``from kfp.dsl import *`` KFP puts in front of it.
+The functions below are plain Python; :func:`components.build.build_components` turns them into lightweight
+components with the deployment's image (``dsl.component(base_image=..., install_kfp_package=False)``: the image
+already holds coea and kfp, nothing is pip-installed at start-up). KFP ships each function's source to its pod, so
+every body imports what it uses; the artifact types come from the ``from kfp.dsl import *`` KFP puts in front of it.
 This module deliberately has no ``from __future__ import annotations``: KFP reads the annotations as types.
 
 ``sft_novelty`` and ``sft_relevance`` train one LLM each (``run_sft_stage(which=...)``); ``evaluate`` and
@@ -14,14 +14,9 @@ also hands the last round's models on in the ``sft_*`` layout, which ``save_mode
 ``load_models`` brings back for the next period's PCO update.
 """
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
-from kfp.dsl.python_component import PythonComponent
-
-from coea.kfp.settings import DeploymentSettings
 
 
 def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics]):
@@ -233,31 +228,6 @@ def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_
     return result.publish.version
 
 
+# every component, in pipeline order; components.build.Components has one field per entry, named after it
 STAGES = (prepare_data, dsie_group, sft_novelty, sft_relevance, pco_loop, build_profiles, evaluate, recommend,
           monitor_drift, load_state, save_state, load_models, save_models, export_recommendations)
-
-
-@dataclass(frozen=True)
-class Components:
-    """The stage functions as KFP components built for one deployment (image)."""
-
-    prepare_data: PythonComponent
-    dsie_group: PythonComponent
-    sft_novelty: PythonComponent
-    sft_relevance: PythonComponent
-    pco_loop: PythonComponent
-    build_profiles: PythonComponent
-    evaluate: PythonComponent
-    recommend: PythonComponent
-    monitor_drift: PythonComponent
-    load_state: PythonComponent
-    save_state: PythonComponent
-    load_models: PythonComponent
-    save_models: PythonComponent
-    export_recommendations: PythonComponent
-
-
-def build_components(settings: DeploymentSettings) -> Components:
-    """Every stage as ``dsl.component(base_image=settings.base_image, install_kfp_package=False)``."""
-    return Components(**{fn.__name__: dsl.component(fn, base_image=settings.base_image, install_kfp_package=False)
-                         for fn in STAGES})

@@ -10,7 +10,7 @@ categories: one that first appears later is admitted by :func:`coea.llm.models.a
 recurring PCO update meets it), and evaluated
 (:func:`~coea.stages.run_evaluate_stage` with the SFT models and the PCO dir).
 Each later period is written as ``periods/p<i>/interactions.parquet`` and fed to ``coea_recurring``, run by
-``kfp.local`` (:func:`coea.kfp.local.run_recurring_locally`, the same pipeline function that compiles for the
+``kfp.local`` (:func:`pipelines.local.run_recurring_locally`, the same pipeline function that compiles for the
 cluster) against that state: it checks drift against the reference window, regroups (and makes the period the
 new reference) only when the drift share reaches the threshold, runs the PCO update of the state's models on the
 period (saving the updated models), evaluates and serves (``coea+x`` by default).
@@ -48,8 +48,8 @@ from coea.data.schema import USER
 from coea.data.split import Period, split_periods
 from coea.drift import DriftConfig
 from coea.errors import CoeaInputError
-from coea.kfp.settings import DeploymentSettings
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
+from components.settings import DeploymentSettings
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +237,8 @@ def _logged_metrics(task_dir: Path, name: str = "metrics") -> dict[str, float]:
 def _recurring_period(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str, drift_threshold: float,
                       options: dict[str, Any]) -> PeriodResult:
     """One later period: ``coea_recurring`` under kfp.local; what it decided, read from its artifacts."""
-    from coea.kfp.local import run_recurring_locally
     from coea.state import read_pointer
+    from pipelines.local import run_recurring_locally
 
     start = time.perf_counter()
     pcfg = _period_config(cfg, _write_period(window, run_dir))
