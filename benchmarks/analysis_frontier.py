@@ -81,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     if split is None:
         return 0
     import torch
+    from coea.llm_job import read_groups_dir
 
     from coea.llm.decode import CategoryIndex
     from coea.llm.models import load_bundle
     from coea.llm.sft_config import LlmConfig
     from coea.llm.sft_data import group_infos
-    from coea.llm_job import read_groups_dir
     from coea.pco.run import SplitEvaluator, _category_logp
     from coea.stages import last_pco_round
 

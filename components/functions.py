@@ -6,9 +6,12 @@ components with the deployment's image (``dsl.component(base_image=..., install_
 already holds coea and kfp, nothing is pip-installed at start-up). KFP ships each function's source to its pod, so
 every body imports what it uses; the artifact types come from the ``from kfp.dsl import *`` KFP puts in front of it.
 This module deliberately has no ``from __future__ import annotations``: KFP reads the annotations as types.
+The steps that train or score models take the ``device`` parameter (``auto`` | ``cpu`` | ``cuda[:N]``; auto = cuda
+when the pod has a GPU).
 
 ``sft_novelty`` and ``sft_relevance`` train one LLM each (``run_sft_stage(which=...)``); ``evaluate`` and
-``recommend`` take both as optional inputs (without them the LLM methods train in-process); ``pco_loop`` runs the
+``recommend`` take both as optional inputs and load exactly what their methods need (a method whose artifact is
+not wired in is an error, never an in-process training); ``pco_loop`` runs the
 PCO rounds from them (``run_pco_stage``) and its dir feeds the ``coea`` method of ``evaluate``/``recommend``; it
 also hands the last round's models on in the ``sft_*`` layout, which ``save_models`` stores under ``state_uri`` and
 ``load_models`` brings back for the next period's PCO update.
@@ -34,16 +37,17 @@ def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics]
 
 
 def dsie_group(data: Input[Dataset], split_config: str, dsie_config: str, dsie: Output[Model],
-               metrics: Output[Metrics]):
+               metrics: Output[Metrics], device: str = "auto"):
     """DSIE on the prepared log's histories: encoder -> RQ-VAE CSIDs -> groups, profiles, report, weights."""
     from pathlib import Path
 
     from coea.stages import config_from_json, run_dsie_group
 
-    result = run_dsie_group(config_from_json(split_config, dsie_config), Path(data.path), Path(dsie.path))
+    cfg = config_from_json(split_config, dsie_config, device=device)
+    result = run_dsie_group(cfg, Path(data.path), Path(dsie.path))
     for name, value in result.metrics().items():
         metrics.log_metric(name, float(value))
-    dsie.metadata.update({"M_N": result.summary["M_N"], "framework": "pytorch"})
+    dsie.metadata.update({"M_N": result.summary.m_n, "framework": "pytorch"})
 
 
 def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: str, dsie_config: str,
@@ -61,13 +65,13 @@ def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: st
 
 
 def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
-                model: Output[Model], metrics: Output[Metrics]):
+                model: Output[Model], metrics: Output[Metrics], device: str = "auto"):
     """SFT of the Novelty LLM on the prepared log's histories and the DSIE groups (``model/novelty/``)."""
     from pathlib import Path
 
     from coea.stages import config_from_json, run_sft_stage
 
-    cfg = config_from_json(split_config, dsie_config, llm_config)
+    cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
     result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("novelty",))
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
@@ -75,13 +79,13 @@ def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsi
 
 
 def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
-                  model: Output[Model], metrics: Output[Metrics]):
+                  model: Output[Model], metrics: Output[Metrics], device: str = "auto"):
     """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``)."""
     from pathlib import Path
 
     from coea.stages import config_from_json, run_sft_stage
 
-    cfg = config_from_json(split_config, dsie_config, llm_config)
+    cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
     result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",))
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
@@ -91,18 +95,18 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, d
 def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], relevance: Input[Model],
              split_config: str, dsie_config: str, llm_config: str, pco_config: str, model: Output[Model],
              metrics: Output[Metrics], curves: Output[HTML], final_novelty: Output[Model],
-             final_relevance: Output[Model]):
+             final_relevance: Output[Model], device: str = "auto"):
     """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the given models; per-round
     checkpoints and metrics in ``model/``, the last round's models as ``final_novelty``/``final_relevance`` (the
     ``sft_*`` layout), the last round's figures as metrics, the curves as HTML."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, export_pco_models, png_as_html, run_pco_stage
+    from coea.stages import config_from_json, export_round_models, png_as_html, run_pco_stage
 
-    cfg = config_from_json(split_config, dsie_config, llm_config, pco_config)
+    cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device)
     result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
                            Path(model.path))
-    export_pco_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
+    export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
     Path(curves.path).write_text(png_as_html(result.out_dir / "pco_metrics.png", "PCO rounds"), encoding="utf-8")
@@ -112,17 +116,17 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
 def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
              llm_config: str, pco_config: str, metrics: Output[Metrics], table: Output[Markdown],
              chart: Output[HTML], report: Output[Dataset], novelty: Input[Model] = None,
-             relevance: Input[Model] = None, pco: Input[Model] = None):
-    """Fit every method on histories, score on futures; DSIE and LLM methods use the given groups and LLMs."""
+             relevance: Input[Model] = None, pco: Input[Model] = None, device: str = "auto"):
+    """Fit every method on histories, score on futures, with exactly the artifacts the methods need."""
     import shutil
     from pathlib import Path
 
-    from coea.stages import config_from_json, run_evaluate_stage
+    from coea.stages import ArtifactDirs, config_from_json, run_evaluate_stage
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config)
-    llms = [Path(novelty.path), Path(relevance.path)] if novelty is not None and relevance is not None else None
-    result = run_evaluate_stage(cfg, Path(data.path), Path(dsie.path), Path(report.path), llm_dir=llms,
-                                pco_dir=Path(pco.path) if pco is not None else None)
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device)
+    dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
+                        pco=Path(pco.path) if pco is not None else None)
+    result = run_evaluate_stage(cfg, Path(data.path), Path(report.path), dirs)
     for name, value in result.main.items():
         metrics.log_metric(name, value)
     shutil.copyfile(result.paths["metrics_md"], table.path)
@@ -131,18 +135,19 @@ def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_c
 
 def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
               llm_config: str, pco_config: str, method: str, k: int, recommendations: Output[Dataset],
-              novelty: Input[Model] = None, relevance: Input[Model] = None, pco: Input[Model] = None):
-    """Top-k categories per user by ``method`` (e.g. nllm_sft+x with the trained LLMs), fitted on all events."""
+              novelty: Input[Model] = None, relevance: Input[Model] = None, pco: Input[Model] = None,
+              device: str = "auto"):
+    """Top-k categories for every user by ``method`` (e.g. coea+x), fitted on all events (nothing held out)."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, run_recommend
+    from coea.stages import ArtifactDirs, config_from_json, run_recommend
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config)
-    llms = [Path(novelty.path), Path(relevance.path)] if novelty is not None and relevance is not None else None
-    result = run_recommend(cfg, Path(data.path), Path(dsie.path), method, int(k), Path(recommendations.path),
-                           llm_dir=llms, pco_dir=Path(pco.path) if pco is not None else None)
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device)
+    dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
+                        pco=Path(pco.path) if pco is not None else None)
+    result = run_recommend(cfg, Path(data.path), dirs, method, int(k), Path(recommendations.path))
     recommendations.metadata.update({"method": result.method, "k": result.k, "users": result.n_users,
-                                     "rows": result.n_rows})
+                                     "rows": result.n_rows, "short_users": result.short_users})
 
 
 def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Input[Model], drift_config: str,

@@ -41,9 +41,10 @@ DEFAULT_METHOD = TRAINING_METHOD  # served by coea_recurring: the N-LLM after th
 
 
 class TrainingOutputs(NamedTuple):
+    data: Dataset  # the prepared data dir
     report: Dataset  # the evaluation dir: metrics.json, metrics.md, plot PNG and HTML
     dsie: Model  # the DSIE dir
-    novelty: Model  # the N-LLM dir (novelty/, sft_metrics.json, llm_config.json)
+    novelty: Model  # the N-LLM dir (novelty/, sft_metrics_novelty.json, llm_config.json)
     relevance: Model  # the R-LLM dir (relevance/, ...)
     pco: Model  # the PCO dir (rounds/round_NNN/, pco_state.json, pco_metrics.json/.png)
     recommendations: Dataset  # user_id, rank, category, score
@@ -62,7 +63,7 @@ class Pipelines:
 def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
            p: dict[str, Any], llms: dict[str, PipelineChannel] | None = None) -> dict[str, dsl.PipelineTask]:
     """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the LLM and PCO dirs."""
-    configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config", "pco_config")}
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config", "pco_config", "device")}
     llms = llms or {}
     evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs).set_display_name("evaluate")
     apply_resources(evaluate, settings, StageClass.COMPUTE)
@@ -75,14 +76,14 @@ def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, d
 
 
 def _dsie(c: Components, settings: DeploymentSettings, data: PipelineChannel, p: dict[str, Any]) -> dsl.PipelineTask:
-    task = c.dsie_group(data=data, split_config=p["split_config"], dsie_config=p["dsie_config"])
+    task = c.dsie_group(data=data, split_config=p["split_config"], dsie_config=p["dsie_config"], device=p["device"])
     return apply_gpu(task.set_display_name("DSIE groups"), settings)
 
 
 def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
          p: dict[str, Any]) -> dict[str, PipelineChannel]:
     """SFT of the N-LLM and the R-LLM, two GPU steps side by side; returns their model dirs by input name."""
-    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config")}
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "device")}
     novelty = apply_gpu(c.sft_novelty(data=data, dsie=dsie, **configs).set_display_name("SFT novelty LLM"), settings)
     relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, **configs).set_display_name("SFT relevance LLM"),
                           settings)
@@ -96,7 +97,7 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
     DSIE snapshot AND the last round's models in one pointer write (``save_state``: groups and the models tuned
     on them switch together), otherwise the models beside the kept groups (``save_models``). Returns the PCO
     task (``model``: its dir, the ``coea`` models) and the save task."""
-    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config")}
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config", "device")}
     task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs).set_display_name("PCO rounds"), settings)
     final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
     if new_groups:
@@ -118,19 +119,15 @@ def _update_and_serve(c: Components, settings: DeploymentSettings, data: Pipelin
     return {**served, "pco": pco, "save": save}
 
 
-def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
-    """``coea_training`` and ``coea_recurring`` with this deployment's image, GPU and volume settings."""
-    settings = settings or DeploymentSettings()
-    c = build_components(settings)
-
-    @dsl.pipeline(name=TRAINING, description="CoEA: data -> DSIE groups -> SFT of both LLMs -> evaluation -> "
-                                             "top-K categories to the KV store; writes the state the recurring "
-                                             "pipeline starts from.")
+def _training(c: Components, settings: DeploymentSettings):
+    @dsl.pipeline(name=TRAINING, description="CoEA: data -> DSIE groups -> SFT of both LLMs -> PCO rounds -> "
+                                             "evaluation -> top-K categories to the KV store; writes the state the "
+                                             "recurring pipeline starts from.")
     def coea_training(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
                       eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
                       state_uri: str = settings.state_uri,
                       rec_method: str = TRAINING_METHOD, rec_k: int = 10,
-                      gcs_export_uri: str = "") -> TrainingOutputs:
+                      gcs_export_uri: str = "", device: str = "auto") -> TrainingOutputs:
         p = locals()  # the pipeline parameters by name
         prep = apply_io(c.prepare_data(data_config=data_config).set_display_name("prepare data"), settings)
         data = prep.outputs["data"]
@@ -138,10 +135,14 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
         llms = _sft(c, settings, data, dsie.outputs["dsie"], p)
         served = _update_and_serve(c, settings, data, dsie.outputs["dsie"], llms, p, new_groups=True)
         pco = served["pco"].outputs["model"]
-        return TrainingOutputs(report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"], **llms, pco=pco,
-                               recommendations=served["recommend"].outputs["recommendations"],
+        return TrainingOutputs(data=data, report=served["evaluate"].outputs["report"], dsie=dsie.outputs["dsie"],
+                               **llms, pco=pco, recommendations=served["recommend"].outputs["recommendations"],
                                kv_store=served["export"].outputs["kv_store"])
 
+    return coea_training
+
+
+def _recurring(c: Components, settings: DeploymentSettings):
     @dsl.pipeline(name=RECURRING, description="CoEA each period: drift check against the reference window; "
                                               "regroup (DSIE) and re-SFT the LLMs only when drift passes the "
                                               "threshold; PCO update of the LLMs; serve.")
@@ -150,7 +151,7 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
                        drift_config: str = "{}",
                        drift_threshold: float = 0.5,
                        state_uri: str = settings.state_uri, rec_method: str = DEFAULT_METHOD, rec_k: int = 10,
-                       gcs_export_uri: str = ""):
+                       gcs_export_uri: str = "", device: str = "auto"):
         p = locals()  # the pipeline parameters by name
         prep = apply_io(c.prepare_data(data_config=data_config).set_display_name("prepare data (new period)"),
                         settings)
@@ -174,5 +175,12 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
             apply_resources(keep.set_display_name("refresh profiles"), settings, StageClass.COMPUTE)
             _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False)
 
-    return Pipelines(coea_training, coea_recurring, settings)
+    return coea_recurring
+
+
+def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
+    """``coea_training`` and ``coea_recurring`` with this deployment's image, GPU and volume settings."""
+    settings = settings or DeploymentSettings()
+    c = build_components(settings)
+    return Pipelines(_training(c, settings), _recurring(c, settings), settings)
 

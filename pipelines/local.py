@@ -48,12 +48,12 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
                          settings: DeploymentSettings | None = None) -> dict[str, Path]:
     """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
 
-    Copied: the evaluation files (``metrics.json``, ``metrics.md``, ``metrics_at_K.png/.html``, ``config.json``,
-    ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``, ``relevance/`` and each model's
-    ``sft_metrics_<model>.json``), ``pco/`` (PCO checkpoints, ``pco_metrics.json/.png``),
-    ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the
-    publish); then ``report.html`` is rendered from them (``coea.report_html``). The state goes to ``state_uri``
-    (default ``run_dir/state``).
+    The run folder follows :class:`coea.layout.RunLayout`, so ``coea evaluate --from-run`` and ``coea serve``
+    read it. Copied: the prepared data (``data/``), the evaluation files (``metrics.json``, ``metrics.md``,
+    ``metrics_at_K.png/.html``, ``config.json``, ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``,
+    ``relevance/``, ``sft_metrics_<model>.json``), ``pco/`` (PCO checkpoints, ``pco_metrics.json/.png``),
+    ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the publish); then ``report.html`` is
+    rendered from them (``coea.report_html``). The state goes to ``state_uri`` (default ``run_dir/state``).
     """
     from pipelines.definitions import build_pipelines
 
@@ -67,12 +67,13 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     outputs: dict[str, Any] = run.outputs
     paths = {p.name: run_dir / p.name for p in Path(outputs["report"].path).iterdir()}
     _copy(outputs["report"].path, run_dir)
+    paths["data"] = _copy(outputs["data"].path, run_dir / "data")
     paths["dsie"] = _copy(outputs["dsie"].path, run_dir / "dsie")
     paths["llm"] = run_dir / "llm"
     for name in ("novelty", "relevance"):
         src = Path(outputs[name].path)
         _copy(src / name, paths["llm"] / name)
-        _copy(src / "sft_metrics.json", paths["llm"] / f"sft_metrics_{name}.json")
+        _copy(src / f"sft_metrics_{name}.json", paths["llm"] / f"sft_metrics_{name}.json")
     _copy(Path(outputs["novelty"].path) / "llm_config.json", paths["llm"] / "llm_config.json")
     paths["pco"] = _copy(outputs["pco"].path, run_dir / "pco")
     paths["recommendations"] = _copy(outputs["recommendations"].path, run_dir / "recommendations.parquet")

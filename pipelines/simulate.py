@@ -3,12 +3,9 @@
 The log is cut into ``periods`` consecutive global time windows (:func:`coea.data.split.split_periods`, equal
 event counts by default). Period 0 seeds the pipeline state: it is prepared and grouped with DSIE, both LLMs get
 their SFT and PCO rounds on it, and the data + groups and the last round's models are saved together as the
-state's first version (:func:`coea.stages.run_prepare_data`, :func:`~coea.stages.run_dsie_group`,
-:func:`~coea.stages.run_sft_stage`, :func:`~coea.stages.run_pco_stage`, :func:`coea.state.run_save_state`: the
-functions behind ``coea_training``'s steps of the same names, called directly; the models know only period 0's
-categories: one that first appears later is admitted by :func:`coea.llm.models.admit_categories` when the
-recurring PCO update meets it), and evaluated
-(:func:`~coea.stages.run_evaluate_stage` with the SFT models and the PCO dir).
+state's first version, then evaluated: the in-process training flow (:func:`coea.flow.run_flow`), whose steps are
+``coea_training``'s. The models know only period 0's categories: one that first appears later is admitted by
+:func:`coea.llm.models.admit_categories` when the recurring PCO update meets it.
 Each later period is written as ``periods/p<i>/interactions.parquet`` and fed to ``coea_recurring``, run by
 ``kfp.local`` (:func:`pipelines.local.run_recurring_locally`, the same pipeline function that compiles for the
 cluster) against that state: it checks drift against the reference window, regroups (and makes the period the
@@ -22,8 +19,7 @@ ran logged. The served method is always evaluated (added to ``eval.methods`` whe
 
 Outputs under ``out_dir``: ``simulate.json`` (every row, the config), ``simulate.md`` (the per-period table),
 ``state/`` (the pipeline state, with the served KV store), ``periods/p<i>/`` (the period's log, its kfp
-artifacts under ``kfp/``, ``drift_report.html``; period 0: ``data/``, ``dsie/``, ``llm/``, ``pco/``,
-``models/``, ``evaluation/``).
+artifacts under ``kfp/``, ``drift_report.html``; period 0: a run folder, :class:`coea.layout.RunLayout`).
 
 Synthetic data with ``synthetic.shift_period`` set (and ``synthetic.shift_periods`` equal to ``periods``)
 carries a lasting interest shift from that period on: regrouping should fire there and nowhere else.
@@ -187,31 +183,20 @@ def _row(window: Period, run_dir: Path, *, drift: tuple[float, bool] | None, reg
 
 
 def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str) -> PeriodResult:
-    """Period 0: prepare, group, save as the state's first snapshot; SFT both LLMs, PCO rounds, save the last
-    round's models as the state's first models; evaluate (``coea`` from the PCO dir, as in ``coea_training``)."""
-    from coea.stages import (
-        export_pco_models,
-        run_dsie_group,
-        run_evaluate_stage,
-        run_pco_stage,
-        run_prepare_data,
-        run_sft_stage,
-    )
-    from coea.state import read_pointer, run_save_state
+    """Period 0: the in-process training flow (:func:`coea.flow.run_flow`, the steps of ``coea_training``):
+    prepare, group, SFT both LLMs, PCO rounds, save data + groups + the last round's models as the state's first
+    version, evaluate."""
+    from coea.flow import Step, run_flow
+    from coea.layout import RunLayout
+    from coea.state import read_pointer
 
     start = time.perf_counter()
     pcfg = _period_config(cfg, _write_period(window, run_dir))
-    data, dsie, llm, pco = run_dir / "data", run_dir / "dsie", run_dir / "llm", run_dir / "pco"
-    run_prepare_data(pcfg, data)
-    run_dsie_group(pcfg, data, dsie)
-    run_sft_stage(pcfg, data, dsie, llm)
-    run_pco_stage(pcfg, data, dsie, llm, pco)
-    export_pco_models(pco, run_dir / "models", run_dir / "models")
-    snap = run_save_state(state_uri, data, dsie, run_dir / "models", run_dir / "models")
+    flow = run_flow(pcfg, RunLayout(run_dir), state_uri=state_uri)
     models = (read_pointer(state_uri) or {})["models"]
-    evaluation = run_evaluate_stage(pcfg, data, dsie, run_dir / "evaluation", llm_dir=llm, pco_dir=pco)
-    return _row(window, run_dir, drift=None, regrouped=True, snapshot=snap.snapshot, models=models["snapshot"],
-                metrics=evaluation.main, seconds=time.perf_counter() - start)
+    return _row(window, run_dir, drift=None, regrouped=True, snapshot=flow.results[Step.SAVE_STATE].snapshot,
+                models=models["snapshot"], metrics=flow.results[Step.EVALUATE].main,
+                seconds=time.perf_counter() - start)
 
 
 def _task_dir(kfp_root: Path, task: str) -> Path | None:

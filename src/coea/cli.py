@@ -199,7 +199,7 @@ def group_cmd(
 @app.command("train-llms")
 def train_llms_cmd(run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None) -> None:
     """SFT of the Novelty and Relevance LLMs on history-only examples of RUN's data with RUN's groups; writes
-    RUN/llm/ (both models with their configs, sft_metrics.json)."""
+    RUN/llm/ (both models with their configs, sft_metrics_<model>.json)."""
     from coea.stages import run_sft_stage
 
     layout = _layout(run, "data", "dsie")

@@ -26,7 +26,7 @@ def test_group_train_and_serve(tmp_path):
     assert coea("group", "--config", str(cfg), "--out", str(run)).returncode == 0
     res = coea("train-llms", "--config", str(cfg), "--run", str(run), "--device", "auto")
     assert res.returncode == 0, res.stderr
-    sft = json.loads((run / "llm" / "sft_metrics.json").read_text())
+    sft = {m: json.loads((run / "llm" / f"sft_metrics_{m}.json").read_text())[m] for m in ("novelty", "relevance")}
     assert sft["novelty"]["last_loss"] < sft["novelty"]["first_loss"]
     assert sft["relevance"]["examples"] > 0
     log = pd.read_parquet(run / "data" / "interactions.parquet")

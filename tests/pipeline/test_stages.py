@@ -167,7 +167,7 @@ def test_sft_stage_trains_one_model_per_call(llm_dirs: dict[str, Path]) -> None:
     for name, other in (("novelty", "relevance"), ("relevance", "novelty")):
         d = llm_dirs[name]
         assert (d / name / "config.json").is_file() and not (d / other).exists()
-        sft = json.loads((d / "sft_metrics.json").read_text())
+        sft = json.loads((d / f"sft_metrics_{name}.json").read_text())
         assert set(sft) == {name, "config"} and sft[name]["examples"] > 0 and sft[name]["steps"] > 0
 
 

@@ -1,7 +1,7 @@
 """``coea train-llms``: build and SFT-train the Novelty and Relevance LLMs from histories and DSIE groups.
 
 Outputs under ``out_dir``: ``novelty/`` and ``relevance/`` (model or LoRA adapter, tokenizer, configs),
-``sft_metrics.json`` (example counts, losses, wall time) and ``llm_config.json``.
+``sft_metrics_<model>.json`` (example counts, losses, wall time) and ``llm_config.json``.
 """
 
 from __future__ import annotations
@@ -80,8 +80,10 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         result.paths = {name: save_bundle(b, out_dir / name) for name, b in bundles.items()}
-        result.paths.update(sft_metrics=out_dir / "sft_metrics.json", llm_config=out_dir / "llm_config.json")
-        write_json_atomic(result.paths["sft_metrics"], {**result.metrics(), "config": config_to_dict(cfg)})
+        result.paths["llm_config"] = out_dir / "llm_config.json"
+        for name, metrics in result.metrics().items():  # one file per model: two SFT steps may share out_dir
+            result.paths[f"sft_metrics_{name}"] = out_dir / f"sft_metrics_{name}.json"
+            write_json_atomic(result.paths[f"sft_metrics_{name}"], {name: metrics, "config": config_to_dict(cfg)})
         save_config(cfg, result.paths["llm_config"])
     return result
 

@@ -5,7 +5,7 @@ these functions; nothing here imports kfp. Stages hand each other directories (:
 
 - ``prepare`` (:func:`run_prepare_data`): the prepared data dir (:mod:`coea.data.prepared`);
 - ``dsie`` (:func:`run_dsie_group`), ``profiles`` (:func:`run_build_profiles`): the DSIE dir;
-- ``sft`` (:func:`run_sft_stage`): ``novelty/`` and/or ``relevance/`` with ``sft_metrics.json``;
+- ``sft`` (:func:`run_sft_stage`): ``novelty/`` and/or ``relevance/`` with ``sft_metrics_<model>.json``;
 - ``pco`` (:func:`run_pco_stage`): PCO rounds, ``pco_state.json``, ``pco_metrics.json/.png``;
 - ``evaluate`` (:func:`run_evaluate_stage`), ``recommend`` (:func:`run_recommend`), ``drift``
   (:func:`run_monitor_drift`); the state and the KV store: :mod:`coea.state` (``run_save_state``,

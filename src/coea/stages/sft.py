@@ -1,7 +1,7 @@
 """Stage ``sft``: SFT of the Novelty and/or Relevance LLM on the prepared log's histories and a DSIE dir's groups.
 
 Writes under ``out_dir``: ``novelty/`` and/or ``relevance/`` (model or LoRA adapter, tokenizer, configs),
-``sft_metrics.json`` and ``llm_config.json`` (:func:`coea.llm.run.run_train_llms`). A category that appears only
+``sft_metrics_<model>.json`` and ``llm_config.json`` (:func:`coea.llm.run.run_train_llms`). A category that appears only
 in a later period is admitted when the models meet it (:func:`coea.llm.models.admit_categories`).
 """
 
