@@ -200,3 +200,26 @@ def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:
     assert set(k8s) == {"exec-prepare-data", "exec-load-state", "exec-save-state", "exec-export-recommendations",
                         "exec-export-recommendations-2", "exec-dsie-group", "exec-load-models", "exec-save-models",
                         "exec-pco-loop", "exec-pco-loop-2", "exec-sft-novelty", "exec-sft-relevance"}
+
+
+def test_training_pipeline_runs_the_steps_of_the_in_process_flow(tmp_path) -> None:
+    """coea run (the compiled coea_training) and coea.flow (coea evaluate, simulate's seed) run the same steps:
+    the compiled tasks are exactly coea.flow.TRAINING_STEPS, and that order respects every dependency edge."""
+    import yaml
+
+    from coea.evaluation.registry import Need
+    from coea.flow import TRAINING_STEPS, Serve, plan
+    from pipelines.compile import compile_pipelines
+    from pipelines.definitions import TRAINING
+
+    path = compile_pipelines(tmp_path)[TRAINING]
+    spec = next(yaml.safe_load_all(path.read_text()))
+    tasks = spec["root"]["dag"]["tasks"]
+    order = [s.value for s in TRAINING_STEPS]
+    assert sorted(tasks) == sorted(order)
+    for name, task in tasks.items():
+        for dep in task.get("dependentTasks", []):
+            assert order.index(dep) < order.index(name), f"{dep} must come before {name} in the flow"
+    # the flow with the pipeline's options (state, served coea+x) plans every step of the pipeline
+    full = plan(frozenset({Need.PCO}), state_uri="/tmp/state", serve=Serve(), evaluate=True)
+    assert full == list(TRAINING_STEPS)
