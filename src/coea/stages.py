@@ -311,12 +311,14 @@ class PcoStageResult:
 def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dir: LlmDirs, out_dir: Path) -> PcoStageResult:
     """PCO rounds (:mod:`coea.pco`) from the SFT models in ``llm_dir`` on the prepared log's split, with
     per-round metrics; checkpoints, ``pco_metrics.json`` and ``pco_metrics.png`` under ``out_dir``."""
+    from coea.evaluation.pco_metrics import SplitEvaluator
     from coea.pco.run import run_pco
 
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     llms = load_llms(llm_dir, dsie_dir)
-    result = run_pco(cfg.pco, cfg.llm, split, llms.groups, llms.novelty, llms.relevance, Path(out_dir),
-                     copy_models=False)
+    result = run_pco(cfg.pco, cfg.llm, split.histories, llms.groups, llms.novelty, llms.relevance, Path(out_dir),
+                     n_short=split.config.n_short, device=cfg.llm.novelty.device,
+                     evaluate=SplitEvaluator(split, llms.groups, cfg.llm, cfg.pco.k))
     return PcoStageResult(Path(out_dir), result.rounds[-1])
 
 
@@ -351,15 +353,9 @@ class EvalStageResult:
 def last_pco_round(pco_dir: Path) -> Path:
     """The dir of the last complete PCO round in ``pco_dir`` (``rounds/round_NNN/`` with ``novelty/`` and
     ``relevance/``)."""
-    from coea.pco.loop import STATE_FILE, _round_dir
+    from coea.pco.checkpoint import last_complete_round
 
-    state = Path(pco_dir) / STATE_FILE
-    if not state.is_file():
-        raise CoeaInputError("no PCO state", source=state, fix="pass a directory written by `coea pco` / pco_loop")
-    done = int(json.loads(state.read_text(encoding="utf-8"))["completed_rounds"])
-    if done < 1:
-        raise CoeaInputError("no complete PCO round yet", source=state, fix="resume the PCO run first")
-    return _round_dir(Path(pco_dir), done)
+    return last_complete_round(pco_dir)
 
 
 def load_pco(pco_dir: Path, dsie_dir: Path):
@@ -371,11 +367,9 @@ def export_pco_models(pco_dir: Path, novelty_out: Path, relevance_out: Path) -> 
     """Copy the last PCO round's models to ``novelty_out/novelty/`` and ``relevance_out/relevance/`` (the layout
     of the ``sft_*`` steps' outputs, what :func:`load_llms` and :func:`coea.state.run_save_models` read);
     returns the round dir copied from."""
-    src = last_pco_round(pco_dir)
-    for name, out in (("novelty", novelty_out), ("relevance", relevance_out)):
-        shutil.copytree(src / name, Path(out) / name, dirs_exist_ok=True)
-    log.info("PCO models of %s exported to %s, %s", src.name, novelty_out, relevance_out)
-    return src
+    from coea.pco.checkpoint import export_round_models
+
+    return export_round_models(pco_dir, novelty_out, relevance_out)
 
 
 def _context(cfg: RunConfig, methods: list[str], histories: Histories, dsie_dir: Path | None,

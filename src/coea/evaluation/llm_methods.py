@@ -48,7 +48,8 @@ def fitted_pco(ctx, histories: Histories):
     if key not in ctx.cache:
         llms = fitted_llms(ctx, histories)
         loop = PcoLoop(ctx.pco, ctx.llm, histories.interactions, list(histories.categories), llms.groups,
-                       copy.deepcopy(llms.novelty), copy.deepcopy(llms.relevance), n_short=ctx.n_short)
+                       copy.deepcopy(llms.novelty), copy.deepcopy(llms.relevance), n_short=ctx.n_short,
+                       device=ctx.llm.novelty.device)
         res = loop.run()
         ctx.cache[key] = LlmTrainResult(res.novelty, res.relevance, {}, llms.groups)
     return ctx.cache[key]

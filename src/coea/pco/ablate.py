@@ -34,6 +34,7 @@ from coea.data.split import chronological_split
 from coea.evaluation.dsie_methods import fitted_dsie
 from coea.evaluation.evaluate import recommend_all, score_split
 from coea.evaluation.llm_methods import fitted_llms
+from coea.evaluation.pco_metrics import SplitEvaluator, category_log_softmax, top_categories
 from coea.evaluation.registry import method_context
 from coea.pco.run import run_pco
 from coea.utils import atomic_path, seed_everything, write_json_atomic, write_text_atomic
@@ -93,11 +94,10 @@ def simulated_acceptance(recs: dict[str, list[str]], history: dict[str, set[str]
 def _final_topk(novelty, groups, split, llm, k: int) -> dict[str, list[str]]:
     """The N-LLM's plain top-``k`` for the split's evaluated users."""
     from coea.llm.decode import CategoryIndex
-    from coea.pco.run import SplitEvaluator, _category_logp, _top
 
     ev = SplitEvaluator(split, groups, llm, k)
-    logp = _category_logp(novelty, CategoryIndex(novelty.tokenizer, ev.categories), ev.prompts, llm.batch_size)
-    return dict(zip(ev.users, _top(logp, ev.categories, k), strict=True))
+    logp = category_log_softmax(novelty, CategoryIndex(novelty.tokenizer, ev.categories), ev.prompts, llm.batch_size)
+    return dict(zip(ev.users, top_categories(logp, ev.categories, k), strict=True))
 
 
 def _table(variants: dict[str, list[dict]], baselines: dict[str, dict[str, float]], k: int,
@@ -180,8 +180,10 @@ def run_ablate(cfg: RunConfig, out_dir: Path, loaded: LoadedData | None = None, 
             for model in ("novelty", "relevance"):
                 save_bundle(getattr(llms, model), out_dir / "llm" / model)
         log.info("ablate: variant %r", name)
-        res = run_pco(vcfg.pco, vcfg.llm, split, llms.groups, llms.novelty, llms.relevance,
-                      out_dir / ("pco" if name == "coea" else f"variants/{_slug(name)}"))
+        res = run_pco(vcfg.pco, vcfg.llm, split.histories, llms.groups, copy.deepcopy(llms.novelty),
+                      copy.deepcopy(llms.relevance), out_dir / ("pco" if name == "coea" else f"variants/{_slug(name)}"),
+                      n_short=split.config.n_short, device=vcfg.llm.novelty.device,
+                      evaluate=SplitEvaluator(split, llms.groups, vcfg.llm, vcfg.pco.k))
         variants[name] = res.rounds
         if loaded.truth is not None:
             acceptance[name] = simulated_acceptance(_final_topk(res.novelty, llms.groups, split, vcfg.llm, k), history,
