@@ -48,9 +48,9 @@ def _frontier(ev, logp: np.ndarray) -> list[dict[str, float]]:
 
 def _judge(split, ev, groups, novelty, relevance, llm, n_users: int = 800) -> dict[str, float]:
     from coea.evaluation.metrics import evaluate_lists
+    from coea.evaluation.pco_metrics import category_log_softmax
     from coea.llm.decode import CategoryIndex, relevance_scores
     from coea.llm.prompts import relevance_prompt
-    from coea.evaluation.pco_metrics import category_log_softmax
     from coea.pco.reward import adoption_log_prior
 
     rows = sorted(np.random.default_rng(0).choice(len(ev.users), min(n_users, len(ev.users)), replace=False))
@@ -82,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
+    from coea.evaluation.pco_metrics import SplitEvaluator, category_log_softmax
     from coea.llm.decode import CategoryIndex
     from coea.llm.models import load_bundle
     from coea.llm.sft_config import LlmConfig
     from coea.llm.sft_data import group_infos
     from coea.llm_job import read_groups_dir
-    from coea.evaluation.pco_metrics import SplitEvaluator, category_log_softmax
     from coea.pco.checkpoint import last_complete_round
 
     torch.set_num_threads(1)
