@@ -48,17 +48,17 @@ def _frontier(ev, logp: np.ndarray) -> list[dict[str, float]]:
 
 def _judge(split, ev, groups, novelty, relevance, llm, n_users: int = 800) -> dict[str, float]:
     from coea.evaluation.metrics import evaluate_lists
+    from coea.evaluation.pco_metrics import category_log_softmax
     from coea.llm.decode import CategoryIndex, relevance_scores
     from coea.llm.prompts import relevance_prompt
-    from coea.pco.loop import adoption_log_prior
-    from coea.pco.run import _category_logp
+    from coea.pco.reward import adoption_log_prior
 
     rows = sorted(np.random.default_rng(0).choice(len(ev.users), min(n_users, len(ev.users)), replace=False))
     users = [ev.users[i] for i in rows]
     contexts = dict(zip(ev.users, ev.contexts, strict=True))
     logq = adoption_log_prior(split.histories.interactions, groups, llm, ev.categories)
-    logp = _category_logp(novelty, CategoryIndex(novelty.tokenizer, ev.categories), [ev.prompts[i] for i in rows],
-                          llm.batch_size)
+    logp = category_log_softmax(novelty, CategoryIndex(novelty.tokenizer, ev.categories),
+                                [ev.prompts[i] for i in rows], llm.batch_size)
     col = {c: j for j, c in enumerate(ev.categories)}
     lists: dict[str, dict[str, list[str]]] = {"rllm P(yes)": {}, "rllm log-odds + log q": {}, "nllm log p": {}}
     for r, u in enumerate(users):
@@ -81,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     if split is None:
         return 0
     import torch
-    from coea.llm_job import read_groups_dir
 
+    from coea.evaluation.pco_metrics import SplitEvaluator, category_log_softmax
     from coea.llm.decode import CategoryIndex
     from coea.llm.models import load_bundle
     from coea.llm.sft_config import LlmConfig
     from coea.llm.sft_data import group_infos
-    from coea.pco.run import SplitEvaluator, _category_logp
-    from coea.stages import last_pco_round
+    from coea.pco.checkpoint import last_complete_round
+    from coea.stages import read_groups_dir
 
     torch.set_num_threads(1)
     g = read_groups_dir(args.run / "dsie")
@@ -97,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     ev = SplitEvaluator(split, groups, llm, 10)
     models = {"nllm_sft": args.run / "llm" / "novelty"}
     if (args.run / "pco").is_dir():
-        models["coea (last PCO round)"] = last_pco_round(args.run / "pco") / "novelty"
+        models["coea (last PCO round)"] = last_complete_round(args.run / "pco") / "novelty"
     print("| model | lam | C-H@10 | NCP@10 | S-H@10 |\n|---|---:|---:|---:|---:|")
     for name, path in models.items():
         b = load_bundle(path)
-        logp = _category_logp(b, CategoryIndex(b.tokenizer, ev.categories), ev.prompts, llm.batch_size)
+        logp = category_log_softmax(b, CategoryIndex(b.tokenizer, ev.categories), ev.prompts, llm.batch_size)
         for row in _frontier(ev, logp):
             print(f"| {name} | {row['lam']:.2f} | {row['C-H']:.4f} | {row['NCP']:.4f} | {row['S-H']:.4f} |")
     judge = _judge(split, ev, groups, load_bundle(models["nllm_sft"]), load_bundle(args.run / "llm" / "relevance"), llm)

@@ -1,9 +1,9 @@
 """Overhead of running ``coea_training`` with kfp.local vs calling the same ``run_*`` stage functions directly
 in one process, on a small synthetic config (the ratio is what matters; both are measured in the same run).
 
-Direct path, in pipeline order: run_prepare_data -> run_dsie_group -> run_sft_stage (novelty, relevance) ->
-run_pco_stage -> export_pco_models + run_save_state (groups and models) -> run_evaluate_stage -> run_recommend
-(coea+x) -> run_export.
+Direct path: ``coea.flow.run_flow`` with the pipeline's options (state commit, coea+x served and exported), i.e.
+the same steps in the same order: prepare -> DSIE -> SFT (novelty, relevance) -> PCO -> save state -> evaluate ->
+recommend -> export.
 Run: ``make bench`` or ``python benchmarks/bench_kfp_local.py``.
 """
 
@@ -18,17 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
 
 from coea.config import RunConfig, from_dict  # noqa: E402
-from coea.stages import (  # noqa: E402
-    export_pco_models,
-    run_dsie_group,
-    run_evaluate_stage,
-    run_pco_stage,
-    run_prepare_data,
-    run_recommend,
-    run_sft_stage,
-)
-from coea.state import run_export, run_save_state  # noqa: E402
-from coea.store.publish import PublishConfig  # noqa: E402
+from coea.flow import Serve, run_flow  # noqa: E402
+from coea.layout import RunLayout  # noqa: E402
 from pipelines.local import run_training_locally  # noqa: E402
 
 SMALL = {
@@ -42,18 +33,7 @@ SMALL = {
 
 
 def direct(cfg: RunConfig, root: Path) -> None:
-    data, dsie, llm = root / "data", root / "dsie", root / "llm"
-    run_prepare_data(cfg, data)
-    run_dsie_group(cfg, data, dsie)
-    for which in ("novelty", "relevance"):
-        run_sft_stage(cfg, data, dsie, llm / which, which=(which,))
-    llm_dirs = [llm / "novelty", llm / "relevance"]
-    run_pco_stage(cfg, data, dsie, llm_dirs, root / "pco")
-    export_pco_models(root / "pco", root / "models", root / "models")
-    run_save_state(str(root / "state"), data, dsie, root / "models", root / "models")
-    run_evaluate_stage(cfg, data, dsie, root / "eval", llm_dir=llm_dirs, pco_dir=root / "pco")
-    run_recommend(cfg, data, dsie, "coea+x", 10, root / "recs.parquet", llm_dir=llm_dirs, pco_dir=root / "pco")
-    run_export(PublishConfig(), root / "recs.parquet", str(root / "state"), root / "recs.sqlite")
+    run_flow(cfg, RunLayout(root), state_uri=str(root / "state"), serve=Serve())
 
 
 def main() -> int:

@@ -44,7 +44,8 @@ def main() -> int:
     relevance = build_model_and_tokenizer(ModelConfig(seed=1), h.categories, [PROFILE], [4, 4])
     groups = {str(u): GroupInfo((1, 2), PROFILE) for u in h.interactions["user_id"].astype(str).unique()}
     cfg = PcoConfig(rounds=2, margin=0.0)
-    loop = PcoLoop(cfg, LlmConfig(), h.interactions, list(h.categories), groups, novelty, relevance)
+    loop = PcoLoop(cfg, LlmConfig(), h.interactions, list(h.categories), groups, novelty, relevance,
+                   device="cpu")
     start = time.perf_counter()
     rows = loop.run().rounds[1:]
     total = time.perf_counter() - start

@@ -207,7 +207,7 @@ def _model_parts(novelty_dir: Path, relevance_dir: Path) -> dict[str, Path]:
     for name, src in parts.items():
         if not src.is_dir():
             raise CoeaInputError(f"no {name}/ model dir", source=src.parent,
-                                 fix="pass the dir(s) written by run_sft_stage or export_pco_models")
+                                 fix="pass the dir(s) written by run_sft_stage or export_round_models")
     return parts
 
 

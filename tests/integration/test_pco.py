@@ -1,32 +1,36 @@
 """PCO loop on tiny synthetic data: pairs are valid, a round moves the N-LLM, checkpoints resume exactly."""
 
+import copy
 import json
 from dataclasses import replace
 
 import pytest
 import torch
 
-from coea.data.loaders import load_data
+from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
-from coea.evaluation.dsie_methods import fitted_dsie
-from coea.evaluation.llm_methods import fitted_llms
-from coea.evaluation.registry import MethodContext
+from coea.evaluation.pco_metrics import SplitEvaluator
+from coea.evaluation.registry import Need
+from coea.flow import run_flow
+from coea.layout import RunLayout
 from coea.pco import loop as pco_loop
 from coea.pco.config import PcoConfig
+from coea.pco.reward import Reward, RewardInputs
 from coea.pco.run import run_pco
+from coea.stages import load_llms
 from tests.pipeline.pipeline_helpers import tiny_config
 
 TIMING = {"sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s", "round_s"}
 
 
 @pytest.fixture(scope="module")
-def sft():
+def sft(tmp_path_factory):
     torch.set_num_threads(1)
     cfg = tiny_config()
-    split = chronological_split(load_data(cfg.data, cfg.synthetic).interactions, cfg.split)
-    ctx = MethodContext(seed=0, dsie=cfg.dsie, llm=cfg.llm)
-    fitted_dsie(ctx, split.histories)
-    llms = fitted_llms(ctx, split.histories)
+    root = tmp_path_factory.mktemp("sft")
+    run_flow(cfg, RunLayout(root), needs=frozenset({Need.LLMS}), evaluate=False)
+    split = chronological_split(read_prepared(root / "data").interactions, cfg.split)
+    llms = load_llms([root / "llm"], root / "dsie", trainable=True)
     _teach_rule(llms, split)
     return cfg, split, llms
 
@@ -56,9 +60,13 @@ def _pco_cfg(**kw) -> PcoConfig:
     return cfg
 
 
-def _run(sft, out_dir, pco=None, **kw):
-    cfg, split, llms = sft
-    return run_pco(pco or _pco_cfg(), cfg.llm, split, llms.groups, llms.novelty, llms.relevance, out_dir, **kw)
+def _run(sft, out_dir, pco=None, split=None, **kw):
+    """run_pco on copies of the SFT models (it trains the models it is given in place)."""
+    cfg, sft_split, llms = sft
+    pco, split = pco or _pco_cfg(), split or sft_split
+    return run_pco(pco, cfg.llm, split.histories, llms.groups, copy.deepcopy(llms.novelty),
+                   copy.deepcopy(llms.relevance), out_dir, n_short=split.config.n_short, device="cpu",
+                   evaluate=SplitEvaluator(split, llms.groups, cfg.llm, pco.k), **kw)
 
 
 def _no_timing(rows):
@@ -77,8 +85,6 @@ def test_round_moves_the_novelty_llm_and_writes_metrics(sft, tmp_path):
     assert res.rounds[2]["rscore"] > res.rounds[0]["rscore"]
     moved = sum(float((before[k] - v).abs().sum()) for k, v in res.novelty.model.state_dict().items())
     assert moved > 0
-    unchanged = sum(float((before[k] - v).abs().sum()) for k, v in llms.novelty.model.state_dict().items())
-    assert unchanged == 0  # the SFT models given to run_pco are copied, not modified
     assert res.rounds[0]["kl_sft"] == 0.0 and res.rounds[2]["kl_sft"] > 0
     for key in ("C-H", "NCP", "S-H", "x_S-H", "rscore", "pairs", "dpo_margin"):
         assert key in res.rounds[2]
@@ -90,20 +96,20 @@ def test_round_moves_the_novelty_llm_and_writes_metrics(sft, tmp_path):
 
 def test_killed_mid_round_then_resumed_equals_uninterrupted(sft, tmp_path, monkeypatch):
     full = _run(sft, tmp_path / "full")
-    real = pco_loop.PcoLoop._round
+    real = pco_loop.run_round
 
-    def crash_in_round_2(self, r, window):
+    def crash_in_round_2(ctx, r, window, novelty, relevance):
         if r == 2:
             raise KeyboardInterrupt("killed")
-        return real(self, r, window)
+        return real(ctx, r, window, novelty, relevance)
 
-    monkeypatch.setattr(pco_loop.PcoLoop, "_round", crash_in_round_2)
+    monkeypatch.setattr(pco_loop, "run_round", crash_in_round_2)
     with pytest.raises(KeyboardInterrupt):
         _run(sft, tmp_path / "resumed")
     state = json.loads((tmp_path / "resumed" / "pco_state.json").read_text())
     assert state["completed_rounds"] == 1
     assert not (tmp_path / "resumed" / "rounds" / "round_002").exists()
-    monkeypatch.setattr(pco_loop.PcoLoop, "_round", real)
+    monkeypatch.setattr(pco_loop, "run_round", real)
     resumed = _run(sft, tmp_path / "resumed", resume=True)
     assert _no_timing(resumed.rounds) == _no_timing(full.rounds)
     for k, v in full.novelty.model.state_dict().items():
@@ -126,9 +132,50 @@ def test_a_category_new_since_sft_is_admitted_and_learned_by_the_refresh(sft, tm
     new_split = dataclasses.replace(split, histories=dataclasses.replace(split.histories, interactions=events,
                                                                          categories=cats))
     assert renamed.sum() >= 10
-    res = run_pco(replace(_pco_cfg(), rounds=1), cfg.llm, new_split, llms.groups, llms.novelty, llms.relevance,
-                  tmp_path / "pco")
+    res = _run(sft, tmp_path / "pco", replace(_pco_cfg(), rounds=1), split=new_split)
     assert res.rounds[1]["refresh_examples"] > 0
     for bundle in (res.novelty, res.relevance):
         assert bundle.tokenizer.convert_tokens_to_ids("Brand New") != bundle.tokenizer.unk_token_id
     assert "Brand New" not in llms.novelty.tokenizer.get_vocab()  # the caller's SFT models are left alone
+
+
+class _FixedReward(Reward):
+    """A reward the loop does not know: a fixed score per category, candidates among unseen categories."""
+
+    exclude_seen_when_sampling = True
+
+    def __init__(self, good: set[str]) -> None:
+        self.good = good
+        self.seen_inputs: list[RewardInputs] = []
+
+    def score(self, inputs: RewardInputs) -> list[list[float]]:
+        self.seen_inputs.append(inputs)
+        return [[1.0 if c in self.good else 0.0 for c in cs] for cs in inputs.candidates]
+
+
+def test_a_custom_reward_plugs_into_the_loop_unchanged(sft, monkeypatch):
+    """A Reward subclass passed to the loop scores the round's candidates from the round's inputs; its pairs
+    (chosen = a "good" category, rejected = another) are what DPO trains on."""
+    from coea.llm import dpo as dpo_module
+    from coea.llm.prompts import novelty_completion
+
+    cfg, split, llms = sft
+    cats = list(split.histories.categories)
+    reward = _FixedReward(set(cats[::2]))
+    trained: list[list[dict[str, str]]] = []
+    real_train = dpo_module.train_dpo
+    monkeypatch.setattr(dpo_module, "train_dpo", lambda c, m, t, data, **kw: trained.append(data)
+                        or real_train(c, m, t, data, **kw))
+    h = split.histories
+    loop = pco_loop.PcoLoop(replace(_pco_cfg(), rounds=1, refresh_relevance=False), cfg.llm, h.interactions, cats,
+                            llms.groups, copy.deepcopy(llms.novelty), copy.deepcopy(llms.relevance),
+                            n_short=split.config.n_short, device="cpu", reward=reward)
+    row = loop.run().rounds[1]
+    (inputs,) = reward.seen_inputs
+    assert inputs.round == 1 and inputs.window == loop.windows[0] and inputs.history is h.interactions
+    assert inputs.users == sorted(inputs.users) and len(inputs.users) == len(inputs.candidates) == row["prompts"]
+    assert all(not set(cs) & seen for cs, seen in zip(inputs.candidates, inputs.seen, strict=True))
+    assert row["pairs"] > 0 and row["dpo_steps"] > 0 and len(trained) == 1 and len(trained[0]) == row["pairs"]
+    completion = {novelty_completion([c], llms.novelty.tokenizer.eos_token): c for c in cats}
+    for pair in trained[0]:
+        assert completion[pair["chosen"]] in reward.good and completion[pair["rejected"]] not in reward.good

@@ -44,8 +44,8 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     assert (out / "ablate.png").stat().st_size > 1000
 
     ev = tmp_path / "eval"
-    res = coea("evaluate", "--config", str(cfg), "--from-run", str(out), "--methods", "coea,coea+x,nllm_sft",
-               "--k", "10", "--out", str(ev))
+    res = coea("evaluate", "--from-run", str(out), "--methods", "coea,coea+x,nllm_sft", "--k", "10",
+               "--out", str(ev))  # the run's own config.json is used
     assert res.returncode == 0, res.stderr
     metrics = json.loads((ev / "metrics.json").read_text())["methods"]
     last = data["variants"]["coea"][-1]
@@ -54,7 +54,8 @@ def test_ablate_then_evaluate_from_run(tmp_path):
 
 
 def test_pco_resume_without_state_fails_cleanly(tmp_path):
-    res = coea("pco", "--groups", str(tmp_path), "--models", str(tmp_path), "--out", str(tmp_path / "p"),
-               "--resume")
+    for part in ("data", "dsie", "llm"):
+        (tmp_path / part).mkdir()
+    res = coea("pco", "--run", str(tmp_path), "--resume")
     assert res.returncode == 2 and "nothing to resume" in res.stderr
-    assert not (tmp_path / "p").exists()
+    assert not (tmp_path / "pco").exists()

@@ -34,29 +34,3 @@ def test_best_pairs_with_worst_and_bad_input_fails():
     assert [(p.chosen, p.rejected) for p in pairs] == [("a", "b"), ("c", "d")]
     with pytest.raises(ValueError, match="distinct"):
         build_pairs(["p"], [["a", "a"]], [[0.9, 0.1]], margin=0.0, pairs_per_prompt=1)
-
-
-def test_prior_correction_turns_lift_back_into_probability():
-    """A balanced yes/no judge whose negatives follow adoption popularity q learns odds = p(c|ctx) / q(c): the
-    correction multiplies q back in, so of two candidates with the same P(yes) the more adopted one wins, and an
-    average category keeps its score."""
-    import pandas as pd
-
-    from coea.llm.sft_config import LlmConfig
-    from coea.llm.sft_data import GroupInfo
-    from coea.pco.loop import _corrected, adoption_log_prior
-
-    assert _corrected(0.3, 0.0) == pytest.approx(0.3)
-    assert _corrected(0.3, np.log(4.0)) == pytest.approx(0.3 / 0.7 * 4 / (1 + 0.3 / 0.7 * 4))
-    assert 0.0 < _corrected(0.0, -5.0) < _corrected(1.0, 5.0) < 1.0
-    rng = np.random.default_rng(1)
-    rows = []
-    for u in range(40):  # "pop" is taken up by everyone after the first cut, "rare" by a few
-        cats = ["a"] * 12 + ["pop"] * 3 + (["rare"] if u % 8 == 0 else []) + list(rng.choice(["a", "b"], 10))
-        rows += [(f"u{u}", f"i{u}_{t}", c, t) for t, c in enumerate(cats)]
-    history = pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])
-    groups = {f"u{u}": GroupInfo((0,), "") for u in range(40)}
-    prior = adoption_log_prior(history, groups, LlmConfig(), ["a", "b", "pop", "rare", "never"])
-    assert prior["pop"] > prior["rare"] > prior["never"]
-    assert np.mean(list(prior.values())) == pytest.approx(0.0)
-    assert _corrected(0.6, prior["pop"]) > _corrected(0.6, prior["rare"])

@@ -80,12 +80,14 @@ def _cuts(n: int, cfg: SftDataConfig, rng: np.random.Generator, count: int | Non
     return sorted(set(np.clip(points + jitter, lo, hi).tolist()))
 
 
-def _taken_up(cats: list[str], t: int, horizon: int) -> list[str]:
+def taken_up(cats: list[str], t: int, horizon: int) -> list[str]:
+    """Categories first taken up in ``cats[t:t + horizon]`` (not in ``cats[:t]``), in order of first use."""
     before = set(cats[:t])
     return [c for c in dict.fromkeys(cats[t:t + horizon]) if c not in before]
 
 
-def _short_term(cats: list[str], t: int, n_short: int) -> tuple[str, ...]:
+def recent_categories(cats: list[str], t: int, n_short: int) -> tuple[str, ...]:
+    """The short-term set at cut ``t``: distinct categories of ``cats[t - n_short:t]``, most recent last."""
     recent = cats[max(0, t - n_short):t]
     return tuple(list(dict.fromkeys(reversed(recent)))[::-1])
 
@@ -114,15 +116,15 @@ def adoption_counts(cuts: list[tuple[PromptContext, list[str], set[str]]]) -> pd
     return pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
 
 
-def _cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
+def cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
                 rng: np.random.Generator) -> list[tuple[PromptContext, list[str], set[str]]]:
     """R-LLM cuts: (context, taken-up categories, categories seen before the cut) for every grouped user."""
     out = []
     for info, cats in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng):
-            targets = _taken_up(cats, t, cfg.horizon)
+            targets = taken_up(cats, t, cfg.horizon)
             if targets:
-                ctx = PromptContext(info.csid, info.profile, _short_term(cats, t, cfg.n_short))
+                ctx = PromptContext(info.csid, info.profile, recent_categories(cats, t, cfg.n_short))
                 out.append((ctx, targets[:cfg.max_targets], set(cats[:t])))
     return out
 
@@ -133,7 +135,7 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
     out = []
     for info, cats in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
-            recent = _short_term(cats, t, cfg.n_short)
+            recent = recent_categories(cats, t, cfg.n_short)
             seen = set(recent) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
             targets = [c for c in dict.fromkeys(cats[t:t + cfg.novelty_horizon]) if c not in seen]
             if targets:
@@ -161,7 +163,7 @@ def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], c
                        eos: str) -> SftExamples:
     """Examples for every user in ``groups`` from their (chronologically sorted) history events."""
     rng = np.random.default_rng(cfg.seed)
-    relevance = relevance_examples(_cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
+    relevance = relevance_examples(cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
                                    with_group=cfg.with_group)
     novelty = []
     for ctx, targets in _novelty_cuts(history, groups, cfg, np.random.default_rng([cfg.seed, 1])):

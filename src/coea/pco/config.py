@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.sft_config import SftTrainConfig
 
-REFERENCES = ("round", "sft")
-REWARDS = ("serendipity", "relevance")
+
+class RewardKind(enum.StrEnum):
+    """What scores a round's candidates (one class each in :mod:`coea.pco.reward`)."""
+
+    # candidates drawn from the N-LLM's full distribution; R-LLM P(yes) for a category new to the user, 0 for
+    # one already seen (pairs then also teach "new over seen": NCP rises)
+    SERENDIPITY = "serendipity"
+    RELEVANCE = "relevance"  # candidates drawn among new categories only; R-LLM P(yes) (pairs re-rank new ones)
+
+
+class Reference(enum.StrEnum):
+    """The model the DPO+KL update is anchored to."""
+
+    ROUND = "round"  # the N-LLM at the start of the round
+    SFT = "sft"  # the SFT model the loop started from
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _as_enum(cls: type[E], name: str, value: object) -> E:
+    """``cls(value)``, or ValueError naming the field, the bad value and the choices."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise ValueError(f"{name} must be one of {[m.value for m in cls]}, got {value!r}") from None
 
 
 @dataclass
@@ -20,18 +46,16 @@ class PcoConfig:
     users_per_round: int | None = 1024  # prompts per round (seeded subsample of the period's active users)
     candidates: int = 8  # M: distinct categories the N-LLM samples per prompt
     temperature: float = 1.0  # sampling temperature of the N-LLM
-    # "serendipity": candidates drawn from the N-LLM's full distribution, reward = R-LLM P(yes) for a category
-    # new to the user and 0 for one already seen (pairs then also teach "new over seen": NCP rises);
-    # "relevance": candidates drawn among new categories only, reward = P(yes) (pairs only re-rank new ones)
-    reward: str = "serendipity"
+    reward: RewardKind = RewardKind.SERENDIPITY  # see RewardKind
     # the R-LLM is trained on balanced yes/no examples whose "no" candidates are drawn by adoption popularity q(c),
     # so its odds estimate the lift p(c|context) / q(c), not p(c|context): True scores a candidate by
-    # sigmoid(logit P(yes) + log q(c) - mean log q) (q from the history's R-LLM cuts), which ranks by p(c|context)
+    # sigmoid(logit P(yes) + log q(c) - mean log q) (q from the history's R-LLM cuts), which ranks by p(c|context);
+    # an option of the R-LLM-judged rewards (both kinds above)
     prior_correction: bool = False
     margin: float = 0.1  # pairs need chosen score > rejected score + margin (R-LLM P(yes))
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
-    reference: str = "round"  # DPO reference: "round" = N-LLM at the start of the round, "sft" = the SFT model
+    reference: Reference = Reference.ROUND  # DPO reference: the N-LLM at the start of the round, or the SFT model
     refresh_relevance: bool = True  # SFT the R-LLM on each period's new interactions (period mode only)
     relevance_refresh: SftTrainConfig = field(
         default_factory=lambda: SftTrainConfig(epochs=1.0, lr=1e-3, max_examples=8000, warmup_ratio=0.0))
@@ -40,6 +64,8 @@ class PcoConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.reward = _as_enum(RewardKind, "reward", self.reward)
+        self.reference = _as_enum(Reference, "reference", self.reference)
         for name in ("rounds", "candidates", "pairs_per_prompt", "k"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -53,7 +79,3 @@ class PcoConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
         if not 0.0 < self.accept_threshold < 1.0:
             raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
-        if self.reward not in REWARDS:
-            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
-        if self.reference not in REFERENCES:
-            raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")

@@ -21,7 +21,7 @@ from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.data.split import split_periods
 from coea.llm.prompts import PromptContext
 from coea.llm.sft_config import SftDataConfig
-from coea.llm.sft_data import GroupInfo, _short_term, _taken_up, relevance_examples
+from coea.llm.sft_data import GroupInfo, recent_categories, relevance_examples, taken_up
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def round_users(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: 
         users = sorted(rng.choice(users, size=limit, replace=False).tolist())
     before = history[ts < window.end]
     cats = {str(u): g[CATEGORY].tolist() for u, g in before.groupby(USER, sort=False)}
-    ctxs = [PromptContext(groups[u].csid, groups[u].profile, _short_term(cats[u], len(cats[u]), n_short))
+    ctxs = [PromptContext(groups[u].csid, groups[u].profile, recent_categories(cats[u], len(cats[u]), n_short))
             for u in users]
     return RoundUsers(users, ctxs, [set(cats[u]) for u in users])
 
@@ -84,8 +84,8 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
         if hi < lo:
             continue
         for t in np.unique(np.linspace(lo, hi, num=cfg.cuts_per_user).round().astype(int)).tolist():
-            targets = _taken_up(cats, t, cfg.horizon)[:cfg.max_targets]
+            targets = taken_up(cats, t, cfg.horizon)[:cfg.max_targets]
             if targets:
-                cuts.append((PromptContext(info.csid, info.profile, _short_term(cats, t, cfg.n_short)), targets,
+                cuts.append((PromptContext(info.csid, info.profile, recent_categories(cats, t, cfg.n_short)), targets,
                              set(cats[:t])))
     return relevance_examples(cuts, cfg.negatives_per_positive, eos, rng, with_group=with_group)

@@ -21,6 +21,7 @@ from coea.evaluation.pco_metrics import SplitEvaluator
 from coea.pco.checkpoint import STATE_FILE
 from coea.pco.run import run_pco
 from coea.stages.artifacts import load_llms
+from coea.utils import seed_everything
 
 
 @dataclass
@@ -46,6 +47,7 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     if resume and not (out_dir / STATE_FILE).is_file():
         raise CoeaInputError(f"nothing to resume (no {STATE_FILE})", source=out_dir, option="--resume",
                              fix="drop --resume to start a new run in this directory")
+    seed_everything(cfg.pco.seed)
     device = resolve_device(cfg.device)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     llms = load_llms(list(llm_dirs), dsie_dir, device=device, trainable=True)

@@ -1,0 +1,111 @@
+"""PCO checkpoints: one directory per complete round, and the state file naming the last one.
+
+Layout under a PCO dir: ``rounds/round_NNN/`` (``novelty/`` and ``relevance/`` bundles without optimizer state,
+``round.json`` = the round's metrics row, ``rng.pt`` = the Python/NumPy/torch RNG states), each written
+atomically, then ``pco_state.json`` (``completed_rounds``, every metrics row so far, the PCO config).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from coea.config import config_to_dict
+from coea.errors import CoeaInputError
+from coea.llm.models import ModelBundle, load_bundle, save_bundle
+from coea.llm.tokenizer import atomic_dir
+from coea.pco.config import PcoConfig
+from coea.utils import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "pco_state.json"
+
+
+@dataclass(frozen=True)
+class PcoState:
+    """The content of ``pco_state.json``."""
+
+    completed_rounds: int
+    rounds: list[dict[str, Any]]  # one metrics row per round, round 0 = the starting models
+    config: dict[str, Any]  # config_to_dict of the PcoConfig that wrote it
+
+
+def round_dir(out_dir: Path, r: int) -> Path:
+    """``out_dir/rounds/round_NNN``: round ``r``'s checkpoint."""
+    return Path(out_dir) / "rounds" / f"round_{r:03d}"
+
+
+def write_state(out_dir: Path, completed_rounds: int, rows: list[dict[str, Any]], cfg: PcoConfig) -> None:
+    """Write ``pco_state.json`` atomically (creating ``out_dir``)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(out_dir) / STATE_FILE, {"completed_rounds": completed_rounds, "rounds": rows,
+                                                   "config": config_to_dict(cfg)})
+
+
+def read_state(out_dir: Path, cfg: PcoConfig) -> PcoState | None:
+    """The state of ``out_dir`` (None without a state file); a state written with another config is an error."""
+    path = Path(out_dir) / STATE_FILE
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state["config"] != config_to_dict(cfg):
+        raise CoeaInputError("the PCO config differs from the run being resumed", source=path,
+                             fix="resume with the same config, or write to a fresh --out directory")
+    return PcoState(int(state["completed_rounds"]), state["rounds"], state["config"])
+
+
+def save_round(out_dir: Path, r: int, novelty: ModelBundle, relevance: ModelBundle, rows: list[dict[str, Any]],
+               cfg: PcoConfig) -> Path:
+    """Checkpoint round ``r`` (its row is ``rows[-1]``), then mark it complete in the state file."""
+    with atomic_dir(round_dir(out_dir, r)) as tmp:
+        save_bundle(novelty, tmp / "novelty")
+        save_bundle(relevance, tmp / "relevance")
+        write_json_atomic(tmp / "round.json", rows[-1])
+        torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                   tmp / "rng.pt")
+    write_state(out_dir, r, rows, cfg)
+    return round_dir(out_dir, r)
+
+
+def load_round(out_dir: Path, r: int, device: str) -> tuple[ModelBundle, ModelBundle]:
+    """Round ``r``'s (novelty, relevance) models, trainable, on ``device``; the global RNGs are restored."""
+    d = round_dir(out_dir, r)
+    novelty = load_bundle(d / "novelty", trainable=True, device=device)
+    relevance = load_bundle(d / "relevance", trainable=True, device=device)
+    rng = torch.load(d / "rng.pt", weights_only=False)
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    log.info("pco: resuming after round %d from %s", r, d)
+    return novelty, relevance
+
+
+def last_complete_round(pco_dir: Path) -> Path:
+    """The dir of the last complete PCO round in ``pco_dir`` (``rounds/round_NNN/`` with ``novelty/`` and
+    ``relevance/``)."""
+    state = Path(pco_dir) / STATE_FILE
+    if not state.is_file():
+        raise CoeaInputError("no PCO state", source=state, fix="pass a directory written by `coea pco` / pco_loop")
+    done = int(json.loads(state.read_text(encoding="utf-8"))["completed_rounds"])
+    if done < 1:
+        raise CoeaInputError("no complete PCO round yet", source=state, fix="resume the PCO run first")
+    return round_dir(Path(pco_dir), done)
+
+
+def export_round_models(pco_dir: Path, novelty_out: Path, relevance_out: Path) -> Path:
+    """Copy the last complete round's models to ``novelty_out/novelty/`` and ``relevance_out/relevance/`` (the
+    layout of the SFT steps' outputs); returns the round dir copied from."""
+    src = last_complete_round(pco_dir)
+    for name, out in (("novelty", novelty_out), ("relevance", relevance_out)):
+        shutil.copytree(src / name, Path(out) / name, dirs_exist_ok=True)
+    log.info("PCO models of %s exported to %s, %s", src.name, novelty_out, relevance_out)
+    return src

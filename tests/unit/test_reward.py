@@ -1,0 +1,132 @@
+"""PCO rewards on hand-made R-LLM scores: serendipity, relevance, prior correction, a custom reward plugged in."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coea.config import config_to_dict, from_dict
+from coea.llm.prompts import PromptContext
+from coea.llm.sft_config import LlmConfig
+from coea.llm.sft_data import GroupInfo
+from coea.pco import reward as reward_module
+from coea.pco.config import PcoConfig, Reference, RewardKind
+from coea.pco.pairs import build_pairs
+from coea.pco.periods import Window
+from coea.pco.reward import (
+    REWARDS,
+    RelevanceReward,
+    Reward,
+    RewardInputs,
+    RewardSetup,
+    SerendipityReward,
+    adoption_log_prior,
+    make_reward,
+    prior_corrected,
+)
+
+P_YES = {"a": 0.9, "b": 0.2, "c": 0.6, "d": 0.3}
+
+
+@pytest.fixture
+def judged(monkeypatch):
+    """Replace the R-LLM by the P_YES table; records the candidates it was asked to judge."""
+    calls: list[list[list[str]]] = []
+
+    def fake(relevance, contexts, cands, llm):
+        calls.append([list(cs) for cs in cands])
+        return [[P_YES[c] for c in cs] for cs in cands]
+
+    monkeypatch.setattr(reward_module, "rllm_scores", fake)
+    return calls
+
+
+def _inputs(candidates, seen):
+    ctx = [PromptContext((0,), "", ()) for _ in candidates]
+    return RewardInputs(1, Window(0, 0, 10), [f"u{i}" for i in range(len(candidates))], ctx, seen, candidates,
+                        pd.DataFrame(), None, LlmConfig())
+
+
+def _setup(history=None, groups=None, categories=("a", "b", "c", "d")):
+    return RewardSetup(pd.DataFrame() if history is None else history, groups or {}, list(categories), LlmConfig())
+
+
+def test_serendipity_gives_zero_to_seen_and_p_yes_to_new(judged):
+    reward = make_reward(PcoConfig(), _setup())
+    assert isinstance(reward, SerendipityReward) and not reward.exclude_seen_when_sampling
+    scores = reward.score(_inputs([["a", "b", "c"], ["d", "a"]], [{"b"}, {"a"}]))
+    assert scores == [[0.9, 0.0, 0.6], [0.3, 0.0]]
+    assert judged == [[["a", "c"], ["d"]]]  # seen candidates are never judged
+
+
+def test_relevance_samples_among_unseen_and_scores_p_yes(judged):
+    reward = make_reward(PcoConfig(reward="relevance"), _setup())
+    assert isinstance(reward, RelevanceReward) and reward.exclude_seen_when_sampling
+    assert reward.score(_inputs([["c", "a"], ["b"]], [{"d"}, set()])) == [[0.6, 0.9], [0.2]]
+
+
+def test_prior_correction_equals_sigmoid_of_logit_plus_centered_log_q(judged):
+    """q(a) = 4, q(b) = 1: log q - mean log q = +-log 2, so at P(yes) = 0.5 a scores 2/3 and b 1/3."""
+    log_prior = {"a": math.log(2.0), "b": -math.log(2.0)}
+    assert prior_corrected(0.5, log_prior["a"]) == pytest.approx(2 / 3)
+    assert prior_corrected(0.5, log_prior["b"]) == pytest.approx(1 / 3)
+    assert prior_corrected(0.3, 0.0) == pytest.approx(0.3)
+    assert 0.0 < prior_corrected(0.0, -5.0) < prior_corrected(1.0, 5.0) < 1.0
+    reward = SerendipityReward(log_prior)
+    expected_a = 1 / (1 + math.exp(-(math.log(0.9 / 0.1) + math.log(2))))
+    expected_b = 1 / (1 + math.exp(-(math.log(0.2 / 0.8) - math.log(2))))
+    assert reward.score(_inputs([["a", "b", "c"]], [{"c"}])) == [[pytest.approx(expected_a),
+                                                                   pytest.approx(expected_b), 0.0]]
+
+
+def test_prior_from_adoptions_and_the_prior_correction_option():
+    """A balanced yes/no judge whose negatives follow adoption popularity q learns odds = p(c|ctx) / q(c): the
+    correction multiplies q back in, so of two candidates with the same P(yes) the more adopted one wins."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(40):  # "pop" is taken up by everyone after the first cut, "rare" by a few
+        cats = ["a"] * 12 + ["pop"] * 3 + (["rare"] if u % 8 == 0 else []) + list(rng.choice(["a", "b"], 10))
+        rows += [(f"u{u}", f"i{u}_{t}", c, t) for t, c in enumerate(cats)]
+    history = pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])
+    groups = {f"u{u}": GroupInfo((0,), "") for u in range(40)}
+    categories = ["a", "b", "pop", "rare", "never"]
+    prior = adoption_log_prior(history, groups, LlmConfig(), categories)
+    assert prior["pop"] > prior["rare"] > prior["never"]
+    assert np.mean(list(prior.values())) == pytest.approx(0.0)
+    assert prior_corrected(0.6, prior["pop"]) > prior_corrected(0.6, prior["rare"])
+    corrected = make_reward(PcoConfig(prior_correction=True), _setup(history, groups, categories))
+    assert corrected.log_prior == prior
+    assert make_reward(PcoConfig(), _setup(history, groups, categories)).log_prior is None
+
+
+class FixedReward(Reward):
+    """A reward the loop does not know: a fixed score per category."""
+
+    exclude_seen_when_sampling = True
+    TABLE = {"a": 0.0, "b": 1.0, "c": 0.5, "d": 0.45}
+
+    def score(self, inputs: RewardInputs) -> list[list[float]]:
+        return [[self.TABLE[c] for c in cs] for cs in inputs.candidates]
+
+
+def test_a_custom_reward_plugs_in_through_the_registry(monkeypatch):
+    monkeypatch.setitem(REWARDS, RewardKind.RELEVANCE, FixedReward)
+    reward = make_reward(PcoConfig(reward="relevance"), _setup())
+    assert isinstance(reward, FixedReward)
+    inputs = _inputs([["a", "b", "c", "d"], ["c", "d"]], [set(), set()])
+    pairs, stats = build_pairs(["p0", "p1"], inputs.candidates, reward.score(inputs), margin=0.1, pairs_per_prompt=2)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("p0", "b", "a")]
+    assert stats.dropped_margin == 2  # c vs d in both prompts: a gap of 0.05 is below the margin
+
+
+def test_reward_and_reference_are_enums_that_round_trip_through_json():
+    cfg = PcoConfig(reward="relevance", reference="sft")
+    assert cfg.reward is RewardKind.RELEVANCE and cfg.reference is Reference.SFT
+    d = config_to_dict(cfg)
+    assert d["reward"] == "relevance" and d["reference"] == "sft"
+    assert from_dict(PcoConfig, d, where="pco") == cfg
+    with pytest.raises(ValueError, match="reward must be one of .*'bogus'"):
+        PcoConfig(reward="bogus")
+    with pytest.raises(ValueError, match="reference must be one of .*'base'"):
+        PcoConfig(reference="base")
