@@ -5,8 +5,10 @@ import pytest
 from coea.config import CategoryLevel, DataConfig, EvalConfig, RunConfig
 from coea.data import data_stats, load_data
 from coea.data.movielens import find_ratings_file, load_movielens
+from coea.data.split import chronological_split
 from coea.errors import CoeaInputError
-from coea.evaluation.evaluate import run_evaluate
+from coea.evaluation.evaluate import evaluate_split
+from coea.evaluation.registry import method_context
 from tests.helpers import requires_movielens
 
 pytestmark = requires_movielens
@@ -35,7 +37,8 @@ def test_first_genre_level(ml_dir):
 def evaluated(ml, tmp_path_factory):
     methods = ["random", "pop", "pop_novel", "markov", "cooc_novel", "pop+x", "markov+x"]
     cfg = RunConfig(data=DataConfig(spec="unused"), eval=EvalConfig(methods=methods))
-    return run_evaluate(cfg, tmp_path_factory.mktemp("ml_eval"), loaded=ml).metrics["methods"]
+    split = chronological_split(ml.interactions, cfg.split)
+    return evaluate_split(cfg, tmp_path_factory.mktemp("ml_eval"), ml, split, method_context(cfg)).metrics["methods"]
 
 
 def test_novel_methods_are_fully_novel(evaluated):

@@ -2,9 +2,9 @@
 
 Read from the source with ``ast`` (every ``import x`` / ``from x import y``, inside functions too), so an import
 that only runs in one branch is caught as well. The library (``src/coea``) never imports ``kfp``, ``components``
-or ``pipelines``; the one exception is ``src/coea/cli.py``, the top layer, which may import ``components`` and
-``pipelines`` inside its command functions (never at module level, and never ``kfp``). ``components`` never
-imports ``pipelines``, and neither imports ``coea.cli``.
+or ``pipelines``; the one exception is ``src/coea/cli/kubeflow.py`` (the top layer's commands that run the
+pipelines), which may import ``components`` and ``pipelines`` inside its command functions (never at module
+level, and never ``kfp``). ``components`` never imports ``pipelines``, and neither imports ``coea.cli``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import REPO
 
 LIBRARY = REPO / "src" / "coea"
-CLI = LIBRARY / "cli.py"
+CLI = LIBRARY / "cli" / "kubeflow.py"  # the commands that run or ship the pipelines
 KFP_LAYERS = ("kfp", "components", "pipelines")
 
 

@@ -1,0 +1,5 @@
+"""``python -m coea.cli``."""
+
+from coea.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""Shared pieces of the ``coea`` command line: the Typer app, option types, config helpers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coea.config import CategoryLevel, DataConfig, RunConfig, SplitConfig, load_run_config
+from coea.errors import CoeaInputError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="CoEA: serendipitous category recommendation with dual collaborative LLMs.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and generate interaction data.")
+app.add_typer(data_app, name="data")
+
+# Options shared by the commands that read data. None means "keep the config file's value".
+DataOpt = Annotated[str | None, typer.Option("--data", help="synthetic | movielens:DIR | csv:PATH | parquet:PATH")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config: sections data, synthetic, "
+                                                                 "split, eval, dsie, llm, pco and the top-level "
+                                                                 "device key (README 'Configuration')")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda[:N] for every model of the "
+                                                                 "command (default: the config's device, auto = "
+                                                                 "cuda when available)")]
+LevelOpt = Annotated[CategoryLevel | None, typer.Option("--category-level", help="MovieLens: full genre string or "
+                                                                                  "first genre")]
+ColOpt = Annotated[str | None, typer.Option(help="csv/parquet: the file's column holding this field")]
+
+
+def overrides(obj, **values):
+    """``dataclasses.replace`` with only the values that were given (not None)."""
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        return replace(obj, **given) if given else obj
+    except ValueError as err:
+        raise CoeaInputError(f"invalid option value: {err}", fix="see --help for valid values") from err
+
+
+def load_config(path: Path | None) -> RunConfig:
+    if path is not None and not path.is_file():
+        raise CoeaInputError("config file not found", source=path, fix="check the --config path")
+    try:
+        return load_run_config(path)
+    except (ValueError, TypeError) as err:
+        raise CoeaInputError(str(err), source=path, fix="fix the YAML; see README 'Configuration'") from err
+
+
+def config_with_data(config: Path | None, data: str | None) -> RunConfig:
+    """The run config from ``--config``, with ``--data`` overriding its data spec when given."""
+    cfg = load_config(config)
+    return replace(cfg, data=overrides(cfg.data, spec=data))
+
+
+def data_config(base: DataConfig, data, level, user_col, item_col, category_col, timestamp_col) -> DataConfig:
+    return overrides(base, spec=data, category_level=level, user_col=user_col, item_col=item_col,
+                      category_col=category_col, timestamp_col=timestamp_col)
+
+
+def split_config(base: SplitConfig, n_future, n_short, min_history, min_gap) -> SplitConfig:
+    return overrides(base, n_future=n_future, n_short=n_short, min_history=min_history, min_gap=min_gap)
+
+
+NFutureOpt = Annotated[int | None, typer.Option(help="held-out last events per user (default 10)")]
+NShortOpt = Annotated[int | None, typer.Option(help="history events forming the short-term set (default 10)")]
+MinHistOpt = Annotated[int | None, typer.Option(help="fewer history events = cold-start (default 5)")]
+MinGapOpt = Annotated[int | None, typer.Option(help="seconds between history and future (default 0)")]
+
+
+RunOpt = Annotated[Path, typer.Option("--run", help="a run folder (data/, dsie/, llm/, pco/): the --out of "
+                                                   "`coea group` or `coea evaluate`, or a `coea run` directory")]
+
+
+def run_layout(run: Path, *parts: str):
+    from coea.layout import RunLayout
+
+    layout = RunLayout(run)
+    for part in parts:
+        if not getattr(layout, part).is_dir():
+            raise CoeaInputError(f"no {part}/ directory", source=run, option="--run",
+                                 fix="pass a run folder written by `coea group`/`coea evaluate`/`coea run`, or run "
+                                     "the stage that writes it first")
+    return layout
+
+
+def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
+    """``--config``; without it, the config a ``--from-run`` folder was made with (its config.json)."""
+    if config is None and from_run is not None and (from_run / "config.json").is_file():
+        return load_config(from_run / "config.json")
+    return load_config(config)
+
+
+def csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def ints(value: str | None, option: str) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as err:
+        raise CoeaInputError(f"expected comma-separated integers, got {value!r}", column=option,
+                             fix="e.g. --k 5,10") from err

@@ -1,0 +1,150 @@
+"""The commands that run or ship the Kubeflow pipelines (top-level ``pipelines``/``components``, imported lazily
+inside each command: the library never imports them)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coea.cli.common import (
+    ConfigOpt,
+    DataOpt,
+    DeviceOpt,
+    app,
+    config_with_data,
+    csv,
+    load_config,
+    overrides,
+)
+from coea.errors import CoeaInputError
+
+
+@app.command("run")
+def run_cmd(
+    data: DataOpt = None, config: ConfigOpt = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="parent of runs/<timestamp>/")] = Path("runs"),
+    device: DeviceOpt = None,
+) -> None:
+    """The main job, as the coea_training pipeline run by kfp.local: data -> DSIE groups -> SFT of both LLMs
+    -> PCO rounds -> evaluation -> top-K categories (coea+x) to the KV store, under runs/<timestamp>/."""
+    from pipelines.local import run_training_locally
+
+    cfg = overrides(config_with_data(config, data), device=device)
+    out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
+    paths = run_training_locally(cfg, out)
+    typer.echo(paths["metrics.md"].read_text())
+    typer.echo(f"run directory: {out}  (pipeline artifacts under {out / 'kfp'}, state under {out / 'state'})")
+    for name, path in paths.items():
+        typer.echo(f"  {name:<24} {path}")
+    typer.echo(f"report: {paths['report']}")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    data: DataOpt = None, config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output directory, without a state yet (default "
+                                                           "runs/simulate-<timestamp>/)")] = None,
+    periods: Annotated[int, typer.Option("--periods", help="time periods (equal event counts); period 0 seeds "
+                                                           "the state, each later one is a recurring run")] = 4,
+    shift_period: Annotated[int | None, typer.Option("--shift-period", help="synthetic only: inject a lasting "
+                                                                          "interest shift from this period on")] = None,
+    drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
+    = 0.5,
+    methods: Annotated[str | None, typer.Option(help="evaluated methods, comma-separated (default: the config's "
+                                                     "when it names them, else pop,markov+x,group_pop_novel)")] = None,
+    k: Annotated[int, typer.Option("--k", help="categories served per user")] = 10,
+    device: DeviceOpt = None,
+) -> None:
+    """Run the coea_recurring pipeline (kfp.local) period after period over the data's time periods; print per
+    period the drift share, whether regrouping fired, and the served method's metrics."""
+    from coea.config import EvalConfig
+    from coea.data.loaders import parse_spec
+    from pipelines.simulate import DEFAULT_METHODS, check_periods, run_simulate
+
+    check_periods(periods)
+    cfg = overrides(config_with_data(config, data), device=device)
+    if shift_period is not None:
+        if parse_spec(cfg.data.spec)[0] != "synthetic":
+            raise CoeaInputError("--shift-period works on synthetic data only", option="--shift-period",
+                                 fix="drop it, or use --data synthetic")
+        cfg = replace(cfg, synthetic=overrides(cfg.synthetic, shift_period=shift_period, shift_periods=periods))
+    default_methods = cfg.eval.methods == EvalConfig().methods  # the LLM methods would train every period
+    cfg = replace(cfg, eval=overrides(cfg.eval, methods=csv(methods) or
+                                       (list(DEFAULT_METHODS) if default_methods else None)))
+    out = out or Path("runs") / datetime.now().strftime("simulate-%Y%m%d-%H%M%S")
+    result = run_simulate(cfg, out, periods, drift_threshold=drift_threshold, rec_k=k)
+    typer.echo(result.table())
+    typer.echo(f"regrouping fired in period(s): {', '.join(map(str, result.regrouped_periods)) or 'none'}")
+    for name, path in result.paths.items():
+        typer.echo(f"  {name:<6} {path}")
+
+
+SettingsOpt = Annotated[Path | None, typer.Option("--settings", help="deployment settings: a flat pipeline.yaml "
+                                                                     "such as k8s/base/pipeline.yaml")]
+
+
+def deployment_settings(path: Path | None):
+    from components.settings import DeploymentSettings
+
+    return DeploymentSettings() if path is None else DeploymentSettings.from_yaml(path)
+
+
+@app.command("compile")
+def compile_cmd(
+    out: Annotated[Path, typer.Option("--out", help="directory for the compiled pipeline YAML")] = Path("build"),
+    settings: SettingsOpt = None,
+) -> None:
+    """Compile the KFP v2 pipelines coea_training and coea_recurring to OUT/<name>.yaml."""
+    from pipelines.compile import compile_pipelines
+
+    for name, path in compile_pipelines(out, deployment_settings(settings)).items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command("schedule")
+def schedule_cmd(
+    host: Annotated[str | None, typer.Option(help="KFP API endpoint, e.g. https://kfp.example.com")] = None,
+    cron: Annotated[str | None, typer.Option(help='6 fields, seconds first (default: the settings\' cron, '
+                                                  '"0 0 3 * * *" = 03:00 daily)')] = None,
+    state_uri: Annotated[str | None, typer.Option("--state-uri", help="gs://BUCKET/PREFIX or a directory on "
+                                                                     "the cache volume")] = None,
+    settings: SettingsOpt = None, config: ConfigOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="where the pipeline is compiled")] = Path("build"),
+    experiment: Annotated[str | None, typer.Option(help="KFP experiment (default: the settings')")] = None,
+    job_name: Annotated[str, typer.Option("--job-name")] = "coea-recurring",
+    service_account: Annotated[str | None, typer.Option("--service-account")] = None,
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user Kubeflow)")] = None,
+    drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
+    = 0.5,
+    gcs_export_uri: Annotated[str, typer.Option("--gcs-export-uri", help="also export recommendations here")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the request as JSON; contact no host")] = False,
+) -> None:
+    """Compile coea_recurring and create a KFP recurring run of it (kfp.Client.create_recurring_run)."""
+    from coea.stages import pipeline_arguments
+    from pipelines.compile import compile_pipelines
+    from pipelines.definitions import RECURRING
+    from pipelines.schedule import RecurringRunRequest, create_recurring_run, validate_cron, validate_state_uri
+
+    dep = deployment_settings(settings)
+    cron_expression = validate_cron(cron or dep.cron)
+    state = validate_state_uri(state_uri or dep.state_uri)
+    if not 0.0 < drift_threshold <= 1.0:
+        raise CoeaInputError(f"drift threshold must be in (0, 1], got {drift_threshold}", option="--drift-threshold",
+                             fix="e.g. 0.5: regroup when half of the behaviour features drift")
+    if not dry_run and not host:
+        raise CoeaInputError("--host is required", option="--host", fix="pass the KFP API URL, or use --dry-run")
+    params = {**pipeline_arguments(load_config(config)), "state_uri": state, "drift_threshold": drift_threshold,
+              "gcs_export_uri": gcs_export_uri}
+    package = compile_pipelines(out, dep)[RECURRING]
+    request = RecurringRunRequest(host, experiment or dep.experiment, namespace or dep.namespace or None, job_name,
+                                  cron_expression, str(package), params, service_account or dep.service_account)
+    if dry_run:
+        typer.echo(json.dumps({"dry_run": True, **request.to_dict()}, indent=2))
+        return
+    run_id = create_recurring_run(request)
+    typer.echo(f"recurring run {run_id} created on {host}: {job_name}, cron {cron_expression!r}")

@@ -1,0 +1,207 @@
+"""The commands that run one stage or the in-process flow on a run folder (:mod:`coea.stages`, :mod:`coea.flow`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coea.cli.common import (
+    ColOpt,
+    ConfigOpt,
+    DataOpt,
+    DeviceOpt,
+    LevelOpt,
+    MinGapOpt,
+    MinHistOpt,
+    NFutureOpt,
+    NShortOpt,
+    RunOpt,
+    app,
+    config_with_data,
+    csv,
+    data_config,
+    from_run_config,
+    ints,
+    load_config,
+    overrides,
+    run_layout,
+    split_config,
+)
+from coea.errors import CoeaInputError
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    data: DataOpt = None, config: ConfigOpt = None,
+    methods: Annotated[str | None, typer.Option(help="comma-separated, e.g. pop,pop+x,markov")] = None,
+    k: Annotated[str | None, typer.Option("--k", help="comma-separated cut-offs, e.g. 5,10")] = None,
+    n_future: NFutureOpt = None, n_short: NShortOpt = None, min_history: MinHistOpt = None,
+    min_gap: MinGapOpt = None, category_level: LevelOpt = None, seed: Annotated[int | None, typer.Option()] = None,
+    user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
+    from_run: Annotated[Path | None, typer.Option("--from-run", help="reuse the prepared data (data/), DSIE "
+                                                                     "(dsie/), SFT models (llm/) and PCO rounds "
+                                                                     "(pco/) of an earlier run, and its config.json "
+                                                                     "unless --config is given")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Score methods on each user's held-out future. Without --from-run, first trains what the methods need
+    (DSIE, SFT, PCO: the training flow) into OUT; writes metrics.json/.md and a plot."""
+    from coea.flow import Step, run_flow
+    from coea.layout import RunLayout
+    from coea.stages import run_evaluate_stage, run_prepare_data
+
+    cfg = from_run_config(config, from_run)
+    cfg = replace(
+        cfg,
+        data=data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col),
+        split=split_config(cfg.split, n_future, n_short, min_history, min_gap),
+        eval=overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed),
+    )
+    cfg = overrides(cfg, device=device)
+    if from_run is None:
+        evaluation = run_flow(cfg, RunLayout(out)).results[Step.EVALUATE]
+    else:
+        run = run_layout(from_run)
+        data_dir = run.data
+        if data is not None or not data_dir.is_dir():
+            data_dir = run_prepare_data(cfg, RunLayout(out).data).data_dir
+        evaluation = run_evaluate_stage(cfg, data_dir, out, run.artifacts())
+    typer.echo(evaluation.table)
+    typer.echo(f"wrote {', '.join(str(p) for p in evaluation.paths.values())}")
+
+
+@app.command("group")
+def group_cmd(
+    out: Annotated[Path, typer.Option("--out", help="run folder: writes data/ and dsie/ in it")],
+    data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
+    min_history: MinHistOpt = None, n_short: NShortOpt = None, device: DeviceOpt = None,
+) -> None:
+    """DSIE: encoder -> RQ-VAE CSIDs -> groups, profiles and group_report.json, fitted on histories."""
+    from coea.evaluation.registry import Need
+    from coea.flow import Step, run_flow
+    from coea.layout import RunLayout
+
+    cfg = load_config(config)
+    cfg = replace(cfg, data=overrides(cfg.data, spec=data, category_level=category_level),
+                  split=overrides(cfg.split, min_history=min_history, n_short=n_short))
+    cfg = overrides(cfg, device=device)
+    result = run_flow(cfg, RunLayout(out), needs=frozenset({Need.DSIE}), evaluate=False).results[Step.DSIE]
+    typer.echo(json.dumps(result.summary.as_dict(), indent=2))
+    for name, path in result.paths.items():
+        typer.echo(f"  {name:<16} {path}")
+
+
+@app.command("train-llms")
+def train_llms_cmd(run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None) -> None:
+    """SFT of the Novelty and Relevance LLMs on history-only examples of RUN's data with RUN's groups; writes
+    RUN/llm/ (both models with their configs, sft_metrics_<model>.json)."""
+    from coea.stages import run_sft_stage
+
+    layout = run_layout(run, "data", "dsie")
+    cfg = overrides(load_config(config), device=device)
+    result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm)
+    typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in result.sft.items()},
+                          indent=2))
+    for name, path in result.paths.items():
+        typer.echo(f"  {name:<12} {path}")
+
+
+@app.command("pco")
+def pco_cmd(
+    run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None,
+    rounds: Annotated[int | None, typer.Option(help="PCO rounds (default: the config's pco.rounds)")] = None,
+    alpha: Annotated[float | None, typer.Option(help="KL weight (default: the config's pco.dpo.alpha)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue RUN/pco/ after its last complete round")] = False,
+) -> None:
+    """PCO: rounds of N-LLM sampling, R-LLM scoring, DPO+KL and R-LLM refresh from RUN's SFT models; per-round
+    metrics on the split; checkpoints and pco_metrics.json/.png in RUN/pco/."""
+    from coea.stages import run_pco_stage
+
+    layout = run_layout(run, "data", "dsie", "llm")
+    cfg = overrides(load_config(config), device=device)
+    cfg = replace(cfg, pco=overrides(cfg.pco, rounds=rounds))
+    if alpha is not None:
+        cfg.pco.dpo = overrides(cfg.pco.dpo, alpha=alpha)
+    result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume)
+    keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "round_s")
+    for row in result.rounds:
+        typer.echo("  ".join(f"{key} {row[key]:.4g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"
+                             for key in keys if key in row))
+    typer.echo(f"wrote {layout.pco / 'pco_metrics.json'}, {layout.pco / 'pco_metrics.png'}")
+
+
+@app.command("ablate")
+def ablate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    data: DataOpt = None, config: ConfigOpt = None,
+    rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """coea, w/o R-LLM, w/o KL, w/o CSID and alpha in {0.1, 0.4, 0.6} over the same rounds: table and plot."""
+    from coea.ablate import run_ablate
+
+    cfg = config_with_data(config, data)
+    cfg = replace(overrides(cfg, device=device), pco=overrides(cfg.pco, rounds=rounds))
+    result = run_ablate(cfg, out)
+    typer.echo(result.paths["md"].read_text(encoding="utf-8"))
+    typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
+
+
+@app.command("serve")
+def serve_cmd(
+    run: RunOpt,
+    out: Annotated[Path, typer.Option("--out", help="Parquet file: user_id, rank, category, score")],
+    config: ConfigOpt = None, device: DeviceOpt = None,
+    method: Annotated[str, typer.Option(help="any evaluation method, optionally +x (default: the pipelines' "
+                                             "served coea+x)")] = "coea+x",
+    k: Annotated[int, typer.Option("--k", help="categories per user")] = 10,
+) -> None:
+    """Top-K categories for every user of RUN's data (every event is history) by METHOD, with RUN's models."""
+    from coea.stages import run_recommend
+
+    layout = run_layout(run, "data")
+    cfg = overrides(load_config(config), device=device)
+    result = run_recommend(cfg, layout.data, layout.artifacts(), method, k, out)
+    typer.echo(f"wrote {result.n_rows} rows for {result.n_users} users to {out}")
+
+
+@app.command("recommend")
+def recommend_cmd(
+    store: Annotated[Path, typer.Option("--store", help="SQLite KV store (e.g. runs/<ts>/recs.sqlite)")],
+    user: Annotated[str | None, typer.Option("--user", help="user id to look up")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="group id to look up instead")] = None,
+) -> None:
+    """Print a user's (or a group's) served top-K categories from the active version of a KV store."""
+    from coea.store import KVStore
+
+    if not store.is_file():
+        raise CoeaInputError("store not found", source=store, fix="pass the recs.sqlite written by `coea run`")
+    if (user is None) == (group is None):
+        raise CoeaInputError("give exactly one of --user and --group", option="--user/--group")
+    with KVStore(store) as kv:
+        recs = kv.get_user(user) if user is not None else kv.get_group(group)
+        version = kv.active_version()
+    if not recs:
+        key = f"user {user!r}" if user is not None else f"group {group!r}"
+        raise CoeaInputError(f"{key} has no recommendations in version {version}", source=store,
+                             fix="check the id (ids are strings, e.g. '42' for MovieLens)")
+    typer.echo(json.dumps({"version": version, "recommendations": [
+        {"rank": r.rank, "category": r.category, "score": r.score} for r in recs]}, indent=2))
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="a run directory, runs/<timestamp>/")],
+    out: Annotated[Path | None, typer.Option("--out", help="output file (default RUN_DIR/report.html)")] = None,
+) -> None:
+    """(Re)render a run's self-contained HTML report: metrics, plots, DSIE groups, drift, PCO rounds."""
+    from coea.report_html import render_report
+
+    if not run_dir.is_dir():
+        raise CoeaInputError("run directory not found", source=run_dir, fix="pass a runs/<timestamp>/ directory")
+    typer.echo(f"report: {render_report(run_dir, out)}")
