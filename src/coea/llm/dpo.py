@@ -21,7 +21,7 @@ from coea.device import check_trainer_device
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
 from coea.llm.models import unpatch_forward
-from coea.llm.sft import _LogLines
+from coea.llm.sft import LogLines
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp:
         trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device),
                                train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
-                               callbacks=[_LogLines(f"{name} dpo")], kl_alpha=cfg.alpha)
+                               callbacks=[LogLines(f"{name} dpo")], kl_alpha=cfg.alpha)
         start = time.perf_counter()
         out = trainer.train()
         seconds = time.perf_counter() - start

@@ -28,7 +28,7 @@ class SftResult:
     n_examples: int = 0
 
 
-class _LogLines(TrainerCallback):
+class LogLines(TrainerCallback):
     """One log line per ``logging_steps`` in pod logs: step, loss, ms/step."""
 
     def __init__(self, name: str) -> None:
@@ -73,7 +73,7 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
             gradient_checkpointing=False, disable_tqdm=None, dataloader_num_workers=0,
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                             callbacks=[_LogLines(f"{name} sft")])
+                             callbacks=[LogLines(f"{name} sft")])
         start = time.perf_counter()
         out = trainer.train()
         seconds = time.perf_counter() - start
