@@ -276,7 +276,7 @@ def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, k
 
 def run_load_models(state_uri: str, novelty_out: Path, relevance_out: Path, *, client: Any = None) -> StateSnapshot:
     """Download the active models: the N-LLM to ``novelty_out/novelty/``, the R-LLM to
-    ``relevance_out/relevance/`` (what :func:`coea.stages.load_llms` reads)."""
+    ``relevance_out/relevance/`` (what :func:`coea.llm.artifact.load_llms` reads)."""
     state = open_state(state_uri, client)
     models = (_pointer(state) or {}).get("models")
     if models is None:

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coea.config import config_to_dict, save_config
 from coea.data.schema import USER
 from coea.data.split import Histories
 from coea.dsie.config import DsieConfig
@@ -33,7 +32,7 @@ from coea.dsie.profiles import build_profiles
 from coea.dsie.report import group_report
 from coea.dsie.rqvae import RqVaeResult, train_rqvae
 from coea.dsie.sequences import user_sequences
-from coea.utils import atomic_path, seed_everything, write_json_atomic
+from coea.utils import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +94,7 @@ def run_dsie(cfg: DsieConfig, histories: Histories, warm_users: Sequence[str], c
     log.info("dsie: %d groups (M_N) over %d warm users, %d cold-start, in %.1fs", len(means), len(warm), len(cold),
              time.perf_counter() - start)
     if out_dir is not None:
+        from coea.dsie.artifact import save_dsie
+
         result.paths = save_dsie(result, cfg, out_dir)
     return result
-
-
-def save_dsie(result: DsieResult, cfg: DsieConfig, out_dir: Path) -> dict[str, Path]:
-    """Write every DSIE output atomically; models with their configs."""
-    from coea.dsie.encoder import save_encoder
-    from coea.dsie.rqvae import save_rqvae
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"groups": out_dir / "groups.parquet", "profiles": out_dir / "profiles.json",
-             "group_report": out_dir / "group_report.json", "embeddings": out_dir / "user_embeddings.parquet",
-             "dsie_config": out_dir / "dsie_config.json"}
-    with atomic_path(paths["groups"]) as tmp:
-        result.groups.to_parquet(tmp, index=False)
-    with atomic_path(paths["embeddings"]) as tmp:
-        result.embeddings.rename(columns=str).reset_index().to_parquet(tmp, index=False)
-    write_json_atomic(paths["profiles"], result.profiles)
-    write_json_atomic(paths["group_report"], {**result.report, "config": config_to_dict(cfg)})
-    save_config(cfg, paths["dsie_config"])
-    paths.update(save_encoder(result.encoder, out_dir / "encoder"))
-    paths.update({f"rqvae_{k}": v for k, v in save_rqvae(result.rqvae.model, out_dir / "rqvae").items()})
-    return paths

@@ -86,14 +86,3 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
             write_json_atomic(result.paths[f"sft_metrics_{name}"], {name: metrics, "config": config_to_dict(cfg)})
         save_config(cfg, result.paths["llm_config"])
     return result
-
-
-def load_trained_llms(models_dir: Path, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
-                      relevance_dir: Path | None = None, device: str = "cpu") -> LlmTrainResult:
-    """Reload what :func:`run_train_llms` saved (no SFT history) onto ``device``: ``models_dir/novelty`` and
-    ``(relevance_dir or models_dir)/relevance`` (two dirs when the models were trained one at a time)."""
-    from coea.llm.models import load_bundle
-
-    return LlmTrainResult(load_bundle(Path(models_dir) / "novelty", device=device),
-                          load_bundle(Path(relevance_dir or models_dir) / "relevance", device=device), {},
-                          group_infos(groups, profiles))

@@ -1,0 +1,85 @@
+"""The DSIE directory: its writer (:func:`save_dsie`) and its readers (:func:`read_groups_dir`, :func:`load_dsie`).
+
+Layout: ``groups.parquet`` (user_id, csid, group_id, cold_start), ``profiles.json``, ``group_report.json`` (with
+the config), ``user_embeddings.parquet``, ``dsie_config.json``, ``encoder/`` and ``rqvae/`` (weights + configs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coea.config import config_to_dict, save_config
+from coea.data.schema import USER
+from coea.dsie.config import DsieConfig
+from coea.dsie.run import DsieResult
+from coea.errors import CoeaInputError
+from coea.utils import atomic_path, write_json_atomic
+
+
+def save_dsie(result: DsieResult, cfg: DsieConfig, out_dir: Path) -> dict[str, Path]:
+    """Write every DSIE output atomically; models with their configs."""
+    from coea.dsie.encoder import save_encoder
+    from coea.dsie.rqvae import save_rqvae
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"groups": out_dir / "groups.parquet", "profiles": out_dir / "profiles.json",
+             "group_report": out_dir / "group_report.json", "embeddings": out_dir / "user_embeddings.parquet",
+             "dsie_config": out_dir / "dsie_config.json"}
+    with atomic_path(paths["groups"]) as tmp:
+        result.groups.to_parquet(tmp, index=False)
+    with atomic_path(paths["embeddings"]) as tmp:
+        result.embeddings.rename(columns=str).reset_index().to_parquet(tmp, index=False)
+    write_json_atomic(paths["profiles"], result.profiles)
+    write_json_atomic(paths["group_report"], {**result.report, "config": config_to_dict(cfg)})
+    save_config(cfg, paths["dsie_config"])
+    paths.update(save_encoder(result.encoder, out_dir / "encoder"))
+    paths.update({f"rqvae_{k}": v for k, v in save_rqvae(result.rqvae.model, out_dir / "rqvae").items()})
+    return paths
+
+
+@dataclass(frozen=True)
+class GroupsDir:
+    """What the LLM stages read from a DSIE dir."""
+
+    groups: pd.DataFrame  # user_id, csid, group_id, cold_start
+    profiles: dict
+    csid_levels: list[int]  # codebook sizes of the group's CSID prefix levels
+
+
+def read_groups_dir(path: Path) -> GroupsDir:
+    """Groups, profiles and CSID levels of a DSIE dir."""
+    path = Path(path)
+    needed = ["groups.parquet", "profiles.json", "dsie_config.json"]
+    missing = [n for n in needed if not (path / n).is_file()]
+    if missing:
+        raise CoeaInputError(f"missing {missing}", source=path,
+                             fix="pass a DSIE directory (written by `coea group` or the dsie_group step)")
+    dsie = json.loads((path / "dsie_config.json").read_text())
+    levels = dsie["rqvae"]["codebook_sizes"][: dsie["group"]["depth"]]
+    return GroupsDir(pd.read_parquet(path / "groups.parquet"), json.loads((path / "profiles.json").read_text()),
+                     levels)
+
+
+def load_dsie(dsie_dir: Path, device: str = "cpu"):
+    """Rebuild a :class:`~coea.dsie.run.DsieResult` from a DSIE dir (groups, profiles, report, both models on
+    ``device``)."""
+    from coea.dsie.encoder import EncoderResult, load_encoder
+    from coea.dsie.rqvae import RqVaeResult, load_rqvae
+    from coea.dsie.run import DsieResult
+
+    g = read_groups_dir(dsie_dir)
+    dsie_dir = Path(dsie_dir)
+    report = json.loads((dsie_dir / "group_report.json").read_text())
+    model, vocab, enc_cfg = load_encoder(dsie_dir / "encoder", device=device)
+    warm = g.groups[~g.groups["cold_start"].astype(bool)]
+    ids = np.array([[int(c) for c in s.split("-")] for s in warm["csid"]], dtype=np.int64)  # (W, L)
+    levels = report.get("codebooks", [])
+    rq = RqVaeResult(load_rqvae(dsie_dir / "rqvae", device=device), ids, [], [lv["utilisation"] for lv in levels],
+                     [lv["perplexity"] for lv in levels], float(report.get("csid_collision_rate", 0.0)))
+    emb = pd.read_parquet(dsie_dir / "user_embeddings.parquet").set_index(USER)
+    return DsieResult(g.groups, g.profiles, report, EncoderResult(model, vocab, enc_cfg), rq, emb)
