@@ -183,3 +183,21 @@ def test_recurring_without_models_fails_in_load_models(trained: tuple[Path, dict
     (Path(state) / "current.json").write_text(json.dumps(pointer))
     with pytest.raises(RuntimeError, match="load-models"):
         run_recurring_locally(_recurring_config(), tmp_path / "run", state, rec_k=5)
+
+
+def test_evaluate_from_run_gives_the_runs_own_metrics(trained, tmp_path) -> None:
+    """`coea evaluate --from-run RUN` (the evaluate stage on the run folder's data/, dsie/, llm/, pco/ with its
+    config.json) reproduces the pipeline's evaluate step exactly, for every method the run evaluated."""
+    from coea.cli.common import from_run_config
+    from coea.layout import RunLayout
+    from coea.stages import run_evaluate_stage
+
+    run_dir, _ = trained
+    layout = RunLayout(run_dir)
+    assert {"data", "dsie", "llm", "pco"} <= {p.name for p in run_dir.iterdir() if p.is_dir()}
+    cfg = from_run_config(None, run_dir)
+    again = run_evaluate_stage(cfg, layout.data, tmp_path, layout.artifacts())
+    own = json.loads(layout.metrics.read_text())
+    assert set(again.metrics["methods"]) == set(own["methods"]) == set(tiny_config().eval.methods)
+    assert again.metrics["methods"] == own["methods"]
+    assert again.metrics["cold_start"] == own["cold_start"]
