@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from coea.data.prepared import read_prepared
-from coea.dsie.groups import complete_assignment
+from coea.dsie.groups import complete_assignment, largest_group
 from coea.evaluation.registry import METHODS
 from coea.layout import ArtifactDirs
 from coea.stages import run_pco_stage, run_recommend
@@ -71,3 +71,6 @@ def test_llm_method_prompts_a_new_user_with_the_cold_start_group(fitted, dirs) -
 
     assert method.contexts([dropped])[0].csid == parse_csid(expected)
     assert np.isfinite(method.score([dropped])).all()
+    # a user with no history event at all (e.g. every event held out): the largest group, empty short-term set
+    ghost = method.contexts(["nobody"])[0]
+    assert ghost.short_term == () and ghost.csid == parse_csid(largest_group(arts.dsie.groups))

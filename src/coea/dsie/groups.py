@@ -94,7 +94,8 @@ def complete_assignment(groups: pd.DataFrame, interactions: pd.DataFrame, short_
     rule (:func:`assign_cold_start`) for users it does not know (new since the groups were fitted).
 
     ``groups`` is DSIE's frame (user_id, group_id, cold_start); group means come from the known warm users'
-    categories in ``interactions``; a user without usable short-term categories joins the largest group.
+    categories in ``interactions``; a user without usable short-term categories joins the largest group
+    (:func:`largest_group`).
     """
     known = dict(zip(groups[USER].astype(str), groups["group_id"].astype(str), strict=True))
     missing = sorted(set(short_term) - set(known))
@@ -104,5 +105,10 @@ def complete_assignment(groups: pd.DataFrame, interactions: pd.DataFrame, short_
     users, keys = warm[USER].astype(str).tolist(), warm["group_id"].astype(str).tolist()
     dist = category_distributions(interactions, users, categories)  # (W, C)
     means = pd.DataFrame(dist, index=keys, columns=list(categories)).groupby(level=0).mean()
-    largest = str(pd.Series(keys).value_counts().index[0])
-    return {**known, **assign_cold_start(missing, short_term, means, largest)}
+    return {**known, **assign_cold_start(missing, short_term, means, largest_group(groups))}
+
+
+def largest_group(groups: pd.DataFrame) -> str:
+    """The group with the most warm users (ties: first in count order): where a user with nothing to go on goes."""
+    warm = groups[~groups["cold_start"].astype(bool)]
+    return str(warm["group_id"].astype(str).value_counts().index[0])

@@ -35,7 +35,7 @@ class LlmMethod(ScoringMethod):
         self.ctx = ctx
 
     def _fit(self, histories: Histories) -> None:
-        from coea.dsie.groups import complete_assignment
+        from coea.dsie.groups import complete_assignment, largest_group
         from coea.llm.decode import CategoryIndex
         from coea.llm.models import admit_categories
         from coea.llm.prompts import parse_csid
@@ -47,13 +47,15 @@ class LlmMethod(ScoringMethod):
         self.short_term = histories.short_term
         self.user_group = complete_assignment(dsie.groups, histories.interactions, histories.short_term,
                                               self.categories)
+        self.fallback = largest_group(dsie.groups)  # a user without any history event
         self.group_info = {g: (parse_csid(g), str(dsie.profiles.get(g, {}).get("profile", "")))
-                           for g in set(self.user_group.values())}
+                           for g in {*self.user_group.values(), self.fallback}}
         self.n_index = CategoryIndex(self.llms.novelty.tokenizer, self.categories)
 
     def contexts(self, users: Sequence[str]) -> list[PromptContext]:
-        return [PromptContext(*self.group_info[self.user_group[u]], tuple(self.short_term.get(u, ())))
-                for u in users]
+        groups = [self.user_group.get(u, self.fallback) for u in users]
+        return [PromptContext(*self.group_info[g], tuple(self.short_term.get(u, ()))) for u, g in zip(users, groups,
+                                                                                                     strict=True)]
 
     def novelty_logprobs(self, users: Sequence[str]) -> np.ndarray:
         """(U, C) log P(category | N-LLM prompt)."""
