@@ -1,4 +1,4 @@
-"""``coea evaluate``'s paired bootstrap CIs (metrics.json ``paired_ci``, metrics.md's second table) on synthetic data."""
+"""``coea evaluate``'s paired bootstrap CIs (metrics.json ``paired_ci``, metrics.md's second table), synthetic data."""
 
 import json
 

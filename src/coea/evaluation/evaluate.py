@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from coea.config import EvalConfig, RunConfig, config_to_dict, save_config
 from coea.data.loaders import LoadedData
 from coea.data.schema import CATEGORY
