@@ -14,7 +14,13 @@ Baselines scored on the same split by ``coea evaluate``'s code: the novelty-excl
 categories (not in the user's history) whose planted affinity for the user is above uniform (1 / #categories):
 the synthetic stand-in for an online A/B test of what users would take up.
 
-Outputs: ``ablate.json``, ``ablate.md`` (final-round table + per-round NCP@K / C-H@K), ``ablate.png``.
+Paired CIs (``paired_ci`` in ablate.json, a table in ablate.md): each row's final S-H@K and C-H@K (plain top-K)
+and S-H@K of its ``+x`` top-K minus the reference's (``eval.reference``, default: the novelty-excluding baseline
+with the highest S-H@K), paired bootstrap over the split's evaluated users
+(:mod:`coea.evaluation.ablate_report`).
+
+Outputs: ``ablate.json``, ``ablate.md`` (final-round table + paired CIs + per-round NCP@K / C-H@K),
+``ablate.png``.
 """
 
 from __future__ import annotations
@@ -30,19 +36,29 @@ import numpy as np
 
 from coea.config import RunConfig, save_config
 from coea.data.prepared import read_prepared
-from coea.data.split import chronological_split
-from coea.evaluation.evaluate import recommend_all, score_split
+from coea.data.split import Split, chronological_split
+from coea.evaluation.ablate_report import (
+    WITHOUT_RLLM,
+    ablate_paired_ci,
+    ablate_paired_table,
+    ablate_reference,
+    ablate_table,
+    check_reference,
+    plot_ablation,
+    row_vectors,
+)
+from coea.evaluation.baselines import Recommendations, top_k
+from coea.evaluation.evaluate import recommend_all, score_split, warm_per_user
 from coea.evaluation.registry import MethodArtifacts, Need, build_method, method_context, parse_method
 from coea.flow import run_flow
 from coea.layout import RunLayout
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
-from coea.utils import atomic_path, seed_everything, write_json_atomic, write_text_atomic
+from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 ALPHAS = (0.1, 0.4, 0.6)
 BASELINES = ["pop_novel", "cooc_novel", "markov+x", "group_pop_novel", "nllm_sft", "nllm_sft+x", "dual_best_of_n"]
-TABLE_KEYS = ("C-H", "C-N", "NCP", "CLTP", "S-H", "x_S-H", "rscore", "kl_sft")
 
 
 @dataclass
@@ -52,6 +68,7 @@ class AblateResult:
     variants: dict[str, list[dict[str, Any]]]
     baselines: dict[str, dict[str, float]]
     acceptance: dict[str, float] = field(default_factory=dict)
+    paired_ci: dict[str, Any] = field(default_factory=dict)  # ablate.json's paired_ci (ablate_report.ci_section)
     paths: dict[str, Path] = field(default_factory=dict)
 
 
@@ -90,64 +107,18 @@ def simulated_acceptance(recs: dict[str, list[str]], history: dict[str, set[str]
     return hits / total if total else float("nan")
 
 
-def _final_topk(cfg: RunConfig, layout: RunLayout, pco_dir: Path, split, k: int) -> dict[str, list[str]]:
-    """The plain top-``k`` of the N-LLM after the last round in ``pco_dir`` (the ``coea`` method) for the split's
-    evaluated users."""
+def _final_lists(cfg: RunConfig, layout: RunLayout, pco_dir: Path, split: Split,
+                 k: int) -> tuple[Recommendations, Recommendations]:
+    """The plain and the ``+x`` top-``k`` of the N-LLM after the last round in ``pco_dir`` (the ``coea`` and
+    ``coea+x`` methods) for the split's evaluated users, from one scoring pass."""
     arts = MethodArtifacts(dsie=load_dsie(layout.dsie), pco=load_pco(pco_dir, layout.dsie))
     method = build_method(parse_method("coea"), method_context(cfg, arts)).fit(split.histories)
-    return method.recommend(split.warm_users, k)
-
-
-def _table(variants: dict[str, list[dict]], baselines: dict[str, dict[str, float]], k: int,
-           acceptance: dict[str, float]) -> str:
-    cols = [f"{m}@{k}" for m in ("C-H", "C-N", "NCP", "CLTP", "S-H")]
-    head = "| method | " + " | ".join(cols) + f" | +x S-H@{k} | R-LLM score | KL to SFT |"
-    if acceptance:
-        head += " sim. acceptance |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-
-    def row(name: str, m: dict[str, Any], x_sh: Any, r: Any, kl: Any) -> str:
-        cells = [m.get(c) for c in cols] + [x_sh, r, kl]
-        if acceptance:
-            cells.append(acceptance.get(name))
-        return f"| {name} | " + " | ".join("" if v is None else f"{v:.4f}" for v in cells) + " |"
-
-    for name, rows in variants.items():
-        last = rows[-1]
-        lines.append(row(name, {f"{key}@{k}": last.get(key) for key in ("C-H", "C-N", "NCP", "CLTP", "S-H")},
-                         last.get("x_S-H"), last.get("rscore"), last.get("kl_sft")))
-    first = next(iter(variants.values()))
-    lines.append(row("coea w/o R-LLM (= nllm_sft, round 0)",
-                     {f"{key}@{k}": first[0].get(key) for key in ("C-H", "C-N", "NCP", "CLTP", "S-H")},
-                     first[0].get("x_S-H"), first[0].get("rscore"), 0.0))
-    for name, m in baselines.items():
-        lines.append(row(name, m, m.get(f"S-H@{k}") if name.endswith(("+x", "_novel")) else None, None, None))
-    rounds = ["| variant | " + " | ".join(f"r{r['round']} NCP / C-H" for r in first) + " |"]
-    rounds.append("|" + "---|" * (len(first) + 1))
-    for name, rows in variants.items():
-        rounds.append(f"| {name} | " + " | ".join(f"{r.get('NCP', 0):.4f} / {r.get('C-H', 0):.4f}" for r in rows)
-                      + " |")
-    return "\n".join(lines) + f"\n\n## Per round (K={k})\n\n" + "\n".join(rounds) + "\n"
-
-
-def plot_ablation(variants: dict[str, list[dict]], out_path: Path, k: int) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key in zip(axes, ("NCP", "C-H"), strict=True):
-        for name, rows in variants.items():
-            ax.plot([r["round"] for r in rows], [r.get(key, np.nan) for r in rows], marker="o", label=name)
-        ax.set_title(f"{key}@{k} per PCO round")
-        ax.set_xlabel("round (0 = SFT)")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return out_path
+    users = split.warm_users
+    scores = np.array(method.score(users), dtype=np.float64)  # (U, C)
+    plain = top_k(scores, users, method.categories, k)
+    for row, banned in enumerate(method.banned(users, split.histories.user_categories())):
+        scores[row, [method.index[c] for c in banned if c in method.index]] = -np.inf
+    return plain, top_k(scores, users, method.categories, k)
 
 
 def _variant_llm_dir(vcfg: RunConfig, layout: RunLayout, out_dir: Path) -> Path:
@@ -165,6 +136,8 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS) -> AblateResult:
     becomes a run folder (``data/``, ``dsie/``, ``llm/``, ``pco/`` = the ``coea`` variant) that
     ``coea evaluate --from-run`` reads."""
     seed_everything(cfg.eval.seed)
+    configs = variant_configs(cfg, alphas)
+    check_reference(cfg.eval.reference, [*configs, WITHOUT_RLLM, *BASELINES])  # before anything trains
     out_dir = Path(out_dir)
     layout = RunLayout(out_dir)
     run_flow(cfg, layout, needs=frozenset({Need.DSIE, Need.LLMS}), evaluate=False)
@@ -172,32 +145,51 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS) -> AblateResult:
     split = chronological_split(loaded.interactions, cfg.split)
     k = cfg.pco.k
     variants: dict[str, list[dict[str, Any]]] = {}
-    acceptance: dict[str, float] = {}
-    history = split.histories.user_categories()
-    for name, vcfg in variant_configs(cfg, alphas).items():
+    finals: dict[str, tuple[Recommendations, Recommendations]] = {}
+    for name, vcfg in configs.items():
         log.info("ablate: variant %r", name)
         pco_dir = layout.pco if name == "coea" else out_dir / "variants" / _slug(name)
         llm_dir = _variant_llm_dir(vcfg, layout, out_dir)
         variants[name] = run_pco_stage(vcfg, layout.data, layout.dsie, [llm_dir], pco_dir).rounds
-        if loaded.truth is not None:
-            acceptance[name] = simulated_acceptance(_final_topk(vcfg, layout, pco_dir, split, k), history,
-                                                    loaded.truth.affinity)
-    eval_cfg = replace(cfg.eval, methods=BASELINES, ks=[k])
+        finals[name] = _final_lists(vcfg, layout, pco_dir, split, k)
+    eval_cfg = replace(cfg.eval, methods=BASELINES, ks=[k], reference=None)
     recs = recommend_all(split, eval_cfg, method_context(cfg, load_artifacts(BASELINES, layout.artifacts())))
     baselines = score_split(split, recs, eval_cfg)["methods"]
+    result = AblateResult(variants, baselines)
     if loaded.truth is not None:
-        for name in ("nllm_sft", "nllm_sft+x", "dual_best_of_n", "markov+x", "cooc_novel"):
-            acceptance[name] = simulated_acceptance(recs[name]["warm"], history, loaded.truth.affinity)
-    return _write(cfg, AblateResult(variants, baselines, acceptance), out_dir, loaded.source, k)
+        history = split.histories.user_categories()
+        lists = {**{name: plain for name, (plain, _) in finals.items()},
+                 **{name: recs[name]["warm"] for name in ("nllm_sft", "nllm_sft+x", "dual_best_of_n", "markov+x",
+                                                          "cooc_novel")}}
+        result.acceptance = {name: simulated_acceptance(r, history, loaded.truth.affinity) for name, r in lists.items()}
+    if split.warm_users:
+        result.paired_ci = _paired_ci(split, eval_cfg, finals, recs, baselines, k, cfg.eval.reference)
+    return _write(cfg, result, out_dir, loaded.source, k)
+
+
+def _paired_ci(split: Split, eval_cfg, finals: dict[str, tuple[Recommendations, Recommendations]],
+               recs: dict[str, dict[str, Recommendations]], baselines: dict[str, dict[str, float]], k: int,
+               reference: str | None) -> dict[str, Any]:
+    """ablate.json's ``paired_ci``: every row against the reference (module doc)."""
+    final_vectors = {}
+    for name, (plain, novel) in finals.items():
+        views = warm_per_user(split, {"plain": plain, "+x": novel}, eval_cfg, [k])
+        final_vectors[name] = (views["plain"], views["+x"])
+    rows = row_vectors(final_vectors, warm_per_user(split, {n: r["warm"] for n, r in recs.items()}, eval_cfg, [k]), k)
+    return ablate_paired_ci(rows, ablate_reference(baselines, k, reference), k, n_boot=eval_cfg.bootstrap,
+                            level=eval_cfg.ci_level, seed=eval_cfg.seed)
 
 
 def _write(cfg: RunConfig, result: AblateResult, out_dir: Path, source: str, k: int) -> AblateResult:
     result.paths = {"json": out_dir / "ablate.json", "md": out_dir / "ablate.md", "plot": out_dir / "ablate.png",
                     "config": out_dir / "config.json"}
     write_json_atomic(result.paths["json"], {"k": k, "variants": result.variants, "baselines": result.baselines,
-                                             "simulated_acceptance": result.acceptance})
-    write_text_atomic(result.paths["md"], f"# Ablation on {source} (K={k})\n\n"
-                      + _table(result.variants, result.baselines, k, result.acceptance))
+                                             "simulated_acceptance": result.acceptance,
+                                             "paired_ci": result.paired_ci})
+    md = ablate_table(result.variants, result.baselines, k, result.acceptance)
+    if result.paired_ci.get("methods"):
+        md += "\n" + ablate_paired_table(result.paired_ci)
+    write_text_atomic(result.paths["md"], f"# Ablation on {source} (K={k})\n\n" + md)
     plot_ablation(result.variants, result.paths["plot"], k)
     save_config(cfg, result.paths["config"])
     return result

@@ -132,6 +132,9 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10])
     seed: int = 0  # seeds the random baseline and any sampling
     long_tail_share: float = 0.8  # head = most popular categories holding this share of history events
+    reference: str | None = None  # paired CIs compare every method with this one (None = the best baseline)
+    bootstrap: int = 2000  # paired bootstrap replicates (users resampled with replacement)
+    ci_level: float = 0.95  # level of the paired bootstrap percentile intervals
 
     def __post_init__(self) -> None:
         self.methods = list(dict.fromkeys(self.methods))
@@ -142,6 +145,13 @@ class EvalConfig:
         self.ks = sorted(set(self.ks))
         if not 0.0 < self.long_tail_share < 1.0:
             raise ValueError(f"long_tail_share must be in (0, 1), got {self.long_tail_share!r}")
+        if self.reference is not None and self.reference not in self.methods:
+            raise ValueError(f"reference {self.reference!r} is not among the methods {self.methods!r}; "
+                             "add it to methods or leave reference unset (= the best baseline)")
+        if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 1:
+            raise ValueError(f"bootstrap must be a positive number of replicates, e.g. 2000, got {self.bootstrap!r}")
+        if not 0.0 < self.ci_level < 1.0:
+            raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {self.ci_level!r}")
 
 
 @dataclass

@@ -39,8 +39,21 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     assert data["variants"]["coea w/o CSID"][0] != data["variants"]["coea"][0]
     assert 0.0 <= data["simulated_acceptance"]["coea"] <= 1.0 and "nllm_sft" in data["simulated_acceptance"]
     assert {"pop_novel", "markov+x", "nllm_sft", "dual_best_of_n"} <= set(data["baselines"])
+    paired = data["paired_ci"]  # default reference: the novelty-excluding baseline with the best S-H@K
+    novel = {m: v for m, v in data["baselines"].items() if m.endswith(("+x", "_novel"))}
+    assert paired["reference"] == max(novel, key=lambda m: novel[m][f"S-H@{data['k']}"])
+    assert paired["metrics"] == ["S-H", "C-H", "x_S-H"] and paired["k"] == data["k"]
+    assert set(paired["methods"]) == names | {"coea w/o R-LLM (= nllm_sft, round 0)"} | (
+        set(data["baselines"]) - {paired["reference"]})
+    k, ref = data["k"], data["baselines"][paired["reference"]]
+    for name in names:  # the final round's figures of the split's evaluated users minus the reference's
+        last, ci = data["variants"][name][-1], paired["methods"][name]
+        assert abs(ci[f"S-H@{k}"]["diff"] - (last["S-H"] - ref[f"S-H@{k}"])) < 1e-9
+        assert abs(ci[f"x_S-H@{k}"]["diff"] - (last["x_S-H"] - ref[f"S-H@{k}"])) < 1e-9
+        assert ci[f"C-H@{k}"]["low"] <= ci[f"C-H@{k}"]["diff"] <= ci[f"C-H@{k}"]["high"]
     md = (out / "ablate.md").read_text()
     assert "coea w/o R-LLM" in md and "| coea w/o CSID |" in md
+    assert f"## Paired difference vs {paired['reference']} (95 % bootstrap CI over" in md
     assert (out / "ablate.png").stat().st_size > 1000
 
     ev = tmp_path / "eval"

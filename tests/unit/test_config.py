@@ -34,3 +34,17 @@ def test_save_config_is_json(tmp_path):
     save_config(RunConfig(), tmp_path / "config.json")
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["data"]["category_level"] == "full" and saved["split"]["n_short"] == 10
+
+
+def test_eval_config_paired_ci_options():
+    from coea.config import EvalConfig
+
+    cfg = EvalConfig(methods=["pop", "markov+x"], reference="markov+x", bootstrap=500, ci_level=0.9)
+    assert (cfg.reference, cfg.bootstrap, cfg.ci_level) == ("markov+x", 500, 0.9)
+    assert EvalConfig().reference is None and EvalConfig().bootstrap == 2000 and EvalConfig().ci_level == 0.95
+    with pytest.raises(ValueError, match="reference 'pop_novel' is not among the methods"):
+        EvalConfig(methods=["pop"], reference="pop_novel")
+    with pytest.raises(ValueError, match="bootstrap must be a positive number"):
+        EvalConfig(bootstrap=0)
+    with pytest.raises(ValueError, match="ci_level must be in"):
+        EvalConfig(ci_level=1.0)

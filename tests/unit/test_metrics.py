@@ -2,9 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from coea.evaluation.metrics import (
+    PER_USER,
     coverage,
     evaluate_lists,
     hit,
@@ -12,6 +14,7 @@ from coea.evaluation.metrics import (
     long_tail_proportion,
     ndcg,
     novel_proportion,
+    per_user_metrics,
     serendipity_hit,
     serendipity_precision,
 )
@@ -70,3 +73,49 @@ def test_evaluate_lists_averages_over_users():
     assert m["S-H@2"] == pytest.approx(1 / 3)  # b is novel for u and taken up
     assert m["CLTP@2"] == pytest.approx(0.5 / 3)
     assert m["Cov@2"] == 1.0
+
+
+def test_per_user_metrics_one_value_per_user_in_order():
+    recs = {"u": ["a", "b"], "v": ["c", "d"]}
+    history = {"u": {"a"}, "v": {"x"}}
+    future = {"u": {"b"}, "v": {"a"}}
+    pu = per_user_metrics(recs, ["w", "v", "u"], history, future, tail={"d"}, ks=[1, 2])
+    assert set(pu) == {f"{m}@{k}" for k in (1, 2) for m in PER_USER}
+    np.testing.assert_array_equal(pu["S-H@2"], [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(pu["NCP@2"], [0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(pu["CLTP@1"], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(pu["CLTP@2"], [0.0, 0.5, 0.0])
+    assert per_user_metrics(recs, [], history, future, set(), [2])["C-H@2"].shape == (0,)
+
+
+def old_evaluate_lists(recs, users, history, future, tail, n_categories, ks):
+    """evaluate_lists as it was before per_user_metrics: its figures must not move by one bit."""
+    out = {}
+    for k in ks:
+        sums = dict.fromkeys(PER_USER, 0.0)
+        for u in users:
+            r = recs.get(u, [])
+            h, t = history.get(u, frozenset()), future.get(u, frozenset())
+            n = {c for c in t if c not in h}
+            for name, fn in PER_USER.items():
+                sums[name] += fn(r, h, t, n, tail, k)
+        for name in PER_USER:
+            out[f"{name}@{k}"] = sums[name] / len(users)
+        out[f"Cov@{k}"] = coverage({u: recs.get(u, []) for u in users}, n_categories, k)
+    return out
+
+
+def test_evaluate_lists_unchanged_on_random_lists():
+    rng = np.random.default_rng(0)
+    cats = [f"c{i}" for i in range(30)]
+    users = [f"u{i}" for i in range(300)]
+
+    def some(n):
+        return {str(c) for c in rng.choice(cats, size=n, replace=False)}
+
+    recs = {u: [str(c) for c in rng.choice(cats, size=int(rng.integers(0, 11)), replace=False)] for u in users[10:]}
+    history = {u: some(int(rng.integers(1, 8))) for u in users}
+    future = {u: some(int(rng.integers(0, 6))) for u in users}
+    args = (recs, users, history, future, some(12), len(cats), [3, 7, 10])
+    new, old = evaluate_lists(*args), old_evaluate_lists(*args)
+    assert list(new) == list(old) and new == old  # same keys, same order, bit-identical values

@@ -48,9 +48,14 @@ def evaluate_cmd(
                                                                      "(pco/) of an earlier run, and its config.json "
                                                                      "unless --config is given")] = None,
     device: DeviceOpt = None,
+    reference: Annotated[str | None, typer.Option("--reference", metavar="METHOD",
+                                                  help="paired bootstrap CIs compare every method with this one "
+                                                       "(one of --methods; default: the best baseline by S-H at "
+                                                       "the largest K)")] = None,
 ) -> None:
     """Score methods on each user's held-out future. Without --from-run, first trains what the methods need
-    (DSIE, SFT, PCO: the training flow) into OUT; writes metrics.json/.md and a plot."""
+    (DSIE, SFT, PCO: the training flow) into OUT; writes metrics.json/.md (with each method's paired bootstrap
+    CI of its S-H and C-H difference against the reference) and a plot."""
     from coea.flow import Step, run_flow
     from coea.layout import RunLayout
     from coea.stages import run_evaluate_stage, run_prepare_data
@@ -60,7 +65,7 @@ def evaluate_cmd(
         cfg,
         data=data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col),
         split=split_config(cfg.split, n_future, n_short, min_history, min_gap),
-        eval=overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed),
+        eval=overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed, reference=reference),
     )
     cfg = overrides(cfg, device=device)
     if from_run is None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from coea.config import EvalConfig, RunConfig, config_to_dict, save_config
 from coea.data.loaders import LoadedData
@@ -15,9 +18,10 @@ from coea.data.schema import CATEGORY
 from coea.data.split import Split
 from coea.data.stats import data_stats
 from coea.evaluation.baselines import Recommendations, ScoringMethod
-from coea.evaluation.metrics import evaluate_lists, long_tail
+from coea.evaluation.metrics import evaluate_lists, long_tail, per_user_metrics
+from coea.evaluation.paired import choose_reference, paired_ci_section
 from coea.evaluation.registry import MethodContext, build_method, parse_method
-from coea.evaluation.report import bar_chart, metrics_table
+from coea.evaluation.report import bar_chart, metrics_table, paired_table
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -53,11 +57,16 @@ def recommend_all(split: Split, cfg: EvalConfig, ctx: MethodContext) -> dict[str
     return out
 
 
+def _long_tail_of(split: Split, share: float) -> set[str]:
+    hist = split.histories
+    counts = hist.interactions[CATEGORY].value_counts().to_dict()
+    return long_tail({c: int(counts.get(c, 0)) for c in hist.categories}, share)
+
+
 def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: EvalConfig) -> dict[str, Any]:
     """metrics.json's ``methods`` and ``cold_start`` sections plus the protocol facts."""
     hist = split.histories
-    counts = hist.interactions[CATEGORY].value_counts().to_dict()
-    tail = long_tail({c: int(counts.get(c, 0)) for c in hist.categories}, cfg.long_tail_share)
+    tail = _long_tail_of(split, cfg.long_tail_share)
     history = hist.user_categories()
     n_cat = len(hist.categories)
 
@@ -84,6 +93,29 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
     }
 
 
+def warm_per_user(split: Split, recs: Mapping[str, Recommendations], cfg: EvalConfig,
+                  ks: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+    """Per method (``recs``: its lists for the evaluated users): the per-user metric vectors at ``ks``
+    (:func:`coea.evaluation.metrics.per_user_metrics`) over the split's evaluated users, in their order."""
+    tail = _long_tail_of(split, cfg.long_tail_share)
+    history = split.histories.user_categories()
+    return {name: per_user_metrics(r, split.warm_users, history, split.future_categories, tail, ks)
+            for name, r in recs.items()}
+
+
+def paired_ci(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: EvalConfig,
+              methods: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """metrics.json's ``paired_ci`` section: every method against the reference (``cfg.reference``, else the
+    best baseline by ``methods``' S-H at the largest K), paired bootstrap over the evaluated users at that K;
+    empty when there is no evaluated user."""
+    if not split.warm_users:
+        return {}
+    k = max(cfg.ks)
+    reference = choose_reference(methods, k, cfg.reference)
+    vectors = warm_per_user(split, {name: r["warm"] for name, r in recs.items()}, cfg, [k])
+    return paired_ci_section(vectors, reference, k, n_boot=cfg.bootstrap, level=cfg.ci_level, seed=cfg.seed)
+
+
 def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Split, ctx: MethodContext) -> EvalResult:
     """Fit every method of ``cfg.eval`` on ``split``'s histories (with the fitted artifacts of ``ctx``), score
     them on the futures; write metrics.json/.md, a PNG and config.json under ``out_dir``."""
@@ -93,12 +125,15 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
     recs = recommend_all(split, cfg.eval, ctx)
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}
+    metrics["paired_ci"] = paired_ci(split, recs, cfg.eval, metrics["methods"])
     out_dir.mkdir(parents=True, exist_ok=True)
     k = max(cfg.eval.ks)
     table = metrics_table(metrics["methods"], cfg.eval.ks)
     paths = {"metrics_json": out_dir / "metrics.json", "metrics_md": out_dir / "metrics.md",
              "plot": out_dir / f"metrics_at_{k}.png", "config": out_dir / "config.json"}
     md = f"# Evaluation on {loaded.source}\n\n{table}"
+    if metrics["paired_ci"].get("methods"):
+        md += "\n" + paired_table(metrics["paired_ci"])
     if metrics["cold_start"]:
         md += f"\n## Cold-start users ({len(split.cold_users)})\n\n" + metrics_table(metrics["cold_start"], cfg.eval.ks)
     write_json_atomic(paths["metrics_json"], metrics)

@@ -2,14 +2,17 @@
 
 Notation, per user u: ``R`` = the top-K list (ordered), ``H`` = history categories, ``T`` = future categories,
 ``N = T - H`` = novel categories taken up, ``tail`` = the long-tail categories. ``k`` is the cut-off K; a list
-shorter than K (e.g. after exclusions) still divides by K. Every metric is averaged over evaluated users by
-:func:`evaluate_lists`; ``coverage`` is computed over all users at once.
+shorter than K (e.g. after exclusions) still divides by K. :func:`per_user_metrics` gives each metric's value per
+evaluated user (what the paired bootstrap of :mod:`coea.evaluation.bootstrap` resamples); :func:`evaluate_lists`
+averages them over users; ``coverage`` is computed over all users at once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+import numpy as np
 
 
 def hit(rec: Sequence[str], target: Collection[str], k: int) -> float:
@@ -79,6 +82,38 @@ PER_USER = {
 }
 
 
+def per_user_metrics(
+    recs: Mapping[str, Sequence[str]],
+    users: Sequence[str],
+    history: Mapping[str, Collection[str]],
+    future: Mapping[str, Collection[str]],
+    tail: Collection[str],
+    ks: Sequence[int],
+) -> dict[str, np.ndarray]:
+    """``{"<metric>@<K>": (U,) float array}``: every per-user metric (all but ``Cov``) at every K, one value per
+    user in the order of ``users`` (a user missing from ``recs`` gets an empty list)."""
+    empty: frozenset[str] = frozenset()
+    rows = []
+    for u in users:
+        r = recs.get(u, [])
+        h, t = history.get(u, empty), future.get(u, empty)
+        n = {c for c in t if c not in h}
+        rows.append([fn(r, h, t, n, tail, k) for k in ks for fn in PER_USER.values()])
+    values = np.array(rows, dtype=np.float64).reshape(len(users), len(ks) * len(PER_USER))
+    names = [f"{name}@{k}" for k in ks for name in PER_USER]
+    return {name: values[:, j] for j, name in enumerate(names)}
+
+
+def _mean_in_order(values: Iterable[float]) -> float:
+    """The mean, summed left to right (the order :func:`evaluate_lists` has always used, so figures are stable
+    to the last bit)."""
+    total, n = 0.0, 0
+    for v in values:
+        total += float(v)
+        n += 1
+    return total / n
+
+
 def evaluate_lists(
     recs: Mapping[str, Sequence[str]],
     users: Sequence[str],
@@ -88,20 +123,13 @@ def evaluate_lists(
     n_categories: int,
     ks: Sequence[int],
 ) -> dict[str, float]:
-    """Every metric at every K, averaged over ``users`` (a user missing from ``recs`` gets an empty list)."""
+    """Every metric at every K: the mean over ``users`` of :func:`per_user_metrics`, and ``Cov`` over them all."""
     out: dict[str, float] = {}
     if not users:
         return out
-    empty: frozenset[str] = frozenset()
+    per_user = per_user_metrics(recs, users, history, future, tail, ks)
     for k in ks:
-        sums = dict.fromkeys(PER_USER, 0.0)
-        for u in users:
-            r = recs.get(u, [])
-            h, t = history.get(u, empty), future.get(u, empty)
-            n = {c for c in t if c not in h}
-            for name, fn in PER_USER.items():
-                sums[name] += fn(r, h, t, n, tail, k)
         for name in PER_USER:
-            out[f"{name}@{k}"] = sums[name] / len(users)
+            out[f"{name}@{k}"] = _mean_in_order(per_user[f"{name}@{k}"])
         out[f"Cov@{k}"] = coverage({u: recs.get(u, []) for u in users}, n_categories, k)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from coea.utils import atomic_path
 
@@ -18,6 +19,31 @@ def metrics_table(methods: Mapping[str, Mapping[str, float]], ks: Sequence[int])
     for name, values in methods.items():
         cells = [f"{values[c]:.4f}" if c in values else "" for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ci_cell(ci: Mapping[str, Any] | None) -> str:
+    """``+0.0123 [+0.0040, +0.0210]``, bold when the interval excludes 0; empty when there is no interval."""
+    if not ci:
+        return ""
+    cell = f"{ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]"
+    return f"**{cell}**" if ci["excludes_zero"] else cell
+
+
+def paired_table(section: Mapping[str, Any], columns: Mapping[str, str] | None = None) -> str:
+    """The Markdown table of a ``paired_ci`` section (:func:`coea.evaluation.paired.ci_section`): a heading
+    naming the reference, one row per method, one column per ``columns`` key (default: ``<metric>@<k>``
+    for the section's metrics; the values are the column headers) and a line on how to read it."""
+    k = section["k"]
+    columns = columns or {f"{m}@{k}": f"{m}@{k}" for m in section["metrics"]}
+    lines = [f"## Paired difference vs {section['reference']} ({section['level'] * 100:g} % bootstrap CI over "
+             f"{section['n_users']} users)", "",
+             "| method | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
+    for name, cis in section["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(ci_cell(cis.get(key)) for key in columns) + " |")
+    lines += ["", f"Method minus {section['reference']}, mean over users [percentile interval of "
+              f"{section['n_boot']} paired bootstrap replicates: users resampled with replacement, the same "
+              "users for both methods]; **bold**: the interval excludes 0."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,60 @@
+"""coea ablate's paired CIs: which vectors each row compares, the reference rule, the tables."""
+
+import numpy as np
+import pytest
+
+from coea.errors import CoeaInputError
+from coea.evaluation.ablate_report import (
+    WITHOUT_RLLM,
+    ablate_paired_ci,
+    ablate_paired_table,
+    ablate_reference,
+    check_reference,
+    row_vectors,
+)
+from coea.evaluation.report import ci_cell
+
+
+def vec(*values):
+    return np.array(values, dtype=float)
+
+
+def test_row_vectors_take_the_plain_and_the_novel_view():
+    k = 2
+    plain = {"S-H@2": vec(1, 0, 0), "C-H@2": vec(1, 1, 0)}
+    novel = {"S-H@2": vec(1, 1, 0), "C-H@2": vec(1, 1, 1)}
+    baselines = {"pop_novel": {"S-H@2": vec(0, 1, 0), "C-H@2": vec(0, 1, 1)},
+                 "nllm_sft": {"S-H@2": vec(0, 0, 0), "C-H@2": vec(1, 0, 0)},
+                 "nllm_sft+x": {"S-H@2": vec(0, 0, 1), "C-H@2": vec(0, 0, 1)},
+                 "dual_best_of_n": {"S-H@2": vec(1, 1, 1), "C-H@2": vec(1, 1, 1)}}
+    rows = row_vectors({"coea": (plain, novel)}, baselines, k)
+    assert list(rows) == ["coea", WITHOUT_RLLM, "pop_novel", "nllm_sft", "nllm_sft+x", "dual_best_of_n"]
+    assert rows["coea"]["x_S-H@2"] is novel["S-H@2"] and rows["coea"]["S-H@2"] is plain["S-H@2"]
+    assert rows[WITHOUT_RLLM]["x_S-H@2"] is baselines["nllm_sft+x"]["S-H@2"]
+    assert rows["pop_novel"]["x_S-H@2"] is baselines["pop_novel"]["S-H@2"]  # a novel view is its own +x view
+    assert rows["nllm_sft"]["x_S-H@2"] is baselines["nllm_sft+x"]["S-H@2"]
+    assert "x_S-H@2" not in rows["dual_best_of_n"]  # no +x view scored
+
+    section = ablate_paired_ci(rows, "pop_novel", k, n_boot=200, level=0.95, seed=0)
+    assert section["reference"] == "pop_novel" and "pop_novel" not in section["methods"]
+    assert section["n_users"] == 3 and section["metrics"] == ["S-H", "C-H", "x_S-H"]
+    coea = section["methods"]["coea"]
+    assert coea["S-H@2"]["diff"] == pytest.approx(0.0) and coea["x_S-H@2"]["diff"] == pytest.approx(1 / 3)
+    assert coea["C-H@2"]["diff"] == pytest.approx(0.0)
+    table = ablate_paired_table(section)
+    assert "| method | S-H@2 | C-H@2 | +x S-H@2 |" in table
+    assert "## Paired difference vs pop_novel (95 % bootstrap CI over 3 users)" in table
+    assert "| dual_best_of_n | +0.6667 [+0.0000, +1.0000] | +0.3333 [+0.0000, +0.6667] |  |" in table  # d = (1, 0, 1)
+    assert ci_cell({"diff": 0.1, "low": 0.05, "high": 0.2, "excludes_zero": True}) == "**+0.1000 [+0.0500, +0.2000]**"
+
+
+def test_reference_rule_and_check():
+    baselines = {"nllm_sft": {"S-H@10": 0.9}, "pop_novel": {"S-H@10": 0.3}, "markov+x": {"S-H@10": 0.4},
+                 "cooc_novel": {"S-H@10": 0.4}}
+    assert ablate_reference(baselines, 10) == "markov+x"  # the best novel view; ties: the first
+    assert ablate_reference(baselines, 10, "nllm_sft") == "nllm_sft"
+    assert ablate_reference({"nllm_sft": {"S-H@10": 0.9}}, 10) == "nllm_sft"  # no novel view: the first
+    check_reference(None, ["coea"])
+    check_reference("coea", ["coea", "pop_novel"])
+    with pytest.raises(CoeaInputError, match="not a row of the ablation"):
+        check_reference("sasrec+x", ["coea", "pop_novel"])

@@ -1,0 +1,88 @@
+"""The paired bootstrap CI against hand-checkable cases and a brute-force reference."""
+
+import numpy as np
+import pytest
+
+from coea.evaluation.bootstrap import PairedCI, bootstrap_mean_differences, paired_bootstrap_ci
+
+
+def test_identical_vectors_give_zero():
+    a = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    assert paired_bootstrap_ci(a, a.copy()) == PairedCI(0.0, 0.0, 0.0, 5, False)
+
+
+def test_constant_shift_is_exact():
+    b = np.array([0.0, 0.25, 0.5, 1.0, 0.75, 0.5])
+    ci = paired_bootstrap_ci(b + 0.25, b, n_boot=500, seed=3)
+    assert (ci.diff, ci.low, ci.high, ci.n_users, ci.excludes_zero) == (0.25, 0.25, 0.25, 6, True)
+    ci = paired_bootstrap_ci(b - 0.1, b)  # not a dyadic shift: exact up to rounding
+    assert ci.diff == pytest.approx(-0.1) and ci.low == pytest.approx(-0.1) and ci.high == pytest.approx(-0.1)
+    assert ci.excludes_zero
+
+
+def brute_force(a, b, n_boot, level, seed):
+    """The textbook loop: per replicate the same resampled users for both vectors, difference of the means."""
+    n = len(a)
+    uniforms = np.random.default_rng(seed).random((n_boot, n))
+    reps = []
+    for r in range(n_boot):
+        idx = [int(np.floor(n * x)) for x in uniforms[r]]
+        reps.append(sum(a[i] for i in idx) / n - sum(b[i] for i in idx) / n)
+    reps.sort()
+
+    def quantile(q):  # linear interpolation between order statistics
+        pos = q * (n_boot - 1)
+        lo = int(np.floor(pos))
+        hi = min(lo + 1, n_boot - 1)
+        return reps[lo] + (reps[hi] - reps[lo]) * (pos - lo)
+
+    return sum(a) / n - sum(b) / n, quantile((1 - level) / 2), quantile((1 + level) / 2)
+
+
+def test_small_case_matches_brute_force():
+    a = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    b = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    diff, low, high = brute_force(a, b, n_boot=300, level=0.9, seed=7)
+    ci = paired_bootstrap_ci(a, b, n_boot=300, level=0.9, seed=7)
+    assert ci.diff == pytest.approx(diff) == pytest.approx(1 / 7)  # d = (1, 0, 0, 1, 0, 0, -1)
+    assert ci.low == pytest.approx(low, abs=1e-12) and ci.high == pytest.approx(high, abs=1e-12)
+    assert ci.low <= ci.diff <= ci.high and ci.excludes_zero == (ci.low > 0 or ci.high < 0)
+
+
+def test_pairing_narrows_the_interval():
+    """A shared per-user effect cancels out: b = a plus one user gained, so every replicate differs by >= 0."""
+    rng = np.random.default_rng(0)
+    a = (rng.random(200) < 0.5).astype(float)
+    b = a.copy()
+    b[np.flatnonzero(a == 0)[:20]] = 1.0
+    ci = paired_bootstrap_ci(b, a, n_boot=1000)
+    assert ci.diff == pytest.approx(0.1) and 0.0 < ci.low < 0.1 < ci.high and ci.excludes_zero
+
+
+def test_seeded_reproducible_and_block_size_free():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(50), rng.random(50)
+    assert paired_bootstrap_ci(a, b, seed=5) == paired_bootstrap_ci(a, b, seed=5)
+    assert paired_bootstrap_ci(a, b, seed=5) != paired_bootstrap_ci(a, b, seed=6)
+    whole = bootstrap_mean_differences(a, b, n_boot=333, seed=2)
+    blocks = bootstrap_mean_differences(a, b, n_boot=333, seed=2, chunk_elements=7 * 50)  # 7 replicates a block
+    np.testing.assert_array_equal(whole, blocks)
+
+
+def test_large_case_is_fast_and_bounded():
+    """3k users x 2000 replicates in blocks (the index matrix alone would be 48 MB)."""
+    rng = np.random.default_rng(2)
+    a, b = (rng.random(3000) < 0.3).astype(float), (rng.random(3000) < 0.25).astype(float)
+    ci = paired_bootstrap_ci(a, b)
+    assert ci.n_users == 3000 and ci.low < ci.diff < ci.high and ci.high - ci.low < 0.06
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="same users"):
+        paired_bootstrap_ci(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="no users"):
+        paired_bootstrap_ci(np.zeros(0), np.zeros(0))
+    with pytest.raises(ValueError, match="level"):
+        paired_bootstrap_ci(np.zeros(3), np.zeros(3), level=1.0)
+    with pytest.raises(ValueError, match="n_boot"):
+        paired_bootstrap_ci(np.zeros(3), np.zeros(3), n_boot=0)
