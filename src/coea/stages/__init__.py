@@ -12,33 +12,41 @@ these functions; nothing here imports kfp. Stages hand each other directories (:
   ``run_load_state``, ``run_save_models``, ``run_load_models``, ``run_export``).
 """
 
-from coea.layout import ArtifactDirs, RunLayout
-from coea.pco.checkpoint import export_round_models, last_complete_round
-from coea.stages.artifacts import load_artifacts, load_dsie, load_llms, load_pco, read_groups_dir
-from coea.stages.drift import run_monitor_drift
-from coea.stages.dsie import DsieStageResult, run_dsie_group
-from coea.stages.evaluate import EvalStageResult, png_as_html, run_evaluate_stage
-from coea.stages.params import (
-    CONFIG_PARAMS,
-    PENDING_SECTIONS,
-    config_from_json,
-    drift_config_from_json,
-    pipeline_arguments,
-)
-from coea.stages.pco import PcoStageResult, run_pco_stage
-from coea.stages.prepare import PrepareResult, run_prepare_data
-from coea.stages.profiles import ProfilesResult, run_build_profiles
-from coea.stages.recommend import REC_COLUMNS, RecommendResult, run_recommend, serving_histories
-from coea.stages.sft import SftStageResult, run_sft_stage
-from coea.state import run_export, run_load_models, run_load_state, run_save_models, run_save_state
-from coea.store import PublishConfig
+from __future__ import annotations
 
-__all__ = [
-    "CONFIG_PARAMS", "PENDING_SECTIONS", "REC_COLUMNS", "ArtifactDirs", "DsieStageResult", "EvalStageResult",
-    "PcoStageResult", "PrepareResult", "ProfilesResult", "PublishConfig", "RecommendResult", "RunLayout",
-    "SftStageResult", "config_from_json", "drift_config_from_json", "export_round_models", "last_complete_round",
-    "load_artifacts", "load_dsie", "load_llms", "load_pco", "pipeline_arguments", "png_as_html", "read_groups_dir",
-    "run_build_profiles", "run_dsie_group", "run_evaluate_stage", "run_export", "run_load_models", "run_load_state",
-    "run_monitor_drift", "run_pco_stage", "run_prepare_data", "run_recommend", "run_save_models", "run_save_state",
-    "run_sft_stage", "serving_histories",
-]
+import importlib
+from typing import Any
+
+# name -> the module defining it. Resolved on first use (PEP 562), so that a pipeline step importing one stage
+# does not import every stage's dependencies (torch, transformers, trl, evidently): kfp.local and every pod start
+# a fresh Python per step.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("ArtifactDirs", "RunLayout"), "coea.layout"),
+    **dict.fromkeys(("export_round_models", "last_complete_round"), "coea.pco.checkpoint"),
+    **dict.fromkeys(("load_artifacts", "load_dsie", "load_llms", "load_pco", "read_groups_dir"),
+                    "coea.stages.artifacts"),
+    "run_monitor_drift": "coea.stages.drift",
+    **dict.fromkeys(("DsieStageResult", "run_dsie_group"), "coea.stages.dsie"),
+    **dict.fromkeys(("EvalStageResult", "png_as_html", "run_evaluate_stage"), "coea.stages.evaluate"),
+    **dict.fromkeys(("CONFIG_PARAMS", "PENDING_SECTIONS", "config_from_json", "drift_config_from_json",
+                     "pipeline_arguments"), "coea.stages.params"),
+    **dict.fromkeys(("PcoStageResult", "run_pco_stage"), "coea.stages.pco"),
+    **dict.fromkeys(("PrepareResult", "run_prepare_data"), "coea.stages.prepare"),
+    **dict.fromkeys(("ProfilesResult", "run_build_profiles"), "coea.stages.profiles"),
+    **dict.fromkeys(("REC_COLUMNS", "RecommendResult", "run_recommend", "serving_histories"), "coea.stages.recommend"),
+    **dict.fromkeys(("SftStageResult", "run_sft_stage"), "coea.stages.sft"),
+    **dict.fromkeys(("run_export", "run_load_models", "run_load_state", "run_save_models", "run_save_state"),
+                    "coea.state"),
+    "PublishConfig": "coea.store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'coea.stages' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
