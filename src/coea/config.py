@@ -132,9 +132,13 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10])
     seed: int = 0  # seeds the random baseline and any sampling
     long_tail_share: float = 0.8  # head = most popular categories holding this share of history events
+    # PCO's per-round judge metric (coea.evaluation.pco_metrics): the R-LLM ranks every unseen category of at most
+    # this many evaluated users (seeded subsample; U x C prompts per round); 0 = off
+    judge_users: int = 300
 
     def __post_init__(self) -> None:
         self.methods = list(dict.fromkeys(self.methods))
+        _positive("judge_users", self.judge_users, allow_zero=True)
         if not self.methods:
             raise ValueError("methods is empty; name at least one, e.g. pop,markov")
         if not self.ks or any(k <= 0 for k in self.ks):
