@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import movielens_split  # noqa: E402
 
+JUDGE_USERS = 800  # seeded subsample of evaluated users the judge table ranks for (U x C R-LLM prompts)
 LAMBDAS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.75, 1.0, 2.0)
 
 
@@ -46,31 +47,26 @@ def _frontier(ev, logp: np.ndarray) -> list[dict[str, float]]:
     return rows
 
 
-def _judge(split, ev, groups, novelty, relevance, llm, n_users: int = 800) -> dict[str, float]:
-    from coea.evaluation.metrics import evaluate_lists
-    from coea.evaluation.pco_metrics import category_log_softmax
-    from coea.llm.decode import CategoryIndex, relevance_scores
-    from coea.llm.prompts import relevance_prompt
-    from coea.pco.reward import adoption_log_prior
+def _judge(split, ev, groups, novelty, relevance, llm) -> dict[str, float]:
+    """S-H@10 of three rankings of each judged user's unseen categories (the users and the R-LLM P(yes) of the
+    run metrics' ``judge_S-H``: :meth:`coea.evaluation.pco_metrics.SplitEvaluator.judge`)."""
+    from coea.evaluation.pco_metrics import category_log_softmax, top_by_score
+    from coea.llm.decode import CategoryIndex
+    from coea.pco.reward import adoption_log_prior, rllm_scores
 
-    rows = sorted(np.random.default_rng(0).choice(len(ev.users), min(n_users, len(ev.users)), replace=False))
-    users = [ev.users[i] for i in rows]
-    contexts = dict(zip(ev.users, ev.contexts, strict=True))
+    users = [ev.users[i] for i in ev.judged]
+    unseen = [[c for c in ev.categories if c not in ev.history.get(u, set())] for u in users]
+    p_yes = [np.asarray(p) for p in rllm_scores(relevance, [ev.contexts[i] for i in ev.judged], unseen, llm)]
     logq = adoption_log_prior(split.histories.interactions, groups, llm, ev.categories)
     logp = category_log_softmax(novelty, CategoryIndex(novelty.tokenizer, ev.categories),
-                                [ev.prompts[i] for i in rows], llm.batch_size)
+                                [ev.prompts[i] for i in ev.judged], llm.batch_size)
     col = {c: j for j, c in enumerate(ev.categories)}
-    lists: dict[str, dict[str, list[str]]] = {"rllm P(yes)": {}, "rllm log-odds + log q": {}, "nllm log p": {}}
-    for r, u in enumerate(users):
-        cand = [c for c in ev.categories if c not in ev.history.get(u, set())]
-        p = relevance_scores(relevance.model, relevance.tokenizer, [relevance_prompt(contexts[u], c) for c in cand],
-                             batch_size=512)
-        odds = np.log(np.clip(p, 1e-9, 1)) - np.log(np.clip(1 - p, 1e-9, 1))
-        for name, s in (("rllm P(yes)", p), ("rllm log-odds + log q", odds + np.array([logq[c] for c in cand])),
-                        ("nllm log p", np.array([logp[r, col[c]] for c in cand]))):
-            lists[name][u] = [cand[j] for j in np.argsort(-s, kind="stable")[:10]]
-    return {name: evaluate_lists(recs, users, ev.history, split.future_categories, ev.tail, len(ev.categories),
-                                 [10])["S-H@10"] for name, recs in lists.items()}
+    odds = [np.log(np.clip(p, 1e-9, 1)) - np.log(np.clip(1 - p, 1e-9, 1)) for p in p_yes]
+    scores = {"rllm P(yes)": p_yes,
+              "rllm log-odds + log q": [o + np.array([logq[c] for c in cs])
+                                        for o, cs in zip(odds, unseen, strict=True)],
+              "nllm log p": [logp[r, [col[c] for c in cs]] for r, cs in enumerate(unseen)]}
+    return {name: ev._metrics(top_by_score(unseen, s, 10), users)["S-H@10"] for name, s in scores.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from coea.evaluation.pco_metrics import SplitEvaluator, category_log_softmax
     from coea.llm.decode import CategoryIndex
     from coea.llm.models import load_bundle
-    from coea.llm.sft_config import LlmConfig
+    from coea.llm.sft_config import LlmConfig, resolve_llm
     from coea.llm.sft_data import group_infos
     from coea.pco.checkpoint import last_complete_round
     from coea.stages import read_groups_dir
@@ -93,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     g = read_groups_dir(args.run / "dsie")
     groups = group_infos(g.groups, g.profiles)
-    llm = LlmConfig()
-    ev = SplitEvaluator(split, groups, llm, 10)
+    llm = resolve_llm(LlmConfig(), split.config)
+    ev = SplitEvaluator(split, groups, llm, 10, judge_users=JUDGE_USERS)
     models = {"nllm_sft": args.run / "llm" / "novelty"}
     if (args.run / "pco").is_dir():
         models["coea (last PCO round)"] = last_complete_round(args.run / "pco") / "novelty"
@@ -105,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in _frontier(ev, logp):
             print(f"| {name} | {row['lam']:.2f} | {row['C-H']:.4f} | {row['NCP']:.4f} | {row['S-H']:.4f} |")
     judge = _judge(split, ev, groups, load_bundle(models["nllm_sft"]), load_bundle(args.run / "llm" / "relevance"), llm)
-    print("\n| ranking of unseen categories (800 users) | S-H@10 |\n|---|---:|")
+    print(f"\n| ranking of unseen categories ({len(ev.judged)} users) | S-H@10 |\n|---|---:|")
     for name, value in judge.items():
         print(f"| {name} | {value:.4f} |")
     return 0

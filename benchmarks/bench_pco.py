@@ -24,7 +24,7 @@ from _common import movielens_split, report  # noqa: E402
 from coea.llm.config import ModelConfig  # noqa: E402
 from coea.llm.models import build_model_and_tokenizer  # noqa: E402
 from coea.llm.sft import train_sft  # noqa: E402
-from coea.llm.sft_config import LlmConfig, SftTrainConfig  # noqa: E402
+from coea.llm.sft_config import LlmConfig, SftTrainConfig, resolve_llm  # noqa: E402
 from coea.llm.sft_data import GroupInfo  # noqa: E402
 from coea.pco.config import PcoConfig  # noqa: E402
 from coea.pco.loop import PcoLoop  # noqa: E402
@@ -44,8 +44,8 @@ def main() -> int:
     relevance = build_model_and_tokenizer(ModelConfig(seed=1), h.categories, [PROFILE], [4, 4])
     groups = {str(u): GroupInfo((1, 2), PROFILE) for u in h.interactions["user_id"].astype(str).unique()}
     cfg = PcoConfig(rounds=2, margin=0.0)
-    loop = PcoLoop(cfg, LlmConfig(), h.interactions, list(h.categories), groups, novelty, relevance,
-                   device="cpu")
+    loop = PcoLoop(cfg, resolve_llm(LlmConfig(), split.config), h.interactions, list(h.categories), groups,
+                   novelty, relevance, device="cpu")
     start = time.perf_counter()
     rows = loop.run().rounds[1:]
     total = time.perf_counter() - start

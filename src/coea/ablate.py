@@ -6,7 +6,10 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
 - ``coea w/o R-LLM``: the SFT N-LLM alone (one-time alignment, = ``nllm_sft``): round 0 of every curve;
 - ``coea w/o KL``: alpha = 0 (plain sigmoid DPO);
 - ``coea w/o CSID``: prompts without group tokens and profile (both LLMs re-trained so);
-- ``coea alpha=A`` for A in ``alphas``: the KL sensitivity sweep.
+- ``coea alpha=A`` for A in ``alphas``: the KL sensitivity sweep;
+- with ``extras`` (``coea ablate --prompt-variants``), the richer prompts (:class:`coea.llm.sft_config.SftDataConfig`),
+  each with its own SFT pair: ``coea + full CSID`` (the user's full CSID code) and ``coea + long-term summary``
+  (the user's ``LONG_TERM`` most frequent history categories).
 
 Baselines scored on the same split by ``coea evaluate``'s code: the novelty-excluding methods
 (``pop_novel``, ``cooc_novel``, ``markov+x``, ``group_pop_novel``, ``nllm_sft+x``), ``nllm_sft`` and
@@ -58,6 +61,7 @@ from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 log = logging.getLogger(__name__)
 
 ALPHAS = (0.1, 0.4, 0.6)
+LONG_TERM = 5  # categories in the long-term summary of the ``coea + long-term summary`` variant
 BASELINES = ["pop_novel", "cooc_novel", "markov+x", "group_pop_novel", "nllm_sft", "nllm_sft+x", "dual_best_of_n"]
 
 
@@ -76,8 +80,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "_", name.lower()).strip("_")
 
 
-def variant_configs(cfg: RunConfig, alphas=ALPHAS) -> dict[str, RunConfig]:
-    """Variant name -> its RunConfig (only ``pco`` and ``llm.data.with_group`` differ)."""
+def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False) -> dict[str, RunConfig]:
+    """Variant name -> its RunConfig (only ``pco`` and the prompt options of ``llm.data`` differ); ``extras`` adds
+    the richer-prompt variants."""
     def with_alpha(a: float) -> RunConfig:
         c = copy.deepcopy(cfg)
         c.pco.dpo = replace(c.pco.dpo, alpha=a)
@@ -90,6 +95,11 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS) -> dict[str, RunConfig]:
     for a in alphas:
         if a != cfg.pco.dpo.alpha:
             out[f"coea alpha={a:g}"] = with_alpha(a)
+    if extras:
+        for name, change in (("coea + full CSID", {"full_csid": True}),
+                             ("coea + long-term summary", {"long_term": LONG_TERM})):
+            out[name] = copy.deepcopy(cfg)
+            out[name].llm.data = replace(cfg.llm.data, **change)
     return out
 
 
@@ -121,22 +131,22 @@ def _final_lists(cfg: RunConfig, layout: RunLayout, pco_dir: Path, split: Split,
     return plain, top_k(scores, users, method.categories, k)
 
 
-def _variant_llm_dir(vcfg: RunConfig, layout: RunLayout, out_dir: Path) -> Path:
-    """The SFT models a variant starts from: the run's, or (w/o CSID prompts) its own SFT pair."""
-    if vcfg.llm.data.with_group:
+def _variant_llm_dir(name: str, vcfg: RunConfig, cfg: RunConfig, layout: RunLayout, out_dir: Path) -> Path:
+    """The SFT models a variant starts from: the run's, or (other prompt options) its own SFT pair."""
+    if vcfg.llm.data == cfg.llm.data:
         return layout.llm
-    llm_dir = out_dir / "variants" / "no_csid_llm"
+    llm_dir = out_dir / "variants" / ("no_csid_llm" if not vcfg.llm.data.with_group else f"{_slug(name)}_llm")
     if not (llm_dir / "relevance").is_dir():
         run_sft_stage(vcfg, layout.data, layout.dsie, llm_dir)
     return llm_dir
 
 
-def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS) -> AblateResult:
-    """Every variant over the same split and rounds (see module doc); written under ``out_dir``, which also
-    becomes a run folder (``data/``, ``dsie/``, ``llm/``, ``pco/`` = the ``coea`` variant) that
+def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = False) -> AblateResult:
+    """Every variant (``extras``: with the richer-prompt ones) over the same split and rounds (see module doc);
+    written under ``out_dir``, which also becomes a run folder (``data/``, ``dsie/``, ``llm/``, ``pco/`` = the ``coea`` variant) that
     ``coea evaluate --from-run`` reads."""
     seed_everything(cfg.eval.seed)
-    configs = variant_configs(cfg, alphas)
+    configs = variant_configs(cfg, alphas, extras)
     check_reference(cfg.eval.reference, [*configs, WITHOUT_RLLM, *BASELINES])  # before anything trains
     out_dir = Path(out_dir)
     layout = RunLayout(out_dir)
@@ -149,7 +159,7 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS) -> AblateResult:
     for name, vcfg in configs.items():
         log.info("ablate: variant %r", name)
         pco_dir = layout.pco if name == "coea" else out_dir / "variants" / _slug(name)
-        llm_dir = _variant_llm_dir(vcfg, layout, out_dir)
+        llm_dir = _variant_llm_dir(name, vcfg, cfg, layout, out_dir)
         variants[name] = run_pco_stage(vcfg, layout.data, layout.dsie, [llm_dir], pco_dir).rounds
         finals[name] = _final_lists(vcfg, layout, pco_dir, split, k)
     eval_cfg = replace(cfg.eval, methods=BASELINES, ks=[k], reference=None)

@@ -135,9 +135,13 @@ class EvalConfig:
     reference: str | None = None  # paired CIs compare every method with this one (None = the best baseline)
     bootstrap: int = 2000  # paired bootstrap replicates (users resampled with replacement)
     ci_level: float = 0.95  # level of the paired bootstrap percentile intervals
+    # PCO's per-round judge metric (coea.evaluation.pco_metrics): the R-LLM ranks every unseen category of at most
+    # this many evaluated users (seeded subsample; U x C prompts per round); 0 = off
+    judge_users: int = 300
 
     def __post_init__(self) -> None:
         self.methods = list(dict.fromkeys(self.methods))
+        _positive("judge_users", self.judge_users, allow_zero=True)
         if not self.methods:
             raise ValueError("methods is empty; name at least one, e.g. pop,markov")
         if not self.ks or any(k <= 0 for k in self.ks):

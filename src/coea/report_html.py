@@ -218,8 +218,10 @@ def _drift_section(run_dir: Path, paths: list[Path]) -> str:
     return _section("Drift", "\n".join(blocks), "drift") if blocks else ""
 
 
-PCO_COLUMNS = ("round", "C-H", "C-N", "NCP", "CLTP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin",
-               "acceptance_before", "acceptance_after", "round_s")
+PCO_COLUMNS = ("round", "C-H", "C-N", "NCP", "CLTP", "S-H", "x_S-H", "judge_S-H", "x_S-H_judged", "rscore", "kl_sft",
+               "pairs", "dpo_margin", "acceptance_before", "acceptance_after", "round_s")
+JUDGE_NOTE = ("judge_S-H: S-H@K of the R-LLM ranking each judged user's unseen categories by P(yes); x_S-H_judged: "
+              "the N-LLM's +x S-H@K on the same users (judged_users of them).")
 
 
 def _pco_rounds(pco: Any) -> list[dict[str, Any]]:
@@ -237,4 +239,6 @@ def _pco_section(pco: Any) -> str:
     cols = list(dict.fromkeys(k for r in rounds for k in r))
     if sum(k in cols for k in PCO_COLUMNS) > 1:  # the loop's rows: the figures a reader compares, in this order
         cols = [k for k in PCO_COLUMNS if k in cols]
-    return _section("PCO rounds", _table(cols, [[r.get(c, "") for c in cols] for r in rounds], "pco-table"), "pco")
+    note = f"<p>{escape(JUDGE_NOTE)}</p>" if "judge_S-H" in cols else ""
+    return _section("PCO rounds", _table(cols, [[r.get(c, "") for c in cols] for r in rounds], "pco-table") + note,
+                    "pco")

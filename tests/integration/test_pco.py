@@ -13,6 +13,7 @@ from coea.evaluation.pco_metrics import SplitEvaluator
 from coea.evaluation.registry import Need
 from coea.flow import run_flow
 from coea.layout import RunLayout
+from coea.llm.sft_config import resolve_llm
 from coea.pco import loop as pco_loop
 from coea.pco.config import PcoConfig
 from coea.pco.reward import Reward, RewardInputs
@@ -32,6 +33,7 @@ def sft(tmp_path_factory):
     split = chronological_split(read_prepared(root / "data").interactions, cfg.split)
     llms = load_llms([root / "llm"], root / "dsie", trainable=True)
     _teach_rule(llms, split)
+    cfg.llm = resolve_llm(cfg.llm, cfg.split)  # as the PCO stage passes it down: windows follow the split
     return cfg, split, llms
 
 

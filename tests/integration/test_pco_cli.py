@@ -27,11 +27,16 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
     out = tmp_path / "ablate"
-    res = coea("ablate", "--config", str(cfg), "--out", str(out))
+    res = coea("ablate", "--config", str(cfg), "--out", str(out), "--prompt-variants")
     assert res.returncode == 0, res.stderr
     data = json.loads((out / "ablate.json").read_text())
     names = set(data["variants"])
-    assert {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6"} == names
+    assert {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6", "coea + full CSID",
+            "coea + long-term summary"} == names
+    for name, slug, word in (("coea + full CSID", "coea_full_csid", "user:"),
+                             ("coea + long-term summary", "coea_long_term_summary", "long:")):  # own SFT and prompts
+        assert word in (out / "variants" / f"{slug}_llm" / "novelty" / "tokenizer.json").read_text()
+        assert data["variants"][name][0] != data["variants"]["coea"][0]
     for rows in data["variants"].values():
         assert [r["round"] for r in rows] == [0, 1, 2] and all("NCP" in r and "C-H" in r for r in rows)
     # w/o CSID trains its own SFT models: its round 0 differs from the others' shared round 0

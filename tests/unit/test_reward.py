@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coea.config import config_to_dict, from_dict
+from coea.config import SplitConfig, config_to_dict, from_dict
 from coea.llm.prompts import PromptContext
-from coea.llm.sft_config import LlmConfig
+from coea.llm.sft_config import LlmConfig, resolve_llm
 from coea.llm.sft_data import GroupInfo
 from coea.pco import reward as reward_module
 from coea.pco.config import PcoConfig, Reference, RewardKind
@@ -26,6 +26,7 @@ from coea.pco.reward import (
     prior_corrected,
 )
 
+LLM = resolve_llm(LlmConfig(), SplitConfig())  # the SFT windows of the default split
 P_YES = {"a": 0.9, "b": 0.2, "c": 0.6, "d": 0.3}
 
 
@@ -49,7 +50,7 @@ def _inputs(candidates, seen):
 
 
 def _setup(history=None, groups=None, categories=("a", "b", "c", "d")):
-    return RewardSetup(pd.DataFrame() if history is None else history, groups or {}, list(categories), LlmConfig())
+    return RewardSetup(pd.DataFrame() if history is None else history, groups or {}, list(categories), LLM)
 
 
 def test_serendipity_gives_zero_to_seen_and_p_yes_to_new(judged):
@@ -91,7 +92,7 @@ def test_prior_from_adoptions_and_the_prior_correction_option():
     history = pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])
     groups = {f"u{u}": GroupInfo((0,), "") for u in range(40)}
     categories = ["a", "b", "pop", "rare", "never"]
-    prior = adoption_log_prior(history, groups, LlmConfig(), categories)
+    prior = adoption_log_prior(history, groups, LLM, categories)
     assert prior["pop"] > prior["rare"] > prior["never"]
     assert np.mean(list(prior.values())) == pytest.approx(0.0)
     assert prior_corrected(0.6, prior["pop"]) > prior_corrected(0.6, prior["rare"])

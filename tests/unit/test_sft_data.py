@@ -12,14 +12,15 @@ CFG = SftDataConfig(cuts_per_user=1, min_prefix=3, horizon=3, novelty_cuts_per_u
 def _history():
     cats = ["a", "b", "a", "c", "b", "d", "e", "a"]  # one cut, at t = 5 (linspace(3, 7, 1) -> 3, jitter +-2)
     rows = [("u", str(i), c, i) for i, c in enumerate(cats)]
-    rows += [("v", str(i), c, i) for i, c in enumerate(["x", "y"])]  # too short for any cut
+    rows += [("v", str(i), c, i) for i, c in enumerate(["x", "y"])]  # too short for a cut at min_prefix
     return events(rows)
 
 
 def test_novelty_targets_are_new_after_the_cut():
     ex = build_sft_examples(_history(), {"u": GroupInfo((1, 2), "likes a"), "v": GroupInfo((0, 0), "p")}, CFG,
                             eos="</s>")
-    assert len(ex.novelty) == 1  # v's history is too short
+    assert len(ex.novelty) == 2  # u's cut, and v's short-history fallback cut at 1 (first_cut: half of 2 events)
+    assert ex.novelty[1] == {"prompt": "group: <a_0> <b_0> profile: p recent: x ; novel:", "completion": " y </s>"}
     prompt, completion = ex.novelty[0]["prompt"], ex.novelty[0]["completion"]
     assert prompt.startswith("group: <a_1> <b_2> profile: likes a recent:") and prompt.endswith(NOVEL_MARK)
     recent = prompt.split("recent:")[1].split(";")[0].split()

@@ -146,13 +146,15 @@ def ablate_cmd(
     data: DataOpt = None, config: ConfigOpt = None,
     rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
     device: DeviceOpt = None,
+    prompt_variants: Annotated[bool, typer.Option("--prompt-variants", help="also the richer-prompt variants "
+                                                  "(+ full CSID, + long-term summary), each with its own SFT")] = False,
 ) -> None:
     """coea, w/o R-LLM, w/o KL, w/o CSID and alpha in {0.1, 0.4, 0.6} over the same rounds: table and plot."""
     from coea.ablate import run_ablate
 
     cfg = config_with_data(config, data)
     cfg = replace(overrides(cfg, device=device), pco=overrides(cfg.pco, rounds=rounds))
-    result = run_ablate(cfg, out)
+    result = run_ablate(cfg, out, extras=prompt_variants)
     typer.echo(result.paths["md"].read_text(encoding="utf-8"))
     typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
 

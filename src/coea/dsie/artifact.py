@@ -49,6 +49,11 @@ class GroupsDir:
     groups: pd.DataFrame  # user_id, csid, group_id, cold_start
     profiles: dict
     csid_levels: list[int]  # codebook sizes of the group's CSID prefix levels
+    code_levels: list[int]  # codebook sizes of every CSID level (a user's full code)
+
+    def prompt_levels(self, full_csid: bool) -> list[int]:
+        """The CSID levels prompts show: every level with ``full_csid`` (the user's code), else the prefix's."""
+        return self.code_levels if full_csid else self.csid_levels
 
 
 def read_groups_dir(path: Path) -> GroupsDir:
@@ -60,9 +65,9 @@ def read_groups_dir(path: Path) -> GroupsDir:
         raise CoeaInputError(f"missing {missing}", source=path,
                              fix="pass a DSIE directory (written by `coea group` or the dsie_group step)")
     dsie = json.loads((path / "dsie_config.json").read_text())
-    levels = dsie["rqvae"]["codebook_sizes"][: dsie["group"]["depth"]]
+    sizes = list(dsie["rqvae"]["codebook_sizes"])
     return GroupsDir(pd.read_parquet(path / "groups.parquet"), json.loads((path / "profiles.json").read_text()),
-                     levels)
+                     sizes[: dsie["group"]["depth"]], sizes)
 
 
 def load_dsie(dsie_dir: Path, device: str = "cpu"):

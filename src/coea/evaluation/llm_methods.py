@@ -8,9 +8,11 @@ the models after the last PCO round (``pco`` artifact), with the DSIE groups and
 - ``rllm_rank``: the R-LLM alone scores every category (an upper reference for relevance; U x C prompts);
 - ``coea``: the full method, ranked like ``nllm_sft`` with the N-LLM after the PCO rounds.
 
-The prompt carries the group and the short-term set, never the full history, so the plain view's novelty is
-the model's own; ``+x`` passes the history categories as exclusions. A user the DSIE groups do not know (new
-since they were fitted) gets the cold-start assignment (:func:`coea.dsie.groups.complete_assignment`).
+The prompt carries the group and the short-term set (plus the optional sections of the LLM config's prompt
+options: :func:`coea.llm.sft_data.prompt_context`, the recipe SFT and PCO use), never the full history, so the
+plain view's novelty is the model's own; ``+x`` passes the history categories as exclusions. A user the DSIE groups do
+not know (new since they were fitted) gets the cold-start assignment (:func:`coea.dsie.groups.complete_assignment`)
+and the group's prefix as their code.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from coea.data.split import Histories
 from coea.evaluation.baselines import ScoringMethod
 from coea.evaluation.registry import Need
 from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
+from coea.llm.sft_data import GroupInfo, category_sequences, group_infos, prompt_context
 
 
 class LlmMethod(ScoringMethod):
@@ -45,17 +48,20 @@ class LlmMethod(ScoringMethod):
         for bundle in (self.llms.novelty, self.llms.relevance):  # categories new since the models were trained
             admit_categories(bundle, self.categories)
         self.short_term = histories.short_term
-        self.user_group = complete_assignment(dsie.groups, histories.interactions, histories.short_term,
-                                              self.categories)
-        self.fallback = largest_group(dsie.groups)  # a user without any history event
-        self.group_info = {g: (parse_csid(g), str(dsie.profiles.get(g, {}).get("profile", "")))
-                           for g in {*self.user_group.values(), self.fallback}}
+        self.sequences = category_sequences(histories.interactions)
+        user_group = complete_assignment(dsie.groups, histories.interactions, histories.short_term, self.categories)
+        known = group_infos(dsie.groups, dsie.profiles)  # DSIE's users, with their own full CSID code
+        profile = {g: str(p.get("profile", "")) for g, p in dsie.profiles.items()}
+        self.group_info = {u: known.get(u) or GroupInfo(parse_csid(g), profile.get(g, ""))
+                           for u, g in user_group.items()}  # user -> GroupInfo
+        fallback = largest_group(dsie.groups)  # a user without any history event
+        self.fallback = GroupInfo(parse_csid(fallback), profile.get(fallback, ""))
         self.n_index = CategoryIndex(self.llms.novelty.tokenizer, self.categories)
 
     def contexts(self, users: Sequence[str]) -> list[PromptContext]:
-        groups = [self.user_group.get(u, self.fallback) for u in users]
-        return [PromptContext(*self.group_info[g], tuple(self.short_term.get(u, ()))) for u, g in zip(users, groups,
-                                                                                                     strict=True)]
+        data = self.ctx.llm.data
+        return [prompt_context(self.group_info.get(u, self.fallback), self.sequences.get(u, []), data,
+                               self.short_term.get(u, ())) for u in users]
 
     def novelty_logprobs(self, users: Sequence[str]) -> np.ndarray:
         """(U, C) log P(category | N-LLM prompt)."""

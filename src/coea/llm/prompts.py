@@ -19,7 +19,13 @@ whose hidden state starts from the candidate's embedding. With a trailing ``; re
 had to learn to attend two tokens back first, and a small model sat at the label prior (P(yes) the same for
 every candidate) for hundreds of steps before it did (measured: ~350 vs ~50 steps on a candidate-only rule).
 
-``with_group=False`` drops the group tokens and the profile (the ``w/o CSID`` ablation).
+``with_group=False`` drops the group tokens and the profile (the ``w/o CSID`` ablation), and the user's code.
+
+Optional sections (off by default, so default prompts are unchanged): ``user: <a_2> <b_0> <c_3>`` after the
+profile, the user's own full CSID code (every level, not only the group prefix; only with the group), and
+``long: Drama Comedy`` before ``recent:``, the user's most frequent categories before the cut (a long-term
+summary; kept in ``w/o CSID`` prompts, since it is history, not group information). Their marker words are
+:data:`OPTION_WORDS`; a scratch tokenizer gets them only when a model uses them (:func:`option_words`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ LEVEL_LETTERS = "abcdefgh"
 YES, NO = "yes", "no"
 NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK = "novel:", "candidate:", "relevant:"
 TEMPLATE_WORDS = ("group:", "profile:", "recent:", ";", NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK, YES, NO)
+USER_MARK, LONG_MARK = "user:", "long:"
+OPTION_WORDS = (USER_MARK, LONG_MARK)  # the optional sections' markers (see the module doc)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class PromptContext:
     csid: tuple[int, ...]  # the group's CSID prefix, e.g. (2, 0)
     profile: str  # the group's text profile
     short_term: tuple[str, ...]  # distinct recent categories, most recent last
+    code: tuple[int, ...] = ()  # the user's own full CSID code (``user:`` section); () = no section
+    long_term: tuple[str, ...] = ()  # the user's most frequent categories before the cut (``long:``); () = none
 
 
 def csid_token(level: int, code: int) -> str:
@@ -56,10 +66,19 @@ def parse_csid(text: str) -> tuple[int, ...]:
     return tuple(int(c) for c in text.split("-")) if text else ()
 
 
+def option_words(full_csid: bool, long_term: int) -> tuple[str, ...]:
+    """The marker words the optional sections of these prompt options add (for a scratch tokenizer)."""
+    return (USER_MARK,) * bool(full_csid) + (LONG_MARK,) * (long_term > 0)
+
+
 def context_text(ctx: PromptContext, *, with_group: bool = True) -> str:
     parts = []
     if with_group:
         parts += ["group:", *csid_tokens(ctx.csid), "profile:", " ".join(ctx.profile.split())]
+        if ctx.code:
+            parts += [USER_MARK, *csid_tokens(ctx.code)]
+    if ctx.long_term:
+        parts += [LONG_MARK, *ctx.long_term]
     parts += ["recent:", *ctx.short_term, ";"]
     return " ".join(parts)
 

@@ -17,6 +17,7 @@ import pandas as pd
 from coea.config import config_to_dict, save_config
 from coea.data.split import Histories
 from coea.llm.models import ModelBundle, build_model_and_tokenizer, save_bundle
+from coea.llm.prompts import option_words
 from coea.llm.sft import SftResult, train_sft
 from coea.llm.sft_config import LlmConfig
 from coea.llm.sft_data import GroupInfo, build_sft_examples, group_infos
@@ -50,6 +51,7 @@ def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Ma
     from dataclasses import replace
 
     texts = [str(p.get("profile", "")) for p in profiles.values()]
+    texts.append(" ".join(option_words(cfg.data.full_csid, cfg.data.long_term)))  # "" with the default prompts
     return build_model_and_tokenizer(replace(cfg.model, seed=cfg.model.seed + seed_offset), categories, texts,
                                      csid_levels, device=device)
 
@@ -58,7 +60,9 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
                    csid_levels: Sequence[int], out_dir: Path | None = None,
                    which: Sequence[str] = MODELS, device: str = "cpu") -> LlmTrainResult:
     """SFT the LLMs named in ``which`` (default both) on examples cut from ``histories`` (never the future), on
-    ``device`` (a resolved torch device string, see :func:`coea.device.resolve_device`).
+    ``device`` (a resolved torch device string, see :func:`coea.device.resolve_device`). ``cfg.data`` must be
+    resolved (:func:`coea.llm.sft_config.resolve_llm`); ``csid_levels`` are the code counts of the CSID levels
+    prompts show (every level of the user's code with ``cfg.data.full_csid``, else the group prefix's).
 
     Each model is built from its own seed and the same tokenizer recipe, and trained with its own seed, so
     training one at a time (two pipeline steps) gives the same models as training both in one call.

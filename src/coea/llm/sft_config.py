@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from coea.llm.config import ModelConfig
+
+if TYPE_CHECKING:
+    from coea.config import SplitConfig
 
 
 @dataclass
@@ -44,28 +48,63 @@ class NoveltyTarget(enum.StrEnum):
 
 @dataclass
 class SftDataConfig:
-    """How SFT examples are cut out of histories (N-LLM and R-LLM cut points are drawn separately)."""
+    """How SFT examples are cut out of histories (N-LLM and R-LLM cut points are drawn separately), and what a
+    prompt shows (the same recipe at SFT, PCO and inference: :func:`coea.llm.sft_data.prompt_context`).
+
+    The window fields default to None = *follow the split* (:func:`resolve_sft_data`, called where examples are
+    built, where the split is known): ``n_short`` = the split's ``n_short``, ``novelty_horizon`` = its
+    ``n_future``, ``horizon`` = 2 x ``n_future``, ``min_prefix`` = its ``n_short`` (the first cut once the
+    short-term window is full). With the default split these are the former fixed values 10, 10, 20, 10. An
+    explicit value always wins. A user whose history is too short for a cut at ``min_prefix`` is cut from half
+    their history on instead (:func:`coea.llm.sft_data.first_cut`).
+    """
 
     cuts_per_user: int = 4  # R-LLM cut points per user (fewer for short histories); also PCO's R-LLM refresh
-    min_prefix: int = 10  # events before the first possible cut
-    horizon: int = 20  # R-LLM: events after a cut that count as "taken up"
+    min_prefix: int | None = None  # events before the first possible cut (None: the split's n_short)
+    horizon: int | None = None  # R-LLM: events after a cut that count as "taken up" (None: 2 x the split's n_future)
     novelty_cuts_per_user: int = 12  # N-LLM cut points per user (fewer for short histories)
-    novelty_horizon: int = 10  # N-LLM: events after a cut whose categories are targets (= the split's n_future)
+    novelty_horizon: int | None = None  # N-LLM: events after a cut whose categories are targets (None: n_future)
     novelty_target: NoveltyTarget = NoveltyTarget.RECENT  # N-LLM targets: not in the short-term set / never seen
-    n_short: int = 10  # events forming the short-term set at a cut (match the split's n_short)
+    n_short: int | None = None  # events forming the short-term set at a cut (None: the split's n_short)
     max_targets: int = 10  # categories in an N-LLM target
     negatives_per_positive: int = 1  # R-LLM balance
     split_targets: bool = True  # one N-LLM example per taken-up category (trains the first-step distribution)
     with_group: bool = True  # False = prompts without CSID tokens and profile (ablation)
+    full_csid: bool = False  # True = the prompt also shows the user's own full CSID code (``user:``, needs with_group)
+    long_term: int = 0  # > 0 = the prompt also shows the user's N most frequent categories before the cut (``long:``)
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.novelty_target = NoveltyTarget(self.novelty_target)
-        for name in ("cuts_per_user", "min_prefix", "horizon", "novelty_cuts_per_user", "novelty_horizon", "n_short",
-                     "max_targets", "negatives_per_positive"):
+        for name in ("cuts_per_user", "novelty_cuts_per_user", "max_targets", "negatives_per_positive"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in WINDOW_FIELDS:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0 or None (follow the split), got {getattr(self, name)!r}")
+        if self.long_term < 0:
+            raise ValueError(f"long_term must be >= 0 (0 = off), got {self.long_term!r}")
 
+    @property
+    def resolved(self) -> bool:
+        """True when every window field is concrete (see :func:`resolve_sft_data`)."""
+        return all(getattr(self, name) is not None for name in WINDOW_FIELDS)
+
+
+WINDOW_FIELDS = ("min_prefix", "horizon", "novelty_horizon", "n_short")  # None = derived from the split
+
+
+def resolve_sft_data(cfg: SftDataConfig, split: SplitConfig) -> SftDataConfig:
+    """``cfg`` with every window field concrete: explicit values kept, None ones derived from ``split`` (see
+    :class:`SftDataConfig`; the default split gives min_prefix 10, horizon 20, novelty_horizon 10, n_short 10)."""
+    derived = {"min_prefix": split.n_short, "horizon": 2 * split.n_future, "novelty_horizon": split.n_future,
+               "n_short": split.n_short}
+    return replace(cfg, **{name: value for name, value in derived.items() if getattr(cfg, name) is None})
+
+
+def resolve_llm(cfg: LlmConfig, split: SplitConfig) -> LlmConfig:
+    """``cfg`` with its SFT data config resolved against ``split`` (:func:`resolve_sft_data`)."""
+    return replace(cfg, data=resolve_sft_data(cfg.data, split))
 
 
 @dataclass

@@ -1,13 +1,19 @@
 """Leakage-free SFT examples for the Novelty and Relevance LLMs, built from histories only.
 
 For each user, cut points are chosen inside the history (seeded; at least ``min_prefix`` events before a cut,
-evenly spread, jittered by up to 2 events). The two LLMs draw their cuts separately: the R-LLM (and PCO's
+evenly spread, jittered by up to 2 events). A user whose history has at most ``min_prefix`` events (no cut
+possible there) is cut from half their history on instead, without jitter (:func:`first_cut`): short-history
+users get examples, and every other user's cuts and jitter draws stay exactly as without the fallback. The
+window fields follow the split unless set (:func:`coea.llm.sft_config.resolve_sft_data`); the functions here
+need them resolved. The two LLMs draw their cuts separately: the R-LLM (and PCO's
 R-LLM refresh) up to ``cuts_per_user`` per user with ``horizon``; the N-LLM up to ``novelty_cuts_per_user``
 with ``novelty_horizon`` (its own seeded stream, so N-LLM settings never change the R-LLM examples). At a cut
 ``t``:
 
 - context = the user's group (CSID + profile) and the short-term set at the cut: the distinct categories of the
-  ``n_short`` events before ``t`` (most recent last);
+  ``n_short`` events before ``t`` (most recent last); optionally the user's own full CSID (``full_csid``) and
+  their ``long_term`` most frequent categories before ``t`` (:func:`prompt_context`, the one recipe shared by
+  SFT, PCO and inference);
 - *taken up* (R-LLM) = categories that appear in the ``horizon`` events after the cut and never before it
   (novel with respect to the user), in order of first appearance;
 - N-LLM targets = categories of the ``novelty_horizon`` events after the cut, in order of first appearance, that
@@ -38,7 +44,8 @@ Nothing here reads the evaluation future: the caller passes the split's historie
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +59,7 @@ from coea.llm.prompts import (
     relevance_completion,
     relevance_prompt,
 )
-from coea.llm.sft_config import NoveltyTarget, SftDataConfig
+from coea.llm.sft_config import WINDOW_FIELDS, NoveltyTarget, SftDataConfig
 
 
 @dataclass(frozen=True)
@@ -65,17 +72,35 @@ class SftExamples:
 
 @dataclass(frozen=True)
 class GroupInfo:
-    """A user's group as prompts need it."""
+    """A user's group as prompts need it, and the user's own full CSID code (``full_csid`` prompts)."""
 
     csid: tuple[int, ...]
     profile: str
+    code: tuple[int, ...] = ()  # every CSID level of the user's own code; () = unknown (the group prefix is used)
+
+
+def require_resolved(cfg: SftDataConfig) -> SftDataConfig:
+    """``cfg`` itself; raises ValueError when a window field still says "follow the split" (None)."""
+    if not cfg.resolved:
+        missing = [name for name in WINDOW_FIELDS if getattr(cfg, name) is None]
+        raise ValueError(f"SftDataConfig fields {missing} are None (follow the split): resolve them first with "
+                         f"coea.llm.sft_config.resolve_sft_data(cfg, split)")
+    return cfg
+
+
+def first_cut(n: int, min_prefix: int) -> int:
+    """The first possible cut of an ``n``-event history: ``min_prefix``, or half the history (at least 1) when
+    the history is too short for a cut there (``n <= min_prefix``)."""
+    return min_prefix if n > min_prefix else max(1, n // 2)
 
 
 def _cuts(n: int, cfg: SftDataConfig, rng: np.random.Generator, count: int | None = None) -> list[int]:
-    lo, hi = cfg.min_prefix, n - 1
+    lo, hi = first_cut(n, cfg.min_prefix), n - 1
     if hi < lo:
         return []
     points = np.unique(np.linspace(lo, hi, num=count or cfg.cuts_per_user).round().astype(int))
+    if n <= cfg.min_prefix:  # the short-history fallback draws nothing: the other users' jitter stays as it was
+        return points.tolist()
     jitter = rng.integers(-2, 3, size=points.size)
     return sorted(set(np.clip(points + jitter, lo, hi).tolist()))
 
@@ -90,6 +115,23 @@ def recent_categories(cats: list[str], t: int, n_short: int) -> tuple[str, ...]:
     """The short-term set at cut ``t``: distinct categories of ``cats[t - n_short:t]``, most recent last."""
     recent = cats[max(0, t - n_short):t]
     return tuple(list(dict.fromkeys(reversed(recent)))[::-1])
+
+
+def long_term_categories(cats: Sequence[str], n: int) -> tuple[str, ...]:
+    """The ``n`` most frequent categories of ``cats`` (the history before a cut), most frequent first, ties in
+    order of first appearance; () when ``n`` is 0."""
+    return tuple(c for c, _ in Counter(cats).most_common(n)) if n > 0 else ()
+
+
+def prompt_context(info: GroupInfo, cats: Sequence[str], cfg: SftDataConfig,
+                   short_term: Sequence[str] | None = None) -> PromptContext:
+    """The prompt context of a user with group ``info`` whose history before the cut is ``cats`` (chronological):
+    the short-term set (``short_term`` when given, e.g. the split's; else the last ``cfg.n_short`` events), the
+    user's full CSID code when ``cfg.full_csid`` (the group prefix when the code is unknown) and the
+    ``cfg.long_term`` most frequent categories of ``cats``. The one recipe of SFT, PCO and inference."""
+    recent = recent_categories(cats, len(cats), cfg.n_short) if short_term is None else tuple(short_term)
+    code = (info.code or info.csid) if cfg.full_csid else ()
+    return PromptContext(info.csid, info.profile, recent, code, long_term_categories(cats, cfg.long_term))
 
 
 def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, rng) -> list[str]:
@@ -111,6 +153,11 @@ def _grouped_histories(history: pd.DataFrame,
             yield info, g[CATEGORY].tolist()
 
 
+def category_sequences(history: pd.DataFrame) -> dict[str, list[str]]:
+    """user -> their categories in event order (``history`` sorted per user in time order)."""
+    return {str(u): g[CATEGORY].tolist() for u, g in history.groupby(USER, sort=False)}
+
+
 def adoption_counts(cuts: list[tuple[PromptContext, list[str], set[str]]]) -> pd.Series:
     """How often each category is taken up over R-LLM cuts (the weights of the R-LLM's "no" draws)."""
     return pd.Series([c for _, targets, _ in cuts for c in targets], dtype=object).value_counts()
@@ -119,13 +166,13 @@ def adoption_counts(cuts: list[tuple[PromptContext, list[str], set[str]]]) -> pd
 def cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
                 rng: np.random.Generator) -> list[tuple[PromptContext, list[str], set[str]]]:
     """R-LLM cuts: (context, taken-up categories, categories seen before the cut) for every grouped user."""
+    require_resolved(cfg)
     out = []
     for info, cats in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng):
             targets = taken_up(cats, t, cfg.horizon)
             if targets:
-                ctx = PromptContext(info.csid, info.profile, recent_categories(cats, t, cfg.n_short))
-                out.append((ctx, targets[:cfg.max_targets], set(cats[:t])))
+                out.append((prompt_context(info, cats[:t], cfg), targets[:cfg.max_targets], set(cats[:t])))
     return out
 
 
@@ -135,11 +182,11 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
     out = []
     for info, cats in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
-            recent = recent_categories(cats, t, cfg.n_short)
-            seen = set(recent) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
+            ctx = prompt_context(info, cats[:t], cfg)
+            seen = set(ctx.short_term) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
             targets = [c for c in dict.fromkeys(cats[t:t + cfg.novelty_horizon]) if c not in seen]
             if targets:
-                out.append((PromptContext(info.csid, info.profile, recent), targets[:cfg.max_targets]))
+                out.append((ctx, targets[:cfg.max_targets]))
     return out
 
 
@@ -161,7 +208,9 @@ def relevance_examples(cuts: list[tuple[PromptContext, list[str], set[str]]], ne
 
 def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
                        eos: str) -> SftExamples:
-    """Examples for every user in ``groups`` from their (chronologically sorted) history events."""
+    """Examples for every user in ``groups`` from their (chronologically sorted) history events (``cfg``
+    resolved: :func:`coea.llm.sft_config.resolve_sft_data`)."""
+    require_resolved(cfg)
     rng = np.random.default_rng(cfg.seed)
     relevance = relevance_examples(cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
                                    with_group=cfg.with_group)
@@ -174,11 +223,13 @@ def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], c
 
 
 def group_infos(groups: pd.DataFrame, profiles: Mapping[str, Mapping]) -> dict[str, GroupInfo]:
-    """user -> GroupInfo from DSIE's ``groups.parquet`` frame and ``profiles.json`` content."""
+    """user -> GroupInfo from DSIE's ``groups.parquet`` frame (with the user's own code from its ``csid`` column
+    when present) and ``profiles.json`` content."""
     from coea.llm.prompts import parse_csid
 
+    codes = groups["csid"].astype(str).tolist() if "csid" in groups else [""] * len(groups)
     out = {}
-    for user, gid in zip(groups[USER], groups["group_id"], strict=True):
+    for user, gid, code in zip(groups[USER], groups["group_id"], codes, strict=True):
         prof = profiles.get(gid, {})
-        out[str(user)] = GroupInfo(parse_csid(str(gid)), str(prof.get("profile", "")))
+        out[str(user)] = GroupInfo(parse_csid(str(gid)), str(prof.get("profile", "")), parse_csid(code))
     return out

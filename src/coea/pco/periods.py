@@ -21,7 +21,14 @@ from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.data.split import split_periods
 from coea.llm.prompts import PromptContext
 from coea.llm.sft_config import SftDataConfig
-from coea.llm.sft_data import GroupInfo, recent_categories, relevance_examples, taken_up
+from coea.llm.sft_data import (
+    GroupInfo,
+    prompt_context,
+    recent_categories,
+    relevance_examples,
+    require_resolved,
+    taken_up,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,11 @@ def round_windows(history: pd.DataFrame, rounds: int, follow_periods: bool) -> l
 
 
 def round_users(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window, n_short: int,
-                limit: int | None, rng: np.random.Generator) -> RoundUsers:
-    """Grouped users with an event in ``window``, at most ``limit`` of them (seeded subsample, sorted)."""
+                limit: int | None, rng: np.random.Generator, data: SftDataConfig | None = None) -> RoundUsers:
+    """Grouped users with an event in ``window``, at most ``limit`` of them (seeded subsample, sorted); their
+    contexts follow the prompt options of ``data`` (:func:`coea.llm.sft_data.prompt_context`; None = the
+    default options) with the short-term set of their last ``n_short`` events."""
+    data = data or SftDataConfig()
     ts = history[TIMESTAMP].to_numpy()
     active = history.loc[(ts >= window.start) & (ts < window.end), USER].astype(str).unique()
     users = sorted(u for u in active if u in groups)
@@ -60,7 +70,7 @@ def round_users(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: 
         users = sorted(rng.choice(users, size=limit, replace=False).tolist())
     before = history[ts < window.end]
     cats = {str(u): g[CATEGORY].tolist() for u, g in before.groupby(USER, sort=False)}
-    ctxs = [PromptContext(groups[u].csid, groups[u].profile, recent_categories(cats[u], len(cats[u]), n_short))
+    ctxs = [prompt_context(groups[u], cats[u], data, recent_categories(cats[u], len(cats[u]), n_short))
             for u in users]
     return RoundUsers(users, ctxs, [set(cats[u]) for u in users])
 
@@ -71,7 +81,9 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
     """R-LLM SFT examples whose cut points AND taken-up categories lie inside ``window`` (the period's new
     feedback): cut at up to ``cfg.cuts_per_user`` evenly spread events of the window, positives = categories
     first taken up in the following ``cfg.horizon`` events before the window's end, negatives drawn as in
-    :mod:`coea.llm.sft_data` (weighted by adoption popularity within the window), balanced, shuffled."""
+    :mod:`coea.llm.sft_data` (weighted by adoption popularity within the window), balanced, shuffled. ``cfg``
+    must be resolved; unlike SFT's cuts, a refresh cut always has ``cfg.min_prefix`` events before it."""
+    require_resolved(cfg)
     ts = history[TIMESTAMP].to_numpy()
     before = history[ts < window.end]
     cuts = []
@@ -86,6 +98,5 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
         for t in np.unique(np.linspace(lo, hi, num=cfg.cuts_per_user).round().astype(int)).tolist():
             targets = taken_up(cats, t, cfg.horizon)[:cfg.max_targets]
             if targets:
-                cuts.append((PromptContext(info.csid, info.profile, recent_categories(cats, t, cfg.n_short)), targets,
-                             set(cats[:t])))
+                cuts.append((prompt_context(info, cats[:t], cfg), targets, set(cats[:t])))
     return relevance_examples(cuts, cfg.negatives_per_positive, eos, rng, with_group=with_group)

@@ -156,7 +156,7 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
     seed_everything(cfg.seed + r)
     dpo_cfg, refresh_cfg = trainer_configs(cfg, r)
     with _timed(times, "sample_s"):
-        ru = round_users(ctx.history, ctx.groups, window, ctx.n_short, cfg.users_per_round, rng)
+        ru = round_users(ctx.history, ctx.groups, window, ctx.n_short, cfg.users_per_round, rng, llm.data)
         prompts = [novelty_prompt(c, with_group=llm.data.with_group) for c in ru.contexts]
         cands = sample_candidates(ctx, novelty, prompts, ru.seen, r)
     with _timed(times, "score_s"):

@@ -18,6 +18,7 @@ from coea.data.split import chronological_split
 from coea.device import resolve_device
 from coea.errors import CoeaInputError
 from coea.evaluation.pco_metrics import SplitEvaluator
+from coea.llm.sft_config import resolve_llm
 from coea.pco.checkpoint import STATE_FILE
 from coea.pco.run import run_pco
 from coea.stages.artifacts import load_llms
@@ -51,7 +52,8 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     device = resolve_device(cfg.device)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     llms = load_llms(list(llm_dirs), dsie_dir, device=device, trainable=True)
-    evaluator = SplitEvaluator(split, llms.groups, cfg.llm, cfg.pco.k)
-    result = run_pco(cfg.pco, cfg.llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
+    llm = resolve_llm(cfg.llm, cfg.split)  # refresh windows and the adoption prior follow the split unless set
+    evaluator = SplitEvaluator(split, llms.groups, llm, cfg.pco.k, judge_users=cfg.eval.judge_users)
+    result = run_pco(cfg.pco, llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
                      n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator)
     return PcoStageResult(out_dir, result.rounds)

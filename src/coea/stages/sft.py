@@ -17,6 +17,7 @@ from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
 from coea.device import resolve_device
 from coea.llm.run import MODELS, run_train_llms
+from coea.llm.sft_config import resolve_llm
 from coea.stages.artifacts import read_groups_dir
 
 
@@ -37,9 +38,11 @@ class SftStageResult:
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
                   which: Sequence[str] = MODELS) -> SftStageResult:
     """SFT the LLMs named in ``which`` on the histories of the prepared log in ``data_dir`` with the groups and
-    profiles of ``dsie_dir``; written under ``out_dir``."""
+    profiles of ``dsie_dir``; written under ``out_dir``. The SFT windows left unset follow ``cfg.split``
+    (:func:`coea.llm.sft_config.resolve_llm`); ``llm_config.json`` records the resolved values."""
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     g = read_groups_dir(dsie_dir)
-    result = run_train_llms(cfg.llm, split.histories, g.groups, g.profiles, g.csid_levels, Path(out_dir),
-                            which=tuple(which), device=resolve_device(cfg.device))
+    llm = resolve_llm(cfg.llm, cfg.split)  # SFT windows follow the split unless set
+    result = run_train_llms(llm, split.histories, g.groups, g.profiles, g.prompt_levels(llm.data.full_csid),
+                            Path(out_dir), which=tuple(which), device=resolve_device(cfg.device))
     return SftStageResult(Path(out_dir), result.metrics(), result.paths)

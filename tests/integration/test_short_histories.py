@@ -1,0 +1,54 @@
+"""A log whose users have 5-8 events: ``coea evaluate`` with the default SFT windows (they follow the split)
+trains both LLMs on a non-trivial number of examples. The config sets only data, the split (a 2-event future
+leaves such users a history) and the model size/epochs, never the SFT windows."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from coea.config import SyntheticConfig
+from coea.data.synthetic import generate_synthetic
+from tests.integration.test_cli import coea
+
+CONFIG = """data: {{spec: "parquet:{path}"}}
+split: {{n_future: 2, min_history: 2}}
+dsie:
+  encoder: {{dim: 16, epochs: 3}}
+  rqvae: {{epochs: 20}}
+  group: {{min_group_size: 5}}
+llm:
+  model: {{hidden_size: 32, intermediate_size: 64}}
+  novelty: {{epochs: 1}}
+  relevance: {{epochs: 1}}
+"""
+
+
+def short_log(n_users: int = 150, seed: int = 0) -> pd.DataFrame:
+    """Synthetic events, each user's first 5-8 (seeded) kept."""
+    syn = SyntheticConfig(seed=5, n_users=n_users, n_categories=20, n_groups=4, items_per_category=8,
+                          mean_interactions=7, min_interactions=5)
+    log = generate_synthetic(syn).interactions
+    keep = dict(zip(sorted(log.user_id.unique()), np.random.default_rng(seed).integers(5, 9, size=n_users),
+                    strict=True))
+    return log[log.groupby("user_id").cumcount() < log.user_id.map(keep)]
+
+
+def test_short_histories_train_both_llms(tmp_path):
+    log = short_log()
+    sizes = log.groupby("user_id").size()
+    assert sizes.between(5, 8).all() and sizes.nunique() == 4
+    log.to_parquet(tmp_path / "log.parquet", index=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.format(path=tmp_path / "log.parquet"))
+    out = tmp_path / "run"
+    res = coea("evaluate", "--config", str(cfg), "--out", str(out), "--methods", "markov+x,nllm_sft+x,dual_best_of_n")
+    assert res.returncode == 0, res.stderr
+    sft = {m: json.loads((out / "llm" / f"sft_metrics_{m}.json").read_text()) for m in ("novelty", "relevance")}
+    users = log.user_id.nunique()
+    assert sft["novelty"]["novelty"]["examples"] >= users  # >= 1 N-LLM example per user on average
+    assert sft["relevance"]["relevance"]["examples"] > 0.3 * users
+    data = sft["novelty"]["config"]["data"]  # the resolved windows: the split's n_short and n_future
+    assert (data["min_prefix"], data["horizon"], data["novelty_horizon"], data["n_short"]) == (10, 4, 2, 10)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "nllm_sft+x" in json.dumps(metrics)

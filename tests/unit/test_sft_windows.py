@@ -1,0 +1,113 @@
+"""SFT windows follow the split; the prompt options (full CSID, long-term summary); the judge metric."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from coea.config import SplitConfig
+from coea.data.split import chronological_split
+from coea.evaluation import pco_metrics
+from coea.evaluation.pco_metrics import SplitEvaluator, judge_rows, top_by_score
+from coea.llm.prompts import LONG_MARK, USER_MARK, PromptContext, novelty_prompt, option_words, relevance_prompt
+from coea.llm.sft_config import LlmConfig, NoveltyTarget, SftDataConfig, resolve_llm, resolve_sft_data
+from coea.llm.sft_data import GroupInfo, build_sft_examples, first_cut, long_term_categories, prompt_context
+from coea.llm.tokenizer import build_scratch_tokenizer
+from tests.helpers import events
+
+
+def test_default_split_gives_the_former_fixed_windows():
+    cfg = resolve_sft_data(SftDataConfig(), SplitConfig())
+    assert (cfg.min_prefix, cfg.horizon, cfg.novelty_horizon, cfg.n_short) == (10, 20, 10, 10) and cfg.resolved
+    assert not SftDataConfig().resolved
+
+
+def test_short_split_gives_shorter_windows_and_explicit_values_win():
+    split = SplitConfig(n_future=2, n_short=4, min_history=2)
+    cfg = resolve_sft_data(SftDataConfig(), split)
+    assert (cfg.min_prefix, cfg.horizon, cfg.novelty_horizon, cfg.n_short) == (4, 4, 2, 4)
+    cfg = resolve_sft_data(SftDataConfig(horizon=7, min_prefix=1), split)
+    assert (cfg.min_prefix, cfg.horizon, cfg.novelty_horizon, cfg.n_short) == (1, 7, 2, 4)
+    assert resolve_llm(LlmConfig(), split).data == resolve_sft_data(SftDataConfig(), split)
+    with pytest.raises(ValueError, match="min_prefix must be > 0 or None"):
+        SftDataConfig(min_prefix=0)
+
+
+def test_examples_need_a_resolved_config():
+    with pytest.raises(ValueError, match=r"resolve_sft_data"):
+        build_sft_examples(events([("u", "0", "a", 0)]), {"u": GroupInfo((0,), "")}, SftDataConfig(), eos="</s>")
+
+
+def _log(lengths: dict[str, int]):
+    cats = "abcdefghij"
+    return events([(u, f"{u}{t}", cats[(t * 3 + len(u)) % len(cats)], t) for u, n in lengths.items()
+                   for t in range(n)])
+
+
+def test_short_histories_get_cuts_and_long_ones_keep_theirs():
+    assert [first_cut(n, 10) for n in (2, 3, 7, 10, 11, 40)] == [1, 1, 3, 5, 10, 10]
+    cfg = resolve_sft_data(SftDataConfig(), SplitConfig())
+    groups = {u: GroupInfo((0, 1), "p") for u in ("long", "mid", "short")}
+    only_long = build_sft_examples(_log({"long": 40}), groups, cfg, eos="</s>")
+    both = build_sft_examples(_log({"long": 40, "short": 6}), groups, cfg, eos="</s>")
+    assert both.novelty[:len(only_long.novelty)] == only_long.novelty  # "long" sorts first: its examples unchanged
+    assert len(both.novelty) > len(only_long.novelty)  # the 6-event user gets examples from its 3rd event on
+
+
+def test_default_prompts_are_unchanged():
+    ctx = prompt_context(GroupInfo((2, 0), "Group  2-0: fans", (2, 0, 3)), ["x", "a", "b", "a"],
+                         resolve_sft_data(SftDataConfig(), SplitConfig()))
+    assert ctx == PromptContext((2, 0), "Group  2-0: fans", ("x", "b", "a"))
+    assert novelty_prompt(ctx) == "group: <a_2> <b_0> profile: Group 2-0: fans recent: x b a ; novel:"
+    assert relevance_prompt(ctx, "c") == "group: <a_2> <b_0> profile: Group 2-0: fans recent: x b a ; candidate: c"
+    assert novelty_prompt(ctx, with_group=False) == "recent: x b a ; novel:"
+    assert option_words(False, 0) == ()
+
+
+def test_full_csid_and_long_term_sections():
+    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig()), full_csid=True, long_term=2, n_short=1)
+    cats = ["c", "a", "b", "a", "c", "a", "b"]
+    ctx = prompt_context(GroupInfo((2, 0), "fans", (2, 1, 3)), cats, cfg)
+    assert ctx.code == (2, 1, 3) and ctx.long_term == ("a", "c")  # 3 a, then the tie c/b by first appearance
+    assert novelty_prompt(ctx) == ("group: <a_2> <b_0> profile: fans user: <a_2> <b_1> <c_3> long: a c recent: b ; "
+                                   "novel:")
+    assert novelty_prompt(ctx, with_group=False) == "long: a c recent: b ; novel:"  # w/o CSID: no code either
+    assert prompt_context(GroupInfo((2, 0), "fans"), cats, cfg).code == (2, 0)  # unknown code: the group prefix
+    assert long_term_categories(cats, 0) == () and long_term_categories(cats[:1], 3) == ("c",)
+    tok = build_scratch_tokenizer(["a", "b", "c"], ["fans", " ".join(option_words(True, 2))], [4, 4, 4])
+    ids = tok(novelty_prompt(ctx), add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.convert_tokens_to_ids([USER_MARK, LONG_MARK]) == [ids[5], ids[9]]
+
+
+def test_long_term_never_shows_what_comes_after_the_cut():
+    """N-LLM targets with ``novelty_target=user`` are categories never seen before the cut: none of them may
+    appear in the example's ``long:`` section (it summarises the history before the cut only)."""
+    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig(n_future=3, n_short=2)), long_term=5,
+                  novelty_target=NoveltyTarget.USER, split_targets=False)
+    log = _log({f"u{i}": 12 + i for i in range(8)})
+    ex = build_sft_examples(log, {f"u{i}": GroupInfo((0,), "") for i in range(8)}, cfg, eos="</s>")
+    assert ex.novelty
+    for e in ex.novelty:
+        long = e["prompt"].split(LONG_MARK)[1].split("recent:")[0].split()
+        assert long and not set(long) & set(e["completion"].split()[:-1])
+
+
+def test_judge_metric_ranks_unseen_categories_by_p_yes(monkeypatch):
+    rows = [(u, f"{u}{t}", c, t) for u, cats in {"u1": "aabbc", "u2": "abbad", "u3": "ccaab"}.items()
+            for t, c in enumerate(cats)]
+    split = chronological_split(events(rows), SplitConfig(n_future=1, n_short=2, min_history=2))
+    groups = {u: GroupInfo((0,), "") for u in ("u1", "u2", "u3")}
+    p = {"a": 0.1, "b": 0.2, "c": 0.9, "d": 0.5}
+    monkeypatch.setattr(pco_metrics, "rllm_scores", lambda rel, ctxs, cands, llm: [[p[c] for c in cs] for cs in cands])
+    ev = SplitEvaluator(split, groups, resolve_llm(LlmConfig(), split.config), k=1, judge_users=2)
+    assert ev.judged == judge_rows(3, 2) and len(ev.judged) == 2 and judge_rows(3, 5) == [0, 1, 2]
+    users = [ev.users[i] for i in ev.judged]
+    novel = [["d"] for _ in ev.users]  # the N-LLM's +x top-1 of every evaluated user
+    out = ev.judge(None, novel)
+    # u1's future is c (unseen, top P(yes)) -> hit; u2's is d: c outranks it -> miss; u3's is b: seen -> no hit
+    expected = {"u1": 1.0, "u2": 0.0, "u3": 0.0}
+    assert out["judge_S-H"] == pytest.approx(np.mean([expected[u] for u in users]))
+    assert out["x_S-H_judged"] == pytest.approx(np.mean([float(u == "u2") for u in users]))
+    assert out["judged_users"] == 2
+    assert top_by_score([["a", "b", "c"]], [[0.2, 0.9, 0.5]], 2) == [["b", "c"]]
+    assert SplitEvaluator(split, groups, LlmConfig(), k=1, judge_users=0).judge(None, novel) == {}
