@@ -143,8 +143,8 @@ def _variant_llm_dir(name: str, vcfg: RunConfig, cfg: RunConfig, layout: RunLayo
 
 def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = False) -> AblateResult:
     """Every variant (``extras``: with the richer-prompt ones) over the same split and rounds (see module doc);
-    written under ``out_dir``, which also becomes a run folder (``data/``, ``dsie/``, ``llm/``, ``pco/`` = the ``coea`` variant) that
-    ``coea evaluate --from-run`` reads."""
+    written under ``out_dir``, which also becomes a run folder (``data/``, ``dsie/``, ``llm/``, ``pco/`` = the
+    ``coea`` variant) that ``coea evaluate --from-run`` reads."""
     seed_everything(cfg.eval.seed)
     configs = variant_configs(cfg, alphas, extras)
     check_reference(cfg.eval.reference, [*configs, WITHOUT_RLLM, *BASELINES])  # before anything trains
