@@ -181,3 +181,36 @@ def test_a_custom_reward_plugs_into_the_loop_unchanged(sft, monkeypatch):
     completion = {novelty_completion([c], llms.novelty.tokenizer.eos_token): c for c in cats}
     for pair in trained[0]:
         assert completion[pair["chosen"]] in reward.good and completion[pair["rejected"]] not in reward.good
+
+
+@pytest.mark.parametrize("kind", ["feedback", "hybrid"])
+def test_feedback_rewards_train_on_logged_take_ups_and_refresh_on_policy(sft, tmp_path, monkeypatch, kind):
+    """Every round of a feedback reward reads the next history period: users with feedback, pairs whose chosen
+    candidate the user took up there, and on-policy R-LLM refresh examples beside the period ones."""
+    from coea.pco import round as round_module
+
+    seen_pairs = []
+    real = round_module.build_pairs
+
+    def spy(*args, **kw):
+        out = real(*args, **kw)
+        seen_pairs.append(out[0])
+        return out
+
+    monkeypatch.setattr(round_module, "build_pairs", spy)
+    res = _run(sft, tmp_path / kind, _pco_cfg(reward=kind))
+    _, split, _ = sft
+    ts = split.histories.interactions["timestamp"]
+    for row in res.rounds[1:]:
+        assert row["feedback_users"] > 0 and row["feedback_pairs"] > 0 and row["dpo_steps"] > 0
+        assert row["onpolicy_examples"] > 0 and row["refresh_examples"] > row["onpolicy_examples"]
+        assert row["feedback_injected"] > 0 and row["window"][1] <= ts.max()
+    assert res.rounds[2]["window"][1] < ts.max()  # rounds + 1 periods: the last one is only read as feedback
+    if kind == "feedback":
+        assert all(p.chosen_score == 1.0 and p.rejected_score == 0.0 for ps in seen_pairs for p in ps)
+
+
+def test_default_rounds_read_no_feedback(sft, tmp_path):
+    row = _run(sft, tmp_path / "pco", replace(_pco_cfg(), rounds=1)).rounds[1]
+    assert row["feedback_users"] == row["feedback_pairs"] == row["feedback_injected"] == row["onpolicy_examples"] == 0
+    assert row["refresh_examples"] > 0

@@ -1,9 +1,14 @@
 """The leakage rule: nothing a method uses is computed from the interactions it is scored on.
 
 Fit every baseline, change every future interaction (items, categories, timestamps), refit: the
-recommendations must be identical. A control checks that the same procedure notices a change of history.
+recommendations must be identical. A control checks that the same procedure notices a change of history. The
+PCO rewards that read logged feedback (``feedback``, ``hybrid``) run the same test on the CoEA methods, and a
+control checks that their feedback really is read: changing the last history period (the last round's feedback
+period) changes that round's pairs and leaves the earlier round's alone.
 """
 
+import copy
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -16,14 +21,18 @@ from coea.data.split import chronological_split
 from coea.data.synthetic import generate_synthetic
 from coea.evaluation.evaluate import recommend_all
 from coea.evaluation.registry import METHODS as REGISTRY
-from coea.evaluation.registry import method_context
+from coea.evaluation.registry import Need, method_context
 from coea.flow import run_flow
 from coea.layout import RunLayout
+from coea.pco import round as round_module
 from coea.pco.config import PcoConfig
-from coea.stages import load_artifacts
+from coea.pco.loop import PcoLoop
+from coea.pco.periods import round_windows
+from coea.stages import load_artifacts, load_llms
 from tests.pipeline.pipeline_helpers import tiny_llm
 
 METHODS = sorted(REGISTRY) + [f"{m}+x" for m in sorted(REGISTRY)]
+COEA = ["coea", "coea+x"]
 SPLIT = SplitConfig(n_future=5, n_short=5, min_history=3)
 
 
@@ -38,19 +47,23 @@ def _mutate_future(df: pd.DataFrame, n_future: int, rng: np.random.Generator) ->
     return df
 
 
-def _recs(df: pd.DataFrame, root):
-    """Every method on ``df``'s histories: the training flow (DSIE, SFT of small LLMs, 2 small PCO rounds) on the
-    log, then every method fitted with those artifacts (the rule does not depend on model size: PCO prompts,
-    pairs and R-LLM refreshes are all cut from histories)."""
+def _config(root, methods: list[str], reward: str = "serendipity") -> RunConfig:
+    return replace(RunConfig(), data=DataConfig(spec=f"parquet:{root / 'log.parquet'}"), split=SPLIT, llm=tiny_llm(),
+                   pco=PcoConfig(rounds=2, users_per_round=40, candidates=4, margin=0.0, reward=reward),
+                   eval=EvalConfig(methods=methods, ks=[10]), device="cpu")
+
+
+def _recs(df: pd.DataFrame, root, methods: list[str] = METHODS, reward: str = "serendipity"):
+    """``methods`` on ``df``'s histories: the training flow (DSIE, SFT of small LLMs, 2 small PCO rounds with
+    ``reward``) on the log, then every method fitted with those artifacts (the rule does not depend on model
+    size: PCO prompts, pairs, feedback and R-LLM refreshes are all cut from histories)."""
     root.mkdir(parents=True, exist_ok=True)
     df.to_parquet(root / "log.parquet", index=False)
-    cfg = replace(RunConfig(), data=DataConfig(spec=f"parquet:{root / 'log.parquet'}"), split=SPLIT, llm=tiny_llm(),
-                  pco=PcoConfig(rounds=2, users_per_round=40, candidates=4, margin=0.0),
-                  eval=EvalConfig(methods=METHODS, ks=[10]), device="cpu")
+    cfg = _config(root, methods, reward)
     layout = RunLayout(root / "run")
     run_flow(cfg, layout, evaluate=False)
     split = chronological_split(read_prepared(layout.data).interactions, SPLIT)
-    ctx = method_context(cfg, load_artifacts(METHODS, layout.artifacts()))
+    ctx = method_context(cfg, load_artifacts(methods, layout.artifacts()))
     return split, recommend_all(split, cfg.eval, ctx)
 
 
@@ -62,15 +75,19 @@ def data(request):
     return generate_synthetic(cfg).interactions
 
 
-def test_changing_every_future_event_leaves_recommendations_identical(data, tmp_path):
-    split_a, recs_a = _recs(data, tmp_path / "a")
+@pytest.mark.parametrize(("reward", "methods"), [("serendipity", METHODS), ("feedback", COEA), ("hybrid", COEA)])
+def test_changing_every_future_event_leaves_recommendations_identical(data, tmp_path, reward, methods):
+    split_a, recs_a = _recs(data, tmp_path / "a", methods, reward)
     mutated = _mutate_future(data, SPLIT.n_future, np.random.default_rng(0))
-    split_b, recs_b = _recs(mutated, tmp_path / "b")
+    split_b, recs_b = _recs(mutated, tmp_path / "b", methods, reward)
     # the mutation really changed the futures, and left histories alone
     assert split_a.future_categories != split_b.future_categories
     pd.testing.assert_frame_equal(split_a.histories.interactions, split_b.histories.interactions)
-    for name in METHODS:
+    for name in methods:
         assert recs_a[name] == recs_b[name], f"{name} changed when only the future changed: leakage"
+    if reward != "serendipity":  # the rounds did read feedback
+        rows = json.loads((tmp_path / "a" / "run" / "pco" / "pco_metrics.json").read_text())["rounds"]
+        assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])
 
 
 def test_control_changing_history_changes_recommendations(data, tmp_path):
@@ -80,3 +97,36 @@ def test_control_changing_history_changes_recommendations(data, tmp_path):
     changed.loc[first, "category"] = changed["category"].iloc[0]
     _, recs_b = _recs(changed, tmp_path / "b")
     assert recs_a["pop"] != recs_b["pop"] or recs_a["markov"] != recs_b["markov"]
+
+
+def test_control_changing_the_last_history_period_changes_the_feedback_pairs(data, tmp_path, monkeypatch):
+    """Same SFT models, two histories that differ only in the last period's categories: round 1 (feedback from
+    period 1) trains on the same pairs, round 2 (feedback from the last period) on different ones."""
+    root = tmp_path / "sft"
+    root.mkdir()
+    data.to_parquet(root / "log.parquet", index=False)
+    cfg = _config(root, COEA, "feedback")
+    run_flow(cfg, RunLayout(root / "run"), needs=frozenset({Need.LLMS}), evaluate=False)
+    history = chronological_split(read_prepared(RunLayout(root / "run").data).interactions, SPLIT).histories
+    llms = load_llms([root / "run" / "llm"], root / "run" / "dsie", trainable=True)
+    last = round_windows(history.interactions, cfg.pco.rounds, True, feedback=True)[-1]
+    events = history.interactions.copy()
+    tail = (events["timestamp"] >= last.end).to_numpy()
+    cats = list(history.categories)
+    events.loc[tail, "category"] = [cats[(cats.index(c) + 1) % len(cats)] for c in events.loc[tail, "category"]]
+    assert tail.sum() > 0
+    pairs: list[list[list[tuple[str, str, str]]]] = []
+    real = round_module.dpo_update
+
+    def spy(ctx, novelty, round_pairs, dpo_cfg):
+        pairs[-1].append([(p.prompt, p.chosen, p.rejected) for p in round_pairs])
+        return real(ctx, novelty, round_pairs, dpo_cfg)
+
+    monkeypatch.setattr(round_module, "dpo_update", spy)
+    for frame in (history.interactions, events):
+        pairs.append([])
+        PcoLoop(cfg.pco, cfg.llm, frame, cats, llms.groups, copy.deepcopy(llms.novelty),
+                copy.deepcopy(llms.relevance), n_short=SPLIT.n_short, device="cpu").run()
+    (a1, a2), (b1, b2) = pairs
+    assert a1 and a1 == b1
+    assert a2 != b2

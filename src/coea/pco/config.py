@@ -17,6 +17,27 @@ class RewardKind(enum.StrEnum):
     # one already seen (pairs then also teach "new over seen": NCP rises)
     SERENDIPITY = "serendipity"
     RELEVANCE = "relevance"  # candidates drawn among new categories only; R-LLM P(yes) (pairs re-rank new ones)
+    # logged feedback (see coea.pco.feedback): 1 for a candidate the user took up in the round's feedback period
+    # (the next history period), 0 otherwise; users without events there give no pairs
+    FEEDBACK = "feedback"
+    # logged feedback (1/0) for users with events in the feedback period, the serendipity rule (R-LLM P(yes) for a
+    # new category, 0 for a seen one) for the others; pairs are formed per user, so scales never mix in a pair
+    HYBRID = "hybrid"
+
+
+FEEDBACK_REWARDS = frozenset({RewardKind.FEEDBACK, RewardKind.HYBRID})  # the rewards that read logged feedback
+
+
+class RefreshKind(enum.StrEnum):
+    """What the R-LLM is refreshed on after each round (with ``refresh_relevance`` and ``follow_periods``)."""
+
+    AUTO = "auto"  # PERIOD for the R-LLM-judged rewards (serendipity, relevance), BOTH for feedback and hybrid
+    PERIOD = "period"  # cut points and take-ups inside the round's period (balanced yes/no, as in SFT)
+    # the N-LLM's own new proposals of the round, yes if the user took them up in the feedback period, no otherwise
+    # (balanced as the SFT examples: at most negatives_per_positive "no" per "yes"); what the paper's loop does
+    # with new interactions
+    ON_POLICY = "on_policy"
+    BOTH = "both"  # PERIOD + ON_POLICY examples, shuffled together
 
 
 class Reference(enum.StrEnum):
@@ -56,7 +77,12 @@ class PcoConfig:
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
     reference: Reference = Reference.ROUND  # DPO reference: the N-LLM at the start of the round, or the SFT model
-    refresh_relevance: bool = True  # SFT the R-LLM on each period's new interactions (period mode only)
+    refresh_relevance: bool = True  # SFT the R-LLM after each round (period mode only; examples: ``refresh``)
+    refresh: RefreshKind = RefreshKind.AUTO  # see RefreshKind; refresh_kind() resolves AUTO
+    # feedback and hybrid rewards: a user's categories taken up in the feedback period that the N-LLM did not
+    # sample join their candidates (at most pairs_per_prompt taken-up candidates per user in all), so logged
+    # positives become chosen candidates (teacher forcing, as DPO on logged data); False = sampled candidates only
+    feedback_inject: bool = True
     relevance_refresh: SftTrainConfig = field(
         default_factory=lambda: SftTrainConfig(epochs=1.0, lr=1e-3, max_examples=8000, warmup_ratio=0.0))
     dpo: DpoTrainConfig = field(default_factory=DpoTrainConfig)  # alpha = 0: the "w/o KL" ablation
@@ -66,6 +92,10 @@ class PcoConfig:
     def __post_init__(self) -> None:
         self.reward = _as_enum(RewardKind, "reward", self.reward)
         self.reference = _as_enum(Reference, "reference", self.reference)
+        self.refresh = _as_enum(RefreshKind, "refresh", self.refresh)
+        if self.uses_feedback and not self.follow_periods:
+            raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
+                             "(feedback is what users take up in the history period after a round's)")
         for name in ("rounds", "candidates", "pairs_per_prompt", "k"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -79,3 +109,15 @@ class PcoConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
         if not 0.0 < self.accept_threshold < 1.0:
             raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
+
+    def refresh_kind(self) -> RefreshKind:
+        """``refresh`` with AUTO resolved: BOTH for the rewards that read feedback, PERIOD otherwise (today's)."""
+        if self.refresh is not RefreshKind.AUTO:
+            return self.refresh
+        return RefreshKind.BOTH if self.reward in FEEDBACK_REWARDS else RefreshKind.PERIOD
+
+    @property
+    def uses_feedback(self) -> bool:
+        """Whether a round reads logged feedback (its reward or its R-LLM refresh): the history is then cut into
+        ``rounds + 1`` periods, period r + 1 being round r's feedback period (see :mod:`coea.pco.periods`)."""
+        return self.reward in FEEDBACK_REWARDS or self.refresh_kind() in (RefreshKind.ON_POLICY, RefreshKind.BOTH)

@@ -71,7 +71,7 @@ class PcoLoop:
                                 device, n_short, sft_reference)
         self.cfg, self.device, self.novelty, self.relevance = cfg, device, novelty, relevance
         self.out_dir, self.evaluate = out_dir, evaluate
-        self.windows = round_windows(history, cfg.rounds, cfg.follow_periods)
+        self.windows = round_windows(history, cfg.rounds, cfg.follow_periods, feedback=cfg.uses_feedback)
 
     def _start(self, resume: bool) -> tuple[int, list[dict[str, Any]]]:
         """(rounds already done, their rows): from ``out_dir``'s state with ``resume`` (models and RNG

@@ -7,6 +7,12 @@ r prompts the users active in window r with their state at the window's end (gro
 last ``n_short`` events before it, everything seen before it excluded from sampling), and refreshes the R-LLM
 on the categories taken up inside window r. Without it every round is a pass over the full history (the
 prompts of the last window) and the R-LLM is not refreshed (there is no new feedback to learn from).
+
+Feedback (``PcoConfig.uses_feedback``: the feedback/hybrid rewards, the on-policy R-LLM refresh): the history is
+cut into ``rounds + 1`` periods instead; round r uses period r and its *feedback period* is period r + 1
+(``Window.feedback_end``), so every round, the last included, has one, and the last period is only ever read as
+the last round's feedback. Feedback periods lie inside the history by construction (the last one ends at the
+history's last event), never in the evaluation future. What a user took up there: :mod:`coea.pco.feedback`.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ from coea.llm.sft_data import (
 
 @dataclass(frozen=True)
 class Window:
-    """Events with ``start <= timestamp < end`` form round ``index``'s period."""
+    """Events with ``start <= timestamp < end`` form round ``index``'s period; with feedback, events with
+    ``end <= timestamp < feedback_end`` form its feedback period (None: the round reads no feedback)."""
 
     index: int
     start: int
     end: int
+    feedback_end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,12 +57,19 @@ class RoundUsers:
     seen: list[set[str]]
 
 
-def round_windows(history: pd.DataFrame, rounds: int, follow_periods: bool) -> list[Window]:
-    """One window per round (see module doc); all rounds share the full span without ``follow_periods``."""
+def round_windows(history: pd.DataFrame, rounds: int, follow_periods: bool, *,
+                  feedback: bool = False) -> list[Window]:
+    """One window per round (see module doc); all rounds share the full span without ``follow_periods``; with
+    ``feedback`` (needs ``follow_periods``) ``rounds + 1`` periods, period r + 1 being window r's feedback."""
     ts = history[TIMESTAMP]
     if not follow_periods:
+        if feedback:
+            raise ValueError("feedback periods need follow_periods")
         return [Window(r, int(ts.min()), int(ts.max()) + 1) for r in range(rounds)]
-    return [Window(p.index, p.start, p.end) for p in split_periods(history, rounds, equal="count")]
+    if not feedback:
+        return [Window(p.index, p.start, p.end) for p in split_periods(history, rounds, equal="count")]
+    periods = split_periods(history, rounds + 1, equal="count")
+    return [Window(p.index, p.start, p.end, nxt.end) for p, nxt in zip(periods, periods[1:], strict=False)]
 
 
 def round_users(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window, n_short: int,

@@ -6,8 +6,15 @@ one score per candidate; pairs are then formed from these scores (:mod:`coea.pco
 whether candidates are sampled among categories the user has not seen (``exclude_seen_when_sampling``).
 
 A new reward is one subclass plus one :data:`REWARDS` entry; the loop does not change. A reward that reads
-logged feedback finds, for user ``inputs.users[i]``, what they took up after ``inputs.window.end`` in
-``inputs.history`` (the history only: the evaluation future never reaches the loop).
+logged feedback finds, for user ``inputs.users[i]``, what they took up in the round's feedback period (the next
+history period) in ``inputs.feedback[i]`` (:mod:`coea.pco.feedback`; the history only: the evaluation future never
+reaches the loop); it sets ``reads_feedback`` so the round may add the user's logged take-ups to the candidates
+(``PcoConfig.feedback_inject``).
+
+Scales: the R-LLM-judged rewards score P(yes) in [0, 1]; :class:`FeedbackReward` scores 1 (taken up) or 0 (not);
+:class:`HybridReward` uses the logged 1/0 for users with feedback and the serendipity rule for the others. Pairs
+are formed within one user's candidates, all scored on one scale, so the two scales never meet in a pair: a
+logged pair has a gap of 1, above any margin; an R-LLM pair a gap of P(yes) differences.
 
 The R-LLM-judged rewards share :class:`RllmReward`: P(yes) of the R-LLM, optionally prior-corrected. The R-LLM's
 balanced yes/no examples draw their "no" candidates by adoption popularity q(c), so its odds estimate the lift
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +35,7 @@ from coea.llm.prompts import PromptContext, relevance_prompt
 from coea.llm.sft_config import LlmConfig
 from coea.llm.sft_data import GroupInfo, adoption_counts, cut_points
 from coea.pco.config import PcoConfig, RewardKind
+from coea.pco.feedback import Feedback
 from coea.pco.periods import Window
 
 if TYPE_CHECKING:
@@ -57,12 +65,20 @@ class RewardInputs:
     history: pd.DataFrame  # the full history (feedback after window.end lies here, within the history)
     relevance: ModelBundle  # the R-LLM as it is this round (before its refresh)
     llm: LlmConfig
+    # per user: categories taken up in the round's feedback period (coea.pco.feedback.feedback_takeups), None =
+    # no events there; empty list = the round has no feedback period (rewards that read none)
+    feedback: list[Feedback] = field(default_factory=list)
+
+    def feedback_of(self, i: int) -> Feedback:
+        """User i's take-ups in the feedback period, or None when there is no feedback for them."""
+        return self.feedback[i] if i < len(self.feedback) else None
 
 
 class Reward(abc.ABC):
     """Scores a round's candidates: ``score(inputs)[i][j]`` is the reward of ``inputs.candidates[i][j]``."""
 
     exclude_seen_when_sampling: bool = False  # True: candidates are sampled among unseen categories only
+    reads_feedback: bool = False  # True: scores come from inputs.feedback (the round may inject logged take-ups)
 
     @classmethod
     def build(cls, cfg: PcoConfig, setup: RewardSetup) -> Reward:
@@ -146,9 +162,40 @@ class RelevanceReward(RllmReward):
         return self.judge(inputs, inputs.candidates)
 
 
+class FeedbackReward(Reward):
+    """Logged feedback: 1.0 for a candidate the user took up in the round's feedback period, 0.0 for any other
+    (seen categories included, never taken up by definition); a user without feedback scores all 0 and so
+    yields no pair. Candidates from the full distribution, as for serendipity."""
+
+    exclude_seen_when_sampling = False
+    reads_feedback = True
+
+    def score(self, inputs: RewardInputs) -> list[list[float]]:
+        return [[1.0 if c in (inputs.feedback_of(i) or ()) else 0.0 for c in cs]
+                for i, cs in enumerate(inputs.candidates)]
+
+
+class HybridReward(SerendipityReward):
+    """Logged feedback (1/0, as :class:`FeedbackReward`) for users with events in the feedback period; the
+    serendipity rule ((corrected) R-LLM P(yes) for a new category, 0 for a seen one) for the others."""
+
+    reads_feedback = True
+
+    def score(self, inputs: RewardInputs) -> list[list[float]]:
+        rest = [i for i in range(len(inputs.users)) if inputs.feedback_of(i) is None]
+        sub = replace(inputs, users=[inputs.users[i] for i in rest], contexts=[inputs.contexts[i] for i in rest],
+                      seen=[inputs.seen[i] for i in rest], candidates=[inputs.candidates[i] for i in rest],
+                      feedback=[])
+        judged = dict(zip(rest, super().score(sub), strict=True)) if rest else {}
+        logged = FeedbackReward().score(inputs)
+        return [judged.get(i, logged[i]) for i in range(len(inputs.users))]
+
+
 REWARDS: dict[RewardKind, type[Reward]] = {
     RewardKind.SERENDIPITY: SerendipityReward,
     RewardKind.RELEVANCE: RelevanceReward,
+    RewardKind.FEEDBACK: FeedbackReward,
+    RewardKind.HYBRID: HybridReward,
 }
 
 

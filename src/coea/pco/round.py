@@ -1,11 +1,15 @@
 """One PCO round as small steps: (1) sample M candidates per prompt from the N-LLM, (2) score them with the
-configured :class:`~coea.pco.reward.Reward`, (3) form preference pairs, (4) DPO+KL update of the N-LLM,
-(5) re-evaluate the updated N-LLM's top-K with the R-LLM, (6) refresh the R-LLM by SFT on the period's new
-interactions (see :mod:`coea.pco.periods`).
+configured :class:`~coea.pco.reward.Reward` (a reward that reads feedback also gets the users' take-ups in the
+round's feedback period, and with ``feedback_inject`` the unsampled ones join the candidates; see
+:mod:`coea.pco.feedback`), (3) form preference pairs, (4) DPO+KL update of the N-LLM, (5) re-evaluate the updated
+N-LLM's top-K with the R-LLM, (6) refresh the R-LLM by SFT (``PcoConfig.refresh_kind()``): on the period's new
+interactions (see :mod:`coea.pco.periods`) and/or on the N-LLM's own sampled proposals of step (1) labelled by
+the feedback period (on-policy).
 
-A round is reproducible from ``(cfg.seed, round)`` alone: its user subsample and refresh draws use
-``np.random.default_rng([seed, r])``, the global RNGs are re-seeded with ``seed + r``, the sampler with
-``seed * 1000 + r`` and the trainers with their own seed ``+ r``.
+A round is reproducible from ``(cfg.seed, round)`` alone: its user subsample and period refresh draws use
+``np.random.default_rng([seed, r])``, the on-policy refresh draws ``np.random.default_rng([seed, r, 1])``, the
+global RNGs are re-seeded with ``seed + r``, the sampler with ``seed * 1000 + r`` and the trainers with their own
+seed ``+ r``.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt
 from coea.llm.sft_config import LlmConfig, SftTrainConfig
 from coea.llm.sft_data import GroupInfo
-from coea.pco.config import PcoConfig, Reference
+from coea.pco.config import PcoConfig, Reference, RefreshKind
+from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
 from coea.pco.pairs import PairStats, PreferencePair, build_pairs
-from coea.pco.periods import Window, refresh_examples, round_users
+from coea.pco.periods import RoundUsers, Window, refresh_examples, round_users
 from coea.pco.reward import Reward, RewardInputs, rllm_scores
 from coea.utils import seed_everything
 
@@ -55,6 +60,20 @@ class RoundContext:
 
 
 @dataclass
+class FeedbackStats:
+    """A round's use of logged feedback (all 0 when it reads none)."""
+
+    users: int = 0  # prompted users with events in the round's feedback period
+    pairs: int = 0  # preference pairs from those users' prompts, when the reward reads feedback
+    injected: int = 0  # logged take-ups added to the candidates (feedback_inject)
+    onpolicy_examples: int = 0  # on-policy R-LLM refresh examples (before the refresh's max_examples cap)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"feedback_users": self.users, "feedback_pairs": self.pairs, "feedback_injected": self.injected,
+                "onpolicy_examples": self.onpolicy_examples}
+
+
+@dataclass
 class RoundReport:
     """One round's figures; :meth:`as_row` is the metrics row written per round."""
 
@@ -68,15 +87,19 @@ class RoundReport:
     dpo_margin: float | None  # last logged DPO reward margin (None: no pairs, no update)
     dpo_kl: float | None  # last logged KL estimate to the reference
     dpo_steps: int
-    refresh_examples: int  # R-LLM refresh examples trained on
+    refresh_examples: int  # R-LLM refresh examples (period + on-policy, before the max_examples cap)
+    feedback: FeedbackStats = field(default_factory=FeedbackStats)  # row keys: see FeedbackStats.as_dict
     times: dict[str, float] = field(default_factory=dict)  # sample_s, score_s, dpo_s, reeval_s, refresh_s
 
     def as_row(self) -> dict[str, Any]:
+        """The metrics row: round, window [start, end], the pair stats, the before/after acceptance, the DPO
+        figures, ``refresh_examples``, ``feedback_users``/``feedback_pairs``/``feedback_injected``/
+        ``onpolicy_examples`` (:class:`FeedbackStats`), the step times."""
         return {"round": self.round, "window": [self.window.start, self.window.end], **self.pair_stats.as_dict(),
                 "mean_score_before": self.mean_score_before, "acceptance_before": self.acceptance_before,
                 "mean_score_after": self.mean_score_after, "acceptance_after": self.acceptance_after,
                 "dpo_margin": self.dpo_margin, "dpo_kl": self.dpo_kl, "dpo_steps": self.dpo_steps,
-                "refresh_examples": self.refresh_examples, **self.times}
+                "refresh_examples": self.refresh_examples, **self.feedback.as_dict(), **self.times}
 
 
 def trainer_configs(cfg: PcoConfig, r: int) -> tuple[DpoTrainConfig, SftTrainConfig]:
@@ -133,19 +156,50 @@ def dpo_update(ctx: RoundContext, novelty: ModelBundle, pairs: list[PreferencePa
     return train_dpo(dpo_cfg, novelty.model, novelty.tokenizer, data, ref_model=ref, device=ctx.device)
 
 
+def reward_inputs(ctx: RoundContext, r: int, window: Window, ru: RoundUsers, sampled: list[list[str]],
+                  relevance: ModelBundle) -> tuple[RewardInputs, int]:
+    """The round's reward inputs (with the users' feedback-period take-ups) and how many logged take-ups joined
+    the sampled candidates (``feedback_inject``, for a reward that reads feedback)."""
+    feedback = feedback_takeups(ctx.history, window, ru.users, ru.seen)
+    cands, injected = sampled, 0
+    if ctx.reward.reads_feedback and ctx.cfg.feedback_inject:
+        cands, injected = inject_taken_up(sampled, feedback, ctx.cfg.pairs_per_prompt)
+    return RewardInputs(r, window, ru.users, ru.contexts, ru.seen, cands, ctx.history, relevance, ctx.llm,
+                        feedback), injected
+
+
+def feedback_pair_count(ctx: RoundContext, prompts: list[str], inputs: RewardInputs,
+                        scores: list[list[float]]) -> int:
+    """Pairs from the prompts of users with feedback, when the reward reads feedback (else 0)."""
+    rows = [i for i in range(len(prompts)) if inputs.feedback_of(i) is not None]
+    if not (ctx.reward.reads_feedback and rows):
+        return 0
+    return build_pairs([prompts[i] for i in rows], [inputs.candidates[i] for i in rows], [scores[i] for i in rows],
+                       margin=ctx.cfg.margin, pairs_per_prompt=ctx.cfg.pairs_per_prompt)[1].pairs
+
+
 def refresh_relevance(ctx: RoundContext, relevance: ModelBundle, window: Window, rng: np.random.Generator,
-                      refresh_cfg: SftTrainConfig) -> int:
-    """SFT the R-LLM (in place) on the window's new feedback (period mode only); returns the examples used."""
+                      refresh_cfg: SftTrainConfig, proposals: RewardInputs | None = None) -> tuple[int, int]:
+    """SFT the R-LLM (in place, period mode only) on the examples ``refresh_kind()`` names: the window's new
+    interactions (PERIOD) and/or ``proposals`` (the round's sampled candidates with their feedback) labelled
+    on-policy; returns (examples, of which on-policy)."""
     from coea.llm.sft import train_sft
 
     cfg, data = ctx.cfg, ctx.llm.data
     if not (cfg.refresh_relevance and cfg.follow_periods):
-        return 0
-    ex = refresh_examples(ctx.history, ctx.groups, window, data, relevance.tokenizer.eos_token, rng,
-                          with_group=data.with_group)
+        return 0, 0
+    kind, eos = cfg.refresh_kind(), relevance.tokenizer.eos_token
+    ex = (refresh_examples(ctx.history, ctx.groups, window, data, eos, rng, with_group=data.with_group)
+          if kind in (RefreshKind.PERIOD, RefreshKind.BOTH) else [])
+    on_policy = []
+    if kind in (RefreshKind.ON_POLICY, RefreshKind.BOTH) and proposals is not None:
+        op_rng = np.random.default_rng([cfg.seed, window.index + 1, 1])
+        on_policy = on_policy_examples(proposals.contexts, proposals.candidates, proposals.seen, proposals.feedback,
+                                       data.negatives_per_positive, eos, op_rng, with_group=data.with_group)
+        ex = [(ex + on_policy)[i] for i in op_rng.permutation(len(ex) + len(on_policy))]
     if ex:
         train_sft(refresh_cfg, relevance.model, relevance.tokenizer, ex, name="relevance-refresh", device=ctx.device)
-    return len(ex)
+    return len(ex), len(on_policy)
 
 
 def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
@@ -158,20 +212,24 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
     with _timed(times, "sample_s"):
         ru = round_users(ctx.history, ctx.groups, window, ctx.n_short, cfg.users_per_round, rng, llm.data)
         prompts = [novelty_prompt(c, with_group=llm.data.with_group) for c in ru.contexts]
-        cands = sample_candidates(ctx, novelty, prompts, ru.seen, r)
+        sampled = sample_candidates(ctx, novelty, prompts, ru.seen, r)
     with _timed(times, "score_s"):
-        inputs = RewardInputs(r, window, ru.users, ru.contexts, ru.seen, cands, ctx.history, relevance, llm)
+        inputs, injected = reward_inputs(ctx, r, window, ru, sampled, relevance)
         scores = ctx.reward.score(inputs)
         before = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
-    pairs, stats = build_pairs(prompts, cands, scores, margin=cfg.margin, pairs_per_prompt=cfg.pairs_per_prompt)
-    log.info("pco round %d: %d users, %d candidates, %d pairs (%d below margin)", r, len(ru.users),
-             stats.candidates, stats.pairs, stats.dropped_margin)
+    pairs, stats = build_pairs(prompts, inputs.candidates, scores, margin=cfg.margin,
+                               pairs_per_prompt=cfg.pairs_per_prompt)
+    fb = FeedbackStats(sum(f is not None for f in inputs.feedback), feedback_pair_count(ctx, prompts, inputs, scores),
+                       injected)
+    log.info("pco round %d: %d users (%d with feedback), %d candidates, %d pairs (%d below margin)", r,
+             len(ru.users), fb.users, stats.candidates, stats.pairs, stats.dropped_margin)
     with _timed(times, "dpo_s"):
         dpo = dpo_update(ctx, novelty, pairs, dpo_cfg)
     with _timed(times, "reeval_s"):
         after = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
     with _timed(times, "refresh_s"):
-        refreshed = refresh_relevance(ctx, relevance, window, rng, refresh_cfg)
+        refreshed, fb.onpolicy_examples = refresh_relevance(ctx, relevance, window, rng, refresh_cfg,
+                                                            replace(inputs, candidates=sampled))
     return RoundReport(r, window, stats, *before, *after, dpo_margin=dpo.last("rewards/margins") if dpo else None,
                        dpo_kl=dpo.last("kl") if dpo else None, dpo_steps=dpo.steps if dpo else 0,
-                       refresh_examples=refreshed, times=times)
+                       refresh_examples=refreshed, feedback=fb, times=times)

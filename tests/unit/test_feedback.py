@@ -1,0 +1,147 @@
+"""Feedback-grounded PCO on hand-made histories: feedback periods, take-ups, the feedback and hybrid rewards and
+their pairs, injection of logged take-ups, on-policy R-LLM refresh examples, the config options."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coea.config import config_to_dict, from_dict
+from coea.llm.prompts import PromptContext, relevance_completion, relevance_prompt
+from coea.llm.sft_config import LlmConfig
+from coea.pco import reward as reward_module
+from coea.pco.config import PcoConfig, RefreshKind, RewardKind
+from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
+from coea.pco.pairs import build_pairs
+from coea.pco.periods import Window, round_windows
+from coea.pco.reward import FeedbackReward, HybridReward, RewardInputs, RewardSetup, make_reward
+
+P_YES = {"a": 0.9, "b": 0.2, "c": 0.6, "d": 0.3, "e": 0.5}
+
+
+def _history(rows):
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])
+
+
+@pytest.fixture
+def history():
+    """Round window [0, 10), feedback period [10, 20); events at 20+ lie outside the feedback period."""
+    rows = [("u0", "i", "a", 1), ("u0", "i", "b", 5), ("u0", "i", "c", 12), ("u0", "i", "a", 13),
+            ("u0", "i", "d", 15), ("u0", "i", "e", 20),  # u0 takes up c, d (a is seen; e is too late)
+            ("u1", "i", "a", 2), ("u1", "i", "a", 25),  # u1: nothing in the feedback period
+            ("u2", "i", "b", 3), ("u2", "i", "b", 11)]  # u2: active there, takes up nothing new
+    return _history(rows)
+
+
+def test_round_windows_with_feedback_cut_rounds_plus_one_periods():
+    hist = _history([("u", "i", "a", t) for t in range(30)])
+    plain = round_windows(hist, 2, True)
+    assert [(w.start, w.end, w.feedback_end) for w in plain] == [(0, 15, None), (15, 30, None)]
+    fb = round_windows(hist, 2, True, feedback=True)
+    assert [(w.start, w.end, w.feedback_end) for w in fb] == [(0, 10, 20), (10, 20, 30)]
+    assert fb[-1].feedback_end == int(hist["timestamp"].max()) + 1  # the last feedback period = the history's tail
+    with pytest.raises(ValueError, match="follow_periods"):
+        round_windows(hist, 2, False, feedback=True)
+
+
+def test_feedback_is_what_is_taken_up_after_the_window_end_within_the_feedback_period(history):
+    seen = [{"a", "b"}, {"a"}, {"b"}]
+    took = feedback_takeups(history, Window(0, 0, 10, 20), ["u0", "u1", "u2"], seen)
+    assert took == [("c", "d"), None, ()]  # u1 has no event in [10, 20): no feedback, unlike u2's empty take-up
+    assert feedback_takeups(history, Window(0, 0, 10), ["u0", "u1"], seen[:2]) == [None, None]  # no feedback period
+
+
+def test_feedback_ignores_events_past_the_history_it_is_given(history):
+    """The loop only receives histories: cutting the frame at 14 removes every later take-up."""
+    frame = history[history["timestamp"] < 14]
+    took = feedback_takeups(frame, Window(0, 0, 10, 20), ["u0", "u2"], [{"a", "b"}, {"b"}])
+    assert took == [("c",), ()]
+
+
+def _inputs(candidates, seen, feedback):
+    ctx = [PromptContext((0,), "", (f"s{i}",)) for i in range(len(candidates))]
+    return RewardInputs(1, Window(0, 0, 10, 20), [f"u{i}" for i in range(len(candidates))], ctx, seen, candidates,
+                        pd.DataFrame(), None, LlmConfig(), feedback)
+
+
+@pytest.fixture
+def judged(monkeypatch):
+    calls = []
+
+    def fake(relevance, contexts, cands, llm):
+        calls.append([list(cs) for cs in cands])
+        return [[P_YES[c] for c in cs] for cs in cands]
+
+    monkeypatch.setattr(reward_module, "rllm_scores", fake)
+    return calls
+
+
+def _setup():
+    return RewardSetup(pd.DataFrame(), {}, list(P_YES), LlmConfig())
+
+
+def test_feedback_reward_scores_take_ups_one_and_pairs_them_against_the_rest(judged):
+    reward = make_reward(PcoConfig(reward="feedback"), _setup())
+    assert isinstance(reward, FeedbackReward) and reward.reads_feedback and not reward.exclude_seen_when_sampling
+    inputs = _inputs([["a", "c", "b"], ["a", "b"], ["c", "d"]], [{"a"}, set(), set()], [("c",), None, ()])
+    scores = reward.score(inputs)
+    assert scores == [[0.0, 1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
+    assert judged == []  # the R-LLM is never asked
+    pairs, stats = build_pairs(["p0", "p1", "p2"], inputs.candidates, scores, margin=0.1, pairs_per_prompt=2)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("p0", "c", "b")]  # then a (seen) vs a: none
+    assert stats.dropped_margin == 2  # users without take-ups among their candidates give no pair
+
+
+def test_hybrid_uses_feedback_where_the_user_has_it_and_the_serendipity_rule_elsewhere(judged):
+    reward = make_reward(PcoConfig(reward="hybrid"), _setup())
+    assert isinstance(reward, HybridReward) and reward.reads_feedback
+    inputs = _inputs([["a", "c", "b"], ["a", "b", "c"], ["d", "e"]], [{"a"}, {"b"}, set()], [("c",), None, ()])
+    scores = reward.score(inputs)
+    assert scores == [[0.0, 1.0, 0.0], [0.9, 0.0, 0.6], [0.0, 0.0]]
+    assert judged == [[["a", "c"]]]  # only the user without feedback is judged, on their new candidates
+    pairs, _ = build_pairs(["p0", "p1", "p2"], inputs.candidates, scores, margin=0.1, pairs_per_prompt=1)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("p0", "c", "b"), ("p1", "a", "b")]
+
+
+def test_hybrid_without_any_feedback_equals_serendipity(judged):
+    inputs = _inputs([["a", "b"], ["c", "d"]], [{"b"}, set()], [None, None])
+    assert make_reward(PcoConfig(reward="hybrid"), _setup()).score(inputs) == \
+        make_reward(PcoConfig(), _setup()).score(inputs)
+
+
+def test_injection_adds_unsampled_take_ups_up_to_the_limit():
+    cands = [["a", "b"], ["a", "b"], ["c"], ["d"]]
+    out, added = inject_taken_up(cands, [("x", "y", "z"), ("a", "y", "z"), None, ()], limit=2)
+    assert out == [["a", "b", "x", "y"], ["a", "b", "y"], ["c"], ["d"]] and added == 3
+    assert cands[0] == ["a", "b"]  # the input is not modified
+
+
+def test_on_policy_examples_label_new_proposals_by_their_take_up():
+    ctxs = [PromptContext((0,), "", (f"s{i}",)) for i in range(3)]
+    cands = [["a", "b", "c", "d", "e"], ["a", "b"], ["c"]]
+    seen = [{"e"}, set(), set()]
+    ex = on_policy_examples(ctxs, cands, seen, [("a",), None, ()], 2, "</s>", np.random.default_rng(0))
+    yes, no = relevance_completion(True, "</s>"), relevance_completion(False, "</s>")
+    got = {(e["prompt"], e["completion"]) for e in ex}
+    assert (relevance_prompt(ctxs[0], "a"), yes) in got
+    assert len(ex) == 3 and sum(e["completion"] == no for e in ex) == 2  # balanced: 2 "no" per "yes"
+    new_no = {relevance_prompt(ctxs[0], c) for c in "bcd"} | {relevance_prompt(ctxs[2], "c")}
+    assert {p for p, c in got if c == no} <= new_no  # seen "e" and the user without feedback never appear
+    assert on_policy_examples(ctxs, cands, seen, [None, None, ()], 2, "</s>", np.random.default_rng(0)) == []
+
+
+def test_refresh_kind_defaults_keep_the_period_refresh_for_rllm_rewards():
+    assert PcoConfig().refresh_kind() is RefreshKind.PERIOD and not PcoConfig().uses_feedback
+    assert PcoConfig(reward="relevance").refresh_kind() is RefreshKind.PERIOD
+    for kind in ("feedback", "hybrid"):
+        cfg = PcoConfig(reward=kind)
+        assert cfg.refresh_kind() is RefreshKind.BOTH and cfg.uses_feedback and cfg.feedback_inject
+    assert PcoConfig(refresh="on_policy").uses_feedback
+    assert PcoConfig(reward="feedback", refresh="period").refresh_kind() is RefreshKind.PERIOD
+    with pytest.raises(ValueError, match="follow_periods"):
+        PcoConfig(reward="feedback", follow_periods=False)
+    with pytest.raises(ValueError, match="refresh must be one of"):
+        PcoConfig(refresh="never")
+    cfg = PcoConfig(reward="hybrid", refresh="on_policy", feedback_inject=False)
+    d = config_to_dict(cfg)
+    assert d["reward"] == "hybrid" and d["refresh"] == "on_policy"
+    assert from_dict(PcoConfig, d, where="pco") == cfg and cfg.reward is RewardKind.HYBRID
