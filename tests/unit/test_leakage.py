@@ -24,11 +24,12 @@ from coea.evaluation.registry import METHODS as REGISTRY
 from coea.evaluation.registry import Need, method_context
 from coea.flow import run_flow
 from coea.layout import RunLayout
+from coea.llm.sft_config import resolve_llm
 from coea.pco import round as round_module
 from coea.pco.config import PcoConfig
 from coea.pco.loop import PcoLoop
 from coea.pco.periods import round_windows
-from coea.stages import load_artifacts, load_llms
+from coea.stages import load_artifacts, load_llms, run_pco_stage
 from tests.pipeline.pipeline_helpers import tiny_llm
 
 METHODS = sorted(REGISTRY) + [f"{m}+x" for m in sorted(REGISTRY)]
@@ -53,18 +54,24 @@ def _config(root, methods: list[str], reward: str = "serendipity") -> RunConfig:
                    eval=EvalConfig(methods=methods, ks=[10]), device="cpu")
 
 
-def _recs(df: pd.DataFrame, root, methods: list[str] = METHODS, reward: str = "serendipity"):
-    """``methods`` on ``df``'s histories: the training flow (DSIE, SFT of small LLMs, 2 small PCO rounds with
-    ``reward``) on the log, then every method fitted with those artifacts (the rule does not depend on model
-    size: PCO prompts, pairs, feedback and R-LLM refreshes are all cut from histories)."""
+def _train(df: pd.DataFrame, root, methods: list[str] = METHODS) -> tuple[RunConfig, RunLayout]:
+    """The training flow on ``df`` for ``methods`` (DSIE, SFT of small LLMs, 2 small PCO rounds with the
+    serendipity reward; the rule does not depend on model size: PCO prompts, pairs, feedback and R-LLM
+    refreshes are all cut from histories)."""
     root.mkdir(parents=True, exist_ok=True)
     df.to_parquet(root / "log.parquet", index=False)
-    cfg = _config(root, methods, reward)
+    cfg = _config(root, methods)
     layout = RunLayout(root / "run")
     run_flow(cfg, layout, evaluate=False)
+    return cfg, layout
+
+
+def _recs(cfg: RunConfig, layout: RunLayout, methods: list[str], pco_dir=None):
+    """``methods`` fitted with the run's artifacts (``pco_dir``: another PCO run on the same SFT models)."""
     split = chronological_split(read_prepared(layout.data).interactions, SPLIT)
-    ctx = method_context(cfg, load_artifacts(methods, layout.artifacts()))
-    return split, recommend_all(split, cfg.eval, ctx)
+    dirs = replace(layout.artifacts(), pco=pco_dir or layout.pco)
+    ctx = method_context(cfg, load_artifacts(methods, dirs))
+    return split, recommend_all(split, replace(cfg.eval, methods=methods), ctx)
 
 
 @pytest.fixture(scope="module")
@@ -75,27 +82,42 @@ def data(request):
     return generate_synthetic(cfg).interactions
 
 
-@pytest.mark.parametrize(("reward", "methods"), [("serendipity", METHODS), ("feedback", COEA), ("hybrid", COEA)])
-def test_changing_every_future_event_leaves_recommendations_identical(data, tmp_path, reward, methods):
-    split_a, recs_a = _recs(data, tmp_path / "a", methods, reward)
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):
+    """The training flow on the log and on the log with every future event changed."""
+    root = tmp_path_factory.mktemp("leakage")
     mutated = _mutate_future(data, SPLIT.n_future, np.random.default_rng(0))
-    split_b, recs_b = _recs(mutated, tmp_path / "b", methods, reward)
+    return {name: _train(df, root / name) for name, df in (("a", data), ("b", mutated))}
+
+
+@pytest.mark.parametrize(("reward", "methods"), [("serendipity", METHODS), ("feedback", COEA), ("hybrid", COEA)])
+def test_changing_every_future_event_leaves_recommendations_identical(runs, reward, methods):
+    """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
+    rewards on the same SFT models, give identical lists when only the evaluation future changed."""
+    recs, splits = {}, {}
+    for name, (cfg, layout) in runs.items():
+        pco_dir = None
+        if reward != "serendipity":
+            pco_dir = layout.root / f"pco_{reward}"
+            run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward))
+            run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
+            rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
+            assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
+        splits[name], recs[name] = _recs(cfg, layout, methods, pco_dir)
     # the mutation really changed the futures, and left histories alone
-    assert split_a.future_categories != split_b.future_categories
-    pd.testing.assert_frame_equal(split_a.histories.interactions, split_b.histories.interactions)
+    assert splits["a"].future_categories != splits["b"].future_categories
+    pd.testing.assert_frame_equal(splits["a"].histories.interactions, splits["b"].histories.interactions)
     for name in methods:
-        assert recs_a[name] == recs_b[name], f"{name} changed when only the future changed: leakage"
-    if reward != "serendipity":  # the rounds did read feedback
-        rows = json.loads((tmp_path / "a" / "run" / "pco" / "pco_metrics.json").read_text())["rounds"]
-        assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])
+        assert recs["a"][name] == recs["b"][name], f"{name} changed when only the future changed: leakage"
 
 
 def test_control_changing_history_changes_recommendations(data, tmp_path):
-    _, recs_a = _recs(data, tmp_path / "a")
+    methods = ["pop", "markov"]
+    _, recs_a = _recs(*_train(data, tmp_path / "a", methods), methods)
     changed = data.copy()
     first = changed.groupby("user_id").head(3).index  # oldest events = history
     changed.loc[first, "category"] = changed["category"].iloc[0]
-    _, recs_b = _recs(changed, tmp_path / "b")
+    _, recs_b = _recs(*_train(changed, tmp_path / "b", methods), methods)
     assert recs_a["pop"] != recs_b["pop"] or recs_a["markov"] != recs_b["markov"]
 
 
@@ -125,7 +147,7 @@ def test_control_changing_the_last_history_period_changes_the_feedback_pairs(dat
     monkeypatch.setattr(round_module, "dpo_update", spy)
     for frame in (history.interactions, events):
         pairs.append([])
-        PcoLoop(cfg.pco, cfg.llm, frame, cats, llms.groups, copy.deepcopy(llms.novelty),
+        PcoLoop(cfg.pco, resolve_llm(cfg.llm, SPLIT), frame, cats, llms.groups, copy.deepcopy(llms.novelty),
                 copy.deepcopy(llms.relevance), n_short=SPLIT.n_short, device="cpu").run()
     (a1, a2), (b1, b2) = pairs
     assert a1 and a1 == b1
