@@ -27,10 +27,10 @@ def dirs(fitted, llm_dirs, tmp_path_factory) -> ArtifactDirs:
     return ArtifactDirs(dsie=fitted.dsie, llm=llm, pco=pco)
 
 
-@pytest.mark.parametrize("method", [m for base in sorted(METHODS) if base != "rllm_rank" for m in (base, f"{base}+x")])
+@pytest.mark.parametrize("method", [m for base in sorted(METHODS) for m in (base, f"{base}+x")])
 def test_every_method_serves_k_finite_categories_to_every_user(method: str, tmp_path: Path, fitted, dirs) -> None:
     """K rows per user of the whole log (nothing held out), finite scores, best first; +x never repeats a
-    category of the user's full log. (rllm_rank is U x C R-LLM prompts: covered by the LLM method tests.)"""
+    category of the user's full log."""
     result = run_recommend(fitted.cfg, fitted.data, dirs, method, K, tmp_path / "recs.parquet")
     recs = pd.read_parquet(result.path)
     log = read_prepared(fitted.data).interactions
