@@ -227,10 +227,22 @@ def read_saved_config(cls: type, path: Path) -> Any:
     return from_dict(cls, values, where=str(path))
 
 
+PRESETS = {"cpu": "built-in defaults, sized for 2 CPU cores",
+           "gpu": "larger scratch LLMs on every example, GPU batch sizes"}  # src/coea/presets/<name>.yaml
+
+
+def preset_path(name: str) -> Path | None:
+    """The packaged YAML of preset ``name`` (``cpu``, ``gpu``), or None when ``name`` is no preset."""
+    return Path(__file__).with_name("presets") / f"{name}.yaml" if name in PRESETS else None
+
+
 def load_run_config(path: Path | None) -> RunConfig:
-    """Read a YAML run config; missing sections and keys keep their defaults."""
+    """Read a YAML run config (or the packaged preset a bare name like ``gpu`` names, see :data:`PRESETS`);
+    missing sections and keys keep their defaults."""
     if path is None:
         return RunConfig()
+    if not Path(path).exists() and preset_path(str(path)) is not None:
+        path = preset_path(str(path))
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping of sections")

@@ -9,6 +9,7 @@ trainers get as ``use_cpu = device == "cpu"``.
 
 from __future__ import annotations
 
+import enum
 import re
 
 AUTO = "auto"
@@ -58,3 +59,27 @@ def check_trainer_device(device: str) -> None:
     if device.startswith("cuda") and index not in ("", "0"):
         raise ValueError(f"device {device!r}: the Hugging Face trainers train on the first visible GPU; select GPU "
                          f"{index} with CUDA_VISIBLE_DEVICES={index} and --device cuda")
+
+
+class Precision(enum.StrEnum):
+    """Training precision of the Hugging Face trainers (weights stay fp32; bf16 = autocast mixed precision)."""
+
+    AUTO = "auto"  # bf16 on a CUDA device that supports it, fp32 on the CPU
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+def trainer_flags(device: str, precision: Precision | str = Precision.AUTO, *, compile_model: bool = False) -> dict:
+    """The device-dependent ``TrainingArguments`` of SFT and DPO on ``device`` (a resolved torch device string):
+    CPU or GPU, bf16 autocast (``precision``), pinned host memory for the batches on CUDA, optional
+    ``torch.compile``. One place, so the SFT and DPO trainers use a GPU the same way."""
+    precision = Precision(precision)
+    cuda = device.startswith("cuda")
+    if precision is Precision.AUTO:
+        import torch
+
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+    else:
+        bf16 = precision is Precision.BF16
+    return {"use_cpu": not cuda, "bf16": bf16, "fp16": False, "dataloader_pin_memory": cuda,
+            "torch_compile": compile_model, "dataloader_num_workers": 0}

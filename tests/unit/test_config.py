@@ -48,3 +48,32 @@ def test_eval_config_paired_ci_options():
         EvalConfig(bootstrap=0)
     with pytest.raises(ValueError, match="ci_level must be in"):
         EvalConfig(ci_level=1.0)
+
+
+def test_presets_are_packaged_and_load_by_name(tmp_path):
+    """``--config gpu`` / ``--config cpu`` name packaged YAML files; cpu is exactly the built-in defaults, gpu the
+    larger scratch LLMs on every example; a file of the same name in the working directory wins."""
+    from pathlib import Path
+
+    from coea.config import PRESETS, config_to_dict, preset_path
+
+    for name in PRESETS:
+        assert preset_path(name).is_file()
+    assert preset_path("nope") is None
+    assert config_to_dict(load_run_config(Path("cpu"))) == config_to_dict(RunConfig())
+    gpu = load_run_config(Path("gpu"))
+    assert (gpu.llm.model.hidden_size, gpu.llm.model.num_layers) == (256, 4)
+    assert gpu.llm.relevance.max_examples is None and gpu.pco.users_per_round is None
+    assert gpu.llm.novelty.batch_size == 256 and gpu.llm.novelty.precision == "fp32"
+    local = tmp_path / "gpu"
+    local.write_text("eval: {judge_users: 7}\n")
+    assert load_run_config(local).eval.judge_users == 7
+
+
+def test_cli_names_the_presets_when_a_config_is_missing(tmp_path):
+    from coea.cli.common import load_config
+    from coea.errors import CoeaInputError
+
+    with pytest.raises(CoeaInputError, match="cpu, gpu"):
+        load_config(tmp_path / "missing.yaml")
+    assert load_config(__import__("pathlib").Path("gpu")).llm.model.hidden_size == 256

@@ -146,3 +146,17 @@ def test_llm_build_load_and_sft(tmp_path, device):
     examples = [{"prompt": "group: recent: a ; novel:", "completion": " b </s>"}] * 8
     train_sft(SftTrainConfig(epochs=1, batch_size=8, logging_steps=1), model, tok, examples, device=device)
     assert _on(model, device)
+
+
+def test_trainer_flags_follow_device_and_precision():
+    """SFT and DPO share one set of device flags: CPU = use_cpu, fp32 unless bf16 is asked for; CUDA = pinned
+    batches, bf16 only where asked (auto on CUDA is resolved by the GPU's bf16 support, covered on a GPU)."""
+    from coea.device import Precision, trainer_flags
+
+    cpu = trainer_flags("cpu")
+    assert cpu["use_cpu"] and not cpu["bf16"] and not cpu["fp16"] and not cpu["dataloader_pin_memory"]
+    assert trainer_flags("cpu", "bf16")["bf16"]
+    gpu = trainer_flags("cuda", Precision.FP32, compile_model=True)
+    assert not gpu["use_cpu"] and not gpu["bf16"] and gpu["dataloader_pin_memory"] and gpu["torch_compile"]
+    with pytest.raises(ValueError):
+        trainer_flags("cpu", "fp8")

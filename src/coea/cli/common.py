@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from coea.config import CategoryLevel, DataConfig, RunConfig, SplitConfig, load_run_config
+from coea.config import PRESETS, CategoryLevel, DataConfig, RunConfig, SplitConfig, load_run_config, preset_path
 from coea.errors import CoeaInputError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -18,9 +18,10 @@ app.add_typer(data_app, name="data")
 
 # Options shared by the commands that read data. None means "keep the config file's value".
 DataOpt = Annotated[str | None, typer.Option("--data", help="synthetic | movielens:DIR | csv:PATH | parquet:PATH")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config: sections data, synthetic, "
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config (sections data, synthetic, "
                                                                  "split, eval, dsie, llm, pco and the top-level "
-                                                                 "device key (README 'Configuration')")]
+                                                                 "device key; README 'Configuration') or a "
+                                                                 "preset: cpu (the defaults) or gpu")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda[:N] for every model of the "
                                                                  "command (default: the config's device, auto = "
                                                                  "cuda when available)")]
@@ -39,8 +40,9 @@ def overrides(obj, **values):
 
 
 def load_config(path: Path | None) -> RunConfig:
-    if path is not None and not path.is_file():
-        raise CoeaInputError("config file not found", source=path, fix="check the --config path")
+    if path is not None and not path.is_file() and preset_path(str(path)) is None:
+        raise CoeaInputError("config file not found", source=path,
+                             fix=f"check the --config path, or name a preset: {', '.join(PRESETS)}")
     try:
         return load_run_config(path)
     except (ValueError, TypeError) as err:

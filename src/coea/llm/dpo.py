@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from trl import DPOTrainer
 
-from coea.device import check_trainer_device
+from coea.device import check_trainer_device, trainer_flags
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
 from coea.llm.models import unpatch_forward
@@ -84,13 +85,13 @@ def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu"):
         output_dir=output_dir, beta=cfg.beta, loss_type=["sigmoid"], num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="constant",
         max_length=cfg.max_length, precompute_ref_log_probs=cfg.precompute_ref, logging_steps=cfg.logging_steps,
-        save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, use_cpu=device == "cpu",
-        bf16=False, fp16=False, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=None,
+        save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=None,
+        **trainer_flags(device, cfg.precision, compile_model=cfg.compile),
     )
 
 
 def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]], *, ref_model=None,
-              name: str = "novelty", device: str = "cpu") -> DpoResult:
+              name: str = "novelty", device: str = "cpu", callbacks: Sequence = ()) -> DpoResult:
     """Update ``model`` in place on ``device`` (a resolved torch device string; the model and ``ref_model`` are
     moved there first) on ``pairs`` ({prompt, chosen, rejected}) with DPO + ``cfg.alpha`` * KL.
 
@@ -110,7 +111,7 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp:
         trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device),
                                train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
-                               callbacks=[LogLines(f"{name} dpo")], kl_alpha=cfg.alpha)
+                               callbacks=[LogLines(f"{name} dpo"), *callbacks], kl_alpha=cfg.alpha)
         start = time.perf_counter()
         out = trainer.train()
         seconds = time.perf_counter() - start

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coea.device import Precision
+
 
 @dataclass
 class DpoTrainConfig:
@@ -17,9 +19,12 @@ class DpoTrainConfig:
     max_length: int = 192  # prompt + completion tokens (truncation keeps the start)
     precompute_ref: bool = True  # reference log-probs computed once before the round's steps (no ref in memory)
     logging_steps: int = 10
+    precision: Precision = Precision.AUTO  # auto = bf16 autocast on a CUDA GPU that supports it, fp32 on CPU
+    compile: bool = False  # torch.compile the policy for the round's steps
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.precision = Precision(self.precision)
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta!r}")
         if self.alpha < 0:

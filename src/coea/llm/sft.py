@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from coea.device import check_trainer_device
+from coea.device import check_trainer_device, trainer_flags
 from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig
 
@@ -52,9 +53,11 @@ def _subsample(examples: list[dict[str, str]], cfg: SftTrainConfig) -> list[dict
 
 
 def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-              examples: list[dict[str, str]], *, name: str = "llm", device: str = "cpu") -> SftResult:
+              examples: list[dict[str, str]], *, name: str = "llm", device: str = "cpu",
+              callbacks: Sequence[TrainerCallback] = ()) -> SftResult:
     """Fine-tune ``model`` in place on ``device`` (a resolved torch device string) on prompt/completion
-    ``examples``; returns the logged losses. The model is moved to ``device`` first and stays there."""
+    ``examples``; returns the logged losses. The model is moved to ``device`` first and stays there.
+    ``callbacks``: extra trainer callbacks (e.g. a benchmark's step timer)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -69,11 +72,10 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
             learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type=cfg.lr_scheduler, max_length=cfg.max_length, completion_only_loss=True,
             logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
-            data_seed=cfg.seed, use_cpu=device == "cpu", bf16=False, fp16=False,
-            gradient_checkpointing=False, disable_tqdm=None, dataloader_num_workers=0,
+            data_seed=cfg.seed, disable_tqdm=None, **trainer_flags(device, cfg.precision, compile_model=cfg.compile),
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                             callbacks=[LogLines(f"{name} sft")])
+                             callbacks=[LogLines(f"{name} sft"), *callbacks])
         start = time.perf_counter()
         out = trainer.train()
         seconds = time.perf_counter() - start

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from coea.device import Precision
 from coea.llm.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -25,9 +26,12 @@ class SftTrainConfig:
     max_length: int = 192  # tokens of prompt + completion; longer examples are truncated (keep start)
     max_examples: int | None = None  # cap (seeded subsample) to bound training time
     logging_steps: int = 20  # one log line (step, loss, ms/step) every this many steps
+    precision: Precision = Precision.AUTO  # auto = bf16 autocast on a CUDA GPU that supports it, fp32 on CPU
+    compile: bool = False  # torch.compile the model for training (pays off on a GPU for long runs)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.precision = Precision(self.precision)
         if self.epochs <= 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs!r}")
         for name in ("batch_size", "max_length", "logging_steps"):

@@ -1,0 +1,137 @@
+"""Training throughput of the two LLMs: examples/s of N-LLM SFT, R-LLM SFT and DPO pairs/s, for the default
+(`cpu` preset) model at its batch size in fp32 (the baseline, measured in the same run) and for the `gpu`
+preset's model and batch size, in fp32 and with ``precision: auto`` (bf16 autocast on a CUDA GPU), on the CPU and,
+where CUDA is available, on the GPU. The ratio column is examples/s over the baseline row of the same device.
+
+Prompts are real MovieLens-1M short-term sets (../shared) with a realistic group profile; the labels are drawn at
+random (seeded): throughput does not depend on them. Each row trains a fresh model for a fixed number of steps;
+the first ``WARMUP`` steps (allocator, kernels, compile) are not counted.
+Run: ``make bench`` or ``python benchmarks/bench_train.py [--steps N] [--devices cpu,cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import movielens_split, report  # noqa: E402
+
+from coea.config import load_run_config  # noqa: E402
+from coea.llm.config import ModelConfig  # noqa: E402
+from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt, relevance_completion, relevance_prompt  # noqa: E402
+
+PROFILE = ("Group 1-2: 240 users. Long-term favourites: Comedy (12%), Drama (9%), Action|Thriller (6%), "
+           "Comedy|Romance (5%), Drama|War (4%). Members explore 60 categories on average.")
+WARMUP = 3
+
+
+def _examples(split, n: int, seed: int = 0) -> tuple[list[dict], list[dict], list[dict]]:
+    """(N-LLM examples, R-LLM examples, DPO pairs), ``n`` each, from real short-term sets."""
+    h = split.histories
+    rng = np.random.default_rng(seed)
+    users = [u for u in split.warm_users if h.short_term.get(u)]
+    cats = list(h.categories)
+    nov, rel, pairs = [], [], []
+    for i in range(n):
+        ctx = PromptContext((1, 2), PROFILE, tuple(h.short_term[users[i % len(users)]]))
+        a, b = rng.choice(len(cats), size=2, replace=False)
+        nov.append({"prompt": novelty_prompt(ctx), "completion": novelty_completion([cats[a]], "</s>")})
+        rel.append({"prompt": relevance_prompt(ctx, cats[a]), "completion": relevance_completion(bool(i % 2), "</s>")})
+        pairs.append({"prompt": novelty_prompt(ctx), "chosen": novelty_completion([cats[a]], "</s>"),
+                      "rejected": novelty_completion([cats[b]], "</s>")})
+    return nov, rel, pairs
+
+
+class _Timer:
+    """A trainer callback: wall time of the steps after the first WARMUP (a CUDA sync at each end)."""
+
+    def __init__(self, device: str) -> None:
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class Cb(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):  # noqa: D401 - trainer hook
+                if state.global_step in (WARMUP, state.max_steps):
+                    outer.sync()
+                    outer.marks.append(time.perf_counter())
+
+        self.device, self.marks, self.callback = device, [], Cb()
+
+    def sync(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+
+def _row(kind: str, model_cfg: ModelConfig, train_cfg, data: list[dict], split, device: str) -> dict[str, float]:
+    """Train a fresh model on ``data`` for len(data) / batch steps; examples/s over the timed steps."""
+    from coea.llm import dpo, sft
+    from coea.llm.models import build_model_and_tokenizer
+
+    h = split.histories
+    bundle = build_model_and_tokenizer(model_cfg, h.categories, [PROFILE], [4, 4])
+    timer = _Timer(device)
+    if kind == "dpo":
+        ref = copy.deepcopy(bundle.model).eval()
+        dpo.train_dpo(train_cfg, bundle.model, bundle.tokenizer, data, ref_model=ref, device=device,
+                      callbacks=[timer.callback])
+    else:
+        sft.train_sft(train_cfg, bundle.model, bundle.tokenizer, data, name=kind, device=device,
+                      callbacks=[timer.callback])
+    steps = len(data) // train_cfg.batch_size - WARMUP
+    seconds = timer.marks[-1] - timer.marks[0]
+    return {"seconds": seconds, "min_seconds": seconds, "peak_mib": 0.0,
+            "examples_per_s": steps * train_cfg.batch_size / seconds, "steps": steps}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=30, help="optimizer steps per row (the first 3 are not timed)")
+    ap.add_argument("--devices", default=None, help="comma-separated; default: cpu, and cuda when available")
+    args = ap.parse_args(argv)
+    import torch
+
+    split = movielens_split()
+    if split is None:
+        return 0
+    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    cpu, gpu = load_run_config(None), load_run_config(Path("gpu"))
+    variants = {  # name -> (model, N-LLM SFT, R-LLM SFT, DPO) configs
+        "default fp32": (cpu.llm.model, cpu.llm.novelty, cpu.llm.relevance, cpu.pco.dpo, "fp32"),
+        "gpu preset fp32": (gpu.llm.model, gpu.llm.novelty, gpu.llm.relevance, gpu.pco.dpo, "fp32"),
+        "gpu preset auto": (gpu.llm.model, gpu.llm.novelty, gpu.llm.relevance, gpu.pco.dpo, "auto"),
+    }
+    largest = max(v[1].batch_size for v in variants.values()) * args.steps
+    nov, rel, pairs = _examples(split, largest)
+    rows: dict[str, dict[str, float]] = {}
+    for device in devices:
+        for name, (model, n_cfg, r_cfg, d_cfg, precision) in variants.items():
+            for kind, cfg, data in (("nllm_sft", n_cfg, nov), ("rllm_sft", r_cfg, rel), ("dpo", d_cfg, pairs)):
+                cfg = replace(cfg, epochs=1.0, precision=precision, logging_steps=10**6,
+                              **({"max_examples": None} if kind != "dpo" else {}))
+                row = _row(kind, model, cfg, data[:cfg.batch_size * args.steps], split, device)
+                base = rows.get(f"{device} {kind} default fp32")
+                if base is not None:
+                    row["ratio"] = row["examples_per_s"] / base["examples_per_s"]
+                rows[f"{device} {kind} {name}"] = row
+                print(f"{device:<5} {kind:<9} {name:<16} {row['examples_per_s']:>10.1f} examples/s", flush=True)
+    for kind in ("nllm_sft", "rllm_sft", "dpo"):  # GPU over CPU, same variant
+        if {f"cpu {kind} gpu preset auto", f"cuda {kind} gpu preset auto"} <= set(rows):
+            rows[f"cuda {kind} gpu preset auto"]["cuda_over_cpu"] = (
+                rows[f"cuda {kind} gpu preset auto"]["examples_per_s"] / rows[f"cpu {kind} gpu preset auto"][
+                    "examples_per_s"])
+    report("train_throughput", rows, {"devices": devices, "steps": args.steps})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
