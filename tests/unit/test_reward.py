@@ -131,3 +131,24 @@ def test_reward_and_reference_are_enums_that_round_trip_through_json():
         PcoConfig(reward="bogus")
     with pytest.raises(ValueError, match="reference must be one of .*'base'"):
         PcoConfig(reference="base")
+
+
+@pytest.mark.parametrize(("reward", "sample_unseen", "expected"), [
+    ("serendipity", None, False), ("relevance", None, True), ("feedback", None, False),
+    ("feedback", True, True), ("relevance", False, False), ("hybrid", True, True)])
+def test_sample_unseen_overrides_the_rewards_candidate_pool(monkeypatch, reward, sample_unseen, expected):
+    """``pco.sample_unseen`` decides whether a round's candidates are drawn among unseen categories; unset, the
+    reward's own rule holds (relevance: unseen only; the others: the full distribution)."""
+    from types import SimpleNamespace
+
+    from coea.llm import decode
+    from coea.pco import round as round_module
+    from coea.pco.reward import REWARDS
+
+    calls = []
+    monkeypatch.setattr(decode, "sample_categories", lambda *a, exclude=None, **kw: calls.append(exclude) or [])
+    cfg = PcoConfig(reward=reward, sample_unseen=sample_unseen)
+    ctx = SimpleNamespace(cfg=cfg, reward=REWARDS[cfg.reward], index=None, llm=SimpleNamespace(batch_size=8))
+    seen = [{"a"}, {"b"}]
+    round_module.sample_candidates(ctx, SimpleNamespace(model=None, tokenizer=None), ["p", "q"], seen, 1)
+    assert calls == [seen if expected else None]

@@ -83,6 +83,10 @@ class PcoConfig:
     # sample join their candidates (at most pairs_per_prompt taken-up candidates per user in all), so logged
     # positives become chosen candidates (teacher forcing, as DPO on logged data); False = sampled candidates only
     feedback_inject: bool = True
+    # where candidates are sampled: None = the reward's own rule (relevance: among the user's unseen categories,
+    # the others: the N-LLM's full distribution); True = among unseen categories only (the pairs then rank only
+    # what the +x view ranks); False = the full distribution
+    sample_unseen: bool | None = None
     relevance_refresh: SftTrainConfig = field(
         default_factory=lambda: SftTrainConfig(epochs=1.0, lr=1e-3, max_examples=8000, warmup_ratio=0.0))
     dpo: DpoTrainConfig = field(default_factory=DpoTrainConfig)  # alpha = 0: the "w/o KL" ablation
@@ -109,6 +113,10 @@ class PcoConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
         if not 0.0 < self.accept_threshold < 1.0:
             raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
+
+    def samples_unseen_only(self, reward_default: bool) -> bool:
+        """Whether candidates are sampled among unseen categories only (``sample_unseen``, else the reward's)."""
+        return reward_default if self.sample_unseen is None else self.sample_unseen
 
     def refresh_kind(self) -> RefreshKind:
         """``refresh`` with AUTO resolved: BOTH for the rewards that read feedback, PERIOD otherwise (today's)."""

@@ -117,11 +117,12 @@ def _timed(times: dict[str, float], key: str) -> Iterator[None]:
 
 def sample_candidates(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], seen: list[set[str]],
                       r: int) -> list[list[str]]:
-    """``cfg.candidates`` distinct categories per prompt from the N-LLM (among unseen ones if the reward says)."""
+    """``cfg.candidates`` distinct categories per prompt from the N-LLM (among unseen ones if ``sample_unseen`` or,
+    when it is unset, the reward says so)."""
     from coea.llm.decode import sample_categories
 
     cfg = ctx.cfg
-    exclude = seen if ctx.reward.exclude_seen_when_sampling else None
+    exclude = seen if cfg.samples_unseen_only(ctx.reward.exclude_seen_when_sampling) else None
     return sample_categories(novelty.model, novelty.tokenizer, prompts, ctx.index, cfg.candidates, cfg.temperature,
                              seed=cfg.seed * 1000 + r, exclude=exclude, batch_size=ctx.llm.batch_size)
 
