@@ -110,6 +110,9 @@ class SplitConfig:
     min_history: int = 5  # users with fewer history interactions are cold-start
     min_gap: int = 0  # seconds; history keeps only events at least this long before the first future one
     short_window: int | None = None  # seconds; if set, short-term = categories within this window instead
+    # True = score on a VALIDATION window: each user's last n_future events (the test future) are removed first
+    # and never read, then the protocol runs on what is left; choose settings here, report them on the test split
+    validation: bool = False
 
     def __post_init__(self) -> None:
         _positive("n_future", self.n_future)

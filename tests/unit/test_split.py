@@ -27,6 +27,21 @@ def test_future_history_short_term_and_cold():
                                                                                  strict=True)))
 
 
+def test_validation_split_never_reads_the_test_future():
+    """``validation``: the test future (last 2 of u: d, e) is gone; the validation future is the 2 events before
+    it (c, d); the history ends before that; the category universe stays the whole log's."""
+    cfg = SplitConfig(n_future=2, n_short=3, min_history=2)
+    test = chronological_split(_log(), cfg)
+    val = chronological_split(_log(), SplitConfig(n_future=2, n_short=3, min_history=2, validation=True))
+    assert val.future[val.future.user_id == "u"]["category"].tolist() == ["c", "d"]
+    assert val.histories.interactions.query("user_id == 'u'")["category"].tolist() == list("aabb")
+    held = set(zip(test.future.item_id, test.future.timestamp, strict=True))
+    for part in (val.future, val.histories.interactions):
+        assert held.isdisjoint(zip(part.item_id, part.timestamp, strict=True))
+    assert val.histories.categories == test.histories.categories == sorted(set("aabbcddexyz"))
+    assert val.warm_users == ["u"] and val.cold_users == ["v"]  # v: 1 event left, all of it the validation future
+
+
 def test_short_term_keeps_distinct_in_recency_order():
     s = chronological_split(_log(), SplitConfig(n_future=1, n_short=5, min_history=1))
     # history of u: a a b b c d d ; last 5: b b c d d -> distinct by last occurrence

@@ -7,7 +7,9 @@ Per user, events in time order (ties by item id):
   same browsing session);
 - ``short_term`` = the distinct categories of the last ``n_short`` history events (most recent last), or of the
   history events within ``short_window`` seconds of the last history event when that option is set;
-- users with fewer than ``min_history`` history events are *cold-start*: kept apart and scored separately.
+- users with fewer than ``min_history`` history events are *cold-start*: kept apart and scored separately;
+- ``validation``: the last ``n_future`` events are removed first and never read, and the rules above run on the
+  rest, so settings can be chosen on a validation window and reported on the test future.
 
 Leakage rule: a method is fitted on :class:`Histories` only, which carries no future event. The category
 universe (the list of category names) is catalogue metadata taken from the whole log.
@@ -51,11 +53,20 @@ class Split:
     future_categories: dict[str, set[str]] = field(default_factory=dict)  # T_u
 
 
+def _last_events(df: pd.DataFrame, n: int) -> np.ndarray:
+    """Mask of each user's last ``n`` events of a time-sorted table."""
+    return (df.groupby(USER, sort=False).cumcount(ascending=False) < n).to_numpy()
+
+
 def chronological_split(interactions: pd.DataFrame, cfg: SplitConfig) -> Split:
-    """Split a canonical table per user; see the module docstring for the rules."""
+    """Split a canonical table per user; see the module docstring for the rules. With ``cfg.validation`` each
+    user's last ``n_future`` events (the test future) are removed first and the split runs on the rest: its
+    future is a validation window inside the test split's history."""
     df = sort_events(interactions)
-    pos_from_end = df.groupby(USER, sort=False).cumcount(ascending=False)  # 0 = last event
-    is_future = (pos_from_end < cfg.n_future).to_numpy()
+    categories = sorted(df[CATEGORY].unique())  # catalogue metadata of the whole log, as in the test split
+    if cfg.validation:
+        df = df[~_last_events(df, cfg.n_future)]
+    is_future = _last_events(df, cfg.n_future)
     future = df[is_future].reset_index(drop=True)
     history = df[~is_future]
     dropped = 0
@@ -72,7 +83,7 @@ def chronological_split(interactions: pd.DataFrame, cfg: SplitConfig) -> Split:
     warm_set = set(warm)
     cold = [u for u in users if u not in warm_set]
     short = short_term_sets(history, cfg.n_short, cfg.short_window)
-    histories = Histories(history, short, sorted(df[CATEGORY].unique()))
+    histories = Histories(history, short, categories)
     future_cats = {str(u): set(g) for u, g in future.groupby(USER, sort=False)[CATEGORY]}
     return Split(histories, future, warm, cold, cfg, dropped, future_cats)
 
