@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from coea.errors import CoeaInputError
 from coea.llm.prompts import (
     PromptContext,
     category_text,
