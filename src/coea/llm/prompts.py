@@ -73,6 +73,11 @@ class PromptContext:
 def _escape_char(ch: str) -> str:
     if ch in _ESCAPED:
         return _ESCAPED[ch]
+    return _escape_hidden(ch)
+
+
+def _escape_hidden(ch: str) -> str:
+    """``ch`` itself, or ``\\u{HEX}`` for whitespace and invisible characters (tokenizers split or drop them)."""
     if ch.isspace() or unicodedata.category(ch)[0] in _HIDDEN:
         return f"{ESCAPE}u{{{ord(ch):X}}}"
     return ch
@@ -106,9 +111,10 @@ def category_name(word: str) -> str:
 
 
 def profile_text(profile: str) -> str:
-    """A group profile as prompt text: whitespace normalised, ``<`` escaped so that no special token or CSID code
-    appears inside it (profiles quote category names)."""
-    return " ".join(profile.replace("<", _ESCAPED["<"]).split())
+    """A group profile as prompt text: whitespace normalised; ``<`` and invisible characters escaped as in category
+    words, so that no special token or CSID code appears inside it (profiles quote category names)."""
+    words = profile.replace("<", _ESCAPED["<"]).split()
+    return " ".join("".join(map(_escape_hidden, w)) for w in words)
 
 
 def csid_token(level: int, code: int) -> str:
