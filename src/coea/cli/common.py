@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from coea import __version__
+import coea
 from coea.config import PRESETS, CategoryLevel, DataConfig, RunConfig, SplitConfig, load_run_config, preset_path
 from coea.errors import CoeaInputError
 
@@ -20,7 +20,7 @@ app.add_typer(data_app, name="data")
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"coea {__version__}")
+        typer.echo(f"coea {coea.__version__}")
         raise typer.Exit()
 
 
