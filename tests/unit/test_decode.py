@@ -22,7 +22,7 @@ from coea.llm.decode import (
     score_categories_exhaustive,
 )
 from coea.llm.models import build_scratch_model
-from coea.llm.prompts import TEMPLATE_WORDS, PromptContext, novelty_prompt, relevance_prompt
+from coea.llm.prompts import TEMPLATE_WORDS, PromptContext, category_text, novelty_prompt, relevance_prompt
 from coea.llm.tokenizer import build_scratch_tokenizer
 
 CATS = ["Comedy", "Comedy|Romance", "Comedy|Drama", "Drama", "Drama|Romance|War", "Sci", "Sci Fi", "Children's",
@@ -48,7 +48,7 @@ def _scratch(seed: int = 0):
 
 def _multi_token(seed: int = 0):
     """A word-level tokenizer that splits names at spaces, '|' and "'": ``Comedy|Romance`` -> ``Comedy | Romance``."""
-    words = [w for text in [PROFILE, *CATS, *TEMPLATE_WORDS, "<a_0> <a_1> <a_2> <b_0> <b_1>"]
+    words = [w for text in [PROFILE, *map(category_text, CATS), *TEMPLATE_WORDS, "<a_0> <a_1> <a_2> <b_0> <b_1>"]
              for w in text.replace("|", " | ").replace("'", " ' ").split()]
     vocab = {w: i for i, w in enumerate(dict.fromkeys(["<pad>", "<unk>", "<s>", "</s>", *words]))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -188,9 +188,9 @@ def test_training_flag_is_restored(scratch):
     model.eval()
 
 
-def test_parse_categories_matches_longest_names_first():
+def test_parse_categories_reads_category_words_left_to_right():
     index = CategoryIndex(build_scratch_tokenizer(CATS, [], [1]), CATS)
-    text = "Sci Fi Sci  cat07 junk Comedy|Romance Sci Fi Drama"
+    text = r"Sci\_Fi Sci  cat07 junk Comedy|Romance Sci\_Fi Fi Drama"
     assert parse_categories(text, index, k=10) == ["Sci Fi", "Sci", "cat07", "Comedy|Romance", "Drama"]
     assert parse_categories(text, index, k=2) == ["Sci Fi", "Sci"]
 

@@ -12,7 +12,7 @@ from coea.errors import CoeaInputError
 from coea.llm.config import ModelConfig
 from coea.llm.decode import CategoryIndex, category_logprobs, rank_categories, relevance_scores
 from coea.llm.models import build_model_and_tokenizer, build_scratch_model, load_bundle, load_pretrained, save_bundle
-from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
+from coea.llm.prompts import PromptContext, category_text, novelty_prompt, relevance_prompt
 from coea.llm.tokenizer import build_scratch_tokenizer
 from tests.helpers import tiny_causal_lm
 
@@ -95,7 +95,8 @@ def test_local_pretrained_gets_csid_tokens_and_lora_only_trainable(local_lm):
 
 def test_lora_bundle_reloads_from_base_plus_adapter(local_lm, tmp_path):
     cfg = ModelConfig(base_model=str(local_lm), lora_r=4)
-    assert not build_model_and_tokenizer(cfg, CATS, [], [2, 3]).single_token_categories  # "Sci Fi" is 2 words
+    with pytest.raises(CoeaInputError, match=r"category 'Sci Fi' cannot be written .* unknown token .*fix: rename"):
+        build_model_and_tokenizer(cfg, CATS, [], [2, 3])  # its word Sci\_Fi is not in this word-level vocabulary
     cats = [c for c in CATS if " " not in c]
     bundle = build_model_and_tokenizer(cfg, cats, [], [2, 3])
     assert not bundle.is_scratch and bundle.single_token_categories
@@ -137,18 +138,20 @@ def test_admit_categories_adds_tokens_for_new_names_and_survives_save(tmp_path):
         CategoryIndex(bundle.tokenizer, [*CATS, "Film Noir"])
     prompt = novelty_prompt(CTX)
     before = category_logprobs(bundle.model, bundle.tokenizer, [prompt], CategoryIndex(bundle.tokenizer, CATS))[0]
-    old_ids = {c: bundle.tokenizer.convert_tokens_to_ids(c) for c in CATS}
+    old_ids = {c: bundle.tokenizer.convert_tokens_to_ids(category_text(c)) for c in CATS}
 
     assert admit_categories(bundle, [*CATS, "Film Noir", "Western"]) == ["Film Noir", "Western"]
     assert admit_categories(bundle, [*CATS, "Film Noir", "Western"]) == []  # idempotent
-    assert {c: bundle.tokenizer.convert_tokens_to_ids(c) for c in CATS} == old_ids
+    assert {c: bundle.tokenizer.convert_tokens_to_ids(category_text(c)) for c in CATS} == old_ids
     emb = bundle.model.get_input_embeddings().weight
     assert emb.shape[0] == len(bundle.tokenizer)
     known = emb[list(old_ids.values())].mean(dim=0)
-    new_id = bundle.tokenizer.convert_tokens_to_ids("Film Noir")
+    new_id = bundle.tokenizer.convert_tokens_to_ids(category_text("Film Noir"))
     assert torch.allclose(emb[new_id], known)
-    text = "recent: Film Noir Sci Fi ; candidate: Film Noir"  # multi-word old and new names stay one token
-    assert bundle.tokenizer.decode(bundle.tokenizer(text)["input_ids"]) == text
+    text = relevance_prompt(PromptContext((1, 0), CTX.profile, ("Film Noir", "Sci Fi")), "Film Noir")
+    ids = bundle.tokenizer(text)["input_ids"]  # multi-word old and new names stay one token
+    assert bundle.tokenizer.unk_token_id not in ids and bundle.tokenizer.decode(ids) == text
+    assert ids[-1] == new_id
     index = CategoryIndex(bundle.tokenizer, [*CATS, "Film Noir", "Western"])
     after = category_logprobs(bundle.model, bundle.tokenizer, [prompt], index)[0]
     assert np.all(np.isfinite(after))

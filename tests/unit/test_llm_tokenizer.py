@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from coea.errors import CoeaInputError
 from coea.llm.prompts import (
     PromptContext,
+    category_text,
     csid_tokens,
     novelty_completion,
     novelty_prompt,
@@ -19,7 +19,6 @@ from coea.llm.tokenizer import (
     category_token_ids,
     csid_vocab,
     is_single_token,
-    name_split_pattern,
 )
 
 CATS = ["Comedy", "Comedy|Romance", "Children's", "Sci Fi", "Sci", "Drama", "cat07", "cat070", "R&B / Soul (live)",
@@ -54,15 +53,19 @@ def test_every_category_is_one_distinct_id(tok):
     ids = category_token_ids(tok, CATS)
     assert all(len(i) == 1 for i in ids)
     assert len({i[0] for i in ids}) == len(CATS)
-    assert tok.convert_ids_to_tokens([i[0] for i in ids]) == CATS
+    assert tok.convert_ids_to_tokens([i[0] for i in ids]) == [category_text(c) for c in CATS]
     assert is_single_token(tok, CATS)
 
 
-def test_tricky_names_split_as_whole_whitespace_bounded_units(tok):
-    text = "recent: Comedy|Romance Comedy Sci Fi Sci a Drama, cat070x cat07 Sci Fi-ish R&B / Soul (live) ;"
+def test_category_words_are_whole_tokens_and_profile_words_stay_words(tok):
+    """``Sci Fi`` in a prompt is one token (its word ``Sci\\_Fi``); the profile's ``Sci Fi-ish`` is two words, so a
+    name never swallows a neighbour and a prefix name (``cat07``) never matches inside a longer word."""
+    text = novelty_prompt(PromptContext((1, 0), "a Drama, b cat070x Sci Fi-ish", ("Comedy|Romance", "Sci Fi", "cat07",
+                                                                                 "R&B / Soul (live)")))
     tokens = tok.convert_ids_to_tokens(tok(text)["input_ids"])
-    assert tokens == ["recent:", "Comedy|Romance", "Comedy", "Sci Fi", "Sci", "a", "Drama,", "cat070x", "cat07",
-                      "Sci", "Fi-ish", "R&B / Soul (live)", ";"]
+    assert tokens == ["group:", "<a_1>", "<b_0>", "profile:", "a", "Drama,", "b", "cat070x", "Sci", "Fi-ish",
+                      "recent:", "Comedy|Romance", "Sci\\_Fi", "cat07", "R&B\\_/\\_Soul\\_(live)", ";", "novel:"]
+    assert tok.unk_token_id not in tok(text)["input_ids"]
     assert tok.decode(tok(text)["input_ids"]) == text
 
 
@@ -84,14 +87,9 @@ def test_saved_tokenizer_reloads_with_identical_ids(tmp_path):
     assert not list(tmp_path.glob(".tok.*"))  # no temporary directory left behind
 
 
-def test_no_regex_when_no_name_has_spaces():
-    assert name_split_pattern(["Comedy", "Drama"]) is None
-    assert name_split_pattern(["a b", "a b c"]).startswith(r"(?<!\S)(?:a\x{20}b\x{20}c|a\x{20}b)")
-
-
-def test_bad_names_and_levels_are_rejected():
-    with pytest.raises(CoeaInputError, match="leading/trailing whitespace"):
-        build_scratch_tokenizer(["Drama", " Comedy"], [], [2])
+def test_any_names_are_accepted_and_bad_levels_rejected():
+    tok = build_scratch_tokenizer(["Drama", " Comedy", ""], [], [2])
+    assert is_single_token(tok, ["Drama", " Comedy", ""])
     with pytest.raises(ValueError, match=r"csid_levels must be positive.*\[2, 0\]"):
         build_scratch_tokenizer(["Drama"], [], [2, 0])
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+import coea
 from coea.config import PRESETS, CategoryLevel, DataConfig, RunConfig, SplitConfig, load_run_config, preset_path
 from coea.errors import CoeaInputError
 
@@ -15,6 +16,18 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="CoEA: serendipitous category recommendation with dual collaborative LLMs.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and generate interaction data.")
 app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"coea {coea.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="print the package version and exit")] = False) -> None:
+    pass
 
 # Options shared by the commands that read data. None means "keep the config file's value".
 DataOpt = Annotated[str | None, typer.Option("--data", help="synthetic | movielens:DIR | csv:PATH | parquet:PATH")]

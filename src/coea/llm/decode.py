@@ -29,8 +29,8 @@ import torch
 
 from coea.device import model_device
 from coea.errors import CoeaInputError
-from coea.llm.prompts import NO, RELEVANT_MARK, YES
-from coea.llm.tokenizer import category_token_ids
+from coea.llm.prompts import NO, RELEVANT_MARK, YES, category_text
+from coea.llm.tokenizer import category_token_ids, word_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ class CategoryIndex:
         seen: dict[tuple[int, ...], str] = {}
         for name, ids in zip(self.categories, self.token_ids, strict=True):
             if not ids or (unk_id is not None and unk_id in ids):
-                raise CoeaInputError(f"category {name!r} maps to no token or to the unknown token",
-                                     fix="admit new categories first (coea.llm.models.admit_categories)")
+                raise CoeaInputError(f"category {name!r} maps to no token or to the unknown token of the LLMs' "
+                                     "tokenizer", fix="train the LLMs on a log that contains the category")
             if tuple(ids) in seen:
                 raise CoeaInputError(f"categories {seen[tuple(ids)]!r} and {name!r} have the same token ids",
                                      fix="rename one of them or rebuild the tokenizer")
@@ -308,7 +308,7 @@ def sample_categories(model, tokenizer, prompts: Sequence[str], index: CategoryI
 
 def answer_token_ids(tokenizer, yes: str = YES, no: str = NO) -> tuple[int, int]:
     """The first in-prompt token id of `` yes`` and of `` no`` after the R-LLM prompt's last word."""
-    y, n = category_token_ids(tokenizer, [yes, no], context=RELEVANT_MARK)
+    y, n = word_token_ids(tokenizer, [yes, no], context=RELEVANT_MARK)
     if not y or not n or y[0] == n[0] or tokenizer.unk_token_id in (y[0], n[0]):
         raise ValueError(f"{yes!r} and {no!r} must start with distinct known tokens, got ids {y} and {n}")
     return y[0], n[0]
@@ -324,20 +324,15 @@ def relevance_scores(model, tokenizer, prompts: Sequence[str], yes: str = YES, n
 
 
 def parse_categories(text: str, index: CategoryIndex, k: int) -> list[str]:
-    """Valid distinct category names read left to right from generated text (longest name match first)."""
-    by_words = {" ".join(c.split()): c for c in index.categories}
-    longest = max(len(c.split()) for c in index.categories)
-    words, found, i = text.split(), [], 0
-    while i < len(words) and len(found) < k:
-        for span in range(min(longest, len(words) - i), 0, -1):
-            name = by_words.get(" ".join(words[i:i + span]))
-            if name is not None:
-                break
-        else:
-            span, name = 1, None
+    """Valid distinct category names read left to right from generated text (each a category word)."""
+    by_word = {category_text(c): c for c in index.categories}
+    found: list[str] = []
+    for word in text.split():
+        name = by_word.get(word)
         if name is not None and name not in found:
             found.append(name)
-        i += span
+            if len(found) == k:
+                break
     return found
 
 

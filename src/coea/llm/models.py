@@ -26,6 +26,7 @@ from coea.llm.tokenizer import (
     atomic_dir,
     build_scratch_tokenizer,
     category_token_ids,
+    check_encodable,
     csid_vocab,
     extend_scratch_tokenizer,
     is_single_token,
@@ -104,9 +105,12 @@ def _wrap_lora(model: PreTrainedModel, cfg: ModelConfig, new_ids: list[int]) -> 
     return get_peft_model(model, lora)
 
 
-def load_pretrained(cfg: ModelConfig, csid_levels: Sequence[int], *,
-                    device: str = "cpu") -> tuple[Any, PreTrainedTokenizerBase]:
-    """A LOCAL pretrained model + tokenizer with CSID tokens added, on ``device``; LoRA-wrapped when ``cfg.lora``."""
+def load_pretrained(cfg: ModelConfig, csid_levels: Sequence[int], *, device: str = "cpu",
+                    categories: Sequence[str] = ()) -> tuple[Any, PreTrainedTokenizerBase]:
+    """A LOCAL pretrained model + tokenizer with CSID tokens added, on ``device``; LoRA-wrapped when ``cfg.lora``.
+
+    ``categories`` are checked to be writable by the tokenizer (:func:`coea.llm.tokenizer.check_encodable`)
+    before the model's weights load: a name it cannot write fails in seconds, not after training."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -114,8 +118,9 @@ def load_pretrained(cfg: ModelConfig, csid_levels: Sequence[int], *,
         raise ValueError("load_pretrained needs base_model to be a local directory, got 'scratch'")
     path = local_model_dir(cfg.base_model)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     new_ids = _add_csid_tokens(tokenizer, csid_levels)
+    check_encodable(tokenizer, categories, what=f"the tokenizer of base model {path}")
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
@@ -138,7 +143,7 @@ def build_model_and_tokenizer(cfg: ModelConfig, categories: Sequence[str], extra
         tokenizer = build_scratch_tokenizer(categories, extra_texts, csid_levels)
         model = build_scratch_model(cfg, tokenizer, device=device)
     else:
-        model, tokenizer = load_pretrained(cfg, csid_levels, device=device)
+        model, tokenizer = load_pretrained(cfg, csid_levels, device=device, categories=categories)
     single = is_single_token(tokenizer, list(categories))
     return ModelBundle(model, tokenizer, cfg, cfg.is_scratch, single)
 
@@ -158,8 +163,7 @@ def admit_categories(bundle: ModelBundle, categories: Sequence[str]) -> list[str
     if not new:
         return []
     if not bundle.is_scratch:
-        raise CoeaInputError(f"categories {new[:5]} map to the unknown token of the pretrained tokenizer",
-                             fix="use a tokenizer that can spell every category name")
+        check_encodable(bundle.tokenizer, categories, what=f"the tokenizer of base model {bundle.config.base_model}")
     old_vocab = len(bundle.tokenizer)
     ref_ids = [ids[0] for ids in category_token_ids(bundle.tokenizer, [c for c in categories if c not in new])]
     bundle.tokenizer = extend_scratch_tokenizer(bundle.tokenizer, new)

@@ -1,8 +1,17 @@
-"""Prompt templates of the Novelty LLM (N-LLM) and the Relevance LLM (R-LLM), written down in one place.
+r"""Prompt templates of the Novelty LLM (N-LLM) and the Relevance LLM (R-LLM), written down in one place.
 
 Both share one *context*: the user's group CSID tokens, the group's text profile and the user's short-term
-categories (most recent last). Category names appear verbatim; with the scratch tokenizer each category name
-is one token, with a pretrained tokenizer it is several.
+categories (most recent last). Category names are written as one whitespace-free *category word*
+(:func:`category_text`): verbatim for ordinary names (``Drama``, ``Comedy|Romance``), escaped otherwise, so that
+whatever a category is called it never reads as a template word, a special token or a CSID code, and never splits
+into two prompt words. With the scratch tokenizer each category word is one token, with a pretrained tokenizer
+it is several.
+
+Escapes (a backslash and one character; :func:`category_name` is the exact inverse): ``\\`` a backslash, ``\_`` a
+space, ``\l`` a ``<`` (special tokens and CSID codes all start with ``<``), ``\u{HEX}`` any other whitespace,
+control, format, private-use or unassigned character, and a leading ``\=`` marks a name that would otherwise be a
+template word (``yes``, ``novel:``, ``;`` ...) or empty: ``Sci Fi`` -> ``Sci\_Fi``, ``</s>`` -> ``\l/s>``, ``yes``
+-> ``\=yes``, ``""`` -> ``\=``.
 
 N-LLM prompt and completion (the completion is what SFT trains on; decoding fills it)::
 
@@ -30,6 +39,8 @@ summary; kept in ``w/o CSID`` prompts, since it is history, not group informatio
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +50,13 @@ NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK = "novel:", "candidate:", "relevant:"
 TEMPLATE_WORDS = ("group:", "profile:", "recent:", ";", NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK, YES, NO)
 USER_MARK, LONG_MARK = "user:", "long:"
 OPTION_WORDS = (USER_MARK, LONG_MARK)  # the optional sections' markers (see the module doc)
+ESCAPE = "\\"
+RESERVED_MARK = ESCAPE + "="  # leads a category word whose name is a template word or empty
+_RESERVED = frozenset({*TEMPLATE_WORDS, *OPTION_WORDS, ""})
+_ESCAPED = {ESCAPE: ESCAPE + ESCAPE, " ": ESCAPE + "_", "<": ESCAPE + "l"}
+_UNESCAPED = {ESCAPE: ESCAPE, "_": " ", "l": "<"}
+_HIDDEN = ("Z", "C")  # unicode categories escaped as \u{HEX}: separators, controls, format, surrogates, unassigned
+_CODE = re.compile(r"u\{([0-9A-F]{1,6})\}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,53 @@ class PromptContext:
     short_term: tuple[str, ...]  # distinct recent categories, most recent last
     code: tuple[int, ...] = ()  # the user's own full CSID code (``user:`` section); () = no section
     long_term: tuple[str, ...] = ()  # the user's most frequent categories before the cut (``long:``); () = none
+
+
+def _escape_char(ch: str) -> str:
+    if ch in _ESCAPED:
+        return _ESCAPED[ch]
+    return _escape_hidden(ch)
+
+
+def _escape_hidden(ch: str) -> str:
+    """``ch`` itself, or ``\\u{HEX}`` for whitespace and invisible characters (tokenizers split or drop them)."""
+    if ch.isspace() or unicodedata.category(ch)[0] in _HIDDEN:
+        return f"{ESCAPE}u{{{ord(ch):X}}}"
+    return ch
+
+
+def category_text(name: str) -> str:
+    """The one whitespace-free word that writes category ``name`` in prompts and completions (module doc)."""
+    word = "".join(_escape_char(ch) for ch in str(name))
+    return RESERVED_MARK + word if word in _RESERVED else word
+
+
+def category_name(word: str) -> str:
+    """The category name a category word writes: the inverse of :func:`category_text`; ValueError if malformed."""
+    body = word[len(RESERVED_MARK):] if word.startswith(RESERVED_MARK) else word
+    out, i = [], 0
+    while i < len(body):
+        if body[i] != ESCAPE:
+            out.append(body[i])
+            i += 1
+            continue
+        code = _CODE.match(body, i + 1)
+        if code is not None:
+            out.append(chr(int(code.group(1), 16)))
+            i = code.end()
+        elif body[i + 1:i + 2] in _UNESCAPED:
+            out.append(_UNESCAPED[body[i + 1]])
+            i += 2
+        else:
+            raise ValueError(f"{word!r} is not a category word (a bad escape at character {i})")
+    return "".join(out)
+
+
+def profile_text(profile: str) -> str:
+    """A group profile as prompt text: whitespace normalised; ``<`` and invisible characters escaped as in category
+    words, so that no special token or CSID code appears inside it (profiles quote category names)."""
+    words = profile.replace("<", _ESCAPED["<"]).split()
+    return " ".join("".join(map(_escape_hidden, w)) for w in words)
 
 
 def csid_token(level: int, code: int) -> str:
@@ -74,12 +139,12 @@ def option_words(full_csid: bool, long_term: int) -> tuple[str, ...]:
 def context_text(ctx: PromptContext, *, with_group: bool = True) -> str:
     parts = []
     if with_group:
-        parts += ["group:", *csid_tokens(ctx.csid), "profile:", " ".join(ctx.profile.split())]
+        parts += ["group:", *csid_tokens(ctx.csid), "profile:", profile_text(ctx.profile)]
         if ctx.code:
             parts += [USER_MARK, *csid_tokens(ctx.code)]
     if ctx.long_term:
-        parts += [LONG_MARK, *ctx.long_term]
-    parts += ["recent:", *ctx.short_term, ";"]
+        parts += [LONG_MARK, *map(category_text, ctx.long_term)]
+    parts += ["recent:", *map(category_text, ctx.short_term), ";"]
     return " ".join(parts)
 
 
@@ -89,13 +154,13 @@ def novelty_prompt(ctx: PromptContext, *, with_group: bool = True) -> str:
 
 
 def novelty_completion(categories: Sequence[str], eos: str) -> str:
-    """The N-LLM target: the categories, space-separated, then the end-of-sequence token."""
-    return " " + " ".join([*categories, eos])
+    """The N-LLM target: the category words, space-separated, then the end-of-sequence token."""
+    return " " + " ".join([*map(category_text, categories), eos])
 
 
 def relevance_prompt(ctx: PromptContext, candidate: str, *, with_group: bool = True) -> str:
     """The R-LLM prompt; the next token is ``yes`` or ``no``."""
-    return f"{context_text(ctx, with_group=with_group)} {CANDIDATE_MARK} {candidate}"
+    return f"{context_text(ctx, with_group=with_group)} {CANDIDATE_MARK} {category_text(candidate)}"
 
 
 def relevance_completion(relevant: bool, eos: str) -> str:

@@ -1,22 +1,17 @@
 """The scratch word-level tokenizer, and how category names map to token ids under any tokenizer.
 
 Scratch tokenizer: a ``tokenizers`` WordLevel model whose vocabulary is the special tokens, every CSID level
-code token, the prompt template words, every word of the extra texts (group profiles) and every category name.
-Each category name is exactly ONE token wherever it stands as a whitespace-delimited unit of a prompt, even when
-it contains spaces (``Sci Fi``) or is a prefix of another name (``Comedy`` / ``Comedy|Romance``).
-
-How: the pre-tokenizer is a ``Split`` regex (kept with ``invert=True``, i.e. its matches are the pieces)::
-
-    (?<!\\S)(?:<names with whitespace, longest first>)(?!\\S)  |  \\S+
-
-so a piece is either a whole whitespace-bounded multi-word category name or one whitespace-delimited word (which
-covers every name without whitespace). We do not use ``tokenizers`` added tokens for category names: added tokens
-are found by a leftmost-longest Aho-Corasick scan *before* pre-tokenisation, and ``single_word=True`` only checks
-alphanumeric boundaries, so ``Drama,`` in a profile would become ``Drama`` + ``,`` (breaking the round trip) and
-``cat07`` would match inside ``cat07x`` without ``single_word``. The regex matches whole whitespace-bounded units.
+code token, the prompt template words, every word of the extra texts (group profiles, as :func:`profile_text`
+writes them) and every category word (:func:`coea.llm.prompts.category_text`). The pre-tokenizer splits at
+whitespace. A category word never contains whitespace and is never a special token, a CSID code or a template
+word, so each category is exactly ONE token of its own, whatever it is called (``Sci Fi``, ``yes``, ``</s>``,
+``<a_1>``, ``;``, `` ``), and a profile never produces a special token or a CSID code (``<`` is escaped there).
 
 Decoding: no decoder is set, so ``decode`` joins tokens with one space, the exact inverse of the split for
 whitespace-normalised text; ``clean_up_tokenization_spaces=False`` keeps names such as ``Children's`` intact.
+
+A pretrained tokenizer spells category words with its sub-word pieces; :func:`check_encodable` says, before any
+training, when it cannot (an unknown or special token inside a name, or two names with the same ids).
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coea.errors import CoeaInputError
-from coea.llm.prompts import NOVEL_MARK, TEMPLATE_WORDS, csid_token
+from coea.llm.prompts import NOVEL_MARK, TEMPLATE_WORDS, category_text, csid_token, profile_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -67,38 +62,17 @@ def csid_vocab(csid_levels: Sequence[int]) -> list[str]:
 
 
 def check_category_names(categories: Iterable[str]) -> list[str]:
-    """Distinct names in first-seen order; a name must be non-empty and not start or end with whitespace."""
-    names = [str(c) for c in categories]
-    for row, name in enumerate(names):
-        if not name.strip() or name != name.strip():
-            raise CoeaInputError(f"category name {name!r} is empty or has leading/trailing whitespace", row=row,
-                                 fix="strip whitespace from category names in the data")
-    return list(dict.fromkeys(names))
+    """Distinct names in first-seen order (any string is a valid name: see :func:`category_text`)."""
+    return list(dict.fromkeys(str(c) for c in categories))
 
 
-def _literal(text: str) -> str:
-    """``text`` as an Oniguruma literal: every non-alphanumeric character as ``\\x{HEX}``."""
-    return "".join(ch if ch.isalnum() else f"\\x{{{ord(ch):X}}}" for ch in text)
-
-
-def name_split_pattern(categories: Sequence[str]) -> str | None:
-    """The pre-tokenizer regex (see the module doc), or None when no name contains whitespace."""
-    spaced = sorted({c for c in categories if any(ch.isspace() for ch in c)}, key=lambda c: (-len(c), c))
-    if not spaced:
-        return None
-    alternatives = "|".join(_literal(c) for c in spaced)  # leftmost-first: longest names are tried first
-    return rf"(?<!\S)(?:{alternatives})(?!\S)|\S+"
-
-
-def _wordlevel(vocab: dict[str, int], names: Sequence[str]) -> PreTrainedTokenizerFast:
-    """The scratch tokenizer over ``vocab`` (token -> id), pre-tokenised so that each of ``names`` is one piece."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+def _wordlevel(vocab: dict[str, int]) -> PreTrainedTokenizerFast:
+    """The scratch tokenizer over ``vocab`` (token -> id), split at whitespace."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    pattern = name_split_pattern(names)
-    backend.pre_tokenizer = (pre_tokenizers.WhitespaceSplit() if pattern is None
-                             else pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNK, bos_token=BOS,
                                    eos_token=EOS, clean_up_tokenization_spaces=False)
 
@@ -111,24 +85,27 @@ def build_scratch_tokenizer(categories: Sequence[str], extra_texts: Iterable[str
     tokenizer is also saved there (atomically).
     """
     names = check_category_names(categories)
-    words = [w for text in extra_texts for w in str(text).split()]
-    tokens = dict.fromkeys([*SPECIAL_TOKENS, *csid_vocab(csid_levels), *TEMPLATE_WORDS, *words, *names])
-    tokenizer = _wordlevel({t: i for i, t in enumerate(tokens)}, names)
+    words = [w for text in extra_texts for w in profile_text(str(text)).split()]
+    tokens = dict.fromkeys([*SPECIAL_TOKENS, *csid_vocab(csid_levels), *TEMPLATE_WORDS, *words,
+                            *map(category_text, names)])
+    tokenizer = _wordlevel({t: i for i, t in enumerate(tokens)})
     if out_dir is not None:
         with atomic_dir(Path(out_dir)) as tmp:
             tokenizer.save_pretrained(tmp)
     return tokenizer
 
 
-def category_token_ids(tokenizer: PreTrainedTokenizerBase, categories: Sequence[str], *,
-                       context: str = NOVEL_MARK) -> list[list[int]]:
-    """Token ids of each name as it appears after a space in a prompt (several ids for a BPE tokenizer).
+def word_token_ids(tokenizer: PreTrainedTokenizerBase, words: Sequence[str], *,
+                   context: str = NOVEL_MARK) -> list[list[int]]:
+    """Token ids of each text as it appears after ``context`` and a space in a prompt (several for a BPE tokenizer).
 
-    Computed as ``ids(context + " " + name)`` minus the longest common prefix with ``ids(context)``, so that
+    Computed as ``ids(context + " " + word)`` minus the longest common prefix with ``ids(context)``, so that
     tokenizers which merge a leading space into the word (``Ġname``, ``▁name``) give the in-prompt ids.
     """
+    if not words:
+        return []
     ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-    full = tokenizer([f"{context} {name}" for name in categories], add_special_tokens=False)["input_ids"]
+    full = tokenizer([f"{context} {word}" for word in words], add_special_tokens=False)["input_ids"]
     out = []
     for ids in full:
         common = 0
@@ -136,6 +113,12 @@ def category_token_ids(tokenizer: PreTrainedTokenizerBase, categories: Sequence[
             common += 1
         out.append(list(ids[common:]))
     return out
+
+
+def category_token_ids(tokenizer: PreTrainedTokenizerBase, categories: Sequence[str], *,
+                       context: str = NOVEL_MARK) -> list[list[int]]:
+    """In-prompt token ids of each category's word (:func:`word_token_ids` of :func:`category_text`)."""
+    return word_token_ids(tokenizer, [category_text(c) for c in categories], context=context)
 
 
 def is_single_token(tokenizer: PreTrainedTokenizerBase, categories: Sequence[str]) -> bool:
@@ -155,7 +138,7 @@ def unknown_names(tokenizer: PreTrainedTokenizerBase, categories: Sequence[str])
 
 
 def extend_scratch_tokenizer(tokenizer: PreTrainedTokenizerFast, names: Sequence[str]) -> PreTrainedTokenizerFast:
-    """A copy of a scratch (WordLevel) tokenizer with ``names`` appended as new single tokens.
+    """A copy of a scratch (WordLevel) tokenizer with the words of ``names`` appended as new single tokens.
 
     Every existing token keeps its id, so a model over the old vocabulary only needs its embedding matrix
     enlarged. The pre-tokenizer regex is rebuilt over every multi-word name (the vocabulary's tokens that contain
@@ -166,5 +149,23 @@ def extend_scratch_tokenizer(tokenizer: PreTrainedTokenizerFast, names: Sequence
         raise ValueError("extend_scratch_tokenizer needs the scratch WordLevel tokenizer; a pretrained "
                          "tokenizer spells new names with its existing sub-word pieces")
     for name in check_category_names(names):
-        vocab.setdefault(name, len(vocab))
-    return _wordlevel(vocab, [t for t in vocab if any(ch.isspace() for ch in t)])
+        vocab.setdefault(category_text(name), len(vocab))
+    return _wordlevel(vocab)
+
+
+def check_encodable(tokenizer: PreTrainedTokenizerBase, categories: Sequence[str], *, what: str) -> None:
+    """CoeaInputError unless every category's in-prompt ids are known, hold no special or added token (an end
+    token, a CSID code) and differ from every other category's; ``what`` names the tokenizer for the message."""
+    reserved = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
+    unk, seen = tokenizer.unk_token_id, {}
+    names = check_category_names(categories)
+    for name, ids in zip(names, category_token_ids(tokenizer, names), strict=True):
+        problem = ("maps to no token" if not ids else "contains the unknown token" if unk in ids
+                   else "contains a special token" if reserved & set(ids)
+                   else f"has the same token ids as category {seen[tuple(ids)]!r}" if tuple(ids) in seen else None)
+        if problem:
+            raise CoeaInputError(f"category {name!r} cannot be written for {what}: its prompt word "
+                                 f"{category_text(name)!r} {problem}",
+                                 fix="rename the category in the data, or use base_model: scratch (whose "
+                                     "vocabulary is built from the data and holds every name)")
+        seen[tuple(ids)] = name
