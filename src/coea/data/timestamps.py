@@ -52,7 +52,7 @@ def _numeric(raw: pd.Series, source: str, column: str) -> pd.Series:
         row = _first_row(numeric.isna().to_numpy())
         raise CoeaInputError(f"non-numeric timestamp {str(raw.iloc[row - 1])!r}", source=source, column=column,
                              row=row, fix=f"convert timestamps to {SECONDS_FIX}")
-    return numeric.astype("float64")
+    return numeric  # int64 when every value is an integer (nanoseconds stay exact), else float64
 
 
 def _from_datetime(raw: pd.Series, source: str, column: str) -> pd.Series:
@@ -82,7 +82,8 @@ def _from_unit(numeric: pd.Series, source: str, column: str) -> pd.Series:
         return numeric.round()
     log.warning("%s: column '%s' holds %s (every value >= %.0e); converted to Unix seconds", source, column,
                 UNITS[common], UNIT_STARTS[common - 1])
-    return np.floor(numeric / 1000**common)
+    factor = 1000**common
+    return numeric // factor if pd.api.types.is_integer_dtype(numeric) else np.floor(numeric / factor)
 
 
 def _check_range(seconds: pd.Series, raw: pd.Series, source: str, column: str, now: float) -> None:
