@@ -162,7 +162,8 @@ def _windows(cfg: RunConfig, periods: int, min_users: int) -> list[Period]:
 def _period_config(cfg: RunConfig, path: Path) -> RunConfig:
     """``cfg`` reading one period's canonical parquet (column mapping back to the canonical names)."""
     return replace(cfg, data=DataConfig(spec=f"parquet:{path.resolve()}",
-                                        on_category_conflict=cfg.data.on_category_conflict))
+                                        on_category_conflict=cfg.data.on_category_conflict,
+                                        allow_any_timestamp=cfg.data.allow_any_timestamp))
 
 
 def _write_period(window: Period, out_dir: Path) -> Path:

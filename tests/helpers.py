@@ -16,6 +16,19 @@ requires_movielens = pytest.mark.skipif(
 )
 
 
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``coea ARGV`` in this process: (exit code, stdout, stderr)."""
+    from coea.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def events(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
     """A canonical frame from (user, item, category, timestamp) tuples."""
     return pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])

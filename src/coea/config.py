@@ -92,6 +92,9 @@ class DataConfig:
     timestamp_col: str = "timestamp"
     rating_col: str | None = "rating"  # optional; absent columns are fine
     on_category_conflict: str = "majority"  # item with several categories: "majority" (warn) or "fail"
+    # timestamps are Unix seconds from 1990-01-01 to now (ms/us/ns columns converted); True takes any number as
+    # it is (an order key: no unit conversion, no range check)
+    allow_any_timestamp: bool = False
 
     def __post_init__(self) -> None:
         self.category_level = CategoryLevel(self.category_level)

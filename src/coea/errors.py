@@ -1,7 +1,8 @@
 """Typed errors that a person can act on.
 
 Every error raised for bad input names the file, the column, the first bad row and the fix, so that the CLI
-can print it as one line and exit with code 2.
+can print it as one line and exit with code 2. In a text file (CSV, MovieLens ``.dat``) the place is the
+``line`` a person sees in an editor; in a table without lines (Parquet, a DataFrame) it is the 1-based ``row``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class CoeaInputError(ValueError):
         column: str | None = None,
         option: str | None = None,
         row: int | None = None,
+        line: int | None = None,
         fix: str | None = None,
     ) -> None:
         self.problem = problem
@@ -27,8 +29,14 @@ class CoeaInputError(ValueError):
         self.column = column
         self.option = option
         self.row = row
+        self.line = line
         self.fix = fix
         super().__init__(self._render())
+
+    def at_line(self, line: int) -> CoeaInputError:
+        """This error placed at ``line`` of its file (the data row is kept in ``row``)."""
+        return CoeaInputError(self.problem, source=self.source, column=self.column, option=self.option, row=self.row,
+                              line=line, fix=self.fix)
 
     def _render(self) -> str:
         where = []
@@ -38,7 +46,9 @@ class CoeaInputError(ValueError):
             where.append(f"option {self.option}")
         if self.column:
             where.append(f"column '{self.column}'")
-        if self.row is not None:
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        elif self.row is not None:
             where.append(f"row {self.row}")
         text = (", ".join(where) + ": " if where else "") + self.problem
         if self.fix:

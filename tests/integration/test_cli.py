@@ -20,7 +20,7 @@ def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     [
         ("user_id,item_id,timestamp\n1,2,3\n", "column 'category': missing required column"),
         ("user_id,item_id,category,timestamp\n1,2,a,3\n1,3,b,yesterday\n",
-         "column 'timestamp', row 2: non-numeric timestamp 'yesterday'"),
+         "column 'timestamp', line 3: non-numeric timestamp 'yesterday'"),
         ("", "the file is empty"),
         ("user_id,item_id,category,timestamp\n", "the table is empty"),
     ],
@@ -47,7 +47,7 @@ def test_missing_file_and_bad_spec(tmp_path):
 
 def test_column_mapping_and_stats(tmp_path):
     path = tmp_path / "log.csv"
-    path.write_text("uid,iid,genre,ts\n1,a,x,10\n1,b,y,20\n2,a,x,15\n")
+    path.write_text("uid,iid,genre,ts\n1,a,x,1700000010\n1,b,y,1700000020\n2,a,x,1700000015\n")
     res = coea("data", "stats", "--data", f"csv:{path}", "--user-col", "uid", "--item-col", "iid",
                "--category-col", "genre", "--timestamp-col", "ts")
     assert res.returncode == 0, res.stderr

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from coea.cli import main
 from coea.errors import CoeaInputError
 from pipelines.schedule import validate_cron
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize("cron", ["0 0 3 * * *", "0 0 * * * *", "*/30 * * * * ?", "0 15 10 ? * MON-FRI",
@@ -40,18 +40,8 @@ def test_bad_crons(cron: str, message: str) -> None:
         validate_cron(cron)
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_schedule_dry_run_prints_the_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["schedule", "--dry-run", "--cron", "0 30 2 * * *", "--state-uri", "gs://my-bucket/coea",
+    code, out, _ = run_cli(["schedule", "--dry-run", "--cron", "0 30 2 * * *", "--state-uri", "gs://my-bucket/coea",
                          "--out", str(tmp_path), "--drift-threshold", "0.4"], capsys)
     assert code == 0
     request = json.loads(out)
@@ -68,7 +58,7 @@ def test_schedule_dry_run_prints_the_request(tmp_path: Path, capsys: pytest.Capt
 def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.helpers import REPO
 
-    code, out, _ = _run(["schedule", "--dry-run", "--settings", str(REPO / "k8s/overlays/cpu-dev/pipeline.yaml"),
+    code, out, _ = run_cli(["schedule", "--dry-run", "--settings", str(REPO / "k8s/overlays/cpu-dev/pipeline.yaml"),
                          "--out", str(tmp_path)], capsys)
     request = json.loads(out)
     assert code == 0 and request["cron_expression"] == "0 0 * * * *"
@@ -84,7 +74,7 @@ def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pyt
 ])
 def test_schedule_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                 message: str) -> None:
-    code, out, err = _run(["schedule", "--out", str(tmp_path), *args], capsys)
+    code, out, err = run_cli(["schedule", "--out", str(tmp_path), *args], capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
@@ -112,7 +102,7 @@ def test_schedule_calls_create_recurring_run(tmp_path: Path, capsys: pytest.Capt
 
     FakeClient.calls = []
     monkeypatch.setattr(kfp, "Client", FakeClient)
-    code, out, _ = _run(["schedule", "--host", "https://kfp.example.com", "--state-uri", "gs://b-1/s",
+    code, out, _ = run_cli(["schedule", "--host", "https://kfp.example.com", "--state-uri", "gs://b-1/s",
                          "--out", str(tmp_path), "--namespace", "coea"], capsys)
     assert code == 0 and "rr-42" in out
     (_, init), (_, exp), (_, run) = FakeClient.calls
@@ -124,7 +114,7 @@ def test_schedule_calls_create_recurring_run(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_compile_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["compile", "--out", str(tmp_path)], capsys)
+    code, out, _ = run_cli(["compile", "--out", str(tmp_path)], capsys)
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coea_recurring.yaml", "coea_training.yaml"]
     assert "coea-training: " in out and "coea-recurring: " in out

@@ -9,12 +9,14 @@ from coea.data.schema import validate_interactions
 from coea.errors import CoeaInputError
 from tests.helpers import events
 
+T0 = 1_700_000_000  # 2023-11-14: timestamps must be Unix seconds from 1990 to now
+
 
 def test_clean_table_is_sorted_and_typed():
-    df = events([("2", "i1", "a", 20), ("1", "i2", "b", 30), ("1", "i1", "a", 10)])
+    df = events([("2", "i1", "a", T0 + 20), ("1", "i2", "b", T0 + 30), ("1", "i1", "a", T0 + 10)])
     out = validate_interactions(df, "t.csv")
     assert out["user_id"].tolist() == ["1", "1", "2"]
-    assert out["timestamp"].tolist() == [10, 30, 20]
+    assert out["timestamp"].tolist() == [T0 + 10, T0 + 30, T0 + 20]
     assert out["timestamp"].dtype == "int64"
 
 
@@ -50,7 +52,7 @@ def test_empty_table():
 
 
 def test_exact_duplicates_dropped_and_logged(caplog):
-    df = events([("1", "i", "a", 1), ("1", "i", "a", 1), ("1", "j", "a", 2)])
+    df = events([("1", "i", "a", T0 + 1), ("1", "i", "a", T0 + 1), ("1", "j", "a", T0 + 2)])
     with caplog.at_level(logging.INFO, logger="coea"):
         out = validate_interactions(df, "t.csv")
     assert len(out) == 2
@@ -58,7 +60,7 @@ def test_exact_duplicates_dropped_and_logged(caplog):
 
 
 def test_category_conflict_majority_and_fail(caplog):
-    df = events([("1", "i", "a", 1), ("2", "i", "b", 2), ("3", "i", "b", 3), ("4", "j", "c", 4)])
+    df = events([("1", "i", "a", T0 + 1), ("2", "i", "b", T0 + 2), ("3", "i", "b", T0 + 3), ("4", "j", "c", T0 + 4)])
     with caplog.at_level(logging.WARNING, logger="coea"):
         out = validate_interactions(df, "t.csv")
     assert set(out.loc[out.item_id == "i", "category"]) == {"b"}
@@ -68,5 +70,5 @@ def test_category_conflict_majority_and_fail(caplog):
 
 
 def test_conflict_tie_breaks_alphabetically():
-    df = events([("1", "i", "z", 1), ("2", "i", "b", 2)])
+    df = events([("1", "i", "z", T0 + 1), ("2", "i", "b", T0 + 2)])
     assert set(validate_interactions(df, "t")["category"]) == {"b"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from coea.config import DataConfig, SyntheticConfig
+from coea.data.lines import CSV, MOVIELENS, TextLayout, at_editor_line
 from coea.data.movielens import load_movielens
 from coea.data.schema import validate_interactions
 from coea.data.synthetic import SyntheticData, generate_synthetic
@@ -50,7 +51,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
 
 
 def load_data(cfg: DataConfig, synthetic: SyntheticConfig | None = None) -> LoadedData:
-    """Load and validate the log named by ``cfg.spec``."""
+    """Load and validate the log named by ``cfg.spec``; an error in a text file names its line."""
     kind, path = parse_spec(cfg.spec)
     if kind == "synthetic":
         data = generate_synthetic(synthetic or SyntheticConfig())
@@ -58,9 +59,21 @@ def load_data(cfg: DataConfig, synthetic: SyntheticConfig | None = None) -> Load
                  data.interactions["user_id"].nunique())
         return LoadedData(data.interactions, "synthetic", truth=data)
     assert path is not None
+    layout: TextLayout | None = {"movielens": MOVIELENS, "csv": CSV}.get(kind)
+    try:
+        return _load_file(cfg, kind, path)
+    except CoeaInputError as err:
+        located = err if layout is None else at_editor_line(err, layout)
+        if located is err:
+            raise
+        raise located from err
+
+
+def _load_file(cfg: DataConfig, kind: str, path: Path) -> LoadedData:
     if kind == "movielens":
         raw, source = load_movielens(path, cfg.category_level)
     else:
         raw, source = read_table(path, kind, cfg), str(path)
-    clean = validate_interactions(raw, source, on_category_conflict=cfg.on_category_conflict)
+    clean = validate_interactions(raw, source, on_category_conflict=cfg.on_category_conflict,
+                                  allow_any_timestamp=cfg.allow_any_timestamp)
     return LoadedData(clean, source)

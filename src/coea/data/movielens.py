@@ -8,6 +8,7 @@ kept in the optional ``rating`` column.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -51,24 +52,44 @@ def read_movies(path: Path, level: CategoryLevel) -> pd.Series:
             parts = line.split("::")
             if len(parts) != 3 or not parts[2]:
                 raise CoeaInputError("expected MovieID::Title::Genres", source=path, column="Genres",
-                                     row=line_no, fix="repair or remove this line")
+                                     line=line_no, fix="repair or remove this line")
             genres = parts[2]
             ids.append(parts[0].strip())
             cats.append(genres.split("|")[0] if level is CategoryLevel.FIRST else genres)
     return pd.Series(cats, index=pd.Index(ids, name=ITEM), name=CATEGORY)
 
 
+RATINGS_LAYOUT = "UserID::MovieID::Rating::Timestamp"
+
+
+def _check_fields(raw: pd.DataFrame, path: Path) -> None:
+    """Split on ':', a good line has fields 0, 2, 4, 6 filled and 1, 3, 5 empty (the '::' separators)."""
+    bad = raw[[1, 3, 5]].notna().any(axis=1) | raw[[0, 2, 4, 6]].isna().any(axis=1)
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0]) + 1
+        text = ":".join("" if pd.isna(v) else str(v) for v in raw.iloc[row - 1]).rstrip(":")
+        raise CoeaInputError(f"malformed line {text!r}, expected {RATINGS_LAYOUT}", source=path, row=row,
+                             fix="repair or remove this line (a download cut short? fetch the file again)")
+
+
 def read_ratings(path: Path) -> pd.DataFrame:
-    """The four ``::`` fields as strings/ints; uses the C parser by splitting on ':' (ids hold no colons)."""
+    """The four ``::`` fields as strings; uses the C parser by splitting on ':' (ids hold no colons).
+
+    A line with missing, extra or single-colon fields is an error naming it (by line, or by data row, which
+    :func:`coea.data.lines.at_editor_line` turns into the line).
+    """
     try:
-        raw = pd.read_csv(path, sep=":", header=None, usecols=[0, 2, 4, 6], dtype=str, engine="c",
+        raw = pd.read_csv(path, sep=":", header=None, names=list(range(7)), dtype=str, engine="c",
                           encoding="latin-1")
     except pd.errors.EmptyDataError as err:
-        raise CoeaInputError("the file is empty", source=path, fix="provide UserID::MovieID::Rating::Timestamp lines"
-                             ) from err
+        raise CoeaInputError("the file is empty", source=path, fix=f"provide {RATINGS_LAYOUT} lines") from err
     except (pd.errors.ParserError, ValueError) as err:
-        raise CoeaInputError(f"cannot parse as UserID::MovieID::Rating::Timestamp ({err})", source=path,
-                             fix="check the separator is '::'") from err
+        found = re.search(r"Expected \d+ fields in line (\d+)", str(err))
+        raise CoeaInputError(f"cannot parse as {RATINGS_LAYOUT} ({str(err).splitlines()[0]})", source=path,
+                             line=int(found.group(1)) if found else None,
+                             fix="check the separator is '::' and each line has 4 fields") from err
+    _check_fields(raw, path)
+    raw = raw[[0, 2, 4, 6]]
     raw.columns = [USER, ITEM, RATING, TIMESTAMP]
     return raw
 

@@ -6,12 +6,15 @@ optional ``rating`` (float). Ids are strings everywhere so that CSV, Parquet and
 Validation rules (each failure raises :class:`~coea.errors.CoeaInputError` naming file, column, row, fix):
 - the table is not empty and has every required column;
 - ids and categories are not null or blank;
-- timestamps are present and numeric (integer seconds since the epoch);
+- timestamps are present and become integer Unix seconds by :func:`coea.data.timestamps.to_epoch_seconds`
+  (datetime64 and whole-column milliseconds are converted with a warning; mixed units, and values before
+  1990-01-01 or in the future, are errors unless ``allow_any_timestamp``);
 - exact duplicate events (same user, item, timestamp) are dropped, with the count logged;
 - an item mapped to several categories is resolved by majority vote (ties: the lexicographically smallest
   category), with a warning naming how many items were affected, or rejected when ``on_category_conflict``
   is ``"fail"``.
-Rows are reported 1-based in data order (row 1 = the first data row, i.e. line 2 of a CSV with a header).
+Rows are reported 1-based in the input's order (row 1 = the first data row; dropped duplicates keep their
+rows); the loaders turn them into the line of the file (:mod:`coea.data.lines`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from coea.data.timestamps import to_epoch_seconds
 from coea.errors import CoeaInputError
 
 log = logging.getLogger(__name__)
@@ -46,25 +50,6 @@ def _check_ids(df: pd.DataFrame, source: str) -> None:
             )
 
 
-def _check_timestamps(df: pd.DataFrame, source: str) -> pd.Series:
-    raw = df[TIMESTAMP]
-    missing = raw.isna() | (raw.astype(str).str.strip() == "")
-    if missing.any():
-        raise CoeaInputError(
-            f"{int(missing.sum())} missing timestamp(s)", source=source, column=TIMESTAMP,
-            row=_first_bad_row(missing), fix="every event needs integer seconds since the epoch",
-        )
-    numeric = pd.to_numeric(raw, errors="coerce")
-    bad = numeric.isna()
-    if bad.any():
-        row = _first_bad_row(bad)
-        raise CoeaInputError(
-            f"non-numeric timestamp {str(raw.iloc[row - 1])!r}", source=source, column=TIMESTAMP, row=row,
-            fix="convert timestamps to integer Unix seconds (e.g. pandas: ts.astype('int64') // 10**9)",
-        )
-    return numeric.astype("float64").round().astype("int64")
-
-
 def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str) -> pd.DataFrame:
     per_item = df.groupby(ITEM, sort=False)[CATEGORY].nunique()
     conflicted = per_item[per_item > 1]
@@ -72,7 +57,7 @@ def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str) -> p
         return df
     if policy == "fail":
         item = conflicted.index[0]
-        row = _first_bad_row(df[ITEM] == item)
+        row = int(df.index[(df[ITEM] == item).to_numpy()][0]) + 1  # the input's row: labels survive dropped dups
         cats = sorted(df.loc[df[ITEM] == item, CATEGORY].unique())[:3]
         raise CoeaInputError(
             f"item {item!r} has {len(cats)}+ categories {cats}", source=source, column=CATEGORY, row=row,
@@ -91,7 +76,8 @@ def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str) -> p
     return df
 
 
-def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict: str = "majority") -> pd.DataFrame:
+def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict: str = "majority",
+                          allow_any_timestamp: bool = False) -> pd.DataFrame:
     """Check ``df`` against the canonical schema and return a clean, chronologically sorted copy."""
     if df is None or len(df) == 0:
         raise CoeaInputError("the table is empty", source=source, fix="provide at least one interaction")
@@ -107,7 +93,7 @@ def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict
         USER: df[USER].astype(str).str.strip(),
         ITEM: df[ITEM].astype(str).str.strip(),
         CATEGORY: df[CATEGORY].astype(str).str.strip(),
-        TIMESTAMP: _check_timestamps(df, source),
+        TIMESTAMP: to_epoch_seconds(df[TIMESTAMP], source, column=TIMESTAMP, allow_any=allow_any_timestamp),
     })
     if RATING in df.columns:
         rating = pd.to_numeric(df[RATING], errors="coerce")

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from coea.data.schema import CATEGORY, ITEM, TIMESTAMP, USER
-
-
-def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(int(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from coea.data.timestamps import iso_utc
 
 
 def top_category_share(df: pd.DataFrame, top_fraction: float = 0.2) -> float:
@@ -31,7 +27,7 @@ def data_stats(df: pd.DataFrame) -> dict[str, Any]:
         "items": int(df[ITEM].nunique()),
         "interactions": len(df),
         "categories": int(df[CATEGORY].nunique()),
-        "time_span": {"start": _iso(t_min), "end": _iso(t_max), "days": round((t_max - t_min) / 86400, 1)},
+        "time_span": {"start": iso_utc(t_min), "end": iso_utc(t_max), "days": round((t_max - t_min) / 86400, 1)},
         "interactions_per_user": {
             "min": int(per_user.min()), "median": float(per_user.median()), "max": int(per_user.max()),
         },

@@ -1,0 +1,74 @@
+"""Where a problem sits in a text file: the line number a person sees in an editor.
+
+The table readers count data rows the way pandas does (blank lines skipped, a quoted field may span lines);
+:func:`line_of_row` maps such a row back to the line where it starts. Both run only after something failed.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from coea.errors import CoeaInputError
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """How a text log is laid out: a header line or not, the field delimiter and the encoding."""
+
+    header: bool = True
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+
+CSV = TextLayout()
+MOVIELENS = TextLayout(header=False, delimiter=":", encoding="latin-1")
+
+
+def _blank(record: list[str]) -> bool:
+    return len(record) <= 1 and not "".join(record).strip()
+
+
+def line_of_row(path: Path, row: int, layout: TextLayout = CSV) -> int | None:
+    """Line (1-based) on which data row ``row`` (1-based, blank lines not counted) starts; None past the end."""
+    seen = 0
+    with path.open(newline="", encoding=layout.encoding, errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=layout.delimiter)
+        end = 0
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if _blank(record):
+                continue
+            seen += 1
+            if seen - int(layout.header) == row:
+                return start
+    return None
+
+
+def at_editor_line(err: CoeaInputError, layout: TextLayout) -> CoeaInputError:
+    """``err`` placed at the line of its file when it names a data row of a text file, else ``err`` itself."""
+    if err.row is None or err.line is not None or not err.source or not Path(err.source).is_file():
+        return err
+    line = line_of_row(Path(err.source), err.row, layout)
+    return err if line is None else err.at_line(line)
+
+
+def undecodable(path: Path, layout: TextLayout = CSV) -> CoeaInputError | None:
+    """The first byte of ``path`` that is not valid in ``layout.encoding``, with its line and column; None if
+    the whole file decodes."""
+    data = path.read_bytes()
+    try:
+        data.decode(layout.encoding)
+        return None
+    except UnicodeDecodeError as err:
+        pos = err.start
+    line_start = data.rfind(b"\n", 0, pos) + 1
+    field = data[line_start:pos].count(layout.delimiter.encode())
+    header = data.split(b"\n", 1)[0].decode(layout.encoding, "replace").lstrip("\ufeff").split(layout.delimiter)
+    column = header[field].strip() if layout.header and line_start > 0 and field < len(header) else None
+    return CoeaInputError(
+        f"byte 0x{data[pos]:02x} is not valid {layout.encoding.upper()}; the file is in another encoding",
+        source=path, column=column, line=data.count(b"\n", 0, pos) + 1,
+        fix=f"re-encode it as UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}",
+    )

@@ -1,0 +1,119 @@
+"""A timestamp column -> integer Unix seconds, by the rules of the README's 'Data' section.
+
+- ``datetime64`` columns (any unit; tz-aware, or naive = UTC) are converted to seconds with one warning;
+- numbers are Unix seconds; a column whose values are all milliseconds (>= 1e11), all microseconds (>= 1e14)
+  or all nanoseconds (>= 1e17) is converted to seconds with one warning. The magnitudes cannot be confused for
+  any date between 1973 and 5138 (1e11 seconds is the year 5138, 1e11 milliseconds is 1973). A column mixing
+  units is an error at the first value whose unit differs from the column's most common one;
+- the seconds must lie between 1990-01-01 and one day after now. ``allow_any=True`` (the data config's
+  ``allow_any_timestamp``) takes numbers as they are instead: any integer order key, no unit conversion and no
+  range check.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from coea.errors import CoeaInputError
+
+log = logging.getLogger(__name__)
+
+MIN_SECONDS = 631_152_000  # 1990-01-01T00:00:00Z
+FUTURE_SLACK = 86_400  # seconds after now still accepted (clock skew)
+UNITS = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+UNIT_STARTS = (1e11, 1e14, 1e17)  # |value| >= UNIT_STARTS[k - 1] -> UNITS[k]
+SECONDS_FIX = "use integer Unix seconds (pandas: ts.astype('int64') // 10**9 for datetimes)"
+
+
+def iso_utc(seconds: int) -> str:
+    """``2024-01-01T00:00:00Z``, or the bare number when it is outside the calendar."""
+    try:
+        return datetime.fromtimestamp(int(seconds), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return f"{int(seconds)} s"
+
+
+def _first_row(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0]) + 1
+
+
+def _numeric(raw: pd.Series, source: str, column: str) -> pd.Series:
+    missing = raw.isna() | (raw.astype(str).str.strip() == "")
+    if missing.any():
+        raise CoeaInputError(f"{int(missing.sum())} missing timestamp(s)", source=source, column=column,
+                             row=_first_row(missing.to_numpy()), fix="every event needs a timestamp")
+    numeric = pd.to_numeric(raw, errors="coerce")
+    if numeric.isna().any():
+        row = _first_row(numeric.isna().to_numpy())
+        raise CoeaInputError(f"non-numeric timestamp {str(raw.iloc[row - 1])!r}", source=source, column=column,
+                             row=row, fix=f"convert timestamps to {SECONDS_FIX}")
+    return numeric  # int64 when every value is an integer (nanoseconds stay exact), else float64
+
+
+def _from_datetime(raw: pd.Series, source: str, column: str) -> pd.Series:
+    if raw.isna().any():
+        raise CoeaInputError(f"{int(raw.isna().sum())} missing timestamp(s) (NaT)", source=source, column=column,
+                             row=_first_row(raw.isna().to_numpy()), fix="every event needs a timestamp")
+    utc = raw.dt.tz_convert("UTC") if raw.dt.tz is not None else raw.dt.tz_localize("UTC")
+    seconds = (utc - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    log.warning("%s: column '%s' is %s; converted to Unix seconds%s", source, column, raw.dtype,
+                "" if raw.dt.tz is not None else " (read as UTC)")
+    return seconds.astype("float64")
+
+
+def _from_unit(numeric: pd.Series, source: str, column: str) -> pd.Series:
+    units = np.searchsorted(UNIT_STARTS, np.abs(numeric.to_numpy()), side="right")
+    common = int(np.bincount(units).argmax())
+    odd = units != common
+    if odd.any():
+        row = _first_row(odd)
+        value = numeric.iloc[row - 1]
+        raise CoeaInputError(
+            f"mixed units: {value:.0f} looks like {UNITS[units[row - 1]]} but most values are {UNITS[common]}",
+            source=source, column=column, row=row,
+            fix="use one unit for the whole column: Unix seconds; divide milliseconds by 1000",
+        )
+    if common == 0:
+        return numeric.round()
+    log.warning("%s: column '%s' holds %s (every value >= %.0e); converted to Unix seconds", source, column,
+                UNITS[common], UNIT_STARTS[common - 1])
+    factor = 1000**common
+    return numeric // factor if pd.api.types.is_integer_dtype(numeric) else np.floor(numeric / factor)
+
+
+def _check_range(seconds: pd.Series, raw: pd.Series, source: str, column: str, now: float) -> None:
+    early, late = seconds < MIN_SECONDS, seconds > now + FUTURE_SLACK
+    bad = (early | late).to_numpy()
+    if not bad.any():
+        return
+    row = _first_row(bad)
+    when = "before 1990-01-01" if early.iloc[row - 1] else "in the future"
+    raise CoeaInputError(
+        f"timestamp {raw.iloc[row - 1]} ({iso_utc(seconds.iloc[row - 1])}) is {when}; "
+        f"{int(bad.sum())} value(s) lie outside 1990-01-01 .. now",
+        source=source, column=column, row=row,
+        fix="repair the value (Unix seconds), or set allow_any_timestamp: true in the data: config section "
+            "to take any integer order key",
+    )
+
+
+def to_epoch_seconds(raw: pd.Series, source: str, *, column: str = "timestamp", allow_any: bool = False,
+                     now: float | None = None) -> pd.Series:
+    """``raw`` (numbers, numeric strings or datetime64; 0..n-1 positional index) as int64 Unix seconds.
+
+    Raises :class:`CoeaInputError` naming the first bad row for missing or non-numeric values, mixed units and
+    (unless ``allow_any``) values before 1990-01-01 or more than a day after ``now`` (default: the clock).
+    """
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        seconds = _from_datetime(raw, source, column)
+    else:
+        numeric = _numeric(raw, source, column)
+        seconds = numeric.round() if allow_any else _from_unit(numeric, source, column)
+    if not allow_any:
+        _check_range(seconds, raw, source, column, time.time() if now is None else now)
+    return seconds.astype("int64")

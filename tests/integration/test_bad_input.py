@@ -1,0 +1,154 @@
+"""Bad logs through the CLI (in process): one ``error:`` line naming the file, the column, the line a person
+sees in an editor and the fix; exit code 2; no output directory. Usable logs (datetime64 parquet, an
+all-millisecond column) load with one warning saying what was converted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import run_cli
+
+HEADER = "user_id,item_id,category,timestamp\n"
+T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def warnings_seen(monkeypatch) -> list[str]:
+    """The ``coea`` warnings of this test. The logger holds only this collector, so the CLI's log setup (once
+    per process, bound to the stderr of its time) stays out of the way whatever ran before."""
+    collect = Collect()
+    logger = logging.getLogger("coea")
+    monkeypatch.setattr(logger, "handlers", [collect])
+    monkeypatch.setattr(logger, "propagate", False)
+    return collect.messages
+
+
+def one_error(capsys, tmp_path: Path, spec: str, *extra: str, command: str = "evaluate") -> str:
+    """Run ``command`` on ``spec``; assert exit 2, exactly one error line, no traceback, nothing written."""
+    out = tmp_path / "out"
+    argv = ["evaluate", "--out", str(out)] if command == "evaluate" else ["data", "stats"]
+    code, _, err = run_cli([*argv, "--data", spec, *extra], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err
+    assert "Traceback" not in err
+    assert not out.exists()
+    return errors[0]
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+@pytest.mark.parametrize("command", ["evaluate", "stats"])
+def test_mixed_seconds_and_milliseconds_name_the_first_odd_line(tmp_path, capsys, command):
+    """Issue 14 case 1: before, `year 52723 is out of range` and a traceback; the blank line 3 counts."""
+    path = write(tmp_path / "log.csv", f"{HEADER}1,a,x,{T0}\n\n1,b,y,{T0 * 1000 + 5}\n2,a,x,{T0 + 9}\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}", command=command)
+    assert f"{path}, column 'timestamp', line 4: mixed units: {T0 * 1000 + 5} looks like milliseconds" in line
+    assert "divide milliseconds by 1000" in line
+
+
+@pytest.mark.parametrize(("value", "when"), [(-5, "before 1990-01-01"), (978, "before 1990-01-01"),
+                                             (4_102_444_800, "in the future")], ids=["negative", "1970", "2100"])
+def test_out_of_range_timestamp_is_an_error_naming_its_line(tmp_path, capsys, value, when):
+    path = write(tmp_path / "log.csv", f"{HEADER}1,a,x,{T0}\n1,b,y,{value}\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}")
+    assert f"column 'timestamp', line 3: timestamp {value} (" in line and when in line
+    assert "allow_any_timestamp: true" in line
+
+
+def test_allow_any_timestamp_takes_numbers_as_they_are(tmp_path, capsys):
+    path = write(tmp_path / "log.csv", f"{HEADER}1,a,x,-5\n1,b,y,20\n")
+    cfg = write(tmp_path / "c.yaml", "data: {allow_any_timestamp: true}\n")
+    code, out, err = run_cli(["data", "stats", "--data", f"csv:{path}", "--config", str(cfg)], capsys)
+    assert code == 0, err
+    assert json.loads(out)["time_span"]["days"] == round(25 / 86400, 1)
+
+
+def movielens_dir(root: Path, ratings: str) -> Path:
+    root.mkdir()
+    write(root / "ratings.dat", ratings)
+    write(root / "movies.dat", "1::Toy Story (1995)::Animation\n2::Heat (1995)::Action|Crime\n")
+    return root
+
+
+@pytest.mark.parametrize(("ratings", "expected"), [
+    ("1::1::5::978300760\n\n1::2::3::978\n", "line 3: timestamp 978 (1970-01-01T00:16:18Z) is before 1990"),
+    ("1::1::5::978300760\n1::2::3\n", "line 2: malformed line '1::2::3', expected UserID::MovieID::Rating::Timestamp"),
+    ("1::1::5::978300760\n1:2:3:978300761\n", "line 2: malformed line '1:2:3:978300761'"),
+    ("1::1::5::978300760\n1::2::3::978300761::9\n", "line 2: cannot parse as UserID::MovieID::Rating::Timestamp"),
+], ids=["cut-timestamp", "missing-field", "single-colons", "extra-field"])
+def test_malformed_movielens_line_is_named(tmp_path, capsys, ratings, expected):
+    """Issue 14 case 4: before, `1::2::3::978` loaded silently as a 1970 event."""
+    ml = movielens_dir(tmp_path / "ml", ratings)
+    line = one_error(capsys, tmp_path, f"movielens:{ml}")
+    assert f"{ml / 'ratings.dat'}, " in line and expected in line
+
+
+def test_latin1_byte_names_line_column_and_iconv(tmp_path, capsys):
+    """Issue 14 case 5: before, a byte offset and no hint."""
+    path = write(tmp_path / "log.csv", f"{HEADER}1,a,x,{T0}\n\n1,b,".encode() + b"caf\xe9," + f"{T0 + 1}\n".encode())
+    line = one_error(capsys, tmp_path, f"csv:{path}")
+    assert f"{path}, column 'category', line 4: byte 0xe9 is not valid UTF-8" in line
+    assert "iconv -f latin1 -t utf-8 log.csv > log.utf8.csv" in line
+
+
+def test_directory_as_csv_says_directory(tmp_path, capsys):
+    """Issue 14 case 6: before, `file not found`."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    write(folder / "may.csv", f"{HEADER}1,a,x,{T0}\n")
+    line = one_error(capsys, tmp_path, f"csv:{folder}")
+    assert f"{folder}: is a directory; csv: expects one .csv file" in line and f"csv:{folder / 'may.csv'}" in line
+
+
+def test_category_conflict_names_the_real_line_after_dropped_duplicates(tmp_path, capsys):
+    """Issue 14 case 7: three duplicates of line 2 are dropped before item b; b first appears on line 6."""
+    dup = f"1,a,x,{T0}\n"
+    path = write(tmp_path / "log.csv", f"{HEADER}{dup * 4}2,b,y,{T0 + 1}\n3,b,z,{T0 + 2}\n")
+    cfg = write(tmp_path / "c.yaml", "data: {on_category_conflict: fail}\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}", "--config", str(cfg))
+    assert f"{path}, column 'category', line 6: item 'b' has 2+ categories ['y', 'z']" in line
+
+
+def time_span(capsys, spec: str) -> dict:
+    """``coea data stats``: the time span."""
+    code, out, err = run_cli(["data", "stats", "--data", spec], capsys)
+    assert code == 0, err
+    return json.loads(out)["time_span"]
+
+
+def test_all_millisecond_column_is_converted_with_one_warning(tmp_path, capsys, warnings_seen):
+    path = write(tmp_path / "log.csv", f"{HEADER}1,a,x,{T0 * 1000 + 999}\n1,b,y,{(T0 + 86400) * 1000}\n")
+    span = time_span(capsys, f"csv:{path}")
+    assert span == {"start": "2023-11-14T22:13:20Z", "end": "2023-11-15T22:13:20Z", "days": 1.0}
+    assert warnings_seen == [f"{path}: column 'timestamp' holds milliseconds (every value >= 1e+11); converted to "
+                        "Unix seconds"]
+
+
+@pytest.mark.parametrize("dtype", ["datetime64[ns]", "datetime64[us, UTC]", "datetime64[ms, America/New_York]"])
+def test_datetime64_parquet_is_converted_with_one_warning(tmp_path, capsys, warnings_seen, dtype):
+    """Issue 14 case 2: before, nanoseconds were read as seconds, then an OSError traceback."""
+    stamps = pd.to_datetime([T0, T0 + 86400], unit="s", utc=True)
+    stamps = stamps.tz_convert(None) if "," not in dtype else stamps.tz_convert(dtype.split(", ")[1][:-1])
+    df = pd.DataFrame({"user_id": ["1", "1"], "item_id": ["a", "b"], "category": ["x", "y"],
+                       "timestamp": pd.Series(stamps).astype(dtype)})
+    df.to_parquet(tmp_path / "log.parquet")
+    span = time_span(capsys, f"parquet:{tmp_path / 'log.parquet'}")
+    assert span == {"start": "2023-11-14T22:13:20Z", "end": "2023-11-15T22:13:20Z", "days": 1.0}
+    assert len(warnings_seen) == 1 and f"is {dtype}; converted to Unix seconds" in warnings_seen[0]
