@@ -144,11 +144,12 @@ def test_changing_every_future_event_leaves_recommendations_identical(runs, sere
 
 def test_control_changing_history_changes_every_method(data, serendipity_recs, tmp_path):
     """The procedure above notices a history change in every method family, the LLM and PCO methods included:
-    relabelling each user's 3 oldest history events changes every method's lists (but ``random``'s, whose
-    scores ignore history by design; ``random+x`` must react, through the history it excludes)."""
+    moving each user's 3 oldest history events to the history's rarest category changes every method's lists
+    (but ``random``'s, whose scores ignore history by design; ``random+x`` reacts through the history it
+    excludes)."""
     events, is_future = _sorted_with_future_mask(data, SPLIT.n_future)
     oldest = events[~is_future].groupby("user_id").head(3).index
-    events.loc[oldest, "category"] = events["category"].iloc[0]
+    events.loc[oldest, "category"] = events.loc[~is_future, "category"].value_counts().idxmin()
     _, recs_a = serendipity_recs["a"]
     _, recs_changed = _recs(*_train(events, tmp_path / "changed"), METHODS)
     unchanged = [m for m in METHODS if m != "random" and recs_a[m] == recs_changed[m]]
