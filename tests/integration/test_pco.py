@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
@@ -186,3 +187,25 @@ def test_default_rounds_read_no_feedback(sft, tmp_path):
     row = _run(sft, tmp_path / "pco", replace(_pco_cfg(), rounds=1)).rounds[1]
     assert row["feedback_users"] == row["feedback_pairs"] == row["feedback_injected"] == row["onpolicy_examples"] == 0
     assert row["refresh_examples"] > 0
+
+
+def test_full_passes_with_the_sft_model_as_dpo_reference(sft, tmp_path, monkeypatch):
+    """``follow_periods: false``: every round reads the whole history span and the R-LLM is not refreshed;
+    ``reference: sft``: every round's DPO reference is the one frozen SFT N-LLM (the starting weights), not the
+    round's starting model."""
+    from coea.llm import dpo as dpo_module
+
+    _, split, llms = sft
+    refs = []
+    real_train = dpo_module.train_dpo
+    monkeypatch.setattr(dpo_module, "train_dpo", lambda c, m, t, data, **kw: refs.append(kw["ref_model"])
+                        or real_train(c, m, t, data, **kw))
+    res = _run(sft, tmp_path / "pco", _pco_cfg(follow_periods=False, reference="sft"))
+    ts = split.histories.interactions["timestamp"]
+    for row in res.rounds[1:]:
+        assert row["window"] == [int(ts.min()), int(ts.max()) + 1] and row["refresh_examples"] == 0
+        assert row["dpo_steps"] > 0
+    assert len(refs) == 2 and refs[0] is refs[1]
+    start = llms.novelty.model.state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in refs[1].state_dict().items())
+    assert any(not torch.equal(v, start[k]) for k, v in res.novelty.model.state_dict().items())

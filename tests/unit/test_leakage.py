@@ -44,16 +44,25 @@ def _sorted_with_future_mask(df: pd.DataFrame, n_future: int) -> tuple[pd.DataFr
     return df, (df.groupby("user_id").cumcount(ascending=False) < n_future).to_numpy()
 
 
-def _mutate_future(df: pd.DataFrame, n_future: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Move every future event to the history's rarest category (each user's future events on distinct items
-    of it) and later in time: the future changes, and so do the whole log's category and item counts."""
-    df, is_future = _sorted_with_future_mask(df, n_future)
+def _move_to_rarest(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``rows`` of ``df`` (in the split's order) moved to the history's rarest category, each user's moved
+    events on distinct items of it (an item keeps one category: the loader gives a relabelled item its
+    majority category back)."""
+    is_future = _sorted_with_future_mask(df, SPLIT.n_future)[1]
     rare = df.loc[~is_future, "category"].value_counts().idxmin()
     items = sorted(df.loc[df["category"] == rare, "item_id"].unique())
-    position = df[is_future].groupby("user_id").cumcount().to_numpy()
-    df.loc[is_future, "category"] = rare
-    df.loc[is_future, "item_id"] = [items[i % len(items)] for i in position]
-    df.loc[is_future, "timestamp"] = df.loc[is_future, "timestamp"].to_numpy() + rng.integers(1, 1000, len(position))
+    position = df[rows].groupby("user_id").cumcount().to_numpy()
+    df.loc[rows, "category"] = rare
+    df.loc[rows, "item_id"] = [items[i % len(items)] for i in position]
+    return df
+
+
+def _mutate_future(df: pd.DataFrame, n_future: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Move every future event to the history's rarest category and later in time: the future changes, and so
+    do the whole log's category and item counts."""
+    df, is_future = _sorted_with_future_mask(df, n_future)
+    df = _move_to_rarest(df, is_future)
+    df.loc[is_future, "timestamp"] = df.loc[is_future, "timestamp"].to_numpy() + rng.integers(1, 1000, is_future.sum())
     return df
 
 
@@ -148,8 +157,9 @@ def test_control_changing_history_changes_every_method(data, serendipity_recs, t
     (but ``random``'s, whose scores ignore history by design; ``random+x`` reacts through the history it
     excludes)."""
     events, is_future = _sorted_with_future_mask(data, SPLIT.n_future)
-    oldest = events[~is_future].groupby("user_id").head(3).index
-    events.loc[oldest, "category"] = events.loc[~is_future, "category"].value_counts().idxmin()
+    oldest = np.zeros(len(events), dtype=bool)
+    oldest[events[~is_future].groupby("user_id").head(3).index] = True
+    events = _move_to_rarest(events, oldest)
     _, recs_a = serendipity_recs["a"]
     _, recs_changed = _recs(*_train(events, tmp_path / "changed"), METHODS)
     unchanged = [m for m in METHODS if m != "random" and recs_a[m] == recs_changed[m]]
