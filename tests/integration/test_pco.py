@@ -1,4 +1,4 @@
-"""PCO loop on tiny synthetic data: pairs are valid, a round moves the N-LLM, checkpoints resume exactly."""
+"""PCO loop on tiny synthetic data: pairs are valid, a round moves the N-LLM, rewards plug in (resume: test_pco_cli)."""
 
 import copy
 import json
@@ -10,9 +10,6 @@ import torch
 from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
 from coea.evaluation.pco_metrics import SplitEvaluator
-from coea.evaluation.registry import Need
-from coea.flow import run_flow
-from coea.layout import RunLayout
 from coea.llm.sft_config import resolve_llm
 from coea.pco import loop as pco_loop
 from coea.pco.config import PcoConfig
@@ -25,11 +22,9 @@ TIMING = {"sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s",
 
 
 @pytest.fixture(scope="module")
-def sft(tmp_path_factory):
-    torch.set_num_threads(1)
-    cfg = tiny_config()
-    root = tmp_path_factory.mktemp("sft")
-    run_flow(cfg, RunLayout(root), needs=frozenset({Need.LLMS}), evaluate=False)
+def sft(tiny_sft_run):
+    """The shared tiny SFT run's config, split and models (loaded, so the run folder stays untouched)."""
+    cfg, root = tiny_config(), tiny_sft_run
     split = chronological_split(read_prepared(root / "data").interactions, cfg.split)
     llms = load_llms([root / "llm"], root / "dsie", trainable=True)
     _teach_rule(llms, split)
@@ -94,28 +89,6 @@ def test_round_moves_the_novelty_llm_and_writes_metrics(sft, tmp_path):
     assert _no_timing(saved["rounds"]) == _no_timing(res.rounds)
     assert (tmp_path / "pco" / "pco_metrics.png").stat().st_size > 1000
     assert (tmp_path / "pco" / "rounds" / "round_002" / "novelty" / "bundle.json").is_file()
-
-
-def test_killed_mid_round_then_resumed_equals_uninterrupted(sft, tmp_path, monkeypatch):
-    full = _run(sft, tmp_path / "full")
-    real = pco_loop.run_round
-
-    def crash_in_round_2(ctx, r, window, novelty, relevance):
-        if r == 2:
-            raise KeyboardInterrupt("killed")
-        return real(ctx, r, window, novelty, relevance)
-
-    monkeypatch.setattr(pco_loop, "run_round", crash_in_round_2)
-    with pytest.raises(KeyboardInterrupt):
-        _run(sft, tmp_path / "resumed")
-    state = json.loads((tmp_path / "resumed" / "pco_state.json").read_text())
-    assert state["completed_rounds"] == 1
-    assert not (tmp_path / "resumed" / "rounds" / "round_002").exists()
-    monkeypatch.setattr(pco_loop, "run_round", real)
-    resumed = _run(sft, tmp_path / "resumed", resume=True)
-    assert _no_timing(resumed.rounds) == _no_timing(full.rounds)
-    for k, v in full.novelty.model.state_dict().items():
-        assert torch.equal(v, resumed.novelty.model.state_dict()[k])
 
 
 def test_a_category_new_since_sft_is_admitted_and_learned_by_the_refresh(sft, tmp_path):
@@ -214,3 +187,25 @@ def test_default_rounds_read_no_feedback(sft, tmp_path):
     row = _run(sft, tmp_path / "pco", replace(_pco_cfg(), rounds=1)).rounds[1]
     assert row["feedback_users"] == row["feedback_pairs"] == row["feedback_injected"] == row["onpolicy_examples"] == 0
     assert row["refresh_examples"] > 0
+
+
+def test_full_passes_with_the_sft_model_as_dpo_reference(sft, tmp_path, monkeypatch):
+    """``follow_periods: false``: every round reads the whole history span and the R-LLM is not refreshed;
+    ``reference: sft``: every round's DPO reference is the one frozen SFT N-LLM (the starting weights), not the
+    round's starting model."""
+    from coea.llm import dpo as dpo_module
+
+    _, split, llms = sft
+    refs = []
+    real_train = dpo_module.train_dpo
+    monkeypatch.setattr(dpo_module, "train_dpo", lambda c, m, t, data, **kw: refs.append(kw["ref_model"])
+                        or real_train(c, m, t, data, **kw))
+    res = _run(sft, tmp_path / "pco", _pco_cfg(follow_periods=False, reference="sft"))
+    ts = split.histories.interactions["timestamp"]
+    for row in res.rounds[1:]:
+        assert row["window"] == [int(ts.min()), int(ts.max()) + 1] and row["refresh_examples"] == 0
+        assert row["dpo_steps"] > 0
+    assert len(refs) == 2 and refs[0] is refs[1]
+    start = llms.novelty.model.state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in refs[1].state_dict().items())
+    assert any(not torch.equal(v, start[k]) for k, v in res.novelty.model.state_dict().items())

@@ -1,7 +1,21 @@
-"""coea ablate / pco / evaluate --from-run through the CLI on tiny synthetic data."""
+"""coea ablate / pco / evaluate --from-run through the CLI on tiny synthetic data; a killed `coea pco` resumes."""
 
+import hashlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from coea import cli
+from tests.helpers import REPO
 from tests.integration.test_cli import coea
 
 CONFIG = """synthetic: {n_users: 60, n_categories: 14, n_groups: 3, mean_interactions: 40}
@@ -77,3 +91,73 @@ def test_pco_resume_without_state_fails_cleanly(tmp_path):
     res = coea("pco", "--run", str(tmp_path), "--resume")
     assert res.returncode == 2 and "nothing to resume" in res.stderr
     assert not (tmp_path / "pco").exists()
+
+
+TIMING = {"sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s", "round_s"}
+
+
+def _pco_process(run: Path, *args: str, log: Path) -> subprocess.Popen:
+    """``coea pco --run RUN --config RUN/config.json ARGS`` in the background, one torch thread, output to log."""
+    env = {**os.environ, "COEA_TORCH_THREADS": "1"}
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "coea.cli", "pco", "--run", str(run), "--config",
+                                 str(run / "config.json"), *args], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=REPO, env=env)
+
+
+def _files(d: Path) -> dict[str, tuple[int, str]]:
+    """relative path -> (mtime in ns, sha256) of every file under ``d``."""
+    return {str(p.relative_to(d)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _kill_after_round_1(proc: subprocess.Popen, pco_dir: Path, timeout: float = 240.0) -> None:
+    """SIGKILL ``proc`` as soon as its state file says round 1 is complete (it is then inside round 2)."""
+    state, deadline = pco_dir / "pco_state.json", time.monotonic() + timeout
+    while not (state.is_file() and json.loads(state.read_text())["completed_rounds"] == 1):
+        assert proc.poll() is None, f"coea pco ended (rc {proc.returncode}) before round 1 was complete"
+        assert time.monotonic() < deadline, "round 1 did not complete in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def _weights(bundle: Path) -> dict[str, torch.Tensor]:
+    return load_file(bundle / "model.safetensors")
+
+
+def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sft_run, tmp_path, monkeypatch, capsys):
+    """A real `coea pco` process SIGKILLed inside round 2 and resumed with --resume: round 1's checkpoint is
+    not recomputed (every file's bytes and mtime unchanged), and the metrics and both models' weights equal an
+    uninterrupted run's. A resume with another PCO config (--alpha) is refused with one line and exit 2, before
+    anything is written."""
+    full, killed = (shutil.copytree(tiny_sft_run, tmp_path / name) for name in ("full", "killed"))
+    uninterrupted = _pco_process(full, log=tmp_path / "full.log")  # runs alongside the killed one
+    first = _pco_process(killed, log=tmp_path / "killed.log")
+    _kill_after_round_1(first, killed / "pco")
+    assert not (killed / "pco" / "rounds" / "round_002").exists()  # killed inside round 2
+    round_1, state = _files(killed / "pco" / "rounds" / "round_001"), _files(killed / "pco")
+
+    monkeypatch.setattr(cli, "setup_logging", lambda: None)  # in-process: leave the test session's logging alone
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["pco", "--run", str(killed), "--config", str(killed / "config.json"), "--resume", "--alpha", "0.123"])
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert refused.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr, stderr
+    assert "PCO config differs from the run being resumed" in errors[0] and "dpo.alpha:" in errors[0]
+    assert "-> 0.123" in errors[0] and str(killed / "pco" / "pco_state.json") in errors[0]
+    assert _files(killed / "pco") == state
+
+    resumed = _pco_process(killed, "--resume", log=tmp_path / "resumed.log")
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "full.log").read_text()[-3000:]
+    assert _files(killed / "pco" / "rounds" / "round_001") == round_1  # round 1 was not recomputed
+    rows = {name: [{k: v for k, v in row.items() if k not in TIMING}
+                   for row in json.loads((run / "pco" / "pco_metrics.json").read_text())["rounds"]]
+            for name, run in (("full", full), ("killed", killed))}
+    assert [row["round"] for row in rows["full"]] == [0, 1, 2] and rows["killed"] == rows["full"]
+    for model in ("novelty", "relevance"):
+        sft, a, b = (_weights(d / model) for d in (tiny_sft_run / "llm", full / "pco" / "rounds" / "round_002",
+                                                   killed / "pco" / "rounds" / "round_002"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert any(not torch.equal(sft[k], a[k]) for k in sft)  # the rounds did train this model

@@ -1,10 +1,11 @@
 """The leakage rule: nothing a method uses is computed from the interactions it is scored on.
 
-Fit every baseline, change every future interaction (items, categories, timestamps), refit: the
-recommendations must be identical. A control checks that the same procedure notices a change of history. The
-PCO rewards that read logged feedback (``feedback``, ``hybrid``) run the same test on the CoEA methods, and a
-control checks that their feedback really is read: changing the last history period (the last round's feedback
-period) changes that round's pairs and leaves the earlier round's alone.
+Fit every baseline, move every future interaction to the log's rarest category (new items, later timestamps:
+the future's own events and the log's global category and item counts all change), refit: the recommendations
+must be identical, for warm and cold-start users alike. A control checks that every method (but ``random``)
+reacts to a change of history. The PCO rewards that read logged feedback (``feedback``, ``hybrid``) run the same
+test on the CoEA methods, and a control checks that their feedback really is read: changing the last history
+period (the last round's feedback period) changes that round's pairs and leaves the earlier round's alone.
 """
 
 import copy
@@ -21,7 +22,7 @@ from coea.data.split import chronological_split
 from coea.data.synthetic import generate_synthetic
 from coea.evaluation.evaluate import recommend_all
 from coea.evaluation.registry import METHODS as REGISTRY
-from coea.evaluation.registry import Need, method_context
+from coea.evaluation.registry import method_context
 from coea.flow import run_flow
 from coea.layout import RunLayout
 from coea.llm.sft_config import resolve_llm
@@ -37,15 +38,41 @@ COEA = ["coea", "coea+x"]
 SPLIT = SplitConfig(n_future=5, n_short=5, min_history=3)
 
 
-def _mutate_future(df: pd.DataFrame, n_future: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Permute the future events' (item, category) across users and push their timestamps later."""
+def _sorted_with_future_mask(df: pd.DataFrame, n_future: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The log in the split's order and, per row, whether it is one of its user's last ``n_future`` events."""
     df = df.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort").reset_index(drop=True)
-    is_future = (df.groupby("user_id").cumcount(ascending=False) < n_future).to_numpy()
-    fut = df[is_future]
-    perm = rng.permutation(len(fut))
-    df.loc[is_future, ["item_id", "category"]] = fut[["item_id", "category"]].to_numpy()[perm]
-    df.loc[is_future, "timestamp"] = fut["timestamp"].to_numpy() + rng.integers(1, 1000, len(fut))
+    return df, (df.groupby("user_id").cumcount(ascending=False) < n_future).to_numpy()
+
+
+def _move_to_rarest(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``rows`` of ``df`` (in the split's order) moved to the history's rarest category, each user's moved
+    events on distinct items of it (an item keeps one category: the loader gives a relabelled item its
+    majority category back)."""
+    is_future = _sorted_with_future_mask(df, SPLIT.n_future)[1]
+    rare = df.loc[~is_future, "category"].value_counts().idxmin()
+    items = sorted(df.loc[df["category"] == rare, "item_id"].unique())
+    position = df[rows].groupby("user_id").cumcount().to_numpy()
+    df.loc[rows, "category"] = rare
+    df.loc[rows, "item_id"] = [items[i % len(items)] for i in position]
     return df
+
+
+def _mutate_future(df: pd.DataFrame, n_future: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Move every future event to the history's rarest category and later in time: the future changes, and so
+    do the whole log's category and item counts."""
+    df, is_future = _sorted_with_future_mask(df, n_future)
+    df = _move_to_rarest(df, is_future)
+    df.loc[is_future, "timestamp"] = df.loc[is_future, "timestamp"].to_numpy() + rng.integers(1, 1000, is_future.sum())
+    return df
+
+
+def _with_cold_users(df: pd.DataFrame, n_future: int, min_history: int) -> pd.DataFrame:
+    """``df`` plus a cold-start user for every history length below ``min_history`` (0 = only future events),
+    each a renamed prefix of an existing user's events."""
+    users = sorted(df["user_id"].unique())
+    cold = [df[df["user_id"] == users[n]].sort_values("timestamp").head(n_future + n).assign(user_id=f"cold_{n}")
+            for n in range(min_history)]
+    return pd.concat([df, *cold], ignore_index=True)
 
 
 def _config(root, methods: list[str], reward: str = "serendipity") -> RunConfig:
@@ -79,7 +106,7 @@ def data(request):
     from coea.config import SyntheticConfig
 
     cfg = SyntheticConfig(seed=5, n_users=80, n_categories=15, n_groups=3, mean_interactions=30)
-    return generate_synthetic(cfg).interactions
+    return _with_cold_users(generate_synthetic(cfg).interactions, SPLIT.n_future, SPLIT.min_history)
 
 
 @pytest.fixture(scope="module")
@@ -90,47 +117,62 @@ def runs(data, tmp_path_factory):
     return {name: _train(df, root / name) for name, df in (("a", data), ("b", mutated))}
 
 
+@pytest.fixture(scope="module")
+def serendipity_recs(runs):
+    """(split, every method's recommendations) of both runs, with the flow's own PCO run."""
+    return {name: _recs(cfg, layout, METHODS) for name, (cfg, layout) in runs.items()}
+
+
 @pytest.mark.parametrize(("reward", "methods"), [("serendipity", METHODS), ("feedback", COEA), ("hybrid", COEA)])
-def test_changing_every_future_event_leaves_recommendations_identical(runs, reward, methods):
+def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
-    rewards on the same SFT models, give identical lists when only the evaluation future changed."""
+    rewards on the same SFT models, give identical lists to warm and cold-start users when only the evaluation
+    future changed (its events, and with them the whole log's category and item counts)."""
     recs, splits = {}, {}
     for name, (cfg, layout) in runs.items():
-        pco_dir = None
-        if reward != "serendipity":
-            pco_dir = layout.root / f"pco_{reward}"
-            run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward))
-            run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
-            rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
-            assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
+        if reward == "serendipity":
+            splits[name], recs[name] = serendipity_recs[name]
+            continue
+        pco_dir = layout.root / f"pco_{reward}"
+        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward))
+        run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
+        rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
+        assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
         splits[name], recs[name] = _recs(cfg, layout, methods, pco_dir)
-    # the mutation really changed the futures, and left histories alone
-    assert splits["a"].future_categories != splits["b"].future_categories
-    pd.testing.assert_frame_equal(splits["a"].histories.interactions, splits["b"].histories.interactions)
+    a, b = splits["a"], splits["b"]  # the mutation changed the futures and the global counts, not the histories
+    assert a.future_categories != b.future_categories and len({c for cs in b.future_categories.values()
+                                                                for c in cs}) == 1
+    assert a.future["category"].value_counts().to_dict() != b.future["category"].value_counts().to_dict()
+    pd.testing.assert_frame_equal(a.histories.interactions, b.histories.interactions)
+    assert a.histories.categories == b.histories.categories and a.cold_users == b.cold_users
+    assert {"cold_0", "cold_1", "cold_2"} <= set(a.cold_users)
     for name in methods:
+        assert len(recs["a"][name]["cold"]) == len(a.cold_users)
         assert recs["a"][name] == recs["b"][name], f"{name} changed when only the future changed: leakage"
 
 
-def test_control_changing_history_changes_recommendations(data, tmp_path):
-    methods = ["pop", "markov"]
-    _, recs_a = _recs(*_train(data, tmp_path / "a", methods), methods)
-    changed = data.copy()
-    first = changed.groupby("user_id").head(3).index  # oldest events = history
-    changed.loc[first, "category"] = changed["category"].iloc[0]
-    _, recs_b = _recs(*_train(changed, tmp_path / "b", methods), methods)
-    assert recs_a["pop"] != recs_b["pop"] or recs_a["markov"] != recs_b["markov"]
+def test_control_changing_history_changes_every_method(data, serendipity_recs, tmp_path):
+    """The procedure above notices a history change in every method family, the LLM and PCO methods included:
+    moving each user's 3 oldest history events to the history's rarest category changes every method's lists
+    (but ``random``'s, whose scores ignore history by design; ``random+x`` reacts through the history it
+    excludes)."""
+    events, is_future = _sorted_with_future_mask(data, SPLIT.n_future)
+    oldest = np.zeros(len(events), dtype=bool)
+    oldest[events[~is_future].groupby("user_id").head(3).index] = True
+    events = _move_to_rarest(events, oldest)
+    _, recs_a = serendipity_recs["a"]
+    _, recs_changed = _recs(*_train(events, tmp_path / "changed"), METHODS)
+    unchanged = [m for m in METHODS if m != "random" and recs_a[m] == recs_changed[m]]
+    assert not unchanged, f"these methods ignored a change of history: {unchanged}"
 
 
-def test_control_changing_the_last_history_period_changes_the_feedback_pairs(data, tmp_path, monkeypatch):
-    """Same SFT models, two histories that differ only in the last period's categories: round 1 (feedback from
+def test_control_changing_the_last_history_period_changes_the_feedback_pairs(runs, monkeypatch):
+    """Same SFT models (run a's), two histories that differ only in the last period's categories: round 1 (feedback from
     period 1) trains on the same pairs, round 2 (feedback from the last period) on different ones."""
-    root = tmp_path / "sft"
-    root.mkdir()
-    data.to_parquet(root / "log.parquet", index=False)
-    cfg = _config(root, COEA, "feedback")
-    run_flow(cfg, RunLayout(root / "run"), needs=frozenset({Need.LLMS}), evaluate=False)
-    history = chronological_split(read_prepared(RunLayout(root / "run").data).interactions, SPLIT).histories
-    llms = load_llms([root / "run" / "llm"], root / "run" / "dsie", trainable=True)
+    cfg, layout = runs["a"]
+    cfg = replace(cfg, pco=replace(cfg.pco, reward="feedback"))
+    history = chronological_split(read_prepared(layout.data).interactions, SPLIT).histories
+    llms = load_llms([layout.llm], layout.dsie, trainable=True)
     last = round_windows(history.interactions, cfg.pco.rounds, True, feedback=True)[-1]
     events = history.interactions.copy()
     tail = (events["timestamp"] >= last.end).to_numpy()

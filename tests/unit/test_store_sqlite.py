@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -169,52 +167,55 @@ def _check_consistent(recs: list[Recommendation], k: int) -> int:
     return int(markers.pop()[1:])
 
 
-def test_concurrent_reader_always_sees_one_complete_version(tmp_path: Path) -> None:
-    path, n_users, k, n_versions = tmp_path / "kv.sqlite", 400, 5, 6
-    users = [f"u{u:04d}" for u in range(n_users)]
-    writer = KVStore(path, keep_versions=2)
-    writer.publish(user_frame(n_users, k, marker=0))
+def _reader_process(path: str, users: list[str], k: int, started, stop, results) -> None:
+    """A serving process: batch and single reads until ``stop``; puts (versions seen in order, error or None)."""
     seen: list[int] = []
-    errors: list[BaseException] = []
-    stop, publishing = threading.Event(), threading.Event()
-    overlapped: list[int] = []  # reads made while a publish was in progress
-
-    def read_loop() -> None:
-        reader = KVStore(path)  # its own connection, like another serving process
-        try:
-            while not stop.is_set():
-                single = _check_consistent(reader.get_user(users[len(seen) % n_users]), k)
-                batch = reader.get_users(users)
-                assert sorted(batch) == users  # never a partial version
-                markers = {_check_consistent(recs, k) for recs in batch.values()}
-                assert len(markers) == 1, markers
-                batch_marker = markers.pop()
-                assert (seen[-1] if seen else 0) <= single <= batch_marker  # versions only move forward
-                seen.append(batch_marker)
-                if publishing.is_set():
-                    overlapped.append(batch_marker)
-        except BaseException as exc:  # re-raised in the main thread
-            errors.append(exc)
-        finally:
-            reader.close()
-
-    thread = threading.Thread(target=read_loop)
-    thread.start()
     try:
-        for marker in range(1, n_versions + 1):
-            publishing.set()
-            writer.publish(user_frame(n_users, k, marker=marker))
-            publishing.clear()
-            deadline = time.monotonic() + 3
-            while not errors and (not seen or seen[-1] < marker) and time.monotonic() < deadline:
-                time.sleep(0.001)  # let the reader observe this version before the next publish
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        writer.close()
-    assert not errors, errors[0]
-    assert set(range(1, n_versions + 1)) <= set(seen) <= set(range(n_versions + 1))
-    assert overlapped, "the reader never ran during a publish"
+        with KVStore(Path(path)) as reader:
+            while not stop.is_set():
+                single = _check_consistent(reader.get_user(users[len(seen) % len(users)]), k)
+                batch = reader.get_users(users)
+                assert sorted(batch) == users, f"{len(batch)} of {len(users)} users"  # never a partial version
+                markers = {_check_consistent(recs, k) for recs in batch.values()}
+                assert len(markers) == 1, f"one batch read mixes versions {sorted(markers)}"
+                assert (seen[-1] if seen else 0) <= single <= min(markers)  # versions only move forward
+                seen.append(markers.pop())
+                started.set()
+        results.put((seen, None))
+    except BaseException as exc:  # reported to the test process
+        results.put((seen, repr(exc)))
+
+
+def test_reader_processes_always_see_one_complete_version(tmp_path: Path) -> None:
+    """Two serving processes batch-read 1,200 users (3 statements of at most 500 keys) while another process
+    publishes 12 versions back to back: every batch holds all users from one version, and every reader sees
+    versions move forward (the read transaction of get_users is what keeps the 3 statements on one version)."""
+    import multiprocessing
+
+    path, n_users, k, n_versions, n_readers = tmp_path / "kv.sqlite", 1200, 3, 12, 2
+    users = [f"u{u:04d}" for u in range(n_users)]
+    frames = [user_frame(n_users, k, marker=marker) for marker in range(n_versions + 1)]
+    ctx = multiprocessing.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    started = [ctx.Event() for _ in range(n_readers)]
+    with KVStore(path, keep_versions=2) as writer:
+        writer.publish(frames[0])
+        readers = [ctx.Process(target=_reader_process, args=(str(path), users, k, event, stop, results))
+                   for event in started]
+        for proc in readers:
+            proc.start()
+        try:
+            assert all(event.wait(timeout=60) for event in started), "a reader process did not start"
+            for frame in frames[1:]:
+                writer.publish(frame)
+        finally:
+            stop.set()
+            outcomes = [results.get(timeout=60) for _ in readers]
+            for proc in readers:
+                proc.join(timeout=10)
+    assert [error for _, error in outcomes] == [None] * n_readers, outcomes
+    for seen, _ in outcomes:
+        assert seen == sorted(seen) and len(set(seen)) >= 2, seen  # reads ran while versions changed
 
 
 def test_publish_config_validates() -> None:

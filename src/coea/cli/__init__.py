@@ -26,7 +26,8 @@ def _torch_threads(value: str | None) -> None:
     if not value:
         return
     if not value.isdigit() or int(value) < 1:
-        raise SystemExit(f"error: COEA_TORCH_THREADS must be a positive integer, got {value!r}")
+        raise CoeaInputError(f"must be a positive integer, got {value!r}", option="COEA_TORCH_THREADS",
+                             fix="set it to a thread count such as 2, or unset it")
     import torch
 
     os.environ["OMP_NUM_THREADS"] = value  # pipeline steps run by kfp.local are subprocesses: they inherit it
@@ -36,8 +37,8 @@ def _torch_threads(value: str | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn input errors into one line on stderr and exit code 2."""
     setup_logging()
-    _torch_threads(os.environ.get("COEA_TORCH_THREADS"))
     try:
+        _torch_threads(os.environ.get("COEA_TORCH_THREADS"))
         app(args=argv, prog_name="coea")
     except CoeaInputError as err:
         typer.echo(f"error: {err}", err=True)

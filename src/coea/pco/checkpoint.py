@@ -57,10 +57,23 @@ def read_state(out_dir: Path, cfg: PcoConfig) -> PcoState | None:
     if not path.is_file():
         return None
     state = json.loads(path.read_text(encoding="utf-8"))
-    if state["config"] != config_to_dict(cfg):
-        raise CoeaInputError("the PCO config differs from the run being resumed", source=path,
-                             fix="resume with the same config, or write to a fresh --out directory")
+    changed = config_changes(state["config"], config_to_dict(cfg))
+    if changed:
+        raise CoeaInputError(f"the PCO config differs from the run being resumed ({'; '.join(changed)})",
+                             source=path, fix="resume with the same config, or write to a fresh --out directory")
     return PcoState(int(state["completed_rounds"]), state["rounds"], state["config"])
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: saved -> current`` for every (dotted) key whose value differs between two config dicts."""
+    out = []
+    for key in sorted(set(saved) | set(current), key=str):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += config_changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return out
 
 
 def save_round(out_dir: Path, r: int, novelty: ModelBundle, relevance: ModelBundle, rows: list[dict[str, Any]],

@@ -2,7 +2,8 @@
 metrics on the split's evaluated users (:class:`coea.evaluation.pco_metrics.SplitEvaluator`).
 
 Writes under ``out_dir``: ``rounds/round_NNN/`` (both models after each round), ``pco_state.json``,
-``pco_metrics.json`` and ``pco_metrics.png``. ``resume`` continues after the last complete round.
+``pco_metrics.json`` and ``pco_metrics.png``. ``resume`` continues after the last complete round; a PCO config
+that differs from the one the state was written with is refused (naming the changed keys) before anything loads.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from coea.device import resolve_device
 from coea.errors import CoeaInputError
 from coea.evaluation.pco_metrics import SplitEvaluator
 from coea.llm.sft_config import resolve_llm
-from coea.pco.checkpoint import STATE_FILE
+from coea.pco.checkpoint import STATE_FILE, read_state
 from coea.pco.run import run_pco
 from coea.stages.artifacts import load_llms
 from coea.utils import seed_everything
@@ -45,7 +46,7 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
                   resume: bool = False) -> PcoStageResult:
     """PCO rounds from the SFT models found in ``llm_dirs`` (see :func:`coea.stages.artifacts.load_llms`)."""
     out_dir = Path(out_dir)
-    if resume and not (out_dir / STATE_FILE).is_file():
+    if resume and read_state(out_dir, cfg.pco) is None:  # a changed config is refused before any model loads
         raise CoeaInputError(f"nothing to resume (no {STATE_FILE})", source=out_dir, option="--resume",
                              fix="drop --resume to start a new run in this directory")
     seed_everything(cfg.pco.seed)
