@@ -1,11 +1,13 @@
-"""Helpers of the pipeline tests: a tiny run config, a shifted copy of a log."""
+"""Helpers of the pipeline tests: a tiny run config, a shifted copy of a log, the CLI in-process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from coea.cli import main
 from coea.config import DataConfig, EvalConfig, RunConfig, SyntheticConfig
 from coea.dsie.config import DsieConfig, EncoderConfig, RqVaeConfig
 from coea.llm.config import ModelConfig
@@ -51,3 +53,14 @@ def shifted_log(data_dir: Path, out: Path, offset: int = 7) -> Path:
 
 def parquet_config(path: Path, **changes) -> RunConfig:
     return tiny_config(data=DataConfig(spec=f"parquet:{path}"), **changes)
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``coea ARGV`` in this process: (exit code, stdout, stderr)."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from coea.cli import main
 from coea.errors import CoeaInputError
 from pipelines.schedule import validate_cron
+from tests.pipeline.pipeline_helpers import run_cli as _run
 
 
 @pytest.mark.parametrize("cron", ["0 0 3 * * *", "0 0 * * * *", "*/30 * * * * ?", "0 15 10 ? * MON-FRI",
@@ -38,16 +38,6 @@ def test_good_crons(cron: str) -> None:
 def test_bad_crons(cron: str, message: str) -> None:
     with pytest.raises(CoeaInputError, match=message):
         validate_cron(cron)
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_schedule_dry_run_prints_the_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
