@@ -4,8 +4,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
+# Images (`make images`, needs Docker): IMAGE=REGISTRY/coea PUSH=1 pushes and prints the digest references.
+DOCKER  ?= docker
+IMAGE   ?= coea
+PUSH    ?= 0
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+GIT_SHA := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+IMAGE_TAG := $(VERSION)-$(GIT_SHA)
+BUILD_ARGS := --build-arg COEA_VERSION=$(VERSION) --build-arg COEA_GIT_SHA=$(GIT_SHA)
+IMAGE_ID := {{.Id}}
+REPO_DIGEST := {{index .RepoDigests 0}}
 
-.PHONY: demo test lint bench compile compile-check clean help
+.PHONY: demo test lint bench compile compile-check images clean help
 
 help:
 	@echo "make demo   - create .venv, install, run the main job (coea run) on the synthetic data"
@@ -13,6 +23,8 @@ help:
 	@echo "make bench  - benchmarks (wall time, peak memory) on MovieLens-1M from ../shared"
 	@echo "make compile - regenerate the checked-in compiled YAML (components/*.yaml, pipelines/*.yaml)"
 	@echo "make compile-check - fail when a checked-in compiled YAML differs from the code"
+	@echo "make images - build Dockerfiles/cpu+gpu as IMAGE:VERSION-GITSHA and IMAGE:VERSION-GITSHA-gpu, print digests"
+	@echo "              (needs Docker; IMAGE=REGISTRY/coea PUSH=1 pushes and prints the coea compile command)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +55,21 @@ compile: $(STAMP)
 
 compile-check: $(STAMP)
 	$(BIN)/python -m pipelines.compile --check
+
+# Both images, tagged with the package version and the git commit; the digest to pin in `coea compile --image`.
+# A local build has only an image id; the registry digest (REGISTRY/coea@sha256:...) exists after the push.
+images:
+	$(DOCKER) build -f Dockerfiles/cpu.Dockerfile $(BUILD_ARGS) -t $(IMAGE):$(IMAGE_TAG) .
+	$(DOCKER) build -f Dockerfiles/gpu.Dockerfile $(BUILD_ARGS) -t $(IMAGE):$(IMAGE_TAG)-gpu .
+ifeq ($(PUSH),1)
+	$(DOCKER) push $(IMAGE):$(IMAGE_TAG)
+	$(DOCKER) push $(IMAGE):$(IMAGE_TAG)-gpu
+	@echo "coea compile --image $$($(DOCKER) image inspect --format '$(REPO_DIGEST)' $(IMAGE):$(IMAGE_TAG)) \
+	--gpu-image $$($(DOCKER) image inspect --format '$(REPO_DIGEST)' $(IMAGE):$(IMAGE_TAG)-gpu)"
+else
+	@echo "$(IMAGE):$(IMAGE_TAG) $$($(DOCKER) image inspect --format '$(IMAGE_ID)' $(IMAGE):$(IMAGE_TAG))"
+	@echo "$(IMAGE):$(IMAGE_TAG)-gpu $$($(DOCKER) image inspect --format '$(IMAGE_ID)' $(IMAGE):$(IMAGE_TAG)-gpu)"
+endif
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache .ruff_cache

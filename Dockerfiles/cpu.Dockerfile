@@ -43,5 +43,12 @@ RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin coea \
     && mkdir -p /app /cache \
     && chown 1000:1000 /app /cache
 COPY --from=builder /opt/venv /opt/venv
+# provenance (make images passes both): OCI labels, and COEA_GIT_SHA for the components' artifact metadata
+ARG COEA_VERSION=unknown
+ARG COEA_GIT_SHA=unknown
+LABEL org.opencontainers.image.title="coea" \
+      org.opencontainers.image.version="${COEA_VERSION}" \
+      org.opencontainers.image.revision="${COEA_GIT_SHA}"
+ENV COEA_GIT_SHA=${COEA_GIT_SHA}
 WORKDIR /app
 USER 1000:1000

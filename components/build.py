@@ -37,9 +37,11 @@ class Components:
 
 
 def build_components(settings: DeploymentSettings) -> Components:
-    """Every stage as ``dsl.component(base_image=settings.base_image, install_kfp_package=False)``."""
-    return Components(**{fn.__name__: dsl.component(fn, base_image=settings.base_image, install_kfp_package=False)
-                         for fn in STAGES})
+    """Every stage as ``dsl.component(base_image=..., install_kfp_package=False)``: the GPU stages
+    (``components.settings.GPU_STAGES``) with ``settings.gpu_image`` (``base_image`` when empty), the others with
+    ``settings.base_image``."""
+    return Components(**{fn.__name__: dsl.component(fn, base_image=settings.image_of(fn.__name__),
+                                                    install_kfp_package=False) for fn in STAGES})
 
 
 def compile_components(out_dir: Path, settings: DeploymentSettings | None = None) -> dict[str, Path]:

@@ -7,7 +7,9 @@ already holds coea and kfp, nothing is pip-installed at start-up). KFP ships eac
 every body imports what it uses; the artifact types come from the ``from kfp.dsl import *`` KFP puts in front of it.
 This module deliberately has no ``from __future__ import annotations``: KFP reads the annotations as types.
 The steps that train or score models take the ``device`` parameter (``auto`` | ``cpu`` | ``cuda[:N]``; auto = cuda
-when the pod has a GPU).
+when the pod has a GPU). Every output artifact except ``Metrics`` (whose metadata are the metrics) records the
+package version (``coea_version``; ``coea_git_sha`` too in images built by ``make images``) in its metadata
+(:func:`coea.stages.record_version`).
 
 ``sft_novelty`` and ``sft_relevance`` train one LLM each (``run_sft_stage(which=...)``); ``evaluate`` and
 ``recommend`` take both as optional inputs and load exactly what their methods need (a method whose artifact is
@@ -27,9 +29,10 @@ def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics]
     prepared data dir (interactions.parquet, stats, synthetic ground truth)."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, run_prepare_data
+    from coea.stages import config_from_json, record_version, run_prepare_data
 
     result = run_prepare_data(config_from_json(data_config), Path(data.path))
+    record_version(data)
     for name, value in result.metrics().items():
         stats.log_metric(name, float(value))
     data.metadata.update({"source": result.source, "users": result.stats["users"],
@@ -41,10 +44,11 @@ def dsie_group(data: Input[Dataset], split_config: str, dsie_config: str, dsie: 
     """DSIE on the prepared log's histories: encoder -> RQ-VAE CSIDs -> groups, profiles, report, weights."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, run_dsie_group
+    from coea.stages import config_from_json, record_version, run_dsie_group
 
     cfg = config_from_json(split_config, dsie_config, device=device)
     result = run_dsie_group(cfg, Path(data.path), Path(dsie.path))
+    record_version(dsie)
     for name, value in result.metrics().items():
         metrics.log_metric(name, float(value))
     dsie.metadata.update({"M_N": result.summary.m_n, "framework": "pytorch"})
@@ -55,10 +59,11 @@ def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: st
     """Keep the groups of ``dsie_in``; rebuild their profiles from the prepared log's histories."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, run_build_profiles
+    from coea.stages import config_from_json, record_version, run_build_profiles
 
     cfg = config_from_json(split_config, dsie_config)
     result = run_build_profiles(cfg, Path(data.path), Path(dsie_in.path), Path(dsie.path))
+    record_version(dsie)
     metrics.log_metric("profiles_refreshed", float(len(result.refreshed)))
     metrics.log_metric("profiles_kept", float(len(result.kept)))
     dsie.metadata.update({"refreshed": result.refreshed, "kept": result.kept})
@@ -69,10 +74,11 @@ def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsi
     """SFT of the Novelty LLM on the prepared log's histories and the DSIE groups (``model/novelty/``)."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, run_sft_stage
+    from coea.stages import config_from_json, record_version, run_sft_stage
 
     cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
     result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("novelty",))
+    record_version(model)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
     model.metadata.update({"llm": "novelty", "framework": "transformers", "base_model": cfg.llm.model.base_model})
@@ -83,10 +89,11 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, d
     """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``)."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, run_sft_stage
+    from coea.stages import config_from_json, record_version, run_sft_stage
 
     cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
     result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",))
+    record_version(model)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
     model.metadata.update({"llm": "relevance", "framework": "transformers", "base_model": cfg.llm.model.base_model})
@@ -101,12 +108,13 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
     ``sft_*`` layout), the last round's figures as metrics, the curves as HTML."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, export_round_models, png_as_html, run_pco_stage
+    from coea.stages import config_from_json, export_round_models, png_as_html, record_version, run_pco_stage
 
     cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device)
     result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
                            Path(model.path))
     export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
+    record_version(model, curves, final_novelty, final_relevance)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
     Path(curves.path).write_text(png_as_html(result.out_dir / "pco_metrics.png", "PCO rounds"), encoding="utf-8")
@@ -121,12 +129,13 @@ def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_c
     import shutil
     from pathlib import Path
 
-    from coea.stages import ArtifactDirs, config_from_json, run_evaluate_stage
+    from coea.stages import ArtifactDirs, config_from_json, record_version, run_evaluate_stage
 
     cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device)
     dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
                         pco=Path(pco.path) if pco is not None else None)
     result = run_evaluate_stage(cfg, Path(data.path), Path(report.path), dirs)
+    record_version(table, chart, report)
     for name, value in result.main.items():
         metrics.log_metric(name, value)
     shutil.copyfile(result.paths["metrics_md"], table.path)
@@ -140,12 +149,13 @@ def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_
     """Top-k categories for every user by ``method`` (e.g. coea+x), fitted on all events (nothing held out)."""
     from pathlib import Path
 
-    from coea.stages import ArtifactDirs, config_from_json, run_recommend
+    from coea.stages import ArtifactDirs, config_from_json, record_version, run_recommend
 
     cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device)
     dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
                         pco=Path(pco.path) if pco is not None else None)
     result = run_recommend(cfg, Path(data.path), dirs, method, int(k), Path(recommendations.path))
+    record_version(recommendations)
     recommendations.metadata.update({"method": result.method, "k": result.k, "users": result.n_users,
                                      "rows": result.n_rows, "short_users": result.short_users})
 
@@ -158,12 +168,13 @@ def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Inpu
     import tempfile
     from pathlib import Path
 
-    from coea.stages import drift_config_from_json, run_monitor_drift
+    from coea.stages import drift_config_from_json, record_version, run_monitor_drift
 
     cfg = drift_config_from_json(drift_config, threshold=threshold)
     with tempfile.TemporaryDirectory() as work:
         result = run_monitor_drift(cfg, Path(reference.path), Path(current.path), Path(dsie.path), Path(work))
         shutil.copyfile(result.html_path, report.path)
+    record_version(report)
     metrics.log_metric("drift_share", result.drift_share)
     metrics.log_metric("drifted_columns", float(len(result.drifted_columns)))
     report.metadata.update({"drifted_columns": result.drifted_columns, "threshold": cfg.threshold})
@@ -174,8 +185,10 @@ def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model]):
     """The active snapshot under ``state_uri``: the reference window and the groups fitted on it."""
     from pathlib import Path
 
+    from coea.stages import record_version
     from coea.state import run_load_state
 
+    record_version(reference, dsie)
     snap = run_load_state(state_uri, Path(reference.path), Path(dsie.path))
     reference.metadata.update({"snapshot": snap.snapshot, "created_at": snap.created_at})
     dsie.metadata.update({"snapshot": snap.snapshot})
@@ -198,8 +211,10 @@ def load_models(state_uri: str, novelty: Output[Model], relevance: Output[Model]
     (``relevance/relevance/``), the layout of the ``sft_*`` steps' outputs."""
     from pathlib import Path
 
+    from coea.stages import record_version
     from coea.state import run_load_models
 
+    record_version(novelty, relevance)
     version = run_load_models(state_uri, Path(novelty.path), Path(relevance.path))
     novelty.metadata.update({"llm": "novelty", "models_version": version.snapshot, "created_at": version.created_at})
     relevance.metadata.update({"llm": "relevance", "models_version": version.snapshot,
@@ -221,9 +236,11 @@ def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_
     """Publish to the state's SQLite KV store (a copy becomes ``kv_store``); export to ``gcs_uri`` if given."""
     from pathlib import Path
 
+    from coea.stages import record_version
     from coea.state import run_export
     from coea.store import PublishConfig
 
+    record_version(kv_store)
     result = run_export(PublishConfig(metadata={"recommendations": recommendations.uri}), Path(recommendations.path),
                         state_uri, Path(kv_store.path), gcs_uri=gcs_uri or None)
     metrics.log_metric("users", float(result.publish.n_users))

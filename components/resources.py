@@ -1,6 +1,13 @@
-"""Kubernetes settings of pipeline tasks: GPU scheduling, the cache volume, CPU/memory requests, retries.
+"""Kubernetes settings of pipeline tasks: GPU scheduling, volumes, CPU/memory requests and limits, retries,
+timeouts.
 
 kfp-kubernetes settings compile into the pipeline YAML (``platforms.kubernetes``); ``kfp.local`` ignores them.
+
+Volumes and parallel tasks: the ReadWriteOnce cache PVC (``cache_pvc_name``) can be attached to one node at a
+time, so no two tasks that may run at once mount it. The GPU steps (the two SFT steps run side by side) get an
+``emptyDir`` at ``cache_mount_path`` for the Hugging Face / torch caches instead; base models come from the
+optional ReadOnlyMany PVC ``model_pvc_name``, which any number of pods on any nodes may mount. Only the state
+steps mount the RWO PVC (when ``state_uri`` lives on it), and :func:`pipelines.definitions` orders them.
 """
 
 from kfp import kubernetes
@@ -8,23 +15,37 @@ from kfp.dsl import PipelineTask
 
 from components.settings import DeploymentSettings, StageClass
 
+GPU_CACHE_VOLUME = "coea-gpu-cache"  # name of the GPU steps' emptyDir volume
+
 
 def apply_resources(task: PipelineTask, settings: DeploymentSettings, stage: StageClass) -> PipelineTask:
-    """CPU and memory requests of the stage's class."""
+    """CPU and memory requests and limits of the stage's class."""
     cpu, memory = settings.requests(stage)
-    return task.set_cpu_request(cpu).set_memory_request(memory)
+    cpu_limit, memory_limit = settings.limits(stage)
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    return task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
 
 
 def mount_cache(task: PipelineTask, settings: DeploymentSettings) -> PipelineTask:
-    """Mount the model/data cache PVC (``coea-model-cache`` at ``/cache`` by default)."""
+    """Mount the ReadWriteOnce cache PVC (``coea-model-cache`` at ``/cache`` by default): state steps only."""
     return kubernetes.mount_pvc(task, pvc_name=settings.cache_pvc_name, mount_path=settings.cache_mount_path)
 
 
-def apply_gpu(task: PipelineTask, settings: DeploymentSettings) -> PipelineTask:
-    """A training step: accelerator type and limit, GPU node selector and toleration, the cache volume,
-    training-class requests, caching off. Empty settings values switch the matching part off (cpu-dev).
+def mount_models(task: PipelineTask, settings: DeploymentSettings) -> PipelineTask:
+    """Mount the ReadOnlyMany base-model PVC (``model_pvc_name`` at ``model_mount_path``) when one is set: every
+    step that loads a model (the GPU steps, ``evaluate``, ``recommend``)."""
+    if settings.model_pvc_name:
+        kubernetes.mount_pvc(task, pvc_name=settings.model_pvc_name, mount_path=settings.model_mount_path)
+    return task
 
-    ``dsie_group``, ``sft_novelty``, ``sft_relevance`` and ``pco_loop`` use it.
+
+def apply_gpu(task: PipelineTask, settings: DeploymentSettings) -> PipelineTask:
+    """A training step: accelerator type and limit, GPU node selector and toleration, an emptyDir cache and the
+    base-model volume, training-class requests and limits, retries with backoff (a preempted GPU node kills the
+    pod), the pod's ``activeDeadlineSeconds``, caching off. Empty settings values switch the matching part off
+    (cpu-dev).
+
+    ``dsie_group``, ``sft_novelty``, ``sft_relevance`` and ``pco_loop`` use it (``GPU_STAGES``).
     """
     if settings.accelerator_type:
         task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(settings.accelerator_limit)
@@ -35,7 +56,14 @@ def apply_gpu(task: PipelineTask, settings: DeploymentSettings) -> PipelineTask:
         value = settings.gpu_toleration_value or None
         kubernetes.add_toleration(task, key=settings.gpu_toleration_key, operator="Equal" if value else "Exists",
                                   value=value, effect=settings.gpu_toleration_effect)
-    mount_cache(task, settings)
+    kubernetes.empty_dir_mount(task, volume_name=GPU_CACHE_VOLUME, mount_path=settings.cache_mount_path,
+                               size_limit=settings.gpu_cache_size or None)
+    mount_models(task, settings)
+    if settings.gpu_timeout_seconds:
+        kubernetes.set_timeout(task, settings.gpu_timeout_seconds)
+    if settings.gpu_retries:
+        task.set_retry(num_retries=settings.gpu_retries, backoff_duration=settings.gpu_retry_backoff,
+                       backoff_factor=2.0, backoff_max_duration=settings.gpu_retry_window)
     apply_resources(task, settings, StageClass.TRAIN)
     return task.set_caching_options(False)
 

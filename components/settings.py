@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,15 @@ from coea.errors import CoeaInputError
 # Keys of k8s/*/pipeline.yaml whose names differ from the dataclass fields.
 YAML_ALIASES = {"image": "base_image"}
 TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# the steps that train or score models on a GPU (components.resources.apply_gpu); they run ``gpu_image``
+GPU_STAGES = ("dsie_group", "sft_novelty", "sft_relevance", "pco_loop")
+# An OCI image reference as Docker reads it: [registry[:port]/]path[:tag][@sha256:<64 hex>]
+_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REF = re.compile(rf"^(?:{_DOMAIN}/)?{_PATH}(?:/{_PATH})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+                       r"(?:@sha256:[a-f0-9]{64})?$")
+IMAGE_FIX = "REGISTRY/coea:TAG or REGISTRY/coea@sha256:<64 hex digits> (the digest `make images` prints)"
+PIPELINE_ROOT_SCHEMES = ("gs://", "s3://", "minio://")
 
 
 class StageClass(enum.StrEnum):
@@ -32,7 +42,7 @@ class StageClass(enum.StrEnum):
 
     LIGHT = "light"  # data preparation, state I/O, export
     COMPUTE = "compute"  # evaluation, drift, profiles, recommendations
-    TRAIN = "train"  # model training: dsie_group now; sft_* and pco_loop later
+    TRAIN = "train"  # model training and scoring on a GPU: dsie_group, sft_*, pco_loop (GPU_STAGES)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class DeploymentSettings:
     """Where and how the pipeline's steps run on the cluster."""
 
     base_image: str = "coea:latest"  # image of every step (Dockerfiles/); holds coea and kfp 2.17
+    gpu_image: str = ""  # image of the GPU steps (GPU_STAGES, Dockerfiles/gpu.Dockerfile); "" = base_image
+    pipeline_root: str = ""  # compiled defaultPipelineRoot (gs://, s3://, minio://); "" = the KFP server's default
     state_uri: str = "/cache/coea-state"  # default pipeline argument: local dir (PVC) or gs://bucket/prefix
     gpu_node_selector_key: str = "nvidia.com/gpu.present"  # node label of GPU nodes ("" = no node selector)
     gpu_node_selector_value: str = "true"
@@ -48,16 +60,25 @@ class DeploymentSettings:
     gpu_toleration_effect: str = "NoSchedule"
     accelerator_type: str = "nvidia.com/gpu"  # task.set_accelerator_type(...) ("" = no accelerator request)
     accelerator_limit: int = 1  # GPUs per GPU step
-    cache_pvc_name: str = "coea-model-cache"  # PVC mounted on GPU steps (and state steps when state is on it)
-    cache_mount_path: str = "/cache"
+    cache_pvc_name: str = "coea-model-cache"  # ReadWriteOnce PVC: mounted by the state steps when state is on it
+    cache_mount_path: str = "/cache"  # GPU steps get an emptyDir here (HF/torch caches), never the RWO PVC
+    gpu_cache_size: str = "50Gi"  # size limit of the GPU steps' emptyDir cache
+    model_pvc_name: str = ""  # ReadOnlyMany PVC with base models, on every model-loading step ("" = none)
+    model_mount_path: str = "/models"  # where model_pvc_name is mounted (base_model: /models/<name>)
     cpu_request_light: str = "500m"
     memory_request_light: str = "1Gi"
     cpu_request_compute: str = "2"
     memory_request_compute: str = "4Gi"
     cpu_request_train: str = "4"
     memory_request_train: str = "16Gi"
+    limits_light: str = "1,2Gi"  # "cpu,memory" limits of each class (a pod past its memory limit is OOM-killed)
+    limits_compute: str = "4,8Gi"
+    limits_train: str = "8,32Gi"
     io_retries: int = 3  # retries of steps that read or write external storage
     io_retry_backoff: str = "30s"  # first wait before a retry (doubles each time)
+    gpu_retries: int = 2  # retries of GPU steps (a preempted/spot node kills the pod)
+    gpu_retry_backoff: str = "120s"  # first wait before a GPU retry (doubles each time)
+    gpu_timeout_seconds: int = 6 * 3600  # activeDeadlineSeconds of each GPU step's pod (0 = none)
     service_account: str = "coea-pipeline-runner"  # Kubernetes service account of recurring runs
     cron: str = "0 0 3 * * *"  # recurring-run schedule: 6 fields, seconds first
     experiment: str = "coea"  # KFP experiment that holds the runs
@@ -75,8 +96,34 @@ class DeploymentSettings:
             raise ValueError("gpu_node_selector_value is empty while gpu_node_selector_key is set")
         if self.accelerator_limit < 1:
             raise ValueError(f"accelerator_limit must be >= 1, got {self.accelerator_limit!r}")
-        if self.io_retries < 0:
-            raise ValueError(f"io_retries must be >= 0, got {self.io_retries!r}")
+        for name in ("io_retries", "gpu_retries", "gpu_timeout_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for stage in StageClass:
+            if len(getattr(self, f"limits_{stage.value}").split(",")) != 2:
+                raise ValueError(f"limits_{stage.value} must be 'cpu,memory' such as '8,32Gi'")
+        for name in ("base_image", "gpu_image"):
+            problem = image_problem(getattr(self, name)) if getattr(self, name) else None
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        if self.pipeline_root and not self.pipeline_root.startswith(PIPELINE_ROOT_SCHEMES):
+            raise ValueError(f"pipeline_root {self.pipeline_root!r} must start with one of {PIPELINE_ROOT_SCHEMES}")
+
+    def image_of(self, stage: str) -> str:
+        """The image of a component: ``gpu_image`` (or ``base_image`` when empty) for :data:`GPU_STAGES`."""
+        return (self.gpu_image or self.base_image) if stage in GPU_STAGES else self.base_image
+
+    @property
+    def gpu_retry_window(self) -> str:
+        """The GPU steps' ``backoff_max_duration``: every attempt at its full timeout plus an hour for the backoffs
+        and scheduling. Argo stops retrying (and cuts a pod's deadline) once this much time has passed since the
+        first attempt, and kfp's default (3600s) would forbid retrying a step preempted after an hour."""
+        return f"{(self.gpu_retries + 1) * (self.gpu_timeout_seconds or 24 * 3600) + 3600}s"
+
+    def limits(self, stage: StageClass) -> tuple[str, str]:
+        """(cpu, memory) limits of a stage class."""
+        cpu, memory = getattr(self, f"limits_{stage.value}").split(",")
+        return cpu.strip(), memory.strip()
 
     @property
     def state_on_cache_volume(self) -> bool:
@@ -110,3 +157,28 @@ class DeploymentSettings:
             return cls.from_mapping(raw, where=str(path))
         except (ValueError, TypeError, yaml.YAMLError) as err:
             raise CoeaInputError(str(err), source=path, fix="see k8s/base/pipeline.yaml for the keys") from err
+
+
+def image_problem(ref: str) -> str | None:
+    """Why ``ref`` is not an image reference (``[registry[:port]/]path[:tag][@sha256:<64 hex>]``), or None."""
+    if IMAGE_REF.match(ref):
+        return None
+    if "@" in ref and not re.search(r"@sha256:[a-f0-9]{64}$", ref):
+        return f"image {ref!r} has a malformed digest: expected @sha256: and 64 lower-case hex digits"
+    return f"image {ref!r} is not a valid reference [registry[:port]/]name[:tag][@sha256:<digest>]"
+
+
+def check_image(ref: str, option: str) -> str:
+    """Return ``ref`` when it is an image reference, else raise ``CoeaInputError`` naming ``option``."""
+    problem = image_problem(ref)
+    if problem:
+        raise CoeaInputError(problem, option=option, fix=IMAGE_FIX)
+    return ref
+
+
+def check_pipeline_root(uri: str, option: str = "--pipeline-root") -> str:
+    """Return ``uri`` when KFP can store artifacts there (gs://, s3://, minio://), else raise ``CoeaInputError``."""
+    if not uri.startswith(PIPELINE_ROOT_SCHEMES) or not uri.split("://", 1)[1].strip("/"):
+        raise CoeaInputError(f"pipeline root {uri!r} is not an object-store URI", option=option,
+                             fix="gs://BUCKET/PREFIX (or s3://, minio://): the KFP launcher writes artifacts there")
+    return uri

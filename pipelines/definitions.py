@@ -19,10 +19,14 @@ pco_loop/save/evaluate/recommend/export tasks (one helper adds them).
 
 Pipeline parameters: the run config as JSON objects of its sections (``coea.stages.pipeline_arguments``),
 ``state_uri`` (local directory or ``gs://``), ``rec_method``/``rec_k`` for the served list and
-``gcs_export_uri`` ("" = no GCS export). Build them for a deployment with :func:`build_pipelines`; compile them
-with :func:`pipelines.compile.compile_pipelines`.
+``gcs_export_uri`` ("" = no GCS export); each has a description in the compiled spec (:data:`PARAMETER_HELP`,
+shown in the Kubeflow UI's run form). Build them for a deployment with :func:`build_pipelines` (image, GPU
+settings, ``pipeline_root`` -> ``defaultPipelineRoot``); compile them with
+:func:`pipelines.compile.compile_pipelines`.
 """
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,13 +35,30 @@ from kfp.dsl import Artifact, Dataset, Model
 from kfp.dsl.pipeline_channel import PipelineChannel
 
 from components.build import Components, build_components
-from components.resources import apply_gpu, apply_io, apply_resources
+from components.resources import apply_gpu, apply_io, apply_resources, mount_models
 from components.settings import DeploymentSettings, StageClass
 
 TRAINING = "coea-training"
 RECURRING = "coea-recurring"
 TRAINING_METHOD = "coea+x"  # served by coea_training: the N-LLM after PCO, seen categories excluded
 DEFAULT_METHOD = TRAINING_METHOD  # served by coea_recurring: the N-LLM after this period's PCO update
+_JSON = " as a JSON object of config sections, the run-config YAML's shape ({} = the defaults)"
+# the description of every pipeline parameter, compiled into root.inputDefinitions (the Kubeflow UI's run form)
+PARAMETER_HELP = {
+    "data_config": 'data source: {"data": {"spec": "csv:gs://BUCKET/log.csv"}, "synthetic": {...}}' + _JSON,
+    "split_config": "leakage-free split (n_future, n_short, min_history, min_gap, seed)" + _JSON,
+    "dsie_config": "DSIE: encoder, RQ-VAE codebooks, grouping, profiles" + _JSON,
+    "eval_config": "evaluation: methods, K values, bootstrap" + _JSON,
+    "llm_config": "the two LLMs and their SFT (base_model, sizes, epochs, batch)" + _JSON,
+    "pco_config": "PCO: rounds, candidates, DPO+KL alpha, reward" + _JSON,
+    "drift_config": "drift check: DriftConfig fields (features, stattest)" + _JSON,
+    "drift_threshold": "regroup (re-run DSIE and the SFT of both LLMs) when the drift share is >= this, in (0, 1]",
+    "state_uri": "where the state lives: gs://BUCKET/PREFIX, or a directory on the cache volume",
+    "rec_method": "the method whose top-K categories are served, e.g. coea+x",
+    "rec_k": "categories served per user (K)",
+    "gcs_export_uri": 'also export the recommendations as shards under this gs:// URI ("" = no export)',
+    "device": "auto | cpu | cuda | cuda:N for every model (auto = the GPU when the step's pod has one)",
+}
 
 
 class TrainingOutputs(NamedTuple):
@@ -65,10 +86,11 @@ def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, d
     """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the LLM and PCO dirs."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config", "pco_config", "device")}
     llms = llms or {}
-    evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs).set_display_name("evaluate")
-    apply_resources(evaluate, settings, StageClass.COMPUTE)
+    evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs).set_display_name("evaluate methods")
+    apply_resources(mount_models(evaluate, settings), settings, StageClass.COMPUTE)
     recommend = c.recommend(data=data, dsie=dsie, method=p["rec_method"], k=p["rec_k"], **llms, **configs)
-    apply_resources(recommend.set_display_name("recommend"), settings, StageClass.COMPUTE)
+    apply_resources(mount_models(recommend.set_display_name("recommend top-K"), settings), settings,
+                    StageClass.COMPUTE)
     export = c.export_recommendations(recommendations=recommend.outputs["recommendations"],
                                       state_uri=p["state_uri"], gcs_uri=p["gcs_export_uri"])
     apply_io(export.set_display_name("export recommendations"), settings)
@@ -119,10 +141,15 @@ def _update_and_serve(c: Components, settings: DeploymentSettings, data: Pipelin
     return {**served, "pco": pco, "save": save}
 
 
+def _as_pipeline(fn: Callable, name: str, description: str, settings: DeploymentSettings):
+    """``dsl.pipeline`` with the description, the deployment's pipeline root (``defaultPipelineRoot``) and an
+    ``Args:`` docstring built from :data:`PARAMETER_HELP`, which kfp compiles into each parameter's description."""
+    params = inspect.signature(fn).parameters
+    fn.__doc__ = f"{description}\n\nArgs:\n" + "".join(f"    {n}: {PARAMETER_HELP[n]}\n" for n in params)
+    return dsl.pipeline(fn, name=name, description=description, pipeline_root=settings.pipeline_root or None)
+
+
 def _training(c: Components, settings: DeploymentSettings):
-    @dsl.pipeline(name=TRAINING, description="CoEA: data -> DSIE groups -> SFT of both LLMs -> PCO rounds -> "
-                                             "evaluation -> top-K categories to the KV store; writes the state the "
-                                             "recurring pipeline starts from.")
     def coea_training(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
                       eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
                       state_uri: str = settings.state_uri,
@@ -139,13 +166,12 @@ def _training(c: Components, settings: DeploymentSettings):
                                **llms, pco=pco, recommendations=served["recommend"].outputs["recommendations"],
                                kv_store=served["export"].outputs["kv_store"])
 
-    return coea_training
+    return _as_pipeline(coea_training, TRAINING, "CoEA: data -> DSIE groups -> SFT of both LLMs -> PCO rounds -> "
+                        "evaluation -> top-K categories to the KV store; writes the state the recurring pipeline "
+                        "starts from.", settings)
 
 
 def _recurring(c: Components, settings: DeploymentSettings):
-    @dsl.pipeline(name=RECURRING, description="CoEA each period: drift check against the reference window; "
-                                              "regroup (DSIE) and re-SFT the LLMs only when drift passes the "
-                                              "threshold; PCO update of the LLMs; serve.")
     def coea_recurring(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
                        eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
                        drift_config: str = "{}",
@@ -158,6 +184,8 @@ def _recurring(c: Components, settings: DeploymentSettings):
         data = prep.outputs["data"]
         state = apply_io(c.load_state(state_uri=state_uri).set_display_name("load state"), settings)
         models = apply_io(c.load_models(state_uri=state_uri).set_display_name("load models"), settings)
+        if settings.state_on_cache_volume:  # one ReadWriteOnce volume: its three readers one after the other
+            models.after(state.after(prep))
         llms = {"novelty": models.outputs["novelty"], "relevance": models.outputs["relevance"]}
         drift = c.monitor_drift(reference=state.outputs["reference"], current=data, dsie=state.outputs["dsie"],
                                 drift_config=drift_config, threshold=drift_threshold)
@@ -175,7 +203,9 @@ def _recurring(c: Components, settings: DeploymentSettings):
             apply_resources(keep.set_display_name("refresh profiles"), settings, StageClass.COMPUTE)
             _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False)
 
-    return coea_recurring
+    return _as_pipeline(coea_recurring, RECURRING, "CoEA each period: drift check against the reference window; "
+                        "regroup (DSIE) and re-SFT the LLMs only when drift passes the threshold; PCO update of the "
+                        "LLMs; serve.", settings)
 
 
 def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:

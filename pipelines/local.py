@@ -1,7 +1,8 @@
 """Run the pipelines on this machine with ``kfp.local`` (each step a subprocess of this Python environment).
 
 ``kfp.local`` runs the same components and pipeline graph as a cluster, minus the kfp-kubernetes settings
-(GPU, node selector, toleration, volume), which it ignores. Artifacts land under ``<run_dir>/kfp``.
+(GPU, node selector, toleration, volumes, timeouts), which it ignores. Artifacts land under the local pipeline
+root: ``<run_dir>/kfp`` unless ``pipeline_root`` names another directory.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ log = logging.getLogger(__name__)
 
 def local_settings() -> DeploymentSettings:
     """Default settings without retries: locally a failure is a bug or bad input, and retrying it only waits."""
-    return DeploymentSettings(io_retries=0)
+    return DeploymentSettings(io_retries=0, gpu_retries=0)
 
 
-def init_local(run_dir: Path) -> None:
-    """``kfp.local.init`` with a subprocess runner in the current environment (no venv, nothing installed)."""
+def init_local(run_dir: Path, pipeline_root: Path | None = None) -> Path:
+    """``kfp.local.init`` with a subprocess runner in the current environment (no venv, nothing installed) and
+    ``pipeline_root`` (default ``run_dir/kfp``) as the local pipeline root; returns that root."""
     from kfp import local
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(run_dir).resolve() / "kfp"),
-               raise_on_error=True)
+    root = Path(pipeline_root or Path(run_dir) / "kfp").resolve()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    return root
 
 
 def _copy(src: str | Path, dst: Path) -> Path:
@@ -44,8 +47,8 @@ def _copy(src: str | Path, dst: Path) -> Path:
 
 
 def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None = None,
-                         rec_method: str = "coea+x", rec_k: int = 10,
-                         settings: DeploymentSettings | None = None) -> dict[str, Path]:
+                         rec_method: str = "coea+x", rec_k: int = 10, settings: DeploymentSettings | None = None,
+                         pipeline_root: Path | None = None) -> dict[str, Path]:
     """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
 
     The run folder follows :class:`coea.layout.RunLayout`, so ``coea evaluate --from-run`` and ``coea serve``
@@ -53,13 +56,14 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     ``metrics_at_K.png/.html``, ``config.json``, ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``,
     ``relevance/``, ``sft_metrics_<model>.json``), ``pco/`` (PCO checkpoints, ``pco_metrics.json/.png``),
     ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the publish); then ``report.html`` is
-    rendered from them (``coea.report_html``). The state goes to ``state_uri`` (default ``run_dir/state``).
+    rendered from them (``coea.report_html``). The state goes to ``state_uri`` (default ``run_dir/state``), the
+    pipeline's artifacts under ``pipeline_root`` (default ``run_dir/kfp``).
     """
     from pipelines.definitions import build_pipelines
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    init_local(run_dir)
+    init_local(run_dir, pipeline_root)
     training = build_pipelines(settings or local_settings()).training
     start = time.perf_counter()
     run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),

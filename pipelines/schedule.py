@@ -81,6 +81,7 @@ class RecurringRunRequest:
     max_concurrency: int = 1  # periods must not overlap: each run reads and replaces the state
     no_catchup: bool = True  # after a pause, run the latest period only
     enabled: bool = True
+    pipeline_root: str | None = None  # the runs' artifact root (gs://...); None = the package's defaultPipelineRoot
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +91,7 @@ class RecurringRunRequest:
         return {"experiment_id": experiment_id, "job_name": self.job_name, "cron_expression": self.cron_expression,
                 "pipeline_package_path": self.pipeline_package_path, "params": self.params,
                 "service_account": self.service_account or None, "max_concurrency": self.max_concurrency,
-                "no_catchup": self.no_catchup, "enabled": self.enabled}
+                "no_catchup": self.no_catchup, "enabled": self.enabled, "pipeline_root": self.pipeline_root or None}
 
 
 def create_recurring_run(request: RecurringRunRequest, client: Any = None) -> str:

@@ -1,4 +1,4 @@
-"""Helpers of the pipeline tests: a tiny run config, a shifted copy of a log."""
+"""Helpers of the pipeline tests: a tiny run config, a shifted copy of a log, the CLI in-process."""
 
 from __future__ import annotations
 
@@ -51,3 +51,5 @@ def shifted_log(data_dir: Path, out: Path, offset: int = 7) -> Path:
 
 def parquet_config(path: Path, **changes) -> RunConfig:
     return tiny_config(data=DataConfig(spec=f"parquet:{path}"), **changes)
+
+

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from components.settings import DeploymentSettings
-from pipelines.compile import compile_pipelines
 from pipelines.definitions import RECURRING, TRAINING
 from tests.helpers import REPO
+from tests.pipeline.compiled_spec import compile_specs as _compile
+from tests.pipeline.compiled_spec import executor_tasks as _tasks
+from tests.pipeline.compiled_spec import executors as _executors
+from tests.pipeline.compiled_spec import k8s_executors as _k8s
 
 K8S = REPO / "k8s"
 IO_TASKS = {"prepare-data", "load-state", "save-state", "load-models", "save-models", "export-recommendations"}
@@ -21,37 +23,9 @@ GPU_EXECUTORS = {TRAINING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-rel
                              "exec-pco-loop", "exec-pco-loop-2"}}  # PCO in both branches
 
 
-def _compile(tmp: Path, settings: DeploymentSettings | None = None) -> dict[str, dict[str, Any]]:
-    """name -> the pipeline spec, with the platform spec (kfp-kubernetes, a second YAML document) merged in."""
-    out = {}
-    for name, path in compile_pipelines(tmp, settings).items():
-        docs = list(yaml.safe_load_all(path.read_text()))
-        out[name] = {k: v for doc in docs for k, v in doc.items()}
-    return out
-
-
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     return _compile(tmp_path_factory.mktemp("compiled"))
-
-
-def _tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every task of every DAG (root and condition branches), by task name; executor tasks only."""
-    out = {}
-    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
-    for dag in dags:
-        for name, task in dag["tasks"].items():
-            if not task["componentRef"]["name"].startswith("comp-condition"):
-                out[name] = task
-    return out
-
-
-def _executors(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return spec["deploymentSpec"]["executors"]
-
-
-def _k8s(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return spec.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
 
 
 def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
@@ -70,10 +44,13 @@ def test_gpu_stage_resources_selector_toleration(specs: dict[str, dict[str, Any]
         assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu", executor
         assert resources["accelerator"]["resourceCount"] == "1"
         assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("4", "16Gi")
+        assert (resources["resourceCpuLimit"], resources["resourceMemoryLimit"]) == ("8", "32Gi")
         k8s = _k8s(spec)[executor]
         assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
         assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-        assert [(m["constant"], m["mountPath"]) for m in k8s["pvcMount"]] == [("coea-model-cache", "/cache")]
+        # an emptyDir cache, never the ReadWriteOnce PVC (the two SFT steps run side by side on two nodes)
+        assert k8s["emptyDirMounts"] == [{"mountPath": "/cache", "sizeLimit": "50Gi", "volumeName": "coea-gpu-cache"}]
+        assert "pvcMount" not in k8s and k8s["activeDeadlineSeconds"] == str(6 * 3600)
     # no other step asks for a GPU or lands on the GPU pool
     for executor, body in _executors(spec).items():
         if executor not in GPU_EXECUTORS[name]:
@@ -157,7 +134,8 @@ def test_caching_and_retries(specs: dict[str, dict[str, Any]], name: str) -> Non
         pure = task_name.startswith(("evaluate", "recommend", "build-profiles"))
         assert cached is pure, task_name  # training, drift and every step with side effects: no cache
         retries = task.get("retryPolicy", {}).get("maxRetryCount", 0)
-        assert retries == (3 if task_name.split("-2")[0] in IO_TASKS else 0), task_name
+        base = task_name.split("-2")[0]
+        assert retries == (3 if base in IO_TASKS else 2 if f"exec-{base}" in GPU_EXECUTORS[name] else 0), task_name
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
@@ -187,7 +165,8 @@ def test_gpu_pool_overlay_settings(tmp_path: Path) -> None:
     assert k8s["exec-dsie-group"]["nodeSelector"]["labels"] == {"coea.io/pool": "gpu"}
     assert spec["deploymentSpec"]["executors"]["exec-prepare-data"]["container"]["image"] == "REGISTRY/coea:TAG"
     assert spec["root"]["inputDefinitions"]["parameters"]["state_uri"]["defaultValue"].startswith("gs://")
-    assert set(k8s) == GPU_EXECUTORS[TRAINING]  # state on GCS: only the GPU steps mount the cache
+    assert set(k8s) == GPU_EXECUTORS[TRAINING]  # state on GCS: only the GPU steps have k8s settings
+    assert not any("pvcMount" in body for body in k8s.values())  # and none mounts the RWO cache PVC
 
 
 def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:

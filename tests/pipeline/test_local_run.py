@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import coea
 from coea.config import EvalConfig
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
@@ -147,6 +148,13 @@ def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]],
     _assert_pco_update(kfp_root, state, models_before)
     with KVStore(Path(state) / KV_STORE) as store:
         assert len(store.versions()) == 2  # served again
+    # every output artifact but Metrics carries the package version in its metadata (coea.stages.record_version)
+    (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
+    for task in ("load-state", "load-models", "prepare-data", "pco-loop-2", "evaluate-2", "export-recommendations-2"):
+        artifacts = json.loads((run / task / "executor_output.json").read_text())["artifacts"]
+        versions = {name: {a.get("metadata", {}).get("coea_version") for a in body["artifacts"]}
+                    for name, body in artifacts.items() if name not in ("metrics", "stats")}
+        assert versions and all(v == {coea.__version__} for v in versions.values()), (task, versions)
 
 
 def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:

@@ -37,12 +37,27 @@ def test_defaults_and_state_on_volume() -> None:
     ("gpu_toleration_effect: Sometimes\n", "gpu_toleration_effect"),
     ("image: ''\n", "must not be empty"),
     ("- a\n- b\n", "mapping"),
+    ("image: reg/coea@sha256:12ab\n", "malformed digest"),
+    ("gpu_image: 'reg/Coea:1'\n", "gpu_image: image 'reg/Coea:1' is not a valid reference"),
+    ("pipeline_root: /tmp/root\n", "pipeline_root '/tmp/root' must start with one of"),
+    ("gpu_retries: -1\n", "gpu_retries must be >= 0"),
 ])
 def test_bad_settings_file(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "pipeline.yaml"
     path.write_text(text)
     with pytest.raises(CoeaInputError, match=message):
         DeploymentSettings.from_yaml(path)
+
+
+def test_gpu_image_only_for_gpu_stages_and_limits_per_class() -> None:
+    digest = "reg.example:5000/team/coea-gpu@sha256:" + "ab" * 32
+    s = DeploymentSettings(base_image="reg.example:5000/team/coea:0.1.0-abc", gpu_image=digest)
+    assert {stage: s.image_of(stage) for stage in ("prepare_data", "sft_relevance", "pco_loop", "evaluate")} == {
+        "prepare_data": s.base_image, "sft_relevance": digest, "pco_loop": digest, "evaluate": s.base_image}
+    assert DeploymentSettings().image_of("dsie_group") == "coea:latest"  # no gpu_image: the base image
+    assert s.limits(StageClass.TRAIN) == ("8", "32Gi") and s.limits(StageClass.LIGHT) == ("1", "2Gi")
+    with pytest.raises(ValueError, match="limits_train"):
+        DeploymentSettings(limits_train="8")
 
 
 def test_missing_settings_file(tmp_path: Path) -> None:

@@ -29,16 +29,22 @@ def run_cmd(
     data: DataOpt = None, config: ConfigOpt = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="parent of runs/<timestamp>/")] = Path("runs"),
     device: DeviceOpt = None,
+    pipeline_root: Annotated[str | None, typer.Option("--pipeline-root", help="local directory for kfp.local's "
+                                                                             "artifacts (default RUN/kfp)")] = None,
 ) -> None:
     """The main job, as the coea_training pipeline run by kfp.local: data -> DSIE groups -> SFT of both LLMs
     -> PCO rounds -> evaluation -> top-K categories (coea+x) to the KV store, under runs/<timestamp>/."""
     from pipelines.local import run_training_locally
 
+    if pipeline_root is not None and "://" in str(pipeline_root):
+        raise CoeaInputError(f"kfp.local writes artifacts to a local directory, not {pipeline_root}",
+                             option="--pipeline-root", fix="pass a directory; gs:// roots are for compile/schedule")
     cfg = overrides(config_with_data(config, data), device=device)
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
-    paths = run_training_locally(cfg, out)
+    kfp_root = Path(pipeline_root) if pipeline_root else out / "kfp"
+    paths = run_training_locally(cfg, out, pipeline_root=kfp_root)
     typer.echo(paths["metrics.md"].read_text())
-    typer.echo(f"run directory: {out}  (pipeline artifacts under {out / 'kfp'}, state under {out / 'state'})")
+    typer.echo(f"run directory: {out}  (pipeline artifacts under {kfp_root}, state under {out / 'state'})")
     for name, path in paths.items():
         typer.echo(f"  {name:<24} {path}")
     typer.echo(f"report: {paths['report']}")
@@ -88,21 +94,44 @@ SettingsOpt = Annotated[Path | None, typer.Option("--settings", help="deployment
                                                                      "such as k8s/base/pipeline.yaml")]
 
 
-def deployment_settings(path: Path | None):
-    from components.settings import DeploymentSettings
+ImageOpt = Annotated[str | None, typer.Option("--image", help="image of every step: REGISTRY/coea:TAG or "
+                                                             "REGISTRY/coea@sha256:DIGEST (default: the settings')")]
+GpuImageOpt = Annotated[str | None, typer.Option("--gpu-image", help="image of the GPU steps (dsie_group, sft_*, "
+                                                                    "pco_loop); default: --image")]
+PipelineRootOpt = Annotated[str | None, typer.Option("--pipeline-root", help="where KFP stores the runs' "
+                                                                            "artifacts: gs://BUCKET/PREFIX")]
 
-    return DeploymentSettings() if path is None else DeploymentSettings.from_yaml(path)
+
+def deployment_settings(path: Path | None, *, image: str | None = None, gpu_image: str | None = None,
+                        pipeline_root: str | None = None):
+    """The settings file's (or the default) deployment settings with the command line's image(s) and pipeline
+    root; a bad reference or root is a ``CoeaInputError`` naming the option."""
+    from components.settings import DeploymentSettings, check_image, check_pipeline_root
+
+    dep = DeploymentSettings() if path is None else DeploymentSettings.from_yaml(path)
+    changes = {}
+    if image is not None:
+        changes["base_image"] = check_image(image, "--image")
+        changes["gpu_image"] = ""  # the GPU steps follow --image unless --gpu-image is given
+    if gpu_image is not None:
+        changes["gpu_image"] = check_image(gpu_image, "--gpu-image")
+    if pipeline_root is not None:
+        changes["pipeline_root"] = check_pipeline_root(pipeline_root)
+    return replace(dep, **changes)
 
 
 @app.command("compile")
 def compile_cmd(
     out: Annotated[Path, typer.Option("--out", help="directory for the compiled pipeline YAML")] = Path("build"),
-    settings: SettingsOpt = None,
+    settings: SettingsOpt = None, image: ImageOpt = None, gpu_image: GpuImageOpt = None,
+    pipeline_root: PipelineRootOpt = None,
 ) -> None:
-    """Compile the KFP v2 pipelines coea_training and coea_recurring to OUT/<name>.yaml."""
+    """Compile the KFP v2 pipelines coea_training and coea_recurring to OUT/<name>.yaml; --image/--gpu-image set
+    every executor's image (tags or @sha256 digests), --pipeline-root their defaultPipelineRoot."""
     from pipelines.compile import compile_pipelines
 
-    for name, path in compile_pipelines(out, deployment_settings(settings)).items():
+    dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
+    for name, path in compile_pipelines(out, dep).items():
         typer.echo(f"{name}: {path}")
 
 
@@ -113,7 +142,8 @@ def schedule_cmd(
                                                   '"0 0 3 * * *" = 03:00 daily)')] = None,
     state_uri: Annotated[str | None, typer.Option("--state-uri", help="gs://BUCKET/PREFIX or a directory on "
                                                                      "the cache volume")] = None,
-    settings: SettingsOpt = None, config: ConfigOpt = None,
+    settings: SettingsOpt = None, config: ConfigOpt = None, image: ImageOpt = None, gpu_image: GpuImageOpt = None,
+    pipeline_root: PipelineRootOpt = None,
     out: Annotated[Path, typer.Option("--out", help="where the pipeline is compiled")] = Path("build"),
     experiment: Annotated[str | None, typer.Option(help="KFP experiment (default: the settings')")] = None,
     job_name: Annotated[str, typer.Option("--job-name")] = "coea-recurring",
@@ -130,7 +160,7 @@ def schedule_cmd(
     from pipelines.definitions import RECURRING
     from pipelines.schedule import RecurringRunRequest, create_recurring_run, validate_cron, validate_state_uri
 
-    dep = deployment_settings(settings)
+    dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
     cron_expression = validate_cron(cron or dep.cron)
     state = validate_state_uri(state_uri or dep.state_uri)
     if not 0.0 < drift_threshold <= 1.0:
@@ -142,7 +172,8 @@ def schedule_cmd(
               "gcs_export_uri": gcs_export_uri}
     package = compile_pipelines(out, dep)[RECURRING]
     request = RecurringRunRequest(host, experiment or dep.experiment, namespace or dep.namespace or None, job_name,
-                                  cron_expression, str(package), params, service_account or dep.service_account)
+                                  cron_expression, str(package), params, service_account or dep.service_account,
+                                  pipeline_root=dep.pipeline_root or None)
     if dry_run:
         typer.echo(json.dumps({"dry_run": True, **request.to_dict()}, indent=2))
         return

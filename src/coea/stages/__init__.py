@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
                      "pipeline_arguments"), "coea.stages.params"),
     **dict.fromkeys(("PcoStageResult", "run_pco_stage"), "coea.stages.pco"),
     **dict.fromkeys(("PrepareResult", "run_prepare_data"), "coea.stages.prepare"),
+    **dict.fromkeys(("provenance", "record_version"), "coea.stages.provenance"),
     **dict.fromkeys(("ProfilesResult", "run_build_profiles"), "coea.stages.profiles"),
     **dict.fromkeys(("REC_COLUMNS", "RecommendResult", "run_recommend", "serving_histories"), "coea.stages.recommend"),
     **dict.fromkeys(("SftStageResult", "run_sft_stage"), "coea.stages.sft"),
