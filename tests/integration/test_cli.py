@@ -140,3 +140,25 @@ def test_recommend_reads_the_store(tmp_path):
     assert res.returncode == 2 and "no recommendations" in res.stderr
     res = coea("recommend", "--store", str(tmp_path / "missing.sqlite"), "--user", "u1")
     assert res.returncode == 2 and "store not found" in res.stderr
+
+
+def test_recommend_group_says_the_store_holds_no_groups_or_reads_them(tmp_path, capsys):
+    """`recommend --group` on a store published with users only (as `coea run` does) is one clear line naming
+    the missing group entries, exit 2; on a store published with group entries it prints the group's list."""
+    import pandas as pd
+
+    from coea.store import KVStore
+    from tests.helpers import run_cli
+
+    users = pd.DataFrame({"user_id": ["u1"], "rank": [1], "category": ["a"], "score": [0.9]})
+    with KVStore(tmp_path / "users.sqlite") as kv:
+        kv.publish(users)
+    code, out, err = run_cli(["recommend", "--store", str(tmp_path / "users.sqlite"), "--group", "0"], capsys)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert "holds no group entries" in err and "--user" in err
+    groups = pd.DataFrame({"group_id": ["3-1"], "rank": [1], "category": ["b"], "score": [0.7]})
+    with KVStore(tmp_path / "both.sqlite") as kv:
+        kv.publish(users, groups)
+    code, out, err = run_cli(["recommend", "--store", str(tmp_path / "both.sqlite"), "--group", "3-1"], capsys)
+    assert code == 0, err
+    assert [r["category"] for r in json.loads(out)["recommendations"]] == ["b"]

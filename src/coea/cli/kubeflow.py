@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from coea.cli.common import (
+    METHOD_NAMES,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
@@ -55,8 +56,9 @@ def simulate_cmd(
                                                                           "interest shift from this period on")] = None,
     drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
     = 0.5,
-    methods: Annotated[str | None, typer.Option(help="evaluated methods, comma-separated (default: the config's "
-                                                     "when it names them, else pop,markov+x,group_pop_novel)")] = None,
+    methods: Annotated[str | None, typer.Option(help=f"evaluated methods, comma-separated: {METHOD_NAMES}, each "
+                                                     "optionally +x (default: the config's when it names them, else "
+                                                     "pop,markov+x,group_pop_novel)")] = None,
     k: Annotated[int, typer.Option("--k", help="categories served per user")] = 10,
     device: DeviceOpt = None,
 ) -> None:
