@@ -1,7 +1,8 @@
 """Run the pipelines on this machine with ``kfp.local`` (each step a subprocess of this Python environment).
 
 ``kfp.local`` runs the same components and pipeline graph as a cluster, minus the kfp-kubernetes settings
-(GPU, node selector, toleration, volume), which it ignores. Artifacts land under ``<run_dir>/kfp``.
+(GPU, node selector, toleration, volume), which it ignores. Artifacts land under ``<run_dir>/kfp``; the steps'
+logs go to ``<run_dir>/kfp/steps.log`` (:mod:`pipelines.console`), the console gets one line per step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from coea.config import RunConfig
 from coea.report_html import render_report
 from coea.stages import pipeline_arguments
 from components.settings import DeploymentSettings
+from pipelines.console import STEPS_LOG, kfp_step_log
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,11 @@ def _copy(src: str | Path, dst: Path) -> Path:
 
 def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None = None,
                          rec_method: str = "coea+x", rec_k: int = 10,
-                         settings: DeploymentSettings | None = None) -> dict[str, Path]:
+                         settings: DeploymentSettings | None = None, verbose: bool = False) -> dict[str, Path]:
     """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
+
+    The console gets one line per step; the steps' logs go to ``run_dir/kfp/steps.log`` (``paths["steps_log"]``),
+    and to the console as well with ``verbose``.
 
     The run folder follows :class:`coea.layout.RunLayout`, so ``coea evaluate --from-run`` and ``coea serve``
     read it. Copied: the prepared data (``data/``), the evaluation files (``metrics.json``, ``metrics.md``,
@@ -62,10 +67,12 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     init_local(run_dir)
     training = build_pipelines(settings or local_settings()).training
     start = time.perf_counter()
-    run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
-                   rec_method=rec_method, rec_k=rec_k)
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose):
+        run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
+                       rec_method=rec_method, rec_k=rec_k)
     outputs: dict[str, Any] = run.outputs
     paths = {p.name: run_dir / p.name for p in Path(outputs["report"].path).iterdir()}
+    paths["steps_log"] = run_dir / "kfp" / STEPS_LOG
     _copy(outputs["report"].path, run_dir)
     paths["data"] = _copy(outputs["data"].path, run_dir / "data")
     paths["dsie"] = _copy(outputs["dsie"].path, run_dir / "dsie")
@@ -85,16 +92,17 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
 
 def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drift_config: str = "{}",
                           drift_threshold: float = 0.5, rec_method: str = "coea+x", rec_k: int = 10,
-                          settings: DeploymentSettings | None = None) -> Path:
+                          settings: DeploymentSettings | None = None, verbose: bool = False) -> Path:
     """Run ``coea_recurring`` with kfp.local on the period named by ``cfg.data`` against the state (groups and
-    models) at ``state_uri``; returns the kfp root."""
+    models) at ``state_uri``; returns the kfp root. Step logs as in :func:`run_training_locally`."""
     from pipelines.definitions import build_pipelines
 
     run_dir = Path(run_dir)
     init_local(run_dir)
     start = time.perf_counter()
-    build_pipelines(settings or local_settings()).recurring(**pipeline_arguments(cfg), drift_config=drift_config,
-                                        drift_threshold=drift_threshold, state_uri=state_uri,
-                                        rec_method=rec_method, rec_k=rec_k)
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose):
+        build_pipelines(settings or local_settings()).recurring(
+            **pipeline_arguments(cfg), drift_config=drift_config, drift_threshold=drift_threshold,
+            state_uri=state_uri, rec_method=rec_method, rec_k=rec_k)
     log.info("coea_recurring ran locally in %.1fs", time.perf_counter() - start)
     return run_dir / "kfp"
