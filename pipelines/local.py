@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from coea.config import RunConfig
+from coea.layout import RunLayout
 from coea.report_html import render_report
 from coea.stages import pipeline_arguments
+from coea.utils import write_json_atomic
 from components.settings import DeploymentSettings
 from pipelines.console import STEPS_LOG, kfp_step_log
 
@@ -57,7 +59,8 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     read it. Copied: the prepared data (``data/``), the evaluation files (``metrics.json``, ``metrics.md``,
     ``metrics_at_K.png/.html``, ``config.json``, ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``,
     ``relevance/``, ``sft_metrics_<model>.json``), ``pco/`` (PCO checkpoints, ``pco_metrics.json/.png``),
-    ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the publish); then ``report.html`` is
+    ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the publish), ``served.json`` (the served
+    method and K); then ``report.html`` is
     rendered from them (``coea.report_html``). The state goes to ``state_uri`` (default ``run_dir/state``).
     """
     from pipelines.definitions import build_pipelines
@@ -85,6 +88,8 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     paths["pco"] = _copy(outputs["pco"].path, run_dir / "pco")
     paths["recommendations"] = _copy(outputs["recommendations"].path, run_dir / "recommendations.parquet")
     paths["kv_store"] = _copy(outputs["kv_store"].path, run_dir / "recs.sqlite")
+    paths["served"] = RunLayout(run_dir).served  # read by the report
+    write_json_atomic(paths["served"], {"method": rec_method, "k": rec_k})
     paths["report"] = render_report(run_dir)
     log.info("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)
     return paths
