@@ -134,6 +134,8 @@ def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(trained, co
     log = paths["steps_log"].read_text(encoding="utf-8")
     assert paths["steps_log"] == run_dir / "kfp" / "steps.log" and len(log.splitlines()) > 500
     assert all(f"Executing task '{line.split()[0]}'" in log for line in steps)
+    assert json.loads(paths["served"].read_text()) == {"method": "coea+x", "k": 5}
+    assert '<strong id="served-method">coea+x</strong>' in paths["report"].read_text()
 
 
 def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[str, Path]]) -> None:
