@@ -14,11 +14,23 @@ IMAGE_TAG := $(VERSION)-$(GIT_SHA)
 BUILD_ARGS := --build-arg COEA_VERSION=$(VERSION) --build-arg COEA_GIT_SHA=$(GIT_SHA)
 IMAGE_ID := {{.Id}}
 REPO_DIGEST := {{index .RepoDigests 0}}
+# torch is installed first, as PyTorch's CPU build (PyPI's torch is the CUDA build on Linux): from an index pip
+# already has that holds the +cpu wheel (an offline mirror), else from PyTorch's CPU index. For another build set
+# TORCH_INDEX, e.g. `make demo TORCH_INDEX=https://download.pytorch.org/whl/cu128` on a CUDA 12.8 machine.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(TORCH_CPU_INDEX)
+ifeq ($(TORCH_INDEX),$(TORCH_CPU_INDEX))
+TORCH_INSTALL = $(BIN)/pip install -q "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+	|| $(BIN)/pip install -q "torch==$(TORCH_VERSION)+cpu" --extra-index-url $(TORCH_CPU_INDEX)
+else
+TORCH_INSTALL = $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_INDEX)
+endif
 
 .PHONY: demo test lint bench compile compile-check images clean help
 
 help:
 	@echo "make demo   - create .venv, install, run the main job (coea run) on the synthetic data"
+	@echo "              (DEMO_ARGS=-v also shows every step's log; TORCH_INDEX=URL installs torch from that index)"
 	@echo "make test   - create .venv, install, ruff check + pytest"
 	@echo "make bench  - benchmarks (wall time, peak memory) on MovieLens-1M from ../shared"
 	@echo "make compile - regenerate the checked-in compiled YAML (components/*.yaml, pipelines/*.yaml)"
@@ -32,12 +44,12 @@ $(BIN)/python:
 
 # Reinstall only when the package metadata changes; torch first so nothing pulls a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q torch==$(TORCH_VERSION)
+	$(TORCH_INSTALL)
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/coea run
+	$(BIN)/coea run $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

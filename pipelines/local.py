@@ -2,7 +2,8 @@
 
 ``kfp.local`` runs the same components and pipeline graph as a cluster, minus the kfp-kubernetes settings
 (GPU, node selector, toleration, volumes, timeouts), which it ignores. Artifacts land under the local pipeline
-root: ``<run_dir>/kfp`` unless ``pipeline_root`` names another directory.
+root: ``<run_dir>/kfp`` unless ``pipeline_root`` names another directory; the steps' logs go to
+``<run_dir>/kfp/steps.log`` (:mod:`pipelines.console`), the console gets one line per step.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from coea.config import RunConfig
+from coea.layout import RunLayout
 from coea.report_html import render_report
 from coea.stages import pipeline_arguments
+from coea.utils import write_json_atomic
 from components.settings import DeploymentSettings
+from pipelines.console import STEPS_LOG, kfp_step_log
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +52,20 @@ def _copy(src: str | Path, dst: Path) -> Path:
 
 def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None = None,
                          rec_method: str = "coea+x", rec_k: int = 10, settings: DeploymentSettings | None = None,
-                         pipeline_root: Path | None = None) -> dict[str, Path]:
+                         pipeline_root: Path | None = None, verbose: bool = False) -> dict[str, Path]:
     """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
+
+    The console gets one line per step; the steps' logs go to ``run_dir/kfp/steps.log`` (``paths["steps_log"]``),
+    and to the console as well with ``verbose``.
 
     The run folder follows :class:`coea.layout.RunLayout`, so ``coea evaluate --from-run`` and ``coea serve``
     read it. Copied: the prepared data (``data/``), the evaluation files (``metrics.json``, ``metrics.md``,
     ``metrics_at_K.png/.html``, ``config.json``, ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``,
     ``relevance/``, ``sft_metrics_<model>.json``), ``pco/`` (PCO checkpoints, ``pco_metrics.json/.png``),
-    ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the publish); then ``report.html`` is
-    rendered from them (``coea.report_html``). The state goes to ``state_uri`` (default ``run_dir/state``), the
-    pipeline's artifacts under ``pipeline_root`` (default ``run_dir/kfp``).
+    ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the publish), ``served.json`` (the served
+    method and K); then ``report.html`` is rendered from them (``coea.report_html``). The state goes to
+    ``state_uri`` (default ``run_dir/state``), the pipeline's artifacts under ``pipeline_root`` (default
+    ``run_dir/kfp``).
     """
     from pipelines.definitions import build_pipelines
 
@@ -66,10 +74,12 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     init_local(run_dir, pipeline_root)
     training = build_pipelines(settings or local_settings()).training
     start = time.perf_counter()
-    run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
-                   rec_method=rec_method, rec_k=rec_k)
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose):
+        run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
+                       rec_method=rec_method, rec_k=rec_k)
     outputs: dict[str, Any] = run.outputs
     paths = {p.name: run_dir / p.name for p in Path(outputs["report"].path).iterdir()}
+    paths["steps_log"] = run_dir / "kfp" / STEPS_LOG
     _copy(outputs["report"].path, run_dir)
     paths["data"] = _copy(outputs["data"].path, run_dir / "data")
     paths["dsie"] = _copy(outputs["dsie"].path, run_dir / "dsie")
@@ -82,6 +92,8 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     paths["pco"] = _copy(outputs["pco"].path, run_dir / "pco")
     paths["recommendations"] = _copy(outputs["recommendations"].path, run_dir / "recommendations.parquet")
     paths["kv_store"] = _copy(outputs["kv_store"].path, run_dir / "recs.sqlite")
+    paths["served"] = RunLayout(run_dir).served  # read by the report
+    write_json_atomic(paths["served"], {"method": rec_method, "k": rec_k})
     paths["report"] = render_report(run_dir)
     log.info("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)
     return paths
@@ -89,16 +101,17 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
 
 def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drift_config: str = "{}",
                           drift_threshold: float = 0.5, rec_method: str = "coea+x", rec_k: int = 10,
-                          settings: DeploymentSettings | None = None) -> Path:
+                          settings: DeploymentSettings | None = None, verbose: bool = False) -> Path:
     """Run ``coea_recurring`` with kfp.local on the period named by ``cfg.data`` against the state (groups and
-    models) at ``state_uri``; returns the kfp root."""
+    models) at ``state_uri``; returns the kfp root. Step logs as in :func:`run_training_locally`."""
     from pipelines.definitions import build_pipelines
 
     run_dir = Path(run_dir)
     init_local(run_dir)
     start = time.perf_counter()
-    build_pipelines(settings or local_settings()).recurring(**pipeline_arguments(cfg), drift_config=drift_config,
-                                        drift_threshold=drift_threshold, state_uri=state_uri,
-                                        rec_method=rec_method, rec_k=rec_k)
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose):
+        build_pipelines(settings or local_settings()).recurring(
+            **pipeline_arguments(cfg), drift_config=drift_config, drift_threshold=drift_threshold,
+            state_uri=state_uri, rec_method=rec_method, rec_k=rec_k)
     log.info("coea_recurring ran locally in %.1fs", time.perf_counter() - start)
     return run_dir / "kfp"

@@ -8,7 +8,7 @@ Every command, the in-process flow, the kfp.local runner and the report read and
       llm/novelty/, llm/relevance/, llm/sft_metrics*.json, llm/llm_config.json   the SFT models (coea.llm.run)
       pco/                  PCO rounds, pco_state.json, pco_metrics.json/.png (coea.pco)
       metrics.json, metrics.md, metrics_at_K.png/.html, config.json   the evaluation (coea.stages.evaluate)
-      recommendations.parquet, recs.sqlite, report.html, state/, kfp/
+      recommendations.parquet, recs.sqlite, served.json, report.html, state/, kfp/
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ class RunLayout:
     @property
     def kv_store(self) -> Path:
         return self.root / "recs.sqlite"
+
+    @property
+    def served(self) -> Path:
+        """What the run served: ``{"method": "coea+x", "k": 10}`` (written by ``coea run``)."""
+        return self.root / "served.json"
 
     @property
     def report(self) -> Path:

@@ -13,6 +13,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from coea.layout import RunLayout
+from coea.report_terms import DSIE_TERMS, METRIC_TERMS, PCO_TERMS, PLUS_X
 from coea.utils import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def render_report(run_dir: Path, out_path: Path | None = None) -> Path:
 def build_html(run_dir: Path) -> str:
     """The page as a string."""
     sections = [
+        _served_section(_read_json(RunLayout(run_dir).served)),
         _metrics_section(_read_json(run_dir / "metrics.json")),
         _plots_section(_find_files(run_dir, "*.png")),
         _dsie_section(_read_json(run_dir / "dsie" / "group_report.json")),
@@ -105,7 +108,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list | tuple):
         return escape(", ".join(str(v) for v in value))
     if isinstance(value, dict):
-        return escape(json.dumps(value, sort_keys=True))
+        return ", ".join(f"{escape(str(k))} {_fmt(v)}" for k, v in value.items())
     return escape(str(value))
 
 
@@ -121,6 +124,13 @@ def _table(header: list[str], rows: list[list[Any]], table_id: str | None = None
 
 def _dl(items: dict[str, Any]) -> str:
     return "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{_fmt(v)}</dd>" for k, v in items.items()) + "</dl>"
+
+
+def _terms(terms: dict[str, str], names: list[str], terms_id: str) -> str:
+    """The definitions of ``names`` that ``terms`` has, as a definition list."""
+    known = [n for n in dict.fromkeys(names) if n in terms]
+    return (f'<dl id="{escape(terms_id)}">' + "".join(f"<dt>{escape(n)}</dt><dd>{escape(terms[n])}</dd>"
+                                                    for n in known) + "</dl>") if known else ""
 
 
 def _section(title: str, body: str, section_id: str) -> str:
@@ -152,11 +162,27 @@ def _metrics_section(metrics: Any) -> str:
         parts.append("<h3>Dataset</h3>" + _dl(metrics["dataset"]))
     if isinstance(metrics.get("protocol"), dict):
         parts.append("<h3>Protocol</h3>" + _dl(metrics["protocol"]))
-    parts.append("<h3>Methods</h3>" + _methods_table(metrics.get("methods") or {}, "metrics-table"))
+    methods = metrics.get("methods") or {}
+    parts.append("<h3>Methods</h3>" + _methods_table(methods, "metrics-table"))
+    shown = [c.split("@")[0] for c in metric_columns(methods)]
+    parts.append("<h3>What the columns mean</h3><p>Each column is METRIC@K: the metric of each user's top-K list, "
+                 f"averaged over the evaluated users. {escape(PLUS_X)}</p>" + _terms(METRIC_TERMS, shown,
+                                                                                    "metric-terms"))
     cold = metrics.get("cold_start") or {}
     if cold:
         parts.append("<h3>Cold-start users</h3>" + _methods_table(cold, "cold-start-table"))
     return _section("Metrics", "\n".join(parts), "metrics")
+
+
+def _served_section(served: Any) -> str:
+    """Which method's top-K the run published to the KV store (``served.json``, written by ``coea run``)."""
+    if not isinstance(served, dict) or "method" not in served:
+        return _section("Served", '<p class="muted">this run directory served nothing (no served.json): its '
+                                  "methods were evaluated only</p>", "served")
+    return _section("Served", f'<p>Served method: <strong id="served-method">{escape(str(served["method"]))}'
+                              f"</strong>, the top {_fmt(served.get('k', ''))} categories per user, published to "
+                              "the KV store (<code>recs.sqlite</code>; the list itself: "
+                              "<code>recommendations.parquet</code>).</p>", "served")
 
 
 def _png_uri(path: Path) -> str:
@@ -189,7 +215,8 @@ def _dsie_section(report: Any) -> str:
     rows = [_grouping_row(name, g) for name, g in groupings if isinstance(g, dict)]
     header = ["grouping", "M_N", "min size", "median size", "max size", "emb. intra", "emb. inter",
               "emb. intra/inter", "category intra/inter", "ARI vs planted"]
-    parts = [_dl(summary), _table(header, rows, "dsie-groups-table")]
+    parts = [_dl(summary), _table(header, rows, "dsie-groups-table"),
+             _terms(DSIE_TERMS, [*summary, "M_N", "ARI vs planted"], "dsie-terms")]
     sizes = (report.get("csid_groups") or {}).get("sizes", {}).get("sizes")
     if sizes:
         parts.append(f"<p>CSID group sizes: {_fmt(sizes)}</p>")
@@ -239,6 +266,7 @@ def _pco_section(pco: Any) -> str:
     cols = list(dict.fromkeys(k for r in rounds for k in r))
     if sum(k in cols for k in PCO_COLUMNS) > 1:  # the loop's rows: the figures a reader compares, in this order
         cols = [k for k in PCO_COLUMNS if k in cols]
+    terms = _terms({**METRIC_TERMS, **PCO_TERMS}, cols, "pco-terms")
     note = f"<p>{escape(JUDGE_NOTE)}</p>" if "judge_S-H" in cols else ""
-    return _section("PCO rounds", _table(cols, [[r.get(c, "") for c in cols] for r in rounds], "pco-table") + note,
-                    "pco")
+    return _section("PCO rounds", _table(cols, [[r.get(c, "") for c in cols] for r in rounds], "pco-table")
+                    + "<p>Metrics of the N-LLM after each round (K = the PCO config's k):</p>" + terms + note, "pco")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from coea.config import EvalConfig
 from tests.helpers import REPO
 
 
@@ -89,6 +90,12 @@ def test_run_writes_a_timestamped_run_dir(tmp_path):
     assert set(json.loads((run_dir / "metrics.json").read_text())["methods"]) == {"pop", "markov", "nllm_sft+x"}
     assert (run_dir / "recs.sqlite").is_file() and (run_dir / "llm" / "novelty").is_dir()
     assert "| nllm_sft+x |" in res.stdout and f"run directory: {run_dir}" in res.stdout
+    # the console: one line per step, the table, where the outputs are; the steps' own logs are in a file
+    lines = res.stdout.splitlines() + res.stderr.splitlines()
+    assert len(lines) + len(EvalConfig().methods) - 3 < 60, "\n".join(lines)  # (the demo has 14 table rows)
+    assert "Executing task 'pco-loop'" in (run_dir / "kfp" / "steps.log").read_text()
+    assert "Executing task" not in res.stdout and "[KFP Executor" not in res.stdout
+    assert sum(line.split()[1:2] == ["success"] for line in lines) == 9
 
 
 def test_bad_config_key_is_exit_2(tmp_path):
@@ -140,3 +147,28 @@ def test_recommend_reads_the_store(tmp_path):
     assert res.returncode == 2 and "no recommendations" in res.stderr
     res = coea("recommend", "--store", str(tmp_path / "missing.sqlite"), "--user", "u1")
     assert res.returncode == 2 and "store not found" in res.stderr
+
+
+def test_recommend_group_says_the_store_holds_no_groups_or_reads_them(tmp_path, capsys, monkeypatch):
+    """`recommend --group` on a store published with users only (as `coea run` does) is one clear line naming
+    the missing group entries, exit 2; on a store published with group entries it prints the group's list."""
+    import logging
+
+    import pandas as pd
+
+    from coea.store import KVStore
+    from tests.helpers import run_cli
+
+    monkeypatch.setattr(logging.getLogger("coea"), "handlers", [])  # not an earlier test's (closed) stderr
+    users = pd.DataFrame({"user_id": ["u1"], "rank": [1], "category": ["a"], "score": [0.9]})
+    with KVStore(tmp_path / "users.sqlite") as kv:
+        kv.publish(users)
+    code, out, err = run_cli(["recommend", "--store", str(tmp_path / "users.sqlite"), "--group", "0"], capsys)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert "holds no group entries" in err and "--user" in err
+    groups = pd.DataFrame({"group_id": ["3-1"], "rank": [1], "category": ["b"], "score": [0.7]})
+    with KVStore(tmp_path / "both.sqlite") as kv:
+        kv.publish(users, groups)
+    code, out, err = run_cli(["recommend", "--store", str(tmp_path / "both.sqlite"), "--group", "3-1"], capsys)
+    assert code == 0, err
+    assert [r["category"] for r in json.loads(out)["recommendations"]] == ["b"]

@@ -97,3 +97,66 @@ def test_report_loads_in_headless_chromium(run_dir, tmp_path):
     # set by the page's load handler: every <img> complete with naturalWidth > 0, and the table's body rows
     assert 'data-images-ok="2/2"' in body.group(0), body.group(0)
     assert f'data-metrics-rows="{len(METHODS)}"' in body.group(0), body.group(0)
+
+
+def _terms(html: str, terms_id: str) -> dict[str, str]:
+    """The definition list ``terms_id`` of the page as {term: sentence}."""
+    block = re.search(rf'<dl id="{terms_id}">(.*?)</dl>', html)
+    assert block, terms_id
+    return dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", block.group(1)))
+
+
+def test_report_explains_every_metric_and_pco_column_in_a_sentence(run_dir, tmp_path):
+    (run_dir / "pco").mkdir()
+    rows = [{"round": r, "C-H": 0.5, "NCP": 0.4, "S-H": 0.3, "x_S-H": 0.2, "judge_S-H": 0.25, "x_S-H_judged": 0.2,
+             "rscore": 0.6, "kl_sft": 0.01 * r, "pairs": 3, "dpo_margin": 0.1, "round_s": 2.0} for r in (0, 1)]
+    (run_dir / "pco" / "pco_metrics.json").write_text(json.dumps({"rounds": rows}))
+    html = render_report(run_dir).read_text()
+    metrics = _terms(html, "metric-terms")
+    assert list(metrics) == ["C-H", "C-N", "NCP", "CLTP", "S-H"]  # the metrics the table shows, in its order
+    assert "+x is that method with each user&#x27;s history categories removed" in html
+    pco = _terms(html, "pco-terms")
+    assert {"x_S-H", "judge_S-H", "x_S-H_judged", "rscore", "kl_sft", "pairs", "dpo_margin", "round_s", "C-H",
+            "NCP", "S-H", "round"} == set(pco)
+    assert "csid_collision_rate" in _terms(html, "dsie-terms")
+    for sentence in [*metrics.values(), *pco.values()]:
+        assert len(sentence.split()) >= 5 and sentence.endswith(".")
+
+
+def test_report_says_which_method_is_served(run_dir):
+    assert "served nothing" in render_report(run_dir).read_text()  # an evaluation-only directory
+    (run_dir / "served.json").write_text(json.dumps({"method": "coea+x", "k": 10}))
+    html = render_report(run_dir).read_text()
+    assert '<strong id="served-method">coea+x</strong>, the top 10 categories per user' in html
+
+
+def test_report_shows_nested_values_as_text_not_json(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["dataset"]["interactions_per_user"] = {"min": 25, "median": 40.5}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    html = render_report(run_dir).read_text()
+    assert "<dd>min 25, median 40.5000</dd>" in html and "{" not in re.sub(r"<(style|script)>.*?</\1>", "", html,
+                                                                           flags=re.S)
+
+
+def test_chart_tells_every_default_method_apart():
+    """The evaluation chart of the 14 default methods: each method's bars have their own (colour, hatch), and
+    method_styles keeps 40 methods apart."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from coea.config import EvalConfig
+    from coea.evaluation.report import PLOT_METRICS, bar_figure, method_styles
+
+    names = EvalConfig().methods
+    assert len(names) == 14
+    fig = bar_figure({n: {f"{m}@10": 0.5 for m in PLOT_METRICS} for n in names}, 10)
+    try:
+        ax = fig.axes[0]
+        styles = [(to_hex(c.patches[0].get_facecolor()), c.patches[0].get_hatch() or "") for c in ax.containers]
+        assert len(styles) == 14 and len(set(styles)) == 14
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == names
+    finally:
+        plt.close(fig)
+    many = [(to_hex(c), h) for c, h in method_styles(40)]
+    assert len(set(many)) == 40

@@ -4,6 +4,8 @@ branch running the PCO update of the state's models. Each step runs as a subproc
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -23,9 +25,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+def console() -> io.StringIO:
+    """What the training run below printed on the console (its stdout)."""
+    return io.StringIO()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, console: io.StringIO) -> tuple[Path, dict[str, Path]]:
     run_dir = tmp_path_factory.mktemp("training")
-    return run_dir, run_training_locally(tiny_config(), run_dir, rec_k=5)
+    with contextlib.redirect_stdout(console):
+        return run_dir, run_training_locally(tiny_config(), run_dir, rec_k=5)
 
 
 def _task_dirs(kfp_root: Path) -> set[str]:
@@ -105,6 +114,29 @@ def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted
     groups = pd.read_parquet(paths["dsie"] / "groups.parquet")
     assert groups.equals(pd.read_parquet(fitted.dsie / "groups.parquet"))
     assert (paths["dsie"] / "profiles.json").is_file() and (paths["dsie"] / "rqvae" / "rqvae.pt").is_file()
+
+
+def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(trained, console: io.StringIO) -> None:
+    """`coea run` prints a header, one line per pipeline step (name, status, seconds) and `run_summary`; with
+    the demo's 14 methods instead of this config's 8 that is under 60 lines. The steps' own logs (thousands of
+    lines) are in RUN/kfp/steps.log."""
+    from coea.cli.kubeflow import run_summary
+
+    run_dir, paths = trained
+    steps = console.getvalue().splitlines()
+    assert sorted(line.split()[0] for line in steps) == sorted([
+        "prepare-data", "dsie-group", "sft-novelty", "sft-relevance", "pco-loop", "recommend", "save-state",
+        "evaluate", "export-recommendations"]), steps  # each step once, in the order the graph ran them
+    assert all(line.split()[1] == "success" and line.endswith(" s") for line in steps), steps
+    summary = run_summary(tiny_config(), run_dir, paths, rec_k=5).splitlines()
+    assert "| group_pop_novel |" in "\n".join(summary) and f"report:        {run_dir / 'report.html'}" in summary
+    more_rows = len(EvalConfig().methods) - len(tiny_config().eval.methods)
+    assert 1 + len(steps) + len(summary) + more_rows < 60
+    log = paths["steps_log"].read_text(encoding="utf-8")
+    assert paths["steps_log"] == run_dir / "kfp" / "steps.log" and len(log.splitlines()) > 500
+    assert all(f"Executing task '{line.split()[0]}'" in log for line in steps)
+    assert json.loads(paths["served"].read_text()) == {"method": "coea+x", "k": 5}
+    assert '<strong id="served-method">coea+x</strong>' in paths["report"].read_text()
 
 
 def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[str, Path]]) -> None:

@@ -7,10 +7,31 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperOption
 
 import coea
-from coea.config import PRESETS, CategoryLevel, DataConfig, RunConfig, SplitConfig, load_run_config, preset_path
+from coea.config import (
+    PRESETS,
+    CategoryLevel,
+    DataConfig,
+    EvalConfig,
+    RunConfig,
+    SplitConfig,
+    load_run_config,
+    preset_path,
+)
 from coea.errors import CoeaInputError
+from coea.evaluation.registry import EXCLUDE_SUFFIX, METHODS
+
+_typer_option_type = TyperOption.display_type_rich
+
+
+def _flag_without_type(option: TyperOption, ctx) -> str | None:
+    """The type column of the help: none for a flag (it takes no value; typer's rich help would say ``<bool>``)."""
+    return None if option.is_flag else _typer_option_type(option, ctx)
+
+
+TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign]
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="CoEA: serendipitous category recommendation with dual collaborative LLMs.")
@@ -40,6 +61,12 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cu
                                                                  "cuda when available)")]
 LevelOpt = Annotated[CategoryLevel | None, typer.Option("--category-level", help="MovieLens: full genre string or "
                                                                                   "first genre")]
+METHOD_NAMES = ", ".join(METHODS)
+DEFAULT_METHODS = ", ".join(EvalConfig().methods)
+MethodsOpt = Annotated[str | None, typer.Option(
+    "--methods", metavar="M1,M2,...",
+    help=f"comma-separated methods: {METHOD_NAMES}; each optionally with {EXCLUDE_SUFFIX} (history categories "
+         f"excluded before the top-K). Default: the config's eval.methods, by default {DEFAULT_METHODS}")]
 ColOpt = Annotated[str | None, typer.Option(help="csv/parquet: the file's column holding this field")]
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from coea.cli.common import (
+    METHOD_NAMES,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
@@ -23,17 +24,22 @@ from coea.cli.common import (
 )
 from coea.errors import CoeaInputError
 
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="also show every pipeline step's log (always "
+                                                                    "written to RUN/kfp/steps.log)")]
+
 
 @app.command("run")
 def run_cmd(
     data: DataOpt = None, config: ConfigOpt = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="parent of runs/<timestamp>/")] = Path("runs"),
-    device: DeviceOpt = None,
+    device: DeviceOpt = None, verbose: VerboseOpt = False,
     pipeline_root: Annotated[str | None, typer.Option("--pipeline-root", help="local directory for kfp.local's "
                                                                              "artifacts (default RUN/kfp)")] = None,
 ) -> None:
     """The main job, as the coea_training pipeline run by kfp.local: data -> DSIE groups -> SFT of both LLMs
-    -> PCO rounds -> evaluation -> top-K categories (coea+x) to the KV store, under runs/<timestamp>/."""
+    -> PCO rounds -> evaluation -> top-K categories (coea+x) to the KV store, under runs/<timestamp>/. Prints
+    one line per pipeline step, the metrics table and where the outputs are."""
+    from pipelines.console import STEPS_LOG
     from pipelines.local import run_training_locally
 
     if pipeline_root is not None and "://" in str(pipeline_root):
@@ -42,12 +48,29 @@ def run_cmd(
     cfg = overrides(config_with_data(config, data), device=device)
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
     kfp_root = Path(pipeline_root) if pipeline_root else out / "kfp"
-    paths = run_training_locally(cfg, out, pipeline_root=kfp_root)
-    typer.echo(paths["metrics.md"].read_text())
-    typer.echo(f"run directory: {out}  (pipeline artifacts under {kfp_root}, state under {out / 'state'})")
-    for name, path in paths.items():
-        typer.echo(f"  {name:<24} {path}")
-    typer.echo(f"report: {paths['report']}")
+    typer.echo(f"coea_training (kfp.local) in {out}; step logs: {out / 'kfp' / STEPS_LOG}"
+               + ("" if verbose else " (-v shows them here)"))
+    paths = run_training_locally(cfg, out, pipeline_root=kfp_root, verbose=verbose)
+    typer.echo(run_summary(cfg, out, paths))
+
+
+def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = "coea+x", rec_k: int = 10) -> str:
+    """What `coea run` prints after its steps: the metrics table and where the outputs are (``paths`` as returned
+    by ``run_training_locally``, which served ``served``'s top ``rec_k`` per user)."""
+    from coea.evaluation.report import metrics_table
+
+    metrics = json.loads(paths["metrics.json"].read_text(encoding="utf-8"))
+    k = max(cfg.eval.ks)
+    return "\n".join([
+        "", metrics_table(metrics["methods"], cfg.eval.ks),
+        f"run directory: {run_dir}  (data/, dsie/, llm/, pco/, state/; pipeline artifacts under kfp/)",
+        f"metrics:       {paths['metrics.md']} (with paired CIs and cold-start users), metrics.json, "
+        f"metrics_at_{k}.png",
+        f"served:        {served}, top-{rec_k} per user -> {paths['kv_store']} "
+        f"(coea recommend --store {paths['kv_store']} --user ID)",
+        f"step logs:     {paths['steps_log']}",
+        f"report:        {paths['report']}",
+    ])
 
 
 @app.command("simulate")
@@ -61,8 +84,9 @@ def simulate_cmd(
                                                                           "interest shift from this period on")] = None,
     drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
     = 0.5,
-    methods: Annotated[str | None, typer.Option(help="evaluated methods, comma-separated (default: the config's "
-                                                     "when it names them, else pop,markov+x,group_pop_novel)")] = None,
+    methods: Annotated[str | None, typer.Option(help=f"evaluated methods, comma-separated: {METHOD_NAMES}, each "
+                                                     "optionally +x (default: the config's when it names them, else "
+                                                     "pop,markov+x,group_pop_novel)")] = None,
     k: Annotated[int, typer.Option("--k", help="categories served per user")] = 10,
     device: DeviceOpt = None,
 ) -> None:

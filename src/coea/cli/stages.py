@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from coea.cli.common import (
+    METHOD_NAMES,
     ColOpt,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
     LevelOpt,
+    MethodsOpt,
     MinGapOpt,
     MinHistOpt,
     NFutureOpt,
@@ -38,7 +40,7 @@ from coea.errors import CoeaInputError
 def evaluate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     data: DataOpt = None, config: ConfigOpt = None,
-    methods: Annotated[str | None, typer.Option(help="comma-separated, e.g. pop,pop+x,markov")] = None,
+    methods: MethodsOpt = None,
     k: Annotated[str | None, typer.Option("--k", help="comma-separated cut-offs, e.g. 5,10")] = None,
     n_future: NFutureOpt = None, n_short: NShortOpt = None, min_history: MinHistOpt = None,
     min_gap: MinGapOpt = None, category_level: LevelOpt = None, seed: Annotated[int | None, typer.Option()] = None,
@@ -164,8 +166,9 @@ def serve_cmd(
     run: RunOpt,
     out: Annotated[Path, typer.Option("--out", help="Parquet file: user_id, rank, category, score")],
     config: ConfigOpt = None, device: DeviceOpt = None,
-    method: Annotated[str, typer.Option(help="any evaluation method, optionally +x (default: the pipelines' "
-                                             "served coea+x)")] = "coea+x",
+    method: Annotated[str, typer.Option(help=f"one method: {METHOD_NAMES}; optionally with +x (history categories "
+                                             "excluded). Default: coea+x, the method the pipelines serve")]
+    = "coea+x",
     k: Annotated[int, typer.Option("--k", help="categories per user")] = 10,
 ) -> None:
     """Top-K categories for every user of RUN's data (every event is history) by METHOD, with RUN's models."""
@@ -181,7 +184,9 @@ def serve_cmd(
 def recommend_cmd(
     store: Annotated[Path, typer.Option("--store", help="SQLite KV store (e.g. runs/<ts>/recs.sqlite)")],
     user: Annotated[str | None, typer.Option("--user", help="user id to look up")] = None,
-    group: Annotated[str | None, typer.Option("--group", help="group id to look up instead")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="group id to look up instead: only in a store "
+                                                              "published with group entries (the pipelines "
+                                                              "publish users only)")] = None,
 ) -> None:
     """Print a user's (or a group's) served top-K categories from the active version of a KV store."""
     from coea.store import KVStore
@@ -191,8 +196,12 @@ def recommend_cmd(
     if (user is None) == (group is None):
         raise CoeaInputError("give exactly one of --user and --group", option="--user/--group")
     with KVStore(store) as kv:
-        recs = kv.get_user(user) if user is not None else kv.get_group(group)
         version = kv.active_version()
+        if group is not None and not any(v.n_groups for v in kv.versions() if v.version == version):
+            raise CoeaInputError(f"version {version} holds no group entries (`coea run` and the pipelines publish "
+                                 "per-user recommendations only)", source=store, option="--group",
+                                 fix="look up a user with --user")
+        recs = kv.get_user(user) if user is not None else kv.get_group(group)
     if not recs:
         key = f"user {user!r}" if user is not None else f"group {group!r}"
         raise CoeaInputError(f"{key} has no recommendations in version {version}", source=store,

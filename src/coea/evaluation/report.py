@@ -47,8 +47,22 @@ def paired_table(section: Mapping[str, Any], columns: Mapping[str, str] | None =
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(methods: Mapping[str, Mapping[str, float]], k: int, path: Path, title: str = "") -> Path:
-    """Grouped bars of the main metrics at cut-off ``k``, one group per metric, one bar per method."""
+HATCHES = ("", "////", "....", "xxxx")
+
+
+def method_styles(n: int) -> list[tuple[tuple[float, float, float, float], str]]:
+    """(colour, hatch) of each of ``n`` methods' bars, all different for up to 40 methods: matplotlib's 20
+    ``tab20`` colours (a dark and a light shade of 10 hues), every light shade also hatched so the two shades of
+    a hue differ in pattern too; past 20 methods the colours repeat with other hatches."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return [(cmap(i % 20), HATCHES[(i % 2 + 2 * (i // 20)) % len(HATCHES)]) for i in range(n)]
+
+
+def bar_figure(methods: Mapping[str, Mapping[str, float]], k: int, title: str = ""):
+    """Grouped bars of the main metrics at cut-off ``k``, one group per metric, one bar per method (styled by
+    :func:`method_styles`); returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,15 +73,24 @@ def bar_chart(methods: Mapping[str, Mapping[str, float]], k: int, path: Path, ti
     x = np.arange(len(PLOT_METRICS))
     width = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(PLOT_METRICS) + 0.4 * len(names)), 4.0))
-    for i, name in enumerate(names):
+    for i, (name, (colour, hatch)) in enumerate(zip(names, method_styles(len(names)), strict=True)):
         values = [methods[name].get(f"{m}@{k}", 0.0) for m in PLOT_METRICS]
-        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name, color=colour, hatch=hatch,
+               edgecolor="#333333", linewidth=0.3)
     ax.set_xticks(x, [f"{m}@{k}" for m in PLOT_METRICS])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("value (mean over users)")
     ax.set_title(title or f"Category metrics at K={k}")
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
+    return fig
+
+
+def bar_chart(methods: Mapping[str, Mapping[str, float]], k: int, path: Path, title: str = "") -> Path:
+    """:func:`bar_figure` saved as a PNG at ``path`` (atomically)."""
+    import matplotlib.pyplot as plt
+
+    fig = bar_figure(methods, k, title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

@@ -1,0 +1,109 @@
+"""What a kfp.local run shows on the console: one line per pipeline step, the step logs in a file.
+
+kfp.local prints every step's executor output (thousands of lines for ``coea_training``) and its own task banners
+to ``sys.stdout``. :func:`kfp_step_log` stands in for ``sys.stdout`` while a pipeline runs: every line goes to the
+log file (colour codes removed), each finished step becomes one progress line (``step  status  seconds``) on the
+real console, and ``verbose`` echoes the whole log there as well. When a step fails, its last lines are shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+STEPS_LOG = "steps.log"  # under the run's kfp/ directory
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = re.compile(r"Executing task '([^']+)'")
+_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+FAILED_TAIL = 40  # lines of a failed step's log shown on the console
+
+
+class StepConsole(io.TextIOBase):
+    """A write-only text stream that splits kfp.local's output into the log file and per-step progress lines.
+
+    Args:
+        log: the open log file; gets every line, without colour codes.
+        console: where progress lines (and, with ``verbose``, every line) go.
+        verbose: echo every line to ``console`` too.
+    """
+
+    def __init__(self, log: TextIO, console: TextIO, *, verbose: bool = False) -> None:
+        super().__init__()
+        self.log, self.console, self.verbose = log, console, verbose
+        self.steps: list[tuple[str, str, float]] = []  # (step, status, seconds) in the order they finished
+        self._pending = ""
+        self._started: dict[str, float] = {}
+        self._tail: deque[str] = deque(maxlen=FAILED_TAIL)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.console.flush()
+
+    def close_pending(self) -> None:
+        """Handle a last line without a newline."""
+        if self._pending:
+            self._line(self._pending)
+            self._pending = ""
+
+    def _line(self, line: str) -> None:
+        plain = _ANSI.sub("", line)
+        self.log.write(plain + "\n")
+        if self.verbose:
+            self.console.write(line + "\n")
+        self._tail.append(plain)
+        if started := _STARTED.search(plain):
+            self._started[started.group(1)] = time.perf_counter()
+            self._tail.clear()
+        elif finished := _FINISHED.search(plain):
+            self._finish(finished.group(1), finished.group(2))
+
+    def _finish(self, step: str, status: str) -> None:
+        seconds = time.perf_counter() - self._started.pop(step, time.perf_counter())
+        self.steps.append((step, status, seconds))
+        if self.verbose:
+            return
+        self.console.write(f"  {step:<28} {status.lower():<8} {seconds:7.1f} s\n")
+        if status != "SUCCESS":
+            self.console.write("".join(f"    | {line}\n" for line in self._tail))
+        self.console.flush()
+
+
+@contextlib.contextmanager
+def kfp_step_log(log_path: Path, *, verbose: bool = False, console: TextIO | None = None) -> Iterator[StepConsole]:
+    """Route ``sys.stdout`` (kfp.local's step logs and banners) through a :class:`StepConsole` writing to
+    ``log_path`` (appended; its directory is created); progress lines go to ``console`` (default: the current
+    ``sys.stdout``); so do the warnings kfp.local raises per step (e.g. that GPU requests have no effect locally).
+    On an error the log's path is printed after the failed step's last lines."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = console or sys.stdout
+    with log_path.open("a", encoding="utf-8") as log:
+        stream = StepConsole(log, out, verbose=verbose)
+        try:
+            with contextlib.redirect_stdout(stream), warnings.catch_warnings():
+                warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
+                    stream.write(warnings.formatwarning(message, category, filename, lineno, line)))
+                yield stream
+        except BaseException:
+            stream.close_pending()
+            out.write(f"  step logs: {log_path}\n")
+            raise
+        stream.close_pending()

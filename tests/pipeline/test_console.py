@@ -1,0 +1,89 @@
+"""kfp.local's console output routed by ``pipelines.console.kfp_step_log``: the step logs go to the log file, the
+console gets one line per step (name, status, seconds), everything with ``verbose``, a failed step's last lines."""
+
+# no `from __future__ import annotations`: kfp reads the components' annotations as types
+import io
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+
+from pipelines.console import STEPS_LOG, StepConsole, kfp_step_log
+from pipelines.local import init_local
+
+
+@dsl.component(base_image="python:3.11")
+def chatty(n: int) -> int:
+    for i in range(n):
+        print(f"executor line {i}")
+    return n
+
+
+@dsl.component(base_image="python:3.11")
+def fails() -> None:
+    print("about to fail")
+    raise ValueError("the reason it failed")
+
+
+@dsl.pipeline(name="two-steps")
+def two_steps(n: int = 300) -> None:
+    first = chatty(n=n)
+    chatty(n=first.output).set_caching_options(False)
+
+
+@dsl.pipeline(name="failing")
+def failing() -> None:
+    fails()
+
+
+def _run(pipeline, run_dir: Path, *, verbose: bool = False) -> tuple[str, Path]:
+    init_local(run_dir)
+    console = io.StringIO()
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose, console=console):
+        pipeline()
+    return console.getvalue(), run_dir / "kfp" / STEPS_LOG
+
+
+@pytest.mark.slow
+def test_a_real_kfp_local_run_prints_one_line_per_step(tmp_path: Path) -> None:
+    console, log = _run(two_steps, tmp_path)
+    lines = console.splitlines()
+    assert len(lines) == 2 and all("chatty" in line and "success" in line for line in lines), console
+    assert all(line.rstrip().endswith(" s") and float(line.split()[-2]) > 0 for line in lines)
+    text = log.read_text()
+    assert text.count("executor line 299") == 2 and "\x1b[" not in text  # every step's output, no colour codes
+
+
+@pytest.mark.slow
+def test_verbose_shows_the_step_logs_and_a_failure_its_last_lines(tmp_path: Path) -> None:
+    console, _ = _run(two_steps, tmp_path / "verbose", verbose=True)
+    assert console.count("executor line 299") == 2
+    with pytest.raises(RuntimeError, match="fails"):
+        _run(failing, tmp_path / "failing")
+
+
+def test_a_failed_step_shows_its_tail_and_the_log_path(tmp_path: Path) -> None:
+    console = io.StringIO()
+    with pytest.raises(RuntimeError), kfp_step_log(tmp_path / STEPS_LOG, console=console) as stream:
+        print("\x1b[96m'fails'\x1b[0m")  # noise before the step
+        print("12:00:00.000 - INFO - Executing task \x1b[96m'fails'\x1b[0m")
+        for i in range(100):
+            print(f"    traceback line {i}")
+        print("12:00:01.000 - ERROR - Task \x1b[96m'fails'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m")
+        raise RuntimeError("Task 'fails' finished with status FAILURE")
+    out = console.getvalue().splitlines()
+    assert out[0].split()[:2] == ["fails", "failure"] and stream.steps[0][:2] == ("fails", "FAILURE")
+    assert "traceback line 99" in console.getvalue() and "traceback line 50" not in console.getvalue()
+    assert out[-1] == f"  step logs: {tmp_path / STEPS_LOG}"
+    assert (tmp_path / STEPS_LOG).read_text().count("traceback line") == 100
+
+
+def test_partial_writes_are_joined_into_lines() -> None:
+    log, console = io.StringIO(), io.StringIO()
+    stream = StepConsole(log, console)
+    stream.write("Executing task 'a")
+    stream.write("'\nTask 'a' finished with status SUCC")
+    stream.write("ESS\nlast")
+    stream.close_pending()
+    assert log.getvalue() == "Executing task 'a'\nTask 'a' finished with status SUCCESS\nlast\n"
+    assert [s[:2] for s in stream.steps] == [("a", "SUCCESS")] and console.getvalue().split()[:2] == ["a", "success"]
