@@ -10,6 +10,7 @@ import torch
 from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
 from coea.evaluation.pco_metrics import SplitEvaluator
+from coea.llm.prompts import category_text
 from coea.llm.sft_config import resolve_llm
 from coea.pco import loop as pco_loop
 from coea.pco.config import PcoConfig
@@ -110,8 +111,8 @@ def test_a_category_new_since_sft_is_admitted_and_learned_by_the_refresh(sft, tm
     res = _run(sft, tmp_path / "pco", replace(_pco_cfg(), rounds=1), split=new_split)
     assert res.rounds[1]["refresh_examples"] > 0
     for bundle in (res.novelty, res.relevance):
-        assert bundle.tokenizer.convert_tokens_to_ids("Brand New") != bundle.tokenizer.unk_token_id
-    assert "Brand New" not in llms.novelty.tokenizer.get_vocab()  # the caller's SFT models are left alone
+        assert bundle.tokenizer.convert_tokens_to_ids(category_text("Brand New")) != bundle.tokenizer.unk_token_id
+    assert category_text("Brand New") not in llms.novelty.tokenizer.get_vocab()  # the caller's SFT models: untouched
 
 
 class _FixedReward(Reward):
