@@ -24,19 +24,20 @@ from typing import NamedTuple
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics]):
+def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics], scheduled_time: str = ""):
     """Load and validate the log named by ``data_config`` ({"data": ..., "synthetic": ...}); write it as a
-    prepared data dir (interactions.parquet, stats, synthetic ground truth)."""
+    prepared data dir (interactions.parquet, stats, synthetic ground truth). ``scheduled_time`` (the pipelines
+    wire in the run's scheduled time) is the as-of time of a partitioned log unless ``data.as_of`` is set."""
     from pathlib import Path
 
     from coea.stages import config_from_json, record_version, run_prepare_data
 
-    result = run_prepare_data(config_from_json(data_config), Path(data.path))
+    result = run_prepare_data(config_from_json(data_config), Path(data.path), scheduled_time=scheduled_time)
     record_version(data)
     for name, value in result.metrics().items():
         stats.log_metric(name, float(value))
     data.metadata.update({"source": result.source, "users": result.stats["users"],
-                          "interactions": result.stats["interactions"]})
+                          "interactions": result.stats["interactions"], "as_of": result.as_of or ""})
 
 
 def dsie_group(data: Input[Dataset], split_config: str, dsie_config: str, dsie: Output[Model],

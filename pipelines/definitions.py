@@ -45,7 +45,9 @@ DEFAULT_METHOD = TRAINING_METHOD  # served by coea_recurring: the N-LLM after th
 _JSON = " as a JSON object of config sections, the run-config YAML's shape ({} = the defaults)"
 # the description of every pipeline parameter, compiled into root.inputDefinitions (the Kubeflow UI's run form)
 PARAMETER_HELP = {
-    "data_config": 'data source: {"data": {"spec": "csv:gs://BUCKET/log.csv"}, "synthetic": {...}}' + _JSON,
+    "data_config": 'data source: {"data": {"spec": "csv:gs://BUCKET/log.csv"}, "synthetic": {...}}' + _JSON
+                   + '; a folder of dt=YYYY-MM-DD/ partitions ("csv:gs://BUCKET/events/", "window_days": N) is read '
+                     "up to the run's scheduled time unless data.as_of is set",
     "split_config": "leakage-free split (n_future, n_short, min_history, min_gap, seed)" + _JSON,
     "dsie_config": "DSIE: encoder, RQ-VAE codebooks, grouping, profiles" + _JSON,
     "eval_config": "evaluation: methods, K values, bootstrap" + _JSON,
@@ -79,6 +81,13 @@ class Pipelines:
     training: Any  # kfp GraphComponent
     recurring: Any
     settings: DeploymentSettings
+
+
+def _prepare(c: Components, data_config: PipelineChannel) -> dsl.PipelineTask:
+    """prepare_data with the run's scheduled time as the as-of time of a partitioned log: the backend resolves
+    the placeholder per run (a recurring run's scheduled time, a one-off run's creation time), so each run of a
+    schedule reads its own period (``coea.data.partitions``)."""
+    return c.prepare_data(data_config=data_config, scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER)
 
 
 def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
@@ -156,7 +165,7 @@ def _training(c: Components, settings: DeploymentSettings):
                       rec_method: str = TRAINING_METHOD, rec_k: int = 10,
                       gcs_export_uri: str = "", device: str = "auto") -> TrainingOutputs:
         p = locals()  # the pipeline parameters by name
-        prep = apply_io(c.prepare_data(data_config=data_config).set_display_name("prepare data"), settings)
+        prep = apply_io(_prepare(c, data_config).set_display_name("prepare data"), settings)
         data = prep.outputs["data"]
         dsie = _dsie(c, settings, data, p)
         llms = _sft(c, settings, data, dsie.outputs["dsie"], p)
@@ -179,8 +188,7 @@ def _recurring(c: Components, settings: DeploymentSettings):
                        state_uri: str = settings.state_uri, rec_method: str = DEFAULT_METHOD, rec_k: int = 10,
                        gcs_export_uri: str = "", device: str = "auto"):
         p = locals()  # the pipeline parameters by name
-        prep = apply_io(c.prepare_data(data_config=data_config).set_display_name("prepare data (new period)"),
-                        settings)
+        prep = apply_io(_prepare(c, data_config).set_display_name("prepare data (new period)"), settings)
         data = prep.outputs["data"]
         state = apply_io(c.load_state(state_uri=state_uri).set_display_name("load state"), settings)
         models = apply_io(c.load_models(state_uri=state_uri).set_display_name("load models"), settings)

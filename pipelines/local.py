@@ -3,14 +3,19 @@
 ``kfp.local`` runs the same components and pipeline graph as a cluster, minus the kfp-kubernetes settings
 (GPU, node selector, toleration, volumes, timeouts), which it ignores. Artifacts land under the local pipeline
 root: ``<run_dir>/kfp`` unless ``pipeline_root`` names another directory; the steps' logs go to
-``<run_dir>/kfp/steps.log`` (:mod:`pipelines.console`), the console gets one line per step.
+``<run_dir>/kfp/steps.log`` (:mod:`pipelines.console`), the console gets one line per step. kfp.local 2.17 cannot
+resolve the scheduled-time placeholder that prepare_data takes (it fails on it); :func:`scheduled_time` makes it
+resolve to a given time (default: now), as the KFP backend does for each run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,28 @@ def init_local(run_dir: Path, pipeline_root: Path | None = None) -> Path:
     return root
 
 
+@contextlib.contextmanager
+def scheduled_time(when: str | None = None) -> Iterator[str]:
+    """While open, kfp.local resolves ``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER`` to ``when`` (ISO 8601;
+    default: now, UTC), as the KFP backend resolves it to each run's scheduled time. Yields the time used."""
+    from kfp import dsl
+    from kfp.local import placeholder_utils
+
+    when = when or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    original = placeholder_utils.resolve_individual_placeholder
+
+    def resolve(element: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(element, str):
+            element = element.replace(dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, when)
+        return original(element, *args, **kwargs)
+
+    placeholder_utils.resolve_individual_placeholder = resolve
+    try:
+        yield when
+    finally:
+        placeholder_utils.resolve_individual_placeholder = original
+
+
 def _copy(src: str | Path, dst: Path) -> Path:
     src = Path(src)
     if src.is_dir():
@@ -52,8 +79,11 @@ def _copy(src: str | Path, dst: Path) -> Path:
 
 def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None = None,
                          rec_method: str = "coea+x", rec_k: int = 10, settings: DeploymentSettings | None = None,
-                         pipeline_root: Path | None = None, verbose: bool = False) -> dict[str, Path]:
+                         pipeline_root: Path | None = None, verbose: bool = False,
+                         schedule_time: str | None = None) -> dict[str, Path]:
     """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
+
+    ``schedule_time`` is the run's scheduled time (default: now): the as-of time of a partitioned log.
 
     The console gets one line per step; the steps' logs go to ``run_dir/kfp/steps.log`` (``paths["steps_log"]``),
     and to the console as well with ``verbose``.
@@ -74,7 +104,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     init_local(run_dir, pipeline_root)
     training = build_pipelines(settings or local_settings()).training
     start = time.perf_counter()
-    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose):
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose), scheduled_time(schedule_time):
         run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
                        rec_method=rec_method, rec_k=rec_k)
     outputs: dict[str, Any] = run.outputs
@@ -101,15 +131,17 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
 
 def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drift_config: str = "{}",
                           drift_threshold: float = 0.5, rec_method: str = "coea+x", rec_k: int = 10,
-                          settings: DeploymentSettings | None = None, verbose: bool = False) -> Path:
+                          settings: DeploymentSettings | None = None, verbose: bool = False,
+                          schedule_time: str | None = None) -> Path:
     """Run ``coea_recurring`` with kfp.local on the period named by ``cfg.data`` against the state (groups and
-    models) at ``state_uri``; returns the kfp root. Step logs as in :func:`run_training_locally`."""
+    models) at ``state_uri``; returns the kfp root. ``schedule_time`` is the run's scheduled time (default: now),
+    which picks a partitioned log's period. Step logs as in :func:`run_training_locally`."""
     from pipelines.definitions import build_pipelines
 
     run_dir = Path(run_dir)
     init_local(run_dir)
     start = time.perf_counter()
-    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose):
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose), scheduled_time(schedule_time):
         build_pipelines(settings or local_settings()).recurring(
             **pipeline_arguments(cfg), drift_config=drift_config, drift_threshold=drift_threshold,
             state_uri=state_uri, rec_method=rec_method, rec_k=rec_k)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,16 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+def parse_as_of(text: str) -> datetime:
+    """An as-of instant as an aware UTC datetime: ISO 8601 (``2026-11-30T00:00:00Z``, ``2026-11-30T01:00+01:00``;
+    no zone = UTC) or a date (``2026-11-30`` = its midnight UTC). A ValueError names a bad value."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except (AttributeError, ValueError) as err:
+        raise ValueError(f"as_of must be an ISO 8601 time such as 2026-11-30T00:00:00Z, got {text!r}") from err
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 @dataclass
@@ -84,7 +95,9 @@ class SyntheticConfig:
 class DataConfig:
     """Where the interaction log comes from and how its columns map to the canonical ones."""
 
-    spec: str = "synthetic"  # synthetic | movielens:DIR | csv:PATH | parquet:PATH
+    # synthetic | movielens:DIR | csv:PATH | parquet:PATH; PATH may be gs://BUCKET/OBJECT, or a folder (local or
+    # gs://BUCKET/PREFIX/) of dt=YYYY-MM-DD/ partitions (coea.data.partitions)
+    spec: str = "synthetic"
     category_level: CategoryLevel = CategoryLevel.FULL  # MovieLens only
     user_col: str = "user_id"  # csv/parquet: name of the user column in the file
     item_col: str = "item_id"
@@ -95,9 +108,19 @@ class DataConfig:
     # timestamps are Unix seconds from 1990-01-01 to now (ms/us/ns columns converted); True takes any number as
     # it is (an order key: no unit conversion, no range check)
     allow_any_timestamp: bool = False
+    # partitioned layouts: read the dt=YYYY-MM-DD partitions whose day (UTC) ended by this instant (ISO 8601, e.g.
+    # 2026-11-30T00:00:00Z; no zone = UTC; a date = its midnight). None = every partition; the pipelines pass the
+    # run's scheduled time when this is None. A single file or the synthetic generator ignores it.
+    as_of: str | None = None
+    window_days: int = 0  # partitioned layouts: only the last N days before as_of (0 = every day before it)
+    gcs_retry_s: float = 60.0  # gs:// reads: retry network errors, 429 and 5xx for up to this many seconds
 
     def __post_init__(self) -> None:
         self.category_level = CategoryLevel(self.category_level)
+        if self.as_of is not None:
+            parse_as_of(self.as_of)
+        _positive("window_days", self.window_days, allow_zero=True)
+        _positive("gcs_retry_s", self.gcs_retry_s, allow_zero=True)
         if not self.spec:
             raise ValueError("data spec is empty; use synthetic, movielens:DIR, csv:PATH or parquet:PATH")
         if self.on_category_conflict not in ("majority", "fail"):

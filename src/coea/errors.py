@@ -8,6 +8,7 @@ can print it as one line and exit with code 2. In a text file (CSV, MovieLens ``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class CoeaInputError(ValueError):
@@ -35,8 +36,14 @@ class CoeaInputError(ValueError):
 
     def at_line(self, line: int) -> CoeaInputError:
         """This error placed at ``line`` of its file (the data row is kept in ``row``)."""
-        return CoeaInputError(self.problem, source=self.source, column=self.column, option=self.option, row=self.row,
-                              line=line, fix=self.fix)
+        return self.replace(line=line)
+
+    def replace(self, **changes: Any) -> CoeaInputError:
+        """A copy of this error (same class) with some of ``problem``, ``source``, ``column``, ``option``,
+        ``row``, ``line`` and ``fix`` changed, e.g. a temporary copy's path replaced by the file it came from."""
+        fields = {"source": self.source, "column": self.column, "option": self.option, "row": self.row,
+                  "line": self.line, "fix": self.fix, **changes}
+        return type(self)(fields.pop("problem", self.problem), **fields)
 
     def _render(self) -> str:
         where = []

@@ -51,7 +51,16 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_print_ver
     pass
 
 # Options shared by the commands that read data. None means "keep the config file's value".
-DataOpt = Annotated[str | None, typer.Option("--data", help="synthetic | movielens:DIR | csv:PATH | parquet:PATH")]
+DataOpt = Annotated[str | None, typer.Option("--data", help="synthetic | movielens:DIR | csv:PATH | parquet:PATH; "
+                                                             "PATH: a file, gs://BUCKET/OBJECT, or a folder (local "
+                                                             "or gs://BUCKET/PREFIX/) of dt=YYYY-MM-DD/ partitions")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", metavar="TIME",
+                                             help="partitioned data: read the dt=YYYY-MM-DD partitions of the days "
+                                                  "that ended by TIME (ISO 8601, e.g. 2026-11-30T00:00:00Z; default: "
+                                                  "the config's data.as_of, else every partition)")]
+WindowOpt = Annotated[int | None, typer.Option("--window-days", metavar="N",
+                                               help="partitioned data: only the last N days before --as-of (default: "
+                                                    "the config's data.window_days, 0 = all)")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config (sections data, synthetic, "
                                                                  "split, eval, dsie, llm, pco and the top-level "
                                                                  "device key; README 'Configuration') or a "

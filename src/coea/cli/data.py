@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from coea.cli.common import (
+    AsOfOpt,
     ColOpt,
     ConfigOpt,
     DataOpt,
     LevelOpt,
+    WindowOpt,
     data_app,
     data_config,
     load_config,
@@ -24,12 +26,14 @@ from coea.cli.common import (
 def data_stats_cmd(
     data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
     user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
+    as_of: AsOfOpt = None, window_days: WindowOpt = None,
 ) -> None:
     """Print JSON statistics of a data set: users, items, interactions, categories, time span, activity."""
     from coea.data import data_stats, load_data
 
     cfg = load_config(config)
     dcfg = data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col)
+    dcfg = overrides(dcfg, as_of=as_of, window_days=window_days)
     loaded = load_data(dcfg, cfg.synthetic)
     typer.echo(json.dumps({"source": loaded.source, **data_stats(loaded.interactions)}, indent=2))
 

@@ -1,20 +1,25 @@
 """Data specs -> the canonical, validated interaction table.
 
-Specs: ``synthetic`` (default; the planted generator), ``movielens:DIR``, ``csv:PATH``, ``parquet:PATH``.
+Specs: ``synthetic`` (default; the planted generator), ``movielens:DIR``, ``csv:PATH``, ``parquet:PATH``. A
+csv/parquet PATH is a local file, ``gs://BUCKET/OBJECT``, or a folder of ``dt=YYYY-MM-DD/`` partitions (local
+or ``gs://BUCKET/PREFIX/``) read up to the as-of time (:mod:`coea.data.partitions`, :mod:`coea.data.sources`).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from coea.config import DataConfig, SyntheticConfig
-from coea.data.lines import CSV, MOVIELENS, TextLayout, at_editor_line
+from coea.data.gcs import GcsPath, is_gcs_uri, parse_gcs_path
+from coea.data.lines import CSV, MOVIELENS, at_editor_line
 from coea.data.movielens import load_movielens
 from coea.data.schema import validate_interactions
+from coea.data.sources import fetch_parts, place_row, relocated
 from coea.data.synthetic import SyntheticData, generate_synthetic
 from coea.data.tabular import read_table
 from coea.errors import CoeaInputError
@@ -33,10 +38,12 @@ class LoadedData:
     truth: SyntheticData | None = None
 
 
-def parse_spec(spec: str) -> tuple[str, Path | None]:
-    """``"movielens:DIR"`` -> ``("movielens", Path(DIR))``; ``"synthetic"`` -> ``("synthetic", None)``."""
+def parse_spec(spec: str) -> tuple[str, Path | GcsPath | None]:
+    """``"movielens:DIR"`` -> ``("movielens", Path(DIR))``; ``"csv:gs://b/x.csv"`` -> ``("csv", GcsPath("b",
+    "x.csv"))`` (a ``gs://`` URI never goes through ``Path``, which would fold ``//``); ``"synthetic"`` ->
+    ``("synthetic", None)``."""
     kind, sep, rest = spec.partition(":")
-    kind = kind.strip().lower()
+    kind, rest = kind.strip().lower(), rest.strip()
     if kind not in SPEC_KINDS:
         raise CoeaInputError(f"unknown data spec {spec!r}", option="--data",
                              fix="use synthetic, movielens:DIR, csv:PATH or parquet:PATH")
@@ -45,35 +52,59 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
             raise CoeaInputError(f"'synthetic' takes no path, got {spec!r}", option="--data",
                                  fix="configure the generator with --config instead")
         return kind, None
-    if not sep or not rest.strip():
+    if not sep or not rest:
         raise CoeaInputError(f"{kind} needs a path, got {spec!r}", option="--data", fix=f"use {kind}:PATH")
-    return kind, Path(rest.strip()).expanduser()
+    if is_gcs_uri(rest):
+        if kind == "movielens":
+            raise CoeaInputError(f"movielens reads a local directory, got {spec!r}", option="--data",
+                                 fix="copy the folder locally, or convert it to csv/parquet for gs://")
+        return kind, parse_gcs_path(rest)
+    return kind, Path(rest).expanduser()
 
 
 def load_data(cfg: DataConfig, synthetic: SyntheticConfig | None = None) -> LoadedData:
     """Load and validate the log named by ``cfg.spec``; an error in a text file names its line."""
-    kind, path = parse_spec(cfg.spec)
+    kind, location = parse_spec(cfg.spec)
     if kind == "synthetic":
         data = generate_synthetic(synthetic or SyntheticConfig())
         log.info("generated synthetic data: %d events, %d users", len(data.interactions),
                  data.interactions["user_id"].nunique())
         return LoadedData(data.interactions, "synthetic", truth=data)
-    assert path is not None
-    layout: TextLayout | None = {"movielens": MOVIELENS, "csv": CSV}.get(kind)
-    try:
-        return _load_file(cfg, kind, path)
-    except CoeaInputError as err:
-        located = err if layout is None else at_editor_line(err, layout)
-        if located is err:
-            raise
-        raise located from err
-
-
-def _load_file(cfg: DataConfig, kind: str, path: Path) -> LoadedData:
     if kind == "movielens":
-        raw, source = load_movielens(path, cfg.category_level)
-    else:
-        raw, source = read_table(path, kind, cfg), str(path)
-    clean = validate_interactions(raw, source, on_category_conflict=cfg.on_category_conflict,
-                                  allow_any_timestamp=cfg.allow_any_timestamp)
-    return LoadedData(clean, source)
+        assert isinstance(location, Path)
+        try:
+            raw, source = load_movielens(location, cfg.category_level)
+            return LoadedData(_validated(raw, source, cfg), source)
+        except CoeaInputError as err:
+            located = at_editor_line(err, MOVIELENS)
+            if located is err:
+                raise
+            raise located from err
+    assert location is not None
+    return _load_table(cfg, kind, location)
+
+
+def _validated(raw: pd.DataFrame, source: str, cfg: DataConfig) -> pd.DataFrame:
+    return validate_interactions(raw, source, on_category_conflict=cfg.on_category_conflict,
+                                 allow_any_timestamp=cfg.allow_any_timestamp)
+
+
+def _load_table(cfg: DataConfig, kind: str, location: Path | GcsPath) -> LoadedData:
+    """A csv/parquet log: its files (gs:// ones streamed to a temporary folder, deleted afterwards) read one by
+    one, concatenated and validated; every error names the file (and line) it is about."""
+    layout = CSV if kind == "csv" else None
+    with tempfile.TemporaryDirectory(prefix="coea-data-") as tmp:
+        fetched = fetch_parts(location, kind, cfg, Path(tmp))
+        frames = []
+        for part in fetched.parts:
+            try:
+                frames.append(read_table(part.local, kind, cfg))
+            except CoeaInputError as err:
+                raise relocated(err, part) from err
+        sizes = [len(frame) for frame in frames]
+        raw = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        del frames  # the concatenation is the one copy kept
+        try:
+            return LoadedData(_validated(raw, fetched.source, cfg), fetched.source)
+        except CoeaInputError as err:
+            raise place_row(err, fetched.parts, sizes, layout) from err

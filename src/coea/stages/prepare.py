@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from coea.config import RunConfig, config_to_dict
 from coea.data.loaders import load_data
+from coea.data.partitions import scheduled_as_of
 from coea.data.prepared import read_stats, write_prepared
 from coea.utils import seed_everything
 
@@ -23,6 +24,7 @@ class PrepareResult:
     source: str
     stats: dict[str, Any]  # coea.data.stats.data_stats
     paths: dict[str, Path] = field(default_factory=dict)
+    as_of: str | None = None  # the as-of time that chose a partitioned log's period (None = not set)
 
     def metrics(self) -> dict[str, float]:
         """The numeric statistics, flat (for a KFP Metrics artifact)."""
@@ -33,12 +35,18 @@ class PrepareResult:
                 "top20pct_category_share": s["top20pct_category_share"]}
 
 
-def run_prepare_data(cfg: RunConfig, out_dir: Path) -> PrepareResult:
-    """Load and validate the log named by ``cfg.data``; write it as a prepared data dir under ``out_dir``."""
+def run_prepare_data(cfg: RunConfig, out_dir: Path, scheduled_time: str = "") -> PrepareResult:
+    """Load and validate the log named by ``cfg.data``; write it as a prepared data dir under ``out_dir``.
+
+    ``scheduled_time`` (the pipeline run's scheduled time, ISO 8601; ``""`` = none) is the as-of time of a
+    partitioned log when ``cfg.data.as_of`` is not set (:mod:`coea.data.partitions`: the partitions of the days
+    that ended by then); the as-of time used is recorded in the prepared dir's config."""
     seed_everything(cfg.synthetic.seed)
+    if cfg.data.as_of is None and (as_of := scheduled_as_of(scheduled_time)) is not None:
+        cfg = replace(cfg, data=replace(cfg.data, as_of=as_of))
     loaded = load_data(cfg.data, cfg.synthetic)
     full = config_to_dict(cfg)
     paths = write_prepared(loaded, Path(out_dir), {"data": full["data"], "synthetic": full["synthetic"]})
     stats = read_stats(out_dir)
     log.info("prepared %s: %d events, %d users -> %s", loaded.source, stats["interactions"], stats["users"], out_dir)
-    return PrepareResult(Path(out_dir), loaded.source, stats, paths)
+    return PrepareResult(Path(out_dir), loaded.source, stats, paths, cfg.data.as_of)

@@ -1,0 +1,96 @@
+"""The files behind a ``csv:`` / ``parquet:`` spec: a local file, a ``gs://`` object, or a partitioned folder
+(local or ``gs://BUCKET/PREFIX/``, :mod:`coea.data.partitions`) cut to the period of the as-of time.
+
+``gs://`` files are streamed into a temporary folder first (:class:`coea.data.gcs.GcsReader`); every file is then
+read from disk. Errors name the file a person knows (the local path or the ``gs://`` URI), never the temporary
+copy, and a row of the concatenated partitions is traced back to its file and line (:func:`place_row`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from coea.config import DataConfig
+from coea.data.gcs import GcsPath, GcsReader
+from coea.data.lines import TextLayout, line_of_row
+from coea.data.partitions import Partition, group_partitions, local_partition_names, select_partitions
+from coea.errors import CoeaInputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One file of a log: ``source`` is what errors name, ``local`` the file read (a gs:// object's copy)."""
+
+    source: str
+    local: Path
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The files of a log, in order, and the log's description (its ``LoadedData.source``)."""
+
+    parts: tuple[Part, ...]
+    source: str
+
+
+def _described(root: str, chosen: list[Partition]) -> str:
+    return f"{root} dt={chosen[0].day}..{chosen[-1].day} ({len(chosen)} partitions)"
+
+
+def fetch_parts(location: Path | GcsPath, fmt: str, cfg: DataConfig, tmp: Path) -> Fetched:
+    """The files of ``location`` (partitions chosen by ``cfg.as_of`` / ``cfg.window_days``), gs:// objects
+    downloaded under ``tmp``. A local path that is neither a file nor a partitioned folder is returned as it is:
+    :func:`coea.data.tabular.read_table` says what is wrong with it."""
+    if isinstance(location, GcsPath):
+        return _fetch_gcs(location, fmt, cfg, tmp)
+    if location.is_dir() and any(location.glob("dt=*")):
+        chosen = select_partitions(group_partitions(local_partition_names(location), fmt, str(location)),
+                                   cfg.as_of, cfg.window_days, str(location), fmt)
+        files = [location / name for part in chosen for name in part.files]
+        return Fetched(tuple(Part(str(f), f) for f in files), _described(str(location), chosen))
+    return Fetched((Part(str(location), location),), str(location))
+
+
+def _fetch_gcs(location: GcsPath, fmt: str, cfg: DataConfig, tmp: Path) -> Fetched:
+    reader = GcsReader(cfg.gcs_retry_s)
+    if not location.is_prefix:
+        return Fetched((Part(str(location), _download(reader, location, tmp, 0)),), str(location))
+    names = reader.list_names(location)
+    chosen = select_partitions(group_partitions(names, fmt, str(location)), cfg.as_of, cfg.window_days,
+                               str(location), fmt)
+    objects = [location.child(name) for part in chosen for name in part.files]
+    parts = tuple(Part(str(obj), _download(reader, obj, tmp, i)) for i, obj in enumerate(objects))
+    return Fetched(parts, _described(str(location), chosen))
+
+
+def _download(reader: GcsReader, obj: GcsPath, tmp: Path, index: int) -> Path:
+    folder = tmp / f"{index:05d}"  # one folder per object: the copy keeps the object's file name
+    folder.mkdir()
+    return reader.download(obj, folder / obj.name.rsplit("/", 1)[-1])
+
+
+def relocated(err: CoeaInputError, part: Part) -> CoeaInputError:
+    """``err`` about ``part.local`` named after ``part.source`` (a no-op for a local file)."""
+    if part.source == str(part.local):
+        return err
+    return err.replace(problem=err.problem.replace(str(part.local), part.source), source=part.source)
+
+
+def place_row(err: CoeaInputError, parts: tuple[Part, ...], sizes: list[int],
+              layout: TextLayout | None) -> CoeaInputError:
+    """``err`` about row R of the concatenated parts (of ``sizes`` rows each) placed in the file it came from:
+    its source, its own row and, for a text layout, the line of that row. Other errors are returned as they
+    are."""
+    if err.row is None or err.line is not None or not parts:
+        return err
+    starts = [0, *itertools.accumulate(sizes)]
+    index = min(bisect.bisect_left(starts, err.row) - 1, len(parts) - 1)
+    part, row = parts[index], err.row - starts[index]
+    line = line_of_row(part.local, row, layout) if layout is not None else None
+    return err.replace(source=part.source, row=row, line=line)
