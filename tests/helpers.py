@@ -29,6 +29,18 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, out, err
 
 
+def one_error(capsys, tmp_path: Path, spec: str, *extra: str, command: str = "evaluate") -> str:
+    """Run ``command`` on ``spec``; assert exit 2, exactly one error line, no traceback, nothing written."""
+    out = tmp_path / "out"
+    argv = ["evaluate", "--out", str(out)] if command == "evaluate" else ["data", "stats"]
+    code, _, err = run_cli([*argv, "--data", spec, *extra], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err
+    assert "Traceback" not in err, err
+    assert not out.exists()
+    return errors[0]
+
+
 def events(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
     """A canonical frame from (user, item, category, timestamp) tuples."""
     return pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])

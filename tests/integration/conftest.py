@@ -1,7 +1,9 @@
-"""Fixtures of the integration tests: one tiny SFT run folder shared by the PCO tests."""
+"""Fixtures of the integration tests: one tiny SFT run folder shared by the PCO tests; the ``coea`` warnings of a
+test (``warnings_seen``), which keeps the CLI's log setup away from later tests' captured stderr."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,22 @@ def tiny_sft_run(tmp_path_factory) -> Path:
     save_config(cfg, RunLayout(root).config)
     return root
 
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def warnings_seen(monkeypatch) -> list[str]:
+    """The ``coea`` warnings of this test. The logger holds only this collector, so the CLI's log setup (once
+    per process, bound to the stderr of its time) stays out of the way whatever ran before."""
+    collect = Collect()
+    logger = logging.getLogger("coea")
+    monkeypatch.setattr(logger, "handlers", [collect])
+    monkeypatch.setattr(logger, "propagate", False)
+    return collect.messages

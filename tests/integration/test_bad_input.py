@@ -5,48 +5,16 @@ all-millisecond column) load with one warning saying what was converted."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import one_error, run_cli
 
 HEADER = "user_id,item_id,category,timestamp\n"
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture(autouse=True)
-def warnings_seen(monkeypatch) -> list[str]:
-    """The ``coea`` warnings of this test. The logger holds only this collector, so the CLI's log setup (once
-    per process, bound to the stderr of its time) stays out of the way whatever ran before."""
-    collect = Collect()
-    logger = logging.getLogger("coea")
-    monkeypatch.setattr(logger, "handlers", [collect])
-    monkeypatch.setattr(logger, "propagate", False)
-    return collect.messages
-
-
-def one_error(capsys, tmp_path: Path, spec: str, *extra: str, command: str = "evaluate") -> str:
-    """Run ``command`` on ``spec``; assert exit 2, exactly one error line, no traceback, nothing written."""
-    out = tmp_path / "out"
-    argv = ["evaluate", "--out", str(out)] if command == "evaluate" else ["data", "stats"]
-    code, _, err = run_cli([*argv, "--data", spec, *extra], capsys)
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(errors) == 1, err
-    assert "Traceback" not in err
-    assert not out.exists()
-    return errors[0]
+pytestmark = pytest.mark.usefixtures("warnings_seen")  # tests/integration/conftest.py
 
 
 def write(path: Path, text: str | bytes) -> Path:

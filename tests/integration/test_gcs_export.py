@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pytest
 from google.api_core import exceptions as gexc
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from coea.store import (
@@ -26,39 +23,15 @@ from coea.store import (
     read_manifest,
     validate_recs,
 )
+from tests.gcs_helpers import BUCKET
 
-BUCKET = "coea-test"
 FAST = {"initial_backoff_s": 0.001, "max_backoff_s": 0.002}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[tuple[Any, str]]:
-    """One in-process emulator per module (stopping one takes ~0.5 s); tests wipe it in ``client``."""
-    from gcp_storage_emulator.server import create_server
-
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    try:
-        yield server, f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def client(emulator: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> storage.Client:
-    server, host = emulator
-    server.wipe()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", host)
-    gcs = storage.Client(project="test", credentials=AnonymousCredentials())
-    gcs.create_bucket(BUCKET)
-    return gcs
+def client(gcs_client: storage.Client) -> storage.Client:
+    """The shared emulator client (``tests/conftest.py``), wiped, with the bucket ``BUCKET``."""
+    return gcs_client
 
 
 def recs_frame(n_users: int = 7, k: int = 3) -> pd.DataFrame:

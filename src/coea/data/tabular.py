@@ -25,7 +25,7 @@ def _not_a_directory(path: Path, fmt: str) -> None:
     found = sorted(path.glob(f"*.{fmt}"))
     example = f"e.g. {fmt}:{found[0]}" if found else f"{fmt}:PATH/TO/FILE.{fmt}; there is none in this directory"
     raise CoeaInputError(f"is a directory; {fmt}: expects one .{fmt} file", source=path,
-                         fix=f"pass the file, {example}")
+                         fix=f"pass the file, {example}; or a folder of dt=YYYY-MM-DD/ partition folders")
 
 
 def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
