@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 import coea
-from coea.config import EvalConfig
+from coea.config import DataConfig, EvalConfig
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
 from pipelines.local import run_recurring_locally, run_training_locally
-from tests.pipeline.pipeline_helpers import BASELINES, parquet_config, shifted_log, tiny_config
+from tests.gcs_helpers import BUCKET, upload_partitions
+from tests.pipeline.pipeline_helpers import BASELINES, shifted_log, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -189,14 +190,32 @@ def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]],
         assert versions and all(v == {coea.__version__} for v in versions.values()), (task, versions)
 
 
-def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+def _period_on_gcs(gcs_client, shifted: Path) -> tuple[str, str]:
+    """The period as gs:// parquet partitions, one per day, plus a partition of the scheduled day itself (still
+    being written, so not part of the period) holding an extra user; returns (spec, scheduled time)."""
+    days = upload_partitions(gcs_client, pd.read_parquet(shifted), "events/", fmt="parquet")
+    scheduled = (pd.Timestamp(days[-1]) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    late = pd.read_parquet(shifted).head(30).assign(user_id="late-user", timestamp=int(
+        pd.Timestamp(f"{scheduled}T01:00:00Z").timestamp()))
+    upload_partitions(gcs_client, late, "events/", fmt="parquet")
+    return f"parquet:gs://{BUCKET}/events/", f"{scheduled}T06:00:00Z"
+
+
+def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], tmp_path: Path, gcs_client) -> None:
+    """The period comes from gs:// dt= partitions (the GCS emulator, reached from the kfp.local step's subprocess
+    through STORAGE_EMULATOR_HOST), chosen by the run's scheduled time wired into prepare_data: every day before
+    the scheduled day, not the scheduled day's own partition."""
     state = _state_copy(trained, tmp_path / "state")
     before = read_pointer(state)
     assert before is not None
     models_before, _ = _state_models(state)
     shifted = shifted_log(Path(state) / "snapshots" / before["snapshot"] / "data", tmp_path / "period.parquet")
-    kfp_root = run_recurring_locally(parquet_config(shifted, eval=EvalConfig(methods=RECURRING_METHODS)),
-                                     tmp_path / "run", state, rec_k=5)
+    spec, scheduled = _period_on_gcs(gcs_client, shifted)
+    cfg = tiny_config(data=DataConfig(spec=spec), eval=EvalConfig(methods=RECURRING_METHODS))
+    kfp_root = run_recurring_locally(cfg, tmp_path / "run", state, rec_k=5, schedule_time=scheduled)
+    (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
+    prepared = json.loads((run / "prepare-data" / "data" / "data_config.json").read_text())["data"]
+    assert prepared["as_of"] == scheduled and prepared["spec"] == spec
     ran = _task_dirs(kfp_root)
     assert {"load-state", "load-models", "monitor-drift", "dsie-group", "save-state", "pco-loop",
             "export-recommendations"} <= ran
@@ -205,7 +224,7 @@ def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], t
     after = read_pointer(state)
     assert after is not None and after["snapshot"] != before["snapshot"]  # the new window is the reference now
     reference = pd.read_parquet(Path(state) / "snapshots" / after["snapshot"] / "data" / "interactions.parquet")
-    assert reference.equals(pd.read_parquet(shifted))
+    assert reference.equals(pd.read_parquet(shifted))  # every day of the period, no late-user
     with KVStore(Path(state) / KV_STORE) as store:
         assert len(store.versions()) == 2
 
