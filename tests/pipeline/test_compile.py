@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kfp import dsl
 
 from components.settings import DeploymentSettings
 from pipelines.definitions import RECURRING, TRAINING
@@ -202,3 +203,11 @@ def test_training_pipeline_runs_the_steps_of_the_in_process_flow(tmp_path) -> No
     # the flow with the pipeline's options (state, served coea+x) plans every step of the pipeline
     full = plan(frozenset({Need.PCO}), state_uri="/tmp/state", serve=Serve(), evaluate=True)
     assert full == list(TRAINING_STEPS)
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_prepare_data_gets_the_run_s_scheduled_time(specs: dict[str, dict[str, Any]], name: str) -> None:
+    """The backend substitutes the placeholder per run: the as-of time of a partitioned log (coea.data.partitions)."""
+    task = _tasks(specs[name])["prepare-data"]
+    value = task["inputs"]["parameters"]["scheduled_time"]["runtimeValue"]["constant"]
+    assert value == dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER == "{{$.pipeline_job_schedule_time_utc}}"
