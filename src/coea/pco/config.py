@@ -40,6 +40,16 @@ class RefreshKind(enum.StrEnum):
     BOTH = "both"  # PERIOD + ON_POLICY examples, shuffled together
 
 
+class Periods(enum.StrEnum):
+    """How the history is cut into the rounds' periods (with ``follow_periods``)."""
+
+    GLOBAL = "global"  # consecutive global time windows with about the same number of events (the loop in time)
+    # each user's own history cut into equal-count periods (their i-th of n events at replay time i / n): an offline
+    # replay in which every user with enough events is active, and has feedback, in every round; global time order
+    # across users is not kept (nothing past the history is read either way)
+    USER = "user"
+
+
 class Reference(enum.StrEnum):
     """The model the DPO+KL update is anchored to."""
 
@@ -64,6 +74,7 @@ class PcoConfig:
 
     rounds: int = 3  # PCO rounds after SFT
     follow_periods: bool = True  # round r uses the r-th time period of the history; False = repeated full passes
+    periods: Periods = Periods.GLOBAL  # see Periods: global time windows, or each user's own history (replay)
     users_per_round: int | None = 1024  # prompts per round (seeded subsample of the period's active users)
     candidates: int = 8  # M: distinct categories the N-LLM samples per prompt
     temperature: float = 1.0  # sampling temperature of the N-LLM
@@ -96,6 +107,7 @@ class PcoConfig:
     def __post_init__(self) -> None:
         self.reward = _as_enum(RewardKind, "reward", self.reward)
         self.reference = _as_enum(Reference, "reference", self.reference)
+        self.periods = _as_enum(Periods, "periods", self.periods)
         self.refresh = _as_enum(RefreshKind, "refresh", self.refresh)
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
