@@ -127,8 +127,11 @@ class DeploymentSettings:
 
     @property
     def state_on_cache_volume(self) -> bool:
-        """True when the default state_uri is a path on the cache PVC, which state steps must then mount."""
-        return not self.state_uri.startswith("gs://") and self.state_uri.startswith(self.cache_mount_path)
+        """True when the default state_uri is a path on the cache PVC (the mount path or under it), which state
+        steps must then mount."""
+        mount = self.cache_mount_path.rstrip("/")
+        return "://" not in self.state_uri and (self.state_uri.rstrip("/") == mount
+                                                or self.state_uri.startswith(mount + "/"))
 
     def requests(self, stage: StageClass) -> tuple[str, str]:
         """(cpu, memory) requests of a stage class."""
