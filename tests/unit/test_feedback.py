@@ -84,6 +84,16 @@ def test_feedback_is_what_is_taken_up_after_the_window_end_within_the_feedback_p
     assert feedback_takeups(history, Window(0, 0, 10), ["u0", "u1"], seen[:2]) == [None, None]  # no feedback period
 
 
+def test_feedback_horizon_reads_only_each_users_first_events_of_the_feedback_period(history):
+    """``feedback_horizon`` 2: u0's events in [10, 20) are c, a, d: only c (a seen) is within their first 2."""
+    seen = [{"a", "b"}, {"a"}, {"b"}]
+    took = feedback_takeups(history, Window(0, 0, 10, 20), ["u0", "u1", "u2"], seen, horizon=2)
+    assert took == [("c",), None, ()]
+    assert feedback_takeups(history, Window(0, 0, 10, 20), ["u0"], seen[:1], horizon=3) == [("c", "d")]
+    with pytest.raises(ValueError, match="feedback_horizon"):
+        PcoConfig(feedback_horizon=0)
+
+
 def test_feedback_ignores_events_past_the_history_it_is_given(history):
     """The loop only receives histories: cutting the frame at 14 removes every later take-up."""
     frame = history[history["timestamp"] < 14]

@@ -94,6 +94,9 @@ class PcoConfig:
     # sample join their candidates (at most pairs_per_prompt taken-up candidates per user in all), so logged
     # positives become chosen candidates (teacher forcing, as DPO on logged data); False = sampled candidates only
     feedback_inject: bool = True
+    # a user's feedback is what they take up in their first feedback_horizon events of the feedback period (None: the
+    # whole period); e.g. the split's n_future, the horizon the evaluation scores
+    feedback_horizon: int | None = None
     # where candidates are sampled: None = the reward's own rule (relevance: among the user's unseen categories,
     # the others: the N-LLM's full distribution); True = among unseen categories only (the pairs then rank only
     # what the +x view ranks); False = the full distribution
@@ -117,6 +120,8 @@ class PcoConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.candidates < 2:
             raise ValueError(f"candidates must be >= 2 to form a pair, got {self.candidates!r}")
+        if self.feedback_horizon is not None and self.feedback_horizon <= 0:
+            raise ValueError(f"feedback_horizon must be > 0 or None, got {self.feedback_horizon!r}")
         if self.users_per_round is not None and self.users_per_round <= 0:
             raise ValueError(f"users_per_round must be > 0 or None, got {self.users_per_round!r}")
         if self.temperature <= 0:
