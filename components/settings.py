@@ -1,8 +1,9 @@
 """Deployment settings of the Kubeflow pipelines: image, GPU scheduling, cache volume, resources, schedule.
 
 These are facts about a cluster, not about the model, so they live apart from the stage configs in
-``coea.config``. :meth:`DeploymentSettings.from_yaml` reads the flat ``pipeline.yaml`` of the ConfigMap
-``coea-pipeline-config`` (``k8s/base/pipeline.yaml`` and its overlays): ``state_uri``, ``image``,
+``coea.config``. :meth:`DeploymentSettings.from_yaml` reads a flat settings file such as ``k8s/base/pipeline.yaml``
+or ``k8s/overlays/<name>/pipeline.yaml`` (``coea compile/upload/schedule --settings``; read on the machine that
+compiles, never shipped to the cluster): ``state_uri``, ``image``,
 ``gpu_node_selector_key``, ``gpu_node_selector_value``, ``gpu_toleration_key``, ``accelerator_type``, ``cron``;
 every other field of the dataclass may be given there too. An empty ``accelerator_type``, node selector key or
 toleration key switches that part of GPU scheduling off (the ``cpu-dev`` overlay). Nothing here names a cloud.
@@ -127,8 +128,11 @@ class DeploymentSettings:
 
     @property
     def state_on_cache_volume(self) -> bool:
-        """True when the default state_uri is a path on the cache PVC, which state steps must then mount."""
-        return not self.state_uri.startswith("gs://") and self.state_uri.startswith(self.cache_mount_path)
+        """True when the default state_uri is a path on the cache PVC (the mount path or under it), which state
+        steps must then mount."""
+        mount = self.cache_mount_path.rstrip("/")
+        return "://" not in self.state_uri and (self.state_uri.rstrip("/") == mount
+                                                or self.state_uri.startswith(mount + "/"))
 
     def requests(self, stage: StageClass) -> tuple[str, str]:
         """(cpu, memory) requests of a stage class."""

@@ -42,6 +42,12 @@ TRAINING = "coea-training"
 RECURRING = "coea-recurring"
 TRAINING_METHOD = "coea+x"  # served by coea_training: the N-LLM after PCO, seen categories excluded
 DEFAULT_METHOD = TRAINING_METHOD  # served by coea_recurring: the N-LLM after this period's PCO update
+PIPELINE_DESCRIPTIONS = {
+    TRAINING: "CoEA: data -> DSIE groups -> SFT of both LLMs -> PCO rounds -> evaluation -> top-K categories to the "
+              "KV store; writes the state the recurring pipeline starts from.",
+    RECURRING: "CoEA each period: drift check against the reference window; regroup (DSIE) and re-SFT the LLMs only "
+               "when drift passes the threshold; PCO update of the LLMs; serve.",
+}
 _JSON = " as a JSON object of config sections, the run-config YAML's shape ({} = the defaults)"
 # the description of every pipeline parameter, compiled into root.inputDefinitions (the Kubeflow UI's run form)
 PARAMETER_HELP = {
@@ -175,9 +181,7 @@ def _training(c: Components, settings: DeploymentSettings):
                                **llms, pco=pco, recommendations=served["recommend"].outputs["recommendations"],
                                kv_store=served["export"].outputs["kv_store"])
 
-    return _as_pipeline(coea_training, TRAINING, "CoEA: data -> DSIE groups -> SFT of both LLMs -> PCO rounds -> "
-                        "evaluation -> top-K categories to the KV store; writes the state the recurring pipeline "
-                        "starts from.", settings)
+    return _as_pipeline(coea_training, TRAINING, PIPELINE_DESCRIPTIONS[TRAINING], settings)
 
 
 def _recurring(c: Components, settings: DeploymentSettings):
@@ -211,9 +215,7 @@ def _recurring(c: Components, settings: DeploymentSettings):
             apply_resources(keep.set_display_name("refresh profiles"), settings, StageClass.COMPUTE)
             _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False)
 
-    return _as_pipeline(coea_recurring, RECURRING, "CoEA each period: drift check against the reference window; "
-                        "regroup (DSIE) and re-SFT the LLMs only when drift passes the threshold; PCO update of the "
-                        "LLMs; serve.", settings)
+    return _as_pipeline(coea_recurring, RECURRING, PIPELINE_DESCRIPTIONS[RECURRING], settings)
 
 
 def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:

@@ -1,4 +1,5 @@
-"""Recurring runs of ``coea_recurring`` on a KFP host: cron check, request, ``kfp.Client.create_recurring_run``.
+"""Recurring runs of ``coea_recurring`` on a KFP host: cron check, state URI check, and the recurring run of a
+pipeline version (:func:`schedule_version`: replaced, never duplicated, when scheduled again).
 
 KFP's cron (robfig/cron) has six fields, seconds first: ``second minute hour day-of-month month day-of-week``;
 ``0 0 3 * * *`` is 03:00 every day. :func:`validate_cron` checks the shape and the ranges before anything is
@@ -8,10 +9,14 @@ sent, so a five-field Unix cron fails here with the fix instead of on the server
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from coea.errors import CoeaInputError
+
+if TYPE_CHECKING:  # importing pipelines.upload would load kfp (its compiler)
+    from pipelines.kfp_api import KfpApi
+    from pipelines.upload import PipelineVersion
 
 CRON_FIX = 'six fields, seconds first: "second minute hour day-of-month month day-of-week", e.g. "0 0 3 * * *"'
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -68,14 +73,12 @@ def validate_cron(expression: str) -> str:
 
 @dataclass
 class RecurringRunRequest:
-    """Everything sent to KFP: the experiment, then ``create_recurring_run``'s arguments."""
+    """The recurring run of a pipeline version: ``kfp.Client.create_recurring_run``'s arguments."""
 
-    host: str | None
     experiment: str
     namespace: str | None
     job_name: str
     cron_expression: str
-    pipeline_package_path: str
     params: dict[str, Any] = field(default_factory=dict)
     service_account: str | None = None
     max_concurrency: int = 1  # periods must not overlap: each run reads and replaces the state
@@ -83,31 +86,62 @@ class RecurringRunRequest:
     enabled: bool = True
     pipeline_root: str | None = None  # the runs' artifact root (gs://...); None = the package's defaultPipelineRoot
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def create_kwargs(self, experiment_id: str) -> dict[str, Any]:
-        """The keyword arguments of ``kfp.Client.create_recurring_run`` (kfp 2.17)."""
+    def create_kwargs(self, experiment_id: str, version: PipelineVersion) -> dict[str, Any]:
+        """The keyword arguments of ``kfp.Client.create_recurring_run`` (kfp 2.17) for ``version``."""
         return {"experiment_id": experiment_id, "job_name": self.job_name, "cron_expression": self.cron_expression,
-                "pipeline_package_path": self.pipeline_package_path, "params": self.params,
+                "pipeline_id": version.pipeline_id, "version_id": version.version_id, "params": self.params,
                 "service_account": self.service_account or None, "max_concurrency": self.max_concurrency,
                 "no_catchup": self.no_catchup, "enabled": self.enabled, "pipeline_root": self.pipeline_root or None}
 
+    def body(self, experiment_id: str, version: PipelineVersion) -> dict[str, Any]:
+        """What the REST body carries (v2beta1 field names), long parameter values shortened: the dry run's line."""
+        params = {k: (v if not isinstance(v, str) or len(v) <= 60 else v[:57] + "...") for k, v in self.params.items()}
+        return {"display_name": self.job_name, "experiment_id": experiment_id,
+                "mode": "ENABLE" if self.enabled else "DISABLE", "trigger": {"cron_schedule": {"cron":
+                                                                                                self.cron_expression}},
+                "max_concurrency": self.max_concurrency, "no_catchup": self.no_catchup,
+                "service_account": self.service_account or "",
+                "pipeline_version_reference": {"pipeline_id": version.pipeline_id,
+                                               "pipeline_version_id": version.version_id},
+                "runtime_config": {"pipeline_root": self.pipeline_root or "", "parameters": params}}
 
-def create_recurring_run(request: RecurringRunRequest, client: Any = None) -> str:
-    """Get or create the experiment and create the recurring run; returns its id. ``client`` defaults to
-    ``kfp.Client(host=request.host)``."""
-    if client is None:
-        import kfp
 
-        client = kfp.Client(host=request.host)
-    experiment = client.create_experiment(name=request.experiment, namespace=request.namespace or None)
-    run = client.create_recurring_run(**request.create_kwargs(experiment.experiment_id))
-    return str(getattr(run, "recurring_run_id", run))
+@dataclass(frozen=True)
+class ScheduleResult:
+    """The recurring run now active, the ones it replaced (same name, same experiment) and its experiment."""
+
+    recurring_run_id: str
+    replaced: tuple[str, ...]
+    experiment_id: str
 
 
-def validate_state_uri(uri: str) -> str:
-    """A state location a cluster can use: ``gs://bucket/prefix`` or an absolute path (on the cache volume)."""
+def schedule_version(api: KfpApi, request: RecurringRunRequest, version: PipelineVersion) -> ScheduleResult:
+    """Point the recurring run ``request.job_name`` at ``version``: get or create the experiment, then replace
+    every recurring run of that name in it (KFP's API has no update): disable the old ones, create the new one
+    (on failure the old ones are enabled again), delete the old ones. Re-running never duplicates the schedule,
+    and no two of its runs fire side by side."""
+    experiment_id = api.experiment_id(request.experiment, request.namespace)
+    old = api.recurring_runs(experiment_id, request.job_name)
+    for run_id, enabled in old:
+        if enabled:
+            api.set_recurring_run_enabled(run_id, False)
+    try:
+        new = api.create_recurring_run(request.create_kwargs(experiment_id, version),
+                                       request.body(experiment_id, version))
+    except Exception:
+        for run_id, enabled in old:
+            if enabled:
+                api.set_recurring_run_enabled(run_id, True)
+        raise
+    for run_id, _ in old:
+        api.delete_recurring_run(run_id)
+    return ScheduleResult(new, tuple(run_id for run_id, _ in old), experiment_id)
+
+
+def validate_state_uri(uri: str, cache_mount_path: str = "/cache") -> str:
+    """A state location a cluster can use: ``gs://bucket/prefix``, or an absolute path on the cache volume (under
+    ``cache_mount_path``, which the state steps then mount). Any other local path would be written inside the
+    step's container and lost with it, so it is refused."""
     from coea.store.gcs import parse_gcs_uri
 
     if uri.startswith("gs://"):
@@ -116,4 +150,9 @@ def validate_state_uri(uri: str) -> str:
     if "://" in uri or not uri.startswith("/"):
         raise CoeaInputError(f"state URI {uri!r} is neither gs://... nor an absolute path", option="--state-uri",
                              fix="use gs://BUCKET/PREFIX or a directory on the cache volume such as /cache/coea-state")
+    mount = cache_mount_path.rstrip("/")
+    if uri.rstrip("/") != mount and not uri.startswith(mount + "/"):
+        raise CoeaInputError(f"state URI {uri!r} is a local path outside the cache volume (mounted at {mount}): "
+                             "the steps would write the state inside their containers and lose it",
+                             option="--state-uri", fix=f"use gs://BUCKET/PREFIX or a directory under {mount}/")
     return uri

@@ -12,7 +12,10 @@ the two LLMs), replaces the snapshot when it regroups and the models after every
     kv/recs.sqlite                 the served key-value store (its versions inside, see coea.store.kv)
 
 A version's files are written first and the pointer LAST, in one write (a rename locally, one object upload on
-GCS), so a reader that follows ``current.json`` sees either the previous complete state or the new one. The
+GCS), so a reader that follows ``current.json`` sees either the previous complete state or the new one. On GCS the
+pointer is written with a generation precondition (``if_generation_match``: the generation this run read, 0 when
+there was none), so a second writer that committed in between is never overwritten silently: the write fails with
+:class:`StateConflictError` and the other run's state stays active. The
 groups and the models trained on them switch TOGETHER: when drift regroups, ``save_state`` runs after the PCO
 update with the new data + DSIE snapshot and the new models, and one pointer write makes both active (a run that
 dies in between leaves the old groups with the old models, never new groups with models tuned on the old ones).
@@ -51,6 +54,10 @@ MODELS = "models"
 MODEL_PARTS = ("novelty", "relevance")  # each stored from (loaded into) ``<dir>/<part>/``, the sft_* layout
 
 
+class StateConflictError(CoeaInputError):
+    """``current.json`` changed between this run's read and its write: another run committed a state meanwhile."""
+
+
 class _StateStore:
     """What both state backends share; subclasses provide ``read_bytes``."""
 
@@ -79,6 +86,13 @@ class LocalState(_StateStore):
     def write_bytes(self, rel: str, data: bytes) -> None:
         with atomic_path(self.root / rel) as tmp:
             tmp.write_bytes(data)
+
+    def read_generation(self, rel: str) -> tuple[bytes | None, int | None]:
+        """The bytes and no generation: a local state has one writer (its ReadWriteOnce volume)."""
+        return self.read_bytes(rel), None
+
+    def write_if_generation(self, rel: str, data: bytes, generation: int | None) -> None:
+        self.write_bytes(rel, data)
 
     def upload_file(self, rel: str, src: Path) -> None:
         with atomic_path(self.root / rel) as tmp:
@@ -121,6 +135,29 @@ class GcsState(_StateStore):
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         call_with_retry(lambda: self._blob(rel).upload_from_string(data), self.retry, f"write {rel}")
+
+    def read_generation(self, rel: str) -> tuple[bytes | None, int]:
+        """The object's bytes and generation read together (the download names the generation); ``(None, 0)``
+        when there is no such object."""
+        blob = call_with_retry(lambda: self.bucket.get_blob(self.target.object_name(rel)), self.retry, f"stat {rel}")
+        if blob is None:
+            return None, 0
+        generation = int(blob.generation)  # before the download, which resets it from the response's headers
+        return call_with_retry(blob.download_as_bytes, self.retry, f"read {rel}"), generation
+
+    def write_if_generation(self, rel: str, data: bytes, generation: int | None) -> None:
+        """Write only while the object is still at ``generation`` (0: only if it does not exist); a changed
+        object raises :class:`StateConflictError` (never retried: the other writer's state stays)."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            call_with_retry(lambda: self._blob(rel).upload_from_string(data, if_generation_match=generation),
+                            self.retry, f"write {rel}")
+        except gexc.PreconditionFailed as err:
+            raise StateConflictError(
+                f"{rel} changed since this run read it (generation {generation}): another run wrote the state "
+                "meanwhile; this run's new version is not active", source=str(self.target),
+                fix="let one run write a state at a time (coea schedule sets max_concurrency=1) and re-run") from err
 
     def upload_file(self, rel: str, src: Path) -> None:
         call_with_retry(lambda: self._blob(rel).upload_from_filename(str(src)), self.retry, f"upload {rel}")
@@ -170,10 +207,11 @@ def _upload_version(state: LocalState | GcsState, prefix: str, parts: dict[str, 
 
 
 def _commit(state: LocalState | GcsState, state_uri: str, snapshot: dict[str, Any], models: dict[str, Any] | None,
-            keep: int) -> None:
-    """Write THE pointer (one write switches snapshot and models together), then drop old versions."""
+            keep: int, generation: int | None) -> None:
+    """Write THE pointer (one write switches snapshot and models together) if it is still at ``generation`` (the
+    one read before the versions were uploaded), then drop old versions."""
     pointer = {**snapshot, **({"models": models} if models is not None else {})}
-    state.write_bytes(POINTER, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"))
+    state.write_if_generation(POINTER, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"), generation)
     _collect_garbage(state, SNAPSHOTS, snapshot["snapshot"], keep)
     if models is not None:
         _collect_garbage(state, MODELS, models["snapshot"], keep)
@@ -222,12 +260,10 @@ def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, novelty_dir: 
         raise ValueError("pass both novelty_dir and relevance_dir, or neither")
     model_parts = None if novelty_dir is None else _model_parts(novelty_dir, relevance_dir)  # checked up front
     state = open_state(state_uri, client)
+    previous, generation = _pointer_and_generation(state)
     snapshot = _upload_version(state, SNAPSHOTS, dict(zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True)))
-    if model_parts is not None:
-        models = _upload_version(state, MODELS, model_parts)
-    else:
-        models = (_pointer(state) or {}).get("models")
-    _commit(state, state_uri, snapshot, models, keep)
+    models = (previous or {}).get("models") if model_parts is None else _upload_version(state, MODELS, model_parts)
+    _commit(state, state_uri, snapshot, models, keep, generation)
     return _version(state_uri, snapshot)
 
 
@@ -238,8 +274,12 @@ def read_pointer(state_uri: str, client: Any = None) -> dict[str, Any] | None:
 
 
 def _pointer(state: LocalState | GcsState) -> dict[str, Any] | None:
-    data = state.read_bytes(POINTER)
-    return None if data is None else json.loads(data)
+    return _pointer_and_generation(state)[0]
+
+
+def _pointer_and_generation(state: LocalState | GcsState) -> tuple[dict[str, Any] | None, int | None]:
+    data, generation = state.read_generation(POINTER)
+    return (None if data is None else json.loads(data)), generation
 
 
 def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:
@@ -264,13 +304,13 @@ def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, k
         raise ValueError(f"keep must be >= 1, got {keep}")
     parts = _model_parts(novelty_dir, relevance_dir)
     state = open_state(state_uri, client)
-    pointer = _pointer(state)
+    pointer, generation = _pointer_and_generation(state)
     if pointer is None:
         raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing): models belong to groups",
                              option="state_uri", fix="save the snapshot with its models first (run_save_state, "
                                                      "the coea_training pipeline)")
     models = _upload_version(state, MODELS, parts)
-    _commit(state, state_uri, {k: v for k, v in pointer.items() if k != "models"}, models, keep)
+    _commit(state, state_uri, {k: v for k, v in pointer.items() if k != "models"}, models, keep, generation)
     return _version(state_uri, models)
 
 

@@ -11,8 +11,8 @@ from coea.config import EvalConfig
 from coea.evaluation.registry import METHODS
 from tests.helpers import run_cli
 
-COMMANDS = ["run", "simulate", "compile", "schedule", "evaluate", "group", "train-llms", "pco", "ablate", "serve",
-            "recommend", "report", "data stats", "data synth"]
+COMMANDS = ["run", "simulate", "compile", "upload", "schedule", "evaluate", "group", "train-llms", "pco", "ablate",
+            "serve", "recommend", "report", "data stats", "data synth"]
 
 
 def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -30,7 +30,8 @@ def test_flags_show_no_type(command: str, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_flags_keep_their_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert "--dry-run print the request as JSON" in _help("schedule", capsys)
+    assert "--dry-run print each API call (method, path, body summary)" in _help("schedule", capsys)
+    assert "[env var: KF_PIPELINES_ENDPOINT]" in _help("upload", capsys)
     assert "--resume continue RUN/pco/" in _help("pco", capsys)
 
 

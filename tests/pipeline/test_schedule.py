@@ -1,10 +1,10 @@
-"""Cron validation, `coea schedule` (dry run, errors, a fake KFP client) and `coea compile`."""
+"""Cron validation, `coea schedule` (dry run, errors) and `coea compile`; the calls sent to a server are in
+test_kfp_contract.py."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -40,19 +40,26 @@ def test_bad_crons(cron: str, message: str) -> None:
         validate_cron(cron)
 
 
-def test_schedule_dry_run_prints_the_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def recurring_run_body(out: str) -> dict[str, Any]:
+    """The body of the ``POST .../recurringruns`` line of a dry run's output."""
+    (line,) = [ln for ln in out.splitlines() if ln.split()[:2] == ["POST", "/apis/v2beta1/recurringruns"]]
+    return json.loads(line[line.index("{"):])
+
+
+def test_schedule_dry_run_prints_the_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
     code, out, _ = run_cli(["schedule", "--dry-run", "--cron", "0 30 2 * * *", "--state-uri", "gs://my-bucket/coea",
                          "--out", str(tmp_path), "--drift-threshold", "0.4"], capsys)
-    assert code == 0
-    request = json.loads(out)
-    assert request["dry_run"] is True and request["host"] is None
-    assert request["cron_expression"] == "0 30 2 * * *" and request["job_name"] == "coea-recurring"
-    assert request["service_account"] == "coea-pipeline-runner" and request["max_concurrency"] == 1
-    assert Path(request["pipeline_package_path"]) == tmp_path / "coea_recurring.yaml"
+    assert code == 0 and out.startswith("dry run: nothing sent to (no endpoint)")
+    body = recurring_run_body(out)
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * *" and body["display_name"] == "coea-recurring"
+    assert body["service_account"] == "coea-pipeline-runner" and body["max_concurrency"] == 1
+    assert body["pipeline_version_reference"]["pipeline_version_id"] == "<new version id>"
     assert (tmp_path / "coea_recurring.yaml").is_file()
-    params = request["params"]
+    params = body["runtime_config"]["parameters"]
     assert params["state_uri"] == "gs://my-bucket/coea" and params["drift_threshold"] == 0.4
-    assert json.loads(params["data_config"])["data"]["spec"] == "synthetic"
+    assert params["data_config"].startswith('{"data": {')  # long values are shortened in the summary
 
 
 def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,57 +67,25 @@ def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pyt
 
     code, out, _ = run_cli(["schedule", "--dry-run", "--settings", str(REPO / "k8s/overlays/cpu-dev/pipeline.yaml"),
                          "--out", str(tmp_path)], capsys)
-    request = json.loads(out)
-    assert code == 0 and request["cron_expression"] == "0 0 * * * *"
-    assert request["params"]["state_uri"] == "/cache/coea-state"
+    body = recurring_run_body(out)
+    assert code == 0 and body["trigger"]["cron_schedule"]["cron"] == "0 0 * * * *"
+    assert body["runtime_config"]["parameters"]["state_uri"] == "/cache/coea-state"
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--dry-run", "--cron", "0 3 * * *"], "5 fields"),
-    ([], "--host is required"),
+    ([], "no KFP endpoint"),
     (["--dry-run", "--state-uri", "relative/dir"], "neither gs://"),
     (["--dry-run", "--state-uri", "gs://Bad_Bucket/x"], "bad bucket name"),
     (["--dry-run", "--drift-threshold", "0"], "drift threshold"),
+    (["--dry-run", "--token", "t", "--in-cluster"], "choose one way to authenticate"),
 ])
 def test_schedule_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                                message: str) -> None:
+                                message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
     code, out, err = run_cli(["schedule", "--out", str(tmp_path), *args], capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
-
-
-class FakeClient:
-    """Records what kfp.Client would have been asked."""
-
-    calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __init__(self, host: str | None = None, **kwargs: Any) -> None:
-        self.calls.append(("init", {"host": host, **kwargs}))
-
-    def create_experiment(self, name: str, namespace: str | None = None) -> Any:
-        self.calls.append(("create_experiment", {"name": name, "namespace": namespace}))
-        return SimpleNamespace(experiment_id="exp-1")
-
-    def create_recurring_run(self, **kwargs: Any) -> Any:
-        self.calls.append(("create_recurring_run", kwargs))
-        return SimpleNamespace(recurring_run_id="rr-42")
-
-
-def test_schedule_calls_create_recurring_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import kfp
-
-    FakeClient.calls = []
-    monkeypatch.setattr(kfp, "Client", FakeClient)
-    code, out, _ = run_cli(["schedule", "--host", "https://kfp.example.com", "--state-uri", "gs://b-1/s",
-                         "--out", str(tmp_path), "--namespace", "coea"], capsys)
-    assert code == 0 and "rr-42" in out
-    (_, init), (_, exp), (_, run) = FakeClient.calls
-    assert init["host"] == "https://kfp.example.com" and exp == {"name": "coea", "namespace": "coea"}
-    assert run["experiment_id"] == "exp-1" and run["cron_expression"] == "0 0 3 * * *"
-    assert run["pipeline_package_path"] == str(tmp_path / "coea_recurring.yaml")
-    assert run["service_account"] == "coea-pipeline-runner" and run["no_catchup"] is True
-    assert run["params"]["state_uri"] == "gs://b-1/s"
 
 
 def test_compile_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

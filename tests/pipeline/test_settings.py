@@ -66,12 +66,13 @@ def test_missing_settings_file(tmp_path: Path) -> None:
 
 
 def test_library_and_cli_do_not_import_kfp() -> None:
-    """Importing the CLI, the library, the settings and the schedule helpers loads no kfp (only the component
+    """Importing the CLI, the library, the settings and the schedule/upload/API helpers loads no kfp (only the component
     and pipeline modules that build or run pipelines do; tests/unit/test_layers.py checks the library's source)."""
     import subprocess
     import sys
 
     code = ("import sys, coea.cli, coea.stages, coea.state, components, components.settings, pipelines, "
-            "pipelines.schedule; print(sorted(m for m in sys.modules if m == 'kfp' or m.startswith('kfp.')))")
+            "pipelines.schedule, pipelines.kfp_api, pipelines.upload; "
+            "print(sorted(m for m in sys.modules if m == 'kfp' or m.startswith('kfp.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"

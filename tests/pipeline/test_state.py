@@ -16,6 +16,7 @@ from coea.errors import CoeaInputError
 from coea.state import (
     KV_STORE,
     POINTER,
+    StateConflictError,
     open_state,
     read_pointer,
     run_export,
@@ -227,3 +228,69 @@ def test_gcs_models_round_trip(tmp_path: Path, fitted, gcs: Any) -> None:
     run_load_models(state, tmp_path / "n", tmp_path / "r", client=gcs)
     assert _tree(tmp_path / "n" / "novelty") == _tree(tmp_path / "m1" / "novelty")
     assert _tree(tmp_path / "r" / "relevance") == _tree(tmp_path / "m1" / "relevance")
+
+
+@pytest.fixture
+def enforced_preconditions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """gcp-storage-emulator accepts ``ifGenerationMatch`` but does not check it; this wraps its object-insert
+    handler with the check real GCS makes (412 when the object's generation differs; 0 = must not exist) and
+    records every (object, ifGenerationMatch) it saw."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.handlers import objects
+
+    seen: list[tuple[str, str]] = []
+    insert = objects.insert
+
+    def checked_insert(request, response, storage, *args, **kwargs):
+        want = (request.query.get("ifGenerationMatch") or [None])[0]
+        name = request.query["name"][0] if "name" in request.query else request.data["meta"].get("name")
+        if want is not None:
+            seen.append((name, want))
+            try:
+                have = str(storage.get_file_obj(request.params["bucket_name"], name)["generation"])
+            except Exception:  # noqa: BLE001 - the emulator raises its own NotFound
+                have = "0"
+            if have != want:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "conditionNotMet"}})
+                return None
+        return insert(request, response, storage, *args, **kwargs)
+
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is insert:
+                monkeypatch.setitem(handlers, method, checked_insert)
+    monkeypatch.setattr(objects, "insert", checked_insert)
+    return seen
+
+
+def test_gcs_pointer_is_written_with_the_generation_it_read(tmp_path: Path, fitted, gcs: Any,
+                                                            enforced_preconditions) -> None:
+    """current.json is written with if_generation_match: 0 (must not exist) for the first state, then the
+    generation read at the start of the save; a pointer another run wrote in between makes the save fail with
+    StateConflictError (one line, naming the fix) and leaves that other run's pointer active."""
+    state = f"gs://{BUCKET}/coea/state"
+    pointer_name = f"coea/state/{POINTER}"
+    run_save_state(state, fitted.data, fitted.dsie, client=gcs)
+    first_generation = gcs.bucket(BUCKET).get_blob(pointer_name).generation
+    models = _fake_models(tmp_path / "m1", "1")
+    run_save_models(state, models, models, client=gcs)
+    assert [w for n, w in enforced_preconditions if n == pointer_name] == ["0", str(first_generation)]
+
+    from coea import state as state_module
+
+    upload = state_module._upload_version  # a concurrent writer commits while this run uploads
+
+    def upload_then_other_writer(store, prefix, parts):
+        entry = upload(store, prefix, parts)
+        gcs.bucket(BUCKET).blob(pointer_name).upload_from_string(b'{"snapshot": "theirs"}')
+        return entry
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state_module, "_upload_version", upload_then_other_writer)
+        with pytest.raises(StateConflictError, match=r"current.json changed since this run read it") as err:
+            run_save_models(state, models, models, client=gcs)
+    assert "\n" not in str(err.value) and "max_concurrency=1" in str(err.value)
+    assert json.loads(gcs.bucket(BUCKET).blob(pointer_name).download_as_bytes()) == {"snapshot": "theirs"}

@@ -8,11 +8,12 @@ import pytest
 from coea.config import config_to_dict, from_dict
 from coea.llm.prompts import PromptContext, relevance_completion, relevance_prompt
 from coea.llm.sft_config import LlmConfig
+from coea.llm.sft_data import GroupInfo
 from coea.pco import reward as reward_module
-from coea.pco.config import PcoConfig, RefreshKind, RewardKind
+from coea.pco.config import PcoConfig, Periods, RefreshKind, RewardKind
 from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
 from coea.pco.pairs import build_pairs
-from coea.pco.periods import Window, round_windows
+from coea.pco.periods import REPLAY_SPAN, Window, round_users, round_windows, user_clock
 from coea.pco.reward import FeedbackReward, HybridReward, RewardInputs, RewardSetup, make_reward
 
 P_YES = {"a": 0.9, "b": 0.2, "c": 0.6, "d": 0.3, "e": 0.5}
@@ -43,11 +44,54 @@ def test_round_windows_with_feedback_cut_rounds_plus_one_periods():
         round_windows(hist, 2, False, feedback=True)
 
 
+def test_user_periods_cut_every_users_own_history_into_equal_count_periods():
+    """``periods: user``: on the replay clock each user's history (any length, any time span, ties in row order)
+    splits into the same number of periods; every user with enough events is active, with feedback, in every
+    round, and the last feedback period ends with each user's last event."""
+    rows = [("long", "i", f"c{t}", 1000 + t) for t in range(12)] + [("short", "i", f"c{t}", 5) for t in range(4)]
+    hist = user_clock(_history(rows))
+    assert hist["user_id"].tolist() == [r[0] for r in rows]  # rows keep their order
+    windows = round_windows(hist, 3, True, feedback=True, periods=Periods.USER)
+    assert [(w.start, w.end, w.feedback_end) for w in windows] == [
+        (0, REPLAY_SPAN // 4, REPLAY_SPAN // 2), (REPLAY_SPAN // 4, REPLAY_SPAN // 2, 3 * REPLAY_SPAN // 4),
+        (REPLAY_SPAN // 2, 3 * REPLAY_SPAN // 4, REPLAY_SPAN)]
+    for w in windows:
+        ts = hist["timestamp"]
+        period = hist[(ts >= w.start) & (ts < w.end)]
+        assert period.groupby("user_id").size().to_dict() == {"long": 3, "short": 1}
+        took = feedback_takeups(hist, w, ["long", "short"], [set(), set()])
+        assert [len(t) for t in took] == [3, 1]
+    last = windows[-1]
+    assert feedback_takeups(hist, last, ["long", "short"], [set(), set()]) == [("c9", "c10", "c11"), ("c3",)]
+    plain = round_windows(hist, 2, True, periods=Periods.USER)
+    assert [(w.start, w.end, w.feedback_end) for w in plain] == [(0, REPLAY_SPAN // 2, None),
+                                                                  (REPLAY_SPAN // 2, REPLAY_SPAN, None)]
+
+
+def test_user_periods_prompt_each_user_with_their_state_at_their_own_period_end():
+    rows = [("u", "i", c, t) for t, c in enumerate("abcdefgh")]
+    hist = user_clock(_history(rows))
+    w = round_windows(hist, 3, True, feedback=True, periods=Periods.USER)[1]  # events 2-3, feedback 4-5
+    ru = round_users(hist, {"u": GroupInfo((0,), "p")}, w, 2, None, np.random.default_rng(0))
+    assert ru.users == ["u"] and ru.seen == [set("abcd")] and ru.contexts[0].short_term == ("c", "d")
+    assert feedback_takeups(hist, w, ru.users, ru.seen) == [("e", "f")]
+
+
 def test_feedback_is_what_is_taken_up_after_the_window_end_within_the_feedback_period(history):
     seen = [{"a", "b"}, {"a"}, {"b"}]
     took = feedback_takeups(history, Window(0, 0, 10, 20), ["u0", "u1", "u2"], seen)
     assert took == [("c", "d"), None, ()]  # u1 has no event in [10, 20): no feedback, unlike u2's empty take-up
     assert feedback_takeups(history, Window(0, 0, 10), ["u0", "u1"], seen[:2]) == [None, None]  # no feedback period
+
+
+def test_feedback_horizon_reads_only_each_users_first_events_of_the_feedback_period(history):
+    """``feedback_horizon`` 2: u0's events in [10, 20) are c, a, d: only c (a seen) is within their first 2."""
+    seen = [{"a", "b"}, {"a"}, {"b"}]
+    took = feedback_takeups(history, Window(0, 0, 10, 20), ["u0", "u1", "u2"], seen, horizon=2)
+    assert took == [("c",), None, ()]
+    assert feedback_takeups(history, Window(0, 0, 10, 20), ["u0"], seen[:1], horizon=3) == [("c", "d")]
+    with pytest.raises(ValueError, match="feedback_horizon"):
+        PcoConfig(feedback_horizon=0)
 
 
 def test_feedback_ignores_events_past_the_history_it_is_given(history):

@@ -3,7 +3,7 @@
 Each command calls exactly one stage function (:mod:`coea.stages`), the in-process training flow
 (:mod:`coea.flow`) or a pipeline runner (top-level ``pipelines``): ``coea.cli.data`` (data stats/synth),
 ``coea.cli.stages`` (evaluate, group, train-llms, pco, ablate, serve, recommend, report) and ``coea.cli.kubeflow``
-(run, simulate, compile, schedule).
+(run, simulate, compile, upload, schedule).
 """
 
 from __future__ import annotations

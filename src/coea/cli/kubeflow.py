@@ -159,47 +159,126 @@ def compile_cmd(
         typer.echo(f"{name}: {path}")
 
 
-@app.command("schedule")
-def schedule_cmd(
-    host: Annotated[str | None, typer.Option(help="KFP API endpoint, e.g. https://kfp.example.com")] = None,
-    cron: Annotated[str | None, typer.Option(help='6 fields, seconds first (default: the settings\' cron, '
-                                                  '"0 0 3 * * *" = 03:00 daily)')] = None,
-    state_uri: Annotated[str | None, typer.Option("--state-uri", help="gs://BUCKET/PREFIX or a directory on "
-                                                                     "the cache volume")] = None,
-    settings: SettingsOpt = None, config: ConfigOpt = None, image: ImageOpt = None, gpu_image: GpuImageOpt = None,
-    pipeline_root: PipelineRootOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="where the pipeline is compiled")] = Path("build"),
-    experiment: Annotated[str | None, typer.Option(help="KFP experiment (default: the settings')")] = None,
-    job_name: Annotated[str, typer.Option("--job-name")] = "coea-recurring",
-    service_account: Annotated[str | None, typer.Option("--service-account")] = None,
-    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user Kubeflow)")] = None,
-    drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
-    = 0.5,
-    gcs_export_uri: Annotated[str, typer.Option("--gcs-export-uri", help="also export recommendations here")] = "",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the request as JSON; contact no host")] = False,
+HostOpt = Annotated[str | None, typer.Option("--host", envvar="KF_PIPELINES_ENDPOINT", show_envvar=True,
+                                              help="KFP API endpoint, e.g. https://kfp.example.com or "
+                                                   "https://HOST/pipeline (Kubeflow)")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="KF_PIPELINES_TOKEN", show_envvar=True,
+                                               help="bearer token sent to the KFP API")]
+IapOpt = Annotated[str | None, typer.Option("--iap-client-id", envvar="KF_PIPELINES_IAP_OAUTH2_CLIENT_ID",
+                                             show_envvar=True, help="OAuth client id of an IAP-protected endpoint "
+                                                                    "(kfp gets the ID token from Google credentials)")]
+InClusterOpt = Annotated[bool, typer.Option("--in-cluster", help="in a pod: authenticate with its projected "
+                                                                  "service-account token (KF_PIPELINES_SA_TOKEN_PATH); "
+                                                                  "default endpoint: KFP's in-cluster service")]
+NamespaceOpt = Annotated[str | None, typer.Option("--namespace", help="profile namespace on multi-user Kubeflow "
+                                                                      "(default: the settings')")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print each API call (method, path, body summary); "
+                                                           "send nothing (lookups are shown finding nothing)")]
+VersionNameOpt = Annotated[str | None, typer.Option("--version-name", help="name of the pipeline version (default: "
+                                                                           "VERSION-GITSHA-SPECHASH)")]
+OutOpt = Annotated[Path, typer.Option("--out", help="where the pipelines are compiled")]
+StateUriOpt = Annotated[str | None, typer.Option("--state-uri", help="the state_uri default (gs://BUCKET/PREFIX or "
+                                                                     "a directory under the cache volume's mount "
+                                                                     "/cache, which the state steps then mount); "
+                                                                     "default: the settings'")]
+
+
+def kfp_api(host: str | None, token: str | None, iap_client_id: str | None, in_cluster: bool,
+            namespace: str | None, dry_run: bool):
+    """The KFP API of these options (``pipelines.kfp_api.KfpApi``); without ``dry_run`` a missing endpoint or a
+    failed connection is a ``CoeaInputError``."""
+    from pipelines.kfp_api import Connection, KfpApi
+
+    conn = Connection(host or None, token or None, iap_client_id or None, in_cluster, namespace or None)
+    if dry_run:
+        return KfpApi(None, conn.endpoint)
+    return KfpApi(conn.client(), conn.endpoint)
+
+
+def echo_calls(api) -> None:
+    """The dry run's output: where, then one line per API call."""
+    typer.echo(f"dry run: nothing sent to {api.endpoint or '(no endpoint)'}; lookups are shown finding nothing")
+    for call in api.calls:
+        typer.echo(call.line())
+
+
+@app.command("upload")
+def upload_cmd(
+    host: HostOpt = None, token: TokenOpt = None, iap_client_id: IapOpt = None, in_cluster: InClusterOpt = False,
+    namespace: NamespaceOpt = None, settings: SettingsOpt = None, image: ImageOpt = None,
+    gpu_image: GpuImageOpt = None, pipeline_root: PipelineRootOpt = None, state_uri: StateUriOpt = None,
+    out: OutOpt = Path("build"), version_name: VersionNameOpt = None, dry_run: DryRunOpt = False,
 ) -> None:
-    """Compile coea_recurring and create a KFP recurring run of it (kfp.Client.create_recurring_run)."""
-    from coea.stages import pipeline_arguments
+    """Compile coea_training and coea_recurring and upload each as a new version of its KFP pipeline (the
+    pipeline is registered on first upload); uploading the same package again is a no-op."""
     from pipelines.compile import compile_pipelines
-    from pipelines.definitions import RECURRING
-    from pipelines.schedule import RecurringRunRequest, create_recurring_run, validate_cron, validate_state_uri
+    from pipelines.definitions import PIPELINE_DESCRIPTIONS
+    from pipelines.schedule import validate_state_uri
+    from pipelines.upload import ensure_version
 
     dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
-    cron_expression = validate_cron(cron or dep.cron)
-    state = validate_state_uri(state_uri or dep.state_uri)
+    dep = replace(dep, state_uri=validate_state_uri(state_uri or dep.state_uri, dep.cache_mount_path))
+    api = kfp_api(host, token, iap_client_id, in_cluster, namespace or dep.namespace, dry_run)
+    versions = [ensure_version(api, package, name, PIPELINE_DESCRIPTIONS[name], namespace=namespace or dep.namespace
+                               or None, name=version_name) for name, package in compile_pipelines(out, dep).items()]
+    if dry_run:
+        echo_calls(api)
+        return
+    for version in versions:
+        typer.echo(version.describe())
+
+
+def recurring_parameters(config: Path | None, state: str, drift_threshold: float, gcs_export_uri: str) -> dict:
+    """The recurring pipeline's arguments: the run config's sections, the state URI, threshold and export URI."""
+    from coea.stages import pipeline_arguments
+
     if not 0.0 < drift_threshold <= 1.0:
         raise CoeaInputError(f"drift threshold must be in (0, 1], got {drift_threshold}", option="--drift-threshold",
                              fix="e.g. 0.5: regroup when half of the behaviour features drift")
-    if not dry_run and not host:
-        raise CoeaInputError("--host is required", option="--host", fix="pass the KFP API URL, or use --dry-run")
-    params = {**pipeline_arguments(load_config(config)), "state_uri": state, "drift_threshold": drift_threshold,
-              "gcs_export_uri": gcs_export_uri}
-    package = compile_pipelines(out, dep)[RECURRING]
-    request = RecurringRunRequest(host, experiment or dep.experiment, namespace or dep.namespace or None, job_name,
-                                  cron_expression, str(package), params, service_account or dep.service_account,
-                                  pipeline_root=dep.pipeline_root or None)
+    return {**pipeline_arguments(load_config(config)), "state_uri": state, "drift_threshold": drift_threshold,
+            "gcs_export_uri": gcs_export_uri}
+
+
+@app.command("schedule")
+def schedule_cmd(
+    host: HostOpt = None, token: TokenOpt = None, iap_client_id: IapOpt = None, in_cluster: InClusterOpt = False,
+    namespace: NamespaceOpt = None,
+    cron: Annotated[str | None, typer.Option(help='6 fields, seconds first (default: the settings\' cron, '
+                                                  '"0 0 3 * * *" = 03:00 daily)')] = None,
+    state_uri: StateUriOpt = None, settings: SettingsOpt = None, config: ConfigOpt = None, image: ImageOpt = None,
+    gpu_image: GpuImageOpt = None, pipeline_root: PipelineRootOpt = None, out: OutOpt = Path("build"),
+    experiment: Annotated[str | None, typer.Option(help="KFP experiment (default: the settings')")] = None,
+    job_name: Annotated[str, typer.Option("--job-name", help="the recurring run's name: scheduling the same name "
+                                                             "again replaces it")] = "coea-recurring",
+    service_account: Annotated[str | None, typer.Option("--service-account")] = None,
+    drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
+    = 0.5,
+    gcs_export_uri: Annotated[str, typer.Option("--gcs-export-uri", help="also export recommendations here")] = "",
+    version_name: VersionNameOpt = None, dry_run: DryRunOpt = False,
+) -> None:
+    """Upload coea_recurring as a pipeline version (a no-op when that version exists) and point the recurring run
+    JOB_NAME at it: created, or replaced when one of that name exists (never duplicated)."""
+    from pipelines.compile import compile_pipelines
+    from pipelines.definitions import PIPELINE_DESCRIPTIONS, RECURRING
+    from pipelines.schedule import RecurringRunRequest, schedule_version, validate_cron, validate_state_uri
+    from pipelines.upload import ensure_version
+
+    dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
+    cron_expression = validate_cron(cron or dep.cron)
+    dep = replace(dep, state_uri=validate_state_uri(state_uri or dep.state_uri, dep.cache_mount_path))
+    params = recurring_parameters(config, dep.state_uri, drift_threshold, gcs_export_uri)
+    namespace = namespace or dep.namespace or None
+    api = kfp_api(host, token, iap_client_id, in_cluster, namespace, dry_run)
+    package = compile_pipelines(out, dep)[RECURRING]  # the state steps mount the volume iff the state is on it
+    version = ensure_version(api, package, RECURRING, PIPELINE_DESCRIPTIONS[RECURRING], namespace=namespace,
+                             name=version_name)
+    request = RecurringRunRequest(experiment or dep.experiment, namespace, job_name, cron_expression, params,
+                                  service_account or dep.service_account, pipeline_root=dep.pipeline_root or None)
+    result = schedule_version(api, request, version)
     if dry_run:
-        typer.echo(json.dumps({"dry_run": True, **request.to_dict()}, indent=2))
+        echo_calls(api)
         return
-    run_id = create_recurring_run(request)
-    typer.echo(f"recurring run {run_id} created on {host}: {job_name}, cron {cron_expression!r}")
+    typer.echo(version.describe())
+    replaced = f", replacing {', '.join(result.replaced)}" if result.replaced else ""
+    typer.echo(f"recurring run {result.recurring_run_id} ({job_name}, cron {cron_expression!r}) runs version "
+               f"{version.version_name} on {api.endpoint}{replaced}")

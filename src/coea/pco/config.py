@@ -40,6 +40,16 @@ class RefreshKind(enum.StrEnum):
     BOTH = "both"  # PERIOD + ON_POLICY examples, shuffled together
 
 
+class Periods(enum.StrEnum):
+    """How the history is cut into the rounds' periods (with ``follow_periods``)."""
+
+    GLOBAL = "global"  # consecutive global time windows with about the same number of events (the loop in time)
+    # each user's own history cut into equal-count periods (their i-th of n events at replay time i / n): an offline
+    # replay in which every user with enough events is active, and has feedback, in every round; global time order
+    # across users is not kept (nothing past the history is read either way)
+    USER = "user"
+
+
 class Reference(enum.StrEnum):
     """The model the DPO+KL update is anchored to."""
 
@@ -64,6 +74,7 @@ class PcoConfig:
 
     rounds: int = 3  # PCO rounds after SFT
     follow_periods: bool = True  # round r uses the r-th time period of the history; False = repeated full passes
+    periods: Periods = Periods.GLOBAL  # see Periods: global time windows, or each user's own history (replay)
     users_per_round: int | None = 1024  # prompts per round (seeded subsample of the period's active users)
     candidates: int = 8  # M: distinct categories the N-LLM samples per prompt
     temperature: float = 1.0  # sampling temperature of the N-LLM
@@ -83,6 +94,9 @@ class PcoConfig:
     # sample join their candidates (at most pairs_per_prompt taken-up candidates per user in all), so logged
     # positives become chosen candidates (teacher forcing, as DPO on logged data); False = sampled candidates only
     feedback_inject: bool = True
+    # a user's feedback is what they take up in their first feedback_horizon events of the feedback period (None: the
+    # whole period); e.g. the split's n_future, the horizon the evaluation scores
+    feedback_horizon: int | None = None
     # where candidates are sampled: None = the reward's own rule (relevance: among the user's unseen categories,
     # the others: the N-LLM's full distribution); True = among unseen categories only (the pairs then rank only
     # what the +x view ranks); False = the full distribution
@@ -96,6 +110,7 @@ class PcoConfig:
     def __post_init__(self) -> None:
         self.reward = _as_enum(RewardKind, "reward", self.reward)
         self.reference = _as_enum(Reference, "reference", self.reference)
+        self.periods = _as_enum(Periods, "periods", self.periods)
         self.refresh = _as_enum(RefreshKind, "refresh", self.refresh)
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
@@ -105,6 +120,8 @@ class PcoConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.candidates < 2:
             raise ValueError(f"candidates must be >= 2 to form a pair, got {self.candidates!r}")
+        if self.feedback_horizon is not None and self.feedback_horizon <= 0:
+            raise ValueError(f"feedback_horizon must be > 0 or None, got {self.feedback_horizon!r}")
         if self.users_per_round is not None and self.users_per_round <= 0:
             raise ValueError(f"users_per_round must be > 0 or None, got {self.users_per_round!r}")
         if self.temperature <= 0:

@@ -28,14 +28,15 @@ Feedback = tuple[str, ...] | None  # a user's take-ups in order of first appeara
 
 
 def feedback_takeups(history: pd.DataFrame, window: Window, users: Sequence[str],
-                     seen: Sequence[set[str]]) -> list[Feedback]:
-    """Per user (aligned with ``users``): the categories they took up in ``window``'s feedback period, in order
-    of first appearance, excluding ``seen[i]``; None when they have no event there or the window has none."""
+                     seen: Sequence[set[str]], horizon: int | None = None) -> list[Feedback]:
+    """Per user (aligned with ``users``): the categories they took up in ``window``'s feedback period (only its
+    first ``horizon`` events of each user's, when set), in order of first appearance, excluding ``seen[i]``; None
+    when they have no event there or the window has none. ``history`` rows are in time order within a user."""
     if window.feedback_end is None:
         return [None] * len(users)
     ts = history[TIMESTAMP].to_numpy()
     after = history[(ts >= window.end) & (ts < window.feedback_end)]
-    cats = {str(u): g[CATEGORY].tolist() for u, g in after.groupby(USER, sort=False)}
+    cats = {str(u): g[CATEGORY].tolist()[:horizon] for u, g in after.groupby(USER, sort=False)}
     return [None if u not in cats else tuple(c for c in dict.fromkeys(cats[u]) if c not in s)
             for u, s in zip(users, seen, strict=True)]
 

@@ -25,8 +25,8 @@ from coea.llm.models import ModelBundle
 from coea.llm.sft_config import LlmConfig
 from coea.llm.sft_data import GroupInfo
 from coea.pco.checkpoint import load_round, read_state, save_round, write_state
-from coea.pco.config import PcoConfig, Reference
-from coea.pco.periods import round_windows
+from coea.pco.config import PcoConfig, Periods, Reference
+from coea.pco.periods import round_windows, user_clock
 from coea.pco.reward import Reward, RewardSetup, make_reward
 from coea.pco.round import RoundContext, run_round
 
@@ -65,13 +65,16 @@ class PcoLoop:
         for b in (novelty, relevance):  # a reloaded bundle comes frozen: train all weights, or only the adapters
             for name, param in b.model.named_parameters():
                 param.requires_grad_(b.is_scratch or "lora_" in name)
+        if cfg.follow_periods and cfg.periods is Periods.USER:
+            history = user_clock(history)
         if reward is None:
             reward = make_reward(cfg, RewardSetup(history, groups, categories, llm))
         self.ctx = RoundContext(cfg, llm, history, groups, CategoryIndex(novelty.tokenizer, categories), reward,
                                 device, n_short, sft_reference)
         self.cfg, self.device, self.novelty, self.relevance = cfg, device, novelty, relevance
         self.out_dir, self.evaluate = out_dir, evaluate
-        self.windows = round_windows(history, cfg.rounds, cfg.follow_periods, feedback=cfg.uses_feedback)
+        self.windows = round_windows(history, cfg.rounds, cfg.follow_periods, feedback=cfg.uses_feedback,
+                                     periods=cfg.periods)
 
     def _start(self, resume: bool) -> tuple[int, list[dict[str, Any]]]:
         """(rounds already done, their rows): from ``out_dir``'s state with ``resume`` (models and RNG

@@ -13,6 +13,10 @@ cut into ``rounds + 1`` periods instead; round r uses period r and its *feedback
 (``Window.feedback_end``), so every round, the last included, has one, and the last period is only ever read as
 the last round's feedback. Feedback periods lie inside the history by construction (the last one ends at the
 history's last event), never in the evaluation future. What a user took up there: :mod:`coea.pco.feedback`.
+
+``periods: user`` (:func:`user_clock`) replays each user's own history instead: the loop runs on a replay clock
+where a user's i-th of n history events happens at ``i / n`` of :data:`REPLAY_SPAN`, and the windows cut that
+clock into equal spans, so every period holds the same share of every user's events.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from coea.llm.sft_data import (
     require_resolved,
     taken_up,
 )
+from coea.pco.config import Periods
 
 
 @dataclass(frozen=True)
@@ -57,15 +62,31 @@ class RoundUsers:
     seen: list[set[str]]
 
 
+REPLAY_SPAN = 1_000_000  # the replay clock of ``periods: user``: a user's history spans [0, REPLAY_SPAN)
+
+
+def user_clock(history: pd.DataFrame) -> pd.DataFrame:
+    """``history`` (rows in the same order) on the replay clock: each user's i-th of n events (by timestamp, ties
+    in row order) at ``i * REPLAY_SPAN // n``."""
+    pos = history.groupby(USER, sort=False)[TIMESTAMP].rank(method="first").to_numpy(dtype=np.int64) - 1
+    n = history.groupby(USER, sort=False)[TIMESTAMP].transform("size").to_numpy(dtype=np.int64)
+    return history.assign(**{TIMESTAMP: pos * REPLAY_SPAN // n})
+
+
 def round_windows(history: pd.DataFrame, rounds: int, follow_periods: bool, *,
-                  feedback: bool = False) -> list[Window]:
+                  feedback: bool = False, periods: Periods = Periods.GLOBAL) -> list[Window]:
     """One window per round (see module doc); all rounds share the full span without ``follow_periods``; with
-    ``feedback`` (needs ``follow_periods``) ``rounds + 1`` periods, period r + 1 being window r's feedback."""
+    ``feedback`` (needs ``follow_periods``) ``rounds + 1`` periods, period r + 1 being window r's feedback.
+    ``periods: user`` expects ``history`` on the replay clock (:func:`user_clock`) and cuts it into equal spans."""
     ts = history[TIMESTAMP]
     if not follow_periods:
         if feedback:
             raise ValueError("feedback periods need follow_periods")
         return [Window(r, int(ts.min()), int(ts.max()) + 1) for r in range(rounds)]
+    if periods is Periods.USER:
+        n = rounds + int(feedback)
+        b = [REPLAY_SPAN * k // n for k in range(n + 1)]
+        return [Window(r, b[r], b[r + 1], b[r + 2] if feedback else None) for r in range(rounds)]
     if not feedback:
         return [Window(p.index, p.start, p.end) for p in split_periods(history, rounds, equal="count")]
     periods = split_periods(history, rounds + 1, equal="count")

@@ -161,7 +161,7 @@ def reward_inputs(ctx: RoundContext, r: int, window: Window, ru: RoundUsers, sam
                   relevance: ModelBundle) -> tuple[RewardInputs, int]:
     """The round's reward inputs (with the users' feedback-period take-ups) and how many logged take-ups joined
     the sampled candidates (``feedback_inject``, for a reward that reads feedback)."""
-    feedback = feedback_takeups(ctx.history, window, ru.users, ru.seen)
+    feedback = feedback_takeups(ctx.history, window, ru.users, ru.seen, ctx.cfg.feedback_horizon)
     cands, injected = sampled, 0
     if ctx.reward.reads_feedback and ctx.cfg.feedback_inject:
         cands, injected = inject_taken_up(sampled, feedback, ctx.cfg.pairs_per_prompt)
