@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
+# pytest worker processes for `make test` (pytest-xdist; each with one torch thread unless COEA_TORCH_THREADS is set)
+TEST_WORKERS ?= 2
 # Images (`make images`, needs Docker): IMAGE=REGISTRY/coea PUSH=1 pushes and prints the digest references.
 DOCKER  ?= docker
 IMAGE   ?= coea
@@ -31,7 +33,7 @@ endif
 help:
 	@echo "make demo   - create .venv, install, run the main job (coea run) on the synthetic data"
 	@echo "              (DEMO_ARGS=-v also shows every step's log; TORCH_INDEX=URL installs torch from that index)"
-	@echo "make test   - create .venv, install, ruff check + pytest"
+	@echo "make test   - create .venv, install, ruff check + pytest on TEST_WORKERS (2) processes"
 	@echo "make bench  - benchmarks (wall time, peak memory) on MovieLens-1M from ../shared"
 	@echo "make compile - regenerate the checked-in compiled YAML (components/*.yaml, pipelines/*.yaml)"
 	@echo "make compile-check - fail when a checked-in compiled YAML differs from the code"
@@ -56,7 +58,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	COEA_TORCH_THREADS=$${COEA_TORCH_THREADS:-1} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

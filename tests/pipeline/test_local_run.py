@@ -1,98 +1,32 @@
-"""kfp.local end to end: coea_training (with the SFT of both tiny LLMs and PCO) on a tiny synthetic log, then
-coea_recurring on its state taking each branch (same data -> keep groups; a taste shift -> regroup), each
-branch running the PCO update of the state's models. Each step runs as a subprocess of this Python."""
+"""kfp.local end to end: coea_training (with the SFT of both tiny LLMs and PCO) on a tiny synthetic log (the
+session's ``trained`` run, tests/pipeline/conftest.py), then coea_recurring on its state with the same data (keep
+groups), running the PCO update of the state's models, and its failure paths; the taste-shift branch is in
+test_local_recurring.py. Each step runs as a subprocess of this Python."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import coea
-from coea.config import DataConfig, EvalConfig
+from coea.config import EvalConfig
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
-from pipelines.local import run_recurring_locally, run_training_locally
-from tests.gcs_helpers import BUCKET, upload_partitions
-from tests.pipeline.pipeline_helpers import BASELINES, shifted_log, tiny_config
+from pipelines.local import run_recurring_locally
+from tests.pipeline.pipeline_helpers import tiny_config
+from tests.pipeline.recurring_helpers import (
+    assert_pco_update,
+    recurring_config,
+    state_copy,
+    state_models,
+    task_dirs,
+    tree,
+)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def console() -> io.StringIO:
-    """What the training run below printed on the console (its stdout)."""
-    return io.StringIO()
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, console: io.StringIO) -> tuple[Path, dict[str, Path]]:
-    run_dir = tmp_path_factory.mktemp("training")
-    with contextlib.redirect_stdout(console):
-        return run_dir, run_training_locally(tiny_config(), run_dir, rec_k=5)
-
-
-def _task_dirs(kfp_root: Path) -> set[str]:
-    """Names of the tasks that ran (each writes its outputs under <pipeline_root>/<run>/<task>/), without the
-    suffix KFP gives a second task of the same component (``evaluate-2`` in the else branch)."""
-    (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
-    return {re.sub(r"-\d+$", "", p.name) for p in run.iterdir() if p.is_dir()}
-
-
-RECURRING_METHODS = [*BASELINES, "coea+x"]  # coea+x: the served method, from the period's PCO dir
-
-
-def _recurring_config(**changes):
-    """The baselines and the served coea+x (the LLMs come from the state, nothing trains in-process)."""
-    return tiny_config(eval=EvalConfig(methods=RECURRING_METHODS), **changes)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _state_models(state: str) -> tuple[str, Path]:
-    """(active models version, its dir) of a local state."""
-    pointer = read_pointer(state)
-    assert pointer is not None
-    return pointer["models"]["snapshot"], Path(state) / "models" / pointer["models"]["snapshot"]
-
-
-def _assert_pco_update(kfp_root: Path, state: str, before: str) -> None:
-    """The recurring run loaded the state's models, ran PCO from them, and saved its last round as a new version;
-    the served recommendations came from coea+x and evaluate scored it."""
-    (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
-    loaded = run / "load-models"
-    assert _tree(loaded / "novelty" / "novelty") == _tree(Path(state) / "models" / before / "novelty")
-    (pco,) = [p for p in run.iterdir() if p.name.startswith("pco-loop")]
-    pco_state = json.loads((pco / "model" / "pco_state.json").read_text())
-    assert pco_state["completed_rounds"] == 2
-    version, models = _state_models(state)
-    assert version != before
-    last = pco / "model" / "rounds" / "round_002"
-    for name in ("novelty", "relevance"):
-        assert _tree(models / name) == _tree(last / name)
-    # the update changed the models: at least the R-LLM, refreshed on the period's feedback every round (the tiny
-    # N-LLM's DPO may find no pair with enough margin on this data)
-    assert all(r["refresh_examples"] > 0 for r in pco_state["rounds"][1:])
-    assert _tree(models / "relevance") != _tree(Path(state) / "models" / before / "relevance")
-    (evaluate,) = [p for p in run.iterdir() if p.name.startswith("evaluate")]
-    metrics = json.loads((evaluate / "report" / "metrics.json").read_text())["methods"]
-    assert metrics["coea+x"]["NCP@10"] > 0.99
-    (recommend,) = [p for p in run.iterdir() if p.name.startswith("recommend")]
-    recs = pd.read_parquet(recommend / "recommendations")
-    assert recs["user_id"].nunique() == 120 and recs.groupby("user_id").size().max() == 5
-
-
-def _state_copy(trained: tuple[Path, dict[str, Path]], dst: Path) -> str:
-    shutil.copytree(trained[0] / "state", dst)
-    return str(dst)
 
 
 def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted) -> None:
@@ -117,14 +51,14 @@ def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted
     assert (paths["dsie"] / "profiles.json").is_file() and (paths["dsie"] / "rqvae" / "rqvae.pt").is_file()
 
 
-def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(trained, console: io.StringIO) -> None:
+def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(training_run) -> None:
     """`coea run` prints a header, one line per pipeline step (name, status, seconds) and `run_summary`; with
     the demo's 14 methods instead of this config's 8 that is under 60 lines. The steps' own logs (thousands of
     lines) are in RUN/kfp/steps.log."""
     from coea.cli.kubeflow import run_summary
 
-    run_dir, paths = trained
-    steps = console.getvalue().splitlines()
+    run_dir, paths, console = training_run
+    steps = console.splitlines()
     assert sorted(line.split()[0] for line in steps) == sorted([
         "prepare-data", "dsie-group", "sft-novelty", "sft-relevance", "pco-loop", "recommend", "save-state",
         "evaluate", "export-recommendations"]), steps  # each step once, in the order the graph ran them
@@ -161,24 +95,24 @@ def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[st
         assert live.active_version() == version.version
     pointer = read_pointer(str(run_dir / "state"))
     assert pointer is not None and any(f.endswith("dsie/groups.parquet") for f in pointer["files"])
-    _, models = _state_models(str(run_dir / "state"))  # the state's models are the last PCO round's
+    _, models = state_models(str(run_dir / "state"))  # the state's models are the last PCO round's
     for name in ("novelty", "relevance"):
-        assert _tree(models / name) == _tree(paths["pco"] / "rounds" / "round_002" / name)
+        assert tree(models / name) == tree(paths["pco"] / "rounds" / "round_002" / name)
 
 
 def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
-    state = _state_copy(trained, tmp_path / "state")
+    state = state_copy(trained, tmp_path / "state")
     before = read_pointer(state)
-    models_before, _ = _state_models(state)
-    kfp_root = run_recurring_locally(_recurring_config(), tmp_path / "run", state, rec_k=5)
-    ran = _task_dirs(kfp_root)
+    models_before, _ = state_models(state)
+    kfp_root = run_recurring_locally(recurring_config(), tmp_path / "run", state, rec_k=5)
+    ran = task_dirs(kfp_root)
     assert {"load-state", "load-models", "monitor-drift", "build-profiles", "pco-loop", "save-models", "evaluate",
             "export-recommendations"} <= ran
     assert "dsie-group" not in ran and "save-state" not in ran
     after = read_pointer(state)
     assert after is not None and {k: v for k, v in after.items() if k != "models"} == {
         k: v for k, v in before.items() if k != "models"}  # the reference and its groups stay
-    _assert_pco_update(kfp_root, state, models_before)
+    assert_pco_update(kfp_root, state, models_before)
     with KVStore(Path(state) / KV_STORE) as store:
         assert len(store.versions()) == 2  # served again
     # every output artifact but Metrics carries the package version in its metadata (coea.stages.record_version)
@@ -190,58 +124,9 @@ def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]],
         assert versions and all(v == {coea.__version__} for v in versions.values()), (task, versions)
 
 
-def _period_on_gcs(gcs_client, shifted: Path) -> tuple[str, str]:
-    """The period as gs:// parquet partitions, one per day, plus a partition of the scheduled day itself (still
-    being written, so not part of the period) holding an extra user; returns (spec, scheduled time)."""
-    days = upload_partitions(gcs_client, pd.read_parquet(shifted), "events/", fmt="parquet")
-    scheduled = (pd.Timestamp(days[-1]) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
-    late = pd.read_parquet(shifted).head(30).assign(user_id="late-user", timestamp=int(
-        pd.Timestamp(f"{scheduled}T01:00:00Z").timestamp()))
-    upload_partitions(gcs_client, late, "events/", fmt="parquet")
-    return f"parquet:gs://{BUCKET}/events/", f"{scheduled}T06:00:00Z"
-
-
-def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], tmp_path: Path, gcs_client) -> None:
-    """The period comes from gs:// dt= partitions (the GCS emulator, reached from the kfp.local step's subprocess
-    through STORAGE_EMULATOR_HOST), chosen by the run's scheduled time wired into prepare_data: every day before
-    the scheduled day, not the scheduled day's own partition."""
-    state = _state_copy(trained, tmp_path / "state")
-    before = read_pointer(state)
-    assert before is not None
-    models_before, _ = _state_models(state)
-    shifted = shifted_log(Path(state) / "snapshots" / before["snapshot"] / "data", tmp_path / "period.parquet")
-    spec, scheduled = _period_on_gcs(gcs_client, shifted)
-    cfg = tiny_config(data=DataConfig(spec=spec), eval=EvalConfig(methods=RECURRING_METHODS))
-    kfp_root = run_recurring_locally(cfg, tmp_path / "run", state, rec_k=5, schedule_time=scheduled)
-    (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
-    prepared = json.loads((run / "prepare-data" / "data" / "data_config.json").read_text())["data"]
-    assert prepared["as_of"] == scheduled and prepared["spec"] == spec
-    ran = _task_dirs(kfp_root)
-    assert {"load-state", "load-models", "monitor-drift", "dsie-group", "save-state", "pco-loop",
-            "export-recommendations"} <= ran
-    assert "build-profiles" not in ran and "save-models" not in ran  # groups + models in one state write
-    _assert_pco_update(kfp_root, state, models_before)
-    after = read_pointer(state)
-    assert after is not None and after["snapshot"] != before["snapshot"]  # the new window is the reference now
-    reference = pd.read_parquet(Path(state) / "snapshots" / after["snapshot"] / "data" / "interactions.parquet")
-    assert reference.equals(pd.read_parquet(shifted))  # every day of the period, no late-user
-    with KVStore(Path(state) / KV_STORE) as store:
-        assert len(store.versions()) == 2
-
-
 def test_recurring_without_state_fails_in_load_state(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="load-state"):
         run_recurring_locally(tiny_config(), tmp_path / "run", str(tmp_path / "no-state"))
-
-
-def test_recurring_without_models_fails_in_load_models(trained: tuple[Path, dict[str, Path]],
-                                                       tmp_path: Path) -> None:
-    state = _state_copy(trained, tmp_path / "state")
-    pointer = json.loads((Path(state) / "current.json").read_text())
-    del pointer["models"]  # a state written before the models were part of it
-    (Path(state) / "current.json").write_text(json.dumps(pointer))
-    with pytest.raises(RuntimeError, match="load-models"):
-        run_recurring_locally(_recurring_config(), tmp_path / "run", state, rec_k=5)
 
 
 def test_evaluate_from_run_gives_the_runs_own_metrics(trained, tmp_path) -> None:
