@@ -1,7 +1,10 @@
-"""Fixtures of the pipeline tests: one prepared tiny log and its DSIE fit per session."""
+"""Fixtures of the pipeline tests: one prepared tiny log and its DSIE fit per session; one ``coea run``
+(``coea_training`` under kfp.local) of the tiny config per session."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,3 +40,20 @@ def llm_dirs(fitted: Fitted, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     root = tmp_path_factory.mktemp("llms")
     return {name: run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, root / name, which=(name,)).out_dir
             for name in ("novelty", "relevance")}
+
+
+@pytest.fixture(scope="session")
+def console() -> io.StringIO:
+    """What the training run below printed on the console (its stdout)."""
+    return io.StringIO()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, console: io.StringIO) -> tuple[Path, dict[str, Path]]:
+    """The run folder of ``coea run`` on :func:`tiny_config` (``run_training_locally``, what the command calls,
+    with K=5) and its paths; copy it before writing into it."""
+    from pipelines.local import run_training_locally
+
+    run_dir = tmp_path_factory.mktemp("training")
+    with contextlib.redirect_stdout(console):
+        return run_dir, run_training_locally(tiny_config(), run_dir, rec_k=5)

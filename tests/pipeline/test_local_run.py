@@ -4,7 +4,6 @@ branch running the PCO update of the state's models. Each step runs as a subproc
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import re
@@ -18,23 +17,10 @@ import coea
 from coea.config import EvalConfig
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
-from pipelines.local import run_recurring_locally, run_training_locally
+from pipelines.local import run_recurring_locally
 from tests.pipeline.pipeline_helpers import BASELINES, parquet_config, shifted_log, tiny_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def console() -> io.StringIO:
-    """What the training run below printed on the console (its stdout)."""
-    return io.StringIO()
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, console: io.StringIO) -> tuple[Path, dict[str, Path]]:
-    run_dir = tmp_path_factory.mktemp("training")
-    with contextlib.redirect_stdout(console):
-        return run_dir, run_training_locally(tiny_config(), run_dir, rec_k=5)
 
 
 def _task_dirs(kfp_root: Path) -> set[str]:
