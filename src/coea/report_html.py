@@ -1,7 +1,7 @@
 """One self-contained HTML page per run: metrics, plots, DSIE groups, drift and PCO rounds.
 
 Everything is read from the run directory (``runs/<timestamp>/``); missing parts are left out. The page has no
-external references: CSS and a small check script are inline and every PNG is embedded as a ``data:`` URI.
+external references and no script: the CSS is inline and every PNG is embedded as a ``data:`` URI.
 """
 
 from __future__ import annotations
@@ -37,19 +37,6 @@ figure{margin:1rem 0}img{max-width:100%;border:1px solid #eee}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;font-size:.9rem}dt{font-weight:600}
 """
 
-# Harmless self-check, run after load: records in the DOM whether the metrics table exists and how many
-# images decoded, so a headless browser's DOM dump can verify the page (tests/integration/test_report.py).
-CHECK_SCRIPT = """
-window.addEventListener("load", function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  var table = document.getElementById("metrics-table");
-  document.body.dataset.imagesOk = ok + "/" + imgs.length;
-  document.body.dataset.metricsRows = table ? String(table.tBodies[0].rows.length) : "none";
-});
-"""
-
-
 def render_report(run_dir: Path, out_path: Path | None = None) -> Path:
     """Write the run's report page (default ``run_dir/report.html``); returns its path."""
     run_dir = Path(run_dir)
@@ -74,8 +61,7 @@ def build_html(run_dir: Path) -> str:
     title = f"CoEA run {run_dir.resolve().name}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>\n<h1>{escape(title)}</h1>\n"
-            + "\n".join(s for s in sections if s)
-            + f"\n<script>{CHECK_SCRIPT}</script>\n</body></html>\n")
+            + "\n".join(s for s in sections if s) + "\n</body></html>\n")
 
 
 # ---------------------------------------------------------------- reading

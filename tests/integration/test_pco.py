@@ -4,6 +4,7 @@ import copy
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -210,3 +211,122 @@ def test_full_passes_with_the_sft_model_as_dpo_reference(sft, tmp_path, monkeypa
     start = llms.novelty.model.state_dict()
     assert all(torch.equal(v, start[k]) for k, v in refs[1].state_dict().items())
     assert any(not torch.equal(v, start[k]) for k, v in res.novelty.model.state_dict().items())
+
+
+class _Scored(Exception):
+    """Raised by the scoring spy: the round's reward has scored, the test has what it needs."""
+
+
+def _first_round_scoring(sft, monkeypatch, **pco_changes):
+    """A one-round loop whose reward is the one its config names (built by the loop itself), run up to the
+    reward's scoring of round 1; returns (reward, its inputs, its scores). The R-LLM is not refreshed."""
+    cfg, split, llms = sft
+    pco = replace(_pco_cfg(**pco_changes), rounds=1, refresh_relevance=False)
+    h = split.histories
+    loop = pco_loop.PcoLoop(pco, cfg.llm, h.interactions, list(h.categories), llms.groups,
+                            copy.deepcopy(llms.novelty), llms.relevance, n_short=split.config.n_short, device="cpu")
+    reward, got = loop.ctx.reward, {}
+    real = reward.score
+
+    def spy(inputs):
+        got["inputs"], got["scores"] = inputs, real(inputs)
+        raise _Scored
+
+    monkeypatch.setattr(reward, "score", spy)
+    with pytest.raises(_Scored):
+        loop.run()
+    return reward, got["inputs"], got["scores"]
+
+
+def _p_yes(sft, inputs) -> list[list[float]]:
+    """The R-LLM's P(yes) of every (user context, candidate) of ``inputs``, computed here from the prompts."""
+    from coea.llm.decode import relevance_scores
+    from coea.llm.prompts import relevance_prompt
+
+    cfg, _, llms = sft
+    rel = llms.relevance
+    out = []
+    for context, cands in zip(inputs.contexts, inputs.candidates, strict=True):
+        prompts = [relevance_prompt(context, c, with_group=cfg.llm.data.with_group) for c in cands]
+        out.append(relevance_scores(rel.model, rel.tokenizer, prompts).tolist() if prompts else [])
+    return out
+
+
+def _seen_before(history, users, end) -> list[set[str]]:
+    """Each user's categories in the history before ``end``, read off the events here."""
+    early = history[history["timestamp"] < end]
+    by_user = early.groupby("user_id")["category"].agg(set).to_dict()
+    return [by_user.get(u, set()) for u in users]
+
+
+def test_relevance_reward_samples_unseen_categories_and_scores_the_rllm_p_yes(sft, monkeypatch):
+    """``reward: relevance`` in the loop: every candidate is a category the user had not seen before the round's
+    window ends (where the default serendipity reward's sampler does propose seen ones), and each candidate's
+    score is the R-LLM's P(yes) for it."""
+    from coea.pco.reward import RelevanceReward, SerendipityReward
+
+    _, split, _ = sft
+    reward, inputs, scores = _first_round_scoring(sft, monkeypatch, reward="relevance")
+    assert type(reward) is RelevanceReward
+    seen = _seen_before(split.histories.interactions, inputs.users, inputs.window.end)
+    assert sum(map(len, inputs.candidates)) >= 2 * len(inputs.users)
+    assert all(not set(cs) & s for cs, s in zip(inputs.candidates, seen, strict=True))
+    expected = _p_yes(sft, inputs)
+    assert [len(r) for r in scores] == [len(r) for r in expected]
+    assert np.allclose(np.concatenate(scores), np.concatenate(expected), atol=1e-6)
+    assert np.ptp(np.concatenate(scores)) > 0.1  # the taught R-LLM tells candidates apart
+    # control: the serendipity reward samples from the full distribution, so seen categories do come up
+    other, inputs_s, _ = _first_round_scoring(sft, monkeypatch)
+    seen_s = _seen_before(split.histories.interactions, inputs_s.users, inputs_s.window.end)
+    assert type(other) is SerendipityReward
+    assert any(set(cs) & s for cs, s in zip(inputs_s.candidates, seen_s, strict=True))
+
+
+def test_prior_correction_in_the_loop_shifts_each_p_yes_by_the_log_adoption_prior(sft, monkeypatch):
+    """``prior_correction: true``: on the same candidates, each score is sigmoid(logit P(yes) + log q(c) - mean
+    log q) of the uncorrected score, with q the R-LLM's adoption counts on the loop's history: categories taken up
+    more often than average gain, the others lose, so the scores really differ."""
+    from coea.pco.reward import adoption_log_prior
+
+    cfg, split, llms = sft
+    _, plain_inputs, plain = _first_round_scoring(sft, monkeypatch, reward="relevance")
+    reward, inputs, corrected = _first_round_scoring(sft, monkeypatch, reward="relevance", prior_correction=True)
+    assert inputs.candidates == plain_inputs.candidates  # the same round: only the scoring differs
+    h = split.histories
+    log_prior = adoption_log_prior(h.interactions, llms.groups, cfg.llm, list(h.categories))
+    assert reward.log_prior == log_prior and abs(np.mean(list(log_prior.values()))) < 1e-9
+    lp = np.array([log_prior[c] for cs in inputs.candidates for c in cs])
+    p = np.clip(np.concatenate(plain), 1e-6, 1 - 1e-6)
+    expected = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + lp)))
+    got = np.concatenate(corrected)
+    assert np.allclose(got, expected, atol=1e-9)
+    assert np.abs(got - p).max() > 0.05
+    assert ((got > p) == (lp > 0))[np.abs(lp) > 1e-6].all()
+
+
+def test_rllm_rank_orders_categories_by_the_rllm_p_yes(sft, tiny_sft_run):
+    """``rllm_rank``: each user's list is the categories sorted by the R-LLM's P(yes) for the user's prompt
+    context, best first; ``rllm_rank+x`` (history categories passed as exclusions, as the evaluation does) is
+    the same order without the user's history categories."""
+    from coea.evaluation.registry import MethodContext, build_method, parse_method
+    from coea.layout import ArtifactDirs
+    from coea.llm.decode import relevance_scores
+    from coea.llm.prompts import relevance_prompt
+    from coea.stages import load_artifacts
+
+    cfg, split, llms = sft
+    arts = load_artifacts(["rllm_rank"], ArtifactDirs(dsie=tiny_sft_run / "dsie", llm=(tiny_sft_run / "llm",)))
+    arts.llms = llms  # the taught R-LLM: a clear judge
+    method = build_method(parse_method("rllm_rank"), MethodContext(seed=0, llm=cfg.llm, artifacts=arts))
+    method.fit(split.histories)
+    users, history = split.warm_users[:8], split.histories.user_categories()
+    plain, plus_x = method.recommend(users, 5), method.recommend(users, 5, exclude=history)
+    cats, rel, excluded = list(split.histories.categories), llms.relevance, 0
+    for user, context in zip(users, method.contexts(users), strict=True):
+        prompts = [relevance_prompt(context, c, with_group=cfg.llm.data.with_group) for c in cats]
+        p = relevance_scores(rel.model, rel.tokenizer, prompts)
+        order = [cats[i] for i in np.argsort(-p, kind="stable")]
+        assert plain[user] == order[:5]
+        assert plus_x[user] == [c for c in order if c not in history[user]][:5]
+        excluded += bool(set(order[:5]) & history[user])
+    assert excluded >= 2  # +x had history categories to drop from the plain top 5

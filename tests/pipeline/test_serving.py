@@ -55,22 +55,29 @@ def test_users_unknown_to_the_groups_get_the_cold_start_group_not_the_first() ->
 
 
 def test_llm_method_prompts_a_new_user_with_the_cold_start_group(fitted, dirs) -> None:
+    """Users the groups no longer know (new since DSIE ran) are prompted with the group and profile their
+    cold-start assignment gives them, which for some of them is not the groups' first (nor largest) group."""
     from coea.data.split import chronological_split
     from coea.evaluation.registry import build_method, method_context, parse_method
+    from coea.llm.prompts import parse_csid
     from coea.stages import load_artifacts
 
     log = read_prepared(fitted.data).interactions
     hist = chronological_split(log, fitted.cfg.split).histories
     arts = load_artifacts(["nllm_sft"], dirs)
     groups = arts.dsie.groups
-    dropped = str(groups["user_id"].iloc[-1])  # a user the groups no longer know
-    arts.dsie.groups = groups[groups["user_id"] != dropped]
+    first = str(groups["group_id"].iloc[0])
+    others = [str(u) for u, g in zip(groups["user_id"], groups["group_id"], strict=True) if str(g) != first]
+    dropped = others[-12:]  # users of the other groups that the groups no longer know
+    arts.dsie.groups = groups[~groups["user_id"].astype(str).isin(dropped)]
     method = build_method(parse_method("nllm_sft"), method_context(fitted.cfg, arts)).fit(hist)
-    expected = complete_assignment(arts.dsie.groups, hist.interactions, hist.short_term, hist.categories)[dropped]
-    from coea.llm.prompts import parse_csid
-
-    assert method.contexts([dropped])[0].csid == parse_csid(expected)
-    assert np.isfinite(method.score([dropped])).all()
+    expected = complete_assignment(arts.dsie.groups, hist.interactions, hist.short_term, hist.categories)
+    elsewhere = [u for u in dropped if expected[u] not in (first, largest_group(arts.dsie.groups))]
+    assert elsewhere, "some dropped users are assigned to another group than the first and the largest"
+    profiles = {g: str(p.get("profile", "")) for g, p in arts.dsie.profiles.items()}
+    for user, context in zip(dropped, method.contexts(dropped), strict=True):
+        assert (context.csid, context.profile) == (parse_csid(expected[user]), profiles[expected[user]]), user
+    assert np.isfinite(method.score(dropped)).all()
     # a user with no history event at all (e.g. every event held out): the largest group, empty short-term set
     ghost = method.contexts(["nobody"])[0]
     assert ghost.short_term == () and ghost.csid == parse_csid(largest_group(arts.dsie.groups))

@@ -32,8 +32,7 @@ from coea.llm.sft import train_sft
 from coea.llm.sft_config import SftTrainConfig
 from tests.helpers import tiny_causal_lm
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                  reason="needs a CUDA device"))]
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]  # the CUDA case only where there is a GPU
 ENCODER = EncoderConfig(dim=8, n_layers=1, n_heads=2, max_len=8, epochs=2, batch_size=64, seed=1)
 RQVAE = RqVaeConfig(input_dim=8, hidden_dims=[16], latent_dim=8, codebook_sizes=[3, 3], epochs=3, kmeans_iters=3)
 MODEL = ModelConfig(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=16,
