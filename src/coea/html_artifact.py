@@ -49,9 +49,9 @@ def figure_svg(fig) -> str:
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """An HTML table (cells escaped; floats with 4 decimals)."""
+    """An HTML table (cells escaped; floats with 4 decimals; None empty)."""
     def cell(value: object) -> str:
-        return escape(f"{value:.4f}" if isinstance(value, float) else str(value))
+        return escape(f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value))
 
     head = "".join(f"<th>{cell(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)

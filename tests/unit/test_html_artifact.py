@@ -21,8 +21,9 @@ SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect widt
 
 
 def test_table_escapes_cells_and_formats_floats() -> None:
-    assert html_table(["a<b"], [["x&y", 0.5]]) == ("<table><thead><tr><th>a&lt;b</th></tr></thead><tbody><tr>"
-                                                    "<td>x&amp;y</td><td>0.5000</td></tr></tbody></table>")
+    assert html_table(["a<b"], [["x&y", 0.5, None]]) == (
+        "<table><thead><tr><th>a&lt;b</th></tr></thead><tbody><tr><td>x&amp;y</td><td>0.5000</td><td></td></tr>"
+        "</tbody></table>")
 
 
 def test_a_chart_that_does_not_fit_is_replaced_by_a_note() -> None:
