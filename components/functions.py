@@ -24,19 +24,22 @@ from typing import NamedTuple
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics], scheduled_time: str = ""):
-    """Load and validate the log named by ``data_config`` ({"data": ..., "synthetic": ...}); write it as a
-    prepared data dir (interactions.parquet, stats, synthetic ground truth). ``scheduled_time`` (the pipelines
-    wire in the run's scheduled time) is the as-of time of a partitioned log unless ``data.as_of`` is set."""
+def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics], scheduled_time: str = "",
+                 data_spec: str = ""):
+    """Load and validate the log named by ``data_config`` ({"data": ..., "synthetic": ...}; a non-empty
+    ``data_spec`` replaces its ``data.spec``); write it as a prepared data dir (interactions.parquet, stats,
+    synthetic ground truth, the config used). ``scheduled_time`` (the pipelines wire in the run's scheduled time)
+    is the as-of time of a partitioned log unless ``data.as_of`` is set."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, record_version, run_prepare_data
+    from coea.stages import UiParameters, config_from_json, record_version, run_prepare_data
 
-    result = run_prepare_data(config_from_json(data_config), Path(data.path), scheduled_time=scheduled_time)
+    cfg = config_from_json(data_config, ui=UiParameters(data_spec=data_spec))
+    result = run_prepare_data(cfg, Path(data.path), scheduled_time=scheduled_time)
     record_version(data)
     for name, value in result.metrics().items():
         stats.log_metric(name, float(value))
-    data.metadata.update({"source": result.source, "users": result.stats["users"],
+    data.metadata.update({"spec": cfg.data.spec, "source": result.source, "users": result.stats["users"],
                           "interactions": result.stats["interactions"], "as_of": result.as_of or ""})
 
 
@@ -103,44 +106,57 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, d
 def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], relevance: Input[Model],
              split_config: str, dsie_config: str, llm_config: str, pco_config: str, model: Output[Model],
              metrics: Output[Metrics], curves: Output[HTML], final_novelty: Output[Model],
-             final_relevance: Output[Model], device: str = "auto"):
+             final_relevance: Output[Model], device: str = "auto", pco_rounds: int = 0, pco_alpha: float = -1.0):
     """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the given models; per-round
     checkpoints and metrics in ``model/``, the last round's models as ``final_novelty``/``final_relevance`` (the
-    ``sft_*`` layout), the last round's figures as metrics, the curves as HTML."""
+    ``sft_*`` layout), the last round's figures as metrics, the rounds as an HTML page (inline SVG).
+    ``pco_rounds`` > 0 and ``pco_alpha`` >= 0 replace ``pco_config``'s rounds and KL weight."""
     from pathlib import Path
 
-    from coea.stages import config_from_json, export_round_models, png_as_html, record_version, run_pco_stage
+    from coea.stages import (
+        UiParameters,
+        config_from_json,
+        export_round_models,
+        record_version,
+        rounds_page,
+        run_pco_stage,
+    )
 
-    cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device)
+    cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device,
+                           ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
     result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
                            Path(model.path))
     export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
     record_version(model, curves, final_novelty, final_relevance)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
-    Path(curves.path).write_text(png_as_html(result.out_dir / "pco_metrics.png", "PCO rounds"), encoding="utf-8")
+    Path(curves.path).write_text(rounds_page(result.rounds, "PCO rounds"), encoding="utf-8")
     model.metadata.update({"rounds": cfg.pco.rounds, "alpha": cfg.pco.dpo.alpha})
 
 
 def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
              llm_config: str, pco_config: str, metrics: Output[Metrics], table: Output[Markdown],
-             chart: Output[HTML], report: Output[Dataset], novelty: Input[Model] = None,
-             relevance: Input[Model] = None, pco: Input[Model] = None, device: str = "auto"):
-    """Fit every method on histories, score on futures, with exactly the artifacts the methods need."""
+             html_report: Output[HTML], report: Output[Dataset], novelty: Input[Model] = None,
+             relevance: Input[Model] = None, pco: Input[Model] = None, device: str = "auto", pco_rounds: int = 0,
+             pco_alpha: float = -1.0):
+    """Fit every method on histories, score on futures, with exactly the artifacts the methods need; the report
+    dir (``report``), its table as Markdown and its page (metrics, inline SVG chart) as HTML. ``pco_rounds`` and
+    ``pco_alpha`` are merged as in ``pco_loop``, so the saved ``config.json`` is the one PCO ran with."""
     import shutil
     from pathlib import Path
 
-    from coea.stages import ArtifactDirs, config_from_json, record_version, run_evaluate_stage
+    from coea.stages import ArtifactDirs, UiParameters, config_from_json, record_version, run_evaluate_stage
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device)
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device,
+                           ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
     dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
                         pco=Path(pco.path) if pco is not None else None)
     result = run_evaluate_stage(cfg, Path(data.path), Path(report.path), dirs)
-    record_version(table, chart, report)
+    record_version(table, html_report, report)
     for name, value in result.main.items():
         metrics.log_metric(name, value)
     shutil.copyfile(result.paths["metrics_md"], table.path)
-    shutil.copyfile(result.paths["plot_html"], chart.path)
+    shutil.copyfile(result.paths["report_html"], html_report.path)
 
 
 def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,

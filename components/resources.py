@@ -33,7 +33,13 @@ def mount_cache(task: PipelineTask, settings: DeploymentSettings) -> PipelineTas
 
 def mount_models(task: PipelineTask, settings: DeploymentSettings) -> PipelineTask:
     """Mount the ReadOnlyMany base-model PVC (``model_pvc_name`` at ``model_mount_path``) when one is set: every
-    step that loads a model (the GPU steps, ``evaluate``, ``recommend``)."""
+    step that loads a Hugging Face model from a local path (``llm.model.base_model``, or the ``llm`` profiler's
+    ``dsie.profiles.model_path``): the GPU steps, ``build_profiles``, ``evaluate``, ``recommend``.
+
+    kfp-kubernetes 2.17 cannot mark a PVC mount read-only (``mount_pvc(task, pvc_name, mount_path, sub_path)``;
+    its ``PvcMount`` message has no read-only field), so the claim itself makes it read-only: a ReadOnlyMany claim
+    bound to a volume that is read-only (on GKE a persistent disk whose PV sets ``csi.readOnly: true``); see
+    docs/kubeflow.md. ``load_models`` only copies the state's model files and mounts nothing."""
     if settings.model_pvc_name:
         kubernetes.mount_pvc(task, pvc_name=settings.model_pvc_name, mount_path=settings.model_mount_path)
     return task

@@ -107,6 +107,10 @@ class DeploymentSettings:
             problem = image_problem(getattr(self, name)) if getattr(self, name) else None
             if problem:
                 raise ValueError(f"{name}: {problem}")
+        if self.model_pvc_name and (not self.model_mount_path.startswith("/") or self.model_mount_path.rstrip("/")
+                                    == self.cache_mount_path.rstrip("/")):
+            raise ValueError(f"model_mount_path {self.model_mount_path!r} must be an absolute path other than "
+                             f"cache_mount_path {self.cache_mount_path!r} (the GPU steps' emptyDir cache is there)")
         if self.pipeline_root and not self.pipeline_root.startswith(PIPELINE_ROOT_SCHEMES):
             raise ValueError(f"pipeline_root {self.pipeline_root!r} must start with one of {PIPELINE_ROOT_SCHEMES}")
 

@@ -19,10 +19,12 @@ pco_loop/save/evaluate/recommend/export tasks (one helper adds them).
 
 Pipeline parameters: the run config as JSON objects of its sections (``coea.stages.pipeline_arguments``),
 ``state_uri`` (local directory or ``gs://``), ``rec_method``/``rec_k`` for the served list and
-``gcs_export_uri`` ("" = no GCS export); each has a description in the compiled spec (:data:`PARAMETER_HELP`,
-shown in the Kubeflow UI's run form). Build them for a deployment with :func:`build_pipelines` (image, GPU
-settings, ``pipeline_root`` -> ``defaultPipelineRoot``); compile them with
-:func:`pipelines.compile.compile_pipelines`.
+``gcs_export_uri`` ("" = no GCS export). What a user changes in the run form is a typed parameter: ``rec_k``,
+``drift_threshold``, ``device``, and ``data_spec``, ``pco_rounds``, ``pco_alpha``, whose defaults keep the
+JSON configs' values and which the steps merge into them (``coea.stages.with_ui_parameters``, one function).
+Each parameter has a description in the compiled spec (:data:`PARAMETER_HELP`, shown in the Kubeflow UI's run
+form). Build them for a deployment with :func:`build_pipelines` (image, GPU settings, ``pipeline_root`` ->
+``defaultPipelineRoot``); compile them with :func:`pipelines.compile.compile_pipelines`.
 """
 
 import inspect
@@ -34,6 +36,7 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
 from kfp.dsl.pipeline_channel import PipelineChannel
 
+from coea.stages.params import UiParameters
 from components.build import Components, build_components
 from components.resources import apply_gpu, apply_io, apply_resources, mount_models
 from components.settings import DeploymentSettings, StageClass
@@ -66,7 +69,14 @@ PARAMETER_HELP = {
     "rec_k": "categories served per user (K)",
     "gcs_export_uri": 'also export the recommendations as shards under this gs:// URI ("" = no export)',
     "device": "auto | cpu | cuda | cuda:N for every model (auto = the GPU when the step's pod has one)",
+    "data_spec": 'the interaction log, e.g. parquet:gs://BUCKET/events/ (dt=YYYY-MM-DD/ partitions), '
+                 'csv:gs://BUCKET/log.csv, synthetic; replaces data_config\'s data.spec ("" = keep data_config\'s)',
+    "pco_rounds": "PCO rounds (sample, score, DPO+KL, R-LLM refresh); replaces pco_config's pco.rounds "
+                  "(0 = keep pco_config's, 3 by default)",
+    "pco_alpha": "PCO's KL weight alpha, >= 0 (0 = plain DPO); replaces pco_config's pco.dpo.alpha "
+                 "(negative = keep pco_config's, 0.4 by default)",
 }
+UI = UiParameters()  # the typed parameters' defaults: "keep the JSON config's value"
 
 
 class TrainingOutputs(NamedTuple):
@@ -89,11 +99,12 @@ class Pipelines:
     settings: DeploymentSettings
 
 
-def _prepare(c: Components, data_config: PipelineChannel) -> dsl.PipelineTask:
-    """prepare_data with the run's scheduled time as the as-of time of a partitioned log: the backend resolves
-    the placeholder per run (a recurring run's scheduled time, a one-off run's creation time), so each run of a
-    schedule reads its own period (``coea.data.partitions``)."""
-    return c.prepare_data(data_config=data_config, scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER)
+def _prepare(c: Components, p: dict[str, Any]) -> dsl.PipelineTask:
+    """prepare_data (``data_config`` with ``data_spec`` over it) with the run's scheduled time as the as-of time
+    of a partitioned log: the backend resolves the placeholder per run (a recurring run's scheduled time, a
+    one-off run's creation time), so each run of a schedule reads its own period (``coea.data.partitions``)."""
+    return c.prepare_data(data_config=p["data_config"], data_spec=p["data_spec"],
+                          scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER)
 
 
 def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
@@ -101,7 +112,8 @@ def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, d
     """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the LLM and PCO dirs."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config", "pco_config", "device")}
     llms = llms or {}
-    evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs).set_display_name("evaluate methods")
+    evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs, pco_rounds=p["pco_rounds"],
+                          pco_alpha=p["pco_alpha"]).set_display_name("evaluate methods")
     apply_resources(mount_models(evaluate, settings), settings, StageClass.COMPUTE)
     recommend = c.recommend(data=data, dsie=dsie, method=p["rec_method"], k=p["rec_k"], **llms, **configs)
     apply_resources(mount_models(recommend.set_display_name("recommend top-K"), settings), settings,
@@ -134,7 +146,8 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
     DSIE snapshot AND the last round's models in one pointer write (``save_state``: groups and the models tuned
     on them switch together), otherwise the models beside the kept groups (``save_models``). Returns the PCO
     task (``model``: its dir, the ``coea`` models) and the save task."""
-    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config", "device")}
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config", "device", "pco_rounds",
+                                 "pco_alpha")}
     task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs).set_display_name("PCO rounds"), settings)
     final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
     if new_groups:
@@ -165,13 +178,15 @@ def _as_pipeline(fn: Callable, name: str, description: str, settings: Deployment
 
 
 def _training(c: Components, settings: DeploymentSettings):
-    def coea_training(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
+    def coea_training(data_spec: str = UI.data_spec, pco_rounds: int = UI.pco_rounds,
+                      pco_alpha: float = UI.pco_alpha,
+                      data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
                       eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
                       state_uri: str = settings.state_uri,
                       rec_method: str = TRAINING_METHOD, rec_k: int = 10,
                       gcs_export_uri: str = "", device: str = "auto") -> TrainingOutputs:
         p = locals()  # the pipeline parameters by name
-        prep = apply_io(_prepare(c, data_config).set_display_name("prepare data"), settings)
+        prep = apply_io(_prepare(c, p).set_display_name("prepare data"), settings)
         data = prep.outputs["data"]
         dsie = _dsie(c, settings, data, p)
         llms = _sft(c, settings, data, dsie.outputs["dsie"], p)
@@ -185,14 +200,16 @@ def _training(c: Components, settings: DeploymentSettings):
 
 
 def _recurring(c: Components, settings: DeploymentSettings):
-    def coea_recurring(data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
+    def coea_recurring(data_spec: str = UI.data_spec, pco_rounds: int = UI.pco_rounds,
+                       pco_alpha: float = UI.pco_alpha,
+                       data_config: str = "{}", split_config: str = "{}", dsie_config: str = "{}",
                        eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}",
                        drift_config: str = "{}",
                        drift_threshold: float = 0.5,
                        state_uri: str = settings.state_uri, rec_method: str = DEFAULT_METHOD, rec_k: int = 10,
                        gcs_export_uri: str = "", device: str = "auto"):
         p = locals()  # the pipeline parameters by name
-        prep = apply_io(_prepare(c, data_config).set_display_name("prepare data (new period)"), settings)
+        prep = apply_io(_prepare(c, p).set_display_name("prepare data (new period)"), settings)
         data = prep.outputs["data"]
         state = apply_io(c.load_state(state_uri=state_uri).set_display_name("load state"), settings)
         models = apply_io(c.load_models(state_uri=state_uri).set_display_name("load models"), settings)
@@ -212,7 +229,8 @@ def _recurring(c: Components, settings: DeploymentSettings):
         with dsl.Else(name="no drift: keep groups"):
             keep = c.build_profiles(data=data, dsie_in=state.outputs["dsie"], split_config=split_config,
                                     dsie_config=dsie_config)
-            apply_resources(keep.set_display_name("refresh profiles"), settings, StageClass.COMPUTE)
+            apply_resources(mount_models(keep.set_display_name("refresh profiles"), settings), settings,
+                            StageClass.COMPUTE)  # the llm profiler loads a local model
             _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False)
 
     return _as_pipeline(coea_recurring, RECURRING, PIPELINE_DESCRIPTIONS[RECURRING], settings)

@@ -90,7 +90,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
 
     The run folder follows :class:`coea.layout.RunLayout`, so ``coea evaluate --from-run`` and ``coea serve``
     read it. Copied: the prepared data (``data/``), the evaluation files (``metrics.json``, ``metrics.md``,
-    ``metrics_at_K.png/.html``, ``config.json``, ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``,
+    ``metrics_at_K.png``, ``eval_report.html``, ``config.json``, ``ground_truth/``), ``dsie/``, ``llm/`` (``novelty/``,
     ``relevance/``, ``sft_metrics_<model>.json``), ``pco/`` (PCO checkpoints, ``pco_metrics.json/.png``),
     ``recommendations.parquet`` and ``recs.sqlite`` (the KV store after the publish), ``served.json`` (the served
     method and K); then ``report.html`` is rendered from them (``coea.report_html``). The state goes to

@@ -76,3 +76,18 @@ def tiny_causal_lm(path: Path, words: list[str], *, seed: int = 0) -> Path:
     LlamaForCausalLM(cfg).save_pretrained(path)
     fast.save_pretrained(path)
     return path
+
+
+def assert_artifact_page(page: str) -> None:
+    """``page`` is a self-contained HTML page for a Kubeflow HTML artifact (:mod:`coea.html_artifact`): a
+    doctype line, then well-formed XML (every tag closed) with an ``html`` root; no base64 images, nothing loaded
+    from elsewhere; within HTML_ARTIFACT_LIMIT bytes."""
+    import xml.etree.ElementTree as ET
+
+    from coea.html_artifact import HTML_ARTIFACT_LIMIT, external_references, page_bytes
+
+    doctype, body = page.split("\n", 1)
+    assert doctype == "<!doctype html>"
+    assert ET.fromstring(body).tag == "html"
+    assert "data:image" not in page and external_references(page) == []
+    assert 0 < page_bytes(page) <= HTML_ARTIFACT_LIMIT

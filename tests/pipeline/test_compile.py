@@ -81,6 +81,28 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
     assert "save-state" in tasks["export-recommendations"]["dependentTasks"]  # the store after the state
 
 
+TYPED = ("data_spec", "pco_rounds", "pco_alpha")
+MERGED_BY = {"prepare-data": {"data_spec"}, "pco-loop": {"pco_rounds", "pco_alpha"},
+             "evaluate": {"pco_rounds", "pco_alpha"}}  # the steps that merge typed parameters into their config
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_typed_parameters_reach_exactly_the_steps_that_merge_them(specs: dict[str, dict[str, Any]],
+                                                                   name: str) -> None:
+    """``data_spec`` goes to prepare_data, ``pco_rounds``/``pco_alpha`` to every PCO and evaluate task (in both
+    recurring branches), each straight from the pipeline parameter of that name."""
+    seen = set()
+    for task_name, task in _tasks(specs[name]).items():
+        params = task["inputs"].get("parameters", {})
+        base = task_name.rsplit("-2", 1)[0]
+        assert {p for p in TYPED if p in params} == MERGED_BY.get(base, set()), task_name
+        for param in MERGED_BY.get(base, set()):
+            # a root task reads the pipeline parameter; a task in a condition branch its channel
+            assert params[param]["componentInputParameter"] in (param, f"pipelinechannel--{param}"), task_name
+            seen.add(base)
+    assert seen == set(MERGED_BY)
+
+
 def _branch_tasks(spec: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
     """The tasks of each condition branch's DAG (not the DAG that holds the two branches)."""
     return [c["dag"]["tasks"] for name, c in sorted(spec["components"].items())

@@ -133,14 +133,49 @@ def test_no_pvc_is_mounted_by_two_tasks_that_can_run_at_once(overlay_specs, over
         assert {"prepare-data", "save-state"} <= set(mounts["coea-model-cache"])
 
 
-def test_model_volume_is_mounted_on_every_model_loading_step(tmp_path: Path) -> None:
-    settings = DeploymentSettings(state_uri="gs://b/state", model_pvc_name="coea-base-models")
-    spec = compile_specs(tmp_path, settings)[TRAINING]
-    mounted = {ex for ex, body in k8s_executors(spec).items()
-               if {"constant": "coea-base-models", "mountPath": "/models"}.items()
-               <= (body.get("pvcMount") or [{}])[0].items()}
-    assert mounted == {"exec-dsie-group", "exec-sft-novelty", "exec-sft-relevance", "exec-pco-loop", "exec-evaluate",
-                       "exec-recommend"}
+MODEL_LOADERS = {"dsie-group", "sft-novelty", "sft-relevance", "pco-loop", "build-profiles", "evaluate", "recommend"}
+
+
+def _model_mounts(spec: dict[str, Any], claim: str) -> dict[str, list[dict[str, Any]]]:
+    """Task name (without kfp's ``-2`` suffix) -> its pvcMount entries naming ``claim``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, task in executor_tasks(spec).items():
+        mounts = k8s_executors(spec).get(executor_of(spec, task), {}).get("pvcMount", [])
+        out.setdefault(name.rsplit("-2", 1)[0], []).extend(m for m in mounts if m.get("constant") == claim)
+    return out
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_model_volume_is_mounted_on_every_model_loading_step(tmp_path: Path, name: str) -> None:
+    """With ``model_pvc_name`` set, every task that loads a local Hugging Face model (base_model, the llm
+    profiler's model_path) mounts the claim at model_mount_path, and no other task does; without it none does."""
+    settings = DeploymentSettings(state_uri="gs://b/state", model_pvc_name="coea-base-models",
+                                  model_mount_path="/base-models")
+    mounts = _model_mounts(compile_specs(tmp_path / "with", settings)[name], "coea-base-models")
+    mounted = {task for task, found in mounts.items() if found}
+    assert mounted == MODEL_LOADERS & set(mounts), mounted
+    assert {"evaluate", "recommend", "pco-loop"} <= mounted
+    assert all(m["mountPath"] == "/base-models" and not m.get("subPath") for task in mounted for m in mounts[task])
+    plain = compile_specs(tmp_path / "without", DeploymentSettings(state_uri="gs://b/state"))[name]
+    assert not any(_model_mounts(plain, "coea-base-models").values())
+
+
+def test_installed_kfp_kubernetes_has_no_read_only_pvc_mount() -> None:
+    """kfp-kubernetes cannot mark a PVC mount read-only (the claim's access mode does it; see
+    components.resources.mount_models). When a release adds it, this fails: then pass it in mount_models."""
+    import inspect
+
+    from kfp.kubernetes import kubernetes_executor_config_pb2 as pb
+    from kfp.kubernetes import mount_pvc
+
+    assert not any("read" in f.name.lower() for f in pb.PvcMount.DESCRIPTOR.fields)
+    assert set(inspect.signature(mount_pvc).parameters) == {"task", "pvc_name", "mount_path", "sub_path"}
+
+
+@pytest.mark.parametrize("path", ["/cache", "/cache/", "models"])
+def test_model_mount_path_must_be_absolute_and_apart_from_the_gpu_cache(path: str) -> None:
+    with pytest.raises(ValueError, match="model_mount_path"):
+        DeploymentSettings(model_pvc_name="coea-base-models", model_mount_path=path)
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
@@ -150,6 +185,13 @@ def test_parameters_have_descriptions_and_tasks_display_names(overlay_specs, nam
     for param, body in params.items():
         assert body["description"] == PARAMETER_HELP[param], param
     assert params["device"]["defaultValue"] == "auto"  # components default to the auto device
+    # the typed parameters of the run form: their types, and defaults that keep the JSON configs' values
+    typed = {"data_spec": ("STRING", ""), "pco_rounds": ("NUMBER_INTEGER", 0), "pco_alpha": ("NUMBER_DOUBLE", -1.0),
+             "rec_k": ("NUMBER_INTEGER", 10), "device": ("STRING", "auto")}
+    if name == RECURRING:
+        typed["drift_threshold"] = ("NUMBER_DOUBLE", 0.5)
+    for param, (kind, default) in typed.items():
+        assert (params[param]["parameterType"], params[param]["defaultValue"]) == (kind, default), param
     for task_name, task in executor_tasks(spec).items():
         shown = task["taskInfo"]["name"]
         assert shown != task_name.rsplit("-2", 1)[0] and " " in shown, task_name  # a human name, not the key

@@ -83,3 +83,19 @@ def test_check_names_each_bad_file_and_write_repairs_them(fresh: dict[str, Path]
     write_compiled(copy)
     assert diff_compiled(fresh, copy) == []
     assert not (copy["components"] / "retired_step.yaml").exists()
+
+
+@pytest.mark.parametrize(("component", "output"), [("evaluate", "html_report"), ("pco_loop", "curves"),
+                                                   ("monitor_drift", "report")])
+def test_report_pages_are_declared_as_html_artifacts(component: str, output: str) -> None:
+    """The checked-in component specs and both pipelines declare the report pages as ``system.HTML``, the type the
+    KFP v2 UI renders in its visualization panel."""
+    spec = yaml.safe_load((CHECKED_IN["components"] / f"{component}.yaml").read_text())
+    artifact = spec["components"][f"comp-{component.replace('_', '-')}"]["outputDefinitions"]["artifacts"][output]
+    assert artifact["artifactType"]["schemaTitle"] == "system.HTML"
+    for file in ("coea_training.yaml", "coea_recurring.yaml"):
+        pipeline = next(yaml.safe_load_all((CHECKED_IN["pipelines"] / file).read_text()))
+        declared = [c["outputDefinitions"]["artifacts"][output]["artifactType"]["schemaTitle"]
+                    for name, c in pipeline["components"].items()
+                    if name.startswith(f"comp-{component.replace('_', '-')}")]
+        assert declared == ["system.HTML"] * len(declared) and (declared or component == "monitor_drift"), file

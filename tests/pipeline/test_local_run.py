@@ -16,6 +16,7 @@ from coea.config import EvalConfig
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
 from pipelines.local import run_recurring_locally
+from tests.helpers import assert_artifact_page
 from tests.pipeline.pipeline_helpers import tiny_config
 from tests.pipeline.recurring_helpers import (
     assert_pco_update,
@@ -31,8 +32,9 @@ pytestmark = pytest.mark.slow
 
 def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted) -> None:
     run_dir, paths = trained
-    assert {"metrics.json", "metrics.md", "metrics_at_10.png", "metrics_at_10.html", "config.json", "ground_truth",
+    assert {"metrics.json", "metrics.md", "metrics_at_10.png", "eval_report.html", "config.json", "ground_truth",
             "dsie", "llm", "recommendations", "kv_store"} <= set(paths)
+    assert_artifact_page(paths["eval_report.html"].read_text())  # the evaluate step's HTML artifact
     metrics = json.loads(paths["metrics.json"].read_text())
     assert metrics["protocol"]["evaluated_users"] == 120 and metrics["dataset"]["users"] == 120
     gpn = metrics["methods"]["group_pop_novel"]

@@ -14,6 +14,7 @@ from coea.data.prepared import read_prepared
 from coea.errors import CoeaInputError
 from coea.layout import ArtifactDirs
 from coea.stages import (
+    UiParameters,
     config_from_json,
     drift_config_from_json,
     pipeline_arguments,
@@ -24,6 +25,7 @@ from coea.stages import (
     run_recommend,
     run_sft_stage,
 )
+from tests.helpers import assert_artifact_page
 from tests.pipeline.pipeline_helpers import parquet_config, shifted_log, tiny_config
 
 
@@ -85,6 +87,17 @@ def test_prepare_csv_log_has_no_truth(tmp_path: Path, fitted) -> None:
     assert not (tmp_path / "data" / "ground_truth").exists() and read_prepared(tmp_path / "data").truth is None
 
 
+def test_typed_data_spec_replaces_the_data_configs(tmp_path: Path, fitted) -> None:
+    """prepare_data's way: data_config names the synthetic generator, the typed ``data_spec`` a parquet log; the
+    log is read, and the prepared dir's config records the spec it was read from."""
+    shifted = shifted_log(fitted.data, tmp_path / "log.parquet")
+    cfg = config_from_json(pipeline_arguments(fitted.cfg)["data_config"],
+                           ui=UiParameters(data_spec=f" parquet:{shifted} "))
+    result = run_prepare_data(cfg, tmp_path / "data")
+    assert result.source != "synthetic" and read_prepared(tmp_path / "data").truth is None
+    assert json.loads((tmp_path / "data" / "data_config.json").read_text())["data"]["spec"] == f"parquet:{shifted}"
+
+
 def test_read_prepared_names_the_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CoeaInputError, match="interactions.parquet not found"):
         read_prepared(tmp_path)
@@ -100,8 +113,9 @@ def test_evaluate_stage_equals_the_in_process_flow(tmp_path: Path, fitted) -> No
     flow = run_flow(cfg, RunLayout(tmp_path / "flow"))
     assert flow.steps == [Step.PREPARE, Step.DSIE, Step.EVALUATE]  # only what the methods need
     assert stage.metrics["methods"] == flow.results[Step.EVALUATE].metrics["methods"]
-    html = stage.paths["plot_html"].read_text()
-    assert html.count('src="data:image/png;base64,') == 1
+    page = stage.paths["report_html"].read_text()
+    assert_artifact_page(page)
+    assert page.count("<svg") == 1 and all(f"<td>{m}</td>" in page for m in cfg.eval.methods)
     assert stage.paths["metrics_md"].read_text().startswith("# Evaluation on synthetic")
 
 
@@ -158,9 +172,17 @@ def test_monitor_drift_same_vs_shifted(tmp_path: Path, fitted) -> None:
 
 
 def test_evaluate_stage_without_dsie_methods_needs_no_dsie(tmp_path: Path, fitted) -> None:
-    cfg = replace(fitted.cfg, eval=EvalConfig(methods=["pop", "markov"], ks=[5]))
+    """... and the evaluate step's typed PCO parameters, merged into its config, are in the config.json it
+    writes (the config the PCO step ran with)."""
+    args = pipeline_arguments(replace(fitted.cfg, eval=EvalConfig(methods=["pop", "markov"], ks=[5])))
+    cfg = config_from_json(*(args[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config",
+                                               "pco_config")), ui=UiParameters(pco_rounds=5, pco_alpha=0.0))
     result = run_evaluate_stage(cfg, fitted.data, tmp_path)
     assert set(result.metrics["methods"]) == {"pop", "markov"} and "pop.C-H@5" in result.main
+    saved = json.loads(result.paths["config"].read_text())
+    assert (saved["pco"]["rounds"], saved["pco"]["dpo"]["alpha"]) == (5, 0.0)
+    assert_artifact_page(result.paths["report_html"].read_text())
+
 
 
 def test_sft_stage_trains_one_model_per_call(llm_dirs: dict[str, Path]) -> None:

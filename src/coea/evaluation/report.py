@@ -1,11 +1,13 @@
-"""Metrics tables (Markdown) and plots (PNG) for evaluation outputs."""
+"""Metrics tables (Markdown), plots (PNG) and the report page (an HTML artifact) of evaluation outputs."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
+from coea.html_artifact import Chart, artifact_page, figure_svg, html_table
 from coea.utils import atomic_path
 
 METRIC_ORDER = ("C-H", "C-N", "NCP", "CLTP", "S-H", "S-P", "Cov")
@@ -95,3 +97,29 @@ def bar_chart(methods: Mapping[str, Mapping[str, float]], k: int, path: Path, ti
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
+
+
+def report_page(metrics: Mapping[str, Any], k: int, title: str, png_name: str = "") -> str:
+    """The evaluation as one self-contained page for a Kubeflow HTML artifact (:mod:`coea.html_artifact`): the
+    data set, every method's metrics at ``k``, the paired differences when present, and :func:`bar_figure` as an
+    inline SVG (``png_name``: where the PNG is, named when the chart is left out for size)."""
+    import matplotlib.pyplot as plt
+
+    data = metrics.get("dataset", {})
+    blocks = [f"<p>{len(metrics['methods'])} methods on {escape(str(data.get('source', '?')))}: "
+              f"{data.get('users', '?')} users, {data.get('interactions', '?')} interactions; "
+              f"values are means over the evaluated users at K={k}.</p>",
+              html_table(["method", *(f"{m}@{k}" for m in METRIC_ORDER)],
+                         [[name, *(values.get(f"{m}@{k}", "") for m in METRIC_ORDER)]
+                          for name, values in metrics["methods"].items()])]
+    paired = metrics.get("paired_ci") or {}
+    if paired.get("methods"):
+        keys = [f"{m}@{paired['k']}" for m in paired["metrics"]]
+        blocks += [f"<h2>Paired difference vs {escape(str(paired['reference']))} "
+                   f"({paired['level'] * 100:g} % bootstrap interval)</h2>",
+                   html_table(["method", *keys], [[name, *(ci_cell(cis.get(key)).strip("*") for key in keys)]
+                                                  for name, cis in paired["methods"].items()])]
+    fig = bar_figure(metrics["methods"], k, title)
+    chart = Chart(f"Category metrics at K={k}", figure_svg(fig), f"The PNG is {png_name}." if png_name else "")
+    plt.close(fig)
+    return artifact_page(title, blocks, [chart])
