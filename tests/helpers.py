@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +27,24 @@ requires_movielens = skip_unless(
     (ML_DIR / "movies.dat").is_file(),
     f"MovieLens-1M not found at {ML_DIR} (research-use data is read from ../shared, never copied)",
 )
+
+
+def build_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name`` filled by ``build(folder)`` ONCE per test session: under pytest-xdist the first worker
+    to take the file lock builds it in the session's shared temp folder and the others wait and reuse it (a
+    failed build leaves no marker, so the next asker builds again). Callers only read it, or copy it."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(f"{folder}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import build_once
+
 
 @pytest.fixture(scope="session")
 def tiny_sft_run(tmp_path_factory) -> Path:
     """A run folder (data/, dsie/, llm/ and config.json) of :func:`tests.pipeline.pipeline_helpers.tiny_config`
-    trained once per session up to the SFT models; copy it before writing into it."""
+    trained once per test session (all workers) up to the SFT models; copy it before writing into it."""
     import torch
 
     from coea.config import save_config
@@ -23,10 +25,12 @@ def tiny_sft_run(tmp_path_factory) -> Path:
 
     torch.set_num_threads(1)
     cfg = tiny_config()
-    root = tmp_path_factory.mktemp("tiny_sft_run")
-    run_flow(cfg, RunLayout(root), needs=frozenset({Need.LLMS}), evaluate=False)
-    save_config(cfg, RunLayout(root).config)
-    return root
+
+    def build(root: Path) -> None:
+        run_flow(cfg, RunLayout(root), needs=frozenset({Need.LLMS}), evaluate=False)
+        save_config(cfg, RunLayout(root).config)
+
+    return build_once(tmp_path_factory, "tiny_sft_run", build)
 
 
 class Collect(logging.Handler):

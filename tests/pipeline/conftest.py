@@ -1,18 +1,19 @@
-"""Fixtures of the pipeline tests: one prepared tiny log and its DSIE fit per session, and one kfp.local
-coea_training run per test session shared by every pytest-xdist worker."""
+"""Fixtures of the pipeline tests, each built once per test session and shared by every pytest-xdist worker
+(:func:`tests.helpers.build_once`): one prepared tiny log and its DSIE fit, its two SFT models, and one kfp.local
+coea_training run."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from coea.config import RunConfig
+from tests.helpers import build_once
 from tests.pipeline.pipeline_helpers import tiny_config
 
 
@@ -25,52 +26,52 @@ class Fitted:
 
 @pytest.fixture(scope="session")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> Fitted:
+    """The tiny config's prepared log and DSIE fit, built once per test session (all workers)."""
     from coea.stages import run_dsie_group, run_prepare_data
 
-    root = tmp_path_factory.mktemp("fitted")
     cfg = tiny_config()
-    run_prepare_data(cfg, root / "data")
-    run_dsie_group(cfg, root / "data", root / "dsie")
+
+    def build(root: Path) -> None:
+        run_prepare_data(cfg, root / "data")
+        run_dsie_group(cfg, root / "data", root / "dsie")
+
+    root = build_once(tmp_path_factory, "fitted", build)
     return Fitted(cfg, root / "data", root / "dsie")
 
 
 @pytest.fixture(scope="session")
 def llm_dirs(fitted: Fitted, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The N-LLM and the R-LLM trained one at a time (as the two SFT steps do), each in its own dir."""
+    """The N-LLM and the R-LLM trained one at a time (as the two SFT steps do), each in its own dir; once per
+    test session (all workers)."""
     from coea.stages import run_sft_stage
 
-    root = tmp_path_factory.mktemp("llms")
-    return {name: run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, root / name, which=(name,)).out_dir
-            for name in ("novelty", "relevance")}
+    names = ("novelty", "relevance")
 
+    def build(root: Path) -> None:
+        for name in names:
+            run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, root / name, which=(name,))
 
-def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder every pytest-xdist worker of this session sees (the parent of the workers' base temps)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = build_once(tmp_path_factory, "llms", build)
+    return {name: root / name for name in names}
 
 
 @pytest.fixture(scope="session")
 def training_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path], str]:
-    """(run dir, outputs, console text) of coea_training under kfp.local on the tiny config (rec_k 5), run ONCE
-    per test session: the first worker to get the file lock runs it and records it; the others read the record
-    (tests only read the run folder, or copy its state)."""
-    from filelock import FileLock
-
+    """(run dir, outputs, console text) of coea_training under kfp.local on the tiny config (rec_k 5), run once
+    per test session (all workers; tests only read the run folder, or copy its state)."""
     from pipelines.local import run_training_locally
 
-    root = _session_root(tmp_path_factory) / "trained"
-    record = root / "record.json"
-    with FileLock(f"{root}.lock"):
-        if not record.exists():
-            (root / "run").mkdir(parents=True, exist_ok=True)
-            console = io.StringIO()
-            with contextlib.redirect_stdout(console):
-                paths = run_training_locally(tiny_config(), root / "run", rec_k=5)
-            record.write_text(json.dumps({"paths": {k: str(v) for k, v in paths.items()},
-                                          "console": console.getvalue()}))
-    done = json.loads(record.read_text())
-    return root / "run", {k: Path(v) for k, v in done["paths"].items()}, done["console"]
+    def build(root: Path) -> None:
+        (root / "run").mkdir()
+        console = io.StringIO()
+        with contextlib.redirect_stdout(console):
+            paths = run_training_locally(tiny_config(), root / "run", rec_k=5)
+        (root / "paths.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+        (root / "console.txt").write_text(console.getvalue(), encoding="utf-8")
+
+    root = build_once(tmp_path_factory, "trained", build)
+    paths = json.loads((root / "paths.json").read_text())
+    return root / "run", {k: Path(v) for k, v in paths.items()}, (root / "console.txt").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
