@@ -45,7 +45,7 @@ Nothing here reads the evaluation future: the caller passes the split's historie
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,15 +207,19 @@ def relevance_examples(cuts: list[tuple[PromptContext, list[str], set[str]]], ne
 
 
 def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
-                       eos: str) -> SftExamples:
+                       eos: str, which: Collection[str] = ("novelty", "relevance")) -> SftExamples:
     """Examples for every user in ``groups`` from their (chronologically sorted) history events (``cfg``
-    resolved: :func:`coea.llm.sft_config.resolve_sft_data`)."""
+    resolved: :func:`coea.llm.sft_config.resolve_sft_data`), for the LLMs named in ``which`` (the other list
+    stays empty; each LLM's examples come from its own seeded stream, so they do not depend on ``which``)."""
     require_resolved(cfg)
-    rng = np.random.default_rng(cfg.seed)
-    relevance = relevance_examples(cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
-                                   with_group=cfg.with_group)
-    novelty = []
-    for ctx, targets in _novelty_cuts(history, groups, cfg, np.random.default_rng([cfg.seed, 1])):
+    relevance: list[dict[str, str]] = []
+    if "relevance" in which:
+        rng = np.random.default_rng(cfg.seed)
+        relevance = relevance_examples(cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
+                                       with_group=cfg.with_group)
+    novelty: list[dict[str, str]] = []
+    cuts = _novelty_cuts(history, groups, cfg, np.random.default_rng([cfg.seed, 1])) if "novelty" in which else []
+    for ctx, targets in cuts:
         prompt = novelty_prompt(ctx, with_group=cfg.with_group)
         lists = [[c] for c in targets] if cfg.split_targets else [targets]
         novelty += [{"prompt": prompt, "completion": novelty_completion(t, eos)} for t in lists]
