@@ -214,6 +214,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def write_results(args: argparse.Namespace, sizes: list[int], rows: dict, exps: dict) -> None:
+    """``args.out``: the rows measured so far (written after every stage), the exponents once complete."""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {k: getattr(args, k) for k in ("sft_steps", "pco_users", "llm_users", "served")}
+    args.out.write_text(json.dumps({"sizes": sizes, "rows": rows, "exponents": exps, **settings,
+                                    "cheap_methods": CHEAP_METHODS, "llm_methods": LLM_METHODS}, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
@@ -221,21 +229,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(QUICK_SIZES if args.quick else FULL_SIZES)
     stages = [s for s in args.stages.split(",") if s]
+    rows: dict[str, dict[int, dict[str, float]]] = {s: {} for s in stages}
     with tempfile.TemporaryDirectory(prefix="coea-scale-") as tmp:
         work = args.work or Path(tmp)
-        rows: dict[str, dict[int, dict[str, float]]] = {s: {} for s in stages}
         for n in sizes:
             for stage in stages:
-                rows[stage][n] = spawn(stage, n, work / f"u{n}", args)
-                r = rows[stage][n]
+                rows[stage][n] = r = spawn(stage, n, work / f"u{n}", args)
                 print(f"{n:>7} users {stage:<14}{r['seconds']:>8.1f} s {r['peak_mib']:>7.0f} MiB peak", flush=True)
+                write_results(args, sizes, rows, {})
     exps = exponents(sizes, rows) if len(sizes) > 1 else {}
     if exps:
         print_table(sizes, rows, exps)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {k: getattr(args, k) for k in ("sft_steps", "pco_users", "llm_users", "served")}
-    args.out.write_text(json.dumps({"sizes": sizes, "rows": rows, "exponents": exps, **settings,
-                                    "cheap_methods": CHEAP_METHODS, "llm_methods": LLM_METHODS}, indent=2) + "\n")
+    write_results(args, sizes, rows, exps)
     print(f"wrote {args.out}")
     return 0
 
