@@ -196,6 +196,23 @@ def print_table(sizes: list[int], rows: dict[str, dict[int, dict[str, float]]], 
           + f"{growth_exponent(sizes, totals):>7.2f}{growth_exponent(sizes, peaks):>8.2f}")
 
 
+def markdown(sizes: list[int], rows: dict, exps: dict, target: int = 1_000_000) -> str:
+    """The README table: seconds / peak RSS (GiB) per stage and size, the exponents, and an EXTRAPOLATION to
+    ``target`` users (last size's seconds x (target / size) ** exponent; peak = import RSS + the grown part
+    scaled by its exponent)."""
+    last, f = sizes[-1], target / sizes[-1]
+    head = " | ".join(f"{n:,} users s / GiB" for n in sizes)
+    lines = [f"| stage | {head} | exp. s | exp. grown RSS | {target:,} users (extrapolated) s / GiB |",
+             "|---|" + "---:|" * (len(sizes) + 3)]
+    for stage, by_size in rows.items():
+        r, e = by_size[last], exps[stage]
+        cells = " | ".join(f"{by_size[n]['seconds']:,.0f} / {by_size[n]['peak_mib'] / 1024:.2f}" for n in sizes)
+        grown = max(r["peak_mib"] - r["base_mib"], 1.0) * f ** e["grown_mib"]
+        lines.append(f"| {stage} | {cells} | {e['seconds']:.2f} | {e['grown_mib']:.2f} | "
+                     f"{r['seconds'] * f ** e['seconds']:,.0f} / {(r['base_mib'] + grown) / 1024:.1f} |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} (smoke test)")
@@ -240,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     exps = exponents(sizes, rows) if len(sizes) > 1 else {}
     if exps:
         print_table(sizes, rows, exps)
+        print("\n" + markdown(sizes, rows, exps))
     write_results(args, sizes, rows, exps)
     print(f"wrote {args.out}")
     return 0

@@ -18,3 +18,12 @@ def test_memory_growth_is_fitted_above_the_import_baseline():
     e = exponents(sizes, rows)["s"]
     assert e["seconds"] == pytest.approx(1.0) and e["grown_mib"] == pytest.approx(1.0)
     assert e["peak_mib"] < 0.5  # the fixed 400 MiB of imports hides the growth in the total
+
+
+def test_readme_table_extrapolates_time_and_grown_memory_by_their_exponents():
+    from benchmarks.bench_scale import markdown
+
+    sizes = [1_000, 10_000]
+    rows = {"s": {n: {"seconds": n / 100, "peak_mib": 1024 + n * 1024 / 10_000, "base_mib": 1024} for n in sizes}}
+    last = markdown(sizes, rows, exponents(sizes, rows), target=100_000).splitlines()[-1]
+    assert last == "| s | 10 / 1.10 | 100 / 2.00 | 1.00 | 1.00 | 1,000 / 11.0 |"  # 1 GiB imports + 10 x 1 GiB
