@@ -131,6 +131,12 @@ def evaluate_llm_sample(cfg, lay) -> None:
                    method_context(cfg, artifacts))
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process: less sensitive than wall time to other jobs on the machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -147,10 +153,11 @@ def child(stage: str, n_users: int, root: Path, args: argparse.Namespace) -> dic
     import coea.stages  # noqa: F401  (the imports a pipeline step pays before its stage)
 
     cfg = bench_config(n_users, args.sft_steps, args.pco_users, args.llm_users)
-    base = _rss_mib()
+    base, cpu = _rss_mib(), _cpu_seconds()
     start = time.perf_counter()
     run_stage(stage, cfg, root, args.served)
-    return {"seconds": time.perf_counter() - start, "peak_mib": _rss_mib(), "base_mib": base}
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": _cpu_seconds() - cpu, "peak_mib": _rss_mib(),
+            "base_mib": base}
 
 
 def spawn(stage: str, n_users: int, root: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -173,13 +180,16 @@ def growth_exponent(sizes: list[int], values: list[float]) -> float:
 
 
 def exponents(sizes: list[int], rows: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """Per stage: growth exponents of seconds, of peak RSS and of the growth of memory (peak - import RSS)."""
+    """Per stage: growth exponents of wall seconds, of peak RSS, of the growth of memory (peak - import RSS) and,
+    where every size has it, of CPU seconds."""
     out = {}
     for stage, by_size in rows.items():
         r = [by_size[n] for n in sizes]
         out[stage] = {"seconds": growth_exponent(sizes, [x["seconds"] for x in r]),
                       "peak_mib": growth_exponent(sizes, [x["peak_mib"] for x in r]),
                       "grown_mib": growth_exponent(sizes, [max(x["peak_mib"] - x["base_mib"], 1.0) for x in r])}
+        if all("cpu_seconds" in x for x in r):
+            out[stage]["cpu_seconds"] = growth_exponent(sizes, [x["cpu_seconds"] for x in r])
     return out
 
 
