@@ -207,19 +207,19 @@ def print_table(sizes: list[int], rows: dict[str, dict[int, dict[str, float]]], 
 
 
 def markdown(sizes: list[int], rows: dict, exps: dict, target: int = 1_000_000) -> str:
-    """The README table: seconds / peak RSS (GiB) per stage and size, the exponents, and an EXTRAPOLATION to
-    ``target`` users (last size's seconds x (target / size) ** exponent; peak = import RSS + the grown part
-    scaled by its exponent)."""
-    last, f = sizes[-1], target / sizes[-1]
-    head = " | ".join(f"{n:,} users s / GiB" for n in sizes)
-    lines = [f"| stage | {head} | exp. s | exp. grown RSS | {target:,} users (extrapolated) s / GiB |",
-             "|---|" + "---:|" * (len(sizes) + 3)]
+    """The README table: seconds / peak RSS (GiB) per stage and size, the exponents, and a linear EXTRAPOLATION to
+    ``target`` users: the last size's seconds x target / size, and its peak + the marginal MiB per user between
+    the last two sizes x the users added."""
+    last, prev, f = sizes[-1], sizes[-2], target / sizes[-1]
+    head = " | ".join(f"{n // 1000}k users: s / peak GiB" for n in sizes)
+    lines = [f"| stage | {head} | exp. s | exp. RSS | exp. grown RSS | {target:,} users, EXTRAPOLATED "
+             "linearly: s / GiB |", "|---|" + "---:|" * (len(sizes) + 4)]
     for stage, by_size in rows.items():
         r, e = by_size[last], exps[stage]
         cells = " | ".join(f"{by_size[n]['seconds']:,.0f} / {by_size[n]['peak_mib'] / 1024:.2f}" for n in sizes)
-        grown = max(r["peak_mib"] - r["base_mib"], 1.0) * f ** e["grown_mib"]
-        lines.append(f"| {stage} | {cells} | {e['seconds']:.2f} | {e['grown_mib']:.2f} | "
-                     f"{r['seconds'] * f ** e['seconds']:,.0f} / {(r['base_mib'] + grown) / 1024:.1f} |")
+        peak = r["peak_mib"] + (r["peak_mib"] - by_size[prev]["peak_mib"]) / (last - prev) * (target - last)
+        lines.append(f"| {stage} | {cells} | {e['seconds']:.2f} | {e['peak_mib']:.2f} | {e['grown_mib']:.2f} | "
+                     f"{r['seconds'] * f:,.0f} / {peak / 1024:.0f} |")
     return "\n".join(lines)
 
 
