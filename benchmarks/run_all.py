@@ -7,13 +7,17 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# arguments per script: the scaling curve's quick sizes (1k, 3k, 10k users); the full curve (10k, 30k, 100k) takes
+# far longer: run ``python benchmarks/bench_scale.py`` for it
+ARGS = {"bench_scale.py": ["--quick"]}
 
 
 def main() -> int:
     failed = 0
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"# {script.name}", flush=True)
-        failed += subprocess.run([sys.executable, str(script)], check=False).returncode != 0
+        cmd = [sys.executable, str(script), *ARGS.get(script.name, [])]
+        failed += subprocess.run(cmd, check=False).returncode != 0
     return 1 if failed else 0
 
 

@@ -167,10 +167,15 @@ class EvalConfig:
     # PCO's per-round judge metric (coea.evaluation.pco_metrics): the R-LLM ranks every unseen category of at most
     # this many evaluated users (seeded subsample; U x C prompts per round); 0 = off
     judge_users: int = 300
+    # PCO's per-round metrics (coea.evaluation.pco_metrics) on at most this many evaluated users (seeded subsample,
+    # the same every round; the judge's users are drawn among them); 0 = every evaluated user (U x K R-LLM prompts
+    # per round: bound it for large logs)
+    round_users: int = 0
 
     def __post_init__(self) -> None:
         self.methods = list(dict.fromkeys(self.methods))
         _positive("judge_users", self.judge_users, allow_zero=True)
+        _positive("round_users", self.round_users, allow_zero=True)
         if not self.methods:
             raise ValueError("methods is empty; name at least one, e.g. pop,markov")
         if not self.ks or any(k <= 0 for k in self.ks):

@@ -79,3 +79,15 @@ def test_registry_parses_views_and_rejects_unknown():
     assert isinstance(build_method(spec, MethodContext()), Markov)
     with pytest.raises(CoeaInputError, match="unknown method 'nope'"):
         parse_method("nope")
+
+
+def test_top_k_in_row_blocks_equals_one_block(monkeypatch):
+    from coea.evaluation import baselines
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(7, 5)).astype(float)  # ties on purpose
+    scores[rng.random((7, 5)) < 0.2] = -np.inf
+    users, cats = [f"u{i}" for i in range(7)], list("abcde")
+    whole = top_k(scores, users, cats, 3)
+    monkeypatch.setattr(baselines, "TOP_K_ROWS", 2)
+    assert top_k(scores, users, cats, 3) == whole and list(whole) == users

@@ -97,3 +97,20 @@ def test_novelty_target_is_validated():
         SftDataConfig(novelty_target="bogus")
     with pytest.raises(ValueError):
         SftDataConfig(novelty_horizon=0)
+
+
+def test_relevance_examples_are_written_when_read_and_equal_the_eager_list():
+    import numpy as np
+
+    from coea.llm.prompts import PromptContext, relevance_completion, relevance_prompt
+    from coea.llm.sft_data import relevance_examples
+
+    ctx = [PromptContext((i % 2,), f"p{i}", (f"s{i}",)) for i in range(4)]
+    cuts = [(c, [f"t{i}", "a"], {f"s{i}"}) for i, c in enumerate(ctx)]
+    ex = relevance_examples(cuts, 1, "</s>", np.random.default_rng(0))
+    eager = [{"prompt": relevance_prompt(c, cand), "completion": relevance_completion(label, "</s>")}
+             for c, cand, label in ex.specs]
+    assert len(ex) == 16 and list(ex) == eager and ex == eager and ex[2:5] == eager[2:5] and ex[-1] == eager[-1]
+    assert ex + [eager[0]] == [*eager, eager[0]] and [eager[0]] + ex == [eager[0], *eager]
+    assert sum(e["completion"].startswith(" yes") for e in ex) == 8  # one "no" per "yes"
+    assert [ex[i] for i in (7, 3)] == [eager[7], eager[3]]  # what a capped SFT (max_examples) reads

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from coea.config import SplitConfig
+from coea.config import EvalConfig, SplitConfig
 from coea.data.split import chronological_split
 from coea.evaluation import pco_metrics
 from coea.evaluation.pco_metrics import SplitEvaluator, judge_rows, top_by_score
@@ -111,3 +111,29 @@ def test_judge_metric_ranks_unseen_categories_by_p_yes(monkeypatch):
     assert out["judged_users"] == 2
     assert top_by_score([["a", "b", "c"]], [[0.2, 0.9, 0.5]], 2) == [["b", "c"]]
     assert SplitEvaluator(split, groups, LlmConfig(), k=1, judge_users=0).judge(None, novel) == {}
+
+
+def test_round_users_bounds_the_per_round_metric_users_to_a_seeded_sample():
+    rows = [(u, f"{u}{t}", c, t) for u, cats in {f"u{i}": "aabbcd"[i % 3:] + "abc" for i in range(6)}.items()
+            for t, c in enumerate(cats)]
+    split = chronological_split(events(rows), SplitConfig(n_future=1, n_short=2, min_history=2))
+    groups = {f"u{i}": GroupInfo((0,), "") for i in range(6)}
+    llm = resolve_llm(LlmConfig(), split.config)
+    every = SplitEvaluator(split, groups, llm, k=1, judge_users=0)
+    assert every.users == split.warm_users and len(every.users) == 6  # round_users=0: every evaluated user
+    some = SplitEvaluator(split, groups, llm, k=1, judge_users=2, round_users=4)
+    assert some.users == [every.users[i] for i in judge_rows(6, 4, seed=1)] and len(some.users) == 4
+    assert len(some.prompts) == 4 and len(some.judged) == 2 and max(some.judged) < 4  # the judge draws among them
+    assert SplitEvaluator(split, groups, llm, k=1, round_users=10).users == every.users
+    with pytest.raises(ValueError, match="round_users must be >= 0"):
+        EvalConfig(round_users=-1)
+
+
+def test_examples_of_one_llm_equal_that_llm_s_examples_when_both_are_built():
+    cfg = resolve_sft_data(SftDataConfig(), SplitConfig(n_future=3, n_short=2))
+    log = _log({f"u{i}": 12 + i for i in range(8)})
+    groups = {f"u{i}": GroupInfo((0,), "") for i in range(8)}
+    both = build_sft_examples(log, groups, cfg, eos="</s>")
+    assert both.novelty and both.relevance
+    assert build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)) == replace(both, relevance=[])
+    assert build_sft_examples(log, groups, cfg, eos="</s>", which=("relevance",)) == replace(both, novelty=[])

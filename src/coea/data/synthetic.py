@@ -28,6 +28,7 @@ affinities are the tastes before it.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,36 +87,52 @@ def _group_tastes(cfg: SyntheticConfig, pop: np.ndarray, rng: np.random.Generato
     return tastes / tastes.sum(axis=1, keepdims=True)  # (G, C)
 
 
+def _cdf(weights: np.ndarray) -> list[float]:
+    """The cumulative distribution ``rng.choice(len(weights), p=weights / weights.sum())`` searches (the same
+    arithmetic), as floats for :func:`bisect.bisect_right` (= its ``searchsorted(side="right")``)."""
+    cdf = (weights / weights.sum()).cumsum()
+    cdf /= cdf[-1]
+    return cdf.tolist()
+
+
 def _user_sequence(
     cfg: SyntheticConfig, affinity: np.ndarray, n_events: int, rng: np.random.Generator
-) -> list[tuple[int, bool]]:
-    """Category index per event, and whether the event starts a new session."""
-    n_init = min(3, cfg.n_categories)
-    explored = list(rng.choice(cfg.n_categories, size=n_init, replace=False, p=affinity))
-    focus = explored[0]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Category index per event and whether the event starts a new session (bool), one user.
+
+    Every random draw is the one of the plain recipe (``rng.choice(..., p=...)`` per event: one uniform searched
+    in the same cumulative distribution, :func:`_cdf`), in the same order, so the log is bit-identical to it;
+    the distribution of a repeat draw is reused until the explored set or the focus changes.
+    """
+    n_cat = cfg.n_categories
+    explored = [int(c) for c in rng.choice(n_cat, size=min(3, n_cat), replace=False, p=affinity)]
+    is_new = np.ones(n_cat, dtype=bool)
+    is_new[explored] = False
+    focus = 0  # position of the focus category in explored
     left_in_focus = rng.geometric(1.0 / cfg.focus_length)
-    events: list[tuple[int, bool]] = []
-    new_session = True
-    for _ in range(n_events):
-        if left_in_focus <= 0:
-            focus = explored[rng.choice(len(explored), p=_norm(affinity[explored]))]
-            left_in_focus = rng.geometric(1.0 / cfg.focus_length)
-            new_session = True
-        unexplored = np.setdiff1d(np.arange(cfg.n_categories), explored)
-        if unexplored.size and rng.random() < cfg.explore_rate:
-            cat = int(unexplored[rng.choice(unexplored.size, p=_norm(affinity[unexplored]))])
+    cats = np.empty(n_events, dtype=np.int64)
+    starts = np.zeros(n_events, dtype=bool)
+    repeat_cdf: list[float] | None = None  # valid until the explored set or the focus changes
+    for e in range(n_events):
+        if left_in_focus <= 0 or e == 0:
+            if e > 0:
+                focus = bisect.bisect_right(_cdf(affinity[explored]), rng.random())
+                left_in_focus = rng.geometric(1.0 / cfg.focus_length)
+            starts[e], repeat_cdf = True, None
+        if len(explored) < n_cat and rng.random() < cfg.explore_rate:
+            unexplored = np.flatnonzero(is_new)
+            cat = int(unexplored[bisect.bisect_right(_cdf(affinity[unexplored]), rng.random())])
             explored.append(cat)
+            is_new[cat], repeat_cdf = False, None
         else:
-            weights = affinity[explored] * (1.0 + cfg.focus_strength * (np.asarray(explored) == focus))
-            cat = int(explored[rng.choice(len(explored), p=_norm(weights))])
-        events.append((cat, new_session))
-        new_session = False
+            if repeat_cdf is None:
+                weights = affinity[explored]
+                weights[focus] *= 1.0 + cfg.focus_strength
+                repeat_cdf = _cdf(weights)
+            cat = explored[bisect.bisect_right(repeat_cdf, rng.random())]
+        cats[e] = cat
         left_in_focus -= 1
-    return events
-
-
-def _norm(x: np.ndarray) -> np.ndarray:
-    return x / x.sum()
+    return cats, starts
 
 
 def _timestamps(cfg: SyntheticConfig, sessions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -153,6 +170,26 @@ def _inject_shift(cfg: SyntheticConfig, coded: pd.DataFrame, users: list[str]) -
     return out
 
 
+def _coded_log(users: list[str], parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """The log with category and item *indices*, users in order, each user's events in generation order."""
+    counts = np.fromiter((len(c) for c, _, _ in parts), dtype=np.int64, count=len(parts))
+    return pd.DataFrame({USER: np.repeat(np.asarray(users, dtype=object), counts),
+                         _CAT: np.concatenate([c for c, _, _ in parts]),
+                         _ITEM: np.concatenate([i for _, i, _ in parts]),
+                         TIMESTAMP: np.concatenate([t for _, _, t in parts])})
+
+
+def _named_log(cfg: SyntheticConfig, coded: pd.DataFrame) -> pd.DataFrame:
+    """Canonical columns: item ids ``i<category>_<item>`` and category names looked up from small tables."""
+    cat_idx, item_idx = coded[_CAT].to_numpy(), coded[_ITEM].to_numpy()
+    item_names = np.array([f"i{c:02d}_{i:03d}" for c in range(cfg.n_categories)
+                           for i in range(cfg.items_per_category)], dtype=object)  # (C * items,)
+    cats = np.array(category_names(cfg.n_categories), dtype=object)
+    return pd.DataFrame({USER: coded[USER], ITEM: item_names[cat_idx * cfg.items_per_category + item_idx],
+                         CATEGORY: cats[cat_idx], TIMESTAMP: coded[TIMESTAMP].astype(np.int64)},
+                        index=coded.index)
+
+
 def generate_synthetic(cfg: SyntheticConfig) -> SyntheticData:
     """Build the log and its ground truth; the same config always gives the same data."""
     rng = np.random.default_rng(cfg.seed)
@@ -165,22 +202,19 @@ def generate_synthetic(cfg: SyntheticConfig) -> SyntheticData:
     affinity /= affinity.sum(axis=1, keepdims=True)  # (U, C)
     item_pop = np.arange(1, cfg.items_per_category + 1, dtype=float) ** -1.0
     item_pop /= item_pop.sum()
-    rows = []
     users = [f"u{u:04d}" for u in range(cfg.n_users)]
-    for u, user in enumerate(users):
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per user: category, item, timestamp
+    for u in range(cfg.n_users):
         n_events = max(cfg.min_interactions, int(rng.poisson(cfg.mean_interactions)))
-        seq = _user_sequence(cfg, affinity[u], n_events, rng)
-        cat_idx = np.array([c for c, _ in seq])
-        ts = _timestamps(cfg, np.array([s for _, s in seq]), rng)
+        cat_idx, sessions = _user_sequence(cfg, affinity[u], n_events, rng)
+        ts = _timestamps(cfg, sessions, rng)
         items = rng.choice(cfg.items_per_category, size=n_events, p=item_pop)
-        rows.extend((user, int(c), int(i), int(t)) for c, t, i in zip(cat_idx, ts, items, strict=True))
-    coded = pd.DataFrame(rows, columns=[USER, _CAT, _ITEM, TIMESTAMP])
+        parts.append((cat_idx, items, ts))
+    coded = _coded_log(users, parts)
     coded = coded.drop_duplicates(subset=[USER, _CAT, _ITEM, TIMESTAMP])  # (category, item) <-> item id
     if cfg.shift_period is not None:
         coded = _inject_shift(cfg, coded, users)
-    df = pd.DataFrame({USER: coded[USER],
-                       ITEM: [f"i{c:02d}_{i:03d}" for c, i in zip(coded[_CAT], coded[_ITEM], strict=True)],
-                       CATEGORY: [cats[c] for c in coded[_CAT]], TIMESTAMP: coded[TIMESTAMP].astype(np.int64)})
+    df = _named_log(cfg, coded)
     groups = pd.DataFrame({USER: users, "group": user_group.astype(int)})
     aff = pd.DataFrame(affinity, columns=cats, index=pd.Index(users, name=USER))
     return SyntheticData(interactions=sort_events(df), groups=groups, affinity=aff)

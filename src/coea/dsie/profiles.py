@@ -7,6 +7,7 @@ from-scratch model only exercises the code path).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,13 @@ def group_stats(history: pd.DataFrame, user_group: Mapping[str, str], top: int) 
     """Per group: size, top categories with shares, breadth, adoption rate (history events of its members)."""
     df = history[history[USER].isin(user_group)]
     df = df.assign(group=df[USER].map(user_group))
+    sizes = Counter(user_group.values())  # group -> members (one pass, not one per group)
     out: dict[str, dict[str, Any]] = {}
     for gid, g in df.groupby("group", sort=True):
         shares = g[CATEGORY].value_counts(normalize=True)
         per_user = g.groupby(USER, sort=False)
         out[str(gid)] = {
-            "size": int(sum(1 for u in user_group.values() if u == gid)),
+            "size": int(sizes[gid]),
             "events": len(g),
             "top_categories": [{"category": c, "share": round(float(s), 4)} for c, s in shares.head(top).items()],
             "breadth": round(float(per_user[CATEGORY].nunique().mean()), 2),

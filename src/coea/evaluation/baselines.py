@@ -79,13 +79,17 @@ class ScoringMethod(ABC):
         return {u: [(c, float(scores[row, self.index[c]])) for c in recs[u]] for row, u in enumerate(users)}
 
 
+TOP_K_ROWS = 8192  # rows ranked at a time: the sort's temporaries stay (8192, C), whatever the number of users
+
+
 def top_k(scores: np.ndarray, users: Sequence[str], categories: Sequence[str], k: int) -> Recommendations:
     """Rank each row by score (ties: lower column index first); ``-inf`` entries are never returned."""
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (U, k)
     out: Recommendations = {}
-    for row, user in enumerate(users):
-        cols = order[row]
-        out[user] = [categories[c] for c in cols if np.isfinite(scores[row, c])]
+    for start in range(0, len(users), TOP_K_ROWS):
+        block = scores[start:start + TOP_K_ROWS]  # (B, C) view
+        order = np.argsort(-block, axis=1, kind="stable")[:, :k]  # (B, k)
+        for row, cols in enumerate(order):
+            out[users[start + row]] = [categories[c] for c in cols if np.isfinite(block[row, c])]
     return out
 
 

@@ -12,7 +12,7 @@ categories by the R-LLM's P(yes) (one prompt per (user, unseen category)), and `
 ``+x`` S-H@K (its log-probability ranking of the same unseen categories) on the SAME users, so the two compare
 directly; ``judged_users`` = how many. To bound the U x C prompts, the judged users are a seeded subsample
 (:func:`judge_rows`, seed 0, the same every round) of at most ``judge_users`` evaluated users (0 = no judge
-metric).
+metric). On a large log ``round_users`` bounds every per-round metric the same way (seed 1; 0 = all users).
 """
 
 from __future__ import annotations
@@ -73,10 +73,12 @@ class SplitEvaluator:
 
     def __init__(self, split: Split, groups: dict[str, GroupInfo], llm: LlmConfig, k: int,
                  long_tail_share: float = EvalConfig().long_tail_share,
-                 judge_users: int = EvalConfig().judge_users) -> None:
+                 judge_users: int = EvalConfig().judge_users, round_users: int = EvalConfig().round_users) -> None:
         hist = split.histories
         self.split, self.llm, self.k, self.categories = split, llm, k, list(hist.categories)
         self.users = [u for u in split.warm_users if u in groups]
+        if round_users:  # a seeded subsample (its own seed: the judged users are then drawn among these)
+            self.users = [self.users[i] for i in judge_rows(len(self.users), round_users, seed=1)]
         self.history = hist.user_categories()
         counts = hist.interactions[CATEGORY].value_counts().to_dict()
         self.tail = long_tail({c: int(counts.get(c, 0)) for c in self.categories}, long_tail_share)

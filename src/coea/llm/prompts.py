@@ -39,6 +39,7 @@ summary; kept in ``w/o CSID`` prompts, since it is history, not group informatio
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -83,6 +84,7 @@ def _escape_hidden(ch: str) -> str:
     return ch
 
 
+@functools.lru_cache(maxsize=1 << 16, typed=True)  # a pure function of a few category names, called for every prompt
 def category_text(name: str) -> str:
     """The one whitespace-free word that writes category ``name`` in prompts and completions (module doc)."""
     word = "".join(_escape_char(ch) for ch in str(name))
@@ -110,6 +112,7 @@ def category_name(word: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1 << 12)  # a pure function of the few group profiles, called for every prompt
 def profile_text(profile: str) -> str:
     """A group profile as prompt text: whitespace normalised; ``<`` and invisible characters escaped as in category
     words, so that no special token or CSID code appears inside it (profiles quote category names)."""
@@ -136,6 +139,7 @@ def option_words(full_csid: bool, long_term: int) -> tuple[str, ...]:
     return (USER_MARK,) * bool(full_csid) + (LONG_MARK,) * (long_term > 0)
 
 
+@functools.lru_cache(maxsize=1 << 12)  # the R-LLM prompts of one cut share their context
 def context_text(ctx: PromptContext, *, with_group: bool = True) -> str:
     parts = []
     if with_group:

@@ -75,7 +75,7 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device)
                for name in MODELS if name in which}
     eos = next(iter(bundles.values())).tokenizer.eos_token
-    examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos)
+    examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos, which=tuple(bundles))
     log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))
     sft = {name: train_sft(getattr(cfg, name), b.model, b.tokenizer, getattr(examples, name), name=name,
                           device=device)

@@ -45,15 +45,15 @@ class LogLines(TrainerCallback):
             self.last = (state.global_step, time.perf_counter())
 
 
-def _subsample(examples: list[dict[str, str]], cfg: SftTrainConfig) -> list[dict[str, str]]:
+def _subsample(examples: Sequence[dict[str, str]], cfg: SftTrainConfig) -> list[dict[str, str]]:
     if cfg.max_examples is None or len(examples) <= cfg.max_examples:
-        return examples
+        return list(examples)
     keep = np.sort(np.random.default_rng(cfg.seed).choice(len(examples), size=cfg.max_examples, replace=False))
     return [examples[i] for i in keep]
 
 
 def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-              examples: list[dict[str, str]], *, name: str = "llm", device: str = "cpu",
+              examples: Sequence[dict[str, str]], *, name: str = "llm", device: str = "cpu",
               callbacks: Sequence[TrainerCallback] = ()) -> SftResult:
     """Fine-tune ``model`` in place on ``device`` (a resolved torch device string) on prompt/completion
     ``examples``; returns the logged losses. The model is moved to ``device`` first and stays there.

@@ -45,7 +45,7 @@ Nothing here reads the evaluation future: the caller passes the split's historie
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +67,7 @@ class SftExamples:
     """Prompt/completion pairs (the trl prompt-completion dataset format)."""
 
     novelty: list[dict[str, str]]
-    relevance: list[dict[str, str]]
+    relevance: Sequence[dict[str, str]]  # a list, or RelevanceExamples (written out when read)
 
 
 @dataclass(frozen=True)
@@ -190,32 +190,63 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
     return out
 
 
+class RelevanceExamples(Sequence):
+    """R-LLM examples (``{"prompt", "completion"}`` dicts, a read-only list) written out when read: each holds
+    only its (context, candidate, label), so a capped SFT (``max_examples``) writes just the examples it keeps."""
+
+    def __init__(self, specs: list[tuple[PromptContext, str, bool]], eos: str, with_group: bool = True) -> None:
+        self.specs, self.eos, self.with_group = specs, eos, with_group
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, i):  # an int gives one example, a slice a list of them
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        ctx, cand, label = self.specs[i]
+        return {"prompt": relevance_prompt(ctx, cand, with_group=self.with_group),
+                "completion": relevance_completion(label, self.eos)}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __add__(self, other: Sequence) -> list[dict[str, str]]:
+        return list(self) + list(other)
+
+    def __radd__(self, other: Sequence) -> list[dict[str, str]]:
+        return list(other) + list(self)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable-list semantics)
+
+
 def relevance_examples(cuts: list[tuple[PromptContext, list[str], set[str]]], negatives_per_positive: int,
-                       eos: str, rng: np.random.Generator, *, with_group: bool = True) -> list[dict[str, str]]:
+                       eos: str, rng: np.random.Generator, *, with_group: bool = True) -> RelevanceExamples:
     """Balanced R-LLM examples from (context, taken-up categories, seen before the cut) cuts, shuffled: each
     taken-up category a ``yes``, ``negatives_per_positive`` times as many ``no`` drawn by adoption popularity
     (over these cuts) among categories the user neither had nor took up."""
     adoption = adoption_counts(cuts)
     pool, weights = adoption.index.to_numpy(), adoption.to_numpy(dtype=float)
-    out = []
+    out: list[tuple[PromptContext, str, bool]] = []
     for ctx, targets, seen in cuts:
         negs = _negatives(pool, weights, seen | set(targets), negatives_per_positive * len(targets), rng)
-        for cand, label in [(c, True) for c in targets] + [(c, False) for c in negs]:
-            out.append({"prompt": relevance_prompt(ctx, cand, with_group=with_group),
-                        "completion": relevance_completion(label, eos)})
-    return [out[i] for i in rng.permutation(len(out))]
+        out += [(ctx, c, True) for c in targets] + [(ctx, c, False) for c in negs]
+    return RelevanceExamples([out[i] for i in rng.permutation(len(out))], eos, with_group)
 
 
 def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
-                       eos: str) -> SftExamples:
+                       eos: str, which: Collection[str] = ("novelty", "relevance")) -> SftExamples:
     """Examples for every user in ``groups`` from their (chronologically sorted) history events (``cfg``
-    resolved: :func:`coea.llm.sft_config.resolve_sft_data`)."""
+    resolved: :func:`coea.llm.sft_config.resolve_sft_data`), for the LLMs named in ``which`` (the other list
+    stays empty; each LLM's examples come from its own seeded stream, so they do not depend on ``which``)."""
     require_resolved(cfg)
-    rng = np.random.default_rng(cfg.seed)
-    relevance = relevance_examples(cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
-                                   with_group=cfg.with_group)
-    novelty = []
-    for ctx, targets in _novelty_cuts(history, groups, cfg, np.random.default_rng([cfg.seed, 1])):
+    relevance: list[dict[str, str]] = []
+    if "relevance" in which:
+        rng = np.random.default_rng(cfg.seed)
+        relevance = relevance_examples(cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
+                                       with_group=cfg.with_group)
+    novelty: list[dict[str, str]] = []
+    cuts = _novelty_cuts(history, groups, cfg, np.random.default_rng([cfg.seed, 1])) if "novelty" in which else []
+    for ctx, targets in cuts:
         prompt = novelty_prompt(ctx, with_group=cfg.with_group)
         lists = [[c] for c in targets] if cfg.split_targets else [targets]
         novelty += [{"prompt": prompt, "completion": novelty_completion(t, eos)} for t in lists]

@@ -197,7 +197,8 @@ def refresh_relevance(ctx: RoundContext, relevance: ModelBundle, window: Window,
         op_rng = np.random.default_rng([cfg.seed, window.index + 1, 1])
         on_policy = on_policy_examples(proposals.contexts, proposals.candidates, proposals.seen, proposals.feedback,
                                        data.negatives_per_positive, eos, op_rng, with_group=data.with_group)
-        ex = [(ex + on_policy)[i] for i in op_rng.permutation(len(ex) + len(on_policy))]
+        pool = list(ex) + on_policy  # once: concatenating per element was quadratic
+        ex = [pool[i] for i in op_rng.permutation(len(pool))]
     if ex:
         train_sft(refresh_cfg, relevance.model, relevance.tokenizer, ex, name="relevance-refresh", device=ctx.device)
     return len(ex), len(on_policy)

@@ -54,7 +54,8 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     llms = load_llms(list(llm_dirs), dsie_dir, device=device, trainable=True)
     llm = resolve_llm(cfg.llm, cfg.split)  # refresh windows and the adoption prior follow the split unless set
-    evaluator = SplitEvaluator(split, llms.groups, llm, cfg.pco.k, judge_users=cfg.eval.judge_users)
+    evaluator = SplitEvaluator(split, llms.groups, llm, cfg.pco.k, judge_users=cfg.eval.judge_users,
+                                round_users=cfg.eval.round_users)
     result = run_pco(cfg.pco, llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
                      n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator)
     return PcoStageResult(out_dir, result.rounds)
