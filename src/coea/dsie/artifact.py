@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,9 +17,11 @@ import pandas as pd
 from coea.config import config_to_dict, save_config
 from coea.data.schema import USER
 from coea.dsie.config import DsieConfig
-from coea.dsie.run import DsieResult
 from coea.errors import CoeaInputError
 from coea.utils import atomic_path, write_json_atomic
+
+if TYPE_CHECKING:
+    from coea.dsie.run import DsieResult
 
 
 def save_dsie(result: DsieResult, cfg: DsieConfig, out_dir: Path) -> dict[str, Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from coea.dsie.artifact import read_groups_dir
 from coea.errors import CoeaInputError
-from coea.llm.run import MODELS
+from coea.llm.sft_config import MODELS
 
 
 def model_dirs(llm_dirs: Sequence[Path]) -> dict[str, Path]:

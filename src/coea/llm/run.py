@@ -19,14 +19,13 @@ from coea.data.split import Histories
 from coea.llm.models import ModelBundle, build_model_and_tokenizer, save_bundle
 from coea.llm.prompts import option_words
 from coea.llm.sft import SftResult, train_sft
-from coea.llm.sft_config import LlmConfig
+from coea.llm.sft_config import MODELS, LlmConfig
 from coea.llm.sft_data import GroupInfo, build_sft_examples, group_infos
 from coea.utils import seed_everything, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-MODELS = ("novelty", "relevance")  # the two LLMs; each can be trained on its own (``which``)
 
 
 @dataclass

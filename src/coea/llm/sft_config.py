@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from coea.device import Precision
 from coea.llm.config import ModelConfig
 
+MODELS = ("novelty", "relevance")  # the two LLMs; each can be trained on its own (``which``)
+
 if TYPE_CHECKING:
     from coea.config import SplitConfig
 
