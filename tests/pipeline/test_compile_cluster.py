@@ -145,19 +145,25 @@ def _model_mounts(spec: dict[str, Any], claim: str) -> dict[str, list[dict[str, 
     return out
 
 
-@pytest.mark.parametrize("name", [TRAINING, RECURRING])
-def test_model_volume_is_mounted_on_every_model_loading_step(tmp_path: Path, name: str) -> None:
-    """With ``model_pvc_name`` set, every task that loads a local Hugging Face model (base_model, the llm
-    profiler's model_path) mounts the claim at model_mount_path, and no other task does; without it none does."""
+@pytest.fixture(scope="module")
+def model_volume_specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """pipeline -> spec compiled with ``model_pvc_name`` set (once for the module)."""
     settings = DeploymentSettings(state_uri="gs://b/state", model_pvc_name="coea-base-models",
                                   model_mount_path="/base-models")
-    mounts = _model_mounts(compile_specs(tmp_path / "with", settings)[name], "coea-base-models")
+    return compile_specs(tmp_path_factory.mktemp("model-volume"), settings)
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_model_volume_is_mounted_on_every_model_loading_step(model_volume_specs, overlay_specs, name: str) -> None:
+    """With ``model_pvc_name`` set, every task that loads a local Hugging Face model (base_model, the llm
+    profiler's model_path) mounts the claim at model_mount_path, and no other task does; without it (the default
+    settings) none does."""
+    mounts = _model_mounts(model_volume_specs[name], "coea-base-models")
     mounted = {task for task, found in mounts.items() if found}
     assert mounted == MODEL_LOADERS & set(mounts), mounted
     assert {"evaluate", "recommend", "pco-loop"} <= mounted
     assert all(m["mountPath"] == "/base-models" and not m.get("subPath") for task in mounted for m in mounts[task])
-    plain = compile_specs(tmp_path / "without", DeploymentSettings(state_uri="gs://b/state"))[name]
-    assert not any(_model_mounts(plain, "coea-base-models").values())
+    assert not any(_model_mounts(overlay_specs["default"][name], "coea-base-models").values())
 
 
 def test_installed_kfp_kubernetes_has_no_read_only_pvc_mount() -> None:
