@@ -31,7 +31,7 @@ from coea.errors import CoeaInputError
 log = logging.getLogger(__name__)
 
 GS = "gs://"
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+BUCKET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")  # a GCS bucket name (the data specs and the store)
 _READ_FAILED = (gexc.GoogleAPIError, requests.RequestException, auth_exc.TransportError, storage_exc.DataCorruption,
                 storage_exc.InvalidResponse, OSError)
 
@@ -64,7 +64,7 @@ class GcsPath:
 def parse_gcs_path(uri: str) -> GcsPath:
     """``gs://bucket/a/b.csv`` -> ``GcsPath("bucket", "a/b.csv")``; a malformed URI is a CoeaInputError."""
     bucket, _, name = uri.strip()[len(GS):].partition("/")
-    if not _BUCKET_RE.match(bucket) or ".." in bucket or "//" in name:
+    if not BUCKET_NAME_RE.match(bucket) or ".." in bucket or "//" in name:
         raise CoeaInputError(f"malformed gs:// URI {uri!r}", option="--data",
                              fix="use gs://BUCKET/OBJECT or gs://BUCKET/PREFIX/ (lowercase bucket name)")
     return GcsPath(bucket, name)

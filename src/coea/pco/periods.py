@@ -68,8 +68,9 @@ REPLAY_SPAN = 1_000_000  # the replay clock of ``periods: user``: a user's histo
 def user_clock(history: pd.DataFrame) -> pd.DataFrame:
     """``history`` (rows in the same order) on the replay clock: each user's i-th of n events (by timestamp, ties
     in row order) at ``i * REPLAY_SPAN // n``."""
-    pos = history.groupby(USER, sort=False)[TIMESTAMP].rank(method="first").to_numpy(dtype=np.int64) - 1
-    n = history.groupby(USER, sort=False)[TIMESTAMP].transform("size").to_numpy(dtype=np.int64)
+    per_user = history.groupby(USER, sort=False)[TIMESTAMP]
+    pos = per_user.rank(method="first").to_numpy(dtype=np.int64) - 1
+    n = per_user.transform("size").to_numpy(dtype=np.int64)
     return history.assign(**{TIMESTAMP: pos * REPLAY_SPAN // n})
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
+from coea.data.gcs import BUCKET_NAME_RE
 from coea.store.errors import ExportError, StoreError
 from coea.store.records import KEY_COLUMNS, REC_COLUMNS, new_version_id, utc_now_iso, validate_recs
 from coea.store.retry import RetryPolicy, call_with_retry
@@ -37,7 +38,6 @@ from coea.store.shards import (
 
 log = logging.getLogger(__name__)
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _URI_FIX = "use gs://<bucket>/<prefix>/ with a lowercase bucket name, e.g. gs://my-bucket/recs/"
 
 
@@ -60,7 +60,7 @@ def parse_gcs_uri(uri: str) -> GcsUri:
     if not isinstance(uri, str) or not uri.startswith("gs://"):
         raise StoreError(f"not a gs:// URI: {uri!r}", source="uri", fix=_URI_FIX)
     bucket, _, path = uri[len("gs://"):].partition("/")
-    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+    if not BUCKET_NAME_RE.match(bucket) or ".." in bucket:
         raise StoreError(f"bad bucket name {bucket!r} in {uri!r}", source="uri", fix=_URI_FIX)
     parts = path.rstrip("/").split("/") if path.strip("/") else []
     if any(part in ("", ".", "..") for part in parts):
