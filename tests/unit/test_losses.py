@@ -33,6 +33,22 @@ def test_hand_values():
     assert torch.allclose(with_kl.loss, out.loss + 0.4 * out.kl.mean())
 
 
+def test_nll_weight_adds_the_chosen_per_token_nll():
+    pc, pr = torch.tensor([-1.0, -6.0]), torch.tensor([-3.0, -1.0])
+    rc, rr = torch.tensor([-1.5, -2.0]), torch.tensor([-2.5, -1.0])
+    base = dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.4)
+    assert base.nll is None
+    out = dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.4, nll=0.5, chosen_tokens=torch.tensor([1, 3]))
+    assert torch.allclose(out.nll, torch.tensor([1.0, 2.0]))  # -log pi(y_w) / |y_w|
+    assert torch.allclose(out.loss, base.loss + 0.5 * 1.5)
+    with pytest.raises(ValueError, match="chosen_tokens"):
+        dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.4, nll=0.5)
+    with pytest.raises(ValueError, match="nll"):
+        dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.4, nll=-1.0, chosen_tokens=torch.tensor([1, 1]))
+    with pytest.raises(ValueError, match="nll"):
+        DpoTrainConfig(nll=-0.1)
+
+
 def test_alpha_zero_is_sigmoid_dpo_and_kl_grows_with_distance():
     g = torch.Generator().manual_seed(0)
     ref_c, ref_r = -torch.rand(16, generator=g) * 5, -torch.rand(16, generator=g) * 5
@@ -106,6 +122,20 @@ def test_train_dpo_prefers_chosen_and_kl_holds_it_back(tiny):
         gaps[alpha] = (after - before, res.last("kl"))
     assert gaps[0.0][0] > 1.0  # plain DPO: chosen became much more likely relative to rejected
     assert gaps[5.0][0] < gaps[0.0][0] / 2 and gaps[5.0][1] < gaps[0.0][1] / 2  # KL restrains the move
+
+
+def test_nll_term_keeps_the_chosen_likely(tiny):
+    """Plain DPO may lower the chosen completion's likelihood while widening the margin; the NLL term raises it."""
+    model, tok = tiny
+    p = PAIRS[0]
+    chosen = {}
+    for nll in (0.0, 2.0):
+        policy, ref = copy.deepcopy(model), copy.deepcopy(model)
+        dpo_cfg = DpoTrainConfig(epochs=4, batch_size=4, lr=5e-3, beta=1.0, alpha=0.0, nll=nll, logging_steps=4)
+        res = train_dpo(dpo_cfg, policy, tok, PAIRS, ref_model=ref)
+        chosen[nll] = _logp(policy, tok, p["prompt"], p["chosen"])
+        assert (res.last("nll") is None) == (nll == 0.0)
+    assert chosen[2.0] > chosen[0.0] + 0.5
 
 
 def test_lora_policy_uses_disabled_adapters_as_reference(tiny):

@@ -28,15 +28,17 @@ log = logging.getLogger(__name__)
 
 
 class DpoKlTrainer(DPOTrainer):
-    """trl's DPOTrainer with the loss replaced by :func:`dpo_kl_loss` (sigmoid DPO + ``kl_alpha`` * KL)."""
+    """trl's DPOTrainer with the loss replaced by :func:`dpo_kl_loss` (sigmoid DPO + ``kl_alpha`` * KL +
+    ``nll`` * the chosen completions' per-token NLL)."""
 
-    def __init__(self, *args, kl_alpha: float = 0.0, **kwargs) -> None:
+    def __init__(self, *args, kl_alpha: float = 0.0, nll: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.loss_types != ["sigmoid"] or self.ld_alpha is not None or self.f_divergence_type != "reverse_kl":
             raise ValueError("DpoKlTrainer supports loss_type=['sigmoid'], ld_alpha=None, reverse_kl only")
         if kl_alpha < 0:
             raise ValueError(f"kl_alpha must be >= 0, got {kl_alpha!r}")
         self.kl_alpha = kl_alpha
+        self.nll = nll
 
     def _policy_logps(self, model, inputs) -> torch.Tensor:
         """(2B,) completion log-probs, chosen first; the forward trl's own loss uses."""
@@ -50,15 +52,18 @@ class DpoKlTrainer(DPOTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         chosen, rejected = self._policy_logps(model, inputs).chunk(2, dim=0)  # (B,), (B,)
+        chosen_tokens = inputs["completion_mask"].chunk(2, dim=0)[0].sum(dim=1)  # (B,)
         if self.precompute_ref_logps:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
             ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or model, inputs)
-        out = dpo_kl_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.beta, alpha=self.kl_alpha)
+        out = dpo_kl_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.beta, alpha=self.kl_alpha,
+                          nll=self.nll, chosen_tokens=chosen_tokens)
         metrics = self._metrics["train" if self.model.training else "eval"]
         for key, value in (("dpo", out.dpo.mean()), ("kl", out.kl.mean()), ("rewards/margins", out.margins.mean()),
                            ("rewards/chosen", out.chosen_rewards.mean()),
-                           ("rewards/accuracies", (out.margins > 0).float().mean())):
+                           ("rewards/accuracies", (out.margins > 0).float().mean()),
+                           *((("nll", out.nll.mean()),) if out.nll is not None else ())):
             metrics[key].append(self.accelerator.gather_for_metrics(value.detach()).mean().item())
         return (out.loss, None) if return_outputs else out.loss
 
@@ -111,7 +116,7 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp:
         trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device),
                                train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
-                               callbacks=[LogLines(f"{name} dpo"), *callbacks], kl_alpha=cfg.alpha)
+                               callbacks=[LogLines(f"{name} dpo"), *callbacks], kl_alpha=cfg.alpha, nll=cfg.nll)
         start = time.perf_counter()
         out = trainer.train()
         seconds = time.perf_counter() - start

@@ -13,6 +13,8 @@ class DpoTrainConfig:
 
     beta: float = 0.2  # DPO temperature: the implicit reward is beta * log(pi / ref)
     alpha: float = 0.4  # weight of the KL(ref || pi) penalty (0 = plain sigmoid DPO)
+    # weight of the chosen completions' per-token NLL (RPO; 0 = off): with logged feedback, SFT on what users took up
+    nll: float = 0.0
     epochs: float = 2.0  # passes over the round's pairs
     batch_size: int = 32  # pairs per optimizer step
     lr: float = 1e-3  # scratch models; ~5e-6..5e-5 for LoRA on a pretrained base
@@ -27,8 +29,9 @@ class DpoTrainConfig:
         self.precision = Precision(self.precision)
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta!r}")
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
+        for name in ("alpha", "nll"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "lr", "max_length", "logging_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

@@ -24,8 +24,14 @@ a pretrained base with a 150k-token vocabulary. When the reference is the SFT mo
 ``reference: sft``) the samples come from the round-start model instead, and the estimate is a proxy.
 ``log r`` is clamped to [-``clamp``, ``clamp``] so that one wildly moved sample cannot overflow ``exp``.
 
-With ``alpha = 0`` the loss is trl's sigmoid DPO loss (``loss_type="sigmoid"``, reverse-KL f-divergence,
-no label smoothing) exactly; ``tests/unit/test_losses.py`` checks it against trl's ``DPOTrainer``.
+Optional NLL term (``nll`` > 0, RPO: Pang et al. 2024, "Iterative Reasoning Preference Optimization"; trl's
+``rpo_alpha``): ``nll * mean_i(-log pi(y_w) / |y_w|)``, the per-token negative log-likelihood of the chosen
+completions. DPO alone only moves the chosen/rejected *margin*, and can lower both likelihoods; with logged feedback
+the chosen completions are categories the user really took up, so the NLL term is supervised fine-tuning on the new
+feedback (continual fine-tuning) while DPO pushes down what was proposed and not taken up.
+
+With ``alpha = 0`` (and ``nll = 0``) the loss is trl's sigmoid DPO loss (``loss_type="sigmoid"``, reverse-KL
+f-divergence, no label smoothing) exactly; ``tests/unit/test_losses.py`` checks it against trl's ``DPOTrainer``.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class DpoKlOutput:
     kl: torch.Tensor  # (N,) k3 estimate averaged over the chosen and rejected completion
     chosen_rewards: torch.Tensor  # (N,) beta * (log pi(y_w) - log ref(y_w)), detached
     rejected_rewards: torch.Tensor  # (N,) beta * (log pi(y_l) - log ref(y_l)), detached
+    nll: torch.Tensor | None = None  # (N,) per-token NLL of the chosen completions (when an ``nll`` weight is set)
 
     @property
     def margins(self) -> torch.Tensor:
@@ -60,8 +67,10 @@ def k3_kl(log_ratio: torch.Tensor, clamp: float = 20.0) -> torch.Tensor:
 
 def dpo_kl_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
                 ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, *, beta: float,
-                alpha: float, clamp: float = 20.0) -> DpoKlOutput:
-    """Sigmoid DPO + ``alpha`` * KL(ref || policy) estimated on the pairs' completions (see module doc).
+                alpha: float, clamp: float = 20.0, nll: float = 0.0,
+                chosen_tokens: torch.Tensor | None = None) -> DpoKlOutput:
+    """Sigmoid DPO + ``alpha`` * KL(ref || policy) estimated on the pairs' completions (see module doc), plus
+    ``nll`` * the chosen completions' per-token NLL (``chosen_tokens``: (N,) completion lengths; required then).
 
     All inputs are (N,) sequence log-probs (summed over completion tokens) of N preference pairs.
     """
@@ -69,6 +78,10 @@ def dpo_kl_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.
         raise ValueError(f"beta must be > 0, got {beta!r}")
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    if nll < 0:
+        raise ValueError(f"nll must be >= 0, got {nll!r}")
+    if nll and chosen_tokens is None:
+        raise ValueError("an nll weight needs chosen_tokens (the chosen completions' lengths)")
     chosen_logratios = policy_chosen_logps - ref_chosen_logps  # (N,)
     rejected_logratios = policy_rejected_logps - ref_rejected_logps  # (N,)
     dpo = -F.logsigmoid(beta * (chosen_logratios - rejected_logratios))  # (N,)
@@ -76,4 +89,9 @@ def dpo_kl_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.
     loss = dpo.mean()
     if alpha:
         loss = loss + alpha * kl.mean()
-    return DpoKlOutput(loss, dpo, kl, beta * chosen_logratios.detach(), beta * rejected_logratios.detach())
+    chosen_nll = None
+    if nll:
+        chosen_nll = -policy_chosen_logps / chosen_tokens.clamp(min=1)  # (N,)
+        loss = loss + nll * chosen_nll.mean()
+    return DpoKlOutput(loss, dpo, kl, beta * chosen_logratios.detach(), beta * rejected_logratios.detach(),
+                       chosen_nll)
