@@ -4,11 +4,16 @@ in one process, on a small synthetic config (the ratio is what matters; both are
 Direct path: ``coea.flow.run_flow`` with the pipeline's options (state commit, coea+x served and exported), i.e.
 the same steps in the same order: prepare -> DSIE -> SFT (novelty, relevance) -> PCO -> save state -> evaluate ->
 recommend -> export.
+Both paths run with the same torch thread count: ``COEA_TORCH_THREADS`` (1 unless set), which every stage applies
+(:func:`coea.device.resolve_device`) and the kfp.local steps inherit. Besides wall seconds it prints CPU seconds
+(this process plus its children, the kfp.local steps), a ratio that a busy machine disturbs far less.
 Run: ``make bench`` or ``python benchmarks/bench_kfp_local.py``.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -36,21 +41,31 @@ def direct(cfg: RunConfig, root: Path) -> None:
     run_flow(cfg, RunLayout(root), state_uri=str(root / "state"), serve=Serve())
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (the kfp.local steps)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> int:
+    os.environ.setdefault("COEA_TORCH_THREADS", "1")
     cfg = from_dict(RunConfig, SMALL, where="bench config")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         direct(cfg, Path(tmp) / "direct")
-        t_direct = time.perf_counter() - start
-        start = time.perf_counter()
+        t_direct, c_direct = time.perf_counter() - start, cpu_seconds() - cpu
+        start, cpu = time.perf_counter(), cpu_seconds()
         run_training_locally(cfg, Path(tmp) / "kfp")
-        t_kfp = time.perf_counter() - start
+        t_kfp, c_kfp = time.perf_counter() - start, cpu_seconds() - cpu
     rows["run_* functions in-process (baseline)"] = {"seconds": t_direct, "min_seconds": t_direct, "peak_mib": 0.0}
     rows["coea_training via kfp.local"] = {"seconds": t_kfp, "min_seconds": t_kfp, "peak_mib": 0.0,
                                            "ratio": t_kfp / t_direct}
     print(f"kfp.local {t_kfp:.1f}s vs direct {t_direct:.1f}s: overhead ratio {t_kfp / t_direct:.2f}x")
-    report("kfp_local_overhead", rows)
+    print(f"CPU seconds: kfp.local {c_kfp:.1f} vs direct {c_direct:.1f}: ratio {c_kfp / c_direct:.2f}x "
+          f"({os.environ['COEA_TORCH_THREADS']} torch thread(s))")
+    report("kfp_local_overhead", rows, {"cpu_seconds": {"direct": c_direct, "kfp": c_kfp, "ratio": c_kfp / c_direct},
+                                        "torch_threads": os.environ["COEA_TORCH_THREADS"]})
     return 0
 
 
