@@ -5,15 +5,15 @@ Direct path: ``coea.flow.run_flow`` with the pipeline's options (state commit, c
 the same steps in the same order: prepare -> DSIE -> SFT (novelty, relevance) -> PCO -> save state -> evaluate ->
 recommend -> export.
 Both paths run with the same torch thread count: ``COEA_TORCH_THREADS`` (1 unless set), which every stage applies
-(:func:`coea.device.resolve_device`) and the kfp.local steps inherit. Besides wall seconds it prints CPU seconds
-(this process plus its children, the kfp.local steps), a ratio that a busy machine disturbs far less.
+(:func:`coea.device.resolve_device`) and the kfp.local steps inherit. The kfp.local steps run warm
+(:mod:`pipelines.warm`, forked from a server that preloaded their imports; ``COEA_KFP_LOCAL_WARM=0``: a fresh
+Python per step); the fork server's start is part of the kfp.local time.
 Run: ``make bench`` or ``python benchmarks/bench_kfp_local.py``.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -41,31 +41,25 @@ def direct(cfg: RunConfig, root: Path) -> None:
     run_flow(cfg, RunLayout(root), state_uri=str(root / "state"), serve=Serve())
 
 
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process and of its finished children (the kfp.local steps)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def main() -> int:
     os.environ.setdefault("COEA_TORCH_THREADS", "1")
     cfg = from_dict(RunConfig, SMALL, where="bench config")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        start, cpu = time.perf_counter(), cpu_seconds()
+        start = time.perf_counter()
         direct(cfg, Path(tmp) / "direct")
-        t_direct, c_direct = time.perf_counter() - start, cpu_seconds() - cpu
-        start, cpu = time.perf_counter(), cpu_seconds()
+        t_direct = time.perf_counter() - start
+        start = time.perf_counter()
         run_training_locally(cfg, Path(tmp) / "kfp")
-        t_kfp, c_kfp = time.perf_counter() - start, cpu_seconds() - cpu
+        t_kfp = time.perf_counter() - start
     rows["run_* functions in-process (baseline)"] = {"seconds": t_direct, "min_seconds": t_direct, "peak_mib": 0.0}
     rows["coea_training via kfp.local"] = {"seconds": t_kfp, "min_seconds": t_kfp, "peak_mib": 0.0,
                                            "ratio": t_kfp / t_direct}
     print(f"kfp.local {t_kfp:.1f}s vs direct {t_direct:.1f}s: overhead ratio {t_kfp / t_direct:.2f}x")
-    print(f"CPU seconds: kfp.local {c_kfp:.1f} vs direct {c_direct:.1f}: ratio {c_kfp / c_direct:.2f}x "
-          f"({os.environ['COEA_TORCH_THREADS']} torch thread(s))")
-    report("kfp_local_overhead", rows, {"cpu_seconds": {"direct": c_direct, "kfp": c_kfp, "ratio": c_kfp / c_direct},
-                                        "torch_threads": os.environ["COEA_TORCH_THREADS"]})
+    print(f"({os.environ['COEA_TORCH_THREADS']} torch thread(s), warm steps: "
+          f"{os.environ.get('COEA_KFP_LOCAL_WARM', '1') != '0'})")
+    report("kfp_local_overhead", rows, {"torch_threads": os.environ["COEA_TORCH_THREADS"],
+                                        "warm_steps": os.environ.get("COEA_KFP_LOCAL_WARM", "1") != "0"})
     return 0
 
 
