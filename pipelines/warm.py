@@ -8,7 +8,9 @@ runs the same executor (``kfp.dsl.executor_main`` with the same arguments, ``_KF
 current environment and working directory) in a child of a ``multiprocessing`` fork server started once per
 process with those modules preloaded (:data:`PRELOAD`). The step's stdout and stderr go to kfp.local's console
 stream line by line, as before; its exit status decides success, as before. A command of another shape (a newer
-kfp) runs the old way. ``COEA_KFP_LOCAL_WARM=0`` turns it off (a fresh Python per step).
+kfp) runs the old way. ``COEA_KFP_LOCAL_WARM=0`` turns it off (a fresh Python per step), ``=1`` on; unset, it is on
+unless the machine has an NVIDIA GPU (CUDA does not promise to work in a child forked after the driver was
+touched, and the GPU path has not been tried warm).
 
 The server imports modules only, never runs a torch op or touches CUDA, so each child starts like a fresh
 interpreter that has imported them (its own thread pool, CUDA context and random state).
@@ -27,7 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-WARM_ENV = "COEA_KFP_LOCAL_WARM"  # "0" = a fresh Python per step
+WARM_ENV = "COEA_KFP_LOCAL_WARM"  # "0" = a fresh Python per step, "1" = warm, unset = warm unless a GPU is there
+NVIDIA_DEVICE = Path("/dev/nvidiactl")
 EXECUTOR = "kfp.dsl.executor_main"
 # what the steps import; a module that fails to import is skipped by the fork server
 PRELOAD = [EXECUTOR, "pandas", "pyarrow.parquet", "torch", "transformers", "trl", "sklearn.cluster",
@@ -132,11 +135,17 @@ def run_warm(full_command: list[str], env_vars: dict[str, str] | None = None) ->
         return process.exitcode if process.exitcode is not None else 1
 
 
+def warm_enabled() -> bool:
+    """``COEA_KFP_LOCAL_WARM`` (0 or 1) when set; else True unless the machine has an NVIDIA GPU."""
+    value = os.environ.get(WARM_ENV, "").strip()
+    return value != "0" if value else not NVIDIA_DEVICE.exists()
+
+
 @contextlib.contextmanager
 def warm_steps() -> Iterator[bool]:
-    """While open, kfp.local runs each lightweight-component step with :func:`run_warm` (unless
-    ``COEA_KFP_LOCAL_WARM=0``); yields whether it does."""
-    if os.environ.get(WARM_ENV, "1") == "0":
+    """While open, kfp.local runs each lightweight-component step with :func:`run_warm` when
+    :func:`warm_enabled`; yields whether it does."""
+    if not warm_enabled():
         yield False
         return
     from kfp.local import subprocess_task_handler as handler

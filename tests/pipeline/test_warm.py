@@ -7,7 +7,8 @@ import pytest
 import yaml
 from kfp.local import subprocess_task_handler as handler
 
-from pipelines.warm import EXECUTOR, WARM_ENV, executor_args, warm_steps
+from pipelines import warm
+from pipelines.warm import EXECUTOR, WARM_ENV, executor_args, warm_enabled, warm_steps
 from tests.helpers import REPO
 
 
@@ -34,3 +35,13 @@ def test_warm_steps_swaps_kfp_local_s_launcher_only_while_open(monkeypatch, valu
     with warm_steps() as on:
         assert on is warm and (handler.run_local_subprocess is not original) is warm
     assert handler.run_local_subprocess is original
+
+
+def test_unset_it_is_warm_unless_the_machine_has_an_nvidia_gpu(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(WARM_ENV, raising=False)
+    monkeypatch.setattr(warm, "NVIDIA_DEVICE", tmp_path / "nvidiactl")
+    assert warm_enabled()
+    (tmp_path / "nvidiactl").touch()
+    assert not warm_enabled()
+    monkeypatch.setenv(WARM_ENV, "1")
+    assert warm_enabled()
