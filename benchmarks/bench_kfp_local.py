@@ -4,11 +4,17 @@ in one process, on a small synthetic config (the ratio is what matters; both are
 Direct path: ``coea.flow.run_flow`` with the pipeline's options (state commit, coea+x served and exported), i.e.
 the same steps in the same order: prepare -> DSIE -> SFT (novelty, relevance) -> PCO -> save state -> evaluate ->
 recommend -> export.
+Both paths run with the same torch thread count: ``COEA_TORCH_THREADS`` (1 unless set), which every stage applies
+(:func:`coea.device.resolve_device`) and the kfp.local steps inherit. The kfp.local steps run warm
+(:mod:`pipelines.warm`, forked from a server that preloaded their imports; ``COEA_KFP_LOCAL_WARM=0``: a fresh
+Python per step; not by default on a machine with an NVIDIA GPU); the fork server's start is part of the kfp.local
+time.
 Run: ``make bench`` or ``python benchmarks/bench_kfp_local.py``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -21,6 +27,7 @@ from coea.config import RunConfig, from_dict  # noqa: E402
 from coea.flow import Serve, run_flow  # noqa: E402
 from coea.layout import RunLayout  # noqa: E402
 from pipelines.local import run_training_locally  # noqa: E402
+from pipelines.warm import warm_enabled  # noqa: E402
 
 SMALL = {
     "synthetic": {"n_users": 200, "n_categories": 20, "n_groups": 4},
@@ -37,6 +44,7 @@ def direct(cfg: RunConfig, root: Path) -> None:
 
 
 def main() -> int:
+    os.environ.setdefault("COEA_TORCH_THREADS", "1")
     cfg = from_dict(RunConfig, SMALL, where="bench config")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +58,9 @@ def main() -> int:
     rows["coea_training via kfp.local"] = {"seconds": t_kfp, "min_seconds": t_kfp, "peak_mib": 0.0,
                                            "ratio": t_kfp / t_direct}
     print(f"kfp.local {t_kfp:.1f}s vs direct {t_direct:.1f}s: overhead ratio {t_kfp / t_direct:.2f}x")
-    report("kfp_local_overhead", rows)
+    print(f"({os.environ['COEA_TORCH_THREADS']} torch thread(s), warm steps: {warm_enabled()})")
+    report("kfp_local_overhead", rows, {"torch_threads": os.environ["COEA_TORCH_THREADS"],
+                                        "warm_steps": warm_enabled()})
     return 0
 
 

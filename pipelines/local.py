@@ -26,6 +26,7 @@ from coea.stages import pipeline_arguments
 from coea.utils import write_json_atomic
 from components.settings import DeploymentSettings
 from pipelines.console import STEPS_LOG, kfp_step_log
+from pipelines.warm import warm_steps
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     init_local(run_dir, pipeline_root)
     training = build_pipelines(settings or local_settings()).training
     start = time.perf_counter()
-    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose), scheduled_time(schedule_time):
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose), scheduled_time(schedule_time), warm_steps():
         run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
                        rec_method=rec_method, rec_k=rec_k)
     outputs: dict[str, Any] = run.outputs
@@ -141,7 +142,7 @@ def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drif
     run_dir = Path(run_dir)
     init_local(run_dir)
     start = time.perf_counter()
-    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose), scheduled_time(schedule_time):
+    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose), scheduled_time(schedule_time), warm_steps():
         build_pipelines(settings or local_settings()).recurring(
             **pipeline_arguments(cfg), drift_config=drift_config, drift_threshold=drift_threshold,
             state_uri=state_uri, rec_method=rec_method, rec_k=rec_k)

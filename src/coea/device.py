@@ -5,12 +5,19 @@
 is ``cuda`` when CUDA is available and ``cpu`` otherwise; asking for CUDA where there is none is an error, never
 a silent fallback. The resolved string is what library functions take as ``device=`` and what the Hugging Face
 trainers get as ``use_cpu = device == "cpu"``.
+
+:func:`pin_torch_threads` applies ``COEA_TORCH_THREADS=N`` (torch's intra-op threads); :func:`resolve_device`, which
+every stage that trains or scores calls first, applies it too, so the switch holds in every process that runs a
+stage: the CLI, an in-process flow (tests, benchmarks) and each kfp.local pipeline step (a fresh Python).
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import re
+
+from coea.errors import CoeaInputError
 
 AUTO = "auto"
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
@@ -25,13 +32,37 @@ def check_device_spec(spec: str) -> str:
     return norm
 
 
+THREADS_ENV = "COEA_TORCH_THREADS"
+
+
+def pin_torch_threads(value: str | None = None) -> int | None:
+    """Pin torch's intra-op threads to ``value`` (default: the ``COEA_TORCH_THREADS`` environment variable; unset or
+    empty: leave torch alone) and set ``OMP_NUM_THREADS`` to it, which child processes (kfp.local steps) inherit.
+    Oversubscribed CPUs are many times slower. Returns the thread count pinned, or None. A value that is not a
+    positive integer is a :class:`~coea.errors.CoeaInputError`."""
+    value = os.environ.get(THREADS_ENV) if value is None else value
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise CoeaInputError(f"must be a positive integer, got {value!r}", option=THREADS_ENV,
+                             fix="set it to a thread count such as 2, or unset it")
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = value
+    if torch.get_num_threads() != int(value):
+        torch.set_num_threads(int(value))
+    return int(value)
+
+
 def resolve_device(spec: str) -> str:
-    """The torch device string for ``spec``: "cpu", "cuda" or "cuda:N" (auto -> cuda when available).
+    """The torch device string for ``spec``: "cpu", "cuda" or "cuda:N" (auto -> cuda when available); pins torch's
+    threads first (:func:`pin_torch_threads`).
 
     Raises ValueError for a bad spelling, for cuda when CUDA is not available, and for cuda:N past the last GPU.
     """
     import torch
 
+    pin_torch_threads()
     norm = check_device_spec(spec)
     if norm == AUTO:
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,6 +1,6 @@
 """Fixtures of the pipeline tests, each built once per test session and shared by every pytest-xdist worker
-(:func:`tests.helpers.build_once`): one prepared tiny log and its DSIE fit, its two SFT models, and one kfp.local
-coea_training run."""
+(:func:`tests.helpers.build_once`): one prepared tiny log and its DSIE fit, its two SFT models, one kfp.local
+coea_training run, and one compile of every component and pipeline with the default settings."""
 
 from __future__ import annotations
 
@@ -78,3 +78,14 @@ def training_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 def trained(training_run: tuple[Path, dict[str, Path], str]) -> tuple[Path, dict[str, Path]]:
     """(run dir, outputs) of the session's training run."""
     return training_run[0], training_run[1]
+
+
+@pytest.fixture(scope="session")
+def default_compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``components/`` and ``pipelines/`` freshly compiled with the default settings (:func:`pipelines.compile.
+    compile_all`), once per test session (all workers); folder name -> folder. Tests only read them, or copy them."""
+    from pipelines.compile import compile_all
+
+    root = build_once(tmp_path_factory, "compiled-default",
+                      lambda root: compile_all(root / "components", root / "pipelines"))
+    return {folder: root / folder for folder in ("components", "pipelines")}

@@ -16,6 +16,7 @@ from tests.pipeline.compiled_spec import compile_specs as _compile
 from tests.pipeline.compiled_spec import executor_tasks as _tasks
 from tests.pipeline.compiled_spec import executors as _executors
 from tests.pipeline.compiled_spec import k8s_executors as _k8s
+from tests.pipeline.compiled_spec import read_spec
 
 K8S = REPO / "k8s"
 IO_TASKS = {"prepare-data", "load-state", "save-state", "load-models", "save-models", "export-recommendations"}
@@ -25,8 +26,10 @@ GPU_EXECUTORS = {TRAINING: {"exec-dsie-group", "exec-sft-novelty", "exec-sft-rel
 
 
 @pytest.fixture(scope="module")
-def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    return _compile(tmp_path_factory.mktemp("compiled"))
+def specs(default_compiled: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Both pipelines of the session's fresh compile with the default settings, read by ``read_spec``."""
+    return {name: read_spec(default_compiled["pipelines"] / f"{name.replace('-', '_')}.yaml")
+            for name in (TRAINING, RECURRING)}
 
 
 def test_both_pipelines_compile(specs: dict[str, dict[str, Any]]) -> None:
@@ -204,19 +207,13 @@ def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:
                         "exec-pco-loop", "exec-pco-loop-2", "exec-sft-novelty", "exec-sft-relevance"}
 
 
-def test_training_pipeline_runs_the_steps_of_the_in_process_flow(tmp_path) -> None:
+def test_training_pipeline_runs_the_steps_of_the_in_process_flow(specs: dict[str, dict[str, Any]]) -> None:
     """coea run (the compiled coea_training) and coea.flow (coea evaluate, simulate's seed) run the same steps:
     the compiled tasks are exactly coea.flow.TRAINING_STEPS, and that order respects every dependency edge."""
-    import yaml
-
     from coea.evaluation.registry import Need
     from coea.flow import TRAINING_STEPS, Serve, plan
-    from pipelines.compile import compile_pipelines
-    from pipelines.definitions import TRAINING
 
-    path = compile_pipelines(tmp_path)[TRAINING]
-    spec = next(yaml.safe_load_all(path.read_text()))
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = specs[TRAINING]["root"]["dag"]["tasks"]
     order = [s.value for s in TRAINING_STEPS]
     assert sorted(tasks) == sorted(order)
     for name, task in tasks.items():

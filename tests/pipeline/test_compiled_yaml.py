@@ -18,7 +18,7 @@ import yaml
 from kfp.components import load_component_from_file
 
 from components.functions import STAGES
-from pipelines.compile import REGENERATE, compile_all, diff_compiled, load_compiled, write_compiled
+from pipelines.compile import REGENERATE, diff_compiled, load_compiled, write_compiled
 from tests.helpers import REPO
 
 FOLDERS = ("components", "pipelines")
@@ -28,11 +28,9 @@ FILES = [*(f"components/{fn.__name__}.yaml" for fn in STAGES), "pipelines/coea_t
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("compiled")
-    dirs = {folder: root / folder for folder in FOLDERS}
-    compile_all(dirs["components"], dirs["pipelines"])
-    return dirs
+def fresh(default_compiled: dict[str, Path]) -> dict[str, Path]:
+    """Every component and pipeline compiled by :func:`pipelines.compile.compile_all` (the session's compile)."""
+    return {folder: default_compiled[folder] for folder in FOLDERS}
 
 
 def test_every_compiled_file_is_checked_in_and_none_is_stale(fresh: dict[str, Path]) -> None:

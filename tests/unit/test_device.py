@@ -4,6 +4,7 @@ landing on the device it was given (the CUDA case runs where there is a GPU)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -20,12 +21,13 @@ from coea.config import (
 )
 from coea.data.split import chronological_split
 from coea.data.synthetic import generate_synthetic
-from coea.device import check_trainer_device, model_device, resolve_device
+from coea.device import check_trainer_device, model_device, pin_torch_threads, resolve_device
 from coea.dsie.config import DsieConfig, EncoderConfig, GroupConfig, RqVaeConfig
 from coea.dsie.encoder import encode, load_encoder, train_encoder
 from coea.dsie.rqvae import load_rqvae, train_rqvae
 from coea.dsie.run import run_dsie
 from coea.dsie.sequences import user_sequences
+from coea.errors import CoeaInputError
 from coea.llm.config import ModelConfig
 from coea.llm.models import build_model_and_tokenizer, load_bundle, save_bundle
 from coea.llm.sft import train_sft
@@ -159,3 +161,20 @@ def test_trainer_flags_follow_device_and_precision():
     assert not gpu["use_cpu"] and not gpu["bf16"] and gpu["dataloader_pin_memory"] and gpu["torch_compile"]
     with pytest.raises(ValueError):
         trainer_flags("cpu", "fp8")
+
+
+def test_resolve_device_pins_coea_torch_threads_in_this_process_and_for_child_steps(monkeypatch):
+    """Every stage resolves its device first, so COEA_TORCH_THREADS holds outside the CLI too (an in-process flow,
+    a kfp.local step); OMP_NUM_THREADS carries it to child processes. A bad value is an input error."""
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("COEA_TORCH_THREADS", "3")
+    try:
+        assert resolve_device("cpu") == "cpu"
+        assert torch.get_num_threads() == 3 and os.environ["OMP_NUM_THREADS"] == "3"
+        monkeypatch.setenv("COEA_TORCH_THREADS", "")
+        assert pin_torch_threads() is None and torch.get_num_threads() == 3
+        with pytest.raises(CoeaInputError, match="COEA_TORCH_THREADS: must be a positive integer, got '0'"):
+            pin_torch_threads("0")
+    finally:
+        torch.set_num_threads(before)

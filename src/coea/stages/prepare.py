@@ -41,7 +41,7 @@ def run_prepare_data(cfg: RunConfig, out_dir: Path, scheduled_time: str = "") ->
     ``scheduled_time`` (the pipeline run's scheduled time, ISO 8601; ``""`` = none) is the as-of time of a
     partitioned log when ``cfg.data.as_of`` is not set (:mod:`coea.data.partitions`: the partitions of the days
     that ended by then); the as-of time used is recorded in the prepared dir's config."""
-    seed_everything(cfg.synthetic.seed)
+    seed_everything(cfg.synthetic.seed, with_torch=False)  # NumPy only; every torch stage seeds torch itself
     if cfg.data.as_of is None and (as_of := scheduled_as_of(scheduled_time)) is not None:
         cfg = replace(cfg, data=replace(cfg.data, as_of=as_of))
     loaded = load_data(cfg.data, cfg.synthetic)
