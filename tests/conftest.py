@@ -12,30 +12,6 @@ from coea.config import SyntheticConfig
 from tests.gcs_helpers import BUCKET, free_port
 from tests.helpers import ML_DIR
 
-# The files that take 30 s or more (kfp.local runs, CLI flows, statistical checks), longest first. `make test` runs
-# them first (pytest-xdist `--dist loadfile --no-loadscope-reorder` hands files out in collection order), so the
-# two workers end together instead of one running a long file alone at the end: xdist's default order (files with
-# the most tests first) put exactly these few-test files last.
-HEAVY_FIRST = (
-    "tests/integration/test_pco_cli.py",
-    "tests/pipeline/test_simulate.py",
-    "tests/pipeline/test_local_recurring.py",
-    "tests/unit/test_drift.py",
-    "tests/pipeline/test_local_run.py",
-    "tests/integration/test_cli.py",
-    "tests/integration/test_llm_cli.py",
-    "tests/unit/test_leakage.py",
-    "tests/pipeline/test_kfp_contract.py",
-    "tests/k8s/test_manifests.py",
-    "tests/pipeline/test_compile_cluster.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move the :data:`HEAVY_FIRST` files to the front, in that order (a stable sort: all else keeps its order)."""
-    rank = {path: i for i, path in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(HEAVY_FIRST)))
-
 
 @pytest.fixture
 def ml_dir() -> Path:

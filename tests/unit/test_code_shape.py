@@ -87,11 +87,3 @@ def test_the_rules_catch_a_planted_violation(tmp_path: Path) -> None:
     got = imported(tree)
     assert layer("coea.pco.loop") == 2 and layer(got[0][0]) == 4  # pco importing stages would be flagged
     assert got[1][1] == ["_LogLines"]
-
-
-def test_heavy_first_names_existing_test_files():
-    """tests/conftest.py's scheduling hint must not rot: every file it names exists."""
-    from tests.conftest import HEAVY_FIRST
-
-    root = Path(__file__).resolve().parents[2]
-    assert [p for p in HEAVY_FIRST if not (root / p).is_file()] == []
