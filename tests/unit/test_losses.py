@@ -108,15 +108,21 @@ def _logp(model, tok, prompt, completion):
     return float(lp[torch.arange(ids.shape[1] - 1), ids[0, 1:]][n - 1:].sum())
 
 
+def _dpo_trained(model, tok, **cfg):
+    """(policy, result): a copy of ``model`` after 16 DPO steps on PAIRS (reference: another copy), ``cfg`` overriding
+    ``alpha`` / ``nll``."""
+    policy, ref = copy.deepcopy(model), copy.deepcopy(model)
+    dpo_cfg = DpoTrainConfig(epochs=4, batch_size=4, lr=5e-3, beta=1.0, logging_steps=4, **cfg)
+    return policy, train_dpo(dpo_cfg, policy, tok, PAIRS, ref_model=ref)
+
+
 def test_train_dpo_prefers_chosen_and_kl_holds_it_back(tiny):
     model, tok = tiny
     p = PAIRS[0]
     gaps = {}
+    before = _logp(model, tok, p["prompt"], p["chosen"]) - _logp(model, tok, p["prompt"], p["rejected"])
     for alpha in (0.0, 5.0):
-        policy, ref = copy.deepcopy(model), copy.deepcopy(model)
-        before = _logp(policy, tok, p["prompt"], p["chosen"]) - _logp(policy, tok, p["prompt"], p["rejected"])
-        dpo_cfg = DpoTrainConfig(epochs=4, batch_size=4, lr=5e-3, beta=1.0, alpha=alpha, logging_steps=4)
-        res = train_dpo(dpo_cfg, policy, tok, PAIRS, ref_model=ref)
+        policy, res = _dpo_trained(model, tok, alpha=alpha)
         after = _logp(policy, tok, p["prompt"], p["chosen"]) - _logp(policy, tok, p["prompt"], p["rejected"])
         assert res.steps == 16 and res.last("rewards/margins") > 0
         gaps[alpha] = (after - before, res.last("kl"))
@@ -130,9 +136,7 @@ def test_nll_term_keeps_the_chosen_likely(tiny):
     p = PAIRS[0]
     chosen = {}
     for nll in (0.0, 2.0):
-        policy, ref = copy.deepcopy(model), copy.deepcopy(model)
-        dpo_cfg = DpoTrainConfig(epochs=4, batch_size=4, lr=5e-3, beta=1.0, alpha=0.0, nll=nll, logging_steps=4)
-        res = train_dpo(dpo_cfg, policy, tok, PAIRS, ref_model=ref)
+        policy, res = _dpo_trained(model, tok, alpha=0.0, nll=nll)
         chosen[nll] = _logp(policy, tok, p["prompt"], p["chosen"])
         assert (res.last("nll") is None) == (nll == 0.0)
     assert chosen[2.0] > chosen[0.0] + 0.5
