@@ -7,6 +7,9 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
 - ``coea w/o KL``: alpha = 0 (plain sigmoid DPO);
 - ``coea w/o CSID``: prompts without group tokens and profile (both LLMs re-trained so);
 - ``coea alpha=A`` for A in ``alphas``: the KL sensitivity sweep;
+- ``coea w/o feedback`` (only when ``pco.reward`` reads logged feedback: ``feedback`` or ``hybrid``): the R-LLM
+  judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
+  periods' interactions only (``refresh: auto`` then means ``period``), so no logged take-up reaches the loop;
 - with ``extras`` (``coea ablate --prompt-variants``), the richer prompts (:class:`coea.llm.sft_config.SftDataConfig`),
   each with its own SFT pair: ``coea + full CSID`` (the user's full CSID code) and ``coea + long-term summary``
   (the user's ``LONG_TERM`` most frequent history categories).
@@ -55,6 +58,7 @@ from coea.evaluation.evaluate import recommend_all, score_split, warm_per_user
 from coea.evaluation.registry import MethodArtifacts, Need, build_method, method_context, parse_method
 from coea.flow import run_flow
 from coea.layout import RunLayout
+from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
@@ -95,6 +99,12 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False) -> dict
     for a in alphas:
         if a != cfg.pco.dpo.alpha:
             out[f"coea alpha={a:g}"] = with_alpha(a)
+    if cfg.pco.reward in FEEDBACK_REWARDS:
+        judged = copy.deepcopy(cfg)
+        judged.pco.reward = RewardKind.RELEVANCE
+        if judged.pco.refresh in (RefreshKind.ON_POLICY, RefreshKind.BOTH):
+            judged.pco.refresh = RefreshKind.PERIOD
+        out["coea w/o feedback"] = judged
     if extras:
         for name, change in (("coea + full CSID", {"full_csid": True}),
                              ("coea + long-term summary", {"long_term": LONG_TERM})):

@@ -1,0 +1,25 @@
+"""`coea ablate`'s variant set: which configs each ablation row runs (no training here)."""
+
+from coea.ablate import variant_configs
+from coea.config import RunConfig, run_config_from_dict
+from coea.pco.config import RefreshKind, RewardKind
+
+
+def test_default_reward_has_no_feedback_row():
+    names = set(variant_configs(RunConfig(), extras=True))
+    assert names == {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6", "coea + full CSID",
+                     "coea + long-term summary"}
+
+
+def test_feedback_reward_adds_a_row_that_reads_no_feedback():
+    cfg = run_config_from_dict({"pco": {"reward": "feedback", "refresh": "both", "dpo": {"nll": 1.0}}},
+                               where="test")
+    configs = variant_configs(cfg)
+    judged = configs["coea w/o feedback"]
+    assert judged.pco.reward is RewardKind.RELEVANCE and judged.pco.refresh is RefreshKind.PERIOD
+    assert not judged.pco.uses_feedback  # neither the reward nor the R-LLM refresh reads a take-up
+    assert judged.pco.dpo == cfg.pco.dpo and judged.llm == cfg.llm  # only the feedback differs
+    assert cfg.pco.reward is RewardKind.FEEDBACK and configs["coea"].pco.reward is RewardKind.FEEDBACK
+    hybrid = run_config_from_dict({"pco": {"reward": "hybrid"}}, where="test")
+    assert variant_configs(hybrid)["coea w/o feedback"].pco.refresh is RefreshKind.AUTO  # auto -> period here
+    assert variant_configs(hybrid)["coea w/o feedback"].pco.refresh_kind() is RefreshKind.PERIOD
