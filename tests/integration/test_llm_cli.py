@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from tests.integration.test_cli import coea
+from tests.helpers import coea
 
 CONFIG = """synthetic: {n_users: 60, n_categories: 14, n_groups: 3, mean_interactions: 40}
 dsie:

@@ -15,8 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from coea import cli
-from tests.helpers import REPO
-from tests.integration.test_cli import coea
+from tests.helpers import REPO, coea
 
 CONFIG = """synthetic: {n_users: 60, n_categories: 14, n_groups: 3, mean_interactions: 40}
 dsie:
