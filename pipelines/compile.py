@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 PIPELINES_DIR = Path(__file__).resolve().parent  # where coea_training.yaml and coea_recurring.yaml are checked in
 REGENERATE = "make compile (= python -m pipelines.compile --write)"
 VOLATILE_KEYS = ("sdkVersion",)  # top-level keys of a compiled document that name the compiling kfp release
+# libyaml's safe loader when PyYAML has it: the same documents as yaml.SafeLoader, about 8x faster on a pipeline
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def compile_pipelines(out_dir: Path, settings: DeploymentSettings | None = None) -> dict[str, Path]:
@@ -60,7 +62,7 @@ def compile_all(components_dir: Path, pipelines_dir: Path) -> list[Path]:
 def load_compiled(path: Path) -> list[dict[str, Any]]:
     """The YAML documents of a compiled file (a pipeline has a second one, its kfp-kubernetes platform spec),
     without :data:`VOLATILE_KEYS`."""
-    docs = yaml.safe_load_all(Path(path).read_text(encoding="utf-8"))
+    docs = yaml.load_all(Path(path).read_text(encoding="utf-8"), Loader=YAML_LOADER)
     return [{k: v for k, v in (doc or {}).items() if k not in VOLATILE_KEYS} for doc in docs]
 
 

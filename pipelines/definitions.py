@@ -38,7 +38,7 @@ from kfp.dsl.pipeline_channel import PipelineChannel
 
 from coea.stages.params import UiParameters
 from components.build import Components, build_components
-from components.resources import apply_gpu, apply_io, apply_resources, mount_models
+from components.resources import apply_gpu, apply_io, apply_resources, cheap_task_checks, mount_models
 from components.settings import DeploymentSettings, StageClass
 
 TRAINING = "coea-training"
@@ -240,5 +240,6 @@ def build_pipelines(settings: DeploymentSettings | None = None) -> Pipelines:
     """``coea_training`` and ``coea_recurring`` with this deployment's image, GPU and volume settings."""
     settings = settings or DeploymentSettings()
     c = build_components(settings)
-    return Pipelines(_training(c, settings), _recurring(c, settings), settings)
+    with cheap_task_checks():
+        return Pipelines(_training(c, settings), _recurring(c, settings), settings)
 

@@ -1,5 +1,6 @@
 """Warm kfp.local steps: each step runs in a process forked from a server that has already imported what the
-steps import (kfp's executor, pandas, torch, transformers, trl, the coea stages), instead of a fresh Python.
+steps import (kfp's executor, pandas, torch, transformers, trl, Evidently, the coea stages), instead of a fresh
+Python.
 
 kfp.local's ``SubprocessRunner`` starts every step as ``sh -c '... python -m kfp.dsl.executor_main ...'``: a fresh
 interpreter that imports torch, transformers and trl again, 5-8 s per training step, which on a small config is
@@ -36,7 +37,9 @@ EXECUTOR = "kfp.dsl.executor_main"
 PRELOAD = [EXECUTOR, "pandas", "pyarrow.parquet", "torch", "transformers", "trl", "sklearn.cluster",
            "sklearn.metrics", "coea.stages.params", "coea.stages.prepare", "coea.stages.dsie", "coea.stages.sft",
            "coea.stages.pco", "coea.stages.evaluate", "coea.stages.recommend", "coea.stages.profiles",
-           "coea.stages.drift", "coea.state", "coea.store"]
+           "coea.stages.drift", "coea.state", "coea.store",
+           # monitor_drift's Evidently (coea.drift imports it lazily): 5-15 s per drift step otherwise
+           "evidently", "evidently.presets", "evidently.legacy.calculations.stattests.registry"]
 _POLL_S = 0.05
 _context: Any = None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +60,45 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``coea ARGS`` run in this process (``coea.cli.main``) as ``python -m coea.cli ARGS`` would run in ``cwd``
+    (default: the repository): its exit code, stdout and stderr (the ``coea`` log lines included, as the CLI's log
+    setup writes them there; an unexpected exception: its traceback and exit code 1). The ``coea`` logger is
+    restored afterwards. A test about the process itself uses :func:`coea_process`."""
+    import contextlib
+    import io
+    import logging
+    import traceback
+
+    from coea.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    logger = logging.getLogger("coea")
+    saved = logger.handlers, logger.level, logger.propagate
+    logger.handlers = []  # the CLI's setup_logging adds its handler on the stderr captured here
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or REPO):
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as exc:  # sys.exit(message): the message on stderr, exit code 1
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+            except Exception:  # noqa: BLE001  (a subprocess would print it and exit 1)
+                traceback.print_exc()
+                code = 1
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved
+    return subprocess.CompletedProcess(["coea", *args], code, out.getvalue(), err.getvalue())
+
+
+def coea_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m coea.cli ARGS`` in a child process (cwd: the repository unless given), output captured."""
+    return subprocess.run([sys.executable, "-m", "coea.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=300)
 
 
 def one_error(capsys, tmp_path: Path, spec: str, *extra: str, command: str = "evaluate") -> str:

@@ -9,7 +9,7 @@ import json
 
 import pandas as pd
 
-from tests.integration.test_cli import coea
+from tests.helpers import coea
 from tests.integration.test_short_histories import CONFIG, short_log
 
 ISSUE = ["<unk>", "yes", "</s>", "<pad>", "<a_1>", "novel:", "recent:", "group:", "candidate:", ";"]  # issue 14's

@@ -1,19 +1,13 @@
-"""The CLI end to end on small data: outputs, and one-line errors with exit code 2."""
+"""The CLI end to end on small data: outputs, and one-line errors with exit code 2. The commands run in this
+process (:func:`tests.helpers.coea`) but ``coea run``, whose console is the point; test_cli_data runs a real
+``python -m coea.cli`` to exit codes 0 and 2."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from coea.config import EvalConfig
-from tests.helpers import REPO
-
-
-def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coea.cli", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=300)
+from tests.helpers import coea, coea_process
 
 
 @pytest.mark.parametrize(
@@ -83,7 +77,7 @@ def test_run_writes_a_timestamped_run_dir(tmp_path):
                    "llm:\n  model: {hidden_size: 32, intermediate_size: 64}\n"
                    "  novelty: {epochs: 1}\n  relevance: {epochs: 1}\n"
                    "pco: {rounds: 1, users_per_round: 32, candidates: 4}\n")
-    res = coea("run", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    res = coea_process("run", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs"))
     assert res.returncode == 0, res.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "metrics.json").is_file() and (run_dir / "metrics.md").is_file()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import coea
+from tests.helpers import coea
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ top-level callback that provides it."""
 from __future__ import annotations
 
 import coea
-from tests.integration.test_cli import coea as run_coea
+from tests.helpers import coea as run_coea
 
 
 def test_version_prints_the_package_version():

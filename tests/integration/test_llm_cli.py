@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from tests.integration.test_cli import coea
+from tests.helpers import coea
 
 CONFIG = """synthetic: {n_users: 60, n_categories: 14, n_groups: 3, mean_interactions: 40}
 dsie:
@@ -13,10 +13,10 @@ dsie:
   group: {min_group_size: 5}
 llm:
   model: {hidden_size: 32, intermediate_size: 64}
-  novelty: {epochs: 2, batch_size: 16, lr: 0.005, logging_steps: 2}
-  relevance: {epochs: 1, batch_size: 32}
+  novelty: {epochs: 2, batch_size: 16, lr: 0.005, logging_steps: 2, max_examples: 300}
+  relevance: {epochs: 1, batch_size: 32, max_examples: 300}
   best_of_n: 6
-"""
+"""  # SFT on at most 300 examples each: the test follows the artifacts through the commands
 
 
 def test_group_train_and_serve(tmp_path):

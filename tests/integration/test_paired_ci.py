@@ -3,7 +3,7 @@
 import json
 
 from coea.evaluation.paired import choose_reference, is_baseline
-from tests.integration.test_cli import coea
+from tests.helpers import coea
 
 CONFIG = "synthetic:\n  n_users: 80\n  n_categories: 40\n  n_groups: 3\neval:\n  bootstrap: 500\n"
 

@@ -59,13 +59,23 @@ def _pco_cfg(**kw) -> PcoConfig:
     return cfg
 
 
-def _run(sft, out_dir, pco=None, split=None, **kw):
-    """run_pco on copies of the SFT models (it trains the models it is given in place)."""
+def _light_cfg(**kw) -> PcoConfig:
+    """:func:`_pco_cfg` for the tests of what a round reads, pairs and refreshes (not of how far DPO moves the
+    N-LLM): 30 prompts per round, one DPO epoch."""
+    cfg = replace(_pco_cfg(**kw), users_per_round=30)
+    cfg.dpo = replace(cfg.dpo, epochs=1.0)
+    return cfg
+
+
+def _run(sft, out_dir, pco=None, split=None, evaluated=True, **kw):
+    """run_pco on copies of the SFT models (it trains the models it is given in place); ``evaluated``: with the
+    per-round metrics on the split (SplitEvaluator)."""
     cfg, sft_split, llms = sft
     pco, split = pco or _pco_cfg(), split or sft_split
+    evaluate = SplitEvaluator(split, llms.groups, cfg.llm, pco.k) if evaluated else None
     return run_pco(pco, cfg.llm, split.histories, llms.groups, copy.deepcopy(llms.novelty),
                    copy.deepcopy(llms.relevance), out_dir, n_short=split.config.n_short, device="cpu",
-                   evaluate=SplitEvaluator(split, llms.groups, cfg.llm, pco.k), **kw)
+                   evaluate=evaluate, **kw)
 
 
 def _no_timing(rows):
@@ -109,7 +119,7 @@ def test_a_category_new_since_sft_is_admitted_and_learned_by_the_refresh(sft, tm
     new_split = dataclasses.replace(split, histories=dataclasses.replace(split.histories, interactions=events,
                                                                          categories=cats))
     assert renamed.sum() >= 10
-    res = _run(sft, tmp_path / "pco", replace(_pco_cfg(), rounds=1), split=new_split)
+    res = _run(sft, tmp_path / "pco", replace(_light_cfg(), rounds=1), split=new_split, evaluated=False)
     assert res.rounds[1]["refresh_examples"] > 0
     for bundle in (res.novelty, res.relevance):
         assert bundle.tokenizer.convert_tokens_to_ids(category_text("Brand New")) != bundle.tokenizer.unk_token_id
@@ -144,7 +154,7 @@ def test_a_custom_reward_plugs_into_the_loop_unchanged(sft, monkeypatch):
     monkeypatch.setattr(dpo_module, "train_dpo", lambda c, m, t, data, **kw: trained.append(data)
                         or real_train(c, m, t, data, **kw))
     h = split.histories
-    loop = pco_loop.PcoLoop(replace(_pco_cfg(), rounds=1, refresh_relevance=False), cfg.llm, h.interactions, cats,
+    loop = pco_loop.PcoLoop(replace(_light_cfg(), rounds=1, refresh_relevance=False), cfg.llm, h.interactions, cats,
                             llms.groups, copy.deepcopy(llms.novelty), copy.deepcopy(llms.relevance),
                             n_short=split.config.n_short, device="cpu", reward=reward)
     row = loop.run().rounds[1]
@@ -173,7 +183,7 @@ def test_feedback_rewards_train_on_logged_take_ups_and_refresh_on_policy(sft, tm
         return out
 
     monkeypatch.setattr(round_module, "build_pairs", spy)
-    res = _run(sft, tmp_path / kind, _pco_cfg(reward=kind))
+    res = _run(sft, tmp_path / kind, _light_cfg(reward=kind), evaluated=False)
     _, split, _ = sft
     ts = split.histories.interactions["timestamp"]
     for row in res.rounds[1:]:
@@ -186,7 +196,7 @@ def test_feedback_rewards_train_on_logged_take_ups_and_refresh_on_policy(sft, tm
 
 
 def test_default_rounds_read_no_feedback(sft, tmp_path):
-    row = _run(sft, tmp_path / "pco", replace(_pco_cfg(), rounds=1)).rounds[1]
+    row = _run(sft, tmp_path / "pco", replace(_light_cfg(), rounds=1), evaluated=False).rounds[1]
     assert row["feedback_users"] == row["feedback_pairs"] == row["feedback_injected"] == row["onpolicy_examples"] == 0
     assert row["refresh_examples"] > 0
 
@@ -202,7 +212,7 @@ def test_full_passes_with_the_sft_model_as_dpo_reference(sft, tmp_path, monkeypa
     real_train = dpo_module.train_dpo
     monkeypatch.setattr(dpo_module, "train_dpo", lambda c, m, t, data, **kw: refs.append(kw["ref_model"])
                         or real_train(c, m, t, data, **kw))
-    res = _run(sft, tmp_path / "pco", _pco_cfg(follow_periods=False, reference="sft"))
+    res = _run(sft, tmp_path / "pco", _light_cfg(follow_periods=False, reference="sft"), evaluated=False)
     ts = split.histories.interactions["timestamp"]
     for row in res.rounds[1:]:
         assert row["window"] == [int(ts.min()), int(ts.max()) + 1] and row["refresh_examples"] == 0

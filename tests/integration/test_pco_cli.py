@@ -15,8 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from coea import cli
-from tests.helpers import REPO
-from tests.integration.test_cli import coea
+from tests.helpers import REPO, coea
 
 CONFIG = """synthetic: {n_users: 60, n_categories: 14, n_groups: 3, mean_interactions: 40}
 dsie:
@@ -25,16 +24,17 @@ dsie:
   group: {min_group_size: 5}
 llm:
   model: {hidden_size: 32, intermediate_size: 64}
-  novelty: {epochs: 2, batch_size: 16, lr: 0.005}
-  relevance: {epochs: 2, batch_size: 16, lr: 0.005}
-  best_of_n: 6
+  novelty: {epochs: 1, batch_size: 16, lr: 0.005, max_examples: 200}
+  relevance: {epochs: 1, batch_size: 16, lr: 0.005, max_examples: 200}
+  best_of_n: 4
 pco:
   rounds: 2
-  users_per_round: 30
+  users_per_round: 20
   candidates: 4
   margin: 0.0
-  relevance_refresh: {max_examples: 100}
-"""
+  relevance_refresh: {max_examples: 40}
+  dpo: {epochs: 1}
+"""  # tiny: the test checks which variants exist, share round 0 or train their own SFT pair, not their quality
 
 
 def test_ablate_then_evaluate_from_run(tmp_path):
@@ -122,6 +122,18 @@ def _kill_after_round_1(proc: subprocess.Popen, pco_dir: Path, timeout: float = 
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
+def _small_pco(run: Path) -> Path:
+    """``run`` with a smaller PCO section in its config.json (fewer prompts, one DPO epoch, few refresh
+    examples): what resuming keeps and recomputes does not depend on the rounds' size."""
+    path = run / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["pco"].update(users_per_round=20)
+    cfg["pco"]["dpo"].update(epochs=1.0)
+    cfg["pco"]["relevance_refresh"].update(max_examples=60)
+    path.write_text(json.dumps(cfg))
+    return run
+
+
 def _weights(bundle: Path) -> dict[str, torch.Tensor]:
     return load_file(bundle / "model.safetensors")
 
@@ -131,7 +143,7 @@ def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sf
     not recomputed (every file's bytes and mtime unchanged), and the metrics and both models' weights equal an
     uninterrupted run's. A resume with another PCO config (--alpha) is refused with one line and exit 2, before
     anything is written."""
-    full, killed = (shutil.copytree(tiny_sft_run, tmp_path / name) for name in ("full", "killed"))
+    full, killed = (_small_pco(shutil.copytree(tiny_sft_run, tmp_path / name)) for name in ("full", "killed"))
     uninterrupted = _pco_process(full, log=tmp_path / "full.log")  # runs alongside the killed one
     first = _pco_process(killed, log=tmp_path / "killed.log")
     _kill_after_round_1(first, killed / "pco")

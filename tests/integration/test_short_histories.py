@@ -9,7 +9,7 @@ import pandas as pd
 
 from coea.config import SyntheticConfig
 from coea.data.synthetic import generate_synthetic
-from tests.integration.test_cli import coea
+from tests.helpers import coea
 
 CONFIG = """data: {{spec: "parquet:{path}"}}
 split: {{n_future: 2, min_history: 2}}

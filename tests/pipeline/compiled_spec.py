@@ -9,13 +9,13 @@ from typing import Any
 import yaml
 
 from components.settings import DeploymentSettings
-from pipelines.compile import compile_pipelines
+from pipelines.compile import YAML_LOADER, compile_pipelines
 
 
 def read_spec(path: Path) -> dict[str, Any]:
     """A compiled pipeline file as one dict: the pipeline spec with the platform spec (kfp-kubernetes, a second
     YAML document) merged in."""
-    return {k: v for doc in yaml.safe_load_all(Path(path).read_text()) for k, v in doc.items()}
+    return {k: v for doc in yaml.load_all(Path(path).read_text(), Loader=YAML_LOADER) for k, v in doc.items()}
 
 
 def compile_specs(tmp: Path, settings: DeploymentSettings | None = None) -> dict[str, dict[str, Any]]:

@@ -230,3 +230,36 @@ def test_prepare_data_gets_the_run_s_scheduled_time(specs: dict[str, dict[str, A
     task = _tasks(specs[name])["prepare-data"]
     value = task["inputs"]["parameters"]["scheduled_time"]["runtimeValue"]["constant"]
     assert value == dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER == "{{$.pipeline_job_schedule_time_utc}}"
+
+
+def test_cheap_task_checks_raise_kfp_s_error_and_restore_its_check() -> None:
+    """components.resources.cheap_task_checks (used while the pipelines are built) keeps kfp's check that a
+    ``set_*`` call is on a single-step component, with kfp's message, and puts kfp's own check back after."""
+    from kfp.dsl import PipelineTask
+
+    from components.resources import cheap_task_checks
+
+    # no annotations on the kfp functions: with postponed annotations kfp would read "None" as a type
+    @dsl.component(base_image="python:3.11")
+    def step():
+        pass
+
+    @dsl.pipeline
+    def inner():
+        step()
+
+    messages = []
+
+    def outer():
+        step().set_cpu_limit("1")  # a single-step component: allowed
+        with pytest.raises(ValueError, match="^set_cpu_limit can only be used on single-step components") as err:
+            inner().set_cpu_limit("1")
+        messages.append(str(err.value))
+
+    original = PipelineTask.__dict__["_ensure_container_spec_exists"]
+    dsl.pipeline(outer)  # kfp's own check
+    with cheap_task_checks():
+        assert PipelineTask.__dict__["_ensure_container_spec_exists"] is not original
+        dsl.pipeline(outer)
+    assert PipelineTask.__dict__["_ensure_container_spec_exists"] is original
+    assert len(messages) == 2 and messages[0] == messages[1]

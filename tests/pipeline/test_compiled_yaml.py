@@ -18,7 +18,7 @@ import yaml
 from kfp.components import load_component_from_file
 
 from components.functions import STAGES
-from pipelines.compile import REGENERATE, diff_compiled, load_compiled, write_compiled
+from pipelines.compile import REGENERATE, YAML_LOADER, diff_compiled, load_compiled, write_compiled
 from tests.helpers import REPO
 
 FOLDERS = ("components", "pipelines")
@@ -60,7 +60,8 @@ def test_component_yaml_loads(fn) -> None:
 
 def test_only_sdk_version_is_left_out(fresh: dict[str, Path]) -> None:
     path = fresh["pipelines"] / "coea_training.yaml"
-    raw = list(yaml.safe_load_all(path.read_text()))
+    raw = list(yaml.load_all(path.read_text(), Loader=YAML_LOADER))
+    assert raw == list(yaml.safe_load_all(path.read_text()))  # the fast loader reads what yaml.safe_load reads
     assert len(raw) == 2  # the pipeline spec, then the kfp-kubernetes platform spec
     assert raw[0]["sdkVersion"].startswith("kfp-")
     assert load_compiled(path) == [{k: v for k, v in raw[0].items() if k != "sdkVersion"}, raw[1]]
@@ -92,7 +93,7 @@ def test_report_pages_are_declared_as_html_artifacts(component: str, output: str
     artifact = spec["components"][f"comp-{component.replace('_', '-')}"]["outputDefinitions"]["artifacts"][output]
     assert artifact["artifactType"]["schemaTitle"] == "system.HTML"
     for file in ("coea_training.yaml", "coea_recurring.yaml"):
-        pipeline = next(yaml.safe_load_all((CHECKED_IN["pipelines"] / file).read_text()))
+        pipeline = next(yaml.load_all((CHECKED_IN["pipelines"] / file).read_text(), Loader=YAML_LOADER))
         declared = [c["outputDefinitions"]["artifacts"][output]["artifactType"]["schemaTitle"]
                     for name, c in pipeline["components"].items()
                     if name.startswith(f"comp-{component.replace('_', '-')}")]

@@ -20,12 +20,14 @@ from coea.config import DataConfig, EvalConfig, RunConfig, SplitConfig
 from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
 from coea.data.synthetic import generate_synthetic
+from coea.dsie.config import DsieConfig, EncoderConfig, RqVaeConfig
 from coea.evaluation.evaluate import recommend_all
 from coea.evaluation.registry import METHODS as REGISTRY
 from coea.evaluation.registry import method_context
 from coea.flow import run_flow
 from coea.layout import RunLayout
-from coea.llm.sft_config import resolve_llm
+from coea.llm.dpo_config import DpoTrainConfig
+from coea.llm.sft_config import SftTrainConfig, resolve_llm
 from coea.pco import round as round_module
 from coea.pco.config import PcoConfig
 from coea.pco.loop import PcoLoop
@@ -76,15 +78,21 @@ def _with_cold_users(df: pd.DataFrame, n_future: int, min_history: int) -> pd.Da
 
 
 def _config(root, methods: list[str], reward: str = "serendipity") -> RunConfig:
-    return replace(RunConfig(), data=DataConfig(spec=f"parquet:{root / 'log.parquet'}"), split=SPLIT, llm=tiny_llm(),
-                   pco=PcoConfig(rounds=2, users_per_round=40, candidates=4, margin=0.0, reward=reward),
+    llm = tiny_llm()
+    llm = replace(llm, novelty=replace(llm.novelty, max_examples=300),
+                  relevance=replace(llm.relevance, max_examples=300))
+    return replace(RunConfig(), data=DataConfig(spec=f"parquet:{root / 'log.parquet'}"), split=SPLIT, llm=llm,
+                   dsie=DsieConfig(encoder=EncoderConfig(dim=16, epochs=3), rqvae=RqVaeConfig(epochs=20)),
+                   pco=PcoConfig(rounds=2, users_per_round=24, candidates=4, margin=0.0, reward=reward,
+                                 dpo=DpoTrainConfig(epochs=1.0),
+                                 relevance_refresh=SftTrainConfig(lr=1e-3, max_examples=100, warmup_ratio=0.0)),
                    eval=EvalConfig(methods=methods, ks=[10]), device="cpu")
 
 
 def _train(df: pd.DataFrame, root, methods: list[str] = METHODS) -> tuple[RunConfig, RunLayout]:
-    """The training flow on ``df`` for ``methods`` (DSIE, SFT of small LLMs, 2 small PCO rounds with the
-    serendipity reward; the rule does not depend on model size: PCO prompts, pairs, feedback and R-LLM
-    refreshes are all cut from histories)."""
+    """The training flow on ``df`` for ``methods`` (a small DSIE, SFT of small LLMs on at most 300 seeded examples
+    each, 2 small PCO rounds with the serendipity reward; the rule does not depend on model or data size: DSIE
+    inputs, SFT examples, PCO prompts, pairs, feedback and R-LLM refreshes are all cut from histories)."""
     root.mkdir(parents=True, exist_ok=True)
     df.to_parquet(root / "log.parquet", index=False)
     cfg = _config(root, methods)
