@@ -97,7 +97,7 @@ TIMING = {"sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s",
 
 
 def _pco_process(run: Path, *args: str, log: Path) -> subprocess.Popen:
-    """``coea pco --run RUN --config RUN/config.json ARGS`` in the background, one torch thread, output to log."""
+    """``coea pco --run RUN --config RUN/config.json ARGS`` in a child process, one torch thread, output to log."""
     env = {**os.environ, "COEA_TORCH_THREADS": "1"}
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-m", "coea.cli", "pco", "--run", str(run), "--config",
@@ -142,9 +142,9 @@ def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sf
     """A real `coea pco` process SIGKILLed inside round 2 and resumed with --resume: round 1's checkpoint is
     not recomputed (every file's bytes and mtime unchanged), and the metrics and both models' weights equal an
     uninterrupted run's. A resume with another PCO config (--alpha) is refused with one line and exit 2, before
-    anything is written."""
+    anything is written. The resume and the uninterrupted run are `coea pco` in this process, with the killed
+    process's one torch thread."""
     full, killed = (_small_pco(shutil.copytree(tiny_sft_run, tmp_path / name)) for name in ("full", "killed"))
-    uninterrupted = _pco_process(full, log=tmp_path / "full.log")  # runs alongside the killed one
     first = _pco_process(killed, log=tmp_path / "killed.log")
     _kill_after_round_1(first, killed / "pco")
     assert not (killed / "pco" / "rounds" / "round_002").exists()  # killed inside round 2
@@ -160,9 +160,15 @@ def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sf
     assert "-> 0.123" in errors[0] and str(killed / "pco" / "pco_state.json") in errors[0]
     assert _files(killed / "pco") == state
 
-    resumed = _pco_process(killed, "--resume", log=tmp_path / "resumed.log")
-    assert resumed.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
-    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "full.log").read_text()[-3000:]
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("COEA_TORCH_THREADS", "1")  # as in the killed process (coea.cli.main pins it)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # (restored after the test)
+    try:
+        for run, resume in ((killed, ["--resume"]), (full, [])):
+            res = coea("pco", "--run", str(run), "--config", str(run / "config.json"), *resume)
+            assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        torch.set_num_threads(threads)
     assert _files(killed / "pco" / "rounds" / "round_001") == round_1  # round 1 was not recomputed
     rows = {name: [{k: v for k, v in row.items() if k not in TIMING}
                    for row in json.loads((run / "pco" / "pco_metrics.json").read_text())["rounds"]]
