@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,11 +71,6 @@ def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     (default: the repository): its exit code, stdout and stderr (the ``coea`` log lines included, as the CLI's log
     setup writes them there; an unexpected exception: its traceback and exit code 1). The ``coea`` logger is
     restored afterwards. A test about the process itself uses :func:`coea_process`."""
-    import contextlib
-    import io
-    import logging
-    import traceback
-
     from coea.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -95,10 +94,12 @@ def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["coea", *args], code, out.getvalue(), err.getvalue())
 
 
-def coea_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m coea.cli ARGS`` in a child process (cwd: the repository unless given), output captured."""
+def coea_process(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess:
+    """``python -m coea.cli ARGS`` in a child process (cwd: the repository unless given; env: this process's unless
+    given), output captured."""
     return subprocess.run([sys.executable, "-m", "coea.cli", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=300)
+                          cwd=cwd or REPO, env=env, timeout=300)
 
 
 def one_error(capsys, tmp_path: Path, spec: str, *extra: str, command: str = "evaluate") -> str:

@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -11,15 +10,14 @@ import torch
 from coea import cli
 from coea.config import SyntheticConfig
 from coea.data.synthetic import generate_synthetic
-from tests.helpers import REPO
+from tests.helpers import coea_process
 
 
 def _coea(*args: str, threads: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "COEA_TORCH_THREADS"}
     if threads is not None:
         env["COEA_TORCH_THREADS"] = threads
-    return subprocess.run([sys.executable, "-m", "coea.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          env=env, timeout=300)
+    return coea_process(*args, env=env)
 
 
 def test_data_synth_writes_the_generator_s_log_and_ground_truth(tmp_path):
