@@ -11,7 +11,14 @@ from coea.evaluation import pco_metrics
 from coea.evaluation.pco_metrics import SplitEvaluator, judge_rows, top_by_score
 from coea.llm.prompts import LONG_MARK, USER_MARK, PromptContext, novelty_prompt, option_words, relevance_prompt
 from coea.llm.sft_config import LlmConfig, NoveltyTarget, SftDataConfig, resolve_llm, resolve_sft_data
-from coea.llm.sft_data import GroupInfo, build_sft_examples, first_cut, long_term_categories, prompt_context
+from coea.llm.sft_data import (
+    GroupInfo,
+    build_sft_examples,
+    first_cut,
+    long_term_categories,
+    prompt_context,
+    target_start,
+)
 from coea.llm.tokenizer import build_scratch_tokenizer
 from tests.helpers import events
 
@@ -137,3 +144,28 @@ def test_examples_of_one_llm_equal_that_llm_s_examples_when_both_are_built():
     assert both.novelty and both.relevance
     assert build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)) == replace(both, relevance=[])
     assert build_sft_examples(log, groups, cfg, eos="</s>", which=("relevance",)) == replace(both, novelty=[])
+
+
+def test_gap_follows_the_split_and_targets_start_after_it():
+    """With the split's ``min_gap`` the targets of a cut are what the user took up after such a pause, as the
+    evaluation scores them; without one they are the events right after the cut (the former examples)."""
+    assert resolve_sft_data(SftDataConfig(), SplitConfig()).gap == 0
+    split = SplitConfig(n_future=2, n_short=2, min_history=2, min_gap=86_400)
+    assert resolve_sft_data(SftDataConfig(), split).gap == 86_400
+    assert resolve_sft_data(SftDataConfig(gap=60), split).gap == 60
+    with pytest.raises(ValueError, match="gap must be >= 0 or None"):
+        SftDataConfig(gap=-1)
+    day = 86_400
+    # a burst a, b, c, d on day 0, then e, f on day 2: a cut inside the burst targets day 2's events
+    log = events([("u", f"i{k}", c, t) for k, (c, t) in enumerate(
+        [("a", 0), ("b", 60), ("c", 120), ("d", 180), ("e", 2 * day), ("f", 2 * day + 60)])])
+    groups = {"u": GroupInfo((0,), "p")}
+    cfg = replace(resolve_sft_data(SftDataConfig(novelty_cuts_per_user=1, min_prefix=2), split), seed=0)
+    nov = build_sft_examples(log, groups, replace(cfg, gap=0), eos="</s>", which=("novelty",)).novelty
+    gapped = build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)).novelty
+    completions = lambda ex: {e["completion"].split("</s>")[0].strip() for e in ex}  # noqa: E731
+    assert completions(gapped) == {"e", "f"}
+    assert completions(nov) and completions(nov) <= {"c", "d", "e"} and completions(nov) != {"e", "f"}
+    ts = np.array([0, 60, 120, 180, 2 * day, 2 * day + 60])
+    assert [target_start(ts, t, day) for t in (1, 3, 4, 5)] == [4, 4, 4, 6]
+    assert [target_start(ts, t, 0) for t in (1, 3, 5)] == [1, 3, 5]

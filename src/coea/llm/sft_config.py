@@ -60,9 +60,9 @@ class SftDataConfig:
     The window fields default to None = *follow the split* (:func:`resolve_sft_data`, called where examples are
     built, where the split is known): ``n_short`` = the split's ``n_short``, ``novelty_horizon`` = its
     ``n_future``, ``horizon`` = 2 x ``n_future``, ``min_prefix`` = its ``n_short`` (the first cut once the
-    short-term window is full). With the default split these are the former fixed values 10, 10, 20, 10. An
-    explicit value always wins. A user whose history is too short for a cut at ``min_prefix`` is cut from half
-    their history on instead (:func:`coea.llm.sft_data.first_cut`).
+    short-term window is full), ``gap`` = its ``min_gap``. With the default split these are the former fixed values
+    10, 10, 20, 10 and no gap. An explicit value always wins. A user whose history is too short for a cut at
+    ``min_prefix`` is cut from half their history on instead (:func:`coea.llm.sft_data.first_cut`).
     """
 
     cuts_per_user: int = 4  # R-LLM cut points per user (fewer for short histories); also PCO's R-LLM refresh
@@ -72,6 +72,9 @@ class SftDataConfig:
     novelty_horizon: int | None = None  # N-LLM: events after a cut whose categories are targets (None: n_future)
     novelty_target: NoveltyTarget = NoveltyTarget.RECENT  # N-LLM targets: not in the short-term set / never seen
     n_short: int | None = None  # events forming the short-term set at a cut (None: the split's n_short)
+    # seconds: targets of a cut start at the first event this long after the cut's last event, as the evaluation's
+    # future starts min_gap after the history (None: the split's min_gap; 0 = right after the cut)
+    gap: int | None = None
     max_targets: int = 10  # categories in an N-LLM target
     negatives_per_positive: int = 1  # R-LLM balance
     split_targets: bool = True  # one N-LLM example per taken-up category (trains the first-step distribution)
@@ -86,8 +89,9 @@ class SftDataConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in WINDOW_FIELDS:
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0 or None (follow the split), got {getattr(self, name)!r}")
+            value, bound = getattr(self, name), ">= 0" if name == "gap" else "> 0"
+            if value is not None and (value < 0 if name == "gap" else value <= 0):
+                raise ValueError(f"{name} must be {bound} or None (follow the split), got {value!r}")
         if self.long_term < 0:
             raise ValueError(f"long_term must be >= 0 (0 = off), got {self.long_term!r}")
 
@@ -97,14 +101,15 @@ class SftDataConfig:
         return all(getattr(self, name) is not None for name in WINDOW_FIELDS)
 
 
-WINDOW_FIELDS = ("min_prefix", "horizon", "novelty_horizon", "n_short")  # None = derived from the split
+WINDOW_FIELDS = ("min_prefix", "horizon", "novelty_horizon", "n_short", "gap")  # None = derived from the split
 
 
 def resolve_sft_data(cfg: SftDataConfig, split: SplitConfig) -> SftDataConfig:
     """``cfg`` with every window field concrete: explicit values kept, None ones derived from ``split`` (see
-    :class:`SftDataConfig`; the default split gives min_prefix 10, horizon 20, novelty_horizon 10, n_short 10)."""
+    :class:`SftDataConfig`; the default split gives min_prefix 10, horizon 20, novelty_horizon 10, n_short 10,
+    gap 0)."""
     derived = {"min_prefix": split.n_short, "horizon": 2 * split.n_future, "novelty_horizon": split.n_future,
-               "n_short": split.n_short}
+               "n_short": split.n_short, "gap": split.min_gap}
     return replace(cfg, **{name: value for name, value in derived.items() if getattr(cfg, name) is None})
 
 

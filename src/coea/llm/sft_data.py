@@ -14,9 +14,12 @@ with ``novelty_horizon`` (its own seeded stream, so N-LLM settings never change 
   ``n_short`` events before ``t`` (most recent last); optionally the user's own full CSID (``full_csid``) and
   their ``long_term`` most frequent categories before ``t`` (:func:`prompt_context`, the one recipe shared by
   SFT, PCO and inference);
-- *taken up* (R-LLM) = categories that appear in the ``horizon`` events after the cut and never before it
-  (novel with respect to the user), in order of first appearance;
-- N-LLM targets = categories of the ``novelty_horizon`` events after the cut, in order of first appearance, that
+- the targets of a cut start at its first event ``gap`` seconds or more after the cut's last event
+  (:func:`target_start`; right after the cut when ``gap`` is 0, the default split's), so that a split with
+  ``min_gap`` trains on what it scores: what a user takes up after such a pause;
+- *taken up* (R-LLM) = categories that appear in the ``horizon`` events from the target start and never before
+  the cut (novel with respect to the user), in order of first appearance;
+- N-LLM targets = categories of the ``novelty_horizon`` events from the target start, in order of first appearance, that
   are not in the short-term set (``novelty_target=recent``, default) or never seen before the cut (``user``);
   at most ``max_targets``; cuts with none are skipped. With ``split_targets`` (default) each target is its own
   completion: decoding ranks categories by the first-step distribution, and this trains exactly that
@@ -51,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from coea.data.schema import CATEGORY, USER
+from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.llm.prompts import (
     PromptContext,
     novelty_completion,
@@ -105,10 +108,17 @@ def _cuts(n: int, cfg: SftDataConfig, rng: np.random.Generator, count: int | Non
     return sorted(set(np.clip(points + jitter, lo, hi).tolist()))
 
 
-def taken_up(cats: list[str], t: int, horizon: int) -> list[str]:
-    """Categories first taken up in ``cats[t:t + horizon]`` (not in ``cats[:t]``), in order of first use."""
-    before = set(cats[:t])
-    return [c for c in dict.fromkeys(cats[t:t + horizon]) if c not in before]
+def target_start(ts: np.ndarray, t: int, gap: int) -> int:
+    """Index of the first target event of a cut at ``t`` in a history with (sorted) timestamps ``ts``: the first
+    event at least ``gap`` seconds after event ``t - 1``; ``t`` itself when ``gap`` is 0; ``len(ts)`` when none."""
+    return t if gap <= 0 else int(np.searchsorted(ts, ts[t - 1] + gap, side="left"))
+
+
+def taken_up(cats: list[str], t: int, horizon: int, start: int | None = None) -> list[str]:
+    """Categories first taken up in ``cats[start:start + horizon]`` (``start`` defaults to ``t``) and not in
+    ``cats[:t]``, in order of first use."""
+    before, start = set(cats[:t]), t if start is None else start
+    return [c for c in dict.fromkeys(cats[start:start + horizon]) if c not in before]
 
 
 def recent_categories(cats: list[str], t: int, n_short: int) -> tuple[str, ...]:
@@ -145,12 +155,12 @@ def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, 
 
 
 def _grouped_histories(history: pd.DataFrame,
-                       groups: Mapping[str, GroupInfo]) -> Iterator[tuple[GroupInfo, list[str]]]:
-    """(group, category sequence) of every user with a group, users in sorted order."""
+                       groups: Mapping[str, GroupInfo]) -> Iterator[tuple[GroupInfo, list[str], np.ndarray]]:
+    """(group, category sequence, timestamps) of every user with a group, users in sorted order."""
     for user, g in history.groupby(USER, sort=True):
         info = groups.get(str(user))
         if info is not None:
-            yield info, g[CATEGORY].tolist()
+            yield info, g[CATEGORY].tolist(), g[TIMESTAMP].to_numpy()
 
 
 def category_sequences(history: pd.DataFrame) -> dict[str, list[str]]:
@@ -168,9 +178,9 @@ def cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftD
     """R-LLM cuts: (context, taken-up categories, categories seen before the cut) for every grouped user."""
     require_resolved(cfg)
     out = []
-    for info, cats in _grouped_histories(history, groups):
+    for info, cats, ts in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng):
-            targets = taken_up(cats, t, cfg.horizon)
+            targets = taken_up(cats, t, cfg.horizon, target_start(ts, t, cfg.gap))
             if targets:
                 out.append((prompt_context(info, cats[:t], cfg), targets[:cfg.max_targets], set(cats[:t])))
     return out
@@ -180,11 +190,12 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
                   rng: np.random.Generator) -> list[tuple[PromptContext, list[str]]]:
     """N-LLM cuts: (context, target categories) with the N-LLM's own cut count, horizon and target rule."""
     out = []
-    for info, cats in _grouped_histories(history, groups):
+    for info, cats, ts in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
             ctx = prompt_context(info, cats[:t], cfg)
             seen = set(ctx.short_term) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
-            targets = [c for c in dict.fromkeys(cats[t:t + cfg.novelty_horizon]) if c not in seen]
+            start = target_start(ts, t, cfg.gap)
+            targets = [c for c in dict.fromkeys(cats[start:start + cfg.novelty_horizon]) if c not in seen]
             if targets:
                 out.append((ctx, targets[:cfg.max_targets]))
     return out

@@ -38,6 +38,7 @@ from coea.llm.sft_data import (
     relevance_examples,
     require_resolved,
     taken_up,
+    target_start,
 )
 from coea.pco.config import Periods
 
@@ -117,7 +118,8 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
                      with_group: bool = True) -> list[dict[str, str]]:
     """R-LLM SFT examples whose cut points AND taken-up categories lie inside ``window`` (the period's new
     feedback): cut at up to ``cfg.cuts_per_user`` evenly spread events of the window, positives = categories
-    first taken up in the following ``cfg.horizon`` events before the window's end, negatives drawn as in
+    first taken up in the ``cfg.horizon`` events before the window's end from the cut's target start
+    (:func:`coea.llm.sft_data.target_start`: ``cfg.gap`` seconds after the cut), negatives drawn as in
     :mod:`coea.llm.sft_data` (weighted by adoption popularity within the window), balanced, shuffled. ``cfg``
     must be resolved; unlike SFT's cuts, a refresh cut always has ``cfg.min_prefix`` events before it."""
     require_resolved(cfg)
@@ -128,12 +130,13 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
         info = groups.get(str(user))
         if info is None:
             continue
-        cats, first = g[CATEGORY].tolist(), int(np.searchsorted(g[TIMESTAMP].to_numpy(), window.start))
+        times = g[TIMESTAMP].to_numpy()
+        cats, first = g[CATEGORY].tolist(), int(np.searchsorted(times, window.start))
         lo, hi = max(first, cfg.min_prefix), len(cats) - 1
         if hi < lo:
             continue
         for t in np.unique(np.linspace(lo, hi, num=cfg.cuts_per_user).round().astype(int)).tolist():
-            targets = taken_up(cats, t, cfg.horizon)[:cfg.max_targets]
+            targets = taken_up(cats, t, cfg.horizon, target_start(times, t, cfg.gap))[:cfg.max_targets]
             if targets:
                 cuts.append((prompt_context(info, cats[:t], cfg), targets, set(cats[:t])))
     return relevance_examples(cuts, cfg.negatives_per_positive, eos, rng, with_group=with_group)
