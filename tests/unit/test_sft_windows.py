@@ -169,3 +169,19 @@ def test_gap_follows_the_split_and_targets_start_after_it():
     ts = np.array([0, 60, 120, 180, 2 * day, 2 * day + 60])
     assert [target_start(ts, t, day) for t in (1, 3, 4, 5)] == [4, 4, 4, 6]
     assert [target_start(ts, t, 0) for t in (1, 3, 5)] == [1, 3, 5]
+
+
+def test_new_user_cut_teaches_the_first_categories_from_an_empty_prompt():
+    """``new_user_cut`` adds, per user, the prompt a user without history gets (empty short-term set) with the
+    first categories they took up as targets; every other example is the same as without it."""
+    split = SplitConfig(n_future=2, n_short=2, min_history=2)
+    cfg = resolve_sft_data(SftDataConfig(novelty_cuts_per_user=2), split)
+    log = _log({"u": 8, "v": 5})
+    groups = {u: GroupInfo((0, 1), "p") for u in ("u", "v")}
+    plain = build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)).novelty
+    new = build_sft_examples(log, groups, replace(cfg, new_user_cut=True), eos="</s>", which=("novelty",)).novelty
+    extra = [e for e in new if e not in plain]
+    assert [e for e in new if e in plain] == plain and len(extra) == 4  # 2 users x their first 2 distinct categories
+    assert {e["prompt"] for e in extra} == {novelty_prompt(PromptContext((0, 1), "p", ()))}
+    firsts = {c for u in ("u", "v") for c in log[log.user_id == u].category.tolist()[:2]}
+    assert {e["completion"].split()[0] for e in extra} == firsts

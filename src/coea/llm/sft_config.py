@@ -80,6 +80,9 @@ class SftDataConfig:
     split_targets: bool = True  # one N-LLM example per taken-up category (trains the first-step distribution)
     with_group: bool = True  # False = prompts without CSID tokens and profile (ablation)
     full_csid: bool = False  # True = the prompt also shows the user's own full CSID code (``user:``, needs with_group)
+    # True = every N-LLM user also gets a cut before their first event: an empty short-term set whose targets are
+    # the first categories they took up, so the N-LLM learns what to propose to a user without history
+    new_user_cut: bool = False
     long_term: int = 0  # > 0 = the prompt also shows the user's N most frequent categories before the cut (``long:``)
     seed: int = 0
 

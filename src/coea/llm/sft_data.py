@@ -19,11 +19,14 @@ with ``novelty_horizon`` (its own seeded stream, so N-LLM settings never change 
   ``min_gap`` trains on what it scores: what a user takes up after such a pause;
 - *taken up* (R-LLM) = categories that appear in the ``horizon`` events from the target start and never before
   the cut (novel with respect to the user), in order of first appearance;
-- N-LLM targets = categories of the ``novelty_horizon`` events from the target start, in order of first appearance, that
-  are not in the short-term set (``novelty_target=recent``, default) or never seen before the cut (``user``);
-  at most ``max_targets``; cuts with none are skipped. With ``split_targets`` (default) each target is its own
-  completion: decoding ranks categories by the first-step distribution, and this trains exactly that
-  distribution towards the set of targets (a list completion trains only its first name at the first step);
+- N-LLM targets = categories of the ``novelty_horizon`` events from the target start, in order of first
+  appearance, that are not in the short-term set (``novelty_target=recent``, default) or never seen before the
+  cut (``user``); at most ``max_targets``; cuts with none are skipped. With ``new_user_cut`` every user also gets
+  a cut at 0 (before their first event: an empty short-term set, targets = the first categories they took up),
+  so the N-LLM learns what a user without history takes up (cold-start users' prompts are empty). With
+  ``split_targets`` (default) each target is its own completion: decoding ranks categories by the first-step
+  distribution, and this trains exactly that distribution towards the set of targets (a list completion trains
+  only its first name at the first step);
 - R-LLM examples: each taken-up category is a positive (``yes``); as many negatives (``no``) are drawn without
   replacement from categories the user neither had before the cut nor took up in the horizon, weighted by how
   often each category is *taken up* across all cuts (its adoption popularity). Weighting by plain event
@@ -110,8 +113,9 @@ def _cuts(n: int, cfg: SftDataConfig, rng: np.random.Generator, count: int | Non
 
 def target_start(ts: np.ndarray, t: int, gap: int) -> int:
     """Index of the first target event of a cut at ``t`` in a history with (sorted) timestamps ``ts``: the first
-    event at least ``gap`` seconds after event ``t - 1``; ``t`` itself when ``gap`` is 0; ``len(ts)`` when none."""
-    return t if gap <= 0 else int(np.searchsorted(ts, ts[t - 1] + gap, side="left"))
+    event at least ``gap`` seconds after event ``t - 1``; ``t`` itself when ``gap`` is 0 or ``t`` is 0 (a cut before
+    the first event); ``len(ts)`` when none."""
+    return t if gap <= 0 or t == 0 else int(np.searchsorted(ts, ts[t - 1] + gap, side="left"))
 
 
 def taken_up(cats: list[str], t: int, horizon: int, start: int | None = None) -> list[str]:
@@ -191,7 +195,7 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
     """N-LLM cuts: (context, target categories) with the N-LLM's own cut count, horizon and target rule."""
     out = []
     for info, cats, ts in _grouped_histories(history, groups):
-        for t in _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
+        for t in [0] * cfg.new_user_cut + _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
             ctx = prompt_context(info, cats[:t], cfg)
             seen = set(ctx.short_term) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
             start = target_start(ts, t, cfg.gap)
