@@ -6,7 +6,8 @@ from coea.llm.sft_data import GroupInfo, SftDataConfig, build_sft_examples
 from tests.helpers import events
 
 CFG = SftDataConfig(cuts_per_user=1, min_prefix=3, horizon=3, novelty_cuts_per_user=1, novelty_horizon=3,
-                    novelty_target=NoveltyTarget.USER, n_short=2, gap=0, seed=0, split_targets=False)
+                    novelty_target=NoveltyTarget.USER, n_short=2, gap=0, new_user_cut=False, seed=0,
+                    split_targets=False)
 
 
 def _history():

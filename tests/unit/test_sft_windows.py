@@ -94,9 +94,12 @@ def test_long_term_never_shows_what_comes_after_the_cut():
     log = _log({f"u{i}": 12 + i for i in range(8)})
     ex = build_sft_examples(log, {f"u{i}": GroupInfo((0,), "") for i in range(8)}, cfg, eos="</s>")
     assert ex.novelty
+    new_user = novelty_prompt(PromptContext((0,), "", ()))  # the new-user cut: no history, so no long: section
+    assert sum(e["prompt"] == new_user for e in ex.novelty) == 8
     for e in ex.novelty:
-        long = e["prompt"].split(LONG_MARK)[1].split("recent:")[0].split()
-        assert long and not set(long) & set(e["completion"].split()[:-1])
+        if e["prompt"] != new_user:
+            long = e["prompt"].split(LONG_MARK)[1].split("recent:")[0].split()
+            assert long and not set(long) & set(e["completion"].split()[:-1])
 
 
 def test_judge_metric_ranks_unseen_categories_by_p_yes(monkeypatch):
@@ -160,7 +163,7 @@ def test_gap_follows_the_split_and_targets_start_after_it():
     log = events([("u", f"i{k}", c, t) for k, (c, t) in enumerate(
         [("a", 0), ("b", 60), ("c", 120), ("d", 180), ("e", 2 * day), ("f", 2 * day + 60)])])
     groups = {"u": GroupInfo((0,), "p")}
-    cfg = replace(resolve_sft_data(SftDataConfig(novelty_cuts_per_user=1, min_prefix=2), split), seed=0)
+    cfg = replace(resolve_sft_data(SftDataConfig(novelty_cuts_per_user=1, min_prefix=2), split), new_user_cut=False)
     nov = build_sft_examples(log, groups, replace(cfg, gap=0), eos="</s>", which=("novelty",)).novelty
     gapped = build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)).novelty
     completions = lambda ex: {e["completion"].split("</s>")[0].strip() for e in ex}  # noqa: E731
@@ -178,8 +181,9 @@ def test_new_user_cut_teaches_the_first_categories_from_an_empty_prompt():
     cfg = resolve_sft_data(SftDataConfig(novelty_cuts_per_user=2), split)
     log = _log({"u": 8, "v": 5})
     groups = {u: GroupInfo((0, 1), "p") for u in ("u", "v")}
-    plain = build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)).novelty
-    new = build_sft_examples(log, groups, replace(cfg, new_user_cut=True), eos="</s>", which=("novelty",)).novelty
+    assert cfg.new_user_cut  # on by default
+    plain = build_sft_examples(log, groups, replace(cfg, new_user_cut=False), eos="</s>", which=("novelty",)).novelty
+    new = build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)).novelty
     extra = [e for e in new if e not in plain]
     assert [e for e in new if e in plain] == plain and len(extra) == 4  # 2 users x their first 2 distinct categories
     assert {e["prompt"] for e in extra} == {novelty_prompt(PromptContext((0, 1), "p", ()))}

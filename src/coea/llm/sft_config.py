@@ -81,8 +81,9 @@ class SftDataConfig:
     with_group: bool = True  # False = prompts without CSID tokens and profile (ablation)
     full_csid: bool = False  # True = the prompt also shows the user's own full CSID code (``user:``, needs with_group)
     # True = every N-LLM user also gets a cut before their first event: an empty short-term set whose targets are
-    # the first categories they took up, so the N-LLM learns what to propose to a user without history
-    new_user_cut: bool = False
+    # the first categories they took up, so the N-LLM learns what to propose to a user without history (MovieLens,
+    # validation, 48 cuts: S-H@10 +x .6751 -> .6740 on the default view, .5080 -> .5328 on the 1-day min_gap view)
+    new_user_cut: bool = True
     long_term: int = 0  # > 0 = the prompt also shows the user's N most frequent categories before the cut (``long:``)
     seed: int = 0
 
