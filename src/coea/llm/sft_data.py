@@ -118,10 +118,10 @@ def target_start(ts: np.ndarray, t: int, gap: int) -> int:
     return t if gap <= 0 or t == 0 else int(np.searchsorted(ts, ts[t - 1] + gap, side="left"))
 
 
-def taken_up(cats: list[str], t: int, horizon: int, start: int | None = None) -> list[str]:
-    """Categories first taken up in ``cats[start:start + horizon]`` (``start`` defaults to ``t``) and not in
-    ``cats[:t]``, in order of first use."""
-    before, start = set(cats[:t]), t if start is None else start
+def taken_up(cats: list[str], t: int, horizon: int, start: int) -> list[str]:
+    """Categories first taken up in ``cats[start:start + horizon]`` (``start``: the cut's :func:`target_start`)
+    and not in ``cats[:t]``, in order of first use."""
+    before = set(cats[:t])
     return [c for c in dict.fromkeys(cats[start:start + horizon]) if c not in before]
 
 
@@ -195,7 +195,8 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
     """N-LLM cuts: (context, target categories) with the N-LLM's own cut count, horizon and target rule."""
     out = []
     for info, cats, ts in _grouped_histories(history, groups):
-        for t in [0] * cfg.new_user_cut + _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
+        new_user = [0] if cfg.new_user_cut else []  # the cut before the first event
+        for t in new_user + _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
             ctx = prompt_context(info, cats[:t], cfg)
             seen = set(ctx.short_term) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
             start = target_start(ts, t, cfg.gap)
