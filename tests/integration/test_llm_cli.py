@@ -29,6 +29,9 @@ def test_group_train_and_serve(tmp_path):
     sft = {m: json.loads((run / "llm" / f"sft_metrics_{m}.json").read_text())[m] for m in ("novelty", "relevance")}
     assert sft["novelty"]["last_loss"] < sft["novelty"]["first_loss"]
     assert sft["relevance"]["examples"] > 0
+    # examples held out of the R-LLM's SFT (a tenth of them here, under the 2,000 default) and its AUC on them
+    assert sft["relevance"]["heldout_examples"] > 0
+    assert 0.0 <= sft["relevance"]["heldout_auc"] <= 1.0
     log = pd.read_parquet(run / "data" / "interactions.parquet")
     seen = set(zip(log.user_id, log.category, strict=True))
     for method in ("nllm_sft+x", "dual_best_of_n+x", "sasrec"):

@@ -20,7 +20,7 @@ from coea.llm.models import ModelBundle, build_model_and_tokenizer, save_bundle
 from coea.llm.prompts import option_words
 from coea.llm.sft import SftResult, train_sft
 from coea.llm.sft_config import MODELS, LlmConfig
-from coea.llm.sft_data import GroupInfo, build_sft_examples, group_infos
+from coea.llm.sft_data import GroupInfo, RelevanceExamples, build_sft_examples, group_infos
 from coea.utils import seed_everything, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,37 @@ class LlmTrainResult:
     groups: dict[str, GroupInfo]
     paths: dict[str, Path] = field(default_factory=dict)
 
+    checks: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> held-out figures (heldout_auc)
+
     def metrics(self) -> dict[str, Any]:
         return {name: {"examples": r.n_examples, "steps": r.steps, "seconds": round(r.seconds, 2),
                        "first_loss": r.losses[0] if r.losses else None,
-                       "last_loss": r.losses[-1] if r.losses else None, "losses": r.losses}
+                       "last_loss": r.losses[-1] if r.losses else None, **self.checks.get(name, {}),
+                       "losses": r.losses}
                 for name, r in self.sft.items()}
+
+
+CHANCE_AUC = 0.55  # a held-out AUC below this: the R-LLM barely tells taken-up from other candidates
+
+
+def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: int) -> dict[str, float]:
+    """``heldout_examples`` and ``heldout_auc`` (ROC AUC of the R-LLM's P(yes) against the examples' answers;
+    0.5 = chance) of held-out R-LLM examples; a warning when it is below :data:`CHANCE_AUC`. Empty when the
+    examples do not hold both answers."""
+    from sklearn.metrics import roc_auc_score
+
+    from coea.llm.decode import relevance_scores
+
+    labels = examples.labels
+    if len(set(labels)) < 2:
+        return {}
+    p = relevance_scores(bundle.model, bundle.tokenizer, [e["prompt"] for e in examples], batch_size=batch_size)
+    auc = float(roc_auc_score(labels, p))
+    if auc < CHANCE_AUC:
+        log.warning("the R-LLM's held-out AUC is %.3f (0.5 = chance): its P(yes) barely separates taken-up "
+                    "candidates from others, so PCO's R-LLM rewards are close to noise; give it more examples or "
+                    "epochs (llm.relevance.max_examples, epochs) or a lower llm.relevance.lr", auc)
+    return {"heldout_examples": len(labels), "heldout_auc": round(auc, 4)}
 
 
 def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Mapping], csid_levels: Sequence[int],
@@ -76,10 +102,16 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     eos = next(iter(bundles.values())).tokenizer.eos_token
     examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos, which=tuple(bundles))
     log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))
-    sft = {name: train_sft(getattr(cfg, name), b.model, b.tokenizer, getattr(examples, name), name=name,
-                          device=device)
+    train = {"novelty": examples.novelty, "relevance": examples.relevance}
+    heldout = None
+    if "relevance" in bundles and cfg.relevance_heldout:
+        train["relevance"], heldout = examples.relevance.split_off(min(cfg.relevance_heldout,
+                                                                      len(examples.relevance) // 10))
+    sft = {name: train_sft(getattr(cfg, name), b.model, b.tokenizer, train[name], name=name, device=device)
            for name, b in bundles.items()}
     result = LlmTrainResult(bundles.get("novelty"), bundles.get("relevance"), sft, infos)
+    if heldout:
+        result.checks["relevance"] = heldout_auc(bundles["relevance"], heldout, cfg.batch_size)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         result.paths = {name: save_bundle(b, out_dir / name) for name, b in bundles.items()}

@@ -131,6 +131,9 @@ class LlmConfig:
     novelty: SftTrainConfig = field(default_factory=SftTrainConfig)  # 2 epochs over ~145k MovieLens examples
     # the R-LLM's examples are capped (seeded subsample) so that SFT of both models stays under 10 minutes on 2 cores
     relevance: SftTrainConfig = field(default_factory=lambda: SftTrainConfig(epochs=1.0, max_examples=40_000))
+    # R-LLM examples kept out of its SFT (seeded; at most a tenth of them) to measure what it learned: the AUC of its
+    # P(yes) on them goes to sft_metrics_relevance.json, with a warning near 0.5 (a judge at chance); 0 = none
+    relevance_heldout: int = 2000
     best_of_n: int = 20  # dual_best_of_n: candidates the N-LLM samples per prompt
     temperature: float = 1.0  # sampling temperature of the N-LLM
     batch_size: int = 64  # inference batch (prompts per forward pass)
@@ -140,3 +143,5 @@ class LlmConfig:
             raise ValueError(f"best_of_n must be > 0, got {self.best_of_n!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.relevance_heldout < 0:
+            raise ValueError(f"relevance_heldout must be >= 0, got {self.relevance_heldout!r}")

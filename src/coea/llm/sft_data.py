@@ -223,6 +223,18 @@ class RelevanceExamples(Sequence):
         return {"prompt": relevance_prompt(ctx, cand, with_group=self.with_group),
                 "completion": relevance_completion(label, self.eos)}
 
+    @property
+    def labels(self) -> list[bool]:
+        """Each example's answer (True = yes)."""
+        return [label for _, _, label in self.specs]
+
+    def split_off(self, n: int) -> tuple[RelevanceExamples, RelevanceExamples]:
+        """(every example but the last ``n``, the last ``n``): the specs are in seeded random order, so the last
+        ``n`` are a seeded random sample (held out of SFT to measure the trained R-LLM)."""
+        cut = len(self.specs) - max(0, min(n, len(self.specs)))
+        return (RelevanceExamples(self.specs[:cut], self.eos, self.with_group),
+                RelevanceExamples(self.specs[cut:], self.eos, self.with_group))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
 

@@ -30,9 +30,11 @@ class SftStageResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
-        """``<model>.<figure>`` (examples, steps, seconds, first/last loss), flat (for a KFP Metrics artifact)."""
+        """``<model>.<figure>`` (examples, steps, seconds, first/last loss, the R-LLM's held-out AUC), flat (for a
+        KFP Metrics artifact)."""
         return {f"{name}.{key}": float(m[key]) for name, m in self.sft.items()
-                for key in ("examples", "steps", "seconds", "first_loss", "last_loss") if m.get(key) is not None}
+                for key in ("examples", "steps", "seconds", "first_loss", "last_loss", "heldout_auc")
+                if m.get(key) is not None}
 
 
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
