@@ -2,9 +2,10 @@
 the models after the last PCO round (``pco`` artifact), with the DSIE groups and profiles (``dsie``):
 
 - ``nllm_sft``: the Novelty LLM after SFT alone; ranks categories by log P(name | N-LLM prompt);
-- ``dual_best_of_n``: the N-LLM samples ``best_of_n`` distinct allowed candidates per prompt, the R-LLM scores
-  each (P(yes)); candidates rank by that score, the other allowed categories after them by the N-LLM's
-  log-probability (so K categories come out whenever K are allowed);
+- ``dual_best_of_n``: the N-LLM samples ``best_of_n`` distinct allowed candidates per prompt, the R-LLM verifies
+  each (P(yes)); candidates rank by ``log P_N + llm.verify_weight * logit P(yes)`` (P(yes) alone when the weight
+  is null), the other allowed categories after them by the N-LLM's log-probability (so K categories come out
+  whenever K are allowed);
 - ``rllm_rank``: the R-LLM alone scores every category (an upper reference for relevance; U x C prompts);
 - ``coea``: the full method, ranked like ``nllm_sft`` with the N-LLM after the PCO rounds.
 
@@ -84,6 +85,18 @@ class Coea(NoveltySft):
     models_from = Need.PCO
 
 
+CANDIDATES_FIRST = 1e6  # subtracted from the log-probabilities of the allowed categories that were not sampled
+
+
+def verified_scores(logp: np.ndarray, p_yes: np.ndarray, weight: float | None) -> np.ndarray:
+    """The score of N-LLM candidates the R-LLM verified: ``log P_N(c) + weight * logit P_R(yes | c)`` (a product of
+    the two models' odds, ``weight`` the R-LLM's share), or P(yes) alone when ``weight`` is None."""
+    if weight is None:
+        return np.asarray(p_yes, dtype=float)
+    p = np.clip(np.asarray(p_yes, dtype=float), 1e-9, 1 - 1e-9)
+    return np.asarray(logp, dtype=float) + weight * (np.log(p) - np.log1p(-p))
+
+
 class DualBestOfN(LlmMethod):
     name = "dual_best_of_n"
 
@@ -91,8 +104,8 @@ class DualBestOfN(LlmMethod):
         return self.masked_scores(users)
 
     def masked_scores(self, users: Sequence[str], exclude: Mapping[str, Collection[str]] | None = None) -> np.ndarray:
-        """Candidates (sampled among the allowed categories) score P(yes) in [0, 1]; the other allowed categories
-        score log P_N-LLM - 1 < 0 (after every candidate); banned ones ``-inf``."""
+        """Candidates (sampled among the allowed categories) rank first, by the verified score
+        :func:`verified_scores`; the other allowed categories after them by log P_N-LLM; banned ones ``-inf``."""
         from coea.llm.decode import relevance_scores, sample_categories
 
         n, r, cfg = self.llms.novelty, self.llms.relevance, self.ctx.llm
@@ -104,9 +117,12 @@ class DualBestOfN(LlmMethod):
         pairs = [(row, c) for row, cs in enumerate(cands) for c in cs]
         rel = [relevance_prompt(ctxs[row], c, with_group=cfg.data.with_group) for row, c in pairs]
         p_yes = relevance_scores(r.model, r.tokenizer, rel, batch_size=cfg.batch_size) if rel else np.zeros(0)
-        out = self.novelty_logprobs(users) - 1.0  # (U, C) the back-off order
-        for (row, c), p in zip(pairs, p_yes, strict=True):
-            out[row, self.index[c]] = p
+        logp = self.novelty_logprobs(users)  # (U, C) also the back-off order of the other allowed categories
+        out = logp - CANDIDATES_FIRST
+        cols = np.array([self.index[c] for _, c in pairs], dtype=int)
+        rows = np.array([row for row, _ in pairs], dtype=int)
+        if len(pairs):
+            out[rows, cols] = verified_scores(logp[rows, cols], p_yes, cfg.verify_weight)
         for row, b in enumerate(banned):
             out[row, [self.index[c] for c in b if c in self.index]] = -np.inf
         return out

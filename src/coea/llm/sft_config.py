@@ -135,6 +135,9 @@ class LlmConfig:
     # P(yes) on them goes to sft_metrics_relevance.json, with a warning near 0.5 (a judge at chance); 0 = none
     relevance_heldout: int = 2000
     best_of_n: int = 20  # dual_best_of_n: candidates the N-LLM samples per prompt
+    # dual_best_of_n ranks its candidates by log P_N-LLM + verify_weight * logit P_R-LLM(yes) (null: P(yes) alone);
+    # 0.5 was the best of {0.25, 0.5, 1, 2} on MovieLens validation users (README 'Results')
+    verify_weight: float | None = 0.5
     temperature: float = 1.0  # sampling temperature of the N-LLM
     batch_size: int = 64  # inference batch (prompts per forward pass)
 
@@ -143,5 +146,7 @@ class LlmConfig:
             raise ValueError(f"best_of_n must be > 0, got {self.best_of_n!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.verify_weight is not None and self.verify_weight < 0:
+            raise ValueError(f"verify_weight must be >= 0 or null, got {self.verify_weight!r}")
         if self.relevance_heldout < 0:
             raise ValueError(f"relevance_heldout must be >= 0, got {self.relevance_heldout!r}")

@@ -1,0 +1,28 @@
+"""dual_best_of_n's verified score: the N-LLM's log-probability plus the R-LLM's weighted log-odds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coea.evaluation.llm_methods import verified_scores
+from coea.llm.sft_config import LlmConfig
+
+
+def test_weight_none_ranks_by_p_yes_alone():
+    assert verified_scores(np.array([-1.0, -5.0]), np.array([0.2, 0.9]), None).tolist() == [0.2, 0.9]
+
+
+def test_weighted_score_is_log_p_plus_weight_times_logit_and_trades_the_two_models_off():
+    logp, p = np.log([0.5, 0.1]), np.array([0.4, 0.8])
+    out = verified_scores(logp, p, 0.5)
+    assert out == pytest.approx(logp + 0.5 * np.log(p / (1 - p)))
+    assert out[0] > out[1]  # the N-LLM's 5x odds outweigh the R-LLM's 6x odds at half weight
+    assert verified_scores(logp, p, 2.0)[1] > verified_scores(logp, p, 2.0)[0]  # at weight 2 the R-LLM wins
+    assert verified_scores(logp, p, 0.0) == pytest.approx(logp)  # weight 0 = the N-LLM's own order
+    assert np.isfinite(verified_scores(logp, np.array([0.0, 1.0]), 1.0)).all()  # P(yes) of 0 or 1 is clipped
+
+
+def test_negative_weight_is_refused():
+    with pytest.raises(ValueError, match="verify_weight"):
+        LlmConfig(verify_weight=-1.0)
