@@ -231,8 +231,11 @@ def save_config(cfg: Any, path: Path) -> None:
     write_json_atomic(path, config_to_dict(cfg))
 
 
-def from_dict(cls: type, values: dict[str, Any], *, where: str) -> Any:
-    """Build dataclass ``cls`` from ``values``, rejecting unknown keys with a message naming them."""
+def from_dict(cls: type, values: dict[str, Any], *, where: str, base: Any = None) -> Any:
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys with a message naming them. Keys left out
+    keep ``base``'s values (default: the class defaults); a nested section starts from its field's default, so
+    ``llm.relevance: {batch_size: 64}`` keeps the R-LLM's own defaults (lr, cap), not those of a bare
+    ``SftTrainConfig``."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -241,11 +244,18 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str) -> Any:
     nested = {}
     for f in dataclasses.fields(cls):
         value = values.get(f.name)
-        if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+        if not isinstance(value, dict):
+            continue
+        if base is not None:
+            default = getattr(base, f.name)
+        elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
-            if dataclasses.is_dataclass(default):
-                nested[f.name] = from_dict(type(default), value, where=f"{where}.{f.name}")
-    return cls(**{**values, **nested})
+        else:
+            continue
+        if dataclasses.is_dataclass(default):
+            nested[f.name] = from_dict(type(default), value, where=f"{where}.{f.name}", base=default)
+    merged = {**values, **nested}
+    return dataclasses.replace(base, **merged) if base is not None else cls(**merged)
 
 
 def read_saved_config(cls: type, path: Path) -> Any:

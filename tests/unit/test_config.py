@@ -30,6 +30,23 @@ def test_yaml_sections_and_unknown_keys(tmp_path):
         load_run_config(bad)
 
 
+def test_a_partial_nested_section_keeps_its_fields_own_defaults(tmp_path):
+    """``llm.relevance`` and ``pco.relevance_refresh`` default to other values than a bare SftTrainConfig (a lower
+    rate, a cap): setting one key must not silently reset the others to the bare class's."""
+    from coea.llm.sft_config import LlmConfig
+    from coea.pco.config import PcoConfig
+
+    f = tmp_path / "c.yaml"
+    f.write_text("llm:\n  relevance: {batch_size: 64}\npco:\n  relevance_refresh: {epochs: 2}\n")
+    cfg = load_run_config(f)
+    assert cfg.llm.relevance == LlmConfig().relevance.__class__(**{**vars(LlmConfig().relevance), "batch_size": 64})
+    assert cfg.llm.relevance.lr == 1e-3 and cfg.llm.relevance.max_examples == 100_000
+    refresh = PcoConfig().relevance_refresh
+    assert (cfg.pco.relevance_refresh.epochs, cfg.pco.relevance_refresh.max_examples,
+            cfg.pco.relevance_refresh.warmup_ratio) == (2, refresh.max_examples, refresh.warmup_ratio)
+    assert cfg.llm.novelty == LlmConfig().novelty  # untouched sections stay the defaults
+
+
 def test_save_config_is_json(tmp_path):
     save_config(RunConfig(), tmp_path / "config.json")
     saved = json.loads((tmp_path / "config.json").read_text())
