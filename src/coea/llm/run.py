@@ -37,7 +37,6 @@ class LlmTrainResult:
     sft: dict[str, SftResult]
     groups: dict[str, GroupInfo]
     paths: dict[str, Path] = field(default_factory=dict)
-
     checks: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> held-out figures (heldout_auc)
 
     def metrics(self) -> dict[str, Any]:
