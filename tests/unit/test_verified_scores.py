@@ -26,3 +26,23 @@ def test_weighted_score_is_log_p_plus_weight_times_logit_and_trades_the_two_mode
 def test_negative_weight_is_refused():
     with pytest.raises(ValueError, match="verify_weight"):
         LlmConfig(verify_weight=-1.0)
+
+
+def test_top_proposals_are_the_n_most_likely_allowed_categories():
+    from types import SimpleNamespace
+
+    from coea.evaluation.llm_methods import DualBestOfN
+
+    cats = ["a", "b", "c", "d"]
+    method = SimpleNamespace(categories=cats, index={c: i for i, c in enumerate(cats)})
+    logp = np.log(np.array([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]]))
+    out = DualBestOfN.top_allowed(method, logp, [{"a"}, {"d", "c", "b"}], 2)
+    assert out == [["b", "c"], ["a"]]  # banned ones never proposed; fewer when fewer are allowed
+
+
+def test_propose_mode_is_validated():
+    from coea.llm.sft_config import Propose
+
+    assert LlmConfig(propose="sample").propose is Propose.SAMPLE and LlmConfig().propose is Propose.TOP
+    with pytest.raises(ValueError, match="best"):
+        LlmConfig(propose="best")

@@ -2,7 +2,8 @@
 the models after the last PCO round (``pco`` artifact), with the DSIE groups and profiles (``dsie``):
 
 - ``nllm_sft``: the Novelty LLM after SFT alone; ranks categories by log P(name | N-LLM prompt);
-- ``dual_best_of_n``: the N-LLM samples ``best_of_n`` distinct allowed candidates per prompt, the R-LLM verifies
+- ``dual_best_of_n``: the N-LLM proposes ``best_of_n`` distinct allowed candidates per prompt (its most likely ones,
+  or draws with ``llm.propose: sample``), the R-LLM verifies
   each (P(yes)); candidates rank by ``log P_N + llm.verify_weight * logit P(yes)`` (P(yes) alone when the weight
   is null), the other allowed categories after them by the N-LLM's log-probability (so K categories come out
   whenever K are allowed);
@@ -26,6 +27,7 @@ from coea.data.split import Histories
 from coea.evaluation.baselines import ScoringMethod
 from coea.evaluation.registry import Need
 from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
+from coea.llm.sft_config import Propose
 from coea.llm.sft_data import GroupInfo, category_sequences, group_infos, prompt_context
 
 
@@ -111,13 +113,16 @@ class DualBestOfN(LlmMethod):
         n, r, cfg = self.llms.novelty, self.llms.relevance, self.ctx.llm
         banned = self.banned(users, exclude)
         ctxs = self.contexts(users)
-        prompts = [novelty_prompt(c, with_group=cfg.data.with_group) for c in ctxs]
-        cands = sample_categories(n.model, n.tokenizer, prompts, self.n_index, cfg.best_of_n, cfg.temperature,
-                                  seed=self.seed, exclude=banned, batch_size=cfg.batch_size)
+        logp = self.novelty_logprobs(users)  # (U, C) also the back-off order of the other allowed categories
+        if cfg.propose is Propose.SAMPLE:
+            prompts = [novelty_prompt(c, with_group=cfg.data.with_group) for c in ctxs]
+            cands = sample_categories(n.model, n.tokenizer, prompts, self.n_index, cfg.best_of_n, cfg.temperature,
+                                      seed=self.seed, exclude=banned, batch_size=cfg.batch_size)
+        else:
+            cands = self.top_allowed(logp, banned, cfg.best_of_n)
         pairs = [(row, c) for row, cs in enumerate(cands) for c in cs]
         rel = [relevance_prompt(ctxs[row], c, with_group=cfg.data.with_group) for row, c in pairs]
         p_yes = relevance_scores(r.model, r.tokenizer, rel, batch_size=cfg.batch_size) if rel else np.zeros(0)
-        logp = self.novelty_logprobs(users)  # (U, C) also the back-off order of the other allowed categories
         out = logp - CANDIDATES_FIRST
         cols = np.array([self.index[c] for _, c in pairs], dtype=int)
         rows = np.array([row for row, _ in pairs], dtype=int)
@@ -125,6 +130,17 @@ class DualBestOfN(LlmMethod):
             out[rows, cols] = verified_scores(logp[rows, cols], p_yes, cfg.verify_weight)
         for row, b in enumerate(banned):
             out[row, [self.index[c] for c in b if c in self.index]] = -np.inf
+        return out
+
+
+    def top_allowed(self, logp: np.ndarray, banned: Sequence[Collection[str]], n: int) -> list[list[str]]:
+        """Per row, the ``n`` allowed categories (not in ``banned[row]``) with the highest ``logp``."""
+        out = []
+        for row, b in enumerate(banned):
+            scores = logp[row].copy()
+            scores[[self.index[c] for c in b if c in self.index]] = -np.inf
+            top = np.argsort(-scores, kind="stable")[:n]
+            out.append([self.categories[j] for j in top if np.isfinite(scores[j])])
         return out
 
 

@@ -45,6 +45,13 @@ class SftTrainConfig:
             raise ValueError(f"max_examples must be > 0 or None, got {self.max_examples!r}")
 
 
+class Propose(enum.StrEnum):
+    """How ``dual_best_of_n``'s N-LLM proposes its ``best_of_n`` candidates."""
+
+    TOP = "top"  # its most likely allowed categories
+    SAMPLE = "sample"  # distinct draws from its distribution (Gumbel top-k at ``temperature``)
+
+
 class NoveltyTarget(enum.StrEnum):
     """Which categories after an N-LLM cut are its targets (see :mod:`coea.llm.sft_data`)."""
 
@@ -137,7 +144,10 @@ class LlmConfig:
     # R-LLM examples kept out of its SFT (seeded; at most a tenth of them) to measure what it learned: the AUC of its
     # P(yes) on them goes to sft_metrics_relevance.json, with a warning near 0.5 (a judge at chance); 0 = none
     relevance_heldout: int = 2000
-    best_of_n: int = 20  # dual_best_of_n: candidates the N-LLM samples per prompt
+    best_of_n: int = 20  # dual_best_of_n: candidates the N-LLM proposes per prompt
+    # top: its best_of_n most likely allowed categories; sample: distinct draws (the rule before session 10: with
+    # 20 draws at temperature 1 the candidates missed the categories the R-LLM should have verified, README 'Results')
+    propose: Propose = Propose.TOP
     # dual_best_of_n ranks its candidates by log P_N-LLM + verify_weight * logit P_R-LLM(yes) (null: P(yes) alone);
     # 0.5 was the best of {0.25, 0.5, 1, 2} on MovieLens validation users (README 'Results')
     verify_weight: float | None = 0.5
@@ -145,6 +155,7 @@ class LlmConfig:
     batch_size: int = 64  # inference batch (prompts per forward pass)
 
     def __post_init__(self) -> None:
+        self.propose = Propose(self.propose)
         if self.best_of_n <= 0:
             raise ValueError(f"best_of_n must be > 0, got {self.best_of_n!r}")
         if self.temperature <= 0:
