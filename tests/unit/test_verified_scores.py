@@ -36,7 +36,8 @@ def test_top_proposals_are_the_n_most_likely_allowed_categories():
     cats = ["a", "b", "c", "d"]
     method = SimpleNamespace(categories=cats, index={c: i for i, c in enumerate(cats)})
     logp = np.log(np.array([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]]))
-    out = DualBestOfN.top_allowed(method, logp, [{"a"}, {"d", "c", "b"}], 2)
+    logp[0, 0] = logp[1, 1:] = -np.inf  # banned: a for the first row, b, c, d for the second
+    out = DualBestOfN.top_allowed(method, logp, 2)
     assert out == [["b", "c"], ["a"]]  # banned ones never proposed; fewer when fewer are allowed
 
 

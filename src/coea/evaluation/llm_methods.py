@@ -106,42 +106,36 @@ class DualBestOfN(LlmMethod):
         return self.masked_scores(users)
 
     def masked_scores(self, users: Sequence[str], exclude: Mapping[str, Collection[str]] | None = None) -> np.ndarray:
-        """Candidates (sampled among the allowed categories) rank first, by the verified score
+        """Candidates (proposed among the allowed categories) rank first, by the verified score
         :func:`verified_scores`; the other allowed categories after them by log P_N-LLM; banned ones ``-inf``."""
         from coea.llm.decode import relevance_scores, sample_categories
 
         n, r, cfg = self.llms.novelty, self.llms.relevance, self.ctx.llm
         banned = self.banned(users, exclude)
         ctxs = self.contexts(users)
-        logp = self.novelty_logprobs(users)  # (U, C) also the back-off order of the other allowed categories
+        allowed = self.novelty_logprobs(users)  # (U, C) log P_N-LLM, banned ones -inf below
+        for row, b in enumerate(banned):
+            allowed[row, [self.index[c] for c in b if c in self.index]] = -np.inf
         if cfg.propose is Propose.SAMPLE:
             prompts = [novelty_prompt(c, with_group=cfg.data.with_group) for c in ctxs]
             cands = sample_categories(n.model, n.tokenizer, prompts, self.n_index, cfg.best_of_n, cfg.temperature,
                                       seed=self.seed, exclude=banned, batch_size=cfg.batch_size)
         else:
-            cands = self.top_allowed(logp, banned, cfg.best_of_n)
+            cands = self.top_allowed(allowed, cfg.best_of_n)
         pairs = [(row, c) for row, cs in enumerate(cands) for c in cs]
         rel = [relevance_prompt(ctxs[row], c, with_group=cfg.data.with_group) for row, c in pairs]
         p_yes = relevance_scores(r.model, r.tokenizer, rel, batch_size=cfg.batch_size) if rel else np.zeros(0)
-        out = logp - CANDIDATES_FIRST
-        cols = np.array([self.index[c] for _, c in pairs], dtype=int)
-        rows = np.array([row for row, _ in pairs], dtype=int)
-        if len(pairs):
-            out[rows, cols] = verified_scores(logp[rows, cols], p_yes, cfg.verify_weight)
-        for row, b in enumerate(banned):
-            out[row, [self.index[c] for c in b if c in self.index]] = -np.inf
+        out = allowed - CANDIDATES_FIRST  # the other allowed categories after every candidate; banned stay -inf
+        if pairs:
+            rows = np.array([row for row, _ in pairs], dtype=int)
+            cols = np.array([self.index[c] for _, c in pairs], dtype=int)
+            out[rows, cols] = verified_scores(allowed[rows, cols], p_yes, cfg.verify_weight)
         return out
 
-
-    def top_allowed(self, logp: np.ndarray, banned: Sequence[Collection[str]], n: int) -> list[list[str]]:
-        """Per row, the ``n`` allowed categories (not in ``banned[row]``) with the highest ``logp``."""
-        out = []
-        for row, b in enumerate(banned):
-            scores = logp[row].copy()
-            scores[[self.index[c] for c in b if c in self.index]] = -np.inf
-            top = np.argsort(-scores, kind="stable")[:n]
-            out.append([self.categories[j] for j in top if np.isfinite(scores[j])])
-        return out
+    def top_allowed(self, allowed: np.ndarray, n: int) -> list[list[str]]:
+        """Per row, the ``n`` categories with the highest finite score in ``allowed`` (banned ones are ``-inf``)."""
+        top = np.argsort(-allowed, axis=1, kind="stable")[:, :n]
+        return [[self.categories[j] for j in cols if np.isfinite(allowed[row, j])] for row, cols in enumerate(top)]
 
 
 class RelevanceRank(LlmMethod):
