@@ -46,7 +46,7 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     data = json.loads((out / "ablate.json").read_text())
     names = set(data["variants"])
     assert {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6", "coea + full CSID",
-            "coea + long-term summary"} == names
+            "coea + long-term summary", "coea w/o feedback"} == names  # the default reward reads feedback
     for name, slug, word in (("coea + full CSID", "coea_full_csid", "user:"),
                              ("coea + long-term summary", "coea_long_term_summary", "long:")):  # own SFT and prompts
         assert word in (out / "variants" / f"{slug}_llm" / "novelty" / "tokenizer.json").read_text()
@@ -76,13 +76,16 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     assert (out / "ablate.png").stat().st_size > 1000
 
     ev = tmp_path / "eval"
-    res = coea("evaluate", "--from-run", str(out), "--methods", "coea,coea+x,nllm_sft", "--k", "10",
+    res = coea("evaluate", "--from-run", str(out), "--methods", "coea,coea+x,nllm_sft,coea_dual+x", "--k", "10",
                "--out", str(ev))  # the run's own config.json is used
     assert res.returncode == 0, res.stderr
     metrics = json.loads((ev / "metrics.json").read_text())["methods"]
     last = data["variants"]["coea"][-1]
     assert abs(metrics["coea"]["NCP@10"] - last["NCP"]) < 1e-9  # the very models of the ablation's last round
     assert abs(metrics["coea"]["C-H@10"] - last["C-H"]) < 1e-9
+    # coea_dual+x returns K unseen categories whenever K exist, as coea+x does (NCP@K = |R - H| / K is then equal)
+    assert metrics["coea_dual+x"]["NCP@10"] == metrics["coea+x"]["NCP@10"]
+    assert 0.0 <= metrics["coea_dual+x"]["S-H@10"] <= 1.0
 
 
 def test_pco_resume_without_state_fails_cleanly(tmp_path):

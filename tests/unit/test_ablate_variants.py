@@ -5,10 +5,15 @@ from coea.config import RunConfig, run_config_from_dict
 from coea.pco.config import RefreshKind, RewardKind
 
 
-def test_default_reward_has_no_feedback_row():
+def test_default_reward_reads_feedback_so_the_ablation_has_its_row():
     names = set(variant_configs(RunConfig(), extras=True))
     assert names == {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6", "coea + full CSID",
-                     "coea + long-term summary"}
+                     "coea + long-term summary", "coea w/o feedback"}
+
+
+def test_judged_reward_has_no_feedback_row():
+    cfg = run_config_from_dict({"pco": {"reward": "serendipity"}}, where="test")
+    assert "coea w/o feedback" not in variant_configs(cfg, extras=True)
 
 
 def test_feedback_reward_adds_a_row_that_reads_no_feedback():

@@ -125,7 +125,7 @@ def _setup():
 
 def test_feedback_reward_scores_take_ups_one_and_pairs_them_against_the_rest(judged):
     reward = make_reward(PcoConfig(reward="feedback"), _setup())
-    assert isinstance(reward, FeedbackReward) and reward.reads_feedback and not reward.exclude_seen_when_sampling
+    assert isinstance(reward, FeedbackReward) and reward.reads_feedback and reward.exclude_seen_when_sampling
     inputs = _inputs([["a", "c", "b"], ["a", "b"], ["c", "d"]], [{"a"}, set(), set()], [("c",), None, ()])
     scores = reward.score(inputs)
     assert scores == [[0.0, 1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
@@ -149,7 +149,7 @@ def test_hybrid_uses_feedback_where_the_user_has_it_and_the_serendipity_rule_els
 def test_hybrid_without_any_feedback_equals_serendipity(judged):
     inputs = _inputs([["a", "b"], ["c", "d"]], [{"b"}, set()], [None, None])
     assert make_reward(PcoConfig(reward="hybrid"), _setup()).score(inputs) == \
-        make_reward(PcoConfig(), _setup()).score(inputs)
+        make_reward(PcoConfig(reward="serendipity"), _setup()).score(inputs)
 
 
 def test_injection_adds_unsampled_take_ups_up_to_the_limit():
@@ -174,7 +174,9 @@ def test_on_policy_examples_label_new_proposals_by_their_take_up():
 
 
 def test_refresh_kind_defaults_keep_the_period_refresh_for_rllm_rewards():
-    assert PcoConfig().refresh_kind() is RefreshKind.PERIOD and not PcoConfig().uses_feedback
+    judged = PcoConfig(reward="serendipity")
+    assert judged.refresh_kind() is RefreshKind.PERIOD and not judged.uses_feedback
+    assert PcoConfig().refresh_kind() is RefreshKind.BOTH and PcoConfig().uses_feedback  # default reward: feedback
     assert PcoConfig(reward="relevance").refresh_kind() is RefreshKind.PERIOD
     for kind in ("feedback", "hybrid"):
         cfg = PcoConfig(reward=kind)

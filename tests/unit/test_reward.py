@@ -54,7 +54,7 @@ def _setup(history=None, groups=None, categories=("a", "b", "c", "d")):
 
 
 def test_serendipity_gives_zero_to_seen_and_p_yes_to_new(judged):
-    reward = make_reward(PcoConfig(), _setup())
+    reward = make_reward(PcoConfig(reward="serendipity"), _setup())
     assert isinstance(reward, SerendipityReward) and not reward.exclude_seen_when_sampling
     scores = reward.score(_inputs([["a", "b", "c"], ["d", "a"]], [{"b"}, {"a"}]))
     assert scores == [[0.9, 0.0, 0.6], [0.3, 0.0]]
@@ -96,9 +96,10 @@ def test_prior_from_adoptions_and_the_prior_correction_option():
     assert prior["pop"] > prior["rare"] > prior["never"]
     assert np.mean(list(prior.values())) == pytest.approx(0.0)
     assert prior_corrected(0.6, prior["pop"]) > prior_corrected(0.6, prior["rare"])
-    corrected = make_reward(PcoConfig(prior_correction=True), _setup(history, groups, categories))
+    corrected = make_reward(PcoConfig(reward="serendipity", prior_correction=True),
+                            _setup(history, groups, categories))
     assert corrected.log_prior == prior
-    assert make_reward(PcoConfig(), _setup(history, groups, categories)).log_prior is None
+    assert make_reward(PcoConfig(reward="serendipity"), _setup(history, groups, categories)).log_prior is None
 
 
 class FixedReward(Reward):
@@ -134,11 +135,11 @@ def test_reward_and_reference_are_enums_that_round_trip_through_json():
 
 
 @pytest.mark.parametrize(("reward", "sample_unseen", "expected"), [
-    ("serendipity", None, False), ("relevance", None, True), ("feedback", None, False),
-    ("feedback", True, True), ("relevance", False, False), ("hybrid", True, True)])
+    ("serendipity", None, False), ("relevance", None, True), ("feedback", None, True),
+    ("feedback", False, False), ("relevance", False, False), ("hybrid", None, False), ("hybrid", True, True)])
 def test_sample_unseen_overrides_the_rewards_candidate_pool(monkeypatch, reward, sample_unseen, expected):
     """``pco.sample_unseen`` decides whether a round's candidates are drawn among unseen categories; unset, the
-    reward's own rule holds (relevance: unseen only; the others: the full distribution)."""
+    reward's own rule holds (relevance and feedback: unseen only; serendipity and hybrid: the full distribution)."""
     from types import SimpleNamespace
 
     from coea.llm import decode

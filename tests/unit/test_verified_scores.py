@@ -47,3 +47,15 @@ def test_propose_mode_is_validated():
     assert LlmConfig(propose="sample").propose is Propose.SAMPLE and LlmConfig().propose is Propose.TOP
     with pytest.raises(ValueError, match="best"):
         LlmConfig(propose="best")
+
+
+def test_coea_dual_is_the_dual_inference_on_the_models_after_pco():
+    """``coea_dual`` reads the ``pco`` artifact (the tuned N-LLM, the refreshed R-LLM), not the SFT pair, and ranks as
+    ``dual_best_of_n`` does."""
+    from coea.evaluation.llm_methods import CoeaDual, DualBestOfN
+    from coea.evaluation.registry import MethodArtifacts, Need, parse_method
+
+    assert parse_method("coea_dual+x").needs == {Need.DSIE, Need.PCO}
+    assert issubclass(CoeaDual, DualBestOfN) and CoeaDual.masked_scores is DualBestOfN.masked_scores
+    sft, tuned = object(), object()
+    assert MethodArtifacts(llms=sft, pco=tuned).get(CoeaDual.models_from, "coea_dual") is tuned

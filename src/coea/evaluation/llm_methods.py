@@ -8,7 +8,9 @@ the models after the last PCO round (``pco`` artifact), with the DSIE groups and
   is null), the other allowed categories after them by the N-LLM's log-probability (so K categories come out
   whenever K are allowed);
 - ``rllm_rank``: the R-LLM alone scores every category (an upper reference for relevance; U x C prompts);
-- ``coea``: the full method, ranked like ``nllm_sft`` with the N-LLM after the PCO rounds.
+- ``coea``: the N-LLM after the PCO rounds, ranked like ``nllm_sft`` (what the loop tunes, alone);
+- ``coea_dual``: the dual inference of ``dual_best_of_n`` with the models after the PCO rounds: the tuned N-LLM
+  proposes, the R-LLM of the last round (refreshed on the periods' feedback) verifies.
 
 The prompt carries the group and the short-term set (plus the optional sections of the LLM config's prompt
 options: :func:`coea.llm.sft_data.prompt_context`, the recipe SFT and PCO use), never the full history, so the
@@ -136,6 +138,11 @@ class DualBestOfN(LlmMethod):
         """Per row, the ``n`` categories with the highest finite score in ``allowed`` (banned ones are ``-inf``)."""
         top = np.argsort(-allowed, axis=1, kind="stable")[:, :n]
         return [[self.categories[j] for j in cols if np.isfinite(allowed[row, j])] for row, cols in enumerate(top)]
+
+
+class CoeaDual(DualBestOfN):
+    name = "coea_dual"
+    models_from = Need.PCO
 
 
 class RelevanceRank(LlmMethod):

@@ -102,6 +102,7 @@ METHODS: dict[str, MethodInfo] = {
     "dual_best_of_n": MethodInfo(lambda ctx: _llm_methods().DualBestOfN(ctx, seed=ctx.seed), _LLM),
     "rllm_rank": MethodInfo(lambda ctx: _llm_methods().RelevanceRank(ctx, seed=ctx.seed), _LLM),
     "coea": MethodInfo(lambda ctx: _llm_methods().Coea(ctx, seed=ctx.seed), frozenset({Need.DSIE, Need.PCO})),
+    "coea_dual": MethodInfo(lambda ctx: _llm_methods().CoeaDual(ctx, seed=ctx.seed), frozenset({Need.DSIE, Need.PCO})),
 }
 
 

@@ -75,7 +75,9 @@ class SftDataConfig:
     cuts_per_user: int = 4  # R-LLM cut points per user (fewer for short histories); also PCO's R-LLM refresh
     min_prefix: int | None = None  # events before the first possible cut (None: the split's n_short)
     horizon: int | None = None  # R-LLM: events after a cut that count as "taken up" (None: 2 x the split's n_future)
-    novelty_cuts_per_user: int = 12  # N-LLM cut points per user (fewer for short histories)
+    # N-LLM cut points per user (fewer for short histories); 48 (with 1 epoch) rather than 12 (with 2): on MovieLens
+    # S-H@10 +x .6592 -> .6751 on validation, .6375 -> .6669 on test, for 1.5x the SFT steps (README 'Results')
+    novelty_cuts_per_user: int = 48
     novelty_horizon: int | None = None  # N-LLM: events after a cut whose categories are targets (None: n_future)
     novelty_target: NoveltyTarget = NoveltyTarget.RECENT  # N-LLM targets: not in the short-term set / never seen
     n_short: int | None = None  # events forming the short-term set at a cut (None: the split's n_short)
@@ -135,7 +137,7 @@ class LlmConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: SftDataConfig = field(default_factory=SftDataConfig)
-    novelty: SftTrainConfig = field(default_factory=SftTrainConfig)  # 2 epochs over ~145k MovieLens examples
+    novelty: SftTrainConfig = field(default_factory=lambda: SftTrainConfig(epochs=1.0))  # 1 pass over ~450k (MovieLens)
     # the R-LLM needs a lower rate and more steps than the N-LLM: at lr 3e-3 and 1,250 steps (the recipe before
     # session 10) it stayed at chance on MovieLens (P(yes) std .0007); its examples are capped (seeded subsample) to
     # bound the SFT time on 2 cores (README 'Results': The R-LLM was at chance)

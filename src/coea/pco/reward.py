@@ -165,9 +165,10 @@ class RelevanceReward(RllmReward):
 class FeedbackReward(Reward):
     """Logged feedback: 1.0 for a candidate the user took up in the round's feedback period, 0.0 for any other
     (seen categories included, never taken up by definition); a user without feedback scores all 0 and so
-    yields no pair. Candidates from the full distribution, as for serendipity."""
+    yields no pair. Candidates among the user's unseen categories (the ones the ``+x`` view ranks;
+    ``pco.sample_unseen: false`` samples the full distribution)."""
 
-    exclude_seen_when_sampling = False
+    exclude_seen_when_sampling = True
     reads_feedback = True
 
     def score(self, inputs: RewardInputs) -> list[list[float]]:
