@@ -53,8 +53,11 @@ def _teach_rule(llms, split):
 
 
 def _pco_cfg(**kw) -> PcoConfig:
+    """The R-LLM-judged loop (the paper's: serendipity reward, round-start reference, no NLL term) unless ``kw`` says
+    otherwise; these tests check how the judge's preferences move the N-LLM."""
+    kw = {"reward": "serendipity", "reference": "round", **kw}
     cfg = PcoConfig(rounds=2, users_per_round=60, candidates=6, margin=0.02, k=5, **kw)
-    cfg.dpo = replace(cfg.dpo, lr=1e-2, beta=0.5, epochs=4.0, batch_size=16, logging_steps=2)
+    cfg.dpo = replace(cfg.dpo, lr=1e-2, beta=0.5, epochs=4.0, batch_size=16, logging_steps=2, nll=0.0)
     cfg.relevance_refresh = replace(cfg.relevance_refresh, max_examples=300)
     return cfg
 
