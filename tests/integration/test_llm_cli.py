@@ -51,5 +51,11 @@ def test_group_train_and_serve(tmp_path):
             assert not any((u, c) in seen for u, c in zip(recs.user_id, recs.category, strict=True))
     res = coea("serve", "--config", str(cfg), "--run", str(run), "--method", "coea+x", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "need the pco artifact" in res.stderr
+    other = tmp_path / "long.yaml"  # the models were trained without the long-term section: refused, not misread
+    other.write_text(CONFIG.replace("  best_of_n: 6\n", "  best_of_n: 6\n  data: {long_term: 3}\n"))
+    res = coea("serve", "--config", str(other), "--run", str(run), "--method", "nllm_sft+x", "--out",
+               str(tmp_path / "y.parquet"))
+    assert res.returncode == 2 and "trained with prompt option(s) long_term: 0" in res.stderr, res.stderr
+    assert not (tmp_path / "y.parquet").exists()
     res = coea("train-llms", "--run", str(tmp_path / "nothing"))
     assert res.returncode == 2 and "no data/ directory" in res.stderr

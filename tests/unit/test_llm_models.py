@@ -161,3 +161,27 @@ def test_admit_categories_adds_tokens_for_new_names_and_survives_save(tmp_path):
     again = category_logprobs(reloaded.model, reloaded.tokenizer, [prompt],
                               CategoryIndex(reloaded.tokenizer, index.categories))[0]
     assert np.allclose(again, after, atol=1e-5)
+
+
+def test_prompt_options_are_saved_with_the_model_and_a_config_asking_for_others_is_refused(tmp_path):
+    """A model fed prompts it was not trained with ranks silently worse: the options SFT used travel in
+    bundle.json, and a config that asks for other ones is a one-line error naming the model dir and the fix."""
+    from coea.errors import CoeaInputError
+    from coea.llm.models import check_prompt_options
+    from coea.llm.sft_config import SftDataConfig
+
+    bundle = build_model_and_tokenizer(ModelConfig(hidden_size=32, intermediate_size=48), CATS, [CTX.profile], [2, 2])
+    trained = SftDataConfig(long_term=5)
+    bundle.prompt = trained.prompt_options()
+    save_bundle(bundle, tmp_path / "nllm")
+    loaded = load_bundle(tmp_path / "nllm")
+    assert loaded.prompt == {"with_group": True, "full_csid": False, "long_term": 5}
+    check_prompt_options(loaded, trained)  # the same options: fine
+    with pytest.raises(CoeaInputError) as err:
+        check_prompt_options(loaded, SftDataConfig())
+    msg = str(err.value)
+    assert str(tmp_path / "nllm") in msg and "long_term: 5" in msg and "long_term=0" in msg and "\n" not in msg
+    legacy = json.loads((tmp_path / "nllm" / "bundle.json").read_text())
+    del legacy["prompt"]
+    (tmp_path / "nllm" / "bundle.json").write_text(json.dumps(legacy))
+    check_prompt_options(load_bundle(tmp_path / "nllm"), SftDataConfig())  # a bundle without the record: no check

@@ -45,12 +45,13 @@ class LlmMethod(ScoringMethod):
     def _fit(self, histories: Histories) -> None:
         from coea.dsie.groups import complete_assignment, largest_group
         from coea.llm.decode import CategoryIndex
-        from coea.llm.models import admit_categories
+        from coea.llm.models import admit_categories, check_prompt_options
         from coea.llm.prompts import parse_csid
 
         dsie = self.ctx.artifacts.get(Need.DSIE, self.name)
         self.llms = self.ctx.artifacts.get(self.models_from, self.name)
         for bundle in (self.llms.novelty, self.llms.relevance):  # categories new since the models were trained
+            check_prompt_options(bundle, self.ctx.llm.data)
             admit_categories(bundle, self.categories)
         self.short_term = histories.short_term
         self.sequences = category_sequences(histories.interactions)

@@ -51,6 +51,9 @@ class ModelBundle:
     config: ModelConfig
     is_scratch: bool  # built from the config (True) or loaded from a local pretrained directory (False)
     single_token_categories: bool  # every category name is one token (the fast decoding path applies)
+    # the prompt options the model was trained with (SftDataConfig.prompt_options); None = not recorded (older bundles)
+    prompt: dict[str, Any] | None = None
+    path: Path | None = None  # where it was loaded from (error messages)
 
 
 def build_scratch_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, *,
@@ -207,7 +210,7 @@ def save_bundle(bundle: ModelBundle, out_dir: Path) -> Path:
         bundle.tokenizer.save_pretrained(tmp)
         save_config(bundle.config, tmp / CONFIG_FILE)
         meta = {"is_scratch": bundle.is_scratch, "single_token_categories": bundle.single_token_categories,
-                "adapter": _is_peft(bundle.model)}
+                "adapter": _is_peft(bundle.model), "prompt": bundle.prompt}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     log.info("saved model bundle to %s", out_dir)
     return out_dir
@@ -239,4 +242,19 @@ def load_bundle(out_dir: Path, *, trainable: bool = False, device: str = "cpu") 
     if not trainable:
         model.eval()
     return ModelBundle(model.to(device), tokenizer, cfg, meta["is_scratch"],
-                       meta["single_token_categories"])
+                       meta["single_token_categories"], meta.get("prompt"), out_dir)
+
+
+def check_prompt_options(bundle: ModelBundle, data) -> None:
+    """A :class:`~coea.errors.CoeaInputError` when ``data`` (the config's ``llm.data``) asks for prompts other than
+    the ones ``bundle`` was trained with: a model fed prompts it never saw ranks silently worse."""
+    wanted = data.prompt_options()
+    if bundle.prompt is None or bundle.prompt == wanted:
+        return
+    diff = {k: (bundle.prompt.get(k), v) for k, v in wanted.items() if bundle.prompt.get(k) != v}
+    trained = ", ".join(f"{k}: {t!r}" for k, (t, _) in diff.items())
+    asked = ", ".join(f"{k}={w!r}" for k, (_, w) in diff.items())
+    raise CoeaInputError(f"the model was trained with prompt option(s) {trained}, but the config asks for {asked}",
+                         source=bundle.path, option="llm.data",
+                         fix=f"use the config the models were trained with (e.g. the run's config.json), or set "
+                             f"llm.data {{{trained}}}")

@@ -98,6 +98,8 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     infos = group_infos(groups, profiles)
     bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device)
                for name in MODELS if name in which}
+    for b in bundles.values():
+        b.prompt = cfg.data.prompt_options()  # saved with the model, checked where it is used
     eos = next(iter(bundles.values())).tokenizer.eos_token
     examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos, which=tuple(bundles))
     log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))

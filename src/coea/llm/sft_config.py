@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from coea.device import Precision
 from coea.llm.config import ModelConfig
@@ -95,6 +95,11 @@ class SftDataConfig:
     new_user_cut: bool = True
     long_term: int = 0  # > 0 = the prompt also shows the user's N most frequent categories before the cut (``long:``)
     seed: int = 0
+
+    def prompt_options(self) -> dict[str, Any]:
+        """What a prompt shows besides the short-term set: recorded with the models SFT trains (``bundle.json``) and
+        checked wherever models are used (:func:`coea.llm.models.check_prompt_options`)."""
+        return {"with_group": self.with_group, "full_csid": self.full_csid, "long_term": self.long_term}
 
     def __post_init__(self) -> None:
         self.novelty_target = NoveltyTarget(self.novelty_target)

@@ -52,7 +52,11 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     seed_everything(cfg.pco.seed)
     device = resolve_device(cfg.device)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
+    from coea.llm.models import check_prompt_options
+
     llms = load_llms(list(llm_dirs), dsie_dir, device=device, trainable=True)
+    for bundle in (llms.novelty, llms.relevance):
+        check_prompt_options(bundle, cfg.llm.data)
     llm = resolve_llm(cfg.llm, cfg.split)  # refresh windows and the adoption prior follow the split unless set
     evaluator = SplitEvaluator(split, llms.groups, llm, cfg.pco.k, judge_users=cfg.eval.judge_users,
                                 round_users=cfg.eval.round_users)
