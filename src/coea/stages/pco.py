@@ -49,11 +49,11 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     if resume and read_state(out_dir, cfg.pco) is None:  # a changed config is refused before any model loads
         raise CoeaInputError(f"nothing to resume (no {STATE_FILE})", source=out_dir, option="--resume",
                              fix="drop --resume to start a new run in this directory")
+    from coea.llm.models import check_prompt_options  # torch-side module: imported when the stage runs
+
     seed_everything(cfg.pco.seed)
     device = resolve_device(cfg.device)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
-    from coea.llm.models import check_prompt_options
-
     llms = load_llms(list(llm_dirs), dsie_dir, device=device, trainable=True)
     for bundle in (llms.novelty, llms.relevance):
         check_prompt_options(bundle, cfg.llm.data)
