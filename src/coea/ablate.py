@@ -5,14 +5,16 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
 - ``coea``: SFT + ``pco.rounds`` rounds with the configured alpha;
 - ``coea w/o R-LLM``: the SFT N-LLM alone (one-time alignment, = ``nllm_sft``): round 0 of every curve;
 - ``coea w/o KL``: alpha = 0 (plain sigmoid DPO);
-- ``coea w/o CSID``: prompts without group tokens and profile (both LLMs re-trained so);
+- ``coea w/o CSID``: prompts without group tokens, profile or the user's own code (both LLMs re-trained so);
 - ``coea alpha=A`` for A in ``alphas``: the KL sensitivity sweep;
 - ``coea w/o feedback`` (only when ``pco.reward`` reads logged feedback: ``feedback`` or ``hybrid``): the R-LLM
   judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
   periods' interactions only (``refresh: auto`` then means ``period``), so no logged take-up reaches the loop;
 - with ``extras`` (``coea ablate --prompt-variants``), the richer prompts (:class:`coea.llm.sft_config.SftDataConfig`),
-  each with its own SFT pair: ``coea + full CSID`` (the user's full CSID code) and ``coea + long-term summary``
-  (the user's ``LONG_TERM`` most frequent history categories).
+  each with its own SFT pair. A prompt option the run has is taken away, one it lacks is added: ``coea w/o full
+  CSID`` (the default prompts show the user's full CSID code; ``coea + full CSID`` where the config turns it off)
+  and ``coea + long-term summary`` (the user's ``LONG_TERM`` most frequent history categories; ``coea w/o
+  long-term summary`` where the config has one).
 
 Baselines scored on the same split by ``coea evaluate``'s code: the novelty-excluding methods
 (``pop_novel``, ``cooc_novel``, ``markov+x``, ``group_pop_novel``, ``nllm_sft+x``), ``nllm_sft`` and
@@ -94,7 +96,7 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False) -> dict
 
     out = {"coea": copy.deepcopy(cfg), "coea w/o KL": with_alpha(0.0)}
     no_csid = copy.deepcopy(cfg)
-    no_csid.llm.data = replace(no_csid.llm.data, with_group=False)
+    no_csid.llm.data = replace(no_csid.llm.data, with_group=False, full_csid=False)  # no group, no user code
     out["coea w/o CSID"] = no_csid
     for a in alphas:
         if a != cfg.pco.dpo.alpha:
@@ -105,11 +107,14 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False) -> dict
         if judged.pco.refresh in (RefreshKind.ON_POLICY, RefreshKind.BOTH):
             judged.pco.refresh = RefreshKind.PERIOD
         out["coea w/o feedback"] = judged
-    if extras:
-        for name, change in (("coea + full CSID", {"full_csid": True}),
-                             ("coea + long-term summary", {"long_term": LONG_TERM})):
+    if extras:  # each prompt addition the run has is taken away (``w/o``), each it lacks is added (``+``)
+        data = cfg.llm.data
+        for label, field_name, on, off in (("full CSID", "full_csid", True, False),
+                                            ("long-term summary", "long_term", LONG_TERM, 0)):
+            has = getattr(data, field_name) != off
+            name = f"coea w/o {label}" if has else f"coea + {label}"
             out[name] = copy.deepcopy(cfg)
-            out[name].llm.data = replace(cfg.llm.data, **change)
+            out[name].llm.data = replace(data, **{field_name: off if has else on})
     return out
 
 
@@ -151,16 +156,20 @@ def _variant_llm_dir(name: str, vcfg: RunConfig, cfg: RunConfig, layout: RunLayo
     return llm_dir
 
 
-def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = False) -> AblateResult:
+def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = False,
+               from_run: Path | None = None) -> AblateResult:
     """Every variant (``extras``: with the richer-prompt ones) over the same split and rounds (see module doc);
     written under ``out_dir``, which also becomes a run folder (``data/``, ``dsie/``, ``llm/``, ``pco/`` = the
-    ``coea`` variant) that ``coea evaluate --from-run`` reads."""
+    ``coea`` variant) that ``coea evaluate --from-run`` reads. With ``from_run``, that run's prepared data, DSIE
+    and SFT pair are used instead of training them (nothing is written there; the ``coea`` variant's rounds go to
+    ``out_dir/variants/coea``). A variant's own SFT pair already in ``out_dir/variants/`` is reused."""
     seed_everything(cfg.eval.seed)
     configs = variant_configs(cfg, alphas, extras)
     check_reference(cfg.eval.reference, [*configs, WITHOUT_RLLM, *BASELINES])  # before anything trains
     out_dir = Path(out_dir)
-    layout = RunLayout(out_dir)
-    run_flow(cfg, layout, needs=frozenset({Need.DSIE, Need.LLMS}), evaluate=False)
+    layout = RunLayout(out_dir if from_run is None else Path(from_run))
+    if from_run is None:
+        run_flow(cfg, layout, needs=frozenset({Need.DSIE, Need.LLMS}), evaluate=False)
     loaded = read_prepared(layout.data)
     split = chronological_split(loaded.interactions, cfg.split)
     k = cfg.pco.k
@@ -168,7 +177,7 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
     finals: dict[str, tuple[Recommendations, Recommendations]] = {}
     for name, vcfg in configs.items():
         log.info("ablate: variant %r", name)
-        pco_dir = layout.pco if name == "coea" else out_dir / "variants" / _slug(name)
+        pco_dir = layout.pco if name == "coea" and from_run is None else out_dir / "variants" / _slug(name)
         llm_dir = _variant_llm_dir(name, vcfg, cfg, layout, out_dir)
         variants[name] = run_pco_stage(vcfg, layout.data, layout.dsie, [llm_dir], pco_dir).rounds
         finals[name] = _final_lists(vcfg, layout, pco_dir, split, k)

@@ -45,11 +45,14 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     assert res.returncode == 0, res.stderr
     data = json.loads((out / "ablate.json").read_text())
     names = set(data["variants"])
-    assert {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6", "coea + full CSID",
+    assert {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6", "coea w/o full CSID",
             "coea + long-term summary", "coea w/o feedback"} == names  # the default reward reads feedback
-    for name, slug, word in (("coea + full CSID", "coea_full_csid", "user:"),
-                             ("coea + long-term summary", "coea_long_term_summary", "long:")):  # own SFT and prompts
-        assert word in (out / "variants" / f"{slug}_llm" / "novelty" / "tokenizer.json").read_text()
+    tokens = (out / "llm" / "novelty" / "tokenizer.json").read_text()
+    assert "user:" in tokens and "long:" not in tokens  # the run's own prompts: full CSID, no long-term summary
+    for name, slug, word, shown in (("coea w/o full CSID", "coea_w_o_full_csid", "user:", False),
+                                    ("coea + long-term summary", "coea_long_term_summary", "long:", True)):
+        tokens = (out / "variants" / f"{slug}_llm" / "novelty" / "tokenizer.json").read_text()
+        assert (word in tokens) is shown  # each trains its own SFT pair on its own prompts
         assert data["variants"][name][0] != data["variants"]["coea"][0]
     for rows in data["variants"].values():
         assert [r["round"] for r in rows] == [0, 1, 2] and all("NCP" in r and "C-H" in r for r in rows)
@@ -86,6 +89,27 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     # coea_dual+x returns K unseen categories whenever K exist, as coea+x does (NCP@K = |R - H| / K is then equal)
     assert metrics["coea_dual+x"]["NCP@10"] == metrics["coea+x"]["NCP@10"]
     assert 0.0 <= metrics["coea_dual+x"]["S-H@10"] <= 1.0
+
+    # --from-run: the run's data, DSIE and SFT pair are reused and nothing is written there; a variant's own SFT
+    # pair already in OUT/variants/ is reused too
+    before = sorted((str(f), f.stat().st_mtime_ns) for f in out.rglob("*") if f.is_file())
+    again = tmp_path / "again"
+    shutil.copytree(out / "variants" / "no_csid_llm", again / "variants" / "no_csid_llm")
+    res = coea("ablate", "--from-run", str(out), "--out", str(again), "--rounds", "1")
+    assert res.returncode == 0, res.stderr
+    assert sorted((str(f), f.stat().st_mtime_ns) for f in out.rglob("*") if f.is_file()) == before
+    redo = json.loads((again / "ablate.json").read_text())
+    assert set(redo["variants"]) == names - {"coea w/o full CSID", "coea + long-term summary"}
+    for name in ("coea", "coea w/o CSID"):  # the same SFT models: the same round 0 as the first ablation's
+        assert redo["variants"][name][0] == data["variants"][name][0]
+        assert [r["round"] for r in redo["variants"][name]] == [0, 1]
+    assert (again / "variants" / "coea" / "pco_metrics.json").is_file() and not (again / "llm").exists()
+    assert redo["baselines"] == data["baselines"]
+
+
+def test_ablate_from_run_with_data_is_refused(tmp_path):
+    res = coea("ablate", "--from-run", str(tmp_path), "--data", "synthetic", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "--data and --from-run" in res.stderr and not (tmp_path / "o").exists()
 
 
 def test_pco_resume_without_state_fails_cleanly(tmp_path):

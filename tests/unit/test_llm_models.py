@@ -175,7 +175,7 @@ def test_prompt_options_are_saved_with_the_model_and_a_config_asking_for_others_
     bundle.prompt = trained.prompt_options()
     save_bundle(bundle, tmp_path / "nllm")
     loaded = load_bundle(tmp_path / "nllm")
-    assert loaded.prompt == {"with_group": True, "full_csid": False, "long_term": 5}
+    assert loaded.prompt == {"with_group": True, "full_csid": True, "long_term": 5}
     check_prompt_options(loaded, trained)  # the same options: fine
     with pytest.raises(CoeaInputError) as err:
         check_prompt_options(loaded, SftDataConfig())

@@ -21,9 +21,11 @@ def test_novelty_targets_are_new_after_the_cut():
     ex = build_sft_examples(_history(), {"u": GroupInfo((1, 2), "likes a"), "v": GroupInfo((0, 0), "p")}, CFG,
                             eos="</s>")
     assert len(ex.novelty) == 2  # u's cut, and v's short-history fallback cut at 1 (first_cut: half of 2 events)
-    assert ex.novelty[1] == {"prompt": "group: <a_0> <b_0> profile: p recent: x ; novel:", "completion": " y </s>"}
+    assert ex.novelty[1] == {"prompt": "group: <a_0> <b_0> profile: p user: <a_0> <b_0> recent: x ; novel:",
+                              "completion": " y </s>"}  # no full code known: the user section shows the prefix
     prompt, completion = ex.novelty[0]["prompt"], ex.novelty[0]["completion"]
-    assert prompt.startswith("group: <a_1> <b_2> profile: likes a recent:") and prompt.endswith(NOVEL_MARK)
+    assert prompt.startswith("group: <a_1> <b_2> profile: likes a user: <a_1> <b_2> recent:")
+    assert prompt.endswith(NOVEL_MARK)
     recent = prompt.split("recent:")[1].split(";")[0].split()
     targets = completion.split()[:-1]
     assert completion.endswith(" </s>")

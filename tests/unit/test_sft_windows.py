@@ -61,10 +61,14 @@ def test_short_histories_get_cuts_and_long_ones_keep_theirs():
     assert len(both.novelty) > len(only_long.novelty)  # the 6-event user gets examples from its 3rd event on
 
 
-def test_default_prompts_are_unchanged():
-    ctx = prompt_context(GroupInfo((2, 0), "Group  2-0: fans", (2, 0, 3)), ["x", "a", "b", "a"],
-                         resolve_sft_data(SftDataConfig(), SplitConfig()))
+def test_prompts_without_options_are_unchanged_and_the_default_adds_the_user_code():
+    group = GroupInfo((2, 0), "Group  2-0: fans", (2, 0, 3))
+    plain = resolve_sft_data(SftDataConfig(full_csid=False), SplitConfig())
+    ctx = prompt_context(group, ["x", "a", "b", "a"], plain)
     assert ctx == PromptContext((2, 0), "Group  2-0: fans", ("x", "b", "a"))
+    default = prompt_context(group, ["x", "a", "b", "a"], resolve_sft_data(SftDataConfig(), SplitConfig()))
+    assert novelty_prompt(default) == ("group: <a_2> <b_0> profile: Group 2-0: fans user: <a_2> <b_0> <c_3> "
+                                       "recent: x b a ; novel:")
     assert novelty_prompt(ctx) == "group: <a_2> <b_0> profile: Group 2-0: fans recent: x b a ; novel:"
     assert relevance_prompt(ctx, "c") == "group: <a_2> <b_0> profile: Group 2-0: fans recent: x b a ; candidate: c"
     assert novelty_prompt(ctx, with_group=False) == "recent: x b a ; novel:"
@@ -90,7 +94,7 @@ def test_long_term_never_shows_what_comes_after_the_cut():
     """N-LLM targets with ``novelty_target=user`` are categories never seen before the cut: none of them may
     appear in the example's ``long:`` section (it summarises the history before the cut only)."""
     cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig(n_future=3, n_short=2)), long_term=5,
-                  novelty_target=NoveltyTarget.USER, split_targets=False)
+                  novelty_target=NoveltyTarget.USER, split_targets=False, full_csid=False)
     log = _log({f"u{i}": 12 + i for i in range(8)})
     ex = build_sft_examples(log, {f"u{i}": GroupInfo((0,), "") for i in range(8)}, cfg, eos="</s>")
     assert ex.novelty
@@ -186,6 +190,7 @@ def test_new_user_cut_teaches_the_first_categories_from_an_empty_prompt():
     new = build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)).novelty
     extra = [e for e in new if e not in plain]
     assert [e for e in new if e in plain] == plain and len(extra) == 4  # 2 users x their first 2 distinct categories
-    assert {e["prompt"] for e in extra} == {novelty_prompt(PromptContext((0, 1), "p", ()))}
+    # empty short-term set; the user code is the group prefix where DSIE gave no full code
+    assert {e["prompt"] for e in extra} == {novelty_prompt(PromptContext((0, 1), "p", (), code=(0, 1)))}
     firsts = {c for u in ("u", "v") for c in log[log.user_id == u].category.tolist()[:2]}
     assert {e["completion"].split()[0] for e in extra} == firsts

@@ -149,14 +149,26 @@ def ablate_cmd(
     rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
     device: DeviceOpt = None,
     prompt_variants: Annotated[bool, typer.Option("--prompt-variants", help="also the richer-prompt variants "
-                                                  "(+ full CSID, + long-term summary), each with its own SFT")] = False,
+                                                  "(w/o full CSID, + long-term summary, or the reverse where the "
+                                                  "config sets them), each with its own SFT")] = False,
+    from_run: Annotated[Path | None, typer.Option("--from-run", help="reuse the prepared data, DSIE and SFT pair "
+                                                                     "of an earlier run (nothing is written there) "
+                                                                     "and its config.json unless --config is "
+                                                                     "given")] = None,
 ) -> None:
     """coea, w/o R-LLM, w/o KL, w/o CSID and alpha in {0.1, 0.4, 0.6} over the same rounds: table and plot."""
     from coea.ablate import run_ablate
 
-    cfg = config_with_data(config, data)
+    if from_run is None:
+        cfg = config_with_data(config, data)
+    elif data is not None:
+        raise CoeaInputError("--data and --from-run both given", option="--data",
+                             fix="drop --data: the ablation reads the run's prepared data/")
+    else:
+        run_layout(from_run, "data", "dsie", "llm")
+        cfg = from_run_config(config, from_run)
     cfg = replace(overrides(cfg, device=device), pco=overrides(cfg.pco, rounds=rounds))
-    result = run_ablate(cfg, out, extras=prompt_variants)
+    result = run_ablate(cfg, out, extras=prompt_variants, from_run=from_run)
     typer.echo(result.paths["md"].read_text(encoding="utf-8"))
     typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
 
