@@ -184,13 +184,15 @@ def test_new_user_cut_teaches_the_first_categories_from_an_empty_prompt():
     split = SplitConfig(n_future=2, n_short=2, min_history=2)
     cfg = resolve_sft_data(SftDataConfig(novelty_cuts_per_user=2), split)
     log = _log({"u": 8, "v": 5})
-    groups = {u: GroupInfo((0, 1), "p") for u in ("u", "v")}
-    assert cfg.new_user_cut  # on by default
+    groups = {u: GroupInfo((0, 1), "p", code=(0, 1, 3)) for u in ("u", "v")}
+    assert cfg.new_user_cut and cfg.full_csid  # on by default
     plain = build_sft_examples(log, groups, replace(cfg, new_user_cut=False), eos="</s>", which=("novelty",)).novelty
     new = build_sft_examples(log, groups, cfg, eos="</s>", which=("novelty",)).novelty
     extra = [e for e in new if e not in plain]
     assert [e for e in new if e in plain] == plain and len(extra) == 4  # 2 users x their first 2 distinct categories
-    # empty short-term set; the user code is the group prefix where DSIE gave no full code
+    # an empty short-term set, and no full code (it encodes the history this cut is before): the group prefix,
+    # the prompt inference gives a user without history; every other cut shows the user's own code
     assert {e["prompt"] for e in extra} == {novelty_prompt(PromptContext((0, 1), "p", (), code=(0, 1)))}
+    assert all("user: <a_0> <b_1> <c_3> recent:" in e["prompt"] for e in plain)
     firsts = {c for u in ("u", "v") for c in log[log.user_id == u].category.tolist()[:2]}
     assert {e["completion"].split()[0] for e in extra} == firsts

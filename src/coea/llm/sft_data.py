@@ -23,7 +23,8 @@ with ``novelty_horizon`` (its own seeded stream, so N-LLM settings never change 
   appearance, that are not in the short-term set (``novelty_target=recent``, default) or never seen before the
   cut (``user``); at most ``max_targets``; cuts with none are skipped. With ``new_user_cut`` every user also gets
   a cut at 0 (before their first event: an empty short-term set, targets = the first categories they took up),
-  so the N-LLM learns what a user without history takes up (cold-start users' prompts are empty). With
+  so the N-LLM learns what a user without history takes up (cold-start users' prompts are empty; with
+  ``full_csid`` its ``user:`` section is the group prefix, what inference shows a user DSIE has no code for). With
   ``split_targets`` (default) each target is its own completion: decoding ranks categories by the first-step
   distribution, and this trains exactly that distribution towards the set of targets (a list completion trains
   only its first name at the first step);
@@ -52,7 +53,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -196,8 +197,11 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
     out = []
     for info, cats, ts in _grouped_histories(history, groups):
         new_user = [0] if cfg.new_user_cut else []  # the cut before the first event
+        # the new-user cut's prompt is the one a user without history gets: DSIE has no code for them (the code
+        # encodes a history), so it shows the group prefix, as inference does for users DSIE does not know
+        as_new = replace(info, code=())
         for t in new_user + _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
-            ctx = prompt_context(info, cats[:t], cfg)
+            ctx = prompt_context(as_new if t == 0 else info, cats[:t], cfg)
             seen = set(ctx.short_term) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
             start = target_start(ts, t, cfg.gap)
             targets = [c for c in dict.fromkeys(cats[start:start + cfg.novelty_horizon]) if c not in seen]
