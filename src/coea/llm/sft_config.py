@@ -89,7 +89,8 @@ class SftDataConfig:
     split_targets: bool = True  # one N-LLM example per taken-up category (trains the first-step distribution)
     with_group: bool = True  # False = prompts without CSID tokens and profile (ablation)
     # True = the prompt also shows the user's own full CSID code (``user:``, needs with_group). MovieLens, 48 cuts,
-    # nllm_sft+x S-H@10 +x: validation .6740 -> .6852 (+0.0112 [+0.0007, +0.0213]); test .6642 -> .6742
+    # nllm_sft+x S-H@10 +x: validation .6740 -> .6852 (+0.0112 [+0.0007, +0.0213]); test .6642 -> .6742. One seed
+    # each: re-training with another seed moved an N-LLM by up to .026 (README), so this is not settled
     full_csid: bool = True
     # True = every N-LLM user also gets a cut before their first event: an empty short-term set whose targets are
     # the first categories they took up, so the N-LLM learns what to propose to a user without history (MovieLens,
