@@ -15,15 +15,17 @@ ML_DIR = REPO.parent / "shared" / "data" / "ml-1m"
 OUT_DIR = REPO / ".bench"
 
 
-def movielens_split():
-    """The default split of MovieLens-1M from ../shared, or None (and a skip line) when it is absent."""
+def movielens_split(split_cfg=None):
+    """MovieLens-1M from ../shared split by ``split_cfg`` (default: the default split), or None (and a skip line)
+    when it is absent."""
     from coea.config import DataConfig, SplitConfig
     from coea.data import chronological_split, load_data
 
     if not (ML_DIR / "movies.dat").is_file():
         print(f"skip: MovieLens-1M not found at {ML_DIR}")
         return None
-    return chronological_split(load_data(DataConfig(spec=f"movielens:{ML_DIR}")).interactions, SplitConfig())
+    return chronological_split(load_data(DataConfig(spec=f"movielens:{ML_DIR}")).interactions,
+                                split_cfg or SplitConfig())
 
 
 def measure(fn: Callable[[], Any], repeats: int = 3) -> dict[str, float]:

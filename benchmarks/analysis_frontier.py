@@ -17,6 +17,7 @@ default MovieLens split, and prints two tables:
 The evaluation future is used here only to score lists, as in ``coea evaluate``.
 
     python benchmarks/analysis_frontier.py --run /tmp/ml_ablate   # after coea ablate --out /tmp/ml_ablate
+    python benchmarks/analysis_frontier.py --run RUN --config V   # V: the run's config (e.g. the validation split)
 """
 
 from __future__ import annotations
@@ -72,8 +73,14 @@ def _judge(split, ev, groups, novelty, relevance, llm) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="dir with dsie/ and llm/ (and optionally pco/)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="the run's config (its split and prompt options; default: the defaults), e.g. "
+                             "split: {validation: true} to read the validation split")
     args = parser.parse_args(argv)
-    split = movielens_split()
+    from coea.config import load_run_config
+
+    cfg = load_run_config(args.config)
+    split = movielens_split(cfg.split)
     if split is None:
         return 0
     import torch
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from coea.evaluation.pco_metrics import SplitEvaluator, category_log_softmax
     from coea.llm.decode import CategoryIndex
     from coea.llm.models import load_bundle
-    from coea.llm.sft_config import LlmConfig, resolve_llm
+    from coea.llm.sft_config import resolve_llm
     from coea.llm.sft_data import group_infos
     from coea.pco.checkpoint import last_complete_round
     from coea.stages import read_groups_dir
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     g = read_groups_dir(args.run / "dsie")
     groups = group_infos(g.groups, g.profiles)
-    llm = resolve_llm(LlmConfig(), split.config)
+    llm = resolve_llm(cfg.llm, split.config)
     ev = SplitEvaluator(split, groups, llm, 10, judge_users=JUDGE_USERS)
     models = {"nllm_sft": args.run / "llm" / "novelty"}
     if (args.run / "pco").is_dir():

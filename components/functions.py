@@ -88,15 +88,19 @@ def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsi
     model.metadata.update({"llm": "novelty", "framework": "transformers", "base_model": cfg.llm.model.base_model})
 
 
-def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
-                  model: Output[Model], metrics: Output[Metrics], device: str = "auto"):
-    """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``)."""
+def sft_relevance(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], split_config: str,
+                  dsie_config: str, llm_config: str, model: Output[Model], metrics: Output[Metrics],
+                  device: str = "auto"):
+    """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``); with
+    ``llm.relevance_init: novelty`` (the default) it starts from the trained N-LLM of ``novelty`` (sft_novelty's
+    output)."""
     from pathlib import Path
 
     from coea.stages import config_from_json, record_version, run_sft_stage
 
     cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
-    result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",))
+    result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",),
+                           novelty_dir=Path(novelty.path) / "novelty")
     record_version(model)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

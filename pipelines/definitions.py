@@ -1,11 +1,12 @@
 """The CoEA Kubeflow pipelines (KFP v2): ``coea_training`` and ``coea_recurring``.
 
-``coea_training``: prepare_data -> dsie_group (GPU step); sft_novelty and sft_relevance (GPU steps, in
-parallel) -> pco_loop (GPU step: PCO rounds) -> save_state (the data + groups and the last round's N-LLM and
-R-LLM become the state, one pointer write) and evaluate (LLM methods use the trained LLMs, ``coea`` the last
-PCO round); recommend (``coea+x``) -> export (after the state is saved).
+``coea_training``: prepare_data -> dsie_group (GPU step); sft_novelty -> sft_relevance (GPU steps; the R-LLM's
+SFT starts from the trained N-LLM with ``llm.relevance_init: novelty``) -> pco_loop (GPU step: PCO rounds) ->
+save_state (the data + groups and the last round's N-LLM and R-LLM become the state, one pointer write) and
+evaluate (LLM methods use the trained LLMs, ``coea`` the last PCO round); recommend (``coea+x``) -> export (after
+the state is saved).
 ``coea_recurring``: prepare_data (the new period), load_state and load_models -> monitor_drift against the
-reference window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup), then sft_novelty and
+reference window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup), then sft_novelty ->
 sft_relevance on the period with the new groups (new groups are new CSID codes: the loaded models' code tokens
 would name other groups); ``dsl.Else``: keep the groups and rebuild their profiles (build_profiles), keep the
 loaded models -> in either branch the PCO update (pco_loop, GPU step, from the branch's models on the period's
@@ -131,11 +132,12 @@ def _dsie(c: Components, settings: DeploymentSettings, data: PipelineChannel, p:
 
 def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
          p: dict[str, Any]) -> dict[str, PipelineChannel]:
-    """SFT of the N-LLM and the R-LLM, two GPU steps side by side; returns their model dirs by input name."""
+    """SFT of the N-LLM, then of the R-LLM (two GPU steps; the R-LLM's starts from the trained N-LLM with
+    ``llm.relevance_init: novelty``); returns their model dirs by input name."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "device")}
     novelty = apply_gpu(c.sft_novelty(data=data, dsie=dsie, **configs).set_display_name("SFT novelty LLM"), settings)
-    relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, **configs).set_display_name("SFT relevance LLM"),
-                          settings)
+    relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, novelty=novelty.outputs["model"], **configs)
+                          .set_display_name("SFT relevance LLM"), settings)
     return {"novelty": novelty.outputs["model"], "relevance": relevance.outputs["model"]}
 
 

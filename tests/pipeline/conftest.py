@@ -48,8 +48,9 @@ def llm_dirs(fitted: Fitted, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     names = ("novelty", "relevance")
 
     def build(root: Path) -> None:
-        for name in names:
-            run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, root / name, which=(name,))
+        for name in names:  # the R-LLM starts from the N-LLM (llm.relevance_init: novelty), as sft-relevance does
+            run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, root / name, which=(name,),
+                          novelty_dir=root / "novelty" / "novelty")
 
     root = build_once(tmp_path_factory, "llms", build)
     return {name: root / name for name in names}

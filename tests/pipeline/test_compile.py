@@ -75,6 +75,9 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
         assert tasks[name]["inputs"]["artifacts"]["pco"]["taskOutputArtifact"]["producerTask"] == "pco-loop"
     for name in ("sft-novelty", "sft-relevance"):
         assert tasks[name]["inputs"]["artifacts"]["dsie"]["taskOutputArtifact"]["producerTask"] == "dsie-group"
+    # the R-LLM's SFT starts from the trained N-LLM (llm.relevance_init: novelty), so it reads sft-novelty's model
+    assert tasks["sft-relevance"]["inputs"]["artifacts"]["novelty"]["taskOutputArtifact"] == {
+        "producerTask": "sft-novelty", "outputArtifactKey": "model"}
     params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == "coea+x" and "llm_config" in params and "pco_config" in params
     save = tasks["save-state"]["inputs"]["artifacts"]  # groups + the last PCO round's models, saved together

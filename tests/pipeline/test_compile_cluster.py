@@ -118,7 +118,7 @@ def test_every_gpu_task_has_retries_timeout_and_limits(overlay_specs, overlay: s
 def test_no_pvc_is_mounted_by_two_tasks_that_can_run_at_once(overlay_specs, overlay: str, name: str) -> None:
     """Every PVC in these settings is ReadWriteOnce (k8s/base/pvc.yaml): two pods on two nodes cannot both
     attach it. So for every pair of tasks mounting the same claim, one must wait for the other or the two sit
-    in exclusive branches. The two SFT steps (side by side) use emptyDir caches."""
+    in exclusive branches. The GPU steps (the two SFT steps may land on two GPU nodes) use emptyDir caches."""
     spec = overlay_specs[overlay][name]
     mounts: dict[str, list[str]] = {}
     for task_name, task in executor_tasks(spec).items():
@@ -128,7 +128,8 @@ def test_no_pvc_is_mounted_by_two_tasks_that_can_run_at_once(overlay_specs, over
         for i, a in enumerate(tasks):
             for b in tasks[i + 1:]:
                 assert not may_run_together(spec, a, b), f"{claim} mounted by {a} and {b}, which may run at once"
-    assert may_run_together(spec, "sft-novelty", "sft-relevance")  # the check can tell parallel tasks apart
+    assert may_run_together(spec, "save-state", "evaluate")  # the check can tell parallel tasks apart
+    assert not may_run_together(spec, "sft-novelty", "sft-relevance")  # the R-LLM's SFT reads the trained N-LLM
     if overlay == "cpu-dev":  # state on the PVC: its readers and writers do mount it
         assert {"prepare-data", "save-state"} <= set(mounts["coea-model-cache"])
 

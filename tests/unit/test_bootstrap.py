@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from coea.evaluation.bootstrap import PairedCI, bootstrap_mean_differences, paired_bootstrap_ci
+from coea.evaluation.bootstrap import PairedCI, bootstrap_mean_differences, paired_bootstrap_ci, seed_bootstrap_ci
 
 
 def test_identical_vectors_give_zero():
@@ -86,3 +86,35 @@ def test_bad_input():
         paired_bootstrap_ci(np.zeros(3), np.zeros(3), level=1.0)
     with pytest.raises(ValueError, match="n_boot"):
         paired_bootstrap_ci(np.zeros(3), np.zeros(3), n_boot=0)
+
+
+def test_one_training_per_arm_is_the_paired_user_bootstrap():
+    rng = np.random.default_rng(3)
+    a, b = (rng.random(400) < 0.6).astype(float), (rng.random(400) < 0.55).astype(float)
+    seeds, users = seed_bootstrap_ci([a], [b], seed=4), paired_bootstrap_ci(a, b, seed=4)
+    assert seeds.diff == pytest.approx(users.diff, abs=1e-12)
+    assert (seeds.low, seeds.high) == pytest.approx((users.low, users.high), abs=1e-12)
+
+
+def test_retraining_noise_widens_the_interval_the_user_bootstrap_misses():
+    """Arm A's two trainings sit 0.05 above and below arm B on every user: the users alone see no difference at
+    all (a zero-width interval), resampling the trainings gives about [-0.05, +0.05]."""
+    rng = np.random.default_rng(5)
+    base = (rng.random(300) < 0.5).astype(float)
+    a_runs, b_runs = [base + 0.05, base - 0.05], [base]
+    users = paired_bootstrap_ci(np.mean(a_runs, axis=0), base)
+    assert users.low == users.high == pytest.approx(0.0, abs=1e-12)
+    ci = seed_bootstrap_ci(a_runs, b_runs, n_boot=500)
+    assert ci.diff == pytest.approx(0.0, abs=1e-12) and ci.low < -0.04 and ci.high > 0.04 and not ci.excludes_zero
+
+
+def test_seed_bootstrap_point_estimate_and_bad_input():
+    rng = np.random.default_rng(6)
+    a_runs, b_runs = [rng.random(50) for _ in range(3)], [rng.random(50) for _ in range(2)]
+    ci = seed_bootstrap_ci(a_runs, b_runs, n_boot=200)
+    assert ci.diff == pytest.approx(np.mean(a_runs) - np.mean(b_runs)) and ci.low <= ci.diff <= ci.high
+    assert ci == seed_bootstrap_ci(a_runs, b_runs, n_boot=200)  # seeded
+    with pytest.raises(ValueError, match="same users"):
+        seed_bootstrap_ci([np.zeros(3)], [np.zeros(4)])
+    with pytest.raises(ValueError, match="at least one training"):
+        seed_bootstrap_ci([], [np.zeros(4)])

@@ -12,6 +12,15 @@ is ``[Q(D*, (1 - L) / 2), Q(D*, (1 + L) / 2)]`` with ``Q`` the linearly interpol
 Indices: ``I_r[j] = floor(U * x_rj)`` with ``x`` the rows of ``numpy.random.default_rng(seed).random((B, U))``
 in order; drawn in blocks of rows, so memory stays bounded (``chunk_elements`` indices at a time) and the
 result does not depend on the block size.
+
+**Re-training noise** (:func:`seed_bootstrap_ci`). The interval above covers which users were drawn, not how the
+models came out: two trainings of the same model with other seeds differ by more than many effects (README
+'Results'). With several trainings (seeds) per arm, ``A`` (S_a x U) and ``B`` (S_b x U), replicate r draws the
+users ``I_r`` as above (the same stream, so one seed per arm gives exactly :func:`paired_bootstrap_ci`) and, from a
+second stream, S_a rows of A and S_b rows of B with replacement (``J_r``, ``K_r``):
+``D*_r = mean_{s in J_r} mean_{i in I_r} A[s, i] - mean_{s in K_r} mean_{i in I_r} B[s, i]``; ``diff`` is the
+difference of the two arms' means over all their rows. The seed part of a bootstrap over S rows has (S - 1) / S of
+the seeds' variance, so with 2 seeds per arm the interval is too narrow on that part: read it as a lower bound.
 """
 
 from __future__ import annotations
@@ -77,4 +86,41 @@ def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, lev
     reps = bootstrap_mean_differences(a, b, n_boot=n_boot, seed=seed)
     low, high = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
     return PairedCI(diff=float(d.mean()), low=float(low), high=float(high), n_users=int(d.size),
+                    excludes_zero=bool(low > 0.0 or high < 0.0))
+
+
+def seed_bootstrap_ci(a_runs: list[np.ndarray], b_runs: list[np.ndarray], *, n_boot: int = 2000,
+                      level: float = 0.95, seed: int = 0) -> PairedCI:
+    """The bootstrap interval of ``mean(A) - mean(B)`` resampling users (paired) AND each arm's trainings (module
+    doc: re-training noise); ``a_runs``/``b_runs``: one per-user vector per training, all over the same users.
+    With one training per arm it equals :func:`paired_bootstrap_ci` of the two vectors."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if not a_runs or not b_runs:
+        raise ValueError("each arm needs at least one training's per-user vector")
+    a = np.stack([np.asarray(v, dtype=np.float64) for v in a_runs])
+    b = np.stack([np.asarray(v, dtype=np.float64) for v in b_runs])
+    if a.shape[1:] != b.shape[1:] or a.ndim != 2:
+        raise ValueError(f"every vector must cover the same users, got arms of shapes {a.shape} and {b.shape}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
+    n = a.shape[1]
+    if n == 0:
+        raise ValueError("no users: a paired bootstrap needs at least one user")
+    users, runs = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    rows = max(1, CHUNK_ELEMENTS // n)
+    reps = np.empty(n_boot, dtype=np.float64)
+    for start in range(0, n_boot, rows):
+        stop = min(start + rows, n_boot)
+        idx = np.minimum((users.random((stop - start, n)) * n).astype(np.int64), n - 1)  # (rows, U)
+        arm_means = []
+        for m in (a, b):  # (rows, S): each training's mean over the drawn users, then the drawn trainings' mean
+            per_run = np.stack([m[s][idx].mean(axis=1) for s in range(m.shape[0])], axis=1)
+            pick = runs.integers(0, m.shape[0], size=(stop - start, m.shape[0])) if m.shape[0] > 1 else None
+            arm_means.append(per_run.mean(axis=1) if pick is None else
+                             np.take_along_axis(per_run, pick, axis=1).mean(axis=1))
+        reps[start:stop] = arm_means[0] - arm_means[1]
+    low, high = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    diff = float(a.mean() - b.mean())
+    return PairedCI(diff=diff, low=float(low), high=float(high), n_users=int(n),
                     excludes_zero=bool(low > 0.0 or high < 0.0))

@@ -6,9 +6,10 @@ Outputs under ``out_dir``: ``novelty/`` and ``relevance/`` (model or LoRA adapte
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import pandas as pd
 
 from coea.config import config_to_dict, save_config
 from coea.data.split import Histories
-from coea.llm.models import ModelBundle, build_model_and_tokenizer, save_bundle
+from coea.errors import CoeaInputError
+from coea.llm.models import ModelBundle, build_model_and_tokenizer, check_prompt_options, load_bundle, save_bundle
 from coea.llm.prompts import option_words
 from coea.llm.sft import SftResult, train_sft
-from coea.llm.sft_config import MODELS, LlmConfig
+from coea.llm.sft_config import MODELS, LlmConfig, RelevanceInit
 from coea.llm.sft_data import GroupInfo, RelevanceExamples, build_sft_examples, group_infos
 from coea.utils import seed_everything, write_json_atomic
 
@@ -72,44 +74,66 @@ def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: in
 
 def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Mapping], csid_levels: Sequence[int],
             seed_offset: int, device: str) -> ModelBundle:
-    from dataclasses import replace
-
     texts = [str(p.get("profile", "")) for p in profiles.values()]
     texts.append(" ".join(option_words(cfg.data.full_csid, cfg.data.long_term)))  # "" with the default prompts
     return build_model_and_tokenizer(replace(cfg.model, seed=cfg.model.seed + seed_offset), categories, texts,
                                      csid_levels, device=device)
 
 
+def _saved_novelty(path: Path | None, cfg: LlmConfig, device: str) -> ModelBundle:
+    """The trained N-LLM at ``path`` a warm-started R-LLM copies when the N-LLM is not trained in the same call; it
+    must have been trained with the prompt options of ``cfg``."""
+    if path is None or not (path / "bundle.json").is_file():
+        raise CoeaInputError("llm.relevance_init is novelty but there is no trained N-LLM to start the R-LLM from",
+                             source=path or "the LLM output dir", option="llm.relevance_init",
+                             fix="train the N-LLM first into the same output dir (coea train-llms, or the "
+                                 "sft-novelty step), or set llm.relevance_init: scratch")
+    bundle = load_bundle(path, trainable=True, device=device)
+    check_prompt_options(bundle, cfg.data)
+    return bundle
+
+
 def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
                    csid_levels: Sequence[int], out_dir: Path | None = None,
-                   which: Sequence[str] = MODELS, device: str = "cpu") -> LlmTrainResult:
+                   which: Sequence[str] = MODELS, device: str = "cpu",
+                   novelty_dir: Path | None = None) -> LlmTrainResult:
     """SFT the LLMs named in ``which`` (default both) on examples cut from ``histories`` (never the future), on
     ``device`` (a resolved torch device string, see :func:`coea.device.resolve_device`). ``cfg.data`` must be
     resolved (:func:`coea.llm.sft_config.resolve_llm`); ``csid_levels`` are the code counts of the CSID levels
     prompts show (every level of the user's code with ``cfg.data.full_csid``, else the group prefix's).
 
     Each model is built from its own seed and the same tokenizer recipe, and trained with its own seed, so
-    training one at a time (two pipeline steps) gives the same models as training both in one call.
+    training one at a time (two pipeline steps) gives the same models as training both in one call. With
+    ``cfg.relevance_init`` novelty the R-LLM starts from the trained N-LLM instead: trained first in this call, or
+    read from ``novelty_dir`` (default ``out_dir/novelty``) when ``which`` is the R-LLM alone.
     """
     unknown = sorted(set(which) - set(MODELS))
     if unknown or not which:
         raise ValueError(f"which must name models of {MODELS}, got {list(which)!r}")
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
+    warm = "relevance" in which and cfg.relevance_init is RelevanceInit.NOVELTY
     bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device)
-               for name in MODELS if name in which}
+               for name in MODELS if name in which and not (warm and name == "relevance")}
     for b in bundles.values():
         b.prompt = cfg.data.prompt_options()  # saved with the model, checked where it is used
-    eos = next(iter(bundles.values())).tokenizer.eos_token
-    examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos, which=tuple(bundles))
+    source = bundles.get("novelty") or (
+        _saved_novelty(novelty_dir or (out_dir and Path(out_dir) / "novelty"), cfg, device) if warm else None)
+    eos = (source or next(iter(bundles.values()))).tokenizer.eos_token
+    examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos, which=tuple(which))
     log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))
     train = {"novelty": examples.novelty, "relevance": examples.relevance}
     heldout = None
-    if "relevance" in bundles and cfg.relevance_heldout:
+    if "relevance" in which and cfg.relevance_heldout:
         train["relevance"], heldout = examples.relevance.split_off(min(cfg.relevance_heldout,
                                                                       len(examples.relevance) // 10))
-    sft = {name: train_sft(getattr(cfg, name), b.model, b.tokenizer, train[name], name=name, device=device)
-           for name, b in bundles.items()}
+    sft = {}
+    for name in (n for n in MODELS if n in which):  # the N-LLM first: a warm-started R-LLM copies it trained
+        if name == "relevance" and warm:
+            bundles[name] = replace(source, model=copy.deepcopy(source.model), path=None)
+            log.info("the R-LLM starts from the trained N-LLM (llm.relevance_init: novelty)")
+        b = bundles[name]
+        sft[name] = train_sft(getattr(cfg, name), b.model, b.tokenizer, train[name], name=name, device=device)
     result = LlmTrainResult(bundles.get("novelty"), bundles.get("relevance"), sft, infos)
     if heldout:
         result.checks["relevance"] = heldout_auc(bundles["relevance"], heldout, cfg.batch_size)

@@ -38,13 +38,16 @@ class SftStageResult:
 
 
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
-                  which: Sequence[str] = MODELS) -> SftStageResult:
+                  which: Sequence[str] = MODELS, novelty_dir: Path | None = None) -> SftStageResult:
     """SFT the LLMs named in ``which`` on the histories of the prepared log in ``data_dir`` with the groups and
     profiles of ``dsie_dir``; written under ``out_dir``. The SFT windows left unset follow ``cfg.split``
-    (:func:`coea.llm.sft_config.resolve_llm`); ``llm_config.json`` records the resolved values."""
+    (:func:`coea.llm.sft_config.resolve_llm`); ``llm_config.json`` records the resolved values. ``novelty_dir``: the
+    trained N-LLM a warm-started R-LLM (``llm.relevance_init: novelty``) copies, when it is not ``out_dir/novelty``
+    (the pipeline's sft-relevance step reads the sft-novelty step's output)."""
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     g = read_groups_dir(dsie_dir)
     llm = resolve_llm(cfg.llm, cfg.split)  # SFT windows follow the split unless set
     result = run_train_llms(llm, split.histories, g.groups, g.profiles, g.prompt_levels(llm.data.full_csid),
-                            Path(out_dir), which=tuple(which), device=resolve_device(cfg.device))
+                            Path(out_dir), which=tuple(which), device=resolve_device(cfg.device),
+                            novelty_dir=novelty_dir)
     return SftStageResult(Path(out_dir), result.metrics(), result.paths)
