@@ -1,6 +1,8 @@
 """Feedback-grounded PCO on hand-made histories: feedback periods, take-ups, the feedback and hybrid rewards and
 their pairs, injection of logged take-ups, on-policy R-LLM refresh examples, the config options."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,6 +135,33 @@ def test_feedback_reward_scores_take_ups_one_and_pairs_them_against_the_rest(jud
     pairs, stats = build_pairs(["p0", "p1", "p2"], inputs.candidates, scores, margin=0.1, pairs_per_prompt=2)
     assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("p0", "c", "b")]  # then a (seen) vs a: none
     assert stats.dropped_margin == 2  # users without take-ups among their candidates give no pair
+
+
+def test_history_negatives_never_reject_a_category_taken_up_later_in_the_history(history, judged):
+    """``pco.negatives: history``: u0 takes up c, d in the feedback period [10, 20) and e at 20 (after it, still
+    history). With the default, e is rejected like b; with ``history`` e scores 1 - margin / 2: chosen over b,
+    never paired against c, and the hybrid reward's logged part does the same."""
+    seen = [{"a", "b"}]
+    took = feedback_takeups(history, Window(0, 0, 10, 20), ["u0"], seen)
+    assert took == [("c", "d")]
+    cands = [["c", "e", "b"]]
+    inputs = RewardInputs(1, Window(0, 0, 10, 20), ["u0"], [PromptContext((0,), "", ("a",))], seen, cands, history,
+                          None, LlmConfig(), took)
+    setup = RewardSetup(history, {}, list(P_YES), LlmConfig())
+    period = make_reward(PcoConfig(reward="feedback"), setup).score(inputs)
+    assert period == [[1.0, 0.0, 0.0]]
+    cfg = PcoConfig(reward="feedback", negatives="history", margin=0.1)
+    for kind in ("feedback", "hybrid"):
+        scores = make_reward(replace(cfg, reward=kind), setup).score(inputs)
+        assert scores == [[1.0, pytest.approx(0.95), 0.0]]
+        pairs, _ = build_pairs(["p"], cands, scores, margin=0.1, pairs_per_prompt=2)
+        assert [(p.chosen, p.rejected) for p in pairs] == [("c", "b")]  # e vs e: none; e is never rejected
+    cands2 = [["e", "b", "f"]]
+    pairs, _ = build_pairs(["p"], cands2, make_reward(cfg, setup).score(replace(inputs, candidates=cands2)),
+                           margin=0.1, pairs_per_prompt=2)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("e", "f")]  # a later take-up is chosen over a never-taken
+    with pytest.raises(ValueError, match="negatives must be one of"):
+        PcoConfig(negatives="future")
 
 
 def test_hybrid_uses_feedback_where_the_user_has_it_and_the_serendipity_rule_elsewhere(judged):

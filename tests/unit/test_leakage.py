@@ -131,22 +131,23 @@ def serendipity_recs(runs):
     return {name: _recs(cfg, layout, METHODS) for name, (cfg, layout) in runs.items()}
 
 
-@pytest.mark.parametrize(("reward", "periods", "methods"), [
-    ("serendipity", "global", METHODS), ("feedback", "global", COEA), ("hybrid", "global", COEA),
-    ("feedback", "user", COEA)])
+@pytest.mark.parametrize(("reward", "periods", "negatives", "methods"), [
+    ("serendipity", "global", "period", METHODS), ("feedback", "global", "period", COEA),
+    ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA)])
 def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, periods,
-                                                                      methods):
+                                                                      negatives, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
-    rewards on the same SFT models (global time periods, and ``periods: user``: each user's own history replayed),
-    give identical lists to warm and cold-start users when only the evaluation future changed (its events, and
-    with them the whole log's category and item counts)."""
+    rewards on the same SFT models (global time periods, and ``periods: user``: each user's own history replayed;
+    ``negatives: history``: the rest of the history after the feedback period read too), give identical lists to
+    warm and cold-start users when only the evaluation future changed (its events, and with them the whole log's
+    category and item counts)."""
     recs, splits = {}, {}
     for name, (cfg, layout) in runs.items():
         if reward == "serendipity":
             splits[name], recs[name] = serendipity_recs[name]
             continue
-        pco_dir = layout.root / f"pco_{reward}_{periods}"
-        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward, periods=periods))
+        pco_dir = layout.root / f"pco_{reward}_{periods}_{negatives}"
+        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward, periods=periods, negatives=negatives))
         run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
         rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
         assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read

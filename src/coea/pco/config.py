@@ -50,6 +50,15 @@ class Periods(enum.StrEnum):
     USER = "user"
 
 
+class Negatives(enum.StrEnum):
+    """Which proposals the feedback rewards may reject (score 0)."""
+
+    PERIOD = "period"  # every proposal not taken up in the feedback period
+    # only proposals the user never took up anywhere after the round's period in the history: one taken up after the
+    # feedback period is a weak positive (chosen over a never-taken one, never paired against a feedback take-up)
+    HISTORY = "history"
+
+
 class Reference(enum.StrEnum):
     """The model the DPO+KL update is anchored to."""
 
@@ -99,6 +108,9 @@ class PcoConfig:
     # a user's feedback is what they take up in their first feedback_horizon events of the feedback period (None: the
     # whole period); e.g. the split's n_future, the horizon the evaluation scores
     feedback_horizon: int | None = None
+    # feedback/hybrid: which proposals count as rejected (see Negatives); "not taken up in the next period" also
+    # rejects categories the user takes up later in the history (false negatives)
+    negatives: Negatives = Negatives.PERIOD
     # where candidates are sampled: None = the reward's own rule (relevance, feedback: among the user's unseen
     # categories; serendipity, hybrid: the N-LLM's full distribution); True = among unseen categories only (the
     # pairs then rank only what the +x view ranks); False = the full distribution
@@ -115,6 +127,7 @@ class PcoConfig:
         self.reference = _as_enum(Reference, "reference", self.reference)
         self.periods = _as_enum(Periods, "periods", self.periods)
         self.refresh = _as_enum(RefreshKind, "refresh", self.refresh)
+        self.negatives = _as_enum(Negatives, "negatives", self.negatives)
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
                              "(feedback is what users take up in the history period after a round's)")

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.llm.prompts import PromptContext, relevance_prompt
 from coea.llm.sft_config import LlmConfig
 from coea.llm.sft_data import GroupInfo, adoption_counts, cut_points
-from coea.pco.config import PcoConfig, RewardKind
+from coea.pco.config import Negatives, PcoConfig, RewardKind
 from coea.pco.feedback import Feedback
 from coea.pco.periods import Window
 
@@ -166,14 +167,37 @@ class FeedbackReward(Reward):
     """Logged feedback: 1.0 for a candidate the user took up in the round's feedback period, 0.0 for any other
     (seen categories included, never taken up by definition); a user without feedback scores all 0 and so
     yields no pair. Candidates among the user's unseen categories (the ones the ``+x`` view ranks;
-    ``pco.sample_unseen: false`` samples the full distribution)."""
+    ``pco.sample_unseen: false`` samples the full distribution). With ``pco.negatives: history`` a candidate the
+    user took up after the feedback period (later in the history, never the evaluation future) scores
+    ``1 - margin / 2``: a pair needs a gap above the margin, so it is chosen over a never-taken candidate and never
+    paired against a feedback take-up."""
 
     exclude_seen_when_sampling = True
     reads_feedback = True
 
+    def __init__(self, later: float | None = None) -> None:
+        self.later = later  # the score of a take-up after the feedback period; None = 0 (pco.negatives: period)
+
+    @classmethod
+    def build(cls, cfg: PcoConfig, setup: RewardSetup) -> Reward:
+        return cls(1.0 - cfg.margin / 2.0 if cfg.negatives is Negatives.HISTORY else None)
+
     def score(self, inputs: RewardInputs) -> list[list[float]]:
-        return [[1.0 if c in (inputs.feedback_of(i) or ()) else 0.0 for c in cs]
-                for i, cs in enumerate(inputs.candidates)]
+        later = self._later_takeups(inputs) if self.later is not None else {}
+        return [[1.0 if c in (inputs.feedback_of(i) or ()) else self.later if c in later.get(i, ()) else 0.0
+                 for c in cs] for i, cs in enumerate(inputs.candidates)]
+
+    @staticmethod
+    def _later_takeups(inputs: RewardInputs) -> dict[int, set[str]]:
+        """Per user index with feedback: categories they took up after the feedback period (history only)."""
+        end = inputs.window.feedback_end
+        if end is None:
+            return {}
+        h = inputs.history
+        after = h[h[TIMESTAMP].to_numpy() >= end]
+        cats = {str(u): set(g[CATEGORY]) for u, g in after.groupby(USER, sort=False)}
+        return {i: cats.get(u, set()) - inputs.seen[i] for i, u in enumerate(inputs.users)
+                if inputs.feedback_of(i) is not None}
 
 
 class HybridReward(SerendipityReward):
@@ -181,6 +205,13 @@ class HybridReward(SerendipityReward):
     serendipity rule ((corrected) R-LLM P(yes) for a new category, 0 for a seen one) for the others."""
 
     reads_feedback = True
+    logged: Reward = FeedbackReward()  # the logged part (pco.negatives set by build)
+
+    @classmethod
+    def build(cls, cfg: PcoConfig, setup: RewardSetup) -> Reward:
+        reward = super().build(cfg, setup)
+        reward.logged = FeedbackReward.build(cfg, setup)
+        return reward
 
     def score(self, inputs: RewardInputs) -> list[list[float]]:
         rest = [i for i in range(len(inputs.users)) if inputs.feedback_of(i) is None]
@@ -188,7 +219,7 @@ class HybridReward(SerendipityReward):
                       seen=[inputs.seen[i] for i in rest], candidates=[inputs.candidates[i] for i in rest],
                       feedback=[])
         judged = dict(zip(rest, super().score(sub), strict=True)) if rest else {}
-        logged = FeedbackReward().score(inputs)
+        logged = self.logged.score(inputs)
         return [judged.get(i, logged[i]) for i in range(len(inputs.users))]
 
 
