@@ -17,6 +17,7 @@ from coea.llm.sft_data import (
     first_cut,
     long_term_categories,
     prompt_context,
+    sft_history,
     target_start,
 )
 from coea.llm.tokenizer import build_scratch_tokenizer
@@ -196,3 +197,26 @@ def test_new_user_cut_teaches_the_first_categories_from_an_empty_prompt():
     assert all("user: <a_0> <b_1> <c_3> recent:" in e["prompt"] for e in plain)
     firsts = {c for u in ("u", "v") for c in log[log.user_id == u].category.tolist()[:2]}
     assert {e["completion"].split()[0] for e in extra} == firsts
+
+
+def test_holdout_share_keeps_each_users_last_events_out_of_sft():
+    """``llm.data.holdout_share`` (the continual protocol): SFT examples of both LLMs come from each user's history
+    without its last share of events (the i-th of n kept when i / n < 1 - share), so nothing of them reaches a
+    prompt or a target; 0 keeps the examples as they were."""
+    rows = [(u, "i", f"{u}c{t}", t) for u, n in (("a", 8), ("b", 4)) for t in range(n)]
+    log = events(rows)
+    assert sft_history(log, 0.0) is log
+    kept = sft_history(log, 0.25)
+    assert kept.groupby("user_id").size().to_dict() == {"a": 6, "b": 3}
+    assert set(kept["category"]) == {f"ac{t}" for t in range(6)} | {f"bc{t}" for t in range(3)}
+    groups = {"a": GroupInfo((0,), ""), "b": GroupInfo((0,), "")}
+    split = SplitConfig(n_future=2, n_short=2, min_history=2)
+    plain = build_sft_examples(log, groups, resolve_sft_data(SftDataConfig(), split), eos="</s>")
+    cfg = resolve_sft_data(SftDataConfig(holdout_share=0.25), split)
+    held = build_sft_examples(log, groups, cfg, eos="</s>")
+    assert held == build_sft_examples(kept, groups, resolve_sft_data(SftDataConfig(), split), eos="</s>")
+    texts = " ".join(e["prompt"] + e["completion"] for e in held.novelty + held.relevance)
+    assert not any(c in texts for c in ("ac6", "ac7", "bc3")) and "ac6" in " ".join(
+        e["prompt"] + e["completion"] for e in plain.novelty + plain.relevance)
+    with pytest.raises(ValueError, match="holdout_share"):
+        SftDataConfig(holdout_share=1.0)

@@ -106,6 +106,10 @@ class SftDataConfig:
     # validation, 48 cuts: S-H@10 +x .6751 -> .6740 on the default view, .5080 -> .5328 on the 1-day min_gap view)
     new_user_cut: bool = True
     long_term: int = 0  # > 0 = the prompt also shows the user's N most frequent categories before the cut (``long:``)
+    # the continual protocol: SFT examples (both LLMs) come from each user's history without its last share of
+    # events, so PCO's last feedback periods hold interactions the SFT never saw (0.25 with pco.periods: user and
+    # 3 rounds = the last round's feedback period); 0 = every history event
+    holdout_share: float = 0.0
     seed: int = 0
 
     def prompt_options(self) -> dict[str, Any]:
@@ -122,6 +126,8 @@ class SftDataConfig:
             value, bound = getattr(self, name), ">= 0" if name == "gap" else "> 0"
             if value is not None and (value < 0 if name == "gap" else value <= 0):
                 raise ValueError(f"{name} must be {bound} or None (follow the split), got {value!r}")
+        if not 0.0 <= self.holdout_share < 1.0:
+            raise ValueError(f"holdout_share must be in [0, 1), got {self.holdout_share!r}")
         if self.long_term < 0:
             raise ValueError(f"long_term must be >= 0 (0 = off), got {self.long_term!r}")
 

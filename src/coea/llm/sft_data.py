@@ -265,12 +265,23 @@ def relevance_examples(cuts: list[tuple[PromptContext, list[str], set[str]]], ne
     return RelevanceExamples([out[i] for i in rng.permutation(len(out))], eos, with_group)
 
 
+def sft_history(history: pd.DataFrame, holdout_share: float) -> pd.DataFrame:
+    """``history`` without each user's last ``holdout_share`` of events (by position: the i-th of n events is kept
+    when i / n < 1 - holdout_share, the replay clock of ``pco.periods: user``); ``history`` itself at 0."""
+    if not holdout_share:
+        return history
+    per_user = history.groupby(USER, sort=False)
+    pos, n = per_user.cumcount().to_numpy(), per_user[USER].transform("size").to_numpy()
+    return history[pos < (1.0 - holdout_share) * n]
+
+
 def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
                        eos: str, which: Collection[str] = ("novelty", "relevance")) -> SftExamples:
     """Examples for every user in ``groups`` from their (chronologically sorted) history events (``cfg``
     resolved: :func:`coea.llm.sft_config.resolve_sft_data`), for the LLMs named in ``which`` (the other list
     stays empty; each LLM's examples come from its own seeded stream, so they do not depend on ``which``)."""
     require_resolved(cfg)
+    history = sft_history(history, cfg.holdout_share)
     relevance: list[dict[str, str]] = []
     if "relevance" in which:
         rng = np.random.default_rng(cfg.seed)
