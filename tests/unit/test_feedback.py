@@ -70,6 +70,24 @@ def test_user_periods_cut_every_users_own_history_into_equal_count_periods():
                                                                   (REPLAY_SPAN // 2, REPLAY_SPAN, None)]
 
 
+def test_continual_user_periods_replay_only_what_sft_held_out():
+    """``llm.data.holdout_share: 0.25``: SFT saw each user's first 3/4 (``sft_history``); the PCO windows cut only the
+    last quarter of the replay clock, so every round's period and feedback period hold events SFT never saw."""
+    from coea.llm.sft_data import sft_history
+
+    rows = [(u, "i", f"c{t}", 1000 + t) for u, n in (("long", 16), ("mid", 8)) for t in range(n)]
+    hist = user_clock(_history(rows))
+    windows = round_windows(hist, 3, True, feedback=True, periods=Periods.USER, start_share=0.75)
+    q = REPLAY_SPAN // 16
+    assert [(w.start, w.end, w.feedback_end) for w in windows] == [
+        (12 * q, 13 * q, 14 * q), (13 * q, 14 * q, 15 * q), (14 * q, 15 * q, 16 * q)]
+    seen_by_sft = sft_history(_history(rows), 0.25)
+    replayed = hist[hist["timestamp"] >= windows[0].start]
+    assert len(seen_by_sft) + len(replayed) == len(rows)
+    assert set(zip(seen_by_sft["user_id"], seen_by_sft["category"], strict=True)).isdisjoint(
+        zip(replayed["user_id"], replayed["category"], strict=True))
+
+
 def test_user_periods_prompt_each_user_with_their_state_at_their_own_period_end():
     rows = [("u", "i", c, t) for t, c in enumerate("abcdefgh")]
     hist = user_clock(_history(rows))

@@ -76,18 +76,20 @@ def user_clock(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def round_windows(history: pd.DataFrame, rounds: int, follow_periods: bool, *,
-                  feedback: bool = False, periods: Periods = Periods.GLOBAL) -> list[Window]:
+                  feedback: bool = False, periods: Periods = Periods.GLOBAL, start_share: float = 0.0) -> list[Window]:
     """One window per round (see module doc); all rounds share the full span without ``follow_periods``; with
     ``feedback`` (needs ``follow_periods``) ``rounds + 1`` periods, period r + 1 being window r's feedback.
-    ``periods: user`` expects ``history`` on the replay clock (:func:`user_clock`) and cuts it into equal spans."""
+    ``periods: user`` expects ``history`` on the replay clock (:func:`user_clock`) and cuts it into equal spans;
+    from ``start_share`` of the clock on (the continual protocol: the share of each user's history the SFT saw,
+    ``1 - llm.data.holdout_share``; the first window still prompts every user with their whole state before it)."""
     ts = history[TIMESTAMP]
     if not follow_periods:
         if feedback:
             raise ValueError("feedback periods need follow_periods")
         return [Window(r, int(ts.min()), int(ts.max()) + 1) for r in range(rounds)]
     if periods is Periods.USER:
-        n = rounds + int(feedback)
-        b = [REPLAY_SPAN * k // n for k in range(n + 1)]
+        n, first = rounds + int(feedback), round(start_share * REPLAY_SPAN)
+        b = [first + (REPLAY_SPAN - first) * k // n for k in range(n + 1)]
         return [Window(r, b[r], b[r + 1], b[r + 2] if feedback else None) for r in range(rounds)]
     if not feedback:
         return [Window(p.index, p.start, p.end) for p in split_periods(history, rounds, equal="count")]
