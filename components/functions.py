@@ -92,8 +92,7 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model
                   dsie_config: str, llm_config: str, model: Output[Model], metrics: Output[Metrics],
                   device: str = "auto"):
     """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``); with
-    ``llm.relevance_init: novelty`` (the default) it starts from the trained N-LLM of ``novelty`` (sft_novelty's
-    output)."""
+    ``llm.relevance_init: novelty`` it starts from the trained N-LLM of ``novelty`` (sft_novelty's output)."""
     from pathlib import Path
 
     from coea.stages import config_from_json, record_version, run_sft_stage

@@ -48,7 +48,7 @@ def llm_dirs(fitted: Fitted, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     names = ("novelty", "relevance")
 
     def build(root: Path) -> None:
-        for name in names:  # the R-LLM starts from the N-LLM (llm.relevance_init: novelty), as sft-relevance does
+        for name in names:  # as the two pipeline steps: sft-relevance gets sft-novelty's model (llm.relevance_init)
             run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, root / name, which=(name,),
                           novelty_dir=root / "novelty" / "novelty")
 

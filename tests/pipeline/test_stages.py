@@ -194,34 +194,34 @@ def test_sft_stage_trains_one_model_per_call(llm_dirs: dict[str, Path]) -> None:
 
 
 def test_warm_started_relevance_llm_starts_from_the_trained_novelty_llm(tmp_path: Path, fitted, llm_dirs) -> None:
-    """``llm.relevance_init: novelty`` (the default): the R-LLM step, alone as the pipeline's sft-relevance step,
-    copies the N-LLM of the sft-novelty step (``novelty_dir``) and fine-tunes that copy. Seen through the input
-    embeddings (scratch models: every weight trains): a scratch R-LLM's are unrelated to the N-LLM's, a
-    warm-started one's stay close to them and still moved."""
+    """``llm.relevance_init: novelty``: the R-LLM step, alone as the pipeline's sft-relevance step, copies the N-LLM
+    of the sft-novelty step (``novelty_dir``) and fine-tunes that copy. Seen through the input embeddings (scratch
+    models: every weight trains): the default (scratch) R-LLM's are unrelated to the N-LLM's, a warm-started one's
+    stay close to them and still moved."""
     import torch
 
     from coea.llm.models import load_bundle
 
-    assert fitted.cfg.llm.relevance_init == "novelty"
-    warm_dir = llm_dirs["relevance"]
-    sft = json.loads((warm_dir / "sft_metrics_relevance.json").read_text())["relevance"]
-    assert sft["steps"] > 0 and 0.0 <= sft["heldout_auc"] <= 1.0
-    cfg = replace(fitted.cfg, llm=replace(fitted.cfg.llm, relevance_init="scratch"))
-    run_sft_stage(cfg, fitted.data, fitted.dsie, tmp_path / "scratch", which=("relevance",))
+    assert fitted.cfg.llm.relevance_init == "scratch"
+    cfg = replace(fitted.cfg, llm=replace(fitted.cfg.llm, relevance_init="novelty"))
+    result = run_sft_stage(cfg, fitted.data, fitted.dsie, tmp_path / "warm", which=("relevance",),
+                           novelty_dir=llm_dirs["novelty"] / "novelty")
+    assert result.sft["relevance"]["steps"] > 0 and 0.0 <= result.sft["relevance"]["heldout_auc"] <= 1.0
 
     def embeddings(path: Path) -> torch.Tensor:
         return load_bundle(path).model.get_input_embeddings().weight.detach()
 
     novelty = embeddings(llm_dirs["novelty"] / "novelty")
-    warm, scratch = embeddings(warm_dir / "relevance"), embeddings(tmp_path / "scratch" / "relevance")
+    warm, scratch = embeddings(tmp_path / "warm" / "relevance"), embeddings(llm_dirs["relevance"] / "relevance")
     assert warm.shape == novelty.shape == scratch.shape
     assert (warm - novelty).norm() < 0.5 * (scratch - novelty).norm()
     assert not torch.equal(warm, novelty)  # fine-tuned, not merely copied
 
 
 def test_warm_started_relevance_llm_without_a_trained_novelty_llm_is_a_clear_error(tmp_path: Path, fitted) -> None:
+    cfg = replace(fitted.cfg, llm=replace(fitted.cfg.llm, relevance_init="novelty"))
     with pytest.raises(CoeaInputError, match=r"no trained N-LLM to start the R-LLM from.*relevance_init: scratch"):
-        run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, tmp_path / "llm", which=("relevance",))
+        run_sft_stage(cfg, fitted.data, fitted.dsie, tmp_path / "llm", which=("relevance",))
     assert not (tmp_path / "llm" / "relevance").exists()
 
 

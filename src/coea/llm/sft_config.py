@@ -171,9 +171,10 @@ class LlmConfig:
     relevance_heldout: int = 2000
     # novelty: the R-LLM's SFT starts from the trained N-LLM (training the R-LLM alone then reads the N-LLM from the
     # output dir's novelty/, or the pipeline's sft-novelty output, so the novelty SFT runs first); scratch: its own
-    # model. MovieLens validation (session 13): held-out AUC .687 -> .746, S-H@10 of the judge ranking unseen
-    # categories .470 -> .523 (prior-corrected .520 -> .614); the N-LLM alone still ranks them better (.686)
-    relevance_init: RelevanceInit = RelevanceInit.NOVELTY
+    # model. MovieLens (session 13): a better judge (held-out AUC .687 -> .746 on validation, .636 -> .728 on test;
+    # S-H@10 ranking unseen categories by P(yes) .470 -> .523 / .438 -> .455), but a worse verifier: dual_best_of_n+x
+    # -0.0029 [-0.0112, +0.0058] on validation, -0.0097 [-0.0183, -0.0010] on test. Not the default
+    relevance_init: RelevanceInit = RelevanceInit.SCRATCH
     best_of_n: int = 20  # dual_best_of_n: candidates the N-LLM proposes per prompt
     # top: its best_of_n most likely allowed categories; sample: distinct draws (the rule before session 10: with
     # 20 draws at temperature 1 the candidates missed the categories the R-LLM should have verified, README 'Results')
