@@ -59,3 +59,13 @@ def test_group_train_and_serve(tmp_path):
     assert not (tmp_path / "y.parquet").exists()
     res = coea("train-llms", "--run", str(tmp_path / "nothing"))
     assert res.returncode == 2 and "no data/ directory" in res.stderr
+    # --only relevance re-trains the R-LLM from the N-LLM in RUN/llm (llm.relevance_init: novelty), N-LLM untouched
+    novelty_bytes = (run / "llm" / "novelty" / "model.safetensors").read_bytes()
+    warm = tmp_path / "warm.yaml"
+    warm.write_text(CONFIG + "  relevance_init: novelty\n")
+    res = coea("train-llms", "--config", str(warm), "--run", str(run), "--only", "relevance")
+    assert res.returncode == 0, res.stderr
+    assert (run / "llm" / "novelty" / "model.safetensors").read_bytes() == novelty_bytes
+    assert json.loads((run / "llm" / "sft_metrics_relevance.json").read_text())["config"]["relevance_init"] == "novelty"
+    res = coea("train-llms", "--run", str(run), "--only", "critic")
+    assert res.returncode == 2 and "--only" in res.stderr and "novelty, relevance" in res.stderr

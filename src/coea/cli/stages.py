@@ -104,14 +104,22 @@ def group_cmd(
 
 
 @app.command("train-llms")
-def train_llms_cmd(run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None) -> None:
+def train_llms_cmd(
+    run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None,
+    only: Annotated[str | None, typer.Option(
+        help="train one model and keep the other in RUN/llm/: novelty or relevance (e.g. re-train the R-LLM "
+             "with llm.relevance_init: novelty from RUN's N-LLM)")] = None,
+) -> None:
     """SFT of the Novelty and Relevance LLMs on history-only examples of RUN's data with RUN's groups; writes
     RUN/llm/ (both models with their configs, sft_metrics_<model>.json)."""
+    from coea.llm.sft_config import MODELS
     from coea.stages import run_sft_stage
 
+    if only is not None and only not in MODELS:
+        raise CoeaInputError(f"unknown model {only!r}", option="--only", fix=f"use one of {', '.join(MODELS)}")
     layout = run_layout(run, "data", "dsie")
     cfg = overrides(load_config(config), device=device)
-    result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm)
+    result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=(only,) if only else MODELS)
     typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in result.sft.items()},
                           indent=2))
     for name, path in result.paths.items():
