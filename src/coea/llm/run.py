@@ -93,6 +93,15 @@ def _saved_novelty(path: Path | None, cfg: LlmConfig, device: str) -> ModelBundl
     return bundle
 
 
+def _hold_out(train: dict[str, Any], cfg: LlmConfig) -> RelevanceExamples | None:
+    """Splits ``cfg.relevance_heldout`` (at most a tenth) R-LLM examples off ``train["relevance"]``, in place."""
+    if not cfg.relevance_heldout:
+        return None
+    train["relevance"], heldout = train["relevance"].split_off(min(cfg.relevance_heldout,
+                                                                   len(train["relevance"]) // 10))
+    return heldout
+
+
 def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
                    csid_levels: Sequence[int], out_dir: Path | None = None,
                    which: Sequence[str] = MODELS, device: str = "cpu",
@@ -123,10 +132,7 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos, which=tuple(which))
     log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))
     train = {"novelty": examples.novelty, "relevance": examples.relevance}
-    heldout = None
-    if "relevance" in which and cfg.relevance_heldout:
-        train["relevance"], heldout = examples.relevance.split_off(min(cfg.relevance_heldout,
-                                                                      len(examples.relevance) // 10))
+    heldout = _hold_out(train, cfg) if "relevance" in which else None
     sft = {}
     for name in (n for n in MODELS if n in which):  # the N-LLM first: a warm-started R-LLM copies it trained
         if name == "relevance" and warm:

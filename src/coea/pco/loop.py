@@ -74,8 +74,9 @@ class PcoLoop:
         self.cfg, self.device, self.novelty, self.relevance = cfg, device, novelty, relevance
         self.out_dir, self.evaluate = out_dir, evaluate
         # continual protocol (llm.data.holdout_share): with per-user periods the rounds replay only what SFT never saw
+        held_out = llm.data.holdout_share
         self.windows = round_windows(history, cfg.rounds, cfg.follow_periods, feedback=cfg.uses_feedback,
-                                     periods=cfg.periods, start_share=1.0 - llm.data.holdout_share)
+                                     periods=cfg.periods, start_share=1.0 - held_out if held_out else 0.0)
 
     def _start(self, resume: bool) -> tuple[int, list[dict[str, Any]]]:
         """(rounds already done, their rows): from ``out_dir``'s state with ``resume`` (models and RNG
