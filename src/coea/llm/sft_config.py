@@ -107,8 +107,8 @@ class SftDataConfig:
     new_user_cut: bool = True
     long_term: int = 0  # > 0 = the prompt also shows the user's N most frequent categories before the cut (``long:``)
     # the continual protocol: SFT examples (both LLMs) come from each user's history without its last share of
-    # events, so PCO's last feedback periods hold interactions the SFT never saw (0.25 with pco.periods: user and
-    # 3 rounds = the last round's feedback period); 0 = every history event
+    # events; with pco.periods: user the PCO rounds then replay only that share (interactions the SFT never saw,
+    # coea.pco.periods.round_windows' start_share); 0 = every history event
     holdout_share: float = 0.0
     seed: int = 0
 
