@@ -15,7 +15,7 @@ from coea.pco import reward as reward_module
 from coea.pco.config import PcoConfig, Periods, RefreshKind, RewardKind
 from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
 from coea.pco.pairs import build_pairs
-from coea.pco.periods import REPLAY_SPAN, Window, round_users, round_windows, user_clock
+from coea.pco.periods import REPLAY_SPAN, RoundUsers, Window, round_users, round_windows, user_clock
 from coea.pco.reward import FeedbackReward, HybridReward, RewardInputs, RewardSetup, make_reward
 
 P_YES = {"a": 0.9, "b": 0.2, "c": 0.6, "d": 0.3, "e": 0.5}
@@ -180,6 +180,23 @@ def test_history_negatives_never_reject_a_category_taken_up_later_in_the_history
     assert [(p.chosen, p.rejected) for p in pairs] == [("e", "f")]  # a later take-up is chosen over a never-taken
     with pytest.raises(ValueError, match="negatives must be one of"):
         PcoConfig(negatives="future")
+
+
+def test_takeup_recent_counts_what_the_sft_targets_would(history):
+    """``pco.takeup``: u0 had seen a, b before the feedback period [10, 20) and shows only b in the prompt's
+    short-term set; there they take up c, a, d. ``user`` (the default) counts only categories new to them (c, d);
+    ``recent`` counts every category outside the short-term set, a included, as an SFT target would."""
+    from coea.pco.round import takeup_exclusions
+
+    ru = RoundUsers(["u0"], [PromptContext((0,), "", ("b",))], [{"a", "b"}])
+    window = Window(0, 0, 10, 20)
+    user = takeup_exclusions(PcoConfig(), ru)
+    recent = takeup_exclusions(PcoConfig(takeup="recent"), ru)
+    assert feedback_takeups(history, window, ru.users, user) == [("c", "d")]
+    assert feedback_takeups(history, window, ru.users, recent) == [("c", "a", "d")]
+    assert PcoConfig().takeup == "user"
+    with pytest.raises(ValueError, match="takeup must be one of"):
+        PcoConfig(takeup="all")
 
 
 def test_hybrid_uses_feedback_where_the_user_has_it_and_the_serendipity_rule_elsewhere(judged):

@@ -59,6 +59,15 @@ class Negatives(enum.StrEnum):
     HISTORY = "history"
 
 
+class TakeUp(enum.StrEnum):
+    """What counts as a take-up in a feedback period (the feedback rewards' chosen candidates, the on-policy labels)."""
+
+    USER = "user"  # a category new to the user: outside everything they had seen by the round's period end
+    # a category outside the user's short-term set (the prompt's recent categories): the N-LLM's SFT target rule
+    # (``llm.data.novelty_target: recent``); with feedback_horizon = the split's n_future, exactly an SFT target
+    RECENT = "recent"
+
+
 class Reference(enum.StrEnum):
     """The model the DPO+KL update is anchored to."""
 
@@ -111,6 +120,9 @@ class PcoConfig:
     # feedback/hybrid: which proposals count as rejected (see Negatives); "not taken up in the next period" also
     # rejects categories the user takes up later in the history (false negatives)
     negatives: Negatives = Negatives.PERIOD
+    # feedback/hybrid: see TakeUp. MovieLens validation, continual protocol, one run (README 'Results', session 13):
+    # recent (with feedback_horizon 10) +0.0040 [-0.0029, +0.0115] over the stale N-LLM, user -0.0094
+    takeup: TakeUp = TakeUp.USER
     # where candidates are sampled: None = the reward's own rule (relevance, feedback: among the user's unseen
     # categories; serendipity, hybrid: the N-LLM's full distribution); True = among unseen categories only (the
     # pairs then rank only what the +x view ranks); False = the full distribution
@@ -128,6 +140,7 @@ class PcoConfig:
         self.periods = _as_enum(Periods, "periods", self.periods)
         self.refresh = _as_enum(RefreshKind, "refresh", self.refresh)
         self.negatives = _as_enum(Negatives, "negatives", self.negatives)
+        self.takeup = _as_enum(TakeUp, "takeup", self.takeup)
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
                              "(feedback is what users take up in the history period after a round's)")

@@ -29,7 +29,7 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt
 from coea.llm.sft_config import LlmConfig, SftTrainConfig
 from coea.llm.sft_data import GroupInfo
-from coea.pco.config import PcoConfig, Reference, RefreshKind
+from coea.pco.config import PcoConfig, Reference, RefreshKind, TakeUp
 from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
 from coea.pco.pairs import PairStats, PreferencePair, build_pairs
 from coea.pco.periods import RoundUsers, Window, refresh_examples, round_users
@@ -157,11 +157,17 @@ def dpo_update(ctx: RoundContext, novelty: ModelBundle, pairs: list[PreferencePa
     return train_dpo(dpo_cfg, novelty.model, novelty.tokenizer, data, ref_model=ref, device=ctx.device)
 
 
+def takeup_exclusions(cfg: PcoConfig, ru: RoundUsers) -> list[set[str]]:
+    """Per user: the categories that cannot count as a take-up (``pco.takeup``): everything seen by the period's end
+    (``user``) or the prompt's short-term set (``recent``, the SFT target rule)."""
+    return ru.seen if cfg.takeup is TakeUp.USER else [set(c.short_term) for c in ru.contexts]
+
+
 def reward_inputs(ctx: RoundContext, r: int, window: Window, ru: RoundUsers, sampled: list[list[str]],
                   relevance: ModelBundle) -> tuple[RewardInputs, int]:
     """The round's reward inputs (with the users' feedback-period take-ups) and how many logged take-ups joined
     the sampled candidates (``feedback_inject``, for a reward that reads feedback)."""
-    feedback = feedback_takeups(ctx.history, window, ru.users, ru.seen, ctx.cfg.feedback_horizon)
+    feedback = feedback_takeups(ctx.history, window, ru.users, takeup_exclusions(ctx.cfg, ru), ctx.cfg.feedback_horizon)
     cands, injected = sampled, 0
     if ctx.reward.reads_feedback and ctx.cfg.feedback_inject:
         cands, injected = inject_taken_up(sampled, feedback, ctx.cfg.pairs_per_prompt)
