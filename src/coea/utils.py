@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -10,11 +11,22 @@ import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 log = logging.getLogger("coea")
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def as_enum(cls: type[E], name: str, value: object) -> E:
+    """``cls(value)``, or ValueError naming the config field, the bad value and the choices."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise ValueError(f"{name} must be one of {[m.value for m in cls]}, got {value!r}") from None
 
 
 def seed_everything(seed: int, *, with_torch: bool = True) -> None:

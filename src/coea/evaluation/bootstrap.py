@@ -25,6 +25,7 @@ the seeds' variance, so with 2 seeds per arm the interval is too narrow on that 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,15 +64,20 @@ def bootstrap_mean_differences(a: np.ndarray, b: np.ndarray, *, n_boot: int = 20
     d = _paired_differences(a, b)
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
-    n = d.size
-    rng = np.random.default_rng(seed)
-    rows = max(1, chunk_elements // n)
     out = np.empty(n_boot, dtype=np.float64)
-    for start in range(0, n_boot, rows):
-        stop = min(start + rows, n_boot)
-        idx = np.minimum((rng.random((stop - start, n)) * n).astype(np.int64), n - 1)  # (rows, U)
+    for start, stop, idx in _user_draws(d.size, n_boot, seed, chunk_elements):
         out[start:stop] = d[idx].mean(axis=1)
     return out
+
+
+def _user_draws(n: int, n_boot: int, seed: int, chunk_elements: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """The replicates' user indices ``I_r`` (module doc) in blocks: (start, stop, (stop - start, n) indices) with at
+    most ``max(chunk_elements, n)`` indices a block, all from one stream seeded by ``seed``."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, chunk_elements // n)
+    for start in range(0, n_boot, rows):
+        stop = min(start + rows, n_boot)
+        yield start, stop, np.minimum((rng.random((stop - start, n)) * n).astype(np.int64), n - 1)
 
 
 def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
@@ -107,12 +113,9 @@ def seed_bootstrap_ci(a_runs: list[np.ndarray], b_runs: list[np.ndarray], *, n_b
     n = a.shape[1]
     if n == 0:
         raise ValueError("no users: a paired bootstrap needs at least one user")
-    users, runs = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    rows = max(1, CHUNK_ELEMENTS // n)
+    runs = np.random.default_rng([seed, 1])
     reps = np.empty(n_boot, dtype=np.float64)
-    for start in range(0, n_boot, rows):
-        stop = min(start + rows, n_boot)
-        idx = np.minimum((users.random((stop - start, n)) * n).astype(np.int64), n - 1)  # (rows, U)
+    for start, stop, idx in _user_draws(n, n_boot, seed, CHUNK_ELEMENTS):
         arm_means = []
         for m in (a, b):  # (rows, S): each training's mean over the drawn users, then the drawn trainings' mean
             per_run = np.stack([m[s][idx].mean(axis=1) for s in range(m.shape[0])], axis=1)

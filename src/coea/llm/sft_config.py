@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from coea.device import Precision
 from coea.llm.config import ModelConfig
+from coea.utils import as_enum
 
 MODELS = ("novelty", "relevance")  # the two LLMs; each can be trained on its own (``which``)
 
@@ -187,11 +188,7 @@ class LlmConfig:
 
     def __post_init__(self) -> None:
         self.propose = Propose(self.propose)
-        try:
-            self.relevance_init = RelevanceInit(self.relevance_init)
-        except ValueError:
-            raise ValueError(f"relevance_init must be one of {[m.value for m in RelevanceInit]}, got "
-                             f"{self.relevance_init!r}") from None
+        self.relevance_init = as_enum(RelevanceInit, "relevance_init", self.relevance_init)
         if self.best_of_n <= 0:
             raise ValueError(f"best_of_n must be > 0, got {self.best_of_n!r}")
         if self.temperature <= 0:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.sft_config import SftTrainConfig
+from coea.utils import as_enum
 
 
 class RewardKind(enum.StrEnum):
@@ -75,17 +75,6 @@ class Reference(enum.StrEnum):
     SFT = "sft"  # the SFT model the loop started from
 
 
-E = TypeVar("E", bound=enum.Enum)
-
-
-def _as_enum(cls: type[E], name: str, value: object) -> E:
-    """``cls(value)``, or ValueError naming the field, the bad value and the choices."""
-    try:
-        return cls(value)
-    except ValueError:
-        raise ValueError(f"{name} must be one of {[m.value for m in cls]}, got {value!r}") from None
-
-
 @dataclass
 class PcoConfig:
     """The closed loop: R rounds of sample -> score -> pairs -> DPO+KL -> re-evaluate -> R-LLM refresh."""
@@ -135,12 +124,12 @@ class PcoConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.reward = _as_enum(RewardKind, "reward", self.reward)
-        self.reference = _as_enum(Reference, "reference", self.reference)
-        self.periods = _as_enum(Periods, "periods", self.periods)
-        self.refresh = _as_enum(RefreshKind, "refresh", self.refresh)
-        self.negatives = _as_enum(Negatives, "negatives", self.negatives)
-        self.takeup = _as_enum(TakeUp, "takeup", self.takeup)
+        self.reward = as_enum(RewardKind, "reward", self.reward)
+        self.reference = as_enum(Reference, "reference", self.reference)
+        self.periods = as_enum(Periods, "periods", self.periods)
+        self.refresh = as_enum(RefreshKind, "refresh", self.refresh)
+        self.negatives = as_enum(Negatives, "negatives", self.negatives)
+        self.takeup = as_enum(TakeUp, "takeup", self.takeup)
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
                              "(feedback is what users take up in the history period after a round's)")
