@@ -88,18 +88,25 @@ def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsi
     model.metadata.update({"llm": "novelty", "framework": "transformers", "base_model": cfg.llm.model.base_model})
 
 
-def sft_relevance(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], split_config: str,
-                  dsie_config: str, llm_config: str, model: Output[Model], metrics: Output[Metrics],
-                  device: str = "auto"):
+def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
+                  model: Output[Model], metrics: Output[Metrics], device: str = "auto",
+                  novelty: Input[Model] = None):
     """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``); with
-    ``llm.relevance_init: novelty`` it starts from the trained N-LLM of ``novelty`` (sft_novelty's output)."""
+    ``llm.relevance_init: novelty`` it starts from the trained N-LLM of ``novelty`` (sft_novelty's output, wired
+    only when the pipeline is compiled with the setting ``relevance_from_novelty``)."""
     from pathlib import Path
 
+    from coea.errors import CoeaInputError
     from coea.stages import config_from_json, record_version, run_sft_stage
 
     cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
+    if novelty is None and cfg.llm.relevance_init == "novelty":
+        raise CoeaInputError("llm.relevance_init is novelty but this pipeline's sft-relevance step has no N-LLM input",
+                             source="llm_config", option="llm.relevance_init",
+                             fix="compile the pipeline with the deployment setting relevance_from_novelty: true "
+                                 "(the SFT steps then run one after the other), or set llm.relevance_init: scratch")
     result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",),
-                           novelty_dir=Path(novelty.path) / "novelty")
+                           novelty_dir=Path(novelty.path) / "novelty" if novelty is not None else None)
     record_version(model)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

@@ -84,6 +84,10 @@ class DeploymentSettings:
     cron: str = "0 0 3 * * *"  # recurring-run schedule: 6 fields, seconds first
     experiment: str = "coea"  # KFP experiment that holds the runs
     namespace: str = ""  # KFP namespace (multi-user Kubeflow profile); "" = the client's default
+    # True = the sft-relevance step reads sft-novelty's model, so runs may set llm.relevance_init: novelty (the R-LLM's
+    # SFT starts from the trained N-LLM); the two SFT steps then run one after the other. False (default, for the
+    # default relevance_init scratch) = they run side by side, and a run asking for novelty stops with an error
+    relevance_from_novelty: bool = False
 
     def __post_init__(self) -> None:
         if not self.base_image.strip():
@@ -95,6 +99,8 @@ class DeploymentSettings:
                              f"got {self.gpu_toleration_effect!r}")
         if bool(self.gpu_node_selector_key) and not self.gpu_node_selector_value:
             raise ValueError("gpu_node_selector_value is empty while gpu_node_selector_key is set")
+        if not isinstance(self.relevance_from_novelty, bool):
+            raise ValueError(f"relevance_from_novelty must be true or false, got {self.relevance_from_novelty!r}")
         if self.accelerator_limit < 1:
             raise ValueError(f"accelerator_limit must be >= 1, got {self.accelerator_limit!r}")
         for name in ("io_retries", "gpu_retries", "gpu_timeout_seconds"):

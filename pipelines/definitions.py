@@ -1,19 +1,19 @@
 """The CoEA Kubeflow pipelines (KFP v2): ``coea_training`` and ``coea_recurring``.
 
-``coea_training``: prepare_data -> dsie_group (GPU step); sft_novelty -> sft_relevance (GPU steps; the R-LLM's
-SFT starts from the trained N-LLM with ``llm.relevance_init: novelty``) -> pco_loop (GPU step: PCO rounds) ->
+``coea_training``: prepare_data -> dsie_group (GPU step); sft_novelty, sft_relevance (GPU steps, side by side; with
+the setting ``relevance_from_novelty`` one after the other, the R-LLM's SFT starting from the trained N-LLM with
+``llm.relevance_init: novelty``) -> pco_loop (GPU step: PCO rounds) ->
 save_state (the data + groups and the last round's N-LLM and R-LLM become the state, one pointer write) and
 evaluate (LLM methods use the trained LLMs, ``coea`` the last PCO round); recommend (``coea+x``) -> export (after
 the state is saved).
-``coea_recurring``: prepare_data (the new period), load_state and load_models -> monitor_drift against the
-reference window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup), then sft_novelty ->
-sft_relevance on the period with the new groups (new groups are new CSID codes: the loaded models' code tokens
-would name other groups); ``dsl.Else``: keep the groups and rebuild their profiles (build_profiles), keep the
-loaded models -> in either branch the PCO update (pco_loop, GPU step, from the branch's models on the period's
-data with the branch's groups) -> save_state (If: new groups and new models switch together) or save_models
-(Else: new models beside the kept groups), and
-evaluate (``nllm_sft`` & co. use the loaded models, ``coea`` this period's last PCO round) -> recommend
-(``coea+x``) -> export.
+``coea_recurring``: prepare_data (the new period), load_state and load_models -> monitor_drift against the reference
+window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup), then sft_novelty and sft_relevance (as
+in ``coea_training``) on the period with the new groups (new groups are new CSID codes: the loaded models' code
+tokens would name other groups); ``dsl.Else``: keep the groups and rebuild their profiles (build_profiles), keep the
+loaded models -> in either branch the PCO update (pco_loop, GPU step, from the branch's models on the period's data
+with the branch's groups) -> save_state (If: new groups and new models switch together) or save_models (Else: new
+models beside the kept groups), and evaluate (``nllm_sft`` & co. use the loaded models, ``coea`` this period's last
+PCO round) -> recommend (``coea+x``) -> export.
 
 kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
 pco_loop/save/evaluate/recommend/export tasks (one helper adds them).
@@ -132,11 +132,13 @@ def _dsie(c: Components, settings: DeploymentSettings, data: PipelineChannel, p:
 
 def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
          p: dict[str, Any]) -> dict[str, PipelineChannel]:
-    """SFT of the N-LLM, then of the R-LLM (two GPU steps; the R-LLM's starts from the trained N-LLM with
-    ``llm.relevance_init: novelty``); returns their model dirs by input name."""
+    """SFT of the N-LLM and of the R-LLM (two GPU steps, side by side; with the setting ``relevance_from_novelty``
+    the R-LLM's step reads the trained N-LLM, for ``llm.relevance_init: novelty``, and runs after the N-LLM's);
+    returns their model dirs by input name."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "device")}
     novelty = apply_gpu(c.sft_novelty(data=data, dsie=dsie, **configs).set_display_name("SFT novelty LLM"), settings)
-    relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, novelty=novelty.outputs["model"], **configs)
+    warm = {"novelty": novelty.outputs["model"]} if settings.relevance_from_novelty else {}
+    relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, **warm, **configs)
                           .set_display_name("SFT relevance LLM"), settings)
     return {"novelty": novelty.outputs["model"], "relevance": relevance.outputs["model"]}
 

@@ -16,7 +16,7 @@ from tests.pipeline.compiled_spec import compile_specs as _compile
 from tests.pipeline.compiled_spec import executor_tasks as _tasks
 from tests.pipeline.compiled_spec import executors as _executors
 from tests.pipeline.compiled_spec import k8s_executors as _k8s
-from tests.pipeline.compiled_spec import read_spec
+from tests.pipeline.compiled_spec import may_run_together, read_spec
 
 K8S = REPO / "k8s"
 IO_TASKS = {"prepare-data", "load-state", "save-state", "load-models", "save-models", "export-recommendations"}
@@ -75,9 +75,8 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
         assert tasks[name]["inputs"]["artifacts"]["pco"]["taskOutputArtifact"]["producerTask"] == "pco-loop"
     for name in ("sft-novelty", "sft-relevance"):
         assert tasks[name]["inputs"]["artifacts"]["dsie"]["taskOutputArtifact"]["producerTask"] == "dsie-group"
-    # the R-LLM's SFT starts from the trained N-LLM (llm.relevance_init: novelty), so it reads sft-novelty's model
-    assert tasks["sft-relevance"]["inputs"]["artifacts"]["novelty"]["taskOutputArtifact"] == {
-        "producerTask": "sft-novelty", "outputArtifactKey": "model"}
+    # the default settings: the R-LLM's SFT starts from scratch and does not wait for the N-LLM's
+    assert "novelty" not in tasks["sft-relevance"]["inputs"]["artifacts"]
     params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == "coea+x" and "llm_config" in params and "pco_config" in params
     save = tasks["save-state"]["inputs"]["artifacts"]  # groups + the last PCO round's models, saved together
@@ -266,3 +265,19 @@ def test_cheap_task_checks_raise_kfp_s_error_and_restore_its_check() -> None:
         dsl.pipeline(outer)
     assert PipelineTask.__dict__["_ensure_container_spec_exists"] is original
     assert len(messages) == 2 and messages[0] == messages[1]
+
+
+def test_relevance_from_novelty_setting_feeds_the_trained_n_llm_to_the_r_llm_sft(tmp_path: Path,
+                                                                                  specs: dict[str, dict[str, Any]]):
+    """Compiled with ``relevance_from_novelty``, every sft-relevance task (training, and the recurring pipeline's
+    regroup branch) reads its sft-novelty task's model, for ``llm.relevance_init: novelty``, so the two run one
+    after the other; with the default settings they may run side by side."""
+    chained = _compile(tmp_path, DeploymentSettings(relevance_from_novelty=True))
+    for name, spec in chained.items():
+        relevance = {n: t for n, t in _tasks(spec).items() if n.startswith("sft-relevance")}
+        assert relevance, name
+        for task in relevance.values():
+            assert task["inputs"]["artifacts"]["novelty"]["taskOutputArtifact"] == {
+                "producerTask": "sft-novelty", "outputArtifactKey": "model"}
+    assert not may_run_together(chained[TRAINING], "sft-novelty", "sft-relevance")
+    assert may_run_together(specs[TRAINING], "sft-novelty", "sft-relevance")

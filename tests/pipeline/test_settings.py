@@ -40,6 +40,7 @@ def test_defaults_and_state_on_volume() -> None:
     ("image: reg/coea@sha256:12ab\n", "malformed digest"),
     ("gpu_image: 'reg/Coea:1'\n", "gpu_image: image 'reg/Coea:1' is not a valid reference"),
     ("pipeline_root: /tmp/root\n", "pipeline_root '/tmp/root' must start with one of"),
+    ("relevance_from_novelty: 'yes please'\n", "relevance_from_novelty must be true or false"),
     ("gpu_retries: -1\n", "gpu_retries must be >= 0"),
 ])
 def test_bad_settings_file(tmp_path: Path, text: str, message: str) -> None:

@@ -218,6 +218,23 @@ def test_warm_started_relevance_llm_starts_from_the_trained_novelty_llm(tmp_path
     assert not torch.equal(warm, novelty)  # fine-tuned, not merely copied
 
 
+def test_sft_relevance_step_compiled_without_the_novelty_input_refuses_a_warm_start(tmp_path: Path, fitted) -> None:
+    """The sft-relevance component as the default settings compile it (no N-LLM input: the SFT steps run side by
+    side) stops before training when a run's llm_config asks for ``relevance_init: novelty``, and says which
+    deployment setting wires the input."""
+    from types import SimpleNamespace
+
+    from components.functions import sft_relevance
+
+    out = SimpleNamespace(path=str(tmp_path / "model"), metadata={})
+    warm = json.dumps({"llm": {"relevance_init": "novelty"}})
+    with pytest.raises(CoeaInputError, match=r"no N-LLM input.*relevance_from_novelty: true"):
+        sft_relevance(data=SimpleNamespace(path=str(fitted.data)), dsie=SimpleNamespace(path=str(fitted.dsie)),
+                      split_config="{}", dsie_config="{}", llm_config=warm, model=out,
+                      metrics=SimpleNamespace(log_metric=None))
+    assert not (tmp_path / "model").exists()
+
+
 def test_warm_started_relevance_llm_without_a_trained_novelty_llm_is_a_clear_error(tmp_path: Path, fitted) -> None:
     cfg = replace(fitted.cfg, llm=replace(fitted.cfg.llm, relevance_init="novelty"))
     with pytest.raises(CoeaInputError, match=r"no trained N-LLM to start the R-LLM from.*relevance_init: scratch"):
