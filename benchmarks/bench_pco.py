@@ -32,7 +32,7 @@ from coea.pco.loop import PcoLoop  # noqa: E402
 PROFILE = ("Group 1-2: 240 users. Long-term favourites: Comedy (12%), Drama (9%), Action|Thriller (6%), "
            "Comedy|Romance (5%), Drama|War (4%). Members explore 60 categories on average; 35% of their "
            "categories were first tried in the later half of their history.")
-STEPS = ("sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s")
+STEPS = ("novelty_refresh_s", "sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s")
 
 
 def main() -> int:

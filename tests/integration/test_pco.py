@@ -20,7 +20,7 @@ from coea.pco.run import run_pco
 from coea.stages import load_llms
 from tests.pipeline.pipeline_helpers import tiny_config
 
-TIMING = {"sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s", "round_s"}
+TIMING = {"novelty_refresh_s", "sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s", "round_s"}
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +196,39 @@ def test_feedback_rewards_train_on_logged_take_ups_and_refresh_on_policy(sft, tm
     assert res.rounds[2]["window"][1] < ts.max()  # rounds + 1 periods: the last one is only read as feedback
     if kind == "feedback":
         assert all(p.chosen_score == 1.0 and p.rejected_score == 0.0 for ps in seen_pairs for p in ps)
+
+
+def test_novelty_refresh_continues_the_sft_on_the_window_and_anchors_the_dpo_there(sft, tmp_path, monkeypatch):
+    """``refresh_novelty``: each round first continues the N-LLM's SFT on the window's examples, then its DPO
+    update uses that refreshed N-LLM (not the stale SFT one) as the reference."""
+    from coea.llm import dpo as dpo_module
+    from coea.llm import sft as sft_module
+
+    _, _, llms = sft
+    refreshed, anchored = [], []
+    real_sft, real_dpo = sft_module.train_sft, dpo_module.train_dpo
+
+    def sft_spy(c, m, t, ex, **kw):
+        if kw.get("name") == "novelty-refresh":
+            refreshed.append(len(ex))
+        return real_sft(c, m, t, ex, **kw)
+
+    def dpo_spy(c, m, t, data, **kw):  # the reference equals the model as DPO starts: the refreshed N-LLM
+        ref = kw["ref_model"].state_dict()
+        anchored.append(all(torch.equal(v, ref[k]) for k, v in m.state_dict().items()))
+        return real_dpo(c, m, t, data, **kw)
+
+    monkeypatch.setattr(sft_module, "train_sft", sft_spy)
+    monkeypatch.setattr(dpo_module, "train_dpo", dpo_spy)
+    start = {k: v.clone() for k, v in llms.novelty.model.state_dict().items()}
+    res = _run(sft, tmp_path / "pco", _light_cfg(reward="feedback", reference="sft", refresh_novelty=True),
+               evaluated=False)
+    rows = res.rounds[1:]
+    assert refreshed == [r["novelty_refresh_examples"] for r in rows] and all(n > 0 for n in refreshed)
+    assert anchored == [True, True] and all(r["dpo_steps"] > 0 for r in rows)
+    assert any(not torch.equal(v, start[k]) for k, v in res.novelty.model.state_dict().items())
+    plain = _run(sft, tmp_path / "plain", replace(_light_cfg(reward="feedback"), rounds=1), evaluated=False)
+    assert plain.rounds[1]["novelty_refresh_examples"] == 0 and plain.rounds[1]["novelty_refresh_s"] < 0.1
 
 
 def test_default_rounds_read_no_feedback(sft, tmp_path):

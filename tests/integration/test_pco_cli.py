@@ -120,7 +120,7 @@ def test_pco_resume_without_state_fails_cleanly(tmp_path):
     assert not (tmp_path / "pco").exists()
 
 
-TIMING = {"sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s", "round_s"}
+TIMING = {"novelty_refresh_s", "sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s", "round_s"}
 
 
 def _pco_process(run: Path, *args: str, log: Path) -> subprocess.Popen:

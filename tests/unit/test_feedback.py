@@ -199,6 +199,29 @@ def test_takeup_recent_counts_what_the_sft_targets_would(history):
         PcoConfig(takeup="all")
 
 
+def test_novelty_refresh_examples_are_the_sft_targets_of_cuts_inside_the_window():
+    """``pco.refresh_novelty``: the N-LLM's refresh examples cut the window's events (up to ``cuts_per_user``) and
+    take as targets the next ``novelty_horizon`` categories outside the short-term set, never an event at or after
+    the window's end (here every later event is ``z``)."""
+    from coea.llm.prompts import novelty_completion, novelty_prompt
+    from coea.llm.sft_config import SftDataConfig
+    from coea.llm.sft_data import prompt_context
+    from coea.pco.periods import novelty_refresh_examples
+
+    cats = list("abcabcabca" + "dedfg" + "zzzzz")
+    hist = _history([("u0", "i", c, t) for t, c in enumerate(cats)])
+    cfg = SftDataConfig(n_short=3, min_prefix=3, horizon=4, novelty_horizon=3, gap=0, cuts_per_user=5,
+                        full_csid=False)
+    info = GroupInfo((0,), "p", ())
+    ex = novelty_refresh_examples(hist, {"u0": info}, Window(0, 10, 15), cfg, "</s>")
+    # cuts 10..14: short-term sets bca, cad, ade, ed, edf; targets de, ef, fg, fg, g (the window ends at 15)
+    expected = {10: "de", 11: "ef", 12: "fg", 13: "fg", 14: "g"}
+    assert ex == [{"prompt": novelty_prompt(prompt_context(info, cats[:t], cfg), with_group=True),
+                   "completion": novelty_completion([c], "</s>")} for t, targets in expected.items() for c in targets]
+    with pytest.raises(ValueError, match="refresh_novelty needs follow_periods"):
+        PcoConfig(reward="serendipity", follow_periods=False, refresh_novelty=True)
+
+
 def test_hybrid_uses_feedback_where_the_user_has_it_and_the_serendipity_rule_elsewhere(judged):
     reward = make_reward(PcoConfig(reward="hybrid"), _setup())
     assert isinstance(reward, HybridReward) and reward.reads_feedback

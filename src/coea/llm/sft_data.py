@@ -202,11 +202,30 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
         as_new = replace(info, code=())
         for t in new_user + _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
             ctx = prompt_context(as_new if t == 0 else info, cats[:t], cfg)
-            seen = set(ctx.short_term) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
-            start = target_start(ts, t, cfg.gap)
-            targets = [c for c in dict.fromkeys(cats[start:start + cfg.novelty_horizon]) if c not in seen]
+            targets = novelty_targets(ctx, cats, ts, t, cfg)
             if targets:
-                out.append((ctx, targets[:cfg.max_targets]))
+                out.append((ctx, targets))
+    return out
+
+
+def novelty_targets(ctx: PromptContext, cats: Sequence[str], ts: np.ndarray, t: int, cfg: SftDataConfig) -> list[str]:
+    """The N-LLM targets of a cut at ``t`` with prompt context ``ctx`` (see module doc: the categories of the
+    ``novelty_horizon`` events from the target start outside the short-term set, or never seen before the cut),
+    at most ``max_targets``; the events after ``cats`` do not exist for it."""
+    seen = set(ctx.short_term) if cfg.novelty_target is NoveltyTarget.RECENT else set(cats[:t])
+    start = target_start(ts, t, cfg.gap)
+    return [c for c in dict.fromkeys(cats[start:start + cfg.novelty_horizon]) if c not in seen][:cfg.max_targets]
+
+
+def novelty_examples(cuts: Sequence[tuple[PromptContext, list[str]]], cfg: SftDataConfig,
+                     eos: str) -> list[dict[str, str]]:
+    """N-LLM prompt/completion examples of (context, targets) cuts: one per target with ``split_targets``, else
+    one list completion per cut."""
+    out = []
+    for ctx, targets in cuts:
+        prompt = novelty_prompt(ctx, with_group=cfg.with_group)
+        lists = [[c] for c in targets] if cfg.split_targets else [targets]
+        out += [{"prompt": prompt, "completion": novelty_completion(t, eos)} for t in lists]
     return out
 
 
@@ -287,13 +306,8 @@ def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], c
         rng = np.random.default_rng(cfg.seed)
         relevance = relevance_examples(cut_points(history, groups, cfg, rng), cfg.negatives_per_positive, eos, rng,
                                        with_group=cfg.with_group)
-    novelty: list[dict[str, str]] = []
     cuts = _novelty_cuts(history, groups, cfg, np.random.default_rng([cfg.seed, 1])) if "novelty" in which else []
-    for ctx, targets in cuts:
-        prompt = novelty_prompt(ctx, with_group=cfg.with_group)
-        lists = [[c] for c in targets] if cfg.split_targets else [targets]
-        novelty += [{"prompt": prompt, "completion": novelty_completion(t, eos)} for t in lists]
-    return SftExamples(novelty, relevance)
+    return SftExamples(novelty_examples(cuts, cfg, eos), relevance)
 
 
 def group_infos(groups: pd.DataFrame, profiles: Mapping[str, Mapping]) -> dict[str, GroupInfo]:

@@ -118,6 +118,14 @@ class PcoConfig:
     sample_unseen: bool | None = None
     relevance_refresh: SftTrainConfig = field(
         default_factory=lambda: SftTrainConfig(epochs=1.0, lr=1e-3, max_examples=8000, warmup_ratio=0.0))
+    # True = each round first continues the N-LLM's SFT on the window's new interactions (its SFT target rule, cut as
+    # the R-LLM's period refresh: llm.data.cuts_per_user per user in the window), then samples, scores and runs the
+    # DPO update anchored to that refreshed model (the KL keeps the N-LLM near its latest SFT, not the stale one);
+    # follow_periods only. The continual fine-tuning of the loop's title: without it the N-LLM meets new interactions
+    # only through the pairs of its own proposals
+    refresh_novelty: bool = False
+    novelty_refresh: SftTrainConfig = field(
+        default_factory=lambda: SftTrainConfig(epochs=1.0, lr=2e-4, warmup_ratio=0.0))
     # alpha = 0: the "w/o KL" ablation; nll: SFT on the logged take-ups beside DPO (RPO-style continual fine-tuning)
     dpo: DpoTrainConfig = field(default_factory=lambda: DpoTrainConfig(lr=2e-4, nll=1.0))
     k: int = 10  # top-K for the round's re-evaluation and per-round metrics
@@ -133,6 +141,8 @@ class PcoConfig:
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
                              "(feedback is what users take up in the history period after a round's)")
+        if self.refresh_novelty and not self.follow_periods:
+            raise ValueError("refresh_novelty needs follow_periods=True (the N-LLM is refreshed on each period)")
         for name in ("rounds", "candidates", "pairs_per_prompt", "k"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

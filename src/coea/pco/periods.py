@@ -1,5 +1,5 @@
 """What one PCO round sees: its time window of the history, the prompts of its active users, and the
-R-LLM refresh examples cut from the window's new interactions.
+R-LLM (and, with ``refresh_novelty``, N-LLM) refresh examples cut from the window's new interactions.
 
 Rounds follow time: with ``follow_periods`` the history (never the evaluation future: callers pass the
 split's histories) is cut into ``rounds`` consecutive windows holding about the same number of events; round
@@ -21,7 +21,7 @@ clock into equal spans, so every period holds the same share of every user's eve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,8 @@ from coea.llm.prompts import PromptContext
 from coea.llm.sft_config import SftDataConfig
 from coea.llm.sft_data import (
     GroupInfo,
+    novelty_examples,
+    novelty_targets,
     prompt_context,
     recent_categories,
     relevance_examples,
@@ -115,19 +117,15 @@ def round_users(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: 
     return RoundUsers(users, ctxs, [set(cats[u]) for u in users])
 
 
-def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window,
-                     cfg: SftDataConfig, eos: str, rng: np.random.Generator, *,
-                     with_group: bool = True) -> list[dict[str, str]]:
-    """R-LLM SFT examples whose cut points AND taken-up categories lie inside ``window`` (the period's new
-    feedback): cut at up to ``cfg.cuts_per_user`` evenly spread events of the window, positives = categories
-    first taken up in the ``cfg.horizon`` events before the window's end from the cut's target start
-    (:func:`coea.llm.sft_data.target_start`: ``cfg.gap`` seconds after the cut), negatives drawn as in
-    :mod:`coea.llm.sft_data` (weighted by adoption popularity within the window), balanced, shuffled. ``cfg``
-    must be resolved; unlike SFT's cuts, a refresh cut always has ``cfg.min_prefix`` events before it."""
+def _window_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window,
+                 cfg: SftDataConfig) -> Iterator[tuple[GroupInfo, list[str], np.ndarray, int]]:
+    """(group, categories and timestamps of the history before the window's end, cut point) of every grouped
+    user: up to ``cfg.cuts_per_user`` cut points evenly spread over the user's events inside ``window``, each with
+    at least ``cfg.min_prefix`` events before it. A cut's targets can only come from events before the window's
+    end (the categories passed stop there)."""
     require_resolved(cfg)
     ts = history[TIMESTAMP].to_numpy()
     before = history[ts < window.end]
-    cuts = []
     for user, g in before.groupby(USER, sort=True):
         info = groups.get(str(user))
         if info is None:
@@ -138,7 +136,36 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
         if hi < lo:
             continue
         for t in np.unique(np.linspace(lo, hi, num=cfg.cuts_per_user).round().astype(int)).tolist():
-            targets = taken_up(cats, t, cfg.horizon, target_start(times, t, cfg.gap))[:cfg.max_targets]
-            if targets:
-                cuts.append((prompt_context(info, cats[:t], cfg), targets, set(cats[:t])))
+            yield info, cats, times, t
+
+
+def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window,
+                     cfg: SftDataConfig, eos: str, rng: np.random.Generator, *,
+                     with_group: bool = True) -> list[dict[str, str]]:
+    """R-LLM SFT examples whose cut points AND taken-up categories lie inside ``window`` (the period's new
+    feedback): cut at up to ``cfg.cuts_per_user`` evenly spread events of the window, positives = categories
+    first taken up in the ``cfg.horizon`` events before the window's end from the cut's target start
+    (:func:`coea.llm.sft_data.target_start`: ``cfg.gap`` seconds after the cut), negatives drawn as in
+    :mod:`coea.llm.sft_data` (weighted by adoption popularity within the window), balanced, shuffled. ``cfg``
+    must be resolved; unlike SFT's cuts, a refresh cut always has ``cfg.min_prefix`` events before it."""
+    cuts = []
+    for info, cats, times, t in _window_cuts(history, groups, window, cfg):
+        targets = taken_up(cats, t, cfg.horizon, target_start(times, t, cfg.gap))[:cfg.max_targets]
+        if targets:
+            cuts.append((prompt_context(info, cats[:t], cfg), targets, set(cats[:t])))
     return relevance_examples(cuts, cfg.negatives_per_positive, eos, rng, with_group=with_group)
+
+
+def novelty_refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window,
+                             cfg: SftDataConfig, eos: str) -> list[dict[str, str]]:
+    """N-LLM SFT examples of the window's new interactions (``pco.refresh_novelty``): the cuts of
+    :func:`refresh_examples`, with the N-LLM's SFT targets (:func:`coea.llm.sft_data.novelty_targets`: the
+    categories of the ``novelty_horizon`` events from the target start outside the short-term set, by default)
+    among the events before the window's end."""
+    cuts = []
+    for info, cats, times, t in _window_cuts(history, groups, window, cfg):
+        ctx = prompt_context(info, cats[:t], cfg)
+        targets = novelty_targets(ctx, cats, times, t, cfg)
+        if targets:
+            cuts.append((ctx, targets))
+    return novelty_examples(cuts, cfg, eos)

@@ -32,7 +32,7 @@ from coea.llm.sft_data import GroupInfo
 from coea.pco.config import PcoConfig, Reference, RefreshKind, TakeUp
 from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
 from coea.pco.pairs import PairStats, PreferencePair, build_pairs
-from coea.pco.periods import RoundUsers, Window, refresh_examples, round_users
+from coea.pco.periods import RoundUsers, Window, novelty_refresh_examples, refresh_examples, round_users
 from coea.pco.reward import Reward, RewardInputs, rllm_scores
 from coea.utils import seed_everything
 
@@ -88,6 +88,7 @@ class RoundReport:
     dpo_kl: float | None  # last logged KL estimate to the reference
     dpo_steps: int
     refresh_examples: int  # R-LLM refresh examples (period + on-policy, before the max_examples cap)
+    novelty_refresh_examples: int = 0  # N-LLM refresh examples (refresh_novelty; before the max_examples cap)
     feedback: FeedbackStats = field(default_factory=FeedbackStats)  # row keys: see FeedbackStats.as_dict
     times: dict[str, float] = field(default_factory=dict)  # sample_s, score_s, dpo_s, reeval_s, refresh_s
 
@@ -99,13 +100,15 @@ class RoundReport:
                 "mean_score_before": self.mean_score_before, "acceptance_before": self.acceptance_before,
                 "mean_score_after": self.mean_score_after, "acceptance_after": self.acceptance_after,
                 "dpo_margin": self.dpo_margin, "dpo_kl": self.dpo_kl, "dpo_steps": self.dpo_steps,
-                "refresh_examples": self.refresh_examples, **self.feedback.as_dict(), **self.times}
+                "refresh_examples": self.refresh_examples, "novelty_refresh_examples": self.novelty_refresh_examples,
+                **self.feedback.as_dict(), **self.times}
 
 
-def trainer_configs(cfg: PcoConfig, r: int) -> tuple[DpoTrainConfig, SftTrainConfig]:
-    """Round ``r``'s DPO and R-LLM refresh configs: seeds offset by ``r``."""
+def trainer_configs(cfg: PcoConfig, r: int) -> tuple[DpoTrainConfig, SftTrainConfig, SftTrainConfig]:
+    """Round ``r``'s DPO, R-LLM refresh and N-LLM refresh configs: seeds offset by ``r``."""
     return (replace(cfg.dpo, seed=cfg.dpo.seed + r),
-            replace(cfg.relevance_refresh, seed=cfg.relevance_refresh.seed + r))
+            replace(cfg.relevance_refresh, seed=cfg.relevance_refresh.seed + r),
+            replace(cfg.novelty_refresh, seed=cfg.novelty_refresh.seed + r))
 
 
 @contextmanager
@@ -149,8 +152,8 @@ def dpo_update(ctx: RoundContext, novelty: ModelBundle, pairs: list[PreferencePa
     if not pairs:
         log.warning("pco: no preference pairs above the margin; the N-LLM is unchanged")
         return None
-    ref = (ctx.sft_reference if ctx.cfg.reference is Reference.SFT
-           else copy.deepcopy(novelty.model).eval().requires_grad_(False))
+    anchor_now = ctx.cfg.reference is Reference.ROUND or ctx.cfg.refresh_novelty  # the refreshed N-LLM: its latest SFT
+    ref = copy.deepcopy(novelty.model).eval().requires_grad_(False) if anchor_now else ctx.sft_reference
     eos = novelty.tokenizer.eos_token
     data = [{"prompt": p.prompt, "chosen": novelty_completion([p.chosen], eos),
              "rejected": novelty_completion([p.rejected], eos)} for p in pairs]
@@ -210,13 +213,30 @@ def refresh_relevance(ctx: RoundContext, relevance: ModelBundle, window: Window,
     return len(ex), len(on_policy)
 
 
+def refresh_novelty(ctx: RoundContext, novelty: ModelBundle, window: Window, refresh_cfg: SftTrainConfig) -> int:
+    """With ``refresh_novelty``: continue the N-LLM's SFT (in place) on the window's new interactions
+    (:func:`coea.pco.periods.novelty_refresh_examples`); returns the example count (0 when off)."""
+    from coea.llm.sft import train_sft
+
+    if not ctx.cfg.refresh_novelty:
+        return 0
+    ex = novelty_refresh_examples(ctx.history, ctx.groups, window, ctx.llm.data, novelty.tokenizer.eos_token)
+    if ex:
+        train_sft(refresh_cfg, novelty.model, novelty.tokenizer, ex, name="novelty-refresh", device=ctx.device)
+    else:
+        log.warning("pco round %d: no N-LLM refresh examples in the window; the refresh is skipped", window.index + 1)
+    return len(ex)
+
+
 def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
               relevance: ModelBundle) -> RoundReport:
     """Round ``r`` on ``window``: both models are updated in place (see module doc)."""
     cfg, llm, times = ctx.cfg, ctx.llm, {}
     rng = np.random.default_rng([cfg.seed, r])
     seed_everything(cfg.seed + r)
-    dpo_cfg, refresh_cfg = trainer_configs(cfg, r)
+    dpo_cfg, refresh_cfg, novelty_cfg = trainer_configs(cfg, r)
+    with _timed(times, "novelty_refresh_s"):
+        novelty_refreshed = refresh_novelty(ctx, novelty, window, novelty_cfg)
     with _timed(times, "sample_s"):
         ru = round_users(ctx.history, ctx.groups, window, ctx.n_short, cfg.users_per_round, rng, llm.data)
         prompts = [novelty_prompt(c, with_group=llm.data.with_group) for c in ru.contexts]
@@ -240,4 +260,5 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
                                                             replace(inputs, candidates=sampled))
     return RoundReport(r, window, stats, *before, *after, dpo_margin=dpo.last("rewards/margins") if dpo else None,
                        dpo_kl=dpo.last("kl") if dpo else None, dpo_steps=dpo.steps if dpo else 0,
-                       refresh_examples=refreshed, feedback=fb, times=times)
+                       refresh_examples=refreshed, novelty_refresh_examples=novelty_refreshed, feedback=fb,
+                       times=times)
