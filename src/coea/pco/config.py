@@ -109,8 +109,8 @@ class PcoConfig:
     # feedback/hybrid: which proposals count as rejected (see Negatives); "not taken up in the next period" also
     # rejects categories the user takes up later in the history (false negatives)
     negatives: Negatives = Negatives.PERIOD
-    # feedback/hybrid: see TakeUp. MovieLens validation, continual protocol, one run (README 'Results', session 13):
-    # recent (with feedback_horizon 10) +0.0040 [-0.0029, +0.0115] over the stale N-LLM, user -0.0094
+    # feedback/hybrid: see TakeUp. MovieLens validation, continual protocol (README 'Results', sessions 13-14): recent
+    # (with feedback_horizon 10) +0.0028 [-0.0043, +0.0100] over the stale N-LLM (3 PCO seeds), user -0.0094 (1 run)
     takeup: TakeUp = TakeUp.USER
     # where candidates are sampled: None = the reward's own rule (relevance, feedback: among the user's unseen
     # categories; serendipity, hybrid: the N-LLM's full distribution); True = among unseen categories only (the
@@ -122,7 +122,9 @@ class PcoConfig:
     # the R-LLM's period refresh: llm.data.cuts_per_user per user in the window), then samples, scores and runs the
     # DPO update anchored to that refreshed model (the KL keeps the N-LLM near its latest SFT, not the stale one);
     # follow_periods only. The continual fine-tuning of the loop's title: without it the N-LLM meets new interactions
-    # only through the pairs of its own proposals
+    # only through the pairs of its own proposals. MovieLens, continual protocol (README 'Results', session 14):
+    # coea+x - stale N-LLM +0.0050 (validation) and +0.0093 (test) with it, CIs touching 0; on history the SFT
+    # already saw (the training pipeline) it lowered S-H@10 by .007, hence off by default
     refresh_novelty: bool = False
     novelty_refresh: SftTrainConfig = field(
         default_factory=lambda: SftTrainConfig(epochs=1.0, lr=2e-4, warmup_ratio=0.0))
