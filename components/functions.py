@@ -116,11 +116,14 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, d
 def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], relevance: Input[Model],
              split_config: str, dsie_config: str, llm_config: str, pco_config: str, model: Output[Model],
              metrics: Output[Metrics], curves: Output[HTML], final_novelty: Output[Model],
-             final_relevance: Output[Model], device: str = "auto", pco_rounds: int = 0, pco_alpha: float = -1.0):
+             final_relevance: Output[Model], device: str = "auto", pco_rounds: int = 0, pco_alpha: float = -1.0,
+             new_interactions: bool = False):
     """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the given models; per-round
     checkpoints and metrics in ``model/``, the last round's models as ``final_novelty``/``final_relevance`` (the
     ``sft_*`` layout), the last round's figures as metrics, the rounds as an HTML page (inline SVG).
-    ``pco_rounds`` > 0 and ``pco_alpha`` >= 0 replace ``pco_config``'s rounds and KL weight."""
+    ``pco_rounds`` > 0 and ``pco_alpha`` >= 0 replace ``pco_config``'s rounds and KL weight. ``new_interactions``
+    (set by the pipeline: the recurring run's kept models on a new period): the N-LLM was not trained on this data,
+    so ``pco.refresh_novelty`` on auto continues its SFT on each round's window."""
     from pathlib import Path
 
     from coea.stages import (
@@ -135,7 +138,7 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
     cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device,
                            ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
     result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
-                           Path(model.path))
+                           Path(model.path), new_interactions=new_interactions)
     export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
     record_version(model, curves, final_novelty, final_relevance)
     for name, value in result.metrics().items():

@@ -152,7 +152,9 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
     task (``model``: its dir, the ``coea`` models) and the save task."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config", "device", "pco_rounds",
                                  "pco_alpha")}
-    task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs).set_display_name("PCO rounds"), settings)
+    # kept models on a new period read interactions they were not trained on (pco.refresh_novelty on auto)
+    task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs, new_interactions=not new_groups)
+                     .set_display_name("PCO rounds"), settings)
     final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
     if new_groups:
         save = c.save_state(state_uri=p["state_uri"], data=data, dsie=dsie, **final).set_display_name("save state")

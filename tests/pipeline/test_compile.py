@@ -77,6 +77,8 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
         assert tasks[name]["inputs"]["artifacts"]["dsie"]["taskOutputArtifact"]["producerTask"] == "dsie-group"
     # the default settings: the R-LLM's SFT starts from scratch and does not wait for the N-LLM's
     assert "novelty" not in tasks["sft-relevance"]["inputs"]["artifacts"]
+    # the training run's PCO replays the history its SFT just fit: pco.refresh_novelty's auto stays off
+    assert tasks["pco-loop"]["inputs"]["parameters"]["new_interactions"]["runtimeValue"]["constant"] is False
     params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == "coea+x" and "llm_config" in params and "pco_config" in params
     save = tasks["save-state"]["inputs"]["artifacts"]  # groups + the last PCO round's models, saved together
@@ -140,6 +142,9 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
                 sft = _producer(pco, llm)
                 assert sft.startswith(f"sft-{llm}") and _producer(tasks[sft], "dsie") == dsie
         assert _producer(pco, "dsie") == dsie  # with the branch's groups
+        # kept models on a new period read interactions they were not trained on: pco.refresh_novelty's auto is on
+        fresh = pco["inputs"]["parameters"]["new_interactions"]["runtimeValue"]["constant"]
+        assert fresh is dsie.startswith("build-profiles")
         (save_name,) = [n for n in tasks if n.startswith(("save-models", "save-state"))]
         save = tasks[save_name]
         assert _producer(save, "novelty") == _producer(save, "relevance") == pco_name

@@ -222,6 +222,19 @@ def test_novelty_refresh_examples_are_the_sft_targets_of_cuts_inside_the_window(
         PcoConfig(reward="serendipity", follow_periods=False, refresh_novelty=True)
 
 
+def test_refresh_novelty_auto_is_on_only_where_the_rounds_read_new_interactions():
+    """``refresh_novelty: null`` (auto, the default) follows ``new_interactions``; an explicit value wins; rounds that
+    are full passes (no periods) never refresh."""
+    auto = PcoConfig()
+    assert auto.refresh_novelty is None
+    assert auto.resolve_refresh_novelty(True).refresh_novelty is True
+    assert auto.resolve_refresh_novelty(False).refresh_novelty is False
+    assert PcoConfig(refresh_novelty=False).resolve_refresh_novelty(True).refresh_novelty is False
+    assert PcoConfig(refresh_novelty=True).resolve_refresh_novelty(False).refresh_novelty is True
+    full = PcoConfig(reward="serendipity", follow_periods=False)
+    assert full.resolve_refresh_novelty(True).refresh_novelty is False
+
+
 def test_hybrid_uses_feedback_where_the_user_has_it_and_the_serendipity_rule_elsewhere(judged):
     reward = make_reward(PcoConfig(reward="hybrid"), _setup())
     assert isinstance(reward, HybridReward) and reward.reads_feedback

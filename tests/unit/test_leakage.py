@@ -139,7 +139,8 @@ def test_changing_every_future_event_leaves_recommendations_identical(runs, sere
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
     rewards on the same SFT models (global time periods, and ``periods: user``: each user's own history replayed;
     ``negatives: history``: the rest of the history after the feedback period read too, on the continual windows of
-    ``llm.data.holdout_share``, with ``takeup: recent`` and the N-LLM refreshed on each period), give identical lists to
+    ``llm.data.holdout_share``, with ``takeup: recent`` and, by ``refresh_novelty``'s auto there, the N-LLM's SFT
+continued on each period), give identical lists to
     warm and cold-start users when only the evaluation future changed (its events, and with them the whole log's
     category and item counts)."""
     recs, splits = {}, {}
@@ -151,8 +152,7 @@ def test_changing_every_future_event_leaves_recommendations_identical(runs, sere
         run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward, periods=periods, negatives=negatives))
         if negatives == "history":  # with the continual windows (the rounds replay the held-out last quarter)
             run_stage_cfg = replace(run_stage_cfg, llm=replace(cfg.llm, data=replace(cfg.llm.data, holdout_share=0.25)),
-                                    pco=replace(run_stage_cfg.pco, takeup="recent", feedback_horizon=3,
-                                                refresh_novelty=True))
+                                    pco=replace(run_stage_cfg.pco, takeup="recent", feedback_horizon=3))
         run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
         rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
         assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.sft_config import SftTrainConfig
@@ -122,10 +122,12 @@ class PcoConfig:
     # the R-LLM's period refresh: llm.data.cuts_per_user per user in the window), then samples, scores and runs the
     # DPO update anchored to that refreshed model (the KL keeps the N-LLM near its latest SFT, not the stale one);
     # follow_periods only. The continual fine-tuning of the loop's title: without it the N-LLM meets new interactions
-    # only through the pairs of its own proposals. MovieLens, continual protocol (README 'Results', session 14):
-    # coea+x - stale N-LLM +0.0050 (validation) and +0.0093 (test) with it, CIs touching 0; on history the SFT
-    # already saw (the training pipeline) it lowered S-H@10 by .007, hence off by default
-    refresh_novelty: bool = False
+    # only through the pairs of its own proposals. None (default) = auto (resolve_refresh_novelty): on where the
+    # rounds read interactions the N-LLM was not trained on (the recurring pipeline's kept models on a new period;
+    # llm.data.holdout_share > 0), off where they replay the SFT's own history (training pipeline, coea run). MovieLens,
+    # continual protocol (README 'Results', session 14): coea+x - stale N-LLM +0.0050 (validation) and +0.0093 (test)
+    # with it, CIs touching 0; on history the SFT already fit it lowered S-H@10 by .007
+    refresh_novelty: bool | None = None
     novelty_refresh: SftTrainConfig = field(
         default_factory=lambda: SftTrainConfig(epochs=1.0, lr=2e-4, warmup_ratio=0.0))
     # alpha = 0: the "w/o KL" ablation; nll: SFT on the logged take-ups beside DPO (RPO-style continual fine-tuning)
@@ -160,6 +162,13 @@ class PcoConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
         if not 0.0 < self.accept_threshold < 1.0:
             raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
+
+    def resolve_refresh_novelty(self, new_interactions: bool) -> PcoConfig:
+        """This config with ``refresh_novelty`` decided: an explicit value is kept; auto (None) becomes
+        ``new_interactions`` (the rounds read interactions the N-LLM was not trained on) with ``follow_periods``."""
+        if self.refresh_novelty is not None:
+            return self
+        return replace(self, refresh_novelty=new_interactions and self.follow_periods)
 
     def samples_unseen_only(self, reward_default: bool) -> bool:
         """Whether candidates are sampled among unseen categories only (``sample_unseen``, else the reward's)."""

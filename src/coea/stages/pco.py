@@ -9,7 +9,7 @@ that differs from the one the state was written with is refused (naming the chan
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,14 @@ class PcoStageResult:
 
 
 def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequence[Path], out_dir: Path, *,
-                  resume: bool = False) -> PcoStageResult:
-    """PCO rounds from the SFT models found in ``llm_dirs`` (see :func:`coea.stages.artifacts.load_llms`)."""
+                  resume: bool = False, new_interactions: bool | None = None) -> PcoStageResult:
+    """PCO rounds from the SFT models found in ``llm_dirs`` (see :func:`coea.stages.artifacts.load_llms`).
+    ``new_interactions``: whether the rounds read interactions the N-LLM was not trained on, which decides
+    ``pco.refresh_novelty`` when the config leaves it on auto (None: only in the continual protocol,
+    ``llm.data.holdout_share`` > 0; the recurring pipeline's kept models on a new period pass True)."""
     out_dir = Path(out_dir)
+    fresh = cfg.llm.data.holdout_share > 0 if new_interactions is None else new_interactions
+    cfg = replace(cfg, pco=cfg.pco.resolve_refresh_novelty(fresh))
     if resume and read_state(out_dir, cfg.pco) is None:  # a changed config is refused before any model loads
         raise CoeaInputError(f"nothing to resume (no {STATE_FILE})", source=out_dir, option="--resume",
                              fix="drop --resume to start a new run in this directory")
