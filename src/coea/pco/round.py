@@ -1,4 +1,6 @@
-"""One PCO round as small steps: (1) sample M candidates per prompt from the N-LLM, (2) score them with the
+"""One PCO round as small steps: (0) with ``refresh_novelty``, continue the N-LLM's SFT on the window's new
+interactions (its DPO reference is then that refreshed model), (1) sample M candidates per prompt from the N-LLM,
+(2) score them with the
 configured :class:`~coea.pco.reward.Reward` (a reward that reads feedback also gets the users' take-ups in the
 round's feedback period, and with ``feedback_inject`` the unsampled ones join the candidates; see
 :mod:`coea.pco.feedback`), (3) form preference pairs, (4) DPO+KL update of the N-LLM, (5) re-evaluate the updated
@@ -90,7 +92,8 @@ class RoundReport:
     refresh_examples: int  # R-LLM refresh examples (period + on-policy, before the max_examples cap)
     novelty_refresh_examples: int = 0  # N-LLM refresh examples (refresh_novelty; before the max_examples cap)
     feedback: FeedbackStats = field(default_factory=FeedbackStats)  # row keys: see FeedbackStats.as_dict
-    times: dict[str, float] = field(default_factory=dict)  # sample_s, score_s, dpo_s, reeval_s, refresh_s
+    # novelty_refresh_s, sample_s, score_s, dpo_s, reeval_s, refresh_s
+    times: dict[str, float] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:
         """The metrics row: round, window [start, end], the pair stats, the before/after acceptance, the DPO
