@@ -125,7 +125,7 @@ class PcoConfig:
     # only through the pairs of its own proposals. None (default) = auto (resolve_refresh_novelty): on where the
     # rounds read interactions the N-LLM was not trained on (the recurring pipeline's kept models on a new period;
     # llm.data.holdout_share > 0), off where they replay the SFT's own history (training pipeline, coea run). MovieLens,
-    # continual protocol (README 'Results', session 14): coea+x - stale N-LLM +0.0029 (validation, 2 seeds) and +0.0093
+    # continual protocol (README 'Results', session 14): coea+x - stale N-LLM +0.0025 (validation, 3 seeds) and +0.0093
     # (test, 1 run) with it, CIs including 0; on history the SFT already fit it lowered S-H@10 by .007
     refresh_novelty: bool | None = None
     novelty_refresh: SftTrainConfig = field(
