@@ -231,6 +231,50 @@ def test_novelty_refresh_continues_the_sft_on_the_window_and_anchors_the_dpo_the
     assert plain.rounds[1]["novelty_refresh_examples"] == 0 and plain.rounds[1]["novelty_refresh_s"] < 0.1
 
 
+def test_propose_top_pairs_the_nllm_top_proposals_with_hard_negatives(sft, monkeypatch):
+    """``propose: top``: a round's candidates are the N-LLM's ``candidates`` most likely unseen categories, best
+    first (logged take-ups injected after them), and every DPO pair rejects the highest-ranked proposal the feedback
+    rejects: the pairs DPO trains on are exactly ``build_pairs(..., by_rank=True)`` of the scored candidates."""
+    from coea.llm import dpo as dpo_module
+    from coea.llm.decode import CategoryIndex, rank_categories
+    from coea.llm.prompts import novelty_completion, novelty_prompt
+    from coea.pco.pairs import build_pairs
+
+    cfg, split, llms = sft
+    pco = replace(_light_cfg(reward="feedback", propose="top"), rounds=1, refresh_relevance=False)
+    h, cats = split.histories, list(split.histories.categories)
+    loop = pco_loop.PcoLoop(pco, cfg.llm, h.interactions, cats, llms.groups, copy.deepcopy(llms.novelty),
+                            llms.relevance, n_short=split.config.n_short, device="cpu")
+    got, trained = {}, []
+    real_score, real_train = loop.ctx.reward.score, dpo_module.train_dpo
+
+    def score_spy(inputs):
+        got["inputs"], got["scores"] = inputs, real_score(inputs)
+        return got["scores"]
+
+    monkeypatch.setattr(loop.ctx.reward, "score", score_spy)
+    monkeypatch.setattr(dpo_module, "train_dpo", lambda c, m, t, data, **kw: trained.append(data)
+                        or real_train(c, m, t, data, **kw))
+    loop.run()
+    inputs, scores = got["inputs"], got["scores"]
+    prompts = [novelty_prompt(c, with_group=cfg.llm.data.with_group) for c in inputs.contexts]
+    tok = llms.novelty.tokenizer
+    top = rank_categories(llms.novelty.model, tok, prompts, CategoryIndex(tok, cats), pco.candidates,
+                          exclude=inputs.seen)
+    for cands, row, fb in zip(inputs.candidates, top, inputs.feedback, strict=True):
+        assert cands[: len(row)] == [c for c, _ in row]
+        assert set(cands[len(row):]) <= set(fb or ())  # only logged take-ups join after the proposals
+    expected, _ = build_pairs(prompts, inputs.candidates, scores, margin=pco.margin,
+                              pairs_per_prompt=pco.pairs_per_prompt, by_rank=True)
+    assert expected and len(trained) == 1
+    assert trained[0] == [{"prompt": p.prompt, "chosen": novelty_completion([p.chosen], tok.eos_token),
+                           "rejected": novelty_completion([p.rejected], tok.eos_token)} for p in expected]
+    for p in expected:  # each rejected outranks every other rejected proposal of its prompt not already paired
+        cands = inputs.candidates[prompts.index(p.prompt)]
+        zeros = [c for c, s in zip(cands, scores[prompts.index(p.prompt)], strict=True) if s == 0.0]
+        assert p.rejected in zeros[: pco.pairs_per_prompt]
+
+
 def test_default_rounds_read_no_feedback(sft, tmp_path):
     row = _run(sft, tmp_path / "pco", replace(_light_cfg(), rounds=1), evaluated=False).rounds[1]
     assert row["feedback_users"] == row["feedback_pairs"] == row["feedback_injected"] == row["onpolicy_examples"] == 0

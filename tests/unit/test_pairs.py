@@ -34,3 +34,15 @@ def test_best_pairs_with_worst_and_bad_input_fails():
     assert [(p.chosen, p.rejected) for p in pairs] == [("a", "b"), ("c", "d")]
     with pytest.raises(ValueError, match="distinct"):
         build_pairs(["p"], [["a", "a"]], [[0.9, 0.1]], margin=0.0, pairs_per_prompt=1)
+
+
+def test_by_rank_rejects_the_highest_ranked_and_chooses_the_lowest_ranked_of_equal_scores():
+    """``by_rank`` (``pco.propose: top``): candidates are the N-LLM's top proposals best first, plus an injected
+    take-up at the end; among the rejected (score 0) the pair takes the one ranked highest (hard negative), among
+    the chosen (score 1) the one proposed last. Without it, equal scores fall back to name order."""
+    cands = [["z", "b", "y", "a", "x"]]  # rank order; "x" injected, "b" and "x" taken up
+    scores = [[0.0, 1.0, 0.0, 0.0, 1.0]]
+    pairs, _ = build_pairs(["p"], cands, scores, margin=0.0, pairs_per_prompt=2, by_rank=True)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("x", "z"), ("b", "y")]
+    plain, _ = build_pairs(["p"], cands, scores, margin=0.0, pairs_per_prompt=2)
+    assert [(p.chosen, p.rejected) for p in plain] == [("b", "z"), ("x", "y")]

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from coea.llm.dpo_config import DpoTrainConfig
-from coea.llm.sft_config import SftTrainConfig
+from coea.llm.sft_config import Propose, SftTrainConfig
 from coea.utils import as_enum
 
 
@@ -85,6 +85,11 @@ class PcoConfig:
     users_per_round: int | None = 1024  # prompts per round (seeded subsample of the period's active users)
     candidates: int = 8  # M: distinct categories the N-LLM samples per prompt
     temperature: float = 1.0  # sampling temperature of the N-LLM
+    # how the N-LLM proposes its candidates: sample = distinct draws at ``temperature`` (the paper's); top = its
+    # ``candidates`` most likely categories, in rank order, where pairs then break score ties by rank: the rejected
+    # candidate is the highest-ranked one the reward rejects (a hard negative: what the top-K would show and the user
+    # did not take up), the chosen one the lowest-ranked it accepts (an injected logged take-up first)
+    propose: Propose = Propose.SAMPLE
     # see RewardKind. feedback (with the defaults below: reference sft, DPO lr 2e-4, dpo.nll 1) was chosen on the
     # MovieLens validation split: it never lowered S-H@10 +x, while serendipity lost .05 (README 'Results')
     reward: RewardKind = RewardKind.FEEDBACK
@@ -142,6 +147,7 @@ class PcoConfig:
         self.refresh = as_enum(RefreshKind, "refresh", self.refresh)
         self.negatives = as_enum(Negatives, "negatives", self.negatives)
         self.takeup = as_enum(TakeUp, "takeup", self.takeup)
+        self.propose = as_enum(Propose, "propose", self.propose)
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
                              "(feedback is what users take up in the history period after a round's)")

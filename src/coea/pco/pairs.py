@@ -4,6 +4,10 @@ Per prompt the candidates (distinct, valid, novel w.r.t. the user: the sampler e
 are sorted by their R-LLM score P(yes); pair j takes the j-th best as *chosen* and the j-th worst as *rejected*
 (j < ``pairs_per_prompt``, never the same candidate twice). A pair is kept only when
 ``chosen score > rejected score + margin``: near-ties carry no preference signal, only label noise.
+
+Equal scores are ordered by name, or with ``by_rank`` by the candidates' order (they are the N-LLM's top
+proposals, best first): among equal scores the chosen candidate is the one proposed last and the rejected one the
+one proposed first, so a rejected candidate is the highest-ranked proposal the reward rejects (a hard negative).
 """
 
 from __future__ import annotations
@@ -38,9 +42,17 @@ class PairStats:
                 "dropped_margin": self.dropped_margin, "skipped_prompts": self.skipped_prompts}
 
 
+def _best_first(cands: Sequence[str], scores: Sequence[float], by_rank: bool) -> list[tuple[float, str]]:
+    """(score, candidate) best first; equal scores by name, or with ``by_rank`` last-proposed first."""
+    keyed = [(-s, -i if by_rank else 0, c) for i, (s, c) in enumerate(zip(scores, cands, strict=True))]
+    return [(-neg, c) for neg, _, c in sorted(keyed)]
+
+
 def build_pairs(prompts: Sequence[str], candidates: Sequence[Sequence[str]], scores: Sequence[Sequence[float]],
-                *, margin: float, pairs_per_prompt: int) -> tuple[list[PreferencePair], PairStats]:
-    """Pairs for every prompt (see module doc); ``scores[i][j]`` is the R-LLM score of ``candidates[i][j]``."""
+                *, margin: float, pairs_per_prompt: int,
+                by_rank: bool = False) -> tuple[list[PreferencePair], PairStats]:
+    """Pairs for every prompt (see module doc); ``scores[i][j]`` is the R-LLM score of ``candidates[i][j]``;
+    ``by_rank``: equal scores are ordered by candidate position (the module doc), not by name."""
     if not len(prompts) == len(candidates) == len(scores):
         raise ValueError(f"prompts, candidates and scores differ in length: {len(prompts)}, {len(candidates)}, "
                          f"{len(scores)}")
@@ -53,7 +65,7 @@ def build_pairs(prompts: Sequence[str], candidates: Sequence[Sequence[str]], sco
         if len(cands) < 2:
             skipped += 1
             continue
-        ranked = sorted(zip(cand_scores, cands, strict=True), key=lambda sc: (-sc[0], sc[1]))
+        ranked = _best_first(cands, cand_scores, by_rank)
         for j in range(min(pairs_per_prompt, len(ranked) // 2)):
             (s_w, w), (s_l, lo) = ranked[j], ranked[-1 - j]
             if s_w > s_l + margin:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt
-from coea.llm.sft_config import LlmConfig, SftTrainConfig
+from coea.llm.sft_config import LlmConfig, Propose, SftTrainConfig
 from coea.llm.sft_data import GroupInfo
 from coea.pco.config import PcoConfig, Reference, RefreshKind, TakeUp
 from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
@@ -124,11 +124,16 @@ def _timed(times: dict[str, float], key: str) -> Iterator[None]:
 def sample_candidates(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], seen: list[set[str]],
                       r: int) -> list[list[str]]:
     """``cfg.candidates`` distinct categories per prompt from the N-LLM (among unseen ones if ``sample_unseen`` or,
-    when it is unset, the reward says so)."""
-    from coea.llm.decode import sample_categories
+    when it is unset, the reward says so): drawn at ``temperature``, or with ``propose: top`` its most likely ones,
+    best first."""
+    from coea.llm.decode import rank_categories, sample_categories
 
     cfg = ctx.cfg
     exclude = seen if cfg.samples_unseen_only(ctx.reward.exclude_seen_when_sampling) else None
+    if cfg.propose is Propose.TOP:
+        ranked = rank_categories(novelty.model, novelty.tokenizer, prompts, ctx.index, cfg.candidates,
+                                 exclude=exclude, batch_size=ctx.llm.batch_size)
+        return [[c for c, _ in row] for row in ranked]
     return sample_categories(novelty.model, novelty.tokenizer, prompts, ctx.index, cfg.candidates, cfg.temperature,
                              seed=cfg.seed * 1000 + r, exclude=exclude, batch_size=ctx.llm.batch_size)
 
@@ -188,7 +193,8 @@ def feedback_pair_count(ctx: RoundContext, prompts: list[str], inputs: RewardInp
     if not (ctx.reward.reads_feedback and rows):
         return 0
     return build_pairs([prompts[i] for i in rows], [inputs.candidates[i] for i in rows], [scores[i] for i in rows],
-                       margin=ctx.cfg.margin, pairs_per_prompt=ctx.cfg.pairs_per_prompt)[1].pairs
+                       margin=ctx.cfg.margin, pairs_per_prompt=ctx.cfg.pairs_per_prompt,
+                       by_rank=ctx.cfg.propose is Propose.TOP)[1].pairs
 
 
 def refresh_relevance(ctx: RoundContext, relevance: ModelBundle, window: Window, rng: np.random.Generator,
@@ -249,7 +255,7 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
         scores = ctx.reward.score(inputs)
         before = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
     pairs, stats = build_pairs(prompts, inputs.candidates, scores, margin=cfg.margin,
-                               pairs_per_prompt=cfg.pairs_per_prompt)
+                               pairs_per_prompt=cfg.pairs_per_prompt, by_rank=cfg.propose is Propose.TOP)
     fb = FeedbackStats(sum(f is not None for f in inputs.feedback), feedback_pair_count(ctx, prompts, inputs, scores),
                        injected)
     log.info("pco round %d: %d users (%d with feedback), %d candidates, %d pairs (%d below margin)", r,
