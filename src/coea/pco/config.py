@@ -88,7 +88,9 @@ class PcoConfig:
     # how the N-LLM proposes its candidates: sample = distinct draws at ``temperature`` (the paper's); top = its
     # ``candidates`` most likely categories, in rank order, where pairs then break score ties by rank: the rejected
     # candidate is the highest-ranked one the reward rejects (a hard negative: what the top-K would show and the user
-    # did not take up), the chosen one the lowest-ranked it accepts (an injected logged take-up first)
+    # did not take up), the chosen one the lowest-ranked it accepts (an injected logged take-up first). MovieLens
+    # validation (README 'Results', session 15): static protocol top - sample +0.0057 [-0.0006, +0.0119] (3 vs 2 PCO
+    # seeds, one SFT), top - SFT +0.0008; continual protocol no better than the refresh alone
     propose: Propose = Propose.SAMPLE
     # see RewardKind. feedback (with the defaults below: reference sft, DPO lr 2e-4, dpo.nll 1) was chosen on the
     # MovieLens validation split: it never lowered S-H@10 +x, while serendipity lost .05 (README 'Results')
@@ -131,7 +133,8 @@ class PcoConfig:
     # rounds read interactions the N-LLM was not trained on (the recurring pipeline's kept models on a new period;
     # llm.data.holdout_share > 0), off where they replay the SFT's own history (training pipeline, coea run). MovieLens,
     # continual protocol (README 'Results', session 14): coea+x - stale N-LLM +0.0025 (validation, 3 seeds) and +0.0093
-    # (test, 1 run) with it, CIs including 0; on history the SFT already fit it lowered S-H@10 by .007
+    # (test, 1 run) with it, CIs including 0; on history the SFT already fit it lowered S-H@10 by .007. Session 15: on
+    # two new trainings of the stale N-LLM the refresh alone moved it by -.0014 and -.0015 (no gain shown)
     refresh_novelty: bool | None = None
     novelty_refresh: SftTrainConfig = field(
         default_factory=lambda: SftTrainConfig(epochs=1.0, lr=2e-4, warmup_ratio=0.0))
