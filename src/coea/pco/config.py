@@ -90,7 +90,8 @@ class PcoConfig:
     # candidate is the highest-ranked one the reward rejects (a hard negative: what the top-K would show and the user
     # did not take up), the chosen one the lowest-ranked it accepts (an injected logged take-up first). MovieLens
     # validation (README 'Results', session 15): static protocol top - sample +0.0057 [-0.0006, +0.0119] (3 vs 2 PCO
-    # seeds, one SFT), top - SFT +0.0008; continual protocol no better than the refresh alone
+    # seeds, one SFT), top - SFT +0.0008; test +0.0028 [-0.0037, +0.0097]; continual protocol no better than the
+    # refresh alone
     propose: Propose = Propose.SAMPLE
     # see RewardKind. feedback (with the defaults below: reference sft, DPO lr 2e-4, dpo.nll 1) was chosen on the
     # MovieLens validation split: it never lowered S-H@10 +x, while serendipity lost .05 (README 'Results')
