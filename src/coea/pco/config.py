@@ -184,6 +184,11 @@ class PcoConfig:
         """Whether candidates are sampled among unseen categories only (``sample_unseen``, else the reward's)."""
         return reward_default if self.sample_unseen is None else self.sample_unseen
 
+    @property
+    def pairs_by_rank(self) -> bool:
+        """Whether pairs break score ties by proposal rank (``build_pairs``' ``by_rank``): with ``propose: top``."""
+        return self.propose is Propose.TOP
+
     def refresh_kind(self) -> RefreshKind:
         """``refresh`` with AUTO resolved: BOTH for the rewards that read feedback, PERIOD otherwise (today's)."""
         if self.refresh is not RefreshKind.AUTO:

@@ -194,7 +194,7 @@ def feedback_pair_count(ctx: RoundContext, prompts: list[str], inputs: RewardInp
         return 0
     return build_pairs([prompts[i] for i in rows], [inputs.candidates[i] for i in rows], [scores[i] for i in rows],
                        margin=ctx.cfg.margin, pairs_per_prompt=ctx.cfg.pairs_per_prompt,
-                       by_rank=ctx.cfg.propose is Propose.TOP)[1].pairs
+                       by_rank=ctx.cfg.pairs_by_rank)[1].pairs
 
 
 def refresh_relevance(ctx: RoundContext, relevance: ModelBundle, window: Window, rng: np.random.Generator,
@@ -255,7 +255,7 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
         scores = ctx.reward.score(inputs)
         before = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
     pairs, stats = build_pairs(prompts, inputs.candidates, scores, margin=cfg.margin,
-                               pairs_per_prompt=cfg.pairs_per_prompt, by_rank=cfg.propose is Propose.TOP)
+                               pairs_per_prompt=cfg.pairs_per_prompt, by_rank=cfg.pairs_by_rank)
     fb = FeedbackStats(sum(f is not None for f in inputs.feedback), feedback_pair_count(ctx, prompts, inputs, scores),
                        injected)
     log.info("pco round %d: %d users (%d with feedback), %d candidates, %d pairs (%d below margin)", r,
