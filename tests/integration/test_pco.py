@@ -420,3 +420,30 @@ def test_rllm_rank_orders_categories_by_the_rllm_p_yes(sft, tiny_sft_run):
         assert plus_x[user] == [c for c in order if c not in history[user]][:5]
         excluded += bool(set(order[:5]) & history[user])
     assert excluded >= 2  # +x had history categories to drop from the plain top 5
+
+
+def test_nllm_seq_ranks_by_the_nllm_log_probability_plus_w_times_the_encoders(sft, tiny_sft_run):
+    """``nllm_seq``: each user's scores are the N-LLM's log P(category | prompt) plus ``llm.encoder_weight`` times
+    the log-softmax of the DSIE encoder's (``sasrec``'s) scores; weight 0 ranks as ``nllm_sft``, and with weight 2
+    the encoder changes some user's ``+x`` list."""
+    import torch
+
+    from coea.evaluation.registry import MethodContext, build_method, parse_method
+    from coea.layout import ArtifactDirs
+    from coea.stages import load_artifacts
+
+    cfg, split, llms = sft
+    arts = load_artifacts(["nllm_seq"], ArtifactDirs(dsie=tiny_sft_run / "dsie", llm=(tiny_sft_run / "llm",)))
+    arts.llms = llms
+
+    def fitted(name: str, weight: float):
+        llm = replace(cfg.llm, encoder_weight=weight)
+        return build_method(parse_method(name), MethodContext(seed=0, llm=llm, artifacts=arts)).fit(split.histories)
+
+    users, history = split.warm_users, split.histories.user_categories()
+    sft_m, enc_m, seq_m = fitted("nllm_sft", 2.0), fitted("sasrec", 2.0), fitted("nllm_seq", 2.0)
+    log_s = torch.log_softmax(torch.as_tensor(enc_m.score(users), dtype=torch.float64), dim=1).numpy()
+    np.testing.assert_allclose(seq_m.score(users), sft_m.score(users) + 2.0 * log_s, rtol=1e-6, atol=1e-6)
+    assert fitted("nllm_seq", 0.0).recommend(users, 5, exclude=history) == sft_m.recommend(users, 5, exclude=history)
+    assert seq_m.recommend(users, 5, exclude=history) != sft_m.recommend(users, 5, exclude=history)
+    assert parse_method("coea_seq+x").needs == frozenset({"dsie", "pco"})

@@ -5,7 +5,8 @@ the future's own events and the log's global category and item counts all change
 must be identical, for warm and cold-start users alike. A control checks that every method (but ``random``)
 reacts to a change of history. The PCO rewards that read logged feedback (``feedback``, ``hybrid``) run the same
 test on the CoEA methods, and a control checks that their feedback really is read: changing the last history
-period (the last round's feedback period) changes that round's pairs and leaves the earlier round's alone.
+period (the last round's feedback period) changes that round's pairs and leaves the earlier round's alone. The
+``teacher`` reward (the DSIE encoder ranks the candidates) runs the same test.
 """
 
 import copy
@@ -133,14 +134,16 @@ def serendipity_recs(runs):
 
 @pytest.mark.parametrize(("reward", "periods", "negatives", "methods"), [
     ("serendipity", "global", "period", METHODS), ("feedback", "global", "period", COEA),
-    ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA)])
+    ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA),
+    ("teacher", "user", "period", COEA)])
 def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, periods,
                                                                       negatives, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
     rewards on the same SFT models (global time periods, and ``periods: user``: each user's own history replayed;
     ``negatives: history``: the rest of the history after the feedback period read too, on the continual windows of
     ``llm.data.holdout_share``, with ``takeup: recent`` and, by ``refresh_novelty``'s auto there, the N-LLM's SFT
-continued on each period), give identical lists to
+continued on each period; ``teacher``: pairs ranked by the DSIE encoder after each user's history before the window's
+end), give identical lists to
     warm and cold-start users when only the evaluation future changed (its events, and with them the whole log's
     category and item counts)."""
     recs, splits = {}, {}
@@ -155,7 +158,9 @@ continued on each period), give identical lists to
                                     pco=replace(run_stage_cfg.pco, takeup="recent", feedback_horizon=3))
         run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
         rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
-        assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
+        if reward != "teacher":  # the teacher reads the DSIE encoder, no feedback
+            assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
+        assert all(r["pairs"] > 0 for r in rows[1:])
         assert all((r["novelty_refresh_examples"] > 0) == (negatives == "history") for r in rows[1:])
         splits[name], recs[name] = _recs(cfg, layout, methods, pco_dir)
     a, b = splits["a"], splits["b"]  # the mutation changed the futures and the global counts, not the histories

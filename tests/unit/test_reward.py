@@ -1,6 +1,7 @@
 """PCO rewards on hand-made R-LLM scores: serendipity, relevance, prior correction, a custom reward plugged in."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -153,3 +154,58 @@ def test_sample_unseen_overrides_the_rewards_candidate_pool(monkeypatch, reward,
     seen = [{"a"}, {"b"}]
     round_module.sample_candidates(ctx, SimpleNamespace(model=None, tokenizer=None), ["p", "q"], seen, 1)
     assert calls == [seen if expected else None]
+
+
+def _teacher_encoder(categories):
+    """A seeded, untrained DSIE encoder over ``categories`` ("z" is left out of its vocabulary: an UNK category)."""
+    import torch
+
+    from coea.dsie.config import EncoderConfig
+    from coea.dsie.encoder import EncoderResult, SasRec
+    from coea.dsie.vocab import CategoryVocab
+
+    torch.manual_seed(0)
+    cfg = EncoderConfig(dim=8, n_layers=1, n_heads=1, dropout=0.0, max_len=6)
+    vocab = CategoryVocab.from_counts({c: 1 for c in categories if c != "z"}, 1)
+    return EncoderResult(SasRec(vocab.size, cfg).eval(), vocab, cfg)
+
+
+def test_teacher_scores_w_times_the_encoders_log_probability_after_the_history_before_the_window_end():
+    """The teacher reward is ``w * log p_S(c)``: the DSIE encoder's next-category log-softmax after the user's
+    events before the window's end (in order), read at each candidate; events at or after the end are ignored,
+    a category outside the encoder's vocabulary scores the row's lowest value, and w scales every score."""
+    from coea.dsie.encoder import encode
+    from coea.pco.reward import TeacherReward
+
+    cats = ["a", "b", "c", "d", "z"]
+    enc = _teacher_encoder(cats)
+    history = pd.DataFrame({"user_id": ["u0"] * 4 + ["u1"] * 3, "category": ["a", "b", "c", "a", "d", "d", "b"],
+                            "timestamp": [1, 2, 3, 12, 4, 5, 6]})
+    with pytest.raises(ValueError, match="needs the DSIE encoder"):
+        make_reward(PcoConfig(reward="teacher"), _setup(history, categories=cats))
+    setup = RewardSetup(history, {}, cats, LLM, encoder=enc)
+    reward = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5), setup)
+    assert isinstance(reward, TeacherReward) and reward.exclude_seen_when_sampling and not reward.reads_feedback
+    cands = [["d", "z", "b"], ["a", "c"]]
+    inputs = replace(_inputs(cands, [{"a", "b", "c"}, {"d", "b"}]), users=["u0", "u1"], history=history,
+                     window=Window(0, 0, 10))
+    _, logits = encode(enc.model, [enc.vocab.ids(["a", "b", "c"]), enc.vocab.ids(["d", "d", "b"])], enc.config)
+    logp = torch_log_softmax(logits)
+    tok = enc.vocab.token
+    expected = [[logp[0, tok("d")], logp[0, 2:].min(), logp[0, tok("b")]], [logp[1, tok("a")], logp[1, tok("c")]]]
+    got = reward.score(inputs)
+    np.testing.assert_allclose(got[0], 0.5 * np.array(expected[0]), rtol=1e-5)
+    np.testing.assert_allclose(got[1], 0.5 * np.array(expected[1]), rtol=1e-5)
+    later = history.assign(category=["a", "b", "c", "d", "d", "d", "b"])  # u0's event at t=12 lies after the end
+    assert reward.score(replace(inputs, history=later)) == got
+    earlier = history.assign(category=["c", "b", "c", "a", "d", "d", "b"])
+    assert reward.score(replace(inputs, history=earlier))[0] != got[0]
+    double = make_reward(PcoConfig(reward="teacher", teacher_weight=1.0), setup).score(inputs)
+    np.testing.assert_allclose(double[0], 2 * np.array(got[0]), rtol=1e-6)
+
+
+def torch_log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax (the encoder's PAD and UNK logits are -inf and stay so)."""
+    import torch
+
+    return torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1).numpy()

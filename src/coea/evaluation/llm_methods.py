@@ -10,7 +10,11 @@ the models after the last PCO round (``pco`` artifact), with the DSIE groups and
 - ``rllm_rank``: the R-LLM alone scores every category (an upper reference for relevance; U x C prompts);
 - ``coea``: the N-LLM after the PCO rounds, ranked like ``nllm_sft`` (what the loop tunes, alone);
 - ``coea_dual``: the dual inference of ``dual_best_of_n`` with the models after the PCO rounds: the tuned N-LLM
-  proposes, the R-LLM of the last round (refreshed on the periods' feedback) verifies.
+  proposes, the R-LLM of the last round (refreshed on the periods' feedback) verifies;
+- ``nllm_seq`` / ``coea_seq``: the N-LLM after SFT / after the PCO rounds, ranked by ``log P_N(c) + llm.encoder_weight *
+  log p_S(c)``, p_S the DSIE long-term encoder's next-category distribution (the ``sasrec`` ranker: the user's last
+  events in order, which the N-LLM's prompt does not carry). A product of the two experts: the long-term signal
+  enters at ranking time, as a second opinion beside the R-LLM's.
 
 The prompt carries the group and the short-term set (plus the optional sections of the LLM config's prompt
 options: :func:`coea.llm.sft_data.prompt_context`, the recipe SFT and PCO use), never the full history, so the
@@ -87,6 +91,36 @@ class NoveltySft(LlmMethod):
 
 class Coea(NoveltySft):
     name = "coea"
+    models_from = Need.PCO
+
+
+def log_softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of finite ``scores`` (U, C)."""
+    top = scores.max(axis=1, keepdims=True)
+    return scores - top - np.log(np.sum(np.exp(scores - top), axis=1, keepdims=True))
+
+
+def encoder_fused(logp_n: np.ndarray, encoder_logits: np.ndarray, weight: float) -> np.ndarray:
+    """``log P_N + weight * log_softmax(encoder_logits)`` (U, C); a per-row constant of either term never changes a
+    row's order, so renormalising over a user's allowed categories ranks the same."""
+    return logp_n + weight * log_softmax_rows(encoder_logits) if weight else logp_n
+
+
+class NoveltyWithEncoder(NoveltySft):
+    name = "nllm_seq"
+
+    def _fit(self, histories: Histories) -> None:
+        from coea.evaluation.dsie_methods import SasRecMethod
+
+        super()._fit(histories)
+        self.encoder = SasRecMethod(self.ctx).fit(histories)
+
+    def score(self, users: Sequence[str]) -> np.ndarray:
+        return encoder_fused(self.novelty_logprobs(users), self.encoder.score(users), self.ctx.llm.encoder_weight)
+
+
+class CoeaWithEncoder(NoveltyWithEncoder):
+    name = "coea_seq"
     models_from = Need.PCO
 
 

@@ -103,6 +103,9 @@ METHODS: dict[str, MethodInfo] = {
     "rllm_rank": MethodInfo(lambda ctx: _llm_methods().RelevanceRank(ctx, seed=ctx.seed), _LLM),
     "coea": MethodInfo(lambda ctx: _llm_methods().Coea(ctx, seed=ctx.seed), frozenset({Need.DSIE, Need.PCO})),
     "coea_dual": MethodInfo(lambda ctx: _llm_methods().CoeaDual(ctx, seed=ctx.seed), frozenset({Need.DSIE, Need.PCO})),
+    "nllm_seq": MethodInfo(lambda ctx: _llm_methods().NoveltyWithEncoder(ctx, seed=ctx.seed), _LLM),
+    "coea_seq": MethodInfo(lambda ctx: _llm_methods().CoeaWithEncoder(ctx, seed=ctx.seed),
+                           frozenset({Need.DSIE, Need.PCO})),
 }
 
 

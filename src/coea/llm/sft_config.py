@@ -183,6 +183,11 @@ class LlmConfig:
     # dual_best_of_n ranks its candidates by log P_N-LLM + verify_weight * logit P_R-LLM(yes) (null: P(yes) alone);
     # 0.5 was the best of {0.25, 0.5, 1, 2} on MovieLens validation users (README 'Results')
     verify_weight: float | None = 0.5
+    # nllm_seq / coea_seq rank by log P_N-LLM + encoder_weight * log p_S, p_S the DSIE long-term encoder's
+    # next-category distribution (SASRec-style, the user's last events in order). MovieLens validation (README
+    # 'Results', session 16): 0.25 beat the N-LLM alone by +0.0086 [+0.0025, +0.0155] (0.1: +0.0061, 0.5: +0.0076,
+    # 1: +0.0076, 1.5: +0.0014)
+    encoder_weight: float = 0.25
     temperature: float = 1.0  # sampling temperature of the N-LLM
     batch_size: int = 64  # inference batch (prompts per forward pass)
 
@@ -195,5 +200,7 @@ class LlmConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if self.verify_weight is not None and self.verify_weight < 0:
             raise ValueError(f"verify_weight must be >= 0 or null, got {self.verify_weight!r}")
+        if self.encoder_weight < 0:
+            raise ValueError(f"encoder_weight must be >= 0, got {self.encoder_weight!r}")
         if self.relevance_heldout < 0:
             raise ValueError(f"relevance_heldout must be >= 0, got {self.relevance_heldout!r}")

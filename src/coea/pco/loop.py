@@ -54,7 +54,7 @@ class PcoLoop:
     def __init__(self, cfg: PcoConfig, llm: LlmConfig, history: pd.DataFrame, categories: list[str],
                  groups: dict[str, GroupInfo], novelty: ModelBundle, relevance: ModelBundle,
                  out_dir: Path | None = None, evaluate: Evaluate | None = None, n_short: int = 10, *,
-                 device: str, reward: Reward | None = None) -> None:
+                 device: str, reward: Reward | None = None, encoder: Any = None) -> None:
         from coea.llm.decode import CategoryIndex
         from coea.llm.models import admit_categories
 
@@ -68,7 +68,7 @@ class PcoLoop:
         if cfg.follow_periods and cfg.periods is Periods.USER:
             history = user_clock(history)
         if reward is None:
-            reward = make_reward(cfg, RewardSetup(history, groups, categories, llm))
+            reward = make_reward(cfg, RewardSetup(history, groups, categories, llm, encoder))
         self.ctx = RoundContext(cfg, llm, history, groups, CategoryIndex(novelty.tokenizer, categories), reward,
                                 device, n_short, sft_reference)
         self.cfg, self.device, self.novelty, self.relevance = cfg, device, novelty, relevance

@@ -12,7 +12,8 @@ reaches the loop); it sets ``reads_feedback`` so the round may add the user's lo
 (``PcoConfig.feedback_inject``).
 
 Scales: the R-LLM-judged rewards score P(yes) in [0, 1]; :class:`FeedbackReward` scores 1 (taken up) or 0 (not);
-:class:`HybridReward` uses the logged 1/0 for users with feedback and the serendipity rule for the others. Pairs
+:class:`HybridReward` uses the logged 1/0 for users with feedback and the serendipity rule for the others;
+:class:`TeacherReward` scores ``w * log p_S`` (nats) of the DSIE encoder, what the teacher adds to the N-LLM. Pairs
 are formed within one user's candidates, all scored on one scale, so the two scales never meet in a pair: a
 logged pair has a gap of 1, above any margin; an R-LLM pair a gap of P(yes) differences.
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,7 @@ class RewardSetup:
     groups: Mapping[str, GroupInfo]
     categories: list[str]  # the category universe
     llm: LlmConfig
+    encoder: Any = None  # the DSIE long-term encoder (coea.dsie.encoder.EncoderResult), for the teacher reward
 
 
 @dataclass(frozen=True)
@@ -223,11 +225,61 @@ class HybridReward(SerendipityReward):
         return [judged.get(i, logged[i]) for i in range(len(inputs.users))]
 
 
+class TeacherReward(Reward):
+    """A judge that knows more than the proposer: the teacher ranks unseen categories by ``log p_N(c) + w * log
+    p_S(c)``, p_N the N-LLM on the user's prompt and p_S the DSIE long-term encoder's (SASRec-style) next-category
+    distribution after the user's whole history before the window's end, in order: the signal the N-LLM's prompt
+    (short-term set, group code) lacks; ``w`` = ``pco.teacher_weight``. DPO's optimum is ``pi_ref(c) * exp(r(c) /
+    beta)``, so the reward is the teacher's part the reference lacks, ``r(c) = w * log p_S(c)`` (nats): pairs
+    prefer what the encoder adds, and the KL to the reference keeps the N-LLM's own ranking. (Scoring the whole
+    product instead mostly re-states the reference's own order, and DPO then sharpens it: MovieLens validation,
+    README 'Results', session 16.) Candidates among the user's unseen categories (what ``+x`` ranks), compared
+    only within one user's candidates (per-user constants of the log-softmax cancel). Reads no feedback: the
+    encoder was fitted on the history, the evaluation future never reaches it."""
+
+    exclude_seen_when_sampling = True
+
+    def __init__(self, encoder: Any, weight: float) -> None:
+        self.encoder, self.weight = encoder, weight
+
+    @classmethod
+    def build(cls, cfg: PcoConfig, setup: RewardSetup) -> Reward:
+        if setup.encoder is None:
+            raise ValueError("reward teacher needs the DSIE encoder (RewardSetup.encoder)")
+        return cls(setup.encoder, cfg.teacher_weight)
+
+    def encoder_logprobs(self, inputs: RewardInputs) -> list[np.ndarray]:
+        """Per user, log p_S of each candidate after the user's history before the window's end (a category the
+        encoder's vocabulary lacks scores the row's lowest finite value)."""
+        from coea.dsie.encoder import encode
+        from coea.dsie.sequences import user_sequences
+
+        enc, h = self.encoder, inputs.history
+        seqs = user_sequences(h[h[TIMESTAMP].to_numpy() < inputs.window.end], enc.vocab, enc.config.collapse_repeats)
+        _, logits = encode(enc.model, [seqs.get(u, []) for u in inputs.users], enc.config)  # (U, V)
+        finite = np.isfinite(logits)
+        top = np.max(np.where(finite, logits, -np.inf), axis=1, keepdims=True)
+        logp = np.where(finite, logits - top, -np.inf)
+        logp = logp - np.log(np.sum(np.exp(logp), axis=1, keepdims=True))
+        floor = np.min(np.where(finite, logp, np.inf), axis=1)
+        out = []
+        for i, cs in enumerate(inputs.candidates):
+            row = logp[i, [enc.vocab.token(c) for c in cs]]
+            out.append(np.where(np.isfinite(row), row, floor[i]))
+        return out
+
+    def score(self, inputs: RewardInputs) -> list[list[float]]:
+        if not inputs.users:
+            return []
+        return [[self.weight * float(x) for x in row] for row in self.encoder_logprobs(inputs)]
+
+
 REWARDS: dict[RewardKind, type[Reward]] = {
     RewardKind.SERENDIPITY: SerendipityReward,
     RewardKind.RELEVANCE: RelevanceReward,
     RewardKind.FEEDBACK: FeedbackReward,
     RewardKind.HYBRID: HybridReward,
+    RewardKind.TEACHER: TeacherReward,
 }
 
 

@@ -21,6 +21,7 @@ from coea.errors import CoeaInputError
 from coea.evaluation.pco_metrics import SplitEvaluator
 from coea.llm.sft_config import resolve_llm
 from coea.pco.checkpoint import STATE_FILE, read_state
+from coea.pco.config import RewardKind
 from coea.pco.run import run_pco
 from coea.stages.artifacts import load_llms
 from coea.utils import seed_everything
@@ -65,6 +66,11 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     llm = resolve_llm(cfg.llm, cfg.split)  # refresh windows and the adoption prior follow the split unless set
     evaluator = SplitEvaluator(split, llms.groups, llm, cfg.pco.k, judge_users=cfg.eval.judge_users,
                                 round_users=cfg.eval.round_users)
+    encoder = None
+    if cfg.pco.reward is RewardKind.TEACHER:  # the teacher reads the DSIE long-term encoder
+        from coea.dsie.encoder import EncoderResult, load_encoder
+
+        encoder = EncoderResult(*load_encoder(Path(dsie_dir) / "encoder", device=device))
     result = run_pco(cfg.pco, llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
-                     n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator)
+                     n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator, encoder=encoder)
     return PcoStageResult(out_dir, result.rounds)
