@@ -447,3 +447,31 @@ def test_nllm_seq_ranks_by_the_nllm_log_probability_plus_w_times_the_encoders(sf
     assert fitted("nllm_seq", 0.0).recommend(users, 5, exclude=history) == sft_m.recommend(users, 5, exclude=history)
     assert seq_m.recommend(users, 5, exclude=history) != sft_m.recommend(users, 5, exclude=history)
     assert parse_method("coea_seq+x").needs == frozenset({"dsie", "pco"})
+
+
+def test_a_user_without_history_is_ranked_by_popularity_unless_cold_start_llm(sft, tiny_sft_run):
+    """``llm.cold_start: popularity`` (the default): every LLM method's N-LLM scores of a user without any history
+    event are the log of the history's category distribution (+1 smoothing); a user with history keeps the N-LLM's.
+    ``cold_start: llm`` ranks the new user by the N-LLM's prompt (group prefix, empty short-term set)."""
+    from coea.evaluation.registry import MethodContext, build_method, parse_method
+    from coea.layout import ArtifactDirs
+    from coea.stages import load_artifacts
+
+    cfg, split, llms = sft
+    arts = load_artifacts(["nllm_sft"], ArtifactDirs(dsie=tiny_sft_run / "dsie", llm=(tiny_sft_run / "llm",)))
+    arts.llms = llms
+
+    def fitted(cold_start: str):
+        llm = replace(cfg.llm, cold_start=cold_start)
+        ctx = MethodContext(seed=0, llm=llm, artifacts=arts)
+        return build_method(parse_method("nllm_sft"), ctx).fit(split.histories)
+
+    users = ["nobody", split.warm_users[0]]
+    pop_m, llm_m = fitted("popularity"), fitted("llm")
+    counts = split.histories.interactions["category"].value_counts()
+    pop = np.array([counts.get(c, 0) for c in pop_m.categories], dtype=float) + 1.0
+    pop_scores, llm_scores = pop_m.score(users), llm_m.score(users)
+    np.testing.assert_allclose(pop_scores[0], np.log(pop / pop.sum()))
+    np.testing.assert_allclose(pop_scores[1], llm_scores[1])
+    assert not np.allclose(llm_scores[0], pop_scores[0])
+    assert pop_m.recommend(["nobody"], 3)["nobody"] == list(counts.index[:3])

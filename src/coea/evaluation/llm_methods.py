@@ -20,7 +20,9 @@ The prompt carries the group and the short-term set (plus the optional sections 
 options: :func:`coea.llm.sft_data.prompt_context`, the recipe SFT and PCO use), never the full history, so the
 plain view's novelty is the model's own; ``+x`` passes the history categories as exclusions. A user the DSIE groups do
 not know (new since they were fitted) gets the cold-start assignment (:func:`coea.dsie.groups.complete_assignment`)
-and the group's prefix as their code.
+and the group's prefix as their code. A user without any history event is ranked, with ``llm.cold_start:
+popularity`` (the default), by the history's category popularity in place of the N-LLM's log-probabilities, in
+every method above (``dual_best_of_n`` then verifies the most popular allowed categories).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from coea.data.split import Histories
 from coea.evaluation.baselines import ScoringMethod
 from coea.evaluation.registry import Need
 from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
-from coea.llm.sft_config import Propose
+from coea.llm.sft_config import ColdStart, Propose
 from coea.llm.sft_data import GroupInfo, category_sequences, group_infos, prompt_context
 
 
@@ -74,12 +76,17 @@ class LlmMethod(ScoringMethod):
                                self.short_term.get(u, ())) for u in users]
 
     def novelty_logprobs(self, users: Sequence[str]) -> np.ndarray:
-        """(U, C) log P(category | N-LLM prompt)."""
+        """(U, C) log P(category | N-LLM prompt); with ``llm.cold_start: popularity`` a user without any history
+        event gets the log of the history's category distribution (+1 smoothing) instead."""
         from coea.llm.decode import category_logprobs
 
         b, cfg = self.llms.novelty, self.ctx.llm
         prompts = [novelty_prompt(c, with_group=cfg.data.with_group) for c in self.contexts(users)]
-        return category_logprobs(b.model, b.tokenizer, prompts, self.n_index, batch_size=cfg.batch_size)
+        out = category_logprobs(b.model, b.tokenizer, prompts, self.n_index, batch_size=cfg.batch_size)
+        if cfg.cold_start is ColdStart.POPULARITY:
+            rows = [i for i, u in enumerate(users) if not self.sequences.get(u)]
+            out[rows] = np.log(self.popularity + 1.0) - np.log(np.sum(self.popularity + 1.0))
+        return out
 
 
 class NoveltySft(LlmMethod):
