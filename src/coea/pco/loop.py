@@ -49,7 +49,8 @@ class PcoLoop:
     """One PCO run over the history windows (see module doc); ``run()`` does (or resumes) all rounds.
 
     ``novelty`` and ``relevance`` are trained in place; ``device`` is where the trainers and a resume place the
-    models; ``reward`` overrides the one ``cfg.reward`` names (:func:`~coea.pco.reward.make_reward`)."""
+    models; ``reward`` overrides the one ``cfg.reward`` names (:func:`~coea.pco.reward.make_reward`); ``encoder`` is the
+    DSIE long-term encoder the ``teacher`` reward reads (``RewardSetup.encoder``)."""
 
     def __init__(self, cfg: PcoConfig, llm: LlmConfig, history: pd.DataFrame, categories: list[str],
                  groups: dict[str, GroupInfo], novelty: ModelBundle, relevance: ModelBundle,
