@@ -195,7 +195,8 @@ class LlmConfig:
     # nllm_seq / coea_seq rank by log P_N-LLM + encoder_weight * log p_S, p_S the DSIE long-term encoder's
     # next-category distribution (SASRec-style, the user's last events in order). MovieLens validation (README
     # 'Results', session 16): 0.25 beat the N-LLM alone by +0.0086 [+0.0025, +0.0155] (0.1: +0.0061, 0.5: +0.0076,
-    # 1: +0.0076, 1.5: +0.0014); test, once: -0.0020 [-0.0087, +0.0047], so not a shown gain
+    # 1: +0.0076, 1.5: +0.0014). Two SFT trainings per split, users and trainings resampled: validation +0.0052
+    # [-0.0052, +0.0153], test -0.0003 [-0.0083, +0.0078]: not a shown gain
     encoder_weight: float = 0.25
     cold_start: ColdStart = ColdStart.POPULARITY  # see ColdStart: every LLM method, for users without history
     temperature: float = 1.0  # sampling temperature of the N-LLM
