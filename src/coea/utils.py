@@ -100,3 +100,12 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+def log_softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of (U, C) ``scores``; ``-inf`` entries (e.g. an encoder's PAD/UNK logits) stay ``-inf``
+    and take no mass. Every row needs at least one finite entry."""
+    finite = np.isfinite(scores)
+    top = np.max(np.where(finite, scores, -np.inf), axis=1, keepdims=True)
+    shifted = np.where(finite, scores - top, -np.inf)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))

@@ -37,6 +37,7 @@ from coea.evaluation.registry import Need
 from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
 from coea.llm.sft_config import ColdStart, Propose
 from coea.llm.sft_data import GroupInfo, category_sequences, group_infos, prompt_context
+from coea.utils import log_softmax_rows
 
 
 class LlmMethod(ScoringMethod):
@@ -99,12 +100,6 @@ class NoveltySft(LlmMethod):
 class Coea(NoveltySft):
     name = "coea"
     models_from = Need.PCO
-
-
-def log_softmax_rows(scores: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax of finite ``scores`` (U, C)."""
-    top = scores.max(axis=1, keepdims=True)
-    return scores - top - np.log(np.sum(np.exp(scores - top), axis=1, keepdims=True))
 
 
 def encoder_fused(logp_n: np.ndarray, encoder_logits: np.ndarray, weight: float) -> np.ndarray:

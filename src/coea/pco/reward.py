@@ -39,6 +39,7 @@ from coea.llm.sft_data import GroupInfo, adoption_counts, cut_points
 from coea.pco.config import Negatives, PcoConfig, RewardKind
 from coea.pco.feedback import Feedback
 from coea.pco.periods import Window
+from coea.utils import log_softmax_rows
 
 if TYPE_CHECKING:
     from coea.llm.models import ModelBundle
@@ -257,11 +258,8 @@ class TeacherReward(Reward):
         enc, h = self.encoder, inputs.history
         seqs = user_sequences(h[h[TIMESTAMP].to_numpy() < inputs.window.end], enc.vocab, enc.config.collapse_repeats)
         _, logits = encode(enc.model, [seqs.get(u, []) for u in inputs.users], enc.config)  # (U, V)
-        finite = np.isfinite(logits)
-        top = np.max(np.where(finite, logits, -np.inf), axis=1, keepdims=True)
-        logp = np.where(finite, logits - top, -np.inf)
-        logp = logp - np.log(np.sum(np.exp(logp), axis=1, keepdims=True))
-        floor = np.min(np.where(finite, logp, np.inf), axis=1)
+        logp = log_softmax_rows(logits)
+        floor = np.min(np.where(np.isfinite(logp), logp, np.inf), axis=1)
         out = []
         for i, cs in enumerate(inputs.candidates):
             row = logp[i, [enc.vocab.token(c) for c in cs]]
