@@ -10,21 +10,28 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
 - ``coea w/o feedback`` (only when ``pco.reward`` reads logged feedback: ``feedback`` or ``hybrid``): the R-LLM
   judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
   periods' interactions only (``refresh: auto`` then means ``period``), so no logged take-up reaches the loop;
+- ``coea + encoder (= coea_seq)``: the ``coea`` variant's final N-LLM ranked by log P_N + ``llm.encoder_weight`` x
+  log p_S of the DSIE long-term encoder (the ``coea_seq`` method: the user's events in order, which the prompt lacks),
+  no training of its own; its SFT-only counterpart is the ``nllm_seq`` baseline row;
 - with ``extras`` (``coea ablate --prompt-variants``), the richer prompts (:class:`coea.llm.sft_config.SftDataConfig`),
   each with its own SFT pair. A prompt option the run has is taken away, one it lacks is added: ``coea w/o full
   CSID`` (the default prompts show the user's full CSID code; ``coea + full CSID`` where the config turns it off)
   and ``coea + long-term summary`` (the user's ``LONG_TERM`` most frequent history categories; ``coea w/o
   long-term summary`` where the config has one).
 
+``only`` (``coea ablate --variants``) keeps ``coea`` and the named variants (any of the above, the prompt ones
+included without ``extras``).
+
 Baselines scored on the same split by ``coea evaluate``'s code: the novelty-excluding methods
 (``pop_novel``, ``cooc_novel``, ``markov+x``, ``group_pop_novel``, ``nllm_sft+x``), ``nllm_sft`` and
-``dual_best_of_n``. On synthetic data the table adds *simulated acceptance*: the share of recommended novel
-categories (not in the user's history) whose planted affinity for the user is above uniform (1 / #categories):
-the synthetic stand-in for an online A/B test of what users would take up.
+``dual_best_of_n``; beside them ``nllm_seq`` / ``nllm_seq+x`` (the SFT N-LLM with the encoder), which are never the
+default reference (so adding them left the reference rule as it was). On synthetic data the table adds *simulated
+acceptance*: the share of recommended novel categories (not in the user's history) whose planted affinity for the
+user is above uniform (1 / #categories): the synthetic stand-in for an online A/B test of what users would take up.
 
 Paired CIs (``paired_ci`` in ablate.json, a table in ablate.md): each row's final S-H@K and C-H@K (plain top-K)
 and S-H@K of its ``+x`` top-K minus the reference's (``eval.reference``, default: the novelty-excluding baseline
-with the highest S-H@K), paired bootstrap over the split's evaluated users
+of ``REFERENCE_POOL`` with the highest S-H@K), paired bootstrap over the split's evaluated users
 (:mod:`coea.evaluation.ablate_report`).
 
 Outputs: ``ablate.json``, ``ablate.md`` (final-round table + paired CIs + per-round NCP@K / C-H@K),
@@ -36,6 +43,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +53,7 @@ import numpy as np
 from coea.config import RunConfig, save_config
 from coea.data.prepared import read_prepared
 from coea.data.split import Split, chronological_split
+from coea.errors import CoeaInputError
 from coea.evaluation.ablate_report import (
     WITHOUT_RLLM,
     ablate_paired_ci,
@@ -56,7 +65,7 @@ from coea.evaluation.ablate_report import (
     row_vectors,
 )
 from coea.evaluation.baselines import Recommendations, top_k
-from coea.evaluation.evaluate import recommend_all, score_split, warm_per_user
+from coea.evaluation.evaluate import lists_metrics, recommend_all, score_split, warm_per_user
 from coea.evaluation.registry import MethodArtifacts, Need, build_method, method_context, parse_method
 from coea.flow import run_flow
 from coea.layout import RunLayout
@@ -68,7 +77,10 @@ log = logging.getLogger(__name__)
 
 ALPHAS = (0.1, 0.4, 0.6)
 LONG_TERM = 5  # categories in the long-term summary of the ``coea + long-term summary`` variant
-BASELINES = ["pop_novel", "cooc_novel", "markov+x", "group_pop_novel", "nllm_sft", "nllm_sft+x", "dual_best_of_n"]
+REFERENCE_POOL = ["pop_novel", "cooc_novel", "markov+x", "group_pop_novel", "nllm_sft", "nllm_sft+x",
+                  "dual_best_of_n"]  # the baselines the default reference is chosen among
+BASELINES = [*REFERENCE_POOL, "nllm_seq", "nllm_seq+x"]
+ENCODER_ROW = "coea + encoder (= coea_seq)"  # the coea variant's final N-LLM x the DSIE encoder: no training
 
 
 @dataclass
@@ -77,6 +89,8 @@ class AblateResult:
 
     variants: dict[str, list[dict[str, Any]]]
     baselines: dict[str, dict[str, float]]
+    # rows that re-rank a variant's final models (ENCODER_ROW): their metrics at K, "x_S-H" = the +x view's S-H@K
+    rankings: dict[str, dict[str, float]] = field(default_factory=dict)
     acceptance: dict[str, float] = field(default_factory=dict)
     paired_ci: dict[str, Any] = field(default_factory=dict)  # ablate.json's paired_ci (ablate_report.ci_section)
     paths: dict[str, Path] = field(default_factory=dict)
@@ -86,9 +100,19 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "_", name.lower()).strip("_")
 
 
-def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False) -> dict[str, RunConfig]:
+def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
+                    only: Sequence[str] | None = None) -> dict[str, RunConfig]:
     """Variant name -> its RunConfig (only ``pco`` and the prompt options of ``llm.data`` differ); ``extras`` adds
-    the richer-prompt variants."""
+    the richer-prompt variants; ``only``: ``coea`` and these variants (any name, the richer-prompt ones included;
+    an unknown name is a :class:`~coea.errors.CoeaInputError` that lists the names)."""
+    if only:
+        every = variant_configs(cfg, alphas, extras=True)
+        unknown = [n for n in only if n not in every]
+        if unknown:
+            raise CoeaInputError(f"unknown ablation variant(s) {unknown}", option="--variants",
+                                 fix=f"name variants among {list(every)} (comma-separated)")
+        return {n: c for n, c in every.items() if n == "coea" or n in only}
+
     def with_alpha(a: float) -> RunConfig:
         c = copy.deepcopy(cfg)
         c.pco.dpo = replace(c.pco.dpo, alpha=a)
@@ -132,18 +156,30 @@ def simulated_acceptance(recs: dict[str, list[str]], history: dict[str, set[str]
     return hits / total if total else float("nan")
 
 
-def _final_lists(cfg: RunConfig, layout: RunLayout, pco_dir: Path, split: Split,
-                 k: int) -> tuple[Recommendations, Recommendations]:
-    """The plain and the ``+x`` top-``k`` of the N-LLM after the last round in ``pco_dir`` (the ``coea`` and
-    ``coea+x`` methods) for the split's evaluated users, from one scoring pass."""
+def _final_lists(cfg: RunConfig, layout: RunLayout, pco_dir: Path, split: Split, k: int,
+                 method_name: str = "coea") -> tuple[Recommendations, Recommendations]:
+    """The plain and the ``+x`` top-``k`` of the N-LLM after the last round in ``pco_dir`` by ``method_name`` (a
+    method of the final models: ``coea``, or ``coea_seq`` with the DSIE encoder) for the split's evaluated users,
+    from one scoring pass."""
     arts = MethodArtifacts(dsie=load_dsie(layout.dsie), pco=load_pco(pco_dir, layout.dsie))
-    method = build_method(parse_method("coea"), method_context(cfg, arts)).fit(split.histories)
+    method = build_method(parse_method(method_name), method_context(cfg, arts)).fit(split.histories)
     users = split.warm_users
     scores = np.array(method.score(users), dtype=np.float64)  # (U, C)
     plain = top_k(scores, users, method.categories, k)
     for row, banned in enumerate(method.banned(users, split.histories.user_categories())):
         scores[row, [method.index[c] for c in banned if c in method.index]] = -np.inf
     return plain, top_k(scores, users, method.categories, k)
+
+
+def _variant_pco_dir(name: str, layout: RunLayout, out_dir: Path, from_run: Path | None) -> Path:
+    """Where a variant's PCO rounds go: the run's ``pco/`` for ``coea`` of a fresh run, else ``variants/<slug>``."""
+    return layout.pco if name == "coea" and from_run is None else out_dir / "variants" / _slug(name)
+
+
+def _ranking_row(split: Split, eval_cfg, lists: tuple[Recommendations, Recommendations], k: int) -> dict[str, float]:
+    """A re-ranking row's table figures: every metric of its plain top-``k``, ``x_S-H`` that of its ``+x`` one."""
+    scored = lists_metrics(split, {"plain": lists[0], "+x": lists[1]}, split.warm_users, eval_cfg)
+    return {**scored["plain"], "x_S-H": scored["+x"][f"S-H@{k}"]}
 
 
 def _variant_llm_dir(name: str, vcfg: RunConfig, cfg: RunConfig, layout: RunLayout, out_dir: Path) -> Path:
@@ -157,15 +193,16 @@ def _variant_llm_dir(name: str, vcfg: RunConfig, cfg: RunConfig, layout: RunLayo
 
 
 def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = False,
-               from_run: Path | None = None) -> AblateResult:
-    """Every variant (``extras``: with the richer-prompt ones) over the same split and rounds (see module doc);
+               from_run: Path | None = None, only: Sequence[str] | None = None) -> AblateResult:
+    """Every variant (``extras``: with the richer-prompt ones; ``only``: ``coea`` and these) and
+    ``ENCODER_ROW`` over the same split and rounds (see module doc);
     written under ``out_dir``, which also becomes a run folder (``data/``, ``dsie/``, ``llm/``, ``pco/`` = the
     ``coea`` variant) that ``coea evaluate --from-run`` reads. With ``from_run``, that run's prepared data, DSIE
     and SFT pair are used instead of training them (nothing is written there; the ``coea`` variant's rounds go to
     ``out_dir/variants/coea``). A variant's own SFT pair already in ``out_dir/variants/`` is reused."""
     seed_everything(cfg.eval.seed)
-    configs = variant_configs(cfg, alphas, extras)
-    check_reference(cfg.eval.reference, [*configs, WITHOUT_RLLM, *BASELINES])  # before anything trains
+    configs = variant_configs(cfg, alphas, extras, only)
+    check_reference(cfg.eval.reference, [*configs, ENCODER_ROW, WITHOUT_RLLM, *BASELINES])  # before anything trains
     out_dir = Path(out_dir)
     layout = RunLayout(out_dir if from_run is None else Path(from_run))
     if from_run is None:
@@ -177,14 +214,18 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
     finals: dict[str, tuple[Recommendations, Recommendations]] = {}
     for name, vcfg in configs.items():
         log.info("ablate: variant %r", name)
-        pco_dir = layout.pco if name == "coea" and from_run is None else out_dir / "variants" / _slug(name)
+        pco_dir = _variant_pco_dir(name, layout, out_dir, from_run)
         llm_dir = _variant_llm_dir(name, vcfg, cfg, layout, out_dir)
         variants[name] = run_pco_stage(vcfg, layout.data, layout.dsie, [llm_dir], pco_dir).rounds
         finals[name] = _final_lists(vcfg, layout, pco_dir, split, k)
+    log.info("ablate: %r", ENCODER_ROW)
+    finals[ENCODER_ROW] = _final_lists(cfg, layout, _variant_pco_dir("coea", layout, out_dir, from_run), split, k,
+                                       method_name="coea_seq")
     eval_cfg = replace(cfg.eval, methods=BASELINES, ks=[k], reference=None)
     recs = recommend_all(split, eval_cfg, method_context(cfg, load_artifacts(BASELINES, layout.artifacts())))
     baselines = score_split(split, recs, eval_cfg)["methods"]
-    result = AblateResult(variants, baselines)
+    result = AblateResult(variants, baselines,
+                          rankings={ENCODER_ROW: _ranking_row(split, eval_cfg, finals[ENCODER_ROW], k)})
     if loaded.truth is not None:
         history = split.histories.user_categories()
         lists = {**{name: plain for name, (plain, _) in finals.items()},
@@ -205,7 +246,8 @@ def _paired_ci(split: Split, eval_cfg, finals: dict[str, tuple[Recommendations, 
         views = warm_per_user(split, {"plain": plain, "+x": novel}, eval_cfg, [k])
         final_vectors[name] = (views["plain"], views["+x"])
     rows = row_vectors(final_vectors, warm_per_user(split, {n: r["warm"] for n, r in recs.items()}, eval_cfg, [k]), k)
-    return ablate_paired_ci(rows, ablate_reference(baselines, k, reference), k, n_boot=eval_cfg.bootstrap,
+    pool = {m: v for m, v in baselines.items() if m in REFERENCE_POOL}
+    return ablate_paired_ci(rows, ablate_reference(pool, k, reference), k, n_boot=eval_cfg.bootstrap,
                             level=eval_cfg.ci_level, seed=eval_cfg.seed)
 
 
@@ -213,9 +255,10 @@ def _write(cfg: RunConfig, result: AblateResult, out_dir: Path, source: str, k: 
     result.paths = {"json": out_dir / "ablate.json", "md": out_dir / "ablate.md", "plot": out_dir / "ablate.png",
                     "config": out_dir / "config.json"}
     write_json_atomic(result.paths["json"], {"k": k, "variants": result.variants, "baselines": result.baselines,
+                                             "rankings": result.rankings,
                                              "simulated_acceptance": result.acceptance,
                                              "paired_ci": result.paired_ci})
-    md = ablate_table(result.variants, result.baselines, k, result.acceptance)
+    md = ablate_table(result.variants, result.baselines, k, result.acceptance, result.rankings)
     if result.paired_ci.get("methods"):
         md += "\n" + ablate_paired_table(result.paired_ci)
     write_text_atomic(result.paths["md"], f"# Ablation on {source} (K={k})\n\n" + md)

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from coea import cli
+from coea.ablate import ENCODER_ROW
 from tests.helpers import REPO, coea
 
 CONFIG = """synthetic: {n_users: 60, n_categories: 14, n_groups: 3, mean_interactions: 40}
@@ -60,12 +61,12 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     assert data["variants"]["coea w/o KL"][0] == data["variants"]["coea"][0]
     assert data["variants"]["coea w/o CSID"][0] != data["variants"]["coea"][0]
     assert 0.0 <= data["simulated_acceptance"]["coea"] <= 1.0 and "nllm_sft" in data["simulated_acceptance"]
-    assert {"pop_novel", "markov+x", "nllm_sft", "dual_best_of_n"} <= set(data["baselines"])
+    assert {"pop_novel", "markov+x", "nllm_sft", "dual_best_of_n", "nllm_seq", "nllm_seq+x"} <= set(data["baselines"])
     paired = data["paired_ci"]  # default reference: the novelty-excluding baseline with the best S-H@K
-    novel = {m: v for m, v in data["baselines"].items() if m.endswith(("+x", "_novel"))}
-    assert paired["reference"] == max(novel, key=lambda m: novel[m][f"S-H@{data['k']}"])
+    novel = {m: v for m, v in data["baselines"].items() if m.endswith(("+x", "_novel")) and m != "nllm_seq+x"}
+    assert paired["reference"] == max(novel, key=lambda m: novel[m][f"S-H@{data['k']}"])  # nllm_seq+x: never
     assert paired["metrics"] == ["S-H", "C-H", "x_S-H"] and paired["k"] == data["k"]
-    assert set(paired["methods"]) == names | {"coea w/o R-LLM (= nllm_sft, round 0)"} | (
+    assert set(paired["methods"]) == names | {"coea w/o R-LLM (= nllm_sft, round 0)", ENCODER_ROW} | (
         set(data["baselines"]) - {paired["reference"]})
     k, ref = data["k"], data["baselines"][paired["reference"]]
     for name in names:  # the final round's figures of the split's evaluated users minus the reference's
@@ -73,8 +74,11 @@ def test_ablate_then_evaluate_from_run(tmp_path):
         assert abs(ci[f"S-H@{k}"]["diff"] - (last["S-H"] - ref[f"S-H@{k}"])) < 1e-9
         assert abs(ci[f"x_S-H@{k}"]["diff"] - (last["x_S-H"] - ref[f"S-H@{k}"])) < 1e-9
         assert ci[f"C-H@{k}"]["low"] <= ci[f"C-H@{k}"]["diff"] <= ci[f"C-H@{k}"]["high"]
+    enc, ci = data["rankings"][ENCODER_ROW], paired["methods"][ENCODER_ROW]  # coea's final N-LLM x the encoder
+    assert abs(ci[f"x_S-H@{k}"]["diff"] - (enc["x_S-H"] - ref[f"S-H@{k}"])) < 1e-9
+    assert abs(ci[f"S-H@{k}"]["diff"] - (enc[f"S-H@{k}"] - ref[f"S-H@{k}"])) < 1e-9
     md = (out / "ablate.md").read_text()
-    assert "coea w/o R-LLM" in md and "| coea w/o CSID |" in md
+    assert "coea w/o R-LLM" in md and "| coea w/o CSID |" in md and f"| {ENCODER_ROW} |" in md
     assert f"## Paired difference vs {paired['reference']} (95 % bootstrap CI over" in md
     assert (out / "ablate.png").stat().st_size > 1000
 
@@ -91,20 +95,30 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     assert 0.0 <= metrics["coea_dual+x"]["S-H@10"] <= 1.0
 
     # --from-run: the run's data, DSIE and SFT pair are reused and nothing is written there; a variant's own SFT
-    # pair already in OUT/variants/ is reused too
+    # pair already in OUT/variants/ is reused too; --variants runs coea and the named ones only. With encoder
+    # weight 0 the encoder row ranks as coea and nllm_seq as nllm_sft: the rows re-rank the very final models
     before = sorted((str(f), f.stat().st_mtime_ns) for f in out.rglob("*") if f.is_file())
     again = tmp_path / "again"
     shutil.copytree(out / "variants" / "no_csid_llm", again / "variants" / "no_csid_llm")
-    res = coea("ablate", "--from-run", str(out), "--out", str(again), "--rounds", "1")
+    run_cfg = json.loads((out / "config.json").read_text())
+    run_cfg["llm"]["encoder_weight"] = 0.0
+    (tmp_path / "w0.json").write_text(json.dumps(run_cfg))
+    res = coea("ablate", "--from-run", str(out), "--out", str(again), "--rounds", "1", "--variants", "coea w/o CSID",
+               "--config", str(tmp_path / "w0.json"))
     assert res.returncode == 0, res.stderr
     assert sorted((str(f), f.stat().st_mtime_ns) for f in out.rglob("*") if f.is_file()) == before
     redo = json.loads((again / "ablate.json").read_text())
-    assert set(redo["variants"]) == names - {"coea w/o full CSID", "coea + long-term summary"}
+    assert list(redo["variants"]) == ["coea", "coea w/o CSID"]
     for name in ("coea", "coea w/o CSID"):  # the same SFT models: the same round 0 as the first ablation's
         assert redo["variants"][name][0] == data["variants"][name][0]
         assert [r["round"] for r in redo["variants"][name]] == [0, 1]
     assert (again / "variants" / "coea" / "pco_metrics.json").is_file() and not (again / "llm").exists()
-    assert redo["baselines"] == data["baselines"]
+    enc, last = redo["rankings"][ENCODER_ROW], redo["variants"]["coea"][-1]
+    for key in ("C-H", "NCP", "S-H", "x_S-H"):
+        assert abs(enc[key if key == "x_S-H" else f"{key}@{k}"] - last[key]) < 1e-9, key
+    base = {m: v for m, v in redo["baselines"].items() if "nllm_seq" not in m}
+    assert base == {m: v for m, v in data["baselines"].items() if "nllm_seq" not in m}
+    assert redo["baselines"]["nllm_seq+x"] == redo["baselines"]["nllm_sft+x"]
 
 
 def test_ablate_from_run_with_data_is_refused(tmp_path):

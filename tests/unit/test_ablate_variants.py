@@ -1,7 +1,10 @@
 """`coea ablate`'s variant set: which configs each ablation row runs (no training here)."""
 
+import pytest
+
 from coea.ablate import variant_configs
 from coea.config import RunConfig, run_config_from_dict
+from coea.errors import CoeaInputError
 from coea.pco.config import RefreshKind, RewardKind
 
 
@@ -43,3 +46,13 @@ def test_feedback_reward_adds_a_row_that_reads_no_feedback():
     hybrid = run_config_from_dict({"pco": {"reward": "hybrid"}}, where="test")
     assert variant_configs(hybrid)["coea w/o feedback"].pco.refresh is RefreshKind.AUTO  # auto -> period here
     assert variant_configs(hybrid)["coea w/o feedback"].pco.refresh_kind() is RefreshKind.PERIOD
+
+
+def test_only_keeps_coea_and_the_named_variants_and_refuses_unknown_names():
+    cfg = RunConfig()
+    picked = variant_configs(cfg, only=["coea + long-term summary", "coea w/o KL"])
+    assert list(picked) == ["coea", "coea w/o KL", "coea + long-term summary"]  # a prompt variant without extras
+    assert picked["coea + long-term summary"].llm.data.long_term > 0 and picked["coea w/o KL"].pco.dpo.alpha == 0
+    with pytest.raises(CoeaInputError, match=r"unknown ablation variant\(s\) \['coea w/o nothing'\]") as err:
+        variant_configs(cfg, only=["coea w/o KL", "coea w/o nothing"])
+    assert "coea w/o feedback" in err.value.fix and err.value.option == "--variants"

@@ -163,8 +163,12 @@ def ablate_cmd(
                                                                      "of an earlier run (nothing is written there) "
                                                                      "and its config.json unless --config is "
                                                                      "given")] = None,
+    variants: Annotated[str | None, typer.Option("--variants", help="comma-separated: coea and only these "
+                                                 "variants (names as in the table, e.g. 'coea + long-term "
+                                                 "summary,coea w/o KL'); default: all")] = None,
 ) -> None:
-    """coea, w/o R-LLM, w/o KL, w/o CSID and alpha in {0.1, 0.4, 0.6} over the same rounds: table and plot."""
+    """coea, w/o R-LLM, w/o KL, w/o CSID, alpha in {0.1, 0.4, 0.6} and + encoder over the same rounds: table and
+    plot."""
     from coea.ablate import run_ablate
 
     if from_run is None:
@@ -176,7 +180,7 @@ def ablate_cmd(
         run_layout(from_run, "data", "dsie", "llm")
         cfg = from_run_config(config, from_run)
     cfg = replace(overrides(cfg, device=device), pco=overrides(cfg.pco, rounds=rounds))
-    result = run_ablate(cfg, out, extras=prompt_variants, from_run=from_run)
+    result = run_ablate(cfg, out, extras=prompt_variants, from_run=from_run, only=csv(variants))
     typer.echo(result.paths["md"].read_text(encoding="utf-8"))
     typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
 

@@ -76,9 +76,9 @@ def ablate_paired_ci(rows: Mapping[str, Mapping[str, np.ndarray]], reference: st
 
 
 def ablate_table(variants: Mapping[str, list[dict]], baselines: Mapping[str, Mapping[str, float]], k: int,
-                 acceptance: Mapping[str, float]) -> str:
-    """The final-round table (one row per variant, ``coea w/o R-LLM``, one per baseline) and the per-round
-    NCP / C-H table."""
+                 acceptance: Mapping[str, float], rankings: Mapping[str, Mapping[str, float]] | None = None) -> str:
+    """The final-round table (one row per variant, per re-ranking of a variant's final models (``rankings``: its
+    metrics at ``k`` and ``x_S-H``), ``coea w/o R-LLM``, one per baseline) and the per-round NCP / C-H table."""
     cols = [f"{m}@{k}" for m in TABLE_METRICS]
     head = "| method | " + " | ".join(cols) + f" | +x S-H@{k} | R-LLM score | KL to SFT |"
     if acceptance:
@@ -95,6 +95,8 @@ def ablate_table(variants: Mapping[str, list[dict]], baselines: Mapping[str, Map
         last = rows[-1]
         lines.append(row(name, {f"{key}@{k}": last.get(key) for key in TABLE_METRICS},
                          last.get("x_S-H"), last.get("rscore"), last.get("kl_sft")))
+    for name, m in (rankings or {}).items():
+        lines.append(row(name, m, m.get("x_S-H"), None, None))
     first = next(iter(variants.values()))
     lines.append(row(WITHOUT_RLLM, {f"{key}@{k}": first[0].get(key) for key in TABLE_METRICS},
                      first[0].get("x_S-H"), first[0].get("rscore"), 0.0))

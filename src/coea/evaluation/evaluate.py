@@ -67,12 +67,9 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
     """metrics.json's ``methods`` and ``cold_start`` sections plus the protocol facts."""
     hist = split.histories
     tail = _long_tail_of(split, cfg.long_tail_share)
-    history = hist.user_categories()
-    n_cat = len(hist.categories)
 
     def slice_metrics(users: list[str], part: str) -> dict[str, dict[str, float]]:
-        return {name: evaluate_lists(r[part], users, history, split.future_categories, tail, n_cat, cfg.ks)
-                for name, r in recs.items()}
+        return lists_metrics(split, {name: r[part] for name, r in recs.items()}, users, cfg, tail)
 
     return {
         "protocol": {
@@ -83,7 +80,7 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
             "history_events": len(hist.interactions),
             "future_events": len(split.future),
             "dropped_by_min_gap": split.dropped_by_gap,
-            "categories": n_cat,
+            "categories": len(hist.categories),
             "long_tail_categories": len(tail),
             "long_tail_rule": f"outside the most popular categories holding {cfg.long_tail_share:.0%} of "
                               "history events",
@@ -91,6 +88,16 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
         "methods": slice_metrics(split.warm_users, "warm"),
         "cold_start": slice_metrics(split.cold_users, "cold") if split.cold_users else {},
     }
+
+
+def lists_metrics(split: Split, lists: Mapping[str, Recommendations], users: list[str], cfg: EvalConfig,
+                  tail: set[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per method (``lists``: its top-K lists) every metric at ``cfg.ks`` over ``users``
+    (:func:`coea.evaluation.metrics.evaluate_lists`); ``tail``: the long-tail set when already computed."""
+    tail = _long_tail_of(split, cfg.long_tail_share) if tail is None else tail
+    history, n_cat = split.histories.user_categories(), len(split.histories.categories)
+    return {name: evaluate_lists(r, users, history, split.future_categories, tail, n_cat, cfg.ks)
+            for name, r in lists.items()}
 
 
 def warm_per_user(split: Split, recs: Mapping[str, Recommendations], cfg: EvalConfig,
