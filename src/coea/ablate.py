@@ -23,7 +23,7 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
 included without ``extras``).
 
 Baselines scored on the same split by ``coea evaluate``'s code: the novelty-excluding methods
-(``pop_novel``, ``cooc_novel``, ``markov+x``, ``group_pop_novel``, ``nllm_sft+x``), ``nllm_sft`` and
+(``pop_novel``, ``cooc_novel``, ``markov+x``, ``sasrec+x``, ``group_pop_novel``, ``nllm_sft+x``), ``nllm_sft`` and
 ``dual_best_of_n``; beside them ``nllm_seq`` / ``nllm_seq+x`` (the SFT N-LLM with the encoder), which are never the
 default reference (so adding them left the reference rule as it was). On synthetic data the table adds *simulated
 acceptance*: the share of recommended novel categories (not in the user's history) whose planted affinity for the
@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 
 ALPHAS = (0.1, 0.4, 0.6)
 LONG_TERM = 5  # categories in the long-term summary of the ``coea + long-term summary`` variant
-REFERENCE_POOL = ["pop_novel", "cooc_novel", "markov+x", "group_pop_novel", "nllm_sft", "nllm_sft+x",
+REFERENCE_POOL = ["pop_novel", "cooc_novel", "markov+x", "sasrec+x", "group_pop_novel", "nllm_sft", "nllm_sft+x",
                   "dual_best_of_n"]  # the baselines the default reference is chosen among
 BASELINES = [*REFERENCE_POOL, "nllm_seq", "nllm_seq+x"]
 ENCODER_ROW = "coea + encoder (= coea_seq)"  # the coea variant's final N-LLM x the DSIE encoder: no training
