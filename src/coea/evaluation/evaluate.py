@@ -67,9 +67,10 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
     """metrics.json's ``methods`` and ``cold_start`` sections plus the protocol facts."""
     hist = split.histories
     tail = _long_tail_of(split, cfg.long_tail_share)
+    history = hist.user_categories()
 
     def slice_metrics(users: list[str], part: str) -> dict[str, dict[str, float]]:
-        return lists_metrics(split, {name: r[part] for name, r in recs.items()}, users, cfg, tail)
+        return lists_metrics(split, {name: r[part] for name, r in recs.items()}, users, cfg, tail, history)
 
     return {
         "protocol": {
@@ -91,11 +92,14 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
 
 
 def lists_metrics(split: Split, lists: Mapping[str, Recommendations], users: list[str], cfg: EvalConfig,
-                  tail: set[str] | None = None) -> dict[str, dict[str, float]]:
+                  tail: set[str] | None = None,
+                  history: Mapping[str, set[str]] | None = None) -> dict[str, dict[str, float]]:
     """Per method (``lists``: its top-K lists) every metric at ``cfg.ks`` over ``users``
-    (:func:`coea.evaluation.metrics.evaluate_lists`); ``tail``: the long-tail set when already computed."""
+    (:func:`coea.evaluation.metrics.evaluate_lists`); ``tail`` and ``history`` (the long-tail set, the users'
+    history categories) when the caller already has them."""
     tail = _long_tail_of(split, cfg.long_tail_share) if tail is None else tail
-    history, n_cat = split.histories.user_categories(), len(split.histories.categories)
+    history = split.histories.user_categories() if history is None else history
+    n_cat = len(split.histories.categories)
     return {name: evaluate_lists(r, users, history, split.future_categories, tail, n_cat, cfg.ks)
             for name, r in lists.items()}
 
