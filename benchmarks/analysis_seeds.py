@@ -15,6 +15,12 @@ second is a lower bound on the true width (module doc there).
 An arm's own config (after a second ``@``) gives its prompt options (models trained with other prompts than
 ``--config``'s); every arm is scored on ``--config``'s split.
 
+``--paired-trainings``: an arm's i-th run was made from the reference arm's i-th (the same SFT training, e.g. the
+PCO run that tuned it: ``--arm "sft=nllm_sft+x@R0,R1,R2" --arm "coea=coea+x@R0,R1,R2"``), so the last column
+resamples the trainings jointly and what a training shares between the two arms cancels
+(:func:`coea.evaluation.bootstrap.seed_bootstrap_ci`, ``paired_runs``); each arm then needs as many runs as the
+reference, and the table adds each training's own difference.
+
 Each run dir needs what the method loads (``coea evaluate --from-run`` layout: ``data/``, ``dsie/``, ``llm/``,
 ``pco/`` for ``coea``); every run must hold the same prepared log.
 """
@@ -59,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="the runs' config (split, prompt options)")
     parser.add_argument("--metric", default="S-H@10", help="per-user metric (default S-H@10)")
     parser.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
+    parser.add_argument("--paired-trainings", action="store_true",
+                        help="an arm's i-th run was made from the reference's i-th (module doc): resample trainings "
+                             "jointly")
     args = parser.parse_args(argv)
+    ref_runs = len(args.arm[0][2])
+    if args.paired_trainings and any(len(runs) != ref_runs for _, _, runs, _ in args.arm):
+        parser.error(f"--paired-trainings: every arm needs as many runs as the reference arm ({ref_runs})")
 
     from coea.config import load_run_config
     from coea.data.prepared import read_prepared
@@ -74,17 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         arm_cfg = replace(load_run_config(own), split=cfg.split) if own else cfg
         vectors[name] = [per_user(run, method, arm_cfg, split, args.metric) for run in runs]
     ref = args.arm[0][0]
+    paired = args.paired_trainings
+    both_head = "paired trainings" if paired else "trainings"
+    extra_head, extra_rule = (f" - {ref} per training |", "---|") if paired else ("", "")
     print(f"| arm | method | {args.metric} per training | mean | - {ref}: users only (95 % CI) | - {ref}: users "
-          f"and trainings (95 % CI) |\n|---|---|---|---:|---:|---:|")
+          f"and {both_head} (95 % CI) |{extra_head}\n|---|---|---|---:|---:|---:|{extra_rule}")
     for name, method, _, _ in args.arm:
         runs = vectors[name]
-        cells = ["0", "0"]
+        cells = ["0", "0"] + (["0"] if paired else [])
         if name != ref:
             users = paired_bootstrap_ci(np.mean(runs, axis=0), np.mean(vectors[ref], axis=0), n_boot=args.boot)
-            both = seed_bootstrap_ci(runs, vectors[ref], n_boot=args.boot)
+            both = seed_bootstrap_ci(runs, vectors[ref], n_boot=args.boot, paired_runs=paired)
             cells = [f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]" for ci in (users, both)]
+            if paired:
+                cells.append(" / ".join(f"{(a - b).mean():+.4f}" for a, b in zip(runs, vectors[ref], strict=True)))
         print(f"| {name} | {method} | {' / '.join(f'{v.mean():.4f}' for v in runs)} | "
-              f"{np.mean([v.mean() for v in runs]):.4f} | {cells[0]} | {cells[1]} |")
+              f"{np.mean([v.mean() for v in runs]):.4f} | {' | '.join(cells)} |")
     print(f"\n{len(vectors[ref][0])} evaluated users")
     return 0
 

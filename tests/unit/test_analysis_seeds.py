@@ -16,3 +16,14 @@ def test_arm_names_a_method_its_trainings_and_optionally_its_own_config():
     for bad in ("full", "full=nllm_sft+x", "=m@/r", "full=@/r", "full=m@"):
         with pytest.raises(argparse.ArgumentTypeError, match="NAME=METHOD@RUN"):
             parse_arm(bad)
+
+
+def test_paired_trainings_need_as_many_runs_in_every_arm(capsys):
+    """Checked before any run is read: a paired arm with fewer trainings than the reference exits 2, naming the
+    count."""
+    from benchmarks.analysis_seeds import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--arm", "sft=nllm_sft+x@/r/a,/r/b", "--arm", "coea=coea+x@/r/a", "--paired-trainings"])
+    assert exc.value.code == 2
+    assert "as many runs as the reference arm (2)" in capsys.readouterr().err

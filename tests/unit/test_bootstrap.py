@@ -118,3 +118,31 @@ def test_seed_bootstrap_point_estimate_and_bad_input():
         seed_bootstrap_ci([np.zeros(3)], [np.zeros(4)])
     with pytest.raises(ValueError, match="at least one training"):
         seed_bootstrap_ci([], [np.zeros(4)])
+
+
+def test_paired_trainings_cancel_what_a_training_shares_between_its_two_arms():
+    """Two SFT trainings that came out .10 apart, each tuned by a loop that adds exactly .01 on every user: paired
+    trainings see +.01 with a zero-width interval; unpaired, the .10 between the trainings swamps it."""
+    rng = np.random.default_rng(7)
+    base = (rng.random(300) < 0.5).astype(float)
+    sft = [base + 0.05, base - 0.05]
+    tuned = [v + 0.01 for v in sft]
+    paired = seed_bootstrap_ci(tuned, sft, n_boot=500, paired_runs=True)
+    assert paired.diff == pytest.approx(0.01) and paired.low == pytest.approx(0.01) == paired.high
+    assert paired.excludes_zero
+    unpaired = seed_bootstrap_ci(tuned, sft, n_boot=500)
+    assert unpaired.diff == pytest.approx(0.01) and unpaired.low < -0.03 and unpaired.high > 0.05
+    assert not unpaired.excludes_zero
+
+
+def test_paired_trainings_resample_the_trainings_and_need_as_many_in_each_arm():
+    rng = np.random.default_rng(8)
+    sft = [rng.random(200) for _ in range(4)]
+    effects = [0.02, -0.01, 0.00, 0.03]  # per training, on every user
+    ci = seed_bootstrap_ci([v + e for v, e in zip(sft, effects, strict=True)], sft, n_boot=1000, paired_runs=True)
+    assert ci.diff == pytest.approx(np.mean(effects))
+    assert -0.01 - 1e-9 <= ci.low < ci.diff < ci.high <= 0.03 + 1e-9  # only the trainings vary: within their range
+    one = seed_bootstrap_ci([sft[0] + 0.02], [sft[0]], paired_runs=True, seed=2)
+    assert (one.diff, one.low, one.high) == pytest.approx((0.02, 0.02, 0.02))
+    with pytest.raises(ValueError, match="as many trainings"):
+        seed_bootstrap_ci(sft[:2], sft[:3], paired_runs=True)

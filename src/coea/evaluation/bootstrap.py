@@ -21,6 +21,12 @@ second stream, S_a rows of A and S_b rows of B with replacement (``J_r``, ``K_r`
 ``D*_r = mean_{s in J_r} mean_{i in I_r} A[s, i] - mean_{s in K_r} mean_{i in I_r} B[s, i]``; ``diff`` is the
 difference of the two arms' means over all their rows. The seed part of a bootstrap over S rows has (S - 1) / S of
 the seeds' variance, so with 2 seeds per arm the interval is too narrow on that part: read it as a lower bound.
+
+**Paired trainings** (``paired_runs=True``). Where row s of B is the model row s of A was made from (the SFT model
+a PCO run tuned: "does the loop improve what it tunes"), the question is the mean over trainings of the per-training
+effect, not the difference of two independent arms. Replicate r then draws ONE set of S row indices ``J_r`` and
+applies it to both arms: ``D*_r = mean_{s in J_r} mean_{i in I_r} (A[s, i] - B[s, i])``, so what a training shares
+between its two rows (how well that SFT came out) cancels, as a user's share does in the user bootstrap.
 """
 
 from __future__ import annotations
@@ -46,6 +52,13 @@ class PairedCI:
     def as_dict(self) -> dict[str, float | bool]:
         """The JSON form written to metrics.json / ablate.json (``n_users`` is stated once, beside it)."""
         return {"diff": self.diff, "low": self.low, "high": self.high, "excludes_zero": self.excludes_zero}
+
+
+def _percentile_ci(reps: np.ndarray, diff: float, n_users: int, level: float) -> PairedCI:
+    """The level-``level`` percentile interval of the replicates ``reps`` around the point estimate ``diff``."""
+    low, high = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return PairedCI(diff=diff, low=float(low), high=float(high), n_users=n_users,
+                    excludes_zero=bool(low > 0.0 or high < 0.0))
 
 
 def _paired_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -90,16 +103,16 @@ def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, lev
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     d = _paired_differences(a, b)
     reps = bootstrap_mean_differences(a, b, n_boot=n_boot, seed=seed)
-    low, high = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return PairedCI(diff=float(d.mean()), low=float(low), high=float(high), n_users=int(d.size),
-                    excludes_zero=bool(low > 0.0 or high < 0.0))
+    return _percentile_ci(reps, float(d.mean()), int(d.size), level)
 
 
 def seed_bootstrap_ci(a_runs: list[np.ndarray], b_runs: list[np.ndarray], *, n_boot: int = 2000,
-                      level: float = 0.95, seed: int = 0) -> PairedCI:
+                      level: float = 0.95, seed: int = 0, paired_runs: bool = False) -> PairedCI:
     """The bootstrap interval of ``mean(A) - mean(B)`` resampling users (paired) AND each arm's trainings (module
     doc: re-training noise); ``a_runs``/``b_runs``: one per-user vector per training, all over the same users.
-    With one training per arm it equals :func:`paired_bootstrap_ci` of the two vectors."""
+    With one training per arm it equals :func:`paired_bootstrap_ci` of the two vectors. ``paired_runs``: row s of
+    A and row s of B come from one training (module doc: paired trainings), resampled together; both arms need the
+    same number of rows."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     if not a_runs or not b_runs:
@@ -110,20 +123,25 @@ def seed_bootstrap_ci(a_runs: list[np.ndarray], b_runs: list[np.ndarray], *, n_b
         raise ValueError(f"every vector must cover the same users, got arms of shapes {a.shape} and {b.shape}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
+    if paired_runs and a.shape[0] != b.shape[0]:
+        raise ValueError(f"paired trainings need as many trainings in each arm, got {a.shape[0]} and {b.shape[0]}")
     n = a.shape[1]
     if n == 0:
         raise ValueError("no users: a paired bootstrap needs at least one user")
     runs = np.random.default_rng([seed, 1])
     reps = np.empty(n_boot, dtype=np.float64)
     for start, stop, idx in _user_draws(n, n_boot, seed, CHUNK_ELEMENTS):
-        arm_means = []
-        for m in (a, b):  # (rows, S): each training's mean over the drawn users, then the drawn trainings' mean
-            per_run = np.stack([m[s][idx].mean(axis=1) for s in range(m.shape[0])], axis=1)
-            pick = runs.integers(0, m.shape[0], size=(stop - start, m.shape[0])) if m.shape[0] > 1 else None
-            arm_means.append(per_run.mean(axis=1) if pick is None else
-                             np.take_along_axis(per_run, pick, axis=1).mean(axis=1))
-        reps[start:stop] = arm_means[0] - arm_means[1]
-    low, high = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    diff = float(a.mean() - b.mean())
-    return PairedCI(diff=diff, low=float(low), high=float(high), n_users=int(n),
-                    excludes_zero=bool(low > 0.0 or high < 0.0))
+        if paired_runs:  # one draw of trainings for both arms: each training's own difference
+            reps[start:stop] = _drawn_runs_mean(a - b, idx, runs)
+        else:
+            reps[start:stop] = _drawn_runs_mean(a, idx, runs) - _drawn_runs_mean(b, idx, runs)
+    return _percentile_ci(reps, float(a.mean() - b.mean()), int(n), level)
+
+
+def _drawn_runs_mean(m: np.ndarray, idx: np.ndarray, runs: np.random.Generator) -> np.ndarray:
+    """Per replicate row of ``idx`` (rows x U user indices): each training's (row of ``m``, S x U) mean over the
+    drawn users, then the mean over S trainings drawn with replacement from ``runs`` (no draw with one training)."""
+    per_run = np.stack([m[s][idx].mean(axis=1) for s in range(m.shape[0])], axis=1)  # (rows, S)
+    if m.shape[0] == 1:
+        return per_run[:, 0]
+    return np.take_along_axis(per_run, runs.integers(0, m.shape[0], size=per_run.shape), axis=1).mean(axis=1)
