@@ -1,7 +1,7 @@
 """Comparisons that count re-training noise: several trainings (seeds) per arm, a bootstrap over users AND seeds.
 
 A quality analysis, not a speed benchmark (``make bench`` does not run it). Two trainings of the same N-LLM with
-other seeds moved MovieLens S-H@10 by up to .026 (README 'Results'), more than most effects the single-run paired
+other seeds moved MovieLens S-H@10 by up to .026 (docs/results.md), more than most effects the single-run paired
 CIs of ``coea evaluate`` were asked to settle. Here each arm names one method and the run dirs of its trainings;
 the script scores every run on the same split and users (the config's split and prompt options) and prints, per
 arm, each training's figure, their mean, and the difference to the first arm with two intervals: the paired

@@ -117,13 +117,14 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
              split_config: str, dsie_config: str, llm_config: str, pco_config: str, model: Output[Model],
              metrics: Output[Metrics], curves: Output[HTML], final_novelty: Output[Model],
              final_relevance: Output[Model], device: str = "auto", pco_rounds: int = 0, pco_alpha: float = -1.0,
-             new_interactions: bool = False):
+             new_interactions: bool = False, served: Input[Dataset] = None):
     """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the given models; per-round
     checkpoints and metrics in ``model/``, the last round's models as ``final_novelty``/``final_relevance`` (the
     ``sft_*`` layout), the last round's figures as metrics, the rounds as an HTML page (inline SVG).
     ``pco_rounds`` > 0 and ``pco_alpha`` >= 0 replace ``pco_config``'s rounds and KL weight. ``new_interactions``
     (set by the pipeline: the recurring run's kept models on a new period): the N-LLM was not trained on this data,
-    so ``pco.refresh_novelty`` on auto continues its SFT on each round's window."""
+    so ``pco.refresh_novelty`` on auto continues its SFT on each round's window. ``served`` (the recurring
+    pipeline's ``load_state``): what the serving store showed each user before this period (``pco.exposure_inject``)."""
     from pathlib import Path
 
     from coea.stages import (
@@ -138,7 +139,8 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
     cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device,
                            ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
     result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
-                           Path(model.path), new_interactions=new_interactions)
+                           Path(model.path), new_interactions=new_interactions,
+                           served=Path(served.path) if served is not None else None)
     export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
     record_version(model, curves, final_novelty, final_relevance)
     for name, value in result.metrics().items():
@@ -211,17 +213,20 @@ def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Inpu
     return (result.drift_share, result.drifted)
 
 
-def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model]):
-    """The active snapshot under ``state_uri``: the reference window and the groups fitted on it."""
+def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model], served: Output[Dataset]):
+    """The active snapshot under ``state_uri``: the reference window and the groups fitted on it; and what the
+    serving store shows now (``served``: every user's active top-K as a recommendations parquet, empty before the
+    first publish), which the PCO step reads as the users' exposure during the new period."""
     from pathlib import Path
 
     from coea.stages import record_version
-    from coea.state import run_load_state
+    from coea.state import run_load_served, run_load_state
 
-    record_version(reference, dsie)
+    record_version(reference, dsie, served)
     snap = run_load_state(state_uri, Path(reference.path), Path(dsie.path))
     reference.metadata.update({"snapshot": snap.snapshot, "created_at": snap.created_at})
     dsie.metadata.update({"snapshot": snap.snapshot})
+    served.metadata.update({"users": run_load_served(state_uri, Path(served.path))})
 
 
 def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model], novelty: Input[Model],

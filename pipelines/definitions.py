@@ -144,16 +144,18 @@ def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsi
 
 
 def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
-                  llms: dict[str, PipelineChannel], p: dict[str, Any], *,
-                  new_groups: bool) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+                  llms: dict[str, PipelineChannel], p: dict[str, Any], *, new_groups: bool,
+                  served: PipelineChannel | None = None) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """The PCO rounds from the given models (a GPU step), then the state commit: with ``new_groups`` the data +
     DSIE snapshot AND the last round's models in one pointer write (``save_state``: groups and the models tuned
     on them switch together), otherwise the models beside the kept groups (``save_models``). Returns the PCO
-    task (``model``: its dir, the ``coea`` models) and the save task."""
+    task (``model``: its dir, the ``coea`` models) and the save task. ``served``: the state's served lists (the
+    recurring pipeline), the users' exposure during the period (``pco.exposure_inject``)."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config", "device", "pco_rounds",
                                  "pco_alpha")}
     # kept models on a new period read interactions they were not trained on (pco.refresh_novelty on auto)
-    task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs, new_interactions=not new_groups)
+    exposure = {} if served is None else {"served": served}
+    task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs, new_interactions=not new_groups, **exposure)
                      .set_display_name("PCO rounds"), settings)
     final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
     if new_groups:
@@ -165,11 +167,12 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
 
 
 def _update_and_serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
-                      llms: dict[str, PipelineChannel], p: dict[str, Any], *,
-                      new_groups: bool) -> dict[str, dsl.PipelineTask]:
-    """A PCO run and its state commit (see :func:`_pco_and_save`), then evaluate/recommend/export with the given
-    models and the PCO dir; the store is published after the state commit. Returns the tasks by role."""
-    pco, save = _pco_and_save(c, settings, data, dsie, llms, p, new_groups=new_groups)
+                      llms: dict[str, PipelineChannel], p: dict[str, Any], *, new_groups: bool,
+                      served: PipelineChannel | None = None) -> dict[str, dsl.PipelineTask]:
+    """A PCO run and its state commit (see :func:`_pco_and_save`; ``served`` goes to it), then
+    evaluate/recommend/export with the given models and the PCO dir; the store is published after the state
+    commit. Returns the tasks by role."""
+    pco, save = _pco_and_save(c, settings, data, dsie, llms, p, new_groups=new_groups, served=served)
     served = _serve(c, settings, data, dsie, p, {**llms, "pco": pco.outputs["model"]})
     served["export"].after(save)  # the state first, then the store version that came from it
     return {**served, "pco": pco, "save": save}
@@ -231,13 +234,15 @@ def _recurring(c: Components, settings: DeploymentSettings):
             # new groups = new CSID codes: the loaded models' code tokens would name other groups, so both LLMs
             # get their SFT again on the period with the new groups, then the PCO rounds
             refit = _sft(c, settings, data, regroup.outputs["dsie"], p)
-            _update_and_serve(c, settings, data, regroup.outputs["dsie"], refit, p, new_groups=True)
+            _update_and_serve(c, settings, data, regroup.outputs["dsie"], refit, p, new_groups=True,
+                              served=state.outputs["served"])
         with dsl.Else(name="no drift: keep groups"):
             keep = c.build_profiles(data=data, dsie_in=state.outputs["dsie"], split_config=split_config,
                                     dsie_config=dsie_config)
             apply_resources(mount_models(keep.set_display_name("refresh profiles"), settings), settings,
                             StageClass.COMPUTE)  # the llm profiler loads a local model
-            _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False)
+            _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False,
+                              served=state.outputs["served"])
 
     return _as_pipeline(coea_recurring, RECURRING, PIPELINE_DESCRIPTIONS[RECURRING], settings)
 

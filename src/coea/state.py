@@ -32,13 +32,15 @@ import json
 import logging
 import os
 import sqlite3
-from contextlib import closing
+import tempfile
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coea.errors import CoeaInputError
 from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs, parse_gcs_uri
+from coea.store.kv import KVStore
 from coea.store.publish import PublishConfig, PublishResult, read_recs_file, run_publish
 from coea.store.records import new_version_id, utc_now_iso
 from coea.store.retry import RetryPolicy, call_with_retry
@@ -293,6 +295,23 @@ def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: An
               dict(zip(PARTS, (Path(data_out), Path(dsie_out)), strict=True)))
     log.info("state %s: snapshot %s loaded", state_uri, pointer["snapshot"])
     return _version(state_uri, pointer)
+
+
+def run_load_served(state_uri: str, out: Path, *, client: Any = None) -> int:
+    """What the serving store shows now (the active version of ``kv/recs.sqlite``: every user's top-K) as a
+    recommendations parquet at ``out`` (the publish format), written atomically; empty, with those columns, before
+    the first publish. Returns the number of users. PCO reads it as the users' exposure (``pco.exposure_inject``)."""
+    state = open_state(state_uri, client)
+    with tempfile.TemporaryDirectory() as scratch:  # a GCS state's store is read from a downloaded copy
+        local = state.root / KV_STORE if isinstance(state, LocalState) else Path(scratch) / "recs.sqlite"
+        if isinstance(state, GcsState):
+            state.download_file(KV_STORE, local)
+        with KVStore(local) if local.is_file() else nullcontext() as store:
+            recs = store.active_user_recs() if store is not None else KVStore.user_recs_frame()
+    with atomic_path(Path(out)) as tmp:
+        recs.to_parquet(tmp, index=False)
+    log.info("served lists of %d users read from %s", recs["user_id"].nunique(), state_uri)
+    return int(recs["user_id"].nunique())
 
 
 def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, keep: int = 3,

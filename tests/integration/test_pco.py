@@ -231,6 +231,34 @@ def test_novelty_refresh_continues_the_sft_on_the_window_and_anchors_the_dpo_the
     assert plain.rounds[1]["novelty_refresh_examples"] == 0 and plain.rounds[1]["novelty_refresh_s"] < 0.1
 
 
+def test_served_lists_join_the_candidates_and_their_ignored_categories_are_rejected(sft, monkeypatch):
+    """``exposure`` (the recurring pipeline's served lists): each user with feedback gets the served categories they
+    had not seen as candidates, and those they never took up score -margin / 2, so they are the pairs' rejected
+    ones; ``pco.exposure_inject: false`` ignores the lists (no candidate and no score changes)."""
+    from coea.pco import round as round_module
+
+    _, split, _ = sft
+    h = split.histories.interactions
+    cats = list(split.histories.categories)
+    never = {u: [c for c in cats if c not in set(g["category"])] for u, g in h.groupby("user_id")}
+    exposure = {u: tuple(cs[:3]) for u, cs in never.items() if len(cs) >= 3}  # shown, never taken up
+    seen_pairs = []
+    real = round_module.build_pairs
+    monkeypatch.setattr(round_module, "build_pairs", lambda *a, **kw: seen_pairs.append(real(*a, **kw)[0])
+                        or real(*a, **kw))
+    pco = replace(_light_cfg(reward="feedback"), rounds=1, refresh_relevance=False)
+    row = _run(sft, None, pco, evaluated=False, exposure=exposure).rounds[1]
+    assert row["feedback_exposed"] > 0 and row["feedback_pairs"] > 0
+    pairs = [p for ps in seen_pairs for p in ps]
+    ignored = [p for p in pairs if p.rejected_score == -pco.margin / 2]
+    assert ignored and all(p.chosen_score == 1.0 for p in ignored)
+    assert all(p.rejected in {c for cs in exposure.values() for c in cs} for p in ignored)
+    seen_pairs.clear()
+    off = _run(sft, None, replace(pco, exposure_inject=False), evaluated=False, exposure=exposure).rounds[1]
+    assert off["feedback_exposed"] == 0
+    assert all(p.rejected_score == 0.0 for ps in seen_pairs for p in ps)
+
+
 def test_propose_top_pairs_the_nllm_top_proposals_with_hard_negatives(sft, monkeypatch):
     """``propose: top``: a round's candidates are the N-LLM's ``candidates`` most likely unseen categories, best
     first (logged take-ups injected after them), and every DPO pair rejects the highest-ranked proposal the feedback
@@ -278,6 +306,7 @@ def test_propose_top_pairs_the_nllm_top_proposals_with_hard_negatives(sft, monke
 def test_default_rounds_read_no_feedback(sft, tmp_path):
     row = _run(sft, tmp_path / "pco", replace(_light_cfg(), rounds=1), evaluated=False).rounds[1]
     assert row["feedback_users"] == row["feedback_pairs"] == row["feedback_injected"] == row["onpolicy_examples"] == 0
+    assert row["feedback_exposed"] == 0
     assert row["refresh_examples"] > 0
 
 

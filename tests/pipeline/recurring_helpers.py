@@ -58,6 +58,11 @@ def assert_pco_update(kfp_root: Path, state: str, before: str) -> None:
     # the update changed the models: at least the R-LLM, refreshed on the period's feedback every round (the tiny
     # N-LLM's DPO may find no pair with enough margin on this data)
     assert all(r["refresh_examples"] > 0 for r in pco_state["rounds"][1:])
+    # load-state handed PCO what the store served before the period (the training run's coea+x top-5 of 120
+    # users), and the rounds used it: served categories joined the candidates of users with feedback
+    served = pd.read_parquet(run / "load-state" / "served")
+    assert served["user_id"].nunique() == 120 and served.groupby("user_id").size().max() == 5
+    assert sum(r["feedback_exposed"] for r in pco_state["rounds"][1:]) > 0
     assert tree(models / "relevance") != tree(Path(state) / "models" / before / "relevance")
     (evaluate,) = [p for p in run.iterdir() if p.name.startswith("evaluate")]
     metrics = json.loads((evaluate / "report" / "metrics.json").read_text())["methods"]

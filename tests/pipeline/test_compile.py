@@ -79,6 +79,7 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
     assert "novelty" not in tasks["sft-relevance"]["inputs"]["artifacts"]
     # the training run's PCO replays the history its SFT just fit: pco.refresh_novelty's auto stays off
     assert tasks["pco-loop"]["inputs"]["parameters"]["new_interactions"]["runtimeValue"]["constant"] is False
+    assert "served" not in tasks["pco-loop"]["inputs"]["artifacts"]  # nothing was served before a training run
     params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == "coea+x" and "llm_config" in params and "pco_config" in params
     save = tasks["save-state"]["inputs"]["artifacts"]  # groups + the last PCO round's models, saved together
@@ -145,6 +146,8 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
         # kept models on a new period read interactions they were not trained on: pco.refresh_novelty's auto is on
         fresh = pco["inputs"]["parameters"]["new_interactions"]["runtimeValue"]["constant"]
         assert fresh is dsie.startswith("build-profiles")
+        # what the store showed each user before the period (the state's served lists): PCO's exposure
+        assert _producer(pco, "served") == "pipelinechannel--load-state-served"
         (save_name,) = [n for n in tasks if n.startswith(("save-models", "save-state"))]
         save = tasks[save_name]
         assert _producer(save, "novelty") == _producer(save, "relevance") == pco_name

@@ -21,6 +21,7 @@ from coea.state import (
     read_pointer,
     run_export,
     run_load_models,
+    run_load_served,
     run_load_state,
     run_save_models,
     run_save_state,
@@ -155,6 +156,24 @@ def test_export_publishes_new_versions_in_the_state_store(tmp_path: Path) -> Non
         assert [r.category for r in old.get_user("u1")] == ["cat2", "cat3", "cat4"]
 
 
+def test_served_lists_are_the_active_version_and_empty_before_any_publish(tmp_path: Path) -> None:
+    """What the recurring PCO step reads as exposure: the store's ACTIVE version, user by user in rank order (the
+    publish format); before the first publish an empty frame with those columns, never an error."""
+    state = str(tmp_path / "state")
+    assert run_load_served(state, tmp_path / "none.parquet") == 0
+    empty = pd.read_parquet(tmp_path / "none.parquet")
+    assert empty.empty and list(empty.columns) == ["user_id", "rank", "category", "score"]
+    run_export(PublishConfig(), _recs(tmp_path / "a.parquet"), state, tmp_path / "s1.sqlite")
+    run_export(PublishConfig(), _recs(tmp_path / "b.parquet", shift=1), state, tmp_path / "s2.sqlite")
+    assert run_load_served(state, tmp_path / "served.parquet") == 4
+    served = pd.read_parquet(tmp_path / "served.parquet")
+    expected = pd.read_parquet(tmp_path / "b.parquet")  # the second publish is the active version
+    key = ["user_id", "rank"]
+    pd.testing.assert_frame_equal(served.sort_values(key).reset_index(drop=True),
+                                  expected.sort_values(key).reset_index(drop=True), check_dtype=False)
+    assert not list(tmp_path.glob(".served.parquet.*"))  # written atomically: no temp file left
+
+
 # -- gs:// ------------------------------------------------------------------------------------------------------
 BUCKET = "coea-state-test"
 
@@ -212,6 +231,10 @@ def test_gcs_state_round_trip_store_and_export(tmp_path: Path, fitted, gcs: Any)
     exported = read_export(f"gs://{BUCKET}/coea/recs/", gcs)
     assert len(exported) == 12 and json.loads(gcs.bucket(BUCKET).blob("coea/recs/manifest.json")
                                               .download_as_bytes())["n_rows"] == 12
+    assert run_load_served(state, tmp_path / "served.parquet", client=gcs) == 4  # read from the bucket's store
+    served = pd.read_parquet(tmp_path / "served.parquet").sort_values(["user_id", "rank"])
+    assert served[served.user_id == "u1"].category.tolist() == ["cat3", "cat4", "cat5"]
+    assert run_load_served(f"gs://{BUCKET}/coea/other", tmp_path / "none.parquet", client=gcs) == 0
 
 
 def test_gcs_models_round_trip(tmp_path: Path, fitted, gcs: Any) -> None:

@@ -13,7 +13,13 @@ from coea.llm.sft_config import LlmConfig
 from coea.llm.sft_data import GroupInfo
 from coea.pco import reward as reward_module
 from coea.pco.config import PcoConfig, Periods, RefreshKind, RewardKind
-from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
+from coea.pco.feedback import (
+    exposed_categories,
+    feedback_takeups,
+    inject_exposed,
+    inject_taken_up,
+    on_policy_examples,
+)
 from coea.pco.pairs import build_pairs
 from coea.pco.periods import REPLAY_SPAN, RoundUsers, Window, round_users, round_windows, user_clock
 from coea.pco.reward import FeedbackReward, HybridReward, RewardInputs, RewardSetup, make_reward
@@ -291,3 +297,29 @@ def test_refresh_kind_defaults_keep_the_period_refresh_for_rllm_rewards():
     d = config_to_dict(cfg)
     assert d["reward"] == "hybrid" and d["refresh"] == "on_policy"
     assert from_dict(PcoConfig, d, where="pco") == cfg and cfg.reward is RewardKind.HYBRID
+
+
+def test_served_categories_join_the_candidates_of_users_with_feedback_in_served_order():
+    """Only categories the user had not seen, only for users with feedback (the others give no pair), never twice."""
+    exposure = {"u0": ("x", "a", "y", "z"), "u1": ("x",), "u2": ("q",)}
+    users, seen = ["u0", "u1", "u2", "u3"], [{"z"}, set(), set(), set()]
+    exposed = exposed_categories(exposure, users, seen)
+    assert exposed == [{"x", "a", "y"}, {"x"}, {"q"}, set()]
+    cands, added = inject_exposed([["a", "b"], ["c"], ["d"], ["e"]], exposed, [(), ("c",), None, ()], exposure, users)
+    assert cands == [["a", "b", "x", "y"], ["c", "x"], ["d"], ["e"]] and added == 3
+
+
+def test_shown_and_ignored_is_the_first_rejected_and_never_paired_against_a_mere_non_take_up(judged):
+    """u0 took up c; the store had shown them x and y and they ignored both: the pair rejects one of them, not b
+    (proposed, not taken up), and b is never paired against them. u1 took nothing up: its ignored x scores below
+    b, but a gap of margin / 2 forms no pair. A served category taken up (u2's x) is a positive."""
+    reward = make_reward(PcoConfig(reward="feedback", margin=0.1), _setup())
+    inputs = replace(_inputs([["b", "c", "x", "y"], ["b", "x"], ["x", "b"]], [set(), set(), set()],
+                             [("c",), (), ("x",)]), exposed=[{"x", "y"}, {"x"}, {"x"}])
+    scores = reward.score(inputs)
+    assert scores == [[0.0, 1.0, -0.05, -0.05], [0.0, -0.05], [1.0, 0.0]]
+    pairs, stats = build_pairs(["p0", "p1", "p2"], inputs.candidates, scores, margin=0.1, pairs_per_prompt=2)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("p0", "c", "y"), ("p2", "x", "b")]
+    assert stats.dropped_margin == 2  # p0's second pair (b vs x: 0 vs -0.05) and p1's (b vs x)
+    plain = reward.score(replace(inputs, exposed=[]))  # without served lists: the reward of before
+    assert plain == [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]

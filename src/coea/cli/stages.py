@@ -132,6 +132,11 @@ def pco_cmd(
     rounds: Annotated[int | None, typer.Option(help="PCO rounds (default: the config's pco.rounds)")] = None,
     alpha: Annotated[float | None, typer.Option(help="KL weight (default: the config's pco.dpo.alpha)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue RUN/pco/ after its last complete round")] = False,
+    served: Annotated[Path | None, typer.Option(
+        metavar="PATH", help="what the serving store showed each user before RUN's period: a recommendations "
+                             "parquet (user_id, rank, category, score), e.g. a run's recommendations.parquet; with "
+                             "a feedback reward the served categories join the candidates and shown-and-ignored "
+                             "ones are the first rejected (pco.exposure_inject)")] = None,
 ) -> None:
     """PCO: rounds of N-LLM sampling, R-LLM scoring, DPO+KL and R-LLM refresh from RUN's SFT models; per-round
     metrics on the split; checkpoints and pco_metrics.json/.png in RUN/pco/."""
@@ -142,7 +147,7 @@ def pco_cmd(
     cfg = replace(cfg, pco=overrides(cfg.pco, rounds=rounds))
     if alpha is not None:
         cfg.pco.dpo = overrides(cfg.pco.dpo, alpha=alpha)
-    result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume)
+    result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume, served=served)
     keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "round_s")
     for row in result.rounds:
         typer.echo("  ".join(f"{key} {row[key]:.4g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"

@@ -56,7 +56,7 @@ class Propose(enum.StrEnum):
 class ColdStart(enum.StrEnum):
     """How the LLM methods rank for a user without any history event (nothing for the prompt's short-term set)."""
 
-    # the history's category popularity (as a log-distribution): MovieLens, 1-day min_gap view (README 'Results',
+    # the history's category popularity (as a log-distribution): MovieLens, 1-day min_gap view (docs/results.md,
     # session 16), C-H@10 of those users: validation .8977 vs the N-LLM's .8288, test .8872 vs .8496
     POPULARITY = "popularity"
     LLM = "llm"  # the N-LLM's prompt with the user's group prefix and an empty short-term set (the new-user SFT cut)
@@ -95,7 +95,7 @@ class SftDataConfig:
     min_prefix: int | None = None  # events before the first possible cut (None: the split's n_short)
     horizon: int | None = None  # R-LLM: events after a cut that count as "taken up" (None: 2 x the split's n_future)
     # N-LLM cut points per user (fewer for short histories); 48 (with 1 epoch) rather than 12 (with 2): on MovieLens
-    # S-H@10 +x .6592 -> .6751 on validation, .6375 -> .6669 on test, for 1.5x the SFT steps (README 'Results')
+    # S-H@10 +x .6592 -> .6751 on validation, .6375 -> .6669 on test, for 1.5x the SFT steps (docs/results.md)
     novelty_cuts_per_user: int = 48
     novelty_horizon: int | None = None  # N-LLM: events after a cut whose categories are targets (None: n_future)
     novelty_target: NoveltyTarget = NoveltyTarget.RECENT  # N-LLM targets: not in the short-term set / never seen
@@ -173,7 +173,7 @@ class LlmConfig:
     novelty: SftTrainConfig = field(default_factory=lambda: SftTrainConfig(epochs=1.0))  # 1 pass over ~450k (MovieLens)
     # the R-LLM needs a lower rate and more steps than the N-LLM: at lr 3e-3 and 1,250 steps (the recipe before
     # session 10) it stayed at chance on MovieLens (P(yes) std .0007); its examples are capped (seeded subsample) to
-    # bound the SFT time on 2 cores (README 'Results': The R-LLM was at chance)
+    # bound the SFT time on 2 cores (docs/results.md: The R-LLM was at chance)
     relevance: SftTrainConfig = field(
         default_factory=lambda: SftTrainConfig(epochs=2.0, lr=1e-3, max_examples=100_000))
     # R-LLM examples kept out of its SFT (seeded; at most a tenth of them) to measure what it learned: the AUC of its
@@ -187,10 +187,10 @@ class LlmConfig:
     relevance_init: RelevanceInit = RelevanceInit.SCRATCH
     best_of_n: int = 20  # dual_best_of_n: candidates the N-LLM proposes per prompt
     # top: its best_of_n most likely allowed categories; sample: distinct draws (the rule before session 10: with
-    # 20 draws at temperature 1 the candidates missed the categories the R-LLM should have verified, README 'Results')
+    # 20 draws at temperature 1 the candidates missed the categories the R-LLM should have verified, docs/results.md)
     propose: Propose = Propose.TOP
     # dual_best_of_n ranks its candidates by log P_N-LLM + verify_weight * logit P_R-LLM(yes) (null: P(yes) alone);
-    # 0.5 was the best of {0.25, 0.5, 1, 2} on MovieLens validation users (README 'Results')
+    # 0.5 was the best of {0.25, 0.5, 1, 2} on MovieLens validation users (docs/results.md)
     verify_weight: float | None = 0.5
     # nllm_seq / coea_seq rank by log P_N-LLM + encoder_weight * log p_S, p_S the DSIE long-term encoder's
     # next-category distribution (SASRec-style, the user's last events in order). MovieLens validation (README

@@ -25,7 +25,7 @@ class RewardKind(enum.StrEnum):
     HYBRID = "hybrid"
     # the teacher log P_N + teacher_weight x log p_S (p_S: the DSIE long-term encoder's next-category distribution after
     # the user's history in order) scored by what it adds to the N-LLM, teacher_weight x log p_S (nats, the margin
-    # too); candidates among unseen categories. Reads no feedback. MovieLens validation (README 'Results', session
+    # too); candidates among unseen categories. Reads no feedback. MovieLens validation (docs/results.md, session
     # 16): every variant lowered S-H@10 +x (.6870 -> .6780 at DPO lr 5e-5): not a default
     TEACHER = "teacher"
 
@@ -94,12 +94,12 @@ class PcoConfig:
     # ``candidates`` most likely categories, in rank order, where pairs then break score ties by rank: the rejected
     # candidate is the highest-ranked one the reward rejects (a hard negative: what the top-K would show and the user
     # did not take up), the chosen one the lowest-ranked it accepts (an injected logged take-up first). MovieLens
-    # validation (README 'Results', session 15): static protocol top - sample +0.0057 [-0.0006, +0.0119] (3 vs 2 PCO
+    # validation (docs/results.md, session 15): static protocol top - sample +0.0057 [-0.0006, +0.0119] (3 vs 2 PCO
     # seeds, one SFT), top - SFT +0.0008; test +0.0028 [-0.0037, +0.0097]; continual protocol no better than the
     # refresh alone
     propose: Propose = Propose.SAMPLE
     # see RewardKind. feedback (with the defaults below: reference sft, DPO lr 2e-4, dpo.nll 1) was chosen on the
-    # MovieLens validation split: it never lowered S-H@10 +x, while serendipity lost .05 (README 'Results')
+    # MovieLens validation split: it never lowered S-H@10 +x, while serendipity lost .05 (docs/results.md)
     reward: RewardKind = RewardKind.FEEDBACK
     # the R-LLM is trained on balanced yes/no examples whose "no" candidates are drawn by adoption popularity q(c),
     # so its odds estimate the lift p(c|context) / q(c), not p(c|context): True scores a candidate by
@@ -119,13 +119,19 @@ class PcoConfig:
     # sample join their candidates (at most pairs_per_prompt taken-up candidates per user in all), so logged
     # positives become chosen candidates (teacher forcing, as DPO on logged data); False = sampled candidates only
     feedback_inject: bool = True
+    # feedback and hybrid rewards, when the loop is given what the serving store showed each user (the recurring
+    # pipeline: the state's active served lists, made before the period the rounds read): a user's served
+    # categories they had not seen by the round's end join their candidates, and one shown and not taken up scores
+    # -margin / 2, below a proposal not taken up (0): shown-and-ignored is the hard negative the log alone cannot
+    # give (pco/feedback.py); False = served lists are not read
+    exposure_inject: bool = True
     # a user's feedback is what they take up in their first feedback_horizon events of the feedback period (None: the
     # whole period); e.g. the split's n_future, the horizon the evaluation scores
     feedback_horizon: int | None = None
     # feedback/hybrid: which proposals count as rejected (see Negatives); "not taken up in the next period" also
     # rejects categories the user takes up later in the history (false negatives)
     negatives: Negatives = Negatives.PERIOD
-    # feedback/hybrid: see TakeUp. MovieLens validation, continual protocol (README 'Results', sessions 13-14): recent
+    # feedback/hybrid: see TakeUp. MovieLens validation, continual protocol (docs/results.md, sessions 13-14): recent
     # (with feedback_horizon 10) +0.0028 [-0.0043, +0.0100] over the stale N-LLM (3 PCO seeds), user -0.0094 (1 run)
     takeup: TakeUp = TakeUp.USER
     # where candidates are sampled: None = the reward's own rule (relevance, feedback: among the user's unseen
@@ -141,7 +147,7 @@ class PcoConfig:
     # only through the pairs of its own proposals. None (default) = auto (resolve_refresh_novelty): on where the
     # rounds read interactions the N-LLM was not trained on (the recurring pipeline's kept models on a new period;
     # llm.data.holdout_share > 0), off where they replay the SFT's own history (training pipeline, coea run). MovieLens,
-    # continual protocol (README 'Results', session 14): coea+x - stale N-LLM +0.0025 (validation, 3 seeds) and +0.0093
+    # continual protocol (docs/results.md, session 14): coea+x - stale N-LLM +0.0025 (validation, 3 seeds) and +0.0093
     # (test, 1 run) with it, CIs including 0; on history the SFT already fit it lowered S-H@10 by .007. Session 15: on
     # two new trainings of the stale N-LLM the refresh alone moved it by -.0014 and -.0015 (no gain shown)
     refresh_novelty: bool | None = None

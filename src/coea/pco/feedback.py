@@ -11,11 +11,19 @@ future).
 
 The feedback feeds the ``feedback``/``hybrid`` rewards (:mod:`coea.pco.reward`), the injection of logged
 positives (:func:`inject_taken_up`) and the on-policy R-LLM refresh (:func:`on_policy_examples`).
+
+**Exposure** (:func:`exposed_categories`, :func:`inject_exposed`). Where the loop is given what the serving store
+showed each user (the recurring pipeline: the state's active served lists, published before the period its rounds
+read), a served category the user had not seen by the round's end is a candidate whose outcome the log knows in a
+way it never knows for a proposal: the user was shown it. Taken up in the feedback period, it is a logged positive;
+not taken up, it was shown and ignored, the negative that "proposed and not taken up" only approximates. The
+served lists come from a run before the period, so they carry nothing from the rounds' feedback periods (and never
+anything from the evaluation future, which no PCO input holds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,6 +59,29 @@ def inject_taken_up(candidates: Sequence[Sequence[str]], feedback: Sequence[Feed
         if took:
             have = sum(c in took for c in row)
             extra = [c for c in took if c not in row][:max(0, limit - have)]
+            row += extra
+            added += len(extra)
+        out.append(row)
+    return out, added
+
+
+def exposed_categories(exposure: Mapping[str, Sequence[str]], users: Sequence[str],
+                       seen: Sequence[set[str]]) -> list[set[str]]:
+    """Per user (aligned with ``users``): the categories the serving store showed them (``exposure``: user ->
+    served categories) that they had not seen (``seen[i]``); empty for a user it showed nothing."""
+    return [set(exposure.get(u, ())) - s for u, s in zip(users, seen, strict=True)]
+
+
+def inject_exposed(candidates: Sequence[Sequence[str]], exposed: Sequence[set[str]], feedback: Sequence[Feedback],
+                   order: Mapping[str, Sequence[str]], users: Sequence[str]) -> tuple[list[list[str]], int]:
+    """Candidates with each user's exposed categories (``exposed[i]``) not among them appended in served order
+    (``order[user]``), for users with feedback only (the others yield no pair); returns (candidates, number
+    appended)."""
+    out, added = [], 0
+    for cands, shown, took, u in zip(candidates, exposed, feedback, users, strict=True):
+        row = list(cands)
+        if took is not None and shown:
+            extra = [c for c in order.get(u, ()) if c in shown and c not in row]
             row += extra
             added += len(extra)
         out.append(row)

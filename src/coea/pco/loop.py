@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,15 @@ class PcoLoop:
 
     ``novelty`` and ``relevance`` are trained in place; ``device`` is where the trainers and a resume place the
     models; ``reward`` overrides the one ``cfg.reward`` names (:func:`~coea.pco.reward.make_reward`); ``encoder`` is the
-    DSIE long-term encoder the ``teacher`` reward reads (``RewardSetup.encoder``)."""
+    DSIE long-term encoder the ``teacher`` reward reads (``RewardSetup.encoder``); ``exposure`` (user -> served
+    categories, best first) is what the serving store showed each user before the history's period
+    (``pco.exposure_inject``)."""
 
     def __init__(self, cfg: PcoConfig, llm: LlmConfig, history: pd.DataFrame, categories: list[str],
                  groups: dict[str, GroupInfo], novelty: ModelBundle, relevance: ModelBundle,
                  out_dir: Path | None = None, evaluate: Evaluate | None = None, n_short: int = 10, *,
-                 device: str, reward: Reward | None = None, encoder: Any = None) -> None:
+                 device: str, reward: Reward | None = None, encoder: Any = None,
+                 exposure: Mapping[str, Sequence[str]] | None = None) -> None:
         from coea.llm.decode import CategoryIndex
         from coea.llm.models import admit_categories
 
@@ -71,7 +74,7 @@ class PcoLoop:
         if reward is None:
             reward = make_reward(cfg, RewardSetup(history, groups, categories, llm, encoder))
         self.ctx = RoundContext(cfg, llm, history, groups, CategoryIndex(novelty.tokenizer, categories), reward,
-                                device, n_short, sft_reference)
+                                device, n_short, sft_reference, exposure)
         self.cfg, self.device, self.novelty, self.relevance = cfg, device, novelty, relevance
         self.out_dir, self.evaluate = out_dir, evaluate
         # continual protocol (llm.data.holdout_share): with per-user periods the rounds replay only what SFT never saw

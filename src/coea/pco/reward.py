@@ -72,10 +72,17 @@ class RewardInputs:
     # per user: categories taken up in the round's feedback period (coea.pco.feedback.feedback_takeups), None =
     # no events there; empty list = the round has no feedback period (rewards that read none)
     feedback: list[Feedback] = field(default_factory=list)
+    # per user: the served categories they were shown and had not seen by the window's end (pco.exposure_inject);
+    # empty list = no served lists
+    exposed: list[set[str]] = field(default_factory=list)
 
     def feedback_of(self, i: int) -> Feedback:
         """User i's take-ups in the feedback period, or None when there is no feedback for them."""
         return self.feedback[i] if i < len(self.feedback) else None
+
+    def exposed_of(self, i: int) -> set[str]:
+        """The served categories user i was shown and had not seen by the window's end (empty without any)."""
+        return self.exposed[i] if i < len(self.exposed) else set()
 
 
 class Reward(abc.ABC):
@@ -173,22 +180,33 @@ class FeedbackReward(Reward):
     ``pco.sample_unseen: false`` samples the full distribution). With ``pco.negatives: history`` a candidate the
     user took up after the feedback period (later in the history, never the evaluation future) scores
     ``1 - margin / 2``: a pair needs a gap above the margin, so it is chosen over a never-taken candidate and never
-    paired against a feedback take-up."""
+    paired against a feedback take-up. A candidate the serving store showed the user (``inputs.exposed``) that they
+    did not take up scores ``-margin / 2``: below every other candidate, so it is the first rejected one (shown
+    and ignored is firmer evidence than proposed and not taken up), and never paired against a proposal that was
+    merely not taken up (the gap is not above the margin)."""
 
     exclude_seen_when_sampling = True
     reads_feedback = True
 
-    def __init__(self, later: float | None = None) -> None:
+    def __init__(self, later: float | None = None, ignored: float = 0.0) -> None:
         self.later = later  # the score of a take-up after the feedback period; None = 0 (pco.negatives: period)
+        self.ignored = ignored  # the score of a served category the user did not take up
 
     @classmethod
     def build(cls, cfg: PcoConfig, setup: RewardSetup) -> Reward:
-        return cls(1.0 - cfg.margin / 2.0 if cfg.negatives is Negatives.HISTORY else None)
+        return cls(1.0 - cfg.margin / 2.0 if cfg.negatives is Negatives.HISTORY else None, -cfg.margin / 2.0)
 
     def score(self, inputs: RewardInputs) -> list[list[float]]:
         later = self._later_takeups(inputs) if self.later is not None else {}
-        return [[1.0 if c in (inputs.feedback_of(i) or ()) else self.later if c in later.get(i, ()) else 0.0
-                 for c in cs] for i, cs in enumerate(inputs.candidates)]
+        return [[self._one(c, inputs.feedback_of(i) or (), later.get(i, set()), inputs.exposed_of(i)) for c in cs]
+                for i, cs in enumerate(inputs.candidates)]
+
+    def _one(self, c: str, took: Sequence[str], later: set[str], shown: set[str]) -> float:
+        if c in took:
+            return 1.0
+        if self.later is not None and c in later:
+            return self.later
+        return self.ignored if c in shown else 0.0
 
     @staticmethod
     def _later_takeups(inputs: RewardInputs) -> dict[int, set[str]]:
@@ -220,7 +238,7 @@ class HybridReward(SerendipityReward):
         rest = [i for i in range(len(inputs.users)) if inputs.feedback_of(i) is None]
         sub = replace(inputs, users=[inputs.users[i] for i in rest], contexts=[inputs.contexts[i] for i in rest],
                       seen=[inputs.seen[i] for i in rest], candidates=[inputs.candidates[i] for i in rest],
-                      feedback=[])
+                      feedback=[], exposed=[])
         judged = dict(zip(rest, super().score(sub), strict=True)) if rest else {}
         logged = self.logged.score(inputs)
         return [judged.get(i, logged[i]) for i in range(len(inputs.users))]
@@ -234,7 +252,7 @@ class TeacherReward(Reward):
     beta)``, so the reward is the teacher's part the reference lacks, ``r(c) = w * log p_S(c)`` (nats): pairs
     prefer what the encoder adds, and the KL to the reference keeps the N-LLM's own ranking. (Scoring the whole
     product instead mostly re-states the reference's own order, and DPO then sharpens it: MovieLens validation,
-    README 'Results', session 16.) Candidates among the user's unseen categories (what ``+x`` ranks), compared
+    docs/results.md, session 16.) Candidates among the user's unseen categories (what ``+x`` ranks), compared
     only within one user's candidates (per-user constants of the log-softmax cancel). Reads no feedback: the
     encoder was fitted on the history, the evaluation future never reaches it."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,13 @@ from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt
 from coea.llm.sft_config import LlmConfig, Propose, SftTrainConfig
 from coea.llm.sft_data import GroupInfo
 from coea.pco.config import PcoConfig, Reference, RefreshKind, TakeUp
-from coea.pco.feedback import feedback_takeups, inject_taken_up, on_policy_examples
+from coea.pco.feedback import (
+    exposed_categories,
+    feedback_takeups,
+    inject_exposed,
+    inject_taken_up,
+    on_policy_examples,
+)
 from coea.pco.pairs import PairStats, PreferencePair, build_pairs
 from coea.pco.periods import RoundUsers, Window, novelty_refresh_examples, refresh_examples, round_users
 from coea.pco.reward import Reward, RewardInputs, rllm_scores
@@ -59,6 +65,9 @@ class RoundContext:
     device: str  # where the trainers place the models
     n_short: int = 10  # events forming a prompt's short-term set
     sft_reference: Any = None  # frozen copy of the SFT N-LLM (the DPO reference with reference=sft)
+    # what the serving store showed each user before the history's period (user -> served categories, best first):
+    # read by pco.exposure_inject; None = not given
+    exposure: Mapping[str, Sequence[str]] | None = None
 
 
 @dataclass
@@ -69,10 +78,11 @@ class FeedbackStats:
     pairs: int = 0  # preference pairs from those users' prompts, when the reward reads feedback
     injected: int = 0  # logged take-ups added to the candidates (feedback_inject)
     onpolicy_examples: int = 0  # on-policy R-LLM refresh examples (before the refresh's max_examples cap)
+    exposed: int = 0  # served categories added to the candidates (exposure_inject)
 
     def as_dict(self) -> dict[str, int]:
         return {"feedback_users": self.users, "feedback_pairs": self.pairs, "feedback_injected": self.injected,
-                "onpolicy_examples": self.onpolicy_examples}
+                "onpolicy_examples": self.onpolicy_examples, "feedback_exposed": self.exposed}
 
 
 @dataclass
@@ -175,15 +185,20 @@ def takeup_exclusions(cfg: PcoConfig, ru: RoundUsers) -> list[set[str]]:
 
 
 def reward_inputs(ctx: RoundContext, r: int, window: Window, ru: RoundUsers, sampled: list[list[str]],
-                  relevance: ModelBundle) -> tuple[RewardInputs, int]:
-    """The round's reward inputs (with the users' feedback-period take-ups) and how many logged take-ups joined
-    the sampled candidates (``feedback_inject``, for a reward that reads feedback)."""
-    feedback = feedback_takeups(ctx.history, window, ru.users, takeup_exclusions(ctx.cfg, ru), ctx.cfg.feedback_horizon)
-    cands, injected = sampled, 0
-    if ctx.reward.reads_feedback and ctx.cfg.feedback_inject:
-        cands, injected = inject_taken_up(sampled, feedback, ctx.cfg.pairs_per_prompt)
+                  relevance: ModelBundle) -> tuple[RewardInputs, int, int]:
+    """The round's reward inputs (with the users' feedback-period take-ups and, given served lists, what each was
+    shown), how many logged take-ups joined the sampled candidates (``feedback_inject``) and how many served
+    categories did (``exposure_inject``), both for a reward that reads feedback."""
+    cfg = ctx.cfg
+    feedback = feedback_takeups(ctx.history, window, ru.users, takeup_exclusions(cfg, ru), cfg.feedback_horizon)
+    cands, injected, exposed, n_exposed = sampled, 0, [], 0
+    if ctx.reward.reads_feedback and cfg.feedback_inject:
+        cands, injected = inject_taken_up(sampled, feedback, cfg.pairs_per_prompt)
+    if ctx.reward.reads_feedback and cfg.exposure_inject and ctx.exposure:
+        exposed = exposed_categories(ctx.exposure, ru.users, ru.seen)
+        cands, n_exposed = inject_exposed(cands, exposed, feedback, ctx.exposure, ru.users)
     return RewardInputs(r, window, ru.users, ru.contexts, ru.seen, cands, ctx.history, relevance, ctx.llm,
-                        feedback), injected
+                        feedback, exposed), injected, n_exposed
 
 
 def feedback_pair_count(ctx: RoundContext, prompts: list[str], inputs: RewardInputs,
@@ -251,13 +266,13 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
         prompts = [novelty_prompt(c, with_group=llm.data.with_group) for c in ru.contexts]
         sampled = sample_candidates(ctx, novelty, prompts, ru.seen, r)
     with _timed(times, "score_s"):
-        inputs, injected = reward_inputs(ctx, r, window, ru, sampled, relevance)
+        inputs, injected, n_exposed = reward_inputs(ctx, r, window, ru, sampled, relevance)
         scores = ctx.reward.score(inputs)
         before = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
     pairs, stats = build_pairs(prompts, inputs.candidates, scores, margin=cfg.margin,
                                pairs_per_prompt=cfg.pairs_per_prompt, by_rank=cfg.pairs_by_rank)
     fb = FeedbackStats(sum(f is not None for f in inputs.feedback), feedback_pair_count(ctx, prompts, inputs, scores),
-                       injected)
+                       injected, exposed=n_exposed)
     log.info("pco round %d: %d users (%d with feedback), %d candidates, %d pairs (%d below margin)", r,
              len(ru.users), fb.users, stats.candidates, stats.pairs, stats.dropped_margin)
     with _timed(times, "dpo_s"):

@@ -9,6 +9,7 @@ plus what ``evaluate`` returns (the split metrics of :class:`coea.evaluation.pco
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,16 @@ log = logging.getLogger(__name__)
 
 def run_pco(cfg: PcoConfig, llm: LlmConfig, histories: Histories, groups: dict[str, GroupInfo],
             novelty: ModelBundle, relevance: ModelBundle, out_dir: Path | None, *, n_short: int, device: str,
-            resume: bool = False, evaluate: Evaluate | None = None, encoder: Any = None) -> PcoResult:
+            resume: bool = False, evaluate: Evaluate | None = None, encoder: Any = None,
+            exposure: Mapping[str, Sequence[str]] | None = None) -> PcoResult:
     """PCO rounds on ``histories`` from the given models, which are trained in place (pass copies to keep
     them); ``evaluate(round, novelty, relevance)`` adds its metrics to every row. With ``resume`` the callback
     first sees the starting models (a stateful callback such as SplitEvaluator takes round 0 from them).
-    ``encoder``: the DSIE long-term encoder (``EncoderResult``), which the teacher reward reads."""
+    ``encoder``: the DSIE long-term encoder (``EncoderResult``), which the teacher reward reads. ``exposure``: what
+    the serving store showed each user before the history's period (user -> served categories, best first;
+    ``pco.exposure_inject``)."""
     loop = PcoLoop(cfg, llm, histories.interactions, list(histories.categories), groups, novelty, relevance,
-                   out_dir, evaluate, n_short=n_short, device=device, encoder=encoder)
+                   out_dir, evaluate, n_short=n_short, device=device, encoder=encoder, exposure=exposure)
     if evaluate is not None and resume and out_dir is not None:
         evaluate(0, loop.novelty, loop.relevance)
     result = loop.run(resume=resume)

@@ -4,6 +4,9 @@ metrics on the split's evaluated users (:class:`coea.evaluation.pco_metrics.Spli
 Writes under ``out_dir``: ``rounds/round_NNN/`` (both models after each round), ``pco_state.json``,
 ``pco_metrics.json`` and ``pco_metrics.png``. ``resume`` continues after the last complete round; a PCO config
 that differs from the one the state was written with is refused (naming the changed keys) before anything loads.
+``served``: a recommendations parquet (user_id, rank, category, score: the KV store's publish format) of what the
+serving store showed each user before the log's period (the recurring pipeline's state, ``coea.state.
+run_load_served``); ``pco.exposure_inject`` reads it. An empty file (nothing published yet) is no exposure.
 """
 
 from __future__ import annotations
@@ -43,12 +46,27 @@ class PcoStageResult:
         return {k: float(v) for k, v in self.last.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def read_exposure(served: Path) -> dict[str, tuple[str, ...]]:
+    """User -> served categories in rank order, from a recommendations parquet (module doc); {} for an empty one.
+    A bad file raises a one-line ``StoreError`` naming it (and the column and row)."""
+    from coea.store.publish import read_recs_file
+    from coea.store.records import validate_recs
+
+    frame = read_recs_file(Path(served))
+    if frame.empty and "user_id" in frame.columns:
+        return {}
+    recs = validate_recs(frame, "user_id", name=str(served))
+    return {str(u): tuple(g["category"]) for u, g in recs.groupby("user_id", sort=False)}
+
+
 def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequence[Path], out_dir: Path, *,
-                  resume: bool = False, new_interactions: bool | None = None) -> PcoStageResult:
+                  resume: bool = False, new_interactions: bool | None = None,
+                  served: Path | None = None) -> PcoStageResult:
     """PCO rounds from the SFT models found in ``llm_dirs`` (see :func:`coea.stages.artifacts.load_llms`).
     ``new_interactions``: whether the rounds read interactions the N-LLM was not trained on, which decides
     ``pco.refresh_novelty`` when the config leaves it on auto (None: only in the continual protocol,
-    ``llm.data.holdout_share`` > 0; the recurring pipeline's kept models on a new period pass True)."""
+    ``llm.data.holdout_share`` > 0; the recurring pipeline's kept models on a new period pass True). ``served``:
+    what the serving store showed each user before the log's period (module doc)."""
     out_dir = Path(out_dir)
     fresh = cfg.llm.data.holdout_share > 0 if new_interactions is None else new_interactions
     cfg = replace(cfg, pco=cfg.pco.resolve_refresh_novelty(fresh))
@@ -57,6 +75,7 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
                              fix="drop --resume to start a new run in this directory")
     from coea.llm.models import check_prompt_options  # torch-side module: imported when the stage runs
 
+    exposure = read_exposure(served) if served is not None and cfg.pco.exposure_inject else None
     seed_everything(cfg.pco.seed)
     device = resolve_device(cfg.device)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
@@ -72,5 +91,6 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
 
         encoder = EncoderResult(*load_encoder(Path(dsie_dir) / "encoder", device=device))
     result = run_pco(cfg.pco, llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
-                     n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator, encoder=encoder)
+                     n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator, encoder=encoder,
+                     exposure=exposure)
     return PcoStageResult(out_dir, result.rounds)

@@ -220,6 +220,20 @@ class KVStore:
                     found[key] = decode_value(value)
         return found
 
+    def active_user_recs(self) -> pd.DataFrame:
+        """Every user's recommendations of the active version, one row per (user_id, rank) with columns user_id,
+        rank, category, score (the publish format); empty, with those columns, before the first publish."""
+        with self._transaction("DEFERRED") as conn:
+            rows = conn.execute(_SELECT_ACTIVE, (KeyKind.USER.value,)).fetchall()
+        return self.user_recs_frame([(key, rec.rank, rec.category, rec.score)
+                                     for key, value in rows for rec in decode_value(value)])
+
+    @staticmethod
+    def user_recs_frame(records: list[tuple[str, int, str, float]] | None = None) -> pd.DataFrame:
+        """A user recommendations frame (user_id, rank, category, score) of ``records``; empty without."""
+        return pd.DataFrame(records or [], columns=["user_id", "rank", "category", "score"]).astype(
+            {"user_id": str, "rank": "int64", "category": str, "score": "float64"})
+
     def versions(self) -> list[VersionInfo]:
         """All kept versions, oldest first, with created time, counts, metadata and which is active."""
         with self._transaction("DEFERRED") as conn:
