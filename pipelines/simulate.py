@@ -183,17 +183,19 @@ def _row(window: Period, run_dir: Path, *, drift: tuple[float, bool] | None, reg
                         run_dir)
 
 
-def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str) -> PeriodResult:
+def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str, rec_method: str,
+                rec_k: int) -> PeriodResult:
     """Period 0: the in-process training flow (:func:`coea.flow.run_flow`, the steps of ``coea_training``):
     prepare, group, SFT both LLMs, PCO rounds, save data + groups + the last round's models as the state's first
-    version, evaluate."""
-    from coea.flow import Step, run_flow
+    version, evaluate, and serve ``rec_method``'s top-``rec_k`` into the state's KV store (what period 1's users
+    are shown: its PCO step reads them as exposure, ``pco.exposure_inject``)."""
+    from coea.flow import Serve, Step, run_flow
     from coea.layout import RunLayout
     from coea.state import read_pointer
 
     start = time.perf_counter()
     pcfg = _period_config(cfg, _write_period(window, run_dir))
-    flow = run_flow(pcfg, RunLayout(run_dir), state_uri=state_uri)
+    flow = run_flow(pcfg, RunLayout(run_dir), state_uri=state_uri, serve=Serve(method=rec_method, k=rec_k))
     models = (read_pointer(state_uri) or {})["models"]
     return _row(window, run_dir, drift=None, regrouped=True, snapshot=flow.results[Step.SAVE_STATE].snapshot,
                 models=models["snapshot"], metrics=flow.results[Step.EVALUATE].main,
@@ -269,7 +271,7 @@ def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_confi
         run_dir = out_dir / "periods" / f"p{window.index}"
         run_dir.mkdir(parents=True, exist_ok=True)
         if window.index == 0:
-            row = _seed_state(cfg, window, run_dir, state_uri)
+            row = _seed_state(cfg, window, run_dir, state_uri, rec_method, rec_k)
         else:
             row = _recurring_period(cfg, window, run_dir, state_uri, drift_threshold, options)
         rows.append(row)

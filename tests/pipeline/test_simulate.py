@@ -48,10 +48,19 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
     # the seed saved the SFT models; every later period ran PCO from the state's models and saved a new version
     assert len({p.models for p in rows}) == 4
     assert (rows[0].run_dir / "llm" / "novelty").is_dir()
+    served = [pd.read_parquet(rows[0].run_dir / "recommendations.parquet")]  # the seed served coea+x, like training
     for p in rows[1:]:
         (run,) = [d for d in (p.run_dir / "kfp").iterdir() if d.is_dir()]
         (pco,) = [d for d in run.iterdir() if d.name.startswith("pco-loop")]
         assert (pco / "model" / "rounds" / "round_001" / "novelty").is_dir()
+        # PCO was handed what the previous period served: the users' exposure during this one
+        shown = pd.read_parquet(run / "load-state" / "served")
+        key = ["user_id", "rank"]
+        assert shown.sort_values(key).reset_index(drop=True)[["user_id", "rank", "category"]].equals(
+            served[-1].sort_values(key).reset_index(drop=True)[["user_id", "rank", "category"]].astype(
+                {"user_id": str}))
+        (recommend,) = [d for d in run.iterdir() if d.name.startswith("recommend")]
+        served.append(pd.read_parquet(recommend / "recommendations"))
         saved = "save-state" if p.regrouped else "save-models"  # new groups switch with their models
         assert (run / "load-models").is_dir() and any(d.name.startswith(saved) for d in run.iterdir())
 
