@@ -98,6 +98,22 @@ def test_empty_store_reads_nothing(store: KVStore) -> None:
     assert store.active_version() is None
     assert store.get_user("u0000") == []
     assert store.versions() == []
+    empty = store.active_user_recs()
+    assert empty.empty and list(empty.columns) == ["user_id", "rank", "category", "score"]
+
+
+def test_active_user_recs_is_the_active_version_in_the_publish_format(store: KVStore) -> None:
+    """Every user's rows of the ACTIVE version (after a rollback, the older one), round-tripping what was
+    published; group entries are not user rows."""
+    first = user_frame(3, 2, marker=1)
+    store.publish(first, group_frame())
+    second = store.publish(user_frame(3, 2, marker=2))
+    assert store.active_user_recs().sort_values(["user_id", "rank"]).reset_index(drop=True).equals(
+        user_frame(3, 2, marker=2))
+    store.rollback(store.versions()[0].version)
+    assert store.active_version() != second
+    got = store.active_user_recs().sort_values(["user_id", "rank"]).reset_index(drop=True)
+    assert got.equals(first) and got.dtypes["rank"] == "int64"
 
 
 @pytest.mark.parametrize(
