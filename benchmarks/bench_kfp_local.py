@@ -1,7 +1,7 @@
 """Overhead of running ``coea_training`` with kfp.local vs calling the same ``run_*`` stage functions directly
 in one process, on a small synthetic config (the ratio is what matters; both are measured in the same run).
 
-Direct path: ``coea.flow.run_flow`` with the pipeline's options (state commit, coea+x served and exported), i.e.
+Direct path: ``coea.flow.run_flow`` with the pipeline's options (state commit, the served method's top-K exported), i.e.
 the same steps in the same order: prepare -> DSIE -> SFT (novelty, relevance) -> PCO -> save state -> evaluate ->
 recommend -> export.
 Both paths run with the same torch thread count: ``COEA_TORCH_THREADS`` (1 unless set), which every stage applies

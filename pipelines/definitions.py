@@ -4,7 +4,7 @@
 the setting ``relevance_from_novelty`` one after the other, the R-LLM's SFT starting from the trained N-LLM with
 ``llm.relevance_init: novelty``) -> pco_loop (GPU step: PCO rounds) ->
 save_state (the data + groups and the last round's N-LLM and R-LLM become the state, one pointer write) and
-evaluate (LLM methods use the trained LLMs, ``coea`` the last PCO round); recommend (``coea+x``) -> export (after
+evaluate (LLM methods use the trained LLMs, ``coea`` the last PCO round); recommend (``coea_seq+x``) -> export (after
 the state is saved).
 ``coea_recurring``: prepare_data (the new period), load_state and load_models -> monitor_drift against the reference
 window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup), then sft_novelty and sft_relevance (as
@@ -13,7 +13,7 @@ tokens would name other groups); ``dsl.Else``: keep the groups and rebuild their
 loaded models -> in either branch the PCO update (pco_loop, GPU step, from the branch's models on the period's data
 with the branch's groups) -> save_state (If: new groups and new models switch together) or save_models (Else: new
 models beside the kept groups), and evaluate (``nllm_sft`` & co. use the loaded models, ``coea`` this period's last
-PCO round) -> recommend (``coea+x``) -> export.
+PCO round) -> recommend (``coea_seq+x``) -> export.
 
 kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
 pco_loop/save/evaluate/recommend/export tasks (one helper adds them).
@@ -37,6 +37,7 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
 from kfp.dsl.pipeline_channel import PipelineChannel
 
+from coea.config import SERVED_METHOD
 from coea.stages.params import UiParameters
 from components.build import Components, build_components
 from components.resources import apply_gpu, apply_io, apply_resources, cheap_task_checks, mount_models
@@ -44,7 +45,7 @@ from components.settings import DeploymentSettings, StageClass
 
 TRAINING = "coea-training"
 RECURRING = "coea-recurring"
-TRAINING_METHOD = "coea+x"  # served by coea_training: the N-LLM after PCO, seen categories excluded
+TRAINING_METHOD = SERVED_METHOD  # served by coea_training: the N-LLM after PCO with the DSIE encoder, seen excluded
 DEFAULT_METHOD = TRAINING_METHOD  # served by coea_recurring: the N-LLM after this period's PCO update
 PIPELINE_DESCRIPTIONS = {
     TRAINING: "CoEA: data -> DSIE groups -> SFT of both LLMs -> PCO rounds -> evaluation -> top-K categories to the "
@@ -66,7 +67,8 @@ PARAMETER_HELP = {
     "drift_config": "drift check: DriftConfig fields (features, stattest)" + _JSON,
     "drift_threshold": "regroup (re-run DSIE and the SFT of both LLMs) when the drift share is >= this, in (0, 1]",
     "state_uri": "where the state lives: gs://BUCKET/PREFIX, or a directory on the cache volume",
-    "rec_method": "the method whose top-K categories are served, e.g. coea+x",
+    "rec_method": "the method whose top-K categories are served, default coea_seq+x (the N-LLM after PCO with the "
+                  "DSIE encoder beside it, seen categories excluded)",
     "rec_k": "categories served per user (K)",
     "gcs_export_uri": 'also export the recommendations as shards under this gs:// URI ("" = no export)',
     "device": "auto | cpu | cuda | cuda:N for every model (auto = the GPU when the step's pod has one)",

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coea.config import RunConfig
+from coea.config import SERVED_METHOD, RunConfig
 from coea.layout import RunLayout
 from coea.report_html import render_report
 from coea.stages import pipeline_arguments
@@ -79,7 +79,7 @@ def _copy(src: str | Path, dst: Path) -> Path:
 
 
 def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None = None,
-                         rec_method: str = "coea+x", rec_k: int = 10, settings: DeploymentSettings | None = None,
+                         rec_method: str = SERVED_METHOD, rec_k: int = 10, settings: DeploymentSettings | None = None,
                          pipeline_root: Path | None = None, verbose: bool = False,
                          schedule_time: str | None = None) -> dict[str, Path]:
     """Run ``coea_training`` with kfp.local; copy its outputs under ``run_dir``; returns name -> path.
@@ -131,7 +131,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
 
 
 def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drift_config: str = "{}",
-                          drift_threshold: float = 0.5, rec_method: str = "coea+x", rec_k: int = 10,
+                          drift_threshold: float = 0.5, rec_method: str = SERVED_METHOD, rec_k: int = 10,
                           settings: DeploymentSettings | None = None, verbose: bool = False,
                           schedule_time: str | None = None) -> Path:
     """Run ``coea_recurring`` with kfp.local on the period named by ``cfg.data`` against the state (groups and

@@ -10,7 +10,7 @@ Each later period is written as ``periods/p<i>/interactions.parquet`` and fed to
 ``kfp.local`` (:func:`pipelines.local.run_recurring_locally`, the same pipeline function that compiles for the
 cluster) against that state: it checks drift against the reference window, regroups (and makes the period the
 new reference) only when the drift share reaches the threshold, runs the PCO update of the state's models on the
-period (saving the updated models), evaluates and serves (``coea+x`` by default).
+period (saving the updated models), evaluates and serves (``coea_seq+x`` by default).
 
 Per period the result records what the pipeline did, read from its steps' outputs (kfp.local's
 ``executor_output.json``) and the state: the drift share and verdict of ``monitor_drift``, whether the state's
@@ -38,7 +38,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from coea.config import DataConfig, RunConfig, config_to_dict
+from coea.config import SERVED_METHOD, DataConfig, RunConfig, config_to_dict
 from coea.data.loaders import load_data, parse_spec
 from coea.data.schema import USER
 from coea.data.split import Period, split_periods
@@ -49,7 +49,6 @@ from components.settings import DeploymentSettings
 
 log = logging.getLogger(__name__)
 
-SERVED_METHOD = "coea+x"  # coea_recurring's default: the N-LLM after the period's PCO update
 DEFAULT_METHODS = ("pop", "markov+x", "group_pop_novel", SERVED_METHOD)  # LLM methods use the state's models
 TABLE_METRICS = ("S-H", "C-N", "CLTP")  # shown per period for the served method (its NCP is 1 when it is *_novel)
 SUMMARY_JSON = "simulate.json"

@@ -14,7 +14,7 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from coea.config import RunConfig
+from coea.config import SERVED_METHOD, RunConfig
 from coea.evaluation.registry import Need, needs_of
 from coea.layout import RunLayout
 
@@ -42,7 +42,7 @@ TRAINING_STEPS: tuple[Step, ...] = tuple(Step)  # dependency order of coea_train
 class Serve:
     """What the flow serves after evaluating: ``method``'s top-``k`` into the state's KV store."""
 
-    method: str = "coea+x"
+    method: str = SERVED_METHOD
     k: int = 10
     gcs_export_uri: str = ""
 

@@ -71,7 +71,7 @@ class RunLayout:
 
     @property
     def served(self) -> Path:
-        """What the run served: ``{"method": "coea+x", "k": 10}`` (written by ``coea run``)."""
+        """What the run served: ``{"method": "coea_seq+x", "k": 10}`` (written by ``coea run``)."""
         return self.root / "served.json"
 
     @property

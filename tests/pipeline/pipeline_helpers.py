@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coea.config import DataConfig, EvalConfig, RunConfig, SyntheticConfig
+from coea.config import SERVED_METHOD, DataConfig, EvalConfig, RunConfig, SyntheticConfig
 from coea.dsie.config import DsieConfig, EncoderConfig, RqVaeConfig
 from coea.llm.config import ModelConfig
 from coea.llm.sft_config import LlmConfig, SftTrainConfig
@@ -30,7 +30,8 @@ def tiny_config(**changes) -> RunConfig:
         synthetic=SyntheticConfig(seed=3, n_users=120, n_categories=20, n_groups=4, items_per_category=8,
                                   mean_interactions=40, min_interactions=25),
         dsie=DsieConfig(encoder=EncoderConfig(dim=16, epochs=3), rqvae=RqVaeConfig(epochs=20)),
-        eval=EvalConfig(methods=[*BASELINES, "nllm_sft", "nllm_sft+x", "dual_best_of_n", "coea", "coea+x"]),
+        eval=EvalConfig(methods=[*BASELINES, "nllm_sft", "nllm_sft+x", "dual_best_of_n", "coea", "coea+x",
+                                 SERVED_METHOD]),
         llm=tiny_llm(),
         pco=PcoConfig(rounds=2, users_per_round=40, candidates=4),
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coea.config import EvalConfig
+from coea.config import SERVED_METHOD, EvalConfig
 from coea.state import read_pointer
 from tests.pipeline.pipeline_helpers import BASELINES, tiny_config
 
@@ -22,11 +22,11 @@ def task_dirs(kfp_root: Path) -> set[str]:
     return {re.sub(r"-\d+$", "", p.name) for p in run.iterdir() if p.is_dir()}
 
 
-RECURRING_METHODS = [*BASELINES, "coea+x"]  # coea+x: the served method, from the period's PCO dir
+RECURRING_METHODS = [*BASELINES, SERVED_METHOD]  # the served method, from the period's PCO dir
 
 
 def recurring_config(**changes):
-    """The baselines and the served coea+x (the LLMs come from the state, nothing trains in-process)."""
+    """The baselines and the served method (the LLMs come from the state, nothing trains in-process)."""
     return tiny_config(eval=EvalConfig(methods=RECURRING_METHODS), **changes)
 
 
@@ -43,7 +43,7 @@ def state_models(state: str) -> tuple[str, Path]:
 
 def assert_pco_update(kfp_root: Path, state: str, before: str) -> None:
     """The recurring run loaded the state's models, ran PCO from them, and saved its last round as a new version;
-    the served recommendations came from coea+x and evaluate scored it."""
+    the served recommendations came from the served method and evaluate scored it."""
     (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
     loaded = run / "load-models"
     assert tree(loaded / "novelty" / "novelty") == tree(Path(state) / "models" / before / "novelty")
@@ -58,7 +58,7 @@ def assert_pco_update(kfp_root: Path, state: str, before: str) -> None:
     # the update changed the models: at least the R-LLM, refreshed on the period's feedback every round (the tiny
     # N-LLM's DPO may find no pair with enough margin on this data)
     assert all(r["refresh_examples"] > 0 for r in pco_state["rounds"][1:])
-    # load-state handed PCO what the store served before the period (the training run's coea+x top-5 of 120
+    # load-state handed PCO what the store served before the period (the training run's top-5 of 120
     # users), and the rounds used it: served categories joined the candidates of users with feedback
     served = pd.read_parquet(run / "load-state" / "served")
     assert served["user_id"].nunique() == 120 and served.groupby("user_id").size().max() == 5
@@ -66,7 +66,7 @@ def assert_pco_update(kfp_root: Path, state: str, before: str) -> None:
     assert tree(models / "relevance") != tree(Path(state) / "models" / before / "relevance")
     (evaluate,) = [p for p in run.iterdir() if p.name.startswith("evaluate")]
     metrics = json.loads((evaluate / "report" / "metrics.json").read_text())["methods"]
-    assert metrics["coea+x"]["NCP@10"] > 0.99
+    assert metrics[SERVED_METHOD]["NCP@10"] > 0.99
     (recommend,) = [p for p in run.iterdir() if p.name.startswith("recommend")]
     recs = pd.read_parquet(recommend / "recommendations")
     assert recs["user_id"].nunique() == 120 and recs.groupby("user_id").size().max() == 5

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kfp import dsl
 
+from coea.config import SERVED_METHOD
 from components.settings import DeploymentSettings
 from pipelines.definitions import RECURRING, TRAINING
 from tests.helpers import REPO
@@ -81,7 +82,7 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
     assert tasks["pco-loop"]["inputs"]["parameters"]["new_interactions"]["runtimeValue"]["constant"] is False
     assert "served" not in tasks["pco-loop"]["inputs"]["artifacts"]  # nothing was served before a training run
     params = specs[TRAINING]["root"]["inputDefinitions"]["parameters"]
-    assert params["rec_method"]["defaultValue"] == "coea+x" and "llm_config" in params and "pco_config" in params
+    assert params["rec_method"]["defaultValue"] == SERVED_METHOD and "llm_config" in params and "pco_config" in params
     save = tasks["save-state"]["inputs"]["artifacts"]  # groups + the last PCO round's models, saved together
     assert save["novelty"]["taskOutputArtifact"] == {"producerTask": "pco-loop", "outputArtifactKey": "final_novelty"}
     assert save["relevance"]["taskOutputArtifact"]["outputArtifactKey"] == "final_relevance"
@@ -159,7 +160,7 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
             assert _producer(task, "pco") == pco_name
             assert _producer(task, "novelty") == _producer(pco, "novelty")  # nllm_sft & co. = PCO's start
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert params["rec_method"]["defaultValue"] == "coea+x"
+    assert params["rec_method"]["defaultValue"] == SERVED_METHOD
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
@@ -229,7 +230,7 @@ def test_training_pipeline_runs_the_steps_of_the_in_process_flow(specs: dict[str
     for name, task in tasks.items():
         for dep in task.get("dependentTasks", []):
             assert order.index(dep) < order.index(name), f"{dep} must come before {name} in the flow"
-    # the flow with the pipeline's options (state, served coea+x) plans every step of the pipeline
+    # the flow with the pipeline's options (state, the served method) plans every step of the pipeline
     full = plan(frozenset({Need.PCO}), state_uri="/tmp/state", serve=Serve(), evaluate=True)
     assert full == list(TRAINING_STEPS)
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import coea
-from coea.config import EvalConfig
+from coea.config import SERVED_METHOD, EvalConfig
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
 from pipelines.local import run_recurring_locally
@@ -72,8 +72,8 @@ def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(training_ru
     log = paths["steps_log"].read_text(encoding="utf-8")
     assert paths["steps_log"] == run_dir / "kfp" / "steps.log" and len(log.splitlines()) > 500
     assert all(f"Executing task '{line.split()[0]}'" in log for line in steps)
-    assert json.loads(paths["served"].read_text()) == {"method": "coea+x", "k": 5}
-    assert '<strong id="served-method">coea+x</strong>' in paths["report"].read_text()
+    assert json.loads(paths["served"].read_text()) == {"method": SERVED_METHOD, "k": 5}
+    assert f'<strong id="served-method">{SERVED_METHOD}</strong>' in paths["report"].read_text()
 
 
 def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[str, Path]]) -> None:

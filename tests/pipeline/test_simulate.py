@@ -1,5 +1,5 @@
 """``coea simulate`` end to end: period 0 seeds the state (groups and SFT models), periods 1-3 each run
-coea_recurring with kfp.local (PCO update of the state's models, coea+x served); the synthetic log carries a
+coea_recurring with kfp.local (PCO update of the state's models, coea_seq+x served); the synthetic log carries a
 lasting interest shift from period 2 on, and only that period regroups."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from coea.config import EvalConfig, SplitConfig, SyntheticConfig
+from coea.config import SERVED_METHOD, EvalConfig, SplitConfig, SyntheticConfig
 from coea.pco.config import PcoConfig
 from coea.state import read_pointer
 from pipelines.simulate import run_simulate
@@ -28,10 +28,10 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
                                 mean_interactions=40, min_interactions=25, explore_rate=0.05,
                                 shift_period=SHIFT, shift_periods=4)
     cfg = tiny_config(synthetic=synthetic, split=SplitConfig(n_future=3, min_history=3),
-                      eval=EvalConfig(methods=BASELINES, ks=[5]),  # coea+x, the served method, is added
+                      eval=EvalConfig(methods=BASELINES, ks=[5]),  # coea_seq+x, the served method, is added
                       pco=PcoConfig(rounds=1, users_per_round=40, candidates=4))
     result = run_simulate(cfg, tmp_path / "sim", periods=4, rec_k=5)
-    assert result.method == "coea+x"
+    assert result.method == SERVED_METHOD
 
     rows = result.periods
     assert [p.index for p in rows] == [0, 1, 2, 3]
@@ -43,12 +43,12 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
     assert all(rows[i].end == rows[i + 1].start for i in range(3)) and sum(p.events for p in rows) > 9000
     for p in rows:  # every period was evaluated; the *_novel and +x methods never recommend a seen category
         assert p.metrics["group_pop_novel.NCP@5"] > 0.99 and 0.0 < p.metrics["group_pop_novel.C-H@5"] <= 1.0
-        assert p.metrics["coea+x.NCP@5"] > 0.99 and 0.0 <= p.metrics["coea+x.C-H@5"] <= 1.0
-        assert set(p.metrics) >= {f"{m}.S-H@5" for m in [*BASELINES, "coea+x"]}
+        assert p.metrics[f"{SERVED_METHOD}.NCP@5"] > 0.99 and 0.0 <= p.metrics[f"{SERVED_METHOD}.C-H@5"] <= 1.0
+        assert set(p.metrics) >= {f"{m}.S-H@5" for m in [*BASELINES, SERVED_METHOD]}
     # the seed saved the SFT models; every later period ran PCO from the state's models and saved a new version
     assert len({p.models for p in rows}) == 4
     assert (rows[0].run_dir / "llm" / "novelty").is_dir()
-    served = [pd.read_parquet(rows[0].run_dir / "recommendations.parquet")]  # the seed served coea+x, like training
+    served = [pd.read_parquet(rows[0].run_dir / "recommendations.parquet")]  # the seed served, like training
     for p in rows[1:]:
         (run,) = [d for d in (p.run_dir / "kfp").iterdir() if d.is_dir()]
         (pco,) = [d for d in run.iterdir() if d.name.startswith("pco-loop")]
@@ -79,6 +79,6 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
     assert saved["config"]["synthetic"]["shift_period"] == SHIFT
     table = result.paths["table"].read_text()
     (regrouped_row,) = [line for line in table.splitlines() if "**yes**" in line]
-    assert table == result.table() and regrouped_row.startswith(f"| {SHIFT} |") and "coea+x S-H@5" in table
+    assert table == result.table() and regrouped_row.startswith(f"| {SHIFT} |") and f"{SERVED_METHOD} S-H@5" in table
     assert "-" not in regrouped_row.split("|")[-2]  # the served method's metrics are there
     assert all((p.run_dir / "drift_report.html").stat().st_size > 10_000 for p in rows[1:])

@@ -22,6 +22,7 @@ from coea.cli.common import (
     load_config,
     overrides,
 )
+from coea.config import SERVED_METHOD
 from coea.errors import CoeaInputError
 
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="also show every pipeline step's log (always "
@@ -37,7 +38,7 @@ def run_cmd(
                                                                              "artifacts (default RUN/kfp)")] = None,
 ) -> None:
     """The main job, as the coea_training pipeline run by kfp.local: data -> DSIE groups -> SFT of both LLMs
-    -> PCO rounds -> evaluation -> top-K categories (coea+x) to the KV store, under runs/<timestamp>/. Prints
+    -> PCO rounds -> evaluation -> top-K categories (coea_seq+x) to the KV store, under runs/<timestamp>/. Prints
     one line per pipeline step, the metrics table and where the outputs are."""
     from pipelines.console import STEPS_LOG
     from pipelines.local import run_training_locally
@@ -54,7 +55,7 @@ def run_cmd(
     typer.echo(run_summary(cfg, out, paths))
 
 
-def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = "coea+x", rec_k: int = 10) -> str:
+def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED_METHOD, rec_k: int = 10) -> str:
     """What `coea run` prints after its steps: the metrics table and where the outputs are (``paths`` as returned
     by ``run_training_locally``, which served ``served``'s top ``rec_k`` per user)."""
     from coea.evaluation.report import metrics_table

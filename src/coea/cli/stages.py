@@ -33,6 +33,7 @@ from coea.cli.common import (
     run_layout,
     split_config,
 )
+from coea.config import SERVED_METHOD
 from coea.errors import CoeaInputError
 
 
@@ -196,8 +197,8 @@ def serve_cmd(
     out: Annotated[Path, typer.Option("--out", help="Parquet file: user_id, rank, category, score")],
     config: ConfigOpt = None, device: DeviceOpt = None,
     method: Annotated[str, typer.Option(help=f"one method: {METHOD_NAMES}; optionally with +x (history categories "
-                                             "excluded). Default: coea+x, the method the pipelines serve")]
-    = "coea+x",
+                                             f"excluded). Default: {SERVED_METHOD}, the method the pipelines serve")]
+    = SERVED_METHOD,
     k: Annotated[int, typer.Option("--k", help="categories per user")] = 10,
 ) -> None:
     """Top-K categories for every user of RUN's data (every event is history) by METHOD, with RUN's models."""
