@@ -323,3 +323,24 @@ def test_shown_and_ignored_is_the_first_rejected_and_never_paired_against_a_mere
     assert stats.dropped_margin == 2  # p0's second pair (b vs x: 0 vs -0.05) and p1's (b vs x)
     plain = reward.score(replace(inputs, exposed=[]))  # without served lists: the reward of before
     assert plain == [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]
+
+
+def test_the_on_policy_refresh_labels_proposals_and_shown_categories_not_injected_take_ups():
+    """The R-LLM's on-policy examples come from what the N-LLM proposed and what the store showed (served and
+    ignored is the firmest "no"), never from injected logged take-ups; without served lists: the proposals only."""
+    from coea.pco.round import judged_on_policy
+
+    sampled = [["a", "b"], ["c"]]
+    # u0 took up t (injected, not proposed) and ignored the served x, y; u1 took up the served z
+    inputs = replace(_inputs([["a", "b", "t", "x", "y"], ["c", "z"]], [set(), set()], [("t",), ("z",)]),
+                     exposed=[{"x", "y"}, {"z"}])
+    judged = judged_on_policy(sampled, inputs)
+    assert judged == [["a", "b", "x", "y"], ["c", "z"]]
+    assert judged_on_policy(sampled, _inputs([["a", "b", "t"], ["c"]], [set(), set()], [("t",), ()])) == sampled
+    examples = on_policy_examples(inputs.contexts, judged, inputs.seen, inputs.feedback, negatives_per_positive=10,
+                                  eos="</s>", rng=np.random.default_rng(0))
+    yes = relevance_completion(True, "</s>")
+    assert len(examples) == 6 and sum(e["completion"] == yes for e in examples) == 1  # z yes; a, b, x, y, c no
+    prompts = {e["prompt"] for e in examples}
+    assert relevance_prompt(inputs.contexts[0], "x") in prompts
+    assert relevance_prompt(inputs.contexts[0], "t") not in prompts

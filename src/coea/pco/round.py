@@ -201,6 +201,14 @@ def reward_inputs(ctx: RoundContext, r: int, window: Window, ru: RoundUsers, sam
                         feedback, exposed), injected, n_exposed
 
 
+def judged_on_policy(sampled: list[list[str]], inputs: RewardInputs) -> list[list[str]]:
+    """What the on-policy R-LLM refresh labels per user: the N-LLM's sampled proposals and the served categories the
+    user was shown (``inputs.exposed``: shown and ignored is the firmest "no" the log has), never the injected
+    logged take-ups (they were neither proposed nor shown)."""
+    return [list(s) + [c for c in row[len(s):] if c in inputs.exposed_of(i)]
+            for i, (s, row) in enumerate(zip(sampled, inputs.candidates, strict=True))]
+
+
 def feedback_pair_count(ctx: RoundContext, prompts: list[str], inputs: RewardInputs,
                         scores: list[list[float]]) -> int:
     """Pairs from the prompts of users with feedback, when the reward reads feedback (else 0)."""
@@ -280,8 +288,8 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
     with _timed(times, "reeval_s"):
         after = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
     with _timed(times, "refresh_s"):
-        refreshed, fb.onpolicy_examples = refresh_relevance(ctx, relevance, window, rng, refresh_cfg,
-                                                            replace(inputs, candidates=sampled))
+        on_policy = replace(inputs, candidates=judged_on_policy(sampled, inputs))
+        refreshed, fb.onpolicy_examples = refresh_relevance(ctx, relevance, window, rng, refresh_cfg, on_policy)
     return RoundReport(r, window, stats, *before, *after, dpo_margin=dpo.last("rewards/margins") if dpo else None,
                        dpo_kl=dpo.last("kl") if dpo else None, dpo_steps=dpo.steps if dpo else 0,
                        refresh_examples=refreshed, novelty_refresh_examples=novelty_refreshed, feedback=fb,
