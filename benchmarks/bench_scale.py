@@ -12,8 +12,9 @@ RQ-VAE 2 (their cost per epoch is linear in users), each SFT a fixed number of o
 (``max_examples`` = steps x batch, 1 epoch), PCO one round on at most ``users_per_round`` users with a capped
 R-LLM refresh and no per-round judge. Everything else runs as the job runs it, on every user: DSIE grouping and
 profiles, building every SFT example, evaluation of the cheap baselines plus ``nllm_sft+x`` and ``coea+x`` on
-every evaluated user (bootstrap with 200 replicates), ``coea+x`` top-10 recommendations for every user, and the
-export to the SQLite KV store.
+every evaluated user (bootstrap with 200 replicates), top-10 recommendations of the served method
+(``coea.config.SERVED_METHOD``, ``coea_seq+x`` since session 18: the tuned N-LLM beside the DSIE encoder, one more
+encoder pass per user) for every user, and the export to the SQLite KV store.
 
 Run: ``python benchmarks/bench_scale.py`` (10k, 30k, 100k users) or ``--quick`` (1k, 3k, 10k);
 ``--sizes 2000,4000`` picks sizes. Writes ``.bench/scale.json`` (``--out``).
@@ -37,11 +38,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT_DIR, REPO  # noqa: E402
 
+from coea.config import SERVED_METHOD  # noqa: E402
+
 STAGES = ("prepare", "dsie", "sft_data", "sft_novelty", "sft_relevance", "pco", "evaluate", "evaluate_llm",
           "recommend", "export")
 FULL_SIZES, QUICK_SIZES = (10_000, 30_000, 100_000), (1_000, 3_000, 10_000)
 CHEAP_METHODS = ["random", "pop", "pop_novel", "markov", "markov+x", "cooc_novel", "group_pop_novel"]
-LLM_METHODS = ["nllm_sft+x", "coea+x"]  # fitted on every user, scored on a fixed sample (--llm-users)
+LLM_METHODS = ["nllm_sft+x", "coea+x", "coea_seq+x"]  # fitted on every user, scored on a fixed sample (--llm-users)
 
 
 def bench_config(n_users: int, sft_steps: int = 20, pco_users: int = 64, llm_users: int = 1000):
@@ -65,12 +68,13 @@ def bench_config(n_users: int, sft_steps: int = 20, pco_users: int = 64, llm_use
                                                        warmup_ratio=0.0)))
 
 
-def run_stage(stage: str, cfg, root: Path, served: str = "coea+x") -> None:
+def run_stage(stage: str, cfg, root: Path, served: str | None = None) -> None:
     """One stage of the main job on the run folder ``root`` (the calls of :mod:`coea.flow`, one at a time)."""
     from coea import stages
     from coea.layout import RunLayout
 
     lay = RunLayout(root)
+    served = served or SERVED_METHOD
     state_uri = str(root / "state")
     if stage == "prepare":
         stages.run_prepare_data(cfg, lay.data)
@@ -232,7 +236,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pco-users", type=int, default=64, help="PCO users_per_round (DPO prompts of the one round)")
     p.add_argument("--llm-users", type=int, default=1000,
                    help="evaluated users the LLM methods and PCO's per-round metrics score (a fixed sample)")
-    p.add_argument("--served", default="coea+x", help="the method whose top-10 the recommend stage serves")
+    p.add_argument("--served", default=SERVED_METHOD, help="the method whose top-10 the recommend stage serves "
+                   "(default: %(default)s, the pipelines' default)")
     p.add_argument("--work", type=Path, help="run folders go here (default: a temporary directory, removed)")
     p.add_argument("--out", type=Path, default=OUT_DIR / "scale.json")
     p.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
