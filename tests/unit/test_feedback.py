@@ -344,3 +344,17 @@ def test_the_on_policy_refresh_labels_proposals_and_shown_categories_not_injecte
     prompts = {e["prompt"] for e in examples}
     assert relevance_prompt(inputs.contexts[0], "x") in prompts
     assert relevance_prompt(inputs.contexts[0], "t") not in prompts
+
+
+def test_a_round_with_feedback_for_few_prompted_users_on_global_periods_warns_and_names_the_fix():
+    from coea.pco.round import few_feedback_warning
+
+    cfg = PcoConfig()  # the default reward reads feedback, on global periods
+    assert cfg.uses_feedback and cfg.periods is Periods.GLOBAL
+    warning = few_feedback_warning(cfg, 1, prompted=670, with_feedback=2)
+    assert warning is not None and "2 of 670" in warning and "pco.periods: user" in warning
+    assert few_feedback_warning(cfg, 1, prompted=670, with_feedback=34) is None  # 5 % and more: quiet
+    assert few_feedback_warning(cfg, 1, prompted=0, with_feedback=0) is None
+    assert few_feedback_warning(replace(cfg, periods=Periods.USER), 1, 670, 2) is None  # the fix itself is quiet
+    judge_only = replace(cfg, reward=RewardKind.SERENDIPITY, refresh=RefreshKind.PERIOD)
+    assert not judge_only.uses_feedback and few_feedback_warning(judge_only, 1, 670, 0) is None

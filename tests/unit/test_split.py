@@ -3,7 +3,7 @@
 import pytest
 
 from coea.config import SplitConfig
-from coea.data.split import chronological_split, split_periods
+from coea.data.split import chronological_split, cold_start_warning, split_periods
 from tests.helpers import events
 
 
@@ -71,3 +71,16 @@ def test_periods_partition_the_log():
     assert by_time[0].end - by_time[0].start == pytest.approx(by_time[1].end - by_time[1].start, abs=1)
     with pytest.raises(ValueError):
         split_periods(df, 0)
+
+
+def test_a_split_that_leaves_most_users_cold_start_warns_with_the_settings_to_change():
+    rows = [(f"s{k}", f"i{k}-{t}", "abcdef"[t], t * 100) for k in range(3) for t in range(6)]  # three 6-event users
+    log = events(rows + [("u", f"u{t}", "abcdef"[t % 6], t * 100) for t in range(20)])  # one 20-event user
+    warning = cold_start_warning(chronological_split(log, SplitConfig()))  # n_future 10: the 6-event users are cold
+    assert warning is not None
+    assert "3 of 4 users (75%)" in warning and "split.min_history=5" in warning and "split.n_future=10" in warning
+    assert "split: {n_future: 2, min_history: 2}" in warning
+    assert cold_start_warning(chronological_split(log, SplitConfig(n_future=2, min_history=2))) is None
+    half = events(rows[:12] + [("u", f"u{t}", "a", t * 100) for t in range(20)] + [("w", f"w{t}", "b", t * 100)
+                                                                                  for t in range(20)])
+    assert cold_start_warning(chronological_split(half, SplitConfig())) is None  # 2 of 4 cold: not most

@@ -15,7 +15,7 @@ import numpy as np
 from coea.config import EvalConfig, RunConfig, config_to_dict, save_config
 from coea.data.loaders import LoadedData
 from coea.data.schema import CATEGORY
-from coea.data.split import Split
+from coea.data.split import Split, cold_start_warning
 from coea.data.stats import data_stats
 from coea.evaluation.baselines import Recommendations, ScoringMethod
 from coea.evaluation.metrics import evaluate_lists, long_tail, per_user_metrics
@@ -133,6 +133,8 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
     seed_everything(cfg.eval.seed)
     log.info("split: %d evaluated users, %d cold-start, %d history / %d future events",
              len(split.warm_users), len(split.cold_users), len(split.histories.interactions), len(split.future))
+    if (warning := cold_start_warning(split)) is not None:
+        log.warning(warning)
     recs = recommend_all(split, cfg.eval, ctx)
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}

@@ -31,7 +31,7 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt
 from coea.llm.sft_config import LlmConfig, Propose, SftTrainConfig
 from coea.llm.sft_data import GroupInfo
-from coea.pco.config import PcoConfig, Reference, RefreshKind, TakeUp
+from coea.pco.config import PcoConfig, Periods, Reference, RefreshKind, TakeUp
 from coea.pco.feedback import (
     exposed_categories,
     feedback_takeups,
@@ -260,6 +260,24 @@ def refresh_novelty(ctx: RoundContext, novelty: ModelBundle, window: Window, ref
     return len(ex)
 
 
+FEW_FEEDBACK_SHARE = 0.05  # below this share of prompted users with feedback a round warns (few_feedback_warning)
+
+
+def few_feedback_warning(cfg: PcoConfig, r: int, prompted: int, with_feedback: int) -> str | None:
+    """The warning of a round that reads logged feedback on global periods but finds it for fewer than
+    :data:`FEW_FEEDBACK_SHARE` of its prompted users, else None. Such a loop barely moves the N-LLM: on a log of
+    short, day-resolution histories most users' events fall in one global period, so few have events in the next
+    (docs/results.md, session 19: 2-13 of 670-892 prompted users). ``periods: user`` replays each user's own
+    history, in which every user with enough events has a feedback period."""
+    if not cfg.uses_feedback or cfg.periods is not Periods.GLOBAL or not prompted:
+        return None
+    if with_feedback >= FEW_FEEDBACK_SHARE * prompted:
+        return None
+    return (f"pco round {r}: only {with_feedback} of {prompted} prompted users have events in the round's feedback "
+            f"period, so the loop has almost no logged feedback to learn from (global periods; histories that are "
+            f"short or span few distinct times give few). Set pco.periods: user to replay each user's own history")
+
+
 def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
               relevance: ModelBundle) -> RoundReport:
     """Round ``r`` on ``window``: both models are updated in place (see module doc)."""
@@ -283,6 +301,8 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
                        injected, exposed=n_exposed)
     log.info("pco round %d: %d users (%d with feedback), %d candidates, %d pairs (%d below margin)", r,
              len(ru.users), fb.users, stats.candidates, stats.pairs, stats.dropped_margin)
+    if (warning := few_feedback_warning(cfg, r, len(ru.users), fb.users)) is not None:
+        log.warning(warning)
     with _timed(times, "dpo_s"):
         dpo = dpo_update(ctx, novelty, pairs, dpo_cfg)
     with _timed(times, "reeval_s"):

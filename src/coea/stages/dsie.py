@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from coea.config import RunConfig
 from coea.data.loaders import LoadedData
 from coea.data.prepared import read_prepared
-from coea.data.split import chronological_split
+from coea.data.split import chronological_split, cold_start_warning
 from coea.device import resolve_device
 from coea.dsie.report import DsieSummary, dsie_summary
 from coea.dsie.run import run_dsie
 from coea.utils import seed_everything
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +42,8 @@ def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageRe
     seed_everything(cfg.dsie.seed)
     loaded = read_prepared(data_dir)
     split = chronological_split(loaded.interactions, cfg.split)
+    if (warning := cold_start_warning(split)) is not None:
+        log.warning(warning)
     dsie = run_dsie(cfg.dsie, split.histories, split.warm_users, split.cold_users, Path(out_dir),
                     device=resolve_device(cfg.device), truth=_truth(loaded))
     return DsieStageResult(dsie_summary(dsie.report), dsie.paths)
