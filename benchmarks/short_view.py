@@ -8,8 +8,9 @@ re-run:
 
 - each user keeps one contiguous window of ``L`` of their events, ``L = min(5 + Geometric, own count)`` with mean
   ``--mean-events`` (seeded per user), starting at a uniformly drawn position of their history;
-- timestamps are floored to the UTC day, and the events of a user's day are shuffled (seeded): a day-resolution
-  log does not say in which order a day's events happened, so no method may read that order.
+- timestamps are floored to the UTC day: a day-resolution log does not say in which order a day's events
+  happened. The protocol orders a user's events of one day by item id (``coea.data.schema.sort_events``), an
+  order unrelated to the real one, so no method can read it.
 
 The output (canonical columns: user_id, item_id, category, timestamp, rating) goes to ``--out``, which must lie
 outside the project: MovieLens is for research use and is never copied into it.
@@ -35,8 +36,8 @@ MIN_EVENTS = 5
 
 
 def short_view(log: pd.DataFrame, mean_events: float, seed: int) -> pd.DataFrame:
-    """One contiguous window of each user's time-ordered events (see the module doc), day timestamps, each
-    user-day shuffled. ``log`` has the canonical columns; users with fewer than 5 events keep all of them."""
+    """One contiguous window of each user's time-ordered events (see the module doc), with day timestamps.
+    ``log`` has the canonical columns; users with fewer than 5 events keep all of them."""
     if mean_events < MIN_EVENTS:
         raise ValueError(f"--mean-events must be >= {MIN_EVENTS}, got {mean_events}")
     rng = np.random.default_rng(seed)
@@ -51,9 +52,7 @@ def short_view(log: pd.DataFrame, mean_events: float, seed: int) -> pd.DataFrame
     n = log["user_id"].map(per_user["length"]).to_numpy()
     out = log[(pos >= s) & (pos < s + n)].copy()
     out["timestamp"] = out["timestamp"] // DAY * DAY
-    out["_shuffle"] = rng.random(len(out))
-    return (out.sort_values(["user_id", "timestamp", "_shuffle"], kind="stable")
-            .drop(columns="_shuffle").reset_index(drop=True))
+    return out.reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:
