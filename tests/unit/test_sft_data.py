@@ -117,3 +117,15 @@ def test_relevance_examples_are_written_when_read_and_equal_the_eager_list():
     assert ex + [eager[0]] == [*eager, eager[0]] and [eager[0]] + ex == [eager[0], *eager]
     assert sum(e["completion"].startswith(" yes") for e in ex) == 8  # one "no" per "yes"
     assert [ex[i] for i in (7, 3)] == [eager[7], eager[3]]  # what a capped SFT (max_examples) reads
+
+
+def test_novelty_sft_cuts_are_the_cuts_the_n_llm_examples_are_written_from():
+    from dataclasses import replace
+
+    from coea.llm.sft_data import novelty_examples, novelty_sft_cuts
+
+    groups = {"u": GroupInfo((1, 2), "likes a"), "v": GroupInfo((0, 0), "p")}
+    for cfg in (CFG, replace(CFG, new_user_cut=True, novelty_cuts_per_user=3, holdout_share=0.25)):
+        cuts = novelty_sft_cuts(_history(), groups, cfg)
+        assert cuts and novelty_examples(cuts, cfg, "</s>") == build_sft_examples(_history(), groups, cfg,
+                                                                                  eos="</s>").novelty

@@ -310,6 +310,14 @@ def build_sft_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], c
     return SftExamples(novelty_examples(cuts, cfg, eos), relevance)
 
 
+def novelty_sft_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo],
+                     cfg: SftDataConfig) -> list[tuple[PromptContext, list[str]]]:
+    """The N-LLM's SFT cuts, (context, targets), exactly those :func:`build_sft_examples` writes its examples from
+    (same seeded stream); for analyses that train another model on the same data."""
+    require_resolved(cfg)
+    return _novelty_cuts(sft_history(history, cfg.holdout_share), groups, cfg, np.random.default_rng([cfg.seed, 1]))
+
+
 def group_infos(groups: pd.DataFrame, profiles: Mapping[str, Mapping]) -> dict[str, GroupInfo]:
     """user -> GroupInfo from DSIE's ``groups.parquet`` frame (with the user's own code from its ``csid`` column
     when present) and ``profiles.json`` content."""
