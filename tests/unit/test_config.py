@@ -82,6 +82,10 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     assert (gpu.llm.model.hidden_size, gpu.llm.model.num_layers) == (256, 4)
     assert gpu.llm.relevance.max_examples is None and gpu.pco.users_per_round is None
     assert gpu.llm.novelty.batch_size == 256 and gpu.llm.novelty.precision == "fp32"
+    short = load_run_config(Path("short"))
+    assert (short.split.n_future, short.split.min_history, short.llm.data.with_group) == (2, 2, False)
+    assert short.llm.novelty.epochs == 3.0 and short.pco.periods == "user"
+    assert config_to_dict(short.dsie) == config_to_dict(RunConfig().dsie)  # only what short histories need
     local = tmp_path / "gpu"
     local.write_text("eval: {judge_users: 7}\n")
     assert load_run_config(local).eval.judge_users == 7
