@@ -353,7 +353,9 @@ def test_a_round_with_feedback_for_few_prompted_users_on_global_periods_warns_an
     assert cfg.uses_feedback and cfg.periods is Periods.GLOBAL
     warning = few_feedback_warning(cfg, 1, prompted=670, with_feedback=2)
     assert warning is not None and "2 of 670" in warning and "pco.periods: user" in warning
-    assert few_feedback_warning(cfg, 1, prompted=670, with_feedback=34) is None  # 5 % and more: quiet
+    assert few_feedback_warning(cfg, 1, prompted=670, with_feedback=9) is not None  # 1.3 %
+    assert few_feedback_warning(cfg, 1, prompted=670, with_feedback=14) is None  # 2 % and more: quiet
+    assert few_feedback_warning(cfg, 1, prompted=981, with_feedback=63) is None  # MovieLens' first global round
     assert few_feedback_warning(cfg, 1, prompted=0, with_feedback=0) is None
     assert few_feedback_warning(replace(cfg, periods=Periods.USER), 1, 670, 2) is None  # the fix itself is quiet
     judge_only = replace(cfg, reward=RewardKind.SERENDIPITY, refresh=RefreshKind.PERIOD)
