@@ -28,6 +28,16 @@ def movielens_split(split_cfg=None):
                                 split_cfg or SplitConfig())
 
 
+def run_split(run: Path, split_cfg):
+    """The split ``split_cfg`` of the log a run folder was trained on (its ``data/``, written by ``coea group`` /
+    the prepare stage): analyses of a run read the run's own data, MovieLens or any other."""
+    from coea.data.prepared import read_prepared
+    from coea.data.split import chronological_split
+    from coea.layout import RunLayout
+
+    return chronological_split(read_prepared(RunLayout(Path(run)).data).interactions, split_cfg)
+
+
 def measure(fn: Callable[[], Any], repeats: int = 3) -> dict[str, float]:
     """Median wall seconds over ``repeats`` runs, and the peak traced Python/NumPy memory (MiB) of one run.
 

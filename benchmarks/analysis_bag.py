@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_split  # noqa: E402
+
 REFERENCE = "nllm_sft+x"
 
 
@@ -70,8 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from coea.config import load_run_config
-    from coea.data.prepared import read_prepared
-    from coea.data.split import chronological_split
     from coea.evaluation.baselines import top_k
     from coea.evaluation.bootstrap import paired_bootstrap_ci
     from coea.evaluation.evaluate import warm_per_user
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cfg = load_run_config(args.config)
     lay = RunLayout(args.run)
-    split = chronological_split(read_prepared(lay.data).interactions, cfg.split)
+    split = run_split(args.run, cfg.split)
     g = read_groups_dir(lay.dsie)
     llm = resolve_llm(cfg.llm, cfg.split)
     cuts = novelty_sft_cuts(split.histories.interactions, group_infos(g.groups, g.profiles), llm.data)

@@ -1,8 +1,9 @@
 """What limits PCO on MovieLens-1M: the NCP/C-H frontier of the N-LLM and the quality of the R-LLM as a judge.
 
 A quality analysis, not a speed benchmark (``make bench`` does not run it). It reads the models of an earlier
-run (``coea ablate --out DIR`` or ``coea run``'s run dir: ``dsie/``, ``llm/`` and optionally ``pco/``) and the
-default MovieLens split, and prints two tables:
+run (``coea ablate --out DIR`` or ``coea run``'s run dir: ``data/``, ``dsie/``, ``llm/`` and optionally ``pco/``)
+and the split of the run's own data (``--config``'s split; MovieLens in the README's figures), and prints two
+tables:
 
 1. **Frontier**: the N-LLM's plain top-10 re-ranked with a uniform novelty bonus ``score = log p(c) + lam *
    [c unseen]`` for a sweep of ``lam``: C-H@10 and NCP@10 of each list. Any PCO reward that only moves mass
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import movielens_split  # noqa: E402
+from _common import run_split  # noqa: E402
 
 JUDGE_USERS = 800  # seeded subsample of evaluated users the judge table ranks for (U x C R-LLM prompts)
 LAMBDAS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.75, 1.0, 2.0)
@@ -80,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from coea.config import load_run_config
 
     cfg = load_run_config(args.config)
-    split = movielens_split(cfg.split)
-    if split is None:
-        return 0
+    split = run_split(args.run, cfg.split)
     import torch
 
     from coea.evaluation.pco_metrics import SplitEvaluator, category_log_softmax

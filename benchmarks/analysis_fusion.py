@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import movielens_split  # noqa: E402
+from _common import run_split  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from coea.config import load_run_config
 
     cfg = load_run_config(args.config)
-    split = movielens_split(cfg.split)
-    if split is None:
-        return 0
+    split = run_split(args.run, cfg.split)
     import torch
 
     from coea.evaluation.baselines import top_k
