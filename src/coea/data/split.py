@@ -103,7 +103,7 @@ def cold_start_warning(split: Split) -> str | None:
     return (f"{len(split.cold_users)} of {users} users ({len(split.cold_users) / users:.0%}) have fewer than "
             f"split.min_history={c.min_history} history events once their last split.n_future={c.n_future} are "
             f"held out, so they are scored as cold-start; for a log of short histories lower both "
-            f"(e.g. split: {{n_future: 2, min_history: 2}})")
+            f"(e.g. split: {{n_future: 2, min_history: 2}}, as --config short does)")
 
 
 @dataclass(frozen=True)

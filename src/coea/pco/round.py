@@ -277,7 +277,8 @@ def few_feedback_warning(cfg: PcoConfig, r: int, prompted: int, with_feedback: i
         return None
     return (f"pco round {r}: only {with_feedback} of {prompted} prompted users have events in the round's feedback "
             f"period, so the loop has almost no logged feedback to learn from (global periods; histories that are "
-            f"short or span few distinct times give few). Set pco.periods: user to replay each user's own history")
+            f"short or span few distinct times give few). Set pco.periods: user to replay each user's own history "
+            f"(--config short does)")
 
 
 def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
