@@ -52,3 +52,27 @@ def test_short_histories_train_both_llms(tmp_path):
     assert (data["min_prefix"], data["horizon"], data["novelty_horizon"], data["n_short"]) == (10, 4, 2, 10)
     metrics = json.loads((out / "metrics.json").read_text())
     assert "nllm_sft+x" in json.dumps(metrics)
+
+
+def test_the_short_preset_runs_a_5_to_8_event_log_with_every_user_warm_and_feedback_in_every_pco_round(tmp_path):
+    """``--config short`` (the packaged preset, only ``--data`` added) on the 5-8-event log: every user is scored
+    (none cold-start), and every PCO round reads logged feedback, with neither the cold-start nor the few-feedback
+    warning; the served method (``SERVED_METHOD``) is evaluated. The default split leaves most of these users
+    cold-start, and says so."""
+    from coea.config import SERVED_METHOD, SplitConfig
+    from coea.data.split import chronological_split, cold_start_warning
+
+    log = short_log()
+    assert cold_start_warning(chronological_split(log, SplitConfig())) is not None  # the defaults: most users cold
+    log.to_parquet(tmp_path / "log.parquet", index=False)
+    out = tmp_path / "run"
+    res = coea("evaluate", "--config", "short", "--data", f"parquet:{tmp_path / 'log.parquet'}", "--out", str(out),
+               "--methods", f"markov+x,{SERVED_METHOD}")
+    assert res.returncode == 0, res.stderr
+    assert "scored as cold-start" not in res.stderr and "prompted users have events" not in res.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["cold_start_users"] == 0
+    assert metrics["protocol"]["evaluated_users"] == log.user_id.nunique()
+    assert SERVED_METHOD in metrics["methods"]
+    rounds = json.loads((out / "pco" / "pco_metrics.json").read_text())["rounds"][1:]
+    assert len(rounds) == 3 and all(r["feedback_users"] > 0.5 * r["prompts"] for r in rounds)
