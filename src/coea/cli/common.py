@@ -64,7 +64,8 @@ WindowOpt = Annotated[int | None, typer.Option("--window-days", metavar="N",
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config (sections data, synthetic, "
                                                                  "split, eval, dsie, llm, pco and the top-level "
                                                                  "device key; README 'Configuration') or a "
-                                                                 "preset: cpu (the defaults) or gpu")]
+                                                                 "preset: cpu (the defaults), gpu, or short "
+                                                                 "(short histories)")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda[:N] for every model of the "
                                                                  "command (default: the config's device, auto = "
                                                                  "cuda when available)")]
