@@ -7,7 +7,7 @@ from coea.config import SplitConfig
 from coea.data.split import chronological_split
 from coea.data.synthetic import generate_synthetic
 from coea.dsie.config import EncoderConfig
-from coea.dsie.encoder import SasRec, encode, load_encoder, train_encoder
+from coea.dsie.encoder import SasRec, _warn_if_capped, encode, load_encoder, train_encoder
 from coea.dsie.sequences import training_windows, user_sequences
 from coea.dsie.vocab import PAD, UNK, CategoryVocab
 from tests.helpers import events
@@ -70,3 +70,29 @@ def test_same_seed_same_model(tiny_synth):
     a, b = train_encoder(TINY, h), train_encoder(TINY, h)
     for (ka, va), (_, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
         assert torch.equal(va, vb), ka
+
+
+def _losses(*vals):
+    return [{"epoch": i, "val_loss": v} for i, v in enumerate(vals)]
+
+
+def test_capped_encoder_warns_only_while_its_held_out_loss_still_falls(caplog):
+    cfg = EncoderConfig(epochs=5, patience=2)
+    with caplog.at_level("WARNING", logger="coea.dsie.encoder"):
+        _warn_if_capped(_losses(5.0, 4.0, 3.5, 3.2, 3.0), cfg)  # best at the cap, down .5 over the last 2 epochs
+    assert len(caplog.records) == 1 and "raise dsie.encoder.epochs" in caplog.text and "(5)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="coea.dsie.encoder"):
+        _warn_if_capped(_losses(5.0, 4.0, 3.0, 3.1, 3.05), cfg)  # best before the cap: converged enough
+        _warn_if_capped(_losses(5.0, 4.0, 3.0, 3.0, 2.9999), cfg)  # a plateau, not a fall
+        _warn_if_capped(_losses(5.0, 4.0, 3.5, 3.2, 3.0), EncoderConfig(epochs=5, val_fraction=0.0))  # no held-out
+    assert not caplog.records
+
+
+def test_training_that_ends_at_its_cap_says_so(tiny_synth, caplog):
+    """TINY's 4 epochs end with the held-out loss still falling on the synthetic log: the run warns."""
+    with caplog.at_level("WARNING", logger="coea.dsie.encoder"):
+        res = train_encoder(TINY, _histories(tiny_synth))
+    val = [row["val_loss"] for row in res.history]
+    assert len(val) == TINY.epochs and val[-1] == min(val)  # the premise: capped while improving
+    assert "epoch cap (4)" in caplog.text

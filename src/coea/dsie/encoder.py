@@ -160,9 +160,28 @@ def _fit(model: SasRec, opt: torch.optim.Optimizer, train, val, cfg: EncoderConf
             if stale >= cfg.patience:
                 log.info("encoder: early stop after epoch %d (best val %.4f)", epoch, best)
                 break
+    else:
+        _warn_if_capped(result.history, cfg)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+
+
+def _warn_if_capped(history: list[dict[str, float]], cfg: EncoderConfig) -> None:
+    """Warn when the epoch cap, not early stopping, ended a training whose held-out loss was still falling.
+
+    A capped encoder is under-trained: the ``sasrec`` baseline, the CSIDs and the encoder's part of
+    ``nllm_seq`` / ``coea_seq`` all inherit it (docs/results.md, session 21)."""
+    if len(history) < 2 or cfg.val_fraction == 0:
+        return
+    losses = [row["val_loss"] for row in history]
+    best_at = int(np.argmin(losses))
+    window = history[-min(cfg.patience, len(history) - 1) - 1:]
+    fell = window[0]["val_loss"] - window[-1]["val_loss"]
+    if best_at == len(losses) - 1 and fell > 1e-3:
+        log.warning("encoder: stopped at its epoch cap (%d) with the held-out loss still falling (%.4f -> %.4f over "
+                    "the last %d epochs); raise dsie.encoder.epochs", cfg.epochs, window[0]["val_loss"],
+                    window[-1]["val_loss"], len(window) - 1)
 
 
 @torch.no_grad()
