@@ -1,4 +1,4 @@
-"""SFT windows follow the split; the prompt options (full CSID, long-term summary); the judge metric."""
+"""SFT windows follow the split; the prompt options (full CSID, long-term summary, event sequence); the judge metric."""
 
 from dataclasses import replace
 
@@ -9,7 +9,16 @@ from coea.config import EvalConfig, SplitConfig
 from coea.data.split import chronological_split
 from coea.evaluation import pco_metrics
 from coea.evaluation.pco_metrics import SplitEvaluator, judge_rows, top_by_score
-from coea.llm.prompts import LONG_MARK, USER_MARK, PromptContext, novelty_prompt, option_words, relevance_prompt
+from coea.llm.prompts import (
+    LONG_MARK,
+    SEQ_MARK,
+    USER_MARK,
+    PromptContext,
+    category_name,
+    novelty_prompt,
+    option_words,
+    relevance_prompt,
+)
 from coea.llm.sft_config import LlmConfig, NoveltyTarget, SftDataConfig, resolve_llm, resolve_sft_data
 from coea.llm.sft_data import (
     GroupInfo,
@@ -105,6 +114,62 @@ def test_long_term_never_shows_what_comes_after_the_cut():
         if e["prompt"] != new_user:
             long = e["prompt"].split(LONG_MARK)[1].split("recent:")[0].split()
             assert long and not set(long) & set(e["completion"].split()[:-1])
+
+
+def test_sequence_section_shows_the_last_events_in_order_with_repeats():
+    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig()), full_csid=False, sequence=4, n_short=1)
+    cats = ["c", "a", "b", "a", "c", "a", "b"]
+    ctx = prompt_context(GroupInfo((2, 0), "fans"), cats, cfg)
+    assert ctx.sequence == ("a", "c", "a", "b") and ctx.long_term == ()
+    assert novelty_prompt(ctx) == "group: <a_2> <b_0> profile: fans seq: a c a b recent: b ; novel:"
+    assert novelty_prompt(ctx, with_group=False) == "seq: a c a b recent: b ; novel:"  # history, kept w/o CSID
+    assert prompt_context(GroupInfo((2, 0), "fans"), cats[:2], cfg).sequence == ("c", "a")  # shorter history: all
+    assert prompt_context(GroupInfo((2, 0), "fans"), [], cfg).sequence == ()  # a new user: no section
+    assert prompt_context(GroupInfo((2, 0), "fans"), cats, replace(cfg, sequence=0)).sequence == ()
+    assert option_words(False, 0, 4) == (SEQ_MARK,) and option_words(True, 2, 0) == (USER_MARK, LONG_MARK)
+    tok = build_scratch_tokenizer(["a", "b", "c"], ["fans", " ".join(option_words(False, 0, 4))], [4, 4, 4])
+    ids = tok(novelty_prompt(ctx), add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.convert_tokens_to_ids(SEQ_MARK) == ids[5]
+    with pytest.raises(ValueError, match="sequence must be >= 0"):
+        SftDataConfig(sequence=-1)
+
+
+def _positions(prompt: str, mark: str, end: str = "recent:") -> list[int]:
+    """The event positions a prompt section names, for logs whose category at position t is ``k<t>``."""
+    return [int(category_name(w)[1:]) for w in prompt.split(mark)[1].split(end)[0].split()]
+
+
+def test_sequence_never_shows_what_comes_after_the_cut_in_sft_or_at_evaluation():
+    """A log whose every event has its own category (``k<t>``, t its position) makes leakage visible: in every
+    N-LLM and R-LLM example the ``seq:`` section must be exactly the events just before the cut, each target and
+    candidate taken up after it; at evaluation it must be the history's last events, never a future one."""
+    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig(n_future=3, n_short=2)), sequence=5,
+                  full_csid=False)
+    log = events([(f"u{i}", f"u{i}-{t}", f"k{t}", t) for i in range(6) for t in range(14 + i)])
+    groups = {f"u{i}": GroupInfo((0,), "") for i in range(6)}
+    ex = build_sft_examples(log, groups, cfg, eos="</s>")
+    assert ex.novelty and ex.relevance
+    seen = 0
+    for e in ex.novelty:
+        if SEQ_MARK not in e["prompt"]:
+            continue  # the new-user cut: no history, no section
+        seq = _positions(e["prompt"], SEQ_MARK)
+        targets = [int(category_name(w)[1:]) for w in e["completion"].split()[:-1]]
+        assert seq == list(range(seq[-1] - len(seq) + 1, seq[-1] + 1)) and len(seq) == min(5, seq[-1] + 1)
+        assert targets and min(targets) > seq[-1]
+        seen += 1
+    assert seen > 6
+    for e in ex.relevance:
+        seq = _positions(e["prompt"], SEQ_MARK)
+        if e["completion"].split()[0] == "yes":
+            assert int(category_name(e["prompt"].split()[-1])[1:]) > seq[-1]
+    split = chronological_split(log, SplitConfig(n_future=3, n_short=2, min_history=2))
+    ev = SplitEvaluator(split, groups, LlmConfig(data=cfg), k=1, judge_users=0)
+    history = split.histories.user_categories()
+    for user, prompt in zip(ev.users, ev.prompts, strict=True):
+        seq = _positions(prompt, SEQ_MARK)
+        assert {f"k{t}" for t in seq} <= history[user] and not {f"k{t}" for t in seq} & split.future_categories[user]
+        assert seq == sorted(int(c[1:]) for c in history[user])[-5:]
 
 
 def test_judge_metric_ranks_unseen_categories_by_p_yes(monkeypatch):

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "model_config.json"
 META_FILE = "bundle.json"
+# the value a prompt option had before bundles recorded it (``sequence`` came in session 22): an older bundle was
+# trained without the section
+PROMPT_OPTIONS_BEFORE_RECORDED = {"sequence": 0}
 
 
 @dataclass
@@ -249,9 +252,12 @@ def check_prompt_options(bundle: ModelBundle, data) -> None:
     """A :class:`~coea.errors.CoeaInputError` when ``data`` (the config's ``llm.data``) asks for prompts other than
     the ones ``bundle`` was trained with: a model fed prompts it never saw ranks silently worse."""
     wanted = data.prompt_options()
-    if bundle.prompt is None or bundle.prompt == wanted:
+    if bundle.prompt is None:
         return
-    diff = {k: (bundle.prompt.get(k), v) for k, v in wanted.items() if bundle.prompt.get(k) != v}
+    had = {**PROMPT_OPTIONS_BEFORE_RECORDED, **bundle.prompt}  # bundles saved before an option existed lacked it
+    diff = {k: (had.get(k), v) for k, v in wanted.items() if had.get(k) != v}
+    if not diff:
+        return
     trained = ", ".join(f"{k}: {t!r}" for k, (t, _) in diff.items())
     asked = ", ".join(f"{k}={w!r}" for k, (_, w) in diff.items())
     raise CoeaInputError(f"the model was trained with prompt option(s) {trained}, but the config asks for {asked}",

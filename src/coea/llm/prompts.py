@@ -33,8 +33,10 @@ every candidate) for hundreds of steps before it did (measured: ~350 vs ~50 step
 Optional sections (off by default, so default prompts are unchanged): ``user: <a_2> <b_0> <c_3>`` after the
 profile, the user's own full CSID code (every level, not only the group prefix; only with the group), and
 ``long: Drama Comedy`` before ``recent:``, the user's most frequent categories before the cut (a long-term
-summary; kept in ``w/o CSID`` prompts, since it is history, not group information). Their marker words are
-:data:`OPTION_WORDS`; a scratch tokenizer gets them only when a model uses them (:func:`option_words`).
+summary), and ``seq: Drama Drama Comedy ...`` after it, the categories of the user's last events before the cut in
+order, repeats included (what the DSIE encoder and ``sasrec`` read). Both are history, not group information, so
+``w/o CSID`` prompts keep them. Their marker words are :data:`OPTION_WORDS`; a scratch tokenizer gets them only
+when a model uses them (:func:`option_words`).
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ LEVEL_LETTERS = "abcdefgh"
 YES, NO = "yes", "no"
 NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK = "novel:", "candidate:", "relevant:"
 TEMPLATE_WORDS = ("group:", "profile:", "recent:", ";", NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK, YES, NO)
-USER_MARK, LONG_MARK = "user:", "long:"
-OPTION_WORDS = (USER_MARK, LONG_MARK)  # the optional sections' markers (see the module doc)
+USER_MARK, LONG_MARK, SEQ_MARK = "user:", "long:", "seq:"
+OPTION_WORDS = (USER_MARK, LONG_MARK, SEQ_MARK)  # the optional sections' markers (see the module doc)
 ESCAPE = "\\"
 RESERVED_MARK = ESCAPE + "="  # leads a category word whose name is a template word or empty
 _RESERVED = frozenset({*TEMPLATE_WORDS, *OPTION_WORDS, ""})
@@ -69,6 +71,7 @@ class PromptContext:
     short_term: tuple[str, ...]  # distinct recent categories, most recent last
     code: tuple[int, ...] = ()  # the user's own full CSID code (``user:`` section); () = no section
     long_term: tuple[str, ...] = ()  # the user's most frequent categories before the cut (``long:``); () = none
+    sequence: tuple[str, ...] = ()  # the categories of the user's last events before the cut, in order (``seq:``)
 
 
 def _escape_char(ch: str) -> str:
@@ -134,9 +137,9 @@ def parse_csid(text: str) -> tuple[int, ...]:
     return tuple(int(c) for c in text.split("-")) if text else ()
 
 
-def option_words(full_csid: bool, long_term: int) -> tuple[str, ...]:
+def option_words(full_csid: bool, long_term: int, sequence: int = 0) -> tuple[str, ...]:
     """The marker words the optional sections of these prompt options add (for a scratch tokenizer)."""
-    return (USER_MARK,) * bool(full_csid) + (LONG_MARK,) * (long_term > 0)
+    return (USER_MARK,) * bool(full_csid) + (LONG_MARK,) * (long_term > 0) + (SEQ_MARK,) * (sequence > 0)
 
 
 @functools.lru_cache(maxsize=1 << 12)  # the R-LLM prompts of one cut share their context
@@ -148,6 +151,8 @@ def context_text(ctx: PromptContext, *, with_group: bool = True) -> str:
             parts += [USER_MARK, *csid_tokens(ctx.code)]
     if ctx.long_term:
         parts += [LONG_MARK, *map(category_text, ctx.long_term)]
+    if ctx.sequence:
+        parts += [SEQ_MARK, *map(category_text, ctx.sequence)]
     parts += ["recent:", *map(category_text, ctx.short_term), ";"]
     return " ".join(parts)
 

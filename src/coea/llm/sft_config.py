@@ -116,6 +116,10 @@ class SftDataConfig:
     # validation, 48 cuts: S-H@10 +x .6751 -> .6740 on the default view, .5080 -> .5328 on the 1-day min_gap view)
     new_user_cut: bool = True
     long_term: int = 0  # > 0 = the prompt also shows the user's N most frequent categories before the cut (``long:``)
+    # > 0 = the prompt also shows the categories of the user's last N events before the cut, in order, repeats
+    # included (``seq:``): the ordered history the DSIE encoder / sasrec reads (its max_len is 50). Mind
+    # llm.novelty.max_length (192 tokens, truncation keeps the start): N + the profile + the rest must fit
+    sequence: int = 0
     # the continual protocol: SFT examples (both LLMs) come from each user's history without its last share of
     # events; with pco.periods: user the PCO rounds then replay only that share (interactions the SFT never saw,
     # coea.pco.periods.round_windows' start_share); 0 = every history event
@@ -125,7 +129,8 @@ class SftDataConfig:
     def prompt_options(self) -> dict[str, Any]:
         """What a prompt shows besides the short-term set: recorded with the models SFT trains (``bundle.json``) and
         checked wherever models are used (:func:`coea.llm.models.check_prompt_options`)."""
-        return {"with_group": self.with_group, "full_csid": self.full_csid, "long_term": self.long_term}
+        return {"with_group": self.with_group, "full_csid": self.full_csid, "long_term": self.long_term,
+                "sequence": self.sequence}
 
     def __post_init__(self) -> None:
         self.novelty_target = NoveltyTarget(self.novelty_target)
@@ -138,8 +143,9 @@ class SftDataConfig:
                 raise ValueError(f"{name} must be {bound} or None (follow the split), got {value!r}")
         if not 0.0 <= self.holdout_share < 1.0:
             raise ValueError(f"holdout_share must be in [0, 1), got {self.holdout_share!r}")
-        if self.long_term < 0:
-            raise ValueError(f"long_term must be >= 0 (0 = off), got {self.long_term!r}")
+        for name in ("long_term", "sequence"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)!r}")
 
     @property
     def resolved(self) -> bool:
@@ -193,11 +199,12 @@ class LlmConfig:
     # 0.5 was the best of {0.25, 0.5, 1, 2} on MovieLens validation users (docs/results.md)
     verify_weight: float | None = 0.5
     # nllm_seq / coea_seq rank by log P_N-LLM + encoder_weight * log p_S, p_S the DSIE long-term encoder's
-    # next-category distribution (SASRec-style, the user's last events in order). MovieLens validation (README
-    # 'Results', session 16): 0.25 beat the N-LLM alone by +0.0086 [+0.0025, +0.0155] (0.1: +0.0061, 0.5: +0.0076,
-    # 1: +0.0076, 1.5: +0.0014). Two SFT trainings per split, users and trainings resampled: validation +0.0052
-    # [-0.0052, +0.0153], test -0.0003 [-0.0083, +0.0078]: not a shown gain
-    encoder_weight: float = 0.25
+    # next-category distribution (SASRec-style, the user's last events in order). Re-chosen in session 22 for the
+    # retrained encoder of session 21 with session 19's rule (the smallest weight within .005 of the best for the
+    # served coea_seq+x, MovieLens validation, two trainings, benchmarks/analysis_fusion.py --novelty coea):
+    # w 0 / 0.25 / 0.5 / 1 / 2 / 4 = .6812 / .7007 / .7095 / .7111 / .7140 / .7106 (docs/results.md, session 22).
+    # The old encoder's choice was 0.25 (session 16)
+    encoder_weight: float = 0.5
     cold_start: ColdStart = ColdStart.POPULARITY  # see ColdStart: every LLM method, for users without history
     temperature: float = 1.0  # sampling temperature of the N-LLM
     batch_size: int = 64  # inference batch (prompts per forward pass)

@@ -12,8 +12,8 @@ with ``novelty_horizon`` (its own seeded stream, so N-LLM settings never change 
 
 - context = the user's group (CSID + profile) and the short-term set at the cut: the distinct categories of the
   ``n_short`` events before ``t`` (most recent last); optionally the user's own full CSID (``full_csid``) and
-  their ``long_term`` most frequent categories before ``t`` (:func:`prompt_context`, the one recipe shared by
-  SFT, PCO and inference);
+  their ``long_term`` most frequent categories before ``t`` and the categories of their last ``sequence`` events
+  before ``t`` in order (:func:`prompt_context`, the one recipe shared by SFT, PCO and inference);
 - the targets of a cut start at its first event ``gap`` seconds or more after the cut's last event
   (:func:`target_start`; right after the cut when ``gap`` is 0, the default split's), so that a split with
   ``min_gap`` trains on what it scores: what a user takes up after such a pause;
@@ -142,11 +142,13 @@ def prompt_context(info: GroupInfo, cats: Sequence[str], cfg: SftDataConfig,
                    short_term: Sequence[str] | None = None) -> PromptContext:
     """The prompt context of a user with group ``info`` whose history before the cut is ``cats`` (chronological):
     the short-term set (``short_term`` when given, e.g. the split's; else the last ``cfg.n_short`` events), the
-    user's full CSID code when ``cfg.full_csid`` (the group prefix when the code is unknown) and the
-    ``cfg.long_term`` most frequent categories of ``cats``. The one recipe of SFT, PCO and inference."""
+    user's full CSID code when ``cfg.full_csid`` (the group prefix when the code is unknown), the
+    ``cfg.long_term`` most frequent categories of ``cats`` and its last ``cfg.sequence`` categories in order. The one
+    recipe of SFT, PCO and inference."""
     recent = recent_categories(cats, len(cats), cfg.n_short) if short_term is None else tuple(short_term)
     code = (info.code or info.csid) if cfg.full_csid else ()
-    return PromptContext(info.csid, info.profile, recent, code, long_term_categories(cats, cfg.long_term))
+    sequence = tuple(cats[-cfg.sequence:]) if cfg.sequence > 0 else ()
+    return PromptContext(info.csid, info.profile, recent, code, long_term_categories(cats, cfg.long_term), sequence)
 
 
 def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, rng) -> list[str]:

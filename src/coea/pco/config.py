@@ -107,8 +107,9 @@ class PcoConfig:
     # an option of the R-LLM-judged rewards (both kinds above)
     prior_correction: bool = False
     margin: float = 0.1  # pairs need chosen score > rejected score + margin (R-LLM P(yes); nats for teacher)
-    # reward teacher: the weight w of the DSIE encoder's log-probability (llm.encoder_weight's value: ranking unseen
-    # categories by log P_N + 0.25 log p_S beat the N-LLM alone on MovieLens validation, not on test)
+    # reward teacher: the weight w of the DSIE encoder's log-probability (llm.encoder_weight's value with the old
+    # encoder, session 16: ranking unseen categories by log P_N + 0.25 log p_S beat the N-LLM alone on MovieLens
+    # validation, not on test; the teacher reward is not the default and was not re-tuned)
     teacher_weight: float = 0.25
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
