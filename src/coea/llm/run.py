@@ -75,7 +75,8 @@ def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: in
 def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Mapping], csid_levels: Sequence[int],
             seed_offset: int, device: str) -> ModelBundle:
     texts = [str(p.get("profile", "")) for p in profiles.values()]
-    texts.append(" ".join(option_words(cfg.data.full_csid, cfg.data.long_term, cfg.data.sequence)))  # "" with the default prompts
+    d = cfg.data
+    texts.append(" ".join(option_words(d.full_csid, d.long_term, d.sequence)))  # "" with the default prompts
     return build_model_and_tokenizer(replace(cfg.model, seed=cfg.model.seed + seed_offset), categories, texts,
                                      csid_levels, device=device)
 
