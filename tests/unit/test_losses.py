@@ -151,3 +151,41 @@ def test_lora_policy_uses_disabled_adapters_as_reference(tiny):
     res = train_dpo(DpoTrainConfig(epochs=2, batch_size=4, lr=5e-3, beta=1.0, alpha=0.4, logging_steps=2), lora, tok,
                     PAIRS)
     assert res.steps == 8 and res.last("rewards/margins") > 0
+
+
+def test_soft_preference_labels_have_their_optimum_at_the_label_logit():
+    """p = 1 is the plain loss; the soft loss is smallest where beta * delta = logit(p) (a finite shift)."""
+    pc, pr = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0])
+    rc, rr = torch.tensor([-1.5, -2.0]), torch.tensor([-2.5, -1.0])
+    plain = dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.1)
+    hard = dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.1, preference=torch.ones(2))
+    assert torch.allclose(plain.loss, hard.loss) and torch.allclose(plain.dpo, hard.dpo)
+    p = torch.tensor([0.7, 0.3])
+    delta = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.LBFGS([delta], max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = dpo_kl_loss(rc + delta, rr, rc, rr, beta=0.5, alpha=0.0, preference=p).dpo.sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert torch.allclose(0.5 * delta.detach(), torch.logit(p), atol=1e-4)  # where hard labels have no minimum
+    with pytest.raises(ValueError, match="preference"):
+        dpo_kl_loss(pc, pr, rc, rr, beta=0.5, alpha=0.0, preference=torch.tensor([1.2, 0.5]))
+
+
+def test_train_dpo_reads_the_soft_labels(tiny):
+    """The pairs' ``preference`` reaches the loss: at p = 0.5 the policy (= reference at the start) has no gradient
+    and stays as it was; at p = 1 (the same pairs) it moves."""
+    model, tok = tiny
+    moved = {}
+    for p in (0.5, 1.0):
+        policy, ref = copy.deepcopy(model), copy.deepcopy(model)
+        pairs = [{**pair, "preference": p} for pair in PAIRS]
+        train_dpo(DpoTrainConfig(epochs=1, batch_size=4, lr=5e-3, beta=1.0, alpha=0.0, nll=0.0), policy, tok, pairs,
+                  ref_model=ref)
+        moved[p] = sum(float((a - b).abs().sum()) for a, b in zip(policy.parameters(), model.parameters(),
+                                                                  strict=True))
+    assert moved[0.5] < 1e-6 < moved[1.0] / 1000

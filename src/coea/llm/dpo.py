@@ -27,9 +27,25 @@ from coea.llm.sft import LogLines
 log = logging.getLogger(__name__)
 
 
+PREFERENCE = "preference"  # optional pair field: P(chosen preferred), the soft label of dpo_kl_loss
+
+
+class _WithPreference:
+    """trl's preference collator, plus a (B,) ``preference`` tensor when the examples carry one."""
+
+    def __init__(self, collator) -> None:
+        self.collator = collator
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        if PREFERENCE in examples[0]:
+            batch[PREFERENCE] = torch.tensor([float(e[PREFERENCE]) for e in examples])
+        return batch
+
+
 class DpoKlTrainer(DPOTrainer):
     """trl's DPOTrainer with the loss replaced by :func:`dpo_kl_loss` (sigmoid DPO + ``kl_alpha`` * KL +
-    ``nll`` * the chosen completions' per-token NLL)."""
+    ``nll`` * the chosen completions' per-token NLL), reading a pair's optional ``preference`` soft label."""
 
     def __init__(self, *args, kl_alpha: float = 0.0, nll: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -39,11 +55,21 @@ class DpoKlTrainer(DPOTrainer):
             raise ValueError(f"kl_alpha must be >= 0, got {kl_alpha!r}")
         self.kl_alpha = kl_alpha
         self.nll = nll
+        self.data_collator = _WithPreference(self.data_collator)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if PREFERENCE not in self._signature_columns:  # keep the soft labels through remove_unused_columns
+            self._signature_columns = [*self._signature_columns, PREFERENCE]
+
+    def compute_ref_log_probs(self, model, inputs):
+        """trl's reference forward, without the soft labels (not a model input)."""
+        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != PREFERENCE})
 
     def _policy_logps(self, model, inputs) -> torch.Tensor:
         """(2B,) completion log-probs, chosen first; the forward trl's own loss uses."""
         model_kwargs = {k: v for k, v in inputs.items()
-                        if k not in {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}}
+                        if k not in {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", PREFERENCE}}
         model_kwargs["use_cache"] = False
         completion_mask = inputs["completion_mask"]  # (2B, T)
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)  # (2B, T)
@@ -58,7 +84,7 @@ class DpoKlTrainer(DPOTrainer):
         else:
             ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or model, inputs)
         out = dpo_kl_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.beta, alpha=self.kl_alpha,
-                          nll=self.nll, chosen_tokens=chosen_tokens)
+                          nll=self.nll, chosen_tokens=chosen_tokens, preference=inputs.get(PREFERENCE))
         metrics = self._metrics["train" if self.model.training else "eval"]
         for key, value in (("dpo", out.dpo.mean()), ("kl", out.kl.mean()), ("rewards/margins", out.margins.mean()),
                            ("rewards/chosen", out.chosen_rewards.mean()),
@@ -98,7 +124,8 @@ def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu"):
 def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]], *, ref_model=None,
               name: str = "novelty", device: str = "cpu", callbacks: Sequence = ()) -> DpoResult:
     """Update ``model`` in place on ``device`` (a resolved torch device string; the model and ``ref_model`` are
-    moved there first) on ``pairs`` ({prompt, chosen, rejected}) with DPO + ``cfg.alpha`` * KL.
+    moved there first) on ``pairs`` ({prompt, chosen, rejected}, optionally ``preference``: the pair's soft label,
+    see :func:`coea.llm.losses.dpo_kl_loss`) with DPO + ``cfg.alpha`` * KL.
 
     ``ref_model``: the frozen reference (required for a full model, e.g. the scratch N-LLM; ``None`` with a
     LoRA policy means "the policy with its adapters disabled").

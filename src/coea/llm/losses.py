@@ -30,6 +30,12 @@ completions. DPO alone only moves the chosen/rejected *margin*, and can lower bo
 the chosen completions are categories the user really took up, so the NLL term is supervised fine-tuning on the new
 feedback (continual fine-tuning) while DPO pushes down what was proposed and not taken up.
 
+Optional soft preferences (``preference``: (N,) probabilities p_i that y_w is preferred, the conservative/soft-label
+DPO of Mitchell 2023 with one label per pair): ``dpo_i = -p_i log sigmoid(beta * delta_i) - (1 - p_i) log
+sigmoid(-beta * delta_i)``. p_i = 1 is the plain loss. Its minimum is at ``beta * delta_i = logit(p_i)``, so with
+``p_i = sigmoid(beta * (r_w - r_l))`` for a reward r in nats the optimum is ``log pi - log ref = r + const``: a
+finite shift by the reward, where hard labels (p = 1) push every margin on without bound.
+
 With ``alpha = 0`` (and ``nll = 0``) the loss is trl's sigmoid DPO loss (``loss_type="sigmoid"``, reverse-KL
 f-divergence, no label smoothing) exactly; ``tests/unit/test_losses.py`` checks it against trl's ``DPOTrainer``.
 """
@@ -68,9 +74,11 @@ def k3_kl(log_ratio: torch.Tensor, clamp: float = 20.0) -> torch.Tensor:
 def dpo_kl_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
                 ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, *, beta: float,
                 alpha: float, clamp: float = 20.0, nll: float = 0.0,
-                chosen_tokens: torch.Tensor | None = None) -> DpoKlOutput:
+                chosen_tokens: torch.Tensor | None = None,
+                preference: torch.Tensor | None = None) -> DpoKlOutput:
     """Sigmoid DPO + ``alpha`` * KL(ref || policy) estimated on the pairs' completions (see module doc), plus
     ``nll`` * the chosen completions' per-token NLL (``chosen_tokens``: (N,) completion lengths; required then).
+    ``preference``: (N,) soft labels P(chosen preferred) in [0, 1] (module doc); None = 1 for every pair.
 
     All inputs are (N,) sequence log-probs (summed over completion tokens) of N preference pairs.
     """
@@ -84,7 +92,12 @@ def dpo_kl_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.
         raise ValueError("an nll weight needs chosen_tokens (the chosen completions' lengths)")
     chosen_logratios = policy_chosen_logps - ref_chosen_logps  # (N,)
     rejected_logratios = policy_rejected_logps - ref_rejected_logps  # (N,)
-    dpo = -F.logsigmoid(beta * (chosen_logratios - rejected_logratios))  # (N,)
+    logits = beta * (chosen_logratios - rejected_logratios)  # (N,)
+    dpo = -F.logsigmoid(logits)  # (N,)
+    if preference is not None:
+        if preference.shape != logits.shape or bool(((preference < 0) | (preference > 1)).any()):
+            raise ValueError(f"preference must be (N,) = {tuple(logits.shape)} probabilities in [0, 1]")
+        dpo = preference * dpo - (1 - preference) * F.logsigmoid(-logits)
     kl = 0.5 * (k3_kl(chosen_logratios, clamp) + k3_kl(rejected_logratios, clamp))  # (N,)
     loss = dpo.mean()
     if alpha:

@@ -111,6 +111,11 @@ class PcoConfig:
     # encoder, session 16: ranking unseen categories by log P_N + 0.25 log p_S beat the N-LLM alone on MovieLens
     # validation, not on test; the teacher reward is not the default and was not re-tuned)
     teacher_weight: float = 0.25
+    # reward teacher: each pair carries the soft label P(chosen preferred) = sigmoid(dpo.beta x score gap), the
+    # Bradley-Terry probability of the teacher's scores, so the DPO optimum is the finite shift log pi - log ref =
+    # teacher_weight x log p_S + const, i.e. the product of experts itself (coea.llm.losses); False = hard labels (1),
+    # whose optimum lies at infinity: every margin is pushed on for as long as DPO runs
+    soft_preferences: bool = False
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
     reference: Reference = Reference.SFT  # DPO reference: the SFT model, or the N-LLM at the start of the round
@@ -185,6 +190,8 @@ class PcoConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if not 0.0 <= self.margin < 1.0:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
+        if self.soft_preferences and self.reward is not RewardKind.TEACHER:
+            raise ValueError(f"soft_preferences needs reward teacher (scores in nats), got {self.reward.value!r}")
         if self.teacher_weight < 0:
             raise ValueError(f"teacher_weight must be >= 0, got {self.teacher_weight!r}")
         if not 0.0 < self.accept_threshold < 1.0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -175,6 +176,9 @@ def dpo_update(ctx: RoundContext, novelty: ModelBundle, pairs: list[PreferencePa
     eos = novelty.tokenizer.eos_token
     data = [{"prompt": p.prompt, "chosen": novelty_completion([p.chosen], eos),
              "rejected": novelty_completion([p.rejected], eos)} for p in pairs]
+    if ctx.cfg.soft_preferences:  # the teacher's Bradley-Terry probability (see PcoConfig.soft_preferences)
+        for row, p in zip(data, pairs, strict=True):
+            row["preference"] = 1.0 / (1.0 + math.exp(-dpo_cfg.beta * (p.chosen_score - p.rejected_score)))
     return train_dpo(dpo_cfg, novelty.model, novelty.tokenizer, data, ref_model=ref, device=ctx.device)
 
 
