@@ -279,11 +279,12 @@ def read_saved_config(cls: type, path: Path) -> Any:
 
 PRESETS = {"cpu": "built-in defaults, sized for 2 CPU cores",
            "gpu": "larger scratch LLMs on every example, GPU batch sizes",
-           "short": "logs of short histories (5-15 events a user), day-resolution timestamps"}  # presets/<name>.yaml
+           "short": "logs of short histories (5-15 events a user), day-resolution timestamps",
+           "distil": "PCO distilling the DSIE encoder into the N-LLM (the ordered history in its prompt)"}
 
 
 def preset_path(name: str) -> Path | None:
-    """The packaged YAML of preset ``name`` (``cpu``, ``gpu``, ``short``), or None when ``name`` is no preset."""
+    """The packaged YAML of preset ``name`` (a key of :data:`PRESETS`), or None when ``name`` is no preset."""
     return Path(__file__).with_name("presets") / f"{name}.yaml" if name in PRESETS else None
 
 

@@ -87,6 +87,12 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     assert (short.llm.novelty.epochs, short.llm.novelty.lr, short.llm.encoder_weight) == (8.0, 1e-3, 1.0)
     assert short.pco.periods == "user"
     assert config_to_dict(short.dsie) == config_to_dict(RunConfig().dsie)  # only what short histories need
+    distil = load_run_config(Path("distil"))
+    assert (distil.llm.data.sequence, distil.pco.reward, distil.pco.teacher_weight) == (50, "teacher", 0.5)
+    assert (distil.pco.candidates, distil.pco.pairs_per_prompt, distil.pco.soft_preferences) == (20, 10, True)
+    assert (distil.pco.dpo.beta, distil.pco.dpo.lr, distil.pco.dpo.nll) == (2.0, 5e-4, 0.0)
+    assert distil.pco.dpo.alpha == RunConfig().pco.dpo.alpha  # the KL weight is the default's
+    assert config_to_dict(distil.split) == config_to_dict(RunConfig().split)
     local = tmp_path / "gpu"
     local.write_text("eval: {judge_users: 7}\n")
     assert load_run_config(local).eval.judge_users == 7
