@@ -56,16 +56,6 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[i
     return tokenizer(texts, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    """How many leading ids ``a`` and ``b`` share (trl's ``common_prefix_length``)."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dict[str, str]], max_length: int,
                       *, chunk: int = 8192):
     """``examples`` (prompt/completion) as the ``datasets.Dataset`` of ``input_ids`` and ``labels`` that trl's
@@ -76,6 +66,7 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dic
     450k MovieLens N-LLM examples with the sequence section); this calls the fast tokenizer on ``chunk`` texts at a
     time. tests/unit/test_sft.py checks the rows against trl's own preparation."""
     from datasets import Dataset, concatenate_datasets
+    from trl.data_utils import common_prefix_length
 
     eos = tokenizer.eos_token
     parts = []
@@ -87,7 +78,7 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dic
         full_ids = _encode(tokenizer, [e["prompt"] + c for e, c in zip(batch, completions, strict=True)])
         rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
         for p, ids in zip(prompt_ids, full_ids, strict=True):
-            n = len(p) if ids[:len(p)] == p else _common_prefix(p, ids)  # where the completion starts
+            n = len(p) if ids[:len(p)] == p else common_prefix_length(p, ids)  # the completion's start
             ids = ids[:max_length]
             if n < len(ids):  # a completion token is left after the cut (token ids are never -100)
                 rows["input_ids"].append(ids)
