@@ -61,11 +61,11 @@ AsOfOpt = Annotated[str | None, typer.Option("--as-of", metavar="TIME",
 WindowOpt = Annotated[int | None, typer.Option("--window-days", metavar="N",
                                                help="partitioned data: only the last N days before --as-of (default: "
                                                     "the config's data.window_days, 0 = all)")]
+PRESET_HELP = "; ".join(f"{name} ({what})" for name, what in PRESETS.items())
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config (sections data, synthetic, "
                                                                  "split, eval, dsie, llm, pco and the top-level "
                                                                  "device key; README 'Configuration') or a "
-                                                                 "preset: cpu (the defaults), gpu, or short "
-                                                                 "(short histories)")]
+                                                                 f"preset: {PRESET_HELP}")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda[:N] for every model of the "
                                                                  "command (default: the config's device, auto = "
                                                                  "cuda when available)")]
