@@ -10,6 +10,9 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
 - ``coea w/o feedback`` (only when ``pco.reward`` reads logged feedback: ``feedback`` or ``hybrid``): the R-LLM
   judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
   periods' interactions only (``refresh: auto`` then means ``period``), so no logged take-up reaches the loop;
+- ``coea w/o teacher`` (only when ``pco.reward`` is ``teacher``, e.g. the ``distil`` preset): the R-LLM judges the
+  candidates instead (``relevance`` reward, hard labels: the paper's loop), every other PCO setting as configured,
+  so the row shows what the encoder as teacher adds over the R-LLM judge;
 - ``coea + encoder (= coea_seq)``: the ``coea`` variant's final N-LLM ranked by log P_N + ``llm.encoder_weight`` x
   log p_S of the DSIE long-term encoder (the ``coea_seq`` method: the user's events in order, which the prompt lacks),
   no training of its own; its SFT-only counterpart is the ``nllm_seq`` baseline row;
@@ -133,6 +136,10 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         if judged.pco.refresh in (RefreshKind.ON_POLICY, RefreshKind.BOTH):
             judged.pco.refresh = RefreshKind.PERIOD
         out["coea w/o feedback"] = judged
+    if cfg.pco.reward is RewardKind.TEACHER:
+        judged = copy.deepcopy(cfg)
+        judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False)  # soft: teacher only
+        out["coea w/o teacher"] = judged
     if extras:  # each prompt addition the run has is taken away (``w/o``), each it lacks is added (``+``)
         data = cfg.llm.data
         for label, field_name, on, off in (("full CSID", "full_csid", True, False),

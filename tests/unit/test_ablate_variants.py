@@ -1,5 +1,7 @@
 """`coea ablate`'s variant set: which configs each ablation row runs (no training here)."""
 
+from dataclasses import replace
+
 import pytest
 
 from coea.ablate import variant_configs
@@ -34,6 +36,18 @@ def test_prompt_variants_take_away_what_the_run_has_and_add_what_it_lacks():
 def test_judged_reward_has_no_feedback_row():
     cfg = run_config_from_dict({"pco": {"reward": "serendipity"}}, where="test")
     assert "coea w/o feedback" not in variant_configs(cfg, extras=True)
+
+
+def test_teacher_reward_adds_a_row_where_the_r_llm_judges():
+    cfg = run_config_from_dict({"pco": {"reward": "teacher", "soft_preferences": True, "pairs_per_prompt": 10}},
+                               where="test")
+    configs = variant_configs(cfg, extras=True)
+    assert "coea w/o feedback" not in configs  # the teacher reads no feedback
+    judged = configs["coea w/o teacher"]
+    assert judged.pco.reward is RewardKind.RELEVANCE and not judged.pco.soft_preferences  # soft labels need nats
+    assert replace(judged.pco, reward=cfg.pco.reward, soft_preferences=True) == cfg.pco  # nothing else differs
+    assert judged.llm == cfg.llm and configs["coea"].pco.reward is RewardKind.TEACHER
+    assert "coea w/o teacher" not in variant_configs(RunConfig(), extras=True)  # feedback reward: no such row
 
 
 def test_feedback_reward_adds_a_row_that_reads_no_feedback():
