@@ -110,7 +110,8 @@ class PcoConfig:
     # reward teacher: the weight w of the DSIE encoder's log-probability (llm.encoder_weight's value with the old
     # encoder, session 16: ranking unseen categories by log P_N + 0.25 log p_S beat the N-LLM alone on MovieLens
     # validation, not on test). The `distil` preset sets 0.5 (llm.encoder_weight's value since session 22) with 10
-    # pairs per prompt and soft labels: +0.0090 over the tuned N-LLM on validation, +0.0133 on test (sessions 23-24)
+    # pairs per prompt and soft labels: the tuned N-LLM +0.0090 over its SFT model on validation, +0.0133 on test
+    # (docs/results.md, sessions 23-24)
     teacher_weight: float = 0.25
     # reward teacher: each pair carries the soft label P(chosen preferred) = sigmoid(dpo.beta x score gap), the
     # Bradley-Terry probability of the teacher's scores, so the DPO optimum is the finite shift log pi - log ref =
