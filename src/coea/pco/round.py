@@ -198,17 +198,13 @@ def distil_targets(ref_logps: np.ndarray, scores: Sequence[Sequence[float]]) -> 
 
 def distil_examples(prompts: Sequence[str], candidates: Sequence[Sequence[str]], targets: Sequence[np.ndarray],
                     draws: int, eos: str, rng: np.random.Generator) -> list[dict[str, str]]:
-    """``draws`` prompt/completion examples per prompt, candidates drawn from its target distribution q by
-    systematic sampling (one uniform offset per prompt, ``draws`` evenly spaced points on q's CDF): each candidate
-    gets floor or ceil of q(c) x draws copies, unbiased like independent draws but without their count noise, which
-    the SFT would otherwise fit (MovieLens validation, session 25: with independent draws the shift's user-specific
-    variance was twice the target's). Prompts without candidates give none."""
+    """``draws`` prompt/completion examples per prompt, candidates drawn with replacement from its target
+    distribution (prompts without candidates give none)."""
     ex = []
     for prompt, cands, q in zip(prompts, candidates, targets, strict=True):
         if len(cands):
-            points = (rng.random() + np.arange(draws)) / draws
-            picks = np.minimum(np.searchsorted(np.cumsum(q), points, side="right"), len(cands) - 1)
-            ex.extend({"prompt": prompt, "completion": novelty_completion([cands[j]], eos)} for j in picks)
+            ex.extend({"prompt": prompt, "completion": novelty_completion([cands[j]], eos)}
+                      for j in rng.choice(len(cands), size=draws, p=q))
     return ex
 
 
