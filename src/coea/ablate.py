@@ -73,7 +73,7 @@ from coea.evaluation.evaluate import lists_metrics, recommend_all, score_split, 
 from coea.evaluation.registry import MethodArtifacts, Need, build_method, method_context, parse_method
 from coea.flow import run_flow
 from coea.layout import RunLayout
-from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind, Update
+from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
@@ -123,13 +123,12 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         c.pco.dpo = replace(c.pco.dpo, alpha=a)
         return c
 
-    dpo = cfg.pco.update is Update.DPO  # update distil has no KL term: its anchor is the reference in the target
-    out = {"coea": copy.deepcopy(cfg), **({"coea w/o KL": with_alpha(0.0)} if dpo else {})}
+    out = {"coea": copy.deepcopy(cfg), "coea w/o KL": with_alpha(0.0)}
     no_csid = copy.deepcopy(cfg)
     no_csid.llm.data = replace(no_csid.llm.data, with_group=False, full_csid=False)  # no group, no user code
     out["coea w/o CSID"] = no_csid
     for a in alphas:
-        if dpo and a != cfg.pco.dpo.alpha:
+        if a != cfg.pco.dpo.alpha:
             out[f"coea alpha={a:g}"] = with_alpha(a)
     if cfg.pco.reward in FEEDBACK_REWARDS:
         judged = copy.deepcopy(cfg)
@@ -139,8 +138,7 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         out["coea w/o feedback"] = judged
     if cfg.pco.reward is RewardKind.TEACHER:
         judged = copy.deepcopy(cfg)
-        # soft labels and the distil update need the teacher's nats: the R-LLM's P(yes) gives DPO pairs
-        judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False, update=Update.DPO)
+        judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False)  # soft: teacher only
         out["coea w/o teacher"] = judged
     if extras:  # each prompt addition the run has is taken away (``w/o``), each it lacks is added (``+``)
         data = cfg.llm.data

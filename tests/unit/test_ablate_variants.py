@@ -7,7 +7,7 @@ import pytest
 from coea.ablate import variant_configs
 from coea.config import RunConfig, run_config_from_dict
 from coea.errors import CoeaInputError
-from coea.pco.config import RefreshKind, RewardKind, Update
+from coea.pco.config import RefreshKind, RewardKind
 
 
 def test_default_reward_reads_feedback_so_the_ablation_has_its_row():
@@ -48,16 +48,6 @@ def test_teacher_reward_adds_a_row_where_the_r_llm_judges():
     assert replace(judged.pco, reward=cfg.pco.reward, soft_preferences=True) == cfg.pco  # nothing else differs
     assert judged.llm == cfg.llm and configs["coea"].pco.reward is RewardKind.TEACHER
     assert "coea w/o teacher" not in variant_configs(RunConfig(), extras=True)  # feedback reward: no such row
-
-
-def test_distil_update_has_no_kl_rows_and_its_judged_row_runs_dpo():
-    cfg = run_config_from_dict({"pco": {"reward": "teacher", "update": "distil", "soft_preferences": True}},
-                               where="test")
-    configs = variant_configs(cfg)
-    assert not [n for n in configs if "KL" in n or "alpha" in n]  # the SFT on the teacher's draws has no KL term
-    judged = configs["coea w/o teacher"]
-    assert judged.pco.update is Update.DPO and judged.pco.reward is RewardKind.RELEVANCE  # the R-LLM gives pairs
-    assert replace(judged.pco, reward=cfg.pco.reward, soft_preferences=True, update=Update.DISTIL) == cfg.pco
 
 
 def test_feedback_reward_adds_a_row_that_reads_no_feedback():

@@ -132,19 +132,18 @@ def serendipity_recs(runs):
     return {name: _recs(cfg, layout, METHODS) for name, (cfg, layout) in runs.items()}
 
 
-@pytest.mark.parametrize(("reward", "periods", "negatives", "methods", "update"), [
-    ("serendipity", "global", "period", METHODS, "dpo"), ("feedback", "global", "period", COEA, "dpo"),
-    ("hybrid", "global", "period", COEA, "dpo"), ("feedback", "user", "period", COEA, "dpo"),
-    ("feedback", "user", "history", COEA, "dpo"), ("teacher", "user", "period", COEA, "dpo"),
-    ("teacher", "user", "period", COEA, "distil")])
+@pytest.mark.parametrize(("reward", "periods", "negatives", "methods"), [
+    ("serendipity", "global", "period", METHODS), ("feedback", "global", "period", COEA),
+    ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA),
+    ("teacher", "user", "period", COEA)])
 def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, periods,
-                                                                      negatives, methods, update):
+                                                                      negatives, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
     rewards on the same SFT models (global time periods, and ``periods: user``: each user's own history replayed;
     ``negatives: history``: the rest of the history after the feedback period read too, on the continual windows of
     ``llm.data.holdout_share``, with ``takeup: recent`` and, by ``refresh_novelty``'s auto there, the N-LLM's SFT
 continued on each period; ``teacher``: pairs ranked by the DSIE encoder after each user's history before the window's
-end, and with ``update: distil`` the SFT on draws from that teacher), give identical lists to
+end), give identical lists to
     warm and cold-start users when only the evaluation future changed (its events, and with them the whole log's
     category and item counts)."""
     recs, splits = {}, {}
@@ -152,9 +151,8 @@ end, and with ``update: distil`` the SFT on draws from that teacher), give ident
         if reward == "serendipity":
             splits[name], recs[name] = serendipity_recs[name]
             continue
-        pco_dir = layout.root / f"pco_{reward}_{periods}_{negatives}_{update}"
-        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward, periods=periods, negatives=negatives,
-                                                 update=update))
+        pco_dir = layout.root / f"pco_{reward}_{periods}_{negatives}"
+        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward, periods=periods, negatives=negatives))
         if negatives == "history":  # with the continual windows (the rounds replay the held-out last quarter)
             run_stage_cfg = replace(run_stage_cfg, llm=replace(cfg.llm, data=replace(cfg.llm.data, holdout_share=0.25)),
                                     pco=replace(run_stage_cfg.pco, takeup="recent", feedback_horizon=3))
@@ -163,7 +161,6 @@ end, and with ``update: distil`` the SFT on draws from that teacher), give ident
         if reward != "teacher":  # the teacher reads the DSIE encoder, no feedback
             assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
         assert all(r["pairs"] > 0 for r in rows[1:])
-        assert all((r["distil_examples"] > 0) == (update == "distil") for r in rows[1:])
         assert all((r["novelty_refresh_examples"] > 0) == (negatives == "history") for r in rows[1:])
         splits[name], recs[name] = _recs(cfg, layout, methods, pco_dir)
     a, b = splits["a"], splits["b"]  # the mutation changed the futures and the global counts, not the histories

@@ -73,17 +73,6 @@ class TakeUp(enum.StrEnum):
     RECENT = "recent"
 
 
-class Update(enum.StrEnum):
-    """How a round moves the N-LLM towards its reward."""
-
-    DPO = "dpo"  # preference pairs of its candidates -> DPO + KL (the paper's)
-    # reward teacher only: SFT on draws from the teacher's distribution over each user's candidates,
-    # q(c) ∝ pi_ref(c) x exp(score(c)) (pi_ref: the DPO reference, score: teacher_weight x log p_S), i.e.
-    # sequence-level knowledge distillation (Kim & Rush 2016): cross-entropy to q has its minimum at q itself (the
-    # product of experts over the candidates), where soft-label DPO reaches it through pairwise margins only
-    DISTIL = "distil"
-
-
 class Reference(enum.StrEnum):
     """The model the DPO+KL update is anchored to."""
 
@@ -130,12 +119,6 @@ class PcoConfig:
     # whose optimum lies at infinity: every margin is pushed on for as long as DPO runs
     soft_preferences: bool = False
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
-    update: Update = Update.DPO  # see Update; distil needs reward teacher
-    # update distil: draws per prompt (with replacement) from the teacher's distribution over its candidates, and the
-    # SFT that fits the N-LLM to them (its max_length is llm.novelty's: the prompts are the N-LLM's)
-    distil_draws: int = 20
-    distil_sft: SftTrainConfig = field(
-        default_factory=lambda: SftTrainConfig(epochs=1.0, lr=5e-4, warmup_ratio=0.0, lr_scheduler="constant"))
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
     reference: Reference = Reference.SFT  # DPO reference: the SFT model, or the N-LLM at the start of the round
     refresh_relevance: bool = True  # SFT the R-LLM after each round (period mode only; examples: ``refresh``)
@@ -191,13 +174,12 @@ class PcoConfig:
         self.negatives = as_enum(Negatives, "negatives", self.negatives)
         self.takeup = as_enum(TakeUp, "takeup", self.takeup)
         self.propose = as_enum(Propose, "propose", self.propose)
-        self.update = as_enum(Update, "update", self.update)
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
                              "(feedback is what users take up in the history period after a round's)")
         if self.refresh_novelty and not self.follow_periods:
             raise ValueError("refresh_novelty needs follow_periods=True (the N-LLM is refreshed on each period)")
-        for name in ("rounds", "candidates", "pairs_per_prompt", "k", "distil_draws"):
+        for name in ("rounds", "candidates", "pairs_per_prompt", "k"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.candidates < 2:
@@ -212,8 +194,6 @@ class PcoConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
         if self.soft_preferences and self.reward is not RewardKind.TEACHER:
             raise ValueError(f"soft_preferences needs reward teacher (scores in nats), got {self.reward.value!r}")
-        if self.update is Update.DISTIL and self.reward is not RewardKind.TEACHER:
-            raise ValueError(f"update distil needs reward teacher (a distribution in nats), got {self.reward.value!r}")
         if self.teacher_weight < 0:
             raise ValueError(f"teacher_weight must be >= 0, got {self.teacher_weight!r}")
         if not 0.0 < self.accept_threshold < 1.0:

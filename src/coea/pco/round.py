@@ -32,7 +32,7 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt
 from coea.llm.sft_config import LlmConfig, Propose, SftTrainConfig
 from coea.llm.sft_data import GroupInfo
-from coea.pco.config import PcoConfig, Periods, Reference, RefreshKind, TakeUp, Update
+from coea.pco.config import PcoConfig, Periods, Reference, RefreshKind, TakeUp
 from coea.pco.feedback import (
     exposed_categories,
     feedback_takeups,
@@ -102,7 +102,6 @@ class RoundReport:
     dpo_steps: int
     refresh_examples: int  # R-LLM refresh examples (period + on-policy, before the max_examples cap)
     novelty_refresh_examples: int = 0  # N-LLM refresh examples (refresh_novelty; before the max_examples cap)
-    distil_examples: int = 0  # update distil: the SFT examples drawn from the teacher (0 with update dpo)
     feedback: FeedbackStats = field(default_factory=FeedbackStats)  # row keys: see FeedbackStats.as_dict
     # novelty_refresh_s, sample_s, score_s, dpo_s, reeval_s, refresh_s
     times: dict[str, float] = field(default_factory=dict)
@@ -116,7 +115,6 @@ class RoundReport:
                 "mean_score_after": self.mean_score_after, "acceptance_after": self.acceptance_after,
                 "dpo_margin": self.dpo_margin, "dpo_kl": self.dpo_kl, "dpo_steps": self.dpo_steps,
                 "refresh_examples": self.refresh_examples, "novelty_refresh_examples": self.novelty_refresh_examples,
-                "distil_examples": self.distil_examples,
                 **self.feedback.as_dict(), **self.times}
 
 
@@ -182,55 +180,6 @@ def dpo_update(ctx: RoundContext, novelty: ModelBundle, pairs: list[PreferencePa
         for row, p in zip(data, pairs, strict=True):
             row["preference"] = 1.0 / (1.0 + math.exp(-dpo_cfg.beta * (p.chosen_score - p.rejected_score)))
     return train_dpo(dpo_cfg, novelty.model, novelty.tokenizer, data, ref_model=ref, device=ctx.device)
-
-
-def distil_targets(ref_logps: np.ndarray, scores: Sequence[Sequence[float]]) -> list[np.ndarray]:
-    """Per prompt, the teacher's distribution over its candidates: softmax(log pi_ref(c) + score(c)), from
-    ``ref_logps`` (one row of reference log-probs per prompt, aligned with its candidates) and the reward's
-    ``scores`` (nats)."""
-    out = []
-    for ref, sc in zip(ref_logps, scores, strict=True):
-        logits = np.asarray(ref, dtype=np.float64) + np.asarray(sc, dtype=np.float64)
-        p = np.exp(logits - logits.max())
-        out.append(p / p.sum())
-    return out
-
-
-def distil_examples(prompts: Sequence[str], candidates: Sequence[Sequence[str]], targets: Sequence[np.ndarray],
-                    draws: int, eos: str, rng: np.random.Generator) -> list[dict[str, str]]:
-    """``draws`` prompt/completion examples per prompt, candidates drawn with replacement from its target
-    distribution (prompts without candidates give none)."""
-    ex = []
-    for prompt, cands, q in zip(prompts, candidates, targets, strict=True):
-        if len(cands):
-            ex.extend({"prompt": prompt, "completion": novelty_completion([cands[j]], eos)}
-                      for j in rng.choice(len(cands), size=draws, p=q))
-    return ex
-
-
-def distil_update(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], candidates: list[list[str]],
-                  scores: list[list[float]], r: int) -> int:
-    """``update: distil``: SFT the N-LLM (in place) on ``distil_draws`` draws per prompt from the teacher's
-    distribution over its candidates (see :class:`~coea.pco.config.Update`); the reference is the SFT model (or,
-    with ``reference: round`` or ``refresh_novelty``, the N-LLM at the start of the update). Returns the examples."""
-    from coea.llm.decode import category_logprobs
-    from coea.llm.sft import train_sft
-
-    cfg = ctx.cfg
-    anchor_now = cfg.reference is Reference.ROUND or cfg.refresh_novelty
-    ref = novelty.model if anchor_now or ctx.sft_reference is None else ctx.sft_reference
-    logps = category_logprobs(ref, novelty.tokenizer, prompts, ctx.index, ctx.llm.batch_size)  # (P, C)
-    ref_rows = [logps[i, [ctx.index.position[c] for c in cands]] for i, cands in enumerate(candidates)]
-    rng = np.random.default_rng([cfg.seed, r, 2])
-    ex = distil_examples(prompts, candidates, distil_targets(ref_rows, scores), cfg.distil_draws,
-                         novelty.tokenizer.eos_token, rng)
-    if not ex:
-        log.warning("pco round %d: no candidates to distil; the N-LLM is unchanged", r)
-        return 0
-    sft_cfg = replace(cfg.distil_sft, max_length=ctx.llm.novelty.max_length, seed=cfg.distil_sft.seed + r)
-    log.info("pco round %d: distil %d draws from the teacher over %d prompts' candidates", r, len(ex), len(prompts))
-    train_sft(sft_cfg, novelty.model, novelty.tokenizer, ex, name="novelty-distil", device=ctx.device)
-    return len(ex)
 
 
 def takeup_exclusions(cfg: PcoConfig, ru: RoundUsers) -> list[set[str]]:
@@ -361,12 +310,8 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
              len(ru.users), fb.users, stats.candidates, stats.pairs, stats.dropped_margin)
     if (warning := few_feedback_warning(cfg, r, len(ru.users), fb.users)) is not None:
         log.warning(warning)
-    dpo, distilled = None, 0
-    with _timed(times, "dpo_s"):  # the update's time, either kind
-        if cfg.update is Update.DISTIL:
-            distilled = distil_update(ctx, novelty, prompts, inputs.candidates, scores, r)
-        else:
-            dpo = dpo_update(ctx, novelty, pairs, dpo_cfg)
+    with _timed(times, "dpo_s"):
+        dpo = dpo_update(ctx, novelty, pairs, dpo_cfg)
     with _timed(times, "reeval_s"):
         after = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
     with _timed(times, "refresh_s"):
@@ -374,5 +319,5 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
         refreshed, fb.onpolicy_examples = refresh_relevance(ctx, relevance, window, rng, refresh_cfg, on_policy)
     return RoundReport(r, window, stats, *before, *after, dpo_margin=dpo.last("rewards/margins") if dpo else None,
                        dpo_kl=dpo.last("kl") if dpo else None, dpo_steps=dpo.steps if dpo else 0,
-                       refresh_examples=refreshed, novelty_refresh_examples=novelty_refreshed,
-                       distil_examples=distilled, feedback=fb, times=times)
+                       refresh_examples=refreshed, novelty_refresh_examples=novelty_refreshed, feedback=fb,
+                       times=times)
