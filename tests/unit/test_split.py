@@ -84,3 +84,16 @@ def test_a_split_that_leaves_most_users_cold_start_warns_with_the_settings_to_ch
     half = events(rows[:12] + [("u", f"u{t}", "a", t * 100) for t in range(20)] + [("w", f"w{t}", "b", t * 100)
                                                                                   for t in range(20)])
     assert cold_start_warning(chronological_split(half, SplitConfig())) is None  # 2 of 4 cold: not most
+
+
+def test_a_min_gap_that_leaves_most_users_cold_says_the_gap_did_it_not_short_histories():
+    # four 20-event users; three rate everything within one hour, so a 1-day gap empties their history
+    rows = [(f"s{k}", f"i{k}-{t}", "abcd"[t % 4], 10 * t) for k in range(3) for t in range(20)]
+    rows += [("u", f"u{t}", "abcd"[t % 4], 86_400 * t) for t in range(20)]
+    split = chronological_split(events(rows), SplitConfig(min_gap=86_400))
+    assert len(split.cold_users) == 3 and split.cold_by_gap == 3
+    warning = cold_start_warning(split)
+    assert warning is not None and "split.min_gap=86400" in warning and "3 users are cold only because of it" in warning
+    assert "n_future: 2" not in warning  # the short-history hint would be wrong advice here
+    no_gap = chronological_split(events(rows), SplitConfig())
+    assert no_gap.cold_by_gap == 0 and cold_start_warning(no_gap) is None

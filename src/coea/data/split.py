@@ -50,6 +50,7 @@ class Split:
     cold_users: list[str]  # fewer than min_history history events
     config: SplitConfig
     dropped_by_gap: int = 0  # history events removed by min_gap
+    cold_by_gap: int = 0  # cold users who would be warm without min_gap
     future_categories: dict[str, set[str]] = field(default_factory=dict)  # T_u
 
 
@@ -69,8 +70,9 @@ def chronological_split(interactions: pd.DataFrame, cfg: SplitConfig) -> Split:
     is_future = _last_events(df, cfg.n_future)
     future = df[is_future].reset_index(drop=True)
     history = df[~is_future]
-    dropped = 0
+    dropped = cold_by_gap = 0
     if cfg.min_gap > 0 and len(history):
+        warm_before_gap = set(history.groupby(USER).size().loc[lambda n: n >= cfg.min_history].index)
         first_future = future.groupby(USER)[TIMESTAMP].min()
         cutoff = history[USER].map(first_future) - cfg.min_gap
         keep = (history[TIMESTAMP] <= cutoff).to_numpy()
@@ -82,10 +84,12 @@ def chronological_split(interactions: pd.DataFrame, cfg: SplitConfig) -> Split:
     warm = [u for u in users if n_hist.get(u, 0) >= cfg.min_history]
     warm_set = set(warm)
     cold = [u for u in users if u not in warm_set]
+    if dropped:
+        cold_by_gap = sum(u in warm_before_gap for u in cold)
     short = short_term_sets(history, cfg.n_short, cfg.short_window)
     histories = Histories(history, short, categories)
     future_cats = {str(u): set(g) for u, g in future.groupby(USER, sort=False)[CATEGORY]}
-    return Split(histories, future, warm, cold, cfg, dropped, future_cats)
+    return Split(histories, future, warm, cold, cfg, dropped, cold_by_gap, future_cats)
 
 
 MOSTLY_COLD_SHARE = 0.5  # above this share of cold-start users :func:`cold_start_warning` warns
@@ -100,9 +104,14 @@ def cold_start_warning(split: Split) -> str | None:
     if not users or len(split.cold_users) <= MOSTLY_COLD_SHARE * users:
         return None
     c = split.config
-    return (f"{len(split.cold_users)} of {users} users ({len(split.cold_users) / users:.0%}) have fewer than "
+    head = (f"{len(split.cold_users)} of {users} users ({len(split.cold_users) / users:.0%}) have fewer than "
             f"split.min_history={c.min_history} history events once their last split.n_future={c.n_future} are "
-            f"held out, so they are scored as cold-start; for a log of short histories lower both "
+            f"held out")
+    if split.cold_by_gap > len(split.cold_users) / 2:  # the gap, not short histories, makes most of them cold
+        return (f"{head} and split.min_gap={c.min_gap} s has removed the events closer than that to their future "
+                f"({split.cold_by_gap} users are cold only because of it), so they are scored as cold-start; that is "
+                f"what a min_gap view measures; lower split.min_gap to score more of them warm")
+    return (f"{head}, so they are scored as cold-start; for a log of short histories lower both "
             f"(e.g. split: {{n_future: 2, min_history: 2}}, as --config short does)")
 
 

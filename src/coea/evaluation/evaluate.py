@@ -81,6 +81,7 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
             "history_events": len(hist.interactions),
             "future_events": len(split.future),
             "dropped_by_min_gap": split.dropped_by_gap,
+            "cold_by_min_gap": split.cold_by_gap,
             "categories": len(hist.categories),
             "long_tail_categories": len(tail),
             "long_tail_rule": f"outside the most popular categories holding {cfg.long_tail_share:.0%} of "
