@@ -1,6 +1,7 @@
 """The SASRec-style encoder: causality, normalised embeddings, training lowers loss, save/load, filtering."""
 
 import numpy as np
+import pytest
 import torch
 
 from coea.config import SplitConfig
@@ -96,3 +97,42 @@ def test_training_that_ends_at_its_cap_says_so(tiny_synth, caplog):
     val = [row["val_loss"] for row in res.history]
     assert len(val) == TINY.epochs and val[-1] == min(val)  # the premise: capped while improving
     assert "epoch cap (4)" in caplog.text
+
+
+def test_gap_targets_skip_to_the_first_event_a_gap_later_and_pad_where_none_is():
+    from coea.dsie.sequences import gap_targets
+
+    seq, times = [2, 3, 4, 5, 6], np.array([0, 10, 20, 100, 110])
+    assert gap_targets(seq, times, 50) == [5, 5, 5, PAD, PAD]  # 0, 10, 20 -> the event at 100; none after 100+50
+    assert gap_targets(seq, times, 0) == [3, 4, 5, 6, PAD]  # gap 0: the next event, even at equal times
+    assert gap_targets([2, 3, 4], np.array([0, 0, 0]), 0) == [3, 4, PAD]
+    assert gap_targets(seq, times, 95) == [5, 6, PAD, PAD, PAD]  # 0 -> 100, 10 -> 110; nothing at 20 + 95 or later
+
+
+def test_training_windows_take_given_targets_and_drop_windows_without_any():
+    seq = list(range(2, 12))
+    nxt = training_windows([seq], 4, True, 2)
+    same = training_windows([seq], 4, True, 2, targets=[seq[1:] + [PAD]])
+    assert np.array_equal(nxt.inputs, same.inputs) and np.array_equal(nxt.targets, same.targets)
+    late = [PAD] * 6 + [20, 21, PAD, PAD]  # only positions 6 and 7 have a target: the last window (5-8) keeps them
+    w = training_windows([seq], 4, True, 2, targets=[late])
+    assert w.inputs.tolist() == [[7, 8, 9, 10]] and w.targets.tolist() == [[PAD, 20, 21, PAD]]
+    assert len(training_windows([seq], 4, True, 2, targets=[[PAD] * 10]).inputs) == 0
+
+
+def test_target_gap_is_validated_against_negative_values_and_collapsed_repeats():
+    with pytest.raises(ValueError, match="target_gap must be >= 0"):
+        EncoderConfig(target_gap=-1)
+    with pytest.raises(ValueError, match="collapse_repeats"):
+        EncoderConfig(target_gap=86_400, collapse_repeats=True)
+    assert EncoderConfig(target_gap=0, collapse_repeats=True).target_gap == 0
+
+
+def test_an_encoder_with_a_target_gap_trains_on_the_events_a_gap_later(tiny_synth, tmp_path):
+    from dataclasses import replace
+
+    h = _histories(tiny_synth)
+    gap = int(np.median(np.diff(np.sort(h.interactions["timestamp"].unique())))) * 5
+    res = train_encoder(replace(TINY, target_gap=gap), h, tmp_path)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert load_encoder(tmp_path)[2].target_gap == gap  # saved with the model, as the sasrec method reads it

@@ -34,6 +34,9 @@ class EncoderConfig:
     weight_decay: float = 0.0
     val_fraction: float = 0.1  # users held out (their last window) for early stopping
     patience: int = 6  # epochs without validation improvement before stopping (3 stopped on plateaus early)
+    # each position learns the first event at least this many seconds after it, not the next one (None: the
+    # split's min_gap, so a min_gap view trains what it scores, as llm.data.gap does; 0: the next event)
+    target_gap: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -47,6 +50,10 @@ class EncoderConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
+        if self.target_gap is not None and self.target_gap < 0:
+            raise ValueError(f"target_gap must be >= 0 seconds or null, got {self.target_gap!r}")
+        if self.target_gap and self.collapse_repeats:
+            raise ValueError("target_gap needs each event's own time: set collapse_repeats false or target_gap 0")
 
 
 @dataclass

@@ -24,7 +24,7 @@ from coea.data.schema import CATEGORY
 from coea.data.split import Histories
 from coea.device import model_device
 from coea.dsie.config import EncoderConfig
-from coea.dsie.sequences import last_windows, training_windows, user_sequences
+from coea.dsie.sequences import gap_targets, last_windows, training_windows, user_sequences, user_times
 from coea.dsie.vocab import PAD, UNK, CategoryVocab
 from coea.utils import atomic_path, seed_everything
 
@@ -98,14 +98,12 @@ def _eval_loss(model: SasRec, inputs: np.ndarray, targets: np.ndarray, cfg: Enco
     return total / max(count, 1)
 
 
-def _split_users(seqs: dict[str, list[int]], cfg: EncoderConfig) -> tuple[list[list[int]], list[list[int]]]:
+def _split_users(seqs: dict[str, list[int]], cfg: EncoderConfig) -> tuple[list[str], list[str]]:
     users = sorted(seqs)
     rng = np.random.default_rng(cfg.seed)
     n_val = int(round(cfg.val_fraction * len(users)))
     val = set(rng.choice(len(users), size=n_val, replace=False).tolist()) if n_val else set()
-    train = [seqs[u] for i, u in enumerate(users) if i not in val]
-    held = [seqs[u] for i, u in enumerate(users) if i in val]
-    return train, held
+    return [u for i, u in enumerate(users) if i not in val], [u for i, u in enumerate(users) if i in val]
 
 
 def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None = None, *,
@@ -116,9 +114,17 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     counts = histories.interactions[CATEGORY].value_counts().to_dict()
     vocab = CategoryVocab.from_counts(counts, cfg.min_category_support)
     seqs = user_sequences(histories.interactions, vocab, cfg.collapse_repeats)
-    train_seqs, val_seqs = _split_users(seqs, cfg)
-    train = training_windows(train_seqs, cfg.max_len, cfg.all_windows, cfg.min_user_events)
-    val = training_windows(val_seqs, cfg.max_len, False, cfg.min_user_events)
+    targets = None
+    if cfg.target_gap:  # the first event target_gap seconds on, not the next one
+        times = user_times(histories.interactions)
+        targets = {u: gap_targets(s, times[u], cfg.target_gap) for u, s in seqs.items()}
+    train_users, val_users = _split_users(seqs, cfg)
+
+    def windows(users: list[str], all_windows: bool):
+        return training_windows([seqs[u] for u in users], cfg.max_len, all_windows, cfg.min_user_events,
+                                None if targets is None else [targets[u] for u in users])
+
+    train, val = windows(train_users, cfg.all_windows), windows(val_users, False)
     if len(train.inputs) == 0:
         raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
     model = SasRec(vocab.size, cfg).to(device)

@@ -6,7 +6,9 @@ Filtering (all configurable in :class:`~coea.dsie.encoder.EncoderConfig`):
 - only the most recent ``max_len + 1`` tokens are used for a user's embedding; for training, each user's
   sequence is cut into windows of ``max_len + 1`` tokens from the end (all of them with ``all_windows``);
 - users with fewer than ``min_user_events`` tokens after that are not trained on (they are still embedded
-  when they have at least one event; users with none are cold-start).
+  when they have at least one event; users with none are cold-start);
+- each position's target is the next token, or with ``target_gap`` the first event at least that many seconds
+  later (:func:`gap_targets`; none: the position is not trained on).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from coea.data.schema import CATEGORY, USER
+from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.dsie.vocab import PAD, CategoryVocab
 
 
@@ -39,17 +41,35 @@ def user_sequences(history: pd.DataFrame, vocab: CategoryVocab, collapse_repeats
     return out
 
 
-def training_windows(seqs: list[list[int]], max_len: int, all_windows: bool, min_events: int) -> Windows:
-    """Cut sequences into (input, next-token target) windows of length ``max_len``, right-padded."""
+def user_times(history: pd.DataFrame) -> dict[str, np.ndarray]:
+    """user -> event timestamps in the order of :func:`user_sequences` (without ``collapse_repeats``)."""
+    return {str(u): t.to_numpy() for u, t in history.groupby(USER, sort=False)[TIMESTAMP]}
+
+
+def gap_targets(seq: list[int], times: np.ndarray, gap: int) -> list[int]:
+    """Each position's target: the token of the first event at least ``gap`` seconds after it (PAD: none). A
+    position whose next event is already that late keeps the next token as its target."""
+    later = np.searchsorted(times, np.asarray(times) + gap, side="left")  # first index with time >= t + gap
+    later = np.maximum(later, np.arange(1, len(seq) + 1))  # never the position itself (gap 0: the next one)
+    return [seq[j] if j < len(seq) else PAD for j in later.tolist()]
+
+
+def training_windows(seqs: list[list[int]], max_len: int, all_windows: bool, min_events: int,
+                     targets: list[list[int]] | None = None) -> Windows:
+    """Cut sequences into (input, target) windows of length ``max_len``, right-padded. ``targets[i][t]`` is the
+    target of ``seqs[i][t]`` (default: the next token); a window with no target left is dropped."""
     rows_in, rows_out = [], []
-    for seq in seqs:
+    for i, seq in enumerate(seqs):
         if len(seq) < max(min_events, 2):
             continue
+        tgt = seq[1:] + [PAD] if targets is None else targets[i]
         end = len(seq)
         while end >= 2:
-            chunk = seq[max(0, end - max_len - 1):end]
-            rows_in.append(_pad(chunk[:-1], max_len))
-            rows_out.append(_pad(chunk[1:], max_len))
+            start = max(0, end - max_len - 1)
+            out = tgt[start:end - 1]
+            if any(t != PAD for t in out):
+                rows_in.append(_pad(seq[start:end - 1], max_len))
+                rows_out.append(_pad(out, max_len))
             if not all_windows:
                 break
             end -= max_len

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from coea.config import RunConfig
@@ -44,6 +44,9 @@ def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageRe
     split = chronological_split(loaded.interactions, cfg.split)
     if (warning := cold_start_warning(split)) is not None:
         log.warning(warning)
-    dsie = run_dsie(cfg.dsie, split.histories, split.warm_users, split.cold_users, Path(out_dir),
+    dsie_cfg = cfg.dsie
+    if dsie_cfg.encoder.target_gap is None:  # follow the split: a min_gap view's encoder learns what it scores
+        dsie_cfg = replace(dsie_cfg, encoder=replace(dsie_cfg.encoder, target_gap=split.config.min_gap))
+    dsie = run_dsie(dsie_cfg, split.histories, split.warm_users, split.cold_users, Path(out_dir),
                     device=resolve_device(cfg.device), truth=_truth(loaded))
     return DsieStageResult(dsie_summary(dsie.report), dsie.paths)
