@@ -10,6 +10,14 @@ evaluated user's unseen categories (the ``+x`` view) by ``nllm_seq``'s score
 
 for a sweep of ``w`` (w = 0 is ``nllm_sft+x``, or ``coea+x`` with ``--novelty coea``; ``sasrec+x`` is printed too)
 and prints S-H@10 with the paired bootstrap 95 % CI of its difference to w = 0, over the split's evaluated users.
+
+``--pop-weights`` adds a third signal, the history's category popularity (what ``pop_novel`` ranks by):
+
+    log p_N(c) + w * log p_S(c) + v * log q(c),   q(c) = (n_c + 1) / (n + C)   (fused_scores)
+
+for every (w, v) of the two sweeps, and a column with the paired CI against ``pop_novel``. On a ``min_gap`` view,
+where the future starts a day or more after the history and popularity among unseen categories is as good as
+any model, this asks whether the two signals add up.
 Choose ``llm.encoder_weight`` on the validation split (``--config`` with ``split: {validation: true}``), read it
 once on test. The evaluation future is used here only to score lists, as in ``coea evaluate``.
 
@@ -28,17 +36,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import run_split  # noqa: E402
 
 
+def log_popularity(counts: np.ndarray) -> np.ndarray:
+    """(C,) log q(c), q = (n_c + 1) / (n + C): the history's category shares, add-one smoothed (finite for every
+    category, so a category never seen in the history ranks last rather than out)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return np.log((counts + 1.0) / (counts.sum() + len(counts)))
+
+
+def fused_scores(log_n: np.ndarray, enc: np.ndarray, log_q: np.ndarray, weights: list[float],
+                 pop_weights: list[float]) -> dict[str, np.ndarray]:
+    """Every ranking of the sweep: label "w=W" (or "w=W,v=V" when V != 0) -> (U, C) ``log p_N + W log p_S + V log q``
+    (the first two by :func:`coea.evaluation.llm_methods.encoder_fused`, which log-softmaxes the encoder's logits)."""
+    from coea.evaluation.llm_methods import encoder_fused
+
+    out = {}
+    for w in weights:
+        base = encoder_fused(log_n, enc, w)
+        for v in pop_weights:
+            out[f"w={w:g}" if v == 0 else f"w={w:g},v={v:g}"] = base + v * log_q[None, :]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="dir with dsie/ and llm/ (and pco/ for --novelty coea)")
     parser.add_argument("--config", type=Path, default=None, help="the run's config (its split and prompt options)")
     parser.add_argument("--weights", default="0,0.1,0.25,0.5,0.75,1,1.5",
                         help="comma-separated w of log p_N + w log p_S (default: %(default)s)")
+    parser.add_argument("--pop-weights", default="0",
+                        help="comma-separated v of + v log q, q the category popularity (default: %(default)s)")
     parser.add_argument("--novelty", choices=("nllm", "coea"), default="nllm",
                         help="the N-LLM: after SFT (default) or after the run's last PCO round")
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args(argv)
     weights = [float(w) for w in args.weights.split(",")]
+    pop_weights = [float(v) for v in args.pop_weights.split(",")]
     from coea.config import load_run_config
 
     cfg = load_run_config(args.config)
@@ -48,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     from coea.evaluation.baselines import top_k
     from coea.evaluation.bootstrap import paired_bootstrap_ci
     from coea.evaluation.evaluate import warm_per_user
-    from coea.evaluation.llm_methods import encoder_fused
     from coea.evaluation.registry import build_method, method_context, parse_method
     from coea.layout import RunLayout
     from coea.stages.artifacts import load_artifacts
@@ -60,18 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     users, history = split.warm_users, split.histories.user_categories()
     banned = np.isinf(method.masked_scores(users, history))  # (U, C) the user's seen categories
     log_n, enc = method.novelty_logprobs(users), method.encoder.score(users)
-    lists = {"sasrec+x": np.where(banned, -np.inf, enc)}
-    lists.update({f"w={w:g}": np.where(banned, -np.inf, encoder_fused(log_n, enc, w)) for w in weights})
-    recs = {label: top_k(s, users, method.categories, args.k) for label, s in lists.items()}
+    log_q = log_popularity(method.encoder.popularity)
+    lists = {"sasrec+x": enc, "pop_novel": np.broadcast_to(log_q, enc.shape)}
+    lists.update(fused_scores(log_n, enc, log_q, weights, pop_weights))
+    recs = {label: top_k(np.where(banned, -np.inf, s), users, method.categories, args.k) for label, s in lists.items()}
     key = f"S-H@{args.k}"
     per_user = {label: v[key] for label, v in warm_per_user(split, recs, cfg.eval, [args.k]).items()}
-    base = per_user.get("w=0")
     print(f"{len(users)} evaluated users; w = 0 is the N-LLM alone ({args.novelty})\n")
-    print(f"| ranking of unseen categories | {key} | − w=0 (95 % paired CI) |\n|---|---:|---:|")
+    refs = [r for r in ("w=0", "pop_novel") if r in per_user]
+    print(f"| ranking of unseen categories | {key} | " + " | ".join(f"− {r} (95 % paired CI)" for r in refs) + " |")
+    print("|---|---:|" + "---:|" * len(refs))
     for label, vec in per_user.items():
-        ci = None if base is None else paired_bootstrap_ci(vec, base, seed=cfg.eval.seed)
-        cell = "" if ci is None else f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
-        print(f"| {label} | {vec.mean():.4f} | {cell} |")
+        cells = []
+        for ref in refs:
+            ci = paired_bootstrap_ci(vec, per_user[ref], seed=cfg.eval.seed)
+            cells.append(f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]")
+        print(f"| {label} | {vec.mean():.4f} | " + " | ".join(cells) + " |")
     return 0
 
 
