@@ -10,6 +10,8 @@ evaluated user's unseen categories (the ``+x`` view) by ``nllm_seq``'s score
 
 for a sweep of ``w`` (w = 0 is ``nllm_sft+x``, or ``coea+x`` with ``--novelty coea``; ``sasrec+x`` is printed too)
 and prints S-H@10 with the paired bootstrap 95 % CI of its difference to w = 0, over the split's evaluated users.
+Choose ``llm.encoder_weight`` on the validation split (``--config`` with ``split: {validation: true}``), read it
+once on test. The evaluation future is used here only to score lists, as in ``coea evaluate``.
 
 ``--pop-weights`` adds a third signal, the history's category popularity (what ``pop_novel`` ranks by):
 
@@ -18,8 +20,6 @@ and prints S-H@10 with the paired bootstrap 95 % CI of its difference to w = 0, 
 for every (w, v) of the two sweeps, and a column with the paired CI against ``pop_novel``. On a ``min_gap`` view,
 where the future starts a day or more after the history and popularity among unseen categories is as good as
 any model, this asks whether the two signals add up.
-Choose ``llm.encoder_weight`` on the validation split (``--config`` with ``split: {validation: true}``), read it
-once on test. The evaluation future is used here only to score lists, as in ``coea evaluate``.
 
     python benchmarks/analysis_fusion.py --run RUN --config V --weights 0,0.25,0.5,1
 """
