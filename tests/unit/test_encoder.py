@@ -136,3 +136,45 @@ def test_an_encoder_with_a_target_gap_trains_on_the_events_a_gap_later(tiny_synt
     res = train_encoder(replace(TINY, target_gap=gap), h, tmp_path)
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert load_encoder(tmp_path)[2].target_gap == gap  # saved with the model, as the sasrec method reads it
+
+
+def test_novel_windows_carry_each_positions_next_events_and_the_history_before_the_window():
+    from coea.dsie.sequences import novel_windows
+
+    w = novel_windows([[2, 3, 2, 4, 5, 3, 6]], 4, True, 2, horizon=3, vocab_size=8)
+    assert w.inputs.tolist() == [[2, 4, 5, 3], [2, 3, 0, 0]]  # cut from the end, as next-event windows
+    assert w.targets[0].tolist() == [[4, 5, 3], [5, 3, 6], [3, 6, PAD], [6, PAD, PAD]]
+    assert np.flatnonzero(w.prior[0]).tolist() == [2, 3] and not w.prior[1].any()
+    gap = novel_windows([[2, 3, 4, 5]], 4, True, 2, 2, 8, times=[np.array([0, 10, 100, 110])], gap=50)
+    assert gap.targets[0].tolist() == [[4, 5], [4, 5], [PAD, PAD], [PAD, PAD]]  # from the first event 50 s on
+
+
+def test_novel_loss_scores_only_unseen_targets_against_unseen_categories():
+    from coea.dsie.encoder import _loss
+
+    torch.manual_seed(0)
+    model = SasRec(8, EncoderConfig(dim=8, n_heads=2, n_layers=1, max_len=4, dropout=0.0))
+    x = torch.tensor([[2, 3, 0, 0]])
+    fut = torch.tensor([[[3, 4, 2], [2, 5, 5], [0, 0, 0], [0, 0, 0]]])  # position 0: 3, 4 are new; 1: only 5
+    prior = torch.zeros(1, 8, dtype=torch.bool)
+    loss, n = _loss(model, x, fut, prior)
+    logits = model.logits(model(x))[0]
+    expect = []
+    for t, (targets, seen) in enumerate([([3, 4], [0, 1, 2]), ([5], [0, 1, 2, 3])]):
+        z = logits[t].clone()
+        z[seen] = -torch.inf
+        expect.append(-z.log_softmax(-1)[targets].mean())
+    assert n == 2 and torch.allclose(loss, torch.stack(expect).mean())
+    prior[0, 3:6] = True  # had before the window: nothing left to learn
+    assert _loss(model, x, fut, prior)[1] == 0
+
+
+def test_a_novel_target_encoder_trains_with_a_falling_finite_loss(tiny_synth):
+    from dataclasses import replace
+
+    cfg = replace(TINY, target="novel", target_horizon=5)
+    res = train_encoder(cfg, _histories(tiny_synth))
+    losses = [r["train_loss"] for r in res.history]
+    assert losses[-1] < losses[0] and all(np.isfinite(losses))
+    with pytest.raises(ValueError, match="target must be"):
+        EncoderConfig(target="next-set")

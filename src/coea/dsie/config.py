@@ -37,6 +37,13 @@ class EncoderConfig:
     # each position learns the first event at least this many seconds after it, not the next one (None: the
     # split's min_gap, so a min_gap view trains what it scores, as llm.data.gap does; 0: the next event)
     target_gap: int | None = None
+    # what each position learns: "next" (the next event's category, or with target_gap the first one that much
+    # later: SASRec's objective) or "novel" (the set of categories among the next target_horizon events, from
+    # target_gap on, that the user has not had yet, as a softmax over the categories not yet had: what `+x`
+    # S-H@K scores; the logits then rank only unseen categories, and the plain view's ranking of history
+    # categories means nothing)
+    target: str = "next"
+    target_horizon: int | None = None  # events; None: the split's n_future
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -52,6 +59,10 @@ class EncoderConfig:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
         if self.target_gap is not None and self.target_gap < 0:
             raise ValueError(f"target_gap must be >= 0 seconds or null, got {self.target_gap!r}")
+        if self.target not in ("next", "novel"):
+            raise ValueError(f"target must be 'next' or 'novel', got {self.target!r}")
+        if self.target_horizon is not None and self.target_horizon <= 0:
+            raise ValueError(f"target_horizon must be > 0 events or null, got {self.target_horizon!r}")
         if self.target_gap and self.collapse_repeats:
             raise ValueError("target_gap needs each event's own time: set collapse_repeats false or target_gap 0")
 

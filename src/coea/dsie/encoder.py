@@ -1,4 +1,5 @@
-"""Long-term encoder: a SASRec-style causal self-attention model trained to predict the next category.
+"""Long-term encoder: a SASRec-style causal self-attention model trained to predict the next category (or, with
+``target: novel``, the categories the user takes up for the first time over the next events).
 
 Tokens are categories (see :mod:`coea.dsie.vocab`); learned positions; pre-norm causal transformer blocks;
 output logits tied to the token embeddings. The *user embedding* is the final position's hidden state,
@@ -24,11 +25,21 @@ from coea.data.schema import CATEGORY
 from coea.data.split import Histories
 from coea.device import model_device
 from coea.dsie.config import EncoderConfig
-from coea.dsie.sequences import gap_targets, last_windows, training_windows, user_sequences, user_times
+from coea.dsie.sequences import (
+    Windows,
+    gap_targets,
+    last_windows,
+    novel_windows,
+    training_windows,
+    user_sequences,
+    user_times,
+)
 from coea.dsie.vocab import PAD, UNK, CategoryVocab
 from coea.utils import atomic_path, seed_everything
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HORIZON = 10  # novel-set target's events when target_horizon is unset (the split's default n_future)
 
 
 class SasRec(nn.Module):
@@ -81,19 +92,38 @@ def _batches(n: int, size: int, rng: np.random.Generator | None):
         yield order[start:start + size]
 
 
-def _loss(model: SasRec, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _loss(model: SasRec, inputs: torch.Tensor, targets: torch.Tensor,
+          prior: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Mean loss over the trained positions of a batch and their number. Next-event windows: cross-entropy of
+    each position's target. Novel-set windows (``prior`` given): each position with at least one unseen target
+    gets -mean log softmax over the categories not seen up to it, of its unseen targets."""
     logits = model.logits(model(inputs))  # (B, L, V)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
+    if prior is None:
+        n = int((targets != PAD).sum())
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD), n
+    vocab = logits.shape[-1]
+    seen = F.one_hot(inputs, vocab).cumsum(1).gt(0) | prior[:, None, :]  # (B, L, V): had up to and incl. t
+    seen[..., [PAD, UNK]] = True
+    want = torch.zeros_like(logits).scatter_(2, targets, 1.0).masked_fill_(seen, 0.0)  # (B, L, V) unseen targets
+    n_want = want.sum(-1)  # (B, L)
+    keep = n_want > 0
+    logp = logits.masked_fill(seen, -torch.inf).log_softmax(-1).masked_fill(seen, 0.0)
+    per_pos = -(want * logp).sum(-1) / n_want.clamp(min=1.0)
+    n = int(keep.sum())
+    return (per_pos[keep].mean() if n else logits.sum() * 0.0), n
+
+
+def _tensors(win: Windows, idx: np.ndarray, device) -> list[torch.Tensor]:
+    return [torch.as_tensor(a[idx], device=device) for a in win.arrays()]
 
 
 @torch.no_grad()
-def _eval_loss(model: SasRec, inputs: np.ndarray, targets: np.ndarray, cfg: EncoderConfig) -> float:
+def _eval_loss(model: SasRec, win: Windows, cfg: EncoderConfig) -> float:
     model.eval()
     total, count, device = 0.0, 0, model_device(model)
-    for idx in _batches(len(inputs), cfg.batch_size, None):
-        x, y = torch.as_tensor(inputs[idx], device=device), torch.as_tensor(targets[idx], device=device)
-        n = int((y != PAD).sum())
-        total += float(_loss(model, x, y)) * n
+    for idx in _batches(len(win.inputs), cfg.batch_size, None):
+        loss, n = _loss(model, *_tensors(win, idx, device))
+        total += float(loss) * n
         count += n
     return total / max(count, 1)
 
@@ -114,14 +144,19 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     counts = histories.interactions[CATEGORY].value_counts().to_dict()
     vocab = CategoryVocab.from_counts(counts, cfg.min_category_support)
     seqs = user_sequences(histories.interactions, vocab, cfg.collapse_repeats)
+    times = user_times(histories.interactions) if cfg.target_gap else None
     targets = None
-    if cfg.target_gap:  # the first event target_gap seconds on, not the next one
-        times = user_times(histories.interactions)
+    if cfg.target_gap and cfg.target == "next":  # the first event target_gap seconds on, not the next one
         targets = {u: gap_targets(s, times[u], cfg.target_gap) for u, s in seqs.items()}
     train_users, val_users = _split_users(seqs, cfg)
 
-    def windows(users: list[str], all_windows: bool):
-        return training_windows([seqs[u] for u in users], cfg.max_len, all_windows, cfg.min_user_events,
+    def windows(users: list[str], all_windows: bool) -> Windows:
+        user_seqs = [seqs[u] for u in users]
+        if cfg.target == "novel":
+            return novel_windows(user_seqs, cfg.max_len, all_windows, cfg.min_user_events,
+                                 cfg.target_horizon or DEFAULT_HORIZON, vocab.size,
+                                 None if times is None else [times[u] for u in users], cfg.target_gap or 0)
+        return training_windows(user_seqs, cfg.max_len, all_windows, cfg.min_user_events,
                                 None if targets is None else [targets[u] for u in users])
 
     train, val = windows(train_users, cfg.all_windows), windows(val_users, False)
@@ -137,7 +172,7 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     return result
 
 
-def _fit(model: SasRec, opt: torch.optim.Optimizer, train, val, cfg: EncoderConfig, result: EncoderResult) -> None:
+def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows, cfg: EncoderConfig, result: EncoderResult) -> None:
     rng, device = np.random.default_rng(cfg.seed + 1), model_device(model)
     best, best_state, stale = math.inf, None, 0
     bar = tqdm(range(cfg.epochs), desc="encoder", unit="epoch", disable=None)
@@ -145,15 +180,13 @@ def _fit(model: SasRec, opt: torch.optim.Optimizer, train, val, cfg: EncoderConf
         model.train()
         start, losses = time.perf_counter(), []
         for idx in _batches(len(train.inputs), cfg.batch_size, rng):
-            x = torch.as_tensor(train.inputs[idx], device=device)
-            y = torch.as_tensor(train.targets[idx], device=device)
-            loss = _loss(model, x, y)
+            loss, _ = _loss(model, *_tensors(train, idx, device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(loss.item())
         ms = 1000 * (time.perf_counter() - start) / max(len(losses), 1)
-        val_loss = _eval_loss(model, val.inputs, val.targets, cfg) if len(val.inputs) else float(np.mean(losses))
+        val_loss = _eval_loss(model, val, cfg) if len(val.inputs) else float(np.mean(losses))
         result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                                "ms_per_step": ms})
         log.info("encoder epoch %d: train %.4f val %.4f (%.1f ms/step)", epoch, np.mean(losses), val_loss, ms)

@@ -8,7 +8,9 @@ Filtering (all configurable in :class:`~coea.dsie.encoder.EncoderConfig`):
 - users with fewer than ``min_user_events`` tokens after that are not trained on (they are still embedded
   when they have at least one event; users with none are cold-start);
 - each position's target is the next token, or with ``target_gap`` the first event at least that many seconds
-  later (:func:`gap_targets`; none: the position is not trained on).
+  later (:func:`gap_targets`; none: the position is not trained on);
+- with ``target: novel`` a position's target is instead the *set* of categories among the next ``horizon``
+  events (from ``target_gap`` on) that the user has not had up to that position (:func:`novel_windows`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,18 @@ from coea.dsie.vocab import PAD, CategoryVocab
 
 @dataclass(frozen=True)
 class Windows:
-    """Right-padded training windows: ``inputs[i, t]`` predicts ``targets[i, t]`` (PAD = ignore)."""
+    """Right-padded training windows: ``inputs[i, t]`` predicts ``targets[i, t]`` (PAD = ignore).
+
+    Novel-set windows (:func:`novel_windows`) carry ``targets`` (N, L, H), the next H tokens of each position, and
+    ``prior`` (N, V) bool, the tokens of the user's history before the window; a position's target set is its H
+    tokens less every token seen up to and including it (``prior`` and the window's inputs so far)."""
 
     inputs: np.ndarray  # (N, L) int64
-    targets: np.ndarray  # (N, L) int64
+    targets: np.ndarray  # (N, L) int64, or (N, L, H) for novel-set windows
+    prior: np.ndarray | None = None  # (N, V) bool, novel-set windows only
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.inputs, self.targets) if self.prior is None else (self.inputs, self.targets, self.prior)
 
 
 def user_sequences(history: pd.DataFrame, vocab: CategoryVocab, collapse_repeats: bool) -> dict[str, list[int]]:
@@ -49,8 +59,7 @@ def user_times(history: pd.DataFrame) -> dict[str, np.ndarray]:
 def gap_targets(seq: list[int], times: np.ndarray, gap: int) -> list[int]:
     """Each position's target: the token of the first event at least ``gap`` seconds after it (PAD: none). A
     position whose next event is already that late keeps the next token as its target."""
-    later = np.searchsorted(times, np.asarray(times) + gap, side="left")  # first index with time >= t + gap
-    later = np.maximum(later, np.arange(1, len(seq) + 1))  # never the position itself (gap 0: the next one)
+    later = future_starts(len(seq), times, gap)
     return [seq[j] if j < len(seq) else PAD for j in later.tolist()]
 
 
@@ -63,19 +72,59 @@ def training_windows(seqs: list[list[int]], max_len: int, all_windows: bool, min
         if len(seq) < max(min_events, 2):
             continue
         tgt = seq[1:] + [PAD] if targets is None else targets[i]
-        end = len(seq)
-        while end >= 2:
-            start = max(0, end - max_len - 1)
-            out = tgt[start:end - 1]
+        for start, end in _window_bounds(len(seq), max_len, all_windows):
+            out = tgt[start:end]
             if any(t != PAD for t in out):
-                rows_in.append(_pad(seq[start:end - 1], max_len))
+                rows_in.append(_pad(seq[start:end], max_len))
                 rows_out.append(_pad(out, max_len))
-            if not all_windows:
-                break
-            end -= max_len
     if not rows_in:
         return Windows(np.zeros((0, max_len), np.int64), np.zeros((0, max_len), np.int64))
     return Windows(np.array(rows_in, dtype=np.int64), np.array(rows_out, dtype=np.int64))
+
+
+def _window_bounds(length: int, max_len: int, all_windows: bool):
+    """(start, end) of each input window of a ``length``-token sequence, the most recent first: every window but
+    the first-cut one overlaps the next by one token, the last input token of one being the target of the next."""
+    end = length
+    while end >= 2:
+        yield max(0, end - max_len - 1), end - 1
+        if not all_windows:
+            break
+        end -= max_len
+
+
+def future_starts(length: int, times: np.ndarray | None, gap: int) -> np.ndarray:
+    """Each position's first future index: the next one, or with ``gap`` > 0 the first event at least ``gap``
+    seconds later (as :func:`gap_targets`; ``length`` where there is none)."""
+    nxt = np.arange(1, length + 1)
+    if not gap:
+        return nxt
+    return np.maximum(np.searchsorted(times, np.asarray(times) + gap, side="left"), nxt)
+
+
+def novel_windows(seqs: list[list[int]], max_len: int, all_windows: bool, min_events: int, horizon: int,
+                  vocab_size: int, times: list[np.ndarray] | None = None, gap: int = 0) -> Windows:
+    """Novel-set training windows: position t's targets are the ``horizon`` tokens from its first future index
+    (:func:`future_starts`) on, PAD-padded; the loss keeps those not seen up to t (see :class:`Windows`). A window
+    none of whose positions has a future token is dropped."""
+    rows_in, rows_out, priors = [], [], []
+    for i, seq in enumerate(seqs):
+        if len(seq) < max(min_events, 2):
+            continue
+        starts = future_starts(len(seq), None if times is None else times[i], gap)
+        fut = [_pad(seq[s:s + horizon], horizon) for s in starts.tolist()]
+        for start, end in _window_bounds(len(seq), max_len, all_windows):
+            out = fut[start:end]
+            if any(t != PAD for row in out for t in row):
+                rows_in.append(_pad(seq[start:end], max_len))
+                rows_out.append(out + [[PAD] * horizon] * (max_len - len(out)))
+                prior = np.zeros(vocab_size, dtype=bool)
+                prior[seq[:start]] = True
+                priors.append(prior)
+    if not rows_in:
+        return Windows(np.zeros((0, max_len), np.int64), np.zeros((0, max_len, horizon), np.int64),
+                       np.zeros((0, vocab_size), bool))
+    return Windows(np.array(rows_in, dtype=np.int64), np.array(rows_out, dtype=np.int64), np.stack(priors))
 
 
 def last_windows(seqs: list[list[int]], max_len: int) -> tuple[np.ndarray, np.ndarray]:

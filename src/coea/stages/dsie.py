@@ -47,6 +47,8 @@ def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageRe
     dsie_cfg = cfg.dsie
     if dsie_cfg.encoder.target_gap is None:  # follow the split: a min_gap view's encoder learns what it scores
         dsie_cfg = replace(dsie_cfg, encoder=replace(dsie_cfg.encoder, target_gap=split.config.min_gap))
+    if dsie_cfg.encoder.target_horizon is None:  # a novel-set target spans what a user's future holds
+        dsie_cfg = replace(dsie_cfg, encoder=replace(dsie_cfg.encoder, target_horizon=split.config.n_future))
     dsie = run_dsie(dsie_cfg, split.histories, split.warm_users, split.cold_users, Path(out_dir),
                     device=resolve_device(cfg.device), truth=_truth(loaded))
     return DsieStageResult(dsie_summary(dsie.report), dsie.paths)
