@@ -172,7 +172,8 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     return result
 
 
-def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows, cfg: EncoderConfig, result: EncoderResult) -> None:
+def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows, cfg: EncoderConfig,
+         result: EncoderResult) -> None:
     rng, device = np.random.default_rng(cfg.seed + 1), model_device(model)
     best, best_state, stale = math.inf, None, 0
     bar = tqdm(range(cfg.epochs), desc="encoder", unit="epoch", disable=None)
