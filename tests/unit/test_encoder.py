@@ -178,3 +178,19 @@ def test_a_novel_target_encoder_trains_with_a_falling_finite_loss(tiny_synth):
     assert losses[-1] < losses[0] and all(np.isfinite(losses))
     with pytest.raises(ValueError, match="target must be"):
         EncoderConfig(target="next-set")
+
+
+def test_an_output_bias_starts_at_the_targets_log_frequency_and_is_saved(tiny_synth, tmp_path):
+    from dataclasses import replace
+
+    from coea.dsie.encoder import _init_bias
+
+    cfg = replace(TINY, output_bias=True, epochs=1)
+    model = SasRec(6, cfg)
+    _init_bias(model, training_windows([[2, 3, 3, 3, 4]], 4, True, 2))  # targets 3, 3, 3, 4
+    bias = model.bias.detach().numpy()
+    assert bias[3] > bias[4] > bias[2] == bias[5]  # 3 most frequent, 2 and 5 never targets
+    res = train_encoder(cfg, _histories(tiny_synth), tmp_path)
+    loaded, _, loaded_cfg = load_encoder(tmp_path)
+    assert loaded_cfg.output_bias and torch.equal(loaded.bias, res.model.bias)
+    assert SasRec(6, TINY).bias is None  # the default head has none

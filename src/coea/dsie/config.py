@@ -44,6 +44,9 @@ class EncoderConfig:
     # categories means nothing)
     target: str = "next"
     target_horizon: int | None = None  # events; None: the split's n_future
+    # a learned per-category bias on the tied output logits (initialised to the log-frequency of the training
+    # targets), so popularity need not be carried by the hidden state; False: the bias-free SASRec head
+    output_bias: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -54,6 +54,7 @@ class SasRec(nn.Module):
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
+        self.bias = nn.Parameter(torch.zeros(vocab_size)) if cfg.output_bias else None
 
     def reset_parameters(self) -> None:
         """Small embeddings (std 0.02, GPT-2 style) so the tied output logits start near uniform."""
@@ -72,7 +73,8 @@ class SasRec(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of every token, tied to the input embeddings: (..., D) -> (..., V)."""
-        return hidden @ self.tokens.weight.T
+        out = hidden @ self.tokens.weight.T
+        return out if self.bias is None else out + self.bias
 
 
 @dataclass
@@ -164,12 +166,22 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
         raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
     model = SasRec(vocab.size, cfg).to(device)
     model.reset_parameters()
+    if model.bias is not None:  # start from the targets' log-frequency: the logits begin as popularity
+        _init_bias(model, train)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = EncoderResult(model, vocab, cfg)
     _fit(model, opt, train, val, cfg, result)
     if out_dir is not None:
         result.paths = save_encoder(result, out_dir)
     return result
+
+
+@torch.no_grad()
+def _init_bias(model: SasRec, train: Windows) -> None:
+    counts = np.bincount(train.targets.ravel(), minlength=model.bias.numel()).astype(np.float64)
+    counts[PAD] = 0.0
+    log_freq = np.log((counts + 1.0) / (counts.sum() + counts.size))
+    model.bias.copy_(torch.as_tensor(log_freq - log_freq.mean(), dtype=model.bias.dtype))
 
 
 def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows, cfg: EncoderConfig,
