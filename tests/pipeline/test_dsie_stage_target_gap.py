@@ -1,5 +1,5 @@
-"""The dsie stage trains the encoder on what a view scores: its target gap follows the split's min_gap, a novel-set
-target's horizon its n_future."""
+"""The dsie stage trains the encoder on what a view scores: its target gap follows the split's min_gap, so does the
+choice of a novel-set target (with an output bias), and that target's horizon follows its n_future."""
 
 import json
 from dataclasses import replace
@@ -16,10 +16,24 @@ def test_the_encoder_target_gap_and_horizon_follow_the_split_unless_set(tmp_path
     run_dsie_group(gap, tmp_path / "data", tmp_path / "gap")
     saved = json.loads((tmp_path / "gap" / "encoder" / "encoder_config.json").read_text())
     assert saved["target_gap"] == 86_400 and saved["target_horizon"] == gap.split.n_future
+    assert saved["target"] == "novel" and saved["output_bias"]  # a min_gap view's encoder learns novel sets
     explicit = tiny_config(split=gap.split)
     explicit.dsie = replace(explicit.dsie, encoder=replace(explicit.dsie.encoder, target_gap=0, target="novel",
-                                                               target_horizon=3))
+                                                               target_horizon=3, output_bias=False))
     run_dsie_group(explicit, tmp_path / "data", tmp_path / "next")
     saved = json.loads((tmp_path / "next" / "encoder" / "encoder_config.json").read_text())
-    assert (saved["target_gap"], saved["target"], saved["target_horizon"]) == (0, "novel", 3)
+    fields = ("target_gap", "target", "target_horizon", "output_bias")
+    assert [saved[f] for f in fields] == [0, "novel", 3, False]
     assert gap.dsie.encoder.target_gap is None  # the run config itself is not changed
+
+
+def test_resolve_encoder_keeps_the_default_views_next_event_sasrec():
+    from coea.dsie.config import EncoderConfig
+    from coea.stages.dsie import resolve_encoder
+
+    plain = resolve_encoder(EncoderConfig(), SplitConfig())
+    assert (plain.target, plain.target_gap, plain.output_bias, plain.target_horizon) == ("next", 0, False, 10)
+    gap = resolve_encoder(EncoderConfig(), SplitConfig(min_gap=3600, n_future=5))
+    assert (gap.target, gap.target_gap, gap.output_bias, gap.target_horizon) == ("novel", 3600, True, 5)
+    mixed = resolve_encoder(EncoderConfig(target="next", output_bias=True), SplitConfig(min_gap=3600))
+    assert (mixed.target, mixed.output_bias) == ("next", True)  # explicit values win

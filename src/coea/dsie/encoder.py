@@ -54,7 +54,7 @@ class SasRec(nn.Module):
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
-        self.bias = nn.Parameter(torch.zeros(vocab_size)) if cfg.output_bias else None
+        self.bias = nn.Parameter(torch.zeros(vocab_size)) if cfg.with_bias else None
 
     def reset_parameters(self) -> None:
         """Small embeddings (std 0.02, GPT-2 style) so the tied output logits start near uniform."""
@@ -148,13 +148,13 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     seqs = user_sequences(histories.interactions, vocab, cfg.collapse_repeats)
     times = user_times(histories.interactions) if cfg.target_gap else None
     targets = None
-    if cfg.target_gap and cfg.target == "next":  # the first event target_gap seconds on, not the next one
+    if cfg.target_gap and not cfg.novel:  # the first event target_gap seconds on, not the next one
         targets = {u: gap_targets(s, times[u], cfg.target_gap) for u, s in seqs.items()}
     train_users, val_users = _split_users(seqs, cfg)
 
     def windows(users: list[str], all_windows: bool) -> Windows:
         user_seqs = [seqs[u] for u in users]
-        if cfg.target == "novel":
+        if cfg.novel:
             return novel_windows(user_seqs, cfg.max_len, all_windows, cfg.min_user_events,
                                  cfg.target_horizon or DEFAULT_HORIZON, vocab.size,
                                  None if times is None else [times[u] for u in users], cfg.target_gap or 0)

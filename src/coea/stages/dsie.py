@@ -6,11 +6,12 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from coea.config import RunConfig
+from coea.config import RunConfig, SplitConfig
 from coea.data.loaders import LoadedData
 from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split, cold_start_warning
 from coea.device import resolve_device
+from coea.dsie.config import EncoderConfig
 from coea.dsie.report import DsieSummary, dsie_summary
 from coea.dsie.run import run_dsie
 from coea.utils import seed_everything
@@ -36,6 +37,17 @@ def _truth(loaded: LoadedData) -> dict[str, int] | None:
     return dict(zip(loaded.truth.groups["user_id"], loaded.truth.groups["group"].astype(int), strict=True))
 
 
+def resolve_encoder(enc: EncoderConfig, split: SplitConfig) -> EncoderConfig:
+    """``enc`` with its null target fields set from the split, so a view's encoder learns what the view scores:
+    ``target_gap`` = ``min_gap``; ``target`` = novel on a ``min_gap`` view, next otherwise; ``target_horizon`` =
+    ``n_future``; ``output_bias`` = on with the novel target."""
+    gap = split.min_gap if enc.target_gap is None else enc.target_gap
+    target = enc.target or ("novel" if split.min_gap > 0 else "next")
+    horizon = split.n_future if enc.target_horizon is None else enc.target_horizon
+    bias = target == "novel" if enc.output_bias is None else enc.output_bias
+    return replace(enc, target_gap=gap, target=target, target_horizon=horizon, output_bias=bias)
+
+
 def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageResult:
     """Fit DSIE on the histories of the prepared log in ``data_dir`` (warm users get CSIDs, cold-start users the
     nearest group); write groups, profiles, report and weights under ``out_dir``."""
@@ -44,11 +56,7 @@ def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageRe
     split = chronological_split(loaded.interactions, cfg.split)
     if (warning := cold_start_warning(split)) is not None:
         log.warning(warning)
-    dsie_cfg = cfg.dsie
-    if dsie_cfg.encoder.target_gap is None:  # follow the split: a min_gap view's encoder learns what it scores
-        dsie_cfg = replace(dsie_cfg, encoder=replace(dsie_cfg.encoder, target_gap=split.config.min_gap))
-    if dsie_cfg.encoder.target_horizon is None:  # a novel-set target spans what a user's future holds
-        dsie_cfg = replace(dsie_cfg, encoder=replace(dsie_cfg.encoder, target_horizon=split.config.n_future))
+    dsie_cfg = replace(cfg.dsie, encoder=resolve_encoder(cfg.dsie.encoder, split.config))
     dsie = run_dsie(dsie_cfg, split.histories, split.warm_users, split.cold_users, Path(out_dir),
                     device=resolve_device(cfg.device), truth=_truth(loaded))
     return DsieStageResult(dsie_summary(dsie.report), dsie.paths)
