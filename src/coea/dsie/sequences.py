@@ -34,7 +34,7 @@ class Windows:
 
     inputs: np.ndarray  # (N, L) int64
     targets: np.ndarray  # (N, L) int64, or (N, L, H) for novel-set windows
-    prior: np.ndarray | None = None  # (N, V) bool, novel-set windows only
+    prior: np.ndarray | None = None  # (N, V) bool, novel-set windows only (memory: windows x categories bytes)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.inputs, self.targets) if self.prior is None else (self.inputs, self.targets, self.prior)
