@@ -164,6 +164,11 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     train, val = windows(train_users, cfg.all_windows), windows(val_users, False)
     if len(train.inputs) == 0:
         raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
+    later = f" at least {cfg.target_gap} s later" if cfg.target_gap else ""
+    what = (f"the unseen categories of the next {cfg.target_horizon or DEFAULT_HORIZON} events{later}" if cfg.novel
+            else f"the first event{later}" if later else "the next event")
+    log.info("encoder: %d training windows, %d held out; each position learns %s%s", len(train.inputs),
+             len(val.inputs), what, ", with an output bias" if cfg.with_bias else "")
     model = SasRec(vocab.size, cfg).to(device)
     model.reset_parameters()
     if model.bias is not None:  # start from the targets' log-frequency: the logits begin as popularity
