@@ -43,7 +43,7 @@ class EncoderConfig:
     # S-H@K scores; the logits then rank only unseen categories, and the plain view's ranking of history
     # categories means nothing). None: "novel" on a min_gap view, else "next" (docs/results.md, session 28: on
     # MovieLens' 1-day view, validation, three paired fits, novel with output_bias lifts sasrec+x by +0.0527
-    # [+0.0280, +0.0762]; on the default view it moved sasrec+x by -.0050, one fit, interval spanning 0)
+    # [+0.0280, +0.0762]; on the default view -0.0041 [-0.0159, +0.0068] over two fits)
     target: str | None = None
     target_horizon: int | None = None  # events; None: the split's n_future
     # a learned per-category bias on the tied output logits (initialised to the log-frequency of the training
