@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from coea.config import read_saved_config, save_config
+from coea.config import SplitConfig, read_saved_config, save_config
 from coea.data.schema import CATEGORY
 from coea.data.split import Histories
 from coea.device import model_device
@@ -38,8 +38,6 @@ from coea.dsie.vocab import PAD, UNK, CategoryVocab
 from coea.utils import atomic_path, seed_everything
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HORIZON = 10  # novel-set target's events when target_horizon is unset (the split's default n_future)
 
 
 class SasRec(nn.Module):
@@ -150,13 +148,14 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     targets = None
     if cfg.target_gap and not cfg.novel:  # the first event target_gap seconds on, not the next one
         targets = {u: gap_targets(s, times[u], cfg.target_gap) for u, s in seqs.items()}
+    horizon = cfg.target_horizon or SplitConfig().n_future  # unresolved: the default split's future
     train_users, val_users = _split_users(seqs, cfg)
 
     def windows(users: list[str], all_windows: bool) -> Windows:
         user_seqs = [seqs[u] for u in users]
         if cfg.novel:
             return novel_windows(user_seqs, cfg.max_len, all_windows, cfg.min_user_events,
-                                 cfg.target_horizon or DEFAULT_HORIZON, vocab.size,
+                                 horizon, vocab.size,
                                  None if times is None else [times[u] for u in users], cfg.target_gap or 0)
         return training_windows(user_seqs, cfg.max_len, all_windows, cfg.min_user_events,
                                 None if targets is None else [targets[u] for u in users])
@@ -165,7 +164,7 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     if len(train.inputs) == 0:
         raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
     later = f" at least {cfg.target_gap} s later" if cfg.target_gap else ""
-    what = (f"the unseen categories of the next {cfg.target_horizon or DEFAULT_HORIZON} events{later}" if cfg.novel
+    what = (f"the unseen categories of the next {horizon} events{later}" if cfg.novel
             else f"the first event{later}" if later else "the next event")
     log.info("encoder: %d training windows, %d held out; each position learns %s%s", len(train.inputs),
              len(val.inputs), what, ", with an output bias" if cfg.with_bias else "")

@@ -95,7 +95,7 @@ def _window_bounds(length: int, max_len: int, all_windows: bool):
 
 def future_starts(length: int, times: np.ndarray | None, gap: int) -> np.ndarray:
     """Each position's first future index: the next one, or with ``gap`` > 0 the first event at least ``gap``
-    seconds later (as :func:`gap_targets`; ``length`` where there is none)."""
+    seconds later and never the position itself (``length`` where there is none)."""
     nxt = np.arange(1, length + 1)
     if not gap:
         return nxt
