@@ -37,3 +37,12 @@ def test_resolve_encoder_keeps_the_default_views_next_event_sasrec():
     assert (gap.target, gap.target_gap, gap.output_bias, gap.target_horizon) == ("novel", 3600, True, 5)
     mixed = resolve_encoder(EncoderConfig(target="next", output_bias=True), SplitConfig(min_gap=3600))
     assert (mixed.target, mixed.output_bias) == ("next", True)  # explicit values win
+
+
+def test_resolve_encoder_gives_a_two_head_encoder_its_novel_heads_bias():
+    from coea.dsie.config import EncoderConfig
+    from coea.stages.dsie import resolve_encoder
+
+    both = resolve_encoder(EncoderConfig(target="both"), SplitConfig())
+    assert (both.target, both.output_bias, both.both, both.novel) == ("both", True, True, True)
+    assert not resolve_encoder(EncoderConfig(target="both", output_bias=False), SplitConfig()).with_bias

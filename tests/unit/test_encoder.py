@@ -194,3 +194,41 @@ def test_an_output_bias_starts_at_the_targets_log_frequency_and_is_saved(tiny_sy
     loaded, _, loaded_cfg = load_encoder(tmp_path)
     assert loaded_cfg.output_bias and torch.equal(loaded.bias, res.model.bias)
     assert SasRec(6, TINY).bias is None  # the default head has none
+
+
+def test_a_two_head_encoder_adds_the_next_events_cross_entropy_to_the_novel_set_loss():
+    from coea.dsie.encoder import _loss, _novel_loss
+
+    torch.manual_seed(0)
+    model = SasRec(8, EncoderConfig(dim=8, n_heads=2, n_layers=1, max_len=4, dropout=0.0, target="both"))
+    x = torch.tensor([[2, 3, 0, 0]])
+    fut = torch.tensor([[[3, 4, 2], [2, 5, 5], [0, 0, 0], [0, 0, 0]]])  # next events: 3 after 2, 2 after 3
+    prior = torch.zeros(1, 8, dtype=torch.bool)
+    loss, n = _loss(model, x, fut, prior)
+    hidden = model(x)
+    novel, n_novel = _novel_loss(model.logits(hidden), x, fut, prior)
+    nxt = model.next_logits(hidden)[0].log_softmax(-1)
+    assert n == n_novel == 2
+    assert torch.allclose(loss, novel - (nxt[0, 3] + nxt[1, 2]) / 2)
+    # the heads differ: the novel one reads a projection and has the bias (output_bias follows the novel head)
+    assert model.bias is not None and not torch.allclose(model.logits(hidden), model.next_logits(hidden))
+
+
+def test_a_two_head_encoder_ranks_by_the_mean_of_its_heads_log_softmaxes_and_round_trips(tiny_synth, tmp_path):
+    from dataclasses import replace
+
+    cfg = replace(TINY, target="both", target_horizon=5)
+    res = train_encoder(cfg, _histories(tiny_synth), tmp_path)
+    losses = [r["train_loss"] for r in res.history]
+    assert losses[-1] < losses[0] and all(np.isfinite(losses))
+    seqs = list(user_sequences(_histories(tiny_synth).interactions, res.vocab, False).values())[:4]
+    _, scores = encode(res.model, seqs, cfg)
+    with torch.no_grad():
+        h = res.model(torch.as_tensor(np.array([s[-cfg.max_len:] for s in seqs if len(s) >= cfg.max_len])))[:, -1]
+        real = [i for i in range(res.vocab.size) if i not in (PAD, UNK)]
+        mean = (res.model.next_logits(h)[:, real].log_softmax(-1) + res.model.logits(h)[:, real].log_softmax(-1)) / 2
+    full = [i for i, s in enumerate(seqs) if len(s) >= cfg.max_len]
+    assert full and np.allclose(scores[full][:, real], mean.numpy(), atol=1e-5)
+    assert np.isneginf(scores[:, [PAD, UNK]]).all()
+    loaded, _, loaded_cfg = load_encoder(tmp_path)
+    assert loaded_cfg.target == "both" and np.allclose(encode(loaded, seqs, loaded_cfg)[1][:, real], scores[:, real])

@@ -43,7 +43,9 @@ class EncoderConfig:
     # S-H@K scores; the logits then rank only unseen categories, and the plain view's ranking of history
     # categories means nothing). None: "novel" on a min_gap view, else "next" (docs/results.md, session 28: on
     # MovieLens' 1-day view, validation, three paired fits, novel with output_bias lifts sasrec+x by +0.0527
-    # [+0.0280, +0.0762]; on the default view -0.0041 [-0.0159, +0.0068] over two fits)
+    # [+0.0280, +0.0762]; on the default view -0.0041 [-0.0159, +0.0068] over two fits); "both": one trunk with
+    # two heads, the next event's (SASRec's, no bias) and the novel set's (a projection of the hidden state, with
+    # output_bias), each position trained on both losses; it ranks by the mean of the two heads' log-softmaxes
     target: str | None = None
     target_horizon: int | None = None  # events; None: the split's n_future
     # a learned per-category bias on the tied output logits (initialised to the log-frequency of the training
@@ -53,12 +55,19 @@ class EncoderConfig:
 
     @property
     def novel(self) -> bool:
-        """True when positions learn novel-category sets (an unresolved target counts as next)."""
-        return self.target == "novel"
+        """True when positions learn novel-category sets, alone or beside the next event (an unresolved target
+        counts as next)."""
+        return self.target in ("novel", "both")
+
+    @property
+    def both(self) -> bool:
+        """True when the encoder has both heads: the next event's and the novel set's."""
+        return self.target == "both"
 
     @property
     def with_bias(self) -> bool:
-        """Whether the output head has a bias (an unresolved output_bias follows the target)."""
+        """Whether the output head has a bias, the novel set's with two heads (an unresolved output_bias follows
+        the target: on when a head learns novel sets)."""
         return self.novel if self.output_bias is None else self.output_bias
 
     def __post_init__(self) -> None:
@@ -74,8 +83,8 @@ class EncoderConfig:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
         if self.target_gap is not None and self.target_gap < 0:
             raise ValueError(f"target_gap must be >= 0 seconds or null, got {self.target_gap!r}")
-        if self.target not in (None, "next", "novel"):
-            raise ValueError(f"target must be 'next' or 'novel', got {self.target!r}")
+        if self.target not in (None, "next", "novel", "both"):
+            raise ValueError(f"target must be 'next', 'novel' or 'both', got {self.target!r}")
         if self.target_horizon is not None and self.target_horizon <= 0:
             raise ValueError(f"target_horizon must be > 0 events or null, got {self.target_horizon!r}")
         if self.target_gap and self.collapse_repeats:

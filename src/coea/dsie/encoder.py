@@ -1,5 +1,6 @@
 """Long-term encoder: a SASRec-style causal self-attention model trained to predict the next category (or, with
-``target: novel``, the categories the user takes up for the first time over the next events).
+``target: novel``, the categories the user takes up for the first time over the next events; with ``target: both``,
+each with its own head on one trunk).
 
 Tokens are categories (see :mod:`coea.dsie.vocab`); learned positions; pre-norm causal transformer blocks;
 output logits tied to the token embeddings. The *user embedding* is the final position's hidden state,
@@ -53,6 +54,8 @@ class SasRec(nn.Module):
         self.blocks = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
         self.bias = nn.Parameter(torch.zeros(vocab_size)) if cfg.with_bias else None
+        # target both: the novel-set head reads a projection of the hidden state (the next-event head reads it as it is)
+        self.novel_proj = nn.Linear(cfg.dim, cfg.dim) if cfg.both else None
 
     def reset_parameters(self) -> None:
         """Small embeddings (std 0.02, GPT-2 style) so the tied output logits start near uniform."""
@@ -70,9 +73,24 @@ class SasRec(nn.Module):
         return self.norm(h)  # (B, L, D)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Scores of every token, tied to the input embeddings: (..., D) -> (..., V)."""
-        out = hidden @ self.tokens.weight.T
+        """Scores of every token, tied to the input embeddings: (..., D) -> (..., V). With two heads, the novel-set
+        head's (:meth:`next_logits` is the other)."""
+        out = (hidden if self.novel_proj is None else self.novel_proj(hidden)) @ self.tokens.weight.T
         return out if self.bias is None else out + self.bias
+
+    def next_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The next-event head of a two-head encoder: tied to the input embeddings, no bias."""
+        return hidden @ self.tokens.weight.T
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What the encoder ranks by, (..., D) -> (..., V): the logits, or with two heads the mean of their
+        log-softmaxes over the real categories (PAD and UNK at -inf)."""
+        if self.novel_proj is None:
+            return self.logits(hidden)
+        real = torch.ones(self.tokens.num_embeddings, dtype=torch.bool, device=hidden.device)
+        real[[PAD, UNK]] = False
+        heads = [self.next_logits(hidden), self.logits(hidden)]
+        return sum(h.masked_fill(~real, -torch.inf).log_softmax(-1) for h in heads) / 2
 
 
 @dataclass
@@ -96,11 +114,23 @@ def _loss(model: SasRec, inputs: torch.Tensor, targets: torch.Tensor,
           prior: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Mean loss over the trained positions of a batch and their number. Next-event windows: cross-entropy of
     each position's target. Novel-set windows (``prior`` given): each position with at least one unseen target
-    gets -mean log softmax over the categories not seen up to it, of its unseen targets."""
-    logits = model.logits(model(inputs))  # (B, L, V)
+    gets -mean log softmax over the categories not seen up to it, of its unseen targets. Two heads: the sum of the
+    novel-set loss and the next-event head's cross-entropy of each position's first future token (its next event,
+    or with ``target_gap`` the first one that much later); the number is the novel set's."""
+    hidden = model(inputs)  # (B, L, D)
+    logits = model.logits(hidden)  # (B, L, V)
     if prior is None:
         n = int((targets != PAD).sum())
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD), n
+    loss, n = _novel_loss(logits, inputs, targets, prior)
+    if model.novel_proj is not None:
+        nxt = model.next_logits(hidden)
+        loss = loss + F.cross_entropy(nxt.reshape(-1, nxt.shape[-1]), targets[..., 0].reshape(-1), ignore_index=PAD)
+    return loss, n
+
+
+def _novel_loss(logits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor,
+                prior: torch.Tensor) -> tuple[torch.Tensor, int]:
     vocab = logits.shape[-1]
     seen = F.one_hot(inputs, vocab).cumsum(1).gt(0) | prior[:, None, :]  # (B, L, V): had up to and incl. t
     seen[..., [PAD, UNK]] = True
@@ -164,8 +194,9 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     if len(train.inputs) == 0:
         raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
     later = f" at least {cfg.target_gap} s later" if cfg.target_gap else ""
-    what = (f"the unseen categories of the next {horizon} events{later}" if cfg.novel
-            else f"the first event{later}" if later else "the next event")
+    first = f"the first event{later}" if later else "the next event"
+    novel = f"the unseen categories of the next {horizon} events{later}"
+    what = f"{first} (one head) and {novel} (another)" if cfg.both else novel if cfg.novel else first
     log.info("encoder: %d training windows, %d held out; each position learns %s%s", len(train.inputs),
              len(val.inputs), what, ", with an output bias" if cfg.with_bias else "")
     model = SasRec(vocab.size, cfg).to(device)
@@ -242,7 +273,8 @@ def _warn_if_capped(history: list[dict[str, float]], cfg: EncoderConfig) -> None
 
 @torch.no_grad()
 def encode(model: SasRec, seqs: list[list[int]], cfg: EncoderConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Final-position hidden states, L2-normalised (N, D), and next-token logits (N, V) for each sequence.
+    """Final-position hidden states, L2-normalised (N, D), and the scores the encoder ranks by (N, V; next-token
+    logits, or with two heads the mean of their log-softmaxes: :meth:`SasRec.scores`) for each sequence.
 
     An empty sequence gets a zero embedding and uniform logits (callers treat such users as cold-start). Inputs
     go to the model's own device.
@@ -255,7 +287,7 @@ def encode(model: SasRec, seqs: list[list[int]], cfg: EncoderConfig) -> tuple[np
         h = model(torch.as_tensor(inputs[idx], device=device))  # (B, L, D)
         final = h[torch.arange(len(idx), device=device), torch.as_tensor(last[idx], device=device)]  # (B, D)
         embs.append(F.normalize(final, dim=-1).cpu().numpy())
-        logits.append(model.logits(final).cpu().numpy())
+        logits.append(model.scores(final).cpu().numpy())
     emb = np.concatenate(embs) if embs else np.zeros((0, cfg.dim), np.float32)
     logit = np.concatenate(logits) if logits else np.zeros((0, model.tokens.num_embeddings), np.float32)
     empty = np.array([len(s) == 0 for s in seqs], dtype=bool)

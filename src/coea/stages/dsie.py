@@ -40,11 +40,11 @@ def _truth(loaded: LoadedData) -> dict[str, int] | None:
 def resolve_encoder(enc: EncoderConfig, split: SplitConfig) -> EncoderConfig:
     """``enc`` with its null target fields set from the split, so a view's encoder learns what the view scores:
     ``target_gap`` = ``min_gap``; ``target`` = novel on a ``min_gap`` view, next otherwise; ``target_horizon`` =
-    ``n_future``; ``output_bias`` = on with the novel target."""
+    ``n_future``; ``output_bias`` = on when a head learns novel sets."""
     gap = split.min_gap if enc.target_gap is None else enc.target_gap
     target = enc.target or ("novel" if split.min_gap > 0 else "next")
     horizon = split.n_future if enc.target_horizon is None else enc.target_horizon
-    bias = target == "novel" if enc.output_bias is None else enc.output_bias
+    bias = target in ("novel", "both") if enc.output_bias is None else enc.output_bias
     return replace(enc, target_gap=gap, target=target, target_horizon=horizon, output_bias=bias)
 
 
