@@ -1,5 +1,6 @@
 """The dsie stage trains the encoder on what a view scores: its target gap follows the split's min_gap, so does the
-choice of a novel-set target (with an output bias), and that target's horizon follows its n_future."""
+choice of a novel-set target (with an output bias; a next-event and novel-set pair without a gap), and that
+target's horizon follows its n_future."""
 
 import json
 from dataclasses import replace
@@ -27,22 +28,37 @@ def test_the_encoder_target_gap_and_horizon_follow_the_split_unless_set(tmp_path
     assert gap.dsie.encoder.target_gap is None  # the run config itself is not changed
 
 
-def test_resolve_encoder_keeps_the_default_views_next_event_sasrec():
+def test_resolve_encoder_gives_the_default_view_a_next_event_and_novel_set_pair():
     from coea.dsie.config import EncoderConfig
     from coea.stages.dsie import resolve_encoder
 
     plain = resolve_encoder(EncoderConfig(), SplitConfig())
-    assert (plain.target, plain.target_gap, plain.output_bias, plain.target_horizon) == ("next", 0, False, 10)
+    assert (plain.target, plain.target_gap, plain.output_bias, plain.target_horizon) == ("both", 0, True, 10)
     gap = resolve_encoder(EncoderConfig(), SplitConfig(min_gap=3600, n_future=5))
     assert (gap.target, gap.target_gap, gap.output_bias, gap.target_horizon) == ("novel", 3600, True, 5)
     mixed = resolve_encoder(EncoderConfig(target="next", output_bias=True), SplitConfig(min_gap=3600))
     assert (mixed.target, mixed.output_bias) == ("next", True)  # explicit values win
 
 
-def test_resolve_encoder_gives_a_two_head_encoder_its_novel_heads_bias():
+def test_resolve_encoder_gives_the_pairs_novel_set_encoder_its_bias():
     from coea.dsie.config import EncoderConfig
     from coea.stages.dsie import resolve_encoder
 
     both = resolve_encoder(EncoderConfig(target="both"), SplitConfig())
-    assert (both.target, both.output_bias, both.both, both.novel) == ("both", True, True, True)
-    assert not resolve_encoder(EncoderConfig(target="both", output_bias=False), SplitConfig()).with_bias
+    assert (both.target, both.output_bias) == ("both", True)
+    assert [p.with_bias for p in both.parts()] == [False, True]
+    assert [p.with_bias for p in replace(both, output_bias=False).parts()] == [False, False]
+
+
+def test_the_default_view_writes_a_pair_that_loads_and_ranks(tmp_path):
+    from coea.dsie.artifact import load_dsie
+    from coea.dsie.encoder import SasRecPair
+    from coea.stages import run_dsie_group, run_prepare_data
+
+    cfg = tiny_config()
+    run_prepare_data(cfg, tmp_path / "data")
+    run_dsie_group(cfg, tmp_path / "data", tmp_path / "dsie")
+    saved = json.loads((tmp_path / "dsie" / "encoder" / "encoder_config.json").read_text())
+    assert (saved["target"], saved["target_gap"], saved["output_bias"]) == ("both", 0, True)
+    enc = load_dsie(tmp_path / "dsie").encoder
+    assert isinstance(enc.model, SasRecPair) and [p.bias is not None for p in enc.model.parts] == [False, True]

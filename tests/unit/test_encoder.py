@@ -196,39 +196,33 @@ def test_an_output_bias_starts_at_the_targets_log_frequency_and_is_saved(tiny_sy
     assert SasRec(6, TINY).bias is None  # the default head has none
 
 
-def test_a_two_head_encoder_adds_the_next_events_cross_entropy_to_the_novel_set_loss():
-    from coea.dsie.encoder import _loss, _novel_loss
-
-    torch.manual_seed(0)
-    model = SasRec(8, EncoderConfig(dim=8, n_heads=2, n_layers=1, max_len=4, dropout=0.0, target="both"))
-    x = torch.tensor([[2, 3, 0, 0]])
-    fut = torch.tensor([[[3, 4, 2], [2, 5, 5], [0, 0, 0], [0, 0, 0]]])  # next events: 3 after 2, 2 after 3
-    prior = torch.zeros(1, 8, dtype=torch.bool)
-    loss, n = _loss(model, x, fut, prior)
-    hidden = model(x)
-    novel, n_novel = _novel_loss(model.logits(hidden), x, fut, prior)
-    nxt = model.next_logits(hidden)[0].log_softmax(-1)
-    assert n == n_novel == 2
-    assert torch.allclose(loss, novel - (nxt[0, 3] + nxt[1, 2]) / 2)
-    # the heads differ: the novel one reads a projection and has the bias (output_bias follows the novel head)
-    assert model.bias is not None and not torch.allclose(model.logits(hidden), model.next_logits(hidden))
-
-
-def test_a_two_head_encoder_ranks_by_the_mean_of_its_heads_log_softmaxes_and_round_trips(tiny_synth, tmp_path):
+def test_target_both_trains_each_encoder_as_it_would_be_trained_alone_and_ranks_by_their_mean_log_softmax(
+        tiny_synth, tmp_path):
     from dataclasses import replace
 
+    h = _histories(tiny_synth)
     cfg = replace(TINY, target="both", target_horizon=5)
-    res = train_encoder(cfg, _histories(tiny_synth), tmp_path)
-    losses = [r["train_loss"] for r in res.history]
-    assert losses[-1] < losses[0] and all(np.isfinite(losses))
-    seqs = list(user_sequences(_histories(tiny_synth).interactions, res.vocab, False).values())[:4]
-    _, scores = encode(res.model, seqs, cfg)
-    with torch.no_grad():
-        h = res.model(torch.as_tensor(np.array([s[-cfg.max_len:] for s in seqs if len(s) >= cfg.max_len])))[:, -1]
-        real = [i for i in range(res.vocab.size) if i not in (PAD, UNK)]
-        mean = (res.model.next_logits(h)[:, real].log_softmax(-1) + res.model.logits(h)[:, real].log_softmax(-1)) / 2
-    full = [i for i, s in enumerate(seqs) if len(s) >= cfg.max_len]
-    assert full and np.allclose(scores[full][:, real], mean.numpy(), atol=1e-5)
-    assert np.isneginf(scores[:, [PAD, UNK]]).all()
+    nxt, novel = cfg.parts()
+    assert (nxt.target, nxt.output_bias, novel.target, novel.output_bias) == ("next", False, "novel", True)
+    pair = train_encoder(cfg, h, tmp_path)
+    alone = [train_encoder(part, h) for part in cfg.parts()]
+    for part, single in zip(pair.model.parts, alone, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(part.state_dict().values(), single.model.state_dict().values(),
+                                                     strict=True))
+    assert [r["target"] for r in pair.history] == ["next"] * len(alone[0].history) + ["novel"] * len(alone[1].history)
+    seqs = list(user_sequences(h.interactions, pair.vocab, False).values())[:6] + [[]]
+    emb, scores = encode(pair.model, seqs, cfg)
+    emb_next, logits_next = encode(alone[0].model, seqs, nxt)
+    _, logits_novel = encode(alone[1].model, seqs, novel)
+    real = [i for i in range(pair.vocab.size) if i not in (PAD, UNK)]
+
+    def log_softmax(x):
+        x = x[:, real]
+        return x - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True)) - x.max(1, keepdims=True)
+
+    assert np.allclose(emb, emb_next)  # the user embedding (CSIDs) is the next-event encoder's
+    expect = (log_softmax(logits_next) + log_softmax(logits_novel)) / 2
+    assert np.allclose(scores[:-1, real], expect[:-1], atol=1e-5) and np.isneginf(scores[:, [PAD, UNK]]).all()
+    assert (scores[-1, real] == 0).all() and (emb[-1] == 0).all()  # an empty history: uniform, zero embedding
     loaded, _, loaded_cfg = load_encoder(tmp_path)
-    assert loaded_cfg.target == "both" and np.allclose(encode(loaded, seqs, loaded_cfg)[1][:, real], scores[:, real])
+    assert loaded_cfg.both and np.allclose(encode(loaded, seqs, loaded_cfg)[1][:, real], scores[:, real])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 def _require(ok: bool, name: str, value: object, bound: str) -> None:
@@ -43,32 +43,40 @@ class EncoderConfig:
     # S-H@K scores; the logits then rank only unseen categories, and the plain view's ranking of history
     # categories means nothing). None: "novel" on a min_gap view, else "next" (docs/results.md, session 28: on
     # MovieLens' 1-day view, validation, three paired fits, novel with output_bias lifts sasrec+x by +0.0527
-    # [+0.0280, +0.0762]; on the default view -0.0041 [-0.0159, +0.0068] over two fits); "both": one trunk with
-    # two heads, the next event's (SASRec's, no bias) and the novel set's (a projection of the hidden state, with
-    # output_bias), each position trained on both losses; it ranks by the mean of the two heads' log-softmaxes
+    # [+0.0280, +0.0762]; on the default view -0.0041 [-0.0159, +0.0068] over two fits); "both": two encoders
+    # trained apart on these settings, one per objective (next: no bias; novel: output_bias), ranking by the mean of
+    # their log-softmaxes; the next-event one gives the user embeddings (CSIDs)
     target: str | None = None
     target_horizon: int | None = None  # events; None: the split's n_future
     # a learned per-category bias on the tied output logits (initialised to the log-frequency of the training
-    # targets), so popularity need not be carried by the hidden state; None: on with the novel target only
+    # targets), so popularity need not be carried by the hidden state; None: on with the novel target (and both's
+    # novel-set encoder) only
     output_bias: bool | None = None
     seed: int = 0
 
     @property
     def novel(self) -> bool:
-        """True when positions learn novel-category sets, alone or beside the next event (an unresolved target
-        counts as next)."""
-        return self.target in ("novel", "both")
+        """True when positions learn novel-category sets (an unresolved target counts as next)."""
+        return self.target == "novel"
 
     @property
     def both(self) -> bool:
-        """True when the encoder has both heads: the next event's and the novel set's."""
+        """True for a pair of encoders, one per objective (:meth:`parts`)."""
         return self.target == "both"
+
+    def parts(self) -> list[EncoderConfig]:
+        """The configs of the encoders trained: itself, or with ``target: both`` the next-event one (no bias) and
+        the novel-set one (the bias as ``with_bias`` says)."""
+        if not self.both:
+            return [self]
+        return [replace(self, target="next", output_bias=False),
+                replace(self, target="novel", output_bias=self.with_bias)]
 
     @property
     def with_bias(self) -> bool:
-        """Whether the output head has a bias, the novel set's with two heads (an unresolved output_bias follows
-        the target: on when a head learns novel sets)."""
-        return self.novel if self.output_bias is None else self.output_bias
+        """Whether the output head has a bias, the novel-set encoder's with ``both`` (an unresolved output_bias
+        follows the target: on when novel sets are learned)."""
+        return (self.novel or self.both) if self.output_bias is None else self.output_bias
 
     def __post_init__(self) -> None:
         for name in ("dim", "n_layers", "n_heads", "max_len", "epochs", "batch_size", "patience",

@@ -1,6 +1,6 @@
 """Long-term encoder: a SASRec-style causal self-attention model trained to predict the next category (or, with
 ``target: novel``, the categories the user takes up for the first time over the next events; with ``target: both``,
-each with its own head on one trunk).
+one encoder of each, trained apart, that rank together: :class:`SasRecPair`).
 
 Tokens are categories (see :mod:`coea.dsie.vocab`); learned positions; pre-norm causal transformer blocks;
 output logits tied to the token embeddings. The *user embedding* is the final position's hidden state,
@@ -54,8 +54,6 @@ class SasRec(nn.Module):
         self.blocks = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
         self.bias = nn.Parameter(torch.zeros(vocab_size)) if cfg.with_bias else None
-        # target both: the novel-set head reads a projection of the hidden state (the next-event head reads it as it is)
-        self.novel_proj = nn.Linear(cfg.dim, cfg.dim) if cfg.both else None
 
     def reset_parameters(self) -> None:
         """Small embeddings (std 0.02, GPT-2 style) so the tied output logits start near uniform."""
@@ -73,34 +71,65 @@ class SasRec(nn.Module):
         return self.norm(h)  # (B, L, D)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Scores of every token, tied to the input embeddings: (..., D) -> (..., V). With two heads, the novel-set
-        head's (:meth:`next_logits` is the other)."""
-        out = (hidden if self.novel_proj is None else self.novel_proj(hidden)) @ self.tokens.weight.T
+        """Scores of every token, tied to the input embeddings: (..., D) -> (..., V)."""
+        out = hidden @ self.tokens.weight.T
         return out if self.bias is None else out + self.bias
 
-    def next_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The next-event head of a two-head encoder: tied to the input embeddings, no bias."""
-        return hidden @ self.tokens.weight.T
+    @property
+    def vocab_size(self) -> int:
+        return self.tokens.num_embeddings
 
-    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        """What the encoder ranks by, (..., D) -> (..., V): the logits, or with two heads the mean of their
-        log-softmaxes over the real categories (PAD and UNK at -inf)."""
-        if self.novel_proj is None:
-            return self.logits(hidden)
-        real = torch.ones(self.tokens.num_embeddings, dtype=torch.bool, device=hidden.device)
-        real[[PAD, UNK]] = False
-        heads = [self.next_logits(hidden), self.logits(hidden)]
-        return sum(h.masked_fill(~real, -torch.inf).log_softmax(-1) for h in heads) / 2
+    def final(self, inputs: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hidden state at each row's ``last`` position, L2-normalised (B, D), and its logits (B, V)."""
+        h = self(inputs)  # (B, L, D)
+        final = h[torch.arange(len(inputs), device=inputs.device), last]  # (B, D)
+        return F.normalize(final, dim=-1), self.logits(final)
+
+
+class SasRecPair(nn.Module):
+    """``target: both``: a next-event encoder and a novel-set encoder, trained apart (the config's
+    :meth:`~coea.dsie.config.EncoderConfig.parts`). The next-event one gives the user embedding; they rank by the
+    mean of their log-softmaxes over the real categories (a geometric mean of the two distributions): on MovieLens
+    validation the pair lifted ``sasrec+x`` where two next-event encoders did not (docs/results.md, session 29)."""
+
+    def __init__(self, parts: list[SasRec]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.parts[0].vocab_size
+
+    def final(self, inputs: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next-event encoder's embedding (B, D) and the mean of the parts' log-softmaxes (B, V; PAD and UNK
+        at -inf)."""
+        special = torch.zeros(self.vocab_size, dtype=torch.bool, device=inputs.device)
+        special[[PAD, UNK]] = True
+        outs = [part.final(inputs, last) for part in self.parts]
+        logp = [logits.masked_fill(special, -torch.inf).log_softmax(-1) for _, logits in outs]
+        return outs[0][0], sum(logp) / len(logp)
+
+
+Encoder = SasRec | SasRecPair
+
+
+def build_encoder(vocab_size: int, cfg: EncoderConfig) -> Encoder:
+    """The (untrained) model ``cfg`` describes: a :class:`SasRec`, or with ``target: both`` a :class:`SasRecPair`."""
+    if cfg.both:
+        return SasRecPair([SasRec(vocab_size, part) for part in cfg.parts()])
+    return SasRec(vocab_size, cfg)
 
 
 @dataclass
 class EncoderResult:
     """A trained encoder and what it produced."""
 
-    model: SasRec
+    model: Encoder
     vocab: CategoryVocab
     config: EncoderConfig
-    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train/val loss, ms/step
+    # per epoch: train/val loss, ms/step (with target both, the next-event encoder's epochs, then the novel-set one's,
+    # each row's "target" saying which)
+    history: list[dict[str, float]] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
 
 
@@ -114,23 +143,11 @@ def _loss(model: SasRec, inputs: torch.Tensor, targets: torch.Tensor,
           prior: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Mean loss over the trained positions of a batch and their number. Next-event windows: cross-entropy of
     each position's target. Novel-set windows (``prior`` given): each position with at least one unseen target
-    gets -mean log softmax over the categories not seen up to it, of its unseen targets. Two heads: the sum of the
-    novel-set loss and the next-event head's cross-entropy of each position's first future token (its next event,
-    or with ``target_gap`` the first one that much later); the number is the novel set's."""
-    hidden = model(inputs)  # (B, L, D)
-    logits = model.logits(hidden)  # (B, L, V)
+    gets -mean log softmax over the categories not seen up to it, of its unseen targets."""
+    logits = model.logits(model(inputs))  # (B, L, V)
     if prior is None:
         n = int((targets != PAD).sum())
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD), n
-    loss, n = _novel_loss(logits, inputs, targets, prior)
-    if model.novel_proj is not None:
-        nxt = model.next_logits(hidden)
-        loss = loss + F.cross_entropy(nxt.reshape(-1, nxt.shape[-1]), targets[..., 0].reshape(-1), ignore_index=PAD)
-    return loss, n
-
-
-def _novel_loss(logits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor,
-                prior: torch.Tensor) -> tuple[torch.Tensor, int]:
     vocab = logits.shape[-1]
     seen = F.one_hot(inputs, vocab).cumsum(1).gt(0) | prior[:, None, :]  # (B, L, V): had up to and incl. t
     seen[..., [PAD, UNK]] = True
@@ -169,12 +186,24 @@ def _split_users(seqs: dict[str, list[int]], cfg: EncoderConfig) -> tuple[list[s
 def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None = None, *,
                   device: str = "cpu") -> EncoderResult:
     """Train on ``device`` (a resolved torch device string) with early stopping on held-out users; optionally
-    save model + config."""
-    seed_everything(cfg.seed)
+    save model + config. With ``target: both`` each of the two encoders is trained in turn, as it would be alone."""
     counts = histories.interactions[CATEGORY].value_counts().to_dict()
     vocab = CategoryVocab.from_counts(counts, cfg.min_category_support)
     seqs = user_sequences(histories.interactions, vocab, cfg.collapse_repeats)
     times = user_times(histories.interactions) if cfg.target_gap else None
+    history: list[dict] = []
+    parts = [_train_part(part, vocab, seqs, times, device, history) for part in cfg.parts()]
+    result = EncoderResult(SasRecPair(parts) if cfg.both else parts[0], vocab, cfg, history)
+    if out_dir is not None:
+        result.paths = save_encoder(result, out_dir)
+    return result
+
+
+def _train_part(cfg: EncoderConfig, vocab: CategoryVocab, seqs: dict[str, list[int]],
+                times: dict[str, np.ndarray] | None, device: str, history: list[dict]) -> SasRec:
+    """One encoder (``cfg.target`` next or novel), trained and back at its best held-out epoch; its epochs are
+    appended to ``history``."""
+    seed_everything(cfg.seed)
     targets = None
     if cfg.target_gap and not cfg.novel:  # the first event target_gap seconds on, not the next one
         targets = {u: gap_targets(s, times[u], cfg.target_gap) for u, s in seqs.items()}
@@ -194,9 +223,8 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     if len(train.inputs) == 0:
         raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
     later = f" at least {cfg.target_gap} s later" if cfg.target_gap else ""
-    first = f"the first event{later}" if later else "the next event"
-    novel = f"the unseen categories of the next {horizon} events{later}"
-    what = f"{first} (one head) and {novel} (another)" if cfg.both else novel if cfg.novel else first
+    what = (f"the unseen categories of the next {horizon} events{later}" if cfg.novel
+            else f"the first event{later}" if later else "the next event")
     log.info("encoder: %d training windows, %d held out; each position learns %s%s", len(train.inputs),
              len(val.inputs), what, ", with an output bias" if cfg.with_bias else "")
     model = SasRec(vocab.size, cfg).to(device)
@@ -204,11 +232,8 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     if model.bias is not None:  # start from the targets' log-frequency: the logits begin as popularity
         _init_bias(model, train)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    result = EncoderResult(model, vocab, cfg)
-    _fit(model, opt, train, val, cfg, result)
-    if out_dir is not None:
-        result.paths = save_encoder(result, out_dir)
-    return result
+    _fit(model, opt, train, val, cfg, history)
+    return model
 
 
 @torch.no_grad()
@@ -220,9 +245,9 @@ def _init_bias(model: SasRec, train: Windows) -> None:
 
 
 def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows, cfg: EncoderConfig,
-         result: EncoderResult) -> None:
+         history: list[dict]) -> None:
     rng, device = np.random.default_rng(cfg.seed + 1), model_device(model)
-    best, best_state, stale = math.inf, None, 0
+    best, best_state, stale, rows = math.inf, None, 0, []
     bar = tqdm(range(cfg.epochs), desc="encoder", unit="epoch", disable=None)
     for epoch in bar:
         model.train()
@@ -235,8 +260,9 @@ def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows
             losses.append(loss.item())
         ms = 1000 * (time.perf_counter() - start) / max(len(losses), 1)
         val_loss = _eval_loss(model, val, cfg) if len(val.inputs) else float(np.mean(losses))
-        result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                               "ms_per_step": ms})
+        rows.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "ms_per_step": ms,
+                     "target": cfg.target or "next"})
+        history.append(rows[-1])
         log.info("encoder epoch %d: train %.4f val %.4f (%.1f ms/step)", epoch, np.mean(losses), val_loss, ms)
         bar.set_postfix(train=f"{np.mean(losses):.3f}", val=f"{val_loss:.3f}")
         if val_loss < best - 1e-4:
@@ -248,7 +274,7 @@ def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows
                 log.info("encoder: early stop after epoch %d (best val %.4f)", epoch, best)
                 break
     else:
-        _warn_if_capped(result.history, cfg)
+        _warn_if_capped(rows, cfg)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -272,9 +298,9 @@ def _warn_if_capped(history: list[dict[str, float]], cfg: EncoderConfig) -> None
 
 
 @torch.no_grad()
-def encode(model: SasRec, seqs: list[list[int]], cfg: EncoderConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Final-position hidden states, L2-normalised (N, D), and the scores the encoder ranks by (N, V; next-token
-    logits, or with two heads the mean of their log-softmaxes: :meth:`SasRec.scores`) for each sequence.
+def encode(model: Encoder, seqs: list[list[int]], cfg: EncoderConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Final-position hidden states, L2-normalised (N, D), and next-token logits (N, V) for each sequence (a
+    :class:`SasRecPair`: its next-event encoder's states and the mean of its parts' log-softmaxes).
 
     An empty sequence gets a zero embedding and uniform logits (callers treat such users as cold-start). Inputs
     go to the model's own device.
@@ -284,12 +310,11 @@ def encode(model: SasRec, seqs: list[list[int]], cfg: EncoderConfig) -> tuple[np
     inputs, last = last_windows(seqs, cfg.max_len)
     embs, logits = [], []
     for idx in _batches(len(seqs), 512, None):
-        h = model(torch.as_tensor(inputs[idx], device=device))  # (B, L, D)
-        final = h[torch.arange(len(idx), device=device), torch.as_tensor(last[idx], device=device)]  # (B, D)
-        embs.append(F.normalize(final, dim=-1).cpu().numpy())
-        logits.append(model.scores(final).cpu().numpy())
+        emb, logit = model.final(torch.as_tensor(inputs[idx], device=device), torch.as_tensor(last[idx], device=device))
+        embs.append(emb.cpu().numpy())
+        logits.append(logit.cpu().numpy())
     emb = np.concatenate(embs) if embs else np.zeros((0, cfg.dim), np.float32)
-    logit = np.concatenate(logits) if logits else np.zeros((0, model.tokens.num_embeddings), np.float32)
+    logit = np.concatenate(logits) if logits else np.zeros((0, model.vocab_size), np.float32)
     empty = np.array([len(s) == 0 for s in seqs], dtype=bool)
     emb[empty] = 0.0
     logit[empty] = 0.0
@@ -308,11 +333,11 @@ def save_encoder(result: EncoderResult, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def load_encoder(out_dir: Path, device: str = "cpu") -> tuple[SasRec, CategoryVocab, EncoderConfig]:
+def load_encoder(out_dir: Path, device: str = "cpu") -> tuple[Encoder, CategoryVocab, EncoderConfig]:
     """Rebuild what :func:`save_encoder` wrote, on ``device`` (a resolved torch device string), in eval mode."""
     cfg = read_saved_config(EncoderConfig, out_dir / "encoder_config.json")
     vocab = CategoryVocab.load(out_dir / "encoder_vocab.json")
-    model = SasRec(vocab.size, cfg).to(device)
+    model = build_encoder(vocab.size, cfg).to(device)
     model.load_state_dict(torch.load(out_dir / "encoder.pt", map_location=device, weights_only=True))
     model.eval()
     return model, vocab, cfg
