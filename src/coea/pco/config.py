@@ -109,7 +109,7 @@ class PcoConfig:
     margin: float = 0.1  # pairs need chosen score > rejected score + margin (R-LLM P(yes); nats for teacher)
     # reward teacher: the weight w of the DSIE encoder's log-probability (llm.encoder_weight's value with the old
     # encoder, session 16: ranking unseen categories by log P_N + 0.25 log p_S beat the N-LLM alone on MovieLens
-    # validation, not on test). The `distil` preset sets 0.5 (llm.encoder_weight's value since session 22) with 10
+    # validation, not on test). The `distil` preset sets 0.5 (llm.encoder_weight's value in sessions 22-28) with 10
     # pairs per prompt and soft labels: the tuned N-LLM +0.0090 over its SFT model on validation, +0.0133 on test
     # (docs/results.md, sessions 23-24)
     teacher_weight: float = 0.25
