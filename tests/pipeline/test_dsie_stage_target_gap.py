@@ -48,6 +48,8 @@ def test_resolve_encoder_gives_the_pairs_novel_set_encoder_its_bias():
     assert (both.target, both.output_bias) == ("both", True)
     assert [p.with_bias for p in both.parts()] == [False, True]
     assert [p.with_bias for p in replace(both, output_bias=False).parts()] == [False, False]
+    gap = resolve_encoder(EncoderConfig(target="both"), SplitConfig(min_gap=3600, n_future=4)).parts()
+    assert [(p.target, p.target_gap, p.target_horizon) for p in gap] == [("next", 3600, 4), ("novel", 3600, 4)]
 
 
 def test_the_default_view_writes_a_pair_that_loads_and_ranks(tmp_path):

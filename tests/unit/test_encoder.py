@@ -136,6 +136,9 @@ def test_an_encoder_with_a_target_gap_trains_on_the_events_a_gap_later(tiny_synt
     res = train_encoder(replace(TINY, target_gap=gap), h, tmp_path)
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert load_encoder(tmp_path)[2].target_gap == gap  # saved with the model, as the sasrec method reads it
+    pair = train_encoder(replace(TINY, target_gap=gap, target="both", target_horizon=5, epochs=2), h)
+    assert [r["target"] for r in pair.history] == ["next", "next", "novel", "novel"]  # both parts learn a gap later
+    assert all(np.isfinite(r["train_loss"]) for r in pair.history)
 
 
 def test_novel_windows_carry_each_positions_next_events_and_the_history_before_the_window():
