@@ -129,7 +129,7 @@ class EncoderResult:
     config: EncoderConfig
     # per epoch: train/val loss, ms/step (with target both, the next-event encoder's epochs, then the novel-set one's,
     # each row's "target" saying which)
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
 
 

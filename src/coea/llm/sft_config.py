@@ -204,9 +204,10 @@ class LlmConfig:
     # served coea_seq+x, MovieLens validation, two trainings, benchmarks/analysis_fusion.py --novelty coea):
     # w 0 / 0.25 / 0.5 / 1 / 2 / 4 = .6812 / .7007 / .7095 / .7111 / .7140 / .7106 (docs/results.md, session 22).
     # The old encoder's choice was 0.25 (session 16). Re-chosen in session 29 for the default view's encoder pair
-    # (dsie.encoder.target both) with the same rule, two SFT N-LLMs (--novelty sft: the pair came after the PCO
-    # runs): w 0 / 0.5 / 1 / 2 / 4 / 8 = .6816 / .7052 / .7131 / .7149 / .7192 / .7203, so 4. On the 1-day view's
-    # validation (novel-set encoder, two distil trainings) no weight separates: w 0 .5204, 0.5 .5192, 4 .5136
+    # (dsie.encoder.target both) with the same rule on two N-LLMs after SFT (no PCO run with the pair yet):
+    # w 0 / 0.5 / 1 / 2 / 4 / 8 = .6816 / .7052 / .7131 / .7149 / .7192 / .7203, so 4; on test nllm_seq+x with the
+    # pair at 4 is +0.0097 [+0.0020, +0.0173] above the old encoder at 0.5. On the 1-day view's validation
+    # (novel-set encoder, two distil trainings) no weight separates: w 0 .5204, 0.5 .5192, 4 .5136
     encoder_weight: float = 4.0
     cold_start: ColdStart = ColdStart.POPULARITY  # see ColdStart: every LLM method, for users without history
     temperature: float = 1.0  # sampling temperature of the N-LLM
