@@ -11,6 +11,7 @@ from coea.dsie.config import EncoderConfig
 from coea.dsie.encoder import SasRec, _warn_if_capped, encode, load_encoder, train_encoder
 from coea.dsie.sequences import training_windows, user_sequences
 from coea.dsie.vocab import PAD, UNK, CategoryVocab
+from coea.utils import log_softmax_rows
 from tests.helpers import events
 
 TINY = EncoderConfig(dim=16, n_layers=1, n_heads=2, max_len=12, epochs=4, batch_size=32, patience=10, seed=1)
@@ -218,13 +219,8 @@ def test_target_both_trains_each_encoder_as_it_would_be_trained_alone_and_ranks_
     emb_next, logits_next = encode(alone[0].model, seqs, nxt)
     _, logits_novel = encode(alone[1].model, seqs, novel)
     real = [i for i in range(pair.vocab.size) if i not in (PAD, UNK)]
-
-    def log_softmax(x):
-        x = x[:, real]
-        return x - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True)) - x.max(1, keepdims=True)
-
     assert np.allclose(emb, emb_next)  # the user embedding (CSIDs) is the next-event encoder's
-    expect = (log_softmax(logits_next) + log_softmax(logits_novel)) / 2
+    expect = (log_softmax_rows(logits_next[:, real]) + log_softmax_rows(logits_novel[:, real])) / 2
     assert np.allclose(scores[:-1, real], expect[:-1], atol=1e-5) and np.isneginf(scores[:, [PAD, UNK]]).all()
     assert (scores[-1, real] == 0).all() and (emb[-1] == 0).all()  # an empty history: uniform, zero embedding
     loaded, _, loaded_cfg = load_encoder(tmp_path)

@@ -47,8 +47,8 @@ def resolve_encoder(enc: EncoderConfig, split: SplitConfig) -> EncoderConfig:
     gap = split.min_gap if enc.target_gap is None else enc.target_gap
     target = enc.target or ("novel" if split.min_gap > 0 else "both")
     horizon = split.n_future if enc.target_horizon is None else enc.target_horizon
-    bias = target in ("novel", "both") if enc.output_bias is None else enc.output_bias
-    return replace(enc, target_gap=gap, target=target, target_horizon=horizon, output_bias=bias)
+    chosen = replace(enc, target_gap=gap, target=target, target_horizon=horizon)
+    return replace(chosen, output_bias=chosen.with_bias)  # EncoderConfig's own rule for a null output_bias
 
 
 def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageResult:
