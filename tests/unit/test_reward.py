@@ -204,6 +204,34 @@ def test_teacher_scores_w_times_the_encoders_log_probability_after_the_history_b
     np.testing.assert_allclose(double[0], 2 * np.array(got[0]), rtol=1e-6)
 
 
+def test_teacher_with_an_encoder_pair_scores_w_times_the_log_of_the_parts_normalised_geometric_mean():
+    """With the default view's encoder pair (``target: both``) the teacher reads the pair's ranking: ``w * log
+    p_S``, p_S the normalised geometric mean of the two parts' next-category distributions, so within one user the
+    score gap of two candidates is ``w / 2`` times the sum of the parts' log-probability gaps."""
+    import torch
+
+    from coea.dsie.config import EncoderConfig
+    from coea.dsie.encoder import EncoderResult, SasRecPair, encode
+
+    cats = ["a", "b", "c", "d"]
+    part = _teacher_encoder(cats)
+    torch.manual_seed(1)
+    cfg = EncoderConfig(dim=8, n_layers=1, n_heads=1, dropout=0.0, max_len=6, target="both")
+    pair = SasRecPair([part.model, type(part.model)(part.vocab.size, part.config).eval()]).eval()
+    enc = EncoderResult(pair, part.vocab, cfg)
+    history = pd.DataFrame({"user_id": ["u0"] * 3, "category": ["a", "b", "a"], "timestamp": [1, 2, 3]})
+    reward = make_reward(PcoConfig(reward="teacher", teacher_weight=4.0),
+                         RewardSetup(history, {}, cats, LLM, encoder=enc))
+    inputs = replace(_inputs([["c", "d"]], [{"a", "b"}]), users=["u0"], history=history, window=Window(0, 0, 10))
+    got = reward.score(inputs)[0]
+    seq = [enc.vocab.ids(["a", "b", "a"])]
+    parts = [torch_log_softmax(encode(p, seq, part.config)[1])[0] for p in pair.parts]
+    tok = enc.vocab.token
+    gap = sum(lp[tok("c")] - lp[tok("d")] for lp in parts)
+    assert abs(parts[0][tok("c")] - parts[1][tok("c")]) > 1e-3  # the two parts disagree: the mean is not trivial
+    np.testing.assert_allclose(got[0] - got[1], 4.0 / 2 * gap, rtol=1e-5)
+
+
 def torch_log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax (the encoder's PAD and UNK logits are -inf and stay so)."""
     import torch
