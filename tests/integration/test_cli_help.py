@@ -46,3 +46,25 @@ def test_method_options_list_every_registered_method(command: str, capsys: pytes
 def test_evaluate_help_names_the_default_methods(capsys: pytest.CaptureFixture[str]) -> None:
     text = _help("evaluate", capsys)
     assert "by default " + ", ".join(EvalConfig().methods) in text
+
+
+@pytest.mark.parametrize("group", ["", "data"])
+def test_the_command_list_wraps_each_summary_at_the_terminal_not_at_the_docstring_line_breaks(
+        group: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal wide enough for any summary, each command's row holds its docstring's whole first paragraph
+    on one line (Typer's rich list otherwise breaks it where the source line breaks)."""
+    import inspect
+
+    from coea.cli.common import app
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    code, out, err = run_cli([*group.split(), "--help"], capsys)
+    assert code == 0, err
+    sub = next((g.typer_instance for g in app.registered_groups if g.name == group), app)
+    rows = {line.split()[1]: " ".join(line.strip(" │").split()[1:]) for line in out.splitlines()
+            if line.startswith("│ ") and len(line.split()) > 2}
+    assert sub.registered_commands
+    for info in sub.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")
+        summary = " ".join(inspect.cleandoc(info.callback.__doc__).split("\n\n")[0].split())
+        assert rows[name] == summary, name

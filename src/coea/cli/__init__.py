@@ -8,6 +8,7 @@ Each command calls exactly one stage function (:mod:`coea.stages`), the in-proce
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -19,6 +20,21 @@ from coea.errors import CoeaInputError
 from coea.utils import setup_logging
 
 __all__ = ["app", "main"]
+
+
+def _one_line_summaries(typer_app: typer.Typer) -> None:
+    """Give each command without one a ``short_help``: its docstring's first paragraph on one line. Typer's rich
+    command list otherwise keeps the docstring's source line breaks, so ``coea --help`` wrapped mid-sentence."""
+    for info in typer_app.registered_commands:
+        doc = info.callback.__doc__ if info.callback is not None else None
+        if info.short_help is None and doc:
+            info.short_help = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _one_line_summaries(group.typer_instance)
+
+
+_one_line_summaries(app)
 
 
 def main(argv: list[str] | None = None) -> None:
