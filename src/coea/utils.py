@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import gc
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 log = logging.getLogger("coea")
+_gc_frozen = False
 
 
 E = TypeVar("E", bound=enum.Enum)
@@ -41,6 +43,21 @@ def seed_everything(seed: int, *, with_torch: bool = True) -> None:
     except ImportError:  # pragma: no cover - torch is a hard dependency
         return
     torch.manual_seed(seed)
+
+
+def freeze_gc_heap() -> None:
+    """Once per process, before its first Hugging Face trainer exists: collect, then move every object alive now
+    (mostly the imported libraries: torch, transformers, trl, pandas, ~0.5 M objects) to the cyclic garbage
+    collector's permanent generation (``gc.freeze``). The trainers run a full ``gc.collect()`` at the start and
+    the end of every ``train()`` (accelerate's ``free_memory`` / ``release_memory``), and without this each walks
+    that whole heap: ~0.6 s a training on a busy CPU, dozens of trainings in a PCO run or an ablation. Frozen objects
+    are still freed by reference counting (models hold no reference cycles); only a cycle among them would no
+    longer be collected, hence once, and before any trainer."""
+    global _gc_frozen
+    if not _gc_frozen:
+        gc.collect()
+        gc.freeze()
+        _gc_frozen = True
 
 
 @contextlib.contextmanager

@@ -76,3 +76,43 @@ def test_tokenized_rows_are_those_trl_prepares(tiny, tmp_path):
     assert ours["labels"] == theirs["labels"]
     assert ours["input_ids"][2][-1] == tok.eos_token_id and len(ours["input_ids"][3]) == max_length
     assert ours["labels"][3][-1] != -100 and ours["input_ids"][3][-1] != tok.eos_token_id  # cut inside the completion
+
+
+FREEZE_SCRIPT = """
+import gc, sys, weakref
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from coea.llm.sft import train_sft
+from coea.llm.sft_config import SftTrainConfig
+from tests.unit.test_sft import EXAMPLES
+torch.set_num_threads(1)
+model, tok = AutoModelForCausalLM.from_pretrained(sys.argv[1]), AutoTokenizer.from_pretrained(sys.argv[1])
+assert gc.get_freeze_count() == 0
+train_sft(SftTrainConfig(epochs=1, batch_size=8), model, tok, EXAMPLES)
+frozen = gc.get_freeze_count()
+kept = [[] for _ in range(10_000)]  # would join a second freeze
+train_sft(SftTrainConfig(epochs=1, batch_size=8), model, tok, EXAMPLES)
+ref = weakref.ref(model)
+del model
+gc.collect()
+print(frozen, gc.get_freeze_count(), ref() is None)
+"""
+
+
+def test_the_first_training_freezes_the_import_heap_once_and_a_model_frozen_with_it_is_still_freed(tmp_path):
+    """The trainers' own gc.collect() calls skip the imported libraries' objects (coea.utils.freeze_gc_heap): the
+    first training of a fresh process freezes its heap, a second freezes nothing more, and the model that was alive
+    (so frozen) at the first is still freed once dropped: no model leaks. A child process, so the freeze is its
+    first (this worker's happened at its own first training)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    path = tiny_causal_lm(tmp_path / "m", WORDS)
+    res = subprocess.run([sys.executable, "-c", FREEZE_SCRIPT, str(path)], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    first, second, freed = res.stdout.splitlines()[-1].split()  # the trainer prints its own lines first
+    assert int(first) > 50_000 and int(second) <= int(first)  # frozen once (frozen objects can still be freed)
+    assert freed == "True"

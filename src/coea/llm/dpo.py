@@ -23,6 +23,7 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
 from coea.llm.models import unpatch_forward
 from coea.llm.sft import LogLines
+from coea.utils import freeze_gc_heap
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     if ref_model is None and not hasattr(model, "peft_config"):
         raise ValueError(f"{name}: a full (non-LoRA) policy needs an explicit ref_model")
     check_trainer_device(device)
+    freeze_gc_heap()
     model.to(device)
     if ref_model is not None:
         ref_model.to(device)

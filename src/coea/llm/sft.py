@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from coea.device import check_trainer_device, trainer_flags
 from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig
+from coea.utils import freeze_gc_heap
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
     if not examples:
         raise ValueError(f"{name}: no SFT examples; histories are too short for the cut settings")
     check_trainer_device(device)
+    freeze_gc_heap()
     model.to(device)
     kept = _subsample(examples, cfg)
     start = time.perf_counter()
