@@ -52,8 +52,7 @@ def _worker(calls: int, frozen: bool) -> dict[str, float]:
         sft.train_sft(sft_cfg, bundle.model, bundle.tokenizer, nov, device="cpu")
         times["sft"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        dpo.train_dpo(dpo_cfg, bundle.model, bundle.tokenizer, pairs, ref_model=ref,
-                      device="cpu")
+        dpo.train_dpo(dpo_cfg, bundle.model, bundle.tokenizer, pairs, ref_model=ref, device="cpu")
         times["dpo"].append(time.perf_counter() - start)
     start = time.perf_counter()
     gc.collect()
