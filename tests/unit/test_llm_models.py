@@ -11,7 +11,14 @@ import torch
 from coea.errors import CoeaInputError
 from coea.llm.config import ModelConfig
 from coea.llm.decode import CategoryIndex, category_logprobs, rank_categories, relevance_scores
-from coea.llm.models import build_model_and_tokenizer, build_scratch_model, load_bundle, load_pretrained, save_bundle
+from coea.llm.models import (
+    build_model_and_tokenizer,
+    build_scratch_model,
+    load_bundle,
+    load_pretrained,
+    make_trainable,
+    save_bundle,
+)
 from coea.llm.prompts import PromptContext, category_text, novelty_prompt, relevance_prompt
 from coea.llm.tokenizer import build_scratch_tokenizer
 from tests.helpers import tiny_causal_lm
@@ -113,6 +120,23 @@ def test_lora_bundle_reloads_from_base_plus_adapter(local_lm, tmp_path):
     assert not (tmp_path / "rllm" / "config.json").exists()  # only the adapter, not the base weights
     loaded = load_bundle(tmp_path / "rllm")
     np.testing.assert_allclose(relevance_scores(loaded.model, loaded.tokenizer, prompts), before, atol=1e-6)
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_make_trainable_unfreezes_what_sft_trained_in_a_reloaded_bundle(local_lm, tmp_path, lora):
+    """PCO trains bundles reloaded frozen: a full pretrained model (``lora: false``) must get every weight back,
+    not none (it used to keep only names with ``lora_``), and a LoRA model its adapter and new token rows only."""
+    cats = [c for c in CATS if " " not in c]
+    bundle = build_model_and_tokenizer(ModelConfig(base_model=str(local_lm), lora=lora, lora_r=4), cats, [], [2, 3])
+    at_sft = {n for n, p in bundle.model.named_parameters() if p.requires_grad}
+    save_bundle(bundle, tmp_path / "nllm")
+    loaded = load_bundle(tmp_path / "nllm")
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    make_trainable(loaded)
+    trainable = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
+    everything = {n for n, _ in loaded.model.named_parameters()}
+    assert trainable == (at_sft if lora else everything)
+    assert (trainable != everything) == lora and any("trainable_tokens" in n for n in trainable) == lora
 
 
 def test_missing_local_path_is_an_actionable_error(tmp_path):

@@ -202,6 +202,18 @@ def _is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config")
 
 
+ADAPTER_PARAMS = ("lora_", "trainable_tokens")  # the names of peft's trainable parts: LoRA matrices, new token rows
+
+
+def make_trainable(bundle: ModelBundle) -> None:
+    """Unfreeze what training updates (a reloaded bundle comes frozen): every weight of a full model (scratch, or
+    pretrained with ``lora: false``), only the adapter of a LoRA model (its matrices and the new CSID token rows,
+    as :func:`load_pretrained` left them for SFT)."""
+    adapter = _is_peft(bundle.model)
+    for name, param in bundle.model.named_parameters():
+        param.requires_grad_(not adapter or any(part in name for part in ADAPTER_PARAMS))
+
+
 def save_bundle(bundle: ModelBundle, out_dir: Path) -> Path:
     """Write model (or LoRA adapter), tokenizer, ``model_config.json`` and ``bundle.json`` to ``out_dir``."""
     out_dir = Path(out_dir)

@@ -60,15 +60,14 @@ class PcoLoop:
                  device: str, reward: Reward | None = None, encoder: Any = None,
                  exposure: Mapping[str, Sequence[str]] | None = None) -> None:
         from coea.llm.decode import CategoryIndex
-        from coea.llm.models import admit_categories
+        from coea.llm.models import admit_categories, make_trainable
 
         for bundle in (novelty, relevance):  # a category new since SFT gets a token instead of a crash
             admit_categories(bundle, categories)
         sft_reference = (copy.deepcopy(novelty.model).eval().requires_grad_(False)
                          if cfg.reference is Reference.SFT else None)
-        for b in (novelty, relevance):  # a reloaded bundle comes frozen: train all weights, or only the adapters
-            for name, param in b.model.named_parameters():
-                param.requires_grad_(b.is_scratch or "lora_" in name)
+        for b in (novelty, relevance):
+            make_trainable(b)
         if cfg.follow_periods and cfg.periods is Periods.USER:
             history = user_clock(history)
         if reward is None:
