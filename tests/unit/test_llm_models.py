@@ -79,6 +79,23 @@ def test_scratch_bundle_reloads_with_identical_scores(tmp_path):
     np.testing.assert_allclose(after[1], before[1], rtol=0, atol=1e-6)
 
 
+def test_a_saved_scratch_bundle_is_a_base_model_to_continue_training_from(tmp_path):
+    """``base_model: RUN/llm/novelty, lora: false`` continues a trained scratch N-LLM (more SFT passes, a new
+    period): the same tokenizer (no token added), the same weights and scores, every weight trainable."""
+    bundle = build_model_and_tokenizer(ModelConfig(hidden_size=32, intermediate_size=48), CATS, [CTX.profile], [2, 2])
+    with torch.no_grad():  # weights of its own, not a fresh seeded init
+        for p in bundle.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_bundle(bundle, tmp_path / "nllm")
+    again = build_model_and_tokenizer(ModelConfig(base_model=str(tmp_path / "nllm"), lora=False), CATS, [], [2, 2])
+    assert not again.is_scratch and again.single_token_categories
+    assert again.tokenizer.get_vocab() == bundle.tokenizer.get_vocab()
+    assert all(p.requires_grad for p in again.model.parameters())
+    prompt, index = [novelty_prompt(CTX)], CategoryIndex(bundle.tokenizer, CATS)
+    np.testing.assert_allclose(category_logprobs(again.model, again.tokenizer, prompt, index),
+                               category_logprobs(bundle.model, bundle.tokenizer, prompt, index), rtol=0, atol=1e-6)
+
+
 @pytest.fixture
 def local_lm(tmp_path):
     return tiny_causal_lm(tmp_path / "base", WORDS)
