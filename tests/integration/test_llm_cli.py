@@ -69,3 +69,13 @@ def test_group_train_and_serve(tmp_path):
     assert json.loads((run / "llm" / "sft_metrics_relevance.json").read_text())["config"]["relevance_init"] == "novelty"
     res = coea("train-llms", "--run", str(run), "--only", "critic")
     assert res.returncode == 2 and "--only" in res.stderr and "novelty, relevance" in res.stderr
+    # continuing the run's own N-LLM as a LoRA base would save the adapter over the base it reloads from: refused
+    # before any training, the N-LLM untouched (with lora: false it continues every weight, test_llm_models)
+    lora = tmp_path / "lora.yaml"
+    lora.write_text(CONFIG.replace("  model: {hidden_size: 32, intermediate_size: 64}\n",
+                                   f"  model: {{base_model: {run / 'llm' / 'novelty'}, lora: true}}\n"))
+    res = coea("train-llms", "--config", str(lora), "--run", str(run), "--only", "novelty")
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1, res.stderr
+    assert "adapter would be saved over its own base model" in errors[0] and "lora: false" in errors[0]
+    assert (run / "llm" / "novelty" / "model.safetensors").read_bytes() == novelty_bytes

@@ -103,6 +103,22 @@ def _hold_out(train: dict[str, Any], cfg: LlmConfig) -> RelevanceExamples | None
     return heldout
 
 
+def _check_base_outlives_adapter(cfg: LlmConfig, out_dir: Path | None, which: Sequence[str]) -> None:
+    """A LoRA bundle reloads from its base model's directory: saving one over that very directory (continuing a
+    run's own model, ``base_model: RUN/llm/novelty``) would leave an adapter without its base. Fail before
+    training."""
+    if out_dir is None or cfg.model.is_scratch or not cfg.model.lora:
+        return
+    base = Path(cfg.model.base_model).expanduser().resolve()
+    for name in which:
+        target = (Path(out_dir) / name).resolve()
+        if base == target or target in base.parents:
+            raise CoeaInputError(f"the {name} LoRA adapter would be saved over its own base model",
+                                 source=base, option="llm.model.base_model",
+                                 fix="copy the base model to another folder first, or set llm.model.lora: false "
+                                     "to continue training every weight")
+
+
 def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
                    csid_levels: Sequence[int], out_dir: Path | None = None,
                    which: Sequence[str] = MODELS, device: str = "cpu",
@@ -120,6 +136,7 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     unknown = sorted(set(which) - set(MODELS))
     if unknown or not which:
         raise ValueError(f"which must name models of {MODELS}, got {list(which)!r}")
+    _check_base_outlives_adapter(cfg, out_dir, which)
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
     warm = "relevance" in which and cfg.relevance_init is RelevanceInit.NOVELTY
