@@ -103,10 +103,13 @@ def _hold_out(train: dict[str, Any], cfg: LlmConfig) -> RelevanceExamples | None
     return heldout
 
 
-def _check_base_outlives_adapter(cfg: LlmConfig, out_dir: Path | None, which: Sequence[str]) -> None:
-    """A LoRA bundle reloads from its base model's directory: saving one over that very directory (continuing a
-    run's own model, ``base_model: RUN/llm/novelty``) would leave an adapter without its base. Fail before
-    training."""
+def _check_request(cfg: LlmConfig, out_dir: Path | None, which: Sequence[str]) -> None:
+    """Fail before training when ``which`` names no known model, or when a LoRA adapter would be saved over its own
+    base model's directory (continuing a run's own model, ``base_model: RUN/llm/novelty``): a LoRA bundle reloads
+    from that directory, so the adapter would be left without its base."""
+    unknown = sorted(set(which) - set(MODELS))
+    if unknown or not which:
+        raise ValueError(f"which must name models of {MODELS}, got {list(which)!r}")
     if out_dir is None or cfg.model.is_scratch or not cfg.model.lora:
         return
     base = Path(cfg.model.base_model).expanduser().resolve()
@@ -133,10 +136,7 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     ``cfg.relevance_init`` novelty the R-LLM starts from the trained N-LLM instead: trained first in this call, or
     read from ``novelty_dir`` (default ``out_dir/novelty``) when ``which`` is the R-LLM alone.
     """
-    unknown = sorted(set(which) - set(MODELS))
-    if unknown or not which:
-        raise ValueError(f"which must name models of {MODELS}, got {list(which)!r}")
-    _check_base_outlives_adapter(cfg, out_dir, which)
+    _check_request(cfg, out_dir, which)
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
     warm = "relevance" in which and cfg.relevance_init is RelevanceInit.NOVELTY
