@@ -24,15 +24,8 @@ VARIANTS=${VARIANTS:-gpu e3 g1}
 W=${WORK:-/tmp/coea-gpu-nllm}
 : "${RUN:?set RUN to a run directory written by coea group}" "${CONFIG:?set CONFIG to that run\'s config file}"
 mkdir -p "$OUT" "$W"
-if [ -n "${WHEELS:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    "$WHEELS"/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-export HF_DATASETS_DISABLE_PROGRESS_BARS=1 COEA_TORCH_THREADS=${COEA_TORCH_THREADS:-3}
+. benchmarks/gpu_env.sh
 python3 -c "import datasets, trl, peft, coea.cli" || exit 1  # fail fast
-quiet() { grep -v --line-buffered -E "it/s\]|s/it\]|examples/s\]|Loading weights|FutureWarning|warnings.warn"; }
 
 # one config per variant: CONFIG with the variant's llm settings, a small placeholder R-LLM (evaluate --from-run
 # loads both LLMs; none of the methods read by this script uses the R-LLM) and the device
@@ -73,13 +66,11 @@ variant() {  # train the N-LLM, the placeholder R-LLM, then evaluate; the table 
 'examples', m['steps'], 'steps', m['seconds'], 's, loss', m.get('last_loss'))" "$run/llm/sft_metrics_novelty.json" \
     >> "$OUT/summary.txt"
 }
+export -f variant
+export W RUN OUT
 for name in $VARIANTS; do
-  ( timeout "$LIMIT" bash -c "$(declare -f variant quiet); W=$W RUN=$RUN OUT=$OUT variant $name" 2>&1 | quiet ) \
-    > "$OUT/$name.log" &
+  ( timeout "$LIMIT" bash -c 'variant "$0"' "$name" 2>&1 | quiet ) > "$OUT/$name.log" &
 done
-if command -v nvidia-smi > /dev/null; then
-  while [ -n "$(jobs -r)" ]; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader \
-    >> "$OUT/gpu_util.txt" 2>&1; sleep 10; done
-fi
+log_gpu_until_done "$OUT/gpu_util.txt"
 wait
 ls -la "$OUT"

@@ -17,13 +17,7 @@ LIMIT=${LIMIT:-470}
 DEVICE=${DEVICE:-cuda}
 W=${WORK:-/tmp/coea-gpu}
 mkdir -p "$OUT" "$W"
-if [ -n "${WHEELS:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    "$WHEELS"/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$ROOT/src:$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-export HF_DATASETS_DISABLE_PROGRESS_BARS=1 COEA_TORCH_THREADS=${COEA_TORCH_THREADS:-3}
+. benchmarks/gpu_env.sh
 if [ ! -e ../shared/data/ml-1m ]; then  # the benchmarks read MovieLens from ../shared
   mkdir -p ../shared/data && ln -s "$(realpath "$ML")" ../shared/data/ml-1m
 fi
@@ -33,7 +27,6 @@ torch.cuda.is_available(), '| transformers', transformers.__version__, '| trl', 
 peft.__version__, '| pandas', pandas.__version__)"; } > "$OUT/env.txt" 2>&1
 
 python3 -c "import pandas, datasets, trl, peft, coea.cli, coea.stages.evaluate" || exit 1  # fail fast
-quiet() { grep -v --line-buffered -E "it/s\]|s/it\]|examples/s\]|Loading weights|FutureWarning|warnings.warn"; }
 METHODS=pop,pop_novel,cooc_novel,group_pop_novel,markov,markov+x,sasrec,sasrec+x,nllm_sft,nllm_sft+x,dual_best_of_n,dual_best_of_n+x,coea,coea+x
 python3 - "$W/feedback.yaml" <<'EOF'
 import sys, yaml
@@ -51,8 +44,7 @@ EOF
 ( timeout "$LIMIT" python3 -m coea.cli evaluate --data "movielens:$ML" --config gpu --device "$DEVICE" --min-gap 86400 \
     --methods "$METHODS" --out "$W/ml_gap" 2>&1 | quiet ) > "$OUT/ml_gap.log" &
 ( timeout "$LIMIT" python3 benchmarks/bench_train.py --steps 20 2>&1 | quiet ) > "$OUT/bench_train.log" &
-while [ -n "$(jobs -r)" ]; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader \
-  >> "$W/gpu_util.txt" 2>&1; sleep 10; done
+log_gpu_until_done "$W/gpu_util.txt"
 wait
 cp "$W/gpu_util.txt" "$OUT/" 2>/dev/null
 (cd "$W" && tar czf "$OUT/results.tar.gz" --ignore-failed-read */metrics.json */metrics.md */pco/pco_metrics.json \
