@@ -225,3 +225,57 @@ def test_target_both_trains_each_encoder_as_it_would_be_trained_alone_and_ranks_
     assert (scores[-1, real] == 0).all() and (emb[-1] == 0).all()  # an empty history: uniform, zero embedding
     loaded, _, loaded_cfg = load_encoder(tmp_path)
     assert loaded_cfg.both and np.allclose(encode(loaded, seqs, loaded_cfg)[1][:, real], scores[:, real])
+
+
+def test_item_codes_keep_padding_zero_and_a_category_only_vocab_reads_categories(tmp_path):
+    from coea.dsie.sequences import encoder_sequences
+
+    vocab = CategoryVocab.from_counts({"a": 5, "c": 3}, 1, {"m1": 3, "m2": 1}, min_item_support=2)
+    assert vocab.items == ("m1",) and vocab.size == 4
+    # code = item index (m1 -> 1, unknown -> 0) * size + category token
+    assert vocab.codes(["a", "c", "zz"], ["m1", "m2", "m1"]) == [1 * 4 + 2, 0 * 4 + 3, 1 * 4 + UNK]
+    df = events([("u", "m1", "a", 1), ("u", "m2", "c", 2)])
+    assert encoder_sequences(df, vocab, False)["u"] == [6, 3]
+    plain = CategoryVocab.from_counts({"a": 5, "c": 3}, 1)
+    assert encoder_sequences(df, plain, False)["u"] == user_sequences(df, plain, False)["u"] == [2, 3]
+    vocab.save(tmp_path / "v.json")
+    plain.save(tmp_path / "p.json")
+    assert CategoryVocab.load(tmp_path / "v.json") == vocab and CategoryVocab.load(tmp_path / "p.json") == plain
+    with pytest.raises(ValueError, match="item_input reads every event"):
+        EncoderConfig(item_input=True, collapse_repeats=True)
+
+
+def test_an_item_input_encoder_reads_the_items_predicts_categories_and_round_trips(tiny_synth, tmp_path):
+    from dataclasses import replace
+
+    from coea.dsie.sequences import encoder_sequences
+
+    h = _histories(tiny_synth)
+    cfg = replace(TINY, item_input=True, min_item_support=2, target="both", target_horizon=5)
+    res = train_encoder(cfg, h, tmp_path)
+    assert res.vocab.items and all(part.items is not None for part in res.model.parts)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    seqs = encoder_sequences(h.interactions, res.vocab, False)
+    users = sorted(seqs)[:8]
+    codes = [seqs[u] for u in users]
+    assert max(max(s) for s in codes) >= res.vocab.size  # items are read, not only categories
+    emb, logits = encode(res.model, codes, cfg)
+    assert logits.shape == (len(users), res.vocab.size)  # one score per category token
+    # the same categories with every item unknown: another ranking, so the item embeddings count
+    cats_only = [[c % res.vocab.size for c in s] for s in codes]
+    assert not np.allclose(encode(res.model, cats_only, cfg)[1][:, 2:], logits[:, 2:])
+    model, vocab, loaded_cfg = load_encoder(tmp_path)
+    assert vocab == res.vocab and loaded_cfg.item_input
+    assert np.allclose(encode(model, codes, loaded_cfg)[1][:, 2:], logits[:, 2:], atol=1e-5)
+    assert SasRec(6, TINY).items is None  # the default encoder reads categories only
+
+
+def test_windows_read_the_given_inputs_and_keep_category_targets():
+    from coea.dsie.sequences import novel_windows
+
+    cats, codes = [2, 3, 2, 4], [10 + 2, 3, 20 + 2, 30 + 4]
+    w = training_windows([cats], max_len=4, all_windows=True, min_events=2, inputs=[codes])
+    assert w.inputs[0].tolist() == [12, 3, 22, PAD] and w.targets[0].tolist() == [3, 2, 4, PAD]
+    n = novel_windows([cats], max_len=4, all_windows=True, min_events=2, horizon=2, vocab_size=5, inputs=[codes])
+    assert n.inputs[0].tolist() == [12, 3, 22, PAD] and n.targets[0].tolist() == [[3, 2], [2, 4], [4, PAD],
+                                                                                    [PAD, PAD]]

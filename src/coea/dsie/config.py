@@ -54,6 +54,12 @@ class EncoderConfig:
     # targets), so popularity need not be carried by the hidden state; None: on with the novel target (and both's
     # novel-set encoder) only
     output_bias: bool | None = None
+    # read each event's item (movie) as well as its category: an event's input embedding is the sum of the two;
+    # items with fewer than min_item_support history events share the zero "unknown item" embedding. The outputs
+    # stay categories. Off by default until chosen on validation (docs/results.md, session 34: a probe reading
+    # items is above the category encoder pair on MovieLens validation)
+    item_input: bool = False
+    min_item_support: int = 5
     seed: int = 0
 
     @property
@@ -82,7 +88,7 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         for name in ("dim", "n_layers", "n_heads", "max_len", "epochs", "batch_size", "patience",
-                     "min_category_support"):
+                     "min_category_support", "min_item_support"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.dim % self.n_heads:
@@ -99,6 +105,8 @@ class EncoderConfig:
             raise ValueError(f"target_horizon must be > 0 events or null, got {self.target_horizon!r}")
         if self.target_gap and self.collapse_repeats:
             raise ValueError("target_gap needs each event's own time: set collapse_repeats false or target_gap 0")
+        if self.item_input and self.collapse_repeats:
+            raise ValueError("item_input reads every event's item: set collapse_repeats false or item_input false")
 
 
 @dataclass

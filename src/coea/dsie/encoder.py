@@ -2,9 +2,10 @@
 ``target: novel``, the categories the user takes up for the first time over the next events; with ``target: both``,
 one encoder of each, trained apart, that rank together: :class:`SasRecPair`).
 
-Tokens are categories (see :mod:`coea.dsie.vocab`); learned positions; pre-norm causal transformer blocks;
-output logits tied to the token embeddings. The *user embedding* is the final position's hidden state,
-L2-normalised. Sequences are right-padded, so with the causal mask a real position never attends to padding.
+Tokens are categories (see :mod:`coea.dsie.vocab`; with ``item_input`` an event also adds its item's embedding);
+learned positions; pre-norm causal transformer blocks; output logits tied to the category embeddings. The *user
+embedding* is the final position's hidden state, L2-normalised. Sequences are right-padded, so with the causal mask
+a real position never attends to padding.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from coea.config import SplitConfig, read_saved_config, save_config
-from coea.data.schema import CATEGORY
+from coea.data.schema import CATEGORY, ITEM
 from coea.data.split import Histories
 from coea.device import model_device
 from coea.dsie.config import EncoderConfig
 from coea.dsie.sequences import (
     Windows,
+    encoder_sequences,
     gap_targets,
     last_windows,
     novel_windows,
@@ -44,9 +46,11 @@ log = logging.getLogger(__name__)
 class SasRec(nn.Module):
     """Causal self-attention over category tokens; ``forward`` returns hidden states (B, L, D)."""
 
-    def __init__(self, vocab_size: int, cfg: EncoderConfig) -> None:
+    def __init__(self, vocab_size: int, cfg: EncoderConfig, n_items: int = 0) -> None:
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, cfg.dim, padding_idx=PAD)
+        # item_input: inputs are event codes item_index * vocab_size + token (coea.dsie.vocab); index 0 = unknown
+        self.items = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0) if cfg.item_input else None
         self.positions = nn.Embedding(cfg.max_len, cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
         layer = nn.TransformerEncoderLayer(cfg.dim, cfg.n_heads, 4 * cfg.dim, cfg.dropout, activation="gelu",
@@ -61,11 +65,17 @@ class SasRec(nn.Module):
         nn.init.normal_(self.positions.weight, std=0.02)
         with torch.no_grad():
             self.tokens.weight[PAD].zero_()
+        if self.items is not None:
+            nn.init.normal_(self.items.weight, std=0.02)
+            with torch.no_grad():
+                self.items.weight[0].zero_()
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         length = seq.shape[1]
         pos = torch.arange(length, device=seq.device)
-        h = self.tokens(seq) + self.positions(pos)[None]  # (B, L, D)
+        h = self.tokens(seq % self.vocab_size) + self.positions(pos)[None]  # (B, L, D)
+        if self.items is not None:
+            h = h + self.items(seq // self.vocab_size)
         causal = nn.Transformer.generate_square_subsequent_mask(length, device=seq.device)  # (L, L)
         h = self.blocks(self.dropout(h), mask=causal, is_causal=True)
         return self.norm(h)  # (B, L, D)
@@ -113,11 +123,12 @@ class SasRecPair(nn.Module):
 Encoder = SasRec | SasRecPair
 
 
-def build_encoder(vocab_size: int, cfg: EncoderConfig) -> Encoder:
-    """The (untrained) model ``cfg`` describes: a :class:`SasRec`, or with ``target: both`` a :class:`SasRecPair`."""
+def build_encoder(vocab_size: int, cfg: EncoderConfig, n_items: int = 0) -> Encoder:
+    """The (untrained) model ``cfg`` describes: a :class:`SasRec`, or with ``target: both`` a :class:`SasRecPair`
+    (``n_items``: the items read with ``item_input``)."""
     if cfg.both:
-        return SasRecPair([SasRec(vocab_size, part) for part in cfg.parts()])
-    return SasRec(vocab_size, cfg)
+        return SasRecPair([SasRec(vocab_size, part, n_items) for part in cfg.parts()])
+    return SasRec(vocab_size, cfg, n_items)
 
 
 @dataclass
@@ -149,7 +160,7 @@ def _loss(model: SasRec, inputs: torch.Tensor, targets: torch.Tensor,
         n = int((targets != PAD).sum())
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD), n
     vocab = logits.shape[-1]
-    seen = F.one_hot(inputs, vocab).cumsum(1).gt(0) | prior[:, None, :]  # (B, L, V): had up to and incl. t
+    seen = F.one_hot(inputs % vocab, vocab).cumsum(1).gt(0) | prior[:, None, :]  # (B, L, V): had up to and incl. t
     seen[..., [PAD, UNK]] = True
     want = torch.zeros_like(logits).scatter_(2, targets, 1.0).masked_fill_(seen, 0.0)  # (B, L, V) unseen targets
     n_want = want.sum(-1)  # (B, L)
@@ -187,12 +198,15 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
                   device: str = "cpu") -> EncoderResult:
     """Train on ``device`` (a resolved torch device string) with early stopping on held-out users; optionally
     save model + config. With ``target: both`` each of the two encoders is trained in turn, as it would be alone."""
-    counts = histories.interactions[CATEGORY].value_counts().to_dict()
-    vocab = CategoryVocab.from_counts(counts, cfg.min_category_support)
-    seqs = user_sequences(histories.interactions, vocab, cfg.collapse_repeats)
-    times = user_times(histories.interactions) if cfg.target_gap else None
+    frame = histories.interactions
+    counts = frame[CATEGORY].value_counts().to_dict()
+    item_counts = frame[ITEM].value_counts().to_dict() if cfg.item_input else None
+    vocab = CategoryVocab.from_counts(counts, cfg.min_category_support, item_counts, cfg.min_item_support)
+    seqs = user_sequences(frame, vocab, cfg.collapse_repeats)
+    codes = encoder_sequences(frame, vocab, cfg.collapse_repeats) if cfg.item_input else None
+    times = user_times(frame) if cfg.target_gap else None
     history: list[dict] = []
-    parts = [_train_part(part, vocab, seqs, times, device, history) for part in cfg.parts()]
+    parts = [_train_part(part, vocab, seqs, times, device, history, codes) for part in cfg.parts()]
     result = EncoderResult(SasRecPair(parts) if cfg.both else parts[0], vocab, cfg, history)
     if out_dir is not None:
         result.paths = save_encoder(result, out_dir)
@@ -200,9 +214,10 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
 
 
 def _train_part(cfg: EncoderConfig, vocab: CategoryVocab, seqs: dict[str, list[int]],
-                times: dict[str, np.ndarray] | None, device: str, history: list[dict]) -> SasRec:
+                times: dict[str, np.ndarray] | None, device: str, history: list[dict],
+                codes: dict[str, list[int]] | None = None) -> SasRec:
     """One encoder (``cfg.target`` next or novel), trained and back at its best held-out epoch; its epochs are
-    appended to ``history``."""
+    appended to ``history``. ``codes``: the event codes it reads instead of ``seqs`` (``item_input``)."""
     seed_everything(cfg.seed)
     targets = None
     if cfg.target_gap and not cfg.novel:  # the first event target_gap seconds on, not the next one
@@ -212,12 +227,14 @@ def _train_part(cfg: EncoderConfig, vocab: CategoryVocab, seqs: dict[str, list[i
 
     def windows(users: list[str], all_windows: bool) -> Windows:
         user_seqs = [seqs[u] for u in users]
+        inputs = None if codes is None else [codes[u] for u in users]
         if cfg.novel:
             return novel_windows(user_seqs, cfg.max_len, all_windows, cfg.min_user_events,
                                  horizon, vocab.size,
-                                 None if times is None else [times[u] for u in users], cfg.target_gap or 0)
+                                 None if times is None else [times[u] for u in users], cfg.target_gap or 0,
+                                 inputs=inputs)
         return training_windows(user_seqs, cfg.max_len, all_windows, cfg.min_user_events,
-                                None if targets is None else [targets[u] for u in users])
+                                None if targets is None else [targets[u] for u in users], inputs=inputs)
 
     train, val = windows(train_users, cfg.all_windows), windows(val_users, False)
     if len(train.inputs) == 0:
@@ -225,9 +242,10 @@ def _train_part(cfg: EncoderConfig, vocab: CategoryVocab, seqs: dict[str, list[i
     later = f" at least {cfg.target_gap} s later" if cfg.target_gap else ""
     what = (f"the unseen categories of the next {horizon} events{later}" if cfg.novel
             else f"the first event{later}" if later else "the next event")
-    log.info("encoder: %d training windows, %d held out; each position learns %s%s", len(train.inputs),
-             len(val.inputs), what, ", with an output bias" if cfg.with_bias else "")
-    model = SasRec(vocab.size, cfg).to(device)
+    log.info("encoder: %d training windows, %d held out; each position learns %s%s%s", len(train.inputs),
+             len(val.inputs), what, ", with an output bias" if cfg.with_bias else "",
+             f"; it reads {len(vocab.items)} items beside the categories" if cfg.item_input else "")
+    model = SasRec(vocab.size, cfg, len(vocab.items)).to(device)
     model.reset_parameters()
     if model.bias is not None:  # start from the targets' log-frequency: the logits begin as popularity
         _init_bias(model, train)
@@ -299,8 +317,9 @@ def _warn_if_capped(history: list[dict[str, float]], cfg: EncoderConfig) -> None
 
 @torch.no_grad()
 def encode(model: Encoder, seqs: list[list[int]], cfg: EncoderConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Final-position hidden states, L2-normalised (N, D), and next-token logits (N, V) for each sequence (a
-    :class:`SasRecPair`: its next-event encoder's states and the mean of its parts' log-softmaxes).
+    """Final-position hidden states, L2-normalised (N, D), and next-token logits (N, V) for each sequence (as
+    :func:`~coea.dsie.sequences.encoder_sequences` gives them; a :class:`SasRecPair`: its next-event encoder's
+    states and the mean of its parts' log-softmaxes).
 
     An empty sequence gets a zero embedding and uniform logits (callers treat such users as cold-start). Inputs
     go to the model's own device.
@@ -337,7 +356,7 @@ def load_encoder(out_dir: Path, device: str = "cpu") -> tuple[Encoder, CategoryV
     """Rebuild what :func:`save_encoder` wrote, on ``device`` (a resolved torch device string), in eval mode."""
     cfg = read_saved_config(EncoderConfig, out_dir / "encoder_config.json")
     vocab = CategoryVocab.load(out_dir / "encoder_vocab.json")
-    model = build_encoder(vocab.size, cfg).to(device)
+    model = build_encoder(vocab.size, cfg, len(vocab.items)).to(device)
     model.load_state_dict(torch.load(out_dir / "encoder.pt", map_location=device, weights_only=True))
     model.eval()
     return model, vocab, cfg

@@ -31,7 +31,7 @@ from coea.dsie.groups import (
 from coea.dsie.profiles import build_profiles
 from coea.dsie.report import group_report
 from coea.dsie.rqvae import RqVaeResult, train_rqvae
-from coea.dsie.sequences import user_sequences
+from coea.dsie.sequences import encoder_sequences
 from coea.utils import seed_everything
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def run_dsie(cfg: DsieConfig, histories: Histories, warm_users: Sequence[str], c
     seed_everything(cfg.seed)
     start = time.perf_counter()
     enc = train_encoder(cfg.encoder, histories, device=device)
-    seqs = user_sequences(histories.interactions, enc.vocab, cfg.encoder.collapse_repeats)
+    seqs = encoder_sequences(histories.interactions, enc.vocab, cfg.encoder.collapse_repeats)
     warm = [u for u in warm_users if seqs.get(u)]
     cold_all = list(cold_users) + [u for u in warm_users if not seqs.get(u)]
     emb, _ = encode(enc.model, [seqs[u] for u in warm], cfg.encoder)  # (W, D)

@@ -10,7 +10,9 @@ Filtering (all configurable in :class:`~coea.dsie.encoder.EncoderConfig`):
 - each position's target is the next token, or with ``target_gap`` the first event at least that many seconds
   later (:func:`gap_targets`; none: the position is not trained on);
 - with ``target: novel`` a position's target is instead the *set* of categories among the next ``horizon``
-  events (from ``target_gap`` on) that the user has not had up to that position (:func:`novel_windows`).
+  events (from ``target_gap`` on) that the user has not had up to that position (:func:`novel_windows`);
+- with ``item_input`` the windows read event codes (item and category, :func:`encoder_sequences`) while their
+  targets stay category tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from coea.data.schema import CATEGORY, TIMESTAMP, USER
+from coea.data.schema import CATEGORY, ITEM, TIMESTAMP, USER
 from coea.dsie.vocab import PAD, CategoryVocab
 
 
@@ -51,6 +53,15 @@ def user_sequences(history: pd.DataFrame, vocab: CategoryVocab, collapse_repeats
     return out
 
 
+def encoder_sequences(history: pd.DataFrame, vocab: CategoryVocab, collapse_repeats: bool) -> dict[str, list[int]]:
+    """What the encoder reads for each user: :func:`user_sequences`, or with the vocab's items (``item_input``) one
+    event code per event (:meth:`~coea.dsie.vocab.CategoryVocab.codes`; ``collapse_repeats`` is then off)."""
+    if not vocab.items:
+        return user_sequences(history, vocab, collapse_repeats)
+    return {str(u): vocab.codes(g[CATEGORY].tolist(), g[ITEM].tolist())
+            for u, g in history.groupby(USER, sort=False)[[CATEGORY, ITEM]]}
+
+
 def user_times(history: pd.DataFrame) -> dict[str, np.ndarray]:
     """user -> event timestamps in the order of :func:`user_sequences` (without ``collapse_repeats``)."""
     return {str(u): t.to_numpy() for u, t in history.groupby(USER, sort=False)[TIMESTAMP]}
@@ -64,18 +75,20 @@ def gap_targets(seq: list[int], times: np.ndarray, gap: int) -> list[int]:
 
 
 def training_windows(seqs: list[list[int]], max_len: int, all_windows: bool, min_events: int,
-                     targets: list[list[int]] | None = None) -> Windows:
+                     targets: list[list[int]] | None = None, inputs: list[list[int]] | None = None) -> Windows:
     """Cut sequences into (input, target) windows of length ``max_len``, right-padded. ``targets[i][t]`` is the
-    target of ``seqs[i][t]`` (default: the next token); a window with no target left is dropped."""
+    target of ``seqs[i][t]`` (default: the next token); a window with no target left is dropped. ``inputs``: what
+    the windows read instead of ``seqs`` (event codes, one per token of ``seqs``)."""
     rows_in, rows_out = [], []
     for i, seq in enumerate(seqs):
         if len(seq) < max(min_events, 2):
             continue
         tgt = seq[1:] + [PAD] if targets is None else targets[i]
+        read = seq if inputs is None else inputs[i]
         for start, end in _window_bounds(len(seq), max_len, all_windows):
             out = tgt[start:end]
             if any(t != PAD for t in out):
-                rows_in.append(_pad(seq[start:end], max_len))
+                rows_in.append(_pad(read[start:end], max_len))
                 rows_out.append(_pad(out, max_len))
     if not rows_in:
         return Windows(np.zeros((0, max_len), np.int64), np.zeros((0, max_len), np.int64))
@@ -103,20 +116,22 @@ def future_starts(length: int, times: np.ndarray | None, gap: int) -> np.ndarray
 
 
 def novel_windows(seqs: list[list[int]], max_len: int, all_windows: bool, min_events: int, horizon: int,
-                  vocab_size: int, times: list[np.ndarray] | None = None, gap: int = 0) -> Windows:
+                  vocab_size: int, times: list[np.ndarray] | None = None, gap: int = 0,
+                  inputs: list[list[int]] | None = None) -> Windows:
     """Novel-set training windows: position t's targets are the ``horizon`` tokens from its first future index
     (:func:`future_starts`) on, PAD-padded; the loss keeps those not seen up to t (see :class:`Windows`). A window
-    none of whose positions has a future token is dropped."""
+    none of whose positions has a future token is dropped. ``inputs`` as in :func:`training_windows`."""
     rows_in, rows_out, priors = [], [], []
     for i, seq in enumerate(seqs):
         if len(seq) < max(min_events, 2):
             continue
         starts = future_starts(len(seq), None if times is None else times[i], gap)
         fut = [_pad(seq[s:s + horizon], horizon) for s in starts.tolist()]
+        read = seq if inputs is None else inputs[i]
         for start, end in _window_bounds(len(seq), max_len, all_windows):
             out = fut[start:end]
             if any(t != PAD for row in out for t in row):
-                rows_in.append(_pad(seq[start:end], max_len))
+                rows_in.append(_pad(read[start:end], max_len))
                 rows_out.append(out + [[PAD] * horizon] * (max_len - len(out)))
                 prior = np.zeros(vocab_size, dtype=bool)
                 prior[seq[:start]] = True

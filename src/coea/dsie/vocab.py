@@ -1,4 +1,8 @@
-"""Category vocabulary for the sequence encoder: 0 = padding, 1 = rare/unknown, then categories."""
+"""Category vocabulary for the sequence encoder: 0 = padding, 1 = rare/unknown, then categories.
+
+With ``item_input`` it also holds the items the encoder reads (index 0 = unknown item, then the kept items), and an
+event is one integer code ``item_index * size + category_token`` (:meth:`CategoryVocab.codes`): 0 is still padding,
+and a code below ``size`` is a category token with an unknown item, so a category-only sequence is its own code."""
 
 from __future__ import annotations
 
@@ -17,11 +21,14 @@ class CategoryVocab:
     """Token ids of categories; categories below the support threshold map to ``UNK``."""
 
     categories: tuple[str, ...]  # token id = position + 2
+    items: tuple[str, ...] = ()  # the items read as input (item_input); index = position + 1, 0 = unknown
 
     @classmethod
-    def from_counts(cls, counts: Mapping[str, int], min_support: int) -> CategoryVocab:
+    def from_counts(cls, counts: Mapping[str, int], min_support: int,
+                    item_counts: Mapping[str, int] | None = None, min_item_support: int = 1) -> CategoryVocab:
         kept = sorted(c for c, n in counts.items() if n >= min_support)
-        return cls(tuple(kept))
+        items = sorted(str(i) for i, n in (item_counts or {}).items() if n >= min_item_support)
+        return cls(tuple(kept), tuple(items))
 
     @property
     def size(self) -> int:
@@ -42,9 +49,20 @@ class CategoryVocab:
     def token(self, category: str) -> int:
         return self._index.get(category, UNK)
 
+    def codes(self, cats: Sequence[str], items: Sequence[str]) -> list[int]:
+        """One code per event: ``item_index * size + category_token`` (module doc); unknown items index 0."""
+        index = self.__dict__.get("_item_cache")
+        if index is None:
+            index = {it: i + 1 for i, it in enumerate(self.items)}
+            object.__setattr__(self, "_item_cache", index)
+        size = self.size
+        return [index.get(str(it), 0) * size + t for it, t in zip(items, self.ids(cats), strict=True)]
+
     def save(self, path: Path) -> None:
-        write_json_atomic(path, {"pad": PAD, "unk": UNK, "categories": list(self.categories)})
+        body = {"pad": PAD, "unk": UNK, "categories": list(self.categories)}
+        write_json_atomic(path, body | ({"items": list(self.items)} if self.items else {}))
 
     @classmethod
     def load(cls, path: Path) -> CategoryVocab:
-        return cls(tuple(json.loads(Path(path).read_text())["categories"]))
+        body = json.loads(Path(path).read_text())
+        return cls(tuple(body["categories"]), tuple(body.get("items", ())))

@@ -14,7 +14,7 @@ import numpy as np
 from coea.data.schema import CATEGORY, USER
 from coea.data.split import Histories
 from coea.dsie.encoder import EncoderResult, encode
-from coea.dsie.sequences import user_sequences
+from coea.dsie.sequences import encoder_sequences
 from coea.evaluation.baselines import ScoringMethod
 from coea.evaluation.registry import Need
 
@@ -31,7 +31,7 @@ class SasRecMethod(ScoringMethod):
     def _fit(self, histories: Histories) -> None:
         enc: EncoderResult = self.ctx.artifacts.get(Need.DSIE, self.name).encoder
         self.encoder = enc
-        self.seqs = user_sequences(histories.interactions, enc.vocab, enc.config.collapse_repeats)
+        self.seqs = encoder_sequences(histories.interactions, enc.vocab, enc.config.collapse_repeats)
         self.token_of = np.array([enc.vocab.token(c) for c in self.categories])  # (C,)
 
     def score(self, users: Sequence[str]) -> np.ndarray:

@@ -271,10 +271,10 @@ class TeacherReward(Reward):
         """Per user, log p_S of each candidate after the user's history before the window's end (a category the
         encoder's vocabulary lacks scores the row's lowest finite value)."""
         from coea.dsie.encoder import encode
-        from coea.dsie.sequences import user_sequences
+        from coea.dsie.sequences import encoder_sequences
 
         enc, h = self.encoder, inputs.history
-        seqs = user_sequences(h[h[TIMESTAMP].to_numpy() < inputs.window.end], enc.vocab, enc.config.collapse_repeats)
+        seqs = encoder_sequences(h[h[TIMESTAMP].to_numpy() < inputs.window.end], enc.vocab, enc.config.collapse_repeats)
         _, logits = encode(enc.model, [seqs.get(u, []) for u in inputs.users], enc.config)  # (U, V)
         logp = log_softmax_rows(logits)
         floor = np.min(np.where(np.isfinite(logp), logp, np.inf), axis=1)
