@@ -203,7 +203,7 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     item_counts = frame[ITEM].value_counts().to_dict() if cfg.item_input else None
     vocab = CategoryVocab.from_counts(counts, cfg.min_category_support, item_counts, cfg.min_item_support)
     seqs = user_sequences(frame, vocab, cfg.collapse_repeats)
-    codes = encoder_sequences(frame, vocab, cfg.collapse_repeats) if cfg.item_input else None
+    codes = encoder_sequences(frame, vocab, cfg.collapse_repeats) if vocab.items else None  # item_input's codes
     times = user_times(frame) if cfg.target_gap else None
     history: list[dict] = []
     parts = [_train_part(part, vocab, seqs, times, device, history, codes) for part in cfg.parts()]
