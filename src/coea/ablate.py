@@ -20,8 +20,9 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
   each with its own SFT pair. A prompt option the run has is taken away, one it lacks is added: ``coea w/o full
   CSID`` (the default prompts show the user's full CSID code; ``coea + full CSID`` where the config turns it off),
   ``coea + long-term summary`` (the user's ``LONG_TERM`` most frequent history categories; ``coea w/o
-  long-term summary`` where the config has one) and ``coea + event sequence`` (the categories of the user's last
-  ``SEQUENCE`` events in order; ``coea w/o event sequence`` where the config has one).
+  long-term summary`` where the config has one), ``coea + event sequence`` (the categories of the user's last
+  ``SEQUENCE`` events in order; ``coea w/o event sequence`` where the config has one) and ``coea + item sequence``
+  (the items of the user's last ``ITEMS`` events in order; ``coea w/o item sequence`` where the config has one).
 
 ``only`` (``coea ablate --variants``) keeps ``coea`` and the named variants (any of the above, the prompt ones
 included without ``extras``).
@@ -82,6 +83,7 @@ log = logging.getLogger(__name__)
 ALPHAS = (0.1, 0.4, 0.6)
 LONG_TERM = 5  # categories in the long-term summary of the ``coea + long-term summary`` variant
 SEQUENCE = 50  # events in the ``coea + event sequence`` variant's ``seq:`` section (the DSIE encoder's max_len)
+ITEMS = 50  # events in the ``coea + item sequence`` variant's ``items:`` section
 REFERENCE_POOL = ["pop_novel", "cooc_novel", "markov+x", "sasrec+x", "group_pop_novel", "nllm_sft", "nllm_sft+x",
                   "dual_best_of_n"]  # the baselines the default reference is chosen among
 BASELINES = [*REFERENCE_POOL, "nllm_seq", "nllm_seq+x"]
@@ -144,7 +146,8 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         data = cfg.llm.data
         for label, field_name, on, off in (("full CSID", "full_csid", True, False),
                                             ("long-term summary", "long_term", LONG_TERM, 0),
-                                            ("event sequence", "sequence", SEQUENCE, 0)):
+                                            ("event sequence", "sequence", SEQUENCE, 0),
+                                            ("item sequence", "items", ITEMS, 0)):
             has = getattr(data, field_name) != off
             name = f"coea w/o {label}" if has else f"coea + {label}"
             out[name] = copy.deepcopy(cfg)

@@ -47,12 +47,14 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     data = json.loads((out / "ablate.json").read_text())
     names = set(data["variants"])
     assert {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6", "coea w/o full CSID",
-            "coea + long-term summary", "coea + event sequence", "coea w/o feedback"} == names  # reads feedback
+            "coea + long-term summary", "coea + event sequence", "coea + item sequence",
+            "coea w/o feedback"} == names  # reads feedback
     tokens = (out / "llm" / "novelty" / "tokenizer.json").read_text()
-    assert "user:" in tokens and "long:" not in tokens and "seq:" not in tokens  # the run's own prompts: full CSID
+    assert "user:" in tokens and "long:" not in tokens and "seq:" not in tokens and "items:" not in tokens  # full CSID
     for name, slug, word, shown in (("coea w/o full CSID", "coea_w_o_full_csid", "user:", False),
                                     ("coea + long-term summary", "coea_long_term_summary", "long:", True),
-                                    ("coea + event sequence", "coea_event_sequence", "seq:", True)):
+                                    ("coea + event sequence", "coea_event_sequence", "seq:", True),
+                                    ("coea + item sequence", "coea_item_sequence", "items:", True)):
         tokens = (out / "variants" / f"{slug}_llm" / "novelty" / "tokenizer.json").read_text()
         assert (word in tokens) is shown  # each trains its own SFT pair on its own prompts
         assert data["variants"][name][0] != data["variants"]["coea"][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -216,18 +217,19 @@ def test_prompt_options_are_saved_with_the_model_and_a_config_asking_for_others_
     bundle.prompt = trained.prompt_options()
     save_bundle(bundle, tmp_path / "nllm")
     loaded = load_bundle(tmp_path / "nllm")
-    assert loaded.prompt == {"with_group": True, "full_csid": True, "long_term": 5, "sequence": 0}
+    assert loaded.prompt == {"with_group": True, "full_csid": True, "long_term": 5, "sequence": 0, "items": 0}
     check_prompt_options(loaded, trained)  # the same options: fine
     with pytest.raises(CoeaInputError) as err:
         check_prompt_options(loaded, SftDataConfig())
     msg = str(err.value)
     assert str(tmp_path / "nllm") in msg and "long_term: 5" in msg and "long_term=0" in msg and "\n" not in msg
     legacy = json.loads((tmp_path / "nllm" / "bundle.json").read_text())
-    del legacy["prompt"]["sequence"]  # saved before the option existed: trained without the section
-    (tmp_path / "nllm" / "bundle.json").write_text(json.dumps(legacy))
-    check_prompt_options(load_bundle(tmp_path / "nllm"), trained)
-    with pytest.raises(CoeaInputError, match="sequence: 0"):
-        check_prompt_options(load_bundle(tmp_path / "nllm"), SftDataConfig(long_term=5, sequence=3))
+    for option in ("sequence", "items"):  # saved before the option existed: trained without the section
+        del legacy["prompt"][option]
+        (tmp_path / "nllm" / "bundle.json").write_text(json.dumps(legacy))
+        check_prompt_options(load_bundle(tmp_path / "nllm"), trained)
+        with pytest.raises(CoeaInputError, match=f"{option}: 0"):
+            check_prompt_options(load_bundle(tmp_path / "nllm"), replace(trained, **{option: 3}))
     del legacy["prompt"]
     (tmp_path / "nllm" / "bundle.json").write_text(json.dumps(legacy))
     check_prompt_options(load_bundle(tmp_path / "nllm"), SftDataConfig())  # a bundle without the record: no check

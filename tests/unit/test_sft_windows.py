@@ -1,4 +1,5 @@
-"""SFT windows follow the split; the prompt options (full CSID, long-term summary, event sequence); the judge metric."""
+"""SFT windows follow the split; the prompt options (full CSID, long-term summary, event and item sequences); the judge
+metric."""
 
 from dataclasses import replace
 
@@ -10,11 +11,14 @@ from coea.data.split import chronological_split
 from coea.evaluation import pco_metrics
 from coea.evaluation.pco_metrics import SplitEvaluator, judge_rows, top_by_score
 from coea.llm.prompts import (
+    ITEMS_MARK,
     LONG_MARK,
     SEQ_MARK,
     USER_MARK,
     PromptContext,
     category_name,
+    category_text,
+    item_text,
     novelty_prompt,
     option_words,
     relevance_prompt,
@@ -170,6 +174,67 @@ def test_sequence_never_shows_what_comes_after_the_cut_in_sft_or_at_evaluation()
         seq = _positions(prompt, SEQ_MARK)
         assert {f"k{t}" for t in seq} <= history[user] and not {f"k{t}" for t in seq} & split.future_categories[user]
         assert seq == sorted(int(c[1:]) for c in history[user])[-5:]
+
+
+def test_item_section_shows_the_last_events_items_as_words_no_category_can_be():
+    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig()), full_csid=False, items=3, n_short=1)
+    cats, items = ["c", "a", "b", "a"], ["m1", "m2", "m1", "m 4"]
+    ctx = prompt_context(GroupInfo((2, 0), "fans"), cats, cfg, items=items)
+    assert ctx.items == ("m2", "m1", "m 4") and ctx.sequence == ()
+    assert novelty_prompt(ctx, with_group=False) == "items: \\im2 \\im1 \\im\\_4 recent: a ; novel:"
+    assert prompt_context(GroupInfo((2, 0), "fans"), cats, replace(cfg, items=0), items=items).items == ()
+    with pytest.raises(ValueError, match="2 items for 4 events"):
+        prompt_context(GroupInfo((2, 0), "fans"), cats, cfg, items=items[:2])
+    # an item word never equals a category word, whatever both are called (no category word starts with \i)
+    names = ["i1", "\\i1", "1", "items:", "<a_1>", "yes", ""]
+    assert not {item_text(n) for n in names} & {category_text(n) for n in names}
+    assert option_words(False, 0, 0, 3) == (ITEMS_MARK,) and category_text("items:") != "items:"
+    tok = build_scratch_tokenizer(["a", "b", "c"], ["fans", " ".join(option_words(False, 0, 0, 3)),
+                                                    " ".join(map(item_text, ["m1", "m2", "m 4"]))], [4, 4, 4])
+    ids = tok(novelty_prompt(ctx, with_group=False), add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and len(ids) == 8  # items:, three items, recent:, a, ;, novel:
+    unseen = replace(ctx, items=("m9",))  # an item the tokenizer was not built with: its unknown token
+    assert tok.unk_token_id in tok(novelty_prompt(unseen), add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="items must be >= 0"):
+        SftDataConfig(items=-1)
+
+
+def test_item_section_never_shows_what_comes_after_the_cut_in_sft_pco_or_at_evaluation():
+    """Every event has its own item (``j<t>``, t its position), so leakage is visible: in every N-LLM and R-LLM
+    example (SFT and PCO's refresh) the ``items:`` section is exactly the items of the events just before the cut,
+    every target after it; at evaluation it is the history's last items, never a future one."""
+    from coea.pco.periods import Window, novelty_refresh_examples, refresh_examples, round_users
+
+    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig(n_future=3, n_short=2)), items=5, full_csid=False)
+    log = events([(f"u{i}", f"j{t}", f"k{t}", t) for i in range(6) for t in range(14 + i)])
+    groups = {f"u{i}": GroupInfo((0,), "") for i in range(6)}
+
+    def shown(prompt: str) -> list[int]:
+        return [int(w[len("\\ij"):]) for w in prompt.split(ITEMS_MARK)[1].split("recent:")[0].split()]
+
+    ex = build_sft_examples(log, groups, cfg, eos="</s>")
+    window = Window(0, 8, 16)
+    refresh = (novelty_refresh_examples(log, groups, window, cfg, "</s>")
+               + list(refresh_examples(log, groups, window, cfg, "</s>", np.random.default_rng(0))))
+    seen = 0
+    for e in [*ex.novelty, *ex.relevance, *refresh]:
+        if ITEMS_MARK not in e["prompt"]:
+            continue  # the new-user cut: no history, no section
+        pos = shown(e["prompt"])
+        assert pos == list(range(pos[-1] - len(pos) + 1, pos[-1] + 1)) and len(pos) == min(5, pos[-1] + 1)
+        words = e["completion"].split()[:-1] if e["prompt"].endswith("novel:") else [e["prompt"].split()[-1]]
+        if e["completion"].split()[0] != "no":
+            assert min(int(category_name(w)[1:]) for w in words) > pos[-1]  # targets come after the cut
+        seen += 1
+    assert seen > 20
+    ru = round_users(log, groups, window, 2, None, np.random.default_rng(0), cfg)
+    last = [max(int(c[1:]) for c in seen) for seen in ru.seen]  # each user's last event before the window's end
+    assert ru.users and [shown(novelty_prompt(c))[-1] for c in ru.contexts] == last and max(last) == window.end - 1
+    split = chronological_split(log, SplitConfig(n_future=3, n_short=2, min_history=2))
+    ev = SplitEvaluator(split, groups, LlmConfig(data=cfg), k=1, judge_users=0)
+    history = split.histories.user_categories()
+    for user, prompt in zip(ev.users, ev.prompts, strict=True):
+        assert shown(prompt) == sorted(int(c[1:]) for c in history[user])[-5:]  # item j<t> is category k<t>
 
 
 def test_judge_metric_ranks_unseen_categories_by_p_yes(monkeypatch):

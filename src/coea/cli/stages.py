@@ -163,7 +163,8 @@ def ablate_cmd(
     rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
     device: DeviceOpt = None,
     prompt_variants: Annotated[bool, typer.Option("--prompt-variants", help="also the richer-prompt variants "
-                                                  "(w/o full CSID, + long-term summary, + event sequence, or "
+                                                  "(w/o full CSID, + long-term summary, + event sequence, + "
+                                                  "item sequence, or "
                                                   "the reverse where the config sets them), each with its own "
                                                   "SFT")] = False,
     from_run: Annotated[Path | None, typer.Option("--from-run", help="reuse the prepared data, DSIE and SFT pair "

@@ -36,7 +36,7 @@ from coea.evaluation.baselines import ScoringMethod
 from coea.evaluation.registry import Need
 from coea.llm.prompts import PromptContext, novelty_prompt, relevance_prompt
 from coea.llm.sft_config import ColdStart, Propose
-from coea.llm.sft_data import GroupInfo, category_sequences, group_infos, prompt_context
+from coea.llm.sft_data import GroupInfo, category_sequences, group_infos, item_sequences, prompt_context
 from coea.utils import log_softmax_rows
 
 
@@ -62,6 +62,7 @@ class LlmMethod(ScoringMethod):
             admit_categories(bundle, self.categories)
         self.short_term = histories.short_term
         self.sequences = category_sequences(histories.interactions)
+        self.items = item_sequences(histories.interactions) if self.ctx.llm.data.items else {}
         user_group = complete_assignment(dsie.groups, histories.interactions, histories.short_term, self.categories)
         known = group_infos(dsie.groups, dsie.profiles)  # DSIE's users, with their own full CSID code
         profile = {g: str(p.get("profile", "")) for g, p in dsie.profiles.items()}
@@ -74,7 +75,7 @@ class LlmMethod(ScoringMethod):
     def contexts(self, users: Sequence[str]) -> list[PromptContext]:
         data = self.ctx.llm.data
         return [prompt_context(self.group_info.get(u, self.fallback), self.sequences.get(u, []), data,
-                               self.short_term.get(u, ())) for u in users]
+                               self.short_term.get(u, ()), self.items.get(u, ())) for u in users]
 
     def novelty_logprobs(self, users: Sequence[str]) -> np.ndarray:
         """(U, C) log P(category | N-LLM prompt); with ``llm.cold_start: popularity`` a user without any history

@@ -28,7 +28,7 @@ from coea.evaluation.metrics import evaluate_lists, long_tail
 from coea.llm.models import ModelBundle
 from coea.llm.prompts import novelty_prompt, relevance_prompt
 from coea.llm.sft_config import LlmConfig
-from coea.llm.sft_data import GroupInfo, category_sequences, prompt_context
+from coea.llm.sft_data import GroupInfo, category_sequences, item_sequences, prompt_context
 from coea.pco.reward import rllm_scores
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,9 @@ class SplitEvaluator:
         counts = hist.interactions[CATEGORY].value_counts().to_dict()
         self.tail = long_tail({c: int(counts.get(c, 0)) for c in self.categories}, long_tail_share)
         seqs = category_sequences(hist.interactions)
-        self.contexts = [prompt_context(groups[u], seqs.get(u, []), llm.data, hist.short_term.get(u, ()))
-                         for u in self.users]
+        items = item_sequences(hist.interactions) if llm.data.items else {}
+        self.contexts = [prompt_context(groups[u], seqs.get(u, []), llm.data, hist.short_term.get(u, ()),
+                                        items.get(u, ())) for u in self.users]
         self.prompts = [novelty_prompt(c, with_group=llm.data.with_group) for c in self.contexts]
         self.judged = judge_rows(len(self.users), judge_users)
         self.sft_logp: np.ndarray | None = None

@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "model_config.json"
 META_FILE = "bundle.json"
-# the value a prompt option had before bundles recorded it (``sequence`` came in session 22): an older bundle was
-# trained without the section
-PROMPT_OPTIONS_BEFORE_RECORDED = {"sequence": 0}
+# the value a prompt option had before bundles recorded it (``sequence`` came in session 22, ``items`` in 35): an
+# older bundle was trained without the section
+PROMPT_OPTIONS_BEFORE_RECORDED = {"sequence": 0, "items": 0}
 
 
 @dataclass

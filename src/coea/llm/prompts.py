@@ -34,9 +34,14 @@ Optional sections (off by default, so default prompts are unchanged): ``user: <a
 profile, the user's own full CSID code (every level, not only the group prefix; only with the group), and
 ``long: Drama Comedy`` before ``recent:``, the user's most frequent categories before the cut (a long-term
 summary), and ``seq: Drama Drama Comedy ...`` after it, the categories of the user's last events before the cut in
-order, repeats included (what the DSIE encoder and ``sasrec`` read). Both are history, not group information, so
-``w/o CSID`` prompts keep them. Their marker words are :data:`OPTION_WORDS`; a scratch tokenizer gets them only
-when a model uses them (:func:`option_words`).
+order, repeats included (what the DSIE encoder and ``sasrec`` read), and ``items: \i1193 \i661 ...`` after that,
+the items (movies) of the user's last events before the cut in order (what the encoder reads with
+``dsie.encoder.item_input``). All are history, not group information, so ``w/o CSID`` prompts keep them. Their
+marker words are :data:`OPTION_WORDS`; a scratch tokenizer gets them only when a model uses them
+(:func:`option_words`). An *item word* (:func:`item_text`) is ``\i`` and the item id escaped as a category name
+is: no category word starts with ``\i`` (it is no escape), so an item never reads as a category, template word,
+special token or CSID code. The scratch tokenizer holds the items of the histories it was built from as one
+token each; an item it never saw is its unknown token.
 """
 
 from __future__ import annotations
@@ -51,9 +56,10 @@ LEVEL_LETTERS = "abcdefgh"
 YES, NO = "yes", "no"
 NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK = "novel:", "candidate:", "relevant:"
 TEMPLATE_WORDS = ("group:", "profile:", "recent:", ";", NOVEL_MARK, CANDIDATE_MARK, RELEVANT_MARK, YES, NO)
-USER_MARK, LONG_MARK, SEQ_MARK = "user:", "long:", "seq:"
-OPTION_WORDS = (USER_MARK, LONG_MARK, SEQ_MARK)  # the optional sections' markers (see the module doc)
+USER_MARK, LONG_MARK, SEQ_MARK, ITEMS_MARK = "user:", "long:", "seq:", "items:"
+OPTION_WORDS = (USER_MARK, LONG_MARK, SEQ_MARK, ITEMS_MARK)  # the optional sections' markers (see the module doc)
 ESCAPE = "\\"
+ITEM_MARK = ESCAPE + "i"  # leads an item word (never a category word's start: ``\i`` is no escape)
 RESERVED_MARK = ESCAPE + "="  # leads a category word whose name is a template word or empty
 _RESERVED = frozenset({*TEMPLATE_WORDS, *OPTION_WORDS, ""})
 _ESCAPED = {ESCAPE: ESCAPE + ESCAPE, " ": ESCAPE + "_", "<": ESCAPE + "l"}
@@ -72,6 +78,7 @@ class PromptContext:
     code: tuple[int, ...] = ()  # the user's own full CSID code (``user:`` section); () = no section
     long_term: tuple[str, ...] = ()  # the user's most frequent categories before the cut (``long:``); () = none
     sequence: tuple[str, ...] = ()  # the categories of the user's last events before the cut, in order (``seq:``)
+    items: tuple[str, ...] = ()  # the items of the user's last events before the cut, in order (``items:``)
 
 
 def _escape_char(ch: str) -> str:
@@ -92,6 +99,13 @@ def category_text(name: str) -> str:
     """The one whitespace-free word that writes category ``name`` in prompts and completions (module doc)."""
     word = "".join(_escape_char(ch) for ch in str(name))
     return RESERVED_MARK + word if word in _RESERVED else word
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a pure function of an item id, called for every event of every prompt
+def item_text(item: str) -> str:
+    """The one whitespace-free word that writes item ``item`` in prompts: :data:`ITEM_MARK` and the id with the
+    escapes of a category word (module doc)."""
+    return ITEM_MARK + "".join(_escape_char(ch) for ch in str(item))
 
 
 def category_name(word: str) -> str:
@@ -137,9 +151,10 @@ def parse_csid(text: str) -> tuple[int, ...]:
     return tuple(int(c) for c in text.split("-")) if text else ()
 
 
-def option_words(full_csid: bool, long_term: int, sequence: int = 0) -> tuple[str, ...]:
+def option_words(full_csid: bool, long_term: int, sequence: int = 0, items: int = 0) -> tuple[str, ...]:
     """The marker words the optional sections of these prompt options add (for a scratch tokenizer)."""
-    return (USER_MARK,) * bool(full_csid) + (LONG_MARK,) * (long_term > 0) + (SEQ_MARK,) * (sequence > 0)
+    return ((USER_MARK,) * bool(full_csid) + (LONG_MARK,) * (long_term > 0) + (SEQ_MARK,) * (sequence > 0)
+            + (ITEMS_MARK,) * (items > 0))
 
 
 @functools.lru_cache(maxsize=1 << 12)  # the R-LLM prompts of one cut share their context
@@ -153,6 +168,8 @@ def context_text(ctx: PromptContext, *, with_group: bool = True) -> str:
         parts += [LONG_MARK, *map(category_text, ctx.long_term)]
     if ctx.sequence:
         parts += [SEQ_MARK, *map(category_text, ctx.sequence)]
+    if ctx.items:
+        parts += [ITEMS_MARK, *map(item_text, ctx.items)]
     parts += ["recent:", *map(category_text, ctx.short_term), ";"]
     return " ".join(parts)
 

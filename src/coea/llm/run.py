@@ -16,10 +16,11 @@ from typing import Any
 import pandas as pd
 
 from coea.config import config_to_dict, save_config
+from coea.data.schema import ITEM
 from coea.data.split import Histories
 from coea.errors import CoeaInputError
 from coea.llm.models import ModelBundle, build_model_and_tokenizer, check_prompt_options, load_bundle, save_bundle
-from coea.llm.prompts import option_words
+from coea.llm.prompts import item_text, option_words
 from coea.llm.sft import SftResult, train_sft
 from coea.llm.sft_config import MODELS, LlmConfig, RelevanceInit
 from coea.llm.sft_data import GroupInfo, RelevanceExamples, build_sft_examples, group_infos
@@ -73,10 +74,14 @@ def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: in
 
 
 def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Mapping], csid_levels: Sequence[int],
-            seed_offset: int, device: str) -> ModelBundle:
+            seed_offset: int, device: str, items: Sequence[str] = ()) -> ModelBundle:
+    """A new model and tokenizer; a scratch tokenizer also gets the words of the optional prompt sections and of
+    ``items`` (the history's items, shown with ``llm.data.items``)."""
     texts = [str(p.get("profile", "")) for p in profiles.values()]
     d = cfg.data
-    texts.append(" ".join(option_words(d.full_csid, d.long_term, d.sequence)))  # "" with the default prompts
+    texts.append(" ".join(option_words(d.full_csid, d.long_term, d.sequence, d.items)))  # "" with the default prompts
+    if d.items:
+        texts.append(" ".join(map(item_text, items)))
     return build_model_and_tokenizer(replace(cfg.model, seed=cfg.model.seed + seed_offset), categories, texts,
                                      csid_levels, device=device)
 
@@ -140,7 +145,8 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
     warm = "relevance" in which and cfg.relevance_init is RelevanceInit.NOVELTY
-    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device)
+    items = sorted(histories.interactions[ITEM].astype(str).unique()) if cfg.data.items else []
+    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device, items)
                for name in MODELS if name in which and not (warm and name == "relevance")}
     for b in bundles.values():
         b.prompt = cfg.data.prompt_options()  # saved with the model, checked where it is used

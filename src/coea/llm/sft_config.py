@@ -120,6 +120,10 @@ class SftDataConfig:
     # included (``seq:``): the ordered history the DSIE encoder / sasrec reads (its max_len is 50). Mind
     # llm.novelty.max_length (192 tokens, truncation keeps the start): N + the profile + the rest must fit
     sequence: int = 0
+    # > 0 = the prompt also shows the items (movies) of the user's last N events before the cut, in order (``items:``;
+    # what the DSIE encoder reads with dsie.encoder.item_input). The scratch tokenizer gets one token per item of the
+    # training histories. Its value is not measured yet (docs/results.md, session 35); mind max_length as for sequence
+    items: int = 0
     # the continual protocol: SFT examples (both LLMs) come from each user's history without its last share of
     # events; with pco.periods: user the PCO rounds then replay only that share (interactions the SFT never saw,
     # coea.pco.periods.round_windows' start_share); 0 = every history event
@@ -130,7 +134,7 @@ class SftDataConfig:
         """What a prompt shows besides the short-term set: recorded with the models SFT trains (``bundle.json``) and
         checked wherever models are used (:func:`coea.llm.models.check_prompt_options`)."""
         return {"with_group": self.with_group, "full_csid": self.full_csid, "long_term": self.long_term,
-                "sequence": self.sequence}
+                "sequence": self.sequence, "items": self.items}
 
     def __post_init__(self) -> None:
         self.novelty_target = NoveltyTarget(self.novelty_target)
@@ -143,7 +147,7 @@ class SftDataConfig:
                 raise ValueError(f"{name} must be {bound} or None (follow the split), got {value!r}")
         if not 0.0 <= self.holdout_share < 1.0:
             raise ValueError(f"holdout_share must be in [0, 1), got {self.holdout_share!r}")
-        for name in ("long_term", "sequence"):
+        for name in ("long_term", "sequence", "items"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)!r}")
 

@@ -12,8 +12,9 @@ with ``novelty_horizon`` (its own seeded stream, so N-LLM settings never change 
 
 - context = the user's group (CSID + profile) and the short-term set at the cut: the distinct categories of the
   ``n_short`` events before ``t`` (most recent last); optionally the user's own full CSID (``full_csid``) and
-  their ``long_term`` most frequent categories before ``t`` and the categories of their last ``sequence`` events
-  before ``t`` in order (:func:`prompt_context`, the one recipe shared by SFT, PCO and inference);
+  their ``long_term`` most frequent categories before ``t``, the categories and the items of their last
+  ``sequence`` / ``items`` events before ``t`` in order (:func:`prompt_context`, the one recipe shared by SFT, PCO
+  and inference);
 - the targets of a cut start at its first event ``gap`` seconds or more after the cut's last event
   (:func:`target_start`; right after the cut when ``gap`` is 0, the default split's), so that a split with
   ``min_gap`` trains on what it scores: what a user takes up after such a pause;
@@ -58,7 +59,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from coea.data.schema import CATEGORY, TIMESTAMP, USER
+from coea.data.schema import CATEGORY, ITEM, TIMESTAMP, USER
 from coea.llm.prompts import (
     PromptContext,
     novelty_completion,
@@ -139,16 +140,22 @@ def long_term_categories(cats: Sequence[str], n: int) -> tuple[str, ...]:
 
 
 def prompt_context(info: GroupInfo, cats: Sequence[str], cfg: SftDataConfig,
-                   short_term: Sequence[str] | None = None) -> PromptContext:
-    """The prompt context of a user with group ``info`` whose history before the cut is ``cats`` (chronological):
-    the short-term set (``short_term`` when given, e.g. the split's; else the last ``cfg.n_short`` events), the
-    user's full CSID code when ``cfg.full_csid`` (the group prefix when the code is unknown), the
-    ``cfg.long_term`` most frequent categories of ``cats`` and its last ``cfg.sequence`` categories in order. The one
-    recipe of SFT, PCO and inference."""
+                   short_term: Sequence[str] | None = None, items: Sequence[str] = ()) -> PromptContext:
+    """The prompt context of a user with group ``info`` whose history before the cut is ``cats`` (chronological)
+    with items ``items`` (the same events'; read only with ``cfg.items``): the short-term set (``short_term`` when
+    given, e.g. the split's; else the last ``cfg.n_short`` events), the user's full CSID code when ``cfg.full_csid``
+    (the group prefix when the code is unknown), the ``cfg.long_term`` most frequent categories of ``cats``, its
+    last ``cfg.sequence`` categories and last ``cfg.items`` items in order. The one recipe of SFT, PCO and
+    inference."""
     recent = recent_categories(cats, len(cats), cfg.n_short) if short_term is None else tuple(short_term)
     code = (info.code or info.csid) if cfg.full_csid else ()
     sequence = tuple(cats[-cfg.sequence:]) if cfg.sequence > 0 else ()
-    return PromptContext(info.csid, info.profile, recent, code, long_term_categories(cats, cfg.long_term), sequence)
+    if cfg.items > 0 and len(items) != len(cats):
+        raise ValueError(f"prompt_context: {len(items)} items for {len(cats)} events (llm.data.items needs the "
+                         f"items of the same events)")
+    shown = tuple(map(str, items[-cfg.items:])) if cfg.items > 0 else ()
+    return PromptContext(info.csid, info.profile, recent, code, long_term_categories(cats, cfg.long_term), sequence,
+                         shown)
 
 
 def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, rng) -> list[str]:
@@ -161,18 +168,24 @@ def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, 
     return rng.choice(pool, size=size, replace=False, p=p).tolist()
 
 
-def _grouped_histories(history: pd.DataFrame,
-                       groups: Mapping[str, GroupInfo]) -> Iterator[tuple[GroupInfo, list[str], np.ndarray]]:
-    """(group, category sequence, timestamps) of every user with a group, users in sorted order."""
+def _grouped_histories(history: pd.DataFrame, groups: Mapping[str, GroupInfo]
+                       ) -> Iterator[tuple[GroupInfo, list[str], np.ndarray, list[str]]]:
+    """(group, category sequence, timestamps, item sequence) of every user with a group, users in sorted order."""
     for user, g in history.groupby(USER, sort=True):
         info = groups.get(str(user))
         if info is not None:
-            yield info, g[CATEGORY].tolist(), g[TIMESTAMP].to_numpy()
+            yield info, g[CATEGORY].tolist(), g[TIMESTAMP].to_numpy(), g[ITEM].astype(str).tolist()
 
 
 def category_sequences(history: pd.DataFrame) -> dict[str, list[str]]:
     """user -> their categories in event order (``history`` sorted per user in time order)."""
     return {str(u): g[CATEGORY].tolist() for u, g in history.groupby(USER, sort=False)}
+
+
+def item_sequences(history: pd.DataFrame) -> dict[str, list[str]]:
+    """user -> their items in event order, as strings (what ``items:`` sections show; see
+    :func:`category_sequences`)."""
+    return {str(u): g[ITEM].astype(str).tolist() for u, g in history.groupby(USER, sort=False)}
 
 
 def adoption_counts(cuts: list[tuple[PromptContext, list[str], set[str]]]) -> pd.Series:
@@ -185,11 +198,12 @@ def cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftD
     """R-LLM cuts: (context, taken-up categories, categories seen before the cut) for every grouped user."""
     require_resolved(cfg)
     out = []
-    for info, cats, ts in _grouped_histories(history, groups):
+    for info, cats, ts, items in _grouped_histories(history, groups):
         for t in _cuts(len(cats), cfg, rng):
             targets = taken_up(cats, t, cfg.horizon, target_start(ts, t, cfg.gap))
             if targets:
-                out.append((prompt_context(info, cats[:t], cfg), targets[:cfg.max_targets], set(cats[:t])))
+                out.append((prompt_context(info, cats[:t], cfg, items=items[:t]), targets[:cfg.max_targets],
+                            set(cats[:t])))
     return out
 
 
@@ -197,13 +211,13 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
                   rng: np.random.Generator) -> list[tuple[PromptContext, list[str]]]:
     """N-LLM cuts: (context, target categories) with the N-LLM's own cut count, horizon and target rule."""
     out = []
-    for info, cats, ts in _grouped_histories(history, groups):
+    for info, cats, ts, items in _grouped_histories(history, groups):
         new_user = [0] if cfg.new_user_cut else []  # the cut before the first event
         # the new-user cut's prompt is the one a user without history gets: DSIE has no code for them (the code
         # encodes a history), so it shows the group prefix, as inference does for users DSIE does not know
         as_new = replace(info, code=())
         for t in new_user + _cuts(len(cats), cfg, rng, cfg.novelty_cuts_per_user):
-            ctx = prompt_context(as_new if t == 0 else info, cats[:t], cfg)
+            ctx = prompt_context(as_new if t == 0 else info, cats[:t], cfg, items=items[:t])
             targets = novelty_targets(ctx, cats, ts, t, cfg)
             if targets:
                 out.append((ctx, targets))

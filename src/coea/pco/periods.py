@@ -27,12 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from coea.data.schema import CATEGORY, TIMESTAMP, USER
+from coea.data.schema import CATEGORY, ITEM, TIMESTAMP, USER
 from coea.data.split import split_periods
 from coea.llm.prompts import PromptContext
 from coea.llm.sft_config import SftDataConfig
 from coea.llm.sft_data import (
     GroupInfo,
+    category_sequences,
+    item_sequences,
     novelty_examples,
     novelty_targets,
     prompt_context,
@@ -111,15 +113,16 @@ def round_users(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: 
     if limit is not None and len(users) > limit:
         users = sorted(rng.choice(users, size=limit, replace=False).tolist())
     before = history[ts < window.end]
-    cats = {str(u): g[CATEGORY].tolist() for u, g in before.groupby(USER, sort=False)}
-    ctxs = [prompt_context(groups[u], cats[u], data, recent_categories(cats[u], len(cats[u]), n_short))
-            for u in users]
+    cats = category_sequences(before)
+    items = item_sequences(before) if data.items else {}
+    ctxs = [prompt_context(groups[u], cats[u], data, recent_categories(cats[u], len(cats[u]), n_short),
+                           items.get(u, ())) for u in users]
     return RoundUsers(users, ctxs, [set(cats[u]) for u in users])
 
 
 def _window_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window,
-                 cfg: SftDataConfig) -> Iterator[tuple[GroupInfo, list[str], np.ndarray, int]]:
-    """(group, categories and timestamps of the history before the window's end, cut point) of every grouped
+                 cfg: SftDataConfig) -> Iterator[tuple[GroupInfo, list[str], np.ndarray, list[str], int]]:
+    """(group, categories, timestamps and items of the history before the window's end, cut point) of every grouped
     user: up to ``cfg.cuts_per_user`` cut points evenly spread over the user's events inside ``window``, each with
     at least ``cfg.min_prefix`` events before it. A cut's targets can only come from events before the window's
     end (the categories passed stop there)."""
@@ -136,7 +139,7 @@ def _window_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window:
         if hi < lo:
             continue
         for t in np.unique(np.linspace(lo, hi, num=cfg.cuts_per_user).round().astype(int)).tolist():
-            yield info, cats, times, t
+            yield info, cats, times, g[ITEM].astype(str).tolist(), t
 
 
 def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window,
@@ -149,10 +152,10 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
     :mod:`coea.llm.sft_data` (weighted by adoption popularity within the window), balanced, shuffled. ``cfg``
     must be resolved; unlike SFT's cuts, a refresh cut always has ``cfg.min_prefix`` events before it."""
     cuts = []
-    for info, cats, times, t in _window_cuts(history, groups, window, cfg):
+    for info, cats, times, items, t in _window_cuts(history, groups, window, cfg):
         targets = taken_up(cats, t, cfg.horizon, target_start(times, t, cfg.gap))[:cfg.max_targets]
         if targets:
-            cuts.append((prompt_context(info, cats[:t], cfg), targets, set(cats[:t])))
+            cuts.append((prompt_context(info, cats[:t], cfg, items=items[:t]), targets, set(cats[:t])))
     return relevance_examples(cuts, cfg.negatives_per_positive, eos, rng, with_group=with_group)
 
 
@@ -163,8 +166,8 @@ def novelty_refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupIn
     categories of the ``novelty_horizon`` events from the target start outside the short-term set, by default)
     among the events before the window's end."""
     cuts = []
-    for info, cats, times, t in _window_cuts(history, groups, window, cfg):
-        ctx = prompt_context(info, cats[:t], cfg)
+    for info, cats, times, items, t in _window_cuts(history, groups, window, cfg):
+        ctx = prompt_context(info, cats[:t], cfg, items=items[:t])
         targets = novelty_targets(ctx, cats, times, t, cfg)
         if targets:
             cuts.append((ctx, targets))
