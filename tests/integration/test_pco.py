@@ -419,7 +419,8 @@ def test_prior_correction_in_the_loop_shifts_each_p_yes_by_the_log_adoption_prio
     expected = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + lp)))
     got = np.concatenate(corrected)
     assert np.allclose(got, expected, atol=1e-9)
-    assert np.abs(got - p).max() > 0.05
+    logit = np.log(np.clip(got, 1e-12, 1 - 1e-12) / np.clip(1 - got, 1e-12, 1))
+    assert np.abs(logit - np.log(p / (1 - p))).max() > 0.1  # a real shift, in logits (a confident p moves little)
     assert ((got > p) == (lp > 0))[np.abs(lp) > 1e-6].all()
 
 

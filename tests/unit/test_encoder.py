@@ -243,6 +243,9 @@ def test_item_codes_keep_padding_zero_and_a_category_only_vocab_reads_categories
     assert CategoryVocab.load(tmp_path / "v.json") == vocab and CategoryVocab.load(tmp_path / "p.json") == plain
     with pytest.raises(ValueError, match="item_input reads every event"):
         EncoderConfig(item_input=True, collapse_repeats=True)
+    # the default reads items unless repeats are collapsed (their events, and so their items, are dropped)
+    assert EncoderConfig().reads_items and not EncoderConfig(collapse_repeats=True).reads_items
+    assert not EncoderConfig(item_input=False).reads_items
 
 
 def test_an_item_input_encoder_reads_the_items_predicts_categories_and_round_trips(tiny_synth, tmp_path):
@@ -267,7 +270,25 @@ def test_an_item_input_encoder_reads_the_items_predicts_categories_and_round_tri
     model, vocab, loaded_cfg = load_encoder(tmp_path)
     assert vocab == res.vocab and loaded_cfg.item_input
     assert np.allclose(encode(model, codes, loaded_cfg)[1][:, 2:], logits[:, 2:], atol=1e-5)
-    assert SasRec(6, TINY).items is None  # the default encoder reads categories only
+    assert SasRec(6, replace(TINY, item_input=False)).items is None  # categories only
+
+def test_an_encoder_saved_without_item_embeddings_loads_as_one_that_reads_no_items(tiny_synth, tmp_path):
+    """Encoders saved before item_input existed (no key in encoder_config.json, no item embedding) still load,
+    though the default now reads items: the weights say what the encoder reads."""
+    import json
+    from dataclasses import replace
+
+    h = _histories(tiny_synth)
+    res = train_encoder(replace(TINY, item_input=False, epochs=1), h, tmp_path)
+    saved = json.loads((tmp_path / "encoder_config.json").read_text())
+    assert saved["item_input"] is False
+    del saved["item_input"]
+    (tmp_path / "encoder_config.json").write_text(json.dumps(saved))
+    model, vocab, cfg = load_encoder(tmp_path)
+    assert not cfg.reads_items and not vocab.items and model.items is None
+    seqs = user_sequences(h.interactions, vocab, False)
+    codes = [seqs[u] for u in sorted(seqs)[:4]]
+    assert np.allclose(encode(model, codes, cfg)[1], encode(res.model, codes, res.config)[1], atol=1e-5)
 
 
 def test_windows_read_the_given_inputs_and_keep_category_targets():

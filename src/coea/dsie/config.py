@@ -56,11 +56,17 @@ class EncoderConfig:
     output_bias: bool | None = None
     # read each event's item (movie) as well as its category: an event's input embedding is the sum of the two;
     # items with fewer than min_item_support history events share the zero "unknown item" embedding. The outputs
-    # stay categories. Off by default until its test read (docs/results.md, session 34: chosen on MovieLens
-    # validation, sasrec+x +0.0303 [+0.0189, +0.0429] over two paired fits)
-    item_input: bool = False
+    # stay categories. None (default): on unless collapse_repeats (which drops events, so items no longer match
+    # them). Chosen on MovieLens validation (docs/results.md, session 34: sasrec+x +0.0303 [+0.0189, +0.0429] over
+    # two paired fits) and read once on test (session 35)
+    item_input: bool | None = None
     min_item_support: int = 5
     seed: int = 0
+
+    @property
+    def reads_items(self) -> bool:
+        """Whether each event's item is read beside its category (``item_input``; None: unless collapse_repeats)."""
+        return (not self.collapse_repeats) if self.item_input is None else self.item_input
 
     @property
     def novel(self) -> bool:

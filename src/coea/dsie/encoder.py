@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ class SasRec(nn.Module):
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, cfg.dim, padding_idx=PAD)
         # item_input: inputs are event codes item_index * vocab_size + token (coea.dsie.vocab); index 0 = unknown
-        self.items = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0) if cfg.item_input else None
+        self.items = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0) if cfg.reads_items else None
         self.positions = nn.Embedding(cfg.max_len, cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
         layer = nn.TransformerEncoderLayer(cfg.dim, cfg.n_heads, 4 * cfg.dim, cfg.dropout, activation="gelu",
@@ -198,9 +198,10 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
                   device: str = "cpu") -> EncoderResult:
     """Train on ``device`` (a resolved torch device string) with early stopping on held-out users; optionally
     save model + config. With ``target: both`` each of the two encoders is trained in turn, as it would be alone."""
+    cfg = replace(cfg, item_input=cfg.reads_items)  # saved as what it did
     frame = histories.interactions
     counts = frame[CATEGORY].value_counts().to_dict()
-    item_counts = frame[ITEM].value_counts().to_dict() if cfg.item_input else None
+    item_counts = frame[ITEM].value_counts().to_dict() if cfg.reads_items else None
     vocab = CategoryVocab.from_counts(counts, cfg.min_category_support, item_counts, cfg.min_item_support)
     seqs = user_sequences(frame, vocab, cfg.collapse_repeats)
     codes = encoder_sequences(frame, vocab, cfg.collapse_repeats) if vocab.items else None  # item_input's codes
@@ -244,7 +245,7 @@ def _train_part(cfg: EncoderConfig, vocab: CategoryVocab, seqs: dict[str, list[i
             else f"the first event{later}" if later else "the next event")
     log.info("encoder: %d training windows, %d held out; each position learns %s%s%s", len(train.inputs),
              len(val.inputs), what, ", with an output bias" if cfg.with_bias else "",
-             f"; it reads {len(vocab.items)} items beside the categories" if cfg.item_input else "")
+             f"; it reads {len(vocab.items)} items beside the categories" if cfg.reads_items else "")
     model = SasRec(vocab.size, cfg, len(vocab.items)).to(device)
     model.reset_parameters()
     if model.bias is not None:  # start from the targets' log-frequency: the logits begin as popularity
@@ -356,7 +357,10 @@ def load_encoder(out_dir: Path, device: str = "cpu") -> tuple[Encoder, CategoryV
     """Rebuild what :func:`save_encoder` wrote, on ``device`` (a resolved torch device string), in eval mode."""
     cfg = read_saved_config(EncoderConfig, out_dir / "encoder_config.json")
     vocab = CategoryVocab.load(out_dir / "encoder_vocab.json")
+    state = torch.load(out_dir / "encoder.pt", map_location=device, weights_only=True)
+    # what the weights read decides (an encoder saved before item_input existed has no item embedding)
+    cfg = replace(cfg, item_input=any(k.split(".")[-2:] == ["items", "weight"] for k in state))
     model = build_encoder(vocab.size, cfg, len(vocab.items)).to(device)
-    model.load_state_dict(torch.load(out_dir / "encoder.pt", map_location=device, weights_only=True))
+    model.load_state_dict(state)
     model.eval()
     return model, vocab, cfg
