@@ -4,9 +4,12 @@ preset's model and batch size, in fp32 and with ``precision: auto`` (bf16 autoca
 where CUDA is available, on the GPU. The ratio column is examples/s over the baseline row of the same device.
 
 Prompts are real MovieLens-1M short-term sets (../shared) with a realistic group profile; the labels are drawn at
-random (seeded): throughput does not depend on them. Each row trains a fresh model for a fixed number of steps;
+random (seeded): throughput does not depend on them. The ``prompt`` rows train the default model's N-LLM on longer
+prompts, the user's history sections as SFT writes them (``llm.data.sequence`` 50; with ``items`` 50 too, whose
+scratch tokenizer holds every history item: its output layer grows with them); ratio = over the default row.
+Each row trains a fresh model for a fixed number of steps;
 the first ``WARMUP`` steps (allocator, kernels, compile) are not counted.
-Run: ``make bench`` or ``python benchmarks/bench_train.py [--steps N] [--devices cpu,cuda]``.
+Run: ``make bench`` or ``python benchmarks/bench_train.py [--steps N] [--devices cpu,cuda] [--no-gpu-preset]``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,25 @@ from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt, 
 PROFILE = ("Group 1-2: 240 users. Long-term favourites: Comedy (12%), Drama (9%), Action|Thriller (6%), "
            "Comedy|Romance (5%), Drama|War (4%). Members explore 60 categories on average.")
 WARMUP = 3
+
+
+def _section_examples(split, n: int, sequence: int, items: int, seed: int = 0) -> list[dict]:
+    """N-LLM examples with the history sections of ``prompt_context`` (the users' last events), ``n`` of them."""
+    from coea.llm.sft_config import SftDataConfig
+    from coea.llm.sft_data import GroupInfo, category_sequences, item_sequences, prompt_context
+
+    h = split.histories
+    cfg = SftDataConfig(sequence=sequence, items=items, n_short=10)
+    cats, its = category_sequences(h.interactions), item_sequences(h.interactions)
+    users, names = [u for u in split.warm_users if cats.get(u)], list(h.categories)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        u = users[i % len(users)]
+        ctx = prompt_context(GroupInfo((1, 2), PROFILE, (1, 2, 3)), cats[u], cfg, h.short_term[u], its[u])
+        out.append({"prompt": novelty_prompt(ctx), "completion": novelty_completion([names[rng.integers(len(names))]],
+                                                                                     "</s>")})
+    return out
 
 
 def _examples(split, n: int, seed: int = 0) -> tuple[list[dict], list[dict], list[dict]]:
@@ -72,13 +94,15 @@ class _Timer:
             torch.cuda.synchronize()
 
 
-def _row(kind: str, model_cfg: ModelConfig, train_cfg, data: list[dict], split, device: str) -> dict[str, float]:
-    """Train a fresh model on ``data`` for len(data) / batch steps; examples/s over the timed steps."""
+def _row(kind: str, model_cfg: ModelConfig, train_cfg, data: list[dict], split, device: str,
+         texts: tuple[str, ...] = ()) -> dict[str, float]:
+    """Train a fresh model on ``data`` for len(data) / batch steps; examples/s over the timed steps. ``texts``: more
+    words for the scratch tokenizer (section markers, items)."""
     from coea.llm import dpo, sft
     from coea.llm.models import build_model_and_tokenizer
 
     h = split.histories
-    bundle = build_model_and_tokenizer(model_cfg, h.categories, [PROFILE], [4, 4])
+    bundle = build_model_and_tokenizer(model_cfg, h.categories, [PROFILE, *texts], [4, 4, 4])
     timer = _Timer(device)
     if kind == "dpo":
         ref = copy.deepcopy(bundle.model).eval()
@@ -97,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=30, help="optimizer steps per row (the first 3 are not timed)")
     ap.add_argument("--devices", default=None, help="comma-separated; default: cpu, and cuda when available")
+    ap.add_argument("--gpu-preset", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the gpu preset's rows (--no-gpu-preset: the default model and the prompt rows only)")
     args = ap.parse_args(argv)
     import torch
 
@@ -110,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         "gpu preset fp32": (gpu.llm.model, gpu.llm.novelty, gpu.llm.relevance, gpu.pco.dpo, "fp32"),
         "gpu preset auto": (gpu.llm.model, gpu.llm.novelty, gpu.llm.relevance, gpu.pco.dpo, "auto"),
     }
+    if not args.gpu_preset:
+        variants = {"default fp32": variants["default fp32"]}
     largest = max(v[1].batch_size for v in variants.values()) * args.steps
     nov, rel, pairs = _examples(split, largest)
     rows: dict[str, dict[str, float]] = {}
@@ -124,6 +152,21 @@ def main(argv: list[str] | None = None) -> int:
                     row["ratio"] = row["examples_per_s"] / base["examples_per_s"]
                 rows[f"{device} {kind} {name}"] = row
                 print(f"{device:<5} {kind:<9} {name:<16} {row['examples_per_s']:>10.1f} examples/s", flush=True)
+    from coea.data.schema import ITEM
+    from coea.llm.prompts import item_text, option_words
+
+    n_cfg = replace(cpu.llm.novelty, epochs=1.0, precision="fp32", logging_steps=10**6, max_examples=None)
+    every_item = " ".join(map(item_text, sorted(split.histories.interactions[ITEM].astype(str).unique())))
+    for device in devices:  # longer prompts: the history sections (default model, N-LLM SFT)
+        for name, sequence, items in (("prompt + seq 50", 50, 0), ("prompt + seq 50 + items 50", 50, 50)):
+            data = _section_examples(split, n_cfg.batch_size * args.steps, sequence, items)
+            texts = (" ".join(option_words(True, 0, sequence, items)), every_item if items else "")
+            row = _row("nllm_sft", cpu.llm.model, n_cfg, data, split, device, texts)
+            row["ratio"] = row["examples_per_s"] / rows[f"{device} nllm_sft default fp32"]["examples_per_s"]
+            row["prompt_words"] = float(np.mean([len(e["prompt"].split()) for e in data]))
+            rows[f"{device} nllm_sft {name}"] = row
+            print(f"{device:<5} nllm_sft  {name:<26} {row['examples_per_s']:>10.1f} examples/s "
+                  f"({row['ratio']:.2f}x, {row['prompt_words']:.0f} prompt words)", flush=True)
     for kind in ("nllm_sft", "rllm_sft", "dpo"):  # GPU over CPU, same variant
         if {f"cpu {kind} gpu preset auto", f"cuda {kind} gpu preset auto"} <= set(rows):
             rows[f"cuda {kind} gpu preset auto"]["cuda_over_cpu"] = (
