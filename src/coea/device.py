@@ -13,9 +13,11 @@ stage: the CLI, an in-process flow (tests, benchmarks) and each kfp.local pipeli
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
+from collections.abc import Iterator
 
 from coea.errors import CoeaInputError
 
@@ -114,3 +116,30 @@ def trainer_flags(device: str, precision: Precision | str = Precision.AUTO, *, c
         bf16 = precision is Precision.BF16
     return {"use_cpu": not cuda, "bf16": bf16, "fp16": False, "dataloader_pin_memory": cuda,
             "torch_compile": compile_model, "dataloader_num_workers": 0}
+
+
+@contextlib.contextmanager
+def labelled_positions_only(device: str) -> Iterator[None]:
+    """While SFT or DPO trains on the CPU inside this block, trl's fused output layer scores only the positions that
+    carry a label (the completion), as it does on a CUDA GPU, instead of every position of the batch.
+
+    trl (1.x, ``trl.trainer.utils``) scores the compact set of labelled positions only where Triton runs, to keep
+    tile shapes fixed elsewhere (a recompilation per batch on compiled backends); the eager CPU path has no such
+    cost. The loss is the same sum over the same positions. It matters when the vocabulary is wide: with one
+    scratch token per movie (``llm.data.items``) every position's logits cost 9x the training time on the CPU
+    (``benchmarks/bench_train.py``). A trl without the hook leaves training as it is.
+    """
+    try:
+        from trl.trainer import utils as trl_utils
+    except ImportError:  # pragma: no cover - trl is a dependency
+        yield
+        return
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None or not str(device).startswith("cpu"):
+        yield
+        return
+    trl_utils._use_triton = lambda dev: dev.type == "cpu" or original(dev)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original

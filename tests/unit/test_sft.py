@@ -116,3 +116,32 @@ def test_the_first_training_freezes_the_import_heap_once_and_a_model_frozen_with
     first, second, freed = res.stdout.splitlines()[-1].split()  # the trainer prints its own lines first
     assert int(first) > 50_000 and int(second) <= int(first)  # frozen once (frozen objects can still be freed)
     assert freed == "True"
+
+
+def test_scoring_only_the_labelled_positions_on_the_cpu_trains_the_same_model(tiny, monkeypatch):
+    """``labelled_positions_only``: trl's output layer scores only the completion's positions on the CPU (as on a
+    GPU): the same loss over the same positions, so the same steps move the weights the same way; trl's own choice
+    is back after the block."""
+    import contextlib
+
+    from trl.trainer import utils as trl_utils
+
+    from coea import device as coea_device
+    from coea.llm import sft
+
+    model, tok = tiny
+    cpu = torch.device("cpu")
+    assert not trl_utils._use_triton(cpu)  # trl's own CPU choice: score every position
+    with coea_device.labelled_positions_only("cpu"):
+        assert trl_utils._use_triton(cpu)
+    with coea_device.labelled_positions_only("cuda:0"):  # a GPU keeps trl's own choice
+        assert not trl_utils._use_triton(cpu)
+    assert not trl_utils._use_triton(cpu)
+    cfg = SftTrainConfig(epochs=1, batch_size=8, logging_steps=1, lr=5e-3)
+    other = copy.deepcopy(model)
+    compact = train_sft(cfg, model, tok, EXAMPLES)
+    monkeypatch.setattr(sft, "labelled_positions_only", lambda device: contextlib.nullcontext())
+    every = train_sft(cfg, other, tok, EXAMPLES)
+    assert compact.steps == every.steps == 6 and compact.losses == pytest.approx(every.losses, rel=1e-5)
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name

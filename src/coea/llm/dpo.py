@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import DPOTrainer
 
-from coea.device import check_trainer_device, trainer_flags
+from coea.device import check_trainer_device, labelled_positions_only, trainer_flags
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
 from coea.llm.models import unpatch_forward
@@ -142,7 +142,7 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     model.to(device)
     if ref_model is not None:
         ref_model.to(device)
-    with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp, labelled_positions_only(device):
         trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device),
                                train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
                                callbacks=[LogLines(f"{name} dpo"), *callbacks], kl_alpha=cfg.alpha, nll=cfg.nll)

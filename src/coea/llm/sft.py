@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from coea.device import check_trainer_device, trainer_flags
+from coea.device import check_trainer_device, labelled_positions_only, trainer_flags
 from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig
 from coea.utils import freeze_gc_heap
@@ -122,7 +122,8 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                              callbacks=[LogLines(f"{name} sft"), *callbacks])
         start = time.perf_counter()
-        out = trainer.train()
+        with labelled_positions_only(device):
+            out = trainer.train()
         seconds = time.perf_counter() - start
     unpatch_forward(model)  # copies of the model must run their own weights (see unpatch_forward)
     losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
