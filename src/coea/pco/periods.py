@@ -138,8 +138,9 @@ def _window_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window:
         lo, hi = max(first, cfg.min_prefix), len(cats) - 1
         if hi < lo:
             continue
+        items = g[ITEM].astype(str).tolist() if cfg.items else []  # read only with an items: section
         for t in np.unique(np.linspace(lo, hi, num=cfg.cuts_per_user).round().astype(int)).tolist():
-            yield info, cats, times, g[ITEM].astype(str).tolist(), t
+            yield info, cats, times, items, t
 
 
 def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], window: Window,
