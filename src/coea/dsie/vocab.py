@@ -6,6 +6,7 @@ and a code below ``size`` is a category token with an unknown item, so a categor
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,24 +39,20 @@ class CategoryVocab:
         index = self._index
         return [index.get(c, UNK) for c in cats]
 
-    @property
+    @functools.cached_property  # computed once per vocab (a frozen dataclass still has an instance __dict__)
     def _index(self) -> dict[str, int]:
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            cache = {c: i + 2 for i, c in enumerate(self.categories)}
-            object.__setattr__(self, "_cache", cache)
-        return cache
+        return {c: i + 2 for i, c in enumerate(self.categories)}
+
+    @functools.cached_property
+    def _item_index(self) -> dict[str, int]:
+        return {it: i + 1 for i, it in enumerate(self.items)}
 
     def token(self, category: str) -> int:
         return self._index.get(category, UNK)
 
     def codes(self, cats: Sequence[str], items: Sequence[str]) -> list[int]:
         """One code per event: ``item_index * size + category_token`` (module doc); unknown items index 0."""
-        index = self.__dict__.get("_item_cache")
-        if index is None:
-            index = {it: i + 1 for i, it in enumerate(self.items)}
-            object.__setattr__(self, "_item_cache", index)
-        size = self.size
+        index, size = self._item_index, self.size
         return [index.get(str(it), 0) * size + t for it, t in zip(items, self.ids(cats), strict=True)]
 
     def save(self, path: Path) -> None:

@@ -168,13 +168,15 @@ def _negatives(pool: np.ndarray, weights: np.ndarray, banned: set[str], n: int, 
     return rng.choice(pool, size=size, replace=False, p=p).tolist()
 
 
-def _grouped_histories(history: pd.DataFrame, groups: Mapping[str, GroupInfo]
+def _grouped_histories(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig
                        ) -> Iterator[tuple[GroupInfo, list[str], np.ndarray, list[str]]]:
-    """(group, category sequence, timestamps, item sequence) of every user with a group, users in sorted order."""
+    """(group, category sequence, timestamps, item sequence) of every user with a group, users in sorted order; the
+    items are read only for an ``items:`` section (``cfg.items``), else empty."""
     for user, g in history.groupby(USER, sort=True):
         info = groups.get(str(user))
         if info is not None:
-            yield info, g[CATEGORY].tolist(), g[TIMESTAMP].to_numpy(), g[ITEM].astype(str).tolist()
+            items = g[ITEM].astype(str).tolist() if cfg.items else []
+            yield info, g[CATEGORY].tolist(), g[TIMESTAMP].to_numpy(), items
 
 
 def category_sequences(history: pd.DataFrame) -> dict[str, list[str]]:
@@ -198,7 +200,7 @@ def cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftD
     """R-LLM cuts: (context, taken-up categories, categories seen before the cut) for every grouped user."""
     require_resolved(cfg)
     out = []
-    for info, cats, ts, items in _grouped_histories(history, groups):
+    for info, cats, ts, items in _grouped_histories(history, groups, cfg):
         for t in _cuts(len(cats), cfg, rng):
             targets = taken_up(cats, t, cfg.horizon, target_start(ts, t, cfg.gap))
             if targets:
@@ -211,7 +213,7 @@ def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: S
                   rng: np.random.Generator) -> list[tuple[PromptContext, list[str]]]:
     """N-LLM cuts: (context, target categories) with the N-LLM's own cut count, horizon and target rule."""
     out = []
-    for info, cats, ts, items in _grouped_histories(history, groups):
+    for info, cats, ts, items in _grouped_histories(history, groups, cfg):
         new_user = [0] if cfg.new_user_cut else []  # the cut before the first event
         # the new-user cut's prompt is the one a user without history gets: DSIE has no code for them (the code
         # encodes a history), so it shows the group prefix, as inference does for users DSIE does not know
