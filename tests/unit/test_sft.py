@@ -55,7 +55,8 @@ def test_max_examples_subsamples_and_empty_data_fails(tiny):
 
 def test_tokenized_rows_are_those_trl_prepares(tiny, tmp_path):
     """Our batched tokenization gives exactly the rows trl's SFTTrainer builds from the raw prompt/completion data:
-    EOS appended where missing, -100 on the prompt, keep-start truncation, rows without a trained token dropped."""
+    EOS appended where missing, -100 on the prompt, keep-start truncation, rows without a trained token dropped,
+    and a prompt shared by two examples (tokenized once) labelled right for each."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -64,14 +65,16 @@ def test_tokenized_rows_are_those_trl_prepares(tiny, tmp_path):
     model, tok = tiny
     examples = [*EXAMPLES[:2], {"prompt": "group: <a_1> recent: a ; novel:", "completion": " d e"},  # no EOS
                 {"prompt": "group: " + "a b c " * 6 + "novel:", "completion": " d </s>"},  # prompt fills max_length
-                {"prompt": "recent: c c ; novel:", "completion": " d e d e d e d e </s>"}]  # completion cut
+                {"prompt": "recent: c c ; novel:", "completion": " d e d e d e d e </s>"},  # completion cut
+                {"prompt": "recent: a ; novel:", "completion": " b </s>"},  # one prompt, two targets (split targets)
+                {"prompt": "recent: a ; novel:", "completion": " c e"}]
     max_length = 12
     ours = tokenize_examples(tok, examples, max_length, chunk=2)  # chunks of 2: the chunk seams are covered too
     args = SFTConfig(output_dir=str(tmp_path / "o"), max_length=max_length, completion_only_loss=True,
                      report_to="none", save_strategy="no", use_cpu=True, bf16=False)
     theirs = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                         processing_class=tok).train_dataset
-    assert len(ours) == len(theirs) == 4  # the prompt that fills max_length leaves no completion token: dropped
+    assert len(ours) == len(theirs) == 6  # the prompt that fills max_length leaves no completion token: dropped
     assert ours["input_ids"] == theirs["input_ids"]
     assert ours["labels"] == theirs["labels"]
     assert ours["input_ids"][2][-1] == tok.eos_token_id and len(ours["input_ids"][3]) == max_length
