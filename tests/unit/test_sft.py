@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from coea.errors import CoeaInputError
 from coea.llm.sft import train_sft
 from coea.llm.sft_config import SftTrainConfig
 from tests.helpers import tiny_causal_lm
@@ -49,8 +50,9 @@ def test_max_examples_subsamples_and_empty_data_fails(tiny):
     assert res.n_examples == 8 and res.steps == 2
     with pytest.raises(ValueError, match="no SFT examples"):
         train_sft(SftTrainConfig(), model, tok, [])
-    with pytest.raises(ValueError, match="no SFT example keeps a completion token within max_length 4"):
+    with pytest.raises(CoeaInputError, match="no SFT example keeps a completion token within max_length 4") as err:
         train_sft(SftTrainConfig(max_length=4), model, tok, EXAMPLES)  # every prompt is longer than 4 tokens
+    assert "raise this training's max_length" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_tokenized_rows_are_those_trl_prepares(tiny, tmp_path):

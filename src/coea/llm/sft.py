@@ -13,6 +13,7 @@ import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from coea.device import check_trainer_device, labelled_positions_only, trainer_flags
+from coea.errors import CoeaInputError
 from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig
 from coea.utils import freeze_gc_heap
@@ -107,11 +108,14 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
     start = time.perf_counter()
     data = tokenize_examples(tokenizer, kept, cfg.max_length)
     log.info("%s sft: tokenized %d examples in %.1fs", name, len(kept), time.perf_counter() - start)
+    fix = ("raise this training's max_length (llm.novelty, llm.relevance or pco.relevance_refresh), or shorten the "
+           "prompt (llm.data.sequence, items, long_term): a sub-word tokenizer spends several tokens on each name")
     if len(data) < len(kept):
-        log.warning("%s sft: %d of %d examples have no completion token within max_length %d and are left out",
-                    name, len(kept) - len(data), len(kept), cfg.max_length)
+        log.warning("%s sft: %d of %d examples have no completion token within max_length %d and are left out; %s",
+                    name, len(kept) - len(data), len(kept), cfg.max_length, fix)
     if not len(data):
-        raise ValueError(f"{name}: no SFT example keeps a completion token within max_length {cfg.max_length}")
+        raise CoeaInputError(f"{name}: no SFT example keeps a completion token within max_length {cfg.max_length}",
+                             fix=fix)
     with tempfile.TemporaryDirectory(prefix=f"coea-sft-{name}-") as tmp:
         args = SFTConfig(
             output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
