@@ -20,9 +20,10 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
   each with its own SFT pair. A prompt option the run has is taken away, one it lacks is added: ``coea w/o full
   CSID`` (the default prompts show the user's full CSID code; ``coea + full CSID`` where the config turns it off),
   ``coea + long-term summary`` (the user's ``LONG_TERM`` most frequent history categories; ``coea w/o
-  long-term summary`` where the config has one), ``coea + event sequence`` (the categories of the user's last
-  ``SEQUENCE`` events in order; ``coea w/o event sequence`` where the config has one) and ``coea + item sequence``
-  (the items of the user's last ``ITEMS`` events in order; ``coea w/o item sequence`` where the config has one).
+  long-term summary`` where the config has one), ``coea w/o event sequence`` (the default prompts show the
+  categories of the user's last 50 events in order; ``coea + event sequence`` adds ``SEQUENCE`` where the config
+  turns it off) and ``coea w/o item sequence`` (the default prompts show the items of the user's last 50 events;
+  ``coea + item sequence`` adds ``ITEMS`` where the config turns it off).
 
 ``only`` (``coea ablate --variants``) keeps ``coea`` and the named variants (any of the above, the prompt ones
 included without ``extras``).

@@ -47,14 +47,14 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     data = json.loads((out / "ablate.json").read_text())
     names = set(data["variants"])
     assert {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6", "coea w/o full CSID",
-            "coea + long-term summary", "coea + event sequence", "coea + item sequence",
-            "coea w/o feedback"} == names  # reads feedback
+            "coea + long-term summary", "coea w/o event sequence", "coea w/o item sequence",
+            "coea w/o feedback"} == names  # reads feedback; the default prompt shows the last events' sequences
     tokens = (out / "llm" / "novelty" / "tokenizer.json").read_text()
-    assert "user:" in tokens and "long:" not in tokens and "seq:" not in tokens and "items:" not in tokens  # full CSID
+    assert "user:" in tokens and "long:" not in tokens and "seq:" in tokens and "items:" in tokens  # the defaults
     for name, slug, word, shown in (("coea w/o full CSID", "coea_w_o_full_csid", "user:", False),
                                     ("coea + long-term summary", "coea_long_term_summary", "long:", True),
-                                    ("coea + event sequence", "coea_event_sequence", "seq:", True),
-                                    ("coea + item sequence", "coea_item_sequence", "items:", True)):
+                                    ("coea w/o event sequence", "coea_w_o_event_sequence", "seq:", False),
+                                    ("coea w/o item sequence", "coea_w_o_item_sequence", "items:", False)):
         tokens = (out / "variants" / f"{slug}_llm" / "novelty" / "tokenizer.json").read_text()
         assert (word in tokens) is shown  # each trains its own SFT pair on its own prompts
         assert data["variants"][name][0] != data["variants"]["coea"][0]

@@ -13,8 +13,8 @@ from coea.pco.config import RefreshKind, RewardKind
 def test_default_reward_reads_feedback_so_the_ablation_has_its_row():
     names = set(variant_configs(RunConfig(), extras=True))
     assert names == {"coea", "coea w/o KL", "coea w/o CSID", "coea alpha=0.1", "coea alpha=0.6",
-                     "coea w/o full CSID", "coea + long-term summary", "coea + event sequence", "coea + item sequence",
-                     "coea w/o feedback"}
+                     "coea w/o full CSID", "coea + long-term summary", "coea w/o event sequence",
+                     "coea w/o item sequence", "coea w/o feedback"}
 
 
 def test_prompt_variants_take_away_what_the_run_has_and_add_what_it_lacks():
@@ -22,19 +22,20 @@ def test_prompt_variants_take_away_what_the_run_has_and_add_what_it_lacks():
     assert RunConfig().llm.data.full_csid and default["coea"].llm.data.full_csid  # the default prompt shows it
     assert not default["coea w/o full CSID"].llm.data.full_csid
     assert default["coea + long-term summary"].llm.data.long_term > 0
-    assert default["coea + event sequence"].llm.data.sequence > 0 and default["coea"].llm.data.sequence == 0
-    assert default["coea + item sequence"].llm.data.items > 0 and default["coea"].llm.data.items == 0
+    assert default["coea w/o event sequence"].llm.data.sequence == 0 and default["coea"].llm.data.sequence > 0
+    assert default["coea w/o item sequence"].llm.data.items == 0 and default["coea"].llm.data.items > 0
+    assert "coea + event sequence" not in default and "coea + item sequence" not in default  # the default has both
     no_csid = default["coea w/o CSID"].llm.data
     assert not no_csid.with_group and not no_csid.full_csid  # w/o CSID: no group and no user code either
-    cfg = run_config_from_dict({"llm": {"data": {"full_csid": False, "long_term": 3, "sequence": 20, "items": 20}}},
+    cfg = run_config_from_dict({"llm": {"data": {"full_csid": False, "long_term": 3, "sequence": 0, "items": 0}}},
                                where="test")
     flipped = variant_configs(cfg, extras=True)
     assert flipped["coea + full CSID"].llm.data.full_csid and "coea w/o full CSID" not in flipped
     assert flipped["coea w/o long-term summary"].llm.data.long_term == 0 and "coea + long-term summary" not in flipped
-    assert flipped["coea w/o event sequence"].llm.data.sequence == 0 and "coea + event sequence" not in flipped
-    assert flipped["coea w/o item sequence"].llm.data.items == 0 and "coea + item sequence" not in flipped
-    for name in ("coea + full CSID", "coea w/o long-term summary", "coea w/o event sequence",
-                 "coea w/o item sequence"):  # only the one option
+    assert flipped["coea + event sequence"].llm.data.sequence > 0 and "coea w/o event sequence" not in flipped
+    assert flipped["coea + item sequence"].llm.data.items > 0 and "coea w/o item sequence" not in flipped
+    for name in ("coea + full CSID", "coea w/o long-term summary", "coea + event sequence",
+                 "coea + item sequence"):  # only the one option
         assert flipped[name].pco == cfg.pco
 
 

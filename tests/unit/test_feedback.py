@@ -217,7 +217,7 @@ def test_novelty_refresh_examples_are_the_sft_targets_of_cuts_inside_the_window(
     cats = list("abcabcabca" + "dedfg" + "zzzzz")
     hist = _history([("u0", "i", c, t) for t, c in enumerate(cats)])
     cfg = SftDataConfig(n_short=3, min_prefix=3, horizon=4, novelty_horizon=3, gap=0, cuts_per_user=5,
-                        full_csid=False)
+                        full_csid=False, sequence=0, items=0)
     info = GroupInfo((0,), "p", ())
     ex = novelty_refresh_examples(hist, {"u0": info}, Window(0, 10, 15), cfg, "</s>")
     # cuts 10..14: short-term sets bca, cad, ade, ed, edf; targets de, ef, fg, fg, g (the window ends at 15)

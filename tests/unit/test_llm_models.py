@@ -213,7 +213,7 @@ def test_prompt_options_are_saved_with_the_model_and_a_config_asking_for_others_
     from coea.llm.sft_config import SftDataConfig
 
     bundle = build_model_and_tokenizer(ModelConfig(hidden_size=32, intermediate_size=48), CATS, [CTX.profile], [2, 2])
-    trained = SftDataConfig(long_term=5)
+    trained = SftDataConfig(long_term=5, sequence=0, items=0)  # the legacy check below: a model without seq/items
     bundle.prompt = trained.prompt_options()
     save_bundle(bundle, tmp_path / "nllm")
     loaded = load_bundle(tmp_path / "nllm")

@@ -7,7 +7,7 @@ from tests.helpers import events
 
 CFG = SftDataConfig(cuts_per_user=1, min_prefix=3, horizon=3, novelty_cuts_per_user=1, novelty_horizon=3,
                     novelty_target=NoveltyTarget.USER, n_short=2, gap=0, new_user_cut=False, seed=0,
-                    split_targets=False)
+                    split_targets=False, sequence=0, items=0)
 
 
 def _history():

@@ -36,6 +36,8 @@ from coea.llm.sft_data import (
 from coea.llm.tokenizer import build_scratch_tokenizer
 from tests.helpers import events
 
+NO_HISTORY = {"sequence": 0, "items": 0}  # no seq: / items: sections (on by default): a test of the other sections
+
 
 def test_default_split_gives_the_former_fixed_windows():
     cfg = resolve_sft_data(SftDataConfig(), SplitConfig())
@@ -77,12 +79,13 @@ def test_short_histories_get_cuts_and_long_ones_keep_theirs():
 
 def test_prompts_without_options_are_unchanged_and_the_default_adds_the_user_code():
     group = GroupInfo((2, 0), "Group  2-0: fans", (2, 0, 3))
-    plain = resolve_sft_data(SftDataConfig(full_csid=False), SplitConfig())
+    plain = resolve_sft_data(SftDataConfig(full_csid=False, **NO_HISTORY), SplitConfig())
     ctx = prompt_context(group, ["x", "a", "b", "a"], plain)
     assert ctx == PromptContext((2, 0), "Group  2-0: fans", ("x", "b", "a"))
-    default = prompt_context(group, ["x", "a", "b", "a"], resolve_sft_data(SftDataConfig(), SplitConfig()))
+    default = prompt_context(group, ["x", "a", "b", "a"], resolve_sft_data(SftDataConfig(), SplitConfig()),
+                             items=["m1", "m2", "m3", "m2"])  # the default shows the user's last events too
     assert novelty_prompt(default) == ("group: <a_2> <b_0> profile: Group 2-0: fans user: <a_2> <b_0> <c_3> "
-                                       "recent: x b a ; novel:")
+                                       "seq: x a b a items: \\im1 \\im2 \\im3 \\im2 recent: x b a ; novel:")
     assert novelty_prompt(ctx) == "group: <a_2> <b_0> profile: Group 2-0: fans recent: x b a ; novel:"
     assert relevance_prompt(ctx, "c") == "group: <a_2> <b_0> profile: Group 2-0: fans recent: x b a ; candidate: c"
     assert novelty_prompt(ctx, with_group=False) == "recent: x b a ; novel:"
@@ -90,7 +93,8 @@ def test_prompts_without_options_are_unchanged_and_the_default_adds_the_user_cod
 
 
 def test_full_csid_and_long_term_sections():
-    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig()), full_csid=True, long_term=2, n_short=1)
+    cfg = replace(resolve_sft_data(SftDataConfig(**NO_HISTORY), SplitConfig()), full_csid=True, long_term=2,
+                  n_short=1)
     cats = ["c", "a", "b", "a", "c", "a", "b"]
     ctx = prompt_context(GroupInfo((2, 0), "fans", (2, 1, 3)), cats, cfg)
     assert ctx.code == (2, 1, 3) and ctx.long_term == ("a", "c")  # 3 a, then the tie c/b by first appearance
@@ -121,7 +125,8 @@ def test_long_term_never_shows_what_comes_after_the_cut():
 
 
 def test_sequence_section_shows_the_last_events_in_order_with_repeats():
-    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig()), full_csid=False, sequence=4, n_short=1)
+    cfg = replace(resolve_sft_data(SftDataConfig(**NO_HISTORY), SplitConfig()), full_csid=False, sequence=4,
+                  n_short=1)
     cats = ["c", "a", "b", "a", "c", "a", "b"]
     ctx = prompt_context(GroupInfo((2, 0), "fans"), cats, cfg)
     assert ctx.sequence == ("a", "c", "a", "b") and ctx.long_term == ()
@@ -147,7 +152,7 @@ def test_sequence_never_shows_what_comes_after_the_cut_in_sft_or_at_evaluation()
     """A log whose every event has its own category (``k<t>``, t its position) makes leakage visible: in every
     N-LLM and R-LLM example the ``seq:`` section must be exactly the events just before the cut, each target and
     candidate taken up after it; at evaluation it must be the history's last events, never a future one."""
-    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig(n_future=3, n_short=2)), sequence=5,
+    cfg = replace(resolve_sft_data(SftDataConfig(**NO_HISTORY), SplitConfig(n_future=3, n_short=2)), sequence=5,
                   full_csid=False)
     log = events([(f"u{i}", f"u{i}-{t}", f"k{t}", t) for i in range(6) for t in range(14 + i)])
     groups = {f"u{i}": GroupInfo((0,), "") for i in range(6)}
@@ -177,7 +182,8 @@ def test_sequence_never_shows_what_comes_after_the_cut_in_sft_or_at_evaluation()
 
 
 def test_item_section_shows_the_last_events_items_as_words_no_category_can_be():
-    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig()), full_csid=False, items=3, n_short=1)
+    cfg = replace(resolve_sft_data(SftDataConfig(**NO_HISTORY), SplitConfig()), full_csid=False, items=3,
+                  n_short=1)
     cats, items = ["c", "a", "b", "a"], ["m1", "m2", "m1", "m 4"]
     ctx = prompt_context(GroupInfo((2, 0), "fans"), cats, cfg, items=items)
     assert ctx.items == ("m2", "m1", "m 4") and ctx.sequence == ()
@@ -205,7 +211,8 @@ def test_item_section_never_shows_what_comes_after_the_cut_in_sft_pco_or_at_eval
     every target after it; at evaluation it is the history's last items, never a future one."""
     from coea.pco.periods import Window, novelty_refresh_examples, refresh_examples, round_users
 
-    cfg = replace(resolve_sft_data(SftDataConfig(), SplitConfig(n_future=3, n_short=2)), items=5, full_csid=False)
+    cfg = replace(resolve_sft_data(SftDataConfig(**NO_HISTORY), SplitConfig(n_future=3, n_short=2)), items=5,
+                  full_csid=False)
     log = events([(f"u{i}", f"j{t}", f"k{t}", t) for i in range(6) for t in range(14 + i)])
     groups = {f"u{i}": GroupInfo((0,), "") for i in range(6)}
 
@@ -313,7 +320,7 @@ def test_new_user_cut_teaches_the_first_categories_from_an_empty_prompt():
     """``new_user_cut`` adds, per user, the prompt a user without history gets (empty short-term set) with the
     first categories they took up as targets; every other example is the same as without it."""
     split = SplitConfig(n_future=2, n_short=2, min_history=2)
-    cfg = resolve_sft_data(SftDataConfig(novelty_cuts_per_user=2), split)
+    cfg = resolve_sft_data(SftDataConfig(novelty_cuts_per_user=2, **NO_HISTORY), split)
     log = _log({"u": 8, "v": 5})
     groups = {u: GroupInfo((0, 1), "p", code=(0, 1, 3)) for u in ("u", "v")}
     assert cfg.new_user_cut and cfg.full_csid  # on by default

@@ -118,13 +118,15 @@ class SftDataConfig:
     long_term: int = 0  # > 0 = the prompt also shows the user's N most frequent categories before the cut (``long:``)
     # > 0 = the prompt also shows the categories of the user's last N events before the cut, in order, repeats
     # included (``seq:``): the ordered history the DSIE encoder / sasrec reads (its max_len is 50). Mind
-    # llm.novelty.max_length (192 tokens, truncation keeps the start): N + the profile + the rest must fit
-    sequence: int = 0
+    # llm.novelty.max_length (192 tokens, truncation keeps the start): N + the profile + the rest must fit (the
+    # scratch tokenizer's ~150 tokens with sequence and items 50 do; a sub-word tokenizer needs a larger max_length)
+    sequence: int = 50
     # > 0 = the prompt also shows the items (movies) of the user's last N events before the cut, in order (``items:``;
     # what the DSIE encoder reads with dsie.encoder.item_input). The scratch tokenizer gets one token per item of the
-    # training histories. MovieLens validation, one training (docs/results.md, session 35): nllm_sft+x +0.0198
-    # [+0.0079, +0.0317] with seq: 50, beside the encoder +0.0014; off until a paired read. Mind max_length
-    items: int = 0
+    # training histories. 50 with sequence 50 by default since session 36 (docs/results.md; MovieLens, two paired
+    # trainings, nllm_sft+x +x S-H@10 over neither section): validation +0.0288 [+0.0162, +0.0421], test +0.0265
+    # [+0.0143, +0.0380]; beside the encoder (nllm_seq) +0.0058 / +0.0020
+    items: int = 50
     # the continual protocol: SFT examples (both LLMs) come from each user's history without its last share of
     # events; with pco.periods: user the PCO rounds then replay only that share (interactions the SFT never saw,
     # coea.pco.periods.round_windows' start_share); 0 = every history event
