@@ -214,8 +214,11 @@ class LlmConfig:
     # (dsie.encoder.target both) with the same rule on two N-LLMs after SFT (no PCO run with the pair yet):
     # w 0 / 0.5 / 1 / 2 / 4 / 8 = .6816 / .7052 / .7131 / .7149 / .7192 / .7203, so 4; on test nllm_seq+x with the
     # pair at 4 is +0.0097 [+0.0020, +0.0173] above the old encoder at 0.5. On the 1-day view's validation
-    # (novel-set encoder, two distil trainings) no weight separates: w 0 .5204, 0.5 .5192, 4 .5136
-    encoder_weight: float = 4.0
+    # (novel-set encoder, two distil trainings) no weight separates: w 0 .5204, 0.5 .5192, 4 .5136. Re-chosen in
+    # session 36 for the N-LLM with the seq: and items: sections (item-aware pair, two N-LLMs after SFT, validation):
+    # w 0 / 1 / 2 / 3 / 4 / 6 / 8 = .7154 / .7459 / .7498 / .7509 / .7529 / .7518 / .7515, so 2; read on test at
+    # 2 .7437, at 4 .7432 (+0.0005 [-0.0033, +0.0043], users and paired trainings)
+    encoder_weight: float = 2.0
     cold_start: ColdStart = ColdStart.POPULARITY  # see ColdStart: every LLM method, for users without history
     temperature: float = 1.0  # sampling temperature of the N-LLM
     batch_size: int = 64  # inference batch (prompts per forward pass)
