@@ -152,15 +152,14 @@ def main(argv: list[str] | None = None) -> int:
                     row["ratio"] = row["examples_per_s"] / base["examples_per_s"]
                 rows[f"{device} {kind} {name}"] = row
                 print(f"{device:<5} {kind:<9} {name:<16} {row['examples_per_s']:>10.1f} examples/s", flush=True)
-    from coea.data.schema import ITEM
-    from coea.llm.prompts import item_text, option_words
+    from coea.llm.run import section_texts
+    from coea.llm.sft_config import SftDataConfig
 
     n_cfg = replace(cpu.llm.novelty, epochs=1.0, precision="fp32", logging_steps=10**6, max_examples=None)
-    every_item = " ".join(map(item_text, sorted(split.histories.interactions[ITEM].astype(str).unique())))
     for device in devices:  # longer prompts: the history sections (default model, N-LLM SFT)
         for name, sequence, items in (("prompt + seq 50", 50, 0), ("prompt + seq 50 + items 50", 50, 50)):
             data = _section_examples(split, n_cfg.batch_size * args.steps, sequence, items)
-            texts = (" ".join(option_words(True, 0, sequence, items)), every_item if items else "")
+            texts = tuple(section_texts(SftDataConfig(sequence=sequence, items=items), split.histories.interactions))
             row = _row("nllm_sft", cpu.llm.model, n_cfg, data, split, device, texts)
             row["ratio"] = row["examples_per_s"] / rows[f"{device} nllm_sft default fp32"]["examples_per_s"]
             row["prompt_words"] = float(np.mean([len(e["prompt"].split()) for e in data]))

@@ -22,7 +22,7 @@ from coea.errors import CoeaInputError
 from coea.llm.models import ModelBundle, build_model_and_tokenizer, check_prompt_options, load_bundle, save_bundle
 from coea.llm.prompts import item_text, option_words
 from coea.llm.sft import SftResult, train_sft
-from coea.llm.sft_config import MODELS, LlmConfig, RelevanceInit
+from coea.llm.sft_config import MODELS, LlmConfig, RelevanceInit, SftDataConfig
 from coea.llm.sft_data import GroupInfo, RelevanceExamples, build_sft_examples, group_infos
 from coea.utils import seed_everything, write_json_atomic
 
@@ -73,15 +73,20 @@ def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: in
     return {"heldout_examples": len(labels), "heldout_auc": round(auc, 4)}
 
 
+def section_texts(data: SftDataConfig, interactions: pd.DataFrame) -> list[str]:
+    """The words of the optional prompt sections ``data`` asks for, which a scratch tokenizer must hold: the
+    sections' marks and, with ``items``, the word of every item of ``interactions`` (the history)."""
+    texts = [" ".join(option_words(data.full_csid, data.long_term, data.sequence, data.items))]
+    if data.items:
+        texts.append(" ".join(map(item_text, sorted(interactions[ITEM].astype(str).unique()))))
+    return texts
+
+
 def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Mapping], csid_levels: Sequence[int],
-            seed_offset: int, device: str, items: Sequence[str] = ()) -> ModelBundle:
-    """A new model and tokenizer; a scratch tokenizer also gets the words of the optional prompt sections and of
-    ``items`` (the history's items, shown with ``llm.data.items``)."""
-    texts = [str(p.get("profile", "")) for p in profiles.values()]
-    d = cfg.data
-    texts.append(" ".join(option_words(d.full_csid, d.long_term, d.sequence, d.items)))  # "" with the default prompts
-    if d.items:
-        texts.append(" ".join(map(item_text, items)))
+            seed_offset: int, device: str, sections: Sequence[str] = ()) -> ModelBundle:
+    """A new model and tokenizer; a scratch tokenizer also gets the profiles' words and ``sections``
+    (:func:`section_texts`)."""
+    texts = [*(str(p.get("profile", "")) for p in profiles.values()), *sections]
     return build_model_and_tokenizer(replace(cfg.model, seed=cfg.model.seed + seed_offset), categories, texts,
                                      csid_levels, device=device)
 
@@ -145,8 +150,8 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
     warm = "relevance" in which and cfg.relevance_init is RelevanceInit.NOVELTY
-    items = sorted(histories.interactions[ITEM].astype(str).unique()) if cfg.data.items else []
-    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device, items)
+    sections = section_texts(cfg.data, histories.interactions)
+    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device, sections)
                for name in MODELS if name in which and not (warm and name == "relevance")}
     for b in bundles.values():
         b.prompt = cfg.data.prompt_options()  # saved with the model, checked where it is used
