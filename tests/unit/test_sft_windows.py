@@ -357,3 +357,27 @@ def test_holdout_share_keeps_each_users_last_events_out_of_sft():
         e["prompt"] + e["completion"] for e in plain.novelty + plain.relevance)
     with pytest.raises(ValueError, match="holdout_share"):
         SftDataConfig(holdout_share=1.0)
+
+
+def test_item_vocab_gives_tokens_to_the_most_frequent_items_and_the_rest_read_as_unknown(caplog):
+    """``llm.data.item_vocab`` / ``item_min_count`` bound the scratch tokenizer's item words (large catalogues):
+    the most frequent items keep a token (ties by id, whatever the row order), the others read as the unknown token,
+    and the log says how much of the history that touches. No cap keeps every item, as before the option."""
+    import pandas as pd
+
+    from coea.llm.run import item_vocabulary, section_texts
+
+    rows = pd.DataFrame({"item_id": ["m3", "m1", "m2", "m1", "m3", "m4", "m1", "m2", "m5"]})
+    assert item_vocabulary(rows, None) == ["m1", "m2", "m3", "m4", "m5"]
+    assert item_vocabulary(rows.iloc[::-1], 2) == ["m1", "m2"]  # m1 x3, then m2 and m3 x2: the tie goes to m2
+    assert item_vocabulary(rows, None, min_count=2) == ["m1", "m2", "m3"]
+    with caplog.at_level("INFO", logger="coea.llm.run"):
+        assert item_vocabulary(rows, 1, min_count=2) == ["m1"]
+    assert "1 of 5 items get a token" in caplog.text and "66.7 %" in caplog.text
+    data = replace(SftDataConfig(**NO_HISTORY), full_csid=False, items=3, item_vocab=2)
+    tok = build_scratch_tokenizer(["a"], section_texts(data, rows), [4, 4, 4])
+    ids = tok(" ".join(map(item_text, ["m1", "m2", "m3"])), add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids[:2] and ids[2] == tok.unk_token_id
+    for bad, match in (({"item_vocab": 0}, "item_vocab must be > 0"), ({"item_min_count": 0}, "item_min_count")):
+        with pytest.raises(ValueError, match=match):
+            SftDataConfig(**bad)

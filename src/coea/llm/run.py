@@ -73,12 +73,30 @@ def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: in
     return {"heldout_examples": len(labels), "heldout_auc": round(auc, 4)}
 
 
+def item_vocabulary(interactions: pd.DataFrame, max_items: int | None, min_count: int = 1) -> list[str]:
+    """The items of ``interactions`` a scratch tokenizer gives a token (sorted by id): the ``max_items`` most
+    frequent (None = all) of those with at least ``min_count`` events, ties broken by id so the vocabulary does not
+    depend on row order. Logs how many are left to the unknown token."""
+    counts = interactions[ITEM].astype(str).value_counts()
+    kept = counts[counts >= min_count]
+    if max_items is not None and len(kept) > max_items:
+        top = kept.rename_axis("item").reset_index(name="n").sort_values(["n", "item"], ascending=[False, True])
+        kept = kept.loc[top["item"].head(max_items)]
+    if len(kept) < len(counts):
+        events = int(counts.sum())
+        log.info("scratch tokenizer: %d of %d items get a token (llm.data.item_vocab %s, item_min_count %d); the "
+                 "other %d (%.1f %% of %d events) read as the unknown token", len(kept), len(counts), max_items,
+                 min_count, len(counts) - len(kept), 100.0 * (events - int(kept.sum())) / max(events, 1), events)
+    return sorted(kept.index.tolist())
+
+
 def section_texts(data: SftDataConfig, interactions: pd.DataFrame) -> list[str]:
     """The words of the optional prompt sections ``data`` asks for, which a scratch tokenizer must hold: the
-    sections' marks and, with ``items``, the word of every item of ``interactions`` (the history)."""
+    sections' marks and, with ``items``, the words of the items of ``interactions`` (the history) that
+    :func:`item_vocabulary` keeps (``data.item_vocab``, ``data.item_min_count``)."""
     texts = [" ".join(option_words(data.full_csid, data.long_term, data.sequence, data.items))]
     if data.items:
-        texts.append(" ".join(map(item_text, sorted(interactions[ITEM].astype(str).unique()))))
+        texts.append(" ".join(map(item_text, item_vocabulary(interactions, data.item_vocab, data.item_min_count))))
     return texts
 
 

@@ -127,6 +127,12 @@ class SftDataConfig:
     # trainings, nllm_sft+x +x S-H@10 over neither section): validation +0.0288 [+0.0162, +0.0421], test +0.0265
     # [+0.0143, +0.0380]; beside the encoder (nllm_seq) +0.0058 / +0.0020
     items: int = 50
+    # the scratch tokenizer's item words (``items:``): a token for each of the ``item_vocab`` most frequent items of
+    # the training histories that have at least ``item_min_count`` events there (ties: by id); any other item reads
+    # as the unknown token. Bounds the embedding matrix for large catalogues (a token is 4 x hidden_size floats
+    # with Adam); MovieLens' 3.7k movies are all kept. None = no cap. Ignored with a pretrained (sub-word) tokenizer
+    item_vocab: int | None = 100_000
+    item_min_count: int = 1
     # the continual protocol: SFT examples (both LLMs) come from each user's history without its last share of
     # events; with pco.periods: user the PCO rounds then replay only that share (interactions the SFT never saw,
     # coea.pco.periods.round_windows' start_share); 0 = every history event
@@ -153,6 +159,10 @@ class SftDataConfig:
         for name in ("long_term", "sequence", "items"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)!r}")
+        if self.item_vocab is not None and self.item_vocab <= 0:
+            raise ValueError(f"item_vocab must be > 0 or None (no cap), got {self.item_vocab!r}")
+        if self.item_min_count < 1:
+            raise ValueError(f"item_min_count must be >= 1, got {self.item_min_count!r}")
 
     @property
     def resolved(self) -> bool:
