@@ -168,7 +168,7 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
     warm = "relevance" in which and cfg.relevance_init is RelevanceInit.NOVELTY
-    sections = section_texts(cfg.data, histories.interactions)
+    sections = section_texts(cfg.data, histories.interactions) if cfg.model.is_scratch else []  # sub-word: spelt
     bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device, sections)
                for name in MODELS if name in which and not (warm and name == "relevance")}
     for b in bundles.values():
