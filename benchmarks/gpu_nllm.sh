@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU measurement issue 12 is waiting for: is the N-LLM held back by its size or by its passes? On 2 CPU cores
-# the default N-LLM (1 layer, 64 wide, one pass over ~448,000 MovieLens examples) ranks unseen categories below the
-# DSIE encoder (validation, +x S-H@10: nllm_sft+x .6898 vs sasrec+x .7185, docs/results.md, session 32), and the
-# `distil` PCO recipe can at best reach the N-LLM x encoder product. This script trains N-LLM variants side by side
+# the default N-LLM (1 layer, 64 wide, one pass over ~448,000 MovieLens examples, with the seq:/items: prompt
+# sections) ranks unseen categories below the DSIE encoder (validation, +x S-H@10: nllm_sft+x .7154 vs sasrec+x
+# .7487, docs/results.md, session 36; test .7082 vs .7399), and the `distil` PCO recipe can at best reach the
+# N-LLM x encoder product (test, session 37: coea+x .7191). This script trains N-LLM variants side by side
 # on ONE carried DSIE fit and evaluates each against the encoder on the same users:
 #   gpu:  the `gpu` preset's N-LLM (4 layers, 256 wide) and its recipe (3 epochs, batch 256, lr 4e-3);
 #   e3:   the default N-LLM with that recipe (more passes, same size);
