@@ -374,6 +374,11 @@ def test_item_vocab_gives_tokens_to_the_most_frequent_items_and_the_rest_read_as
     with caplog.at_level("INFO", logger="coea.llm.run"):
         assert item_vocabulary(rows, 1, min_count=2) == ["m1"]
     assert "1 of 5 items get a token" in caplog.text and "66.7 %" in caplog.text
+    assert caplog.records[-1].levelname == "WARNING" and "raise llm.data.item_vocab" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="coea.llm.run"):  # a rare tail left out: a note, not a warning
+        assert item_vocabulary(pd.DataFrame({"item_id": ["m1"] * 30 + ["m2"]}), 1) == ["m1"]
+    assert caplog.records[-1].levelname == "INFO" and "3.2 %" in caplog.text and "raise" not in caplog.text
     data = replace(SftDataConfig(**NO_HISTORY), full_csid=False, items=3, item_vocab=2)
     tok = build_scratch_tokenizer(["a"], section_texts(data, rows), [4, 4, 4])
     ids = tok(" ".join(map(item_text, ["m1", "m2", "m3"])), add_special_tokens=False)["input_ids"]

@@ -73,6 +73,9 @@ def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: in
     return {"heldout_examples": len(labels), "heldout_auc": round(auc, 4)}
 
 
+UNKNOWN_ITEM_SHARE = 0.05  # a warning when more of the history's events than this read as the unknown item
+
+
 def item_vocabulary(interactions: pd.DataFrame, max_items: int | None, min_count: int = 1) -> list[str]:
     """The items of ``interactions`` a scratch tokenizer gives a token (sorted by id): the ``max_items`` most
     frequent (None = all) of those with at least ``min_count`` events, ties broken by id so the vocabulary does not
@@ -84,9 +87,13 @@ def item_vocabulary(interactions: pd.DataFrame, max_items: int | None, min_count
         kept = kept.loc[top["item"].head(max_items)]
     if len(kept) < len(counts):
         events = int(counts.sum())
-        log.info("scratch tokenizer: %d of %d items get a token (llm.data.item_vocab %s, item_min_count %d); the "
-                 "other %d (%.1f %% of %d events) read as the unknown token", len(kept), len(counts), max_items,
-                 min_count, len(counts) - len(kept), 100.0 * (events - int(kept.sum())) / max(events, 1), events)
+        share = (events - int(kept.sum())) / max(events, 1)
+        log.log(logging.WARNING if share > UNKNOWN_ITEM_SHARE else logging.INFO,
+                "scratch tokenizer: %d of %d items get a token (llm.data.item_vocab %s, item_min_count %d); the "
+                "other %d (%.1f %% of %d events) read as the unknown token%s", len(kept), len(counts), max_items,
+                min_count, len(counts) - len(kept), 100.0 * share, events,
+                "; raise llm.data.item_vocab or lower item_min_count if the items: section matters"
+                if share > UNKNOWN_ITEM_SHARE else "")
     return sorted(kept.index.tolist())
 
 
