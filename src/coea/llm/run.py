@@ -82,18 +82,17 @@ def item_vocabulary(interactions: pd.DataFrame, max_items: int | None, min_count
     depend on row order. Logs how many are left to the unknown token."""
     counts = interactions[ITEM].astype(str).value_counts()
     kept = counts[counts >= min_count]
-    if max_items is not None and len(kept) > max_items:
-        top = kept.rename_axis("item").reset_index(name="n").sort_values(["n", "item"], ascending=[False, True])
-        kept = kept.loc[top["item"].head(max_items)]
+    if max_items is not None:  # by count, ties by id (a stable sort of the id-sorted counts)
+        kept = kept.sort_index().sort_values(ascending=False, kind="stable").head(max_items)
     if len(kept) < len(counts):
         events = int(counts.sum())
         share = (events - int(kept.sum())) / max(events, 1)
-        log.log(logging.WARNING if share > UNKNOWN_ITEM_SHARE else logging.INFO,
+        heavy = share > UNKNOWN_ITEM_SHARE
+        log.log(logging.WARNING if heavy else logging.INFO,
                 "scratch tokenizer: %d of %d items get a token (llm.data.item_vocab %s, item_min_count %d); the "
                 "other %d (%.1f %% of %d events) read as the unknown token%s", len(kept), len(counts), max_items,
                 min_count, len(counts) - len(kept), 100.0 * share, events,
-                "; raise llm.data.item_vocab or lower item_min_count if the items: section matters"
-                if share > UNKNOWN_ITEM_SHARE else "")
+                "; raise llm.data.item_vocab or lower item_min_count if the items: section matters" if heavy else "")
     return sorted(kept.index.tolist())
 
 
