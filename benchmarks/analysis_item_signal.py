@@ -11,11 +11,12 @@ whether that information adds anything beside the encoder.
 The probe is a small causal self-attention model (``ProbeModel``) over the user's last ``--max-len`` events whose
 event embedding is the sum of the ``--inputs`` features' embeddings (``cat``: category, ``item``: item with at
 least ``--min-item-events`` history events, else UNK, ``rating``: the rating 1-5, ``gap``: log2 of the seconds
-since the previous event, bucketed). Each position learns the novel set the ``+x`` view scores: the categories
-whose first event in the user's history falls within the next ``n_future`` events (the split's), by a softmax
-over the categories the user has not had by that position. It trains on the split's histories only (every
-``--max-len`` window of every user; ``--heldout`` of the users for early stopping on that loss), never on the
-evaluation future, which is used only to score the lists, as in ``coea evaluate``.
+since the previous event, bucketed; and per user, from MovieLens' ``users.dat`` given as ``--users``: ``gender``,
+``age``, ``occupation``, information neither the encoder nor the N-LLM reads). Each position learns the novel set
+the ``+x`` view scores: the categories whose first event in the user's history falls within the next ``n_future``
+events (the split's), by a softmax over the categories the user has not had by that position. It trains on the
+split's histories only (every ``--max-len`` window of every user; ``--heldout`` of the users for early stopping on
+that loss), never on the evaluation future, which is used only to score the lists, as in ``coea evaluate``.
 
 For every run (a ``coea group`` folder: its ``data/`` and its DSIE encoder) and every input set the script trains
 one probe (seed = the run's index + 1) and ranks each evaluated user's unseen categories by
@@ -44,7 +45,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import run_split  # noqa: E402
 
-FEATURES = ("cat", "item", "rating", "gap")
+EVENT_FEATURES = ("cat", "item", "rating", "gap")
+PROFILE_FEATURES = ("gender", "age", "occupation")  # per user, the same at every position (``--users``)
+FEATURES = EVENT_FEATURES + PROFILE_FEATURES
 GAP_BUCKETS = 24  # log2 seconds 0..22 plus "first event"
 
 
@@ -60,9 +63,26 @@ class UserEvents:
         return len(self.feats["cat"])
 
 
-def encode_histories(interactions, categories: list[str],
-                     min_item_events: int) -> tuple[dict[str, UserEvents], dict[str, int]]:
-    """Every user's history as feature indices (0 = padding everywhere) and the feature vocab sizes."""
+def read_profiles(path: Path) -> dict[str, tuple[str, ...]]:
+    """MovieLens ``users.dat`` (``UserID::Gender::Age::Occupation::Zip``): user -> (gender, age, occupation)."""
+    out = {}
+    for n, line in enumerate(Path(path).read_text(encoding="latin-1").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("::")
+        if len(fields) != 5:
+            raise SystemExit(f"{path}: line {n} has {len(fields)} '::' fields, expected 5 "
+                             "(UserID::Gender::Age::Occupation::Zip-code); pass MovieLens-1M's users.dat")
+        out[fields[0].strip()] = tuple(f.strip() for f in fields[1:4])
+    return out
+
+
+def encode_histories(interactions, categories: list[str], min_item_events: int,
+                     profiles: dict[str, tuple[str, ...]] | None = None
+                     ) -> tuple[dict[str, UserEvents], dict[str, int]]:
+    """Every user's history as feature indices (0 = padding everywhere) and the feature vocab sizes; with
+    ``profiles`` (:func:`read_profiles`) also each user's gender, age and occupation at every position (1 = a user
+    the file lacks)."""
     from coea.data.schema import CATEGORY, ITEM, RATING, TIMESTAMP, USER
 
     df = interactions
@@ -80,6 +100,9 @@ def encode_histories(interactions, categories: list[str],
     order = np.argsort(users, kind="stable")  # stable: keeps each user's events in the table's (time) order
     bounds = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1], True])
     n_cat = len(categories)
+    profiles = profiles or {}
+    values = [sorted({p[j] for p in profiles.values()}) for j in range(len(PROFILE_FEATURES))]
+    value_index = [{v: i + 2 for i, v in enumerate(vals)} for vals in values]
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         idx = order[a:b]
         t = ts[idx]
@@ -91,8 +114,14 @@ def encode_histories(interactions, categories: list[str],
         first = np.full(n_cat, len(idx), np.int64)
         had, at = np.unique(c, return_index=True)  # each category's earliest position
         first[had - 1] = at
-        out[str(users[order[a]])] = UserEvents({"cat": c, "item": item[idx], "rating": rating[idx], "gap": gap}, first)
-    sizes = {"cat": n_cat + 1, "item": len(kept) + 2, "rating": 7, "gap": GAP_BUCKETS + 1}
+        user = str(users[order[a]])
+        feats = {"cat": c, "item": item[idx], "rating": rating[idx], "gap": gap}
+        profile = profiles.get(user)
+        for j, name in enumerate(PROFILE_FEATURES):
+            feats[name] = np.full(len(idx), value_index[j][profile[j]] if profile else 1, np.int64)
+        out[user] = UserEvents(feats, first)
+    sizes = {"cat": n_cat + 1, "item": len(kept) + 2, "rating": 7, "gap": GAP_BUCKETS + 1,
+             **{name: len(values[j]) + 2 for j, name in enumerate(PROFILE_FEATURES)}}
     return out, sizes
 
 
@@ -246,7 +275,8 @@ def run_one(run: Path, cfg, input_sets, weights, args, seed: int) -> dict[str, n
     users, history = split.warm_users, split.histories.user_categories()
     banned = np.isinf(method.masked_scores(users, history))
     enc = log_softmax_rows(method.score(users))
-    events, sizes = encode_histories(split.histories.interactions, method.categories, args.min_item_events)
+    profiles = read_profiles(args.users) if args.users else None
+    events, sizes = encode_histories(split.histories.interactions, method.categories, args.min_item_events, profiles)
     print(f"{run}: {len(users)} evaluated users, {sizes['item'] - 2} items kept, {len(method.categories)} categories",
           flush=True)
     lists = {"sasrec+x": enc}
@@ -279,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="0.5,1", help="comma-separated w (default: %(default)s)")
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--min-item-events", type=int, default=5)
+    parser.add_argument("--users", type=Path, default=None,
+                        help="MovieLens users.dat, needed by the " + ", ".join(PROFILE_FEATURES) + " inputs")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -295,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(inputs) - set(FEATURES)
         if unknown:
             parser.error(f"unknown input feature(s) {sorted(unknown)}; choose from {', '.join(FEATURES)}")
+        if set(inputs) & set(PROFILE_FEATURES) and args.users is None:
+            parser.error(f"the input set {'+'.join(inputs)} reads user profiles: pass --users "
+                         "../shared/data/ml-1m/users.dat (MovieLens-1M's users.dat)")
     weights = [float(w) for w in args.weights.split(",")]
     from coea.config import load_run_config
     from coea.evaluation.bootstrap import seed_bootstrap_ci

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.analysis_item_signal import encode_histories, novel_set_loss, windows
+from benchmarks.analysis_item_signal import encode_histories, novel_set_loss, read_profiles, windows
 
 
 def _log():
@@ -30,7 +30,31 @@ def test_encode_histories_gives_first_positions_unk_items_ratings_and_gap_bucket
     assert u.feats["rating"].tolist() == [6, 2, 5, 4]
     # first event 1; a gap of g seconds -> floor(log2(g + 1)) + 2
     assert u.feats["gap"].tolist() == [1, 3, 5, 2]
-    assert sizes == {"cat": 4, "item": 3, "rating": 7, "gap": 25}
+    assert sizes == {"cat": 4, "item": 3, "rating": 7, "gap": 25, "gender": 2, "age": 2, "occupation": 2}
+    assert set(u.feats["gender"].tolist()) == {1}  # no profiles given: every user reads as unknown
+
+
+def test_profiles_from_users_dat_are_the_same_at_every_position_and_unknown_users_read_as_one(tmp_path):
+    users = tmp_path / "users.dat"
+    users.write_text("u::F::25::7::12345\nw::M::1::0::99999\n", encoding="latin-1")
+    profiles = read_profiles(users)
+    assert profiles == {"u": ("F", "25", "7"), "w": ("M", "1", "0")}
+    events, sizes = encode_histories(_log(), ["A", "B", "C"], min_item_events=2, profiles=profiles)
+    # values sorted, 2.. (0 padding, 1 unknown): F=2, M=3; "1"=2, "25"=3; "0"=2, "7"=3
+    assert events["u"].feats["gender"].tolist() == [2, 2, 2, 2]
+    assert events["u"].feats["age"].tolist() == [3, 3, 3, 3]
+    assert events["u"].feats["occupation"].tolist() == [3, 3, 3, 3]
+    assert events["v"].feats["gender"].tolist() == [1]  # v is not in the file
+    assert (sizes["gender"], sizes["age"], sizes["occupation"]) == (4, 4, 4)
+    feats, _, _ = windows([events["u"], events["v"]], max_len=3)
+    assert feats["gender"].tolist() == [[2, 2, 2], [0, 0, 2], [0, 0, 1]]  # padding stays 0
+
+
+def test_read_profiles_names_the_line_of_a_malformed_users_file(tmp_path):
+    users = tmp_path / "users.dat"
+    users.write_text("u::F::25::7::12345\nw::M::1\n", encoding="latin-1")
+    with pytest.raises(SystemExit, match=r"users.dat: line 2 has 3 '::' fields, expected 5"):
+        read_profiles(users)
 
 
 def test_windows_step_back_from_the_last_event_and_left_pad_with_positions_minus_one():
