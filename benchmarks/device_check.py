@@ -21,8 +21,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-BASES = ["random", "pop", "pop_novel", "markov", "cooc_novel", "sasrec", "group_pop_novel", "nllm_sft",
-         "dual_best_of_n", "rllm_rank", "coea"]
+from coea.evaluation.registry import METHODS as REGISTRY  # noqa: E402 (torch-free: the methods load lazily)
+
+BASES = list(REGISTRY)  # every method the CLI accepts, so a new one is checked without editing this list
 METHODS = BASES + [f"{b}+x" for b in BASES]
 K = 5  # served per user: below the 20 categories minus what a tiny-log user has seen (+x, *_novel exclude those)
 CONFIG = {  # the test suite's tiny config: 120 users, 20 categories, tiny LLMs, 2 small PCO rounds

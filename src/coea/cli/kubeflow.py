@@ -86,8 +86,9 @@ def simulate_cmd(
     drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
     = 0.5,
     methods: Annotated[str | None, typer.Option(help=f"evaluated methods, comma-separated: {METHOD_NAMES}, each "
-                                                     "optionally +x (default: the config's when it names them, else "
-                                                     "pop,markov+x,group_pop_novel)")] = None,
+                                                     "optionally +x (default: the config's eval.methods when it sets "
+                                                     "them, else pop,markov+x,group_pop_novel and the served "
+                                                     f"{SERVED_METHOD})")] = None,
     k: Annotated[int, typer.Option("--k", help="categories served per user")] = 10,
     device: DeviceOpt = None,
 ) -> None:

@@ -162,11 +162,11 @@ def ablate_cmd(
     data: DataOpt = None, config: ConfigOpt = None,
     rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
     device: DeviceOpt = None,
-    prompt_variants: Annotated[bool, typer.Option("--prompt-variants", help="also the richer-prompt variants "
-                                                  "(w/o full CSID, + long-term summary, + event sequence, + "
-                                                  "item sequence, or "
-                                                  "the reverse where the config sets them), each with its own "
-                                                  "SFT")] = False,
+    prompt_variants: Annotated[bool, typer.Option("--prompt-variants", help="also a variant per prompt section, "
+                                                  "each with its own SFT: the section taken away where the config "
+                                                  "sets it, added where it does not (defaults: w/o full CSID, + "
+                                                  "long-term summary, w/o event sequence, w/o item sequence)")]
+    = False,
     from_run: Annotated[Path | None, typer.Option("--from-run", help="reuse the prepared data, DSIE and SFT pair "
                                                                      "of an earlier run (nothing is written there) "
                                                                      "and its config.json unless --config is "
