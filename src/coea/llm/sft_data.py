@@ -43,7 +43,10 @@ depends on the prefix length the prompt does not show (early cuts: popular categ
 rare ones), so they teach that mapping poorly: a bag-of-categories MLP probe trained on the old data (4 cuts,
 horizon 20, ``user`` targets; 57k examples) reaches 0.572, and even on every position of every history (1.3M
 examples) only 0.617; with ``recent`` targets it reaches 0.636-0.650 on 12-16 cuts and 0.678 on every position.
-A horizon equal to the evaluation's future (10 events) beats 20. The scratch N-LLM went from 0.554 (old data,
+A horizon equal to the evaluation's future (10 events) beats 20. Re-measured in session 38 with the history in the
+prompt (``sequence``/``items`` 50, the defaults since session 36), ``user`` targets still lose: ``+x`` S-H@10 .6738
+against .7154 (validation, two paired trainings; docs/results.md): the returns to categories seen long before the
+cut are a preference signal, not noise. The scratch N-LLM went from 0.554 (old data,
 2 blocks, 2 epochs) to 0.609 (new data, 2 blocks, 1 epoch) and 0.634 (new data, 1 block, 2 epochs: the defaults,
 about 145k examples).
 
