@@ -50,6 +50,33 @@ def test_column_mapping_and_stats(tmp_path):
     assert (stats["users"], stats["items"], stats["interactions"], stats["categories"]) == (2, 2, 3, 2)
 
 
+def test_column_flags_map_a_csv_for_group_and_are_refused_beside_from_run(tmp_path):
+    """`coea group` (as `run`, `simulate` and `ablate`) takes the --*-col options `evaluate` has: a log with other
+    column names needs no config file; beside --from-run (which reads the run's prepared data) they are an error."""
+    import pandas as pd
+
+    from coea.config import SyntheticConfig
+    from coea.data.synthetic import generate_synthetic
+
+    log = generate_synthetic(SyntheticConfig(n_users=90, n_categories=20, n_groups=3)).interactions
+    names = {"user_id": "uid", "item_id": "iid", "category": "genre", "timestamp": "ts"}
+    path = tmp_path / "log.csv"
+    log.rename(columns=names).to_csv(path, index=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dsie:\n  encoder: {dim: 16, epochs: 2}\n  rqvae: {codebook_sizes: [4, 4, 4], epochs: 10}\n"
+                   "  group: {min_group_size: 3}\n")
+    out = tmp_path / "g"
+    res = coea("group", "--config", str(cfg), "--data", f"csv:{path}", "--user-col", "uid", "--item-col", "iid",
+               "--category-col", "genre", "--timestamp-col", "ts", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    prepared = pd.read_parquet(out / "data" / "interactions.parquet")
+    assert prepared["user_id"].nunique() == 90 and len(prepared) == len(log)
+    res = coea("ablate", "--from-run", str(out), "--user-col", "uid", "--out", str(tmp_path / "ab"))
+    assert res.returncode == 2
+    assert "--user-col and --from-run both given" in res.stderr and "drop --user-col" in res.stderr
+    assert not (tmp_path / "ab").exists()
+
+
 def test_evaluate_writes_outputs_on_synthetic(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("synthetic:\n  n_users: 80\n  n_categories: 60\n  n_groups: 3\n")

@@ -99,10 +99,12 @@ def load_config(path: Path | None) -> RunConfig:
         raise CoeaInputError(str(err), source=path, fix="fix the YAML; see README 'Configuration'") from err
 
 
-def config_with_data(config: Path | None, data: str | None) -> RunConfig:
-    """The run config from ``--config``, with ``--data`` overriding its data spec when given."""
+def config_with_data(config: Path | None, data: str | None, level=None, user_col=None, item_col=None,
+                     category_col=None, timestamp_col=None) -> RunConfig:
+    """The run config from ``--config``, with ``--data``, ``--category-level`` and the ``--*-col`` options
+    overriding its data section where given."""
     cfg = load_config(config)
-    return replace(cfg, data=overrides(cfg.data, spec=data))
+    return replace(cfg, data=data_config(cfg.data, data, level, user_col, item_col, category_col, timestamp_col))
 
 
 def data_config(base: DataConfig, data, level, user_col, item_col, category_col, timestamp_col) -> DataConfig:

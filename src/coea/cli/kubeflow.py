@@ -13,9 +13,11 @@ import typer
 
 from coea.cli.common import (
     METHOD_NAMES,
+    ColOpt,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
+    LevelOpt,
     app,
     config_with_data,
     csv,
@@ -31,7 +33,8 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="also show eve
 
 @app.command("run")
 def run_cmd(
-    data: DataOpt = None, config: ConfigOpt = None,
+    data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
+    user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="parent of runs/<timestamp>/")] = Path("runs"),
     device: DeviceOpt = None, verbose: VerboseOpt = False,
     pipeline_root: Annotated[str | None, typer.Option("--pipeline-root", help="local directory for kfp.local's "
@@ -46,7 +49,8 @@ def run_cmd(
     if pipeline_root is not None and "://" in str(pipeline_root):
         raise CoeaInputError(f"kfp.local writes artifacts to a local directory, not {pipeline_root}",
                              option="--pipeline-root", fix="pass a directory; gs:// roots are for compile/schedule")
-    cfg = overrides(config_with_data(config, data), device=device)
+    cfg = overrides(config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col),
+                    device=device)
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
     kfp_root = Path(pipeline_root) if pipeline_root else out / "kfp"
     typer.echo(f"coea_training (kfp.local) in {out}; step logs: {out / 'kfp' / STEPS_LOG}"
@@ -76,7 +80,8 @@ def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED
 
 @app.command("simulate")
 def simulate_cmd(
-    data: DataOpt = None, config: ConfigOpt = None,
+    data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
+    user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="output directory, without a state yet (default "
                                                            "runs/simulate-<timestamp>/)")] = None,
     periods: Annotated[int, typer.Option("--periods", help="time periods (equal event counts); period 0 seeds "
@@ -99,7 +104,8 @@ def simulate_cmd(
     from pipelines.simulate import DEFAULT_METHODS, check_periods, run_simulate
 
     check_periods(periods)
-    cfg = overrides(config_with_data(config, data), device=device)
+    cfg = overrides(config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col),
+                    device=device)
     if shift_period is not None:
         if parse_spec(cfg.data.spec)[0] != "synthetic":
             raise CoeaInputError("--shift-period works on synthetic data only", option="--shift-period",

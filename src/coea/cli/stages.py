@@ -87,6 +87,7 @@ def evaluate_cmd(
 def group_cmd(
     out: Annotated[Path, typer.Option("--out", help="run folder: writes data/ and dsie/ in it")],
     data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
+    user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
     min_history: MinHistOpt = None, n_short: NShortOpt = None, device: DeviceOpt = None,
 ) -> None:
     """DSIE: encoder -> RQ-VAE CSIDs -> groups, profiles and group_report.json, fitted on histories."""
@@ -94,9 +95,8 @@ def group_cmd(
     from coea.flow import Step, run_flow
     from coea.layout import RunLayout
 
-    cfg = load_config(config)
-    cfg = replace(cfg, data=overrides(cfg.data, spec=data, category_level=category_level),
-                  split=overrides(cfg.split, min_history=min_history, n_short=n_short))
+    cfg = config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col)
+    cfg = replace(cfg, split=overrides(cfg.split, min_history=min_history, n_short=n_short))
     cfg = overrides(cfg, device=device)
     result = run_flow(cfg, RunLayout(out), needs=frozenset({Need.DSIE}), evaluate=False).results[Step.DSIE]
     typer.echo(json.dumps(result.summary.as_dict(), indent=2))
@@ -159,7 +159,8 @@ def pco_cmd(
 @app.command("ablate")
 def ablate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
-    data: DataOpt = None, config: ConfigOpt = None,
+    data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
+    user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
     rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
     device: DeviceOpt = None,
     prompt_variants: Annotated[bool, typer.Option("--prompt-variants", help="also a variant per prompt section, "
@@ -179,11 +180,14 @@ def ablate_cmd(
     hybrid reward) or w/o teacher (teacher reward) over the same rounds: table and plot."""
     from coea.ablate import run_ablate
 
+    data_options = {"--data": data, "--category-level": category_level, "--user-col": user_col,
+                    "--item-col": item_col, "--category-col": category_col, "--timestamp-col": timestamp_col}
+    given = [name for name, value in data_options.items() if value is not None]
     if from_run is None:
-        cfg = config_with_data(config, data)
-    elif data is not None:
-        raise CoeaInputError("--data and --from-run both given", option="--data",
-                             fix="drop --data: the ablation reads the run's prepared data/")
+        cfg = config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col)
+    elif given:
+        raise CoeaInputError(f"{given[0]} and --from-run both given", option=given[0],
+                             fix=f"drop {given[0]}: the ablation reads the run's prepared data/")
     else:
         run_layout(from_run, "data", "dsie", "llm")
         cfg = from_run_config(config, from_run)
