@@ -105,3 +105,24 @@ def test_cli_names_the_presets_when_a_config_is_missing(tmp_path):
     with pytest.raises(CoeaInputError, match="cpu, gpu"):
         load_config(tmp_path / "missing.yaml")
     assert load_config(__import__("pathlib").Path("gpu")).llm.model.hidden_size == 256
+
+
+def test_readme_configuration_block_is_the_built_in_defaults():
+    """README 'Configuration' shows every section with its values and says `cpu` is exactly the built-in
+    defaults: the block must parse and equal ``RunConfig()`` field for field (only ``data.spec`` is an example), so a
+    changed default that the README still shows the old way fails here."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from coea.config import run_config_from_dict
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```yaml\ndevice: auto") + len("```yaml\n")
+    block = yaml.safe_load(readme[start:readme.index("```", start)])
+    assert set(block) == {"device", "data", "synthetic", "split", "eval", "dsie", "llm", "pco"}
+    shown = dataclasses.asdict(run_config_from_dict(block, where="README"))
+    defaults = dataclasses.asdict(RunConfig())
+    shown["data"].pop("spec"), defaults["data"].pop("spec")
+    assert shown == defaults
