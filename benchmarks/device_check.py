@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from coea.evaluation.registry import METHODS as REGISTRY  # noqa: E402 (torch-free: the methods load lazily)
+from coea.evaluation.registry import METHODS as REGISTRY  # torch-free: the methods load lazily
 
 BASES = list(REGISTRY)  # every method the CLI accepts, so a new one is checked without editing this list
 METHODS = BASES + [f"{b}+x" for b in BASES]
