@@ -306,7 +306,7 @@ def run_load_served(state_uri: str, out: Path, *, client: Any = None) -> int:
         local = state.root / KV_STORE if isinstance(state, LocalState) else Path(scratch) / "recs.sqlite"
         if isinstance(state, GcsState):
             state.download_file(KV_STORE, local)
-        with KVStore(local) if local.is_file() else nullcontext() as store:
+        with KVStore(local, create=False) if local.is_file() else nullcontext() as store:
             recs = store.active_user_recs() if store is not None else KVStore.user_recs_frame()
     with atomic_path(Path(out)) as tmp:
         recs.to_parquet(tmp, index=False)

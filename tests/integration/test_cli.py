@@ -170,6 +170,33 @@ def test_recommend_reads_the_store(tmp_path):
     assert res.returncode == 2 and "store not found" in res.stderr
 
 
+def test_recommend_refuses_a_foreign_or_empty_sqlite_file_and_leaves_it_untouched(tmp_path, capsys, monkeypatch):
+    """A lookup never writes: `coea recommend` on another application's SQLite file, or on an empty file, is one
+    line saying it is not a coea store, exit 2, and the file is byte for byte what it was (no tables added, no WAL
+    switch, no -wal/-shm file beside it)."""
+    import hashlib
+    import logging
+    import sqlite3
+
+    from tests.helpers import run_cli
+
+    monkeypatch.setattr(logging.getLogger("coea"), "handlers", [])
+    foreign = tmp_path / "app.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)")
+        conn.execute("INSERT INTO orders VALUES (1, 9.5)")
+    conn.close()
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    for path, words in ((foreign, "not a coea store (its tables: orders)"), (empty, "an empty file, not a coea store")):
+        before = hashlib.sha256(path.read_bytes()).hexdigest()
+        code, out, err = run_cli(["recommend", "--store", str(path), "--user", "u1"], capsys)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert path.name in err and words in err, err
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite", "empty.sqlite"]
+
+
 def test_recommend_group_says_the_store_holds_no_groups_or_reads_them(tmp_path, capsys, monkeypatch):
     """`recommend --group` on a store published with users only (as `coea run` does) is one clear line naming
     the missing group entries, exit 2; on a store published with group entries it prints the group's list."""

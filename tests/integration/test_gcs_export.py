@@ -141,6 +141,23 @@ def test_persistent_failure_writes_no_manifest_and_cleans_up(client: storage.Cli
         read_manifest(f"gs://{BUCKET}/fail/", client=client)
 
 
+def test_a_failing_manifest_upload_is_an_export_error_and_leaves_the_previous_export_whole(
+        client: storage.Client) -> None:
+    """The manifest is the last upload: when it fails for good every shard of the new version is deleted again,
+    the error is the one-line ``ExportError``, and the export that was there before still reads back."""
+    uri = f"gs://{BUCKET}/m/"
+    export_to_gcs(GcsExportConfig(version="good"), recs_frame(2, 2), uri, client=client)
+    before = blob_names(client, "m/")
+    flaky = FlakyClient(client, target=MANIFEST_NAME, failures=10)
+    cfg = GcsExportConfig(rows_per_shard=8, max_attempts=2, version="next", **FAST)
+    with pytest.raises(ExportError, match="ServiceUnavailable.*no manifest was written"):
+        export_to_gcs(cfg, recs_frame(), uri, client=flaky)
+    assert flaky.attempts[f"m/{MANIFEST_NAME}"] == 2
+    assert flaky.uploaded == [f"m/next/part-0000{i}.jsonl" for i in range(3)]  # all shards went up first
+    assert blob_names(client, "m/") == before  # ... and were deleted again
+    assert read_manifest(uri, client=client).version == "good" and len(read_export(uri, client=client)) == 4
+
+
 def test_failed_re_export_keeps_previous_complete_export_readable(client: storage.Client) -> None:
     uri = f"gs://{BUCKET}/live/"
     export_to_gcs(GcsExportConfig(version="good"), recs_frame(2, 2), uri, client=client)
@@ -161,6 +178,22 @@ def test_missing_bucket_fails_without_retrying(client: storage.Client) -> None:
 def test_corrupted_shard_is_detected_on_read(client: storage.Client) -> None:
     result = export_to_gcs(GcsExportConfig(version="v"), recs_frame(), f"gs://{BUCKET}/c/", client=client)
     client.bucket(BUCKET).blob(f"c/{result.shards[0].name}").upload_from_string(b'{"user_id":"evil"}\n')
+    with pytest.raises(StoreError, match="does not match the manifest"):
+        read_export(result.uri, client=client)
+
+
+def test_a_same_length_edit_of_a_shard_is_detected_on_read(client: storage.Client) -> None:
+    """Not only a shorter or longer shard: one changed character (an edited user id, the size unchanged) fails
+    the sha256 check."""
+    result = export_to_gcs(GcsExportConfig(version="v"), recs_frame(), f"gs://{BUCKET}/e/", client=client)
+    blob = client.bucket(BUCKET).blob(f"e/{result.shards[0].name}")
+    data = blob.download_as_bytes()
+    edited = data.replace(b'"u0"', b'"u9"', 1)
+    assert edited != data and len(edited) == len(data) == result.shards[0].bytes
+    result.shards[0].check(data)  # the original passes
+    with pytest.raises(StoreError, match="does not match the manifest"):
+        result.shards[0].check(edited)
+    blob.upload_from_string(edited)
     with pytest.raises(StoreError, match="does not match the manifest"):
         read_export(result.uri, client=client)
 

@@ -131,7 +131,8 @@ def test_ablate_from_run_with_data_is_refused(tmp_path):
 
 def test_pco_with_a_bad_served_file_names_it_before_any_model_loads(tmp_path):
     """``coea pco --served``: a file without the category column, or with a null in it, is refused with one line
-    naming the file, the column (and the row), exit 2, before anything loads or is written."""
+    naming the file, the column (and the 1-based row: the null is in the second), exit 2, before anything loads
+    or is written."""
     import pandas as pd
 
     for part in ("data", "dsie", "llm"):
@@ -139,7 +140,7 @@ def test_pco_with_a_bad_served_file_names_it_before_any_model_loads(tmp_path):
     pd.DataFrame({"user_id": ["u1"], "rank": [1], "score": [0.5]}).to_parquet(tmp_path / "nocat.parquet")
     pd.DataFrame({"user_id": ["u1", "u2"], "rank": [1, 1], "category": ["a", None],
                   "score": [0.5, 0.4]}).to_parquet(tmp_path / "null.parquet")
-    for name, words in (("nocat", ["column 'category'", "missing column"]), ("null", ["row 1", "null value"])):
+    for name, words in (("nocat", ["column 'category'", "missing column"]), ("null", ["row 2: null value"])):
         res = coea("pco", "--run", str(tmp_path), "--served", str(tmp_path / f"{name}.parquet"))
         assert res.returncode == 2, res.stderr
         line = res.stderr.strip().splitlines()[-1]

@@ -93,6 +93,17 @@ def test_garbage_collection_keeps_newest_n_and_the_active_version(tmp_path: Path
             stored = {row[0] for row in conn.execute("SELECT DISTINCT version FROM recs")}
         assert stored == {published[4], newest}
 
+    # the active version outside the newest N (a rollback to the oldest kept one, then a smaller N) survives
+    with KVStore(tmp_path / "kv2.sqlite", keep_versions=3) as store:
+        p0, p1, p2 = (store.publish(user_frame(1, 1, marker=m)) for m in range(3))
+        store.rollback(p0)
+    with KVStore(tmp_path / "kv2.sqlite", keep_versions=1) as store:
+        assert store.collect_garbage() == [p1]
+        assert store.active_version() == p0 and [v.version for v in store.versions()] == [p0, p2]
+        assert [r.category for r in store.get_user("u0000")] == ["v0-c0"]
+        with sqlite3.connect(store.path) as conn:
+            assert {row[0] for row in conn.execute("SELECT DISTINCT version FROM recs")} == {p0, p2}
+
 
 def test_empty_store_reads_nothing(store: KVStore) -> None:
     assert store.active_version() is None
@@ -122,14 +133,21 @@ def test_active_user_recs_is_the_active_version_in_the_publish_format(store: KVS
         (pd.DataFrame({"user_id": ["a"], "rank": [1], "score": [0.5]}), "column 'category': missing column"),
         (pd.DataFrame({"user_id": [], "rank": [], "category": [], "score": []}), "empty frame"),
         (pd.DataFrame({"user_id": ["a"], "rank": [1], "category": ["x"], "score": [float("nan")]}),
-         "column 'score', row 0: null value"),
+         "column 'score', row 1: null value"),
+        (pd.DataFrame({"user_id": ["a", "a", "b"], "rank": [1, 2, 1], "category": ["x", None, "y"],
+                       "score": [1.0, 2.0, 3.0]}, index=[10, 11, 12]), "column 'category', row 2: null value"),
+        (pd.DataFrame({"user_id": ["a", "b"], "rank": [1, 0], "category": ["x", "y"], "score": [1.0, 2.0]}),
+         r"column 'rank', row 2: rank 0 is not an integer >= 1"),
+        (pd.DataFrame({"user_id": ["a", "b"], "rank": [1, 1], "category": ["x", "y"], "score": [1.0, float("inf")]}),
+         r"column 'score', row 2: score inf is not a finite number"),
         (pd.DataFrame({"user_id": ["a", "a"], "rank": [1, 3], "category": ["x", "y"], "score": [1, 2]}),
          "ranks of user_id='a' are not 1..K"),
-        (pd.DataFrame({"user_id": ["a"], "rank": [0], "category": ["x"], "score": [1.0]}), "not an integer >= 1"),
+        (pd.DataFrame({"user_id": ["a"], "rank": [0], "category": ["x"], "score": [1.0]}),
+         "row 1: rank 0 is not an integer >= 1"),
         (pd.DataFrame({"user_id": ["a", "a"], "rank": [1, 2], "category": ["x", "x"], "score": [1, 2]}),
          "category 'x' repeats"),
         (pd.DataFrame({"user_id": ["a"], "rank": [1], "category": ["x"], "score": ["high"]}),
-         "score 'high' is not a finite number"),
+         "row 1: score 'high' is not a finite number"),
     ],
 )
 def test_bad_input_raises_one_line_store_error_and_writes_nothing(store: KVStore, frame: pd.DataFrame,
@@ -168,6 +186,36 @@ def test_not_a_database_file_raises_store_error(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open as a SQLite store"):
         KVStore(bad)
+
+
+def test_a_foreign_sqlite_file_is_refused_by_writers_and_readers_and_left_as_it_was(tmp_path: Path) -> None:
+    """Another application's SQLite file is never turned into a store: a writer (``create=True``) refuses it
+    before adding a table or switching it to WAL; a reader also refuses an empty file, which a writer may adopt."""
+    import sqlite3
+
+    foreign = tmp_path / "app.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    conn.close()
+    before = foreign.read_bytes()
+    for create in (True, False):
+        with pytest.raises(StoreError, match=r"app.sqlite: a SQLite file of something else, not a coea store "
+                                             r"\(its tables: orders\)"):
+            KVStore(foreign, create=create)
+        assert foreign.read_bytes() == before
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    with pytest.raises(StoreError, match="an empty file, not a coea store"):
+        KVStore(empty, create=False)
+    assert empty.read_bytes() == b""
+    with pytest.raises(StoreError, match="no store at this path"):
+        KVStore(tmp_path / "missing.sqlite", create=False)
+    assert not (tmp_path / "missing.sqlite").exists()
+    with KVStore(empty) as writer:  # an empty file is a new store to a writer
+        writer.publish(user_frame(1, 1, 1))
+        written = writer.get_user("u0000")
+    with KVStore(empty, create=False) as reader:
+        assert reader.get_user("u0000") == written != []
 
 
 def test_keep_versions_must_be_positive(tmp_path: Path) -> None:

@@ -231,7 +231,7 @@ def recommend_cmd(
         raise CoeaInputError("store not found", source=store, fix="pass the recs.sqlite written by `coea run`")
     if (user is None) == (group is None):
         raise CoeaInputError("give exactly one of --user and --group", option="--user/--group")
-    with KVStore(store) as kv:
+    with KVStore(store, create=False) as kv:  # a lookup: opens an existing store only, writes nothing
         version = kv.active_version()
         if group is not None and not any(v.n_groups for v in kv.versions() if v.version == version):
             raise CoeaInputError(f"version {version} holds no group entries (`coea run` and the pipelines publish "

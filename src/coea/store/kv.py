@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS recs (
     version TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (version, kind, key)) WITHOUT ROWID;
 """
+_TABLES = {"meta", "versions", "recs"}  # what makes a SQLite file a coea store
 _ACTIVE = "(SELECT value FROM meta WHERE name = 'active_version')"
 _SELECT_ACTIVE = f"SELECT key, value FROM recs WHERE version = {_ACTIVE} AND kind = ?"
 _GET = f"{_SELECT_ACTIVE} AND key = ?"
@@ -71,11 +72,14 @@ class KVStore:
         keep_versions: how many newest versions survive garbage collection after a publish (the active
             version is always kept as well, e.g. after a rollback).
         timeout_s: how long a connection waits for a lock held by another writer.
+        create: True (a writer) makes a new store when the file is missing or empty; False (a reader, e.g. `coea
+            recommend`) opens an existing store only and changes nothing on disk. Either way a SQLite file of
+            another application (tables, but not the store's) is refused, untouched.
 
     Connections are per thread, so one ``KVStore`` may be shared by threads; ``close()`` closes them all.
     """
 
-    def __init__(self, path: Path, *, keep_versions: int = 3, timeout_s: float = 30.0) -> None:
+    def __init__(self, path: Path, *, keep_versions: int = 3, timeout_s: float = 30.0, create: bool = True) -> None:
         if isinstance(keep_versions, bool) or not isinstance(keep_versions, int) or keep_versions < 1:
             raise ValueError(f"keep_versions must be an int >= 1, got {keep_versions!r}")
         if not timeout_s > 0:
@@ -86,15 +90,31 @@ class KVStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
+        if not create and not self.path.is_file():
+            raise StoreError("no store at this path", source=self.path,
+                             fix="pass the recs.sqlite a publish wrote (e.g. runs/<ts>/recs.sqlite)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = self._conn()
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and not tables >= _TABLES:
+                raise StoreError(f"a SQLite file of something else, not a coea store (its tables: "
+                                 f"{', '.join(sorted(tables))})", source=self.path,
+                                 fix="point the store at a new file or an existing coea store")
+            if not tables and not create:
+                raise StoreError("an empty file, not a coea store (nothing was ever published to it)",
+                                 source=self.path, fix="publish first (`coea run` writes recs.sqlite), or pass "
+                                                       "the store a publish wrote")
+            if create:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"cannot open as a SQLite store: {exc}", source=self.path,
                              fix="point the store at a new file or an existing coea store") from exc
+        except StoreError:
+            self.close()
+            raise
 
     # -- connections -------------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -42,7 +42,8 @@ def utc_now_iso() -> str:
 def validate_recs(frame: pd.DataFrame | None, key_column: str, *, name: str) -> pd.DataFrame:
     """Check a recommendation frame and return a clean copy sorted by (key, rank).
 
-    Keys and categories become ``str``, ranks ``int64``, scores ``float64``. Raises ``StoreError``.
+    Keys and categories become ``str``, ranks ``int64``, scores ``float64``. Raises ``StoreError`` naming the
+    frame's 1-based row (its position, whatever its index).
     """
     if not isinstance(frame, pd.DataFrame):
         raise StoreError(f"expected a pandas DataFrame, got {type(frame).__name__}", source=name,
@@ -58,7 +59,7 @@ def validate_recs(frame: pd.DataFrame | None, key_column: str, *, name: str) -> 
     for column in out.columns:
         nulls = np.flatnonzero(out[column].isna().to_numpy())
         if nulls.size:
-            raise StoreError("null value", source=name, column=column, row=int(nulls[0]),
+            raise StoreError("null value", source=name, column=column, row=int(nulls[0]) + 1,
                              fix="drop or fill rows with missing values")
     out = out.assign(**{key_column: out[key_column].astype(str), "category": out["category"].astype(str),
                         "rank": _as_int(out["rank"], name), "score": _as_float(out["score"], name)})
@@ -67,12 +68,17 @@ def validate_recs(frame: pd.DataFrame | None, key_column: str, *, name: str) -> 
     return out
 
 
+def _shown(value: object) -> str:
+    """A cell as the user wrote it: a numpy scalar as its Python value (``0``, not ``np.int64(0)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _as_int(ranks: pd.Series, name: str) -> pd.Series:
     values = pd.to_numeric(ranks, errors="coerce")
     bad = np.flatnonzero((values.isna() | (values != np.round(values)) | (values < 1)).to_numpy())
     if bad.size:
-        raise StoreError(f"rank {ranks.iloc[bad[0]]!r} is not an integer >= 1", source=name, column="rank",
-                         row=int(bad[0]), fix="use 1-based integer ranks")
+        raise StoreError(f"rank {_shown(ranks.iloc[bad[0]])} is not an integer >= 1", source=name, column="rank",
+                         row=int(bad[0]) + 1, fix="use 1-based integer ranks")
     return values.astype("int64")
 
 
@@ -80,8 +86,8 @@ def _as_float(scores: pd.Series, name: str) -> pd.Series:
     values = pd.to_numeric(scores, errors="coerce").astype("float64")
     bad = np.flatnonzero(~np.isfinite(values.to_numpy()))
     if bad.size:
-        raise StoreError(f"score {scores.iloc[bad[0]]!r} is not a finite number", source=name,
-                         column="score", row=int(bad[0]), fix="use finite float scores")
+        raise StoreError(f"score {_shown(scores.iloc[bad[0]])} is not a finite number", source=name,
+                         column="score", row=int(bad[0]) + 1, fix="use finite float scores")
     return values
 
 
