@@ -235,3 +235,24 @@ def test_local_pipeline_root(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code, _, err = run_cli(["run", "--runs-dir", str(tmp_path / "runs"), "--pipeline-root", "gs://b/root"], capsys)
     assert code == 2 and "option --pipeline-root: kfp.local writes artifacts to a local directory" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_compiling_the_same_settings_twice_gives_the_same_version_names(tmp_path: Path) -> None:
+    """`coea upload` is a no-op the second time only if a fresh compile of the same settings hashes the same:
+    two real compiles (no cached copy) with a gs:// state, a pipeline root and a model volume, into other folders,
+    give equal version names; another state URI gives another one."""
+    from pipelines.compile import compile_pipelines
+    from pipelines.upload import version_name
+
+    settings = DeploymentSettings(state_uri="gs://b/state", pipeline_root="gs://b/root",
+                                  model_pvc_name="coea-base-models", model_mount_path="/base-models")
+    first = compile_pipelines(tmp_path / "a", settings)
+    second = compile_pipelines(tmp_path / "b", settings)
+    other = compile_pipelines(tmp_path / "c", DeploymentSettings(state_uri="gs://b/other", pipeline_root="gs://b/root",
+                                                                 model_pvc_name="coea-base-models",
+                                                                 model_mount_path="/base-models"))
+    assert set(first) == set(second) == {TRAINING, RECURRING}
+    for name in first:
+        assert first[name] != second[name]
+        assert version_name(first[name], sha="s") == version_name(second[name], sha="s")
+        assert version_name(other[name], sha="s") != version_name(first[name], sha="s")
