@@ -11,8 +11,11 @@ whether that information adds anything beside the encoder.
 The probe is a small causal self-attention model (``ProbeModel``) over the user's last ``--max-len`` events whose
 event embedding is the sum of the ``--inputs`` features' embeddings (``cat``: category, ``item``: item with at
 least ``--min-item-events`` history events, else UNK, ``rating``: the rating 1-5, ``gap``: log2 of the seconds
-since the previous event, bucketed; and per user, from MovieLens' ``users.dat`` given as ``--users``: ``gender``,
-``age``, ``occupation``, information neither the encoder nor the N-LLM reads). Each position learns the novel set
+since the previous event, bucketed; per user, from MovieLens' ``users.dat`` given as ``--users``: ``gender``,
+``age``, ``occupation``; per movie, from ``movies.dat`` given as ``--movies``: ``year``, its release year, and
+``title``, the mean embedding of its title's words (at most ``TITLE_WORDS``; words of one movie only read as unknown),
+which, unlike the movie id, are shared between movies: information neither the encoder nor the N-LLM reads).
+Each position learns the novel set
 the ``+x`` view scores: the categories whose first event in the user's history falls within the next ``n_future``
 events (the split's), by a softmax over the categories the user has not had by that position. It trains on the
 split's histories only (every ``--max-len`` window of every user; ``--heldout`` of the users for early stopping on
@@ -26,7 +29,8 @@ one probe (seed = the run's index + 1) and ranks each evaluated user's unseen ca
 and prints ``+x`` S-H@10 with the paired bootstrap 95 % CI against ``sasrec+x`` (users; with several runs also
 their trainings, paired: ``seed_bootstrap_ci``). The ``cat`` probe is the control: a third category model beside
 the encoder pair, whose gain is what any extra model of the same information adds; an input set helps only by
-what it adds above that control. Choose on the validation split, read once on test.
+what it adds above that control. With several input sets a second table gives each one's difference from the
+first set's probe, alone and fused at the same weight. Choose on the validation split, read once on test.
 
     python benchmarks/analysis_item_signal.py --run V1 --run V2 --config V1.yaml --inputs cat,item+cat
 """
@@ -47,8 +51,10 @@ from _common import run_split  # noqa: E402
 
 EVENT_FEATURES = ("cat", "item", "rating", "gap")
 PROFILE_FEATURES = ("gender", "age", "occupation")  # per user, the same at every position (``--users``)
-FEATURES = EVENT_FEATURES + PROFILE_FEATURES
+MOVIE_FEATURES = ("year", "title")  # per movie (``--movies``)
+FEATURES = EVENT_FEATURES + PROFILE_FEATURES + MOVIE_FEATURES
 GAP_BUCKETS = 24  # log2 seconds 0..22 plus "first event"
+TITLE_WORDS = 8  # words kept of a title (the first ones)
 
 
 @dataclass
@@ -77,12 +83,62 @@ def read_profiles(path: Path) -> dict[str, tuple[str, ...]]:
     return out
 
 
+@dataclass
+class Movies:
+    """Per movie: its release year (None where the title has none) and its title's words (lower case, no year)."""
+
+    year: dict[str, int | None]
+    words: dict[str, tuple[str, ...]]
+
+
+def read_movies(path: Path) -> Movies:
+    """MovieLens ``movies.dat`` (``MovieID::Title (Year)::Genre|Genre``; titles may contain ':')."""
+    import re
+
+    year, words = {}, {}
+    for n, line in enumerate(Path(path).read_text(encoding="latin-1").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("::")
+        if len(fields) < 3:
+            raise SystemExit(f"{path}: line {n} has {len(fields)} '::' fields, expected 3 "
+                             "(MovieID::Title (Year)::Genres); pass MovieLens-1M's movies.dat")
+        movie, title = fields[0].strip(), "::".join(fields[1:-1]).strip()
+        found = re.search(r"\((\d{4})\)\s*$", title)
+        year[movie] = int(found.group(1)) if found else None
+        title = title[:found.start()] if found else title
+        words[movie] = tuple(re.findall(r"[a-z0-9]+", title.lower()))[:TITLE_WORDS]
+    return Movies(year, words)
+
+
+def movie_tables(movies: Movies | None, items: list[str]) -> tuple[dict[str, int], dict[str, int], np.ndarray]:
+    """Item -> year index (2.. by year; 1 = unknown), item -> title row (1.. ; 0 = padding) and the title rows'
+    word indices (rows, TITLE_WORDS; 0 = no word, 1 = a word of one movie only, 2.. = words shared by movies).
+    Row 1 is the empty title (an item ``movies`` lacks)."""
+    if movies is None:
+        return {}, {}, np.zeros((2, TITLE_WORDS), np.int64)
+    years = sorted({y for y in movies.year.values() if y is not None})
+    year_index = {it: years.index(movies.year[it]) + 2 for it in items if movies.year.get(it) is not None}
+    seen: dict[str, int] = {}
+    for ws in movies.words.values():
+        for w in set(ws):
+            seen[w] = seen.get(w, 0) + 1
+    vocab = {w: i + 2 for i, w in enumerate(sorted(w for w, c in seen.items() if c > 1))}
+    titled = [it for it in items if it in movies.words]
+    rows = np.zeros((len(titled) + 2, TITLE_WORDS), np.int64)
+    for r, it in enumerate(titled, start=2):
+        ws = [vocab.get(w, 1) for w in movies.words[it]]
+        rows[r, :len(ws)] = ws
+    return year_index, {it: r for r, it in enumerate(titled, start=2)}, rows
+
+
 def encode_histories(interactions, categories: list[str], min_item_events: int,
-                     profiles: dict[str, tuple[str, ...]] | None = None
-                     ) -> tuple[dict[str, UserEvents], dict[str, int]]:
-    """Every user's history as feature indices (0 = padding everywhere) and the feature vocab sizes; with
-    ``profiles`` (:func:`read_profiles`) also each user's gender, age and occupation at every position (1 = a user
-    the file lacks)."""
+                     profiles: dict[str, tuple[str, ...]] | None = None, movies: Movies | None = None
+                     ) -> tuple[dict[str, UserEvents], dict[str, int], np.ndarray]:
+    """Every user's history as feature indices (0 = padding everywhere), the feature vocab sizes and the title
+    rows' words (:func:`movie_tables`); with ``profiles`` (:func:`read_profiles`) also each user's gender, age and
+    occupation at every position (1 = a user the file lacks); with ``movies`` (:func:`read_movies`) each event's
+    movie's year and title row (1 = a movie the file lacks)."""
     from coea.data.schema import CATEGORY, ITEM, RATING, TIMESTAMP, USER
 
     df = interactions
@@ -95,6 +151,9 @@ def encode_histories(interactions, categories: list[str], min_item_events: int,
     rating = (np.clip(np.rint(df[RATING].fillna(0).to_numpy()), 0, 5).astype(np.int64) + 1 if RATING in df.columns
               else np.ones(len(df), np.int64))
     ts = df[TIMESTAMP].to_numpy(np.int64)
+    year_index, title_row, title_words = movie_tables(movies, sorted(df[ITEM].astype(str).unique()))
+    year = df[ITEM].astype(str).map(year_index).fillna(1).to_numpy(np.int64)
+    title = df[ITEM].astype(str).map(title_row).fillna(1).to_numpy(np.int64)
     users = df[USER].to_numpy()
     out: dict[str, UserEvents] = {}
     order = np.argsort(users, kind="stable")  # stable: keeps each user's events in the table's (time) order
@@ -115,14 +174,17 @@ def encode_histories(interactions, categories: list[str], min_item_events: int,
         had, at = np.unique(c, return_index=True)  # each category's earliest position
         first[had - 1] = at
         user = str(users[order[a]])
-        feats = {"cat": c, "item": item[idx], "rating": rating[idx], "gap": gap}
+        feats = {"cat": c, "item": item[idx], "rating": rating[idx], "gap": gap, "year": year[idx],
+                 "title": title[idx]}
         profile = profiles.get(user)
         for j, name in enumerate(PROFILE_FEATURES):
             feats[name] = np.full(len(idx), value_index[j][profile[j]] if profile else 1, np.int64)
         out[user] = UserEvents(feats, first)
     sizes = {"cat": n_cat + 1, "item": len(kept) + 2, "rating": 7, "gap": GAP_BUCKETS + 1,
-             **{name: len(values[j]) + 2 for j, name in enumerate(PROFILE_FEATURES)}}
-    return out, sizes
+             **{name: len(values[j]) + 2 for j, name in enumerate(PROFILE_FEATURES)},
+             "year": max(year_index.values(), default=1) + 1, "title": len(title_words),
+             "title_word": int(title_words.max(initial=1)) + 1}
+    return out, sizes, title_words
 
 
 def windows(events: list[UserEvents], max_len: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -146,16 +208,30 @@ def windows(events: list[UserEvents], max_len: int) -> tuple[dict[str, np.ndarra
     return feats, pos, np.asarray(rows, np.int64)
 
 
-def build_probe(sizes: dict[str, int], inputs: tuple[str, ...], n_cat: int, max_len: int, dim: int, layers: int):
+def build_probe(sizes: dict[str, int], inputs: tuple[str, ...], n_cat: int, max_len: int, dim: int, layers: int,
+                title_words: np.ndarray | None = None):
     import torch
     from torch import nn
+
+    class TitleEmbedding(nn.Module):
+        """A title row -> the mean of its words' embeddings (0 where the row has none)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.words = nn.Embedding(sizes["title_word"], dim, padding_idx=0)
+            self.register_buffer("rows", torch.from_numpy(title_words))
+
+        def forward(self, row: torch.Tensor) -> torch.Tensor:
+            ws = self.rows[row]  # (..., TITLE_WORDS)
+            return self.words(ws).sum(-2) / (ws > 0).sum(-1, keepdim=True).clamp(min=1)
 
     class ProbeModel(nn.Module):
         """Sum of the input features' embeddings + positions -> causal transformer -> category logits."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.embed = nn.ModuleDict({f: nn.Embedding(sizes[f], dim, padding_idx=0) for f in inputs})
+            self.embed = nn.ModuleDict({f: TitleEmbedding() if f == "title" else
+                                        nn.Embedding(sizes[f], dim, padding_idx=0) for f in inputs})
             self.pos = nn.Embedding(max_len, dim)
             layer = nn.TransformerEncoderLayer(dim, 2, 2 * dim, dropout=0.2, batch_first=True, norm_first=True)
             self.trunk = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -192,7 +268,7 @@ def novel_set_loss(logits, pos, first, horizon: int):
     return per_pos[has].mean() if has.any() else logits.sum() * 0.0
 
 
-def train_probe(events: dict[str, UserEvents], sizes, inputs, n_cat, args, seed: int):
+def train_probe(events: dict[str, UserEvents], sizes, inputs, n_cat, args, seed: int, title_words=None):
     """The probe trained on every window of the histories, early-stopped on held-out users' windows."""
     import torch
 
@@ -206,7 +282,7 @@ def train_probe(events: dict[str, UserEvents], sizes, inputs, n_cat, args, seed:
         feats, pos, rows = windows(ev, args.max_len)
         first = np.stack([e.first for e in ev])[rows]
         parts[label] = ({f: torch.from_numpy(feats[f]) for f in inputs}, torch.from_numpy(pos), torch.from_numpy(first))
-    model = build_probe(sizes, inputs, n_cat, args.max_len, args.dim, args.layers)
+    model = build_probe(sizes, inputs, n_cat, args.max_len, args.dim, args.layers, title_words)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
     def batches(part, shuffle):
@@ -276,12 +352,14 @@ def run_one(run: Path, cfg, input_sets, weights, args, seed: int) -> dict[str, n
     banned = np.isinf(method.masked_scores(users, history))
     enc = log_softmax_rows(method.score(users))
     profiles = read_profiles(args.users) if args.users else None
-    events, sizes = encode_histories(split.histories.interactions, method.categories, args.min_item_events, profiles)
+    movies = read_movies(args.movies) if args.movies else None
+    events, sizes, title_words = encode_histories(split.histories.interactions, method.categories,
+                                                  args.min_item_events, profiles, movies)
     print(f"{run}: {len(users)} evaluated users, {sizes['item'] - 2} items kept, {len(method.categories)} categories",
           flush=True)
     lists = {"sasrec+x": enc}
     for inputs in input_sets:
-        model = train_probe(events, sizes, inputs, len(method.categories), args, seed)
+        model = train_probe(events, sizes, inputs, len(method.categories), args, seed, title_words)
         probe = log_softmax_rows(final_logits(model, events, users, inputs, args.max_len))
         name = "+".join(inputs)
         lists[f"probe {name}"] = probe
@@ -311,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-item-events", type=int, default=5)
     parser.add_argument("--users", type=Path, default=None,
                         help="MovieLens users.dat, needed by the " + ", ".join(PROFILE_FEATURES) + " inputs")
+    parser.add_argument("--movies", type=Path, default=None,
+                        help="MovieLens movies.dat, needed by the " + ", ".join(MOVIE_FEATURES) + " inputs")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -330,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         if set(inputs) & set(PROFILE_FEATURES) and args.users is None:
             parser.error(f"the input set {'+'.join(inputs)} reads user profiles: pass --users "
                          "../shared/data/ml-1m/users.dat (MovieLens-1M's users.dat)")
+        if set(inputs) & set(MOVIE_FEATURES) and args.movies is None:
+            parser.error(f"the input set {'+'.join(inputs)} reads movie titles: pass --movies "
+                         "../shared/data/ml-1m/movies.dat (MovieLens-1M's movies.dat)")
     weights = [float(w) for w in args.weights.split(",")]
     from coea.config import load_run_config
     from coea.evaluation.bootstrap import seed_bootstrap_ci
@@ -353,6 +436,17 @@ def main(argv: list[str] | None = None) -> int:
         each = " / ".join(f"{v.mean():.4f}" for v in rows)
         print(f"| {label} | {each} | {np.mean([v.mean() for v in rows]):.4f} | "
               f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}] |")
+    if len(input_sets) > 1:  # what each input set adds above the first (the control), alone and at each weight
+        control = "+".join(input_sets[0])
+        print(f"\n| against the {control} probe at the same weight | − control, users and paired runs (95 % CI) |")
+        print("|---|---:|")
+        for inputs in input_sets[1:]:
+            name = "+".join(inputs)
+            for arm, ref in [(f"probe {name}", f"probe {control}")] + [
+                    (f"sasrec + {w:g} x probe {name}", f"sasrec + {w:g} x probe {control}") for w in weights]:
+                ci = seed_bootstrap_ci([r[arm] for r in per_run], [r[ref] for r in per_run], seed=cfg.eval.seed,
+                                       paired_runs=True)
+                print(f"| {arm} | {ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}] |")
     return 0
 
 
