@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+import types
+import typing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +250,8 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str, base: Any = None
     if unknown:
         hint = "; use the top-level `device:` (or --device)" if "device" in unknown else ""
         raise ValueError(f"{where}: unknown key(s) {unknown}{hint}; known keys are {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    values = {name: _typed(f"{where}: {name}", hints[name], value) for name, value in values.items()}
     nested = {}
     for f in dataclasses.fields(cls):
         value = values.get(f.name)
@@ -262,6 +267,63 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str, base: Any = None
             nested[f.name] = from_dict(type(default), value, where=f"{where}.{f.name}", base=default)
     merged = {**values, **nested}
     return dataclasses.replace(base, **merged) if base is not None else cls(**merged)
+
+
+def _typed(key: str, hint: Any, value: Any) -> Any:
+    """``value`` checked against the field's annotation ``hint`` (and a number written as text, which YAML 1.1
+    makes of ``1e-3``, made a number); a ValueError naming ``key`` otherwise. Booleans must be true/false (YAML's
+    ``"no"`` is a non-empty string, i.e. true, in Python), whole-number fields take no fractions, numbers must be
+    finite; ranges are the config's own ``__post_init__`` checks."""
+    args = typing.get_args(hint)
+    if type(hint) is types.UnionType or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        args = typing.get_args(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}; write true or false (unquoted)")
+        return value
+    if hint is int or hint is float:
+        number = _number(value)
+        if number is None or not math.isfinite(number):
+            kind = "a whole number" if hint is int else "a finite number"
+            raise ValueError(f"{key} must be {kind}, got {value!r}; write e.g. "
+                             f"{'10' if hint is int else '0.001 or 1.0e-3'}")
+        if hint is int:
+            if number != int(number):
+                raise ValueError(f"{key} must be a whole number, got {value!r}; write e.g. {int(number)}")
+            return int(number)
+        return number
+    if hint is str or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+        if isinstance(value, date):  # YAML reads an unquoted 2026-11-30 as a date (as_of)
+            return value.isoformat()
+        if not isinstance(value, str | enum.Enum | Path):
+            raise ValueError(f"{key} must be text, got {value!r}" + (
+                f"; one of {', '.join(m.value for m in hint)}" if isinstance(hint, type) and issubclass(
+                    hint, enum.Enum) else ""))
+        return value
+    if typing.get_origin(hint) in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{key} must be a list, got {value!r}; write e.g. [{value!r}]")
+        return [_typed(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(hint) and not isinstance(value, dict | hint):
+        raise ValueError(f"{key} must be a section (a mapping of keys), got {value!r}")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    """An int or float as float (not a bool); a string that reads as one (YAML 1.1 reads 1e-3 as text) too."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def read_saved_config(cls: type, path: Path) -> Any:
@@ -295,7 +357,14 @@ def load_run_config(path: Path | None) -> RunConfig:
         return RunConfig()
     if not Path(path).exists() and preset_path(str(path)) is not None:
         path = preset_path(str(path))
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML{at}: {problem}; indent with spaces (no tabs) and close every "
+                         "{ [ and quote") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping of sections")
     return run_config_from_dict(raw, where=str(path))

@@ -98,6 +98,59 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     assert load_run_config(local).eval.judge_users == 7
 
 
+@pytest.mark.parametrize(("yaml_text", "message"), [
+    ('data: {allow_any_timestamp: "no"}', r"\[data\]: allow_any_timestamp must be true or false, got 'no'"),
+    ("split: {validation: yes please}", r"validation must be true or false, got 'yes please'"),
+    ("split: {n_future: 2.5}", r"n_future must be a whole number, got 2.5; write e.g. 2"),
+    ("synthetic: {n_users: true}", r"n_users must be a whole number, got True"),
+    ("synthetic: {n_users: fifty}", r"n_users must be a whole number, got 'fifty'"),
+    ("synthetic: {popularity_exponent: .nan}", r"popularity_exponent must be a finite number, got nan"),
+    ("synthetic: {focus_strength: .inf}", r"focus_strength must be a finite number, got inf"),
+    ("split: {short_window: .nan}", r"short_window must be a whole number, got nan"),
+    ("eval: {ks: [5, 5.5]}", r"ks\[1\] must be a whole number, got 5.5"),
+    ("eval: {methods: pop}", r"methods must be a list, got 'pop'"),
+    ("dsie: {rqvae: {codebook_sizes: 4}}", r"\[dsie\].rqvae: codebook_sizes must be a list, got 4"),
+    ("dsie: {encoder: 5}", r"encoder must be a section \(a mapping of keys\), got 5"),
+    ("pco: {reward: 3}", r"reward must be text, got 3; one of serendipity, "),
+    ("llm: {novelty: {epochs: .nan}}", r"\[llm\].novelty: epochs must be a finite number, got nan"),
+])
+def test_a_value_of_the_wrong_type_is_refused_naming_the_key(tmp_path, yaml_text, message):
+    """YAML gives strings, floats and NaN where a field wants a bool or a whole number: every field is checked
+    against its annotation when the file is read (before anything runs), with one line naming the file and key.
+    ``"no"`` is a non-empty string, which Python reads as true: it must not switch a setting on."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text + "\n")
+    with pytest.raises(ValueError, match=message) as err:
+        load_run_config(path)
+    assert str(err.value).startswith(f"{path} [") and "\n" not in str(err.value)
+
+
+def test_numbers_yaml_reads_as_text_are_numbers_and_dates_are_iso_text(tmp_path):
+    """YAML 1.1 reads ``1e-3`` (no dot) and ``1e3`` as strings: they are the numbers they look like; an integral
+    float is a whole number; an unquoted date (``as_of``) is its ISO text; null stays null where allowed."""
+    path = tmp_path / "c.yaml"
+    path.write_text("llm: {novelty: {lr: 1e-3}, verify_weight: null}\nsynthetic: {n_users: 1e3, seed: 3.0}\n"
+                    "data: {as_of: 2026-11-30}\n")
+    cfg = load_run_config(path)
+    assert cfg.llm.novelty.lr == 0.001 and isinstance(cfg.llm.novelty.lr, float)
+    assert (cfg.synthetic.n_users, cfg.synthetic.seed) == (1000, 3) and isinstance(cfg.synthetic.n_users, int)
+    assert cfg.data.as_of == "2026-11-30" and cfg.llm.verify_weight is None
+
+
+@pytest.mark.parametrize(("yaml_text", "where"), [
+    ("synthetic: {n_users: 50\nsplit: {n_future: 2}\n", "line 2, column 6"),
+    ("split:\n\tn_future: 2\n", "line 2, column 1"),
+])
+def test_a_yaml_syntax_error_is_one_line_naming_the_line_and_exit_2(tmp_path, capsys, yaml_text, where):
+    from tests.helpers import run_cli
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    code, out, err = run_cli(["data", "stats", "--data", "synthetic", "--config", str(path)], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"{path}: not valid YAML at {where}" in err and err.count(str(path)) == 1, err
+
+
 def test_cli_names_the_presets_when_a_config_is_missing(tmp_path):
     from coea.cli.common import load_config
     from coea.errors import CoeaInputError

@@ -96,7 +96,8 @@ def load_config(path: Path | None) -> RunConfig:
     try:
         return load_run_config(path)
     except (ValueError, TypeError) as err:
-        raise CoeaInputError(str(err), source=path, fix="fix the YAML; see README 'Configuration'") from err
+        message = str(err).removeprefix(f"{path}: ").removeprefix(f"{path} ")  # the source is named once
+        raise CoeaInputError(message, source=path, fix="fix the YAML; see README 'Configuration'") from err
 
 
 def config_with_data(config: Path | None, data: str | None, level=None, user_col=None, item_col=None,
