@@ -48,6 +48,15 @@ def render_report(run_dir: Path, out_path: Path | None = None) -> Path:
     return out_path
 
 
+def report_inputs(run_dir: Path) -> list[Path]:
+    """The files of ``run_dir`` the page shows (metrics, served lists, plots, DSIE report, drift, PCO metrics);
+    none means the folder is no run."""
+    named = [RunLayout(run_dir).served, run_dir / "metrics.json", run_dir / "dsie" / "group_report.json",
+             run_dir / "pco" / "pco_metrics.json", run_dir / "pco_metrics.json"]
+    return ([p for p in named if p.is_file()] + _find_files(run_dir, "*.png")
+            + _find_files(run_dir, "drift.json"))
+
+
 def build_html(run_dir: Path) -> str:
     """The page as a string."""
     sections = [

@@ -120,3 +120,99 @@ def test_datetime64_parquet_is_converted_with_one_warning(tmp_path, capsys, warn
     span = time_span(capsys, f"parquet:{tmp_path / 'log.parquet'}")
     assert span == {"start": "2023-11-14T22:13:20Z", "end": "2023-11-15T22:13:20Z", "days": 1.0}
     assert len(warnings_seen) == 1 and f"is {dtype}; converted to Unix seconds" in warnings_seen[0]
+
+
+@pytest.mark.parametrize(("header", "extra", "expected"), [
+    ("user_id,item_id,category,timestamp,user_id", (),
+     "column 'user_id', line 1: the header names column 'user_id' twice (columns 1 and 5)"),
+    ("user_id,item_id,category,timestamp", ("--user-col", "uid"),
+     "column 'uid': no column 'uid' (--user-col); the columns are user_id, item_id, category, timestamp"),
+    ("user_id,uid,item_id,category,timestamp", ("--user-col", "uid"),
+     "column 'user_id': --user-col 'uid' would become 'user_id', which the file already has"),
+    ("u,i,c,t", ("--user-col", "u", "--item-col", "u", "--category-col", "c", "--timestamp-col", "t"),
+     "--item-col and --user-col both name column 'u'"),
+], ids=["duplicate-header", "missing-mapped", "mapped-onto-existing", "one-column-two-roles"])
+def test_column_options_and_headers_that_cannot_be_read_one_way_are_refused(tmp_path, capsys, header, extra,
+                                                                            expected):
+    """Before: a duplicate header used its first column silently, a --user-col the file lacks was ignored, one
+    renamed onto an existing column crashed with an AttributeError; now each is one line naming the column."""
+    width = header.count(",") + 1
+    row = ",".join(["1", "a", "x", str(T0), "2"][:width])
+    path = write(tmp_path / "log.csv", f"{header}\n{row}\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}", *extra)
+    assert expected in line, line
+
+
+def test_a_renamed_column_is_read_when_the_file_lacks_the_canonical_name(tmp_path, capsys):
+    """The control: --user-col names a column the file has, and no user_id column is there."""
+    path = write(tmp_path / "log.csv", f"uid,item_id,category,timestamp\n1,a,x,{T0}\n2,b,y,{T0 + 5}\n")
+    code, out, err = run_cli(["data", "stats", "--data", f"csv:{path}", "--user-col", "uid"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["users"] == 2
+
+
+def test_a_log_whose_histories_are_all_shorter_than_the_future_is_exit_2_with_the_split_fix(tmp_path, capsys):
+    """Eight events a user and the default 10-event future: nobody keeps a history. `evaluate` wrote an empty
+    table with exit 0 and `group` crashed in the encoder; both now stop with one line naming the split settings
+    and the fix, and leave no output folder; with the fix's settings the same log evaluates."""
+    rows = [f"u{u},i{j % 5},c{(u + j) % 4},{T0 + 86400 * j}" for u in range(20) for j in range(8)]
+    path = write(tmp_path / "log.csv", HEADER + "\n".join(rows) + "\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}", "--methods", "pop,markov")
+    assert "none of the 20 users has split.min_history=5 history events once their last split.n_future=10" in line
+    assert "--n-future 2 --min-history 2, or --config short" in line
+    code, _, err = run_cli(["group", "--data", f"csv:{path}", "--out", str(tmp_path / "g")], capsys)
+    assert code == 2 and "none of the 20 users" in err and "Traceback" not in err, err
+    assert not (tmp_path / "g").exists()
+    code, out, err = run_cli(["evaluate", "--data", f"csv:{path}", "--methods", "pop,markov", "--n-future", "2",
+                              "--min-history", "2", "--out", str(tmp_path / "ok")], capsys)
+    assert code == 0 and "markov" in out, err
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "empty"])
+def test_from_run_that_is_no_run_folder_is_refused_not_read_as_a_fresh_run(tmp_path, capsys, case):
+    """`evaluate --from-run` on a path that does not exist, a file or an empty folder used to evaluate freshly
+    generated synthetic data with exit 0."""
+    run = tmp_path / "run"
+    if case == "file":
+        write(run, "x")
+    elif case == "empty":
+        run.mkdir()
+    code, out, err = run_cli(["evaluate", "--methods", "pop", "--from-run", str(run), "--out",
+                              str(tmp_path / "out")], capsys)
+    assert code == 2 and out == "" and "option --from-run: not a run folder" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_or_under_one_is_refused_before_anything_runs(tmp_path, capsys):
+    afile = write(tmp_path / "afile", "x")
+    for argv in (["evaluate", "--data", "synthetic", "--methods", "pop", "--out", str(afile)],
+                 ["data", "synth", "--out", str(afile)],
+                 ["compile", "--out", str(afile / "sub")]):
+        code, out, err = run_cli(argv, capsys)
+        assert code == 2 and "option --out:" in err and "Traceback" not in err, (argv, err)
+        assert afile.read_text() == "x"
+
+
+def test_cuda_on_a_machine_without_one_is_refused_before_the_data_step(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = run_cli(["evaluate", "--data", "synthetic", "--methods", "pop", "--device", "cuda",
+                              "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "option --device: device 'cuda' requested but CUDA is not available" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_methods_list_is_an_error_not_the_defaults(tmp_path, capsys):
+    code, out, err = run_cli(["evaluate", "--data", "synthetic", "--methods", " , ", "--out",
+                              str(tmp_path / "out")], capsys)
+    assert code == 2 and "option --methods: empty list" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_on_a_folder_that_is_no_run_is_refused_and_writes_no_page(tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    write(tmp_path / "notes" / "readme.txt", "hello")
+    code, out, err = run_cli(["report", "--run-dir", str(tmp_path / "notes")], capsys)
+    assert code == 2 and "nothing to report" in err, err
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["readme.txt"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -80,13 +85,58 @@ MethodsOpt = Annotated[str | None, typer.Option(
 ColOpt = Annotated[str | None, typer.Option(help="csv/parquet: the file's column holding this field")]
 
 
+def check_writable_dir(out: Path, option: str = "--out") -> None:
+    """``out`` can be (or is) a folder this process writes into: not a file, under a writable folder; else a
+    :class:`CoeaInputError` before anything runs."""
+    if out.exists() and not out.is_dir():
+        raise CoeaInputError("is a file, not a folder", source=out, option=option,
+                             fix="pass a folder path (it is created when missing)")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CoeaInputError(f"cannot be created: {parent} is a file", source=out, option=option,
+                             fix="pass a folder path under a folder")
+    try:  # a real write (permissions alone say yes for root, and /proc takes no folders)
+        os.rmdir(tempfile.mkdtemp(prefix=".coea-write-check-", dir=parent))
+    except OSError as err:
+        raise CoeaInputError(f"cannot be written: {parent}: {err.strerror}", source=out, option=option,
+                             fix="pass a folder you can write to") from err
+
+
+@contextmanager
+def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
+    """:func:`check_writable_dir`, then run the command's body; when the body stops on bad input
+    (:class:`CoeaInputError`, e.g. a split that leaves no user a history) and ``out`` did not exist before, the
+    folder it began is removed, so a refused command leaves nothing half-written behind."""
+    check_writable_dir(out, option)
+    existed = out.exists()
+    try:
+        yield out
+    except CoeaInputError:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
 def overrides(obj, **values):
-    """``dataclasses.replace`` with only the values that were given (not None)."""
+    """``dataclasses.replace`` with only the values that were given (not None). A whole run config (what every
+    command that trains or scores gets here, with its ``--device``) also has its device checked now, before
+    anything is written: ``cuda`` on a machine without one is exit 2, not a traceback after the data step."""
     given = {k: v for k, v in values.items() if v is not None}
     try:
-        return replace(obj, **given) if given else obj
+        out = replace(obj, **given) if given else obj
     except ValueError as err:
         raise CoeaInputError(f"invalid option value: {err}", fix="see --help for valid values") from err
+    if isinstance(out, RunConfig):
+        from coea.device import resolve_device
+
+        try:
+            resolve_device(out.device)
+        except ValueError as err:
+            raise CoeaInputError(str(err), option="--device" if "device" in given else "device (config)",
+                                 fix="use --device cpu, or auto (the GPU when torch sees one)") from err
+    return out
 
 
 def load_config(path: Path | None) -> RunConfig:
@@ -140,14 +190,32 @@ def run_layout(run: Path, *parts: str):
 
 
 def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
-    """``--config``; without it, the config a ``--from-run`` folder was made with (its config.json)."""
+    """``--config``; without it, the config a ``--from-run`` folder was made with (its config.json). A
+    ``--from-run`` that is no run folder (missing, a file, or holding none of a run's parts) is refused, never
+    read as 'start from scratch'."""
+    if from_run is not None:
+        parts = ("data", "dsie", "llm", "pco", "config.json")
+        if not from_run.is_dir() or not any((from_run / part).exists() for part in parts):
+            what = "does not exist" if not from_run.exists() else (
+                "is a file" if not from_run.is_dir() else "holds no data/, dsie/, llm/, pco/ or config.json")
+            raise CoeaInputError(f"not a run folder: it {what}", source=from_run, option="--from-run",
+                                 fix="pass the --out of an earlier `coea group`/`evaluate`/`ablate`, or a "
+                                     "runs/<timestamp>/ of `coea run`")
     if config is None and from_run is not None and (from_run / "config.json").is_file():
         return load_config(from_run / "config.json")
     return load_config(config)
 
 
-def csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+def csv(value: str | None, option: str = "--methods") -> list[str] | None:
+    """A comma-separated option as a list; None when not given. Given but empty (``--methods ""``) is an error,
+    never 'the defaults'."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise CoeaInputError(f"empty list {value!r}", option=option,
+                             fix=f"name at least one, comma-separated, or leave {option} out for the defaults")
+    return items
 
 
 def ints(value: str | None, option: str) -> list[int] | None:

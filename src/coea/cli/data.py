@@ -15,6 +15,7 @@ from coea.cli.common import (
     DataOpt,
     LevelOpt,
     WindowOpt,
+    check_writable_dir,
     data_app,
     data_config,
     load_config,
@@ -52,6 +53,7 @@ def data_synth_cmd(
 
     cfg = load_config(config)
     scfg = overrides(cfg.synthetic, seed=seed, n_users=users, n_categories=categories)
+    check_writable_dir(out)
     data = generate_synthetic(scfg)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "interactions.parquet") as tmp:

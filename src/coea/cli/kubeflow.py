@@ -19,6 +19,7 @@ from coea.cli.common import (
     DeviceOpt,
     LevelOpt,
     app,
+    check_writable_dir,
     config_with_data,
     csv,
     load_config,
@@ -163,6 +164,7 @@ def compile_cmd(
     from pipelines.compile import compile_pipelines
 
     dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
+    check_writable_dir(out)
     for name, path in compile_pipelines(out, dep).items():
         typer.echo(f"{name}: {path}")
 

@@ -29,6 +29,7 @@ from coea.cli.common import (
     from_run_config,
     ints,
     load_config,
+    output_folder,
     overrides,
     run_layout,
     split_config,
@@ -71,14 +72,15 @@ def evaluate_cmd(
         eval=overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed, reference=reference),
     )
     cfg = overrides(cfg, device=device)
-    if from_run is None:
-        evaluation = run_flow(cfg, RunLayout(out)).results[Step.EVALUATE]
-    else:
-        run = run_layout(from_run)
-        data_dir = run.data
-        if data is not None or not data_dir.is_dir():
-            data_dir = run_prepare_data(cfg, RunLayout(out).data).data_dir
-        evaluation = run_evaluate_stage(cfg, data_dir, out, run.artifacts())
+    with output_folder(out):
+        if from_run is None:
+            evaluation = run_flow(cfg, RunLayout(out)).results[Step.EVALUATE]
+        else:
+            run = run_layout(from_run)
+            data_dir = run.data
+            if data is not None or not data_dir.is_dir():
+                data_dir = run_prepare_data(cfg, RunLayout(out).data).data_dir
+            evaluation = run_evaluate_stage(cfg, data_dir, out, run.artifacts())
     typer.echo(evaluation.table)
     typer.echo(f"wrote {', '.join(str(p) for p in evaluation.paths.values())}")
 
@@ -98,7 +100,8 @@ def group_cmd(
     cfg = config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col)
     cfg = replace(cfg, split=overrides(cfg.split, min_history=min_history, n_short=n_short))
     cfg = overrides(cfg, device=device)
-    result = run_flow(cfg, RunLayout(out), needs=frozenset({Need.DSIE}), evaluate=False).results[Step.DSIE]
+    with output_folder(out):
+        result = run_flow(cfg, RunLayout(out), needs=frozenset({Need.DSIE}), evaluate=False).results[Step.DSIE]
     typer.echo(json.dumps(result.summary.as_dict(), indent=2))
     for name, path in result.paths.items():
         typer.echo(f"  {name:<16} {path}")
@@ -192,7 +195,8 @@ def ablate_cmd(
         run_layout(from_run, "data", "dsie", "llm")
         cfg = from_run_config(config, from_run)
     cfg = replace(overrides(cfg, device=device), pco=overrides(cfg.pco, rounds=rounds))
-    result = run_ablate(cfg, out, extras=prompt_variants, from_run=from_run, only=csv(variants))
+    with output_folder(out):
+        result = run_ablate(cfg, out, extras=prompt_variants, from_run=from_run, only=csv(variants, "--variants"))
     typer.echo(result.paths["md"].read_text(encoding="utf-8"))
     typer.echo(f"wrote {', '.join(str(p) for p in result.paths.values())}")
 
@@ -252,8 +256,12 @@ def report_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="output file (default RUN_DIR/report.html)")] = None,
 ) -> None:
     """(Re)render a run's self-contained HTML report: metrics, plots, DSIE groups, drift, PCO rounds."""
-    from coea.report_html import render_report
+    from coea.report_html import render_report, report_inputs
 
     if not run_dir.is_dir():
         raise CoeaInputError("run directory not found", source=run_dir, fix="pass a runs/<timestamp>/ directory")
+    if not report_inputs(run_dir):
+        raise CoeaInputError("nothing to report: no metrics.json, served lists, dsie/group_report.json, PCO metrics, "
+                             "drift.json or plot in it", source=run_dir, option="--run-dir",
+                             fix="pass a runs/<timestamp>/ of `coea run`, or the --out of `coea evaluate`/`group`")
     typer.echo(f"report: {render_report(run_dir, out)}")

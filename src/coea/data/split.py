@@ -115,6 +115,23 @@ def cold_start_warning(split: Split) -> str | None:
             f"(e.g. split: {{n_future: 2, min_history: 2}}, as --config short does)")
 
 
+def require_warm_users(split: Split, source: str | None = None) -> None:
+    """A :class:`~coea.errors.CoeaInputError` when no user keeps ``min_history`` history events under the split:
+    nothing could be fitted or scored (every user would be cold-start), so a run stops here instead of writing
+    an empty table with exit 0."""
+    if split.warm_users:
+        return
+    from coea.errors import CoeaInputError
+
+    c = split.config
+    users = len(split.cold_users)
+    gap = f" and split.min_gap={c.min_gap} s" if c.min_gap > 0 else ""
+    raise CoeaInputError(
+        f"none of the {users} users has split.min_history={c.min_history} history events once their last "
+        f"split.n_future={c.n_future} are held out{gap}: nothing to fit or score", source=source, option="split",
+        fix="lower them for short histories (--n-future 2 --min-history 2, or --config short)")
+
+
 @dataclass(frozen=True)
 class Period:
     """One global time window ``[start, end)`` of the log."""

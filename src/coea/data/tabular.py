@@ -49,5 +49,52 @@ def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
     except (pd.errors.ParserError, OSError, ValueError) as err:
         raise CoeaInputError(f"cannot read as {fmt} ({str(err).splitlines()[0]})", source=path,
                              fix=f"check the file is valid {fmt}") from err
+    if fmt == "csv":
+        _check_unique_header(path)
     df.columns = [str(c).strip() for c in df.columns]
+    _check_mapping(list(df.columns), cfg, path)
     return df.rename(columns=_rename_map(cfg))
+
+
+def _check_unique_header(path: Path) -> None:
+    """A CSV header that names a column twice is refused (pandas would read the second as ``name.1``, and the
+    first would be used without a word)."""
+    import csv
+
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    names = [name.strip().lstrip("\ufeff") for name in header]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise CoeaInputError(f"the header names column {name!r} twice (columns {names.index(name) + 1} and "
+                                 f"{i + 1})", source=path, column=name, line=1,
+                                 fix="rename or drop one of them")
+
+
+def _config_key(option: str) -> str:
+    """``--user-col`` -> ``--user-col (data.user_col in a config)``; a config key as it is."""
+    return f"{option} (data.{option[2:].replace('-', '_')} in a config)" if option.startswith("--") else option
+
+
+def _check_mapping(columns: list[str], cfg: DataConfig, path: Path) -> None:
+    """The column options (``--user-col`` ... / ``data.*_col``) name columns the file has, each once, and none is
+    renamed onto a column that is already there."""
+    roles = {"--user-col": (cfg.user_col, USER), "--item-col": (cfg.item_col, ITEM),
+             "--category-col": (cfg.category_col, CATEGORY), "--timestamp-col": (cfg.timestamp_col, TIMESTAMP)}
+    if cfg.rating_col:
+        roles["data.rating_col"] = (cfg.rating_col, RATING)
+    sources = {src for src, _ in roles.values()}
+    seen: dict[str, str] = {}
+    for option, (src, dst) in roles.items():
+        if src in seen:
+            raise CoeaInputError(f"{option} and {seen[src]} both name column {src!r}", source=path, column=src,
+                                 fix="give each of user, item, category and timestamp its own column")
+        seen[src] = option
+        if src == dst:
+            continue
+        if src not in columns:
+            raise CoeaInputError(f"no column {src!r} ({option}); the columns are {', '.join(columns)}", source=path,
+                                 column=src, fix=f"check {_config_key(option)}")
+        if dst in columns and dst not in sources:
+            raise CoeaInputError(f"{option} {src!r} would become {dst!r}, which the file already has", source=path,
+                                 column=dst, fix=f"drop or rename the file's {dst!r} column, or leave {option} out")

@@ -15,7 +15,7 @@ import numpy as np
 from coea.config import EvalConfig, RunConfig, config_to_dict, save_config
 from coea.data.loaders import LoadedData
 from coea.data.schema import CATEGORY
-from coea.data.split import Split, cold_start_warning
+from coea.data.split import Split, cold_start_warning, require_warm_users
 from coea.data.stats import data_stats
 from coea.evaluation.baselines import Recommendations, ScoringMethod
 from coea.evaluation.metrics import evaluate_lists, long_tail, per_user_metrics
@@ -136,6 +136,7 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
              len(split.warm_users), len(split.cold_users), len(split.histories.interactions), len(split.future))
     if (warning := cold_start_warning(split)) is not None:
         log.warning(warning)
+    require_warm_users(split, loaded.source)
     recs = recommend_all(split, cfg.eval, ctx)
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}

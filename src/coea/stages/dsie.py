@@ -9,7 +9,7 @@ from pathlib import Path
 from coea.config import RunConfig, SplitConfig
 from coea.data.loaders import LoadedData
 from coea.data.prepared import read_prepared
-from coea.data.split import chronological_split, cold_start_warning
+from coea.data.split import chronological_split, cold_start_warning, require_warm_users
 from coea.device import resolve_device
 from coea.dsie.config import EncoderConfig
 from coea.dsie.report import DsieSummary, dsie_summary
@@ -59,6 +59,7 @@ def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageRe
     split = chronological_split(loaded.interactions, cfg.split)
     if (warning := cold_start_warning(split)) is not None:
         log.warning(warning)
+    require_warm_users(split, loaded.source)
     dsie_cfg = replace(cfg.dsie, encoder=resolve_encoder(cfg.dsie.encoder, split.config))
     dsie = run_dsie(dsie_cfg, split.histories, split.warm_users, split.cold_users, Path(out_dir),
                     device=resolve_device(cfg.device), truth=_truth(loaded))
