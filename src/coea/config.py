@@ -81,6 +81,7 @@ class SyntheticConfig:
         for name in ("n_users", "n_categories", "n_groups", "items_per_category", "mean_interactions",
                      "min_interactions", "core_categories", "focus_length", "span_days", "shift_periods"):
             _positive(name, getattr(self, name))
+        _positive("seed", self.seed, allow_zero=True)
         if self.shift_period is not None and not 1 <= self.shift_period < self.shift_periods:
             raise ValueError(f"shift_period must be in 1 .. shift_periods - 1 = {self.shift_periods - 1} (or None "
                              f"for no shift), got {self.shift_period!r}")
@@ -183,6 +184,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.methods = list(dict.fromkeys(self.methods))
+        _positive("seed", self.seed, allow_zero=True)
         _positive("judge_users", self.judge_users, allow_zero=True)
         _positive("round_users", self.round_users, allow_zero=True)
         if not self.methods:

@@ -179,3 +179,35 @@ def test_readme_configuration_block_is_the_built_in_defaults():
     defaults = dataclasses.asdict(RunConfig())
     shown["data"].pop("spec"), defaults["data"].pop("spec")
     assert shown == defaults
+
+
+def test_every_number_of_the_run_config_refuses_minus_one():
+    """No count, rate, weight or seed of the run config means anything below 0 (numpy refuses negative seeds, a
+    negative learning rate or weight decay trains backwards): each numeric field, set to -1 alone, is a ValueError
+    naming it, so a typo'd sign stops when the config is read, not as a traceback mid-training."""
+    import dataclasses
+    import types
+    import typing
+
+    accepted, checked = [], []
+
+    def walk(obj, where):
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{where}.{f.name}")
+                continue
+            hint = hints[f.name]
+            kinds = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(
+                hint, types.UnionType) else [hint]
+            if kinds[0] in (int, float):
+                checked.append(f"{where}.{f.name}")
+                try:
+                    dataclasses.replace(obj, **{f.name: -1})
+                    accepted.append(f"{where}.{f.name}")
+                except ValueError as err:
+                    assert f.name in str(err), (f.name, str(err))
+
+    walk(RunConfig(), "")
+    assert accepted == [] and len(checked) > 120 and ".pco.dpo.lr" in checked and ".split.min_gap" in checked

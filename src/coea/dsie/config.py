@@ -97,6 +97,10 @@ class EncoderConfig:
                      "min_category_support", "min_item_support"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        _require(self.min_user_events >= 1, "min_user_events", self.min_user_events, ">= 1")
+        _require(self.lr > 0, "lr", self.lr, "> 0")
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _require(self.seed >= 0, "seed", self.seed, ">= 0")
         if self.dim % self.n_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -136,6 +140,7 @@ class RqVaeConfig:
     def __post_init__(self) -> None:
         for name in ("input_dim", "latent_dim", "epochs", "batch_size", "kmeans_iters"):
             _require(getattr(self, name) > 0, name, getattr(self, name), "> 0")
+        _require(self.seed >= 0, "seed", self.seed, ">= 0")
         for name in ("beta", "weight_decay", "dead_code_threshold", "reset_dead_every"):
             _require(getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
         _require(self.lr > 0, "lr", self.lr, "> 0")
@@ -174,6 +179,7 @@ class ProfileConfig:
 
     def __post_init__(self) -> None:
         self.kind = ProfilerKind(self.kind)
+        _require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, ">= 1")
         if self.top_categories < 1:
             raise ValueError(f"top_categories must be >= 1, got {self.top_categories!r}")
         if self.kind is ProfilerKind.LLM and not self.model_path:
@@ -191,6 +197,7 @@ class DsieConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _require(self.seed >= 0, "seed", self.seed, ">= 0")
         if self.rqvae.input_dim != self.encoder.dim:
             self.rqvae.input_dim = self.encoder.dim  # the RQ-VAE reads the encoder's embeddings
         if self.group.depth > len(self.rqvae.codebook_sizes):

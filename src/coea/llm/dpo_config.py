@@ -29,6 +29,8 @@ class DpoTrainConfig:
         self.precision = Precision(self.precision)
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         for name in ("alpha", "nll"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

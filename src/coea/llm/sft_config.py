@@ -44,6 +44,10 @@ class SftTrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.max_examples is not None and self.max_examples <= 0:
             raise ValueError(f"max_examples must be > 0 or None, got {self.max_examples!r}")
+        if self.weight_decay < 0 or self.seed < 0:
+            raise ValueError(f"weight_decay and seed must be >= 0, got {self.weight_decay!r} and {self.seed!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
 
 
 class Propose(enum.StrEnum):
@@ -147,6 +151,8 @@ class SftDataConfig:
 
     def __post_init__(self) -> None:
         self.novelty_target = NoveltyTarget(self.novelty_target)
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         for name in ("cuts_per_user", "novelty_cuts_per_user", "max_targets", "negatives_per_positive"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -239,6 +245,8 @@ class LlmConfig:
         self.cold_start = as_enum(ColdStart, "cold_start", self.cold_start)
         if self.best_of_n <= 0:
             raise ValueError(f"best_of_n must be > 0, got {self.best_of_n!r}")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {self.batch_size!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if self.verify_weight is not None and self.verify_weight < 0:

@@ -174,6 +174,8 @@ class PcoConfig:
         self.negatives = as_enum(Negatives, "negatives", self.negatives)
         self.takeup = as_enum(TakeUp, "takeup", self.takeup)
         self.propose = as_enum(Propose, "propose", self.propose)
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
                              "(feedback is what users take up in the history period after a round's)")
