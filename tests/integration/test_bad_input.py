@@ -203,11 +203,14 @@ def test_cuda_on_a_machine_without_one_is_refused_before_the_data_step(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
-def test_an_empty_methods_list_is_an_error_not_the_defaults(tmp_path, capsys):
+def test_an_empty_methods_list_or_a_bad_k_is_an_error_naming_the_option(tmp_path, capsys):
     code, out, err = run_cli(["evaluate", "--data", "synthetic", "--methods", " , ", "--out",
                               str(tmp_path / "out")], capsys)
     assert code == 2 and "option --methods: empty list" in err, err
     assert not (tmp_path / "out").exists()
+    code, out, err = run_cli(["evaluate", "--data", "synthetic", "--k", "5,x", "--out", str(tmp_path / "out")],
+                             capsys)
+    assert code == 2 and "option --k: expected comma-separated integers, got '5,x'" in err, err
 
 
 def test_report_on_a_folder_that_is_no_run_is_refused_and_writes_no_page(tmp_path, capsys):

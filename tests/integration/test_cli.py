@@ -173,7 +173,7 @@ def test_recommend_reads_the_store(tmp_path):
 def test_recommend_refuses_a_foreign_or_empty_sqlite_file_and_leaves_it_untouched(tmp_path, capsys, monkeypatch):
     """A lookup never writes: `coea recommend` on another application's SQLite file, or on an empty file, is one
     line saying it is not a coea store, exit 2, and the file is byte for byte what it was (no tables added, no WAL
-    switch, no -wal/-shm file beside it)."""
+    switch, no -wal/-shm file beside it); on a store never published to it says so (not "version None")."""
     import hashlib
     import logging
     import sqlite3
@@ -195,6 +195,12 @@ def test_recommend_refuses_a_foreign_or_empty_sqlite_file_and_leaves_it_untouche
         assert path.name in err and words in err, err
         assert hashlib.sha256(path.read_bytes()).hexdigest() == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite", "empty.sqlite"]
+    from coea.store import KVStore
+
+    with KVStore(tmp_path / "new.sqlite"):  # a store made, never published to
+        pass
+    code, out, err = run_cli(["recommend", "--store", str(tmp_path / "new.sqlite"), "--user", "u1"], capsys)
+    assert code == 2 and "the store has no published version yet" in err and "None" not in err, err
 
 
 def test_recommend_group_says_the_store_holds_no_groups_or_reads_them(tmp_path, capsys, monkeypatch):

@@ -224,5 +224,5 @@ def ints(value: str | None, option: str) -> list[int] | None:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError as err:
-        raise CoeaInputError(f"expected comma-separated integers, got {value!r}", column=option,
+        raise CoeaInputError(f"expected comma-separated integers, got {value!r}", option=option,
                              fix="e.g. --k 5,10") from err

@@ -237,6 +237,9 @@ def recommend_cmd(
         raise CoeaInputError("give exactly one of --user and --group", option="--user/--group")
     with KVStore(store, create=False) as kv:  # a lookup: opens an existing store only, writes nothing
         version = kv.active_version()
+        if version is None:
+            raise CoeaInputError("the store has no published version yet", source=store,
+                                 fix="publish first (`coea run` or the pipelines' publish step)")
         if group is not None and not any(v.n_groups for v in kv.versions() if v.version == version):
             raise CoeaInputError(f"version {version} holds no group entries (`coea run` and the pipelines publish "
                                  "per-user recommendations only)", source=store, option="--group",
