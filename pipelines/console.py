@@ -107,3 +107,38 @@ def kfp_step_log(log_path: Path, *, verbose: bool = False, console: TextIO | Non
             out.write(f"  step logs: {log_path}\n")
             raise
         stream.close_pending()
+
+
+@contextlib.contextmanager
+def in_process_log(log_path: Path, *, console: TextIO | None = None) -> Iterator[Path]:
+    """The console of an in-process flow (``coea simulate``'s period 0) kept as tidy as a kfp.local run's: its
+    ``sys.stdout``/``sys.stderr`` (trainer dicts, progress bars), warnings and the ``coea`` log below WARNING go to
+    ``log_path`` (appended); ``coea`` warnings still reach the console. On an error the log's last
+    :data:`FAILED_TAIL` lines and its path are printed on ``console`` (default: the current ``sys.stdout``)."""
+    import logging
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = console or sys.stdout
+    logger = logging.getLogger("coea")
+    with log_path.open("a", encoding="utf-8") as log:
+        to_file = logging.StreamHandler(log)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        levels = [(handler, handler.level) for handler in logger.handlers]
+        for handler, level in levels:
+            handler.setLevel(max(level, logging.WARNING))
+        logger.addHandler(to_file)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), warnings.catch_warnings():
+                warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
+                    log.write(warnings.formatwarning(message, category, filename, lineno, line)))
+                yield log_path
+        except BaseException:
+            log.flush()
+            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-FAILED_TAIL:]
+            out.write("".join(f"    | {_ANSI.sub('', line)}\n" for line in tail) + f"  logs: {log_path}\n")
+            raise
+        finally:
+            logger.removeHandler(to_file)
+            for handler, level in levels:
+                handler.setLevel(level)

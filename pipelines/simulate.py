@@ -46,6 +46,7 @@ from coea.drift import DriftConfig
 from coea.errors import CoeaInputError
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 from components.settings import DeploymentSettings
+from pipelines.console import STEPS_LOG, in_process_log
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +271,14 @@ def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_confi
         run_dir = out_dir / "periods" / f"p{window.index}"
         run_dir.mkdir(parents=True, exist_ok=True)
         if window.index == 0:
-            row = _seed_state(cfg, window, run_dir, state_uri, rec_method, rec_k)
+            log_path = run_dir / STEPS_LOG
+            tqdm.write(f"period 0 of 0..{periods - 1}: the training flow in process (data, DSIE, SFT, PCO, "
+                       f"evaluate, serve); its log: {log_path}")
+            with in_process_log(log_path):
+                row = _seed_state(cfg, window, run_dir, state_uri, rec_method, rec_k)
         else:
+            tqdm.write(f"period {window.index} of 0..{periods - 1}: coea_recurring (kfp.local); step logs: "
+                       f"{run_dir / 'kfp' / STEPS_LOG}")
             row = _recurring_period(cfg, window, run_dir, state_uri, drift_threshold, options)
         rows.append(row)
         log.info("period %d of 0..%d (%s .. %s, %d events): drift share %s -> %s; %s in %.1fs", window.index,

@@ -9,6 +9,7 @@ Each command calls exactly one stage function (:mod:`coea.stages`), the in-proce
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 
 import typer
@@ -40,6 +41,9 @@ _one_line_summaries(app)
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn input errors into one line on stderr and exit code 2."""
     setup_logging()
+    # transformers' own progress bars (one "Loading weights" bar per model loaded) are noise on a console whose
+    # steps print their own progress; the trainers' step bars are theirs and stay. Set it to 0 to see them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         pin_torch_threads()  # COEA_TORCH_THREADS
         app(args=argv, prog_name="coea")

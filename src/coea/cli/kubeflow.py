@@ -64,16 +64,19 @@ def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED
     """What `coea run` prints after its steps: the metrics table and where the outputs are (``paths`` as returned
     by ``run_training_locally``, which served ``served``'s top ``rec_k`` per user)."""
     from coea.evaluation.report import metrics_table
+    from coea.store import KVStore
 
     metrics = json.loads(paths["metrics.json"].read_text(encoding="utf-8"))
     k = max(cfg.eval.ks)
+    with KVStore(paths["kv_store"], create=False) as kv:
+        user = next(iter(kv.user_ids(1)), "ID")
     return "\n".join([
         "", metrics_table(metrics["methods"], cfg.eval.ks),
         f"run directory: {run_dir}  (data/, dsie/, llm/, pco/, state/; pipeline artifacts under kfp/)",
         f"metrics:       {paths['metrics.md']} (with paired CIs and cold-start users), metrics.json, "
         f"metrics_at_{k}.png",
         f"served:        {served}, top-{rec_k} per user -> {paths['kv_store']} "
-        f"(coea recommend --store {paths['kv_store']} --user ID)",
+        f"(.venv/bin/coea recommend --store {paths['kv_store']} --user {user})",
         f"step logs:     {paths['steps_log']}",
         f"report:        {paths['report']}",
     ])

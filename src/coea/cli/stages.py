@@ -245,9 +245,11 @@ def recommend_cmd(
                                  "per-user recommendations only)", source=store, option="--group",
                                  fix="look up a user with --user")
         recs = kv.get_user(user) if user is not None else kv.get_group(group)
+        examples = kv.user_ids(3) if not recs and user is not None else []
     if not recs:
         key = f"user {user!r}" if user is not None else f"group {group!r}"
-        raise CoeaInputError(f"{key} has no recommendations in version {version}", source=store,
+        like = f"; ids in this store look like {', '.join(examples)}" if examples else ""
+        raise CoeaInputError(f"{key} has no recommendations in version {version}{like}", source=store,
                              fix="check the id (ids are strings, e.g. '42' for MovieLens)")
     typer.echo(json.dumps({"version": version, "recommendations": [
         {"rank": r.rank, "category": r.category, "score": r.score} for r in recs]}, indent=2))

@@ -240,6 +240,11 @@ class KVStore:
                     found[key] = decode_value(value)
         return found
 
+    def user_ids(self, limit: int = 3) -> list[str]:
+        """The first ``limit`` user ids of the active version (by id): what an id of this store looks like."""
+        sql = f"SELECT key FROM recs WHERE version = {_ACTIVE} AND kind = ? ORDER BY key LIMIT ?"
+        return [row[0] for row in self._conn().execute(sql, (KeyKind.USER.value, int(limit)))]
+
     def active_user_recs(self) -> pd.DataFrame:
         """Every user's recommendations of the active version, one row per (user_id, rank) with columns user_id,
         rank, category, score (the publish format); empty, with those columns, before the first publish."""
