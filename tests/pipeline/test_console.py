@@ -87,3 +87,42 @@ def test_partial_writes_are_joined_into_lines() -> None:
     stream.close_pending()
     assert log.getvalue() == "Executing task 'a'\nTask 'a' finished with status SUCCESS\nlast\n"
     assert [s[:2] for s in stream.steps] == [("a", "SUCCESS")] and console.getvalue().split()[:2] == ["a", "success"]
+
+
+def test_an_in_process_flow_keeps_its_output_in_the_log_and_warnings_on_the_console(tmp_path: Path) -> None:
+    """``in_process_log`` (simulate's period 0): prints, stderr writes (progress bars), warnings and the ``coea``
+    log below WARNING go to the file only; ``coea`` warnings still reach the console handler; afterwards the
+    handlers are as before. On an error the console gets the log's tail and its path."""
+    import logging
+    import sys
+    import warnings
+
+    from pipelines.console import in_process_log
+
+    logger = logging.getLogger("coea")
+    console_log = io.StringIO()
+    handler = logging.StreamHandler(console_log)
+    saved = logger.handlers, logger.level, logger.propagate
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    console = io.StringIO()
+    try:
+        with in_process_log(tmp_path / STEPS_LOG, console=console) as path:
+            print("trainer dict {'loss': 1.0}")
+            sys.stderr.write("progress 50%\n")
+            warnings.warn("gradient_checkpointing is deprecated", FutureWarning, stacklevel=1)
+            logger.info("acceptance 0.000 -> 0.000")
+            logger.warning("the R-LLM's held-out AUC is 0.496")
+        text = path.read_text()
+        for line in ("trainer dict", "progress 50%", "gradient_checkpointing is deprecated",
+                     "INFO coea: acceptance 0.000", "WARNING coea: the R-LLM's held-out AUC"):
+            assert line in text, line
+        assert console_log.getvalue() == "the R-LLM's held-out AUC is 0.496\n" and console.getvalue() == ""
+        assert logger.handlers == [handler] and handler.level == logging.NOTSET
+        with pytest.raises(ValueError, match="boom"), in_process_log(tmp_path / "fail.log", console=console):
+            print("the last thing it did")
+            raise ValueError("boom")
+        assert "    | the last thing it did\n" in console.getvalue()
+        assert console.getvalue().endswith(f"  logs: {tmp_path / 'fail.log'}\n")
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved
