@@ -148,6 +148,16 @@ def test_pco_with_a_bad_served_file_names_it_before_any_model_loads(tmp_path):
     assert not (tmp_path / "pco").exists()
 
 
+@pytest.mark.parametrize("alpha", ["nan", "inf"])
+def test_pco_with_a_non_finite_alpha_is_refused_before_anything_is_written(tmp_path, alpha):
+    """`coea pco --alpha nan` trained NaN models over a good round and exited 0; now exit 2 naming the option."""
+    for part in ("data", "dsie", "llm"):
+        (tmp_path / part).mkdir()
+    res = coea("pco", "--run", str(tmp_path), "--alpha", alpha)
+    assert res.returncode == 2 and "option --alpha: must be a finite number" in res.stderr, res.stderr
+    assert not (tmp_path / "pco").exists()
+
+
 def test_pco_resume_without_state_fails_cleanly(tmp_path):
     for part in ("data", "dsie", "llm"):
         (tmp_path / part).mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -124,6 +125,10 @@ def overrides(obj, **values):
     command that trains or scores gets here, with its ``--device``) also has its device checked now, before
     anything is written: ``cuda`` on a machine without one is exit 2, not a traceback after the data step."""
     given = {k: v for k, v in values.items() if v is not None}
+    for key, value in given.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CoeaInputError(f"must be a finite number, got {value!r}", option=f"--{key.replace('_', '-')}",
+                                 fix="pass a number such as 0.4")
     try:
         out = replace(obj, **given) if given else obj
     except ValueError as err:

@@ -51,6 +51,14 @@ def write_state(out_dir: Path, completed_rounds: int, rows: list[dict[str, Any]]
                                                    "config": config_to_dict(cfg)})
 
 
+def completed_rounds(out_dir: Path) -> int:
+    """How many rounds ``out_dir``'s state file marks complete (0 without a readable one)."""
+    try:
+        return int(json.loads((Path(out_dir) / STATE_FILE).read_text(encoding="utf-8"))["completed_rounds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def read_state(out_dir: Path, cfg: PcoConfig) -> PcoState | None:
     """The state of ``out_dir`` (None without a state file); a state written with another config is an error."""
     path = Path(out_dir) / STATE_FILE

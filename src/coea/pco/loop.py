@@ -24,7 +24,7 @@ import pandas as pd
 from coea.llm.models import ModelBundle
 from coea.llm.sft_config import LlmConfig
 from coea.llm.sft_data import GroupInfo
-from coea.pco.checkpoint import load_round, read_state, save_round, write_state
+from coea.pco.checkpoint import completed_rounds, load_round, read_state, save_round, write_state
 from coea.pco.config import PcoConfig, Periods, Reference
 from coea.pco.periods import round_windows, user_clock
 from coea.pco.reward import Reward, RewardSetup, make_reward
@@ -91,7 +91,12 @@ class PcoLoop:
             return state.completed_rounds, state.rounds
         rows = [{"round": 0, **(self.evaluate(0, self.novelty, self.relevance) if self.evaluate else {})}]
         if self.out_dir is not None:
-            write_state(self.out_dir, 0, rows, self.cfg)
+            previous = completed_rounds(self.out_dir)
+            if previous and self.windows:  # a re-run: the old rounds stay readable until round 1 replaces them
+                log.info("pco: %d round(s) of an earlier run stay the state until round 1 of this one is saved",
+                         previous)
+            else:
+                write_state(self.out_dir, 0, rows, self.cfg)
         return 0, rows
 
     def run(self, resume: bool = False) -> PcoResult:

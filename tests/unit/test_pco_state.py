@@ -1,0 +1,40 @@
+"""The PCO state file across runs: a re-run into a folder that holds an earlier run's rounds leaves that state
+readable until its own round 1 is saved (``PcoLoop._start``); a fresh folder (or a run with no rounds) gets its
+round-0 state at once."""
+
+import json
+from types import SimpleNamespace
+
+from coea.pco.checkpoint import STATE_FILE, completed_rounds, write_state
+from coea.pco.config import PcoConfig
+from coea.pco.loop import PcoLoop
+
+
+def _loop(out_dir, windows):
+    """What ``PcoLoop._start`` reads of a loop, without models or data (no evaluation: round 0's row is bare)."""
+    return SimpleNamespace(out_dir=out_dir, cfg=PcoConfig(), evaluate=None, novelty=None, relevance=None,
+                           windows=windows, device="cpu")
+
+
+def test_a_rerun_keeps_the_earlier_rounds_as_the_state_until_its_round_1_is_saved(tmp_path):
+    cfg = PcoConfig()
+    old_rows = [{"round": 0}, {"round": 1, "S-H": 0.5}, {"round": 2, "S-H": 0.6}]
+    write_state(tmp_path, 2, old_rows, cfg)
+    before = (tmp_path / STATE_FILE).read_bytes()
+    assert PcoLoop._start(_loop(tmp_path, windows=[object(), object()]), resume=False) == (0, [{"round": 0}])
+    assert (tmp_path / STATE_FILE).read_bytes() == before and completed_rounds(tmp_path) == 2
+    # no round to run: the state is this run's round 0 at once (an earlier run's rounds would be stale)
+    PcoLoop._start(_loop(tmp_path, windows=[]), resume=False)
+    assert json.loads((tmp_path / STATE_FILE).read_text())["completed_rounds"] == 0
+
+
+def test_a_fresh_folder_gets_the_round_0_state_and_an_unreadable_state_counts_as_none(tmp_path):
+    fresh = tmp_path / "fresh"
+    PcoLoop._start(_loop(fresh, windows=[object()]), resume=False)
+    assert json.loads((fresh / STATE_FILE).read_text())["rounds"] == [{"round": 0}]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / STATE_FILE).write_text("{not json")
+    assert completed_rounds(broken) == 0 and completed_rounds(tmp_path / "missing") == 0
+    PcoLoop._start(_loop(broken, windows=[object()]), resume=False)
+    assert json.loads((broken / STATE_FILE).read_text())["completed_rounds"] == 0
