@@ -7,8 +7,13 @@ can print it as one line and exit with code 2. In a text file (CSV, MovieLens ``
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class CoeaInputError(ValueError):
@@ -61,3 +66,46 @@ class CoeaInputError(ValueError):
         if self.fix:
             text += f" (fix: {self.fix})"
         return " ".join(text.split())
+
+
+def _corrupt_errors() -> tuple[type[BaseException], ...]:
+    """What reading a truncated or corrupt artifact raises: OS and parse errors, torch's zip reader
+    (RuntimeError), pickle, and safetensors' own error class when it is installed."""
+    import pickle
+
+    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.PickleError]
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors comes with transformers
+        pass
+    else:
+        errors.append(SafetensorError)
+    return tuple(errors)
+
+
+@contextmanager
+def reading(path: Path | str, fix: str) -> Iterator[None]:
+    """Failures while reading the artifact at ``path`` (a run's model, encoder, parquet or JSON state: truncated,
+    corrupt, or a file missing inside it) become one :class:`CoeaInputError` naming it, its error type and
+    ``fix``, instead of a traceback. A :class:`CoeaInputError` raised inside passes unchanged."""
+    try:
+        yield
+    except CoeaInputError:
+        raise
+    except _corrupt_errors() as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise CoeaInputError(f"cannot be read ({type(err).__name__}: {first})", source=path, fix=fix) from err
+
+
+def reads(fix: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """:func:`reading` around a whole function whose first argument is the path it reads."""
+
+    def wrap(func: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(func)
+        def inner(path: Any, *args: Any, **kwargs: Any) -> T:
+            with reading(path, fix):
+                return func(path, *args, **kwargs)
+
+        return inner
+
+    return wrap

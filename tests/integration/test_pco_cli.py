@@ -252,3 +252,37 @@ def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sf
                                                    killed / "pco" / "rounds" / "round_002"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert any(not torch.equal(sft[k], a[k]) for k in sft)  # the rounds did train this model
+
+
+@pytest.mark.parametrize(("part", "damage"), [
+    ("llm/novelty/model.safetensors", "truncate"), ("llm/novelty/config.json", "garble"),
+    ("dsie/encoder/encoder.pt", "truncate"), ("dsie/groups.parquet", "truncate"),
+    ("data/interactions.parquet", "truncate"),
+], ids=["model", "model-config", "encoder", "groups", "data"])
+def test_a_corrupt_artifact_of_a_run_is_one_line_naming_it_not_a_traceback(tiny_sft_run, tmp_path, part, damage):
+    """A truncated model, encoder or parquet file, or a model config that is not JSON, in a run that `coea serve`
+    reads: exit 2, one `error:` line naming the folder or file it could not read, the error's type and the step to
+    re-run; no --out file. (Before: SafetensorError, PytorchStreamReader, ArrowInvalid or OSError tracebacks.)"""
+    run = shutil.copytree(tiny_sft_run, tmp_path / "run")
+    path = run / part
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3] if damage == "truncate" else b"{not json")
+    res = coea("serve", "--run", str(run), "--method", "nllm_sft+x", "--out", str(tmp_path / "o.parquet"))
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "cannot be read (" in errors[0] and "re-run" in errors[0], errors[0]
+    assert str(run / part.split("/")[0]) in errors[0], errors[0]
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_resume_from_a_corrupt_pco_state_is_one_line(tiny_sft_run, tmp_path):
+    """`coea pco --resume` on a truncated pco_state.json: exit 2 naming it (a JSONDecodeError traceback before),
+    and the file is left as it was."""
+    run = shutil.copytree(tiny_sft_run, tmp_path / "run")
+    (run / "pco").mkdir()
+    (run / "pco" / "pco_state.json").write_text('{"completed_rounds": 1, "rou')
+    before = (run / "pco" / "pco_state.json").read_bytes()
+    res = coea("pco", "--run", str(run), "--resume")
+    errors = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "cannot be read (JSONDecodeError" in errors[0] and str(run / "pco") in errors[0], errors[0]
+    assert (run / "pco" / "pco_state.json").read_bytes() == before

@@ -16,7 +16,7 @@ import pandas as pd
 from coea.data.loaders import LoadedData
 from coea.data.schema import USER
 from coea.data.stats import data_stats
-from coea.errors import CoeaInputError
+from coea.errors import CoeaInputError, reads
 from coea.utils import atomic_path, write_json_atomic
 
 INTERACTIONS = "interactions.parquet"
@@ -40,6 +40,7 @@ def write_prepared(loaded: LoadedData, out_dir: Path, data_config: dict[str, Any
     return paths
 
 
+@reads('re-run the data step (`coea group` or `coea evaluate` with --data) to write it again')
 def read_prepared(data_dir: Path) -> LoadedData:
     """Read a prepared data directory back (with the synthetic ground truth when it holds one)."""
     from coea.data.synthetic import SyntheticData

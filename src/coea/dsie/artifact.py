@@ -17,7 +17,7 @@ import pandas as pd
 from coea.config import config_to_dict, save_config
 from coea.data.schema import USER
 from coea.dsie.config import DsieConfig
-from coea.errors import CoeaInputError
+from coea.errors import CoeaInputError, reads
 from coea.utils import atomic_path, write_json_atomic
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class GroupsDir:
         return self.code_levels if full_csid else self.csid_levels
 
 
+@reads('re-run `coea group` (or the dsie_group step) to write it again')
 def read_groups_dir(path: Path) -> GroupsDir:
     """Groups, profiles and CSID levels of a DSIE dir."""
     path = Path(path)
@@ -73,6 +74,7 @@ def read_groups_dir(path: Path) -> GroupsDir:
                      sizes[: dsie["group"]["depth"]], sizes)
 
 
+@reads('re-run `coea group` (or the dsie_group step) to write it again')
 def load_dsie(dsie_dir: Path, device: str = "cpu"):
     """Rebuild a :class:`~coea.dsie.run.DsieResult` from a DSIE dir (groups, profiles, report, both models on
     ``device``)."""

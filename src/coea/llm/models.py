@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coea.config import read_saved_config, save_config
-from coea.errors import CoeaInputError
+from coea.errors import CoeaInputError, reads
 from coea.llm.config import ModelConfig
 from coea.llm.tokenizer import (
     atomic_dir,
@@ -231,6 +231,7 @@ def save_bundle(bundle: ModelBundle, out_dir: Path) -> Path:
     return out_dir
 
 
+@reads("re-run the step that wrote it: `coea train-llms` (or `coea pco` for a round's models)")
 def load_bundle(out_dir: Path, *, trainable: bool = False, device: str = "cpu") -> ModelBundle:
     """Reload what :func:`save_bundle` wrote onto ``device``. A LoRA bundle needs its base model directory (see
     module doc)."""

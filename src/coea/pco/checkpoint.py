@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from coea.config import config_to_dict
-from coea.errors import CoeaInputError
+from coea.errors import CoeaInputError, reads
 from coea.llm.models import ModelBundle, load_bundle, save_bundle
 from coea.llm.tokenizer import atomic_dir
 from coea.pco.config import PcoConfig
@@ -59,6 +59,7 @@ def completed_rounds(out_dir: Path) -> int:
         return 0
 
 
+@reads('resume a run whose state is intact, or run `coea pco` without --resume into a fresh folder')
 def read_state(out_dir: Path, cfg: PcoConfig) -> PcoState | None:
     """The state of ``out_dir`` (None without a state file); a state written with another config is an error."""
     path = Path(out_dir) / STATE_FILE
@@ -110,6 +111,7 @@ def load_round(out_dir: Path, r: int, device: str) -> tuple[ModelBundle, ModelBu
     return novelty, relevance
 
 
+@reads('re-run `coea pco` to write the rounds again')
 def last_complete_round(pco_dir: Path) -> Path:
     """The dir of the last complete PCO round in ``pco_dir`` (``rounds/round_NNN/`` with ``novelty/`` and
     ``relevance/``)."""
