@@ -16,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from coea.config import typed_value
 from coea.errors import CoeaInputError
 
 # Keys of k8s/*/pipeline.yaml whose names differ from the dataclass fields.
@@ -117,6 +119,20 @@ class DeploymentSettings:
                                     == self.cache_mount_path.rstrip("/")):
             raise ValueError(f"model_mount_path {self.model_mount_path!r} must be an absolute path other than "
                              f"cache_mount_path {self.cache_mount_path!r} (the GPU steps' emptyDir cache is there)")
+        for stage in StageClass:
+            cpu, memory = (getattr(self, f"{kind}_request_{stage.value}") for kind in ("cpu", "memory"))
+            limit_cpu, limit_memory = self.limits(stage)
+            for name, value, pattern in ((f"cpu_request_{stage.value}", cpu, CPU_QUANTITY),
+                                         (f"memory_request_{stage.value}", memory, MEMORY_QUANTITY),
+                                         (f"limits_{stage.value} (cpu)", limit_cpu, CPU_QUANTITY),
+                                         (f"limits_{stage.value} (memory)", limit_memory, MEMORY_QUANTITY)):
+                _check_quantity(name, value, pattern)
+        _check_quantity("gpu_cache_size", self.gpu_cache_size, MEMORY_QUANTITY)
+        if not self.cache_mount_path.startswith("/"):
+            raise ValueError(f"cache_mount_path {self.cache_mount_path!r} must be an absolute path such as /cache")
+        if "://" not in self.state_uri and not self.state_uri.startswith("/"):
+            raise ValueError(f"state_uri {self.state_uri!r} must be gs://BUCKET/PREFIX or an absolute path (a pod "
+                             "has no working directory of yours)")
         if self.pipeline_root and not self.pipeline_root.startswith(PIPELINE_ROOT_SCHEMES):
             raise ValueError(f"pipeline_root {self.pipeline_root!r} must start with one of {PIPELINE_ROOT_SCHEMES}")
 
@@ -156,7 +172,8 @@ class DeploymentSettings:
         unknown = sorted(set(renamed) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known | {'image'})}")
-        return cls(**renamed)
+        hints = typing.get_type_hints(cls)
+        return cls(**{key: typed_value(f"{where}: {key}", hints[key], value) for key, value in renamed.items()})
 
     @classmethod
     def from_yaml(cls, path: Path) -> DeploymentSettings:
@@ -170,7 +187,19 @@ class DeploymentSettings:
                 raise ValueError("the top level must be a mapping of flat keys")
             return cls.from_mapping(raw, where=str(path))
         except (ValueError, TypeError, yaml.YAMLError) as err:
-            raise CoeaInputError(str(err), source=path, fix="see k8s/base/pipeline.yaml for the keys") from err
+            raise CoeaInputError(str(err).removeprefix(f"{path}: "), source=path,
+                                 fix="see k8s/base/pipeline.yaml for the keys") from err
+
+
+CPU_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")  # Kubernetes CPU: "2", "0.5", "500m"
+MEMORY_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([EPTGMk]|[EPTGMK]i)?$")  # "16Gi", "512M", "1e9" is not taken
+
+
+def _check_quantity(name: str, value: str, pattern: re.Pattern[str]) -> None:
+    if not pattern.match(str(value).strip()):
+        kind = "CPU" if pattern is CPU_QUANTITY else "memory"
+        example = "'2' or '500m'" if pattern is CPU_QUANTITY else "'16Gi' or '512Mi'"
+        raise ValueError(f"{name} {value!r} is not a Kubernetes {kind} quantity; write e.g. {example}")
 
 
 def image_problem(ref: str) -> str | None:

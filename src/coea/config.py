@@ -253,7 +253,7 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str, base: Any = None
         hint = "; use the top-level `device:` (or --device)" if "device" in unknown else ""
         raise ValueError(f"{where}: unknown key(s) {unknown}{hint}; known keys are {sorted(known)}")
     hints = typing.get_type_hints(cls)
-    values = {name: _typed(f"{where}: {name}", hints[name], value) for name, value in values.items()}
+    values = {name: typed_value(f"{where}: {name}", hints[name], value) for name, value in values.items()}
     nested = {}
     for f in dataclasses.fields(cls):
         value = values.get(f.name)
@@ -271,7 +271,7 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str, base: Any = None
     return dataclasses.replace(base, **merged) if base is not None else cls(**merged)
 
 
-def _typed(key: str, hint: Any, value: Any) -> Any:
+def typed_value(key: str, hint: Any, value: Any) -> Any:
     """``value`` checked against the field's annotation ``hint`` (and a number written as text, which YAML 1.1
     makes of ``1e-3``, made a number); a ValueError naming ``key`` otherwise. Booleans must be true/false (YAML's
     ``"no"`` is a non-empty string, i.e. true, in Python), whole-number fields take no fractions, numbers must be
@@ -308,7 +308,7 @@ def _typed(key: str, hint: Any, value: Any) -> Any:
     if typing.get_origin(hint) in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ValueError(f"{key} must be a list, got {value!r}; write e.g. [{value!r}]")
-        return [_typed(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
+        return [typed_value(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
     if dataclasses.is_dataclass(hint) and not isinstance(value, dict | hint):
         raise ValueError(f"{key} must be a section (a mapping of keys), got {value!r}")
     return value

@@ -42,12 +42,22 @@ def test_defaults_and_state_on_volume() -> None:
     ("pipeline_root: /tmp/root\n", "pipeline_root '/tmp/root' must start with one of"),
     ("relevance_from_novelty: 'yes please'\n", "relevance_from_novelty must be true or false"),
     ("gpu_retries: -1\n", "gpu_retries must be >= 0"),
+    ("memory_request_train: 16GB\n", "memory_request_train '16GB' is not a Kubernetes memory quantity"),
+    ("cpu_request_train: lots\n", "cpu_request_train 'lots' is not a Kubernetes CPU quantity"),
+    ("limits_train: 'abc,def'\n", r"limits_train \(cpu\) 'abc' is not a Kubernetes CPU quantity"),
+    ("gpu_cache_size: lots\n", "gpu_cache_size 'lots' is not a Kubernetes memory quantity"),
+    ("io_retries: 1.5\n", "io_retries must be a whole number, got 1.5"),
+    ("accelerator_limit: true\n", "accelerator_limit must be a whole number, got True"),
+    ("gpu_timeout_seconds: 6h\n", "gpu_timeout_seconds must be a whole number, got '6h'"),
+    ("cache_mount_path: cache\n", "cache_mount_path 'cache' must be an absolute path"),
+    ("state_uri: relative/state\n", "state_uri 'relative/state' must be gs://BUCKET/PREFIX or an absolute path"),
 ])
 def test_bad_settings_file(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "pipeline.yaml"
     path.write_text(text)
-    with pytest.raises(CoeaInputError, match=message):
+    with pytest.raises(CoeaInputError, match=message) as err:
         DeploymentSettings.from_yaml(path)
+    assert str(err.value).count(str(path)) == 1  # the file is named once
 
 
 def test_gpu_image_only_for_gpu_stages_and_limits_per_class() -> None:
