@@ -77,6 +77,19 @@ class Connection:
             kwargs["namespace"] = self.namespace
         return kwargs
 
+    def _bearer(self) -> str | None:
+        """The bearer token kfp.Client will send, where one is known before connecting (--token, or the pod's
+        projected service-account token with --in-cluster); None for IAP, whose token kfp gets itself."""
+        if self.token or not self.in_cluster:
+            return self.token
+        import os
+
+        path = os.getenv("KF_PIPELINES_SA_TOKEN_PATH") or "/var/run/secrets/kubeflow/pipelines/token"
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
     def client(self) -> Any:
         """A ``kfp.Client`` for this connection; a connection without an endpoint is a ``CoeaInputError``."""
         import kfp
@@ -84,7 +97,38 @@ class Connection:
         if not self.endpoint:
             raise CoeaInputError("no KFP endpoint", option="--host",
                                  fix=f"pass --host https://KFP_HOST or set {ENDPOINT_ENV} (or --in-cluster in a pod)")
+        _answers(self.endpoint, self._bearer())
         return _guarded("connect", self.endpoint, lambda: kfp.Client(**self.client_kwargs()))
+
+
+REPLY_TIMEOUT_S = 15.0  # how long the endpoint may take to answer at all (kfp.Client itself waits forever)
+
+
+def _answers(endpoint: str, token: str | None = None, timeout: float = REPLY_TIMEOUT_S) -> None:
+    """A ``CoeaInputError`` when ``endpoint`` accepts a connection but sends no reply within ``timeout`` seconds (a
+    wrong port, a proxy that swallows requests): kfp.Client's calls have no timeout and would hang. Any reply, an
+    error status included, and any other failure are left to kfp.Client and :func:`_guarded`. ``token`` goes with
+    the request as kfp.Client's own would send it."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"{endpoint.rstrip('/')}{API}/healthz", headers=headers)
+        urllib.request.urlopen(request, timeout=timeout).close()
+        return
+    except urllib.error.HTTPError:
+        return  # it answered (401/403/404 ... are kfp.Client's to report)
+    except urllib.error.URLError as err:
+        if not isinstance(err.reason, TimeoutError):  # (socket.timeout is TimeoutError)
+            return
+    except TimeoutError:
+        pass
+    except (OSError, ValueError):
+        return
+    raise CoeaInputError(f"no reply from the KFP API within {timeout:g} s", source=endpoint,
+                         fix=f"check the endpoint and port: the KFP API root (Kubeflow: https://HOST/pipeline), "
+                             f"--host / {ENDPOINT_ENV}")
 
 
 @contextlib.contextmanager
