@@ -38,3 +38,25 @@ def test_a_fresh_folder_gets_the_round_0_state_and_an_unreadable_state_counts_as
     assert completed_rounds(broken) == 0 and completed_rounds(tmp_path / "missing") == 0
     PcoLoop._start(_loop(broken, windows=[object()]), resume=False)
     assert json.loads((broken / STATE_FILE).read_text())["completed_rounds"] == 0
+
+
+def test_a_round_whose_window_has_no_user_with_history_changes_nothing_and_says_so(monkeypatch, caplog):
+    """A thin log's later period can leave no user a history before the round's window: the round used to crash in
+    the tokenizer (an empty batch); now it is a row with no prompts and no DPO step, the models untouched, and a
+    warning that says why."""
+    import logging
+
+    from coea.llm.sft_config import LlmConfig
+    from coea.pco import round as pco_round
+
+    monkeypatch.setattr(pco_round, "refresh_novelty", lambda *args: 0)
+    monkeypatch.setattr(pco_round, "round_users", lambda *args: SimpleNamespace(users=[], contexts=[], seen=[]))
+    monkeypatch.setattr(pco_round, "sample_candidates", lambda *args: (_ for _ in ()).throw(AssertionError("sampled")))
+    ctx = SimpleNamespace(cfg=PcoConfig(), llm=LlmConfig(), history=None, groups=None, n_short=10)
+    window = SimpleNamespace(index=0, start=0, end=1)
+    novelty, relevance = object(), object()  # any use of a model would fail on these
+    monkeypatch.setattr(logging.getLogger("coea"), "propagate", True)  # caplog listens at the root logger
+    with caplog.at_level(logging.WARNING, logger="coea"):
+        row = pco_round.run_round(ctx, 1, window, novelty, relevance).as_row()
+    assert (row["prompts"], row["pairs"], row["dpo_steps"], row["dpo_margin"]) == (0, 0, 0, None)
+    assert "no user has a history before the round's window" in caplog.text

@@ -297,6 +297,13 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
     with _timed(times, "sample_s"):
         ru = round_users(ctx.history, ctx.groups, window, ctx.n_short, cfg.users_per_round, rng, llm.data)
         prompts = [novelty_prompt(c, with_group=llm.data.with_group) for c in ru.contexts]
+        if not prompts:  # no user has a history before this window: nothing to propose, judge or tune
+            log.warning("pco round %d: no user has a history before the round's window, so the round changes "
+                        "neither model (a log this small gives PCO nothing to learn from; use fewer rounds or "
+                        "periods, or more data)", r)
+            return RoundReport(r, window, PairStats(0, 0, 0, 0, 0), 0.0, 0.0, 0.0, 0.0, dpo_margin=None, dpo_kl=None,
+                               dpo_steps=0, refresh_examples=0, novelty_refresh_examples=novelty_refreshed,
+                               times=times)
         sampled = sample_candidates(ctx, novelty, prompts, ru.seen, r)
     with _timed(times, "score_s"):
         inputs, injected, n_exposed = reward_inputs(ctx, r, window, ru, sampled, relevance)
