@@ -155,7 +155,7 @@ def _windows(cfg: RunConfig, periods: int, min_users: int) -> list[Period]:
         if n_users < min_users:
             raise CoeaInputError(f"period {w.index} of {periods} has {n_users} users, fewer than the drift "
                                  f"check's min_users={min_users}", option="--periods",
-                                 fix="use fewer periods or more data")
+                                 fix="use more data" if periods <= 2 else "use fewer periods or more data")
     return windows
 
 

@@ -219,3 +219,20 @@ def test_report_on_a_folder_that_is_no_run_is_refused_and_writes_no_page(tmp_pat
     code, out, err = run_cli(["report", "--run-dir", str(tmp_path / "notes")], capsys)
     assert code == 2 and "nothing to report" in err, err
     assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["readme.txt"]
+
+
+def test_serve_names_its_own_options_and_run_names_a_file_as_no_run(tmp_path, capsys):
+    """`coea serve --k 0` said "option k" and a bad --method "option --methods" (the library's names); `--run` on a
+    file or a missing path said "no data/ directory"."""
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    code, _, err = run_cli(["serve", "--run", str(run), "--k", "0", "--out", str(tmp_path / "o.parquet")], capsys)
+    assert code == 2 and "option --k: k must be >= 1" in err, err
+    code, _, err = run_cli(["serve", "--run", str(run), "--method", "nope", "--out", str(tmp_path / "o.parquet")],
+                           capsys)
+    assert code == 2 and "option --method: unknown method 'nope'" in err, err
+    afile = write(tmp_path / "small.yaml", "x: 1\n")
+    for path, what in ((afile, "is a file"), (tmp_path / "nope", "does not exist")):
+        code, _, err = run_cli(["serve", "--run", str(path), "--out", str(tmp_path / "o.parquet")], capsys)
+        assert code == 2 and f"option --run: not a run folder: it {what}" in err, err
+    assert not (tmp_path / "o.parquet").exists()

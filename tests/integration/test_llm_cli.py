@@ -58,6 +58,9 @@ def test_group_train_and_serve(tmp_path):
     assert res.returncode == 2 and "trained with prompt option(s) long_term: 0" in res.stderr, res.stderr
     assert not (tmp_path / "y.parquet").exists()
     res = coea("train-llms", "--run", str(tmp_path / "nothing"))
+    assert res.returncode == 2 and "not a run folder: it does not exist" in res.stderr
+    (tmp_path / "empty").mkdir()
+    res = coea("train-llms", "--run", str(tmp_path / "empty"))
     assert res.returncode == 2 and "no data/ directory" in res.stderr
     # --only relevance re-trains the R-LLM from the N-LLM in RUN/llm (llm.relevance_init: novelty), N-LLM untouched
     novelty_bytes = (run / "llm" / "novelty" / "model.safetensors").read_bytes()

@@ -186,6 +186,10 @@ def run_layout(run: Path, *parts: str):
     from coea.layout import RunLayout
 
     layout = RunLayout(run)
+    if not run.is_dir():
+        raise CoeaInputError(f"not a run folder: it {'is a file' if run.exists() else 'does not exist'}",
+                             source=run, option="--run",
+                             fix="pass a run folder written by `coea group`/`coea evaluate`/`coea run`")
     for part in parts:
         if not getattr(layout, part).is_dir():
             raise CoeaInputError(f"no {part}/ directory", source=run, option="--run",

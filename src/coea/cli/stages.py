@@ -216,7 +216,10 @@ def serve_cmd(
 
     layout = run_layout(run, "data")
     cfg = overrides(load_config(config), device=device)
-    result = run_recommend(cfg, layout.data, layout.artifacts(), method, k, out)
+    try:
+        result = run_recommend(cfg, layout.data, layout.artifacts(), method, k, out)
+    except CoeaInputError as err:  # the library names its arguments; here they are this command's options
+        raise err.replace(option={"--methods": "--method", "k": "--k"}.get(err.option, err.option)) from err
     typer.echo(f"wrote {result.n_rows} rows for {result.n_users} users to {out}")
 
 
