@@ -79,6 +79,12 @@ def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pyt
     (["--dry-run", "--state-uri", "gs://Bad_Bucket/x"], "bad bucket name"),
     (["--dry-run", "--drift-threshold", "0"], "drift threshold"),
     (["--dry-run", "--token", "t", "--in-cluster"], "choose one way to authenticate"),
+    (["--dry-run", "--gcs-export-uri", "notgs/path"], "option --gcs-export-uri: not a gs:// URI"),
+    (["--dry-run", "--gcs-export-uri", "gs://Bad_Bucket/x"], "option --gcs-export-uri: bad bucket name"),
+    (["--dry-run", "--namespace", "Bad_NS"], "option --namespace: namespace 'Bad_NS' is not a Kubernetes namespace"),
+    (["--dry-run", "--namespace", "coea/x"], "is not a Kubernetes namespace name"),
+    (["--dry-run", "--job-name", " "], "option --job-name: empty job name"),
+    (["--dry-run", "--cron", ""], "option --cron: empty cron"),
 ])
 def test_schedule_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                 message: str, monkeypatch: pytest.MonkeyPatch) -> None:

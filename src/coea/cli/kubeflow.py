@@ -4,6 +4,7 @@ inside each command: the library never imports them)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -196,12 +197,18 @@ StateUriOpt = Annotated[str | None, typer.Option("--state-uri", help="the state_
                                                                      "default: the settings'")]
 
 
+NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS-1123 label
+
+
 def kfp_api(host: str | None, token: str | None, iap_client_id: str | None, in_cluster: bool,
             namespace: str | None, dry_run: bool):
     """The KFP API of these options (``pipelines.kfp_api.KfpApi``); without ``dry_run`` a missing endpoint or a
     failed connection is a ``CoeaInputError``."""
     from pipelines.kfp_api import Connection, KfpApi
 
+    if namespace and not NAMESPACE_RE.match(namespace):
+        raise CoeaInputError(f"namespace {namespace!r} is not a Kubernetes namespace name", option="--namespace",
+                             fix="lower-case letters, digits and '-', at most 63, e.g. kubeflow-user-example-com")
     conn = Connection(host or None, token or None, iap_client_id or None, in_cluster, namespace or None)
     if dry_run:
         return KfpApi(None, conn.endpoint)
@@ -277,7 +284,19 @@ def schedule_cmd(
     from pipelines.upload import ensure_version
 
     dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
+    if cron is not None and not cron.strip():
+        raise CoeaInputError("empty cron", option="--cron", fix="leave --cron out for the settings' cron, or pass "
+                                                                "6 fields such as '0 0 3 * * *'")
     cron_expression = validate_cron(cron or dep.cron)
+    if not job_name.strip():
+        raise CoeaInputError("empty job name", option="--job-name", fix="leave it out for coea-recurring")
+    if gcs_export_uri:
+        from coea.store.gcs import parse_gcs_uri
+
+        try:
+            parse_gcs_uri(gcs_export_uri)
+        except CoeaInputError as err:
+            raise err.replace(source=None, option="--gcs-export-uri") from err
     dep = replace(dep, state_uri=validate_state_uri(state_uri or dep.state_uri, dep.cache_mount_path))
     params = recurring_parameters(config, dep.state_uri, drift_threshold, gcs_export_uri)
     namespace = namespace or dep.namespace or None
