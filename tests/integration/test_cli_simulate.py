@@ -34,7 +34,9 @@ def test_too_many_periods_for_the_users(tmp_path: Path) -> None:
     res = coea("simulate", "--config", str(cfg), "--periods", "2", "--out", str(tmp_path / "sim"))
     assert res.returncode == 2
     assert "option --periods: period 0 of 2 has" in res.stderr and "min_users=50" in res.stderr
-    assert "use fewer periods or more data" in res.stderr
+    assert "(fix: use more data)" in res.stderr  # 2 periods is the least there is: "fewer periods" cannot help
+    res = coea("simulate", "--config", str(cfg), "--periods", "3", "--out", str(tmp_path / "sim3"))
+    assert res.returncode == 2 and "use fewer periods or more data" in res.stderr
 
 
 def test_existing_state_is_not_overwritten(tmp_path: Path) -> None:

@@ -259,6 +259,23 @@ def recurring_parameters(config: Path | None, state: str, drift_threshold: float
             "gcs_export_uri": gcs_export_uri}
 
 
+def check_schedule_options(cron: str | None, job_name: str, gcs_export_uri: str) -> None:
+    """``schedule``'s options that a dry run would otherwise send as they are: an empty ``--cron`` (silently the
+    settings' cron) or ``--job-name``, and a ``--gcs-export-uri`` that every scheduled run would fail to export to."""
+    if cron is not None and not cron.strip():
+        raise CoeaInputError("empty cron", option="--cron", fix="leave --cron out for the settings' cron, or pass "
+                                                                "6 fields such as '0 0 3 * * *'")
+    if not job_name.strip():
+        raise CoeaInputError("empty job name", option="--job-name", fix="leave it out for coea-recurring")
+    if gcs_export_uri:
+        from coea.store.gcs import parse_gcs_uri
+
+        try:
+            parse_gcs_uri(gcs_export_uri)
+        except CoeaInputError as err:
+            raise err.replace(source=None, option="--gcs-export-uri") from err
+
+
 @app.command("schedule")
 def schedule_cmd(
     host: HostOpt = None, token: TokenOpt = None, iap_client_id: IapOpt = None, in_cluster: InClusterOpt = False,
@@ -284,19 +301,8 @@ def schedule_cmd(
     from pipelines.upload import ensure_version
 
     dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
-    if cron is not None and not cron.strip():
-        raise CoeaInputError("empty cron", option="--cron", fix="leave --cron out for the settings' cron, or pass "
-                                                                "6 fields such as '0 0 3 * * *'")
+    check_schedule_options(cron, job_name, gcs_export_uri)
     cron_expression = validate_cron(cron or dep.cron)
-    if not job_name.strip():
-        raise CoeaInputError("empty job name", option="--job-name", fix="leave it out for coea-recurring")
-    if gcs_export_uri:
-        from coea.store.gcs import parse_gcs_uri
-
-        try:
-            parse_gcs_uri(gcs_export_uri)
-        except CoeaInputError as err:
-            raise err.replace(source=None, option="--gcs-export-uri") from err
     dep = replace(dep, state_uri=validate_state_uri(state_uri or dep.state_uri, dep.cache_mount_path))
     params = recurring_parameters(config, dep.state_uri, drift_threshold, gcs_export_uri)
     namespace = namespace or dep.namespace or None
