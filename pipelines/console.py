@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from coea.utils import log_formatter
+
 STEPS_LOG = "steps.log"  # under the run's kfp/ directory
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
@@ -87,6 +89,15 @@ class StepConsole(io.TextIOBase):
 
 
 @contextlib.contextmanager
+def _warnings_to(stream: TextIO) -> Iterator[None]:
+    """Warnings raised inside are written to ``stream`` (their usual one-line form), then the filters restored."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
+            stream.write(warnings.formatwarning(message, category, filename, lineno, line)))
+        yield
+
+
+@contextlib.contextmanager
 def kfp_step_log(log_path: Path, *, verbose: bool = False, console: TextIO | None = None) -> Iterator[StepConsole]:
     """Route ``sys.stdout`` (kfp.local's step logs and banners) through a :class:`StepConsole` writing to
     ``log_path`` (appended; its directory is created); progress lines go to ``console`` (default: the current
@@ -98,9 +109,7 @@ def kfp_step_log(log_path: Path, *, verbose: bool = False, console: TextIO | Non
     with log_path.open("a", encoding="utf-8") as log:
         stream = StepConsole(log, out, verbose=verbose)
         try:
-            with contextlib.redirect_stdout(stream), warnings.catch_warnings():
-                warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
-                    stream.write(warnings.formatwarning(message, category, filename, lineno, line)))
+            with contextlib.redirect_stdout(stream), _warnings_to(stream):
                 yield stream
         except BaseException:
             stream.close_pending()
@@ -123,15 +132,13 @@ def in_process_log(log_path: Path, *, console: TextIO | None = None) -> Iterator
     logger = logging.getLogger("coea")
     with log_path.open("a", encoding="utf-8") as log:
         to_file = logging.StreamHandler(log)
-        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        to_file.setFormatter(log_formatter())
         levels = [(handler, handler.level) for handler in logger.handlers]
         for handler, level in levels:
             handler.setLevel(max(level, logging.WARNING))
         logger.addHandler(to_file)
         try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), warnings.catch_warnings():
-                warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
-                    log.write(warnings.formatwarning(message, category, filename, lineno, line)))
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), _warnings_to(log):
                 yield log_path
         except BaseException:
             log.flush()

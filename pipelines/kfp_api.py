@@ -112,23 +112,17 @@ def _answers(endpoint: str, token: str | None = None, timeout: float = REPLY_TIM
     import urllib.error
     import urllib.request
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{endpoint.rstrip('/')}{API}/healthz", headers=headers)
     try:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = urllib.request.Request(f"{endpoint.rstrip('/')}{API}/healthz", headers=headers)
         urllib.request.urlopen(request, timeout=timeout).close()
-        return
     except urllib.error.HTTPError:
         return  # it answered (401/403/404 ... are kfp.Client's to report)
-    except urllib.error.URLError as err:
-        if not isinstance(err.reason, TimeoutError):  # (socket.timeout is TimeoutError)
-            return
-    except TimeoutError:
-        pass
-    except (OSError, ValueError):
-        return
-    raise CoeaInputError(f"no reply from the KFP API within {timeout:g} s", source=endpoint,
-                         fix=f"check the endpoint and port: the KFP API root (Kubeflow: https://HOST/pipeline), "
-                             f"--host / {ENDPOINT_ENV}")
+    except (OSError, ValueError) as err:  # URLError wraps the socket's TimeoutError in .reason
+        if isinstance(getattr(err, "reason", err), TimeoutError):
+            raise CoeaInputError(f"no reply from the KFP API within {timeout:g} s", source=endpoint,
+                                 fix=f"check the endpoint and port: the KFP API root (Kubeflow: "
+                                     f"https://HOST/pipeline), --host / {ENDPOINT_ENV}") from err
 
 
 @contextlib.contextmanager

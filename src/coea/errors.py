@@ -68,6 +68,7 @@ class CoeaInputError(ValueError):
         return " ".join(text.split())
 
 
+@functools.cache
 def _corrupt_errors() -> tuple[type[BaseException], ...]:
     """What reading a truncated or corrupt artifact raises: OS and parse errors, torch's zip reader
     (RuntimeError), pickle, and safetensors' own error class when it is installed."""

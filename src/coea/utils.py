@@ -107,13 +107,18 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def log_formatter() -> logging.Formatter:
+    """The ``coea`` log line: ``HH:MM:SS LEVEL logger: message``."""
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Configure the ``coea`` logger once (CLI entry points call this; the library never does)."""
     logger = logging.getLogger("coea")
     if logger.handlers:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(log_formatter())
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

@@ -121,27 +121,32 @@ def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
 
 
 def overrides(obj, **values):
-    """``dataclasses.replace`` with only the values that were given (not None). A whole run config (what every
-    command that trains or scores gets here, with its ``--device``) also has its device checked now, before
-    anything is written: ``cuda`` on a machine without one is exit 2, not a traceback after the data step."""
+    """``dataclasses.replace`` with only the values that were given (not None); a non-finite number given is an
+    error naming its option."""
     given = {k: v for k, v in values.items() if v is not None}
     for key, value in given.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise CoeaInputError(f"must be a finite number, got {value!r}", option=f"--{key.replace('_', '-')}",
                                  fix="pass a number such as 0.4")
     try:
-        out = replace(obj, **given) if given else obj
+        return replace(obj, **given) if given else obj
     except ValueError as err:
         raise CoeaInputError(f"invalid option value: {err}", fix="see --help for valid values") from err
-    if isinstance(out, RunConfig):
-        from coea.device import resolve_device
 
-        try:
-            resolve_device(out.device)
-        except ValueError as err:
-            raise CoeaInputError(str(err), option="--device" if "device" in given else "device (config)",
-                                 fix="use --device cpu, or auto (the GPU when torch sees one)") from err
-    return out
+
+def with_device(cfg: RunConfig, device: str | None) -> RunConfig:
+    """``cfg`` with ``--device`` when given, its device checked now, before anything is written (every command
+    that trains or scores starts here): ``cuda`` on a machine without one is exit 2, not a traceback after the
+    data step."""
+    from coea.device import resolve_device
+
+    cfg = overrides(cfg, device=device)
+    try:
+        resolve_device(cfg.device)
+    except ValueError as err:
+        raise CoeaInputError(str(err), option="--device" if device is not None else "device (config)",
+                             fix="use --device cpu, or auto (the GPU when torch sees one)") from err
+    return cfg
 
 
 def load_config(path: Path | None) -> RunConfig:

@@ -25,6 +25,7 @@ from coea.cli.common import (
     csv,
     load_config,
     overrides,
+    with_device,
 )
 from coea.config import SERVED_METHOD
 from coea.errors import CoeaInputError
@@ -51,8 +52,8 @@ def run_cmd(
     if pipeline_root is not None and "://" in str(pipeline_root):
         raise CoeaInputError(f"kfp.local writes artifacts to a local directory, not {pipeline_root}",
                              option="--pipeline-root", fix="pass a directory; gs:// roots are for compile/schedule")
-    cfg = overrides(config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col),
-                    device=device)
+    cfg = with_device(config_with_data(config, data, category_level, user_col, item_col, category_col,
+                                       timestamp_col), device)
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
     kfp_root = Path(pipeline_root) if pipeline_root else out / "kfp"
     typer.echo(f"coea_training (kfp.local) in {out}; step logs: {out / 'kfp' / STEPS_LOG}"
@@ -109,8 +110,8 @@ def simulate_cmd(
     from pipelines.simulate import DEFAULT_METHODS, check_periods, run_simulate
 
     check_periods(periods)
-    cfg = overrides(config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col),
-                    device=device)
+    cfg = with_device(config_with_data(config, data, category_level, user_col, item_col, category_col,
+                                       timestamp_col), device)
     if shift_period is not None:
         if parse_spec(cfg.data.spec)[0] != "synthetic":
             raise CoeaInputError("--shift-period works on synthetic data only", option="--shift-period",

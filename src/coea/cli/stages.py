@@ -33,6 +33,7 @@ from coea.cli.common import (
     overrides,
     run_layout,
     split_config,
+    with_device,
 )
 from coea.config import SERVED_METHOD
 from coea.errors import CoeaInputError
@@ -71,7 +72,7 @@ def evaluate_cmd(
         split=split_config(cfg.split, n_future, n_short, min_history, min_gap),
         eval=overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed, reference=reference),
     )
-    cfg = overrides(cfg, device=device)
+    cfg = with_device(cfg, device)
     with output_folder(out):
         if from_run is None:
             evaluation = run_flow(cfg, RunLayout(out)).results[Step.EVALUATE]
@@ -99,7 +100,7 @@ def group_cmd(
 
     cfg = config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col)
     cfg = replace(cfg, split=overrides(cfg.split, min_history=min_history, n_short=n_short))
-    cfg = overrides(cfg, device=device)
+    cfg = with_device(cfg, device)
     with output_folder(out):
         result = run_flow(cfg, RunLayout(out), needs=frozenset({Need.DSIE}), evaluate=False).results[Step.DSIE]
     typer.echo(json.dumps(result.summary.as_dict(), indent=2))
@@ -122,7 +123,7 @@ def train_llms_cmd(
     if only is not None and only not in MODELS:
         raise CoeaInputError(f"unknown model {only!r}", option="--only", fix=f"use one of {', '.join(MODELS)}")
     layout = run_layout(run, "data", "dsie")
-    cfg = overrides(load_config(config), device=device)
+    cfg = with_device(load_config(config), device)
     result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=(only,) if only else MODELS)
     typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in result.sft.items()},
                           indent=2))
@@ -147,7 +148,7 @@ def pco_cmd(
     from coea.stages import run_pco_stage
 
     layout = run_layout(run, "data", "dsie", "llm")
-    cfg = overrides(load_config(config), device=device)
+    cfg = with_device(load_config(config), device)
     cfg = replace(cfg, pco=overrides(cfg.pco, rounds=rounds))
     if alpha is not None:
         cfg.pco.dpo = overrides(cfg.pco.dpo, alpha=alpha)
@@ -194,7 +195,7 @@ def ablate_cmd(
     else:
         run_layout(from_run, "data", "dsie", "llm")
         cfg = from_run_config(config, from_run)
-    cfg = replace(overrides(cfg, device=device), pco=overrides(cfg.pco, rounds=rounds))
+    cfg = replace(with_device(cfg, device), pco=overrides(cfg.pco, rounds=rounds))
     with output_folder(out):
         result = run_ablate(cfg, out, extras=prompt_variants, from_run=from_run, only=csv(variants, "--variants"))
     typer.echo(result.paths["md"].read_text(encoding="utf-8"))
@@ -215,7 +216,7 @@ def serve_cmd(
     from coea.stages import run_recommend
 
     layout = run_layout(run, "data")
-    cfg = overrides(load_config(config), device=device)
+    cfg = with_device(load_config(config), device)
     try:
         result = run_recommend(cfg, layout.data, layout.artifacts(), method, k, out)
     except CoeaInputError as err:  # the library names its arguments; here they are this command's options

@@ -25,6 +25,7 @@ import pandas as pd
 from coea.config import SplitConfig
 from coea.data.schema import CATEGORY, TIMESTAMP, USER, sort_events
 from coea.dsie.short_term import short_term_sets
+from coea.errors import CoeaInputError
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,6 @@ def require_warm_users(split: Split, source: str | None = None) -> None:
     an empty table with exit 0."""
     if split.warm_users:
         return
-    from coea.errors import CoeaInputError
-
     c = split.config
     users = len(split.cold_users)
     gap = f" and split.min_gap={c.min_gap} s" if c.min_gap > 0 else ""
