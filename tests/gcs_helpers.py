@@ -24,12 +24,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_ERRORS = {"forbidden": (403, "caller does not have storage.objects.get access"),
+           "unavailable": (503, "backend unavailable")}
+
+
 class _FaultyHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        if self.server.mode == "forbidden":  # type: ignore[attr-defined]
-            body = json.dumps({"error": {"code": 403, "message": "caller does not have storage.objects.get access",
-                                         "errors": [{"reason": "forbidden"}]}}).encode()
-            self.send_response(403)
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        if self.server.mode in _ERRORS:  # type: ignore[attr-defined]
+            code, message = _ERRORS[self.server.mode]  # type: ignore[attr-defined]
+            body = json.dumps({"error": {"code": code, "message": message, "errors": [{"reason": message}]}}).encode()
+            self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -49,11 +54,13 @@ class _FaultyHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def faulty_gcs(mode: str) -> Iterator[str]:
-    """A server answering every GET with 403 (``mode="forbidden"``) or with a download cut off after a few bytes
-    (``mode="truncate"``); yields its URL for ``STORAGE_EMULATOR_HOST``."""
+def faulty_gcs(mode: str, hits: list[str] | None = None) -> Iterator[str]:
+    """A server answering every GET with 403 (``mode="forbidden"``), 503 (``"unavailable"``) or a download cut off
+    after a few bytes (``"truncate"``); yields its URL for ``STORAGE_EMULATOR_HOST``. Each request's path is
+    appended to ``hits``."""
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), _FaultyHandler)
     server.mode = mode  # type: ignore[attr-defined]
+    server.hits = hits if hits is not None else []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -33,11 +33,13 @@ import logging
 import os
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from coea.data.gcs import WRITE_ROLE, storage_client, storage_errors
 from coea.errors import CoeaInputError
 from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs, parse_gcs_uri
 from coea.store.kv import KVStore
@@ -47,6 +49,8 @@ from coea.store.retry import RetryPolicy, call_with_retry
 from coea.utils import atomic_path
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+_ABSENT: Any = object()  # what a read of an object that does not exist returns inside GcsState
 
 POINTER = "current.json"
 SNAPSHOTS = "snapshots"
@@ -115,37 +119,51 @@ class LocalState(_StateStore):
 
 
 class GcsState(_StateStore):
-    """State under ``gs://bucket/prefix``; every call retried on transient errors."""
+    """State under ``gs://bucket/prefix``. Every call is retried on transient errors by ``retry`` alone (the
+    client's own retry is off, so an outage fails after ``retry.max_attempts`` tries, not minutes of them), and
+    what still fails is one CoeaInputError naming the object: no credentials, no permission, no bucket, no network.
+    """
 
     def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None) -> None:
-        from google.cloud import storage
-
         self.target = parse_gcs_uri(uri)
-        self.bucket = (client if client is not None else storage.Client()).bucket(self.target.bucket)
+        self.uri = str(self.target)
+        self.bucket = (client if client is not None else storage_client(self.uri)).bucket(self.target.bucket)
         self.retry = retry or RetryPolicy()
 
     def _blob(self, rel: str) -> Any:
         return self.bucket.blob(self.target.object_name(rel))
 
-    def read_bytes(self, rel: str) -> bytes | None:
+    def _call(self, fn: Callable[[], T], doing: str, rel: str, *, missing: T | None = None) -> T:
+        """``fn()`` with retries; errors named after ``rel``. NotFound gives ``missing`` where one is given,
+        else says the bucket does not exist (objects a writer names are never absent)."""
         from google.api_core import exceptions as gexc
 
+        source = self.uri + rel
         try:
-            return call_with_retry(self._blob(rel).download_as_bytes, self.retry, f"read {rel}")
-        except gexc.NotFound:
-            return None
+            with storage_errors(source, doing, WRITE_ROLE):
+                return call_with_retry(fn, self.retry, f"{doing} {source}")
+        except gexc.NotFound as err:
+            if missing is not None:
+                return missing
+            raise CoeaInputError(f"bucket {self.target.bucket!r} does not exist (or {rel} vanished)",
+                                 source=source, fix="check the bucket in state_uri (gcloud storage ls)") from err
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        data = self._call(lambda: self._blob(rel).download_as_bytes(retry=None), "reading", rel, missing=_ABSENT)
+        return None if data is _ABSENT else data
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        call_with_retry(lambda: self._blob(rel).upload_from_string(data), self.retry, f"write {rel}")
+        self._call(lambda: self._blob(rel).upload_from_string(data, retry=None), "writing", rel)
 
     def read_generation(self, rel: str) -> tuple[bytes | None, int]:
         """The object's bytes and generation read together (the download names the generation); ``(None, 0)``
         when there is no such object."""
-        blob = call_with_retry(lambda: self.bucket.get_blob(self.target.object_name(rel)), self.retry, f"stat {rel}")
-        if blob is None:
+        name = self.target.object_name(rel)
+        blob = self._call(lambda: self.bucket.get_blob(name, retry=None), "reading", rel, missing=_ABSENT)
+        if blob is None or blob is _ABSENT:
             return None, 0
         generation = int(blob.generation)  # before the download, which resets it from the response's headers
-        return call_with_retry(blob.download_as_bytes, self.retry, f"read {rel}"), generation
+        return self._call(lambda: blob.download_as_bytes(retry=None), "reading", rel), generation
 
     def write_if_generation(self, rel: str, data: bytes, generation: int | None) -> None:
         """Write only while the object is still at ``generation`` (0: only if it does not exist); a changed
@@ -153,8 +171,8 @@ class GcsState(_StateStore):
         from google.api_core import exceptions as gexc
 
         try:
-            call_with_retry(lambda: self._blob(rel).upload_from_string(data, if_generation_match=generation),
-                            self.retry, f"write {rel}")
+            self._call(lambda: self._blob(rel).upload_from_string(data, if_generation_match=generation, retry=None),
+                       "writing", rel)
         except gexc.PreconditionFailed as err:
             raise StateConflictError(
                 f"{rel} changed since this run read it (generation {generation}): another run wrote the state "
@@ -162,16 +180,16 @@ class GcsState(_StateStore):
                 fix="let one run write a state at a time (coea schedule sets max_concurrency=1) and re-run") from err
 
     def upload_file(self, rel: str, src: Path) -> None:
-        call_with_retry(lambda: self._blob(rel).upload_from_filename(str(src)), self.retry, f"upload {rel}")
+        self._call(lambda: self._blob(rel).upload_from_filename(str(src), retry=None), "writing", rel)
 
     def list(self, prefix: str) -> list[str]:
         full = self.target.object_name(prefix)
-        blobs = call_with_retry(lambda: list(self.bucket.list_blobs(prefix=full)), self.retry, f"list {prefix}")
+        blobs = self._call(lambda: list(self.bucket.list_blobs(prefix=full, retry=None)), "listing", prefix)
         return sorted(b.name[len(self.target.prefix):] for b in blobs)
 
     def delete(self, names: list[str]) -> None:
         for rel in names:
-            call_with_retry(self._blob(rel).delete, self.retry, f"delete {rel}")
+            self._call(lambda rel=rel: self._blob(rel).delete(retry=None), "deleting", rel, missing=True)
 
 
 def open_state(state_uri: str, client: Any = None) -> LocalState | GcsState:
@@ -281,7 +299,25 @@ def _pointer(state: LocalState | GcsState) -> dict[str, Any] | None:
 
 def _pointer_and_generation(state: LocalState | GcsState) -> tuple[dict[str, Any] | None, int | None]:
     data, generation = state.read_generation(POINTER)
-    return (None if data is None else json.loads(data)), generation
+    return (None if data is None else _parse_pointer(data, state)), generation
+
+
+def _parse_pointer(data: bytes, state: LocalState | GcsState) -> dict[str, Any]:
+    """``current.json``'s content, checked: an object with a ``snapshot`` id, its ``created_at`` and a list of
+    ``files`` (the same keys under ``models`` when present)."""
+    try:
+        pointer = json.loads(data)
+        for entry in (pointer, *([pointer["models"]] if "models" in pointer else [])):
+            if not (isinstance(entry["snapshot"], str) and isinstance(entry["created_at"], str)
+                    and isinstance(entry["files"], list)):
+                raise TypeError("snapshot, created_at and files have the wrong types")
+    except (ValueError, TypeError, KeyError) as err:
+        where = state.uri if isinstance(state, GcsState) else str(state.root)
+        raise CoeaInputError(f"{POINTER} is not a state pointer ({type(err).__name__}: {err})",
+                             source=f"{where.rstrip('/')}/{POINTER}",
+                             fix="it is written only by the coea pipelines: restore the previous version of "
+                                 "the object, or move the state aside and re-run coea_training") from err
+    return pointer
 
 
 def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:

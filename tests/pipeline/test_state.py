@@ -27,6 +27,7 @@ from coea.state import (
     run_save_state,
 )
 from coea.store import KVStore, PublishConfig, read_export
+from tests.gcs_helpers import faulty_gcs
 
 
 def _recs(path: Path, shift: int = 0) -> Path:
@@ -134,6 +135,23 @@ def test_models_errors_name_the_fix(tmp_path: Path, fitted) -> None:
     with pytest.raises(CoeaInputError, match="no relevance/ model dir"):
         run_save_state(str(tmp_path / "state"), fitted.data, fitted.dsie, tmp_path / "only", tmp_path / "only")
     assert not (tmp_path / "state").exists()  # checked before anything is written
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'"x"', b'{"snapshot": "s1", "created_at": "t"}',
+                                     b'{"snapshot": "s1", "created_at": "t", "files": [], "models": {}}'])
+def test_a_corrupt_pointer_is_one_error_naming_it(tmp_path: Path, content: bytes) -> None:
+    """current.json that is no JSON, or JSON without the keys a pointer has: one line naming the file, for the
+    readers and for a writer (which must not commit over it)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / POINTER).write_bytes(content)
+    expected = f"{state / POINTER}: {POINTER} is not a state pointer"
+    with pytest.raises(CoeaInputError, match="restore the previous version") as err:
+        run_load_state(str(state), tmp_path / "a", tmp_path / "b")
+    assert str(err.value).startswith(expected)
+    with pytest.raises(CoeaInputError, match="is not a state pointer"):
+        read_pointer(str(state))
+    assert (state / POINTER).read_bytes() == content
 
 
 def test_load_without_state_says_what_to_run(tmp_path: Path) -> None:
@@ -317,3 +335,45 @@ def test_gcs_pointer_is_written_with_the_generation_it_read(tmp_path: Path, fitt
             run_save_models(state, models, models, client=gcs)
     assert "\n" not in str(err.value) and "max_concurrency=1" in str(err.value)
     assert json.loads(gcs.bucket(BUCKET).blob(pointer_name).download_as_bytes()) == {"snapshot": "theirs"}
+
+
+def test_gcs_state_without_credentials_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No emulator and no credentials (a key file that does not exist): one CoeaInputError naming the state, not
+    google.auth's DefaultCredentialsError."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+    with pytest.raises(CoeaInputError, match="no Google Cloud credentials") as err:
+        read_pointer(f"gs://{BUCKET}/state")
+    assert str(err.value).startswith(f"gs://{BUCKET}/state/: ")
+
+
+@pytest.mark.parametrize(("mode", "expected", "tries"), [
+    ("forbidden", "permission denied (403) reading it (fix: grant the pod's service account "
+                  "roles/storage.objectAdmin", 1),
+    ("unavailable", "reading it failed (ServiceUnavailable: 503", 3),
+])
+def test_gcs_state_errors_name_the_pointer_and_only_the_policy_retries(monkeypatch: pytest.MonkeyPatch, mode: str,
+                                                                        expected: str, tries: int) -> None:
+    """A 403 is not retried; a 503 is tried exactly ``max_attempts`` times (the client's own retry, which would
+    add minutes of tries per attempt, is off), then one line naming the object."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from coea.state import GcsState
+    from coea.store.retry import RetryPolicy
+
+    hits: list[str] = []
+    with faulty_gcs(mode, hits) as host:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", host)
+        client = storage.Client(project="test", credentials=AnonymousCredentials())
+        state = GcsState(f"gs://{BUCKET}/state", client, retry=RetryPolicy(max_attempts=3, initial_backoff_s=0))
+        with pytest.raises(CoeaInputError) as err:
+            state.read_generation(POINTER)
+    assert str(err.value).startswith(f"gs://{BUCKET}/state/{POINTER}: {expected}")
+    assert len([h for h in hits if f"/o/state%2F{POINTER}" in h]) == tries  # (a 403 also looks up the bucket)
+
+
+def test_gcs_state_in_a_missing_bucket_says_so(tmp_path: Path, fitted, gcs: Any) -> None:
+    with pytest.raises(CoeaInputError, match="bucket 'no-such-bucket' does not exist") as err:
+        run_save_state("gs://no-such-bucket/state", fitted.data, fitted.dsie, client=gcs)
+    assert str(err.value).startswith("gs://no-such-bucket/state/snapshots/")

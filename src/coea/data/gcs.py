@@ -75,6 +75,45 @@ def _cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
+READ_ROLE = "roles/storage.objectViewer"
+WRITE_ROLE = "roles/storage.objectAdmin"
+
+
+def storage_client(source: str) -> Any:
+    """``google.cloud.storage.Client()``; no credentials is a CoeaInputError naming ``source``."""
+    try:
+        return storage.Client()
+    except auth_exc.DefaultCredentialsError as err:
+        raise _no_credentials(source, "accessing") from err
+
+
+def _no_credentials(source: str, doing: str) -> CoeaInputError:
+    return CoeaInputError(f"no Google Cloud credentials for {doing} it", source=source,
+                          fix="run gcloud auth application-default login, use workload identity on GKE, "
+                              "or set STORAGE_EMULATOR_HOST for an emulator")
+
+
+@contextlib.contextmanager
+def storage_errors(source: str, doing: str, role: str) -> Iterator[None]:
+    """Turn a storage call's permission, credential and network errors into one CoeaInputError naming ``source``
+    (``doing``: "reading", "writing", ...; ``role``: the IAM role that grants it). NotFound and PreconditionFailed
+    pass through: what they mean depends on the call."""
+    try:
+        yield
+    except (gexc.NotFound, gexc.PreconditionFailed):
+        raise
+    except (gexc.Forbidden, gexc.Unauthorized) as err:
+        raise CoeaInputError(f"permission denied ({err.code}) {doing} it", source=source,
+                             fix=f"grant the pod's service account {role} on the bucket (workload identity), "
+                                 "or locally run gcloud auth application-default login") from err
+    except auth_exc.DefaultCredentialsError as err:
+        raise _no_credentials(source, doing) from err
+    except _READ_FAILED as err:
+        raise CoeaInputError(f"{doing} it failed ({_cause(err)})", source=source,
+                             fix="check the network (STORAGE_EMULATOR_HOST for an emulator) and that GCS is "
+                                 "reachable, then re-run") from err
+
+
 class GcsReader:
     """Downloads and listings with retries, each failure turned into one CoeaInputError naming the URI."""
 
@@ -82,16 +121,15 @@ class GcsReader:
         self.retry = DEFAULT_RETRY.with_timeout(retry_s) if retry_s > 0 else None
         self._client = client
 
-    @property
-    def client(self) -> Any:
+    def client_for(self, path: GcsPath) -> Any:
         if self._client is None:
-            self._client = storage.Client()
+            self._client = storage_client(str(path))
         return self._client
 
     def download(self, path: GcsPath, dest: Path) -> Path:
         """Stream the object ``path`` into the file ``dest``; returns ``dest``."""
         with self.reading(path):
-            self.client.bucket(path.bucket).blob(path.name).download_to_filename(str(dest), retry=self.retry)
+            self.client_for(path).bucket(path.bucket).blob(path.name).download_to_filename(str(dest), retry=self.retry)
         log.info("downloaded %s (%d bytes)", path, dest.stat().st_size)
         return dest
 
@@ -99,33 +137,21 @@ class GcsReader:
         """The names of the objects below ``prefix``, relative to it (``dt=2026-11-29/part-0.csv``)."""
         base = prefix.child("").name
         with self.reading(prefix):
-            blobs = self.client.list_blobs(prefix.bucket, prefix=base, retry=self.retry)
+            blobs = self.client_for(prefix).list_blobs(prefix.bucket, prefix=base, retry=self.retry)
             return [blob.name[len(base):] for blob in blobs]
 
     @contextlib.contextmanager
     def reading(self, path: GcsPath) -> Iterator[None]:
         """Turn what a storage call under it raises into one CoeaInputError naming ``path``."""
         try:
-            yield
+            with storage_errors(str(path), "reading", READ_ROLE):
+                yield
         except gexc.NotFound as err:
             raise self._not_found(path) from err
-        except (gexc.Forbidden, gexc.Unauthorized) as err:
-            raise CoeaInputError(f"permission denied ({err.code}) reading it", source=str(path),
-                                 fix="grant the pod's service account roles/storage.objectViewer on the bucket "
-                                     "(workload identity), or locally run gcloud auth application-default login"
-                                 ) from err
-        except auth_exc.DefaultCredentialsError as err:
-            raise CoeaInputError("no Google Cloud credentials to read it", source=str(path),
-                                 fix="run gcloud auth application-default login, use workload identity on GKE, "
-                                     "or set STORAGE_EMULATOR_HOST for an emulator") from err
-        except _READ_FAILED as err:
-            raise CoeaInputError(f"reading it failed ({_cause(err)})", source=str(path),
-                                 fix="check the network (STORAGE_EMULATOR_HOST for an emulator) and that GCS is "
-                                     "reachable, then re-run; nothing was written") from err
 
     def _not_found(self, path: GcsPath) -> CoeaInputError:
         try:
-            bucket_exists = self.client.bucket(path.bucket).exists(retry=None)
+            bucket_exists = self.client_for(path).bucket(path.bucket).exists(retry=None)
         except _READ_FAILED:  # e.g. no storage.buckets.get permission: say what we know
             bucket_exists = True
         if not bucket_exists:

@@ -20,9 +20,8 @@ from typing import Any
 
 import pandas as pd
 from google.api_core import exceptions as gexc
-from google.cloud import storage
 
-from coea.data.gcs import BUCKET_NAME_RE
+from coea.data.gcs import BUCKET_NAME_RE, storage_client
 from coea.store.errors import ExportError, StoreError
 from coea.store.records import KEY_COLUMNS, REC_COLUMNS, new_version_id, utc_now_iso, validate_recs
 from coea.store.retry import RetryPolicy, call_with_retry
@@ -134,7 +133,7 @@ def export_to_gcs(cfg: GcsExportConfig, recs: pd.DataFrame, uri: str, client: An
     """
     target = parse_gcs_uri(uri)
     frame = validate_recs(recs, cfg.key_column, name="recs")
-    bucket = (client if client is not None else storage.Client()).bucket(target.bucket)
+    bucket = (client if client is not None else storage_client(uri)).bucket(target.bucket)
     version = cfg.version or new_version_id()
     uploaded: list[str] = []
     try:
@@ -184,7 +183,7 @@ def _delete_quietly(bucket: Any, object_names: list[str]) -> None:
 
 def _download(bucket: Any, object_name: str, policy: RetryPolicy) -> bytes:
     def attempt() -> bytes:
-        return bucket.blob(object_name).download_as_bytes()
+        return bucket.blob(object_name).download_as_bytes(retry=None)  # this module's loop is the only retry
 
     try:
         return call_with_retry(attempt, policy, f"download gs://{bucket.name}/{object_name}")
@@ -204,7 +203,7 @@ def _manifest_location(uri: str) -> tuple[GcsUri, str]:
 def read_manifest(uri: str, client: Any = None, *, retry: RetryPolicy | None = None) -> GcsManifest:
     """Read the manifest of the export at ``uri`` (the prefix, or the ``.../manifest.json`` URI itself)."""
     target, name = _manifest_location(uri)
-    bucket = (client if client is not None else storage.Client()).bucket(target.bucket)
+    bucket = (client if client is not None else storage_client(uri)).bucket(target.bucket)
     data = _download(bucket, name, retry or RetryPolicy())
     return GcsManifest.from_json(data, source=f"gs://{target.bucket}/{name}")
 
@@ -212,7 +211,7 @@ def read_manifest(uri: str, client: Any = None, *, retry: RetryPolicy | None = N
 def read_export(uri: str, client: Any = None, *, retry: RetryPolicy | None = None) -> pd.DataFrame:
     """Read a complete export back as one frame, checking each shard's size, sha256 and row count."""
     target, _ = _manifest_location(uri)
-    client = client if client is not None else storage.Client()
+    client = client if client is not None else storage_client(uri)
     manifest = read_manifest(uri, client, retry=retry)
     bucket = client.bucket(target.bucket)
     frames = []
