@@ -102,9 +102,15 @@ def _fmt(value: Any) -> str:
         return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
     if isinstance(value, list | tuple):
         return escape(", ".join(str(v) for v in value))
-    if isinstance(value, dict):
-        return ", ".join(f"{escape(str(k))} {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, dict):  # summary stats (min 25, median 40.5): no padding zeros
+        return ", ".join(f"{escape(str(k))} {_trimmed(v)}" for k, v in value.items())
     return escape(str(value))
+
+
+def _trimmed(value: Any) -> str:
+    """``_fmt`` without a float's padding zeros: 40.5, 59 (not 40.5000, 59.0000); 1.00e-10 stays."""
+    text = _fmt(value)
+    return text.rstrip("0").rstrip(".") if isinstance(value, float) and "." in text and "e" not in text else text
 
 
 def _table(header: list[str], rows: list[list[Any]], table_id: str | None = None,
@@ -196,7 +202,9 @@ def _grouping_row(name: str, grouping: dict[str, Any]) -> list[Any]:
     sizes = grouping.get("sizes", {})
     emb = grouping.get("embedding_cosine", {})
     cat = grouping.get("category_cosine", {})
-    return [name, sizes.get("M_N", ""), sizes.get("min", ""), sizes.get("median", ""), sizes.get("max", ""),
+    median = sizes.get("median", "")  # a count, or half-way between two: 59, 59.5 (not 59.0000)
+    return [name, sizes.get("M_N", ""), sizes.get("min", ""), f"{median:g}" if isinstance(median, float) else median,
+            sizes.get("max", ""),
             emb.get("intra", ""), emb.get("inter", ""), emb.get("ratio", ""), cat.get("ratio", ""),
             grouping.get("ari_vs_planted", "")]
 

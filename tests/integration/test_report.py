@@ -113,11 +113,12 @@ def test_report_says_which_method_is_served(run_dir):
 
 def test_report_shows_nested_values_as_text_not_json(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics["dataset"]["interactions_per_user"] = {"min": 25, "median": 40.5}
+    metrics["dataset"]["interactions_per_user"] = {"min": 25, "median": 40.5, "mean": 59.0}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     html = render_report(run_dir).read_text()
-    assert "<dd>min 25, median 40.5000</dd>" in html and "{" not in re.sub(r"<(style|script)>.*?</\1>", "", html,
-                                                                           flags=re.S)
+    assert "<dd>min 25, median 40.5, mean 59</dd>" in html  # counts without padding zeros (not 59.0000)
+    assert "<td>15</td><td>20</td><td>25</td>" in html  # the groups' min / median (20.0) / max size
+    assert "{" not in re.sub(r"<(style|script)>.*?</\1>", "", html, flags=re.S)
 
 
 def test_chart_tells_every_default_method_apart():
