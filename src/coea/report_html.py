@@ -48,24 +48,32 @@ def render_report(run_dir: Path, out_path: Path | None = None) -> Path:
     return out_path
 
 
+def _input_files(run_dir: Path) -> tuple[dict[str, Path], list[Path], list[Path]]:
+    """What the page reads: the JSON files by section (each may be missing), the plots, the drift reports."""
+    pco = run_dir / "pco" / "pco_metrics.json"
+    named = {"served": RunLayout(run_dir).served, "metrics": run_dir / "metrics.json",
+             "dsie": run_dir / "dsie" / "group_report.json",
+             "pco": pco if pco.is_file() else run_dir / "pco_metrics.json"}  # a run's, or a `coea pco --out`'s
+    return named, _find_files(run_dir, "*.png"), _find_files(run_dir, "drift.json")
+
+
 def report_inputs(run_dir: Path) -> list[Path]:
     """The files of ``run_dir`` the page shows (metrics, served lists, plots, DSIE report, drift, PCO metrics);
     none means the folder is no run."""
-    named = [RunLayout(run_dir).served, run_dir / "metrics.json", run_dir / "dsie" / "group_report.json",
-             run_dir / "pco" / "pco_metrics.json", run_dir / "pco_metrics.json"]
-    return ([p for p in named if p.is_file()] + _find_files(run_dir, "*.png")
-            + _find_files(run_dir, "drift.json"))
+    named, pngs, drift = _input_files(run_dir)
+    return [p for p in named.values() if p.is_file()] + pngs + drift
 
 
 def build_html(run_dir: Path) -> str:
     """The page as a string."""
+    named, pngs, drift = _input_files(run_dir)
     sections = [
-        _served_section(_read_json(RunLayout(run_dir).served)),
-        _metrics_section(_read_json(run_dir / "metrics.json")),
-        _plots_section(_find_files(run_dir, "*.png")),
-        _dsie_section(_read_json(run_dir / "dsie" / "group_report.json")),
-        _drift_section(run_dir, _find_files(run_dir, "drift.json")),
-        _pco_section(_read_json(run_dir / "pco" / "pco_metrics.json") or _read_json(run_dir / "pco_metrics.json")),
+        _served_section(_read_json(named["served"])),
+        _metrics_section(_read_json(named["metrics"])),
+        _plots_section(pngs),
+        _dsie_section(_read_json(named["dsie"])),
+        _drift_section(run_dir, drift),
+        _pco_section(_read_json(named["pco"])),
     ]
     title = f"CoEA run {run_dir.resolve().name}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
