@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -13,6 +14,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 ML_DIR = REPO.parent / "shared" / "data" / "ml-1m"
 OUT_DIR = REPO / ".bench"
+
+
+def no_options(doc: str | None) -> None:
+    """The command line of a benchmark that takes no options: ``--help`` prints ``doc`` and exits (it used to
+    run the benchmark and overwrite its .bench/ JSON); anything else is an error."""
+    argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
 
 
 def movielens_split(split_cfg=None):

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import measure, movielens_split, report  # noqa: E402
+from _common import measure, movielens_split, no_options, report  # noqa: E402
 
 from coea.dsie.config import DsieConfig  # noqa: E402
 from coea.dsie.encoder import encode, train_encoder  # noqa: E402
@@ -72,4 +72,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    no_options(__doc__)
     raise SystemExit(main())

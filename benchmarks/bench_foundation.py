@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import ML_DIR, measure, report  # noqa: E402
+from _common import ML_DIR, measure, no_options, report  # noqa: E402
 
 from coea.config import DataConfig, EvalConfig, SplitConfig  # noqa: E402
 from coea.data import chronological_split, load_data  # noqa: E402
@@ -51,4 +51,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    no_options(__doc__)
     raise SystemExit(main())

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import no_options, report  # noqa: E402
 
 from coea.config import RunConfig, from_dict  # noqa: E402
 from coea.flow import Serve, run_flow  # noqa: E402
@@ -65,4 +65,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    no_options(__doc__)
     raise SystemExit(main())

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import movielens_split, report  # noqa: E402
+from _common import movielens_split, no_options, report  # noqa: E402
 
 from coea.llm.config import ModelConfig  # noqa: E402
 from coea.llm.decode import CategoryIndex, generate_baseline, rank_categories, relevance_scores  # noqa: E402
@@ -70,4 +70,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    no_options(__doc__)
     raise SystemExit(main())

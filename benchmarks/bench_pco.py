@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import movielens_split, report  # noqa: E402
+from _common import movielens_split, no_options, report  # noqa: E402
 
 from coea.llm.config import ModelConfig  # noqa: E402
 from coea.llm.models import build_model_and_tokenizer  # noqa: E402
@@ -72,4 +72,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    no_options(__doc__)
     raise SystemExit(main())

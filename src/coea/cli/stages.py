@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from coea import lineage
 from coea.cli.common import (
     METHOD_NAMES,
     ColOpt,
@@ -23,6 +24,7 @@ from coea.cli.common import (
     NShortOpt,
     RunOpt,
     app,
+    check_lineage,
     config_with_data,
     csv,
     data_config,
@@ -81,6 +83,8 @@ def evaluate_cmd(
             data_dir = run.data
             if data is not None or not data_dir.is_dir():
                 data_dir = run_prepare_data(cfg, RunLayout(out).data).data_dir
+            else:  # the run's own log: its artifacts must have learned from this split's histories of it
+                check_lineage(from_run, cfg.eval.methods, cfg)
             evaluation = run_evaluate_stage(cfg, data_dir, out, run.artifacts())
     typer.echo(evaluation.table)
     typer.echo(f"wrote {', '.join(str(p) for p in evaluation.paths.values())}")
@@ -124,6 +128,7 @@ def train_llms_cmd(
         raise CoeaInputError(f"unknown model {only!r}", option="--only", fix=f"use one of {', '.join(MODELS)}")
     layout = run_layout(run, "data", "dsie")
     cfg = with_device(load_config(config), device)
+    lineage.check(layout.dsie, "dsie", lineage.histories(layout.data, cfg.split))
     result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=(only,) if only else MODELS)
     typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in result.sft.items()},
                           indent=2))
@@ -152,7 +157,8 @@ def pco_cmd(
     cfg = replace(cfg, pco=overrides(cfg.pco, rounds=rounds))
     if alpha is not None:
         cfg.pco.dpo = overrides(cfg.pco.dpo, alpha=alpha)
-    result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume, served=served)
+    result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume, served=served,
+                           check_run=run)
     keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "round_s")
     for row in result.rounds:
         typer.echo("  ".join(f"{key} {row[key]:.4g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"
@@ -195,6 +201,7 @@ def ablate_cmd(
     else:
         run_layout(from_run, "data", "dsie", "llm")
         cfg = from_run_config(config, from_run)
+        check_lineage(from_run, ["nllm_sft"], cfg)  # the ablation builds on the run's DSIE dir and SFT pair
     cfg = replace(with_device(cfg, device), pco=overrides(cfg.pco, rounds=rounds))
     with output_folder(out):
         result = run_ablate(cfg, out, extras=prompt_variants, from_run=from_run, only=csv(variants, "--variants"))
@@ -218,6 +225,7 @@ def serve_cmd(
     layout = run_layout(run, "data")
     cfg = with_device(load_config(config), device)
     try:
+        check_lineage(run, [method], None)
         result = run_recommend(cfg, layout.data, layout.artifacts(), method, k, out)
     except CoeaInputError as err:  # the library names its arguments; here they are this command's options
         raise err.replace(option={"--methods": "--method", "k": "--k"}.get(err.option, err.option)) from err

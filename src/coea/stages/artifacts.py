@@ -34,7 +34,7 @@ def _require(needed: frozenset[Need], need: Need, path, methods: list[str]) -> b
         users = [m for m in methods if need in parse_method(m).needs]
         raise CoeaInputError(f"method(s) {users} need the {need.value} artifact, but no {need.value} directory "
                              "was given", option="--methods",
-                             fix=f"pass a run that holds {need.value}/ (--from-run), or drop the method(s)")
+                             fix=f"pass a run folder that holds {need.value}/, or drop the method(s)")
     return True
 
 

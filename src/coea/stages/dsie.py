@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from coea import lineage
 from coea.config import RunConfig, SplitConfig
 from coea.data.loaders import LoadedData
 from coea.data.prepared import read_prepared
@@ -55,6 +56,7 @@ def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageRe
     """Fit DSIE on the histories of the prepared log in ``data_dir`` (warm users get CSIDs, cold-start users the
     nearest group); write groups, profiles, report and weights under ``out_dir``."""
     seed_everything(cfg.dsie.seed)
+    lineage.clear(out_dir)  # until the fit is written, out_dir is no DSIE dir to build on
     loaded = read_prepared(data_dir)
     split = chronological_split(loaded.interactions, cfg.split)
     if (warning := cold_start_warning(split)) is not None:
@@ -63,4 +65,5 @@ def run_dsie_group(cfg: RunConfig, data_dir: Path, out_dir: Path) -> DsieStageRe
     dsie_cfg = replace(cfg.dsie, encoder=resolve_encoder(cfg.dsie.encoder, split.config))
     dsie = run_dsie(dsie_cfg, split.histories, split.warm_users, split.cold_users, Path(out_dir),
                     device=resolve_device(cfg.device), truth=_truth(loaded))
+    lineage.write(out_dir, lineage.histories(data_dir, cfg.split))
     return DsieStageResult(dsie_summary(dsie.report), dsie.paths)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from coea import lineage
 from coea.config import RunConfig
 from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
@@ -26,7 +27,7 @@ from coea.llm.sft_config import resolve_llm
 from coea.pco.checkpoint import STATE_FILE, read_state
 from coea.pco.config import RewardKind
 from coea.pco.run import run_pco
-from coea.stages.artifacts import load_llms
+from coea.stages.artifacts import load_llms, model_dirs
 from coea.utils import seed_everything
 
 
@@ -59,14 +60,25 @@ def read_exposure(served: Path) -> dict[str, tuple[str, ...]]:
     return {str(u): tuple(g["category"]) for u, g in recs.groupby("user_id", sort=False)}
 
 
+def _check_sources(run: Path, data_dir: Path, cfg: RunConfig, resume: bool) -> None:
+    key = lineage.histories(data_dir, cfg.split)
+    lineage.check_run(run, {"llms"}, key)
+    if resume:  # the rounds to continue must have started from these models
+        models = {name: Path(run) / "llm" / name for name in ("novelty", "relevance")}
+        lineage.check(Path(run) / "pco", "pco", key, {"dsie": Path(run) / "dsie", **models}, finished=False)
+
+
 def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequence[Path], out_dir: Path, *,
                   resume: bool = False, new_interactions: bool | None = None,
-                  served: Path | None = None) -> PcoStageResult:
+                  served: Path | None = None, check_run: Path | None = None) -> PcoStageResult:
     """PCO rounds from the SFT models found in ``llm_dirs`` (see :func:`coea.stages.artifacts.load_llms`).
     ``new_interactions``: whether the rounds read interactions the N-LLM was not trained on, which decides
     ``pco.refresh_novelty`` when the config leaves it on auto (None: only in the continual protocol,
     ``llm.data.holdout_share`` > 0; the recurring pipeline's kept models on a new period pass True). ``served``:
-    what the serving store showed each user before the log's period (module doc)."""
+    what the serving store showed each user before the log's period (module doc). ``check_run``: a run folder
+    whose artifacts these are (the CLI's): refuse groups and models that do not belong to its data and split, and
+    on ``resume`` rounds that started from other models (:mod:`coea.lineage`; the recurring pipeline keeps models
+    across periods on purpose and checks nothing)."""
     out_dir = Path(out_dir)
     fresh = cfg.llm.data.holdout_share > 0 if new_interactions is None else new_interactions
     cfg = replace(cfg, pco=cfg.pco.resolve_refresh_novelty(fresh))
@@ -76,6 +88,8 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     from coea.llm.models import check_prompt_options  # torch-side module: imported when the stage runs
 
     exposure = read_exposure(served) if served is not None and cfg.pco.exposure_inject else None
+    if check_run is not None:
+        _check_sources(check_run, data_dir, cfg, resume)
     seed_everything(cfg.pco.seed)
     device = resolve_device(cfg.device)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
@@ -90,7 +104,12 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
         from coea.dsie.encoder import EncoderResult, load_encoder
 
         encoder = EncoderResult(*load_encoder(Path(dsie_dir) / "encoder", device=device))
+    if not resume:  # what the rounds start from; unusable until the run finishes
+        sources = {name: path / name for name, path in model_dirs(list(llm_dirs)).items()}
+        lineage.write(out_dir, lineage.histories(data_dir, cfg.split), {"dsie": Path(dsie_dir), **sources},
+                      complete=False)
     result = run_pco(cfg.pco, llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
                      n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator, encoder=encoder,
                      exposure=exposure)
+    lineage.mark_complete(out_dir)
     return PcoStageResult(out_dir, result.rounds)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coea import lineage
 from coea.config import RunConfig
 from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
@@ -50,4 +51,7 @@ def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
     result = run_train_llms(llm, split.histories, g.groups, g.profiles, g.prompt_levels(llm.data.full_csid),
                             Path(out_dir), which=tuple(which), device=resolve_device(cfg.device),
                             novelty_dir=novelty_dir)
+    key = lineage.histories(data_dir, cfg.split)
+    for name in which:
+        lineage.write(Path(out_dir) / name, key, {"dsie": Path(dsie_dir)})
     return SftStageResult(Path(out_dir), result.metrics(), result.paths)

@@ -1,0 +1,64 @@
+"""The run-folder commands refuse fitted artifacts that do not belong to the run's data and split
+(:mod:`coea.lineage`), before any work: the leakage guard when a later command runs with other settings than
+`coea group` did, and the refusal of a step that did not finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import coea
+from tests.integration.test_llm_cli import CONFIG
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`coea group` with a split of its own (n_future 3): the run folder and its config."""
+    root = tmp_path_factory.mktemp("lineage")
+    cfg = root / "c.yaml"
+    cfg.write_text(CONFIG + "split: {n_future: 3}\n")
+    run = root / "run"
+    res = coea("group", "--config", str(cfg), "--out", str(run))
+    assert res.returncode == 0, res.stderr
+    return run, cfg
+
+
+def test_train_llms_with_another_split_than_group_is_refused(grouped: tuple[Path, Path]) -> None:
+    """Forgetting `--config` on train-llms used to build SFT examples from the default split's histories, which
+    hold 7 of the 10 events the evaluation scores as the future."""
+    run, _ = grouped
+    res = coea("train-llms", "--run", str(run))
+    line = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and line.startswith(f"error: {run / 'dsie'}: it was fitted with other split "
+                                                   "settings: n_future 3 (now 10)"), res.stderr
+    assert not (run / "llm").exists()
+
+
+def test_evaluate_from_run_scores_only_on_the_split_its_artifacts_were_fitted_on(grouped: tuple[Path, Path],
+                                                                               tmp_path: Path) -> None:
+    """A run folder without config.json (group's, or an evaluation that was interrupted) read with the defaults:
+    refused for the methods that read its artifacts; with the run's --config it scores; baselines, which fit
+    on the histories of the split they are scored on, need no record."""
+    run, cfg = grouped
+    res = coea("evaluate", "--from-run", str(run), "--methods", "pop,sasrec", "--out", str(tmp_path / "a"))
+    assert res.returncode == 2 and "other split settings: n_future 3 (now 10)" in res.stderr, res.stderr
+    assert not (tmp_path / "a").exists()
+    res = coea("evaluate", "--from-run", str(run), "--config", str(cfg), "--methods", "pop,sasrec",
+               "--out", str(tmp_path / "b"))
+    assert res.returncode == 0, res.stderr
+    res = coea("evaluate", "--from-run", str(run), "--methods", "pop,markov", "--out", str(tmp_path / "c"))
+    assert res.returncode == 0, res.stderr
+
+
+def test_an_interrupted_group_is_refused_by_the_next_step(grouped: tuple[Path, Path], tmp_path: Path) -> None:
+    """`coea group` clears dsie/lineage.json when it starts and writes it last: a run killed in between leaves
+    a dsie/ the next step will not build on."""
+    import shutil
+
+    run, cfg = grouped
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "dsie" / "lineage.json").unlink()
+    res = coea("train-llms", "--run", str(copy), "--config", str(cfg))
+    assert res.returncode == 2 and "dsie: no lineage.json: the step that writes it did not finish" in res.stderr

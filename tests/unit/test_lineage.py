@@ -1,0 +1,92 @@
+"""coea.lineage: what each fitted artifact of a run folder was made from, and the refusals when they do not
+belong together (fake artifact dirs: only the records and data/interactions.parquet matter here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from coea import lineage
+from coea.config import SplitConfig
+from coea.errors import CoeaInputError
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    """A run folder with data/, and dsie/, both models and pco/ recorded in the order the commands write them."""
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "category": ["a", "b"],
+                  "timestamp": [1, 2]}).to_parquet(tmp_path / "data" / "interactions.parquet")
+    key = lineage.histories(tmp_path / "data", SplitConfig())
+    for part in ("dsie", "llm/novelty", "llm/relevance", "pco"):
+        (tmp_path / part).mkdir(parents=True)
+    lineage.write(tmp_path / "dsie", key)
+    for name in ("novelty", "relevance"):
+        lineage.write(tmp_path / "llm" / name, key, {"dsie": tmp_path / "dsie"})
+    lineage.write(tmp_path / "pco", key, {"dsie": tmp_path / "dsie", "novelty": tmp_path / "llm" / "novelty",
+                                          "relevance": tmp_path / "llm" / "relevance"}, complete=False)
+    lineage.mark_complete(tmp_path / "pco")
+    return tmp_path
+
+
+ALL = {"dsie", "llms", "pco"}
+
+
+def _key(run: Path, **split) -> dict:
+    return lineage.histories(run / "data", SplitConfig(**split))
+
+
+def test_artifacts_made_in_order_from_one_log_and_split_pass(run: Path) -> None:
+    lineage.check_run(run, ALL, _key(run))
+    lineage.check_run(run, ALL, None)  # serving: every event is history
+
+
+def test_another_split_is_refused_naming_the_settings(run: Path) -> None:
+    """The leakage guard: models fitted on the histories of n_future 10 scored on n_future 5's futures would be
+    scored on events they learned from."""
+    with pytest.raises(CoeaInputError, match=r"other split settings: n_future 10 \(now 5\); scoring it") as err:
+        lineage.check_run(run, {"dsie"}, _key(run, n_future=5))
+    assert str(err.value).startswith(f"{run / 'dsie'}: ") and "pass the --config it was made with" in str(err.value)
+
+
+def test_another_log_is_refused(run: Path) -> None:
+    pd.DataFrame({"user_id": ["u1"], "item_id": ["i9"], "category": ["c"],
+                  "timestamp": [3]}).to_parquet(run / "data" / "interactions.parquet")
+    with pytest.raises(CoeaInputError, match="fitted on another log than the data/ beside it"):
+        lineage.check_run(run, {"llms"}, _key(run))
+
+
+def test_models_of_groups_that_were_refitted_since_are_refused(run: Path) -> None:
+    """`coea group` re-run on the same data: the groups changed, the SFT models were trained on the old ones."""
+    lineage.write(run / "dsie", _key(run))
+    lineage.check_run(run, {"dsie"}, _key(run))
+    with pytest.raises(CoeaInputError, match=r"built on another dsie/ .*re-run `coea train-llms`"):
+        lineage.check_run(run, {"llms"}, _key(run))
+
+
+def test_pco_started_from_other_sft_models_is_refused(run: Path) -> None:
+    lineage.write(run / "llm" / "novelty", _key(run), {"dsie": run / "dsie"})
+    lineage.check_run(run, {"dsie", "pco"}, _key(run))  # the PCO models alone still belong to these groups
+    with pytest.raises(CoeaInputError, match=r"pco: it was built on another novelty/"):
+        lineage.check_run(run, {"llms", "pco"}, _key(run))
+
+
+def test_an_unfinished_step_is_refused_unless_resuming(run: Path) -> None:
+    lineage.clear(run / "dsie")  # `coea group` interrupted after it began rewriting dsie/
+    with pytest.raises(CoeaInputError, match=r"dsie: no lineage.json: the step that writes it did not finish"):
+        lineage.check_run(run, {"dsie"}, _key(run))
+    lineage.write(run / "pco", _key(run), complete=False)  # `coea pco` interrupted
+    with pytest.raises(CoeaInputError, match=r"the PCO run that writes it did not finish .*--resume continues"):
+        lineage.check(run / "pco", "pco", _key(run))
+    lineage.check(run / "pco", "pco", _key(run), finished=False)
+
+
+def test_missing_artifacts_are_left_to_their_readers_and_a_missing_log_is_named(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(run / "pco")
+    lineage.check_run(run, ALL, _key(run))
+    with pytest.raises(CoeaInputError, match="interactions.parquet not found"):
+        lineage.histories(tmp_path / "nowhere", SplitConfig())
