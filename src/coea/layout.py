@@ -7,8 +7,12 @@ Every command, the in-process flow, the kfp.local runner and the report read and
       dsie/                 groups, profiles, report, encoder and RQ-VAE weights (coea.dsie.artifact)
       llm/novelty/, llm/relevance/, llm/sft_metrics*.json, llm/llm_config.json   the SFT models (coea.llm.run)
       pco/                  PCO rounds, pco_state.json, pco_metrics.json/.png (coea.pco)
-      metrics.json, metrics.md, metrics_at_K.png, eval_report.html, config.json   the evaluation (coea.stages.evaluate)
+      metrics.json, metrics.md, metrics_at_K.png, eval_report.html   the evaluation (coea.stages.evaluate)
+      config.json           the run config (`coea group`, the evaluation): later commands' default --config
       recommendations.parquet, recs.sqlite, served.json, report.html, state/, kfp/
+
+dsie/, llm/novelty/, llm/relevance/ and pco/ each hold a lineage.json once complete (coea.lineage): what they were
+made from, checked by the commands that combine them.
 """
 
 from __future__ import annotations

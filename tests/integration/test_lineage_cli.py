@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,18 @@ def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return run, cfg
 
 
+def _other(run: Path) -> Path:
+    """The same settings with the default split (what a forgotten --config used to give)."""
+    other = run.parent / "other.yaml"
+    other.write_text(CONFIG)
+    return other
+
+
 def test_train_llms_with_another_split_than_group_is_refused(grouped: tuple[Path, Path]) -> None:
-    """Forgetting `--config` on train-llms used to build SFT examples from the default split's histories, which
-    hold 7 of the 10 events the evaluation scores as the future."""
+    """A train-llms config with another split than group's would build SFT examples from histories that hold 7 of
+    the 10 events the evaluation scores as the future."""
     run, _ = grouped
-    res = coea("train-llms", "--run", str(run))
+    res = coea("train-llms", "--run", str(run), "--config", str(_other(run)))
     line = res.stderr.strip().splitlines()[-1]
     assert res.returncode == 2 and line.startswith(f"error: {run / 'dsie'}: it was fitted with other split "
                                                    "settings: n_future 3 (now 10)"), res.stderr
@@ -37,17 +45,21 @@ def test_train_llms_with_another_split_than_group_is_refused(grouped: tuple[Path
 
 def test_evaluate_from_run_scores_only_on_the_split_its_artifacts_were_fitted_on(grouped: tuple[Path, Path],
                                                                                tmp_path: Path) -> None:
-    """A run folder without config.json (group's, or an evaluation that was interrupted) read with the defaults:
-    refused for the methods that read its artifacts; with the run's --config it scores; baselines, which fit
-    on the histories of the split they are scored on, need no record."""
+    """Refused for the methods that read the run's artifacts when --config names another split (or a run
+    without config.json, e.g. an interrupted evaluation, falls back to the defaults); scored with the run's own
+    config.json, which `coea group` now writes; baselines, fitted on the histories of the split they are scored
+    on, need no record."""
     run, cfg = grouped
-    res = coea("evaluate", "--from-run", str(run), "--methods", "pop,sasrec", "--out", str(tmp_path / "a"))
+    other = _other(run)
+    res = coea("evaluate", "--from-run", str(run), "--config", str(other), "--methods", "pop,sasrec",
+               "--out", str(tmp_path / "a"))
     assert res.returncode == 2 and "other split settings: n_future 3 (now 10)" in res.stderr, res.stderr
     assert not (tmp_path / "a").exists()
-    res = coea("evaluate", "--from-run", str(run), "--config", str(cfg), "--methods", "pop,sasrec",
-               "--out", str(tmp_path / "b"))
+    res = coea("evaluate", "--from-run", str(run), "--methods", "pop,sasrec", "--out", str(tmp_path / "b"))
     assert res.returncode == 0, res.stderr
-    res = coea("evaluate", "--from-run", str(run), "--methods", "pop,markov", "--out", str(tmp_path / "c"))
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["split"]["n_future"] == 3
+    res = coea("evaluate", "--from-run", str(run), "--config", str(other), "--methods", "pop,markov",
+               "--out", str(tmp_path / "c"))
     assert res.returncode == 0, res.stderr
 
 
@@ -62,3 +74,19 @@ def test_an_interrupted_group_is_refused_by_the_next_step(grouped: tuple[Path, P
     (copy / "dsie" / "lineage.json").unlink()
     res = coea("train-llms", "--run", str(copy), "--config", str(cfg))
     assert res.returncode == 2 and "dsie: no lineage.json: the step that writes it did not finish" in res.stderr
+
+
+def test_train_llms_without_config_reads_the_run_config(grouped: tuple[Path, Path], tmp_path: Path) -> None:
+    """`coea group` writes RUN/config.json; train-llms (like pco and serve) reads it when --config is left out."""
+    import shutil
+
+    from coea import lineage
+
+    run, _ = grouped
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    res = coea("train-llms", "--run", str(copy), "--only", "novelty")
+    assert res.returncode == 0, res.stderr
+    record = lineage.read(copy / "llm" / "novelty")
+    assert record["histories"]["split"]["n_future"] == 3
+    assert record["made_from"] == {"dsie": lineage.read(copy / "dsie")["id"]}

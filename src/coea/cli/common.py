@@ -72,6 +72,10 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run confi
                                                                  "split, eval, dsie, llm, pco and the top-level "
                                                                  "device key; README 'Configuration') or a "
                                                                  f"preset: {PRESET_HELP}")]
+RunConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config or a preset, as for `coea "
+                                                                    "group`; default: the run's config.json (what "
+                                                                    "`coea group`/`evaluate` wrote), else the "
+                                                                    "built-in defaults")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda[:N] for every model of the "
                                                                  "command (default: the config's device, auto = "
                                                                  "cuda when available)")]

@@ -22,6 +22,7 @@ from coea.cli.common import (
     MinHistOpt,
     NFutureOpt,
     NShortOpt,
+    RunConfigOpt,
     RunOpt,
     app,
     check_lineage,
@@ -30,14 +31,13 @@ from coea.cli.common import (
     data_config,
     from_run_config,
     ints,
-    load_config,
     output_folder,
     overrides,
     run_layout,
     split_config,
     with_device,
 )
-from coea.config import SERVED_METHOD
+from coea.config import SERVED_METHOD, save_config
 from coea.errors import CoeaInputError
 
 
@@ -107,6 +107,7 @@ def group_cmd(
     cfg = with_device(cfg, device)
     with output_folder(out):
         result = run_flow(cfg, RunLayout(out), needs=frozenset({Need.DSIE}), evaluate=False).results[Step.DSIE]
+        save_config(cfg, RunLayout(out).config)  # what train-llms, pco and serve on this run read by default
     typer.echo(json.dumps(result.summary.as_dict(), indent=2))
     for name, path in result.paths.items():
         typer.echo(f"  {name:<16} {path}")
@@ -114,7 +115,7 @@ def group_cmd(
 
 @app.command("train-llms")
 def train_llms_cmd(
-    run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None,
+    run: RunOpt, config: RunConfigOpt = None, device: DeviceOpt = None,
     only: Annotated[str | None, typer.Option(
         help="train one model and keep the other in RUN/llm/: novelty or relevance (e.g. re-train the R-LLM "
              "with llm.relevance_init: novelty from RUN's N-LLM)")] = None,
@@ -127,7 +128,7 @@ def train_llms_cmd(
     if only is not None and only not in MODELS:
         raise CoeaInputError(f"unknown model {only!r}", option="--only", fix=f"use one of {', '.join(MODELS)}")
     layout = run_layout(run, "data", "dsie")
-    cfg = with_device(load_config(config), device)
+    cfg = with_device(from_run_config(config, run), device)
     lineage.check(layout.dsie, "dsie", lineage.histories(layout.data, cfg.split))
     result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=(only,) if only else MODELS)
     typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in result.sft.items()},
@@ -138,7 +139,7 @@ def train_llms_cmd(
 
 @app.command("pco")
 def pco_cmd(
-    run: RunOpt, config: ConfigOpt = None, device: DeviceOpt = None,
+    run: RunOpt, config: RunConfigOpt = None, device: DeviceOpt = None,
     rounds: Annotated[int | None, typer.Option(help="PCO rounds (default: the config's pco.rounds)")] = None,
     alpha: Annotated[float | None, typer.Option(help="KL weight (default: the config's pco.dpo.alpha)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue RUN/pco/ after its last complete round")] = False,
@@ -153,7 +154,7 @@ def pco_cmd(
     from coea.stages import run_pco_stage
 
     layout = run_layout(run, "data", "dsie", "llm")
-    cfg = with_device(load_config(config), device)
+    cfg = with_device(from_run_config(config, run), device)
     cfg = replace(cfg, pco=overrides(cfg.pco, rounds=rounds))
     if alpha is not None:
         cfg.pco.dpo = overrides(cfg.pco.dpo, alpha=alpha)
@@ -213,7 +214,7 @@ def ablate_cmd(
 def serve_cmd(
     run: RunOpt,
     out: Annotated[Path, typer.Option("--out", help="Parquet file: user_id, rank, category, score")],
-    config: ConfigOpt = None, device: DeviceOpt = None,
+    config: RunConfigOpt = None, device: DeviceOpt = None,
     method: Annotated[str, typer.Option(help=f"one method: {METHOD_NAMES}; optionally with +x (history categories "
                                              f"excluded). Default: {SERVED_METHOD}, the method the pipelines serve")]
     = SERVED_METHOD,
@@ -223,7 +224,7 @@ def serve_cmd(
     from coea.stages import run_recommend
 
     layout = run_layout(run, "data")
-    cfg = with_device(load_config(config), device)
+    cfg = with_device(from_run_config(config, run), device)
     try:
         check_lineage(run, [method], None)
         result = run_recommend(cfg, layout.data, layout.artifacts(), method, k, out)
