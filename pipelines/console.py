@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from coea.errors import CoeaInputError
 from coea.utils import log_formatter
 
 STEPS_LOG = "steps.log"  # under the run's kfp/ directory
@@ -26,6 +27,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 FAILED_TAIL = 40  # lines of a failed step's log shown on the console
+INPUT_ERROR = "coea.errors.CoeaInputError: "  # how a step's traceback ends on bad input
 
 
 class StepConsole(io.TextIOBase):
@@ -44,6 +46,7 @@ class StepConsole(io.TextIOBase):
         self._pending = ""
         self._started: dict[str, float] = {}
         self._tail: deque[str] = deque(maxlen=FAILED_TAIL)
+        self.input_error: str | None = None  # a failed step's CoeaInputError line: bad input, not a crash
 
     def writable(self) -> bool:
         return True
@@ -80,10 +83,13 @@ class StepConsole(io.TextIOBase):
     def _finish(self, step: str, status: str) -> None:
         seconds = time.perf_counter() - self._started.pop(step, time.perf_counter())
         self.steps.append((step, status, seconds))
+        errors = [line.split(INPUT_ERROR, 1)[1] for line in self._tail if INPUT_ERROR in line]
+        if status != "SUCCESS" and errors:
+            self.input_error = errors[-1]  # the CLI prints it as its one-line error: no traceback here
         if self.verbose:
             return
         self.console.write(f"  {step:<28} {status.lower():<8} {seconds:7.1f} s\n")
-        if status != "SUCCESS":
+        if status != "SUCCESS" and not errors:
             self.console.write("".join(f"    | {line}\n" for line in self._tail))
         self.console.flush()
 
@@ -111,9 +117,11 @@ def kfp_step_log(log_path: Path, *, verbose: bool = False, console: TextIO | Non
         try:
             with contextlib.redirect_stdout(stream), _warnings_to(stream):
                 yield stream
-        except BaseException:
+        except BaseException as err:
             stream.close_pending()
             out.write(f"  step logs: {log_path}\n")
+            if isinstance(err, RuntimeError) and stream.input_error is not None:  # kfp.local's "status FAILURE"
+                raise CoeaInputError(stream.input_error) from err
             raise
         stream.close_pending()
 

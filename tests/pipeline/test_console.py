@@ -78,6 +78,29 @@ def test_a_failed_step_shows_its_tail_and_the_log_path(tmp_path: Path) -> None:
     assert (tmp_path / STEPS_LOG).read_text().count("traceback line") == 100
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_step_failing_on_bad_input_is_the_cli_one_line_error(tmp_path: Path, verbose: bool) -> None:
+    """A step whose traceback ends in a CoeaInputError (bad input): kfp.local's "status FAILURE" becomes that
+    CoeaInputError (the CLI's one-line error, exit 2), and the console shows no traceback tail; the log keeps it."""
+    from coea.errors import CoeaInputError
+
+    console = io.StringIO()
+    line = "bad.csv, column 'timestamp', line 2: non-numeric timestamp 'x' (fix: convert timestamps)"
+    with pytest.raises(CoeaInputError) as err, kfp_step_log(tmp_path / STEPS_LOG, console=console,
+                                                            verbose=verbose):
+        print("12:00:00.000 - INFO - Executing task \x1b[96m'prepare-data'\x1b[0m")
+        print("    Traceback (most recent call last):")
+        print(f"    coea.errors.CoeaInputError: {line.replace('line 2', 'row 1')}")  # the inner one
+        print("    The above exception was the direct cause of the following exception:")
+        print(f"    coea.errors.CoeaInputError: {line}")
+        print("12:00:01.000 - ERROR - Task \x1b[96m'prepare-data'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m")
+        raise RuntimeError("Pipeline 'coea-training' finished with status FAILURE")
+    assert str(err.value) == line and isinstance(err.value.__cause__, RuntimeError)
+    if not verbose:
+        assert "Traceback" not in console.getvalue() and "prepare-data" in console.getvalue()
+    assert "Traceback" in (tmp_path / STEPS_LOG).read_text()
+
+
 def test_partial_writes_are_joined_into_lines() -> None:
     log, console = io.StringIO(), io.StringIO()
     stream = StepConsole(log, console)
