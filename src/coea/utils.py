@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,32 @@ def atomic_path(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside ``target``; it replaces ``target`` only if the block succeeds.
+
+    The directory gets the permissions ``mkdir`` would give it (``mkdtemp`` makes it 0700). After a successful
+    replace, the temporary siblings an earlier writer of ``target`` left when it was killed (``.NAME.*.tmp``,
+    ``.NAME.*.old``: a model's weights, gigabytes for a real LLM) are removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / "dir")
+        os.replace(tmp, target)
+        for stale in [*target.parent.glob(f".{target.name}.*.tmp"), *target.parent.glob(f".{target.name}.*.old")]:
+            shutil.rmtree(stale, ignore_errors=True)  # ``old`` among them
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _umask() -> int:

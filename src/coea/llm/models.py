@@ -23,7 +23,6 @@ from coea.config import read_saved_config, save_config
 from coea.errors import CoeaInputError, reads
 from coea.llm.config import ModelConfig
 from coea.llm.tokenizer import (
-    atomic_dir,
     build_scratch_tokenizer,
     category_token_ids,
     check_encodable,
@@ -32,6 +31,7 @@ from coea.llm.tokenizer import (
     is_single_token,
     unknown_names,
 )
+from coea.utils import atomic_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

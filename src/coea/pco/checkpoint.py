@@ -21,9 +21,8 @@ import torch
 from coea.config import config_to_dict
 from coea.errors import CoeaInputError, reads
 from coea.llm.models import ModelBundle, load_bundle, save_bundle
-from coea.llm.tokenizer import atomic_dir
 from coea.pco.config import PcoConfig
-from coea.utils import write_json_atomic
+from coea.utils import atomic_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
