@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "coea.dsie": 1, "coea.llm": 1, "coea.store": 1, "coea.drift": 1,
     "coea.pco": 2,
     "coea.evaluation": 3,
-    "coea.stages": 4, "coea.state": 4, "coea.report_html": 4,
+    "coea.stages": 4, "coea.state": 4, "coea.state_backends": 4, "coea.report_html": 4,
     "coea.flow": 5, "coea.ablate": 5,
     "coea.cli": 6,
 }
