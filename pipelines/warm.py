@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,10 @@ def _fork_server() -> Any:
     return _context
 
 
+_WATCH_S = 1.0  # how often a step checks that the coea process that started it still runs
+_ORPHANED = 137  # a step's exit code when that process is gone (as if killed)
+
+
 def executor_args(full_command: list[str]) -> tuple[str, list[str]] | None:
     """(component source, executor arguments) of a kfp.local lightweight-component command
     (``sh -ec SCRIPT SOURCE ARGS...`` whose script runs :data:`EXECUTOR` on ``$program_path/ephemeral_component.py``),
@@ -78,8 +83,29 @@ def executor_args(full_command: list[str]) -> tuple[str, list[str]] | None:
     return full_command[3], full_command[4:]
 
 
-def _step(module_path: str, args: list[str], env: dict[str, str], cwd: str, log_path: str) -> None:
-    """In the forked child: the step's output to ``log_path``, then the executor as ``python -m`` runs it."""
+def _die_with(owner: int) -> None:
+    """End this step when the ``coea`` process ``owner`` that started it is gone (``kill -9`` on ``coea run`` left
+    its running step writing outputs): a daemon thread checks every :data:`_WATCH_S` seconds. (The fork server,
+    this process's parent, outlives ``owner`` while any step it forked runs, so a parent-death signal would not
+    fire.)"""
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCH_S)
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(_ORPHANED)
+            except PermissionError:  # a pid that now belongs to another user's process: ours is gone
+                os._exit(_ORPHANED)
+
+    threading.Thread(target=watch, name="coea-owner-watch", daemon=True).start()
+
+
+def _step(module_path: str, args: list[str], env: dict[str, str], cwd: str, log_path: str, owner: int) -> None:
+    """In the forked child: the step's output to ``log_path``, then the executor as ``python -m`` runs it; the
+    step ends if ``owner`` (the coea process) dies."""
+    _die_with(owner)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -128,8 +154,8 @@ def run_warm(full_command: list[str], env_vars: dict[str, str] | None = None) ->
         log_path = Path(tmp) / "step.log"
         log_path.touch()
         env = {**os.environ, **(env_vars or {}), "_KFP_RUNTIME": "true"}
-        process = ctx.Process(target=_step, args=(str(module_path), args, env, os.getcwd(), str(log_path)),
-                              name="kfp-step")
+        process = ctx.Process(target=_step, args=(str(module_path), args, env, os.getcwd(), str(log_path),
+                                                  os.getpid()), name="kfp-step")
         with open(log_path, encoding="utf-8", errors="replace") as log:
             process.start()
             _stream(log, process)

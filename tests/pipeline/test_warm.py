@@ -3,6 +3,13 @@ off. The real runs (tests/pipeline/test_local_run.py & co.) go through it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import yaml
 from kfp.local import subprocess_task_handler as handler
@@ -45,3 +52,55 @@ def test_unset_it_is_warm_unless_the_machine_has_an_nvidia_gpu(monkeypatch, tmp_
     assert not warm_enabled()
     monkeypatch.setenv(WARM_ENV, "1")
     assert warm_enabled()
+
+
+CHILD_SCRIPT = """
+import multiprocessing, os, sys, time
+from pipelines import warm
+
+def child(path, owner):
+    warm._die_with(owner)
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(120)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.Process(target=child, args=(sys.argv[1], os.getpid())).start()
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the child's state from /proc")
+def test_a_step_dies_with_the_coea_process_that_started_it(tmp_path: Path) -> None:
+    """`kill -9` on `coea run` left its running step going (it wrote its outputs after the parent was gone): a
+    step forked by the fork server, as run_warm forks it, ends when the process that started it is killed."""
+    script, pid_file = tmp_path / "parent.py", tmp_path / "child.pid"
+    script.write_text(CHILD_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 20
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child)
+    finally:
+        parent.kill()
+        if pid_file.exists() and _alive(child := int(pid_file.read_text())):
+            os.kill(child, signal.SIGKILL)  # never leave it running, even when the test fails
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
