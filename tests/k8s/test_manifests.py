@@ -219,7 +219,8 @@ def test_cpu_dev_overlay_has_no_gpu_scheduling_and_a_small_cache(rendered):
     assert "storageClassName" not in pvc["spec"]
     cfg = _pipeline_config("overlays/cpu-dev")
     assert cfg["accelerator_type"] == cfg["gpu_node_selector_key"] == cfg["gpu_toleration_key"] == ""
-    assert cfg["image"].endswith("-cpu")
+    # the CPU image: `make images` tags it IMAGE:VERSION-GITSHA (the GPU one gets -gpu; there is no -cpu tag)
+    assert cfg["image"] == _pipeline_config("base")["image"] and not cfg["image"].endswith("-gpu")
 
 
 # ------------------------------------------------------------------------------------ the renderer
