@@ -85,7 +85,7 @@ class StepConsole(io.TextIOBase):
         self.steps.append((step, status, seconds))
         errors = [line.split(INPUT_ERROR, 1)[1] for line in self._tail if INPUT_ERROR in line]
         if status != "SUCCESS" and errors:
-            self.input_error = errors[-1]  # the CLI prints it as its one-line error: no traceback here
+            self.input_error = f"step {step}: {errors[-1]}"  # the CLI's one-line error: no traceback here
         if self.verbose:
             return
         self.console.write(f"  {step:<28} {status.lower():<8} {seconds:7.1f} s\n")

@@ -95,7 +95,7 @@ def test_a_step_failing_on_bad_input_is_the_cli_one_line_error(tmp_path: Path, v
         print(f"    coea.errors.CoeaInputError: {line}")
         print("12:00:01.000 - ERROR - Task \x1b[96m'prepare-data'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m")
         raise RuntimeError("Pipeline 'coea-training' finished with status FAILURE")
-    assert str(err.value) == line and isinstance(err.value.__cause__, RuntimeError)
+    assert str(err.value) == f"step prepare-data: {line}" and isinstance(err.value.__cause__, RuntimeError)
     if not verbose:
         assert "Traceback" not in console.getvalue() and "prepare-data" in console.getvalue()
     assert "Traceback" in (tmp_path / STEPS_LOG).read_text()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from coea.config import DataConfig, EvalConfig
+from coea.errors import CoeaInputError
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
 from pipelines.local import run_recurring_locally
@@ -73,5 +74,5 @@ def test_recurring_without_models_fails_in_load_models(trained: tuple[Path, dict
     pointer = json.loads((Path(state) / "current.json").read_text())
     del pointer["models"]  # a state written before the models were part of it
     (Path(state) / "current.json").write_text(json.dumps(pointer))
-    with pytest.raises(RuntimeError, match="load-models"):
+    with pytest.raises(CoeaInputError, match=r"^step load-models: .*saves the models after PCO"):
         run_recurring_locally(recurring_config(), tmp_path / "run", state, rec_k=5)

@@ -129,7 +129,10 @@ def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]],
 
 
 def test_recurring_without_state_fails_in_load_state(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="load-state"):
+    """A step failing on bad input is that CoeaInputError (the CLI's one line, exit 2), naming the step."""
+    from coea.errors import CoeaInputError
+
+    with pytest.raises(CoeaInputError, match=r"^step load-state: .*no pipeline state at .*run the coea_training"):
         run_recurring_locally(tiny_config(), tmp_path / "run", str(tmp_path / "no-state"))
 
 
