@@ -90,3 +90,14 @@ def test_missing_artifacts_are_left_to_their_readers_and_a_missing_log_is_named(
     lineage.check_run(run, ALL, _key(run))
     with pytest.raises(CoeaInputError, match="interactions.parquet not found"):
         lineage.histories(tmp_path / "nowhere", SplitConfig())
+
+
+def test_sft_clears_the_records_of_the_models_it_retrains_before_it_starts(run: Path) -> None:
+    """A train-llms killed after saving the N-LLM and before the R-LLM left a pair of two trainings that every
+    check passed; now the R-LLM it was about to replace has no record until its own is written."""
+    from coea.config import RunConfig
+    from coea.stages.sft import run_sft_stage
+
+    with pytest.raises(CoeaInputError):  # stands in for the kill: it stops before anything trains
+        run_sft_stage(RunConfig(), run / "no-data", run / "dsie", run / "llm", which=("relevance",))
+    assert lineage.read(run / "llm" / "relevance") is None and lineage.read(run / "llm" / "novelty") is not None

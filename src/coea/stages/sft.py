@@ -45,6 +45,8 @@ def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
     (:func:`coea.llm.sft_config.resolve_llm`); ``llm_config.json`` records the resolved values. ``novelty_dir``: the
     trained N-LLM a warm-started R-LLM (``llm.relevance_init: novelty``) copies, when it is not ``out_dir/novelty``
     (the pipeline's sft-relevance step reads the sft-novelty step's output)."""
+    for name in which:  # a run killed after saving one of the two leaves the other unusable, not a mixed pair
+        lineage.clear(Path(out_dir) / name)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     g = read_groups_dir(dsie_dir)
     llm = resolve_llm(cfg.llm, cfg.split)  # SFT windows follow the split unless set
