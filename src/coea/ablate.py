@@ -47,6 +47,7 @@ Outputs: ``ablate.json``, ``ablate.md`` (final-round table + paired CIs + per-ro
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -56,7 +57,8 @@ from typing import Any
 
 import numpy as np
 
-from coea.config import RunConfig, save_config
+from coea import lineage
+from coea.config import RunConfig, config_to_dict, save_config
 from coea.data.prepared import read_prepared
 from coea.data.split import Split, chronological_split
 from coea.errors import CoeaInputError
@@ -75,6 +77,7 @@ from coea.evaluation.evaluate import lists_metrics, recommend_all, score_split, 
 from coea.evaluation.registry import MethodArtifacts, Need, build_method, method_context, parse_method
 from coea.flow import run_flow
 from coea.layout import RunLayout
+from coea.llm.sft_config import resolve_llm
 from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
@@ -201,9 +204,29 @@ def _variant_llm_dir(name: str, vcfg: RunConfig, cfg: RunConfig, layout: RunLayo
     if vcfg.llm.data == cfg.llm.data:
         return layout.llm
     llm_dir = out_dir / "variants" / ("no_csid_llm" if not vcfg.llm.data.with_group else f"{_slug(name)}_llm")
-    if not (llm_dir / "relevance").is_dir():
+    if not trained_as(llm_dir, vcfg, layout):
         run_sft_stage(vcfg, layout.data, layout.dsie, llm_dir)
     return llm_dir
+
+
+_TRAINING_KEYS = ("model", "data", "novelty", "relevance", "relevance_heldout", "relevance_init")
+
+
+def trained_as(llm_dir: Path, vcfg: RunConfig, layout: RunLayout) -> bool:
+    """Whether ``llm_dir`` holds a finished SFT pair with ``vcfg``'s LLM settings on ``layout``'s data, split and
+    groups (an interrupted ablation, or one run with another config, left a pair that must not be reused)."""
+    resolved = json.loads(json.dumps(config_to_dict(resolve_llm(vcfg.llm, vcfg.split))))
+    want = {key: resolved[key] for key in _TRAINING_KEYS}  # not the ranking-time settings (encoder_weight, ...)
+    key = lineage.histories(layout.data, vcfg.split)
+    for name in ("novelty", "relevance"):
+        try:
+            lineage.check(llm_dir / name, name, key, {"dsie": layout.dsie})
+            trained = json.loads((llm_dir / f"sft_metrics_{name}.json").read_text(encoding="utf-8"))["config"]
+        except (CoeaInputError, OSError, ValueError, KeyError, TypeError):
+            return False
+        if {key: trained.get(key) for key in _TRAINING_KEYS} != want:
+            return False
+    return True
 
 
 def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = False,

@@ -77,16 +77,29 @@ def test_an_interrupted_group_is_refused_by_the_next_step(grouped: tuple[Path, P
 
 
 def test_train_llms_without_config_reads_the_run_config(grouped: tuple[Path, Path], tmp_path: Path) -> None:
-    """`coea group` writes RUN/config.json; train-llms (like pco and serve) reads it when --config is left out."""
+    """`coea group` writes RUN/config.json; train-llms (like pco and serve) reads it when --config is left out.
+    An ablation reuses such a pair as a variant's only when it was trained with the variant's LLM settings on this
+    run's data, split and groups."""
     import shutil
+    from dataclasses import replace
 
     from coea import lineage
+    from coea.ablate import trained_as
+    from coea.cli.common import load_config
+    from coea.layout import RunLayout
 
-    run, _ = grouped
+    run, cfg = grouped
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    res = coea("train-llms", "--run", str(copy), "--only", "novelty")
+    res = coea("train-llms", "--run", str(copy))
     assert res.returncode == 0, res.stderr
     record = lineage.read(copy / "llm" / "novelty")
     assert record["histories"]["split"]["n_future"] == 3
     assert record["made_from"] == {"dsie": lineage.read(copy / "dsie")["id"]}
+    layout, vcfg = RunLayout(copy), load_config(cfg)
+    assert trained_as(layout.llm, vcfg, layout)
+    assert trained_as(layout.llm, replace(vcfg, llm=replace(vcfg.llm, encoder_weight=0.0)), layout)  # ranking only
+    wider = replace(vcfg, llm=replace(vcfg.llm, model=replace(vcfg.llm.model, hidden_size=48)))
+    assert not trained_as(layout.llm, wider, layout)  # an ablation re-run with another config
+    (copy / "llm" / "relevance" / "lineage.json").unlink()  # killed while re-training the R-LLM
+    assert not trained_as(layout.llm, vcfg, layout)
