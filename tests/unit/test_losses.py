@@ -189,3 +189,12 @@ def test_train_dpo_reads_the_soft_labels(tiny):
         moved[p] = sum(float((a - b).abs().sum()) for a, b in zip(policy.parameters(), model.parameters(),
                                                                   strict=True))
     assert moved[0.5] < 1e-6 < moved[1.0] / 1000
+
+
+@pytest.mark.parametrize(("n_pairs", "expected"), [(None, 10), (100, 8), (5, 2), (10_000, 10)])
+def test_a_round_shorter_than_logging_steps_logs_its_last_step(tmp_path, n_pairs, expected) -> None:
+    """pco_metrics.json had dpo_margin null after a round that updated (6 steps under logging_steps 10), which
+    the report reads as 'no update': the logging interval is capped at the round's step count (100 pairs at batch
+    32, 2 epochs: 8 steps; 5 pairs: 2)."""
+    cfg = DpoTrainConfig(logging_steps=10, batch_size=32, epochs=2.0)
+    assert dpo_args(cfg, str(tmp_path), n_pairs=n_pairs).logging_steps == expected

@@ -10,6 +10,7 @@ explicit reference is given), and the loss from the pure :func:`coea.llm.losses.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -109,14 +110,20 @@ class DpoResult:
         return vals[-1] if vals else None
 
 
-def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu"):
-    """trl ``DPOConfig`` for one round on ``device`` (CPU-safe settings; no checkpoints: PCO writes its own)."""
+def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu", n_pairs: int | None = None):
+    """trl ``DPOConfig`` for one round on ``device`` (CPU-safe settings; no checkpoints: PCO writes its own). With
+    ``n_pairs``, a round of fewer optimizer steps than ``logging_steps`` logs its last one (else it logged nothing
+    and its margin read as "no update")."""
     from trl import DPOConfig
+
+    logging_steps = cfg.logging_steps
+    if n_pairs:
+        logging_steps = max(1, min(logging_steps, math.ceil(math.ceil(n_pairs / cfg.batch_size) * cfg.epochs)))
 
     return DPOConfig(
         output_dir=output_dir, beta=cfg.beta, loss_type=["sigmoid"], num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="constant",
-        max_length=cfg.max_length, precompute_ref_log_probs=cfg.precompute_ref, logging_steps=cfg.logging_steps,
+        max_length=cfg.max_length, precompute_ref_log_probs=cfg.precompute_ref, logging_steps=logging_steps,
         save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=None,
         **trainer_flags(device, cfg.precision, compile_model=cfg.compile),
     )
@@ -143,7 +150,7 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     if ref_model is not None:
         ref_model.to(device)
     with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp, labelled_positions_only(device):
-        trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device),
+        trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device, len(pairs)),
                                train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
                                callbacks=[LogLines(f"{name} dpo"), *callbacks], kl_alpha=cfg.alpha, nll=cfg.nll)
         start = time.perf_counter()
