@@ -145,7 +145,10 @@ def validate_state_uri(uri: str, cache_mount_path: str = "/cache") -> str:
     from coea.store.gcs import parse_gcs_uri
 
     if uri.startswith("gs://"):
-        parse_gcs_uri(uri)  # StoreError (a CoeaInputError) names the fix
+        try:
+            parse_gcs_uri(uri)
+        except CoeaInputError as err:  # it names no option ("uri: bad bucket name ..."): this one is --state-uri
+            raise err.replace(source=None, option="--state-uri (or the settings' state_uri)") from err
         return uri
     if "://" in uri or not uri.startswith("/"):
         raise CoeaInputError(f"state URI {uri!r} is neither gs://... nor an absolute path", option="--state-uri",

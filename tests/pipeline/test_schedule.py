@@ -11,7 +11,7 @@ import pytest
 
 from coea.errors import CoeaInputError
 from pipelines.schedule import validate_cron
-from tests.helpers import run_cli
+from tests.helpers import REPO, run_cli
 
 
 @pytest.mark.parametrize("cron", ["0 0 3 * * *", "0 0 * * * *", "*/30 * * * * ?", "0 15 10 ? * MON-FRI",
@@ -63,7 +63,6 @@ def test_schedule_dry_run_prints_the_calls(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.helpers import REPO
 
     code, out, _ = run_cli(["schedule", "--dry-run", "--settings", str(REPO / "k8s/overlays/cpu-dev/pipeline.yaml"),
                          "--out", str(tmp_path)], capsys)
@@ -76,7 +75,8 @@ def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pyt
     (["--dry-run", "--cron", "0 3 * * *"], "5 fields"),
     ([], "no KFP endpoint"),
     (["--dry-run", "--state-uri", "relative/dir"], "neither gs://"),
-    (["--dry-run", "--state-uri", "gs://Bad_Bucket/x"], "bad bucket name"),
+    (["--dry-run", "--state-uri", "gs://Bad_Bucket/x"], "error: option --state-uri (or the settings' state_uri): "
+                                                        "bad bucket name"),
     (["--dry-run", "--drift-threshold", "0"], "drift threshold"),
     (["--dry-run", "--token", "t", "--in-cluster"], "choose one way to authenticate"),
     (["--dry-run", "--gcs-export-uri", "notgs/path"], "option --gcs-export-uri: not a gs:// URI"),
@@ -95,7 +95,16 @@ def test_schedule_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_compile_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(["compile", "--out", str(tmp_path)], capsys)
-    assert code == 0
+    code, out, err = run_cli(["compile", "--out", str(tmp_path)], capsys)
+    assert code == 0 and "warning" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coea_recurring.yaml", "coea_training.yaml"]
     assert "coea-training: " in out and "coea-recurring: " in out
+
+
+def test_compile_with_a_placeholder_state_uri_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The overlays' settings hold placeholders (gs://REPLACE_ME-coea-bucket/...): compile still writes the
+    pipelines (a run can pass its own state_uri) but says the default is not usable; upload/schedule refuse it."""
+    settings = REPO / "k8s" / "overlays" / "gpu-pool" / "pipeline.yaml"
+    code, _, err = run_cli(["compile", "--out", str(tmp_path / "c"), "--settings", str(settings)], capsys)
+    assert code == 0 and "warning: the compiled state_uri default is not usable" in err and "REPLACE_ME" in err
+    assert (tmp_path / "c" / "coea_training.yaml").is_file()

@@ -167,9 +167,15 @@ def compile_cmd(
     """Compile the KFP v2 pipelines coea_training and coea_recurring to OUT/<name>.yaml; --image/--gpu-image set
     every executor's image (tags or @sha256 digests), --pipeline-root their defaultPipelineRoot."""
     from pipelines.compile import compile_pipelines
+    from pipelines.schedule import validate_state_uri
 
     dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
     check_writable_dir(out)
+    try:  # a placeholder default compiles (a run can pass its own state_uri); upload and schedule refuse it
+        validate_state_uri(dep.state_uri, dep.cache_mount_path)
+    except CoeaInputError as err:
+        typer.echo(f"warning: the compiled state_uri default is not usable: {err}; pass state_uri when you run "
+                   "it, or use coea upload/schedule with --state-uri", err=True)
     for name, path in compile_pipelines(out, dep).items():
         typer.echo(f"{name}: {path}")
 
