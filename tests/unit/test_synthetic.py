@@ -59,3 +59,16 @@ def test_short_term_focus_makes_consecutive_repeats(tiny_synth):
     same_next = (df["category"].to_numpy()[1:] == df["category"].to_numpy()[:-1]).mean()
     dist = df["category"].value_counts(normalize=True).to_numpy()
     assert same_next > 2 * (dist**2).sum()  # far above what independent draws would give
+
+
+def test_a_prepared_dir_rewritten_with_a_real_log_drops_the_planted_groups(tiny_synth, tmp_path):
+    """`coea group` re-run into a folder that held synthetic data kept data/ground_truth/, and the group report
+    scored the new log's groups against the old planted ones (ari_vs_planted)."""
+    from coea.data.loaders import LoadedData
+    from coea.data.prepared import GROUND_TRUTH, read_prepared, write_prepared
+
+    d = generate_synthetic(tiny_synth)
+    write_prepared(LoadedData(d.interactions, "synthetic", d), tmp_path, {})
+    assert read_prepared(tmp_path).truth is not None
+    write_prepared(LoadedData(d.interactions, "csv:log.csv", None), tmp_path, {})
+    assert read_prepared(tmp_path).truth is None and not (tmp_path / GROUND_TRUTH).exists()

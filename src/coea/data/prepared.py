@@ -8,6 +8,7 @@ for synthetic data, ``ground_truth/`` (planted groups and affinities).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ def write_prepared(loaded: LoadedData, out_dir: Path, data_config: dict[str, Any
     if loaded.truth is not None:
         for p in loaded.truth.write_ground_truth(out_dir / GROUND_TRUTH):
             paths[p.stem] = p
+    else:  # a synthetic log's planted groups left by an earlier write would be scored against this log
+        shutil.rmtree(out_dir / GROUND_TRUTH, ignore_errors=True)
     return paths
 
 
