@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from coea import lineage
 from coea.layout import RunLayout
 from coea.report_terms import DSIE_TERMS, METRIC_TERMS, PCO_TERMS, PLUS_X
 from coea.utils import write_text_atomic
@@ -73,7 +74,7 @@ def build_html(run_dir: Path) -> str:
         _plots_section(pngs),
         _dsie_section(_read_json(named["dsie"])),
         _drift_section(run_dir, drift),
-        _pco_section(_read_json(named["pco"])),
+        _pco_section(_read_json(named["pco"]), unfinished=_unfinished(named["pco"].parent)),
     ]
     title = f"CoEA run {run_dir.resolve().name}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -113,6 +114,15 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict):  # summary stats (min 25, median 40.5): no padding zeros
         return ", ".join(f"{escape(str(k))} {_trimmed(v)}" for k, v in value.items())
     return escape(str(value))
+
+
+PCO_UNFINISHED = ("The last PCO run in this folder did not finish (pco/lineage.json is not marked complete), so "
+                  "its metrics file may be an earlier run's: re-run coea pco (--resume continues it).")
+
+
+def _unfinished(pco_dir: Path) -> bool:
+    record = lineage.read(pco_dir)
+    return record is not None and not record.get("complete", True)
 
 
 def _trimmed(value: Any) -> str:
@@ -267,10 +277,13 @@ def _pco_rounds(pco: Any) -> list[dict[str, Any]]:
     return [r for r in rounds if isinstance(r, dict)] if isinstance(rounds, list) else []
 
 
-def _pco_section(pco: Any) -> str:
-    """Per-round PCO metrics: a table when ``pco_metrics.json`` is a list of rounds (or ``{"rounds": [...]}``)."""
+def _pco_section(pco: Any, unfinished: bool = False) -> str:
+    """Per-round PCO metrics: a table when ``pco_metrics.json`` is a list of rounds (or ``{"rounds": [...]}``);
+    ``unfinished``: the PCO run in that folder did not finish, so the table may be an earlier run's."""
     if pco is None:
         return ""
+    if unfinished:
+        return _section("PCO rounds", f'<p id="pco-unfinished">{escape(PCO_UNFINISHED)}</p>', "pco")
     rounds = _pco_rounds(pco)
     if not rounds:
         return _section("PCO rounds", f"<pre>{escape(json.dumps(pco, indent=2))}</pre>", "pco")

@@ -142,3 +142,18 @@ def test_chart_tells_every_default_method_apart():
         plt.close(fig)
     many = [(to_hex(c), h) for c, h in method_styles(40)]
     assert len(set(many)) == 40
+
+
+def test_report_of_an_unfinished_pco_run_says_so_instead_of_showing_its_metrics(run_dir):
+    """A `coea pco` re-run killed after its first round left the earlier run's pco_metrics.json, which the report
+    showed as this run's; with pco/lineage.json not marked complete the section says the run did not finish."""
+    from coea import lineage
+
+    (run_dir / "pco").mkdir()
+    (run_dir / "pco" / "pco_metrics.json").write_text(json.dumps({"rounds": [{"round": 0, "C-H": 0.5}]}))
+    lineage.write(run_dir / "pco", {}, complete=False)
+    html = render_report(run_dir).read_text()
+    assert 'id="pco-unfinished"' in html and "pco-table" not in html
+    lineage.mark_complete(run_dir / "pco")
+    html = render_report(run_dir).read_text()
+    assert 'id="pco-unfinished"' not in html and "pco-table" in html
