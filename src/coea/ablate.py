@@ -216,7 +216,7 @@ def trained_as(llm_dir: Path, vcfg: RunConfig, layout: RunLayout) -> bool:
     """Whether ``llm_dir`` holds a finished SFT pair with ``vcfg``'s LLM settings on ``layout``'s data, split and
     groups (an interrupted ablation, or one run with another config, left a pair that must not be reused)."""
     resolved = json.loads(json.dumps(config_to_dict(resolve_llm(vcfg.llm, vcfg.split))))
-    want = {key: resolved[key] for key in _TRAINING_KEYS}  # not the ranking-time settings (encoder_weight, ...)
+    want = {field: resolved[field] for field in _TRAINING_KEYS}  # not the ranking-time settings (encoder_weight)
     key = lineage.histories(layout.data, vcfg.split)
     for name in ("novelty", "relevance"):
         try:
@@ -224,7 +224,7 @@ def trained_as(llm_dir: Path, vcfg: RunConfig, layout: RunLayout) -> bool:
             trained = json.loads((llm_dir / f"sft_metrics_{name}.json").read_text(encoding="utf-8"))["config"]
         except (CoeaInputError, OSError, ValueError, KeyError, TypeError):
             return False
-        if {key: trained.get(key) for key in _TRAINING_KEYS} != want:
+        if {field: trained.get(field) for field in _TRAINING_KEYS} != want:
             return False
     return True
 

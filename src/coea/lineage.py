@@ -33,7 +33,6 @@ from coea.errors import CoeaInputError
 from coea.utils import write_json_atomic
 
 LINEAGE = "lineage.json"
-INTERACTIONS = "interactions.parquet"  # coea.data.prepared.INTERACTIONS (imported lazily there: pandas)
 RERUN = {"dsie": "re-run `coea group` for this run", "novelty": "re-run `coea train-llms` for this run",
          "relevance": "re-run `coea train-llms` for this run",
          "pco": "re-run `coea pco` for this run (--resume continues an interrupted one)"}
@@ -41,6 +40,8 @@ RERUN = {"dsie": "re-run `coea group` for this run", "novelty": "re-run `coea tr
 
 def histories(data_dir: Path, split: Any) -> dict[str, Any]:
     """What a fit on ``split`` (a :class:`~coea.config.SplitConfig`) of the log in ``data_dir`` learned from."""
+    from coea.data.prepared import INTERACTIONS  # pandas: imported when a command reads a run, not at start-up
+
     digest, path = hashlib.sha256(), Path(data_dir) / INTERACTIONS
     if not path.is_file():
         raise CoeaInputError(f"{INTERACTIONS} not found", source=data_dir,
@@ -79,6 +80,12 @@ def mark_complete(artifact: Path) -> None:
     record = read(artifact)
     if record is not None:
         write_json_atomic(Path(artifact) / LINEAGE, {**record, "complete": True})
+
+
+def unfinished(artifact: Path) -> bool:
+    """Whether ``artifact`` has a record that is not marked complete (a PCO run under way or killed)."""
+    record = read(artifact)
+    return record is not None and not record.get("complete", True)
 
 
 def clear(artifact: Path) -> None:

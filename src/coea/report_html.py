@@ -74,7 +74,7 @@ def build_html(run_dir: Path) -> str:
         _plots_section(pngs),
         _dsie_section(_read_json(named["dsie"])),
         _drift_section(run_dir, drift),
-        _pco_section(_read_json(named["pco"]), unfinished=_unfinished(named["pco"].parent)),
+        _pco_section(_read_json(named["pco"]), unfinished=lineage.unfinished(named["pco"].parent)),
     ]
     title = f"CoEA run {run_dir.resolve().name}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -118,11 +118,6 @@ def _fmt(value: Any) -> str:
 
 PCO_UNFINISHED = ("The last PCO run in this folder did not finish (pco/lineage.json is not marked complete), so "
                   "its metrics file may be an earlier run's: re-run coea pco (--resume continues it).")
-
-
-def _unfinished(pco_dir: Path) -> bool:
-    record = lineage.read(pco_dir)
-    return record is not None and not record.get("complete", True)
 
 
 def _trimmed(value: Any) -> str:
@@ -221,8 +216,7 @@ def _grouping_row(name: str, grouping: dict[str, Any]) -> list[Any]:
     emb = grouping.get("embedding_cosine", {})
     cat = grouping.get("category_cosine", {})
     median = sizes.get("median", "")  # a count, or half-way between two: 59, 59.5 (not 59.0000)
-    return [name, sizes.get("M_N", ""), sizes.get("min", ""), f"{median:g}" if isinstance(median, float) else median,
-            sizes.get("max", ""),
+    return [name, sizes.get("M_N", ""), sizes.get("min", ""), _trimmed(median), sizes.get("max", ""),
             emb.get("intra", ""), emb.get("inter", ""), emb.get("ratio", ""), cat.get("ratio", ""),
             grouping.get("ari_vs_planted", "")]
 

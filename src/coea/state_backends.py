@@ -15,7 +15,6 @@ from coea.store.retry import RetryPolicy, call_with_retry
 from coea.utils import atomic_path
 
 T = TypeVar("T")
-_ABSENT: Any = object()  # what a read of an object that does not exist returns inside GcsState
 
 
 class StateConflictError(CoeaInputError):
@@ -91,9 +90,9 @@ class GcsState(_StateStore):
     def _blob(self, rel: str) -> Any:
         return self.bucket.blob(self.target.object_name(rel))
 
-    def _call(self, fn: Callable[[], T], doing: str, rel: str, *, missing: T | None = None) -> T:
-        """``fn()`` with retries; errors named after ``rel``. NotFound gives ``missing`` where one is given,
-        else says the bucket does not exist (objects a writer names are never absent)."""
+    def _call(self, fn: Callable[[], T], doing: str, rel: str, *, absent_ok: bool = False) -> T | None:
+        """``fn()`` with retries; errors named after ``rel``. NotFound is None with ``absent_ok``, else says the
+        bucket does not exist (objects a writer names are never absent)."""
         from google.api_core import exceptions as gexc
 
         source = self.uri + rel
@@ -101,14 +100,13 @@ class GcsState(_StateStore):
             with storage_errors(source, doing, WRITE_ROLE):
                 return call_with_retry(fn, self.retry, f"{doing} {source}")
         except gexc.NotFound as err:
-            if missing is not None:
-                return missing
+            if absent_ok:
+                return None
             raise CoeaInputError(f"bucket {self.target.bucket!r} does not exist (or {rel} vanished)",
                                  source=source, fix="check the bucket in state_uri (gcloud storage ls)") from err
 
     def read_bytes(self, rel: str) -> bytes | None:
-        data = self._call(lambda: self._blob(rel).download_as_bytes(retry=None), "reading", rel, missing=_ABSENT)
-        return None if data is _ABSENT else data
+        return self._call(lambda: self._blob(rel).download_as_bytes(retry=None), "reading", rel, absent_ok=True)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         self._call(lambda: self._blob(rel).upload_from_string(data, retry=None), "writing", rel)
@@ -117,8 +115,8 @@ class GcsState(_StateStore):
         """The object's bytes and generation read together (the download names the generation); ``(None, 0)``
         when there is no such object."""
         name = self.target.object_name(rel)
-        blob = self._call(lambda: self.bucket.get_blob(name, retry=None), "reading", rel, missing=_ABSENT)
-        if blob is None or blob is _ABSENT:
+        blob = self._call(lambda: self.bucket.get_blob(name, retry=None), "reading", rel, absent_ok=True)
+        if blob is None:
             return None, 0
         generation = int(blob.generation)  # before the download, which resets it from the response's headers
         return self._call(lambda: blob.download_as_bytes(retry=None), "reading", rel), generation
@@ -147,7 +145,7 @@ class GcsState(_StateStore):
 
     def delete(self, names: list[str]) -> None:
         for rel in names:
-            self._call(lambda rel=rel: self._blob(rel).delete(retry=None), "deleting", rel, missing=True)
+            self._call(lambda rel=rel: self._blob(rel).delete(retry=None), "deleting", rel, absent_ok=True)
 
 
 def open_state(state_uri: str, client: Any = None) -> LocalState | GcsState:

@@ -60,8 +60,7 @@ def read_exposure(served: Path) -> dict[str, tuple[str, ...]]:
     return {str(u): tuple(g["category"]) for u, g in recs.groupby("user_id", sort=False)}
 
 
-def _check_sources(run: Path, data_dir: Path, cfg: RunConfig, resume: bool) -> None:
-    key = lineage.histories(data_dir, cfg.split)
+def _check_sources(run: Path, key: dict[str, Any], resume: bool) -> None:
     lineage.check_run(run, {"llms"}, key)
     if resume:  # the rounds to continue must have started from these models
         models = {name: Path(run) / "llm" / name for name in ("novelty", "relevance")}
@@ -88,8 +87,9 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     from coea.llm.models import check_prompt_options  # torch-side module: imported when the stage runs
 
     exposure = read_exposure(served) if served is not None and cfg.pco.exposure_inject else None
+    key = lineage.histories(data_dir, cfg.split)  # what the rounds learn from
     if check_run is not None:
-        _check_sources(check_run, data_dir, cfg, resume)
+        _check_sources(check_run, key, resume)
     seed_everything(cfg.pco.seed)
     device = resolve_device(cfg.device)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
@@ -106,8 +106,7 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
         encoder = EncoderResult(*load_encoder(Path(dsie_dir) / "encoder", device=device))
     if not resume:  # what the rounds start from; unusable until the run finishes
         sources = {name: path / name for name, path in model_dirs(list(llm_dirs)).items()}
-        lineage.write(out_dir, lineage.histories(data_dir, cfg.split), {"dsie": Path(dsie_dir), **sources},
-                      complete=False)
+        lineage.write(out_dir, key, {"dsie": Path(dsie_dir), **sources}, complete=False)
     result = run_pco(cfg.pco, llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
                      n_short=cfg.split.n_short, device=device, resume=resume, evaluate=evaluator, encoder=encoder,
                      exposure=exposure)
