@@ -21,7 +21,15 @@ for every (w, v) of the two sweeps, and a column with the paired CI against ``po
 where the future starts a day or more after the history and popularity among unseen categories is as good as
 any model, this asks whether the two signals add up.
 
+``--mmr`` adds, for ``sasrec+x`` and every ranking of the sweep, its list re-ranked for diversity (session 41):
+S-H@K counts a user once however many of the K categories they take up, so a list of near-duplicate bets (e.g.
+``Action|Thriller`` beside ``Action|Sci-Fi|Thriller``) can lose to one that covers more of the user's possible
+interests. Each position takes the category with the highest ``score - lambda * max_s J(c, s)`` over the
+categories ``s`` already listed, J the Jaccard similarity of the two categories' genre sets (their names split on
+``|``: metadata, no interaction), scores as log-probabilities (``mmr_top_k``).
+
     python benchmarks/analysis_fusion.py --run RUN --config V --weights 0,0.25,0.5,1
+    python benchmarks/analysis_fusion.py --run RUN --config V --weights 0,2 --mmr 0.5,1,2,4
 """
 
 from __future__ import annotations
@@ -57,6 +65,47 @@ def fused_scores(log_n: np.ndarray, enc: np.ndarray, log_q: np.ndarray, weights:
     return out
 
 
+def genre_similarity(categories: list[str]) -> np.ndarray:
+    """(C, C) Jaccard similarity of the categories' genre sets (each name split on ``|``)."""
+    sets = [set(str(c).split("|")) for c in categories]
+    return np.array([[len(a & b) / len(a | b) for b in sets] for a in sets])
+
+
+def mmr_top_k(scores: np.ndarray, sim: np.ndarray, lam: float, k: int) -> np.ndarray:
+    """(U, k) column indices: greedy lists, each position the argmax of ``scores - lam * max_s sim(c, s)`` over
+    the columns ``s`` already picked (lam 0: the plain top-k; ``-inf`` columns are picked only when nothing else
+    is left, marked -1)."""
+    left = np.array(scores, dtype=np.float64)
+    rows = np.arange(len(left))
+    penalty = np.zeros_like(left)
+    picks = np.full((len(left), k), -1)
+    for pos in range(min(k, left.shape[1])):
+        best = np.argmax(left - lam * penalty, axis=1)
+        ok = np.isfinite(left[rows, best])
+        picks[ok, pos] = best[ok]
+        left[rows, best] = -np.inf
+        penalty = np.maximum(penalty, sim[best])
+    return picks
+
+
+def diversified(lists: dict[str, np.ndarray], banned: np.ndarray, users: list[str], categories: list[str],
+                args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
+    """``--mmr``: label " mmr=L" -> the users' lists of every ranking but ``pop_novel``, re-ranked by
+    :func:`mmr_top_k` on log-probabilities (the encoder's logits log-softmaxed)."""
+    from coea.evaluation.llm_methods import log_softmax_rows
+
+    sim, out = genre_similarity(list(categories)), {}
+    for label, scores in lists.items():
+        if label == "pop_novel":
+            continue
+        logp = log_softmax_rows(scores) if label == "sasrec+x" else scores
+        for lam in (float(x) for x in args.mmr.split(",")):
+            picks = mmr_top_k(np.where(banned, -np.inf, logp), sim, lam, args.k)
+            rows = zip(users, picks, strict=True)
+            out[f"{label} mmr={lam:g}"] = {u: [categories[c] for c in row if c >= 0] for u, row in rows}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="dir with dsie/ and llm/ (and pco/ for --novelty coea)")
@@ -68,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--novelty", choices=("nllm", "coea"), default="nllm",
                         help="the N-LLM: after SFT (default) or after the run's last PCO round")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--mmr", default="",
+                        help="comma-separated lambdas: also each ranking re-ranked for genre diversity (see above)")
     args = parser.parse_args(argv)
     weights = [float(w) for w in args.weights.split(",")]
     pop_weights = [float(v) for v in args.pop_weights.split(",")]
@@ -95,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     lists = {"sasrec+x": enc, "pop_novel": np.broadcast_to(log_q, enc.shape)}
     lists.update(fused_scores(log_n, enc, log_q, weights, pop_weights))
     recs = {label: top_k(np.where(banned, -np.inf, s), users, method.categories, args.k) for label, s in lists.items()}
+    if args.mmr:
+        recs.update(diversified(lists, banned, users, method.categories, args))
     key = f"S-H@{args.k}"
     per_user = {label: v[key] for label, v in warm_per_user(split, recs, cfg.eval, [args.k]).items()}
     print(f"{len(users)} evaluated users; w = 0 is the N-LLM alone ({args.novelty})\n")

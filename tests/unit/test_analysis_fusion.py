@@ -22,3 +22,23 @@ def test_fused_scores_add_the_weighted_popularity_to_the_encoder_fusion_and_name
     assert out["w=0"].argmax() == 0 and out["w=1"].argmax() == 1 and out["w=1,v=2"].argmax() == 2
     enc_logp = enc - np.log(np.exp(enc).sum())
     np.testing.assert_allclose(out["w=1,v=2"], log_n + enc_logp + 2 * log_q)
+
+
+def test_genre_similarity_is_the_jaccard_of_the_genre_sets():
+    from benchmarks.analysis_fusion import genre_similarity
+
+    sim = genre_similarity(["Action|Thriller", "Action|Sci-Fi|Thriller", "Comedy"])
+    np.testing.assert_allclose(sim, [[1, 2 / 3, 0], [2 / 3, 1, 0], [0, 0, 1]])
+
+
+def test_mmr_top_k_is_the_plain_top_k_at_lambda_0_and_skips_a_near_duplicate_when_lambda_is_large():
+    from benchmarks.analysis_fusion import mmr_top_k
+
+    scores = np.log(np.array([[0.4, 0.35, 0.2, 0.05]]))
+    sim = np.eye(4)
+    sim[0, 1] = sim[1, 0] = 0.9  # the second category is a near-duplicate of the first
+    assert mmr_top_k(scores, sim, 0.0, 3).tolist() == [[0, 1, 2]]
+    assert mmr_top_k(scores, sim, 2.0, 3).tolist() == [[0, 2, 1]]  # 0.9 * 2 > log(0.35 / 0.2)
+    banned = scores.copy()
+    banned[0, 2:] = -np.inf  # two allowed categories: the other positions stay empty (-1)
+    assert mmr_top_k(banned, sim, 2.0, 3).tolist() == [[0, 1, -1]]
