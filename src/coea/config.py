@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
-import types
-import typing
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from coea.config_values import from_dict, read_yaml
+from coea.config_values import typed_value as typed_value  # re-exported: components/settings.py
 from coea.device import check_device_spec
 from coea.dsie.config import DsieConfig
 from coea.llm.sft_config import LlmConfig
 from coea.pco.config import PcoConfig
-from coea.utils import write_json_atomic
+from coea.utils import as_enum, check_seed, write_json_atomic
 
 
 class CategoryLevel(enum.StrEnum):
@@ -81,7 +78,7 @@ class SyntheticConfig:
         for name in ("n_users", "n_categories", "n_groups", "items_per_category", "mean_interactions",
                      "min_interactions", "core_categories", "focus_length", "span_days", "shift_periods"):
             _positive(name, getattr(self, name))
-        _positive("seed", self.seed, allow_zero=True)
+        check_seed("seed", self.seed)
         if self.shift_period is not None and not 1 <= self.shift_period < self.shift_periods:
             raise ValueError(f"shift_period must be in 1 .. shift_periods - 1 = {self.shift_periods - 1} (or None "
                              f"for no shift), got {self.shift_period!r}")
@@ -120,7 +117,7 @@ class DataConfig:
     gcs_retry_s: float = 60.0  # gs:// reads: retry network errors, 429 and 5xx for up to this many seconds
 
     def __post_init__(self) -> None:
-        self.category_level = CategoryLevel(self.category_level)
+        self.category_level = as_enum(CategoryLevel, "category_level", self.category_level)
         if self.as_of is not None:
             parse_as_of(self.as_of)
         _positive("window_days", self.window_days, allow_zero=True)
@@ -184,7 +181,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.methods = list(dict.fromkeys(self.methods))
-        _positive("seed", self.seed, allow_zero=True)
+        check_seed("seed", self.seed)
         _positive("judge_users", self.judge_users, allow_zero=True)
         _positive("round_users", self.round_users, allow_zero=True)
         if not self.methods:
@@ -242,92 +239,6 @@ def save_config(cfg: Any, path: Path) -> None:
     write_json_atomic(path, config_to_dict(cfg))
 
 
-def from_dict(cls: type, values: dict[str, Any], *, where: str, base: Any = None) -> Any:
-    """Build dataclass ``cls`` from ``values``, rejecting unknown keys with a message naming them. Keys left out
-    keep ``base``'s values (default: the class defaults); a nested section starts from its field's default, so
-    ``llm.relevance: {batch_size: 64}`` keeps the R-LLM's own defaults (lr, cap), not those of a bare
-    ``SftTrainConfig``."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        hint = "; use the top-level `device:` (or --device)" if "device" in unknown else ""
-        raise ValueError(f"{where}: unknown key(s) {unknown}{hint}; known keys are {sorted(known)}")
-    hints = typing.get_type_hints(cls)
-    values = {name: typed_value(f"{where}: {name}", hints[name], value) for name, value in values.items()}
-    nested = {}
-    for f in dataclasses.fields(cls):
-        value = values.get(f.name)
-        if not isinstance(value, dict):
-            continue
-        if base is not None:
-            default = getattr(base, f.name)
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            continue
-        if dataclasses.is_dataclass(default):
-            nested[f.name] = from_dict(type(default), value, where=f"{where}.{f.name}", base=default)
-    merged = {**values, **nested}
-    return dataclasses.replace(base, **merged) if base is not None else cls(**merged)
-
-
-def typed_value(key: str, hint: Any, value: Any) -> Any:
-    """``value`` checked against the field's annotation ``hint`` (and a number written as text, which YAML 1.1
-    makes of ``1e-3``, made a number); a ValueError naming ``key`` otherwise. Booleans must be true/false (YAML's
-    ``"no"`` is a non-empty string, i.e. true, in Python), whole-number fields take no fractions, numbers must be
-    finite; ranges are the config's own ``__post_init__`` checks."""
-    args = typing.get_args(hint)
-    if type(hint) is types.UnionType or typing.get_origin(hint) is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-        args = typing.get_args(hint)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false, got {value!r}; write true or false (unquoted)")
-        return value
-    if hint is int or hint is float:
-        number = _number(value)
-        if number is None or not math.isfinite(number):
-            kind = "a whole number" if hint is int else "a finite number"
-            raise ValueError(f"{key} must be {kind}, got {value!r}; write e.g. "
-                             f"{'10' if hint is int else '0.001 or 1.0e-3'}")
-        if hint is int:
-            if number != int(number):
-                raise ValueError(f"{key} must be a whole number, got {value!r}; write e.g. {int(number)}")
-            return int(number)
-        return number
-    if hint is str or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
-        if isinstance(value, date):  # YAML reads an unquoted 2026-11-30 as a date (as_of)
-            return value.isoformat()
-        if not isinstance(value, str | enum.Enum | Path):
-            raise ValueError(f"{key} must be text, got {value!r}" + (
-                f"; one of {', '.join(m.value for m in hint)}" if isinstance(hint, type) and issubclass(
-                    hint, enum.Enum) else ""))
-        return value
-    if typing.get_origin(hint) in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{key} must be a list, got {value!r}; write e.g. [{value!r}]")
-        return [typed_value(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(hint) and not isinstance(value, dict | hint):
-        raise ValueError(f"{key} must be a section (a mapping of keys), got {value!r}")
-    return value
-
-
-def _number(value: Any) -> float | None:
-    """An int or float as float (not a bool); a string that reads as one (YAML 1.1 reads 1e-3 as text) too."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 def read_saved_config(cls: type, path: Path) -> Any:
     """Rebuild config ``cls`` from the JSON written beside an output by :func:`save_config`.
 
@@ -359,14 +270,8 @@ def load_run_config(path: Path | None) -> RunConfig:
         return RunConfig()
     if not Path(path).exists() and preset_path(str(path)) is not None:
         path = preset_path(str(path))
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(f"{path}: not valid YAML{at}: {problem}; indent with spaces (no tabs) and close every "
-                         "{ [ and quote") from None
+    raw = read_yaml(Path(path))
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping of sections")
     return run_config_from_dict(raw, where=str(path))
@@ -377,14 +282,19 @@ def run_config_from_dict(raw: dict[str, Any], *, where: str) -> RunConfig:
     keys (``device``); missing ones keep their defaults, unknown ones raise ValueError prefixed by ``where``."""
     sections = {f.name: f for f in dataclasses.fields(RunConfig) if f.default_factory is not dataclasses.MISSING}
     plain = {f.name for f in dataclasses.fields(RunConfig)} - set(sections)  # top-level keys: device
-    unknown = sorted(set(raw) - set(sections) - plain)
+    unknown = sorted(set(raw) - set(sections) - plain, key=str)
     if unknown:
         raise ValueError(f"{where}: unknown section(s) {unknown}; known sections are {sorted(sections)} "
                          f"and the key(s) {sorted(plain)}")
     kwargs: dict[str, Any] = {name: raw[name] for name in plain if raw.get(name) is not None}
     for name, fld in sections.items():
         section_cls = fld.default_factory().__class__  # type: ignore[misc]
-        kwargs[name] = from_dict(section_cls, raw.get(name) or {}, where=f"{where} [{name}]")
+        values = {} if raw.get(name) is None else raw[name]  # a missing or null section means the defaults
+        if not isinstance(values, dict):
+            raise ValueError(f"{where} [{name}] must be a section (a mapping of keys), got {values!r}; write e.g. "
+                             f"{name}: {{key: value}} or its keys indented below it, or leave it out (or null) "
+                             "for the defaults")
+        kwargs[name] = from_dict(section_cls, values, where=f"{where} [{name}]")
     try:
         return RunConfig(**kwargs)
     except ValueError as err:

@@ -32,6 +32,17 @@ def as_enum(cls: type[E], name: str, value: object) -> E:
         raise ValueError(f"{name} must be one of {[m.value for m in cls]}, got {value!r}") from None
 
 
+SEED_LIMIT = 2**32  # numpy's legacy seeding (np.random.seed, the trainers' set_seed) takes 0 .. 2**32 - 1
+
+
+def check_seed(name: str, value: int, *, plus: int = 0, why: str = "") -> None:
+    """ValueError naming config field ``name`` unless ``value`` and ``value + plus`` (a seed derived from it, e.g.
+    ``seed + r`` for round ``r``; ``why`` says so) are valid numpy seeds, 0 .. 2**32 - 1."""
+    if not 0 <= value < SEED_LIMIT - plus:
+        raise ValueError(f"{name} must be in 0 .. {SEED_LIMIT - 1 - plus}, got {value!r}: numpy seeds are below "
+                         f"2**32{why}")
+
+
 def seed_everything(seed: int, *, with_torch: bool = True) -> None:
     """Seed Python, NumPy and torch (``with_torch=False``: not torch, for a step that never uses it and so need not
     import it, ~1.5 s in a fresh pipeline step). Call first in every ``run_*``."""

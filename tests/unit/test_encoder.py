@@ -300,3 +300,25 @@ def test_windows_read_the_given_inputs_and_keep_category_targets():
     n = novel_windows([cats], max_len=4, all_windows=True, min_events=2, horizon=2, vocab_size=5, inputs=[codes])
     assert n.inputs[0].tolist() == [12, 3, 22, PAD] and n.targets[0].tolist() == [[3, 2], [2, 4], [4, PAD],
                                                                                     [PAD, PAD]]
+
+
+def test_settings_that_leave_nothing_to_learn_are_one_line_input_errors(tiny_synth):
+    """min_user_events above every history, or min_category_support above every category's count, is refused before
+    any training with a CoeaInputError (exit 2 in the CLI) naming the dsie.encoder key and a value that works: the
+    second used to train silently on UNK alone (one group, collision rate 1.0)."""
+    from dataclasses import replace
+
+    from coea.errors import CoeaInputError
+
+    h = _histories(tiny_synth)
+    with pytest.raises(CoeaInputError, match=r"min_user_events is 100000, the longest training history has \d+"
+                       ) as err:
+        train_encoder(replace(TINY, min_user_events=100_000), h)
+    assert "dsie.encoder.min_user_events" in str(err.value) and "fix: lower" in str(err.value)
+    n = h.interactions["category"].nunique()
+    with pytest.raises(CoeaInputError, match=rf"min_category_support 100000 leaves 0 of {n} categories known") as err:
+        train_encoder(replace(TINY, min_category_support=100_000), h)
+    assert "option dsie.encoder.min_category_support" in str(err.value) and "\n" not in str(err.value)
+    top2 = sorted(h.interactions["category"].value_counts())[-2]
+    with pytest.raises(CoeaInputError, match=rf"leaves 1 of {n} categories known.*at most {top2}"):
+        train_encoder(replace(TINY, min_category_support=top2 + 1), h)

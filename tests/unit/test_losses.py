@@ -198,3 +198,24 @@ def test_a_round_shorter_than_logging_steps_logs_its_last_step(tmp_path, n_pairs
     32, 2 epochs: 8 steps; 5 pairs: 2)."""
     cfg = DpoTrainConfig(logging_steps=10, batch_size=32, epochs=2.0)
     assert dpo_args(cfg, str(tmp_path), n_pairs=n_pairs).logging_steps == expected
+
+
+def test_pairs_whose_prompt_fills_max_length_are_refused_before_the_trainer(tiny, tmp_path):
+    """trl drops a pair whose prompt fills max_length and fails on none left (``torch.cat(): expected a non-empty
+    list of Tensors``): train_dpo refuses that with one line naming pco.dpo.max_length, and counts the pairs kept
+    exactly as trl does."""
+    from datasets import Dataset
+
+    from coea.errors import CoeaInputError
+    from coea.llm.dpo import pairs_within
+
+    model, tok = tiny
+    with pytest.raises(CoeaInputError, match=r"no DPO pair's prompt fits within max_length 4") as err:
+        train_dpo(DpoTrainConfig(max_length=4), copy.deepcopy(model), tok, PAIRS, ref_model=copy.deepcopy(model))
+    assert "pco.dpo.max_length" in str(err.value) and "\n" not in str(err.value)
+    short = len(tok(PAIRS[1]["prompt"])["input_ids"])  # the second prompt is one token shorter than the first
+    for max_length in (short, short + 1, 64):
+        cfg = DpoTrainConfig(max_length=max_length, precompute_ref=False)
+        trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=dpo_args(cfg, str(tmp_path)),
+                             train_dataset=Dataset.from_list(PAIRS), processing_class=tok)
+        assert pairs_within(tok, PAIRS, max_length) == len(trainer.train_dataset)

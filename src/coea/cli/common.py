@@ -159,6 +159,8 @@ def load_config(path: Path | None) -> RunConfig:
                              fix=f"check the --config path, or name a preset: {', '.join(PRESETS)}")
     try:
         return load_run_config(path)
+    except CoeaInputError:
+        raise  # names its own place and fix (a key given twice)
     except (ValueError, TypeError) as err:
         message = str(err).removeprefix(f"{path}: ").removeprefix(f"{path} ")  # the source is named once
         raise CoeaInputError(message, source=path, fix="fix the YAML; see README 'Configuration'") from err

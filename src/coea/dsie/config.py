@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from coea.utils import as_enum, check_seed
+
 
 def _require(ok: bool, name: str, value: object, bound: str) -> None:
     if not ok:
@@ -100,7 +102,7 @@ class EncoderConfig:
         _require(self.min_user_events >= 1, "min_user_events", self.min_user_events, ">= 1")
         _require(self.lr > 0, "lr", self.lr, "> 0")
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
-        _require(self.seed >= 0, "seed", self.seed, ">= 0")
+        check_seed("seed", self.seed)
         if self.dim % self.n_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -140,7 +142,7 @@ class RqVaeConfig:
     def __post_init__(self) -> None:
         for name in ("input_dim", "latent_dim", "epochs", "batch_size", "kmeans_iters"):
             _require(getattr(self, name) > 0, name, getattr(self, name), "> 0")
-        _require(self.seed >= 0, "seed", self.seed, ">= 0")
+        check_seed("seed", self.seed)
         for name in ("beta", "weight_decay", "dead_code_threshold", "reset_dead_every"):
             _require(getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
         _require(self.lr > 0, "lr", self.lr, "> 0")
@@ -178,7 +180,7 @@ class ProfileConfig:
     max_new_tokens: int = 48  # llm: generation length
 
     def __post_init__(self) -> None:
-        self.kind = ProfilerKind(self.kind)
+        self.kind = as_enum(ProfilerKind, "kind", self.kind)
         _require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, ">= 1")
         if self.top_categories < 1:
             raise ValueError(f"top_categories must be >= 1, got {self.top_categories!r}")
@@ -197,7 +199,7 @@ class DsieConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.seed >= 0, "seed", self.seed, ">= 0")
+        check_seed("seed", self.seed)
         if self.rqvae.input_dim != self.encoder.dim:
             self.rqvae.input_dim = self.encoder.dim  # the RQ-VAE reads the encoder's embeddings
         if self.group.depth > len(self.rqvae.codebook_sizes):

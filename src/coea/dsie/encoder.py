@@ -38,6 +38,7 @@ from coea.dsie.sequences import (
     user_times,
 )
 from coea.dsie.vocab import PAD, UNK, CategoryVocab
+from coea.errors import CoeaInputError
 from coea.utils import atomic_path, seed_everything
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     counts = frame[CATEGORY].value_counts().to_dict()
     item_counts = frame[ITEM].value_counts().to_dict() if cfg.reads_items else None
     vocab = CategoryVocab.from_counts(counts, cfg.min_category_support, item_counts, cfg.min_item_support)
+    _check_known_categories(vocab, counts, cfg)
     seqs = user_sequences(frame, vocab, cfg.collapse_repeats)
     codes = encoder_sequences(frame, vocab, cfg.collapse_repeats) if vocab.items else None  # item_input's codes
     times = user_times(frame) if cfg.target_gap else None
@@ -212,6 +214,17 @@ def train_encoder(cfg: EncoderConfig, histories: Histories, out_dir: Path | None
     if out_dir is not None:
         result.paths = save_encoder(result, out_dir)
     return result
+
+
+def _check_known_categories(vocab: CategoryVocab, counts: dict, cfg: EncoderConfig) -> None:
+    """CoeaInputError when ``min_category_support`` leaves fewer than 2 known categories (every other one is UNK:
+    the encoder would learn nothing and every user would share one code)."""
+    if len(vocab.categories) < 2:
+        top = sorted(counts.values(), reverse=True)
+        raise CoeaInputError(f"min_category_support {cfg.min_category_support} leaves {len(vocab.categories)} of "
+                             f"{len(counts)} categories known (the others become UNK); the encoder needs at least 2",
+                             option="dsie.encoder.min_category_support",
+                             fix=f"lower it to at most {top[1] if len(top) > 1 else 1} (default 1)")
 
 
 def _train_part(cfg: EncoderConfig, vocab: CategoryVocab, seqs: dict[str, list[int]],
@@ -239,7 +252,11 @@ def _train_part(cfg: EncoderConfig, vocab: CategoryVocab, seqs: dict[str, list[i
 
     train, val = windows(train_users, cfg.all_windows), windows(val_users, False)
     if len(train.inputs) == 0:
-        raise ValueError("no user has enough history events to train the encoder; lower min_user_events")
+        longest = max((len(seqs[u]) for u in train_users), default=0)
+        raise CoeaInputError(f"no user has enough history events to train the encoder: min_user_events is "
+                             f"{cfg.min_user_events}, the longest training history has {longest}",
+                             option="dsie.encoder.min_user_events",
+                             fix=f"lower dsie.encoder.min_user_events to at most {max(longest, 2)} (default 3)")
     later = f" at least {cfg.target_gap} s later" if cfg.target_gap else ""
     what = (f"the unseen categories of the next {horizon} events{later}" if cfg.novel
             else f"the first event{later}" if later else "the next event")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from coea.utils import check_seed
+
 SCRATCH = "scratch"
 ARCHITECTURES = ("llama", "qwen2")
 
@@ -56,5 +58,4 @@ class ModelConfig:
         self.lora_target_modules = list(self.lora_target_modules)
         if not self.lora_target_modules:
             raise ValueError("lora_target_modules is empty; name at least one module, e.g. q_proj")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
+        check_seed("seed", self.seed)

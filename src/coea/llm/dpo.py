@@ -20,6 +20,7 @@ import torch
 from trl import DPOTrainer
 
 from coea.device import check_trainer_device, labelled_positions_only, trainer_flags
+from coea.errors import CoeaInputError
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
 from coea.llm.models import unpatch_forward
@@ -129,6 +130,36 @@ def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu", n_pairs:
     )
 
 
+def pairs_within(tokenizer, pairs: Sequence[dict[str, str]], max_length: int) -> int:
+    """How many of ``pairs`` trl's DPOTrainer keeps at ``max_length``: those whose prompt (the token ids the prompt
+    shares with prompt + chosen and prompt + rejected) is shorter; it drops the others, whose completions keep-start
+    truncation would cut away entirely."""
+    from trl.data_utils import common_prefix_length
+
+    def ids(texts: list[str]) -> list[list[int]]:
+        return tokenizer(texts, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+    prompts = ids([p["prompt"] for p in pairs])
+    chosen = ids([p["prompt"] + p["chosen"] for p in pairs])
+    rejected = ids([p["prompt"] + p["rejected"] for p in pairs])
+    return sum(len(a) < max_length or min(common_prefix_length(a, b), common_prefix_length(a, c)) < max_length
+               for a, b, c in zip(prompts, chosen, rejected, strict=True))
+
+
+def _check_pairs_fit(tokenizer, pairs: Sequence[dict[str, str]], max_length: int, name: str) -> None:
+    """A warning when some pairs' prompts fill ``max_length`` (trl drops them), a CoeaInputError when all do (trl
+    would fail on an empty data set with ``torch.cat(): expected a non-empty list of Tensors``)."""
+    kept = pairs_within(tokenizer, pairs, max_length)
+    fix = ("raise pco.dpo.max_length, or shorten the prompt (llm.data.sequence, items, long_term): a sub-word "
+           "tokenizer spends several tokens on each name")
+    if not kept:
+        raise CoeaInputError(f"{name}: no DPO pair's prompt fits within max_length {max_length} (every completion "
+                             "would be cut away)", option="pco.dpo.max_length", fix=fix)
+    if kept < len(pairs):
+        log.warning("%s dpo: %d of %d pairs have a prompt of max_length %d tokens or more and are left out; %s",
+                    name, len(pairs) - kept, len(pairs), max_length, fix)
+
+
 def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]], *, ref_model=None,
               name: str = "novelty", device: str = "cpu", callbacks: Sequence = ()) -> DpoResult:
     """Update ``model`` in place on ``device`` (a resolved torch device string; the model and ``ref_model`` are
@@ -144,6 +175,7 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
         raise ValueError(f"{name}: no preference pairs for DPO (lower the margin or sample more candidates)")
     if ref_model is None and not hasattr(model, "peft_config"):
         raise ValueError(f"{name}: a full (non-LoRA) policy needs an explicit ref_model")
+    _check_pairs_fit(tokenizer, pairs, cfg.max_length, name)
     check_trainer_device(device)
     freeze_gc_heap()
     model.to(device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coea.device import Precision
+from coea.utils import as_enum, check_seed
 
 
 @dataclass
@@ -26,11 +27,10 @@ class DpoTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.precision = Precision(self.precision)
+        self.precision = as_enum(Precision, "precision", self.precision)
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta!r}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
+        check_seed("seed", self.seed)
         for name in ("alpha", "nll"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

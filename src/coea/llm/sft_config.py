@@ -8,9 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from coea.device import Precision
 from coea.llm.config import ModelConfig
-from coea.utils import as_enum
+from coea.utils import as_enum, check_seed
 
 MODELS = ("novelty", "relevance")  # the two LLMs; each can be trained on its own (``which``)
+
+# transformers' SchedulerType values (the names SFT's lr_scheduler_type takes), kept here so that reading a config
+# needs no transformers import; tests/unit/test_config_values.py checks they are still transformers' own
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                 "warmup_stable_decay", "greedy")
 
 if TYPE_CHECKING:
     from coea.config import SplitConfig
@@ -34,7 +40,7 @@ class SftTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.precision = Precision(self.precision)
+        self.precision = as_enum(Precision, "precision", self.precision)
         if self.epochs <= 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs!r}")
         for name in ("batch_size", "max_length", "logging_steps"):
@@ -44,8 +50,11 @@ class SftTrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.max_examples is not None and self.max_examples <= 0:
             raise ValueError(f"max_examples must be > 0 or None, got {self.max_examples!r}")
-        if self.weight_decay < 0 or self.seed < 0:
-            raise ValueError(f"weight_decay and seed must be >= 0, got {self.weight_decay!r} and {self.seed!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        check_seed("seed", self.seed)
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {list(LR_SCHEDULERS)}, got {self.lr_scheduler!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
 
@@ -150,9 +159,8 @@ class SftDataConfig:
                 "sequence": self.sequence, "items": self.items}
 
     def __post_init__(self) -> None:
-        self.novelty_target = NoveltyTarget(self.novelty_target)
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
+        self.novelty_target = as_enum(NoveltyTarget, "novelty_target", self.novelty_target)
+        check_seed("seed", self.seed)
         for name in ("cuts_per_user", "novelty_cuts_per_user", "max_targets", "negatives_per_positive"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -240,7 +248,7 @@ class LlmConfig:
     batch_size: int = 64  # inference batch (prompts per forward pass)
 
     def __post_init__(self) -> None:
-        self.propose = Propose(self.propose)
+        self.propose = as_enum(Propose, "propose", self.propose)
         self.relevance_init = as_enum(RelevanceInit, "relevance_init", self.relevance_init)
         self.cold_start = as_enum(ColdStart, "cold_start", self.cold_start)
         if self.best_of_n <= 0:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.sft_config import Propose, SftTrainConfig
-from coea.utils import as_enum
+from coea.utils import as_enum, check_seed
 
 
 class RewardKind(enum.StrEnum):
@@ -174,8 +174,7 @@ class PcoConfig:
         self.negatives = as_enum(Negatives, "negatives", self.negatives)
         self.takeup = as_enum(TakeUp, "takeup", self.takeup)
         self.propose = as_enum(Propose, "propose", self.propose)
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
+        self._check_seeds()
         if self.uses_feedback and not self.follow_periods:
             raise ValueError("reward feedback/hybrid and refresh on_policy/both need follow_periods=True "
                              "(feedback is what users take up in the history period after a round's)")
@@ -200,6 +199,13 @@ class PcoConfig:
             raise ValueError(f"teacher_weight must be >= 0, got {self.teacher_weight!r}")
         if not 0.0 < self.accept_threshold < 1.0:
             raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
+
+    def _check_seeds(self) -> None:
+        """Round r seeds with ``seed + r`` (and each trainer with its own seed + r): all below 2**32."""
+        why = f", and round r seeds with seed + r (r < rounds = {self.rounds})"
+        check_seed("seed", self.seed, plus=self.rounds, why=why)
+        for name in ("dpo", "relevance_refresh", "novelty_refresh"):
+            check_seed(f"{name}.seed", getattr(self, name).seed, plus=self.rounds, why=why)
 
     def resolve_refresh_novelty(self, new_interactions: bool) -> PcoConfig:
         """This config with ``refresh_novelty`` decided: an explicit value is kept; auto (None) becomes
