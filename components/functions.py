@@ -176,9 +176,13 @@ def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_c
 
 def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
               llm_config: str, pco_config: str, method: str, k: int, recommendations: Output[Dataset],
-              novelty: Input[Model] = None, relevance: Input[Model] = None, pco: Input[Model] = None,
+              seen: Output[Dataset], novelty: Input[Model] = None, relevance: Input[Model] = None,
+              pco: Input[Model] = None, seen_before: Input[Dataset] = None, served: Input[Dataset] = None,
               device: str = "auto"):
-    """Top-k categories for every user by ``method`` (e.g. coea+x), fitted on all events (nothing held out)."""
+    """Top-k categories for every user by ``method`` (e.g. coea+x), fitted on all events (nothing held out). The
+    recurring pipeline gives the state's ``seen_before`` (each user's categories of earlier periods, excluded by
+    ``+x`` too) and ``served`` (users without an event in the period keep these lists); ``seen``: the pairs the
+    next period reads."""
     from pathlib import Path
 
     from coea.stages import ArtifactDirs, config_from_json, record_version, run_recommend
@@ -186,16 +190,20 @@ def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_
     cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device)
     dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
                         pco=Path(pco.path) if pco is not None else None)
-    result = run_recommend(cfg, Path(data.path), dirs, method, int(k), Path(recommendations.path))
-    record_version(recommendations)
+    result = run_recommend(cfg, Path(data.path), dirs, method, int(k), Path(recommendations.path),
+                           seen=Path(seen_before.path) if seen_before is not None else None,
+                           served=Path(served.path) if served is not None else None, seen_out=Path(seen.path))
+    record_version(recommendations, seen)
     recommendations.metadata.update({"method": result.method, "k": result.k, "users": result.n_users,
-                                     "rows": result.n_rows, "short_users": result.short_users})
+                                     "rows": result.n_rows, "short_users": result.short_users,
+                                     "kept_users": result.kept_users})
 
 
 def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Input[Model], drift_config: str,
-                  threshold: float, report: Output[HTML],
+                  threshold: float, report: Output[HTML], summary: Output[Dataset],
                   metrics: Output[Metrics]) -> NamedTuple("DriftOutputs", [("drift_share", float), ("drifted", bool)]):
-    """Evidently drift of per-user behaviour between the reference window and the current one."""
+    """Evidently drift of per-user behaviour between the reference window and the current one: the Evidently
+    page (``report``) and its figures per feature (``summary``, the stage's drift.json, which a run report shows)."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -206,27 +214,31 @@ def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Inpu
     with tempfile.TemporaryDirectory() as work:
         result = run_monitor_drift(cfg, Path(reference.path), Path(current.path), Path(dsie.path), Path(work))
         shutil.copyfile(result.html_path, report.path)
-    record_version(report)
+        shutil.copyfile(result.json_path, summary.path)
+    record_version(report, summary)
     metrics.log_metric("drift_share", result.drift_share)
     metrics.log_metric("drifted_columns", float(len(result.drifted_columns)))
     report.metadata.update({"drifted_columns": result.drifted_columns, "threshold": cfg.threshold})
     return (result.drift_share, result.drifted)
 
 
-def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model], served: Output[Dataset]):
-    """The active snapshot under ``state_uri``: the reference window and the groups fitted on it; and what the
+def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model], served: Output[Dataset],
+               seen: Output[Dataset]):
+    """The active snapshot under ``state_uri``: the reference window and the groups fitted on it; what the
     serving store shows now (``served``: every user's active top-K as a recommendations parquet, empty before the
-    first publish), which the PCO step reads as the users' exposure during the new period."""
+    first publish), which the PCO step reads as the users' exposure during the new period and the recommend step
+    keeps for the users without an event in it; and ``seen``, each user's categories of the periods so far."""
     from pathlib import Path
 
     from coea.stages import record_version
-    from coea.state import run_load_served, run_load_state
+    from coea.state import run_load_seen, run_load_served, run_load_state
 
-    record_version(reference, dsie, served)
+    record_version(reference, dsie, served, seen)
     snap = run_load_state(state_uri, Path(reference.path), Path(dsie.path))
     reference.metadata.update({"snapshot": snap.snapshot, "created_at": snap.created_at})
     dsie.metadata.update({"snapshot": snap.snapshot})
     served.metadata.update({"users": run_load_served(state_uri, Path(served.path))})
+    seen.metadata.update({"pairs": run_load_seen(state_uri, Path(seen.path), Path(reference.path))})
 
 
 def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model], novelty: Input[Model],
@@ -266,9 +278,10 @@ def save_models(state_uri: str, novelty: Input[Model], relevance: Input[Model]) 
     return run_save_models(state_uri, Path(novelty.path), Path(relevance.path)).snapshot
 
 
-def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_uri: str, kv_store: Output[Artifact],
-                           metrics: Output[Metrics]) -> str:
-    """Publish to the state's SQLite KV store (a copy becomes ``kv_store``); export to ``gcs_uri`` if given."""
+def export_recommendations(recommendations: Input[Dataset], seen: Input[Dataset], state_uri: str, gcs_uri: str,
+                           kv_store: Output[Artifact], metrics: Output[Metrics]) -> str:
+    """Publish to the state's SQLite KV store (a copy becomes ``kv_store``); export to ``gcs_uri`` if given;
+    ``seen`` (the recommend step's) becomes the state's record of each user's categories."""
     from pathlib import Path
 
     from coea.stages import record_version
@@ -277,7 +290,7 @@ def export_recommendations(recommendations: Input[Dataset], state_uri: str, gcs_
 
     record_version(kv_store)
     result = run_export(PublishConfig(metadata={"recommendations": recommendations.uri}), Path(recommendations.path),
-                        state_uri, Path(kv_store.path), gcs_uri=gcs_uri or None)
+                        state_uri, Path(kv_store.path), gcs_uri=gcs_uri or None, seen=Path(seen.path))
     metrics.log_metric("users", float(result.publish.n_users))
     metrics.log_metric("rows", float(result.publish.n_rows))
     kv_store.metadata.update({"version": result.publish.version, "gcs_manifest": result.gcs.manifest_uri

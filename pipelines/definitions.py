@@ -111,18 +111,22 @@ def _prepare(c: Components, p: dict[str, Any]) -> dsl.PipelineTask:
 
 
 def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
-           p: dict[str, Any], llms: dict[str, PipelineChannel] | None = None) -> dict[str, dsl.PipelineTask]:
-    """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the LLM and PCO dirs."""
+           p: dict[str, Any], llms: dict[str, PipelineChannel] | None = None,
+           state: dsl.PipelineTask | None = None) -> dict[str, dsl.PipelineTask]:
+    """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the LLM and PCO dirs;
+    ``state``: the recurring pipeline's load_state task (its served lists and seen categories go to recommend)."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config", "pco_config", "device")}
     llms = llms or {}
     evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs, pco_rounds=p["pco_rounds"],
                           pco_alpha=p["pco_alpha"]).set_display_name("evaluate methods")
     apply_resources(mount_models(evaluate, settings), settings, StageClass.COMPUTE)
-    recommend = c.recommend(data=data, dsie=dsie, method=p["rec_method"], k=p["rec_k"], **llms, **configs)
+    before = {} if state is None else {"seen_before": state.outputs["seen"], "served": state.outputs["served"]}
+    recommend = c.recommend(data=data, dsie=dsie, method=p["rec_method"], k=p["rec_k"], **llms, **configs, **before)
     apply_resources(mount_models(recommend.set_display_name("recommend top-K"), settings), settings,
                     StageClass.COMPUTE)
     export = c.export_recommendations(recommendations=recommend.outputs["recommendations"],
-                                      state_uri=p["state_uri"], gcs_uri=p["gcs_export_uri"])
+                                      seen=recommend.outputs["seen"], state_uri=p["state_uri"],
+                                      gcs_uri=p["gcs_export_uri"])
     apply_io(export.set_display_name("export recommendations"), settings)
     return {"evaluate": evaluate, "recommend": recommend, "export": export}
 
@@ -170,12 +174,14 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
 
 def _update_and_serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
                       llms: dict[str, PipelineChannel], p: dict[str, Any], *, new_groups: bool,
-                      served: PipelineChannel | None = None) -> dict[str, dsl.PipelineTask]:
-    """A PCO run and its state commit (see :func:`_pco_and_save`; ``served`` goes to it), then
-    evaluate/recommend/export with the given models and the PCO dir; the store is published after the state
-    commit. Returns the tasks by role."""
-    pco, save = _pco_and_save(c, settings, data, dsie, llms, p, new_groups=new_groups, served=served)
-    served = _serve(c, settings, data, dsie, p, {**llms, "pco": pco.outputs["model"]})
+                      state: dsl.PipelineTask | None = None) -> dict[str, dsl.PipelineTask]:
+    """A PCO run and its state commit (see :func:`_pco_and_save`), then evaluate/recommend/export with the given
+    models and the PCO dir; the store is published after the state commit. ``state``: the recurring pipeline's
+    load_state task (its served lists are the PCO step's exposure and, with its seen categories, recommend's
+    input). Returns the tasks by role."""
+    pco, save = _pco_and_save(c, settings, data, dsie, llms, p, new_groups=new_groups,
+                              served=None if state is None else state.outputs["served"])
+    served = _serve(c, settings, data, dsie, p, {**llms, "pco": pco.outputs["model"]}, state)
     served["export"].after(save)  # the state first, then the store version that came from it
     return {**served, "pco": pco, "save": save}
 
@@ -237,14 +243,14 @@ def _recurring(c: Components, settings: DeploymentSettings):
             # get their SFT again on the period with the new groups, then the PCO rounds
             refit = _sft(c, settings, data, regroup.outputs["dsie"], p)
             _update_and_serve(c, settings, data, regroup.outputs["dsie"], refit, p, new_groups=True,
-                              served=state.outputs["served"])
+                              state=state)
         with dsl.Else(name="no drift: keep groups"):
             keep = c.build_profiles(data=data, dsie_in=state.outputs["dsie"], split_config=split_config,
                                     dsie_config=dsie_config)
             apply_resources(mount_models(keep.set_display_name("refresh profiles"), settings), settings,
                             StageClass.COMPUTE)  # the llm profiler loads a local model
             _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False,
-                              served=state.outputs["served"])
+                              state=state)
 
     return _as_pipeline(coea_recurring, RECURRING, PIPELINE_DESCRIPTIONS[RECURRING], settings)
 

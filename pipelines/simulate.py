@@ -19,7 +19,8 @@ ran logged. The served method is always evaluated (added to ``eval.methods`` whe
 
 Outputs under ``out_dir``: ``simulate.json`` (every row, the config), ``simulate.md`` (the per-period table),
 ``state/`` (the pipeline state, with the served KV store), ``periods/p<i>/`` (the period's log, its kfp
-artifacts under ``kfp/``, ``drift_report.html``; period 0: a run folder, :class:`coea.layout.RunLayout`).
+artifacts under ``kfp/``, ``drift_report.html`` and ``drift.json``, the drift check's page and figures; period 0: a
+run folder, :class:`coea.layout.RunLayout`).
 
 Synthetic data with ``synthetic.shift_period`` set (and ``synthetic.shift_periods`` equal to ``periods``)
 carries a lasting interest shift from that period on: regrouping should fire there and nowhere else.
@@ -239,6 +240,7 @@ def _recurring_period(cfg: RunConfig, window: Period, run_dir: Path, state_uri: 
     assert drift_dir is not None and evaluate_dir is not None
     drift = _executor_output(drift_dir)["parameterValues"]  # the step's outputs, the dsl.If condition's input
     shutil.copyfile(drift_dir / "report", run_dir / "drift_report.html")
+    shutil.copyfile(drift_dir / "summary", run_dir / "drift.json")  # what `coea report --run-dir` shows
     return _row(window, run_dir, drift=(float(drift["drift_share"]), bool(drift["drifted"])),
                 regrouped=after["snapshot"] != before["snapshot"], snapshot=after["snapshot"],
                 models=after["models"]["snapshot"], metrics=_logged_metrics(evaluate_dir),

@@ -115,10 +115,10 @@ def _run_step(step: Step, cfg: RunConfig, layout: RunLayout, state_uri: str | No
     if step is Step.RECOMMEND:
         assert serve is not None
         return stages.run_recommend(cfg, layout.data, layout.artifacts(), serve.method, serve.k,
-                                    layout.recommendations)
+                                    layout.recommendations, seen_out=layout.seen)
     assert serve is not None and state_uri
     return stages.run_export(stages.PublishConfig(metadata={"recommendations": str(layout.recommendations)}),
                              layout.recommendations, state_uri, layout.kv_store,
-                             gcs_uri=serve.gcs_export_uri or None)
+                             gcs_uri=serve.gcs_export_uri or None, seen=layout.seen)
 
 

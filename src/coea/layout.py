@@ -9,7 +9,7 @@ Every command, the in-process flow, the kfp.local runner and the report read and
       pco/                  PCO rounds, pco_state.json, pco_metrics.json/.png (coea.pco)
       metrics.json, metrics.md, metrics_at_K.png, eval_report.html   the evaluation (coea.stages.evaluate)
       config.json           the run config (`coea group`, the evaluation): later commands' default --config
-      recommendations.parquet, recs.sqlite, served.json, report.html, state/, kfp/
+      recommendations.parquet, seen.parquet, recs.sqlite, served.json, report.html, state/, kfp/
 
 dsie/, llm/novelty/, llm/relevance/ and pco/ each hold a lineage.json once complete (coea.lineage): what they were
 made from, checked by the commands that combine them.
@@ -68,6 +68,11 @@ class RunLayout:
     @property
     def recommendations(self) -> Path:
         return self.root / "recommendations.parquet"
+
+    @property
+    def seen(self) -> Path:
+        """Every user's categories (user_id, category), written by the recommend step for the state."""
+        return self.root / "seen.parquet"
 
     @property
     def kv_store(self) -> Path:

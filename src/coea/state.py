@@ -10,6 +10,8 @@ the two LLMs), replaces the snapshot when it regroups and the models after every
     models/<id>/novelty/...        the Novelty LLM (a ``save_bundle`` dir: weights, tokenizer, config)
     models/<id>/relevance/...      the Relevance LLM
     kv/recs.sqlite                 the served key-value store (its versions inside, see coea.store.kv)
+    seen.parquet                   every user's categories over all periods so far (user_id, category): what a
+                                   ``+x`` list excludes; replaced by each export (``run_export(seen=...)``)
 
 A version's files are written first and the pointer LAST, in one write (a rename locally, one object upload on
 GCS), so a reader that follows ``current.json`` sees either the previous complete state or the new one. On GCS the
@@ -47,13 +49,14 @@ from coea.store.records import new_version_id, utc_now_iso
 from coea.utils import atomic_path
 
 log = logging.getLogger(__name__)
-__all__ = ["KV_STORE", "POINTER", "GcsState", "LocalState", "StateConflictError", "StateSnapshot", "open_state",
-           "read_pointer", "run_export", "run_load_models", "run_load_served", "run_load_state", "run_save_models",
-           "run_save_state"]
+__all__ = ["KV_STORE", "POINTER", "SEEN", "GcsState", "LocalState", "StateConflictError", "StateSnapshot",
+           "open_state", "read_pointer", "run_export", "run_load_models", "run_load_seen", "run_load_served",
+           "run_load_state", "run_save_models", "run_save_state"]
 
 POINTER = "current.json"
 SNAPSHOTS = "snapshots"
 KV_STORE = "kv/recs.sqlite"
+SEEN = "seen.parquet"
 PARTS = ("data", "dsie")
 MODELS = "models"
 MODEL_PARTS = ("novelty", "relevance")  # each stored from (loaded into) ``<dir>/<part>/``, the sft_* layout
@@ -205,6 +208,24 @@ def run_load_served(state_uri: str, out: Path, *, client: Any = None) -> int:
     return int(recs["user_id"].nunique())
 
 
+def run_load_seen(state_uri: str, out: Path, reference_dir: Path, *, client: Any = None) -> int:
+    """The categories each user has had in the periods so far (the state's ``seen.parquet``) at ``out``; a state
+    written before the file existed gives the reference window's pairs (``reference_dir``, the loaded snapshot's
+    data). Returns the number of pairs."""
+    import pandas as pd
+
+    from coea.data.prepared import read_prepared
+    from coea.stages.recommend import seen_pairs
+
+    state = open_state(state_uri, client)
+    if not state.download_file(SEEN, Path(out)):
+        log.warning("state %s has no %s yet: the reference window's categories stand for what users have seen",
+                    state_uri, SEEN)
+        with atomic_path(Path(out)) as tmp:
+            seen_pairs(read_prepared(reference_dir).interactions).to_parquet(tmp, index=False)
+    return len(pd.read_parquet(out))
+
+
 def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, keep: int = 3,
                     client: Any = None) -> StateSnapshot:
     """Write ``novelty_dir/novelty/`` and ``relevance_dir/relevance/`` (the layout of the ``sft_*`` steps'
@@ -262,10 +283,14 @@ def _checkpoint(path: Path) -> None:
 
 
 def run_export(cfg: PublishConfig, recs_path: Path, state_uri: str, store_out: Path, *,
-               gcs_uri: str | None = None, client: Any = None) -> ExportResult:
+               gcs_uri: str | None = None, seen: Path | None = None, client: Any = None) -> ExportResult:
     """Publish a recommendations parquet as the new version of the state's KV store; copy the store to
-    ``store_out``; with ``gcs_uri``, also export the recommendations there as shards (``export_to_gcs``)."""
+    ``store_out``; with ``gcs_uri``, also export the recommendations there as shards (``export_to_gcs``). ``seen``
+    (the recommend step's seen pairs) becomes the state's ``seen.parquet`` first: the period's events happened
+    whether or not the publish goes through."""
     state = open_state(state_uri, client)
+    if seen is not None:
+        state.upload_file(SEEN, Path(seen))
     store_out = Path(store_out)
     store_out.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(state, LocalState):

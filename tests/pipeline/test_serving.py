@@ -81,3 +81,48 @@ def test_llm_method_prompts_a_new_user_with_the_cold_start_group(fitted, dirs) -
     # a user with no history event at all (e.g. every event held out): the largest group, empty short-term set
     ghost = method.contexts(["nobody"])[0]
     assert ghost.short_term == () and ghost.csid == parse_csid(largest_group(arts.dsie.groups))
+
+
+@pytest.mark.parametrize("method", ["pop_novel", "sasrec+x", "coea_seq+x", "pop"])
+def test_a_later_period_excludes_earlier_periods_categories_and_keeps_the_lists_of_inactive_users(
+        method: str, tmp_path: Path, fitted, dirs) -> None:
+    """The recurring pipeline's log is one period. ``seen`` (earlier periods' pairs) is excluded by a +x list as
+    the period's own categories are, and the users of ``served`` with no event in the period keep their lists
+    (before: +x excluded the period's categories only, and each publish dropped every inactive user)."""
+    from coea.data.loaders import LoadedData
+    from coea.data.prepared import write_prepared
+
+    log = read_prepared(fitted.data).interactions
+    users = sorted(log["user_id"].unique())
+    active, inactive = users[:80], users[80:]
+    period = tmp_path / "period"
+    later = log[log["user_id"].isin(active)].groupby("user_id").tail(10).reset_index(drop=True)
+    write_prepared(LoadedData(later, "the later period"), period, {})
+    mine = set(later.loc[later["user_id"] == active[0], "category"])
+    popular = [c for c in log["category"].value_counts().index if c not in mine][:3]  # what every method ranks high
+    earlier = pd.DataFrame({"user_id": [active[0]] * 3, "category": popular})
+    earlier.to_parquet(tmp_path / "seen_before.parquet", index=False)
+    served = pd.DataFrame({"user_id": [inactive[0]] * 2 + [active[1]], "rank": [1, 2, 1],
+                           "category": ["x", "y", "z"], "score": [2.0, 1.0, 3.0]})
+    served.to_parquet(tmp_path / "served.parquet", index=False)
+    result = run_recommend(fitted.cfg, period, dirs, method, K, tmp_path / "recs.parquet",
+                           seen=tmp_path / "seen_before.parquet", served=tmp_path / "served.parquet",
+                           seen_out=tmp_path / "seen.parquet")
+    recs = pd.read_parquet(result.path)
+    now = read_prepared(period).interactions
+    seen = pd.read_parquet(tmp_path / "seen.parquet")
+    pairs = set(zip(now["user_id"], now["category"], strict=True)) | set(zip(earlier["user_id"],
+                                                                              earlier["category"], strict=True))
+    assert set(zip(seen["user_id"], seen["category"], strict=True)) == pairs and len(seen) == len(pairs)
+    kept = recs[recs["user_id"] == inactive[0]]
+    assert kept[["rank", "category"]].values.tolist() == [[1, "x"], [2, "y"]] and result.kept_users == 1
+    assert "z" not in set(recs["category"])  # an active user gets a new list, not the served one
+    assert set(recs["user_id"]) == set(now["user_id"]) | {inactive[0]}
+    assert result.n_users == len(set(now["user_id"])) + 1
+    fresh = recs[recs["user_id"] != inactive[0]]
+    assert (fresh.groupby("user_id").size() == K).all()
+    hits = [(u, c) in pairs for u, c in zip(fresh["user_id"], fresh["category"], strict=True)]
+    if method.endswith("+x") or method.endswith("_novel"):
+        assert not any(hits)
+    else:
+        assert any(hits)  # plain pop repeats seen categories: the exclusion belongs to +x only

@@ -61,6 +61,16 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
                 {"user_id": str}))
         (recommend,) = [d for d in run.iterdir() if d.name.startswith("recommend")]
         served.append(pd.read_parquet(recommend / "recommendations"))
+        # a served +x list never holds a category the user had in ANY period so far (not only this one), and
+        # nobody served before is dropped: a user with no event in the period keeps their list
+        logs = pd.concat([pd.read_parquet(q.run_dir / "interactions.parquet") for q in rows[:p.index + 1]])
+        had = set(zip(logs["user_id"].astype(str), logs["category"].astype(str), strict=True))
+        now = served[-1].astype({"user_id": str})
+        assert not any((u, c) in had for u, c in zip(now["user_id"], now["category"], strict=True))
+        explored_all = {u for u, n in logs.groupby("user_id")["category"].nunique().items()
+                        if n == logs["category"].nunique()}  # no category left to recommend: no list
+        assert set(now["user_id"]) == (set(served[-2]["user_id"].astype(str))
+                                       | set(logs["user_id"].astype(str))) - {str(u) for u in explored_all}
         saved = "save-state" if p.regrouped else "save-models"  # new groups switch with their models
         assert (run / "load-models").is_dir() and any(d.name.startswith(saved) for d in run.iterdir())
 
@@ -82,3 +92,14 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
     assert table == result.table() and regrouped_row.startswith(f"| {SHIFT} |") and f"{SERVED_METHOD} S-H@5" in table
     assert "-" not in regrouped_row.split("|")[-2]  # the served method's metrics are there
     assert all((p.run_dir / "drift_report.html").stat().st_size > 10_000 for p in rows[1:])
+    # a period folder's report shows its drift check (simulate keeps the step's drift.json there)
+    from coea.report_html import build_html
+
+    page = build_html(rows[SHIFT].run_dir)
+    assert '<section id="drift">' in page and "drifted_columns" in page
+    assert json.loads((rows[SHIFT].run_dir / "drift.json").read_text())["drift_share"] == rows[SHIFT].drift_share
+    # the state's record of what users have seen covers every period
+    every = pd.concat([pd.read_parquet(p.run_dir / "interactions.parquet") for p in rows])
+    seen = pd.read_parquet(state / "seen.parquet")
+    assert set(zip(seen["user_id"], seen["category"], strict=True)) == set(zip(
+        every["user_id"].astype(str), every["category"].astype(str), strict=True))

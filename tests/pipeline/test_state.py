@@ -16,11 +16,13 @@ from coea.errors import CoeaInputError
 from coea.state import (
     KV_STORE,
     POINTER,
+    SEEN,
     StateConflictError,
     open_state,
     read_pointer,
     run_export,
     run_load_models,
+    run_load_seen,
     run_load_served,
     run_load_state,
     run_save_models,
@@ -253,6 +255,11 @@ def test_gcs_state_round_trip_store_and_export(tmp_path: Path, fitted, gcs: Any)
     served = pd.read_parquet(tmp_path / "served.parquet").sort_values(["user_id", "rank"])
     assert served[served.user_id == "u1"].category.tolist() == ["cat3", "cat4", "cat5"]
     assert run_load_served(f"gs://{BUCKET}/coea/other", tmp_path / "none.parquet", client=gcs) == 0
+    run_export(PublishConfig(), _recs(tmp_path / "c.parquet"), state, tmp_path / "s3.sqlite", client=gcs,
+               seen=_seen(tmp_path / "seen.parquet", [("u1", "cat1"), ("u9", "cat0")]))
+    assert f"coea/state/{SEEN}" in {b.name for b in gcs.list_blobs(BUCKET)}
+    assert run_load_seen(state, tmp_path / "back.parquet", tmp_path / "ref", client=gcs) == 2
+    assert _pairs(tmp_path / "back.parquet") == {("u1", "cat1"), ("u9", "cat0")}
 
 
 def test_gcs_models_round_trip(tmp_path: Path, fitted, gcs: Any) -> None:
@@ -377,3 +384,37 @@ def test_gcs_state_in_a_missing_bucket_says_so(tmp_path: Path, fitted, gcs: Any)
     with pytest.raises(CoeaInputError, match="bucket 'no-such-bucket' does not exist") as err:
         run_save_state("gs://no-such-bucket/state", fitted.data, fitted.dsie, client=gcs)
     assert str(err.value).startswith("gs://no-such-bucket/state/snapshots/")
+
+
+def _seen(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    pd.DataFrame(pairs, columns=["user_id", "category"]).to_parquet(path, index=False)
+    return path
+
+
+def _pairs(path: Path) -> set[tuple[str, str]]:
+    frame = pd.read_parquet(path)
+    return set(zip(frame["user_id"], frame["category"], strict=True))
+
+
+def test_the_seen_categories_go_to_the_state_with_the_export_and_come_back_with_the_state(
+        tmp_path: Path, fitted) -> None:
+    """run_export(seen=...) makes the recommend step's pairs the state's seen.parquet (replacing the last one);
+    run_load_seen reads them back. A state written before the file existed gives the reference window's pairs
+    (the loaded snapshot's data), not nothing."""
+    state = str(tmp_path / "state")
+    run_save_state(state, fitted.data, fitted.dsie)
+    run_load_state(state, tmp_path / "ref", tmp_path / "dsie")
+    log = pd.read_parquet(fitted.data / "interactions.parquet")
+    assert run_load_seen(state, tmp_path / "old.parquet", tmp_path / "ref") == len(
+        _pairs_of(log)) and _pairs(tmp_path / "old.parquet") == _pairs_of(log)
+    run_export(PublishConfig(), _recs(tmp_path / "a.parquet"), state, tmp_path / "s1.sqlite",
+               seen=_seen(tmp_path / "s1.parquet", [("u1", "cat1"), ("u2", "cat2")]))
+    run_export(PublishConfig(), _recs(tmp_path / "b.parquet"), state, tmp_path / "s2.sqlite",
+               seen=_seen(tmp_path / "s2.parquet", [("u1", "cat1"), ("u2", "cat2"), ("u3", "cat3")]))
+    assert (Path(state) / SEEN).is_file()
+    assert run_load_seen(state, tmp_path / "now.parquet", tmp_path / "ref") == 3
+    assert _pairs(tmp_path / "now.parquet") == {("u1", "cat1"), ("u2", "cat2"), ("u3", "cat3")}
+
+
+def _pairs_of(log: pd.DataFrame) -> set[tuple[str, str]]:
+    return set(zip(log["user_id"].astype(str), log["category"].astype(str), strict=True))
