@@ -71,7 +71,7 @@ def build_html(run_dir: Path) -> str:
     sections = [
         _served_section(_read_json(named["served"])),
         _metrics_section(_read_json(named["metrics"])),
-        _plots_section(pngs),
+        _plots_section(run_dir, pngs),
         _dsie_section(_read_json(named["dsie"])),
         _drift_section(run_dir, drift),
         _pco_section(_read_json(named["pco"]), unfinished=lineage.unfinished(named["pco"].parent)),
@@ -203,11 +203,13 @@ def _png_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _plots_section(pngs: list[Path]) -> str:
+def _plots_section(run_dir: Path, pngs: list[Path]) -> str:
+    """Every plot, captioned with its path in the run folder (a simulate folder holds one per period)."""
     if not pngs:
         return ""
-    figs = [f'<figure><img alt="{escape(p.name)}" src="{_png_uri(p)}"><figcaption>{escape(p.name)}'
-            "</figcaption></figure>" for p in pngs]
+    names = [p.relative_to(run_dir).as_posix() for p in pngs]
+    figs = [f'<figure><img alt="{escape(n)}" src="{_png_uri(p)}"><figcaption>{escape(n)}'
+            "</figcaption></figure>" for p, n in zip(pngs, names, strict=True)]
     return _section("Plots", "\n".join(figs), "plots")
 
 

@@ -60,6 +60,8 @@ def test_report_is_self_contained(run_dir):
     assert '<table id="metrics-table">' in html and 'id="cold-start-table"' in html
     assert "<td>nllm_sft+x</td>" in html and "C-H@10" in html and "S-H@5" in html
     assert html.count('src="data:image/png;base64,') == 2  # the kfp/ copy is left out
+    # each plot captioned with its place in the folder (a simulate folder holds one per period)
+    assert "<figcaption>metrics_at_10.png</figcaption>" in html and "<figcaption>dsie/groups.png</figcaption>" in html
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert "M_N" in html and "0.7500" in html and 'id="codebook-table"' in html  # ARI, codebook utilisation
     assert "PCO rounds" not in html and "Drift" not in html  # absent inputs: sections left out
