@@ -45,7 +45,7 @@ def render_report(run_dir: Path, out_path: Path | None = None) -> Path:
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     out_path = Path(out_path) if out_path is not None else run_dir / REPORT_HTML
     write_text_atomic(out_path, build_html(run_dir))
-    log.info("wrote %s", out_path)
+    log.debug("wrote %s", out_path)  # its callers print the path (`coea report`, `coea run`'s summary)
     return out_path
 
 
