@@ -19,6 +19,7 @@ from coea.config_values import from_dict, read_yaml
 from coea.config_values import typed_value as typed_value  # re-exported: components/settings.py
 from coea.device import check_device_spec
 from coea.dsie.config import DsieConfig
+from coea.errors import CoeaInputError
 from coea.llm.sft_config import LlmConfig
 from coea.pco.config import PcoConfig
 from coea.utils import as_enum, check_seed, write_json_atomic
@@ -215,6 +216,49 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.device = check_device_spec(self.device)
+        self._check_positions()
+
+    def _check_positions(self) -> None:
+        """A scratch model's ``max_position_embeddings`` is the longest prompt + completion it takes: it must cover
+        the ``max_length`` of every training of that model (SFT, and PCO's DPO and refreshes)."""
+        if not self.llm.model.is_scratch:  # a pretrained model brings its own positions
+            return
+        lengths = {"llm.novelty.max_length": self.llm.novelty.max_length,
+                   "llm.relevance.max_length": self.llm.relevance.max_length,
+                   "pco.dpo.max_length": self.pco.dpo.max_length,
+                   "pco.relevance_refresh.max_length": self.pco.relevance_refresh.max_length,
+                   "pco.novelty_refresh.max_length": self.pco.novelty_refresh.max_length}
+        positions = self.llm.model.max_position_embeddings
+        over = {key: n for key, n in lengths.items() if n > positions}
+        if over:
+            longest = max(over.values())
+            raise ValueError(f"llm.model.max_position_embeddings {positions} is below "
+                             f"{', '.join(f'{key} {n}' for key, n in over.items())}: it is the longest prompt + "
+                             f"completion the scratch model takes; raise llm.model.max_position_embeddings to at "
+                             f"least {longest}, or lower those max_length keys to at most {positions}")
+
+
+def check_cutoffs(cfg: RunConfig, n_categories: int, *, ks: bool = True, pco: bool = False) -> None:
+    """Refuse a cut-off above the log's ``n_categories`` (:class:`CoeaInputError` naming the key, its value and the
+    count), once the categories are known and before anything trains: ``eval.ks`` when ``ks`` (the evaluation
+    runs), ``pco.k`` when ``pco`` (PCO runs). A top-K list holds at most ``n_categories`` categories, so C-H@K would
+    be 1 for any full list and the shares that divide by K (NCP, CLTP, S-P) would shrink with K. K equal to the
+    count (rank every category) is fine."""
+    checks = [("eval.ks", list(cfg.eval.ks))] if ks else []
+    checks += [("pco.k", [cfg.pco.k])] if pco else []
+    for key, values in checks:
+        over = [k for k in values if k > n_categories]
+        if not over:
+            continue
+        shown = values if key == "eval.ks" else values[0]
+        fix = sorted({k for k in values if k <= n_categories} | {n_categories}) if key == "eval.ks" else min(
+            10, n_categories)
+        option = " (or --k)" if key == "eval.ks" else ""
+        big, cats = over[-1], f"{n_categories} categor{'y' if n_categories == 1 else 'ies'}"
+        raise CoeaInputError(f"{shown} has K={big} above the {cats} of the log: a top-{big} list holds at most "
+                             f"{cats}, so C-H@{big} would be 1 for any full list and "
+                             "the shares that divide by K (NCP, CLTP, S-P) would shrink", option=key,
+                             fix=f"set {key}{option} to at most {n_categories}, e.g. {key}: {fix}")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

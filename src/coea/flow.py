@@ -14,7 +14,7 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from coea.config import SERVED_METHOD, RunConfig
+from coea.config import SERVED_METHOD, RunConfig, check_cutoffs
 from coea.evaluation.registry import Need, needs_of
 from coea.layout import RunLayout
 
@@ -92,6 +92,8 @@ def run_flow(cfg: RunConfig, layout: RunLayout, *, needs: frozenset[Need] | None
     results: dict[Step, object] = {}
     for step in steps:
         results[step] = _run_step(step, cfg, layout, state_uri, serve)
+        if step is Step.PREPARE:  # the categories are known now: refuse a cut-off above them before any training
+            check_cutoffs(cfg, results[step].stats["categories"], ks=Step.EVALUATE in steps, pco=Step.PCO in steps)
     return FlowResult(layout, results)
 
 

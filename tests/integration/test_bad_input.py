@@ -157,14 +157,14 @@ def test_a_log_whose_histories_are_all_shorter_than_the_future_is_exit_2_with_th
     and the fix, and leave no output folder; with the fix's settings the same log evaluates."""
     rows = [f"u{u},i{j % 5},c{(u + j) % 4},{T0 + 86400 * j}" for u in range(20) for j in range(8)]
     path = write(tmp_path / "log.csv", HEADER + "\n".join(rows) + "\n")
-    line = one_error(capsys, tmp_path, f"csv:{path}", "--methods", "pop,markov")
+    line = one_error(capsys, tmp_path, f"csv:{path}", "--methods", "pop,markov", "--k", "1")  # items: 1 category
     assert "none of the 20 users has split.min_history=5 history events once their last split.n_future=10" in line
     assert "--n-future 2 --min-history 2, or --config short" in line
     code, _, err = run_cli(["group", "--data", f"csv:{path}", "--out", str(tmp_path / "g")], capsys)
     assert code == 2 and "none of the 20 users" in err and "Traceback" not in err, err
     assert not (tmp_path / "g").exists()
     code, out, err = run_cli(["evaluate", "--data", f"csv:{path}", "--methods", "pop,markov", "--n-future", "2",
-                              "--min-history", "2", "--out", str(tmp_path / "ok")], capsys)
+                              "--min-history", "2", "--k", "1", "--out", str(tmp_path / "ok")], capsys)
     assert code == 0 and "markov" in out, err
 
 

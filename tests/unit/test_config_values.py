@@ -2,6 +2,8 @@
 numpy can take, enum and scheduler typos, and the example a list field's error suggests. Every error is one line
 naming the file and the key, raised when the file is read (before anything trains)."""
 
+import logging
+
 import pytest
 
 from coea.config import load_run_config
@@ -156,3 +158,103 @@ def test_a_list_field_suggests_a_list_that_works(tmp_path, text, message):
     with pytest.raises(ValueError, match=message) as err:
         load()
     assert "[None]" not in str(err.value) and "['pop,markov']" not in str(err.value)
+
+
+SMALL_LOG = "synthetic: {n_users: 40, n_categories: 14, n_groups: 3, mean_interactions: 40, items_per_category: 5}\n"
+
+
+@pytest.mark.parametrize(("section", "key", "shown"), [
+    ("eval: {methods: [pop], ks: [5, 100]}\n", "eval.ks", "[5, 100] has K=100"),
+    ("eval: {methods: [pop, coea]}\npco: {k: 500}\n", "pco.k", "500 has K=500"),
+])
+def test_a_cutoff_above_the_categories_is_refused_before_any_training(tmp_path, capsys, monkeypatch, section, key,
+                                                                      shown):
+    """`eval.ks: [5, 100]` on a 14-category log reported C-H@100 = 1.0 and NCP@100 = 0.07 on lists of at most 14
+    (and `pco.k: 500` per-round metrics alike): refused right after the data step, before DSIE/SFT/PCO."""
+    from coea import flow
+    from tests.helpers import run_cli
+
+    monkeypatch.setattr(logging.getLogger("coea"), "handlers", [])  # the CLI's log handler on this test's stderr
+    ran = []
+    real = flow._run_step
+    monkeypatch.setattr(flow, "_run_step", lambda step, *a: ran.append(step) or real(step, *a))
+    path, _ = _load(tmp_path, SMALL_LOG + section)
+    code, _, err = run_cli(["evaluate", "--config", str(path), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and f"option {key}: {shown} above the 14 categories of the log" in err, err
+    assert "fix: set" in err and f"at most 14, e.g. {key}: " in err and "Traceback" not in err
+    assert ran == [flow.Step.PREPARE] and not (tmp_path / "out").exists()
+
+
+def test_a_cutoff_equal_to_the_categories_is_fine():
+    """K = the number of categories ranks every category: legitimate on a small log; K above it is not."""
+    from coea.config import RunConfig, check_cutoffs
+
+    cfg = load_run_config(None)
+    check_cutoffs(cfg, 10, pco=True)  # defaults: ks [5, 10], pco.k 10
+    check_cutoffs(RunConfig(), 4, ks=False)  # pco.k not checked when PCO does not run
+    with pytest.raises(CoeaInputError, match=r"\[5, 10\] has K=10 above the 9 categories.*eval.ks: \[5, 9\]"):
+        check_cutoffs(cfg, 9)
+    with pytest.raises(CoeaInputError, match=r"option pco.k: 10 has K=10 above the 9 categories.*pco.k: 9"):
+        check_cutoffs(cfg, 9, ks=False, pco=True)
+
+
+@pytest.mark.parametrize(("text", "argv", "expected"), [
+    ("eval: {methods: [pop, markvo]}\n", [], "{path}: eval.methods: unknown method 'markvo' (fix: choose from"),
+    ("eval: {methods: [pop, markvo]}\n", ["--methods", "pop"], "{path}: eval.methods: unknown method 'markvo'"),
+    ("eval: {methods: [pop]}\n", ["--methods", "pop,markvo"], "option --methods: unknown method 'markvo'"),
+    ("data: {spec: 'cvs:/x.csv'}\n", [], "{path}: data.spec: unknown data spec 'cvs:/x.csv' (fix: use synthetic"),
+    ("eval: {methods: [pop]}\n", ["--data", "cvs:/x.csv"], "option --data: unknown data spec 'cvs:/x.csv'"),
+    ("eval: {methods: [pop, markov+x], reference: markov+x}\n", ["--methods", "pop,markov"],
+     "{path}: eval.reference 'markov+x' is not among the methods of --methods pop,markov (fix: add markov+x to "
+     "--methods, pass --reference"),
+    ("device: cuda\n", [], "{path}: device 'cuda' requested but CUDA is not available; use --device cpu or auto "
+                           "(fix: set device: cpu (or auto) in {path}, or pass --device cpu)"),
+    ("eval: {methods: [pop]}\n", ["--device", "cuda"], "option --device: device 'cuda' requested but CUDA"),
+], ids=["methods", "methods-overridden", "methods-option", "spec", "spec-option", "reference", "device",
+        "device-option"])
+def test_a_bad_config_value_names_the_file_and_key_and_a_bad_option_the_option(tmp_path, capsys, monkeypatch,
+                                                                               text, argv, expected):
+    """A config file's method typo said `option --methods`, its data spec typo `option --data` (no file named), its
+    eval.reference left out by --methods `invalid option value ... (fix: see --help)`, its `device: cuda` without
+    CUDA `option device (config)`. Each now names the file and the key; a value from the command line still names
+    its option. All before the data step: nothing is written."""
+    import torch
+
+    from tests.helpers import run_cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path, _ = _load(tmp_path, text)
+    code, _, err = run_cli(["evaluate", "--config", str(path), *argv, "--out", str(tmp_path / "out")], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and errors[0].startswith("error: " + expected.format(path=path)), err
+    assert "(config)" not in errors[0] and not (tmp_path / "out").exists()
+
+
+def test_max_position_embeddings_below_a_max_length_is_refused_naming_both_keys(tmp_path):
+    """`llm.model.max_position_embeddings: 16` (the scratch model's longest prompt + completion) was accepted with
+    the SFT's max_length 192; PCO's DPO and refreshes train the same model."""
+    _, load = _load(tmp_path, "llm: {model: {max_position_embeddings: 160}, novelty: {max_length: 128}}\n")
+    with pytest.raises(ValueError, match=r"max_position_embeddings 160 is below llm.relevance.max_length 192, "
+                                         r"pco.dpo.max_length 192.*at least 192") as err:
+        load()
+    assert "llm.novelty.max_length" not in str(err.value)
+    _, load = _load(tmp_path, "llm: {model: {max_position_embeddings: 192}}\n")
+    assert load().llm.model.max_position_embeddings == 192  # equal is enough
+    _, load = _load(tmp_path, "llm: {model: {base_model: /models/x, max_position_embeddings: 16}}\n")
+    assert load().llm.model.max_position_embeddings == 16  # scratch only: a pretrained model has its own
+
+
+def test_window_days_on_a_single_file_is_a_warning_naming_the_key(tmp_path, monkeypatch):
+    """`data.window_days: 7` on one CSV file (not a dt= partition folder, README 'Data') was ignored without a word."""
+    from coea.config import DataConfig
+    from coea.data import sources
+    from coea.data.loaders import load_data
+
+    said = []
+    monkeypatch.setattr(sources.log, "warning", lambda fmt, *args: said.append(fmt % args))
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,category,timestamp\n1,a,x,1600000000\n2,b,y,1600000100\n")
+    assert len(load_data(DataConfig(spec=f"csv:{path}")).interactions) == 2 and not said  # 0: nothing to say
+    assert len(load_data(DataConfig(spec=f"csv:{path}", window_days=7)).interactions) == 2  # read whole, as before
+    assert len(said) == 1 and said[0].startswith(f"data.window_days=7 is ignored: {path} is a single file, not a "
+                                                 "folder of dt=YYYY-MM-DD/ partitions")

@@ -148,9 +148,17 @@ def with_device(cfg: RunConfig, device: str | None) -> RunConfig:
     try:
         resolve_device(cfg.device)
     except ValueError as err:
-        raise CoeaInputError(str(err), option="--device" if device is not None else "device (config)",
-                             fix="use --device cpu, or auto (the GPU when torch sees one)") from err
+        if device is not None or _read["config"] is None:
+            raise CoeaInputError(str(err), option="--device",
+                                 fix="use --device cpu, or auto (the GPU when torch sees one)") from err
+        raise CoeaInputError(str(err), source=_read["config"],
+                             fix=f"set device: cpu (or auto) in {_read['config']}, or pass --device cpu") from err
     return cfg
+
+
+# The config file the command read (load_config; None: the built-in defaults): an error about one of its values
+# that is found later, where an option may also have set it (the device), names it. One command per process.
+_read: dict[str, Path | None] = {"config": None}
 
 
 def load_config(path: Path | None) -> RunConfig:
@@ -158,12 +166,42 @@ def load_config(path: Path | None) -> RunConfig:
         raise CoeaInputError("config file not found", source=path,
                              fix=f"check the --config path, or name a preset: {', '.join(PRESETS)}")
     try:
-        return load_run_config(path)
+        cfg = load_run_config(path)
     except CoeaInputError:
         raise  # names its own place and fix (a key given twice)
     except (ValueError, TypeError) as err:
         message = str(err).removeprefix(f"{path}: ").removeprefix(f"{path} ")  # the source is named once
         raise CoeaInputError(message, source=path, fix="fix the YAML; see README 'Configuration'") from err
+    _read["config"] = source = path if path is None or path.is_file() else preset_path(str(path))
+    if source is not None:
+        check_names(cfg, source)
+    return cfg
+
+
+def check_names(cfg: RunConfig, path: Path) -> None:
+    """The config file's method names and data spec, checked when it is read: they are parsed where they are used,
+    whose errors name the options (--methods, --data) that set them from the command line."""
+    from coea.data.loaders import parse_spec
+    from coea.evaluation.registry import parse_method
+
+    named = [("eval.methods", parse_method, m) for m in cfg.eval.methods] + [("data.spec", parse_spec, cfg.data.spec)]
+    for key, parse, value in named:
+        try:
+            parse(value)
+        except CoeaInputError as err:
+            raise err.replace(problem=f"{key}: {err.problem}", source=path, option=None) from None
+
+
+def eval_overrides(base: EvalConfig, **values) -> EvalConfig:
+    """:func:`overrides` of the eval section; a config's ``eval.reference`` that ``--methods`` leaves out is an
+    error naming the config file, the key and the option (not a bare 'invalid option value')."""
+    methods, reference = values.get("methods"), values.get("reference")
+    if methods is not None and reference is None and base.reference not in (None, *methods):
+        raise CoeaInputError(f"eval.reference {base.reference!r} is not among the methods of --methods "
+                             f"{','.join(methods)}", source=_read["config"],
+                             fix=f"add {base.reference} to --methods, pass --reference (one of --methods), or "
+                                 "remove eval.reference from the config")
+    return overrides(base, **values)
 
 
 def config_with_data(config: Path | None, data: str | None, level=None, user_col=None, item_col=None,

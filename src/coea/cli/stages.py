@@ -29,6 +29,7 @@ from coea.cli.common import (
     config_with_data,
     csv,
     data_config,
+    eval_overrides,
     from_run_config,
     ints,
     output_folder,
@@ -72,7 +73,7 @@ def evaluate_cmd(
         cfg,
         data=data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col),
         split=split_config(cfg.split, n_future, n_short, min_history, min_gap),
-        eval=overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed, reference=reference),
+        eval=eval_overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed, reference=reference),
     )
     cfg = with_device(cfg, device)
     with output_folder(out):

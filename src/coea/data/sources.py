@@ -39,6 +39,15 @@ class Fetched:
     source: str
 
 
+def warn_window_ignored(cfg: DataConfig, source: str, what: str = "a single file") -> None:
+    """Warn that ``data.window_days`` (set) does nothing for ``source``: only a folder of dt=YYYY-MM-DD/ partitions
+    is cut to a window of days (README 'Data')."""
+    if cfg.window_days:
+        log.warning("data.window_days=%d is ignored: %s is %s, not a folder of dt=YYYY-MM-DD/ partitions (only "
+                    "those are cut to the last N days); set data.window_days to 0, or use a partitioned folder",
+                    cfg.window_days, source, what)
+
+
 def _described(root: str, chosen: list[Partition]) -> str:
     return f"{root} dt={chosen[0].day}..{chosen[-1].day} ({len(chosen)} partitions)"
 
@@ -54,12 +63,14 @@ def fetch_parts(location: Path | GcsPath, fmt: str, cfg: DataConfig, tmp: Path) 
                                    cfg.as_of, cfg.window_days, str(location), fmt)
         files = [location / name for part in chosen for name in part.files]
         return Fetched(tuple(Part(str(f), f) for f in files), _described(str(location), chosen))
+    warn_window_ignored(cfg, str(location))
     return Fetched((Part(str(location), location),), str(location))
 
 
 def _fetch_gcs(location: GcsPath, fmt: str, cfg: DataConfig, tmp: Path) -> Fetched:
     reader = GcsReader(cfg.gcs_retry_s)
     if not location.is_prefix:
+        warn_window_ignored(cfg, str(location))
         return Fetched((Part(str(location), _download(reader, location, tmp, 0)),), str(location))
     names = reader.list_names(location)
     chosen = select_partitions(group_partitions(names, fmt, str(location)), cfg.as_of, cfg.window_days,

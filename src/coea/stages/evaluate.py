@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coea.config import RunConfig
+from coea.config import RunConfig, check_cutoffs
 from coea.data.prepared import read_prepared
+from coea.data.schema import CATEGORY
 from coea.data.split import chronological_split
 from coea.device import resolve_device
 from coea.evaluation.evaluate import evaluate_split
@@ -42,6 +43,7 @@ def run_evaluate_stage(cfg: RunConfig, data_dir: Path, out_dir: Path,
     for name in cfg.eval.methods:
         parse_method(name)  # fail fast on a typo before any work
     loaded = read_prepared(data_dir)
+    check_cutoffs(cfg, loaded.interactions[CATEGORY].nunique())
     split = chronological_split(loaded.interactions, cfg.split)
     artifacts = load_artifacts(cfg.eval.methods, dirs, resolve_device(cfg.device))
     out_dir = Path(out_dir)

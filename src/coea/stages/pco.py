@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from coea import lineage
-from coea.config import RunConfig
+from coea.config import RunConfig, check_cutoffs
 from coea.data.prepared import read_prepared
+from coea.data.schema import CATEGORY
 from coea.data.split import chronological_split
 from coea.device import resolve_device
 from coea.errors import CoeaInputError
@@ -92,7 +93,9 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
         _check_sources(check_run, key, resume)
     seed_everything(cfg.pco.seed)
     device = resolve_device(cfg.device)
-    split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
+    log = read_prepared(data_dir).interactions
+    check_cutoffs(cfg, log[CATEGORY].nunique(), ks=False, pco=True)  # before any model loads
+    split = chronological_split(log, cfg.split)
     llms = load_llms(list(llm_dirs), dsie_dir, device=device, trainable=True)
     for bundle in (llms.novelty, llms.relevance):
         check_prompt_options(bundle, cfg.llm.data)
