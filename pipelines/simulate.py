@@ -18,9 +18,10 @@ snapshot changed (= regrouping fired), the state's models version, and the metri
 ran logged. The served method is always evaluated (added to ``eval.methods`` when missing).
 
 Outputs under ``out_dir``: ``simulate.json`` (every row, the config), ``simulate.md`` (the per-period table),
-``state/`` (the pipeline state, with the served KV store), ``periods/p<i>/`` (the period's log, its kfp
-artifacts under ``kfp/``, ``drift_report.html`` and ``drift.json``, the drift check's page and figures; period 0: a
-run folder, :class:`coea.layout.RunLayout`).
+``state/`` (the pipeline state, with the served KV store), ``periods/p<i>/``: each a run folder
+(:class:`coea.layout.RunLayout`) with its ``report.html``: the period's log, metrics, plots, served lists and PCO
+metrics; a later period's kfp artifacts under ``kfp/`` (the models' weights), ``drift_report.html`` and
+``drift.json``, the drift check's page and figures.
 
 Synthetic data with ``synthetic.shift_period`` set (and ``synthetic.shift_periods`` equal to ``periods``)
 carries a lasting interest shift from that period on: regrouping should fire there and nowhere else.
@@ -45,6 +46,7 @@ from coea.data.schema import USER
 from coea.data.split import Period, split_periods
 from coea.drift import DriftConfig
 from coea.errors import CoeaInputError
+from coea.layout import RunLayout
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 from components.settings import DeploymentSettings
 from pipelines.console import STEPS_LOG, in_process_log
@@ -191,7 +193,6 @@ def _seed_state(cfg: RunConfig, window: Period, run_dir: Path, state_uri: str, r
     version, evaluate, and serve ``rec_method``'s top-``rec_k`` into the state's KV store (what period 1's users
     are shown: its PCO step reads them as exposure, ``pco.exposure_inject``)."""
     from coea.flow import Serve, Step, run_flow
-    from coea.layout import RunLayout
     from coea.state import read_pointer
 
     start = time.perf_counter()
@@ -241,10 +242,34 @@ def _recurring_period(cfg: RunConfig, window: Period, run_dir: Path, state_uri: 
     drift = _executor_output(drift_dir)["parameterValues"]  # the step's outputs, the dsl.If condition's input
     shutil.copyfile(drift_dir / "report", run_dir / "drift_report.html")
     shutil.copyfile(drift_dir / "summary", run_dir / "drift.json")  # what `coea report --run-dir` shows
+    _keep_outputs(kfp_root, evaluate_dir, run_dir)
     return _row(window, run_dir, drift=(float(drift["drift_share"]), bool(drift["drifted"])),
                 regrouped=after["snapshot"] != before["snapshot"], snapshot=after["snapshot"],
                 models=after["models"]["snapshot"], metrics=_logged_metrics(evaluate_dir),
                 seconds=time.perf_counter() - start)
+
+
+def _keep_outputs(kfp_root: Path, evaluate_dir: Path, run_dir: Path) -> None:
+    """A later period's folder gets what a run folder shows (:class:`coea.layout.RunLayout`): the evaluate step's
+    metrics and plots, the served lists, the PCO rounds' metrics (not their weights, which stay under ``kfp/``)."""
+    for path in (evaluate_dir / "report").iterdir():
+        if path.is_file():
+            shutil.copyfile(path, run_dir / path.name)
+    recommend, pco = _task_dir(kfp_root, "recommend"), _task_dir(kfp_root, "pco-loop")
+    assert recommend is not None and pco is not None
+    shutil.copyfile(recommend / "recommendations", RunLayout(run_dir).recommendations)
+    (run_dir / "pco").mkdir(exist_ok=True)
+    for name in ("pco_metrics.json", "pco_metrics.png", "lineage.json"):
+        if (pco / "model" / name).is_file():
+            shutil.copyfile(pco / "model" / name, run_dir / "pco" / name)
+
+
+def _report(run_dir: Path, rec_method: str, rec_k: int) -> None:
+    """served.json (what the period served) and the period's report.html (``coea report``'s page)."""
+    from coea.report_html import render_report
+
+    write_json_atomic(RunLayout(run_dir).served, {"method": rec_method, "k": rec_k})
+    render_report(run_dir)
 
 
 def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_config: DriftConfig | None = None,
@@ -283,6 +308,7 @@ def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_confi
                        f"{run_dir / 'kfp' / STEPS_LOG}")
             row = _recurring_period(cfg, window, run_dir, state_uri, drift_threshold, options)
         rows.append(row)
+        _report(run_dir, rec_method, rec_k)
         log.info("period %d of 0..%d (%s .. %s, %d events): drift share %s -> %s; %s in %.1fs", window.index,
                  periods - 1, _day(row.start), _day(row.end), row.events,
                  "-" if row.drift_share is None else f"{row.drift_share:.3f}",

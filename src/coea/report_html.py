@@ -96,9 +96,10 @@ def _read_json(path: Path) -> Any:
 
 
 def _find_files(run_dir: Path, pattern: str) -> list[Path]:
-    """Files matching ``pattern`` anywhere under ``run_dir`` except the kfp/state copies, sorted."""
+    """Files matching ``pattern`` anywhere under ``run_dir`` except the kfp/state copies (at any depth: a simulate
+    folder holds one kfp/ per period), sorted."""
     return sorted(p for p in run_dir.rglob(pattern)
-                  if p.is_file() and not SKIPPED_DIRS.intersection(p.relative_to(run_dir).parts[:1]))
+                  if p.is_file() and not SKIPPED_DIRS.intersection(p.relative_to(run_dir).parts[:-1]))
 
 
 # ---------------------------------------------------------------- formatting

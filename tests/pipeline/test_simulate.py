@@ -92,11 +92,13 @@ def test_simulate_regroups_in_the_shifted_period_only(tmp_path: Path) -> None:
     assert table == result.table() and regrouped_row.startswith(f"| {SHIFT} |") and f"{SERVED_METHOD} S-H@5" in table
     assert "-" not in regrouped_row.split("|")[-2]  # the served method's metrics are there
     assert all((p.run_dir / "drift_report.html").stat().st_size > 10_000 for p in rows[1:])
-    # a period folder's report shows its drift check (simulate keeps the step's drift.json there)
-    from coea.report_html import build_html
-
-    page = build_html(rows[SHIFT].run_dir)
-    assert '<section id="drift">' in page and "drifted_columns" in page
+    # every period folder is a run folder with its report: what it served, its metrics, plots, PCO rounds and (for
+    # a later period) its drift check; the copies under kfp/ are not shown again
+    for p in rows:
+        page = (p.run_dir / "report.html").read_text()
+        assert f"<td>{SERVED_METHOD}</td>" in page and '<table id="metrics-table">' in page
+        assert 'id="pco-table"' in page and "<figcaption>metrics_at_5.png</figcaption>" in page
+        assert ('<section id="drift">' in page) == (p.index > 0) and "kfp/" not in page
     assert json.loads((rows[SHIFT].run_dir / "drift.json").read_text())["drift_share"] == rows[SHIFT].drift_share
     # the state's record of what users have seen covers every period
     every = pd.concat([pd.read_parquet(p.run_dir / "interactions.parquet") for p in rows])
