@@ -1,7 +1,8 @@
 """Training throughput of the two LLMs: examples/s of N-LLM SFT, R-LLM SFT and DPO pairs/s, for the default
 (`cpu` preset) model at its batch size in fp32 (the baseline, measured in the same run) and for the `gpu`
-preset's model and batch size, in fp32 and with ``precision: auto`` (bf16 autocast on a CUDA GPU), on the CPU and,
-where CUDA is available, on the GPU. The ratio column is examples/s over the baseline row of the same device.
+preset's model and batch size, in fp32 and with ``precision: auto`` (bf16 autocast on a CUDA GPU), and the default
+model with activation checkpointing on (trl's default, which every training used before session 41), on the CPU
+and, where CUDA is available, on the GPU. The ratio column is examples/s over the baseline row of the same device.
 
 Prompts are real MovieLens-1M short-term sets (../shared) with a realistic group profile; the labels are drawn at
 random (seeded): throughput does not depend on them. The ``prompt`` rows train the default model's N-LLM on longer
@@ -135,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         "default fp32": (cpu.llm.model, cpu.llm.novelty, cpu.llm.relevance, cpu.pco.dpo, "fp32"),
         "gpu preset fp32": (gpu.llm.model, gpu.llm.novelty, gpu.llm.relevance, gpu.pco.dpo, "fp32"),
         "gpu preset auto": (gpu.llm.model, gpu.llm.novelty, gpu.llm.relevance, gpu.pco.dpo, "auto"),
+        # trl's configs turn activation checkpointing on unless told otherwise (what every training did before
+        # session 41): the default model with it, against the baseline row without
+        "default fp32 checkpointing": (cpu.llm.model, *(replace(c, activation_checkpointing=True) for c in (
+            cpu.llm.novelty, cpu.llm.relevance, cpu.pco.dpo)), "fp32"),
     }
     if not args.gpu_preset:
-        variants = {"default fp32": variants["default fp32"]}
+        variants = {k: v for k, v in variants.items() if k.startswith("default")}
     largest = max(v[1].batch_size for v in variants.values()) * args.steps
     nov, rel, pairs = _examples(split, largest)
     rows: dict[str, dict[str, float]] = {}

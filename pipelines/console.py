@@ -15,7 +15,8 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from functools import cache
 from pathlib import Path
 from typing import TextIO
 
@@ -28,6 +29,26 @@ _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 FAILED_TAIL = 40  # lines of a failed step's log shown on the console
 INPUT_ERROR = "coea.errors.CoeaInputError: "  # how a step's traceback ends on bad input
+_KFP_INDEX = re.compile(r"(.+)-([2-9]|[1-9][0-9]+)")  # kfp's suffix of a repeated task name: -2, -3, ...
+
+
+@cache
+def project_steps() -> frozenset[str]:
+    """The task names the project's components get in a pipeline (``pco-loop``: the function name, dashed)."""
+    from components.functions import STAGES
+
+    return frozenset(fn.__name__.replace("_", "-") for fn in STAGES)
+
+
+def step_name(task: str, steps: Collection[str]) -> str:
+    """The step a kfp.local task runs: ``task`` without the ``-2``, ``-3`` ... suffix kfp appends to a component's
+    second, third ... task in a pipeline (``pco-loop-2``: the recurring pipeline's PCO step of a period without a
+    regroup). The suffix is cut only when what is left is one of ``steps`` and ``task`` itself is not: a name
+    whose digits are its own stays whole."""
+    match = _KFP_INDEX.fullmatch(task)
+    if match and match.group(1) in steps and task not in steps:
+        return match.group(1)
+    return task
 
 
 class StepConsole(io.TextIOBase):
@@ -37,11 +58,15 @@ class StepConsole(io.TextIOBase):
         log: the open log file; gets every line, without colour codes.
         console: where progress lines (and, with ``verbose``, every line) go.
         verbose: echo every line to ``console`` too.
+        step_names: the pipeline's step names (default: the project's components, :func:`project_steps`); a task
+            kfp de-duplicated (``evaluate-2``) is shown as its step (:func:`step_name`).
     """
 
-    def __init__(self, log: TextIO, console: TextIO, *, verbose: bool = False) -> None:
+    def __init__(self, log: TextIO, console: TextIO, *, verbose: bool = False,
+                 step_names: Collection[str] | None = None) -> None:
         super().__init__()
         self.log, self.console, self.verbose = log, console, verbose
+        self.step_names = project_steps() if step_names is None else step_names
         self.steps: list[tuple[str, str, float]] = []  # (step, status, seconds) in the order they finished
         self._pending = ""
         self._started: dict[str, float] = {}
@@ -80,8 +105,9 @@ class StepConsole(io.TextIOBase):
         elif finished := _FINISHED.search(plain):
             self._finish(finished.group(1), finished.group(2))
 
-    def _finish(self, step: str, status: str) -> None:
-        seconds = time.perf_counter() - self._started.pop(step, time.perf_counter())
+    def _finish(self, task: str, status: str) -> None:
+        seconds = time.perf_counter() - self._started.pop(task, time.perf_counter())
+        step = step_name(task, self.step_names)
         self.steps.append((step, status, seconds))
         errors = [line.split(INPUT_ERROR, 1)[1] for line in self._tail if INPUT_ERROR in line]
         if status != "SUCCESS" and errors:

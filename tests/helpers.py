@@ -69,14 +69,15 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``coea ARGS`` run in this process (``coea.cli.main``) as ``python -m coea.cli ARGS`` would run in ``cwd``
     (default: the repository): its exit code, stdout and stderr (the ``coea`` log lines included, as the CLI's log
-    setup writes them there; an unexpected exception: its traceback and exit code 1). The ``coea`` logger is
-    restored afterwards. A test about the process itself uses :func:`coea_process`."""
+    setup writes them there; an unexpected exception: its traceback and exit code 1). The ``coea`` and ``pipelines``
+    loggers are restored afterwards. A test about the process itself uses :func:`coea_process`."""
     from coea.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    logger = logging.getLogger("coea")
-    saved = logger.handlers, logger.level, logger.propagate
-    logger.handlers = []  # the CLI's setup_logging adds its handler on the stderr captured here
+    loggers = [logging.getLogger(name) for name in ("coea", "pipelines")]  # those setup_logging configures
+    saved = [(logger.handlers, logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers = []  # the CLI's setup_logging adds its handler on the stderr captured here
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or REPO):
             try:
@@ -90,7 +91,8 @@ def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                 traceback.print_exc()
                 code = 1
     finally:
-        logger.handlers, logger.level, logger.propagate = saved
+        for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers, logger.level, logger.propagate = handlers, level, propagate
     return subprocess.CompletedProcess(["coea", *args], code, out.getvalue(), err.getvalue())
 
 

@@ -14,6 +14,7 @@ stage: the CLI, an in-process flow (tests, benchmarks) and each kfp.local pipeli
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import os
 import re
@@ -102,10 +103,13 @@ class Precision(enum.StrEnum):
     BF16 = "bf16"
 
 
-def trainer_flags(device: str, precision: Precision | str = Precision.AUTO, *, compile_model: bool = False) -> dict:
+def trainer_flags(device: str, precision: Precision | str = Precision.AUTO, *, compile_model: bool = False,
+                  checkpointing: bool = False) -> dict:
     """The device-dependent ``TrainingArguments`` of SFT and DPO on ``device`` (a resolved torch device string):
     CPU or GPU, bf16 autocast (``precision``), pinned host memory for the batches on CUDA, optional
-    ``torch.compile``. One place, so the SFT and DPO trainers use a GPU the same way."""
+    ``torch.compile``, activation checkpointing only when asked (trl's configs turn it on by default: a second
+    forward pass per layer that small models do not need). One place, so the SFT and DPO trainers use a GPU the
+    same way."""
     precision = Precision(precision)
     cuda = device.startswith("cuda")
     if precision is Precision.AUTO:
@@ -115,7 +119,16 @@ def trainer_flags(device: str, precision: Precision | str = Precision.AUTO, *, c
     else:
         bf16 = precision is Precision.BF16
     return {"use_cpu": not cuda, "bf16": bf16, "fp16": False, "dataloader_pin_memory": cuda,
-            "torch_compile": compile_model, "dataloader_num_workers": 0}
+            "torch_compile": compile_model, "dataloader_num_workers": 0, **_checkpointing_flag(checkpointing)}
+
+
+def _checkpointing_flag(on: bool) -> dict:
+    """transformers 5 names it ``activation_checkpointing`` (``gradient_checkpointing``, trl's default-True field, is
+    its deprecated alias, used only when the new name is unset); an older transformers has only the old name."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": on}
 
 
 @contextlib.contextmanager

@@ -150,16 +150,22 @@ def log_formatter() -> logging.Formatter:
     return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
 
 
+PROJECT_LOGGERS = ("coea", "pipelines")  # the library's loggers and the pipeline runners' (``pipelines.simulate``)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
-    """Configure the ``coea`` logger once (CLI entry points call this; the library never does)."""
-    logger = logging.getLogger("coea")
-    if logger.handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(log_formatter())
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    """Configure the project's loggers (:data:`PROJECT_LOGGERS`: ``coea.*`` and the top-level ``pipelines.*``, e.g.
+    ``coea simulate``'s summary line per period) once each, to stderr at ``level`` (CLI entry points call this; the
+    library never does)."""
+    for name in PROJECT_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            continue
+        handler = logging.StreamHandler()
+        handler.setFormatter(log_formatter())
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 def log_softmax_rows(scores: np.ndarray) -> np.ndarray:

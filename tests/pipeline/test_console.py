@@ -149,3 +149,34 @@ def test_an_in_process_flow_keeps_its_output_in_the_log_and_warnings_on_the_cons
         assert console.getvalue().endswith(f"  logs: {tmp_path / 'fail.log'}\n")
     finally:
         logger.handlers, logger.level, logger.propagate = saved
+
+
+def test_a_task_kfp_de_duplicated_is_shown_as_its_step() -> None:
+    """``coea simulate`` showed kfp's task names ``pco-loop-2``, ``evaluate-2``, ``recommend-2``,
+    ``export-recommendations-2`` (a component's second task in the recurring pipeline: the periods without a
+    regroup): the console shows the step. A trailing ``-N`` that kfp did not add stays."""
+    from pipelines.console import project_steps, step_name
+
+    log, console = io.StringIO(), io.StringIO()
+    stream = StepConsole(log, console)
+    tasks = ["pco-loop-2", "evaluate-2", "recommend-2", "export-recommendations-2", "sft-novelty-11", "monitor-drift"]
+    for task in tasks:
+        stream.write(f"Executing task '{task}'\nTask '{task}' finished with status SUCCESS\n")
+    shown = ["pco-loop", "evaluate", "recommend", "export-recommendations", "sft-novelty", "monitor-drift"]
+    assert [s[0] for s in stream.steps] == shown
+    assert [line.split()[0] for line in console.getvalue().splitlines()] == shown
+    assert "pco-loop-2" in log.getvalue()  # the log file keeps kfp's own lines
+    assert {"pco-loop", "evaluate", "export-recommendations"} <= project_steps()
+    assert step_name("chatty-2", project_steps()) == "chatty-2"  # not a project step: nothing to go back to
+    assert step_name("evaluate-1", project_steps()) == "evaluate-1"  # kfp numbers repeats from 2
+    assert step_name("stage-2", {"stage", "stage-2"}) == "stage-2"  # a real name ending in digits
+    assert step_name("stage-2-2", {"stage", "stage-2"}) == "stage-2"
+    assert step_name("stage-02", {"stage"}) == "stage-02"
+
+
+def test_a_failed_de_duplicated_task_names_its_step_in_the_input_error() -> None:
+    log, console = io.StringIO(), io.StringIO()
+    stream = StepConsole(log, console)
+    stream.write("Executing task 'evaluate-2'\n    coea.errors.CoeaInputError: bad k\n"
+                 "Task 'evaluate-2' finished with status FAILURE\n")
+    assert stream.input_error == "step evaluate: bad k"

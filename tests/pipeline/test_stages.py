@@ -278,3 +278,24 @@ def test_load_llms_names_the_missing_model(tmp_path: Path, fitted, llm_dirs) -> 
 
     with pytest.raises(CoeaInputError, match="no relevance/ model"):
         load_llms([llm_dirs["novelty"]], fitted.dsie)
+
+
+@pytest.mark.parametrize("which", [("novelty",), ("relevance",)])
+def test_an_sft_step_logs_the_examples_of_its_own_model_only(tmp_path: Path, fitted, monkeypatch, caplog,
+                                                             which) -> None:
+    """Each SFT step builds only its own model's examples, and the log said "sft data: 2644 novelty and 0
+    relevance examples", then "0 novelty and 1258 relevance": a step names its own model's count only. (Training
+    stubbed: the count is logged before it.)"""
+    import logging
+
+    from coea.llm import run as llm_run
+    from coea.llm.sft import SftResult
+
+    monkeypatch.setattr(llm_run, "train_sft", lambda *args, **kwargs: SftResult(steps=1))
+    monkeypatch.setattr(llm_run, "heldout_auc", lambda *args, **kwargs: {})
+    caplog.set_level(logging.INFO, logger="coea")
+    run_sft_stage(fitted.cfg, fitted.data, fitted.dsie, tmp_path / "llm", which=which)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sft data:")]
+    other = {"novelty": "relevance", "relevance": "novelty"}[which[0]]
+    assert f" {which[0]} examples" in line and other not in line, line
+    assert int(line.split()[2]) > 0

@@ -219,3 +219,26 @@ def test_pairs_whose_prompt_fills_max_length_are_refused_before_the_trainer(tiny
         trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=dpo_args(cfg, str(tmp_path)),
                              train_dataset=Dataset.from_list(PAIRS), processing_class=tok)
         assert pairs_within(tok, PAIRS, max_length) == len(trainer.train_dataset)
+
+
+def test_a_dpo_round_keeps_stdout_clean_and_stderr_free_of_dataset_bars_and_checkpointing_warnings(tiny, capsys):
+    """Each PCO round printed trainer log dicts on stdout and, on stderr, trl's ``datasets`` progress bars ("Adding
+    EOS to train dataset", "Flattening the indices") and transformers' FutureWarnings about the
+    ``gradient_checkpointing`` names. Other warnings are not filtered."""
+    import warnings
+
+    model, tok = tiny
+    policy, ref = copy.deepcopy(model), copy.deepcopy(model)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        train_dpo(DpoTrainConfig(epochs=1, batch_size=4, logging_steps=2), policy, tok, PAIRS, ref_model=ref)
+        warnings.warn("a real warning", UserWarning, stacklevel=1)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "Adding EOS" not in err and "Flattening the indices" not in err and "Tokenizing" not in err
+    messages = [str(w.message) for w in shown]
+    assert not [m for m in messages if "gradient_checkpointing" in m], messages
+    assert "a real warning" in messages
+    from datasets import are_progress_bars_disabled
+
+    assert not are_progress_bars_disabled()  # restored after the round

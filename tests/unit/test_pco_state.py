@@ -60,3 +60,22 @@ def test_a_round_whose_window_has_no_user_with_history_changes_nothing_and_says_
         row = pco_round.run_round(ctx, 1, window, novelty, relevance).as_row()
     assert (row["prompts"], row["pairs"], row["dpo_steps"], row["dpo_margin"]) == (0, 0, 0, None)
     assert "no user has a history before the round's window" in caplog.text
+
+
+def test_a_saved_round_logs_its_final_model_paths_not_the_temporary_ones(tmp_path, caplog):
+    """The log said "saved model bundle to r1/pco/rounds/.round_001.lca83hl9.tmp/novelty", a path gone after the
+    rename: it names the round's own folder, once it is there."""
+    import logging
+
+    from coea.llm.config import ModelConfig
+    from coea.llm.models import build_model_and_tokenizer
+    from coea.pco.checkpoint import round_dir, save_round
+
+    cats = ["Comedy", "Drama", "Thriller"]
+    bundle = build_model_and_tokenizer(ModelConfig(hidden_size=32, intermediate_size=48), cats, ["p"], [2, 2])
+    caplog.set_level(logging.INFO, logger="coea")
+    final = save_round(tmp_path, 1, bundle, bundle, [{"round": 1}], PcoConfig())
+    assert final == round_dir(tmp_path, 1) and (final / "novelty").is_dir()
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if ".tmp" in m], messages
+    assert any(str(final / "novelty") in m and str(final / "relevance") in m for m in messages), messages

@@ -150,3 +150,40 @@ def test_scoring_only_the_labelled_positions_on_the_cpu_trains_the_same_model(ti
     assert compact.steps == every.steps == 6 and compact.losses == pytest.approx(every.losses, rel=1e-5)
     for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_training_writes_no_log_dicts_to_stdout_and_logs_them_at_debug(tiny, capsys, caplog):
+    """transformers' progress callback wrote every log dict (``{'loss': '2.615', 'grad_norm': ...}``,
+    ``{'train_runtime': ...}``) to stdout, ahead of ``coea evaluate``'s metrics table: they go to the ``coea`` log
+    at DEBUG instead, and no gradient_checkpointing FutureWarning (trl's default, not our argument) is shown."""
+    import logging
+    import warnings
+
+    model, tok = tiny
+    caplog.set_level(logging.DEBUG, logger="coea.llm.sft")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        train_sft(SftTrainConfig(epochs=1, batch_size=8, logging_steps=3), model, tok, EXAMPLES)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "{'loss'" not in err and "train_runtime" not in err
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("'train_runtime'" in m for m in debug) and any("'loss'" in m for m in debug)
+    assert not [w for w in shown if "gradient_checkpointing" in str(w.message)], [str(w.message) for w in shown]
+
+
+def test_the_log_line_names_the_mean_loss_and_the_last_step_is_logged(tiny, caplog):
+    """``coea train-llms`` logged trainer's mean over the training as "final train loss"; and a training whose step
+    count is no multiple of logging_steps never logged its end (36 steps at logging_steps 20: first loss = last
+    loss). 6 steps at logging_steps 4 log steps 4 and 6; the line names the mean and the last logged loss."""
+    import logging
+
+    model, tok = tiny
+    caplog.set_level(logging.INFO, logger="coea.llm.sft")
+    res = train_sft(SftTrainConfig(epochs=1, batch_size=8, logging_steps=4), model, tok, EXAMPLES)
+    assert res.steps == 6 and len(res.losses) == 2
+    steps = [r.getMessage() for r in caplog.records if "llm sft step" in r.getMessage()]
+    assert [m.split()[3] for m in steps] == ["4/6", "6/6"]
+    (summary,) = [r.getMessage() for r in caplog.records if "examples, 6 steps" in r.getMessage()]
+    assert "mean train loss" in summary and f"last logged loss {res.losses[-1]:.4f}" in summary
+    assert "final train loss" not in summary

@@ -25,6 +25,7 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
 from coea.llm.models import unpatch_forward
 from coea.llm.sft import LogLines
+from coea.llm.trainer_output import quiet_callbacks, quiet_training
 from coea.utils import freeze_gc_heap
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu", n_pairs:
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="constant",
         max_length=cfg.max_length, precompute_ref_log_probs=cfg.precompute_ref, logging_steps=logging_steps,
         save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=None,
-        **trainer_flags(device, cfg.precision, compile_model=cfg.compile),
+        **trainer_flags(device, cfg.precision, compile_model=cfg.compile,
+                           checkpointing=cfg.activation_checkpointing),
     )
 
 
@@ -181,10 +183,12 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     model.to(device)
     if ref_model is not None:
         ref_model.to(device)
-    with tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp, labelled_positions_only(device):
-        trainer = DpoKlTrainer(model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device, len(pairs)),
-                               train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
-                               callbacks=[LogLines(f"{name} dpo"), *callbacks], kl_alpha=cfg.alpha, nll=cfg.nll)
+    with (tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp, labelled_positions_only(device),
+          quiet_training()):
+        trainer = quiet_callbacks(DpoKlTrainer(
+            model=model, ref_model=ref_model, args=dpo_args(cfg, tmp, device, len(pairs)),
+            train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
+            callbacks=[LogLines(f"{name} dpo"), *callbacks], kl_alpha=cfg.alpha, nll=cfg.nll))
         start = time.perf_counter()
         out = trainer.train()
         seconds = time.perf_counter() - start
@@ -192,6 +196,10 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     history = [{k: float(v) for k, v in e.items() if isinstance(v, int | float)}
                for e in trainer.state.log_history if "loss" in e]
     result = DpoResult(out.global_step, seconds, len(pairs), history)
-    log.info("%s dpo: %d pairs, %d steps, loss %.4f, kl %s, margin %s, %.1fs", name, len(pairs), out.global_step,
-             out.training_loss, result.last("kl"), result.last("rewards/margins"), seconds)
+    log.info("%s dpo: %d pairs, %d steps, mean loss %.4f, last logged kl %s, margin %s, %.1fs", name, len(pairs),
+             out.global_step, out.training_loss, _num(result.last("kl")), _num(result.last("rewards/margins")), seconds)
     return result
+
+
+def _num(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4g}"

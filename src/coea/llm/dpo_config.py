@@ -24,6 +24,7 @@ class DpoTrainConfig:
     logging_steps: int = 10
     precision: Precision = Precision.AUTO  # auto = bf16 autocast on a CUDA GPU that supports it, fp32 on CPU
     compile: bool = False  # torch.compile the policy for the round's steps
+    activation_checkpointing: bool = False  # as SftTrainConfig's: less memory, more compute (trl's default: on)
     seed: int = 0
 
     def __post_init__(self) -> None:

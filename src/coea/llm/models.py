@@ -214,8 +214,10 @@ def make_trainable(bundle: ModelBundle) -> None:
         param.requires_grad_(not adapter or any(part in name for part in ADAPTER_PARAMS))
 
 
-def save_bundle(bundle: ModelBundle, out_dir: Path) -> Path:
-    """Write model (or LoRA adapter), tokenizer, ``model_config.json`` and ``bundle.json`` to ``out_dir``."""
+def save_bundle(bundle: ModelBundle, out_dir: Path, *, announce: bool = True) -> Path:
+    """Write model (or LoRA adapter), tokenizer, ``model_config.json`` and ``bundle.json`` to ``out_dir``; log
+    where, once it is there. ``announce=False``: no log line, for a caller writing into a temporary directory of its
+    own (its path is gone after the rename; the caller names the final one)."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         if _is_peft(bundle.model):  # the CSID tokens resized the embeddings: keep those matrices with the adapter
@@ -227,7 +229,8 @@ def save_bundle(bundle: ModelBundle, out_dir: Path) -> Path:
         meta = {"is_scratch": bundle.is_scratch, "single_token_categories": bundle.single_token_categories,
                 "adapter": _is_peft(bundle.model), "prompt": bundle.prompt}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    log.info("saved model bundle to %s", out_dir)
+    if announce:
+        log.info("saved model bundle to %s", out_dir)
     return out_dir
 
 

@@ -183,7 +183,7 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
         _saved_novelty(novelty_dir or (out_dir and Path(out_dir) / "novelty"), cfg, device) if warm else None)
     eos = (source or next(iter(bundles.values()))).tokenizer.eos_token
     examples = build_sft_examples(histories.interactions, infos, cfg.data, eos=eos, which=tuple(which))
-    log.info("sft data: %d novelty and %d relevance examples", len(examples.novelty), len(examples.relevance))
+    log.info("sft data: %s", " and ".join(f"{len(getattr(examples, n))} {n} examples" for n in MODELS if n in which))
     train = {"novelty": examples.novelty, "relevance": examples.relevance}
     heldout = _hold_out(train, cfg) if "relevance" in which else None
     sft = {}

@@ -16,6 +16,7 @@ from coea.device import check_trainer_device, labelled_positions_only, trainer_f
 from coea.errors import CoeaInputError
 from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig
+from coea.llm.trainer_output import quiet_callbacks, quiet_training
 from coea.utils import freeze_gc_heap
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,21 @@ class SftResult:
 
 
 class LogLines(TrainerCallback):
-    """One log line per ``logging_steps`` in pod logs: step, loss, ms/step."""
+    """One log line per ``logging_steps`` in pod logs: step, loss, ms/step; the trainer's whole log dict (which
+    transformers would print on stdout, see :mod:`coea.llm.trainer_output`) at DEBUG. The last step is always
+    logged, so a training's last logged loss is its end's (a 36-step training at logging_steps 20 logged step 20
+    only: its first and last loss were the same)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.last = (0, time.perf_counter())
 
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D401 - trainer hook
+        if state.global_step >= state.max_steps:
+            control.should_log = True  # the trainer skips it when this step was logged already
+
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401 - trainer hook
+        log.debug("%s step %d: %s", self.name, state.global_step, logs)
         if logs and "loss" in logs:
             step0, t0 = self.last
             ms = 1000 * (time.perf_counter() - t0) / max(state.global_step - step0, 1)
@@ -116,23 +125,24 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
     if not len(data):
         raise CoeaInputError(f"{name}: no SFT example keeps a completion token within max_length {cfg.max_length}",
                              fix=fix)
-    with tempfile.TemporaryDirectory(prefix=f"coea-sft-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"coea-sft-{name}-") as tmp, quiet_training():
         args = SFTConfig(
             output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
             learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type=cfg.lr_scheduler, max_length=cfg.max_length, completion_only_loss=True,
             logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
             data_seed=cfg.seed, disable_tqdm=None, dataset_kwargs={"skip_prepare_dataset": True},  # prepared above
-            **trainer_flags(device, cfg.precision, compile_model=cfg.compile),
+            **trainer_flags(device, cfg.precision, compile_model=cfg.compile,
+                           checkpointing=cfg.activation_checkpointing),
         )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                             callbacks=[LogLines(f"{name} sft"), *callbacks])
+        trainer = quiet_callbacks(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                                             callbacks=[LogLines(f"{name} sft"), *callbacks]))
         start = time.perf_counter()
         with labelled_positions_only(device):
             out = trainer.train()
         seconds = time.perf_counter() - start
     unpatch_forward(model)  # copies of the model must run their own weights (see unpatch_forward)
     losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
-    log.info("%s sft: %d examples, %d steps, final train loss %.4f, %.1fs", name, len(data), out.global_step,
-             out.training_loss, seconds)
+    log.info("%s sft: %d examples, %d steps, mean train loss %.4f, last logged loss %.4f, %.1fs", name, len(data),
+             out.global_step, out.training_loss, losses[-1] if losses else float("nan"), seconds)
     return SftResult(losses, out.global_step, seconds, len(data))

@@ -37,6 +37,9 @@ class SftTrainConfig:
     logging_steps: int = 20  # one log line (step, loss, ms/step) every this many steps
     precision: Precision = Precision.AUTO  # auto = bf16 autocast on a CUDA GPU that supports it, fp32 on CPU
     compile: bool = False  # torch.compile the model for training (pays off on a GPU for long runs)
+    # recompute each layer's activations in the backward pass: less memory, more compute (trl turns it on by
+    # default; off here: the scratch models fit anyway, see README 'Benchmarks'); on for a large base on a small GPU
+    activation_checkpointing: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -87,14 +87,16 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str =
 def save_round(out_dir: Path, r: int, novelty: ModelBundle, relevance: ModelBundle, rows: list[dict[str, Any]],
                cfg: PcoConfig) -> Path:
     """Checkpoint round ``r`` (its row is ``rows[-1]``), then mark it complete in the state file."""
-    with atomic_dir(round_dir(out_dir, r)) as tmp:
-        save_bundle(novelty, tmp / "novelty")
-        save_bundle(relevance, tmp / "relevance")
+    final = round_dir(out_dir, r)
+    with atomic_dir(final) as tmp:  # a temporary sibling, renamed onto ``final``: the log names ``final``
+        save_bundle(novelty, tmp / "novelty", announce=False)
+        save_bundle(relevance, tmp / "relevance", announce=False)
         write_json_atomic(tmp / "round.json", rows[-1])
         torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
                    tmp / "rng.pt")
+    log.info("pco: saved round %d's models to %s and %s", r, final / "novelty", final / "relevance")
     write_state(out_dir, r, rows, cfg)
-    return round_dir(out_dir, r)
+    return final
 
 
 def load_round(out_dir: Path, r: int, device: str) -> tuple[ModelBundle, ModelBundle]:
