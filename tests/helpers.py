@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -53,15 +53,33 @@ def build_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     return folder
 
 
+@contextlib.contextmanager
+def cli_loggers(*, clear: bool = False) -> Iterator[None]:
+    """The ``coea`` and ``pipelines`` loggers (those the CLI's ``setup_logging`` configures) restored afterwards (with
+    ``clear``: without handlers inside, so the CLI adds its own on the stderr of this moment): an in-process CLI call
+    leaves a handler on the stderr of its moment, a capture that a later test no longer has (its records would fail
+    there with '--- Logging error ---'). A test's own handler (a collector) stays in place without ``clear``."""
+    loggers = [logging.getLogger(name) for name in ("coea", "pipelines")]
+    saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers = [] if clear else list(logger.handlers)
+    try:
+        yield
+    finally:
+        for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers, logger.level, logger.propagate = handlers, level, propagate
+
+
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``coea ARGV`` in this process: (exit code, stdout, stderr)."""
+    """``coea ARGV`` in this process: (exit code, stdout, stderr); the loggers restored afterwards."""
     from coea.cli import main
 
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    with cli_loggers():
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -74,25 +92,18 @@ def coea(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     from coea.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    loggers = [logging.getLogger(name) for name in ("coea", "pipelines")]  # those setup_logging configures
-    saved = [(logger.handlers, logger.level, logger.propagate) for logger in loggers]
-    for logger in loggers:
-        logger.handlers = []  # the CLI's setup_logging adds its handler on the stderr captured here
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or REPO):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as exc:  # sys.exit(message): the message on stderr, exit code 1
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-                if isinstance(exc.code, str):
-                    print(exc.code, file=sys.stderr)
-            except Exception:  # noqa: BLE001  (a subprocess would print it and exit 1)
-                traceback.print_exc()
-                code = 1
-    finally:
-        for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
-            logger.handlers, logger.level, logger.propagate = handlers, level, propagate
+    with cli_loggers(clear=True), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            contextlib.chdir(cwd or REPO):  # the CLI's setup_logging adds its handler on the stderr captured here
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:  # sys.exit(message): the message on stderr, exit code 1
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+        except Exception:  # noqa: BLE001  (a subprocess would print it and exit 1)
+            traceback.print_exc()
+            code = 1
     return subprocess.CompletedProcess(["coea", *args], code, out.getvalue(), err.getvalue())
 
 

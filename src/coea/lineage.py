@@ -36,6 +36,9 @@ LINEAGE = "lineage.json"
 RERUN = {"dsie": "re-run `coea group` for this run", "novelty": "re-run `coea train-llms` for this run",
          "relevance": "re-run `coea train-llms` for this run",
          "pco": "re-run `coea pco` for this run (--resume continues an interrupted one)"}
+# PCO stale because the SFT models it starts from are: the earliest step to re-run is train-llms (which
+# re-writes the models, so PCO must follow), not PCO on the stale models (which `coea pco` would refuse)
+RERUN_LLMS_THEN_PCO = "re-run `coea train-llms` then `coea pco` for this run"
 
 
 def histories(data_dir: Path, split: Any) -> dict[str, Any]:
@@ -99,11 +102,12 @@ def _split_diff(fitted: Mapping[str, Any], now: Mapping[str, Any]) -> str:
 
 
 def check(artifact: Path, name: str, histories_key: Mapping[str, Any] | None = None,
-          made_from: Mapping[str, Path] | None = None, *, finished: bool = True) -> None:
+          made_from: Mapping[str, Path] | None = None, *, finished: bool = True, rerun: str | None = None) -> None:
     """Refuse ``artifact`` (``name``: dsie, novelty, relevance or pco) unless it finished (not checked with
     ``finished=False``: a PCO run to resume), learned from ``histories_key`` (None: not checked, e.g. serving,
-    whose histories are every event) and was built on the artifacts now at ``made_from``."""
-    record, fix = read(artifact), RERUN[name]
+    whose histories are every event) and was built on the artifacts now at ``made_from``. The error's fix is
+    ``rerun`` when given (an earlier step is stale too), else re-running ``name``'s step."""
+    record, fix = read(artifact), rerun or RERUN[name]
     if record is None:
         raise CoeaInputError(f"no {LINEAGE}: the step that writes it did not finish, or it predates lineage "
                              "records", source=artifact, fix=fix)
@@ -126,7 +130,8 @@ def check(artifact: Path, name: str, histories_key: Mapping[str, Any] | None = N
 def check_run(run: Path, needs: set[str], histories_key: Mapping[str, Any] | None) -> None:
     """Check the artifacts of the run folder ``run`` that a command reads (``needs`` among dsie, llms, pco):
     each against ``histories_key`` (see :func:`check`), the LLMs against the DSIE dir, PCO against both. An
-    artifact that is not there is left to the reader, which says what writes it."""
+    artifact that is not there is left to the reader, which says what writes it. A refusal names the earliest
+    stale step: PCO built on models that are stale themselves says re-run train-llms, then pco."""
     dsie, llm, pco = Path(run) / "dsie", Path(run) / "llm", Path(run) / "pco"
     models = {name: llm / name for name in ("novelty", "relevance")}
     wanted = [("dsie", dsie, {})] if needs & {"dsie", "llms", "pco"} else []
@@ -136,4 +141,29 @@ def check_run(run: Path, needs: set[str], histories_key: Mapping[str, Any] | Non
         wanted.append(("pco", pco, {"dsie": dsie, **(models if "llms" in needs else {})}))
     for name, path, made_from in wanted:
         if path.is_dir():
-            check(path, name, histories_key, made_from)
+            check(path, name, histories_key, made_from,
+                  rerun=_earliest(name, "pco" in needs and pco.is_dir(), models, dsie, histories_key))
+
+
+def _earliest(name: str, with_pco: bool, models: Mapping[str, Path], dsie: Path,
+              histories_key: Mapping[str, Any] | None) -> str | None:
+    """The fix when ``name``'s artifact is refused and an earlier step must be re-run first (None: its own step):
+    with PCO read (``with_pco``), a model refused (PCO follows its re-training), or PCO refused while a model it
+    starts from is stale against the DSIE dir or the histories."""
+    if not with_pco:
+        return None
+    if name in models:
+        return RERUN_LLMS_THEN_PCO
+    if name == "pco" and any(path.is_dir() and _refused(path, other, histories_key, {"dsie": dsie})
+                             for other, path in models.items()):
+        return RERUN_LLMS_THEN_PCO
+    return None
+
+
+def _refused(artifact: Path, name: str, histories_key: Mapping[str, Any] | None,
+             made_from: Mapping[str, Path]) -> bool:
+    try:
+        check(artifact, name, histories_key, made_from)
+    except CoeaInputError:
+        return True
+    return False

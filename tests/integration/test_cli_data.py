@@ -36,7 +36,7 @@ def test_data_synth_writes_the_generator_s_log_and_ground_truth(tmp_path):
 def test_data_synth_bad_option_and_bad_thread_count_are_one_line_exit_2(tmp_path):
     """--users 0 and COEA_TORCH_THREADS=0 each end with one error line, exit code 2 and nothing written."""
     for args, threads, expected in (
-        (["--users", "0"], None, "n_users"),
+        (["--users", "0"], None, "option --users: must be > 0, got 0"),  # the option, not the field n_users
         ([], "0", "option COEA_TORCH_THREADS: must be a positive integer, got '0'"),
     ):
         out = tmp_path / "out"

@@ -12,7 +12,7 @@ from tests.helpers import coea
     [
         (["--periods", "1"], "option --periods: periods must be >= 2 (period 0 seeds the state"),
         (["--periods", "0"], "periods must be >= 2"),
-        (["--periods", "4", "--shift-period", "4"], "shift_period must be in 1 .. shift_periods - 1 = 3"),
+        (["--periods", "4", "--shift-period", "4"], "option --shift-period: must be in 1 .. 3 (--periods 4 minus 1)"),
         (["--data", "csv:log.csv", "--shift-period", "2"], "--shift-period works on synthetic data only"),
         (["--drift-threshold", "1.5"], "option --drift-threshold: threshold must be in (0, 1]"),
         (["--k", "0"], "option --k: k must be >= 1"),

@@ -52,7 +52,7 @@ def test_make_images_prints_a_compile_command_that_pins_both_digests(tmp_path: P
     line with both registry digests, which compiles pipelines whose executors carry exactly those references."""
     import os
 
-    from coea.cli import main
+    from tests.helpers import run_cli
 
     docker = tmp_path / "docker"
     docker.write_text(FAKE_DOCKER)
@@ -65,10 +65,8 @@ def test_make_images_prints_a_compile_command_that_pins_both_digests(tmp_path: P
     (command,) = [shlex.split(line) for line in lines if line.startswith("coea compile")]
     cpu, gpu = command[command.index("--image") + 1], command[command.index("--gpu-image") + 1]
     assert re.fullmatch(r"reg\.example/coea@sha256:[0-9a-f]{64}", cpu) and cpu != gpu
-    try:
-        main([*command[1:], "--out", str(tmp_path / "build")])
-    except SystemExit as exc:
-        assert not exc.code, capsys.readouterr().err
+    code, _, err = run_cli([*command[1:], "--out", str(tmp_path / "build")], capsys)
+    assert code == 0, err
     text = (tmp_path / "build" / "coea_training.yaml").read_text()
     assert set(re.findall(r"image: (\S+)", text)) == {cpu, gpu}
 

@@ -67,6 +67,9 @@ def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(training_ru
     assert all(line.split()[1] == "success" and line.endswith(" s") for line in steps), steps
     summary = run_summary(tiny_config(), run_dir, paths, rec_k=5).splitlines()
     assert "| group_pop_novel |" in "\n".join(summary) and f"report:        {run_dir / 'report.html'}" in summary
+    cold = json.loads(paths["metrics.json"].read_text())["protocol"]["cold_start_users"]
+    holds = f"with paired CIs and {cold} cold-start users)" if cold else "with paired CIs)"  # said only when some
+    assert any(line.startswith("metrics:") and holds in line for line in summary), summary
     first = sorted(pd.read_parquet(paths["recommendations"])["user_id"])[0]  # a real id to paste, not a placeholder
     assert any(line.endswith(f"recommend --store {paths['kv_store']} --user {first})") for line in summary), summary
     more_rows = len(EvalConfig().methods) - len(tiny_config().eval.methods)

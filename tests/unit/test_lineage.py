@@ -101,3 +101,27 @@ def test_sft_clears_the_records_of_the_models_it_retrains_before_it_starts(run: 
     with pytest.raises(CoeaInputError):  # stands in for the kill: it stops before anything trains
         run_sft_stage(RunConfig(), run / "no-data", run / "dsie", run / "llm", which=("relevance",))
     assert lineage.read(run / "llm" / "relevance") is None and lineage.read(run / "llm" / "novelty") is not None
+
+
+def test_pco_on_models_that_are_stale_themselves_names_train_llms_then_pco(run: Path) -> None:
+    """`coea group` re-fitted the run: PCO is stale because the SFT models it started from are. `evaluate --methods
+    coea+x` / `serve --method coea+x` said "re-run `coea pco`", which `coea pco` then refused ("re-run `coea
+    train-llms`"): the fix names the earliest stale step. The checks themselves are unchanged."""
+    lineage.write(run / "dsie", _key(run))
+    then_pco = r"fix: re-run `coea train-llms` then `coea pco` for this run\)"
+    for needs in ({"dsie", "pco"}, {"dsie", "llms", "pco"}):
+        with pytest.raises(CoeaInputError, match=then_pco):
+            lineage.check_run(run, needs, _key(run))
+        with pytest.raises(CoeaInputError, match=then_pco):
+            lineage.check_run(run, needs, None)  # serving
+    with pytest.raises(CoeaInputError, match=r"re-run `coea train-llms` for this run\)$"):
+        lineage.check_run(run, {"llms"}, _key(run))  # what `coea pco` checks: the models, then PCO is re-made
+
+
+def test_pco_stale_on_its_own_still_names_pco(run: Path) -> None:
+    """The models were re-trained on the same groups: only PCO is stale, and re-running it is the fix."""
+    for name in ("novelty", "relevance"):
+        lineage.write(run / "llm" / name, _key(run), {"dsie": run / "dsie"})
+    with pytest.raises(CoeaInputError, match=r"pco: it was built on another novelty/ .*fix: re-run `coea pco`"):
+        lineage.check_run(run, ALL, _key(run))
+    lineage.check_run(run, {"dsie", "pco"}, _key(run))  # PCO alone still belongs to these groups

@@ -152,7 +152,7 @@ def test_scoring_only_the_labelled_positions_on_the_cpu_trains_the_same_model(ti
         assert torch.allclose(a, b, atol=1e-5), name
 
 
-def test_training_writes_no_log_dicts_to_stdout_and_logs_them_at_debug(tiny, capsys, caplog):
+def test_training_writes_no_log_dicts_to_stdout_and_logs_them_at_debug(tiny, capsys, caplog, monkeypatch):
     """transformers' progress callback wrote every log dict (``{'loss': '2.615', 'grad_norm': ...}``,
     ``{'train_runtime': ...}``) to stdout, ahead of ``coea evaluate``'s metrics table: they go to the ``coea`` log
     at DEBUG instead, and no gradient_checkpointing FutureWarning (trl's default, not our argument) is shown."""
@@ -160,6 +160,10 @@ def test_training_writes_no_log_dicts_to_stdout_and_logs_them_at_debug(tiny, cap
     import warnings
 
     model, tok = tiny
+    # the records reach caplog only: a console handler another in-process test left on `coea` would print the DEBUG
+    # dicts to stderr itself (the CLI's own handler is at INFO)
+    monkeypatch.setattr(logging.getLogger("coea"), "handlers", [])
+    monkeypatch.setattr(logging.getLogger("coea"), "propagate", True)
     caplog.set_level(logging.DEBUG, logger="coea.llm.sft")
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -109,6 +111,21 @@ def check_writable_dir(out: Path, option: str = "--out") -> None:
                              fix="pass a folder you can write to") from err
 
 
+def check_writable_file(out: Path, option: str = "--out") -> None:
+    """``out`` can be (or is) a file this process writes: not a folder, in a folder it can write to (created when
+    missing); else a :class:`CoeaInputError` before anything runs."""
+    if out.is_dir():
+        raise CoeaInputError("is a folder, not a file", source=out, option=option,
+                             fix=f"pass a file path, e.g. {out / 'recommendations.parquet'}")
+    fix = "pass a file path in a folder you can write to"
+    if out.parent.exists() and not out.parent.is_dir():
+        raise CoeaInputError(f"cannot be created: {out.parent} is a file", source=out, option=option, fix=fix)
+    try:
+        check_writable_dir(out.parent, option)
+    except CoeaInputError as err:
+        raise err.replace(source=out, fix=fix) from err
+
+
 @contextmanager
 def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
     """:func:`check_writable_dir`, then run the command's body; when the body stops on bad input
@@ -124,18 +141,55 @@ def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
         raise
 
 
-def overrides(obj, **values):
-    """``dataclasses.replace`` with only the values that were given (not None); a non-finite number given is an
-    error naming its option."""
+def overrides(obj, options: Mapping[str, str] | None = None, **values):
+    """``dataclasses.replace`` with only the values that were given (not None). A value given that the config
+    refuses (non-finite, out of range) is an error naming the option that gave it (``options``: field -> option
+    where the option is not ``--FIELD-NAME``), with a valid value as the fix: the one ``obj`` has."""
     given = {k: v for k, v in values.items() if v is not None}
+    names = {key: (options or {}).get(key, f"--{key.replace('_', '-')}") for key in given}
     for key, value in given.items():
         if isinstance(value, float) and not math.isfinite(value):
-            raise CoeaInputError(f"must be a finite number, got {value!r}", option=f"--{key.replace('_', '-')}",
+            raise CoeaInputError(f"must be a finite number, got {value!r}", option=names[key],
                                  fix="pass a number such as 0.4")
     try:
         return replace(obj, **given) if given else obj
     except ValueError as err:
-        raise CoeaInputError(f"invalid option value: {err}", fix="see --help for valid values") from err
+        raise _option_error(obj, given, names, str(err)) from err
+
+
+def _option_error(obj, given: dict, names: dict[str, str], message: str) -> CoeaInputError:
+    """The config's ``message`` about one of the ``given`` fields as an error naming its option: the field the
+    message starts with, else the one that alone is refused; the fields' names in it written as the options."""
+    key = next((k for k in given if message.startswith(f"{k} ")), None)
+    key = key or next((k for k in given if _refused(obj, k, given[k])), None)
+    if key is None:
+        return CoeaInputError(f"invalid option value: {message}", option="/".join(names.values()),
+                              fix="see --help for valid values")
+    problem = message.removeprefix(f"{key} ")
+    for field, option in names.items():  # config-style names (shift_periods), never a word of the prose (spec)
+        if "_" in field:
+            problem = re.sub(rf"\b{re.escape(field)}\b", option, problem)
+    example = _as_option_value(getattr(obj, key, None))
+    fix = (f"pass e.g. {names[key]} {example}, its value when left out" if example is not None
+           else f"see {names[key]} in --help")
+    return CoeaInputError(problem, option=names[key], fix=fix)
+
+
+def _refused(obj, key: str, value) -> bool:
+    try:
+        replace(obj, **{key: value})
+    except ValueError:
+        return True
+    return False
+
+
+def _as_option_value(value) -> str | None:
+    """``value`` (a config field's) as it is written on the command line; None when it has no such form."""
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) or None
+    return None if value is None or isinstance(value, bool) else str(value)
 
 
 def with_device(cfg: RunConfig, device: str | None) -> RunConfig:
@@ -148,8 +202,8 @@ def with_device(cfg: RunConfig, device: str | None) -> RunConfig:
     try:
         resolve_device(cfg.device)
     except ValueError as err:
-        if device is not None or _read["config"] is None:
-            raise CoeaInputError(str(err), option="--device",
+        if device is not None or _read["config"] is None:  # the fix is said once, in the fix
+            raise CoeaInputError(str(err).removesuffix("; use --device cpu or auto"), option="--device",
                                  fix="use --device cpu, or auto (the GPU when torch sees one)") from err
         raise CoeaInputError(str(err), source=_read["config"],
                              fix=f"set device: cpu (or auto) in {_read['config']}, or pass --device cpu") from err
@@ -194,14 +248,21 @@ def check_names(cfg: RunConfig, path: Path) -> None:
 
 def eval_overrides(base: EvalConfig, **values) -> EvalConfig:
     """:func:`overrides` of the eval section; a config's ``eval.reference`` that ``--methods`` leaves out is an
-    error naming the config file, the key and the option (not a bare 'invalid option value')."""
+    error naming the config file, the key and the option (not a bare 'invalid option value'); a ``--reference``
+    that is not among the methods names --reference."""
     methods, reference = values.get("methods"), values.get("reference")
     if methods is not None and reference is None and base.reference not in (None, *methods):
         raise CoeaInputError(f"eval.reference {base.reference!r} is not among the methods of --methods "
                              f"{','.join(methods)}", source=_read["config"],
                              fix=f"add {base.reference} to --methods, pass --reference (one of --methods), or "
                                  "remove eval.reference from the config")
-    return overrides(base, **values)
+    among = methods or base.methods
+    if reference is not None and reference not in among:
+        example = "pop" if "pop" in among else among[0]
+        raise CoeaInputError(f"reference {reference!r} is not among the methods {','.join(among)}",
+                             option="--reference",
+                             fix=f"pass one of them, e.g. --reference {example}, or add {reference} to --methods")
+    return overrides(base, {"ks": "--k"}, **values)
 
 
 def config_with_data(config: Path | None, data: str | None, level=None, user_col=None, item_col=None,
@@ -213,8 +274,8 @@ def config_with_data(config: Path | None, data: str | None, level=None, user_col
 
 
 def data_config(base: DataConfig, data, level, user_col, item_col, category_col, timestamp_col) -> DataConfig:
-    return overrides(base, spec=data, category_level=level, user_col=user_col, item_col=item_col,
-                      category_col=category_col, timestamp_col=timestamp_col)
+    return overrides(base, {"spec": "--data"}, spec=data, category_level=level, user_col=user_col,
+                     item_col=item_col, category_col=category_col, timestamp_col=timestamp_col)
 
 
 def split_config(base: SplitConfig, n_future, n_short, min_history, min_gap) -> SplitConfig:

@@ -52,7 +52,8 @@ def data_synth_cmd(
     from coea.utils import atomic_path
 
     cfg = load_config(config)
-    scfg = overrides(cfg.synthetic, seed=seed, n_users=users, n_categories=categories)
+    scfg = overrides(cfg.synthetic, {"n_users": "--users", "n_categories": "--categories"}, seed=seed,
+                     n_users=users, n_categories=categories)
     check_writable_dir(out)
     data = generate_synthetic(scfg)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,14 +52,34 @@ def run_cmd(
     if pipeline_root is not None and "://" in str(pipeline_root):
         raise CoeaInputError(f"kfp.local writes artifacts to a local directory, not {pipeline_root}",
                              option="--pipeline-root", fix="pass a directory; gs:// roots are for compile/schedule")
+    check_writable_dir(runs_dir, "--runs-dir")
+    if pipeline_root is not None:
+        check_writable_dir(Path(pipeline_root), "--pipeline-root")
     cfg = with_device(config_with_data(config, data, category_level, user_col, item_col, category_col,
                                        timestamp_col), device)
+    check_local_data(cfg.data.spec)
     out = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
     kfp_root = Path(pipeline_root) if pipeline_root else out / "kfp"
     typer.echo(f"coea_training (kfp.local) in {out}; step logs: {out / 'kfp' / STEPS_LOG}"
                + ("" if verbose else " (-v shows them here)"))
     paths = run_training_locally(cfg, out, pipeline_root=kfp_root, verbose=verbose)
     typer.echo(run_summary(cfg, out, paths))
+
+
+def check_local_data(spec: str) -> None:
+    """The local file or folder of a data spec exists, before a pipeline starts (its data step would fail after
+    the pipeline's start-up, leaving a run folder behind); the same errors as the commands that read it. gs://
+    paths and synthetic data are read by the pipeline's data step only."""
+    from coea.data.loaders import parse_spec
+    from coea.data.movielens import find_ratings_file
+
+    kind, location = parse_spec(spec)
+    if not isinstance(location, Path):
+        return
+    if kind == "movielens":
+        find_ratings_file(location)
+    elif not location.exists():
+        raise CoeaInputError("file not found", source=location, fix=f"check the path after '{kind}:'")
 
 
 def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED_METHOD, rec_k: int = 10) -> str:
@@ -72,10 +92,12 @@ def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED
     k = max(cfg.eval.ks)
     with KVStore(paths["kv_store"], create=False) as kv:
         user = next(iter(kv.user_ids(1)), "ID")
+    cold = int(metrics.get("protocol", {}).get("cold_start_users") or 0)
+    holds = f"paired CIs and {cold} cold-start users" if cold else "paired CIs"
     return "\n".join([
         "", metrics_table(metrics["methods"], cfg.eval.ks),
         f"run directory: {run_dir}  (data/, dsie/, llm/, pco/, state/; pipeline artifacts under kfp/)",
-        f"metrics:       {paths['metrics.md']} (with paired CIs and cold-start users), metrics.json, "
+        f"metrics:       {paths['metrics.md']} (with {holds}), metrics.json, "
         f"metrics_at_{k}.png",
         f"served:        {served}, top-{rec_k} per user -> {paths['kv_store']} "
         f"(.venv/bin/coea recommend --store {paths['kv_store']} --user {user})",
@@ -106,26 +128,38 @@ def simulate_cmd(
     """Run the coea_recurring pipeline (kfp.local) period after period over the data's time periods; print per
     period the drift share, whether regrouping fired, and the served method's metrics."""
     from coea.config import EvalConfig
-    from coea.data.loaders import parse_spec
     from pipelines.simulate import DEFAULT_METHODS, check_periods, run_simulate
 
     check_periods(periods)
+    out = out or Path("runs") / datetime.now().strftime("simulate-%Y%m%d-%H%M%S")
+    check_writable_dir(out)
     cfg = with_device(config_with_data(config, data, category_level, user_col, item_col, category_col,
                                        timestamp_col), device)
     if shift_period is not None:
-        if parse_spec(cfg.data.spec)[0] != "synthetic":
-            raise CoeaInputError("--shift-period works on synthetic data only", option="--shift-period",
-                                 fix="drop it, or use --data synthetic")
-        cfg = replace(cfg, synthetic=overrides(cfg.synthetic, shift_period=shift_period, shift_periods=periods))
+        cfg = with_shift(cfg, shift_period, periods)
     default_methods = cfg.eval.methods == EvalConfig().methods  # the LLM methods would train every period
     cfg = replace(cfg, eval=overrides(cfg.eval, methods=csv(methods) or
                                        (list(DEFAULT_METHODS) if default_methods else None)))
-    out = out or Path("runs") / datetime.now().strftime("simulate-%Y%m%d-%H%M%S")
     result = run_simulate(cfg, out, periods, drift_threshold=drift_threshold, rec_k=k)
     typer.echo(result.table())
     typer.echo(f"regrouping fired in period(s): {', '.join(map(str, result.regrouped_periods)) or 'none'}")
     for name, path in result.paths.items():
         typer.echo(f"  {name:<6} {path}")
+
+
+def with_shift(cfg, shift_period: int, periods: int):
+    """``cfg`` with simulate's interest shift from period ``shift_period`` of ``periods`` on (synthetic data only)."""
+    from coea.data.loaders import parse_spec
+
+    if parse_spec(cfg.data.spec)[0] != "synthetic":
+        raise CoeaInputError("--shift-period works on synthetic data only", option="--shift-period",
+                             fix="drop it, or use --data synthetic")
+    if not 1 <= shift_period < periods:
+        more = f", or --periods {shift_period + 1} or more" if shift_period >= periods else ""
+        raise CoeaInputError(f"must be in 1 .. {periods - 1} (--periods {periods} minus 1), got {shift_period}",
+                             option="--shift-period", fix=f"e.g. --shift-period {max(1, periods // 2)}{more}")
+    return replace(cfg, synthetic=overrides(cfg.synthetic, {"shift_periods": "--periods"},
+                                            shift_period=shift_period, shift_periods=periods))
 
 
 SettingsOpt = Annotated[Path | None, typer.Option("--settings", help="deployment settings: a flat pipeline.yaml "
@@ -173,7 +207,8 @@ def compile_cmd(
     check_writable_dir(out)
     try:  # a placeholder default compiles (a run can pass its own state_uri); upload and schedule refuse it
         validate_state_uri(dep.state_uri, dep.cache_mount_path)
-    except CoeaInputError as err:
+    except CoeaInputError as err:  # compile has no --state-uri: the value is the settings file's
+        err = err.replace(problem=f"state_uri: {err.problem}", source=settings, option=None)
         typer.echo(f"warning: the compiled state_uri default is not usable: {err}; pass state_uri when you run "
                    "it, or use coea upload/schedule with --state-uri", err=True)
     for name, path in compile_pipelines(out, dep).items():

@@ -26,6 +26,7 @@ from coea.cli.common import (
     RunOpt,
     app,
     check_lineage,
+    check_writable_file,
     config_with_data,
     csv,
     data_config,
@@ -47,7 +48,7 @@ def evaluate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     data: DataOpt = None, config: ConfigOpt = None,
     methods: MethodsOpt = None,
-    k: Annotated[str | None, typer.Option("--k", help="comma-separated cut-offs, e.g. 5,10")] = None,
+    k: Annotated[str | None, typer.Option("--k", help="comma-separated cut-offs, each >= 1, e.g. 5,10")] = None,
     n_future: NFutureOpt = None, n_short: NShortOpt = None, min_history: MinHistOpt = None,
     min_gap: MinGapOpt = None, category_level: LevelOpt = None, seed: Annotated[int | None, typer.Option()] = None,
     user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
@@ -141,8 +142,9 @@ def train_llms_cmd(
 @app.command("pco")
 def pco_cmd(
     run: RunOpt, config: RunConfigOpt = None, device: DeviceOpt = None,
-    rounds: Annotated[int | None, typer.Option(help="PCO rounds (default: the config's pco.rounds)")] = None,
-    alpha: Annotated[float | None, typer.Option(help="KL weight (default: the config's pco.dpo.alpha)")] = None,
+    rounds: Annotated[int | None, typer.Option(help="PCO rounds, >= 1 (default: the config's pco.rounds)")] = None,
+    alpha: Annotated[float | None, typer.Option(help="KL weight, >= 0 (default: the config's pco.dpo.alpha)")]
+    = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue RUN/pco/ after its last complete round")] = False,
     served: Annotated[Path | None, typer.Option(
         metavar="PATH", help="what the serving store showed each user before RUN's period: a recommendations "
@@ -173,7 +175,7 @@ def ablate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     data: DataOpt = None, config: ConfigOpt = None, category_level: LevelOpt = None,
     user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
-    rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant (default: the config's)")] = None,
+    rounds: Annotated[int | None, typer.Option(help="PCO rounds per variant, >= 1 (default: the config's)")] = None,
     device: DeviceOpt = None,
     prompt_variants: Annotated[bool, typer.Option("--prompt-variants", help="also a variant per prompt section, "
                                                   "each with its own SFT: the section taken away where the config "
@@ -224,6 +226,7 @@ def serve_cmd(
     """Top-K categories for every user of RUN's data (every event is history) by METHOD, with RUN's models."""
     from coea.stages import run_recommend
 
+    check_writable_file(out)  # before any model is read or any user scored
     layout = run_layout(run, "data")
     cfg = with_device(from_run_config(config, run), device)
     try:

@@ -27,14 +27,22 @@ def load_pco(pco_dir: Path, dsie_dir: Path, *, device: str = "cpu"):
     return load_llms([last_complete_round(Path(pco_dir))], dsie_dir, device=device)
 
 
+# What each need is, the run folder's folder that holds it, and the command that writes that folder
+MADE_BY = {Need.DSIE: ("the DSIE groups", "dsie", "coea group --out RUN"),
+           Need.LLMS: ("the SFT models", "llm", "coea train-llms --run RUN"),
+           Need.PCO: ("the PCO models", "pco", "coea pco --run RUN")}
+
+
 def _require(needed: frozenset[Need], need: Need, path, methods: list[str]) -> bool:
     if need not in needed:
         return False
     if not path:
         users = [m for m in methods if need in parse_method(m).needs]
-        raise CoeaInputError(f"method(s) {users} need the {need.value} artifact, but no {need.value} directory "
-                             "was given", option="--methods",
-                             fix=f"pass a run folder that holds {need.value}/, or drop the method(s)")
+        what, folder, command = MADE_BY[need]
+        raise CoeaInputError(f"method(s) {users} need the {need.value} artifact ({what}, in {folder}/), but there "
+                             f"is no {folder}/ folder", option="--methods",
+                             fix=f"run `{command}` first, or pass a run folder that holds {folder}/, or drop the "
+                                 "method(s)")
     return True
 
 
