@@ -3,7 +3,9 @@
 kfp.local prints every step's executor output (thousands of lines for ``coea_training``) and its own task banners
 to ``sys.stdout``. :func:`kfp_step_log` stands in for ``sys.stdout`` while a pipeline runs: every line goes to the
 log file (colour codes removed), each finished step becomes one progress line (``step  status  seconds``) on the
-real console, and ``verbose`` echoes the whole log there as well. When a step fails, its last lines are shown.
+real console, and ``verbose`` echoes the whole log there as well. When a step fails, its last lines are shown. On a
+terminal a running step also shows a status line, rewritten in place: its time so far and its last log line (e.g.
+``novelty sft step 40/96 loss 2.53``), so a two-minute step is not two minutes of silence.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -30,6 +33,8 @@ _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 FAILED_TAIL = 40  # lines of a failed step's log shown on the console
 INPUT_ERROR = "coea.errors.CoeaInputError: "  # how a step's traceback ends on bad input
 _KFP_INDEX = re.compile(r"(.+)-([2-9]|[1-9][0-9]+)")  # kfp's suffix of a repeated task name: -2, -3, ...
+_PROGRESS = re.compile(r"\d\d:\d\d:\d\d (?:INFO|WARNING) (?:coea|pipelines)[\w.]*: (.+)")  # our log lines
+STATUS_EVERY_S = 0.5  # a terminal's status line is rewritten at most this often
 
 
 @cache
@@ -72,6 +77,9 @@ class StepConsole(io.TextIOBase):
         self._started: dict[str, float] = {}
         self._tail: deque[str] = deque(maxlen=FAILED_TAIL)
         self.input_error: str | None = None  # a failed step's CoeaInputError line: bad input, not a crash
+        # on a terminal, a running step's status line (its time so far, its last log line), rewritten in place
+        self.live = not verbose and bool(getattr(console, "isatty", lambda: False)())
+        self._status_at = 0.0
 
     def writable(self) -> bool:
         return True
@@ -104,6 +112,20 @@ class StepConsole(io.TextIOBase):
             self._tail.clear()
         elif finished := _FINISHED.search(plain):
             self._finish(finished.group(1), finished.group(2))
+        elif self.live and (progress := _PROGRESS.search(plain)):
+            self._status(progress.group(1))
+
+    def _status(self, message: str) -> None:
+        """The running step's status line on a terminal: ``step  running  seconds  its last log line``."""
+        now = time.perf_counter()
+        if not self._started or now - self._status_at < STATUS_EVERY_S:
+            return
+        self._status_at = now
+        task, since = next(reversed(self._started.items()))
+        line = f"  {step_name(task, self.step_names):<28} running  {now - since:7.1f} s  {message}"
+        width = shutil.get_terminal_size().columns - 1
+        self.console.write("\r\x1b[K" + line[:width])
+        self.console.flush()
 
     def _finish(self, task: str, status: str) -> None:
         seconds = time.perf_counter() - self._started.pop(task, time.perf_counter())
@@ -114,6 +136,8 @@ class StepConsole(io.TextIOBase):
             self.input_error = f"step {step}: {errors[-1]}"  # the CLI's one-line error: no traceback here
         if self.verbose:
             return
+        if self.live:
+            self.console.write("\r\x1b[K")  # the status line gives way to the step's line
         self.console.write(f"  {step:<28} {status.lower():<8} {seconds:7.1f} s\n")
         if status != "SUCCESS" and not errors:
             self.console.write("".join(f"    | {line}\n" for line in self._tail))

@@ -3,6 +3,7 @@ console gets one line per step (name, status, seconds), everything with ``verbos
 
 # no `from __future__ import annotations`: kfp reads the components' annotations as types
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,38 @@ def test_a_failed_de_duplicated_task_names_its_step_in_the_input_error() -> None
     stream.write("Executing task 'evaluate-2'\n    coea.errors.CoeaInputError: bad k\n"
                  "Task 'evaluate-2' finished with status FAILURE\n")
     assert stream.input_error == "step evaluate: bad k"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_running_step_shows_its_time_and_last_log_line_in_place(monkeypatch) -> None:
+    """A two-minute SFT or PCO step printed nothing until it finished. On a terminal its status line (seconds so far,
+    its last log line of ours) is rewritten in place, at most every STATUS_EVERY_S, and gives way to the step's
+    line; kfp's own lines and other output do not show; a file or pipe gets only the step lines, as before."""
+    import pipelines.console as console_module
+
+    clock = iter(float(t) for t in range(0, 100, 1))
+    monkeypatch.setattr(console_module.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(console_module.shutil, "get_terminal_size", lambda: os.terminal_size((200, 50)))
+    lines = ["Executing task 'sft-novelty-2'", "12:00:01 INFO coea.llm.sft: novelty sft step 20/60 loss 2.5",
+             "{'loss': 2.5} a trainer line", "12:00:02 INFO coea.llm.sft: novelty sft step 40/60 loss 2.1",
+             "Task 'sft-novelty-2' finished with status SUCCESS"]
+    terminal, log = _Terminal(), io.StringIO()
+    stream = StepConsole(log, terminal)
+    stream.write("\n".join(lines) + "\n")
+    shown = terminal.getvalue()
+    assert shown.count("\r\x1b[K") == 3  # two status lines, then the step's own line in their place
+    first, second, final = shown.split("\r\x1b[K")[1:]
+    assert first.split() == ["sft-novelty", "running", "1.0", "s", "novelty", "sft", "step", "20/60", "loss", "2.5"]
+    assert "step 40/60 loss 2.1" in second and "trainer line" not in shown
+    assert final.split() == ["sft-novelty", "success", "3.0", "s"] and final.endswith("\n")
+    piped = io.StringIO()
+    StepConsole(io.StringIO(), piped).write("\n".join(lines) + "\n")
+    assert "running" not in piped.getvalue() and "\r" not in piped.getvalue()
+    monkeypatch.setattr(console_module.shutil, "get_terminal_size", lambda: os.terminal_size((40, 50)))
+    narrow = _Terminal()
+    StepConsole(io.StringIO(), narrow).write("\n".join(lines[:2]) + "\n")
+    assert len(narrow.getvalue().split("\r\x1b[K")[1]) == 39  # cut to the terminal's width: it stays one line
