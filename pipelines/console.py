@@ -33,7 +33,9 @@ _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 FAILED_TAIL = 40  # lines of a failed step's log shown on the console
 INPUT_ERROR = "coea.errors.CoeaInputError: "  # how a step's traceback ends on bad input
 _KFP_INDEX = re.compile(r"(.+)-([2-9]|[1-9][0-9]+)")  # kfp's suffix of a repeated task name: -2, -3, ...
-_PROGRESS = re.compile(r"\d\d:\d\d:\d\d (?:INFO|WARNING) (?:coea|pipelines)[\w.]*: (.+)")  # our log lines
+# a step's log lines: kfp's executor format (a pipeline step, often behind a tqdm bar), or the CLI's (in process)
+_PROGRESS = re.compile(r"(?:\[KFP Executor [\d-]+ [\d:,]+ (?:INFO|WARNING)\]|"
+                       r"\d\d:\d\d:\d\d (?:INFO|WARNING) (?:coea|pipelines)[\w.]*): (.+)")
 STATUS_EVERY_S = 0.5  # a terminal's status line is rewritten at most this often
 
 

@@ -197,8 +197,10 @@ def test_on_a_terminal_a_running_step_shows_its_time_and_last_log_line_in_place(
     clock = iter(float(t) for t in range(0, 100, 1))
     monkeypatch.setattr(console_module.time, "perf_counter", lambda: next(clock))
     monkeypatch.setattr(console_module.shutil, "get_terminal_size", lambda: os.terminal_size((200, 50)))
-    lines = ["Executing task 'sft-novelty-2'", "12:00:01 INFO coea.llm.sft: novelty sft step 20/60 loss 2.5",
-             "{'loss': 2.5} a trainer line", "12:00:02 INFO coea.llm.sft: novelty sft step 40/60 loss 2.1",
+    lines = ["Executing task 'sft-novelty-2'",  # a step's log line as kfp.local writes it, behind tqdm's bar
+             "  2%|▏  | 19/60 [00:01<00:44, 19.39it/s][KFP Executor 2026-12-05 21:24:22,731 INFO]: novelty sft step "
+             "20/60 loss 2.5", "{'loss': 2.5} a trainer line",
+             "12:00:02 INFO coea.llm.sft: novelty sft step 40/60 loss 2.1",  # the CLI's format (in process)
              "Task 'sft-novelty-2' finished with status SUCCESS"]
     terminal, log = _Terminal(), io.StringIO()
     stream = StepConsole(log, terminal)
