@@ -12,8 +12,9 @@ in ``coea_training``) on the period with the new groups (new groups are new CSID
 tokens would name other groups); ``dsl.Else``: keep the groups and rebuild their profiles (build_profiles), keep the
 loaded models -> in either branch the PCO update (pco_loop, GPU step, from the branch's models on the period's data
 with the branch's groups) -> save_state (If: new groups and new models switch together) or save_models (Else: new
-models beside the kept groups), and evaluate (``nllm_sft`` & co. use the loaded models, ``coea`` this period's last
-PCO round) -> recommend (``coea_seq+x``) -> export.
+models beside the kept groups), and evaluate (``nllm_sft`` & co. use the branch's models: the loaded ones, or those
+the If branch trained again; ``coea`` this period's last PCO round) -> recommend (``coea_seq+x``; with the state's
+seen categories and served lists) -> export.
 
 kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
 pco_loop/save/evaluate/recommend/export tasks (one helper adds them).

@@ -213,17 +213,20 @@ def run_load_seen(state_uri: str, out: Path, reference_dir: Path, *, client: Any
     written before the file existed gives the reference window's pairs (``reference_dir``, the loaded snapshot's
     data). Returns the number of pairs."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    from coea.data.prepared import read_prepared
+    from coea.data.prepared import INTERACTIONS
+    from coea.data.schema import CATEGORY, USER
     from coea.stages.recommend import seen_pairs
 
     state = open_state(state_uri, client)
     if not state.download_file(SEEN, Path(out)):
         log.warning("state %s has no %s yet: the reference window's categories stand for what users have seen",
                     state_uri, SEEN)
+        events = pd.read_parquet(Path(reference_dir) / INTERACTIONS, columns=[USER, CATEGORY])  # two columns only
         with atomic_path(Path(out)) as tmp:
-            seen_pairs(read_prepared(reference_dir).interactions).to_parquet(tmp, index=False)
-    return len(pd.read_parquet(out))
+            seen_pairs(events).to_parquet(tmp, index=False)
+    return pq.read_metadata(out).num_rows  # a light step: the pairs are counted, not loaded
 
 
 def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, keep: int = 3,
