@@ -207,8 +207,8 @@ def test_a_cutoff_equal_to_the_categories_is_fine():
     ("eval: {methods: [pop, markov+x], reference: markov+x}\n", ["--methods", "pop,markov"],
      "{path}: eval.reference 'markov+x' is not among the methods of --methods pop,markov (fix: add markov+x to "
      "--methods, pass --reference"),
-    ("device: cuda\n", [], "{path}: device 'cuda' requested but CUDA is not available; use --device cpu or auto "
-                           "(fix: set device: cpu (or auto) in {path}, or pass --device cpu)"),
+    ("device: cuda\n", [], "{path}: device 'cuda' requested but CUDA is not available "
+                           "(fix: set device: cpu (or auto) in {path}, or pass --device cpu)"),  # the fix said once
     ("eval: {methods: [pop]}\n", ["--device", "cuda"], "option --device: device 'cuda' requested but CUDA"),
 ], ids=["methods", "methods-overridden", "methods-option", "spec", "spec-option", "reference", "device",
         "device-option"])

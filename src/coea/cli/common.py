@@ -202,10 +202,11 @@ def with_device(cfg: RunConfig, device: str | None) -> RunConfig:
     try:
         resolve_device(cfg.device)
     except ValueError as err:
-        if device is not None or _read["config"] is None:  # the fix is said once, in the fix
-            raise CoeaInputError(str(err).removesuffix("; use --device cpu or auto"), option="--device",
+        problem = str(err).removesuffix("; use --device cpu or auto")  # the fix is said once, in the fix
+        if device is not None or _read["config"] is None:
+            raise CoeaInputError(problem, option="--device",
                                  fix="use --device cpu, or auto (the GPU when torch sees one)") from err
-        raise CoeaInputError(str(err), source=_read["config"],
+        raise CoeaInputError(problem, source=_read["config"],
                              fix=f"set device: cpu (or auto) in {_read['config']}, or pass --device cpu") from err
     return cfg
 
