@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import shutil
 import sys
@@ -124,10 +125,8 @@ class StepConsole(io.TextIOBase):
             return
         self._status_at = now
         task, since = next(reversed(self._started.items()))
-        line = f"  {step_name(task, self.step_names):<28} running  {now - since:7.1f} s  {message}"
-        width = shutil.get_terminal_size().columns - 1
-        self.console.write("\r\x1b[K" + line[:width])
-        self.console.flush()
+        _write_status(self.console, step_name(task, self.step_names), now - since, message)
+
 
     def _finish(self, task: str, status: str) -> None:
         seconds = time.perf_counter() - self._started.pop(task, time.perf_counter())
@@ -144,6 +143,34 @@ class StepConsole(io.TextIOBase):
         if status != "SUCCESS" and not errors:
             self.console.write("".join(f"    | {line}\n" for line in self._tail))
         self.console.flush()
+
+
+def _write_status(console: TextIO, name: str, seconds: float, message: str) -> None:
+    """A status line in place of the last one: ``name  running  seconds  message``, cut to the terminal's width."""
+    line = f"  {name:<28} running  {seconds:7.1f} s  {message}"
+    console.write("\r\x1b[K" + line[:shutil.get_terminal_size().columns - 1])
+    console.flush()
+
+
+class _StatusHandler(logging.Handler):
+    """An in-process flow's status line on a terminal: its ``coea`` INFO lines, at most every STATUS_EVERY_S."""
+
+    def __init__(self, console: TextIO, name: str) -> None:
+        super().__init__(logging.INFO)
+        self.console, self.name_shown = console, name
+        self.start = self.last = time.perf_counter()
+        self.shown = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.perf_counter()
+        if record.levelno >= logging.WARNING:  # printed by the console's own handler, after this one: on a clean line
+            if self.shown:
+                self.console.write("\r\x1b[K")
+                self.console.flush()
+                self.shown = False
+        elif now - self.last >= STATUS_EVERY_S:
+            self.last, self.shown = now, True
+            _write_status(self.console, self.name_shown, now - self.start, record.getMessage())
 
 
 @contextlib.contextmanager
@@ -179,13 +206,12 @@ def kfp_step_log(log_path: Path, *, verbose: bool = False, console: TextIO | Non
 
 
 @contextlib.contextmanager
-def in_process_log(log_path: Path, *, console: TextIO | None = None) -> Iterator[Path]:
+def in_process_log(log_path: Path, *, console: TextIO | None = None, name: str = "in process") -> Iterator[Path]:
     """The console of an in-process flow (``coea simulate``'s period 0) kept as tidy as a kfp.local run's: its
     ``sys.stdout``/``sys.stderr`` (trainer dicts, progress bars), warnings and the ``coea`` log below WARNING go to
-    ``log_path`` (appended); ``coea`` warnings still reach the console. On an error the log's last
-    :data:`FAILED_TAIL` lines and its path are printed on ``console`` (default: the current ``sys.stdout``)."""
-    import logging
-
+    ``log_path`` (appended); ``coea`` warnings still reach the console, and on a terminal a status line (``name``,
+    seconds so far, the last log line) as a kfp.local step has. On an error the log's last :data:`FAILED_TAIL`
+    lines and its path are printed on ``console`` (default: the current ``sys.stdout``)."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = console or sys.stdout
@@ -196,16 +222,26 @@ def in_process_log(log_path: Path, *, console: TextIO | None = None) -> Iterator
         levels = [(handler, handler.level) for handler in logger.handlers]
         for handler, level in levels:
             handler.setLevel(max(level, logging.WARNING))
+        status = _StatusHandler(out, name) if getattr(out, "isatty", lambda: False)() else None
         logger.addHandler(to_file)
+        if status is not None:
+            logger.handlers.insert(0, status)  # before the console's handler: it clears its line for a warning
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), _warnings_to(log):
                 yield log_path
         except BaseException:
             log.flush()
+            if status is not None and status.shown:
+                out.write("\r\x1b[K")
+                status.shown = False
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-FAILED_TAIL:]
             out.write("".join(f"    | {_ANSI.sub('', line)}\n" for line in tail) + f"  logs: {log_path}\n")
             raise
         finally:
             logger.removeHandler(to_file)
+            if status is not None:
+                logger.removeHandler(status)
+                if status.shown:
+                    out.write("\r\x1b[K")  # the status line gives way to what the caller prints next
             for handler, level in levels:
                 handler.setLevel(level)

@@ -301,7 +301,7 @@ def run_simulate(cfg: RunConfig, out_dir: Path, periods: int = 4, *, drift_confi
             log_path = run_dir / STEPS_LOG
             tqdm.write(f"period 0 of 0..{periods - 1}: the training flow in process (data, DSIE, SFT, PCO, "
                        f"evaluate, serve); its log: {log_path}")
-            with in_process_log(log_path):
+            with in_process_log(log_path, name="period 0"):
                 row = _seed_state(cfg, window, run_dir, state_uri, rec_method, rec_k)
         else:
             tqdm.write(f"period {window.index} of 0..{periods - 1}: coea_recurring (kfp.local); step logs: "

@@ -218,3 +218,31 @@ def test_on_a_terminal_a_running_step_shows_its_time_and_last_log_line_in_place(
     narrow = _Terminal()
     StepConsole(io.StringIO(), narrow).write("\n".join(lines[:2]) + "\n")
     assert len(narrow.getvalue().split("\r\x1b[K")[1]) == 39  # cut to the terminal's width: it stays one line
+
+
+def test_an_in_process_flow_on_a_terminal_shows_a_status_line_and_clears_it(tmp_path: Path, monkeypatch) -> None:
+    """`coea simulate`'s period 0 (the in-process flow) was two minutes of silence: on a terminal its `coea` INFO
+    lines show as a status line in place (at most every STATUS_EVERY_S), cleared when the flow ends; the log file
+    gets every line; a pipe gets none of it."""
+    import logging
+
+    import pipelines.console as console_module
+    from pipelines.console import in_process_log
+
+    clock = iter(float(t) for t in range(0, 100))
+    monkeypatch.setattr(console_module.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(console_module.shutil, "get_terminal_size", lambda: os.terminal_size((200, 50)))
+    monkeypatch.setattr(logging.getLogger("coea"), "level", logging.INFO)  # as the CLI's setup_logging sets it
+    logger = logging.getLogger("coea.test_flow")
+    terminal, piped = _Terminal(), io.StringIO()
+    for console in (terminal, piped):
+        with in_process_log(tmp_path / f"{id(console)}.log", console=console, name="period 0"):
+            logger.info("novelty sft step %d/60", 20)
+            logger.info("novelty sft step %d/60", 40)
+            logger.warning("a warning")  # shown by the console's handler: the status line is cleared first
+    shown = terminal.getvalue()
+    assert shown.endswith("step 40/60\r\x1b[K")  # cleared once, for the warning; nothing left to clear at the end
+    assert shown.split("\r\x1b[K")[1].split() == ["period", "0", "running", "1.0", "s", "novelty", "sft", "step",
+                                                  "20/60"]
+    assert piped.getvalue() == ""
+    assert "novelty sft step 40/60" in (tmp_path / f"{id(terminal)}.log").read_text()
