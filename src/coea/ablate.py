@@ -1,11 +1,16 @@
-"""``coea ablate``: the full method and its ablations in one run, over the same rounds and the same split.
+"""``coea ablate``: the full method and its ablations in one run, over the same rounds and the same split (the
+same number of rounds; a feedback reward cuts the history into ``rounds + 1`` periods, period r + 1 being round r's
+feedback, so ``coea w/o feedback``'s ``rounds`` windows end elsewhere than ``coea``'s).
 
 Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` which needs its own SFT):
 
 - ``coea``: SFT + ``pco.rounds`` rounds with the configured alpha;
 - ``coea w/o R-LLM``: the SFT N-LLM alone (one-time alignment, = ``nllm_sft``): round 0 of every curve;
-- ``coea w/o KL``: alpha = 0 (plain sigmoid DPO);
-- ``coea w/o CSID``: prompts without group tokens, profile or the user's own code (both LLMs re-trained so);
+- ``coea w/o KL``: alpha = 0 (no KL penalty: sigmoid DPO, plus the chosen completions' NLL when ``pco.dpo.nll``
+  is set);
+- ``coea w/o CSID``: prompts without group tokens, profile or the user's own code (both LLMs re-trained so); left
+  out when the config's prompts show none already (``llm.data.with_group: false``, which hides the code too, and so
+  also leaves out the full-CSID prompt variant);
 - ``coea alpha=A`` for A in ``alphas``: the KL sensitivity sweep;
 - ``coea w/o feedback`` (only when ``pco.reward`` reads logged feedback: ``feedback`` or ``hybrid``): the R-LLM
   judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
@@ -120,7 +125,9 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         every = variant_configs(cfg, alphas, extras=True)
         unknown = [n for n in only if n not in every]
         if unknown:
-            raise CoeaInputError(f"unknown ablation variant(s) {unknown}", option="--variants",
+            why = " (the config's prompts show no CSID: llm.data.with_group is false)" if any(
+                "CSID" in n for n in unknown) and not cfg.llm.data.with_group else ""
+            raise CoeaInputError(f"unknown ablation variant(s) {unknown}{why}", option="--variants",
                                  fix=f"name variants among {list(every)} (comma-separated)")
         return {n: c for n, c in every.items() if n == "coea" or n in only}
 
@@ -130,9 +137,10 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         return c
 
     out = {"coea": copy.deepcopy(cfg), "coea w/o KL": with_alpha(0.0)}
-    no_csid = copy.deepcopy(cfg)
-    no_csid.llm.data = replace(no_csid.llm.data, with_group=False, full_csid=False)  # no group, no user code
-    out["coea w/o CSID"] = no_csid
+    if cfg.llm.data.with_group:  # the prompts show the user's code only beside the group
+        no_csid = copy.deepcopy(cfg)
+        no_csid.llm.data = replace(no_csid.llm.data, with_group=False, full_csid=False)  # no group, no user code
+        out["coea w/o CSID"] = no_csid
     for a in alphas:
         if a != cfg.pco.dpo.alpha:
             out[f"coea alpha={a:g}"] = with_alpha(a)
@@ -146,16 +154,24 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         judged = copy.deepcopy(cfg)
         judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False)  # soft: teacher only
         out["coea w/o teacher"] = judged
-    if extras:  # each prompt addition the run has is taken away (``w/o``), each it lacks is added (``+``)
-        data = cfg.llm.data
-        for label, field_name, on, off in (("full CSID", "full_csid", True, False),
-                                            ("long-term summary", "long_term", LONG_TERM, 0),
-                                            ("event sequence", "sequence", SEQUENCE, 0),
-                                            ("item sequence", "items", ITEMS, 0)):
-            has = getattr(data, field_name) != off
-            name = f"coea w/o {label}" if has else f"coea + {label}"
-            out[name] = copy.deepcopy(cfg)
-            out[name].llm.data = replace(data, **{field_name: off if has else on})
+    if extras:
+        out.update(_prompt_variants(cfg))
+    return out
+
+
+def _prompt_variants(cfg: RunConfig) -> dict[str, RunConfig]:
+    """Each prompt addition the run has taken away (``w/o``), each it lacks added (``+``)."""
+    out, data = {}, cfg.llm.data
+    for label, field_name, on, off in (("full CSID", "full_csid", True, False),
+                                        ("long-term summary", "long_term", LONG_TERM, 0),
+                                        ("event sequence", "sequence", SEQUENCE, 0),
+                                        ("item sequence", "items", ITEMS, 0)):
+        if field_name == "full_csid" and not data.with_group:
+            continue  # without the group no code is shown, full or not: the prompts would be coea's
+        has = getattr(data, field_name) != off
+        name = f"coea w/o {label}" if has else f"coea + {label}"
+        out[name] = copy.deepcopy(cfg)
+        out[name].llm.data = replace(data, **{field_name: off if has else on})
     return out
 
 
@@ -203,7 +219,7 @@ def _variant_llm_dir(name: str, vcfg: RunConfig, cfg: RunConfig, layout: RunLayo
     """The SFT models a variant starts from: the run's, or (other prompt options) its own SFT pair."""
     if vcfg.llm.data == cfg.llm.data:
         return layout.llm
-    llm_dir = out_dir / "variants" / ("no_csid_llm" if not vcfg.llm.data.with_group else f"{_slug(name)}_llm")
+    llm_dir = out_dir / "variants" / ("no_csid_llm" if name == "coea w/o CSID" else f"{_slug(name)}_llm")
     if not trained_as(llm_dir, vcfg, layout):
         run_sft_stage(vcfg, layout.data, layout.dsie, llm_dir)
     return llm_dir
@@ -229,6 +245,18 @@ def trained_as(llm_dir: Path, vcfg: RunConfig, layout: RunLayout) -> bool:
     return True
 
 
+def _check_run_pair(cfg: RunConfig, layout: RunLayout) -> None:
+    """``--from-run``: the run's SFT pair was trained with ``cfg``'s LLM settings, else a :class:`CoeaInputError`
+    (the rows reusing it would differ from the prompt variants, whose pairs train with ``cfg``, in more than their
+    one change)."""
+    if not trained_as(layout.llm, cfg, layout):
+        raise CoeaInputError(
+            "the run's SFT pair was trained with other LLM settings than this config's (llm: model, data, novelty, "
+            "relevance)", source=layout.llm, option="--config",
+            fix="leave --config out (the run's own config.json is used), or keep the run's llm section and change "
+                "only pco, eval or llm.encoder_weight")
+
+
 def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = False,
                from_run: Path | None = None, only: Sequence[str] | None = None) -> AblateResult:
     """Every variant (``extras``: with the richer-prompt ones; ``only``: ``coea`` and these) and
@@ -244,6 +272,8 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
     layout = RunLayout(out_dir if from_run is None else Path(from_run))
     if from_run is None:
         run_flow(cfg, layout, needs=frozenset({Need.DSIE, Need.LLMS}), evaluate=False)
+    else:
+        _check_run_pair(cfg, layout)
     loaded = read_prepared(layout.data)
     split = chronological_split(loaded.interactions, cfg.split)
     k = cfg.pco.k

@@ -122,6 +122,14 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     base = {m: v for m, v in redo["baselines"].items() if "nllm_seq" not in m}
     assert base == {m: v for m, v in data["baselines"].items() if "nllm_seq" not in m}
     assert redo["baselines"]["nllm_seq+x"] == redo["baselines"]["nllm_sft+x"]
+    # a --config whose LLM training settings differ from the run's pair: its rows would mix two SFT recipes (the
+    # prompt variants train with the config's), so it is refused before anything runs
+    run_cfg["llm"]["novelty"]["lr"] = run_cfg["llm"]["novelty"]["lr"] * 10
+    (tmp_path / "lr.json").write_text(json.dumps(run_cfg))
+    res = coea("ablate", "--from-run", str(out), "--out", str(tmp_path / "mixed"), "--rounds", "1", "--variants",
+               "coea w/o CSID", "--config", str(tmp_path / "lr.json"))
+    assert res.returncode == 2 and "the run's SFT pair was trained with other LLM settings" in res.stderr
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_ablate_from_run_with_data_is_refused(tmp_path):

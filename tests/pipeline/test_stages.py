@@ -299,3 +299,25 @@ def test_an_sft_step_logs_the_examples_of_its_own_model_only(tmp_path: Path, fit
     other = {"novelty": "relevance", "relevance": "novelty"}[which[0]]
     assert f" {which[0]} examples" in line and other not in line, line
     assert int(line.split()[2]) > 0
+
+
+def test_the_pco_rounds_use_the_configs_long_tail_share(tmp_path: Path, fitted, llm_dirs, monkeypatch) -> None:
+    """The per-round metrics (CLTP@K) used 0.8 whatever ``eval.long_tail_share`` said, while the evaluation used the
+    setting: `coea ablate`'s `w/o R-LLM` row (the SFT model, round 0) showed CLTP@10 .36 beside `nllm_sft`'s .70."""
+    import coea.stages.pco as pco_stage
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def evaluator(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(pco_stage, "SplitEvaluator", evaluator)
+    cfg = replace(fitted.cfg, eval=replace(fitted.cfg.eval, long_tail_share=0.5))
+    with pytest.raises(Stop):
+        pco_stage.run_pco_stage(cfg, fitted.data, fitted.dsie, (llm_dirs["novelty"], llm_dirs["relevance"]),
+                                tmp_path / "pco")
+    assert seen["long_tail_share"] == 0.5

@@ -78,3 +78,15 @@ def test_only_keeps_coea_and_the_named_variants_and_refuses_unknown_names():
     with pytest.raises(CoeaInputError, match=r"unknown ablation variant\(s\) \['coea w/o nothing'\]") as err:
         variant_configs(cfg, only=["coea w/o KL", "coea w/o nothing"])
     assert "coea w/o feedback" in err.value.fix and err.value.option == "--variants"
+
+
+def test_without_the_group_in_the_prompts_the_csid_variants_are_left_out():
+    """With ``llm.data.with_group: false`` the prompts show no code at all: `coea w/o CSID` was coea itself (its own
+    row, same SFT pair) and `coea + full CSID` trained a pair on coea's very prompts, so its row measured SFT noise
+    under a CSID label. Both are left out, and naming one says why."""
+    cfg = run_config_from_dict({"llm": {"data": {"with_group": False, "full_csid": False}}}, where="test")
+    names = list(variant_configs(cfg, extras=True))
+    assert not [n for n in names if "CSID" in n] and "coea + long-term summary" in names
+    with pytest.raises(CoeaInputError, match=r"\['coea w/o CSID'\] \(the config's prompts show no CSID"):
+        variant_configs(cfg, only=["coea w/o CSID"])
+    assert {"coea w/o CSID", "coea w/o full CSID"} <= set(variant_configs(RunConfig(), extras=True))

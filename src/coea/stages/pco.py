@@ -100,8 +100,8 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     for bundle in (llms.novelty, llms.relevance):
         check_prompt_options(bundle, cfg.llm.data)
     llm = resolve_llm(cfg.llm, cfg.split)  # refresh windows and the adoption prior follow the split unless set
-    evaluator = SplitEvaluator(split, llms.groups, llm, cfg.pco.k, judge_users=cfg.eval.judge_users,
-                                round_users=cfg.eval.round_users)
+    evaluator = SplitEvaluator(split, llms.groups, llm, cfg.pco.k, long_tail_share=cfg.eval.long_tail_share,
+                               judge_users=cfg.eval.judge_users, round_users=cfg.eval.round_users)
     encoder = None
     if cfg.pco.reward is RewardKind.TEACHER:  # the teacher reads the DSIE long-term encoder
         from coea.dsie.encoder import EncoderResult, load_encoder
