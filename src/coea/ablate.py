@@ -324,8 +324,12 @@ def _write(cfg: RunConfig, result: AblateResult, out_dir: Path, source: str, k: 
     write_json_atomic(result.paths["json"], {"k": k, "variants": result.variants, "baselines": result.baselines,
                                              "rankings": result.rankings,
                                              "simulated_acceptance": result.acceptance,
-                                             "paired_ci": result.paired_ci})
+                                             "paired_ci": result.paired_ci,
+                                             "variant_users": cfg.eval.round_users or "all"})
     md = ablate_table(result.variants, result.baselines, k, result.acceptance, result.rankings)
+    if cfg.eval.round_users:  # the variants' rows are PCO's per-round metrics, on that sample
+        md += (f"\nThe variant rows are over a sample of {cfg.eval.round_users} evaluated users (`eval.round_users`, "
+               "the same every round); the baseline rows and the paired table below over every evaluated user.\n")
     if result.paired_ci.get("methods"):
         md += "\n" + ablate_paired_table(result.paired_ci)
     write_text_atomic(result.paths["md"], f"# Ablation on {source} (K={k})\n\n" + md)

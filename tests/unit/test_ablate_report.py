@@ -58,3 +58,33 @@ def test_reference_rule_and_check():
     check_reference("coea", ["coea", "pop_novel"])
     with pytest.raises(CoeaInputError, match="not a row of the ablation"):
         check_reference("sasrec+x", ["coea", "pop_novel"])
+
+
+def test_every_ablation_curve_has_its_own_colour_and_style():
+    """ablate.png drew its 11th curve in the 1st one's colour and style (the default 10-colour cycle): with identical
+    values (coea and an alpha row) one hid the other. Every curve now differs from every other."""
+    from coea.evaluation.ablate_report import curve_styles
+
+    styles = curve_styles(25)
+    assert len(set(styles)) == 25 and styles[0] == ("C0", "-", "o") and styles[10] == ("C0", "--", "s")
+
+
+@pytest.mark.parametrize("round_users", [0, 20])
+def test_ablate_md_says_when_the_variant_rows_are_a_user_sample(tmp_path, round_users):
+    """With `eval.round_users: N` the variant rows (PCO's per-round metrics) are over N sampled users while the
+    baseline rows and the paired table are over every user: ablate.md and ablate.json say so (they did not)."""
+    import json
+    from dataclasses import replace
+
+    from coea.ablate import AblateResult, _write
+    from coea.config import RunConfig
+
+    cfg = RunConfig()
+    cfg = replace(cfg, eval=replace(cfg.eval, round_users=round_users))
+    rows = [{"round": 0, "NCP": 0.3, "C-H": 0.9, "S-H": 0.5, "x_S-H": 0.6}]
+    result = _write(cfg, AblateResult({"coea": rows}, {"pop_novel": {"S-H@10": 0.4, "C-H@10": 0.8}}), tmp_path,
+                    "synthetic", 10)
+    md = result.paths["md"].read_text()
+    said = "The variant rows are over a sample of 20 evaluated users (`eval.round_users`"
+    assert (said in md) == bool(round_users)
+    assert json.loads(result.paths["json"].read_text())["variant_users"] == (round_users or "all")

@@ -116,6 +116,14 @@ def ablate_paired_table(section: Mapping[str, Any]) -> str:
     return paired_table(section, {f"S-H@{k}": f"S-H@{k}", f"C-H@{k}": f"C-H@{k}", f"x_S-H@{k}": f"+x S-H@{k}"})
 
 
+def curve_styles(n: int) -> list[tuple[str, str, str]]:
+    """``n`` distinct (colour, line style, marker) triples: 10 colours, then the same colours dashed with another
+    marker, and so on (an 11th curve drawn in the 1st one's colour and style hid it where they were equal)."""
+    colors = [f"C{i}" for i in range(10)]
+    lines, markers = ["-", "--", ":", "-."], ["o", "s", "^", "D"]
+    return [(colors[i % 10], lines[i // 10 % 4], markers[i // 10 % 4]) for i in range(n)]
+
+
 def plot_ablation(variants: Mapping[str, list[dict]], out_path: Path, k: int) -> Path:
     """NCP@K and C-H@K per PCO round, one line per variant."""
     import matplotlib
@@ -123,13 +131,15 @@ def plot_ablation(variants: Mapping[str, list[dict]], out_path: Path, k: int) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    styles = curve_styles(len(variants))
     for ax, key in zip(axes, ("NCP", "C-H"), strict=True):
-        for name, rows in variants.items():
-            ax.plot([r["round"] for r in rows], [r.get(key, np.nan) for r in rows], marker="o", label=name)
+        for (name, rows), (color, line, marker) in zip(variants.items(), styles, strict=True):
+            ax.plot([r["round"] for r in rows], [r.get(key, np.nan) for r in rows], color=color, linestyle=line,
+                    marker=marker, label=name)
         ax.set_title(f"{key}@{k} per PCO round")
         ax.set_xlabel("round (0 = SFT)")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the curves, not on them
     fig.tight_layout()
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
