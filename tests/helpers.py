@@ -59,7 +59,9 @@ def cli_loggers(*, clear: bool = False) -> Iterator[None]:
     ``clear``: without handlers inside, so the CLI adds its own on the stderr of this moment): an in-process CLI call
     leaves a handler on the stderr of its moment, a capture that a later test no longer has (its records would fail
     there with '--- Logging error ---'). A test's own handler (a collector) stays in place without ``clear``."""
-    loggers = [logging.getLogger(name) for name in ("coea", "pipelines")]
+    from coea.utils import PROJECT_LOGGERS
+
+    loggers = [logging.getLogger(name) for name in PROJECT_LOGGERS]
     saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
     for logger in loggers:
         logger.handlers = [] if clear else list(logger.handlers)

@@ -8,18 +8,14 @@ import logging
 import pytest
 
 from coea.utils import PROJECT_LOGGERS, setup_logging
+from tests.helpers import cli_loggers
 
 
 @pytest.fixture
 def fresh_project_loggers():
-    """The project's loggers unconfigured during the test, restored afterwards."""
-    loggers = [logging.getLogger(name) for name in PROJECT_LOGGERS]
-    saved = [(lg.handlers, lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:
-        lg.handlers, lg.level, lg.propagate = [], logging.NOTSET, True
-    yield
-    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
-        lg.handlers, lg.level, lg.propagate = handlers, level, propagate
+    """The project's loggers without handlers during the test, restored afterwards."""
+    with cli_loggers(clear=True):
+        yield
 
 
 def test_setup_logging_emits_pipelines_info(fresh_project_loggers, monkeypatch):

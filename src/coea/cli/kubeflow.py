@@ -72,6 +72,7 @@ def check_local_data(spec: str) -> None:
     paths and synthetic data are read by the pipeline's data step only."""
     from coea.data.loaders import parse_spec
     from coea.data.movielens import find_ratings_file
+    from coea.data.tabular import file_not_found
 
     kind, location = parse_spec(spec)
     if not isinstance(location, Path):
@@ -79,7 +80,7 @@ def check_local_data(spec: str) -> None:
     if kind == "movielens":
         find_ratings_file(location)
     elif not location.exists():
-        raise CoeaInputError("file not found", source=location, fix=f"check the path after '{kind}:'")
+        raise file_not_found(location, kind)
 
 
 def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED_METHOD, rec_k: int = 10) -> str:

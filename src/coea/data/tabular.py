@@ -28,11 +28,16 @@ def _not_a_directory(path: Path, fmt: str) -> None:
                          fix=f"pass the file, {example}; or a folder of dt=YYYY-MM-DD/ partition folders")
 
 
+def file_not_found(path: Path, fmt: str) -> CoeaInputError:
+    """The error for a ``fmt:`` spec (csv, parquet) whose ``path`` does not exist."""
+    return CoeaInputError("file not found", source=path, fix=f"check the path after '{fmt}:'")
+
+
 def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
     """Read ``path`` (``fmt`` = csv or parquet) and rename mapped columns; validation happens later."""
     _not_a_directory(path, fmt)
     if not path.is_file():
-        raise CoeaInputError("file not found", source=path, fix=f"check the path after '{fmt}:'")
+        raise file_not_found(path, fmt)
     if path.stat().st_size == 0:
         raise CoeaInputError("the file is empty", source=path,
                              fix="provide a header user_id,item_id,category,timestamp and at least one row")
