@@ -46,7 +46,9 @@ of ``REFERENCE_POOL`` with the highest S-H@K), paired bootstrap over the split's
 (:mod:`coea.evaluation.ablate_report`).
 
 Outputs: ``ablate.json``, ``ablate.md`` (final-round table + paired CIs + per-round NCP@K / C-H@K),
-``ablate.png``.
+``ablate.png``. The table's rows and the paired CIs score each variant's final models on every evaluated user
+(``finals`` in ablate.json); the per-round rows (``variants``) and the plot are PCO's per-round metrics, over
+``eval.round_users``' sample when that is set.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class AblateResult:
     baselines: dict[str, dict[str, float]]
     # rows that re-rank a variant's final models (ENCODER_ROW): their metrics at K, "x_S-H" = the +x view's S-H@K
     rankings: dict[str, dict[str, float]] = field(default_factory=dict)
+    # per variant its final models' metrics at K over every evaluated user (the table's rows; ``variants`` holds
+    # PCO's per-round metrics, over ``eval.round_users``' sample when that is set)
+    finals: dict[str, dict[str, float]] = field(default_factory=dict)
     acceptance: dict[str, float] = field(default_factory=dict)
     paired_ci: dict[str, Any] = field(default_factory=dict)  # ablate.json's paired_ci (ablate_report.ci_section)
     paths: dict[str, Path] = field(default_factory=dict)
@@ -292,7 +297,8 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
     recs = recommend_all(split, eval_cfg, method_context(cfg, load_artifacts(BASELINES, layout.artifacts())))
     baselines = score_split(split, recs, eval_cfg)["methods"]
     result = AblateResult(variants, baselines,
-                          rankings={ENCODER_ROW: _ranking_row(split, eval_cfg, finals[ENCODER_ROW], k)})
+                          rankings={ENCODER_ROW: _ranking_row(split, eval_cfg, finals[ENCODER_ROW], k)},
+                          finals={name: _ranking_row(split, eval_cfg, finals[name], k) for name in configs})
     if loaded.truth is not None:
         history = split.histories.user_categories()
         lists = {**{name: plain for name, (plain, _) in finals.items()},
@@ -322,14 +328,15 @@ def _write(cfg: RunConfig, result: AblateResult, out_dir: Path, source: str, k: 
     result.paths = {"json": out_dir / "ablate.json", "md": out_dir / "ablate.md", "plot": out_dir / "ablate.png",
                     "config": out_dir / "config.json"}
     write_json_atomic(result.paths["json"], {"k": k, "variants": result.variants, "baselines": result.baselines,
-                                             "rankings": result.rankings,
+                                             "rankings": result.rankings, "finals": result.finals,
                                              "simulated_acceptance": result.acceptance,
                                              "paired_ci": result.paired_ci,
                                              "variant_users": cfg.eval.round_users or "all"})
-    md = ablate_table(result.variants, result.baselines, k, result.acceptance, result.rankings)
-    if cfg.eval.round_users:  # the variants' rows are PCO's per-round metrics, on that sample
-        md += (f"\nThe variant rows are over a sample of {cfg.eval.round_users} evaluated users (`eval.round_users`, "
-               "the same every round); the baseline rows and the paired table below over every evaluated user.\n")
+    md = ablate_table(result.variants, result.baselines, k, result.acceptance, result.rankings, result.finals)
+    if cfg.eval.round_users:  # PCO's per-round metrics are on that sample
+        md += (f"\nThe per-round table and ablate.png are over a sample of {cfg.eval.round_users} evaluated users "
+               "(`eval.round_users`, the same every round); the rows above and the paired table below over every "
+               "evaluated user.\n")
     if result.paired_ci.get("methods"):
         md += "\n" + ablate_paired_table(result.paired_ci)
     write_text_atomic(result.paths["md"], f"# Ablation on {source} (K={k})\n\n" + md)

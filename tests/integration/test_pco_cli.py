@@ -77,6 +77,8 @@ def test_ablate_then_evaluate_from_run(tmp_path):
         assert abs(ci[f"S-H@{k}"]["diff"] - (last["S-H"] - ref[f"S-H@{k}"])) < 1e-9
         assert abs(ci[f"x_S-H@{k}"]["diff"] - (last["x_S-H"] - ref[f"S-H@{k}"])) < 1e-9
         assert ci[f"C-H@{k}"]["low"] <= ci[f"C-H@{k}"]["diff"] <= ci[f"C-H@{k}"]["high"]
+        final = data["finals"][name]  # the table's row: the final models over every user (= the last round here)
+        assert abs(final[f"C-H@{k}"] - last["C-H"]) < 1e-9 and abs(final["x_S-H"] - last["x_S-H"]) < 1e-9
     enc, ci = data["rankings"][ENCODER_ROW], paired["methods"][ENCODER_ROW]  # coea's final N-LLM x the encoder
     assert abs(ci[f"x_S-H@{k}"]["diff"] - (enc["x_S-H"] - ref[f"S-H@{k}"])) < 1e-9
     assert abs(ci[f"S-H@{k}"]["diff"] - (enc[f"S-H@{k}"] - ref[f"S-H@{k}"])) < 1e-9

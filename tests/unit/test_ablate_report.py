@@ -85,6 +85,25 @@ def test_ablate_md_says_when_the_variant_rows_are_a_user_sample(tmp_path, round_
     result = _write(cfg, AblateResult({"coea": rows}, {"pop_novel": {"S-H@10": 0.4, "C-H@10": 0.8}}), tmp_path,
                     "synthetic", 10)
     md = result.paths["md"].read_text()
-    said = "The variant rows are over a sample of 20 evaluated users (`eval.round_users`"
+    said = "The per-round table and ablate.png are over a sample of 20 evaluated users (`eval.round_users`"
     assert (said in md) == bool(round_users)
     assert json.loads(result.paths["json"].read_text())["variant_users"] == (round_users or "all")
+
+
+def test_ablate_table_rows_are_the_final_models_over_every_user():
+    """With `eval.round_users: N` PCO's per-round metrics are an N-user sample's: the table's variant rows showed
+    them while the baselines beside them were over every user. A variant's row now shows its final models' metrics
+    over every user (R-LLM score and KL from its last round), and `coea w/o R-LLM` nllm_sft's own row."""
+    from coea.evaluation.ablate_report import ablate_table
+
+    rounds = [{"round": 0, "NCP": 0.1, "C-H": 0.2, "C-N": 0.3, "CLTP": 0.4, "S-H": 0.5, "x_S-H": 0.6, "rscore": 0.7},
+              {"round": 1, "NCP": 0.11, "C-H": 0.21, "C-N": 0.31, "CLTP": 0.41, "S-H": 0.51, "x_S-H": 0.61,
+               "rscore": 0.71, "kl_sft": 0.05}]
+    metrics = {"C-H@10": 0.9, "C-N@10": 0.8, "NCP@10": 0.45, "CLTP@10": 0.35, "S-H@10": 0.55}
+    baselines = {"nllm_sft": {**metrics, "S-H@10": 0.52}, "nllm_sft+x": {"S-H@10": 0.62}}
+    sampled = ablate_table({"coea": rounds}, baselines, 10, {}).splitlines()
+    every = ablate_table({"coea": rounds}, baselines, 10, {}, finals={"coea": {**metrics, "x_S-H": 0.66}})
+    assert "| coea | 0.2100 | 0.3100 | 0.1100 | 0.4100 | 0.5100 | 0.6100 | 0.7100 | 0.0500 |" in sampled
+    assert "| coea | 0.9000 | 0.8000 | 0.4500 | 0.3500 | 0.5500 | 0.6600 | 0.7100 | 0.0500 |" in every
+    assert f"| {WITHOUT_RLLM} | 0.2000 | 0.3000 | 0.1000 | 0.4000 | 0.5000 | 0.6000 | 0.7000 | 0.0000 |" in sampled
+    assert f"| {WITHOUT_RLLM} | 0.9000 | 0.8000 | 0.4500 | 0.3500 | 0.5200 | 0.6200 | 0.7000 | 0.0000 |" in every

@@ -76,9 +76,13 @@ def ablate_paired_ci(rows: Mapping[str, Mapping[str, np.ndarray]], reference: st
 
 
 def ablate_table(variants: Mapping[str, list[dict]], baselines: Mapping[str, Mapping[str, float]], k: int,
-                 acceptance: Mapping[str, float], rankings: Mapping[str, Mapping[str, float]] | None = None) -> str:
+                 acceptance: Mapping[str, float], rankings: Mapping[str, Mapping[str, float]] | None = None,
+                 finals: Mapping[str, Mapping[str, float]] | None = None) -> str:
     """The final-round table (one row per variant, per re-ranking of a variant's final models (``rankings``: its
-    metrics at ``k`` and ``x_S-H``), ``coea w/o R-LLM``, one per baseline) and the per-round NCP / C-H table."""
+    metrics at ``k`` and ``x_S-H``), ``coea w/o R-LLM``, one per baseline) and the per-round NCP / C-H table.
+    ``finals``: per variant its final models' metrics at ``k`` and ``x_S-H`` over every evaluated user; a variant's
+    row shows them (its R-LLM score and KL from its last round) and ``coea w/o R-LLM`` shows ``nllm_sft`` /
+    ``nllm_sft+x``, where the per-round metrics may be a sample's (``eval.round_users``)."""
     cols = [f"{m}@{k}" for m in TABLE_METRICS]
     head = "| method | " + " | ".join(cols) + f" | +x S-H@{k} | R-LLM score | KL to SFT |"
     if acceptance:
@@ -91,15 +95,18 @@ def ablate_table(variants: Mapping[str, list[dict]], baselines: Mapping[str, Map
             cells.append(acceptance.get(name))
         return f"| {name} | " + " | ".join("" if v is None else f"{v:.4f}" for v in cells) + " |"
 
+    def at_k(r: Mapping[str, Any]) -> dict[str, Any]:
+        return {**{f"{key}@{k}": r.get(key) for key in TABLE_METRICS}, "x_S-H": r.get("x_S-H")}
+
     for name, rows in variants.items():
-        last = rows[-1]
-        lines.append(row(name, {f"{key}@{k}": last.get(key) for key in TABLE_METRICS},
-                         last.get("x_S-H"), last.get("rscore"), last.get("kl_sft")))
+        m = (finals or {}).get(name) or at_k(rows[-1])
+        lines.append(row(name, m, m.get("x_S-H"), rows[-1].get("rscore"), rows[-1].get("kl_sft")))
     for name, m in (rankings or {}).items():
         lines.append(row(name, m, m.get("x_S-H"), None, None))
     first = next(iter(variants.values()))
-    lines.append(row(WITHOUT_RLLM, {f"{key}@{k}": first[0].get(key) for key in TABLE_METRICS},
-                     first[0].get("x_S-H"), first[0].get("rscore"), 0.0))
+    sft, sft_x = baselines.get("nllm_sft"), baselines.get(f"nllm_sft{EXCLUDE_SUFFIX}")
+    m = {**sft, "x_S-H": sft_x.get(f"S-H@{k}")} if finals and sft and sft_x else at_k(first[0])
+    lines.append(row(WITHOUT_RLLM, m, m.get("x_S-H"), first[0].get("rscore"), 0.0))
     for name, m in baselines.items():
         lines.append(row(name, m, m.get(f"S-H@{k}") if name.endswith(NOVEL_VIEW_SUFFIXES) else None, None, None))
     rounds = ["| variant | " + " | ".join(f"r{r['round']} NCP / C-H" for r in first) + " |"]
