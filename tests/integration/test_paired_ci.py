@@ -26,21 +26,27 @@ def test_paired_ci_against_the_best_baseline_and_a_chosen_reference(tmp_path):
             ci = cis[f"{metric}@10"]
             assert abs(ci["diff"] - (methods[name][f"{metric}@10"] - methods[best][f"{metric}@10"])) < 1e-12
             assert ci["low"] <= ci["diff"] <= ci["high"] and ci["excludes_zero"] == (ci["low"] > 0 or ci["high"] < 0)
-    if best not in ("pop+x", "pop_novel"):  # identical lists, the same resampled users: identical intervals
-        assert paired["methods"]["pop+x"] == paired["methods"]["pop_novel"]
+    # pop+x and pop_novel serve identical lists: equal metrics, so the tie for the best goes to the first listed
+    assert methods["pop+x"] == methods["pop_novel"] and best == "pop_novel"
+    zero = {"diff": 0.0, "low": 0.0, "high": 0.0, "excludes_zero": False}
+    assert paired["methods"]["pop+x"] == {"S-H@10": zero, "C-H@10": zero}
     md = (out / "metrics.md").read_text()
     assert f"## Paired difference vs {best} (95 % bootstrap CI over {paired['n_users']} users)" in md
     assert all(f"| {m} |" in md.split("## Paired difference")[1] for m in paired["methods"])
+    assert "| pop+x | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] |" in md
 
+    # a chosen reference that is not the best baseline; against it the identical lists of pop+x and pop_novel,
+    # on the same resampled users, get identical (non-zero) intervals
     res = coea("evaluate", "--config", str(cfg), "--methods", "pop,pop_novel,pop+x", "--k", "10",
-               "--reference", "pop_novel", "--out", str(tmp_path / "ev2"))
+               "--reference", "pop", "--out", str(tmp_path / "ev2"))
     assert res.returncode == 0, res.stderr
     paired = json.loads((tmp_path / "ev2" / "metrics.json").read_text())["paired_ci"]
-    assert paired["reference"] == "pop_novel"
-    zero = {"diff": 0.0, "low": 0.0, "high": 0.0, "excludes_zero": False}
-    assert paired["methods"]["pop+x"] == {"S-H@10": zero, "C-H@10": zero}
-    assert "| pop+x | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] |" in (
-        tmp_path / "ev2" / "metrics.md").read_text()
+    assert paired["reference"] == "pop" and set(paired["methods"]) == {"pop_novel", "pop+x"}
+    assert paired["methods"]["pop+x"] == paired["methods"]["pop_novel"]
+    assert paired["methods"]["pop+x"]["S-H@10"]["diff"] > 0 and paired["methods"]["pop+x"]["S-H@10"]["low"] > 0
+    rows = [line.split("|")[2:] for line in (tmp_path / "ev2" / "metrics.md").read_text().split(
+        "## Paired difference vs pop")[1].splitlines() if line.startswith(("| pop+x |", "| pop_novel |"))]
+    assert len(rows) == 2 and rows[0] == rows[1]
 
 
 def test_unknown_reference_is_one_line_exit_2(tmp_path):

@@ -87,8 +87,9 @@ def test_llm_method_prompts_a_new_user_with_the_cold_start_group(fitted, dirs) -
 def test_a_later_period_excludes_earlier_periods_categories_and_keeps_the_lists_of_inactive_users(
         method: str, tmp_path: Path, fitted, dirs) -> None:
     """The recurring pipeline's log is one period. ``seen`` (earlier periods' pairs) is excluded by a +x list as
-    the period's own categories are, and the users of ``served`` with no event in the period keep their lists
-    (before: +x excluded the period's categories only, and each publish dropped every inactive user)."""
+    the period's own categories are, and the users of ``served`` with no event in the period keep their lists,
+    cut to the top K (before: +x excluded the period's categories only, and each publish dropped every inactive
+    user)."""
     from coea.data.loaders import LoadedData
     from coea.data.prepared import write_prepared
 
@@ -102,8 +103,10 @@ def test_a_later_period_excludes_earlier_periods_categories_and_keeps_the_lists_
     popular = [c for c in log["category"].value_counts().index if c not in mine][:3]  # what every method ranks high
     earlier = pd.DataFrame({"user_id": [active[0]] * 3, "category": popular})
     earlier.to_parquet(tmp_path / "seen_before.parquet", index=False)
-    served = pd.DataFrame({"user_id": [inactive[0]] * 2 + [active[1]], "rank": [1, 2, 1],
-                           "category": ["x", "y", "z"], "score": [2.0, 1.0, 3.0]})
+    longer = K + 2  # a list served under a larger K: only its top K is kept
+    served = pd.DataFrame({"user_id": [inactive[0]] * longer + [active[1]], "rank": [*range(1, longer + 1), 1],
+                           "category": [f"x{r}" for r in range(1, longer + 1)] + ["z"],
+                           "score": [float(longer - r) for r in range(longer)] + [3.0]})
     served.to_parquet(tmp_path / "served.parquet", index=False)
     result = run_recommend(fitted.cfg, period, dirs, method, K, tmp_path / "recs.parquet",
                            seen=tmp_path / "seen_before.parquet", served=tmp_path / "served.parquet",
@@ -115,7 +118,8 @@ def test_a_later_period_excludes_earlier_periods_categories_and_keeps_the_lists_
                                                                               earlier["category"], strict=True))
     assert set(zip(seen["user_id"], seen["category"], strict=True)) == pairs and len(seen) == len(pairs)
     kept = recs[recs["user_id"] == inactive[0]]
-    assert kept[["rank", "category"]].values.tolist() == [[1, "x"], [2, "y"]] and result.kept_users == 1
+    assert kept[["rank", "category"]].values.tolist() == [[r, f"x{r}"] for r in range(1, K + 1)]
+    assert result.kept_users == 1
     assert "z" not in set(recs["category"])  # an active user gets a new list, not the served one
     assert set(recs["user_id"]) == set(now["user_id"]) | {inactive[0]}
     assert result.n_users == len(set(now["user_id"])) + 1

@@ -28,7 +28,7 @@ from coea.state import (
     run_save_models,
     run_save_state,
 )
-from coea.store import KVStore, PublishConfig, read_export
+from coea.store import KVStore, PublishConfig, StoreError, read_export
 from tests.gcs_helpers import faulty_gcs
 
 
@@ -176,9 +176,10 @@ def test_export_publishes_new_versions_in_the_state_store(tmp_path: Path) -> Non
         assert [r.category for r in old.get_user("u1")] == ["cat2", "cat3", "cat4"]
 
 
-def test_served_lists_are_the_active_version_and_empty_before_any_publish(tmp_path: Path) -> None:
+def test_served_lists_are_the_active_version_and_empty_before_any_publish(tmp_path: Path, monkeypatch) -> None:
     """What the recurring PCO step reads as exposure: the store's ACTIVE version, user by user in rank order (the
-    publish format); before the first publish an empty frame with those columns, never an error."""
+    publish format); before the first publish an empty frame with those columns, never an error. Written
+    atomically: a write that dies midway leaves the previous file whole and no temp file."""
     state = str(tmp_path / "state")
     assert run_load_served(state, tmp_path / "none.parquet") == 0
     empty = pd.read_parquet(tmp_path / "none.parquet")
@@ -191,7 +192,17 @@ def test_served_lists_are_the_active_version_and_empty_before_any_publish(tmp_pa
     key = ["user_id", "rank"]
     pd.testing.assert_frame_equal(served.sort_values(key).reset_index(drop=True),
                                   expected.sort_values(key).reset_index(drop=True), check_dtype=False)
-    assert not list(tmp_path.glob(".served.parquet.*"))  # written atomically: no temp file left
+    before = (tmp_path / "served.parquet").read_bytes()
+
+    def dies_mid_write(frame: pd.DataFrame, path: Path, **kwargs: Any) -> None:
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", dies_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        run_load_served(state, tmp_path / "served.parquet")
+    assert (tmp_path / "served.parquet").read_bytes() == before
+    assert not list(tmp_path.glob(".served.parquet.*"))  # no temp file left
 
 
 # -- gs:// ------------------------------------------------------------------------------------------------------
@@ -418,3 +429,21 @@ def test_the_seen_categories_go_to_the_state_with_the_export_and_come_back_with_
 
 def _pairs_of(log: pd.DataFrame) -> set[tuple[str, str]]:
     return set(zip(log["user_id"].astype(str), log["category"].astype(str), strict=True))
+
+
+def test_seen_goes_to_the_state_even_when_the_publish_refuses_the_recommendations(tmp_path: Path) -> None:
+    """The period's events happened whether or not its lists are served: run_export writes seen.parquet before it
+    publishes, so recommendations the store refuses (a rank gap) still leave the new seen pairs in the state, and
+    the served version stays the last good one (closes the gap where uploading seen after the publish passed)."""
+    state = str(tmp_path / "state")
+    good = run_export(PublishConfig(), _recs(tmp_path / "a.parquet"), state, tmp_path / "s1.sqlite",
+                      seen=_seen(tmp_path / "s1.parquet", [("u1", "cat1")]))
+    bad = pd.read_parquet(_recs(tmp_path / "b.parquet"))
+    bad.loc[bad["rank"] == 3, "rank"] = 4  # ranks 1, 2, 4: not 1..K
+    bad.to_parquet(tmp_path / "b.parquet", index=False)
+    with pytest.raises(StoreError, match="ranks of user_id="):
+        run_export(PublishConfig(), tmp_path / "b.parquet", state, tmp_path / "s2.sqlite",
+                   seen=_seen(tmp_path / "s2.parquet", [("u1", "cat1"), ("u2", "cat5")]))
+    assert _pairs(Path(state) / SEEN) == {("u1", "cat1"), ("u2", "cat5")}
+    with KVStore(tmp_path / "state" / KV_STORE) as live:
+        assert live.active_version() == good.publish.version

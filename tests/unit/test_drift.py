@@ -178,6 +178,21 @@ def test_pure_taste_shift_triggers(logs, request):
     assert result.drifted
 
 
+@pytest.mark.usefixtures("without_widgets")
+def test_drifted_means_the_share_reaches_the_configured_threshold(logs):
+    """Regrouping follows ``DriftConfig.threshold``, not a fixed 0.5: a threshold just below the observed drift
+    share and one exactly at it trigger, one just above does not (closes the gap where ``share >= 0.5`` or
+    ``share > threshold`` passed every test). The share itself does not depend on the threshold."""
+    ref, cur, groups = _remap_current(logs, lambda ranked: dict(zip(ranked, ranked[::-1], strict=True)))
+    share = detect_drift(DriftConfig(threshold=1.0), ref, cur, user_groups=groups).drift_share
+    step = 1 / 13  # one of the 13 feature columns
+    assert 2 * step < share <= 1.0 - step  # measured: 7/13; so every threshold below lies in (0, 1]
+    for threshold in (share - 2 * step, share, share + step):
+        result = detect_drift(DriftConfig(threshold=threshold), ref, cur, user_groups=groups)
+        assert result.drift_share == share
+        assert result.drifted is (share >= threshold), (threshold, share)
+
+
 def test_concentration_shift_triggers(logs):
     """Every category collapses onto three tail ones: diversity, novelty and taste all move."""
     ref, cur, groups = _remap_current(logs, lambda ranked: {c: ranked[-1 - i % 3] for i, c in enumerate(ranked)})

@@ -309,11 +309,13 @@ def test_served_categories_join_the_candidates_of_users_with_feedback_in_served_
     assert cands == [["a", "b", "x", "y"], ["c", "x"], ["d"], ["e"]] and added == 3
 
 
-def test_shown_and_ignored_is_the_first_rejected_and_never_paired_against_a_mere_non_take_up(judged):
+@pytest.mark.parametrize("kind", ["feedback", "hybrid"])
+def test_shown_and_ignored_is_the_first_rejected_and_never_paired_against_a_mere_non_take_up(judged, kind):
     """u0 took up c; the store had shown them x and y and they ignored both: the pair rejects one of them, not b
     (proposed, not taken up), and b is never paired against them. u1 took nothing up: its ignored x scores below
-    b, but a gap of margin / 2 forms no pair. A served category taken up (u2's x) is a positive."""
-    reward = make_reward(PcoConfig(reward="feedback", margin=0.1), _setup())
+    b, but a gap of margin / 2 forms no pair. A served category taken up (u2's x) is a positive. The hybrid reward
+    scores these users (all with feedback) the same: its logged part reads the served lists too."""
+    reward = make_reward(PcoConfig(reward=kind, margin=0.1), _setup())
     inputs = replace(_inputs([["b", "c", "x", "y"], ["b", "x"], ["x", "b"]], [set(), set(), set()],
                              [("c",), (), ("x",)]), exposed=[{"x", "y"}, {"x"}, {"x"}])
     scores = reward.score(inputs)
@@ -323,6 +325,7 @@ def test_shown_and_ignored_is_the_first_rejected_and_never_paired_against_a_mere
     assert stats.dropped_margin == 2  # p0's second pair (b vs x: 0 vs -0.05) and p1's (b vs x)
     plain = reward.score(replace(inputs, exposed=[]))  # without served lists: the reward of before
     assert plain == [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]
+    assert judged == []  # every user has feedback: the R-LLM is never asked
 
 
 def test_the_on_policy_refresh_labels_proposals_and_shown_categories_not_injected_take_ups():

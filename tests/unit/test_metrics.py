@@ -119,3 +119,27 @@ def test_evaluate_lists_unchanged_on_random_lists():
     args = (recs, users, history, future, some(12), len(cats), [3, 7, 10])
     new, old = evaluate_lists(*args), old_evaluate_lists(*args)
     assert list(new) == list(old) and new == old  # same keys, same order, bit-identical values
+
+
+def test_serendipity_counts_only_novel_take_ups_and_ndcg_ranks_the_whole_future():
+    """PER_USER on hand values where S-H/S-P (novel take-ups N = T - H) differ from C-H/C-N (any future category):
+    closes the gap where S-H/S-P computed on T, or C-N computed on N, passed every test."""
+    recs = {"u": ["a", "b", "c", "d"], "v": ["q", "p"], "w": ["a"]}
+    history = {"u": {"a", "x"}, "v": {"p"}, "w": {"a"}}
+    future = {"u": {"a", "c", "z"}, "v": {"q"}, "w": {"a"}}  # N: u {c, z}, v {q}, w {} (w only returns to a)
+    pu = per_user_metrics(recs, ["u", "v", "w"], history, future, tail=set(), ks=[2, 4])
+    # C-H: everyone's list holds a future category in its top 2. S-H@2: u's top 2 (a, b) holds no novel one,
+    # w's a is a history category; only v's q is novel. At K=4 u's c (novel, taken up) counts.
+    np.testing.assert_array_equal(pu["C-H@2"], [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(pu["S-H@2"], [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(pu["S-H@4"], [1.0, 1.0, 0.0])
+    # S-P = |R[:K] ∩ N| / K: u 0/2 then 1/4 (c; z is not listed), v 1/2 then 1/4, w 0
+    np.testing.assert_array_equal(pu["S-P@2"], [0.0, 0.5, 0.0])
+    np.testing.assert_array_equal(pu["S-P@4"], [0.25, 0.25, 0.0])
+    # C-N on T: u hits a at i=0 (and c at i=2 within K=4); |T| = 3, so IDCG@2 = 1 + 1/log2(3), IDCG@4 adds 1/2
+    inv3 = 1 / math.log2(3)
+    assert pu["C-N@2"].tolist() == pytest.approx([1 / (1 + inv3), 1.0, 1.0])
+    assert pu["C-N@4"].tolist() == pytest.approx([(1 + 0.5) / (1 + inv3 + 0.5), 1.0, 1.0])
+    m = evaluate_lists(recs, ["u", "v", "w"], history, future, tail=set(), n_categories=8, ks=[2])
+    assert (m["C-H@2"], m["S-H@2"], m["S-P@2"]) == (1.0, pytest.approx(1 / 3), pytest.approx(0.5 / 3))
+    assert m["C-N@2"] == pytest.approx((1 / (1 + inv3) + 2.0) / 3)
