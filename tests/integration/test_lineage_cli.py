@@ -63,6 +63,28 @@ def test_evaluate_from_run_scores_only_on_the_split_its_artifacts_were_fitted_on
     assert res.returncode == 0, res.stderr
 
 
+def test_evaluate_from_run_with_data_scores_the_run_only_on_the_log_it_was_fitted_on(grouped: tuple[Path, Path],
+                                                                                     tmp_path: Path) -> None:
+    """With --data, `evaluate --from-run` skipped the leakage guard: the run's groups and models were scored on
+    another log's futures (exit 0). Refused now for the methods that read the run's artifacts, naming --data;
+    baselines, fitted on the scored log's own histories, still run."""
+    import pandas as pd
+
+    run, _ = grouped
+    log = pd.read_parquet(run / "data" / "interactions.parquet")
+    other = tmp_path / "other.csv"
+    log[log["user_id"] != log["user_id"].iloc[0]].to_csv(other, index=False)  # one user fewer: another log
+    res = coea("evaluate", "--from-run", str(run), "--data", f"csv:{other}", "--methods", "pop,group_pop_novel",
+               "--k", "3", "--out", str(tmp_path / "a"))
+    line = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and line.startswith(f"error: {run / 'dsie'}, option --data: it was fitted on "
+                                                   "another log than --data's"), res.stderr
+    assert not (tmp_path / "a").exists()
+    res = coea("evaluate", "--from-run", str(run), "--data", f"csv:{other}", "--methods", "pop,markov", "--k", "3",
+               "--out", str(tmp_path / "b"))
+    assert res.returncode == 0, res.stderr
+
+
 def test_an_interrupted_group_is_refused_by_the_next_step(grouped: tuple[Path, Path], tmp_path: Path) -> None:
     """`coea group` clears dsie/lineage.json when it starts and writes it last: a run killed in between leaves
     a dsie/ the next step will not build on."""

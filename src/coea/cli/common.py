@@ -348,13 +348,14 @@ def ints(value: str | None, option: str) -> list[int] | None:
                              fix="e.g. --k 5,10") from err
 
 
-def check_lineage(run: Path, methods: list[str] | tuple[str, ...], cfg: RunConfig | None) -> None:
+def check_lineage(run: Path, methods: list[str] | tuple[str, ...], cfg: RunConfig | None,
+                  data_dir: Path | None = None) -> None:
     """Refuse the fitted artifacts of the run folder ``run`` that ``methods`` read unless they belong together and
-    (with ``cfg``: scoring on ``cfg.split``) were fitted on the histories of that split of ``run/data/``
-    (:mod:`coea.lineage`); ``cfg`` None: serving, where every event is history."""
+    (with ``cfg``: scoring on ``cfg.split``) were fitted on the histories of that split of ``data_dir`` (default
+    ``run/data/``; :mod:`coea.lineage`); ``cfg`` None: serving, where every event is history."""
     from coea import lineage
     from coea.evaluation.registry import parse_method
 
     needs = {need.value for m in methods for need in parse_method(m).needs}
-    key = None if cfg is None else lineage.histories(run / "data", cfg.split)
+    key = None if cfg is None else lineage.histories(data_dir or run / "data", cfg.split)
     lineage.check_run(run, needs, key)

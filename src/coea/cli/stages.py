@@ -85,11 +85,25 @@ def evaluate_cmd(
             data_dir = run.data
             if data is not None or not data_dir.is_dir():
                 data_dir = run_prepare_data(cfg, RunLayout(out).data).data_dir
-            else:  # the run's own log: its artifacts must have learned from this split's histories of it
-                check_lineage(from_run, cfg.eval.methods, cfg)
+            _check_scored_log(from_run, cfg, data_dir, given=data is not None)
             evaluation = run_evaluate_stage(cfg, data_dir, out, run.artifacts())
     typer.echo(evaluation.table)
     typer.echo(f"wrote {', '.join(str(p) for p in evaluation.paths.values())}")
+
+
+def _check_scored_log(run: Path, cfg, data_dir: Path, *, given: bool) -> None:
+    """``evaluate --from-run``: the run's artifacts must have learned from this split's histories of the log that
+    is scored (the run's own, or ``--data``'s): fitted on another log, their scores could count events they
+    learned from as held-out future (the leakage guard held only without ``--data``)."""
+    try:
+        check_lineage(run, cfg.eval.methods, cfg, data_dir)
+    except CoeaInputError as err:
+        if not given or "another log" not in err.problem:
+            raise
+        raise err.replace(problem="it was fitted on another log than --data's: its held-out futures could be "
+                                  "events the run learned from", option="--data",
+                          fix="leave --data out to score the run on its own log, or leave --from-run out to "
+                              "train on this log") from err
 
 
 @app.command("group")
