@@ -7,6 +7,7 @@ The table readers count data rows the way pandas does (blank lines skipped, a qu
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,34 +16,44 @@ from coea.errors import CoeaInputError
 
 @dataclass(frozen=True)
 class TextLayout:
-    """How a text log is laid out: a header line or not, the field delimiter and the encoding."""
+    """How a text log is laid out: a header line or not, the field delimiter, the encoding and the quoting (a
+    MovieLens ``::`` file has none: a ``"`` there is an ordinary character)."""
 
     header: bool = True
     delimiter: str = ","
     encoding: str = "utf-8"
+    quoting: int = csv.QUOTE_MINIMAL
 
 
 CSV = TextLayout()
-MOVIELENS = TextLayout(header=False, delimiter=":", encoding="latin-1")
+MOVIELENS = TextLayout(header=False, delimiter=":", encoding="latin-1", quoting=csv.QUOTE_NONE)
 
 
 def _blank(record: list[str]) -> bool:
     return len(record) <= 1 and not "".join(record).strip()
 
 
+def records(path: Path, layout: TextLayout = CSV) -> Iterator[tuple[int, list[str]]]:
+    """The records of ``path`` that are not blank (the header included), each with the line it starts on, split
+    as pandas splits them (a leading space before a quote skipped, as ``skipinitialspace`` does). A record that
+    ``csv`` cannot split (a field over its size limit: an unclosed quote running on) ends them as ``(line, [])``."""
+    with path.open(newline="", encoding=layout.encoding, errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=layout.delimiter, quoting=layout.quoting, skipinitialspace=True)
+        end = 0
+        try:
+            for record in reader:
+                start, end = end + 1, reader.line_num
+                if not _blank(record):
+                    yield start, record
+        except csv.Error:
+            yield end + 1, []
+
+
 def line_of_row(path: Path, row: int, layout: TextLayout = CSV) -> int | None:
     """Line (1-based) on which data row ``row`` (1-based, blank lines not counted) starts; None past the end."""
-    seen = 0
-    with path.open(newline="", encoding=layout.encoding, errors="replace") as fh:
-        reader = csv.reader(fh, delimiter=layout.delimiter)
-        end = 0
-        for record in reader:
-            start, end = end + 1, reader.line_num
-            if _blank(record):
-                continue
-            seen += 1
-            if seen - int(layout.header) == row:
-                return start
+    for seen, (start, _) in enumerate(records(path, layout), start=1 - int(layout.header)):
+        if seen == row:
+            return start
     return None
 
 

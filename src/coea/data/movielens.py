@@ -7,6 +7,7 @@ kept in the optional ``rating`` column.
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 from pathlib import Path
@@ -39,14 +40,20 @@ def find_ratings_file(directory: Path) -> Path:
                          fix="keep one ratings*.dat in the directory, or name one ratings.dat")
 
 
+BOM = "\xef\xbb\xbf"  # a UTF-8 byte-order mark as latin-1 text
+
+
 def read_movies(path: Path, level: CategoryLevel) -> pd.Series:
-    """item_id -> category from ``movies.dat`` (``MovieID::Title::Genre|Genre``; titles may contain ':')."""
+    """item_id -> category from ``movies.dat`` (``MovieID::Title::Genre|Genre``; titles may contain ':').
+
+    A line without three fields, an empty genre (``|``, ``Drama|``) and a MovieID listed twice are errors naming
+    their line; a leading UTF-8 byte-order mark is skipped."""
     if not path.is_file():
         raise CoeaInputError("file not found", source=path, fix="movies.dat must sit beside the ratings file")
-    ids, cats = [], []
+    ids, cats, lines = [], [], []
     with path.open(encoding="latin-1") as fh:
         for line_no, line in enumerate(fh, start=1):
-            line = line.rstrip("\r\n")
+            line = line.rstrip("\r\n").removeprefix(BOM if line_no == 1 else "")
             if not line:
                 continue
             parts = line.split("::")
@@ -54,9 +61,25 @@ def read_movies(path: Path, level: CategoryLevel) -> pd.Series:
                 raise CoeaInputError("expected MovieID::Title::Genres", source=path, column="Genres",
                                      line=line_no, fix="repair or remove this line")
             genres = parts[2]
+            if not all(genre.strip() for genre in genres.split("|")):
+                raise CoeaInputError(f"empty genre in {genres!r}", source=path, column="Genres", line=line_no,
+                                     fix="name every genre between the '|' separators, e.g. Comedy|Drama")
             ids.append(parts[0].strip())
             cats.append(genres.split("|")[0] if level is CategoryLevel.FIRST else genres)
-    return pd.Series(cats, index=pd.Index(ids, name=ITEM), name=CATEGORY)
+            lines.append(line_no)
+    index = pd.Index(ids, name=ITEM)
+    _check_unique_ids(index, lines, path)
+    return pd.Series(cats, index=index, name=CATEGORY)
+
+
+def _check_unique_ids(index: pd.Index, lines: list[int], path: Path) -> None:
+    repeated = index.duplicated()
+    if repeated.any():
+        at = int(repeated.nonzero()[0][0])
+        first = lines[int((index == index[at]).nonzero()[0][0])]
+        raise CoeaInputError(f"MovieID {index[at]!r} is listed twice (lines {first} and {lines[at]})", source=path,
+                             column="MovieID", line=lines[at],
+                             fix="keep one line per movie (a movies.dat from another release mixed in?)")
 
 
 RATINGS_LAYOUT = "UserID::MovieID::Rating::Timestamp"
@@ -73,14 +96,18 @@ def _check_fields(raw: pd.DataFrame, path: Path) -> None:
 
 
 def read_ratings(path: Path) -> pd.DataFrame:
-    """The four ``::`` fields as strings; uses the C parser by splitting on ':' (ids hold no colons).
+    """The four ``::`` fields as strings; uses the C parser by splitting on ':' (ids hold no colons), quoting off
+    (a ``"`` is an ordinary character in these files) and a leading UTF-8 byte-order mark skipped.
 
     A line with missing, extra or single-colon fields is an error naming it (by line, or by data row, which
     :func:`coea.data.lines.at_editor_line` turns into the line).
     """
     try:
-        raw = pd.read_csv(path, sep=":", header=None, names=list(range(7)), dtype=str, engine="c",
-                          encoding="latin-1")
+        with path.open("rb") as fh:
+            if fh.read(len(BOM)) != BOM.encode("latin-1"):
+                fh.seek(0)
+            raw = pd.read_csv(fh, sep=":", header=None, names=list(range(7)), dtype=str, engine="c",
+                              encoding="latin-1", quoting=csv.QUOTE_NONE)
     except pd.errors.EmptyDataError as err:
         raise CoeaInputError("the file is empty", source=path, fix=f"provide {RATINGS_LAYOUT} lines") from err
     except (pd.errors.ParserError, ValueError) as err:

@@ -5,7 +5,8 @@ optional ``rating`` (float). Ids are strings everywhere so that CSV, Parquet and
 
 Validation rules (each failure raises :class:`~coea.errors.CoeaInputError` naming file, column, row, fix):
 - the table is not empty and has every required column;
-- ids and categories are not null or blank;
+- ids and categories are not null or blank; float ids and categories (a Parquet double column) must be whole
+  numbers and are read as integers (``1.0`` -> ``"1"``) with a warning;
 - timestamps are present and become integer Unix seconds by :func:`coea.data.timestamps.to_epoch_seconds`
   (datetime64 and whole-column milliseconds are converted with a warning; mixed units, and values before
   1990-01-01 or in the future, are errors unless ``allow_any_timestamp``);
@@ -50,6 +51,23 @@ def _check_ids(df: pd.DataFrame, source: str) -> None:
             )
 
 
+def _as_strings(values: pd.Series, source: str, col: str) -> pd.Series:
+    """``values`` as stripped strings. Floats (a Parquet id column written as double) must be whole numbers and
+    become integer strings (``1.0`` -> ``"1"``, as a CSV or an integer column gives it), with one warning; a float
+    with a fraction is an error."""
+    if not pd.api.types.is_float_dtype(values):
+        return values.astype(str).str.strip()
+    numbers = values.to_numpy(dtype="float64")
+    whole = np.isfinite(numbers) & (np.floor(numbers) == numbers) & (np.abs(numbers) < 2.0**63)
+    if not whole.all():
+        row = int(np.flatnonzero(~whole)[0]) + 1
+        raise CoeaInputError(f"{col} {float(numbers[row - 1])} is not a whole number (float ids are read as the "
+                             "integers they equal)", source=source, column=col, row=row,
+                             fix=f"store {col} as strings or integers")
+    log.warning("%s: column '%s' holds floats; read as the integers they equal (1.0 -> '1')", source, col)
+    return pd.Series(numbers.astype("int64").astype(str), index=values.index)
+
+
 def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str) -> pd.DataFrame:
     per_item = df.groupby(ITEM, sort=False)[CATEGORY].nunique()
     conflicted = per_item[per_item > 1]
@@ -90,9 +108,9 @@ def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict
     df = df.reset_index(drop=True)
     _check_ids(df, source)
     out = pd.DataFrame({
-        USER: df[USER].astype(str).str.strip(),
-        ITEM: df[ITEM].astype(str).str.strip(),
-        CATEGORY: df[CATEGORY].astype(str).str.strip(),
+        USER: _as_strings(df[USER], source, USER),
+        ITEM: _as_strings(df[ITEM], source, ITEM),
+        CATEGORY: _as_strings(df[CATEGORY], source, CATEGORY),
         TIMESTAMP: to_epoch_seconds(df[TIMESTAMP], source, column=TIMESTAMP, allow_any=allow_any_timestamp),
     })
     if RATING in df.columns:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from coea.config import DataConfig
+from coea.data.formats import NUMERIC_NA, check_flat_parquet, check_row_width, not_another_format, unparsable
 from coea.data.lines import undecodable
-from coea.data.schema import CATEGORY, ITEM, RATING, TIMESTAMP, USER
+from coea.data.schema import CATEGORY, ITEM, RATING, REQUIRED, TIMESTAMP, USER
 from coea.errors import CoeaInputError
 
 
@@ -34,16 +35,23 @@ def file_not_found(path: Path, fmt: str) -> CoeaInputError:
 
 
 def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
-    """Read ``path`` (``fmt`` = csv or parquet) and rename mapped columns; validation happens later."""
+    """Read ``path`` (``fmt`` = csv or parquet) and rename mapped columns; the table's values are validated later.
+
+    In a CSV only an empty field is missing in the id and category columns (``NA``, ``None``, ``null`` are ids
+    like any other); the timestamp and rating columns also take pandas' usual missing-value words (``NA``,
+    ``nan``, ...), which their checks then report or accept."""
     _not_a_directory(path, fmt)
     if not path.is_file():
         raise file_not_found(path, fmt)
     if path.stat().st_size == 0:
         raise CoeaInputError("the file is empty", source=path,
                              fix="provide a header user_id,item_id,category,timestamp and at least one row")
+    if fmt == "csv":
+        not_another_format(path)
     try:
         if fmt == "csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=True, skipinitialspace=True)
+            numeric = {name: NUMERIC_NA for name in (cfg.timestamp_col, cfg.rating_col or RATING)}
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=numeric, skipinitialspace=True)
         else:
             df = pd.read_parquet(path)
     except pd.errors.EmptyDataError as err:
@@ -51,14 +59,37 @@ def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
                              fix="provide a header user_id,item_id,category,timestamp and rows") from err
     except UnicodeDecodeError as err:
         raise (undecodable(path) or CoeaInputError(str(err), source=path, fix="save the file as UTF-8")) from err
-    except (pd.errors.ParserError, OSError, ValueError) as err:
-        raise CoeaInputError(f"cannot read as {fmt} ({str(err).splitlines()[0]})", source=path,
-                             fix=f"check the file is valid {fmt}") from err
+    except pd.errors.ParserError as err:
+        raise (unparsable(path, str(err)) or _cannot_read(path, fmt, err)) from err
+    except (OSError, ValueError) as err:
+        raise _cannot_read(path, fmt, err) from err
     if fmt == "csv":
         _check_unique_header(path)
+        check_row_width(path, df)
+    else:
+        check_flat_parquet(path, [cfg.user_col, cfg.item_col, cfg.category_col, cfg.timestamp_col, cfg.rating_col])
     df.columns = [str(c).strip() for c in df.columns]
     _check_mapping(list(df.columns), cfg, path)
-    return df.rename(columns=_rename_map(cfg))
+    df = df.rename(columns=_rename_map(cfg))
+    _check_required(path, list(df.columns))
+    return df
+
+
+def _cannot_read(path: Path, fmt: str, err: Exception) -> CoeaInputError:
+    return CoeaInputError(f"cannot read as {fmt} ({str(err).splitlines()[0]})", source=path,
+                          fix=f"check the file is valid {fmt}")
+
+
+def _check_required(path: Path, columns: list[str]) -> None:
+    """Every file has the canonical columns (after mapping): a partition whose header differs from the others
+    would otherwise give blank values in the concatenated log."""
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise CoeaInputError(
+            f"missing required column(s) {missing}; found {columns}", source=path, column=missing[0],
+            fix="rename the columns or map them with --user-col/--item-col/--category-col/--timestamp-col; every "
+                "file of a partitioned log needs the same header",
+        )
 
 
 def _check_unique_header(path: Path) -> None:

@@ -30,12 +30,13 @@ UNIT_STARTS = (1e11, 1e14, 1e17)  # |value| >= UNIT_STARTS[k - 1] -> UNITS[k]
 SECONDS_FIX = "use integer Unix seconds (pandas: ts.astype('int64') // 10**9 for datetimes)"
 
 
-def iso_utc(seconds: int) -> str:
-    """``2024-01-01T00:00:00Z``, or the bare number when it is outside the calendar."""
+def iso_utc(seconds: float) -> str:
+    """``2024-01-01T00:00:00Z``, or the bare number when it is outside the calendar (``inf s`` for infinity)."""
     try:
         return datetime.fromtimestamp(int(seconds), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (ValueError, OverflowError, OSError):
-        return f"{int(seconds)} s"
+        finite = not isinstance(seconds, float) or np.isfinite(seconds)
+        return f"{int(seconds) if finite else seconds} s"
 
 
 def _first_row(mask: np.ndarray) -> int:
@@ -48,11 +49,40 @@ def _numeric(raw: pd.Series, source: str, column: str) -> pd.Series:
         raise CoeaInputError(f"{int(missing.sum())} missing timestamp(s)", source=source, column=column,
                              row=_first_row(missing.to_numpy()), fix="every event needs a timestamp")
     numeric = pd.to_numeric(raw, errors="coerce")
-    if numeric.isna().any():
-        row = _first_row(numeric.isna().to_numpy())
-        raise CoeaInputError(f"non-numeric timestamp {str(raw.iloc[row - 1])!r}", source=source, column=column,
-                             row=row, fix=f"convert timestamps to {SECONDS_FIX}")
-    return numeric  # int64 when every value is an integer (nanoseconds stay exact), else float64
+    bad = numeric.isna().to_numpy()
+    if pd.api.types.is_float_dtype(numeric):
+        bad |= np.isinf(numeric.to_numpy())
+    if bad.any():
+        row = _first_row(bad)
+        value = str(raw.iloc[row - 1])
+        if _infinite(value):
+            raise CoeaInputError(f"timestamp {value!r} is not a finite number", source=source, column=column,
+                                 row=row, fix=f"repair the value; timestamps are {SECONDS_FIX.removeprefix('use ')}")
+        raise CoeaInputError(f"non-numeric timestamp {value!r}", source=source, column=column, row=row,
+                             fix=f"convert timestamps to {SECONDS_FIX}")
+    return numeric  # int64 when every value is an integer (nanoseconds stay exact), else float64 or uint64
+
+
+def _infinite(text: str) -> bool:
+    try:
+        return bool(np.isinf(float(text)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_int64(seconds: pd.Series, raw: pd.Series, source: str, column: str) -> None:
+    """Values that int64 cannot hold (with ``allow_any``: 1e30, 2**63) are an error, not a wrapped-around number."""
+    if pd.api.types.is_signed_integer_dtype(seconds):
+        return
+    limit = np.iinfo(np.int64)
+    values = seconds.to_numpy()
+    outside = values > limit.max if pd.api.types.is_unsigned_integer_dtype(seconds) else \
+        ~((values >= float(limit.min)) & (values < 2.0**63))
+    if outside.any():
+        row = _first_row(outside)
+        raise CoeaInputError(f"timestamp {raw.iloc[row - 1]} does not fit a 64-bit integer ({limit.min} .. "
+                             f"{limit.max})", source=source, column=column, row=row,
+                             fix=f"repair the value; timestamps are {SECONDS_FIX.removeprefix('use ')}")
 
 
 def _from_datetime(raw: pd.Series, source: str, column: str) -> pd.Series:
@@ -116,4 +146,5 @@ def to_epoch_seconds(raw: pd.Series, source: str, *, column: str = "timestamp", 
         seconds = numeric.round() if allow_any else _from_unit(numeric, source, column)
     if not allow_any:
         _check_range(seconds, raw, source, column, time.time() if now is None else now)
+    _check_int64(seconds, raw, source, column)
     return seconds.astype("int64")

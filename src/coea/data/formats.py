@@ -1,0 +1,100 @@
+"""What a file given as ``csv:`` really is when pandas cannot read it, or would read it wrongly: another format
+(Parquet, JSON), rows with more fields than the header, a quote that is never closed; and Parquet columns that
+hold lists or structs. Each becomes one :class:`CoeaInputError` naming the file, the line (or column) and the fix.
+The text is scanned only after pandas failed, or its first bytes before pandas reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from coea.data.lines import records
+from coea.errors import CoeaInputError
+
+# pandas' default missing-value words (read_csv's ``na_values`` documentation); only the numeric columns use them
+NUMERIC_NA = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+              "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+FORMATS = "csv:PATH (a .csv file with a header line), parquet:PATH or movielens:DIR"
+
+
+def not_another_format(path: Path) -> None:
+    """Refuse a Parquet or JSON file given as ``csv:`` (pandas would read its bytes as a header and no rows)."""
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if head.startswith(b"PAR1"):
+        raise CoeaInputError("looks like a Parquet file (it starts with 'PAR1'), not CSV", source=path,
+                             fix=f"pass it as parquet:{path}")
+    text = head.removeprefix(b"\xef\xbb\xbf")
+    first = text.lstrip()[:1]
+    if first in (b"{", b"["):
+        line = text[:len(text) - len(text.lstrip())].count(b"\n") + 1
+        raise CoeaInputError(f"looks like JSON (it starts with {first.decode()!r}), not CSV: JSON and JSON lines are "
+                             "not supported", source=path, line=line,
+                             fix="convert it, e.g. pandas.read_json(PATH, lines=True).to_csv(OUT, index=False); the "
+                                 f"formats read are {FORMATS}")
+
+
+def unparsable(path: Path, message: str) -> CoeaInputError | None:
+    """The error for pandas' ParserError ``message`` on CSV ``path``, at the line a person sees; None when it is
+    neither a row wider than the header nor an open quote."""
+    if "EOF inside string" in message:
+        return _open_quote(path)
+    if "Expected" in message and "fields" in message:
+        return _too_wide(path)
+    return None
+
+
+def check_row_width(path: Path, df: pd.DataFrame) -> None:
+    """Refuse rows with more fields than the header: when every data row has more, pandas reads the first fields
+    as the row index and shifts the columns (a trailing comma left every timestamp blank)."""
+    if isinstance(df.index, pd.RangeIndex):
+        return
+    raise _too_wide(path) or CoeaInputError("the data rows have more fields than the header", source=path,
+                                            fix="give the header one name for every field")
+
+
+def _too_wide(path: Path) -> CoeaInputError | None:
+    rows = records(path)
+    _, header = next(rows, (0, []))
+    for line, record in rows:
+        if len(record) > len(header):
+            trailing = not "".join(record[len(header):]).strip()
+            fix = ("remove the trailing comma at the end of the data rows" if trailing else
+                   'quote a field that holds a comma ("Drama, Comedy"), or remove the extra field')
+            return CoeaInputError(f"{len(record)} fields but the header names {len(header)}", source=path, line=line,
+                                  fix=fix)
+    return None
+
+
+def _open_quote(path: Path) -> CoeaInputError | None:
+    """The record that runs to the end of the file: its last field opens a quote that is never closed."""
+    found = list(records(path))
+    if not found:
+        return None
+    line, record = found[-1]
+    header = found[0][1]
+    column = header[len(record) - 1].strip(" \ufeff") if len(found) > 1 and 0 < len(record) <= len(header) else None
+    return CoeaInputError("a quoted field starts here and its closing '\"' never comes (the rest of the file would be "
+                          "one value)", source=path, column=column, line=line,
+                          fix='close the quote, or remove the stray \'"\' (a quote inside a quoted field is written '
+                              'twice: "say ""hi""")')
+
+
+def check_flat_parquet(path: Path, columns: Iterable[str | None]) -> None:
+    """Refuse a Parquet column among ``columns`` that holds lists, structs or maps: pandas would turn each into
+    text such as "['x']" without a word."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    wanted = {name for name in columns if name}
+    for field in pq.read_schema(path):
+        if field.name in wanted and pa.types.is_nested(field.type):
+            raise CoeaInputError(
+                f"holds {field.type} values; ids, categories and timestamps must be one plain value a row",
+                source=path, column=field.name,
+                fix="store one string (or integer) per row, e.g. df[col] = df[col].str[0] for the first element, "
+                    "or df.explode(col) for one row per element",
+            )
