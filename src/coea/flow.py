@@ -10,13 +10,21 @@ commit when a ``state_uri`` is given; recommend/export when a served method is g
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coea.config import SERVED_METHOD, RunConfig, check_cutoffs
 from coea.evaluation.registry import Need, needs_of
 from coea.layout import RunLayout
+from coea.utils import atomic_dir
+
+if TYPE_CHECKING:
+    from coea.stages.prepare import PrepareResult
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +93,68 @@ def plan(needs: frozenset[Need], *, state_uri: str | None, serve: Serve | None, 
 
 def run_flow(cfg: RunConfig, layout: RunLayout, *, needs: frozenset[Need] | None = None, evaluate: bool = True,
              state_uri: str | None = None, serve: Serve | None = None) -> FlowResult:
-    """Run the steps of :func:`plan` on ``layout`` (``needs`` default: what ``cfg.eval.methods`` need)."""
+    """Run the steps of :func:`plan` on ``layout`` (``needs`` default: what ``cfg.eval.methods`` need). The data
+    step and DSIE write beside ``data/`` and ``dsie/`` and replace them only once both are done
+    (:func:`staged_data`): a log refused by a check (a cut-off above its categories, a split that leaves no user a
+    history) or by the DSIE fit leaves an existing run folder as it was."""
     steps = plan(needs_of(cfg.eval.methods) if needs is None else needs, state_uri=state_uri, serve=serve,
                  evaluate=evaluate)
     log.info("flow: %s -> %s", " -> ".join(steps), layout.root)
     results: dict[Step, object] = {}
+    with staged_data(cfg, layout.data, ks=Step.EVALUATE in steps, pco=Step.PCO in steps,
+                     split=Step.EVALUATE in steps and Step.DSIE not in steps) as prepared:
+        results[Step.PREPARE] = prepared
+        if Step.DSIE in steps:  # fitted on the staged log; replaces dsie/ just before data/ is replaced
+            results[Step.DSIE] = _staged_dsie(cfg, prepared.data_dir, layout.dsie)
     for step in steps:
-        results[step] = _run_step(step, cfg, layout, state_uri, serve)
-        if step is Step.PREPARE:  # the categories are known now: refuse a cut-off above them before any training
-            check_cutoffs(cfg, results[step].stats["categories"], ks=Step.EVALUATE in steps, pco=Step.PCO in steps)
+        if step not in results:
+            results[step] = _run_step(step, cfg, layout, state_uri, serve)
     return FlowResult(layout, results)
+
+
+@contextlib.contextmanager
+def staged_data(cfg: RunConfig, data_dir: Path, *, ks: bool, pco: bool = False, split: bool = False,
+                check: Callable[[Path], None] | None = None) -> Iterator[PrepareResult]:
+    """The data step into a staging folder beside ``data_dir``, then the checks that can refuse its log: the
+    cut-offs against its categories (``eval.ks`` when ``ks``, ``pco.k`` when ``pco``), with ``split`` a split that
+    leaves some user a history, and ``check`` (given the staging folder). The block runs on the staged log (the
+    result's paths are in the staging folder until it ends); ``data_dir`` is replaced only when it ends without an
+    error, so a refused log leaves an existing ``data_dir`` as it was."""
+    from coea import stages
+
+    with atomic_dir(data_dir) as staging:
+        prepared = stages.run_prepare_data(cfg, staging)
+        check_cutoffs(cfg, prepared.stats["categories"], ks=ks, pco=pco)
+        if split:
+            from coea.data.prepared import read_prepared
+            from coea.data.split import chronological_split, require_warm_users
+
+            loaded = read_prepared(staging)
+            require_warm_users(chronological_split(loaded.interactions, cfg.split), loaded.source)
+        if check is not None:
+            check(staging)
+        yield prepared
+    prepared.data_dir, prepared.paths = Path(data_dir), rebased(prepared.paths, staging, Path(data_dir))
+    log.info("prepared data -> %s", data_dir)
+
+
+def _staged_dsie(cfg: RunConfig, data_dir: Path, dsie_dir: Path) -> object:
+    from coea import stages
+
+    with atomic_dir(dsie_dir) as staging:
+        result = stages.run_dsie_group(cfg, data_dir, staging)
+    result.paths = rebased(result.paths, staging, dsie_dir)
+    return result
+
+
+def rebased(paths: dict[str, Path], old: Path, new: Path) -> dict[str, Path]:
+    """``paths`` under the folder ``old`` moved to ``new`` (the others as they are)."""
+    return {name: new / p.relative_to(old) if p.is_relative_to(old) else p for name, p in paths.items()}
 
 
 def _run_step(step: Step, cfg: RunConfig, layout: RunLayout, state_uri: str | None, serve: Serve | None) -> object:
     from coea import stages
 
-    if step is Step.PREPARE:
-        return stages.run_prepare_data(cfg, layout.data)
-    if step is Step.DSIE:
-        return stages.run_dsie_group(cfg, layout.data, layout.dsie)
     if step in (Step.SFT_NOVELTY, Step.SFT_RELEVANCE):
         which = "novelty" if step is Step.SFT_NOVELTY else "relevance"
         return stages.run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=(which,))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import gc
 import json
 import logging
@@ -72,21 +73,47 @@ def freeze_gc_heap() -> None:
         _gc_frozen = True
 
 
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # a write that failed for want of space, not for its input
+
+
+@contextlib.contextmanager
+def naming_disk_full(target: Path, tmp: Path | None = None) -> Iterator[None]:
+    """A disk-full :class:`OSError` (:data:`DISK_FULL`) raised inside re-raised naming the path a person asked for:
+    ``target`` where it names no file (a PNG or Parquet writer's) or ``tmp`` (None: any file, e.g. the temporary
+    name ``mkstemp`` tried), ``target``'s own file where it names one inside the temporary folder ``tmp``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        name = Path(err.filename) if isinstance(err.filename, str | os.PathLike) else None
+        if tmp is None or name is None or name == tmp:
+            shown = target
+        elif tmp in name.parents:
+            shown = target / name.relative_to(tmp)
+        else:
+            raise
+        raise OSError(err.errno, os.strerror(err.errno), str(shown)) from err
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
 
-    A reader never sees a half-written file, and a failure leaves nothing behind.
+    A reader never sees a half-written file, and a failure leaves nothing behind; a full disk is an
+    :class:`OSError` naming ``target`` (:func:`naming_disk_full`).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with naming_disk_full(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
     try:
-        yield tmp
-        os.replace(tmp, target)
+        with naming_disk_full(target, tmp):
+            yield tmp
+            os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -98,14 +125,17 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
     The directory gets the permissions ``mkdir`` would give it (``mkdtemp`` makes it 0700). After a successful
     replace, the temporary siblings an earlier writer of ``target`` left when it was killed (``.NAME.*.tmp``,
-    ``.NAME.*.old``: a model's weights, gigabytes for a real LLM) are removed.
+    ``.NAME.*.old``: a model's weights, gigabytes for a real LLM) are removed. A full disk is an :class:`OSError`
+    naming ``target`` or the file in it that was being written (:func:`naming_disk_full`).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    with naming_disk_full(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        yield tmp
+        with naming_disk_full(target, tmp):
+            yield tmp
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))

@@ -8,14 +8,17 @@ Each command calls exactly one stage function (:mod:`coea.stages`), the in-proce
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import itertools
 import os
 import sys
+from typing import NoReturn
 
 import typer
 
 from coea.cli import data, kubeflow, stages  # noqa: F401  (registers the commands)
-from coea.cli.common import app
+from coea.cli.common import app, disk_full
 from coea.device import pin_torch_threads
 from coea.errors import CoeaInputError
 from coea.utils import setup_logging
@@ -38,15 +41,77 @@ def _one_line_summaries(typer_app: typer.Typer) -> None:
 _one_line_summaries(app)
 
 
+# The exceptions of the click that typer runs on: its own copy (typer >= 0.2x) or the click package (older typer).
+click_errors = importlib.import_module(typer.BadParameter.__module__)
+
+
+def usage_error(err, argv: list[str]) -> CoeaInputError:
+    """A usage error of the command line (a value of the wrong type, a missing option, an unknown option or command)
+    as the one-line error of bad input, not Typer's multi-line box; the fix names the command's --help."""
+    words = itertools.takewhile(lambda arg: not arg.startswith("-"), argv)  # the command (no positional arguments)
+    see = f"see `{err.ctx.command_path if err.ctx else ' '.join(['coea', *words])} --help`"
+    param = getattr(err, "param", None)
+    option = None if param is None else max(param.opts or [param.name or ""], key=len) or None
+    if isinstance(err, click_errors.MissingParameter) and option:
+        return CoeaInputError("missing: the command needs it", option=option, fix=f"pass {option}; {see}")
+    if isinstance(err, click_errors.NoSuchOption):
+        near = f"did you mean {' or '.join(sorted(err.possibilities))}? " if err.possibilities else ""
+        return CoeaInputError("no such option", option=err.option_name, fix=f"{near}{see}")
+    if isinstance(err, click_errors.BadOptionUsage) and err.option_name:
+        return CoeaInputError("needs a value", option=err.option_name, fix=f"pass {err.option_name} VALUE; {see}")
+    if isinstance(err, click_errors.BadParameter) and option and err.message:
+        given = _given(argv, param.opts)
+        problem = _sentence(err.message.removeprefix("Value error, "))
+        shown = given is None or repr(given) in problem
+        return CoeaInputError(problem if shown else f"got {given!r}: {problem}", option=option,
+                              fix=f"pass a valid value; {see}")
+    return CoeaInputError(_sentence(err.format_message()), fix=see)
+
+
+def _given(argv: list[str], opts: list[str]) -> str | None:
+    """The value the command line gave the option ``opts`` (its last, as click takes it), or None."""
+    given = None
+    for i, arg in enumerate(argv):
+        for opt in opts:
+            if arg == opt and i + 1 < len(argv):
+                given = argv[i + 1]
+            elif arg.startswith(f"{opt}="):
+                given = arg.removeprefix(f"{opt}=")
+    return given
+
+
+def _sentence(message: str) -> str:
+    """Click's message as the rest of one error line: lower-case first letter, no closing full stop."""
+    message = " ".join(message.split()).rstrip(".")
+    return message[:1].lower() + message[1:]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; turn input errors into one line on stderr and exit code 2."""
+    """Entry point: run the app; turn input errors (usage errors and a full disk among them) into one line on stderr
+    and exit code 2."""
     setup_logging()
     # transformers' own progress bars (one "Loading weights" bar per model loaded) are noise on a console whose
     # steps print their own progress; the trainers' step bars are theirs and stay. Set it to 0 to see them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         pin_torch_threads()  # COEA_TORCH_THREADS
-        app(args=argv, prog_name="coea")
+        code = app(args=argv, prog_name="coea", standalone_mode=False)  # click's errors come here, not to its box
+    except click_errors.UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # no arguments, or a group without its command: the help is printed
+        _fail(usage_error(err, sys.argv[1:] if argv is None else argv))
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
     except CoeaInputError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
+        _fail(err)
+    except OSError as err:
+        if (full := disk_full(err)) is None:
+            raise
+        _fail(full)
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: typer.Exit(N), Ctrl-C 130, else 0
+
+
+def _fail(err: CoeaInputError) -> NoReturn:
+    typer.echo(f"error: {err}", err=True)
+    sys.exit(2)

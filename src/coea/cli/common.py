@@ -30,6 +30,7 @@ from coea.config import (
 )
 from coea.errors import CoeaInputError
 from coea.evaluation.registry import EXCLUDE_SUFFIX, METHODS
+from coea.utils import DISK_FULL
 
 _typer_option_type = TyperOption.display_type_rich
 
@@ -129,16 +130,32 @@ def check_writable_file(out: Path, option: str = "--out") -> None:
 @contextmanager
 def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
     """:func:`check_writable_dir`, then run the command's body; when the body stops on bad input
-    (:class:`CoeaInputError`, e.g. a split that leaves no user a history) and ``out`` did not exist before, the
-    folder it began is removed, so a refused command leaves nothing half-written behind."""
+    (:class:`CoeaInputError`, e.g. a split that leaves no user a history) or on a full disk (then a
+    :class:`CoeaInputError` naming the file, :func:`disk_full`) and ``out`` did not exist before, the folder it
+    began is removed, so a refused command leaves nothing half-written behind."""
     check_writable_dir(out, option)
     existed = out.exists()
     try:
         yield out
-    except CoeaInputError:
+    except (CoeaInputError, OSError) as err:
+        error = err if isinstance(err, CoeaInputError) else disk_full(err, option, out)
+        if error is None:
+            raise
         if not existed:
             shutil.rmtree(out, ignore_errors=True)
-        raise
+        if error is err:
+            raise
+        raise error from err
+
+
+def disk_full(err: OSError, option: str | None = None, out: Path | None = None) -> CoeaInputError | None:
+    """A write that failed for want of space (ENOSPC, EDQUOT) as a one-line error naming the file (else ``out``)
+    and, where one chose the place, the ``option``; None for any other :class:`OSError`."""
+    if err.errno not in DISK_FULL:
+        return None
+    fix = "free space on that disk" + (f" or choose another {option}" if option else "")
+    return CoeaInputError(f"{os.strerror(err.errno).lower()} writing {err.filename or out or 'the output'}",
+                          option=option, fix=fix)
 
 
 def overrides(obj, options: Mapping[str, str] | None = None, **values):
@@ -217,6 +234,9 @@ _read: dict[str, Path | None] = {"config": None}
 
 
 def load_config(path: Path | None) -> RunConfig:
+    if path is not None and path.is_dir():
+        raise CoeaInputError("is a folder, not a config file", source=path, option="--config",
+                             fix=f"pass the path of a YAML file, or name a preset: {', '.join(PRESETS)}")
     if path is not None and not path.is_file() and preset_path(str(path)) is None:
         raise CoeaInputError("config file not found", source=path,
                              fix=f"check the --config path, or name a preset: {', '.join(PRESETS)}")

@@ -15,10 +15,10 @@ from coea.cli.common import (
     DataOpt,
     LevelOpt,
     WindowOpt,
-    check_writable_dir,
     data_app,
     data_config,
     load_config,
+    output_folder,
     overrides,
 )
 
@@ -54,10 +54,10 @@ def data_synth_cmd(
     cfg = load_config(config)
     scfg = overrides(cfg.synthetic, {"n_users": "--users", "n_categories": "--categories"}, seed=seed,
                      n_users=users, n_categories=categories)
-    check_writable_dir(out)
-    data = generate_synthetic(scfg)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "interactions.parquet") as tmp:
-        data.interactions.to_parquet(tmp, index=False)
-    written = [out / "interactions.parquet", *data.write_ground_truth(out)]
+    with output_folder(out):  # a new OUT is removed again when a write fails for want of space
+        data = generate_synthetic(scfg)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "interactions.parquet") as tmp:
+            data.interactions.to_parquet(tmp, index=False)
+        written = [out / "interactions.parquet", *data.write_ground_truth(out)]
     typer.echo("\n".join(str(p) for p in written))

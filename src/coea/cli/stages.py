@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -67,7 +68,6 @@ def evaluate_cmd(
     CI of its S-H and C-H difference against the reference) and a plot."""
     from coea.flow import Step, run_flow
     from coea.layout import RunLayout
-    from coea.stages import run_evaluate_stage, run_prepare_data
 
     cfg = from_run_config(config, from_run)
     cfg = replace(
@@ -81,14 +81,29 @@ def evaluate_cmd(
         if from_run is None:
             evaluation = run_flow(cfg, RunLayout(out)).results[Step.EVALUATE]
         else:
-            run = run_layout(from_run)
-            data_dir = run.data
-            if data is not None or not data_dir.is_dir():
-                data_dir = run_prepare_data(cfg, RunLayout(out).data).data_dir
-            _check_scored_log(from_run, cfg, data_dir, given=data is not None)
-            evaluation = run_evaluate_stage(cfg, data_dir, out, run.artifacts())
+            evaluation = _evaluate_run(cfg, from_run, out, data_given=data is not None)
     typer.echo(evaluation.table)
     typer.echo(f"wrote {', '.join(str(p) for p in evaluation.paths.values())}")
+
+
+def _evaluate_run(cfg, from_run: Path, out: Path, *, data_given: bool):
+    """``evaluate --from-run``: score the run's artifacts on its own log, or on ``--data``'s (or where the run has
+    no data/) prepared into OUT/data/, which is replaced only once the log passed the checks that can refuse it
+    (the cut-offs, the split, the run's lineage): a refused log leaves an existing OUT as it was."""
+    from coea.flow import staged_data
+    from coea.layout import RunLayout
+    from coea.stages import run_evaluate_stage
+
+    run = run_layout(from_run)
+    data_dir = run.data
+    if data_given or not data_dir.is_dir():
+        check = functools.partial(_check_scored_log, from_run, cfg, given=data_given)
+        with staged_data(cfg, RunLayout(out).data, ks=True, split=True, check=check) as prepared:
+            pass
+        data_dir = prepared.data_dir
+    else:
+        _check_scored_log(from_run, cfg, data_dir, given=False)
+    return run_evaluate_stage(cfg, data_dir, out, run.artifacts())
 
 
 def _check_scored_log(run: Path, cfg, data_dir: Path, *, given: bool) -> None:
