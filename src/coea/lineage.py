@@ -45,14 +45,34 @@ def histories(data_dir: Path, split: Any) -> dict[str, Any]:
     """What a fit on ``split`` (a :class:`~coea.config.SplitConfig`) of the log in ``data_dir`` learned from."""
     from coea.data.prepared import INTERACTIONS  # pandas: imported when a command reads a run, not at start-up
 
-    digest, path = hashlib.sha256(), Path(data_dir) / INTERACTIONS
+    path = Path(data_dir) / INTERACTIONS
     if not path.is_file():
         raise CoeaInputError(f"{INTERACTIONS} not found", source=data_dir,
                              fix="re-run the data step (`coea group` or `coea evaluate` with --data) to write it")
+    return {"data": _digest(path), "split": dataclasses.asdict(split)}
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return {"data": digest.hexdigest(), "split": dataclasses.asdict(split)}
+    return digest.hexdigest()
+
+
+def _serving_key(run: Path) -> dict[str, Any] | None:
+    """Serving reads every event of ``run/data/`` as history: the artifacts must have been fitted on that log (its
+    split is not compared). None (not checked) without a readable log there: its reader says what is wrong."""
+    import pyarrow.parquet as pq
+
+    from coea.data.prepared import INTERACTIONS
+
+    path = Path(run) / "data" / INTERACTIONS
+    try:
+        pq.read_metadata(path)
+    except (OSError, ValueError):
+        return None
+    return {"data": _digest(path)}
 
 
 def read(artifact: Path) -> dict[str, Any] | None:
@@ -61,7 +81,17 @@ def read(artifact: Path) -> dict[str, Any] | None:
         record = json.loads((Path(artifact) / LINEAGE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+    return record if _well_formed(record) else None
+
+
+def _well_formed(record: Any) -> bool:
+    """What :func:`write` writes: an ``id``, a bool ``complete``, ``histories`` with a ``split`` object and
+    ``made_from`` ids (the records of older versions may lack the last three)."""
+    if not (isinstance(record, dict) and isinstance(record.get("id"), str)):
+        return False
+    fitted, made_from = record.get("histories", {}), record.get("made_from", {})
+    return (isinstance(record.get("complete", True), bool) and isinstance(fitted, dict)
+            and isinstance(fitted.get("split", {}), dict) and isinstance(made_from, dict))
 
 
 def _id(artifact: Path) -> str | None:
@@ -104,10 +134,14 @@ def _split_diff(fitted: Mapping[str, Any], now: Mapping[str, Any]) -> str:
 def check(artifact: Path, name: str, histories_key: Mapping[str, Any] | None = None,
           made_from: Mapping[str, Path] | None = None, *, finished: bool = True, rerun: str | None = None) -> None:
     """Refuse ``artifact`` (``name``: dsie, novelty, relevance or pco) unless it finished (not checked with
-    ``finished=False``: a PCO run to resume), learned from ``histories_key`` (None: not checked, e.g. serving,
-    whose histories are every event) and was built on the artifacts now at ``made_from``. The error's fix is
+    ``finished=False``: a PCO run to resume), learned from ``histories_key`` (None: not checked; without a
+    ``split``, the log alone: serving, whose histories are every event) and was built on the artifacts now at
+    ``made_from``. A damaged record is refused as such. The error's fix is
     ``rerun`` when given (an earlier step is stale too), else re-running ``name``'s step."""
     record, fix = read(artifact), rerun or RERUN[name]
+    if record is None and (Path(artifact) / LINEAGE).exists():
+        raise CoeaInputError("damaged: not a lineage record (unreadable, not JSON, or fields of the wrong type)",
+                             source=Path(artifact) / LINEAGE, fix=fix)
     if record is None:
         raise CoeaInputError(f"no {LINEAGE}: the step that writes it did not finish, or it predates lineage "
                              "records", source=artifact, fix=fix)
@@ -117,7 +151,8 @@ def check(artifact: Path, name: str, histories_key: Mapping[str, Any] | None = N
     if histories_key is not None and fitted.get("data") != histories_key["data"]:
         raise CoeaInputError("it was fitted on another log than the data/ beside it (interactions.parquet "
                              "changed since)", source=artifact, fix=fix)
-    if histories_key is not None and (diff := _split_diff(fitted.get("split") or {}, histories_key["split"])):
+    if histories_key is not None and "split" in histories_key and (
+            diff := _split_diff(fitted.get("split") or {}, histories_key["split"])):
         raise CoeaInputError(f"it was fitted with other split settings: {diff}; scoring it on this split would "
                              "score events it learned from", source=artifact,
                              fix=f"pass the --config it was made with, or {fix}")
@@ -131,7 +166,11 @@ def check_run(run: Path, needs: set[str], histories_key: Mapping[str, Any] | Non
     """Check the artifacts of the run folder ``run`` that a command reads (``needs`` among dsie, llms, pco):
     each against ``histories_key`` (see :func:`check`), the LLMs against the DSIE dir, PCO against both. An
     artifact that is not there is left to the reader, which says what writes it. A refusal names the earliest
-    stale step: PCO built on models that are stale themselves says re-run train-llms, then pco."""
+    stale step: PCO built on models that are stale themselves says re-run train-llms, then pco. With
+    ``histories_key`` None (serving: every event is history) the artifacts are checked against ``run/data/``'s log
+    alone."""
+    if histories_key is None:
+        histories_key = _serving_key(run)
     dsie, llm, pco = Path(run) / "dsie", Path(run) / "llm", Path(run) / "pco"
     models = {name: llm / name for name in ("novelty", "relevance")}
     wanted = [("dsie", dsie, {})] if needs & {"dsie", "llms", "pco"} else []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from coea import lineage
+from coea.errors import CoeaInputError, reading
 from coea.layout import RunLayout
 from coea.report_terms import DSIE_TERMS, METRIC_TERMS, PCO_TERMS, PLUS_X
 from coea.utils import write_text_atomic
@@ -70,7 +71,7 @@ def build_html(run_dir: Path) -> str:
     named, pngs, drift = _input_files(run_dir)
     sections = [
         _served_section(_read_json(named["served"])),
-        _metrics_section(_read_json(named["metrics"])),
+        _metrics_section(read_metrics(named["metrics"])),
         _plots_section(run_dir, pngs),
         _dsie_section(_read_json(named["dsie"])),
         _drift_section(run_dir, drift),
@@ -93,6 +94,28 @@ def _read_json(path: Path) -> Any:
     except (OSError, ValueError) as err:
         log.warning("report: cannot read %s: %s", path, err)
         return None
+
+
+METRICS_FIX = "re-run `coea evaluate --from-run RUN --out RUN` to write it again, or move it aside to render the rest"
+
+
+def read_metrics(path: Path) -> dict[str, Any] | None:
+    """``metrics.json`` (None when there is none). Unlike the page's other inputs, which are left out with a warning
+    when unreadable, a damaged one is an error naming it: a page without its metrics would pass for a run without
+    evaluation."""
+    if not path.is_file():
+        return None
+    with reading(path, METRICS_FIX):
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(metrics, dict):
+        raise CoeaInputError(f"not a metrics file: a JSON {type(metrics).__name__}, not an object", source=path,
+                             fix=METRICS_FIX)
+    for key in ("methods", "cold_start"):
+        table = metrics.get(key)
+        if table is not None and not (isinstance(table, dict) and all(isinstance(v, dict) for v in table.values())):
+            raise CoeaInputError(f"not a metrics file: '{key}' is not an object of method -> scores", source=path,
+                                 fix=METRICS_FIX)
+    return metrics
 
 
 def _find_files(run_dir: Path, pattern: str) -> list[Path]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coea.errors import CoeaInputError
+from coea.errors import CoeaInputError, reading
 from coea.state_backends import GcsState, LocalState, StateConflictError, open_state
 from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs
 from coea.store.kv import KVStore
@@ -169,6 +169,7 @@ def _parse_pointer(data: bytes, state: LocalState | GcsState) -> dict[str, Any]:
             if not (isinstance(entry["snapshot"], str) and isinstance(entry["created_at"], str)
                     and isinstance(entry["files"], list)):
                 raise TypeError("snapshot, created_at and files have the wrong types")
+            _check_files(entry, *((MODELS, MODEL_PARTS) if entry is not pointer else (SNAPSHOTS, PARTS)))
     except (ValueError, TypeError, KeyError) as err:
         where = state.uri if isinstance(state, GcsState) else str(state.root)
         raise CoeaInputError(f"{POINTER} is not a state pointer ({type(err).__name__}: {err})",
@@ -176,6 +177,17 @@ def _parse_pointer(data: bytes, state: LocalState | GcsState) -> dict[str, Any]:
                              fix="it is written only by the coea pipelines: restore the previous version of "
                                  "the object, or move the state aside and re-run coea_training") from err
     return pointer
+
+
+def _check_files(entry: dict[str, Any], prefix: str, parts: tuple[str, ...]) -> None:
+    """Every ``files`` entry is ``<prefix>/<the entry's id>/<part>/<path>`` with a known part and no ``.``/``..``
+    step (a damaged pointer must not write outside the download dirs)."""
+    for index, rel in enumerate(entry["files"], start=1):
+        steps = rel.split("/") if isinstance(rel, str) else []
+        if not (len(steps) >= 4 and steps[:2] == [prefix, entry["snapshot"]] and steps[2] in parts
+                and all(step not in ("", ".", "..") for step in steps[3:])):
+            raise ValueError(f"files entry {index} ({repr(rel)[:80]}) is not {prefix}/{entry['snapshot']}/"
+                             f"<{'|'.join(parts)}>/<path>")
 
 
 def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:
@@ -200,8 +212,11 @@ def run_load_served(state_uri: str, out: Path, *, client: Any = None) -> int:
         local = state.root / KV_STORE if isinstance(state, LocalState) else Path(scratch) / "recs.sqlite"
         if isinstance(state, GcsState):
             state.download_file(KV_STORE, local)
-        with KVStore(local, create=False) if local.is_file() else nullcontext() as store:
-            recs = store.active_user_recs() if store is not None else KVStore.user_recs_frame()
+        try:
+            with KVStore(local, create=False) if local.is_file() else nullcontext() as store:
+                recs = store.active_user_recs() if store is not None else KVStore.user_recs_frame()
+        except CoeaInputError as err:  # a damaged store: named as the state's, not the scratch copy's
+            raise err.replace(source=f"{state_uri.rstrip('/')}/{KV_STORE}") from err
     with atomic_path(Path(out)) as tmp:
         recs.to_parquet(tmp, index=False)
     log.info("served lists of %d users read from %s", recs["user_id"].nunique(), state_uri)
@@ -211,7 +226,7 @@ def run_load_served(state_uri: str, out: Path, *, client: Any = None) -> int:
 def run_load_seen(state_uri: str, out: Path, reference_dir: Path, *, client: Any = None) -> int:
     """The categories each user has had in the periods so far (the state's ``seen.parquet``) at ``out``; a state
     written before the file existed gives the reference window's pairs (``reference_dir``, the loaded snapshot's
-    data). Returns the number of pairs."""
+    data); a damaged one (not a parquet of user_id, category) is one error naming it. Returns the number of pairs."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -220,11 +235,18 @@ def run_load_seen(state_uri: str, out: Path, reference_dir: Path, *, client: Any
     from coea.stages.recommend import seen_pairs
 
     state = open_state(state_uri, client)
-    if not state.download_file(SEEN, Path(out)):
-        log.warning("state %s has no %s yet: the reference window's categories stand for what users have seen",
-                    state_uri, SEEN)
-        events = pd.read_parquet(Path(reference_dir) / INTERACTIONS, columns=[USER, CATEGORY])  # two columns only
-        with atomic_path(Path(out)) as tmp:
+    with atomic_path(Path(out)) as tmp:  # a damaged seen.parquet is refused and leaves nothing at ``out``
+        if state.download_file(SEEN, tmp):
+            with reading(f"{state_uri.rstrip('/')}/{SEEN}", fix="delete it (the reference window's categories then "
+                                                                "stand in for what users have seen; the next export "
+                                                                "writes it again) or restore the previous copy"):
+                names = pq.read_schema(tmp).names
+                if not {USER, CATEGORY} <= set(names):
+                    raise ValueError(f"columns {names}, expected {USER}, {CATEGORY}")
+        else:
+            log.warning("state %s has no %s yet: the reference window's categories stand for what users have seen",
+                        state_uri, SEEN)
+            events = pd.read_parquet(Path(reference_dir) / INTERACTIONS, columns=[USER, CATEGORY])  # two columns
             seen_pairs(events).to_parquet(tmp, index=False)
     return pq.read_metadata(out).num_rows  # a light step: the pairs are counted, not loaded
 

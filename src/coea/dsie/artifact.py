@@ -1,4 +1,5 @@
-"""The DSIE directory: its writer (:func:`save_dsie`) and its readers (:func:`read_groups_dir`, :func:`load_dsie`).
+"""The DSIE directory: its writer (:func:`save_dsie`) and its readers (:func:`read_groups_dir`, :func:`load_dsie`,
+:func:`read_groups`).
 
 Layout: ``groups.parquet`` (user_id, csid, group_id, cold_start), ``profiles.json``, ``group_report.json`` (with
 the config), ``user_embeddings.parquet``, ``dsie_config.json``, ``encoder/`` and ``rqvae/`` (weights + configs).
@@ -59,7 +60,22 @@ class GroupsDir:
         return self.code_levels if full_csid else self.csid_levels
 
 
-@reads('re-run `coea group` (or the dsie_group step) to write it again')
+REGROUP_FIX = "re-run `coea group` (or the dsie_group step) to write it again"
+GROUP_COLUMNS = (USER, "csid", "group_id", "cold_start")
+
+
+@reads(REGROUP_FIX)
+def read_groups(path: Path) -> pd.DataFrame:
+    """A DSIE ``groups.parquet``; a column of :data:`GROUP_COLUMNS` missing is one error naming the file and it."""
+    groups = pd.read_parquet(path)
+    for column in GROUP_COLUMNS:
+        if column not in groups.columns:
+            raise CoeaInputError(f"missing column (have: {', '.join(map(str, groups.columns))})", source=path,
+                                 column=column, fix=REGROUP_FIX)
+    return groups
+
+
+@reads(REGROUP_FIX)
 def read_groups_dir(path: Path) -> GroupsDir:
     """Groups, profiles and CSID levels of a DSIE dir."""
     path = Path(path)
@@ -70,11 +86,11 @@ def read_groups_dir(path: Path) -> GroupsDir:
                              fix="pass a DSIE directory (written by `coea group` or the dsie_group step)")
     dsie = json.loads((path / "dsie_config.json").read_text())
     sizes = list(dsie["rqvae"]["codebook_sizes"])
-    return GroupsDir(pd.read_parquet(path / "groups.parquet"), json.loads((path / "profiles.json").read_text()),
+    return GroupsDir(read_groups(path / "groups.parquet"), json.loads((path / "profiles.json").read_text()),
                      sizes[: dsie["group"]["depth"]], sizes)
 
 
-@reads('re-run `coea group` (or the dsie_group step) to write it again')
+@reads(REGROUP_FIX)
 def load_dsie(dsie_dir: Path, device: str = "cpu"):
     """Rebuild a :class:`~coea.dsie.run.DsieResult` from a DSIE dir (groups, profiles, report, both models on
     ``device``)."""

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from coea.config import config_to_dict
-from coea.errors import CoeaInputError, reads
+from coea.errors import CoeaInputError, reading, reads
 from coea.llm.models import ModelBundle, load_bundle, save_bundle
 from coea.pco.config import PcoConfig
 from coea.utils import atomic_dir, write_json_atomic
@@ -58,18 +58,44 @@ def completed_rounds(out_dir: Path) -> int:
         return 0
 
 
-@reads('resume a run whose state is intact, or run `coea pco` without --resume into a fresh folder')
+RESUME_FIX = "re-run `coea pco` without --resume to write the rounds again"
+
+
+@reads(RESUME_FIX)
 def read_state(out_dir: Path, cfg: PcoConfig) -> PcoState | None:
-    """The state of ``out_dir`` (None without a state file); a state written with another config is an error."""
+    """The state of ``out_dir`` (None without a state file); a state written with another config, or one whose
+    content is not what :func:`write_state` writes, is an error."""
     path = Path(out_dir) / STATE_FILE
     if not path.is_file():
         return None
-    state = json.loads(path.read_text(encoding="utf-8"))
-    changed = config_changes(state["config"], config_to_dict(cfg))
+    state = parse_state(json.loads(path.read_text(encoding="utf-8")), path)
+    changed = config_changes(state.config, config_to_dict(cfg))
     if changed:
         raise CoeaInputError(f"the PCO config differs from the run being resumed ({'; '.join(changed)})",
                              source=path, fix="resume with the same config, or write to a fresh --out directory")
-    return PcoState(int(state["completed_rounds"]), state["rounds"], state["config"])
+    return state
+
+
+def parse_state(raw: Any, path: Path, fix: str = RESUME_FIX) -> PcoState:
+    """``pco_state.json``'s content, checked: ``completed_rounds`` an int >= 0, ``rounds`` its metrics rows for rounds
+    0..completed_rounds in order, ``config`` an object. Anything else raises a one-line error naming ``path``."""
+    fields = raw if isinstance(raw, dict) else {}
+    done, rows, config = fields.get("completed_rounds"), fields.get("rounds"), fields.get("config")
+    problem = None
+    if not isinstance(raw, dict):
+        problem = f"a JSON {type(raw).__name__}, not an object with completed_rounds, rounds and config"
+    elif isinstance(done, bool) or not isinstance(done, int) or done < 0:
+        problem = f"completed_rounds is {done!r}, not an integer >= 0"
+    elif not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        problem = "rounds is not a list of metrics rows (objects)"
+    elif [row.get("round") for row in rows] != list(range(done + 1)):
+        problem = (f"rounds holds the rows of rounds {[row.get('round') for row in rows][:12]}, but completed_rounds "
+                   f"{done} needs rounds 0..{done} in order")
+    elif not isinstance(config, dict):
+        problem = "config is not an object"
+    if problem:
+        raise CoeaInputError(f"not a PCO state: {problem}", source=path, fix=fix)
+    return PcoState(done, rows, config)
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -99,30 +125,61 @@ def save_round(out_dir: Path, r: int, novelty: ModelBundle, relevance: ModelBund
     return final
 
 
-def load_round(out_dir: Path, r: int, device: str) -> tuple[ModelBundle, ModelBundle]:
-    """Round ``r``'s (novelty, relevance) models, trainable, on ``device``; the global RNGs are restored."""
+def check_round(out_dir: Path, r: int) -> Path:
+    """Round ``r``'s checkpoint dir, which a resume loads; one error naming it when a part is missing."""
     d = round_dir(out_dir, r)
-    novelty = load_bundle(d / "novelty", trainable=True, device=device)
-    relevance = load_bundle(d / "relevance", trainable=True, device=device)
-    rng = torch.load(d / "rng.pt", weights_only=False)
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
+    missing = [name for name in ("novelty", "relevance", "rng.pt") if not (d / name).exists()]
+    if missing:
+        raise CoeaInputError(f"{STATE_FILE} marks round {r} complete but its checkpoint lacks {', '.join(missing)}",
+                             source=d, fix=RESUME_FIX)
+    return d
+
+
+def load_round(out_dir: Path, r: int, device: str) -> tuple[ModelBundle, ModelBundle]:
+    """Round ``r``'s (novelty, relevance) models, trainable, on ``device``; the global RNGs are restored. A missing
+    or damaged checkpoint is one error naming it and the fix (re-run without --resume)."""
+    d = check_round(out_dir, r)
+    try:
+        with reading(d, RESUME_FIX):
+            novelty = load_bundle(d / "novelty", trainable=True, device=device)
+            relevance = load_bundle(d / "relevance", trainable=True, device=device)
+        with reading(d / "rng.pt", RESUME_FIX):
+            _restore_rng(torch.load(d / "rng.pt", weights_only=False))
+    except CoeaInputError as err:  # e.g. load_bundle's "not a model bundle": the fix is the resume's
+        raise err.replace(fix=RESUME_FIX) from err
     log.info("pco: resuming after round %d from %s", r, d)
     return novelty, relevance
 
 
-@reads('re-run `coea pco` to write the rounds again')
+def _restore_rng(rng: Any) -> None:
+    """Set the Python/NumPy/torch RNG states ``save_round`` stored (a wrong shape is a ValueError)."""
+    try:
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+    except (TypeError, KeyError, IndexError) as err:
+        raise ValueError(f"not the RNG states save_round writes ({type(err).__name__}: {err})") from err
+
+
+RERUN_FIX = "re-run `coea pco` to write the rounds again"
+
+
+@reads(RERUN_FIX)
 def last_complete_round(pco_dir: Path) -> Path:
     """The dir of the last complete PCO round in ``pco_dir`` (``rounds/round_NNN/`` with ``novelty/`` and
     ``relevance/``)."""
     state = Path(pco_dir) / STATE_FILE
     if not state.is_file():
         raise CoeaInputError("no PCO state", source=state, fix="pass a directory written by `coea pco` / pco_loop")
-    done = int(json.loads(state.read_text(encoding="utf-8"))["completed_rounds"])
+    done = parse_state(json.loads(state.read_text(encoding="utf-8")), state, RERUN_FIX).completed_rounds
     if done < 1:
         raise CoeaInputError("no complete PCO round yet", source=state, fix="resume the PCO run first")
-    return round_dir(Path(pco_dir), done)
+    final = round_dir(Path(pco_dir), done)
+    missing = [name for name in ("novelty", "relevance") if not (final / name).is_dir()]
+    if missing:
+        raise CoeaInputError(f"{STATE_FILE} marks round {done} complete but its checkpoint lacks "
+                             f"{', '.join(missing)}", source=final, fix=RERUN_FIX)
+    return final
 
 
 def export_round_models(pco_dir: Path, novelty_out: Path, relevance_out: Path) -> Path:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from coea.data.prepared import read_prepared
 from coea.data.schema import USER
 from coea.drift import DriftConfig, DriftResult, detect_drift
+from coea.dsie.artifact import read_groups
 
 
 def run_monitor_drift(cfg: DriftConfig, reference_dir: Path, current_dir: Path, dsie_dir: Path | None,
@@ -17,7 +16,7 @@ def run_monitor_drift(cfg: DriftConfig, reference_dir: Path, current_dir: Path, 
     feature too."""
     user_groups = None
     if dsie_dir is not None:
-        groups = pd.read_parquet(Path(dsie_dir) / "groups.parquet")
+        groups = read_groups(Path(dsie_dir) / "groups.parquet")
         user_groups = dict(zip(groups[USER].astype(str), groups["group_id"].astype(str), strict=True))
     reference = read_prepared(reference_dir).interactions
     current = read_prepared(current_dir).interactions

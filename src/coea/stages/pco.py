@@ -11,25 +11,31 @@ run_load_served``); ``pco.exposure_inject`` reads it. An empty file (nothing pub
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coea import lineage
 from coea.config import RunConfig, check_cutoffs
 from coea.data.prepared import read_prepared
-from coea.data.schema import CATEGORY
+from coea.data.schema import CATEGORY, USER
 from coea.data.split import chronological_split
 from coea.device import resolve_device
 from coea.errors import CoeaInputError
 from coea.evaluation.pco_metrics import SplitEvaluator
 from coea.llm.sft_config import resolve_llm
-from coea.pco.checkpoint import STATE_FILE, read_state
-from coea.pco.config import RewardKind
+from coea.pco.checkpoint import STATE_FILE, check_round, read_state
+from coea.pco.config import PcoConfig, RewardKind
 from coea.pco.run import run_pco
 from coea.stages.artifacts import load_llms, model_dirs
 from coea.utils import seed_everything
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +74,38 @@ def _check_sources(run: Path, key: dict[str, Any], resume: bool) -> None:
         lineage.check(Path(run) / "pco", "pco", key, {"dsie": Path(run) / "dsie", **models}, finished=False)
 
 
+def check_exposure(exposure: dict[str, tuple[str, ...]], log: pd.DataFrame, served: Path, *, strict: bool) -> None:
+    """Served lists that name none of the log's users, or none of its categories, belong to another log and would
+    change nothing (or inject unknown categories): refused for a run folder's PCO (``strict``), else a warning."""
+    users = set(log[USER].astype(str))
+    categories = set(log[CATEGORY].astype(str))
+    served_categories = {c for cats in exposure.values() for c in cats}
+    problem = None
+    if not users & set(exposure):
+        problem = (f"none of its {len(exposure)} users is in the log (e.g. {', '.join(sorted(exposure)[:3])}; "
+                   f"the log's: {', '.join(sorted(users)[:3])})")
+    elif not categories & served_categories:
+        problem = (f"none of its {len(served_categories)} categories is in the log (e.g. "
+                   f"{', '.join(sorted(served_categories)[:3])}; the log's: {', '.join(sorted(categories)[:3])})")
+    if problem is None:
+        return
+    fix = "pass what the serving store showed this log's users before its period (e.g. an earlier run's " \
+          "recommendations.parquet on the same users), or leave --served out"
+    if strict:
+        raise CoeaInputError(f"served lists of another log: {problem}", source=served, option="--served", fix=fix)
+    _log.warning("%s: served lists of another log: %s (fix: %s)", served, problem, fix)
+
+
+def _check_resume(out_dir: Path, cfg: PcoConfig) -> None:
+    """Before any model loads: a state to resume, written with this config, whose last round's checkpoint is there."""
+    state = read_state(out_dir, cfg)
+    if state is None:
+        raise CoeaInputError(f"nothing to resume (no {STATE_FILE})", source=out_dir, option="--resume",
+                             fix="drop --resume to start a new run in this directory")
+    if state.completed_rounds:
+        check_round(out_dir, state.completed_rounds)
+
+
 def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequence[Path], out_dir: Path, *,
                   resume: bool = False, new_interactions: bool | None = None,
                   served: Path | None = None, check_run: Path | None = None) -> PcoStageResult:
@@ -82,9 +120,8 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     out_dir = Path(out_dir)
     fresh = cfg.llm.data.holdout_share > 0 if new_interactions is None else new_interactions
     cfg = replace(cfg, pco=cfg.pco.resolve_refresh_novelty(fresh))
-    if resume and read_state(out_dir, cfg.pco) is None:  # a changed config is refused before any model loads
-        raise CoeaInputError(f"nothing to resume (no {STATE_FILE})", source=out_dir, option="--resume",
-                             fix="drop --resume to start a new run in this directory")
+    if resume:
+        _check_resume(out_dir, cfg.pco)
     from coea.llm.models import check_prompt_options  # torch-side module: imported when the stage runs
 
     exposure = read_exposure(served) if served is not None and cfg.pco.exposure_inject else None
@@ -95,6 +132,8 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     device = resolve_device(cfg.device)
     log = read_prepared(data_dir).interactions
     check_cutoffs(cfg, log[CATEGORY].nunique(), ks=False, pco=True)  # before any model loads
+    if exposure:
+        check_exposure(exposure, log, served, strict=check_run is not None)
     split = chronological_split(log, cfg.split)
     llms = load_llms(list(llm_dirs), dsie_dir, device=device, trainable=True)
     for bundle in (llms.novelty, llms.relevance):

@@ -11,12 +11,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from coea.config import RunConfig
 from coea.data.prepared import read_prepared
 from coea.data.schema import USER
 from coea.data.split import chronological_split
+from coea.dsie.artifact import read_groups
 from coea.dsie.profiles import build_profiles
 from coea.utils import write_json_atomic
 
@@ -38,7 +37,7 @@ def run_build_profiles(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: 
     out_dir = Path(out_dir)
     shutil.copytree(dsie_dir, out_dir, dirs_exist_ok=True)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
-    groups = pd.read_parquet(out_dir / "groups.parquet")
+    groups = read_groups(out_dir / "groups.parquet")
     warm = groups[~groups["cold_start"].astype(bool)]
     user_group = dict(zip(warm[USER], warm["group_id"], strict=True))
     old = json.loads((out_dir / "profiles.json").read_text())

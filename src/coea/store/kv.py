@@ -209,8 +209,22 @@ class KVStore:
 
     # -- reads -------------------------------------------------------------------------------------------
     def active_version(self) -> str | None:
-        """The version readers see, or ``None`` before the first publish."""
-        return _active(self._conn())
+        """The version readers see, or ``None`` before the first publish. Raises ``StoreError`` when the pointer
+        names a version the store does not hold (a damaged store)."""
+        return self._checked_active(self._conn())
+
+    def _checked_active(self, conn: sqlite3.Connection) -> str | None:
+        version = _active(conn)
+        if version is not None and conn.execute("SELECT 1 FROM versions WHERE version = ?",
+                                                (version,)).fetchone() is None:
+            kept = [row[0] for row in conn.execute("SELECT version FROM versions ORDER BY seq")]
+            raise StoreError(f"the store's active version {version!r} is missing (kept versions: "
+                             f"{', '.join(kept) or 'none'}): a damaged store", source=self.path,
+                             fix="re-publish: re-run `coea run` or the pipelines' publish step")
+        return version
+
+    def _decode(self, kind: KeyKind, key: str, value: str) -> list[Recommendation]:
+        return decode_value(value, what=f"{kind.value} {key!r}", source=self.path)
 
     def get_user(self, user_id: str) -> list[Recommendation]:
         """The active version's recommendations for ``user_id`` in rank order (``[]`` if unknown)."""
@@ -221,8 +235,12 @@ class KVStore:
         return self._get(KeyKind.GROUP, group_id)
 
     def _get(self, kind: KeyKind, key: str) -> list[Recommendation]:
-        row = self._conn().execute(_GET, (kind.value, str(key))).fetchone()
-        return [] if row is None else decode_value(row[1])
+        conn = self._conn()
+        row = conn.execute(_GET, (kind.value, str(key))).fetchone()
+        if row is None:
+            self._checked_active(conn)  # nothing found: say so if the active version itself is missing
+            return []
+        return self._decode(kind, str(key), row[1])
 
     def get_users(self, user_ids: Iterable[str]) -> dict[str, list[Recommendation]]:
         """Batch lookup from one snapshot (one read transaction): every value comes from the same version.
@@ -237,7 +255,9 @@ class KVStore:
                 marks = ",".join("?" * len(chunk))
                 sql = f"{_SELECT_ACTIVE} AND key IN ({marks})"
                 for key, value in conn.execute(sql, (KeyKind.USER.value, *chunk)):
-                    found[key] = decode_value(value)
+                    found[key] = self._decode(KeyKind.USER, key, value)
+            if not found:
+                self._checked_active(conn)
         return found
 
     def user_ids(self, limit: int = 3) -> list[str]:
@@ -249,9 +269,10 @@ class KVStore:
         """Every user's recommendations of the active version, one row per (user_id, rank) with columns user_id,
         rank, category, score (the publish format); empty, with those columns, before the first publish."""
         with self._transaction("DEFERRED") as conn:
+            self._checked_active(conn)
             rows = conn.execute(_SELECT_ACTIVE, (KeyKind.USER.value,)).fetchall()
         return self.user_recs_frame([(key, rec.rank, rec.category, rec.score)
-                                     for key, value in rows for rec in decode_value(value)])
+                                     for key, value in rows for rec in self._decode(KeyKind.USER, key, value)])
 
     @staticmethod
     def user_recs_frame(records: list[tuple[str, int, str, float]] | None = None) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,7 +127,27 @@ def encode_values(out: pd.DataFrame, key_column: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def decode_value(text: str) -> list[Recommendation]:
-    """Inverse of ``encode_values`` for one key: ranks come from list positions (1-based)."""
-    return [Recommendation(category=item["category"], score=float(item["score"]), rank=index)
-            for index, item in enumerate(json.loads(text), start=1)]
+def decode_value(text: str, *, what: str = "a key", source: str | Path | None = None) -> list[Recommendation]:
+    """Inverse of ``encode_values`` for one key: ranks come from list positions (1-based). A value that is not a
+    JSON list of ``{category, score}`` (a damaged store) raises ``StoreError`` naming ``what`` (e.g. ``user 'u1'``)
+    and the store (``source``)."""
+    try:
+        items = json.loads(text)
+        if not isinstance(items, list):
+            raise TypeError(f"a JSON {type(items).__name__}, not a list")
+        if not items:  # a publish writes one item per rank, never an empty list
+            raise ValueError("an empty list")
+        return [_recommendation(item, index) for index, item in enumerate(items, start=1)]
+    except (ValueError, TypeError) as err:
+        first = (str(err).splitlines() or [""])[0][:120]
+        raise StoreError(f"the stored recommendations of {what} are damaged ({type(err).__name__}: {first}); "
+                         "expected a JSON list of {category, score}", source=source,
+                         fix="re-publish: re-run `coea run` or the pipelines' publish step") from err
+
+
+def _recommendation(item: object, rank: int) -> Recommendation:
+    score = item.get("score") if isinstance(item, dict) else None
+    if not (isinstance(item, dict) and isinstance(item.get("category"), str) and isinstance(score, int | float)
+            and not isinstance(score, bool) and np.isfinite(score)):
+        raise ValueError(f"item {rank} is {str(item)[:60]!r}")
+    return Recommendation(category=item["category"], score=float(score), rank=rank)
