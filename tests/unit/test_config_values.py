@@ -171,18 +171,21 @@ def test_a_cutoff_above_the_categories_is_refused_before_any_training(tmp_path, 
                                                                       shown):
     """`eval.ks: [5, 100]` on a 14-category log reported C-H@100 = 1.0 and NCP@100 = 0.07 on lists of at most 14
     (and `pco.k: 500` per-round metrics alike): refused right after the data step, before DSIE/SFT/PCO."""
-    from coea import flow
+    from coea import flow, stages
     from tests.helpers import run_cli
 
     monkeypatch.setattr(logging.getLogger("coea"), "handlers", [])  # the CLI's log handler on this test's stderr
     ran = []
-    real = flow._run_step
+    for name in ("run_prepare_data", "run_dsie_group"):  # the staged data step and DSIE (flow.staged_data)
+        real_stage = getattr(stages, name)
+        monkeypatch.setattr(stages, name, lambda *a, _f=real_stage, _n=name, **kw: ran.append(_n) or _f(*a, **kw))
+    real = flow._run_step  # every later step (SFT, PCO, evaluate)
     monkeypatch.setattr(flow, "_run_step", lambda step, *a: ran.append(step) or real(step, *a))
     path, _ = _load(tmp_path, SMALL_LOG + section)
     code, _, err = run_cli(["evaluate", "--config", str(path), "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and f"option {key}: {shown} above the 14 categories of the log" in err, err
     assert "fix: set" in err and f"at most 14, e.g. {key}: " in err and "Traceback" not in err
-    assert ran == [flow.Step.PREPARE] and not (tmp_path / "out").exists()
+    assert ran == ["run_prepare_data"] and not (tmp_path / "out").exists()
 
 
 def test_a_cutoff_equal_to_the_categories_is_fine():
