@@ -38,6 +38,13 @@ IMAGE_REF = re.compile(rf"^(?:{_DOMAIN}/)?{_PATH}(?:/{_PATH})*(?::[A-Za-z0-9_][A
                        r"(?:@sha256:[a-f0-9]{64})?$")
 IMAGE_FIX = "REGISTRY/coea:TAG or REGISTRY/coea@sha256:<64 hex digits> (the digest `make images` prints)"
 PIPELINE_ROOT_SCHEMES = ("gs://", "s3://", "minio://")
+# Kubernetes names: a DNS-1123 subdomain (PVC, service account names; a label key's prefix), and the name part of a
+# label key or a label value (<= 63 characters, alphanumeric at both ends)
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_NAME = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# the shortest activeDeadlineSeconds of a GPU step: its pod's deadline counts from the pod's start, so it covers
+# pulling the (multi-GB) GPU image and loading the models before any training
+MIN_GPU_TIMEOUT_SECONDS = 600
 
 
 class StageClass(enum.StrEnum):
@@ -108,6 +115,7 @@ class DeploymentSettings:
         for name in ("io_retries", "gpu_retries", "gpu_timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        self._check_kubernetes_names()
         for stage in StageClass:
             if len(getattr(self, f"limits_{stage.value}").split(",")) != 2:
                 raise ValueError(f"limits_{stage.value} must be 'cpu,memory' such as '8,32Gi'")
@@ -133,8 +141,38 @@ class DeploymentSettings:
         if "://" not in self.state_uri and not self.state_uri.startswith("/"):
             raise ValueError(f"state_uri {self.state_uri!r} must be gs://BUCKET/PREFIX or an absolute path (a pod "
                              "has no working directory of yours)")
-        if self.pipeline_root and not self.pipeline_root.startswith(PIPELINE_ROOT_SCHEMES):
-            raise ValueError(f"pipeline_root {self.pipeline_root!r} must start with one of {PIPELINE_ROOT_SCHEMES}")
+        if self.pipeline_root and pipeline_root_problem(self.pipeline_root):
+            raise ValueError(f"pipeline_root {pipeline_root_problem(self.pipeline_root)}: write gs://BUCKET/PREFIX "
+                             "(or s3://, minio://), or leave it empty for the KFP server's default")
+
+    def _check_kubernetes_names(self) -> None:
+        """Label keys (node selector, taint), label values and object names as Kubernetes validates them, a GPU
+        deadline a step can meet and a named experiment, so a bad value fails here (compile, upload, schedule)
+        rather than as an unschedulable pod, a step killed every time or a rejected run."""
+        if 0 < self.gpu_timeout_seconds < MIN_GPU_TIMEOUT_SECONDS:
+            raise ValueError(f"gpu_timeout_seconds {self.gpu_timeout_seconds} is below {MIN_GPU_TIMEOUT_SECONDS}: a "
+                             "GPU step's pod pulls its image and loads models within that deadline and would never "
+                             "finish; use 0 (no deadline) or e.g. 21600 (6 hours)")
+        if not self.experiment.strip():
+            raise ValueError("experiment must not be empty; leave the key out for 'coea' or name a KFP experiment")
+        for name in ("gpu_node_selector_key", "gpu_toleration_key"):
+            problem = label_key_problem(getattr(self, name)) if getattr(self, name) else None
+            if problem:
+                raise ValueError(f"{name} {getattr(self, name)!r} is not a Kubernetes label key: {problem}")
+        for name in ("gpu_node_selector_value", "gpu_toleration_value"):
+            value = getattr(self, name)
+            if value and not LABEL_NAME.match(value):
+                raise ValueError(f"{name} {value!r} is not a Kubernetes label value: at most 63 characters of "
+                                 "A-Z, a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit")
+        if not self.cache_pvc_name and self.state_on_cache_volume:
+            raise ValueError(f"cache_pvc_name is empty while state_uri {self.state_uri!r} is on the cache volume")
+        for name in ("cache_pvc_name", "model_pvc_name", "service_account"):
+            value = getattr(self, name)
+            if value and not DNS_SUBDOMAIN.match(value):
+                fixed = value.lower().replace("_", "-")
+                raise ValueError(f"{name} {value!r} is not a Kubernetes object name: lower-case letters, digits, "
+                                 "'-' and '.', starting and ending with a letter or digit, at most 253 characters"
+                                 + (f" (e.g. {fixed!r})" if DNS_SUBDOMAIN.match(fixed) else ""))
 
     def image_of(self, stage: str) -> str:
         """The image of a component: ``gpu_image`` (or ``base_image`` when empty) for :data:`GPU_STAGES`."""
@@ -219,9 +257,29 @@ def check_image(ref: str, option: str) -> str:
     return ref
 
 
+def label_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a Kubernetes label key (``[DNS-subdomain prefix/]name``), or None."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and not DNS_SUBDOMAIN.match(prefix):
+        return f"its prefix {prefix!r} must be a DNS subdomain (lower-case letters, digits, '-', '.'), e.g. nvidia.com"
+    if not LABEL_NAME.match(name):
+        return (f"its name {name!r} must be at most 63 characters of A-Z, a-z, 0-9, '-', '_', '.', starting and "
+                "ending with a letter or digit (e.g. nvidia.com/gpu.present)")
+    return None
+
+
+def pipeline_root_problem(uri: str) -> str | None:
+    """Why KFP cannot store artifacts at ``uri`` (it needs gs://, s3:// or minio:// and a bucket), or None."""
+    if not uri.startswith(PIPELINE_ROOT_SCHEMES):
+        return f"{uri!r} must start with one of {PIPELINE_ROOT_SCHEMES}"
+    if not uri.split("://", 1)[1].strip("/"):
+        return f"{uri!r} names no bucket"
+    return None
+
+
 def check_pipeline_root(uri: str, option: str = "--pipeline-root") -> str:
     """Return ``uri`` when KFP can store artifacts there (gs://, s3://, minio://), else raise ``CoeaInputError``."""
-    if not uri.startswith(PIPELINE_ROOT_SCHEMES) or not uri.split("://", 1)[1].strip("/"):
+    if pipeline_root_problem(uri):
         raise CoeaInputError(f"pipeline root {uri!r} is not an object-store URI", option=option,
                              fix="gs://BUCKET/PREFIX (or s3://, minio://): the KFP launcher writes artifacts there")
     return uri

@@ -94,12 +94,29 @@ class DriftConfig:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold!r}")
         if self.stattest is not None and not (isinstance(self.stattest, str) and self.stattest.strip()):
             raise ValueError(f"stattest must be an Evidently method name or None, got {self.stattest!r}")
+        if self.stattest is not None and self.stattest not in stattest_names():
+            raise ValueError(f"stattest {self.stattest!r} is not a drift method of the installed Evidently; use one "
+                             f"of {', '.join(stattest_names())}, or leave it out (null) for Evidently's defaults")
         if self.stattest_threshold is not None and not self.stattest_threshold > 0:
             raise ValueError(f"stattest_threshold must be > 0 or None, got {self.stattest_threshold!r}")
         if self.top_categories < 0:
             raise ValueError(f"top_categories must be >= 0, got {self.top_categories!r}")
         if self.min_users < 2:
             raise ValueError(f"min_users must be >= 2, got {self.min_users!r}")
+
+
+def stattest_names() -> tuple[str, ...]:
+    """The names ``DriftConfig.stattest`` may take: the drift methods registered with the installed Evidently that
+    test numerical or categorical columns (its text-only ones fit no behaviour feature), and ``chi2_two_sample``.
+    Imports Evidently, so only a config that sets ``stattest`` pays for it."""
+    with _quiet_evidently():
+        import evidently.legacy.calculations.stattests  # noqa: F401  (registers Evidently's methods)
+        from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
+        from evidently.legacy.core import ColumnType
+
+    usable = {ColumnType.Numerical, ColumnType.Categorical}
+    names = [name for name, by_type in _registered_stat_tests.items() if usable & set(by_type)]
+    return (*sorted(set(names) - {TWO_SAMPLE_CHI2}, key=str.lower), TWO_SAMPLE_CHI2)
 
 
 @dataclass(frozen=True)
@@ -318,6 +335,8 @@ def _run_evidently(cfg: DriftConfig, ref: pd.DataFrame, cur: pd.DataFrame,
         from evidently.presets import DataDriftPreset
 
         per_column = None
+        if cfg.stattest == TWO_SAMPLE_CHI2:
+            _register_two_sample_chi2()
         if cfg.stattest is None and cfg.two_sample_chi2:
             _register_two_sample_chi2()
             per_column = dict.fromkeys(_chi2_columns(ref, cur, numerical, categorical), TWO_SAMPLE_CHI2) or None

@@ -210,8 +210,8 @@ def compile_cmd(
         validate_state_uri(dep.state_uri, dep.cache_mount_path)
     except CoeaInputError as err:  # compile has no --state-uri: the value is the settings file's
         err = err.replace(problem=f"state_uri: {err.problem}", source=settings, option=None)
-        typer.echo(f"warning: the compiled state_uri default is not usable: {err}; pass state_uri when you run "
-                   "it, or use coea upload/schedule with --state-uri", err=True)
+        typer.echo(f"warning: the compiled state_uri default is not usable: {err}; coea upload and coea schedule "
+                   "refuse it: pass --state-uri to them, or state_uri when you start a run", err=True)
     for name, path in compile_pipelines(out, dep).items():
         typer.echo(f"{name}: {path}")
 
@@ -302,12 +302,16 @@ def recurring_parameters(config: Path | None, state: str, drift_threshold: float
             "gcs_export_uri": gcs_export_uri}
 
 
-def check_schedule_options(cron: str | None, job_name: str, gcs_export_uri: str) -> None:
+def check_schedule_options(cron: str | None, job_name: str, gcs_export_uri: str, experiment: str | None = None) -> None:
     """``schedule``'s options that a dry run would otherwise send as they are: an empty ``--cron`` (silently the
-    settings' cron) or ``--job-name``, and a ``--gcs-export-uri`` that every scheduled run would fail to export to."""
+    settings' cron), ``--experiment`` or ``--job-name``, and a ``--gcs-export-uri`` that every scheduled run would fail
+    to export to."""
     if cron is not None and not cron.strip():
         raise CoeaInputError("empty cron", option="--cron", fix="leave --cron out for the settings' cron, or pass "
                                                                 "6 fields such as '0 0 3 * * *'")
+    if experiment is not None and not experiment.strip():
+        raise CoeaInputError("empty experiment name", option="--experiment",
+                             fix="leave --experiment out for the settings' experiment (coea), or name one")
     if not job_name.strip():
         raise CoeaInputError("empty job name", option="--job-name", fix="leave it out for coea-recurring")
     if gcs_export_uri:
@@ -344,7 +348,7 @@ def schedule_cmd(
     from pipelines.upload import ensure_version
 
     dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
-    check_schedule_options(cron, job_name, gcs_export_uri)
+    check_schedule_options(cron, job_name, gcs_export_uri, experiment)
     cron_expression = validate_cron(cron or dep.cron)
     dep = replace(dep, state_uri=validate_state_uri(state_uri or dep.state_uri, dep.cache_mount_path))
     params = recurring_parameters(config, dep.state_uri, drift_threshold, gcs_export_uri)

@@ -54,6 +54,9 @@ def parse_spec(spec: str) -> tuple[str, Path | GcsPath | None]:
         return kind, None
     if not sep or not rest:
         raise CoeaInputError(f"{kind} needs a path, got {spec!r}", option="--data", fix=f"use {kind}:PATH")
+    if rest.startswith("gs:") and not is_gcs_uri(rest):  # "gs:/b/x" would be read as the local path gs:/b/x
+        raise CoeaInputError(f"{rest!r} looks like a gs:// URI with a slash missing after gs:", option="--data",
+                             fix=f"write {kind}:gs://{rest[3:].lstrip('/')}")
     if is_gcs_uri(rest):
         if kind == "movielens":
             raise CoeaInputError(f"movielens reads a local directory, got {spec!r}", option="--data",

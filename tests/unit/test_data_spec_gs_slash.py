@@ -1,0 +1,39 @@
+"""A csv:/parquet: path that starts with gs: but not gs:// (a slash lost) is named as such, not read as a local
+path that is then not found; `coea schedule --config` checks the data spec's shape before submitting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coea.data.loaders import parse_spec
+from coea.errors import CoeaInputError
+from tests.helpers import run_cli
+
+
+@pytest.mark.parametrize(("spec", "fix"), [
+    ("parquet:gs:/b/events/", "parquet:gs://b/events/"),
+    ("csv:gs:/my-bucket/log.csv", "csv:gs://my-bucket/log.csv"),
+    ("csv:gs:my-bucket/log.csv", "csv:gs://my-bucket/log.csv"),
+])
+def test_gs_uri_with_a_missing_slash(spec: str, fix: str) -> None:
+    with pytest.raises(CoeaInputError) as info:
+        parse_spec(spec)
+    assert "looks like a gs:// URI with a slash missing" in str(info.value) and f"write {fix}" in str(info.value)
+
+
+def test_good_specs_still_parse(tmp_path: Path) -> None:
+    assert parse_spec("parquet:gs://my-bucket/events/")[1].bucket == "my-bucket"
+    assert parse_spec(f"csv:{tmp_path}/gs:x.csv") == ("csv", tmp_path / "gs:x.csv")
+
+
+def test_schedule_checks_the_config_data_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    config = tmp_path / "run.yaml"
+    config.write_text('data:\n  spec: "parquet:gs:/my-bucket/events/"\n', encoding="utf-8")
+    code, out, err = run_cli(["schedule", "--dry-run", "--state-uri", "gs://my-bucket/coea/state", "--config",
+                              str(config), "--out", str(tmp_path / "build")], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert str(config) in err and "data.spec" in err and "parquet:gs://my-bucket/events/" in err
