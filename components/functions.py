@@ -7,9 +7,11 @@ already holds coea and kfp, nothing is pip-installed at start-up). KFP ships eac
 every body imports what it uses; the artifact types come from the ``from kfp.dsl import *`` KFP puts in front of it.
 This module deliberately has no ``from __future__ import annotations``: KFP reads the annotations as types.
 The steps that train or score models take the ``device`` parameter (``auto`` | ``cpu`` | ``cuda[:N]``; auto = cuda
-when the pod has a GPU). Every output artifact except ``Metrics`` (whose metadata are the metrics) records the
-package version (``coea_version``; ``coea_git_sha`` too in images built by ``make images``) in its metadata
-(:func:`coea.stages.record_version`).
+when the pod has a GPU); ``evaluate`` and ``recommend`` run on CPU pods, where ``cuda[:N]`` means ``auto``
+(:func:`coea.device.cpu_step_device`). ``prepare_data`` receives every run parameter and checks them all first
+(:mod:`coea.stages.run_parameters`), so a bad one fails the run before any GPU step. Every output artifact except
+``Metrics`` (whose metadata are the metrics) records the package version (``coea_version``; ``coea_git_sha`` too
+in images built by ``make images``) in its metadata (:func:`coea.stages.record_version`).
 
 ``sft_novelty`` and ``sft_relevance`` train one LLM each (``run_sft_stage(which=...)``); ``evaluate`` and
 ``recommend`` take both as optional inputs and load exactly what their methods need (a method whose artifact is
@@ -25,17 +27,30 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 
 
 def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics], scheduled_time: str = "",
-                 data_spec: str = ""):
-    """Load and validate the log named by ``data_config`` ({"data": ..., "synthetic": ...}; a non-empty
-    ``data_spec`` replaces its ``data.spec``); write it as a prepared data dir (interactions.parquet, stats,
-    synthetic ground truth, the config used). ``scheduled_time`` (the pipelines wire in the run's scheduled time)
-    is the as-of time of a partitioned log unless ``data.as_of`` is set."""
+                 data_spec: str = "", state_uri: str = "", split_config: str = "{}", dsie_config: str = "{}",
+                 eval_config: str = "{}", llm_config: str = "{}", pco_config: str = "{}", device: str = "auto",
+                 pco_rounds: int = 0, pco_alpha: float = -1.0, rec_method: str = "coea_seq+x", rec_k: int = 10,
+                 gcs_export_uri: str = "", drift_config: str = "{}", drift_threshold: float = 0.5,
+                 recurring: bool = False):
+    """Check every run parameter (:func:`coea.stages.run_parameters.check_run_parameters`: the pipelines pass
+    them all; ``recurring`` adds the drift check's), then load and validate the log named by ``data_config``
+    ({"data": ..., "synthetic": ...}; a non-empty ``data_spec`` replaces its ``data.spec``; one of them must name
+    it) and check the cut-offs against its categories; write it as a prepared data dir (interactions.parquet,
+    stats, synthetic ground truth, the config used). ``scheduled_time`` (the pipelines wire in the run's scheduled
+    time) is the as-of time of a partitioned log unless ``data.as_of`` is set."""
     from pathlib import Path
 
-    from coea.stages import UiParameters, config_from_json, record_version, run_prepare_data
+    from coea.stages import record_version, run_prepare_data
+    from coea.stages.run_parameters import RunParameters, check_log_parameters, check_run_parameters
 
-    cfg = config_from_json(data_config, ui=UiParameters(data_spec=data_spec))
+    cfg = check_run_parameters(RunParameters(
+        state_uri=state_uri, data_config=data_config, split_config=split_config, dsie_config=dsie_config,
+        eval_config=eval_config, llm_config=llm_config, pco_config=pco_config, data_spec=data_spec,
+        pco_rounds=pco_rounds, pco_alpha=pco_alpha, device=device, rec_method=rec_method, rec_k=rec_k,
+        gcs_export_uri=gcs_export_uri, drift_config=drift_config if recurring else None,
+        drift_threshold=drift_threshold))
     result = run_prepare_data(cfg, Path(data.path), scheduled_time=scheduled_time)
+    check_log_parameters(cfg, int(result.stats["categories"]))
     record_version(data)
     for name, value in result.metrics().items():
         stats.log_metric(name, float(value))
@@ -160,9 +175,11 @@ def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_c
     import shutil
     from pathlib import Path
 
+    from coea.device import cpu_step_device
     from coea.stages import ArtifactDirs, UiParameters, config_from_json, record_version, run_evaluate_stage
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device,
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config,
+                           device=cpu_step_device(device),
                            ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
     dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
                         pco=Path(pco.path) if pco is not None else None)
@@ -185,9 +202,11 @@ def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_
     next period reads."""
     from pathlib import Path
 
+    from coea.device import cpu_step_device
     from coea.stages import ArtifactDirs, config_from_json, record_version, run_recommend
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device)
+    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config,
+                           device=cpu_step_device(device))
     dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
                         pco=Path(pco.path) if pco is not None else None)
     result = run_recommend(cfg, Path(data.path), dirs, method, int(k), Path(recommendations.path),

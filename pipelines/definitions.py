@@ -25,7 +25,8 @@ Pipeline parameters: the run config as JSON objects of its sections (``coea.stag
 ``drift_threshold``, ``device``, and ``data_spec``, ``pco_rounds``, ``pco_alpha``, whose defaults keep the
 JSON configs' values and which the steps merge into them (``coea.stages.with_ui_parameters``, one function).
 Each parameter has a description in the compiled spec (:data:`PARAMETER_HELP`, shown in the Kubeflow UI's run
-form). Build them for a deployment with :func:`build_pipelines` (image, GPU settings, ``pipeline_root`` ->
+form); prepare_data, the first step, receives and checks all of them (``coea.stages.run_parameters``). Build
+them for a deployment with :func:`build_pipelines` (image, GPU settings, ``pipeline_root`` ->
 ``defaultPipelineRoot``); compile them with :func:`pipelines.compile.compile_pipelines`.
 """
 
@@ -72,13 +73,15 @@ PARAMETER_HELP = {
                   "DSIE encoder beside it, seen categories excluded)",
     "rec_k": "categories served per user (K)",
     "gcs_export_uri": 'also export the recommendations as shards under this gs:// URI ("" = no export)',
-    "device": "auto | cpu | cuda | cuda:N for every model (auto = the GPU when the step's pod has one)",
+    "device": "auto | cpu | cuda | cuda:N for every model (auto = the GPU when the step's pod has one; the CPU steps "
+              "evaluate and recommend read cuda as auto)",
     "data_spec": 'the interaction log, e.g. parquet:gs://BUCKET/events/ (dt=YYYY-MM-DD/ partitions), '
-                 'csv:gs://BUCKET/log.csv, synthetic; replaces data_config\'s data.spec ("" = keep data_config\'s)',
-    "pco_rounds": "PCO rounds (sample, score, DPO+KL, R-LLM refresh); replaces pco_config's pco.rounds "
-                  "(0 = keep pco_config's, 3 by default)",
-    "pco_alpha": "PCO's KL weight alpha, >= 0 (0 = plain DPO); replaces pco_config's pco.dpo.alpha "
-                 "(negative = keep pco_config's, 0.4 by default)",
+                 'csv:gs://BUCKET/log.csv, or synthetic (generated demo data); replaces data_config\'s data.spec; '
+                 '"" = data_config\'s data.spec, and the run fails when neither names the data',
+    "pco_rounds": "PCO rounds (sample, score, DPO+KL, R-LLM refresh), >= 1 replaces pco_config's pco.rounds; "
+                  "0 does NOT skip PCO: it keeps pco_config's rounds (3 by default)",
+    "pco_alpha": "PCO's KL weight alpha: >= 0 replaces pco_config's pco.dpo.alpha (0 = plain DPO); any negative "
+                 "value keeps pco_config's alpha (0.4 by default)",
 }
 UI = UiParameters()  # the typed parameters' defaults: "keep the JSON config's value"
 
@@ -103,12 +106,21 @@ class Pipelines:
     settings: DeploymentSettings
 
 
+# every run parameter prepare_data checks before anything expensive runs (coea.stages.run_parameters)
+_CHECKED = ("state_uri", "split_config", "dsie_config", "eval_config", "llm_config", "pco_config", "device",
+            "pco_rounds", "pco_alpha", "rec_method", "rec_k", "gcs_export_uri")
+
+
 def _prepare(c: Components, p: dict[str, Any]) -> dsl.PipelineTask:
     """prepare_data (``data_config`` with ``data_spec`` over it) with the run's scheduled time as the as-of time
     of a partitioned log: the backend resolves the placeholder per run (a recurring run's scheduled time, a
-    one-off run's creation time), so each run of a schedule reads its own period (``coea.data.partitions``)."""
+    one-off run's creation time), so each run of a schedule reads its own period (``coea.data.partitions``).
+    It gets every other run parameter too and checks them all first (``coea.stages.run_parameters``): a bad value
+    fails the run here, before any GPU step; the recurring pipeline's drift parameters with ``recurring``."""
+    drift = {k: p[k] for k in ("drift_config", "drift_threshold") if k in p}
     return c.prepare_data(data_config=p["data_config"], data_spec=p["data_spec"],
-                          scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER)
+                          scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+                          **{k: p[k] for k in _CHECKED}, **drift, recurring=bool(drift))
 
 
 def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,

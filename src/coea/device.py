@@ -80,6 +80,14 @@ def resolve_device(spec: str) -> str:
     return norm
 
 
+def cpu_step_device(spec: str) -> str:
+    """The device spec a pipeline step without an accelerator (``evaluate``, ``recommend``: CPU pods) runs the run's
+    ``device`` parameter with: ``cuda``/``cuda:N`` ask for the GPU steps' GPU, so here they mean ``auto`` (a GPU if
+    the pod has one, else the CPU) instead of failing after the training; ``auto`` and ``cpu`` are unchanged."""
+    norm = check_device_spec(spec)
+    return AUTO if norm.startswith("cuda") else norm
+
+
 def model_device(model):
     """The torch device of ``model``'s parameters: where its inputs must go (never a config's guess)."""
     return next(model.parameters()).device

@@ -42,7 +42,7 @@ from typing import Any
 
 from coea.errors import CoeaInputError, reading
 from coea.state_backends import GcsState, LocalState, StateConflictError, open_state
-from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs
+from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs, parse_gcs_uri
 from coea.store.kv import KVStore
 from coea.store.publish import PublishConfig, PublishResult, read_recs_file, run_publish
 from coea.store.records import new_version_id, utc_now_iso
@@ -312,7 +312,10 @@ def run_export(cfg: PublishConfig, recs_path: Path, state_uri: str, store_out: P
     """Publish a recommendations parquet as the new version of the state's KV store; copy the store to
     ``store_out``; with ``gcs_uri``, also export the recommendations there as shards (``export_to_gcs``). ``seen``
     (the recommend step's seen pairs) becomes the state's ``seen.parquet`` first: the period's events happened
-    whether or not the publish goes through."""
+    whether or not the publish goes through. A malformed ``gcs_uri`` fails first, before anything is written (a
+    retried step would otherwise publish a new version on each try)."""
+    if gcs_uri:
+        parse_gcs_uri(gcs_uri)
     state = open_state(state_uri, client)
     if seen is not None:
         state.upload_file(SEEN, Path(seen))

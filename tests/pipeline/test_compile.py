@@ -91,8 +91,9 @@ def test_training_feeds_both_llms_to_evaluate_and_recommend(specs: dict[str, dic
 
 
 TYPED = ("data_spec", "pco_rounds", "pco_alpha")
-MERGED_BY = {"prepare-data": {"data_spec"}, "pco-loop": {"pco_rounds", "pco_alpha"},
-             "evaluate": {"pco_rounds", "pco_alpha"}}  # the steps that merge typed parameters into their config
+# the steps that merge typed parameters into their config; prepare-data checks every run parameter first
+MERGED_BY = {"prepare-data": {"data_spec", "pco_rounds", "pco_alpha"}, "pco-loop": {"pco_rounds", "pco_alpha"},
+             "evaluate": {"pco_rounds", "pco_alpha"}}
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
