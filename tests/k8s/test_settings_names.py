@@ -99,7 +99,7 @@ def test_schedule_refuses_an_empty_experiment(tmp_path: Path, capsys: pytest.Cap
     if args[-1] == "EMPTY":
         args[-1] = str(tmp_path / "pipeline.yaml")
         Path(args[-1]).write_text('experiment: ""\nstate_uri: gs://my-bucket/coea/state\n', encoding="utf-8")
-    code, out, err = run_cli(["schedule", "--dry-run", "--state-uri", "gs://my-bucket/coea/state",
-                              "--out", str(tmp_path / "build"), *args], capsys)
+    code, out, err = run_cli(["schedule", "--dry-run", "--state-uri", "gs://my-bucket/coea/state", "--data",
+                              "synthetic", "--out", str(tmp_path / "build"), *args], capsys)
     assert code == 2 and out == "" and "POST" not in out
     assert err.startswith("error: ") and "experiment" in err and len(err.strip().splitlines()) == 1

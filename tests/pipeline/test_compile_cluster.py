@@ -76,7 +76,7 @@ def test_schedule_passes_the_pipeline_root(tmp_path: Path, capsys: pytest.Captur
     import json
 
     code, out, err = run_cli(["schedule", "--dry-run", "--out", str(tmp_path), "--image", DIGEST,
-                              "--pipeline-root", "gs://bucket/root"], capsys)
+                              "--pipeline-root", "gs://bucket/root", "--data", "synthetic"], capsys)
     assert code == 0, err
     (line,) = [ln for ln in out.splitlines() if ln.startswith("POST   /apis/v2beta1/recurringruns")]
     assert json.loads(line[line.index("{"):])["runtime_config"]["pipeline_root"] == "gs://bucket/root"

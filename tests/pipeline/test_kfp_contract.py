@@ -22,7 +22,8 @@ from tests.pipeline.kfp_standin import StandInServer
 ROOT = "gs://coea-bucket/kfp-root"
 STATE = "gs://coea-bucket/state"
 UPLOAD = ["upload", "--state-uri", STATE, "--pipeline-root", ROOT]
-SCHEDULE = ["schedule", "--state-uri", STATE, "--pipeline-root", ROOT, "--cron", "0 30 2 * * *"]
+DEMO = ["schedule", "--data", "synthetic"]  # a demo schedule: the data named
+SCHEDULE = [*DEMO, "--state-uri", STATE, "--pipeline-root", ROOT, "--cron", "0 30 2 * * *"]
 
 
 @pytest.fixture(autouse=True)
@@ -208,9 +209,9 @@ def test_state_volume_follows_the_state_uri_passed(tmp_path: Path, capsys: pytes
         spec = read_spec(out / "coea_recurring.yaml")
         return {ex for ex, body in k8s_executors(spec).items() if body.get("pvcMount")}
 
-    _ok(["schedule", *settings, "--state-uri", STATE, "--out", str(tmp_path / "gs")], capsys)
+    _ok([*DEMO, *settings, "--state-uri", STATE, "--out", str(tmp_path / "gs")], capsys)
     assert pvc_mounts(tmp_path / "gs") == set()
-    _ok(["schedule", *settings, "--state-uri", "/cache/coea-state", "--out", str(tmp_path / "pvc")], capsys)
+    _ok([*DEMO, *settings, "--state-uri", "/cache/coea-state", "--out", str(tmp_path / "pvc")], capsys)
     assert {"exec-load-state", "exec-save-state", "exec-prepare-data"} <= pvc_mounts(tmp_path / "pvc")
-    code, _, err = run_cli(["schedule", *settings, "--state-uri", "/data/state", "--out", str(tmp_path / "x")], capsys)
+    code, _, err = run_cli([*DEMO, *settings, "--state-uri", "/data/state", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "outside the cache volume (mounted at /cache)" in err and len(err.strip().splitlines()) == 1

@@ -50,7 +50,8 @@ def test_schedule_dry_run_prints_the_calls(tmp_path: Path, capsys: pytest.Captur
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
     code, out, _ = run_cli(["schedule", "--dry-run", "--cron", "0 30 2 * * *", "--state-uri", "gs://my-bucket/coea",
-                         "--out", str(tmp_path), "--drift-threshold", "0.4"], capsys)
+                         "--out", str(tmp_path), "--drift-threshold", "0.4", "--data", "parquet:gs://my-bucket/events/"],
+                        capsys)
     assert code == 0 and out.startswith("dry run: nothing sent to (no endpoint)")
     body = recurring_run_body(out)
     assert body["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * *" and body["display_name"] == "coea-recurring"
@@ -62,10 +63,29 @@ def test_schedule_dry_run_prints_the_calls(tmp_path: Path, capsys: pytest.Captur
     assert params["data_config"].startswith('{"data": {')  # long values are shortened in the summary
 
 
+@pytest.mark.parametrize(("args", "shown"), [([], "no --config or --data"), (["--config", "gpu"], "--config names no "
+                                                                                "data.spec")])
+def test_schedule_refuses_synthetic_data_unless_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                      shown: str) -> None:
+    """A schedule without a data spec (no --config, or the README's `--config gpu`, which names none) sent runs
+    that trained on the synthetic generator's data and overwrote the production state; refused now, before any
+    call. `--data synthetic` asks for it (a demo schedule)."""
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    base = ["schedule", "--dry-run", "--state-uri", "gs://my-bucket/coea", "--out", str(tmp_path), *args]
+    code, out, err = run_cli(base, capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: option --data: {shown}: every scheduled run would train on generated synthetic "
+                          "data and overwrite the state at gs://my-bucket/coea"), err
+    assert "fix: name the log: --data parquet:gs://BUCKET/events/" in err
+    code, out, err = run_cli([*base, "--data", "synthetic"], capsys)
+    assert code == 0 and "POST" in out, err
+
+
 def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     code, out, _ = run_cli(["schedule", "--dry-run", "--settings", str(REPO / "k8s/overlays/cpu-dev/pipeline.yaml"),
-                         "--out", str(tmp_path)], capsys)
+                         "--out", str(tmp_path), "--data", "synthetic"], capsys)
     body = recurring_run_body(out)
     assert code == 0 and body["trigger"]["cron_schedule"]["cron"] == "0 0 * * * *"
     assert body["runtime_config"]["parameters"]["state_uri"] == "/cache/coea-state"
@@ -89,7 +109,7 @@ def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pyt
 def test_schedule_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                 message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
-    code, out, err = run_cli(["schedule", "--out", str(tmp_path), *args], capsys)
+    code, out, err = run_cli(["schedule", "--out", str(tmp_path), "--data", "synthetic", *args], capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 

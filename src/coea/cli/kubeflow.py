@@ -291,14 +291,26 @@ def upload_cmd(
         typer.echo(version.describe())
 
 
-def recurring_parameters(config: Path | None, state: str, drift_threshold: float, gcs_export_uri: str) -> dict:
-    """The recurring pipeline's arguments: the run config's sections, the state URI, threshold and export URI."""
+def recurring_parameters(config: Path | None, state: str, drift_threshold: float, gcs_export_uri: str,
+                         data: str | None = None) -> dict:
+    """The recurring pipeline's arguments: the run config's sections (``data``: ``--data``, over the config's data
+    spec), the state URI, threshold and export URI. A schedule whose data is the synthetic generator's (the config
+    default) is refused unless ``--data synthetic`` asks for it: every run would train on generated data and
+    overwrite the state."""
     from coea.stages import pipeline_arguments
 
     if not 0.0 < drift_threshold <= 1.0:
         raise CoeaInputError(f"drift threshold must be in (0, 1], got {drift_threshold}", option="--drift-threshold",
                              fix="e.g. 0.5: regroup when half of the behaviour features drift")
-    return {**pipeline_arguments(load_config(config)), "state_uri": state, "drift_threshold": drift_threshold,
+    cfg = load_config(config)
+    cfg = replace(cfg, data=overrides(cfg.data, {"spec": "--data"}, spec=data))
+    if cfg.data.spec.strip() in ("", "synthetic") and data != "synthetic":
+        raise CoeaInputError(f"{'--config names no data.spec' if config else 'no --config or --data'}: every "
+                             f"scheduled run would train on generated synthetic data and overwrite the state at "
+                             f"{state}", option="--data",
+                             fix="name the log: --data parquet:gs://BUCKET/events/ (or data.spec in --config); "
+                                 "--data synthetic for a demo schedule")
+    return {**pipeline_arguments(cfg), "state_uri": state, "drift_threshold": drift_threshold,
             "gcs_export_uri": gcs_export_uri}
 
 
@@ -335,6 +347,10 @@ def schedule_cmd(
     job_name: Annotated[str, typer.Option("--job-name", help="the recurring run's name: scheduling the same name "
                                                              "again replaces it")] = "coea-recurring",
     service_account: Annotated[str | None, typer.Option("--service-account")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="the log every scheduled run reads (over --config's "
+                                                           "data.spec), e.g. parquet:gs://BUCKET/events/; "
+                                                           "required unless the config names one; synthetic only "
+                                                           "for a demo schedule")] = None,
     drift_threshold: Annotated[float, typer.Option("--drift-threshold", help="regroup when drift share >= this")]
     = 0.5,
     gcs_export_uri: Annotated[str, typer.Option("--gcs-export-uri", help="also export recommendations here")] = "",
@@ -351,7 +367,7 @@ def schedule_cmd(
     check_schedule_options(cron, job_name, gcs_export_uri, experiment)
     cron_expression = validate_cron(cron or dep.cron)
     dep = replace(dep, state_uri=validate_state_uri(state_uri or dep.state_uri, dep.cache_mount_path))
-    params = recurring_parameters(config, dep.state_uri, drift_threshold, gcs_export_uri)
+    params = recurring_parameters(config, dep.state_uri, drift_threshold, gcs_export_uri, data)
     namespace = namespace or dep.namespace or None
     api = kfp_api(host, token, iap_client_id, in_cluster, namespace, dry_run)
     package = compile_pipelines(out, dep)[RECURRING]  # the state steps mount the volume iff the state is on it
