@@ -12,6 +12,7 @@ import pytest
 from coea import lineage
 from coea.config import SplitConfig
 from coea.errors import CoeaInputError
+from tests.unit.test_lineage import recorded_run
 
 ALL = {"dsie", "llms", "pco"}
 
@@ -23,17 +24,8 @@ def _log(path: Path, users: list[str]) -> None:
 
 @pytest.fixture
 def run(tmp_path: Path) -> Path:
-    (tmp_path / "data").mkdir()
-    _log(tmp_path / "data" / "interactions.parquet", ["u1", "u2"])
-    key = lineage.histories(tmp_path / "data", SplitConfig())
-    for part in ("dsie", "llm/novelty", "llm/relevance", "pco"):
-        (tmp_path / part).mkdir(parents=True)
-    lineage.write(tmp_path / "dsie", key)
-    for name in ("novelty", "relevance"):
-        lineage.write(tmp_path / "llm" / name, key, {"dsie": tmp_path / "dsie"})
-    lineage.write(tmp_path / "pco", key, {"dsie": tmp_path / "dsie", "novelty": tmp_path / "llm" / "novelty",
-                                          "relevance": tmp_path / "llm" / "relevance"})
-    return tmp_path
+    """tests/unit/test_lineage.py's run folder: data/ and every artifact recorded, pco/ complete."""
+    return recorded_run(tmp_path)
 
 
 DAMAGE = {"truncated": '{"id": "ab', "a-list": "[1, 2]", "histories-a-list": '{"id": "a", "histories": []}',

@@ -15,6 +15,10 @@ from coea.errors import CoeaInputError
 
 @pytest.fixture
 def run(tmp_path: Path) -> Path:
+    return recorded_run(tmp_path)
+
+
+def recorded_run(tmp_path: Path) -> Path:
     """A run folder with data/, and dsie/, both models and pco/ recorded in the order the commands write them."""
     (tmp_path / "data").mkdir()
     pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "category": ["a", "b"],
