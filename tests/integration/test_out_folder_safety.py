@@ -54,6 +54,16 @@ def test_a_refused_log_leaves_an_existing_evaluate_out_as_it_was(tmp_path, capsy
     assert snapshot(out) == before
 
 
+def test_evaluating_again_into_an_out_drops_the_earlier_ks_plot(tmp_path, capsys) -> None:
+    """An existing --out kept an earlier evaluation's metrics_at_3.png beside the new metrics_at_5.png, and the
+    run's report.html shows every plot of the folder: the old K's bars appeared as the run's."""
+    out, data = tmp_path / "out", f"csv:{log(tmp_path / 'good.csv')}"
+    for k in ("3", "5"):
+        code, _, err = run_cli(["evaluate", "--data", data, "--methods", "pop", "--k", k, "--out", str(out)], capsys)
+        assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.png")) == ["metrics_at_5.png"]
+
+
 def test_evaluate_from_run_with_a_refused_data_log_leaves_an_existing_out_as_it_was(tmp_path, capsys) -> None:
     run, out = tmp_path / "run", tmp_path / "out"
     for folder in (run, out):

@@ -154,6 +154,8 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
     write_json_atomic(paths["metrics_json"], metrics)
     write_text_atomic(paths["metrics_md"], md)
     bar_chart(metrics["methods"], k, paths["plot"], title=f"{loaded.source}: K={k}")
+    for stale in set(out_dir.glob("metrics_at_*.png")) - {paths["plot"]}:  # an earlier evaluation's other K: the
+        stale.unlink(missing_ok=True)  # run's report.html shows every plot of the folder
     save_config(cfg, paths["config"])
     if loaded.truth is not None:
         for p in loaded.truth.write_ground_truth(out_dir / "ground_truth"):
