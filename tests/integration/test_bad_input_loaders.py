@@ -182,3 +182,23 @@ def test_a_parquet_list_column_is_refused(tmp_path, capsys):
     path = parquet(tmp_path / "list.parquet", category=[["x"], ["y"], ["x"]])
     line = one_error(capsys, tmp_path, f"parquet:{path}", command="stats")
     assert f"{path}, column 'category': holds list<element: string> values" in line and "explode" in line
+
+
+def test_parquet_binary_ids_and_categories_are_read_as_text(tmp_path, capsys):
+    """A Parquet writer that stores strings as raw bytes (binary, no UTF-8 annotation): the ids and categories
+    became the text "b'x'"; decoded now, and bytes that are not UTF-8 are an error at their row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from coea.config import DataConfig
+    from coea.data.tabular import read_table
+
+    table = pa.table({"user_id": pa.array([b"u1", b"u2"], pa.binary()), "item_id": ["i1", "i2"],
+                      "category": pa.array([b"Drama", b"Com\xc3\xa9die"], pa.binary()), "timestamp": [T0, T0 + 1]})
+    pq.write_table(table, tmp_path / "b.parquet")
+    df = read_table(tmp_path / "b.parquet", "parquet", DataConfig())
+    assert df["user_id"].tolist() == ["u1", "u2"] and df["category"].tolist() == ["Drama", "Com\u00e9die"]
+    bad = table.set_column(2, "category", pa.array([b"Drama", b"\xff\xfe"], pa.binary()))
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    line = one_error(capsys, tmp_path, f"parquet:{tmp_path / 'bad.parquet'}", command="stats")
+    assert "column 'category', row 2: bytes" in line and "not UTF-8" in line

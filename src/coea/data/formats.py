@@ -83,6 +83,27 @@ def _open_quote(path: Path) -> CoeaInputError | None:
                               'twice: "say ""hi""")')
 
 
+def decode_binary(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Columns that a Parquet writer stored as raw bytes (``binary``, e.g. strings written without their UTF-8
+    annotation) as text: pandas would turn each value into "b'x'". A value that is not UTF-8 is an error naming
+    its column and row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    binary = [f.name for f in pq.read_schema(path) if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    for col in (c for c in df.columns if c in binary):
+        values = df[col]
+        for row, value in enumerate(values, start=1):
+            if isinstance(value, bytes):
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise CoeaInputError(f"bytes {value[:20]!r} are not UTF-8 text", source=path, column=str(col),
+                                         row=row, fix="write the column as UTF-8 strings") from err
+        df[col] = values.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
+    return df
+
+
 def check_flat_parquet(path: Path, columns: Iterable[str | None]) -> None:
     """Refuse a Parquet column among ``columns`` that holds lists, structs or maps: pandas would turn each into
     text such as "['x']" without a word."""

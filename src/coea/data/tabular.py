@@ -7,7 +7,14 @@ from pathlib import Path
 import pandas as pd
 
 from coea.config import DataConfig
-from coea.data.formats import NUMERIC_NA, check_flat_parquet, check_row_width, not_another_format, unparsable
+from coea.data.formats import (
+    NUMERIC_NA,
+    check_flat_parquet,
+    check_row_width,
+    decode_binary,
+    not_another_format,
+    unparsable,
+)
 from coea.data.lines import undecodable
 from coea.data.schema import CATEGORY, ITEM, RATING, REQUIRED, TIMESTAMP, USER
 from coea.errors import CoeaInputError
@@ -68,6 +75,7 @@ def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
         check_row_width(path, df)
     else:
         check_flat_parquet(path, [cfg.user_col, cfg.item_col, cfg.category_col, cfg.timestamp_col, cfg.rating_col])
+        df = decode_binary(df, path)
     df.columns = [str(c).strip() for c in df.columns]
     _check_mapping(list(df.columns), cfg, path)
     df = df.rename(columns=_rename_map(cfg))
