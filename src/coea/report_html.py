@@ -238,9 +238,8 @@ def _plots_section(run_dir: Path, pngs: list[Path]) -> str:
 
 
 def _grouping_row(name: str, grouping: dict[str, Any]) -> list[Any]:
-    sizes = grouping.get("sizes", {})
-    emb = grouping.get("embedding_cosine", {})
-    cat = grouping.get("category_cosine", {})
+    sizes, emb, cat = ({} if not isinstance(v, dict) else v for v in (
+        grouping.get("sizes"), grouping.get("embedding_cosine"), grouping.get("category_cosine")))
     median = sizes.get("median", "")  # a count, or half-way between two: 59, 59.5 (not 59.0000)
     return [name, sizes.get("M_N", ""), sizes.get("min", ""), _trimmed(median), sizes.get("max", ""),
             emb.get("intra", ""), emb.get("inter", ""), emb.get("ratio", ""), cat.get("ratio", ""),
@@ -258,15 +257,21 @@ def _dsie_section(report: Any) -> str:
               "emb. intra/inter", "category intra/inter", "ARI vs planted"]
     parts = [_dl(summary), _table(header, rows, "dsie-groups-table"),
              _terms(DSIE_TERMS, [*summary, "M_N", "ARI vs planted"], "dsie-terms")]
-    sizes = (report.get("csid_groups") or {}).get("sizes", {}).get("sizes")
-    if sizes:
+    sizes = _field(_field(report, "csid_groups"), "sizes")
+    if isinstance(sizes, dict) and (sizes := sizes.get("sizes")):
         parts.append(f"<p>CSID group sizes: {_fmt(sizes)}</p>")
+    codebooks = report.get("codebooks")
     books = [[b.get("level"), b.get("codebook_size"), b.get("utilisation"), b.get("perplexity")]
-             for b in report.get("codebooks") or [] if isinstance(b, dict)]
+             for b in (codebooks if isinstance(codebooks, list) else []) if isinstance(b, dict)]
     if books:
         parts.append("<h3>Codebook utilisation</h3>"
                      + _table(["level", "size", "utilisation", "perplexity"], books, "codebook-table"))
     return _section("DSIE groups", "\n".join(parts), "dsie")
+
+
+def _field(obj: Any, key: str) -> Any:
+    """``obj[key]`` where ``obj`` is a mapping, else None (a hand-edited or damaged report file)."""
+    return obj.get(key) if isinstance(obj, dict) else None
 
 
 def _drift_block(run_dir: Path, path: Path) -> str:
