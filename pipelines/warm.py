@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -68,6 +69,7 @@ def _fork_server() -> Any:
 
 
 _WATCH_S = 1.0  # how often a step checks that the coea process that started it still runs
+_STOP_GRACE_S = 30.0  # how long an interrupted step may take to clean up before it is killed
 _ORPHANED = 137  # a step's exit code when that process is gone (as if killed)
 
 
@@ -158,10 +160,27 @@ def run_warm(full_command: list[str], env_vars: dict[str, str] | None = None) ->
                                                   os.getpid()), name="kfp-step")
         with open(log_path, encoding="utf-8", errors="replace") as log:
             process.start()
-            _stream(log, process)
+            try:
+                _stream(log, process)
+            except BaseException:  # Ctrl-C or SIGTERM on coea run: the step stops too, before its folder goes
+                stop_step(process)
+                raise
         process.join()
         print("\n")  # kfp.local's separator after a step's logs
         return process.exitcode if process.exitcode is not None else 1
+
+
+def stop_step(process: Any, grace_s: float = _STOP_GRACE_S) -> None:
+    """Interrupt a running step as Ctrl-C would (SIGINT: its ``finally`` blocks and context managers remove its
+    temporary files), then kill it if it has not ended within ``grace_s`` seconds. Left running, an interrupted
+    ``coea run``'s step went on until its owner watch ended it with ``os._exit``, leaving its temporary folders."""
+    if process.is_alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGINT)
+        process.join(grace_s)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def warm_enabled() -> bool:

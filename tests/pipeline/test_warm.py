@@ -104,3 +104,45 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _cleans_up(marker: str) -> None:
+    try:
+        time.sleep(120)
+    finally:  # what a step's context managers do when it is interrupted
+        Path(marker).write_text("cleaned", encoding="utf-8")
+
+
+def test_an_interrupted_run_interrupts_its_step_so_that_it_cleans_up(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM on `coea run` left its running step going until the owner watch ended it with os._exit
+    (no cleanup: its coea-* temporary folders stayed). stop_step interrupts the step (its finally blocks run) and
+    waits for it."""
+    import multiprocessing
+
+    from pipelines.warm import stop_step
+
+    marker = tmp_path / "marker"
+    process = multiprocessing.get_context("fork").Process(target=_cleans_up, args=(str(marker),))
+    process.start()
+    time.sleep(0.5)  # inside the try block
+    stop_step(process, grace_s=20)
+    assert not process.is_alive() and marker.read_text(encoding="utf-8") == "cleaned"
+
+
+def test_run_warm_stops_its_step_when_interrupted(monkeypatch, tmp_path: Path) -> None:
+    """The interrupt reaches run_warm while it streams the step's log: it stops the step (stop_step) before the
+    step's temporary folder is removed, then lets the interrupt go on."""
+    import multiprocessing
+
+    monkeypatch.setattr(warm, "_fork_server", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(warm, "_step", lambda *args: time.sleep(120))
+
+    def interrupted(log, process) -> None:
+        raise KeyboardInterrupt
+
+    stopped = []
+    monkeypatch.setattr(warm, "_stream", interrupted)
+    monkeypatch.setattr(warm, "stop_step", lambda process: stopped.append(process) or process.kill() or process.join())
+    with pytest.raises(KeyboardInterrupt):
+        warm.run_warm(_command())
+    assert len(stopped) == 1 and not stopped[0].is_alive()
