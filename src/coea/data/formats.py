@@ -83,35 +83,33 @@ def _open_quote(path: Path) -> CoeaInputError | None:
                               'twice: "say ""hi""")')
 
 
-def decode_binary(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Columns that a Parquet writer stored as raw bytes (``binary``, e.g. strings written without their UTF-8
-    annotation) as text: pandas would turn each value into "b'x'". A value that is not UTF-8 is an error naming
-    its column and row."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    binary = [f.name for f in pq.read_schema(path) if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+def decode_binary(df: pd.DataFrame, path: Path, binary: Iterable[str]) -> pd.DataFrame:
+    """The ``binary`` columns (a Parquet writer stored their strings as raw bytes, without the UTF-8 annotation;
+    :func:`check_flat_parquet` names them) as text: pandas would turn each value into "b'x'". A value that is not
+    UTF-8 is an error naming its column and row."""
+    binary = set(binary)
     for col in (c for c in df.columns if c in binary):
-        values = df[col]
-        for row, value in enumerate(values, start=1):
-            if isinstance(value, bytes):
-                try:
-                    value.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise CoeaInputError(f"bytes {value[:20]!r} are not UTF-8 text", source=path, column=str(col),
-                                         row=row, fix="write the column as UTF-8 strings") from err
-        df[col] = values.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
+        text = []
+        for row, value in enumerate(df[col], start=1):
+            try:
+                text.append(value.decode("utf-8") if isinstance(value, bytes) else value)
+            except UnicodeDecodeError as err:
+                raise CoeaInputError(f"bytes {value[:20]!r} are not UTF-8 text", source=path, column=str(col),
+                                     row=row, fix="write the column as UTF-8 strings") from err
+        df[col] = pd.Series(text, index=df.index, dtype=object)
     return df
 
 
-def check_flat_parquet(path: Path, columns: Iterable[str | None]) -> None:
+def check_flat_parquet(path: Path, columns: Iterable[str | None]) -> list[str]:
     """Refuse a Parquet column among ``columns`` that holds lists, structs or maps: pandas would turn each into
-    text such as "['x']" without a word."""
+    text such as "['x']" without a word. Returns the file's columns of raw bytes (for :func:`decode_binary`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    wanted = {name for name in columns if name}
+    wanted, binary = {name for name in columns if name}, []
     for field in pq.read_schema(path):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            binary.append(field.name)
         if field.name in wanted and pa.types.is_nested(field.type):
             raise CoeaInputError(
                 f"holds {field.type} values; ids, categories and timestamps must be one plain value a row",
@@ -119,3 +117,4 @@ def check_flat_parquet(path: Path, columns: Iterable[str | None]) -> None:
                 fix="store one string (or integer) per row, e.g. df[col] = df[col].str[0] for the first element, "
                     "or df.explode(col) for one row per element",
             )
+    return binary

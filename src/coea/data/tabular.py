@@ -74,8 +74,9 @@ def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
         _check_unique_header(path)
         check_row_width(path, df)
     else:
-        check_flat_parquet(path, [cfg.user_col, cfg.item_col, cfg.category_col, cfg.timestamp_col, cfg.rating_col])
-        df = decode_binary(df, path)
+        binary = check_flat_parquet(path, [cfg.user_col, cfg.item_col, cfg.category_col, cfg.timestamp_col,
+                                           cfg.rating_col])
+        df = decode_binary(df, path, binary)
     df.columns = [str(c).strip() for c in df.columns]
     _check_mapping(list(df.columns), cfg, path)
     df = df.rename(columns=_rename_map(cfg))
