@@ -48,9 +48,15 @@ def cheap_task_checks() -> Iterator[None]:
 
 
 def apply_resources(task: PipelineTask, settings: DeploymentSettings, stage: StageClass) -> PipelineTask:
-    """CPU and memory requests and limits of the stage's class."""
+    """CPU and memory requests and limits of the stage's class; a compute-class step (evaluate, recommend, the
+    profiles, drift: deterministic, no side effects) also gets ``compute_retries`` with backoff, so a node drained
+    or preempted under it does not fail the run after its GPU steps (the light and train classes get theirs from
+    :func:`apply_io` and :func:`apply_gpu`)."""
     cpu, memory = settings.requests(stage)
     cpu_limit, memory_limit = settings.limits(stage)
+    if stage is StageClass.COMPUTE and settings.compute_retries:
+        task.set_retry(num_retries=settings.compute_retries, backoff_duration=settings.compute_retry_backoff,
+                       backoff_factor=2.0)
     task.set_cpu_request(cpu).set_memory_request(memory)
     return task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
 

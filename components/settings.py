@@ -89,6 +89,8 @@ class DeploymentSettings:
     gpu_retries: int = 2  # retries of GPU steps (a preempted/spot node kills the pod)
     gpu_retry_backoff: str = "120s"  # first wait before a GPU retry (doubles each time)
     gpu_timeout_seconds: int = 6 * 3600  # activeDeadlineSeconds of each GPU step's pod (0 = none)
+    compute_retries: int = 2  # retries of the CPU compute steps (evaluate, recommend, profiles, drift): a node
+    compute_retry_backoff: str = "60s"  # drained or preempted under them, or a pod evicted (doubles each time)
     service_account: str = "coea-pipeline-runner"  # Kubernetes service account of recurring runs
     cron: str = "0 0 3 * * *"  # recurring-run schedule: 6 fields, seconds first
     experiment: str = "coea"  # KFP experiment that holds the runs
@@ -112,7 +114,7 @@ class DeploymentSettings:
             raise ValueError(f"relevance_from_novelty must be true or false, got {self.relevance_from_novelty!r}")
         if self.accelerator_limit < 1:
             raise ValueError(f"accelerator_limit must be >= 1, got {self.accelerator_limit!r}")
-        for name in ("io_retries", "gpu_retries", "gpu_timeout_seconds"):
+        for name in ("io_retries", "gpu_retries", "compute_retries", "gpu_timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         self._check_kubernetes_names()

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def local_settings() -> DeploymentSettings:
     """Default settings without retries: locally a failure is a bug or bad input, and retrying it only waits."""
-    return DeploymentSettings(io_retries=0, gpu_retries=0)
+    return DeploymentSettings(io_retries=0, gpu_retries=0, compute_retries=0)
 
 
 def init_local(run_dir: Path, pipeline_root: Path | None = None) -> Path:
