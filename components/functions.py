@@ -11,7 +11,9 @@ when the pod has a GPU); ``evaluate`` and ``recommend`` run on CPU pods, where `
 (:func:`coea.device.cpu_step_device`). ``prepare_data`` receives every run parameter and checks them all first
 (:mod:`coea.stages.run_parameters`), so a bad one fails the run before any GPU step. Every output artifact except
 ``Metrics`` (whose metadata are the metrics) records the package version (``coea_version``; ``coea_git_sha`` too
-in images built by ``make images``) in its metadata (:func:`coea.stages.record_version`).
+in images built by ``make images``) in its metadata (:func:`coea.stages.record_version`). Every body runs under
+:func:`coea.interrupts.pipeline_step`: a SIGTERM (a preempted pod, a deadline) unwinds it, so its ``finally`` blocks
+remove its temporary files (e.g. ``.current.json.*.tmp`` on a state volume), then the step exits 143.
 
 ``sft_novelty`` and ``sft_relevance`` train one LLM each (``run_sft_stage(which=...)``); ``evaluate`` and
 ``recommend`` take both as optional inputs and load exactly what their methods need (a method whose artifact is
@@ -40,22 +42,24 @@ def prepare_data(data_config: str, data: Output[Dataset], stats: Output[Metrics]
     time) is the as-of time of a partitioned log unless ``data.as_of`` is set."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import record_version, run_prepare_data
     from coea.stages.run_parameters import RunParameters, check_log_parameters, check_run_parameters
 
-    cfg = check_run_parameters(RunParameters(
-        state_uri=state_uri, data_config=data_config, split_config=split_config, dsie_config=dsie_config,
-        eval_config=eval_config, llm_config=llm_config, pco_config=pco_config, data_spec=data_spec,
-        pco_rounds=pco_rounds, pco_alpha=pco_alpha, device=device, rec_method=rec_method, rec_k=rec_k,
-        gcs_export_uri=gcs_export_uri, drift_config=drift_config if recurring else None,
-        drift_threshold=drift_threshold))
-    result = run_prepare_data(cfg, Path(data.path), scheduled_time=scheduled_time)
-    check_log_parameters(cfg, int(result.stats["categories"]))
-    record_version(data)
-    for name, value in result.metrics().items():
-        stats.log_metric(name, float(value))
-    data.metadata.update({"spec": cfg.data.spec, "source": result.source, "users": result.stats["users"],
-                          "interactions": result.stats["interactions"], "as_of": result.as_of or ""})
+    with pipeline_step():
+        cfg = check_run_parameters(RunParameters(
+            state_uri=state_uri, data_config=data_config, split_config=split_config, dsie_config=dsie_config,
+            eval_config=eval_config, llm_config=llm_config, pco_config=pco_config, data_spec=data_spec,
+            pco_rounds=pco_rounds, pco_alpha=pco_alpha, device=device, rec_method=rec_method, rec_k=rec_k,
+            gcs_export_uri=gcs_export_uri, drift_config=drift_config if recurring else None,
+            drift_threshold=drift_threshold))
+        result = run_prepare_data(cfg, Path(data.path), scheduled_time=scheduled_time)
+        check_log_parameters(cfg, int(result.stats["categories"]))
+        record_version(data)
+        for name, value in result.metrics().items():
+            stats.log_metric(name, float(value))
+        data.metadata.update({"spec": cfg.data.spec, "source": result.source, "users": result.stats["users"],
+                              "interactions": result.stats["interactions"], "as_of": result.as_of or ""})
 
 
 def dsie_group(data: Input[Dataset], split_config: str, dsie_config: str, dsie: Output[Model],
@@ -63,14 +67,16 @@ def dsie_group(data: Input[Dataset], split_config: str, dsie_config: str, dsie: 
     """DSIE on the prepared log's histories: encoder -> RQ-VAE CSIDs -> groups, profiles, report, weights."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import config_from_json, record_version, run_dsie_group
 
-    cfg = config_from_json(split_config, dsie_config, device=device)
-    result = run_dsie_group(cfg, Path(data.path), Path(dsie.path))
-    record_version(dsie)
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, float(value))
-    dsie.metadata.update({"M_N": result.summary.m_n, "framework": "pytorch"})
+    with pipeline_step():
+        cfg = config_from_json(split_config, dsie_config, device=device)
+        result = run_dsie_group(cfg, Path(data.path), Path(dsie.path))
+        record_version(dsie)
+        for name, value in result.metrics().items():
+            metrics.log_metric(name, float(value))
+        dsie.metadata.update({"M_N": result.summary.m_n, "framework": "pytorch"})
 
 
 def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: str, dsie_config: str,
@@ -78,14 +84,16 @@ def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: st
     """Keep the groups of ``dsie_in``; rebuild their profiles from the prepared log's histories."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import config_from_json, record_version, run_build_profiles
 
-    cfg = config_from_json(split_config, dsie_config)
-    result = run_build_profiles(cfg, Path(data.path), Path(dsie_in.path), Path(dsie.path))
-    record_version(dsie)
-    metrics.log_metric("profiles_refreshed", float(len(result.refreshed)))
-    metrics.log_metric("profiles_kept", float(len(result.kept)))
-    dsie.metadata.update({"refreshed": result.refreshed, "kept": result.kept})
+    with pipeline_step():
+        cfg = config_from_json(split_config, dsie_config)
+        result = run_build_profiles(cfg, Path(data.path), Path(dsie_in.path), Path(dsie.path))
+        record_version(dsie)
+        metrics.log_metric("profiles_refreshed", float(len(result.refreshed)))
+        metrics.log_metric("profiles_kept", float(len(result.kept)))
+        dsie.metadata.update({"refreshed": result.refreshed, "kept": result.kept})
 
 
 def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
@@ -93,39 +101,44 @@ def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsi
     """SFT of the Novelty LLM on the prepared log's histories and the DSIE groups (``model/novelty/``)."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import config_from_json, record_version, run_sft_stage
 
-    cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
-    result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("novelty",))
-    record_version(model)
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)
-    model.metadata.update({"llm": "novelty", "framework": "transformers", "base_model": cfg.llm.model.base_model})
+    with pipeline_step():
+        cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
+        result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("novelty",))
+        record_version(model)
+        for name, value in result.metrics().items():
+            metrics.log_metric(name, value)
+        model.metadata.update({"llm": "novelty", "framework": "transformers", "base_model": cfg.llm.model.base_model})
 
 
 def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
                   model: Output[Model], metrics: Output[Metrics], device: str = "auto",
-                  novelty: Input[Model] = None):
+                  novelty: Input[Model] = None, pco_config: str = "{}"):
     """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``); with
     ``llm.relevance_init: novelty`` it starts from the trained N-LLM of ``novelty`` (sft_novelty's output, wired
-    only when the pipeline is compiled with the setting ``relevance_from_novelty``)."""
+    only when the pipeline is compiled with the setting ``relevance_from_novelty``). ``pco_config`` only tells
+    whether the PCO reward reads the R-LLM's score (a chance-level R-LLM is then a warning, not an info line)."""
     from pathlib import Path
 
     from coea.errors import CoeaInputError
+    from coea.interrupts import pipeline_step
     from coea.stages import config_from_json, record_version, run_sft_stage
 
-    cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
-    if novelty is None and cfg.llm.relevance_init == "novelty":
-        raise CoeaInputError("llm.relevance_init is novelty but this pipeline's sft-relevance step has no N-LLM input",
-                             source="llm_config", option="llm.relevance_init",
-                             fix="compile the pipeline with the deployment setting relevance_from_novelty: true "
-                                 "(the SFT steps then run one after the other), or set llm.relevance_init: scratch")
-    result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",),
-                           novelty_dir=Path(novelty.path) / "novelty" if novelty is not None else None)
-    record_version(model)
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)
-    model.metadata.update({"llm": "relevance", "framework": "transformers", "base_model": cfg.llm.model.base_model})
+    with pipeline_step():
+        cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device)
+        if novelty is None and cfg.llm.relevance_init == "novelty":
+            raise CoeaInputError("llm.relevance_init is novelty but this pipeline's sft-relevance step has no N-LLM "
+                                 "input", source="llm_config", option="llm.relevance_init",
+                                 fix="compile the pipeline with the deployment setting relevance_from_novelty: true "
+                                     "(the SFT steps then run one after the other), or set llm.relevance_init: scratch")
+        result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",),
+                               novelty_dir=Path(novelty.path) / "novelty" if novelty is not None else None)
+        record_version(model)
+        for name, value in result.metrics().items():
+            metrics.log_metric(name, value)
+        model.metadata.update({"llm": "relevance", "framework": "transformers", "base_model": cfg.llm.model.base_model})
 
 
 def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], relevance: Input[Model],
@@ -142,6 +155,7 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
     pipeline's ``load_state``): what the serving store showed each user before this period (``pco.exposure_inject``)."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import (
         UiParameters,
         config_from_json,
@@ -151,17 +165,18 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
         run_pco_stage,
     )
 
-    cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device,
-                           ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
-    result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
-                           Path(model.path), new_interactions=new_interactions,
-                           served=Path(served.path) if served is not None else None)
-    export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
-    record_version(model, curves, final_novelty, final_relevance)
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)
-    Path(curves.path).write_text(rounds_page(result.rounds, "PCO rounds"), encoding="utf-8")
-    model.metadata.update({"rounds": cfg.pco.rounds, "alpha": cfg.pco.dpo.alpha})
+    with pipeline_step():
+        cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device,
+                               ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
+        result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
+                               Path(model.path), new_interactions=new_interactions,
+                               served=Path(served.path) if served is not None else None)
+        export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
+        record_version(model, curves, final_novelty, final_relevance)
+        for name, value in result.metrics().items():
+            metrics.log_metric(name, value)
+        Path(curves.path).write_text(rounds_page(result.rounds, "PCO rounds"), encoding="utf-8")
+        model.metadata.update({"rounds": cfg.pco.rounds, "alpha": cfg.pco.dpo.alpha})
 
 
 def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
@@ -176,19 +191,22 @@ def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_c
     from pathlib import Path
 
     from coea.device import cpu_step_device
+    from coea.interrupts import pipeline_step
     from coea.stages import ArtifactDirs, UiParameters, config_from_json, record_version, run_evaluate_stage
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config,
-                           device=cpu_step_device(device),
-                           ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
-    dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
-                        pco=Path(pco.path) if pco is not None else None)
-    result = run_evaluate_stage(cfg, Path(data.path), Path(report.path), dirs)
-    record_version(table, html_report, report)
-    for name, value in result.main.items():
-        metrics.log_metric(name, value)
-    shutil.copyfile(result.paths["metrics_md"], table.path)
-    shutil.copyfile(result.paths["report_html"], html_report.path)
+    with pipeline_step():
+        cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config,
+                               device=cpu_step_device(device),
+                               ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
+        dirs = ArtifactDirs(dsie=Path(dsie.path),
+                            llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
+                            pco=Path(pco.path) if pco is not None else None)
+        result = run_evaluate_stage(cfg, Path(data.path), Path(report.path), dirs)
+        record_version(table, html_report, report)
+        for name, value in result.main.items():
+            metrics.log_metric(name, value)
+        shutil.copyfile(result.paths["metrics_md"], table.path)
+        shutil.copyfile(result.paths["report_html"], html_report.path)
 
 
 def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,
@@ -203,19 +221,22 @@ def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_
     from pathlib import Path
 
     from coea.device import cpu_step_device
+    from coea.interrupts import pipeline_step
     from coea.stages import ArtifactDirs, config_from_json, record_version, run_recommend
 
-    cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config,
-                           device=cpu_step_device(device))
-    dirs = ArtifactDirs(dsie=Path(dsie.path), llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
-                        pco=Path(pco.path) if pco is not None else None)
-    result = run_recommend(cfg, Path(data.path), dirs, method, int(k), Path(recommendations.path),
-                           seen=Path(seen_before.path) if seen_before is not None else None,
-                           served=Path(served.path) if served is not None else None, seen_out=Path(seen.path))
-    record_version(recommendations, seen)
-    recommendations.metadata.update({"method": result.method, "k": result.k, "users": result.n_users,
-                                     "rows": result.n_rows, "short_users": result.short_users,
-                                     "kept_users": result.kept_users})
+    with pipeline_step():
+        cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config,
+                               device=cpu_step_device(device))
+        dirs = ArtifactDirs(dsie=Path(dsie.path),
+                            llm=tuple(Path(m.path) for m in (novelty, relevance) if m is not None),
+                            pco=Path(pco.path) if pco is not None else None)
+        result = run_recommend(cfg, Path(data.path), dirs, method, int(k), Path(recommendations.path),
+                               seen=Path(seen_before.path) if seen_before is not None else None,
+                               served=Path(served.path) if served is not None else None, seen_out=Path(seen.path))
+        record_version(recommendations, seen)
+        recommendations.metadata.update({"method": result.method, "k": result.k, "users": result.n_users,
+                                         "rows": result.n_rows, "short_users": result.short_users,
+                                         "kept_users": result.kept_users})
 
 
 def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Input[Model], drift_config: str,
@@ -227,94 +248,121 @@ def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Inpu
     import tempfile
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import drift_config_from_json, record_version, run_monitor_drift
 
-    cfg = drift_config_from_json(drift_config, threshold=threshold)
-    with tempfile.TemporaryDirectory() as work:
-        result = run_monitor_drift(cfg, Path(reference.path), Path(current.path), Path(dsie.path), Path(work))
-        shutil.copyfile(result.html_path, report.path)
-        shutil.copyfile(result.json_path, summary.path)
-    record_version(report, summary)
-    metrics.log_metric("drift_share", result.drift_share)
-    metrics.log_metric("drifted_columns", float(len(result.drifted_columns)))
-    report.metadata.update({"drifted_columns": result.drifted_columns, "threshold": cfg.threshold})
-    return (result.drift_share, result.drifted)
+    with pipeline_step():
+        cfg = drift_config_from_json(drift_config, threshold=threshold)
+        with tempfile.TemporaryDirectory() as work:
+            result = run_monitor_drift(cfg, Path(reference.path), Path(current.path), Path(dsie.path), Path(work))
+            shutil.copyfile(result.html_path, report.path)
+            shutil.copyfile(result.json_path, summary.path)
+        record_version(report, summary)
+        metrics.log_metric("drift_share", result.drift_share)
+        metrics.log_metric("drifted_columns", float(len(result.drifted_columns)))
+        report.metadata.update({"drifted_columns": result.drifted_columns, "threshold": cfg.threshold})
+        return (result.drift_share, result.drifted)
 
 
 def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model], served: Output[Dataset],
-               seen: Output[Dataset]):
+               seen: Output[Dataset]) -> str:
     """The active snapshot under ``state_uri``: the reference window and the groups fitted on it; what the
     serving store shows now (``served``: every user's active top-K as a recommendations parquet, empty before the
     first publish), which the PCO step reads as the users' exposure during the new period and the recommend step
-    keeps for the users without an event in it; and ``seen``, each user's categories of the periods so far."""
+    keeps for the users without an event in it; and ``seen``, each user's categories of the periods so far.
+    Returns the snapshot id, which the save step expects to find still active (``expected_snapshot``)."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import record_version
     from coea.state import run_load_seen, run_load_served, run_load_state
 
-    record_version(reference, dsie, served, seen)
-    snap = run_load_state(state_uri, Path(reference.path), Path(dsie.path))
-    reference.metadata.update({"snapshot": snap.snapshot, "created_at": snap.created_at})
-    dsie.metadata.update({"snapshot": snap.snapshot})
-    served.metadata.update({"users": run_load_served(state_uri, Path(served.path))})
-    seen.metadata.update({"pairs": run_load_seen(state_uri, Path(seen.path), Path(reference.path))})
+    with pipeline_step():
+        record_version(reference, dsie, served, seen)
+        snap = run_load_state(state_uri, Path(reference.path), Path(dsie.path))
+        reference.metadata.update({"snapshot": snap.snapshot, "created_at": snap.created_at})
+        dsie.metadata.update({"snapshot": snap.snapshot})
+        served.metadata.update({"users": run_load_served(state_uri, Path(served.path))})
+        seen.metadata.update({"pairs": run_load_seen(state_uri, Path(seen.path), Path(reference.path))})
+        return snap.snapshot
 
 
 def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model], novelty: Input[Model],
-               relevance: Input[Model]) -> str:
+               relevance: Input[Model], expected_snapshot: str = "", expected_models: str = "") -> str:
     """Make ``data`` + ``dsie`` (the groups) and the models tuned on them (``sft_*`` layout) the active state
-    under ``state_uri``, switched together by one pointer write; returns the snapshot id."""
+    under ``state_uri``, switched together by one pointer write that records ``data`` as the period; refused when
+    the pointer no longer names ``expected_snapshot``/``expected_models`` (what load_state/load_models loaded;
+    "" = not checked: the training pipeline). Returns the models version id (what the export checks)."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.state import run_save_state
 
-    return run_save_state(state_uri, Path(data.path), Path(dsie.path), Path(novelty.path),
-                          Path(relevance.path)).snapshot
+    with pipeline_step():
+        return run_save_state(state_uri, Path(data.path), Path(dsie.path), Path(novelty.path), Path(relevance.path),
+                              expected_snapshot=expected_snapshot, expected_models=expected_models).models
 
 
-def load_models(state_uri: str, novelty: Output[Model], relevance: Output[Model]):
+def load_models(state_uri: str, data: Input[Dataset], novelty: Output[Model], relevance: Output[Model]) -> str:
     """The active models under ``state_uri``: the N-LLM (``novelty/novelty/``) and the R-LLM
-    (``relevance/relevance/``), the layout of the ``sft_*`` steps' outputs."""
+    (``relevance/relevance/``), the layout of the ``sft_*`` steps' outputs; refused when the state already holds
+    the update from ``data`` (the new period). Returns the models version id (the save step's ``expected_models``)."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import record_version
     from coea.state import run_load_models
 
-    record_version(novelty, relevance)
-    version = run_load_models(state_uri, Path(novelty.path), Path(relevance.path))
-    novelty.metadata.update({"llm": "novelty", "models_version": version.snapshot, "created_at": version.created_at})
-    relevance.metadata.update({"llm": "relevance", "models_version": version.snapshot,
-                               "created_at": version.created_at})
+    with pipeline_step():
+        record_version(novelty, relevance)
+        version = run_load_models(state_uri, Path(novelty.path), Path(relevance.path), data_dir=Path(data.path))
+        novelty.metadata.update({"llm": "novelty", "models_version": version.snapshot,
+                                 "created_at": version.created_at})
+        relevance.metadata.update({"llm": "relevance", "models_version": version.snapshot,
+                                   "created_at": version.created_at})
+        return version.snapshot
 
 
-def save_models(state_uri: str, novelty: Input[Model], relevance: Input[Model]) -> str:
+def save_models(state_uri: str, data: Input[Dataset], novelty: Input[Model], relevance: Input[Model],
+                expected_snapshot: str = "", expected_models: str = "") -> str:
     """Make the N-LLM in ``novelty`` and the R-LLM in ``relevance`` (``sft_*`` layout) the active models under
-    ``state_uri``, beside the active groups (the no-drift branch); returns the models version id."""
+    ``state_uri``, beside the active groups (the no-drift branch), recording ``data`` (the period they were updated
+    on) as the period; ``expected_*`` as in ``save_state``. Returns the models version id."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.state import run_save_models
 
-    return run_save_models(state_uri, Path(novelty.path), Path(relevance.path)).snapshot
+    with pipeline_step():
+        return run_save_models(state_uri, Path(novelty.path), Path(relevance.path), data_dir=Path(data.path),
+                               expected_snapshot=expected_snapshot, expected_models=expected_models).snapshot
 
 
 def export_recommendations(recommendations: Input[Dataset], seen: Input[Dataset], state_uri: str, gcs_uri: str,
-                           kv_store: Output[Artifact], metrics: Output[Metrics]) -> str:
+                           kv_store: Output[Artifact], metrics: Output[Metrics], committed_models: str = "") -> str:
     """Publish to the state's SQLite KV store (a copy becomes ``kv_store``); export to ``gcs_uri`` if given;
-    ``seen`` (the recommend step's) becomes the state's record of each user's categories."""
+    ``seen`` (the recommend step's) becomes the state's record of each user's categories. Refused, before anything
+    is written, when the state no longer names ``committed_models`` (the save step's models version; "" = not
+    checked): another run committed after this one, and its lists stay."""
     from pathlib import Path
 
+    from coea.interrupts import pipeline_step
     from coea.stages import record_version
-    from coea.state import run_export
+    from coea.state import check_models_active, run_export
     from coea.store import PublishConfig
 
-    record_version(kv_store)
-    result = run_export(PublishConfig(metadata={"recommendations": recommendations.uri}), Path(recommendations.path),
-                        state_uri, Path(kv_store.path), gcs_uri=gcs_uri or None, seen=Path(seen.path))
-    metrics.log_metric("users", float(result.publish.n_users))
-    metrics.log_metric("rows", float(result.publish.n_rows))
-    kv_store.metadata.update({"version": result.publish.version, "gcs_manifest": result.gcs.manifest_uri
-                              if result.gcs else ""})
-    return result.publish.version
+    with pipeline_step():
+        if committed_models:
+            check_models_active(state_uri, committed_models)
+        record_version(kv_store)
+        result = run_export(PublishConfig(metadata={"recommendations": recommendations.uri}),
+                            Path(recommendations.path), state_uri, Path(kv_store.path), gcs_uri=gcs_uri or None,
+                            seen=Path(seen.path))
+        metrics.log_metric("users", float(result.publish.n_users))
+        metrics.log_metric("rows", float(result.publish.n_rows))
+        kv_store.metadata.update({"version": result.publish.version, "gcs_manifest": result.gcs.manifest_uri
+                                  if result.gcs else ""})
+        return result.publish.version
 
 
 # every component, in pipeline order; components.build.Components has one field per entry, named after it

@@ -14,7 +14,10 @@ loaded models -> in either branch the PCO update (pco_loop, GPU step, from the b
 with the branch's groups) -> save_state (If: new groups and new models switch together) or save_models (Else: new
 models beside the kept groups), and evaluate (``nllm_sft`` & co. use the branch's models: the loaded ones, or those
 the If branch trained again; ``coea`` this period's last PCO round) -> recommend (``coea_seq+x``; with the state's
-seen categories and served lists) -> export.
+seen categories and served lists) -> export. The recurring save steps commit only onto the snapshot and models
+that load_state and load_models returned (``expected_snapshot``/``expected_models``), each export publishes only
+while the models its save committed are active (``committed_models``), and load_models refuses a period whose
+update the state already holds (:mod:`coea.state`).
 
 kfp.local 2.17 cannot merge artifacts of two branches (``dsl.OneOf`` of artifacts), so each branch has its own
 pco_loop/save/evaluate/recommend/export tasks (one helper adds them).
@@ -125,9 +128,11 @@ def _prepare(c: Components, p: dict[str, Any]) -> dsl.PipelineTask:
 
 def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
            p: dict[str, Any], llms: dict[str, PipelineChannel] | None = None,
-           state: dsl.PipelineTask | None = None) -> dict[str, dsl.PipelineTask]:
+           state: dsl.PipelineTask | None = None,
+           committed: PipelineChannel | None = None) -> dict[str, dsl.PipelineTask]:
     """evaluate, recommend and export on one prepared log, one DSIE dir and (optionally) the LLM and PCO dirs;
-    ``state``: the recurring pipeline's load_state task (its served lists and seen categories go to recommend)."""
+    ``state``: the recurring pipeline's load_state task (its served lists and seen categories go to recommend);
+    ``committed``: the models version the save step committed, which the export checks is still active."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config", "pco_config", "device")}
     llms = llms or {}
     evaluate = c.evaluate(data=data, dsie=dsie, **llms, **configs, pco_rounds=p["pco_rounds"],
@@ -139,7 +144,8 @@ def _serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, d
                     StageClass.COMPUTE)
     export = c.export_recommendations(recommendations=recommend.outputs["recommendations"],
                                       seen=recommend.outputs["seen"], state_uri=p["state_uri"],
-                                      gcs_uri=p["gcs_export_uri"])
+                                      gcs_uri=p["gcs_export_uri"],
+                                      **({} if committed is None else {"committed_models": committed}))
     apply_io(export.set_display_name("export recommendations"), settings)
     return {"evaluate": evaluate, "recommend": recommend, "export": export}
 
@@ -157,19 +163,22 @@ def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsi
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "device")}
     novelty = apply_gpu(c.sft_novelty(data=data, dsie=dsie, **configs).set_display_name("SFT novelty LLM"), settings)
     warm = {"novelty": novelty.outputs["model"]} if settings.relevance_from_novelty else {}
-    relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, **warm, **configs)
+    relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, **warm, **configs, pco_config=p["pco_config"])
                           .set_display_name("SFT relevance LLM"), settings)
     return {"novelty": novelty.outputs["model"], "relevance": relevance.outputs["model"]}
 
 
 def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
                   llms: dict[str, PipelineChannel], p: dict[str, Any], *, new_groups: bool,
-                  served: PipelineChannel | None = None) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+                  served: PipelineChannel | None = None,
+                  loaded: dict[str, PipelineChannel] | None = None) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """The PCO rounds from the given models (a GPU step), then the state commit: with ``new_groups`` the data +
     DSIE snapshot AND the last round's models in one pointer write (``save_state``: groups and the models tuned
     on them switch together), otherwise the models beside the kept groups (``save_models``). Returns the PCO
     task (``model``: its dir, the ``coea`` models) and the save task. ``served``: the state's served lists (the
-    recurring pipeline), the users' exposure during the period (``pco.exposure_inject``)."""
+    recurring pipeline), the users' exposure during the period (``pco.exposure_inject``). ``loaded``: the ids
+    load_state and load_models returned (``expected_snapshot``, ``expected_models``): the save refuses to commit
+    when another run committed since (the recurring pipeline; the training pipeline re-seeds the state)."""
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config", "device", "pco_rounds",
                                  "pco_alpha")}
     # kept models on a new period read interactions they were not trained on (pco.refresh_novelty on auto)
@@ -177,24 +186,30 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
     task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs, new_interactions=not new_groups, **exposure)
                      .set_display_name("PCO rounds"), settings)
     final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
+    loaded = loaded or {}
     if new_groups:
-        save = c.save_state(state_uri=p["state_uri"], data=data, dsie=dsie, **final).set_display_name("save state")
-    else:
-        save = c.save_models(state_uri=p["state_uri"], **final).set_display_name("save models")
+        save = c.save_state(state_uri=p["state_uri"], data=data, dsie=dsie, **final, **loaded)
+    else:  # data: the period the models were updated on, recorded in the pointer
+        save = c.save_models(state_uri=p["state_uri"], data=data, **final, **loaded)
+    save.set_display_name("save state" if new_groups else "save models")
     apply_io(save, settings)
     return task, save
 
 
 def _update_and_serve(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsie: PipelineChannel,
                       llms: dict[str, PipelineChannel], p: dict[str, Any], *, new_groups: bool,
-                      state: dsl.PipelineTask | None = None) -> dict[str, dsl.PipelineTask]:
+                      state: dsl.PipelineTask | None = None,
+                      models: dsl.PipelineTask | None = None) -> dict[str, dsl.PipelineTask]:
     """A PCO run and its state commit (see :func:`_pco_and_save`), then evaluate/recommend/export with the given
-    models and the PCO dir; the store is published after the state commit. ``state``: the recurring pipeline's
-    load_state task (its served lists are the PCO step's exposure and, with its seen categories, recommend's
-    input). Returns the tasks by role."""
+    models and the PCO dir; the store is published after the state commit, and only while the models it committed
+    are active. ``state`` and ``models``: the recurring pipeline's load_state and load_models tasks (the served
+    lists are the PCO step's exposure and, with the seen categories, recommend's input; the ids they loaded are
+    what the save expects to find). Returns the tasks by role."""
+    loaded = None if state is None or models is None else {"expected_snapshot": state.outputs["Output"],
+                                                            "expected_models": models.outputs["Output"]}
     pco, save = _pco_and_save(c, settings, data, dsie, llms, p, new_groups=new_groups,
-                              served=None if state is None else state.outputs["served"])
-    served = _serve(c, settings, data, dsie, p, {**llms, "pco": pco.outputs["model"]}, state)
+                              served=None if state is None else state.outputs["served"], loaded=loaded)
+    served = _serve(c, settings, data, dsie, p, {**llms, "pco": pco.outputs["model"]}, state, save.output)
     served["export"].after(save)  # the state first, then the store version that came from it
     return {**served, "pco": pco, "save": save}
 
@@ -242,7 +257,8 @@ def _recurring(c: Components, settings: DeploymentSettings):
         prep = apply_io(_prepare(c, p).set_display_name("prepare data (new period)"), settings)
         data = prep.outputs["data"]
         state = apply_io(c.load_state(state_uri=state_uri).set_display_name("load state"), settings)
-        models = apply_io(c.load_models(state_uri=state_uri).set_display_name("load models"), settings)
+        # load_models reads the period: a state that already holds its update is refused (PCO would run twice)
+        models = apply_io(c.load_models(state_uri=state_uri, data=data).set_display_name("load models"), settings)
         if settings.state_on_cache_volume:  # one ReadWriteOnce volume: its three readers one after the other
             models.after(state.after(prep))
         llms = {"novelty": models.outputs["novelty"], "relevance": models.outputs["relevance"]}
@@ -256,14 +272,14 @@ def _recurring(c: Components, settings: DeploymentSettings):
             # get their SFT again on the period with the new groups, then the PCO rounds
             refit = _sft(c, settings, data, regroup.outputs["dsie"], p)
             _update_and_serve(c, settings, data, regroup.outputs["dsie"], refit, p, new_groups=True,
-                              state=state)
+                              state=state, models=models)
         with dsl.Else(name="no drift: keep groups"):
             keep = c.build_profiles(data=data, dsie_in=state.outputs["dsie"], split_config=split_config,
                                     dsie_config=dsie_config)
             apply_resources(mount_models(keep.set_display_name("refresh profiles"), settings), settings,
                             StageClass.COMPUTE)  # the llm profiler loads a local model
             _update_and_serve(c, settings, data, keep.outputs["dsie"], llms, p, new_groups=False,
-                              state=state)
+                              state=state, models=models)
 
     return _as_pipeline(coea_recurring, RECURRING, PIPELINE_DESCRIPTIONS[RECURRING], settings)
 

@@ -4,7 +4,9 @@ The training pipeline writes the state, the recurring pipeline reads it (drift r
 the two LLMs), replaces the snapshot when it regroups and the models after every PCO update. Layout under
 ``state_uri``::
 
-    current.json                   THE pointer: the active snapshot and the active models, with their file lists
+    current.json                   THE pointer: the active snapshot and models with their file lists; the period
+                                   (``period``: sha256 of its interactions.parquet) and time it was committed
+                                   from; ``history``: the ids committed last, per kind (at most ``keep``)
     snapshots/<id>/data/...        the reference window: the prepared log the groups were fitted on
     snapshots/<id>/dsie/...        the DSIE dir fitted on it
     models/<id>/novelty/...        the Novelty LLM (a ``save_bundle`` dir: weights, tokenizer, config)
@@ -17,12 +19,15 @@ A version's files are written first and the pointer LAST, in one write (a rename
 GCS), so a reader that follows ``current.json`` sees either the previous complete state or the new one. On GCS the
 pointer is written with a generation precondition (``if_generation_match``: the generation this run read, 0 when
 there was none), so a second writer that committed in between is never overwritten silently: the write fails with
-:class:`StateConflictError` and the other run's state stays active. The
+:class:`StateConflictError` and the other run's state stays active. A recurring run commits only onto the ids it
+loaded (``expected_*``) and once per period, and publishes only while its commit is active: see
+:func:`coea.state_backends.onto_loaded`, :func:`run_load_models` and :func:`check_models_active`. The
 groups and the models trained on them switch TOGETHER: when drift regroups, ``save_state`` runs after the PCO
 update with the new data + DSIE snapshot and the new models, and one pointer write makes both active (a run that
 dies in between leaves the old groups with the old models, never new groups with models tuned on the old ones).
-Without regrouping, ``save_models`` writes a pointer with the same snapshot and the new models. Versions beyond
-the newest ``keep`` of each kind are deleted afterwards. On a
+Without regrouping, ``save_models`` writes a pointer with the same snapshot and the new models. Afterwards the
+versions neither in the pointer's history nor newer than the active one (another writer's upload) are deleted,
+so a killed save's partial version never takes a committed one's place among the ``keep``. On a
 local state the store is published in place (readers see the switch atomically, see ``coea.store.kv``); on
 ``gs://`` it is downloaded, published and uploaded again, so one writer at a time (the recurring run's
 ``max_concurrency=1``). The two backends (a local directory, GCS) are :mod:`coea.state_backends`.
@@ -40,26 +45,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coea.config import SplitConfig
 from coea.errors import CoeaInputError, reading
-from coea.state_backends import GcsState, LocalState, StateConflictError, open_state
+from coea.lineage import histories
+from coea.state_backends import (
+    MODEL_PARTS,
+    MODELS,
+    PARTS,
+    POINTER,
+    SNAPSHOTS,
+    GcsState,
+    LocalState,
+    StateConflictError,
+    active_id,
+    next_history,
+    onto_loaded,
+    open_state,
+    parse_pointer,
+)
 from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs, parse_gcs_uri
 from coea.store.kv import KVStore
-from coea.store.publish import PublishConfig, PublishResult, read_recs_file, run_publish
+from coea.store.publish import PublishConfig, PublishResult, find_published, read_recs_file, run_publish
 from coea.store.records import new_version_id, utc_now_iso
 from coea.utils import atomic_path
 
 log = logging.getLogger(__name__)
 __all__ = ["KV_STORE", "POINTER", "SEEN", "GcsState", "LocalState", "StateConflictError", "StateSnapshot",
-           "open_state", "read_pointer", "run_export", "run_load_models", "run_load_seen", "run_load_served",
-           "run_load_state", "run_save_models", "run_save_state"]
+           "check_models_active", "open_state", "read_pointer", "run_export", "run_load_models", "run_load_seen",
+           "run_load_served", "run_load_state", "run_save_models", "run_save_state"]
 
-POINTER = "current.json"
-SNAPSHOTS = "snapshots"
 KV_STORE = "kv/recs.sqlite"
 SEEN = "seen.parquet"
-PARTS = ("data", "dsie")
-MODELS = "models"
-MODEL_PARTS = ("novelty", "relevance")  # each stored from (loaded into) ``<dir>/<part>/``, the sft_* layout
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,7 @@ class StateSnapshot:
     snapshot: str
     n_files: int
     created_at: str
+    models: str | None = None  # run_save_state: the models version that became active with the snapshot
 
 
 def _upload_version(state: LocalState | GcsState, prefix: str, parts: dict[str, Path]) -> dict[str, Any]:
@@ -84,27 +101,36 @@ def _upload_version(state: LocalState | GcsState, prefix: str, parts: dict[str, 
     return {"snapshot": vid, "created_at": utc_now_iso(), "files": files}
 
 
-def _commit(state: LocalState | GcsState, state_uri: str, snapshot: dict[str, Any], models: dict[str, Any] | None,
-            keep: int, generation: int | None) -> None:
-    """Write THE pointer (one write switches snapshot and models together) if it is still at ``generation`` (the
-    one read before the versions were uploaded), then drop old versions."""
-    pointer = {**snapshot, **({"models": models} if models is not None else {})}
+def _commit(state: LocalState | GcsState, state_uri: str, previous: dict[str, Any] | None, snapshot: dict[str, Any],
+            models: dict[str, Any] | None, *, period: str, keep: int, generation: int | None) -> None:
+    """Write THE pointer (one write switches snapshot and models together; with the ``period`` it was made from,
+    the time and the ids committed last) if it is still at ``generation`` (the one read before the versions were
+    uploaded), then drop the versions no longer needed."""
+    entries = {SNAPSHOTS: snapshot, MODELS: models}
+    history = {kind: next_history(previous, kind, entry["snapshot"], keep) for kind, entry in entries.items() if entry}
+    pointer = {**{k: snapshot[k] for k in ("snapshot", "created_at", "files")},
+               **({"models": models} if models is not None else {}), "period": period,
+               "committed_at": utc_now_iso(), "history": history}
     state.write_if_generation(POINTER, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"), generation)
-    _collect_garbage(state, SNAPSHOTS, snapshot["snapshot"], keep)
-    if models is not None:
-        _collect_garbage(state, MODELS, models["snapshot"], keep)
-    log.info("state %s: snapshot %s, models %s", state_uri, snapshot["snapshot"],
-             None if models is None else models["snapshot"])
+    legacy = previous is not None and "history" not in previous  # a pointer written before the history
+    for kind, ids in history.items():
+        _collect_garbage(state, kind, ids[0], keep, None if legacy else ids)
+    log.info("state %s: snapshot %s, models %s", state_uri, snapshot["snapshot"], active_id(pointer, MODELS))
 
 
-def _version(state_uri: str, entry: dict[str, Any]) -> StateSnapshot:
-    return StateSnapshot(state_uri, entry["snapshot"], len(entry["files"]), entry["created_at"])
+def _version(state_uri: str, entry: dict[str, Any], models: str | None = None) -> StateSnapshot:
+    return StateSnapshot(state_uri, entry["snapshot"], len(entry["files"]), entry["created_at"], models)
 
 
-def _collect_garbage(state: LocalState | GcsState, prefix: str, current: str, keep: int) -> None:
+def _collect_garbage(state: LocalState | GcsState, prefix: str, current: str, keep: int,
+                     history: list[str] | None) -> None:
+    """Delete the versions under ``prefix`` that are neither in ``history`` (the committed ids the pointer keeps)
+    nor newer than ``current`` (ids sort by time: another writer's upload under way), so a killed save's partial
+    version never costs a committed one its place; without a history (the previous pointer had none) all but the
+    newest ``keep``."""
     names = state.list(f"{prefix}/")
     ids = sorted({n.split("/")[1] for n in names}, reverse=True)
-    doomed = set(ids[keep:]) - {current}
+    doomed = set(ids[keep:]) - {current} if history is None else {i for i in ids if i not in history and i < current}
     if doomed:
         state.delete([n for n in names if n.split("/")[1] in doomed])
 
@@ -128,21 +154,33 @@ def _model_parts(novelty_dir: Path, relevance_dir: Path) -> dict[str, Path]:
 
 
 def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, novelty_dir: Path | None = None,
-                   relevance_dir: Path | None = None, *, keep: int = 3, client: Any = None) -> StateSnapshot:
+                   relevance_dir: Path | None = None, *, keep: int = 3, expected_snapshot: str = "",
+                   expected_models: str = "", client: Any = None) -> StateSnapshot:
     """Write ``data_dir`` + ``dsie_dir`` as a new snapshot and, when given, ``novelty_dir/novelty/`` +
     ``relevance_dir/relevance/`` (the ``sft_*`` layout; both may be one dir) as a new models version, then make
-    both active with ONE pointer write (without models, the active models stay). Returns the snapshot."""
+    both active with ONE pointer write (without models, the active models stay), recording ``data_dir`` as the
+    period. ``expected_snapshot``/``expected_models``: the ids the run loaded (``""``: not checked, the training
+    pipeline re-seeds the state; :func:`coea.state_backends.onto_loaded`). Returns the snapshot (``models``: the
+    models id)."""
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
     if (novelty_dir is None) != (relevance_dir is None):
         raise ValueError("pass both novelty_dir and relevance_dir, or neither")
     model_parts = None if novelty_dir is None else _model_parts(novelty_dir, relevance_dir)  # checked up front
+    period = _period(data_dir)
     state = open_state(state_uri, client)
     previous, generation = _pointer_and_generation(state)
+    if not onto_loaded(state_uri, previous, period, {SNAPSHOTS: expected_snapshot, MODELS: expected_models}):
+        return _version(state_uri, previous, active_id(previous, MODELS))
     snapshot = _upload_version(state, SNAPSHOTS, dict(zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True)))
     models = (previous or {}).get("models") if model_parts is None else _upload_version(state, MODELS, model_parts)
-    _commit(state, state_uri, snapshot, models, keep, generation)
-    return _version(state_uri, snapshot)
+    _commit(state, state_uri, previous, snapshot, models, period=period, keep=keep, generation=generation)
+    return _version(state_uri, snapshot, active_id({"models": models}, MODELS))
+
+
+def _period(data_dir: Path) -> str:
+    """What a commit is made from: the SHA-256 of ``data_dir``'s interactions.parquet (the lineage records' key)."""
+    return histories(Path(data_dir), SplitConfig())["data"]
 
 
 def read_pointer(state_uri: str, client: Any = None) -> dict[str, Any] | None:
@@ -157,37 +195,8 @@ def _pointer(state: LocalState | GcsState) -> dict[str, Any] | None:
 
 def _pointer_and_generation(state: LocalState | GcsState) -> tuple[dict[str, Any] | None, int | None]:
     data, generation = state.read_generation(POINTER)
-    return (None if data is None else _parse_pointer(data, state)), generation
-
-
-def _parse_pointer(data: bytes, state: LocalState | GcsState) -> dict[str, Any]:
-    """``current.json``'s content, checked: an object with a ``snapshot`` id, its ``created_at`` and a list of
-    ``files`` (the same keys under ``models`` when present)."""
-    try:
-        pointer = json.loads(data)
-        for entry in (pointer, *([pointer["models"]] if "models" in pointer else [])):
-            if not (isinstance(entry["snapshot"], str) and isinstance(entry["created_at"], str)
-                    and isinstance(entry["files"], list)):
-                raise TypeError("snapshot, created_at and files have the wrong types")
-            _check_files(entry, *((MODELS, MODEL_PARTS) if entry is not pointer else (SNAPSHOTS, PARTS)))
-    except (ValueError, TypeError, KeyError) as err:
-        where = state.uri if isinstance(state, GcsState) else str(state.root)
-        raise CoeaInputError(f"{POINTER} is not a state pointer ({type(err).__name__}: {err})",
-                             source=f"{where.rstrip('/')}/{POINTER}",
-                             fix="it is written only by the coea pipelines: restore the previous version of "
-                                 "the object, or move the state aside and re-run coea_training") from err
-    return pointer
-
-
-def _check_files(entry: dict[str, Any], prefix: str, parts: tuple[str, ...]) -> None:
-    """Every ``files`` entry is ``<prefix>/<the entry's id>/<part>/<path>`` with a known part and no ``.``/``..``
-    step (a damaged pointer must not write outside the download dirs)."""
-    for index, rel in enumerate(entry["files"], start=1):
-        steps = rel.split("/") if isinstance(rel, str) else []
-        if not (len(steps) >= 4 and steps[:2] == [prefix, entry["snapshot"]] and steps[2] in parts
-                and all(step not in ("", ".", "..") for step in steps[3:])):
-            raise ValueError(f"files entry {index} ({repr(rel)[:80]}) is not {prefix}/{entry['snapshot']}/"
-                             f"<{'|'.join(parts)}>/<path>")
+    where = state.uri if isinstance(state, GcsState) else str(state.root)
+    return (None if data is None else parse_pointer(data, where)), generation
 
 
 def run_load_state(state_uri: str, data_out: Path, dsie_out: Path, *, client: Any = None) -> StateSnapshot:
@@ -251,38 +260,66 @@ def run_load_seen(state_uri: str, out: Path, reference_dir: Path, *, client: Any
     return pq.read_metadata(out).num_rows  # a light step: the pairs are counted, not loaded
 
 
-def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, keep: int = 3,
-                    client: Any = None) -> StateSnapshot:
+def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, data_dir: Path, keep: int = 3,
+                    expected_snapshot: str = "", expected_models: str = "", client: Any = None) -> StateSnapshot:
     """Write ``novelty_dir/novelty/`` and ``relevance_dir/relevance/`` (the layout of the ``sft_*`` steps'
     outputs; both may be one dir) as a new models version and make it active beside the active snapshot (the
-    groups are kept: the no-drift branch). Returns the models version."""
+    groups are kept: the no-drift branch), recording ``data_dir`` (the period the update came from) as the period.
+    ``expected_*``: as in :func:`run_save_state`. Returns the models version."""
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
     parts = _model_parts(novelty_dir, relevance_dir)
+    period = _period(data_dir)
     state = open_state(state_uri, client)
     pointer, generation = _pointer_and_generation(state)
     if pointer is None:
         raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing): models belong to groups",
                              option="state_uri", fix="save the snapshot with its models first (run_save_state, "
                                                      "the coea_training pipeline)")
+    if not onto_loaded(state_uri, pointer, period, {SNAPSHOTS: expected_snapshot, MODELS: expected_models}):
+        return _version(state_uri, pointer["models"])
     models = _upload_version(state, MODELS, parts)
-    _commit(state, state_uri, {k: v for k, v in pointer.items() if k != "models"}, models, keep, generation)
+    _commit(state, state_uri, pointer, pointer, models, period=period, keep=keep, generation=generation)
     return _version(state_uri, models)
 
 
-def run_load_models(state_uri: str, novelty_out: Path, relevance_out: Path, *, client: Any = None) -> StateSnapshot:
+def run_load_models(state_uri: str, novelty_out: Path, relevance_out: Path, *, data_dir: Path | None = None,
+                    client: Any = None) -> StateSnapshot:
     """Download the active models: the N-LLM to ``novelty_out/novelty/``, the R-LLM to
-    ``relevance_out/relevance/`` (what :func:`coea.llm.artifact.load_llms` reads)."""
+    ``relevance_out/relevance/`` (what :func:`coea.llm.artifact.load_llms` reads). ``data_dir``: the period the
+    run will update them on; refused when the state already holds the update from it (PCO would run twice on it)."""
     state = open_state(state_uri, client)
-    models = (_pointer(state) or {}).get("models")
+    pointer = _pointer(state) or {}
+    models = pointer.get("models")
     if models is None:
         raise CoeaInputError(f"no models in the pipeline state at {state_uri}", option="state_uri",
                              fix="run the coea_training pipeline (it saves the models after PCO) with this "
                                  "state_uri first")
+    if data_dir is not None and pointer.get("period") == _period(data_dir):
+        raise CoeaInputError(
+            f"the state at {state_uri} already holds the update from this data (models {models['snapshot']}, "
+            f"committed {pointer.get('committed_at')}); a run on it committed before: a second PCO update on the "
+            "same period would apply it twice",
+            fix="to publish this period's lists, retry that failed run instead (the Kubeflow UI's Retry re-runs "
+                "only its failed steps, and its save step does not commit twice); otherwise the next period's run "
+                "serves new lists")
     outs = {name: Path(d) / name for name, d in zip(MODEL_PARTS, (novelty_out, relevance_out), strict=True)}
     _download(state, state_uri, models, outs)
     log.info("state %s: models %s loaded", state_uri, models["snapshot"])
     return _version(state_uri, models)
+
+
+def check_models_active(state_uri: str, models: str, *, client: Any = None) -> None:
+    """Refuse (StateConflictError) when the state's pointer no longer names ``models``, the version this run's save
+    step committed: another run committed after it, and this run's lists must not replace that run's (the export
+    step calls it before :func:`run_export`)."""
+    active = active_id(_pointer(open_state(state_uri, client)), MODELS)
+    if active != models:
+        raise StateConflictError(
+            f"{POINTER} names models {active}, not models {models} that this run committed: another run committed "
+            "after it; this run publishes nothing, the other run's lists stay served", source=state_uri,
+            fix="nothing to do when the other run's period is the newer one; let one run write the state at a time "
+                "(coea schedule sets max_concurrency=1)")
 
 
 # -- serving -------------------------------------------------------------------------------------------------------
@@ -313,7 +350,14 @@ def run_export(cfg: PublishConfig, recs_path: Path, state_uri: str, store_out: P
     ``store_out``; with ``gcs_uri``, also export the recommendations there as shards (``export_to_gcs``). ``seen``
     (the recommend step's seen pairs) becomes the state's ``seen.parquet`` first: the period's events happened
     whether or not the publish goes through. A malformed ``gcs_uri`` fails first, before anything is written (a
-    retried step would otherwise publish a new version on each try)."""
+    retried step would otherwise publish a new version on each try).
+
+    Idempotent under a retry: when the store's active version already came from these recommendations
+    (``coea.store.publish.find_published``: the same file path and sha256, and every item of ``cfg.metadata``, e.g.
+    the pipelines' ``recommendations`` URI), nothing is published; the GCS export is done for THAT version, so a
+    retry after an attempt killed between the publish and the GCS manifest ends with the version id the killed
+    attempt published (and its shard names, which it rewrites), not with a duplicate store version. The GCS export
+    keeps ``cfg.keep_versions`` versions, as the store does (``coea.store.gcs``)."""
     if gcs_uri:
         parse_gcs_uri(gcs_uri)
     state = open_state(state_uri, client)
@@ -323,19 +367,21 @@ def run_export(cfg: PublishConfig, recs_path: Path, state_uri: str, store_out: P
     store_out.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(state, LocalState):
         live = state.root / KV_STORE
-        published = run_publish(cfg, Path(recs_path), live)
+        published = find_published(cfg, Path(recs_path), live) or run_publish(cfg, Path(recs_path), live)
         _sqlite_copy(live, store_out)
     else:
         if store_out.exists():
             os.remove(store_out)
         state.download_file(KV_STORE, store_out)
-        published = run_publish(cfg, Path(recs_path), store_out)
-        _checkpoint(store_out)
-        state.upload_file(KV_STORE, store_out)
+        published = find_published(cfg, Path(recs_path), store_out)
+        if published is None:  # else the state's store already holds it: nothing to upload
+            published = run_publish(cfg, Path(recs_path), store_out)
+            _checkpoint(store_out)
+            state.upload_file(KV_STORE, store_out)
     gcs = None
     if gcs_uri:
-        gcs = export_to_gcs(GcsExportConfig(version=published.version), read_recs_file(Path(recs_path)), gcs_uri,
-                            client)
+        gcs = export_to_gcs(GcsExportConfig(version=published.version, keep_versions=cfg.keep_versions),
+                            read_recs_file(Path(recs_path)), gcs_uri, client)
     log.info("export: version %s (%d users) -> %s%s", published.version, published.n_users, state_uri,
              f" and {gcs.manifest_uri}" if gcs else "")
     return ExportResult(published, store_out, gcs)

@@ -1,9 +1,12 @@
 """The two places a pipeline state lives (:mod:`coea.state`): a local directory, or ``gs://bucket/prefix`` through
 the google-cloud-storage client; the same small interface (read, write with a generation precondition, upload,
-list, delete) on both."""
+list, delete) on both. And the state's pointer, ``current.json``: its format (:func:`parse_pointer`), the ids it
+keeps (:func:`next_history`), the check a commit makes against it (:func:`onto_loaded`)."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +17,13 @@ from coea.store.gcs import parse_gcs_uri
 from coea.store.retry import RetryPolicy, call_with_retry
 from coea.utils import atomic_path
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+POINTER = "current.json"
+SNAPSHOTS = "snapshots"
+MODELS = "models"
+PARTS = ("data", "dsie")
+MODEL_PARTS = ("novelty", "relevance")  # each stored from (loaded into) ``<dir>/<part>/``, the sft_* layout
 
 
 class StateConflictError(CoeaInputError):
@@ -158,3 +167,75 @@ def open_state(state_uri: str, client: Any = None) -> LocalState | GcsState:
         raise CoeaInputError(f"unsupported state_uri scheme: {state_uri!r}", option="state_uri",
                              fix="use a local directory (e.g. on the cache PVC) or gs://bucket/prefix")
     return LocalState(Path(state_uri).expanduser())
+
+
+def parse_pointer(data: bytes, where: str) -> dict[str, Any]:
+    """``current.json``'s content (``where``: the state's URI or directory), checked: an object with a ``snapshot``
+    id, its ``created_at`` and a list of ``files`` (the same keys under ``models`` when present); and, in pointers
+    written since they exist, the strings ``period`` and ``committed_at`` and ``history`` (``snapshots`` and
+    ``models``: lists of ids)."""
+    try:
+        pointer = json.loads(data)
+        for entry in (pointer, *([pointer["models"]] if "models" in pointer else [])):
+            if not (isinstance(entry["snapshot"], str) and isinstance(entry["created_at"], str)
+                    and isinstance(entry["files"], list)):
+                raise TypeError("snapshot, created_at and files have the wrong types")
+            _check_files(entry, *((MODELS, MODEL_PARTS) if entry is not pointer else (SNAPSHOTS, PARTS)))
+        history = pointer.get("history", {})
+        if any(not isinstance(pointer.get(key, ""), str) for key in ("period", "committed_at")) or not (
+                isinstance(history, dict) and all(isinstance(ids, list) and all(isinstance(i, str) for i in ids)
+                                                  for ids in history.values())):
+            raise TypeError("period, committed_at or history have the wrong types")
+    except (ValueError, TypeError, KeyError) as err:
+        raise CoeaInputError(f"{POINTER} is not a state pointer ({type(err).__name__}: {err})",
+                             source=f"{where.rstrip('/')}/{POINTER}",
+                             fix="it is written only by the coea pipelines: restore the previous version of "
+                                 "the object, or move the state aside and re-run coea_training") from err
+    return pointer
+
+
+def _check_files(entry: dict[str, Any], prefix: str, parts: tuple[str, ...]) -> None:
+    """Every ``files`` entry is ``<prefix>/<the entry's id>/<part>/<path>`` with a known part and no ``.``/``..``
+    step (a damaged pointer must not write outside the download dirs)."""
+    for index, rel in enumerate(entry["files"], start=1):
+        steps = rel.split("/") if isinstance(rel, str) else []
+        if not (len(steps) >= 4 and steps[:2] == [prefix, entry["snapshot"]] and steps[2] in parts
+                and all(step not in ("", ".", "..") for step in steps[3:])):
+            raise ValueError(f"files entry {index} ({repr(rel)[:80]}) is not {prefix}/{entry['snapshot']}/"
+                             f"<{'|'.join(parts)}>/<path>")
+
+
+def active_id(pointer: dict[str, Any] | None, kind: str) -> str | None:
+    """The pointer's active snapshot id (``kind`` SNAPSHOTS) or models id (MODELS); None when it has none."""
+    entry = (pointer or {}).get(MODELS) if kind == MODELS else pointer
+    return entry["snapshot"] if entry else None
+
+
+def next_history(previous: dict[str, Any] | None, kind: str, current: str, keep: int) -> list[str]:
+    """The ids of ``kind`` committed last, newest first, at most ``keep``: ``current`` and those before it (of a
+    pointer written before the history: its active one)."""
+    before = (previous or {}).get("history", {}).get(kind, []) if "history" in (previous or {}) else [
+        i for i in [active_id(previous, kind)] if i]
+    return list(dict.fromkeys([current, *before]))[:keep]
+
+
+def onto_loaded(state_uri: str, pointer: dict[str, Any] | None, period: str, loaded: dict[str, str]) -> bool:
+    """True when ``pointer`` still names the ids this run loaded (``loaded``, per kind; ``""`` is not checked): the
+    commit goes ahead. False when it names this step's own commit (from ``period``, made onto the loaded ids: an
+    attempt that died after its pointer write, retried by KFP): nothing to commit again. Else StateConflictError
+    (another run committed since this run loaded; raised again on every retry)."""
+    now = {kind: active_id(pointer, kind) for kind in loaded}
+    if all(now[kind] == want for kind, want in loaded.items() if want):
+        return True
+    made_onto = [(now[kind], *(pointer or {}).get("history", {}).get(kind, [])[1:2]) for kind in loaded]
+    if (pointer or {}).get("period") == period and all(
+            want in ids for want, ids in zip(loaded.values(), made_onto, strict=True) if want):
+        log.warning("state %s: models %s, committed from this data onto the loaded state, are this step's earlier "
+                    "attempt's: not committed again", state_uri, now[MODELS])
+        return False
+    raise StateConflictError(
+        f"the state changed since this run loaded it (snapshot {loaded[SNAPSHOTS] or '-'}, models "
+        f"{loaded[MODELS] or '-'}): {POINTER} now names snapshot {now[SNAPSHOTS]}, models {now[MODELS]}, another "
+        "run's commit; this run's update (made from what it loaded) is not committed", source=state_uri,
+        fix="re-run the recurring pipeline (it loads the new state), and let one run write the state at a time "
+            "(coea schedule sets max_concurrency=1; no coea_training run while a recurring one is under way)")

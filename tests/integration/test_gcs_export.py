@@ -66,6 +66,9 @@ class _FlakyBucket:
     def blob(self, name: str) -> Any:
         return _FlakyBlob(self.owner, self.bucket.blob(name))
 
+    def __getattr__(self, attr: str) -> Any:  # list_blobs (old versions are collected after an export)
+        return getattr(self.bucket, attr)
+
 
 class _FlakyBlob:
     def __init__(self, owner: FlakyClient, blob: storage.Blob) -> None:

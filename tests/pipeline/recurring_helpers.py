@@ -72,6 +72,17 @@ def assert_pco_update(kfp_root: Path, state: str, before: str) -> None:
     assert recs["user_id"].nunique() == 120 and recs.groupby("user_id").size().max() == 5
 
 
+def later_period(state: str, out: Path, days: int = 7) -> Path:
+    """The state's reference window ``days`` later (every timestamp shifted; the same users and behaviour): a new
+    period with no drift, written as parquet. The state's pointer records the period it holds the update from, and
+    a recurring run on that very data is refused (load_models), so a recurring run needs data of its own."""
+    pointer = read_pointer(state)
+    assert pointer is not None
+    log = pd.read_parquet(Path(state) / "snapshots" / pointer["snapshot"] / "data" / "interactions.parquet")
+    log.assign(timestamp=log["timestamp"] + days * 86_400).to_parquet(out, index=False)
+    return out
+
+
 def state_copy(trained: tuple[Path, dict[str, Path]], dst: Path) -> str:
     shutil.copytree(trained[0] / "state", dst)
     return str(dst)

@@ -173,7 +173,10 @@ def test_caching_and_retries(specs: dict[str, dict[str, Any]], name: str) -> Non
         assert cached is pure, task_name  # training, drift and every step with side effects: no cache
         retries = task.get("retryPolicy", {}).get("maxRetryCount", 0)
         base = task_name.split("-2")[0]
-        assert retries == (3 if base in IO_TASKS else 2 if f"exec-{base}" in GPU_EXECUTORS[name] else 0), task_name
+        # every step is retried: a node drained or preempted under a CPU compute step would fail the run too
+        assert retries == (3 if base in IO_TASKS else 2), task_name
+        if base in ("evaluate", "recommend", "build-profiles", "monitor-drift"):  # compute_retries' backoff
+            assert (task["retryPolicy"]["backoffDuration"], task["retryPolicy"]["backoffFactor"]) == ("60s", 2.0)
 
 
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
@@ -291,3 +294,14 @@ def test_relevance_from_novelty_setting_feeds_the_trained_n_llm_to_the_r_llm_sft
                 "producerTask": "sft-novelty", "outputArtifactKey": "model"}
     assert not may_run_together(chained[TRAINING], "sft-novelty", "sft-relevance")
     assert may_run_together(specs[TRAINING], "sft-novelty", "sft-relevance")
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_the_r_llm_sft_step_reads_the_run_s_pco_config(specs: dict[str, dict[str, Any]], name: str) -> None:
+    """The R-LLM's SFT step warns about a chance-level R-LLM only when the PCO reward reads its score, so it needs
+    the run's ``pco_config``; without it every run looked like the default (feedback) reward."""
+    steps = [task for task_name, task in _tasks(specs[name]).items() if task_name.startswith("sft-relevance")]
+    assert steps
+    for task in steps:
+        source = task["inputs"]["parameters"]["pco_config"]["componentInputParameter"]
+        assert source in ("pco_config", "pipelinechannel--pco_config")

@@ -1,7 +1,8 @@
 """kfp.local end to end: coea_training (with the SFT of both tiny LLMs and PCO) on a tiny synthetic log (the
-session's ``trained`` run, tests/pipeline/conftest.py), then coea_recurring on its state with the same data (keep
-groups), running the PCO update of the state's models, and its failure paths; the taste-shift branch is in
-test_local_recurring.py. Each step runs as a subprocess of this Python."""
+session's ``trained`` run, tests/pipeline/conftest.py), then coea_recurring on its state with the next period's
+data, the same behaviour a week later (keep groups), running the PCO update of the state's models, and its failure
+paths (a second run on that period refused); the taste-shift branch is in test_local_recurring.py. Each step runs
+as a subprocess of this Python."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pandas as pd
 import pytest
 
 import coea
-from coea.config import SERVED_METHOD, EvalConfig
+from coea.config import SERVED_METHOD, DataConfig, EvalConfig
+from coea.errors import CoeaInputError
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
 from pipelines.local import run_recurring_locally
@@ -20,6 +22,7 @@ from tests.helpers import assert_artifact_page
 from tests.pipeline.pipeline_helpers import tiny_config
 from tests.pipeline.recurring_helpers import (
     assert_pco_update,
+    later_period,
     recurring_config,
     state_copy,
     state_models,
@@ -107,18 +110,21 @@ def test_training_pipeline_serves_from_the_kv_store(trained: tuple[Path, dict[st
         assert tree(models / name) == tree(paths["pco"] / "rounds" / "round_002" / name)
 
 
-def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+def test_recurring_same_behaviour_keeps_groups_once_per_period(trained: tuple[Path, dict[str, Path]],
+                                                                 tmp_path: Path) -> None:
     state = state_copy(trained, tmp_path / "state")
     before = read_pointer(state)
     models_before, _ = state_models(state)
-    kfp_root = run_recurring_locally(recurring_config(), tmp_path / "run", state, rec_k=5)
+    period = recurring_config(data=DataConfig(spec=f"parquet:{later_period(state, tmp_path / 'period.parquet')}"))
+    kfp_root = run_recurring_locally(period, tmp_path / "run", state, rec_k=5)
     ran = task_dirs(kfp_root)
     assert {"load-state", "load-models", "monitor-drift", "build-profiles", "pco-loop", "save-models", "evaluate",
             "export-recommendations"} <= ran
     assert "dsie-group" not in ran and "save-state" not in ran
     after = read_pointer(state)
-    assert after is not None and {k: v for k, v in after.items() if k != "models"} == {
-        k: v for k, v in before.items() if k != "models"}  # the reference and its groups stay
+    snapshot = ("snapshot", "created_at", "files")  # the reference and its groups stay
+    assert after is not None and {k: after[k] for k in snapshot} == {k: before[k] for k in snapshot}
+    assert after["period"] != before["period"] and after["history"]["models"][1] == models_before
     assert_pco_update(kfp_root, state, models_before)
     with KVStore(Path(state) / KV_STORE) as store:
         assert len(store.versions()) == 2  # served again
@@ -129,6 +135,12 @@ def test_recurring_same_data_keeps_groups(trained: tuple[Path, dict[str, Path]],
         versions = {name: {a.get("metadata", {}).get("coea_version") for a in body["artifacts"]}
                     for name, body in artifacts.items() if name not in ("metrics", "stats")}
         assert versions and all(v == {coea.__version__} for v in versions.values()), (task, versions)
+    # a second run on the same period would apply its PCO update twice: refused in load-models, nothing changes
+    committed = read_pointer(state)
+    with pytest.raises(CoeaInputError, match=r"^step load-models: the state at .* already holds the update from "
+                                             r"this data \(models .*\); a run on it committed before: "):
+        run_recurring_locally(period, tmp_path / "again", state, rec_k=5)
+    assert read_pointer(state) == committed
 
 
 def test_recurring_without_state_fails_in_load_state(tmp_path: Path) -> None:

@@ -68,7 +68,8 @@ def test_models_round_trip_and_garbage_collection(tmp_path: Path, fitted) -> Non
     state = str(tmp_path / "state")
     snap = run_save_state(state, fitted.data, fitted.dsie)
     versions = [run_save_models(state, _fake_models(tmp_path / f"m{i}", str(i)),
-                                _fake_models(tmp_path / f"m{i}", str(i)), keep=2) for i in range(3)]
+                                _fake_models(tmp_path / f"m{i}", str(i)), data_dir=fitted.data, keep=2)
+                for i in range(3)]
     pointer = read_pointer(state)
     assert pointer is not None and pointer["snapshot"] == snap.snapshot  # the groups stay (no-drift branch)
     assert pointer["models"]["snapshot"] == versions[-1].snapshot and versions[-1].n_files == 4
@@ -132,7 +133,8 @@ def test_models_errors_name_the_fix(tmp_path: Path, fitted) -> None:
     with pytest.raises(CoeaInputError, match="saves the models after PCO"):
         run_load_models(str(tmp_path / "none"), tmp_path / "a", tmp_path / "b")
     with pytest.raises(CoeaInputError, match="models belong to groups"):
-        run_save_models(str(tmp_path / "none"), _fake_models(tmp_path / "m", "0"), tmp_path / "m")
+        run_save_models(str(tmp_path / "none"), _fake_models(tmp_path / "m", "0"), tmp_path / "m",
+                        data_dir=fitted.data)
     (tmp_path / "only" / "novelty").mkdir(parents=True)
     with pytest.raises(CoeaInputError, match="no relevance/ model dir"):
         run_save_state(str(tmp_path / "state"), fitted.data, fitted.dsie, tmp_path / "only", tmp_path / "only")
@@ -279,6 +281,7 @@ def test_gcs_models_round_trip(tmp_path: Path, fitted, gcs: Any) -> None:
                           client=gcs)
     first = read_pointer(state, gcs)["models"]
     second = run_save_models(state, _fake_models(tmp_path / "m1", "1"), _fake_models(tmp_path / "m1", "1"),
+                             data_dir=fitted.data,
                              keep=1, client=gcs)
     names = {b.name for b in gcs.list_blobs(BUCKET)}
     assert f"coea/state/{POINTER}" in names
@@ -335,7 +338,7 @@ def test_gcs_pointer_is_written_with_the_generation_it_read(tmp_path: Path, fitt
     run_save_state(state, fitted.data, fitted.dsie, client=gcs)
     first_generation = gcs.bucket(BUCKET).get_blob(pointer_name).generation
     models = _fake_models(tmp_path / "m1", "1")
-    run_save_models(state, models, models, client=gcs)
+    run_save_models(state, models, models, data_dir=fitted.data, client=gcs)
     assert [w for n, w in enforced_preconditions if n == pointer_name] == ["0", str(first_generation)]
 
     from coea import state as state_module
@@ -350,7 +353,7 @@ def test_gcs_pointer_is_written_with_the_generation_it_read(tmp_path: Path, fitt
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(state_module, "_upload_version", upload_then_other_writer)
         with pytest.raises(StateConflictError, match=r"current.json changed since this run read it") as err:
-            run_save_models(state, models, models, client=gcs)
+            run_save_models(state, models, models, data_dir=fitted.data, client=gcs)
     assert "\n" not in str(err.value) and "max_concurrency=1" in str(err.value)
     assert json.loads(gcs.bucket(BUCKET).blob(pointer_name).download_as_bytes()) == {"snapshot": "theirs"}
 

@@ -36,11 +36,12 @@ def _dir(path: Path, *names: str) -> Path:
 
 @pytest.fixture
 def state(tmp_path: Path) -> str:
-    """A local state with a snapshot (data/, dsie/) and models (novelty/, relevance/), two files each."""
+    """A local state with a snapshot (data/, dsie/) and models (novelty/, relevance/), two files each; data/'s
+    interactions.parquet is what the pointer records as the period."""
     uri = str(tmp_path / "state")
     models = _dir(tmp_path / "m", "novelty/a.json", "relevance/b.json")
-    run_save_state(uri, _dir(tmp_path / "d", "x.parquet", "sub/y.json"), _dir(tmp_path / "g", "groups.parquet"),
-                   models, models)
+    run_save_state(uri, _dir(tmp_path / "d", "interactions.parquet", "sub/y.json"),
+                   _dir(tmp_path / "g", "groups.parquet"), models, models)
     return uri
 
 

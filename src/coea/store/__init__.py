@@ -11,7 +11,7 @@ from coea.store.gcs import (
     read_manifest,
 )
 from coea.store.kv import KeyKind, KVStore, VersionInfo
-from coea.store.publish import PublishConfig, PublishResult, read_recs_file, run_publish
+from coea.store.publish import PublishConfig, PublishResult, find_published, read_recs_file, run_publish
 from coea.store.records import Recommendation, validate_recs
 from coea.store.retry import RetryPolicy, call_with_retry
 from coea.store.shards import MANIFEST_NAME, ExportFormat, GcsManifest, ShardInfo
@@ -35,6 +35,7 @@ __all__ = [
     "VersionInfo",
     "call_with_retry",
     "export_to_gcs",
+    "find_published",
     "parse_gcs_uri",
     "read_export",
     "read_manifest",

@@ -9,6 +9,17 @@ A GCS object write is atomic, and the manifest is written only after every shard
 starts from the manifest sees either the previous complete export or the new complete one, never a partial
 export. Each shard's size, sha256 and md5 are in the manifest so readers can verify what they download. A
 failed export writes no manifest and (by default) deletes the shards it had uploaded.
+
+Old versions are collected after each successful manifest write: of the version folders under the prefix whose
+name is a sortable version id (``coea.store.records.new_version_id``, what ``run_export`` uses: the store's
+version) and that sort at or before the manifest's version, the newest ``keep_versions`` survive (the manifest's
+own and the ``keep_versions - 1`` before it, the store's rule, so a reader that read the previous manifest a moment
+ago still finds its shards); the older ones' shards (``part-NNNNN.jsonl`` / ``.parquet``) are deleted. That
+includes the orphan shards of an export that was killed before its manifest (no ``except`` runs in a killed
+process): they count as one of the kept versions until enough newer exports pass them. Folders newer than the
+manifest (an export still running), other names, and exports whose version is no such id are left alone. A
+failed listing or delete is logged and never fails the export, whose manifest is already written; the next
+export collects what was left.
 """
 
 from __future__ import annotations
@@ -23,7 +34,14 @@ from google.api_core import exceptions as gexc
 
 from coea.data.gcs import BUCKET_NAME_RE, storage_client
 from coea.store.errors import ExportError, StoreError
-from coea.store.records import KEY_COLUMNS, REC_COLUMNS, new_version_id, utc_now_iso, validate_recs
+from coea.store.records import (
+    KEY_COLUMNS,
+    REC_COLUMNS,
+    VERSION_ID_RE,
+    new_version_id,
+    utc_now_iso,
+    validate_recs,
+)
 from coea.store.retry import RetryPolicy, call_with_retry
 from coea.store.shards import (
     MANIFEST_NAME,
@@ -79,6 +97,8 @@ class GcsExportConfig:
         initial_backoff_s / max_backoff_s / backoff_multiplier: exponential backoff between attempts.
         cleanup_on_failure: delete the shards already uploaded when the export fails.
         version: the export's version id; ``None`` makes a new timestamp+uuid id.
+        keep_versions: export versions kept after a successful export, its own included (the module docstring
+            says which are collected); the default is the store's (``PublishConfig.keep_versions``).
     """
 
     format: ExportFormat = ExportFormat.JSONL
@@ -90,6 +110,7 @@ class GcsExportConfig:
     backoff_multiplier: float = 2.0
     cleanup_on_failure: bool = True
     version: str | None = None
+    keep_versions: int = 3
 
     def __post_init__(self) -> None:
         try:
@@ -105,6 +126,8 @@ class GcsExportConfig:
             raise ValueError(f"key_column must be one of {list(KEY_COLUMNS)}, got {self.key_column!r}")
         if self.version is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.version):
             raise ValueError(f"version must match [A-Za-z0-9._-]+, got {self.version!r}")
+        if isinstance(self.keep_versions, bool) or not isinstance(self.keep_versions, int) or self.keep_versions < 1:
+            raise ValueError(f"keep_versions must be an int >= 1, got {self.keep_versions!r}")
         self.retry_policy()  # validates attempts and backoff
 
     def retry_policy(self) -> RetryPolicy:
@@ -114,7 +137,7 @@ class GcsExportConfig:
 
 @dataclass(frozen=True)
 class GcsExportResult:
-    """A finished export: where its manifest is and what it lists."""
+    """A finished export: where its manifest is, what it lists, and the old versions it deleted."""
 
     uri: str
     manifest_uri: str
@@ -122,14 +145,18 @@ class GcsExportResult:
     format: ExportFormat
     n_rows: int
     shards: tuple[ShardInfo, ...]
+    removed_versions: tuple[str, ...] = ()
 
 
 def export_to_gcs(cfg: GcsExportConfig, recs: pd.DataFrame, uri: str, client: Any = None) -> GcsExportResult:
-    """Write ``recs`` under ``uri`` as shards, then ``manifest.json`` last.
+    """Write ``recs`` under ``uri`` as shards, then ``manifest.json`` last, then delete old versions' shards
+    (``cfg.keep_versions``, see the module docstring).
 
-    ``client`` is a ``google.cloud.storage.Client`` (or anything with ``.bucket(name)``); ``None`` makes a
-    default one (honours ``STORAGE_EMULATOR_HOST``). Raises ``StoreError`` for a bad URI or frame and
-    ``ExportError`` when an upload fails for good (then no manifest is written).
+    ``client`` is a ``google.cloud.storage.Client`` (or anything with ``.bucket(name)`` whose buckets have
+    ``blob(name)`` and ``list_blobs(prefix=...)``); ``None`` makes a default one (honours
+    ``STORAGE_EMULATOR_HOST``). Raises ``StoreError`` for a bad URI or frame and ``ExportError`` when an upload
+    fails for good (then no manifest is written). Re-running it with the same ``cfg.version`` (a retried step)
+    writes the same shard names again, so it finishes a killed export of that version.
     """
     target = parse_gcs_uri(uri)
     frame = validate_recs(recs, cfg.key_column, name="recs")
@@ -149,8 +176,39 @@ def export_to_gcs(cfg: GcsExportConfig, recs: pd.DataFrame, uri: str, client: An
                           f"written (fix: check the bucket and credentials, then re-run the export)") from exc
     log.info("exported %d rows in %d %s shard(s) to %s (version %s)",
              len(frame), len(shards), cfg.format.value, target, version)
+    removed = _collect_old_versions(bucket, target, version, cfg)
     return GcsExportResult(uri=str(target), manifest_uri=f"{target}{MANIFEST_NAME}", version=version,
-                           format=cfg.format, n_rows=len(frame), shards=tuple(shards))
+                           format=cfg.format, n_rows=len(frame), shards=tuple(shards), removed_versions=removed)
+
+
+def _collect_old_versions(bucket: Any, target: GcsUri, version: str, cfg: GcsExportConfig) -> tuple[str, ...]:
+    """After the manifest named ``version``: delete the shards of the version folders the module docstring's rule
+    drops; returns those versions (oldest first). Never raises for a storage error: the export is done."""
+    if not VERSION_ID_RE.fullmatch(version):
+        return ()
+
+    def attempt() -> list[str]:
+        return [blob.name for blob in bucket.list_blobs(prefix=target.prefix, retry=None)]
+
+    try:
+        names = call_with_retry(attempt, cfg.retry_policy(), f"list gs://{bucket.name}/{target.prefix}")
+    except (gexc.GoogleAPIError, OSError) as exc:
+        log.warning("could not list %s to delete old export versions (the next export will): %s", target, exc)
+        return ()
+    by_version: dict[str, list[str]] = {}
+    for name in names:
+        match = _SHARD_NAME_RE.fullmatch(name[len(target.prefix):])
+        if match:
+            by_version.setdefault(match.group(1), []).append(name)
+    older = sorted((v for v in by_version if v < version), reverse=True)
+    doomed = sorted(older[cfg.keep_versions - 1:])
+    if doomed:
+        _delete_quietly(bucket, [name for v in doomed for name in by_version[v]])
+        log.info("deleted %d old export version(s) under %s: %s", len(doomed), target, ", ".join(doomed))
+    return tuple(doomed)
+
+
+_SHARD_NAME_RE = re.compile(rf"({VERSION_ID_RE.pattern})/part-\d{{5}}\.(?:{'|'.join(f.value for f in ExportFormat)})")
 
 
 def _upload_shards(cfg: GcsExportConfig, frame: pd.DataFrame, bucket: Any, target: GcsUri, version: str,
@@ -178,7 +236,7 @@ def _delete_quietly(bucket: Any, object_names: list[str]) -> None:
         try:
             bucket.blob(name).delete()
         except (gexc.GoogleAPIError, OSError) as exc:
-            log.warning("could not delete partial shard gs://%s/%s: %s", bucket.name, name, exc)
+            log.warning("could not delete shard gs://%s/%s: %s", bucket.name, name, exc)
 
 
 def _download(bucket: Any, object_name: str, policy: RetryPolicy) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from coea.store.errors import StoreError
-from coea.store.kv import KVStore
+from coea.store.kv import KVStore, VersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +70,75 @@ def read_recs_file(path: Path) -> pd.DataFrame:
                          fix="write recommendations with DataFrame.to_parquet") from exc
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_metadata(cfg: PublishConfig, recs_path: Path, group_recs_path: Path | None) -> dict[str, Any]:
+    """What a version records about where it came from: ``cfg.metadata`` (e.g. the pipeline's
+    ``recommendations`` URI), the source paths and the sha256 of each source file."""
+    return {**cfg.metadata, "recs_path": str(recs_path), "recs_sha256": file_sha256(recs_path),
+            "group_recs_path": None if group_recs_path is None else str(group_recs_path),
+            "group_recs_sha256": None if group_recs_path is None else file_sha256(group_recs_path)}
+
+
 def run_publish(cfg: PublishConfig, recs_path: Path, store_path: Path, *,
                 group_recs_path: Path | None = None) -> PublishResult:
     """Publish ``recs_path`` (columns user_id, rank, category, score) and optionally ``group_recs_path``
     (group_id, rank, category, score) to the store at ``store_path`` as its new active version.
 
-    The config, the source paths and ``cfg.metadata`` are stored as the version's metadata, so every version
-    describes where it came from.
+    The config, ``cfg.metadata``, the source paths and the sha256 of each source file are stored as the version's
+    metadata, so every version describes where it came from (and ``find_published`` can tell a repeated publish).
     """
     users = read_recs_file(recs_path)
     groups = read_recs_file(group_recs_path) if group_recs_path is not None else None
-    metadata = {**cfg.metadata, "config": asdict(cfg), "recs_path": str(recs_path),
-                "group_recs_path": None if group_recs_path is None else str(group_recs_path)}
+    metadata = {**_source_metadata(cfg, recs_path, group_recs_path), "config": asdict(cfg)}
     with KVStore(Path(store_path), keep_versions=cfg.keep_versions, timeout_s=cfg.timeout_s) as store:
         version = store.publish(users, groups, metadata=metadata)
         kept = store.versions()
-    info = next(v for v in kept if v.version == version)
     log.info("run_publish: %s -> %s version %s", recs_path, store_path, version)
+    return _result(store_path, version, kept)
+
+
+def _result(store_path: Path, version: str, kept: list[VersionInfo]) -> PublishResult:
+    info = next(v for v in kept if v.version == version)
     return PublishResult(version=version, store_path=Path(store_path), n_users=info.n_users,
                          n_groups=info.n_groups, n_rows=info.n_rows,
                          kept_versions=tuple(v.version for v in kept))
+
+
+def find_published(cfg: PublishConfig, recs_path: Path, store_path: Path, *,
+                   group_recs_path: Path | None = None) -> PublishResult | None:
+    """The store's ACTIVE version if ``run_publish(cfg, recs_path, store_path, group_recs_path=...)`` already
+    published it, else ``None``: its metadata names the same source paths with the same sha256 digests and holds
+    every item of ``cfg.metadata`` (the pipelines put the recommendations artifact's URI there). A retried export
+    step uses it to finish with the version an earlier, killed attempt published, instead of publishing the same
+    recommendations again as a new version (``keep_versions`` would then hold fewer distinct periods).
+
+    Changes nothing. ``None`` too when there is no store yet, when the file is no readable store, when its active
+    version is missing (a damaged store: the publish repairs it), or when a source file is missing (the publish
+    then says so)."""
+    sources = [p for p in (recs_path, group_recs_path) if p is not None]
+    if not Path(store_path).is_file() or not all(Path(p).is_file() for p in sources):
+        return None
+    try:
+        with KVStore(Path(store_path), timeout_s=cfg.timeout_s, create=False) as store:
+            kept = store.versions()
+    except StoreError:
+        return None
+    active = next((v for v in kept if v.active), None)
+    if active is None:
+        return None
+    expected = json.loads(json.dumps(_source_metadata(cfg, Path(recs_path), group_recs_path)))
+    if any(active.metadata.get(key, _MISSING) != value for key, value in expected.items()):
+        return None
+    log.info("find_published: %s already holds %s as its active version %s", store_path, recs_path, active.version)
+    return _result(store_path, active.version, kept)
+
+
+_MISSING = object()

@@ -7,6 +7,7 @@ A recommendation frame has one row per (key, rank): ``<key_column>`` (str; ``use
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,8 +32,12 @@ class Recommendation:
     rank: int
 
 
+VERSION_ID_RE = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{8}")  # what new_version_id makes (fullmatch)
+
+
 def new_version_id() -> str:
-    """A sortable, unique version id: UTC timestamp (microseconds) + 8 hex chars of a uuid4."""
+    """A sortable, unique version id: UTC timestamp (microseconds) + 8 hex chars of a uuid4. Ids made later sort
+    after earlier ones as strings (``VERSION_ID_RE`` matches exactly these ids)."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
 
 
