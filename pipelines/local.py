@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from coea.config import SERVED_METHOD, RunConfig
+from coea.errors import CoeaInputError
 from coea.layout import RunLayout
 from coea.report_html import render_report
 from coea.stages import pipeline_arguments
-from coea.utils import write_json_atomic
+from coea.utils import write_json_atomic, write_text_atomic
 from components.settings import DeploymentSettings
 from pipelines.console import STEPS_LOG, kfp_step_log
 from pipelines.warm import warm_steps
@@ -101,14 +102,29 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     from pipelines.definitions import build_pipelines
 
     run_dir = Path(run_dir)
+    created = _new_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     init_local(run_dir, pipeline_root)
     training = build_pipelines(settings or local_settings()).training
     start = time.perf_counter()
-    with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose), scheduled_time(schedule_time), warm_steps():
-        run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
-                       rec_method=rec_method, rec_k=rec_k)
-    outputs: dict[str, Any] = run.outputs
+    console = None
+    try:
+        with kfp_step_log(run_dir / "kfp" / STEPS_LOG, verbose=verbose) as console, scheduled_time(schedule_time), \
+                warm_steps():
+            run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
+                           rec_method=rec_method, rec_k=rec_k)
+        paths = _copy_outputs(run.outputs, run_dir, rec_method, rec_k)
+    except BaseException as err:
+        said = unfinished(run_dir, created, [] if console is None else console.steps, err)
+        if said is err:
+            raise
+        raise said from err
+    log.info("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)
+    return paths
+
+
+def _copy_outputs(outputs: dict[str, Any], run_dir: Path, rec_method: str, rec_k: int) -> dict[str, Path]:
+    """The training run's ``outputs`` copied into ``run_dir`` (:func:`run_training_locally`), its report rendered."""
     paths = {p.name: run_dir / p.name for p in Path(outputs["report"].path).iterdir()}
     paths["steps_log"] = run_dir / "kfp" / STEPS_LOG
     _copy(outputs["report"].path, run_dir)
@@ -126,8 +142,47 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     paths["served"] = RunLayout(run_dir).served  # read by the report
     write_json_atomic(paths["served"], {"method": rec_method, "k": rec_k})
     paths["report"] = render_report(run_dir)
-    log.info("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)
     return paths
+
+
+def _new_folder(path: Path) -> Path | None:
+    """The outermost folder that making ``path`` creates (``path`` or an ancestor); None when it exists."""
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def unfinished(run_dir: Path, created: Path | None, steps: list[tuple[str, str, float]], err: BaseException
+               ) -> BaseException:
+    """What a training run that stopped (``err``: a step failed, bad input, Ctrl-C, SIGTERM) leaves, and ``err``
+    saying so. Refused input or an interrupt before any step finished (``steps``: the console's (step, status,
+    seconds)): the folders this run ``created`` (the run folder, and the runs folder when it made that too) go:
+    nothing is written. Otherwise (a crash keeps its step log) the run folder is kept with ``INCOMPLETE.txt``
+    naming the step that failed (or was running) and those that finished, and the error (an input error's line,
+    else an exception note: the CLI's "interrupted" line) names the folder and that file."""
+    finished = [step for step, status, _ in steps if status == "SUCCESS"]
+    if not finished and isinstance(err, CoeaInputError | KeyboardInterrupt):
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+            if not isinstance(err, CoeaInputError):  # an input error's line says all; it wrote nothing
+                err.add_note(f"nothing had finished: {created} removed")
+        return err
+    from coea.flow import TRAINING_STEPS
+
+    failed = next((step for step, status, _ in steps if status != "SUCCESS"), None)
+    running = next((f"step {step}" for step in TRAINING_STEPS if step not in finished), "copying the outputs")
+    how = f"step {failed} failed" if failed else f"stopped in {running} ({type(err).__name__})"
+    done = ", ".join(finished) or "none"
+    marker = RunLayout(run_dir).incomplete
+    write_text_atomic(marker, f"This run is incomplete: {how}.\nFinished steps (their outputs are under kfp/): "
+                              f"{done}.\nStart a new run with `coea run`; the step logs are in kfp/{STEPS_LOG}.\n")
+    note = f"{run_dir} is incomplete: {how}, finished: {done} (see {marker})"
+    if isinstance(err, CoeaInputError):
+        return err.replace(problem=f"{err.problem}; {note}")
+    err.add_note(note)
+    return err
 
 
 def run_recurring_locally(cfg: RunConfig, run_dir: Path, state_uri: str, *, drift_config: str = "{}",

@@ -99,10 +99,10 @@ def run_flow(cfg: RunConfig, layout: RunLayout, *, needs: frozenset[Need] | None
     history) or by the DSIE fit leaves an existing run folder as it was."""
     steps = plan(needs_of(cfg.eval.methods) if needs is None else needs, state_uri=state_uri, serve=serve,
                  evaluate=evaluate)
-    log.info("flow: %s -> %s", " -> ".join(steps), layout.root)
     results: dict[Step, object] = {}
     with staged_data(cfg, layout.data, ks=Step.EVALUATE in steps, pco=Step.PCO in steps,
                      split=Step.EVALUATE in steps and Step.DSIE not in steps) as prepared:
+        log.info("flow: %s -> %s", " -> ".join(steps), layout.root)  # once the log passed: a refusal is one line
         results[Step.PREPARE] = prepared
         if Step.DSIE in steps:  # fitted on the staged log; replaces dsie/ just before data/ is replaced
             results[Step.DSIE] = _staged_dsie(cfg, prepared.data_dir, layout.dsie)
@@ -119,11 +119,13 @@ def staged_data(cfg: RunConfig, data_dir: Path, *, ks: bool, pco: bool = False, 
     cut-offs against its categories (``eval.ks`` when ``ks``, ``pco.k`` when ``pco``), with ``split`` a split that
     leaves some user a history, and ``check`` (given the staging folder). The block runs on the staged log (the
     result's paths are in the staging folder until it ends); ``data_dir`` is replaced only when it ends without an
-    error, so a refused log leaves an existing ``data_dir`` as it was."""
+    error, so a refused log leaves an existing ``data_dir`` as it was. The data step's own log line (naming the
+    staging folder, deleted afterwards) is left out; its numbers are logged once the log passed the checks."""
     from coea import stages
 
     with atomic_dir(data_dir) as staging:
-        prepared = stages.run_prepare_data(cfg, staging)
+        with _quiet(logging.getLogger(stages.run_prepare_data.__module__)):
+            prepared = stages.run_prepare_data(cfg, staging)
         check_cutoffs(cfg, prepared.stats["categories"], ks=ks, pco=pco)
         if split:
             from coea.data.prepared import read_prepared
@@ -133,9 +135,24 @@ def staged_data(cfg: RunConfig, data_dir: Path, *, ks: bool, pco: bool = False, 
             require_warm_users(chronological_split(loaded.interactions, cfg.split), loaded.source)
         if check is not None:
             check(staging)
+        log.info("data: %s: %d events, %d users, %d categories", prepared.source, prepared.stats["interactions"],
+                 prepared.stats["users"], prepared.stats["categories"])
         yield prepared
     prepared.data_dir, prepared.paths = Path(data_dir), rebased(prepared.paths, staging, Path(data_dir))
     log.info("prepared data -> %s", data_dir)
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """``logger``'s records dropped while open."""
+    def drop(_record: logging.LogRecord) -> bool:
+        return False
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _staged_dsie(cfg: RunConfig, data_dir: Path, dsie_dir: Path) -> object:

@@ -10,6 +10,7 @@ Every command, the in-process flow, the kfp.local runner and the report read and
       metrics.json, metrics.md, metrics_at_K.png, eval_report.html   the evaluation (coea.stages.evaluate)
       config.json           the run config (`coea group`, the evaluation): later commands' default --config
       recommendations.parquet, seen.parquet, recs.sqlite, served.json, report.html, state/, kfp/
+      INCOMPLETE.txt        only in a `coea run` folder whose run stopped after some steps: which ones
 
 dsie/, llm/novelty/, llm/relevance/ and pco/ each hold a lineage.json once complete (coea.lineage): what they were
 made from, checked by the commands that combine them.
@@ -94,6 +95,11 @@ class RunLayout:
     @property
     def kfp(self) -> Path:
         return self.root / "kfp"
+
+    @property
+    def incomplete(self) -> Path:
+        """Written by `coea run` when its run stopped after some steps finished (:func:`pipelines.local.unfinished`)."""
+        return self.root / "INCOMPLETE.txt"
 
     def artifacts(self) -> ArtifactDirs:
         """The run's fitted artifacts, each only when its folder exists."""

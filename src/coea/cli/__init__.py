@@ -8,23 +8,21 @@ Each command calls exactly one stage function (:mod:`coea.stages`), the in-proce
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import itertools
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator
 from typing import NoReturn
 
 import typer
 
 from coea.cli import data, kubeflow, stages  # noqa: F401  (registers the commands)
-from coea.cli.common import app, disk_full
+from coea.cli.common import app, disk_full, interrupt_notes
 from coea.device import pin_torch_threads
 from coea.errors import CoeaInputError
+from coea.interrupts import interruptible, received
 from coea.utils import setup_logging
 
 __all__ = ["app", "main"]
@@ -92,22 +90,25 @@ def _sentence(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn input errors (usage errors and a full disk among them) into one line on stderr
-    and exit code 2, and Ctrl-C or SIGTERM into one line and exit code 130 or 143 (:func:`_interruptible`)."""
+    and exit code 2, and Ctrl-C or SIGTERM into one line and exit code 130 or 143
+    (:func:`coea.interrupts.interruptible`: finally blocks and context managers run first)."""
     setup_logging()
     # transformers' own progress bars (one "Loading weights" bar per model loaded) are noise on a console whose
     # steps print their own progress; the trainers' step bars are theirs and stay. Set it to 0 to see them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    _received.clear()
+    received.clear()
+    interrupt_notes.clear()
+    args = sys.argv[1:] if argv is None else argv
     try:
-        with _interruptible():
+        with interruptible():
             pin_torch_threads()  # COEA_TORCH_THREADS
             code = app(args=argv, prog_name="coea", standalone_mode=False)  # click's errors come here, not its box
     except KeyboardInterrupt:  # outside the command (click turns one inside it into exit code 130)
-        _interrupted(_received[0] if _received else signal.SIGINT)
+        _interrupted(received[0] if received else signal.SIGINT, args)
     except click_errors.UsageError as err:
         if type(err).__name__ == "NoArgsIsHelpError":
             sys.exit(2)  # no arguments, or a group without its command: the help is printed
-        _fail(usage_error(err, sys.argv[1:] if argv is None else argv))
+        _fail(usage_error(err, args))
     except typer.Abort:
         typer.echo("Aborted!", err=True)
         sys.exit(1)
@@ -117,44 +118,20 @@ def main(argv: list[str] | None = None) -> None:
         if (full := disk_full(err)) is None:
             raise
         _fail(full)
-    if _received:
-        _interrupted(_received[0])
+    if received:
+        _interrupted(received[0], args)
     sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: typer.Exit(N), Ctrl-C 130, else 0
 
 
-_received: list[int] = []  # the signals (SIGINT, SIGTERM) that interrupted this run of main, in order
-
-
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    _received.append(signum)
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """SIGTERM (a preempted or timed-out pod, ``kill``) unwinds the command as Ctrl-C does: ``finally`` blocks and
-    context managers run, so the temporary files and folders (``.NAME.*.tmp`` beside an output, the trainers'
-    ``coea-*`` folders) are removed; Python's default SIGTERM ends the process without them. A signal the caller
-    ignores (SIG_IGN: a background job's SIGINT) stays ignored; the previous handlers come back afterwards."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig, handler in saved.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, _raise_interrupt)
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-
-def _interrupted(signum: int) -> NoReturn:
+def _interrupted(signum: int, argv: list[str]) -> NoReturn:
     """One line on stderr (after a newline: a progress bar may hold the line) and exit code 128 + the signal's
-    number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command a signal ended."""
-    typer.echo(f"\ninterrupted: {signal.Signals(signum).name}; re-run the command (coea pco --resume continues)",
-               err=True)
+    number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command a signal ended. The line says what the
+    command left (:data:`~coea.cli.common.interrupt_notes`, e.g. `coea run`'s incomplete run folder) and, for
+    `coea pco` only (``argv``'s command), that ``--resume`` continues it."""
+    command = next(itertools.takewhile(lambda arg: not arg.startswith("-"), argv), None)
+    resume = " (coea pco --resume continues after the last complete round)" if command == "pco" else ""
+    left = "".join(f"{note}; " for note in interrupt_notes)
+    typer.echo(f"\ninterrupted: {signal.Signals(signum).name}; {left}re-run the command{resume}", err=True)
     sys.exit(128 + signum)
 
 

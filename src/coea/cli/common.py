@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperOption
 
 import coea
+from coea.cli.run_folder import require_parts, run_layout  # noqa: F401  (the commands import them from here)
 from coea.config import (
     PRESETS,
     CategoryLevel,
@@ -93,6 +94,11 @@ MethodsOpt = Annotated[str | None, typer.Option(
 ColOpt = Annotated[str | None, typer.Option(help="csv/parquet: the file's column holding this field")]
 
 
+# What an interrupted command left that its "interrupted:" line says (a note of the exception that stopped it,
+# e.g. `coea run`'s incomplete run folder): the command records it, coea.cli.main prints and clears it.
+interrupt_notes: list[str] = []
+
+
 def check_writable_dir(out: Path, option: str = "--out") -> None:
     """``out`` can be (or is) a folder this process writes into: not a file, under a writable folder; else a
     :class:`CoeaInputError` before anything runs."""
@@ -112,12 +118,17 @@ def check_writable_dir(out: Path, option: str = "--out") -> None:
                              fix="pass a folder you can write to") from err
 
 
-def check_writable_file(out: Path, option: str = "--out") -> None:
-    """``out`` can be (or is) a file this process writes: not a folder, in a folder it can write to (created when
-    missing); else a :class:`CoeaInputError` before anything runs."""
+def check_writable_file(out: Path | str, option: str = "--out", example: str = "recommendations.parquet") -> Path:
+    """``out`` can be (or is) a file this process writes: not a folder (nor a path written as one, ending in
+    ``/``: the option's value as given, a ``str``, since a :class:`Path` drops the slash), in a folder it can write
+    to (created when missing); else a :class:`CoeaInputError` before anything runs. Returns ``out`` as a Path."""
+    if isinstance(out, str) and out.endswith(("/", os.sep)):
+        raise CoeaInputError("ends with '/': names a folder, not a file", source=out, option=option,
+                             fix=f"pass a file path, e.g. {Path(out) / example}")
+    out = Path(out)
     if out.is_dir():
         raise CoeaInputError("is a folder, not a file", source=out, option=option,
-                             fix=f"pass a file path, e.g. {out / 'recommendations.parquet'}")
+                             fix=f"pass a file path, e.g. {out / example}")
     fix = "pass a file path in a folder you can write to"
     if out.parent.exists() and not out.parent.is_dir():
         raise CoeaInputError(f"cannot be created: {out.parent} is a file", source=out, option=option, fix=fix)
@@ -125,6 +136,7 @@ def check_writable_file(out: Path, option: str = "--out") -> None:
         check_writable_dir(out.parent, option)
     except CoeaInputError as err:
         raise err.replace(source=out, fix=fix) from err
+    return out
 
 
 @contextmanager
@@ -132,20 +144,26 @@ def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
     """:func:`check_writable_dir`, then run the command's body; when the body stops on bad input
     (:class:`CoeaInputError`, e.g. a split that leaves no user a history) or on a full disk (then a
     :class:`CoeaInputError` naming the file, :func:`disk_full`) and ``out`` did not exist before, the folder it
-    began is removed, so a refused command leaves nothing half-written behind."""
+    began is removed, so a refused command leaves nothing half-written behind. Stopped otherwise (Ctrl-C, SIGTERM,
+    a crash), the folder it made is removed while it is still empty (what is in it is kept: finished steps)."""
     check_writable_dir(out, option)
     existed = out.exists()
     try:
-        yield out
-    except (CoeaInputError, OSError) as err:
-        error = err if isinstance(err, CoeaInputError) else disk_full(err, option, out)
-        if error is None:
-            raise
-        if not existed:
-            shutil.rmtree(out, ignore_errors=True)
-        if error is err:
-            raise
-        raise error from err
+        try:
+            yield out
+        except (CoeaInputError, OSError) as err:
+            error = err if isinstance(err, CoeaInputError) else disk_full(err, option, out)
+            if error is None:
+                raise
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            if error is err:
+                raise
+            raise error from err
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def disk_full(err: OSError, option: str | None = None, out: Path | None = None) -> CoeaInputError | None:
@@ -313,22 +331,6 @@ RunOpt = Annotated[Path, typer.Option("--run", help="a run folder (data/, dsie/,
                                                    "`coea group` or `coea evaluate`, or a `coea run` directory")]
 
 
-def run_layout(run: Path, *parts: str):
-    from coea.layout import RunLayout
-
-    layout = RunLayout(run)
-    if not run.is_dir():
-        raise CoeaInputError(f"not a run folder: it {'is a file' if run.exists() else 'does not exist'}",
-                             source=run, option="--run",
-                             fix="pass a run folder written by `coea group`/`coea evaluate`/`coea run`")
-    for part in parts:
-        if not getattr(layout, part).is_dir():
-            raise CoeaInputError(f"no {part}/ directory", source=run, option="--run",
-                                 fix="pass a run folder written by `coea group`/`coea evaluate`/`coea run`, or run "
-                                     "the stage that writes it first")
-    return layout
-
-
 def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
     """``--config``; without it, the config a ``--from-run`` folder was made with (its config.json). A
     ``--from-run`` that is no run folder (missing, a file, or holding none of a run's parts) is refused, never
@@ -359,13 +361,17 @@ def csv(value: str | None, option: str = "--methods") -> list[str] | None:
 
 
 def ints(value: str | None, option: str) -> list[int] | None:
+    """A comma-separated list of integers; None when not given. An empty entry (``5,,10``, ``5,``) is an error,
+    never skipped: a list with a typo is not read as another list."""
     if value is None:
         return None
+    fix = f"e.g. {option} 5,10"
+    if any(not v.strip() for v in value.split(",")):
+        raise CoeaInputError(f"empty entry in {value!r}", option=option, fix=f"one integer between commas, {fix}")
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        return [int(v) for v in value.split(",")]
     except ValueError as err:
-        raise CoeaInputError(f"expected comma-separated integers, got {value!r}", option=option,
-                             fix="e.g. --k 5,10") from err
+        raise CoeaInputError(f"expected comma-separated integers, got {value!r}", option=option, fix=fix) from err
 
 
 def check_lineage(run: Path, methods: list[str] | tuple[str, ...], cfg: RunConfig | None,

@@ -36,11 +36,12 @@ from coea.cli.common import (
     ints,
     output_folder,
     overrides,
+    require_parts,
     run_layout,
     split_config,
     with_device,
 )
-from coea.config import SERVED_METHOD, save_config
+from coea.config import SERVED_METHOD, EvalConfig, save_config
 from coea.errors import CoeaInputError
 
 
@@ -49,9 +50,14 @@ def evaluate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     data: DataOpt = None, config: ConfigOpt = None,
     methods: MethodsOpt = None,
-    k: Annotated[str | None, typer.Option("--k", help="comma-separated cut-offs, each >= 1, e.g. 5,10")] = None,
+    k: Annotated[str | None, typer.Option("--k", metavar="K1,K2,...", help="comma-separated cut-offs, each >= 1 "
+                                           "(default: the config's eval.ks, by default "
+                                           f"{','.join(map(str, EvalConfig().ks))})")] = None,
     n_future: NFutureOpt = None, n_short: NShortOpt = None, min_history: MinHistOpt = None,
-    min_gap: MinGapOpt = None, category_level: LevelOpt = None, seed: Annotated[int | None, typer.Option()] = None,
+    min_gap: MinGapOpt = None, category_level: LevelOpt = None,
+    seed: Annotated[int | None, typer.Option(help="seeds the random baseline, the bootstrap CIs and any sampling "
+                                                  f"(default: the config's eval.seed, by default {EvalConfig().seed})")]
+    = None,
     user_col: ColOpt = None, item_col: ColOpt = None, category_col: ColOpt = None, timestamp_col: ColOpt = None,
     from_run: Annotated[Path | None, typer.Option("--from-run", help="reuse the prepared data (data/), DSIE "
                                                                      "(dsie/), SFT models (llm/) and PCO rounds "
@@ -95,6 +101,7 @@ def _evaluate_run(cfg, from_run: Path, out: Path, *, data_given: bool):
     from coea.stages import run_evaluate_stage
 
     run = run_layout(from_run)
+    require_parts(from_run, cfg.eval.methods, "--methods")
     data_dir = run.data
     if data_given or not data_dir.is_dir():
         check = functools.partial(_check_scored_log, from_run, cfg, given=data_given)
@@ -245,7 +252,8 @@ def ablate_cmd(
 @app.command("serve")
 def serve_cmd(
     run: RunOpt,
-    out: Annotated[Path, typer.Option("--out", help="Parquet file: user_id, rank, category, score")],
+    out: Annotated[str, typer.Option("--out", metavar="PATH", help="Parquet file: user_id, rank, category, "
+                                                                    "score")],
     config: RunConfigOpt = None, device: DeviceOpt = None,
     method: Annotated[str, typer.Option(help=f"one method: {METHOD_NAMES}; optionally with +x (history categories "
                                              f"excluded). Default: {SERVED_METHOD}, the method the pipelines serve")]
@@ -255,10 +263,12 @@ def serve_cmd(
     """Top-K categories for every user of RUN's data (every event is history) by METHOD, with RUN's models."""
     from coea.stages import run_recommend
 
-    check_writable_file(out)  # before any model is read or any user scored
+    out = check_writable_file(out)  # before any model is read or any user scored
     layout = run_layout(run, "data")
     cfg = with_device(from_run_config(config, run), device)
     try:
+        if k >= 1:  # (a bad --k is run_recommend's error, named first)
+            require_parts(run, [method], "--methods")
         check_lineage(run, [method], None)
         result = run_recommend(cfg, layout.data, layout.artifacts(), method, k, out)
     except CoeaInputError as err:  # the library names its arguments; here they are this command's options
@@ -304,15 +314,21 @@ def recommend_cmd(
 @app.command("report")
 def report_cmd(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="a run directory, runs/<timestamp>/")],
-    out: Annotated[Path | None, typer.Option("--out", help="output file (default RUN_DIR/report.html)")] = None,
+    out: Annotated[str | None, typer.Option("--out", metavar="PATH", help="output file (default "
+                                                                          "RUN_DIR/report.html)")] = None,
 ) -> None:
     """(Re)render a run's self-contained HTML report: metrics, plots, DSIE groups, drift, PCO rounds."""
     from coea.report_html import render_report, report_inputs
 
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CoeaInputError("is a file, expected a folder (a run's, holding metrics.json, dsie/, pco/ ...)",
+                             source=run_dir, option="--run-dir", fix=f"pass the folder: --run-dir {run_dir.parent}")
     if not run_dir.is_dir():
-        raise CoeaInputError("run directory not found", source=run_dir, fix="pass a runs/<timestamp>/ directory")
+        raise CoeaInputError("run directory not found", source=run_dir, option="--run-dir",
+                             fix="pass a runs/<timestamp>/ directory")
+    out_file = None if out is None else check_writable_file(out, example="report.html")  # before anything is read
     if not report_inputs(run_dir):
         raise CoeaInputError("nothing to report: no metrics.json, served lists, dsie/group_report.json, PCO metrics, "
                              "drift.json or plot in it", source=run_dir, option="--run-dir",
                              fix="pass a runs/<timestamp>/ of `coea run`, or the --out of `coea evaluate`/`group`")
-    typer.echo(f"report: {render_report(run_dir, out)}")
+    typer.echo(f"report: {render_report(run_dir, out_file)}")
