@@ -39,6 +39,42 @@ VOLATILE_KEYS = ("sdkVersion",)  # top-level keys of a compiled document that na
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def unpullable_image(ref: str) -> bool:
+    """True for a reference without a registry or repository owner (``coea:latest``): a cluster would pull it
+    from Docker Hub's official images, ``docker.io/library/coea``, which is not coea's image."""
+    return "/" not in ref.split("@", 1)[0]
+
+
+def deployment_warnings(settings: DeploymentSettings) -> list[str]:
+    """One ``WARNING:`` line per setting that makes a compiled package unusable on a cluster, though fine for a
+    local experiment: an image a cluster cannot pull (``coea:latest``, the default) and no pipeline root. The
+    commands that compile (``coea compile``, ``upload``, ``schedule``) print them on stderr."""
+    warnings = []
+    for option, ref in (("--image", settings.base_image), ("--gpu-image", settings.gpu_image)):
+        if ref and unpullable_image(ref):
+            name = ref.split("@", 1)[0].split(":", 1)[0]
+            warnings.append(f"WARNING: image {ref} names no registry, so a cluster cannot pull it (it would look for "
+                            f"docker.io/library/{name}); fine locally, for a cluster pass {option} "
+                            f"REGISTRY/{name}:TAG (or {'image' if option == '--image' else 'gpu_image'} in "
+                            "--settings)")
+    if not settings.pipeline_root:
+        warnings.append("WARNING: no pipeline root: the runs' artifacts go to the KFP server's default root; for a "
+                        "cluster pass --pipeline-root gs://BUCKET/ROOT (or pipeline_root in --settings)")
+    return warnings
+
+
+def deployment_summary(settings: DeploymentSettings) -> str:
+    """What a package compiled with ``settings`` uses, in one line (the ``--dry-run`` of upload and schedule):
+    the image(s), the pipeline root and the state URI."""
+    gpu = settings.gpu_image or settings.base_image
+    images = f"image {settings.base_image}" + ("" if gpu == settings.base_image else f", GPU steps {gpu}")
+    root = settings.pipeline_root or "none (the KFP server's default)"
+    mount = settings.cache_mount_path.rstrip("/")
+    on_volume = settings.state_uri.rstrip("/") == mount or settings.state_uri.startswith(mount + "/")
+    state = settings.state_uri + (f" (on the cache volume {settings.cache_pvc_name} at {mount})" if on_volume else "")
+    return f"the package uses: {images}; pipeline root {root}; state_uri {state}"
+
+
 def compile_pipelines(out_dir: Path, settings: DeploymentSettings | None = None) -> dict[str, Path]:
     """Compile both pipelines to ``out_dir/<name>.yaml`` (KFP IR YAML); returns name -> path."""
     built = build_pipelines(settings)

@@ -16,9 +16,13 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import coea
 from pipelines.kfp_api import KfpApi
+
+if TYPE_CHECKING:
+    from components.settings import DeploymentSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +41,20 @@ class PipelineVersion:
         state = "uploaded" if self.uploaded else "already on the server (nothing uploaded)"
         return (f"{self.pipeline_name} (pipeline {self.pipeline_id}): version {self.version_name} "
                 f"({self.version_id}) {state}")
+
+
+def dry_run_header(endpoint: str | None) -> str:
+    """The first line of a ``--dry-run``: where nothing was sent (the endpoint, or that none was given)."""
+    where = f"to {endpoint}" if endpoint else "(no endpoint given: --host or KF_PIPELINES_ENDPOINT)"
+    return f"dry run: nothing sent {where}; lookups are shown finding nothing"
+
+
+def dry_run_report(api: KfpApi, settings: DeploymentSettings) -> list[str]:
+    """What ``--dry-run`` prints: where nothing was sent, what the package uses (image(s), pipeline root,
+    state URI: :func:`pipelines.compile.deployment_summary`), then one line per API call."""
+    from pipelines.compile import deployment_summary
+
+    return [dry_run_header(api.endpoint), deployment_summary(settings), *(call.line() for call in api.calls)]
 
 
 def git_sha(repo: Path = REPO_ROOT) -> str:

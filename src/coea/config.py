@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coea.config_values import from_dict, read_yaml
+from coea.config_values import from_dict, read_yaml, unknown_names
 from coea.config_values import typed_value as typed_value  # re-exported: components/settings.py
 from coea.device import check_device_spec
 from coea.dsie.config import DsieConfig
@@ -328,8 +328,8 @@ def run_config_from_dict(raw: dict[str, Any], *, where: str) -> RunConfig:
     plain = {f.name for f in dataclasses.fields(RunConfig)} - set(sections)  # top-level keys: device
     unknown = sorted(set(raw) - set(sections) - plain, key=str)
     if unknown:
-        raise ValueError(f"{where}: unknown section(s) {unknown}; known sections are {sorted(sections)} "
-                         f"and the key(s) {sorted(plain)}")
+        listed = f"{', '.join(sorted(sections))} and the plain key(s) {', '.join(sorted(plain))}"
+        raise ValueError(f"{where}: {unknown_names('section', unknown, [*sections, *plain], known_text=listed)}")
     kwargs: dict[str, Any] = {name: raw[name] for name in plain if raw.get(name) is not None}
     for name, fld in sections.items():
         section_cls = fld.default_factory().__class__  # type: ignore[misc]

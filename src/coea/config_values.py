@@ -8,10 +8,12 @@ re-exported there.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import math
 import types
 import typing
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,28 @@ def read_yaml(path: Path) -> Any:
         loader.dispose()
 
 
+def close_match(word: object, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``word`` (a typo: ``rouds`` -> ``rounds``, ``Markov`` -> ``markov``), or None when
+    none is close (:func:`difflib.get_close_matches`, case folded)."""
+    folded = {choice.lower(): choice for choice in choices}
+    found = difflib.get_close_matches(str(word).lower(), list(folded), n=1)
+    return folded[found[0]] if found else None
+
+
+def unknown_names(what: str, unknown: list[Any], known: Iterable[str], *, known_text: str | None = None) -> str:
+    """``unknown key 'rouds' (did you mean 'rounds'?)``: each unknown name with the known one closest to it. The
+    known names (or ``known_text``) are listed only when one of the unknown has none close: a list of 30 keys
+    hides the typo."""
+    known = sorted(known)
+    parts, unmatched = [], False
+    for name in unknown:
+        match = close_match(name, known)
+        unmatched |= match is None
+        parts.append(f"{name!r}" + (f" (did you mean {match!r}?)" if match else ""))
+    text = f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(parts)}"
+    return f"{text}; known {what}s are {known_text or ', '.join(known)}" if unmatched else text
+
+
 def from_dict(cls: type, values: dict[str, Any], *, where: str, base: Any = None) -> Any:
     """Build dataclass ``cls`` from ``values``, rejecting unknown keys with a message naming them. Keys left out
     keep ``base``'s values (default: the class defaults); a nested section starts from its field's default, so
@@ -71,8 +95,11 @@ def from_dict(cls: type, values: dict[str, Any], *, where: str, base: Any = None
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known, key=str)
     if unknown:
-        hint = "; use the top-level `device:` (or --device)" if "device" in unknown else ""
-        raise ValueError(f"{where}: unknown key(s) {unknown}{hint}; known keys are {sorted(known)}")
+        if "device" in unknown:  # a per-section device of old configs: the one hint that helps, without the keys
+            others = [name for name in unknown if name != "device"]
+            listed = f"{unknown_names('key', others, known)}; " if others else ""
+            raise ValueError(f"{where}: {listed}unknown key 'device': use the top-level `device:` (or --device)")
+        raise ValueError(f"{where}: {unknown_names('key', unknown, known)}")
     hints = typing.get_type_hints(cls)
     defaults = {f.name: _default(f, base) for f in dataclasses.fields(cls)}
     values = {name: typed_value(f"{where}: {name}", hints[name], value, default=defaults[name])

@@ -70,7 +70,7 @@ def _ok(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def _dry_run_lines(out: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(method, path without the query, body) of each call line the dry run printed."""
     calls = []
-    for line in out.splitlines()[1:]:
+    for line in out.splitlines()[2:]:  # after the header and what the package uses
         method, rest = line.split(None, 1)
         path, _, body = rest.partition("  ")
         calls.append((method, path.split("?")[0], json.loads(body) if body else {}))

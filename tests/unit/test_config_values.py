@@ -202,7 +202,8 @@ def test_a_cutoff_equal_to_the_categories_is_fine():
 
 
 @pytest.mark.parametrize(("text", "argv", "expected"), [
-    ("eval: {methods: [pop, markvo]}\n", [], "{path}: eval.methods: unknown method 'markvo' (fix: choose from"),
+    ("eval: {methods: [pop, markvo]}\n", [],
+     "{path}: eval.methods: unknown method 'markvo' (fix: did you mean 'markov'?)"),
     ("eval: {methods: [pop, markvo]}\n", ["--methods", "pop"], "{path}: eval.methods: unknown method 'markvo'"),
     ("eval: {methods: [pop]}\n", ["--methods", "pop,markvo"], "option --methods: unknown method 'markvo'"),
     ("data: {spec: 'cvs:/x.csv'}\n", [], "{path}: data.spec: unknown data spec 'cvs:/x.csv' (fix: use synthetic"),

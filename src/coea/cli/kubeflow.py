@@ -23,6 +23,7 @@ from coea.cli.common import (
     check_writable_dir,
     config_with_data,
     csv,
+    interrupt_notes,
     load_config,
     overrides,
     with_device,
@@ -62,7 +63,11 @@ def run_cmd(
     kfp_root = Path(pipeline_root) if pipeline_root else out / "kfp"
     typer.echo(f"coea_training (kfp.local) in {out}; step logs: {out / 'kfp' / STEPS_LOG}"
                + ("" if verbose else " (-v shows them here)"))
-    paths = run_training_locally(cfg, out, pipeline_root=kfp_root, verbose=verbose)
+    try:
+        paths = run_training_locally(cfg, out, pipeline_root=kfp_root, verbose=verbose)
+    except KeyboardInterrupt as err:  # its notes say what the run left: the CLI's "interrupted" line shows them
+        interrupt_notes.extend(getattr(err, "__notes__", ()))
+        raise
     typer.echo(run_summary(cfg, out, paths))
 
 
@@ -70,7 +75,7 @@ def check_local_data(spec: str) -> None:
     """The local file or folder of a data spec exists, before a pipeline starts (its data step would fail after
     the pipeline's start-up, leaving a run folder behind); the same errors as the commands that read it. gs://
     paths and synthetic data are read by the pipeline's data step only."""
-    from coea.data.loaders import parse_spec
+    from coea.data.loaders import movielens_folder, parse_spec
     from coea.data.movielens import find_ratings_file
     from coea.data.tabular import file_not_found
 
@@ -78,7 +83,7 @@ def check_local_data(spec: str) -> None:
     if not isinstance(location, Path):
         return
     if kind == "movielens":
-        find_ratings_file(location)
+        find_ratings_file(movielens_folder(location))
     elif not location.exists():
         raise file_not_found(location, kind)
 
@@ -214,6 +219,7 @@ def compile_cmd(
                    "refuse it: pass --state-uri to them, or state_uri when you start a run", err=True)
     for name, path in compile_pipelines(out, dep).items():
         typer.echo(f"{name}: {path}")
+    echo_deployment(dep)
 
 
 HostOpt = Annotated[str | None, typer.Option("--host", envvar="KF_PIPELINES_ENDPOINT", show_envvar=True,
@@ -258,11 +264,17 @@ def kfp_api(host: str | None, token: str | None, iap_client_id: str | None, in_c
     return KfpApi(conn.client(), conn.endpoint)
 
 
-def echo_calls(api) -> None:
-    """The dry run's output: where, then one line per API call."""
-    typer.echo(f"dry run: nothing sent to {api.endpoint or '(no endpoint)'}; lookups are shown finding nothing")
-    for call in api.calls:
-        typer.echo(call.line())
+def echo_deployment(dep, api=None) -> None:
+    """One WARNING line on stderr per setting a cluster cannot use (an image without registry, no pipeline root),
+    printed once the command succeeded so that an error stays one line; with ``api`` (a dry run) then what the
+    package uses and one line per API call."""
+    from pipelines.compile import deployment_warnings
+    from pipelines.upload import dry_run_report
+
+    for line in deployment_warnings(dep):
+        typer.echo(line, err=True)
+    for line in dry_run_report(api, dep) if api is not None else []:
+        typer.echo(line)
 
 
 @app.command("upload")
@@ -284,8 +296,8 @@ def upload_cmd(
     api = kfp_api(host, token, iap_client_id, in_cluster, namespace or dep.namespace, dry_run)
     versions = [ensure_version(api, package, name, PIPELINE_DESCRIPTIONS[name], namespace=namespace or dep.namespace
                                or None, name=version_name) for name, package in compile_pipelines(out, dep).items()]
+    echo_deployment(dep, api if dry_run else None)
     if dry_run:
-        echo_calls(api)
         return
     for version in versions:
         typer.echo(version.describe())
@@ -346,7 +358,10 @@ def schedule_cmd(
     experiment: Annotated[str | None, typer.Option(help="KFP experiment (default: the settings')")] = None,
     job_name: Annotated[str, typer.Option("--job-name", help="the recurring run's name: scheduling the same name "
                                                              "again replaces it")] = "coea-recurring",
-    service_account: Annotated[str | None, typer.Option("--service-account")] = None,
+    service_account: Annotated[str | None, typer.Option("--service-account", help="Kubernetes service account the "
+                                                                           "recurring runs' pods run as (default: "
+                                                                           "the settings', coea-pipeline-runner)")]
+    = None,
     data: Annotated[str | None, typer.Option("--data", help="the log every scheduled run reads (over --config's "
                                                            "data.spec), e.g. parquet:gs://BUCKET/events/; "
                                                            "required unless the config names one; synthetic only "
@@ -376,8 +391,8 @@ def schedule_cmd(
     request = RecurringRunRequest(experiment or dep.experiment, namespace, job_name, cron_expression, params,
                                   service_account or dep.service_account, pipeline_root=dep.pipeline_root or None)
     result = schedule_version(api, request, version)
+    echo_deployment(dep, api if dry_run else None)
     if dry_run:
-        echo_calls(api)
         return
     typer.echo(version.describe())
     replaced = f", replacing {', '.join(result.replaced)}" if result.replaced else ""

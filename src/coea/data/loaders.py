@@ -21,7 +21,7 @@ from coea.data.movielens import load_movielens
 from coea.data.schema import validate_interactions
 from coea.data.sources import fetch_parts, place_row, relocated, warn_window_ignored
 from coea.data.synthetic import SyntheticData, generate_synthetic
-from coea.data.tabular import read_table
+from coea.data.tabular import file_columns, read_table
 from coea.errors import CoeaInputError
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,15 @@ def parse_spec(spec: str) -> tuple[str, Path | GcsPath | None]:
     return kind, Path(rest).expanduser()
 
 
+def movielens_folder(location: Path) -> Path:
+    """The folder of a ``movielens:PATH`` spec; a file there (``ratings.dat`` itself) is refused with the folder to
+    pass instead, not reported as a folder that is not found."""
+    if location.is_file():
+        raise CoeaInputError("is a file, expected a folder (the one holding ratings.dat and movies.dat)",
+                             source=location, fix=f"pass movielens:{location.parent}")
+    return location
+
+
 def load_data(cfg: DataConfig, synthetic: SyntheticConfig | None = None) -> LoadedData:
     """Load and validate the log named by ``cfg.spec``; an error in a text file names its line."""
     kind, location = parse_spec(cfg.spec)
@@ -78,7 +87,7 @@ def load_data(cfg: DataConfig, synthetic: SyntheticConfig | None = None) -> Load
     if kind == "movielens":
         assert isinstance(location, Path)
         try:
-            raw, source = load_movielens(location, cfg.category_level)
+            raw, source = load_movielens(movielens_folder(location), cfg.category_level)
             return LoadedData(_validated(raw, source, cfg), source)
         except CoeaInputError as err:
             located = at_editor_line(err, MOVIELENS)
@@ -89,9 +98,10 @@ def load_data(cfg: DataConfig, synthetic: SyntheticConfig | None = None) -> Load
     return _load_table(cfg, kind, location)
 
 
-def _validated(raw: pd.DataFrame, source: str, cfg: DataConfig) -> pd.DataFrame:
+def _validated(raw: pd.DataFrame, source: str, cfg: DataConfig, names: dict[str, str] | None = None) -> pd.DataFrame:
+    """``names``: canonical column -> the file's name for it (a csv/parquet log's mapped columns)."""
     return validate_interactions(raw, source, on_category_conflict=cfg.on_category_conflict,
-                                 allow_any_timestamp=cfg.allow_any_timestamp)
+                                 allow_any_timestamp=cfg.allow_any_timestamp, names=names)
 
 
 def _load_table(cfg: DataConfig, kind: str, location: Path | GcsPath) -> LoadedData:
@@ -110,6 +120,6 @@ def _load_table(cfg: DataConfig, kind: str, location: Path | GcsPath) -> LoadedD
         raw = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         del frames  # the concatenation is the one copy kept
         try:
-            return LoadedData(_validated(raw, fetched.source, cfg), fetched.source)
+            return LoadedData(_validated(raw, fetched.source, cfg, file_columns(cfg)), fetched.source)
         except CoeaInputError as err:
             raise place_row(err, fetched.parts, sizes, layout) from err

@@ -15,12 +15,14 @@ Validation rules (each failure raises :class:`~coea.errors.CoeaInputError` namin
   category), with a warning naming how many items were affected, or rejected when ``on_category_conflict``
   is ``"fail"``.
 Rows are reported 1-based in the input's order (row 1 = the first data row; dropped duplicates keep their
-rows); the loaders turn them into the line of the file (:mod:`coea.data.lines`).
+rows); the loaders turn them into the line of the file (:mod:`coea.data.lines`). Columns are reported by the
+file's own names (``names``: canonical -> the file's column, from ``--user-col`` ... / ``data.*_col``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -39,15 +41,15 @@ def _first_bad_row(mask: pd.Series) -> int:
     return int(np.flatnonzero(mask.to_numpy())[0]) + 1
 
 
-def _check_ids(df: pd.DataFrame, source: str) -> None:
+def _check_ids(df: pd.DataFrame, source: str, names: Mapping[str, str]) -> None:
     for col in (USER, ITEM, CATEGORY):
         values = df[col]
         bad = values.isna() | (values.astype(str).str.strip() == "")
         if bad.any():
             raise CoeaInputError(
                 f"{int(bad.sum())} null or blank value(s)",
-                source=source, column=col, row=_first_bad_row(bad),
-                fix=f"fill or drop the rows without a {col}",
+                source=source, column=names[col], row=_first_bad_row(bad),
+                fix=f"fill or drop the rows without a {names[col]}",
             )
 
 
@@ -68,7 +70,8 @@ def _as_strings(values: pd.Series, source: str, col: str) -> pd.Series:
     return pd.Series(numbers.astype("int64").astype(str), index=values.index)
 
 
-def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str) -> pd.DataFrame:
+def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str, category: str) -> pd.DataFrame:
+    """One category per item (``category``: the file's name of the category column, for the error)."""
     per_item = df.groupby(ITEM, sort=False)[CATEGORY].nunique()
     conflicted = per_item[per_item > 1]
     if conflicted.empty:
@@ -78,7 +81,7 @@ def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str) -> p
         row = int(df.index[(df[ITEM] == item).to_numpy()][0]) + 1  # the input's row: labels survive dropped dups
         cats = sorted(df.loc[df[ITEM] == item, CATEGORY].unique())[:3]
         raise CoeaInputError(
-            f"item {item!r} has {len(cats)}+ categories {cats}", source=source, column=CATEGORY, row=row,
+            f"item {item!r} has {len(cats)}+ categories {cats}", source=source, column=category, row=row,
             fix="give each item one category, or use on_category_conflict=majority",
         )
     counts = df[df[ITEM].isin(conflicted.index)].groupby([ITEM, CATEGORY]).size().reset_index(name="n")
@@ -95,8 +98,10 @@ def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str) -> p
 
 
 def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict: str = "majority",
-                          allow_any_timestamp: bool = False) -> pd.DataFrame:
-    """Check ``df`` against the canonical schema and return a clean, chronologically sorted copy."""
+                          allow_any_timestamp: bool = False, names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Check ``df`` against the canonical schema and return a clean, chronologically sorted copy. ``names`` maps
+    a canonical column to the file's name for it (a mapped column): errors name the column as the file does."""
+    names = {col: (names or {}).get(col, col) for col in (*REQUIRED, RATING)}
     if df is None or len(df) == 0:
         raise CoeaInputError("the table is empty", source=source, fix="provide at least one interaction")
     missing = [c for c in REQUIRED if c not in df.columns]
@@ -106,12 +111,12 @@ def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict
             fix="rename the columns or map them with --user-col/--item-col/--category-col/--timestamp-col",
         )
     df = df.reset_index(drop=True)
-    _check_ids(df, source)
+    _check_ids(df, source, names)
     out = pd.DataFrame({
-        USER: _as_strings(df[USER], source, USER),
-        ITEM: _as_strings(df[ITEM], source, ITEM),
-        CATEGORY: _as_strings(df[CATEGORY], source, CATEGORY),
-        TIMESTAMP: to_epoch_seconds(df[TIMESTAMP], source, column=TIMESTAMP, allow_any=allow_any_timestamp),
+        USER: _as_strings(df[USER], source, names[USER]),
+        ITEM: _as_strings(df[ITEM], source, names[ITEM]),
+        CATEGORY: _as_strings(df[CATEGORY], source, names[CATEGORY]),
+        TIMESTAMP: to_epoch_seconds(df[TIMESTAMP], source, column=names[TIMESTAMP], allow_any=allow_any_timestamp),
     })
     if RATING in df.columns:
         rating = pd.to_numeric(df[RATING], errors="coerce")
@@ -120,14 +125,14 @@ def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict
             if bad.any():
                 raise CoeaInputError(
                     f"non-numeric rating {str(df[RATING].iloc[_first_bad_row(bad) - 1])!r}", source=source,
-                    column=RATING, row=_first_bad_row(bad), fix="ratings must be numbers or left empty",
+                    column=names[RATING], row=_first_bad_row(bad), fix="ratings must be numbers or left empty",
                 )
         out[RATING] = rating.astype("float64")
     n_before = len(out)
     out = out.drop_duplicates(subset=[USER, ITEM, TIMESTAMP], keep="first")
     if len(out) < n_before:
         log.info("%s: dropped %d exact duplicate event(s)", source, n_before - len(out))
-    out = _resolve_category_conflicts(out, source, on_category_conflict)
+    out = _resolve_category_conflicts(out, source, on_category_conflict, names[CATEGORY])
     return sort_events(out)
 
 

@@ -20,6 +20,12 @@ from coea.data.schema import CATEGORY, ITEM, RATING, REQUIRED, TIMESTAMP, USER
 from coea.errors import CoeaInputError
 
 
+def file_columns(cfg: DataConfig) -> dict[str, str]:
+    """Canonical column -> the file's name for it (``--user-col`` ... / ``data.*_col``), for the columns mapped:
+    validation errors name the column as the file does."""
+    return {dst: src for src, dst in _rename_map(cfg).items()}
+
+
 def _rename_map(cfg: DataConfig) -> dict[str, str]:
     mapping = {cfg.user_col: USER, cfg.item_col: ITEM, cfg.category_col: CATEGORY, cfg.timestamp_col: TIMESTAMP}
     if cfg.rating_col:
@@ -78,9 +84,10 @@ def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
                                            cfg.rating_col])
         df = decode_binary(df, path, binary)
     df.columns = [str(c).strip() for c in df.columns]
-    _check_mapping(list(df.columns), cfg, path)
+    found = list(df.columns)
+    _check_mapping(found, cfg, path)
     df = df.rename(columns=_rename_map(cfg))
-    _check_required(path, list(df.columns))
+    _check_required(path, list(df.columns), found)
     return df
 
 
@@ -89,13 +96,13 @@ def _cannot_read(path: Path, fmt: str, err: Exception) -> CoeaInputError:
                           fix=f"check the file is valid {fmt}")
 
 
-def _check_required(path: Path, columns: list[str]) -> None:
-    """Every file has the canonical columns (after mapping): a partition whose header differs from the others
-    would otherwise give blank values in the concatenated log."""
+def _check_required(path: Path, columns: list[str], found: list[str]) -> None:
+    """Every file has the canonical columns (after mapping; ``found``: its own names, before): a partition whose
+    header differs from the others would otherwise give blank values in the concatenated log."""
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise CoeaInputError(
-            f"missing required column(s) {missing}; found {columns}", source=path, column=missing[0],
+            f"missing required column(s) {missing}; found {found}", source=path, column=missing[0],
             fix="rename the columns or map them with --user-col/--item-col/--category-col/--timestamp-col; every "
                 "file of a partitioned log needs the same header",
         )

@@ -59,7 +59,7 @@ def _numeric(raw: pd.Series, source: str, column: str) -> pd.Series:
             raise CoeaInputError(f"timestamp {value!r} is not a finite number", source=source, column=column,
                                  row=row, fix=f"repair the value; timestamps are {SECONDS_FIX.removeprefix('use ')}")
         raise CoeaInputError(f"non-numeric timestamp {value!r}", source=source, column=column, row=row,
-                             fix=f"convert timestamps to {SECONDS_FIX}")
+                             fix=f"convert timestamps to {SECONDS_FIX.removeprefix('use ')}")
     return numeric  # int64 when every value is an integer (nanoseconds stay exact), else float64 or uint64
 
 

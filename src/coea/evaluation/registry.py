@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from coea.config_values import close_match
 from coea.errors import CoeaInputError
 from coea.evaluation.baselines import Cooccurrence, Markov, Popularity, RandomMethod, ScoringMethod
 from coea.llm.sft_config import LlmConfig
@@ -126,8 +127,11 @@ def parse_method(name: str) -> MethodSpec:
     name = name.strip()
     base = name[: -len(EXCLUDE_SUFFIX)] if name.endswith(EXCLUDE_SUFFIX) else name
     if base not in METHODS:
-        raise CoeaInputError(f"unknown method {name!r}", option="--methods",
-                             fix=f"choose from {sorted(METHODS)}, each optionally with the suffix '+x'")
+        match = close_match(name, [*METHODS, *(m + EXCLUDE_SUFFIX for m in METHODS)])
+        suffix = f" ('{EXCLUDE_SUFFIX}' is the only suffix)" if "+" in name else ""
+        fix = (f"did you mean {match!r}?{suffix}" if match else
+               f"choose from {', '.join(sorted(METHODS))}, each optionally with the suffix '{EXCLUDE_SUFFIX}'")
+        raise CoeaInputError(f"unknown method {name!r}", option="--methods", fix=fix)
     return MethodSpec(name, base, name.endswith(EXCLUDE_SUFFIX))
 
 
