@@ -15,6 +15,7 @@ from typing import Any
 
 from coea import lineage
 from coea.errors import CoeaInputError, reading
+from coea.evaluation.report import ci_text
 from coea.layout import RunLayout
 from coea.report_terms import DSIE_TERMS, METRIC_TERMS, PCO_TERMS, PLUS_X
 from coea.utils import write_text_atomic
@@ -34,7 +35,7 @@ table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
 th:first-child,td:first-child{text-align:left}thead th{background:#f3f3f3}
 tr:nth-child(even) td{background:#fafafa}
-.k10{background:#eef5ff}.muted{color:#777}
+.k10{background:#eef5ff}.muted{color:#777}.below{background:#fdecea;border-left:4px solid #c62828;padding:.4rem .6rem}
 figure{margin:1rem 0}img{max-width:100%;border:1px solid #eee}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;font-size:.9rem}dt{font-weight:600}
 """
@@ -69,9 +70,11 @@ def report_inputs(run_dir: Path) -> list[Path]:
 def build_html(run_dir: Path) -> str:
     """The page as a string."""
     named, pngs, drift = _input_files(run_dir)
+    metrics = read_metrics(named["metrics"])
+    paired = paired_section(metrics)
     sections = [
-        _served_section(_read_json(named["served"])),
-        _metrics_section(read_metrics(named["metrics"])),
+        _served_section(_read_json(named["served"]), paired),
+        _metrics_section(metrics, paired),
         _plots_section(run_dir, pngs),
         _dsie_section(_read_json(named["dsie"])),
         _drift_section(run_dir, drift),
@@ -192,7 +195,76 @@ def _methods_table(methods: dict[str, dict[str, Any]], table_id: str) -> str:
     return _table(["method", *cols], rows, table_id, classes)
 
 
-def _metrics_section(metrics: Any) -> str:
+def paired_section(metrics: Any) -> dict[str, Any] | None:
+    """metrics.json's ``paired_ci`` (:func:`coea.evaluation.paired.ci_section`, what metrics.md and
+    eval_report.html show) when it has a reference and methods; None otherwise."""
+    paired = _field(metrics, "paired_ci")
+    ok = isinstance(_field(paired, "methods"), dict) and "reference" in paired and isinstance(paired.get("k"), int)
+    return paired if ok and isinstance(paired.get("metrics"), list) else None
+
+
+def _ci(cis: Any, key: str) -> dict[str, Any] | None:
+    """One interval of a ``paired_ci`` method (None when absent or not the ``diff, low, high`` numbers)."""
+    ci = _field(cis, key)
+    ok = isinstance(ci, dict) and all(isinstance(ci.get(f), int | float) for f in ("diff", "low", "high"))
+    return ci if ok else None
+
+
+def _paired_keys(paired: dict[str, Any]) -> list[str]:
+    return [f"{m}@{paired['k']}" for m in paired["metrics"]]
+
+
+def _paired_table(paired: dict[str, Any]) -> str:
+    """Each method minus the reference with its interval; bold where the interval excludes 0."""
+    keys = _paired_keys(paired)
+
+    def cell(ci: dict[str, Any] | None) -> str:
+        text = escape(ci_text(ci))
+        return f"<strong>{text}</strong>" if ci and (ci["low"] > 0 or ci["high"] < 0) else text
+
+    head = "".join(f'<th class="k10">{escape(k)}</th>' for k in keys)
+    body = "".join(f"<tr><td>{escape(str(name))}</td>" + "".join(f"<td>{cell(_ci(cis, k))}</td>" for k in keys)
+                   + "</tr>" for name, cis in paired["methods"].items())
+    ref, level = escape(str(paired["reference"])), paired.get("level", 0.95)
+    return (f"<h3>Paired difference vs {ref} ({_trimmed(level * 100)} % bootstrap interval over "
+            f"{_fmt(paired.get('n_users', '?'))} users)</h3>"
+            f'<table id="paired-ci-table"><thead><tr><th>method</th>{head}</tr></thead><tbody>{body}</tbody></table>'
+            f"<p>Method minus {ref}, mean over users [percentile interval of {_fmt(paired.get('n_boot', '?'))} "
+            "paired bootstrap replicates: users resampled with replacement, the same users for both methods]; "
+            f"<strong>bold</strong>: the interval excludes 0. {ref} is the reference: the best baseline by "
+            f"S-H@{paired['k']} unless <code>coea evaluate --reference</code> named another.</p>")
+
+
+def served_verdict(method: str, paired: dict[str, Any] | None) -> str:
+    """One plain sentence on the served method against the paired reference: below (an interval entirely below
+    0), above, or not distinguishable on this data; empty when the metrics hold no comparison of it."""
+    if paired is None:
+        return ""
+    ref = str(paired["reference"])
+    if method == ref:
+        return f"The served method {method} is the reference of the paired comparison below."
+    cis = {k: ci for k in _paired_keys(paired) if (ci := _ci(paired["methods"].get(method), k))}
+    if not cis:
+        return ""
+    below = [f"{k} {ci_text(ci)}" for k, ci in cis.items() if ci["high"] < 0]
+    above = [f"{k} {ci_text(ci)}" for k, ci in cis.items() if ci["low"] > 0]
+    level = f"{_trimmed(paired.get('level', 0.95) * 100)} %"
+    parts = []
+    if below:
+        parts.append(f"The served method {method} is below {ref} on this data: {', '.join(below)} (the {level} "
+                     f"paired bootstrap interval of the difference lies entirely below 0): serving {ref} would "
+                     "do better here; do not read this run as a win.")
+    if above:
+        parts.append(f"The served method {method} is above {ref} on this data: {', '.join(above)} (the {level} "
+                     "interval lies entirely above 0).")
+    if not parts:
+        shown = ", ".join(f"{k} {ci_text(ci)}" for k, ci in cis.items())
+        parts.append(f"The served method {method} is not distinguishable from {ref} on this data: {shown} (each "
+                     f"{level} interval holds 0).")
+    return " ".join(parts)
+
+
+def _metrics_section(metrics: Any, paired: dict[str, Any] | None = None) -> str:
     if not isinstance(metrics, dict):
         return _section("Metrics", '<p class="muted">no metrics.json in this run directory</p>', "metrics")
     parts = []
@@ -206,21 +278,27 @@ def _metrics_section(metrics: Any) -> str:
     parts.append("<h3>What the columns mean</h3><p>Each column is METRIC@K: the metric of each user's top-K list, "
                  f"averaged over the evaluated users. {escape(PLUS_X)}</p>" + _terms(METRIC_TERMS, shown,
                                                                                     "metric-terms"))
+    if paired is not None:
+        parts.append(_paired_table(paired))
     cold = metrics.get("cold_start") or {}
     if cold:
         parts.append("<h3>Cold-start users</h3>" + _methods_table(cold, "cold-start-table"))
     return _section("Metrics", "\n".join(parts), "metrics")
 
 
-def _served_section(served: Any) -> str:
-    """Which method's top-K the run published to the KV store (``served.json``, written by ``coea run``)."""
+def _served_section(served: Any, paired: dict[str, Any] | None = None) -> str:
+    """Which method's top-K the run published to the KV store (``served.json``, written by ``coea run``) and how it
+    compares with the paired reference (:func:`served_verdict`)."""
     if not isinstance(served, dict) or "method" not in served:
         return _section("Served", '<p class="muted">this run directory served nothing (no served.json): its '
                                   "methods were evaluated only</p>", "served")
+    verdict = served_verdict(str(served["method"]), paired)
+    cls = ' class="below"' if " is below " in verdict else ""
     return _section("Served", f'<p>Served method: <strong id="served-method">{escape(str(served["method"]))}'
                               f"</strong>, the top {_fmt(served.get('k', ''))} categories per user, published to "
                               "the KV store (<code>recs.sqlite</code>; the list itself: "
-                              "<code>recommendations.parquet</code>).</p>", "served")
+                              "<code>recommendations.parquet</code>).</p>"
+                              + (f'<p id="served-verdict"{cls}>{escape(verdict)}</p>' if verdict else ""), "served")
 
 
 def _png_uri(path: Path) -> str:

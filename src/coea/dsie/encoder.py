@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -283,7 +284,7 @@ def _init_bias(model: SasRec, train: Windows) -> None:
 def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows, cfg: EncoderConfig,
          history: list[dict]) -> None:
     rng, device = np.random.default_rng(cfg.seed + 1), model_device(model)
-    best, best_state, stale, rows = math.inf, None, 0, []
+    best, best_state, stale, rows, best_epoch = math.inf, None, 0, [], 0
     bar = tqdm(range(cfg.epochs), desc="encoder", unit="epoch", disable=None)
     for epoch in bar:
         model.train()
@@ -299,21 +300,32 @@ def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows
         rows.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "ms_per_step": ms,
                      "target": cfg.target or "next"})
         history.append(rows[-1])
-        log.info("encoder epoch %d: train %.4f val %.4f (%.1f ms/step)", epoch, np.mean(losses), val_loss, ms)
         bar.set_postfix(train=f"{np.mean(losses):.3f}", val=f"{val_loss:.3f}")
         if val_loss < best - 1e-4:
-            best, stale = val_loss, 0
+            best, stale, best_epoch = val_loss, 0, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-            if stale >= cfg.patience:
-                log.info("encoder: early stop after epoch %d (best val %.4f)", epoch, best)
-                break
+        log.info(_epoch_line(rows[-1], cfg, len(val.inputs) > 0, best, best_epoch, stale))
+        if stale >= cfg.patience:
+            log.info("encoder: early stop after epoch %d of at most %d (best held-out loss %.4f at epoch %d)",
+                     epoch + 1, cfg.epochs, best, best_epoch)
+            break
     else:
         _warn_if_capped(rows, cfg)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+
+
+def _epoch_line(row: dict[str, Any], cfg: EncoderConfig, held_out: bool, best: float, best_epoch: int,
+                stale: int) -> str:
+    """The progress line of one epoch (1-based, of the ``cfg.epochs`` cap): its losses, the best held-out loss so
+    far and when early stopping would end the training."""
+    loss = "held-out loss" if held_out else "loss (no held-out users: the training loss)"
+    return (f"encoder epoch {row['epoch'] + 1}/{cfg.epochs}: train {row['train_loss']:.4f}, {loss} "
+            f"{row['val_loss']:.4f} (best {best:.4f} at epoch {best_epoch}; stops after {cfg.patience} epochs "
+            f"without improvement, {stale} so far) ({row['ms_per_step']:.1f} ms/step)")
 
 
 def _warn_if_capped(history: list[dict[str, float]], cfg: EncoderConfig) -> None:

@@ -24,12 +24,15 @@ def metrics_table(methods: Mapping[str, Mapping[str, float]], ks: Sequence[int])
     return "\n".join(lines) + "\n"
 
 
+def ci_text(ci: Mapping[str, Any] | None) -> str:
+    """``+0.0123 [+0.0040, +0.0210]``: the difference and its interval; empty when there is no interval."""
+    return f"{ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]" if ci else ""
+
+
 def ci_cell(ci: Mapping[str, Any] | None) -> str:
-    """``+0.0123 [+0.0040, +0.0210]``, bold when the interval excludes 0; empty when there is no interval."""
-    if not ci:
-        return ""
-    cell = f"{ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]"
-    return f"**{cell}**" if ci["excludes_zero"] else cell
+    """:func:`ci_text`, bold (Markdown) when the interval excludes 0."""
+    cell = ci_text(ci)
+    return f"**{cell}**" if cell and ci["excludes_zero"] else cell
 
 
 def paired_table(section: Mapping[str, Any], columns: Mapping[str, str] | None = None) -> str:
@@ -117,7 +120,7 @@ def report_page(metrics: Mapping[str, Any], k: int, title: str, png_name: str = 
         keys = [f"{m}@{paired['k']}" for m in paired["metrics"]]
         blocks += [f"<h2>Paired difference vs {escape(str(paired['reference']))} "
                    f"({paired['level'] * 100:g} % bootstrap interval)</h2>",
-                   html_table(["method", *keys], [[name, *(ci_cell(cis.get(key)).strip("*") for key in keys)]
+                   html_table(["method", *keys], [[name, *(ci_text(cis.get(key)) for key in keys)]
                                                   for name, cis in paired["methods"].items()])]
     fig = bar_figure(metrics["methods"], k, title)
     chart = Chart(f"Category metrics at K={k}", figure_svg(fig), f"The PNG is {png_name}." if png_name else "")

@@ -24,6 +24,7 @@ from coea.llm.prompts import item_text, option_words
 from coea.llm.sft import SftResult, train_sft
 from coea.llm.sft_config import MODELS, LlmConfig, RelevanceInit, SftDataConfig
 from coea.llm.sft_data import GroupInfo, RelevanceExamples, build_sft_examples, group_infos
+from coea.pco.config import RewardKind
 from coea.utils import seed_everything, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,33 @@ class LlmTrainResult:
 
 
 CHANCE_AUC = 0.55  # a held-out AUC below this: the R-LLM barely tells taken-up from other candidates
+# the PCO rewards that score candidates with the R-LLM's P(yes) (coea.pco.reward.RllmReward's subclasses; hybrid for
+# the users without feedback); feedback and teacher never read it
+RLLM_REWARDS = frozenset({RewardKind.SERENDIPITY, RewardKind.RELEVANCE, RewardKind.HYBRID})
 
 
-def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: int) -> dict[str, float]:
+def _chance_note(auc: float, reward: RewardKind | None) -> tuple[int, str]:
+    """(log level, message) for an R-LLM whose held-out AUC is near chance: a warning when ``reward`` (the PCO
+    reward of the config, None = not known here) scores with it, an INFO line otherwise."""
+    head = (f"the R-LLM's held-out AUC is {auc:.3f} (0.5 = chance): its P(yes) barely separates taken-up "
+            "candidates from others")
+    fix = "give it more examples or epochs (llm.relevance.max_examples, epochs) or a lower llm.relevance.lr"
+    rllm = ", ".join(sorted(r.value for r in RLLM_REWARDS))
+    if reward is None:
+        return logging.WARNING, (f"{head}, so the PCO rewards that score with it (pco.reward {rllm}; not the default "
+                                 f"feedback) would be close to noise; {fix}")
+    if reward in RLLM_REWARDS:
+        return logging.WARNING, f"{head}, so PCO's rewards (pco.reward {reward.value}) are close to noise; {fix}"
+    return logging.INFO, (f"{head}; pco.reward {reward.value} does not score with it (only {rllm} do), so it "
+                          "matters here only for PCO's acceptance figures and the R-LLM-ranked methods "
+                          "(dual_best_of_n, coea_dual, rllm_rank)")
+
+
+def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: int,
+                reward: RewardKind | str | None = None) -> dict[str, float]:
     """``heldout_examples`` and ``heldout_auc`` (ROC AUC of the R-LLM's P(yes) against the examples' answers;
-    0.5 = chance) of held-out R-LLM examples; a warning when it is below :data:`CHANCE_AUC`. Empty when the
+    0.5 = chance) of held-out R-LLM examples; below :data:`CHANCE_AUC` a warning when ``reward`` (the config's PCO
+    reward; None = not known) scores with the R-LLM (:data:`RLLM_REWARDS`), an INFO line otherwise. Empty when the
     examples do not hold both answers."""
     from sklearn.metrics import roc_auc_score
 
@@ -67,9 +90,7 @@ def heldout_auc(bundle: ModelBundle, examples: RelevanceExamples, batch_size: in
     p = relevance_scores(bundle.model, bundle.tokenizer, [e["prompt"] for e in examples], batch_size=batch_size)
     auc = float(roc_auc_score(labels, p))
     if auc < CHANCE_AUC:
-        log.warning("the R-LLM's held-out AUC is %.3f (0.5 = chance): its P(yes) barely separates taken-up "
-                    "candidates from others, so PCO's R-LLM rewards are close to noise; give it more examples or "
-                    "epochs (llm.relevance.max_examples, epochs) or a lower llm.relevance.lr", auc)
+        log.log(*_chance_note(auc, None if reward is None else RewardKind(reward)))
     return {"heldout_examples": len(labels), "heldout_auc": round(auc, 4)}
 
 
@@ -159,7 +180,7 @@ def _check_request(cfg: LlmConfig, out_dir: Path | None, which: Sequence[str]) -
 def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
                    csid_levels: Sequence[int], out_dir: Path | None = None,
                    which: Sequence[str] = MODELS, device: str = "cpu",
-                   novelty_dir: Path | None = None) -> LlmTrainResult:
+                   novelty_dir: Path | None = None, pco_reward: RewardKind | str | None = None) -> LlmTrainResult:
     """SFT the LLMs named in ``which`` (default both) on examples cut from ``histories`` (never the future), on
     ``device`` (a resolved torch device string, see :func:`coea.device.resolve_device`). ``cfg.data`` must be
     resolved (:func:`coea.llm.sft_config.resolve_llm`); ``csid_levels`` are the code counts of the CSID levels
@@ -168,7 +189,8 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     Each model is built from its own seed and the same tokenizer recipe, and trained with its own seed, so
     training one at a time (two pipeline steps) gives the same models as training both in one call. With
     ``cfg.relevance_init`` novelty the R-LLM starts from the trained N-LLM instead: trained first in this call, or
-    read from ``novelty_dir`` (default ``out_dir/novelty``) when ``which`` is the R-LLM alone.
+    read from ``novelty_dir`` (default ``out_dir/novelty``) when ``which`` is the R-LLM alone. ``pco_reward``: the
+    PCO reward to tune them with (None = not known), for :func:`heldout_auc`'s warning.
     """
     _check_request(cfg, out_dir, which)
     seed_everything(cfg.model.seed)
@@ -195,7 +217,7 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
         sft[name] = train_sft(getattr(cfg, name), b.model, b.tokenizer, train[name], name=name, device=device)
     result = LlmTrainResult(bundles.get("novelty"), bundles.get("relevance"), sft, infos)
     if heldout:
-        result.checks["relevance"] = heldout_auc(bundles["relevance"], heldout, cfg.batch_size)
+        result.checks["relevance"] = heldout_auc(bundles["relevance"], heldout, cfg.batch_size, pco_reward)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         result.paths = {name: save_bundle(b, out_dir / name) for name, b in bundles.items()}

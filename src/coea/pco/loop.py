@@ -105,6 +105,8 @@ class PcoLoop:
         for window in self.windows[done:]:
             r = window.index + 1
             start = time.perf_counter()
+            log.info("pco round %d/%d: sampling, scoring, DPO%s", r, len(self.windows),
+                     f" (resumed after round {done})" if done and r == done + 1 else "")
             row = run_round(self.ctx, r, window, self.novelty, self.relevance).as_row()
             if self.evaluate:
                 t0 = time.perf_counter()

@@ -52,7 +52,7 @@ def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
     llm = resolve_llm(cfg.llm, cfg.split)  # SFT windows follow the split unless set
     result = run_train_llms(llm, split.histories, g.groups, g.profiles, g.prompt_levels(llm.data.full_csid),
                             Path(out_dir), which=tuple(which), device=resolve_device(cfg.device),
-                            novelty_dir=novelty_dir)
+                            novelty_dir=novelty_dir, pco_reward=cfg.pco.reward)
     key = lineage.histories(data_dir, cfg.split)
     for name in which:
         lineage.write(Path(out_dir) / name, key, {"dsie": Path(dsie_dir)})
