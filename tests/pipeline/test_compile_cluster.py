@@ -113,19 +113,6 @@ def test_every_gpu_task_has_retries_timeout_and_limits(overlay_specs, overlay: s
         assert {"resourceCpuLimit", "resourceMemoryLimit", "resourceMemoryRequest"} <= set(resources), task_name
 
 
-@pytest.mark.parametrize("name", [TRAINING, RECURRING])
-def test_every_task_has_a_retry_policy(overlay_specs, name: str) -> None:
-    """A node drained or preempted under ANY step would otherwise fail the run: the CPU compute steps (evaluate,
-    recommend, profiles, drift) get ``compute_retries`` (2, 60 s doubling) beside the GPU and I/O steps' own."""
-    spec = overlay_specs["default"][name]
-    tasks = executor_tasks(spec)
-    assert tasks
-    for task_name, task in tasks.items():
-        assert task.get("retryPolicy", {}).get("maxRetryCount", 0) >= 2, task_name
-        if task_name.rsplit("-2", 1)[0] in ("evaluate", "recommend", "build-profiles", "monitor-drift"):
-            assert task["retryPolicy"]["backoffDuration"] == "60s" and task["retryPolicy"]["backoffFactor"] == 2.0
-
-
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 @pytest.mark.parametrize("name", [TRAINING, RECURRING])
 def test_no_pvc_is_mounted_by_two_tasks_that_can_run_at_once(overlay_specs, overlay: str, name: str) -> None:
