@@ -187,7 +187,8 @@ def kfp_step_log(log_path: Path, *, verbose: bool = False, console: TextIO | Non
     """Route ``sys.stdout`` (kfp.local's step logs and banners) through a :class:`StepConsole` writing to
     ``log_path`` (appended; its directory is created); progress lines go to ``console`` (default: the current
     ``sys.stdout``); so do the warnings kfp.local raises per step (e.g. that GPU requests have no effect locally).
-    On an error the log's path is printed after the failed step's last lines."""
+    On an error the log's path is printed after the failed step's last lines, except for bad input (the CLI's one
+    error line says it all)."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = console or sys.stdout
@@ -198,9 +199,11 @@ def kfp_step_log(log_path: Path, *, verbose: bool = False, console: TextIO | Non
                 yield stream
         except BaseException as err:
             stream.close_pending()
-            out.write(f"  step logs: {log_path}\n")
             if isinstance(err, RuntimeError) and stream.input_error is not None:  # kfp.local's "status FAILURE"
+                # bad input: its one line says what to fix (and a run that wrote nothing removes its folder, log
+                # included: pipelines.local.unfinished), so no pointer to the step log
                 raise CoeaInputError(stream.input_error) from err
+            out.write(f"  step logs: {log_path}\n")
             raise
         stream.close_pending()
 

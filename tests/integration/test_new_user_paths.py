@@ -240,3 +240,15 @@ def test_k_with_an_empty_entry_is_refused(tmp_path, capsys, value) -> None:
     code, _, err = run_cli(["evaluate", "--k", value, "--methods", "pop", "--out", str(tmp_path / "o")], capsys)
     assert f"option --k: empty entry in {value!r}" in one_error_line(code, err)
     assert not (tmp_path / "o").exists()
+
+
+def test_recommend_names_the_store_file_inside_a_folder_given_as_store(tmp_path, capsys) -> None:
+    """``--store RUN/state/kv`` (a folder) said "store not found" although it exists: it names the file to pass."""
+    kv = tmp_path / "state" / "kv"
+    kv.mkdir(parents=True)
+    (kv / "recs.sqlite").write_bytes(b"")
+    code, _, err = run_cli(["recommend", "--store", str(tmp_path / "state"), "--user", "1"], capsys)
+    line = one_error_line(code, err)
+    assert "is a folder, expected the store's file" in line and f"--store {kv / 'recs.sqlite'}" in line
+    code, _, err = run_cli(["recommend", "--store", str(tmp_path / "nothing"), "--user", "1"], capsys)
+    assert "store not found" in one_error_line(code, err)

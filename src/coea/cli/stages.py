@@ -287,8 +287,14 @@ def recommend_cmd(
     """Print a user's (or a group's) served top-K categories from the active version of a KV store."""
     from coea.store import KVStore
 
+    if store.is_dir():
+        inside = next(iter(sorted(store.rglob("recs.sqlite"))), None)
+        raise CoeaInputError("is a folder, expected the store's file", source=store, option="--store",
+                             fix=f"pass --store {inside}" if inside else "pass the recs.sqlite written by `coea run` "
+                                                                          "(RUN/recs.sqlite)")
     if not store.is_file():
-        raise CoeaInputError("store not found", source=store, fix="pass the recs.sqlite written by `coea run`")
+        raise CoeaInputError("store not found", source=store, option="--store",
+                             fix="pass the recs.sqlite written by `coea run` (RUN/recs.sqlite)")
     if (user is None) == (group is None):
         raise CoeaInputError("give exactly one of --user and --group", option="--user/--group")
     with KVStore(store, create=False) as kv:  # a lookup: opens an existing store only, writes nothing
