@@ -22,7 +22,6 @@ recurring pipeline deliberately keeps models across periods, so only the CLI's r
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from coea.errors import CoeaInputError
-from coea.utils import write_json_atomic
+from coea.utils import file_sha256, write_json_atomic
 
 LINEAGE = "lineage.json"
 RERUN = {"dsie": "re-run `coea group` for this run", "novelty": "re-run `coea train-llms` for this run",
@@ -49,15 +48,7 @@ def histories(data_dir: Path, split: Any) -> dict[str, Any]:
     if not path.is_file():
         raise CoeaInputError(f"{INTERACTIONS} not found", source=data_dir,
                              fix="re-run the data step (`coea group` or `coea evaluate` with --data) to write it")
-    return {"data": _digest(path), "split": dataclasses.asdict(split)}
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return {"data": file_sha256(path), "split": dataclasses.asdict(split)}
 
 
 def _serving_key(run: Path) -> dict[str, Any] | None:
@@ -72,7 +63,7 @@ def _serving_key(run: Path) -> dict[str, Any] | None:
         pq.read_metadata(path)
     except (OSError, ValueError):
         return None
-    return {"data": _digest(path)}
+    return {"data": file_sha256(path)}
 
 
 def read(artifact: Path) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ import contextlib
 import enum
 import errno
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -205,3 +206,13 @@ def log_softmax_rows(scores: np.ndarray) -> np.ndarray:
     top = np.max(np.where(finite, scores, -np.inf), axis=1, keepdims=True)
     shifted = np.where(finite, scores - top, -np.inf)
     return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file's bytes, read in 1 MiB blocks (the lineage records' data key, a published
+    store version's recommendations)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -13,6 +12,7 @@ import pandas as pd
 
 from coea.store.errors import StoreError
 from coea.store.kv import KVStore, VersionInfo
+from coea.utils import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,6 @@ def read_recs_file(path: Path) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot read as parquet: {exc}", source=path,
                          fix="write recommendations with DataFrame.to_parquet") from exc
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _source_metadata(cfg: PublishConfig, recs_path: Path, group_recs_path: Path | None) -> dict[str, Any]:
