@@ -145,14 +145,19 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
              split_config: str, dsie_config: str, llm_config: str, pco_config: str, model: Output[Model],
              metrics: Output[Metrics], curves: Output[HTML], final_novelty: Output[Model],
              final_relevance: Output[Model], device: str = "auto", pco_rounds: int = 0, pco_alpha: float = -1.0,
-             new_interactions: bool = False, served: Input[Dataset] = None):
+             new_interactions: bool = False, served: Input[Dataset] = None, state_uri: str = "",
+             checkpoint_key: str = ""):
     """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the given models; per-round
     checkpoints and metrics in ``model/``, the last round's models as ``final_novelty``/``final_relevance`` (the
     ``sft_*`` layout), the last round's figures as metrics, the rounds as an HTML page (inline SVG).
     ``pco_rounds`` > 0 and ``pco_alpha`` >= 0 replace ``pco_config``'s rounds and KL weight. ``new_interactions``
     (set by the pipeline: the recurring run's kept models on a new period): the N-LLM was not trained on this data,
     so ``pco.refresh_novelty`` on auto continues its SFT on each round's window. ``served`` (the recurring
-    pipeline's ``load_state``): what the serving store showed each user before this period (``pco.exposure_inject``)."""
+    pipeline's ``load_state``): what the serving store showed each user before this period (``pco.exposure_inject``).
+    ``state_uri`` and ``checkpoint_key`` (the run id and task name: the same for every retry of this task): each
+    complete round is mirrored under ``<state_uri>/checkpoints/<checkpoint_key>/``, a retried attempt (a preempted
+    pod) resumes after the last mirrored round, and the prefix is deleted when the step succeeds
+    (:mod:`coea.stages.pco_remote`; either empty: no mirror)."""
     from pathlib import Path
 
     from coea.interrupts import pipeline_step
@@ -164,19 +169,21 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
         rounds_page,
         run_pco_stage,
     )
+    from coea.stages.pco_remote import mirrored_rounds
 
     with pipeline_step():
         cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device,
                                ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
-        result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
-                               Path(model.path), new_interactions=new_interactions,
-                               served=Path(served.path) if served is not None else None)
-        export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
-        record_version(model, curves, final_novelty, final_relevance)
-        for name, value in result.metrics().items():
-            metrics.log_metric(name, value)
-        Path(curves.path).write_text(rounds_page(result.rounds, "PCO rounds"), encoding="utf-8")
-        model.metadata.update({"rounds": cfg.pco.rounds, "alpha": cfg.pco.dpo.alpha})
+        with mirrored_rounds(state_uri, checkpoint_key, Path(model.path)) as resume:
+            result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
+                                   Path(model.path), new_interactions=new_interactions, resume=resume,
+                                   served=Path(served.path) if served is not None else None)
+            export_round_models(result.out_dir, Path(final_novelty.path), Path(final_relevance.path))
+            record_version(model, curves, final_novelty, final_relevance)
+            for name, value in result.metrics().items():
+                metrics.log_metric(name, value)
+            Path(curves.path).write_text(rounds_page(result.rounds, "PCO rounds"), encoding="utf-8")
+            model.metadata.update({"rounds": cfg.pco.rounds, "alpha": cfg.pco.dpo.alpha})
 
 
 def evaluate(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, eval_config: str,

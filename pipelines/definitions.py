@@ -183,7 +183,11 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
                                  "pco_alpha")}
     # kept models on a new period read interactions they were not trained on (pco.refresh_novelty on auto)
     exposure = {} if served is None else {"served": served}
-    task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs, new_interactions=not new_groups, **exposure)
+    # each complete round mirrored under state_uri, keyed by run and task (the same for every retry of this task):
+    # a retried attempt resumes after the last mirrored round (coea.stages.pco_remote)
+    key = f"{dsl.PIPELINE_JOB_ID_PLACEHOLDER}-{dsl.PIPELINE_TASK_NAME_PLACEHOLDER}"
+    task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs, new_interactions=not new_groups, **exposure,
+                                state_uri=p["state_uri"], checkpoint_key=key)
                      .set_display_name("PCO rounds"), settings)
     final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
     loaded = loaded or {}

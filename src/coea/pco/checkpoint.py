@@ -3,6 +3,8 @@
 Layout under a PCO dir: ``rounds/round_NNN/`` (``novelty/`` and ``relevance/`` bundles without optimizer state,
 ``round.json`` = the round's metrics row, ``rng.pt`` = the Python/NumPy/torch RNG states), each written
 atomically, then ``pco_state.json`` (``completed_rounds``, every metrics row so far, the PCO config).
+:func:`on_round_saved` runs a callback after each round is complete on disk (e.g. to copy it off a pod whose
+local disk a preemption loses: :mod:`coea.stages.pco_remote`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import logging
 import random
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,19 @@ from coea.utils import atomic_dir, write_json_atomic
 log = logging.getLogger(__name__)
 
 STATE_FILE = "pco_state.json"
+RoundSaved = Callable[[Path, int], None]  # (out_dir, round) once the round's checkpoint and state file are written
+_round_hooks: list[RoundSaved] = []
+
+
+@contextmanager
+def on_round_saved(hook: RoundSaved) -> Iterator[None]:
+    """While the block runs, call ``hook(out_dir, r)`` each time :func:`save_round` has checkpointed round ``r``
+    (its dir and the state file naming it complete are on disk); an error the hook raises stops the loop."""
+    _round_hooks.append(hook)
+    try:
+        yield
+    finally:
+        _round_hooks.remove(hook)
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,8 @@ def save_round(out_dir: Path, r: int, novelty: ModelBundle, relevance: ModelBund
                    tmp / "rng.pt")
     log.info("pco: saved round %d's models to %s and %s", r, final / "novelty", final / "relevance")
     write_state(out_dir, r, rows, cfg)
+    for hook in list(_round_hooks):
+        hook(Path(out_dir), r)
     return final
 
 
