@@ -1,0 +1,127 @@
+"""Evaluation scoring and the recommend stage on tiny hand-made logs, against hand-computed values: the long-tail
+set and its share, coverage's denominator, the cold-start slice, the short-list count and the k check."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from coea.config import EvalConfig, RunConfig, SplitConfig
+from coea.data.loaders import LoadedData
+from coea.data.prepared import write_prepared
+from coea.data.split import Split, chronological_split
+from coea.errors import CoeaInputError
+from coea.evaluation.evaluate import recommend_all, score_split
+from coea.evaluation.metrics import evaluate_lists
+from coea.evaluation.registry import MethodContext
+from coea.layout import ArtifactDirs
+from coea.stages import run_recommend
+from tests.helpers import events
+
+# histories (before the "|"), one future event each; u4 has one history event: cold-start under min_history=2.
+# history counts: a 6, b 4, c 1, d 1 (12 events); universe {a, b, c, d} (every future category is also in history)
+HISTORIES = {"u1": "aaabb", "u2": "aabb", "u3": "cd", "u4": "a"}
+TAIL_08 = {"c", "d"}  # head: a (6) + b (4) = 10 >= 0.8 * 12 = 9.6
+TAIL_05 = {"b", "c", "d"}  # head: a (6) >= 0.5 * 12 = 6
+# fixed lists (k = 2) for the warm users, so that only the tail set and the universe move NCP, CLTP and Cov
+LISTS = {"u1": ["b", "c"], "u2": ["c", "d"], "u3": ["b", "c"]}
+
+
+def _split(futures: str) -> Split:
+    """The log of HISTORIES with ``futures[i]`` as the i-th user's (u1..u4) one future event."""
+    rows = []
+    for (user, cats), future in zip(HISTORIES.items(), futures, strict=True):
+        for t, c in enumerate(cats + future):
+            rows.append((user, f"{user}-{t}", c, 100 + t))
+    split = chronological_split(events(rows), SplitConfig(n_future=1, n_short=2, min_history=2))
+    assert (split.warm_users, split.cold_users, split.histories.categories) == (["u1", "u2", "u3"], ["u4"],
+                                                                               ["a", "b", "c", "d"])
+    return split
+
+
+def _fixed(split: Split, cfg: EvalConfig) -> dict:
+    return score_split(split, {"fixed": {"warm": LISTS, "cold": {}}}, cfg)
+
+
+def test_long_tail_set_is_counted_on_the_history_never_on_the_future():
+    """Leakage check: the long-tail set is the history's (hand count: a 6, b 4, c 1, d 1 -> tail {c, d}), so
+    long_tail_categories and, for fixed lists, CLTP / NCP / Cov do not move when every future event changes
+    (futures all d, or c c d d: counted on the future the tail would be {a, b, c}, or {a, b})."""
+    cfg = EvalConfig(methods=["pop"], ks=[2])
+    results = [_fixed(_split(futures), cfg) for futures in ("dddd", "ccdd")]
+    for res in results:
+        assert res["protocol"]["long_tail_categories"] == len(TAIL_08) == 2
+        m = res["methods"]["fixed"]
+        # CLTP per user: |list & {c, d}| / 2 -> u1 1/2, u2 2/2, u3 1/2
+        assert m["CLTP@2"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    fixed = [{k: r["methods"]["fixed"][k] for k in ("NCP@2", "CLTP@2", "Cov@2")} for r in results]
+    assert fixed[0] == fixed[1]
+    assert results[0]["methods"]["fixed"]["C-H@2"] != results[1]["methods"]["fixed"]["C-H@2"]  # the futures differ
+
+
+def test_score_split_uses_the_configs_long_tail_share():
+    """eval.long_tail_share=0.5 makes the head {a} (6 >= 0.5 * 12): tail {b, c, d}, not the default's {c, d}."""
+    res = _fixed(_split("dddd"), EvalConfig(methods=["pop"], ks=[2], long_tail_share=0.5))
+    assert res["protocol"]["long_tail_categories"] == len(TAIL_05) == 3
+    assert res["protocol"]["long_tail_rule"].startswith("outside the most popular categories holding 50% ")
+    assert res["methods"]["fixed"]["CLTP@2"] == 1.0  # every listed category (b, c, d) is tail now
+
+
+def test_coverage_divides_by_the_number_of_categories():
+    """Cov@2 = distinct listed categories {b, c, d} / the history's 4 categories = 0.75 (not / the 2 tail ones)."""
+    res = _fixed(_split("dddd"), EvalConfig(methods=["pop"], ks=[2]))
+    assert res["methods"]["fixed"]["Cov@2"] == pytest.approx(3 / 4)
+
+
+def _scored_pop() -> tuple[Split, dict, dict]:
+    split = _split("dddd")
+    cfg = EvalConfig(methods=["pop", "pop+x"], ks=[2])
+    recs = recommend_all(split, cfg, MethodContext())
+    return split, recs, score_split(split, recs, cfg)
+
+
+def test_cold_start_slice_scores_each_methods_lists_for_the_cold_users():
+    """cold_start["pop"] is evaluate_lists on pop's lists for the cold user u4 (pop: a, b; u4 had a, takes up d):
+    NCP 0.5, Cov 2/4, C-H 0; not the warm lists, which hold no list for u4 (all zero)."""
+    split, recs, res = _scored_pop()
+    cold = recs["pop"]["cold"]
+    assert cold == {"u4": ["a", "b"]}
+    by_hand = evaluate_lists(cold, ["u4"], split.histories.user_categories(), split.future_categories, TAIL_08, 4,
+                             [2])
+    assert res["cold_start"]["pop"] == by_hand
+    assert (by_hand["NCP@2"], by_hand["Cov@2"], by_hand["C-H@2"], by_hand["CLTP@2"]) == (0.5, 0.5, 0.0, 0.0)
+
+
+def test_a_plus_x_method_excludes_the_cold_users_short_history():
+    """pop+x for cold u4 (history {a}) lists b, c: no category of its history, NCP@2 = 1.0 (unfiltered: a, b, 0.5)."""
+    _, recs, res = _scored_pop()
+    assert recs["pop+x"]["cold"] == {"u4": ["b", "c"]}
+    assert res["cold_start"]["pop+x"]["NCP@2"] == 1.0
+    assert res["cold_start"]["pop+x"]["CLTP@2"] == 0.5  # c is tail
+
+
+def _prepared(tmp_path: Path) -> Path:
+    """A prepared dir over categories a..e: u1 has seen a, b, c (2 unseen left), u2 a, u3 d, e (3 unseen each)."""
+    rows = [(u, f"{u}-{t}", c, 100 + t) for u, cats in {"u1": "abc", "u2": "a", "u3": "de"}.items()
+            for t, c in enumerate(cats)]
+    data = tmp_path / "data"
+    write_prepared(LoadedData(events(rows), "tiny"), data, {})
+    return data
+
+
+def test_recommend_counts_and_warns_about_the_users_with_fewer_than_k_unseen_categories(tmp_path, caplog):
+    """pop+x, k=3: only u1 (2 unseen categories) gets a short list: short_users == 1 and a warning names it."""
+    with caplog.at_level(logging.WARNING, logger="coea"):
+        result = run_recommend(RunConfig(), _prepared(tmp_path), ArtifactDirs(), "pop+x", 3, tmp_path / "r.parquet")
+    assert (result.n_users, result.n_rows, result.short_users) == (3, 2 + 3 + 3, 1)
+    assert "recommendations: 1 users have fewer than 3 allowed categories" in caplog.text
+
+
+def test_recommend_rejects_k_0_and_writes_nothing(tmp_path):
+    """k=0 is a CoeaInputError naming k; no recommendations file is written."""
+    out = tmp_path / "r.parquet"
+    with pytest.raises(CoeaInputError, match="k must be >= 1, got 0"):
+        run_recommend(RunConfig(), _prepared(tmp_path), ArtifactDirs(), "pop", 0, out)
+    assert not out.exists()
