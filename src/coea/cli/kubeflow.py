@@ -89,24 +89,24 @@ def check_local_data(spec: str) -> None:
 
 
 def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED_METHOD, rec_k: int = 10) -> str:
-    """What `coea run` prints after its steps: the metrics table and where the outputs are (``paths`` as returned
-    by ``run_training_locally``, which served ``served``'s top ``rec_k`` per user)."""
+    """What `coea run` prints after its steps: the metrics table, the served method against the reference, where
+    the outputs are (``paths`` from ``run_training_locally``, which served ``served``'s top ``rec_k``)."""
     from coea.evaluation.report import metrics_table
+    from coea.report_html import paired_section, served_verdict
     from coea.store import KVStore
 
     metrics = json.loads(paths["metrics.json"].read_text(encoding="utf-8"))
-    k = max(cfg.eval.ks)
     with KVStore(paths["kv_store"], create=False) as kv:
         user = next(iter(kv.user_ids(1)), "ID")
     cold = int(metrics.get("protocol", {}).get("cold_start_users") or 0)
     holds = f"paired CIs and {cold} cold-start users" if cold else "paired CIs"
+    verdict = served_verdict(served, paired_section(metrics))  # as report.html says it: below the reference, ...
     return "\n".join([
         "", metrics_table(metrics["methods"], cfg.eval.ks),
         f"run directory: {run_dir}  (data/, dsie/, llm/, pco/, state/; pipeline artifacts under kfp/)",
-        f"metrics:       {paths['metrics.md']} (with {holds}), metrics.json, "
-        f"metrics_at_{k}.png",
+        f"metrics:       {paths['metrics.md']} (with {holds}), metrics.json, metrics_at_{max(cfg.eval.ks)}.png",
         f"served:        {served}, top-{rec_k} per user -> {paths['kv_store']} "
-        f"(.venv/bin/coea recommend --store {paths['kv_store']} --user {user})",
+        f"(.venv/bin/coea recommend --store {paths['kv_store']} --user {user})", *([verdict] if verdict else []),
         f"step logs:     {paths['steps_log']}",
         f"report:        {paths['report']}",
     ])
