@@ -144,9 +144,9 @@ def staged_data(cfg: RunConfig, data_dir: Path, *, ks: bool, pco: bool = False, 
 
 @contextlib.contextmanager
 def _quiet(logger: logging.Logger) -> Iterator[None]:
-    """``logger``'s records dropped while open."""
-    def drop(_record: logging.LogRecord) -> bool:
-        return False
+    """``logger``'s INFO and DEBUG records dropped while open (its warnings still show)."""
+    def drop(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
 
     logger.addFilter(drop)
     try:

@@ -252,3 +252,16 @@ def test_recommend_names_the_store_file_inside_a_folder_given_as_store(tmp_path,
     assert "is a folder, expected the store's file" in line and f"--store {kv / 'recs.sqlite'}" in line
     code, _, err = run_cli(["recommend", "--store", str(tmp_path / "nothing"), "--user", "1"], capsys)
     assert "store not found" in one_error_line(code, err)
+
+
+def test_the_data_steps_quieted_logger_still_shows_its_warnings(caplog) -> None:
+    """The flow drops the data step's INFO line (it names a staging folder deleted afterwards), never a warning."""
+    import logging
+
+    from coea.flow import _quiet
+
+    logger = logging.getLogger("coea.stages.prepare")
+    with caplog.at_level(logging.INFO, logger="coea.stages.prepare"), _quiet(logger):
+        logger.info("prepared x -> /tmp/.staging")
+        logger.warning("a warning about the log")
+    assert [r.getMessage() for r in caplog.records] == ["a warning about the log"]
