@@ -70,7 +70,7 @@ def deployment_summary(settings: DeploymentSettings) -> str:
     images = f"image {settings.base_image}" + ("" if gpu == settings.base_image else f", GPU steps {gpu}")
     root = settings.pipeline_root or "none (the KFP server's default)"
     mount = settings.cache_mount_path.rstrip("/")
-    on_volume = settings.state_uri.rstrip("/") == mount or settings.state_uri.startswith(mount + "/")
+    on_volume = settings.state_on_cache_volume
     state = settings.state_uri + (f" (on the cache volume {settings.cache_pvc_name} at {mount})" if on_volume else "")
     return f"the package uses: {images}; pipeline root {root}; state_uri {state}"
 
