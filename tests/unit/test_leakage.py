@@ -218,3 +218,23 @@ def test_control_changing_the_last_history_period_changes_the_feedback_pairs(run
     (a1, a2), (b1, b2) = pairs
     assert a1 and a1 == b1
     assert a2 != b2
+
+
+def test_llms_started_from_the_encoders_embeddings_give_identical_lists_when_only_the_future_changed(runs):
+    """``llm.model.embedding_init: encoder``: both LLMs start their category and item rows from the DSIE encoder,
+    which the flow fitted on histories; retrained that way on the log and on the log with every future event changed,
+    the methods that read them list the same categories for every user."""
+    from coea.stages import run_sft_stage
+
+    methods = ["nllm_sft", "nllm_sft+x", "dual_best_of_n+x"]
+    recs = {}
+    for name, (cfg, layout) in runs.items():
+        model = replace(cfg.llm.model, embedding_init="encoder")
+        ecfg = replace(cfg, llm=replace(cfg.llm, model=model))
+        llm_dir = layout.root / "llm_encoder_init"
+        run_sft_stage(ecfg, layout.data, layout.dsie, llm_dir)
+        split = chronological_split(read_prepared(layout.data).interactions, SPLIT)
+        ctx = method_context(ecfg, load_artifacts(methods, replace(layout.artifacts(), llm=(llm_dir,))))
+        recs[name] = recommend_all(split, replace(cfg.eval, methods=methods), ctx)
+    for method in methods:
+        assert recs["a"][method] == recs["b"][method], f"{method} changed when only the future changed: leakage"

@@ -14,6 +14,7 @@ from coea.utils import check_seed
 
 SCRATCH = "scratch"
 ARCHITECTURES = ("llama", "qwen2")
+EMBEDDING_INITS = ("random", "encoder")
 
 
 @dataclass
@@ -35,6 +36,9 @@ class ModelConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     train_new_tokens: bool = True  # LoRA only: also train the embedding rows of the added CSID tokens
     seed: int = 0  # seeds the random initialisation (scratch weights, new embedding rows)
+    # scratch only: "encoder" starts the category and item tokens' embeddings from the DSIE encoder's
+    # (coea.llm.embedding_init); "random" (default) starts every row at random
+    embedding_init: str = "random"
 
     @property
     def is_scratch(self) -> bool:
@@ -59,3 +63,8 @@ class ModelConfig:
         if not self.lora_target_modules:
             raise ValueError("lora_target_modules is empty; name at least one module, e.g. q_proj")
         check_seed("seed", self.seed)
+        if self.embedding_init not in EMBEDDING_INITS:
+            raise ValueError(f"embedding_init must be one of {EMBEDDING_INITS}, got {self.embedding_init!r}")
+        if self.embedding_init == "encoder" and not self.is_scratch:
+            raise ValueError("embedding_init: encoder applies to scratch models only (a pretrained tokenizer spells "
+                             "names with sub-word pieces other words share); set it to random with a base_model")

@@ -19,6 +19,7 @@ from coea.config import config_to_dict, save_config
 from coea.data.schema import ITEM
 from coea.data.split import Histories
 from coea.errors import CoeaInputError
+from coea.llm.embedding_init import EncoderEmbeddings, init_from_encoder
 from coea.llm.models import ModelBundle, build_model_and_tokenizer, check_prompt_options, load_bundle, save_bundle
 from coea.llm.prompts import item_text, option_words
 from coea.llm.sft import SftResult, train_sft
@@ -128,12 +129,21 @@ def section_texts(data: SftDataConfig, interactions: pd.DataFrame) -> list[str]:
 
 
 def _bundle(cfg: LlmConfig, categories: Sequence[str], profiles: Mapping[str, Mapping], csid_levels: Sequence[int],
-            seed_offset: int, device: str, sections: Sequence[str] = ()) -> ModelBundle:
+            seed_offset: int, device: str, sections: Sequence[str] = (),
+            embeddings: EncoderEmbeddings | None = None) -> ModelBundle:
     """A new model and tokenizer; a scratch tokenizer also gets the profiles' words and ``sections``
-    (:func:`section_texts`)."""
+    (:func:`section_texts`). With ``llm.model.embedding_init: encoder`` the category and item rows start from
+    ``embeddings``, the DSIE encoder's (:mod:`coea.llm.embedding_init`)."""
     texts = [*(str(p.get("profile", "")) for p in profiles.values()), *sections]
-    return build_model_and_tokenizer(replace(cfg.model, seed=cfg.model.seed + seed_offset), categories, texts,
-                                     csid_levels, device=device)
+    model_cfg = replace(cfg.model, seed=cfg.model.seed + seed_offset)
+    bundle = build_model_and_tokenizer(model_cfg, categories, texts, csid_levels, device=device)
+    if model_cfg.embedding_init == "encoder":
+        if embeddings is None:
+            raise ValueError("llm.model.embedding_init is encoder but no encoder embeddings were passed")
+        n = init_from_encoder(bundle.model, bundle.tokenizer, embeddings, seed=model_cfg.seed)
+        log.info("%d category and %d item embeddings start from the DSIE encoder's (llm.model.embedding_init)",
+                 n["categories"], n["items"])
+    return bundle
 
 
 def _saved_novelty(path: Path | None, cfg: LlmConfig, device: str) -> ModelBundle:
@@ -180,7 +190,8 @@ def _check_request(cfg: LlmConfig, out_dir: Path | None, which: Sequence[str]) -
 def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
                    csid_levels: Sequence[int], out_dir: Path | None = None,
                    which: Sequence[str] = MODELS, device: str = "cpu",
-                   novelty_dir: Path | None = None, pco_reward: RewardKind | str | None = None) -> LlmTrainResult:
+                   novelty_dir: Path | None = None, pco_reward: RewardKind | str | None = None,
+                   embeddings: EncoderEmbeddings | None = None) -> LlmTrainResult:  # embeddings: see _bundle
     """SFT the LLMs named in ``which`` (default both) on examples cut from ``histories`` (never the future), on
     ``device`` (a resolved torch device string, see :func:`coea.device.resolve_device`). ``cfg.data`` must be
     resolved (:func:`coea.llm.sft_config.resolve_llm`); ``csid_levels`` are the code counts of the CSID levels
@@ -190,15 +201,14 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     training one at a time (two pipeline steps) gives the same models as training both in one call. With
     ``cfg.relevance_init`` novelty the R-LLM starts from the trained N-LLM instead: trained first in this call, or
     read from ``novelty_dir`` (default ``out_dir/novelty``) when ``which`` is the R-LLM alone. ``pco_reward``: the
-    PCO reward to tune them with (None = not known), for :func:`heldout_auc`'s warning.
-    """
+    PCO reward to tune them with (None = not known), for :func:`heldout_auc`'s warning."""
     _check_request(cfg, out_dir, which)
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
     warm = "relevance" in which and cfg.relevance_init is RelevanceInit.NOVELTY
     sections = section_texts(cfg.data, histories.interactions) if cfg.model.is_scratch else []  # sub-word: spelt
-    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device, sections)
-               for name in MODELS if name in which and not (warm and name == "relevance")}
+    bundles = {name: _bundle(cfg, histories.categories, profiles, csid_levels, MODELS.index(name), device, sections,
+                             embeddings) for name in MODELS if name in which and not (warm and name == "relevance")}
     for b in bundles.values():
         b.prompt = cfg.data.prompt_options()  # saved with the model, checked where it is used
     source = bundles.get("novelty") or (

@@ -17,6 +17,7 @@ from coea.config import RunConfig
 from coea.data.prepared import read_prepared
 from coea.data.split import chronological_split
 from coea.device import resolve_device
+from coea.llm.embedding_init import load_encoder_embeddings
 from coea.llm.run import MODELS, run_train_llms
 from coea.llm.sft_config import resolve_llm
 from coea.stages.artifacts import read_groups_dir
@@ -50,9 +51,11 @@ def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     g = read_groups_dir(dsie_dir)
     llm = resolve_llm(cfg.llm, cfg.split)  # SFT windows follow the split unless set
+    embeddings = load_encoder_embeddings(dsie_dir) if llm.model.embedding_init == "encoder" else None
     result = run_train_llms(llm, split.histories, g.groups, g.profiles, g.prompt_levels(llm.data.full_csid),
                             Path(out_dir), which=tuple(which), device=resolve_device(cfg.device),
-                            novelty_dir=novelty_dir, pco_reward=cfg.pco.reward)
+                            novelty_dir=novelty_dir, pco_reward=cfg.pco.reward,
+                            embeddings=embeddings)
     key = lineage.histories(data_dir, cfg.split)
     for name in which:
         lineage.write(Path(out_dir) / name, key, {"dsie": Path(dsie_dir)})
