@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from coea.config import typed_value
+from coea.config_values import unknown_names
 from coea.errors import CoeaInputError
 
 # Keys of k8s/*/pipeline.yaml whose names differ from the dataclass fields.
@@ -211,7 +212,7 @@ class DeploymentSettings:
         renamed = {YAML_ALIASES.get(k, k): ("" if v is None else v) for k, v in values.items()}
         unknown = sorted(set(renamed) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known | {'image'})}")
+            raise ValueError(f"{where}: {unknown_names('key', unknown, known | {'image'})}")
         hints = typing.get_type_hints(cls)
         return cls(**{key: typed_value(f"{where}: {key}", hints[key], value) for key, value in renamed.items()})
 

@@ -34,6 +34,7 @@ def test_defaults_and_state_on_volume() -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("image: x\nnot_a_key: 1\n", "unknown key"),
+    ("gpu_retrys: 2\n", r"unknown key 'gpu_retrys' \(did you mean 'gpu_retries'\?\)"),
     ("gpu_toleration_effect: Sometimes\n", "gpu_toleration_effect"),
     ("image: ''\n", "must not be empty"),
     ("- a\n- b\n", "mapping"),
