@@ -21,6 +21,7 @@ from typing import Any
 
 from coea.config import SERVED_METHOD, RunConfig
 from coea.errors import CoeaInputError
+from coea.flow import check_local_models
 from coea.layout import RunLayout
 from coea.report_html import render_report
 from coea.stages import pipeline_arguments
@@ -101,6 +102,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
     """
     from pipelines.definitions import build_pipelines
 
+    check_local_models(cfg)  # a wrong model path fails before any step, with nothing written
     run_dir = Path(run_dir)
     created = _new_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -82,15 +82,17 @@ def build_scratch_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, *,
     return model.to(device)
 
 
-def local_model_dir(path: str | Path, *, what: str = "base model") -> Path:
-    """``path`` as an existing local Hugging Face model directory, or a CoeaInputError saying what to do."""
+def local_model_dir(path: str | Path, *, what: str = "base model", option: str = "base_model",
+                    instead: str = "base_model: scratch") -> Path:
+    """``path`` as an existing local Hugging Face model directory, or a CoeaInputError saying what to do (point
+    ``option`` elsewhere, or use ``instead``)."""
     p = Path(path).expanduser()
     if not p.is_dir():
         raise CoeaInputError(f"{what} directory not found (models are never downloaded)", source=p,
-                             fix="pass a local directory saved with save_pretrained, or base_model: scratch")
+                             fix=f"pass a local directory saved with save_pretrained, or {instead}")
     if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
         raise CoeaInputError(f"{what} directory has no config.json", source=p,
-                             fix="point base_model at a directory written by save_pretrained")
+                             fix=f"point {option} at a directory written by save_pretrained")
     return p
 
 
