@@ -84,6 +84,7 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     assert gpu.llm.novelty.batch_size == 256 and gpu.llm.novelty.precision == "fp32"
     short = load_run_config(Path("short"))
     assert (short.split.n_future, short.split.min_history, short.llm.data.with_group) == (2, 2, False)
+    assert (short.llm.data.sequence, short.llm.data.items) == (0, 0)  # session 44: the sections cost short histories
     assert (short.llm.novelty.epochs, short.llm.novelty.lr, short.llm.encoder_weight) == (8.0, 1e-3, 1.0)
     assert short.pco.periods == "user"
     assert config_to_dict(short.dsie) == config_to_dict(RunConfig().dsie)  # only what short histories need
