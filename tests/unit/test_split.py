@@ -79,7 +79,7 @@ def test_a_split_that_leaves_most_users_cold_start_warns_with_the_settings_to_ch
     warning = cold_start_warning(chronological_split(log, SplitConfig()))  # n_future 10: the 6-event users are cold
     assert warning is not None
     assert "3 of 4 users (75%)" in warning and "split.min_history=5" in warning and "split.n_future=10" in warning
-    assert "split: {n_future: 2, min_history: 2}" in warning
+    assert "split: {n_future: 2, min_history: 2}" in warning and "--config short" in warning
     assert cold_start_warning(chronological_split(log, SplitConfig(n_future=2, min_history=2))) is None
     half = events(rows[:12] + [("u", f"u{t}", "a", t * 100) for t in range(20)] + [("w", f"w{t}", "b", t * 100)
                                                                                   for t in range(20)])

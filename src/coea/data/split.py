@@ -113,7 +113,8 @@ def cold_start_warning(split: Split) -> str | None:
                 f"({split.cold_by_gap} users are cold only because of it), so they are scored as cold-start; that is "
                 f"what a min_gap view measures; lower split.min_gap to score more of them warm")
     return (f"{head}, so they are scored as cold-start; for a log of short histories lower both "
-            f"(e.g. split: {{n_future: 2, min_history: 2}}, as --config short does)")
+            f"(e.g. split: {{n_future: 2, min_history: 2}}), or run with --config short, which does and also sets "
+            f"the LLMs' prompt and training measured on such logs")
 
 
 def require_warm_users(split: Split, source: str | None = None) -> None:
