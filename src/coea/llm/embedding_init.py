@@ -16,7 +16,6 @@ for scratch models only (:class:`coea.llm.config.ModelConfig` refuses it otherwi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,6 @@ import numpy as np
 
 from coea.llm.prompts import category_text, item_text
 from coea.llm.tokenizer import word_token_ids
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ def init_from_encoder(model: Any, tokenizer: Any, emb: EncoderEmbeddings, *, see
     vectors = np.stack([emb.categories[c] for c in cats] + [emb.items[i] for i in items]).astype(np.float64)
     mapped = _to_width(vectors, weight.shape[1], seed)
     with torch.no_grad():
-        keep = torch.ones(weight.shape[0], dtype=torch.bool)
+        keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
         keep[ids] = False
         target = float(weight[keep].float().pow(2).mean().sqrt()) if bool(keep.any()) else 0.02
         scale = target / max(float(np.sqrt(np.mean(mapped ** 2))), 1e-12)
