@@ -87,7 +87,10 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     assert (short.llm.data.sequence, short.llm.data.items) == (0, 0)  # session 44: the sections cost short histories
     assert (short.llm.novelty.epochs, short.llm.novelty.lr, short.llm.encoder_weight) == (8.0, 1e-3, 1.0)
     assert short.pco.periods == "user"
-    assert config_to_dict(short.dsie) == config_to_dict(RunConfig().dsie)  # only what short histories need
+    assert (short.dsie.encoder.target, short.dsie.encoder.item_input) == ("next", False)  # session 44
+    default = config_to_dict(RunConfig().dsie)
+    default["encoder"].update(target="next", item_input=False)
+    assert config_to_dict(short.dsie) == default  # only what short histories need
     distil = load_run_config(Path("distil"))
     assert (distil.llm.data.sequence, distil.pco.reward, distil.pco.teacher_weight) == (50, "teacher", 0.5)
     assert (distil.pco.candidates, distil.pco.pairs_per_prompt, distil.pco.soft_preferences) == (20, 10, True)
