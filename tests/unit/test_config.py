@@ -82,16 +82,20 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     assert (gpu.llm.model.hidden_size, gpu.llm.model.num_layers) == (256, 4)
     assert gpu.llm.relevance.max_examples is None and gpu.pco.users_per_round is None
     assert gpu.llm.novelty.batch_size == 256 and gpu.llm.novelty.precision == "fp32"
+    distil = load_run_config(Path("distil"))
     short = load_run_config(Path("short"))
     assert (short.split.n_future, short.split.min_history, short.llm.data.with_group) == (2, 2, False)
     assert (short.llm.data.sequence, short.llm.data.items) == (0, 0)  # session 44: the sections cost short histories
     assert (short.llm.novelty.epochs, short.llm.novelty.lr, short.llm.encoder_weight) == (8.0, 1e-3, 1.0)
-    assert short.pco.periods == "user"
+    assert (short.pco.periods, short.pco.users_per_round, short.pco.reward, short.pco.teacher_weight) == (
+        "user", None, "teacher", 1.0)  # session 45: distil at the encoder's weight beside the N-LLM
+    for name in ("propose", "candidates", "pairs_per_prompt", "soft_preferences", "refresh_relevance"):
+        assert getattr(short.pco, name) == getattr(distil.pco, name), name
+    assert config_to_dict(short.pco.dpo) == config_to_dict(distil.pco.dpo)
     assert (short.dsie.encoder.target, short.dsie.encoder.item_input) == ("next", False)  # session 44
     default = config_to_dict(RunConfig().dsie)
     default["encoder"].update(target="next", item_input=False)
     assert config_to_dict(short.dsie) == default  # only what short histories need
-    distil = load_run_config(Path("distil"))
     assert (distil.llm.data.sequence, distil.pco.reward, distil.pco.teacher_weight) == (50, "teacher", 0.5)
     assert (distil.pco.candidates, distil.pco.pairs_per_prompt, distil.pco.soft_preferences) == (20, 10, True)
     assert (distil.pco.dpo.beta, distil.pco.dpo.lr, distil.pco.dpo.nll) == (2.0, 5e-4, 0.0)
