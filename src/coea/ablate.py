@@ -237,7 +237,7 @@ def trained_as(llm_dir: Path, vcfg: RunConfig, layout: RunLayout) -> bool:
     """Whether ``llm_dir`` holds a finished SFT pair with ``vcfg``'s LLM settings on ``layout``'s data, split and
     groups (an interrupted ablation, or one run with another config, left a pair that must not be reused)."""
     resolved = json.loads(json.dumps(config_to_dict(resolve_llm(vcfg.llm, vcfg.split))))
-    want = {field: resolved[field] for field in _TRAINING_KEYS}  # not the ranking-time settings (encoder_weight)
+    want = {field: resolved[field] for field in _TRAINING_KEYS}  # not the ranking-time settings (encoder_weight, ...)
     key = lineage.histories(layout.data, vcfg.split)
     for name in ("novelty", "relevance"):
         try:
@@ -259,7 +259,7 @@ def _check_run_pair(cfg: RunConfig, layout: RunLayout) -> None:
             "the run's SFT pair was trained with other LLM settings than this config's (llm: model, data, novelty, "
             "relevance)", source=layout.llm, option="--config",
             fix="leave --config out (the run's own config.json is used), or keep the run's llm section and change "
-                "only pco, eval or llm.encoder_weight")
+                "only pco, eval, llm.encoder_weight or llm.cooc_weight")
 
 
 def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = False,

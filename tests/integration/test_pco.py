@@ -479,6 +479,35 @@ def test_nllm_seq_ranks_by_the_nllm_log_probability_plus_w_times_the_encoders(sf
     assert parse_method("coea_seq+x").needs == frozenset({"dsie", "pco"})
 
 
+def test_cooc_weight_adds_the_users_cooccurrence_shares_to_the_fused_methods(sft, tiny_sft_run):
+    """``llm.cooc_weight`` v: ``nllm_seq`` scores are the encoder fusion plus v times the log of each user's
+    co-occurrence scores (the ``cooc`` baseline's, fitted on the same histories) as shares of their row; every share
+    is finite and each row's shares sum to 1; v 0 leaves the fusion as it was, and v 1 changes some user's ``+x`` list."""
+    from coea.evaluation.baselines import Cooccurrence
+    from coea.evaluation.llm_methods import cooc_log_shares
+    from coea.evaluation.registry import MethodContext, build_method, parse_method
+    from coea.layout import ArtifactDirs
+    from coea.stages import load_artifacts
+
+    cfg, split, llms = sft
+    arts = load_artifacts(["nllm_seq"], ArtifactDirs(dsie=tiny_sft_run / "dsie", llm=(tiny_sft_run / "llm",)))
+    arts.llms = llms
+
+    def fitted(weight: float):
+        llm = replace(cfg.llm, encoder_weight=2.0, cooc_weight=weight)
+        return build_method(parse_method("nllm_seq"), MethodContext(seed=0, llm=llm, artifacts=arts)).fit(
+            split.histories)
+
+    users, history = split.warm_users, split.histories.user_categories()
+    plain, fused = fitted(0.0), fitted(1.0)
+    shares = cooc_log_shares(Cooccurrence().fit(split.histories).score(users))
+    assert np.isfinite(shares).all()
+    np.testing.assert_allclose(np.exp(shares).sum(axis=1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(fused.score(users), plain.score(users) + shares, rtol=1e-6, atol=1e-6)
+    assert plain.cooc is None
+    assert fused.recommend(users, 5, exclude=history) != plain.recommend(users, 5, exclude=history)
+
+
 def test_a_user_without_history_is_ranked_by_popularity_unless_cold_start_llm(sft, tiny_sft_run):
     """``llm.cold_start: popularity`` (the default): every LLM method's N-LLM scores of a user without any history
     event are the log of the history's category distribution (+1 smoothing); a user with history keeps the N-LLM's.

@@ -6,7 +6,8 @@ must be identical, for warm and cold-start users alike. A control checks that ev
 reacts to a change of history. The PCO rewards that read logged feedback (``feedback``, ``hybrid``) run the same
 test on the CoEA methods, and a control checks that their feedback really is read: changing the last history
 period (the last round's feedback period) changes that round's pairs and leaves the earlier round's alone. The
-``teacher`` reward (the DSIE encoder ranks the candidates) runs the same test.
+``teacher`` reward (the DSIE encoder ranks the candidates) runs the same test, and so do the fused methods with
+the co-occurrence expert (``llm.cooc_weight``).
 """
 
 import copy
@@ -135,7 +136,7 @@ def serendipity_recs(runs):
 @pytest.mark.parametrize(("reward", "periods", "negatives", "methods"), [
     ("serendipity", "global", "period", METHODS), ("feedback", "global", "period", COEA),
     ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA),
-    ("teacher", "user", "period", COEA)])
+    ("teacher", "user", "period", COEA), ("teacher+cooc", "user", "period", COEA)])
 def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, periods,
                                                                       negatives, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
@@ -143,7 +144,8 @@ def test_changing_every_future_event_leaves_recommendations_identical(runs, sere
     ``negatives: history``: the rest of the history after the feedback period read too, on the continual windows of
     ``llm.data.holdout_share``, with ``takeup: recent`` and, by ``refresh_novelty``'s auto there, the N-LLM's SFT
 continued on each period; ``teacher``: pairs ranked by the DSIE encoder after each user's history before the window's
-end), give identical lists to
+end; ``teacher+cooc``: and by the co-occurrence shares of that history, ``pco.teacher_cooc_weight``), give identical
+lists to
     warm and cold-start users when only the evaluation future changed (its events, and with them the whole log's
     category and item counts)."""
     recs, splits = {}, {}
@@ -152,13 +154,15 @@ end), give identical lists to
             splits[name], recs[name] = serendipity_recs[name]
             continue
         pco_dir = layout.root / f"pco_{reward}_{periods}_{negatives}"
-        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward, periods=periods, negatives=negatives))
+        cooc = 1.0 if reward == "teacher+cooc" else 0.0
+        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward.removesuffix("+cooc"), periods=periods,
+                                                 negatives=negatives, teacher_cooc_weight=cooc))
         if negatives == "history":  # with the continual windows (the rounds replay the held-out last quarter)
             run_stage_cfg = replace(run_stage_cfg, llm=replace(cfg.llm, data=replace(cfg.llm.data, holdout_share=0.25)),
                                     pco=replace(run_stage_cfg.pco, takeup="recent", feedback_horizon=3))
         run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
         rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
-        if reward != "teacher":  # the teacher reads the DSIE encoder, no feedback
+        if not reward.startswith("teacher"):  # the teacher reads the DSIE encoder (and co-occurrence), no feedback
             assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
         assert all(r["pairs"] > 0 for r in rows[1:])
         assert all((r["novelty_refresh_examples"] > 0) == (negatives == "history") for r in rows[1:])
@@ -238,3 +242,18 @@ def test_llms_started_from_the_encoders_embeddings_give_identical_lists_when_onl
         recs[name] = recommend_all(split, replace(cfg.eval, methods=methods), ctx)
     for method in methods:
         assert recs["a"][method] == recs["b"][method], f"{method} changed when only the future changed: leakage"
+
+
+def test_the_cooccurrence_expert_gives_identical_lists_when_only_the_future_changed(runs):
+    """``llm.cooc_weight`` 1 (the ``short`` preset): ``nllm_seq`` and ``coea_seq`` add the users' co-occurrence shares,
+    fitted on the histories; on the log and on the log with every future event changed they list the same categories
+    for every user. Control: the expert changes some list (the test would pass vacuously if it were never read)."""
+    methods = ["nllm_seq", "nllm_seq+x", "coea_seq+x"]
+    recs = {}
+    for name, (cfg, layout) in runs.items():
+        ccfg = replace(cfg, llm=replace(cfg.llm, cooc_weight=1.0))
+        recs[name] = _recs(ccfg, layout, methods)[1]
+    for method in methods:
+        assert recs["a"][method] == recs["b"][method], f"{method} changed when only the future changed: leakage"
+    cfg, layout = runs["a"]
+    assert _recs(cfg, layout, methods)[1]["nllm_seq+x"] != recs["a"]["nllm_seq+x"]

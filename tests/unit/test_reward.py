@@ -232,6 +232,41 @@ def test_teacher_with_an_encoder_pair_scores_w_times_the_log_of_the_parts_normal
     np.testing.assert_allclose(got[0] - got[1], 4.0 / 2 * gap, rtol=1e-5)
 
 
+def test_teacher_cooc_weight_adds_the_cooccurrence_shares_of_the_history_before_the_window_end():
+    """``pco.teacher_cooc_weight`` v: the teacher adds ``v * log s_u(c)``, s_u the ``cooc`` baseline's scores of the
+    user as shares, fitted on the events before the window's end only (an event at or after it changes nothing, one
+    before it does); v 0 is the encoder alone, and v without the teacher reward is refused."""
+    from coea.data.split import Histories
+    from coea.evaluation.baselines import Cooccurrence
+    from coea.evaluation.llm_methods import cooc_log_shares
+
+    cats = ["a", "b", "c", "d", "z"]
+    enc = _teacher_encoder(cats)
+    history = pd.DataFrame({"user_id": ["u0"] * 4 + ["u1"] * 3 + ["u2"] * 2,
+                            "category": ["a", "b", "c", "a", "d", "d", "b", "a", "d"],
+                            "timestamp": [1, 2, 3, 12, 4, 5, 6, 7, 8]})
+    setup = RewardSetup(history, {}, cats, LLM, encoder=enc)
+    inputs = replace(_inputs([["d", "z"], ["a", "c"]], [{"a", "b", "c"}, {"d", "b"}]), users=["u0", "u1"],
+                     history=history, window=Window(0, 0, 10))
+    alone = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5), setup).score(inputs)
+    reward = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5, teacher_cooc_weight=2.0), setup)
+    got = reward.score(inputs)
+    before = history[history["timestamp"] < 10]
+    cooc = Cooccurrence().fit(Histories(before, {}, cats))
+    logs = cooc_log_shares(cooc.score(["u0", "u1"]))
+    for i, cs in enumerate(inputs.candidates):
+        extra = [logs[i, cooc.index[c]] for c in cs]
+        np.testing.assert_allclose(np.array(got[i]) - np.array(alone[i]), 2.0 * np.array(extra), rtol=1e-9)
+    moved = history.assign(category=["a", "b", "c", "d", "d", "d", "b", "a", "d"])  # u0's t=12 event: after the end
+    assert reward.score(replace(inputs, history=moved)) == got
+    u2 = history.assign(category=["a", "b", "c", "a", "d", "d", "b", "b", "d"])  # u2's t=7 event: before the end
+    assert reward.score(replace(inputs, history=u2)) != got
+    with pytest.raises(ValueError, match="teacher_cooc_weight needs reward teacher"):
+        PcoConfig(reward="feedback", teacher_cooc_weight=1.0)
+    with pytest.raises(ValueError, match="teacher_cooc_weight must be >= 0"):
+        PcoConfig(reward="teacher", teacher_cooc_weight=-1.0)
+
+
 def torch_log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax (the encoder's PAD and UNK logits are -inf and stay so)."""
     import torch

@@ -14,7 +14,9 @@ the models after the last PCO round (``pco`` artifact), with the DSIE groups and
 - ``nllm_seq`` / ``coea_seq``: the N-LLM after SFT / after the PCO rounds, ranked by ``log P_N(c) + llm.encoder_weight *
   log p_S(c)``, p_S the DSIE long-term encoder's next-category distribution (the ``sasrec`` ranker: the user's last
   events in order, which the N-LLM's prompt does not carry). A product of the two experts: the long-term signal
-  enters at ranking time, as a second opinion beside the R-LLM's.
+  enters at ranking time, as a second opinion beside the R-LLM's. With ``llm.cooc_weight`` v > 0 they add ``v *
+  log s_u(c)``, s_u(c) the share of c in the user's item-to-item co-occurrence scores (the ``cooc`` baseline, fitted
+  on the same histories): a third expert, off by default (:func:`cooc_log_shares`).
 
 The prompt carries the group and the short-term set (plus the optional sections of the LLM config's prompt
 options: :func:`coea.llm.sft_data.prompt_context`, the recipe SFT and PCO use), never the full history, so the
@@ -109,17 +111,29 @@ def encoder_fused(logp_n: np.ndarray, encoder_logits: np.ndarray, weight: float)
     return logp_n + weight * log_softmax_rows(encoder_logits) if weight else logp_n
 
 
+def cooc_log_shares(scores: np.ndarray) -> np.ndarray:
+    """(U, C) ``log s_u(c)``: each row of the ``cooc`` baseline's scores (sums of cosine similarities to the user's
+    history categories, plus a tiny popularity term) as shares of its total, floored at 1e-12 so every log is finite."""
+    s = np.maximum(np.asarray(scores, dtype=np.float64), 1e-12)
+    return np.log(s / s.sum(axis=1, keepdims=True))
+
+
 class NoveltyWithEncoder(NoveltySft):
     name = "nllm_seq"
 
     def _fit(self, histories: Histories) -> None:
+        from coea.evaluation.baselines import Cooccurrence
         from coea.evaluation.dsie_methods import SasRecMethod
 
         super()._fit(histories)
         self.encoder = SasRecMethod(self.ctx).fit(histories)
+        self.cooc = Cooccurrence().fit(histories) if self.ctx.llm.cooc_weight else None
 
     def score(self, users: Sequence[str]) -> np.ndarray:
-        return encoder_fused(self.novelty_logprobs(users), self.encoder.score(users), self.ctx.llm.encoder_weight)
+        out = encoder_fused(self.novelty_logprobs(users), self.encoder.score(users), self.ctx.llm.encoder_weight)
+        if self.cooc is not None:
+            out = out + self.ctx.llm.cooc_weight * cooc_log_shares(self.cooc.score(users))
+        return out
 
 
 class CoeaWithEncoder(NoveltyWithEncoder):

@@ -113,6 +113,10 @@ class PcoConfig:
     # pairs per prompt and soft labels: the tuned N-LLM +0.0090 over its SFT model on validation, +0.0133 on test
     # (docs/results.md, sessions 23-24)
     teacher_weight: float = 0.25
+    # reward teacher: adds teacher_cooc_weight x log s_u(c), the user's item-to-item co-occurrence shares after their
+    # history before the window's end (llm.cooc_weight's expert, coea.evaluation.llm_methods.cooc_log_shares), so the
+    # N-LLM is taught what co-occurrence adds as well as what the encoder adds; 0 (default) = the encoder alone
+    teacher_cooc_weight: float = 0.0
     # reward teacher: each pair carries the soft label P(chosen preferred) = sigmoid(dpo.beta x score gap), the
     # Bradley-Terry probability of the teacher's scores, so the DPO optimum is the finite shift log pi - log ref =
     # teacher_weight x log p_S + const, i.e. the product of experts itself (coea.llm.losses); False = hard labels (1),
@@ -195,8 +199,11 @@ class PcoConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
         if self.soft_preferences and self.reward is not RewardKind.TEACHER:
             raise ValueError(f"soft_preferences needs reward teacher (scores in nats), got {self.reward.value!r}")
-        if self.teacher_weight < 0:
-            raise ValueError(f"teacher_weight must be >= 0, got {self.teacher_weight!r}")
+        for name in ("teacher_weight", "teacher_cooc_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.teacher_cooc_weight and self.reward is not RewardKind.TEACHER:
+            raise ValueError(f"teacher_cooc_weight needs reward teacher, got {self.reward.value!r}")
         if not 0.0 < self.accept_threshold < 1.0:
             raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
 

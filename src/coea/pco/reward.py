@@ -258,14 +258,14 @@ class TeacherReward(Reward):
 
     exclude_seen_when_sampling = True
 
-    def __init__(self, encoder: Any, weight: float) -> None:
-        self.encoder, self.weight = encoder, weight
+    def __init__(self, encoder: Any, weight: float, cooc_weight: float = 0.0, categories: Sequence[str] = ()) -> None:
+        self.encoder, self.weight, self.cooc_weight, self.categories = encoder, weight, cooc_weight, list(categories)
 
     @classmethod
     def build(cls, cfg: PcoConfig, setup: RewardSetup) -> Reward:
         if setup.encoder is None:
             raise ValueError("reward teacher needs the DSIE encoder (RewardSetup.encoder)")
-        return cls(setup.encoder, cfg.teacher_weight)
+        return cls(setup.encoder, cfg.teacher_weight, cfg.teacher_cooc_weight, setup.categories)
 
     def encoder_logprobs(self, inputs: RewardInputs) -> list[np.ndarray]:
         """Per user, log p_S of each candidate after the user's history before the window's end (a category the
@@ -284,10 +284,27 @@ class TeacherReward(Reward):
             out.append(np.where(np.isfinite(row), row, floor[i]))
         return out
 
+    def cooc_log_shares(self, inputs: RewardInputs) -> list[np.ndarray]:
+        """Per user, log s_u of each candidate (``pco.teacher_cooc_weight``): the ``cooc`` baseline fitted on the
+        history before the window's end, the user's row as shares (a category outside the universe scores the row's
+        lowest value)."""
+        from coea.data.split import Histories
+        from coea.evaluation.baselines import Cooccurrence
+        from coea.evaluation.llm_methods import cooc_log_shares
+
+        h = inputs.history
+        cooc = Cooccurrence().fit(Histories(h[h[TIMESTAMP].to_numpy() < inputs.window.end], {}, self.categories))
+        logs = cooc_log_shares(cooc.score(inputs.users))
+        return [np.array([logs[i, cooc.index[c]] if c in cooc.index else logs[i].min() for c in cs])
+                for i, cs in enumerate(inputs.candidates)]
+
     def score(self, inputs: RewardInputs) -> list[list[float]]:
         if not inputs.users:
             return []
-        return [[self.weight * float(x) for x in row] for row in self.encoder_logprobs(inputs)]
+        rows = [self.weight * row for row in self.encoder_logprobs(inputs)]
+        if self.cooc_weight:
+            rows = [row + self.cooc_weight * c for row, c in zip(rows, self.cooc_log_shares(inputs), strict=True)]
+        return [[float(x) for x in row] for row in rows]
 
 
 REWARDS: dict[RewardKind, type[Reward]] = {
