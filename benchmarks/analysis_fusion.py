@@ -139,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     split = run_split(args.run, cfg.split)
     import torch
 
+    from coea.data.cooccurrence import cooc_log_shares
     from coea.evaluation.baselines import Cooccurrence, top_k
     from coea.evaluation.bootstrap import paired_bootstrap_ci
     from coea.evaluation.evaluate import warm_per_user
-    from coea.evaluation.llm_methods import cooc_log_shares
     from coea.evaluation.registry import build_method, method_context, parse_method
     from coea.layout import RunLayout
     from coea.stages.artifacts import load_artifacts

@@ -482,9 +482,10 @@ def test_nllm_seq_ranks_by_the_nllm_log_probability_plus_w_times_the_encoders(sf
 def test_cooc_weight_adds_the_users_cooccurrence_shares_to_the_fused_methods(sft, tiny_sft_run):
     """``llm.cooc_weight`` v: ``nllm_seq`` scores are the encoder fusion plus v times the log of each user's
     co-occurrence scores (the ``cooc`` baseline's, fitted on the same histories) as shares of their row; every share
-    is finite and each row's shares sum to 1; v 0 leaves the fusion as it was, and v 1 changes some user's ``+x`` list."""
+    is finite and each row's shares sum to 1; v 0 leaves the fusion as it was, and v 1 changes some user's ``+x``
+    list."""
+    from coea.data.cooccurrence import cooc_log_shares
     from coea.evaluation.baselines import Cooccurrence
-    from coea.evaluation.llm_methods import cooc_log_shares
     from coea.evaluation.registry import MethodContext, build_method, parse_method
     from coea.layout import ArtifactDirs
     from coea.stages import load_artifacts

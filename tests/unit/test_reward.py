@@ -236,9 +236,9 @@ def test_teacher_cooc_weight_adds_the_cooccurrence_shares_of_the_history_before_
     """``pco.teacher_cooc_weight`` v: the teacher adds ``v * log s_u(c)``, s_u the ``cooc`` baseline's scores of the
     user as shares, fitted on the events before the window's end only (an event at or after it changes nothing, one
     before it does); v 0 is the encoder alone, and v without the teacher reward is refused."""
+    from coea.data.cooccurrence import cooc_log_shares
     from coea.data.split import Histories
     from coea.evaluation.baselines import Cooccurrence
-    from coea.evaluation.llm_methods import cooc_log_shares
 
     cats = ["a", "b", "c", "d", "z"]
     enc = _teacher_encoder(cats)

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
+from coea.data.cooccurrence import cooccurrence_scores, cooccurrence_similarity
 from coea.data.schema import CATEGORY, USER
 from coea.data.split import Histories
 
@@ -151,29 +152,13 @@ class Markov(ScoringMethod):
 
 
 class Cooccurrence(ScoringMethod):
-    """Item-to-item CF at category level: categories that co-occur with the user's history across users.
-
-    X = binary user x category matrix of histories; sim(a, b) = (XᵀX)_ab / sqrt(n_a · n_b) (cosine, with
-    sim(a, a) = 0); score_u(b) = Σ_{a ∈ H_u} sim(a, b) + 1e-9 · popularity(b).
-    """
+    """Item-to-item CF at category level: categories that co-occur with the user's history across users
+    (:mod:`coea.data.cooccurrence`: cosine co-occurrence summed over H_u, plus 1e-9 · popularity)."""
 
     name = "cooc"
 
     def _fit(self, histories: Histories) -> None:
-        users = sorted(self.user_history)
-        x = np.zeros((len(users), len(self.categories)), dtype=np.float32)  # (U, C)
-        for row, u in enumerate(users):
-            x[row, [self.index[c] for c in self.user_history[u]]] = 1.0
-        co = (x.T @ x).astype(np.float64)  # (C, C)
-        n = np.sqrt(np.maximum(np.diag(co), 1.0))
-        sim = co / n[:, None] / n[None, :]
-        np.fill_diagonal(sim, 0.0)
-        self.similarity = sim
+        self.similarity = cooccurrence_similarity(self.user_history, self.index)
 
     def score(self, users: Sequence[str]) -> np.ndarray:
-        out = np.tile(1e-9 * self.popularity, (len(users), 1))
-        for row, user in enumerate(users):
-            idx = [self.index[c] for c in self.user_history.get(user, ()) if c in self.index]
-            if idx:
-                out[row] += self.similarity[idx].sum(axis=0)
-        return out
+        return cooccurrence_scores(self.similarity, self.user_history, self.index, self.popularity, users)

@@ -16,7 +16,7 @@ the models after the last PCO round (``pco`` artifact), with the DSIE groups and
   events in order, which the N-LLM's prompt does not carry). A product of the two experts: the long-term signal
   enters at ranking time, as a second opinion beside the R-LLM's. With ``llm.cooc_weight`` v > 0 they add ``v *
   log s_u(c)``, s_u(c) the share of c in the user's item-to-item co-occurrence scores (the ``cooc`` baseline, fitted
-  on the same histories): a third expert, off by default (:func:`cooc_log_shares`).
+  on the same histories): a third expert, off by default (:func:`coea.data.cooccurrence.cooc_log_shares`).
 
 The prompt carries the group and the short-term set (plus the optional sections of the LLM config's prompt
 options: :func:`coea.llm.sft_data.prompt_context`, the recipe SFT and PCO use), never the full history, so the
@@ -33,6 +33,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
+from coea.data.cooccurrence import cooc_log_shares
 from coea.data.split import Histories
 from coea.evaluation.baselines import ScoringMethod
 from coea.evaluation.registry import Need
@@ -109,13 +110,6 @@ def encoder_fused(logp_n: np.ndarray, encoder_logits: np.ndarray, weight: float)
     """``log P_N + weight * log_softmax(encoder_logits)`` (U, C); a per-row constant of either term never changes a
     row's order, so renormalising over a user's allowed categories ranks the same."""
     return logp_n + weight * log_softmax_rows(encoder_logits) if weight else logp_n
-
-
-def cooc_log_shares(scores: np.ndarray) -> np.ndarray:
-    """(U, C) ``log s_u(c)``: each row of the ``cooc`` baseline's scores (sums of cosine similarities to the user's
-    history categories, plus a tiny popularity term) as shares of its total, floored at 1e-12 so every log is finite."""
-    s = np.maximum(np.asarray(scores, dtype=np.float64), 1e-12)
-    return np.log(s / s.sum(axis=1, keepdims=True))
 
 
 class NoveltyWithEncoder(NoveltySft):

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from coea.data.cooccurrence import cooc_log_shares, cooccurrence_scores, cooccurrence_similarity
 from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.llm.prompts import PromptContext, relevance_prompt
 from coea.llm.sft_config import LlmConfig
@@ -285,17 +286,19 @@ class TeacherReward(Reward):
         return out
 
     def cooc_log_shares(self, inputs: RewardInputs) -> list[np.ndarray]:
-        """Per user, log s_u of each candidate (``pco.teacher_cooc_weight``): the ``cooc`` baseline fitted on the
+        """Per user, log s_u of each candidate (``pco.teacher_cooc_weight``): the ``cooc`` baseline's scores from the
         history before the window's end, the user's row as shares (a category outside the universe scores the row's
         lowest value)."""
-        from coea.data.split import Histories
-        from coea.evaluation.baselines import Cooccurrence
-        from coea.evaluation.llm_methods import cooc_log_shares
-
         h = inputs.history
-        cooc = Cooccurrence().fit(Histories(h[h[TIMESTAMP].to_numpy() < inputs.window.end], {}, self.categories))
-        logs = cooc_log_shares(cooc.score(inputs.users))
-        return [np.array([logs[i, cooc.index[c]] if c in cooc.index else logs[i].min() for c in cs])
+        before = h[h[TIMESTAMP].to_numpy() < inputs.window.end]
+        index = {c: i for i, c in enumerate(self.categories)}
+        user_categories = {u: set(g) for u, g in before.groupby(USER, sort=False)[CATEGORY]}
+        counts = before[CATEGORY].value_counts()
+        popularity = np.array([counts.get(c, 0) for c in self.categories], dtype=np.float64)
+        scores = cooccurrence_scores(cooccurrence_similarity(user_categories, index), user_categories, index,
+                                     popularity, inputs.users)
+        logs = cooc_log_shares(scores)
+        return [np.array([logs[i, index[c]] if c in index else logs[i].min() for c in cs])
                 for i, cs in enumerate(inputs.candidates)]
 
     def score(self, inputs: RewardInputs) -> list[list[float]]:
