@@ -20,7 +20,9 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
   so the row shows what the encoder as teacher adds over the R-LLM judge;
 - ``coea + encoder (= coea_seq)``: the ``coea`` variant's final N-LLM ranked by log P_N + ``llm.encoder_weight`` x
   log p_S of the DSIE long-term encoder (the ``coea_seq`` method: the user's events in order, which the prompt lacks),
-  no training of its own; its SFT-only counterpart is the ``nllm_seq`` baseline row;
+  no training of its own; its SFT-only counterpart is the ``nllm_seq`` baseline row. With ``llm.cooc_weight`` > 0
+  (the ``short`` preset) it adds the co-occurrence expert, and ``coea + encoder w/o co-occurrence`` ranks the same
+  final N-LLM without it;
 - with ``extras`` (``coea ablate --prompt-variants``), the richer prompts (:class:`coea.llm.sft_config.SftDataConfig`),
   each with its own SFT pair. A prompt option the run has is taken away, one it lacks is added: ``coea w/o full
   CSID`` (the default prompts show the user's full CSID code; ``coea + full CSID`` where the config turns it off),
@@ -99,6 +101,8 @@ REFERENCE_POOL = ["pop_novel", "cooc_novel", "markov+x", "sasrec+x", "group_pop_
                   "dual_best_of_n"]  # the baselines the default reference is chosen among
 BASELINES = [*REFERENCE_POOL, "nllm_seq", "nllm_seq+x"]
 ENCODER_ROW = "coea + encoder (= coea_seq)"  # the coea variant's final N-LLM x the DSIE encoder: no training
+# with llm.cooc_weight > 0 ENCODER_ROW has the co-occurrence expert too, and this row ranks without it
+NO_COOC_ROW = "coea + encoder w/o co-occurrence"
 
 
 @dataclass
@@ -209,6 +213,15 @@ def _final_lists(cfg: RunConfig, layout: RunLayout, pco_dir: Path, split: Split,
     return plain, top_k(scores, users, method.categories, k)
 
 
+def _ranking_configs(cfg: RunConfig) -> dict[str, RunConfig]:
+    """The rows that re-rank the ``coea`` variant's final N-LLM with ``coea_seq`` (no training): ``ENCODER_ROW``
+    with ``cfg``'s ranking settings, and with a co-occurrence expert ``NO_COOC_ROW`` without it."""
+    out = {ENCODER_ROW: cfg}
+    if cfg.llm.cooc_weight:
+        out[NO_COOC_ROW] = replace(cfg, llm=replace(cfg.llm, cooc_weight=0.0))
+    return out
+
+
 def _variant_pco_dir(name: str, layout: RunLayout, out_dir: Path, from_run: Path | None) -> Path:
     """Where a variant's PCO rounds go: the run's ``pco/`` for ``coea`` of a fresh run, else ``variants/<slug>``."""
     return layout.pco if name == "coea" and from_run is None else out_dir / "variants" / _slug(name)
@@ -272,7 +285,7 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
     ``out_dir/variants/coea``). A variant's own SFT pair already in ``out_dir/variants/`` is reused."""
     seed_everything(cfg.eval.seed)
     configs = variant_configs(cfg, alphas, extras, only)
-    check_reference(cfg.eval.reference, [*configs, ENCODER_ROW, WITHOUT_RLLM, *BASELINES])  # before anything trains
+    check_reference(cfg.eval.reference, [*configs, *_ranking_configs(cfg), WITHOUT_RLLM, *BASELINES])  # before training
     out_dir = Path(out_dir)
     layout = RunLayout(out_dir if from_run is None else Path(from_run))
     if from_run is None:
@@ -290,14 +303,16 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
         llm_dir = _variant_llm_dir(name, vcfg, cfg, layout, out_dir)
         variants[name] = run_pco_stage(vcfg, layout.data, layout.dsie, [llm_dir], pco_dir).rounds
         finals[name] = _final_lists(vcfg, layout, pco_dir, split, k)
-    log.info("ablate: %r", ENCODER_ROW)
-    finals[ENCODER_ROW] = _final_lists(cfg, layout, _variant_pco_dir("coea", layout, out_dir, from_run), split, k,
-                                       method_name="coea_seq")
+    coea_dir = _variant_pco_dir("coea", layout, out_dir, from_run)
+    rankings = _ranking_configs(cfg)
+    for name, rcfg in rankings.items():
+        log.info("ablate: %r", name)
+        finals[name] = _final_lists(rcfg, layout, coea_dir, split, k, method_name="coea_seq")
     eval_cfg = replace(cfg.eval, methods=BASELINES, ks=[k], reference=None)
     recs = recommend_all(split, eval_cfg, method_context(cfg, load_artifacts(BASELINES, layout.artifacts())))
     baselines = score_split(split, recs, eval_cfg)["methods"]
     result = AblateResult(variants, baselines,
-                          rankings={ENCODER_ROW: _ranking_row(split, eval_cfg, finals[ENCODER_ROW], k)},
+                          rankings={name: _ranking_row(split, eval_cfg, finals[name], k) for name in rankings},
                           finals={name: _ranking_row(split, eval_cfg, finals[name], k) for name in configs})
     if loaded.truth is not None:
         history = split.histories.user_categories()

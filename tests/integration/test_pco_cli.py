@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from coea import cli
-from coea.ablate import ENCODER_ROW
+from coea.ablate import ENCODER_ROW, NO_COOC_ROW
 from tests.helpers import REPO, coea
 
 CONFIG = """synthetic: {n_users: 60, n_categories: 14, n_groups: 3, mean_interactions: 40}
@@ -124,6 +124,21 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     base = {m: v for m, v in redo["baselines"].items() if "nllm_seq" not in m}
     assert base == {m: v for m, v in data["baselines"].items() if "nllm_seq" not in m}
     assert redo["baselines"]["nllm_seq+x"] == redo["baselines"]["nllm_sft+x"]
+    # with the co-occurrence expert (llm.cooc_weight, as the short preset sets it) a second row ranks the same final
+    # N-LLM without it: with encoder weight 0 that row ranks as coea, and the expert's row differs from it
+    run_cfg["llm"]["cooc_weight"] = 1.0
+    (tmp_path / "w0c.json").write_text(json.dumps(run_cfg))
+    res = coea("ablate", "--from-run", str(out), "--out", str(tmp_path / "cooc"), "--rounds", "1", "--variants",
+               "coea w/o KL", "--config", str(tmp_path / "w0c.json"))
+    assert res.returncode == 0, res.stderr
+    co = json.loads((tmp_path / "cooc" / "ablate.json").read_text())
+    off, on, last = co["rankings"][NO_COOC_ROW], co["rankings"][ENCODER_ROW], co["variants"]["coea"][-1]
+    for key in ("C-H", "NCP", "S-H", "x_S-H"):
+        assert abs(off[key if key == "x_S-H" else f"{key}@{k}"] - last[key]) < 1e-9, key
+    assert on != off and {ENCODER_ROW, NO_COOC_ROW} <= set(co["paired_ci"]["methods"])
+    assert f"| {NO_COOC_ROW} |" in (tmp_path / "cooc" / "ablate.md").read_text()
+    assert NO_COOC_ROW not in data["rankings"]  # without the expert there is no such row
+    run_cfg["llm"]["cooc_weight"] = 0.0
     # a --config whose LLM training settings differ from the run's pair: its rows would mix two SFT recipes (the
     # prompt variants train with the config's), so it is refused before anything runs
     run_cfg["llm"]["novelty"]["lr"] = run_cfg["llm"]["novelty"]["lr"] * 10
