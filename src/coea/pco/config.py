@@ -114,8 +114,10 @@ class PcoConfig:
     # (docs/results.md, sessions 23-24)
     teacher_weight: float = 0.25
     # reward teacher: adds teacher_cooc_weight x log s_u(c), the user's item-to-item co-occurrence shares after their
-    # history before the window's end (llm.cooc_weight's expert, coea.evaluation.llm_methods.cooc_log_shares), so the
-    # N-LLM is taught what co-occurrence adds as well as what the encoder adds; 0 (default) = the encoder alone
+    # history before the window's end (llm.cooc_weight's expert, coea.data.cooccurrence), so the N-LLM is taught what
+    # co-occurrence adds as well as what the encoder adds; 0 (default) = the encoder alone. Session 45, short view
+    # (validation, three paired trainings): 1 beside teacher_weight 1 left the tuned N-LLM where the encoder alone
+    # took it (-0.0013 [-0.0095, +0.0070]); not in any preset
     teacher_cooc_weight: float = 0.0
     # reward teacher: each pair carries the soft label P(chosen preferred) = sigmoid(dpo.beta x score gap), the
     # Bradley-Terry probability of the teacher's scores, so the DPO optimum is the finite shift log pi - log ref =
