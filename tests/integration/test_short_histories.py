@@ -48,6 +48,9 @@ def test_short_histories_train_both_llms(tmp_path):
     users = log.user_id.nunique()
     assert sft["novelty"]["novelty"]["examples"] >= users  # >= 1 N-LLM example per user on average
     assert sft["relevance"]["relevance"]["examples"] > 0.3 * users
+    # the default prompt sections on 5-8-event histories: one warning naming them and the fix
+    assert res.stderr.count("the warm users' histories have a median of") == 1, res.stderr
+    assert "llm.data.sequence=50 and llm.data.items=50" in res.stderr and "--config short" in res.stderr
     data = sft["novelty"]["config"]["data"]  # the resolved windows: the split's n_short and n_future
     assert (data["min_prefix"], data["horizon"], data["novelty_horizon"], data["n_short"]) == (10, 4, 2, 10)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -70,6 +73,7 @@ def test_the_short_preset_runs_a_5_to_8_event_log_with_every_user_warm_and_teach
                "--methods", f"markov+x,{SERVED_METHOD}")
     assert res.returncode == 0, res.stderr
     assert "scored as cold-start" not in res.stderr and "prompted users have events" not in res.stderr
+    assert "histories have a median of" not in res.stderr  # the preset turns the sections off
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"]["cold_start_users"] == 0
     assert metrics["protocol"]["evaluated_users"] == log.user_id.nunique()

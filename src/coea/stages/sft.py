@@ -7,6 +7,7 @@ in a later period is admitted when the models meet it (:func:`coea.llm.models.ad
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,15 @@ from typing import Any
 from coea import lineage
 from coea.config import RunConfig
 from coea.data.prepared import read_prepared
-from coea.data.split import chronological_split
+from coea.data.schema import USER
+from coea.data.split import Split, chronological_split
 from coea.device import resolve_device
 from coea.llm.embedding_init import load_encoder_embeddings
 from coea.llm.run import MODELS, run_train_llms
-from coea.llm.sft_config import resolve_llm
+from coea.llm.sft_config import LlmConfig, resolve_llm
 from coea.stages.artifacts import read_groups_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +43,25 @@ class SftStageResult:
                 if m.get(key) is not None}
 
 
+def short_history_warning(split: Split, llm: LlmConfig) -> str | None:
+    """A warning when the warm users' median history is at most twice the short-term window (``llm.data.n_short``,
+    resolved) while the N-LLM's prompt shows the ``seq:``/``items:`` sections, else None. On such histories the
+    sections repeat the short-term set and their item tokens are too rare to learn: on the short MovieLens view
+    (median 8 events) they cost the N-LLM .045 and the served fusion .020 (docs/results.md, session 44), on
+    MovieLens' ~160-event histories they gain .029. Where between the two they stop paying was not measured, so
+    this warns and changes nothing."""
+    shown = [f"llm.data.{name}={getattr(llm.data, name)}" for name in ("sequence", "items") if getattr(llm.data, name)]
+    if not shown or not split.warm_users:
+        return None
+    median = float(split.histories.interactions.groupby(USER).size().reindex(split.warm_users).median())
+    if median > 2 * llm.data.n_short:
+        return None
+    return (f"the warm users' histories have a median of {median:g} events (at most twice llm.data.n_short="
+            f"{llm.data.n_short}) and the N-LLM's prompt shows {' and '.join(shown)}: on such short histories these "
+            f"sections repeat the short-term set and cost the N-LLM .045 on the short MovieLens view (docs/results.md, "
+            f"session 44); set llm.data: {{sequence: 0, items: 0}}, or run with --config short, which does")
+
+
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
                   which: Sequence[str] = MODELS, novelty_dir: Path | None = None) -> SftStageResult:
     """SFT the LLMs named in ``which`` on the histories of the prepared log in ``data_dir`` with the groups and
@@ -51,6 +74,8 @@ def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     g = read_groups_dir(dsie_dir)
     llm = resolve_llm(cfg.llm, cfg.split)  # SFT windows follow the split unless set
+    if "novelty" in which and (warning := short_history_warning(split, llm)) is not None:
+        log.warning(warning)
     embeddings = load_encoder_embeddings(dsie_dir) if llm.model.embedding_init == "encoder" else None
     result = run_train_llms(llm, split.histories, g.groups, g.profiles, g.prompt_levels(llm.data.full_csid),
                             Path(out_dir), which=tuple(which), device=resolve_device(cfg.device),
