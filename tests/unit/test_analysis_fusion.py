@@ -24,6 +24,20 @@ def test_fused_scores_add_the_weighted_popularity_to_the_encoder_fusion_and_name
     np.testing.assert_allclose(out["w=1,v=2"], log_n + enc_logp + 2 * log_q)
 
 
+def test_fused_scores_add_the_weighted_cooccurrence_shares_and_name_them_u():
+    """``--cooc-weights``: each point of the grid adds ``u log s`` (the co-occurrence log shares) to the fusion;
+    u 0 leaves the label and the scores as without the expert."""
+    log_n = np.log(np.array([[0.5, 0.3, 0.2]]))
+    enc = np.array([[0.0, 2.0, 0.0]])
+    log_q = np.log(np.array([0.1, 0.1, 0.8]))
+    log_c = np.log(np.array([[0.05, 0.05, 0.9]]))  # co-occurrence prefers the third
+    out = fused_scores(log_n, enc, log_q, [1.0], [0.0, 2.0], log_c, (0.0, 4.0))
+    assert list(out) == ["w=1", "w=1,u=4", "w=1,v=2", "w=1,v=2,u=4"]
+    np.testing.assert_allclose(out["w=1"], fused_scores(log_n, enc, log_q, [1.0], [0.0])["w=1"])
+    np.testing.assert_allclose(out["w=1,v=2,u=4"], out["w=1,v=2"] + 4 * log_c)
+    assert out["w=1"].argmax() == 1 and out["w=1,u=4"].argmax() == 2
+
+
 def test_genre_similarity_is_the_jaccard_of_the_genre_sets():
     from benchmarks.analysis_fusion import genre_similarity
 
