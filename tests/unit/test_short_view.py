@@ -1,6 +1,8 @@
 """The short-history view of MovieLens (benchmarks/short_view.py): one contiguous window per user, at least 5
 events (or all of a shorter user's), day timestamps, seeded; it refuses to write into the project."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,3 +50,31 @@ def test_it_refuses_to_write_movielens_into_the_project(capsys):
     assert main(["--out", str(REPO / "ml_short.csv")]) == 2
     assert "inside the project" in capsys.readouterr().err
     assert not (REPO / "ml_short.csv").exists()
+
+
+def test_short_view_runs_dry_run_writes_the_preset_with_data_split_and_seeds_and_prints_every_step(tmp_path, capsys):
+    """benchmarks/short_view_runs.py --dry-run: one config per seed, each the packaged `short` preset with only the
+    log, the split's validation switch and every section's seed changed (loadable by the CLI's loader); per seed
+    group, train-llms and pco, then the two analysis_seeds reads over all runs; nothing is trained."""
+    from benchmarks.short_view_runs import SEED_KEYS, main
+    from coea.config import config_to_dict, load_run_config
+
+    csv = tmp_path / "short.csv"
+    assert main(["--csv", str(csv), "--out", str(tmp_path / "o"), "--seeds", "3,4", "--validation", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[:6]] == ["group", "train-llms", "pco"] * 2
+    assert all("analysis_seeds.py" in line and "--paired-trainings" in line for line in lines[6:]) and len(lines) == 8
+    assert f"served=coea_seq+x@{tmp_path / 'o' / 's3'},{tmp_path / 'o' / 's4'}" in lines[6]
+    preset = config_to_dict(load_run_config(Path("short")))
+    for seed in (3, 4):
+        got = config_to_dict(load_run_config(tmp_path / "o" / f"s{seed}.yaml"))
+        assert got["data"]["spec"] == f"csv:{csv}" and got["split"]["validation"] is True
+        for path in SEED_KEYS:
+            node, want = got, preset
+            for key in path:
+                node, want = node[key], want[key]
+            assert node["seed"] == seed
+            node["seed"] = want["seed"]
+        got["data"]["spec"], got["split"]["validation"] = preset["data"]["spec"], preset["split"]["validation"]
+        assert got == preset  # nothing else differs from the preset
+    assert not (tmp_path / "o" / "s3").exists()
