@@ -115,6 +115,8 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     ("synthetic: {popularity_exponent: .nan}", r"popularity_exponent must be a finite number, got nan"),
     ("synthetic: {focus_strength: .inf}", r"focus_strength must be a finite number, got inf"),
     ("split: {short_window: .nan}", r"short_window must be a whole number, got nan"),
+    ("llm: {cooc_weight: -1}", r"\[llm\]: cooc_weight must be >= 0, got -1.0"),
+    ("pco: {teacher_cooc_weight: 1}", r"\[pco\]: teacher_cooc_weight needs reward teacher, got 'feedback'"),
     ("eval: {ks: [5, 5.5]}", r"ks\[1\] must be a whole number, got 5.5"),
     ("eval: {methods: pop}", r"methods must be a list, got 'pop'"),
     ("dsie: {rqvae: {codebook_sizes: 4}}", r"\[dsie\].rqvae: codebook_sizes must be a list, got 4"),
