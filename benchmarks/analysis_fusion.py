@@ -22,7 +22,7 @@ where the future starts a day or more after the history and popularity among uns
 any model, this asks whether the two signals add up.
 
 ``--cooc-weights`` adds a third expert the same way, the user's item-to-item co-occurrence scores as shares
-(``llm.cooc_weight``, :func:`coea.evaluation.llm_methods.cooc_log_shares`): ``+ u log s_u(c)``; on the short
+(``llm.cooc_weight``, :func:`coea.data.cooccurrence.cooc_log_shares`): ``+ u log s_u(c)``; on the short
 view's 8-event histories the ``cooc_novel`` baseline is as strong as SASRec (session 45).
 
 ``--mmr`` adds, for ``sasrec+x`` and every ranking of the sweep, its list re-ranked for diversity (session 41):

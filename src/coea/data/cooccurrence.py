@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+
+from coea.data.schema import CATEGORY, USER
 
 
 def cooccurrence_similarity(user_categories: Mapping[str, Collection[str]], index: Mapping[str, int]) -> np.ndarray:
@@ -42,3 +45,14 @@ def cooc_log_shares(scores: np.ndarray) -> np.ndarray:
     is finite."""
     s = np.maximum(np.asarray(scores, dtype=np.float64), 1e-12)
     return np.log(s / s.sum(axis=1, keepdims=True))
+
+
+def history_log_shares(interactions: pd.DataFrame, categories: Sequence[str], users: Sequence[str]) -> np.ndarray:
+    """(U, C) :func:`cooc_log_shares` of ``users`` over ``categories`` (their order), the similarity, the users'
+    category sets and the popularity all read from ``interactions`` (history events, canonical columns)."""
+    index = {c: i for i, c in enumerate(categories)}
+    user_categories = {u: set(g) for u, g in interactions.groupby(USER, sort=False)[CATEGORY]}
+    counts = interactions[CATEGORY].value_counts()
+    popularity = np.array([counts.get(c, 0) for c in categories], dtype=np.float64)
+    similarity = cooccurrence_similarity(user_categories, index)
+    return cooc_log_shares(cooccurrence_scores(similarity, user_categories, index, popularity, users))

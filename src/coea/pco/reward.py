@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from coea.data.cooccurrence import cooc_log_shares, cooccurrence_scores, cooccurrence_similarity
+from coea.data.cooccurrence import history_log_shares
 from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.llm.prompts import PromptContext, relevance_prompt
 from coea.llm.sft_config import LlmConfig
@@ -290,14 +290,8 @@ class TeacherReward(Reward):
         history before the window's end, the user's row as shares (a category outside the universe scores the row's
         lowest value)."""
         h = inputs.history
-        before = h[h[TIMESTAMP].to_numpy() < inputs.window.end]
+        logs = history_log_shares(h[h[TIMESTAMP].to_numpy() < inputs.window.end], self.categories, inputs.users)
         index = {c: i for i, c in enumerate(self.categories)}
-        user_categories = {u: set(g) for u, g in before.groupby(USER, sort=False)[CATEGORY]}
-        counts = before[CATEGORY].value_counts()
-        popularity = np.array([counts.get(c, 0) for c in self.categories], dtype=np.float64)
-        scores = cooccurrence_scores(cooccurrence_similarity(user_categories, index), user_categories, index,
-                                     popularity, inputs.users)
-        logs = cooc_log_shares(scores)
         return [np.array([logs[i, index[c]] if c in index else logs[i].min() for c in cs])
                 for i, cs in enumerate(inputs.candidates)]
 
