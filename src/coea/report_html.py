@@ -370,7 +370,7 @@ def _drift_section(run_dir: Path, paths: list[Path]) -> str:
 
 
 PCO_COLUMNS = ("round", "C-H", "C-N", "NCP", "CLTP", "S-H", "x_S-H", "judge_S-H", "x_S-H_judged", "rscore", "kl_sft",
-               "pairs", "dpo_margin", "acceptance_before", "acceptance_after", "round_s")
+               "pairs", "dpo_margin", "distill_kl", "acceptance_before", "acceptance_after", "round_s")
 JUDGE_NOTE = ("judge_S-H: S-H@K of the R-LLM ranking each judged user's unseen categories by P(yes); x_S-H_judged: "
               "the N-LLM's +x S-H@K on the same users (judged_users of them).")
 
@@ -392,7 +392,7 @@ def _pco_section(pco: Any, unfinished: bool = False) -> str:
         return _section("PCO rounds", f"<pre>{escape(json.dumps(pco, indent=2))}</pre>", "pco")
     cols = list(dict.fromkeys(k for r in rounds for k in r))
     if sum(k in cols for k in PCO_COLUMNS) > 1:  # the loop's rows: the figures a reader compares, in this order
-        cols = [k for k in PCO_COLUMNS if k in cols]
+        cols = [k for k in PCO_COLUMNS if k in cols and any(r.get(k) is not None for r in rounds)]
     terms = _terms({**METRIC_TERMS, **PCO_TERMS}, cols, "pco-terms")
     note = f"<p>{escape(JUDGE_NOTE)}</p>" if "judge_S-H" in cols else ""
     return _section("PCO rounds", _table(cols, [[r.get(c, "") for c in cols] for r in rounds], "pco-table")

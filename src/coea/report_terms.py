@@ -36,6 +36,8 @@ PCO_TERMS: dict[str, str] = {
     "pairs": "chosen/rejected candidate pairs that passed the score margin and trained the N-LLM with DPO + KL "
              "this round.",
     "dpo_margin": "the last logged DPO reward margin (chosen minus rejected implicit reward; empty: no update).",
+    "distill_kl": "pco.update distill: mean KL(target ‖ N-LLM) over the round's last epoch, the target being the "
+                  "reference's distribution over each prompt's candidates times exp(reward / beta).",
     "acceptance_before": "share of the N-LLM's new-category proposals the R-LLM accepts (P(yes) above the "
                          "threshold) before the round's update.",
     "acceptance_after": "the same share after the round's update.",

@@ -136,7 +136,8 @@ def serendipity_recs(runs):
 @pytest.mark.parametrize(("reward", "periods", "negatives", "methods"), [
     ("serendipity", "global", "period", METHODS), ("feedback", "global", "period", COEA),
     ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA),
-    ("teacher", "user", "period", COEA), ("teacher+cooc", "user", "period", COEA)])
+    ("teacher", "user", "period", COEA), ("teacher+cooc", "user", "period", COEA),
+    ("teacher+distill", "user", "period", COEA)])
 def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, periods,
                                                                       negatives, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
@@ -144,8 +145,9 @@ def test_changing_every_future_event_leaves_recommendations_identical(runs, sere
     ``negatives: history``: the rest of the history after the feedback period read too, on the continual windows of
     ``llm.data.holdout_share``, with ``takeup: recent`` and, by ``refresh_novelty``'s auto there, the N-LLM's SFT
 continued on each period; ``teacher``: pairs ranked by the DSIE encoder after each user's history before the window's
-end; ``teacher+cooc``: and by the co-occurrence shares of that history, ``pco.teacher_cooc_weight``), give identical
-lists to
+end; ``teacher+cooc``: and by the co-occurrence shares of that history, ``pco.teacher_cooc_weight``;
+``teacher+distill``: the N-LLM fitted to the teacher's target over every unseen category, ``pco.update: distill``),
+give identical lists to
     warm and cold-start users when only the evaluation future changed (its events, and with them the whole log's
     category and item counts)."""
     recs, splits = {}, {}
@@ -155,8 +157,9 @@ lists to
             continue
         pco_dir = layout.root / f"pco_{reward}_{periods}_{negatives}"
         cooc = 1.0 if reward == "teacher+cooc" else 0.0
-        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward.removesuffix("+cooc"), periods=periods,
-                                                 negatives=negatives, teacher_cooc_weight=cooc))
+        distil = {"update": "distill", "candidates": None, "propose": "top"} if reward == "teacher+distill" else {}
+        run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward.partition("+")[0], periods=periods,
+                                                 negatives=negatives, teacher_cooc_weight=cooc, **distil))
         if negatives == "history":  # with the continual windows (the rounds replay the held-out last quarter)
             run_stage_cfg = replace(run_stage_cfg, llm=replace(cfg.llm, data=replace(cfg.llm.data, holdout_share=0.25)),
                                     pco=replace(run_stage_cfg.pco, takeup="recent", feedback_horizon=3))
@@ -164,7 +167,7 @@ lists to
         rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
         if not reward.startswith("teacher"):  # the teacher reads the DSIE encoder (and co-occurrence), no feedback
             assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
-        assert all(r["pairs"] > 0 for r in rows[1:])
+        assert all(r["pairs"] > 0 if not distil else r["dpo_steps"] > 0 and r["distill_kl"] > 0 for r in rows[1:])
         assert all((r["novelty_refresh_examples"] > 0) == (negatives == "history") for r in rows[1:])
         splits[name], recs[name] = _recs(cfg, layout, methods, pco_dir)
     a, b = splits["a"], splits["b"]  # the mutation changed the futures and the global counts, not the histories

@@ -199,10 +199,10 @@ def pco_cmd(
         cfg.pco.dpo = overrides(cfg.pco.dpo, alpha=alpha)
     result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume, served=served,
                            check_run=run)
-    keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "round_s")
+    keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "distill_kl", "round_s")
     for row in result.rounds:
         typer.echo("  ".join(f"{key} {row[key]:.4g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"
-                             for key in keys if key in row))
+                             for key in keys if row.get(key) is not None))
     typer.echo(f"wrote {layout.pco / 'pco_metrics.json'}, {layout.pco / 'pco_metrics.png'}")
 
 

@@ -154,14 +154,14 @@ def _cache_io(model, out) -> tuple[str, object]:
     return keyword, cache if cache is not None else out.past_key_values
 
 
-def _encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+def encode_texts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     ids = tokenizer(list(texts))["input_ids"]
     if any(len(s) == 0 for s in ids):
         raise ValueError("a prompt tokenizes to no tokens; prompts must be non-empty")
     return ids
 
 
-def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device,
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device,
               min_len: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Left-padded ids (B, T), attention mask (B, T) and position ids (B, T) counting real tokens only."""
     width = max(min_len, max(len(s) for s in seqs))
@@ -175,7 +175,7 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device,
     return ids.to(device), mask.to(device), pos.to(device)
 
 
-def _pad_id(tokenizer) -> int:
+def pad_token_id(tokenizer) -> int:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
@@ -194,7 +194,7 @@ def _next_logprobs(model, seqs: Sequence[Sequence[int]], pad_id: int, columns: t
     out = []
     with _inference(model):
         for sl in _batches(len(seqs), batch_size):
-            ids, mask, pos = _left_pad(seqs[sl], pad_id, model_device(model))
+            ids, mask, pos = left_pad(seqs[sl], pad_id, model_device(model))
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits
             lp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (B, V)
             out.append(lp[:, columns.to(lp.device)].cpu())  # (B, K)
@@ -203,7 +203,7 @@ def _next_logprobs(model, seqs: Sequence[Sequence[int]], pad_id: int, columns: t
 
 def _trie_chunk(model, seqs: Sequence[Sequence[int]], pad_id: int, index: CategoryIndex) -> torch.Tensor:
     """Exact log P(name | prompt) for every category, walking the trie with a KV cache: (B, C)."""
-    ids, mask, pos = _left_pad(seqs, pad_id, model_device(model))
+    ids, mask, pos = left_pad(seqs, pad_id, model_device(model))
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     lengths = mask.sum(-1)  # (B,) real prompt tokens = position of the first name token
     n_prompts, dev = len(seqs), ids.device
@@ -235,7 +235,7 @@ def category_logprobs(model, tokenizer, prompts: Sequence[str], index: CategoryI
                       batch_size: int = 64) -> np.ndarray:
     """(P, C) log P(category name | prompt): the fast single-token path or the exact trie path."""
     unique, inverse = dedupe(prompts)
-    seqs, pad = _encode(tokenizer, unique), _pad_id(tokenizer)
+    seqs, pad = encode_texts(tokenizer, unique), pad_token_id(tokenizer)
     if index.single_token:
         scores = _next_logprobs(model, seqs, pad, index.first_ids, batch_size)  # (U, C)
     else:  # rows per trie level = prompts x widest level: keep that near batch_size
@@ -250,13 +250,13 @@ def score_categories_exhaustive(model, tokenizer, prompts: Sequence[str], index:
                                 batch_size: int = 64) -> np.ndarray:
     """(P, C) the same log-probs by brute force: one full forward of ``prompt + name`` per (prompt, category)."""
     unique, inverse = dedupe(prompts)
-    seqs, pad, m = _encode(tokenizer, unique), _pad_id(tokenizer), index.max_len
+    seqs, pad, m = encode_texts(tokenizer, unique), pad_token_id(tokenizer), index.max_len
     pairs = [(p, c) for p in range(len(unique)) for c in range(len(index.categories))]
     flat = []
     with _inference(model):
         for sl in _batches(len(pairs), batch_size):
             chunk = pairs[sl]
-            ids, mask, pos = _left_pad([seqs[p] + index.token_ids[c] for p, c in chunk], pad, model_device(model),
+            ids, mask, pos = left_pad([seqs[p] + index.token_ids[c] for p, c in chunk], pad, model_device(model),
                                        min_len=m + 1)
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=m + 1).logits
             lp = torch.log_softmax(logits[:, :m].float(), dim=-1).cpu()  # (B, M, V) predicts the last M tokens
@@ -319,7 +319,7 @@ def relevance_scores(model, tokenizer, prompts: Sequence[str], yes: str = YES, n
     """(P,) P(yes) normalised over {yes, no} at the next-token position: ``softmax([l_yes, l_no])[0]``."""
     unique, inverse = dedupe(prompts)
     cols = torch.tensor(answer_token_ids(tokenizer, yes, no))
-    lp = _next_logprobs(model, _encode(tokenizer, unique), _pad_id(tokenizer), cols, batch_size)  # (U, 2)
+    lp = _next_logprobs(model, encode_texts(tokenizer, unique), pad_token_id(tokenizer), cols, batch_size)  # (U, 2)
     return torch.softmax(lp.double(), dim=-1)[:, 0].numpy()[inverse]
 
 
@@ -344,11 +344,11 @@ def generate_baseline(model, tokenizer, prompts: Sequence[str], index: CategoryI
     by generation costs; an untrained or single-name model would otherwise stop at the first end token.
     """
     unique, inverse = dedupe(prompts)
-    seqs, pad = _encode(tokenizer, unique), _pad_id(tokenizer)
+    seqs, pad = encode_texts(tokenizer, unique), pad_token_id(tokenizer)
     found: list[list[str]] = []
     with _inference(model):
         for sl in _batches(len(seqs), batch_size):
-            ids, mask, _ = _left_pad(seqs[sl], pad, model_device(model))
+            ids, mask, _ = left_pad(seqs[sl], pad, model_device(model))
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=k * index.max_len + 2,
                                  min_new_tokens=k * index.max_len, do_sample=False, pad_token_id=pad,
                                  eos_token_id=tokenizer.eos_token_id)

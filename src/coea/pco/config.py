@@ -73,6 +73,15 @@ class TakeUp(enum.StrEnum):
     RECENT = "recent"
 
 
+class Update(enum.StrEnum):
+    """How a round moves the N-LLM towards its reward (both anchored to ``reference`` by ``dpo.beta``)."""
+
+    DPO = "dpo"  # DPO+KL on preference pairs (the paper's; pairs_per_prompt, margin, soft_preferences apply)
+    # fit the closed-form optimum of DPO's objective, ref(c) * exp(r(c) / dpo.beta) over each prompt's candidates,
+    # by forward KL (coea.llm.distill): every candidate at once instead of pairs; needs a reward in nats (teacher)
+    DISTILL = "distill"
+
+
 class Reference(enum.StrEnum):
     """The model the DPO+KL update is anchored to."""
 
@@ -88,7 +97,9 @@ class PcoConfig:
     follow_periods: bool = True  # round r uses the r-th time period of the history; False = repeated full passes
     periods: Periods = Periods.GLOBAL  # see Periods: global time windows, or each user's own history (replay)
     users_per_round: int | None = 1024  # prompts per round (seeded subsample of the period's active users)
-    candidates: int = 8  # M: distinct categories the N-LLM samples per prompt
+    # M: distinct categories the N-LLM samples per prompt; null (with propose: top) = every category the user has not
+    # seen, ranked (what update: distill fits best: the whole distribution the +x list is ranked from)
+    candidates: int | None = 8
     temperature: float = 1.0  # sampling temperature of the N-LLM
     # how the N-LLM proposes its candidates: sample = distinct draws at ``temperature`` (the paper's); top = its
     # ``candidates`` most likely categories, in rank order, where pairs then break score ties by rank: the rejected
@@ -126,6 +137,9 @@ class PcoConfig:
     soft_preferences: bool = False
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
+    # see Update: dpo (pairs) or distill (the pairs' optimum fitted directly; reads dpo's beta, lr, epochs,
+    # batch_size, seed and precision)
+    update: Update = Update.DPO
     reference: Reference = Reference.SFT  # DPO reference: the SFT model, or the N-LLM at the start of the round
     refresh_relevance: bool = True  # SFT the R-LLM after each round (period mode only; examples: ``refresh``)
     refresh: RefreshKind = RefreshKind.AUTO  # see RefreshKind; refresh_kind() resolves AUTO
@@ -175,6 +189,7 @@ class PcoConfig:
     def __post_init__(self) -> None:
         self.reward = as_enum(RewardKind, "reward", self.reward)
         self.reference = as_enum(Reference, "reference", self.reference)
+        self.update = as_enum(Update, "update", self.update)
         self.periods = as_enum(Periods, "periods", self.periods)
         self.refresh = as_enum(RefreshKind, "refresh", self.refresh)
         self.negatives = as_enum(Negatives, "negatives", self.negatives)
@@ -186,10 +201,12 @@ class PcoConfig:
                              "(feedback is what users take up in the history period after a round's)")
         if self.refresh_novelty and not self.follow_periods:
             raise ValueError("refresh_novelty needs follow_periods=True (the N-LLM is refreshed on each period)")
-        for name in ("rounds", "candidates", "pairs_per_prompt", "k"):
+        for name in ("rounds", "pairs_per_prompt", "k"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.candidates < 2:
+        if self.candidates is None and self.propose is not Propose.TOP:
+            raise ValueError("candidates null (every unseen category) needs propose: top")
+        if self.candidates is not None and self.candidates < 2:
             raise ValueError(f"candidates must be >= 2 to form a pair, got {self.candidates!r}")
         if self.feedback_horizon is not None and self.feedback_horizon <= 0:
             raise ValueError(f"feedback_horizon must be > 0 or None, got {self.feedback_horizon!r}")
@@ -204,6 +221,8 @@ class PcoConfig:
         for name in ("teacher_weight", "teacher_cooc_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.update is Update.DISTILL and self.reward is not RewardKind.TEACHER:
+            raise ValueError(f"update distill needs reward teacher (a reward in nats), got {self.reward.value!r}")
         if self.teacher_cooc_weight and self.reward is not RewardKind.TEACHER:
             raise ValueError(f"teacher_cooc_weight needs reward teacher, got {self.reward.value!r}")
         if not 0.0 < self.accept_threshold < 1.0:

@@ -32,7 +32,7 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.prompts import PromptContext, novelty_completion, novelty_prompt
 from coea.llm.sft_config import LlmConfig, Propose, SftTrainConfig
 from coea.llm.sft_data import GroupInfo
-from coea.pco.config import PcoConfig, Periods, Reference, RefreshKind, TakeUp
+from coea.pco.config import PcoConfig, Periods, Reference, RefreshKind, TakeUp, Update
 from coea.pco.feedback import (
     exposed_categories,
     feedback_takeups,
@@ -47,6 +47,7 @@ from coea.utils import seed_everything
 
 if TYPE_CHECKING:
     from coea.llm.decode import CategoryIndex
+    from coea.llm.distill import DistillResult
     from coea.llm.dpo import DpoResult
     from coea.llm.models import ModelBundle
 
@@ -103,6 +104,7 @@ class RoundReport:
     refresh_examples: int  # R-LLM refresh examples (period + on-policy, before the max_examples cap)
     novelty_refresh_examples: int = 0  # N-LLM refresh examples (refresh_novelty; before the max_examples cap)
     feedback: FeedbackStats = field(default_factory=FeedbackStats)  # row keys: see FeedbackStats.as_dict
+    distill_kl: float | None = None  # update distill: mean KL(target || N-LLM) over the last epoch (None: no update)
     # novelty_refresh_s, sample_s, score_s, dpo_s, reeval_s, refresh_s
     times: dict[str, float] = field(default_factory=dict)
 
@@ -115,7 +117,7 @@ class RoundReport:
                 "mean_score_after": self.mean_score_after, "acceptance_after": self.acceptance_after,
                 "dpo_margin": self.dpo_margin, "dpo_kl": self.dpo_kl, "dpo_steps": self.dpo_steps,
                 "refresh_examples": self.refresh_examples, "novelty_refresh_examples": self.novelty_refresh_examples,
-                **self.feedback.as_dict(), **self.times}
+                "distill_kl": self.distill_kl, **self.feedback.as_dict(), **self.times}
 
 
 def trainer_configs(cfg: PcoConfig, r: int) -> tuple[DpoTrainConfig, SftTrainConfig, SftTrainConfig]:
@@ -136,13 +138,14 @@ def sample_candidates(ctx: RoundContext, novelty: ModelBundle, prompts: list[str
                       r: int) -> list[list[str]]:
     """``cfg.candidates`` distinct categories per prompt from the N-LLM (among unseen ones if ``sample_unseen`` or,
     when it is unset, the reward says so): drawn at ``temperature``, or with ``propose: top`` its most likely ones,
-    best first."""
+    best first (every allowed one with ``candidates`` null)."""
     from coea.llm.decode import rank_categories, sample_categories
 
     cfg = ctx.cfg
     exclude = seen if cfg.samples_unseen_only(ctx.reward.exclude_seen_when_sampling) else None
     if cfg.propose is Propose.TOP:
-        ranked = rank_categories(novelty.model, novelty.tokenizer, prompts, ctx.index, cfg.candidates,
+        ranked = rank_categories(novelty.model, novelty.tokenizer, prompts, ctx.index,
+                                 cfg.candidates or len(ctx.index.categories),
                                  exclude=exclude, batch_size=ctx.llm.batch_size)
         return [[c for c, _ in row] for row in ranked]
     return sample_categories(novelty.model, novelty.tokenizer, prompts, ctx.index, cfg.candidates, cfg.temperature,
@@ -163,6 +166,33 @@ def top_k_acceptance(ctx: RoundContext, novelty: ModelBundle, relevance: ModelBu
     return float(np.mean(flat)), float(np.mean([s > ctx.cfg.accept_threshold for s in flat]))
 
 
+def round_reference(ctx: RoundContext, novelty: ModelBundle) -> Any:
+    """The model the round's update is anchored to: a frozen copy of the N-LLM now (``reference: round``, or its
+    latest SFT with ``refresh_novelty``), else the loop's SFT model."""
+    anchor_now = ctx.cfg.reference is Reference.ROUND or ctx.cfg.refresh_novelty
+    return copy.deepcopy(novelty.model).eval().requires_grad_(False) if anchor_now else ctx.sft_reference
+
+
+def distill_update(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], candidates: list[list[str]],
+                   scores: list[list[float]], dpo_cfg: DpoTrainConfig) -> DistillResult | None:
+    """``update: distill``: fit the N-LLM (in place) to ``ref(c) * exp(score(c) / beta)`` over each prompt's
+    candidates (:mod:`coea.llm.distill`); None when no prompt has two candidates."""
+    from coea.llm.decode import category_logprobs
+    from coea.llm.distill import target_distribution, train_distill
+
+    rows = [i for i, cs in enumerate(candidates) if len(cs) >= 2]
+    if not rows:
+        log.warning("pco: no prompt has two candidates to distil; the N-LLM is unchanged")
+        return None
+    kept, cands = [prompts[i] for i in rows], [candidates[i] for i in rows]
+    ref_lp = category_logprobs(round_reference(ctx, novelty), novelty.tokenizer, kept, ctx.index,
+                               ctx.llm.batch_size)  # (P, C)
+    targets = [target_distribution(ref_lp[j, [ctx.index.position[c] for c in cs]], np.asarray(scores[i]),
+                                   dpo_cfg.beta) for j, (i, cs) in enumerate(zip(rows, cands, strict=True))]
+    return train_distill(dpo_cfg, novelty.model, novelty.tokenizer, kept, ctx.index, cands, targets,
+                         device=ctx.device)
+
+
 def dpo_update(ctx: RoundContext, novelty: ModelBundle, pairs: list[PreferencePair],
                dpo_cfg: DpoTrainConfig) -> DpoResult | None:
     """DPO+KL on ``pairs`` against the round's reference model (in place); None when there are no pairs."""
@@ -171,8 +201,7 @@ def dpo_update(ctx: RoundContext, novelty: ModelBundle, pairs: list[PreferencePa
     if not pairs:
         log.warning("pco: no preference pairs above the margin; the N-LLM is unchanged")
         return None
-    anchor_now = ctx.cfg.reference is Reference.ROUND or ctx.cfg.refresh_novelty  # the refreshed N-LLM: its latest SFT
-    ref = copy.deepcopy(novelty.model).eval().requires_grad_(False) if anchor_now else ctx.sft_reference
+    ref = round_reference(ctx, novelty)
     eos = novelty.tokenizer.eos_token
     data = [{"prompt": p.prompt, "chosen": novelty_completion([p.chosen], eos),
              "rejected": novelty_completion([p.rejected], eos)} for p in pairs]
@@ -309,8 +338,9 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
         inputs, injected, n_exposed = reward_inputs(ctx, r, window, ru, sampled, relevance)
         scores = ctx.reward.score(inputs)
         before = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
+    distil = cfg.update is Update.DISTILL
     pairs, stats = build_pairs(prompts, inputs.candidates, scores, margin=cfg.margin,
-                               pairs_per_prompt=cfg.pairs_per_prompt, by_rank=cfg.pairs_by_rank)
+                               pairs_per_prompt=0 if distil else cfg.pairs_per_prompt, by_rank=cfg.pairs_by_rank)
     fb = FeedbackStats(sum(f is not None for f in inputs.feedback), feedback_pair_count(ctx, prompts, inputs, scores),
                        injected, exposed=n_exposed)
     log.info("pco round %d: %d users (%d with feedback), %d candidates, %d pairs (%d below margin)", r,
@@ -318,13 +348,14 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
     if (warning := few_feedback_warning(cfg, r, len(ru.users), fb.users)) is not None:
         log.warning(warning)
     with _timed(times, "dpo_s"):
-        dpo = dpo_update(ctx, novelty, pairs, dpo_cfg)
+        dpo = None if distil else dpo_update(ctx, novelty, pairs, dpo_cfg)
+        fit = distill_update(ctx, novelty, prompts, inputs.candidates, scores, dpo_cfg) if distil else None
     with _timed(times, "reeval_s"):
         after = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
     with _timed(times, "refresh_s"):
         on_policy = replace(inputs, candidates=judged_on_policy(sampled, inputs))
         refreshed, fb.onpolicy_examples = refresh_relevance(ctx, relevance, window, rng, refresh_cfg, on_policy)
     return RoundReport(r, window, stats, *before, *after, dpo_margin=dpo.last("rewards/margins") if dpo else None,
-                       dpo_kl=dpo.last("kl") if dpo else None, dpo_steps=dpo.steps if dpo else 0,
+                       dpo_kl=dpo.last("kl") if dpo else None, dpo_steps=(dpo or fit).steps if (dpo or fit) else 0,
                        refresh_examples=refreshed, novelty_refresh_examples=novelty_refreshed, feedback=fb,
-                       times=times)
+                       times=times, distill_kl=fit.last_kl if fit else None)

@@ -1,0 +1,98 @@
+"""The distillation update (coea.llm.distill): the closed-form target, the loss, both scoring paths, and training
+moving the N-LLM onto the target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from coea.llm.decode import CategoryIndex, category_logprobs
+from coea.llm.distill import (
+    _multi_token_logits,
+    _padded,
+    _single_token_logits,
+    distill_loss,
+    target_distribution,
+    train_distill,
+)
+from coea.llm.dpo_config import DpoTrainConfig
+from tests.unit.test_decode import CATS, _multi_token, _prompts, _scratch
+
+
+def test_target_is_reference_times_exp_reward_over_beta():
+    ref, r = np.log([0.5, 0.3, 0.2]), np.array([0.0, 1.0, -1.0])
+    t = target_distribution(ref, r, beta=2.0)
+    expected = np.array([0.5, 0.3 * np.exp(0.5), 0.2 * np.exp(-0.5)])
+    np.testing.assert_allclose(t, expected / expected.sum())
+    np.testing.assert_allclose(target_distribution(ref, np.zeros(3), beta=0.1), [0.5, 0.3, 0.2])  # no reward: ref
+    with pytest.raises(ValueError, match="finite"):
+        target_distribution(np.array([0.0, -np.inf]), np.zeros(2), beta=1.0)
+    with pytest.raises(ValueError, match="beta"):
+        target_distribution(ref, r, beta=0.0)
+
+
+def test_loss_is_kl_over_candidates_and_ignores_pads():
+    logits = torch.tensor([[0.0, 1.0, 2.0], [3.0, -1.0, 9.0]])
+    cols = torch.tensor([[0, 1, 2], [4, 7, -1]])  # second row: two candidates and a pad
+    probs = torch.tensor([[0.2, 0.3, 0.5], [0.9, 0.1, 0.0]])
+    loss, kl = distill_loss(logits, cols, probs)
+    q0 = torch.softmax(logits[0], -1)
+    q1 = torch.softmax(logits[1, :2], -1)  # the pad's 9.0 takes no probability
+    kl0 = (probs[0] * (probs[0] / q0).log()).sum()
+    kl1 = (probs[1, :2] * (probs[1, :2] / q1).log()).sum()
+    torch.testing.assert_close(kl, torch.stack([kl0, kl1]))
+    ent = -(probs[0] * probs[0].log()).sum() - (probs[1, :2] * probs[1, :2].log()).sum()
+    torch.testing.assert_close(loss, (kl0 + kl1 + ent) / 2)
+
+
+@pytest.mark.parametrize("build", [_scratch, _multi_token], ids=["single-token", "multi-token"])
+def test_training_scores_equal_decoding_scores(build):
+    """The scores the update trains on (with gradients) are the ones ranking uses (category_logprobs)."""
+    model, tok = build()
+    index, prompts = CategoryIndex(tok, CATS), _prompts(4, seed=3)
+    seqs = [tok(p)["input_ids"] for p in prompts]
+    cols = torch.tensor([[0, 3, 9], [1, 2, -1], [4, 5, 6], [8, 7, -1]])
+    forward = _single_token_logits if index.single_token else _multi_token_logits
+    assert index.single_token == (build is _scratch)
+    model.eval()
+    with torch.no_grad():
+        got = forward(model, seqs, tok.pad_token_id, index, cols).numpy()
+    want = category_logprobs(model, tok, prompts, index)
+    for row, cs in enumerate(cols.tolist()):
+        real = [c for c in cs if c >= 0]
+        np.testing.assert_allclose(got[row, :len(real)], want[row, real], atol=1e-5)
+
+
+@pytest.mark.parametrize("build", [_scratch, _multi_token], ids=["single-token", "multi-token"])
+def test_training_moves_the_model_onto_the_target(build):
+    model, tok = build(seed=1)
+    index, prompts = CategoryIndex(tok, CATS), _prompts(6, seed=2)
+    rng = np.random.default_rng(0)
+    # no candidate is another's prefix: a name scores at most its prefix name's score (no end-of-name term)
+    pool = ["Comedy|Romance", "Comedy|Drama", "Drama|Romance|War", "Sci Fi", "Children's", "Film-Noir", "cat07"]
+    candidates = [list(rng.choice(pool, size=4, replace=False)) for _ in prompts]
+    targets = [np.array([0.7, 0.1, 0.1, 0.1]) for _ in prompts]  # the first candidate dominant
+    cfg = DpoTrainConfig(lr=5e-3, epochs=30.0, batch_size=4, seed=0)
+    before = category_logprobs(model, tok, prompts, index)
+    result = train_distill(cfg, model, tok, prompts, index, candidates, targets)
+    after = category_logprobs(model, tok, prompts, index)
+    assert result.steps == 60 and result.n_prompts == 6 and len(result.kl) == 30
+    assert result.kl[-1] < 0.05 < result.kl[0]
+    for row, cs in enumerate(candidates):
+        cols = [index.position[c] for c in cs]
+        q = np.exp(after[row, cols] - np.logaddexp.reduce(after[row, cols]))
+        np.testing.assert_allclose(q, targets[row], atol=0.12)
+        assert np.argmax(after[row, cols]) == 0
+    assert not np.allclose(before, after)
+
+
+def test_refuses_mismatched_inputs():
+    model, tok = _scratch()
+    index, cfg = CategoryIndex(tok, CATS), DpoTrainConfig()
+    with pytest.raises(ValueError, match="no prompts"):
+        train_distill(cfg, model, tok, [], index, [], [])
+    with pytest.raises(ValueError, match="differ in length"):
+        train_distill(cfg, model, tok, ["a"], index, [], [])
+    with pytest.raises(ValueError, match="2 candidates but 3"):
+        _padded([[0, 1]], [np.ones(3) / 3])
