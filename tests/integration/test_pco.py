@@ -174,8 +174,8 @@ def test_a_custom_reward_plugs_into_the_loop_unchanged(sft, monkeypatch):
 def test_distill_update_fits_every_unseen_category_to_the_reference_times_exp_reward_over_beta(sft, monkeypatch):
     """``update: distill`` with ``candidates`` null: a round's candidates are every category each user has not seen,
     no pairs are formed, the N-LLM is fitted to ``ref(c) * exp(r(c) / beta)`` renormalised over them (ref = the SFT
-    model), and after the round the tuned N-LLM is closer to that target than the SFT model was (a reward of 1 nat
-    for half the categories: their share of each user's unseen mass rises)."""
+    model) with ``dpo.alpha`` x KL from the reference renormalised over them, and after the round the tuned N-LLM is
+    closer to that target than the SFT model was (a reward of 1 nat for half the categories)."""
     from coea.llm import distill as distill_module
     from coea.llm.decode import CategoryIndex, category_logprobs
     from coea.llm.distill import target_distribution
@@ -187,15 +187,13 @@ def test_distill_update_fits_every_unseen_category_to_the_reference_times_exp_re
                   rounds=1, refresh_relevance=False)
     pco.dpo = replace(pco.dpo, epochs=4.0, lr=5e-3)
     real_fit = distill_module.train_distill
-    monkeypatch.setattr(distill_module, "train_distill", lambda c, m, t, prompts, index, cands, targets, **kw:
-                        fitted.append((prompts, cands, targets)) or real_fit(c, m, t, prompts, index, cands, targets,
-                                                                              **kw))
+    monkeypatch.setattr(distill_module, "train_distill", lambda *a, **kw: fitted.append(a[3:]) or real_fit(*a, **kw))
     loop = pco_loop.PcoLoop(pco, cfg.llm, h.interactions, cats, llms.groups, copy.deepcopy(llms.novelty),
                             llms.relevance, n_short=split.config.n_short, device="cpu", reward=reward)
     res = loop.run()
     row, (inputs,) = res.rounds[1], reward.seen_inputs
     assert row["pairs"] == 0 and row["dpo_steps"] > 0 and row["distill_kl"] > 0 and len(fitted) == 1
-    prompts, cands, targets = fitted[0]
+    prompts, _, cands, targets, anchors = fitted[0]
     assert cands == inputs.candidates and len(prompts) == row["prompts"]
     for cs, seen in zip(cands, inputs.seen, strict=True):
         assert set(cs) == set(cats) - seen  # every unseen category, none seen
@@ -206,6 +204,7 @@ def test_distill_update_fits_every_unseen_category_to_the_reference_times_exp_re
         cols, r = [index.position[c] for c in cs], np.array([1.0 if c in reward.good else 0.0 for c in cs])
         want = target_distribution(ref[i, cols], r, pco.dpo.beta)
         np.testing.assert_allclose(targets[i], want, rtol=1e-6)
+        np.testing.assert_allclose(anchors[i], np.exp(ref[i, cols] - np.logaddexp.reduce(ref[i, cols])), rtol=1e-6)
         for lp, acc in ((ref, "ref"), (tuned, "tuned")):
             q = np.exp(lp[i, cols] - np.logaddexp.reduce(lp[i, cols]))
             kl = float(np.sum(want * np.log(want / q)))

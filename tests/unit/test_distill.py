@@ -46,6 +46,23 @@ def test_loss_is_kl_over_candidates_and_ignores_pads():
     torch.testing.assert_close(loss, (kl0 + kl1 + ent) / 2)
 
 
+def test_alpha_adds_the_kl_from_the_reference_and_moves_the_optimum_towards_it():
+    """``alpha`` x KL(anchor || N-LLM): the minimiser of KL(t || q) + alpha KL(a || q) is (t + alpha a) / (1 + alpha)."""
+    cols, t, a = torch.tensor([[0, 1, 2]]), torch.tensor([[0.7, 0.2, 0.1]]), torch.tensor([[0.1, 0.3, 0.6]])
+    logits = torch.zeros((1, 3), requires_grad=True)
+    plain, _ = distill_loss(logits, cols, t)
+    with_anchor, kl = distill_loss(logits, cols, t, a, alpha=0.5)
+    ce_a = -(a * torch.log_softmax(logits, -1)).sum()
+    torch.testing.assert_close(with_anchor, plain + 0.5 * ce_a)
+    torch.testing.assert_close(kl, distill_loss(logits, cols, t)[1])  # the reported KL is the target's alone
+    opt = torch.optim.SGD([logits], lr=1.0)
+    for _ in range(500):
+        opt.zero_grad()
+        distill_loss(logits, cols, t, a, alpha=0.5)[0].backward()
+        opt.step()
+    torch.testing.assert_close(torch.softmax(logits, -1), (t + 0.5 * a) / 1.5, atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("build", [_scratch, _multi_token], ids=["single-token", "multi-token"])
 def test_training_scores_equal_decoding_scores(build):
     """The scores the update trains on (with gradients) are the ones ranking uses (category_logprobs)."""
@@ -73,7 +90,7 @@ def test_training_moves_the_model_onto_the_target(build):
     pool = ["Comedy|Romance", "Comedy|Drama", "Drama|Romance|War", "Sci Fi", "Children's", "Film-Noir", "cat07"]
     candidates = [list(rng.choice(pool, size=4, replace=False)) for _ in prompts]
     targets = [np.array([0.7, 0.1, 0.1, 0.1]) for _ in prompts]  # the first candidate dominant
-    cfg = DpoTrainConfig(lr=5e-3, epochs=30.0, batch_size=4, seed=0)
+    cfg = DpoTrainConfig(lr=5e-3, epochs=30.0, batch_size=4, seed=0, alpha=0.0)
     before = category_logprobs(model, tok, prompts, index)
     result = train_distill(cfg, model, tok, prompts, index, candidates, targets)
     after = category_logprobs(model, tok, prompts, index)

@@ -4,7 +4,9 @@ PCO's DPO+KL step optimises ``E_pi[r] - beta * KL(pi || ref)`` through preferenc
 is known in closed form, ``pi*(c) = ref(c) * exp(r(c) / beta) / Z`` (the same optimum the soft-label DPO of
 :func:`coea.llm.losses.dpo_kl_loss` aims at). :func:`train_distill` fits it directly: per prompt the target is
 ``pi*`` over the prompt's candidates, and the loss is the forward KL ``KL(target || pi_theta)``, ``pi_theta`` the
-N-LLM's probabilities of the candidates renormalised over them. Every candidate of a prompt is fitted at once
+N-LLM's probabilities of the candidates renormalised over them, plus ``dpo.alpha`` x KL(ref || pi_theta) over the same
+candidates (the DPO+KL loss's explicit penalty, :func:`coea.llm.losses.dpo_kl_loss`; 0 = the "w/o KL" ablation, which
+keeps the reference inside the target as DPO keeps it inside its implicit reward). Every candidate of a prompt is fitted at once
 (a DPO pair compares two), so a round needs one forward pass per prompt with single-token category names (the
 scratch tokenizer) and one per (prompt, candidate) with multi-token ones (a pretrained BPE tokenizer). A plain
 torch loop (AdamW, constant rate): there is no trl trainer for a listwise target.
@@ -97,16 +99,20 @@ def _multi_token_logits(model, seqs: Sequence[Sequence[int]], pad_id: int, index
     return (token_lp * valid).sum(-1).view(n_rows, width)
 
 
-def distill_loss(cand_logprobs: torch.Tensor, cols: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor,
-                                                                                                  torch.Tensor]:
-    """(mean cross-entropy of the targets under the N-LLM renormalised over each row's candidates, (B,) KL(target ||
-    N-LLM)); pads (``cols`` -1) carry no probability on either side."""
+def distill_loss(cand_logprobs: torch.Tensor, cols: torch.Tensor, probs: torch.Tensor,
+                 anchor: torch.Tensor | None = None, alpha: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean over rows of KL(target || N-LLM) + ``alpha`` x KL(anchor || N-LLM), the N-LLM renormalised over each
+    row's candidates (up to the rows' constant entropies: cross-entropies are what is minimised), and the (B,)
+    KL(target || N-LLM)); pads (``cols`` -1) carry no probability on any side."""
     valid = cols >= 0
     logq = torch.log_softmax(cand_logprobs.masked_fill(~valid, float("-inf")), dim=-1)  # (B, K)
     logq = logq.masked_fill(~valid, 0.0)
     cross = -(probs * logq).sum(-1)  # (B,)
     entropy = -(probs * torch.log(probs.clamp(min=1e-30))).sum(-1)
-    return cross.mean(), (cross - entropy).detach()
+    loss = cross.mean()
+    if alpha and anchor is not None:
+        loss = loss + alpha * (-(anchor * logq).sum(-1)).mean()
+    return loss, (cross - entropy).detach()
 
 
 def _autocast(device: str, precision: Precision):
@@ -116,11 +122,13 @@ def _autocast(device: str, precision: Precision):
 
 
 def train_distill(cfg: DpoTrainConfig, model, tokenizer, prompts: Sequence[str], index: CategoryIndex,
-                  candidates: Sequence[Sequence[str]], targets: Sequence[np.ndarray], *, name: str = "novelty",
+                  candidates: Sequence[Sequence[str]], targets: Sequence[np.ndarray],
+                  anchors: Sequence[np.ndarray] | None = None, *, name: str = "novelty",
                   device: str = "cpu") -> DistillResult:
     """Update ``model`` in place on ``device``: ``cfg.epochs`` passes over the prompts in shuffled batches of
     ``cfg.batch_size`` (seed ``cfg.seed``), AdamW at the constant rate ``cfg.lr``, minimising KL(target || N-LLM)
-    over each prompt's ``candidates`` (``targets[i]`` their probabilities, e.g. :func:`target_distribution`)."""
+    over each prompt's ``candidates`` (``targets[i]`` their probabilities, e.g. :func:`target_distribution`), plus
+    ``cfg.alpha`` x KL(anchor || N-LLM) with ``anchors[i]`` the reference's probabilities of them (renormalised)."""
     if not prompts:
         raise ValueError(f"{name}: no prompts to distil")
     if not len(prompts) == len(candidates) == len(targets):
@@ -131,6 +139,7 @@ def train_distill(cfg: DpoTrainConfig, model, tokenizer, prompts: Sequence[str],
     model.to(device)
     seqs, pad = encode_texts(tokenizer, prompts), pad_token_id(tokenizer)
     cols, probs = _padded([[index.position[c] for c in cs] for cs in candidates], targets)
+    anchor = _padded([[0] * len(cs) for cs in candidates], anchors)[1] if anchors is not None and cfg.alpha else None
     forward = _single_token_logits if index.single_token else _multi_token_logits
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
@@ -147,9 +156,10 @@ def train_distill(cfg: DpoTrainConfig, model, tokenizer, prompts: Sequence[str],
                     break
                 rows = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 c, t = cols[rows].to(device), probs[rows].to(device)
+                a = anchor[rows].to(device) if anchor is not None else None
                 with _autocast(device, cfg.precision):
                     lp = forward(model, [seqs[i] for i in rows.tolist()], pad, index, c)
-                loss, kl = distill_loss(lp, c, t)
+                loss, kl = distill_loss(lp, c, t, a, cfg.alpha)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -137,8 +137,8 @@ class PcoConfig:
     soft_preferences: bool = False
     pairs_per_prompt: int = 2  # best vs worst, 2nd best vs 2nd worst, ...
     accept_threshold: float = 0.5  # R-LLM P(yes) above this counts as accepted (acceptance rate)
-    # see Update: dpo (pairs) or distill (the pairs' optimum fitted directly; reads dpo's beta, lr, epochs,
-    # batch_size, seed and precision)
+    # see Update: dpo (pairs) or distill (the pairs' optimum fitted directly; reads dpo's beta, alpha (KL(ref || pi)
+    # over the candidates), lr, epochs, batch_size, seed and precision)
     update: Update = Update.DPO
     reference: Reference = Reference.SFT  # DPO reference: the SFT model, or the N-LLM at the start of the round
     refresh_relevance: bool = True  # SFT the R-LLM after each round (period mode only; examples: ``refresh``)

@@ -176,7 +176,8 @@ def round_reference(ctx: RoundContext, novelty: ModelBundle) -> Any:
 def distill_update(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], candidates: list[list[str]],
                    scores: list[list[float]], dpo_cfg: DpoTrainConfig) -> DistillResult | None:
     """``update: distill``: fit the N-LLM (in place) to ``ref(c) * exp(score(c) / beta)`` over each prompt's
-    candidates (:mod:`coea.llm.distill`); None when no prompt has two candidates."""
+    candidates, with ``dpo.alpha`` x KL(ref || N-LLM) (:mod:`coea.llm.distill`); None when no prompt has two
+    candidates."""
     from coea.llm.decode import category_logprobs
     from coea.llm.distill import target_distribution, train_distill
 
@@ -187,9 +188,11 @@ def distill_update(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], 
     kept, cands = [prompts[i] for i in rows], [candidates[i] for i in rows]
     ref_lp = category_logprobs(round_reference(ctx, novelty), novelty.tokenizer, kept, ctx.index,
                                ctx.llm.batch_size)  # (P, C)
-    targets = [target_distribution(ref_lp[j, [ctx.index.position[c] for c in cs]], np.asarray(scores[i]),
-                                   dpo_cfg.beta) for j, (i, cs) in enumerate(zip(rows, cands, strict=True))]
-    return train_distill(dpo_cfg, novelty.model, novelty.tokenizer, kept, ctx.index, cands, targets,
+    ref_rows = [ref_lp[j, [ctx.index.position[c] for c in cs]] for j, cs in enumerate(cands)]
+    targets = [target_distribution(ref, np.asarray(scores[i]), dpo_cfg.beta)
+               for ref, i in zip(ref_rows, rows, strict=True)]
+    anchors = [target_distribution(ref, np.zeros(len(ref)), dpo_cfg.beta) for ref in ref_rows]  # ref renormalised
+    return train_distill(dpo_cfg, novelty.model, novelty.tokenizer, kept, ctx.index, cands, targets, anchors,
                          device=ctx.device)
 
 
