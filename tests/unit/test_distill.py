@@ -47,7 +47,8 @@ def test_loss_is_kl_over_candidates_and_ignores_pads():
 
 
 def test_alpha_adds_the_kl_from_the_reference_and_moves_the_optimum_towards_it():
-    """``alpha`` x KL(anchor || N-LLM): the minimiser of KL(t || q) + alpha KL(a || q) is (t + alpha a) / (1 + alpha)."""
+    """``alpha`` x KL(anchor || N-LLM): the minimiser of KL(t || q) + alpha KL(a || q) is (t + alpha a) / (1 +
+    alpha)."""
     cols, t, a = torch.tensor([[0, 1, 2]]), torch.tensor([[0.7, 0.2, 0.1]]), torch.tensor([[0.1, 0.3, 0.6]])
     logits = torch.zeros((1, 3), requires_grad=True)
     plain, _ = distill_loss(logits, cols, t)
