@@ -7,9 +7,9 @@ is known in closed form, ``pi*(c) = ref(c) * exp(r(c) / beta) / Z`` (the same op
 N-LLM's probabilities of the candidates renormalised over them, plus ``dpo.alpha`` x KL(ref || pi_theta) over the same
 candidates (the DPO+KL loss's explicit penalty, :func:`coea.llm.losses.dpo_kl_loss`; 0 = the "w/o KL" ablation, which
 keeps the reference inside the target as DPO keeps it inside its implicit reward). Every candidate of a prompt is
-fitted at once (a DPO pair compares two), so a round needs one forward pass per prompt with single-token category names (the
-scratch tokenizer) and one per (prompt, candidate) with multi-token ones (a pretrained BPE tokenizer). A plain
-torch loop (AdamW, constant rate): there is no trl trainer for a listwise target.
+fitted at once (a DPO pair compares two), so a round needs one forward pass per prompt with single-token category
+names (the scratch tokenizer) and one per (prompt, candidate) with multi-token ones (a pretrained BPE tokenizer). A
+plain torch loop (AdamW, constant rate): there is no trl trainer for a listwise target.
 """
 
 from __future__ import annotations
