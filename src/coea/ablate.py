@@ -16,7 +16,8 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
   judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
   periods' interactions only (``refresh: auto`` then means ``period``), so no logged take-up reaches the loop;
 - ``coea w/o teacher`` (only when ``pco.reward`` is ``teacher``, e.g. the ``distil`` preset): the R-LLM judges the
-  candidates instead (``relevance`` reward, hard labels: the paper's loop), every other PCO setting as configured,
+  candidates instead (``relevance`` reward, hard labels, the DPO update: the paper's loop; with ``candidates`` null
+  the N-LLM's top ``JUDGED_CANDIDATES``), every other PCO setting as configured,
   so the row shows what the encoder as teacher adds over the R-LLM judge;
 - ``coea + encoder (= coea_seq)``: the ``coea`` variant's final N-LLM ranked by log P_N + ``llm.encoder_weight`` x
   log p_S of the DSIE long-term encoder (the ``coea_seq`` method: the user's events in order, which the prompt lacks),
@@ -87,13 +88,15 @@ from coea.evaluation.registry import MethodArtifacts, Need, build_method, method
 from coea.flow import run_flow
 from coea.layout import RunLayout
 from coea.llm.sft_config import resolve_llm
-from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
+from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind, Update
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 ALPHAS = (0.1, 0.4, 0.6)
+# `coea w/o teacher` under `pco.candidates: null`: the R-LLM judges the N-LLM's top 20 (the distil preset's count)
+JUDGED_CANDIDATES = 20
 LONG_TERM = 5  # categories in the long-term summary of the ``coea + long-term summary`` variant
 SEQUENCE = 50  # events in the ``coea + event sequence`` variant's ``seq:`` section (the DSIE encoder's max_len)
 ITEMS = 50  # events in the ``coea + item sequence`` variant's ``items:`` section
@@ -161,7 +164,10 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         out["coea w/o feedback"] = judged
     if cfg.pco.reward is RewardKind.TEACHER:
         judged = copy.deepcopy(cfg)
-        judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False)  # soft: teacher only
+        # soft labels and the distill update need a reward in nats: the R-LLM's loop is DPO on hard-labelled pairs,
+        # among the N-LLM's top JUDGED_CANDIDATES where the teacher read every unseen category (candidates null)
+        judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False, update=Update.DPO,
+                             candidates=judged.pco.candidates or JUDGED_CANDIDATES)
         out["coea w/o teacher"] = judged
     if extras:
         out.update(_prompt_variants(cfg))

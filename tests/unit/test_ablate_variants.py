@@ -7,7 +7,7 @@ import pytest
 from coea.ablate import variant_configs
 from coea.config import RunConfig, run_config_from_dict
 from coea.errors import CoeaInputError
-from coea.pco.config import RefreshKind, RewardKind
+from coea.pco.config import RefreshKind, RewardKind, Update
 
 
 def test_default_reward_reads_feedback_so_the_ablation_has_its_row():
@@ -54,6 +54,20 @@ def test_teacher_reward_adds_a_row_where_the_r_llm_judges():
     assert replace(judged.pco, reward=cfg.pco.reward, soft_preferences=True) == cfg.pco  # nothing else differs
     assert judged.llm == cfg.llm and configs["coea"].pco.reward is RewardKind.TEACHER
     assert "coea w/o teacher" not in variant_configs(RunConfig(), extras=True)  # feedback reward: no such row
+
+
+def test_under_the_distill_update_the_r_llm_row_runs_dpo_on_the_top_candidates():
+    """``pco.update: distill`` needs a reward in nats, so ``coea w/o teacher`` (the R-LLM judges) runs the DPO update
+    on pairs, among the N-LLM's top 20 where the teacher read every unseen category (``candidates: null``)."""
+    cfg = run_config_from_dict({"pco": {"reward": "teacher", "update": "distill", "propose": "top",
+                                        "candidates": None}}, where="test")
+    configs = variant_configs(cfg, extras=True)
+    judged = configs["coea w/o teacher"].pco
+    assert judged.reward is RewardKind.RELEVANCE and judged.update is Update.DPO and judged.candidates == 20
+    assert replace(judged, reward=RewardKind.TEACHER, update=Update.DISTILL, candidates=None) == cfg.pco
+    assert configs["coea w/o KL"].pco.dpo.alpha == 0 and configs["coea w/o KL"].pco.update is Update.DISTILL
+    kept = run_config_from_dict({"pco": {"reward": "teacher", "update": "distill", "candidates": 30}}, where="test")
+    assert variant_configs(kept)["coea w/o teacher"].pco.candidates == 30
 
 
 def test_feedback_reward_adds_a_row_that_reads_no_feedback():
