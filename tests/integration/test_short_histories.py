@@ -57,11 +57,12 @@ def test_short_histories_train_both_llms(tmp_path):
     assert "nllm_sft+x" in json.dumps(metrics)
 
 
-def test_the_short_preset_runs_a_5_to_8_event_log_with_every_user_warm_and_teacher_pairs_in_every_pco_round(tmp_path):
+def test_the_short_preset_runs_a_5_to_8_event_log_with_every_user_warm_and_a_distill_update_in_every_pco_round(
+        tmp_path):
     """``--config short`` (the packaged preset, only ``--data`` added) on the 5-8-event log: every user is scored
-    (none cold-start), without the cold-start warning; every PCO round (the preset's ``distil`` recipe, session 45)
-    prompts every user and forms encoder-taught pairs that move the N-LLM; the served method (``SERVED_METHOD``) is
-    evaluated. The default split leaves most of these users cold-start, and says so."""
+    (none cold-start), without the cold-start warning; every PCO round (the preset's ``distil`` teacher with the
+    ``distill`` update, session 46) prompts every user, reads every category each has not seen and fits the N-LLM to
+    the teacher's target (no pairs), which moves it; the served method (``SERVED_METHOD``) is evaluated. The default split leaves most of these users cold-start, and says so."""
     from coea.config import SERVED_METHOD, SplitConfig
     from coea.data.split import chronological_split, cold_start_warning
 
@@ -79,5 +80,8 @@ def test_the_short_preset_runs_a_5_to_8_event_log_with_every_user_warm_and_teach
     assert metrics["protocol"]["evaluated_users"] == log.user_id.nunique()
     assert SERVED_METHOD in metrics["methods"]
     rounds = json.loads((out / "pco" / "pco_metrics.json").read_text())["rounds"][1:]
-    assert len(rounds) == 3 and all(r["prompts"] == log.user_id.nunique() and r["pairs"] > r["prompts"] for r in rounds)
+    n_cats = log.category.nunique()
+    assert len(rounds) == 3 and all(r["prompts"] == log.user_id.nunique() and r["pairs"] == 0 for r in rounds)
+    assert all(r["prompts"] * (n_cats - 8) <= r["candidates"] < r["prompts"] * n_cats for r in rounds)  # all unseen
+    assert all(r["dpo_steps"] > 0 and r["distill_kl"] > 0 for r in rounds)
     assert all(r["kl_sft"] > 0 for r in rounds)

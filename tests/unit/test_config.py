@@ -87,11 +87,16 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     assert (short.split.n_future, short.split.min_history, short.llm.data.with_group) == (2, 2, False)
     assert (short.llm.data.sequence, short.llm.data.items) == (0, 0)  # session 44: the sections cost short histories
     assert (short.llm.novelty.epochs, short.llm.novelty.lr, short.llm.encoder_weight) == (8.0, 1e-3, 1.0)
-    assert (short.pco.periods, short.pco.users_per_round, short.pco.reward, short.pco.teacher_weight) == (
-        "user", None, "teacher", 1.0)  # session 45: distil at the encoder's weight beside the N-LLM
-    for name in ("propose", "candidates", "pairs_per_prompt", "soft_preferences", "refresh_relevance"):
+    assert (short.pco.periods, short.pco.users_per_round, short.pco.reward, short.pco.update) == (
+        "user", None, "teacher", "distill")  # session 46: the distill update, the served fusion as its target
+    assert (short.pco.teacher_weight, short.pco.teacher_cooc_weight, short.pco.dpo.beta) == (2.0, 2.0, 2.0)
+    assert short.pco.teacher_weight / short.pco.dpo.beta == short.llm.encoder_weight  # the target = the fusion
+    assert short.pco.teacher_cooc_weight / short.pco.dpo.beta == short.llm.cooc_weight
+    assert (short.pco.candidates, short.pco.propose, short.pco.dpo.epochs, short.pco.dpo.alpha) == (
+        None, "top", 20.0, 0.0)
+    for name in ("pairs_per_prompt", "refresh_relevance"):
         assert getattr(short.pco, name) == getattr(distil.pco, name), name
-    assert config_to_dict(short.pco.dpo) == config_to_dict(distil.pco.dpo)
+    assert (short.pco.dpo.lr, short.pco.dpo.nll) == (distil.pco.dpo.lr, distil.pco.dpo.nll)
     assert (short.dsie.encoder.target, short.dsie.encoder.item_input) == ("next", False)  # session 44
     default = config_to_dict(RunConfig().dsie)
     default["encoder"].update(target="next", item_input=False)
