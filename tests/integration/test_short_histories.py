@@ -62,7 +62,8 @@ def test_the_short_preset_runs_a_5_to_8_event_log_with_every_user_warm_and_a_dis
     """``--config short`` (the packaged preset, only ``--data`` added) on the 5-8-event log: every user is scored
     (none cold-start), without the cold-start warning; every PCO round (the preset's ``distil`` teacher with the
     ``distill`` update, session 46) prompts every user, reads every category each has not seen and fits the N-LLM to
-    the teacher's target (no pairs), which moves it; the served method (``SERVED_METHOD``) is evaluated. The default split leaves most of these users cold-start, and says so."""
+    the teacher's target (no pairs), which moves it; the served method (``SERVED_METHOD``) is evaluated. The default
+    split leaves most of these users cold-start, and says so."""
     from coea.config import SERVED_METHOD, SplitConfig
     from coea.data.split import chronological_split, cold_start_warning
 
