@@ -9,7 +9,10 @@ candidates (the DPO+KL loss's explicit penalty, :func:`coea.llm.losses.dpo_kl_lo
 keeps the reference inside the target as DPO keeps it inside its implicit reward). Every candidate of a prompt is
 fitted at once (a DPO pair compares two), so a round needs one forward pass per prompt with single-token category
 names (the scratch tokenizer) and one per (prompt, candidate) with multi-token ones (a pretrained BPE tokenizer). A
-plain torch loop (AdamW, constant rate): there is no trl trainer for a listwise target.
+plain torch loop (AdamW, constant rate): there is no trl trainer for a listwise target. With multi-token names a
+category scores log P(its tokens | prompt) with no end-of-name term, as ranking scores it, so a name never scores
+above a category whose name is its prefix (``Comedy`` >= ``Comedy|Drama``): a target that ranks the longer one
+higher is matched only as far as that allows.
 """
 
 from __future__ import annotations
