@@ -7,7 +7,7 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
 - ``coea``: SFT + ``pco.rounds`` rounds with the configured alpha;
 - ``coea w/o R-LLM``: the SFT N-LLM alone (one-time alignment, = ``nllm_sft``): round 0 of every curve;
 - ``coea w/o KL``: alpha = 0 (no KL penalty: sigmoid DPO, plus the chosen completions' NLL when ``pco.dpo.nll``
-  is set);
+  is set); left out when ``pco.dpo.alpha`` is 0 already (it would be ``coea``);
 - ``coea w/o CSID``: prompts without group tokens, profile or the user's own code (both LLMs re-trained so); left
   out when the config's prompts show none already (``llm.data.with_group: false``, which hides the code too, and so
   also leaves out the full-CSID prompt variant);
@@ -148,7 +148,9 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         c.pco.dpo = replace(c.pco.dpo, alpha=a)
         return c
 
-    out = {"coea": copy.deepcopy(cfg), "coea w/o KL": with_alpha(0.0)}
+    out = {"coea": copy.deepcopy(cfg)}
+    if cfg.pco.dpo.alpha:  # at alpha 0 (the short preset's distill update) the row would be coea itself
+        out["coea w/o KL"] = with_alpha(0.0)
     if cfg.llm.data.with_group:  # the prompts show the user's code only beside the group
         no_csid = copy.deepcopy(cfg)
         no_csid.llm.data = replace(no_csid.llm.data, with_group=False, full_csid=False)  # no group, no user code
@@ -164,10 +166,10 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         out["coea w/o feedback"] = judged
     if cfg.pco.reward is RewardKind.TEACHER:
         judged = copy.deepcopy(cfg)
-        # soft labels and the distill update need a reward in nats: the R-LLM's loop is DPO on hard-labelled pairs,
-        # among the N-LLM's top JUDGED_CANDIDATES where the teacher read every unseen category (candidates null)
+        # soft labels, the distill update and the co-occurrence term are the teacher's: the R-LLM's loop is DPO on
+        # hard-labelled pairs, among the N-LLM's top JUDGED_CANDIDATES where the teacher read every unseen category
         judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False, update=Update.DPO,
-                             candidates=judged.pco.candidates or JUDGED_CANDIDATES)
+                             candidates=judged.pco.candidates or JUDGED_CANDIDATES, teacher_cooc_weight=0.0)
         out["coea w/o teacher"] = judged
     if extras:
         out.update(_prompt_variants(cfg))

@@ -1,11 +1,12 @@
 """`coea ablate`'s variant set: which configs each ablation row runs (no training here)."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from coea.ablate import variant_configs
-from coea.config import RunConfig, run_config_from_dict
+from coea.config import RunConfig, load_run_config, run_config_from_dict
 from coea.errors import CoeaInputError
 from coea.pco.config import RefreshKind, RewardKind, Update
 
@@ -66,6 +67,9 @@ def test_under_the_distill_update_the_r_llm_row_runs_dpo_on_the_top_candidates()
     assert judged.reward is RewardKind.RELEVANCE and judged.update is Update.DPO and judged.candidates == 20
     assert replace(judged, reward=RewardKind.TEACHER, update=Update.DISTILL, candidates=None) == cfg.pco
     assert configs["coea w/o KL"].pco.dpo.alpha == 0 and configs["coea w/o KL"].pco.update is Update.DISTILL
+    short = variant_configs(load_run_config(Path("short")))  # alpha 0 already: no row that is coea itself
+    assert "coea w/o KL" not in short and "coea alpha=0.4" in short
+    assert short["coea w/o teacher"].pco.teacher_cooc_weight == 0  # the co-occurrence term is the teacher's
     kept = run_config_from_dict({"pco": {"reward": "teacher", "update": "distill", "candidates": 30}}, where="test")
     assert variant_configs(kept)["coea w/o teacher"].pco.candidates == 30
 
