@@ -124,6 +124,14 @@ def _autocast(device: str, precision: Precision):
     return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
 
+def _check_inputs(name: str, prompts: Sequence[str], candidates: Sequence, targets: Sequence) -> None:
+    if not prompts:
+        raise ValueError(f"{name}: no prompts to distil")
+    if not len(prompts) == len(candidates) == len(targets):
+        raise ValueError(f"prompts, candidates and targets differ in length: {len(prompts)}, {len(candidates)}, "
+                         f"{len(targets)}")
+
+
 def train_distill(cfg: DpoTrainConfig, model, tokenizer, prompts: Sequence[str], index: CategoryIndex,
                   candidates: Sequence[Sequence[str]], targets: Sequence[np.ndarray],
                   anchors: Sequence[np.ndarray] | None = None, *, name: str = "novelty",
@@ -132,11 +140,7 @@ def train_distill(cfg: DpoTrainConfig, model, tokenizer, prompts: Sequence[str],
     ``cfg.batch_size`` (seed ``cfg.seed``), AdamW at the constant rate ``cfg.lr``, minimising KL(target || N-LLM)
     over each prompt's ``candidates`` (``targets[i]`` their probabilities, e.g. :func:`target_distribution`), plus
     ``cfg.alpha`` x KL(anchor || N-LLM) with ``anchors[i]`` the reference's probabilities of them (renormalised)."""
-    if not prompts:
-        raise ValueError(f"{name}: no prompts to distil")
-    if not len(prompts) == len(candidates) == len(targets):
-        raise ValueError(f"prompts, candidates and targets differ in length: {len(prompts)}, {len(candidates)}, "
-                         f"{len(targets)}")
+    _check_inputs(name, prompts, candidates, targets)
     check_trainer_device(device)
     freeze_gc_heap()
     model.to(device)
