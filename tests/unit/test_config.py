@@ -101,10 +101,11 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     default = config_to_dict(RunConfig().dsie)
     default["encoder"].update(target="next", item_input=False)
     assert config_to_dict(short.dsie) == default  # only what short histories need
-    assert (distil.llm.data.sequence, distil.pco.reward, distil.pco.teacher_weight) == (50, "teacher", 0.5)
-    assert (distil.pco.candidates, distil.pco.pairs_per_prompt, distil.pco.soft_preferences) == (20, 10, True)
-    assert (distil.pco.dpo.beta, distil.pco.dpo.lr, distil.pco.dpo.nll) == (2.0, 5e-4, 0.0)
-    assert distil.pco.dpo.alpha == RunConfig().pco.dpo.alpha  # the KL weight is the default's
+    assert (distil.llm.data.sequence, distil.pco.reward, distil.pco.teacher_weight) == (50, "teacher", 4.0)
+    assert (distil.pco.update, distil.pco.candidates, distil.pco.propose) == ("distill", None, "top")  # session 46
+    assert distil.pco.teacher_weight / distil.pco.dpo.beta == distil.llm.encoder_weight  # the target = nllm_seq
+    assert (distil.pco.dpo.beta, distil.pco.dpo.lr, distil.pco.dpo.nll, distil.pco.dpo.epochs) == (2.0, 5e-4, 0.0, 20.0)
+    assert distil.pco.dpo.alpha == short.pco.dpo.alpha == 0.0
     assert config_to_dict(distil.split) == config_to_dict(RunConfig().split)
     local = tmp_path / "gpu"
     local.write_text("eval: {judge_users: 7}\n")
