@@ -6,8 +6,8 @@ round's feedback period, and with ``feedback_inject`` the unsampled ones join th
 :mod:`coea.pco.feedback`), (3) form preference pairs, (4) DPO+KL update of the N-LLM (with ``update: distill``
 instead: no pairs, the N-LLM fitted to DPO's optimum over the candidates, :mod:`coea.llm.distill`), (5)
 re-evaluate the updated N-LLM's top-K with the R-LLM, (6) refresh the R-LLM by SFT (``PcoConfig.refresh_kind()``):
-on the period's new interactions (see :mod:`coea.pco.periods`) and/or on the N-LLM's own sampled proposals of step (1) labelled by
-the feedback period (on-policy).
+on the period's new interactions (see :mod:`coea.pco.periods`) and/or on the N-LLM's own sampled proposals of step
+(1) labelled by the feedback period (on-policy).
 
 A round is reproducible from ``(cfg.seed, round)`` alone: its user subsample and period refresh draws use
 ``np.random.default_rng([seed, r])``, the on-policy refresh draws ``np.random.default_rng([seed, r, 1])``, the
