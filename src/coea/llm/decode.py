@@ -246,6 +246,25 @@ def category_logprobs(model, tokenizer, prompts: Sequence[str], index: CategoryI
     return scores.double().numpy()[inverse]
 
 
+def name_logprobs(model, seqs: Sequence[Sequence[int]], names: Sequence[Sequence[int]], pad_id: int,
+                  max_len: int) -> torch.Tensor:
+    """(N,) log P(``names[i]`` | ``seqs[i]``), the sum of the name's token log-probs, on the model's device: one
+    forward of prompt + name per row, names right-aligned in the last ``max_len`` positions (autograd as the caller
+    has it: :func:`score_categories_exhaustive` runs it without, the distill update with gradients)."""
+    dev = model_device(model)
+    ids, mask, pos = left_pad([list(s) + list(n) for s, n in zip(seqs, names, strict=True)], pad_id, dev,
+                              min_len=max_len + 1)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=max_len + 1).logits
+    lp = torch.log_softmax(logits[:, :max_len].float(), dim=-1)  # (N, M, V) predicts the last M tokens
+    target = torch.zeros((len(names), max_len), dtype=torch.long)  # (N, M) names right-aligned
+    valid = torch.zeros((len(names), max_len), dtype=torch.bool)
+    for row, name in enumerate(names):
+        target[row, max_len - len(name):] = torch.tensor(list(name))
+        valid[row, max_len - len(name):] = True
+    token_lp = lp.gather(-1, target.to(dev)[..., None])[..., 0]  # (N, M)
+    return (token_lp * valid.to(dev)).sum(-1)
+
+
 def score_categories_exhaustive(model, tokenizer, prompts: Sequence[str], index: CategoryIndex,
                                 batch_size: int = 64) -> np.ndarray:
     """(P, C) the same log-probs by brute force: one full forward of ``prompt + name`` per (prompt, category)."""
@@ -256,18 +275,8 @@ def score_categories_exhaustive(model, tokenizer, prompts: Sequence[str], index:
     with _inference(model):
         for sl in _batches(len(pairs), batch_size):
             chunk = pairs[sl]
-            ids, mask, pos = left_pad([seqs[p] + index.token_ids[c] for p, c in chunk], pad, model_device(model),
-                                       min_len=m + 1)
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=m + 1).logits
-            lp = torch.log_softmax(logits[:, :m].float(), dim=-1).cpu()  # (B, M, V) predicts the last M tokens
-            target = torch.zeros((len(chunk), m), dtype=torch.long)  # (B, M) names right-aligned
-            valid = torch.zeros((len(chunk), m), dtype=torch.bool)
-            for row, (_, c) in enumerate(chunk):
-                name = index.token_ids[c]
-                target[row, m - len(name):] = torch.tensor(name)
-                valid[row, m - len(name):] = True
-            token_lp = lp.gather(-1, target[..., None])[..., 0]  # (B, M)
-            flat.append((token_lp * valid).sum(-1))
+            flat.append(name_logprobs(model, [seqs[p] for p, _ in chunk], [index.token_ids[c] for _, c in chunk],
+                                      pad, m).cpu())
     scores = torch.cat(flat).view(len(unique), len(index.categories))
     return scores.double().numpy()[inverse]
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from coea.device import Precision, check_trainer_device
-from coea.llm.decode import CategoryIndex, encode_texts, left_pad, pad_token_id
+from coea.llm.decode import CategoryIndex, encode_texts, left_pad, name_logprobs, pad_token_id
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.utils import freeze_gc_heap
 
@@ -84,22 +84,11 @@ def _single_token_logits(model, seqs: Sequence[Sequence[int]], pad_id: int, inde
 
 def _multi_token_logits(model, seqs: Sequence[Sequence[int]], pad_id: int, index: CategoryIndex,
                         cols: torch.Tensor) -> torch.Tensor:
-    """(B, K) log P(candidate name | prompt) with gradients: one forward per (prompt, candidate), names right-aligned
-    (as :func:`coea.llm.decode.score_categories_exhaustive` scores them)."""
-    n_rows, width, m, dev = cols.shape[0], cols.shape[1], index.max_len, cols.device
-    flat = [(r, int(c)) for r in range(n_rows) for c in cols[r].tolist()]
-    names = [index.token_ids[c] if c >= 0 else index.token_ids[0] for _, c in flat]
-    ids, mask, pos = left_pad([list(seqs[r]) + n for (r, _), n in zip(flat, names, strict=True)], pad_id, dev,
-                               min_len=m + 1)
-    lp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                 logits_to_keep=m + 1).logits[:, :m].float(), dim=-1)  # (B*K, M, V)
-    target = torch.zeros((len(flat), m), dtype=torch.long, device=dev)
-    valid = torch.zeros((len(flat), m), dtype=torch.bool, device=dev)
-    for row, name in enumerate(names):
-        target[row, m - len(name):] = torch.tensor(name, device=dev)
-        valid[row, m - len(name):] = True
-    token_lp = lp.gather(-1, target[..., None])[..., 0]  # (B*K, M)
-    return (token_lp * valid).sum(-1).view(n_rows, width)
+    """(B, K) log P(candidate name | prompt) with gradients: one forward per (prompt, candidate), as
+    :func:`coea.llm.decode.score_categories_exhaustive` scores them (pads score the first name; the loss masks them)."""
+    flat = [(r, int(c)) for r in range(cols.shape[0]) for c in cols[r].tolist()]
+    names = [index.token_ids[max(c, 0)] for _, c in flat]
+    return name_logprobs(model, [seqs[r] for r, _ in flat], names, pad_id, index.max_len).view(cols.shape)
 
 
 def distill_loss(cand_logprobs: torch.Tensor, cols: torch.Tensor, probs: torch.Tensor,

@@ -192,7 +192,8 @@ def distill_update(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], 
     ref_rows = [ref_lp[j, [ctx.index.position[c] for c in cs]] for j, cs in enumerate(cands)]
     targets = [target_distribution(ref, np.asarray(scores[i]), dpo_cfg.beta)
                for ref, i in zip(ref_rows, rows, strict=True)]
-    anchors = [target_distribution(ref, np.zeros(len(ref)), dpo_cfg.beta) for ref in ref_rows]  # ref renormalised
+    anchors = ([target_distribution(ref, np.zeros(len(ref)), dpo_cfg.beta) for ref in ref_rows]  # ref renormalised
+               if dpo_cfg.alpha else None)
     return train_distill(dpo_cfg, novelty.model, novelty.tokenizer, kept, ctx.index, cands, targets, anchors,
                          device=ctx.device)
 
