@@ -78,3 +78,27 @@ def test_short_view_runs_dry_run_writes_the_preset_with_data_split_and_seeds_and
         got["data"]["spec"], got["split"]["validation"] = preset["data"]["spec"], preset["split"]["validation"]
         assert got == preset  # nothing else differs from the preset
     assert not (tmp_path / "o" / "s3").exists()
+
+
+def test_preset_runs_dry_run_takes_any_preset_and_log_and_adds_the_evaluation_on_request(tmp_path, capsys):
+    """benchmarks/preset_runs.py --dry-run with the `distil` preset on a MovieLens spec and --evaluate: the config is
+    the preset with the log, the split switch and the seeds only; per seed the three training steps and `coea
+    evaluate --from-run` against sasrec+x; the reads put coea+x beside sasrec+x; a name that is neither a packaged
+    preset nor a file stops before anything is written."""
+    from benchmarks.preset_runs import main
+    from coea.config import config_to_dict, load_run_config
+
+    spec = "movielens:/nowhere/ml-1m"
+    assert main(["--data", spec, "--preset", "distil", "--out", str(tmp_path / "o"), "--seeds", "5",
+                 "--evaluate", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[:4]] == ["group", "train-llms", "pco", "evaluate"]
+    assert "--from-run" in lines[3] and "--reference sasrec+x" in lines[3]
+    assert "--arm sasrec=sasrec+x@" in lines[4] and "--arm coea=coea+x@" in lines[4] and len(lines) == 6
+    got = config_to_dict(load_run_config(tmp_path / "o" / "s5.yaml"))
+    want = config_to_dict(load_run_config(Path("distil")))
+    assert got["data"]["spec"] == spec and got["split"]["validation"] is False and got["pco"]["seed"] == 5
+    assert got["pco"] == {**want["pco"], "seed": 5} and got["llm"]["novelty"]["seed"] == 5
+    with pytest.raises(SystemExit, match="no packaged preset or file named 'nope'"):
+        main(["--data", spec, "--preset", "nope", "--out", str(tmp_path / "p"), "--dry-run"])
+    assert not (tmp_path / "p").exists()
