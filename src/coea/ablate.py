@@ -88,7 +88,7 @@ from coea.evaluation.registry import MethodArtifacts, Need, build_method, method
 from coea.flow import run_flow
 from coea.layout import RunLayout
 from coea.llm.sft_config import resolve_llm
-from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind, Update
+from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
@@ -166,9 +166,10 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         out["coea w/o feedback"] = judged
     if cfg.pco.reward is RewardKind.TEACHER:
         judged = copy.deepcopy(cfg)
-        # soft labels, the distill update and the co-occurrence term are the teacher's: the R-LLM's loop is DPO on
-        # hard-labelled pairs, among the N-LLM's top JUDGED_CANDIDATES where the teacher read every unseen category
-        judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False, update=Update.DPO,
+        # the judge swapped, the update kept: under DPO the R-LLM's pairs are hard-labelled (soft labels are the
+        # teacher's); under distill its log-odds are the reward. It judges the N-LLM's top JUDGED_CANDIDATES where the
+        # teacher read every unseen category, and the co-occurrence term is the teacher's
+        judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False,
                              candidates=judged.pco.candidates or JUDGED_CANDIDATES, teacher_cooc_weight=0.0)
         out["coea w/o teacher"] = judged
     if extras:

@@ -212,6 +212,40 @@ def test_distill_update_fits_every_unseen_category_to_the_reference_times_exp_re
     assert kl_tuned < 0.5 * kl_ref
 
 
+def test_distill_update_with_the_r_llm_judging_fits_the_reference_times_its_odds_to_the_power_one_over_beta(
+        sft, monkeypatch):
+    """``reward: relevance`` with ``update: distill`` (``coea ablate``'s ``coea w/o teacher`` under the distill
+    presets): the N-LLM's top ``candidates`` unseen categories per prompt, each rewarded with the R-LLM's log-odds,
+    so the target is ``ref(c) * (P(yes) / P(no)) ** (1 / beta)`` renormalised over them; no pairs."""
+    from coea.llm import distill as distill_module
+    from coea.llm.decode import CategoryIndex, category_logprobs
+    from coea.pco.reward import RelevanceReward
+
+    class OddsReward(RelevanceReward):  # the R-LLM replaced by a fixed P(yes) per category
+        def score(self, inputs):
+            return [[0.9 if c in good else 0.2 for c in cs] for cs in inputs.candidates]
+
+    cfg, split, llms = sft
+    h, cats = split.histories, list(split.histories.categories)
+    good, fitted = set(cats[::3]), []
+    pco = replace(_light_cfg(reward="relevance", propose="top", update="distill", reference="sft"), candidates=5,
+                  rounds=1, refresh_relevance=False)
+    real_fit = distill_module.train_distill
+    monkeypatch.setattr(distill_module, "train_distill", lambda *a, **kw: fitted.append(a[3:]) or real_fit(*a, **kw))
+    loop = pco_loop.PcoLoop(pco, cfg.llm, h.interactions, cats, llms.groups, copy.deepcopy(llms.novelty),
+                            llms.relevance, n_short=split.config.n_short, device="cpu", reward=OddsReward())
+    row = loop.run().rounds[1]
+    assert row["pairs"] == 0 and row["dpo_steps"] > 0 and row["distill_kl"] > 0 and len(fitted) == 1
+    prompts, _, cands, targets, _ = fitted[0]
+    index = CategoryIndex(llms.novelty.tokenizer, cats)
+    ref = category_logprobs(llms.novelty.model, llms.novelty.tokenizer, prompts, index)
+    for i, cs in enumerate(cands):
+        assert len(cs) == 5
+        logits = ref[i, [index.position[c] for c in cs]] + np.array(
+            [np.log(0.9 / 0.1) if c in good else np.log(0.2 / 0.8) for c in cs]) / pco.dpo.beta
+        np.testing.assert_allclose(targets[i], np.exp(logits - np.logaddexp.reduce(logits)), rtol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["feedback", "hybrid"])
 def test_feedback_rewards_train_on_logged_take_ups_and_refresh_on_policy(sft, tmp_path, monkeypatch, kind):
     """Every round of a feedback reward reads the next history period: users with feedback, pairs whose chosen

@@ -123,7 +123,9 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     ("split: {short_window: .nan}", r"short_window must be a whole number, got nan"),
     ("llm: {cooc_weight: -1}", r"\[llm\]: cooc_weight must be >= 0, got -1.0"),
     ("pco: {teacher_cooc_weight: 1}", r"\[pco\]: teacher_cooc_weight needs reward teacher, got 'feedback'"),
-    ("pco: {update: distill}", r"\[pco\]: update distill needs reward teacher \(a reward in nats\), got 'feedback'"),
+    ("pco: {update: distill}", r"\[pco\]: update distill needs a reward on a log scale: teacher \(nats\) or "
+                               r"relevance \(the R-LLM's log-odds\), got 'feedback'"),
+    ("pco: {update: distill, reward: serendipity}", r"update distill needs a reward on a log scale.*got 'serendipity'"),
     ("pco: {candidates: null}", r"\[pco\]: candidates null \(every unseen category\) needs propose: top"),
     ("pco: {update: pairs}", r"\[pco\]: update must be one of \['dpo', 'distill'\], got 'pairs'"),
     ("eval: {ks: [5, 5.5]}", r"ks\[1\] must be a whole number, got 5.5"),

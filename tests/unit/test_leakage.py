@@ -137,7 +137,7 @@ def serendipity_recs(runs):
     ("serendipity", "global", "period", METHODS), ("feedback", "global", "period", COEA),
     ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA),
     ("teacher", "user", "period", COEA), ("teacher+cooc", "user", "period", COEA),
-    ("teacher+distill", "user", "period", COEA)])
+    ("teacher+distill", "user", "period", COEA), ("relevance+distill", "user", "period", COEA)])
 def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, periods,
                                                                       negatives, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
@@ -146,7 +146,8 @@ def test_changing_every_future_event_leaves_recommendations_identical(runs, sere
     ``llm.data.holdout_share``, with ``takeup: recent`` and, by ``refresh_novelty``'s auto there, the N-LLM's SFT
 continued on each period; ``teacher``: pairs ranked by the DSIE encoder after each user's history before the window's
 end; ``teacher+cooc``: and by the co-occurrence shares of that history, ``pco.teacher_cooc_weight``;
-``teacher+distill``: the N-LLM fitted to the teacher's target over every unseen category, ``pco.update: distill``),
+``teacher+distill``: the N-LLM fitted to the teacher's target over every unseen category, ``pco.update: distill``;
+``relevance+distill``: to the R-LLM's log-odds over the N-LLM's top 8 unseen, ``coea ablate``'s ``coea w/o teacher``),
 give identical lists to
     warm and cold-start users when only the evaluation future changed (its events, and with them the whole log's
     category and item counts)."""
@@ -157,7 +158,8 @@ give identical lists to
             continue
         pco_dir = layout.root / f"pco_{reward}_{periods}_{negatives}"
         cooc = 1.0 if reward == "teacher+cooc" else 0.0
-        distil = {"update": "distill", "candidates": None, "propose": "top"} if reward == "teacher+distill" else {}
+        distil = ({"update": "distill", "candidates": None if reward.startswith("teacher") else 8, "propose": "top"}
+                  if reward.endswith("+distill") else {})
         run_stage_cfg = replace(cfg, pco=replace(cfg.pco, reward=reward.partition("+")[0], periods=periods,
                                                  negatives=negatives, teacher_cooc_weight=cooc, **distil))
         if negatives == "history":  # with the continual windows (the rounds replay the held-out last quarter)
@@ -165,7 +167,7 @@ give identical lists to
                                     pco=replace(run_stage_cfg.pco, takeup="recent", feedback_horizon=3))
         run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
         rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
-        if not reward.startswith("teacher"):  # the teacher reads the DSIE encoder (and co-occurrence), no feedback
+        if reward in ("feedback", "hybrid"):  # the teacher and the R-LLM rewards read no feedback
             assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
         assert all(r["pairs"] > 0 if not distil else r["dpo_steps"] > 0 and r["distill_kl"] > 0 for r in rows[1:])
         assert all((r["novelty_refresh_examples"] > 0) == (negatives == "history") for r in rows[1:])

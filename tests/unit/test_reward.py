@@ -22,6 +22,7 @@ from coea.pco.reward import (
     RewardInputs,
     RewardSetup,
     SerendipityReward,
+    TeacherReward,
     adoption_log_prior,
     make_reward,
     prior_corrected,
@@ -66,6 +67,21 @@ def test_relevance_samples_among_unseen_and_scores_p_yes(judged):
     reward = make_reward(PcoConfig(reward="relevance"), _setup())
     assert isinstance(reward, RelevanceReward) and reward.exclude_seen_when_sampling
     assert reward.score(_inputs([["c", "a"], ["b"]], [{"d"}, set()])) == [[0.6, 0.9], [0.2]]
+
+
+def test_distill_reads_the_r_llm_as_its_log_odds_and_every_other_reward_as_it_scores(judged):
+    """``update: distill`` fits ``ref * exp(r / beta)``: the R-LLM's P(yes) enters as log P(yes) - log P(no) (clipped
+    at 1e-6, so a sure yes stays finite), the teacher's nats and a custom reward's scores unchanged."""
+    reward = make_reward(PcoConfig(reward="relevance", update="distill", propose="top"), _setup())
+    nats = reward.as_nats(reward.score(_inputs([["c", "a"], ["b"]], [{"d"}, set()])))
+    np.testing.assert_allclose(nats[0], [math.log(0.6 / 0.4), math.log(0.9 / 0.1)])
+    np.testing.assert_allclose(nats[1], [math.log(0.2 / 0.8)])
+    assert reward.as_nats([[1.0, 0.0]])[0] == pytest.approx([math.log(1e6 - 1), -math.log(1e6 - 1)])
+    assert TeacherReward(None, 2.0).as_nats([[-1.5, -0.25]]) == [[-1.5, -0.25]]
+    assert FixedReward().as_nats([[1.0, 0.0]]) == [[1.0, 0.0]]
+    for kind in ("feedback", "hybrid", "serendipity"):
+        with pytest.raises(ValueError, match=f"update distill needs a reward on a log scale.*got '{kind}'"):
+            PcoConfig(reward=kind, update="distill")
 
 
 def test_prior_correction_equals_sigmoid_of_logit_plus_centered_log_q(judged):

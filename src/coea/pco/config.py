@@ -78,7 +78,8 @@ class Update(enum.StrEnum):
 
     DPO = "dpo"  # DPO+KL on preference pairs (the paper's; pairs_per_prompt, margin, soft_preferences apply)
     # fit the closed-form optimum of DPO's objective, ref(c) * exp(r(c) / dpo.beta) over each prompt's candidates,
-    # by forward KL (coea.llm.distill): every candidate at once instead of pairs; needs a reward in nats (teacher)
+    # by forward KL (coea.llm.distill): every candidate at once instead of pairs; needs a reward on a log scale
+    # (teacher: nats; relevance: the R-LLM's log-odds)
     DISTILL = "distill"
 
 
@@ -221,8 +222,9 @@ class PcoConfig:
         for name in ("teacher_weight", "teacher_cooc_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.update is Update.DISTILL and self.reward is not RewardKind.TEACHER:
-            raise ValueError(f"update distill needs reward teacher (a reward in nats), got {self.reward.value!r}")
+        if self.update is Update.DISTILL and self.reward not in (RewardKind.TEACHER, RewardKind.RELEVANCE):
+            raise ValueError("update distill needs a reward on a log scale: teacher (nats) or relevance (the R-LLM's "
+                             f"log-odds), got {self.reward.value!r}")
         if self.teacher_cooc_weight and self.reward is not RewardKind.TEACHER:
             raise ValueError(f"teacher_cooc_weight needs reward teacher, got {self.reward.value!r}")
         if not 0.0 < self.accept_threshold < 1.0:

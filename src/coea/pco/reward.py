@@ -101,6 +101,12 @@ class Reward(abc.ABC):
     def score(self, inputs: RewardInputs) -> list[list[float]]:
         """One score per candidate, shaped like ``inputs.candidates``; pairs need chosen > rejected + margin."""
 
+    def as_nats(self, scores: list[list[float]]) -> list[list[float]]:
+        """``scores`` as the log-scale reward ``r`` of ``update: distill``'s target ``ref(c) * exp(r(c) / beta)``:
+        unchanged here (a custom reward's scores are taken as nats); a reward on another scale overrides it (the
+        config allows distill only with the teacher's nats and the R-LLM's log-odds, :class:`RelevanceReward`)."""
+        return scores
+
 
 def rllm_scores(relevance: ModelBundle, contexts: Sequence[PromptContext], cands: Sequence[Sequence[str]],
                 llm: LlmConfig) -> list[list[float]]:
@@ -172,6 +178,13 @@ class RelevanceReward(RllmReward):
 
     def score(self, inputs: RewardInputs) -> list[list[float]]:
         return self.judge(inputs, inputs.candidates)
+
+    def as_nats(self, scores: list[list[float]]) -> list[list[float]]:
+        """The log-odds ``log P(yes) - log P(no)`` of each (corrected) P(yes), clipped to [1e-6, 1 - 1e-6]: with
+        ``update: distill`` the R-LLM judges in the same update the teacher drives (``coea ablate``'s ``coea w/o
+        teacher`` under the ``distil`` and ``short`` presets)."""
+        return [[float(np.log(q / (1.0 - q))) for q in np.clip(np.asarray(row, dtype=np.float64), 1e-6, 1 - 1e-6)]
+                for row in scores]
 
 
 class FeedbackReward(Reward):

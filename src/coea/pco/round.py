@@ -354,7 +354,8 @@ def run_round(ctx: RoundContext, r: int, window: Window, novelty: ModelBundle,
         log.warning(warning)
     with _timed(times, "dpo_s"):
         dpo = None if distil else dpo_update(ctx, novelty, pairs, dpo_cfg)
-        fit = distill_update(ctx, novelty, prompts, inputs.candidates, scores, dpo_cfg) if distil else None
+        fit = (distill_update(ctx, novelty, prompts, inputs.candidates, ctx.reward.as_nats(scores), dpo_cfg)
+               if distil else None)
     with _timed(times, "reeval_s"):
         after = top_k_acceptance(ctx, novelty, relevance, prompts, ru.contexts, ru.seen)
     with _timed(times, "refresh_s"):
