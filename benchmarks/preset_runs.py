@@ -68,7 +68,7 @@ def read_commands(python: str, configs: list[Path], runs: list[Path]) -> list[li
             for pairs in READS.values()]
 
 
-def preset_text(name: str) -> dict:
+def preset_mapping(name: str) -> dict:
     """A packaged preset's mapping (``distil``, ``short``, ...) or a YAML file's."""
     from coea.config import preset_path
 
@@ -83,7 +83,7 @@ def run_all(spec: str, preset: str, out: Path, seeds: list[int], *, validation: 
     """Write the configs, train each seed not trained yet, then print (and run) the reads."""
     from coea.config import load_run_config
 
-    mapping = preset_text(preset)
+    mapping = preset_mapping(preset)
     coea = str(Path(sys.executable).with_name("coea"))
     out.mkdir(parents=True, exist_ok=True)
     configs, runs = [], []

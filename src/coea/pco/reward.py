@@ -131,10 +131,15 @@ def adoption_log_prior(history: pd.DataFrame, groups: Mapping[str, GroupInfo], c
     return dict(zip(categories, (logq - logq.mean()).tolist(), strict=True))
 
 
+def log_odds(p: float) -> float:
+    """log p - log(1 - p), ``p`` clipped to [1e-6, 1 - 1e-6] so a sure yes or no stays finite."""
+    p = min(max(float(p), 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
 def prior_corrected(p: float, log_prior: float) -> float:
     """sigmoid(logit p + log_prior), ``p`` clipped to [1e-6, 1 - 1e-6]."""
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return float(1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + log_prior))))
+    return float(1.0 / (1.0 + np.exp(-(log_odds(p) + log_prior))))
 
 
 class RllmReward(Reward):
@@ -183,8 +188,7 @@ class RelevanceReward(RllmReward):
         """The log-odds ``log P(yes) - log P(no)`` of each (corrected) P(yes), clipped to [1e-6, 1 - 1e-6]: with
         ``update: distill`` the R-LLM judges in the same update the teacher drives (``coea ablate``'s ``coea w/o
         teacher`` under the ``distil`` and ``short`` presets)."""
-        return [[float(np.log(q / (1.0 - q))) for q in np.clip(np.asarray(row, dtype=np.float64), 1e-6, 1 - 1e-6)]
-                for row in scores]
+        return [[log_odds(q) for q in row] for row in scores]
 
 
 class FeedbackReward(Reward):
