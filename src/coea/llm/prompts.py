@@ -174,6 +174,27 @@ def context_text(ctx: PromptContext, *, with_group: bool = True) -> str:
     return " ".join(parts)
 
 
+def sequence_tail_span(prompt: str, last: int) -> tuple[int, int] | None:
+    """Character span ``(start, end)`` of the last ``last`` category words of ``prompt``'s ``seq:`` section (the
+    history's categories in order; ``end`` is where the section's last word ends), or None when the prompt has no
+    such section. Markers are found from the prompt's end: ``recent:`` always follows the section (after an
+    ``items:`` section, if any), and no category, item or profile word written after ``seq:`` can read as a
+    marker (category and item words are escaped, :func:`category_text`, :func:`item_text`)."""
+    recent = prompt.rfind(" recent: ")
+    if recent < 0 or last <= 0:
+        return None
+    items = prompt.rfind(f" {ITEMS_MARK} ", 0, recent)
+    end = items if items >= 0 else recent
+    seq = prompt.rfind(f" {SEQ_MARK} ", 0, end) + 1  # an escaped name (``\=seq:``) has no space before it
+    if seq == 0 and not prompt.startswith(f"{SEQ_MARK} "):
+        return None
+    body = seq + len(SEQ_MARK) + 1
+    starts = [body + m.start() for m in re.finditer(r"\S+", prompt[body:end])]
+    if not starts:
+        return None
+    return starts[-min(last, len(starts))], end
+
+
 def novelty_prompt(ctx: PromptContext, *, with_group: bool = True) -> str:
     """The N-LLM prompt; the model continues with novel category names."""
     return f"{context_text(ctx, with_group=with_group)} {NOVEL_MARK}"

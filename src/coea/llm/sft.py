@@ -1,5 +1,6 @@
 """SFT of the Novelty and Relevance LLMs with trl's ``SFTTrainer`` (prompt-completion data: the loss is on
-the completion only). Works for the scratch model and for a LoRA-wrapped pretrained model alike."""
+the completion only, and with ``sequence_loss`` on the prompt's last history categories too). Works for the scratch
+model and for a LoRA-wrapped pretrained model alike."""
 
 from __future__ import annotations
 
@@ -67,26 +68,51 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[i
     return tokenizer(texts, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
+def sequence_label_range(tokenizer: PreTrainedTokenizerBase, prompt: str, prompt_ids: list[int],
+                         last: int) -> tuple[int, int] | None:
+    """Token positions ``[a, b)`` of ``prompt_ids`` that spell the last ``last`` category words of the prompt's
+    ``seq:`` section (:func:`coea.llm.prompts.sequence_tail_span`), or None: no section, or a tokenizer whose ids
+    of the prompt's prefixes are not prefixes of the prompt's ids (a sub-word merge across the cut)."""
+    from coea.llm.prompts import sequence_tail_span
+
+    span = sequence_tail_span(prompt, last)
+    if span is None:
+        return None
+    a_ids, b_ids = _encode(tokenizer, [prompt[:span[0]].rstrip(), prompt[:span[1]]])
+    a, b = len(a_ids), len(b_ids)
+    if a >= b or prompt_ids[:b] != b_ids or b_ids[:a] != a_ids:
+        return None
+    return a, b
+
+
 def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dict[str, str]], max_length: int,
-                      *, chunk: int = 8192):
+                      *, chunk: int = 8192, sequence_loss: int = 0):
     """``examples`` (prompt/completion) as the ``datasets.Dataset`` of ``input_ids`` and ``labels`` that trl's
     ``SFTTrainer`` would prepare from them (trl 1.x, ``completion_only_loss``, keep-start truncation): the EOS token
     appended to a completion that does not end with it, the completion starting where the token ids of the prompt
     and of prompt + completion diverge, -100 labels on the prompt, ids cut to ``max_length``, rows left without a
     trained token dropped. trl tokenizes one example at a time (~1,000 a second on one core: 9 minutes for the
     450k MovieLens N-LLM examples with the sequence section); this calls the fast tokenizer on ``chunk`` texts at a
-    time, each distinct prompt once. tests/unit/test_sft.py checks the rows against trl's own preparation."""
+    time, each distinct prompt once. tests/unit/test_sft.py checks the rows against trl's own preparation.
+
+    ``sequence_loss`` N > 0 (``SftTrainConfig.sequence_loss``) also labels the prompt tokens of the last N category
+    words of its ``seq:`` section (:func:`sequence_label_range`), each trained as the next token of the prompt
+    before it: the ordered history's next-category objective (what the DSIE encoder / ``sasrec`` learns at every
+    position), beside the completion."""
     from datasets import Dataset, concatenate_datasets
     from trl.data_utils import common_prefix_length
 
     eos = tokenizer.eos_token
-    parts = []
+    parts, labelled = [], 0
     for start in range(0, len(examples), chunk):
         batch = examples[start:start + chunk]
         completions = [e["completion"] if eos is None or e["completion"].endswith(eos) else e["completion"] + eos
                        for e in batch]
         unique = list(dict.fromkeys(e["prompt"] for e in batch))  # split targets: one prompt, several examples
         prompt_ids = dict(zip(unique, _encode(tokenizer, unique), strict=True))
+        seq_labels = ({p: sequence_label_range(tokenizer, p, prompt_ids[p], sequence_loss) for p in unique}
+                      if sequence_loss else {})
+        labelled += sum(span is not None for span in seq_labels.values())
         full_ids = _encode(tokenizer, [e["prompt"] + c for e, c in zip(batch, completions, strict=True)])
         rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
         for e, ids in zip(batch, full_ids, strict=True):
@@ -94,9 +120,16 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dic
             n = len(p) if ids[:len(p)] == p else common_prefix_length(p, ids)  # the completion's start
             ids = ids[:max_length]
             if n < len(ids):  # a completion token is left after the cut (token ids are never -100)
+                labels = [-100] * n + ids[n:]
+                if (span := seq_labels.get(e["prompt"])) is not None and span[1] <= n:
+                    labels[span[0]:span[1]] = ids[span[0]:span[1]]
                 rows["input_ids"].append(ids)
-                rows["labels"].append([-100] * n + ids[n:])
+                rows["labels"].append(labels)
         parts.append(Dataset.from_dict(rows))
+    if sequence_loss and not labelled:
+        log.warning("sequence_loss %d: no prompt has a seq: section whose tokens could be labelled (llm.data.sequence "
+                    "0, or a tokenizer that merges tokens across the section's words); the loss is on the completions "
+                    "only", sequence_loss)
     return concatenate_datasets(parts) if parts else Dataset.from_dict({"input_ids": [], "labels": []})
 
 
@@ -115,7 +148,7 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
     model.to(device)
     kept = _subsample(examples, cfg)
     start = time.perf_counter()
-    data = tokenize_examples(tokenizer, kept, cfg.max_length)
+    data = tokenize_examples(tokenizer, kept, cfg.max_length, sequence_loss=cfg.sequence_loss)
     log.info("%s sft: tokenized %d examples in %.1fs", name, len(kept), time.perf_counter() - start)
     fix = ("raise this training's max_length (llm.novelty, llm.relevance or pco.relevance_refresh), or shorten the "
            "prompt (llm.data.sequence, items, long_term): a sub-word tokenizer spends several tokens on each name")

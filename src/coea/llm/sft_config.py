@@ -40,10 +40,17 @@ class SftTrainConfig:
     # recompute each layer's activations in the backward pass: less memory, more compute (trl turns it on by
     # default; off here: the scratch models fit anyway, see README 'Benchmarks'); on for a large base on a small GPU
     activation_checkpointing: bool = False
+    # > 0 = the loss also covers the last N category words of the prompt's ``seq:`` section (llm.data.sequence),
+    # each predicted from the prompt before it: the ordered history's next-category objective the DSIE encoder
+    # learns at every position, as an auxiliary task beside the completion (coea.llm.sft.tokenize_examples);
+    # 0 = the completion only
+    sequence_loss: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.precision = as_enum(Precision, "precision", self.precision)
+        if self.sequence_loss < 0:
+            raise ValueError(f"sequence_loss must be >= 0 (0 = off), got {self.sequence_loss!r}")
         if self.epochs <= 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs!r}")
         for name in ("batch_size", "max_length", "logging_steps"):
@@ -275,3 +282,8 @@ class LlmConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.relevance_heldout < 0:
             raise ValueError(f"relevance_heldout must be >= 0, got {self.relevance_heldout!r}")
+        for name in ("novelty", "relevance"):
+            if getattr(self, name).sequence_loss and not self.data.sequence:
+                raise ValueError(f"llm.{name}.sequence_loss {getattr(self, name).sequence_loss} labels the prompt's "
+                                 "seq: section, which llm.data.sequence 0 leaves out; set llm.data.sequence > 0 or "
+                                 "sequence_loss 0")
