@@ -87,3 +87,17 @@ def test_sequence_loss_needs_the_section_and_a_count():
     with pytest.raises(ValueError, match=r"llm.novelty.sequence_loss 5 labels the prompt's seq: section"):
         LlmConfig(data=SftDataConfig(sequence=0), novelty=SftTrainConfig(sequence_loss=5))
     assert LlmConfig(novelty=SftTrainConfig(sequence_loss=5)).novelty.sequence_loss == 5
+
+
+def test_a_sub_word_tokenizer_labels_the_pieces_of_the_same_words():
+    """With a pretrained-style byte-level BPE each category word is several pieces: the labelled range spells
+    exactly the section's last words."""
+    from coea.llm.sft import sequence_label_ranges
+    from tests.unit.test_category_words import _byte_bpe
+
+    tok = _byte_bpe()
+    seq = ("Drama", "Comedy|Sci Fi", "Drama", "Sci Fi")
+    prompt = novelty_prompt(_ctx(seq, items=("12",)))
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    a, b = sequence_label_ranges(tok, {prompt: ids}, 3)[prompt]
+    assert tok.decode(ids[a:b]).split() == [category_text(c) for c in seq[-3:]]

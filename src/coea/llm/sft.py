@@ -68,21 +68,24 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[i
     return tokenizer(texts, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
-def sequence_label_range(tokenizer: PreTrainedTokenizerBase, prompt: str, prompt_ids: list[int],
-                         last: int) -> tuple[int, int] | None:
-    """Token positions ``[a, b)`` of ``prompt_ids`` that spell the last ``last`` category words of the prompt's
-    ``seq:`` section (:func:`coea.llm.prompts.sequence_tail_span`), or None: no section, or a tokenizer whose ids
-    of the prompt's prefixes are not prefixes of the prompt's ids (a sub-word merge across the cut)."""
+def sequence_label_ranges(tokenizer: PreTrainedTokenizerBase, prompt_ids: dict[str, list[int]],
+                          last: int) -> dict[str, tuple[int, int] | None]:
+    """Per prompt (-> its token ids), the token positions ``[a, b)`` that spell the last ``last`` category words of
+    its ``seq:`` section (:func:`coea.llm.prompts.sequence_tail_span`), or None: no section, or a tokenizer whose
+    ids of the prompt's prefixes are not prefixes of the prompt's ids (a sub-word merge across the cut). The
+    prefixes of all prompts are tokenized in one call."""
     from coea.llm.prompts import sequence_tail_span
 
-    span = sequence_tail_span(prompt, last)
-    if span is None:
-        return None
-    a_ids, b_ids = _encode(tokenizer, [prompt[:span[0]].rstrip(), prompt[:span[1]]])
-    a, b = len(a_ids), len(b_ids)
-    if a >= b or prompt_ids[:b] != b_ids or b_ids[:a] != a_ids:
-        return None
-    return a, b
+    spans = {p: sequence_tail_span(p, last) for p in prompt_ids}
+    found = [(p, span) for p, span in spans.items() if span is not None]
+    prefixes = _encode(tokenizer, [text for p, (a, b) in found for text in (p[:a].rstrip(), p[:b])])
+    out: dict[str, tuple[int, int] | None] = dict.fromkeys(prompt_ids)
+    for j, (p, _) in enumerate(found):
+        a_ids, b_ids = prefixes[2 * j], prefixes[2 * j + 1]
+        a, b = len(a_ids), len(b_ids)
+        if a < b and prompt_ids[p][:b] == b_ids and b_ids[:a] == a_ids:
+            out[p] = (a, b)
+    return out
 
 
 def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dict[str, str]], max_length: int,
@@ -96,7 +99,7 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dic
     time, each distinct prompt once. tests/unit/test_sft.py checks the rows against trl's own preparation.
 
     ``sequence_loss`` N > 0 (``SftTrainConfig.sequence_loss``) also labels the prompt tokens of the last N category
-    words of its ``seq:`` section (:func:`sequence_label_range`), each trained as the next token of the prompt
+    words of its ``seq:`` section (:func:`sequence_label_ranges`), each trained as the next token of the prompt
     before it: the ordered history's next-category objective (what the DSIE encoder / ``sasrec`` learns at every
     position), beside the completion."""
     from datasets import Dataset, concatenate_datasets
@@ -110,8 +113,7 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dic
                        for e in batch]
         unique = list(dict.fromkeys(e["prompt"] for e in batch))  # split targets: one prompt, several examples
         prompt_ids = dict(zip(unique, _encode(tokenizer, unique), strict=True))
-        seq_labels = ({p: sequence_label_range(tokenizer, p, prompt_ids[p], sequence_loss) for p in unique}
-                      if sequence_loss else {})
+        seq_labels = sequence_label_ranges(tokenizer, prompt_ids, sequence_loss) if sequence_loss else {}
         labelled += sum(span is not None for span in seq_labels.values())
         full_ids = _encode(tokenizer, [e["prompt"] + c for e, c in zip(batch, completions, strict=True)])
         rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
