@@ -81,12 +81,16 @@ def test_training_with_it_learns_the_history_order_the_completion_loss_alone_nev
     assert p_seq > 0.3 and p_seq > 5 * p_plain  # measured: .57 against .016
 
 
-def test_sequence_loss_needs_the_section_and_a_count():
+def test_sequence_loss_is_a_count_and_never_more_than_the_section_holds():
+    """The N-LLM's default labels 10 categories; a prompt without the ``seq:`` section (``llm.data.sequence: 0``,
+    the ``short`` preset) trains on its completions alone, with no error to silence."""
     with pytest.raises(ValueError, match="sequence_loss must be >= 0"):
         SftTrainConfig(sequence_loss=-1)
-    with pytest.raises(ValueError, match=r"llm.novelty.sequence_loss 5 labels the prompt's seq: section"):
-        LlmConfig(data=SftDataConfig(sequence=0), novelty=SftTrainConfig(sequence_loss=5))
-    assert LlmConfig(novelty=SftTrainConfig(sequence_loss=5)).novelty.sequence_loss == 5
+    cfg = LlmConfig()
+    assert cfg.novelty.sequence_loss == 10 and cfg.sft_for("novelty").sequence_loss == 10
+    assert cfg.relevance.sequence_loss == 0 == cfg.sft_for("relevance").sequence_loss
+    assert LlmConfig(data=SftDataConfig(sequence=0)).sft_for("novelty").sequence_loss == 0
+    assert LlmConfig(data=SftDataConfig(sequence=4)).sft_for("novelty").sequence_loss == 4
 
 
 def test_a_sub_word_tokenizer_labels_the_pieces_of_the_same_words():

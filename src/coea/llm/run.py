@@ -224,7 +224,7 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
             bundles[name] = replace(source, model=copy.deepcopy(source.model), path=None)
             log.info("the R-LLM starts from the trained N-LLM (llm.relevance_init: novelty)")
         b = bundles[name]
-        sft[name] = train_sft(getattr(cfg, name), b.model, b.tokenizer, train[name], name=name, device=device)
+        sft[name] = train_sft(cfg.sft_for(name), b.model, b.tokenizer, train[name], name=name, device=device)
     result = LlmTrainResult(bundles.get("novelty"), bundles.get("relevance"), sft, infos)
     if heldout:
         result.checks["relevance"] = heldout_auc(bundles["relevance"], heldout, cfg.batch_size, pco_reward)
