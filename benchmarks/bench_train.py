@@ -7,7 +7,9 @@ and, where CUDA is available, on the GPU. The ratio column is examples/s over th
 Prompts are real MovieLens-1M short-term sets (../shared) with a realistic group profile; the labels are drawn at
 random (seeded): throughput does not depend on them. The ``prompt`` rows train the default model's N-LLM on longer
 prompts, the user's history sections as SFT writes them (``llm.data.sequence`` 50; with ``items`` 50 too, whose
-scratch tokenizer holds every history item: its output layer grows with them); ratio = over the default row.
+scratch tokenizer holds every history item: its output layer grows with them; and with the N-LLM's default
+``sequence_loss`` 10, which labels 10 more tokens a prompt); ratio = over the default row. The other rows train
+the completions only (``sequence_loss`` 0: their short prompts have no ``seq:`` section).
 Each row trains a fresh model for a fixed number of steps;
 the first ``WARMUP`` steps (allocator, kernels, compile) are not counted.
 Run: ``make bench`` or ``python benchmarks/bench_train.py [--steps N] [--devices cpu,cuda] [--no-gpu-preset]``.
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, (model, n_cfg, r_cfg, d_cfg, precision) in variants.items():
             for kind, cfg, data in (("nllm_sft", n_cfg, nov), ("rllm_sft", r_cfg, rel), ("dpo", d_cfg, pairs)):
                 cfg = replace(cfg, epochs=1.0, precision=precision, logging_steps=10**6,
-                              **({"max_examples": None} if kind != "dpo" else {}))
+                              **({"max_examples": None, "sequence_loss": 0} if kind != "dpo" else {}))
                 row = _row(kind, model, cfg, data[:cfg.batch_size * args.steps], split, device)
                 base = rows.get(f"{device} {kind} default fp32")
                 if base is not None:
@@ -161,11 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     from coea.llm.sft_config import SftDataConfig
 
     n_cfg = replace(cpu.llm.novelty, epochs=1.0, precision="fp32", logging_steps=10**6, max_examples=None)
+    sections = (("prompt + seq 50", 50, 0, 0), ("prompt + seq 50 + items 50", 50, 50, 0),
+                ("prompt + seq 50 + items 50 + sequence_loss 10", 50, 50, 10))  # the last: the default since 48
     for device in devices:  # longer prompts: the history sections (default model, N-LLM SFT)
-        for name, sequence, items in (("prompt + seq 50", 50, 0), ("prompt + seq 50 + items 50", 50, 50)):
+        for name, sequence, items, seq_loss in sections:
             data = _section_examples(split, n_cfg.batch_size * args.steps, sequence, items)
             texts = tuple(section_texts(SftDataConfig(sequence=sequence, items=items), split.histories.interactions))
-            row = _row("nllm_sft", cpu.llm.model, n_cfg, data, split, device, texts)
+            row = _row("nllm_sft", cpu.llm.model, replace(n_cfg, sequence_loss=seq_loss), data, split, device, texts)
             row["ratio"] = row["examples_per_s"] / rows[f"{device} nllm_sft default fp32"]["examples_per_s"]
             row["prompt_words"] = float(np.mean([len(e["prompt"].split()) for e in data]))
             rows[f"{device} nllm_sft {name}"] = row
