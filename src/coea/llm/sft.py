@@ -76,8 +76,7 @@ def sequence_label_ranges(tokenizer: PreTrainedTokenizerBase, prompt_ids: dict[s
     prefixes of all prompts are tokenized in one call."""
     from coea.llm.prompts import sequence_tail_span
 
-    spans = {p: sequence_tail_span(p, last) for p in prompt_ids}
-    found = [(p, span) for p, span in spans.items() if span is not None]
+    found = [(p, span) for p in prompt_ids if (span := sequence_tail_span(p, last)) is not None]
     prefixes = _encode(tokenizer, [text for p, (a, b) in found for text in (p[:a].rstrip(), p[:b])])
     out: dict[str, tuple[int, int] | None] = dict.fromkeys(prompt_ids)
     for j, (p, _) in enumerate(found):
