@@ -97,16 +97,24 @@ def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: st
 
 
 def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
-                model: Output[Model], metrics: Output[Metrics], device: str = "auto"):
-    """SFT of the Novelty LLM on the prepared log's histories and the DSIE groups (``model/novelty/``)."""
+                model: Output[Model], metrics: Output[Metrics], device: str = "auto", state_uri: str = "",
+                checkpoint_key: str = ""):
+    """SFT of the Novelty LLM on the prepared log's histories and the DSIE groups (``model/novelty/``).
+    ``state_uri`` and ``checkpoint_key`` (the run id and task name: the same for every retry of this task): the
+    training's last checkpoint (every ``llm.novelty.checkpoint_minutes``) is mirrored under
+    ``<state_uri>/checkpoints/<checkpoint_key>/novelty/``, a retried attempt (a preempted pod) resumes from it, and
+    the prefix is deleted when the step succeeds (:mod:`coea.stages.sft_remote`; either empty: no mirror)."""
     from pathlib import Path
 
     from coea.interrupts import pipeline_step
     from coea.stages import config_from_json, record_version, run_sft_stage
+    from coea.stages.sft_remote import mirrored_sft
 
     with pipeline_step():
         cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
-        result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("novelty",))
+        with mirrored_sft(state_uri, checkpoint_key, Path(model.path), ("novelty",)) as on_checkpoint:
+            result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("novelty",),
+                                   on_checkpoint=on_checkpoint)
         record_version(model)
         for name, value in result.metrics().items():
             metrics.log_metric(name, value)
@@ -115,16 +123,18 @@ def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsi
 
 def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
                   model: Output[Model], metrics: Output[Metrics], device: str = "auto",
-                  novelty: Input[Model] = None, pco_config: str = "{}"):
+                  novelty: Input[Model] = None, pco_config: str = "{}", state_uri: str = "", checkpoint_key: str = ""):
     """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``); with
     ``llm.relevance_init: novelty`` it starts from the trained N-LLM of ``novelty`` (sft_novelty's output, wired
     only when the pipeline is compiled with the setting ``relevance_from_novelty``). ``pco_config`` only tells
-    whether the PCO reward reads the R-LLM's score (a chance-level R-LLM is then a warning, not an info line)."""
+    whether the PCO reward reads the R-LLM's score (a chance-level R-LLM is then a warning, not an info line).
+    ``state_uri``, ``checkpoint_key``: the training's checkpoints survive a preempted pod, as in ``sft_novelty``."""
     from pathlib import Path
 
     from coea.errors import CoeaInputError
     from coea.interrupts import pipeline_step
     from coea.stages import config_from_json, record_version, run_sft_stage
+    from coea.stages.sft_remote import mirrored_sft
 
     with pipeline_step():
         cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device)
@@ -133,8 +143,10 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, d
                                  "input", source="llm_config", option="llm.relevance_init",
                                  fix="compile the pipeline with the deployment setting relevance_from_novelty: true "
                                      "(the SFT steps then run one after the other), or set llm.relevance_init: scratch")
-        result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",),
-                               novelty_dir=Path(novelty.path) / "novelty" if novelty is not None else None)
+        with mirrored_sft(state_uri, checkpoint_key, Path(model.path), ("relevance",)) as on_checkpoint:
+            result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",),
+                                   novelty_dir=Path(novelty.path) / "novelty" if novelty is not None else None,
+                                   on_checkpoint=on_checkpoint)
         record_version(model)
         for name, value in result.metrics().items():
             metrics.log_metric(name, value)

@@ -57,7 +57,7 @@ def _sigint(*_args, **_kwargs):
 
 
 @pytest.mark.parametrize("command", ["pco", "train-llms"])
-def test_the_interrupt_line_names_pco_resume_only_for_coea_pco(tmp_path, capsys, monkeypatch, command) -> None:
+def test_the_interrupt_line_says_how_pco_and_train_llms_resume(tmp_path, capsys, monkeypatch, command) -> None:
     import coea.cli.stages
 
     monkeypatch.setattr(coea.cli.stages, "with_device", _sigint)
@@ -65,7 +65,10 @@ def test_the_interrupt_line_names_pco_resume_only_for_coea_pco(tmp_path, capsys,
     code, _, err = run_cli([command, "--run", str(run)], capsys)
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert code == 130
-    resume = " (coea pco --resume continues after the last complete round)" if command == "pco" else ""
+    resume = {"pco": " (coea pco --resume continues after the last complete round)",
+              "train-llms": " (the same command resumes the SFT from its last checkpoint, saved every "
+                            "llm.<model>.checkpoint_minutes; an N-LLM that finished is saved: --only relevance skips "
+                            "it)"}[command]
     assert last == f"interrupted: SIGINT; re-run the command{resume}", last
 
 

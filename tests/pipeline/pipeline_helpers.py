@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -54,3 +55,10 @@ def parquet_config(path: Path, **changes) -> RunConfig:
     return tiny_config(data=DataConfig(spec=f"parquet:{path}"), **changes)
 
 
+class Preempted(Exception):
+    """Raised by a test where a pod would be killed (a preempted GPU step)."""
+
+
+def artifact(path: Path) -> SimpleNamespace:
+    """A KFP input/output artifact as a component function sees it: its local path and metadata."""
+    return SimpleNamespace(path=str(path), metadata={})

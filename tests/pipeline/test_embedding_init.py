@@ -74,7 +74,7 @@ def test_sft_stage_starts_both_llms_from_the_fitted_encoder(tmp_path: Path, fitt
     enc = np.stack([emb.categories[c] for c in cats]).astype(np.float64)
     seen = {}
 
-    def capture(cfg, model, tokenizer, examples, *, name, device):
+    def capture(cfg, model, tokenizer, examples, *, name, device, **_kwargs):
         rows = model.get_input_embeddings().weight.detach().numpy()[_ids(tokenizer, list(map(category_text, cats)))]
         seen[name] = _gram(rows.astype(np.float64))
         return SftResult(steps=0)

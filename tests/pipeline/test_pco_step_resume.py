@@ -20,28 +20,21 @@ import coea.stages.pco_remote as pco_remote
 from coea.stages import pipeline_arguments
 from components.functions import pco_loop
 from tests.pipeline.compiled_spec import executor_tasks, read_spec
+from tests.pipeline.pipeline_helpers import Preempted, artifact
 
 TIMING = {"novelty_refresh_s", "sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s", "evaluate_s", "round_s"}
 KEY = "{{$.pipeline_job_uuid}}-{{$.pipeline_task_name}}"
 
 
-class Preempted(Exception):
-    pass
-
-
-def _artifact(path: Path) -> SimpleNamespace:
-    return SimpleNamespace(path=str(path), metadata={})
-
-
 def _step(fitted, llm_dirs, out: Path, state: Path, key: str) -> Path:
     """pco_loop as a pod runs it, its outputs under ``out``; returns its ``model`` dir (the PCO dir)."""
     args = pipeline_arguments(fitted.cfg)
-    pco_loop(data=_artifact(fitted.data), dsie=_artifact(fitted.dsie), novelty=_artifact(llm_dirs["novelty"]),
-             relevance=_artifact(llm_dirs["relevance"]), split_config=args["split_config"],
+    pco_loop(data=artifact(fitted.data), dsie=artifact(fitted.dsie), novelty=artifact(llm_dirs["novelty"]),
+             relevance=artifact(llm_dirs["relevance"]), split_config=args["split_config"],
              dsie_config=args["dsie_config"], llm_config=args["llm_config"], pco_config=args["pco_config"],
-             model=_artifact(out / "model"), metrics=SimpleNamespace(log_metric=lambda name, value: None),
-             curves=_artifact(out / "curves.html"), final_novelty=_artifact(out / "final_novelty"),
-             final_relevance=_artifact(out / "final_relevance"), device="cpu", state_uri=str(state),
+             model=artifact(out / "model"), metrics=SimpleNamespace(log_metric=lambda name, value: None),
+             curves=artifact(out / "curves.html"), final_novelty=artifact(out / "final_novelty"),
+             final_relevance=artifact(out / "final_relevance"), device="cpu", state_uri=str(state),
              checkpoint_key=key)
     return out / "model"
 

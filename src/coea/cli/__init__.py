@@ -123,13 +123,21 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: typer.Exit(N), Ctrl-C 130, else 0
 
 
+RESUME_NOTES = {  # what re-running an interrupted command does, by command
+    "pco": " (coea pco --resume continues after the last complete round)",
+    "train-llms": (" (the same command resumes the SFT from its last checkpoint, saved every "
+                   "llm.<model>.checkpoint_minutes; an N-LLM that finished is saved: --only relevance skips it)"),
+}
+
+
 def _interrupted(signum: int, argv: list[str]) -> NoReturn:
     """One line on stderr (after a newline: a progress bar may hold the line) and exit code 128 + the signal's
     number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command a signal ended. The line says what the
     command left (:data:`~coea.cli.common.interrupt_notes`, e.g. `coea run`'s incomplete run folder) and, for
-    `coea pco` only (``argv``'s command), that ``--resume`` continues it."""
+    `coea pco` (``argv``'s command), that ``--resume`` continues it, for `coea train-llms` that the same command
+    resumes the SFT from its last checkpoint."""
     command = next(itertools.takewhile(lambda arg: not arg.startswith("-"), argv), None)
-    resume = " (coea pco --resume continues after the last complete round)" if command == "pco" else ""
+    resume = RESUME_NOTES.get(command or "", "")
     left = "".join(f"{note}; " for note in interrupt_notes)
     typer.echo(f"\ninterrupted: {signal.Signals(signum).name}; {left}re-run the command{resume}", err=True)
     sys.exit(128 + signum)

@@ -1,14 +1,18 @@
 """``coea train-llms``: build and SFT-train the Novelty and Relevance LLMs from histories and DSIE groups.
 
 Outputs under ``out_dir``: ``novelty/`` and ``relevance/`` (model or LoRA adapter, tokenizer, configs),
-``sft_metrics_<model>.json`` (example counts, losses, wall time) and ``llm_config.json``.
+``sft_metrics_<model>.json`` (example counts, losses, wall time) and ``llm_config.json``; each model's files as soon
+as its SFT ends. While a model trains, ``sft_checkpoints/<model>/`` holds its last resumable checkpoint
+(:class:`coea.llm.sft.SftCheckpoints`): the same call run again after a kill resumes from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,15 +26,14 @@ from coea.errors import CoeaInputError
 from coea.llm.embedding_init import EncoderEmbeddings, init_from_encoder
 from coea.llm.models import ModelBundle, build_model_and_tokenizer, check_prompt_options, load_bundle, save_bundle
 from coea.llm.prompts import item_text, option_words
-from coea.llm.sft import SftResult, train_sft
+from coea.llm.sft import SftCheckpoints, SftResult, train_sft
 from coea.llm.sft_config import MODELS, LlmConfig, RelevanceInit, SftDataConfig
 from coea.llm.sft_data import GroupInfo, RelevanceExamples, build_sft_examples, group_infos
 from coea.pco.config import RewardKind
 from coea.utils import seed_everything, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-
+CHECKPOINTS = "sft_checkpoints"  # under the LLM dir, one folder per model while it trains
 
 
 @dataclass
@@ -187,11 +190,26 @@ def _check_request(cfg: LlmConfig, out_dir: Path | None, which: Sequence[str]) -
                                      "to continue training every weight")
 
 
+def _checkpoints(cfg: LlmConfig, out_dir: Path | None, name: str,
+                 on_checkpoint: Callable[[str, Path], None] | None) -> SftCheckpoints | None:
+    """Model ``name``'s checkpoint folder under ``out_dir`` (None without one), keyed by the settings its start
+    depends on: the model and prompt settings, its own SFT settings and (a warm-started R-LLM) the N-LLM's."""
+    if out_dir is None:
+        return None
+    start = [name, config_to_dict(cfg.model), config_to_dict(cfg.data), str(cfg.relevance_init)]
+    if name == "relevance" and cfg.relevance_init is RelevanceInit.NOVELTY:
+        start.append(config_to_dict(cfg.novelty))
+    hook = None if on_checkpoint is None else (lambda path: on_checkpoint(name, path))
+    return SftCheckpoints(Path(out_dir) / CHECKPOINTS / name, json.dumps(start, sort_keys=True, default=str), hook)
+
+
 def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, profiles: Mapping[str, Mapping],
                    csid_levels: Sequence[int], out_dir: Path | None = None,
                    which: Sequence[str] = MODELS, device: str = "cpu",
                    novelty_dir: Path | None = None, pco_reward: RewardKind | str | None = None,
-                   embeddings: EncoderEmbeddings | None = None) -> LlmTrainResult:  # embeddings: see _bundle
+                   embeddings: EncoderEmbeddings | None = None,  # see _bundle
+                   saved: Callable[[str], None] | None = None,
+                   on_checkpoint: Callable[[str, Path], None] | None = None) -> LlmTrainResult:
     """SFT the LLMs named in ``which`` (default both) on examples cut from ``histories`` (never the future), on
     ``device`` (a resolved torch device string, see :func:`coea.device.resolve_device`). ``cfg.data`` must be
     resolved (:func:`coea.llm.sft_config.resolve_llm`); ``csid_levels`` are the code counts of the CSID levels
@@ -201,7 +219,10 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     training one at a time (two pipeline steps) gives the same models as training both in one call. With
     ``cfg.relevance_init`` novelty the R-LLM starts from the trained N-LLM instead: trained first in this call, or
     read from ``novelty_dir`` (default ``out_dir/novelty``) when ``which`` is the R-LLM alone. ``pco_reward``: the
-    PCO reward to tune them with (None = not known), for :func:`heldout_auc`'s warning."""
+    PCO reward to tune them with (None = not known), for :func:`heldout_auc`'s warning.
+
+    With ``out_dir`` each model is written as soon as its SFT (and held-out check) ends, then ``saved(name)`` is
+    called; its checkpoints, while it trains, go to ``out_dir/sft_checkpoints/`` and ``on_checkpoint(name, folder)``."""
     _check_request(cfg, out_dir, which)
     seed_everything(cfg.model.seed)
     infos = group_infos(groups, profiles)
@@ -218,22 +239,34 @@ def run_train_llms(cfg: LlmConfig, histories: Histories, groups: pd.DataFrame, p
     log.info("sft data: %s", " and ".join(f"{len(getattr(examples, n))} {n} examples" for n in MODELS if n in which))
     train = {"novelty": examples.novelty, "relevance": examples.relevance}
     heldout = _hold_out(train, cfg) if "relevance" in which else None
-    sft = {}
+    result = LlmTrainResult(None, None, {}, infos)
     for name in (n for n in MODELS if n in which):  # the N-LLM first: a warm-started R-LLM copies it trained
         if name == "relevance" and warm:
             bundles[name] = replace(source, model=copy.deepcopy(source.model), path=None)
             log.info("the R-LLM starts from the trained N-LLM (llm.relevance_init: novelty)")
         b = bundles[name]
-        sft[name] = train_sft(cfg.sft_for(name), b.model, b.tokenizer, train[name], name=name, device=device)
-    result = LlmTrainResult(bundles.get("novelty"), bundles.get("relevance"), sft, infos)
-    if heldout:
-        result.checks["relevance"] = heldout_auc(bundles["relevance"], heldout, cfg.batch_size, pco_reward)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result.paths = {name: save_bundle(b, out_dir / name) for name, b in bundles.items()}
-        result.paths["llm_config"] = out_dir / "llm_config.json"
-        for name, metrics in result.metrics().items():  # one file per model: two SFT steps may share out_dir
-            result.paths[f"sft_metrics_{name}"] = out_dir / f"sft_metrics_{name}.json"
-            write_json_atomic(result.paths[f"sft_metrics_{name}"], {name: metrics, "config": config_to_dict(cfg)})
-        save_config(cfg, result.paths["llm_config"])
+        result.sft[name] = train_sft(cfg.sft_for(name), b.model, b.tokenizer, train[name], name=name, device=device,
+                                     checkpoints=_checkpoints(cfg, out_dir, name, on_checkpoint))
+        setattr(result, name, b)
+        if name == "relevance" and heldout:
+            result.checks["relevance"] = heldout_auc(b, heldout, cfg.batch_size, pco_reward)
+        if out_dir is not None:  # now: a later model's failure must not cost this one
+            _save_model(result, cfg, Path(out_dir), name, saved)
     return result
+
+
+def _save_model(result: LlmTrainResult, cfg: LlmConfig, out_dir: Path, name: str,
+                saved: Callable[[str], None] | None) -> None:
+    """Model ``name``'s bundle, its ``sft_metrics_<name>.json`` (one file per model: two SFT steps may share
+    ``out_dir``) and ``llm_config.json`` under ``out_dir``, the paths into ``result.paths``; then ``saved(name)``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.paths[name] = save_bundle(getattr(result, name), out_dir / name)
+    result.paths[f"sft_metrics_{name}"] = out_dir / f"sft_metrics_{name}.json"
+    write_json_atomic(result.paths[f"sft_metrics_{name}"], {name: result.metrics()[name],
+                                                            "config": config_to_dict(cfg)})
+    result.paths["llm_config"] = out_dir / "llm_config.json"
+    save_config(cfg, result.paths["llm_config"])
+    with contextlib.suppress(OSError):  # gone once no model's checkpoints are left in it
+        (out_dir / CHECKPOINTS).rmdir()
+    if saved is not None:
+        saved(name)

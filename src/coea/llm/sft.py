@@ -1,14 +1,26 @@
 """SFT of the Novelty and Relevance LLMs with trl's ``SFTTrainer`` (prompt-completion data: the loss is on
 the completion only, and with ``sequence_loss`` on the prompt's last history categories too). Works for the scratch
-model and for a LoRA-wrapped pretrained model alike."""
+model and for a LoRA-wrapped pretrained model alike.
+
+With :class:`SftCheckpoints` a training saves a resumable checkpoint (weights, optimizer, scheduler, RNG states,
+trainer state) every ``checkpoint_minutes`` and keeps the last one; started again with the same settings and
+examples (the fingerprint file beside them) it resumes from it at the same step, with the same batches after it,
+instead of starting over; a checkpoint written for other settings or examples is discarded with a warning. The
+folder is deleted when the training ends.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -18,7 +30,7 @@ from coea.errors import CoeaInputError
 from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig
 from coea.llm.trainer_output import quiet_callbacks, quiet_training
-from coea.utils import freeze_gc_heap
+from coea.utils import freeze_gc_heap, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +55,9 @@ class LogLines(TrainerCallback):
         self.name = name
         self.last = (0, time.perf_counter())
 
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D401 - trainer hook
+        self.last = (state.global_step, time.perf_counter())  # a resumed training starts at its checkpoint's step
+
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D401 - trainer hook
         if state.global_step >= state.max_steps:
             control.should_log = True  # the trainer skips it when this step was logged already
@@ -55,6 +70,76 @@ class LogLines(TrainerCallback):
             log.info("%s step %d/%d loss %.4f (%.1f ms/step)", self.name, state.global_step, state.max_steps,
                      logs["loss"], ms)
             self.last = (state.global_step, time.perf_counter())
+
+
+FINGERPRINT = "fingerprint.txt"  # in a checkpoint folder: what the checkpoints were trained on
+CHECKPOINT_PREFIX = "checkpoint-"  # transformers' checkpoint-<step> subfolders
+TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint-<step> folder: the checkpoint is complete
+
+
+@dataclass(frozen=True)
+class SftCheckpoints:
+    """Where one training keeps its resumable checkpoint (module doc). ``key``: the caller's description of the
+    model it starts from and of its settings (with the training config and the examples, the fingerprint);
+    ``on_save``: called with each new complete ``checkpoint-<step>`` folder (e.g. to copy it off the machine)."""
+
+    dir: Path
+    key: str
+    on_save: Callable[[Path], None] | None = None
+
+
+class SaveEvery(TrainerCallback):
+    """Asks the trainer for a checkpoint once ``minutes`` have passed since the last one (or the start), and hands
+    each saved one to ``on_save``."""
+
+    def __init__(self, minutes: float, on_save: Callable[[Path], None] | None) -> None:
+        self.seconds, self.hook, self.last = 60.0 * minutes, on_save, time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D401 - trainer hook
+        if time.monotonic() - self.last >= self.seconds and state.global_step < state.max_steps:
+            control.should_save = True
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: D401 - trainer hook
+        self.last = time.monotonic()
+        path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+        log.info("sft checkpoint at step %d/%d: %s", state.global_step, state.max_steps, path)
+        if self.hook is not None:
+            self.hook(path)
+
+
+def fingerprint(key: str, cfg: SftTrainConfig, examples: Sequence[dict[str, str]]) -> str:
+    """sha256 of ``key``, the training settings (all but ``checkpoint_minutes``) and the examples, in order."""
+    h = hashlib.sha256(key.encode())
+    settings = {k: v for k, v in asdict(cfg).items() if k != "checkpoint_minutes"}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for e in examples:
+        h.update(b"\0".join((e["prompt"].encode(), e["completion"].encode(), b"")))
+    return h.hexdigest()
+
+
+def complete_checkpoint(folder: Path) -> Path | None:
+    """The ``checkpoint-<step>`` subfolder of ``folder`` with the highest step whose trainer state was written
+    (a save a kill cut short has none), or None."""
+    done = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*")
+            if p.name.removeprefix(CHECKPOINT_PREFIX).isdigit() and (p / TRAINER_STATE).is_file()]
+    return max(done, key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX)), default=None)
+
+
+def resume_point(ck: SftCheckpoints, print_: str, name: str) -> Path | None:
+    """The checkpoint to resume ``name``'s training from: the last complete one in ``ck.dir`` when the folder's
+    fingerprint is ``print_``; otherwise the folder is emptied (a warning when it held a checkpoint of other
+    settings or examples) and gets ``print_``. None = start from the first step."""
+    folder = Path(ck.dir)
+    written = folder / FINGERPRINT
+    found = complete_checkpoint(folder) if folder.is_dir() else None
+    if found is not None and written.is_file() and written.read_text(encoding="utf-8").strip() == print_:
+        return found
+    if found is not None:
+        log.warning("%s sft: the checkpoint %s was written for other settings or examples; it is discarded and the "
+                    "training starts from the first step", name, found)
+    shutil.rmtree(folder, ignore_errors=True)
+    write_text_atomic(written, print_ + "\n")
+    return None
 
 
 def _subsample(examples: Sequence[dict[str, str]], cfg: SftTrainConfig) -> list[dict[str, str]]:
@@ -134,20 +219,10 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dic
     return concatenate_datasets(parts) if parts else Dataset.from_dict({"input_ids": [], "labels": []})
 
 
-def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-              examples: Sequence[dict[str, str]], *, name: str = "llm", device: str = "cpu",
-              callbacks: Sequence[TrainerCallback] = ()) -> SftResult:
-    """Fine-tune ``model`` in place on ``device`` (a resolved torch device string) on prompt/completion
-    ``examples``; returns the logged losses. The model is moved to ``device`` first and stays there.
-    ``callbacks``: extra trainer callbacks (e.g. a benchmark's step timer)."""
-    from trl import SFTConfig, SFTTrainer
-
-    if not examples:
-        raise ValueError(f"{name}: no SFT examples; histories are too short for the cut settings")
-    check_trainer_device(device)
-    freeze_gc_heap()
-    model.to(device)
-    kept = _subsample(examples, cfg)
+def _tokenized(cfg: SftTrainConfig, tokenizer: PreTrainedTokenizerBase, kept: Sequence[dict[str, str]],
+               name: str):
+    """``kept`` tokenized (a ``datasets.Dataset``, :func:`tokenize_examples`); a warning for the examples that
+    ``max_length`` leaves without a completion token, an error when that is all of them."""
     start = time.perf_counter()
     data = tokenize_examples(tokenizer, kept, cfg.max_length, sequence_loss=cfg.sequence_loss)
     log.info("%s sft: tokenized %d examples in %.1fs", name, len(kept), time.perf_counter() - start)
@@ -159,9 +234,33 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
     if not len(data):
         raise CoeaInputError(f"{name}: no SFT example keeps a completion token within max_length {cfg.max_length}",
                              fix=fix)
-    with tempfile.TemporaryDirectory(prefix=f"coea-sft-{name}-") as tmp, quiet_training():
+    return data
+
+
+def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+              examples: Sequence[dict[str, str]], *, name: str = "llm", device: str = "cpu",
+              callbacks: Sequence[TrainerCallback] = (), checkpoints: SftCheckpoints | None = None) -> SftResult:
+    """Fine-tune ``model`` in place on ``device`` (a resolved torch device string) on prompt/completion
+    ``examples``; returns the logged losses. The model is moved to ``device`` first and stays there.
+    ``callbacks``: extra trainer callbacks (e.g. a benchmark's step timer). ``checkpoints``: save and resume
+    (module doc; ``cfg.checkpoint_minutes`` 0 = neither); None = neither."""
+    from trl import SFTConfig, SFTTrainer
+
+    if not examples:
+        raise ValueError(f"{name}: no SFT examples; histories are too short for the cut settings")
+    check_trainer_device(device)
+    freeze_gc_heap()
+    model.to(device)
+    kept = _subsample(examples, cfg)
+    data = _tokenized(cfg, tokenizer, kept, name)
+    if checkpoints is not None and not cfg.checkpoint_minutes:
+        checkpoints = None
+    resume = None if checkpoints is None else resume_point(checkpoints, fingerprint(checkpoints.key, cfg, kept), name)
+    scratch = tempfile.TemporaryDirectory(prefix=f"coea-sft-{name}-") if checkpoints is None else nullcontext()
+    with scratch as tmp, quiet_training():
         args = SFTConfig(
-            output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+            output_dir=tmp or str(checkpoints.dir), save_total_limit=1,  # saves: SaveEvery; keep the last
+            num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
             learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type=cfg.lr_scheduler, max_length=cfg.max_length, completion_only_loss=True,
             logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
@@ -169,12 +268,18 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
             **trainer_flags(device, cfg.precision, compile_model=cfg.compile,
                            checkpointing=cfg.activation_checkpointing),
         )
+        saves = [] if checkpoints is None else [SaveEvery(cfg.checkpoint_minutes, checkpoints.on_save)]
         trainer = quiet_callbacks(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                                             callbacks=[LogLines(f"{name} sft"), *callbacks]))
+                                             callbacks=[LogLines(f"{name} sft"), *saves, *callbacks]))
+        if resume is not None:
+            log.info("%s sft: resuming from step %s (checkpoint %s)", name,
+                     resume.name.removeprefix(CHECKPOINT_PREFIX), resume)
         start = time.perf_counter()
         with labelled_positions_only(device):
-            out = trainer.train()
+            out = trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
         seconds = time.perf_counter() - start
+    if checkpoints is not None:  # trained: nothing left to resume
+        shutil.rmtree(checkpoints.dir, ignore_errors=True)
     unpatch_forward(model)  # copies of the model must run their own weights (see unpatch_forward)
     losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
     log.info("%s sft: %d examples, %d steps, mean train loss %.4f, last logged loss %.4f, %.1fs", name, len(data),

@@ -45,12 +45,17 @@ class SftTrainConfig:
     # history's next-category objective the DSIE encoder learns at every position, as an auxiliary task beside the
     # completion (coea.llm.sft.tokenize_examples); 0 = the completion only. The N-LLM's default is 10
     sequence_loss: int = 0
+    # `coea train-llms` and the SFT pipeline steps save a resumable checkpoint this often (minutes of training; the
+    # last one is kept), and a run started again with the same settings resumes from it (coea.llm.sft); 0 = never
+    checkpoint_minutes: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.precision = as_enum(Precision, "precision", self.precision)
         if self.sequence_loss < 0:
             raise ValueError(f"sequence_loss must be >= 0 (0 = off), got {self.sequence_loss!r}")
+        if self.checkpoint_minutes < 0:
+            raise ValueError(f"checkpoint_minutes must be >= 0 (0 = never), got {self.checkpoint_minutes!r}")
         if self.epochs <= 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs!r}")
         for name in ("batch_size", "max_length", "logging_steps"):

@@ -8,7 +8,7 @@ in a later period is admitted when the models meet it (:func:`coea.llm.models.ad
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,12 +63,16 @@ def short_history_warning(split: Split, llm: LlmConfig) -> str | None:
 
 
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
-                  which: Sequence[str] = MODELS, novelty_dir: Path | None = None) -> SftStageResult:
+                  which: Sequence[str] = MODELS, novelty_dir: Path | None = None,
+                  on_checkpoint: Callable[[str, Path], None] | None = None) -> SftStageResult:
     """SFT the LLMs named in ``which`` on the histories of the prepared log in ``data_dir`` with the groups and
     profiles of ``dsie_dir``; written under ``out_dir``. The SFT windows left unset follow ``cfg.split``
     (:func:`coea.llm.sft_config.resolve_llm`); ``llm_config.json`` records the resolved values. ``novelty_dir``: the
     trained N-LLM a warm-started R-LLM (``llm.relevance_init: novelty``) copies, when it is not ``out_dir/novelty``
-    (the pipeline's sft-relevance step reads the sft-novelty step's output)."""
+    (the pipeline's sft-relevance step reads the sft-novelty step's output). Each model is written, with its
+    lineage record, as soon as its SFT ends; a run started again resumes a model's SFT from its last checkpoint
+    under ``out_dir/sft_checkpoints/`` (:func:`coea.llm.run.run_train_llms`; ``on_checkpoint(name, folder)``
+    hears of each new one)."""
     for name in which:  # a run killed after saving one of the two leaves the other unusable, not a mixed pair
         lineage.clear(Path(out_dir) / name)
     split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
@@ -77,11 +81,10 @@ def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
     if "novelty" in which and (warning := short_history_warning(split, llm)) is not None:
         log.warning(warning)
     embeddings = load_encoder_embeddings(dsie_dir) if llm.model.embedding_init == "encoder" else None
+    key = lineage.histories(data_dir, cfg.split)
     result = run_train_llms(llm, split.histories, g.groups, g.profiles, g.prompt_levels(llm.data.full_csid),
                             Path(out_dir), which=tuple(which), device=resolve_device(cfg.device),
-                            novelty_dir=novelty_dir, pco_reward=cfg.pco.reward,
-                            embeddings=embeddings)
-    key = lineage.histories(data_dir, cfg.split)
-    for name in which:
-        lineage.write(Path(out_dir) / name, key, {"dsie": Path(dsie_dir)})
+                            novelty_dir=novelty_dir, pco_reward=cfg.pco.reward, embeddings=embeddings,
+                            saved=lambda name: lineage.write(Path(out_dir) / name, key, {"dsie": Path(dsie_dir)}),
+                            on_checkpoint=on_checkpoint)
     return SftStageResult(Path(out_dir), result.metrics(), result.paths)
