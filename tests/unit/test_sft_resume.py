@@ -1,8 +1,10 @@
 """SFT checkpoints: a training killed after a checkpoint and started again with the same settings and examples
-resumes at the checkpoint's step and ends with the weights of an uninterrupted training; a checkpoint of other
+resumes at the checkpoint's step and ends with the weights of an uninterrupted training (every weight trained, or
+a LoRA adapter); a checkpoint of other
 settings or examples, or one a kill cut short, is not resumed from; the folder goes when the training ends."""
 
 import logging
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -11,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from coea.llm.sft import TRAINER_STATE, SftCheckpoints, complete_checkpoint, train_sft
 from coea.llm.sft_config import SftTrainConfig
+from coea.llm.trainer_output import GRADIENT_CHECKPOINTING_DEPRECATED
 from tests.helpers import tiny_causal_lm
 
 WORDS = ["group:", "<a_1>", "recent:", "a", "b", "c", ";", "novel:", "d", "e"]
@@ -25,12 +28,26 @@ class Preempted(Exception):
     pass
 
 
-@pytest.fixture
-def fresh(tmp_path):
-    """A function returning the same untrained tiny model (and its tokenizer) on every call."""
+@pytest.fixture(params=["full", "lora"])
+def fresh(tmp_path, request):
+    """A function returning the same untrained tiny model (and its tokenizer) on every call: every weight
+    trainable, or a LoRA adapter (with dropout: the resumed RNG states matter) on the frozen model."""
+    from peft import LoraConfig, get_peft_model
+
     torch.set_num_threads(1)
     path = tiny_causal_lm(tmp_path / "m", WORDS)
-    return lambda: (AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+
+    def build():
+        model = AutoModelForCausalLM.from_pretrained(path)
+        if request.param == "lora":
+            torch.manual_seed(0)  # the adapter's initial weights
+            with warnings.catch_warnings():  # peft asks the model the deprecated is_gradient_checkpointing
+                warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_DEPRECATED, category=FutureWarning)
+                model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_dropout=0.1,
+                                                         target_modules=["q_proj", "v_proj"]))
+        return model, AutoTokenizer.from_pretrained(path)
+
+    return build
 
 
 def _killed_at(step: int):
