@@ -9,7 +9,12 @@ random (seeded): throughput does not depend on them. The ``prompt`` rows train t
 prompts, the user's history sections as SFT writes them (``llm.data.sequence`` 50; with ``items`` 50 too, whose
 scratch tokenizer holds every history item: its output layer grows with them; and with the N-LLM's default
 ``sequence_loss`` 10, which labels 10 more tokens a prompt); ratio = over the default row. The other rows train
-the completions only (``sequence_loss`` 0: their short prompts have no ``seq:`` section).
+the completions only (``sequence_loss`` 0: their short prompts have no ``seq:`` section). The ``checkpoint every
+step`` row trains the last prompt row's examples saving a resumable checkpoint after every step
+(``checkpoint_minutes`` ~0; :class:`coea.llm.sft.SftCheckpoints`): ``save_s`` is the median wall time of one save
+(from the end of a step's hooks to the checkpoint's hook), ``overhead_at_10min`` that over the default interval
+(600 s), and ``fingerprint_s_per_100k`` the hash of the settings and 100,000 examples a resumable training computes
+once at its start; its ratio (over that prompt row) mixes in the save time.
 Each row trains a fresh model for a fixed number of steps;
 the first ``WARMUP`` steps (allocator, kernels, compile) are not counted.
 Run: ``make bench`` or ``python benchmarks/bench_train.py [--steps N] [--devices cpu,cuda] [--no-gpu-preset]``.
@@ -98,9 +103,9 @@ class _Timer:
 
 
 def _row(kind: str, model_cfg: ModelConfig, train_cfg, data: list[dict], split, device: str,
-         texts: tuple[str, ...] = ()) -> dict[str, float]:
+         texts: tuple[str, ...] = (), checkpoints=None, extra=()) -> dict[str, float]:
     """Train a fresh model on ``data`` for len(data) / batch steps; examples/s over the timed steps. ``texts``: more
-    words for the scratch tokenizer (section markers, items)."""
+    words for the scratch tokenizer (section markers, items); ``checkpoints``: train_sft's; ``extra``: callbacks."""
     from coea.llm import dpo, sft
     from coea.llm.models import build_model_and_tokenizer
 
@@ -113,11 +118,43 @@ def _row(kind: str, model_cfg: ModelConfig, train_cfg, data: list[dict], split, 
                       callbacks=[timer.callback])
     else:
         sft.train_sft(train_cfg, bundle.model, bundle.tokenizer, data, name=kind, device=device,
-                      callbacks=[timer.callback])
+                      callbacks=[timer.callback, *extra], checkpoints=checkpoints)
     steps = len(data) // train_cfg.batch_size - WARMUP
     seconds = timer.marks[-1] - timer.marks[0]
     return {"seconds": seconds, "min_seconds": seconds, "peak_mib": 0.0,
             "examples_per_s": steps * train_cfg.batch_size / seconds, "steps": steps}
+
+
+def _checkpoint_row(split, model_cfg: ModelConfig, n_cfg, device: str, steps: int,
+                    base: dict[str, float]) -> dict[str, float]:
+    """The last prompt row (seq 50, items 50, sequence_loss 10) with a checkpoint after every step (module doc)."""
+    import tempfile
+
+    from coea.llm.run import section_texts
+    from coea.llm.sft import SftCheckpoints, fingerprint
+    from coea.llm.sft_config import SftDataConfig
+
+    cfg = replace(n_cfg, sequence_loss=10, checkpoint_minutes=1e-9)
+    data = _section_examples(split, cfg.batch_size * steps, 50, 50)
+    texts = tuple(section_texts(SftDataConfig(sequence=50, items=50), split.histories.interactions))
+    timer = _Timer(device)
+    saves: list[float] = []
+    timer.callback.on_step_end = lambda *a, **k: timer.marks.append(time.perf_counter())  # runs just before a save
+    hook = lambda _folder: saves.append(time.perf_counter() - timer.marks[-1])  # noqa: E731 - just after it
+    with tempfile.TemporaryDirectory(prefix="bench-sft-checkpoints-") as tmp:
+        row = _row("nllm_sft", model_cfg, cfg, data, split, device, texts, SftCheckpoints(Path(tmp) / "ck", "bench",
+                                                                                       hook), extra=[timer.callback])
+    row["ratio"] = row["examples_per_s"] / base["examples_per_s"]
+    row["save_s"] = float(np.median(saves))
+    row["overhead_at_10min"] = row["save_s"] / 600.0
+    many = data * (100_000 // len(data) + 1)
+    start = time.perf_counter()
+    fingerprint("bench", cfg, many[:100_000])
+    row["fingerprint_s_per_100k"] = time.perf_counter() - start
+    print(f"{device:<5} nllm_sft  checkpoint every step      {row['examples_per_s']:>10.1f} examples/s "
+          f"({row['ratio']:.2f}x; {row['save_s']:.3f} s a save = {100 * row['overhead_at_10min']:.3f} % at 10 min; "
+          f"fingerprint {row['fingerprint_s_per_100k']:.2f} s per 100k examples)", flush=True)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"{device} nllm_sft {name}"] = row
             print(f"{device:<5} nllm_sft  {name:<26} {row['examples_per_s']:>10.1f} examples/s "
                   f"({row['ratio']:.2f}x, {row['prompt_words']:.0f} prompt words)", flush=True)
+    for device in devices:
+        rows[f"{device} nllm_sft checkpoint every step"] = _checkpoint_row(
+            split, cpu.llm.model, n_cfg, device, args.steps, rows[f"{device} nllm_sft {sections[-1][0]}"])
     for kind in ("nllm_sft", "rllm_sft", "dpo"):  # GPU over CPU, same variant
         if {f"cpu {kind} gpu preset auto", f"cuda {kind} gpu preset auto"} <= set(rows):
             rows[f"cuda {kind} gpu preset auto"]["cuda_over_cpu"] = (

@@ -98,11 +98,12 @@ class SaveEvery(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D401 - trainer hook
         if time.monotonic() - self.last >= self.seconds and state.global_step < state.max_steps:
             control.should_save = True
+            self.last = time.monotonic()  # the trainer saves right after this hook
 
     def on_save(self, args, state, control, **kwargs):  # noqa: D401 - trainer hook
-        self.last = time.monotonic()
+        took, self.last = time.monotonic() - self.last, time.monotonic()
         path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
-        log.info("sft checkpoint at step %d/%d: %s", state.global_step, state.max_steps, path)
+        log.info("sft checkpoint at step %d/%d (%.2f s): %s", state.global_step, state.max_steps, took, path)
         if self.hook is not None:
             self.hook(path)
 
