@@ -1,6 +1,8 @@
 """SIGTERM (a preempted or timed-out pod) and Ctrl-C (SIGINT) in the middle of a command: the temporary files and
-folders it had made (the staging folders beside --out's data/ and dsie/, the trainers' coea-sft-* folder in TMPDIR)
-are removed, stderr ends with one line (no traceback) and the exit code is 128 + the signal's number."""
+folders it had made (the staging folders beside --out's data/ and dsie/) are removed, nothing of ours is left in
+TMPDIR, stderr ends with one line (no traceback) and the exit code is 128 + the signal's number. What an SFT
+interrupted there keeps is its resumable checkpoint folder (``out/llm/sft_checkpoints/``; coea.llm.sft), which a
+re-run resumes from."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def interrupt(tmp_path: Path, sig: signal.Signals, trigger: str, made: str) -> s
 
 
 @pytest.mark.parametrize(("sig", "trigger", "made"), [
-    (signal.SIGTERM, "novelty sft step 2/", "tmp/coea-sft-novelty-*"),  # inside the trainer's temporary folder
+    (signal.SIGTERM, "novelty sft step 2/", "out/llm/sft_checkpoints/novelty/fingerprint.txt"),  # in the trainer
     (signal.SIGINT, "encoder epoch 1", "out/.data.*.tmp"),  # while data/ and dsie/ are staged beside them
 ], ids=["SIGTERM", "SIGINT"])
 def test_an_interrupted_command_leaves_no_temporary_files(tmp_path, sig, trigger, made):
