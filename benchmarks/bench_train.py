@@ -8,7 +8,8 @@ Prompts are real MovieLens-1M short-term sets (../shared) with a realistic group
 random (seeded): throughput does not depend on them. The ``prompt`` rows train the default model's N-LLM on longer
 prompts, the user's history sections as SFT writes them (``llm.data.sequence`` 50; with ``items`` 50 too, whose
 scratch tokenizer holds every history item: its output layer grows with them; and with the N-LLM's default
-``sequence_loss`` 10, which labels 10 more tokens a prompt); ratio = over the default row. The other rows train
+``sequence_loss`` 10, which labels 10 more tokens a prompt, or 50, every ``seq:`` position); ratio = over the
+default row. The other rows train
 the completions only (``sequence_loss`` 0: their short prompts have no ``seq:`` section). The ``checkpoint every
 step`` row trains the last prompt row's examples saving a resumable checkpoint after every step
 (``checkpoint_minutes`` ~0; :class:`coea.llm.sft.SftCheckpoints`): ``save_s`` is the median wall time of one save
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_cfg = replace(cpu.llm.novelty, epochs=1.0, precision="fp32", logging_steps=10**6, max_examples=None)
     sections = (("prompt + seq 50", 50, 0, 0), ("prompt + seq 50 + items 50", 50, 50, 0),
+                ("prompt + seq 50 + items 50 + sequence_loss 50", 50, 50, 50),  # every seq: position
                 ("prompt + seq 50 + items 50 + sequence_loss 10", 50, 50, 10))  # the last: the default since 48
     for device in devices:  # longer prompts: the history sections (default model, N-LLM SFT)
         for name, sequence, items, seq_loss in sections:
