@@ -196,7 +196,7 @@ def _checkpoints(cfg: LlmConfig, out_dir: Path | None, name: str,
     depends on: the model and prompt settings, its own SFT settings and (a warm-started R-LLM) the N-LLM's."""
     if out_dir is None:
         return None
-    start = [name, config_to_dict(cfg.model), config_to_dict(cfg.data), str(cfg.relevance_init)]
+    start = [name, config_to_dict(cfg.model), config_to_dict(cfg.data)]
     if name == "relevance" and cfg.relevance_init is RelevanceInit.NOVELTY:
         start.append(config_to_dict(cfg.novelty))
     hook = None if on_checkpoint is None else (lambda path: on_checkpoint(name, path))

@@ -126,20 +126,20 @@ def complete_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX)), default=None)
 
 
-def resume_point(ck: SftCheckpoints, print_: str, name: str) -> Path | None:
+def resume_point(ck: SftCheckpoints, expected: str, name: str) -> Path | None:
     """The checkpoint to resume ``name``'s training from: the last complete one in ``ck.dir`` when the folder's
-    fingerprint is ``print_``; otherwise the folder is emptied (a warning when it held a checkpoint of other
-    settings or examples) and gets ``print_``. None = start from the first step."""
+    fingerprint is ``expected``; otherwise the folder is emptied (a warning when it held a checkpoint of other
+    settings or examples) and gets ``expected``. None = start from the first step."""
     folder = Path(ck.dir)
     written = folder / FINGERPRINT
     found = complete_checkpoint(folder) if folder.is_dir() else None
-    if found is not None and written.is_file() and written.read_text(encoding="utf-8").strip() == print_:
+    if found is not None and written.is_file() and written.read_text(encoding="utf-8").strip() == expected:
         return found
     if found is not None:
         log.warning("%s sft: the checkpoint %s was written for other settings or examples; it is discarded and the "
                     "training starts from the first step", name, found)
     shutil.rmtree(folder, ignore_errors=True)
-    write_text_atomic(written, print_ + "\n")
+    write_text_atomic(written, expected + "\n")
     return None
 
 

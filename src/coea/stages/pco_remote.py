@@ -30,10 +30,16 @@ CHECKPOINTS = "checkpoints"
 REMOTE_FIX = "delete that checkpoint prefix to start the PCO rounds again"
 
 
+def relative_name(rel: str) -> bool:
+    """Whether ``rel`` is a plain relative object name: no empty, ``.`` or ``..`` step (a mirrored name that is
+    not is never downloaded)."""
+    return all(step not in ("", ".", "..") for step in rel.split("/"))
+
+
 def checkpoint_prefix(key: str) -> str:
-    """``checkpoints/<key>/``: where one pco_loop task's rounds live in the state store."""
+    """``checkpoints/<key>/``: where one GPU task's checkpoints (PCO rounds, SFT) live in the state store."""
     steps = key.strip("/").split("/")
-    if any(step in ("", ".", "..") for step in steps):
+    if not relative_name("/".join(steps)):
         raise CoeaInputError(f"checkpoint_key {key!r} is not a relative name", option="checkpoint_key",
                              fix="pass the run id and task name (the pipelines' default)")
     return f"{CHECKPOINTS}/{'/'.join(steps)}/"
@@ -52,7 +58,7 @@ def _wanted(rel: str, done: int) -> bool:
     """Whether a mirrored file belongs to a round up to ``done`` (or is the lineage record): a later round's files
     are an upload a preemption cut short."""
     steps = rel.split("/")
-    if any(step in ("", ".", "..") for step in steps):
+    if not relative_name(rel):
         return False
     if steps == [LINEAGE]:
         return True

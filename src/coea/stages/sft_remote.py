@@ -23,7 +23,7 @@ from pathlib import Path
 from coea.errors import CoeaInputError
 from coea.llm.run import CHECKPOINTS
 from coea.llm.sft import CHECKPOINT_PREFIX, FINGERPRINT
-from coea.stages.pco_remote import checkpoint_prefix
+from coea.stages.pco_remote import checkpoint_prefix, relative_name
 from coea.state_backends import GcsState, LocalState, open_state
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def restore_checkpoint(store: LocalState | GcsState, prefix: str, name: str, out
                              source=f"{where}{name}/{LATEST}", fix=FIX) from err
     local = Path(out_dir) / CHECKPOINTS / name
     for rel in (n[len(base):] for n in store.list(base + checkpoint + "/")):
-        if all(step not in ("", ".", "..") for step in rel.split("/")):
+        if relative_name(rel):
             store.download_file(base + rel, local / rel)
     store.download_file(base + FINGERPRINT, local / FINGERPRINT)
     log.info("%s sft: %s downloaded from %s%s/ (a retried step resumes from it)", name, checkpoint, where, name)
