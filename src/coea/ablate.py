@@ -87,7 +87,7 @@ from coea.evaluation.evaluate import lists_metrics, recommend_all, score_split, 
 from coea.evaluation.registry import MethodArtifacts, Need, build_method, method_context, parse_method
 from coea.flow import run_flow
 from coea.layout import RunLayout
-from coea.llm.sft_config import resolve_llm
+from coea.llm.sft_config import resolve_llm, without_run_only
 from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
@@ -259,7 +259,8 @@ def trained_as(llm_dir: Path, vcfg: RunConfig, layout: RunLayout) -> bool:
     """Whether ``llm_dir`` holds a finished SFT pair with ``vcfg``'s LLM settings on ``layout``'s data, split and
     groups (an interrupted ablation, or one run with another config, left a pair that must not be reused)."""
     resolved = json.loads(json.dumps(config_to_dict(resolve_llm(vcfg.llm, vcfg.split))))
-    want = {field: resolved[field] for field in _TRAINING_KEYS}  # not the ranking-time settings (encoder_weight, ...)
+    # not the ranking-time settings (encoder_weight, ...) nor those that do not change the model (checkpoint_minutes)
+    want = without_run_only({field: resolved[field] for field in _TRAINING_KEYS})
     key = lineage.histories(layout.data, vcfg.split)
     for name in ("novelty", "relevance"):
         try:
@@ -267,7 +268,7 @@ def trained_as(llm_dir: Path, vcfg: RunConfig, layout: RunLayout) -> bool:
             trained = json.loads((llm_dir / f"sft_metrics_{name}.json").read_text(encoding="utf-8"))["config"]
         except (CoeaInputError, OSError, ValueError, KeyError, TypeError):
             return False
-        if {field: trained.get(field) for field in _TRAINING_KEYS} != want:
+        if without_run_only({field: trained.get(field) for field in _TRAINING_KEYS}) != want:
             return False
     return True
 

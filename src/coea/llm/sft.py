@@ -28,7 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from coea.device import check_trainer_device, labelled_positions_only, trainer_flags
 from coea.errors import CoeaInputError
 from coea.llm.models import unpatch_forward
-from coea.llm.sft_config import SftTrainConfig
+from coea.llm.sft_config import SftTrainConfig, without_run_only
 from coea.llm.trainer_output import quiet_callbacks, quiet_training
 from coea.utils import freeze_gc_heap, write_text_atomic
 
@@ -109,9 +109,9 @@ class SaveEvery(TrainerCallback):
 
 
 def fingerprint(key: str, cfg: SftTrainConfig, examples: Sequence[dict[str, str]]) -> str:
-    """sha256 of ``key``, the training settings (all but ``checkpoint_minutes``) and the examples, in order."""
+    """sha256 of ``key``, the training settings (all but ``RUN_ONLY_FIELDS``) and the examples, in order."""
     h = hashlib.sha256(key.encode())
-    settings = {k: v for k, v in asdict(cfg).items() if k != "checkpoint_minutes"}
+    settings = without_run_only(asdict(cfg))
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for e in examples:
         h.update(b"\0".join((e["prompt"].encode(), e["completion"].encode(), b"")))

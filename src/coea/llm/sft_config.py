@@ -22,6 +22,18 @@ if TYPE_CHECKING:
     from coea.config import SplitConfig
 
 
+# SftTrainConfig fields that change how a training runs, not what it trains: a model trained before one existed (or
+# with another value) is the same model, so reuse checks (`coea ablate --from-run`, the SFT resume fingerprint, PCO
+# resume) leave them out
+RUN_ONLY_FIELDS = frozenset({"checkpoint_minutes"})
+
+
+def without_run_only(settings: dict) -> dict:
+    """``settings`` (a config as a dict) without :data:`RUN_ONLY_FIELDS`, at any depth."""
+    return {k: without_run_only(v) if isinstance(v, dict) else v for k, v in settings.items()
+            if k not in RUN_ONLY_FIELDS}
+
+
 @dataclass
 class SftTrainConfig:
     """Supervised fine-tuning of one LLM with trl's SFTTrainer (completion-only loss)."""

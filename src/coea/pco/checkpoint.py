@@ -25,6 +25,7 @@ import torch
 from coea.config import config_to_dict
 from coea.errors import CoeaInputError, reading, reads
 from coea.llm.models import ModelBundle, load_bundle, save_bundle
+from coea.llm.sft_config import without_run_only
 from coea.pco.config import PcoConfig
 from coea.utils import atomic_dir, write_json_atomic
 
@@ -86,7 +87,7 @@ def read_state(out_dir: Path, cfg: PcoConfig) -> PcoState | None:
     if not path.is_file():
         return None
     state = parse_state(json.loads(path.read_text(encoding="utf-8")), path)
-    changed = config_changes(state.config, config_to_dict(cfg))
+    changed = config_changes(without_run_only(state.config), without_run_only(config_to_dict(cfg)))
     if changed:
         raise CoeaInputError(f"the PCO config differs from the run being resumed ({'; '.join(changed)})",
                              source=path, fix="resume with the same config, or write to a fresh --out directory")
