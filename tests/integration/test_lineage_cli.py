@@ -101,7 +101,8 @@ def test_an_interrupted_group_is_refused_by_the_next_step(grouped: tuple[Path, P
 def test_train_llms_without_config_reads_the_run_config(grouped: tuple[Path, Path], tmp_path: Path) -> None:
     """`coea group` writes RUN/config.json; train-llms (like pco and serve) reads it when --config is left out.
     An ablation reuses such a pair as a variant's only when it was trained with the variant's LLM settings on this
-    run's data, split and groups."""
+    run's data, split and groups; a setting that changes how the SFT runs, not the model (``checkpoint_minutes``,
+    absent from pairs trained before session 49), does not count."""
     import shutil
     from dataclasses import replace
 
@@ -123,5 +124,13 @@ def test_train_llms_without_config_reads_the_run_config(grouped: tuple[Path, Pat
     assert trained_as(layout.llm, replace(vcfg, llm=replace(vcfg.llm, encoder_weight=0.0)), layout)  # ranking only
     wider = replace(vcfg, llm=replace(vcfg.llm, model=replace(vcfg.llm.model, hidden_size=48)))
     assert not trained_as(layout.llm, wider, layout)  # an ablation re-run with another config
+    # how often the SFT saved does not change the model: a pair trained before the setting existed still counts
+    for name in ("novelty", "relevance"):
+        path = copy / "llm" / f"sft_metrics_{name}.json"
+        metrics = json.loads(path.read_text())
+        for trainer in ("novelty", "relevance"):
+            del metrics["config"][trainer]["checkpoint_minutes"]
+        path.write_text(json.dumps(metrics))
+    assert trained_as(layout.llm, vcfg, layout)
     (copy / "llm" / "relevance" / "lineage.json").unlink()  # killed while re-training the R-LLM
     assert not trained_as(layout.llm, vcfg, layout)

@@ -79,3 +79,28 @@ def test_a_saved_round_logs_its_final_model_paths_not_the_temporary_ones(tmp_pat
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if ".tmp" in m], messages
     assert any(str(final / "novelty") in m and str(final / "relevance") in m for m in messages), messages
+
+
+def test_a_state_saved_before_checkpoint_minutes_existed_resumes_and_a_real_change_is_still_refused(tmp_path):
+    """``checkpoint_minutes`` (session 49) says how often an SFT saves, not what it trains: a PCO state written
+    without it (or with another value) resumes; a change of a training setting beside it is still refused."""
+    import pytest
+
+    from coea.errors import CoeaInputError
+    from coea.pco.checkpoint import read_state
+
+    cfg = PcoConfig(rounds=2)
+    write_state(tmp_path, 1, [{"round": 0}, {"round": 1}], cfg)
+    path = tmp_path / STATE_FILE
+    state = json.loads(path.read_text())
+    for trainer in ("relevance_refresh", "novelty_refresh"):
+        del state["config"][trainer]["checkpoint_minutes"]
+    path.write_text(json.dumps(state))
+    assert read_state(tmp_path, cfg).completed_rounds == 1
+    state["config"]["relevance_refresh"]["checkpoint_minutes"] = 3.0
+    path.write_text(json.dumps(state))
+    assert read_state(tmp_path, cfg).completed_rounds == 1
+    state["config"]["relevance_refresh"]["lr"] = 0.5
+    path.write_text(json.dumps(state))
+    with pytest.raises(CoeaInputError, match=r"relevance_refresh\.lr: 0\.5 ->"):
+        read_state(tmp_path, cfg)
