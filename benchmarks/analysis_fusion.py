@@ -32,7 +32,12 @@ interests. Each position takes the category with the highest ``score - lambda * 
 categories ``s`` already listed, J the Jaccard similarity of the two categories' genre sets (their names split on
 ``|``: metadata, no interaction), scores as log-probabilities (``mmr_top_k``).
 
+``--ensemble-run RUN2`` (another run on the same data and split, its own DSIE fit) asks whether a teacher built
+from two encoder fits would lift the N-LLM's target above SASRec (session 50): rows ``sasrec_ens+x`` (the mean of
+the two encoders' log-softmaxes) and ``w=W, 2 encoders`` (``log p_N + w`` x that mean), beside the one-fit rows, and a column against `sasrec+x`.
+
     python benchmarks/analysis_fusion.py --run RUN --config V --weights 0,0.25,0.5,1
+    python benchmarks/analysis_fusion.py --run RUN --config V --weights 0,2 --ensemble-run RUN2
     python benchmarks/analysis_fusion.py --run RUN --config V --weights 0,2 --mmr 0.5,1,2,4
 """
 
@@ -71,6 +76,30 @@ def fused_scores(log_n: np.ndarray, enc: np.ndarray, log_q: np.ndarray, weights:
                 label = f"w={w:g}" + (f",v={v:g}" if v else "") + (f",u={u:g}" if u else "")
                 out[label] = base + v * log_q[None, :] + (u * log_c if u else 0.0)
     return out
+
+
+def ensemble_rows(log_n: np.ndarray, enc: np.ndarray, enc2: np.ndarray, weights: list[float]) -> dict[str, np.ndarray]:
+    """``--ensemble-run``: ``sasrec_ens+x`` (U, C), the mean of the two encoders' log-softmaxes (``enc``, ``enc2``:
+    logits), and per w ``"w=W, 2 encoders"``: ``log p_N + w`` x that mean (w = 0 is left out: the N-LLM alone)."""
+    from coea.evaluation.llm_methods import encoder_fused, log_softmax_rows
+
+    ens = (log_softmax_rows(enc) + log_softmax_rows(enc2)) / 2
+    return {"sasrec_ens+x": ens, **{f"w={w:g}, 2 encoders": encoder_fused(log_n, ens, w) for w in weights if w}}
+
+
+def second_encoder(run: Path, cfg, split, users: list[str], categories: list[str]) -> np.ndarray:
+    """(U, C) the ``sasrec`` logits of another run's DSIE fit for ``users`` (its categories must be ``categories``,
+    in order: the same prepared data)."""
+    from coea.evaluation.registry import build_method, method_context, parse_method
+    from coea.layout import RunLayout
+    from coea.stages.artifacts import load_artifacts
+
+    ctx = method_context(cfg, load_artifacts(["sasrec"], RunLayout(run).artifacts()))
+    method = build_method(parse_method("sasrec"), ctx).fit(split.histories)
+    if list(method.categories) != list(categories):
+        raise SystemExit(f"error: {run}: its categories differ from --run's (another data set or preparation); "
+                         "give a run on the same data")
+    return np.asarray(method.score(users), dtype=np.float64)
 
 
 def genre_similarity(categories: list[str]) -> np.ndarray:
@@ -128,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--novelty", choices=("nllm", "coea"), default="nllm",
                         help="the N-LLM: after SFT (default) or after the run's last PCO round")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--ensemble-run", type=Path, default=None,
+                        help="another run on the same data and split: rows with the mean of both encoders (above)")
     parser.add_argument("--mmr", default="",
                         help="comma-separated lambdas: also each ranking re-ranked for genre diversity (see above)")
     args = parser.parse_args(argv)
@@ -159,13 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     log_c = cooc_log_shares(Cooccurrence().fit(split.histories).score(users)) if any(cooc_weights) else None
     lists = {"sasrec+x": enc, "pop_novel": np.broadcast_to(log_q, enc.shape)}
     lists.update(fused_scores(log_n, enc, log_q, weights, pop_weights, log_c, cooc_weights))
+    if args.ensemble_run:
+        enc2 = second_encoder(args.ensemble_run, cfg, split, users, list(method.categories))
+        lists.update(ensemble_rows(log_n, enc, enc2, weights))
     recs = {label: top_k(np.where(banned, -np.inf, s), users, method.categories, args.k) for label, s in lists.items()}
     if args.mmr:
         recs.update(diversified(lists, banned, users, method.categories, args))
     key = f"S-H@{args.k}"
     per_user = {label: v[key] for label, v in warm_per_user(split, recs, cfg.eval, [args.k]).items()}
     print(f"{len(users)} evaluated users; w = 0 is the N-LLM alone ({args.novelty})\n")
-    refs = [r for r in ("w=0", "pop_novel") if r in per_user]
+    refs = [r for r in ("w=0", "pop_novel") if r in per_user] + (["sasrec+x"] if args.ensemble_run else [])
     print(f"| ranking of unseen categories | {key} | " + " | ".join(f"− {r} (95 % paired CI)" for r in refs) + " |")
     print("|---|---:|" + "---:|" * len(refs))
     for label, vec in per_user.items():

@@ -56,3 +56,22 @@ def test_mmr_top_k_is_the_plain_top_k_at_lambda_0_and_skips_a_near_duplicate_whe
     banned = scores.copy()
     banned[0, 2:] = -np.inf  # two allowed categories: the other positions stay empty (-1)
     assert mmr_top_k(banned, sim, 2.0, 3).tolist() == [[0, 1, -1]]
+
+
+def test_ensemble_rows_average_the_two_encoders_log_softmaxes_and_fuse_that_mean():
+    """``--ensemble-run``: ``sasrec_ens+x`` is the mean of the two encoders' log-probabilities (not of their raw
+    logits, whose scales differ between fits), and ``w=W, 2 encoders`` adds w times it to the N-LLM's."""
+    from benchmarks.analysis_fusion import ensemble_rows
+
+    log_n = np.log(np.array([[0.6, 0.3, 0.1]]))
+    enc = np.array([[0.0, 1.0, 0.0]])
+    enc2 = np.array([[0.0, 0.0, 30.0]]) + 7.0  # sharper and shifted: only its log-softmax enters
+    out = ensemble_rows(log_n, enc, enc2, [0.0, 2.0])
+    assert list(out) == ["sasrec_ens+x", "w=2, 2 encoders"]
+
+    def ls(x):
+        return x - np.log(np.exp(x - x.max()).sum()) - x.max()
+
+    np.testing.assert_allclose(out["sasrec_ens+x"], (ls(enc) + ls(enc2)) / 2)
+    np.testing.assert_allclose(out["w=2, 2 encoders"], log_n + 2 * ls((ls(enc) + ls(enc2)) / 2))
+    assert out["sasrec_ens+x"].argmax() == 2 and out["w=2, 2 encoders"].argmax() == 2
