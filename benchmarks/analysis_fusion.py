@@ -34,7 +34,8 @@ categories ``s`` already listed, J the Jaccard similarity of the two categories'
 
 ``--ensemble-run RUN2`` (another run on the same data and split, its own DSIE fit) asks whether a teacher built
 from two encoder fits would lift the N-LLM's target above SASRec (session 50): rows ``sasrec_ens+x`` (the mean of
-the two encoders' log-softmaxes) and ``w=W, 2 encoders`` (``log p_N + w`` x that mean), beside the one-fit rows, and a column against `sasrec+x`.
+the two encoders' log-softmaxes) and ``w=W, 2 encoders`` (``log p_N + w`` x that mean), beside the one-fit rows,
+and a column against ``sasrec+x``.
 
     python benchmarks/analysis_fusion.py --run RUN --config V --weights 0,0.25,0.5,1
     python benchmarks/analysis_fusion.py --run RUN --config V --weights 0,2 --ensemble-run RUN2
