@@ -1,8 +1,7 @@
 """``coea ablate``: the full method and its ablations in one run, over the same rounds and the same split (the
 same number of rounds; a feedback reward cuts the history into ``rounds + 1`` periods, period r + 1 being round r's
-feedback, so ``coea w/o feedback``'s ``rounds`` windows end elsewhere than ``coea``'s).
-
-Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` which needs its own SFT):
+feedback, so ``coea w/o feedback``'s ``rounds`` windows end elsewhere than ``coea``'s). Variants (each PCO run
+starts from the same SFT models, except ``w/o CSID`` and the prompt variants, which need their own SFT):
 
 - ``coea``: SFT + ``pco.rounds`` rounds with the configured alpha;
 - ``coea w/o R-LLM``: the SFT N-LLM alone (one-time alignment, = ``nllm_sft``): round 0 of every curve;
@@ -16,9 +15,8 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
   judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
   periods' interactions only (``refresh: auto`` then means ``period``), so no logged take-up reaches the loop;
 - ``coea w/o teacher`` (only when ``pco.reward`` is ``teacher``, e.g. the ``distil`` preset): the R-LLM judges the
-  candidates instead (``relevance`` reward, hard labels, the DPO update: the paper's loop; with ``candidates`` null
-  the N-LLM's top ``JUDGED_CANDIDATES``), every other PCO setting as configured,
-  so the row shows what the encoder as teacher adds over the R-LLM judge;
+  candidates instead (the ``relevance`` reward; with ``candidates`` null the N-LLM's top ``JUDGED_CANDIDATES``), every
+  other PCO setting as configured: what the encoder as teacher adds over the R-LLM judge;
 - ``coea + encoder (= coea_seq)``: the ``coea`` variant's final N-LLM ranked by log P_N + ``llm.encoder_weight`` x
   log p_S of the DSIE long-term encoder (the ``coea_seq`` method: the user's events in order, which the prompt lacks),
   no training of its own; its SFT-only counterpart is the ``nllm_seq`` baseline row. With ``llm.cooc_weight`` > 0
@@ -34,7 +32,8 @@ Variants (each PCO run starts from the same SFT models, except ``w/o CSID`` whic
   ``coea + item sequence`` adds ``ITEMS`` where the config turns it off).
 
 ``only`` (``coea ablate --variants``) keeps ``coea`` and the named variants (any of the above, the prompt ones
-included without ``extras``).
+included without ``extras``). With ``from_run`` the ``coea`` row reuses that run's own PCO rounds when they finished
+with the same PCO config from its SFT pair as it is now (:func:`finished_rounds`), else it trains them anew.
 
 Baselines scored on the same split by ``coea evaluate``'s code: the novelty-excluding methods
 (``pop_novel``, ``cooc_novel``, ``markov+x``, ``sasrec+x``, ``group_pop_novel``, ``nllm_sft+x``), ``nllm_sft`` and
@@ -48,10 +47,9 @@ and S-H@K of its ``+x`` top-K minus the reference's (``eval.reference``, default
 of ``REFERENCE_POOL`` with the highest S-H@K), paired bootstrap over the split's evaluated users
 (:mod:`coea.evaluation.ablate_report`).
 
-Outputs: ``ablate.json``, ``ablate.md`` (final-round table + paired CIs + per-round NCP@K / C-H@K),
-``ablate.png``. The table's rows and the paired CIs score each variant's final models on every evaluated user
-(``finals`` in ablate.json); the per-round rows (``variants``) and the plot are PCO's per-round metrics, over
-``eval.round_users``' sample when that is set.
+Outputs: ``ablate.json``, ``ablate.md`` (final-round table, paired CIs, per-round NCP@K / C-H@K), ``ablate.png``. The
+table's rows and the paired CIs score each variant's final models on every evaluated user (``finals``); the
+per-round rows (``variants``) and the plot are PCO's per-round metrics (over ``eval.round_users``' sample if set).
 """
 
 from __future__ import annotations
@@ -88,6 +86,7 @@ from coea.evaluation.registry import MethodArtifacts, Need, build_method, method
 from coea.flow import run_flow
 from coea.layout import RunLayout
 from coea.llm.sft_config import resolve_llm, without_run_only
+from coea.pco.checkpoint import read_state
 from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
@@ -305,15 +304,7 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
     loaded = read_prepared(layout.data)
     split = chronological_split(loaded.interactions, cfg.split)
     k = cfg.pco.k
-    variants: dict[str, list[dict[str, Any]]] = {}
-    finals: dict[str, tuple[Recommendations, Recommendations]] = {}
-    for name, vcfg in configs.items():
-        log.info("ablate: variant %r", name)
-        pco_dir = _variant_pco_dir(name, layout, out_dir, from_run)
-        llm_dir = _variant_llm_dir(name, vcfg, cfg, layout, out_dir)
-        variants[name] = run_pco_stage(vcfg, layout.data, layout.dsie, [llm_dir], pco_dir).rounds
-        finals[name] = _final_lists(vcfg, layout, pco_dir, split, k)
-    coea_dir = _variant_pco_dir("coea", layout, out_dir, from_run)
+    variants, finals, coea_dir = _run_variants(configs, cfg, layout, out_dir, from_run, split)
     rankings = _ranking_configs(cfg)
     for name, rcfg in rankings.items():
         log.info("ablate: %r", name)
@@ -333,6 +324,45 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
     if split.warm_users:
         result.paired_ci = _paired_ci(split, eval_cfg, finals, recs, baselines, k, cfg.eval.reference)
     return _write(cfg, result, out_dir, loaded.source, k)
+
+
+def _run_variants(configs: dict[str, RunConfig], cfg: RunConfig, layout: RunLayout, out_dir: Path,
+                  from_run: Path | None, split: Split) -> tuple[dict[str, list[dict[str, Any]]], dict, Path]:
+    """Each variant's PCO rounds (per-round rows) and final lists, and the ``coea`` variant's PCO dir: with
+    ``from_run``, the run's own rounds when :func:`finished_rounds` can reuse them."""
+    variants: dict[str, list[dict[str, Any]]] = {}
+    finals: dict[str, tuple[Recommendations, Recommendations]] = {}
+    reused = finished_rounds(configs["coea"], layout) if from_run is not None else None
+    coea_dir = layout.pco if reused is not None else _variant_pco_dir("coea", layout, out_dir, from_run)
+    for name, vcfg in configs.items():
+        log.info("ablate: variant %r", name)
+        pco_dir = coea_dir if name == "coea" else _variant_pco_dir(name, layout, out_dir, from_run)
+        if name == "coea" and reused is not None:
+            log.info("ablate: 'coea' = the run's own PCO rounds (%s): the same PCO config from the same SFT pair "
+                     "(their per-round rows are as that run evaluated them)", layout.pco)
+            variants[name] = reused
+        else:
+            llm_dir = _variant_llm_dir(name, vcfg, cfg, layout, out_dir)
+            variants[name] = run_pco_stage(vcfg, layout.data, layout.dsie, [llm_dir], pco_dir).rounds
+        finals[name] = _final_lists(vcfg, layout, pco_dir, split, cfg.pco.k)
+    return variants, finals, coea_dir
+
+
+def finished_rounds(cfg: RunConfig, layout: RunLayout) -> list[dict[str, Any]] | None:
+    """The per-round rows of the run's own PCO (``layout.pco``) when it finished all of ``cfg.pco``'s rounds with
+    that PCO config from the run's DSIE and SFT pair, as they are now: the ``coea`` row then reuses it (the same
+    seeds would train the same models again); None otherwise (why: in the log)."""
+    pco = cfg.pco.resolve_refresh_novelty(cfg.llm.data.holdout_share > 0)  # as run_pco_stage resolves it
+    made_from = {"dsie": layout.dsie, **{name: layout.llm / name for name in ("novelty", "relevance")}}
+    try:
+        lineage.check(layout.pco, "pco", lineage.histories(layout.data, cfg.split), made_from)
+        state = read_state(layout.pco, pco)
+        why = None if state and state.completed_rounds == pco.rounds else f"not all {pco.rounds} rounds finished"
+    except CoeaInputError as err:
+        state, why = None, err
+    if why:
+        log.info("ablate: the run's own PCO rounds are not reused for 'coea': %s", why)
+    return None if why else state.rounds
 
 
 def _paired_ci(split: Split, eval_cfg, finals: dict[str, tuple[Recommendations, Recommendations]],

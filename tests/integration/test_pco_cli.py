@@ -147,6 +147,19 @@ def test_ablate_then_evaluate_from_run(tmp_path):
                "coea w/o CSID", "--config", str(tmp_path / "lr.json"))
     assert res.returncode == 2 and "the run's SFT pair was trained with other LLM settings" in res.stderr
     assert not (tmp_path / "mixed").exists()
+    # the run's own PCO rounds, finished with the same PCO config from its SFT pair as it is now, are the coea row:
+    # coea does not train again (above, --rounds 1 differed from the run's 2 rounds, so there it did)
+    res = coea("ablate", "--from-run", str(out), "--out", str(tmp_path / "reuse"), "--variants", "coea w/o KL")
+    assert res.returncode == 0, res.stderr
+    assert "'coea' = the run's own PCO rounds" in res.stderr and not (tmp_path / "reuse" / "variants" / "coea").exists()
+    reuse = json.loads((tmp_path / "reuse" / "ablate.json").read_text())
+    assert reuse["variants"]["coea"] == data["variants"]["coea"] and reuse["finals"]["coea"] == data["finals"]["coea"]
+    def untimed(rows):
+        return [{key: v for key, v in row.items() if not key.endswith("_s")} for row in rows]
+
+    assert untimed(reuse["variants"]["coea w/o KL"]) == untimed(data["variants"]["coea w/o KL"])  # trained again
+    assert reuse["rankings"][ENCODER_ROW] == data["rankings"][ENCODER_ROW]
+    assert sorted((str(f), f.stat().st_mtime_ns) for f in out.rglob("*") if f.is_file()) == before
 
 
 def test_ablate_from_run_with_data_is_refused(tmp_path):
