@@ -38,7 +38,7 @@ from _common import run_split  # noqa: E402
 
 JUDGE_USERS = 800  # seeded subsample of evaluated users the judge table ranks for (U x C R-LLM prompts)
 # negative: a penalty on unseen categories, which extends the curve to the C-H a model's plain list may pass
-LAMBDAS = (-1.0, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.4, 0.5, 0.75, 1.0, 2.0)
+LAMBDAS = (-1.0, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 
 TARGET_C_H, TARGET_NCP = 0.99, 1.19  # issue 12's plain-view target, as ratios to nllm_sft's plain list

@@ -55,7 +55,6 @@ per-round rows (``variants``) and the plot are PCO's per-round metrics (over ``e
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -66,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from coea import lineage
-from coea.config import RunConfig, config_to_dict, save_config
+from coea.config import RunConfig, save_config
 from coea.data.prepared import read_prepared
 from coea.data.split import Split, chronological_split
 from coea.errors import CoeaInputError
@@ -85,10 +84,10 @@ from coea.evaluation.evaluate import lists_metrics, recommend_all, score_split, 
 from coea.evaluation.registry import MethodArtifacts, Need, build_method, method_context, parse_method
 from coea.flow import run_flow
 from coea.layout import RunLayout
-from coea.llm.sft_config import resolve_llm, without_run_only
 from coea.pco.checkpoint import read_state
 from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
+from coea.stages.sft import trained_with
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -251,25 +250,11 @@ def _variant_llm_dir(name: str, vcfg: RunConfig, cfg: RunConfig, layout: RunLayo
     return llm_dir
 
 
-_TRAINING_KEYS = ("model", "data", "novelty", "relevance", "relevance_heldout", "relevance_init")
-
-
 def trained_as(llm_dir: Path, vcfg: RunConfig, layout: RunLayout) -> bool:
     """Whether ``llm_dir`` holds a finished SFT pair with ``vcfg``'s LLM settings on ``layout``'s data, split and
-    groups (an interrupted ablation, or one run with another config, left a pair that must not be reused)."""
-    resolved = json.loads(json.dumps(config_to_dict(resolve_llm(vcfg.llm, vcfg.split))))
-    # not the ranking-time settings (encoder_weight, ...) nor those that do not change the model (checkpoint_minutes)
-    want = without_run_only({field: resolved[field] for field in _TRAINING_KEYS})
-    key = lineage.histories(layout.data, vcfg.split)
-    for name in ("novelty", "relevance"):
-        try:
-            lineage.check(llm_dir / name, name, key, {"dsie": layout.dsie})
-            trained = json.loads((llm_dir / f"sft_metrics_{name}.json").read_text(encoding="utf-8"))["config"]
-        except (CoeaInputError, OSError, ValueError, KeyError, TypeError):
-            return False
-        if without_run_only({field: trained.get(field) for field in _TRAINING_KEYS}) != want:
-            return False
-    return True
+    groups (an interrupted ablation, or one run with another config, left a pair that must not be reused); not the
+    ranking-time settings (encoder_weight, ...) nor those that do not change the model (checkpoint_minutes)."""
+    return all(trained_with(llm_dir, name, vcfg, layout.data, layout.dsie) for name in ("novelty", "relevance"))
 
 
 def _check_run_pair(cfg: RunConfig, layout: RunLayout) -> None:

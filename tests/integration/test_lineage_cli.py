@@ -134,3 +134,34 @@ def test_train_llms_without_config_reads_the_run_config(grouped: tuple[Path, Pat
     assert trained_as(layout.llm, vcfg, layout)
     (copy / "llm" / "relevance" / "lineage.json").unlink()  # killed while re-training the R-LLM
     assert not trained_as(layout.llm, vcfg, layout)
+
+
+def test_train_llms_run_again_trains_only_what_is_missing(grouped: tuple[Path, Path], tmp_path: Path) -> None:
+    """A re-run of `coea train-llms` after the R-LLM failed (its lineage record never written) trains the R-LLM
+    alone: the N-LLM, finished with the same settings on the same data, split and groups, is kept (on MovieLens
+    that saves its ~30-minute SFT). A change of an R-LLM setting keeps the N-LLM too; ``--retrain`` trains it again."""
+    import shutil
+
+    from coea import lineage
+
+    run, cfg = grouped
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert coea("train-llms", "--run", str(copy)).returncode == 0
+    novelty = copy / "llm" / "novelty" / "bundle.json"
+    first = novelty.stat().st_mtime_ns
+    (copy / "llm" / "relevance" / "lineage.json").unlink()  # the R-LLM's SFT failed after the N-LLM was saved
+    res = coea("train-llms", "--run", str(copy))
+    assert res.returncode == 0, res.stderr
+    assert "novelty: kept" in res.stderr and "relevance: kept" not in res.stderr
+    assert novelty.stat().st_mtime_ns == first and lineage.read(copy / "llm" / "relevance") is not None
+    assert '"relevance"' in res.stdout and '"novelty"' not in res.stdout  # only the R-LLM's SFT figures
+    res = coea("train-llms", "--run", str(copy))  # nothing left to train
+    assert res.returncode == 0 and "novelty: kept" in res.stderr and "relevance: kept" in res.stderr
+    other = tmp_path / "other.yaml"
+    other.write_text(cfg.read_text().replace("relevance: {epochs: 1,", "relevance: {epochs: 2,"))
+    res = coea("train-llms", "--run", str(copy), "--config", str(other))
+    assert res.returncode == 0 and "novelty: kept" in res.stderr and "relevance: kept" not in res.stderr
+    res = coea("train-llms", "--run", str(copy), "--config", str(other), "--only", "novelty", "--retrain")
+    assert res.returncode == 0 and "kept" not in res.stderr
+    assert novelty.stat().st_mtime_ns != first

@@ -157,18 +157,30 @@ def train_llms_cmd(
     only: Annotated[str | None, typer.Option(
         help="train one model and keep the other in RUN/llm/: novelty or relevance (e.g. re-train the R-LLM "
              "with llm.relevance_init: novelty from RUN's N-LLM)")] = None,
+    retrain: Annotated[bool, typer.Option(
+        "--retrain", help="train again a model RUN/llm/ already holds finished with these settings on this data "
+                          "(kept by default: e.g. the N-LLM when a re-run follows an R-LLM failure)")] = False,
 ) -> None:
     """SFT of the Novelty and Relevance LLMs on history-only examples of RUN's data with RUN's groups; writes
-    RUN/llm/ (both models with their configs, sft_metrics_<model>.json)."""
+    RUN/llm/ (both models with their configs, sft_metrics_<model>.json). A model already there, finished with the
+    same LLM settings on the same data, split and groups, is kept (a re-run trains only what is missing)."""
     from coea.llm.sft_config import MODELS
     from coea.stages import run_sft_stage
+    from coea.stages.sft import trained_with
 
     if only is not None and only not in MODELS:
         raise CoeaInputError(f"unknown model {only!r}", option="--only", fix=f"use one of {', '.join(MODELS)}")
     layout = run_layout(run, "data", "dsie")
     cfg = with_device(from_run_config(config, run), device)
     lineage.check(layout.dsie, "dsie", lineage.histories(layout.data, cfg.split))
-    result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=(only,) if only else MODELS)
+    which = (only,) if only else MODELS
+    kept = [] if retrain else [n for n in which if trained_with(layout.llm, n, cfg, layout.data, layout.dsie)]
+    for name in kept:
+        typer.echo(f"{name}: kept {layout.llm / name} (finished with these settings on this data and groups; "
+                   "--retrain trains it again)", err=True)
+    if len(kept) == len(which):
+        return
+    result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=tuple(n for n in which if n not in kept))
     typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in result.sft.items()},
                           indent=2))
     for name, path in result.paths.items():

@@ -8,7 +8,8 @@ the models after the last PCO round (``pco`` artifact), with the DSIE groups and
   is null), the other allowed categories after them by the N-LLM's log-probability (so K categories come out
   whenever K are allowed);
 - ``rllm_rank``: the R-LLM alone scores every category (an upper reference for relevance; U x C prompts);
-- ``coea``: the N-LLM after the PCO rounds, ranked like ``nllm_sft`` (what the loop tunes, alone);
+- ``coea``: the N-LLM after the PCO rounds, ranked like ``nllm_sft`` (what the loop tunes, alone), with
+  ``llm.novelty_bonus`` added to the categories outside the history (the plain view's operating point; 0 by default);
 - ``coea_dual``: the dual inference of ``dual_best_of_n`` with the models after the PCO rounds: the tuned N-LLM
   proposes, the R-LLM of the last round (refreshed on the periods' feedback) verifies;
 - ``nllm_seq`` / ``coea_seq``: the N-LLM after SFT / after the PCO rounds, ranked by ``log P_N(c) + llm.encoder_weight *
@@ -104,6 +105,17 @@ class NoveltySft(LlmMethod):
 class Coea(NoveltySft):
     name = "coea"
     models_from = Need.PCO
+
+    def score(self, users: Sequence[str]) -> np.ndarray:
+        """log P(c | the tuned N-LLM's prompt), plus ``llm.novelty_bonus`` for every category outside the user's
+        history: the plain view's operating point (the ``+x`` view, which drops the history, ranks the same)."""
+        out = super().score(users)
+        if not self.ctx.llm.novelty_bonus:
+            return out
+        seen = np.zeros(out.shape, dtype=bool)  # (U, C)
+        for row, user in enumerate(users):
+            seen[row, [self.index[c] for c in self.user_history.get(user, ()) if c in self.index]] = True
+        return out + self.ctx.llm.novelty_bonus * ~seen
 
 
 def encoder_fused(logp_n: np.ndarray, encoder_logits: np.ndarray, weight: float) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -280,6 +281,13 @@ class LlmConfig:
     # nothing beside the encoder (validation, two trainings, nllm_seq+x at w 2: v 0.25 / 0.5 / 1 / 2 / 4 -.0011 /
     # -.0013 / -.0014 / -.0002 / -.0013), so the default stays 0
     cooc_weight: float = 0.0
+    # coea's plain-view list (the paper's view, history categories allowed) ranks by log P_N + novelty_bonus for every
+    # category outside the user's history: the operating point between relevance (C-H) and novelty (NCP). The +x view
+    # (the history dropped) and every other method rank the same whatever its value; 0 = the tuned N-LLM's own list.
+    # The `distil` preset sets 4, fixed on MovieLens validation (session 51, rule RULE51-LAM: the largest bonus of
+    # {0, .1, .25, .4, .5, .75, 1, 1.5, 2, 3, 4, 6} at which coea's C-H@10 stays >= nllm_sft's plain list's on both
+    # trainings: C-H 1.008 x / 1.013 x, NCP 1.92 x / 1.85 x nllm_sft's; docs/results.md, session 51)
+    novelty_bonus: float = 0.0
     cold_start: ColdStart = ColdStart.POPULARITY  # see ColdStart: every LLM method, for users without history
     temperature: float = 1.0  # sampling temperature of the N-LLM
     batch_size: int = 64  # inference batch (prompts per forward pass)
@@ -305,5 +313,7 @@ class LlmConfig:
         for name in ("encoder_weight", "cooc_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.novelty_bonus) and self.novelty_bonus >= 0):
+            raise ValueError(f"novelty_bonus must be a finite number >= 0, got {self.novelty_bonus!r}")
         if self.relevance_heldout < 0:
             raise ValueError(f"relevance_heldout must be >= 0, got {self.relevance_heldout!r}")

@@ -7,6 +7,7 @@ in a later period is admitted when the models meet it (:func:`coea.llm.models.ad
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from coea import lineage
-from coea.config import RunConfig
+from coea.config import RunConfig, config_to_dict
 from coea.data.prepared import read_prepared
 from coea.data.schema import USER
 from coea.data.split import Split, chronological_split
 from coea.device import resolve_device
+from coea.errors import CoeaInputError
 from coea.llm.embedding_init import load_encoder_embeddings
 from coea.llm.run import MODELS, run_train_llms
-from coea.llm.sft_config import LlmConfig, resolve_llm
+from coea.llm.sft_config import LlmConfig, resolve_llm, without_run_only
 from coea.stages.artifacts import read_groups_dir
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,31 @@ def short_history_warning(split: Split, llm: LlmConfig) -> str | None:
             f"{llm.data.n_short}) and the N-LLM's prompt shows {' and '.join(shown)}: on such short histories these "
             f"sections repeat the short-term set and cost the N-LLM .045 on the short MovieLens view (docs/results.md, "
             f"session 44); set llm.data: {{sequence: 0, items: 0}}, or run with --config short, which does")
+
+
+# the LLM settings each model's SFT depends on (llm_config.json keys); a warm-started R-LLM also the N-LLM's
+_TRAINED_FROM = {"novelty": ("model", "data", "novelty"),
+                 "relevance": ("model", "data", "relevance", "relevance_heldout", "relevance_init")}
+
+
+def _training_settings(llm: dict[str, Any], name: str) -> dict[str, Any]:
+    """The settings of ``llm`` (an LLM config as a dict) model ``name``'s SFT depends on, without the run-only ones."""
+    keys = _TRAINED_FROM[name] + (("novelty",) if name == "relevance" and llm.get("relevance_init") == "novelty"
+                                  else ())
+    return without_run_only({key: llm.get(key) for key in keys})
+
+
+def trained_with(llm_dir: Path, name: str, cfg: RunConfig, data_dir: Path, dsie_dir: Path) -> bool:
+    """Whether ``llm_dir/<name>`` is a finished SFT model (its lineage record written) of ``cfg``'s LLM settings on
+    ``data_dir``'s histories under ``cfg.split`` and ``dsie_dir``'s groups: training it again would give the same
+    model (seeded), so a re-run after a later failure keeps it and an ablation reuses it."""
+    resolved = json.loads(json.dumps(config_to_dict(resolve_llm(cfg.llm, cfg.split))))
+    try:
+        lineage.check(Path(llm_dir) / name, name, lineage.histories(data_dir, cfg.split), {"dsie": Path(dsie_dir)})
+        trained = json.loads((Path(llm_dir) / f"sft_metrics_{name}.json").read_text(encoding="utf-8"))["config"]
+        return _training_settings(trained, name) == _training_settings(resolved, name)
+    except (CoeaInputError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
