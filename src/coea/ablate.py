@@ -7,6 +7,8 @@ starts from the same SFT models, except ``w/o CSID`` and the prompt variants, wh
 - ``coea w/o R-LLM``: the SFT N-LLM alone (one-time alignment, = ``nllm_sft``): round 0 of every curve;
 - ``coea w/o KL``: alpha = 0 (no KL penalty: sigmoid DPO, plus the chosen completions' NLL when ``pco.dpo.nll``
   is set); left out when ``pco.dpo.alpha`` is 0 already (it would be ``coea``);
+- ``coea w/o reference`` (only with ``pco.update: distill``): the target without the SFT model's factor
+  (``pco.reference: none``, alpha 0): the KL to the SFT model that the closed form carries, removed;
 - ``coea w/o CSID``: prompts without group tokens, profile or the user's own code (both LLMs re-trained so); left
   out when the config's prompts show none already (``llm.data.with_group: false``, which hides the code too, and so
   also leaves out the full-CSID prompt variant);
@@ -85,7 +87,7 @@ from coea.evaluation.registry import MethodArtifacts, Need, build_method, method
 from coea.flow import run_flow
 from coea.layout import RunLayout
 from coea.pco.checkpoint import read_state
-from coea.pco.config import FEEDBACK_REWARDS, RefreshKind, RewardKind
+from coea.pco.config import FEEDBACK_REWARDS, Reference, RefreshKind, RewardKind, Update
 from coea.stages import load_artifacts, load_dsie, load_pco, run_pco_stage, run_sft_stage
 from coea.stages.sft import trained_with
 from coea.utils import seed_everything, write_json_atomic, write_text_atomic
@@ -149,6 +151,9 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
     out = {"coea": copy.deepcopy(cfg)}
     if cfg.pco.dpo.alpha:  # at alpha 0 (the short preset's distill update) the row would be coea itself
         out["coea w/o KL"] = with_alpha(0.0)
+    if cfg.pco.update is Update.DISTILL and cfg.pco.reference is not Reference.NONE:  # its KL is in the target
+        out["coea w/o reference"] = replace(cfg, pco=replace(cfg.pco, reference=Reference.NONE,
+                                                             dpo=replace(cfg.pco.dpo, alpha=0.0)))
     if cfg.llm.data.with_group:  # the prompts show the user's code only beside the group
         no_csid = copy.deepcopy(cfg)
         no_csid.llm.data = replace(no_csid.llm.data, with_group=False, full_csid=False)  # no group, no user code

@@ -246,6 +246,32 @@ def test_distill_update_with_the_r_llm_judging_fits_the_reference_times_its_odds
         np.testing.assert_allclose(targets[i], np.exp(logits - np.logaddexp.reduce(logits)), rtol=1e-5)
 
 
+def test_distill_update_without_reference_fits_exp_reward_over_beta_alone(sft, monkeypatch):
+    """``reference: none`` (``coea ablate``'s ``coea w/o reference``): the target is ``exp(r(c) / beta)`` renormalised
+    over each prompt's candidates, whatever the SFT model says, and no anchor is fitted: with a reward of 1 nat for
+    half the categories, every rewarded candidate has the same target and the others ``exp(-1 / beta)`` of it."""
+    from coea.llm import distill as distill_module
+
+    cfg, split, llms = sft
+    h, cats = split.histories, list(split.histories.categories)
+    reward, fitted = _FixedReward(set(cats[::2])), []
+    from coea.llm.dpo_config import DpoTrainConfig
+
+    pco = replace(_light_cfg(reward="teacher", propose="top", update="distill", reference="none",
+                             dpo=DpoTrainConfig(alpha=0.0)), candidates=None, rounds=1, refresh_relevance=False)
+    real_fit = distill_module.train_distill
+    monkeypatch.setattr(distill_module, "train_distill", lambda *a, **kw: fitted.append(a[3:]) or real_fit(*a, **kw))
+    loop = pco_loop.PcoLoop(pco, cfg.llm, h.interactions, cats, llms.groups, copy.deepcopy(llms.novelty),
+                            llms.relevance, n_short=split.config.n_short, device="cpu", reward=reward)
+    row = loop.run().rounds[1]
+    assert row["dpo_steps"] > 0 and len(fitted) == 1
+    _, _, cands, targets, anchors = fitted[0]
+    assert anchors is None
+    for cs, target in zip(cands, targets, strict=True):
+        logits = np.array([1.0 if c in reward.good else 0.0 for c in cs]) / pco.dpo.beta
+        np.testing.assert_allclose(target, np.exp(logits - np.logaddexp.reduce(logits)), rtol=1e-9)
+
+
 @pytest.mark.parametrize("kind", ["feedback", "hybrid"])
 def test_feedback_rewards_train_on_logged_take_ups_and_refresh_on_policy(sft, tmp_path, monkeypatch, kind):
     """Every round of a feedback reward reads the next history period: users with feedback, pairs whose chosen

@@ -110,3 +110,19 @@ def test_without_the_group_in_the_prompts_the_csid_variants_are_left_out():
     with pytest.raises(CoeaInputError, match=r"\['coea w/o CSID'\] \(the config's prompts show no CSID"):
         variant_configs(cfg, only=["coea w/o CSID"])
     assert {"coea w/o CSID", "coea w/o full CSID"} <= set(variant_configs(RunConfig(), extras=True))
+
+
+def test_under_the_distill_update_the_kl_row_takes_the_reference_out_of_the_target():
+    """The distill update's KL to the SFT model sits inside its target, ref(c) exp(r(c) / beta), so its ``w/o KL``
+    is ``coea w/o reference`` (``pco.reference: none``, alpha 0); the DPO step keeps its own ``w/o KL`` row."""
+    from coea.pco.config import Reference
+
+    short = variant_configs(load_run_config(Path("short")))
+    row = short["coea w/o reference"].pco
+    assert row.reference is Reference.NONE and row.dpo.alpha == 0
+    assert replace(row, reference=Reference.SFT) == short["coea"].pco and short["coea"].pco.reference is Reference.SFT
+    assert "coea w/o reference" not in variant_configs(RunConfig(), extras=True)
+    for pco in ({"reference": "none"}, {"reference": "none", "update": "distill", "reward": "teacher",
+                                        "dpo": {"alpha": 0.1}}):
+        with pytest.raises((ValueError, CoeaInputError), match="reference none needs update distill"):
+            run_config_from_dict({"pco": pco}, where="test")

@@ -88,6 +88,11 @@ class Reference(enum.StrEnum):
 
     ROUND = "round"  # the N-LLM at the start of the round
     SFT = "sft"  # the SFT model the loop started from
+    # none (update distill only, alpha 0): no model; the target is exp(r(c) / beta) normalised over the candidates,
+    # the optimum of E[r] + beta * H(pi), i.e. the KL to the uniform distribution in place of the KL to the SFT model:
+    # the distill update's "w/o KL" (`coea ablate`'s `coea w/o reference`; with the teacher reward the N-LLM is then
+    # fitted to the encoder alone, p_S ** (teacher_weight / beta))
+    NONE = "none"
 
 
 @dataclass
@@ -141,7 +146,7 @@ class PcoConfig:
     # see Update: dpo (pairs) or distill (the pairs' optimum fitted directly; reads dpo's beta, alpha (KL(ref || pi)
     # over the candidates), lr, epochs, batch_size, seed and precision)
     update: Update = Update.DPO
-    reference: Reference = Reference.SFT  # DPO reference: the SFT model, or the N-LLM at the start of the round
+    reference: Reference = Reference.SFT  # DPO reference: the SFT model, the N-LLM at the start of the round, none
     refresh_relevance: bool = True  # SFT the R-LLM after each round (period mode only; examples: ``refresh``)
     refresh: RefreshKind = RefreshKind.AUTO  # see RefreshKind; refresh_kind() resolves AUTO
     # feedback and hybrid rewards: a user's categories taken up in the feedback period that the N-LLM did not
@@ -225,6 +230,9 @@ class PcoConfig:
         if self.update is Update.DISTILL and self.reward not in (RewardKind.TEACHER, RewardKind.RELEVANCE):
             raise ValueError("update distill needs a reward on a log scale: teacher (nats) or relevance (the R-LLM's "
                              f"log-odds), got {self.reward.value!r}")
+        if self.reference is Reference.NONE and (self.update is not Update.DISTILL or self.dpo.alpha):
+            raise ValueError("reference none needs update distill with dpo.alpha 0 (a DPO step and the KL penalty "
+                             "need a reference model)")
         if self.teacher_cooc_weight and self.reward is not RewardKind.TEACHER:
             raise ValueError(f"teacher_cooc_weight needs reward teacher, got {self.reward.value!r}")
         if not 0.0 < self.accept_threshold < 1.0:

@@ -177,8 +177,8 @@ def round_reference(ctx: RoundContext, novelty: ModelBundle) -> Any:
 def distill_update(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], candidates: list[list[str]],
                    scores: list[list[float]], dpo_cfg: DpoTrainConfig) -> DistillResult | None:
     """``update: distill``: fit the N-LLM (in place) to ``ref(c) * exp(score(c) / beta)`` over each prompt's
-    candidates, with ``dpo.alpha`` x KL(ref || N-LLM) (:mod:`coea.llm.distill`); None when no prompt has two
-    candidates."""
+    candidates (ref = 1 with ``reference: none``), with ``dpo.alpha`` x KL(ref || N-LLM) (:mod:`coea.llm.distill`);
+    None when no prompt has two candidates."""
     from coea.llm.decode import category_logprobs
     from coea.llm.distill import target_distribution, train_distill
 
@@ -187,9 +187,12 @@ def distill_update(ctx: RoundContext, novelty: ModelBundle, prompts: list[str], 
         log.warning("pco: no prompt has two candidates to distil; the N-LLM is unchanged")
         return None
     kept, cands = [prompts[i] for i in rows], [candidates[i] for i in rows]
-    ref_lp = category_logprobs(round_reference(ctx, novelty), novelty.tokenizer, kept, ctx.index,
-                               ctx.llm.batch_size)  # (P, C)
-    ref_rows = [ref_lp[j, [ctx.index.position[c] for c in cs]] for j, cs in enumerate(cands)]
+    if ctx.cfg.reference is Reference.NONE:  # the target is exp(r / beta) alone (PcoConfig.reference)
+        ref_rows = [np.zeros(len(cs)) for cs in cands]
+    else:
+        ref_lp = category_logprobs(round_reference(ctx, novelty), novelty.tokenizer, kept, ctx.index,
+                                   ctx.llm.batch_size)  # (P, C)
+        ref_rows = [ref_lp[j, [ctx.index.position[c] for c in cs]] for j, cs in enumerate(cands)]
     targets = [target_distribution(ref, np.asarray(scores[i]), dpo_cfg.beta)
                for ref, i in zip(ref_rows, rows, strict=True)]
     anchors = ([target_distribution(ref, np.zeros(len(ref)), dpo_cfg.beta) for ref in ref_rows]  # ref renormalised
