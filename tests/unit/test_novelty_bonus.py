@@ -46,3 +46,11 @@ def test_the_plus_x_list_is_the_same_whatever_the_bonus(bonus: float, monkeypatc
 def test_a_bonus_that_is_not_a_finite_number_at_least_0_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="novelty_bonus must be a finite number >= 0"):
         LlmConfig(novelty_bonus=bad)
+
+
+def test_metrics_md_says_when_coeas_plain_list_carries_the_bonus() -> None:
+    from coea.evaluation.evaluate import ranking_note
+
+    assert "llm.novelty_bonus 4 " in ranking_note(LlmConfig(novelty_bonus=4.0), {"coea": {}, "coea+x": {}})
+    assert ranking_note(LlmConfig(), {"coea": {}}) == ""  # no bonus
+    assert ranking_note(LlmConfig(novelty_bonus=4.0), {"coea+x": {}, "nllm_sft": {}}) == ""  # no plain coea list

@@ -128,6 +128,14 @@ def paired_ci(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: Ev
     return paired_ci_section(vectors, reference, k, n_boot=cfg.bootstrap, level=cfg.ci_level, seed=cfg.seed)
 
 
+def ranking_note(llm, methods: Mapping[str, Any]) -> str:
+    """metrics.md's line under the table when ``coea``'s plain list carries ``llm.novelty_bonus``, else ''."""
+    if not llm.novelty_bonus or "coea" not in methods:
+        return ""
+    return (f"\n`coea`'s plain list adds llm.novelty_bonus {llm.novelty_bonus:g} to every category outside the "
+            "user's history (the plain view's operating point; `coea+x` ranks the same whatever the bonus).\n")
+
+
 def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Split, ctx: MethodContext) -> EvalResult:
     """Fit every method of ``cfg.eval`` on ``split``'s histories (with the fitted artifacts of ``ctx``), score
     them on the futures; write metrics.json/.md, a PNG and config.json under ``out_dir``."""
@@ -146,7 +154,7 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
     table = metrics_table(metrics["methods"], cfg.eval.ks)
     paths = {"metrics_json": out_dir / "metrics.json", "metrics_md": out_dir / "metrics.md",
              "plot": out_dir / f"metrics_at_{k}.png", "config": out_dir / "config.json"}
-    md = f"# Evaluation on {loaded.source}\n\n{table}"
+    md = f"# Evaluation on {loaded.source}\n\n{table}{ranking_note(cfg.llm, metrics['methods'])}"
     if metrics["paired_ci"].get("methods"):
         md += "\n" + paired_table(metrics["paired_ci"])
     if metrics["cold_start"]:
