@@ -382,6 +382,9 @@ def _write(cfg: RunConfig, result: AblateResult, out_dir: Path, source: str, k: 
         md += (f"\nThe per-round table and ablate.png are over a sample of {cfg.eval.round_users} evaluated users "
                "(`eval.round_users`, the same every round); the rows above and the paired table below over every "
                "evaluated user.\n")
+    if cfg.llm.novelty_bonus:  # the variants' final lists are coea's (Coea.score); the rounds' metrics are not
+        md += (f"\nThe variants' plain columns carry llm.novelty_bonus {cfg.llm.novelty_bonus:g} on the categories "
+               "outside the history (`coea`'s operating point; their `+x` S-H and the per-round table do not).\n")
     if result.paired_ci.get("methods"):
         md += "\n" + ablate_paired_table(result.paired_ci)
     write_text_atomic(result.paths["md"], f"# Ablation on {source} (K={k})\n\n" + md)

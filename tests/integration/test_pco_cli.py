@@ -127,6 +127,7 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     # with the co-occurrence expert (llm.cooc_weight, as the short preset sets it) a second row ranks the same final
     # N-LLM without it: with encoder weight 0 that row ranks as coea, and the expert's row differs from it
     run_cfg["llm"]["cooc_weight"] = 1.0
+    run_cfg["llm"]["novelty_bonus"] = 3.0  # and coea's plain-view operating point (its +x list ranks the same)
     (tmp_path / "w0c.json").write_text(json.dumps(run_cfg))
     res = coea("ablate", "--from-run", str(out), "--out", str(tmp_path / "cooc"), "--rounds", "1", "--variants",
                "coea w/o KL", "--config", str(tmp_path / "w0c.json"))
@@ -136,7 +137,10 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     for key in ("C-H", "NCP", "S-H", "x_S-H"):
         assert abs(off[key if key == "x_S-H" else f"{key}@{k}"] - last[key]) < 1e-9, key
     assert on != off and {ENCODER_ROW, NO_COOC_ROW} <= set(co["paired_ci"]["methods"])
-    assert f"| {NO_COOC_ROW} |" in (tmp_path / "cooc" / "ablate.md").read_text()
+    md = (tmp_path / "cooc" / "ablate.md").read_text()
+    assert f"| {NO_COOC_ROW} |" in md and "carry llm.novelty_bonus 3 " in md
+    final = co["finals"]["coea"]  # the final lists carry the bonus, the rounds' metrics do not
+    assert abs(final["x_S-H"] - last["x_S-H"]) < 1e-9 and final[f"NCP@{k}"] > last["NCP"]
     assert NO_COOC_ROW not in data["rankings"]  # without the expert there is no such row
     run_cfg["llm"]["cooc_weight"] = 0.0
     # a --config whose LLM training settings differ from the run's pair: its rows would mix two SFT recipes (the
