@@ -142,6 +142,16 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     final = co["finals"]["coea"]  # the final lists carry the bonus, the rounds' metrics do not
     assert abs(final["x_S-H"] - last["x_S-H"]) < 1e-9 and final[f"NCP@{k}"] > last["NCP"]
     assert NO_COOC_ROW not in data["rankings"]  # without the expert there is no such row
+    # coea evaluate with that config: the bonus moves coea's plain list only, and the outputs say it is there
+    res = coea("evaluate", "--from-run", str(out), "--config", str(tmp_path / "w0c.json"), "--methods",
+               "coea,coea+x,nllm_sft", "--k", "10", "--out", str(tmp_path / "ev3"))
+    assert res.returncode == 0, res.stderr
+    bonused = json.loads((tmp_path / "ev3" / "metrics.json").read_text())
+    assert bonused["protocol"]["coea_novelty_bonus"] == 3.0 and "llm.novelty_bonus 3 " in (
+        tmp_path / "ev3" / "metrics.md").read_text()
+    assert bonused["methods"]["coea+x"] == metrics["coea+x"] and bonused["methods"]["nllm_sft"] == metrics["nllm_sft"]
+    assert bonused["methods"]["coea"]["NCP@10"] > metrics["coea"]["NCP@10"]
+    assert "coea_novelty_bonus" not in json.loads((ev / "metrics.json").read_text())["protocol"]
     run_cfg["llm"]["cooc_weight"] = 0.0
     # a --config whose LLM training settings differ from the run's pair: its rows would mix two SFT recipes (the
     # prompt variants train with the config's), so it is refused before anything runs

@@ -149,6 +149,8 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}
     metrics["paired_ci"] = paired_ci(split, recs, cfg.eval, metrics["methods"])
+    if ranking_note(cfg.llm, metrics["methods"]):  # coea's plain lists carry a bonus: say so where the figures are
+        metrics["protocol"]["coea_novelty_bonus"] = cfg.llm.novelty_bonus
     out_dir.mkdir(parents=True, exist_ok=True)
     k = max(cfg.eval.ks)
     table = metrics_table(metrics["methods"], cfg.eval.ks)
