@@ -83,7 +83,9 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     assert gpu.llm.relevance.max_examples is None and gpu.pco.users_per_round is None
     assert gpu.llm.novelty.batch_size == 256 and gpu.llm.novelty.precision == "fp32"
     distil = load_run_config(Path("distil"))
+    assert distil.llm.novelty_bonus == 4.0 and RunConfig().llm.novelty_bonus == 0.0  # session 51, RULE51-LAM
     short = load_run_config(Path("short"))
+    assert short.llm.novelty_bonus == 0.0  # not measured on the short view
     assert (short.split.n_future, short.split.min_history, short.llm.data.with_group) == (2, 2, False)
     assert (short.llm.data.sequence, short.llm.data.items) == (0, 0)  # session 44: the sections cost short histories
     assert (short.llm.novelty.epochs, short.llm.novelty.lr, short.llm.encoder_weight) == (8.0, 1e-3, 1.0)
