@@ -149,14 +149,15 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}
     metrics["paired_ci"] = paired_ci(split, recs, cfg.eval, metrics["methods"])
-    if ranking_note(cfg.llm, metrics["methods"]):  # coea's plain lists carry a bonus: say so where the figures are
+    note = ranking_note(cfg.llm, metrics["methods"])
+    if note:  # coea's plain lists carry a bonus: say so where the figures are
         metrics["protocol"]["coea_novelty_bonus"] = cfg.llm.novelty_bonus
     out_dir.mkdir(parents=True, exist_ok=True)
     k = max(cfg.eval.ks)
     table = metrics_table(metrics["methods"], cfg.eval.ks)
     paths = {"metrics_json": out_dir / "metrics.json", "metrics_md": out_dir / "metrics.md",
              "plot": out_dir / f"metrics_at_{k}.png", "config": out_dir / "config.json"}
-    md = f"# Evaluation on {loaded.source}\n\n{table}{ranking_note(cfg.llm, metrics['methods'])}"
+    md = f"# Evaluation on {loaded.source}\n\n{table}{note}"
     if metrics["paired_ci"].get("methods"):
         md += "\n" + paired_table(metrics["paired_ci"])
     if metrics["cold_start"]:
