@@ -85,7 +85,7 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     distil = load_run_config(Path("distil"))
     assert distil.llm.novelty_bonus == 4.0 and RunConfig().llm.novelty_bonus == 0.0  # session 51, RULE51-LAM
     short = load_run_config(Path("short"))
-    assert short.llm.novelty_bonus == 0.0  # not measured on the short view
+    assert short.llm.novelty_bonus == 3.0  # session 52, RULE52-SVLAM
     assert (short.split.n_future, short.split.min_history, short.llm.data.with_group) == (2, 2, False)
     assert (short.llm.data.sequence, short.llm.data.items) == (0, 0)  # session 44: the sections cost short histories
     assert (short.llm.novelty.epochs, short.llm.novelty.lr, short.llm.encoder_weight) == (8.0, 1e-3, 1.0)
