@@ -7,6 +7,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -97,6 +98,16 @@ ColOpt = Annotated[str | None, typer.Option(help="csv/parquet: the file's column
 # What an interrupted command left that its "interrupted:" line says (a note of the exception that stopped it,
 # e.g. `coea run`'s incomplete run folder): the command records it, coea.cli.main prints and clears it.
 interrupt_notes: list[str] = []
+
+
+def coea_command() -> str:
+    """How the user can call this CLI again, for the commands a summary suggests: ``coea`` when that is the one on
+    PATH (or the CLI runs in process), else the path it was started by (``.venv/bin/coea`` from the repository)."""
+    argv0 = Path(sys.argv[0])
+    on_path = shutil.which("coea")
+    if argv0.name != "coea" or (on_path and Path(on_path).resolve() == argv0.resolve()):
+        return "coea"
+    return str(argv0)
 
 
 def check_writable_dir(out: Path, option: str = "--out") -> None:

@@ -21,6 +21,7 @@ from coea.cli.common import (
     LevelOpt,
     app,
     check_writable_dir,
+    coea_command,
     config_with_data,
     csv,
     interrupt_notes,
@@ -72,9 +73,8 @@ def run_cmd(
 
 
 def check_local_data(spec: str) -> None:
-    """The local file or folder of a data spec exists, before a pipeline starts (its data step would fail after
-    the pipeline's start-up, leaving a run folder behind); the same errors as the commands that read it. gs://
-    paths and synthetic data are read by the pipeline's data step only."""
+    """The local file or folder of a data spec exists before a pipeline starts (else its data step fails after the
+    start-up, leaving a run folder), with the readers' errors; gs:// and synthetic data: the data step only."""
     from coea.data.loaders import movielens_folder, parse_spec
     from coea.data.movielens import find_ratings_file
     from coea.data.tabular import file_not_found
@@ -106,7 +106,7 @@ def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED
         f"run directory: {run_dir}  (data/, dsie/, llm/, pco/, state/; pipeline artifacts under kfp/)",
         f"metrics:       {paths['metrics.md']} (with {holds}), metrics.json, metrics_at_{max(cfg.eval.ks)}.png",
         f"served:        {served}, top-{rec_k} per user -> {paths['kv_store']} "
-        f"(.venv/bin/coea recommend --store {paths['kv_store']} --user {user})", *([verdict] if verdict else []),
+        f"({coea_command()} recommend --store {paths['kv_store']} --user {user})", *([verdict] if verdict else []),
         f"step logs:     {paths['steps_log']}",
         f"report:        {paths['report']}",
     ])

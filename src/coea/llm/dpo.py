@@ -25,7 +25,7 @@ from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
 from coea.llm.models import unpatch_forward
 from coea.llm.sft import LogLines
-from coea.llm.trainer_output import quiet_callbacks, quiet_training
+from coea.llm.trainer_output import no_step_bar, quiet_callbacks, quiet_training
 from coea.utils import freeze_gc_heap
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu", n_pairs:
         output_dir=output_dir, beta=cfg.beta, loss_type=["sigmoid"], num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="constant",
         max_length=cfg.max_length, precompute_ref_log_probs=cfg.precompute_ref, logging_steps=logging_steps,
-        save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=None,
+        save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=no_step_bar(),
         **trainer_flags(device, cfg.precision, compile_model=cfg.compile,
                            checkpointing=cfg.activation_checkpointing),
     )

@@ -29,7 +29,7 @@ from coea.device import check_trainer_device, labelled_positions_only, trainer_f
 from coea.errors import CoeaInputError
 from coea.llm.models import unpatch_forward
 from coea.llm.sft_config import SftTrainConfig, without_run_only
-from coea.llm.trainer_output import quiet_callbacks, quiet_training
+from coea.llm.trainer_output import no_step_bar, quiet_callbacks, quiet_training
 from coea.utils import freeze_gc_heap, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,8 @@ def train_sft(cfg: SftTrainConfig, model: PreTrainedModel, tokenizer: PreTrained
             learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type=cfg.lr_scheduler, max_length=cfg.max_length, completion_only_loss=True,
             logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
-            data_seed=cfg.seed, disable_tqdm=None, dataset_kwargs={"skip_prepare_dataset": True},  # prepared above
+            data_seed=cfg.seed, disable_tqdm=no_step_bar(),
+            dataset_kwargs={"skip_prepare_dataset": True},  # prepared above
             **trainer_flags(device, cfg.precision, compile_model=cfg.compile,
                            checkpointing=cfg.activation_checkpointing),
         )

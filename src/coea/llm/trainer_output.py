@@ -10,6 +10,7 @@ code passes none). :class:`coea.llm.sft.LogLines` logs each dict at DEBUG instea
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -19,6 +20,14 @@ from transformers import PrinterCallback, ProgressCallback, Trainer
 # instead." (trl's configs default it to True), and the same for ``is_gradient_checkpointing``,
 # ``gradient_checkpointing_enable`` / ``_disable`` (trl's reference log-probs turn checkpointing off around them)
 GRADIENT_CHECKPOINTING_DEPRECATED = r"`(is_)?gradient_checkpointing\w*` is deprecated"
+
+
+def no_step_bar() -> bool:
+    """The trainers' ``disable_tqdm``: their step bar only where stderr is a terminal, tqdm's own rule for
+    ``disable=None`` (the DSIE bars). transformers' ``None`` decides by log level instead, and at INFO wrote every
+    bar update as a line into a pipeline step's log (1,160 of the 1,656 lines of a `coea run`'s steps.log, session
+    52); the log lines of :class:`coea.llm.sft.LogLines` say the same once per N steps."""
+    return not sys.stderr.isatty()
 
 
 class StepBar(ProgressCallback):
