@@ -122,6 +122,13 @@ def _split_diff(fitted: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {fitted.get(k)!r} (now {now.get(k)!r})" for k in keys)
 
 
+def _split_yaml(fitted: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """The split settings that differ, at their values now, as the --config line that asks for them (``coea
+    group`` takes no --n-future / --min-gap options: the config is the one way to re-fit on another split)."""
+    keys = sorted(k for k in {*fitted, *now} if fitted.get(k) != now.get(k))
+    return "`split: {" + ", ".join(f"{k}: {now.get(k)}" for k in keys) + "}`"
+
+
 def check(artifact: Path, name: str, histories_key: Mapping[str, Any] | None = None,
           made_from: Mapping[str, Path] | None = None, *, finished: bool = True, rerun: str | None = None) -> None:
     """Refuse ``artifact`` (``name``: dsie, novelty, relevance or pco) unless it finished (not checked with
@@ -146,7 +153,8 @@ def check(artifact: Path, name: str, histories_key: Mapping[str, Any] | None = N
             diff := _split_diff(fitted.get("split") or {}, histories_key["split"])):
         raise CoeaInputError(f"it was fitted with other split settings: {diff}; scoring it on this split would "
                              "score events it learned from", source=artifact,
-                             fix=f"pass the --config it was made with, or {fix}")
+                             fix=f"pass the --config it was made with, or {fix} with "
+                                 f"{_split_yaml(fitted.get('split') or {}, histories_key['split'])} in its --config")
     for other, path in (made_from or {}).items():
         if record.get("made_from", {}).get(other) != _id(path):
             raise CoeaInputError(f"it was built on another {Path(path).name}/ than the one now in this run "

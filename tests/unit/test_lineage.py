@@ -53,6 +53,8 @@ def test_another_split_is_refused_naming_the_settings(run: Path) -> None:
     with pytest.raises(CoeaInputError, match=r"other split settings: n_future 10 \(now 5\); scoring it") as err:
         lineage.check_run(run, {"dsie"}, _key(run, n_future=5))
     assert str(err.value).startswith(f"{run / 'dsie'}: ") and "pass the --config it was made with" in str(err.value)
+    # `coea group` has no --n-future option: the fix spells the config line that re-fits on this split (session 52)
+    assert "re-run `coea group` for this run with `split: {n_future: 5}` in its --config" in str(err.value)
 
 
 def test_another_log_is_refused(run: Path) -> None:
