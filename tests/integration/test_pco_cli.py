@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -263,7 +264,8 @@ def _weights(bundle: Path) -> dict[str, torch.Tensor]:
     return load_file(bundle / "model.safetensors")
 
 
-def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sft_run, tmp_path, monkeypatch, capsys):
+def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sft_run, tmp_path, monkeypatch, capsys,
+                                                                         caplog):
     """A real `coea pco` process SIGKILLed inside round 2 and resumed with --resume: round 1's checkpoint is
     not recomputed (every file's bytes and mtime unchanged), and the metrics and both models' weights equal an
     uninterrupted run's. A resume with another PCO config (--alpha) is refused with one line and exit 2, before
@@ -292,6 +294,11 @@ def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sf
         for run, resume in ((killed, ["--resume"]), (full, [])):
             res = coea("pco", "--run", str(run), "--config", str(run / "config.json"), *resume)
             assert res.returncode == 0, res.stderr[-3000:]
+        done = _files(killed / "pco" / "rounds" / "round_002")  # --resume on the finished run: says so, trains nothing
+        with caplog.at_level(logging.INFO, logger="coea.pco.loop"):  # the CLI's log setup is off in this test
+            again = coea("pco", "--run", str(killed), "--config", str(killed / "config.json"), "--resume")
+        assert again.returncode == 0 and "all 2 rounds were done; nothing to train" in caplog.text, again.stderr[-999:]
+        assert _files(killed / "pco" / "rounds" / "round_002") == done
     finally:
         torch.set_num_threads(threads)
     assert _files(killed / "pco" / "rounds" / "round_001") == round_1  # round 1 was not recomputed

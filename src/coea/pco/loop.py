@@ -88,6 +88,9 @@ class PcoLoop:
         if state is not None and state.completed_rounds > 0:
             self.novelty, self.relevance = load_round(self.out_dir, state.completed_rounds, self.device)
         if state is not None and state.rounds:
+            if state.completed_rounds >= self.cfg.rounds:  # a retried step, or --resume on a finished run
+                log.info("pco: all %d rounds were done; nothing to train, the outputs are written again",
+                         state.completed_rounds)
             return state.completed_rounds, state.rounds
         rows = [{"round": 0, **(self.evaluate(0, self.novelty, self.relevance) if self.evaluate else {})}]
         if self.out_dir is not None:
