@@ -74,7 +74,8 @@ def _corrupt_errors() -> tuple[type[BaseException], ...]:
     (RuntimeError), pickle, and safetensors' own error class when it is installed."""
     import pickle
 
-    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.PickleError]
+    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.PickleError,
+                                         TypeError, AttributeError, IndexError]  # valid JSON of the wrong shape
     try:
         from safetensors import SafetensorError
     except ImportError:  # pragma: no cover - safetensors comes with transformers

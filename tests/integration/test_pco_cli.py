@@ -313,6 +313,20 @@ def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sf
         assert any(not torch.equal(sft[k], a[k]) for k in sft)  # the rounds did train this model
 
 
+@pytest.mark.parametrize("part", ["dsie/profiles.json", "dsie/dsie_config.json", "llm/novelty/bundle.json"])
+def test_valid_json_of_the_wrong_shape_in_a_run_is_one_line_not_a_traceback(tiny_sft_run, tmp_path, part):
+    """A run file that is JSON but not the object its reader expects (`[]` for the group profiles, `[1]` for a
+    config): exit 2 and one `error:` line naming the folder and the step to re-run. (Before session 52:
+    AttributeError / TypeError tracebacks, exit 1.)"""
+    run = shutil.copytree(tiny_sft_run, tmp_path / "run")
+    (run / part).write_text("[]" if part.endswith("profiles.json") else "[1]")
+    res = coea("serve", "--run", str(run), "--method", "nllm_sft+x", "--out", str(tmp_path / "o.parquet"))
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "cannot be read (" in errors[0] and "re-run" in errors[0] and str(run / part.split("/")[0]) in errors[0]
+    assert not (tmp_path / "o.parquet").exists()
+
+
 @pytest.mark.parametrize(("part", "damage"), [
     ("llm/novelty/model.safetensors", "truncate"), ("llm/novelty/config.json", "garble"),
     ("dsie/encoder/encoder.pt", "truncate"), ("dsie/groups.parquet", "truncate"),

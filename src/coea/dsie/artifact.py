@@ -86,8 +86,10 @@ def read_groups_dir(path: Path) -> GroupsDir:
                              fix="pass a DSIE directory (written by `coea group` or the dsie_group step)")
     dsie = json.loads((path / "dsie_config.json").read_text())
     sizes = list(dsie["rqvae"]["codebook_sizes"])
-    return GroupsDir(read_groups(path / "groups.parquet"), json.loads((path / "profiles.json").read_text()),
-                     sizes[: dsie["group"]["depth"]], sizes)
+    profiles = json.loads((path / "profiles.json").read_text())
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) and "profile" in v for v in profiles.values()):
+        raise ValueError("profiles.json is not an object of group id -> {csid, profile, ...}")
+    return GroupsDir(read_groups(path / "groups.parquet"), profiles, sizes[: dsie["group"]["depth"]], sizes)
 
 
 @reads(REGROUP_FIX)

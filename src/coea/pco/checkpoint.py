@@ -90,7 +90,8 @@ def read_state(out_dir: Path, cfg: PcoConfig) -> PcoState | None:
     changed = config_changes(without_run_only(state.config), without_run_only(config_to_dict(cfg)))
     if changed:
         raise CoeaInputError(f"the PCO config differs from the run being resumed ({'; '.join(changed)})",
-                             source=path, fix="resume with the same config, or write to a fresh --out directory")
+                             source=path, fix="resume with the config (and options such as --rounds) of the run "
+                                              "being resumed, or drop --resume to start its rounds again")
     return state
 
 
