@@ -236,3 +236,23 @@ def test_serve_names_its_own_options_and_run_names_a_file_as_no_run(tmp_path, ca
         code, _, err = run_cli(["serve", "--run", str(path), "--out", str(tmp_path / "o.parquet")], capsys)
         assert code == 2 and f"option --run: not a run folder: it {what}" in err, err
     assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize(("sep", "shown"), [(";", "';'"), ("\t", "tab"), ("|", "'|'")],
+                         ids=["semicolon", "tab", "pipe"])
+def test_a_file_separated_by_another_character_says_so_and_its_fix_converts_it(tmp_path, capsys, sep, shown):
+    """Session 52: a semicolon- or tab-separated log read as one column was 'missing required column(s)' with the
+    fix to rename or map columns, which cannot help. The error names the separator, and the command in its fix
+    writes a comma-separated copy that loads."""
+    import shlex
+    import subprocess
+    import sys
+
+    rows = [HEADER.strip(), f"1,a,x,{T0}", f"1,b,y,{T0 + 5}", f"2,a,x,{T0 + 9}"]
+    path = write(tmp_path / "log.csv", "\n".join(r.replace(",", sep) for r in rows) + "\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}", command="stats")
+    assert f"{path}, column 'user_id': the header is one column" in line and f"separated by {shown}, not ','" in line
+    command = shlex.split(line.split("e.g. ", 1)[1].rstrip(")"))
+    subprocess.run([sys.executable, *command[1:]], check=True)
+    code, out, _ = run_cli(["data", "stats", "--data", f"csv:{tmp_path / 'log_comma.csv'}"], capsys)
+    assert code == 0 and json.loads(out)["interactions"] == 3, out

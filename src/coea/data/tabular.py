@@ -100,6 +100,14 @@ def _check_required(path: Path, columns: list[str], found: list[str]) -> None:
     """Every file has the canonical columns (after mapping; ``found``: its own names, before): a partition whose
     header differs from the others would otherwise give blank values in the concatenated log."""
     missing = [c for c in REQUIRED if c not in columns]
+    sep = next((s for s in (";", "\t", "|") if len(found) == 1 and s in str(found[0])), None)
+    if missing and sep is not None:  # one column whose name holds the real separator: not comma-separated
+        shown = {"\t": "tab"}.get(sep, repr(sep))
+        raise CoeaInputError(
+            f"the header is one column {str(found[0])[:80]!r}: the file is separated by {shown}, not ','",
+            source=path, column=missing[0], fix=f"convert it to a comma-separated file, e.g. python -c \"import "
+            f"pandas as p; p.read_csv('{path}', sep={sep!r}).to_csv('{path.with_name(path.stem + '_comma.csv')}', "
+            "index=False)\"")
     if missing:
         raise CoeaInputError(
             f"missing required column(s) {missing}; found {found}", source=path, column=missing[0],
