@@ -98,6 +98,15 @@ def test_serve_with_groups_missing_their_group_id_column_is_one_line(tiny_sft_ru
     assert "re-run `coea group`" in line and not out.exists()
 
 
+def test_serve_to_a_csv_name_is_refused_before_anything_is_read(tiny_sft_run, tmp_path):
+    """Session 52: `--out recs.csv` wrote a Parquet file under a CSV name (exit 0)."""
+    out = tmp_path / "recs.csv"
+    line = _one_error(coea("serve", "--run", str(tiny_sft_run), "--method", "group_pop_novel", "--out", str(out)))
+    assert line == (f"error: {out}, option --out: names a .csv file, but serve writes Parquet (fix: pass "
+                    f"{tmp_path / 'recs.parquet'} (pandas.read_parquet reads it))")
+    assert not out.exists() and not (tmp_path / "recs.parquet").exists()
+
+
 def test_serve_on_a_run_whose_data_was_replaced_by_another_log_is_refused(tiny_sft_run, tmp_path):
     run = shutil.copytree(tiny_sft_run, tmp_path / "run")
     log = run / "data" / "interactions.parquet"

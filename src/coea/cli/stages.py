@@ -276,6 +276,9 @@ def serve_cmd(
     from coea.stages import run_recommend
 
     out = check_writable_file(out)  # before any model is read or any user scored
+    if out.suffix and out.suffix.lower() != ".parquet":  # e.g. recs.csv: a Parquet file under a CSV name
+        raise CoeaInputError(f"names a {out.suffix} file, but serve writes Parquet", source=out, option="--out",
+                             fix=f"pass {out.with_suffix('.parquet')} (pandas.read_parquet reads it)")
     layout = run_layout(run, "data")
     cfg = with_device(from_run_config(config, run), device)
     try:
