@@ -184,8 +184,13 @@ def test_failed_publish_rolls_back_completely(store: KVStore, monkeypatch: pytes
 def test_not_a_database_file_raises_store_error(tmp_path: Path) -> None:
     bad = tmp_path / "not.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="cannot open as a SQLite store"):
+    with pytest.raises(StoreError, match="cannot open as a SQLite store") as writer:
         KVStore(bad)
+    assert "point the store at a new file" in str(writer.value)  # a writer may start a new store elsewhere
+    with pytest.raises(StoreError, match="cannot open as a SQLite store") as lookup:
+        KVStore(bad, create=False)
+    # a lookup in a new file finds nothing: it names the file a publish writes (session 52)
+    assert "new file" not in str(lookup.value) and "pass the recs.sqlite a publish wrote" in str(lookup.value)
 
 
 def test_a_foreign_sqlite_file_is_refused_by_writers_and_readers_and_left_as_it_was(tmp_path: Path) -> None:

@@ -90,6 +90,9 @@ class KVStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
+        # a writer may start a new store there; a lookup needs one a publish wrote
+        other = "point the store at a new file or an existing coea store" if create else \
+            "pass the recs.sqlite a publish wrote (e.g. runs/<ts>/recs.sqlite)"
         if not create and not self.path.is_file():
             raise StoreError("no store at this path", source=self.path,
                              fix="pass the recs.sqlite a publish wrote (e.g. runs/<ts>/recs.sqlite)")
@@ -99,8 +102,7 @@ class KVStore:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables and not tables >= _TABLES:
                 raise StoreError(f"a SQLite file of something else, not a coea store (its tables: "
-                                 f"{', '.join(sorted(tables))})", source=self.path,
-                                 fix="point the store at a new file or an existing coea store")
+                                 f"{', '.join(sorted(tables))})", source=self.path, fix=other)
             if not tables and not create:
                 raise StoreError("an empty file, not a coea store (nothing was ever published to it)",
                                  source=self.path, fix="publish first (`coea run` writes recs.sqlite), or pass "
@@ -110,8 +112,7 @@ class KVStore:
                 conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"cannot open as a SQLite store: {exc}", source=self.path,
-                             fix="point the store at a new file or an existing coea store") from exc
+            raise StoreError(f"cannot open as a SQLite store: {exc}", source=self.path, fix=other) from exc
         except StoreError:
             self.close()
             raise
