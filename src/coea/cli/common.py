@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
-import os
 import re
-import shutil
-import sys
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +14,13 @@ import typer
 from typer.core import TyperOption
 
 import coea
+from coea.cli.outputs import (  # noqa: F401  (the commands import them from here)
+    check_writable_dir,
+    check_writable_file,
+    coea_command,
+    disk_full,
+    output_folder,
+)
 from coea.cli.run_folder import require_parts, run_layout  # noqa: F401  (the commands import them from here)
 from coea.config import (
     PRESETS,
@@ -32,7 +34,6 @@ from coea.config import (
 )
 from coea.errors import CoeaInputError
 from coea.evaluation.registry import EXCLUDE_SUFFIX, METHODS
-from coea.utils import DISK_FULL
 
 _typer_option_type = TyperOption.display_type_rich
 
@@ -98,93 +99,6 @@ ColOpt = Annotated[str | None, typer.Option(help="csv/parquet: the file's column
 # What an interrupted command left that its "interrupted:" line says (a note of the exception that stopped it,
 # e.g. `coea run`'s incomplete run folder): the command records it, coea.cli.main prints and clears it.
 interrupt_notes: list[str] = []
-
-
-def coea_command() -> str:
-    """How the user can call this CLI again, for the commands a summary suggests: ``coea`` when that is the one on
-    PATH (or the CLI runs in process), else the path it was started by (``.venv/bin/coea`` from the repository)."""
-    argv0 = Path(sys.argv[0])
-    on_path = shutil.which("coea")
-    if argv0.name != "coea" or (on_path and Path(on_path).resolve() == argv0.resolve()):
-        return "coea"
-    return str(argv0)
-
-
-def check_writable_dir(out: Path, option: str = "--out") -> None:
-    """``out`` can be (or is) a folder this process writes into: not a file, under a writable folder; else a
-    :class:`CoeaInputError` before anything runs."""
-    if out.exists() and not out.is_dir():
-        raise CoeaInputError("is a file, not a folder", source=out, option=option,
-                             fix="pass a folder path (it is created when missing)")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise CoeaInputError(f"cannot be created: {parent} is a file", source=out, option=option,
-                             fix="pass a folder path under a folder")
-    try:  # a real write (permissions alone say yes for root, and /proc takes no folders)
-        os.rmdir(tempfile.mkdtemp(prefix=".coea-write-check-", dir=parent))
-    except OSError as err:
-        raise CoeaInputError(f"cannot be written: {parent}: {err.strerror}", source=out, option=option,
-                             fix="pass a folder you can write to") from err
-
-
-def check_writable_file(out: Path | str, option: str = "--out", example: str = "recommendations.parquet") -> Path:
-    """``out`` can be (or is) a file this process writes: not a folder (nor a path written as one, ending in
-    ``/``: the option's value as given, a ``str``, since a :class:`Path` drops the slash), in a folder it can write
-    to (created when missing); else a :class:`CoeaInputError` before anything runs. Returns ``out`` as a Path."""
-    if isinstance(out, str) and out.endswith(("/", os.sep)):
-        raise CoeaInputError("ends with '/': names a folder, not a file", source=out, option=option,
-                             fix=f"pass a file path, e.g. {Path(out) / example}")
-    out = Path(out)
-    if out.is_dir():
-        raise CoeaInputError("is a folder, not a file", source=out, option=option,
-                             fix=f"pass a file path, e.g. {out / example}")
-    fix = "pass a file path in a folder you can write to"
-    if out.parent.exists() and not out.parent.is_dir():
-        raise CoeaInputError(f"cannot be created: {out.parent} is a file", source=out, option=option, fix=fix)
-    try:
-        check_writable_dir(out.parent, option)
-    except CoeaInputError as err:
-        raise err.replace(source=out, fix=fix) from err
-    return out
-
-
-@contextmanager
-def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
-    """:func:`check_writable_dir`, then run the command's body; when the body stops on bad input
-    (:class:`CoeaInputError`, e.g. a split that leaves no user a history) or on a full disk (then a
-    :class:`CoeaInputError` naming the file, :func:`disk_full`) and ``out`` did not exist before, the folder it
-    began is removed, so a refused command leaves nothing half-written behind. Stopped otherwise (Ctrl-C, SIGTERM,
-    a crash), the folder it made is removed while it is still empty (what is in it is kept: finished steps)."""
-    check_writable_dir(out, option)
-    existed = out.exists()
-    try:
-        try:
-            yield out
-        except (CoeaInputError, OSError) as err:
-            error = err if isinstance(err, CoeaInputError) else disk_full(err, option, out)
-            if error is None:
-                raise
-            if not existed:
-                shutil.rmtree(out, ignore_errors=True)
-            if error is err:
-                raise
-            raise error from err
-    except BaseException:
-        if not existed and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
-
-
-def disk_full(err: OSError, option: str | None = None, out: Path | None = None) -> CoeaInputError | None:
-    """A write that failed for want of space (ENOSPC, EDQUOT) as a one-line error naming the file (else ``out``)
-    and, where one chose the place, the ``option``; None for any other :class:`OSError`."""
-    if err.errno not in DISK_FULL:
-        return None
-    fix = "free space on that disk" + (f" or choose another {option}" if option else "")
-    return CoeaInputError(f"{os.strerror(err.errno).lower()} writing {err.filename or out or 'the output'}",
-                          option=option, fix=fix)
 
 
 def overrides(obj, options: Mapping[str, str] | None = None, **values):

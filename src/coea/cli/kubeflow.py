@@ -138,7 +138,7 @@ def simulate_cmd(
 
     check_periods(periods)
     out = out or Path("runs") / datetime.now().strftime("simulate-%Y%m%d-%H%M%S")
-    check_writable_dir(out)
+    check_writable_dir(out, own=True)
     cfg = with_device(config_with_data(config, data, category_level, user_col, item_col, category_col,
                                        timestamp_col), device)
     if shift_period is not None:

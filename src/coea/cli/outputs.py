@@ -1,0 +1,116 @@
+"""Where a command writes: the output folder or file checked before anything runs (writable, not a file, not a
+shared folder), a refused command's half-written folder removed, a full disk named as such; and how a summary names
+the CLI for the commands it suggests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from coea.errors import CoeaInputError
+from coea.utils import DISK_FULL
+
+
+def coea_command() -> str:
+    """How the user can call this CLI again, for the commands a summary suggests: ``coea`` when that is the one on
+    PATH (or the CLI runs in process), else the path it was started by (``.venv/bin/coea`` from the repository)."""
+    argv0 = Path(sys.argv[0])
+    on_path = shutil.which("coea")
+    if argv0.name != "coea" or (on_path and Path(on_path).resolve() == argv0.resolve()):
+        return "coea"
+    return str(argv0)
+
+
+def check_writable_dir(out: Path, option: str = "--out", *, own: bool = False) -> None:
+    """``out`` can be (or is) a folder this process writes into: not a file, under a writable folder, and with
+    ``own`` (the command writes its files straight into it) not a shared one (:func:`check_own_folder`); else a
+    :class:`CoeaInputError` before anything runs."""
+    if own:
+        check_own_folder(out, option)
+    if out.exists() and not out.is_dir():
+        raise CoeaInputError("is a file, not a folder", source=out, option=option,
+                             fix="pass a folder path (it is created when missing)")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CoeaInputError(f"cannot be created: {parent} is a file", source=out, option=option,
+                             fix="pass a folder path under a folder")
+    try:  # a real write (permissions alone say yes for root, and /proc takes no folders)
+        os.rmdir(tempfile.mkdtemp(prefix=".coea-write-check-", dir=parent))
+    except OSError as err:
+        raise CoeaInputError(f"cannot be written: {parent}: {err.strerror}", source=out, option=option,
+                             fix="pass a folder you can write to") from err
+
+
+def check_own_folder(out: Path, option: str = "--out") -> None:
+    """A command that writes its files straight into ``out`` (data/, metrics.*, ...) is not given the current
+    folder (``.``: also what an empty value, e.g. an unset shell variable, reads as) or the filesystem root."""
+    root = out.resolve() == Path(out.resolve().anchor)
+    if str(out) == "." or root:
+        raise CoeaInputError(f"is {'the filesystem root' if root else 'the current folder'}: this command writes "
+                             "its files straight into it", source=out, option=option,
+                             fix="pass a folder of its own, e.g. ./out (an empty value reads as '.')")
+
+
+def check_writable_file(out: Path | str, option: str = "--out", example: str = "recommendations.parquet") -> Path:
+    """``out`` can be (or is) a file this process writes: not a folder (nor a path written as one, ending in
+    ``/``: the option's value as given, a ``str``, since a :class:`Path` drops the slash), in a folder it can write
+    to (created when missing); else a :class:`CoeaInputError` before anything runs. Returns ``out`` as a Path."""
+    if isinstance(out, str) and out.endswith(("/", os.sep)):
+        raise CoeaInputError("ends with '/': names a folder, not a file", source=out, option=option,
+                             fix=f"pass a file path, e.g. {Path(out) / example}")
+    out = Path(out)
+    if out.is_dir():
+        raise CoeaInputError("is a folder, not a file", source=out, option=option,
+                             fix=f"pass a file path, e.g. {out / example}")
+    fix = "pass a file path in a folder you can write to"
+    if out.parent.exists() and not out.parent.is_dir():
+        raise CoeaInputError(f"cannot be created: {out.parent} is a file", source=out, option=option, fix=fix)
+    try:
+        check_writable_dir(out.parent, option)
+    except CoeaInputError as err:
+        raise err.replace(source=out, fix=fix) from err
+    return out
+
+
+@contextmanager
+def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
+    """:func:`check_writable_dir`, then run the command's body; when the body stops on bad input
+    (:class:`CoeaInputError`, e.g. a split that leaves no user a history) or on a full disk (then a
+    :class:`CoeaInputError` naming the file, :func:`disk_full`) and ``out`` did not exist before, the folder it
+    began is removed, so a refused command leaves nothing half-written behind. Stopped otherwise (Ctrl-C, SIGTERM,
+    a crash), the folder it made is removed while it is still empty (what is in it is kept: finished steps)."""
+    check_writable_dir(out, option, own=True)
+    existed = out.exists()
+    try:
+        try:
+            yield out
+        except (CoeaInputError, OSError) as err:
+            error = err if isinstance(err, CoeaInputError) else disk_full(err, option, out)
+            if error is None:
+                raise
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            if error is err:
+                raise
+            raise error from err
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def disk_full(err: OSError, option: str | None = None, out: Path | None = None) -> CoeaInputError | None:
+    """A write that failed for want of space (ENOSPC, EDQUOT) as a one-line error naming the file (else ``out``)
+    and, where one chose the place, the ``option``; None for any other :class:`OSError`."""
+    if err.errno not in DISK_FULL:
+        return None
+    fix = "free space on that disk" + (f" or choose another {option}" if option else "")
+    return CoeaInputError(f"{os.strerror(err.errno).lower()} writing {err.filename or out or 'the output'}",
+                          option=option, fix=fix)
