@@ -202,3 +202,17 @@ def test_parquet_binary_ids_and_categories_are_read_as_text(tmp_path, capsys):
     pq.write_table(bad, tmp_path / "bad.parquet")
     line = one_error(capsys, tmp_path, f"parquet:{tmp_path / 'bad.parquet'}", command="stats")
     assert "column 'category', row 2: bytes" in line and "not UTF-8" in line
+
+
+@pytest.mark.parametrize("other", ["part-1.csv.gz", "part-1.parquet"], ids=["gzip", "parquet"])
+def test_a_partition_file_of_another_kind_is_an_error_not_a_day_left_out(tmp_path, capsys, other):
+    """Session 52: a `csv:` folder whose dt=2023-11-15/ held only part-1.csv.gz (or a .parquet) was read without
+    that day and without a word (`interactions` counted the other days only). Markers such as _SUCCESS stay
+    ignored."""
+    for day, name in (("2023-11-14", "part-0.csv"), ("2023-11-15", other)):
+        (tmp_path / "log" / f"dt={day}").mkdir(parents=True)
+        write(tmp_path / "log" / f"dt={day}" / name, f"{HEADER}u1,a,x,{T0}\n")
+    write(tmp_path / "log" / "dt=2023-11-14" / "_SUCCESS", "")
+    line = one_error(capsys, tmp_path, f"csv:{tmp_path / 'log'}", command="stats")
+    assert f"partition folder dt=2023-11-15 holds file(s) that are not .csv: {other}" in line
+    assert "write every partition as .csv" in line

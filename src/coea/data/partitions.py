@@ -42,11 +42,16 @@ class Partition:
 
 def group_partitions(names: Iterable[str], fmt: str, source: str) -> list[Partition]:
     """The partitions among ``names`` (relative paths such as ``dt=2026-11-29/part-0.csv``), by day; only
-    ``*.{fmt}`` files directly inside a ``dt=`` folder count. A ``dt=`` folder that is not a date is an error."""
+    ``*.{fmt}`` files directly inside a ``dt=`` folder count. A ``dt=`` folder that is not a date, or that holds
+    a file of another kind (``part-0.csv.gz`` in a ``csv:`` log; ``_SUCCESS``, ``.crc`` and other ``_``/``.``
+    names aside), is an error."""
     days: dict[date, list[str]] = {}
+    others: dict[str, list[str]] = {}  # a dt= folder's data files of another kind (not _SUCCESS, .crc, ...)
     for name in names:
         folder, _, file = name.partition("/")
         match = _DT.match(folder)
+        if match and "/" not in file and not file.endswith(f".{fmt}") and not file.startswith(("_", ".")):
+            others.setdefault(folder, []).append(file)
         if not match or "/" in file or not file.endswith(f".{fmt}"):
             continue
         try:
@@ -55,6 +60,11 @@ def group_partitions(names: Iterable[str], fmt: str, source: str) -> list[Partit
             raise CoeaInputError(f"partition folder {folder!r} is not dt=YYYY-MM-DD", source=source,
                                  fix="name each partition folder dt=YYYY-MM-DD (the UTC day of its events)") from err
         days.setdefault(day, []).append(name)
+    if others:  # their events would be left out of the log without a word
+        folder, files = min(others.items())
+        raise CoeaInputError(f"partition folder {folder} holds file(s) that are not .{fmt}: {', '.join(sorted(files))}",
+                             source=source, fix=f"write every partition as .{fmt} (e.g. gunzip a .{fmt}.gz), or move "
+                                                "the other files out of the dt= folders")
     return [Partition(day, tuple(sorted(days[day]))) for day in sorted(days)]
 
 
