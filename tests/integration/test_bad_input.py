@@ -256,3 +256,13 @@ def test_a_file_separated_by_another_character_says_so_and_its_fix_converts_it(t
     subprocess.run([sys.executable, *command[1:]], check=True)
     code, out, _ = run_cli(["data", "stats", "--data", f"csv:{tmp_path / 'log_comma.csv'}"], capsys)
     assert code == 0 and json.loads(out)["interactions"] == 3, out
+
+
+def test_a_timestamp_beyond_int64_is_named_as_such_with_its_text(tmp_path, capsys):
+    """Session 52: 99999999999999999999999999 was diagnosed as 'mixed units: 100000000000000021944598528 looks like
+    nanoseconds' (a float's rendering, another number than the file's)."""
+    big = "99999999999999999999999999"
+    path = write(tmp_path / "log.csv", f"{HEADER}1,a,x,{T0}\n1,b,y,{big}\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}", command="stats")
+    assert f"column 'timestamp', line 3: timestamp {big} does not fit a 64-bit integer" in line
+    assert "mixed units" not in line

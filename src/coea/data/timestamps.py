@@ -143,6 +143,7 @@ def to_epoch_seconds(raw: pd.Series, source: str, *, column: str = "timestamp", 
         seconds = _from_datetime(raw, source, column)
     else:
         numeric = _numeric(raw, source, column)
+        _check_int64(numeric, raw, source, column)  # first: 1e26 is no unit's value (was read as "nanoseconds")
         seconds = numeric.round() if allow_any else _from_unit(numeric, source, column)
     if not allow_any:
         _check_range(seconds, raw, source, column, time.time() if now is None else now)
