@@ -48,7 +48,14 @@ class UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: Path) -> Any:
     """The YAML document in ``path``: a syntax error is a one-line ValueError naming its line and column, a key
     given twice in one mapping a :class:`CoeaInputError` naming the key and its line."""
-    loader = UniqueKeyLoader(Path(path).read_text(encoding="utf-8"))
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:  # e.g. saved as UTF-16 by an editor, or latin-1
+        line = data[:err.start].count(b"\n") + 1
+        utf16 = " (it starts like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ValueError(f"{path}: not UTF-8 text at line {line}{utf16}; save it as UTF-8") from None
+    loader = UniqueKeyLoader(text)
     loader.source = str(path)
     try:
         return loader.get_single_data()

@@ -262,3 +262,18 @@ def test_window_days_on_a_single_file_is_a_warning_naming_the_key(tmp_path, monk
     assert len(load_data(DataConfig(spec=f"csv:{path}", window_days=7)).interactions) == 2  # read whole, as before
     assert len(said) == 1 and said[0].startswith(f"data.window_days=7 is ignored: {path} is a single file, not a "
                                                  "folder of dt=YYYY-MM-DD/ partitions")
+
+
+def test_a_config_that_is_not_utf8_names_its_line_not_the_codec(tmp_path):
+    """Session 52: a UTF-16 or latin-1 config gave Python's own "'utf-8' codec can't decode byte 0xff in position
+    0" wording."""
+    from coea.config_values import read_yaml
+
+    utf16 = tmp_path / "a.yaml"
+    utf16.write_bytes("split: {n_future: 5}\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=r"a.yaml: not UTF-8 text at line 1 \(it starts like UTF-16\); save it as"):
+        read_yaml(utf16)
+    latin = tmp_path / "b.yaml"
+    latin.write_bytes("split:\n  n_future: 5  # café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"b.yaml: not UTF-8 text at line 2; save it as UTF-8"):
+        read_yaml(latin)
