@@ -125,6 +125,9 @@ class DataConfig:
         _positive("gcs_retry_s", self.gcs_retry_s, allow_zero=True)
         if not self.spec:
             raise ValueError("data spec is empty; use synthetic, movielens:DIR, csv:PATH or parquet:PATH")
+        if self.category_level is not CategoryLevel.FULL and not self.spec.startswith("movielens:"):
+            raise ValueError(f"category_level {self.category_level.value!r} applies to movielens: logs only (data "
+                             f"{self.spec!r} has its categories as they are); drop it")
         if self.on_category_conflict not in ("majority", "fail"):
             raise ValueError(f"on_category_conflict must be 'majority' or 'fail', got {self.on_category_conflict!r}")
 

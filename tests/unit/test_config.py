@@ -234,3 +234,16 @@ def test_every_number_of_the_run_config_refuses_minus_one():
 
     walk(RunConfig(), "")
     assert accepted == [] and len(checked) > 120 and ".pco.dpo.lr" in checked and ".split.min_gap" in checked
+
+
+def test_category_level_first_is_refused_for_a_log_that_is_not_movielens():
+    """Session 52: `--category-level first` on a csv:/parquet:/synthetic log was ignored without a word."""
+    import pytest
+
+    from coea.config import DataConfig
+
+    for spec in ("csv:log.csv", "parquet:log.parquet", "synthetic"):
+        with pytest.raises(ValueError, match=r"category_level 'first' applies to movielens: logs only"):
+            DataConfig(spec=spec, category_level="first")
+    assert DataConfig(spec="movielens:ml-1m", category_level="first").category_level.value == "first"
+    assert DataConfig(spec="csv:log.csv", category_level="full").category_level.value == "full"
