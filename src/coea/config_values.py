@@ -167,6 +167,10 @@ def typed_value(key: str, hint: Any, value: Any, *, default: Any = None) -> Any:
 
 
 def _typed_number(key: str, hint: type, value: Any) -> int | float:
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):  # exact: no float on the way
+        if not -2**63 <= value < 2**63:
+            raise ValueError(f"{key} must fit a 64-bit integer, got {value}; write a smaller number")
+        return value
     number = _number(value)
     if number is None or not math.isfinite(number):
         kind = "a whole number" if hint is int else "a finite number"

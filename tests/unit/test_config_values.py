@@ -277,3 +277,13 @@ def test_a_config_that_is_not_utf8_names_its_line_not_the_codec(tmp_path):
     latin.write_bytes("split:\n  n_future: 5  # café\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"b.yaml: not UTF-8 text at line 2; save it as UTF-8"):
         read_yaml(latin)
+
+
+def test_a_whole_number_beyond_int64_is_refused_not_rounded_through_a_float():
+    """Session 52: `n_future: 99999999999999999999999` became 99999999999999991611392 without a word."""
+    from coea.config_values import typed_value
+
+    with pytest.raises(ValueError, match=r"n_future must fit a 64-bit integer, got 99999999999999999999999"):
+        typed_value("n_future", int, 99999999999999999999999)
+    assert typed_value("seed", int, 2**62 + 1) == 2**62 + 1  # exact, not 2**62 through a float
+    assert typed_value("n_future", int, "10") == 10 and typed_value("lr", float, "1e-3") == 1e-3  # YAML 1.1 text
