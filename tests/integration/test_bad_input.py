@@ -266,3 +266,18 @@ def test_a_timestamp_beyond_int64_is_named_as_such_with_its_text(tmp_path, capsy
     line = one_error(capsys, tmp_path, f"csv:{path}", command="stats")
     assert f"column 'timestamp', line 3: timestamp {big} does not fit a 64-bit integer" in line
     assert "mixed units" not in line
+
+
+def test_a_gzip_file_named_csv_says_so_and_named_csv_gz_it_loads(tmp_path, capsys):
+    """Session 52: a gzip file named log.csv was 'line 1: byte 0x8b is not valid UTF-8 ... iconv -f latin1', a fix
+    that corrupts it. pandas decompresses by the name only: the error says to name it .csv.gz, which then loads."""
+    import gzip
+
+    body = gzip.compress(f"{HEADER}1,a,x,{T0}\n2,b,y,{T0 + 5}\n".encode())
+    path = write(tmp_path / "log.csv", body)
+    line = one_error(capsys, tmp_path, f"csv:{path}", command="stats")
+    assert f"{path}: is gzip-compressed but not named so" in line and "name it log.csv.gz" in line
+    assert "iconv" not in line
+    renamed = write(tmp_path / "log.csv.gz", body)
+    code, out, _ = run_cli(["data", "stats", "--data", f"csv:{renamed}"], capsys)
+    assert code == 0 and json.loads(out)["interactions"] == 2, out

@@ -21,12 +21,18 @@ FORMATS = "csv:PATH (a .csv file with a header line), parquet:PATH or movielens:
 
 
 def not_another_format(path: Path) -> None:
-    """Refuse a Parquet or JSON file given as ``csv:`` (pandas would read its bytes as a header and no rows)."""
+    """Refuse a Parquet or JSON file given as ``csv:`` (pandas would read its bytes as a header and no rows), and a
+    gzip or zip file whose name does not say so (its bytes read as text: a misleading 'not UTF-8' at line 1)."""
     with path.open("rb") as fh:
         head = fh.read(4096)
     if head.startswith(b"PAR1"):
         raise CoeaInputError("looks like a Parquet file (it starts with 'PAR1'), not CSV", source=path,
                              fix=f"pass it as parquet:{path}")
+    for magic, kind, suffixes in ((b"\x1f\x8b", "gzip", (".gz", ".gzip")), (b"PK\x03\x04", "zip", (".zip",))):
+        if head.startswith(magic) and not path.name.lower().endswith(suffixes):  # pandas picks by the name only
+            raise CoeaInputError(f"is {kind}-compressed but not named so: it would be read as text", source=path,
+                                 fix=f"name it {path.name}{suffixes[0]} (then it is decompressed as it is read), or "
+                                     "decompress it")
     text = head.removeprefix(b"\xef\xbb\xbf")
     first = text.lstrip()[:1]
     if first in (b"{", b"["):
