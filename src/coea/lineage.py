@@ -117,16 +117,19 @@ def clear(artifact: Path) -> None:
     (Path(artifact) / LINEAGE).unlink(missing_ok=True)
 
 
+def _changed(fitted: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in {*fitted, *now} if fitted.get(k) != now.get(k))
+
+
 def _split_diff(fitted: Mapping[str, Any], now: Mapping[str, Any]) -> str:
-    keys = sorted(k for k in {*fitted, *now} if fitted.get(k) != now.get(k))
+    keys = _changed(fitted, now)
     return ", ".join(f"{k} {fitted.get(k)!r} (now {now.get(k)!r})" for k in keys)
 
 
 def _split_yaml(fitted: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """The split settings that differ, at their values now, as the --config line that asks for them (``coea
     group`` takes no --n-future / --min-gap options: the config is the one way to re-fit on another split)."""
-    keys = sorted(k for k in {*fitted, *now} if fitted.get(k) != now.get(k))
-    return "`split: {" + ", ".join(f"{k}: {now.get(k)}" for k in keys) + "}`"
+    return "`split: {" + ", ".join(f"{k}: {now.get(k)}" for k in _changed(fitted, now)) + "}`"
 
 
 def check(artifact: Path, name: str, histories_key: Mapping[str, Any] | None = None,

@@ -50,9 +50,11 @@ def group_partitions(names: Iterable[str], fmt: str, source: str) -> list[Partit
     for name in names:
         folder, _, file = name.partition("/")
         match = _DT.match(folder)
-        if match and "/" not in file and not file.endswith(f".{fmt}") and not file.startswith(("_", ".")):
-            others.setdefault(folder, []).append(file)
-        if not match or "/" in file or not file.endswith(f".{fmt}"):
+        if not match or "/" in file:
+            continue
+        if not file.endswith(f".{fmt}"):
+            if not file.startswith(("_", ".")):
+                others.setdefault(folder, []).append(file)
             continue
         try:
             day = date.fromisoformat(match["day"])

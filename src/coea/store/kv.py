@@ -94,8 +94,7 @@ class KVStore:
         other = "point the store at a new file or an existing coea store" if create else \
             "pass the recs.sqlite a publish wrote (e.g. runs/<ts>/recs.sqlite)"
         if not create and not self.path.is_file():
-            raise StoreError("no store at this path", source=self.path,
-                             fix="pass the recs.sqlite a publish wrote (e.g. runs/<ts>/recs.sqlite)")
+            raise StoreError("no store at this path", source=self.path, fix=other)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = self._conn()
