@@ -15,7 +15,7 @@ from coea.data.formats import (
     not_another_format,
     unparsable,
 )
-from coea.data.lines import undecodable
+from coea.data.lines import open_text, undecodable
 from coea.data.schema import CATEGORY, ITEM, RATING, REQUIRED, TIMESTAMP, USER
 from coea.errors import CoeaInputError
 
@@ -121,7 +121,7 @@ def _check_unique_header(path: Path) -> None:
     first would be used without a word)."""
     import csv
 
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    with open_text(path) as fh:
         header = next(csv.reader(fh), [])
     names = [name.strip().lstrip("\ufeff") for name in header]
     for i, name in enumerate(names):
