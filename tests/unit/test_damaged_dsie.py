@@ -23,7 +23,7 @@ GROUPS = {"user_id": ["u1", "u2"], "csid": ["1-2-0", "0-1-1"], "group_id": ["1-2
 def _dsie(path: Path, drop: str | None) -> Path:
     path.mkdir()
     pd.DataFrame({k: v for k, v in GROUPS.items() if k != drop}).to_parquet(path / "groups.parquet")
-    (path / "profiles.json").write_text("{}")
+    (path / "profiles.json").write_text(json.dumps({g: {"csid": g, "profile": "p"} for g in GROUPS["group_id"]}))
     (path / "dsie_config.json").write_text(json.dumps({"rqvae": {"codebook_sizes": [2, 3, 2]}, "group": {"depth": 2}}))
     return path
 
@@ -54,3 +54,16 @@ def test_the_drift_and_profiles_stages_read_groups_through_the_check(tmp_path):
 def test_an_intact_groups_dir_reads(tmp_path):
     g = read_groups_dir(_dsie(tmp_path / "dsie", None))
     assert list(g.groups.columns) == list(GROUPS) and (g.csid_levels, g.code_levels) == ([2, 3], [2, 3, 2])
+
+
+@pytest.mark.parametrize("profiles", [{}, {"1-2": {"csid": "1-2", "profile": "p"}}], ids=["empty", "one-missing"])
+def test_a_group_without_a_profile_names_the_file_and_the_groups(tmp_path, profiles):
+    """Session 52's audit: profiles.json written as {} was read, and every prompt then carried an empty profile."""
+    dsie = _dsie(tmp_path / "dsie", None)
+    (dsie / "profiles.json").write_text(json.dumps(profiles))
+    missing = sorted(set(GROUPS["group_id"]) - set(profiles))
+    with pytest.raises(CoeaInputError) as err:
+        read_groups_dir(dsie)
+    assert str(err.value).startswith(f"{dsie / 'profiles.json'}: has no profile for {len(missing)} of the 2 groups "
+                                     f"of groups.parquet ({', '.join(missing)})")
+    assert "re-run `coea group`" in str(err.value)

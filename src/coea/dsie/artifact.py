@@ -89,7 +89,20 @@ def read_groups_dir(path: Path) -> GroupsDir:
     profiles = json.loads((path / "profiles.json").read_text())
     if not isinstance(profiles, dict) or not all(isinstance(v, dict) and "profile" in v for v in profiles.values()):
         raise ValueError("profiles.json is not an object of group id -> {csid, profile, ...}")
-    return GroupsDir(read_groups(path / "groups.parquet"), profiles, sizes[: dsie["group"]["depth"]], sizes)
+    groups = read_groups(path / "groups.parquet")
+    _check_profiled(groups, profiles, path / "profiles.json")
+    return GroupsDir(groups, profiles, sizes[: dsie["group"]["depth"]], sizes)
+
+
+def _check_profiled(groups: pd.DataFrame, profiles: dict, source: Path) -> None:
+    """Every group of ``groups`` has a profile: a group without one would be prompted with an empty profile, and
+    the models trained and served on that without a word (``profiles.json`` written as ``{}``, or by another fit)."""
+    unprofiled = sorted(set(groups["group_id"].astype(str)) - set(map(str, profiles)))
+    if unprofiled:
+        shown = ", ".join(unprofiled[:5]) + (f" and {len(unprofiled) - 5} more" if len(unprofiled) > 5 else "")
+        raise CoeaInputError(f"has no profile for {len(unprofiled)} of the {groups['group_id'].nunique()} groups of "
+                             f"groups.parquet ({shown}): the two files are not from one fit", source=source,
+                             fix=REGROUP_FIX)
 
 
 @reads(REGROUP_FIX)
