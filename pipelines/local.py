@@ -121,7 +121,8 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
         if said is err:
             raise
         raise said from err
-    log.info("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)
+    # debug: `coea run` prints the time in its summary, after the step lines and the table (not between them)
+    log.debug("coea_training ran locally in %.1fs; outputs under %s", time.perf_counter() - start, run_dir)
     return paths
 
 

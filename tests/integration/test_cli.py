@@ -3,6 +3,7 @@ process (:func:`tests.helpers.coea`) but ``coea run``, whose console is the poin
 ``python -m coea.cli`` to exit codes 0 and 2."""
 
 import json
+import re
 
 import pytest
 
@@ -111,6 +112,9 @@ def test_run_writes_a_timestamped_run_dir(tmp_path):
     assert set(json.loads((run_dir / "metrics.json").read_text())["methods"]) == {"pop", "markov", "nllm_sft+x"}
     assert (run_dir / "recs.sqlite").is_file() and (run_dir / "llm" / "novelty").is_dir()
     assert "| nllm_sft+x |" in res.stdout and f"run directory: {run_dir}" in res.stdout
+    assert re.search(r"; the run took \d+ s$", next(ln for ln in res.stdout.splitlines() if "run directory:" in ln))
+    # the step server's start-up is its own line before the first step, not part of prepare-data's time
+    assert "kfp.local: step server ready in" in res.stderr and "ran locally in" not in res.stderr + res.stdout
     # the console: one line per step, the table, where the outputs are; the steps' own logs are in a file
     lines = res.stdout.splitlines() + res.stderr.splitlines()
     assert len(lines) + len(EvalConfig().methods) - 3 < 60, "\n".join(lines)  # (the demo has 14 table rows)

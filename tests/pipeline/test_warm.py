@@ -35,13 +35,33 @@ def test_a_lightweight_component_command_runs_warm_anything_else_the_old_way() -
     assert executor_args(["sh", "-ec", "python3 -m pip install x && " + command[2], source]) is None
 
 
-@pytest.mark.parametrize(("value", "warm"), [("0", False), ("1", True)])
-def test_warm_steps_swaps_kfp_local_s_launcher_only_while_open(monkeypatch, value: str, warm: bool) -> None:
+@pytest.mark.parametrize(("value", "on_"), [("0", False), ("1", True)])
+def test_warm_steps_swaps_kfp_local_s_launcher_only_while_open(monkeypatch, value: str, on_: bool) -> None:
     monkeypatch.setenv(WARM_ENV, value)
+    started = []
+    monkeypatch.setattr(warm, "start_server", lambda: started.append(True) or 0.0)
     original = handler.run_local_subprocess
     with warm_steps() as on:
-        assert on is warm and (handler.run_local_subprocess is not original) is warm
+        assert on is on_ and (handler.run_local_subprocess is not original) is on_
+        assert started == [True] * on_  # the server is up before the first step: its time is not that step's
     assert handler.run_local_subprocess is original
+
+
+def test_start_server_returns_once_a_child_of_the_server_has_run(monkeypatch) -> None:
+    """The fork server imports PRELOAD before it forks a child: a child that has run means the imports are done.
+    (A fork context stands in for the fork server here: its 20 s of imports are what the real runs time.)"""
+    import multiprocessing
+
+    ran = []
+    monkeypatch.setattr(warm, "_fork_server", lambda: multiprocessing.get_context("fork"))
+    real = multiprocessing.get_context("fork").Process
+
+    def process(**kwargs):
+        ran.append(kwargs["name"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(multiprocessing.get_context("fork"), "Process", process)
+    assert warm.start_server() >= 0.0 and ran == ["kfp-step-server"]
 
 
 def test_unset_it_is_warm_unless_the_machine_has_an_nvidia_gpu(monkeypatch, tmp_path) -> None:

@@ -3,8 +3,8 @@ inside each command: the library never imports them)."""
 
 from __future__ import annotations
 
-import json
 import re
+import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,6 @@ from coea.cli.common import (
     LevelOpt,
     app,
     check_writable_dir,
-    coea_command,
     config_with_data,
     csv,
     interrupt_notes,
@@ -29,6 +28,7 @@ from coea.cli.common import (
     overrides,
     with_device,
 )
+from coea.cli.outputs import run_summary
 from coea.config import SERVED_METHOD
 from coea.errors import CoeaInputError
 
@@ -64,12 +64,13 @@ def run_cmd(
     kfp_root = Path(pipeline_root) if pipeline_root else out / "kfp"
     typer.echo(f"coea_training (kfp.local) in {out}; step logs: {out / 'kfp' / STEPS_LOG}"
                + ("" if verbose else " (-v shows them here)"))
+    start = time.perf_counter()
     try:
         paths = run_training_locally(cfg, out, pipeline_root=kfp_root, verbose=verbose)
     except KeyboardInterrupt as err:  # its notes say what the run left: the CLI's "interrupted" line shows them
         interrupt_notes.extend(getattr(err, "__notes__", ()))
         raise
-    typer.echo(run_summary(cfg, out, paths))
+    typer.echo(run_summary(cfg, out, paths, seconds=time.perf_counter() - start))
 
 
 def check_local_data(spec: str) -> None:
@@ -86,30 +87,6 @@ def check_local_data(spec: str) -> None:
         find_ratings_file(movielens_folder(location))
     elif not location.exists():
         raise file_not_found(location, kind)
-
-
-def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED_METHOD, rec_k: int = 10) -> str:
-    """What `coea run` prints after its steps: the metrics table, the served method against the reference, where
-    the outputs are (``paths`` from ``run_training_locally``, which served ``served``'s top ``rec_k``)."""
-    from coea.evaluation.report import metrics_table
-    from coea.report_html import paired_section, served_verdict
-    from coea.store import KVStore
-
-    metrics = json.loads(paths["metrics.json"].read_text(encoding="utf-8"))
-    with KVStore(paths["kv_store"], create=False) as kv:
-        user = next(iter(kv.user_ids(1)), "ID")
-    cold = int(metrics.get("protocol", {}).get("cold_start_users") or 0)
-    holds = f"paired CIs and {cold} cold-start users" if cold else "paired CIs"
-    verdict = served_verdict(served, paired_section(metrics))  # as report.html says it: below the reference, ...
-    return "\n".join([
-        "", metrics_table(metrics["methods"], cfg.eval.ks),
-        f"run directory: {run_dir}  (data/, dsie/, llm/, pco/, state/; pipeline artifacts under kfp/)",
-        f"metrics:       {paths['metrics.md']} (with {holds}), metrics.json, metrics_at_{max(cfg.eval.ks)}.png",
-        f"served:        {served}, top-{rec_k} per user -> {paths['kv_store']} "
-        f"({coea_command()} recommend --store {paths['kv_store']} --user {user})", *([verdict] if verdict else []),
-        f"step logs:     {paths['steps_log']}",
-        f"report:        {paths['report']}",
-    ])
 
 
 @app.command("simulate")

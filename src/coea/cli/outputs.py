@@ -1,9 +1,10 @@
 """Where a command writes: the output folder or file checked before anything runs (writable, not a file, not a
-shared folder), a refused command's half-written folder removed, a full disk named as such; and how a summary names
-the CLI for the commands it suggests."""
+shared folder), a refused command's half-written folder removed, a full disk named as such; how a summary names
+the CLI for the commands it suggests, and what `coea run` prints after its steps."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from coea.config import SERVED_METHOD
 from coea.errors import CoeaInputError
 from coea.utils import DISK_FULL
 
@@ -114,3 +116,30 @@ def disk_full(err: OSError, option: str | None = None, out: Path | None = None) 
     fix = "free space on that disk" + (f" or choose another {option}" if option else "")
     return CoeaInputError(f"{os.strerror(err.errno).lower()} writing {err.filename or out or 'the output'}",
                           option=option, fix=fix)
+
+
+def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED_METHOD, rec_k: int = 10, *,
+                seconds: float | None = None) -> str:
+    """What `coea run` prints after its steps: the metrics table, the served method against the reference, where
+    the outputs are (``paths`` from ``run_training_locally``, which served ``served``'s top ``rec_k``) and, given
+    ``seconds``, how long the run took."""
+    from coea.evaluation.report import metrics_table
+    from coea.report_html import paired_section, served_verdict
+    from coea.store import KVStore
+
+    metrics = json.loads(paths["metrics.json"].read_text(encoding="utf-8"))
+    with KVStore(paths["kv_store"], create=False) as kv:
+        user = next(iter(kv.user_ids(1)), "ID")
+    cold = int(metrics.get("protocol", {}).get("cold_start_users") or 0)
+    holds = f"paired CIs and {cold} cold-start users" if cold else "paired CIs"
+    verdict = served_verdict(served, paired_section(metrics))  # as report.html says it: below the reference, ...
+    return "\n".join([
+        "", metrics_table(metrics["methods"], cfg.eval.ks),
+        f"run directory: {run_dir}  (data/, dsie/, llm/, pco/, state/; pipeline artifacts under kfp/)"
+        + (f"; the run took {seconds:.0f} s" if seconds is not None else ""),
+        f"metrics:       {paths['metrics.md']} (with {holds}), metrics.json, metrics_at_{max(cfg.eval.ks)}.png",
+        f"served:        {served}, top-{rec_k} per user -> {paths['kv_store']} "
+        f"({coea_command()} recommend --store {paths['kv_store']} --user {user})", *([verdict] if verdict else []),
+        f"step logs:     {paths['steps_log']}",
+        f"report:        {paths['report']}",
+    ])
