@@ -10,6 +10,7 @@ code passes none). :class:`coea.llm.sft.LogLines` logs each dict at DEBUG instea
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -51,11 +52,15 @@ def quiet_callbacks(trainer: Trainer) -> Trainer:
 def quiet_training() -> Iterator[None]:
     """While a trainer is built and trains inside: ``datasets``' progress bars off (restored afterwards), the
     ``gradient_checkpointing`` FutureWarnings (:data:`GRADIENT_CHECKPOINTING_DEPRECATED`) ignored; every other
-    warning is shown as before."""
+    warning is shown as before. Off a terminal (:func:`no_step_bar`) also trl's own bars, e.g. DPO's "Computing
+    reference log probs", which follow ``TQDM_DISABLE`` only (set while inside, restored afterwards): each update
+    was a line of a pipeline step's log."""
     from datasets import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    was_disabled = are_progress_bars_disabled()
+    was_disabled, tqdm_env = are_progress_bars_disabled(), os.environ.get("TQDM_DISABLE")
     disable_progress_bars()
+    if no_step_bar():
+        os.environ["TQDM_DISABLE"] = "1"
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_DEPRECATED, category=FutureWarning)
@@ -63,4 +68,8 @@ def quiet_training() -> Iterator[None]:
     finally:
         if not was_disabled:
             enable_progress_bars()
+        if tqdm_env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_env
 
