@@ -64,7 +64,7 @@ PARAMETER_HELP = {
     "data_config": 'data source: {"data": {"spec": "csv:gs://BUCKET/log.csv"}, "synthetic": {...}}' + _JSON
                    + '; a folder of dt=YYYY-MM-DD/ partitions ("csv:gs://BUCKET/events/", "window_days": N) is read '
                      "up to the run's scheduled time unless data.as_of is set",
-    "split_config": "leakage-free split (n_future, n_short, min_history, min_gap, seed)" + _JSON,
+    "split_config": "leakage-free split (n_future, n_short, min_history, min_gap, short_window, validation)" + _JSON,
     "dsie_config": "DSIE: encoder, RQ-VAE codebooks, grouping, profiles" + _JSON,
     "eval_config": "evaluation: methods, K values, bootstrap" + _JSON,
     "llm_config": "the two LLMs and their SFT (base_model, sizes, epochs, batch)" + _JSON,

@@ -30,7 +30,8 @@ every candidate) for hundreds of steps before it did (measured: ~350 vs ~50 step
 
 ``with_group=False`` drops the group tokens and the profile (the ``w/o CSID`` ablation), and the user's code.
 
-Optional sections (off by default, so default prompts are unchanged): ``user: <a_2> <b_0> <c_3>`` after the
+Optional sections (``user:``, ``seq:`` and ``items:`` on by default: ``llm.data.full_csid``, ``sequence`` 50 and
+``items`` 50; ``long:`` off, ``llm.data.long_term`` 0), shown above without them: ``user: <a_2> <b_0> <c_3>`` after the
 profile, the user's own full CSID code (every level, not only the group prefix; only with the group), and
 ``long: Drama Comedy`` before ``recent:``, the user's most frequent categories before the cut (a long-term
 summary), and ``seq: Drama Drama Comedy ...`` after it, the categories of the user's last events before the cut in
