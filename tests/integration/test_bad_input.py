@@ -334,3 +334,19 @@ def test_a_duplicate_column_in_a_compressed_header_is_named(tmp_path, capsys):
     path = _compress("gz", tmp_path / "log.csv.gz", text)
     line = one_error(capsys, tmp_path, f"csv:{path}", command="stats")
     assert f"{path}, column 'user_id', line 1: the header names column 'user_id' twice" in line
+
+
+def test_fractional_order_keys_under_allow_any_timestamp_are_refused_not_rounded_into_duplicates(tmp_path, capsys):
+    """Audit (session 53): keys 0.1 .. 0.7 were rounded to 0 and 1, so u1's two events of item a became one
+    "exact duplicate" and were dropped (5 of 6 events left, with an INFO line). Now an error names the first
+    fractional key; its rank fix keeps all six events in their order."""
+    rows = [("a", 0.1), ("b", 0.2), ("a", 0.3), ("c", 0.4), ("b", 0.6), ("d", 0.7)]
+    path = write(tmp_path / "frac.csv", HEADER + "".join(f"u1,{i},{i.upper()},{t}\n" for i, t in rows))
+    cfg = write(tmp_path / "c.yaml", "data: {allow_any_timestamp: true}\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}", "--config", str(cfg), command="stats")
+    assert f"{path}, column 'timestamp', line 2: timestamp 0.1 is not a whole number" in line and "rank" in line
+    df = pd.read_csv(path)
+    df["timestamp"] = df["timestamp"].rank(method="dense").astype("int64")
+    df.to_csv(path, index=False)
+    code, out, err = run_cli(["data", "stats", "--data", f"csv:{path}", "--config", str(cfg)], capsys)
+    assert code == 0 and json.loads(out)["interactions"] == 6, err

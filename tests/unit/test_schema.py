@@ -56,7 +56,7 @@ def test_exact_duplicates_dropped_and_logged(caplog):
     with caplog.at_level(logging.INFO, logger="coea"):
         out = validate_interactions(df, "t.csv")
     assert len(out) == 2
-    assert "dropped 1 exact duplicate" in caplog.text
+    assert "dropped 1 duplicate event" in caplog.text
 
 
 def test_category_conflict_majority_and_fail(caplog):
@@ -67,6 +67,18 @@ def test_category_conflict_majority_and_fail(caplog):
     assert "1 item(s) had several categories" in caplog.text
     with pytest.raises(CoeaInputError, match="item 'i' has"):
         validate_interactions(df, "t.csv", on_category_conflict="fail")
+
+
+def test_one_event_with_two_categories_is_a_conflict_not_a_silent_duplicate(caplog):
+    """Audit (session 53): (1, i, a, t) and (1, i, c, t) were deduplicated on user, item and time first: c was
+    dropped as an "exact duplicate" and on_category_conflict: fail never saw the conflict."""
+    df = events([("1", "i", "a", T0 + 1), ("1", "j", "b", T0 + 2), ("1", "i", "c", T0 + 1)])
+    with pytest.raises(CoeaInputError, match=r"row 1: item 'i' has 2\+ categories \['a', 'c'\]"):
+        validate_interactions(df, "t.csv", on_category_conflict="fail")
+    with caplog.at_level(logging.INFO, logger="coea"):
+        out = validate_interactions(df, "t.csv")
+    assert len(out) == 2 and "1 item(s) had several categories" in caplog.text  # one event, its category resolved
+    assert "dropped 1 duplicate event" in caplog.text
 
 
 def test_conflict_tie_breaks_alphabetically():

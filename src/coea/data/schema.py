@@ -10,7 +10,8 @@ Validation rules (each failure raises :class:`~coea.errors.CoeaInputError` namin
 - timestamps are present and become integer Unix seconds by :func:`coea.data.timestamps.to_epoch_seconds`
   (datetime64 and whole-column milliseconds are converted with a warning; mixed units, and values before
   1990-01-01 or in the future, are errors unless ``allow_any_timestamp``);
-- exact duplicate events (same user, item, timestamp) are dropped, with the count logged;
+- duplicate events (same user, item, timestamp) are dropped, with the count logged; rows of one event that differ
+  in the category are resolved as a category conflict first (below), never dropped as duplicates unseen;
 - an item mapped to several categories is resolved by majority vote (ties: the lexicographically smallest
   category), with a warning naming how many items were affected, or rejected when ``on_category_conflict``
   is ``"fail"``.
@@ -129,10 +130,13 @@ def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict
                 )
         out[RATING] = rating.astype("float64")
     n_before = len(out)
-    out = out.drop_duplicates(subset=[USER, ITEM, TIMESTAMP], keep="first")
-    if len(out) < n_before:
-        log.info("%s: dropped %d exact duplicate event(s)", source, n_before - len(out))
+    # exact duplicates first, the category included: a row that differs only in its category is a conflict for
+    # on_category_conflict to resolve (or, under fail, refuse), not a duplicate dropped without a word
+    out = out.drop_duplicates(subset=[USER, ITEM, CATEGORY, TIMESTAMP], keep="first")
     out = _resolve_category_conflicts(out, source, on_category_conflict, names[CATEGORY])
+    out = out.drop_duplicates(subset=[USER, ITEM, TIMESTAMP], keep="first")  # the same event, its category resolved
+    if len(out) < n_before:
+        log.info("%s: dropped %d duplicate event(s)", source, n_before - len(out))
     return sort_events(out)
 
 

@@ -85,6 +85,24 @@ def _check_int64(seconds: pd.Series, raw: pd.Series, source: str, column: str) -
                              fix=f"repair the value; timestamps are {SECONDS_FIX.removeprefix('use ')}")
 
 
+def _check_whole(numeric: pd.Series, raw: pd.Series, source: str, column: str) -> None:
+    """With ``allow_any`` the values are the order key itself: a fraction (0.1, 0.2, ...) would be rounded into
+    ties, and events of one user at 0.1 and 0.3 of the same item would become one duplicate and be dropped."""
+    if pd.api.types.is_integer_dtype(numeric):
+        return
+    values = numeric.to_numpy(dtype="float64")
+    fractional = values != np.round(values)
+    if fractional.any():
+        row = _first_row(fractional)
+        raise CoeaInputError(
+            f"timestamp {raw.iloc[row - 1]} is not a whole number; allow_any_timestamp takes integer order keys "
+            f"({int(fractional.sum())} value(s) have a fraction, rounding would tie and merge events)",
+            source=source, column=column, row=row,
+            fix="scale the column to whole numbers (e.g. multiply by 1000) or replace it by its rank: "
+                "df[col] = df[col].rank(method='dense').astype('int64')",
+        )
+
+
 def _from_datetime(raw: pd.Series, source: str, column: str) -> pd.Series:
     if raw.isna().any():
         raise CoeaInputError(f"{int(raw.isna().sum())} missing timestamp(s) (NaT)", source=source, column=column,
@@ -144,6 +162,8 @@ def to_epoch_seconds(raw: pd.Series, source: str, *, column: str = "timestamp", 
     else:
         numeric = _numeric(raw, source, column)
         _check_int64(numeric, raw, source, column)  # first: 1e26 is no unit's value (was read as "nanoseconds")
+        if allow_any:
+            _check_whole(numeric, raw, source, column)
         seconds = numeric.round() if allow_any else _from_unit(numeric, source, column)
     if not allow_any:
         _check_range(seconds, raw, source, column, time.time() if now is None else now)
