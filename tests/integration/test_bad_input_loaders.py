@@ -216,3 +216,27 @@ def test_a_partition_file_of_another_kind_is_an_error_not_a_day_left_out(tmp_pat
     line = one_error(capsys, tmp_path, f"csv:{tmp_path / 'log'}", command="stats")
     assert f"partition folder dt=2023-11-15 holds file(s) that are not .csv: {other}" in line
     assert "write every partition as .csv" in line
+
+
+def test_an_event_after_its_partition_s_day_is_named_with_its_file_and_line(tmp_path, capsys):
+    """Audit (session 53): dt=2023-11-15/ holding an event of 2024-08-12 was read without a word, so a run as of
+    2023-11-16 read seven months of its future. An earlier event (a late arrival) is read."""
+    late, kept = f"u2,c,z,{T0 + 270 * 86_400}\n", f"u1,b,y,{T0 + 100}\n\n"
+    for day, rows in (("2023-11-14", f"u1,a,x,{T0 - 86_400}\n"), ("2023-11-15", kept + late)):
+        (tmp_path / "log" / f"dt={day}").mkdir(parents=True)
+        write(tmp_path / "log" / f"dt={day}" / "p0.csv", HEADER + rows)
+    line = one_error(capsys, tmp_path, f"csv:{tmp_path / 'log'}", "--as-of", "2023-11-16", command="stats")
+    bad = tmp_path / "log" / "dt=2023-11-15" / "p0.csv"
+    assert f"{bad}, column 'timestamp', line 4: event at 2024-08-10T22:13:20Z lies after its partition's day " \
+           "dt=2023-11-15" in line and "dt= folder of its own UTC day" in line
+    write(bad, HEADER + kept)  # the late event moved out: dt=2023-11-14's event of the 13th (a late arrival) is read
+    assert stats(capsys, f"csv:{tmp_path / 'log'}", "--as-of", "2023-11-16")["interactions"] == 2
+
+
+@pytest.mark.parametrize("name", ["dt=20231114", "dt=2023-W46-2"])
+def test_a_partition_folder_not_spelled_yyyy_mm_dd_is_refused(tmp_path, capsys, name):
+    """Python 3.11's date.fromisoformat also reads 20231114 and ISO week dates: such a folder was taken as a day."""
+    (tmp_path / "log" / name).mkdir(parents=True)
+    write(tmp_path / "log" / name / "p0.csv", f"{HEADER}u1,a,x,{T0}\n")
+    line = one_error(capsys, tmp_path, f"csv:{tmp_path / 'log'}", command="stats")
+    assert f"partition folder {name!r} is not dt=YYYY-MM-DD" in line

@@ -19,7 +19,7 @@ from coea.data.gcs import GcsPath, is_gcs_uri, parse_gcs_path
 from coea.data.lines import CSV, MOVIELENS, at_editor_line
 from coea.data.movielens import load_movielens
 from coea.data.schema import validate_interactions
-from coea.data.sources import fetch_parts, place_row, relocated, warn_window_ignored
+from coea.data.sources import check_partition_day, fetch_parts, place_row, relocated, warn_window_ignored
 from coea.data.synthetic import SyntheticData, generate_synthetic
 from coea.data.tabular import file_columns, read_table
 from coea.errors import CoeaInputError
@@ -114,6 +114,7 @@ def _load_table(cfg: DataConfig, kind: str, location: Path | GcsPath) -> LoadedD
         for part in fetched.parts:
             try:
                 frames.append(read_table(part.local, kind, cfg))
+                check_partition_day(frames[-1], part, layout, cfg)
             except CoeaInputError as err:
                 raise relocated(err, part) from err
         sizes = [len(frame) for frame in frames]

@@ -56,7 +56,9 @@ def group_partitions(names: Iterable[str], fmt: str, source: str) -> list[Partit
             if not file.startswith(("_", ".")):
                 others.setdefault(folder, []).append(file)
             continue
-        try:
+        try:  # strictly YYYY-MM-DD (fromisoformat also takes 20240102 and 2024-W01-2)
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", match["day"]):
+                raise ValueError(match["day"])
             day = date.fromisoformat(match["day"])
         except ValueError as err:
             raise CoeaInputError(f"partition folder {folder!r} is not dt=YYYY-MM-DD", source=source,

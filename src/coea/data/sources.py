@@ -12,12 +12,18 @@ import bisect
 import itertools
 import logging
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from coea.config import DataConfig
 from coea.data.gcs import GcsPath, GcsReader
 from coea.data.lines import TextLayout, line_of_row
 from coea.data.partitions import Partition, group_partitions, local_partition_names, select_partitions
+from coea.data.schema import TIMESTAMP
+from coea.data.timestamps import iso_utc, to_epoch_seconds
 from coea.errors import CoeaInputError
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,7 @@ class Part:
 
     source: str
     local: Path
+    day: date | None = None  # a dt=YYYY-MM-DD partition's day: its events lie before that day's end
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,8 @@ def fetch_parts(location: Path | GcsPath, fmt: str, cfg: DataConfig, tmp: Path) 
     if location.is_dir() and any(location.glob("dt=*")):
         chosen = select_partitions(group_partitions(local_partition_names(location), fmt, str(location)),
                                    cfg.as_of, cfg.window_days, str(location), fmt)
-        files = [location / name for part in chosen for name in part.files]
-        return Fetched(tuple(Part(str(f), f) for f in files), _described(str(location), chosen))
+        files = [(location / name, part.day) for part in chosen for name in part.files]
+        return Fetched(tuple(Part(str(f), f, day) for f, day in files), _described(str(location), chosen))
     warn_window_ignored(cfg, str(location))
     return Fetched((Part(str(location), location),), str(location))
 
@@ -75,8 +82,8 @@ def _fetch_gcs(location: GcsPath, fmt: str, cfg: DataConfig, tmp: Path) -> Fetch
     names = reader.list_names(location)
     chosen = select_partitions(group_partitions(names, fmt, str(location)), cfg.as_of, cfg.window_days,
                                str(location), fmt)
-    objects = [location.child(name) for part in chosen for name in part.files]
-    parts = tuple(Part(str(obj), _download(reader, obj, tmp, i)) for i, obj in enumerate(objects))
+    objects = [(location.child(name), part.day) for part in chosen for name in part.files]
+    parts = tuple(Part(str(obj), _download(reader, obj, tmp, i), day) for i, (obj, day) in enumerate(objects))
     return Fetched(parts, _described(str(location), chosen))
 
 
@@ -105,3 +112,27 @@ def place_row(err: CoeaInputError, parts: tuple[Part, ...], sizes: list[int],
     part, row = parts[index], err.row - starts[index]
     line = line_of_row(part.local, row, layout) if layout is not None else None
     return err.replace(source=part.source, row=row, line=line)
+
+
+def check_partition_day(frame: pd.DataFrame, part: Part, layout: TextLayout | None, cfg: DataConfig) -> None:
+    """A partition ``dt=D`` holds the events of day D: one after D's end (UTC) is an error naming its file and line.
+    A run with as-of time T reads the partitions before date(T), so such an event (a later day's data written into
+    an earlier folder) would reach a run scheduled before it happened. Earlier events (late arrivals) are read.
+    Timestamps that do not convert are left to the validation, which names them; ``allow_any_timestamp`` keys are no
+    time. ``frame``: the part as read, columns renamed to the canonical names."""
+    if part.day is None or cfg.allow_any_timestamp or TIMESTAMP not in frame or frame.empty:
+        return
+    try:
+        seconds = to_epoch_seconds(frame[TIMESTAMP], part.source)
+    except CoeaInputError:
+        return
+    end = int(datetime.combine(part.day + timedelta(days=1), time.min, tzinfo=UTC).timestamp())
+    late = (seconds >= end).to_numpy()
+    if late.any():
+        row = int(np.argmax(late)) + 1
+        line = line_of_row(part.local, row, layout) if layout is not None else None
+        raise CoeaInputError(
+            f"event at {iso_utc(int(seconds.iloc[row - 1]))} lies after its partition's day dt={part.day} "
+            f"({int(late.sum())} such event(s)): a run as of {part.day + timedelta(days=1)} would read it before it "
+            "happened", source=part.source, column=cfg.timestamp_col, row=row, line=line,
+            fix="write each event into the dt= folder of its own UTC day")
