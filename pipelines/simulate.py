@@ -140,7 +140,8 @@ def _check_options(cfg: RunConfig, periods: int, drift_config: DriftConfig | Non
                              f"{periods} periods, so the shift would not start at a period boundary",
                              option="--periods", fix=f"set synthetic.shift_periods to {periods} (or --periods "
                                                      f"{cfg.synthetic.shift_periods})")
-    parse_method(rec_method)
+    for method in (*cfg.eval.methods, rec_method):  # an unknown one failed only in period 0's evaluation
+        parse_method(method)
     if rec_k < 1:
         raise CoeaInputError(f"k must be >= 1, got {rec_k}", option="--k", fix="e.g. --k 10")
     try:
@@ -151,7 +152,10 @@ def _check_options(cfg: RunConfig, periods: int, drift_config: DriftConfig | Non
 
 
 def _windows(cfg: RunConfig, periods: int, min_users: int) -> list[Period]:
-    """The log cut into ``periods`` windows; each must hold enough users for the drift check."""
+    """The log cut into ``periods`` windows; each must hold enough users for the drift check, and users with a
+    history under the split (else its period's training stops on it, after the earlier periods ran)."""
+    from coea.data.split import chronological_split, require_warm_users
+
     windows = split_periods(load_data(cfg.data, cfg.synthetic).interactions, periods)
     for w in windows:
         n_users = w.interactions[USER].nunique()
@@ -159,6 +163,8 @@ def _windows(cfg: RunConfig, periods: int, min_users: int) -> list[Period]:
             raise CoeaInputError(f"period {w.index} of {periods} has {n_users} users, fewer than the drift "
                                  f"check's min_users={min_users}", option="--periods",
                                  fix="use more data" if periods <= 2 else "use fewer periods or more data")
+        require_warm_users(chronological_split(w.interactions, cfg.split), f"{cfg.data.spec} (period {w.index} "
+                                                                          f"of 0..{periods - 1})")
     return windows
 
 

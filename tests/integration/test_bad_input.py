@@ -159,7 +159,8 @@ def test_a_log_whose_histories_are_all_shorter_than_the_future_is_exit_2_with_th
     path = write(tmp_path / "log.csv", HEADER + "\n".join(rows) + "\n")
     line = one_error(capsys, tmp_path, f"csv:{path}", "--methods", "pop,markov", "--k", "1")  # items: 1 category
     assert "none of the 20 users has split.min_history=5 history events once their last split.n_future=10" in line
-    assert "--n-future 2 --min-history 2, or --config short" in line
+    assert "split: {n_future: 2, min_history: 2} in the --config file (coea evaluate: --n-future 2 --min-history 2)" \
+        ", or --config short" in line
     code, _, err = run_cli(["group", "--data", f"csv:{path}", "--out", str(tmp_path / "g")], capsys)
     assert code == 2 and "none of the 20 users" in err and "Traceback" not in err, err
     assert not (tmp_path / "g").exists()

@@ -16,8 +16,9 @@ from tests.helpers import coea
         (["--data", "csv:log.csv", "--shift-period", "2"], "--shift-period works on synthetic data only"),
         (["--drift-threshold", "1.5"], "option --drift-threshold: threshold must be in (0, 1]"),
         (["--k", "0"], "option --k: k must be >= 1"),
+        (["--methods", "nosuch"], "option --methods: unknown method 'nosuch'"),
     ],
-    ids=["one-period", "zero-periods", "shift-out-of-range", "shift-on-csv", "threshold", "k"],
+    ids=["one-period", "zero-periods", "shift-out-of-range", "shift-on-csv", "threshold", "k", "methods"],
 )
 def test_bad_options_give_one_line_and_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
     out = tmp_path / "sim"
@@ -43,3 +44,17 @@ def test_existing_state_is_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "sim" / "state").mkdir(parents=True)
     res = coea("simulate", "--out", str(tmp_path / "sim"))
     assert res.returncode == 2 and "a pipeline state already exists there" in res.stderr
+
+
+def test_a_split_that_leaves_a_period_no_history_is_refused_before_period_0_naming_the_log(tmp_path: Path) -> None:
+    """Audit (session 53): an unknown --methods entry or `split: {n_future: 200}` failed inside period 0's training,
+    left OUT/periods/p0/ behind, named that internal parquet file and suggested --n-future, which simulate lacks."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("split: {n_future: 200}\n")
+    out = tmp_path / "sim"
+    res = coea("simulate", "--config", str(cfg), "--periods", "2", "--out", str(out))
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1, res.stderr
+    assert errors[0].startswith("error: synthetic (period 0 of 0..1), option split: none of the") and \
+        "split: {n_future: 2, min_history: 2} in the --config file" in errors[0]
+    assert "Traceback" not in res.stderr and not out.exists()

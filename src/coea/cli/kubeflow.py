@@ -28,7 +28,7 @@ from coea.cli.common import (
     overrides,
     with_device,
 )
-from coea.cli.outputs import run_summary
+from coea.cli.outputs import output_folder, run_summary
 from coea.config import SERVED_METHOD
 from coea.errors import CoeaInputError
 
@@ -115,7 +115,7 @@ def simulate_cmd(
 
     check_periods(periods)
     out = out or Path("runs") / datetime.now().strftime("simulate-%Y%m%d-%H%M%S")
-    check_writable_dir(out, own=True)
+    check_writable_dir(out, own=True)  # before the config and the data are read
     cfg = with_device(config_with_data(config, data, category_level, user_col, item_col, category_col,
                                        timestamp_col), device)
     if shift_period is not None:
@@ -123,7 +123,8 @@ def simulate_cmd(
     default_methods = cfg.eval.methods == EvalConfig().methods  # the LLM methods would train every period
     cfg = replace(cfg, eval=overrides(cfg.eval, methods=csv(methods) or
                                        (list(DEFAULT_METHODS) if default_methods else None)))
-    result = run_simulate(cfg, out, periods, drift_threshold=drift_threshold, rec_k=k)
+    with output_folder(out, kept=out / "state"):  # refused before period 0 finished: the folder it began goes
+        result = run_simulate(cfg, out, periods, drift_threshold=drift_threshold, rec_k=k)
     typer.echo(result.table())
     typer.echo(f"regrouping fired in period(s): {', '.join(map(str, result.regrouped_periods)) or 'none'}")
     for name, path in result.paths.items():

@@ -82,12 +82,13 @@ def check_writable_file(out: Path | str, option: str = "--out", example: str = "
 
 
 @contextmanager
-def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
+def output_folder(out: Path, option: str = "--out", *, kept: Path | None = None) -> Iterator[Path]:
     """:func:`check_writable_dir`, then run the command's body; when the body stops on bad input
     (:class:`CoeaInputError`, e.g. a split that leaves no user a history) or on a full disk (then a
     :class:`CoeaInputError` naming the file, :func:`disk_full`) and ``out`` did not exist before, the folder it
     began is removed, so a refused command leaves nothing half-written behind. Stopped otherwise (Ctrl-C, SIGTERM,
-    a crash), the folder it made is removed while it is still empty (what is in it is kept: finished steps)."""
+    a crash), the folder it made is removed while it is still empty (what is in it is kept: finished steps). Once
+    ``kept`` exists (e.g. the state a finished period wrote) the folder is kept in every case."""
     check_writable_dir(out, option, own=True)
     existed = out.exists()
     try:
@@ -97,7 +98,7 @@ def output_folder(out: Path, option: str = "--out") -> Iterator[Path]:
             error = err if isinstance(err, CoeaInputError) else disk_full(err, option, out)
             if error is None:
                 raise
-            if not existed:
+            if not existed and not (kept is not None and kept.exists()):
                 shutil.rmtree(out, ignore_errors=True)
             if error is err:
                 raise

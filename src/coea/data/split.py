@@ -129,7 +129,8 @@ def require_warm_users(split: Split, source: str | None = None) -> None:
     raise CoeaInputError(
         f"none of the {users} users has split.min_history={c.min_history} history events once their last "
         f"split.n_future={c.n_future} are held out{gap}: nothing to fit or score", source=source, option="split",
-        fix="lower them for short histories (--n-future 2 --min-history 2, or --config short)")
+        fix="lower them for short histories: split: {n_future: 2, min_history: 2} in the --config file (coea "
+            "evaluate: --n-future 2 --min-history 2), or --config short")
 
 
 @dataclass(frozen=True)
