@@ -178,3 +178,29 @@ def test_a_full_disk_outside_an_out_folder_is_one_line_too(tmp_path, capsys, mon
     code, _, err = run_cli(["data", "stats"], capsys)
     line = one_error_line(code, err)
     assert line == f"error: no space left on device writing {tmp_path / 'f.json'} (fix: free space on that disk)"
+
+
+@pytest.mark.parametrize(("code", "problem", "fix"), [
+    (errno.EACCES, "permission denied", "give this user access to it (chmod, chown), or use a path it may read"),
+    (errno.EROFS, "read-only file system", "that filesystem is mounted read-only: write somewhere writable"),
+], ids=["permission", "read-only"])
+def test_a_path_this_user_may_not_use_is_one_line_naming_it(tmp_path, capsys, monkeypatch, code, problem, fix) -> None:
+    """Audit (session 53): a log without read permission, or a run folder on a read-only mount, was a PermissionError
+    traceback with exit 1 (seen as root only where the test drops its capabilities: the error is raised here)."""
+    import coea.cli.data
+
+    def denied(*_args):
+        raise OSError(code, "denied", str(tmp_path / "log.csv"))
+
+    monkeypatch.setattr(coea.cli.data, "load_config", denied)
+    code_, _, err = run_cli(["data", "stats"], capsys)
+    line = one_error_line(code_, err)
+    assert line.startswith(f"error: {problem}: {tmp_path / 'log.csv'} (fix: {fix}"), line
+
+
+def test_an_out_name_too_long_for_the_filesystem_is_one_line(tmp_path, capsys) -> None:
+    """A 300-character folder name: OSError ENAMETOOLONG from the --out check, a traceback with exit 1 before."""
+    out = tmp_path / ("x" * 300)
+    code, _, err = run_cli(["evaluate", "--methods", "pop", "--k", "3", "--out", str(out)], capsys)
+    line = one_error_line(code, err)
+    assert line.startswith(f"error: file name too long: {out}") and "shorten the name" in line, line

@@ -19,7 +19,7 @@ from typing import NoReturn
 import typer
 
 from coea.cli import data, kubeflow, stages  # noqa: F401  (registers the commands)
-from coea.cli.common import app, disk_full, interrupt_notes
+from coea.cli.common import app, interrupt_notes, os_input_error
 from coea.device import pin_torch_threads
 from coea.errors import CoeaInputError
 from coea.interrupts import interruptible, received
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     except CoeaInputError as err:
         _fail(err)
     except OSError as err:
-        if (full := disk_full(err)) is None:
+        if (full := os_input_error(err)) is None:
             raise
         _fail(full)
     if received:

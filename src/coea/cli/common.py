@@ -18,7 +18,7 @@ from coea.cli.outputs import (  # noqa: F401  (the commands import them from her
     check_writable_dir,
     check_writable_file,
     coea_command,
-    disk_full,
+    os_input_error,
     output_folder,
 )
 from coea.cli.run_folder import require_parts, run_layout  # noqa: F401  (the commands import them from here)

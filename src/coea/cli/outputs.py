@@ -4,6 +4,7 @@ the CLI for the commands it suggests, and what `coea run` prints after its steps
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -85,7 +86,7 @@ def check_writable_file(out: Path | str, option: str = "--out", example: str = "
 def output_folder(out: Path, option: str = "--out", *, kept: Path | None = None) -> Iterator[Path]:
     """:func:`check_writable_dir`, then run the command's body; when the body stops on bad input
     (:class:`CoeaInputError`, e.g. a split that leaves no user a history) or on a full disk (then a
-    :class:`CoeaInputError` naming the file, :func:`disk_full`) and ``out`` did not exist before, the folder it
+    :class:`CoeaInputError` naming the file, :func:`os_input_error`) and ``out`` did not exist before, the folder it
     began is removed, so a refused command leaves nothing half-written behind. Stopped otherwise (Ctrl-C, SIGTERM,
     a crash), the folder it made is removed while it is still empty (what is in it is kept: finished steps). Once
     ``kept`` exists (e.g. the state a finished period wrote) the folder is kept in every case."""
@@ -95,7 +96,7 @@ def output_folder(out: Path, option: str = "--out", *, kept: Path | None = None)
         try:
             yield out
         except (CoeaInputError, OSError) as err:
-            error = err if isinstance(err, CoeaInputError) else disk_full(err, option, out)
+            error = err if isinstance(err, CoeaInputError) else os_input_error(err, option, out)
             if error is None:
                 raise
             if not existed and not (kept is not None and kept.exists()):
@@ -109,14 +110,28 @@ def output_folder(out: Path, option: str = "--out", *, kept: Path | None = None)
         raise
 
 
-def disk_full(err: OSError, option: str | None = None, out: Path | None = None) -> CoeaInputError | None:
+def os_input_error(err: OSError, option: str | None = None, out: Path | None = None) -> CoeaInputError | None:
     """A write that failed for want of space (ENOSPC, EDQUOT) as a one-line error naming the file (else ``out``)
-    and, where one chose the place, the ``option``; None for any other :class:`OSError`."""
-    if err.errno not in DISK_FULL:
+    and, where one chose the place, the ``option``; a path this user may not read or write (EACCES, EPERM), on a
+    read-only filesystem (EROFS), or with a name too long (ENAMETOOLONG) as one naming the path; None for any other
+    :class:`OSError`."""
+    if err.errno in DISK_FULL:
+        fix = "free space on that disk" + (f" or choose another {option}" if option else "")
+        return CoeaInputError(f"{os.strerror(err.errno).lower()} writing {err.filename or out or 'the output'}",
+                              option=option, fix=fix)
+    fix = _PATH_FIXES.get(err.errno) if err.filename else None
+    if fix is None:
         return None
-    fix = "free space on that disk" + (f" or choose another {option}" if option else "")
-    return CoeaInputError(f"{os.strerror(err.errno).lower()} writing {err.filename or out or 'the output'}",
-                          option=option, fix=fix)
+    return CoeaInputError(f"{os.strerror(err.errno).lower()}: {err.filename}", option=option,
+                          fix=fix + (f", or choose another {option}" if option else ""))
+
+
+_PATH_FIXES = {
+    errno.EACCES: "give this user access to it (chmod, chown), or use a path it may read and write",
+    errno.EPERM: "give this user access to it (chmod, chown), or use a path it may read and write",
+    errno.EROFS: "that filesystem is mounted read-only: write somewhere writable",
+    errno.ENAMETOOLONG: "shorten the name (a file or folder name holds at most 255 bytes)",
+}
 
 
 def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED_METHOD, rec_k: int = 10, *,
