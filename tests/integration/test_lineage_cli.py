@@ -165,3 +165,24 @@ def test_train_llms_run_again_trains_only_what_is_missing(grouped: tuple[Path, P
     res = coea("train-llms", "--run", str(copy), "--config", str(other), "--only", "novelty", "--retrain")
     assert res.returncode == 0 and "kept" not in res.stderr
     assert novelty.stat().st_mtime_ns != first
+
+
+def test_a_damaged_model_is_trained_again_not_kept(grouped: tuple[Path, Path], tmp_path: Path) -> None:
+    """Audit (session 53): `serve` on a truncated model.safetensors said to re-run `coea train-llms`, which kept the
+    damaged model ("finished with these settings") and exited 0, and `serve` failed again. Now the re-run trains it
+    again and the model loads."""
+    import shutil
+
+    from coea.llm.models import load_bundle
+
+    run, _ = grouped
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert coea("train-llms", "--run", str(copy)).returncode == 0
+    weights = copy / "llm" / "novelty" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    res = coea("train-llms", "--run", str(copy))
+    assert res.returncode == 0, res.stderr
+    assert "novelty: kept" not in res.stderr and "relevance: kept" in res.stderr
+    assert "cannot be read (SafetensorError" in res.stderr and "it is trained again" in res.stderr
+    load_bundle(copy / "llm" / "novelty")

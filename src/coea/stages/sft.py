@@ -84,9 +84,29 @@ def trained_with(llm_dir: Path, name: str, cfg: RunConfig, data_dir: Path, dsie_
     try:
         lineage.check(Path(llm_dir) / name, name, lineage.histories(data_dir, cfg.split), {"dsie": Path(dsie_dir)})
         trained = json.loads((Path(llm_dir) / f"sft_metrics_{name}.json").read_text(encoding="utf-8"))["config"]
-        return _training_settings(trained, name) == _training_settings(resolved, name)
+        if _training_settings(trained, name) != _training_settings(resolved, name):
+            return False
     except (CoeaInputError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+    return _readable(Path(llm_dir) / name)
+
+
+def _readable(model_dir: Path) -> bool:
+    """Whether the model files of ``model_dir`` can be read: its JSON files parse and every ``*.safetensors`` file
+    opens (safetensors checks the header against the file's length: a truncated copy fails). A damaged model is
+    trained again rather than kept, which the error of the step that failed to load it tells one to do."""
+    from safetensors import safe_open
+
+    try:
+        for path in sorted(model_dir.glob("*.json")):
+            json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(model_dir.glob("*.safetensors")):
+            with safe_open(str(path), "pt"):
+                pass
+    except Exception as err:  # noqa: BLE001 - any reader error means the same: not a usable model
+        log.warning("%s cannot be read (%s: %s); it is trained again", model_dir, type(err).__name__, err)
+        return False
+    return True
 
 
 def run_sft_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, out_dir: Path,
