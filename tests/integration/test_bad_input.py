@@ -351,3 +351,20 @@ def test_fractional_order_keys_under_allow_any_timestamp_are_refused_not_rounded
     df.to_csv(path, index=False)
     code, out, err = run_cli(["data", "stats", "--data", f"csv:{path}", "--config", str(cfg)], capsys)
     assert code == 0 and json.loads(out)["interactions"] == 6, err
+
+
+def test_a_utf16_csv_is_named_as_such_and_its_fix_converts_it(tmp_path, capsys):
+    """Audit (session 53): Excel's "Unicode Text" (UTF-16 with a byte-order mark) got "byte 0xff is not valid
+    UTF-8 ... iconv -f latin1", which wrote a file of NUL bytes. The fix it gives now (run here) gives a log that
+    loads."""
+    import shutil
+    import subprocess
+
+    path = write(tmp_path / "log.csv", f"{HEADER}1,a,x,{T0}\n2,b,y,{T0 + 5}\n".encode("utf-16"))
+    line = one_error(capsys, tmp_path, f"csv:{path}", command="stats")
+    assert f"{path}, line 1: is UTF-16 text" in line and "iconv -f utf-16 -t utf-8 log.csv > log.utf8.csv" in line
+    if shutil.which("iconv") is None:
+        pytest.skip("iconv is not on PATH here")
+    subprocess.run("iconv -f utf-16 -t utf-8 log.csv > log.utf8.csv", shell=True, cwd=tmp_path, check=True)
+    code, out, err = run_cli(["data", "stats", "--data", f"csv:{tmp_path / 'log.utf8.csv'}"], capsys)
+    assert code == 0 and json.loads(out)["interactions"] == 2, err

@@ -240,3 +240,12 @@ def test_a_partition_folder_not_spelled_yyyy_mm_dd_is_refused(tmp_path, capsys, 
     write(tmp_path / "log" / name / "p0.csv", f"{HEADER}u1,a,x,{T0}\n")
     line = one_error(capsys, tmp_path, f"csv:{tmp_path / 'log'}", command="stats")
     assert f"partition folder {name!r} is not dt=YYYY-MM-DD" in line
+
+
+def test_a_parquet_column_stored_as_the_pandas_index_is_read_as_a_column(tmp_path, capsys):
+    """Audit (session 53): df.set_index('user_id').to_parquet(...) holds user_id in its schema, but pandas reads it
+    back as the index: 'missing required column user_id', with a --user-col fix that could not help."""
+    df = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "a"], "category": ["x", "y", "x"],
+                       "timestamp": [T0, T0 + 1, T0 + 2]})
+    df.set_index("user_id").to_parquet(tmp_path / "log.parquet")
+    assert stats(capsys, f"parquet:{tmp_path / 'log.parquet'}")["users"] == 2

@@ -33,6 +33,10 @@ def not_another_format(path: Path) -> None:
             raise CoeaInputError(f"is {kind}-compressed but not named so: it would be read as text", source=path,
                                  fix=f"name it {path.name}{suffixes[0]} (then it is decompressed as it is read), or "
                                      "decompress it")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode Text"; pandas reads UTF-8 only
+        converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
+        raise CoeaInputError("is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8", source=path,
+                             line=1, fix=f"convert it, e.g. iconv -f utf-16 -t utf-8 {path.name} > {converted.name}")
     text = head.removeprefix(b"\xef\xbb\xbf")
     first = text.lstrip()[:1]
     if first in (b"{", b"["):

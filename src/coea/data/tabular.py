@@ -82,13 +82,21 @@ def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
     else:
         binary = check_flat_parquet(path, [cfg.user_col, cfg.item_col, cfg.category_col, cfg.timestamp_col,
                                            cfg.rating_col])
-        df = decode_binary(df, path, binary)
+        df = decode_binary(_index_as_columns(df), path, binary)
     df.columns = [str(c).strip() for c in df.columns]
     found = list(df.columns)
     _check_mapping(found, cfg, path)
     df = df.rename(columns=_rename_map(cfg))
     _check_required(path, list(df.columns), found)
     return df
+
+
+def _index_as_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A Parquet file written from a frame indexed by a column (``df.set_index("user_id").to_parquet(...)``) holds
+    that column, but pandas reads it back as the index: it is a column again here, as in the file's schema."""
+    if all(name is None for name in df.index.names):
+        return df
+    return df.reset_index()
 
 
 def _cannot_read(path: Path, fmt: str, err: Exception) -> CoeaInputError:
