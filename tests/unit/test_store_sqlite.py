@@ -322,3 +322,37 @@ def test_run_publish_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="missing.parquet: file not found"):
         run_publish(PublishConfig(), tmp_path / "missing.parquet", tmp_path / "kv.sqlite")
     assert not (tmp_path / "kv.sqlite").exists()
+
+
+def test_a_reader_on_a_read_only_volume_reads_the_store_stand_in(tmp_path: Path, monkeypatch) -> None:
+    """Audit (session 53): `coea recommend` on a store in a folder it may not write (a ReadOnlyMany volume) was
+    "attempt to write a readonly database": SQLite could not make the WAL store's -shm file. A stand-in for the
+    volume (root may write anywhere here): the folder reads as unwritable and SQLite's read-only open fails as it
+    does there; the reader then opens the file immutable and reads the active version."""
+    import hashlib
+
+    import coea.store.kv as kv
+
+    path = tmp_path / "ro" / "recs.sqlite"
+    with KVStore(path) as writer:
+        writer.publish(user_frame(3, 2, marker=1))
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    real, opened = sqlite3.connect, []
+
+    class OnTheVolume:  # SQLite's read-only open there: the first statement cannot open the -shm file
+        def execute(self, *_args):
+            raise sqlite3.OperationalError("unable to open database file")
+
+        def close(self) -> None:
+            pass
+
+    def connect(database, *args, **kwargs):
+        opened.append(str(database))
+        return OnTheVolume() if str(database).endswith("?mode=ro") else real(database, *args, **kwargs)
+
+    monkeypatch.setattr(kv.sqlite3, "connect", connect)
+    monkeypatch.setattr(kv.os, "access", lambda *_args: False)
+    with KVStore(path, create=False) as reader:
+        assert reader.get_user("u0001") == [Recommendation("v1-c0", 1.0, 1), Recommendation("v1-c1", 1.01, 2)]
+    assert opened[-1].endswith("?mode=ro&immutable=1")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before

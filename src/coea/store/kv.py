@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -85,6 +87,7 @@ class KVStore:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         self.path = Path(path)
+        self.create = create
         self.keep_versions = keep_versions
         self.timeout_s = float(timeout_s)
         self._local = threading.local()
@@ -95,7 +98,8 @@ class KVStore:
             "pass the recs.sqlite a publish wrote (e.g. runs/<ts>/recs.sqlite)"
         if not create and not self.path.is_file():
             raise StoreError("no store at this path", source=self.path, fix=other)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = self._conn()
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -120,13 +124,30 @@ class KVStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
-                                   check_same_thread=False)
+            conn = self._connect()
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
         return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A writer's connection; a reader's (``create=False``) read-only: ``mode=ro``, or, where the folder cannot
+        be written (a read-only volume, where SQLite cannot make the WAL store's ``-shm`` file beside it),
+        ``immutable=1``, which reads the file as it is, without locks."""
+        options = {"timeout": self.timeout_s, "isolation_level": None, "check_same_thread": False}
+        if self.create:
+            return sqlite3.connect(self.path, **options)
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, **options)
+        try:
+            conn.execute("SELECT name FROM sqlite_master LIMIT 1")
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if os.access(self.path.parent, os.W_OK):
+                raise
+            return sqlite3.connect(uri + "&immutable=1", uri=True, **options)
 
     @contextmanager
     def _transaction(self, mode: str) -> Iterator[sqlite3.Connection]:
