@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from coea.config import typed_value
-from coea.config_values import unknown_names
+from coea.config_values import read_yaml, unknown_names
 from coea.errors import CoeaInputError
 
 # Keys of k8s/*/pipeline.yaml whose names differ from the dataclass fields.
@@ -209,6 +209,9 @@ class DeploymentSettings:
     def from_mapping(cls, values: dict[str, Any], *, where: str = "settings") -> DeploymentSettings:
         """Build from flat keys (``image`` is accepted for ``base_image``); unknown keys are errors."""
         known = {f.name for f in dataclasses.fields(cls)}
+        both = [(alias, name) for alias, name in YAML_ALIASES.items() if alias in values and name in values]
+        if both:  # one would silently win over the other
+            raise ValueError(f"{where}: {both[0][0]} and {both[0][1]} are the same setting; keep one")
         renamed = {YAML_ALIASES.get(k, k): ("" if v is None else v) for k, v in values.items()}
         unknown = sorted(set(renamed) - known)
         if unknown:
@@ -223,10 +226,12 @@ class DeploymentSettings:
         if not path.is_file():
             raise CoeaInputError("settings file not found", source=path, fix="pass e.g. k8s/base/pipeline.yaml")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = read_yaml(path) or {}  # a key given twice is an error naming it, not the last one kept
             if not isinstance(raw, dict):
                 raise ValueError("the top level must be a mapping of flat keys")
             return cls.from_mapping(raw, where=str(path))
+        except CoeaInputError:
+            raise
         except (ValueError, TypeError, yaml.YAMLError) as err:
             raise CoeaInputError(str(err).removeprefix(f"{path}: "), source=path,
                                  fix="see k8s/base/pipeline.yaml for the keys") from err

@@ -52,6 +52,9 @@ def test_defaults_and_state_on_volume() -> None:
     ("gpu_timeout_seconds: 6h\n", "gpu_timeout_seconds must be a whole number, got '6h'"),
     ("cache_mount_path: cache\n", "cache_mount_path 'cache' must be an absolute path"),
     ("state_uri: relative/state\n", "state_uri 'relative/state' must be gs://BUCKET/PREFIX or an absolute path"),
+    # audit (session 53): both were read silently, the last value (or base_image over image) kept
+    ("state_uri: /a\nstate_uri: /b\n", "line 2: key 'state_uri' is given twice in the same mapping"),
+    ("image: reg/coea:1\nbase_image: reg/coea:2\n", "image and base_image are the same setting; keep one"),
 ])
 def test_bad_settings_file(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "pipeline.yaml"
