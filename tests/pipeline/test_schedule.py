@@ -91,6 +91,15 @@ def test_schedule_takes_cron_and_state_from_settings(tmp_path: Path, capsys: pyt
     assert body["runtime_config"]["parameters"]["state_uri"] == "/cache/coea-state"
 
 
+def test_a_bad_cron_in_the_settings_file_is_named_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Audit (session 53): a 5-field cron in pipeline.yaml was reported as `option --cron`, which was not given."""
+    settings = tmp_path / "pipeline.yaml"
+    settings.write_text("cron: '0 3 * * *'\n")
+    code, _, err = run_cli(["schedule", "--dry-run", "--settings", str(settings), "--out", str(tmp_path / "b"),
+                            "--data", "synthetic"], capsys)
+    assert code == 2 and err.startswith(f"error: {settings}, option cron: cron '0 3 * * *' has 5 fields"), err
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--dry-run", "--cron", "0 3 * * *"], "5 fields"),
     ([], "no KFP endpoint"),

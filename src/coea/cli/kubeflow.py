@@ -358,7 +358,12 @@ def schedule_cmd(
 
     dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
     check_schedule_options(cron, job_name, gcs_export_uri, experiment)
-    cron_expression = validate_cron(cron or dep.cron)
+    try:
+        cron_expression = validate_cron(cron or dep.cron)
+    except CoeaInputError as err:  # the settings file's cron: named as its key there, not as the option
+        if cron or settings is None:
+            raise
+        raise err.replace(source=str(settings), option="cron") from err
     dep = replace(dep, state_uri=validate_state_uri(state_uri or dep.state_uri, dep.cache_mount_path))
     params = recurring_parameters(config, dep.state_uri, drift_threshold, gcs_export_uri, data)
     namespace = namespace or dep.namespace or None
