@@ -132,7 +132,8 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
                     only: Sequence[str] | None = None) -> dict[str, RunConfig]:
     """Variant name -> its RunConfig (only ``pco`` and the prompt options of ``llm.data`` differ); ``extras`` adds
     the richer-prompt variants; ``only``: ``coea`` and these variants (any name, the richer-prompt ones included;
-    an unknown name is a :class:`~coea.errors.CoeaInputError` that lists the names)."""
+    an unknown name is a :class:`~coea.errors.CoeaInputError` that lists the names), and with ``extras`` every
+    richer-prompt variant as well."""
     if only:
         every = variant_configs(cfg, alphas, extras=True)
         unknown = [n for n in only if n not in every]
@@ -141,7 +142,8 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
                 "CSID" in n for n in unknown) and not cfg.llm.data.with_group else ""
             raise CoeaInputError(f"unknown ablation variant(s) {unknown}{why}", option="--variants",
                                  fix=f"name variants among {list(every)} (comma-separated)")
-        return {n: c for n, c in every.items() if n == "coea" or n in only}
+        prompts = set(_prompt_variants(cfg)) if extras else set()  # --prompt-variants beside --variants
+        return {n: c for n, c in every.items() if n == "coea" or n in only or n in prompts}
 
     def with_alpha(a: float) -> RunConfig:
         c = copy.deepcopy(cfg)

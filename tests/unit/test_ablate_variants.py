@@ -126,3 +126,11 @@ def test_under_the_distill_update_the_kl_row_takes_the_reference_out_of_the_targ
                                         "dpo": {"alpha": 0.1}}):
         with pytest.raises((ValueError, CoeaInputError), match="reference none needs update distill"):
             run_config_from_dict({"pco": pco}, where="test")
+
+
+def test_variants_with_prompt_variants_keeps_both():
+    """Audit (session 53): `--variants "coea w/o KL" --prompt-variants` dropped the prompt rows without a word."""
+    names = set(variant_configs(RunConfig(), extras=True, only=["coea w/o KL"]))
+    prompts = {"coea w/o full CSID", "coea + long-term summary", "coea w/o event sequence", "coea w/o item sequence"}
+    assert names == {"coea", "coea w/o KL", *prompts}
+    assert set(variant_configs(RunConfig(), only=["coea w/o KL"])) == {"coea", "coea w/o KL"}
