@@ -91,6 +91,15 @@ class SyntheticConfig:
             raise ValueError(f"explore_rate must be in [0, 1), got {self.explore_rate!r}")
         _positive("popularity_exponent", self.popularity_exponent, allow_zero=True)
         _positive("focus_strength", self.focus_strength, allow_zero=True)
+        events = self.n_users * max(self.mean_interactions, self.min_interactions)
+        if events > MAX_SYNTHETIC_EVENTS or self.n_users * self.n_categories > MAX_SYNTHETIC_EVENTS:
+            raise ValueError(f"n_users {self.n_users} x {max(self.mean_interactions, self.min_interactions)} events "
+                             f"(and x {self.n_categories} categories) is beyond what the generator builds in memory "
+                             f"(at most {MAX_SYNTHETIC_EVENTS:,} each); lower n_users")
+
+
+# the synthetic generator holds every event, and every user's affinity to every category, in memory
+MAX_SYNTHETIC_EVENTS = 50_000_000
 
 
 @dataclass

@@ -247,3 +247,12 @@ def test_category_level_first_is_refused_for_a_log_that_is_not_movielens():
             DataConfig(spec=spec, category_level="first")
     assert DataConfig(spec="movielens:ml-1m", category_level="first").category_level.value == "first"
     assert DataConfig(spec="csv:log.csv", category_level="full").category_level.value == "full"
+
+
+def test_a_synthetic_log_too_large_to_build_is_refused_by_the_config():
+    """Audit (session 53): `synthetic: {n_users: 1e9}` crashed with numpy's _ArrayMemoryError, exit 1."""
+    from coea.config import MAX_SYNTHETIC_EVENTS, SyntheticConfig
+
+    with pytest.raises(ValueError, match="n_users 1000000000 x 60 events .* beyond what the generator builds"):
+        SyntheticConfig(n_users=1_000_000_000)
+    SyntheticConfig(n_users=MAX_SYNTHETIC_EVENTS // 60)
