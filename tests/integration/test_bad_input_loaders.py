@@ -249,3 +249,11 @@ def test_a_parquet_column_stored_as_the_pandas_index_is_read_as_a_column(tmp_pat
                        "timestamp": [T0, T0 + 1, T0 + 2]})
     df.set_index("user_id").to_parquet(tmp_path / "log.parquet")
     assert stats(capsys, f"parquet:{tmp_path / 'log.parquet'}")["users"] == 2
+
+
+def test_a_csv_given_as_parquet_says_to_read_it_as_csv(tmp_path, capsys):
+    """Audit (session 53): `parquet:log.csv` said only "check the file is valid parquet"."""
+    path = write(tmp_path / "log.csv", f"{HEADER}u1,a,x,{T0}\n")
+    line = one_error(capsys, tmp_path, f"parquet:{path}", command="stats")
+    assert f"it is no Parquet file (it does not start with 'PAR1'); a CSV file is read as csv:{path}" in line
+    assert stats(capsys, f"csv:{path}")["interactions"] == 1

@@ -100,8 +100,12 @@ def _index_as_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cannot_read(path: Path, fmt: str, err: Exception) -> CoeaInputError:
-    return CoeaInputError(f"cannot read as {fmt} ({str(err).splitlines()[0]})", source=path,
-                          fix=f"check the file is valid {fmt}")
+    fix = f"check the file is valid {fmt}"
+    if fmt == "parquet" and path.is_file():
+        with path.open("rb") as fh:
+            if fh.read(4) != b"PAR1":  # every Parquet file starts (and ends) with it
+                fix = f"it is no Parquet file (it does not start with 'PAR1'); a CSV file is read as csv:{path}"
+    return CoeaInputError(f"cannot read as {fmt} ({str(err).splitlines()[0]})", source=path, fix=fix)
 
 
 def _check_required(path: Path, columns: list[str], found: list[str]) -> None:
