@@ -50,7 +50,7 @@ def test_short_histories_train_both_llms(tmp_path):
     assert sft["relevance"]["relevance"]["examples"] > 0.3 * users
     # the default prompt sections on 5-8-event histories: one warning naming them and the fix
     assert res.stderr.count("the warm users' histories have a median of") == 1, res.stderr
-    assert "llm.data.sequence=50 and llm.data.items=50" in res.stderr and "--config short" in res.stderr
+    assert "prompt shows llm.data.items=50" in res.stderr and "--config short" in res.stderr
     data = sft["novelty"]["config"]["data"]  # the resolved windows: the split's n_short and n_future
     assert (data["min_prefix"], data["horizon"], data["novelty_horizon"], data["n_short"]) == (10, 4, 2, 10)
     metrics = json.loads((out / "metrics.json").read_text())

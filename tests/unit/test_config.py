@@ -87,7 +87,7 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     short = load_run_config(Path("short"))
     assert short.llm.novelty_bonus == 3.0  # session 52, RULE52-SVLAM
     assert (short.split.n_future, short.split.min_history, short.llm.data.with_group) == (2, 2, False)
-    assert (short.llm.data.sequence, short.llm.data.items) == (0, 0)  # session 44: the sections cost short histories
+    assert (short.llm.data.sequence, short.llm.data.items) == (10, 0)  # session 44: items cost; session 53: seq: pays
     assert (short.llm.novelty.epochs, short.llm.novelty.lr, short.llm.encoder_weight) == (8.0, 1e-3, 1.0)
     assert (short.pco.periods, short.pco.users_per_round, short.pco.reward, short.pco.update) == (
         "user", None, "teacher", "distill")  # session 46: the distill update, the served fusion as its target

@@ -47,21 +47,22 @@ class SftStageResult:
 
 def short_history_warning(split: Split, llm: LlmConfig) -> str | None:
     """A warning when the warm users' median history is at most twice the short-term window (``llm.data.n_short``,
-    resolved) while the N-LLM's prompt shows the ``seq:``/``items:`` sections, else None. On such histories the
-    sections repeat the short-term set and their item tokens are too rare to learn: on the short MovieLens view
-    (median 8 events) they cost the N-LLM .045 and the served fusion .020 (docs/results.md, session 44), on
-    MovieLens' ~160-event histories they gain .029. Where between the two they stop paying was not measured, so
-    this warns and changes nothing."""
-    shown = [f"llm.data.{name}={getattr(llm.data, name)}" for name in ("sequence", "items") if getattr(llm.data, name)]
-    if not shown or not split.warm_users:
+    resolved) while the N-LLM's prompt shows the ``items:`` section, else None. On such histories its item tokens
+    are too rare to learn: on the short MovieLens view (median 8 events) the ``seq:`` and ``items:`` sections at 50
+    cost the N-LLM .045 and the served fusion .020 (docs/results.md, session 44; before the sequence loss), while
+    ``seq:`` alone at 10, with the sequence loss, gained .010 and coea+x .003 (session 53); on MovieLens'
+    ~160-event histories both gain .029. Where between the two the items stop paying was not measured, so this
+    warns and changes nothing."""
+    if not llm.data.items or not split.warm_users:
         return None
     median = float(split.histories.interactions.groupby(USER).size().reindex(split.warm_users).median())
     if median > 2 * llm.data.n_short:
         return None
     return (f"the warm users' histories have a median of {median:g} events (at most twice llm.data.n_short="
-            f"{llm.data.n_short}) and the N-LLM's prompt shows {' and '.join(shown)}: on such short histories these "
-            f"sections repeat the short-term set and cost the N-LLM .045 on the short MovieLens view (docs/results.md, "
-            f"session 44); set llm.data: {{sequence: 0, items: 0}}, or run with --config short, which does")
+            f"{llm.data.n_short}) and the N-LLM's prompt shows llm.data.items={llm.data.items}: on such short "
+            "histories the item tokens are too rare to learn, and with the seq: section they cost the N-LLM .045 on "
+            "the short MovieLens view (docs/results.md, session 44); set llm.data: {sequence: 10, items: 0}, or run "
+            "with --config short, which does")
 
 
 # the LLM settings each model's SFT depends on (llm_config.json keys); a warm-started R-LLM also the N-LLM's
