@@ -135,15 +135,7 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
     an unknown name is a :class:`~coea.errors.CoeaInputError` that lists the names), and with ``extras`` every
     richer-prompt variant as well."""
     if only:
-        every = variant_configs(cfg, alphas, extras=True)
-        unknown = [n for n in only if n not in every]
-        if unknown:
-            why = " (the config's prompts show no CSID: llm.data.with_group is false)" if any(
-                "CSID" in n for n in unknown) and not cfg.llm.data.with_group else ""
-            raise CoeaInputError(f"unknown ablation variant(s) {unknown}{why}", option="--variants",
-                                 fix=f"name variants among {list(every)} (comma-separated)")
-        prompts = set(_prompt_variants(cfg)) if extras else set()  # --prompt-variants beside --variants
-        return {n: c for n, c in every.items() if n == "coea" or n in only or n in prompts}
+        return _selected(cfg, alphas, extras, only)
 
     def with_alpha(a: float) -> RunConfig:
         c = copy.deepcopy(cfg)
@@ -180,6 +172,19 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
     if extras:
         out.update(_prompt_variants(cfg))
     return out
+
+
+def _selected(cfg: RunConfig, alphas, extras: bool, only: Sequence[str]) -> dict[str, RunConfig]:
+    """:func:`variant_configs` with ``only``: ``coea``, the named variants and, with ``extras``, the prompt ones."""
+    every = variant_configs(cfg, alphas, extras=True)
+    unknown = [n for n in only if n not in every]
+    if unknown:
+        why = " (the config's prompts show no CSID: llm.data.with_group is false)" if any(
+            "CSID" in n for n in unknown) and not cfg.llm.data.with_group else ""
+        raise CoeaInputError(f"unknown ablation variant(s) {unknown}{why}", option="--variants",
+                             fix=f"name variants among {list(every)} (comma-separated)")
+    prompts = set(_prompt_variants(cfg)) if extras else set()  # --prompt-variants beside --variants
+    return {n: c for n, c in every.items() if n == "coea" or n in only or n in prompts}
 
 
 def _prompt_variants(cfg: RunConfig) -> dict[str, RunConfig]:

@@ -73,6 +73,19 @@ def run_cmd(
     typer.echo(run_summary(cfg, out, paths, seconds=time.perf_counter() - start))
 
 
+def schedule_cron(cron: str | None, settings_cron: str, settings: Path | None) -> str:
+    """``--cron``, else the settings' cron, validated; a bad one from the settings file is named as that file's
+    ``cron``, not as the option (which was not given)."""
+    from pipelines.schedule import validate_cron
+
+    try:
+        return validate_cron(cron or settings_cron)
+    except CoeaInputError as err:
+        if cron or settings is None:
+            raise
+        raise err.replace(source=str(settings), option="cron") from err
+
+
 def check_local_data(spec: str) -> None:
     """The local file or folder of a data spec exists before a pipeline starts (else its data step fails after the
     start-up, leaving a run folder), with the readers' errors; gs:// and synthetic data: the data step only."""
@@ -353,17 +366,12 @@ def schedule_cmd(
     JOB_NAME at it: created, or replaced when one of that name exists (never duplicated)."""
     from pipelines.compile import compile_pipelines
     from pipelines.definitions import PIPELINE_DESCRIPTIONS, RECURRING
-    from pipelines.schedule import RecurringRunRequest, schedule_version, validate_cron, validate_state_uri
+    from pipelines.schedule import RecurringRunRequest, schedule_version, validate_state_uri
     from pipelines.upload import ensure_version
 
     dep = deployment_settings(settings, image=image, gpu_image=gpu_image, pipeline_root=pipeline_root)
     check_schedule_options(cron, job_name, gcs_export_uri, experiment)
-    try:
-        cron_expression = validate_cron(cron or dep.cron)
-    except CoeaInputError as err:  # the settings file's cron: named as its key there, not as the option
-        if cron or settings is None:
-            raise
-        raise err.replace(source=str(settings), option="cron") from err
+    cron_expression = schedule_cron(cron, dep.cron, settings)
     dep = replace(dep, state_uri=validate_state_uri(state_uri or dep.state_uri, dep.cache_mount_path))
     params = recurring_parameters(config, dep.state_uri, drift_threshold, gcs_export_uri, data)
     namespace = namespace or dep.namespace or None
