@@ -249,6 +249,8 @@ def test_a_parquet_column_stored_as_the_pandas_index_is_read_as_a_column(tmp_pat
                        "timestamp": [T0, T0 + 1, T0 + 2]})
     df.set_index("user_id").to_parquet(tmp_path / "log.parquet")
     assert stats(capsys, f"parquet:{tmp_path / 'log.parquet'}")["users"] == 2
+    df.set_index("user_id", drop=False).to_parquet(tmp_path / "both.parquet")  # index and column: read once
+    assert stats(capsys, f"parquet:{tmp_path / 'both.parquet'}")["users"] == 2
 
 
 def test_a_csv_given_as_parquet_says_to_read_it_as_csv(tmp_path, capsys):
@@ -257,3 +259,15 @@ def test_a_csv_given_as_parquet_says_to_read_it_as_csv(tmp_path, capsys):
     line = one_error(capsys, tmp_path, f"parquet:{path}", command="stats")
     assert f"it is no Parquet file (it does not start with 'PAR1'); a CSV file is read as csv:{path}" in line
     assert stats(capsys, f"csv:{path}")["interactions"] == 1
+
+
+def test_a_partitioned_millisecond_log_warns_once_naming_the_mapped_column(tmp_path, capsys, warnings_seen):
+    """The partition-day check converts each part's timestamps before the validation does: its unit warning came
+    once a partition (and named 'timestamp' for a log whose column is ts), then once more."""
+    for day in range(3):
+        (tmp_path / "log" / f"dt=2023-11-{14 + day:02d}").mkdir(parents=True)
+        write(tmp_path / "log" / f"dt=2023-11-{14 + day:02d}" / "p0.csv",
+              f"user_id,item_id,category,ts\nu1,i{day},x,{(T0 + 86_400 * day) * 1000}\n")
+    assert stats(capsys, f"csv:{tmp_path / 'log'}", "--timestamp-col", "ts")["interactions"] == 3
+    units = [message for message in warnings_seen if "holds milliseconds" in message]
+    assert len(units) == 1 and "column 'ts' holds milliseconds" in units[0], warnings_seen

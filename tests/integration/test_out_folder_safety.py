@@ -204,3 +204,33 @@ def test_an_out_name_too_long_for_the_filesystem_is_one_line(tmp_path, capsys) -
     code, _, err = run_cli(["evaluate", "--methods", "pop", "--k", "3", "--out", str(out)], capsys)
     line = one_error_line(code, err)
     assert line.startswith(f"error: file name too long: {out}") and "shorten the name" in line, line
+
+
+def test_an_unreadable_input_inside_an_out_command_is_not_blamed_on_out(tmp_path) -> None:
+    """Review (session 53): inside `output_folder` every EACCES was reported as `option --out`, an unreadable log
+    too. The option is named only for a path under the output folder; the folder a refusal began is removed."""
+    from coea.cli.outputs import output_folder
+    from coea.errors import CoeaInputError
+
+    out = tmp_path / "out"
+    for denied, option in ((tmp_path / "log.csv", None), (out / "metrics.json", "--out")):
+        with pytest.raises(CoeaInputError) as err, output_folder(out):
+            out.mkdir()
+            raise PermissionError(errno.EACCES, "Permission denied", str(denied))
+        assert err.value.option == option and str(denied) in str(err.value) and not out.exists()
+
+
+def test_a_simulation_refused_after_its_first_period_keeps_its_folder(tmp_path) -> None:
+    """`output_folder(kept=...)`: once the state a finished period wrote exists, a later refusal keeps the folder
+    (its periods and state), as `coea simulate` asks; before it, the folder is removed."""
+    from coea.cli.outputs import output_folder
+    from coea.errors import CoeaInputError
+
+    out = tmp_path / "sim"
+    for state_written in (False, True):
+        with pytest.raises(CoeaInputError), output_folder(out, kept=out / "state"):
+            (out / "periods" / "p0").mkdir(parents=True)
+            if state_written:
+                (out / "state").mkdir()
+            raise CoeaInputError("a later period's input", option="--data")
+        assert out.exists() is state_written and (out / "periods" / "p0").is_dir() is state_written

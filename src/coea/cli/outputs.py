@@ -122,6 +122,8 @@ def os_input_error(err: OSError, option: str | None = None, out: Path | None = N
     fix = _PATH_FIXES.get(err.errno) if err.filename else None
     if fix is None:
         return None
+    if out is None or not Path(os.path.abspath(err.filename)).is_relative_to(os.path.abspath(out)):
+        option = None  # an input (the log, a run's model) or another place: not the output folder's fault
     return CoeaInputError(f"{os.strerror(err.errno).lower()}: {err.filename}", option=option,
                           fix=fix + (f", or choose another {option}" if option else ""))
 

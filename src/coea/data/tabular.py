@@ -94,9 +94,8 @@ def read_table(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
 def _index_as_columns(df: pd.DataFrame) -> pd.DataFrame:
     """A Parquet file written from a frame indexed by a column (``df.set_index("user_id").to_parquet(...)``) holds
     that column, but pandas reads it back as the index: it is a column again here, as in the file's schema."""
-    if all(name is None for name in df.index.names):
-        return df
-    return df.reset_index()
+    levels = [name for name in df.index.names if name is not None and name not in df.columns]
+    return df.reset_index(level=levels) if levels else df  # (written with drop=False: it is a column already)
 
 
 def _cannot_read(path: Path, fmt: str, err: Exception) -> CoeaInputError:
