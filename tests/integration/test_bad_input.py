@@ -282,6 +282,10 @@ def test_a_gzip_file_named_csv_says_so_and_named_csv_gz_it_loads(tmp_path, capsy
     renamed = write(tmp_path / "log.csv.gz", body)
     code, out, _ = run_cli(["data", "stats", "--data", f"csv:{renamed}"], capsys)
     assert code == 0 and json.loads(out)["interactions"] == 2, out
+    # .gzip is no name pandas decompresses (review, session 53: it passed this check, then failed as 'not UTF-8')
+    gzip_named = write(tmp_path / "log.csv.gzip", body)
+    line = one_error(capsys, tmp_path, f"csv:{gzip_named}", command="stats")
+    assert f"{gzip_named}: is gzip-compressed but not named so" in line and "name it log.csv.gz" in line
 
 
 def _compress(kind: str, path: Path, text: bytes) -> Path:
@@ -294,10 +298,19 @@ def _compress(kind: str, path: Path, text: bytes) -> Path:
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr(path.stem, text)
         return path
+    if kind == "tar.gz":
+        import io
+        import tarfile
+
+        with tarfile.open(path, "w:gz") as archive:
+            info = tarfile.TarInfo("log.csv")
+            info.size = len(text)
+            archive.addfile(info, io.BytesIO(text))
+        return path
     return write(path, {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](text))
 
 
-@pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "zip"])
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "zip", "tar.gz"])
 def test_a_bad_row_inside_a_compressed_csv_is_named_at_its_line_in_the_text(tmp_path, capsys, kind):
     """Session 52's audit: pandas reads log.csv.gz decompressed, but the scanners that place an error read the raw
     bytes: a mixed-unit timestamp on line 4 of the text was placed by the compressed bytes' newlines."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coea.data.lines import records
+from coea.data.lines import compressed, records
 from coea.errors import CoeaInputError
 
 # pandas' default missing-value words (read_csv's ``na_values`` documentation); only the numeric columns use them
@@ -28,11 +28,11 @@ def not_another_format(path: Path) -> None:
     if head.startswith(b"PAR1"):
         raise CoeaInputError("looks like a Parquet file (it starts with 'PAR1'), not CSV", source=path,
                              fix=f"pass it as parquet:{path}")
-    for magic, kind, suffixes in ((b"\x1f\x8b", "gzip", (".gz", ".gzip")), (b"PK\x03\x04", "zip", (".zip",))):
-        if head.startswith(magic) and not path.name.lower().endswith(suffixes):  # pandas picks by the name only
+    for magic, kind, names in ((b"\x1f\x8b", "gzip", ("gzip", "tar")), (b"PK\x03\x04", "zip", ("zip",))):
+        if head.startswith(magic) and compressed(path) not in names:  # pandas picks by the name only
+            renamed = path.name.removesuffix(".gzip") + (".gz" if kind == "gzip" else ".zip")
             raise CoeaInputError(f"is {kind}-compressed but not named so: it would be read as text", source=path,
-                                 fix=f"name it {path.name}{suffixes[0]} (then it is decompressed as it is read), or "
-                                     "decompress it")
+                                 fix=f"name it {renamed} (then it is decompressed as it is read), or decompress it")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode Text"; pandas reads UTF-8 only
         converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
         raise CoeaInputError("is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8", source=path,

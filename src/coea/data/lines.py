@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import lzma
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,27 +38,38 @@ CSV = TextLayout()
 MOVIELENS = TextLayout(header=False, delimiter=":", encoding="latin-1", quoting=csv.QUOTE_NONE)
 
 
-# what pandas' read_csv decompresses by the file name's end (compression="infer"); zstd and tar need modules the
-# standard library lacks and are read as pandas reads them, the scanners then see the raw bytes
-_OPENERS = {".gz": gzip.open, ".gzip": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+# the compressions of pandas' read_csv (compression="infer", decided by the file name's end) that the standard
+# library reads; a zstd file is scanned as its raw bytes (pandas needs the zstandard package for it)
+_OPENERS = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
 
 
 def compressed(path: Path) -> str | None:
-    """The compression pandas infers from ``path``'s name that :func:`open_text` reads (``gz``, ``zip``, ...),
-    None for a plain file."""
-    suffix = path.suffix.lower()
-    return suffix[1:] if suffix in _OPENERS or suffix == ".zip" else None
+    """The compression pandas infers from ``path``'s name (``gzip``, ``bz2``, ``xz``, ``zip``, ``tar``, ``zstd``;
+    ``.gzip`` and ``.tgz`` are not among its names), None for a plain file: the one rule both read by."""
+    from pandas.io.common import infer_compression
+
+    return infer_compression(str(path), "infer")
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    suffix = path.suffix.lower()
-    if suffix in _OPENERS:
-        return _OPENERS[suffix](path, "rb")
-    if suffix == ".zip":  # pandas reads a zip archive holding one file (only read after pandas did: it is one)
+    kind = compressed(path)
+    if kind in _OPENERS:
+        return _OPENERS[kind](path, "rb")
+    if kind in ("zip", "tar"):  # pandas reads an archive holding one file (only read after pandas did: it is one)
+        return io.BytesIO(_archived(path, kind))
+    return path.open("rb")
+
+
+def _archived(path: Path, kind: str) -> bytes:
+    """The first file of the zip or tar archive ``path``."""
+    if kind == "zip":
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if not n.endswith("/")]
-            return io.BytesIO(archive.read(names[0]) if names else b"")
-    return path.open("rb")
+            return archive.read(names[0]) if names else b""
+    with tarfile.open(path) as archive:
+        member = next((m for m in archive.getmembers() if m.isfile()), None)
+        handle = archive.extractfile(member) if member is not None else None
+        return handle.read() if handle is not None else b""
 
 
 def open_text(path: Path, encoding: str = "utf-8", errors: str = "replace") -> IO[str]:
@@ -130,12 +142,16 @@ def undecodable(path: Path, layout: TextLayout = CSV) -> CoeaInputError | None:
 
 
 def _reencode(path: Path, kind: str | None) -> str:
-    """A shell command that writes ``path`` re-encoded from Latin-1 to UTF-8 beside it, compressed as it was."""
+    """A shell command that writes ``path`` re-encoded from Latin-1 to UTF-8 beside it: a gzip, bz2 or xz file
+    compressed as it was, the file of a zip archive as a plain ``.csv``, a tar or zstd file once extracted."""
     iconv = "iconv -f latin1 -t utf-8"
     if kind is None:
         return f"{iconv} {path.name} > {path.stem}.utf8{path.suffix}"
     inner = Path(path.stem)  # log.csv of log.csv.gz
+    stem = inner.stem if inner.suffix else inner.name  # data of data.zip (holding data.csv, say)
     if kind == "zip":
-        return f"unzip -p {path.name} | {iconv} > {inner.stem}.utf8{inner.suffix}"
-    tool = {"gz": "gzip", "gzip": "gzip", "bz2": "bzip2", "xz": "xz"}[kind]
-    return f"{tool} -dc {path.name} | {iconv} | {tool} > {inner.stem}.utf8{inner.suffix}{path.suffix}"
+        return f"unzip -p {path.name} | {iconv} > {stem}.utf8.csv"
+    if kind not in _OPENERS:
+        return f"extract the file from {path.name}, then {iconv} FILE > {stem}.utf8.csv"
+    tool = {"gzip": "gzip", "bz2": "bzip2", "xz": "xz"}[kind]
+    return f"{tool} -dc {path.name} | {iconv} | {tool} > {stem}.utf8{inner.suffix or '.csv'}{path.suffix}"
