@@ -196,6 +196,8 @@ def start_server() -> float:
     process = _fork_server().Process(target=_ready, name="kfp-step-server")
     process.start()
     process.join()
+    if process.exitcode != 0:  # the steps will fail the same way, each with its own log
+        log.warning("kfp.local: the step server's first child ended with exit code %s", process.exitcode)
     return time.perf_counter() - start
 
 

@@ -47,21 +47,21 @@ def test_warm_steps_swaps_kfp_local_s_launcher_only_while_open(monkeypatch, valu
     assert handler.run_local_subprocess is original
 
 
-def test_start_server_returns_once_a_child_of_the_server_has_run(monkeypatch) -> None:
-    """The fork server imports PRELOAD before it forks a child: a child that has run means the imports are done.
-    (A fork context stands in for the fork server here: its 20 s of imports are what the real runs time.)"""
+def test_start_server_returns_once_a_child_of_the_server_has_run(monkeypatch, tmp_path, caplog) -> None:
+    """The fork server imports PRELOAD before it forks a child: a child that has run means the imports are done,
+    and start_server returns only then; a child that fails is a warning. (A fork context stands in for the fork
+    server here: its 15-20 s of imports are what the real runs time.)"""
+    import logging
     import multiprocessing
 
-    ran = []
     monkeypatch.setattr(warm, "_fork_server", lambda: multiprocessing.get_context("fork"))
-    real = multiprocessing.get_context("fork").Process
-
-    def process(**kwargs):
-        ran.append(kwargs["name"])
-        return real(**kwargs)
-
-    monkeypatch.setattr(multiprocessing.get_context("fork"), "Process", process)
-    assert warm.start_server() >= 0.0 and ran == ["kfp-step-server"]
+    flag = tmp_path / "ran"
+    monkeypatch.setattr(warm, "_ready", lambda: (time.sleep(0.3), flag.write_text("ran")))
+    assert warm.start_server() >= 0.3 and flag.read_text() == "ran"  # returned after the child ran
+    monkeypatch.setattr(warm, "_ready", lambda: os._exit(3))
+    with caplog.at_level(logging.WARNING, logger="pipelines.warm"):
+        warm.start_server()
+    assert "ended with exit code 3" in caplog.text
 
 
 def test_unset_it_is_warm_unless_the_machine_has_an_nvidia_gpu(monkeypatch, tmp_path) -> None:
