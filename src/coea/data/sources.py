@@ -122,15 +122,10 @@ def check_partition_day(frame: pd.DataFrame, part: Part, layout: TextLayout | No
     time. ``frame``: the part as read, columns renamed to the canonical names."""
     if part.day is None or cfg.allow_any_timestamp or TIMESTAMP not in frame or frame.empty:
         return
-    timestamps = logging.getLogger("coea.data.timestamps")
-    level = timestamps.level
-    timestamps.setLevel(logging.ERROR)  # its unit warning: once, from the validation after the parts are read
-    try:
-        seconds = to_epoch_seconds(frame[TIMESTAMP], part.source, column=cfg.timestamp_col)
+    try:  # no unit warning: the validation after the parts are read gives it, once
+        seconds = to_epoch_seconds(frame[TIMESTAMP], part.source, column=cfg.timestamp_col, warn=False)
     except CoeaInputError:
         return
-    finally:
-        timestamps.setLevel(level)
     end = int(datetime.combine(part.day + timedelta(days=1), time.min, tzinfo=UTC).timestamp())
     late = (seconds >= end).to_numpy()
     if late.any():

@@ -103,18 +103,19 @@ def _check_whole(numeric: pd.Series, raw: pd.Series, source: str, column: str) -
         )
 
 
-def _from_datetime(raw: pd.Series, source: str, column: str) -> pd.Series:
+def _from_datetime(raw: pd.Series, source: str, column: str, warn: bool) -> pd.Series:
     if raw.isna().any():
         raise CoeaInputError(f"{int(raw.isna().sum())} missing timestamp(s) (NaT)", source=source, column=column,
                              row=_first_row(raw.isna().to_numpy()), fix="every event needs a timestamp")
     utc = raw.dt.tz_convert("UTC") if raw.dt.tz is not None else raw.dt.tz_localize("UTC")
     seconds = (utc - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    log.warning("%s: column '%s' is %s; converted to Unix seconds%s", source, column, raw.dtype,
-                "" if raw.dt.tz is not None else " (read as UTC)")
+    if warn:
+        log.warning("%s: column '%s' is %s; converted to Unix seconds%s", source, column, raw.dtype,
+                    "" if raw.dt.tz is not None else " (read as UTC)")
     return seconds.astype("float64")
 
 
-def _from_unit(numeric: pd.Series, source: str, column: str) -> pd.Series:
+def _from_unit(numeric: pd.Series, source: str, column: str, warn: bool) -> pd.Series:
     units = np.searchsorted(UNIT_STARTS, np.abs(numeric.to_numpy()), side="right")
     common = int(np.bincount(units).argmax())
     odd = units != common
@@ -128,8 +129,9 @@ def _from_unit(numeric: pd.Series, source: str, column: str) -> pd.Series:
         )
     if common == 0:
         return numeric.round()
-    log.warning("%s: column '%s' holds %s (every value >= %.0e); converted to Unix seconds", source, column,
-                UNITS[common], UNIT_STARTS[common - 1])
+    if warn:
+        log.warning("%s: column '%s' holds %s (every value >= %.0e); converted to Unix seconds", source, column,
+                    UNITS[common], UNIT_STARTS[common - 1])
     factor = 1000**common
     return numeric // factor if pd.api.types.is_integer_dtype(numeric) else np.floor(numeric / factor)
 
@@ -151,20 +153,21 @@ def _check_range(seconds: pd.Series, raw: pd.Series, source: str, column: str, n
 
 
 def to_epoch_seconds(raw: pd.Series, source: str, *, column: str = "timestamp", allow_any: bool = False,
-                     now: float | None = None) -> pd.Series:
-    """``raw`` (numbers, numeric strings or datetime64; 0..n-1 positional index) as int64 Unix seconds.
+                     now: float | None = None, warn: bool = True) -> pd.Series:
+    """``raw`` (numbers, numeric strings or datetime64; 0..n-1 positional index) as int64 Unix seconds; a
+    converted unit is one warning (``warn`` False: none, for a check whose conversion the validation repeats).
 
     Raises :class:`CoeaInputError` naming the first bad row for missing or non-numeric values, mixed units and
     (unless ``allow_any``) values before 1990-01-01 or more than a day after ``now`` (default: the clock).
     """
     if pd.api.types.is_datetime64_any_dtype(raw):
-        seconds = _from_datetime(raw, source, column)
+        seconds = _from_datetime(raw, source, column, warn)
     else:
         numeric = _numeric(raw, source, column)
         _check_int64(numeric, raw, source, column)  # first: 1e26 is no unit's value (was read as "nanoseconds")
         if allow_any:
             _check_whole(numeric, raw, source, column)
-        seconds = numeric.round() if allow_any else _from_unit(numeric, source, column)
+        seconds = numeric.round() if allow_any else _from_unit(numeric, source, column, warn)
     if not allow_any:
         _check_range(seconds, raw, source, column, time.time() if now is None else now)
     _check_int64(seconds, raw, source, column)
