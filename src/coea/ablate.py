@@ -1,7 +1,7 @@
 """``coea ablate``: the full method and its ablations in one run, over the same rounds and the same split (the
 same number of rounds; a feedback reward cuts the history into ``rounds + 1`` periods, period r + 1 being round r's
 feedback, so ``coea w/o feedback``'s ``rounds`` windows end elsewhere than ``coea``'s). Variants (each PCO run
-starts from the same SFT models, except ``w/o CSID`` and the prompt variants, which need their own SFT):
+starts from the same SFT models, except ``w/o CSID`` / ``+ CSID`` and the prompt variants, which need their own SFT):
 
 - ``coea``: SFT + ``pco.rounds`` rounds with the configured alpha;
 - ``coea w/o R-LLM``: the SFT N-LLM alone (one-time alignment, = ``nllm_sft``): round 0 of every curve;
@@ -9,9 +9,9 @@ starts from the same SFT models, except ``w/o CSID`` and the prompt variants, wh
   is set); left out when ``pco.dpo.alpha`` is 0 already (it would be ``coea``);
 - ``coea w/o reference`` (only with ``pco.update: distill``): the target without the SFT model's factor
   (``pco.reference: none``, alpha 0): the KL to the SFT model that the closed form carries, removed;
-- ``coea w/o CSID``: prompts without group tokens, profile or the user's own code (both LLMs re-trained so); left
-  out when the config's prompts show none already (``llm.data.with_group: false``, which hides the code too, and so
-  also leaves out the full-CSID prompt variant);
+- ``coea w/o CSID``: prompts without group tokens, profile or the user's own code (both LLMs re-trained so); where
+  they show none already (``llm.data.with_group: false``, e.g. the ``short`` preset; no full-CSID prompt variant
+  then) ``coea + CSID``: the group, its profile and (``llm.data.full_csid``) the user's code added, re-trained so;
 - ``coea alpha=A`` for A in ``alphas``: the KL sensitivity sweep;
 - ``coea w/o feedback`` (only when ``pco.reward`` reads logged feedback: ``feedback`` or ``hybrid``): the R-LLM
   judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
@@ -148,10 +148,9 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
     if cfg.pco.update is Update.DISTILL and cfg.pco.reference is not Reference.NONE:  # its KL is in the target
         out["coea w/o reference"] = replace(cfg, pco=replace(cfg.pco, reference=Reference.NONE,
                                                              dpo=replace(cfg.pco.dpo, alpha=0.0)))
-    if cfg.llm.data.with_group:  # the prompts show the user's code only beside the group
-        no_csid = copy.deepcopy(cfg)
-        no_csid.llm.data = replace(no_csid.llm.data, with_group=False, full_csid=False)  # no group, no user code
-        out["coea w/o CSID"] = no_csid
+    has, csid = cfg.llm.data.with_group, copy.deepcopy(cfg)  # prompts without any (the short preset's): + CSID
+    csid.llm.data = replace(csid.llm.data, with_group=not has, full_csid=csid.llm.data.full_csid and not has)
+    out["coea w/o CSID" if has else "coea + CSID"] = csid
     for a in alphas:
         if a != cfg.pco.dpo.alpha:
             out[f"coea alpha={a:g}"] = with_alpha(a)
@@ -179,8 +178,8 @@ def _selected(cfg: RunConfig, alphas, extras: bool, only: Sequence[str]) -> dict
     every = variant_configs(cfg, alphas, extras=True)
     unknown = [n for n in only if n not in every]
     if unknown:
-        why = " (the config's prompts show no CSID: llm.data.with_group is false)" if any(
-            "CSID" in n for n in unknown) and not cfg.llm.data.with_group else ""
+        why = " (the config's prompts show no CSID: llm.data.with_group is false; 'coea + CSID' adds it)" if any(
+            "w/o CSID" in n for n in unknown) and not cfg.llm.data.with_group else ""
         raise CoeaInputError(f"unknown ablation variant(s) {unknown}{why}", option="--variants",
                              fix=f"name variants among {list(every)} (comma-separated)")
     prompts = set(_prompt_variants(cfg)) if extras else set()  # --prompt-variants beside --variants

@@ -100,16 +100,24 @@ def test_only_keeps_coea_and_the_named_variants_and_refuses_unknown_names():
     assert "coea w/o feedback" in err.value.fix and err.value.option == "--variants"
 
 
-def test_without_the_group_in_the_prompts_the_csid_variants_are_left_out():
+def test_without_the_group_in_the_prompts_the_csid_row_adds_it():
     """With ``llm.data.with_group: false`` the prompts show no code at all: `coea w/o CSID` was coea itself (its own
     row, same SFT pair) and `coea + full CSID` trained a pair on coea's very prompts, so its row measured SFT noise
-    under a CSID label. Both are left out, and naming one says why."""
+    under a CSID label. Both are left out, and naming one says why; `coea + CSID` measures the codes instead (the
+    short preset's ablation row): the group, its profile and the user's code where ``full_csid`` is on."""
     cfg = run_config_from_dict({"llm": {"data": {"with_group": False, "full_csid": False}}}, where="test")
-    names = list(variant_configs(cfg, extras=True))
-    assert not [n for n in names if "CSID" in n] and "coea + long-term summary" in names
-    with pytest.raises(CoeaInputError, match=r"\['coea w/o CSID'\] \(the config's prompts show no CSID"):
+    configs = variant_configs(cfg, extras=True)
+    assert [n for n in configs if "CSID" in n] == ["coea + CSID"] and "coea + long-term summary" in configs
+    added = configs["coea + CSID"]
+    assert added.llm.data == replace(cfg.llm.data, with_group=True) and added.pco == cfg.pco  # the group alone
+    with pytest.raises(CoeaInputError, match=r"\['coea w/o CSID'\] \(the config's prompts show no CSID.*\+ CSID"):
         variant_configs(cfg, only=["coea w/o CSID"])
     assert {"coea w/o CSID", "coea w/o full CSID"} <= set(variant_configs(RunConfig(), extras=True))
+    assert "coea + CSID" not in variant_configs(RunConfig(), extras=True)
+    short = load_run_config(Path("short"))  # with_group false, full_csid at its default (on): the code too
+    row = variant_configs(short, only=["coea + CSID"])["coea + CSID"].llm
+    assert row.data == replace(short.llm.data, with_group=True) and row.data.full_csid
+    assert replace(row, data=short.llm.data) == short.llm  # nothing else of the LLMs changes
 
 
 def test_under_the_distill_update_the_kl_row_takes_the_reference_out_of_the_target():
