@@ -238,7 +238,7 @@ def ablate_cmd(
                                                  "variants (names as in the table, e.g. 'coea + long-term "
                                                  "summary,coea w/o KL'); default: all")] = None,
 ) -> None:
-    """coea, w/o R-LLM, w/o KL, w/o CSID, alpha in {0.1, 0.4, 0.6}, + encoder, and w/o feedback (feedback or
+    """coea, w/o R-LLM, w/o KL, w/o CSID (+ CSID), alpha in {0.1, 0.4, 0.6}, + encoder, and w/o feedback (feedback or
     hybrid reward) or w/o teacher (teacher reward) over the same rounds: table and plot."""
     from coea.ablate import run_ablate
 
