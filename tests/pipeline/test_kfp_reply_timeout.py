@@ -1,6 +1,7 @@
 """`coea upload`/`schedule` against an endpoint that accepts connections but never answers: kfp.Client's calls have
 no timeout, so the connection is checked first and fails in seconds with one line (a stand-in socket server that
-only accepts: no network, no KFP)."""
+only accepts: no network, no KFP). `Connection.client()`, through which both commands reach the API (the contract
+tests of test_kfp_contract.py run them through it), is tested itself: without the check it would hang."""
 
 import socket
 import threading
@@ -37,6 +38,34 @@ def test_an_endpoint_that_never_answers_is_one_line_within_the_timeout() -> None
         with pytest.raises(CoeaInputError, match=r"no reply from the KFP API within 0.3 s") as err:
             kfp_api._answers(url, None, timeout=0.3)
         assert url in str(err.value) and "\n" not in str(err.value)
+    finally:
+        server.close()
+        for conn in HELD:
+            conn.close()
+
+
+def test_the_client_checks_the_endpoint_before_kfp_client_can_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Connection.client()`` runs the check with the module's reply timeout (shortened here to 0.3 s) before it
+    builds ``kfp.Client``, whose health check against this server would wait forever: the call ends with the
+    one-line error. It runs in a thread so that a missing check fails the test instead of hanging the suite."""
+    monkeypatch.setattr(kfp_api._answers, "__defaults__", (None, 0.3))  # the default timeout client() relies on
+    server, url = _silent_server()
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            kfp_api.Connection(host=url).client()
+            outcome.append(None)
+        except BaseException as exc:  # reported to the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    try:
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "Connection.client() hangs against an endpoint that never answers"
+        assert isinstance(outcome[0], CoeaInputError), outcome
+        assert "no reply from the KFP API within 0.3 s" in str(outcome[0]) and "\n" not in str(outcome[0])
     finally:
         server.close()
         for conn in HELD:

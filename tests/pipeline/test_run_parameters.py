@@ -59,6 +59,7 @@ def test_a2_a_state_uri_that_is_not_one_is_refused(uri: str) -> None:
 def test_a2_in_a_pod_the_state_must_be_on_a_volume(monkeypatch: pytest.MonkeyPatch) -> None:
     assert check(state_uri="gs://my-bucket/coea/state")
     assert not on_volume(Path("/no-such-dir-coea/state"))  # the container's root file system
+    assert on_volume(Path("/proc/no-such-dir-coea/state"))  # a mount of its own on every Linux (as a volume is)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     monkeypatch.setattr("coea.stages.run_parameters.on_volume", lambda path: False)
     refused("parameter state_uri: '/tmp/x' is not on a mounted volume", state_uri="/tmp/x")

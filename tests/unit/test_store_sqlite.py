@@ -237,10 +237,11 @@ def _check_consistent(recs: list[Recommendation], k: int) -> int:
 
 
 def _reader_process(path: str, users: list[str], k: int, started, stop, results) -> None:
-    """A serving process: batch and single reads until ``stop``; puts (versions seen in order, error or None)."""
+    """A serving process: batch and single reads until ``stop``; puts (versions seen in order, error or None).
+    It opens the store as every serving reader does (``create=False``: read-only, ``mode=ro``)."""
     seen: list[int] = []
     try:
-        with KVStore(Path(path)) as reader:
+        with KVStore(Path(path), create=False) as reader:
             while not stop.is_set():
                 single = _check_consistent(reader.get_user(users[len(seen) % len(users)]), k)
                 batch = reader.get_users(users)
