@@ -22,12 +22,16 @@ resamples the trainings jointly and what a training shares between the two arms 
 reference, and the table adds each training's own difference.
 
 Each run dir needs what the method loads (``coea evaluate --from-run`` layout: ``data/``, ``dsie/``, ``llm/``,
-``pco/`` for ``coea``); every run must hold the same prepared log.
+``pco/`` for ``coea``). Before any run is scored, the artifacts each arm's method reads in every run are checked
+against the reference's first run's prepared log and ``--config``'s split (``coea evaluate --from-run``'s lineage
+check): a run fitted on another log or split (which would be scored on events it learned from), or whose steps do
+not belong together, is a one-line error, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -73,38 +77,56 @@ def main(argv: list[str] | None = None) -> int:
     if args.paired_trainings and any(len(runs) != ref_runs for _, _, runs, _ in args.arm):
         parser.error(f"--paired-trainings: every arm needs as many runs as the reference arm ({ref_runs})")
 
+    from coea.cli.common import check_lineage
     from coea.config import load_run_config
     from coea.data.prepared import read_prepared
     from coea.data.split import chronological_split
-    from coea.evaluation.bootstrap import paired_bootstrap_ci, seed_bootstrap_ci
+    from coea.errors import CoeaInputError
     from coea.layout import RunLayout
 
     cfg = load_run_config(args.config)
-    split = chronological_split(read_prepared(RunLayout(args.arm[0][2][0]).data).interactions, cfg.split)
+    data_dir = RunLayout(args.arm[0][2][0]).data  # every run's artifacts must come from this log and split
+    try:
+        for _, method, runs, _ in args.arm:
+            for run in runs:
+                check_lineage(run, [method], cfg, data_dir)
+    except CoeaInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    split = chronological_split(read_prepared(data_dir).interactions, cfg.split)
     vectors = {}
     for name, method, runs, own in args.arm:
         arm_cfg = replace(load_run_config(own), split=cfg.split) if own else cfg
         vectors[name] = [per_user(run, method, arm_cfg, split, args.metric) for run in runs]
-    ref = args.arm[0][0]
-    paired = args.paired_trainings
+    print(table([(name, method) for name, method, _, _ in args.arm], vectors, args.metric, args.paired_trainings,
+                args.boot))
+    return 0
+
+
+def table(arms: list[tuple[str, str]], vectors: dict[str, list[np.ndarray]], metric: str, paired: bool,
+          boot: int) -> str:
+    """The markdown table: per arm (name, method) its trainings' figures, their mean and, against the first arm,
+    the users-only interval of the training means and :func:`~coea.evaluation.bootstrap.seed_bootstrap_ci`'s
+    (``paired``: ``paired_runs``, and each training's own difference)."""
+    from coea.evaluation.bootstrap import paired_bootstrap_ci, seed_bootstrap_ci
+
+    ref = arms[0][0]
     both_head = "paired trainings" if paired else "trainings"
     extra_head, extra_rule = (f" - {ref} per training |", "---|") if paired else ("", "")
-    print(f"| arm | method | {args.metric} per training | mean | - {ref}: users only (95 % CI) | - {ref}: users "
-          f"and {both_head} (95 % CI) |{extra_head}\n|---|---|---|---:|---:|---:|{extra_rule}")
-    for name, method, _, _ in args.arm:
+    lines = [f"| arm | method | {metric} per training | mean | - {ref}: users only (95 % CI) | - {ref}: users "
+             f"and {both_head} (95 % CI) |{extra_head}", f"|---|---|---|---:|---:|---:|{extra_rule}"]
+    for name, method in arms:
         runs = vectors[name]
         cells = ["0", "0"] + (["0"] if paired else [])
         if name != ref:
-            users = paired_bootstrap_ci(np.mean(runs, axis=0), np.mean(vectors[ref], axis=0), n_boot=args.boot)
-            both = seed_bootstrap_ci(runs, vectors[ref], n_boot=args.boot, paired_runs=paired)
+            users = paired_bootstrap_ci(np.mean(runs, axis=0), np.mean(vectors[ref], axis=0), n_boot=boot)
+            both = seed_bootstrap_ci(runs, vectors[ref], n_boot=boot, paired_runs=paired)
             cells = [f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]" for ci in (users, both)]
             if paired:
                 cells.append(" / ".join(f"{(a - b).mean():+.4f}" for a, b in zip(runs, vectors[ref], strict=True)))
-        print(f"| {name} | {method} | {' / '.join(f'{v.mean():.4f}' for v in runs)} | "
-              f"{np.mean([v.mean() for v in runs]):.4f} | {' | '.join(cells)} |")
-    print(f"\n{len(vectors[ref][0])} evaluated users")
-    return 0
-
+        lines.append(f"| {name} | {method} | {' / '.join(f'{v.mean():.4f}' for v in runs)} | "
+                     f"{np.mean([v.mean() for v in runs]):.4f} | {' | '.join(cells)} |")
+    return "\n".join(lines) + f"\n\n{len(vectors[ref][0])} evaluated users"
 
 if __name__ == "__main__":
     raise SystemExit(main())

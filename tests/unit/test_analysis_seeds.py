@@ -1,5 +1,6 @@
-"""The seed-aware comparison script's arm syntax (benchmarks/analysis_seeds.py); its interval is
-``coea.evaluation.bootstrap.seed_bootstrap_ci`` (tests/unit/test_bootstrap.py)."""
+"""The seed-aware comparison script (benchmarks/analysis_seeds.py): its arm syntax, that its table carries the
+intervals of ``coea.evaluation.bootstrap`` it names (their values: tests/unit/test_bootstrap.py), and the lineage
+check that keeps runs of another log or split out."""
 
 import argparse
 from pathlib import Path
@@ -27,3 +28,54 @@ def test_paired_trainings_need_as_many_runs_in_every_arm(capsys):
         main(["--arm", "sft=nllm_sft+x@/r/a,/r/b", "--arm", "coea=coea+x@/r/a", "--paired-trainings"])
     assert exc.value.code == 2
     assert "as many runs as the reference arm (2)" in capsys.readouterr().err
+
+
+def test_the_paired_column_is_the_paired_trainings_bootstrap():
+    """The table's last interval is :func:`seed_bootstrap_ci` with ``paired_runs`` under ``--paired-trainings``
+    (and without it otherwise), on the per-user vectors of every training; the users-only one is the paired user
+    bootstrap of the training means. Vectors with per-user noise, so the two resamplings give other intervals."""
+    import numpy as np
+
+    from benchmarks.analysis_seeds import table
+    from coea.evaluation.bootstrap import paired_bootstrap_ci, seed_bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    sft = [(rng.random(120) < 0.5).astype(float) for _ in range(3)]
+    tuned = [np.where(rng.random(120) < 0.1, 1.0, v) for v in sft]
+    vectors, arms = {"sft": sft, "coea": tuned}, [("sft", "nllm_sft+x"), ("coea", "coea+x")]
+
+    def cell(ci):
+        return f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
+
+    users = paired_bootstrap_ci(np.mean(tuned, axis=0), np.mean(sft, axis=0), n_boot=300)
+    for paired in (True, False):
+        both = seed_bootstrap_ci(tuned, sft, n_boot=300, paired_runs=paired)
+        row = table(arms, vectors, "S-H@10", paired, 300).splitlines()[3].strip("| ").split(" | ")
+        assert row[4:6] == [cell(users), cell(both)], (paired, row)
+        assert (len(row) == 7) == paired  # paired: each training's own difference too
+    assert cell(seed_bootstrap_ci(tuned, sft, n_boot=300, paired_runs=True)) != cell(
+        seed_bootstrap_ci(tuned, sft, n_boot=300))  # the flag changes the interval on these vectors
+
+
+def test_a_run_fitted_on_another_log_is_refused_before_any_scoring(tmp_path, capsys):
+    """Every run's artifacts that the method reads must come from the reference's first run's log and the config's
+    split (``coea evaluate --from-run``'s lineage check): a run whose DSIE dir learned from another log would be
+    scored on events it may have learned from. One line, exit 2, naming that run's artifact; nothing is scored
+    (the stand-in runs hold no models: scoring would fail differently)."""
+    from benchmarks.analysis_seeds import main
+    from coea import lineage
+    from coea.config import SplitConfig, SyntheticConfig
+    from coea.data.loaders import LoadedData
+    from coea.data.prepared import write_prepared
+    from coea.data.synthetic import generate_synthetic
+
+    log = generate_synthetic(SyntheticConfig(n_users=30, n_categories=8, mean_interactions=20, min_interactions=15))
+    for name, interactions in (("a", log.interactions), ("b", log.interactions.iloc[:-5])):
+        run = tmp_path / name
+        write_prepared(LoadedData(interactions, "test", None), run / "data", {})
+        lineage.write(run / "dsie", lineage.histories(run / "data", SplitConfig()))
+    code = main(["--arm", f"enc=sasrec+x@{tmp_path / 'a'},{tmp_path / 'b'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert str(tmp_path / "b" / "dsie") in err and "another log" in err
+

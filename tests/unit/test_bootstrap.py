@@ -146,3 +146,44 @@ def test_paired_trainings_resample_the_trainings_and_need_as_many_in_each_arm():
     assert (one.diff, one.low, one.high) == pytest.approx((0.02, 0.02, 0.02))
     with pytest.raises(ValueError, match="as many trainings"):
         seed_bootstrap_ci(sft[:2], sft[:3], paired_runs=True)
+
+
+def brute_force_trainings(a_runs, b_runs, n_boot, level, seed, paired):
+    """The textbook loop for several trainings an arm: per replicate one draw of users (the stream of
+    :func:`brute_force`), then per arm its trainings drawn with replacement (one draw for both arms when paired,
+    from the second stream ``default_rng([seed, 1])``, A's draw before B's), each drawn training's mean over the
+    drawn users, and the arms' means over their drawn trainings."""
+    n, s_a, s_b = len(a_runs[0]), len(a_runs), len(b_runs)
+    uniforms = np.random.default_rng(seed).random((n_boot, n))
+    runs = np.random.default_rng([seed, 1])
+    if paired:
+        pick_a = pick_b = runs.integers(0, s_a, size=(n_boot, s_a))
+    else:
+        pick_a = runs.integers(0, s_a, size=(n_boot, s_a)) if s_a > 1 else np.zeros((n_boot, 1), dtype=int)
+        pick_b = runs.integers(0, s_b, size=(n_boot, s_b)) if s_b > 1 else np.zeros((n_boot, 1), dtype=int)
+    reps = []
+    for r in range(n_boot):
+        idx = [int(np.floor(n * x)) for x in uniforms[r]]
+
+        def arm(vectors, picks, r=r, idx=idx):
+            return sum(sum(vectors[t][i] for i in idx) / n for t in picks[r]) / len(picks[r])
+
+        reps.append(arm(a_runs, pick_a) - arm(b_runs, pick_b))
+    reps.sort()
+    pos = [q * (n_boot - 1) for q in ((1 - level) / 2, (1 + level) / 2)]
+    return [reps[int(p)] + (reps[min(int(p) + 1, n_boot - 1)] - reps[int(p)]) * (p - int(p)) for p in pos]
+
+
+@pytest.mark.parametrize(("s_a", "s_b", "paired"), [(3, 3, True), (3, 2, False), (2, 1, False)])
+def test_several_trainings_match_the_brute_force_loop(s_a: int, s_b: int, paired: bool):
+    """With per-user noise in every training (not a shift shared by all users), the interval resamples the users
+    inside every training's mean and the trainings around them: a version that took each training's mean over all
+    users (no user resampling once an arm has two trainings) gives another, much narrower interval."""
+    rng = np.random.default_rng(11)
+    a_runs = [(rng.random(40) < 0.55).astype(float) for _ in range(s_a)]
+    b_runs = [(rng.random(40) < 0.45).astype(float) for _ in range(s_b)]
+    ci = seed_bootstrap_ci(a_runs, b_runs, n_boot=300, level=0.9, seed=5, paired_runs=paired)
+    low, high = brute_force_trainings(a_runs, b_runs, n_boot=300, level=0.9, seed=5, paired=paired)
+    assert ci.diff == pytest.approx(np.mean(a_runs) - np.mean(b_runs))
+    assert (ci.low, ci.high) == pytest.approx((low, high), abs=1e-12)
+    assert ci.high - ci.low > 0.1  # 40 users: the users' noise is in the interval
