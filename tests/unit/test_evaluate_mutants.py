@@ -61,6 +61,22 @@ def test_long_tail_set_is_counted_on_the_history_never_on_the_future():
     assert results[0]["methods"]["fixed"]["C-H@2"] != results[1]["methods"]["fixed"]["C-H@2"]  # the futures differ
 
 
+def test_novelty_counts_the_whole_history_not_the_short_term_set():
+    """H in NCP, S-H and the +x view is the user's whole history, not the short-term set the prompts show
+    (n_short=2): u1's history is a a a b b, its short-term set {b}. With futures "a" for u1 (a category it had,
+    outside the short-term set) the list [a, c] has NCP 1/2 (only c is new to it) and no serendipity hit (a is not
+    new), where H = the short-term set would give NCP 1 and a hit."""
+    split = _split("accc")
+    assert split.histories.short_term["u1"] == ["b"] and split.histories.user_categories()["u1"] == {"a", "b"}
+    lists = {"u1": ["a", "c"], "u2": ["c", "d"], "u3": ["b", "c"]}
+    m = score_split(split, {"fixed": {"warm": lists, "cold": {}}}, EvalConfig(methods=["pop"], ks=[2]))
+    m = m["methods"]["fixed"]
+    # NCP per user: u1 [a, c] -> c new: 1/2; u2 (a a b b) [c, d] -> 2/2; u3 (c d) [b, c] -> b new: 1/2
+    assert m["NCP@2"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    # S-H (novel and taken): u1's future a is not new -> 0; u2's c is new and listed -> 1; u3's c is not new -> 0
+    assert m["S-H@2"] == pytest.approx(1 / 3) and m["C-H@2"] == pytest.approx(1.0)
+
+
 def test_score_split_uses_the_configs_long_tail_share():
     """eval.long_tail_share=0.5 makes the head {a} (6 >= 0.5 * 12): tail {b, c, d}, not the default's {c, d}."""
     res = _fixed(_split("dddd"), EvalConfig(methods=["pop"], ks=[2], long_tail_share=0.5))

@@ -41,6 +41,7 @@ def test_novelty_and_tail():
     assert novel_proportion(R, {"a", "c"}, 4) == 0.5
     assert novel_proportion(R[:2], set(), 4) == 0.5  # a short list still divides by K
     assert long_tail_proportion(R, {"d", "x"}, 4) == 0.25
+    assert long_tail_proportion(["d"], {"d"}, 4) == 0.25  # and so does the long-tail share
 
 
 def test_serendipity():
