@@ -105,6 +105,26 @@ def test_training_moves_the_model_onto_the_target(build):
     assert not np.allclose(before, after)
 
 
+def test_alpha_reaches_training_and_holds_the_model_towards_the_anchor():
+    """``cfg.alpha`` with anchors moves what training fits: at alpha 0 the model fits the target (first candidate
+    .7), at alpha 1 with a uniform anchor the optimum (t + a) / 2 puts .475 on it (the closed form of
+    test_alpha_adds_the_kl_...), so the fitted share drops by about .2; the anchors are ignored at alpha 0."""
+    prompts = _prompts(6, seed=2)
+    pool = ["Comedy|Romance", "Comedy|Drama", "Drama|Romance|War", "Sci Fi"]
+    candidates, targets = [pool for _ in prompts], [np.array([0.7, 0.1, 0.1, 0.1]) for _ in prompts]
+    anchors = [np.full(4, 0.25) for _ in prompts]
+    first = {}
+    for alpha in (0.0, 1.0):
+        model, tok = _scratch(seed=1)
+        index = CategoryIndex(tok, CATS)
+        cfg = DpoTrainConfig(lr=5e-3, epochs=30.0, batch_size=4, seed=0, alpha=alpha)
+        train_distill(cfg, model, tok, prompts, index, candidates, targets, anchors)
+        after = category_logprobs(model, tok, prompts, index)[:, [index.position[c] for c in pool]]
+        q = np.exp(after - np.logaddexp.reduce(after, axis=1, keepdims=True))
+        first[alpha] = float(q[:, 0].mean())
+    assert first[0.0] == pytest.approx(0.7, abs=0.08) and first[1.0] == pytest.approx(0.475, abs=0.08)
+
+
 def test_refuses_mismatched_inputs():
     model, tok = _scratch()
     index, cfg = CategoryIndex(tok, CATS), DpoTrainConfig()

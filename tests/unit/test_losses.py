@@ -142,15 +142,32 @@ def test_nll_term_keeps_the_chosen_likely(tiny):
     assert chosen[2.0] > chosen[0.0] + 0.5
 
 
-def test_lora_policy_uses_disabled_adapters_as_reference(tiny):
+def test_lora_policy_is_compared_with_its_adapter_as_it_was_at_the_start(tiny):
+    """A LoRA policy without ``ref_model`` is compared with trl's frozen copy of its adapter at the start of
+    training (a ``ref`` adapter), not with the base model: its adapters are made non-zero first (fresh LoRA B
+    matrices are zero, which would make the two one model), and the first step's implicit reward beta (log pi -
+    log ref) of the chosen completions is then 0, where the base model as reference would make it far from 0
+    (checked below with the adapters switched off); training still moves the margin up."""
     model, tok = tiny
     with pytest.raises(ValueError, match="explicit ref_model"):
         train_dpo(DpoTrainConfig(), model, tok, PAIRS)
     lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                             task_type="CAUSAL_LM"))
-    res = train_dpo(DpoTrainConfig(epochs=2, batch_size=4, lr=5e-3, beta=1.0, alpha=0.4, logging_steps=2), lora, tok,
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in lora.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    ids = tok(PAIRS[0]["prompt"] + PAIRS[0]["chosen"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        on = lora(ids).logits
+        with lora.disable_adapter():
+            off = lora(ids).logits
+    assert (on - off).abs().max() > 0.1  # the adapter changes the model: the base would be another reference
+    res = train_dpo(DpoTrainConfig(epochs=2, batch_size=4, lr=5e-3, beta=1.0, alpha=0.4, logging_steps=1), lora, tok,
                     PAIRS)
     assert res.steps == 8 and res.last("rewards/margins") > 0
+    assert res.history[0]["rewards/chosen"] == pytest.approx(0.0, abs=1e-6), res.history[0]
 
 
 def test_soft_preference_labels_have_their_optimum_at_the_label_logit():

@@ -123,6 +123,35 @@ def test_the_first_training_freezes_the_import_heap_once_and_a_model_frozen_with
     assert freed == "True"
 
 
+def spy_labelled_positions(monkeypatch, module) -> list[bool]:
+    """Wrap ``module.labelled_positions_only`` (as the trainer module imported it) so that, inside the block, every
+    answer trl's ``_use_triton`` gives is recorded: a trainer that skipped the block, or a trl that no longer asks,
+    leaves the list empty."""
+    import contextlib
+
+    from trl.trainer import utils as trl_utils
+
+    real, asked = module.labelled_positions_only, []
+
+    @contextlib.contextmanager
+    def spying(device):
+        with real(device):
+            patched = trl_utils._use_triton
+
+            def recorded(dev):
+                asked.append(bool(patched(dev)))
+                return asked[-1]
+
+            trl_utils._use_triton = recorded
+            try:
+                yield
+            finally:
+                trl_utils._use_triton = patched
+
+    monkeypatch.setattr(module, "labelled_positions_only", spying)
+    return asked
+
+
 def test_scoring_only_the_labelled_positions_on_the_cpu_trains_the_same_model(tiny, monkeypatch):
     """``labelled_positions_only``: trl's output layer scores only the completion's positions on the CPU (as on a
     GPU): the same loss over the same positions, so the same steps move the weights the same way; trl's own choice
@@ -144,7 +173,9 @@ def test_scoring_only_the_labelled_positions_on_the_cpu_trains_the_same_model(ti
     assert not trl_utils._use_triton(cpu)
     cfg = SftTrainConfig(epochs=1, batch_size=8, logging_steps=1, lr=5e-3)
     other = copy.deepcopy(model)
+    asked = spy_labelled_positions(monkeypatch, sft)
     compact = train_sft(cfg, model, tok, EXAMPLES)
+    assert asked and all(asked)  # train_sft enters the block, and trl's loss asks it (and is told yes) while training
     monkeypatch.setattr(sft, "labelled_positions_only", lambda device: contextlib.nullcontext())
     every = train_sft(cfg, other, tok, EXAMPLES)
     assert compact.steps == every.steps == 6 and compact.losses == pytest.approx(every.losses, rel=1e-5)

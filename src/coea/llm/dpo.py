@@ -2,9 +2,10 @@
 
 :class:`DpoKlTrainer` overrides one method, ``compute_loss``: the policy's completion log-probs come from the
 same fused-LM-head forward trl uses, the reference log-probs from trl itself (precomputed once per round by
-default, or ``compute_ref_log_probs``, which disables LoRA adapters when the policy is a PEFT model and no
-explicit reference is given), and the loss from the pure :func:`coea.llm.losses.dpo_kl_loss`. Everything else
-(dataset preparation, the preference collator, reference handling, optimisation) is trl's.
+default, or ``compute_ref_log_probs``; a PEFT policy without an explicit reference is compared with trl's frozen
+copy of its adapter as it was at the start: a ``ref`` adapter), and the loss from the pure
+:func:`coea.llm.losses.dpo_kl_loss`. Everything else (dataset preparation, the preference collator, reference
+handling, optimisation) is trl's.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
     see :func:`coea.llm.losses.dpo_kl_loss`) with DPO + ``cfg.alpha`` * KL.
 
     ``ref_model``: the frozen reference (required for a full model, e.g. the scratch N-LLM; ``None`` with a
-    LoRA policy means "the policy with its adapters disabled").
+    LoRA policy means trl's own: a frozen copy of the adapter as it is when training starts, which for fresh
+    zero-initialised adapters is the base model; PCO always passes one, ``round_reference``).
     """
     from datasets import Dataset
 
