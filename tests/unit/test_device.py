@@ -152,7 +152,7 @@ def test_llm_build_load_and_sft(tmp_path, device):
 
 def test_trainer_flags_follow_device_and_precision():
     """SFT and DPO share one set of device flags: CPU = use_cpu, fp32 unless bf16 is asked for; CUDA = pinned
-    batches, bf16 only where asked (auto on CUDA is resolved by the GPU's bf16 support, covered on a GPU)."""
+    batches, bf16 where asked, and with ``auto`` where the GPU supports it (its answer stood in for here)."""
     from coea.device import Precision, trainer_flags
 
     cpu = trainer_flags("cpu")
@@ -162,6 +162,26 @@ def test_trainer_flags_follow_device_and_precision():
     assert not gpu["use_cpu"] and not gpu["bf16"] and gpu["dataloader_pin_memory"] and gpu["torch_compile"]
     with pytest.raises(ValueError):
         trainer_flags("cpu", "fp8")
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_auto_precision_on_cuda_follows_the_gpus_bf16_support(monkeypatch, supported):
+    """``precision: auto`` on a CUDA device: bf16 in the trainers' flags and the distill update's autocast exactly
+    where ``torch.cuda.is_bf16_supported()`` says so (stood in for: no GPU here); fp32 and the CPU never."""
+    import warnings
+
+    from coea.device import Precision, trainer_flags
+    from coea.llm.distill import _autocast
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+    assert trainer_flags("cuda:0")["bf16"] is supported and trainer_flags("cuda", "bf16")["bf16"]
+    assert not trainer_flags("cuda", Precision.FP32)["bf16"] and not trainer_flags("cpu")["bf16"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that CUDA is not available to an autocast made here
+        assert isinstance(_autocast("cuda:0", Precision.AUTO), torch.autocast) is supported
+        assert isinstance(_autocast("cuda:0", Precision.BF16), torch.autocast)
+    assert not isinstance(_autocast("cuda:0", Precision.FP32), torch.autocast)
+    assert not isinstance(_autocast("cpu", Precision.AUTO), torch.autocast)
 
 
 def test_resolve_device_pins_coea_torch_threads_in_this_process_and_for_child_steps(monkeypatch):
