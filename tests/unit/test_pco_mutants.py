@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from coea.llm.prompts import PromptContext
 from coea.llm.sft_config import LlmConfig
@@ -98,6 +99,10 @@ def test_a_round_whose_checkpoint_fails_is_not_marked_complete_and_the_previous_
     cfg, bundle = PcoConfig(), _bundle()
     rows = [{"round": 0}, {"round": 1, "x": 1.0}]
     save_round(tmp_path, 1, bundle, bundle, rows, cfg)
+    saved = {k: v.clone() for k, v in bundle.model.state_dict().items()}  # round 1's weights
+    with torch.no_grad():  # round 2 trained on: other weights, whose save then fails
+        for param in bundle.model.parameters():
+            param.add_(1.0)
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -111,6 +116,9 @@ def test_a_round_whose_checkpoint_fails_is_not_marked_complete_and_the_previous_
                            device="cpu")
     assert PcoLoop._start(loop, resume=True) == (1, rows)
     assert loop.novelty is not None and loop.novelty.tokenizer.get_vocab() == bundle.tokenizer.get_vocab()
+    for model in (loop.novelty.model, loop.relevance.model):  # round 1's weights, not round 2's unsaved ones
+        state = model.state_dict()
+        assert state.keys() == saved.keys() and all(torch.equal(state[k], v) for k, v in saved.items())
 
 
 # mutation 7: pco/round.py reward_inputs passes cfg.feedback_horizon to feedback_takeups
