@@ -71,6 +71,18 @@ def test_torch_is_installed_before_the_package_with_constraints(flavour):
     assert "constraints.txt" in runs[package_at]
 
 
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_the_images_torch_is_the_version_every_other_install_pins(flavour):
+    """The Dockerfile's ``ARG TORCH_VERSION`` (its CPU or CUDA wheel) is the torch the constraints pin and the
+    Makefile's local install uses: a different pin would make ``pip install -r constraints.txt`` replace the image's
+    wheel with PyPI's default build."""
+    arg = re.search(r"^ARG TORCH_VERSION=(\S+)$", DOCKERFILES[flavour].read_text(), re.M)
+    pinned = re.search(r"^torch==(\S+)$", (REPO / "Dockerfiles" / "constraints.txt").read_text(), re.M)
+    made = re.search(r"^TORCH_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert arg and pinned and made, "a torch version is not where this test reads it"
+    assert arg[1] == pinned[1] == made[1], (arg[1], pinned[1], made[1])
+
+
 def test_every_package_folder_is_copied_before_the_install(flavour):
     """pyproject.toml installs coea from src/ and components/, pipelines/ from the root: each must be in the image."""
     find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]

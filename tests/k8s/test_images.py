@@ -4,6 +4,7 @@ GPU image's torch build against its CUDA base, and the version labels of both Do
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import subprocess
@@ -65,6 +66,9 @@ def test_make_images_prints_a_compile_command_that_pins_both_digests(tmp_path: P
     (command,) = [shlex.split(line) for line in lines if line.startswith("coea compile")]
     cpu, gpu = command[command.index("--image") + 1], command[command.index("--gpu-image") + 1]
     assert re.fullmatch(r"reg\.example/coea@sha256:[0-9a-f]{64}", cpu) and cpu != gpu
+    tag = f"{VERSION}-{git_sha()}"  # each flag gets its own image's digest (the stand-in's: a hash of the reference)
+    for flag, ref in ((cpu, f"reg.example/coea:{tag}"), (gpu, f"reg.example/coea:{tag}-gpu")):
+        assert flag == f"reg.example/coea@sha256:{hashlib.sha256(ref.encode()).hexdigest()}", (flag, ref)
     code, _, err = run_cli([*command[1:], "--out", str(tmp_path / "build")], capsys)
     assert code == 0, err
     text = (tmp_path / "build" / "coea_training.yaml").read_text()

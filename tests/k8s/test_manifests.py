@@ -131,6 +131,8 @@ def test_role_is_least_privilege_and_bound_to_our_service_account(rendered, targ
         granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     assert not {r for _, r, _ in granted} & {"secrets", "pods/exec", "roles", "rolebindings", "workflows"}
     assert ("", "pods", "get") in granted and ("", "pods/log", "get") in granted
+    # what the pods need: Argo >= 3.4's executor reports each step's outputs through a WorkflowTaskResult
+    assert {("argoproj.io", "workflowtaskresults", v) for v in ("create", "patch")} <= granted
     assert not {(g, r, v) for g, r, v in granted if r in ("pods", "pods/log") and v in ("create", "patch")}
     (cm_rule,) = [r for r in role["rules"] if "configmaps" in r["resources"]]
     assert cm_rule == {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kfp-launcher"],

@@ -194,6 +194,12 @@ def test_recurring_branches_on_drift_share(specs: dict[str, dict[str, Any]]) -> 
     regroup = "inputs.parameter_values['pipelinechannel--monitor-drift-drift_share'] >= " \
               "inputs.parameter_values['pipelinechannel--drift_threshold']"
     assert sorted(conditions) == sorted([f"!({regroup})", regroup])
+    branch = {t["triggerPolicy"]["condition"]: set(spec["components"][t["componentRef"]["name"]]["dag"]["tasks"])
+              for c in spec["components"].values() if "dag" in c
+              for t in c["dag"]["tasks"].values() if "triggerPolicy" in t}
+    # the drifted branch regroups and re-trains both LLMs; the other keeps the groups and models
+    assert {"dsie-group", "sft-novelty", "sft-relevance"} <= branch[regroup], branch[regroup]
+    assert not {"dsie-group", "sft-novelty", "sft-relevance"} & branch[f"!({regroup})"], branch[f"!({regroup})"]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["drift_threshold"]["defaultValue"] == 0.5
     assert params["state_uri"]["defaultValue"] == "/cache/coea-state"
@@ -208,6 +214,24 @@ def test_gpu_pool_overlay_settings(tmp_path: Path) -> None:
     assert spec["root"]["inputDefinitions"]["parameters"]["state_uri"]["defaultValue"].startswith("gs://")
     assert set(k8s) == GPU_EXECUTORS[TRAINING]  # state on GCS: only the GPU steps have k8s settings
     assert not any("pvcMount" in body for body in k8s.values())  # and none mounts the RWO cache PVC
+
+
+def test_gpu_scheduling_follows_non_default_settings_on_every_gpu_step(tmp_path: Path) -> None:
+    """Every GPU setting reaches every GPU step of both pipelines, not the defaults' values: a taint of our own with
+    a value (operator Equal) and another effect, another node label, accelerator type and count."""
+    settings = DeploymentSettings(gpu_node_selector_key="pool.example/kind", gpu_node_selector_value="a100",
+                                  gpu_toleration_key="example.com/gpu-only", gpu_toleration_value="yes",
+                                  gpu_toleration_effect="NoExecute", accelerator_type="nvidia.com/gpu-a100",
+                                  accelerator_limit=2)
+    specs = _compile(tmp_path, settings)
+    for name in (TRAINING, RECURRING):
+        for executor in GPU_EXECUTORS[name]:
+            accelerator = _executors(specs[name])[executor]["container"]["resources"]["accelerator"]
+            assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu-a100", "2")
+            k8s = _k8s(specs[name])[executor]
+            assert k8s["nodeSelector"]["labels"] == {"pool.example/kind": "a100"}, executor
+            assert k8s["tolerations"] == [{"key": "example.com/gpu-only", "operator": "Equal", "value": "yes",
+                                           "effect": "NoExecute"}], executor
 
 
 def test_cpu_dev_overlay_has_no_gpu_scheduling(tmp_path: Path) -> None:

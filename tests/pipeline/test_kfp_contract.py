@@ -111,6 +111,26 @@ def test_upload_and_schedule_send_pipeline_version_and_recurring_run(tmp_path: P
         assert len(kfp.versions) == 2 + 4  # KFP's 2 first versions + 2 of ours per state URI (both pipelines)
 
 
+def test_the_settings_namespace_and_service_account_reach_every_call(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The multi-user overlay's settings file with a namespace and a service account of its own (not the
+    defaults'): upload creates the pipelines in that namespace, schedule creates the experiment there and the
+    recurring run with that service account (where the Profile's PVC, ConfigMap and workload identity are)."""
+    import yaml
+
+    settings = yaml.safe_load((Path(coea.__file__).parents[2] / "k8s/overlays/multi-user/pipeline.yaml").read_text())
+    settings.update(namespace="team-a", service_account="team-a-runner")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    with StandInServer() as (url, kfp):
+        _ok([*UPLOAD, "--settings", str(path), "--host", url, "--out", str(tmp_path / "a")], capsys)
+        _ok([*SCHEDULE, "--settings", str(path), "--host", url, "--out", str(tmp_path / "b")], capsys)
+        (run,) = kfp.recurring_runs.values()
+        assert {p["namespace"] for p in kfp.pipelines.values()} == {"team-a"}
+        assert [e.get("namespace") for e in kfp.experiments.values()] == ["team-a"]
+    assert run["service_account"] == "team-a-runner"
+
+
 def test_rescheduling_replaces_the_recurring_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Scheduling the same job name again leaves ONE recurring run, with the new cron: the old one was disabled
     before the new one was created, then deleted."""
