@@ -118,7 +118,8 @@ def coea_process(*args: str, cwd: Path | None = None, env: dict[str, str] | None
 
 
 def one_error(capsys, tmp_path: Path, spec: str, *extra: str, command: str = "evaluate") -> str:
-    """Run ``command`` on ``spec``; assert exit 2, exactly one error line, no traceback, nothing written."""
+    """Run ``command`` (``evaluate`` with ``--out``, or ``data stats``, which writes nothing) on ``spec``; assert
+    exit 2, exactly one error line, no traceback and, for ``evaluate``, no ``--out`` folder left behind."""
     out = tmp_path / "out"
     argv = ["evaluate", "--out", str(out)] if command == "evaluate" else ["data", "stats"]
     code, _, err = run_cli([*argv, "--data", spec, *extra], capsys)

@@ -233,6 +233,19 @@ def test_an_event_after_its_partition_s_day_is_named_with_its_file_and_line(tmp_
     assert stats(capsys, f"csv:{tmp_path / 'log'}", "--as-of", "2023-11-16")["interactions"] == 2
 
 
+def test_a_partition_s_day_ends_at_the_next_midnight_utc(tmp_path, capsys):
+    """The edge of the check above: dt=2023-11-15 holds 2023-11-15T00:00:00Z up to 23:59:59Z; an event at exactly
+    the next midnight belongs to dt=2023-11-16 (a run dated the 16th must not read it)."""
+    midnight = 1_700_092_800  # 2023-11-16T00:00:00Z
+    folder = tmp_path / "log" / "dt=2023-11-15"
+    folder.mkdir(parents=True)
+    write(folder / "p0.csv", f"{HEADER}u1,a,x,{midnight - 86_400}\nu1,b,y,{midnight - 1}\n")
+    assert stats(capsys, f"csv:{tmp_path / 'log'}", "--as-of", "2023-11-16")["interactions"] == 2
+    write(folder / "p0.csv", f"{HEADER}u1,a,x,{midnight - 86_400}\nu1,b,y,{midnight}\n")
+    line = one_error(capsys, tmp_path, f"csv:{tmp_path / 'log'}", "--as-of", "2023-11-16", command="stats")
+    assert f"{folder / 'p0.csv'}, column 'timestamp', line 3: event at 2023-11-16T00:00:00Z lies after" in line
+
+
 @pytest.mark.parametrize("name", ["dt=20231114", "dt=2023-W46-2"])
 def test_a_partition_folder_not_spelled_yyyy_mm_dd_is_refused(tmp_path, capsys, name):
     """Python 3.11's date.fromisoformat also reads 20231114 and ISO week dates: such a folder was taken as a day."""

@@ -36,7 +36,7 @@ def test_bad_csv_gives_one_line_and_exit_2(tmp_path, content, expected):
 
 def test_missing_file_and_bad_spec(tmp_path):
     res = coea("data", "stats", "--data", f"parquet:{tmp_path / 'nope.parquet'}")
-    assert res.returncode == 2 and "file not found" in res.stderr
+    assert res.returncode == 2 and f"error: {tmp_path / 'nope.parquet'}: file not found" in res.stderr  # named
     res = coea("data", "stats", "--data", "mysql:foo")
     assert res.returncode == 2 and "unknown data spec" in res.stderr
 

@@ -94,7 +94,9 @@ def test_run_with_a_missing_local_data_path_says_what_the_other_commands_say(tmp
     runs = tmp_path / "runs"
     line, out = _one_error(capsys, ["run", "--data", spec, "--runs-dir", str(runs)])
     stats, _ = _one_error(capsys, ["data", "stats", "--data", spec])
-    assert line == stats and ("directory not found" in line if kind == "movielens" else "file not found" in line)
+    missing = spec.split(":", 1)[1]  # the path is named, not only the problem
+    assert line == stats and (f"{missing}: directory not found" in line if kind == "movielens"
+                              else f"{missing}: file not found" in line), line
     assert not runs.exists() and "coea_training (kfp.local)" not in out
 
 
