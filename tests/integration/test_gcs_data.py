@@ -123,6 +123,28 @@ def test_a_bad_row_in_a_partition_names_its_object_and_line(gcs_client, log, tmp
     assert line.startswith(f"error: gs://{BUCKET}/events/dt={DAYS[1]}/part-00000.csv, column 'timestamp', line 4:")
 
 
+def test_an_error_while_a_gs_object_is_read_names_the_object_not_its_temporary_copy(gcs_client, log, tmp_path,
+                                                                                       capsys) -> None:
+    """A gs:// CSV whose header lacks user_id fails while the file itself is read (not after the partitions are
+    combined): the error names gs://BUCKET/..., never the local temporary copy, which is gone when it is shown."""
+    _put(gcs_client, "renamed.csv", log.rename(columns={"user_id": "uid"}))
+    line = one_error(capsys, tmp_path, f"csv:gs://{BUCKET}/renamed.csv", command="stats")
+    assert line.startswith(f"error: gs://{BUCKET}/renamed.csv, column 'user_id': "), line
+    assert "/tmp" not in line and "coea-data" not in line
+
+
+def test_a_bad_row_in_a_parquet_partition_names_its_object_and_its_own_row(gcs_client, log, tmp_path,
+                                                                           capsys) -> None:
+    """Parquet has no lines: the row is counted within its own partition's file (row 2 of dt=DAYS[1]'s three), not
+    within the combined table (row 5)."""
+    bad = log.copy()
+    bad.loc[4, "timestamp"] = -5  # the second event of DAYS[1] (rows 3-5 of the log)
+    upload_partitions(gcs_client, bad.drop(index=4), "pq/", fmt="parquet")
+    _put(gcs_client, f"pq/dt={DAYS[1]}/part-00000.parquet", bad[partition_days(log) == DAYS[1]], fmt="parquet")
+    line = one_error(capsys, tmp_path, f"parquet:gs://{BUCKET}/pq/", command="stats")
+    assert line.startswith(f"error: gs://{BUCKET}/pq/dt={DAYS[1]}/part-00000.parquet, column 'timestamp', row 2:"), line
+
+
 @pytest.mark.parametrize(("name", "expected"), [
     ("gs://no-such-bucket/log.csv", "gs://no-such-bucket/log.csv: bucket 'no-such-bucket' does not exist"),
     (f"gs://{BUCKET}/nope.csv", f"gs://{BUCKET}/nope.csv: object not found"),
