@@ -583,8 +583,8 @@ def test_nllm_seq_ranks_by_the_nllm_log_probability_plus_w_times_the_encoders(sf
 def test_cooc_weight_adds_the_users_cooccurrence_shares_to_the_fused_methods(sft, tiny_sft_run):
     """``llm.cooc_weight`` v: ``nllm_seq`` scores are the encoder fusion plus v times the log of each user's
     co-occurrence scores (the ``cooc`` baseline's, fitted on the same histories) as shares of their row; every share
-    is finite and each row's shares sum to 1; v 0 leaves the fusion as it was, and v 1 changes some user's ``+x``
-    list."""
+    is finite and each row's shares sum to 1; v 0 leaves the fusion as it was, v 2.5 adds 2.5 times the shares (the
+    weight is a weight, not a switch), and v 1 changes some user's ``+x`` list."""
     from coea.data.cooccurrence import cooc_log_shares
     from coea.evaluation.baselines import Cooccurrence
     from coea.evaluation.registry import MethodContext, build_method, parse_method
@@ -606,6 +606,7 @@ def test_cooc_weight_adds_the_users_cooccurrence_shares_to_the_fused_methods(sft
     assert np.isfinite(shares).all()
     np.testing.assert_allclose(np.exp(shares).sum(axis=1), 1.0, rtol=1e-9)
     np.testing.assert_allclose(fused.score(users), plain.score(users) + shares, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fitted(2.5).score(users), plain.score(users) + 2.5 * shares, rtol=1e-6, atol=1e-6)
     assert plain.cooc is None
     assert fused.recommend(users, 5, exclude=history) != plain.recommend(users, 5, exclude=history)
 

@@ -65,6 +65,20 @@ def test_cooccurrence_hand_computed():
     assert m.recommend(["u"], 2)["u"] == ["c", "z"]  # novel only: c scores 1, z only back-off
 
 
+def test_cooccurrence_is_the_cosine_of_unequal_user_counts():
+    """Categories held by different numbers of users, so that cosine co / sqrt(n_a n_b), P(b | a) = co / n_a and
+    a transposed matrix all differ: a in 3 users (u, v, w), b and c in 2 each, every pair in 1."""
+    rows = []
+    for user, cats in {"u": "ab", "v": "ac", "w": "a", "x": "bc"}.items():
+        for t, c in enumerate(cats + "z"):
+            rows.append((user, f"{user}{t}", c, t))
+    h = chronological_split(events(rows), SplitConfig(n_future=1, n_short=2, min_history=1)).histories
+    m = Cooccurrence(exclude_history=True).fit(h)
+    a, b, c = (m.index[x] for x in "abc")
+    assert m.similarity[a, b] == pytest.approx(1 / np.sqrt(6)) == m.similarity[b, a]
+    assert m.similarity[a, c] == pytest.approx(1 / np.sqrt(6)) and m.similarity[b, c] == pytest.approx(1 / 2)
+
+
 def test_random_is_seeded_and_order_independent():
     h = _histories()
     r1 = RandomMethod(seed=1).fit(h).recommend(["u", "v"], 4)

@@ -322,3 +322,14 @@ def test_settings_that_leave_nothing_to_learn_are_one_line_input_errors(tiny_syn
     top2 = sorted(h.interactions["category"].value_counts())[-2]
     with pytest.raises(CoeaInputError, match=rf"leaves 1 of {n} categories known.*at most {top2}"):
         train_encoder(replace(TINY, min_category_support=top2 + 1), h)
+
+
+def test_the_ranking_window_is_a_users_most_recent_events():
+    """``last_windows`` (what sasrec, nllm_seq and the teacher score from): the LAST ``max_len`` tokens of a history
+    longer than the window, right-padded for a shorter one, with the index of the last real token; an empty
+    history scores from position 0 of an all-pad window."""
+    from coea.dsie.sequences import last_windows
+
+    inputs, last = last_windows([list(range(1, 21)), [7, 8], []], max_len=5)
+    assert inputs.tolist() == [[16, 17, 18, 19, 20], [7, 8, PAD, PAD, PAD], [PAD] * 5]
+    assert last.tolist() == [4, 1, 0]

@@ -80,6 +80,15 @@ def test_quantizer_shapes_ids_and_nearest_codes():
     assert torch.allclose(out.quantized, summed, atol=1e-6)
     assert torch.isclose(out.residual_norms[0], z.norm(dim=1).mean())
     assert torch.isclose(out.residual_norms[-1], (z - summed).norm(dim=1).mean(), atol=1e-5)
+    # every level picks the code nearest to ITS residual (what the levels before left), in forward and in trace,
+    # the path that gives users their CSIDs (encode_ids)
+    traced = quantizer.trace(z)
+    assert torch.equal(traced.ids, out.ids)
+    residual = z
+    for level, w in enumerate(weights):
+        assert torch.allclose(traced.residuals[level], residual, atol=1e-6)
+        assert torch.equal(out.ids[:, level], torch.cdist(residual, w).argmin(dim=1)), level
+        residual = residual - w[out.ids[:, level]]
 
 
 def test_straight_through_sends_recon_gradient_to_encoder_only(blobs):
