@@ -34,7 +34,7 @@ help:
 	@echo "make demo   - create .venv, install, run the main job (coea run) on the synthetic data"
 	@echo "              (DEMO_ARGS=-v also shows every step's log; TORCH_INDEX=URL installs torch from that index)"
 	@echo "make test   - create .venv, install, ruff check + pytest on TEST_WORKERS (2) processes"
-	@echo "make bench  - benchmarks (wall time, peak memory) on MovieLens-1M from ../shared"
+	@echo "make bench  - benchmarks (wall time; peak memory where traced) on MovieLens-1M from ../shared"
 	@echo "make compile - regenerate the checked-in compiled YAML (components/*.yaml, pipelines/*.yaml)"
 	@echo "make compile-check - fail when a checked-in compiled YAML differs from the code"
 	@echo "make images - build Dockerfiles/cpu+gpu as IMAGE:VERSION-GITSHA and IMAGE:VERSION-GITSHA-gpu, print digests"

@@ -68,7 +68,8 @@ def report(name: str, rows: dict[str, dict[str, float]], extra: dict[str, Any] |
     print(f"{'step':<28}{'median s':>10}{'min s':>10}{'peak MiB':>10}{'ratio':>8}")
     for step, r in rows.items():
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
-        print(f"{step:<28}{r['seconds']:>10.3f}{r['min_seconds']:>10.3f}{r['peak_mib']:>10.1f}{ratio:>8}")
+        peak = f"{r['peak_mib']:.1f}" if "peak_mib" in r else "n/a"  # measured where the script traces memory
+        print(f"{step:<28}{r['seconds']:>10.3f}{r['min_seconds']:>10.3f}{peak:>10}{ratio:>8}")
     OUT_DIR.mkdir(exist_ok=True)
     path = OUT_DIR / f"{name}.json"
     path.write_text(json.dumps({"rows": rows, **(extra or {})}, indent=2) + "\n")

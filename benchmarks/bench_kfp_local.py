@@ -54,8 +54,8 @@ def main() -> int:
         start = time.perf_counter()
         run_training_locally(cfg, Path(tmp) / "kfp")
         t_kfp = time.perf_counter() - start
-    rows["run_* functions in-process (baseline)"] = {"seconds": t_direct, "min_seconds": t_direct, "peak_mib": 0.0}
-    rows["coea_training via kfp.local"] = {"seconds": t_kfp, "min_seconds": t_kfp, "peak_mib": 0.0,
+    rows["run_* functions in-process (baseline)"] = {"seconds": t_direct, "min_seconds": t_direct}
+    rows["coea_training via kfp.local"] = {"seconds": t_kfp, "min_seconds": t_kfp,
                                            "ratio": t_kfp / t_direct}
     print(f"kfp.local {t_kfp:.1f}s vs direct {t_direct:.1f}s: overhead ratio {t_kfp / t_direct:.2f}x")
     print(f"({os.environ['COEA_TORCH_THREADS']} torch thread(s), warm steps: {warm_enabled()})")

@@ -52,14 +52,14 @@ def main() -> int:
     pairs = [relevance_prompt(c, cat) for c in ctxs[:100] for cat in h.categories[:50]]
     rel_s, _ = _timed(lambda: relevance_scores(model, tok, pairs))
     rows = {
-        "generate, per user (baseline)": {"seconds": loop_s, "min_seconds": loop_s, "peak_mib": 0.0,
+        "generate, per user (baseline)": {"seconds": loop_s, "min_seconds": loop_s,
                                           "users_per_s": loop_ups, "users": n_loop},
-        "generate, batched 64": {"seconds": gen_s, "min_seconds": gen_s, "peak_mib": 0.0, "users_per_s": gen_ups,
+        "generate, batched 64": {"seconds": gen_s, "min_seconds": gen_s, "users_per_s": gen_ups,
                                  "users": n_gen, "ratio": gen_ups / loop_ups},
-        "fast path top-10": {"seconds": fast_s, "min_seconds": fast_s, "peak_mib": 0.0, "users_per_s": fast_ups,
+        "fast path top-10": {"seconds": fast_s, "min_seconds": fast_s, "users_per_s": fast_ups,
                              "users": len(prompts), "ratio": fast_ups / loop_ups,
                              "ratio_vs_batched_generate": fast_ups / gen_ups},
-        "R-LLM scoring": {"seconds": rel_s, "min_seconds": rel_s, "peak_mib": 0.0,
+        "R-LLM scoring": {"seconds": rel_s, "min_seconds": rel_s,
                           "pairs_per_s": len(pairs) / rel_s, "pairs": len(pairs)},
     }
     print(f"users/s: fast path {fast_ups:.0f}, generate per user {loop_ups:.1f}, generate batched {gen_ups:.1f}; "

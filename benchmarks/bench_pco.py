@@ -56,12 +56,12 @@ def main() -> int:
     sft_cfg = SftTrainConfig(epochs=cfg.dpo.epochs, batch_size=cfg.dpo.batch_size, lr=cfg.dpo.lr)
     sft_s = train_sft(sft_cfg, copy.deepcopy(novelty.model), novelty.tokenizer, examples, name="bench").seconds
     last = rows[-1]
-    out = {f"round {r['round']}": {"seconds": r["round_s"], "min_seconds": r["round_s"], "peak_mib": 0.0,
+    out = {f"round {r['round']}": {"seconds": r["round_s"], "min_seconds": r["round_s"],
                                    **{k: r[k] for k in (*STEPS, "pairs", "refresh_examples")}} for r in rows}
     for step in STEPS:
-        out[step] = {"seconds": last[step], "min_seconds": last[step], "peak_mib": 0.0,
+        out[step] = {"seconds": last[step], "min_seconds": last[step],
                      "share_of_round": last[step] / last["round_s"]}
-    out["SFT, same examples (baseline)"] = {"seconds": sft_s, "min_seconds": sft_s, "peak_mib": 0.0}
+    out["SFT, same examples (baseline)"] = {"seconds": sft_s, "min_seconds": sft_s}
     out["dpo_s"]["ratio"] = last["dpo_s"] / sft_s
     print(f"{len(rows)} rounds in {total:.1f}s; last round {last['round_s']:.1f}s: "
           + ", ".join(f"{s} {last[s]:.1f}" for s in STEPS)

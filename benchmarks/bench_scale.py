@@ -10,14 +10,16 @@ slope of log(value) against log(users) over the sizes.
 Work per size is fixed where the real job's work is a training budget: the encoder trains 1 epoch and the
 RQ-VAE 2 (their cost per epoch is linear in users), each SFT a fixed number of optimizer steps
 (``max_examples`` = steps x batch, 1 epoch), PCO one round on at most ``users_per_round`` users with a capped
-R-LLM refresh and no per-round judge. Everything else runs as the job runs it, on every user: DSIE grouping and
-profiles, building every SFT example, evaluation of the cheap baselines plus ``nllm_sft+x`` and ``coea+x`` on
-every evaluated user (bootstrap with 200 replicates), top-10 recommendations of the served method
-(``coea.config.SERVED_METHOD``, ``coea_seq+x`` since session 18: the tuned N-LLM beside the DSIE encoder, one more
-encoder pass per user) for every user, and the export to the SQLite KV store.
+R-LLM refresh and no per-round judge, its per-round metrics on the ``--llm-users`` sample. Everything else runs
+as the job runs it, on every user: DSIE grouping and profiles, building every SFT example, evaluation of the
+cheap baselines on every evaluated user and of ``nllm_sft+x``, ``coea+x`` and ``coea_seq+x`` fitted on every
+user and scored on a fixed sample of ``--llm-users`` (bootstrap with 200 replicates), top-10 recommendations of
+the served method (``coea.config.SERVED_METHOD``, ``coea_seq+x`` since session 18: the tuned N-LLM beside the
+DSIE encoder, one more encoder pass per user) for every user, and the export to the SQLite KV store.
 
 Run: ``python benchmarks/bench_scale.py`` (10k, 30k, 100k users) or ``--quick`` (1k, 3k, 10k);
-``--sizes 2000,4000`` picks sizes. Writes ``.bench/scale.json`` (``--out``).
+``--sizes 2000,4000`` picks sizes. Writes ``.bench/scale.json`` (``--out``; with ``--quick``
+``.bench/scale_quick.json``).
 """
 
 from __future__ import annotations
@@ -239,11 +241,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--served", default=SERVED_METHOD, help="the method whose top-10 the recommend stage serves "
                    "(default: %(default)s, the pipelines' default)")
     p.add_argument("--work", type=Path, help="run folders go here (default: a temporary directory, removed)")
-    p.add_argument("--out", type=Path, default=OUT_DIR / "scale.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default .bench/scale.json, .bench/scale_quick.json with --quick (`make bench` runs it): "
+                        "the smoke test does not overwrite a full curve")
     p.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     p.add_argument("--n-users", type=int, help=argparse.SUPPRESS)
     p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = OUT_DIR / ("scale_quick.json" if args.quick else "scale.json")
+    return args
 
 
 def write_results(args: argparse.Namespace, sizes: list[int], rows: dict, exps: dict) -> None:

@@ -122,7 +122,7 @@ def _row(kind: str, model_cfg: ModelConfig, train_cfg, data: list[dict], split, 
                       callbacks=[timer.callback, *extra], checkpoints=checkpoints)
     steps = len(data) // train_cfg.batch_size - WARMUP
     seconds = timer.marks[-1] - timer.marks[0]
-    return {"seconds": seconds, "min_seconds": seconds, "peak_mib": 0.0,
+    return {"seconds": seconds, "min_seconds": seconds,
             "examples_per_s": steps * train_cfg.batch_size / seconds, "steps": steps}
 
 

@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     for mode, results in runs.items():
         row = {key: statistics.median(r[key] for r in results) for key in results[0]}
         row["seconds"] = row["min_seconds"] = row["sft_s"] + row["dpo_s"]
-        row["peak_mib"] = 0.0
         rows[f"sft+dpo call, gc heap {mode}"] = row
         print(f"{mode:<8} sft {row['sft_s']:.3f}s  dpo {row['dpo_s']:.3f}s  gc.collect {row['collect_s']:.3f}s  "
               f"tracked {row['tracked_objects']:.0f}", flush=True)

@@ -329,7 +329,7 @@ def test_novelty_refresh_continues_the_sft_on_the_window_and_anchors_the_dpo_the
     assert anchored == [True, True] and all(r["dpo_steps"] > 0 for r in rows)
     assert any(not torch.equal(v, start[k]) for k, v in res.novelty.model.state_dict().items())
     plain = _run(sft, tmp_path / "plain", replace(_light_cfg(reward="feedback"), rounds=1), evaluated=False)
-    assert plain.rounds[1]["novelty_refresh_examples"] == 0 and plain.rounds[1]["novelty_refresh_s"] < 0.1
+    assert plain.rounds[1]["novelty_refresh_examples"] == 0  # no refresh (its seconds are a benchmark's, not a test's)
 
 
 def test_served_lists_join_the_candidates_and_their_ignored_categories_are_rejected(sft, monkeypatch):
