@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,16 @@ import pytest
 from coea.config import SyntheticConfig
 from tests.gcs_helpers import BUCKET, free_port
 from tests.helpers import ML_DIR
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started as a background job (``make test &``, ``nohup``, a CI step without a terminal) inherits
+    SIGINT ignored, which the CLI's interrupt handling keeps ignored by design (coea.interrupts): the tests that
+    deliver Ctrl-C (SIGINT) to a command would then test nothing. Each test process (every xdist worker runs this)
+    takes Python's own Ctrl-C handler back, as a terminal gives it; the tests of the ignored case set SIG_IGN
+    themselves."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
