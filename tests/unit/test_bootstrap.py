@@ -28,15 +28,20 @@ def brute_force(a, b, n_boot, level, seed):
     for r in range(n_boot):
         idx = [int(np.floor(n * x)) for x in uniforms[r]]
         reps.append(sum(a[i] for i in idx) / n - sum(b[i] for i in idx) / n)
-    reps.sort()
+    return sum(a) / n - sum(b) / n, *percentile_interval(reps, level)
 
-    def quantile(q):  # linear interpolation between order statistics
+
+def percentile_interval(reps, level):
+    """The textbook percentile interval: linear interpolation between the sorted replicates' order statistics."""
+    reps, n_boot = sorted(reps), len(reps)
+
+    def quantile(q):
         pos = q * (n_boot - 1)
         lo = int(np.floor(pos))
         hi = min(lo + 1, n_boot - 1)
         return reps[lo] + (reps[hi] - reps[lo]) * (pos - lo)
 
-    return sum(a) / n - sum(b) / n, quantile((1 - level) / 2), quantile((1 + level) / 2)
+    return quantile((1 - level) / 2), quantile((1 + level) / 2)
 
 
 def test_small_case_matches_brute_force():
@@ -169,9 +174,7 @@ def brute_force_trainings(a_runs, b_runs, n_boot, level, seed, paired):
             return sum(sum(vectors[t][i] for i in idx) / n for t in picks[r]) / len(picks[r])
 
         reps.append(arm(a_runs, pick_a) - arm(b_runs, pick_b))
-    reps.sort()
-    pos = [q * (n_boot - 1) for q in ((1 - level) / 2, (1 + level) / 2)]
-    return [reps[int(p)] + (reps[min(int(p) + 1, n_boot - 1)] - reps[int(p)]) * (p - int(p)) for p in pos]
+    return percentile_interval(reps, level)
 
 
 @pytest.mark.parametrize(("s_a", "s_b", "paired"), [(3, 3, True), (3, 2, False), (2, 1, False)])
