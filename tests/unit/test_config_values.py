@@ -264,6 +264,31 @@ def test_window_days_on_a_single_file_is_a_warning_naming_the_key(tmp_path, monk
                                                  "folder of dt=YYYY-MM-DD/ partitions")
 
 
+def test_as_of_on_a_single_file_is_a_warning_and_a_schedule_s_time_is_not(tmp_path, monkeypatch):
+    """Session 55: `--as-of` (data.as_of) on one CSV file was ignored without a word. Set by the user it is warned
+    about; the time a scheduled pipeline run passes to its prepare step is not (a single file is read whole at
+    every scheduled time), and neither is recorded as the period's as-of time."""
+    from coea.config import DataConfig, RunConfig
+    from coea.data import sources
+    from coea.data.loaders import load_data
+    from coea.stages.prepare import run_prepare_data
+
+    said = []
+    monkeypatch.setattr(sources.log, "warning", lambda fmt, *args: said.append(fmt % args))
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,category,timestamp\n1,a,x,1600000000\n2,b,y,1600000100\n")
+    assert len(load_data(DataConfig(spec=f"csv:{path}", as_of="2020-09-13")).interactions) == 2  # read whole
+    assert len(said) == 1 and said[0].startswith(f"data.as_of=2020-09-13 is ignored: {path} is a single file, "
+                                                 "not a folder of dt=YYYY-MM-DD/ partitions")
+    said.clear()
+    scheduled = run_prepare_data(RunConfig(data=DataConfig(spec=f"csv:{path}")), tmp_path / "sched",
+                                 scheduled_time="2020-09-13T00:00:00Z")
+    assert scheduled.stats["interactions"] == 2 and scheduled.as_of is None and not said
+    explicit = run_prepare_data(RunConfig(data=DataConfig(spec=f"csv:{path}", as_of="2020-09-13")),
+                                tmp_path / "explicit", scheduled_time="2020-09-14T00:00:00Z")
+    assert explicit.as_of is None and len(said) == 1 and "data.as_of=2020-09-13 is ignored" in said[0]
+
+
 def test_a_config_that_is_not_utf8_names_its_line_not_the_codec(tmp_path):
     """Session 52: a UTF-16 or latin-1 config gave Python's own "'utf-8' codec can't decode byte 0xff in position
     0" wording."""

@@ -19,7 +19,7 @@ from coea.data.gcs import GcsPath, is_gcs_uri, parse_gcs_path
 from coea.data.lines import CSV, MOVIELENS, at_editor_line
 from coea.data.movielens import load_movielens
 from coea.data.schema import validate_interactions
-from coea.data.sources import check_partition_day, fetch_parts, place_row, relocated, warn_window_ignored
+from coea.data.sources import check_partition_day, fetch_parts, place_row, relocated, warn_period_ignored
 from coea.data.synthetic import SyntheticData, generate_synthetic
 from coea.data.tabular import file_columns, read_table
 from coea.errors import CoeaInputError
@@ -78,7 +78,7 @@ def load_data(cfg: DataConfig, synthetic: SyntheticConfig | None = None) -> Load
     """Load and validate the log named by ``cfg.spec``; an error in a text file names its line."""
     kind, location = parse_spec(cfg.spec)
     if kind in ("synthetic", "movielens"):
-        warn_window_ignored(cfg, cfg.spec, "the synthetic generator" if kind == "synthetic" else "a MovieLens folder")
+        warn_period_ignored(cfg, cfg.spec, "the synthetic generator" if kind == "synthetic" else "a MovieLens folder")
     if kind == "synthetic":
         data = generate_synthetic(synthetic or SyntheticConfig())
         log.info("generated synthetic data: %d events, %d users", len(data.interactions),

@@ -46,13 +46,25 @@ class Fetched:
     source: str
 
 
-def warn_window_ignored(cfg: DataConfig, source: str, what: str = "a single file") -> None:
-    """Warn that ``data.window_days`` (set) does nothing for ``source``: only a folder of dt=YYYY-MM-DD/ partitions
-    is cut to a window of days (README 'Data')."""
+def warn_period_ignored(cfg: DataConfig, source: str, what: str = "a single file") -> None:
+    """Warn that ``data.window_days`` or ``data.as_of`` (set) does nothing for ``source``: only a folder of
+    dt=YYYY-MM-DD/ partitions is cut to a period of days (README 'Data')."""
     if cfg.window_days:
         log.warning("data.window_days=%d is ignored: %s is %s, not a folder of dt=YYYY-MM-DD/ partitions (only "
                     "those are cut to the last N days); set data.window_days to 0, or use a partitioned folder",
                     cfg.window_days, source, what)
+    if cfg.as_of is not None:
+        log.warning("data.as_of=%s is ignored: %s is %s, not a folder of dt=YYYY-MM-DD/ partitions (only those are "
+                    "read up to an as-of time: every event is read); drop --as-of (data.as_of), or use a "
+                    "partitioned folder", cfg.as_of, source, what)
+
+
+def is_partitioned(location: Path | GcsPath) -> bool:
+    """Whether ``location`` is read as a folder of dt=YYYY-MM-DD/ partitions (a gs:// prefix ending in ``/``, or a
+    local folder holding ``dt=*`` entries), to which the as-of rule applies."""
+    if isinstance(location, GcsPath):
+        return location.is_prefix
+    return location.is_dir() and any(location.glob("dt=*"))
 
 
 def _described(root: str, chosen: list[Partition]) -> str:
@@ -65,19 +77,19 @@ def fetch_parts(location: Path | GcsPath, fmt: str, cfg: DataConfig, tmp: Path) 
     :func:`coea.data.tabular.read_table` says what is wrong with it."""
     if isinstance(location, GcsPath):
         return _fetch_gcs(location, fmt, cfg, tmp)
-    if location.is_dir() and any(location.glob("dt=*")):
+    if is_partitioned(location):
         chosen = select_partitions(group_partitions(local_partition_names(location), fmt, str(location)),
                                    cfg.as_of, cfg.window_days, str(location), fmt)
         files = [(location / name, part.day) for part in chosen for name in part.files]
         return Fetched(tuple(Part(str(f), f, day) for f, day in files), _described(str(location), chosen))
-    warn_window_ignored(cfg, str(location))
+    warn_period_ignored(cfg, str(location))
     return Fetched((Part(str(location), location),), str(location))
 
 
 def _fetch_gcs(location: GcsPath, fmt: str, cfg: DataConfig, tmp: Path) -> Fetched:
     reader = GcsReader(cfg.gcs_retry_s)
-    if not location.is_prefix:
-        warn_window_ignored(cfg, str(location))
+    if not is_partitioned(location):
+        warn_period_ignored(cfg, str(location))
         return Fetched((Part(str(location), _download(reader, location, tmp, 0)),), str(location))
     names = reader.list_names(location)
     chosen = select_partitions(group_partitions(names, fmt, str(location)), cfg.as_of, cfg.window_days,
