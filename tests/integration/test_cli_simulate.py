@@ -1,5 +1,7 @@
-"""``coea simulate`` rejects what it cannot run before any step starts: one line, exit code 2, nothing written."""
+"""``coea simulate`` rejects what it cannot run before any step starts: one line, exit code 2, nothing written; and
+its --drift-threshold reaches every recurring run."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,34 @@ def test_a_split_that_leaves_a_period_no_history_is_refused_before_period_0_nami
     assert errors[0].startswith("error: synthetic (period 0 of 0..1), option split: none of the") and \
         "split: {n_future: 2, min_history: 2} in the --config file" in errors[0]
     assert "Traceback" not in res.stderr and not out.exists()
+
+
+def test_a_non_default_drift_threshold_reaches_each_recurring_run(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`coea simulate --drift-threshold 0.3` hands 0.3, not the default 0.5, to every later period's coea_recurring
+    run (whose monitor-drift step compares the share with it: tests/pipeline/test_compile.py, test_run_parameters.py).
+    A stand-in: period 0's training and the kfp.local run are replaced by spies, the first recurring call stops the
+    run with an input error (nothing is trained; what is checked is the value's path from the option to the run)."""
+    import pipelines.local
+    import pipelines.simulate as simulate
+    from coea.errors import CoeaInputError
+    from tests.helpers import run_cli
+
+    calls = []
+
+    def seeded(cfg, window, run_dir, state_uri, rec_method, rec_k):
+        return simulate._row(window, run_dir, drift=None, regrouped=True, snapshot="s0", models="m0", metrics={},
+                             seconds=0.0)
+
+    def recurring(cfg, run_dir, state_uri, **options):
+        calls.append(options)
+        raise CoeaInputError("stopped by the test after the first recurring call")
+
+    monkeypatch.setattr(simulate, "_seed_state", seeded)
+    monkeypatch.setattr(simulate, "_report", lambda run_dir, method, k: None)
+    monkeypatch.setattr(pipelines.local, "run_recurring_locally", recurring)
+    code, _, err = run_cli(["simulate", "--out", str(tmp_path / "sim"), "--periods", "2", "--methods", "pop",
+                            "--drift-threshold", "0.3"], capsys)
+    assert code == 2 and "stopped by the test" in err
+    (options,) = calls
+    assert options["drift_threshold"] == 0.3
+    assert "threshold" not in json.loads(options["drift_config"])  # one source of the threshold: the parameter
