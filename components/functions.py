@@ -98,21 +98,23 @@ def build_profiles(data: Input[Dataset], dsie_in: Input[Model], split_config: st
 
 def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
                 model: Output[Model], metrics: Output[Metrics], device: str = "auto", state_uri: str = "",
-                checkpoint_key: str = ""):
+                run_id: str = "", task_name: str = ""):
     """SFT of the Novelty LLM on the prepared log's histories and the DSIE groups (``model/novelty/``).
-    ``state_uri`` and ``checkpoint_key`` (the run id and task name: the same for every retry of this task): the
-    training's last checkpoint (every ``llm.novelty.checkpoint_minutes``) is mirrored under
-    ``<state_uri>/checkpoints/<checkpoint_key>/novelty/``, a retried attempt (a preempted pod) resumes from it, and
-    the prefix is deleted when the step succeeds (:mod:`coea.stages.sft_remote`; either empty: no mirror)."""
+    ``state_uri``, ``run_id`` and ``task_name`` (the same for every retry of this task): the training's last
+    checkpoint (every ``llm.novelty.checkpoint_minutes``) is mirrored under
+    ``<state_uri>/checkpoints/<run_id>-<task_name>/novelty/``, a retried attempt (a preempted pod) resumes from it,
+    and the prefix is deleted when the step succeeds (:mod:`coea.stages.sft_remote`; any empty: no mirror)."""
     from pathlib import Path
 
     from coea.interrupts import pipeline_step
     from coea.stages import config_from_json, record_version, run_sft_stage
+    from coea.stages.pco_remote import task_checkpoint_key
     from coea.stages.sft_remote import mirrored_sft
 
     with pipeline_step():
         cfg = config_from_json(split_config, dsie_config, llm_config, device=device)
-        with mirrored_sft(state_uri, checkpoint_key, Path(model.path), ("novelty",)) as on_checkpoint:
+        key = task_checkpoint_key(run_id, task_name)
+        with mirrored_sft(state_uri, key, Path(model.path), ("novelty",)) as on_checkpoint:
             result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("novelty",),
                                    on_checkpoint=on_checkpoint)
         record_version(model)
@@ -123,17 +125,20 @@ def sft_novelty(data: Input[Dataset], dsie: Input[Model], split_config: str, dsi
 
 def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_config: str, llm_config: str,
                   model: Output[Model], metrics: Output[Metrics], device: str = "auto",
-                  novelty: Input[Model] = None, pco_config: str = "{}", state_uri: str = "", checkpoint_key: str = ""):
+                  novelty: Input[Model] = None, pco_config: str = "{}", state_uri: str = "", run_id: str = "",
+                  task_name: str = ""):
     """SFT of the Relevance LLM on the prepared log's histories and the DSIE groups (``model/relevance/``); with
     ``llm.relevance_init: novelty`` it starts from the trained N-LLM of ``novelty`` (sft_novelty's output, wired
     only when the pipeline is compiled with the setting ``relevance_from_novelty``). ``pco_config`` only tells
     whether the PCO reward reads the R-LLM's score (a chance-level R-LLM is then a warning, not an info line).
-    ``state_uri``, ``checkpoint_key``: the training's checkpoints survive a preempted pod, as in ``sft_novelty``."""
+    ``state_uri``, ``run_id``, ``task_name``: the training's checkpoints survive a preempted pod, as in
+    ``sft_novelty``."""
     from pathlib import Path
 
     from coea.errors import CoeaInputError
     from coea.interrupts import pipeline_step
     from coea.stages import config_from_json, record_version, run_sft_stage
+    from coea.stages.pco_remote import task_checkpoint_key
     from coea.stages.sft_remote import mirrored_sft
 
     with pipeline_step():
@@ -143,7 +148,8 @@ def sft_relevance(data: Input[Dataset], dsie: Input[Model], split_config: str, d
                                  "input", source="llm_config", option="llm.relevance_init",
                                  fix="compile the pipeline with the deployment setting relevance_from_novelty: true "
                                      "(the SFT steps then run one after the other), or set llm.relevance_init: scratch")
-        with mirrored_sft(state_uri, checkpoint_key, Path(model.path), ("relevance",)) as on_checkpoint:
+        key = task_checkpoint_key(run_id, task_name)
+        with mirrored_sft(state_uri, key, Path(model.path), ("relevance",)) as on_checkpoint:
             result = run_sft_stage(cfg, Path(data.path), Path(dsie.path), Path(model.path), which=("relevance",),
                                    novelty_dir=Path(novelty.path) / "novelty" if novelty is not None else None,
                                    on_checkpoint=on_checkpoint)
@@ -158,7 +164,7 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
              metrics: Output[Metrics], curves: Output[HTML], final_novelty: Output[Model],
              final_relevance: Output[Model], device: str = "auto", pco_rounds: int = 0, pco_alpha: float = -1.0,
              new_interactions: bool = False, served: Input[Dataset] = None, state_uri: str = "",
-             checkpoint_key: str = ""):
+             run_id: str = "", task_name: str = ""):
     """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the given models; per-round
     checkpoints and metrics in ``model/``, the last round's models as ``final_novelty``/``final_relevance`` (the
     ``sft_*`` layout), the last round's figures as metrics, the rounds as an HTML page (inline SVG).
@@ -166,10 +172,10 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
     (set by the pipeline: the recurring run's kept models on a new period): the N-LLM was not trained on this data,
     so ``pco.refresh_novelty`` on auto continues its SFT on each round's window. ``served`` (the recurring
     pipeline's ``load_state``): what the serving store showed each user before this period (``pco.exposure_inject``).
-    ``state_uri`` and ``checkpoint_key`` (the run id and task name: the same for every retry of this task): each
-    complete round is mirrored under ``<state_uri>/checkpoints/<checkpoint_key>/``, a retried attempt (a preempted
-    pod) resumes after the last mirrored round, and the prefix is deleted when the step succeeds
-    (:mod:`coea.stages.pco_remote`; either empty: no mirror)."""
+    ``state_uri``, ``run_id`` and ``task_name`` (the same for every retry of this task): each complete round is
+    mirrored under ``<state_uri>/checkpoints/<run_id>-<task_name>/``, a retried attempt (a preempted pod) resumes
+    after the last mirrored round, and the prefix is deleted when the step succeeds (:mod:`coea.stages.pco_remote`;
+    any empty: no mirror)."""
     from pathlib import Path
 
     from coea.interrupts import pipeline_step
@@ -181,12 +187,12 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
         rounds_page,
         run_pco_stage,
     )
-    from coea.stages.pco_remote import mirrored_rounds
+    from coea.stages.pco_remote import mirrored_rounds, task_checkpoint_key
 
     with pipeline_step():
         cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device,
                                ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
-        with mirrored_rounds(state_uri, checkpoint_key, Path(model.path)) as resume:
+        with mirrored_rounds(state_uri, task_checkpoint_key(run_id, task_name), Path(model.path)) as resume:
             result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],
                                    Path(model.path), new_interactions=new_interactions, resume=resume,
                                    served=Path(served.path) if served is not None else None)

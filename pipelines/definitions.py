@@ -87,8 +87,9 @@ PARAMETER_HELP = {
                  "value keeps pco_config's alpha (0.4 by default)",
 }
 # a GPU step's checkpoints in the state store: the same for every retry of one task, distinct between tasks and runs
-# (coea.stages.pco_remote, coea.stages.sft_remote)
-TASK_KEY = f"{dsl.PIPELINE_JOB_ID_PLACEHOLDER}-{dsl.PIPELINE_TASK_NAME_PLACEHOLDER}"
+# (coea.stages.pco_remote, coea.stages.sft_remote). Two inputs, each ONE placeholder: a KFP backend resolves a
+# placeholder only when it is an input's whole value; a string holding two reaches the pod literally.
+TASK_KEY = {"run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "task_name": dsl.PIPELINE_TASK_NAME_PLACEHOLDER}
 UI = UiParameters()  # the typed parameters' defaults: "keep the JSON config's value"
 
 
@@ -166,7 +167,7 @@ def _sft(c: Components, settings: DeploymentSettings, data: PipelineChannel, dsi
     configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "device")}
     # each training's last checkpoint mirrored under state_uri, keyed by run and task: a retry resumes from it
     # (coea.stages.sft_remote)
-    configs |= {"state_uri": p["state_uri"], "checkpoint_key": TASK_KEY}
+    configs |= {"state_uri": p["state_uri"], **TASK_KEY}
     novelty = apply_gpu(c.sft_novelty(data=data, dsie=dsie, **configs).set_display_name("SFT novelty LLM"), settings)
     warm = {"novelty": novelty.outputs["model"]} if settings.relevance_from_novelty else {}
     relevance = apply_gpu(c.sft_relevance(data=data, dsie=dsie, **warm, **configs, pco_config=p["pco_config"])
@@ -192,7 +193,7 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
     # each complete round mirrored under state_uri, keyed by run and task (the same for every retry of this task):
     # a retried attempt resumes after the last mirrored round (coea.stages.pco_remote)
     task = apply_gpu(c.pco_loop(data=data, dsie=dsie, **llms, **configs, new_interactions=not new_groups, **exposure,
-                                state_uri=p["state_uri"], checkpoint_key=TASK_KEY)
+                                state_uri=p["state_uri"], **TASK_KEY)
                      .set_display_name("PCO rounds"), settings)
     final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
     loaded = loaded or {}

@@ -271,6 +271,28 @@ def test_prepare_data_gets_the_run_s_scheduled_time(specs: dict[str, dict[str, A
     assert value == dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER == "{{$.pipeline_job_schedule_time_utc}}"
 
 
+def _constants(node: Any) -> list[str]:
+    """Every string a compiled spec passes as a task input's runtime constant."""
+    if isinstance(node, dict):
+        const = node.get("runtimeValue", {}).get("constant") if isinstance(node.get("runtimeValue"), dict) else None
+        return ([const] if isinstance(const, str) else []) + [c for v in node.values() for c in _constants(v)]
+    return [c for v in node for c in _constants(v)] if isinstance(node, list) else []
+
+
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_every_kfp_placeholder_is_a_whole_input_value(specs: dict[str, dict[str, Any]], name: str) -> None:
+    """A KFP backend's driver resolves a run-time placeholder only when it is an input's whole value (a switch on
+    the string); kfp.local replaces it inside any string. Session 55: the GPU steps' checkpoint key
+    ``"{{$.pipeline_job_uuid}}-{{$.pipeline_task_name}}"`` passed every local test and would have reached the pods
+    as that literal, one key shared by every run and task."""
+    placeholders = {dsl.PIPELINE_JOB_ID_PLACEHOLDER, dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+                    dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                    dsl.PIPELINE_TASK_ID_PLACEHOLDER, dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER}
+    used = [c for c in _constants(specs[name]) if "{{$" in c]
+    assert used and all(c in placeholders for c in used), used
+    assert used.count(dsl.PIPELINE_JOB_ID_PLACEHOLDER) == used.count(dsl.PIPELINE_TASK_NAME_PLACEHOLDER) >= 3
+
+
 def test_cheap_task_checks_raise_kfp_s_error_and_restore_its_check() -> None:
     """components.resources.cheap_task_checks (used while the pipelines are built) keeps kfp's check that a
     ``set_*`` call is on a single-step component, with kfp's message, and puts kfp's own check back after."""

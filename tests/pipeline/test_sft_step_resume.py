@@ -1,8 +1,9 @@
 """A preempted SFT step resumes from the checkpoint it mirrored under ``state_uri``: the sft_novelty component
 function run on the tiny fitted log with a checkpoint after every step, killed right after its third checkpoint
-reached the store, then run again (a retry: a new pod, an empty output dir, the same checkpoint_key) downloads that
-checkpoint, resumes at its step, ends with the model of an uninterrupted run and deletes the mirror; the compiled
-pipelines wire state_uri and a checkpoint_key of the run id and task name into every SFT task."""
+reached the store, then run again (a retry: a new pod, an empty output dir, the same run id and task name)
+downloads that checkpoint, resumes at its step, ends with the model of an uninterrupted run and deletes the
+mirror; the compiled pipelines wire state_uri, the run id and the task name (each one placeholder) into every SFT
+task."""
 
 from __future__ import annotations
 
@@ -22,16 +23,17 @@ from components.functions import sft_novelty
 from tests.pipeline.compiled_spec import executor_tasks, read_spec
 from tests.pipeline.pipeline_helpers import Preempted, artifact
 
-KEY = "{{$.pipeline_job_uuid}}-{{$.pipeline_task_name}}"
+KEY = {"run_id": {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}},
+       "task_name": {"runtimeValue": {"constant": "{{$.pipeline_task_name}}"}}}  # each resolved by the backend
 
 
-def _step(cfg, fitted, out: Path, state: Path, key: str) -> Path:
+def _step(cfg, fitted, out: Path, state: Path, run: str) -> Path:
     """sft_novelty as a pod runs it, its output under ``out``; returns the trained N-LLM's dir."""
     args = pipeline_arguments(cfg)
     sft_novelty(data=artifact(fitted.data), dsie=artifact(fitted.dsie), split_config=args["split_config"],
                 dsie_config=args["dsie_config"], llm_config=args["llm_config"], model=artifact(out),
                 metrics=SimpleNamespace(log_metric=lambda name, value: None), device="cpu", state_uri=str(state),
-                checkpoint_key=key)
+                run_id=run, task_name="sft-novelty")
     return out / "novelty"
 
 
@@ -41,7 +43,7 @@ def test_a_preempted_sft_step_resumes_from_its_mirrored_checkpoint(tmp_path: Pat
     cfg = replace(fitted.cfg, llm=replace(fitted.cfg.llm, novelty=replace(fitted.cfg.llm.novelty,
                                                                            checkpoint_minutes=1e-9)))
     state = tmp_path / "state"
-    full = _step(cfg, fitted, tmp_path / "full", state, "job-a-sft-novelty")
+    full = _step(cfg, fitted, tmp_path / "full", state, "joba")
     assert not (state / "checkpoints").exists() and not (tmp_path / "full" / "sft_checkpoints").exists()
     steps = json.loads((tmp_path / "full" / "sft_metrics_novelty.json").read_text())["novelty"]["steps"]
     assert steps >= 5
@@ -57,14 +59,14 @@ def test_a_preempted_sft_step_resumes_from_its_mirrored_checkpoint(tmp_path: Pat
 
     monkeypatch.setattr(sft_remote, "upload_checkpoint", upload_then_die)
     with pytest.raises(Preempted):
-        _step(cfg, fitted, tmp_path / "attempt1", state, "job-b-sft-novelty")
-    mirrored = state / "checkpoints" / "job-b-sft-novelty" / "novelty"
+        _step(cfg, fitted, tmp_path / "attempt1", state, "jobb")
+    mirrored = state / "checkpoints" / "jobb-sft-novelty" / "novelty"
     assert json.loads((mirrored / "latest.json").read_text()) == {"checkpoint": "checkpoint-3"}
     assert sorted(p.name for p in mirrored.iterdir()) == ["checkpoint-3", "fingerprint.txt", "latest.json"]
 
     monkeypatch.setattr(sft_remote, "upload_checkpoint", real_upload)
     caplog.set_level(logging.INFO, logger="coea")
-    resumed = _step(cfg, fitted, tmp_path / "attempt2", state, "job-b-sft-novelty")  # the retry: a new pod
+    resumed = _step(cfg, fitted, tmp_path / "attempt2", state, "jobb")  # the retry: a new pod
     assert any(m.startswith("novelty sft: resuming from step 3 ") for m in caplog.messages), caplog.messages
     assert not (state / "checkpoints").exists() and not (tmp_path / "attempt2" / "sft_checkpoints").exists()
     a, b = (load_file(d / "model.safetensors") for d in (full, resumed))
@@ -73,14 +75,14 @@ def test_a_preempted_sft_step_resumes_from_its_mirrored_checkpoint(tmp_path: Pat
 
 
 @pytest.mark.parametrize("pipeline", ["coea_training", "coea_recurring"])
-def test_every_sft_task_gets_the_state_uri_and_a_run_and_task_checkpoint_key(default_compiled, pipeline) -> None:
+def test_every_sft_task_gets_the_state_uri_and_its_run_id_and_task_name(default_compiled, pipeline) -> None:
     spec = read_spec(default_compiled["pipelines"] / f"{pipeline}.yaml")
     tasks = {name: task for name, task in executor_tasks(spec).items()
              if task["componentRef"]["name"].startswith(("comp-sft-novelty", "comp-sft-relevance"))}
     assert len(tasks) == 2
     for name, task in tasks.items():
         params = task["inputs"]["parameters"]
-        assert params["checkpoint_key"] == {"runtimeValue": {"constant": KEY}}, name
+        assert {k: params[k] for k in KEY} == KEY, name
         assert params["state_uri"]["componentInputParameter"] in ("state_uri", "pipelinechannel--state_uri"), name
 
 

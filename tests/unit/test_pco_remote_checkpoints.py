@@ -116,3 +116,18 @@ def test_a_damaged_remote_state_is_one_error_naming_it(tmp_path: Path) -> None:
         pass
     assert f"{state}/{PREFIX}{STATE_FILE}" in str(err.value) and "delete that checkpoint prefix" in str(err.value)
     assert not (tmp_path / "out" / STATE_FILE).exists()
+
+
+def test_the_task_checkpoint_key_is_run_and_task_and_off_when_a_placeholder_is_left(caplog) -> None:
+    """Session 55: the pipelines passed one string holding two KFP placeholders, which a backend leaves as it is
+    (it resolves only an input that is one placeholder): every run and task shared that literal prefix, so a run
+    could resume another run's rounds. The key is now joined in the step, and a placeholder left unresolved
+    switches the mirror off instead of sharing it."""
+    from coea.stages.pco_remote import task_checkpoint_key
+
+    assert task_checkpoint_key("8f2c-41", "pco-loop") == "8f2c-41-pco-loop"
+    assert task_checkpoint_key("", "pco-loop") == "" and task_checkpoint_key("8f2c-41", "") == ""
+    with caplog.at_level("WARNING", logger="coea"):
+        assert task_checkpoint_key("{{$.pipeline_job_uuid}}", "pco-loop") == ""
+        assert task_checkpoint_key("8f2c-41", "{{$.pipeline_task_name}}") == ""
+    assert len(caplog.messages) == 2 and "not mirrored" in caplog.messages[0]

@@ -7,8 +7,10 @@ state store as soon as :func:`coea.pco.checkpoint.save_round` has written it, ``
 state names a round complete only once all its files are there. On start, a complete remote state is downloaded
 into the output dir (its rounds up to the one it names, the state file last) and the stage runs with
 ``resume=True``, the code path of ``coea pco --resume``. When the step succeeds the prefix is deleted.
-``key`` must be stable across retries of one task and distinct between tasks (the pipelines pass the run id and
-the task name); an empty ``state_uri`` or ``key`` switches the mirror off.
+``key`` must be stable across retries of one task and distinct between tasks and runs: the pipelines pass the run
+id and the task name as two inputs, each one KFP placeholder (a backend resolves a placeholder only when it is an
+input's whole value, kubeflow/pipelines' driver), joined by :func:`task_checkpoint_key`; an empty ``state_uri`` or
+``key`` switches the mirror off.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from coea.data.partitions import UNRESOLVED_PREFIX
 from coea.errors import CoeaInputError
 from coea.lineage import LINEAGE
 from coea.pco.checkpoint import STATE_FILE, PcoState, on_round_saved, parse_state, round_dir
@@ -34,6 +37,19 @@ def relative_name(rel: str) -> bool:
     """Whether ``rel`` is a plain relative object name: no empty, ``.`` or ``..`` step (a mirrored name that is
     not is never downloaded)."""
     return all(step not in ("", ".", "..") for step in rel.split("/"))
+
+
+def task_checkpoint_key(run_id: str, task_name: str) -> str:
+    """``<run id>-<task name>``, the key of one GPU task's checkpoints: the same for every retry of the task,
+    distinct between tasks and runs. ``""`` (no mirror) when either is empty, or is a KFP placeholder the backend
+    left unresolved: one literal key for every run would let a run resume another run's checkpoints."""
+    if not (run_id and task_name):
+        return ""
+    if UNRESOLVED_PREFIX in run_id or UNRESOLVED_PREFIX in task_name:
+        log.warning("the checkpoint key's run id %r or task name %r is a placeholder the KFP backend did not "
+                    "resolve: this step's checkpoints are not mirrored (a retried pod starts over)", run_id, task_name)
+        return ""
+    return f"{run_id}-{task_name}"
 
 
 def checkpoint_prefix(key: str) -> str:
