@@ -199,10 +199,16 @@ class KfpApi:
         self.calls.append(call)
         return dry if self.client is None else _guarded(f"{call.method} {call.path}", self.endpoint, send)
 
-    def pipeline_id(self, name: str) -> str | None:
-        """The id of the pipeline named ``name``, or None."""
-        return self._call(ApiCall("GET", f"{API}/pipelines?filter=display_name={name}"),
-                          lambda: self.client.get_pipeline_id(name), None)
+    def pipeline_id(self, name: str, namespace: str | None = None) -> str | None:
+        """The id of the pipeline named ``name`` in ``namespace``, or None. Multi-user KFP lists only the shared
+        pipelines when no namespace is given (``kfp.Client.get_pipeline_id`` sends none), so a pipeline uploaded
+        into a namespace is looked up there: otherwise the next upload would not find it and conflict with it."""
+        def send() -> str | None:
+            found = self.client.list_pipelines(page_size=2, filter=name_filter(name), namespace=namespace)
+            return found.pipelines[0].pipeline_id if found.pipelines else None
+
+        query = f"filter=display_name={name}" + (f"&namespace={namespace}" if namespace else "")
+        return self._call(ApiCall("GET", f"{API}/pipelines?{query}"), send, None)
 
     def upload_pipeline(self, package: Path, name: str, description: str, namespace: str | None) -> str:
         """Register a new pipeline (KFP also makes its first version, named like the pipeline); its id."""

@@ -88,7 +88,7 @@ def ensure_version(api: KfpApi, package: Path, pipeline_name: str, description: 
     """Register the pipeline when it is new, then upload ``package`` as the version ``name`` (default
     :func:`version_name`) unless that version exists: uploading the same package twice is a no-op."""
     name = name or version_name(package)
-    pipeline_id = api.pipeline_id(pipeline_name)
+    pipeline_id = api.pipeline_id(pipeline_name, namespace)
     if pipeline_id is None:
         pipeline_id = api.upload_pipeline(package, pipeline_name, description, namespace)
     version_id = api.version_id(pipeline_id, name)

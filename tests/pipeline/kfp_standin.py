@@ -102,11 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _upload_pipeline(kfp: StandInKfp, query: dict[str, str], form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    name = query["name"]
-    if any(p["display_name"] == name for p in kfp.pipelines.values()):
+    name, namespace = query["name"], query.get("namespace", "")
+    if any(p["display_name"] == name and p["namespace"] == namespace for p in kfp.pipelines.values()):
         return 409, {"error": f"pipeline {name} already exists", "code": 6}
     pid = kfp.new_id("pipeline")
-    kfp.pipelines[pid] = {"pipeline_id": pid, "display_name": name, "namespace": query.get("namespace", "")}
+    kfp.pipelines[pid] = {"pipeline_id": pid, "display_name": name, "namespace": namespace}
     _add_version(kfp, pid, name, form["uploadfile"])  # KFP makes a first version named like the pipeline
     return 200, kfp.pipelines[pid]
 
@@ -144,8 +144,9 @@ def route(kfp: StandInKfp, method: str, path: str, query: dict[str, str],
     """Answer one request (``path`` without the ``/apis/v2beta1`` prefix)."""
     if (method, path) == ("GET", "/healthz"):
         return 200, {"multi_user": False}
-    if (method, path) == ("GET", "/pipelines"):
-        found = [p for p in kfp.pipelines.values() if _matches(p, query)]
+    if (method, path) == ("GET", "/pipelines"):  # multi-user KFP: no namespace lists the shared pipelines only
+        found = [p for p in kfp.pipelines.values()
+                 if _matches(p, query) and p["namespace"] == query.get("namespace", "")]
         return 200, {"pipelines": found, "total_size": len(found)} if found else {}
     if (method, path) == ("POST", "/pipelines/upload"):
         return _upload_pipeline(kfp, query, body)
