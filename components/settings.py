@@ -64,8 +64,11 @@ class DeploymentSettings:
     gpu_image: str = ""  # image of the GPU steps (GPU_STAGES, Dockerfiles/gpu.Dockerfile); "" = base_image
     pipeline_root: str = ""  # compiled defaultPipelineRoot (gs://, s3://, minio://); "" = the KFP server's default
     state_uri: str = "/cache/coea-state"  # default pipeline argument: local dir (PVC) or gs://bucket/prefix
-    gpu_node_selector_key: str = "nvidia.com/gpu.present"  # node label of GPU nodes ("" = no node selector)
-    gpu_node_selector_value: str = "true"
+    # node label of GPU nodes; "" (default) = no node selector: the GPU request (accelerator_type) alone places a GPU
+    # step on a node that has one, on GKE (whose GPU nodes carry no nvidia.com/gpu.present label) as with the GPU
+    # operator; set it to pick a pool or a type (cloud.google.com/gke-accelerator: nvidia-l4)
+    gpu_node_selector_key: str = ""
+    gpu_node_selector_value: str = ""
     gpu_toleration_key: str = "nvidia.com/gpu"  # taint key of GPU nodes ("" = no toleration)
     gpu_toleration_value: str = ""  # "" = operator Exists (any value), else operator Equal
     gpu_toleration_effect: str = "NoSchedule"

@@ -34,10 +34,12 @@ def test_bad_label_keys(key: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ('gpu_node_selector_key: "nvidia gpu/present!"\n', "gpu_node_selector_key 'nvidia gpu/present!' is not a "
+    ('gpu_node_selector_key: "nvidia gpu/present!"\ngpu_node_selector_value: "true"\n',
+     "gpu_node_selector_key 'nvidia gpu/present!' is not a "
                                                        "Kubernetes label key"),
     ('gpu_toleration_key: "nvidia.com/gpu!"\n', "gpu_toleration_key 'nvidia.com/gpu!' is not a Kubernetes label key"),
-    ('gpu_node_selector_value: "yes please"\n', "gpu_node_selector_value 'yes please' is not a Kubernetes label value"),
+    ('gpu_node_selector_key: pool\ngpu_node_selector_value: "yes please"\n',
+     "gpu_node_selector_value 'yes please' is not a Kubernetes label value"),
     ('gpu_toleration_value: "-x"\n', "gpu_toleration_value '-x' is not a Kubernetes label value"),
     ("cache_pvc_name: Coea_Cache\nstate_uri: /cache/coea-state\n", "cache_pvc_name 'Coea_Cache' is not a Kubernetes "
                                                                    "object name"),
@@ -70,7 +72,8 @@ def test_good_settings(changes: dict) -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ('pipeline_root: "gs://"\n', "pipeline_root 'gs://'"),
-    ('gpu_node_selector_key: "nvidia gpu/present!"\n', "is not a Kubernetes label key"),
+    ('gpu_node_selector_key: "nvidia gpu/present!"\ngpu_node_selector_value: "true"\n',
+     "is not a Kubernetes label key"),
     ("cache_pvc_name: Coea_Cache\n", "is not a Kubernetes object name"),
     ("gpu_timeout_seconds: 30\n", "gpu_timeout_seconds 30 is below"),
 ])

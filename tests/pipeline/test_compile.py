@@ -51,7 +51,8 @@ def test_gpu_stage_resources_selector_toleration(specs: dict[str, dict[str, Any]
         assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("4", "16Gi")
         assert (resources["resourceCpuLimit"], resources["resourceMemoryLimit"]) == ("8", "32Gi")
         k8s = _k8s(spec)[executor]
-        assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        # no node selector by default: the GPU request places the pod (GKE's GPU nodes carry no nvidia.com/gpu.present)
+        assert "nodeSelector" not in k8s, executor
         assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
         # an emptyDir cache, never the ReadWriteOnce PVC (the two SFT steps run side by side on two nodes)
         assert k8s["emptyDirMounts"] == [{"mountPath": "/cache", "sizeLimit": "50Gi", "volumeName": "coea-gpu-cache"}]
