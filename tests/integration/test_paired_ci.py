@@ -62,3 +62,7 @@ def test_reference_rule():
     assert choose_reference(metrics, 10) == "markov+x"  # the best baseline; ties: the first listed
     assert choose_reference(metrics, 10, "pop") == "pop"
     assert choose_reference({"coea": {}, "nllm_sft": {}}, 10) == "coea"  # no baseline: the first method
+    # the methods that read DSIE's artifacts but neither LLM are baselines too (audit, session 55: a rule that
+    # dropped every method needing an artifact passed, and the reference became a weaker one)
+    assert is_baseline("group_pop_novel") and is_baseline("sasrec+x") and not is_baseline("dual_best_of_n+x")
+    assert choose_reference({**metrics, "group_pop_novel": {"S-H@10": 0.5}}, 10) == "group_pop_novel"

@@ -47,6 +47,10 @@ def test_markov_hand_computed():
     # transitions: u: a->a, a->b ; v: a->c ; w: b->c, c->c
     assert m.transition[a, a] == pytest.approx(1 / 3) and m.transition[a, b] == pytest.approx(1 / 3)
     assert m.transition[b, c] == 1.0 and m.transition[c, c] == 1.0
+    # a category with no outgoing transition (z: only ever a future event) backs off to popularity (audit, session
+    # 55: a back-off row of zeros passed); a, b, c were had 3, 2, 3 times in the histories
+    assert m.transition[m.index["z"]] == pytest.approx(m.popularity / m.popularity.sum())
+    assert m.transition[m.index["z"], a] == pytest.approx(3 / 8)
     # w's short-term set (last 2 history events c, c) = [c] -> c first
     assert m.recommend(["w"], 1)["w"] == ["c"]
     # u's short-term = [a, b] (b most recent): score = P(.|b) + 0.5 P(.|a) -> c: 1 + 1/6 ; a, b: 1/6

@@ -37,6 +37,8 @@ def test_vocab_support_and_collapse():
     df = events([("u", "1", "a", 1), ("u", "2", "a", 2), ("u", "3", "c", 3), ("u", "4", "a", 4)])
     assert user_sequences(df, vocab, collapse_repeats=True)["u"] == [2, 3, 2]
     assert user_sequences(df, vocab, collapse_repeats=False)["u"] == [2, 2, 3, 2]
+    # exactly min_support occurrences are enough (audit, session 55: a strict threshold passed)
+    assert CategoryVocab.from_counts({"a": 2, "b": 1}, min_support=2).categories == ("a",)
 
 
 def test_training_windows_cut_from_the_end():
@@ -108,6 +110,8 @@ def test_gap_targets_skip_to_the_first_event_a_gap_later_and_pad_where_none_is()
     assert gap_targets(seq, times, 0) == [3, 4, 5, 6, PAD]  # gap 0: the next event, even at equal times
     assert gap_targets([2, 3, 4], np.array([0, 0, 0]), 0) == [3, 4, PAD]
     assert gap_targets(seq, times, 95) == [5, 6, PAD, PAD, PAD]  # 0 -> 100, 10 -> 110; nothing at 20 + 95 or later
+    # exactly gap seconds later counts ("at least gap later"; audit, session 55: a strict "later than" passed)
+    assert gap_targets([2, 3, 4], np.array([0, 50, 100]), 50) == [3, 4, PAD]
 
 
 def test_training_windows_take_given_targets_and_drop_windows_without_any():

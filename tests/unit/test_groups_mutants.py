@@ -25,6 +25,24 @@ def test_tiny_group_goes_to_its_sibling_even_when_a_non_sibling_is_nearer():
     assert out == ["0-0"] * 4 + ["1-1"] * 3
 
 
+def test_the_smallest_tiny_group_merges_first():
+    """Audit, session 55: every case had one tiny group, so merging the largest tiny one first passed. 0-0 (1 user)
+    and 0-1 (2) are both under min_size 3: the smallest, 0-0, merges first, into its sibling 0-1, which then has 3
+    and stays. Merging 0-1 first would put 0-1's users into 0-0 (2 + 1 = 3) instead."""
+    keys = ["0-0"] + ["0-1"] * 2 + ["1-0"] * 5
+    assert merge_tiny_groups(keys, min_size=3, codebooks=CODEBOOKS) == ["0-1"] * 3 + ["1-0"] * 5
+
+
+def test_the_fallback_group_is_the_one_with_the_most_warm_users():
+    """Audit, session 55: ``largest_group`` counts warm users only; counting cold-start members passed, since no
+    case had a group made large by them. g1: 2 warm; g2: 1 warm + 2 cold."""
+    from coea.dsie.groups import largest_group
+
+    groups = pd.DataFrame({"user_id": ["a", "b", "c", "d", "e"], "group_id": ["g1", "g1", "g2", "g2", "g2"],
+                           "cold_start": [False, False, False, True, True]})
+    assert largest_group(groups) == "g1"
+
+
 def test_cold_start_compares_directions_not_magnitudes_of_group_means():
     """User short-term {a, b}. Group A = (1, 0, 0): dot 1, cosine 1/sqrt(2) = 0.707. Group B = (.45, .45, .1):
     dot 0.9, cosine 0.9 / (0.644 * sqrt(2)) = 0.988. The cosine picks B; a plain dot product would pick A."""

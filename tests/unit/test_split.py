@@ -60,6 +60,9 @@ def test_min_gap_drops_events_close_to_future():
     hist = s.histories.interactions
     assert hist[hist.user_id == "u"]["timestamp"].max() <= 350
     assert s.dropped_by_gap == 2 + 1  # u drops t=400,500; v (future at 100, 200) drops its t=0
+    # the short-term set (markov, the prompts, cold-start groups) is built from the kept history too, not from the
+    # dropped session right before the future (audit, session 55: a set from every pre-future event passed)
+    assert s.histories.short_term["u"] == ["a", "b"]
 
 
 def test_periods_partition_the_log():

@@ -46,6 +46,18 @@ def test_split_sorts_the_log_itself_so_row_order_does_not_matter():
     assert other.future_categories == base.future_categories == {"u": {"d", "e"}, "v": {"z", "x"}}
 
 
+def test_events_of_one_second_are_ordered_by_item_id_whatever_the_row_order():
+    """Audit, session 55: the tie-break ("ties by item id", ``coea.data.schema.sort_events``) was never met by a
+    test, so a sort on user and time alone (ties in file row order: MovieLens rates many movies in one second)
+    passed. Three events at t=100: the item id decides which one is the future, in either row order."""
+    cfg = SplitConfig(n_future=1, n_short=3, min_history=1)
+    rows = [("u", "i0", "a", 0), ("u", "i1", "b", 100), ("u", "i2", "c", 100), ("u", "i3", "d", 100)]
+    for order in (rows, rows[::-1], [rows[0], rows[3], rows[1], rows[2]]):
+        split = chronological_split(events(order), cfg)
+        assert split.future["category"].tolist() == ["d"], order
+        assert split.histories.short_term["u"] == ["a", "b", "c"], order
+
+
 def test_a_user_with_exactly_min_history_history_events_is_warm():
     """min_history=3: u keeps 3 history events (5 minus n_future 2) and is warm; v keeps 2 and is cold."""
     rows = [("u", f"i{t}", "a", t) for t in range(5)] + [("v", f"j{t}", "a", t) for t in range(4)]

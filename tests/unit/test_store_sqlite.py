@@ -44,6 +44,18 @@ def test_publish_then_get_user_returns_published_values(store: KVStore) -> None:
     assert info.metadata == {"period": 7}
 
 
+def test_a_user_and_a_group_with_the_same_id_keep_their_own_lists(store: KVStore) -> None:
+    """Audit, session 55: no test had a user id equal to a group id, so a lookup that ignored the key's kind passed.
+    With ``group.depth: 1`` group ids are plain integers ("3"), the shape of MovieLens user ids."""
+    users = pd.DataFrame({"user_id": ["3"], "rank": [1], "category": ["Drama"], "score": [0.9]})
+    groups = pd.DataFrame({"group_id": ["3", "7"], "rank": [1, 1], "category": ["Comedy", "Horror"],
+                           "score": [0.5, 0.4]})
+    store.publish(users, groups)
+    assert store.get_user("3") == [Recommendation("Drama", 0.9, 1)] and store.get_user("7") == []
+    assert store.get_users(["3", "7"]) == {"3": [Recommendation("Drama", 0.9, 1)]}
+    assert store.get_group("3") == [Recommendation("Comedy", 0.5, 1)] and store.get_group("7") != []
+
+
 def test_store_holds_one_json_row_per_user_in_wal_mode(store: KVStore) -> None:
     version = store.publish(user_frame(4, 3, marker=1))
     with sqlite3.connect(store.path) as conn:

@@ -31,6 +31,13 @@ def test_range_is_1990_to_a_day_after_now():
         to_epoch_seconds(pd.Series([631_151_999]), "t", now=T0)
 
 
+def test_a_value_of_exactly_1e11_is_read_as_milliseconds():
+    """The unit boundaries are inclusive (|value| >= 1e11 -> ms); audit, session 55: an exclusive one passed. 1e11 ms
+    is 1973-03-03, before 1990; as seconds it would be a date in the far future."""
+    with pytest.raises(CoeaInputError, match=r"timestamp 100000000000 \(1973-03-03T09:46:40Z\) is before 1990"):
+        to_epoch_seconds(pd.Series([10**11]), "t", now=T0, warn=False)
+
+
 def test_allow_any_takes_numbers_as_they_are():
     raw = pd.Series(["-5", "3", str(T0 * 1000)])
     assert to_epoch_seconds(raw, "t", allow_any=True).tolist() == [-5, 3, T0 * 1000]
