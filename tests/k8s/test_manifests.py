@@ -23,8 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 TARGETS = ["base", "overlays/gpu-pool", "overlays/cpu-dev", "overlays/standalone", "overlays/multi-user"]
 OVERLAYS = [t for t in TARGETS if t != "base"]
-# where each target's namespaced objects go: standalone KFP runs pipelines in its own namespace
-NAMESPACES = {target: "kubeflow" if target == "overlays/standalone" else "coea" for target in TARGETS}
+# where each target's namespaced objects go: standalone KFP runs pipelines in its own namespace, and gpu-pool and
+# cpu-dev are layers on the standalone overlay (session 55: they had their own namespace `coea`, where no KFP run
+# executes, so the runs' service account was missing where the pods start)
+NAMESPACES = {target: "coea" if target in ("base", "overlays/multi-user") else "kubeflow" for target in TARGETS}
+LAUNCHER = ("overlays/standalone", "overlays/multi-user", "overlays/gpu-pool")  # the targets that set a pipeline root
 CUSTOM_KINDS = {"Profile"}  # no schema in kubernetes-validate: checked in test_multi_user_profile
 # The oldest Kubernetes minor we claim (GKE/EKS/AKS all still offer 1.30) and the newest schemas shipped.
 K8S_VERSIONS = ["1.30.0", "1.37.0"]
@@ -39,8 +42,8 @@ CONFIG_KEYS = {
 }
 EXPECTED_KINDS = {
     "base": {"ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim"},
-    "overlays/gpu-pool": {"Namespace", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim"},
-    "overlays/cpu-dev": {"Namespace", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim"},
+    "overlays/gpu-pool": {"ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "ConfigMap"},
+    "overlays/cpu-dev": {"ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim"},  # no Namespace of ours
     "overlays/standalone": {"ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "ConfigMap"},
     "overlays/multi-user": {"ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "ConfigMap", "Profile"},
 }
@@ -168,10 +171,10 @@ def test_only_configmaps_that_kfp_reads(rendered, target):
     """The only ConfigMap shipped is kfp-launcher (read by the KFP driver/launcher), in the overlays that set the
     pipeline root; the settings files stay on your machine."""
     names = [d["metadata"]["name"] for d in rendered[target] if d["kind"] == "ConfigMap"]
-    assert names == (["kfp-launcher"] if target in ("overlays/standalone", "overlays/multi-user") else [])
+    assert names == (["kfp-launcher"] if target in LAUNCHER else [])
 
 
-@pytest.mark.parametrize("target", ["overlays/standalone", "overlays/multi-user"])
+@pytest.mark.parametrize("target", LAUNCHER)
 def test_kfp_launcher_holds_the_gcs_pipeline_root_of_the_settings(rendered, target):
     launcher = _one(rendered[target], "ConfigMap")
     assert launcher["data"] == {"defaultPipelineRoot": "gs://REPLACE_ME-coea-bucket/kfp-root"}
