@@ -3,8 +3,8 @@
 :class:`Connection` says where the server is and how to authenticate: the endpoint (``--host`` or the
 ``KF_PIPELINES_ENDPOINT`` environment variable, which kfp itself also reads), and at most one of a bearer token
 (``--token`` / ``KF_PIPELINES_TOKEN``), Google IAP (``--iap-client-id`` / ``KF_PIPELINES_IAP_OAUTH2_CLIENT_ID``:
-kfp obtains the ID token from service-account credentials; a user login needs ``--token`` with ``gcloud auth
-print-identity-token``, README) or the pod's projected service-account token (``--in-cluster``: kfp's
+kfp obtains the ID token from service-account credentials; with a user login pass ``--token`` a service account's
+ID token, README) or the pod's projected service-account token (``--in-cluster``: kfp's
 ``ServiceAccountTokenVolumeCredentials``, read from ``KF_PIPELINES_SA_TOKEN_PATH`` or
 ``/var/run/secrets/kubeflow/pipelines/token``); ``namespace`` is the profile namespace of multi-user Kubeflow.
 
