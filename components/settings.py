@@ -85,7 +85,9 @@ class DeploymentSettings:
     memory_request_compute: str = "4Gi"
     cpu_request_train: str = "4"
     memory_request_train: str = "16Gi"
-    limits_light: str = "1,2Gi"  # "cpu,memory" limits of each class (a pod past its memory limit is OOM-killed)
+    # "cpu,memory" limits of each class (a pod past its memory limit is OOM-killed). light holds the whole log too
+    # (prepare_data peaked at 1.37 GiB at 100k users, README 'Scale'): 4Gi covers ~300k, as compute's 8Gi does
+    limits_light: str = "1,4Gi"
     limits_compute: str = "4,8Gi"
     limits_train: str = "8,32Gi"
     io_retries: int = 3  # retries of steps that read or write external storage

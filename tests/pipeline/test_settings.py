@@ -70,7 +70,7 @@ def test_gpu_image_only_for_gpu_stages_and_limits_per_class() -> None:
     assert {stage: s.image_of(stage) for stage in ("prepare_data", "sft_relevance", "pco_loop", "evaluate")} == {
         "prepare_data": s.base_image, "sft_relevance": digest, "pco_loop": digest, "evaluate": s.base_image}
     assert DeploymentSettings().image_of("dsie_group") == "coea:latest"  # no gpu_image: the base image
-    assert s.limits(StageClass.TRAIN) == ("8", "32Gi") and s.limits(StageClass.LIGHT) == ("1", "2Gi")
+    assert s.limits(StageClass.TRAIN) == ("8", "32Gi") and s.limits(StageClass.LIGHT) == ("1", "4Gi")
     with pytest.raises(ValueError, match="limits_train"):
         DeploymentSettings(limits_train="8")
 
