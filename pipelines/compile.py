@@ -45,9 +45,13 @@ def unpullable_image(ref: str) -> bool:
     return "/" not in ref.split("@", 1)[0]
 
 
+PLACEHOLDER_MARKS = ("REPLACE_ME", "REGISTRY/", ":TAG")  # in k8s/*/pipeline.yaml: REGISTRY/coea:TAG, gs://REPLACE_ME-...
+
+
 def deployment_warnings(settings: DeploymentSettings) -> list[str]:
     """One ``WARNING:`` line per setting that makes a compiled package unusable on a cluster, though fine for a
-    local experiment: an image a cluster cannot pull (``coea:latest``, the default) and no pipeline root. The
+    local experiment: an image a cluster cannot pull (``coea:latest``, the default), no pipeline root, and an image or
+    pipeline root still holding a shipped settings file's placeholder (``REGISTRY/coea:TAG``). The
     commands that compile (``coea compile``, ``upload``, ``schedule``) print them on stderr."""
     warnings = []
     for option, ref in (("--image", settings.base_image), ("--gpu-image", settings.gpu_image)):
@@ -60,6 +64,11 @@ def deployment_warnings(settings: DeploymentSettings) -> list[str]:
     if not settings.pipeline_root:
         warnings.append("WARNING: no pipeline root: the runs' artifacts go to the KFP server's default root; for a "
                         "cluster pass --pipeline-root gs://BUCKET/ROOT (or pipeline_root in --settings)")
+    for option, key, value in (("--image", "image", settings.base_image), ("--gpu-image", "gpu_image",
+                               settings.gpu_image), ("--pipeline-root", "pipeline_root", settings.pipeline_root)):
+        if any(mark in value for mark in PLACEHOLDER_MARKS):
+            warnings.append(f"WARNING: {key} {value} is a placeholder of the shipped settings files; replace it in "
+                            f"--settings or pass {option}")
     return warnings
 
 

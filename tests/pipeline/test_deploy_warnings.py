@@ -4,6 +4,8 @@ problem, and a dry run names the image(s), pipeline root and state URI it would 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from components.settings import DeploymentSettings
@@ -42,6 +44,24 @@ def test_each_unusable_setting_gets_its_own_warning_line(changes, expected):
     assert all("\n" not in w for w in warnings)
     if "gpu_image" in changes:
         assert "--gpu-image REGISTRY/coea-gpu:TAG" in warnings[0]
+
+
+def test_the_shipped_placeholders_are_warned_about():
+    """Audit, session 55: the overlays' ``image: REGISTRY/coea:TAG`` and ``gs://REPLACE_ME-...`` pipeline root
+    compiled, uploaded and scheduled without a word (only the state_uri placeholder was refused)."""
+    from dataclasses import replace
+
+    from pipelines.compile import PLACEHOLDER_MARKS
+
+    warnings = deployment_warnings(replace(READY, base_image="REGISTRY/coea:TAG", gpu_image="REGISTRY/coea:TAG-gpu",
+                                           pipeline_root="gs://REPLACE_ME-coea-bucket/kfp-root"))
+    assert [w.split(" is a placeholder")[0] for w in warnings] == [
+        "WARNING: image REGISTRY/coea:TAG", "WARNING: gpu_image REGISTRY/coea:TAG-gpu",
+        "WARNING: pipeline_root gs://REPLACE_ME-coea-bucket/kfp-root"], warnings
+    assert "pass --pipeline-root" in warnings[2]
+    for path in ("base", "overlays/standalone", "overlays/gpu-pool"):  # every mark is one the shipped files use
+        text = (Path(__file__).parents[2] / "k8s" / path / "pipeline.yaml").read_text()
+        assert any(mark in text for mark in PLACEHOLDER_MARKS), path
 
 
 def test_the_summary_names_the_images_root_and_state():
