@@ -33,3 +33,33 @@ def test_target_rows_keep_the_lists_within_one_percent_c_h_and_say_whether_ncp_r
     assert rows[0].startswith("| coea | 0.00 | 1.011 | 1.000 |") and rows[0].endswith("| no |")
     assert rows[1].startswith("| coea | 0.50 | 1.000 | 1.333 | +0.0000") and rows[1].endswith("| yes |")
     assert "+0.1000 [" in rows[1]  # the NCP difference and its interval
+
+
+def test_the_frontier_adds_lam_to_the_unseen_categories_of_each_user_s_own_history():
+    """Audit, session 55: ``_frontier`` (the re-ranking behind the plain view's NCP figures) had no test. 12
+    categories, u has had c0 and c1 (ranked first by log-probability), v nothing: lam 0 keeps the model's order, a
+    bonus larger than the log-probability gap puts u's two seen categories last (v's list is unchanged), a negative
+    one puts them first; each row carries the metrics of exactly the lists it ranked."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from benchmarks.analysis_frontier import LAMBDAS, _frontier
+
+    cats = [f"c{j}" for j in range(12)]
+    ranked: list[list[list[str]]] = []
+
+    def metrics(recs):
+        ranked.append(recs)
+        return {"C-H@10": len(ranked), "NCP@10": 0.0, "S-H@10": 0.0}
+
+    ev = SimpleNamespace(categories=cats, users=["u", "v"], history={"u": ["c0", "c1", "c99"]}, tail=set(),
+                         split=SimpleNamespace(future_categories={"u": {"c11"}, "v": {"c0"}}), _metrics=metrics)
+    logp = np.tile(-np.arange(12, dtype=float) * 0.1, (2, 1))  # c0 best ... c11 worst, gap 1.1 < lam 1.5
+    rows = _frontier(ev, logp)
+    assert [r["lam"] for r in rows] == list(LAMBDAS) and [r["C-H"] for r in rows] == list(range(1, len(LAMBDAS) + 1))
+    by_lam = dict(zip(LAMBDAS, ranked, strict=True))
+    assert by_lam[0.0] == [cats[:10], cats[:10]]
+    assert by_lam[1.5][0] == cats[2:12] and by_lam[1.5][1] == cats[:10]  # u's seen c0, c1 out; v untouched
+    assert by_lam[-1.0][0][:2] == ["c0", "c1"] and by_lam[-1.0][1] == cats[:10]
+    assert rows[0]["per_user"]["C-H"].shape == (2,)
