@@ -174,8 +174,9 @@ def test_a_custom_reward_plugs_into_the_loop_unchanged(sft, monkeypatch):
 def test_distill_update_fits_every_unseen_category_to_the_reference_times_exp_reward_over_beta(sft, monkeypatch):
     """``update: distill`` with ``candidates`` null: a round's candidates are every category each user has not seen,
     no pairs are formed, the N-LLM is fitted to ``ref(c) * exp(r(c) / beta)`` renormalised over them (ref = the SFT
-    model) with ``dpo.alpha`` x KL from the reference renormalised over them, and after the round the tuned N-LLM is
-    closer to that target than the SFT model was (a reward of 1 nat for half the categories)."""
+    model, in round 2 as in round 1: audit, session 55, a round anchored to the previous round's model passed the
+    one-round version) with ``dpo.alpha`` x KL from the reference renormalised over them, and after the rounds the
+    tuned N-LLM is closer to that target than the SFT model was (a reward of 1 nat for half the categories)."""
     from coea.llm import distill as distill_module
     from coea.llm.decode import CategoryIndex, category_logprobs
     from coea.llm.distill import target_distribution
@@ -184,27 +185,33 @@ def test_distill_update_fits_every_unseen_category_to_the_reference_times_exp_re
     h, cats = split.histories, list(split.histories.categories)
     reward, fitted = _FixedReward(set(cats[::2])), []
     pco = replace(_light_cfg(reward="teacher", propose="top", update="distill", reference="sft"), candidates=None,
-                  rounds=1, refresh_relevance=False)
+                  rounds=2, refresh_relevance=False)
     pco.dpo = replace(pco.dpo, epochs=4.0, lr=5e-3)
     real_fit = distill_module.train_distill
     monkeypatch.setattr(distill_module, "train_distill", lambda *a, **kw: fitted.append(a[3:]) or real_fit(*a, **kw))
     loop = pco_loop.PcoLoop(pco, cfg.llm, h.interactions, cats, llms.groups, copy.deepcopy(llms.novelty),
                             llms.relevance, n_short=split.config.n_short, device="cpu", reward=reward)
     res = loop.run()
-    row, (inputs,) = res.rounds[1], reward.seen_inputs
-    assert row["pairs"] == 0 and row["dpo_steps"] > 0 and row["distill_kl"] > 0 and len(fitted) == 1
-    prompts, _, cands, targets, anchors = fitted[0]
-    assert cands == inputs.candidates and len(prompts) == row["prompts"]
-    for cs, seen in zip(cands, inputs.seen, strict=True):
-        assert set(cs) == set(cats) - seen  # every unseen category, none seen
+    assert len(fitted) == 2 and len(reward.seen_inputs) == 2
     tok, index = llms.novelty.tokenizer, CategoryIndex(llms.novelty.tokenizer, cats)
+    for r, ((prompts, _, cands, targets, anchors), inputs) in enumerate(zip(fitted, reward.seen_inputs,
+                                                                          strict=True), start=1):
+        row = res.rounds[r]
+        assert row["pairs"] == 0 and row["dpo_steps"] > 0 and row["distill_kl"] > 0
+        assert cands == inputs.candidates and len(prompts) == row["prompts"]
+        for cs, seen in zip(cands, inputs.seen, strict=True):
+            assert set(cs) == set(cats) - seen  # every unseen category, none seen
+        ref = category_logprobs(llms.novelty.model, tok, prompts, index)  # the SFT model, untouched by the rounds
+        for i, cs in enumerate(cands):
+            cols, rw = [index.position[c] for c in cs], np.array([1.0 if c in reward.good else 0.0 for c in cs])
+            np.testing.assert_allclose(targets[i], target_distribution(ref[i, cols], rw, pco.dpo.beta), rtol=1e-6)
+            np.testing.assert_allclose(anchors[i], np.exp(ref[i, cols] - np.logaddexp.reduce(ref[i, cols])),
+                                       rtol=1e-6)
+    prompts, _, cands, targets, _ = fitted[0]
     ref, tuned = (category_logprobs(m, tok, prompts, index) for m in (llms.novelty.model, res.novelty.model))
     kl_ref = kl_tuned = 0.0
     for i, cs in enumerate(cands):
-        cols, r = [index.position[c] for c in cs], np.array([1.0 if c in reward.good else 0.0 for c in cs])
-        want = target_distribution(ref[i, cols], r, pco.dpo.beta)
-        np.testing.assert_allclose(targets[i], want, rtol=1e-6)
-        np.testing.assert_allclose(anchors[i], np.exp(ref[i, cols] - np.logaddexp.reduce(ref[i, cols])), rtol=1e-6)
+        cols, want = [index.position[c] for c in cs], targets[i]
         for lp, acc in ((ref, "ref"), (tuned, "tuned")):
             q = np.exp(lp[i, cols] - np.logaddexp.reduce(lp[i, cols]))
             kl = float(np.sum(want * np.log(want / q)))

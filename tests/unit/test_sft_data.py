@@ -129,3 +129,39 @@ def test_novelty_sft_cuts_are_the_cuts_the_n_llm_examples_are_written_from():
         cuts = novelty_sft_cuts(_history(), groups, cfg)
         assert cuts and novelty_examples(cuts, cfg, "</s>") == build_sft_examples(_history(), groups, cfg,
                                                                                   eos="</s>").novelty
+
+
+def test_relevance_negatives_are_drawn_by_adoption_among_the_categories_a_user_neither_had_nor_took_up():
+    """Audit, session 55: the test above has one grouped user, whose own positives are the whole adoption pool, so
+    it never drew a "no": negatives from the user's seen categories, or drawn uniformly (the module doc: that
+    teaches "rare means yes"), passed. Four cuts of hand-made (context, taken up, seen before) triples."""
+    from collections import Counter
+
+    import numpy as np
+
+    from coea.llm.prompts import PromptContext
+    from coea.llm.sft_data import relevance_examples
+
+    ctx = PromptContext((0, 0), "p", ("a",))
+    cuts = [(ctx, ["x"], {"a", "y"}), (ctx, ["y"], {"a"}), (ctx, ["z"], {"a", "x"}), (ctx, ["x"], {"b"})]
+    cuts += [(ctx, ["x"], {"c"})] * 6  # adoption: x 8, y 1, z 1
+    drawn: list[dict[str, float]] = []
+
+    class Spy:  # a Generator's methods cannot be replaced: wrap it
+        rng = np.random.default_rng(0)
+
+        def choice(self, pool, size, replace, p):
+            drawn.append(dict(zip(pool.tolist(), p.tolist(), strict=True)))
+            return self.rng.choice(pool, size=size, replace=replace, p=p)
+
+        def permutation(self, n):
+            return self.rng.permutation(n)
+
+    ex = relevance_examples(cuts, 1, "</s>", Spy())
+    no = [(c, label) for (_, c, label) in ex.specs if not label]
+    assert len(no) == len(cuts)  # one "no" per "yes"
+    for (_, targets, seen), p in zip(cuts, drawn, strict=True):  # never had, never the cut's own take-up
+        assert all(p[c] == 0.0 for c in seen | set(targets) if c in p), (targets, seen, p)
+    assert drawn[1] == {"x": 8 / 9, "y": 0.0, "z": 1 / 9}  # y's cut: x and z by their adoption counts
+    assert drawn[0] == {"x": 0.0, "y": 0.0, "z": 1.0}
+    assert Counter(label for _, _, label in ex.specs) == {True: 10, False: 10}
