@@ -289,3 +289,37 @@ def test_novel_methods_from_the_registry_never_recommend_a_history_category(name
     method = build_method(parse_method(name), MethodContext()).fit(split.histories)
     recs = method.recommend(["u", "v", "w"], 4)
     assert {u: set(cats) for u, cats in recs.items()} == {"u": {"c", "z"}, "v": {"b", "z"}, "w": {"a", "z"}}
+
+
+@pytest.mark.parametrize("reward", ["feedback", "relevance"])
+def test_a_loop_without_group_sections_never_prompts_with_one(reward, monkeypatch):
+    """Audit, session 55: ``llm.data.with_group: false`` (the short preset, ``coea w/o CSID``) was only ever checked
+    in the configs: a round that built its N-LLM prompts, or the R-LLM's scoring prompts, with the default sections
+    passed every test (the scratch tokenizer holds the group tokens, so nothing fails). One round of the loop on
+    tiny untrained models: every N-LLM and R-LLM prompt written (sampling, scoring, the update, both refreshes)
+    carries no ``group:`` or ``profile:`` section; with the sections on, they are there."""
+    from coea.llm import prompts
+    from coea.llm import sft_data as sft_data_module
+    from coea.llm.sft_config import SftDataConfig
+    from coea.pco import feedback as feedback_module
+    from coea.pco import reward as reward_module
+    from coea.pco.loop import PcoLoop
+
+    written: list[str] = []
+    for module in (round_module, reward_module, feedback_module, sft_data_module):
+        for name in ("novelty_prompt", "relevance_prompt"):
+            if hasattr(module, name):
+                real = getattr(prompts, name)
+                monkeypatch.setattr(module, name, lambda *a, _f=real, **kw: written.append(_f(*a, **kw)) or written[-1])
+    users = [f"u{k}" for k in range(6)]
+    rows = [(u, f"{u}{t}", CATS[(t * (k + 1)) % 3], 100 + t) for k, u in enumerate(users) for t in range(12)]
+    groups = {u: GroupInfo((1, 1), "likes comedy") for u in users}
+    cfg = PcoConfig(periods="user", rounds=1, reward=reward, candidates=2, users_per_round=None)
+    cfg.dpo = replace(cfg.dpo, epochs=1.0)
+    for with_group in (False, True):
+        written.clear()
+        llm = replace(LlmConfig(), data=SftDataConfig(with_group=with_group, min_prefix=2, horizon=4,
+                                                      novelty_horizon=2, n_short=2, gap=0))
+        PcoLoop(cfg, llm, _history(rows), CATS, groups, _bundle(), _bundle(), device="cpu").run()
+        assert written and all(("group:" in p and "profile:" in p) == with_group for p in written), written[:3]
+        assert any("candidate:" in p for p in written) and any(p.endswith("novel:") for p in written)
