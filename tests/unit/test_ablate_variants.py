@@ -18,6 +18,19 @@ def test_default_reward_reads_feedback_so_the_ablation_has_its_row():
                      "coea w/o item sequence", "coea w/o feedback"}
 
 
+def test_each_kl_row_carries_its_alpha_and_nothing_else_changes():
+    """Audit, session 55: the rows were checked by name only, so rows that kept the run's own alpha (copies of
+    ``coea``) passed, up to the ``coea ablate`` integration test."""
+    cfg = RunConfig()
+    configs = variant_configs(cfg)
+    rows = {name: float(name.split("=")[1]) for name in configs if name.startswith("coea alpha=")}
+    assert rows == {"coea alpha=0.1": 0.1, "coea alpha=0.6": 0.6}
+    for name, alpha in {**rows, "coea w/o KL": 0.0}.items():
+        row = configs[name]
+        assert row.pco.dpo.alpha == alpha and replace(row.pco.dpo, alpha=cfg.pco.dpo.alpha) == cfg.pco.dpo, name
+        assert replace(row.pco, dpo=cfg.pco.dpo) == cfg.pco and row.llm == cfg.llm, name
+
+
 def test_prompt_variants_take_away_what_the_run_has_and_add_what_it_lacks():
     default = variant_configs(RunConfig(), extras=True)
     assert RunConfig().llm.data.full_csid and default["coea"].llm.data.full_csid  # the default prompt shows it

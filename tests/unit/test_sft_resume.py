@@ -80,7 +80,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_and_ends_with_the_uninter
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-@pytest.mark.parametrize("change", ["settings", "examples", "key"])
+@pytest.mark.parametrize("change", ["settings", "examples", "last label", "key"])
 def test_a_checkpoint_of_other_settings_or_examples_is_discarded_with_a_warning(fresh, tmp_path, caplog, change):
     folder = tmp_path / "ck"
     with pytest.raises(Preempted):
@@ -90,6 +90,9 @@ def test_a_checkpoint_of_other_settings_or_examples_is_discarded_with_a_warning(
         cfg = replace(CFG, lr=1e-3)
     elif change == "examples":
         examples = EXAMPLES[1:]
+    elif change == "last label":  # the same prompts, the last answer changed (audit, session 55: a hash of the
+        last = EXAMPLES[-1]  # prompts alone passed)
+        examples = [*EXAMPLES[:-1], {**last, "completion": " e </s>" if last["completion"] != " e </s>" else " d </s>"}]
     else:
         key = "another model"
     saves: list[str] = []

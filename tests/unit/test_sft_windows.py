@@ -314,6 +314,32 @@ def test_gap_follows_the_split_and_targets_start_after_it():
     ts = np.array([0, 60, 120, 180, 2 * day, 2 * day + 60])
     assert [target_start(ts, t, day) for t in (1, 3, 4, 5)] == [4, 4, 4, 6]
     assert [target_start(ts, t, 0) for t in (1, 3, 5)] == [1, 3, 5]
+    # exactly gap seconds after the cut's last event is a target (the split keeps a history event exactly
+    # min_gap before the future too; audit, session 55: a strict "more than gap" passed)
+    assert target_start(np.array([0, 60, 120, 180, 180 + day]), 4, day) == 4
+
+
+def test_the_r_llm_refresh_takes_its_positives_after_the_gap_and_at_most_max_targets_a_cut():
+    """Audit, session 55: PCO's R-LLM refresh (``refresh_examples``) was never run with a gap, so positives read
+    right after the cut, or more than ``max_targets`` of them, passed. A burst a, b, c, d on day 0, then e, f, g on
+    day 2, all inside the window; with the split's one-day gap every cut's "yes" is among e, f, g, one a cut."""
+    from coea.pco.periods import Window, refresh_examples
+
+    day = 86_400
+    rows = [("a", 0), ("b", 60), ("c", 120), ("d", 180), ("e", 2 * day), ("f", 2 * day + 60), ("g", 2 * day + 120)]
+    log = events([(u, f"{u}{k}", c, t) for u in ("u", "v") for k, (c, t) in enumerate(rows)])
+    groups = {"u": GroupInfo((0,), "p"), "v": GroupInfo((0,), "p")}
+    split = SplitConfig(n_future=2, n_short=2, min_history=2, min_gap=day)
+    cfg = replace(resolve_sft_data(SftDataConfig(cuts_per_user=3, min_prefix=2), split), max_targets=1)
+    ex = refresh_examples(log, groups, Window(0, 0, 3 * day), cfg, "</s>", np.random.default_rng(0))
+    yes = [e["prompt"].split("candidate:")[1].strip() for e in ex if e["completion"].startswith(" yes")]
+    assert yes and set(yes) <= {"e", "f", "g"}
+    # cuts at events 2, 4, 6 of each user: the first two take up e, f, g (one kept), the last nothing after a day
+    assert len(yes) == 2 * 2
+    no_gap = refresh_examples(log, groups, Window(0, 0, 3 * day), replace(cfg, gap=0), "</s>",
+                              np.random.default_rng(0))
+    read = {e["prompt"].split("candidate:")[1].strip() for e in no_gap if e["completion"].startswith(" yes")}
+    assert read & {"c", "d"}  # without the gap, the burst's own next events
 
 
 def test_new_user_cut_teaches_the_first_categories_from_an_empty_prompt():
