@@ -532,6 +532,28 @@ def test_prior_correction_in_the_loop_shifts_each_p_yes_by_the_log_adoption_prio
     assert ((got > p) == (lp > 0))[np.abs(lp) > 1e-6].all()
 
 
+def test_the_llm_methods_prompt_with_the_split_s_short_term_set(sft, tiny_sft_run):
+    """Audit, session 55: the prompts' ``recent:`` section must be the split's short-term set (``split.short_window``
+    shapes it), not the last ``n_short`` events recomputed from the history: a method that recomputed it passed,
+    since without a window the two agree. Here each user's set is one that the last events would never give."""
+    from dataclasses import replace as dc_replace
+
+    from coea.evaluation.registry import MethodContext, build_method, parse_method
+    from coea.layout import ArtifactDirs
+    from coea.stages import load_artifacts
+
+    cfg, split, llms = sft
+    cats = list(split.histories.categories)
+    users = split.warm_users[:6]
+    odd = {u: [cats[i % len(cats)], cats[(i + 3) % len(cats)]] for i, u in enumerate(users)}
+    histories = dc_replace(split.histories, short_term={**split.histories.short_term, **odd})
+    for name in ("nllm_sft", "dual_best_of_n", "nllm_seq"):
+        arts = load_artifacts([name], ArtifactDirs(dsie=tiny_sft_run / "dsie", llm=(tiny_sft_run / "llm",)))
+        method = build_method(parse_method(name), MethodContext(seed=0, llm=cfg.llm, artifacts=arts))
+        method.fit(histories)
+        assert [list(c.short_term) for c in method.contexts(users)] == [odd[u] for u in users], name
+
+
 def test_rllm_rank_orders_categories_by_the_rllm_p_yes(sft, tiny_sft_run):
     """``rllm_rank``: each user's list is the categories sorted by the R-LLM's P(yes) for the user's prompt
     context, best first; ``rllm_rank+x`` (history categories passed as exclusions, as the evaluation does) is
