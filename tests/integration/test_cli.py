@@ -76,6 +76,19 @@ def test_column_flags_map_a_csv_for_group_and_are_refused_beside_from_run(tmp_pa
     assert res.returncode == 2
     assert "--user-col and --from-run both given" in res.stderr and "drop --user-col" in res.stderr
     assert not (tmp_path / "ab").exists()
+    # evaluate --from-run without --data scores the run's prepared data: a data option there did nothing yet was
+    # written into OUT/config.json, and the next --from-run OUT failed on it (session 55)
+    res = coea("evaluate", "--from-run", str(out), "--methods", "pop", "--category-level", "first",
+               "--out", str(tmp_path / "ev1"))
+    assert res.returncode == 2 and not (tmp_path / "ev1").exists()
+    assert "--category-level has no effect with --from-run alone" in res.stderr and "pass --data too" in res.stderr
+    other = tmp_path / "other.yaml"  # another config's data section is not what is scored: not recorded either
+    other.write_text(cfg.read_text() + "data: {spec: 'csv:elsewhere.csv', user_col: nobody}\n")
+    res = coea("evaluate", "--from-run", str(out), "--config", str(other), "--methods", "pop",
+               "--out", str(tmp_path / "ev2"))
+    assert res.returncode == 0, res.stderr
+    recorded = json.loads((tmp_path / "ev2" / "config.json").read_text())["data"]
+    assert recorded["spec"] == f"csv:{path}" and recorded["user_col"] == "uid"
 
 
 def test_evaluate_writes_outputs_on_synthetic(tmp_path):

@@ -38,7 +38,9 @@ from coea.stages import load_artifacts, load_llms, run_pco_stage
 from tests.pipeline.pipeline_helpers import tiny_llm
 
 METHODS = sorted(REGISTRY) + [f"{m}+x" for m in sorted(REGISTRY)]
-COEA = ["coea", "coea+x"]
+# coea_dual reads the last round's refreshed R-LLM, coea_seq the encoder beside the tuned N-LLM (audit, session 55:
+# only coea itself was checked after the feedback rewards' rounds)
+COEA = ["coea", "coea+x", "coea_dual+x", "coea_seq+x"]
 SPLIT = SplitConfig(n_future=5, n_short=5, min_history=3)
 
 
@@ -137,7 +139,8 @@ def serendipity_recs(runs):
     ("serendipity", "global", "period", METHODS), ("feedback", "global", "period", COEA),
     ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA),
     ("teacher", "user", "period", COEA), ("teacher+cooc", "user", "period", COEA),
-    ("teacher+distill", "user", "period", COEA), ("relevance+distill", "user", "period", COEA)])
+    ("teacher+distill", "user", "period", COEA), ("relevance+distill", "user", "period", COEA),
+    ("feedback+served", "user", "period", COEA)])
 def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, periods,
                                                                       negatives, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
@@ -147,7 +150,8 @@ def test_changing_every_future_event_leaves_recommendations_identical(runs, sere
 continued on each period; ``teacher``: pairs ranked by the DSIE encoder after each user's history before the window's
 end; ``teacher+cooc``: and by the co-occurrence shares of that history, ``pco.teacher_cooc_weight``;
 ``teacher+distill``: the N-LLM fitted to the teacher's target over every unseen category, ``pco.update: distill``;
-``relevance+distill``: to the R-LLM's log-odds over the N-LLM's top 8 unseen, ``coea ablate``'s ``coea w/o teacher``),
+``relevance+distill``: to the R-LLM's log-odds over the N-LLM's top 8 unseen, ``coea ablate``'s ``coea w/o teacher``;
+``feedback+served``: with the serving store's lists of before the period as exposure, the recurring pipeline's input),
 give identical lists to
     warm and cold-start users when only the evaluation future changed (its events, and with them the whole log's
     category and item counts)."""
@@ -165,8 +169,11 @@ give identical lists to
         if negatives == "history":  # with the continual windows (the rounds replay the held-out last quarter)
             run_stage_cfg = replace(run_stage_cfg, llm=replace(cfg.llm, data=replace(cfg.llm.data, holdout_share=0.25)),
                                     pco=replace(run_stage_cfg.pco, takeup="recent", feedback_horizon=3))
-        run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir)
+        served = _served(layout, root=layout.root) if reward.endswith("+served") else None
+        run_pco_stage(run_stage_cfg, layout.data, layout.dsie, [layout.llm], pco_dir, served=served)
         rows = json.loads((pco_dir / "pco_metrics.json").read_text())["rounds"]
+        if served is not None:  # the served lists were read: exposure joined the candidates
+            assert sum(r["feedback_exposed"] for r in rows[1:]) > 0
         if reward in ("feedback", "hybrid"):  # the teacher and the R-LLM rewards read no feedback
             assert all(r["feedback_users"] > 0 and r["onpolicy_examples"] > 0 for r in rows[1:])  # feedback read
         assert all(r["pairs"] > 0 if not distil else r["dpo_steps"] > 0 and r["distill_kl"] > 0 for r in rows[1:])
@@ -182,6 +189,61 @@ give identical lists to
     for name in methods:
         assert len(recs["a"][name]["cold"]) == len(a.cold_users)
         assert recs["a"][name] == recs["b"][name], f"{name} changed when only the future changed: leakage"
+
+
+def _served(layout: RunLayout, root):
+    """What a serving store showed each user before the period: 3 categories each user never had in the history
+    (the same file for both runs: their histories are the same), as a recommendations parquet."""
+    history = chronological_split(read_prepared(layout.data).interactions, SPLIT).histories
+    had = history.user_categories()
+    rows = [(u, rank, c, 1.0 / rank) for u in sorted(had)
+            for rank, c in enumerate([c for c in history.categories if c not in had[u]][:3], start=1)]
+    path = root / "served.parquet"
+    pd.DataFrame(rows, columns=["user_id", "rank", "category", "score"]).to_parquet(path, index=False)
+    return path
+
+
+def test_the_profile_refresh_reads_histories_only(runs, tmp_path) -> None:
+    """The recurring pipeline's ``build_profiles`` step (the group profiles every prompt shows) rebuilds them from
+    the histories of the period: identical for the log and for the log with every future event changed (audit,
+    session 55: a refresh that counted the future passed)."""
+    from coea.stages import run_build_profiles
+
+    built = {}
+    for name, (cfg, layout) in runs.items():
+        built[name] = run_build_profiles(cfg, layout.data, layout.dsie, tmp_path / name)
+    a, b = ((tmp_path / name / "profiles.json").read_text() for name in ("a", "b"))
+    assert built["a"].refreshed and a == b
+
+
+def test_the_round_metrics_never_steer_the_rounds(runs, monkeypatch) -> None:
+    """The per-round evaluation (the only PCO input that holds the evaluation future) is reported, never acted on:
+    two loops on the same models whose ``evaluate`` callbacks report opposite trends train on the same pairs and
+    end with the same weights (audit, session 55: a loop that kept a round only when it raised x_S-H passed the
+    flow-level test, whose tiny rounds never moved it)."""
+    import torch
+
+    cfg, layout = runs["a"]
+    history = chronological_split(read_prepared(layout.data).interactions, SPLIT).histories
+    cats = list(history.categories)
+    pairs: list[list] = []
+    real = round_module.dpo_update
+
+    def spy(ctx, novelty, round_pairs, dpo_cfg):
+        pairs[-1].append([(p.prompt, p.chosen, p.rejected) for p in round_pairs])
+        return real(ctx, novelty, round_pairs, dpo_cfg)
+
+    monkeypatch.setattr(round_module, "dpo_update", spy)
+    finals = []
+    for sign in (1.0, -1.0):
+        llms = load_llms([layout.llm], layout.dsie, trainable=True)
+        pairs.append([])
+        trend = lambda r, novelty, relevance, _s=sign: {"x_S-H": 0.5 + _s * 0.1 * r, "S-H": 0.5 - _s * 0.1 * r}  # noqa: E731
+        res = PcoLoop(cfg.pco, resolve_llm(cfg.llm, SPLIT), history.interactions, cats, llms.groups, llms.novelty,
+                      llms.relevance, n_short=SPLIT.n_short, device="cpu", evaluate=trend).run()
+        finals.append(res.novelty.model.state_dict())
+    assert pairs[0] and pairs[0] == pairs[1]
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
 
 
 def test_control_changing_history_changes_every_method(data, serendipity_recs, tmp_path):

@@ -34,6 +34,7 @@ from coea.cli.common import (
     eval_overrides,
     from_run_config,
     ints,
+    load_config,
     output_folder,
     overrides,
     require_parts,
@@ -75,7 +76,9 @@ def evaluate_cmd(
     from coea.flow import Step, run_flow
     from coea.layout import RunLayout
 
-    cfg = from_run_config(config, from_run)
+    cfg = _scored_data_config(from_run_config(config, from_run), from_run, data, {
+        "--category-level": category_level, "--user-col": user_col, "--item-col": item_col,
+        "--category-col": category_col, "--timestamp-col": timestamp_col})
     cfg = replace(
         cfg,
         data=data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col),
@@ -90,6 +93,22 @@ def evaluate_cmd(
             evaluation = _evaluate_run(cfg, from_run, out, data_given=data is not None)
     typer.echo(evaluation.table)
     typer.echo(f"wrote {', '.join(str(p) for p in evaluation.paths.values())}")
+
+
+def _scored_data_config(cfg, from_run: Path | None, data: str | None, options: dict[str, str | None]):
+    """``evaluate --from-run`` without ``--data`` scores the run's own prepared data/: the data options that only
+    shape a log being read are refused there (they were ignored, yet written into OUT/config.json, which the next
+    ``--from-run OUT`` read), and OUT/config.json records the run's data section, not another config's."""
+    if from_run is None or data is not None or not (from_run / "data").is_dir():
+        return cfg
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise CoeaInputError(f"{given[0]} has no effect with --from-run alone: the run's prepared data/ is scored as "
+                             "it was read", option=given[0],
+                             fix=f"drop {given[0]}, or pass --data too to score another reading of the log")
+    if (from_run / "config.json").is_file():
+        return replace(cfg, data=load_config(from_run / "config.json").data)
+    return cfg
 
 
 def _evaluate_run(cfg, from_run: Path, out: Path, *, data_given: bool):
