@@ -114,6 +114,10 @@ def test_a_bad_cron_in_the_settings_file_is_named_there(tmp_path: Path, capsys: 
     (["--dry-run", "--namespace", "coea/x"], "is not a Kubernetes namespace name"),
     (["--dry-run", "--job-name", " "], "option --job-name: empty job name"),
     (["--dry-run", "--cron", ""], "option --cron: empty cron"),
+    # session 55: a path on this machine, which no scheduled run's pod can read, was sent as it was
+    (["--dry-run", "--data", "csv:my_log.csv"], "'csv:my_log.csv' is a path on this machine"),
+    (["--dry-run", "--data", "movielens:../shared/data/ml-1m"], "fix: put the log in a bucket: --data parquet:gs://"),
+    (["--dry-run", "--state-uri", "gs://my-bucket/state", "--data", "parquet:/cache/events/"], "a path on this machine"),
 ])
 def test_schedule_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                 message: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,6 +125,15 @@ def test_schedule_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code, out, err = run_cli(["schedule", "--out", str(tmp_path), "--data", "synthetic", *args], capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_log_on_the_cache_volume_is_readable_when_the_state_steps_mount_it(tmp_path: Path, capsys) -> None:
+    """With the state on the cache volume (the cpu-dev overlay) the steps mount it, so a log under /cache/ is fine;
+    so is gs://."""
+    for data, state in (("parquet:/cache/events/", "/cache/coea-state"), ("csv:gs://my-bucket/log.csv", "gs://my-bucket/state")):
+        code, _, err = run_cli(["schedule", "--out", str(tmp_path), "--dry-run", "--data", data, "--state-uri", state],
+                               capsys)
+        assert code == 0, err
 
 
 def test_compile_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
