@@ -218,6 +218,23 @@ def test_a_partition_file_of_another_kind_is_an_error_not_a_day_left_out(tmp_pat
     assert "write every partition as .csv" in line
 
 
+@pytest.mark.parametrize("stray", ["dt=2023-11-15/hour=05/part-0.csv", "other/part-0.csv", "all.csv"],
+                         ids=["nested", "other-folder", "root"])
+def test_a_data_file_outside_the_dt_folders_is_an_error_not_events_left_out(tmp_path, capsys, stray):
+    """Audit, session 55: a file in a folder nested in dt= (hive-style hour=05/), in a folder that is not dt=, or in
+    the log's root was skipped without a word. Markers (_SUCCESS) and other kinds elsewhere stay ignored."""
+    (tmp_path / "log" / "dt=2023-11-14").mkdir(parents=True)
+    write(tmp_path / "log" / "dt=2023-11-14" / "part-0.csv", f"{HEADER}u1,a,x,{T0}\n")
+    write(tmp_path / "log" / "_SUCCESS", "")
+    write(tmp_path / "log" / "README.txt", "notes")
+    assert stats(capsys, f"csv:{tmp_path / 'log'}")["interactions"] == 1
+    (tmp_path / "log" / stray).parent.mkdir(parents=True, exist_ok=True)
+    write(tmp_path / "log" / stray, f"{HEADER}u2,b,y,{T0 + 86_400}\n")
+    line = one_error(capsys, tmp_path, f"csv:{tmp_path / 'log'}", command="stats")
+    assert f"{stray} is not directly inside a dt=YYYY-MM-DD/ folder, so its events would be left out" in line
+    assert "move each .csv file into the dt=YYYY-MM-DD/ folder of its day" in line
+
+
 def test_an_event_after_its_partition_s_day_is_named_with_its_file_and_line(tmp_path, capsys):
     """Audit (session 53): dt=2023-11-15/ holding an event of 2024-08-12 was read without a word, so a run as of
     2023-11-16 read seven months of its future. An earlier event (a late arrival) is read."""

@@ -117,7 +117,8 @@ def test_a_bad_cron_in_the_settings_file_is_named_there(tmp_path: Path, capsys: 
     # session 55: a path on this machine, which no scheduled run's pod can read, was sent as it was
     (["--dry-run", "--data", "csv:my_log.csv"], "'csv:my_log.csv' is a path on this machine"),
     (["--dry-run", "--data", "movielens:../shared/data/ml-1m"], "fix: put the log in a bucket: --data parquet:gs://"),
-    (["--dry-run", "--state-uri", "gs://my-bucket/state", "--data", "parquet:/cache/events/"], "a path on this machine"),
+    (["--dry-run", "--state-uri", "gs://my-bucket/state", "--data", "parquet:/cache/events/"],
+     "a path on this machine"),
 ])
 def test_schedule_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                 message: str, monkeypatch: pytest.MonkeyPatch) -> None:

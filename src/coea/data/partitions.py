@@ -44,13 +44,17 @@ def group_partitions(names: Iterable[str], fmt: str, source: str) -> list[Partit
     """The partitions among ``names`` (relative paths such as ``dt=2026-11-29/part-0.csv``), by day; only
     ``*.{fmt}`` files directly inside a ``dt=`` folder count. A ``dt=`` folder that is not a date, or that holds
     a file of another kind (``part-0.csv.gz`` in a ``csv:`` log; ``_SUCCESS``, ``.crc`` and other ``_``/``.``
-    names aside), is an error."""
+    names aside), is an error, and so is a ``*.{fmt}`` file elsewhere (the root, another folder, a folder nested
+    in a ``dt=`` one): none would be read."""
     days: dict[date, list[str]] = {}
     others: dict[str, list[str]] = {}  # a dt= folder's data files of another kind (not _SUCCESS, .crc, ...)
+    stray: list[str] = []  # data files not directly in a dt= folder: the root, another folder, a nested one
     for name in names:
         folder, _, file = name.partition("/")
         match = _DT.match(folder)
         if not match or "/" in file:
+            if name.endswith(f".{fmt}") and not name.rsplit("/", 1)[-1].startswith(("_", ".")):
+                stray.append(name)
             continue
         if not file.endswith(f".{fmt}"):
             if not file.startswith(("_", ".")):
@@ -64,6 +68,12 @@ def group_partitions(names: Iterable[str], fmt: str, source: str) -> list[Partit
             raise CoeaInputError(f"partition folder {folder!r} is not dt=YYYY-MM-DD", source=source,
                                  fix="name each partition folder dt=YYYY-MM-DD (the UTC day of its events)") from err
         days.setdefault(day, []).append(name)
+    if stray:  # their events would be left out of the log without a word
+        more = f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""
+        raise CoeaInputError(f"{min(stray)}{more} is not directly inside a dt=YYYY-MM-DD/ folder, so its events would "
+                             "be left out of the log", source=source,
+                             fix=f"move each .{fmt} file into the dt=YYYY-MM-DD/ folder of its day (sub-folders such "
+                                 "as hour=05/ are not read), or out of the log's folder")
     if others:  # their events would be left out of the log without a word
         folder, files = min(others.items())
         raise CoeaInputError(f"partition folder {folder} holds file(s) that are not .{fmt}: {', '.join(sorted(files))}",
@@ -73,8 +83,9 @@ def group_partitions(names: Iterable[str], fmt: str, source: str) -> list[Partit
 
 
 def local_partition_names(folder: Path) -> list[str]:
-    """The relative names of the files in ``folder``'s ``dt=*/`` sub-folders."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.glob("dt=*/*") if p.is_file())
+    """The relative names of every file under ``folder`` (:func:`group_partitions` picks the partitions' and
+    refuses data files elsewhere), as a gs:// prefix lists its objects."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def select_partitions(parts: list[Partition], as_of: str | None, window_days: int, source: str,
