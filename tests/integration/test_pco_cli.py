@@ -198,7 +198,33 @@ def test_pco_with_a_bad_served_file_names_it_before_any_model_loads(tmp_path):
         assert res.returncode == 2, res.stderr
         line = res.stderr.strip().splitlines()[-1]
         assert f"{name}.parquet" in line and all(w in line for w in words), line
+    # read whatever the config (session 55: with exposure_inject false the file was not even opened)
+    (tmp_path / "off.yaml").write_text("pco: {exposure_inject: false}\n")
+    res = coea("pco", "--run", str(tmp_path), "--config", str(tmp_path / "off.yaml"),
+               "--served", str(tmp_path / "nocat.parquet"))
+    assert res.returncode == 2 and "missing column" in res.stderr, res.stderr
     assert not (tmp_path / "pco").exists()
+
+
+@pytest.mark.parametrize(("pco", "rows", "said"), [
+    ({"exposure_inject": False}, 1, "is not used: pco.exposure_inject is false"),
+    ({"reward": "teacher"}, 1, "is not used: pco.reward teacher reads no logged feedback"),
+    ({}, 0, "holds no lists: this run has no exposure"),
+    ({}, 1, None)])
+def test_a_served_file_that_changes_nothing_says_so(tmp_path, capsys, pco, rows, said):
+    """Session 55: ``--served`` was silently ignored when the config never reads it, and an empty file silently
+    meant no exposure."""
+    import pandas as pd
+
+    from coea.cli.stages import _check_served
+    from coea.pco.config import PcoConfig
+
+    path = tmp_path / "served.parquet"
+    pd.DataFrame({"user_id": ["u1"] * rows, "rank": [1] * rows, "category": ["a"] * rows,
+                  "score": [0.5] * rows}).astype({"rank": "int64", "score": "float64"}).to_parquet(path)
+    _check_served(path, PcoConfig(**pco))
+    err = capsys.readouterr().err
+    assert (said in err and err.startswith(f"warning: --served {path} ")) if said else err == ""
 
 
 @pytest.mark.parametrize("alpha", ["nan", "inf"])

@@ -228,6 +228,8 @@ def pco_cmd(
     cfg = replace(cfg, pco=overrides(cfg.pco, rounds=rounds))
     if alpha is not None:
         cfg.pco.dpo = overrides(cfg.pco.dpo, alpha=alpha)
+    if served is not None:
+        _check_served(served, cfg.pco)
     result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume, served=served,
                            check_run=run)
     keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "distill_kl", "round_s")
@@ -235,6 +237,22 @@ def pco_cmd(
         typer.echo("  ".join(f"{key} {row[key]:.4g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"
                              for key in keys if row.get(key) is not None))
     typer.echo(f"wrote {layout.pco / 'pco_metrics.json'}, {layout.pco / 'pco_metrics.png'}")
+
+
+def _check_served(served: Path, pco) -> None:
+    """``pco --served``: the file is read (a bad one is a one-line error) whatever the config, and a config or file
+    that makes it change nothing says so (session 55: it was not even opened with ``exposure_inject: false``)."""
+    from coea.pco.config import FEEDBACK_REWARDS
+    from coea.stages.pco import read_exposure
+
+    lists = read_exposure(served)
+    if not pco.exposure_inject:
+        typer.echo(f"warning: --served {served} is not used: pco.exposure_inject is false", err=True)
+    elif pco.reward not in FEEDBACK_REWARDS:
+        typer.echo(f"warning: --served {served} is not used: pco.reward {pco.reward} reads no logged feedback (only "
+                   "feedback and hybrid add the served categories to the candidates)", err=True)
+    elif not lists:
+        typer.echo(f"warning: --served {served} holds no lists: this run has no exposure", err=True)
 
 
 @app.command("ablate")
