@@ -163,6 +163,13 @@ def test_a_log_whose_histories_are_all_shorter_than_the_future_is_exit_2_with_th
         ", or --config short" in line
     code, _, err = run_cli(["group", "--data", f"csv:{path}", "--out", str(tmp_path / "g")], capsys)
     assert code == 2 and "none of the 20 users" in err and "Traceback" not in err, err
+    # with the validation split the message says what is held out: both windows (audit, session 55: it named
+    # n_future alone, which left half the events unexplained, and never named validation)
+    (tmp_path / "v.yaml").write_text("split: {validation: true, n_future: 3}\n")
+    line = one_error(capsys, tmp_path, f"csv:{path}", "--config", str(tmp_path / "v.yaml"), "--methods", "pop",
+                     "--k", "1")
+    assert "once their last 2 x split.n_future=6 (split.validation: the test and the validation windows) are held" \
+        " out" in line and "(or drop split.validation)" in line
     assert not (tmp_path / "g").exists()
     code, out, err = run_cli(["evaluate", "--data", f"csv:{path}", "--methods", "pop,markov", "--n-future", "2",
                               "--min-history", "2", "--k", "1", "--out", str(tmp_path / "ok")], capsys)
@@ -209,6 +216,13 @@ def test_an_empty_methods_list_or_a_bad_k_is_an_error_naming_the_option(tmp_path
                               str(tmp_path / "out")], capsys)
     assert code == 2 and "option --methods: empty list" in err, err
     assert not (tmp_path / "out").exists()
+    for typo in ("pop,,markov", "pop,"):  # a name lost between commas (audit, session 55: read as another list)
+        code, out, err = run_cli(["evaluate", "--data", "synthetic", "--methods", typo, "--out",
+                                  str(tmp_path / "out")], capsys)
+        assert code == 2 and f"option --methods: empty entry in '{typo}'" in err, err
+    code, out, err = run_cli(["ablate", "--data", "synthetic", "--variants", "coea w/o KL,,coea w/o CSID", "--out",
+                              str(tmp_path / "out")], capsys)
+    assert code == 2 and "option --variants: empty entry" in err, err
     code, out, err = run_cli(["evaluate", "--data", "synthetic", "--k", "5,x", "--out", str(tmp_path / "out")],
                              capsys)
     assert code == 2 and "option --k: expected comma-separated integers, got '5,x'" in err, err

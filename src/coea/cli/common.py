@@ -275,13 +275,16 @@ def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
 
 def csv(value: str | None, option: str = "--methods") -> list[str] | None:
     """A comma-separated option as a list; None when not given. Given but empty (``--methods ""``) is an error,
-    never 'the defaults'."""
+    never 'the defaults'; so is an empty entry (``pop,,markov``, ``pop,``), as for :func:`ints`: a list with a typo
+    (a name lost between two commas) is not read as another list."""
     if value is None:
         return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
+    items = [v.strip() for v in value.split(",")]
+    if not any(items):
         raise CoeaInputError(f"empty list {value!r}", option=option,
                              fix=f"name at least one, comma-separated, or leave {option} out for the defaults")
+    if not all(items):
+        raise CoeaInputError(f"empty entry in {value!r}", option=option, fix="one name between commas")
     return items
 
 

@@ -106,8 +106,7 @@ def cold_start_warning(split: Split) -> str | None:
         return None
     c = split.config
     head = (f"{len(split.cold_users)} of {users} users ({len(split.cold_users) / users:.0%}) have fewer than "
-            f"split.min_history={c.min_history} history events once their last split.n_future={c.n_future} are "
-            f"held out")
+            f"split.min_history={c.min_history} history events once their last {held_out(c)} are held out")
     if split.cold_by_gap > len(split.cold_users) / 2:  # the gap, not short histories, makes most of them cold
         return (f"{head} and split.min_gap={c.min_gap} s has removed the events closer than that to their future "
                 f"({split.cold_by_gap} users are cold only because of it), so they are scored as cold-start; that is "
@@ -126,11 +125,20 @@ def require_warm_users(split: Split, source: str | None = None) -> None:
     c = split.config
     users = len(split.cold_users)
     gap = f" and split.min_gap={c.min_gap} s" if c.min_gap > 0 else ""
+    validation = " (or drop split.validation)" if c.validation else ""
     raise CoeaInputError(
         f"none of the {users} users has split.min_history={c.min_history} history events once their last "
-        f"split.n_future={c.n_future} are held out{gap}: nothing to fit or score", source=source, option="split",
+        f"{held_out(c)} are held out{gap}: nothing to fit or score", source=source, option="split",
         fix="lower them for short histories: split: {n_future: 2, min_history: 2} in the --config file (coea "
-            "evaluate: --n-future 2 --min-history 2), or --config short")
+            f"evaluate: --n-future 2 --min-history 2), or --config short{validation}")
+
+
+def held_out(c: SplitConfig) -> str:
+    """The events a split holds out of each user's end, in words: ``split.n_future=N`` events, twice that with
+    ``validation`` (the test window, then the validation window scored before it)."""
+    if c.validation:
+        return f"2 x split.n_future={2 * c.n_future} (split.validation: the test and the validation windows)"
+    return f"split.n_future={c.n_future}"
 
 
 @dataclass(frozen=True)
