@@ -184,6 +184,7 @@ def test_recommend_reads_the_store(tmp_path):
     res = coea("recommend", "--store", str(tmp_path / "recs.sqlite"), "--user", "nobody")
     assert res.returncode == 2 and "no recommendations" in res.stderr
     assert "ids in this store look like u1" in res.stderr  # a real id of the store, not only the format
+    assert "a user who has had every category gets no list" in res.stderr  # the other reason (audit, session 55)
     res = coea("recommend", "--store", str(tmp_path / "missing.sqlite"), "--user", "u1")
     assert res.returncode == 2 and "store not found" in res.stderr
 

@@ -363,8 +363,9 @@ def recommend_cmd(
     if not recs:
         key = f"user {user!r}" if user is not None else f"group {group!r}"
         like = f"; ids in this store look like {', '.join(examples)}" if examples else ""
+        known = "; a user who has had every category gets no list" if user is not None else ""
         raise CoeaInputError(f"{key} has no recommendations in version {version}{like}", source=store,
-                             fix="check the id (ids are strings, e.g. '42' for MovieLens)")
+                             fix=f"check the id (ids are strings, e.g. '42' for MovieLens){known}")
     typer.echo(json.dumps({"version": version, "recommendations": [
         {"rank": r.rank, "category": r.category, "score": r.score} for r in recs]}, indent=2))
 
