@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coea.errors import CoeaInputError
 
 if TYPE_CHECKING:  # importing pipelines.upload would load kfp (its compiler)
+    from components.settings import DeploymentSettings
     from pipelines.kfp_api import KfpApi
     from pipelines.upload import PipelineVersion
 
@@ -159,3 +161,21 @@ def validate_state_uri(uri: str, cache_mount_path: str = "/cache") -> str:
                              "the steps would write the state inside their containers and lose it",
                              option="--state-uri", fix=f"use gs://BUCKET/PREFIX or a directory under {mount}/")
     return uri
+
+
+def check_pod_readable(spec: str, dep: DeploymentSettings) -> None:
+    """A scheduled run's ``prepare_data`` pod reads the log: a gs:// one, the synthetic generator, or (with the
+    state on the cache volume, which the state steps then mount) a path under its mount; any other path is one on
+    this machine, and every run would fail on it, maybe a day later."""
+    from coea.data.loaders import parse_spec
+
+    kind, location = parse_spec(spec)
+    if location is None or not isinstance(location, Path):
+        return
+    mount = dep.cache_mount_path.rstrip("/")
+    if dep.state_on_cache_volume and str(location).startswith(mount + "/"):
+        return
+    raise CoeaInputError(f"{spec!r} is a path on this machine: a scheduled run's prepare_data pod cannot read it",
+                         option="--data (or data.spec in --config)",
+                         fix=f"put the log in a bucket: --data {kind if kind != 'movielens' else 'parquet'}:"
+                             f"gs://BUCKET/events/ (or, with the state on the cache volume, a path under {mount}/)")

@@ -294,31 +294,13 @@ def upload_cmd(
         typer.echo(version.describe())
 
 
-def check_pod_readable(spec: str, dep) -> None:
-    """A scheduled run's ``prepare_data`` pod reads the log: a gs:// one, the synthetic generator, or (with the
-    state on the cache volume, which the state steps then mount) a path under its mount; any other path is one on
-    this machine, and every run would fail on it, maybe a day later."""
-    from coea.data.loaders import parse_spec
-
-    kind, location = parse_spec(spec)
-    if location is None or not isinstance(location, Path):
-        return
-    mount = dep.cache_mount_path.rstrip("/")
-    if dep.state_on_cache_volume and str(location).startswith(mount + "/"):
-        return
-    raise CoeaInputError(f"{spec!r} is a path on this machine: a scheduled run's prepare_data pod cannot read it",
-                         option="--data (or data.spec in --config)",
-                         fix=f"put the log in a bucket: --data {kind if kind != 'movielens' else 'parquet'}:"
-                             f"gs://BUCKET/events/ (or, with the state on the cache volume, a path under {mount}/)")
-
-
 def recurring_parameters(config: Path | None, state: str, drift_threshold: float, gcs_export_uri: str,
                          data: str | None = None, dep=None) -> dict:
     """The recurring pipeline's arguments: the run config's sections (``data``: ``--data``, over the config's data
     spec), the state URI, threshold and export URI. A schedule whose data is the synthetic generator's (the config
     default) is refused unless ``--data synthetic`` asks for it: every run would train on generated data and
     overwrite the state; with the deployment settings ``dep``, so is a log no pod can read
-    (:func:`check_pod_readable`)."""
+    (:func:`pipelines.schedule.check_pod_readable`)."""
     from coea.stages import pipeline_arguments
 
     if not 0.0 < drift_threshold <= 1.0:
@@ -333,6 +315,8 @@ def recurring_parameters(config: Path | None, state: str, drift_threshold: float
                              fix="name the log: --data parquet:gs://BUCKET/events/ (or data.spec in --config); "
                                  "--data synthetic for a demo schedule")
     if dep is not None:
+        from pipelines.schedule import check_pod_readable
+
         check_pod_readable(cfg.data.spec, dep)
     return {**pipeline_arguments(cfg), "state_uri": state, "drift_threshold": drift_threshold,
             "gcs_export_uri": gcs_export_uri}
