@@ -339,6 +339,43 @@ def test_killed_pco_resumes_without_recomputing_and_equals_uninterrupted(tiny_sf
         assert any(not torch.equal(sft[k], a[k]) for k in sft)  # the rounds did train this model
 
 
+def test_a_rerun_killed_before_its_first_round_leaves_no_earlier_state_to_resume(tiny_sft_run, tmp_path,
+                                                                                  monkeypatch):
+    """Audit, session 55: a finished pco/, then `coea pco` again killed in round 1 (new lineage record, the earlier
+    run's pco_state.json kept): `--resume` said "all rounds were done", marked pco/ complete, and the earlier run's
+    rounds (from other SFT models, after a retrain) were served as this run's. Now the re-run drops the earlier
+    state first, so the resume trains its round 1."""
+    from dataclasses import replace
+
+    from coea.config import load_run_config
+    from coea.pco import loop as loop_module
+    from coea.pco.checkpoint import completed_rounds
+    from coea.stages import run_pco_stage
+
+    run = _small_pco(shutil.copytree(tiny_sft_run, tmp_path / "run"))
+    cfg = load_run_config(run / "config.json")
+    cfg = replace(cfg, pco=replace(cfg.pco, rounds=1))
+    torch.set_num_threads(1)
+
+    def stage(resume=False):
+        return run_pco_stage(cfg, run / "data", run / "dsie", [run / "llm"], run / "pco", resume=resume, check_run=run)
+
+    stage()
+    assert completed_rounds(run / "pco") == 1
+    real, trained = loop_module.run_round, []
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop_module, "run_round", killed)
+    with pytest.raises(KeyboardInterrupt):
+        stage()
+    assert completed_rounds(run / "pco") == 0  # nothing of the earlier run left to resume
+    monkeypatch.setattr(loop_module, "run_round", lambda ctx, r, *a, **kw: trained.append(r) or real(ctx, r, *a, **kw))
+    result = stage(resume=True)
+    assert trained == [1] and [row["round"] for row in result.rounds] == [0, 1]
+
+
 @pytest.mark.parametrize("part", ["dsie/profiles.json", "dsie/dsie_config.json", "llm/novelty/bundle.json"])
 def test_valid_json_of_the_wrong_shape_in_a_run_is_one_line_not_a_traceback(tiny_sft_run, tmp_path, part):
     """A run file that is JSON but not the object its reader expects (`[]` for the group profiles, `[1]` for a
