@@ -274,7 +274,7 @@ class LlmConfig:
     # 2 .7437, at 4 .7432 (+0.0005 [-0.0033, +0.0043], users and paired trainings)
     encoder_weight: float = 2.0
     # nllm_seq / coea_seq add cooc_weight * log s_u(c), s_u the share of category c in the user's item-to-item
-    # co-occurrence scores (the ``cooc`` baseline's, fitted on the histories): a third expert, the categories that
+    # co-occurrence scores (the ``cooc_novel`` baseline's, fitted on the histories): a third expert, the categories that
     # co-occur with the user's history across users. 0 (default) = off; the `short` preset sets 1 (session 45: on the
     # short MovieLens view's validation split the served coea_seq+x gained +0.0073 [+0.0022, +0.0126] at 1, the
     # smallest weight within .005 of the best of 0.25-16, three paired trainings). On MovieLens' default view it adds

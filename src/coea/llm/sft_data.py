@@ -36,8 +36,9 @@ with ``novelty_horizon`` (its own seeded stream, so N-LLM settings never change 
   category alone, and the R-LLM would learn "rare means yes" instead of reading the context.
 
 Why the N-LLM's defaults differ from the R-LLM's (measured on MovieLens-1M, users 1-2999, K=10, ``+x`` view;
-first-order ``markov+x`` reaches S-H@10 0.608). The N-LLM prompt shows the short-term set only, never the full
-history; novelty for the user is enforced at inference by excluding the history (``+x``). What the model must
+first-order ``markov+x`` reaches S-H@10 0.608). The N-LLM prompt of these measurements showed the short-term set
+only (since session 36 it also shows the last 50 events' categories and items, ``seq:``/``items:``); novelty for the
+user is enforced at inference by excluding the history (``+x``). What the model must
 learn is which categories follow a short-term set. "Never seen before the cut" targets are a sparse signal that
 depends on the prefix length the prompt does not show (early cuts: popular categories are new; late cuts: only
 rare ones), so they teach that mapping poorly: a bag-of-categories MLP probe trained on the old data (4 cuts,
@@ -47,8 +48,8 @@ A horizon equal to the evaluation's future (10 events) beats 20. Re-measured in 
 prompt (``sequence``/``items`` 50, the defaults since session 36), ``user`` targets still lose: ``+x`` S-H@10 .6738
 against .7154 (validation, two paired trainings; docs/results.md): the returns to categories seen long before the
 cut are a preference signal, not noise. The scratch N-LLM went from 0.554 (old data,
-2 blocks, 2 epochs) to 0.609 (new data, 2 blocks, 1 epoch) and 0.634 (new data, 1 block, 2 epochs: the defaults,
-about 145k examples).
+2 blocks, 2 epochs) to 0.609 (new data, 2 blocks, 1 epoch) and 0.634 (new data, 1 block, 2 epochs: the defaults
+of then, about 145k examples; ``llm.novelty.epochs`` is 1 today).
 
 Nothing here reads the evaluation future: the caller passes the split's histories.
 """

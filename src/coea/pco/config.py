@@ -126,15 +126,15 @@ class PcoConfig:
     margin: float = 0.1  # pairs need chosen score > rejected score + margin (R-LLM P(yes); nats for teacher)
     # reward teacher: the weight w of the DSIE encoder's log-probability (llm.encoder_weight's value with the old
     # encoder, session 16: ranking unseen categories by log P_N + 0.25 log p_S beat the N-LLM alone on MovieLens
-    # validation, not on test). The `distil` preset sets 0.5 (llm.encoder_weight's value in sessions 22-28) with 10
-    # pairs per prompt and soft labels: the tuned N-LLM +0.0090 over its SFT model on validation, +0.0133 on test
-    # (docs/results.md, sessions 23-24)
+    # validation, not on test). The `distil` preset sets 4 at dpo.beta 2 with update: distill (every unseen category
+    # fitted to its target, session 46; its DPO recipe of sessions 23-37 used 0.5 with 10 soft-labelled pairs per
+    # prompt); the short preset 2 (docs/results.md)
     teacher_weight: float = 0.25
     # reward teacher: adds teacher_cooc_weight x log s_u(c), the user's item-to-item co-occurrence shares after their
     # history before the window's end (llm.cooc_weight's expert, coea.data.cooccurrence), so the N-LLM is taught what
     # co-occurrence adds as well as what the encoder adds; 0 (default) = the encoder alone. Session 45, short view
     # (validation, three paired trainings): 1 beside teacher_weight 1 left the tuned N-LLM where the encoder alone
-    # took it (-0.0013 [-0.0095, +0.0070]); not in any preset
+    # took it (-0.0013 [-0.0095, +0.0070]); the short preset sets 2 (session 46, with its distill update)
     teacher_cooc_weight: float = 0.0
     # reward teacher: each pair carries the soft label P(chosen preferred) = sigmoid(dpo.beta x score gap), the
     # Bradley-Terry probability of the teacher's scores, so the DPO optimum is the finite shift log pi - log ref =
