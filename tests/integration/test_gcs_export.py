@@ -171,6 +171,19 @@ def test_failed_re_export_keeps_previous_complete_export_readable(client: storag
     assert len(read_export(uri, client=client)) == 4
 
 
+def test_a_failed_retry_of_the_live_version_keeps_its_shards(client: storage.Client) -> None:
+    """Audit, session 55: a retried step exports the version its killed attempt published; when that attempt had
+    already written the manifest and the retry then failed on a shard, the clean-up deleted the shards the live
+    manifest names, and the export read back as "object not found". The live version's shards now stay."""
+    uri = f"gs://{BUCKET}/again/"
+    export_to_gcs(GcsExportConfig(rows_per_shard=8, version="v1"), recs_frame(), uri, client=client)
+    flaky = FlakyClient(client, target="part-00001", failures=10)
+    with pytest.raises(ExportError, match="no manifest was written"):
+        export_to_gcs(GcsExportConfig(rows_per_shard=8, version="v1", max_attempts=2, **FAST), recs_frame(), uri,
+                      client=flaky)
+    assert read_manifest(uri, client=client).version == "v1" and len(read_export(uri, client=client)) == 21
+
+
 def test_missing_bucket_fails_without_retrying(client: storage.Client) -> None:
     flaky = FlakyClient(client)
     with pytest.raises(ExportError, match="NotFound"):

@@ -170,7 +170,7 @@ def export_to_gcs(cfg: GcsExportConfig, recs: pd.DataFrame, uri: str, client: An
                                n_rows=len(frame), shards=shards)
         _upload(bucket, target.object_name(MANIFEST_NAME), manifest.to_json(), "application/json", cfg)
     except (gexc.GoogleAPIError, OSError) as exc:  # requests' errors are OSErrors
-        if cfg.cleanup_on_failure:
+        if cfg.cleanup_on_failure and not _live_version(bucket, target, version):
             _delete_quietly(bucket, [target.object_name(name) for name in uploaded])
         raise ExportError(f"export to {target} failed: {exc.__class__.__name__}: {exc}; no manifest was "
                           f"written (fix: check the bucket and credentials, then re-run the export)") from exc
@@ -229,6 +229,21 @@ def _upload(bucket: Any, object_name: str, data: bytes, content_type: str, cfg: 
         bucket.blob(object_name).upload_from_string(data, content_type=content_type, retry=None)
 
     call_with_retry(attempt, cfg.retry_policy(), f"upload gs://{bucket.name}/{object_name}")
+
+
+def _live_version(bucket: Any, target: GcsUri, version: str) -> bool:
+    """Whether the export's manifest already names ``version`` (a retried step whose killed attempt had written it),
+    or cannot be read: then the shards just re-uploaded are the live export's and a failed retry keeps them."""
+    try:
+        raw = bucket.blob(target.object_name(MANIFEST_NAME)).download_as_bytes(retry=None)
+    except gexc.NotFound:
+        return False
+    except (gexc.GoogleAPIError, OSError):
+        return True  # unknown: keeping orphans is harmless (the next export collects them), deleting live ones is not
+    try:
+        return GcsManifest.from_json(raw, source=str(target)).version == version
+    except StoreError:
+        return False
 
 
 def _delete_quietly(bucket: Any, object_names: list[str]) -> None:
