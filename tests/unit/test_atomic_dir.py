@@ -29,3 +29,9 @@ def test_replaces_as_a_unit_with_mkdir_permissions_and_clears_a_killed_writers_l
         raise RuntimeError("killed")
     assert sorted(p.name for p in target.iterdir()) == ["a.txt"]  # the old one stays whole
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.zzz.tmp", "novelty"]
+    # a second successful write replaces the folder, it does not merge into it (audit, session 55: a copy over the
+    # old folder passed): no old file beside the new ones (an old full model beside a new LoRA adapter)
+    before = target.stat().st_ino
+    with atomic_dir(target) as tmp:
+        (tmp / "c.txt").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c.txt"] and target.stat().st_ino != before
