@@ -60,3 +60,25 @@ def test_every_stage_splits_with_the_run_s_split_settings(data_dir, tmp_path, mo
         with pytest.raises(Stopped):
             call()
     assert len(seen) == 6 and all(config == split for config in seen.values()), seen
+
+
+def test_a_dsie_fit_that_fails_leaves_no_record_of_the_earlier_fit(data_dir, tmp_path, monkeypatch) -> None:
+    """The DSIE stage clears the folder's lineage record before it fits and writes it last: a fit that dies
+    leaves no record vouching for a half-written folder (audit, session 55: the CLI test deleted the record by
+    hand, so a stage that kept it passed)."""
+    from coea import lineage
+    from coea.stages import dsie
+
+    out = tmp_path / "dsie"
+    out.mkdir()
+    lineage.write(out, {"log": "an earlier fit"})
+    assert lineage.read(out) is not None
+
+    def dies(*args, **kwargs):
+        raise Stopped
+
+    monkeypatch.setattr(dsie, "run_dsie", dies)
+    with pytest.raises(Stopped):
+        dsie.run_dsie_group(replace(RunConfig(), split=SplitConfig(n_future=3, n_short=3, min_history=3)), data_dir,
+                            out)
+    assert lineage.read(out) is None
