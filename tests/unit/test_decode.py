@@ -78,7 +78,8 @@ def test_dedupe_keeps_first_seen_order():
 
 def test_index_single_and_multi_token(scratch, multi):
     single = CategoryIndex(scratch[1], CATS)
-    assert single.single_token and single.max_len == 1 and len(single.levels) == 1
+    assert single.single_token and single.max_len == 1 and len(single.levels) == 2  # the root, then the names
+    assert single.boundary_ids is None  # no name is another's prefix: no end-of-name term
     index = CategoryIndex(multi[1], CATS)
     assert not index.single_token
     assert index.token_ids[CATS.index("Comedy|Romance")] == multi[1].convert_tokens_to_ids(["Comedy", "|", "Romance"])
@@ -121,8 +122,31 @@ def test_trie_path_equals_exhaustive_scoring(multi):
     with torch.no_grad():  # hand computation for one name: sum of its 5 token log-probs
         lp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)  # (T, V)
     hand = sum(lp[len(ids) - 6 + j, ids[len(ids) - 5 + j]].item() for j in range(5))
+    hand += torch.logsumexp(lp[-1, index.boundary_ids], -1).item()  # then the name ends: another name or </s>
     assert trie[0, CATS.index("Drama|Romance|War")] == pytest.approx(hand, abs=1e-5)
     assert np.array_equal(trie[0], trie[5])
+
+
+def test_a_name_that_is_another_s_prefix_is_not_favoured():
+    """Session 55 audit: without the end-of-name term ``Comedy`` scored at least as high as ``Comedy|Romance``
+    (``Comedy | Romance``) for every prompt and every model, its score being a factor of the longer one's, so no
+    training could rank the longer name first. With it the names are disjoint events of the completion (a whole
+    name, then another name or the terminator): their probabilities sum to at most 1, and a model fitted to prefer
+    the longer name ranks it first."""
+    from coea.llm.distill import train_distill
+    from coea.llm.dpo_config import DpoTrainConfig
+
+    model, tok = _multi_token(seed=4)
+    index, prompts = CategoryIndex(tok, CATS), _prompts(4, seed=3)
+    assert set(index.boundary_ids.tolist()) == {ids[0] for ids in index.token_ids} | {tok.convert_tokens_to_ids("</s>")}
+    assert (np.exp(category_logprobs(model, tok, prompts, index)).sum(axis=1) <= 1 + 1e-6).all()
+    pair = ["Comedy", "Comedy|Romance"]
+    train_distill(DpoTrainConfig(lr=5e-3, epochs=40.0, batch_size=4, seed=0, alpha=0.0), model, tok, prompts, index,
+                  [pair] * len(prompts), [np.array([0.1, 0.9])] * len(prompts))
+    ranked = rank_categories(model, tok, prompts, index, k=len(CATS))
+    for row in ranked:
+        names = [c for c, _ in row]
+        assert names.index("Comedy|Romance") < names.index("Comedy"), names
 
 
 def test_single_token_fast_path_equals_exhaustive(scratch):

@@ -87,15 +87,16 @@ def test_training_moves_the_model_onto_the_target(build):
     model, tok = build(seed=1)
     index, prompts = CategoryIndex(tok, CATS), _prompts(6, seed=2)
     rng = np.random.default_rng(0)
-    # no candidate is another's prefix: a name scores at most its prefix name's score (no end-of-name term)
     pool = ["Comedy|Romance", "Comedy|Drama", "Drama|Romance|War", "Sci Fi", "Children's", "Film-Noir", "cat07"]
     candidates = [list(rng.choice(pool, size=4, replace=False)) for _ in prompts]
     targets = [np.array([0.7, 0.1, 0.1, 0.1]) for _ in prompts]  # the first candidate dominant
-    cfg = DpoTrainConfig(lr=5e-3, epochs=30.0, batch_size=4, seed=0, alpha=0.0)
+    # multi-token names carry the end-of-name term, which the fit must shape too: more passes
+    epochs = 30 if build is _scratch else 60
+    cfg = DpoTrainConfig(lr=5e-3, epochs=float(epochs), batch_size=4, seed=0, alpha=0.0)
     before = category_logprobs(model, tok, prompts, index)
     result = train_distill(cfg, model, tok, prompts, index, candidates, targets)
     after = category_logprobs(model, tok, prompts, index)
-    assert result.steps == 60 and result.n_prompts == 6 and len(result.kl) == 30
+    assert result.steps == 2 * epochs and result.n_prompts == 6 and len(result.kl) == epochs
     assert result.kl[-1] < 0.05 < result.kl[0]
     for row, cs in enumerate(candidates):
         cols = [index.position[c] for c in cs]

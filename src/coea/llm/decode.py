@@ -4,16 +4,21 @@ Every output is a valid category name, never a duplicate. Prompts are deduplicat
 one forward pass), batched with LEFT padding (so the next-token position is the last column for every row) and
 explicit ``position_ids`` (``cumsum(mask) - 1``), so a padded row scores exactly like the prompt alone.
 
-Score of a category = log P(its token ids | prompt) under the model (no end-of-name term):
+Score of a category = log P(its token ids | prompt) under the model:
 
 * single-token names (the scratch tokenizer): the log-prob of the name's token at the next position. Ranking is
   set-level: the top-K of this one first-step distribution. A greedy list that masks each chosen name and asks
-  again would give the same list, because masking a token does not change the order of the others.
-* multi-token names (a pretrained BPE tokenizer): exact sequence log-probs via the category *trie*. The prompt is
-  run once with a KV cache; then level by level one token is fed per internal trie node (prefix shared by several
-  names), reordering the cache rows to the nodes (``Cache.reorder_cache``). The cost is one token per internal
-  trie node instead of one full forward per name; :func:`score_categories_exhaustive` is the brute-force
-  reference it is tested against.
+  again would give the same list, because masking a token does not change the order of the others. No name is a
+  prefix of another, so no end-of-name term is needed.
+* multi-token names (a pretrained BPE tokenizer): exact sequence log-probs via the category *trie*, times the
+  end-of-name term: the probability that the name ends there, i.e. that the next token is one a completion can
+  continue with after a whole name (the first token of any category name, or of the end-of-sequence terminator:
+  :attr:`CategoryIndex.boundary_ids`). Without it a name that is a prefix of another (``Comedy`` of
+  ``Comedy|Romance`` in a BPE split ``ĠComedy | Rom ance``) scores at least as high as the longer one for every
+  prompt and model, whatever the training taught (session 55 audit). The prompt is run once with a KV cache; then
+  level by level one token is fed per trie node, reordering the cache rows to the nodes (``Cache.reorder_cache``):
+  one token per trie node instead of one full forward per name; :func:`score_categories_exhaustive` is the
+  brute-force reference it is tested against.
 """
 
 from __future__ import annotations
@@ -37,13 +42,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrieLevel:
-    """The edges leaving the internal trie nodes at one depth; those nodes are numbered 0..n_nodes-1."""
+    """The trie nodes at one depth (numbered 0..n_nodes-1; the next level's nodes are this level's edges, in order)
+    and the edges leaving them."""
 
     n_nodes: int
+    node_category: torch.Tensor  # (n_nodes,) index of the category whose name ends at the node, -1 if none
     parent: torch.Tensor  # (E,) node (of this level) the edge leaves
     token: torch.Tensor  # (E,) token id on the edge
-    category: torch.Tensor  # (E,) index of the category the edge completes, -1 if none
-    child: torch.Tensor  # (E,) number of the child among the next level's nodes, -1 if the child is a leaf
 
 
 class _Node:
@@ -68,6 +73,9 @@ class CategoryIndex:
         self.single_token = all(len(ids) == 1 for ids in self.token_ids)
         self.first_ids = torch.tensor([ids[0] for ids in self.token_ids])  # (C,)
         self.max_len = max(len(ids) for ids in self.token_ids)
+        # what may follow a whole name in a completion (another name, or the terminator): the end-of-name term's
+        # tokens; None on the single-token path, which needs no such term
+        self.boundary_ids = None if self.single_token else _boundary_ids(tokenizer, self.token_ids)
         self.root = _Node()
         for c, ids in enumerate(self.token_ids):
             node = self.root
@@ -90,17 +98,14 @@ class CategoryIndex:
     def _levels(self) -> list[TrieLevel]:
         levels, nodes = [], [self.root]
         while nodes:
-            parent, token, category, child, nxt = [], [], [], [], []
+            parent, token, nxt = [], [], []
             for i, node in enumerate(nodes):
                 for t, ch in node.children.items():
                     parent.append(i)
                     token.append(t)
-                    category.append(-1 if ch.category is None else ch.category)
-                    child.append(len(nxt) if ch.children else -1)
-                    if ch.children:
-                        nxt.append(ch)
-            levels.append(TrieLevel(len(nodes), *(torch.tensor(v, dtype=torch.long)
-                                                  for v in (parent, token, category, child))))
+                    nxt.append(ch)
+            ends = [-1 if node.category is None else node.category for node in nodes]
+            levels.append(TrieLevel(len(nodes), *(torch.tensor(v, dtype=torch.long) for v in (ends, parent, token))))
             nodes = nxt
         return levels
 
@@ -124,6 +129,15 @@ class CategoryIndex:
             cols = [self.position[n] for n in names if n in self.position]
             mask[row, cols] = True
         return mask
+
+
+def _boundary_ids(tokenizer, names: Sequence[Sequence[int]]) -> torch.Tensor:
+    """The tokens that may follow a whole category name in a completion (:func:`coea.llm.prompts.novelty_completion`:
+    names space-separated, then the end-of-sequence token): the first token of every name and of the terminator."""
+    first = {ids[0] for ids in names}
+    if tokenizer.eos_token is not None:
+        first |= {ids[0] for ids in word_token_ids(tokenizer, [tokenizer.eos_token]) if ids}
+    return torch.tensor(sorted(first), dtype=torch.long)
 
 
 def dedupe(prompts: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -202,29 +216,29 @@ def _next_logprobs(model, seqs: Sequence[Sequence[int]], pad_id: int, columns: t
 
 
 def _trie_chunk(model, seqs: Sequence[Sequence[int]], pad_id: int, index: CategoryIndex) -> torch.Tensor:
-    """Exact log P(name | prompt) for every category, walking the trie with a KV cache: (B, C)."""
+    """Exact log P(name, then a name's end | prompt) for every category, walking the trie with a KV cache: (B, C)."""
     ids, mask, pos = left_pad(seqs, pad_id, model_device(model))
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     lengths = mask.sum(-1)  # (B,) real prompt tokens = position of the first name token
     n_prompts, dev = len(seqs), ids.device
+    boundary = index.boundary_ids.to(dev)
     scores = torch.full((n_prompts, len(index.categories)), float("-inf"), device=dev)  # (B, C)
     acc = torch.zeros((n_prompts, 1), device=dev)  # (B, n_nodes) log-prob of reaching each node of the level
     for depth, lvl in enumerate(index.levels):
-        parent, token, category, child = (t.to(dev) for t in (lvl.parent, lvl.token, lvl.category, lvl.child))
+        ends, parent, token = (t.to(dev) for t in (lvl.node_category, lvl.parent, lvl.token))
         lp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).view(n_prompts, lvl.n_nodes, -1)  # (B, N, V)
-        edge = acc[:, parent] + lp[:, parent, token]  # (B, E)
-        ends = category >= 0
-        scores[:, category[ends]] = edge[:, ends]
-        inner = child >= 0  # edges into internal nodes, in the order of the next level's node numbers
-        if not bool(inner.any()):
+        done = ends >= 0  # the nodes where a name ends: reach it, then end the name there
+        if bool(done.any()):
+            scores[:, ends[done]] = acc[:, done] + torch.logsumexp(lp[:, done][:, :, boundary], dim=-1)
+        if parent.numel() == 0:
             break
-        acc = edge[:, inner]  # (B, N')
+        acc = acc[:, parent] + lp[:, parent, token]  # (B, E): the next level's nodes are this level's edges
         n_next = acc.shape[1]
-        rows = (torch.arange(n_prompts, device=dev)[:, None] * lvl.n_nodes + parent[inner][None, :]).reshape(-1)
+        rows = (torch.arange(n_prompts, device=dev)[:, None] * lvl.n_nodes + parent[None, :]).reshape(-1)
         keyword, cache = _cache_io(model, out)
         cache.reorder_cache(rows)  # (B*N, ...) -> (B*N', ...)
         mask = torch.cat([mask[rows], torch.ones((rows.numel(), 1), dtype=mask.dtype, device=dev)], dim=-1)
-        step_ids = token[inner].repeat(n_prompts)[:, None]  # (B*N', 1)
+        step_ids = token.repeat(n_prompts)[:, None]  # (B*N', 1)
         step_pos = (lengths.repeat_interleave(n_next) + depth)[:, None]  # (B*N', 1)
         out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True,
                     **{keyword: cache})
@@ -247,10 +261,11 @@ def category_logprobs(model, tokenizer, prompts: Sequence[str], index: CategoryI
 
 
 def name_logprobs(model, seqs: Sequence[Sequence[int]], names: Sequence[Sequence[int]], pad_id: int,
-                  max_len: int) -> torch.Tensor:
-    """(N,) log P(``names[i]`` | ``seqs[i]``), the sum of the name's token log-probs, on the model's device: one
-    forward of prompt + name per row, names right-aligned in the last ``max_len`` positions (autograd as the caller
-    has it: :func:`score_categories_exhaustive` runs it without, the distill update with gradients)."""
+                  max_len: int, boundary: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,) log P(``names[i]`` | ``seqs[i]``), the sum of the name's token log-probs plus, with ``boundary``
+    (:attr:`CategoryIndex.boundary_ids`), the end-of-name term log P(next token in ``boundary``), on the model's
+    device: one forward of prompt + name per row, names right-aligned in the last ``max_len`` positions (autograd as
+    the caller has it: :func:`score_categories_exhaustive` runs it without, the distill update with gradients)."""
     dev = model_device(model)
     ids, mask, pos = left_pad([list(s) + list(n) for s, n in zip(seqs, names, strict=True)], pad_id, dev,
                               min_len=max_len + 1)
@@ -262,7 +277,11 @@ def name_logprobs(model, seqs: Sequence[Sequence[int]], names: Sequence[Sequence
         target[row, max_len - len(name):] = torch.tensor(list(name))
         valid[row, max_len - len(name):] = True
     token_lp = lp.gather(-1, target.to(dev)[..., None])[..., 0]  # (N, M)
-    return (token_lp * valid.to(dev)).sum(-1)
+    total = (token_lp * valid.to(dev)).sum(-1)
+    if boundary is None:
+        return total
+    after = torch.log_softmax(logits[:, max_len].float(), dim=-1)  # (N, V) the token after the name
+    return total + torch.logsumexp(after[:, boundary.to(dev)], dim=-1)
 
 
 def score_categories_exhaustive(model, tokenizer, prompts: Sequence[str], index: CategoryIndex,
@@ -276,7 +295,7 @@ def score_categories_exhaustive(model, tokenizer, prompts: Sequence[str], index:
         for sl in _batches(len(pairs), batch_size):
             chunk = pairs[sl]
             flat.append(name_logprobs(model, [seqs[p] for p, _ in chunk], [index.token_ids[c] for _, c in chunk],
-                                      pad, m).cpu())
+                                      pad, m, index.boundary_ids).cpu())
     scores = torch.cat(flat).view(len(unique), len(index.categories))
     return scores.double().numpy()[inverse]
 

@@ -10,9 +10,9 @@ keeps the reference inside the target as DPO keeps it inside its implicit reward
 fitted at once (a DPO pair compares two), so a round needs one forward pass per prompt with single-token category
 names (the scratch tokenizer) and one per (prompt, candidate) with multi-token ones (a pretrained BPE tokenizer). A
 plain torch loop (AdamW, constant rate): there is no trl trainer for a listwise target. With multi-token names a
-category scores log P(its tokens | prompt) with no end-of-name term, as ranking scores it, so a name never scores
-above a category whose name is its prefix (``Comedy`` >= ``Comedy|Drama``): a target that ranks the longer one
-higher is matched only as far as that allows.
+category scores log P(its tokens | prompt) plus the end-of-name term, as ranking scores it
+(:mod:`coea.llm.decode`), so a target that ranks a longer name above its prefix name (``Comedy|Drama`` over
+``Comedy``) can be matched.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def _multi_token_logits(model, seqs: Sequence[Sequence[int]], pad_id: int, index
     :func:`coea.llm.decode.score_categories_exhaustive` scores them (pads score the first name; the loss masks them)."""
     flat = [(r, int(c)) for r in range(cols.shape[0]) for c in cols[r].tolist()]
     names = [index.token_ids[max(c, 0)] for _, c in flat]
-    return name_logprobs(model, [seqs[r] for r, _ in flat], names, pad_id, index.max_len).view(cols.shape)
+    return name_logprobs(model, [seqs[r] for r, _ in flat], names, pad_id, index.max_len,
+                         index.boundary_ids).view(cols.shape)
 
 
 def distill_loss(cand_logprobs: torch.Tensor, cols: torch.Tensor, probs: torch.Tensor,
