@@ -135,8 +135,10 @@ def events(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])
 
 
-def tiny_causal_lm(path: Path, words: list[str], *, seed: int = 0) -> Path:
-    """Save a randomly initialised 1-layer Llama and a word-level tokenizer over ``words`` to ``path``."""
+def tiny_causal_lm(path: Path, words: list[str], *, seed: int = 0, spare_rows: int = 0) -> Path:
+    """Save a randomly initialised 1-layer Llama and a word-level tokenizer over ``words`` to ``path``;
+    ``spare_rows`` embedding rows beyond the tokenizer's (Qwen2.5 pads its vocabulary: 152064 rows, 151665
+    tokens)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -148,7 +150,7 @@ def tiny_causal_lm(path: Path, words: list[str], *, seed: int = 0) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
                                    eos_token="</s>")
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+    cfg = LlamaConfig(vocab_size=len(vocab) + spare_rows, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
                       pad_token_id=0, bos_token_id=2, eos_token_id=3)
     LlamaForCausalLM(cfg).save_pretrained(path)

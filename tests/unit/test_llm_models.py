@@ -118,7 +118,12 @@ def test_local_pretrained_gets_csid_tokens_and_lora_only_trainable(local_lm):
     assert sum(p.numel() for p in frozen) > sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
 
 
-def test_lora_bundle_reloads_from_base_plus_adapter(local_lm, tmp_path):
+@pytest.mark.parametrize("spare_rows", [0, 64], ids=["tight", "padded-vocabulary"])
+def test_lora_bundle_reloads_from_base_plus_adapter(tmp_path, spare_rows):
+    """``padded-vocabulary``: a base with more embedding rows than tokens (Qwen2.5: 152064 for 151665), where the
+    CSID tokens fit in the spare rows; the reload shrank it to the tokenizer and failed on every load (audit,
+    session 55)."""
+    local_lm = tiny_causal_lm(tmp_path / "base", WORDS, spare_rows=spare_rows)
     cfg = ModelConfig(base_model=str(local_lm), lora_r=4)
     with pytest.raises(CoeaInputError, match=r"category 'Sci Fi' cannot be written .* unknown token .*fix: rename"):
         build_model_and_tokenizer(cfg, CATS, [], [2, 3])  # its word Sci\_Fi is not in this word-level vocabulary

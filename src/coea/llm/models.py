@@ -254,8 +254,9 @@ def load_bundle(out_dir: Path, *, trainable: bool = False, device: str = "cpu") 
         from peft import PeftModel
 
         base = AutoModelForCausalLM.from_pretrained(local_model_dir(cfg.base_model), local_files_only=True)
-        with torch.random.fork_rng(devices=[]):
-            base.resize_token_embeddings(len(tokenizer))  # rows are overwritten by the adapter's saved matrices
+        if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:  # as load_pretrained grew it (never
+            with torch.random.fork_rng(devices=[]):  # shrinks: a base padded past its tokenizer keeps its rows)
+                base.resize_token_embeddings(len(tokenizer))  # rows are overwritten by the adapter's saved matrices
         model = PeftModel.from_pretrained(base, out_dir, is_trainable=trainable)
     else:
         model = AutoModelForCausalLM.from_pretrained(out_dir, local_files_only=True)
