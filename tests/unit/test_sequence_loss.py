@@ -56,8 +56,9 @@ def test_tokenized_rows_label_the_last_seq_words_and_the_completion_only(tiny):
         first = [i for i, t in enumerate(labels) if t != -100][0]
         assert first == words.index("items:") - 2 and ids[first] == labels[first]
     assert rows["labels"][2] == plain["labels"][2]
-    cut = tokenize_examples(tok, examples[:1], len(words) + 1, sequence_loss=2)  # room for "d" only: still labelled
-    assert [tok.convert_ids_to_tokens(t) for t in cut["labels"][0] if t != -100] == ["c", "a", "d"]
+    fits = tokenize_examples(tok, examples[:1], len(words) + 2, sequence_loss=2)  # room for "d </s>": labelled
+    assert [tok.convert_ids_to_tokens(t) for t in fits["labels"][0] if t != -100] == ["c", "a", "d", "</s>"]
+    assert len(tokenize_examples(tok, examples[:1], len(words) + 1, sequence_loss=2)) == 0  # "d" only: left out
 
 
 def test_training_with_it_learns_the_history_order_the_completion_loss_alone_never_sees(tiny):

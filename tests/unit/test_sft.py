@@ -50,15 +50,16 @@ def test_max_examples_subsamples_and_empty_data_fails(tiny):
     assert res.n_examples == 8 and res.steps == 2
     with pytest.raises(ValueError, match="no SFT examples"):
         train_sft(SftTrainConfig(), model, tok, [])
-    with pytest.raises(CoeaInputError, match="no SFT example keeps a completion token within max_length 4") as err:
+    with pytest.raises(CoeaInputError, match="no SFT example fits max_length 4 with its whole completion") as err:
         train_sft(SftTrainConfig(max_length=4), model, tok, EXAMPLES)  # every prompt is longer than 4 tokens
     assert "raise this training's max_length" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_tokenized_rows_are_those_trl_prepares(tiny, tmp_path):
     """Our batched tokenization gives exactly the rows trl's SFTTrainer builds from the raw prompt/completion data:
-    EOS appended where missing, -100 on the prompt, keep-start truncation, rows without a trained token dropped,
-    and a prompt shared by two examples (tokenized once) labelled right for each."""
+    EOS appended where missing, -100 on the prompt, rows without a trained token dropped, and a prompt shared by
+    two examples (tokenized once) labelled right for each; except that a row whose completion trl cuts at
+    max_length (keep-start truncation) is dropped: a name cut short would teach another name (session 55 audit)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -76,11 +77,13 @@ def test_tokenized_rows_are_those_trl_prepares(tiny, tmp_path):
                      report_to="none", save_strategy="no", use_cpu=True, bf16=False)
     theirs = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                         processing_class=tok).train_dataset
-    assert len(ours) == len(theirs) == 6  # the prompt that fills max_length leaves no completion token: dropped
-    assert ours["input_ids"] == theirs["input_ids"]
-    assert ours["labels"] == theirs["labels"]
-    assert ours["input_ids"][2][-1] == tok.eos_token_id and len(ours["input_ids"][3]) == max_length
-    assert ours["labels"][3][-1] != -100 and ours["input_ids"][3][-1] != tok.eos_token_id  # cut inside the completion
+    assert len(theirs) == 6  # the prompt that fills max_length leaves no completion token: dropped
+    cut = [i for i, ids in enumerate(theirs["input_ids"]) if len(ids) == max_length and ids[-1] != tok.eos_token_id]
+    assert cut == [3] and theirs["labels"][3][-1] != -100  # trl keeps it, cut inside the completion
+    keep = [i for i in range(len(theirs)) if i not in cut]
+    assert len(ours) == 5 and ours["input_ids"] == [theirs["input_ids"][i] for i in keep]
+    assert ours["labels"] == [theirs["labels"][i] for i in keep]
+    assert ours["input_ids"][2][-1] == tok.eos_token_id
 
 
 FREEZE_SCRIPT = """

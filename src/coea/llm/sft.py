@@ -178,10 +178,11 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dic
     """``examples`` (prompt/completion) as the ``datasets.Dataset`` of ``input_ids`` and ``labels`` that trl's
     ``SFTTrainer`` would prepare from them (trl 1.x, ``completion_only_loss``, keep-start truncation): the EOS token
     appended to a completion that does not end with it, the completion starting where the token ids of the prompt
-    and of prompt + completion diverge, -100 labels on the prompt, ids cut to ``max_length``, rows left without a
-    trained token dropped. trl tokenizes one example at a time (~1,000 a second on one core: 9 minutes for the
-    450k MovieLens N-LLM examples with the sequence section); this calls the fast tokenizer on ``chunk`` texts at a
-    time, each distinct prompt once. tests/unit/test_sft.py checks the rows against trl's own preparation.
+    and of prompt + completion diverge, -100 labels on the prompt; unlike trl, a row longer than ``max_length`` is
+    dropped rather than cut (a completion cut inside a multi-token name would teach its prefix name). trl tokenizes
+    one example at a time (~1,000 a second on one core: 9 minutes for the 450k MovieLens N-LLM examples with the
+    sequence section); this calls the fast tokenizer on ``chunk`` texts at a time, each distinct prompt once.
+    tests/unit/test_sft.py checks the rows against trl's own preparation.
 
     ``sequence_loss`` N > 0 (``SftTrainConfig.sequence_loss``) also labels the prompt tokens of the last N category
     words of its ``seq:`` section (:func:`sequence_label_ranges`), each trained as the next token of the prompt
@@ -205,8 +206,8 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[dic
         for e, ids in zip(batch, full_ids, strict=True):
             p = prompt_ids[e["prompt"]]
             n = len(p) if ids[:len(p)] == p else common_prefix_length(p, ids)  # the completion's start
-            ids = ids[:max_length]
-            if n < len(ids):  # a completion token is left after the cut (token ids are never -100)
+            if n < len(ids) <= max_length:  # the whole completion fits (token ids are never -100): a completion
+                # cut inside a name would teach another name (Comedy of Comedy|Romance), so such a row is left out
                 labels = [-100] * n + ids[n:]
                 if (span := seq_labels.get(e["prompt"])) is not None and span[1] <= n:
                     labels[span[0]:span[1]] = ids[span[0]:span[1]]
@@ -230,10 +231,10 @@ def _tokenized(cfg: SftTrainConfig, tokenizer: PreTrainedTokenizerBase, kept: Se
     fix = ("raise this training's max_length (llm.novelty, llm.relevance or pco.relevance_refresh), or shorten the "
            "prompt (llm.data.sequence, items, long_term): a sub-word tokenizer spends several tokens on each name")
     if len(data) < len(kept):
-        log.warning("%s sft: %d of %d examples have no completion token within max_length %d and are left out; %s",
-                    name, len(kept) - len(data), len(kept), cfg.max_length, fix)
+        log.warning("%s sft: %d of %d examples do not fit max_length %d with their whole completion and are left "
+                    "out; %s", name, len(kept) - len(data), len(kept), cfg.max_length, fix)
     if not len(data):
-        raise CoeaInputError(f"{name}: no SFT example keeps a completion token within max_length {cfg.max_length}",
+        raise CoeaInputError(f"{name}: no SFT example fits max_length {cfg.max_length} with its whole completion",
                              fix=fix)
     return data
 
