@@ -238,3 +238,20 @@ def test_prompt_options_are_saved_with_the_model_and_a_config_asking_for_others_
     del legacy["prompt"]
     (tmp_path / "nllm" / "bundle.json").write_text(json.dumps(legacy))
     check_prompt_options(load_bundle(tmp_path / "nllm"), SftDataConfig())  # a bundle without the record: no check
+
+
+def test_a_bf16_checkpoint_trains_all_its_weights_in_fp32(tmp_path):
+    """Audit, session 55: ``lora: false`` on a bf16 checkpoint (Qwen2.5 ships bf16) trained bf16 weights, where most
+    small updates round away. All weights train: fp32 master weights; with LoRA the frozen base keeps its dtype."""
+    from transformers import AutoModelForCausalLM
+
+    base = tiny_causal_lm(tmp_path / "base", WORDS)
+    AutoModelForCausalLM.from_pretrained(base).to(torch.bfloat16).save_pretrained(base)
+    cats = [c for c in CATS if " " not in c]
+    full = build_model_and_tokenizer(ModelConfig(base_model=str(base), lora=False), cats, [], [2, 3])
+    assert {p.dtype for p in full.model.parameters()} == {torch.float32}
+    save_bundle(full, tmp_path / "full")
+    assert {p.dtype for p in load_bundle(tmp_path / "full").model.parameters()} == {torch.float32}
+    lora = build_model_and_tokenizer(ModelConfig(base_model=str(base), lora_r=4), cats, [], [2, 3])
+    frozen = {p.dtype for p in lora.model.parameters() if not p.requires_grad}
+    assert torch.bfloat16 in frozen  # the base as shipped
