@@ -161,6 +161,21 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
         for task in (evaluate, recommend):
             assert _producer(task, "pco") == pco_name
             assert _producer(task, "novelty") == _producer(pco, "novelty")  # nllm_sft & co. = PCO's start
+            assert _producer(task, "data") == "pipelinechannel--prepare-data-data"  # the period's log
+        # +x over every period so far, and the users served before who have no event now keep a list (audit,
+        # session 55: recommend without the state's seen or served lists passed every fast test)
+        assert _producer(recommend, "seen_before") == "pipelinechannel--load-state-seen"
+        assert _producer(recommend, "served") == "pipelinechannel--load-state-served"
+        if dsie.startswith("build-profiles"):  # the kept groups' profiles from the period's histories
+            assert _producer(tasks[dsie], "data") == "pipelinechannel--prepare-data-data"
+            assert _producer(tasks[dsie], "dsie_in") == "pipelinechannel--load-state-dsie"
+        else:
+            assert _producer(tasks[dsie], "data") == "pipelinechannel--prepare-data-data"
+    root = spec["root"]["dag"]["tasks"]  # the drift check: the state's reference window against the period
+    drift = root["monitor-drift"]
+    assert (_producer(drift, "reference"), _producer(drift, "current"), _producer(drift, "dsie")) == (
+        "load-state", "prepare-data", "load-state")
+    assert drift["inputs"]["artifacts"]["reference"]["taskOutputArtifact"]["outputArtifactKey"] == "reference"
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == SERVED_METHOD
 
