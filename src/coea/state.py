@@ -14,6 +14,7 @@ the two LLMs), replaces the snapshot when it regroups and the models after every
     kv/recs.sqlite                 the served key-value store (its versions inside, see coea.store.kv)
     seen.parquet                   every user's categories over all periods so far (user_id, category): what a
                                    ``+x`` list excludes; replaced by each export (``run_export(seen=...)``)
+    seen_period.json               the committed period that export was of: a next period waits for it
 
 A version's files are written first and the pointer LAST, in one write (a rename locally, one object upload on
 GCS), so a reader that follows ``current.json`` sees either the previous complete state or the new one. On GCS the
@@ -53,11 +54,13 @@ from coea.state_backends import (
     MODELS,
     PARTS,
     POINTER,
+    SEEN_PERIOD,
     SNAPSHOTS,
     GcsState,
     LocalState,
     StateConflictError,
     active_id,
+    check_exported,
     next_history,
     onto_loaded,
     open_state,
@@ -303,6 +306,7 @@ def run_load_models(state_uri: str, novelty_out: Path, relevance_out: Path, *, d
             fix="to publish this period's lists, retry that failed run instead (the Kubeflow UI's Retry re-runs "
                 "only its failed steps, and its save step does not commit twice); otherwise the next period's run "
                 "serves new lists")
+    check_exported(state, state_uri, pointer, SEEN)
     outs = {name: Path(d) / name for name, d in zip(MODEL_PARTS, (novelty_out, relevance_out), strict=True)}
     _download(state, state_uri, models, outs)
     log.info("state %s: models %s loaded", state_uri, models["snapshot"])
@@ -363,6 +367,9 @@ def run_export(cfg: PublishConfig, recs_path: Path, state_uri: str, store_out: P
     state = open_state(state_uri, client)
     if seen is not None:
         state.upload_file(SEEN, Path(seen))
+        period = (_pointer(state) or {}).get("period")
+        if period:
+            state.write_bytes(SEEN_PERIOD, json.dumps({"period": period}).encode("utf-8"))
     store_out = Path(store_out)
     store_out.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(state, LocalState):

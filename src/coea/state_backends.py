@@ -5,6 +5,7 @@ keeps (:func:`next_history`), the check a commit makes against it (:func:`onto_l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -239,3 +240,23 @@ def onto_loaded(state_uri: str, pointer: dict[str, Any] | None, period: str, loa
         "run's commit; this run's update (made from what it loaded) is not committed", source=state_uri,
         fix="re-run the recurring pipeline (it loads the new state), and let one run write the state at a time "
             "(coea schedule sets max_concurrency=1; no coea_training run while a recurring one is under way)")
+
+
+SEEN_PERIOD = "seen_period.json"  # {"period": sha256 of the committed period whose export wrote the seen file}
+
+
+def check_exported(state: LocalState | GcsState, state_uri: str, pointer: dict[str, Any], seen: str) -> None:
+    """Refuse a new period while the last committed one was never exported (its users' categories would be missing
+    from the ``seen`` file for good: session 55 audit); the export writes :data:`SEEN_PERIOD` after that file. A
+    state without a marker (older ones) is not checked."""
+    raw = state.read_bytes(SEEN_PERIOD)
+    if raw is None or not pointer.get("period"):
+        return
+    with contextlib.suppress(UnicodeDecodeError, ValueError, AttributeError):
+        raw = json.loads(raw.decode("utf-8")).get("period")
+    if raw != pointer["period"]:
+        raise CoeaInputError(
+            f"the state at {state_uri}: its last committed period (models {pointer['models']['snapshot']}, committed "
+            f"{pointer.get('committed_at')}) was never exported, so {seen} lacks what its users had then",
+            fix="retry that run first (the Kubeflow UI's Retry re-runs its failed recommend and export steps; its "
+                "save step does not commit twice), then run this period")

@@ -196,6 +196,28 @@ def test_load_models_refuses_a_period_whose_update_the_state_holds(tmp_path: Pat
     assert run_load_models(state, tmp_path / "n3", tmp_path / "r3", data_dir=data_b).snapshot == updated.snapshot
 
 
+def test_a_period_whose_commit_was_never_exported_holds_the_next_period_back(tmp_path: Path) -> None:
+    """Audit, session 55: period B committed, then its recommend or export failed; period C's run was accepted and
+    wrote seen.parquet as the seed's pairs plus C's, so B's categories were gone for good (+x could recommend what
+    users had in B). The export records which commit its seen.parquet is of; load_models refuses the next period
+    until the last commit is exported (a retry of that run), and then lets it through."""
+    state = str(tmp_path / "state")
+    data_a, dsie_a = _period(tmp_path, "A")
+    seeded = run_save_state(state, data_a, dsie_a, _models(tmp_path, "A"), _models(tmp_path, "A"))
+    (tmp_path / "xa").mkdir()
+    _export_step(tmp_path / "xa", state, seeded.models)  # the training pipeline's export
+    data_b, data_c = _period(tmp_path, "B")[0], _period(tmp_path, "C")[0]
+    run_load_models(state, tmp_path / "n", tmp_path / "r", data_dir=data_b)  # the seed was exported: B goes on
+    b = run_save_models(state, tmp_path / "n", tmp_path / "r", data_dir=data_b, **_loaded(state))
+    with pytest.raises(CoeaInputError) as err:  # B committed, its export never ran
+        run_load_models(state, tmp_path / "n2", tmp_path / "r2", data_dir=data_c)
+    assert f"models {b.snapshot}" in str(err.value) and "was never exported" in str(err.value)
+    assert "retry that run first" in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "xb").mkdir()
+    _export_step(tmp_path / "xb", state, b.snapshot)  # the retried run's export
+    run_load_models(state, tmp_path / "n3", tmp_path / "r3", data_dir=data_c)
+
+
 def test_a_pointer_with_a_damaged_period_or_history_is_one_error_naming_it(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
     run_save_state(state, *_period(tmp_path, "A"))

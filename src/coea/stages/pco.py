@@ -146,10 +146,8 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
         from coea.dsie.encoder import EncoderResult, load_encoder
 
         encoder = EncoderResult(*load_encoder(Path(dsie_dir) / "encoder", device=device))
-    if not resume:  # what the rounds start from; unusable until the run finishes
-        # an earlier run's state goes first: killed before its round 1, this run would otherwise leave that
-        # state beside its own record, and a --resume would take the earlier rounds as this run's (session 55)
-        (out_dir / STATE_FILE).unlink(missing_ok=True)
+    if not resume:  # what the rounds start from; unusable until the run finishes. An earlier run's state goes
+        (out_dir / STATE_FILE).unlink(missing_ok=True)  # first: else a --resume would take its rounds as these
         sources = {name: path / name for name, path in model_dirs(list(llm_dirs)).items()}
         lineage.write(out_dir, key, {"dsie": Path(dsie_dir), **sources}, complete=False)
     result = run_pco(cfg.pco, llm, split.histories, llms.groups, llms.novelty, llms.relevance, out_dir,
