@@ -313,11 +313,13 @@ def load_state(state_uri: str, reference: Output[Dataset], dsie: Output[Model], 
 
 
 def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model], novelty: Input[Model],
-               relevance: Input[Model], expected_snapshot: str = "", expected_models: str = "") -> str:
+               relevance: Input[Model], expected_snapshot: str = "", expected_models: str = "",
+               run_id: str = "") -> str:
     """Make ``data`` + ``dsie`` (the groups) and the models tuned on them (``sft_*`` layout) the active state
-    under ``state_uri``, switched together by one pointer write that records ``data`` as the period; refused when
-    the pointer no longer names ``expected_snapshot``/``expected_models`` (what load_state/load_models loaded;
-    "" = not checked: the training pipeline). Returns the models version id (what the export checks)."""
+    under ``state_uri``, switched together by one pointer write that records ``data`` as the period and ``run_id``
+    (the KFP run) as its committer; refused when the pointer no longer names ``expected_snapshot``/
+    ``expected_models`` (what load_state/load_models loaded; "" = not checked: the training pipeline) unless it is
+    this run's own earlier attempt's commit. Returns the models version id (what the export checks)."""
     from pathlib import Path
 
     from coea.interrupts import pipeline_step
@@ -325,7 +327,8 @@ def save_state(state_uri: str, data: Input[Dataset], dsie: Input[Model], novelty
 
     with pipeline_step():
         return run_save_state(state_uri, Path(data.path), Path(dsie.path), Path(novelty.path), Path(relevance.path),
-                              expected_snapshot=expected_snapshot, expected_models=expected_models).models
+                              expected_snapshot=expected_snapshot, expected_models=expected_models,
+                              run_id=run_id).models
 
 
 def load_models(state_uri: str, data: Input[Dataset], novelty: Output[Model], relevance: Output[Model]) -> str:
@@ -349,10 +352,10 @@ def load_models(state_uri: str, data: Input[Dataset], novelty: Output[Model], re
 
 
 def save_models(state_uri: str, data: Input[Dataset], novelty: Input[Model], relevance: Input[Model],
-                expected_snapshot: str = "", expected_models: str = "") -> str:
+                expected_snapshot: str = "", expected_models: str = "", run_id: str = "") -> str:
     """Make the N-LLM in ``novelty`` and the R-LLM in ``relevance`` (``sft_*`` layout) the active models under
     ``state_uri``, beside the active groups (the no-drift branch), recording ``data`` (the period they were updated
-    on) as the period; ``expected_*`` as in ``save_state``. Returns the models version id."""
+    on) as the period; ``expected_*`` and ``run_id`` as in ``save_state``. Returns the models version id."""
     from pathlib import Path
 
     from coea.interrupts import pipeline_step
@@ -360,7 +363,8 @@ def save_models(state_uri: str, data: Input[Dataset], novelty: Input[Model], rel
 
     with pipeline_step():
         return run_save_models(state_uri, Path(novelty.path), Path(relevance.path), data_dir=Path(data.path),
-                               expected_snapshot=expected_snapshot, expected_models=expected_models).snapshot
+                               expected_snapshot=expected_snapshot, expected_models=expected_models,
+                               run_id=run_id).snapshot
 
 
 def export_recommendations(recommendations: Input[Dataset], seen: Input[Dataset], state_uri: str, gcs_uri: str,

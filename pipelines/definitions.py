@@ -198,9 +198,10 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
     final = {"novelty": task.outputs["final_novelty"], "relevance": task.outputs["final_relevance"]}
     loaded = loaded or {}
     if new_groups:
-        save = c.save_state(state_uri=p["state_uri"], data=data, dsie=dsie, **final, **loaded)
+        save = c.save_state(state_uri=p["state_uri"], data=data, dsie=dsie, **final, **loaded,
+                            run_id=TASK_KEY["run_id"])
     else:  # data: the period the models were updated on, recorded in the pointer
-        save = c.save_models(state_uri=p["state_uri"], data=data, **final, **loaded)
+        save = c.save_models(state_uri=p["state_uri"], data=data, **final, **loaded, run_id=TASK_KEY["run_id"])
     save.set_display_name("save state" if new_groups else "save models")
     apply_io(save, settings)
     return task, save

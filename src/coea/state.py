@@ -105,7 +105,7 @@ def _upload_version(state: LocalState | GcsState, prefix: str, parts: dict[str, 
 
 
 def _commit(state: LocalState | GcsState, state_uri: str, previous: dict[str, Any] | None, snapshot: dict[str, Any],
-            models: dict[str, Any] | None, *, period: str, keep: int, generation: int | None) -> None:
+            models: dict[str, Any] | None, *, period: str, keep: int, generation: int | None, run_id: str = "") -> None:
     """Write THE pointer (one write switches snapshot and models together; with the ``period`` it was made from,
     the time and the ids committed last) if it is still at ``generation`` (the one read before the versions were
     uploaded), then drop the versions no longer needed."""
@@ -113,7 +113,7 @@ def _commit(state: LocalState | GcsState, state_uri: str, previous: dict[str, An
     history = {kind: next_history(previous, kind, entry["snapshot"], keep) for kind, entry in entries.items() if entry}
     pointer = {**{k: snapshot[k] for k in ("snapshot", "created_at", "files")},
                **({"models": models} if models is not None else {}), "period": period,
-               "committed_at": utc_now_iso(), "history": history}
+               "committed_at": utc_now_iso(), "history": history, **({"committed_by": run_id} if run_id else {})}
     state.write_if_generation(POINTER, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"), generation)
     legacy = previous is not None and "history" not in previous  # a pointer written before the history
     for kind, ids in history.items():
@@ -158,13 +158,13 @@ def _model_parts(novelty_dir: Path, relevance_dir: Path) -> dict[str, Path]:
 
 def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, novelty_dir: Path | None = None,
                    relevance_dir: Path | None = None, *, keep: int = 3, expected_snapshot: str = "",
-                   expected_models: str = "", client: Any = None) -> StateSnapshot:
+                   expected_models: str = "", run_id: str = "", client: Any = None) -> StateSnapshot:
     """Write ``data_dir`` + ``dsie_dir`` as a new snapshot and, when given, ``novelty_dir/novelty/`` +
     ``relevance_dir/relevance/`` (the ``sft_*`` layout; both may be one dir) as a new models version, then make
     both active with ONE pointer write (without models, the active models stay), recording ``data_dir`` as the
     period. ``expected_snapshot``/``expected_models``: the ids the run loaded (``""``: not checked, the training
-    pipeline re-seeds the state; :func:`coea.state_backends.onto_loaded`). Returns the snapshot (``models``: the
-    models id)."""
+    pipeline re-seeds the state; :func:`coea.state_backends.onto_loaded`); ``run_id``: the KFP run committing (its
+    retried step recognises its own commit by it). Returns the snapshot (``models``: the models id)."""
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
     if (novelty_dir is None) != (relevance_dir is None):
@@ -173,11 +173,12 @@ def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, novelty_dir: 
     period = _period(data_dir)
     state = open_state(state_uri, client)
     previous, generation = _pointer_and_generation(state)
-    if not onto_loaded(state_uri, previous, period, {SNAPSHOTS: expected_snapshot, MODELS: expected_models}):
+    if not onto_loaded(state_uri, previous, period, {SNAPSHOTS: expected_snapshot, MODELS: expected_models}, run_id):
         return _version(state_uri, previous, active_id(previous, MODELS))
     snapshot = _upload_version(state, SNAPSHOTS, dict(zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True)))
     models = (previous or {}).get("models") if model_parts is None else _upload_version(state, MODELS, model_parts)
-    _commit(state, state_uri, previous, snapshot, models, period=period, keep=keep, generation=generation)
+    _commit(state, state_uri, previous, snapshot, models, period=period, keep=keep, generation=generation,
+            run_id=run_id)
     return _version(state_uri, snapshot, active_id({"models": models}, MODELS))
 
 
@@ -264,11 +265,12 @@ def run_load_seen(state_uri: str, out: Path, reference_dir: Path, *, client: Any
 
 
 def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, data_dir: Path, keep: int = 3,
-                    expected_snapshot: str = "", expected_models: str = "", client: Any = None) -> StateSnapshot:
+                    expected_snapshot: str = "", expected_models: str = "", run_id: str = "",
+                    client: Any = None) -> StateSnapshot:
     """Write ``novelty_dir/novelty/`` and ``relevance_dir/relevance/`` (the layout of the ``sft_*`` steps'
     outputs; both may be one dir) as a new models version and make it active beside the active snapshot (the
     groups are kept: the no-drift branch), recording ``data_dir`` (the period the update came from) as the period.
-    ``expected_*``: as in :func:`run_save_state`. Returns the models version."""
+    ``expected_*``, ``run_id``: as in :func:`run_save_state`. Returns the models version."""
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
     parts = _model_parts(novelty_dir, relevance_dir)
@@ -279,10 +281,11 @@ def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, d
         raise CoeaInputError(f"no pipeline state at {state_uri} ({POINTER} missing): models belong to groups",
                              option="state_uri", fix="save the snapshot with its models first (run_save_state, "
                                                      "the coea_training pipeline)")
-    if not onto_loaded(state_uri, pointer, period, {SNAPSHOTS: expected_snapshot, MODELS: expected_models}):
+    if not onto_loaded(state_uri, pointer, period, {SNAPSHOTS: expected_snapshot, MODELS: expected_models}, run_id):
         return _version(state_uri, pointer["models"])
     models = _upload_version(state, MODELS, parts)
-    _commit(state, state_uri, pointer, pointer, models, period=period, keep=keep, generation=generation)
+    _commit(state, state_uri, pointer, pointer, models, period=period, keep=keep, generation=generation,
+            run_id=run_id)
     return _version(state_uri, models)
 
 

@@ -220,16 +220,21 @@ def next_history(previous: dict[str, Any] | None, kind: str, current: str, keep:
     return list(dict.fromkeys([current, *before]))[:keep]
 
 
-def onto_loaded(state_uri: str, pointer: dict[str, Any] | None, period: str, loaded: dict[str, str]) -> bool:
+def onto_loaded(state_uri: str, pointer: dict[str, Any] | None, period: str, loaded: dict[str, str],
+                run_id: str = "") -> bool:
     """True when ``pointer`` still names the ids this run loaded (``loaded``, per kind; ``""`` is not checked): the
-    commit goes ahead. False when it names this step's own commit (from ``period``, made onto the loaded ids: an
-    attempt that died after its pointer write, retried by KFP): nothing to commit again. Else StateConflictError
-    (another run committed since this run loaded; raised again on every retry)."""
+    commit goes ahead. False when it names this step's own commit (from ``period``, made onto the loaded ids, and,
+    where both are known, by this KFP run ``run_id``: an attempt that died after its pointer write, retried by KFP):
+    nothing to commit again. Else StateConflictError (another run committed since this run loaded, raised again on
+    every retry; session 55 audit: a second run on the same period and loaded ids took the first run's commit as
+    its own and published lists of its uncommitted models)."""
     now = {kind: active_id(pointer, kind) for kind in loaded}
     if all(now[kind] == want for kind, want in loaded.items() if want):
         return True
     made_onto = [(now[kind], *(pointer or {}).get("history", {}).get(kind, [])[1:2]) for kind in loaded]
-    if (pointer or {}).get("period") == period and all(
+    committer = (pointer or {}).get("committed_by", "")
+    ours = not (run_id and committer) or committer == run_id  # a pointer or caller without a run id: not compared
+    if ours and (pointer or {}).get("period") == period and all(
             want in ids for want, ids in zip(loaded.values(), made_onto, strict=True) if want):
         log.warning("state %s: models %s, committed from this data onto the loaded state, are this step's earlier "
                     "attempt's: not committed again", state_uri, now[MODELS])

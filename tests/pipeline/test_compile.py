@@ -306,7 +306,8 @@ def test_every_kfp_placeholder_is_a_whole_input_value(specs: dict[str, dict[str,
                     dsl.PIPELINE_TASK_ID_PLACEHOLDER, dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER}
     used = [c for c in _constants(specs[name]) if "{{$" in c]
     assert used and all(c in placeholders for c in used), used
-    assert used.count(dsl.PIPELINE_JOB_ID_PLACEHOLDER) == used.count(dsl.PIPELINE_TASK_NAME_PLACEHOLDER) >= 3
+    # each GPU step's run id and task name (its checkpoints), and each save step's run id (its commit's committer)
+    assert used.count(dsl.PIPELINE_JOB_ID_PLACEHOLDER) > used.count(dsl.PIPELINE_TASK_NAME_PLACEHOLDER) >= 3
 
 
 def test_cheap_task_checks_raise_kfp_s_error_and_restore_its_check() -> None:

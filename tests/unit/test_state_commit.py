@@ -132,6 +132,26 @@ def test_a_retried_save_whose_first_attempt_committed_does_not_commit_again(tmp_
                        **loaded_before_regroup)
 
 
+def test_another_run_on_the_same_period_and_loaded_ids_is_not_taken_for_this_step_s_retry(tmp_path: Path) -> None:
+    """Audit, session 55: a manual run beside the scheduled one (both loaded the same state, both on one period):
+    the second save took the first's commit for its own earlier attempt, returned it, and its export then published
+    lists of its own, uncommitted models. The pointer records the KFP run that committed; only that run's retry is
+    recognised (a pointer or a caller without a run id keeps the period-and-ids rule)."""
+    state = str(tmp_path / "state")
+    data_a, dsie_a = _period(tmp_path, "A")
+    run_save_state(state, data_a, dsie_a, _models(tmp_path, "A"), _models(tmp_path, "A"))
+    loaded, data_b = _loaded(state), _period(tmp_path, "B")[0]
+    first = run_save_models(state, _models(tmp_path, "B"), _models(tmp_path, "B"), data_dir=data_b, run_id="run-1",
+                            **loaded)
+    assert read_pointer(state)["committed_by"] == "run-1"
+    with pytest.raises(StateConflictError):  # run 2's save, from the same loaded ids and the same data
+        run_save_models(state, _models(tmp_path, "M"), _models(tmp_path, "M"), data_dir=data_b, run_id="run-2",
+                        **loaded)
+    retry = run_save_models(state, _models(tmp_path, "B"), _models(tmp_path, "B"), data_dir=data_b, run_id="run-1",
+                            **loaded)  # run 1's retried step
+    assert retry.snapshot == first.snapshot and len(_ids(state, "models")) == 2
+
+
 def _export_step(tmp_path: Path, state: str, committed_models: str) -> Any:
     """The export_recommendations component's function, called as its KFP step would be."""
     from components.functions import export_recommendations
