@@ -5,8 +5,8 @@ the two LLMs), replaces the snapshot when it regroups and the models after every
 ``state_uri``::
 
     current.json                   THE pointer: the active snapshot and models with their file lists; the period
-                                   (``period``: sha256 of its interactions.parquet) and time it was committed
-                                   from; ``history``: the ids committed last, per kind (at most ``keep``)
+                                   (``period``: sha256 of its interactions.parquet; ``as_of``), time and KFP run
+                                   (``committed_by``) of the commit; ``history``: the ids committed last, per kind
     snapshots/<id>/data/...        the reference window: the prepared log the groups were fitted on
     snapshots/<id>/dsie/...        the DSIE dir fitted on it
     models/<id>/novelty/...        the Novelty LLM (a ``save_bundle`` dir: weights, tokenizer, config)
@@ -28,10 +28,9 @@ update with the new data + DSIE snapshot and the new models, and one pointer wri
 dies in between leaves the old groups with the old models, never new groups with models tuned on the old ones).
 Without regrouping, ``save_models`` writes a pointer with the same snapshot and the new models. Afterwards the
 versions neither in the pointer's history nor newer than the active one (another writer's upload) are deleted,
-so a killed save's partial version never takes a committed one's place among the ``keep``. On a
-local state the store is published in place (readers see the switch atomically, see ``coea.store.kv``); on
-``gs://`` it is downloaded, published and uploaded again, so one writer at a time (the recurring run's
-``max_concurrency=1``). The two backends (a local directory, GCS) are :mod:`coea.state_backends`.
+so a killed save's partial version never takes a committed one's place among the ``keep``. On a local state the
+store is published in place (``coea.store.kv``); on ``gs://`` it is downloaded, published and uploaded again, so
+one writer at a time (``max_concurrency=1``). The two backends (a local directory, GCS) are :mod:`coea.state_backends`.
 """
 
 from __future__ import annotations
@@ -61,10 +60,12 @@ from coea.state_backends import (
     StateConflictError,
     active_id,
     check_exported,
+    check_later,
     next_history,
     onto_loaded,
     open_state,
     parse_pointer,
+    period_as_of,
 )
 from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs, parse_gcs_uri
 from coea.store.kv import KVStore
@@ -105,15 +106,16 @@ def _upload_version(state: LocalState | GcsState, prefix: str, parts: dict[str, 
 
 
 def _commit(state: LocalState | GcsState, state_uri: str, previous: dict[str, Any] | None, snapshot: dict[str, Any],
-            models: dict[str, Any] | None, *, period: str, keep: int, generation: int | None, run_id: str = "") -> None:
+            models: dict[str, Any] | None, *, period: tuple[str, str | None], keep: int, generation: int | None,
+            run_id: str = "") -> None:
     """Write THE pointer (one write switches snapshot and models together; with the ``period`` it was made from,
     the time and the ids committed last) if it is still at ``generation`` (the one read before the versions were
     uploaded), then drop the versions no longer needed."""
     entries = {SNAPSHOTS: snapshot, MODELS: models}
     history = {kind: next_history(previous, kind, entry["snapshot"], keep) for kind, entry in entries.items() if entry}
-    pointer = {**{k: snapshot[k] for k in ("snapshot", "created_at", "files")},
-               **({"models": models} if models is not None else {}), "period": period,
-               "committed_at": utc_now_iso(), "history": history, **({"committed_by": run_id} if run_id else {})}
+    optional = {"models": models, "as_of": period[1], "committed_by": run_id}
+    pointer = {**{k: snapshot[k] for k in ("snapshot", "created_at", "files")}, "period": period[0],
+               "committed_at": utc_now_iso(), "history": history, **{k: v for k, v in optional.items() if v}}
     state.write_if_generation(POINTER, (json.dumps(pointer, indent=2) + "\n").encode("utf-8"), generation)
     legacy = previous is not None and "history" not in previous  # a pointer written before the history
     for kind, ids in history.items():
@@ -177,8 +179,8 @@ def run_save_state(state_uri: str, data_dir: Path, dsie_dir: Path, novelty_dir: 
         return _version(state_uri, previous, active_id(previous, MODELS))
     snapshot = _upload_version(state, SNAPSHOTS, dict(zip(PARTS, (Path(data_dir), Path(dsie_dir)), strict=True)))
     models = (previous or {}).get("models") if model_parts is None else _upload_version(state, MODELS, model_parts)
-    _commit(state, state_uri, previous, snapshot, models, period=period, keep=keep, generation=generation,
-            run_id=run_id)
+    _commit(state, state_uri, previous, snapshot, models, period=(period, period_as_of(data_dir)), keep=keep,
+            generation=generation, run_id=run_id)
     return _version(state_uri, snapshot, active_id({"models": models}, MODELS))
 
 
@@ -284,8 +286,8 @@ def run_save_models(state_uri: str, novelty_dir: Path, relevance_dir: Path, *, d
     if not onto_loaded(state_uri, pointer, period, {SNAPSHOTS: expected_snapshot, MODELS: expected_models}, run_id):
         return _version(state_uri, pointer["models"])
     models = _upload_version(state, MODELS, parts)
-    _commit(state, state_uri, pointer, pointer, models, period=period, keep=keep, generation=generation,
-            run_id=run_id)
+    _commit(state, state_uri, pointer, pointer, models, period=(period, period_as_of(data_dir)), keep=keep,
+            generation=generation, run_id=run_id)
     return _version(state_uri, models)
 
 
@@ -310,6 +312,7 @@ def run_load_models(state_uri: str, novelty_out: Path, relevance_out: Path, *, d
                 "only its failed steps, and its save step does not commit twice); otherwise the next period's run "
                 "serves new lists")
     check_exported(state, state_uri, pointer, SEEN)
+    check_later(state_uri, pointer, None if data_dir is None else period_as_of(data_dir))
     outs = {name: Path(d) / name for name, d in zip(MODEL_PARTS, (novelty_out, relevance_out), strict=True)}
     _download(state, state_uri, models, outs)
     log.info("state %s: models %s loaded", state_uri, models["snapshot"])

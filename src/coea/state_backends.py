@@ -265,3 +265,27 @@ def check_exported(state: LocalState | GcsState, state_uri: str, pointer: dict[s
             f"{pointer.get('committed_at')}) was never exported, so {seen} lacks what its users had then",
             fix="retry that run first (the Kubeflow UI's Retry re-runs its failed recommend and export steps; its "
                 "save step does not commit twice), then run this period")
+
+
+def period_as_of(data_dir: Path) -> str | None:
+    """The as-of time a prepared period was read up to (its ``data_config.json``; a partitioned log's), or None."""
+    try:
+        return json.loads((Path(data_dir) / "data_config.json").read_text(encoding="utf-8"))["data"].get("as_of")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def check_later(state_uri: str, pointer: dict[str, Any], as_of: str | None) -> None:
+    """Refuse a period read up to an as-of time no later than the last commit's (session 55 audit: a re-run of a
+    week after one late event, or an older week after a newer one, has another data hash and was accepted, so the
+    models were updated twice on one period, or on older data). Periods without an as-of time are not compared."""
+    from coea.config import parse_as_of
+
+    committed = pointer.get("as_of")
+    if committed and as_of and parse_as_of(as_of) <= parse_as_of(committed):
+        raise CoeaInputError(
+            f"the state at {state_uri} holds the update from the period as of {committed} (models "
+            f"{pointer['models']['snapshot']}); this run's period, as of {as_of}, is not later: a second update from "
+            "it would train the models again on events they have learned from, or on older ones",
+            fix="run the next period (a later scheduled time); to rebuild from an earlier period, seed the state "
+                "again with the coea_training pipeline")

@@ -152,6 +152,31 @@ def test_another_run_on_the_same_period_and_loaded_ids_is_not_taken_for_this_ste
     assert retry.snapshot == first.snapshot and len(_ids(state, "models")) == 2
 
 
+def test_a_period_read_up_to_no_later_a_time_than_the_last_commit_is_refused(tmp_path: Path) -> None:
+    """Audit, session 55: the once-per-period guard compared data hashes only, so a week read again after one late
+    event (another hash), or an older week after a newer one, was accepted and the models were updated twice on
+    one period, or on older data. Partitioned periods record their as-of time; a period not later is refused."""
+    def period(tag: str, as_of: str | None) -> Path:
+        data = _period(tmp_path, tag)[0]
+        (data / "data_config.json").write_text(json.dumps({"data": {"spec": "parquet:gs://b/events/",
+                                                                    "as_of": as_of}}))
+        return data
+
+    state = str(tmp_path / "state")
+    run_save_state(state, period("W1", "2026-11-02T03:00:00Z"), _period(tmp_path, "W1")[1], _models(tmp_path, "A"),
+                   _models(tmp_path, "A"))
+    assert read_pointer(state)["as_of"] == "2026-11-02T03:00:00Z"
+    week2 = period("W2", "2026-11-09T03:00:00Z")
+    run_load_models(state, tmp_path / "n", tmp_path / "r", data_dir=week2)
+    run_save_models(state, tmp_path / "n", tmp_path / "r", data_dir=week2, **_loaded(state))
+    for tag, as_of in (("W2late", "2026-11-09T03:00:00Z"), ("W1again", "2026-11-02")):
+        with pytest.raises(CoeaInputError, match=r"holds the update from the period as of 2026-11-09T03:00:00Z .* "
+                                                 rf"as of {as_of}, is not later"):
+            run_load_models(state, tmp_path / tag, tmp_path / f"r{tag}", data_dir=period(tag, as_of))
+    run_load_models(state, tmp_path / "n3", tmp_path / "r3", data_dir=period("W3", "2026-11-16T03:00:00Z"))
+    run_load_models(state, tmp_path / "n4", tmp_path / "r4", data_dir=period("plain", None))  # no as-of: not compared
+
+
 def _export_step(tmp_path: Path, state: str, committed_models: str) -> Any:
     """The export_recommendations component's function, called as its KFP step would be."""
     from components.functions import export_recommendations
