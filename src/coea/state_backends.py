@@ -46,6 +46,13 @@ class _StateStore:
         return True
 
 
+def _content_generation(data: bytes | None) -> int:
+    """A local file's generation: 0 when absent, else a positive number from its content's SHA-256."""
+    import hashlib
+
+    return 0 if data is None else int.from_bytes(hashlib.sha256(data).digest()[:7], "big") + 1
+
+
 class LocalState(_StateStore):
     """State in a local directory."""
 
@@ -60,12 +67,27 @@ class LocalState(_StateStore):
         with atomic_path(self.root / rel) as tmp:
             tmp.write_bytes(data)
 
-    def read_generation(self, rel: str) -> tuple[bytes | None, int | None]:
-        """The bytes and no generation: a local state has one writer (its ReadWriteOnce volume)."""
-        return self.read_bytes(rel), None
+    def read_generation(self, rel: str) -> tuple[bytes | None, int]:
+        """The bytes and a generation derived from them (0: no such file), as GCS gives one: a ReadWriteOnce
+        volume limits writers to one node, not to one pod (session 55 audit), so two runs there can race."""
+        data = self.read_bytes(rel)
+        return data, _content_generation(data)
 
     def write_if_generation(self, rel: str, data: bytes, generation: int | None) -> None:
-        self.write_bytes(rel, data)
+        """Write only while the file is still at ``generation`` (None: unchecked), under an exclusive lock on a
+        sibling lock file, so the check and the rename are one step for every writer on the node."""
+        import fcntl
+
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / f".{path.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if generation is not None and _content_generation(self.read_bytes(rel)) != generation:
+                raise StateConflictError(
+                    f"{rel} changed since this run read it: another run wrote the state meanwhile; this run's new "
+                    "version is not active", source=str(self.root),
+                    fix="let one run write a state at a time (coea schedule sets max_concurrency=1) and re-run")
+            self.write_bytes(rel, data)
 
     def upload_file(self, rel: str, src: Path) -> None:
         with atomic_path(self.root / rel) as tmp:

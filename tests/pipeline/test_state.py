@@ -358,6 +358,30 @@ def test_gcs_pointer_is_written_with_the_generation_it_read(tmp_path: Path, fitt
     assert json.loads(gcs.bucket(BUCKET).blob(pointer_name).download_as_bytes()) == {"snapshot": "theirs"}
 
 
+def test_a_local_pointer_another_run_wrote_meanwhile_is_not_overwritten(tmp_path: Path, fitted) -> None:
+    """Audit, session 55: a local state (the cache volume) wrote its pointer without any check, on the premise that
+    a ReadWriteOnce volume has one writer; it has one node, and two runs on it both committed, the last one
+    winning. Now the pointer's content is its generation, checked under a lock: the other run's pointer stays."""
+    state = tmp_path / "state"
+    run_save_state(str(state), fitted.data, fitted.dsie)
+    models = _fake_models(tmp_path / "m1", "1")
+
+    from coea import state as state_module
+
+    upload = state_module._upload_version
+
+    def upload_then_other_writer(store, prefix, parts):
+        entry = upload(store, prefix, parts)
+        (state / POINTER).write_text('{"snapshot": "theirs"}')
+        return entry
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state_module, "_upload_version", upload_then_other_writer)
+        with pytest.raises(StateConflictError, match=r"current.json changed since this run read it") as err:
+            run_save_models(str(state), models, models, data_dir=fitted.data)
+    assert "\n" not in str(err.value) and json.loads((state / POINTER).read_text()) == {"snapshot": "theirs"}
+
+
 def test_gcs_state_without_credentials_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No emulator and no credentials (a key file that does not exist): one CoeaInputError naming the state, not
     google.auth's DefaultCredentialsError."""
