@@ -17,12 +17,12 @@ the two LLMs), replaces the snapshot when it regroups and the models after every
     seen_period.json               the committed period that export was of: a next period waits for it
 
 A version's files are written first and the pointer LAST, in one write (a rename locally, one object upload on
-GCS), so a reader that follows ``current.json`` sees either the previous complete state or the new one. On GCS the
-pointer is written with a generation precondition (``if_generation_match``: the generation this run read, 0 when
-there was none), so a second writer that committed in between is never overwritten silently: the write fails with
-:class:`StateConflictError` and the other run's state stays active. A recurring run commits only onto the ids it
-loaded (``expected_*``) and once per period, and publishes only while its commit is active: see
-:func:`coea.state_backends.onto_loaded`, :func:`run_load_models` and :func:`check_models_active`. The
+GCS), so a reader that follows ``current.json`` sees either the previous complete state or the new one. The pointer
+is written with a generation precondition (GCS: ``if_generation_match``, the generation this run read, 0 when there
+was none; locally its content's, under a lock): a second writer that committed in between is never overwritten
+silently, the write fails with :class:`StateConflictError` and the other run's state stays active. A recurring
+run commits only onto the ids it loaded (``expected_*``) and once per period, and publishes only while its commit
+is active: see :func:`coea.state_backends.onto_loaded`, :func:`run_load_models` and :func:`check_models_active`. The
 groups and the models trained on them switch TOGETHER: when drift regroups, ``save_state`` runs after the PCO
 update with the new data + DSIE snapshot and the new models, and one pointer write makes both active (a run that
 dies in between leaves the old groups with the old models, never new groups with models tuned on the old ones).
