@@ -137,10 +137,10 @@ def serendipity_recs(runs):
 
 @pytest.mark.parametrize(("reward", "periods", "negatives", "methods"), [
     ("serendipity", "global", "period", METHODS), ("feedback", "global", "period", COEA),
-    ("hybrid", "global", "period", COEA), ("feedback", "user", "period", COEA), ("feedback", "user", "history", COEA),
+    ("hybrid", "global", "period", COEA), ("feedback", "user", "history", COEA),
     ("teacher", "user", "period", COEA), ("teacher+cooc", "user", "period", COEA),
     ("teacher+distill", "user", "period", COEA), ("relevance+distill", "user", "period", COEA),
-    ("feedback+served", "user", "period", COEA)])
+    ("feedback+served", "user", "period", COEA)])  # per-user periods: with the served lists as exposure too
 def test_changing_every_future_event_leaves_recommendations_identical(runs, serendipity_recs, reward, periods,
                                                                       negatives, methods):
     """Every method (serendipity: the flow's own PCO run), and coea/coea+x after PCO runs with the feedback
