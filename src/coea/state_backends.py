@@ -6,12 +6,14 @@ keeps (:func:`next_history`), the check a commit makes against it (:func:`onto_l
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from coea.config import parse_as_of
 from coea.data.gcs import WRITE_ROLE, storage_client, storage_errors
 from coea.errors import CoeaInputError
 from coea.store.gcs import parse_gcs_uri
@@ -48,8 +50,6 @@ class _StateStore:
 
 def _content_generation(data: bytes | None) -> int:
     """A local file's generation: 0 when absent, else a positive number from its content's SHA-256."""
-    import hashlib
-
     return 0 if data is None else int.from_bytes(hashlib.sha256(data).digest()[:7], "big") + 1
 
 
@@ -291,8 +291,10 @@ def check_exported(state: LocalState | GcsState, state_uri: str, pointer: dict[s
 
 def period_as_of(data_dir: Path) -> str | None:
     """The as-of time a prepared period was read up to (its ``data_config.json``; a partitioned log's), or None."""
+    from coea.data.prepared import DATA_CONFIG  # the prepared dir's reader (pandas): only when a period is read
+
     try:
-        return json.loads((Path(data_dir) / "data_config.json").read_text(encoding="utf-8"))["data"].get("as_of")
+        return json.loads((Path(data_dir) / DATA_CONFIG).read_text(encoding="utf-8"))["data"].get("as_of")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -301,8 +303,6 @@ def check_later(state_uri: str, pointer: dict[str, Any], as_of: str | None) -> N
     """Refuse a period read up to an as-of time no later than the last commit's (session 55 audit: a re-run of a
     week after one late event, or an older week after a newer one, has another data hash and was accepted, so the
     models were updated twice on one period, or on older data). Periods without an as-of time are not compared."""
-    from coea.config import parse_as_of
-
     committed = pointer.get("as_of")
     if committed and as_of and parse_as_of(as_of) <= parse_as_of(committed):
         raise CoeaInputError(
