@@ -25,7 +25,7 @@ from coea.flow import check_local_models
 from coea.layout import RunLayout
 from coea.report_html import render_report
 from coea.stages import pipeline_arguments
-from coea.utils import write_json_atomic, write_text_atomic
+from coea.utils import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from components.settings import DeploymentSettings
 from pipelines.console import STEPS_LOG, kfp_step_log
 from pipelines.warm import warm_steps
@@ -70,13 +70,18 @@ def scheduled_time(when: str | None = None) -> Iterator[str]:
         placeholder_utils.resolve_individual_placeholder = original
 
 
+START_AGAIN = f"Start a new run with `coea run`; the step logs are in kfp/{STEPS_LOG}.\n"
+
+
 def _copy(src: str | Path, dst: Path) -> Path:
+    """``src`` (a file or a folder) copied to ``dst`` atomically: a copy killed midway leaves ``dst`` as it was."""
     src = Path(src)
     if src.is_dir():
-        shutil.copytree(src, dst, dirs_exist_ok=True)
+        with atomic_dir(dst) as tmp:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
     else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
     return dst
 
 
@@ -116,6 +121,7 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
             run = training(**pipeline_arguments(cfg), state_uri=state_uri or str(run_dir.resolve() / "state"),
                            rec_method=rec_method, rec_k=rec_k)
         paths = _copy_outputs(run.outputs, run_dir, rec_method, rec_k)
+        RunLayout(run_dir).incomplete.unlink()
     except BaseException as err:
         said = unfinished(run_dir, created, [] if console is None else console.steps, err)
         if said is err:
@@ -128,9 +134,12 @@ def run_training_locally(cfg: RunConfig, run_dir: Path, *, state_uri: str | None
 
 def _copy_outputs(outputs: dict[str, Any], run_dir: Path, rec_method: str, rec_k: int) -> dict[str, Path]:
     """The training run's ``outputs`` copied into ``run_dir`` (:func:`run_training_locally`), its report rendered."""
+    write_text_atomic(RunLayout(run_dir).incomplete, f"This run is incomplete: it was killed while copying its "
+                                                      f"outputs from kfp/ into this folder.\n{START_AGAIN}")
     paths = {p.name: run_dir / p.name for p in Path(outputs["report"].path).iterdir()}
     paths["steps_log"] = run_dir / "kfp" / STEPS_LOG
-    _copy(outputs["report"].path, run_dir)
+    for part in Path(outputs["report"].path).iterdir():
+        _copy(part, run_dir / part.name)
     paths["data"] = _copy(outputs["data"].path, run_dir / "data")
     paths["dsie"] = _copy(outputs["dsie"].path, run_dir / "dsie")
     paths["llm"] = run_dir / "llm"
@@ -180,7 +189,7 @@ def unfinished(run_dir: Path, created: Path | None, steps: list[tuple[str, str, 
     done = ", ".join(finished) or "none"
     marker = RunLayout(run_dir).incomplete
     write_text_atomic(marker, f"This run is incomplete: {how}.\nFinished steps (their outputs are under kfp/): "
-                              f"{done}.\nStart a new run with `coea run`; the step logs are in kfp/{STEPS_LOG}.\n")
+                              f"{done}.\n{START_AGAIN}")
     note = f"{run_dir} is incomplete: {how}, finished: {done} (see {marker})"
     if isinstance(err, CoeaInputError):
         return err.replace(problem=f"{err.problem}; {note}")

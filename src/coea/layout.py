@@ -10,7 +10,8 @@ Every command, the in-process flow, the kfp.local runner and the report read and
       metrics.json, metrics.md, metrics_at_K.png, eval_report.html   the evaluation (coea.stages.evaluate)
       config.json           the run config (`coea group`, the evaluation): later commands' default --config
       recommendations.parquet, seen.parquet, recs.sqlite, served.json, report.html, state/, kfp/
-      INCOMPLETE.txt        only in a `coea run` folder whose run stopped after some steps: which ones
+      INCOMPLETE.txt        only in a `coea run` folder whose run stopped after some steps (which ones), or was killed
+                            while its outputs were copied in; the commands that read a run refuse it
 
 dsie/, llm/novelty/, llm/relevance/ and pco/ each hold a lineage.json once complete (coea.lineage): what they were
 made from, checked by the commands that combine them.

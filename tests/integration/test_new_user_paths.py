@@ -154,6 +154,71 @@ def test_a_run_that_crashed_in_its_first_step_keeps_its_step_log(tmp_path) -> No
                              f"(see {run_dir / 'INCOMPLETE.txt'})"]
 
 
+def _fake_training_outputs(root: Path) -> dict:
+    """What ``coea_training``'s kfp.local run hands ``_copy_outputs``: each output's folder or file."""
+    from types import SimpleNamespace
+
+    files = {"report/metrics.json": "{}", "report/config.json": "{}", "data/events.parquet": "d",
+             "dsie/lineage.json": "{}", "dsie/encoder.pt": "w", "dsie/groups.parquet": "g",
+             "novelty/novelty/model.bin": "n", "novelty/sft_metrics_novelty.json": "{}",
+             "novelty/llm_config.json": "{}", "relevance/relevance/model.bin": "r",
+             "relevance/sft_metrics_relevance.json": "{}", "pco/pco_state.json": "{}", "recs.parquet": "x",
+             "recs.sqlite": "s"}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    where = {"report": "report", "data": "data", "dsie": "dsie", "novelty": "novelty", "relevance": "relevance",
+             "pco": "pco", "recommendations": "recs.parquet", "kv_store": "recs.sqlite"}
+    return {name: SimpleNamespace(path=str(root / rel)) for name, rel in where.items()}
+
+
+def test_a_run_killed_while_copying_its_outputs_leaves_no_half_copied_part_and_is_refused(
+        tmp_path, capsys, monkeypatch) -> None:
+    """Session 55 left it: `coea run` copied its outputs into the run folder in place, so a kill midway left e.g.
+    dsie/ with its lineage.json but without its weights, which `--from-run` read as complete. Each part is now
+    copied atomically, INCOMPLETE.txt stands while the copy runs (a SIGKILL leaves it: here an error stands in for
+    the kill, mid-way through dsie/) and the commands that read a run refuse a folder that has it."""
+    import shutil
+
+    from pipelines import local
+
+    outputs = _fake_training_outputs(tmp_path / "kfp_out")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    real_copyfile, dsie_files = shutil.copyfile, []
+
+    def killed_in_dsie(src, dst, **kwargs):
+        if Path(src).parent.name == "dsie":
+            dsie_files.append(src)
+            if len(dsie_files) == 2:  # one file of dsie/ copied, the next one never
+                raise SystemExit("killed")
+        return real_copyfile(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", killed_in_dsie)
+    with pytest.raises(SystemExit):
+        local._copy_outputs(outputs, run_dir, "coea_seq+x", 10)
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "data" / "events.parquet").is_file()
+    assert not (run_dir / "dsie").exists() and not list(run_dir.glob(".dsie.*")), sorted(os.listdir(run_dir))
+    assert "killed while copying its outputs" in (run_dir / "INCOMPLETE.txt").read_text()
+    monkeypatch.setattr(shutil, "copyfile", real_copyfile)
+    for argv in (["evaluate", "--from-run", str(run_dir), "--methods", "pop", "--out", str(tmp_path / "e")],
+                 ["serve", "--run", str(run_dir), "--out", str(tmp_path / "r.parquet")]):
+        line = one_error_line(*run_cli(argv, capsys)[::2])
+        assert "This run is incomplete: it was killed while copying its outputs" in line, line
+        assert "(see INCOMPLETE.txt)" in line and "start a new run with `coea run`" in line, line
+    assert not (tmp_path / "e").exists() and not (tmp_path / "r.parquet").exists()
+
+
+def test_the_copied_outputs_are_whole(tmp_path, monkeypatch) -> None:
+    from pipelines import local
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(local, "render_report", lambda run: run / "report.html")
+    paths = local._copy_outputs(_fake_training_outputs(tmp_path / "kfp_out"), run_dir, "coea_seq+x", 10)
+    assert (paths["dsie"] / "encoder.pt").read_text() == "w" and (run_dir / "llm" / "novelty" / "model.bin").is_file()
+    assert (run_dir / "metrics.json").is_file() and paths["kv_store"].read_text() == "s"
+
+
 def test_an_interrupted_run_says_its_folder_is_incomplete_in_the_interrupt_line(tmp_path, capsys,
                                                                                 monkeypatch) -> None:
     import pipelines.local

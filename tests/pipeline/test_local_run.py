@@ -54,6 +54,7 @@ def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted
     groups = pd.read_parquet(paths["dsie"] / "groups.parquet")
     assert groups.equals(pd.read_parquet(fitted.dsie / "groups.parquet"))
     assert (paths["dsie"] / "profiles.json").is_file() and (paths["dsie"] / "rqvae" / "rqvae.pt").is_file()
+    assert not (run_dir / "INCOMPLETE.txt").exists()  # stood while the outputs were copied (test_new_user_paths)
 
 
 def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(training_run) -> None:

@@ -21,7 +21,7 @@ from coea.cli.outputs import (  # noqa: F401  (the commands import them from her
     os_input_error,
     output_folder,
 )
-from coea.cli.run_folder import require_parts, run_layout  # noqa: F401  (the commands import them from here)
+from coea.cli.run_folder import check_complete, require_parts, run_layout  # noqa: F401  (the commands import them from here)
 from coea.config import (
     PRESETS,
     CategoryLevel,
@@ -268,6 +268,7 @@ def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
             raise CoeaInputError(f"not a run folder: it {what}", source=from_run, option="--from-run",
                                  fix="pass the --out of an earlier `coea group`/`evaluate`/`ablate`, or a "
                                      "runs/<timestamp>/ of `coea run`")
+        check_complete(from_run, "--from-run")
     if config is None and from_run is not None and (from_run / "config.json").is_file():
         return load_config(from_run / "config.json")
     return load_config(config)

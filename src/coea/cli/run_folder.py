@@ -22,6 +22,18 @@ def next_stages(run: Path, part: str) -> str:
     return "run " + ", then ".join(f"`{c}`" for c in commands)
 
 
+def check_complete(run: Path, option: str) -> None:
+    """A ``coea run`` folder whose run stopped (its INCOMPLETE.txt) is refused before anything is read: its parts
+    may be missing or, killed while the outputs were copied, older than the rest."""
+    from coea.layout import RunLayout
+
+    marker = RunLayout(run).incomplete
+    if marker.is_file():
+        first = marker.read_text(encoding="utf-8").partition("\n")[0].rstrip(".")
+        raise CoeaInputError(f"{first} (see {marker.name})", source=run, option=option,
+                             fix="start a new run with `coea run`, or pass a complete run folder")
+
+
 def run_layout(run: Path, *parts: str):
     """The :class:`~coea.layout.RunLayout` of ``--run``, a folder holding ``parts`` (data, dsie, llm, pco)."""
     from coea.layout import RunLayout
@@ -31,6 +43,7 @@ def run_layout(run: Path, *parts: str):
         raise CoeaInputError(f"not a run folder: it {'is a file' if run.exists() else 'does not exist'}",
                              source=run, option="--run",
                              fix="pass a run folder written by `coea group`/`coea evaluate`/`coea run`")
+    check_complete(run, "--run")
     for part in parts:
         if not getattr(layout, part).is_dir():
             raise CoeaInputError(f"no {part}/ directory: its stage has not run on this folder", source=run,
