@@ -57,7 +57,7 @@ def _frontier(ev, logp: np.ndarray) -> list[dict]:
         order = np.argsort(-(logp + lam * unseen), axis=1, kind="stable")[:, :10]
         recs = [[ev.categories[j] for j in r] for r in order]
         m = ev._metrics(recs)
-        pu = per_user_metrics(dict(zip(ev.users, recs, strict=True)), ev.users, ev.history,
+        pu = per_user_metrics(dict(zip(ev.users, recs, strict=True)), ev.users, ev.seen,
                               ev.split.future_categories, ev.tail, [10])
         rows.append({"lam": lam, "C-H": m["C-H@10"], "NCP": m["NCP@10"], "S-H": m["S-H@10"],
                      "per_user": {"C-H": pu["C-H@10"], "NCP": pu["NCP@10"]}})

@@ -312,7 +312,7 @@ def run_ablate(cfg: RunConfig, out_dir: Path, alphas=ALPHAS, extras: bool = Fals
                           rankings={name: _ranking_row(split, eval_cfg, finals[name], k) for name in rankings},
                           finals={name: _ranking_row(split, eval_cfg, finals[name], k) for name in configs})
     if loaded.truth is not None:
-        history = split.histories.user_categories()
+        history = split.seen_before_future()
         lists = {**{name: plain for name, (plain, _) in finals.items()},
                  **{name: recs[name]["warm"] for name in ("nllm_sft", "nllm_sft+x", "dual_best_of_n", "markov+x",
                                                           "cooc_novel")}}

@@ -13,7 +13,7 @@ from coea.data.loaders import LoadedData
 from coea.data.prepared import write_prepared
 from coea.data.split import Split, chronological_split
 from coea.errors import CoeaInputError
-from coea.evaluation.evaluate import recommend_all, score_split
+from coea.evaluation.evaluate import recommend_all, score_split, warm_per_user
 from coea.evaluation.metrics import evaluate_lists
 from coea.evaluation.registry import MethodContext
 from coea.layout import ArtifactDirs
@@ -141,3 +141,33 @@ def test_recommend_rejects_k_0_and_writes_nothing(tmp_path):
     with pytest.raises(CoeaInputError, match="k must be >= 1, got 0"):
         run_recommend(RunConfig(), _prepared(tmp_path), ArtifactDirs(), "pop", 0, out)
     assert not out.exists()
+
+
+def test_a_category_taken_up_in_the_min_gap_is_not_new_in_the_future():
+    """Session 56 (a helper's audit): the min_gap view dropped the gap's events from the histories, and the metrics
+    took H from the histories, so a category the user took up in the gap counted as a new (serendipitous) hit when
+    it came back in the future: on ML-1M's 1-day view 322 of 925 users had such a category and 59 % of pop_novel's
+    lists held one (pop_novel S-H@10 .5351 then). Here u1's history a a b (days 0-2), gap c (day 3.5), future c
+    (day 4): c is seen. The methods stay blind to the gap: pop+x, fitted on the histories, still lists c."""
+    day = 86400
+    rows = [("u1", "i0", "a", 0), ("u1", "i1", "a", day), ("u1", "i2", "b", 2 * day),
+            ("u1", "i3", "c", 3 * day + day // 2), ("u1", "i4", "c", 4 * day),
+            ("u2", "j0", "c", 0), ("u2", "j1", "c", day), ("u2", "j2", "c", 2 * day), ("u2", "j3", "d", 5 * day)]
+    split = chronological_split(events(rows), SplitConfig(n_future=1, n_short=2, min_history=2, min_gap=day))
+    assert split.dropped_by_gap == 1 and split.gap_categories == {"u1": {"c"}}
+    assert split.seen_before_future()["u1"] == {"a", "b", "c"} and split.histories.user_categories()["u1"] == {"a", "b"}
+    cfg = EvalConfig(methods=["pop+x"], ks=[1])
+    recs = recommend_all(split, cfg, MethodContext())
+    assert recs["pop+x"]["warm"]["u1"] == ["c"]  # the most popular category u1's history lacks
+    lists = {"u1": ["c"], "u2": ["d"]}  # both hit their future; only u2's d is new
+    scored = score_split(split, {"fixed": {"warm": lists, "cold": {}}}, cfg)["methods"]["fixed"]
+    assert (scored["C-H@1"], scored["S-H@1"], scored["NCP@1"]) == (1.0, 0.5, 0.5)
+    per_user = warm_per_user(split, {"fixed": lists}, cfg, [1])["fixed"]  # what the paired CIs resample
+    assert (list(per_user["S-H@1"]), list(per_user["NCP@1"])) == ([0.0, 1.0], [0.0, 1.0])
+    from coea.evaluation.pco_metrics import SplitEvaluator  # the PCO rounds' metrics: the same H
+    from coea.llm.sft_config import LlmConfig
+    from coea.llm.sft_data import GroupInfo
+
+    groups = {u: GroupInfo((0, 0), "fans") for u in ("u1", "u2")}
+    rounds = SplitEvaluator(split, groups, LlmConfig(), k=1, judge_users=0, round_users=0)
+    assert rounds.users == ["u1", "u2"] and rounds._metrics([["c"], ["d"]])["S-H@1"] == 0.5

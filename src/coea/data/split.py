@@ -4,7 +4,8 @@ Per user, events in time order (ties by item id):
 - ``future``  = the last ``n_future`` events: what methods are scored on, never shown to them;
 - ``history`` = everything before; with ``min_gap > 0`` only events at least ``min_gap`` seconds before the
   user's first future event are kept (the ones in between are dropped, so a method cannot exploit the
-  same browsing session);
+  same browsing session); the metrics still count the dropped events' categories as seen
+  (:meth:`Split.seen_before_future`): a category taken up in the gap is not new in the future;
 - ``short_term`` = the distinct categories of the last ``n_short`` history events (most recent last), or of the
   history events within ``short_window`` seconds of the last history event when that option is set;
 - users with fewer than ``min_history`` history events are *cold-start*: kept apart and scored separately;
@@ -53,6 +54,16 @@ class Split:
     dropped_by_gap: int = 0  # history events removed by min_gap
     cold_by_gap: int = 0  # cold users who would be warm without min_gap
     future_categories: dict[str, set[str]] = field(default_factory=dict)  # T_u
+    gap_categories: dict[str, set[str]] = field(default_factory=dict)  # categories of the events min_gap dropped
+
+    def seen_before_future(self) -> dict[str, set[str]]:
+        """H of the metrics: each user's categories before the future, the events ``min_gap`` kept from the methods
+        included (a category the user took up in the gap is not new when it comes back in the future: session 56,
+        before which the 1-day view counted it as a serendipitous hit). Without a gap, the histories' categories."""
+        seen = self.histories.user_categories()
+        for user, cats in self.gap_categories.items():
+            seen[user] = seen.get(user, set()) | cats
+        return seen
 
 
 def _last_events(df: pd.DataFrame, n: int) -> np.ndarray:
@@ -72,12 +83,14 @@ def chronological_split(interactions: pd.DataFrame, cfg: SplitConfig) -> Split:
     future = df[is_future].reset_index(drop=True)
     history = df[~is_future]
     dropped = cold_by_gap = 0
+    gap: dict[str, set[str]] = {}
     if cfg.min_gap > 0 and len(history):
         warm_before_gap = set(history.groupby(USER).size().loc[lambda n: n >= cfg.min_history].index)
         first_future = future.groupby(USER)[TIMESTAMP].min()
         cutoff = history[USER].map(first_future) - cfg.min_gap
         keep = (history[TIMESTAMP] <= cutoff).to_numpy()
         dropped = int((~keep).sum())
+        gap = {u: set(g) for u, g in history[~keep].groupby(USER, sort=False)[CATEGORY]}
         history = history[keep]
     history = history.reset_index(drop=True)
     n_hist = history.groupby(USER).size()
@@ -90,7 +103,7 @@ def chronological_split(interactions: pd.DataFrame, cfg: SplitConfig) -> Split:
     short = short_term_sets(history, cfg.n_short, cfg.short_window)
     histories = Histories(history, short, categories)
     future_cats = {str(u): set(g) for u, g in future.groupby(USER, sort=False)[CATEGORY]}
-    return Split(histories, future, warm, cold, cfg, dropped, cold_by_gap, future_cats)
+    return Split(histories, future, warm, cold, cfg, dropped, cold_by_gap, future_cats, gap)
 
 
 MOSTLY_COLD_SHARE = 0.5  # above this share of cold-start users :func:`cold_start_warning` warns

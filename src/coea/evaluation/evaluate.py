@@ -67,7 +67,7 @@ def score_split(split: Split, recs: dict[str, dict[str, Recommendations]], cfg: 
     """metrics.json's ``methods`` and ``cold_start`` sections plus the protocol facts."""
     hist = split.histories
     tail = _long_tail_of(split, cfg.long_tail_share)
-    history = hist.user_categories()
+    history = split.seen_before_future()
 
     def slice_metrics(users: list[str], part: str) -> dict[str, dict[str, float]]:
         return lists_metrics(split, {name: r[part] for name, r in recs.items()}, users, cfg, tail, history)
@@ -97,9 +97,9 @@ def lists_metrics(split: Split, lists: Mapping[str, Recommendations], users: lis
                   history: Mapping[str, set[str]] | None = None) -> dict[str, dict[str, float]]:
     """Per method (``lists``: its top-K lists) every metric at ``cfg.ks`` over ``users``
     (:func:`coea.evaluation.metrics.evaluate_lists`); ``tail`` and ``history`` (the long-tail set, the users'
-    history categories) when the caller already has them."""
+    categories before the future: :meth:`~coea.data.split.Split.seen_before_future`) when the caller has them."""
     tail = _long_tail_of(split, cfg.long_tail_share) if tail is None else tail
-    history = split.histories.user_categories() if history is None else history
+    history = split.seen_before_future() if history is None else history
     n_cat = len(split.histories.categories)
     return {name: evaluate_lists(r, users, history, split.future_categories, tail, n_cat, cfg.ks)
             for name, r in lists.items()}
@@ -110,7 +110,7 @@ def warm_per_user(split: Split, recs: Mapping[str, Recommendations], cfg: EvalCo
     """Per method (``recs``: its lists for the evaluated users): the per-user metric vectors at ``ks``
     (:func:`coea.evaluation.metrics.per_user_metrics`) over the split's evaluated users, in their order."""
     tail = _long_tail_of(split, cfg.long_tail_share)
-    history = split.histories.user_categories()
+    history = split.seen_before_future()
     return {name: per_user_metrics(r, split.warm_users, history, split.future_categories, tail, ks)
             for name, r in recs.items()}
 

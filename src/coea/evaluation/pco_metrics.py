@@ -79,7 +79,8 @@ class SplitEvaluator:
         self.users = [u for u in split.warm_users if u in groups]
         if round_users:  # a seeded subsample (its own seed: the judged users are then drawn among these)
             self.users = [self.users[i] for i in judge_rows(len(self.users), round_users, seed=1)]
-        self.history = hist.user_categories()
+        self.history = hist.user_categories()  # what the lists exclude (+x); the metrics' H: self.seen
+        self.seen = split.seen_before_future()
         counts = hist.interactions[CATEGORY].value_counts().to_dict()
         self.tail = long_tail({c: int(counts.get(c, 0)) for c in self.categories}, long_tail_share)
         seqs = category_sequences(hist.interactions)
@@ -92,7 +93,7 @@ class SplitEvaluator:
 
     def _metrics(self, recs: list[list[str]], users: list[str] | None = None) -> dict[str, float]:
         users = self.users if users is None else users
-        return evaluate_lists(dict(zip(users, recs, strict=True)), users, self.history,
+        return evaluate_lists(dict(zip(users, recs, strict=True)), users, self.seen,
                               self.split.future_categories, self.tail, len(self.categories), [self.k])
 
     def judge(self, relevance: ModelBundle, novel: list[list[str]]) -> dict[str, float]:
