@@ -52,6 +52,9 @@ def test_reference_rule_and_check():
     baselines = {"nllm_sft": {"S-H@10": 0.9}, "pop_novel": {"S-H@10": 0.3}, "markov+x": {"S-H@10": 0.4},
                  "cooc_novel": {"S-H@10": 0.4}}
     assert ablate_reference(baselines, 10) == "markov+x"  # the best novel view; ties: the first
+    # an LLM method is no baseline, even where it leads (session 56: nllm_sft+x, the ablation's round 0, was chosen)
+    with_llms = {**baselines, "nllm_sft+x": {"S-H@10": 0.95}, "dual_best_of_n+x": {"S-H@10": 0.9}}
+    assert ablate_reference(with_llms, 10) == "markov+x"
     assert ablate_reference(baselines, 10, "nllm_sft") == "nllm_sft"
     assert ablate_reference({"nllm_sft": {"S-H@10": 0.9}}, 10) == "nllm_sft"  # no novel view: the first
     check_reference(None, ["coea"])

@@ -171,3 +171,28 @@ def test_a_category_taken_up_in_the_min_gap_is_not_new_in_the_future():
     groups = {u: GroupInfo((0, 0), "fans") for u in ("u1", "u2")}
     rounds = SplitEvaluator(split, groups, LlmConfig(), k=1, judge_users=0, round_users=0)
     assert rounds.users == ["u1", "u2"] and rounds._metrics([["c"], ["d"]])["S-H@1"] == 0.5
+
+
+def test_eval_seed_and_ci_level_reach_the_paired_bootstrap():
+    """metrics.json's intervals are those of eval.seed and eval.ci_level (a helper's audit, session 56: hard-coding
+    seed 0 or level .95 in ``paired_cis`` passed every test, which only read the recorded fields)."""
+    import numpy as np
+
+    from coea.evaluation.bootstrap import paired_bootstrap_ci
+    from coea.evaluation.evaluate import paired_ci
+
+    rng = np.random.default_rng(3)
+    rows = [(f"u{u:02d}", f"u{u}-{t}", f"c{rng.integers(8)}", t) for u in range(40) for t in range(6)]
+    split = chronological_split(events(rows), SplitConfig(n_future=2, n_short=2, min_history=2))
+    lists = {name: {u: [f"c{(i * step) % 8}", f"c{(i * step + 1) % 8}"] for i, u in enumerate(split.warm_users)}
+             for name, step in (("pop", 1), ("pop+x", 3))}  # two fixed lists under those names
+    recs = {name: {"warm": r, "cold": {}} for name, r in lists.items()}
+    vectors = {name: warm_per_user(split, {name: r}, EvalConfig(ks=[2]), [2])[name] for name, r in lists.items()}
+    got = {}
+    for seed, level in ((7, 0.8), (8, 0.8), (7, 0.95)):
+        cfg = EvalConfig(methods=["pop", "pop+x"], ks=[2], seed=seed, ci_level=level, bootstrap=300, reference="pop")
+        got[seed, level] = paired_ci(split, recs, cfg, dict.fromkeys(lists, {}))["methods"]["pop+x"]["S-H@2"]
+        want = paired_bootstrap_ci(vectors["pop+x"]["S-H@2"], vectors["pop"]["S-H@2"], n_boot=300, level=level,
+                                   seed=seed)
+        assert (got[seed, level]["low"], got[seed, level]["high"]) == (want.low, want.high)
+    assert len({(ci["low"], ci["high"]) for ci in got.values()}) == 3  # each setting its own interval

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from coea.errors import CoeaInputError
-from coea.evaluation.paired import NOVEL_VIEW_SUFFIXES, best_by, ci_section, paired_cis
+from coea.evaluation.paired import NOVEL_VIEW_SUFFIXES, best_by, ci_section, is_baseline, paired_cis
 from coea.evaluation.registry import EXCLUDE_SUFFIX
 from coea.evaluation.report import paired_table
 from coea.utils import atomic_path
@@ -56,11 +56,13 @@ def check_reference(reference: str | None, rows: Sequence[str]) -> None:
 
 
 def ablate_reference(baselines: Mapping[str, Mapping[str, float]], k: int, reference: str | None = None) -> str:
-    """``reference`` if given, else the baseline of the novel view (``+x``/``_novel``) with the highest
-    S-H@``k`` (ties: the first), else the first baseline."""
+    """``reference`` if given, else the baseline of the novel view (``+x``/``_novel``) that needs neither the LLMs
+    nor PCO (:func:`~coea.evaluation.paired.is_baseline`, as ``coea evaluate``'s rule: the ablation's own round 0,
+    ``nllm_sft+x``, is no baseline) with the highest S-H@``k`` (ties: the first), else the first baseline."""
     if reference is not None:
         return reference
-    best = best_by(baselines, f"S-H@{k}", [m for m in baselines if m.endswith(NOVEL_VIEW_SUFFIXES)])
+    novel = [m for m in baselines if m.endswith(NOVEL_VIEW_SUFFIXES) and is_baseline(m)]
+    best = best_by(baselines, f"S-H@{k}", novel)
     return best if best is not None else next(iter(baselines))
 
 
