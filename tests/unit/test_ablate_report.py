@@ -48,6 +48,23 @@ def test_row_vectors_take_the_plain_and_the_novel_view():
     assert ci_cell({"diff": 0.1, "low": 0.05, "high": 0.2, "excludes_zero": True}) == "**+0.1000 [+0.0500, +0.2000]**"
 
 
+def test_a_reference_without_a_plus_x_view_warns_that_the_column_is_left_out(caplog):
+    """Session 56 (a helper's audit): with eval.reference dual_best_of_n (no +x view scored) the +x S-H column
+    vanished from the paired CIs without a word."""
+    import logging
+
+    rows = {"coea": {"S-H@2": vec(1, 0, 0), "C-H@2": vec(1, 1, 0), "x_S-H@2": vec(1, 1, 0)},
+            "dual_best_of_n": {"S-H@2": vec(1, 1, 1), "C-H@2": vec(1, 1, 1)}}
+    with caplog.at_level(logging.WARNING, logger="coea"):
+        section = ablate_paired_ci(rows, "dual_best_of_n", 2, n_boot=50, level=0.95, seed=0)
+    assert "x_S-H@2" not in section["methods"]["coea"]
+    assert "the reference dual_best_of_n has no +x view" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="coea"):
+        ablate_paired_ci({**rows, "pop_novel": rows["coea"]}, "pop_novel", 2, n_boot=50, level=0.95, seed=0)
+    assert not caplog.text
+
+
 def test_reference_rule_and_check():
     baselines = {"nllm_sft": {"S-H@10": 0.9}, "pop_novel": {"S-H@10": 0.3}, "markov+x": {"S-H@10": 0.4},
                  "cooc_novel": {"S-H@10": 0.4}}

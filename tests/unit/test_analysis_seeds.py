@@ -79,3 +79,32 @@ def test_a_run_fitted_on_another_log_is_refused_before_any_scoring(tmp_path, cap
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert str(tmp_path / "b" / "dsie") in err and "another log" in err
 
+
+
+def test_per_user_scores_each_evaluated_user_as_computed_by_hand(tmp_path):
+    """The per-user vector every arm is read from: pop_novel's S-H@3 for each warm user, in the split's order,
+    recomputed here from the log by hand (a helper's audit, session 56: scoring the cold users' lists, all zeros,
+    passed every test of this file)."""
+    from collections import Counter
+
+    from benchmarks.analysis_seeds import per_user
+    from coea.config import RunConfig, SyntheticConfig
+    from coea.data.loaders import LoadedData
+    from coea.data.prepared import write_prepared
+    from coea.data.split import chronological_split
+    from coea.data.synthetic import generate_synthetic
+
+    log = generate_synthetic(SyntheticConfig(n_users=40, n_categories=12, mean_interactions=20, min_interactions=15))
+    write_prepared(LoadedData(log.interactions, "test", None), tmp_path / "run" / "data", {})
+    cfg = RunConfig()
+    split = chronological_split(log.interactions, cfg.split)
+    got = per_user(tmp_path / "run", "pop_novel", cfg, split, "S-H@3")
+    hist = split.histories.interactions
+    counts = Counter(hist["category"])
+    order = sorted(counts, key=lambda c: (-counts[c], c))
+    want = []
+    for user in split.warm_users:
+        seen = set(hist.loc[hist["user_id"] == user, "category"])
+        top = [c for c in order if c not in seen][:3]
+        want.append(float(bool(set(top) & (split.future_categories[user] - seen))))
+    assert len(got) == len(split.warm_users) > 20 and list(got) == want and 0 < sum(want) < len(want)

@@ -75,6 +75,9 @@ def test_novelty_counts_the_whole_history_not_the_short_term_set():
     assert m["NCP@2"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
     # S-H (novel and taken): u1's future a is not new -> 0; u2's c is new and listed -> 1; u3's c is not new -> 0
     assert m["S-H@2"] == pytest.approx(1 / 3) and m["C-H@2"] == pytest.approx(1.0)
+    # the +x view: pop+x drops u1's whole history {a, b} (the short-term set alone would leave a, the top category)
+    plus_x = recommend_all(split, EvalConfig(methods=["pop+x"], ks=[2]), MethodContext())["pop+x"]["warm"]
+    assert plus_x["u1"] == ["c", "d"]
 
 
 def test_score_split_uses_the_configs_long_tail_share():

@@ -9,6 +9,7 @@ its ``+x`` top-K (history categories removed): per-user vectors over the split's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from coea.evaluation.paired import NOVEL_VIEW_SUFFIXES, best_by, ci_section, is_
 from coea.evaluation.registry import EXCLUDE_SUFFIX
 from coea.evaluation.report import paired_table
 from coea.utils import atomic_path
+
+log = logging.getLogger(__name__)
 
 WITHOUT_RLLM = "coea w/o R-LLM (= nllm_sft, round 0)"
 TABLE_METRICS = ("C-H", "C-N", "NCP", "CLTP", "S-H")
@@ -69,8 +72,12 @@ def ablate_reference(baselines: Mapping[str, Mapping[str, float]], k: int, refer
 def ablate_paired_ci(rows: Mapping[str, Mapping[str, np.ndarray]], reference: str, k: int, *, n_boot: int,
                      level: float, seed: int) -> dict[str, Any]:
     """ablate.json's ``paired_ci`` section (:func:`coea.evaluation.paired.ci_section`, metrics ``S-H``, ``C-H``
-    and ``x_S-H``): every row of :func:`row_vectors` but the reference against it."""
+    and ``x_S-H``): every row of :func:`row_vectors` but the reference against it. A reference without a ``+x``
+    view (a plain baseline whose ``+x`` was not scored) has no ``x_S-H``: that column is left out, with a warning."""
     ref = rows[reference]
+    if not any(key.startswith("x_S-H@") for key in ref):
+        log.warning("ablate: the reference %s has no +x view, so the paired CIs leave out the +x S-H column; choose "
+                    "a +x or _novel baseline as eval.reference to have it", reference)
     cis = paired_cis({name: v for name, v in rows.items() if name != reference}, ref, n_boot=n_boot, level=level,
                      seed=seed)
     n_users = len(next(iter(ref.values())))
