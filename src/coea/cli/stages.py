@@ -337,7 +337,7 @@ def recommend_cmd(
                                                               "publish users only)")] = None,
 ) -> None:
     """Print a user's (or a group's) served top-K categories from the active version of a KV store."""
-    from coea.store import KVStore
+    from coea.store import KeyKind, KVStore
 
     if store.is_dir():
         inside = next(iter(sorted(store.rglob("recs.sqlite"))), None)
@@ -350,16 +350,16 @@ def recommend_cmd(
     if (user is None) == (group is None):
         raise CoeaInputError("give exactly one of --user and --group", option="--user/--group")
     with KVStore(store, create=False) as kv:  # a lookup: opens an existing store only, writes nothing
-        version = kv.active_version()
-        if version is None:
-            raise CoeaInputError("the store has no published version yet", source=store,
-                                 fix="publish first (`coea run` or the pipelines' publish step)")
-        if group is not None and not any(v.n_groups for v in kv.versions() if v.version == version):
-            raise CoeaInputError(f"version {version} holds no group entries (`coea run` and the pipelines publish "
-                                 "per-user recommendations only)", source=store, option="--group",
-                                 fix="look up a user with --user")
-        recs = kv.get_user(user) if user is not None else kv.get_group(group)
-        examples = kv.user_ids(3) if not recs and user is not None else []
+        # one read transaction: a publish meanwhile cannot pair one version's id with another's list
+        found = kv.lookup(KeyKind.USER, user) if user is not None else kv.lookup(KeyKind.GROUP, group)
+    version, recs, examples = found.version, found.recs, found.examples if user is not None else []
+    if version is None:
+        raise CoeaInputError("the store has no published version yet", source=store,
+                             fix="publish first (`coea run` or the pipelines' publish step)")
+    if group is not None and not found.n_groups:
+        raise CoeaInputError(f"version {version} holds no group entries (`coea run` and the pipelines publish "
+                             "per-user recommendations only)", source=store, option="--group",
+                             fix="look up a user with --user")
     if not recs:
         key = f"user {user!r}" if user is not None else f"group {group!r}"
         like = f"; ids in this store look like {', '.join(examples)}" if examples else ""

@@ -10,7 +10,7 @@ from coea.store.gcs import (
     read_export,
     read_manifest,
 )
-from coea.store.kv import KeyKind, KVStore, VersionInfo
+from coea.store.kv import KeyKind, KVStore, Lookup, VersionInfo
 from coea.store.publish import PublishConfig, PublishResult, find_published, read_recs_file, run_publish
 from coea.store.records import Recommendation, validate_recs
 from coea.store.retry import RetryPolicy, call_with_retry
@@ -26,6 +26,7 @@ __all__ = [
     "GcsUri",
     "KVStore",
     "KeyKind",
+    "Lookup",
     "PublishConfig",
     "PublishResult",
     "Recommendation",

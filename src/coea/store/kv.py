@@ -66,6 +66,16 @@ class VersionInfo:
     active: bool
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """One key's recommendations and the version they come from, read from one snapshot (``KVStore.lookup``)."""
+
+    version: str | None  # the active version; None before the first publish (then the rest is empty)
+    n_groups: int  # how many group entries that version holds
+    recs: list[Recommendation]  # the key's list in rank order, [] if the version does not hold the key
+    examples: list[str]  # when ``recs`` is empty: the version's first user ids (what an id looks like)
+
+
 class KVStore:
     """Versioned recommendation store in one SQLite file.
 
@@ -262,6 +272,24 @@ class KVStore:
             self._checked_active(conn)  # nothing found: say so if the active version itself is missing
             return []
         return self._decode(kind, str(key), row[1])
+
+    def lookup(self, kind: KeyKind, key: str, *, examples: int = 3) -> Lookup:
+        """The active version, its group count and ``key``'s list, all from ONE read transaction: a publish that
+        commits meanwhile cannot pair one version's id with another version's list (what ``coea recommend``
+        prints). Raises ``StoreError`` for a damaged store, as the other reads do."""
+        kind = KeyKind(kind)
+        with self._transaction("DEFERRED") as conn:
+            version = self._checked_active(conn)
+            if version is None:
+                return Lookup(None, 0, [], [])
+            n_groups = conn.execute("SELECT n_groups FROM versions WHERE version = ?", (version,)).fetchone()[0]
+            row = conn.execute("SELECT value FROM recs WHERE version = ? AND kind = ? AND key = ?",
+                               (version, kind.value, str(key))).fetchone()
+            recs = [] if row is None else self._decode(kind, str(key), row[0])
+            sample = [] if recs else [r[0] for r in conn.execute(
+                "SELECT key FROM recs WHERE version = ? AND kind = ? ORDER BY key LIMIT ?",
+                (version, KeyKind.USER.value, int(examples)))]
+        return Lookup(version, int(n_groups), recs, sample)
 
     def get_users(self, user_ids: Iterable[str]) -> dict[str, list[Recommendation]]:
         """Batch lookup from one snapshot (one read transaction): every value comes from the same version.
