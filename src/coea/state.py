@@ -38,9 +38,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import tempfile
-from contextlib import closing, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +68,15 @@ from coea.state_backends import (
 )
 from coea.store.gcs import GcsExportConfig, GcsExportResult, export_to_gcs, parse_gcs_uri
 from coea.store.kv import KVStore
-from coea.store.publish import PublishConfig, PublishResult, find_published, read_recs_file, run_publish
+from coea.store.publish import (
+    PublishConfig,
+    PublishResult,
+    copy_store,
+    find_published,
+    read_recs_file,
+    run_publish,
+    single_file,
+)
 from coea.store.records import new_version_id, utc_now_iso
 from coea.utils import atomic_path
 
@@ -342,24 +349,13 @@ class ExportResult:
     gcs: GcsExportResult | None = None
 
 
-def _sqlite_copy(src: Path, dst: Path) -> None:
-    """A consistent copy of a live SQLite database (the backup API), written atomically."""
-    with atomic_path(dst) as tmp, closing(sqlite3.connect(src)) as s, closing(sqlite3.connect(tmp)) as d:
-        s.backup(d)
-
-
-def _checkpoint(path: Path) -> None:
-    """Fold the WAL into the database file so the single file is complete."""
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
 def run_export(cfg: PublishConfig, recs_path: Path, state_uri: str, store_out: Path, *,
                gcs_uri: str | None = None, seen: Path | None = None, client: Any = None) -> ExportResult:
     """Publish a recommendations parquet as the new version of the state's KV store; copy the store to
-    ``store_out``; with ``gcs_uri``, also export the recommendations there as shards (``export_to_gcs``). ``seen``
-    (the recommend step's seen pairs) becomes the state's ``seen.parquet`` first: the period's events happened
-    whether or not the publish goes through. A malformed ``gcs_uri`` fails first, before anything is written (a
+    ``store_out`` (one file in journal mode DELETE, ``coea.store.publish.copy_store``: no -wal/-shm beside it); with
+    ``gcs_uri``, also export the recommendations there as shards (``export_to_gcs``). ``seen`` (the recommend
+    step's seen pairs) becomes the state's ``seen.parquet`` first: the period's events happened whether or not the
+    publish goes through. A malformed ``gcs_uri`` fails first, before anything is written (a
     retried step would otherwise publish a new version on each try).
 
     Idempotent under a retry: when the store's active version already came from these recommendations
@@ -381,15 +377,16 @@ def run_export(cfg: PublishConfig, recs_path: Path, state_uri: str, store_out: P
     if isinstance(state, LocalState):
         live = state.root / KV_STORE
         published = find_published(cfg, Path(recs_path), live) or run_publish(cfg, Path(recs_path), live)
-        _sqlite_copy(live, store_out)
+        copy_store(live, store_out)  # one file: a reader on a read-only volume needs no -wal/-shm beside it
     else:
         if store_out.exists():
             os.remove(store_out)
         state.download_file(KV_STORE, store_out)
         published = find_published(cfg, Path(recs_path), store_out)
-        if published is None:  # else the state's store already holds it: nothing to upload
-            published = run_publish(cfg, Path(recs_path), store_out)
-            _checkpoint(store_out)
+        fresh = published is None  # else the state's store already holds it: nothing to upload
+        published = published or run_publish(cfg, Path(recs_path), store_out)
+        single_file(store_out)  # the WAL folded in: the uploaded and the shipped file are complete alone
+        if fresh:
             state.upload_file(KV_STORE, store_out)
     gcs = None
     if gcs_uri:

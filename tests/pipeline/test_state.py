@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,9 @@ def test_gcs_state_round_trip_store_and_export(tmp_path: Path, fitted, gcs: Any)
     first = run_export(PublishConfig(), _recs(tmp_path / "a.parquet"), state, tmp_path / "s1.sqlite", client=gcs)
     second = run_export(PublishConfig(), _recs(tmp_path / "b.parquet", 1), state, tmp_path / "s2.sqlite",
                         gcs_uri=f"gs://{BUCKET}/coea/recs/", client=gcs)
+    with closing(sqlite3.connect(f"file:{second.store_copy}?mode=ro", uri=True)) as conn:  # shipped as one file
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert sorted(p.name for p in tmp_path.glob("s2.sqlite*")) == ["s2.sqlite"]
     gcs.bucket(BUCKET).blob(f"coea/state/{KV_STORE}").download_to_filename(tmp_path / "remote.sqlite")
     with KVStore(tmp_path / "remote.sqlite") as remote:  # the store in the bucket holds both versions
         assert [v.version for v in remote.versions()] == [first.publish.version, second.publish.version]

@@ -144,7 +144,9 @@ class KVStore:
     def _connect(self) -> sqlite3.Connection:
         """A writer's connection; a reader's (``create=False``) read-only: ``mode=ro``, or, where the folder cannot
         be written (a read-only volume, where SQLite cannot make the WAL store's ``-shm`` file beside it),
-        ``immutable=1``, which reads the file as it is, without locks."""
+        ``immutable=1``, which reads the file as it is, without locks. That fallback refuses a store with a
+        non-empty ``-wal`` file beside it (a writer stopped before folding its commits in): the file alone may be an
+        older version. The copy ``run_export`` ships is one file (no WAL) and needs no fallback."""
         options = {"timeout": self.timeout_s, "isolation_level": None, "check_same_thread": False}
         if self.create:
             return sqlite3.connect(self.path, **options)
@@ -157,7 +159,16 @@ class KVStore:
             conn.close()
             if os.access(self.path.parent, os.W_OK):
                 raise
+            self._refuse_unfolded_wal()
             return sqlite3.connect(uri + "&immutable=1", uri=True, **options)
+
+    def _refuse_unfolded_wal(self) -> None:
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            raise StoreError(f"{wal.name} beside it may hold committed versions that a read-only folder cannot fold "
+                             "in (the file alone may be an older version)", source=self.path,
+                             fix=f"on a writable mount run sqlite3 {self.path.name} 'PRAGMA wal_checkpoint(TRUNCATE)'"
+                                 ", or ship the single-file copy run_export writes (the run's recs.sqlite)")
 
     @contextmanager
     def _transaction(self, mode: str) -> Iterator[sqlite3.Connection]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pandas as pd
 
 from coea.store.errors import StoreError
 from coea.store.kv import KVStore, VersionInfo
-from coea.utils import file_sha256
+from coea.utils import atomic_path, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +135,26 @@ def find_published(cfg: PublishConfig, recs_path: Path, store_path: Path, *,
 
 
 _MISSING = object()
+
+
+def copy_store(src: Path, dst: Path) -> None:
+    """A consistent copy of the live store ``src`` (SQLite's backup API: it holds every committed version, those
+    still in ``src``'s ``-wal`` file too), written atomically to ``dst`` as one file (see ``single_file``)."""
+    with atomic_path(Path(dst)) as tmp, closing(sqlite3.connect(src)) as s, closing(sqlite3.connect(tmp)) as d:
+        s.backup(d)
+        _journal_delete(d, Path(dst))
+
+
+def single_file(path: Path) -> None:
+    """Make the store at ``path`` one self-contained file: its WAL folded in and its journal mode DELETE, so no
+    ``-wal``/``-shm`` file belongs beside it and a reader on a read-only volume opens it as it is (a writer, e.g.
+    the next publish, switches it back to WAL)."""
+    with closing(sqlite3.connect(path)) as conn:
+        _journal_delete(conn, Path(path))
+
+
+def _journal_delete(conn: sqlite3.Connection, path: Path) -> None:
+    mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+    if mode != "delete":  # SQLite keeps WAL while another connection has the file open
+        raise StoreError(f"could not make a single-file copy (journal mode stays {mode})", source=path,
+                         fix="close the programs that have this file open, then re-run the export")
