@@ -153,11 +153,15 @@ def test_active_user_recs_is_the_active_version_in_the_publish_format(store: KVS
         (pd.DataFrame({"user_id": ["a", "b"], "rank": [1, 1], "category": ["x", "y"], "score": [1.0, float("inf")]}),
          r"column 'score', row 2: score inf is not a finite number"),
         (pd.DataFrame({"user_id": ["a", "a"], "rank": [1, 3], "category": ["x", "y"], "score": [1, 2]}),
-         "ranks of user_id='a' are not 1..K"),
+         "column 'rank', row 2: ranks of user_id='a' are not 1..K without gaps or repeats \\(rank 3 where 2"),
+        (pd.DataFrame({"user_id": ["b", "a", "a"], "rank": [1, 1, 3], "category": ["x", "y", "z"], "score": [1] * 3}),
+         "column 'rank', row 3: ranks of user_id='a'"),  # the input's row, not the sorted frame's (2)
+        (pd.DataFrame({"user_id": ["a", "a"], "rank": [1, 2.5], "category": ["x", "y"], "score": [1.0, 2.0]}),
+         "column 'rank', row 2: rank 2.5 is not an integer >= 1"),  # not truncated to rank 2
         (pd.DataFrame({"user_id": ["a"], "rank": [0], "category": ["x"], "score": [1.0]}),
          "row 1: rank 0 is not an integer >= 1"),
-        (pd.DataFrame({"user_id": ["a", "a"], "rank": [1, 2], "category": ["x", "x"], "score": [1, 2]}),
-         "category 'x' repeats"),
+        (pd.DataFrame({"user_id": ["a", "b", "a"], "rank": [2, 1, 1], "category": ["x", "y", "x"], "score": [1] * 3}),
+         "column 'category', row 1: category 'x' repeats for user_id='a'"),  # rank 2's row (sorted frame: 2)
         (pd.DataFrame({"user_id": ["a"], "rank": [1], "category": ["x"], "score": ["high"]}),
          "row 1: score 'high' is not a finite number"),
     ],
@@ -329,6 +333,27 @@ def test_run_publish_reads_parquet_and_records_config(tmp_path: Path) -> None:
     assert info.metadata["run"] == "r1"
     assert info.metadata["config"] == {"keep_versions": 1, "timeout_s": 30.0, "metadata": {"run": "r1"}}
     assert info.metadata["recs_path"] == str(recs_path)
+
+
+def test_run_publish_checks_the_file_before_it_opens_the_store(tmp_path: Path) -> None:
+    """A bad recommendations file created an empty store (and its folder) before the check, and the error named
+    ``user_recs``: now it names the file, the column and the row, and no store (nor folder) appears; an existing
+    store keeps its versions."""
+    recs, groups = tmp_path / "recs.parquet", tmp_path / "groups.parquet"
+    pd.DataFrame({"user_id": ["a", "a"], "rank": [1, 3], "category": ["x", "y"], "score": [1.0, 0.5]}).to_parquet(recs)
+    store_path = tmp_path / "serve" / "recs.sqlite"
+    with pytest.raises(StoreError) as err:
+        run_publish(PublishConfig(), recs, store_path)
+    assert str(err.value).startswith(f"{recs}, column 'rank', row 2: ranks of user_id='a' are not 1..K"), err.value
+    assert not store_path.parent.exists()
+    user_frame(2, 1, 1).to_parquet(recs)
+    good = run_publish(PublishConfig(), recs, store_path)
+    group_frame().assign(rank=[1, 1, 1]).to_parquet(groups)
+    with pytest.raises(StoreError) as err:
+        run_publish(PublishConfig(), recs, store_path, group_recs_path=groups)
+    assert str(err.value).startswith(f"{groups}, column 'rank', row 2: ranks of group_id='3-12'"), err.value
+    with KVStore(store_path, create=False) as store:
+        assert [v.version for v in store.versions()] == [good.version]
 
 
 def test_run_publish_missing_file_raises(tmp_path: Path) -> None:

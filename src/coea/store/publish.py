@@ -14,6 +14,7 @@ import pandas as pd
 
 from coea.store.errors import StoreError
 from coea.store.kv import KVStore, VersionInfo
+from coea.store.records import validate_recs
 from coea.utils import atomic_path, file_sha256
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,13 @@ def run_publish(cfg: PublishConfig, recs_path: Path, store_path: Path, *,
 
     The config, ``cfg.metadata``, the source paths and the sha256 of each source file are stored as the version's
     metadata, so every version describes where it came from (and ``find_published`` can tell a repeated publish).
+    The files are checked first: a bad one raises ``StoreError`` naming it, the column and the row, and the store is
+    neither created nor changed.
     """
-    users = read_recs_file(recs_path)
-    groups = read_recs_file(group_recs_path) if group_recs_path is not None else None
+    # checked before the store is opened (a bad file creates or changes nothing), errors naming the file
+    users = validate_recs(read_recs_file(recs_path), "user_id", name=str(recs_path))
+    groups = None if group_recs_path is None else validate_recs(read_recs_file(group_recs_path), "group_id",
+                                                                name=str(group_recs_path))
     metadata = {**_source_metadata(cfg, recs_path, group_recs_path), "config": asdict(cfg)}
     with KVStore(Path(store_path), keep_versions=cfg.keep_versions, timeout_s=cfg.timeout_s) as store:
         version = store.publish(users, groups, metadata=metadata)

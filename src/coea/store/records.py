@@ -69,8 +69,10 @@ def validate_recs(frame: pd.DataFrame | None, key_column: str, *, name: str) -> 
                              fix="drop or fill rows with missing values")
     out = out.assign(**{key_column: out[key_column].astype(str), "category": out["category"].astype(str),
                         "rank": _as_int(out["rank"], name), "score": _as_float(out["score"], name)})
-    out = out.sort_values([key_column, "rank"], kind="stable").reset_index(drop=True)
-    _check_ranks(out, key_column, name)
+    out = out.sort_values([key_column, "rank"], kind="stable")
+    rows = out.index.to_numpy() + 1  # each sorted row's 1-based row in the frame, for the errors
+    out = out.reset_index(drop=True)
+    _check_ranks(out, key_column, name, rows)
     return out
 
 
@@ -97,18 +99,23 @@ def _as_float(scores: pd.Series, name: str) -> pd.Series:
     return values
 
 
-def _check_ranks(out: pd.DataFrame, key_column: str, name: str) -> None:
+def _check_ranks(out: pd.DataFrame, key_column: str, name: str, rows: np.ndarray) -> None:
+    """Ranks 1..K per key and no category twice per key; ``rows``: each row of ``out``'s row in the input. The error
+    names the input row of the first offending row (in key, rank order): the gap's or repeat's, the repeated
+    category's second row."""
     expected = out.groupby(key_column, sort=False).cumcount().to_numpy() + 1
     bad = np.flatnonzero(out["rank"].to_numpy() != expected)
     if bad.size:
         key = out[key_column].iloc[bad[0]]
-        raise StoreError(f"ranks of {key_column}={key!r} are not 1..K without gaps or repeats", source=name,
-                         column="rank", fix="re-rank with groupby(key).cumcount() + 1")
+        raise StoreError(f"ranks of {key_column}={key!r} are not 1..K without gaps or repeats (rank "
+                         f"{int(out['rank'].iloc[bad[0]])} where {int(expected[bad[0]])} belongs)", source=name,
+                         column="rank", row=int(rows[bad[0]]), fix="re-rank with groupby(key).cumcount() + 1")
     dup = np.flatnonzero(out.duplicated([key_column, "category"]).to_numpy())
     if dup.size:
         key = out[key_column].iloc[dup[0]]
         raise StoreError(f"category {out['category'].iloc[dup[0]]!r} repeats for {key_column}={key!r}",
-                         source=name, column="category", fix="keep one row per (key, category)")
+                         source=name, column="category", row=int(rows[dup[0]]),
+                         fix="keep one row per (key, category)")
 
 
 def iter_key_blocks(out: pd.DataFrame, key_column: str) -> Iterator[tuple[str, int, int]]:
