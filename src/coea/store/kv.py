@@ -9,7 +9,6 @@ read is one statement (or one read transaction for a batch) and so sees one cons
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -25,7 +24,15 @@ from urllib.parse import quote
 import pandas as pd
 
 from coea.store.errors import StoreError
-from coea.store.records import Recommendation, decode_value, encode_values, new_version_id, utc_now_iso
+from coea.store.records import (
+    Recommendation,
+    decode_metadata,
+    decode_value,
+    encode_metadata,
+    encode_values,
+    new_version_id,
+    utc_now_iso,
+)
 from coea.store.records import validate_recs as _validate
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,7 @@ _TABLES = {"meta", "versions", "recs"}  # what makes a SQLite file a coea store
 _ACTIVE = "(SELECT value FROM meta WHERE name = 'active_version')"
 _SELECT_ACTIVE = f"SELECT key, value FROM recs WHERE version = {_ACTIVE} AND kind = ?"
 _GET = f"{_SELECT_ACTIVE} AND key = ?"
+_VERSIONS = "SELECT version, created_at, n_users, n_groups, n_rows, metadata FROM versions"
 _BATCH_LIMIT = 500  # keys per IN (...) statement, well under SQLite's variable limit
 
 
@@ -206,7 +214,7 @@ class KVStore:
         groups: list[tuple[str, str]] = []
         if group_recs is not None:
             groups = encode_values(_validate(group_recs, "group_id", name="group_recs"), "group_id")
-        meta_json = _metadata_json(metadata)
+        meta_json = encode_metadata(metadata)
         n_rows = len(user_recs) + (0 if group_recs is None else len(group_recs))
         version = new_version_id()
         with self._transaction("IMMEDIATE") as conn:
@@ -341,13 +349,29 @@ class KVStore:
             {"user_id": str, "rank": "int64", "category": str, "score": "float64"})
 
     def versions(self) -> list[VersionInfo]:
-        """All kept versions, oldest first, with created time, counts, metadata and which is active."""
+        """All kept versions, oldest first, with created time, counts, metadata and which is active. Raises
+        ``StoreError`` naming a version whose stored metadata is damaged."""
         with self._transaction("DEFERRED") as conn:
             active = _active(conn)
-            rows = conn.execute("SELECT version, created_at, n_users, n_groups, n_rows, metadata "
-                                "FROM versions ORDER BY seq").fetchall()
-        return [VersionInfo(version=v, created_at=c, n_users=u, n_groups=g, n_rows=n,
-                            metadata=json.loads(m), active=v == active) for v, c, u, g, n, m in rows]
+            rows = conn.execute(f"{_VERSIONS} ORDER BY seq").fetchall()
+        return [self._info(row, active) for row in rows]
+
+    def version_info(self, version: str | None = None) -> VersionInfo | None:
+        """One kept version (by default the active one; ``None`` if not kept or nothing published): only its
+        metadata is decoded, so another version's damaged metadata does not stop a publish."""
+        with self._transaction("DEFERRED") as conn:
+            active = self._checked_active(conn)
+            row = conn.execute(f"{_VERSIONS} WHERE version = ?", (version or active,)).fetchone()
+        return None if row is None else self._info(row, active)
+
+    def version_ids(self) -> list[str]:
+        """The kept versions' ids, oldest first (no metadata decoded)."""
+        return [row[0] for row in self._conn().execute("SELECT version FROM versions ORDER BY seq")]
+
+    def _info(self, row: tuple[Any, ...], active: str | None) -> VersionInfo:
+        version, created_at, n_users, n_groups, n_rows, metadata = row
+        return VersionInfo(version=version, created_at=created_at, n_users=n_users, n_groups=n_groups, n_rows=n_rows,
+                           metadata=decode_metadata(metadata, version, source=self.path), active=version == active)
 
 
 def _active(conn: sqlite3.Connection) -> str | None:
@@ -358,16 +382,3 @@ def _active(conn: sqlite3.Connection) -> str | None:
 def _set_active(conn: sqlite3.Connection, version: str) -> None:
     conn.execute("INSERT INTO meta (name, value) VALUES ('active_version', ?) "
                  "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (version,))
-
-
-def _metadata_json(metadata: dict[str, Any] | None) -> str:
-    if metadata is None:
-        return "{}"
-    if not isinstance(metadata, dict):
-        raise StoreError(f"metadata must be a dict, got {type(metadata).__name__}", source="metadata",
-                         fix="pass a JSON-serialisable dict")
-    try:
-        return json.dumps(metadata, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"metadata is not JSON-serialisable: {exc}", source="metadata",
-                         fix="use str/int/float/bool/list/dict values") from exc

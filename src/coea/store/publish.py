@@ -98,16 +98,15 @@ def run_publish(cfg: PublishConfig, recs_path: Path, store_path: Path, *,
     metadata = {**_source_metadata(cfg, recs_path, group_recs_path), "config": asdict(cfg)}
     with KVStore(Path(store_path), keep_versions=cfg.keep_versions, timeout_s=cfg.timeout_s) as store:
         version = store.publish(users, groups, metadata=metadata)
-        kept = store.versions()
+        # the new version's metadata only: an older version's damaged metadata must not undo this repair
+        info, kept = store.version_info(version), store.version_ids()
     log.info("run_publish: %s -> %s version %s", recs_path, store_path, version)
-    return _result(store_path, version, kept)
+    return _result(store_path, info, kept)
 
 
-def _result(store_path: Path, version: str, kept: list[VersionInfo]) -> PublishResult:
-    info = next(v for v in kept if v.version == version)
-    return PublishResult(version=version, store_path=Path(store_path), n_users=info.n_users,
-                         n_groups=info.n_groups, n_rows=info.n_rows,
-                         kept_versions=tuple(v.version for v in kept))
+def _result(store_path: Path, info: VersionInfo, kept: list[str]) -> PublishResult:
+    return PublishResult(version=info.version, store_path=Path(store_path), n_users=info.n_users,
+                         n_groups=info.n_groups, n_rows=info.n_rows, kept_versions=tuple(kept))
 
 
 def find_published(cfg: PublishConfig, recs_path: Path, store_path: Path, *,
@@ -120,23 +119,22 @@ def find_published(cfg: PublishConfig, recs_path: Path, store_path: Path, *,
 
     Changes nothing. ``None`` too when there is no store yet, when the file is no readable store, when its active
     version is missing (a damaged store: the publish repairs it), or when a source file is missing (the publish
-    then says so)."""
+    then says so), and when its active version's metadata is damaged (the publish repairs it too)."""
     sources = [p for p in (recs_path, group_recs_path) if p is not None]
     if not Path(store_path).is_file() or not all(Path(p).is_file() for p in sources):
         return None
     try:
         with KVStore(Path(store_path), timeout_s=cfg.timeout_s, create=False) as store:
-            kept = store.versions()
+            active, kept = store.version_info(), store.version_ids()
     except StoreError:
         return None
-    active = next((v for v in kept if v.active), None)
     if active is None:
         return None
     expected = json.loads(json.dumps(_source_metadata(cfg, Path(recs_path), group_recs_path)))
     if any(active.metadata.get(key, _MISSING) != value for key, value in expected.items()):
         return None
     log.info("find_published: %s already holds %s as its active version %s", store_path, recs_path, active.version)
-    return _result(store_path, active.version, kept)
+    return _result(store_path, active, kept)
 
 
 _MISSING = object()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -163,3 +164,33 @@ def _recommendation(item: object, rank: int) -> Recommendation:
             and not isinstance(score, bool) and np.isfinite(score)):
         raise ValueError(f"item {rank} is {str(item)[:60]!r}")
     return Recommendation(category=item["category"], score=float(score), rank=rank)
+
+
+def encode_metadata(metadata: dict[str, Any] | None) -> str:
+    """A version's metadata as stored: a JSON object (``{}`` for ``None``); else ``StoreError``."""
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, dict):
+        raise StoreError(f"metadata must be a dict, got {type(metadata).__name__}", source="metadata",
+                         fix="pass a JSON-serialisable dict")
+    try:
+        return json.dumps(metadata, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"metadata is not JSON-serialisable: {exc}", source="metadata",
+                         fix="use str/int/float/bool/list/dict values") from exc
+
+
+def decode_metadata(text: str, version: str, *, source: str | Path | None = None) -> dict[str, Any]:
+    """Inverse of ``encode_metadata``; damaged metadata (not a JSON object) raises ``StoreError`` naming the version
+    and the store (``source``)."""
+    try:
+        metadata = json.loads(text)
+        if not isinstance(metadata, dict):
+            raise TypeError(f"a JSON {type(metadata).__name__}, not an object")
+        return metadata
+    except (ValueError, TypeError) as err:
+        first = (str(err).splitlines() or [""])[0][:120]
+        raise StoreError(f"the metadata of version {version!r} is damaged ({type(err).__name__}: {first}); expected "
+                         "a JSON object", source=source,
+                         fix="re-publish: re-run `coea run` or the pipelines' publish step (the new version is active; "
+                             "the damaged one goes once keep_versions newer ones are kept)") from err
