@@ -72,6 +72,18 @@ def test_int_user_ids_are_stored_and_read_as_strings(store: KVStore) -> None:
     assert store.get_user(17) == store.get_user("17")  # type: ignore[arg-type]
 
 
+def test_float_ids_are_stored_as_the_integers_they_equal_as_the_data_loader_reads_them(store: KVStore) -> None:
+    """A Parquet double id column (1.0) was stored as "1.0", so the lookup of "1" (the id the data loader and the
+    pipelines use) silently returned []. A fractional id is refused, naming the column and the row."""
+    store.publish(pd.DataFrame({"user_id": [1.0, 1.0, 20.0], "rank": [1, 2, 1], "category": [7.0, 3.0, 7.0],
+                                "score": [0.9, 0.5, 0.4]}))
+    assert store.get_user("1") == [Recommendation("7", 0.9, 1), Recommendation("3", 0.5, 2)]
+    assert store.get_user("20") == [Recommendation("7", 0.4, 1)] and store.get_user("1.0") == []
+    with pytest.raises(StoreError, match=r"^user_recs, column 'user_id', row 2: user_id 2.5 is not a whole number"):
+        store.publish(pd.DataFrame({"user_id": [1.0, 2.5], "rank": [1, 1], "category": ["a", "b"], "score": [1, 1]}))
+    assert len(store.versions()) == 1
+
+
 def test_new_version_switches_reads_and_rollback_switches_back(store: KVStore) -> None:
     first = store.publish(user_frame(3, 2, marker=1))
     second = store.publish(user_frame(3, 2, marker=2))

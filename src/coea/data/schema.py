@@ -54,7 +54,7 @@ def _check_ids(df: pd.DataFrame, source: str, names: Mapping[str, str]) -> None:
             )
 
 
-def _as_strings(values: pd.Series, source: str, col: str) -> pd.Series:
+def as_id_strings(values: pd.Series, source: str, col: str) -> pd.Series:
     """``values`` as stripped strings. Floats (a Parquet id column written as double) must be whole numbers and
     become integer strings (``1.0`` -> ``"1"``, as a CSV or an integer column gives it), with one warning; a float
     with a fraction is an error."""
@@ -114,9 +114,9 @@ def validate_interactions(df: pd.DataFrame, source: str, *, on_category_conflict
     df = df.reset_index(drop=True)
     _check_ids(df, source, names)
     out = pd.DataFrame({
-        USER: _as_strings(df[USER], source, names[USER]),
-        ITEM: _as_strings(df[ITEM], source, names[ITEM]),
-        CATEGORY: _as_strings(df[CATEGORY], source, names[CATEGORY]),
+        USER: as_id_strings(df[USER], source, names[USER]),
+        ITEM: as_id_strings(df[ITEM], source, names[ITEM]),
+        CATEGORY: as_id_strings(df[CATEGORY], source, names[CATEGORY]),
         TIMESTAMP: to_epoch_seconds(df[TIMESTAMP], source, column=names[TIMESTAMP], allow_any=allow_any_timestamp),
     })
     if RATING in df.columns:

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coea.data.schema import as_id_strings
+from coea.errors import CoeaInputError
 from coea.store.errors import StoreError
 
 REC_COLUMNS: tuple[str, ...] = ("rank", "category", "score")
@@ -49,8 +51,9 @@ def utc_now_iso() -> str:
 def validate_recs(frame: pd.DataFrame | None, key_column: str, *, name: str) -> pd.DataFrame:
     """Check a recommendation frame and return a clean copy sorted by (key, rank).
 
-    Keys and categories become ``str``, ranks ``int64``, scores ``float64``. Raises ``StoreError`` naming the
-    frame's 1-based row (its position, whatever its index).
+    Keys and categories become ``str`` (whole floats as the integers they equal, ``1.0`` -> ``"1"``, as the data
+    loader reads ids), ranks ``int64``, scores ``float64``. Raises ``StoreError`` naming the frame's 1-based row
+    (its position, whatever its index).
     """
     if not isinstance(frame, pd.DataFrame):
         raise StoreError(f"expected a pandas DataFrame, got {type(frame).__name__}", source=name,
@@ -68,7 +71,8 @@ def validate_recs(frame: pd.DataFrame | None, key_column: str, *, name: str) -> 
         if nulls.size:
             raise StoreError("null value", source=name, column=column, row=int(nulls[0]) + 1,
                              fix="drop or fill rows with missing values")
-    out = out.assign(**{key_column: out[key_column].astype(str), "category": out["category"].astype(str),
+    out = out.assign(**{key_column: _as_ids(out[key_column], name, key_column),
+                        "category": _as_ids(out["category"], name, "category"),
                         "rank": _as_int(out["rank"], name), "score": _as_float(out["score"], name)})
     out = out.sort_values([key_column, "rank"], kind="stable")
     rows = out.index.to_numpy() + 1  # each sorted row's 1-based row in the frame, for the errors
@@ -80,6 +84,17 @@ def validate_recs(frame: pd.DataFrame | None, key_column: str, *, name: str) -> 
 def _shown(value: object) -> str:
     """A cell as the user wrote it: a numpy scalar as its Python value (``0``, not ``np.int64(0)``)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _as_ids(values: pd.Series, name: str, column: str) -> pd.Series:
+    """Keys and categories as strings. Floats (a Parquet double column) become the integers they equal, as the data
+    loader reads ids (``1.0`` -> ``"1"``, so a lookup of ``"1"`` finds it); a fraction is refused."""
+    if not pd.api.types.is_float_dtype(values):
+        return values.astype(str)
+    try:
+        return as_id_strings(values, name, column)
+    except CoeaInputError as err:
+        raise StoreError(err.problem, source=name, column=column, row=err.row, fix=err.fix) from err
 
 
 def _as_int(ranks: pd.Series, name: str) -> pd.Series:
