@@ -7,8 +7,10 @@ Layout of one export::
 
 A GCS object write is atomic, and the manifest is written only after every shard succeeded, so a reader that
 starts from the manifest sees either the previous complete export or the new complete one, never a partial
-export. Each shard's size, sha256 and md5 are in the manifest so readers can verify what they download. A
-failed export writes no manifest and (by default) deletes the shards it had uploaded.
+export. Each shard's size, sha256 and md5 are in the manifest so readers can verify what they download;
+``read_export`` also refuses a manifest of another schema, without shards, with other columns, or whose ``n_rows``
+is not its shards' rows summed. A failed export writes no manifest and (by default) deletes the shards it had
+uploaded.
 
 Old versions are collected after each successful manifest write: of the version folders under the prefix whose
 name is a sortable version id (``coea.store.records.new_version_id``, what ``run_export`` uses: the store's
@@ -282,7 +284,8 @@ def read_manifest(uri: str, client: Any = None, *, retry: RetryPolicy | None = N
 
 
 def read_export(uri: str, client: Any = None, *, retry: RetryPolicy | None = None) -> pd.DataFrame:
-    """Read a complete export back as one frame, checking each shard's size, sha256 and row count."""
+    """Read a complete export back as one frame, checking the manifest (``GcsManifest.check``) and each shard's
+    size, sha256 and row count."""
     target, _ = _manifest_location(uri)
     client = client if client is not None else storage_client(uri)
     manifest = read_manifest(uri, client, retry=retry)
@@ -296,4 +299,8 @@ def read_export(uri: str, client: Any = None, *, retry: RetryPolicy | None = Non
             raise StoreError(f"has {len(frame)} rows, manifest says {shard.rows}", source=shard.name,
                              fix="re-run the export")
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    if len(out) != manifest.n_rows:  # the manifest's own check makes it so; this says so should one ever change
+        raise StoreError(f"read {len(out)} rows, manifest says n_rows {manifest.n_rows}", source=str(target),
+                         fix="re-run the export")
+    return out

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from coea.store.errors import StoreError
+from coea.store.records import KEY_COLUMNS, REC_COLUMNS
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -113,6 +114,32 @@ class GcsManifest:
             raise StoreError("missing field", source=source, column=missing[0], fix=fix)
         try:
             shards = [ShardInfo(**{f.name: s[f.name] for f in fields(ShardInfo)}) for s in body["shards"]]
-            return cls(**{**body, "format": ExportFormat(body["format"]), "shards": shards})
+            manifest = cls(**{**body, "format": ExportFormat(body["format"]), "shards": shards})
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"malformed manifest: {exc!r}", source=source, fix=fix) from exc
+        manifest.check(source)
+        return manifest
+
+    def check(self, source: str) -> None:
+        """Refuse (``StoreError`` naming ``source`` and the field) a manifest that does not describe what reading
+        it returns: another schema, columns other than the key column then rank, category, score, no shards, or
+        an ``n_rows`` that is not the sum of the shards' rows."""
+        fix = "re-run the export: export_to_gcs writes a manifest that matches its shards"
+        if self.schema != MANIFEST_SCHEMA:
+            raise StoreError(f"manifest schema {self.schema!r}, this coea reads schema {MANIFEST_SCHEMA}",
+                             source=source, column="schema",
+                             fix="read it with the coea version that wrote it, or re-run the export")
+        if self.key_column not in KEY_COLUMNS or list(self.columns) != [self.key_column, *REC_COLUMNS]:
+            raise StoreError(f"columns {self.columns!r} are not key_column {self.key_column!r} (one of "
+                             f"{', '.join(KEY_COLUMNS)}) then {', '.join(REC_COLUMNS)}", source=source,
+                             column="columns", fix=fix)
+        if not self.shards:
+            raise StoreError("lists no shards (an export writes at least one)", source=source, column="shards", fix=fix)
+        for shard in self.shards:
+            if type(shard.rows) is not int or shard.rows < 1:
+                raise StoreError(f"shard {shard.name!r} has rows {shard.rows!r}, not an integer >= 1", source=source,
+                                 column="shards", fix=fix)
+        held = sum(shard.rows for shard in self.shards)
+        if type(self.n_rows) is not int or self.n_rows != held:
+            raise StoreError(f"n_rows {self.n_rows!r}, but its {len(self.shards)} shard(s) hold {held} rows",
+                             source=source, column="n_rows", fix=fix)
