@@ -190,9 +190,10 @@ def test_recommend_reads_the_store(tmp_path):
 
 
 def test_recommend_refuses_a_foreign_or_empty_sqlite_file_and_leaves_it_untouched(tmp_path, capsys, monkeypatch):
-    """A lookup never writes: `coea recommend` on another application's SQLite file, or on an empty file, is one
-    line saying it is not a coea store, exit 2, and the file is byte for byte what it was (no tables added, no WAL
-    switch, no -wal/-shm file beside it); on a store never published to it says so (not "version None")."""
+    """`coea recommend` on another application's SQLite file, or on an empty file, is one line saying it is not a
+    coea store, exit 2; the file is byte for byte what it was (no tables added, no WAL switch) and the folder holds
+    no -wal/-shm file beside it. On a store never published to it says so (not "version None"); the -wal/-shm files
+    SQLite may leave beside a real store after a lookup are not checked here."""
     import hashlib
     import logging
     import sqlite3
