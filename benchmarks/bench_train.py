@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu-preset", action=argparse.BooleanOptionalAction, default=True,
                     help="also the gpu preset's rows (--no-gpu-preset: the default model and the prompt rows only)")
     args = ap.parse_args(argv)
+    if args.steps <= WARMUP + 1:  # the timed steps run from step WARMUP to the last: at least two of them
+        ap.error(f"--steps must be at least {WARMUP + 2} (the first {WARMUP} are not timed), got {args.steps}")
     import torch
 
     split = movielens_split()

@@ -44,7 +44,8 @@ def _worker(calls: int, frozen: bool) -> dict[str, float]:
     nov, _, pairs = _examples(split, BATCH)
     bundle = build_model_and_tokenizer(cfg.llm.model, split.histories.categories, [PROFILE], [4, 4])
     ref = copy.deepcopy(bundle.model).eval()
-    sft_cfg = replace(cfg.llm.novelty, epochs=1.0, batch_size=BATCH, max_examples=None, logging_steps=10**6)
+    sft_cfg = replace(cfg.llm.novelty, epochs=1.0, batch_size=BATCH, max_examples=None, logging_steps=10**6,
+                      sequence_loss=0)  # as bench_train: these prompts have no seq: section
     dpo_cfg = replace(cfg.pco.dpo, epochs=1.0, batch_size=BATCH, logging_steps=10**6)
     times: dict[str, list[float]] = {"sft": [], "dpo": []}
     for _ in range(calls):
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=8, help="training calls of each kind per process (the first untimed)")
     ap.add_argument("--worker", choices=("baseline", "frozen"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.calls < 2:  # the first call of each kind is not timed
+        ap.error(f"--calls must be at least 2 (the first is not timed), got {args.calls}")
     if args.worker:
         print(json.dumps(_worker(args.calls, args.worker == "frozen")))
         return 0
@@ -72,9 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     runs: dict[str, list[dict[str, float]]] = {"baseline": [], "frozen": []}
     for mode in ("baseline", "frozen", "baseline", "frozen"):
-        out = subprocess.run([sys.executable, __file__, "--calls", str(args.calls), "--worker", mode],
-                             check=True, capture_output=True, text=True).stdout
-        runs[mode].append(json.loads(out.strip().splitlines()[-1]))
+        done = subprocess.run([sys.executable, __file__, "--calls", str(args.calls), "--worker", mode],
+                              capture_output=True, text=True)
+        if done.returncode:  # the worker's own error, not only CalledProcessError's exit status
+            sys.stderr.write(done.stderr)
+            raise SystemExit(f"bench_trainer_overhead: the {mode} worker failed (exit {done.returncode})")
+        runs[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
     rows: dict[str, dict[str, float]] = {}
     for mode, results in runs.items():
         row = {key: statistics.median(r[key] for r in results) for key in results[0]}

@@ -86,7 +86,8 @@ class DeploymentSettings:
     cpu_request_train: str = "4"
     memory_request_train: str = "16Gi"
     # "cpu,memory" limits of each class (a pod past its memory limit is OOM-killed). light holds the whole log too
-    # (prepare_data peaked at 1.37 GiB at 100k users, README 'Scale'): 4Gi covers ~300k, as compute's 8Gi does
+    # (prepare_data peaked at 1.37 GiB at 100k users, README 'Benchmarks', scaling curve): 4Gi covers ~300k, as
+    # compute's 8Gi does
     limits_light: str = "1,4Gi"
     limits_compute: str = "4,8Gi"
     limits_train: str = "8,32Gi"

@@ -263,12 +263,13 @@ def _files(d: Path) -> dict[str, tuple[int, str]]:
             for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def _kill_after_round_1(proc: subprocess.Popen, pco_dir: Path, timeout: float = 240.0) -> None:
-    """SIGKILL ``proc`` as soon as its state file says round 1 is complete (it is then inside round 2)."""
+def _kill_after_round_1(proc: subprocess.Popen, pco_dir: Path, timeout: float = 1800.0) -> None:
+    """SIGKILL ``proc`` as soon as its state file says round 1 is complete (it is then inside round 2). The
+    deadline only keeps a hung run from blocking the suite (no speed is asserted: a busy machine may take long)."""
     state, deadline = pco_dir / "pco_state.json", time.monotonic() + timeout
     while not (state.is_file() and json.loads(state.read_text())["completed_rounds"] == 1):
         assert proc.poll() is None, f"coea pco ended (rc {proc.returncode}) before round 1 was complete"
-        assert time.monotonic() < deadline, "round 1 did not complete in time"
+        assert time.monotonic() < deadline, f"round 1 did not complete in {timeout:.0f} s: coea pco hangs?"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL

@@ -26,3 +26,17 @@ def test_help_prints_usage_and_runs_nothing(tmp_path: Path) -> None:
                          text=True, cwd=tmp_path, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("usage: bench_foundation.py [-h]"), res.stderr
     assert "wall time and peak memory" in res.stdout
+
+
+@pytest.mark.parametrize(("script", "argv", "message"), [
+    ("bench_train", ["--steps", "4"], "--steps must be at least 5"),
+    ("bench_trainer_overhead", ["--calls", "1"], "--calls must be at least 2")])
+def test_too_few_timed_steps_are_refused_before_anything_runs(script: str, argv: list[str], message: str,
+                                                              capsys) -> None:
+    """Before: a ZeroDivisionError after the data was read (bench_train --steps 3), a median of no times."""
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{script}")
+    with pytest.raises(SystemExit) as exc:
+        module.main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err

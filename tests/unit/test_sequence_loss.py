@@ -59,6 +59,10 @@ def test_tokenized_rows_label_the_last_seq_words_and_the_completion_only(tiny):
     fits = tokenize_examples(tok, examples[:1], len(words) + 2, sequence_loss=2)  # room for "d </s>": labelled
     assert [tok.convert_ids_to_tokens(t) for t in fits["labels"][0] if t != -100] == ["c", "a", "d", "</s>"]
     assert len(tokenize_examples(tok, examples[:1], len(words) + 1, sequence_loss=2)) == 0  # "d" only: left out
+    # a chunk whose prompts have no seq: section: the completion only, with the warning (it raised IndexError:
+    # a tokenizer called on no text; benchmarks/bench_trainer_overhead.py died of it, session 56)
+    alone = tokenize_examples(tok, examples[2:], 64, sequence_loss=2)
+    assert alone["labels"] == plain["labels"][2:]
 
 
 def test_training_with_it_learns_the_history_order_the_completion_loss_alone_never_sees(tiny):

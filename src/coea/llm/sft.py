@@ -163,8 +163,10 @@ def sequence_label_ranges(tokenizer: PreTrainedTokenizerBase, prompt_ids: dict[s
     from coea.llm.prompts import sequence_tail_span
 
     found = [(p, span) for p in prompt_ids if (span := sequence_tail_span(p, last)) is not None]
-    prefixes = _encode(tokenizer, [text for p, (a, b) in found for text in (p[:a].rstrip(), p[:b])])
     out: dict[str, tuple[int, int] | None] = dict.fromkeys(prompt_ids)
+    if not found:  # a tokenizer called on no text fails (IndexError), so a chunk without sections stops here
+        return out
+    prefixes = _encode(tokenizer, [text for p, (a, b) in found for text in (p[:a].rstrip(), p[:b])])
     for j, (p, _) in enumerate(found):
         a_ids, b_ids = prefixes[2 * j], prefixes[2 * j + 1]
         a, b = len(a_ids), len(b_ids)
