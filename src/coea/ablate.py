@@ -12,7 +12,7 @@ starts from the same SFT models, except ``w/o CSID`` / ``+ CSID`` and the prompt
 - ``coea w/o CSID``: prompts without group tokens, profile or the user's own code (both LLMs re-trained so); where
   they show none already (``llm.data.with_group: false``, e.g. the ``short`` preset; no full-CSID prompt variant
   then) ``coea + CSID``: the group, its profile and (``llm.data.full_csid``) the user's code added, re-trained so;
-- ``coea alpha=A`` for A in ``alphas``: the KL sensitivity sweep;
+- ``coea alpha=A`` for A in ``alphas``: the KL sensitivity sweep (none under ``pco.reference: none``: no KL);
 - ``coea w/o feedback`` (only when ``pco.reward`` reads logged feedback: ``feedback`` or ``hybrid``): the R-LLM
   judges the candidates instead (``relevance`` reward: among the user's unseen categories) and is refreshed on the
   periods' interactions only (``refresh: auto`` then means ``period``), so no logged take-up reaches the loop;
@@ -137,10 +137,8 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
     if only:
         return _selected(cfg, alphas, extras, only)
 
-    def with_alpha(a: float) -> RunConfig:
-        c = copy.deepcopy(cfg)
-        c.pco.dpo = replace(c.pco.dpo, alpha=a)
-        return c
+    def with_alpha(a: float) -> RunConfig:  # rebuilt, so PcoConfig checks the alpha against the rest of pco
+        return replace(cfg, pco=replace(cfg.pco, dpo=replace(cfg.pco.dpo, alpha=a)))
 
     out = {"coea": copy.deepcopy(cfg)}
     if cfg.pco.dpo.alpha:  # at alpha 0 (the short preset's distill update) the row would be coea itself
@@ -151,15 +149,13 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
     has, csid = cfg.llm.data.with_group, copy.deepcopy(cfg)  # prompts without any (the short preset's): + CSID
     csid.llm.data = replace(csid.llm.data, with_group=not has, full_csid=csid.llm.data.full_csid and not has)
     out["coea w/o CSID" if has else "coea + CSID"] = csid
-    for a in alphas:
+    for a in alphas if cfg.pco.reference is not Reference.NONE else ():  # no KL to weigh without a reference
         if a != cfg.pco.dpo.alpha:
             out[f"coea alpha={a:g}"] = with_alpha(a)
     if cfg.pco.reward in FEEDBACK_REWARDS:
-        judged = copy.deepcopy(cfg)
-        judged.pco.reward = RewardKind.RELEVANCE
-        if judged.pco.refresh in (RefreshKind.ON_POLICY, RefreshKind.BOTH):
-            judged.pco.refresh = RefreshKind.PERIOD
-        out["coea w/o feedback"] = judged
+        on_policy = cfg.pco.refresh in (RefreshKind.ON_POLICY, RefreshKind.BOTH)
+        out["coea w/o feedback"] = replace(cfg, pco=replace(cfg.pco, reward=RewardKind.RELEVANCE, refresh=(
+            RefreshKind.PERIOD if on_policy else cfg.pco.refresh)))
     if cfg.pco.reward is RewardKind.TEACHER:
         judged = copy.deepcopy(cfg)
         # the judge swapped, the update kept: under DPO the R-LLM's pairs are hard-labelled (soft labels are the
@@ -180,6 +176,8 @@ def _selected(cfg: RunConfig, alphas, extras: bool, only: Sequence[str]) -> dict
     if unknown:
         why = " (the config's prompts show no CSID: llm.data.with_group is false; 'coea + CSID' adds it)" if any(
             "w/o CSID" in n for n in unknown) and not cfg.llm.data.with_group else ""
+        why += " (pco.reference none has no KL term: no alpha rows)" if any(
+            n.startswith("coea alpha=") for n in unknown) and cfg.pco.reference is Reference.NONE else ""
         raise CoeaInputError(f"unknown ablation variant(s) {unknown}{why}", option="--variants",
                              fix=f"name variants among {list(every)} (comma-separated)")
     prompts = set(_prompt_variants(cfg)) if extras else set()  # --prompt-variants beside --variants

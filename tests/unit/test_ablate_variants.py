@@ -155,3 +155,24 @@ def test_variants_with_prompt_variants_keeps_both():
     prompts = {"coea w/o full CSID", "coea + long-term summary", "coea w/o event sequence", "coea w/o item sequence"}
     assert names == {"coea", "coea w/o KL", *prompts}
     assert set(variant_configs(RunConfig(), only=["coea w/o KL"])) == {"coea", "coea w/o KL"}
+
+
+@pytest.mark.parametrize("source", [None, "short", "distil", "gpu", {"pco": {"reward": "feedback", "refresh": "both"}},
+                                    {"pco": {"reward": "teacher", "update": "distill", "reference": "none",
+                                             "dpo": {"alpha": 0.0}}}],
+                         ids=["defaults", "short", "distil", "gpu", "feedback-both", "reference-none"])
+def test_every_variant_is_a_config_the_loader_accepts(source):
+    """Audit: the alpha rows set ``pco.dpo`` in place, so PcoConfig's cross-checks never saw the new alpha: under
+    ``pco.reference: none`` (alpha 0 required) the ablation ran rows no config file could hold. Every variant must
+    read back from its own dict; under reference none there are no alpha rows (no KL term to weigh)."""
+    from coea.config import config_to_dict
+
+    cfg = (run_config_from_dict(source, where="test") if isinstance(source, dict)
+           else RunConfig() if source is None else load_run_config(Path(source)))
+    configs = variant_configs(cfg, extras=True)
+    for name, row in configs.items():
+        assert run_config_from_dict(config_to_dict(row), where=name) == row, name
+    if cfg.pco.reference.value == "none":
+        assert not [n for n in configs if "alpha" in n or "KL" in n] and len(configs) > 1
+        with pytest.raises(CoeaInputError, match=r"\['coea alpha=0.4'\] \(pco.reference none has no KL term"):
+            variant_configs(cfg, only=["coea alpha=0.4"])

@@ -312,3 +312,25 @@ def test_a_whole_number_beyond_int64_is_refused_not_rounded_through_a_float():
         typed_value("n_future", int, 99999999999999999999999)
     assert typed_value("seed", int, 2**62 + 1) == 2**62 + 1  # exact, not 2**62 through a float
     assert typed_value("n_future", int, "10") == 10 and typed_value("lr", float, "1e-3") == 1e-3  # YAML 1.1 text
+
+
+@pytest.mark.parametrize(("alpha", "expected"), [
+    ("0.4", "option --alpha: alpha 0.4 does not fit the config's pco section: reference none needs update distill "
+            "with dpo.alpha 0"),
+    ("-1", "option --alpha: must be >= 0, got -1.0"),
+])
+def test_pco_alpha_is_checked_against_the_whole_pco_section(tmp_path, capsys, monkeypatch, alpha, expected):
+    """Audit: `coea pco --alpha` set pco.dpo in place, so PcoConfig's cross-checks never ran: `--alpha 0.4` under
+    `pco.reference: none` (which needs alpha 0) reached the PCO stage. It is exit 2 naming --alpha, before the stage."""
+    from coea import stages
+    from tests.helpers import run_cli
+
+    ran = []
+    monkeypatch.setattr(stages, "run_pco_stage", lambda *a, **kw: ran.append(kw))
+    for part in ("data", "dsie", "llm"):
+        (tmp_path / "run" / part).mkdir(parents=True)
+    path, _ = _load(tmp_path, "pco: {reward: teacher, update: distill, reference: none, dpo: {alpha: 0}}\n")
+    code, out, err = run_cli(["pco", "--run", str(tmp_path / "run"), "--config", str(path), "--device", "cpu",
+                              "--alpha", alpha], capsys)
+    assert code == 2 and f"error: {expected}" in err and len(err.strip().splitlines()) == 1, err
+    assert "(fix: " in err and not ran and "Traceback" not in err

@@ -117,6 +117,22 @@ def overrides(obj, options: Mapping[str, str] | None = None, **values):
         raise _option_error(obj, given, names, str(err)) from err
 
 
+def pco_overrides(pco, rounds: int | None, alpha: float | None):
+    """``--rounds`` and ``--alpha`` over the pco section, rebuilt (never assigned in place) so that the section's
+    own cross-checks see the new alpha: one the rest of the section refuses (``reference: none`` needs alpha 0) is
+    an error naming --alpha."""
+    pco = overrides(pco, rounds=rounds)
+    if alpha is None:
+        return pco
+    dpo = overrides(pco.dpo, alpha=alpha)
+    try:
+        return replace(pco, dpo=dpo)
+    except ValueError as err:
+        raise CoeaInputError(f"alpha {alpha:g} does not fit the config's pco section: {err}", option="--alpha",
+                             fix=f"leave --alpha out (the config's {pco.dpo.alpha:g}), or change the config's pco "
+                                 "section") from err
+
+
 def _option_error(obj, given: dict, names: dict[str, str], message: str) -> CoeaInputError:
     """The config's ``message`` about one of the ``given`` fields as an error naming its option: the field the
     message starts with, else the one that alone is refused; the fields' names in it written as the options."""

@@ -37,6 +37,7 @@ from coea.cli.common import (
     load_config,
     output_folder,
     overrides,
+    pco_overrides,
     require_parts,
     run_layout,
     split_config,
@@ -225,9 +226,7 @@ def pco_cmd(
 
     layout = run_layout(run, "data", "dsie", "llm")
     cfg = with_device(from_run_config(config, run), device)
-    cfg = replace(cfg, pco=overrides(cfg.pco, rounds=rounds))
-    if alpha is not None:
-        cfg.pco.dpo = overrides(cfg.pco.dpo, alpha=alpha)
+    cfg = replace(cfg, pco=pco_overrides(cfg.pco, rounds, alpha))
     if served is not None:
         _check_served(served, cfg.pco)
     result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume, served=served,
