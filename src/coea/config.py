@@ -167,6 +167,7 @@ class SplitConfig:
 # history categories excluded. Chosen on MovieLens validation (docs/results.md, session 18): above coea+x in every
 # training measured there (5 of 5), +0.0079 [+0.0018, +0.0144] over users and paired trainings.
 SERVED_METHOD = "coea_seq+x"
+MAX_BOOTSTRAP = 1_000_000  # eval.bootstrap's bound: the paired bootstrap's time grows with replicates x users
 
 
 @dataclass
@@ -209,6 +210,9 @@ class EvalConfig:
                              "add it to methods or leave reference unset (= the best baseline)")
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 1:
             raise ValueError(f"bootstrap must be a positive number of replicates, e.g. 2000, got {self.bootstrap!r}")
+        if self.bootstrap > MAX_BOOTSTRAP:
+            raise ValueError(f"bootstrap must be at most {MAX_BOOTSTRAP:,} replicates (each one resamples every "
+                             f"evaluated user, for every method), got {self.bootstrap!r}; e.g. 2000")
         if not 0.0 < self.ci_level < 1.0:
             raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {self.ci_level!r}")
 

@@ -168,9 +168,7 @@ def typed_value(key: str, hint: Any, value: Any, *, default: Any = None) -> Any:
 
 def _typed_number(key: str, hint: type, value: Any) -> int | float:
     if hint is int and isinstance(value, int) and not isinstance(value, bool):  # exact: no float on the way
-        if not -2**63 <= value < 2**63:
-            raise ValueError(f"{key} must fit a 64-bit integer, got {value}; write a smaller number")
-        return value
+        return _int64(key, value, value)
     number = _number(value)
     if number is None or not math.isfinite(number):
         kind = "a whole number" if hint is int else "a finite number"
@@ -179,7 +177,15 @@ def _typed_number(key: str, hint: type, value: Any) -> int | float:
     if hint is int:
         if number != int(number):
             raise ValueError(f"{key} must be a whole number, got {value!r}; write e.g. {int(number)}")
-        return int(number)
+        return _int64(key, int(number), value)  # 1e19 or 1.0e+19 as well as 10000000000000000000
+    return number
+
+
+def _int64(key: str, number: int, written: Any) -> int:
+    """``number`` (the whole number ``written`` in the file) when it fits a 64-bit integer (what numpy and torch
+    take); a ValueError naming ``key`` otherwise."""
+    if not -2**63 <= number < 2**63:
+        raise ValueError(f"{key} must fit a 64-bit integer, got {written}; write a smaller number")
     return number
 
 
@@ -200,7 +206,10 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond any float (10**400): not a finite number
+            return math.inf
     if isinstance(value, str):
         try:
             return float(value)

@@ -136,6 +136,8 @@ def test_presets_are_packaged_and_load_by_name(tmp_path):
     ("dsie: {encoder: 5}", r"encoder must be a section \(a mapping of keys\), got 5"),
     ("pco: {reward: 3}", r"reward must be text, got 3; one of serendipity, "),
     ("llm: {novelty: {epochs: .nan}}", r"\[llm\].novelty: epochs must be a finite number, got nan"),
+    ("llm: {novelty: {lr: 1" + "0" * 400 + "}}", r"\[llm\].novelty: lr must be a finite number, got 10000"),  # no float
+    ("pco: {margin: -1" + "0" * 400 + "}", r"\[pco\]: margin must be a finite number, got -10000"),
 ])
 def test_a_value_of_the_wrong_type_is_refused_naming_the_key(tmp_path, yaml_text, message):
     """YAML gives strings, floats and NaN where a field wants a bool or a whole number: every field is checked

@@ -3,6 +3,7 @@ numpy can take, enum and scheduler typos, and the example a list field's error s
 naming the file and the key, raised when the file is read (before anything trains)."""
 
 import logging
+import re
 
 import pytest
 
@@ -304,14 +305,40 @@ def test_a_config_that_is_not_utf8_names_its_line_not_the_codec(tmp_path):
         read_yaml(latin)
 
 
-def test_a_whole_number_beyond_int64_is_refused_not_rounded_through_a_float():
-    """Session 52: `n_future: 99999999999999999999999` became 99999999999999991611392 without a word."""
+@pytest.mark.parametrize(("value", "shown"), [
+    (99999999999999999999999, "99999999999999999999999"),
+    (2**63, "9223372036854775808"),
+    (-2**63 - 1, "-9223372036854775809"),
+    (1e19, "1e+19"),  # YAML's 1.0e+19: a float
+    ("1e19", "1e19"),  # YAML 1.1 reads 1e19 (no dot) as text
+    (-1e19, "-1e+19"),
+])
+def test_a_whole_number_beyond_int64_is_refused_not_rounded_through_a_float(value, shown):
+    """Session 52: `n_future: 99999999999999999999999` became 99999999999999991611392 without a word. Audit: written
+    as a float (`1e19`, `1.0e+19`) it skipped the range check, so `eval: {bootstrap: 1e19}` ran the whole evaluation
+    and then crashed in the bootstrap."""
     from coea.config_values import typed_value
 
-    with pytest.raises(ValueError, match=r"n_future must fit a 64-bit integer, got 99999999999999999999999"):
-        typed_value("n_future", int, 99999999999999999999999)
+    with pytest.raises(ValueError, match=rf"n_future must fit a 64-bit integer, got {re.escape(shown)}; write a"):
+        typed_value("n_future", int, value)
+
+
+def test_the_whole_numbers_int64_holds_are_kept_exactly():
+    from coea.config_values import typed_value
+
     assert typed_value("seed", int, 2**62 + 1) == 2**62 + 1  # exact, not 2**62 through a float
+    assert typed_value("n", int, 2**63 - 1) == 2**63 - 1 and typed_value("n", int, -2**63) == -2**63
+    assert typed_value("n", int, 9.2e18) == 9_200_000_000_000_000_000 and typed_value("n", int, "-9e18") == -9 * 10**18
     assert typed_value("n_future", int, "10") == 10 and typed_value("lr", float, "1e-3") == 1e-3  # YAML 1.1 text
+
+
+def test_eval_bootstrap_has_a_bound_a_run_can_reach():
+    """Audit: `eval: {bootstrap: 1e19}` was read, ran the whole evaluation, then crashed in bootstrap.py."""
+    from coea.config import MAX_BOOTSTRAP, EvalConfig
+
+    assert EvalConfig(bootstrap=MAX_BOOTSTRAP).bootstrap == 1_000_000
+    with pytest.raises(ValueError, match=r"bootstrap must be at most 1,000,000 replicates .*got 1000001; e.g. 2000"):
+        EvalConfig(bootstrap=MAX_BOOTSTRAP + 1)
 
 
 @pytest.mark.parametrize(("alpha", "expected"), [

@@ -203,7 +203,7 @@ def load_config(path: Path | None) -> RunConfig:
         cfg = load_run_config(path)
     except CoeaInputError:
         raise  # names its own place and fix (a key given twice)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OverflowError) as err:
         message = str(err).removeprefix(f"{path}: ").removeprefix(f"{path} ")  # the source is named once
         raise CoeaInputError(message, source=path, fix="fix the YAML; see README 'Configuration'") from err
     _read["config"] = source = path if path is None or path.is_file() else preset_path(str(path))
