@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -305,11 +306,26 @@ def read_saved_config(cls: type, path: Path) -> Any:
     Outputs written before the one device switch saved a per-section ``device``; it is dropped, because the
     device is now chosen when a model is loaded (``device=``), never by the file.
     """
-    import json
+    return from_dict(cls, _saved_values(path), where=str(path))
 
+
+def read_run_json(path: Path) -> RunConfig:
+    """The RunConfig a run folder's ``config.json`` (:func:`save_config`) records, read as JSON: through the YAML
+    loader a character outside the BMP (``\ud83d\ude00`` in the file) came back as two lone surrogates. Its
+    ``device`` is dropped as :func:`read_saved_config` drops a section's: the device is the command's (``--device``,
+    else auto), so a run made with ``--device cuda`` is read, scored or continued on a machine without one."""
+    values = _saved_values(path)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: the top level must be a mapping of sections")
+    return run_config_from_dict(values, where=str(path))
+
+
+def _saved_values(path: Path) -> Any:
+    """The JSON in ``path`` without its top-level ``device`` (the device is chosen where the config is used)."""
     values = json.loads(Path(path).read_text(encoding="utf-8"))
-    values.pop("device", None)
-    return from_dict(cls, values, where=str(path))
+    if isinstance(values, dict):
+        values.pop("device", None)
+    return values
 
 
 PRESETS = {"cpu": "built-in defaults, sized for 2 CPU cores",

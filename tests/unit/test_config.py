@@ -1,6 +1,7 @@
 """Config dataclasses: validation and YAML round-trip."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -258,3 +259,23 @@ def test_a_synthetic_log_too_large_to_build_is_refused_by_the_config():
     with pytest.raises(ValueError, match="n_users 1000000000 x 60 events .* beyond what the generator builds"):
         SyntheticConfig(n_users=1_000_000_000)
     SyntheticConfig(n_users=MAX_SYNTHETIC_EVENTS // 60)
+
+
+def test_a_run_s_config_json_round_trips_and_leaves_the_device_to_the_command(tmp_path, monkeypatch):
+    """Audit: a run's config.json was read back through the YAML loader, so a column name outside the BMP (JSON
+    writes it as a surrogate pair) came back as two lone surrogates; and its ``device`` was inherited, so a run made
+    with ``--device cuda`` could not be evaluated --from-run on a CPU (the error said to edit the run's config.json),
+    although read_saved_config drops a saved device on purpose. The device is the command's: --device, else auto."""
+    import torch
+
+    from coea.cli.common import from_run_config, with_device
+    from coea.config import DataConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    made = RunConfig(device="cuda", data=DataConfig(spec="csv:log.csv", user_col="😀", item_col="é\u2028"))
+    (tmp_path / "data").mkdir()
+    save_config(made, tmp_path / "config.json")
+    assert json.loads((tmp_path / "config.json").read_text())["device"] == "cuda"
+    read = from_run_config(None, tmp_path)
+    assert read.data.user_col == "😀" and read == replace(made, device="auto")
+    assert with_device(read, None).device == "auto" and with_device(read, "cpu").device == "cpu"

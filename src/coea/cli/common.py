@@ -31,6 +31,7 @@ from coea.config import (
     SplitConfig,
     load_run_config,
     preset_path,
+    read_run_json,
 )
 from coea.errors import CoeaInputError
 from coea.evaluation.registry import EXCLUDE_SUFFIX, METHODS
@@ -80,8 +81,9 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run confi
                                                                  f"preset: {PRESET_HELP}")]
 RunConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML run config or a preset, as for `coea "
                                                                     "group`; default: the run's config.json (what "
-                                                                    "`coea group`/`evaluate` wrote), else the "
-                                                                    "built-in defaults")]
+                                                                    "`coea group`/`evaluate` wrote; its device is "
+                                                                    "not kept: see --device), else the built-in "
+                                                                    "defaults")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda[:N] for every model of the "
                                                                  "command (default: the config's device, auto = "
                                                                  "cuda when available)")]
@@ -192,7 +194,10 @@ def with_device(cfg: RunConfig, device: str | None) -> RunConfig:
 _read: dict[str, Path | None] = {"config": None}
 
 
-def load_config(path: Path | None) -> RunConfig:
+def load_config(path: Path | None, *, saved: bool = False) -> RunConfig:
+    """``--config``: a YAML file, a preset name or None (the built-in defaults); with ``saved`` a run folder's
+    config.json (:func:`coea.config.read_run_json`: read as JSON, its device left to the command). A bad one is a
+    :class:`CoeaInputError` naming the file."""
     if path is not None and path.is_dir():
         raise CoeaInputError("is a folder, not a config file", source=path, option="--config",
                              fix=f"pass the path of a YAML file, or name a preset: {', '.join(PRESETS)}")
@@ -200,12 +205,13 @@ def load_config(path: Path | None) -> RunConfig:
         raise CoeaInputError("config file not found", source=path,
                              fix=f"check the --config path, or name a preset: {', '.join(PRESETS)}")
     try:
-        cfg = load_run_config(path)
+        cfg = read_run_json(path) if saved else load_run_config(path)
     except CoeaInputError:
         raise  # names its own place and fix (a key given twice)
     except (ValueError, TypeError, OverflowError) as err:
         message = str(err).removeprefix(f"{path}: ").removeprefix(f"{path} ")  # the source is named once
-        raise CoeaInputError(message, source=path, fix="fix the YAML; see README 'Configuration'") from err
+        fix = "pass --config, or fix the run's config.json" if saved else "fix the YAML; see README 'Configuration'"
+        raise CoeaInputError(message, source=path, fix=fix) from err
     _read["config"] = source = path if path is None or path.is_file() else preset_path(str(path))
     if source is not None:
         check_names(cfg, source)
@@ -286,7 +292,7 @@ def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
                                      "runs/<timestamp>/ of `coea run`")
         check_complete(from_run, "--from-run")
     if config is None and from_run is not None and (from_run / "config.json").is_file():
-        return load_config(from_run / "config.json")
+        return load_config(from_run / "config.json", saved=True)
     return load_config(config)
 
 

@@ -108,7 +108,7 @@ def _scored_data_config(cfg, from_run: Path | None, data: str | None, options: d
                              "it was read", option=given[0],
                              fix=f"drop {given[0]}, or pass --data too to score another reading of the log")
     if (from_run / "config.json").is_file():
-        return replace(cfg, data=load_config(from_run / "config.json").data)
+        return replace(cfg, data=load_config(from_run / "config.json", saved=True).data)
     return cfg
 
 
