@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,8 @@ from coea.errors import CoeaInputError
 from coea.llm.sft_config import LlmConfig
 from coea.pco.config import PcoConfig
 from coea.utils import as_enum, check_seed, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 
 class CategoryLevel(enum.StrEnum):
@@ -339,15 +342,32 @@ def preset_path(name: str) -> Path | None:
     return Path(__file__).with_name("presets") / f"{name}.yaml" if name in PRESETS else None
 
 
+def config_source(path: Path) -> Path:
+    """The file ``--config path`` reads: ``path``, or the packaged preset a bare name like ``gpu`` names (see
+    :data:`PRESETS`). A regular file of a preset's name in the working directory wins, with a warning naming both;
+    anything else of that name (a folder) is no config file, so the name is the preset's."""
+    preset = preset_path(str(path))
+    if preset is None or not Path(path).is_file():
+        return Path(path) if preset is None else preset
+    log.warning("--config %s: reading the file %s in the working directory, not the packaged preset %s (%s); rename "
+                "the file to use the preset", path, Path(path).resolve(), path, preset)
+    return Path(path)
+
+
 def load_run_config(path: Path | None) -> RunConfig:
-    """Read a YAML run config (or the packaged preset a bare name like ``gpu`` names, see :data:`PRESETS`);
-    missing sections and keys keep their defaults."""
-    if path is None:
-        return RunConfig()
-    if not Path(path).exists() and preset_path(str(path)) is not None:
-        path = preset_path(str(path))
-    raw = read_yaml(Path(path))
-    raw = {} if raw is None else raw
+    """Read a YAML run config (or the preset a bare name names: :func:`config_source`); missing sections and keys
+    keep their defaults, None is the built-in defaults."""
+    return RunConfig() if path is None else read_run_yaml(config_source(Path(path)))
+
+
+def read_run_yaml(path: Path) -> RunConfig:
+    """The run config of the YAML file ``path``. An empty one (nothing but comments) is refused: it would silently
+    be the built-in defaults, synthetic data included, which leaving ``--config`` out says."""
+    raw = read_yaml(path)
+    if raw is None:
+        raise CoeaInputError("empty config: it holds no section (nothing, or only comments)", source=path,
+                             fix="leave --config out for the built-in defaults, or write the sections to change "
+                                 "(README 'Configuration')")
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping of sections")
     return run_config_from_dict(raw, where=str(path))

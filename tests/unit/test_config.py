@@ -279,3 +279,43 @@ def test_a_run_s_config_json_round_trips_and_leaves_the_device_to_the_command(tm
     read = from_run_config(None, tmp_path)
     assert read.data.user_col == "😀" and read == replace(made, device="auto")
     assert with_device(read, None).device == "auto" and with_device(read, "cpu").device == "cpu"
+
+
+@pytest.mark.parametrize("text", ["", "# nothing to change\n", "---\n"])
+def test_an_empty_config_file_is_refused_not_read_as_the_defaults(tmp_path, capsys, text):
+    """Audit: an empty (or comment-only) --config silently gave the built-in defaults; for `coea run` that means the
+    synthetic log. Leaving --config out says that."""
+    from coea.errors import CoeaInputError
+    from tests.helpers import run_cli
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(CoeaInputError, match=r"empty config: it holds no section .*leave --config out for the"):
+        load_run_config(path)
+    code, out, err = run_cli(["data", "stats", "--data", "synthetic", "--config", str(path)], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {path}: empty config") and err.count("(fix: ") == 1, err
+
+
+def test_a_file_named_like_a_preset_wins_with_a_warning_and_a_folder_does_not(tmp_path, monkeypatch):
+    """Audit: a regular file `./short` silently replaced the `short` preset; a folder `./gpu` made `--config gpu` fail
+    with 'is a folder, not a config file (fix: ... name a preset: gpu)'. A regular file wins, naming both; a
+    folder is no config file, so the name is the preset's."""
+    from pathlib import Path
+
+    from coea import config
+    from coea.cli.common import load_config
+
+    said = []
+    monkeypatch.setattr(config.log, "warning", lambda fmt, *args: said.append(fmt % args))
+    monkeypatch.chdir(tmp_path)
+    Path("short").write_text("eval: {judge_users: 7}\n")
+    (tmp_path / "gpu").mkdir()
+    assert load_config(Path("short")).eval.judge_users == 7 and load_run_config(Path("short")).eval.judge_users == 7
+    assert len(said) == 2 and said[0].startswith(f"--config short: reading the file {tmp_path / 'short'} in the "
+                                                 "working directory, not the packaged preset short (")
+    assert str(config.preset_path("short")) in said[0]
+    said.clear()
+    assert load_config(Path("gpu")).llm.model.hidden_size == 256 and load_run_config(Path("gpu")) == load_config(
+        Path("gpu")) and not said
+    assert load_config(Path("distil")).pco.teacher_weight == 4.0 and not said  # nothing of that name here

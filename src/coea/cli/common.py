@@ -29,9 +29,9 @@ from coea.config import (
     EvalConfig,
     RunConfig,
     SplitConfig,
-    load_run_config,
-    preset_path,
+    config_source,
     read_run_json,
+    read_run_yaml,
 )
 from coea.errors import CoeaInputError
 from coea.evaluation.registry import EXCLUDE_SUFFIX, METHODS
@@ -198,21 +198,22 @@ def load_config(path: Path | None, *, saved: bool = False) -> RunConfig:
     """``--config``: a YAML file, a preset name or None (the built-in defaults); with ``saved`` a run folder's
     config.json (:func:`coea.config.read_run_json`: read as JSON, its device left to the command). A bad one is a
     :class:`CoeaInputError` naming the file."""
-    if path is not None and path.is_dir():
+    source = path if path is None or saved else config_source(path)  # a preset's name: its file
+    if source is not None and source.is_dir():
         raise CoeaInputError("is a folder, not a config file", source=path, option="--config",
                              fix=f"pass the path of a YAML file, or name a preset: {', '.join(PRESETS)}")
-    if path is not None and not path.is_file() and preset_path(str(path)) is None:
+    if source is not None and not source.is_file():
         raise CoeaInputError("config file not found", source=path,
                              fix=f"check the --config path, or name a preset: {', '.join(PRESETS)}")
     try:
-        cfg = read_run_json(path) if saved else load_run_config(path)
+        cfg = RunConfig() if source is None else read_run_json(source) if saved else read_run_yaml(source)
     except CoeaInputError:
-        raise  # names its own place and fix (a key given twice)
+        raise  # names its own place and fix (a key given twice, an empty file)
     except (ValueError, TypeError, OverflowError) as err:
-        message = str(err).removeprefix(f"{path}: ").removeprefix(f"{path} ")  # the source is named once
+        message = str(err).removeprefix(f"{source}: ").removeprefix(f"{source} ")  # the source is named once
         fix = "pass --config, or fix the run's config.json" if saved else "fix the YAML; see README 'Configuration'"
-        raise CoeaInputError(message, source=path, fix=fix) from err
-    _read["config"] = source = path if path is None or path.is_file() else preset_path(str(path))
+        raise CoeaInputError(message, source=source, fix=fix) from err
+    _read["config"] = source
     if source is not None:
         check_names(cfg, source)
     return cfg
