@@ -9,7 +9,13 @@ import json
 import pytest
 
 from coea.errors import CoeaInputError
-from coea.stages.params import UiParameters, config_from_json, with_ui_parameters
+from coea.stages.params import (
+    UiParameters,
+    config_from_json,
+    drift_config_from_json,
+    parameter_sections,
+    with_ui_parameters,
+)
 
 SECTIONS = {"data": {"spec": "synthetic", "window_days": 7}, "pco": {"rounds": 3, "k": 5, "dpo": {"alpha": 0.4}}}
 
@@ -57,3 +63,19 @@ def test_config_from_json_runs_with_the_merged_values() -> None:
     assert (cfg.data.spec, cfg.pco.rounds, cfg.pco.dpo.alpha) == ("parquet:gs://b/events/", 4, 0.1)
     kept = config_from_json(json.dumps({"pco": {"rounds": 3, "dpo": {"alpha": 0.6}}}), ui=UiParameters())
     assert (kept.data.spec, kept.pco.rounds, kept.pco.dpo.alpha) == ("synthetic", 3, 0.6)
+
+
+@pytest.mark.parametrize(("call", "source"), [
+    (lambda: config_from_json('{"split": {"n_future": 3}, "split": {"n_future": 5}}'), "pipeline parameter"),
+    (lambda: config_from_json('{"pco": {"dpo": {"alpha": 0.1, "alpha": 0.6}}}'), "pipeline parameter"),
+    (lambda: parameter_sections("split_config", '{"split": {"n_future": 3, "n_future": 5}}'), "parameter split_config"),
+    (lambda: drift_config_from_json('{"min_users": 10, "min_users": 20}'), "parameter drift_config"),
+])
+def test_a_key_given_twice_in_a_json_parameter_is_refused(call, source) -> None:
+    """Audit: JSON keeps the last of two equal keys without a word (a whole section for `split` twice), while the YAML
+    config reader refuses it; the pipeline parameters now refuse it too, naming the parameter and the key."""
+    with pytest.raises(CoeaInputError, match=r"key '(split|alpha|n_future|min_users)' is given twice in the same "
+                                             r"JSON object") as err:
+        call()
+    assert err.value.source == source and "keep a single" in err.value.fix and "\n" not in str(err.value)
+    assert config_from_json('{"split": {"n_future": 3}}', '{"pco": {"rounds": 2}}').pco.rounds == 2  # apart: fine

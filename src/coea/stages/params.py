@@ -88,14 +88,29 @@ def pipeline_arguments(cfg: RunConfig) -> dict[str, str]:
     return out
 
 
+def read_json(text: str, *, source: str, fix: str, what: str = "not JSON") -> Any:
+    """``text`` (empty: ``{}``) parsed as JSON; not JSON (``what: ...``), or a key given twice in one object (JSON
+    keeps the last one silently; the YAML config reader refuses it too), is a CoeaInputError naming ``source``."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        twice = next((key for key in keys if keys.count(key) > 1), None)
+        if twice is not None:
+            raise CoeaInputError(f"key {twice!r} is given twice in the same JSON object; JSON would silently keep "
+                                 "only the last one", source=source, fix=f"keep a single {twice!r} (merge the two)")
+        return dict(pairs)
+
+    try:
+        return json.loads(text or "{}", object_pairs_hook=unique)
+    except json.JSONDecodeError as err:
+        raise CoeaInputError(f"{what}: {err}", source=source, fix=fix) from err
+
+
 def _sections(texts: tuple[str, ...]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for text in texts:
-        try:
-            raw = json.loads(text or "{}")
-        except json.JSONDecodeError as err:
-            raise CoeaInputError(f"config parameter is not JSON: {err}", source="pipeline parameter",
-                                 fix='pass a JSON object of config sections, e.g. {"split": {"n_future": 5}}') from err
+        raw = read_json(text, source="pipeline parameter", what="config parameter is not JSON",
+                        fix='pass a JSON object of config sections, e.g. {"split": {"n_future": 5}}')
         if not isinstance(raw, dict):
             raise CoeaInputError(f"config parameter must be a JSON object, got {type(raw).__name__}",
                                  source="pipeline parameter", fix="pass a JSON object of config sections")
@@ -154,11 +169,7 @@ def parameter_sections(name: str, text: str) -> dict[str, Any]:
     parameter: not JSON, not an object, or a section that another parameter carries (the steps would ignore it
     here and use that parameter's)."""
     example = json.dumps({CONFIG_PARAMS[name][0]: {}})
-    try:
-        raw = json.loads(text or "{}")
-    except json.JSONDecodeError as err:
-        raise CoeaInputError(f"not JSON: {err}", source=f"parameter {name}",
-                             fix=f"pass a JSON object of its config sections, e.g. {example}") from err
+    raw = read_json(text, source=f"parameter {name}", fix=f"pass a JSON object of its config sections, e.g. {example}")
     if not isinstance(raw, dict):
         raise CoeaInputError(f"must be a JSON object of config sections, got {type(raw).__name__}",
                              source=f"parameter {name}", fix=f"pass e.g. {example}")
@@ -180,10 +191,7 @@ def drift_config_from_json(text: str, *, threshold: float | None = None) -> Drif
         raise CoeaInputError(f"must be in (0, 1], got {threshold}", source="parameter drift_threshold",
                              fix="e.g. 0.5: regroup when half of the behaviour features drift")
     fix = 'pass a JSON object of DriftConfig fields, e.g. {"stattest": "psi"}, or {} for the defaults'
-    try:
-        raw = json.loads(text or "{}")
-    except json.JSONDecodeError as err:
-        raise CoeaInputError(f"not JSON: {err}", source="parameter drift_config", fix=fix) from err
+    raw = read_json(text, source="parameter drift_config", fix=fix)
     if not isinstance(raw, dict):
         raise CoeaInputError(f"must be a JSON object, got {type(raw).__name__}", source="parameter drift_config",
                              fix=fix)
