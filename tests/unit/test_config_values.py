@@ -361,3 +361,36 @@ def test_pco_alpha_is_checked_against_the_whole_pco_section(tmp_path, capsys, mo
                               "--alpha", alpha], capsys)
     assert code == 2 and f"error: {expected}" in err and len(err.strip().splitlines()) == 1, err
     assert "(fix: " in err and not ran and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("split: {n_future: 2.5}\n", "[split]: n_future must be a whole number, got 2.5 (fix: write e.g. 2)"),
+    ("dsie: {rqvae: {input_dim: 64}}\n", "[dsie]: rqvae.input_dim 64 is not encoder.dim 32: the RQ-VAE reads the "
+                                         "encoder's user embeddings (fix: leave rqvae.input_dim out (it follows "
+                                         "encoder.dim))"),
+    ("split:\n\tn_future: 2\n", "not valid YAML at line 2, column 1: found character '\\t' that cannot start any token "
+                                "(fix: indent with spaces (no tabs) and close every { [ and quote)"),
+    ("splitt: {}\n", "unknown section 'splitt' (did you mean 'split'?) (fix: fix the YAML; see README "
+                     "'Configuration')"),
+    ("split: {qqqq: 1}\n", "[split]: unknown key 'qqqq'; known keys are min_gap, min_history, n_future, n_short, "
+                           "short_window, validation (fix: fix the YAML; see README 'Configuration')"),  # no fix
+])
+def test_a_config_error_s_own_fix_is_the_fix_said_once(tmp_path, text, expected):
+    """Audit: the generic "(fix: fix the YAML; see README 'Configuration')" followed errors that end with their own
+    fix ("...; write e.g. 2 (fix: fix the YAML ...)"); an error without one keeps the generic fix. Audit, item 8:
+    `dsie.rqvae.input_dim` set apart from `dsie.encoder.dim` was silently replaced by it."""
+    from coea.cli.common import load_config
+
+    path, _ = _load(tmp_path, text)
+    with pytest.raises(CoeaInputError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: {expected}"
+
+
+def test_rqvae_input_dim_follows_the_encoder_unless_set_to_it():
+    from coea.config import run_config_from_dict
+
+    assert run_config_from_dict({"dsie": {"encoder": {"dim": 16}}}, where="t").dsie.rqvae.input_dim == 16
+    assert run_config_from_dict({"dsie": {"encoder": {"dim": 16}, "rqvae": {"input_dim": 16}}},
+                                where="t").dsie.rqvae.input_dim == 16
+    assert run_config_from_dict({"dsie": {"rqvae": {"input_dim": None}}}, where="t").dsie.rqvae.input_dim == 32

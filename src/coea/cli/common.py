@@ -211,12 +211,26 @@ def load_config(path: Path | None, *, saved: bool = False) -> RunConfig:
         raise  # names its own place and fix (a key given twice, an empty file)
     except (ValueError, TypeError, OverflowError) as err:
         message = str(err).removeprefix(f"{source}: ").removeprefix(f"{source} ")  # the source is named once
-        fix = "pass --config, or fix the run's config.json" if saved else "fix the YAML; see README 'Configuration'"
-        raise CoeaInputError(message, source=source, fix=fix) from err
+        problem, fix = own_fix(message)
+        fix = fix or ("pass --config, or fix the run's config.json" if saved else
+                      "fix the YAML; see README 'Configuration'")
+        raise CoeaInputError(problem, source=source, fix=fix) from err
     _read["config"] = source
     if source is not None:
         check_names(cfg, source)
     return cfg
+
+
+# how the fix that ends a config error (``...; write e.g. 10``) starts: the generic fix is then not said beside it
+_FIX_STARTS = ("write ", "use ", "leave ", "set ", "raise ", "lower ", "add ", "drop ", "keep ", "indent ", "save ",
+               "pass ", "e.g. ")
+
+
+def own_fix(message: str) -> tuple[str, str | None]:
+    """A config error's ``message`` as its problem and the fix it ends with after ``; `` (``n_future must be a
+    whole number, got 2.5; write e.g. 2``); (message, None) when it ends with none."""
+    problem, sep, fix = message.rpartition("; ")
+    return (problem, fix) if sep and fix.startswith(_FIX_STARTS) else (message, None)
 
 
 def check_names(cfg: RunConfig, path: Path) -> None:

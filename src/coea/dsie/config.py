@@ -125,7 +125,8 @@ class EncoderConfig:
 class RqVaeConfig:
     """RQ-VAE architecture and training settings."""
 
-    input_dim: int = 32  # dimension of the user embeddings fed in (DsieConfig sets it to the encoder's dim)
+    # dimension of the user embeddings fed in: the DSIE encoder's dim (None: DsieConfig sets it; another is refused)
+    input_dim: int | None = None
     hidden_dims: list[int] = field(default_factory=lambda: [128])  # encoder hidden widths; decoder mirrors them
     latent_dim: int = 32  # dimension of the latent z and of every code vector
     codebook_sizes: list[int] = field(default_factory=lambda: [4, 4, 4])  # codes per level; len = CSID length
@@ -140,8 +141,9 @@ class RqVaeConfig:
     seed: int = 0  # seeds weights, k-means, batch order and dead-code re-seeding
 
     def __post_init__(self) -> None:
-        for name in ("input_dim", "latent_dim", "epochs", "batch_size", "kmeans_iters"):
+        for name in ("latent_dim", "epochs", "batch_size", "kmeans_iters"):
             _require(getattr(self, name) > 0, name, getattr(self, name), "> 0")
+        _require(self.input_dim is None or self.input_dim > 0, "input_dim", self.input_dim, "> 0 (or null)")
         check_seed("seed", self.seed)
         for name in ("beta", "weight_decay", "dead_code_threshold", "reset_dead_every"):
             _require(getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
@@ -200,8 +202,12 @@ class DsieConfig:
 
     def __post_init__(self) -> None:
         check_seed("seed", self.seed)
-        if self.rqvae.input_dim != self.encoder.dim:
-            self.rqvae.input_dim = self.encoder.dim  # the RQ-VAE reads the encoder's embeddings
+        if self.rqvae.input_dim is None:  # the RQ-VAE reads the encoder's embeddings
+            self.rqvae = replace(self.rqvae, input_dim=self.encoder.dim)
+        elif self.rqvae.input_dim != self.encoder.dim:
+            raise ValueError(f"rqvae.input_dim {self.rqvae.input_dim} is not encoder.dim {self.encoder.dim}: the "
+                             "RQ-VAE reads the encoder's user embeddings; leave rqvae.input_dim out (it follows "
+                             "encoder.dim)")
         if self.group.depth > len(self.rqvae.codebook_sizes):
             raise ValueError(f"group depth {self.group.depth} > RQ-VAE levels {len(self.rqvae.codebook_sizes)}")
 
