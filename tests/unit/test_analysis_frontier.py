@@ -54,6 +54,7 @@ def test_the_frontier_adds_lam_to_the_unseen_categories_of_each_user_s_own_histo
         return {"C-H@10": len(ranked), "NCP@10": 0.0, "S-H@10": 0.0}
 
     ev = SimpleNamespace(categories=cats, users=["u", "v"], history={"u": ["c0", "c1", "c99"]}, tail=set(),
+                         seen={"u": ["c0", "c1", "c99"]},
                          split=SimpleNamespace(future_categories={"u": {"c11"}, "v": {"c0"}}), _metrics=metrics)
     logp = np.tile(-np.arange(12, dtype=float) * 0.1, (2, 1))  # c0 best ... c11 worst, gap 1.1 < lam 1.5
     rows = _frontier(ev, logp)
