@@ -265,21 +265,21 @@ def recommend(data: Input[Dataset], dsie: Input[Model], split_config: str, dsie_
 
 
 def monitor_drift(reference: Input[Dataset], current: Input[Dataset], dsie: Input[Model], drift_config: str,
-                  threshold: float, report: Output[HTML], summary: Output[Dataset],
+                  split_config: str, threshold: float, report: Output[HTML], summary: Output[Dataset],
                   metrics: Output[Metrics]) -> NamedTuple("DriftOutputs", [("drift_share", float), ("drifted", bool)]):
-    """Evidently drift of per-user behaviour between the reference window and the current one: the Evidently
-    page (``report``) and its figures per feature (``summary``, the stage's drift.json, which a run report shows)."""
+    """Evidently drift of per-user behaviour, reference window vs current, on their histories under the run's split
+    (never the future evaluate scores): the Evidently page (``report``) and drift.json (``summary``: per feature)."""
     import shutil
     import tempfile
     from pathlib import Path
 
     from coea.interrupts import pipeline_step
-    from coea.stages import drift_config_from_json, record_version, run_monitor_drift
+    from coea.stages import config_from_json, drift_config_from_json, record_version, run_monitor_drift
 
     with pipeline_step():
-        cfg = drift_config_from_json(drift_config, threshold=threshold)
-        with tempfile.TemporaryDirectory() as work:
-            result = run_monitor_drift(cfg, Path(reference.path), Path(current.path), Path(dsie.path), Path(work))
+        cfg, split = drift_config_from_json(drift_config, threshold=threshold), config_from_json(split_config).split
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_monitor_drift(cfg, *(Path(a.path) for a in (reference, current, dsie)), Path(tmp), split=split)
             shutil.copyfile(result.html_path, report.path)
             shutil.copyfile(result.json_path, summary.path)
         record_version(report, summary)

@@ -7,8 +7,9 @@ save_state (the data + groups and the last round's N-LLM and R-LLM become the st
 evaluate (LLM methods use the trained LLMs, ``coea`` the last PCO round); recommend (``coea_seq+x``) -> export (after
 the state is saved).
 ``coea_recurring``: prepare_data (the new period), load_state and load_models -> monitor_drift against the reference
-window -> ``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup), then sft_novelty and sft_relevance (as
-in ``coea_training``) on the period with the new groups (new groups are new CSID codes: the loaded models' code
+window (both windows' histories under the run's split: never the future the period's evaluate step scores) ->
+``dsl.If(drift_share >= drift_threshold)``: dsie_group (regroup), then sft_novelty and sft_relevance (as in
+``coea_training``) on the period with the new groups (new groups are new CSID codes: the loaded models' code
 tokens would name other groups); ``dsl.Else``: keep the groups and rebuild their profiles (build_profiles), keep the
 loaded models -> in either branch the PCO update (pco_loop, GPU step, from the branch's models on the period's data
 with the branch's groups) -> save_state (If: new groups and new models switch together) or save_models (Else: new
@@ -273,8 +274,9 @@ def _recurring(c: Components, settings: DeploymentSettings):
         if settings.state_on_cache_volume:  # one ReadWriteOnce volume: its three readers one after the other
             models.after(state.after(prep))
         llms = {"novelty": models.outputs["novelty"], "relevance": models.outputs["relevance"]}
+        # both windows' histories under the run's split (what DSIE groups), never the future evaluate scores
         drift = c.monitor_drift(reference=state.outputs["reference"], current=data, dsie=state.outputs["dsie"],
-                                drift_config=drift_config, threshold=drift_threshold)
+                                drift_config=drift_config, split_config=split_config, threshold=drift_threshold)
         apply_resources(drift.set_display_name("monitor drift"), settings, StageClass.COMPUTE)
         drift.set_caching_options(False)
         with dsl.If(drift.outputs["drift_share"] >= drift_threshold, name="drift: regroup"):

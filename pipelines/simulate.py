@@ -152,19 +152,20 @@ def _check_options(cfg: RunConfig, periods: int, drift_config: DriftConfig | Non
 
 
 def _windows(cfg: RunConfig, periods: int, min_users: int) -> list[Period]:
-    """The log cut into ``periods`` windows; each must hold enough users for the drift check, and users with a
-    history under the split (else its period's training stops on it, after the earlier periods ran)."""
+    """The log cut into ``periods`` windows; each must hold enough users with a history under the split for the
+    drift check (it reads the histories) and warm users (else its period's training stops on it, after the
+    earlier periods ran)."""
     from coea.data.split import chronological_split, require_warm_users
 
     windows = split_periods(load_data(cfg.data, cfg.synthetic).interactions, periods)
     for w in windows:
-        n_users = w.interactions[USER].nunique()
+        split = chronological_split(w.interactions, cfg.split)
+        require_warm_users(split, f"{cfg.data.spec} (period {w.index} of 0..{periods - 1})")
+        n_users = split.histories.interactions[USER].nunique()
         if n_users < min_users:
-            raise CoeaInputError(f"period {w.index} of {periods} has {n_users} users, fewer than the drift "
-                                 f"check's min_users={min_users}", option="--periods",
+            raise CoeaInputError(f"period {w.index} of {periods} has {n_users} users with a history under the "
+                                 f"split, fewer than the drift check's min_users={min_users}", option="--periods",
                                  fix="use more data" if periods <= 2 else "use fewer periods or more data")
-        require_warm_users(chronological_split(w.interactions, cfg.split), f"{cfg.data.spec} (period {w.index} "
-                                                                          f"of 0..{periods - 1})")
     return windows
 
 

@@ -1,10 +1,11 @@
 """Drift in user behaviour between two time windows, checked with Evidently; decides whether to regroup.
 
-The recurring pipeline compares the newest window (``current``) with the window the groups were built on
-(``reference``). Both are canonical interaction tables; each is summarised as one row per user
-(:func:`user_behaviour_features`), and Evidently's ``DataDriftPreset`` tests every feature column for a change
-in its distribution across users. Regrouping (re-running DSIE) is triggered when the share of drifted columns
-reaches ``DriftConfig.threshold``.
+The recurring pipeline compares the newest period (``current``) with the period the groups were fitted on
+(``reference``), each as its histories under the run's split (:func:`coea.stages.drift.drift_window`: what DSIE
+fits the groups on, never the future the period's evaluate step scores): canonical interaction tables, each
+summarised as one row per user (:func:`user_behaviour_features`); Evidently's ``DataDriftPreset`` tests every
+feature column for a change in its distribution across users. Regrouping (re-running DSIE) is triggered when the
+share of drifted columns reaches ``DriftConfig.threshold``.
 
 Features, per user, over the user's events in the window (events in time order, ties by item id):
 
@@ -30,7 +31,7 @@ Features, per user, over the user's events in the window (events in time order, 
 The columns balance *how* users consume (activity, entropy, top_share, breadth, novelty, group) against
 *what* they consume (ref_popularity and the shares): a pure change of taste that keeps every user's
 diversity (say, users move their mass from the popular categories to tail ones) drifts the 7 "what" columns
-out of 13 and so still passes the default threshold of 0.5.
+out of 13 and so still reaches the default threshold of 0.5.
 
 Evidently's default tests depend on the reference size: up to 1000 users, K-S (numerical) and chi-square or
 Z-test (categorical, and numerical with at most 5 distinct values) p-values against 0.05; above 1000,
@@ -40,10 +41,9 @@ for every column instead.
 Evidently's chi-square is a goodness-of-fit test that treats the reference proportions as exact, which
 ignores the reference's own sampling noise: with two windows of equal size its statistic is about twice a
 chi-square variable, and on a 4-group column it flagged 16 of 60 same-distribution user splits (2 of 60 with
-the test below). So, by default
-(``two_sample_chi2``), every column where Evidently would pick that test gets ``chi2_two_sample`` instead:
-Pearson's chi-square test of homogeneity on the 2 x k table of counts (registered with Evidently under that
-name, so the HTML report shows it).
+the test below). So, by default (``two_sample_chi2``), every column where Evidently would pick that test gets
+``chi2_two_sample`` instead: Pearson's chi-square test of homogeneity on the 2 x k table of counts (registered
+with Evidently under that name, so the HTML report shows it).
 """
 
 from __future__ import annotations
@@ -235,14 +235,8 @@ def _novelty_prior(df: pd.DataFrame, prior: pd.DataFrame, users: pd.Index) -> pd
     return rate.reindex(users).astype("float64")
 
 
-def detect_drift(
-    cfg: DriftConfig,
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    out_dir: Path | None = None,
-    *,
-    user_groups: Mapping[str, str] | None = None,
-) -> DriftResult:
+def detect_drift(cfg: DriftConfig, reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path | None = None, *,
+                 user_groups: Mapping[str, str] | None = None) -> DriftResult:
     """Compare the per-user behaviour of two canonical windows with Evidently; see the module docstring.
 
     With ``out_dir``, writes ``drift_report.html`` (Evidently's self-contained report) and ``drift.json``

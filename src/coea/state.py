@@ -7,8 +7,8 @@ the two LLMs), replaces the snapshot when it regroups and the models after every
     current.json                   THE pointer: the active snapshot and models with their file lists; the period
                                    (``period``: sha256 of its interactions.parquet; ``as_of``), time and KFP run
                                    (``committed_by``) of the commit; ``history``: the ids committed last, per kind
-    snapshots/<id>/data/...        the reference window: the prepared log the groups were fitted on
-    snapshots/<id>/dsie/...        the DSIE dir fitted on it
+    snapshots/<id>/data/...        the reference window: a prepared log; the groups were fitted on its split histories
+    snapshots/<id>/dsie/...        the DSIE dir fitted on them (the drift check reads the same histories)
     models/<id>/novelty/...        the Novelty LLM (a ``save_bundle`` dir: weights, tokenizer, config)
     models/<id>/relevance/...      the Relevance LLM
     kv/recs.sqlite                 the served key-value store (its versions inside, see coea.store.kv)

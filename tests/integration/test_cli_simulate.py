@@ -42,6 +42,22 @@ def test_too_many_periods_for_the_users(tmp_path: Path) -> None:
     assert res.returncode == 2 and "use fewer periods or more data" in res.stderr
 
 
+def test_the_users_counted_for_the_drift_check_are_those_with_a_history() -> None:
+    """The drift step reads each period's histories under the split (coea.stages.drift.drift_window), so simulate
+    counts those users against min_users before period 0 trains: here 70 and 64 users, but 43 and 45 with a history
+    once each user's last 20 events are held out (counting every user let period 0 train, then period 1's drift
+    step failed)."""
+    from coea.config import RunConfig, SplitConfig, SyntheticConfig
+    from coea.errors import CoeaInputError
+    from pipelines.simulate import _windows
+
+    cfg = RunConfig(synthetic=SyntheticConfig(n_users=70), split=SplitConfig(n_future=20, min_history=2))
+    with pytest.raises(CoeaInputError, match="period 0 of 2 has 43 users with a history under the split, fewer than "
+                                             "the drift check's min_users=50"):
+        _windows(cfg, 2, 50)
+    assert len(_windows(cfg, 2, 40)) == 2
+
+
 def test_existing_state_is_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "sim" / "state").mkdir(parents=True)
     res = coea("simulate", "--out", str(tmp_path / "sim"))

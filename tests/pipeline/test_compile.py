@@ -176,6 +176,9 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
     assert (_producer(drift, "reference"), _producer(drift, "current"), _producer(drift, "dsie")) == (
         "load-state", "prepare-data", "load-state")
     assert drift["inputs"]["artifacts"]["reference"]["taskOutputArtifact"]["outputArtifactKey"] == "reference"
+    # both windows' histories under the run's split (audit, session 56: without it the drift check read the future
+    # the period's evaluate step scores)
+    assert drift["inputs"]["parameters"]["split_config"] == {"componentInputParameter": "split_config"}
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["rec_method"]["defaultValue"] == SERVED_METHOD
 

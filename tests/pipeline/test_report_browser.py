@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from coea.config import SplitConfig
 from coea.drift import DriftConfig
 from coea.report_html import render_report
 from coea.stages import run_monitor_drift, run_prepare_data
@@ -32,7 +33,8 @@ def run_dir(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
                     else set())
     shifted = shifted_log(run / "data", tmp / "period.parquet")
     run_prepare_data(parquet_config(shifted), tmp / "current")
-    result = run_monitor_drift(DriftConfig(), run / "data", tmp / "current", run / "dsie", run / "drift")
+    result = run_monitor_drift(DriftConfig(), run / "data", tmp / "current", run / "dsie", run / "drift",
+                               split=SplitConfig())
     assert result.drifted  # a pure taste shift: the section shows a real verdict
     return run
 

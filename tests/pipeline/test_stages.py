@@ -162,10 +162,11 @@ def test_build_profiles_keeps_groups_and_rewrites_profiles(tmp_path: Path, fitte
 
 def test_monitor_drift_same_vs_shifted(tmp_path: Path, fitted) -> None:
     cfg = drift_config_from_json("{}", threshold=0.5)
-    same = run_monitor_drift(cfg, fitted.data, fitted.data, fitted.dsie, tmp_path / "same")
+    same = run_monitor_drift(cfg, fitted.data, fitted.data, fitted.dsie, tmp_path / "same", split=fitted.cfg.split)
     assert same.drift_share == 0.0 and not same.drifted
     run_prepare_data(parquet_config(shifted_log(fitted.data, tmp_path / "log.parquet")), tmp_path / "shifted")
-    moved = run_monitor_drift(cfg, fitted.data, tmp_path / "shifted", fitted.dsie, tmp_path / "moved")
+    moved = run_monitor_drift(cfg, fitted.data, tmp_path / "shifted", fitted.dsie, tmp_path / "moved",
+                              split=fitted.cfg.split)
     assert moved.drifted and moved.drift_share >= 0.5
     assert "ref_popularity" in moved.drifted_columns and "group" not in moved.drifted_columns
     assert moved.html_path is not None and moved.html_path.stat().st_size > 10_000

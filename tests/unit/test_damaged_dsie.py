@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from coea.config import RunConfig
+from coea.config import RunConfig, SplitConfig
 from coea.drift import DriftConfig
 from coea.dsie.artifact import read_groups, read_groups_dir
 from coea.errors import CoeaInputError
@@ -43,7 +43,8 @@ def test_a_groups_file_without_a_column_names_the_file_and_the_column(tmp_path, 
 def test_the_drift_and_profiles_stages_read_groups_through_the_check(tmp_path):
     dsie = _dsie(tmp_path / "dsie", "group_id")
     with pytest.raises(CoeaInputError, match=r"groups.parquet, column 'group_id': missing column"):
-        run_monitor_drift(DriftConfig(), tmp_path / "ref", tmp_path / "cur", dsie, tmp_path / "out")
+        run_monitor_drift(DriftConfig(), tmp_path / "ref", tmp_path / "cur", dsie, tmp_path / "out",
+                          split=SplitConfig())
     (tmp_path / "data").mkdir()
     pd.DataFrame({"user_id": ["u1"], "item_id": ["i"], "category": ["a"], "timestamp": [1_700_000_000]}).to_parquet(
         tmp_path / "data" / "interactions.parquet")

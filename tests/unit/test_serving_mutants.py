@@ -95,6 +95,7 @@ def test_chi2_columns_leave_out_a_two_valued_column():
 
 
 def test_monitor_drift_with_a_dsie_dir_has_the_group_among_its_features(tmp_path: Path):
+    from coea.config import SplitConfig
     from coea.data.loaders import LoadedData
     from coea.data.prepared import write_prepared
     from coea.drift import GROUP, DriftConfig
@@ -107,12 +108,12 @@ def test_monitor_drift_with_a_dsie_dir_has_the_group_among_its_features(tmp_path
     dsie.mkdir()
     pd.DataFrame({"user_id": users, "csid": ["0-1"] * 12, "group_id": ["0-1"] * 6 + ["0-2"] * 6,
                   "cold_start": [False] * 12}).to_parquet(dsie / "groups.parquet", index=False)
-    cfg = DriftConfig(min_users=5)
-    result = run_monitor_drift(cfg, tmp_path / "data", tmp_path / "data", dsie, tmp_path / "out")
+    cfg, split = DriftConfig(min_users=5), SplitConfig(n_future=1)  # each user's first 3 events: the history
+    result = run_monitor_drift(cfg, tmp_path / "data", tmp_path / "data", dsie, tmp_path / "out", split=split)
     assert GROUP in [f.column for f in result.features]
     written = json.loads((tmp_path / "out" / "drift.json").read_text())
     assert GROUP in [f["column"] for f in written["features"]]
-    plain = run_monitor_drift(cfg, tmp_path / "data", tmp_path / "data", None, tmp_path / "plain")
+    plain = run_monitor_drift(cfg, tmp_path / "data", tmp_path / "data", None, tmp_path / "plain", split=split)
     assert GROUP not in [f.column for f in plain.features]
 
 
