@@ -25,8 +25,8 @@ Features, per user, over the user's events in the window (events in time order, 
 - ``share_<category>``: ``p_c`` for each of the ``top_categories`` most popular categories of the reference
   window (the same columns in both windows, 0 when the user has no such event), and ``other_share``, the rest
   (``1 - sum`` of those), so the shares describe the whole distribution;
-- ``group`` (categorical, only with ``user_groups``): the user's group, ``"unknown"`` when unmapped, so a shift
-  in group sizes shows as drift.
+- ``group`` (categorical, only with ``user_groups``): the user's group, so a shift in group sizes shows as drift;
+  missing for a user the groups lack (new since they were fitted), left out of the test: new users are no drift.
 
 The columns balance *how* users consume (activity, entropy, top_share, breadth, novelty, group) against
 *what* they consume (ref_popularity and the shares): a pure change of taste that keeps every user's
@@ -73,7 +73,6 @@ GROUP = "group"
 SHARE_PREFIX = "share_"
 OTHER_SHARE = "other_share"  # no share_ prefix, so a category called "other" cannot collide with it
 TWO_SAMPLE_CHI2 = "chi2_two_sample"
-UNKNOWN_GROUP = "unknown"
 REPORT_HTML = "drift_report.html"
 SUMMARY_JSON = "drift.json"
 
@@ -196,8 +195,8 @@ def user_behaviour_features(
     source = df[CATEGORY] if reference_categories is None else pd.Series(reference_categories, dtype=object)
     top = popular_categories(source, n_top) if top_categories is None else [str(c) for c in top_categories]
     out = out.join(_taste_features(probs, users, source.astype(str).value_counts(normalize=True), top))
-    if user_groups is not None:
-        out[GROUP] = [str(user_groups.get(u, UNKNOWN_GROUP)) for u in users]
+    if user_groups is not None:  # a user without a group: missing (None), not a category the reference lacks
+        out[GROUP] = [None if (g := user_groups.get(u)) is None else str(g) for u in users]
     return out
 
 
@@ -250,6 +249,9 @@ def detect_drift(cfg: DriftConfig, reference: pd.DataFrame, current: pd.DataFram
         if len(feats) < cfg.min_users:
             raise ValueError(f"{name} window has {len(feats)} users, fewer than min_users={cfg.min_users}; "
                              "use a longer window or lower min_users")
+    if GROUP in cur and (cur[GROUP].isna().all() or ref[GROUP].isna().all()):  # nothing to test
+        log.warning("a window without a user in the groups: the group column is left out")
+        ref, cur = ref.drop(columns=GROUP), cur.drop(columns=GROUP)
     numerical = [c for c in ref.columns if c != GROUP]
     categorical = [GROUP] if GROUP in ref.columns else []
     snapshot = _run_evidently(cfg, ref.reset_index(drop=True), cur.reset_index(drop=True), numerical, categorical)
