@@ -36,7 +36,7 @@ out of 13 and so still reaches the default threshold of 0.5.
 Evidently's default tests depend on the reference size: up to 1000 users, K-S (numerical) and chi-square or
 Z-test (categorical, and numerical with at most 5 distinct values) p-values against 0.05; above 1000,
 normalised Wasserstein and Jensen-Shannon distances against 0.1. ``DriftConfig.stattest`` picks one method
-for every column instead.
+for every column instead (and only then may ``stattest_threshold`` set its threshold).
 
 Evidently's chi-square is a goodness-of-fit test that treats the reference proportions as exact, which
 ignores the reference's own sampling noise: with two windows of equal size its statistic is about twice a
@@ -98,6 +98,10 @@ class DriftConfig:
                              f"of {', '.join(stattest_names())}, or leave it out (null) for Evidently's defaults")
         if self.stattest_threshold is not None and not self.stattest_threshold > 0:
             raise ValueError(f"stattest_threshold must be > 0 or None, got {self.stattest_threshold!r}")
+        if self.stattest_threshold is not None and self.stattest is None:
+            raise ValueError(f"stattest_threshold {self.stattest_threshold!r} needs stattest: the default tests are "
+                             "K-S p-values up to 1000 users and Wasserstein distances above, no one threshold fits; "
+                             'set both, e.g. {"stattest": "ks", "stattest_threshold": 0.01}, or drop it')
         if self.top_categories < 0:
             raise ValueError(f"top_categories must be >= 0, got {self.top_categories!r}")
         if self.min_users < 2:

@@ -86,6 +86,7 @@ def test_chi2_two_sample_hand_value():
 @pytest.mark.parametrize("kwargs, bad", [
     ({"threshold": 0.0}, "threshold"), ({"threshold": 1.5}, "1.5"), ({"min_users": 1}, "min_users"),
     ({"top_categories": -1}, "-1"), ({"stattest_threshold": 0.0}, "stattest_threshold"), ({"stattest": ""}, "''"),
+    ({"stattest_threshold": 0.01}, "stattest_threshold 0.01 needs stattest"),
 ])
 def test_config_rejects_bad_values(kwargs, bad):
     with pytest.raises(ValueError, match=bad):

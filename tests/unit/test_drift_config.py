@@ -37,3 +37,15 @@ def test_drift_config_parameter_with_an_unknown_stattest_is_one_line() -> None:
     text = str(info.value)
     assert "drift_config" in text and "stattest 'kss'" in text and "wasserstein" in text
     assert len(text.splitlines()) == 1
+
+
+def test_a_stattest_threshold_needs_a_stattest() -> None:
+    """Without ``stattest`` every column keeps Evidently's default test: K-S p-values up to 1000 users, normalised
+    Wasserstein distances above, so one threshold meant opposite things by the window's size (audit, session 56:
+    0.01 was a strict p-value at 100 users and flagged every column at 1500). Refused, in one line naming it."""
+    with pytest.raises(CoeaInputError) as info:
+        drift_config_from_json('{"stattest_threshold": 0.01}')
+    text = str(info.value)
+    assert "drift_config" in text and "stattest_threshold 0.01 needs stattest" in text and '"stattest": "ks"' in text
+    assert len(text.splitlines()) == 1
+    assert drift_config_from_json('{"stattest": "ks", "stattest_threshold": 0.01}').stattest_threshold == 0.01
