@@ -64,6 +64,7 @@ import pandas as pd
 
 from coea.config import config_to_dict
 from coea.data.schema import CATEGORY, ITEM, TIMESTAMP, USER
+from coea.errors import CoeaInputError
 from coea.utils import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class DriftConfig:
     stattest: str | None = None  # one Evidently drift method for every column (e.g. "ks", "psi"); None = defaults
     stattest_threshold: float | None = None  # that method's per-column threshold (p-value or distance); None = default
     top_categories: int = 5  # share_<category> columns for the N most popular reference categories (0 = none)
-    min_users: int = 50  # each window needs at least this many users, else detect_drift raises ValueError
+    min_users: int = 50  # each window needs at least this many users, else detect_drift raises CoeaInputError
     two_sample_chi2: bool = True  # where Evidently's default is its chi-square, use a two-sample one (see module doc)
 
     def __post_init__(self) -> None:
@@ -250,9 +251,10 @@ def detect_drift(cfg: DriftConfig, reference: pd.DataFrame, current: pd.DataFram
     ref = user_behaviour_features(reference, **kwargs)
     cur = user_behaviour_features(current, **kwargs)
     for name, feats in (("reference", ref), ("current", cur)):
-        if len(feats) < cfg.min_users:
-            raise ValueError(f"{name} window has {len(feats)} users, fewer than min_users={cfg.min_users}; "
-                             "use a longer window or lower min_users")
+        if len(feats) < cfg.min_users:  # an input error: the same data fails the same way on every retry
+            raise CoeaInputError(f"the {name} window has {len(feats)} users, fewer than min_users={cfg.min_users}",
+                                 source="drift config", option="min_users", fix="lower min_users, or give the "
+                                 "period more data: a longer window holds more users with a history under the split")
     if GROUP in cur and (cur[GROUP].isna().all() or ref[GROUP].isna().all()):  # nothing to test
         log.warning("a window without a user in the groups: the group column is left out")
         ref, cur = ref.drop(columns=GROUP), cur.drop(columns=GROUP)

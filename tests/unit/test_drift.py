@@ -26,6 +26,7 @@ from coea.drift import (
     popular_categories,
     user_behaviour_features,
 )
+from coea.errors import CoeaInputError
 from tests.helpers import events
 
 N_LOGS = 8  # independent synthetic logs; each gives one user-halves null and two consecutive-period nulls
@@ -94,9 +95,14 @@ def test_config_rejects_bad_values(kwargs, bad):
 
 
 def test_min_users_error_names_the_count():
+    """An input error (one line: the setting, the count, the fix), not a plain ValueError: the same period fails
+    the same way on every retry of the drift step."""
     tiny = _tiny()
-    with pytest.raises(ValueError, match="current window has 4 users, fewer than min_users=5"):
+    with pytest.raises(CoeaInputError) as err:
         detect_drift(DriftConfig(min_users=5), pd.concat([tiny, tiny.assign(user_id="x" + tiny.user_id)]), tiny)
+    assert str(err.value).startswith("drift config, option min_users: the current window has 4 users, fewer than "
+                                     "min_users=5 (fix: lower min_users, or give the period more data")
+    assert len(str(err.value).splitlines()) == 1
 
 
 # ---- Evidently runs on synthetic logs -------------------------------------------------------------------------
