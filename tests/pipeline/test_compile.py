@@ -154,6 +154,10 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
         (save_name,) = [n for n in tasks if n.startswith(("save-models", "save-state"))]
         save = tasks[save_name]
         assert _producer(save, "novelty") == _producer(save, "relevance") == pco_name
+        # the period's data: save_state makes it the next drift reference, save_models records it as the period
+        # (audit, session 56: save_state fed load-state's reference, the reference never reset, passed all but the
+        # golden YAML)
+        assert _producer(save, "data") == "pipelinechannel--prepare-data-data"
         if save_name.startswith("save-state"):  # regrouped: the new groups switch with the models tuned on them
             assert dsie.startswith("dsie-group") and _producer(save, "dsie") == dsie
         (evaluate,) = [t for n, t in tasks.items() if n.startswith("evaluate")]
@@ -162,6 +166,7 @@ def test_recurring_updates_the_loaded_models_with_pco_in_both_branches(specs: di
             assert _producer(task, "pco") == pco_name
             assert _producer(task, "novelty") == _producer(pco, "novelty")  # nllm_sft & co. = PCO's start
             assert _producer(task, "data") == "pipelinechannel--prepare-data-data"  # the period's log
+            assert _producer(task, "dsie") == dsie  # the branch's groups: the new DSIE, or the refreshed profiles
         # +x over every period so far, and the users served before who have no event now keep a list (audit,
         # session 55: recommend without the state's seen or served lists passed every fast test)
         assert _producer(recommend, "seen_before") == "pipelinechannel--load-state-seen"

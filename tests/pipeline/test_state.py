@@ -56,6 +56,24 @@ def test_save_load_round_trip_and_garbage_collection(tmp_path: Path, fitted) -> 
     assert _tree(tmp_path / "dsie") == _tree(fitted.dsie)
 
 
+def test_load_state_reads_the_snapshot_the_pointer_names(tmp_path: Path, fitted) -> None:
+    """A regroup commits a new period onto the loaded snapshot; the next load_state hands the drift step that
+    period as its reference (and its groups), not an older snapshot the state still keeps. Audit (session 56): every
+    state test saved the same data each time, so a load_state that read the oldest snapshot passed them all."""
+    from coea.data.loaders import LoadedData
+    from coea.data.prepared import read_prepared, write_prepared
+
+    later = read_prepared(fitted.data).interactions
+    write_prepared(LoadedData(later.assign(timestamp=later["timestamp"] + 7 * 86_400), "test"), tmp_path / "b", {})
+    state = str(tmp_path / "state")
+    first = run_save_state(state, fitted.data, fitted.dsie)
+    second = run_save_state(state, tmp_path / "b", fitted.dsie, expected_snapshot=first.snapshot)
+    assert second.snapshot != first.snapshot and len(list((tmp_path / "state" / "snapshots").iterdir())) == 2
+    loaded = run_load_state(state, tmp_path / "ref", tmp_path / "dsie")
+    assert loaded.snapshot == second.snapshot
+    assert _tree(tmp_path / "ref") == _tree(tmp_path / "b") != _tree(fitted.data)
+
+
 def _fake_models(root: Path, tag: str) -> Path:
     """A dir in the sft_* layout holding both models (a few small files each)."""
     for name in ("novelty", "relevance"):

@@ -6,10 +6,11 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from coea.config import SyntheticConfig
+from coea.config import SplitConfig, SyntheticConfig
 from coea.data.split import split_periods
 from coea.data.synthetic import generate_synthetic
 from coea.drift import DriftConfig, detect_drift
+from coea.stages.drift import drift_window
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,21 @@ def test_drift_check_fires_on_the_shift_only(logs) -> None:
     ps = split_periods(shifted, cfg.shift_periods)
     steady = detect_drift(drift, ps[2].interactions, ps[3].interactions)
     assert not steady.drifted, steady.drift_share  # the shift lasts: after it, the new tastes are the norm
+
+
+def test_the_pipelines_comparisons_fire_at_the_shift_only(logs) -> None:
+    """What coea_recurring compares: its reference stays period 0 until a regroup, so p0 -> p1 and p0 -> p2, each
+    window the histories under the run's split (coea.stages.drift.drift_window; here test_simulate's split).
+    p0 -> p1 does not fire; p0 -> p2 fires with the shift and not without. Measured drift shares without / with
+    the shift: p0 -> p1 0.083 / 0.083, p0 -> p2 0.167 / 0.667 (and p0 -> p3 0.500 / 0.917: without a regroup the
+    reference ages, the users' steady exploration drifts too). With the default split (n_future 10) these
+    ~10-event periods leave 3-4 history events per user and p0 -> p2 reads only 0.417: a short period needs a
+    split that leaves it a history."""
+    base, shifted, cfg = logs
+    split = SplitConfig(n_future=3, min_history=3)
+    for df, fires in ((base, False), (shifted, True)):
+        periods = [drift_window(p.interactions, split) for p in split_periods(df, cfg.shift_periods)]
+        before = detect_drift(DriftConfig(), periods[0], periods[1])
+        assert not before.drifted, before.drift_share
+        at = detect_drift(DriftConfig(), periods[0], periods[2])
+        assert at.drifted is fires, at.drift_share
