@@ -57,7 +57,7 @@ PIPELINE_DESCRIPTIONS = {
     TRAINING: "CoEA: data -> DSIE groups -> SFT of both LLMs -> PCO rounds -> evaluation -> top-K categories to the "
               "KV store; writes the state the recurring pipeline starts from.",
     RECURRING: "CoEA each period: drift check against the reference window; regroup (DSIE) and re-SFT the LLMs only "
-               "when drift passes the threshold; PCO update of the LLMs; serve.",
+               "when the drift share reaches the threshold; PCO update of the LLMs; serve.",
 }
 _JSON = " as a JSON object of config sections, the run-config YAML's shape ({} = the defaults)"
 # the description of every pipeline parameter, compiled into root.inputDefinitions (the Kubeflow UI's run form)

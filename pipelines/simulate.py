@@ -24,7 +24,10 @@ metrics; a later period's kfp artifacts under ``kfp/`` (the models' weights), ``
 ``drift.json``, the drift check's page and figures.
 
 Synthetic data with ``synthetic.shift_period`` set (and ``synthetic.shift_periods`` equal to ``periods``)
-carries a lasting interest shift from that period on: regrouping should fire there and nowhere else.
+carries a lasting interest shift from that period on: regrouping should fire there. It may fire later too: until a
+regroup the reference stays, and the synthetic users' steady exploration (``synthetic.explore_rate``, 0.12 by
+default) is a slow drift of its own (the README's default run regroups in period 3 as well; with 0.05, only at the
+shift).
 """
 
 from __future__ import annotations
