@@ -39,3 +39,19 @@ def test_outputs_determinism_and_recovery(tmp_path):
     assert report["csid_groups"]["sizes"]["min"] >= CFG.group.min_group_size
     for name in ("encoder/encoder.pt", "encoder/encoder_config.json", "rqvae/rqvae.pt", "rqvae/rqvae_config.json"):
         assert (tmp_path / "a" / name).is_file(), name
+
+
+def test_a_dsie_seed_that_leaves_a_models_seed_apart_is_a_warning(caplog):
+    """Session 56 (a helper's audit): dsie.seed seeds neither model, so seed replicates that set it with only the
+    encoder's seed kept the RQ-VAE at seed 0, without a word."""
+    import logging
+
+    from coea.dsie.run import warn_unseeded
+
+    with caplog.at_level(logging.WARNING, logger="coea"):
+        warn_unseeded(DsieConfig(seed=5, encoder=EncoderConfig(seed=5)))
+        assert "dsie.seed 5 does not seed the fit's models (dsie.rqvae.seed 0 keep" in caplog.text
+        caplog.clear()
+        warn_unseeded(DsieConfig(seed=5, encoder=EncoderConfig(seed=5), rqvae=RqVaeConfig(seed=5)))
+        warn_unseeded(DsieConfig())  # the defaults: all 0
+        assert not caplog.text

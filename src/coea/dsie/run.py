@@ -64,10 +64,22 @@ def _groups_frame(warm: list[str], csids: np.ndarray, keys: list[str], cold: Map
     return pd.DataFrame(rows, columns=[USER, "csid", "group_id", "cold_start"])
 
 
+def warn_unseeded(cfg: DsieConfig) -> None:
+    """``dsie.seed`` seeds only the global generators and the report; the encoder and the RQ-VAE re-seed from their
+    own ``seed``. A ``dsie.seed`` set to vary the fit while a sub-seed stays apart is a warning (session 56, a
+    helper's audit: seed replicates set ``dsie.seed`` and ``encoder.seed``, the RQ-VAE stayed at seed 0)."""
+    apart = [f"dsie.{name}.seed {seed}" for name, seed in (("encoder", cfg.encoder.seed), ("rqvae", cfg.rqvae.seed))
+             if seed != cfg.seed]
+    if cfg.seed and apart:
+        log.warning("dsie.seed %d does not seed the fit's models (%s keep their own seed): set them too to vary them",
+                    cfg.seed, " and ".join(apart))
+
+
 def run_dsie(cfg: DsieConfig, histories: Histories, warm_users: Sequence[str], cold_users: Sequence[str],
              out_dir: Path | None = None, *, device: str = "cpu", truth: Mapping[str, int] | None = None) -> DsieResult:
     """Fit DSIE on ``histories`` with both models on ``device`` (a resolved torch device string, see
     :func:`coea.device.resolve_device`); ``warm_users`` get CSIDs, ``cold_users`` the nearest group."""
+    warn_unseeded(cfg)
     seed_everything(cfg.seed)
     start = time.perf_counter()
     enc = train_encoder(cfg.encoder, histories, device=device)
