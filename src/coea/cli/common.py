@@ -209,7 +209,7 @@ def load_config(path: Path | None, *, saved: bool = False) -> RunConfig:
         cfg = RunConfig() if source is None else read_run_json(source) if saved else read_run_yaml(source)
     except CoeaInputError:
         raise  # names its own place and fix (a key given twice, an empty file)
-    except (ValueError, TypeError, OverflowError) as err:
+    except (ValueError, TypeError) as err:
         message = str(err).removeprefix(f"{source}: ").removeprefix(f"{source} ")  # the source is named once
         problem, fix = own_fix(message)
         fix = fix or ("pass --config, or fix the run's config.json" if saved else

@@ -138,7 +138,7 @@ def config_from_json(*texts: str, device: str | None = None, ui: UiParameters | 
         merged[DEVICE_PARAM] = device_parameter(device)
     try:
         return run_config_from_dict(merged, where="pipeline parameters")
-    except (ValueError, TypeError, OverflowError) as err:
+    except (ValueError, TypeError) as err:
         raise CoeaInputError(str(err), fix=_CONFIG_FIX) from err
 
 
@@ -151,7 +151,7 @@ def _check_section(section: str, values: Any) -> None:
         return
     try:
         from_dict(type(kinds[section]()), values, where=f"parameter {param} [{section}]")  # type: ignore[misc]
-    except (ValueError, TypeError, OverflowError) as err:
+    except (ValueError, TypeError) as err:
         raise CoeaInputError(str(err), fix=_CONFIG_FIX) from err
 
 
@@ -199,5 +199,5 @@ def drift_config_from_json(text: str, *, threshold: float | None = None) -> Drif
         raw = {**raw, "threshold": float(threshold)}
     try:
         return from_dict(DriftConfig, raw, where="parameter drift_config")
-    except (ValueError, TypeError, OverflowError) as err:
+    except (ValueError, TypeError) as err:
         raise CoeaInputError(str(err), fix=fix) from err
