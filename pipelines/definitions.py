@@ -70,7 +70,7 @@ PARAMETER_HELP = {
     "eval_config": "evaluation: methods, K values, bootstrap" + _JSON,
     "llm_config": "the two LLMs and their SFT (base_model, sizes, epochs, batch)" + _JSON,
     "pco_config": "PCO: rounds, candidates, DPO+KL alpha, reward" + _JSON,
-    "drift_config": "drift check: DriftConfig fields (features, stattest)" + _JSON,
+    "drift_config": "drift check: DriftConfig fields (stattest, stattest_threshold, top_categories, min_users)" + _JSON,
     "drift_threshold": "regroup (re-run DSIE and the SFT of both LLMs) when the drift share is >= this, in (0, 1]",
     "state_uri": "where the state lives: gs://BUCKET/PREFIX, or a directory on the cache volume",
     "rec_method": "the method whose top-K categories are served, default coea_seq+x (the N-LLM after PCO with the "

@@ -274,8 +274,9 @@ def ablate_cmd(
                                                  "variants (names as in the table, e.g. 'coea + long-term "
                                                  "summary,coea w/o KL'); default: all")] = None,
 ) -> None:
-    """coea, w/o R-LLM, w/o KL, w/o CSID (+ CSID), alpha in {0.1, 0.4, 0.6}, + encoder, and w/o feedback (feedback or
-    hybrid reward) or w/o teacher (teacher reward) over the same rounds: table and plot."""
+    """coea, w/o R-LLM, w/o KL (w/o reference where alpha is 0), w/o CSID (+ CSID), alpha in {0.1, 0.4, 0.6} but the
+    config's, + encoder, and w/o feedback (feedback or hybrid reward) or w/o teacher (teacher reward) over the same
+    rounds: table and plot."""
     from coea.ablate import run_ablate
 
     data_options = {"--data": data, "--category-level": category_level, "--user-col": user_col,
