@@ -1,5 +1,6 @@
 """What :func:`coea.dsie.run.run_dsie` itself decides, on one tiny fit (a second or two): where users with nothing to
-go on are placed and the seed warning (audit, session 57: mutants of these lines survived every test)."""
+go on are placed and the seed warning (audit, session 57: mutants of these lines survived every test); the fit
+written and read back (:mod:`coea.dsie.artifact`) is the same."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pandas as pd
 import pytest
 
 from coea.data.split import Histories
+from coea.dsie.artifact import load_dsie, read_embeddings, save_dsie
 from coea.dsie.config import DsieConfig, EncoderConfig, GroupConfig, RqVaeConfig
 from coea.dsie.run import DsieResult, run_dsie
+from coea.errors import CoeaInputError
 
 # dsie.seed 4 with the encoder's seed and the RQ-VAE's left at 0: the run warns; no group merging, so the groups
 # keep the sizes the codes give them
@@ -71,3 +74,23 @@ def test_a_dsie_seed_apart_from_the_models_seeds_is_a_warning_of_the_fit(fit):
     """run_dsie warns itself (the rule is tested on :func:`~coea.dsie.run.warn_unseeded` alone in
     test_dsie_run.py): dsie.seed 4, the RQ-VAE's seed 0."""
     assert [m for m in fit[1] if m.startswith("dsie.seed 4 does not seed the fit's models (dsie.rqvae.seed 0 ")]
+
+
+def test_a_written_fit_reads_back_as_the_same_frames(fit, tmp_path):
+    """Audit, session 57: the embeddings came back with the column names "0".."D-1" (parquet stores names as
+    strings) for the in-memory 0..D-1, so ``emb[0]`` was a KeyError on a reloaded fit alone."""
+    result = fit[0]
+    save_dsie(result, CFG, tmp_path)
+    back = load_dsie(tmp_path)
+    pd.testing.assert_frame_equal(back.embeddings, result.embeddings, check_exact=True, check_column_type=True)
+    assert back.embeddings[0].equals(result.embeddings[0])
+    pd.testing.assert_frame_equal(back.groups, result.groups, check_exact=True)
+    assert back.profiles == result.profiles
+
+
+def test_embedding_columns_that_are_not_the_dimensions_in_order_are_refused(tmp_path):
+    path = tmp_path / "user_embeddings.parquet"
+    pd.DataFrame({"user_id": ["u1"], "0": [0.5], "2": [0.5]}).to_parquet(path, index=False)
+    with pytest.raises(CoeaInputError, match=r"user_embeddings.parquet: columns 0, 2 are not the embedding "
+                                             r"dimensions 0..1 in order.*re-run `coea group`"):
+        read_embeddings(path)

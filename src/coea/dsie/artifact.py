@@ -1,5 +1,5 @@
 """The DSIE directory: its writer (:func:`save_dsie`) and its readers (:func:`read_groups_dir`, :func:`load_dsie`,
-:func:`read_groups`).
+:func:`read_groups`, :func:`read_embeddings`).
 
 Layout: ``groups.parquet`` (user_id, csid, group_id, cold_start), ``profiles.json``, ``group_report.json`` (with
 the config), ``user_embeddings.parquet``, ``dsie_config.json``, ``encoder/`` and ``rqvae/`` (weights + configs).
@@ -122,5 +122,18 @@ def load_dsie(dsie_dir: Path, device: str = "cpu"):
     levels = report.get("codebooks", [])
     rq = RqVaeResult(load_rqvae(dsie_dir / "rqvae", device=device), ids, [], [lv["utilisation"] for lv in levels],
                      [lv["perplexity"] for lv in levels], float(report.get("csid_collision_rate", 0.0)))
-    emb = pd.read_parquet(dsie_dir / "user_embeddings.parquet").set_index(USER)
+    emb = read_embeddings(dsie_dir / "user_embeddings.parquet")
     return DsieResult(g.groups, g.profiles, report, EncoderResult(model, vocab, enc_cfg), rq, emb)
+
+
+@reads(REGROUP_FIX)
+def read_embeddings(path: Path) -> pd.DataFrame:
+    """``user_embeddings.parquet`` as :func:`save_dsie` was given it: index user_id, columns the dimensions 0..D-1
+    (parquet keeps column names as strings: "0".."D-1" on disk)."""
+    emb = pd.read_parquet(path).set_index(USER)
+    dims = [str(i) for i in range(emb.shape[1])]
+    if list(emb.columns) != dims:
+        raise CoeaInputError(f"columns {', '.join(map(str, emb.columns[:5]))} are not the embedding dimensions "
+                             f"0..{emb.shape[1] - 1} in order", source=path, fix=REGROUP_FIX)
+    emb.columns = pd.RangeIndex(emb.shape[1])
+    return emb
