@@ -230,12 +230,18 @@ def test_pairs_whose_prompt_fills_max_length_are_refused_before_the_trainer(tiny
     with pytest.raises(CoeaInputError, match=r"no DPO pair's prompt fits within max_length 4") as err:
         train_dpo(DpoTrainConfig(max_length=4), copy.deepcopy(model), tok, PAIRS, ref_model=copy.deepcopy(model))
     assert "pco.dpo.max_length" in str(err.value) and "\n" not in str(err.value)
+    whole = max(len(tok(p["prompt"] + p[side])["input_ids"]) for p in PAIRS for side in ("chosen", "rejected"))
+    assert f"(to {whole} to keep every pair whole)" in str(err.value)
     short = len(tok(PAIRS[1]["prompt"])["input_ids"])  # the second prompt is one token shorter than the first
+    most = [PAIRS[1], PAIRS[0], PAIRS[0]]  # at max_length `short` + 1 only the second prompt's pair is kept: 1 of 3
+    with pytest.raises(CoeaInputError, match=rf"only 1 of 3 DPO pairs have a prompt within max_length {short + 1} "):
+        train_dpo(DpoTrainConfig(max_length=short + 1), copy.deepcopy(model), tok, most,
+                  ref_model=copy.deepcopy(model))
     for max_length in (short, short + 1, 64):
         cfg = DpoTrainConfig(max_length=max_length, precompute_ref=False)
         trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=dpo_args(cfg, str(tmp_path)),
                              train_dataset=Dataset.from_list(PAIRS), processing_class=tok)
-        assert pairs_within(tok, PAIRS, max_length) == len(trainer.train_dataset)
+        assert pairs_within(tok, PAIRS, max_length)[0] == len(trainer.train_dataset)
 
 
 def test_a_dpo_round_keeps_stdout_clean_and_stderr_free_of_dataset_bars_and_checkpointing_warnings(tiny, capsys):

@@ -133,10 +133,11 @@ def dpo_args(cfg: DpoTrainConfig, output_dir: str, device: str = "cpu", n_pairs:
     )
 
 
-def pairs_within(tokenizer, pairs: Sequence[dict[str, str]], max_length: int) -> int:
+def pairs_within(tokenizer, pairs: Sequence[dict[str, str]], max_length: int) -> tuple[int, int]:
     """How many of ``pairs`` trl's DPOTrainer keeps at ``max_length``: those whose prompt (the token ids the prompt
     shares with prompt + chosen and prompt + rejected) is shorter; it drops the others, whose completions keep-start
-    truncation would cut away entirely."""
+    truncation would cut away entirely. Also the longest prompt + completion's token count, the max_length that
+    keeps every pair whole."""
     from trl.data_utils import common_prefix_length
 
     def ids(texts: list[str]) -> list[list[int]]:
@@ -145,19 +146,25 @@ def pairs_within(tokenizer, pairs: Sequence[dict[str, str]], max_length: int) ->
     prompts = ids([p["prompt"] for p in pairs])
     chosen = ids([p["prompt"] + p["chosen"] for p in pairs])
     rejected = ids([p["prompt"] + p["rejected"] for p in pairs])
-    return sum(len(a) < max_length or min(common_prefix_length(a, b), common_prefix_length(a, c)) < max_length
+    kept = sum(len(a) < max_length or min(common_prefix_length(a, b), common_prefix_length(a, c)) < max_length
                for a, b, c in zip(prompts, chosen, rejected, strict=True))
+    return kept, max((max(len(b), len(c)) for b, c in zip(chosen, rejected, strict=True)), default=0)
 
 
 def _check_pairs_fit(tokenizer, pairs: Sequence[dict[str, str]], max_length: int, name: str) -> None:
     """A warning when some pairs' prompts fill ``max_length`` (trl drops them), a CoeaInputError when all do (trl
-    would fail on an empty data set with ``torch.cat(): expected a non-empty list of Tensors``)."""
-    kept = pairs_within(tokenizer, pairs, max_length)
-    fix = ("raise pco.dpo.max_length, or shorten the prompt (llm.data.sequence, items, long_term): a sub-word "
-           "tokenizer spends several tokens on each name")
+    would fail on an empty data set with ``torch.cat(): expected a non-empty list of Tensors``) or most do (the
+    pairs left would be those of the shortest histories)."""
+    kept, longest = pairs_within(tokenizer, pairs, max_length)
+    fix = (f"raise pco.dpo.max_length (to {longest} to keep every pair whole), or shorten the prompt "
+           "(llm.data.sequence, items, long_term): a sub-word tokenizer spends several tokens on each name")
     if not kept:
         raise CoeaInputError(f"{name}: no DPO pair's prompt fits within max_length {max_length} (every completion "
                              "would be cut away)", option="pco.dpo.max_length", fix=fix)
+    if 2 * kept < len(pairs):
+        raise CoeaInputError(f"{name}: only {kept} of {len(pairs)} DPO pairs have a prompt within max_length "
+                             f"{max_length} (the update would learn from the shortest histories alone)",
+                             option="pco.dpo.max_length", fix=fix)
     if kept < len(pairs):
         log.warning("%s dpo: %d of %d pairs have a prompt of max_length %d tokens or more and are left out; %s",
                     name, len(pairs) - kept, len(pairs), max_length, fix)
