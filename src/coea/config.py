@@ -334,7 +334,8 @@ def _saved_values(path: Path) -> Any:
 PRESETS = {"cpu": "built-in defaults, sized for 2 CPU cores",
            "gpu": "larger scratch LLMs on every example, GPU batch sizes",
            "short": "logs of short histories (5-15 events a user), day-resolution timestamps",
-           "distil": "PCO distilling the DSIE encoder into the N-LLM (the ordered history in its prompt)"}
+           "distil": "PCO distilling the DSIE encoder into the N-LLM (the ordered history in its prompt)",
+           "quick": "every stage at a toy size: a smoke test of a new log in minutes, not a result"}
 
 
 def preset_path(name: str) -> Path | None:

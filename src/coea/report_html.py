@@ -372,7 +372,7 @@ def _drift_section(run_dir: Path, paths: list[Path]) -> str:
 PCO_COLUMNS = ("round", "C-H", "C-N", "NCP", "CLTP", "S-H", "x_S-H", "judge_S-H", "x_S-H_judged", "rscore", "kl_sft",
                "pairs", "dpo_margin", "distill_kl", "acceptance_before", "acceptance_after", "round_s")
 JUDGE_NOTE = ("judge_S-H: S-H@K of the R-LLM ranking each judged user's unseen categories by P(yes); x_S-H_judged: "
-              "the N-LLM's +x S-H@K on the same users (judged_users of them).")
+              "the N-LLM's +x S-H@K on the same users ({n} of them).")
 
 
 def _pco_rounds(pco: Any) -> list[dict[str, Any]]:
@@ -394,6 +394,7 @@ def _pco_section(pco: Any, unfinished: bool = False) -> str:
     if sum(k in cols for k in PCO_COLUMNS) > 1:  # the loop's rows: the figures a reader compares, in this order
         cols = [k for k in PCO_COLUMNS if k in cols and any(r.get(k) is not None for r in rounds)]
     terms = _terms({**METRIC_TERMS, **PCO_TERMS}, cols, "pco-terms")
-    note = f"<p>{escape(JUDGE_NOTE)}</p>" if "judge_S-H" in cols else ""
+    k = pco.get("k", "the PCO config's k") if isinstance(pco, dict) else "the PCO config's k"  # written since s57
+    note = f"<p>{escape(JUDGE_NOTE.format(n=rounds[-1].get('judged_users', '?')))}</p>" if "judge_S-H" in cols else ""
     return _section("PCO rounds", _table(cols, [[r.get(c, "") for c in cols] for r in rounds], "pco-table")
-                    + "<p>Metrics of the N-LLM after each round (K = the PCO config's k):</p>" + terms + note, "pco")
+                    + f"<p>Metrics of the N-LLM after each round (K = {escape(str(k))}):</p>" + terms + note, "pco")

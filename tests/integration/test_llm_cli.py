@@ -61,7 +61,10 @@ def test_group_train_and_serve(tmp_path):
     assert res.returncode == 2 and "not a run folder: it does not exist" in res.stderr
     (tmp_path / "empty").mkdir()
     res = coea("train-llms", "--run", str(tmp_path / "empty"))
-    assert res.returncode == 2 and "no data/ directory" in res.stderr
+    assert res.returncode == 2 and "not a run folder: it holds no data/, dsie/" in res.stderr  # not 'run group'
+    (tmp_path / "empty" / "dsie").mkdir()  # a run's part but no data/: the stage that writes it is named
+    res = coea("train-llms", "--run", str(tmp_path / "empty"))
+    assert res.returncode == 2 and "no data/ directory" in res.stderr and "coea group --out" in res.stderr
     # --only relevance re-trains the R-LLM from the N-LLM in RUN/llm (llm.relevance_init: novelty), N-LLM untouched
     novelty_bytes = (run / "llm" / "novelty" / "model.safetensors").read_bytes()
     warm = tmp_path / "warm.yaml"

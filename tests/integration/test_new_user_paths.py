@@ -154,6 +154,29 @@ def test_a_run_that_crashed_in_its_first_step_keeps_its_step_log(tmp_path) -> No
                              f"(see {run_dir / 'INCOMPLETE.txt'})"]
 
 
+def test_a_run_stopped_before_any_output_says_so_to_every_command_that_reads_it(tmp_path, capsys) -> None:
+    """A `coea run` stopped in its first steps holds only kfp/ and INCOMPLETE.txt: `evaluate --from-run` said
+    "not a run folder", `report` "nothing to report" (walkthrough, session 57); every reader names where it stopped.
+    A folder no stage wrote into is "not a run folder" for `--run` too (it said "no data/ directory ... run `coea
+    group --out` first", which would turn any folder into a run)."""
+    from pipelines.local import unfinished
+
+    run_dir = tmp_path / "run"
+    (run_dir / "kfp").mkdir(parents=True)
+    unfinished(run_dir, run_dir, [("prepare-data", "SUCCESS", 1.0)], KeyboardInterrupt())
+    for argv in (["evaluate", "--from-run", str(run_dir), "--methods", "pop", "--out", str(tmp_path / "e")],
+                 ["serve", "--run", str(run_dir), "--out", str(tmp_path / "r.parquet")],
+                 ["report", "--run-dir", str(run_dir)]):
+        line = one_error_line(*run_cli(argv, capsys)[::2])
+        assert "this run is incomplete: stopped in step dsie-group" in line and "(see INCOMPLETE.txt)" in line, line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv in (["serve", "--run", str(empty), "--out", str(tmp_path / "r.parquet")],
+                 ["train-llms", "--run", str(empty)]):
+        line = one_error_line(*run_cli(argv, capsys)[::2])
+        assert "option --run: not a run folder: it holds no data/, dsie/, llm/, pco/ or config.json" in line, line
+
+
 def _fake_training_outputs(root: Path) -> dict:
     """What ``coea_training``'s kfp.local run hands ``_copy_outputs``: each output's folder or file."""
     from types import SimpleNamespace
@@ -204,7 +227,7 @@ def test_a_run_killed_while_copying_its_outputs_leaves_no_half_copied_part_and_i
     for argv in (["evaluate", "--from-run", str(run_dir), "--methods", "pop", "--out", str(tmp_path / "e")],
                  ["serve", "--run", str(run_dir), "--out", str(tmp_path / "r.parquet")]):
         line = one_error_line(*run_cli(argv, capsys)[::2])
-        assert "This run is incomplete: it was killed while copying its outputs" in line, line
+        assert "this run is incomplete: it was killed while copying its outputs" in line, line
         assert "(see INCOMPLETE.txt)" in line and "start a new run with `coea run`" in line, line
     assert not (tmp_path / "e").exists() and not (tmp_path / "r.parquet").exists()
 

@@ -92,9 +92,11 @@ def _terms(html: str, terms_id: str) -> dict[str, str]:
 def test_report_explains_every_metric_and_pco_column_in_a_sentence(run_dir, tmp_path):
     (run_dir / "pco").mkdir()
     rows = [{"round": r, "C-H": 0.5, "NCP": 0.4, "S-H": 0.3, "x_S-H": 0.2, "judge_S-H": 0.25, "x_S-H_judged": 0.2,
-             "rscore": 0.6, "kl_sft": 0.01 * r, "pairs": 3, "dpo_margin": 0.1, "round_s": 2.0} for r in (0, 1)]
-    (run_dir / "pco" / "pco_metrics.json").write_text(json.dumps({"rounds": rows}))
+             "rscore": 0.6, "kl_sft": 0.01 * r, "pairs": 3, "dpo_margin": 0.1, "round_s": 2.0, "judged_users": 37}
+            for r in (0, 1)]
+    (run_dir / "pco" / "pco_metrics.json").write_text(json.dumps({"rounds": rows, "k": 7}))
     html = render_report(run_dir).read_text()
+    assert "(K = 7)" in html and "on the same users (37 of them)" in html  # the figures, not their field names
     metrics = _terms(html, "metric-terms")
     assert list(metrics) == ["C-H", "C-N", "NCP", "CLTP", "S-H"]  # the metrics the table shows, in its order
     assert "+x is that method with each user&#x27;s history categories removed" in html

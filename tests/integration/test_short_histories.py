@@ -64,7 +64,7 @@ def test_the_short_preset_runs_a_5_to_8_event_log_with_every_user_warm_and_a_dis
     ``distill`` update, session 46) prompts every user, reads every category each has not seen and fits the N-LLM to
     the teacher's target (no pairs), which moves it; the served method (``SERVED_METHOD``) is evaluated. The default
     split leaves most of these users cold-start, and says so."""
-    from coea.config import SERVED_METHOD, SplitConfig
+    from coea.config import SERVED_METHOD, SplitConfig, load_run_config, preset_path
     from coea.data.split import chronological_split, cold_start_warning
 
     log = short_log()
@@ -80,7 +80,9 @@ def test_the_short_preset_runs_a_5_to_8_event_log_with_every_user_warm_and_a_dis
     assert metrics["protocol"]["cold_start_users"] == 0
     assert metrics["protocol"]["evaluated_users"] == log.user_id.nunique()
     assert SERVED_METHOD in metrics["methods"]
-    rounds = json.loads((out / "pco" / "pco_metrics.json").read_text())["rounds"][1:]
+    pco_metrics = json.loads((out / "pco" / "pco_metrics.json").read_text())
+    rounds = pco_metrics["rounds"][1:]
+    assert pco_metrics["k"] == load_run_config(preset_path("short")).pco.k  # the report's "K = ..." reads it
     n_cats = log.category.nunique()
     assert len(rounds) == 3 and all(r["prompts"] == log.user_id.nunique() and r["pairs"] == 0 for r in rounds)
     assert all(r["prompts"] * (n_cats - 8) <= r["candidates"] < r["prompts"] * n_cats for r in rounds)  # all unseen

@@ -78,6 +78,8 @@ def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(training_ru
     assert any(line.endswith(f"recommend --store {paths['kv_store']} --user {first})") for line in summary), summary
     # the served method against the paired reference, in the words of report.html (below / above / level)
     assert sum(line.startswith("The served method coea_seq+x ") for line in summary) == 1, summary
+    synthetic = json.loads(paths["metrics.json"].read_text())["dataset"]["source"] == "synthetic"
+    assert synthetic and any("not how the method ranks: README *Results on MovieLens-1M*" in line for line in summary)
     more_rows = len(EvalConfig().methods) - len(tiny_config().eval.methods)
     assert 1 + len(steps) + len(summary) + more_rows < 60
     log = paths["steps_log"].read_text(encoding="utf-8")

@@ -207,7 +207,8 @@ def test_a_cutoff_equal_to_the_categories_is_fine():
      "{path}: eval.methods: unknown method 'markvo' (fix: did you mean 'markov'?)"),
     ("eval: {methods: [pop, markvo]}\n", ["--methods", "pop"], "{path}: eval.methods: unknown method 'markvo'"),
     ("eval: {methods: [pop]}\n", ["--methods", "pop,markvo"], "option --methods: unknown method 'markvo'"),
-    ("data: {spec: 'cvs:/x.csv'}\n", [], "{path}: data.spec: unknown data spec 'cvs:/x.csv' (fix: use synthetic"),
+    ("data: {spec: 'cvs:/x.csv'}\n", [],
+     "{path}: data.spec: unknown data spec 'cvs:/x.csv' (fix: did you mean csv:/x.csv?)"),
     ("eval: {methods: [pop]}\n", ["--data", "cvs:/x.csv"], "option --data: unknown data spec 'cvs:/x.csv'"),
     ("eval: {methods: [pop, markov+x], reference: markov+x}\n", ["--methods", "pop,markov"],
      "{path}: eval.reference 'markov+x' is not among the methods of --methods pop,markov (fix: add markov+x to "

@@ -51,3 +51,19 @@ def test_the_docs_gs_data_specs_are_specs_the_cli_takes() -> None:
     assert len(specs) >= 3 and "parquet:gs://my-bucket/events/" in specs
     for spec in specs:
         parse_spec(spec)
+
+
+def test_an_unknown_spec_says_which_one_was_meant(tmp_path: Path) -> None:
+    """Walkthrough, session 57: `--data synthetc` and `--data ../shared/data/ml-1m` (no kind) got only the list of
+    kinds. A kind's typo gets its correction; a bare path whose contents say its kind, the spec that reads it."""
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "movies.dat").write_text("1::Toy Story (1995)::Animation\n")
+    (tmp_path / "log.csv").write_text("user_id\n")
+    cases = {"synthetc": "did you mean synthetic?", "movielen:/x": "did you mean movielens:/x?",
+             str(tmp_path / "ml"): f"a MovieLens folder is read with movielens:{tmp_path / 'ml'}",
+             str(tmp_path / "log.csv"): f"a csv file is read with csv:{tmp_path / 'log.csv'}",
+             "nothing-like-it": "use synthetic, movielens:DIR, csv:PATH or parquet:PATH"}
+    for spec, fix in cases.items():
+        with pytest.raises(CoeaInputError) as info:
+            parse_spec(spec)
+        assert f"unknown data spec {spec!r} (fix: {fix})" in str(info.value), info.value

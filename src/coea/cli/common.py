@@ -21,7 +21,13 @@ from coea.cli.outputs import (  # noqa: F401  (the commands import them from her
     os_input_error,
     output_folder,
 )
-from coea.cli.run_folder import check_complete, require_parts, run_layout  # noqa: F401  (the commands import them from here)
+from coea.cli.run_folder import (  # noqa: F401  (the commands import them from here)
+    PASS_A_RUN,
+    RUN_PARTS,
+    check_complete,
+    require_parts,
+    run_layout,
+)
 from coea.config import (
     PRESETS,
     CategoryLevel,
@@ -298,14 +304,13 @@ def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
     ``--from-run`` that is no run folder (missing, a file, or holding none of a run's parts) is refused, never
     read as 'start from scratch'."""
     if from_run is not None:
-        parts = ("data", "dsie", "llm", "pco", "config.json")
-        if not from_run.is_dir() or not any((from_run / part).exists() for part in parts):
+        if from_run.is_dir():  # a stopped `coea run` may hold no part yet: say it stopped, not 'no run folder'
+            check_complete(from_run, "--from-run")
+        if not from_run.is_dir() or not any((from_run / part).exists() for part in RUN_PARTS):
             what = "does not exist" if not from_run.exists() else (
                 "is a file" if not from_run.is_dir() else "holds no data/, dsie/, llm/, pco/ or config.json")
             raise CoeaInputError(f"not a run folder: it {what}", source=from_run, option="--from-run",
-                                 fix="pass the --out of an earlier `coea group`/`evaluate`/`ablate`, or a "
-                                     "runs/<timestamp>/ of `coea run`")
-        check_complete(from_run, "--from-run")
+                                 fix=PASS_A_RUN)
     if config is None and from_run is not None and (from_run / "config.json").is_file():
         return load_config(from_run / "config.json", saved=True)
     return load_config(config)

@@ -151,6 +151,9 @@ def run_summary(cfg, run_dir: Path, paths: dict[str, Path], served: str = SERVED
     cold = int(metrics.get("protocol", {}).get("cold_start_users") or 0)
     holds = f"paired CIs and {cold} cold-start users" if cold else "paired CIs"
     verdict = served_verdict(served, paired_section(metrics))  # as report.html says it: below the reference, ...
+    if verdict and metrics.get("dataset", {}).get("source") == "synthetic":  # `make demo`: say what it shows
+        verdict += (" (The built-in synthetic log and small LLMs trained from scratch on a CPU check that the "
+                    "pipeline runs end to end, not how the method ranks: README *Results on MovieLens-1M*.)")
     return "\n".join([
         "", metrics_table(metrics["methods"], cfg.eval.ks),
         f"run directory: {run_dir}  (data/, dsie/, llm/, pco/, state/; pipeline artifacts under kfp/)"

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from coea.errors import CoeaInputError
 
+# What any run folder holds at least one of, and the fix of a folder that holds none
+RUN_PARTS = ("data", "dsie", "llm", "pco", "config.json")
+PASS_A_RUN = "pass the --out of an earlier `coea group`/`evaluate`/`ablate`, or a runs/<timestamp>/ of `coea run`"
 # A run folder's parts in the order the stages write them, each with the command that writes it into RUN
 STAGE_COMMANDS = {"data": "coea group --out RUN", "dsie": "coea group --out RUN", "llm": "coea train-llms --run RUN",
                   "pco": "coea pco --run RUN"}
@@ -30,6 +33,7 @@ def check_complete(run: Path, option: str) -> None:
     marker = RunLayout(run).incomplete
     if marker.is_file():
         first = marker.read_text(encoding="utf-8").partition("\n")[0].rstrip(".")
+        first = first[:1].lower() + first[1:]  # the marker's sentence, inside the error's line
         raise CoeaInputError(f"{first} (see {marker.name})", source=run, option=option,
                              fix="start a new run with `coea run`, or pass a complete run folder")
 
@@ -44,6 +48,10 @@ def run_layout(run: Path, *parts: str):
                              source=run, option="--run",
                              fix="pass a run folder written by `coea group`/`coea evaluate`/`coea run`")
     check_complete(run, "--run")
+    if not any((run / part).exists() for part in RUN_PARTS):  # no stage ever wrote here: no 'run group first'
+        folders = ", ".join(p + "/" for p in RUN_PARTS[:-1])
+        raise CoeaInputError(f"not a run folder: it holds no {folders} or {RUN_PARTS[-1]}", source=run,
+                             option="--run", fix=PASS_A_RUN)
     for part in parts:
         if not getattr(layout, part).is_dir():
             raise CoeaInputError(f"no {part}/ directory: its stage has not run on this folder", source=run,

@@ -26,6 +26,7 @@ from coea.cli.common import (
     RunConfigOpt,
     RunOpt,
     app,
+    check_complete,
     check_lineage,
     check_writable_file,
     config_with_data,
@@ -387,6 +388,7 @@ def report_cmd(
                              fix="pass a runs/<timestamp>/ directory")
     out_file = None if out is None else check_writable_file(out, example="report.html")  # before anything is read
     if not report_inputs(run_dir):
+        check_complete(run_dir, "--run-dir")  # a `coea run` that stopped before any output: say where it stopped
         raise CoeaInputError("nothing to report: no metrics.json, served lists, dsie/group_report.json, PCO metrics, "
                              "drift.json or plot in it", source=run_dir, option="--run-dir",
                              fix="pass a runs/<timestamp>/ of `coea run`, or the --out of `coea evaluate`/`group`")

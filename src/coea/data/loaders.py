@@ -38,6 +38,23 @@ class LoadedData:
     truth: SyntheticData | None = None
 
 
+def _spec_hint(spec: str) -> str | None:
+    """The spec meant by an unknown one: a kind's typo (``synthetc``), or a bare path whose contents say its kind
+    (a MovieLens folder, a .csv or .parquet file); None when nothing fits."""
+    import difflib
+
+    close = difflib.get_close_matches(spec.partition(":")[0].strip().lower(), SPEC_KINDS, n=1)
+    if close and ":" not in spec and close[0] == "synthetic":
+        return "did you mean synthetic?"
+    path = Path(spec)
+    if path.is_dir() and (path / "movies.dat").is_file():
+        return f"a MovieLens folder is read with movielens:{spec}"
+    kind = {".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower()) if path.exists() else None
+    if kind is None and close:
+        return f"did you mean {close[0]}:{spec.partition(':')[2]}?"
+    return f"a {kind} file is read with {kind}:{spec}" if kind else None
+
+
 def parse_spec(spec: str) -> tuple[str, Path | GcsPath | None]:
     """``"movielens:DIR"`` -> ``("movielens", Path(DIR))``; ``"csv:gs://b/x.csv"`` -> ``("csv", GcsPath("b",
     "x.csv"))`` (a ``gs://`` URI never goes through ``Path``, which would fold ``//``); ``"synthetic"`` ->
@@ -46,7 +63,7 @@ def parse_spec(spec: str) -> tuple[str, Path | GcsPath | None]:
     kind, rest = kind.strip().lower(), rest.strip()
     if kind not in SPEC_KINDS:
         raise CoeaInputError(f"unknown data spec {spec!r}", option="--data",
-                             fix="use synthetic, movielens:DIR, csv:PATH or parquet:PATH")
+                             fix=_spec_hint(spec) or "use synthetic, movielens:DIR, csv:PATH or parquet:PATH")
     if kind == "synthetic":
         if rest:
             raise CoeaInputError(f"'synthetic' takes no path, got {spec!r}", option="--data",

@@ -119,6 +119,8 @@ class PcoLoop:
             rows.append(row)
             if self.out_dir is not None:
                 save_round(self.out_dir, r, self.novelty, self.relevance, rows, self.cfg)
-            log.info("pco round %d/%d done in %.1fs: acceptance %.3f -> %.3f", r, len(self.windows), row["round_s"],
-                     row["acceptance_before"], row["acceptance_after"])
+            log.info("pco round %d/%d done in %.1fs: the R-LLM's mean P(yes) of the N-LLM's top-K new categories "
+                     "%.3f -> %.3f (share above pco.accept_threshold %.3f -> %.3f)", r, len(self.windows),
+                     row["round_s"], row["mean_score_before"], row["mean_score_after"], row["acceptance_before"],
+                     row["acceptance_after"])
         return PcoResult(self.novelty, self.relevance, rows, self.out_dir)

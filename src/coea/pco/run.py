@@ -41,6 +41,6 @@ def run_pco(cfg: PcoConfig, llm: LlmConfig, histories: Histories, groups: dict[s
         evaluate(0, loop.novelty, loop.relevance)
     result = loop.run(resume=resume)
     if out_dir is not None:
-        write_json_atomic(Path(out_dir) / "pco_metrics.json", {"rounds": result.rounds})
+        write_json_atomic(Path(out_dir) / "pco_metrics.json", {"rounds": result.rounds, "k": cfg.k})
         plot_rounds(result.rounds, Path(out_dir) / "pco_metrics.png", "PCO rounds")
     return result

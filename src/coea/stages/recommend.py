@@ -83,7 +83,7 @@ def run_recommend(cfg: RunConfig, data_dir: Path, dirs: ArtifactDirs, method: st
     event in the log keep their lists; ``seen_out``: where the seen pairs go (module doc)."""
     seed_everything(cfg.eval.seed)
     if k < 1:
-        raise CoeaInputError(f"k must be >= 1, got {k}", option="k", fix="e.g. k=10")
+        raise CoeaInputError(f"k must be >= 1, got {k}", option="k", fix="pass a K of at least 1, e.g. 10")
     spec = parse_method(method)
     hist = serving_histories(read_prepared(data_dir).interactions, cfg)
     artifacts = load_artifacts([method], dirs, resolve_device(cfg.device))
