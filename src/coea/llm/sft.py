@@ -237,9 +237,6 @@ def _tokenized(cfg: SftTrainConfig, tokenizer: PreTrainedTokenizerBase, kept: Se
     fix = ("raise this training's max_length (llm.novelty, llm.relevance or pco.relevance_refresh)"
            + (f" to {max(dropped)} to keep every example" if dropped else "") + ", or shorten the prompt "
            "(llm.data.sequence, items, long_term): a sub-word tokenizer spends several tokens on each name")
-    if len(data) < len(kept):
-        log.warning("%s sft: %d of %d examples do not fit max_length %d with their whole completion and are left "
-                    "out; %s", name, len(kept) - len(data), len(kept), cfg.max_length, fix)
     if not len(data):
         raise CoeaInputError(f"{name}: no SFT example fits max_length {cfg.max_length} with its whole completion",
                              fix=fix)
@@ -247,6 +244,9 @@ def _tokenized(cfg: SftTrainConfig, tokenizer: PreTrainedTokenizerBase, kept: Se
         raise CoeaInputError(f"{name}: only {len(data)} of {len(kept)} SFT examples fit max_length {cfg.max_length} "
                              "with their whole completion (training on them would learn from the shortest "
                              "histories alone)", fix=fix)
+    if len(data) < len(kept):
+        log.warning("%s sft: %d of %d examples do not fit max_length %d with their whole completion and are left "
+                    "out; %s", name, len(kept) - len(data), len(kept), cfg.max_length, fix)
     return data
 
 
