@@ -65,10 +65,11 @@ def test_the_interrupt_line_says_how_pco_and_train_llms_resume(tmp_path, capsys,
     code, _, err = run_cli([command, "--run", str(run)], capsys)
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert code == 130
-    resume = {"pco": " (coea pco --resume continues after the last complete round)",
-              "train-llms": " (the same command resumes the SFT from its last checkpoint, saved every "
-                            "llm.<model>.checkpoint_minutes; an N-LLM that finished is saved: --only relevance skips "
-                            "it)"}[command]
+    # interrupted before the run folder was read: the general note (tests/integration/test_walkthrough_console.py:
+    # what the re-run does once the command knows what its folder holds)
+    resume = {"pco": " (coea pco --resume continues after the last complete round, if one was saved)",
+              "train-llms": " (it keeps a model that finished, and resumes an SFT from its checkpoint where one was "
+                            "saved: every llm.<model>.checkpoint_minutes of training)"}[command]
     assert last == f"interrupted: SIGINT; re-run the command{resume}", last
 
 

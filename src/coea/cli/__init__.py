@@ -19,7 +19,7 @@ from typing import NoReturn
 import typer
 
 from coea.cli import data, kubeflow, stages  # noqa: F401  (registers the commands)
-from coea.cli.common import app, interrupt_notes, os_input_error
+from coea.cli.common import app, interrupt_notes, interrupt_rerun, os_input_error
 from coea.device import pin_torch_threads
 from coea.errors import CoeaInputError
 from coea.interrupts import interruptible, received
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     received.clear()
     interrupt_notes.clear()
+    interrupt_rerun.clear()
     args = sys.argv[1:] if argv is None else argv
     try:
         with interruptible():
@@ -123,24 +124,30 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: typer.Exit(N), Ctrl-C 130, else 0
 
 
-RESUME_NOTES = {  # what re-running an interrupted command does, by command
-    "pco": " (coea pco --resume continues after the last complete round)",
-    "train-llms": (" (the same command resumes the SFT from its last checkpoint, saved every "
-                   "llm.<model>.checkpoint_minutes; an N-LLM that finished is saved: --only relevance skips it)"),
+RESUME_NOTES = {  # what re-running an interrupted command does, by command, where it could not say more
+    "pco": " (coea pco --resume continues after the last complete round, if one was saved)",
+    "train-llms": (" (it keeps a model that finished, and resumes an SFT from its checkpoint where one was saved: "
+                   "every llm.<model>.checkpoint_minutes of training)"),
 }
 
 
 def _interrupted(signum: int, argv: list[str]) -> NoReturn:
     """One line on stderr (after a newline: a progress bar may hold the line) and exit code 128 + the signal's
     number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command a signal ended. The line says what the
-    command left (:data:`~coea.cli.common.interrupt_notes`, e.g. `coea run`'s incomplete run folder) and, for
-    `coea pco` (``argv``'s command), that ``--resume`` continues it, for `coea train-llms` that the same command
-    resumes the SFT from its last checkpoint."""
-    command = next(itertools.takewhile(lambda arg: not arg.startswith("-"), argv), None)
-    resume = RESUME_NOTES.get(command or "", "")
+    command left (:data:`~coea.cli.common.interrupt_notes`, e.g. `coea run`'s incomplete run folder) and what
+    re-running it does: what `coea train-llms` and `coea pco` read from their run folder when the signal came
+    (:data:`~coea.cli.common.interrupt_rerun`, :mod:`coea.cli.rerun`: a finished model kept, an SFT resumed from its
+    checkpoint's step or started over, the PCO rounds ``--resume`` continues after), else the command's general
+    :data:`RESUME_NOTES` (``argv``'s command)."""
+    resume = interrupt_rerun[0] if interrupt_rerun else RESUME_NOTES.get(_command(argv) or "", "")
     left = "".join(f"{note}; " for note in interrupt_notes)
     typer.echo(f"\ninterrupted: {signal.Signals(signum).name}; {left}re-run the command{resume}", err=True)
     sys.exit(128 + signum)
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command ``argv`` runs (its first word that is no option), None for none."""
+    return next(itertools.takewhile(lambda arg: not arg.startswith("-"), argv), None)
 
 
 def _fail(err: CoeaInputError) -> NoReturn:

@@ -107,6 +107,9 @@ ColOpt = Annotated[str | None, typer.Option(help="csv/parquet: the file's column
 # What an interrupted command left that its "interrupted:" line says (a note of the exception that stopped it,
 # e.g. `coea run`'s incomplete run folder): the command records it, coea.cli.main prints and clears it.
 interrupt_notes: list[str] = []
+# What re-running the interrupted command does, read from what it left (coea.cli.rerun: `coea train-llms`, `coea
+# pco`): said after "re-run the command" in place of the general RESUME_NOTES of coea.cli.
+interrupt_rerun: list[str] = []
 
 
 def overrides(obj, options: Mapping[str, str] | None = None, **values):

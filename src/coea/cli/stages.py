@@ -44,6 +44,7 @@ from coea.cli.common import (
     split_config,
     with_device,
 )
+from coea.cli.rerun import pco_rerun, rerun_note, sft_rerun
 from coea.config import SERVED_METHOD, EvalConfig, save_config
 from coea.errors import CoeaInputError
 
@@ -201,7 +202,9 @@ def train_llms_cmd(
                    "--retrain trains it again)", err=True)
     if len(kept) == len(which):
         return
-    result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=tuple(n for n in which if n not in kept))
+    names = tuple(n for n in which if n not in kept)
+    with rerun_note(lambda: sft_rerun(layout, cfg, names)):  # the interrupt line says what a re-run does
+        result = run_sft_stage(cfg, layout.data, layout.dsie, layout.llm, which=names)
     typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in result.sft.items()},
                           indent=2))
     for name, path in result.paths.items():
@@ -230,8 +233,9 @@ def pco_cmd(
     cfg = replace(cfg, pco=pco_overrides(cfg.pco, rounds, alpha))
     if served is not None:
         _check_served(served, cfg.pco)
-    result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume, served=served,
-                           check_run=run)
+    with rerun_note(lambda: pco_rerun(layout.pco, cfg)):  # the interrupt line says what a re-run does
+        result = run_pco_stage(cfg, layout.data, layout.dsie, [layout.llm], layout.pco, resume=resume,
+                               served=served, check_run=run)
     keys = ("round", "C-H", "NCP", "S-H", "x_S-H", "rscore", "kl_sft", "pairs", "dpo_margin", "distill_kl", "round_s")
     for row in result.rounds:
         typer.echo("  ".join(f"{key} {row[key]:.4g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"

@@ -106,6 +106,13 @@ def _check_resume(out_dir: Path, cfg: PcoConfig) -> None:
         check_round(out_dir, state.completed_rounds)
 
 
+def resolved_pco(cfg: RunConfig, new_interactions: bool | None = None) -> PcoConfig:
+    """The pco section the rounds run (and their state records): ``pco.refresh_novelty`` decided by
+    ``new_interactions`` (see :func:`run_pco_stage`)."""
+    fresh = cfg.llm.data.holdout_share > 0 if new_interactions is None else new_interactions
+    return cfg.pco.resolve_refresh_novelty(fresh)
+
+
 def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequence[Path], out_dir: Path, *,
                   resume: bool = False, new_interactions: bool | None = None,
                   served: Path | None = None, check_run: Path | None = None) -> PcoStageResult:
@@ -118,8 +125,7 @@ def run_pco_stage(cfg: RunConfig, data_dir: Path, dsie_dir: Path, llm_dirs: Sequ
     on ``resume`` rounds that started from other models (:mod:`coea.lineage`; the recurring pipeline keeps models
     across periods on purpose and checks nothing)."""
     out_dir = Path(out_dir)
-    fresh = cfg.llm.data.holdout_share > 0 if new_interactions is None else new_interactions
-    cfg = replace(cfg, pco=cfg.pco.resolve_refresh_novelty(fresh))
+    cfg = replace(cfg, pco=resolved_pco(cfg, new_interactions))
     if resume:
         _check_resume(out_dir, cfg.pco)
     from coea.llm.models import check_prompt_options  # torch-side module: imported when the stage runs
