@@ -5,7 +5,8 @@ to ``sys.stdout``. :func:`kfp_step_log` stands in for ``sys.stdout`` while a pip
 log file (colour codes removed), each finished step becomes one progress line (``step  status  seconds``) on the
 real console, and ``verbose`` echoes the whole log there as well. When a step fails, its last lines are shown. On a
 terminal a running step also shows a status line, rewritten in place: its time so far and its last log line (e.g.
-``novelty sft step 40/96 loss 2.53``), so a two-minute step is not two minutes of silence.
+``novelty sft step 40/96 loss 2.53``), so a two-minute step is not two minutes of silence; elsewhere (a file, a
+pipe, CI) the same as a plain line, at most every :data:`coea.console.PLAIN_EVERY_S` while the step logs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import io
 import logging
 import re
-import shutil
 import sys
 import time
 import warnings
@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import TextIO
 
+from coea.console import CLEAR, PLAIN_EVERY_S, STATUS_EVERY_S, write_status
 from coea.errors import CoeaInputError
 from coea.utils import log_formatter
 
@@ -37,7 +38,6 @@ _KFP_INDEX = re.compile(r"(.+)-([2-9]|[1-9][0-9]+)")  # kfp's suffix of a repeat
 # a step's log lines: kfp's executor format (a pipeline step, often behind a tqdm bar), or the CLI's (in process)
 _PROGRESS = re.compile(r"(?:\[KFP Executor [\d-]+ [\d:,]+ (?:INFO|WARNING)\]|"
                        r"\d\d:\d\d:\d\d (?:INFO|WARNING) (?:coea|pipelines)[\w.]*): (.+)")
-STATUS_EVERY_S = 0.5  # a terminal's status line is rewritten at most this often
 
 
 @cache
@@ -83,6 +83,10 @@ class StepConsole(io.TextIOBase):
         # on a terminal, a running step's status line (its time so far, its last log line), rewritten in place
         self.live = not verbose and bool(getattr(console, "isatty", lambda: False)())
         self._status_at = 0.0
+        # elsewhere (a file, a pipe, CI), a running step's plain line at most every PLAIN_EVERY_S: not minutes of
+        # silence; its last log line of ours (``_latest``) as the status line would show it
+        self.plain = not verbose and not self.live
+        self._plain_at, self._latest = 0.0, ""
 
     def writable(self) -> bool:
         return True
@@ -111,12 +115,18 @@ class StepConsole(io.TextIOBase):
             self.console.write(line + "\n")
         self._tail.append(plain)
         if started := _STARTED.search(plain):
-            self._started[started.group(1)] = time.perf_counter()
+            self._started[started.group(1)] = self._plain_at = time.perf_counter()
+            self._latest = ""
             self._tail.clear()
         elif finished := _FINISHED.search(plain):
             self._finish(finished.group(1), finished.group(2))
-        elif self.live and (progress := _PROGRESS.search(plain)):
-            self._status(progress.group(1))
+            return
+        elif progress := _PROGRESS.search(plain):
+            if self.live:
+                self._status(progress.group(1))
+            self._latest = progress.group(1)
+        if self.plain and self._started:
+            self._plain_line()
 
     def _status(self, message: str) -> None:
         """The running step's status line on a terminal: ``step  running  seconds  its last log line``."""
@@ -125,8 +135,20 @@ class StepConsole(io.TextIOBase):
             return
         self._status_at = now
         task, since = next(reversed(self._started.items()))
-        _write_status(self.console, step_name(task, self.step_names), now - since, message)
+        write_status(self.console, step_name(task, self.step_names), now - since, message)
 
+
+    def _plain_line(self) -> None:
+        """Off a terminal: the running step's line ``step  running  seconds  its last log line``, at most every
+        PLAIN_EVERY_S (the first a minute after the step started), written when the step logs a line."""
+        now = time.perf_counter()
+        if now - self._plain_at < PLAIN_EVERY_S:
+            return
+        self._plain_at = now
+        task, since = next(reversed(self._started.items()))
+        line = f"  {step_name(task, self.step_names):<28} {'running':<8} {now - since:7.1f} s  {self._latest}"
+        self.console.write(line.rstrip() + "\n")
+        self.console.flush()
 
     def _finish(self, task: str, status: str) -> None:
         seconds = time.perf_counter() - self._started.pop(task, time.perf_counter())
@@ -138,18 +160,11 @@ class StepConsole(io.TextIOBase):
         if self.verbose:
             return
         if self.live:
-            self.console.write("\r\x1b[K")  # the status line gives way to the step's line
+            self.console.write(CLEAR)  # the status line gives way to the step's line
         self.console.write(f"  {step:<28} {status.lower():<8} {seconds:7.1f} s\n")
         if status != "SUCCESS" and not errors:
             self.console.write("".join(f"    | {line}\n" for line in self._tail))
         self.console.flush()
-
-
-def _write_status(console: TextIO, name: str, seconds: float, message: str) -> None:
-    """A status line in place of the last one: ``name  running  seconds  message``, cut to the terminal's width."""
-    line = f"  {name:<28} running  {seconds:7.1f} s  {message}"
-    console.write("\r\x1b[K" + line[:shutil.get_terminal_size().columns - 1])
-    console.flush()
 
 
 class _StatusHandler(logging.Handler):
@@ -165,12 +180,12 @@ class _StatusHandler(logging.Handler):
         now = time.perf_counter()
         if record.levelno >= logging.WARNING:  # printed by the console's own handler, after this one: on a clean line
             if self.shown:
-                self.console.write("\r\x1b[K")
+                self.console.write(CLEAR)
                 self.console.flush()
                 self.shown = False
         elif now - self.last >= STATUS_EVERY_S:
             self.last, self.shown = now, True
-            _write_status(self.console, self.name_shown, now - self.start, record.getMessage())
+            write_status(self.console, self.name_shown, now - self.start, record.getMessage())
 
 
 @contextlib.contextmanager
@@ -235,7 +250,7 @@ def in_process_log(log_path: Path, *, console: TextIO | None = None, name: str =
         except BaseException:
             log.flush()
             if status is not None and status.shown:
-                out.write("\r\x1b[K")
+                out.write(CLEAR)
                 status.shown = False
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-FAILED_TAIL:]
             out.write("".join(f"    | {_ANSI.sub('', line)}\n" for line in tail) + f"  logs: {log_path}\n")
@@ -245,6 +260,6 @@ def in_process_log(log_path: Path, *, console: TextIO | None = None, name: str =
             if status is not None:
                 logger.removeHandler(status)
                 if status.shown:
-                    out.write("\r\x1b[K")  # the status line gives way to what the caller prints next
+                    out.write(CLEAR)  # the status line gives way to what the caller prints next
             for handler, level in levels:
                 handler.setLevel(level)

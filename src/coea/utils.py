@@ -186,13 +186,16 @@ PROJECT_LOGGERS = ("coea", "pipelines")  # the library's loggers and the pipelin
 
 def setup_logging(level: int = logging.INFO) -> None:
     """Configure the project's loggers (:data:`PROJECT_LOGGERS`: ``coea.*`` and the top-level ``pipelines.*``, e.g.
-    ``coea simulate``'s summary line per period) once each, to stderr at ``level`` (CLI entry points call this; the
-    library never does)."""
+    ``coea simulate``'s summary line per period) once each, to stderr at ``level``, through the command line's
+    console handler (:class:`coea.console.ProgressConsole`: a loop's progress lines as a status line on a terminal,
+    thinned out elsewhere). CLI entry points call this; the library never does."""
+    from coea.console import ProgressConsole
+
     for name in PROJECT_LOGGERS:
         logger = logging.getLogger(name)
         if logger.handlers:
             continue
-        handler = logging.StreamHandler()
+        handler = ProgressConsole()
         handler.setFormatter(log_formatter())
         logger.addHandler(handler)
         logger.setLevel(level)

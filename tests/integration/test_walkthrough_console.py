@@ -1,13 +1,17 @@
 """What a new user's walkthrough hit on the console (session 58): the "interrupted:" line of `coea train-llms` and
-`coea pco` promised a resume that the run folder could not give (no checkpoint yet, no round saved). The interrupt
-line now says what a re-run does, read from what the run folder holds when the signal came."""
+`coea pco` promised a resume that the run folder could not give (no checkpoint yet, no round saved), and `coea
+evaluate` printed every SFT step line (68 for one N-LLM) before its table. The interrupt line now says what a
+re-run does, read from what the run folder holds when the signal came; off a terminal a training's step lines come
+at most once per coea.console.PLAIN_EVERY_S."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -98,3 +102,24 @@ def test_an_interrupted_pco_says_whether_resume_continues(tmp_path, monkeypatch,
     assert _last_line(run_coea("pco", "--run", str(run), "--rounds", "3")) == \
         f"interrupted: SIGINT; re-run the command{rerun}"
 
+
+def test_evaluate_off_a_terminal_shows_a_training_s_step_lines_at_most_once_per_interval(tmp_path,
+                                                                                         monkeypatch) -> None:
+    """Before: every `novelty sft step N/1368` line (68 of them), each RQ-VAE epoch line ... before the table."""
+    import coea.flow
+    from coea.flow import Step
+    from coea.llm.sft import LogLines
+
+    def flow(cfg, layout, **_kwargs):  # the SFT's step lines as its trainer logs them, in well under a minute
+        lines, state = LogLines("novelty sft"), SimpleNamespace(global_step=0, max_steps=1368)
+        for state.global_step in range(20, 1369, 20):
+            lines.on_log(None, state, None, logs={"loss": 2.0})
+        logging.getLogger("coea.flow").info("evaluate: every method scored")
+        return SimpleNamespace(results={Step.EVALUATE: SimpleNamespace(table="THE TABLE", paths={})})
+
+    monkeypatch.setattr(coea.flow, "run_flow", flow)
+    res = run_coea("evaluate", "--methods", "pop", "--out", str(tmp_path / "out"))
+    assert res.returncode == 0 and "THE TABLE" in res.stdout, res.stderr[-2000:]
+    steps = [line for line in res.stderr.splitlines() if "novelty sft step" in line]
+    assert len(steps) == 1 and "novelty sft step 20/1368 loss 2.0000" in steps[0], res.stderr
+    assert "evaluate: every method scored" in res.stderr

@@ -4,6 +4,7 @@ console gets one line per step (name, status, seconds), everything with ``verbos
 # no `from __future__ import annotations`: kfp reads the components' annotations as types
 import io
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,7 @@ def test_on_a_terminal_a_running_step_shows_its_time_and_last_log_line_in_place(
 
     clock = iter(float(t) for t in range(0, 100, 1))
     monkeypatch.setattr(console_module.time, "perf_counter", lambda: next(clock))
-    monkeypatch.setattr(console_module.shutil, "get_terminal_size", lambda: os.terminal_size((200, 50)))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((200, 50)))
     lines = ["Executing task 'sft-novelty-2'",  # a step's log line as kfp.local writes it, behind tqdm's bar
              "  2%|▏  | 19/60 [00:01<00:44, 19.39it/s][KFP Executor 2026-12-05 21:24:22,731 INFO]: novelty sft step "
              "20/60 loss 2.5", "{'loss': 2.5} a trainer line",
@@ -215,7 +216,7 @@ def test_on_a_terminal_a_running_step_shows_its_time_and_last_log_line_in_place(
     piped = io.StringIO()
     StepConsole(io.StringIO(), piped).write("\n".join(lines) + "\n")
     assert "running" not in piped.getvalue() and "\r" not in piped.getvalue()
-    monkeypatch.setattr(console_module.shutil, "get_terminal_size", lambda: os.terminal_size((40, 50)))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((40, 50)))
     narrow = _Terminal()
     StepConsole(io.StringIO(), narrow).write("\n".join(lines[:2]) + "\n")
     assert len(narrow.getvalue().split("\r\x1b[K")[1]) == 39  # cut to the terminal's width: it stays one line
@@ -232,7 +233,7 @@ def test_an_in_process_flow_on_a_terminal_shows_a_status_line_and_clears_it(tmp_
 
     clock = iter(float(t) for t in range(0, 100))
     monkeypatch.setattr(console_module.time, "perf_counter", lambda: next(clock))
-    monkeypatch.setattr(console_module.shutil, "get_terminal_size", lambda: os.terminal_size((200, 50)))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((200, 50)))
     monkeypatch.setattr(logging.getLogger("coea"), "level", logging.INFO)  # as the CLI's setup_logging sets it
     logger = logging.getLogger("coea.test_flow")
     terminal, piped = _Terminal(), io.StringIO()
@@ -247,3 +248,31 @@ def test_an_in_process_flow_on_a_terminal_shows_a_status_line_and_clears_it(tmp_
                                                   "20/60"]
     assert piped.getvalue() == ""
     assert "novelty sft step 40/60" in (tmp_path / f"{id(terminal)}.log").read_text()
+
+
+def test_off_a_terminal_a_running_step_prints_a_plain_line_at_most_every_interval(monkeypatch) -> None:
+    """`make demo > log`, CI, `| tee`: nothing came between a step's start and its line (sft-novelty 121 s, pco-loop
+    175 s). Now, while the step logs, a plain ``running`` line (seconds so far, its last log line of ours) at most
+    every PLAIN_EVERY_S; none with -v (every line is shown), none for a short step."""
+    import pipelines.console as console_module
+    from coea.console import PLAIN_EVERY_S
+
+    now = [0.0]
+    monkeypatch.setattr(console_module.time, "perf_counter", lambda: now[0])
+    timeline = [(0, "Executing task 'sft-novelty'"), (20, "12:00:20 INFO coea.llm.sft: novelty sft step 20/96 loss 3"),
+                (PLAIN_EVERY_S + 1, "12:01:01 INFO coea.llm.sft: novelty sft step 40/96 loss 2"),
+                (PLAIN_EVERY_S + 30, "12:01:30 INFO coea.llm.sft: novelty sft step 60/96 loss 1"),
+                (2 * PLAIN_EVERY_S + 5, "{'loss': 1.0} a trainer line"),
+                (2 * PLAIN_EVERY_S + 9, "Task 'sft-novelty' finished with status SUCCESS")]
+    piped, verbose = io.StringIO(), io.StringIO()
+    streams = [StepConsole(io.StringIO(), piped), StepConsole(io.StringIO(), verbose, verbose=True)]
+    for at, line in timeline:
+        now[0] = float(at)
+        for stream in streams:
+            stream.write(line + "\n")
+    lines = piped.getvalue().splitlines()
+    assert [line.split() for line in lines] == [
+        ["sft-novelty", "running", "61.0", "s", "novelty", "sft", "step", "40/96", "loss", "2"],
+        ["sft-novelty", "running", "125.0", "s", "novelty", "sft", "step", "60/96", "loss", "1"],
+        ["sft-novelty", "success", "129.0", "s"]]
+    assert "running" not in verbose.getvalue()

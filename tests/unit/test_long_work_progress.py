@@ -26,6 +26,8 @@ def _lines(tiny_synth, caplog, cfg):
 def test_encoder_epoch_lines_name_the_cap_the_best_epoch_and_the_patience(tiny_synth, caplog):
     res, lines = _lines(tiny_synth, caplog, TINY)
     assert len(lines) == len(res.history) == 4
+    # progress lines (coea.console): a command's console shows them as its status line, or one a minute
+    assert {getattr(r, "progress", None) for r in caplog.records if r.getMessage() in lines} == {"encoder"}
     parsed = [LINE.match(line) for line in lines]
     assert all(parsed), lines
     assert [(int(m[1]), int(m[2]), int(m[6])) for m in parsed] == [(e, 4, 10) for e in (1, 2, 3, 4)]

@@ -20,6 +20,7 @@ import typer
 
 from coea.cli import data, kubeflow, stages  # noqa: F401  (registers the commands)
 from coea.cli.common import app, interrupt_notes, interrupt_rerun, os_input_error
+from coea.console import clear_status, name_status
 from coea.device import pin_torch_threads
 from coea.errors import CoeaInputError
 from coea.interrupts import interruptible, received
@@ -92,14 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn input errors (usage errors and a full disk among them) into one line on stderr
     and exit code 2, and Ctrl-C or SIGTERM into one line and exit code 130 or 143
     (:func:`coea.interrupts.interruptible`: finally blocks and context managers run first)."""
+    args = sys.argv[1:] if argv is None else argv
     setup_logging()
+    name_status(_command(args) or "coea")  # the status line of its loops' progress (coea.console)
     # transformers' own progress bars (one "Loading weights" bar per model loaded) are noise on a console whose
-    # steps print their own progress; the trainers' step bars are theirs and stay. Set it to 0 to see them.
+    # steps print their own progress (the status line; set it to 0 to see them)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     received.clear()
     interrupt_notes.clear()
     interrupt_rerun.clear()
-    args = sys.argv[1:] if argv is None else argv
     try:
         with interruptible():
             pin_torch_threads()  # COEA_TORCH_THREADS
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(full)
     if received:
         _interrupted(received[0], args)
+    clear_status()
     sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: typer.Exit(N), Ctrl-C 130, else 0
 
 
@@ -151,5 +154,6 @@ def _command(argv: list[str]) -> str | None:
 
 
 def _fail(err: CoeaInputError) -> NoReturn:
+    clear_status()
     typer.echo(f"error: {err}", err=True)
     sys.exit(2)

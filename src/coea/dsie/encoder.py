@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from coea.config import SplitConfig, read_saved_config, save_config
+from coea.console import no_step_bar, progress
 from coea.data.schema import CATEGORY, ITEM
 from coea.data.split import Histories
 from coea.device import model_device
@@ -285,7 +286,7 @@ def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows
          history: list[dict]) -> None:
     rng, device = np.random.default_rng(cfg.seed + 1), model_device(model)
     best, best_state, stale, rows, best_epoch = math.inf, None, 0, [], 0
-    bar = tqdm(range(cfg.epochs), desc="encoder", unit="epoch", disable=None)
+    bar = tqdm(range(cfg.epochs), desc="encoder", unit="epoch", disable=no_step_bar())
     for epoch in bar:
         model.train()
         start, losses = time.perf_counter(), []
@@ -306,7 +307,7 @@ def _fit(model: SasRec, opt: torch.optim.Optimizer, train: Windows, val: Windows
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-        log.info(_epoch_line(rows[-1], cfg, len(val.inputs) > 0, best, best_epoch, stale))
+        log.info(_epoch_line(rows[-1], cfg, len(val.inputs) > 0, best, best_epoch, stale), extra=progress("encoder"))
         if stale >= cfg.patience:
             log.info("encoder: early stop after epoch %d of at most %d (best held-out loss %.4f at epoch %d)",
                      epoch + 1, cfg.epochs, best, best_epoch)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from coea.config import read_saved_config, save_config
+from coea.console import no_step_bar, progress
 from coea.device import model_device
 from coea.dsie.config import RqVaeConfig
 from coea.utils import atomic_path, seed_everything
@@ -320,7 +321,7 @@ def train_rqvae(cfg: RqVaeConfig, embeddings: np.ndarray, out_dir: Path | None =
     model.init_codebooks(x, generator)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
-    bar = tqdm(range(1, cfg.epochs + 1), desc="rqvae", disable=None)
+    bar = tqdm(range(1, cfg.epochs + 1), desc="rqvae", disable=no_step_bar())
     for epoch in bar:
         stats = {"epoch": epoch, **_run_epoch(model, opt, x, cfg, generator)}
         trace = model.quantizer.trace(model.encoder(x))
@@ -332,7 +333,8 @@ def train_rqvae(cfg: RqVaeConfig, embeddings: np.ndarray, out_dir: Path | None =
         bar.set_postfix(loss=f"{stats['loss']:.4f}")
         if epoch % 10 == 0 or epoch == cfg.epochs:
             log.info("rqvae epoch %d/%d loss %.5f recon %.5f usage %s %.1f ms/step", epoch, cfg.epochs,
-                     stats["loss"], stats["recon"], [round(u, 2) for u in stats["usage"]], stats["ms_per_step"])
+                     stats["loss"], stats["recon"], [round(u, 2) for u in stats["usage"]], stats["ms_per_step"],
+                     extra=progress("rqvae"))
     model.eval()
     ids = model.encode_ids(x).cpu().numpy()  # (N, L)
     sizes = cfg.codebook_sizes

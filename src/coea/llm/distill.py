@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from coea.console import progress
 from coea.device import Precision, check_trainer_device
 from coea.llm.decode import CategoryIndex, encode_texts, left_pad, name_logprobs, pad_token_id
 from coea.llm.dpo_config import DpoTrainConfig
@@ -163,7 +164,8 @@ def train_distill(cfg: DpoTrainConfig, model, tokenizer, prompts: Sequence[str],
                 result.steps += 1
                 kls.append(kl.cpu())
             result.kl.append(float(torch.cat(kls).mean()))
-            log.info("%s distil: epoch %d, KL(target || N-LLM) %.4f", name, len(result.kl), result.kl[-1])
+            log.info("%s distil: epoch %d, KL(target || N-LLM) %.4f", name, len(result.kl), result.kl[-1],
+                     extra=progress(f"{name} distil"))
     finally:
         model.train(was_training)
     result.seconds = time.perf_counter() - start

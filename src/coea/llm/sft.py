@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from coea.console import progress
 from coea.device import check_trainer_device, labelled_positions_only, trainer_flags
 from coea.errors import CoeaInputError
 from coea.llm.models import unpatch_forward
@@ -46,7 +47,8 @@ class SftResult:
 
 
 class LogLines(TrainerCallback):
-    """One log line per ``logging_steps`` in pod logs: step, loss, ms/step; the trainer's whole log dict (which
+    """One log line per ``logging_steps`` in pod logs: step, loss, ms/step (a progress line: a command's console
+    shows it as its status line, :mod:`coea.console`); the trainer's whole log dict (which
     transformers would print on stdout, see :mod:`coea.llm.trainer_output`) at DEBUG. The last step is always
     logged, so a training's last logged loss is its end's (a 36-step training at logging_steps 20 logged step 20
     only: its first and last loss were the same)."""
@@ -68,7 +70,7 @@ class LogLines(TrainerCallback):
             step0, t0 = self.last
             ms = 1000 * (time.perf_counter() - t0) / max(state.global_step - step0, 1)
             log.info("%s step %d/%d loss %.4f (%.1f ms/step)", self.name, state.global_step, state.max_steps,
-                     logs["loss"], ms)
+                     logs["loss"], ms, extra=progress(self.name))
             self.last = (state.global_step, time.perf_counter())
 
 

@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 
 from transformers import PrinterCallback, ProgressCallback, Trainer
 
+from coea.console import no_step_bar  # the trainers' disable_tqdm (sft.py and dpo.py import it from here)
+
 # transformers 5: "`gradient_checkpointing` is deprecated and will be removed in v6. Use `activation_checkpointing`
 # instead." (trl's configs default it to True), and the same for ``is_gradient_checkpointing``,
 # ``gradient_checkpointing_enable`` / ``_disable`` (trl's reference log-probs turn checkpointing off around them)
 GRADIENT_CHECKPOINTING_DEPRECATED = r"`(is_)?gradient_checkpointing\w*` is deprecated"
-
-
-def no_step_bar() -> bool:
-    """The trainers' ``disable_tqdm``: their step bar only where stderr is a terminal, tqdm's own rule for
-    ``disable=None`` (the DSIE bars). transformers' ``None`` decides by log level instead, and at INFO wrote every
-    bar update as a line into a pipeline step's log (1,160 of the 1,656 lines of a `coea run`'s steps.log, session
-    52); the log lines of :class:`coea.llm.sft.LogLines` say the same once per N steps."""
-    return not sys.stderr.isatty()
 
 
 class StepBar(ProgressCallback):
@@ -52,7 +45,8 @@ def quiet_callbacks(trainer: Trainer) -> Trainer:
 def quiet_training() -> Iterator[None]:
     """While a trainer is built and trains inside: ``datasets``' progress bars off (restored afterwards), the
     ``gradient_checkpointing`` FutureWarnings (:data:`GRADIENT_CHECKPOINTING_DEPRECATED`) ignored; every other
-    warning is shown as before. Off a terminal (:func:`no_step_bar`) also trl's own bars, e.g. DPO's "Computing
+    warning is shown as before. Where no step bar is drawn (:func:`no_step_bar`: off a terminal, or under the
+    console's status line) also trl's own bars, e.g. DPO's "Computing
     reference log probs", which follow ``TQDM_DISABLE`` only (set while inside, restored afterwards): each update
     was a line of a pipeline step's log."""
     from datasets import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
