@@ -60,13 +60,16 @@ def test_each_pco_round_says_when_it_starts_which_of_how_many_it_is(monkeypatch,
     loop.windows = [SimpleNamespace(index=i) for i in range(3)]
     loop.ctx = loop.novelty = loop.relevance = loop.evaluate = loop.out_dir = None
     loop._start = lambda resume: (1, [{"round": 0}, {"round": 1}]) if resume else (0, [{"round": 0}])
-    row = {"acceptance_before": 0.1, "acceptance_after": 0.2}
+    row = {"acceptance_before": 0.1, "acceptance_after": 0.2, "mean_score_before": 0.31, "mean_score_after": 0.42}
     monkeypatch.setattr(pco_loop, "run_round", lambda *args: SimpleNamespace(as_row=lambda: dict(row)))
     with caplog.at_level(logging.INFO, logger="coea.pco.loop"):
         loop.run()
         starts = [r.getMessage() for r in caplog.records if r.getMessage().endswith(("DPO", "round 1)"))]
         assert starts == ["pco round 1/3: sampling, scoring, DPO", "pco round 2/3: sampling, scoring, DPO",
                           "pco round 3/3: sampling, scoring, DPO"]
+        done = [r.getMessage() for r in caplog.records if " done in " in r.getMessage()]
+        assert len(done) == 3 and all("mean P(yes) of the N-LLM's top-K new categories 0.310 -> 0.420 (share above "
+                                      "pco.accept_threshold 0.100 -> 0.200)" in m for m in done), done
         caplog.clear()
         loop.run(resume=True)
     assert [r.getMessage() for r in caplog.records if ": sampling" in r.getMessage()] == [
