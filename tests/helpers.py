@@ -135,10 +135,10 @@ def events(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id", "category", "timestamp"])
 
 
-def tiny_causal_lm(path: Path, words: list[str], *, seed: int = 0, spare_rows: int = 0) -> Path:
+def tiny_causal_lm(path: Path, words: list[str], *, seed: int = 0, spare_rows: int = 0, tied: bool = False) -> Path:
     """Save a randomly initialised 1-layer Llama and a word-level tokenizer over ``words`` to ``path``;
     ``spare_rows`` embedding rows beyond the tokenizer's (Qwen2.5 pads its vocabulary: 152064 rows, 151665
-    tokens)."""
+    tokens); ``tied``: the output head is the input embedding (Qwen2.5 0.5B-3B)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -152,7 +152,7 @@ def tiny_causal_lm(path: Path, words: list[str], *, seed: int = 0, spare_rows: i
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(vocab) + spare_rows, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                      pad_token_id=0, bos_token_id=2, eos_token_id=3)
+                      pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=tied)
     LlamaForCausalLM(cfg).save_pretrained(path)
     fast.save_pretrained(path)
     return path

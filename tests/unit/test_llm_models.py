@@ -255,3 +255,22 @@ def test_a_bf16_checkpoint_trains_all_its_weights_in_fp32(tmp_path):
     lora = build_model_and_tokenizer(ModelConfig(base_model=str(base), lora_r=4), cats, [], [2, 3])
     frozen = {p.dtype for p in lora.model.parameters() if not p.requires_grad}
     assert torch.bfloat16 in frozen  # the base as shipped
+
+
+def test_a_lora_base_with_a_tied_head_trains_and_reloads_to_train_again(tmp_path):
+    """A base whose output head is its input embedding (Qwen2.5 0.5B-3B): peft wraps the head with the CSID
+    tokens' rows and trl's fused LM head read its missing ``bias``, so every SFT step failed (session 57, a tied
+    Qwen2 with Qwen's BPE); the reloaded bundle (PCO's refreshes train it again) too."""
+    from coea.llm.models import ModelBundle
+    from coea.llm.sft import train_sft
+    from coea.llm.sft_config import SftTrainConfig
+
+    base = tiny_causal_lm(tmp_path / "tied", WORDS, tied=True)
+    model, tok = load_pretrained(ModelConfig(base_model=str(base), lora_r=4), csid_levels=[2, 3])
+    examples = [{"prompt": novelty_prompt(CTX), "completion": " " + CATS[0] + " </s>"}] * 8
+    cfg = SftTrainConfig(epochs=1, batch_size=4, max_length=128)
+    assert train_sft(cfg, model, tok, examples).steps == 2
+    bundle = ModelBundle(model, tok, ModelConfig(base_model=str(base), lora_r=4), False, True)
+    save_bundle(bundle, tmp_path / "bundle")
+    again = load_bundle(tmp_path / "bundle", trainable=True)
+    assert train_sft(cfg, again.model, again.tokenizer, examples).steps == 2

@@ -110,7 +110,18 @@ def _wrap_lora(model: PreTrainedModel, cfg: ModelConfig, new_ids: list[int]) -> 
     lora = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                       lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_target_modules),
                       trainable_token_indices=new_ids if (cfg.train_new_tokens and new_ids) else None)
-    return get_peft_model(model, lora)
+    return _head_bias(get_peft_model(model, lora))
+
+
+def _head_bias(model: Any) -> Any:
+    """``model`` whose output head answers ``bias``. A head tied to the input embedding (Qwen2.5 0.5B-3B) is
+    wrapped by peft with the new tokens' rows; the wrapper forwards ``weight`` (merged with those rows) but not
+    ``bias``, which trl's fused LM head reads: every SFT step failed with AttributeError (session 57, a tied Qwen2
+    with Qwen's tokenizer)."""
+    head = model.get_output_embeddings()
+    if not hasattr(head, "bias") and getattr(head, "original_module", None) is not None:
+        head.bias = head.original_module.bias
+    return model
 
 
 def load_pretrained(cfg: ModelConfig, csid_levels: Sequence[int], *, device: str = "cpu",
@@ -261,7 +272,7 @@ def load_bundle(out_dir: Path, *, trainable: bool = False, device: str = "cpu") 
         if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:  # as load_pretrained grew it (never
             with torch.random.fork_rng(devices=[]):  # shrinks: a base padded past its tokenizer keeps its rows)
                 base.resize_token_embeddings(len(tokenizer))  # rows are overwritten by the adapter's saved matrices
-        model = PeftModel.from_pretrained(base, out_dir, is_trainable=trainable)
+        model = _head_bias(PeftModel.from_pretrained(base, out_dir, is_trainable=trainable))
     else:
         model = AutoModelForCausalLM.from_pretrained(out_dir, local_files_only=True, dtype=torch.float32)
         model.requires_grad_(trainable)
