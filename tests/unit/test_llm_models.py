@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -266,11 +267,15 @@ def test_a_lora_base_with_a_tied_head_trains_and_reloads_to_train_again(tmp_path
     from coea.llm.sft_config import SftTrainConfig
 
     base = tiny_causal_lm(tmp_path / "tied", WORDS, tied=True)
-    model, tok = load_pretrained(ModelConfig(base_model=str(base), lora_r=4), csid_levels=[2, 3])
+    with warnings.catch_warnings():  # peft's question to transformers 5 warned on every load: not shown
+        warnings.simplefilter("error", FutureWarning)
+        model, tok = load_pretrained(ModelConfig(base_model=str(base), lora_r=4), csid_levels=[2, 3])
     examples = [{"prompt": novelty_prompt(CTX), "completion": " " + CATS[0] + " </s>"}] * 8
     cfg = SftTrainConfig(epochs=1, batch_size=4, max_length=128)
     assert train_sft(cfg, model, tok, examples).steps == 2
     bundle = ModelBundle(model, tok, ModelConfig(base_model=str(base), lora_r=4), False, True)
     save_bundle(bundle, tmp_path / "bundle")
-    again = load_bundle(tmp_path / "bundle", trainable=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        again = load_bundle(tmp_path / "bundle", trainable=True)
     assert train_sft(cfg, again.model, again.tokenizer, examples).steps == 2

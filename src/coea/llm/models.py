@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +108,14 @@ def _add_csid_tokens(tokenizer: PreTrainedTokenizerBase, csid_levels: Sequence[i
 def _wrap_lora(model: PreTrainedModel, cfg: ModelConfig, new_ids: list[int]) -> Any:
     from peft import LoraConfig, get_peft_model
 
+    from coea.llm.trainer_output import GRADIENT_CHECKPOINTING_DEPRECATED
+
     lora = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                       lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_target_modules),
                       trainable_token_indices=new_ids if (cfg.train_new_tokens and new_ids) else None)
-    return _head_bias(get_peft_model(model, lora))
+    with warnings.catch_warnings():  # peft asks the deprecated `is_gradient_checkpointing` (transformers 5)
+        warnings.filterwarnings("ignore", GRADIENT_CHECKPOINTING_DEPRECATED, FutureWarning)
+        return _head_bias(get_peft_model(model, lora))
 
 
 def _head_bias(model: Any) -> Any:
@@ -268,11 +273,15 @@ def load_bundle(out_dir: Path, *, trainable: bool = False, device: str = "cpu") 
     if meta["adapter"]:
         from peft import PeftModel
 
+        from coea.llm.trainer_output import GRADIENT_CHECKPOINTING_DEPRECATED
+
         base = AutoModelForCausalLM.from_pretrained(local_model_dir(cfg.base_model), local_files_only=True)
         if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:  # as load_pretrained grew it (never
             with torch.random.fork_rng(devices=[]):  # shrinks: a base padded past its tokenizer keeps its rows)
                 base.resize_token_embeddings(len(tokenizer))  # rows are overwritten by the adapter's saved matrices
-        model = _head_bias(PeftModel.from_pretrained(base, out_dir, is_trainable=trainable))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", GRADIENT_CHECKPOINTING_DEPRECATED, FutureWarning)
+            model = _head_bias(PeftModel.from_pretrained(base, out_dir, is_trainable=trainable))
     else:
         model = AutoModelForCausalLM.from_pretrained(out_dir, local_files_only=True, dtype=torch.float32)
         model.requires_grad_(trainable)
