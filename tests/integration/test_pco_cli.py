@@ -19,19 +19,19 @@ from coea import cli
 from coea.ablate import ENCODER_ROW, NO_COOC_ROW
 from tests.helpers import REPO, coea
 
-CONFIG = """synthetic: {n_users: 60, n_categories: 14, n_groups: 3, mean_interactions: 40}
+CONFIG = """synthetic: {n_users: 40, n_categories: 14, n_groups: 3, mean_interactions: 25, min_interactions: 20}
 dsie:
   encoder: {dim: 16, epochs: 3}
   rqvae: {epochs: 20}
   group: {min_group_size: 5}
 llm:
   model: {hidden_size: 32, intermediate_size: 64}
-  novelty: {epochs: 1, batch_size: 16, lr: 0.005, max_examples: 200}
-  relevance: {epochs: 1, batch_size: 16, lr: 0.005, max_examples: 200}
+  novelty: {epochs: 1, batch_size: 16, lr: 0.005, max_examples: 100}
+  relevance: {epochs: 1, batch_size: 16, lr: 0.005, max_examples: 100}
   best_of_n: 4
 pco:
   rounds: 2
-  users_per_round: 20
+  users_per_round: 10
   candidates: 4
   margin: 0.0
   relevance_refresh: {max_examples: 40}
@@ -80,6 +80,7 @@ def test_ablate_then_evaluate_from_run(tmp_path):
         assert ci[f"C-H@{k}"]["low"] <= ci[f"C-H@{k}"]["diff"] <= ci[f"C-H@{k}"]["high"]
         final = data["finals"][name]  # the table's row: the final models over every user (= the last round here)
         assert abs(final[f"C-H@{k}"] - last["C-H"]) < 1e-9 and abs(final["x_S-H"] - last["x_S-H"]) < 1e-9
+        assert abs(final[f"C-N@{k}"] - last["C-N"]) < 1e-9  # C-N moves every round where NCP and C-H may not
     enc, ci = data["rankings"][ENCODER_ROW], paired["methods"][ENCODER_ROW]  # coea's final N-LLM x the encoder
     assert abs(ci[f"x_S-H@{k}"]["diff"] - (enc["x_S-H"] - ref[f"S-H@{k}"])) < 1e-9
     assert abs(ci[f"S-H@{k}"]["diff"] - (enc[f"S-H@{k}"] - ref[f"S-H@{k}"])) < 1e-9
@@ -96,6 +97,8 @@ def test_ablate_then_evaluate_from_run(tmp_path):
     last = data["variants"]["coea"][-1]
     assert abs(metrics["coea"]["NCP@10"] - last["NCP"]) < 1e-9  # the very models of the ablation's last round
     assert abs(metrics["coea"]["C-H@10"] - last["C-H"]) < 1e-9
+    assert abs(metrics["coea"]["C-N@10"] - last["C-N"]) < 1e-9  # (the rounds' C-N differ: round 1's would fail)
+    assert len({row["C-N"] for row in data["variants"]["coea"]}) == 3
     # coea_dual+x returns K unseen categories whenever K exist, as coea+x does (NCP@K = |R - H| / K is then equal)
     assert metrics["coea_dual+x"]["NCP@10"] == metrics["coea+x"]["NCP@10"]
     assert 0.0 <= metrics["coea_dual+x"]["S-H@10"] <= 1.0
@@ -277,10 +280,12 @@ def _kill_after_round_1(proc: subprocess.Popen, pco_dir: Path, timeout: float = 
 
 def _small_pco(run: Path) -> Path:
     """``run`` with a smaller PCO section in its config.json (fewer prompts, one DPO epoch, few refresh
-    examples): what resuming keeps and recomputes does not depend on the rounds' size."""
+    examples, per-round metrics on a sample of 8 users): what resuming keeps and recomputes does not depend on
+    the rounds' size."""
     path = run / "config.json"
     cfg = json.loads(path.read_text())
-    cfg["pco"].update(users_per_round=20)
+    cfg["pco"].update(users_per_round=8)
+    cfg["eval"].update(round_users=8)
     cfg["pco"]["dpo"].update(epochs=1.0)
     cfg["pco"]["relevance_refresh"].update(max_examples=60)
     path.write_text(json.dumps(cfg))
