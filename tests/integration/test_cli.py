@@ -116,8 +116,9 @@ def test_run_writes_a_timestamped_run_dir(tmp_path):
                    "eval:\n  methods: [pop, markov, nllm_sft+x]\n"
                    "dsie:\n  encoder: {dim: 16, epochs: 2}\n  rqvae: {epochs: 10}\n"
                    "llm:\n  model: {hidden_size: 32, intermediate_size: 64}\n"
-                   "  novelty: {epochs: 1}\n  relevance: {epochs: 1}\n"
-                   "pco: {rounds: 1, users_per_round: 32, candidates: 4}\n")
+                   "  novelty: {epochs: 1, max_examples: 200}\n  relevance: {epochs: 1, max_examples: 200}\n"
+                   "pco: {rounds: 1, users_per_round: 8, candidates: 4, dpo: {epochs: 1},"
+                   " relevance_refresh: {max_examples: 40}}\n")  # small steps: the test is about their plumbing
     res = coea_process("run", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs"))
     assert res.returncode == 0, res.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()

@@ -5,20 +5,20 @@ state without models failing in load-models. Each step runs as a subprocess of t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from coea.config import DataConfig, EvalConfig
+from coea.config import DataConfig
 from coea.errors import CoeaInputError
 from coea.state import KV_STORE, read_pointer
 from coea.store import KVStore
 from pipelines.local import run_recurring_locally
 from tests.gcs_helpers import BUCKET, upload_partitions
-from tests.pipeline.pipeline_helpers import shifted_log, tiny_config
+from tests.pipeline.pipeline_helpers import shifted_log, tiny_llm
 from tests.pipeline.recurring_helpers import (
-    RECURRING_METHODS,
     assert_pco_update,
     recurring_config,
     state_copy,
@@ -50,7 +50,10 @@ def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], t
     models_before, _ = state_models(state)
     shifted = shifted_log(Path(state) / "snapshots" / before["snapshot"] / "data", tmp_path / "period.parquet")
     spec, scheduled = _period_on_gcs(gcs_client, shifted)
-    cfg = tiny_config(data=DataConfig(spec=spec), eval=EvalConfig(methods=RECURRING_METHODS))
+    llm = tiny_llm()  # the regroup's SFT steps on a seeded sample of 300 examples each
+    llm = replace(llm, novelty=replace(llm.novelty, max_examples=300),
+                  relevance=replace(llm.relevance, max_examples=300))
+    cfg = recurring_config(data=DataConfig(spec=spec), llm=llm)
     kfp_root = run_recurring_locally(cfg, tmp_path / "run", state, rec_k=5, schedule_time=scheduled)
     (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
     prepared = json.loads((run / "prepare-data" / "data" / "data_config.json").read_text())["data"]

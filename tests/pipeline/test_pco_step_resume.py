@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,8 +29,13 @@ KEY = {"run_id": {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}},
 
 
 def _step(fitted, llm_dirs, out: Path, state: Path, run: str) -> Path:
-    """pco_loop as a pod runs it, its outputs under ``out``; returns its ``model`` dir (the PCO dir)."""
-    args = pipeline_arguments(fitted.cfg)
+    """pco_loop as a pod runs it, its outputs under ``out``, with small rounds (8 users' prompts, one DPO epoch, 60
+    refresh examples: what a retry resumes does not depend on the rounds' size); returns its ``model`` dir (the PCO
+    dir)."""
+    pco = fitted.cfg.pco
+    pco = replace(pco, users_per_round=8, dpo=replace(pco.dpo, epochs=1.0),
+                  relevance_refresh=replace(pco.relevance_refresh, max_examples=60))
+    args = pipeline_arguments(replace(fitted.cfg, pco=pco))
     pco_loop(data=artifact(fitted.data), dsie=artifact(fitted.dsie), novelty=artifact(llm_dirs["novelty"]),
              relevance=artifact(llm_dirs["relevance"]), split_config=args["split_config"],
              dsie_config=args["dsie_config"], llm_config=args["llm_config"], pco_config=args["pco_config"],

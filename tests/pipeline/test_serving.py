@@ -20,8 +20,10 @@ K = 5
 
 @pytest.fixture(scope="module")
 def dirs(fitted, llm_dirs, tmp_path_factory) -> ArtifactDirs:
-    """DSIE, both SFT models and a 1-round PCO dir on the tiny log."""
-    cfg = replace(fitted.cfg, pco=replace(fitted.cfg.pco, rounds=1))
+    """DSIE, both SFT models and a 1-round PCO dir on the tiny log (8 users' prompts, its metrics on 8 users: what
+    is served from it does not depend on the round's size)."""
+    cfg = replace(fitted.cfg, pco=replace(fitted.cfg.pco, rounds=1, users_per_round=8),
+                  eval=replace(fitted.cfg.eval, round_users=8))
     llm = (llm_dirs["novelty"], llm_dirs["relevance"])
     pco = run_pco_stage(cfg, fitted.data, fitted.dsie, llm, tmp_path_factory.mktemp("pco") / "pco").out_dir
     return ArtifactDirs(dsie=fitted.dsie, llm=llm, pco=pco)
