@@ -14,7 +14,7 @@ import pytest
 
 from coea.config import RunConfig
 from tests.helpers import build_once
-from tests.pipeline.pipeline_helpers import tiny_config
+from tests.pipeline.pipeline_helpers import tiny_config, tiny_llm
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,16 @@ def llm_dirs(fitted: Fitted, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 @pytest.fixture(scope="session")
 def training_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path], str]:
-    """(run dir, outputs, console text) of coea_training under kfp.local on the tiny config (rec_k 5), run once
-    per test session (all workers; tests only read the run folder, or copy its state)."""
+    """(run dir, outputs, console text) of coea_training under kfp.local on the tiny config (rec_k 5; each SFT step
+    on a seeded sample of 300 examples: the tests read what the steps wrote, not how well the models learned), run
+    once per test session (all workers; tests only read the run folder, or copy its state)."""
     from pipelines.local import run_training_locally
 
     def build(root: Path) -> None:
         (root / "run").mkdir()
         console = io.StringIO()
         with contextlib.redirect_stdout(console):
-            paths = run_training_locally(tiny_config(), root / "run", rec_k=5)
+            paths = run_training_locally(tiny_config(llm=tiny_llm(max_examples=300)), root / "run", rec_k=5)
         (root / "paths.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}))
         (root / "console.txt").write_text(console.getvalue(), encoding="utf-8")
 

@@ -17,11 +17,12 @@ from coea.pco.config import PcoConfig
 BASELINES = ["pop", "markov+x", "group_pop_novel"]
 
 
-def tiny_llm() -> LlmConfig:
-    """Scratch LLMs of width 32 (MLP 64), one SFT epoch each, 5 candidates for dual_best_of_n."""
+def tiny_llm(max_examples: int | None = None) -> LlmConfig:
+    """Scratch LLMs of width 32 (MLP 64), one SFT epoch each (on a seeded sample of ``max_examples`` examples if
+    given), 5 candidates for dual_best_of_n."""
     model = ModelConfig(hidden_size=32, intermediate_size=64)
-    return LlmConfig(model=model, novelty=SftTrainConfig(epochs=1.0), relevance=SftTrainConfig(epochs=1.0),
-                     best_of_n=5)
+    return LlmConfig(model=model, novelty=SftTrainConfig(epochs=1.0, max_examples=max_examples),
+                     relevance=SftTrainConfig(epochs=1.0, max_examples=max_examples), best_of_n=5)
 
 
 def tiny_config(**changes) -> RunConfig:

@@ -5,7 +5,6 @@ state without models failing in load-models. Each step runs as a subprocess of t
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -50,10 +49,8 @@ def test_recurring_taste_shift_regroups(trained: tuple[Path, dict[str, Path]], t
     models_before, _ = state_models(state)
     shifted = shifted_log(Path(state) / "snapshots" / before["snapshot"] / "data", tmp_path / "period.parquet")
     spec, scheduled = _period_on_gcs(gcs_client, shifted)
-    llm = tiny_llm()  # the regroup's SFT steps on a seeded sample of 300 examples each
-    llm = replace(llm, novelty=replace(llm.novelty, max_examples=300),
-                  relevance=replace(llm.relevance, max_examples=300))
-    cfg = recurring_config(data=DataConfig(spec=spec), llm=llm)
+    # the regroup's SFT steps on a seeded sample of 300 examples each
+    cfg = recurring_config(data=DataConfig(spec=spec), llm=tiny_llm(max_examples=300))
     kfp_root = run_recurring_locally(cfg, tmp_path / "run", state, rec_k=5, schedule_time=scheduled)
     (run,) = [p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("coea-")]
     prepared = json.loads((run / "prepare-data" / "data" / "data_config.json").read_text())["data"]
