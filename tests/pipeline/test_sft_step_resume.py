@@ -66,10 +66,17 @@ def test_a_preempted_sft_step_resumes_from_its_mirrored_checkpoint(tmp_path: Pat
     assert json.loads((mirrored / "latest.json").read_text()) == {"checkpoint": "checkpoint-3"}
     assert sorted(p.name for p in mirrored.iterdir()) == ["checkpoint-3", "fingerprint.txt", "latest.json"]
 
-    monkeypatch.setattr(sft_remote, "upload_checkpoint", real_upload)
+    retried: list[str] = []
+
+    def upload(store, prefix, name, folder):
+        real_upload(store, prefix, name, folder)
+        retried.append(folder.name)
+
+    monkeypatch.setattr(sft_remote, "upload_checkpoint", upload)
     caplog.set_level(logging.INFO, logger="coea")
     resumed = _step(cfg, fitted, tmp_path / "attempt2", state, "jobb")  # the retry: a new pod
     assert any(m.startswith("novelty sft: resuming from step 3 ") for m in caplog.messages), caplog.messages
+    assert retried[:1] == ["checkpoint-4"]  # its first step was step 4: steps 1-3 were not trained again
     assert not (state / "checkpoints").exists() and not (tmp_path / "attempt2" / "sft_checkpoints").exists()
     a, b = (load_file(d / "model.safetensors") for d in (full, resumed))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
