@@ -164,7 +164,7 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
              metrics: Output[Metrics], curves: Output[HTML], final_novelty: Output[Model],
              final_relevance: Output[Model], device: str = "auto", pco_rounds: int = 0, pco_alpha: float = -1.0,
              new_interactions: bool = False, served: Input[Dataset] = None, state_uri: str = "",
-             run_id: str = "", task_name: str = ""):
+             run_id: str = "", task_name: str = "", eval_config: str = "{}"):
     """PCO rounds (sample, R-LLM score, DPO+KL, re-evaluate, R-LLM refresh) from the given models; per-round
     checkpoints and metrics in ``model/``, the last round's models as ``final_novelty``/``final_relevance`` (the
     ``sft_*`` layout), the last round's figures as metrics, the rounds as an HTML page (inline SVG).
@@ -175,7 +175,8 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
     ``state_uri``, ``run_id`` and ``task_name`` (the same for every retry of this task): each complete round is
     mirrored under ``<state_uri>/checkpoints/<run_id>-<task_name>/``, a retried attempt (a preempted pod) resumes
     after the last mirrored round, and the prefix is deleted when the step succeeds (:mod:`coea.stages.pco_remote`;
-    any empty: no mirror)."""
+    any empty: no mirror). ``eval_config``: the per-round metrics' users (``eval.round_users``, ``judge_users``) and
+    long-tail share, as `coea pco` reads them (the step ignored them before session 57)."""
     from pathlib import Path
 
     from coea.interrupts import pipeline_step
@@ -190,7 +191,7 @@ def pco_loop(data: Input[Dataset], dsie: Input[Model], novelty: Input[Model], re
     from coea.stages.pco_remote import mirrored_rounds, task_checkpoint_key
 
     with pipeline_step():
-        cfg = config_from_json(split_config, dsie_config, llm_config, pco_config, device=device,
+        cfg = config_from_json(split_config, dsie_config, eval_config, llm_config, pco_config, device=device,
                                ui=UiParameters(pco_rounds=pco_rounds, pco_alpha=pco_alpha))
         with mirrored_rounds(state_uri, task_checkpoint_key(run_id, task_name), Path(model.path)) as resume:
             result = run_pco_stage(cfg, Path(data.path), Path(dsie.path), [Path(novelty.path), Path(relevance.path)],

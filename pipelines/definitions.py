@@ -67,7 +67,7 @@ PARAMETER_HELP = {
                      "up to the run's scheduled time unless data.as_of is set",
     "split_config": "leakage-free split (n_future, n_short, min_history, min_gap, short_window, validation)" + _JSON,
     "dsie_config": "DSIE: encoder, RQ-VAE codebooks, grouping, profiles" + _JSON,
-    "eval_config": "evaluation: methods, K values, bootstrap" + _JSON,
+    "eval_config": "evaluation: methods, K values, bootstrap; PCO's per-round metric users" + _JSON,
     "llm_config": "the two LLMs and their SFT (base_model, sizes, epochs, batch)" + _JSON,
     "pco_config": "PCO: rounds, candidates, DPO+KL alpha, reward" + _JSON,
     "drift_config": "drift check: DriftConfig fields (stattest, stattest_threshold, top_categories, min_users)" + _JSON,
@@ -187,8 +187,8 @@ def _pco_and_save(c: Components, settings: DeploymentSettings, data: PipelineCha
     recurring pipeline), the users' exposure during the period (``pco.exposure_inject``). ``loaded``: the ids
     load_state and load_models returned (``expected_snapshot``, ``expected_models``): the save refuses to commit
     when another run committed since (the recurring pipeline; the training pipeline re-seeds the state)."""
-    configs = {k: p[k] for k in ("split_config", "dsie_config", "llm_config", "pco_config", "device", "pco_rounds",
-                                 "pco_alpha")}
+    configs = {k: p[k] for k in ("split_config", "dsie_config", "eval_config", "llm_config", "pco_config", "device",
+                                 "pco_rounds", "pco_alpha")}  # eval_config: the per-round metrics' users
     # kept models on a new period read interactions they were not trained on (pco.refresh_novelty on auto)
     exposure = {} if served is None else {"served": served}
     # each complete round mirrored under state_uri, keyed by run and task (the same for every retry of this task):

@@ -114,6 +114,17 @@ def test_typed_parameters_reach_exactly_the_steps_that_merge_them(specs: dict[st
     assert seen == set(MERGED_BY)
 
 
+@pytest.mark.parametrize("name", [TRAINING, RECURRING])
+def test_every_pco_step_reads_the_eval_config_for_its_round_metrics(specs: dict[str, dict[str, Any]], name: str):
+    """The PCO step's per-round metrics sample ``eval.round_users`` / ``judge_users`` users as `coea pco` does; the
+    step was not given ``eval_config`` and measured every user whatever the run form said (session 57)."""
+    steps = {n: t for n, t in _tasks(specs[name]).items() if n.startswith("pco-loop")}
+    assert steps and len(steps) == (1 if name == TRAINING else 2), sorted(steps)
+    for task_name, task in steps.items():
+        source = task["inputs"]["parameters"]["eval_config"]["componentInputParameter"]
+        assert source in ("eval_config", "pipelinechannel--eval_config"), task_name
+
+
 def _branch_tasks(spec: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
     """The tasks of each condition branch's DAG (not the DAG that holds the two branches)."""
     return [c["dag"]["tasks"] for name, c in sorted(spec["components"].items())
