@@ -279,3 +279,35 @@ def test_a_lora_base_with_a_tied_head_trains_and_reloads_to_train_again(tmp_path
         warnings.simplefilter("error", FutureWarning)
         again = load_bundle(tmp_path / "bundle", trainable=True)
     assert train_sft(cfg, again.model, again.tokenizer, examples).steps == 2
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_dpo_on_a_lora_policy_against_a_frozen_copy_of_it_as_pco_passes(tmp_path, tied):
+    """PCO's reference is a frozen ``copy.deepcopy`` of the LoRA N-LLM (``round_reference``), a peft model: trl
+    patched it whole, so its fused forward called the adapter wrapper for hidden states and every DPO update
+    failed (session 57, a tied Qwen2 with Qwen's BPE, after both SFTs). The copy must score with its own, frozen
+    weights while the policy's adapter moves."""
+    import copy
+
+    from coea.llm.dpo import train_dpo
+    from coea.llm.dpo_config import DpoTrainConfig
+
+    base = tiny_causal_lm(tmp_path / "base", WORDS, tied=tied)
+    model, tok = load_pretrained(ModelConfig(base_model=str(base), lora_r=4), csid_levels=[2, 3])
+    with torch.no_grad():  # a trained adapter, so the reference is not the base model
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    ref = copy.deepcopy(model).eval().requires_grad_(False)
+    before = {n: p.detach().clone() for n, p in ref.named_parameters()}
+    names = [c for c in CATS if " " not in c]  # one word each for the word-level tokenizer
+    index = CategoryIndex(tok, names)
+    prompts = [novelty_prompt(CTX)]
+    ref_lp = category_logprobs(ref, tok, prompts, index, 4)
+    pairs = [{"prompt": novelty_prompt(CTX), "chosen": f" {names[i]} </s>", "rejected": f" {names[4 - i]} </s>"}
+             for i in range(4)]
+    result = train_dpo(DpoTrainConfig(batch_size=2, epochs=1.0, lr=1e-2), model, tok, pairs, ref_model=ref)
+    assert result.steps == 2
+    assert all(torch.equal(before[n], p) for n, p in ref.named_parameters())
+    np.testing.assert_allclose(category_logprobs(ref, tok, prompts, index, 4), ref_lp, atol=1e-6)
+    assert not np.allclose(category_logprobs(model, tok, prompts, index, 4), ref_lp, atol=1e-4)

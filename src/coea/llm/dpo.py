@@ -24,7 +24,7 @@ from coea.device import check_trainer_device, labelled_positions_only, trainer_f
 from coea.errors import CoeaInputError
 from coea.llm.dpo_config import DpoTrainConfig
 from coea.llm.losses import dpo_kl_loss
-from coea.llm.models import unpatch_forward
+from coea.llm.models import is_peft, unpatch_forward
 from coea.llm.sft import LogLines
 from coea.llm.trainer_output import no_step_bar, quiet_callbacks, quiet_training
 from coea.utils import freeze_gc_heap
@@ -184,14 +184,17 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
 
     if not pairs:
         raise ValueError(f"{name}: no preference pairs for DPO (lower the margin or sample more candidates)")
-    if ref_model is None and not hasattr(model, "peft_config"):
+    if ref_model is None and not is_peft(model):
         raise ValueError(f"{name}: a full (non-LoRA) policy needs an explicit ref_model")
     _check_pairs_fit(tokenizer, pairs, cfg.max_length, name)
     check_trainer_device(device)
     freeze_gc_heap()
     model.to(device)
     if ref_model is not None:
-        ref_model.to(device)
+        # trl unwraps a peft policy before patching its forward but patches the reference whole: a peft reference
+        # (PCO's frozen copy of a LoRA N-LLM) then asked its adapter wrapper for hidden states and every update
+        # failed. The unwrapped module still runs the copied adapter (peft injects it into the base's layers).
+        ref_model = (ref_model.get_base_model() if is_peft(ref_model) else ref_model).to(device)
     with (tempfile.TemporaryDirectory(prefix=f"coea-dpo-{name}-") as tmp, labelled_positions_only(device),
           quiet_training()):
         trainer = quiet_callbacks(DpoKlTrainer(
@@ -201,7 +204,9 @@ def train_dpo(cfg: DpoTrainConfig, model, tokenizer, pairs: list[dict[str, str]]
         start = time.perf_counter()
         out = trainer.train()
         seconds = time.perf_counter() - start
-    unpatch_forward(model)  # copies of the model must run their own weights (see unpatch_forward)
+    for m in (model, ref_model):  # copies of the model must run their own weights (see unpatch_forward)
+        if m is not None:
+            unpatch_forward(m)
     history = [{k: float(v) for k, v in e.items() if isinstance(v, int | float)}
                for e in trainer.state.log_history if "loss" in e]
     result = DpoResult(out.global_step, seconds, len(pairs), history)

@@ -214,14 +214,16 @@ def unpatch_forward(model: Any) -> Any:
     patched model silently runs the ORIGINAL model's weights (a copy trained by DPO would score like the
     model it was copied from). Call this after every training run; trl re-patches on the next trainer.
     """
-    for m in (model, model.get_base_model() if _is_peft(model) else None):
+    for m in (model, model.get_base_model() if is_peft(model) else None):
         if m is not None:
             m.__dict__.pop("forward", None)
     return model
 
 
-def _is_peft(model: Any) -> bool:
-    return hasattr(model, "peft_config")
+def is_peft(model: Any) -> bool:
+    """``model`` is a peft wrapper (the LoRA models): the module it wraps, with the adapter injected into its
+    layers, answers ``peft_config`` too but not ``get_base_model``."""
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
 ADAPTER_PARAMS = ("lora_", "trainable_tokens")  # the names of peft's trainable parts: LoRA matrices, new token rows
@@ -231,7 +233,7 @@ def make_trainable(bundle: ModelBundle) -> None:
     """Unfreeze what training updates (a reloaded bundle comes frozen): every weight of a full model (scratch, or
     pretrained with ``lora: false``), only the adapter of a LoRA model (its matrices and the new CSID token rows,
     as :func:`load_pretrained` left them for SFT)."""
-    adapter = _is_peft(bundle.model)
+    adapter = is_peft(bundle.model)
     for name, param in bundle.model.named_parameters():
         param.requires_grad_(not adapter or any(part in name for part in ADAPTER_PARAMS))
 
@@ -242,14 +244,14 @@ def save_bundle(bundle: ModelBundle, out_dir: Path, *, announce: bool = True) ->
     own (its path is gone after the rename; the caller names the final one)."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        if _is_peft(bundle.model):  # the CSID tokens resized the embeddings: keep those matrices with the adapter
+        if is_peft(bundle.model):  # the CSID tokens resized the embeddings: keep those matrices with the adapter
             bundle.model.save_pretrained(tmp, save_embedding_layers=True)
         else:
             bundle.model.save_pretrained(tmp)
         bundle.tokenizer.save_pretrained(tmp)
         save_config(bundle.config, tmp / CONFIG_FILE)
         meta = {"is_scratch": bundle.is_scratch, "single_token_categories": bundle.single_token_categories,
-                "adapter": _is_peft(bundle.model), "prompt": bundle.prompt}
+                "adapter": is_peft(bundle.model), "prompt": bundle.prompt}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     if announce:
         log.info("saved model bundle to %s", out_dir)
