@@ -197,3 +197,21 @@ def test_an_explicit_two_sample_chi2_stattest_works_before_any_default_run(monke
     result = detect_drift(DriftConfig(stattest=TWO_SAMPLE_CHI2, min_users=4, top_categories=1), _window("r", 8),
                           _window("c", 8))
     assert {f.stattest for f in result.features} == {"chi-square two-sample p_value"}
+
+
+def test_a_group_column_with_missing_reference_values_is_counted_as_evidently_counts_it() -> None:
+    """Evidently drops a column's missing values before it picks its default test, so a reference of 1010 users of
+    whom 20 lack a group is a 990-row group column, tested with its goodness-of-fit chi-square: that column gets
+    the two-sample test too (it got Evidently's own, since _chi2_columns counted the 1010 users). A column of 1001
+    non-missing reference values still does not."""
+    from evidently.legacy.calculations.stattests.registry import _get_default_stattest
+    from evidently.legacy.core import ColumnType
+
+    labels = [str(i % 4) for i in range(990)]
+    ref = pd.DataFrame({drift.GROUP: labels + [None] * 20, "activity": np.arange(1010) % 7})
+    cur = pd.DataFrame({drift.GROUP: labels[:300], "activity": np.arange(300) % 7})
+    chosen = _get_default_stattest(ref[drift.GROUP].dropna(), cur[drift.GROUP], ColumnType.Categorical)
+    assert chosen.name == "chisquare"  # what Evidently tests the group column with, without the override
+    assert drift._chi2_columns(ref, cur, ["activity"], [drift.GROUP]) == [drift.GROUP]
+    full = pd.DataFrame({drift.GROUP: [str(i % 4) for i in range(1001)]})
+    assert drift._chi2_columns(full, cur, [], [drift.GROUP]) == []
