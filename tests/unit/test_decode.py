@@ -111,10 +111,14 @@ def test_fast_path_equals_brute_force_from_full_logits(scratch):
     assert len(ranked[4]) == 2  # only two names left after excluding eight
 
 
-def test_trie_path_equals_exhaustive_scoring(multi):
+@pytest.mark.parametrize("batch_size", [3, 64])
+def test_trie_path_equals_exhaustive_scoring(multi, batch_size):
+    """At batch_size 3 each prompt's trie runs alone (3 // the widest level); at 64 prompts of other lengths share a
+    padded batch, whose later steps must continue each row at its own position (audit, session 58)."""
     model, tok = multi
     index, prompts = CategoryIndex(tok, CATS), _prompts(5, seed=1) + _prompts(1, seed=1)  # one duplicate prompt
-    trie = category_logprobs(model, tok, prompts, index, batch_size=3)  # (P, C)
+    assert len({len(tok(p)["input_ids"]) for p in prompts}) > 1
+    trie = category_logprobs(model, tok, prompts, index, batch_size=batch_size)  # (P, C)
     exhaustive = score_categories_exhaustive(model, tok, prompts, index, batch_size=7)  # (P, C)
     np.testing.assert_allclose(trie, exhaustive, atol=1e-5)
     assert (np.argsort(-trie, axis=1) == np.argsort(-exhaustive, axis=1)).all()
