@@ -83,6 +83,22 @@ def test_duplicate_events_keep_the_first_row():
     assert out["rating"].tolist() == [5.0] and out["category"].tolist() == ["a"]
 
 
+def test_ids_of_partitions_stored_as_strings_and_as_doubles_are_one_id(tmp_path):
+    """A partitioned Parquet log whose days store user_id as strings ('1') and as doubles (1.0): the float ids are
+    read as the integers they equal, as in a log of doubles only, so user 1 is one user, not '1' and '1.0'."""
+    for day, uids, t in (("2023-11-13", ["1", "2"], T0 - 2 * 86_400), ("2023-11-14", [1.0, 2.0], T0 - 3600)):
+        folder = tmp_path / "log" / f"dt={day}"
+        folder.mkdir(parents=True)
+        pd.DataFrame({"user_id": uids, "item_id": ["a", "b"], "category": ["x", "y"],
+                      "timestamp": [t, t + 1]}).to_parquet(folder / "p.parquet")
+    out = load_data(DataConfig(spec=f"parquet:{tmp_path / 'log'}")).interactions
+    assert sorted(out["user_id"].unique()) == ["1", "2"]
+    mixed = pd.DataFrame({"user_id": pd.Series(["1", 2.5], dtype=object), "item_id": ["a", "b"],
+                          "category": ["x", "y"], "timestamp": [T0, T0 + 1]})
+    with pytest.raises(CoeaInputError, match=r"column 'user_id', row 2: user_id 2.5 is not a whole number"):
+        validate_interactions(mixed, "t.parquet")
+
+
 # --- timestamps.py -----------------------------------------------------------------------------------------------
 
 

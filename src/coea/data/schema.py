@@ -57,18 +57,31 @@ def _check_ids(df: pd.DataFrame, source: str, names: Mapping[str, str]) -> None:
 def as_id_strings(values: pd.Series, source: str, col: str) -> pd.Series:
     """``values`` as stripped strings. Floats (a Parquet id column written as double) must be whole numbers and
     become integer strings (``1.0`` -> ``"1"``, as a CSV or an integer column gives it), with one warning; a float
-    with a fraction is an error."""
-    if not pd.api.types.is_float_dtype(values):
-        return values.astype(str).str.strip()
-    numbers = values.to_numpy(dtype="float64")
+    with a fraction is an error. Floats among other values (a partitioned log whose parts store the column as
+    strings and as doubles, concatenated into one object column) are read the same way: ``1.0`` is user ``"1"``,
+    never ``"1.0"``."""
+    if pd.api.types.is_float_dtype(values):
+        numbers = values.to_numpy(dtype="float64")
+        return pd.Series(_whole_float_ids(numbers, np.arange(len(numbers)), source, col), index=values.index)
+    text = values.astype(str).str.strip()
+    if values.dtype == object:
+        floats = np.fromiter((isinstance(v, (float, np.floating)) for v in values), dtype=bool, count=len(values))
+        if floats.any():
+            numbers = values[floats].to_numpy(dtype="float64")
+            text[floats] = _whole_float_ids(numbers, np.flatnonzero(floats), source, col)
+    return text
+
+
+def _whole_float_ids(numbers: np.ndarray, positions: np.ndarray, source: str, col: str) -> np.ndarray:
+    """Float ids (at 0-based ``positions`` of their column) as the integer strings they equal, with one warning."""
     whole = np.isfinite(numbers) & (np.floor(numbers) == numbers) & (np.abs(numbers) < 2.0**63)
     if not whole.all():
-        row = int(np.flatnonzero(~whole)[0]) + 1
-        raise CoeaInputError(f"{col} {float(numbers[row - 1])} is not a whole number (float ids are read as the "
-                             "integers they equal)", source=source, column=col, row=row,
+        at = int(np.flatnonzero(~whole)[0])
+        raise CoeaInputError(f"{col} {float(numbers[at])} is not a whole number (float ids are read as the "
+                             "integers they equal)", source=source, column=col, row=int(positions[at]) + 1,
                              fix=f"store {col} as strings or integers")
     log.warning("%s: column '%s' holds floats; read as the integers they equal (1.0 -> '1')", source, col)
-    return pd.Series(numbers.astype("int64").astype(str), index=values.index)
+    return numbers.astype("int64").astype(str)
 
 
 def _resolve_category_conflicts(df: pd.DataFrame, source: str, policy: str, category: str) -> pd.DataFrame:
