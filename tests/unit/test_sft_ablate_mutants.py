@@ -92,10 +92,10 @@ def test_taken_up_reads_exactly_the_horizon_and_the_whole_history_before_the_cut
 
 def test_r_llm_cut_targets_and_seen_set():
     """An R-LLM cut's positives are at most ``max_targets`` categories new to the user (not the cut's last
-    event's), and its "seen" set (banned from the negatives) holds every category before the cut, the last one
-    included."""
+    event's), and its set banned from the negatives holds every category before the cut, the last one included,
+    and every one taken up in the horizon (f, past max_targets, too)."""
     cuts = cut_points(_one_user(), {"u": GroupInfo((0,), "p")}, CFG, np.random.default_rng(0))
-    assert [(targets, seen) for _, targets, seen in cuts] == [(["d", "e"], {"a", "b", "c"})]  # f: over max_targets
+    assert [(targets, banned) for _, targets, banned in cuts] == [(["d", "e"], {"a", "b", "c", "d", "e", "f"})]
     assert cuts[0][0].short_term == ("b", "c")
 
 
@@ -173,3 +173,25 @@ def test_the_run_s_pco_rounds_are_reused_only_when_all_of_them_finished(tmp_path
         state = PcoState(done, rows[:done + 1], {})
         monkeypatch.setattr(ablate, "read_state", lambda path, pco, state=state: state)
         assert ablate.finished_rounds(cfg, RunLayout(tmp_path)) == reused, done
+
+
+def test_a_category_taken_up_past_max_targets_is_never_a_negative():
+    """Bug found by this audit: a cut keeps at most ``max_targets`` positives, and the categories taken up after
+    those were banned from neither side, so the R-LLM learned "no" for a category the user did take up in the
+    horizon (here f, the only other category in the adoption pool: every draw). The module doc: negatives come from
+    categories the user neither had before the cut nor took up in the horizon. SFT cuts and PCO's refresh alike."""
+    from coea.pco.periods import Window, refresh_examples
+
+    rows = [("u", f"i{t}", c, t) for t, c in enumerate(CATS)]
+    rows += [(f"v{k}", f"j{t}", c, t) for k in range(5) for t, c in enumerate(["a", "b", "c", "f", "a", "a"])]
+    groups = {u: GroupInfo((0,), f"p{u}") for u in ["u"] + [f"v{k}" for k in range(5)]}
+    cuts = cut_points(events(rows), groups, CFG, np.random.default_rng(0))
+    for seed in range(5):
+        ex = relevance_examples(cuts, 1, "</s>", np.random.default_rng(seed))
+        assert not [c for ctx, c, label in ex.specs if ctx.profile == "pu" and not label and c in "def"], seed
+    refresh_cfg = SftDataConfig(**{**CFG.__dict__, "min_prefix": 3, "cuts_per_user": 1})  # u's refresh cut: at 3
+    for seed in range(5):
+        ex = refresh_examples(events(rows), groups, Window(0, 0, 10), refresh_cfg, "</s>", np.random.default_rng(seed))
+        u_rows = [e for e in ex if "profile: pu" in e["prompt"]]
+        assert u_rows and not [e for e in u_rows if e["completion"].startswith(" no")
+                               and e["prompt"].split("candidate:")[1].strip() in "def"], seed

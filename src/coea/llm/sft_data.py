@@ -201,7 +201,8 @@ def adoption_counts(cuts: list[tuple[PromptContext, list[str], set[str]]]) -> pd
 
 def cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,
                 rng: np.random.Generator) -> list[tuple[PromptContext, list[str], set[str]]]:
-    """R-LLM cuts: (context, taken-up categories, categories seen before the cut) for every grouped user."""
+    """R-LLM cuts: (context, taken-up categories (at most ``max_targets``), categories no "no" may be: those seen
+    before the cut and every one taken up in the horizon, also past ``max_targets``) for every grouped user."""
     require_resolved(cfg)
     out = []
     for info, cats, ts, items in _grouped_histories(history, groups, cfg):
@@ -209,7 +210,7 @@ def cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftD
             targets = taken_up(cats, t, cfg.horizon, target_start(ts, t, cfg.gap))
             if targets:
                 out.append((prompt_context(info, cats[:t], cfg, items=items[:t]), targets[:cfg.max_targets],
-                            set(cats[:t])))
+                            set(cats[:t]).union(targets)))
     return out
 
 

@@ -154,9 +154,10 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
     must be resolved; unlike SFT's cuts, a refresh cut always has ``cfg.min_prefix`` events before it."""
     cuts = []
     for info, cats, times, items, t in _window_cuts(history, groups, window, cfg):
-        targets = taken_up(cats, t, cfg.horizon, target_start(times, t, cfg.gap))[:cfg.max_targets]
-        if targets:
-            cuts.append((prompt_context(info, cats[:t], cfg, items=items[:t]), targets, set(cats[:t])))
+        targets = taken_up(cats, t, cfg.horizon, target_start(times, t, cfg.gap))
+        if targets:  # one taken up past max_targets is no positive, and no negative either
+            cuts.append((prompt_context(info, cats[:t], cfg, items=items[:t]), targets[:cfg.max_targets],
+                         set(cats[:t]).union(targets)))
     return relevance_examples(cuts, cfg.negatives_per_positive, eos, rng, with_group=with_group)
 
 
