@@ -295,7 +295,7 @@ class RelevanceExamples(Sequence):
 
 def relevance_examples(cuts: list[tuple[PromptContext, list[str], set[str]]], negatives_per_positive: int,
                        eos: str, rng: np.random.Generator, *, with_group: bool = True) -> RelevanceExamples:
-    """Balanced R-LLM examples from (context, taken-up categories, seen before the cut) cuts, shuffled: each
+    """Balanced R-LLM examples from (context, taken-up categories, categories no "no" may be) cuts, shuffled: each
     taken-up category a ``yes``, ``negatives_per_positive`` times as many ``no`` drawn by adoption popularity
     (over these cuts) among categories the user neither had nor took up."""
     adoption = adoption_counts(cuts)
