@@ -29,28 +29,15 @@ from coea.state import (
     run_save_state,
 )
 from tests.gcs_helpers import BUCKET
-
-
-def _dir(path: Path, *names: str, tag: str = "") -> Path:
-    for name in names:
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(f"{tag}:{name}")
-    return path
+from tests.state_helpers import models_dir as _models
+from tests.state_helpers import state_ids as _ids
+from tests.state_helpers import write_dir as _dir
 
 
 def _period(root: Path, tag: str) -> tuple[Path, Path]:
     """A period's prepared data dir (its interactions.parquet's bytes differ by ``tag``) and a DSIE dir."""
     return (_dir(root / f"data_{tag}", "interactions.parquet", "meta.json", tag=tag),
             _dir(root / f"dsie_{tag}", "groups.parquet", tag=tag))
-
-
-def _models(root: Path, tag: str) -> Path:
-    return _dir(root / f"m_{tag}", "novelty/w.bin", "relevance/w.bin", tag=tag)
-
-
-def _ids(state: str, kind: str) -> set[str]:
-    base = Path(state) / kind
-    return {p.name for p in base.iterdir()} if base.is_dir() else set()
 
 
 def _loaded(state: str, client: Any = None) -> dict[str, str]:
