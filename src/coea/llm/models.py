@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,21 +108,23 @@ def _add_csid_tokens(tokenizer: PreTrainedTokenizerBase, csid_levels: Sequence[i
 def _wrap_lora(model: PreTrainedModel, cfg: ModelConfig, new_ids: list[int]) -> Any:
     from peft import LoraConfig, get_peft_model
 
-    from coea.llm.trainer_output import GRADIENT_CHECKPOINTING_DEPRECATED
-
     lora = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                       lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_target_modules),
                       trainable_token_indices=new_ids if (cfg.train_new_tokens and new_ids) else None)
-    with warnings.catch_warnings():  # peft asks the deprecated `is_gradient_checkpointing` (transformers 5)
+    return _peft_model(lambda: get_peft_model(model, lora))
+
+
+def _peft_model(make: Callable[[], Any]) -> Any:
+    """``make()``, a peft model (fresh or reloaded), without the FutureWarning peft's question to transformers 5
+    (the deprecated ``is_gradient_checkpointing``) raises, and with an output head that answers ``bias``. A head
+    tied to the input embedding (Qwen2.5 0.5B-3B) is wrapped by peft with the new tokens' rows; the wrapper
+    forwards ``weight`` (merged with those rows) but not ``bias``, which trl's fused LM head reads: every SFT step
+    failed with AttributeError (session 57, a tied Qwen2 with Qwen's tokenizer)."""
+    from coea.llm.trainer_output import GRADIENT_CHECKPOINTING_DEPRECATED
+
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", GRADIENT_CHECKPOINTING_DEPRECATED, FutureWarning)
-        return _head_bias(get_peft_model(model, lora))
-
-
-def _head_bias(model: Any) -> Any:
-    """``model`` whose output head answers ``bias``. A head tied to the input embedding (Qwen2.5 0.5B-3B) is
-    wrapped by peft with the new tokens' rows; the wrapper forwards ``weight`` (merged with those rows) but not
-    ``bias``, which trl's fused LM head reads: every SFT step failed with AttributeError (session 57, a tied Qwen2
-    with Qwen's tokenizer)."""
+        model = make()
     head = model.get_output_embeddings()
     if not hasattr(head, "bias") and getattr(head, "original_module", None) is not None:
         head.bias = head.original_module.bias
@@ -275,15 +277,11 @@ def load_bundle(out_dir: Path, *, trainable: bool = False, device: str = "cpu") 
     if meta["adapter"]:
         from peft import PeftModel
 
-        from coea.llm.trainer_output import GRADIENT_CHECKPOINTING_DEPRECATED
-
         base = AutoModelForCausalLM.from_pretrained(local_model_dir(cfg.base_model), local_files_only=True)
         if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:  # as load_pretrained grew it (never
             with torch.random.fork_rng(devices=[]):  # shrinks: a base padded past its tokenizer keeps its rows)
                 base.resize_token_embeddings(len(tokenizer))  # rows are overwritten by the adapter's saved matrices
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", GRADIENT_CHECKPOINTING_DEPRECATED, FutureWarning)
-            model = _head_bias(PeftModel.from_pretrained(base, out_dir, is_trainable=trainable))
+        model = _peft_model(lambda: PeftModel.from_pretrained(base, out_dir, is_trainable=trainable))
     else:
         model = AutoModelForCausalLM.from_pretrained(out_dir, local_files_only=True, dtype=torch.float32)
         model.requires_grad_(trainable)

@@ -204,14 +204,20 @@ def cut_points(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftD
     """R-LLM cuts: (context, taken-up categories (at most ``max_targets``), categories no "no" may be: those seen
     before the cut and every one taken up in the horizon, also past ``max_targets``) for every grouped user."""
     require_resolved(cfg)
-    out = []
-    for info, cats, ts, items in _grouped_histories(history, groups, cfg):
-        for t in _cuts(len(cats), cfg, rng):
-            targets = taken_up(cats, t, cfg.horizon, target_start(ts, t, cfg.gap))
-            if targets:
-                out.append((prompt_context(info, cats[:t], cfg, items=items[:t]), targets[:cfg.max_targets],
-                            set(cats[:t]).union(targets)))
-    return out
+    cuts = (relevance_cut(info, cats, ts, items, t, cfg)
+            for info, cats, ts, items in _grouped_histories(history, groups, cfg) for t in _cuts(len(cats), cfg, rng))
+    return [cut for cut in cuts if cut is not None]
+
+
+def relevance_cut(info: GroupInfo, cats: list[str], ts: np.ndarray, items: list[str], t: int,
+                  cfg: SftDataConfig) -> tuple[PromptContext, list[str], set[str]] | None:
+    """One R-LLM cut at event ``t`` (SFT's :func:`cut_points`, PCO's refresh): (context, the first
+    ``max_targets`` categories taken up in the horizon, the categories no "no" may be: those seen before the cut
+    and every one taken up, also past ``max_targets``); None when nothing is taken up."""
+    targets = taken_up(cats, t, cfg.horizon, target_start(ts, t, cfg.gap))
+    if not targets:
+        return None
+    return prompt_context(info, cats[:t], cfg, items=items[:t]), targets[:cfg.max_targets], set(cats[:t]).union(targets)
 
 
 def _novelty_cuts(history: pd.DataFrame, groups: Mapping[str, GroupInfo], cfg: SftDataConfig,

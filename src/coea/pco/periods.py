@@ -39,10 +39,9 @@ from coea.llm.sft_data import (
     novelty_targets,
     prompt_context,
     recent_categories,
+    relevance_cut,
     relevance_examples,
     require_resolved,
-    taken_up,
-    target_start,
 )
 from coea.pco.config import Periods
 
@@ -152,12 +151,8 @@ def refresh_examples(history: pd.DataFrame, groups: Mapping[str, GroupInfo], win
     (:func:`coea.llm.sft_data.target_start`: ``cfg.gap`` seconds after the cut), negatives drawn as in
     :mod:`coea.llm.sft_data` (weighted by adoption popularity within the window), balanced, shuffled. ``cfg``
     must be resolved; unlike SFT's cuts, a refresh cut always has ``cfg.min_prefix`` events before it."""
-    cuts = []
-    for info, cats, times, items, t in _window_cuts(history, groups, window, cfg):
-        targets = taken_up(cats, t, cfg.horizon, target_start(times, t, cfg.gap))
-        if targets:  # one taken up past max_targets is no positive, and no negative either
-            cuts.append((prompt_context(info, cats[:t], cfg, items=items[:t]), targets[:cfg.max_targets],
-                         set(cats[:t]).union(targets)))
+    cuts = [cut for info, cats, times, items, t in _window_cuts(history, groups, window, cfg)
+            if (cut := relevance_cut(info, cats, times, items, t, cfg)) is not None]
     return relevance_examples(cuts, cfg.negatives_per_positive, eos, rng, with_group=with_group)
 
 
