@@ -24,6 +24,17 @@ ML_DIR = REPO.parent / "shared" / "data" / "ml-1m"
 ON_CI = bool(os.environ.get("CI"))
 
 
+class WarningCollector(logging.Handler):
+    """A log handler keeping the messages of WARNING and above (``messages``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def skip_unless(available: bool, reason: str) -> pytest.MarkDecorator:
     """``skipif(not available)`` off CI; on CI the test runs (and fails on the missing piece)."""
     return pytest.mark.skipif(not available and not ON_CI, reason=reason)

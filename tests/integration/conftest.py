@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import build_once
+from tests.helpers import WarningCollector, build_once
 
 
 @pytest.fixture(scope="session")
@@ -33,20 +33,11 @@ def tiny_sft_run(tmp_path_factory) -> Path:
     return build_once(tmp_path_factory, "tiny_sft_run", build)
 
 
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def warnings_seen(monkeypatch) -> list[str]:
     """The ``coea`` warnings of this test. The logger holds only this collector, so the CLI's log setup (once
     per process, bound to the stderr of its time) stays out of the way whatever ran before."""
-    collect = Collect()
+    collect = WarningCollector()
     logger = logging.getLogger("coea")
     monkeypatch.setattr(logger, "handlers", [collect])
     monkeypatch.setattr(logger, "propagate", False)

@@ -15,6 +15,7 @@ from coea.dsie.artifact import load_dsie, read_embeddings, save_dsie
 from coea.dsie.config import DsieConfig, EncoderConfig, GroupConfig, RqVaeConfig
 from coea.dsie.run import DsieResult, run_dsie
 from coea.errors import CoeaInputError
+from tests.helpers import WarningCollector
 
 # dsie.seed 4 with the encoder's seed and the RQ-VAE's left at 0: the run warns; no group merging, so the groups
 # keep the sizes the codes give them
@@ -23,15 +24,6 @@ CFG = DsieConfig(encoder=EncoderConfig(dim=8, n_layers=1, n_heads=2, max_len=8, 
                  rqvae=RqVaeConfig(hidden_dims=[8], latent_dim=4, codebook_sizes=[4, 2], epochs=3, kmeans_iters=5),
                  group=GroupConfig(depth=1, min_group_size=1), seed=4)
 BLANK = ("cold_blank", "cold_unknown", "warm_without_events")  # nothing the cold-start rule can read
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
 
 
 def _histories() -> Histories:
@@ -49,7 +41,7 @@ def _histories() -> Histories:
 def fit() -> tuple[DsieResult, list[str]]:
     """The fit (its warm users listed with one user that has no history event) and the warnings it logged."""
     h = _histories()
-    records, logger = _Records(), logging.getLogger("coea.dsie.run")
+    records, logger = WarningCollector(), logging.getLogger("coea.dsie.run")
     logger.addHandler(records)
     try:
         warm = sorted(set(h.interactions["user_id"])) + ["warm_without_events"]

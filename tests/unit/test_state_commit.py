@@ -317,13 +317,26 @@ def test_garbage_collection_never_deletes_a_newer_version_another_writer_is_uplo
     assert _ids(state, "snapshots") == {ours.snapshot, theirs[0]}  # A collected, the newer upload kept
 
 
-def test_a_pointer_written_before_the_history_is_collected_as_before(tmp_path: Path) -> None:
+def _commits_across_a_pointer_without_history(tmp_path: Path, keep: int):
+    """Periods A and B committed, the pointer's history then removed (a pointer written before it existed), C
+    committed: (state, a, b, c)."""
     state = str(tmp_path / "state")
-    a = run_save_state(state, *_period(tmp_path, "A"), keep=2)
-    b = run_save_state(state, *_period(tmp_path, "B"), keep=2)
+    a = run_save_state(state, *_period(tmp_path, "A"), keep=keep)
+    b = run_save_state(state, *_period(tmp_path, "B"), keep=keep)
     pointer = json.loads((Path(state) / POINTER).read_text())
     del pointer["history"]
     (Path(state) / POINTER).write_text(json.dumps(pointer))
-    c = run_save_state(state, *_period(tmp_path, "C"), keep=2)
+    return state, a, b, run_save_state(state, *_period(tmp_path, "C"), keep=keep)
+
+
+def test_a_pointer_written_before_the_history_is_collected_as_before(tmp_path: Path) -> None:
+    state, a, b, c = _commits_across_a_pointer_without_history(tmp_path, keep=2)
     assert _ids(state, "snapshots") == {b.snapshot, c.snapshot} and a.snapshot not in _ids(state, "snapshots")
     assert read_pointer(state)["history"]["snapshots"] == [c.snapshot, b.snapshot]
+
+
+def test_a_pointer_without_a_history_keeps_the_newest_keep_versions(tmp_path: Path) -> None:
+    """A pointer written before the history existed: the next commit keeps the newest ``keep`` versions (keep=3:
+    all of A, B, C), not only the ones the new history names (C and the active B)."""
+    state, a, b, c = _commits_across_a_pointer_without_history(tmp_path, keep=3)
+    assert _ids(state, "snapshots") == {a.snapshot, b.snapshot, c.snapshot}

@@ -135,19 +135,6 @@ def test_a_models_only_save_keeps_each_id_once_in_the_history_and_the_previous_s
     assert _ids(state, "snapshots") == {a.snapshot, z.snapshot}
 
 
-def test_a_pointer_without_a_history_keeps_the_newest_keep_versions(tmp_path: Path) -> None:
-    """A pointer written before the history existed: the next commit keeps the newest ``keep`` versions (keep=3:
-    all of A, B, C), not only the ones the new history names (C and the active B)."""
-    state = str(tmp_path / "state")
-    a = run_save_state(state, *_period(tmp_path, "A"), keep=3)
-    b = run_save_state(state, *_period(tmp_path, "B"), keep=3)
-    pointer = json.loads((Path(state) / POINTER).read_text())
-    del pointer["history"]
-    (Path(state) / POINTER).write_text(json.dumps(pointer))
-    c = run_save_state(state, *_period(tmp_path, "C"), keep=3)
-    assert _ids(state, "snapshots") == {a.snapshot, b.snapshot, c.snapshot}
-
-
 def test_a_retry_is_recognised_when_only_one_side_knows_a_run_id(tmp_path: Path) -> None:
     """The committing run's id is compared only when the pointer AND the caller have one: a commit made without a
     run id, retried with one (and the reverse), is this step's own commit, returned, not a conflict."""
