@@ -17,7 +17,7 @@ import pytest
 from coea.config import SplitConfig
 from coea.data.cooccurrence import cooc_log_shares
 from coea.data.split import Histories, chronological_split
-from coea.evaluation.baselines import Cooccurrence, Markov, Popularity, RandomMethod
+from coea.evaluation.baselines import Cooccurrence, Ease, Markov, Popularity, RandomMethod
 from coea.evaluation.registry import METHODS, MethodArtifacts, MethodContext, Need, build_method, parse_method
 from coea.llm.sft_config import LlmConfig
 from coea.utils import log_softmax_rows
@@ -57,7 +57,7 @@ def test_registry_names_build_their_own_method_and_view():
 
     ctx = MethodContext(seed=7)
     expected = {"random": (RandomMethod, False), "pop": (Popularity, False), "pop_novel": (Popularity, True),
-                "markov": (Markov, False), "cooc_novel": (Cooccurrence, True),
+                "markov": (Markov, False), "cooc_novel": (Cooccurrence, True), "ease_novel": (Ease, True),
                 "sasrec": (dsie_methods.SasRecMethod, False), "group_pop_novel": (dsie_methods.GroupPopularity, True),
                 "nllm_sft": (llm_methods.NoveltySft, False), "dual_best_of_n": (llm_methods.DualBestOfN, False),
                 "rllm_rank": (llm_methods.RelevanceRank, False), "coea": (llm_methods.Coea, False),

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 
 from coea.data.cooccurrence import cooccurrence_scores, cooccurrence_similarity
+from coea.data.ease import fit_ease
 from coea.data.schema import CATEGORY, USER
 from coea.data.split import Histories
 
@@ -162,3 +163,16 @@ class Cooccurrence(ScoringMethod):
 
     def score(self, users: Sequence[str]) -> np.ndarray:
         return cooccurrence_scores(self.similarity, self.user_history, self.index, self.popularity, users)
+
+
+class Ease(ScoringMethod):
+    """EASE on the histories' items, summed per category (:mod:`coea.data.ease`: a closed-form item-to-item model
+    over the whole user x item matrix, the user's recent items weighted up; plus 1e-9 · popularity)."""
+
+    name = "ease"
+
+    def _fit(self, histories: Histories) -> None:
+        self.model = fit_ease(histories.interactions, self.categories)
+
+    def score(self, users: Sequence[str]) -> np.ndarray:
+        return self.model.scores(users)

@@ -18,7 +18,7 @@ from typing import Any
 
 from coea.config_values import close_match
 from coea.errors import CoeaInputError
-from coea.evaluation.baselines import Cooccurrence, Markov, Popularity, RandomMethod, ScoringMethod
+from coea.evaluation.baselines import Cooccurrence, Ease, Markov, Popularity, RandomMethod, ScoringMethod
 from coea.llm.sft_config import LlmConfig
 
 EXCLUDE_SUFFIX = "+x"
@@ -96,6 +96,7 @@ METHODS: dict[str, MethodInfo] = {
     "pop_novel": MethodInfo(lambda ctx: Popularity(exclude_history=True)),
     "markov": MethodInfo(lambda ctx: Markov()),
     "cooc_novel": MethodInfo(lambda ctx: Cooccurrence(exclude_history=True)),
+    "ease_novel": MethodInfo(lambda ctx: Ease(exclude_history=True)),
     "sasrec": MethodInfo(lambda ctx: _dsie_methods().SasRecMethod(ctx), frozenset({Need.DSIE})),
     "group_pop_novel": MethodInfo(lambda ctx: _dsie_methods().GroupPopularity(ctx, exclude_history=True),
                                   frozenset({Need.DSIE})),

@@ -1,0 +1,136 @@
+"""Does a non-sequential collaborative filter know what SASRec does not? EASE on the history's movies (session 59).
+
+A quality analysis, not a speed benchmark (``make bench`` does not run it). Every teacher PCO can distil into the
+N-LLM has been level with ``sasrec+x`` on MovieLens (docs/standing.md): the N-LLM and the DSIE encoder read the
+same events. EASE (Steck 2019, "Embarrassingly shallow autoencoders") reads them differently: a closed-form
+item-to-item linear model over the whole user x movie matrix, with no order, strong on MovieLens in the literature.
+This script fits it on the split's histories only (no future event: the leakage rule of ``coea.data.split``)
+and ranks each evaluated user's unseen categories (the ``+x`` view) by the ``ease_novel`` baseline's scores
+(:mod:`coea.data.ease`: the sum of each category's positive item scores ``s_u = q_u B``, ``q_u`` the user's items
+weighted by recency) for each ``lambda`` of ``--lambdas``. With ``--run`` (a ``coea group`` run folder on the same log
+and split) it also ranks by the fusion with the DSIE encoder
+
+    log_softmax(sasrec logits)(c) + w * log share_u(c),   share_u(c) = (ease(c) + 1e-6) / sum_c' (ease(c') + 1e-6)
+
+(the scores at the first ``--lambdas`` and the first ``--half-lives``) for each ``w`` of ``--weights`` (the
+form of ``analysis_fusion.py``'s co-occurrence expert), and with ``--nllm`` also ``nllm_seq`` (the N-LLM + 2 x the
+encoder, the distil teacher's ranking) plus ``w`` x the same shares: the target PCO would fit the N-LLM to if EASE
+joined its teacher. ``--half-lives``: the queries' recency half-lives in events (inf: unweighted). Every row prints
+S-H@K and the paired bootstrap 95 % CI of its difference to ``pop_novel`` and (with ``--run``) to ``sasrec+x``, over
+the split's evaluated users. Choose on the validation split (``--config`` with ``split: {validation: true}``); read
+test once.
+
+    python benchmarks/analysis_ease.py --config V.yaml --lambdas 50,200,500,1500 --half-lives inf,5,20
+    python benchmarks/analysis_ease.py --config V.yaml --run R --weights 0.5,1,2 [--nllm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import movielens_split, run_split  # noqa: E402
+
+EPS = 1e-6
+
+
+def log_shares(scores: np.ndarray) -> np.ndarray:
+    """(U, C) log of each row's nonnegative scores as shares, ``eps``-smoothed (finite everywhere)."""
+    s = np.maximum(scores, 0.0) + EPS
+    return np.log(s / s.sum(axis=1, keepdims=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=None,
+                        help="the split and data settings (without a data spec or --run: MovieLens from ../shared)")
+    parser.add_argument("--run", type=Path, default=None, help="a run folder with dsie/ on the same log and split")
+    parser.add_argument("--lambdas", default="500", help="comma-separated EASE L2 weights (default: %(default)s)")
+    parser.add_argument("--weights", default="", help="comma-separated w of the fusion with the encoder")
+    parser.add_argument("--nllm", action="store_true", help="also nllm_seq + w x EASE (needs the run's N-LLM)")
+    parser.add_argument("--half-lives", default="5",
+                        help="comma-separated query half-lives in events, inf = unweighted (default: %(default)s)")
+    parser.add_argument("--k", type=int, default=10)
+    args = parser.parse_args(argv)
+    from coea.config import load_run_config
+    from coea.data.ease import fit_ease
+    from coea.evaluation.baselines import top_k
+    from coea.evaluation.bootstrap import paired_bootstrap_ci
+    from coea.evaluation.evaluate import warm_per_user
+
+    cfg = load_run_config(args.config)
+    if args.run:
+        split = run_split(args.run, cfg.split)
+    elif cfg.data.spec != "synthetic":  # the config's log (e.g. benchmarks/short_view.py's csv)
+        from coea.data import chronological_split, load_data
+
+        split = chronological_split(load_data(cfg.data).interactions, cfg.split)
+    else:
+        split = movielens_split(cfg.split)
+    if split is None:
+        return 0
+    users, categories = split.warm_users, list(split.histories.categories)
+    history = split.histories.user_categories()
+    index = {c: i for i, c in enumerate(categories)}
+    banned = np.zeros((len(users), len(categories)), dtype=bool)
+    for r, u in enumerate(users):
+        banned[r, [index[c] for c in history.get(u, ())]] = True
+    from coea.data.schema import CATEGORY
+
+    counts = split.histories.interactions[CATEGORY].value_counts()
+    pop = np.array([counts.get(c, 0) for c in categories], dtype=np.float64)
+    lists = {"pop_novel": np.broadcast_to(np.log((pop + 1) / (pop.sum() + len(pop))), banned.shape)}
+    shares = None
+    for lam in [float(v) for v in args.lambdas.split(",")]:
+        for h in [float(v) for v in args.half_lives.split(",")]:
+            cat = fit_ease(split.histories.interactions, categories, lam=lam, half_life=h).scores(users)
+            lists[f"ease_novel, lambda {lam:g}, half-life {h:g}"] = cat
+            if shares is None:
+                shares = log_shares(cat)  # the fusion reads the first lambda's and half-life's
+    weights = [float(w) for w in args.weights.split(",") if w]
+    if args.run:
+        import torch
+
+        from coea.evaluation.llm_methods import encoder_fused, log_softmax_rows
+        from coea.evaluation.registry import build_method, method_context, parse_method
+        from coea.layout import RunLayout
+        from coea.stages.artifacts import load_artifacts
+
+        torch.set_num_threads(1)
+        name = "nllm_seq+x" if args.nllm else "sasrec"
+        ctx = method_context(cfg, load_artifacts([name], RunLayout(args.run).artifacts()))
+        method = build_method(parse_method(name), ctx).fit(split.histories)
+        if list(method.categories) != categories:
+            raise SystemExit(f"error: {args.run}: its categories differ from the split's; give a run on this log")
+        enc = method.encoder.score(users) if args.nllm else np.asarray(method.score(users), dtype=np.float64)
+        log_s = log_softmax_rows(enc)
+        lists["sasrec+x"] = log_s
+        for w in weights:
+            lists[f"sasrec + {w:g} x ease"] = log_s + w * shares
+        if args.nllm:
+            teacher = encoder_fused(method.novelty_logprobs(users), enc, cfg.llm.encoder_weight)
+            lists["nllm_seq+x"] = teacher
+            for w in weights:
+                lists[f"nllm_seq + {w:g} x ease"] = teacher + w * shares
+    recs = {label: top_k(np.where(banned, -np.inf, s), users, categories, args.k) for label, s in lists.items()}
+    key = f"S-H@{args.k}"
+    per_user = {label: v[key] for label, v in warm_per_user(split, recs, cfg.eval, [args.k]).items()}
+    refs = ["pop_novel"] + (["sasrec+x"] if args.run else [])
+    print(f"{len(users)} evaluated users\n")
+    print(f"| ranking of unseen categories | {key} | " + " | ".join(f"− {r} (95 % paired CI)" for r in refs) + " |")
+    print("|---|---:|" + "---:|" * len(refs))
+    for label, vec in per_user.items():
+        cells = []
+        for ref in refs:
+            ci = paired_bootstrap_ci(vec, per_user[ref], seed=cfg.eval.seed)
+            cells.append(f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]")
+        print(f"| {label} | {vec.mean():.4f} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
