@@ -17,10 +17,11 @@ form of ``analysis_fusion.py``'s co-occurrence expert), and with ``--nllm`` also
 encoder, the distil teacher's ranking) plus ``w`` x the same shares: the target PCO would fit the N-LLM to if EASE
 joined its teacher. ``--half-lives``: the queries' recency half-lives in events (inf: unweighted). Every row prints
 S-H@K and the paired bootstrap 95 % CI of its difference to ``pop_novel`` and (with ``--run``) to ``sasrec+x``, over
-the split's evaluated users. Choose on the validation split (``--config`` with ``split: {validation: true}``); read
-test once.
+the split's evaluated users. Without ``--run`` the log is the config's ``data`` (or ``--data``). Choose on the
+validation split (``--config`` with ``split: {validation: true}``); read test once.
 
-    python benchmarks/analysis_ease.py --config V.yaml --lambdas 50,200,500,1500 --half-lives inf,5,20
+    python benchmarks/analysis_ease.py --config V.yaml --data movielens:../shared/data/ml-1m \
+        --lambdas 50,200,500,1500 --half-lives inf,5,20
     python benchmarks/analysis_ease.py --config V.yaml --run R --weights 0.5,1,2 [--nllm]
 """
 
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import movielens_split, run_split  # noqa: E402
+from _common import run_split  # noqa: E402
 
 EPS = 1e-6
 
@@ -46,8 +47,8 @@ def log_shares(scores: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=None,
-                        help="the split and data settings (without a data spec or --run: MovieLens from ../shared)")
+    parser.add_argument("--config", type=Path, default=None, help="the split and data settings")
+    parser.add_argument("--data", default=None, help="the log (as coea's --data), instead of the config's")
     parser.add_argument("--run", type=Path, default=None, help="a run folder with dsie/ on the same log and split")
     parser.add_argument("--lambdas", default="500", help="comma-separated EASE L2 weights (default: %(default)s)")
     parser.add_argument("--weights", default="", help="comma-separated w of the fusion with the encoder")
@@ -63,16 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     from coea.evaluation.evaluate import warm_per_user
 
     cfg = load_run_config(args.config)
+    if args.data:
+        cfg.data.spec = args.data
     if args.run:
         split = run_split(args.run, cfg.split)
-    elif cfg.data.spec != "synthetic":  # the config's log (e.g. benchmarks/short_view.py's csv)
+    else:
         from coea.data import chronological_split, load_data
 
         split = chronological_split(load_data(cfg.data).interactions, cfg.split)
-    else:
-        split = movielens_split(cfg.split)
-    if split is None:
-        return 0
     users, categories = split.warm_users, list(split.histories.categories)
     history = split.histories.user_categories()
     index = {c: i for i, c in enumerate(categories)}
