@@ -10,7 +10,7 @@ and ranks each evaluated user's unseen categories (the ``+x`` view) by the ``eas
 weighted by recency) for each ``lambda`` of ``--lambdas``. With ``--run`` (a ``coea group`` run folder on the same log
 and split) it also ranks by the fusion with the DSIE encoder
 
-    log_softmax(sasrec logits)(c) + w * log share_u(c),   share_u(c) = (ease(c) + 1e-6) / sum_c' (ease(c') + 1e-6)
+    log_softmax(sasrec logits)(c) + w * log share_u(c)     (share_u: coea.data.ease.ease_log_shares)
 
 (the scores at the first ``--lambdas`` and the first ``--half-lives``) for each ``w`` of ``--weights`` (the
 form of ``analysis_fusion.py``'s co-occurrence expert), and with ``--nllm`` also ``nllm_seq`` (the N-LLM + 2 x the
@@ -36,14 +36,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import run_split  # noqa: E402
 
-EPS = 1e-6
-
-
-def log_shares(scores: np.ndarray) -> np.ndarray:
-    """(U, C) log of each row's nonnegative scores as shares, ``eps``-smoothed (finite everywhere)."""
-    s = np.maximum(scores, 0.0) + EPS
-    return np.log(s / s.sum(axis=1, keepdims=True))
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args(argv)
     from coea.config import load_run_config
-    from coea.data.ease import fit_ease
+    from coea.data.ease import ease_log_shares, fit_ease
     from coea.evaluation.baselines import top_k
     from coea.evaluation.bootstrap import paired_bootstrap_ci
     from coea.evaluation.evaluate import warm_per_user
@@ -89,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             cat = fit_ease(split.histories.interactions, categories, lam=lam, half_life=h).scores(users)
             lists[f"ease_novel, lambda {lam:g}, half-life {h:g}"] = cat
             if shares is None:
-                shares = log_shares(cat)  # the fusion reads the first lambda's and half-life's
+                shares = ease_log_shares(cat)  # the fusion reads the first lambda's and half-life's
     weights = [float(w) for w in args.weights.split(",") if w]
     if args.run:
         import torch

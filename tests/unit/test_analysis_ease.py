@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from benchmarks.analysis_ease import log_shares, main
+from benchmarks.analysis_ease import main
+from coea.data.ease import ease_log_shares
 
 
-def test_log_shares_are_the_rows_normalised_with_a_floor_so_a_zero_score_stays_finite():
-    out = log_shares(np.array([[3.0, 1.0, 0.0], [0.0, 0.0, -2.0]]))
+def test_ease_log_shares_are_the_rows_normalised_with_a_floor_so_a_zero_score_stays_finite():
+    out = ease_log_shares(np.array([[3.0, 1.0, 0.0], [0.0, 0.0, -2.0]]))
     assert np.isfinite(out).all()
     np.testing.assert_allclose(np.exp(out).sum(axis=1), 1.0)
     assert np.exp(out[0, 0]) == pytest.approx(0.75, rel=1e-5) and out[0, 2] < np.log(1e-5)

@@ -31,6 +31,7 @@ from coea.data.schema import CATEGORY, ITEM, USER, sort_events
 LAMBDA = 500.0
 HALF_LIFE = 5.0
 MAX_ITEMS = 5000
+SHARE_FLOOR = 1e-6  # added to every category's score before the shares of ease_log_shares
 
 
 def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
@@ -98,3 +99,12 @@ def fit_ease(interactions: pd.DataFrame, categories: Sequence[str], *, lam: floa
     item_category = top.set_index(ITEM)[CATEGORY].reindex(items).map(index).to_numpy()
     gram = (binary.T @ binary).toarray()
     return EaseModel(ease_weights(gram, lam), item_category.astype(np.int64), queries, user_row, popularity)
+
+
+def ease_log_shares(scores: np.ndarray) -> np.ndarray:
+    """(U, C) ``log share_u(c)`` of EASE category scores as an expert beside other log-probabilities: each row's
+    nonnegative scores plus :data:`SHARE_FLOOR`, as shares of the row's total (finite everywhere; a row without a
+    positive score is uniform). The floor keeps a category that no item of the user's points to a few nats below
+    the others rather than ~20 (a floor at 1e-12, as the co-occurrence shares use, would all but ban it)."""
+    s = np.maximum(np.asarray(scores, dtype=np.float64), 0.0) + SHARE_FLOOR
+    return np.log(s / s.sum(axis=1, keepdims=True))
