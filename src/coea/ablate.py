@@ -161,9 +161,10 @@ def variant_configs(cfg: RunConfig, alphas=ALPHAS, extras: bool = False,
         judged = copy.deepcopy(cfg)
         # the judge swapped, the update kept: under DPO the R-LLM's pairs are hard-labelled (soft labels are the
         # teacher's); under distill its log-odds are the reward. It judges the N-LLM's top JUDGED_CANDIDATES where the
-        # teacher read every unseen category, and the co-occurrence term is the teacher's
+        # teacher read every unseen category, and the co-occurrence and EASE terms are the teacher's
         judged.pco = replace(judged.pco, reward=RewardKind.RELEVANCE, soft_preferences=False,
-                             candidates=judged.pco.candidates or JUDGED_CANDIDATES, teacher_cooc_weight=0.0)
+                             candidates=judged.pco.candidates or JUDGED_CANDIDATES, teacher_cooc_weight=0.0,
+                             teacher_ease_weight=0.0)
         out["coea w/o teacher"] = judged
     if extras:
         out.update(_prompt_variants(cfg))

@@ -87,6 +87,9 @@ def test_under_the_distill_update_the_r_llm_row_keeps_the_update_on_the_top_cand
     assert short["coea w/o teacher"].pco.teacher_cooc_weight == 0  # the co-occurrence term is the teacher's
     kept = run_config_from_dict({"pco": {"reward": "teacher", "update": "distill", "candidates": 30}}, where="test")
     assert variant_configs(kept)["coea w/o teacher"].pco.candidates == 30
+    with_ease = run_config_from_dict({"pco": {"reward": "teacher", "update": "distill", "teacher_ease_weight": 2.0}},
+                                     where="test")
+    assert variant_configs(with_ease)["coea w/o teacher"].pco.teacher_ease_weight == 0  # the EASE term too
 
 
 def test_feedback_reward_adds_a_row_that_reads_no_feedback():

@@ -88,6 +88,7 @@ ROWS: list[tuple[str, Any, Any, dict]] = [
     ("pco.candidates", 1, 2, {}), ("pco.temperature", 0.0, 0.01, {}),
     ("pco.margin", 1.0, 0.99, {}), ("pco.margin", -0.01, 0.0, {}),
     ("pco.teacher_weight", -0.01, 0.0, {}), ("pco.teacher_cooc_weight", -0.01, 0.0, {}),
+    ("pco.teacher_ease_weight", -0.01, 0.0, {}),
     ("pco.accept_threshold", 0.0, 0.01, {}), ("pco.accept_threshold", 1.0, 0.99, {}),
     ("pco.seed", SEED_MAX - 2, SEED_MAX - 3, {}),
     ("pco.relevance_refresh.epochs", 0.0, 0.01, {}), ("pco.novelty_refresh.warmup_ratio", 1.0, 0.99, {}),

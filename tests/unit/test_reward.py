@@ -288,3 +288,37 @@ def torch_log_softmax(logits: np.ndarray) -> np.ndarray:
     import torch
 
     return torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1).numpy()
+
+
+def test_teacher_ease_weight_adds_the_ease_shares_of_every_users_history_before_the_window_end():
+    """``pco.teacher_ease_weight`` v: the teacher adds ``v * log e_u(c)``, e_u the ``ease_novel`` baseline's scores as
+    shares, fitted on every user's events before the window's end only (an event at or after it changes nothing, one
+    of another user before it does); v without the teacher reward is refused."""
+    from coea.data.ease import ease_log_shares, fit_ease
+
+    cats = ["a", "b", "c", "d", "z"]
+    enc = _teacher_encoder(cats)
+    history = pd.DataFrame({"user_id": ["u0"] * 4 + ["u1"] * 3 + ["u2"] * 2,
+                            "item_id": ["a1", "b1", "c1", "a2", "d1", "d2", "b1", "a1", "d1"],
+                            "category": ["a", "b", "c", "a", "d", "d", "b", "a", "d"],
+                            "timestamp": [1, 2, 3, 12, 4, 5, 6, 7, 8]})
+    setup = RewardSetup(history, {}, cats, LLM, encoder=enc)
+    inputs = replace(_inputs([["d", "z"], ["a", "c"]], [{"a", "b", "c"}, {"d", "b"}]), users=["u0", "u1"],
+                     history=history, window=Window(0, 0, 10))
+    alone = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5), setup).score(inputs)
+    reward = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5, teacher_ease_weight=3.0), setup)
+    got = reward.score(inputs)
+    logs = ease_log_shares(fit_ease(history[history["timestamp"] < 10], cats).scores(["u0", "u1"]))
+    for i, cs in enumerate(inputs.candidates):
+        extra = [logs[i, cats.index(c)] for c in cs]
+        np.testing.assert_allclose(np.array(got[i]) - np.array(alone[i]), 3.0 * np.array(extra), rtol=1e-9)
+    assert not np.allclose(np.array(got[0]) - np.array(alone[0]), 3.0 * np.log(1 / len(cats)))  # not uniform shares
+    after = history.assign(item_id=["a1", "b1", "c1", "d2", "d1", "d2", "b1", "a1", "d1"])  # u0's t=12 event
+    assert reward.score(replace(inputs, history=after)) == got
+    other = history.assign(item_id=["a1", "b1", "c1", "a2", "d1", "d2", "b1", "c1", "d1"],  # u2's t=7 event
+                           category=["a", "b", "c", "a", "d", "d", "b", "c", "d"])
+    assert reward.score(replace(inputs, history=other)) != got
+    with pytest.raises(ValueError, match="teacher_ease_weight needs reward teacher"):
+        PcoConfig(reward="feedback", teacher_ease_weight=1.0)
+    with pytest.raises(ValueError, match="teacher_ease_weight must be >= 0"):
+        PcoConfig(reward="teacher", teacher_ease_weight=-1.0)

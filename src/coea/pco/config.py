@@ -136,6 +136,11 @@ class PcoConfig:
     # (validation, three paired trainings): 1 beside teacher_weight 1 left the tuned N-LLM where the encoder alone
     # took it (-0.0013 [-0.0095, +0.0070]); the short preset sets 2 (session 46, with its distill update)
     teacher_cooc_weight: float = 0.0
+    # reward teacher: adds teacher_ease_weight x log e_u(c), the shares of the user's EASE category scores (the
+    # ease_novel baseline's, coea.data.ease.ease_log_shares) fitted on every user's history before the window's end: an
+    # item-level collaborative filter that reads what the order-aware encoder does not. 0 (default) = off. Session 59
+    # (MovieLens validation, ranking-time probe RULE59-EASE): docs/results.md
+    teacher_ease_weight: float = 0.0
     # reward teacher: each pair carries the soft label P(chosen preferred) = sigmoid(dpo.beta x score gap), the
     # Bradley-Terry probability of the teacher's scores, so the DPO optimum is the finite shift log pi - log ref =
     # teacher_weight x log p_S + const, i.e. the product of experts itself (coea.llm.losses); False = hard labels (1),
@@ -224,7 +229,7 @@ class PcoConfig:
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
         if self.soft_preferences and self.reward is not RewardKind.TEACHER:
             raise ValueError(f"soft_preferences needs reward teacher (scores in nats), got {self.reward.value!r}")
-        for name in ("teacher_weight", "teacher_cooc_weight"):
+        for name in ("teacher_weight", "teacher_cooc_weight", "teacher_ease_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.update is Update.DISTILL and self.reward not in (RewardKind.TEACHER, RewardKind.RELEVANCE):
@@ -233,8 +238,9 @@ class PcoConfig:
         if self.reference is Reference.NONE and (self.update is not Update.DISTILL or self.dpo.alpha):
             raise ValueError("reference none needs update distill with dpo.alpha 0 (a DPO step and the KL penalty "
                              "need a reference model)")
-        if self.teacher_cooc_weight and self.reward is not RewardKind.TEACHER:
-            raise ValueError(f"teacher_cooc_weight needs reward teacher, got {self.reward.value!r}")
+        for name in ("teacher_cooc_weight", "teacher_ease_weight"):
+            if getattr(self, name) and self.reward is not RewardKind.TEACHER:
+                raise ValueError(f"{name} needs reward teacher, got {self.reward.value!r}")
         if not 0.0 < self.accept_threshold < 1.0:
             raise ValueError(f"accept_threshold must be in (0, 1), got {self.accept_threshold!r}")
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from coea.data.cooccurrence import history_log_shares
+from coea.data.ease import ease_log_shares, fit_ease
 from coea.data.schema import CATEGORY, TIMESTAMP, USER
 from coea.llm.prompts import PromptContext, relevance_prompt
 from coea.llm.sft_config import LlmConfig
@@ -276,14 +277,17 @@ class TeacherReward(Reward):
 
     exclude_seen_when_sampling = True
 
-    def __init__(self, encoder: Any, weight: float, cooc_weight: float = 0.0, categories: Sequence[str] = ()) -> None:
+    def __init__(self, encoder: Any, weight: float, cooc_weight: float = 0.0, categories: Sequence[str] = (),
+                 ease_weight: float = 0.0) -> None:
         self.encoder, self.weight, self.cooc_weight, self.categories = encoder, weight, cooc_weight, list(categories)
+        self.ease_weight = ease_weight
 
     @classmethod
     def build(cls, cfg: PcoConfig, setup: RewardSetup) -> Reward:
         if setup.encoder is None:
             raise ValueError("reward teacher needs the DSIE encoder (RewardSetup.encoder)")
-        return cls(setup.encoder, cfg.teacher_weight, cfg.teacher_cooc_weight, setup.categories)
+        return cls(setup.encoder, cfg.teacher_weight, cfg.teacher_cooc_weight, setup.categories,
+                   cfg.teacher_ease_weight)
 
     def encoder_logprobs(self, inputs: RewardInputs) -> list[np.ndarray]:
         """Per user, log p_S of each candidate after the user's history before the window's end (a category the
@@ -307,7 +311,19 @@ class TeacherReward(Reward):
         history before the window's end, the user's row as shares (a category outside the universe scores the row's
         lowest value)."""
         h = inputs.history
-        logs = history_log_shares(h[h[TIMESTAMP].to_numpy() < inputs.window.end], self.categories, inputs.users)
+        return self._candidates(inputs, history_log_shares(h[h[TIMESTAMP].to_numpy() < inputs.window.end],
+                                                           self.categories, inputs.users))
+
+    def ease_log_shares(self, inputs: RewardInputs) -> list[np.ndarray]:
+        """Per user, log e_u of each candidate (``pco.teacher_ease_weight``): the ``ease_novel`` baseline's scores
+        fitted on every user's history before the window's end, the user's row as shares
+        (:func:`coea.data.ease.ease_log_shares`; a category outside the universe scores the row's lowest value)."""
+        h = inputs.history
+        model = fit_ease(h[h[TIMESTAMP].to_numpy() < inputs.window.end], self.categories)
+        return self._candidates(inputs, ease_log_shares(model.scores(inputs.users)))
+
+    def _candidates(self, inputs: RewardInputs, logs: np.ndarray) -> list[np.ndarray]:
+        """Each user's row of ``logs`` (U, C over the universe) at the user's candidates."""
         index = {c: i for i, c in enumerate(self.categories)}
         return [np.array([logs[i, index[c]] if c in index else logs[i].min() for c in cs])
                 for i, cs in enumerate(inputs.candidates)]
@@ -318,6 +334,8 @@ class TeacherReward(Reward):
         rows = [self.weight * row for row in self.encoder_logprobs(inputs)]
         if self.cooc_weight:
             rows = [row + self.cooc_weight * c for row, c in zip(rows, self.cooc_log_shares(inputs), strict=True)]
+        if self.ease_weight:
+            rows = [row + self.ease_weight * e for row, e in zip(rows, self.ease_log_shares(inputs), strict=True)]
         return [[float(x) for x in row] for row in rows]
 
 
