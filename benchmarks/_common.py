@@ -74,3 +74,18 @@ def report(name: str, rows: dict[str, dict[str, float]], extra: dict[str, Any] |
     path = OUT_DIR / f"{name}.json"
     path.write_text(json.dumps({"rows": rows, **(extra or {})}, indent=2) + "\n")
     return path
+
+
+def print_ci_table(per_user: dict[str, Any], refs: list[str], key: str, seed: int) -> None:
+    """A markdown table: per ranking (``per_user``: label -> per-user metric vector) its mean ``key`` and, per
+    reference label of ``refs``, the paired bootstrap 95 % CI of its difference over users."""
+    from coea.evaluation.bootstrap import paired_bootstrap_ci
+
+    print(f"| ranking of unseen categories | {key} | " + " | ".join(f"− {r} (95 % paired CI)" for r in refs) + " |")
+    print("|---|---:|" + "---:|" * len(refs))
+    for label, vec in per_user.items():
+        cells = []
+        for ref in refs:
+            ci = paired_bootstrap_ci(vec, per_user[ref], seed=seed)
+            cells.append(f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]")
+        print(f"| {label} | {vec.mean():.4f} | " + " | ".join(cells) + " |", flush=True)

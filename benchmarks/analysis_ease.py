@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run_split  # noqa: E402
+from _common import print_ci_table, run_split  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     from coea.config import load_run_config
     from coea.data.ease import ease_log_shares, fit_ease
     from coea.evaluation.baselines import top_k
-    from coea.evaluation.bootstrap import paired_bootstrap_ci
     from coea.evaluation.evaluate import warm_per_user
 
     cfg = load_run_config(args.config)
@@ -112,14 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     per_user = {label: v[key] for label, v in warm_per_user(split, recs, cfg.eval, [args.k]).items()}
     refs = ["pop_novel"] + (["sasrec+x"] if args.run else [])
     print(f"{len(users)} evaluated users\n")
-    print(f"| ranking of unseen categories | {key} | " + " | ".join(f"− {r} (95 % paired CI)" for r in refs) + " |")
-    print("|---|---:|" + "---:|" * len(refs))
-    for label, vec in per_user.items():
-        cells = []
-        for ref in refs:
-            ci = paired_bootstrap_ci(vec, per_user[ref], seed=cfg.eval.seed)
-            cells.append(f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]")
-        print(f"| {label} | {vec.mean():.4f} | " + " | ".join(cells) + " |", flush=True)
+    print_ci_table(per_user, refs, key, cfg.eval.seed)
     return 0
 
 

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run_split  # noqa: E402
+from _common import print_ci_table, run_split  # noqa: E402
 
 
 def log_popularity(counts: np.ndarray) -> np.ndarray:
@@ -173,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from coea.data.cooccurrence import cooc_log_shares
     from coea.evaluation.baselines import Cooccurrence, top_k
-    from coea.evaluation.bootstrap import paired_bootstrap_ci
     from coea.evaluation.evaluate import warm_per_user
     from coea.evaluation.registry import build_method, method_context, parse_method
     from coea.layout import RunLayout
@@ -201,14 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     per_user = {label: v[key] for label, v in warm_per_user(split, recs, cfg.eval, [args.k]).items()}
     print(f"{len(users)} evaluated users; w = 0 is the N-LLM alone ({args.novelty})\n")
     refs = [r for r in ("w=0", "pop_novel") if r in per_user] + (["sasrec+x"] if args.ensemble_run else [])
-    print(f"| ranking of unseen categories | {key} | " + " | ".join(f"− {r} (95 % paired CI)" for r in refs) + " |")
-    print("|---|---:|" + "---:|" * len(refs))
-    for label, vec in per_user.items():
-        cells = []
-        for ref in refs:
-            ci = paired_bootstrap_ci(vec, per_user[ref], seed=cfg.eval.seed)
-            cells.append(f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]")
-        print(f"| {label} | {vec.mean():.4f} | " + " | ".join(cells) + " |")
+    print_ci_table(per_user, refs, key, cfg.eval.seed)
     return 0
 
 

@@ -248,6 +248,16 @@ def test_teacher_with_an_encoder_pair_scores_w_times_the_log_of_the_parts_normal
     np.testing.assert_allclose(got[0] - got[1], 4.0 / 2 * gap, rtol=1e-5)
 
 
+def _teacher_with_expert(cats: list[str], history: pd.DataFrame, **expert):
+    """Round inputs for users u0 and u1 (window end 10) over ``history``, the teacher's scores without a third expert,
+    and the teacher reward with ``expert`` (``teacher_cooc_weight`` or ``teacher_ease_weight``), teacher weight 0.5."""
+    setup = RewardSetup(history, {}, cats, LLM, encoder=_teacher_encoder(cats))
+    inputs = replace(_inputs([["d", "z"], ["a", "c"]], [{"a", "b", "c"}, {"d", "b"}]), users=["u0", "u1"],
+                     history=history, window=Window(0, 0, 10))
+    alone = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5), setup).score(inputs)
+    return inputs, alone, make_reward(PcoConfig(reward="teacher", teacher_weight=0.5, **expert), setup)
+
+
 def test_teacher_cooc_weight_adds_the_cooccurrence_shares_of_the_history_before_the_window_end():
     """``pco.teacher_cooc_weight`` v: the teacher adds ``v * log s_u(c)``, s_u the ``cooc`` baseline's scores of the
     user as shares, fitted on the events before the window's end only (an event at or after it changes nothing, one
@@ -257,15 +267,10 @@ def test_teacher_cooc_weight_adds_the_cooccurrence_shares_of_the_history_before_
     from coea.evaluation.baselines import Cooccurrence
 
     cats = ["a", "b", "c", "d", "z"]
-    enc = _teacher_encoder(cats)
     history = pd.DataFrame({"user_id": ["u0"] * 4 + ["u1"] * 3 + ["u2"] * 2,
                             "category": ["a", "b", "c", "a", "d", "d", "b", "a", "d"],
                             "timestamp": [1, 2, 3, 12, 4, 5, 6, 7, 8]})
-    setup = RewardSetup(history, {}, cats, LLM, encoder=enc)
-    inputs = replace(_inputs([["d", "z"], ["a", "c"]], [{"a", "b", "c"}, {"d", "b"}]), users=["u0", "u1"],
-                     history=history, window=Window(0, 0, 10))
-    alone = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5), setup).score(inputs)
-    reward = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5, teacher_cooc_weight=2.0), setup)
+    inputs, alone, reward = _teacher_with_expert(cats, history, teacher_cooc_weight=2.0)
     got = reward.score(inputs)
     before = history[history["timestamp"] < 10]
     cooc = Cooccurrence().fit(Histories(before, {}, cats))
@@ -297,16 +302,11 @@ def test_teacher_ease_weight_adds_the_ease_shares_of_every_users_history_before_
     from coea.data.ease import ease_log_shares, fit_ease
 
     cats = ["a", "b", "c", "d", "z"]
-    enc = _teacher_encoder(cats)
     history = pd.DataFrame({"user_id": ["u0"] * 4 + ["u1"] * 3 + ["u2"] * 2,
                             "item_id": ["a1", "b1", "c1", "a2", "d1", "d2", "b1", "a1", "d1"],
                             "category": ["a", "b", "c", "a", "d", "d", "b", "a", "d"],
                             "timestamp": [1, 2, 3, 12, 4, 5, 6, 7, 8]})
-    setup = RewardSetup(history, {}, cats, LLM, encoder=enc)
-    inputs = replace(_inputs([["d", "z"], ["a", "c"]], [{"a", "b", "c"}, {"d", "b"}]), users=["u0", "u1"],
-                     history=history, window=Window(0, 0, 10))
-    alone = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5), setup).score(inputs)
-    reward = make_reward(PcoConfig(reward="teacher", teacher_weight=0.5, teacher_ease_weight=3.0), setup)
+    inputs, alone, reward = _teacher_with_expert(cats, history, teacher_ease_weight=3.0)
     got = reward.score(inputs)
     logs = ease_log_shares(fit_ease(history[history["timestamp"] < 10], cats).scores(["u0", "u1"]))
     for i, cs in enumerate(inputs.candidates):
