@@ -45,7 +45,7 @@ from coea.config import SERVED_METHOD  # noqa: E402
 STAGES = ("prepare", "dsie", "sft_data", "sft_novelty", "sft_relevance", "pco", "evaluate", "evaluate_llm",
           "recommend", "export")
 FULL_SIZES, QUICK_SIZES = (10_000, 30_000, 100_000), (1_000, 3_000, 10_000)
-CHEAP_METHODS = ["random", "pop", "pop_novel", "markov", "markov+x", "cooc_novel", "group_pop_novel"]
+CHEAP_METHODS = ["random", "pop", "pop_novel", "markov", "markov+x", "cooc_novel", "ease_novel", "group_pop_novel"]
 LLM_METHODS = ["nllm_sft+x", "coea+x", "coea_seq+x"]  # fitted on every user, scored on a fixed sample (--llm-users)
 
 

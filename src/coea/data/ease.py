@@ -13,8 +13,10 @@ it works at item level and learns which items predict which; unlike SASRec it re
 
 Defaults, chosen on MovieLens validation (``benchmarks/analysis_ease.py``, docs/results.md, session 59):
 lambda 500, half-life 5 events; the sum beat the maximum by .036. Only the ``max_items`` most frequent items enter
-(XᵀX is items x items: 5,000 items are 200 MB of float64); the others add nothing to any score. A pure function of
-the histories it is given: nothing of the future is read.
+(XᵀX is items x items: 5,000 items are 200 MB of float64); the others add nothing to any score. Fitting peaks at
+about two items x items float64 arrays (MovieLens, 3,594 items: ~5 s and 276 MiB traced at one thread, 9 x the
+co-occurrence baseline's time; ``benchmarks/bench_foundation.py``, session 59). A pure function of the histories it
+is given: nothing of the future is read.
 """
 
 from __future__ import annotations
@@ -34,14 +36,16 @@ MAX_ITEMS = 5000
 SHARE_FLOOR = 1e-6  # added to every category's score before the shares of ease_log_shares
 
 
-def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
-    """(I, I) EASE's item-item weights from the Gram matrix ``XᵀX`` (not modified): ``-P / diag(P)``, diagonal 0."""
-    g = np.array(gram, dtype=np.float64)
+def ease_weights(gram: np.ndarray, lam: float, *, overwrite: bool = False) -> np.ndarray:
+    """(I, I) EASE's item-item weights from the Gram matrix ``XᵀX``: ``-P / diag(P)``, diagonal 0. ``overwrite``
+    lets it use ``gram`` (float64) as scratch, so the peak is two I x I arrays, not three (``fit_ease``'s own Gram)."""
+    g = gram if overwrite and gram.dtype == np.float64 else np.array(gram, dtype=np.float64)
     g[np.diag_indices_from(g)] += lam
     p = np.linalg.inv(g)
-    b = -p / np.diag(p)[None, :]
-    b[np.diag_indices_from(b)] = 0.0
-    return b
+    del g
+    p /= -np.diag(p).copy()[None, :]
+    p[np.diag_indices_from(p)] = 0.0
+    return p
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,8 @@ def fit_ease(interactions: pd.DataFrame, categories: Sequence[str], *, lam: floa
     top = (df.groupby([ITEM, CATEGORY], sort=False).size().rename("n").reset_index()
            .sort_values(["n", CATEGORY], ascending=[False, True], kind="mergesort").drop_duplicates(ITEM))
     item_category = top.set_index(ITEM)[CATEGORY].reindex(items).map(index).to_numpy()
-    gram = (binary.T @ binary).toarray()
-    return EaseModel(ease_weights(gram, lam), item_category.astype(np.int64), queries, user_row, popularity)
+    weights = ease_weights((binary.T @ binary).toarray(), lam, overwrite=True)
+    return EaseModel(weights, item_category.astype(np.int64), queries, user_row, popularity)
 
 
 def ease_log_shares(scores: np.ndarray) -> np.ndarray:
