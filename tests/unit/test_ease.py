@@ -91,6 +91,15 @@ def test_the_half_life_weights_recent_items_up_and_inf_weights_every_item_alike(
     assert flat[2] == pytest.approx(flat[1], rel=1e-9)
 
 
+def test_a_movie_watched_again_weighs_by_its_latest_event() -> None:
+    """u1 watched r1 long ago and again last: its query weight is 1 (age 0, the latest event), not 0.5 ** (3 / 1)."""
+    df = _log([("u1", "r1", "A", 1), ("u1", "s1", "B", 2), ("u1", "s2", "B", 3), ("u1", "r1", "A", 4),
+               ("u2", "r1", "A", 1), ("u2", "s1", "B", 2)])
+    model = fit_ease(df, ["A", "B"], half_life=1.0)
+    row = model.queries[model.user_row["u1"]].toarray()[0]  # items by name: r1, s1, s2
+    np.testing.assert_allclose(row, [1.0, 0.5 ** 2, 0.5 ** 1])
+
+
 def test_max_items_keeps_the_most_frequent_items_only() -> None:
     model = fit_ease(_three_users(), ["A", "B", "C"], max_items=2)  # a1 (3 events), then a2 and b1 (2 each): a2 by name
     assert model.weights.shape == (2, 2)
@@ -101,6 +110,8 @@ def test_an_item_logged_in_two_categories_counts_in_its_most_frequent_one() -> N
     df = _log([("u1", "m", "A", 1), ("u2", "m", "B", 1), ("u3", "m", "B", 1), ("u3", "n", "A", 2)])
     model = fit_ease(df, ["A", "B"], lam=1.0)
     assert model.item_category.tolist() == [1, 0]  # items sorted by name: m -> B, n -> A
+    tie = _log([("u1", "m", "B", 1), ("u2", "m", "A", 1)])  # one event each: the first name wins
+    assert fit_ease(tie, ["A", "B"]).item_category.tolist() == [0]
 
 
 @pytest.mark.parametrize(("kwargs", "word"), [({"lam": 0.0}, "lam"), ({"half_life": -1.0}, "half_life"),
