@@ -319,3 +319,20 @@ def test_a_save_that_fails_halfway_leaves_the_previous_bundle_whole(tmp_path, mo
     with pytest.raises(OSError, match="disk full"):
         save_bundle(new, tmp_path / "b")
     assert _same(load_bundle(tmp_path / "b").model, old.model)
+
+
+# run.py: _checkpoints leaves run-only settings out of a warm R-LLM's key (bug found by this audit)
+
+def test_a_warm_r_llm_resumes_its_checkpoint_after_the_n_llm_checkpoint_interval_changed(tmp_path):
+    """``checkpoint_minutes`` is run-only (``RUN_ONLY_FIELDS``: the SFT resume fingerprint leaves it out): a warm
+    R-LLM's key, which holds the N-LLM's SFT settings, must not change with ``llm.novelty.checkpoint_minutes``
+    either, or a restart with another interval throws away the R-LLM's checkpoint. Its real settings still count."""
+    warm = LlmConfig(relevance_init=RelevanceInit.NOVELTY)
+    every_minute = replace(warm, novelty=replace(warm.novelty, checkpoint_minutes=1.0))
+    other_lr = replace(warm, novelty=replace(warm.novelty, lr=1e-4))
+
+    def key(cfg):
+        return llm_run._checkpoints(cfg, tmp_path, "relevance", None).key
+
+    assert key(every_minute) == key(warm)
+    assert key(other_lr) != key(warm)

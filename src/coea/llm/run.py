@@ -27,7 +27,7 @@ from coea.llm.embedding_init import EncoderEmbeddings, init_from_encoder
 from coea.llm.models import ModelBundle, build_model_and_tokenizer, check_prompt_options, load_bundle, save_bundle
 from coea.llm.prompts import item_text, option_words
 from coea.llm.sft import SftCheckpoints, SftResult, train_sft
-from coea.llm.sft_config import MODELS, LlmConfig, RelevanceInit, SftDataConfig
+from coea.llm.sft_config import MODELS, LlmConfig, RelevanceInit, SftDataConfig, without_run_only
 from coea.llm.sft_data import GroupInfo, RelevanceExamples, build_sft_examples, group_infos
 from coea.pco.config import RewardKind
 from coea.utils import seed_everything, write_json_atomic
@@ -193,12 +193,13 @@ def _check_request(cfg: LlmConfig, out_dir: Path | None, which: Sequence[str]) -
 def _checkpoints(cfg: LlmConfig, out_dir: Path | None, name: str,
                  on_checkpoint: Callable[[str, Path], None] | None) -> SftCheckpoints | None:
     """Model ``name``'s checkpoint folder under ``out_dir`` (None without one), keyed by the settings its start
-    depends on: the model and prompt settings, its own SFT settings and (a warm-started R-LLM) the N-LLM's."""
+    depends on: the model and prompt settings, its own SFT settings and (a warm-started R-LLM) the N-LLM's, all but
+    the run-only ones (:data:`coea.llm.sft_config.RUN_ONLY_FIELDS`)."""
     if out_dir is None:
         return None
     start = [name, config_to_dict(cfg.model), config_to_dict(cfg.data)]
     if name == "relevance" and cfg.relevance_init is RelevanceInit.NOVELTY:
-        start.append(config_to_dict(cfg.novelty))
+        start.append(without_run_only(config_to_dict(cfg.novelty)))
     hook = None if on_checkpoint is None else (lambda path: on_checkpoint(name, path))
     return SftCheckpoints(Path(out_dir) / CHECKPOINTS / name, json.dumps(start, sort_keys=True, default=str), hook)
 
