@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_ci_table, run_split  # noqa: E402
+from analysis_fusion import log_popularity  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from coea.config import load_run_config
     from coea.data.ease import ease_log_shares, fit_ease
+    from coea.data.schema import CATEGORY
     from coea.evaluation.baselines import top_k
     from coea.evaluation.evaluate import warm_per_user
 
@@ -69,11 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     banned = np.zeros((len(users), len(categories)), dtype=bool)
     for r, u in enumerate(users):
         banned[r, [index[c] for c in history.get(u, ())]] = True
-    from coea.data.schema import CATEGORY
-
     counts = split.histories.interactions[CATEGORY].value_counts()
-    pop = np.array([counts.get(c, 0) for c in categories], dtype=np.float64)
-    lists = {"pop_novel": np.broadcast_to(np.log((pop + 1) / (pop.sum() + len(pop))), banned.shape)}
+    log_q = log_popularity(np.array([counts.get(c, 0) for c in categories], dtype=np.float64))
+    lists = {"pop_novel": np.broadcast_to(log_q, banned.shape)}
     shares = None
     for lam in [float(v) for v in args.lambdas.split(",")]:
         for h in [float(v) for v in args.half_lives.split(",")]:

@@ -67,10 +67,11 @@ class EaseModel:
             return out
         rows, qrows = (np.array(v) for v in zip(*known, strict=True))
         for start in range(0, len(rows), 1024):  # (batch, I) dense item scores at a time
-            item = np.maximum(self.queries[qrows[start:start + 1024]] @ self.weights, 0.0)
+            batch = slice(start, start + 1024)
+            item = np.maximum(self.queries[qrows[batch]] @ self.weights, 0.0)
             cat = np.zeros((item.shape[0], n_cat))
             np.add.at(cat.T, self.item_category, item.T)
-            out[rows[start:start + 1024]] += cat
+            out[rows[batch]] += cat
         return out
 
 
