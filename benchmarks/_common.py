@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from coea.utils import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 ML_DIR = REPO.parent / "shared" / "data" / "ml-1m"
@@ -20,6 +21,29 @@ def no_options(doc: str | None) -> None:
     """The command line of a benchmark that takes no options: ``--help`` prints ``doc`` and exits (it used to
     run the benchmark and overwrite its .bench/ JSON); anything else is an error."""
     argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+
+
+def bench_options(doc: str | None) -> argparse.Namespace:
+    """The command line of a MovieLens benchmark with a small mode: ``--small`` runs it on a small synthetic log
+    (a check that the script works, in about a minute, not a measurement: its JSON is ``<name>_small.json``),
+    ``--out`` the folder of the JSON (default .bench/)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true",
+                        help="a small synthetic log instead of MovieLens-1M (a smoke test of the script, not a "
+                             "measurement); writes <name>_small.json")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="folder of the JSON (default: .bench/)")
+    return parser.parse_args()
+
+
+def small_split():
+    """The default split of a small synthetic log (60 users, 20 categories): ``--small``'s data."""
+    from coea.config import SplitConfig, SyntheticConfig
+    from coea.data import chronological_split
+    from coea.data.synthetic import generate_synthetic
+
+    synth = SyntheticConfig(seed=3, n_users=60, n_categories=20, n_groups=4, items_per_category=8,
+                            mean_interactions=30, min_interactions=20)
+    return chronological_split(generate_synthetic(synth).interactions, SplitConfig())
 
 
 def movielens_split(split_cfg=None):
@@ -62,17 +86,18 @@ def measure(fn: Callable[[], Any], repeats: int = 3) -> dict[str, float]:
     return {"seconds": statistics.median(times), "min_seconds": min(times), "peak_mib": peak / 2**20}
 
 
-def report(name: str, rows: dict[str, dict[str, float]], extra: dict[str, Any] | None = None) -> Path:
-    """Print a table and write ``.bench/<name>.json``."""
+def report(name: str, rows: dict[str, dict[str, float]], extra: dict[str, Any] | None = None,
+           out_dir: Path = OUT_DIR) -> Path:
+    """Print a table and write ``<out_dir>/<name>.json`` (default .bench/), atomically."""
     print(f"\n## {name}")
     print(f"{'step':<28}{'median s':>10}{'min s':>10}{'peak MiB':>10}{'ratio':>8}")
     for step, r in rows.items():
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
         peak = f"{r['peak_mib']:.1f}" if "peak_mib" in r else "n/a"  # measured where the script traces memory
         print(f"{step:<28}{r['seconds']:>10.3f}{r['min_seconds']:>10.3f}{peak:>10}{ratio:>8}")
-    OUT_DIR.mkdir(exist_ok=True)
-    path = OUT_DIR / f"{name}.json"
-    path.write_text(json.dumps({"rows": rows, **(extra or {})}, indent=2) + "\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    write_json_atomic(path, {"rows": rows, **(extra or {})})
     return path
 
 

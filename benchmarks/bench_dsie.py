@@ -4,7 +4,8 @@ Ratios are against baselines measured in the same run: the encoder epoch against
 baseline (the cheapest sequence model), the novel-set target's epoch and the default view's encoder pair's (one
 epoch of each of its encoders) against the next-event one's, the RQ-VAE
 against scikit-learn k-means with the same number of groups on the same embeddings.
-Run: ``make bench`` or ``python benchmarks/bench_dsie.py``.
+Run: ``make bench`` or ``python benchmarks/bench_dsie.py``; ``--small``: a small synthetic log (a check that
+the script runs, not a measurement).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import measure, movielens_split, no_options, report  # noqa: E402
+from _common import OUT_DIR, bench_options, measure, movielens_split, report, small_split  # noqa: E402
 
 from coea.dsie.config import DsieConfig  # noqa: E402
 from coea.dsie.encoder import encode, train_encoder  # noqa: E402
@@ -26,14 +27,16 @@ from coea.evaluation.baselines import Markov  # noqa: E402
 from coea.stages.dsie import resolve_encoder  # noqa: E402
 
 
-def main() -> int:
+def main(small: bool = False, out_dir: Path = OUT_DIR) -> int:
     from sklearn.cluster import KMeans
 
-    split = movielens_split()
+    split = small_split() if small else movielens_split()
     if split is None:
         return 0
     h = split.histories
     cfg = DsieConfig()
+    if small:  # a check that the script runs: every training a few epochs
+        cfg = replace(cfg, encoder=replace(cfg.encoder, epochs=3), rqvae=replace(cfg.rqvae, epochs=10))
     rows = {"markov fit (baseline)": measure(lambda: Markov().fit(h))}
     one_epoch = replace(cfg.encoder, epochs=3, patience=99)
 
@@ -50,7 +53,8 @@ def main() -> int:
     enc = train_encoder(one_epoch, h)
     seqs = user_sequences(h.interactions, enc.vocab, one_epoch.collapse_repeats)
     emb, _ = encode(enc.model, [seqs[u] for u in split.warm_users], one_epoch)
-    rows["rqvae train (150 epochs)"] = measure(lambda: train_rqvae(cfg.rqvae, emb), repeats=1)
+    rqvae_row = f"rqvae train ({cfg.rqvae.epochs} epochs)"
+    rows[rqvae_row] = measure(lambda: train_rqvae(cfg.rqvae, emb), repeats=1)
     start = time.perf_counter()
     # what `coea group` runs on this view: the encoder fields resolved from the split (the default view's pair)
     res = run_dsie(replace(cfg, encoder=resolve_encoder(cfg.encoder, split.config)), h, split.warm_users,
@@ -64,13 +68,14 @@ def main() -> int:
     # the novel-set target's and the pair's epochs against the next-event one's, measured just before them
     novel_row["ratio"] = novel_row["seconds"] / enc_row["seconds"]
     both_row["ratio"] = both_row["seconds"] / enc_row["seconds"]
-    rows["rqvae train (150 epochs)"]["ratio"] = rows["rqvae train (150 epochs)"]["seconds"] / base_k
+    rows[rqvae_row]["ratio"] = rows[rqvae_row]["seconds"] / base_k
     print(f"run_dsie end to end: {total:.1f}s, {len(res.encoder.history)} encoder epochs, "
           f"M_N={res.report['csid_groups']['sizes']['M_N']}")
-    report("dsie", rows, {"run_dsie_seconds": total, "encoder_epochs": len(res.encoder.history)})
+    report("dsie" + ("_small" if small else ""), rows,
+           {"run_dsie_seconds": total, "encoder_epochs": len(res.encoder.history)}, out_dir=out_dir)
     return 0
 
 
 if __name__ == "__main__":
-    no_options(__doc__)
-    raise SystemExit(main())
+    args = bench_options(__doc__)
+    raise SystemExit(main(args.small, args.out))

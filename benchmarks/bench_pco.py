@@ -8,7 +8,8 @@ a preference update (two sequences per pair plus the reference pass) against pla
 
 The models are the default scratch N-LLM/R-LLM architecture, untrained (speed does not depend on the weights);
 every user gets one group (``1-2``) with a realistic profile. Run: ``make bench`` or
-``python benchmarks/bench_pco.py``.
+``python benchmarks/bench_pco.py``; ``--small``: a small synthetic log (a check that the script runs, not a
+measurement).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import movielens_split, no_options, report  # noqa: E402
+from _common import OUT_DIR, bench_options, movielens_split, report, small_split  # noqa: E402
 
 from coea.llm.config import ModelConfig  # noqa: E402
 from coea.llm.models import build_model_and_tokenizer  # noqa: E402
@@ -35,8 +36,8 @@ PROFILE = ("Group 1-2: 240 users. Long-term favourites: Comedy (12%), Drama (9%)
 STEPS = ("novelty_refresh_s", "sample_s", "score_s", "dpo_s", "reeval_s", "refresh_s")
 
 
-def main() -> int:
-    split = movielens_split()
+def main(small: bool = False, out_dir: Path = OUT_DIR) -> int:
+    split = small_split() if small else movielens_split()
     if split is None:
         return 0
     h = split.histories
@@ -66,11 +67,12 @@ def main() -> int:
     print(f"{len(rows)} rounds in {total:.1f}s; last round {last['round_s']:.1f}s: "
           + ", ".join(f"{s} {last[s]:.1f}" for s in STEPS)
           + f"; {pairs} pairs, DPO step / SFT on as many examples = {last['dpo_s'] / sft_s:.2f}x")
-    report("pco_round", out, {"config": {"rounds": cfg.rounds, "users_per_round": cfg.users_per_round,
-                                         "candidates": cfg.candidates, "margin": cfg.margin}})
+    config = {"rounds": cfg.rounds, "users_per_round": cfg.users_per_round, "candidates": cfg.candidates,
+              "margin": cfg.margin}
+    report("pco_round" + ("_small" if small else ""), out, {"config": config}, out_dir=out_dir)
     return 0
 
 
 if __name__ == "__main__":
-    no_options(__doc__)
-    raise SystemExit(main())
+    args = bench_options(__doc__)
+    raise SystemExit(main(args.small, args.out))

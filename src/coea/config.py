@@ -303,6 +303,29 @@ def save_config(cfg: Any, path: Path) -> None:
     write_json_atomic(path, config_to_dict(cfg))
 
 
+def drop_stale_config(cfg: Any, path: Path) -> bool:
+    """Remove the ``config.json`` at ``path`` when it records other settings than ``cfg`` (True when removed).
+
+    A command that writes its config last (``coea group``, an evaluation) calls this before its work: a re-run
+    with other settings that stops half-way then leaves no config.json beside its partial outputs, so a later
+    ``--run``/``--from-run`` asks for ``--config`` instead of reading the earlier run's settings as this one's.
+    The same settings keep the file (an interrupted re-run of the same command leaves a true record). A file
+    that is not valid JSON is stale too."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    current = json.loads(json.dumps(config_to_dict(cfg), default=str))
+    try:
+        same = json.loads(path.read_text(encoding="utf-8")) == current
+    except (ValueError, UnicodeDecodeError):
+        same = False
+    if same:
+        return False
+    path.unlink(missing_ok=True)
+    log.info("%s: removed (it recorded other settings; the new one is written when this command ends)", path)
+    return True
+
+
 def read_saved_config(cls: type, path: Path) -> Any:
     """Rebuild config ``cls`` from the JSON written beside an output by :func:`save_config`.
 

@@ -1,0 +1,99 @@
+"""A run folder's config.json never outlives the settings of a re-run that stopped half-way.
+
+`coea group` and an evaluation write config.json last; a re-run with other settings into the same folder that
+stopped before its end used to leave the earlier run's config.json beside its own partial outputs, and the next
+``--run`` read those settings as the run's (sessions 55-59 left this open)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from coea.config import RunConfig, drop_stale_config, save_config
+from tests.helpers import run_cli
+
+
+def test_the_same_settings_keep_the_file_and_other_settings_remove_it(tmp_path):
+    path = tmp_path / "config.json"
+    cfg = RunConfig()
+    assert drop_stale_config(cfg, path) is False  # nothing there: nothing to do
+    save_config(cfg, path)
+    assert drop_stale_config(cfg, path) is False
+    assert path.is_file()
+    other = replace(cfg, dsie=replace(cfg.dsie, seed=cfg.dsie.seed + 1))
+    assert drop_stale_config(other, path) is True
+    assert not path.exists()
+
+
+def test_a_damaged_config_json_counts_as_stale(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"dsie": ', encoding="utf-8")
+    assert drop_stale_config(RunConfig(), path) is True
+    assert not path.exists()
+    path.write_bytes(b"\xff\xfe\x00")
+    assert drop_stale_config(RunConfig(), path) is True
+
+
+def _stop_in_the_flow(monkeypatch):
+    import coea.flow
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # the user's Ctrl-C half-way through the encoder
+
+    monkeypatch.setattr(coea.flow, "run_flow", stopped)
+
+
+def test_an_interrupted_group_re_run_with_other_settings_leaves_no_earlier_config_json(tmp_path, monkeypatch, capsys):
+    """The earlier run's config.json (seed 1) is gone once a re-run with seed 2 has started; the same settings keep
+    it. Then `coea train-llms --run` refuses the folder (exit 2, naming --config) instead of training on the
+    built-in defaults."""
+    run = tmp_path / "run"
+    (run / "dsie").mkdir(parents=True)
+    (run / "data").mkdir()
+    first = RunConfig()
+    save_config(first, run / "config.json")
+    same = tmp_path / "same.yaml"
+    same.write_text(json.dumps(json.loads((run / "config.json").read_text())), encoding="utf-8")
+    _stop_in_the_flow(monkeypatch)
+    code, _, err = run_cli(["group", "--config", str(same), "--out", str(run)], capsys)
+    assert code == 130, err  # coea.cli.main's exit code for Ctrl-C
+    assert (run / "config.json").is_file()  # same settings: still a true record
+
+    other = tmp_path / "other.yaml"
+    other.write_text("dsie: {seed: 2}\n", encoding="utf-8")
+    code, _, err = run_cli(["group", "--config", str(other), "--out", str(run)], capsys)
+    assert code == 130, err
+    assert not (run / "config.json").exists()
+
+    code, _, err = run_cli(["train-llms", "--run", str(run)], capsys)
+    assert code == 2
+    assert "no config.json" in err and "--config" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_evaluation_into_a_folder_of_another_config_drops_it_before_scoring(tmp_path, monkeypatch, tiny_synth):
+    """evaluate_split removes OUT/config.json of other settings before the methods run (the new one is written
+    with the metrics): stopped while scoring, the folder holds no config that did not make its figures."""
+    from coea.data.loaders import LoadedData
+    from coea.data.split import chronological_split
+    from coea.data.synthetic import generate_synthetic
+    from coea.evaluation import evaluate as ev
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    cfg = RunConfig()
+    save_config(replace(cfg, dsie=replace(cfg.dsie, seed=cfg.dsie.seed + 1)), out / "config.json")
+
+    def stopped(*args, **kwargs):
+        assert not (out / "config.json").exists()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "recommend_all", stopped)
+    data = generate_synthetic(tiny_synth)
+    loaded = LoadedData(interactions=data.interactions, source="synthetic")
+    split = chronological_split(data.interactions, cfg.split)
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate_split(cfg, out, loaded, split, ctx=None)
+    assert not (out / "config.json").exists()
