@@ -185,14 +185,22 @@ def test_ablate_from_run_with_data_is_refused(tmp_path):
     assert res.returncode == 2 and "--data and --from-run" in res.stderr and not (tmp_path / "o").exists()
 
 
+def _fake_run(path: Path) -> None:
+    """A run folder's parts, empty, and its config.json (without that record beside dsie/: "pass --config")."""
+    from coea.config import RunConfig, save_config
+
+    for part in ("data", "dsie", "llm"):
+        (path / part).mkdir()
+    save_config(RunConfig(), path / "config.json")
+
+
 def test_pco_with_a_bad_served_file_names_it_before_any_model_loads(tmp_path):
     """``coea pco --served``: a file without the category column, or with a null in it, is refused with one line
     naming the file, the column (and the 1-based row: the null is in the second), exit 2, before anything loads
     or is written."""
     import pandas as pd
 
-    for part in ("data", "dsie", "llm"):
-        (tmp_path / part).mkdir()
+    _fake_run(tmp_path)
     pd.DataFrame({"user_id": ["u1"], "rank": [1], "score": [0.5]}).to_parquet(tmp_path / "nocat.parquet")
     pd.DataFrame({"user_id": ["u1", "u2"], "rank": [1, 1], "category": ["a", None],
                   "score": [0.5, 0.4]}).to_parquet(tmp_path / "null.parquet")
@@ -233,16 +241,14 @@ def test_a_served_file_that_changes_nothing_says_so(tmp_path, capsys, pco, rows,
 @pytest.mark.parametrize("alpha", ["nan", "inf"])
 def test_pco_with_a_non_finite_alpha_is_refused_before_anything_is_written(tmp_path, alpha):
     """`coea pco --alpha nan` trained NaN models over a good round and exited 0; now exit 2 naming the option."""
-    for part in ("data", "dsie", "llm"):
-        (tmp_path / part).mkdir()
+    _fake_run(tmp_path)
     res = coea("pco", "--run", str(tmp_path), "--alpha", alpha)
     assert res.returncode == 2 and "option --alpha: must be a finite number" in res.stderr, res.stderr
     assert not (tmp_path / "pco").exists()
 
 
 def test_pco_resume_without_state_fails_cleanly(tmp_path):
-    for part in ("data", "dsie", "llm"):
-        (tmp_path / part).mkdir()
+    _fake_run(tmp_path)
     res = coea("pco", "--run", str(tmp_path), "--resume")
     assert res.returncode == 2 and "nothing to resume" in res.stderr
     assert not (tmp_path / "pco").exists()

@@ -11,29 +11,45 @@ from dataclasses import replace
 
 import pytest
 
-from coea.config import RunConfig, drop_stale_config, save_config
+from coea.config import RunConfig, replacing_config, save_config
+from coea.errors import CoeaInputError
 from tests.helpers import run_cli
 
 
 def test_the_same_settings_keep_the_file_and_other_settings_remove_it(tmp_path):
     path = tmp_path / "config.json"
     cfg = RunConfig()
-    assert drop_stale_config(cfg, path) is False  # nothing there: nothing to do
+    with replacing_config(cfg, path):  # nothing there: nothing to do
+        assert not path.exists()
     save_config(cfg, path)
-    assert drop_stale_config(cfg, path) is False
-    assert path.is_file()
+    with replacing_config(cfg, path):
+        assert path.is_file()
     other = replace(cfg, dsie=replace(cfg.dsie, seed=cfg.dsie.seed + 1))
-    assert drop_stale_config(other, path) is True
+    with pytest.raises(KeyboardInterrupt), replacing_config(other, path):
+        assert not path.exists()
+        raise KeyboardInterrupt  # stopped half-way: the earlier record stays gone
     assert not path.exists()
+
+
+@pytest.mark.parametrize("refusal", [CoeaInputError("no user has a history", option="--config"),
+                                     OSError(28, "No space left on device")])
+def test_a_refused_re_run_puts_the_earlier_config_back_byte_for_byte(tmp_path, refusal):
+    path = tmp_path / "config.json"
+    save_config(RunConfig(), path)
+    before = path.read_bytes()
+    other = replace(RunConfig(), dsie=replace(RunConfig().dsie, seed=9))
+    with pytest.raises(type(refusal)), replacing_config(other, path):
+        assert not path.exists()
+        raise refusal
+    assert path.read_bytes() == before
 
 
 def test_a_damaged_config_json_counts_as_stale(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text('{"dsie": ', encoding="utf-8")
-    assert drop_stale_config(RunConfig(), path) is True
-    assert not path.exists()
-    path.write_bytes(b"\xff\xfe\x00")
-    assert drop_stale_config(RunConfig(), path) is True
+    for damaged in (b'{"dsie": ', b"\xff\xfe\x00"):
+        path.write_bytes(damaged)
+        with replacing_config(RunConfig(), path):
+            assert not path.exists()
 
 
 def _stop_in_the_flow(monkeypatch):
@@ -46,7 +62,7 @@ def _stop_in_the_flow(monkeypatch):
 
 
 def test_an_interrupted_group_re_run_with_other_settings_leaves_no_earlier_config_json(tmp_path, monkeypatch, capsys):
-    """The earlier run's config.json (seed 1) is gone once a re-run with seed 2 has started; the same settings keep
+    """The earlier run's config.json is gone once a re-run with another seed has started; the same settings keep
     it. Then `coea train-llms --run` refuses the folder (exit 2, naming --config) instead of training on the
     built-in defaults."""
     run = tmp_path / "run"
@@ -74,7 +90,7 @@ def test_an_interrupted_group_re_run_with_other_settings_leaves_no_earlier_confi
 
 
 def test_an_evaluation_into_a_folder_of_another_config_drops_it_before_scoring(tmp_path, monkeypatch, tiny_synth):
-    """evaluate_split removes OUT/config.json of other settings before the methods run (the new one is written
+    """evaluate_split removes OUT/config.json of other settings while the methods run (the new one is written
     with the metrics): stopped while scoring, the folder holds no config that did not make its figures."""
     from coea.data.loaders import LoadedData
     from coea.data.split import chronological_split

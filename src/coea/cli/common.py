@@ -318,7 +318,7 @@ def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
         return load_config(from_run / "config.json", saved=True)
     if config is None and from_run is not None and (from_run / "dsie").is_dir():
         # `coea group` writes config.json last and drops an earlier one with other settings first
-        # (coea.config.drop_stale_config): a DSIE without it was left by a re-run that stopped half-way, and the
+        # (coea.config.replacing_config): a DSIE without it was left by a re-run that stopped half-way, and the
         # built-in defaults are not what it was made with
         raise CoeaInputError("the run folder has dsie/ but no config.json (a `coea group` re-run with other "
                              "settings stopped before it ended)", source=from_run, option="--config",

@@ -45,7 +45,7 @@ from coea.cli.common import (
     with_device,
 )
 from coea.cli.rerun import pco_rerun, rerun_note, sft_rerun
-from coea.config import SERVED_METHOD, EvalConfig, drop_stale_config, save_config
+from coea.config import SERVED_METHOD, EvalConfig, replacing_config, save_config
 from coea.errors import CoeaInputError
 
 
@@ -165,8 +165,7 @@ def group_cmd(
     cfg = config_with_data(config, data, category_level, user_col, item_col, category_col, timestamp_col)
     cfg = replace(cfg, split=overrides(cfg.split, min_history=min_history, n_short=n_short))
     cfg = with_device(cfg, device)
-    with output_folder(out):
-        drop_stale_config(cfg, RunLayout(out).config)
+    with output_folder(out), replacing_config(cfg, RunLayout(out).config):
         result = run_flow(cfg, RunLayout(out), needs=frozenset({Need.DSIE}), evaluate=False).results[Step.DSIE]
         save_config(cfg, RunLayout(out).config)  # what train-llms, pco and serve on this run read by default
     typer.echo(json.dumps(result.summary.as_dict(), indent=2))

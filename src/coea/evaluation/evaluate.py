@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from coea.config import EvalConfig, RunConfig, config_to_dict, drop_stale_config, save_config
+from coea.config import EvalConfig, RunConfig, config_to_dict, replacing_config, save_config
 from coea.data.loaders import LoadedData
 from coea.data.schema import CATEGORY
 from coea.data.split import Split, cold_start_warning, require_warm_users
@@ -145,8 +145,8 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
     if (warning := cold_start_warning(split)) is not None:
         log.warning(warning)
     require_warm_users(split, loaded.source)
-    drop_stale_config(cfg, out_dir / "config.json")  # written last, with the metrics: not an earlier run's meanwhile
-    recs = recommend_all(split, cfg.eval, ctx)
+    with replacing_config(cfg, out_dir / "config.json"):  # written last, with the metrics: no earlier run's meanwhile
+        recs = recommend_all(split, cfg.eval, ctx)
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}
     metrics["paired_ci"] = paired_ci(split, recs, cfg.eval, metrics["methods"])
