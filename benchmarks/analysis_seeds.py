@@ -72,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paired-trainings", action="store_true",
                         help="an arm's i-th run was made from the reference's i-th (module doc): resample trainings "
                              "jointly")
+    parser.add_argument("--also-against", action="append", default=[], metavar="NAME",
+                        help="print the table again with arm NAME as the reference (the runs are scored once)")
     args = parser.parse_args(argv)
+    names = [name for name, _, _, _ in args.arm]
+    for extra in args.also_against:
+        if extra not in names:
+            parser.error(f"--also-against {extra!r}: no such arm (the arms: {', '.join(names)})")
     ref_runs = len(args.arm[0][2])
     if args.paired_trainings and any(len(runs) != ref_runs for _, _, runs, _ in args.arm):
         parser.error(f"--paired-trainings: every arm needs as many runs as the reference arm ({ref_runs})")
@@ -98,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, method, runs, own in args.arm:
         arm_cfg = replace(load_run_config(own), split=cfg.split) if own else cfg
         vectors[name] = [per_user(run, method, arm_cfg, split, args.metric) for run in runs]
-    print(table([(name, method) for name, method, _, _ in args.arm], vectors, args.metric, args.paired_trainings,
-                args.boot))
+    arms = [(name, method) for name, method, _, _ in args.arm]
+    print(table(arms, vectors, args.metric, args.paired_trainings, args.boot))
+    for extra in args.also_against:  # the same vectors, another arm first
+        print("\n" + table(sorted(arms, key=lambda arm: arm[0] != extra), vectors, args.metric,
+                            args.paired_trainings, args.boot))
     return 0
 
 

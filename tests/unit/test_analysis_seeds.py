@@ -30,6 +30,33 @@ def test_paired_trainings_need_as_many_runs_in_every_arm(capsys):
     assert "as many runs as the reference arm (2)" in capsys.readouterr().err
 
 
+def test_also_against_names_an_arm_and_prints_the_table_again_with_it_first(monkeypatch, capsys):
+    """`--also-against NAME`: a second table from the same per-user vectors (each run scored once) with NAME as the
+    reference; an unknown NAME exits 2 before any run is read."""
+    import numpy as np
+
+    import benchmarks.analysis_seeds as mod
+
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--arm", "a=pop@/r/a", "--arm", "b=pop@/r/b", "--also-against", "c"])
+    assert exc.value.code == 2 and "no such arm (the arms: a, b)" in capsys.readouterr().err
+
+    scored = []
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr("coea.cli.common.check_lineage", lambda *a, **kw: None)
+    monkeypatch.setattr("coea.data.prepared.read_prepared", lambda path: type("P", (), {"interactions": None}))
+    monkeypatch.setattr("coea.data.split.chronological_split", lambda frame, cfg: None)
+    monkeypatch.setattr(mod, "per_user", lambda run, *a: scored.append(run) or (rng.random(50) < .5).astype(float))
+    assert mod.main(["--arm", "a=pop@/r/a", "--arm", "b=pop@/r/b", "--arm", "c=pop@/r/c", "--also-against", "c",
+                     "--boot", "50"]) == 0
+    first, second = capsys.readouterr().out.split("evaluated users")[:2]
+    assert [Path(r).name for r in scored] == ["a", "b", "c"]  # once each
+    assert "- a: users only" in first and "- c: users only" in second
+    lines = [line for line in second.splitlines() if line.startswith("|")][2:]
+    assert [line.split(" | ")[0].strip("| ") for line in lines] == ["c", "a", "b"]
+    assert lines[0].split(" | ")[4] == "0"
+
+
 def test_the_paired_column_is_the_paired_trainings_bootstrap():
     """The table's last interval is :func:`seed_bootstrap_ci` with ``paired_runs`` under ``--paired-trainings``
     (and without it otherwise), on the per-user vectors of every training; the users-only one is the paired user
