@@ -12,8 +12,6 @@ import dataclasses
 import enum
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +24,7 @@ from coea.dsie.config import DsieConfig
 from coea.errors import CoeaInputError
 from coea.llm.sft_config import LlmConfig
 from coea.pco.config import PcoConfig
-from coea.utils import as_enum, atomic_path, check_seed, write_json_atomic
+from coea.utils import as_enum, check_seed, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -303,39 +301,6 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 def save_config(cfg: Any, path: Path) -> None:
     """Write a config as JSON (atomically) so the output beside it describes itself."""
     write_json_atomic(path, config_to_dict(cfg))
-
-
-@contextmanager
-def replacing_config(cfg: Any, path: Path) -> Iterator[None]:
-    """Around the work of a command that writes its ``config.json`` (``path``) last (``coea group``, an
-    evaluation): a config.json that records other settings than ``cfg`` is removed first, so a re-run with other
-    settings that stops half-way (Ctrl-C, a crash) leaves no config.json beside its partial outputs, and a later
-    ``--run``/``--from-run`` asks for ``--config`` instead of reading the earlier run's settings as this one's. A
-    re-run the command refuses (bad input, a full disk: :class:`CoeaInputError` or :class:`OSError`) puts it back,
-    leaving the earlier run whole. The same settings (or a file that is not valid JSON: stale too, removed)
-    keep it."""
-    path = Path(path)
-    old = path.read_bytes() if path.is_file() else None
-    if old is not None and not _records(old, cfg):
-        path.unlink(missing_ok=True)
-        log.info("%s: removed (it recorded other settings; the new one is written when this command ends)", path)
-    else:
-        old = None
-    try:
-        yield
-    except (CoeaInputError, OSError):
-        if old is not None and not path.exists():
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(old)
-        raise
-
-
-def _records(saved: bytes, cfg: Any) -> bool:
-    """Whether a saved config.json's bytes hold ``cfg``'s settings (False when they are not valid JSON)."""
-    try:
-        return json.loads(saved.decode("utf-8")) == json.loads(json.dumps(config_to_dict(cfg), default=str))
-    except (ValueError, UnicodeDecodeError):
-        return False
 
 
 def read_saved_config(cls: type, path: Path) -> Any:

@@ -316,14 +316,6 @@ def from_run_config(config: Path | None, from_run: Path | None) -> RunConfig:
                                  fix=PASS_A_RUN)
     if config is None and from_run is not None and (from_run / "config.json").is_file():
         return load_config(from_run / "config.json", saved=True)
-    if config is None and from_run is not None and (from_run / "dsie").is_dir():
-        # `coea group` writes config.json last and drops an earlier one with other settings first
-        # (coea.config.replacing_config): a DSIE without it was left by a re-run that stopped half-way, and the
-        # built-in defaults are not what it was made with
-        raise CoeaInputError("the run folder has dsie/ but no config.json (a `coea group` re-run with other "
-                             "settings stopped before it ended)", source=from_run, option="--config",
-                             fix="pass --config with the settings the run was made with, or run `coea group "
-                                 "--out` it again")
     return load_config(config)
 
 

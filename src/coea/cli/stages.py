@@ -45,7 +45,8 @@ from coea.cli.common import (
     with_device,
 )
 from coea.cli.rerun import pco_rerun, rerun_note, sft_rerun
-from coea.config import SERVED_METHOD, EvalConfig, replacing_config, save_config
+from coea.config import SERVED_METHOD, EvalConfig, save_config
+from coea.config_record import replacing_config
 from coea.errors import CoeaInputError
 
 

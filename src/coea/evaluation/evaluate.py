@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from coea.config import EvalConfig, RunConfig, config_to_dict, replacing_config, save_config
+from coea.config import EvalConfig, RunConfig, config_to_dict, save_config
+from coea.config_record import replacing_config
 from coea.data.loaders import LoadedData
 from coea.data.schema import CATEGORY
 from coea.data.split import Split, cold_start_warning, require_warm_users
