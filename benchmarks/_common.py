@@ -95,9 +95,8 @@ def report(name: str, rows: dict[str, dict[str, float]], extra: dict[str, Any] |
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
         peak = f"{r['peak_mib']:.1f}" if "peak_mib" in r else "n/a"  # measured where the script traces memory
         print(f"{step:<28}{r['seconds']:>10.3f}{r['min_seconds']:>10.3f}{peak:>10}{ratio:>8}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    write_json_atomic(path, {"rows": rows, **(extra or {})})
+    write_json_atomic(path, {"rows": rows, **(extra or {})})  # makes out_dir
     return path
 
 

@@ -186,12 +186,9 @@ def test_ablate_from_run_with_data_is_refused(tmp_path):
 
 
 def _fake_run(path: Path) -> None:
-    """A run folder's parts, empty, and its config.json (without that record beside dsie/: "pass --config")."""
-    from coea.config import RunConfig, save_config
-
+    """A run folder's parts, empty: enough for the checks made before anything loads."""
     for part in ("data", "dsie", "llm"):
         (path / part).mkdir()
-    save_config(RunConfig(), path / "config.json")
 
 
 def test_pco_with_a_bad_served_file_names_it_before_any_model_loads(tmp_path):
