@@ -38,10 +38,10 @@ included without ``extras``). With ``from_run`` the ``coea`` row reuses that run
 with the same PCO config from its SFT pair as it is now (:func:`finished_rounds`), else it trains them anew.
 
 Baselines scored on the same split by ``coea evaluate``'s code: the novelty-excluding methods
-(``pop_novel``, ``cooc_novel``, ``ease_novel``, ``markov+x``, ``sasrec+x``, ``group_pop_novel``, ``nllm_sft+x``),
-``nllm_sft`` and ``dual_best_of_n``; beside them ``nllm_seq`` / ``nllm_seq+x`` (the SFT N-LLM with the encoder),
-which are never the default reference (so adding them left the reference rule as it was). On synthetic data the
-table adds *simulated acceptance*: the share of recommended novel categories (not in the user's history) whose
+(``pop_novel``, ``cooc_novel``, ``ease_novel``, ``markov+x``, ``sasrec+x``, ``sasrec_ease+x``, ``group_pop_novel``,
+``nllm_sft+x``), ``nllm_sft`` and ``dual_best_of_n``; beside them ``nllm_seq`` / ``nllm_seq+x`` (the SFT N-LLM with the
+encoder), which are never the default reference (so adding them left the reference rule as it was). On synthetic data
+the table adds *simulated acceptance*: the share of recommended novel categories (not in the user's history) whose
 planted affinity for the user is above uniform (1 / #categories): the synthetic stand-in for an online A/B test of
 what users would take up.
 
@@ -101,8 +101,8 @@ JUDGED_CANDIDATES = 20
 LONG_TERM = 5  # categories in the long-term summary of the ``coea + long-term summary`` variant
 SEQUENCE = 50  # events in the ``coea + event sequence`` variant's ``seq:`` section (the DSIE encoder's max_len)
 ITEMS = 50  # events in the ``coea + item sequence`` variant's ``items:`` section
-REFERENCE_POOL = ["pop_novel", "cooc_novel", "ease_novel", "markov+x", "sasrec+x", "group_pop_novel", "nllm_sft",
-                  "nllm_sft+x", "dual_best_of_n"]  # the baselines the default reference is chosen among
+REFERENCE_POOL = ["pop_novel", "cooc_novel", "ease_novel", "markov+x", "sasrec+x", "sasrec_ease+x", "group_pop_novel",
+                  "nllm_sft", "nllm_sft+x", "dual_best_of_n"]  # the baselines the default reference is chosen among
 BASELINES = [*REFERENCE_POOL, "nllm_seq", "nllm_seq+x"]
 ENCODER_ROW = "coea + encoder (= coea_seq)"  # the coea variant's final N-LLM x the DSIE encoder: no training
 # with llm.cooc_weight > 0 ENCODER_ROW has the co-occurrence expert too, and this row ranks without it

@@ -180,8 +180,8 @@ class EvalConfig:
 
     methods: list[str] = field(
         default_factory=lambda: ["random", "pop", "pop_novel", "markov", "markov+x", "cooc_novel", "ease_novel",
-                                 "sasrec", "sasrec+x", "group_pop_novel", "nllm_sft", "nllm_sft+x", "dual_best_of_n",
-                                 "coea", "coea+x", SERVED_METHOD]
+                                 "sasrec", "sasrec+x", "sasrec_ease+x", "group_pop_novel", "nllm_sft", "nllm_sft+x",
+                                 "dual_best_of_n", "coea", "coea+x", SERVED_METHOD]
     )
     ks: list[int] = field(default_factory=lambda: [5, 10])
     seed: int = 0  # seeds the random baseline and any sampling

@@ -18,13 +18,13 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def replacing_config(cfg: Any, path: Path) -> Iterator[None]:
-    """Around the work of a command that writes its ``config.json`` (``path``) last (``coea group``, an
-    evaluation): a config.json that records other settings than ``cfg`` is removed first, so a re-run with other
-    settings that stops half-way (Ctrl-C, a crash) leaves no config.json beside its partial outputs to be read as
-    their settings by a later ``--run``/``--from-run`` (which then refuses the unfinished step by its lineage:
-    ``coea group`` clears ``dsie/lineage.json`` when it starts). A re-run the command refuses (bad input, a full
-    disk: :class:`CoeaInputError` or :class:`OSError`) puts it back, leaving the earlier run whole. The same
-    settings keep it; a file that is not valid JSON counts as other settings."""
+    """Around the work of a command that writes its ``config.json`` (``path``) last (``coea group``, ``coea evaluate``
+    without ``--from-run``: both train into the folder): a config.json that records other settings than ``cfg`` is
+    removed first, so a re-run with other settings that stops half-way (Ctrl-C, a crash) leaves no config.json beside
+    its partial outputs to be read as their settings by a later ``--run``/``--from-run`` (which then refuses the
+    unfinished step by its lineage: ``coea group`` clears ``dsie/lineage.json`` when it starts). A re-run the command
+    refuses (bad input, a full disk: :class:`CoeaInputError` or :class:`OSError`) puts it back, leaving the earlier run
+    whole. The same settings keep it; a file that is not valid JSON counts as other settings."""
     path = Path(path)
     old = path.read_bytes() if path.is_file() else None
     if old is not None and not _records(old, cfg):

@@ -126,7 +126,7 @@ def test_report_shows_nested_values_as_text_not_json(run_dir):
 
 
 def test_chart_tells_every_default_method_apart():
-    """The evaluation chart of the 16 default methods: each method's bars have their own (colour, hatch), and
+    """The evaluation chart of the 17 default methods: each method's bars have their own (colour, hatch), and
     method_styles keeps 40 methods apart."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_hex
@@ -135,12 +135,12 @@ def test_chart_tells_every_default_method_apart():
     from coea.evaluation.report import PLOT_METRICS, bar_figure, method_styles
 
     names = EvalConfig().methods
-    assert len(names) == 16
+    assert len(names) == 17
     fig = bar_figure({n: {f"{m}@10": 0.5 for m in PLOT_METRICS} for n in names}, 10)
     try:
         ax = fig.axes[0]
         styles = [(to_hex(c.patches[0].get_facecolor()), c.patches[0].get_hatch() or "") for c in ax.containers]
-        assert len(styles) == 16 and len(set(styles)) == 16
+        assert len(styles) == 17 and len(set(styles)) == 17
         assert [t.get_text() for t in ax.get_legend().get_texts()] == names
     finally:
         plt.close(fig)

@@ -1,11 +1,11 @@
 """Method mutants (audit): rules of the baselines, the DSIE methods, the LLM methods and the registry that a plausible
 bug broke without failing any fast test. Hand-made histories, and LLM methods whose models are replaced by fixed
 log-probabilities (no model is read): a ``_novel`` method drops the history whatever else is excluded, the back-offs
-rank by the history's popularity, group popularity counts events and a user outside the groups gets the global
-counts, sasrec's ties go by popularity, the cold-start log-distribution is smoothed, dual_best_of_n proposes (top or
-sampled) no banned category and ranks its candidates first, the encoder and co-occurrence experts carry their own
-weights, coea's bonus reads the whole history, and every registry name builds its own method, declares the artifacts
-it reads and reads its own models."""
+rank by the history's popularity, group popularity counts events and a user outside the groups gets the global counts,
+sasrec's ties go by popularity, sasrec_ease multiplies the encoder's distribution by EASE's shares, the cold-start
+log-distribution is smoothed, dual_best_of_n proposes (top or sampled) no banned category and ranks its candidates
+first, the encoder and co-occurrence experts carry their own weights, coea's bonus reads the whole history, and every
+registry name builds its own method, declares the artifacts it reads and reads its own models."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def test_registry_names_build_their_own_method_and_view():
     ctx = MethodContext(seed=7)
     expected = {"random": (RandomMethod, False), "pop": (Popularity, False), "pop_novel": (Popularity, True),
                 "markov": (Markov, False), "cooc_novel": (Cooccurrence, True), "ease_novel": (Ease, True),
-                "sasrec": (dsie_methods.SasRecMethod, False), "group_pop_novel": (dsie_methods.GroupPopularity, True),
+                "sasrec": (dsie_methods.SasRecMethod, False), "sasrec_ease": (dsie_methods.SasRecEase, False),
+                "group_pop_novel": (dsie_methods.GroupPopularity, True),
                 "nllm_sft": (llm_methods.NoveltySft, False), "dual_best_of_n": (llm_methods.DualBestOfN, False),
                 "rllm_rank": (llm_methods.RelevanceRank, False), "coea": (llm_methods.Coea, False),
                 "coea_dual": (llm_methods.CoeaDual, False), "nllm_seq": (llm_methods.NoveltyWithEncoder, False),
@@ -74,9 +75,9 @@ def test_registry_names_build_their_own_method_and_view():
         assert models_from is (Need.PCO if name.startswith("coea") else Need.LLMS), name
         assert models_from in parse_method(name).needs
     dsie, llms, pco = Need.DSIE, Need.LLMS, Need.PCO
-    needs = {"sasrec": {dsie}, "group_pop_novel": {dsie}, "nllm_sft": {dsie, llms}, "dual_best_of_n": {dsie, llms},
-             "rllm_rank": {dsie, llms}, "nllm_seq": {dsie, llms}, "coea": {dsie, pco}, "coea_dual": {dsie, pco},
-             "coea_seq": {dsie, pco}}
+    needs = {"sasrec": {dsie}, "sasrec_ease": {dsie}, "group_pop_novel": {dsie}, "nllm_sft": {dsie, llms},
+             "dual_best_of_n": {dsie, llms}, "rllm_rank": {dsie, llms}, "nllm_seq": {dsie, llms}, "coea": {dsie, pco},
+             "coea_dual": {dsie, pco}, "coea_seq": {dsie, pco}}
     assert {name: set(parse_method(name + "+x").needs) for name in METHODS} == {m: needs.get(m, set()) for m in METHODS}
 
 
@@ -216,3 +217,26 @@ def test_sasrec_breaks_the_encoders_ties_by_popularity(monkeypatch: pytest.Monke
     logits = np.array([[2.0, 1.0, 2.0, -np.inf]])
     monkeypatch.setattr(dsie_methods, "encode", lambda model, seqs, config: (None, logits))
     assert method.recommend(["u"], 4) == {"u": ["c", "a", "b", "d"]}
+
+
+def test_sasrec_ease_multiplies_the_encoders_distribution_by_the_ease_shares(monkeypatch: pytest.MonkeyPatch):
+    """sasrec_ease: log_softmax(encoder logits) + 1 x log share (EASE's category scores as shares of the user's
+    total): the encoder alone ranks a, b, c; EASE's weight on c (6 of 7) lifts it first, and a, which EASE gives
+    nothing, falls behind b. A category outside the encoder's vocabulary stays last."""
+    from coea.data.ease import ease_log_shares
+    from coea.evaluation import dsie_methods
+
+    method = dsie_methods.SasRecEase(MethodContext())
+    method.categories, method.index = CATS, {c: i for i, c in enumerate(CATS)}
+    method.popularity, method.seqs = np.zeros(4), {}
+    method.encoder, method.token_of = SimpleNamespace(model=None, config=None), np.array([0, 1, 2, 3])
+    logits = np.array([[2.0, 1.0, 0.5, -np.inf]])
+    ease = np.array([[0.0, 1.0, 6.0, 0.0]])
+    monkeypatch.setattr(dsie_methods, "encode", lambda model, seqs, config: (None, logits))
+    method.ease = SimpleNamespace(scores=lambda users: ease)
+    assert dsie_methods.SASREC_EASE_WEIGHT == method.weight == 1.0
+    expected = log_softmax_rows(np.where(np.isfinite(logits), logits, -1e9)) + ease_log_shares(ease)
+    assert method.score(["u"]) == pytest.approx(expected)
+    assert method.recommend(["u"], 4) == {"u": ["c", "b", "a", "d"]}
+    method.weight = 0.0  # the encoder alone
+    assert method.recommend(["u"], 4) == {"u": ["a", "b", "c", "d"]}

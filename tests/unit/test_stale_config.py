@@ -1,8 +1,9 @@
 """A run folder's config.json never outlives the settings of a re-run that stopped half-way.
 
-`coea group` and an evaluation write config.json last; a re-run with other settings into the same folder that
-stopped before its end used to leave the earlier run's config.json beside its own partial outputs, and the next
-``--run`` read those settings as the run's (sessions 55-59 left this open)."""
+`coea group` and the training `coea evaluate` write config.json last; a re-run with other settings into the same
+folder that stopped before its end used to leave the earlier run's config.json beside its own partial outputs, and
+the next ``--run`` read those settings as the run's (sessions 55-59 left this open). An evaluation of finished models
+writes its metrics and config.json together and nothing before, so a stopped one leaves the earlier one whole."""
 
 from __future__ import annotations
 
@@ -89,9 +90,10 @@ def test_an_interrupted_group_re_run_with_other_settings_leaves_no_earlier_confi
     assert len(err.strip().splitlines()) == 1
 
 
-def test_an_evaluation_into_a_folder_of_another_config_drops_it_before_scoring(tmp_path, monkeypatch, tiny_synth):
-    """evaluate_split removes OUT/config.json of other settings while the methods run (the new one is written
-    with the metrics): stopped while scoring, the folder holds no config that did not make its figures."""
+def test_an_interrupted_re_evaluation_leaves_the_earlier_evaluation_whole(tmp_path, monkeypatch, tiny_synth):
+    """evaluate_split writes nothing until every method is scored, then metrics.json and config.json together:
+    stopped while scoring, OUT still holds the earlier figures beside the settings that made them (OUT may be the
+    run folder itself, whose config.json ``--run`` reads: it must not go)."""
     from coea.data.loaders import LoadedData
     from coea.data.split import chronological_split
     from coea.data.synthetic import generate_synthetic
@@ -101,9 +103,10 @@ def test_an_evaluation_into_a_folder_of_another_config_drops_it_before_scoring(t
     out.mkdir()
     cfg = RunConfig()
     save_config(replace(cfg, dsie=replace(cfg.dsie, seed=cfg.dsie.seed + 1)), out / "config.json")
+    (out / "metrics.json").write_text('{"methods": {}}', encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def stopped(*args, **kwargs):
-        assert not (out / "config.json").exists()
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ev, "recommend_all", stopped)
@@ -112,4 +115,24 @@ def test_an_evaluation_into_a_folder_of_another_config_drops_it_before_scoring(t
     split = chronological_split(data.interactions, cfg.split)
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate_split(cfg, out, loaded, split, ctx=None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_an_interrupted_evaluate_that_trains_leaves_no_earlier_config_json(tmp_path, monkeypatch, capsys):
+    """`coea evaluate` without --from-run trains into OUT (the flow replaces its models): an OUT/config.json of
+    other settings is removed when it starts, so a Ctrl-C half-way leaves none beside the new partial models; the
+    same settings keep it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    save_config(RunConfig(), out / "config.json")
+    same = tmp_path / "same.yaml"
+    same.write_text(json.dumps(json.loads((out / "config.json").read_text())), encoding="utf-8")
+    _stop_in_the_flow(monkeypatch)
+    code, _, err = run_cli(["evaluate", "--config", str(same), "--out", str(out)], capsys)
+    assert code == 130, err
+    assert (out / "config.json").is_file()
+    other = tmp_path / "other.yaml"
+    other.write_text("dsie: {seed: 2}\n", encoding="utf-8")
+    code, _, err = run_cli(["evaluate", "--config", str(other), "--out", str(out)], capsys)
+    assert code == 130, err
     assert not (out / "config.json").exists()

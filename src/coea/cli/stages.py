@@ -91,9 +91,10 @@ def evaluate_cmd(
     )
     cfg = with_device(cfg, device)
     with output_folder(out):
-        if from_run is None:
-            evaluation = run_flow(cfg, RunLayout(out)).results[Step.EVALUATE]
-        else:
+        if from_run is None:  # the flow replaces OUT's models: an earlier config.json of other settings goes first
+            with replacing_config(cfg, RunLayout(out).config):
+                evaluation = run_flow(cfg, RunLayout(out)).results[Step.EVALUATE]
+        else:  # only the metrics and config.json are written, together (OUT may be the run itself)
             evaluation = _evaluate_run(cfg, from_run, out, data_given=data is not None)
     typer.echo(evaluation.table)
     typer.echo(f"wrote {', '.join(str(p) for p in evaluation.paths.values())}")

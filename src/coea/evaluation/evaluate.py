@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from coea.config import EvalConfig, RunConfig, config_to_dict, save_config
-from coea.config_record import replacing_config
 from coea.data.loaders import LoadedData
 from coea.data.schema import CATEGORY
 from coea.data.split import Split, cold_start_warning, require_warm_users
@@ -139,15 +138,15 @@ def ranking_note(llm, methods: Mapping[str, Any]) -> str:
 
 def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Split, ctx: MethodContext) -> EvalResult:
     """Fit every method of ``cfg.eval`` on ``split``'s histories (with the fitted artifacts of ``ctx``), score
-    them on the futures; write metrics.json/.md, a PNG and config.json under ``out_dir``."""
+    them on the futures; write metrics.json/.md, a PNG and config.json under ``out_dir`` (config.json right after
+    metrics.json: a folder's figures and the settings that made them are replaced together)."""
     seed_everything(cfg.eval.seed)
     log.info("split: %d evaluated users, %d cold-start, %d history / %d future events",
              len(split.warm_users), len(split.cold_users), len(split.histories.interactions), len(split.future))
     if (warning := cold_start_warning(split)) is not None:
         log.warning(warning)
     require_warm_users(split, loaded.source)
-    with replacing_config(cfg, out_dir / "config.json"):  # written last, with the metrics: no earlier run's meanwhile
-        recs = recommend_all(split, cfg.eval, ctx)
+    recs = recommend_all(split, cfg.eval, ctx)  # stopped here, OUT still holds the earlier evaluation whole
     metrics = {"dataset": {"source": loaded.source, **data_stats(loaded.interactions)},
                **score_split(split, recs, cfg.eval)}
     metrics["paired_ci"] = paired_ci(split, recs, cfg.eval, metrics["methods"])
@@ -165,11 +164,11 @@ def evaluate_split(cfg: RunConfig, out_dir: Path, loaded: LoadedData, split: Spl
     if metrics["cold_start"]:
         md += f"\n## Cold-start users ({len(split.cold_users)})\n\n" + metrics_table(metrics["cold_start"], cfg.eval.ks)
     write_json_atomic(paths["metrics_json"], metrics)
+    save_config(cfg, paths["config"])
     write_text_atomic(paths["metrics_md"], md)
     bar_chart(metrics["methods"], k, paths["plot"], title=f"{loaded.source}: K={k}")
     for stale in set(out_dir.glob("metrics_at_*.png")) - {paths["plot"]}:  # an earlier evaluation's other K: the
         stale.unlink(missing_ok=True)  # run's report.html shows every plot of the folder
-    save_config(cfg, paths["config"])
     if loaded.truth is not None:
         for p in loaded.truth.write_ground_truth(out_dir / "ground_truth"):
             paths[p.stem] = p

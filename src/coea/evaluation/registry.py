@@ -98,6 +98,7 @@ METHODS: dict[str, MethodInfo] = {
     "cooc_novel": MethodInfo(lambda ctx: Cooccurrence(exclude_history=True)),
     "ease_novel": MethodInfo(lambda ctx: Ease(exclude_history=True)),
     "sasrec": MethodInfo(lambda ctx: _dsie_methods().SasRecMethod(ctx), frozenset({Need.DSIE})),
+    "sasrec_ease": MethodInfo(lambda ctx: _dsie_methods().SasRecEase(ctx), frozenset({Need.DSIE})),
     "group_pop_novel": MethodInfo(lambda ctx: _dsie_methods().GroupPopularity(ctx, exclude_history=True),
                                   frozenset({Need.DSIE})),
     "nllm_sft": MethodInfo(lambda ctx: _llm_methods().NoveltySft(ctx, seed=ctx.seed), _LLM),
