@@ -15,14 +15,16 @@ and split) it also ranks by the fusion with the DSIE encoder
 (the scores at the first ``--lambdas`` and the first ``--half-lives``) for each ``w`` of ``--weights`` (the
 form of ``analysis_fusion.py``'s co-occurrence expert), and with ``--nllm`` also ``nllm_seq`` (the N-LLM + 2 x the
 encoder, the distil teacher's ranking) plus ``w`` x the same shares: the target PCO would fit the N-LLM to if EASE
-joined its teacher. ``--half-lives``: the queries' recency half-lives in events (inf: unweighted). Every row prints
-S-H@K and the paired bootstrap 95 % CI of its difference to ``pop_novel`` and (with ``--run``) to ``sasrec+x``, over
-the split's evaluated users. Without ``--run`` the log is the config's ``data`` (or ``--data``). Choose on the
-validation split (``--config`` with ``split: {validation: true}``); read test once.
+joined its teacher; with ``--served`` instead ``coea_seq`` (the N-LLM after the run's PCO rounds + 2 x the encoder,
+the served ranking) plus ``w`` x the shares: EASE at serving beside a student that already learned it. ``--half-lives``:
+the queries' recency half-lives in events (inf: unweighted). Every row prints S-H@K and the paired bootstrap 95 % CI of
+its difference to ``pop_novel`` and (with ``--run``) to ``sasrec+x`` and to the registered ``sasrec_ease+x`` baseline
+(the encoder + 1 x EASE), over the split's evaluated users. Without ``--run`` the log is the config's ``data`` (or
+``--data``). Choose on the validation split (``--config`` with ``split: {validation: true}``); read test once.
 
     python benchmarks/analysis_ease.py --config V.yaml --data movielens:../shared/data/ml-1m \
         --lambdas 50,200,500,1500 --half-lives inf,5,20
-    python benchmarks/analysis_ease.py --config V.yaml --run R --weights 0.5,1,2 [--nllm]
+    python benchmarks/analysis_ease.py --config V.yaml --run R --weights 0.5,1,2 [--nllm | --served]
 """
 
 from __future__ import annotations
@@ -38,6 +40,21 @@ from _common import print_ci_table, run_split  # noqa: E402
 from analysis_fusion import log_popularity  # noqa: E402
 
 
+def fusion_lists(log_s: np.ndarray, shares: np.ndarray, weights: list[float], llm: str | None = None,
+                 fused: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The ``--run`` rows: the encoder's log-softmax ``log_s`` alone, the registered ``sasrec_ease`` (its weight),
+    ``log_s`` + w x ``shares`` for each of ``weights``, and with ``llm`` (a label) its ``fused`` scores alone and plus
+    w x ``shares``."""
+    from coea.evaluation.dsie_methods import SASREC_EASE_WEIGHT
+
+    out = {"sasrec+x": log_s, "sasrec_ease+x": log_s + SASREC_EASE_WEIGHT * shares}
+    out.update({f"sasrec + {w:g} x ease": log_s + w * shares for w in weights})
+    if llm is not None:
+        out[f"{llm}+x"] = fused
+        out.update({f"{llm} + {w:g} x ease": fused + w * shares for w in weights})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None, help="the split and data settings")
@@ -45,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, default=None, help="a run folder with dsie/ on the same log and split")
     parser.add_argument("--lambdas", default="500", help="comma-separated EASE L2 weights (default: %(default)s)")
     parser.add_argument("--weights", default="", help="comma-separated w of the fusion with the encoder")
-    parser.add_argument("--nllm", action="store_true", help="also nllm_seq + w x EASE (needs the run's N-LLM)")
+    llm = parser.add_mutually_exclusive_group()
+    llm.add_argument("--nllm", action="store_true", help="also nllm_seq + w x EASE (needs the run's N-LLM)")
+    llm.add_argument("--served", action="store_true", help="also coea_seq + w x EASE (needs the run's PCO rounds)")
     parser.add_argument("--half-lives", default="5",
                         help="comma-separated query half-lives in events, inf = unweighted (default: %(default)s)")
     parser.add_argument("--k", type=int, default=10)
@@ -91,25 +110,19 @@ def main(argv: list[str] | None = None) -> int:
         from coea.stages.artifacts import load_artifacts
 
         torch.set_num_threads(1)
-        name = "nllm_seq+x" if args.nllm else "sasrec"
+        llm = "coea_seq" if args.served else "nllm_seq" if args.nllm else None
+        name = f"{llm}+x" if llm else "sasrec"
         ctx = method_context(cfg, load_artifacts([name], RunLayout(args.run).artifacts()))
         method = build_method(parse_method(name), ctx).fit(split.histories)
         if list(method.categories) != categories:
             raise SystemExit(f"error: {args.run}: its categories differ from the split's; give a run on this log")
-        enc = method.encoder.score(users) if args.nllm else np.asarray(method.score(users), dtype=np.float64)
-        log_s = log_softmax_rows(enc)
-        lists["sasrec+x"] = log_s
-        for w in weights:
-            lists[f"sasrec + {w:g} x ease"] = log_s + w * shares
-        if args.nllm:
-            teacher = encoder_fused(method.novelty_logprobs(users), enc, cfg.llm.encoder_weight)
-            lists["nllm_seq+x"] = teacher
-            for w in weights:
-                lists[f"nllm_seq + {w:g} x ease"] = teacher + w * shares
+        enc = method.encoder.score(users) if llm else np.asarray(method.score(users), dtype=np.float64)
+        fused = encoder_fused(method.novelty_logprobs(users), enc, cfg.llm.encoder_weight) if llm else None
+        lists.update(fusion_lists(log_softmax_rows(enc), shares, weights, llm, fused))
     recs = {label: top_k(np.where(banned, -np.inf, s), users, categories, args.k) for label, s in lists.items()}
     key = f"S-H@{args.k}"
     per_user = {label: v[key] for label, v in warm_per_user(split, recs, cfg.eval, [args.k]).items()}
-    refs = ["pop_novel"] + (["sasrec+x"] if args.run else [])
+    refs = ["pop_novel"] + (["sasrec+x", "sasrec_ease+x"] if args.run else [])
     print(f"{len(users)} evaluated users\n")
     print_ci_table(per_user, refs, key, cfg.eval.seed)
     return 0

@@ -30,9 +30,10 @@ BENCH = Path(__file__).resolve().parent
 SEED_KEYS = (("dsie",), ("dsie", "encoder"), ("dsie", "rqvae"), ("llm", "model"), ("llm", "data"),
              ("llm", "novelty"), ("llm", "relevance"), ("pco",))  # every section with its own seed
 # the tables' arms: (name, method); the first of each table is its reference
-READS = {"methods": [("sasrec", "sasrec+x"), ("coea", "coea+x"), ("served", "coea_seq+x"), ("nllm_seq", "nllm_seq+x"),
-                     ("nllm_sft", "nllm_sft+x"), ("dual_best_of_n", "dual_best_of_n+x"), ("cooc", "cooc_novel"),
-                     ("markov", "markov+x"), ("group_pop", "group_pop_novel")],
+READS = {"methods": [("sasrec", "sasrec+x"), ("coea", "coea+x"), ("sasrec_ease", "sasrec_ease+x"),
+                     ("served", "coea_seq+x"), ("nllm_seq", "nllm_seq+x"), ("nllm_sft", "nllm_sft+x"),
+                     ("dual_best_of_n", "dual_best_of_n+x"), ("cooc", "cooc_novel"), ("markov", "markov+x"),
+                     ("group_pop", "group_pop_novel")],
          "pco": [("nllm_sft", "nllm_sft+x"), ("coea", "coea+x")]}
 
 

@@ -95,6 +95,7 @@ def test_preset_runs_dry_run_takes_any_preset_and_log_and_adds_the_evaluation_on
     assert [line.split()[1] for line in lines[:4]] == ["group", "train-llms", "pco", "evaluate"]
     assert "--from-run" in lines[3] and "--reference sasrec+x" in lines[3]
     assert "--arm sasrec=sasrec+x@" in lines[4] and "--arm coea=coea+x@" in lines[4] and len(lines) == 6
+    assert "--arm sasrec_ease=sasrec_ease+x@" in lines[4]  # the strongest baseline measured (session 61)
     got = config_to_dict(load_run_config(tmp_path / "o" / "s5.yaml"))
     want = config_to_dict(load_run_config(Path("distil")))
     assert got["data"]["spec"] == spec and got["split"]["validation"] is False and got["pco"]["seed"] == 5
