@@ -59,7 +59,7 @@ def test_training_pipeline_outputs(trained: tuple[Path, dict[str, Path]], fitted
 
 def test_coea_run_prints_under_60_lines_and_logs_the_steps_to_a_file(training_run) -> None:
     """`coea run` prints a header, one line per pipeline step (name, status, seconds) and `run_summary`; with
-    the demo's 14 methods instead of this config's 8 that is under 60 lines. The steps' own logs (thousands of
+    the demo's default methods (17) instead of this config's 8 that is under 60 lines. The steps' own logs (thousands of
     lines) are in RUN/kfp/steps.log."""
     from coea.cli.kubeflow import run_summary
 

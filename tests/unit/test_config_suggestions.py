@@ -62,7 +62,7 @@ def test_a_method_typo_names_the_close_registered_method(name, fix):
 
 def test_a_method_with_nothing_close_lists_the_methods():
     with pytest.raises(CoeaInputError, match=r"unknown method 'zzzz' \(fix: choose from coea, coea_dual, .*sasrec, "
-                                             r"each optionally with the suffix '\+x'\)"):
+                                             r"sasrec_ease, each optionally with the suffix '\+x'\)"):
         parse_method("zzzz")
 
 

@@ -83,13 +83,10 @@ def evaluate_cmd(
     cfg = _scored_data_config(from_run_config(config, from_run), from_run, data, {
         "--category-level": category_level, "--user-col": user_col, "--item-col": item_col,
         "--category-col": category_col, "--timestamp-col": timestamp_col})
-    cfg = replace(
-        cfg,
-        data=data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col),
+    cfg = with_device(replace(
+        cfg, data=data_config(cfg.data, data, category_level, user_col, item_col, category_col, timestamp_col),
         split=split_config(cfg.split, n_future, n_short, min_history, min_gap),
-        eval=eval_overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed, reference=reference),
-    )
-    cfg = with_device(cfg, device)
+        eval=eval_overrides(cfg.eval, methods=csv(methods), ks=ints(k, "--k"), seed=seed, reference=reference)), device)
     with output_folder(out):
         if from_run is None:  # the flow replaces OUT's models: an earlier config.json of other settings goes first
             with replacing_config(cfg, RunLayout(out).config):
