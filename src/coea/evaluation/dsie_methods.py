@@ -2,8 +2,8 @@
 encoder fused with the ``ease_novel`` baseline: the strongest baseline measured, the one a teacher with EASE must
 beat) and ``group_pop_novel`` (the most popular categories within the user's group that the user has not seen).
 
-Both read the DSIE fitted on histories (the ``dsie`` artifact of the method context: see
-:mod:`coea.evaluation.registry`); neither trains anything.
+All three read the DSIE fitted on histories (the ``dsie`` artifact of the method context: see
+:mod:`coea.evaluation.registry`); none trains a model (``sasrec_ease`` solves EASE's closed form on the histories).
 """
 
 from __future__ import annotations
