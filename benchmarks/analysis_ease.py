@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, default=None, help="a run folder with dsie/ on the same log and split")
     parser.add_argument("--lambdas", default="500", help="comma-separated EASE L2 weights (default: %(default)s)")
     parser.add_argument("--weights", default="", help="comma-separated w of the fusion with the encoder")
-    llm = parser.add_mutually_exclusive_group()
-    llm.add_argument("--nllm", action="store_true", help="also nllm_seq + w x EASE (needs the run's N-LLM)")
-    llm.add_argument("--served", action="store_true", help="also coea_seq + w x EASE (needs the run's PCO rounds)")
+    which = parser.add_mutually_exclusive_group()  # the LLM ranking beside the encoder, if any
+    which.add_argument("--nllm", action="store_true", help="also nllm_seq + w x EASE (needs the run's N-LLM)")
+    which.add_argument("--served", action="store_true", help="also coea_seq + w x EASE (needs the run's PCO rounds)")
     parser.add_argument("--half-lives", default="5",
                         help="comma-separated query half-lives in events, inf = unweighted (default: %(default)s)")
     parser.add_argument("--k", type=int, default=10)
